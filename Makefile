@@ -1,0 +1,112 @@
+# kvmbox — build, test, install.
+#   make            build ./kvmbox
+#   make deps       install the Debian packages the build, tests and `make run` need (root)
+#   make run        the main job on this machine: kvmbox check
+#   make check      every test tier; ends with "N passed, N failed"   (SAN=1: ASan+UBSan build)
+#   make bench      benchmarks against the tools kvmbox replaces
+#   make install    PREFIX=/usr DESTDIR=...: binary, applet symlinks, man page
+
+VERSION    := 0.1.0
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+CC         ?= cc
+CFLAGS     ?= -O2 -g
+PKG_CONFIG ?= pkg-config
+
+# Debian packages: the build, the tests (cmocka, valgrind, clang's libFuzzer) and the
+# benchmarks' competitors (kvm-ok, virt-host-validate, hyperfine).
+DEBIAN_PACKAGES := build-essential pkg-config libcmocka-dev valgrind clang libclang-rt-14-dev \
+                   cpu-checker libvirt-clients hyperfine
+
+KB_CFLAGS  := -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude \
+              -DKVMBOX_VERSION=\"$(VERSION)\" -MMD -MP
+KB_LDFLAGS :=
+
+ifeq ($(SAN),1)
+BUILD      := build/san
+BIN        := $(BUILD)/kvmbox
+KB_CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+KB_LDFLAGS += -fsanitize=address,undefined
+else
+BUILD      := build
+BIN        := kvmbox
+endif
+
+LIB_SRCS    := $(sort $(wildcard applets/lib/*.c))
+APPLET_SRCS := $(sort $(wildcard applets/*.c))
+LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+APPLET_OBJS := $(APPLET_SRCS:%.c=$(BUILD)/%.o)
+LIBKVMBOX   := $(BUILD)/libkvmbox.a
+
+UNIT_SRCS   := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS   := $(UNIT_SRCS:%.c=$(BUILD)/%)
+HELPER_SRCS := $(sort $(wildcard tests/helpers/*.c))
+HELPER_BINS := $(HELPER_SRCS:%.c=$(BUILD)/%)
+FUZZ_SRCS   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS   := $(FUZZ_SRCS:%.c=build/fuzz/%)
+CLI_TESTS   := $(sort $(wildcard tests/cli/*.sh))
+
+.PHONY: all deps run check bench fuzz install clean
+all: $(BIN)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(KB_CFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(LIBKVMBOX): $(LIB_OBJS)
+	$(AR) rcs $@ $^
+
+$(BIN): $(APPLET_OBJS) $(LIBKVMBOX)
+	$(CC) $(CFLAGS) $(KB_LDFLAGS) $(LDFLAGS) -o $@ $(APPLET_OBJS) $(LIBKVMBOX)
+
+$(BUILD)/tests/unit/%: tests/unit/%.c $(LIBKVMBOX)
+	@mkdir -p $(@D)
+	$(CC) $(KB_CFLAGS) $(CFLAGS) $(shell $(PKG_CONFIG) --cflags cmocka) -o $@ $< $(LIBKVMBOX) \
+		$(KB_LDFLAGS) $(shell $(PKG_CONFIG) --libs cmocka)
+
+$(BUILD)/tests/helpers/%: tests/helpers/%.c
+	@mkdir -p $(@D)
+	$(CC) $(KB_CFLAGS) $(CFLAGS) $(KB_LDFLAGS) -o $@ $<
+
+# libFuzzer targets: the parsers built with clang, linked with their sources directly.
+build/fuzz/tests/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS)
+	@mkdir -p $(@D)
+	clang -std=gnu11 -D_GNU_SOURCE -Iinclude -g -O1 -fsanitize=fuzzer,address,undefined \
+		-o $@ $< $(LIB_SRCS)
+
+fuzz: $(FUZZ_BINS)
+
+# The man page is generated from the applets' own --help texts.
+$(BUILD)/kvmbox.1: $(BIN)
+	./$(BIN) --man > $@.tmp && mv $@.tmp $@
+
+deps:
+	@missing=; for p in $(DEBIAN_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "make deps: installing$$missing"; \
+		[ "$$(id -u)" = 0 ] || { echo "make deps: run as root to install:$$missing" >&2; exit 1; }; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+run: deps $(BIN)
+	./$(BIN) check || true
+
+check: deps $(BIN) $(UNIT_BINS) $(HELPER_BINS) $(if $(SAN),,$(FUZZ_BINS))
+	@KVMBOX=$(abspath $(BIN)) BUILD=$(abspath $(BUILD)) SAN=$(SAN) \
+		tests/run.sh $(UNIT_BINS) $(CLI_TESTS) $(if $(SAN),,$(FUZZ_BINS))
+
+bench: deps $(BIN)
+	@KVMBOX=$(abspath $(BIN)) tests/bench/check.sh
+
+install: $(BIN) $(BUILD)/kvmbox.1
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/kvmbox
+	$(DESTDIR)$(PREFIX)/bin/kvmbox --install $(DESTDIR)$(PREFIX)/bin
+	install -m 0644 $(BUILD)/kvmbox.1 $(DESTDIR)$(PREFIX)/share/man/man1/kvmbox.1
+
+clean:
+	rm -rf build kvmbox
+
+-include $(shell find build -name '*.d' 2>/dev/null)

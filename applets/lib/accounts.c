@@ -1,0 +1,44 @@
+/* Account names from the sysroot's /etc files; see kvmbox/accounts.h. */
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+
+#include "kvmbox/accounts.h"
+#include "kvmbox/cleanup.h"
+#include "kvmbox/sysroot.h"
+
+static FILE *open_mapped(const struct kb_ctx *ctx, const char *abs_path)
+{
+	struct kb_path p;
+	if (kb_sysroot_path(ctx, abs_path, &p, NULL) < 0)
+		return NULL;
+	return fopen(p.s, "re");
+}
+
+const char *kb_group_name(const struct kb_ctx *ctx, gid_t gid, char *buf, size_t size)
+{
+	snprintf(buf, size, "%u", (unsigned)gid);
+	autoclose_file f = open_mapped(ctx, "/etc/group");
+	struct group *gr;
+	while (f && (gr = fgetgrent(f)) != NULL) {
+		if (gr->gr_gid == gid) {
+			snprintf(buf, size, "%s", gr->gr_name);
+			break;
+		}
+	}
+	return buf;
+}
+
+const char *kb_user_name(const struct kb_ctx *ctx, uid_t uid, char *buf, size_t size)
+{
+	snprintf(buf, size, "%u", (unsigned)uid);
+	autoclose_file f = open_mapped(ctx, "/etc/passwd");
+	struct passwd *pw;
+	while (f && (pw = fgetpwent(f)) != NULL) {
+		if (pw->pw_uid == uid) {
+			snprintf(buf, size, "%s", pw->pw_name);
+			break;
+		}
+	}
+	return buf;
+}

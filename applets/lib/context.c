@@ -1,0 +1,30 @@
+/* The applet context: defaults and the one-line error helper. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "kvmbox/context.h"
+
+void kb_ctx_init(struct kb_ctx *ctx)
+{
+	const char *root = getenv("KVMBOX_ROOT");
+	const char *no_color = getenv("NO_COLOR");
+	*ctx = (struct kb_ctx){
+		.root = root && *root ? root : "/",
+		.format = KB_FORMAT_HUMAN,
+		.color = isatty(STDOUT_FILENO) && !(no_color && *no_color),
+		.out = stdout,
+		.err = stderr,
+		.applet = "kvmbox",
+	};
+}
+
+void kb_say_error(const struct kb_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(ctx->err, "kvmbox %s: ", ctx->applet);
+	va_start(ap, fmt);
+	vfprintf(ctx->err, fmt, ap);
+	va_end(ap);
+	fputc('\n', ctx->err);
+}

@@ -1,0 +1,221 @@
+/* Reading files and replacing them atomically; see kvmbox/file.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kvmbox/cleanup.h"
+#include "kvmbox/file.h"
+#include "kvmbox/sysroot.h"
+
+/* read() until EOF into a growing buffer: /proc and /sys sizes cannot be trusted. */
+static int read_fd_all(int fd, const char *path, size_t max_size, char **data, size_t *len,
+		       struct kb_error *err)
+{
+	size_t cap = 4096, used = 0;
+	char *buf = malloc(cap);
+	if (!buf)
+		return kb_fail(err, ENOMEM, path, "reading");
+	for (;;) {
+		if (cap - used < 2) {
+			if (cap > max_size) {
+				free(buf);
+				return kb_fail(err, EFBIG, path, "reading (over %zu bytes)", max_size);
+			}
+			char *bigger = realloc(buf, cap * 2);
+			if (!bigger) {
+				free(buf);
+				return kb_fail(err, ENOMEM, path, "reading");
+			}
+			buf = bigger;
+			cap *= 2;
+		}
+		ssize_t n = read(fd, buf + used, cap - used - 1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			int e = errno;
+			free(buf);
+			return kb_fail(err, e, path, "reading");
+		}
+		if (n == 0)
+			break;
+		used += (size_t)n;
+	}
+	if (used > max_size) {
+		free(buf);
+		return kb_fail(err, EFBIG, path, "reading (over %zu bytes)", max_size);
+	}
+	buf[used] = '\0';
+	*data = buf;
+	*len = used;
+	return 0;
+}
+
+int kb_read_file(const struct kb_ctx *ctx, const char *abs_path, size_t max_size, char **data,
+		 size_t *len, struct kb_error *err)
+{
+	struct kb_path p;
+	if (kb_sysroot_path(ctx, abs_path, &p, err) < 0)
+		return -1;
+	autoclose_fd fd = open(p.s, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return kb_fail(err, errno, p.s, "opening");
+	return read_fd_all(fd, p.s, max_size, data, len, err);
+}
+
+int kb_read_value(const struct kb_ctx *ctx, const char *abs_path, char *buf, size_t size,
+		  struct kb_error *err)
+{
+	struct kb_path p;
+	if (kb_sysroot_path(ctx, abs_path, &p, err) < 0)
+		return -1;
+	autoclose_fd fd = open(p.s, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return kb_fail(err, errno, p.s, "opening");
+	size_t used = 0;
+	for (;;) {
+		if (used + 1 >= size)
+			return kb_fail(err, EOVERFLOW, p.s, "reading (value longer than %zu bytes)",
+				       size - 1);
+		ssize_t n = read(fd, buf + used, size - used - 1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return kb_fail(err, errno, p.s, "reading");
+		}
+		if (n == 0)
+			break;
+		used += (size_t)n;
+	}
+	while (used > 0 && strchr(" \t\r\n", buf[used - 1]))
+		used--;
+	buf[used] = '\0';
+	size_t lead = strspn(buf, " \t\r\n");
+	memmove(buf, buf + lead, used - lead + 1);
+	return 0;
+}
+
+static int write_all(int fd, const char *data, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, data, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		data += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int fsync_dir(const char *dir, struct kb_error *err)
+{
+	autoclose_fd fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0)
+		return kb_fail(err, errno, dir, "syncing directory");
+	return 0;
+}
+
+/* Keep the current file as @backup: a hard link made under a temporary name, then renamed. */
+static int keep_backup(const char *path, const char *backup, struct kb_error *err)
+{
+	char tmp[PATH_MAX];
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", backup) >= (int)sizeof(tmp))
+		return kb_fail(err, ENAMETOOLONG, backup, "making backup");
+	unlink(tmp);
+	if (link(path, tmp) < 0)
+		return kb_fail(err, errno, tmp, "making backup");
+	if (rename(tmp, backup) < 0) {
+		int e = errno;
+		unlink(tmp);
+		return kb_fail(err, e, backup, "making backup");
+	}
+	return 0;
+}
+
+static int verify_content(const char *path, const void *data, size_t len, struct kb_error *err)
+{
+	autoclose_fd fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return kb_fail(err, errno, path, "reading back");
+	autofree char *back = NULL;
+	size_t back_len;
+	if (read_fd_all(fd, path, len, &back, &back_len, err) < 0)
+		return -1;
+	if (back_len != len || memcmp(back, data, len) != 0)
+		return kb_fail(err, EIO, path, "reading back: content differs from what was written to");
+	return 0;
+}
+
+int kb_write_file_atomic(const struct kb_ctx *ctx, const char *abs_path, const void *data,
+			 size_t len, const struct kb_write_options *opts, struct kb_error *err)
+{
+	struct kb_path p;
+	if (kb_sysroot_path(ctx, abs_path, &p, err) < 0)
+		return -1;
+
+	char dir[PATH_MAX], base[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s", p.s);
+	snprintf(base, sizeof(base), "%s", p.s);
+	char *dir_name = dirname(dir);
+	const char *base_name = basename(base);
+
+	char tmp[PATH_MAX];
+	if (snprintf(tmp, sizeof(tmp), "%s/.%s.kvmbox-XXXXXX", dir_name, base_name) >= (int)sizeof(tmp))
+		return kb_fail(err, ENAMETOOLONG, p.s, "writing");
+
+	struct stat old;
+	bool exists = stat(p.s, &old) == 0;
+	if (!exists && errno != ENOENT)
+		return kb_fail(err, errno, p.s, "writing");
+	if (exists && !S_ISREG(old.st_mode))
+		return kb_fail(err, EINVAL, p.s, "writing: not a regular file:");
+
+	autoclose_fd fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		return kb_fail(err, errno, dir_name, "creating a temporary file in");
+
+	mode_t mode = exists ? (old.st_mode & 07777) : (opts && opts->mode ? opts->mode : 0644);
+	int e = 0;
+	const char *step = "writing";
+	if (write_all(fd, data, len) < 0)
+		e = errno;
+	else if (fchmod(fd, mode) < 0)
+		e = errno, step = "setting the mode of";
+	else if (exists && fchown(fd, old.st_uid, old.st_gid) < 0)
+		e = errno, step = "setting the owner of";
+	else if (fsync(fd) < 0)
+		e = errno, step = "syncing";
+	if (e) {
+		unlink(tmp);
+		return kb_fail(err, e, p.s, "%s", step);
+	}
+
+	if (exists && opts && opts->backup_suffix) {
+		char backup[PATH_MAX];
+		if (snprintf(backup, sizeof(backup), "%s%s", p.s, opts->backup_suffix) >=
+		    (int)sizeof(backup)) {
+			unlink(tmp);
+			return kb_fail(err, ENAMETOOLONG, p.s, "making backup of");
+		}
+		if (keep_backup(p.s, backup, err) < 0) {
+			unlink(tmp);
+			return -1;
+		}
+	}
+	if (rename(tmp, p.s) < 0) {
+		e = errno;
+		unlink(tmp);
+		return kb_fail(err, e, p.s, "replacing");
+	}
+	if (fsync_dir(dir_name, err) < 0)
+		return -1;
+	return verify_content(p.s, data, len, err);
+}

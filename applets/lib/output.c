@@ -1,0 +1,113 @@
+/* Result rows as aligned text or JSON; see kvmbox/output.h. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kvmbox/output.h"
+
+static const char *const status_names[KB_STATUS_COUNT] = {
+	[KB_PASS] = "PASS", [KB_INFO] = "INFO", [KB_SKIP] = "SKIP",
+	[KB_WARN] = "WARN", [KB_FAIL] = "FAIL",
+};
+
+/* ANSI colours for the status column, on a TTY only. */
+static const char *const status_colors[KB_STATUS_COUNT] = {
+	[KB_PASS] = "\033[32m", [KB_INFO] = "\033[36m", [KB_SKIP] = "\033[2m",
+	[KB_WARN] = "\033[33m", [KB_FAIL] = "\033[1;31m",
+};
+
+const char *kb_status_name(enum kb_status status)
+{
+	return status < KB_STATUS_COUNT ? status_names[status] : "?";
+}
+
+void kb_row_set(struct kb_row *row, const char *id, enum kb_status status, const char *fmt, ...)
+{
+	row->id = id;
+	row->status = status;
+	row->hint[0] = '\0';
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(row->message, sizeof(row->message), fmt, ap);
+	va_end(ap);
+}
+
+void kb_row_hint(struct kb_row *row, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(row->hint, sizeof(row->hint), fmt, ap);
+	va_end(ap);
+}
+
+void kb_json_string(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+		switch (*c) {
+		case '"': fputs("\\\"", out); break;
+		case '\\': fputs("\\\\", out); break;
+		case '\n': fputs("\\n", out); break;
+		case '\t': fputs("\\t", out); break;
+		case '\r': fputs("\\r", out); break;
+		default:
+			if (*c < 0x20)
+				fprintf(out, "\\u%04x", *c);
+			else
+				fputc(*c, out);
+		}
+	}
+	fputc('"', out);
+}
+
+static void print_json(FILE *out, const struct kb_row *rows, size_t count)
+{
+	fputs("[", out);
+	for (size_t i = 0; i < count; i++) {
+		fputs(i ? ",\n {\"id\": " : "\n {\"id\": ", out);
+		kb_json_string(out, rows[i].id);
+		fputs(", \"status\": ", out);
+		kb_json_string(out, kb_status_name(rows[i].status));
+		fputs(", \"message\": ", out);
+		kb_json_string(out, rows[i].message);
+		fputs(", \"hint\": ", out);
+		kb_json_string(out, rows[i].hint);
+		fputs("}", out);
+	}
+	fputs(count ? "\n]\n" : "]\n", out);
+}
+
+static bool row_shown(const struct kb_ctx *ctx, const struct kb_row *row)
+{
+	return ctx->verbosity >= 0 || (row->status != KB_PASS && row->status != KB_INFO);
+}
+
+static void print_human(const struct kb_ctx *ctx, const struct kb_row *rows, size_t count)
+{
+	int id_width = 0;
+	for (size_t i = 0; i < count; i++) {
+		int w = (int)strlen(rows[i].id);
+		if (row_shown(ctx, &rows[i]) && w > id_width)
+			id_width = w;
+	}
+	for (size_t i = 0; i < count; i++) {
+		const struct kb_row *r = &rows[i];
+		if (!row_shown(ctx, r))
+			continue;
+		if (ctx->color)
+			fprintf(ctx->out, "%s%s\033[0m", status_colors[r->status], kb_status_name(r->status));
+		else
+			fputs(kb_status_name(r->status), ctx->out);
+		fprintf(ctx->out, "  %-*s  %s\n", id_width, r->id, r->message);
+		if (r->hint[0] && r->status != KB_PASS)
+			fprintf(ctx->out, "      %-*s  hint: %s\n", id_width, "", r->hint);
+	}
+}
+
+void kb_rows_print(const struct kb_ctx *ctx, const struct kb_row *rows, size_t count)
+{
+	if (ctx->format == KB_FORMAT_JSON)
+		print_json(ctx->out, rows, count);
+	else
+		print_human(ctx, rows, count);
+}

@@ -1,0 +1,289 @@
+/*
+ * kvmbox: the multicall front. Finds the applet from the name it was called
+ * by (a symlink such as kvm-ok) or from the first argument, applies the global
+ * options, and runs the applet with one context.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kvmbox/applet.h"
+
+#ifndef KVMBOX_VERSION
+#define KVMBOX_VERSION "0.0.0"
+#endif
+
+const struct kb_applet kb_applets[KB_APPLET_COUNT] = {
+#define APPLET(id, name_, entry, usage_, summary_) \
+	[KB_APPLET_##id] = { .name = name_, .main = entry, .usage = usage_, .summary = summary_ },
+#include "kvmbox/applets.def"
+#undef APPLET
+};
+
+const struct kb_applet *kb_applet_find(const char *name)
+{
+	for (size_t i = 0; i < KB_APPLET_COUNT; i++)
+		if (strcmp(kb_applets[i].name, name) == 0)
+			return &kb_applets[i];
+	return NULL;
+}
+
+static const char global_options_help[] =
+	"Global options:\n"
+	"  --root DIR     treat DIR as the system root (also KVMBOX_ROOT; default /)\n"
+	"  --target DIR   write persistent configuration (/etc, /boot, /var) under DIR\n"
+	"  --json         machine-readable output\n"
+	"  -v, --verbose  more detail; -q, --quiet  only problems\n"
+	"  -h, --help     this help\n"
+	"Exit status: 0 ok, 1 a check or an operation failed, 2 usage error.\n";
+
+void kb_print_usage(FILE *out, const struct kb_applet *applet)
+{
+	fputs(applet->usage, out);
+	fputc('\n', out);
+	fputs(global_options_help, out);
+}
+
+/* Global options, shared by the front and every applet's getopt loop. Returns -1 if applied. */
+static int apply_global(struct kb_ctx *ctx, int opt, const char *arg)
+{
+	switch (opt) {
+	case KB_OPT_ROOT: ctx->root = arg; return -1;
+	case KB_OPT_TARGET: ctx->target = arg; return -1;
+	case KB_OPT_JSON: ctx->format = KB_FORMAT_JSON; return -1;
+	case 'v': ctx->verbosity = ctx->verbosity < 0 ? 1 : ctx->verbosity + 1; return -1;
+	case 'q': ctx->verbosity = -1; return -1;
+	default: return 0;
+	}
+}
+
+int kb_common_option(struct kb_ctx *ctx, int opt, const char *arg)
+{
+	if (apply_global(ctx, opt, arg) < 0)
+		return -1;
+	if (opt == 'h') {
+		const struct kb_applet *applet = kb_applet_find(ctx->applet);
+		if (applet)
+			kb_print_usage(ctx->out, applet);
+		return KB_EXIT_OK;
+	}
+	fprintf(ctx->err, "Try 'kvmbox %s --help' for more information.\n", ctx->applet);
+	return KB_EXIT_USAGE;
+}
+
+static const char main_usage[] =
+	"Usage: kvmbox [GLOBAL OPTIONS] APPLET [ARGS...]\n"
+	"       APPLET [ARGS...]            (called through a symlink named after the applet)\n"
+	"       kvmbox --list | --install DIR | --version | --help\n"
+	"\n"
+	"Turns a bare Linux machine into a working KVM/libvirt host, and keeps it right.\n"
+	"\n"
+	"  --list         list the applets\n"
+	"  --install DIR  make a symlink DIR/APPLET for every applet (refuses to replace other files)\n"
+	"  --version      print the version\n"
+	"\n";
+
+static void print_main_usage(FILE *out)
+{
+	fputs(main_usage, out);
+	fputs("Applets:\n", out);
+	for (size_t i = 0; i < KB_APPLET_COUNT; i++)
+		fprintf(out, "  %-12s %s\n", kb_applets[i].name, kb_applets[i].summary);
+	fputc('\n', out);
+	fputs(global_options_help, out);
+}
+
+/* A man page made from the same texts as --help, so the two never disagree. */
+static void print_man_page(FILE *out)
+{
+	fprintf(out, ".TH KVMBOX 1 \"\" \"kvmbox %s\" \"User Commands\"\n", KVMBOX_VERSION);
+	fputs(".SH NAME\nkvmbox \\- turn a bare Linux machine into a KVM/libvirt host\n", out);
+	fputs(".SH SYNOPSIS\n.nf\n", out);
+	fputs("\\fBkvmbox\\fR [\\fIGLOBAL OPTIONS\\fR] \\fIAPPLET\\fR [\\fIARGS\\fR...]\n", out);
+	fputs("\\fIAPPLET\\fR [\\fIARGS\\fR...]\n.fi\n", out);
+	fputs(".SH DESCRIPTION\nOne multicall binary; each applet is also installed as a symlink.\n", out);
+	fputs(".SH APPLETS\n", out);
+	for (size_t i = 0; i < KB_APPLET_COUNT; i++) {
+		fprintf(out, ".SS %s\n%s.\n.PP\n.nf\n", kb_applets[i].name, kb_applets[i].summary);
+		for (const char *p = kb_applets[i].usage; *p; p++) {
+			if (*p == '\\')
+				fputs("\\e", out);
+			else if (*p == '-' )
+				fputs("\\-", out);
+			else
+				fputc(*p, out);
+			/* A line starting with '.' or '\'' would be a roff request. */
+			if (*p == '\n' && (p[1] == '.' || p[1] == '\''))
+				fputs("\\&", out);
+		}
+		fputs(".fi\n", out);
+	}
+	fputs(".SH GLOBAL OPTIONS\n.nf\n", out);
+	for (const char *p = global_options_help; *p; p++)
+		fputs(*p == '-' ? "\\-" : (char[]){ *p, 0 }, out);
+	fputs(".fi\n.SH EXIT STATUS\n0 ok or already right, 1 a check or an operation failed, 2 usage error.\n",
+	      out);
+}
+
+/* Whether @path is a symlink that leads to this very binary (or is named kvmbox). */
+static int is_kvmbox_link(const char *path, const struct stat *self)
+{
+	struct stat lst, st;
+	if (lstat(path, &lst) < 0 || !S_ISLNK(lst.st_mode))
+		return 0;
+	if (stat(path, &st) == 0 && st.st_dev == self->st_dev && st.st_ino == self->st_ino)
+		return 1;
+	char target[PATH_MAX];
+	ssize_t n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return 0;
+	target[n] = '\0';
+	const char *base = strrchr(target, '/');
+	return strcmp(base ? base + 1 : target, "kvmbox") == 0;
+}
+
+/*
+ * --install DIR: DIR/APPLET -> kvmbox for every applet. The link is relative
+ * when the binary lives in DIR itself (so DESTDIR installs stay correct), else
+ * absolute. Existing kvmbox links are replaced atomically; anything else is
+ * refused. Exit 1 if any link could not be made.
+ */
+static int install_links(const char *dir)
+{
+	char self[PATH_MAX], dir_real[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n < 0) {
+		fprintf(stderr, "kvmbox --install: cannot find this binary (/proc/self/exe): %s\n",
+			strerror(errno));
+		return KB_EXIT_FAILURE;
+	}
+	self[n] = '\0';
+	if (!realpath(dir, dir_real)) {
+		fprintf(stderr, "kvmbox --install: %s: %s\n", dir, strerror(errno));
+		return KB_EXIT_FAILURE;
+	}
+	struct stat self_st;
+	if (stat(self, &self_st) < 0) {
+		fprintf(stderr, "kvmbox --install: %s: %s\n", self, strerror(errno));
+		return KB_EXIT_FAILURE;
+	}
+	const char *slash = strrchr(self, '/');
+	size_t self_dir_len = (size_t)(slash - self);
+	int same_dir = strlen(dir_real) == (self_dir_len ? self_dir_len : 1) &&
+		       strncmp(dir_real, self, self_dir_len ? self_dir_len : 1) == 0;
+	const char *link_target = same_dir ? slash + 1 : self;
+
+	int failures = 0;
+	for (size_t i = 0; i < KB_APPLET_COUNT; i++) {
+		char path[PATH_MAX], tmp[PATH_MAX];
+		snprintf(path, sizeof(path), "%s/%s", dir_real, kb_applets[i].name);
+		snprintf(tmp, sizeof(tmp), "%s/.%s.kvmbox-new", dir_real, kb_applets[i].name);
+		struct stat st;
+		if (lstat(path, &st) == 0 && !is_kvmbox_link(path, &self_st)) {
+			fprintf(stderr, "kvmbox --install: %s exists and is not a kvmbox link; not replacing it\n",
+				path);
+			failures++;
+			continue;
+		}
+		unlink(tmp);
+		if (symlink(link_target, tmp) < 0 || rename(tmp, path) < 0) {
+			fprintf(stderr, "kvmbox --install: %s: %s\n", path, strerror(errno));
+			unlink(tmp);
+			failures++;
+		}
+	}
+	return failures ? KB_EXIT_FAILURE : KB_EXIT_OK;
+}
+
+/* "--opt=value" or "--opt value": the value of front option @name at argv[*i], or NULL. */
+static const char *front_value(int argc, char **argv, int *i, const char *name, int *missing)
+{
+	size_t n = strlen(name);
+	if (strncmp(argv[*i], name, n) != 0)
+		return NULL;
+	if (argv[*i][n] == '=')
+		return argv[*i] + n + 1;
+	if (argv[*i][n] != '\0')
+		return NULL;
+	if (*i + 1 >= argc) {
+		*missing = 1;
+		return NULL;
+	}
+	return argv[++*i];
+}
+
+int main(int argc, char **argv)
+{
+	struct kb_ctx ctx;
+	kb_ctx_init(&ctx);
+
+	const char *called_as = strrchr(argv[0], '/');
+	called_as = called_as ? called_as + 1 : argv[0];
+	int first = 1;
+	const struct kb_applet *applet = kb_applet_find(called_as);
+
+	/* Called as kvmbox: front options, then the applet's name. */
+	if (!applet) {
+		for (; first < argc && argv[first][0] == '-'; first++) {
+			const char *a = argv[first], *v;
+			int missing = 0;
+			if (!strcmp(a, "--list")) {
+				for (size_t i = 0; i < KB_APPLET_COUNT; i++)
+					puts(kb_applets[i].name);
+				return KB_EXIT_OK;
+			} else if (!strcmp(a, "--version")) {
+				puts("kvmbox " KVMBOX_VERSION);
+				return KB_EXIT_OK;
+			} else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+				print_main_usage(stdout);
+				return KB_EXIT_OK;
+			} else if (!strcmp(a, "--man")) {
+				print_man_page(stdout);
+				return KB_EXIT_OK;
+			} else if ((v = front_value(argc, argv, &first, "--install", &missing))) {
+				return install_links(v);
+			} else if ((v = front_value(argc, argv, &first, "--root", &missing))) {
+				apply_global(&ctx, KB_OPT_ROOT, v);
+			} else if ((v = front_value(argc, argv, &first, "--target", &missing))) {
+				apply_global(&ctx, KB_OPT_TARGET, v);
+			} else if (!strcmp(a, "--json")) {
+				apply_global(&ctx, KB_OPT_JSON, NULL);
+			} else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+				apply_global(&ctx, 'v', NULL);
+			} else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+				apply_global(&ctx, 'q', NULL);
+			} else {
+				fprintf(stderr, "kvmbox: %s '%s'\nTry 'kvmbox --help'.\n",
+					missing ? "missing value for" : "unknown option", a);
+				return KB_EXIT_USAGE;
+			}
+			if (missing) {
+				fprintf(stderr, "kvmbox: missing value for '%s'\n", a);
+				return KB_EXIT_USAGE;
+			}
+		}
+		if (first >= argc) {
+			print_main_usage(stderr);
+			return KB_EXIT_USAGE;
+		}
+		applet = kb_applet_find(argv[first]);
+		if (!applet) {
+			fprintf(stderr, "kvmbox: unknown applet '%s' (kvmbox --list shows them)\n", argv[first]);
+			return KB_EXIT_USAGE;
+		}
+	} else {
+		first = 0;
+	}
+
+	ctx.applet = applet->name;
+	/* getopt names the program in its messages: make that "kvmbox APPLET". */
+	char prog[64];
+	snprintf(prog, sizeof(prog), "kvmbox %s", applet->name);
+	argv[first] = prog;
+	return applet->main(&ctx, argc - first, argv + first);
+}

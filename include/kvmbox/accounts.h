@@ -1,0 +1,15 @@
+/* User and group names from the root's own /etc/passwd and /etc/group (not NSS: fixture roots and rescue images have their own). */
+#ifndef KVMBOX_ACCOUNTS_H
+#define KVMBOX_ACCOUNTS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include "kvmbox/context.h"
+
+/* The name of group @gid into @buf; its number as text when no entry names it. Returns @buf. */
+const char *kb_group_name(const struct kb_ctx *ctx, gid_t gid, char *buf, size_t size);
+
+/* The name of user @uid into @buf; its number as text when no entry names it. Returns @buf. */
+const char *kb_user_name(const struct kb_ctx *ctx, uid_t uid, char *buf, size_t size);
+
+#endif

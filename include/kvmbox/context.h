@@ -1,0 +1,35 @@
+/* The one context every applet and library call gets: no global state. */
+#ifndef KVMBOX_CONTEXT_H
+#define KVMBOX_CONTEXT_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+/* Stable exit codes, the same for every applet. */
+enum kb_exit {
+	KB_EXIT_OK = 0,      /* success, or the state was already right */
+	KB_EXIT_FAILURE = 1, /* a check failed or an operation failed */
+	KB_EXIT_USAGE = 2,   /* bad command line */
+};
+
+enum kb_format { KB_FORMAT_HUMAN, KB_FORMAT_JSON };
+
+struct kb_ctx {
+	const char *root;      /* the system root (--root, KVMBOX_ROOT); "/" by default */
+	const char *target;    /* installed system for persistent files (--target); NULL = root */
+	enum kb_format format; /* --json */
+	int verbosity;         /* -q = -1, default 0, each -v adds 1 */
+	bool dry_run;          /* --dry-run where an applet supports it */
+	bool color;            /* human output may use colour (stdout is a TTY, NO_COLOR unset) */
+	FILE *out;             /* results */
+	FILE *err;             /* diagnostics */
+	const char *applet;    /* the applet's name, for messages */
+};
+
+/* Defaults from the environment (KVMBOX_ROOT, NO_COLOR, whether stdout is a TTY). */
+void kb_ctx_init(struct kb_ctx *ctx);
+
+/* "kvmbox APPLET: MESSAGE" on ctx->err, for the applets' one-line errors. */
+void kb_say_error(const struct kb_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,27 @@
+/* kvmbox error values: what library code returns instead of printing or exiting. */
+#ifndef KVMBOX_ERROR_H
+#define KVMBOX_ERROR_H
+
+#include <stddef.h>
+#include <limits.h>
+
+/*
+ * An error with its context: the errno (0 when the failure is not a system
+ * error, e.g. a parse error), what was being done, and the path it concerns.
+ * Library functions fill one in and return -1; the applet decides what the
+ * user sees, usually with kb_error_message().
+ */
+struct kb_error {
+	int errnum;
+	char what[256];
+	char path[PATH_MAX];
+};
+
+/* Fill in @err (which may be NULL) and return -1, so callers can `return kb_fail(...)`. */
+int kb_fail(struct kb_error *err, int errnum, const char *path, const char *what_fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* "WHAT PATH: STRERROR" (parts left out when empty) into @buf; returns @buf. */
+const char *kb_error_message(const struct kb_error *err, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,40 @@
+/* Reading and atomically replacing files, always through the sysroot mapping. */
+#ifndef KVMBOX_FILE_H
+#define KVMBOX_FILE_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include "kvmbox/context.h"
+#include "kvmbox/error.h"
+
+/*
+ * Read the whole of @abs_path (mapped by the sysroot) into a NUL-terminated
+ * buffer the caller frees. Works for /proc and /sys files whose size is
+ * reported as 0. A file larger than @max_size is refused with EFBIG.
+ */
+int kb_read_file(const struct kb_ctx *ctx, const char *abs_path, size_t max_size, char **data,
+		 size_t *len, struct kb_error *err);
+
+/*
+ * Read a short value (a sysfs attribute, a sysctl) into @buf with surrounding
+ * whitespace removed. A value that does not fit in @size is refused (EOVERFLOW).
+ */
+int kb_read_value(const struct kb_ctx *ctx, const char *abs_path, char *buf, size_t size,
+		  struct kb_error *err);
+
+struct kb_write_options {
+	mode_t mode;              /* mode of a new file (an existing file keeps its own) */
+	const char *backup_suffix; /* if set and the file exists, keep the old one as PATH+suffix */
+};
+
+/*
+ * Replace @abs_path with @data atomically: a temporary file in the same
+ * directory, the old file's owner and mode (or opts->mode for a new file),
+ * fsync, optional backup of the old content, rename over the file, fsync of
+ * the directory, then the result is read back and compared. On failure the
+ * original file is untouched and no temporary file is left.
+ */
+int kb_write_file_atomic(const struct kb_ctx *ctx, const char *abs_path, const void *data,
+			 size_t len, const struct kb_write_options *opts, struct kb_error *err);
+
+#endif

@@ -1,0 +1,44 @@
+/* What applets show: result rows as aligned text or JSON, and JSON strings. */
+#ifndef KVMBOX_OUTPUT_H
+#define KVMBOX_OUTPUT_H
+
+#include <stdio.h>
+#include <stddef.h>
+#include "kvmbox/context.h"
+
+enum kb_status {
+	KB_PASS,
+	KB_INFO,
+	KB_SKIP,
+	KB_WARN,
+	KB_FAIL,
+	KB_STATUS_COUNT
+};
+
+/* "PASS", "INFO", ... as shown to users and in JSON. */
+const char *kb_status_name(enum kb_status status);
+
+/* One result row: a check, or an item an applet changed. */
+struct kb_row {
+	const char *id;
+	enum kb_status status;
+	char message[320];
+	char hint[256]; /* what fixes it, for anything not PASS; may be empty */
+};
+
+/* Format a row's message or hint (printf-style, truncated to fit). */
+void kb_row_set(struct kb_row *row, const char *id, enum kb_status status, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+void kb_row_hint(struct kb_row *row, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Print rows in ctx->format: aligned columns (colour when ctx->color; with -q
+ * only rows that are not PASS/INFO) or a JSON array of objects
+ * {"id","status","message","hint"}.
+ */
+void kb_rows_print(const struct kb_ctx *ctx, const struct kb_row *rows, size_t count);
+
+/* @s as a JSON string literal, quotes included. */
+void kb_json_string(FILE *out, const char *s);
+
+#endif
