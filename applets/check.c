@@ -680,12 +680,18 @@ static bool counts_for_kvm_ok(const char *id)
 	return false;
 }
 
-/* kvm-ok's verdict: the CPU, its firmware switch and a /dev/kvm that answers. */
+/* Whether @r keeps kvm-ok from saying yes: a failed CPU check, or a /dev/kvm that did not answer. */
+static bool blocks_kvm(const struct kb_row *r)
+{
+	if (!counts_for_kvm_ok(r->id))
+		return false;
+	return r->status == KB_FAIL || (!strcmp(r->id, "kvm.api") && r->status != KB_PASS);
+}
+
 static bool kvm_usable(const struct kb_row *rows, size_t count)
 {
 	for (size_t i = 0; i < count; i++)
-		if (counts_for_kvm_ok(rows[i].id) && (rows[i].status == KB_FAIL ||
-					 (!strcmp(rows[i].id, "kvm.api") && rows[i].status != KB_PASS)))
+		if (blocks_kvm(&rows[i]))
 			return false;
 	return true;
 }
@@ -694,10 +700,8 @@ static bool kvm_usable(const struct kb_row *rows, size_t count)
 static void print_kvm_ok(const struct kb_ctx *ctx, const struct kb_row *rows, size_t count)
 {
 	bool usable = kvm_usable(rows, count);
-	for (size_t i = 0; i < count && !usable; i++) {
-		bool reason = rows[i].status == KB_FAIL ||
-			      (!strcmp(rows[i].id, "kvm.api") && rows[i].status != KB_PASS);
-		if (!counts_for_kvm_ok(rows[i].id) || !reason)
+	for (size_t i = 0; i < count; i++) {
+		if (!blocks_kvm(&rows[i]))
 			continue;
 		fprintf(ctx->out, "INFO: %s\n", rows[i].message);
 		if (rows[i].hint[0])

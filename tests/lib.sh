@@ -1,0 +1,145 @@
+# Shared by the CLI test scripts: TAP output, running kvmbox with a time bound,
+# assertions, and fixture roots (fake /proc, /sys, /dev, /etc) built on the spot.
+# Each test is a shell function run with `t NAME`; a failed assertion fails that test only.
+set -u
+: "${KVMBOX:?KVMBOX must name the binary under test}"
+: "${BUILD:?BUILD must name the build directory}"
+HELPERS=$BUILD/tests/helpers
+TESTS_TMP=$(mktemp -d /tmp/kvmbox-test.XXXXXX)
+_t_count=0
+_t_failed=0
+_t_cleanups=()
+trap '_t_cleanup_all' EXIT
+
+_t_cleanup_all() {
+	local c
+	for c in "${_t_cleanups[@]+"${_t_cleanups[@]}"}"; do eval "$c"; done
+	[ ! -f "$TESTS_TMP/pids" ] || kill $(cat "$TESTS_TMP/pids") 2>/dev/null
+	rm -rf "$TESTS_TMP"
+}
+at_exit() { _t_cleanups+=("$1"); }
+
+# t NAME: run function NAME as one test case.
+t() {
+	local name=$1
+	_t_count=$((_t_count + 1))
+	_t_current_ok=1
+	_t_msgs=""
+	"$name"
+	if [ "$_t_current_ok" = 1 ]; then
+		echo "ok $_t_count - $name"
+	else
+		echo "not ok $_t_count - $name"
+		printf '%s' "$_t_msgs" | sed 's/^/#   /'
+		_t_failed=$((_t_failed + 1))
+	fi
+}
+skip() { _t_count=$((_t_count + 1)); echo "ok $_t_count - $1 # SKIP $2"; }
+done_testing() { echo "1..$_t_count"; [ "$_t_failed" = 0 ]; }
+
+fail() { _t_current_ok=0; _t_msgs+="$*"$'\n'; }
+
+# run ARGS...: kvmbox with a 20 s bound; sets OUT, ERR, RC.
+run() { _run_as "$KVMBOX" "$@"; }
+_run_as() {
+	local errf="$TESTS_TMP/stderr"
+	OUT=$(timeout -k 2 20 "$@" 2>"$errf")
+	RC=$?
+	ERR=$(cat "$errf")
+}
+
+expect_rc() {
+	[ "$RC" = "$1" ] || fail "exit status $RC, expected $1 (stderr: $ERR)"
+}
+expect_eq() { # WHAT ACTUAL EXPECTED
+	[ "$2" = "$3" ] || fail "$1 differs:"$'\n'"--- expected"$'\n'"$3"$'\n'"--- actual"$'\n'"$2"
+}
+expect_match() { # WHAT ACTUAL REGEX
+	[[ "$2" =~ $3 ]] || fail "$1 does not match /$3/: $2"
+}
+expect_file_missing() {
+	[ ! -e "$1" ] || fail "$1 should not exist"
+}
+
+# ---- fixture roots ------------------------------------------------------------
+
+# fx_new: a fresh root with the files every host has; prints its path.
+fx_new() {
+	local r
+	r=$(mktemp -d "$TESTS_TMP/root.XXXXXX")
+	mkdir -p "$r"/proc/sys/vm "$r"/sys/module "$r"/sys/class "$r"/sys/kernel "$r"/dev/net "$r"/etc "$r"/run
+	printf 'root:x:0:\nkvm:x:36:qemu\nlibvirt:x:120:\n' >"$r/etc/group"
+	printf 'root:x:0:0:root:/root:/bin/bash\nqemu:x:107:36::/var/lib/libvirt:/usr/sbin/nologin\n' >"$r/etc/passwd"
+	printf 'BOOT_IMAGE=/boot/vmlinuz-6.1.0-18-amd64 root=/dev/sda1 ro quiet\n' >"$r/proc/cmdline"
+	echo 0 >"$r/proc/sys/vm/nr_hugepages"
+	printf 'MemTotal:       65843220 kB\nHugePages_Total:       0\nHugePages_Free:        0\nHugepagesize:       2048 kB\n' >"$r/proc/meminfo"
+	echo "$r"
+}
+fx_cpuinfo() { cp "tests/fixtures/cpuinfo/$2" "$1/proc/cpuinfo"; }
+fx_cmdline() { printf '%s\n' "$2" >"$1/proc/cmdline"; }
+# fx_module ROOT NAME [NESTED]
+fx_module() {
+	mkdir -p "$1/sys/module/$2/parameters"
+	[ $# -lt 3 ] || echo "$3" >"$1/sys/module/$2/parameters/nested"
+}
+# fx_chardev ROOT PATH MAJOR MINOR [MODE [GID]]
+fx_chardev() {
+	mkdir -p "$(dirname "$1$2")"
+	rm -f "$1$2"
+	mknod "$1$2" c "$3" "$4"
+	chmod "${5:-0660}" "$1$2"
+	chown "0:${6:-0}" "$1$2"
+}
+fx_devkvm() { fx_chardev "$1" /dev/kvm 10 232 "${2:-0660}" "${3:-36}"; }
+# _le BYTES VALUE: VALUE as BYTES little-endian bytes, printf-escaped.
+_le() {
+	local n=$1 v=$2 i out=""
+	for ((i = 0; i < n; i++)); do out+=$(printf '\\x%02x' $(((v >> (8 * i)) & 255))); done
+	printf '%s' "$out"
+}
+# fx_msr ROOT CPU MSR VALUE: the value the msr driver returns at that offset.
+fx_msr() {
+	mkdir -p "$1/dev/cpu/$2"
+	printf "$(_le 8 "$4")" | dd of="$1/dev/cpu/$2/msr" bs=1 seek=$(($3)) conv=notrunc status=none
+}
+# fx_cpuid ROOT CPU LEAF ECX: eax, ebx, ecx, edx of that leaf (only ecx set).
+fx_cpuid() {
+	mkdir -p "$1/dev/cpu/$2"
+	printf "$(_le 8 0)$(_le 4 "$4")$(_le 4 0)" | dd of="$1/dev/cpu/$2/cpuid" bs=1 seek=$(($3)) conv=notrunc status=none
+}
+fx_iommu_groups() {
+	local i
+	for ((i = 0; i < $2; i++)); do mkdir -p "$1/sys/kernel/iommu_groups/$i/devices"; done
+}
+fx_hugepages() { # ROOT TOTAL FREE
+	echo "$2" >"$1/proc/sys/vm/nr_hugepages"
+	printf 'MemTotal:       65843220 kB\nHugePages_Total:    %s\nHugePages_Free:     %s\nHugepagesize:       2048 kB\n' "$2" "$3" >"$1/proc/meminfo"
+}
+fx_dmi() {
+	mkdir -p "$1/sys/class/dmi/id"
+	echo "$2" >"$1/sys/class/dmi/id/sys_vendor"
+	echo "$3" >"$1/sys/class/dmi/id/product_name"
+}
+# fx_libvirtd ROOT: a listening libvirt socket. Started from $(...) subshells too,
+# so the listener is recorded in a file and killed when the script ends.
+fx_libvirtd() {
+	mkdir -p "$1/run/libvirt" "$1/usr/sbin"
+	: >"$1/usr/sbin/libvirtd"
+	"$HELPERS/unix-listen" "$1/run/libvirt/libvirt-sock" >/dev/null 2>&1 &
+	echo $! >>"$TESTS_TMP/pids"
+	local i
+	for ((i = 0; i < 100; i++)); do [ -S "$1/run/libvirt/libvirt-sock" ] && return; sleep 0.05; done
+}
+
+# The row kvmbox must print for kvm.api on ROOT, told by a probe independent of kvmbox:
+# a node made with mknod reaches the running kernel's KVM, whatever this machine has.
+expected_kvm_api_row() {
+	local probe
+	probe=$("$HELPERS/kvm-api-probe" "$1/dev/kvm")
+	case "$probe" in
+		"api 12") printf 'PASS  kvm.api           /dev/kvm opened read-write, KVM API version 12' ;;
+		open\ *) printf 'FAIL  kvm.api           opening /dev/kvm read-write: %s\n                        hint: no KVM driver behind the node: kvmbox kvm-load' "${probe#open }" ;;
+		*) printf 'FAIL  kvm.api           /dev/kvm answers KVM_GET_API_VERSION with -1 (expected 12): %s\n                        hint: the node is not backed by KVM: kvmbox devkvm' "${probe#ioctl }" ;;
+	esac
+}
+kvm_api_works() { [ "$("$HELPERS/kvm-api-probe" "$1/dev/kvm")" = "api 12" ]; }

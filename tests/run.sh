@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs every test program given (cmocka binaries, CLI scripts, fuzz targets), each
+# under a hard time bound, reads their TAP lines ("ok N - name" / "not ok N - name"),
+# shows the output of anything that failed, and ends with one line: "N passed, N failed".
+set -u
+passed=0
+failed=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+# Seconds each program may take, by kind.
+bound_for() {
+	case "$1" in
+		*/fuzz/*) echo 120 ;;
+		*.sh) echo 300 ;;
+		*) echo 60 ;;
+	esac
+}
+
+run_one() {
+	local prog=$1 bound name
+	bound=$(bound_for "$prog")
+	name=${prog#"$PWD"/}
+	case "$prog" in
+		*/fuzz/*) corpus=$(mktemp -d)
+			timeout -k 5 "$bound" "$prog" -max_total_time=15 -runs=400000 "$corpus" tests/fuzz/seeds/"$(basename "$prog")" >"$log" 2>&1
+			rc=$?; rm -rf "$corpus"
+			[ $rc = 0 ] && echo "ok 1 - $name (libFuzzer)" >>"$log" || echo "not ok 1 - $name (libFuzzer, exit $rc)" >>"$log" ;;
+		*.sh) timeout -k 5 "$bound" bash "$prog" >"$log" 2>&1; rc=$? ;;
+		*) CMOCKA_MESSAGE_OUTPUT=TAP timeout -k 5 "$bound" "$prog" >"$log" 2>&1; rc=$? ;;
+	esac
+	local ok notok
+	ok=$(grep -cE '^ok [0-9]+' "$log")
+	notok=$(grep -cE '^not ok [0-9]+' "$log")
+	if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+		echo "not ok - $name: timed out after ${bound}s" >>"$log"
+		notok=$((notok + 1))
+	elif [ "$rc" != 0 ] && [ "$notok" = 0 ]; then
+		echo "not ok - $name: exited $rc" >>"$log"
+		notok=$((notok + 1))
+	elif [ "$ok" = 0 ] && [ "$notok" = 0 ]; then
+		echo "not ok - $name: ran no test" >>"$log"
+		notok=1
+	fi
+	passed=$((passed + ok))
+	failed=$((failed + notok))
+	if [ "$notok" != 0 ]; then
+		echo "--- $name: $ok passed, $notok failed"
+		cat "$log"
+	else
+		echo "--- $name: $ok passed"
+	fi
+}
+
+for prog in "$@"; do
+	run_one "$prog"
+done
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]

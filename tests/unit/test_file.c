@@ -1,0 +1,236 @@
+/* Sysroot mapping, file reading and atomic replacement, on a real temporary directory. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kvmbox/file.h"
+#include "kvmbox/output.h"
+#include "kvmbox/sysroot.h"
+
+struct fixture {
+	char root[64];
+	struct kb_ctx ctx;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	snprintf(f->root, sizeof(f->root), "/tmp/kvmbox-unit.XXXXXX");
+	if (!mkdtemp(f->root))
+		return -1;
+	kb_ctx_init(&f->ctx);
+	f->ctx.root = f->root;
+	char etc[96];
+	snprintf(etc, sizeof(etc), "%s/etc", f->root);
+	mkdir(etc, 0755);
+	*state = f;
+	return 0;
+}
+
+static void remove_tree(const char *path)
+{
+	DIR *d = opendir(path);
+	if (d) {
+		struct dirent *de;
+		while ((de = readdir(d))) {
+			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+				continue;
+			char sub[512];
+			snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
+			remove_tree(sub);
+		}
+		closedir(d);
+		rmdir(path);
+	} else {
+		unlink(path);
+	}
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	remove_tree(f->root);
+	free(f);
+	return 0;
+}
+
+/* Names in DIR other than . and .., joined by spaces, sorted. */
+static void list_dir(const char *dir, char *out, size_t size)
+{
+	struct dirent **names;
+	int n = scandir(dir, &names, NULL, alphasort);
+	out[0] = '\0';
+	for (int i = 0; i < n; i++) {
+		if (strcmp(names[i]->d_name, ".") && strcmp(names[i]->d_name, "..")) {
+			strncat(out, out[0] ? " " : "", size - strlen(out) - 1);
+			strncat(out, names[i]->d_name, size - strlen(out) - 1);
+		}
+		free(names[i]);
+	}
+	free(names);
+}
+
+static void sysroot_maps_live_and_persistent_paths(void **state)
+{
+	(void)state;
+	struct kb_ctx ctx;
+	kb_ctx_init(&ctx);
+	struct kb_path p;
+	struct kb_error err;
+	ctx.root = "/";
+	assert_int_equal(kb_sysroot_path(&ctx, "/proc/cpuinfo", &p, &err), 0);
+	assert_string_equal(p.s, "/proc/cpuinfo");
+	assert_true(kb_sysroot_is_host(&ctx));
+
+	ctx.root = "/fixture/";
+	assert_int_equal(kb_sysroot_path(&ctx, "/etc/default/grub", &p, &err), 0);
+	assert_string_equal(p.s, "/fixture/etc/default/grub");
+	assert_false(kb_sysroot_is_host(&ctx));
+
+	/* With a target, persistent files go there; /proc, /sys, /dev, /run stay live. */
+	ctx.target = "/mnt/target";
+	assert_int_equal(kb_sysroot_path(&ctx, "/etc/modprobe.d/kvm.conf", &p, &err), 0);
+	assert_string_equal(p.s, "/mnt/target/etc/modprobe.d/kvm.conf");
+	assert_int_equal(kb_sysroot_path(&ctx, "/sys/module/kvm", &p, &err), 0);
+	assert_string_equal(p.s, "/fixture/sys/module/kvm");
+	assert_int_equal(kb_sysroot_path(&ctx, "/dev", &p, &err), 0);
+	assert_string_equal(p.s, "/fixture/dev");
+	/* "/devices" is not "/dev". */
+	assert_int_equal(kb_sysroot_path(&ctx, "/devices", &p, &err), 0);
+	assert_string_equal(p.s, "/mnt/target/devices");
+
+	assert_int_equal(kb_sysroot_path(&ctx, "relative/path", &p, &err), -1);
+	assert_int_equal(err.errnum, EINVAL);
+	char longpath[PATH_MAX + 10];
+	memset(longpath, 'a', sizeof(longpath) - 1);
+	longpath[0] = '/';
+	longpath[sizeof(longpath) - 1] = '\0';
+	assert_int_equal(kb_sysroot_path(&ctx, longpath, &p, &err), -1);
+	assert_int_equal(err.errnum, ENAMETOOLONG);
+}
+
+static void read_file_and_value(void **state)
+{
+	struct fixture *f = *state;
+	struct kb_error err;
+	const char *text = "  Y \n";
+	assert_int_equal(kb_write_file_atomic(&f->ctx, "/etc/nested", text, strlen(text), NULL, &err), 0);
+	char value[8];
+	assert_int_equal(kb_read_value(&f->ctx, "/etc/nested", value, sizeof(value), &err), 0);
+	assert_string_equal(value, "Y");
+	/* Too long for the buffer: refused, not truncated. */
+	assert_int_equal(kb_read_value(&f->ctx, "/etc/nested", value, 3, &err), -1);
+	assert_int_equal(err.errnum, EOVERFLOW);
+
+	char *data;
+	size_t len;
+	assert_int_equal(kb_read_file(&f->ctx, "/etc/nested", 100, &data, &len, &err), 0);
+	assert_int_equal(len, strlen(text));
+	assert_string_equal(data, text);
+	free(data);
+	assert_int_equal(kb_read_file(&f->ctx, "/etc/nested", 2, &data, &len, &err), -1);
+	assert_int_equal(err.errnum, EFBIG);
+
+	/* A missing file: the error names the mapped path and errno. */
+	assert_int_equal(kb_read_file(&f->ctx, "/etc/missing", 100, &data, &len, &err), -1);
+	assert_int_equal(err.errnum, ENOENT);
+	char msg[600], want[600];
+	snprintf(want, sizeof(want), "opening %s/etc/missing: No such file or directory", f->root);
+	assert_string_equal(kb_error_message(&err, msg, sizeof(msg)), want);
+
+	/* A /proc file reports size 0 but has content. */
+	struct kb_ctx host;
+	kb_ctx_init(&host);
+	host.root = "/";
+	assert_int_equal(kb_read_file(&host, "/proc/self/status", 1 << 20, &data, &len, &err), 0);
+	assert_true(len > 0);
+	assert_non_null(strstr(data, "Name:"));
+	free(data);
+}
+
+static void atomic_write_keeps_mode_and_backup(void **state)
+{
+	struct fixture *f = *state;
+	struct kb_error err;
+	char path[128], dir[128], names[256];
+	snprintf(path, sizeof(path), "%s/etc/grub", f->root);
+	snprintf(dir, sizeof(dir), "%s/etc", f->root);
+
+	struct kb_write_options opts = { .mode = 0600, .backup_suffix = ".kvmbox-bak" };
+	assert_int_equal(kb_write_file_atomic(&f->ctx, "/etc/grub", "one\n", 4, &opts, &err), 0);
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	list_dir(dir, names, sizeof(names));
+	assert_string_equal(names, "grub"); /* no backup of a file that did not exist, no temp left */
+
+	/* An existing file keeps its own mode; the old content becomes the backup. */
+	assert_int_equal(chmod(path, 0640), 0);
+	assert_int_equal(kb_write_file_atomic(&f->ctx, "/etc/grub", "two\n", 4, &opts, &err), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0640);
+	list_dir(dir, names, sizeof(names));
+	assert_string_equal(names, "grub grub.kvmbox-bak");
+	char *data;
+	size_t len;
+	assert_int_equal(kb_read_file(&f->ctx, "/etc/grub", 100, &data, &len, &err), 0);
+	assert_string_equal(data, "two\n");
+	free(data);
+	assert_int_equal(kb_read_file(&f->ctx, "/etc/grub.kvmbox-bak", 100, &data, &len, &err), 0);
+	assert_string_equal(data, "one\n");
+	free(data);
+}
+
+static void atomic_write_failure_leaves_nothing(void **state)
+{
+	struct fixture *f = *state;
+	struct kb_error err;
+	char dir[128], names[256];
+	snprintf(dir, sizeof(dir), "%s/etc", f->root);
+	/* The directory does not exist. */
+	assert_int_equal(kb_write_file_atomic(&f->ctx, "/etc/nodir/file", "x", 1, NULL, &err), -1);
+	assert_int_equal(err.errnum, ENOENT);
+	/* The path is a directory, not a file: refused, the directory untouched. */
+	char sub[160];
+	snprintf(sub, sizeof(sub), "%s/etc/sub", f->root);
+	mkdir(sub, 0755);
+	assert_int_equal(kb_write_file_atomic(&f->ctx, "/etc/sub", "x", 1, NULL, &err), -1);
+	assert_int_equal(err.errnum, EINVAL);
+	list_dir(dir, names, sizeof(names));
+	assert_string_equal(names, "sub");
+}
+
+static void json_strings_are_escaped(void **state)
+{
+	(void)state;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+	kb_json_string(out, "a\"b\\c\nd\t\x01 é");
+	fclose(out);
+	assert_string_equal(buf, "\"a\\\"b\\\\c\\nd\\t\\u0001 é\"");
+	free(buf);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(sysroot_maps_live_and_persistent_paths),
+		cmocka_unit_test_setup_teardown(read_file_and_value, setup, teardown),
+		cmocka_unit_test_setup_teardown(atomic_write_keeps_mode_and_backup, setup, teardown),
+		cmocka_unit_test_setup_teardown(atomic_write_failure_leaves_nothing, setup, teardown),
+		cmocka_unit_test(json_strings_are_escaped),
+	};
+	return cmocka_run_group_tests_name("file", tests, NULL, NULL);
+}
