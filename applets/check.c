@@ -67,6 +67,8 @@ struct host {
 	const char *flag_name;              /* "vmx" or "svm" */
 	const char *vendor_module;          /* "kvm_intel", "kvm_amd" or NULL */
 	int iommu_groups;                   /* UNCOUNTED until iommu_groups() counts them */
+	struct stat kvm_node;               /* stat of /dev/kvm, valid when kvm_node_errno is 0 */
+	int kvm_node_errno;
 	char cmdline[4096];
 };
 
@@ -134,6 +136,12 @@ static void load_host(struct host *h, const struct kb_ctx *ctx)
 
 	if (kb_read_value(ctx, "/proc/cmdline", h->cmdline, sizeof(h->cmdline), NULL) < 0)
 		h->cmdline[0] = '\0';
+
+	struct kb_path kvm;
+	if (kb_sysroot_path(ctx, "/dev/kvm", &kvm, NULL) < 0)
+		h->kvm_node_errno = ENAMETOOLONG;
+	else if (stat(kvm.s, &h->kvm_node) < 0)
+		h->kvm_node_errno = errno;
 }
 
 /* IOMMU groups the kernel made; 0 when an IOMMU is registered but has none; -1 when none is active. */
@@ -141,8 +149,10 @@ static int iommu_groups(struct host *h)
 {
 	if (h->iommu_groups == UNCOUNTED) {
 		int groups = count_entries(h->ctx, "/sys/kernel/iommu_groups");
-		int units = count_entries(h->ctx, "/sys/class/iommu");
-		h->iommu_groups = groups > 0 ? groups : units > 0 ? 0 : -1;
+		if (groups > 0)
+			h->iommu_groups = groups;
+		else
+			h->iommu_groups = count_entries(h->ctx, "/sys/class/iommu") > 0 ? 0 : -1;
 	}
 	return h->iommu_groups;
 }
@@ -283,14 +293,6 @@ static void check_kvm_module(struct host *h, struct kb_row *r)
 		kb_row_hint(r, "kvmbox kvm-load");
 }
 
-/* Owner, group and mode of /dev/kvm, as "root:kvm 0660". */
-static void describe_node(const struct kb_ctx *ctx, const struct stat *st, char *buf, size_t size)
-{
-	char user[64], group[64];
-	snprintf(buf, size, "%s:%s %04o", kb_user_name(ctx, st->st_uid, user, sizeof(user)),
-		 kb_group_name(ctx, st->st_gid, group, sizeof(group)), (unsigned)(st->st_mode & 07777));
-}
-
 static bool is_kvm_node(const struct stat *st)
 {
 	return S_ISCHR(st->st_mode) && major(st->st_rdev) == 10 && minor(st->st_rdev) == 232;
@@ -300,30 +302,31 @@ static void check_kvm_dev(struct host *h, struct kb_row *r)
 {
 	const char *id = "kvm.dev";
 	const char *fix = "kvmbox devkvm (sets root:kvm 0660)";
-	struct kb_path p;
-	struct stat st;
-	if (kb_sysroot_path(h->ctx, "/dev/kvm", &p, NULL) < 0 || stat(p.s, &st) < 0) {
-		if (errno == ENOENT) {
-			kb_row_set(r, id, KB_FAIL, "/dev/kvm does not exist");
-			kb_row_hint(r, "kvmbox kvm-load (loading the module creates it), then kvmbox devkvm");
-		} else {
-			kb_row_set(r, id, KB_FAIL, "cannot stat /dev/kvm: %s", strerror(errno));
-		}
+	const struct stat *st = &h->kvm_node;
+	if (h->kvm_node_errno == ENOENT) {
+		kb_row_set(r, id, KB_FAIL, "/dev/kvm does not exist");
+		kb_row_hint(r, "kvmbox kvm-load (loading the module creates it), then kvmbox devkvm");
 		return;
 	}
-	if (!is_kvm_node(&st)) {
-		if (S_ISCHR(st.st_mode))
+	if (h->kvm_node_errno) {
+		kb_row_set(r, id, KB_FAIL, "cannot stat /dev/kvm: %s", strerror(h->kvm_node_errno));
+		return;
+	}
+	if (!is_kvm_node(st)) {
+		if (S_ISCHR(st->st_mode))
 			kb_row_set(r, id, KB_FAIL, "/dev/kvm is char %u:%u, not the KVM device (10:232)",
-				   major(st.st_rdev), minor(st.st_rdev));
+				   major(st->st_rdev), minor(st->st_rdev));
 		else
 			kb_row_set(r, id, KB_FAIL, "/dev/kvm is not a character device");
 		kb_row_hint(r, "kvmbox devkvm (recreates the node)");
 		return;
 	}
-	char who[160], group[64];
-	describe_node(h->ctx, &st, who, sizeof(who));
-	kb_group_name(h->ctx, st.st_gid, group, sizeof(group));
-	mode_t mode = st.st_mode & 07777;
+	/* As users see it: "root:kvm 0660". */
+	char user[64], group[64], who[160];
+	kb_user_name(h->ctx, st->st_uid, user, sizeof(user));
+	kb_group_name(h->ctx, st->st_gid, group, sizeof(group));
+	mode_t mode = st->st_mode & 07777;
+	snprintf(who, sizeof(who), "%s:%s %04o", user, group, (unsigned)mode);
 	if (mode & 0006) {
 		kb_row_set(r, id, KB_WARN, "/dev/kvm is %s: every local user can use KVM (too wide)", who);
 		kb_row_hint(r, "%s", fix);
@@ -343,8 +346,8 @@ static void check_kvm_api(struct host *h, struct kb_row *r)
 {
 	const char *id = "kvm.api";
 	struct kb_path p;
-	struct stat st;
-	if (kb_sysroot_path(h->ctx, "/dev/kvm", &p, NULL) < 0 || stat(p.s, &st) < 0 || !is_kvm_node(&st)) {
+	if (h->kvm_node_errno || !is_kvm_node(&h->kvm_node) ||
+	    kb_sysroot_path(h->ctx, "/dev/kvm", &p, NULL) < 0) {
 		kb_row_set(r, id, KB_SKIP, "no KVM device node to open");
 		return;
 	}

@@ -43,7 +43,7 @@ enum {
 	KB_OPT_JSON,
 	KB_OPT_APPLET_FIRST = 0x1100, /* applets number their own long-only options from here */
 };
-#define KB_GLOBAL_SHORT_OPTIONS "+hvq"
+#define KB_GLOBAL_SHORT_OPTIONS "hvq"
 #define KB_GLOBAL_LONG_OPTIONS                                   \
 	{ "root", required_argument, NULL, KB_OPT_ROOT },        \
 	{ "target", required_argument, NULL, KB_OPT_TARGET },    \

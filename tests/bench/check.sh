@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Benchmark: `kvmbox check` against what users run instead (virt-host-validate qemu,
+# kvm-ok) and against the floor (a bare exec of a static `true`, and /bin/true).
+# Whole-process median wall times, side by side in one hyperfine run, then the ratios.
+set -eu
+: "${KVMBOX:?KVMBOX must name the binary}"
+runs=${RUNS:-200}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+printf 'int main(void) { return 0; }\n' | cc -static -O2 -x c - -o "$tmp/true-static"
+
+cmds=("$tmp/true-static" /bin/true "$KVMBOX check" "$KVMBOX kvm-ok")
+names=("static true" "/bin/true" "kvmbox check" "kvmbox kvm-ok")
+if command -v kvm-ok >/dev/null; then cmds+=("$(command -v kvm-ok)"); names+=("kvm-ok"); fi
+if command -v virt-host-validate >/dev/null; then cmds+=("virt-host-validate qemu"); names+=("virt-host-validate qemu"); fi
+
+hyperfine -N -i -w 20 -r "$runs" --export-json "$tmp/result.json" "${cmds[@]}" >/dev/null 2>&1 ||
+	hyperfine -N -i -w 20 -r "$runs" --export-json "$tmp/result.json" "${cmds[@]}"
+
+# Medians in ms, in the order run.
+mapfile -t medians < <(jq -r '.results[].median * 1000' "$tmp/result.json")
+median_of() { local i; for i in "${!names[@]}"; do if [ "${names[$i]}" = "$1" ]; then echo "${medians[$i]}"; fi; done; }
+
+echo "check benchmark: median wall time of $runs runs each (ms)"
+for i in "${!names[@]}"; do printf '  %-26s %8.2f\n' "${names[$i]}" "${medians[$i]}"; done
+kb=$(median_of "kvmbox check")
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+echo "ratios:"
+printf '  kvmbox check / static true            %sx (target <= 1.5x)\n' "$(ratio "$kb" "$(median_of "static true")")"
+printf '  kvmbox check / /bin/true              %sx (target <= 2x)\n' "$(ratio "$kb" "$(median_of "/bin/true")")"
+[ -z "$(median_of kvm-ok)" ] ||
+	printf '  kvm-ok / kvmbox check                 %sx faster\n' "$(ratio "$(median_of kvm-ok)" "$kb")"
+[ -z "$(median_of "virt-host-validate qemu")" ] ||
+	printf '  virt-host-validate / kvmbox check     %sx faster (target >= 20x)\n' \
+		"$(ratio "$(median_of "virt-host-validate qemu")" "$kb")"
