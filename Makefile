@@ -16,7 +16,7 @@ PKG_CONFIG ?= pkg-config
 # Debian packages: the build, the tests (cmocka, valgrind, clang's libFuzzer) and the
 # benchmarks' competitors (kvm-ok, virt-host-validate, hyperfine).
 DEBIAN_PACKAGES := build-essential pkg-config libcmocka-dev valgrind clang libclang-rt-14-dev \
-                   cpu-checker libvirt-clients hyperfine
+                   cpu-checker libvirt-clients hyperfine jq
 
 KB_CFLAGS  := -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude \
               -DKVMBOX_VERSION=\"$(VERSION)\" -MMD -MP
