@@ -325,7 +325,7 @@ static void check_kvm_dev(struct host *h, struct kb_row *r)
 	char user[64], group[64], who[160];
 	kb_user_name(h->ctx, st->st_uid, user, sizeof(user));
 	kb_group_name(h->ctx, st->st_gid, group, sizeof(group));
-	mode_t mode = st->st_mode & 07777;
+	mode_t mode = st->st_mode & ALLPERMS;
 	snprintf(who, sizeof(who), "%s:%s %04o", user, group, (unsigned)mode);
 	if (mode & 0006) {
 		kb_row_set(r, id, KB_WARN, "/dev/kvm is %s: every local user can use KVM (too wide)", who);

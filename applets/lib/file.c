@@ -182,7 +182,7 @@ int kb_write_file_atomic(const struct kb_ctx *ctx, const char *abs_path, const v
 	if (fd < 0)
 		return kb_fail(err, errno, dir_name, "creating a temporary file in");
 
-	mode_t mode = exists ? (old.st_mode & 07777) : (opts && opts->mode ? opts->mode : 0644);
+	mode_t mode = exists ? (old.st_mode & ALLPERMS) : (opts && opts->mode ? opts->mode : 0644);
 	int e = 0;
 	const char *step = "writing";
 	if (write_all(fd, data, len) < 0)

@@ -2,8 +2,17 @@
 # kvmbox check / kvm-ok against fixture roots: exact rows and exit codes.
 . tests/lib.sh
 
+# What every healthy host has, whatever the CPU: /dev/kvm root:kvm 0660, the
+# vhost-net and tun devices, and a listening libvirtd.
+healthy_devices() {
+	fx_devkvm "$1"
+	fx_chardev "$1" /dev/vhost-net 10 238 0600
+	fx_chardev "$1" /dev/net/tun 10 200 0666
+	fx_libvirtd "$1"
+}
+
 # A healthy Intel host: vmx everywhere, VT-x locked on by firmware, modules loaded,
-# /dev/kvm root:kvm 0660, nested on, IOMMU on, hugepages, libvirtd listening.
+# nested on, IOMMU on, hugepages.
 healthy_intel() {
 	local r
 	r=$(fx_new)
@@ -12,14 +21,11 @@ healthy_intel() {
 	for cpu in 0 1 2 3; do fx_msr "$r" $cpu 0x3a 0x5; done
 	fx_module "$r" kvm
 	fx_module "$r" kvm_intel Y
-	fx_devkvm "$r"
 	fx_cmdline "$r" 'BOOT_IMAGE=/boot/vmlinuz-6.1.0-18-amd64 root=/dev/sda1 ro quiet intel_iommu=on iommu=pt'
 	fx_iommu_groups "$r" 3
 	fx_hugepages "$r" 1024 1000
 	fx_dmi "$r" "Dell Inc." "PowerEdge R640"
-	fx_chardev "$r" /dev/vhost-net 10 238 0600
-	fx_chardev "$r" /dev/net/tun 10 200 0666
-	fx_libvirtd "$r"
+	healthy_devices "$r"
 	echo "$r"
 }
 
@@ -31,13 +37,10 @@ healthy_amd() {
 	fx_msr "$r" 1 0xc0010114 0x0
 	fx_module "$r" kvm
 	fx_module "$r" kvm_amd 1
-	fx_devkvm "$r"
 	fx_iommu_groups "$r" 12
 	fx_hugepages "$r" 512 512
 	fx_dmi "$r" "Supermicro" "AS -1014S-WTRT"
-	fx_chardev "$r" /dev/vhost-net 10 238 0600
-	fx_chardev "$r" /dev/net/tun 10 200 0666
-	fx_libvirtd "$r"
+	healthy_devices "$r"
 	echo "$r"
 }
 
