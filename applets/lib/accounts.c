@@ -1,5 +1,7 @@
 /* Account names from the sysroot's /etc files; see kvmbox/accounts.h. */
+#include <errno.h>
 #include <grp.h>
+#include <string.h>
 #include <pwd.h>
 #include <stdio.h>
 
@@ -41,4 +43,22 @@ const char *kb_user_name(const struct kb_ctx *ctx, uid_t uid, char *buf, size_t 
 		}
 	}
 	return buf;
+}
+
+int kb_group_id(const struct kb_ctx *ctx, const char *name, gid_t *gid, struct kb_error *err)
+{
+	struct kb_path p;
+	if (kb_sysroot_path(ctx, "/etc/group", &p, err) < 0)
+		return -1;
+	autoclose_file f = fopen(p.s, "re");
+	if (!f)
+		return kb_fail(err, errno, p.s, "opening");
+	struct group *gr;
+	while ((gr = fgetgrent(f)) != NULL) {
+		if (strcmp(gr->gr_name, name) == 0) {
+			*gid = gr->gr_gid;
+			return 0;
+		}
+	}
+	return kb_fail(err, ENOENT, p.s, "no group '%s' in", name);
 }

@@ -154,6 +154,24 @@ static int verify_content(const char *path, const void *data, size_t len, struct
 	return 0;
 }
 
+/* mkdir -p @dir (a real path, already mapped). */
+static int make_dirs(const char *dir, struct kb_error *err)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s", dir);
+	for (char *p = path + 1;; p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		char saved = *p;
+		*p = '\0';
+		if (mkdir(path, 0755) < 0 && errno != EEXIST)
+			return kb_fail(err, errno, path, "creating directory");
+		*p = saved;
+		if (saved == '\0')
+			return 0;
+	}
+}
+
 int kb_write_file_atomic(const struct kb_ctx *ctx, const char *abs_path, const void *data,
 			 size_t len, const struct kb_write_options *opts, struct kb_error *err)
 {
@@ -170,6 +188,8 @@ int kb_write_file_atomic(const struct kb_ctx *ctx, const char *abs_path, const v
 	char tmp[PATH_MAX];
 	if (snprintf(tmp, sizeof(tmp), "%s/.%s.kvmbox-XXXXXX", dir_name, base_name) >= (int)sizeof(tmp))
 		return kb_fail(err, ENAMETOOLONG, p.s, "writing");
+	if (opts && opts->create_dirs && make_dirs(dir_name, err) < 0)
+		return -1;
 
 	struct stat old;
 	bool exists = stat(p.s, &old) == 0;

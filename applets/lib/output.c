@@ -8,12 +8,16 @@
 static const char *const status_names[KB_STATUS_COUNT] = {
 	[KB_PASS] = "PASS", [KB_INFO] = "INFO", [KB_SKIP] = "SKIP",
 	[KB_WARN] = "WARN", [KB_FAIL] = "FAIL",
+	[KB_CHANGED] = "changed", [KB_UNCHANGED] = "unchanged", [KB_WOULD_CHANGE] = "would-change",
+	[KB_REBOOT] = "reboot-required", [KB_FAILED] = "failed",
 };
 
 /* ANSI colours for the status column, on a TTY only. */
 static const char *const status_colors[KB_STATUS_COUNT] = {
 	[KB_PASS] = "\033[32m", [KB_INFO] = "\033[36m", [KB_SKIP] = "\033[2m",
 	[KB_WARN] = "\033[33m", [KB_FAIL] = "\033[1;31m",
+	[KB_CHANGED] = "\033[32m", [KB_UNCHANGED] = "\033[2m", [KB_WOULD_CHANGE] = "\033[36m",
+	[KB_REBOOT] = "\033[33m", [KB_FAILED] = "\033[1;31m",
 };
 
 const char *kb_status_name(enum kb_status status)
@@ -79,28 +83,33 @@ static void print_json(FILE *out, const struct kb_row *rows, size_t count)
 
 static bool row_shown(const struct kb_ctx *ctx, const struct kb_row *row)
 {
-	return ctx->verbosity >= 0 || (row->status != KB_PASS && row->status != KB_INFO);
+	return ctx->verbosity >= 0 ||
+	       (row->status != KB_PASS && row->status != KB_INFO && row->status != KB_UNCHANGED);
 }
 
 static void print_human(const struct kb_ctx *ctx, const struct kb_row *rows, size_t count)
 {
-	int id_width = 0;
+	int id_width = 0, status_width = 0;
 	for (size_t i = 0; i < count; i++) {
-		int w = (int)strlen(rows[i].id);
-		if (row_shown(ctx, &rows[i]) && w > id_width)
-			id_width = w;
+		if (!row_shown(ctx, &rows[i]))
+			continue;
+		int w = (int)strlen(rows[i].id), sw = (int)strlen(kb_status_name(rows[i].status));
+		id_width = w > id_width ? w : id_width;
+		status_width = sw > status_width ? sw : status_width;
 	}
 	for (size_t i = 0; i < count; i++) {
 		const struct kb_row *r = &rows[i];
 		if (!row_shown(ctx, r))
 			continue;
+		const char *name = kb_status_name(r->status);
 		if (ctx->color)
-			fprintf(ctx->out, "%s%s\033[0m", status_colors[r->status], kb_status_name(r->status));
+			fprintf(ctx->out, "%s%s\033[0m%*s", status_colors[r->status], name,
+				status_width - (int)strlen(name), "");
 		else
-			fputs(kb_status_name(r->status), ctx->out);
+			fprintf(ctx->out, "%-*s", status_width, name);
 		fprintf(ctx->out, "  %-*s  %s\n", id_width, r->id, r->message);
 		if (r->hint[0] && r->status != KB_PASS)
-			fprintf(ctx->out, "      %-*s  hint: %s\n", id_width, "", r->hint);
+			fprintf(ctx->out, "%*s  %-*s  hint: %s\n", status_width, "", id_width, "", r->hint);
 	}
 }
 

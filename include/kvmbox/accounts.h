@@ -5,11 +5,15 @@
 #include <stddef.h>
 #include <sys/types.h>
 #include "kvmbox/context.h"
+#include "kvmbox/error.h"
 
 /* The name of group @gid into @buf; its number as text when no entry names it. Returns @buf. */
 const char *kb_group_name(const struct kb_ctx *ctx, gid_t gid, char *buf, size_t size);
 
 /* The name of user @uid into @buf; its number as text when no entry names it. Returns @buf. */
 const char *kb_user_name(const struct kb_ctx *ctx, uid_t uid, char *buf, size_t size);
+
+/* The id of group @name from the root's /etc/group. Returns 0, or -1 with @err (ENOENT: no such group). */
+int kb_group_id(const struct kb_ctx *ctx, const char *name, gid_t *gid, struct kb_error *err);
 
 #endif

@@ -25,6 +25,7 @@ int kb_read_value(const struct kb_ctx *ctx, const char *abs_path, char *buf, siz
 struct kb_write_options {
 	mode_t mode;              /* mode of a new file (an existing file keeps its own) */
 	const char *backup_suffix; /* if set and the file exists, keep the old one as PATH+suffix */
+	bool create_dirs;          /* make missing parent directories (0755), like mkdir -p */
 };
 
 /*

@@ -7,15 +7,22 @@
 #include "kvmbox/context.h"
 
 enum kb_status {
+	/* Results of a check. */
 	KB_PASS,
 	KB_INFO,
 	KB_SKIP,
 	KB_WARN,
 	KB_FAIL,
+	/* Outcomes of a change an applet makes (desired state in, difference out). */
+	KB_CHANGED,
+	KB_UNCHANGED,
+	KB_WOULD_CHANGE, /* --dry-run */
+	KB_REBOOT,       /* changed, takes effect at the next boot */
+	KB_FAILED,
 	KB_STATUS_COUNT
 };
 
-/* "PASS", "INFO", ... as shown to users and in JSON. */
+/* "PASS", ..., "changed", "unchanged", "would-change", "reboot-required", "failed": as shown and in JSON. */
 const char *kb_status_name(enum kb_status status);
 
 /* One result row: a check, or an item an applet changed. */

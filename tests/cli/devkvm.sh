@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# kvmbox devkvm on fixture roots with real device nodes (mknod; the tests run as root).
+. tests/lib.sh
+
+# A root where the KVM module is loaded (sysfs names its device numbers) but /dev/kvm may be wrong.
+kvm_root() {
+	local r
+	r=$(fx_new)
+	mkdir -p "$r/sys/class/misc/kvm"
+	echo 10:232 >"$r/sys/class/misc/kvm/dev"
+	echo "$r"
+}
+node_state() { stat -c '%F %t:%T %u:%g %a' "$1/dev/kvm"; }
+
+test_creates_missing_node() {
+	local r
+	r=$(kvm_root)
+	run --root "$r" devkvm --dry-run
+	expect_rc 0
+	expect_eq "dry run" "$OUT" "would-change  node   would be created as char 10:232
+would-change  owner  would be root:kvm
+would-change  mode   would be 0660"
+	expect_file_missing "$r/dev/kvm"
+	run --root "$r" devkvm
+	expect_rc 0
+	expect_eq "output" "$OUT" "changed    node   created /dev/kvm as char 10:232
+unchanged  owner  root:kvm
+unchanged  mode   0660"
+	expect_eq "node" "$(node_state "$r")" "character special file a:e8 0:36 660"
+	# Idempotent: a second run changes nothing.
+	run --root "$r" devkvm
+	expect_rc 0
+	expect_eq "second run" "$OUT" "unchanged  node   /dev/kvm is char 10:232
+unchanged  owner  root:kvm
+unchanged  mode   0660"
+}
+
+test_narrows_0666_never_widens() {
+	local r
+	r=$(kvm_root)
+	fx_devkvm "$r" 0666 0
+	run --root "$r" devkvm --json
+	expect_rc 0
+	expect_eq "json" "$(printf '%s' "$OUT" | jq -c 'map([.id, .status, .message])')" \
+		'[["node","unchanged","/dev/kvm is char 10:232"],["owner","changed","root:root -> root:kvm"],["mode","changed","0666 -> 0660 (narrowed: every local user could use KVM)"]]'
+	expect_eq "node" "$(node_state "$r")" "character special file a:e8 0:36 660"
+	# A too-narrow node (root only) is opened up to the group, not to everyone.
+	fx_devkvm "$r" 0600 36
+	run --root "$r" devkvm
+	expect_eq "node" "$(node_state "$r")" "character special file a:e8 0:36 660"
+}
+
+test_replaces_wrong_node() {
+	local r
+	r=$(kvm_root)
+	fx_chardev "$r" /dev/kvm 1 3 0660 36
+	run --root "$r" devkvm
+	expect_rc 0
+	expect_match "output" "$OUT" "^changed    node   replaced /dev/kvm as char 10:232"
+	expect_eq "node" "$(node_state "$r")" "character special file a:e8 0:36 660"
+	rm "$r/dev/kvm"
+	echo "plain file" >"$r/dev/kvm"
+	run --root "$r" devkvm
+	expect_rc 0
+	expect_eq "node" "$(node_state "$r")" "character special file a:e8 0:36 660"
+}
+
+test_missing_group_is_a_clear_error() {
+	local r
+	r=$(kvm_root)
+	printf 'root:x:0:\n' >"$r/etc/group"
+	run --root "$r" devkvm
+	expect_rc 1
+	expect_eq "error" "$ERR" "kvmbox devkvm: group 'kvm' does not exist: create it with 'groupadd --system kvm'"
+	expect_file_missing "$r/dev/kvm"
+	run --root "$r" devkvm --group libvirt
+	expect_rc 1
+	printf 'root:x:0:\nlibvirt:x:120:\n' >"$r/etc/group"
+	run --root "$r" devkvm --group libvirt
+	expect_rc 0
+	expect_eq "node" "$(node_state "$r")" "character special file a:e8 0:120 660"
+}
+
+test_module_not_loaded() {
+	local r
+	r=$(fx_new)
+	run --root "$r" devkvm
+	expect_rc 1
+	expect_eq "error" "$ERR" "kvmbox devkvm: the KVM module is not loaded (no /sys/class/misc/kvm/dev): run kvmbox kvm-load first"
+	expect_file_missing "$r/dev/kvm"
+}
+
+test_persist_udev_rule_and_target() {
+	local r t
+	r=$(kvm_root)
+	t=$(mktemp -d "$TESTS_TMP/target.XXXXXX")
+	# Accounts are the installed system's: with --target, its /etc/group names the group.
+	mkdir -p "$t/etc"
+	printf 'root:x:0:\nkvm:x:77:\n' >"$t/etc/group"
+	run --root "$r" --target "$t" devkvm --persist
+	expect_rc 0
+	expect_match "rule row" "$OUT" "changed    udev-rule  /etc/udev/rules.d/65-kvm.rules"
+	# The rule lands in the target (persistent), the node in the live root.
+	expect_eq "rule" "$(cat "$t/etc/udev/rules.d/65-kvm.rules")" '# Written by kvmbox devkvm: /dev/kvm for group kvm only, never every user.
+KERNEL=="kvm", GROUP="kvm", MODE="0660", OPTIONS+="static_node=kvm"'
+	expect_file_missing "$r/etc/udev/rules.d/65-kvm.rules"
+	expect_eq "node in the live root" "$(node_state "$r")" "character special file a:e8 0:77 660"
+	local before
+	before=$(stat -c '%i %Y' "$t/etc/udev/rules.d/65-kvm.rules")
+	run --root "$r" --target "$t" devkvm --persist
+	expect_match "second run" "$OUT" "unchanged  udev-rule"
+	expect_eq "not rewritten" "$(stat -c '%i %Y' "$t/etc/udev/rules.d/65-kvm.rules")" "$before"
+}
+
+test_usage() {
+	run devkvm extra
+	expect_rc 2
+	run devkvm --help
+	expect_rc 0
+	expect_match "usage" "$OUT" "^Usage: kvmbox devkvm"
+}
+
+t test_creates_missing_node
+t test_narrows_0666_never_widens
+t test_replaces_wrong_node
+t test_missing_group_is_a_clear_error
+t test_module_not_loaded
+t test_persist_udev_rule_and_target
+t test_usage
+done_testing
