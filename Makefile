@@ -42,6 +42,8 @@ UNIT_SRCS   := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS   := $(UNIT_SRCS:%.c=$(BUILD)/%)
 HELPER_SRCS := $(sort $(wildcard tests/helpers/*.c))
 HELPER_BINS := $(HELPER_SRCS:%.c=$(BUILD)/%)
+STATIC_SRCS := $(sort $(wildcard tests/helpers/static/*.c))
+HELPER_BINS += $(STATIC_SRCS:%.c=$(BUILD)/%)
 FUZZ_SRCS   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS   := $(FUZZ_SRCS:%.c=build/fuzz/%)
 CLI_TESTS   := $(sort $(wildcard tests/cli/*.sh))
@@ -67,6 +69,11 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(LIBKVMBOX)
 $(BUILD)/tests/helpers/%: tests/helpers/%.c
 	@mkdir -p $(@D)
 	$(CC) $(KB_CFLAGS) $(CFLAGS) $(KB_LDFLAGS) -o $@ $<
+
+# Static stand-ins that run inside chroots of fixture roots (no sanitizers: they must be static).
+$(BUILD)/tests/helpers/static/%: tests/helpers/static/%.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 -Wall -Wextra -Werror -O2 -static -o $@ $<
 
 # libFuzzer targets: the parsers built with clang, linked with their sources directly.
 build/fuzz/tests/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS)

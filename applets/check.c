@@ -50,8 +50,6 @@ const char kvm_ok_usage[] =
 	"and prints \"KVM acceleration can be used\" (exit 0) or\n"
 	"\"KVM acceleration can NOT be used\" (exit 1), with the reasons.\n";
 
-/* The largest /proc/cpuinfo accepted: about 2 KiB per CPU, so room for 4096 CPUs. */
-#define CPUINFO_MAX (16u << 20)
 #define MAX_CPUS 8192
 
 enum tristate { UNKNOWN = -1, NO = 0, YES = 1 };
@@ -114,11 +112,8 @@ static void load_host(struct host *h, const struct kb_ctx *ctx)
 {
 	*h = (struct host){ .ctx = ctx, .cpuid_has_virt = UNKNOWN, .iommu_groups = UNCOUNTED };
 	struct kb_error err;
-	autofree char *text = NULL;
-	size_t len = 0;
-	if (kb_read_file(ctx, "/proc/cpuinfo", CPUINFO_MAX, &text, &len, &err) < 0)
+	if (kb_cpuinfo_load(ctx, &h->cpu, &err) < 0)
 		kb_error_message(&err, h->cpuinfo_error, sizeof(h->cpuinfo_error));
-	kb_cpuinfo_parse(text ? text : "", len, &h->cpu);
 
 	bool amd = is_amd_like(h);
 	h->ext_name = amd ? "AMD-V" : "VT-x";

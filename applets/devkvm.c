@@ -2,7 +2,8 @@
  * devkvm: a /dev/kvm that QEMU under libvirt can open.
  *
  * Makes the node if it is missing (major:minor from /sys/class/misc/kvm/dev),
- * sets root:kvm 0660, and never widens: a 0666 node is narrowed and reported.
+ * sets root:kvm 0660, and never widens: a world-accessible node is narrowed
+ * and reported.
  * --persist writes the udev rule that keeps it so across reboots. Each item
  * is reported changed / unchanged (would-change with --dry-run).
  */
@@ -26,7 +27,7 @@ const char devkvm_usage[] =
 	"\n"
 	"Make /dev/kvm usable by QEMU under libvirt: create the node if it is missing\n"
 	"(char device numbers from /sys/class/misc/kvm/dev), owner root, group kvm,\n"
-	"mode 0660. A node open to every user (0666) is narrowed to 0660.\n"
+	"mode 0660. A node open to every user is narrowed to 0660.\n"
 	"\n"
 	"  --dry-run     show what would change, change nothing\n"
 	"  --persist     write /etc/udev/rules.d/65-kvm.rules so udev keeps it so\n"

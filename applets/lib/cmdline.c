@@ -37,10 +37,8 @@ bool kb_cmdline_next(const char *text, size_t len, size_t *pos, struct kb_cmdlin
 	*pos = end;
 
 	/* The kernel hands what follows "--" to init. */
-	if (end - start == 2 && text[start] == '-' && text[start + 1] == '-') {
-		*pos = len;
-		return false;
-	}
+	if (end - start == 2 && text[start] == '-' && text[start + 1] == '-')
+		return false; /* *pos is just after "--": the caller can find init's part there */
 
 	*arg = (struct kb_cmdline_arg){ .start = text + start, .len = end - start, .key = text + body };
 	size_t body_end = end;

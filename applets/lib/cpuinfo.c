@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kvmbox/cpuinfo.h"
+#include "kvmbox/file.h"
 
 /* A "key : value" line, both trimmed; slices of the input. */
 struct field {
@@ -152,6 +153,19 @@ void kb_cpuinfo_parse(const char *text, size_t len, struct kb_cpuinfo *out)
 		p += line_len + (nl ? 1 : 0);
 	}
 	close_block(&cpu, out);
+}
+
+/* The largest /proc/cpuinfo accepted: about 2 KiB per CPU, so room for 8192 CPUs. */
+#define CPUINFO_MAX (16u << 20)
+
+int kb_cpuinfo_load(const struct kb_ctx *ctx, struct kb_cpuinfo *out, struct kb_error *err)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int rc = kb_read_file(ctx, "/proc/cpuinfo", CPUINFO_MAX, &text, &len, err);
+	kb_cpuinfo_parse(text ? text : "", len, out);
+	free(text);
+	return rc;
 }
 
 const char *kb_arch_name(enum kb_arch arch)

@@ -19,7 +19,8 @@ struct kb_cmdline_arg {
  * Step through @text (@len bytes) the way the kernel splits it: arguments
  * separated by whitespace, double quotes group spaces; arguments after a lone
  * "--" belong to init and are not returned. @pos is the cursor (start at 0).
- * Returns false when there are no more arguments.
+ * Returns false when there are no more arguments; after a "--", @pos is left
+ * just past it, where init's arguments start.
  */
 bool kb_cmdline_next(const char *text, size_t len, size_t *pos, struct kb_cmdline_arg *arg);
 

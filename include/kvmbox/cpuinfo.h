@@ -3,6 +3,8 @@
 #define KVMBOX_CPUINFO_H
 
 #include <stddef.h>
+#include "kvmbox/context.h"
+#include "kvmbox/error.h"
 
 enum kb_arch { KB_ARCH_UNKNOWN, KB_ARCH_X86, KB_ARCH_ARM64, KB_ARCH_PPC, KB_ARCH_S390, KB_ARCH_RISCV };
 enum kb_cpu_vendor { KB_VENDOR_UNKNOWN, KB_VENDOR_INTEL, KB_VENDOR_AMD, KB_VENDOR_HYGON, KB_VENDOR_OTHER };
@@ -25,6 +27,9 @@ struct kb_cpuinfo {
  * when no processor was listed).
  */
 void kb_cpuinfo_parse(const char *text, size_t len, struct kb_cpuinfo *out);
+
+/* Read and parse /proc/cpuinfo under the sysroot. On failure @out is still the empty result. */
+int kb_cpuinfo_load(const struct kb_ctx *ctx, struct kb_cpuinfo *out, struct kb_error *err);
 
 const char *kb_arch_name(enum kb_arch arch);
 const char *kb_vendor_name(enum kb_cpu_vendor vendor);

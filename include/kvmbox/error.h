@@ -15,13 +15,17 @@ struct kb_error {
 	int errnum;
 	char what[256];
 	char path[PATH_MAX];
+	unsigned line; /* for errors in a file's content: 1-based line, else 0 */
 };
 
 /* Fill in @err (which may be NULL) and return -1, so callers can `return kb_fail(...)`. */
 int kb_fail(struct kb_error *err, int errnum, const char *path, const char *what_fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-/* "WHAT PATH: STRERROR" (parts left out when empty) into @buf; returns @buf. */
+/*
+ * "WHAT PATH: STRERROR" (parts left out when empty) into @buf; for an error
+ * in a file's content (line set), "PATH:LINE: WHAT". Returns @buf.
+ */
 const char *kb_error_message(const struct kb_error *err, char *buf, size_t size);
 
 #endif

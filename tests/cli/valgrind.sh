@@ -26,6 +26,24 @@ test_check_on_fixture_and_host() {
 	[ "$RC" != 99 ] || fail "valgrind found errors in kvm-ok: $ERR"
 }
 
+test_changing_applets() {
+	local r
+	r=$(fx_new)
+	mkdir -p "$r/etc/default" "$r/sys/class/misc/kvm"
+	cp tests/fixtures/grub/debian.grub "$r/etc/default/grub"
+	fx_cpuinfo "$r" intel-vmx-4.txt
+	echo 10:232 >"$r/sys/class/misc/kvm/dev"
+	vg --root "$r" grub-args --iommu --no-update
+	expect_rc 0
+	vg --root "$r" grub-args list --json
+	expect_rc 0
+	cp tests/fixtures/grub-unsafe/spans-lines.grub "$r/etc/default/grub"
+	vg --root "$r" grub-args add x
+	expect_rc 1
+	vg --root "$r" devkvm --persist
+	expect_rc 0
+}
+
 test_front_paths() {
 	vg --list
 	expect_rc 0
@@ -40,9 +58,11 @@ test_front_paths() {
 
 if [ "${SAN:-}" = 1 ]; then
 	skip test_check_on_fixture_and_host "valgrind does not run ASan builds"
+	skip test_changing_applets "valgrind does not run ASan builds"
 	skip test_front_paths "valgrind does not run ASan builds"
 else
 	t test_check_on_fixture_and_host
+	t test_changing_applets
 	t test_front_paths
 fi
 done_testing
