@@ -15,12 +15,16 @@ PKG_CONFIG ?= pkg-config
 
 # Debian packages: the build, the tests (cmocka, valgrind, clang's libFuzzer) and the
 # benchmarks' competitors (kvm-ok, virt-host-validate, hyperfine).
-DEBIAN_PACKAGES := build-essential pkg-config libcmocka-dev valgrind clang libclang-rt-14-dev \
+DEBIAN_PACKAGES := build-essential pkg-config libcmocka-dev libkmod-dev libxml2-dev kmod \
+                   valgrind clang libclang-rt-14-dev \
                    cpu-checker libvirt-clients hyperfine jq
 
+# Headers only: libkmod and libxml2 are dlopen()ed by the applets that use them (applets/lib/dynlib.c).
+DLOPEN_PKGS := libkmod libxml-2.0
 KB_CFLAGS  := -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude \
+              $(shell $(PKG_CONFIG) --cflags $(DLOPEN_PKGS) 2>/dev/null) \
               -DKVMBOX_VERSION=\"$(VERSION)\" -MMD -MP
-KB_LDFLAGS :=
+KB_LDFLAGS := -ldl
 
 ifeq ($(SAN),1)
 BUILD      := build/san
@@ -59,7 +63,7 @@ $(LIBKVMBOX): $(LIB_OBJS)
 	$(AR) rcs $@ $^
 
 $(BIN): $(APPLET_OBJS) $(LIBKVMBOX)
-	$(CC) $(CFLAGS) $(KB_LDFLAGS) $(LDFLAGS) -o $@ $(APPLET_OBJS) $(LIBKVMBOX)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(APPLET_OBJS) $(LIBKVMBOX) $(KB_LDFLAGS)
 
 $(BUILD)/tests/unit/%: tests/unit/%.c $(LIBKVMBOX)
 	@mkdir -p $(@D)

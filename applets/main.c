@@ -33,6 +33,19 @@ const struct kb_applet *kb_applet_find(const char *name)
 	return NULL;
 }
 
+int kb_applet_run(struct kb_ctx *ctx, const char *name, int argc, char **argv)
+{
+	const struct kb_applet *applet = kb_applet_find(name);
+	if (!applet)
+		return KB_EXIT_USAGE;
+	const char *caller = ctx->applet;
+	ctx->applet = applet->name;
+	optind = 0; /* glibc: start option parsing afresh */
+	int rc = applet->main(ctx, argc, argv);
+	ctx->applet = caller;
+	return rc;
+}
+
 static const char global_options_help[] =
 	"Global options:\n"
 	"  --root DIR     treat DIR as the system root (also KVMBOX_ROOT; default /)\n"

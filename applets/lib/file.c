@@ -100,6 +100,22 @@ int kb_read_value(const struct kb_ctx *ctx, const char *abs_path, char *buf, siz
 	return 0;
 }
 
+static int write_all(int fd, const char *data, size_t len);
+
+int kb_write_value(const struct kb_ctx *ctx, const char *abs_path, const char *value,
+		   struct kb_error *err)
+{
+	struct kb_path p;
+	if (kb_sysroot_path(ctx, abs_path, &p, err) < 0)
+		return -1;
+	autoclose_fd fd = open(p.s, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return kb_fail(err, errno, p.s, "opening");
+	if (write_all(fd, value, strlen(value)) < 0)
+		return kb_fail(err, errno, p.s, "writing '%s' to", value);
+	return 0;
+}
+
 static int write_all(int fd, const char *data, size_t len)
 {
 	while (len > 0) {

@@ -60,6 +60,13 @@ enum {
  */
 int kb_common_option(struct kb_ctx *ctx, int opt, const char *arg);
 
+/*
+ * Run another applet in this process with @argv (argv[0] its name), as
+ * provision and applets that build on each other do: same context, fresh
+ * option parsing. Returns its exit status.
+ */
+int kb_applet_run(struct kb_ctx *ctx, const char *name, int argc, char **argv);
+
 /* Print an applet's usage followed by the global options. */
 void kb_print_usage(FILE *out, const struct kb_applet *applet);
 

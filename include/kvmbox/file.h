@@ -22,6 +22,14 @@ int kb_read_file(const struct kb_ctx *ctx, const char *abs_path, size_t max_size
 int kb_read_value(const struct kb_ctx *ctx, const char *abs_path, char *buf, size_t size,
 		  struct kb_error *err);
 
+/*
+ * Write @value to a kernel knob (sysfs attribute, /proc/sys file) in place:
+ * no temporary file, since the kernel file cannot be renamed over. The caller
+ * reads the result back: the kernel may grant less than asked.
+ */
+int kb_write_value(const struct kb_ctx *ctx, const char *abs_path, const char *value,
+		   struct kb_error *err);
+
 struct kb_write_options {
 	mode_t mode;              /* mode of a new file (an existing file keeps its own) */
 	const char *backup_suffix; /* if set and the file exists, keep the old one as PATH+suffix */

@@ -1,0 +1,517 @@
+/*
+ * hugepages: show the hugepage pools, size them, and make sure the kernel
+ * really allocated them.
+ *
+ * The kernel grants what it can: asking for 1024 pages on fragmented memory
+ * may give 512 without an error. `set` reads the pool back and fails loudly
+ * then. --for-domains sizes the pool from the libvirt domains that are backed
+ * by hugepages; --persist keeps the size across reboots (sysctl.d for the
+ * default size, kernel arguments for the others).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "kvmbox/applet.h"
+#include "kvmbox/cleanup.h"
+#include "kvmbox/file.h"
+#include "kvmbox/output.h"
+#include "kvmbox/sysroot.h"
+#include "kvmbox/xml.h"
+
+const char hugepages_usage[] =
+	"Usage: kvmbox hugepages [show]\n"
+	"       kvmbox hugepages set N [--size 2M|1G] [--node K] [--persist] [--dry-run]\n"
+	"       kvmbox hugepages set --for-domains[=DIR] [--size 2M|1G] [--persist] [--dry-run]\n"
+	"\n"
+	"Show the hugepage pools (per size and NUMA node: total, free, reserved,\n"
+	"surplus), or set a pool to N pages and read back what the kernel really\n"
+	"allocated: fewer pages than asked is a failure (memory is fragmented:\n"
+	"reserve them at boot with kernel arguments instead).\n"
+	"\n"
+	"  --size 2M|1G          page size (default: the kernel's default size)\n"
+	"  --node K              the pool of NUMA node K only\n"
+	"  --for-domains[=DIR]   N = the memory of the libvirt domains in DIR (default\n"
+	"                        /etc/libvirt/qemu) that use <memoryBacking><hugepages/>\n"
+	"  --persist             keep it across reboots: /etc/sysctl.d/80-kvmbox-hugepages.conf\n"
+	"                        for the default size, kernel arguments (grub-args) otherwise\n"
+	"  --dry-run             show what would change, change nothing\n";
+
+#define SYSFS_POOLS "/sys/kernel/mm/hugepages"
+#define SYSFS_NODES "/sys/devices/system/node"
+#define SYSCTL_FILE "/etc/sysctl.d/80-kvmbox-hugepages.conf"
+#define DOMAINS_DIR "/etc/libvirt/qemu"
+#define MAX_ROWS 8
+
+struct hugepages {
+	struct kb_ctx *ctx;
+	unsigned long size_kb;    /* the pool's page size */
+	unsigned long default_kb; /* the kernel's default (Hugepagesize in /proc/meminfo) */
+	int node;                 /* -1: all nodes */
+	bool persist, dry_run;
+	struct kb_row rows[MAX_ROWS];
+	size_t row_count;
+};
+
+static struct kb_row *add_row(struct hugepages *h)
+{
+	return &h->rows[h->row_count < MAX_ROWS - 1 ? h->row_count++ : h->row_count];
+}
+
+/* "2M" / "1G" / "2048k" to kB; 0 when not a size. */
+static unsigned long parse_size_kb(const char *text)
+{
+	char *end;
+	unsigned long n = strtoul(text, &end, 10);
+	if (end == text)
+		return 0;
+	if (!strcasecmp(end, "k") || !strcasecmp(end, "kb") || !strcasecmp(end, "kib"))
+		return n;
+	if (!strcasecmp(end, "m") || !strcasecmp(end, "mb") || !strcasecmp(end, "mib"))
+		return n << 10;
+	if (!strcasecmp(end, "g") || !strcasecmp(end, "gb") || !strcasecmp(end, "gib"))
+		return n << 20;
+	return 0;
+}
+
+static void format_size(unsigned long kb, char *buf, size_t size)
+{
+	if (kb % (1ul << 20) == 0)
+		snprintf(buf, size, "%luG", kb >> 20);
+	else if (kb % 1024 == 0)
+		snprintf(buf, size, "%luM", kb >> 10);
+	else
+		snprintf(buf, size, "%luk", kb);
+}
+
+/* A counter of a pool; -1 when the file does not exist (e.g. resv_hugepages per node). */
+static long read_counter(const struct kb_ctx *ctx, const char *dir, const char *name)
+{
+	char path[PATH_MAX], value[32];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (kb_read_value(ctx, path, value, sizeof(value), NULL) < 0)
+		return -1;
+	char *end;
+	long n = strtol(value, &end, 10);
+	return end == value ? -1 : n;
+}
+
+static void pool_dir(unsigned long size_kb, int node, char *buf, size_t size)
+{
+	if (node < 0)
+		snprintf(buf, size, SYSFS_POOLS "/hugepages-%lukB", size_kb);
+	else
+		snprintf(buf, size, SYSFS_NODES "/node%d/hugepages/hugepages-%lukB", node, size_kb);
+}
+
+static int default_size(const struct kb_ctx *ctx, unsigned long *kb, struct kb_error *err)
+{
+	autofree char *meminfo = NULL;
+	size_t len;
+	if (kb_read_file(ctx, "/proc/meminfo", 1 << 20, &meminfo, &len, err) < 0)
+		return -1;
+	const char *line = strstr(meminfo, "Hugepagesize:");
+	if (!line || sscanf(line, "Hugepagesize: %lu kB", kb) != 1)
+		return kb_fail(err, 0, NULL, "/proc/meminfo has no Hugepagesize: this kernel has no hugepages");
+	return 0;
+}
+
+/* Pool sizes the kernel offers (hugepages-2048kB, ...), sorted. */
+static int list_sizes(const struct kb_ctx *ctx, unsigned long *sizes, int max)
+{
+	struct kb_path p;
+	if (kb_sysroot_path(ctx, SYSFS_POOLS, &p, NULL) < 0)
+		return 0;
+	autoclose_dir d = opendir(p.s);
+	int n = 0;
+	struct dirent *de;
+	while (d && (de = readdir(d)) != NULL && n < max) {
+		unsigned long kb;
+		if (sscanf(de->d_name, "hugepages-%lukB", &kb) == 1)
+			sizes[n++] = kb;
+	}
+	for (int i = 1; i < n; i++)
+		for (int j = i; j > 0 && sizes[j - 1] > sizes[j]; j--) {
+			unsigned long t = sizes[j];
+			sizes[j] = sizes[j - 1];
+			sizes[j - 1] = t;
+		}
+	return n;
+}
+
+static int list_nodes(const struct kb_ctx *ctx, int *nodes, int max)
+{
+	struct kb_path p;
+	if (kb_sysroot_path(ctx, SYSFS_NODES, &p, NULL) < 0)
+		return 0;
+	autoclose_dir d = opendir(p.s);
+	int n = 0;
+	struct dirent *de;
+	while (d && (de = readdir(d)) != NULL && n < max) {
+		int node;
+		char extra;
+		if (sscanf(de->d_name, "node%d%c", &node, &extra) == 1)
+			nodes[n++] = node;
+	}
+	for (int i = 1; i < n; i++)
+		for (int j = i; j > 0 && nodes[j - 1] > nodes[j]; j--) {
+			int t = nodes[j];
+			nodes[j] = nodes[j - 1];
+			nodes[j - 1] = t;
+		}
+	return n;
+}
+
+static void print_counter(FILE *out, long value, bool json)
+{
+	if (value < 0)
+		fputs(json ? "null" : "-", out);
+	else
+		fprintf(out, "%ld", value);
+}
+
+static int show(struct hugepages *h)
+{
+	FILE *out = h->ctx->out;
+	bool json = h->ctx->format == KB_FORMAT_JSON;
+	unsigned long sizes[8];
+	int nodes[256];
+	int size_count = list_sizes(h->ctx, sizes, 8), node_count = list_nodes(h->ctx, nodes, 256);
+	if (size_count == 0) {
+		kb_say_error(h->ctx, "no hugepage pools (%s is empty or missing): this kernel has no hugepages",
+			     SYSFS_POOLS);
+		return KB_EXIT_FAILURE;
+	}
+	fputs(json ? "[" : "SIZE  NODE  TOTAL  FREE  RESERVED  SURPLUS\n", out);
+	bool first = true;
+	for (int s = 0; s < size_count; s++) {
+		for (int i = -1; i < node_count; i++) {
+			int node = i < 0 ? -1 : nodes[i];
+			char dir[PATH_MAX], size[24];
+			pool_dir(sizes[s], node, dir, sizeof(dir));
+			long total = read_counter(h->ctx, dir, "nr_hugepages");
+			if (total < 0)
+				continue;
+			long free_pages = read_counter(h->ctx, dir, "free_hugepages");
+			long reserved = read_counter(h->ctx, dir, "resv_hugepages");
+			long surplus = read_counter(h->ctx, dir, "surplus_hugepages");
+			format_size(sizes[s], size, sizeof(size));
+			if (json) {
+				fprintf(out, "%s\n {\"size_kb\": %lu, \"node\": ", first ? "" : ",", sizes[s]);
+				if (node < 0)
+					fputs("null", out);
+				else
+					fprintf(out, "%d", node);
+				fputs(", \"total\": ", out);
+				print_counter(out, total, true);
+				fputs(", \"free\": ", out);
+				print_counter(out, free_pages, true);
+				fputs(", \"reserved\": ", out);
+				print_counter(out, reserved, true);
+				fputs(", \"surplus\": ", out);
+				print_counter(out, surplus, true);
+				fputs(", \"default\": ", out);
+				fputs(sizes[s] == h->default_kb ? "true}" : "false}", out);
+			} else {
+				char node_text[16];
+				snprintf(node_text, sizeof(node_text), node < 0 ? "all" : "%d", node);
+				fprintf(out, "%-4s  %-4s  %5ld  %4ld  ", size, node_text, total, free_pages);
+				if (reserved < 0)
+					fprintf(out, "%8s  ", "-");
+				else
+					fprintf(out, "%8ld  ", reserved);
+				fprintf(out, "%7ld\n", surplus);
+			}
+			first = false;
+		}
+	}
+	if (json)
+		fputs(first ? "]\n" : "\n]\n", out);
+	return KB_EXIT_OK;
+}
+
+/* ---- sizing from domains ------------------------------------------------ */
+
+/* A libvirt memory amount (<memory unit='GiB'>8</memory>) in KiB; 0 when unreadable. */
+static unsigned long long memory_kib(const char *value, const char *unit)
+{
+	char *end;
+	unsigned long long n = strtoull(value, &end, 10);
+	if (end == value)
+		return 0;
+	static const struct {
+		const char *unit;
+		unsigned long long bytes;
+	} units[] = {
+		{ "b", 1 }, { "bytes", 1 }, { "KB", 1000 }, { "k", 1024 }, { "KiB", 1024 },
+		{ "MB", 1000000 }, { "M", 1 << 20 }, { "MiB", 1 << 20 }, { "GB", 1000000000 },
+		{ "G", 1 << 30 }, { "GiB", 1 << 30 }, { "TB", 1000000000000ull }, { "T", 1ull << 40 },
+		{ "TiB", 1ull << 40 },
+	};
+	if (!unit)
+		return n; /* libvirt's default unit is KiB */
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (!strcmp(unit, units[i].unit))
+			return (n * units[i].bytes + 1023) / 1024;
+	return 0;
+}
+
+/*
+ * Add the memory of one domain XML file to *total_kib when it is backed by
+ * hugepages of @size_kb (its <page size=...>, else the default size).
+ */
+static int count_domain(struct hugepages *h, const struct kb_xml *xml, const char *path,
+			unsigned long long *total_kib, char *names, size_t names_size, struct kb_error *err)
+{
+	xmlDoc *doc = kb_xml_read(xml, path, err);
+	if (!doc)
+		return -1;
+	xmlNode *domain = xml->root_element(doc);
+	int rc = 0;
+	if (!domain || strcmp((const char *)domain->name, "domain") != 0) {
+		rc = kb_fail(err, 0, path, "not a libvirt domain (root element is not <domain>):");
+		goto out;
+	}
+	xmlNode *backing = kb_xml_child(domain, "memoryBacking");
+	xmlNode *huge = kb_xml_child(backing, "hugepages");
+	if (!huge)
+		goto out;
+	unsigned long page_kb = h->default_kb;
+	xmlNode *page = kb_xml_child(huge, "page");
+	if (page) {
+		xmlChar *size = xml->get_prop(page, (const xmlChar *)"size");
+		xmlChar *unit = xml->get_prop(page, (const xmlChar *)"unit");
+		page_kb = size ? (unsigned long)memory_kib((const char *)size, unit ? (const char *)unit : "KiB") : 0;
+		if (size)
+			(*xml->free)(size);
+		if (unit)
+			(*xml->free)(unit);
+	}
+	if (page_kb != h->size_kb)
+		goto out;
+	xmlNode *memory = kb_xml_child(domain, "memory");
+	xmlNode *name = kb_xml_child(domain, "name");
+	xmlChar *amount = memory ? xml->node_content(memory) : NULL;
+	xmlChar *unit = memory ? xml->get_prop(memory, (const xmlChar *)"unit") : NULL;
+	unsigned long long kib = amount ? memory_kib((const char *)amount, (const char *)unit) : 0;
+	if (amount)
+		(*xml->free)(amount);
+	if (unit)
+		(*xml->free)(unit);
+	if (!kib) {
+		rc = kb_fail(err, 0, path, "no readable <memory> in");
+		goto out;
+	}
+	*total_kib += kib;
+	xmlChar *domain_name = name ? xml->node_content(name) : NULL;
+	size_t used = strlen(names);
+	snprintf(names + used, names_size - used, "%s%s", used ? ", " : "",
+		 domain_name ? (const char *)domain_name : "?");
+	if (domain_name)
+		(*xml->free)(domain_name);
+out:
+	xml->free_doc(doc);
+	return rc;
+}
+
+static int pages_for_domains(struct hugepages *h, const char *dir, long *pages, struct kb_error *err)
+{
+	struct kb_xml xml;
+	if (kb_xml_load(&xml, err) < 0)
+		return -1;
+	struct kb_path p;
+	if (kb_sysroot_path(h->ctx, dir, &p, err) < 0)
+		return -1;
+	struct dirent **entries;
+	int n = scandir(p.s, &entries, NULL, alphasort);
+	if (n < 0)
+		return kb_fail(err, errno, p.s, "listing domains in");
+	unsigned long long total_kib = 0;
+	char names[1024] = "";
+	int rc = 0, domains = 0;
+	for (int i = 0; i < n; i++) {
+		size_t len = strlen(entries[i]->d_name);
+		if (rc == 0 && len > 4 && !strcmp(entries[i]->d_name + len - 4, ".xml")) {
+			char path[PATH_MAX * 2];
+			snprintf(path, sizeof(path), "%s/%s", p.s, entries[i]->d_name);
+			unsigned long long before = total_kib;
+			rc = count_domain(h, &xml, path, &total_kib, names, sizeof(names), err);
+			domains += total_kib != before;
+		}
+		free(entries[i]);
+	}
+	free(entries);
+	if (rc < 0)
+		return -1;
+	*pages = (long)((total_kib + h->size_kb - 1) / h->size_kb);
+	char size[24];
+	format_size(h->size_kb, size, sizeof(size));
+	kb_row_set(add_row(h), "domains", KB_INFO, "%d domain%s on %s hugepages in %s: %llu MiB -> %ld pages%s%s%s",
+		   domains, domains == 1 ? "" : "s", size, dir, total_kib / 1024, *pages, domains ? " (" : "",
+		   names, domains ? ")" : "");
+	return 0;
+}
+
+/* ---- setting a pool ------------------------------------------------------ */
+
+static int set_pool(struct hugepages *h, long want, struct kb_error *err)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 16], size[24], where[32] = "";
+	pool_dir(h->size_kb, h->node, dir, sizeof(dir));
+	format_size(h->size_kb, size, sizeof(size));
+	if (h->node >= 0)
+		snprintf(where, sizeof(where), " on node %d", h->node);
+	snprintf(path, sizeof(path), "%s/nr_hugepages", dir);
+	long before = read_counter(h->ctx, dir, "nr_hugepages");
+	if (before < 0)
+		return kb_fail(err, 0, NULL, "no %s hugepage pool%s (%s missing): not offered by this kernel or CPU",
+			       size, where, path);
+	if (before == want) {
+		kb_row_set(add_row(h), "pool", KB_UNCHANGED, "%ld x %s pages%s", want, size, where);
+		return 0;
+	}
+	if (h->dry_run) {
+		kb_row_set(add_row(h), "pool", KB_WOULD_CHANGE, "%ld -> %ld x %s pages%s", before, want, size, where);
+		return 0;
+	}
+	char value[32];
+	snprintf(value, sizeof(value), "%ld\n", want);
+	if (kb_write_value(h->ctx, path, value, err) < 0)
+		return -1;
+	long got = read_counter(h->ctx, dir, "nr_hugepages");
+	struct kb_row *r = add_row(h);
+	if (got != want) {
+		kb_row_set(r, "pool", KB_FAILED, "asked %ld x %s pages%s, the kernel allocated %ld: memory fragmented",
+			   want, size, where, got);
+		kb_row_hint(r, "reserve them at boot with kernel arguments: kvmbox grub-args add hugepagesz=%s hugepages=%ld",
+			    size, want);
+		return 1;
+	}
+	kb_row_set(r, "pool", KB_CHANGED, "%ld -> %ld x %s pages%s (read back)", before, want, size, where);
+	return 0;
+}
+
+static int persist(struct hugepages *h, long pages, struct kb_error *err)
+{
+	char size[24];
+	format_size(h->size_kb, size, sizeof(size));
+	if (h->size_kb != h->default_kb) {
+		/* Only the default size has a sysctl; other sizes are reserved by the kernel at boot. */
+		char pages_arg[48], size_arg[48];
+		snprintf(size_arg, sizeof(size_arg), "hugepagesz=%s", size);
+		snprintf(pages_arg, sizeof(pages_arg), "hugepages=%ld", pages);
+		char *argv[] = { "grub-args", "add", size_arg, pages_arg, h->dry_run ? "--dry-run" : NULL, NULL };
+		kb_rows_print(h->ctx, h->rows, h->row_count);
+		h->row_count = 0;
+		return kb_applet_run(h->ctx, "grub-args", h->dry_run ? 5 : 4, argv) == 0 ? 0 : 1;
+	}
+	char content[128];
+	int len = snprintf(content, sizeof(content), "# Written by kvmbox hugepages --persist\nvm.nr_hugepages = %ld\n",
+			   pages);
+	autofree char *current = NULL;
+	size_t current_len = 0;
+	if (kb_read_file(h->ctx, SYSCTL_FILE, 1 << 16, &current, &current_len, NULL) == 0 &&
+	    current_len == (size_t)len && !memcmp(current, content, current_len)) {
+		kb_row_set(add_row(h), "sysctl", KB_UNCHANGED, "%s: vm.nr_hugepages = %ld", SYSCTL_FILE, pages);
+		return 0;
+	}
+	if (!h->dry_run) {
+		struct kb_write_options opts = { .mode = 0644, .create_dirs = true };
+		if (kb_write_file_atomic(h->ctx, SYSCTL_FILE, content, (size_t)len, &opts, err) < 0)
+			return -1;
+	}
+	kb_row_set(add_row(h), "sysctl", h->dry_run ? KB_WOULD_CHANGE : KB_CHANGED, "%s: vm.nr_hugepages = %ld",
+		   SYSCTL_FILE, pages);
+	return 0;
+}
+
+int hugepages_main(struct kb_ctx *ctx, int argc, char **argv)
+{
+	enum { OPT_SIZE = KB_OPT_APPLET_FIRST, OPT_NODE, OPT_PERSIST, OPT_DRY_RUN, OPT_FOR_DOMAINS };
+	static const struct option long_options[] = {
+		KB_GLOBAL_LONG_OPTIONS,
+		{ "size", required_argument, NULL, OPT_SIZE },
+		{ "node", required_argument, NULL, OPT_NODE },
+		{ "persist", no_argument, NULL, OPT_PERSIST },
+		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+		{ "for-domains", optional_argument, NULL, OPT_FOR_DOMAINS },
+		{ 0 },
+	};
+	struct hugepages h = { .ctx = ctx, .node = -1 };
+	const char *size_arg = NULL, *domains_dir = NULL;
+	int opt;
+	while ((opt = getopt_long(argc, argv, KB_GLOBAL_SHORT_OPTIONS, long_options, NULL)) != -1) {
+		switch (opt) {
+		case OPT_SIZE: size_arg = optarg; break;
+		case OPT_NODE: {
+			char *end;
+			long node = strtol(optarg, &end, 10);
+			if (end == optarg || *end || node < 0 || node > 4095) {
+				kb_say_error(ctx, "--node: '%s' is not a NUMA node number", optarg);
+				return KB_EXIT_USAGE;
+			}
+			h.node = (int)node;
+			break;
+		}
+		case OPT_PERSIST: h.persist = true; break;
+		case OPT_DRY_RUN: h.dry_run = true; break;
+		case OPT_FOR_DOMAINS: domains_dir = optarg ? optarg : DOMAINS_DIR; break;
+		default: {
+			int rc = kb_common_option(ctx, opt, optarg);
+			if (rc >= 0)
+				return rc;
+		}
+		}
+	}
+	const char *command = optind < argc ? argv[optind++] : (domains_dir ? "set" : "show");
+	bool setting = !strcmp(command, "set");
+	if (!setting && strcmp(command, "show")) {
+		kb_say_error(ctx, "unknown command '%s' (show or set)", command);
+		return KB_EXIT_USAGE;
+	}
+	long want = -1;
+	if (setting && !domains_dir) {
+		char *end;
+		want = optind < argc ? strtol(argv[optind], &end, 10) : -1;
+		if (optind >= argc || end == argv[optind] || *end || want < 0) {
+			kb_say_error(ctx, "set needs a number of pages (or --for-domains)");
+			return KB_EXIT_USAGE;
+		}
+		optind++;
+	}
+	if (optind < argc || (!setting && (h.persist || size_arg || h.node >= 0)) ||
+	    (h.persist && h.node >= 0)) {
+		kb_say_error(ctx, optind < argc ? "unexpected argument '%s'"
+			     : h.persist && h.node >= 0 ? "--persist keeps whole pools, not one node's"
+						       : "options of set given to show",
+			     optind < argc ? argv[optind] : "");
+		return KB_EXIT_USAGE;
+	}
+
+	struct kb_error err = { 0 };
+	char msg[PATH_MAX + 300];
+	if (default_size(ctx, &h.default_kb, &err) < 0) {
+		kb_say_error(ctx, "%s", kb_error_message(&err, msg, sizeof(msg)));
+		return KB_EXIT_FAILURE;
+	}
+	h.size_kb = h.default_kb;
+	if (size_arg && !(h.size_kb = parse_size_kb(size_arg))) {
+		kb_say_error(ctx, "--size: '%s' is not a page size (2M, 1G)", size_arg);
+		return KB_EXIT_USAGE;
+	}
+	if (!setting)
+		return show(&h);
+
+	int rc = domains_dir ? pages_for_domains(&h, domains_dir, &want, &err) : 0;
+	if (rc == 0)
+		rc = set_pool(&h, want, &err);
+	if (rc == 0 && h.persist)
+		rc = persist(&h, want, &err);
+	kb_rows_print(ctx, h.rows, h.row_count);
+	if (rc < 0)
+		kb_say_error(ctx, "%s", kb_error_message(&err, msg, sizeof(msg)));
+	return rc == 0 ? KB_EXIT_OK : KB_EXIT_FAILURE;
+}

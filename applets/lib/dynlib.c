@@ -1,0 +1,26 @@
+/* Loading libraries at run time; see kvmbox/dynlib.h. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+
+#include "kvmbox/dynlib.h"
+
+int kb_dynlib_load(const char *soname, const char *package, const struct kb_dynlib_symbol *symbols,
+		   size_t count, struct kb_error *err)
+{
+	void *handle = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
+	if (!handle)
+		return kb_fail(err, 0, NULL, "this applet needs %s (%s), which this system does not have: %s",
+			       package, soname, dlerror());
+	for (size_t i = 0; i < count; i++) {
+		dlerror();
+		void *address = dlsym(handle, symbols[i].name);
+		if (!address || dlerror()) {
+			dlclose(handle);
+			return kb_fail(err, 0, NULL, "%s (%s) lacks %s: a version kvmbox does not support", soname,
+				       package, symbols[i].name);
+		}
+		*symbols[i].slot = address;
+	}
+	return 0;
+}

@@ -1,0 +1,39 @@
+/* libxml2 at run time; see kvmbox/xml.h. */
+#include <errno.h>
+#include <string.h>
+
+#include "kvmbox/dynlib.h"
+#include "kvmbox/xml.h"
+
+int kb_xml_load(struct kb_xml *xml, struct kb_error *err)
+{
+	void *free_var = NULL;
+	const struct kb_dynlib_symbol symbols[] = {
+		{ "xmlReadFile", (void **)&xml->read_file },
+		{ "xmlFreeDoc", (void **)&xml->free_doc },
+		{ "xmlDocGetRootElement", (void **)&xml->root_element },
+		{ "xmlGetProp", (void **)&xml->get_prop },
+		{ "xmlNodeGetContent", (void **)&xml->node_content },
+		{ "xmlFree", &free_var },
+	};
+	if (kb_dynlib_load("libxml2.so.2", "libxml2", symbols, sizeof(symbols) / sizeof(symbols[0]), err) < 0)
+		return -1;
+	xml->free = free_var;
+	return 0;
+}
+
+xmlDoc *kb_xml_read(const struct kb_xml *xml, const char *path, struct kb_error *err)
+{
+	xmlDoc *doc = xml->read_file(path, NULL, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	if (!doc)
+		kb_fail(err, 0, path, "not well-formed XML:");
+	return doc;
+}
+
+xmlNode *kb_xml_child(xmlNode *node, const char *name)
+{
+	for (xmlNode *c = node ? node->children : NULL; c; c = c->next)
+		if (c->type == XML_ELEMENT_NODE && strcmp((const char *)c->name, name) == 0)
+			return c;
+	return NULL;
+}

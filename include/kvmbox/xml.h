@@ -1,0 +1,27 @@
+/* The part of libxml2 kvmbox uses, loaded at run time (see kvmbox/dynlib.h). */
+#ifndef KVMBOX_XML_H
+#define KVMBOX_XML_H
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include "kvmbox/error.h"
+
+struct kb_xml {
+	__typeof__(xmlReadFile) *read_file;
+	__typeof__(xmlFreeDoc) *free_doc;
+	__typeof__(xmlDocGetRootElement) *root_element;
+	__typeof__(xmlGetProp) *get_prop;
+	__typeof__(xmlNodeGetContent) *node_content;
+	xmlFreeFunc *free; /* libxml2's xmlFree is a variable holding the function */
+};
+
+/* Load libxml2 into @xml. */
+int kb_xml_load(struct kb_xml *xml, struct kb_error *err);
+
+/* Parse a file safely: no network, no entity substitution, no DTD loading. NULL with @err on failure. */
+xmlDoc *kb_xml_read(const struct kb_xml *xml, const char *path, struct kb_error *err);
+
+/* The first child element of @node named @name, or NULL. */
+xmlNode *kb_xml_child(xmlNode *node, const char *name);
+
+#endif
