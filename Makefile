@@ -48,6 +48,8 @@ HELPER_SRCS := $(sort $(wildcard tests/helpers/*.c))
 HELPER_BINS := $(HELPER_SRCS:%.c=$(BUILD)/%)
 STATIC_SRCS := $(sort $(wildcard tests/helpers/static/*.c))
 HELPER_BINS += $(STATIC_SRCS:%.c=$(BUILD)/%)
+PRELOAD_SRCS := $(sort $(wildcard tests/helpers/preload/*.c))
+HELPER_BINS += $(PRELOAD_SRCS:%.c=$(BUILD)/%.so)
 FUZZ_SRCS   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS   := $(FUZZ_SRCS:%.c=build/fuzz/%)
 CLI_TESTS   := $(sort $(wildcard tests/cli/*.sh))
@@ -73,6 +75,11 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(LIBKVMBOX)
 $(BUILD)/tests/helpers/%: tests/helpers/%.c
 	@mkdir -p $(@D)
 	$(CC) $(KB_CFLAGS) $(CFLAGS) $(KB_LDFLAGS) -o $@ $<
+
+# LD_PRELOAD shims (no sanitizers: they are loaded into other programs).
+$(BUILD)/tests/helpers/preload/%.so: tests/helpers/preload/%.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 -Wall -Wextra -Werror -O2 -fPIC -shared -o $@ $< -ldl
 
 # Static stand-ins that run inside chroots of fixture roots (no sanitizers: they must be static).
 $(BUILD)/tests/helpers/static/%: tests/helpers/static/%.c

@@ -143,3 +143,40 @@ expected_kvm_api_row() {
 	esac
 }
 kvm_api_works() { [ "$("$HELPERS/kvm-api-probe" "$1/dev/kvm")" = "api 12" ]; }
+
+# ---- kernel modules (kvm-load) -----------------------------------------------
+
+# The real modules KVM needs, from Debian's kernel package (tests/helpers/fetch-kernel.sh),
+# with depmod run on them once; fx_modules copies them (hard links) into a root.
+KMOD_MODULES="kernel/arch/x86/kvm/kvm.ko kernel/arch/x86/kvm/kvm-intel.ko kernel/arch/x86/kvm/kvm-amd.ko kernel/virt/lib/irqbypass.ko kernel/drivers/crypto/ccp/ccp.ko"
+kmod_template() {
+	local t="$TESTS_TMP/modules-template"
+	if [ ! -d "$t" ]; then
+		local kernel kver m
+		kernel=$(tests/helpers/fetch-kernel.sh) || return 1
+		kver=$(ls "$kernel/lib/modules" | head -1)
+		mkdir -p "$t/lib/modules/$kver"
+		for m in $KMOD_MODULES; do
+			mkdir -p "$t/lib/modules/$kver/$(dirname "$m")"
+			cp "$kernel/lib/modules/$kver/$m" "$t/lib/modules/$kver/$m"
+		done
+		cp "$kernel/lib/modules/$kver"/modules.{builtin,builtin.modinfo,order} "$t/lib/modules/$kver/"
+		depmod -b "$t" "$kver"
+		echo "$kver" >"$t/kver"
+	fi
+	echo "$t"
+}
+fx_modules() {
+	local t
+	t=$(kmod_template) || return 1
+	cp -al "$t/lib" "$1/"
+	cat "$t/kver"
+}
+# run_trapped ROOT ARGS...: kvmbox with module loading trapped (tests/helpers/preload/kmod-trap.c).
+run_trapped() {
+	local root=$1 preload="$HELPERS/preload/kmod-trap.so"
+	shift
+	[ "${SAN:-}" != 1 ] || preload="$(cc -print-file-name=libasan.so) $preload"
+	KVMBOX_TRAP_ROOT=$root KVMBOX_TRAP_LOG=$root/trap.log LD_PRELOAD=$preload run --root "$root" "$@"
+	TRAPS=$(cat "$root/trap.log" 2>/dev/null)
+}

@@ -30,14 +30,10 @@ bool kb_sysroot_is_host(const struct kb_ctx *ctx)
 	return is_slash(ctx->root);
 }
 
-int kb_sysroot_path(const struct kb_ctx *ctx, const char *abs_path, struct kb_path *out,
-		    struct kb_error *err)
+static int map_under(const char *base, const char *abs_path, struct kb_path *out, struct kb_error *err)
 {
 	if (abs_path[0] != '/')
 		return kb_fail(err, EINVAL, abs_path, "not an absolute path:");
-	const char *base = ctx->root;
-	if (ctx->target && !kb_sysroot_is_live(abs_path))
-		base = ctx->target;
 	int n;
 	if (is_slash(base))
 		n = snprintf(out->s, sizeof(out->s), "%s", abs_path);
@@ -50,4 +46,17 @@ int kb_sysroot_path(const struct kb_ctx *ctx, const char *abs_path, struct kb_pa
 	if (n < 0 || (size_t)n >= sizeof(out->s))
 		return kb_fail(err, ENAMETOOLONG, abs_path, "mapping under %s", base);
 	return 0;
+}
+
+int kb_sysroot_path(const struct kb_ctx *ctx, const char *abs_path, struct kb_path *out,
+		    struct kb_error *err)
+{
+	bool persistent = ctx->target && !kb_sysroot_is_live(abs_path);
+	return map_under(persistent ? ctx->target : ctx->root, abs_path, out, err);
+}
+
+int kb_sysroot_root_path(const struct kb_ctx *ctx, const char *abs_path, struct kb_path *out,
+			 struct kb_error *err)
+{
+	return map_under(ctx->root, abs_path, out, err);
 }

@@ -28,6 +28,13 @@ bool kb_sysroot_is_live(const char *abs_path);
 int kb_sysroot_path(const struct kb_ctx *ctx, const char *abs_path, struct kb_path *out,
 		    struct kb_error *err);
 
+/*
+ * Map @abs_path under the root even when a target is set: for what the running
+ * system uses now (its /lib/modules and modprobe.d when loading modules).
+ */
+int kb_sysroot_root_path(const struct kb_ctx *ctx, const char *abs_path, struct kb_path *out,
+			 struct kb_error *err);
+
 /* Whether the root is the running system's "/" (so live-only facts, like CPUID, apply). */
 bool kb_sysroot_is_host(const struct kb_ctx *ctx);
 
