@@ -24,9 +24,8 @@ int kb_cpu_read_msr(const struct kb_ctx *ctx, unsigned cpu, uint32_t msr, uint64
 		    struct kb_error *err);
 
 /*
- * CPUID @leaf (subleaf 0) of CPU @cpu as eax, ebx, ecx, edx: from
- * /dev/cpu/CPU/cpuid, or, on the running host when that device is absent,
- * from the CPUID instruction of the CPU this runs on.
+ * CPUID @leaf (subleaf 0) as eax, ebx, ecx, edx: on the running host from the
+ * CPUID instruction; under another root from its /dev/cpu/CPU/cpuid.
  */
 int kb_cpu_cpuid(const struct kb_ctx *ctx, unsigned cpu, uint32_t leaf, uint32_t regs[4],
 		 struct kb_error *err);

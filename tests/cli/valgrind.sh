@@ -44,6 +44,24 @@ test_changing_applets() {
 	expect_rc 0
 }
 
+# The applets that load libraries at run time: libxml2 (hugepages) and libkmod (kvm-load).
+test_run_time_libraries() {
+	local r
+	r=$(fx_new)
+	mkdir -p "$r/sys/kernel/mm/hugepages/hugepages-2048kB" "$r/etc/libvirt/qemu"
+	echo 0 >"$r/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
+	cp tests/fixtures/domains/*.xml "$r/etc/libvirt/qemu/"
+	vg --root "$r" hugepages --for-domains
+	expect_rc 0
+	fx_cpuinfo "$r" amd-svm-2.txt
+	local kver
+	kver=$(fx_modules "$r")
+	KVMBOX_TRAP_ROOT=$r KVMBOX_TRAP_LOG=$r/trap.log LD_PRELOAD="$HELPERS/preload/kmod-trap.so" \
+		vg --root "$r" kvm-load --kver "$kver" --nested
+	expect_rc 0
+	expect_eq "loaded" "$(tail -1 "$r/trap.log")" "finit_module kvm_amd nested=1"
+}
+
 test_front_paths() {
 	vg --list
 	expect_rc 0
@@ -59,10 +77,12 @@ test_front_paths() {
 if [ "${SAN:-}" = 1 ]; then
 	skip test_check_on_fixture_and_host "valgrind does not run ASan builds"
 	skip test_changing_applets "valgrind does not run ASan builds"
+	skip test_run_time_libraries "valgrind does not run ASan builds"
 	skip test_front_paths "valgrind does not run ASan builds"
 else
 	t test_check_on_fixture_and_host
 	t test_changing_applets
+	t test_run_time_libraries
 	t test_front_paths
 fi
 done_testing
