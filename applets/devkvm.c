@@ -36,22 +36,14 @@ const char devkvm_usage[] =
 #define DEVKVM_MODE 0660
 #define UDEV_RULE_PATH "/etc/udev/rules.d/65-kvm.rules"
 
-enum { ROW_NODE, ROW_OWNER, ROW_MODE, ROW_RULE, ROW_COUNT };
 
 struct devkvm {
 	struct kb_ctx *ctx;
 	const char *group;
 	bool persist;
 	enum kb_status done; /* KB_CHANGED, or KB_WOULD_CHANGE with --dry-run */
-	struct kb_row rows[ROW_COUNT];
-	size_t count;
+	struct kb_rows rows;
 };
-
-/* The next report row; called only where the row is filled in at once. */
-static struct kb_row *next_row(struct devkvm *d)
-{
-	return &d->rows[d->count++];
-}
 
 /* The device numbers the loaded KVM module registered, from /sys/class/misc/kvm/dev ("10:232"). */
 static int kvm_devnum(const struct kb_ctx *ctx, dev_t *dev, struct kb_error *err)
@@ -84,12 +76,12 @@ static int ensure_node(struct devkvm *d, const char *path, gid_t gid, struct kb_
 	if (kvm_devnum(d->ctx, &want, err) < 0)
 		return -1;
 	if (exists && S_ISCHR(st.st_mode) && st.st_rdev == want) {
-		kb_row_set(next_row(d), "node", KB_UNCHANGED, "/dev/kvm is char %u:%u", major(want), minor(want));
+		kb_row_set(kb_rows_add(&d->rows), "node", KB_UNCHANGED, "/dev/kvm is char %u:%u", major(want), minor(want));
 		return 0;
 	}
 	const char *verb = exists ? "replaced" : "created";
 	if (d->done == KB_WOULD_CHANGE) {
-		kb_row_set(next_row(d), "node", d->done, "would be %s as char %u:%u", verb, major(want),
+		kb_row_set(kb_rows_add(&d->rows), "node", d->done, "would be %s as char %u:%u", verb, major(want),
 			   minor(want));
 		return 0;
 	}
@@ -104,7 +96,7 @@ static int ensure_node(struct devkvm *d, const char *path, gid_t gid, struct kb_
 		unlink(tmp);
 		return kb_fail(err, e, path, "creating device node");
 	}
-	kb_row_set(next_row(d), "node", d->done, "%s /dev/kvm as char %u:%u", verb, major(want), minor(want));
+	kb_row_set(kb_rows_add(&d->rows), "node", d->done, "%s /dev/kvm as char %u:%u", verb, major(want), minor(want));
 	return 0;
 }
 
@@ -114,30 +106,30 @@ static int ensure_owner_and_mode(struct devkvm *d, const char *path, gid_t gid, 
 	if (lstat(path, &st) < 0) {
 		if (d->done == KB_WOULD_CHANGE && errno == ENOENT) {
 			/* Not made in a dry run: it would be made right. */
-			kb_row_set(next_row(d), "owner", KB_WOULD_CHANGE, "would be root:%s", d->group);
-			kb_row_set(next_row(d), "mode", KB_WOULD_CHANGE, "would be %04o", DEVKVM_MODE);
+			kb_row_set(kb_rows_add(&d->rows), "owner", KB_WOULD_CHANGE, "would be root:%s", d->group);
+			kb_row_set(kb_rows_add(&d->rows), "mode", KB_WOULD_CHANGE, "would be %04o", DEVKVM_MODE);
 			return 0;
 		}
 		return kb_fail(err, errno, path, "examining");
 	}
 	if (st.st_uid == 0 && st.st_gid == gid) {
-		kb_row_set(next_row(d), "owner", KB_UNCHANGED, "root:%s", d->group);
+		kb_row_set(kb_rows_add(&d->rows), "owner", KB_UNCHANGED, "root:%s", d->group);
 	} else {
 		if (d->done == KB_CHANGED && chown(path, 0, gid) < 0)
 			return kb_fail(err, errno, path, "changing the owner of");
 		char user[64], group[64];
-		kb_row_set(next_row(d), "owner", d->done, "%s:%s -> root:%s",
+		kb_row_set(kb_rows_add(&d->rows), "owner", d->done, "%s:%s -> root:%s",
 			   kb_user_name(d->ctx, st.st_uid, user, sizeof(user)),
 			   kb_group_name(d->ctx, st.st_gid, group, sizeof(group)), d->group);
 	}
 	mode_t old = st.st_mode & ALLPERMS;
 	if (old == DEVKVM_MODE) {
-		kb_row_set(next_row(d), "mode", KB_UNCHANGED, "%04o", DEVKVM_MODE);
+		kb_row_set(kb_rows_add(&d->rows), "mode", KB_UNCHANGED, "%04o", DEVKVM_MODE);
 		return 0;
 	}
 	if (d->done == KB_CHANGED && chmod(path, DEVKVM_MODE) < 0)
 		return kb_fail(err, errno, path, "changing the mode of");
-	kb_row_set(next_row(d), "mode", d->done, "%04o -> %04o%s", (unsigned)old, DEVKVM_MODE,
+	kb_row_set(kb_rows_add(&d->rows), "mode", d->done, "%04o -> %04o%s", (unsigned)old, DEVKVM_MODE,
 		   (old & 0006) ? " (narrowed: every local user could use KVM)" : "");
 	return 0;
 }
@@ -165,22 +157,15 @@ static int persist_rule(struct devkvm *d, struct kb_error *err)
 			   "# Written by kvmbox devkvm: /dev/kvm for group %s only, never every user.\n"
 			   "KERNEL==\"kvm\", GROUP=\"%s\", MODE=\"%04o\", OPTIONS+=\"static_node=kvm\"\n",
 			   d->group, d->group, DEVKVM_MODE);
-	char *current = NULL;
-	size_t current_len = 0;
-	struct kb_error read_err;
-	bool same = kb_read_file(d->ctx, UDEV_RULE_PATH, 1 << 16, &current, &current_len, &read_err) == 0 &&
-		    current_len == (size_t)len && memcmp(current, rule, current_len) == 0;
-	free(current);
-	if (same) {
-		kb_row_set(next_row(d), "udev-rule", KB_UNCHANGED, "%s", UDEV_RULE_PATH);
+	bool changed;
+	if (kb_file_ensure(d->ctx, UDEV_RULE_PATH, rule, (size_t)len, 0644, d->done == KB_WOULD_CHANGE, &changed,
+			   err) < 0)
+		return -1;
+	if (!changed) {
+		kb_row_set(kb_rows_add(&d->rows), "udev-rule", KB_UNCHANGED, "%s", UDEV_RULE_PATH);
 		return 0;
 	}
-	if (d->done == KB_CHANGED) {
-		struct kb_write_options opts = { .mode = 0644, .create_dirs = true };
-		if (kb_write_file_atomic(d->ctx, UDEV_RULE_PATH, rule, (size_t)len, &opts, err) < 0)
-			return -1;
-	}
-	kb_row_set(next_row(d), "udev-rule", d->done, "%s (GROUP=\"%s\", MODE=\"%04o\")", UDEV_RULE_PATH, d->group,
+	kb_row_set(kb_rows_add(&d->rows), "udev-rule", d->done, "%s (GROUP=\"%s\", MODE=\"%04o\")", UDEV_RULE_PATH, d->group,
 		   DEVKVM_MODE);
 	return 0;
 }
@@ -232,7 +217,7 @@ int devkvm_main(struct kb_ctx *ctx, int argc, char **argv)
 		rc = verify(&d, node.s, gid, &err);
 	if (rc == 0 && d.persist)
 		rc = persist_rule(&d, &err);
-	kb_rows_print(ctx, d.rows, d.count);
+	kb_rows_print(ctx, d.rows.row, d.rows.count);
 	if (rc < 0) {
 		char msg[PATH_MAX + 300];
 		kb_say_error(ctx, "%s", kb_error_message(&err, msg, sizeof(msg)));

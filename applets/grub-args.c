@@ -45,7 +45,6 @@ const char grub_args_usage[] =
 #define GRUB_DEFAULTS_DIR "/etc/default/grub.d"
 #define KERNEL_CMDLINE "/etc/kernel/cmdline"
 #define MAX_CHANGES 64
-#define MAX_ROWS 16
 
 struct grub_args {
 	struct kb_ctx *ctx;
@@ -53,15 +52,9 @@ struct grub_args {
 	bool dry_run, update;
 	struct kb_karg_change changes[MAX_CHANGES];
 	size_t change_count;
-	struct kb_row rows[MAX_ROWS];
-	size_t row_count;
+	struct kb_rows rows;
 	bool failed;
 };
-
-static struct kb_row *add_row(struct grub_args *g)
-{
-	return &g->rows[g->row_count < MAX_ROWS - 1 ? g->row_count++ : g->row_count];
-}
 
 /* A file that may be absent: *data NULL then. Errors other than ENOENT are returned. */
 static int read_optional(const struct kb_ctx *ctx, const char *path, char **data, size_t *len,
@@ -128,7 +121,7 @@ static int edit_grub_defaults(struct grub_args *g, const char *text, size_t len,
 	char value[1024];
 	if (!changed) {
 		describe_value(text, len, g->var, value, sizeof(value));
-		kb_row_set(add_row(g), "grub", KB_UNCHANGED, "%s: %s=\"%s\"", GRUB_DEFAULTS, g->var, value);
+		kb_row_set(kb_rows_add(&g->rows), "grub", KB_UNCHANGED, "%s: %s=\"%s\"", GRUB_DEFAULTS, g->var, value);
 		return 0;
 	}
 	describe_value(edited, edited_len, g->var, value, sizeof(value));
@@ -141,7 +134,7 @@ static int edit_grub_defaults(struct grub_args *g, const char *text, size_t len,
 		*written = true;
 	}
 	free(edited);
-	kb_row_set(add_row(g), "grub", g->dry_run ? KB_WOULD_CHANGE : KB_REBOOT, "%s: %s=\"%s\"",
+	kb_row_set(kb_rows_add(&g->rows), "grub", g->dry_run ? KB_WOULD_CHANGE : KB_REBOOT, "%s: %s=\"%s\"",
 		   GRUB_DEFAULTS, g->var, value);
 	return 0;
 }
@@ -157,7 +150,7 @@ static int edit_kernel_cmdline(struct grub_args *g, const char *text, size_t len
 	if (kb_kargs_apply(text, body, g->changes, g->change_count, &args, &changed, err) < 0)
 		return -1;
 	if (!changed) {
-		kb_row_set(add_row(g), "kernel-cmdline", KB_UNCHANGED, "%s: %s", KERNEL_CMDLINE, args);
+		kb_row_set(kb_rows_add(&g->rows), "kernel-cmdline", KB_UNCHANGED, "%s: %s", KERNEL_CMDLINE, args);
 		free(args);
 		return 0;
 	}
@@ -170,7 +163,7 @@ static int edit_kernel_cmdline(struct grub_args *g, const char *text, size_t len
 			return -1;
 		}
 	}
-	kb_row_set(add_row(g), "kernel-cmdline", g->dry_run ? KB_WOULD_CHANGE : KB_REBOOT, "%s: %s",
+	kb_row_set(kb_rows_add(&g->rows), "kernel-cmdline", g->dry_run ? KB_WOULD_CHANGE : KB_REBOOT, "%s: %s",
 		   KERNEL_CMDLINE, args);
 	free(args);
 	return 0;
@@ -227,7 +220,7 @@ static void report_overrides(struct grub_args *g)
 			size_t line_len = eol ? (size_t)(eol - p) : strlen(p);
 			bool builds_on = p[var_len] == '+' || memmem(p, line_len, self, strlen(self)) ||
 					 memmem(p, line_len, self_braced, strlen(self_braced));
-			struct kb_row *r = add_row(g);
+			struct kb_row *r = kb_rows_add(&g->rows);
 			if (builds_on) {
 				kb_row_set(r, "grub.d", KB_INFO, "%s:%u extends %s (kept)", path, line, g->var);
 			} else {
@@ -251,7 +244,7 @@ static void update_grub(struct grub_args *g)
 		{ "grub-mkconfig", "/boot/grub/grub.cfg" },
 		{ "grub2-mkconfig", "/boot/grub2/grub.cfg" },
 	};
-	struct kb_row *r = add_row(g);
+	struct kb_row *r = kb_rows_add(&g->rows);
 	for (size_t i = 0; i < sizeof(tools) / sizeof(tools[0]); i++) {
 		char path[PATH_MAX];
 		if (kb_find_program(g->ctx, tools[i].name, path, sizeof(path), NULL) < 0)
@@ -420,7 +413,7 @@ int grub_args_main(struct kb_ctx *ctx, int argc, char **argv)
 		report_overrides(&g);
 	if (rc == 0 && grub_written && g.update)
 		update_grub(&g);
-	kb_rows_print(ctx, g.rows, g.row_count);
+	kb_rows_print(ctx, g.rows.row, g.rows.count);
 	if (rc < 0) {
 		kb_say_error(ctx, "%s", kb_error_message(&err, msg, sizeof(msg)));
 		return KB_EXIT_FAILURE;

@@ -44,7 +44,6 @@ const char hugepages_usage[] =
 #define SYSFS_NODES "/sys/devices/system/node"
 #define SYSCTL_FILE "/etc/sysctl.d/80-kvmbox-hugepages.conf"
 #define DOMAINS_DIR "/etc/libvirt/qemu"
-#define MAX_ROWS 8
 
 struct hugepages {
 	struct kb_ctx *ctx;
@@ -52,14 +51,8 @@ struct hugepages {
 	unsigned long default_kb; /* the kernel's default (Hugepagesize in /proc/meminfo) */
 	int node;                 /* -1: all nodes */
 	bool persist, dry_run;
-	struct kb_row rows[MAX_ROWS];
-	size_t row_count;
+	struct kb_rows rows;
 };
-
-static struct kb_row *add_row(struct hugepages *h)
-{
-	return &h->rows[h->row_count < MAX_ROWS - 1 ? h->row_count++ : h->row_count];
-}
 
 /* "2M" / "1G" / "2048k" to kB; 0 when not a size. */
 static unsigned long parse_size_kb(const char *text)
@@ -119,49 +112,35 @@ static int default_size(const struct kb_ctx *ctx, unsigned long *kb, struct kb_e
 	return 0;
 }
 
-/* Pool sizes the kernel offers (hugepages-2048kB, ...), sorted. */
-static int list_sizes(const struct kb_ctx *ctx, unsigned long *sizes, int max)
+static int compare_ulong(const void *a, const void *b)
 {
-	struct kb_path p;
-	if (kb_sysroot_path(ctx, SYSFS_POOLS, &p, NULL) < 0)
-		return 0;
-	autoclose_dir d = opendir(p.s);
-	int n = 0;
-	struct dirent *de;
-	while (d && (de = readdir(d)) != NULL && n < max) {
-		unsigned long kb;
-		if (sscanf(de->d_name, "hugepages-%lukB", &kb) == 1)
-			sizes[n++] = kb;
-	}
-	for (int i = 1; i < n; i++)
-		for (int j = i; j > 0 && sizes[j - 1] > sizes[j]; j--) {
-			unsigned long t = sizes[j];
-			sizes[j] = sizes[j - 1];
-			sizes[j - 1] = t;
-		}
-	return n;
+	unsigned long x = *(const unsigned long *)a, y = *(const unsigned long *)b;
+	return (x > y) - (x < y);
 }
 
-static int list_nodes(const struct kb_ctx *ctx, int *nodes, int max)
+/*
+ * The numbers in the names of @dir's entries that match @prefix NUMBER @suffix
+ * ("hugepages-" 2048 "kB", "node" 1 ""), sorted.
+ */
+static int scan_numbers(const struct kb_ctx *ctx, const char *dir, const char *prefix, const char *suffix,
+			unsigned long *numbers, int max)
 {
 	struct kb_path p;
-	if (kb_sysroot_path(ctx, SYSFS_NODES, &p, NULL) < 0)
+	if (kb_sysroot_path(ctx, dir, &p, NULL) < 0)
 		return 0;
 	autoclose_dir d = opendir(p.s);
+	size_t plen = strlen(prefix);
 	int n = 0;
 	struct dirent *de;
 	while (d && (de = readdir(d)) != NULL && n < max) {
-		int node;
-		char extra;
-		if (sscanf(de->d_name, "node%d%c", &node, &extra) == 1)
-			nodes[n++] = node;
+		if (strncmp(de->d_name, prefix, plen) != 0)
+			continue;
+		char *end;
+		unsigned long value = strtoul(de->d_name + plen, &end, 10);
+		if (end != de->d_name + plen && !strcmp(end, suffix))
+			numbers[n++] = value;
 	}
-	for (int i = 1; i < n; i++)
-		for (int j = i; j > 0 && nodes[j - 1] > nodes[j]; j--) {
-			int t = nodes[j];
-			nodes[j] = nodes[j - 1];
-			nodes[j - 1] = t;
-		}
+	qsort(numbers, (size_t)n, sizeof(*numbers), compare_ulong);
 	return n;
 }
 
@@ -177,9 +156,9 @@ static int show(struct hugepages *h)
 {
 	FILE *out = h->ctx->out;
 	bool json = h->ctx->format == KB_FORMAT_JSON;
-	unsigned long sizes[8];
-	int nodes[256];
-	int size_count = list_sizes(h->ctx, sizes, 8), node_count = list_nodes(h->ctx, nodes, 256);
+	unsigned long sizes[8], nodes[256];
+	int size_count = scan_numbers(h->ctx, SYSFS_POOLS, "hugepages-", "kB", sizes, 8);
+	int node_count = scan_numbers(h->ctx, SYSFS_NODES, "node", "", nodes, 256);
 	if (size_count == 0) {
 		kb_say_error(h->ctx, "no hugepage pools (%s is empty or missing): this kernel has no hugepages",
 			     SYSFS_POOLS);
@@ -189,7 +168,7 @@ static int show(struct hugepages *h)
 	bool first = true;
 	for (int s = 0; s < size_count; s++) {
 		for (int i = -1; i < node_count; i++) {
-			int node = i < 0 ? -1 : nodes[i];
+			int node = i < 0 ? -1 : (int)nodes[i];
 			char dir[PATH_MAX], size[24];
 			pool_dir(sizes[s], node, dir, sizeof(dir));
 			long total = read_counter(h->ctx, dir, "nr_hugepages");
@@ -349,7 +328,7 @@ static int pages_for_domains(struct hugepages *h, const char *dir, long *pages, 
 	*pages = (long)((total_kib + h->size_kb - 1) / h->size_kb);
 	char size[24];
 	format_size(h->size_kb, size, sizeof(size));
-	kb_row_set(add_row(h), "domains", KB_INFO, "%d domain%s on %s hugepages in %s: %llu MiB -> %ld pages%s%s%s",
+	kb_row_set(kb_rows_add(&h->rows), "domains", KB_INFO, "%d domain%s on %s hugepages in %s: %llu MiB -> %ld pages%s%s%s",
 		   domains, domains == 1 ? "" : "s", size, dir, total_kib / 1024, *pages, domains ? " (" : "",
 		   names, domains ? ")" : "");
 	return 0;
@@ -370,11 +349,11 @@ static int set_pool(struct hugepages *h, long want, struct kb_error *err)
 		return kb_fail(err, 0, NULL, "no %s hugepage pool%s (%s missing): not offered by this kernel or CPU",
 			       size, where, path);
 	if (before == want) {
-		kb_row_set(add_row(h), "pool", KB_UNCHANGED, "%ld x %s pages%s", want, size, where);
+		kb_row_set(kb_rows_add(&h->rows), "pool", KB_UNCHANGED, "%ld x %s pages%s", want, size, where);
 		return 0;
 	}
 	if (h->dry_run) {
-		kb_row_set(add_row(h), "pool", KB_WOULD_CHANGE, "%ld -> %ld x %s pages%s", before, want, size, where);
+		kb_row_set(kb_rows_add(&h->rows), "pool", KB_WOULD_CHANGE, "%ld -> %ld x %s pages%s", before, want, size, where);
 		return 0;
 	}
 	char value[32];
@@ -382,7 +361,7 @@ static int set_pool(struct hugepages *h, long want, struct kb_error *err)
 	if (kb_write_value(h->ctx, path, value, err) < 0)
 		return -1;
 	long got = read_counter(h->ctx, dir, "nr_hugepages");
-	struct kb_row *r = add_row(h);
+	struct kb_row *r = kb_rows_add(&h->rows);
 	if (got != want) {
 		kb_row_set(r, "pool", KB_FAILED, "asked %ld x %s pages%s, the kernel allocated %ld: memory fragmented",
 			   want, size, where, got);
@@ -404,26 +383,21 @@ static int persist(struct hugepages *h, long pages, struct kb_error *err)
 		snprintf(size_arg, sizeof(size_arg), "hugepagesz=%s", size);
 		snprintf(pages_arg, sizeof(pages_arg), "hugepages=%ld", pages);
 		char *argv[] = { "grub-args", "add", size_arg, pages_arg, h->dry_run ? "--dry-run" : NULL, NULL };
-		kb_rows_print(h->ctx, h->rows, h->row_count);
-		h->row_count = 0;
+		kb_rows_print(h->ctx, h->rows.row, h->rows.count);
+		h->rows.count = 0;
 		return kb_applet_run(h->ctx, "grub-args", h->dry_run ? 5 : 4, argv) == 0 ? 0 : 1;
 	}
 	char content[128];
 	int len = snprintf(content, sizeof(content), "# Written by kvmbox hugepages --persist\nvm.nr_hugepages = %ld\n",
 			   pages);
-	autofree char *current = NULL;
-	size_t current_len = 0;
-	if (kb_read_file(h->ctx, SYSCTL_FILE, 1 << 16, &current, &current_len, NULL) == 0 &&
-	    current_len == (size_t)len && !memcmp(current, content, current_len)) {
-		kb_row_set(add_row(h), "sysctl", KB_UNCHANGED, "%s: vm.nr_hugepages = %ld", SYSCTL_FILE, pages);
+	bool changed;
+	if (kb_file_ensure(h->ctx, SYSCTL_FILE, content, (size_t)len, 0644, h->dry_run, &changed, err) < 0)
+		return -1;
+	if (!changed) {
+		kb_row_set(kb_rows_add(&h->rows), "sysctl", KB_UNCHANGED, "%s: vm.nr_hugepages = %ld", SYSCTL_FILE, pages);
 		return 0;
 	}
-	if (!h->dry_run) {
-		struct kb_write_options opts = { .mode = 0644, .create_dirs = true };
-		if (kb_write_file_atomic(h->ctx, SYSCTL_FILE, content, (size_t)len, &opts, err) < 0)
-			return -1;
-	}
-	kb_row_set(add_row(h), "sysctl", h->dry_run ? KB_WOULD_CHANGE : KB_CHANGED, "%s: vm.nr_hugepages = %ld",
+	kb_row_set(kb_rows_add(&h->rows), "sysctl", h->dry_run ? KB_WOULD_CHANGE : KB_CHANGED, "%s: vm.nr_hugepages = %ld",
 		   SYSCTL_FILE, pages);
 	return 0;
 }
@@ -510,7 +484,7 @@ int hugepages_main(struct kb_ctx *ctx, int argc, char **argv)
 		rc = set_pool(&h, want, &err);
 	if (rc == 0 && h.persist)
 		rc = persist(&h, want, &err);
-	kb_rows_print(ctx, h.rows, h.row_count);
+	kb_rows_print(ctx, h.rows.row, h.rows.count);
 	if (rc < 0)
 		kb_say_error(ctx, "%s", kb_error_message(&err, msg, sizeof(msg)));
 	return rc == 0 ? KB_EXIT_OK : KB_EXIT_FAILURE;

@@ -36,7 +36,6 @@ const char kvm_load_usage[] =
 	"  --dry-run           print the load plan, change nothing\n";
 
 #define NESTED_CONF "/etc/modprobe.d/kvm-nested.conf"
-#define MAX_ROWS 16
 
 struct kvm_load {
 	struct kb_ctx *ctx;
@@ -45,16 +44,10 @@ struct kvm_load {
 	const char *kver;
 	const char *root_prefix; /* the root as mapped, stripped from paths shown */
 	bool nested, persist, dry_run;
-	struct kb_row rows[MAX_ROWS];
-	size_t row_count;
+	struct kb_rows rows;
 	char kmod_log[512]; /* libkmod's last complaint, for error messages */
 	char install_refused[128];
 };
-
-static struct kb_row *add_row(struct kvm_load *k)
-{
-	return &k->rows[k->row_count < MAX_ROWS - 1 ? k->row_count++ : k->row_count];
-}
 
 enum module_state { NOT_LOADED, LOADED, BUILTIN };
 
@@ -132,7 +125,7 @@ static void record_action(struct kmod_module *m, bool install, const char *optio
 	size_t prefix = strlen(k->root_prefix);
 	if (path && prefix && !strncmp(path, k->root_prefix, prefix))
 		path += prefix;
-	kb_row_set(add_row(k), "load", k->dry_run ? KB_WOULD_CHANGE : KB_CHANGED, "%s%s%s%s (%s)",
+	kb_row_set(kb_rows_add(&k->rows), "load", k->dry_run ? KB_WOULD_CHANGE : KB_CHANGED, "%s%s%s%s (%s)",
 		   install ? "install command for " : "", k->kmod.module_get_name(m), options && *options ? " " : "",
 		   options ? options : "", path ? path : "?");
 }
@@ -191,7 +184,7 @@ static int unload_module(struct kvm_load *k, struct kmod_ctx *kctx, struct kb_er
 	k->kmod.module_unref(mod);
 	if (rc < 0)
 		return kb_fail(err, -rc, NULL, "unloading %s to reload it with nested=1", k->module);
-	kb_row_set(add_row(k), "unload", KB_CHANGED, "%s (nested was off, no guest held it)", k->module);
+	kb_row_set(kb_rows_add(&k->rows), "unload", KB_CHANGED, "%s (nested was off, no guest held it)", k->module);
 	return 0;
 }
 
@@ -214,19 +207,14 @@ static int persist(struct kvm_load *k, struct kb_error *err)
 	char content[160];
 	int len = snprintf(content, sizeof(content),
 			   "# Written by kvmbox kvm-load --nested --persist\noptions %s nested=1\n", k->module);
-	autofree char *current = NULL;
-	size_t current_len;
-	if (kb_read_file(k->ctx, NESTED_CONF, 1 << 16, &current, &current_len, NULL) == 0 &&
-	    current_len == (size_t)len && !memcmp(current, content, current_len)) {
-		kb_row_set(add_row(k), "persist", KB_UNCHANGED, "%s: options %s nested=1", NESTED_CONF, k->module);
+	bool changed;
+	if (kb_file_ensure(k->ctx, NESTED_CONF, content, (size_t)len, 0644, k->dry_run, &changed, err) < 0)
+		return -1;
+	if (!changed) {
+		kb_row_set(kb_rows_add(&k->rows), "persist", KB_UNCHANGED, "%s: options %s nested=1", NESTED_CONF, k->module);
 		return 0;
 	}
-	if (!k->dry_run) {
-		struct kb_write_options opts = { .mode = 0644, .create_dirs = true };
-		if (kb_write_file_atomic(k->ctx, NESTED_CONF, content, (size_t)len, &opts, err) < 0)
-			return -1;
-	}
-	kb_row_set(add_row(k), "persist", k->dry_run ? KB_WOULD_CHANGE : KB_CHANGED, "%s: options %s nested=1",
+	kb_row_set(kb_rows_add(&k->rows), "persist", k->dry_run ? KB_WOULD_CHANGE : KB_CHANGED, "%s: options %s nested=1",
 		   NESTED_CONF, k->module);
 	return 0;
 }
@@ -264,13 +252,13 @@ static int run(struct kvm_load *k, const char *vendor, struct kb_error *err)
 		if (k->nested && !is_on(nested))
 			return kb_fail(err, 0, NULL, "%s is built into the kernel: nested is a kernel argument: kvmbox grub-args add %s.nested=1",
 				       k->module, k->module);
-		kb_row_set(add_row(k), "module", KB_UNCHANGED, "%s built into the kernel%s%s", k->module,
+		kb_row_set(kb_rows_add(&k->rows), "module", KB_UNCHANGED, "%s built into the kernel%s%s", k->module,
 			   nested[0] ? ", nested=" : "", nested);
 		return k->persist ? persist(k, err) : 0;
 	}
 	bool reload = state == LOADED && k->nested && !is_on(nested);
 	if (state == LOADED && !reload) {
-		kb_row_set(add_row(k), "module", KB_UNCHANGED, "%s loaded%s%s", k->module, nested[0] ? ", nested=" : "",
+		kb_row_set(kb_rows_add(&k->rows), "module", KB_UNCHANGED, "%s loaded%s%s", k->module, nested[0] ? ", nested=" : "",
 			   nested);
 		return k->persist ? persist(k, err) : 0;
 	}
@@ -304,7 +292,7 @@ static int run(struct kvm_load *k, const char *vendor, struct kb_error *err)
 
 	int rc = 0;
 	if (reload && k->dry_run)
-		kb_row_set(add_row(k), "unload", KB_WOULD_CHANGE, "%s (nested=%s, no guest holds it)", k->module, nested);
+		kb_row_set(kb_rows_add(&k->rows), "unload", KB_WOULD_CHANGE, "%s (nested=%s, no guest holds it)", k->module, nested);
 	else if (reload)
 		rc = unload_module(k, kctx, err);
 	if (rc == 0)
@@ -362,7 +350,7 @@ int kvm_load_main(struct kb_ctx *ctx, int argc, char **argv)
 
 	struct kb_error err = { 0 };
 	int rc = run(&k, vendor, &err);
-	kb_rows_print(ctx, k.rows, k.row_count);
+	kb_rows_print(ctx, k.rows.row, k.rows.count);
 	if (rc < 0) {
 		char msg[PATH_MAX + 600];
 		kb_say_error(ctx, "%s", kb_error_message(&err, msg, sizeof(msg)));

@@ -255,3 +255,16 @@ int kb_write_file_atomic(const struct kb_ctx *ctx, const char *abs_path, const v
 		return -1;
 	return verify_content(p.s, data, len, err);
 }
+
+int kb_file_ensure(const struct kb_ctx *ctx, const char *abs_path, const char *data, size_t len,
+		   mode_t mode, bool dry_run, bool *changed, struct kb_error *err)
+{
+	autofree char *current = NULL;
+	size_t current_len = 0;
+	*changed = !(kb_read_file(ctx, abs_path, len + 1, &current, &current_len, NULL) == 0 &&
+		     current_len == len && memcmp(current, data, len) == 0);
+	if (!*changed || dry_run)
+		return 0;
+	struct kb_write_options opts = { .mode = mode, .create_dirs = true };
+	return kb_write_file_atomic(ctx, abs_path, data, len, &opts, err);
+}

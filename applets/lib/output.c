@@ -25,6 +25,13 @@ const char *kb_status_name(enum kb_status status)
 	return status < KB_STATUS_COUNT ? status_names[status] : "?";
 }
 
+struct kb_row *kb_rows_add(struct kb_rows *rows)
+{
+	if (rows->count < KB_ROWS_MAX)
+		return &rows->row[rows->count++];
+	return &rows->row[KB_ROWS_MAX - 1];
+}
+
 void kb_row_set(struct kb_row *row, const char *id, enum kb_status status, const char *fmt, ...)
 {
 	row->id = id;

@@ -2,6 +2,7 @@
 #ifndef KVMBOX_FILE_H
 #define KVMBOX_FILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 #include "kvmbox/context.h"
@@ -45,5 +46,14 @@ struct kb_write_options {
  */
 int kb_write_file_atomic(const struct kb_ctx *ctx, const char *abs_path, const void *data,
 			 size_t len, const struct kb_write_options *opts, struct kb_error *err);
+
+/*
+ * Desired state for a whole small file (a config snippet kvmbox owns): when
+ * @abs_path already holds exactly @data, nothing is written and *changed is
+ * false; otherwise it is replaced atomically (unless @dry_run) and *changed
+ * is true. Parent directories are created.
+ */
+int kb_file_ensure(const struct kb_ctx *ctx, const char *abs_path, const char *data, size_t len,
+		   mode_t mode, bool dry_run, bool *changed, struct kb_error *err);
 
 #endif

@@ -33,6 +33,16 @@ struct kb_row {
 	char hint[256]; /* what fixes it, for anything not PASS; may be empty */
 };
 
+/* The rows an applet reports, in order. */
+#define KB_ROWS_MAX 32
+struct kb_rows {
+	struct kb_row row[KB_ROWS_MAX];
+	size_t count;
+};
+
+/* The next row to fill in (at once); when full, the last one is reused so the list stays bounded. */
+struct kb_row *kb_rows_add(struct kb_rows *rows);
+
 /* Format a row's message or hint (printf-style, truncated to fit). */
 void kb_row_set(struct kb_row *row, const char *id, enum kb_status status, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
