@@ -21,8 +21,8 @@ DEBIAN_PACKAGES := build-essential pkg-config libcmocka-dev libkmod-dev libxml2-
 
 # Headers only: libkmod and libxml2 are dlopen()ed by the applets that use them (applets/lib/dynlib.c).
 DLOPEN_PKGS := libkmod libxml-2.0
-KB_CFLAGS  := -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude \
-              $(shell $(PKG_CONFIG) --cflags $(DLOPEN_PKGS) 2>/dev/null) \
+DLOPEN_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(DLOPEN_PKGS) 2>/dev/null)
+KB_CFLAGS   = -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude $(DLOPEN_CFLAGS) \
               -DKVMBOX_VERSION=\"$(VERSION)\" -MMD -MP
 KB_LDFLAGS := -ldl
 
@@ -89,7 +89,7 @@ $(BUILD)/tests/helpers/static/%: tests/helpers/static/%.c
 # libFuzzer targets: the parsers built with clang, linked with their sources directly.
 build/fuzz/tests/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS)
 	@mkdir -p $(@D)
-	clang -std=gnu11 -D_GNU_SOURCE -Iinclude -g -O1 -fsanitize=fuzzer,address,undefined \
+	clang -std=gnu11 -D_GNU_SOURCE -Iinclude $(DLOPEN_CFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined \
 		-o $@ $< $(LIB_SRCS)
 
 fuzz: $(FUZZ_BINS)
