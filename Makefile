@@ -16,13 +16,19 @@ PKG_CONFIG ?= pkg-config
 # Debian packages: the build, the tests (cmocka, valgrind, clang's libFuzzer) and the
 # benchmarks' competitors (kvm-ok, virt-host-validate, hyperfine).
 DEBIAN_PACKAGES := build-essential pkg-config libcmocka-dev libkmod-dev libxml2-dev kmod \
+                   libnl-3-dev libnl-route-3-dev libinih-dev iproute2 iputils-ping \
                    valgrind clang libclang-rt-14-dev \
                    cpu-checker libvirt-clients hyperfine jq
 
 # Headers only: libkmod and libxml2 are dlopen()ed by the applets that use them (applets/lib/dynlib.c).
 DLOPEN_PKGS := libkmod libxml-2.0
 DLOPEN_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(DLOPEN_PKGS) 2>/dev/null)
-KB_CFLAGS   = -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude $(DLOPEN_CFLAGS) \
+# Small libraries linked statically from Debian's .a files: no dynamic-loader cost at every start
+# (libnl measured at +0.17 ms per exec when linked dynamically, 0 statically).
+STATIC_PKGS   := libnl-route-3.0 inih
+STATIC_CFLAGS  = $(shell $(PKG_CONFIG) --cflags $(STATIC_PKGS) 2>/dev/null)
+STATIC_LIBS    = -Wl,-Bstatic $(shell $(PKG_CONFIG) --libs $(STATIC_PKGS) 2>/dev/null) -Wl,-Bdynamic -lpthread -lm
+KB_CFLAGS   = -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude $(DLOPEN_CFLAGS) $(STATIC_CFLAGS) \
               -DKVMBOX_VERSION=\"$(VERSION)\" -MMD -MP
 KB_LDFLAGS := -ldl
 
@@ -65,12 +71,12 @@ $(LIBKVMBOX): $(LIB_OBJS)
 	$(AR) rcs $@ $^
 
 $(BIN): $(APPLET_OBJS) $(LIBKVMBOX)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(APPLET_OBJS) $(LIBKVMBOX) $(KB_LDFLAGS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(APPLET_OBJS) $(LIBKVMBOX) $(STATIC_LIBS) $(KB_LDFLAGS)
 
 $(BUILD)/tests/unit/%: tests/unit/%.c $(LIBKVMBOX)
 	@mkdir -p $(@D)
 	$(CC) $(KB_CFLAGS) $(CFLAGS) $(shell $(PKG_CONFIG) --cflags cmocka) -o $@ $< $(LIBKVMBOX) \
-		$(KB_LDFLAGS) $(shell $(PKG_CONFIG) --libs cmocka)
+		$(STATIC_LIBS) $(KB_LDFLAGS) $(shell $(PKG_CONFIG) --libs cmocka)
 
 $(BUILD)/tests/helpers/%: tests/helpers/%.c
 	@mkdir -p $(@D)
@@ -89,8 +95,8 @@ $(BUILD)/tests/helpers/static/%: tests/helpers/static/%.c
 # libFuzzer targets: the parsers built with clang, linked with their sources directly.
 build/fuzz/tests/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS)
 	@mkdir -p $(@D)
-	clang -std=gnu11 -D_GNU_SOURCE -Iinclude $(DLOPEN_CFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined \
-		-o $@ $< $(LIB_SRCS)
+	clang -std=gnu11 -D_GNU_SOURCE -Iinclude $(DLOPEN_CFLAGS) $(STATIC_CFLAGS) -g -O1 \
+		-fsanitize=fuzzer,address,undefined -o $@ $< $(LIB_SRCS) $(STATIC_LIBS)
 
 fuzz: $(FUZZ_BINS)
 

@@ -1,0 +1,1074 @@
+/*
+ * bridge: Linux bridges over netlink that keep the host reachable.
+ *
+ * `bridge add br0 --uplink eth0` does live what operators used to write into
+ * /etc/network/interfaces and reboot for: the bridge is created with the
+ * uplink's MAC and MTU in the same request (DHCP leases and neighbours' ARP
+ * entries stay valid), the uplink is enslaved, its addresses and routes move
+ * to the bridge, and the gateway must still answer. Every step is journaled;
+ * on any failure the journal is undone in reverse, back to the state before.
+ */
+#include <errno.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/rtnetlink.h>
+#include <netlink/route/nexthop.h>
+
+#include "kvmbox/applet.h"
+#include "kvmbox/cleanup.h"
+#include "kvmbox/file.h"
+#include "kvmbox/net.h"
+#include "kvmbox/output.h"
+#include "kvmbox/sysroot.h"
+
+const char bridge_usage[] =
+	"Usage: kvmbox bridge add NAME [--uplink IF] [--addr CIDR]... [--gateway IP] [--stp on|off]\n"
+	"                         [--forward-delay SEC] [--mtu N] [--mac inherit|MAC]\n"
+	"                         [--persist ifupdown|networkd] [--dry-run]\n"
+	"       kvmbox bridge del NAME [--restore-uplink]\n"
+	"       kvmbox bridge show [NAME]\n"
+	"       kvmbox bridge apply FILE\n"
+	"\n"
+	"Create or reconcile a bridge live over netlink. With --uplink the bridge takes\n"
+	"the uplink's MAC and MTU, the uplink becomes its port, and the uplink's\n"
+	"addresses and routes (default route included) move to the bridge; if the\n"
+	"gateway answered before and not after, or any step fails, everything is\n"
+	"rolled back. A second run changes nothing.\n"
+	"\n"
+	"  --addr CIDR        an address for the bridge (repeatable; default: the uplink's)\n"
+	"  --gateway IP       default route via IP (must be on an address's subnet)\n"
+	"  --stp on|off       spanning tree (default off)\n"
+	"  --forward-delay S  forward delay in seconds (default 0)\n"
+	"  --mtu N            MTU (default: the uplink's)\n"
+	"  --mac inherit|MAC  the bridge's MAC (default: the uplink's)\n"
+	"  --persist KIND     also write ifupdown (/etc/network/interfaces.d/NAME) or\n"
+	"                     systemd-networkd (/etc/systemd/network) configuration\n"
+	"  --restore-uplink   del: move addresses and routes back to the port first\n"
+	"  --dry-run          show what would change, change nothing\n"
+	"apply FILE reads [bridge NAME] sections (keys uplink, address, gateway, stp,\n"
+	"forward-delay, mtu, mac, persist) and applies them all over one socket.\n";
+
+#define MAX_ADDRS 16
+#define MAX_STEPS 256
+
+/* What the user asked for one bridge. */
+struct spec {
+	char name[IFNAMSIZ];
+	char uplink[IFNAMSIZ];
+	struct nl_addr *addrs[MAX_ADDRS];
+	int addr_count;
+	struct nl_addr *gateway;
+	int stp;           /* 0/1 */
+	int forward_delay; /* seconds */
+	unsigned mtu;      /* 0: the uplink's */
+	struct nl_addr *mac; /* NULL: inherit */
+	char persist[16];  /* "", "ifupdown", "networkd" */
+};
+
+/* One change made, and how to take it back. */
+enum step_kind { CREATED, CHANGED, ENSLAVED, ADDR_ADDED, ADDR_DELETED, ROUTE_ADDED, ROUTE_DELETED };
+struct step {
+	enum step_kind kind;
+	int ifindex;
+	struct rtnl_addr *addr;
+	struct rtnl_route *route;
+	struct kb_bridge_attrs old; /* CHANGED: the attributes before */
+	struct nl_addr *old_mac;
+};
+
+struct bridge {
+	struct kb_ctx *ctx;
+	struct nl_sock *sk;
+	bool dry_run;
+	struct kb_rows rows;
+	struct step steps[MAX_STEPS];
+	int step_count;
+};
+
+static void spec_free(struct spec *s)
+{
+	for (int i = 0; i < s->addr_count; i++)
+		nl_addr_put(s->addrs[i]);
+	if (s->gateway)
+		nl_addr_put(s->gateway);
+	if (s->mac)
+		nl_addr_put(s->mac);
+	*s = (struct spec){ 0 };
+}
+
+/* A fail point for the rollback tests: KVMBOX_FAILPOINT=bridge.after-enslave makes that step fail. */
+static int failpoint(const char *name, struct kb_error *err)
+{
+	const char *wanted = getenv("KVMBOX_FAILPOINT");
+	if (wanted && !strcmp(wanted, name))
+		return kb_fail(err, EIO, NULL, "fail point %s", name);
+	return 0;
+}
+
+static void journal(struct bridge *b, struct step step)
+{
+	if (b->step_count < MAX_STEPS)
+		b->steps[b->step_count++] = step;
+}
+
+static void row(struct bridge *b, const char *id, enum kb_status status, const char *fmt, const char *arg1,
+		const char *arg2)
+{
+	kb_row_set(kb_rows_add(&b->rows), id, status, fmt, arg1, arg2);
+}
+
+/* Undo every journaled step, newest first. Errors are reported as rows; the undo goes on. */
+static void rollback(struct bridge *b)
+{
+	for (int i = b->step_count - 1; i >= 0; i--) {
+		struct step *s = &b->steps[i];
+		struct kb_error err = { 0 };
+		int rc = 0;
+		switch (s->kind) {
+		case CREATED: rc = kb_link_delete(b->sk, s->ifindex, &err); break;
+		case CHANGED: rc = kb_bridge_set(b->sk, "bridge", s->ifindex, &s->old, &err); break;
+		case ENSLAVED: {
+			int r = rtnl_link_release_ifindex(b->sk, s->ifindex);
+			rc = r < 0 ? kb_nl_fail(&err, r, "releasing interface %d", s->ifindex) : 0;
+			break;
+		}
+		case ADDR_ADDED: rc = kb_addr_delete(b->sk, s->addr, s->ifindex, &err); break;
+		case ADDR_DELETED: rc = kb_addr_add(b->sk, s->addr, s->ifindex, &err); break;
+		case ROUTE_ADDED: rc = kb_route_delete(b->sk, s->route, &err); break;
+		case ROUTE_DELETED: rc = kb_route_add(b->sk, s->route, &err); break;
+		}
+		if (rc < 0) {
+			char msg[PATH_MAX + 300];
+			kb_row_set(kb_rows_add(&b->rows), "rollback", KB_FAILED, "%s", kb_error_message(&err, msg, sizeof(msg)));
+		}
+	}
+	if (b->step_count)
+		kb_row_set(kb_rows_add(&b->rows), "rollback", KB_CHANGED, "%d change%s undone", b->step_count,
+			   b->step_count == 1 ? "" : "s");
+	b->step_count = 0;
+}
+
+static void journal_free(struct bridge *b)
+{
+	for (int i = 0; i < b->step_count; i++) {
+		if (b->steps[i].addr)
+			rtnl_addr_put(b->steps[i].addr);
+		if (b->steps[i].route)
+			rtnl_route_put(b->steps[i].route);
+		if (b->steps[i].old_mac)
+			nl_addr_put(b->steps[i].old_mac);
+	}
+	b->step_count = 0;
+}
+
+static bool addr_on(const struct kb_ip_config *config, const struct nl_addr *local)
+{
+	for (int i = 0; i < config->addr_count; i++) {
+		struct nl_addr *a = rtnl_addr_get_local(config->addrs[i]);
+		if (!nl_addr_cmp(a, local) && nl_addr_get_prefixlen(a) == nl_addr_get_prefixlen(local))
+			return true;
+	}
+	return false;
+}
+
+static bool route_on(const struct kb_ip_config *config, struct rtnl_route *route)
+{
+	char want[160], have[160];
+	kb_route_str(route, want, sizeof(want));
+	for (int i = 0; i < config->route_count; i++)
+		if (!strcmp(kb_route_str(config->routes[i], have, sizeof(have)), want))
+			return true;
+	return false;
+}
+
+/* Whether @gw lies in the subnet of one of @addrs. */
+static bool on_subnet(struct nl_addr *const *addrs, int count, const struct nl_addr *gw)
+{
+	for (int i = 0; i < count; i++) {
+		if (nl_addr_get_family(addrs[i]) != nl_addr_get_family(gw))
+			continue;
+		if (nl_addr_cmp_prefix(addrs[i], gw) == 0)
+			return true;
+	}
+	return false;
+}
+
+static struct rtnl_addr *addr_object(const struct nl_addr *local)
+{
+	struct rtnl_addr *a = rtnl_addr_alloc();
+	if (!a)
+		return NULL;
+	rtnl_addr_set_family(a, nl_addr_get_family(local));
+	rtnl_addr_set_local(a, (struct nl_addr *)local);
+	rtnl_addr_set_prefixlen(a, (int)nl_addr_get_prefixlen(local));
+	return a;
+}
+
+/* ---- add ----------------------------------------------------------------- */
+
+struct state {
+	struct rtnl_link *bridge; /* NULL when it does not exist yet */
+	struct rtnl_link *uplink;
+	int bridge_index, uplink_index;
+	struct kb_ip_config uplink_ip, bridge_ip;
+	struct nl_addr *gateway; /* the one to check: --gateway, else the uplink's IPv4 default route's */
+	int gateway_answered;    /* before the change: 1, 0, or -1 (not checked) */
+};
+
+static void state_free(struct state *st)
+{
+	if (st->bridge)
+		rtnl_link_put(st->bridge);
+	if (st->uplink)
+		rtnl_link_put(st->uplink);
+	kb_ip_config_free(&st->uplink_ip);
+	kb_ip_config_free(&st->bridge_ip);
+	if (st->gateway)
+		nl_addr_put(st->gateway);
+}
+
+/* Everything that can be refused before anything changes. */
+static int look(struct bridge *b, const struct spec *sp, struct state *st, struct kb_error *err)
+{
+	struct kb_error lookup;
+	st->bridge = kb_link_get(b->sk, sp->name, &lookup);
+	if (!st->bridge && lookup.errnum != ENODEV) {
+		*err = lookup;
+		return -1;
+	}
+	if (st->bridge) {
+		const char *type = rtnl_link_get_type(st->bridge);
+		if (!type || strcmp(type, "bridge"))
+			return kb_fail(err, 0, NULL, "%s exists and is not a bridge (it is %s)", sp->name,
+				       type ? type : "a physical interface");
+		st->bridge_index = rtnl_link_get_ifindex(st->bridge);
+		if (kb_ip_config_read(b->sk, st->bridge_index, &st->bridge_ip, err) < 0)
+			return -1;
+	}
+	if (sp->uplink[0]) {
+		st->uplink = kb_link_get(b->sk, sp->uplink, err);
+		if (!st->uplink)
+			return kb_fail(err, 0, NULL, "unknown uplink %s: no such interface", sp->uplink);
+		const char *type = rtnl_link_get_type(st->uplink);
+		if (type && !strcmp(type, "bridge"))
+			return kb_fail(err, 0, NULL, "uplink %s is itself a bridge", sp->uplink);
+		st->uplink_index = rtnl_link_get_ifindex(st->uplink);
+		int master = rtnl_link_get_master(st->uplink);
+		if (master && master != st->bridge_index) {
+			char other[IFNAMSIZ] = "?";
+			if_indextoname((unsigned)master, other);
+			return kb_fail(err, 0, NULL, "uplink %s is already a port of %s", sp->uplink, other);
+		}
+		if (kb_ip_config_read(b->sk, st->uplink_index, &st->uplink_ip, err) < 0)
+			return -1;
+	}
+	/* The addresses the bridge ends with: --addr, else the uplink's, else what it has. */
+	struct nl_addr *final[MAX_ADDRS + 64];
+	int final_count = 0;
+	for (int i = 0; i < sp->addr_count; i++)
+		final[final_count++] = sp->addrs[i];
+	for (int i = 0; i < st->uplink_ip.addr_count && !sp->addr_count; i++)
+		final[final_count++] = rtnl_addr_get_local(st->uplink_ip.addrs[i]);
+	for (int i = 0; i < st->bridge_ip.addr_count && final_count < MAX_ADDRS + 64; i++)
+		final[final_count++] = rtnl_addr_get_local(st->bridge_ip.addrs[i]);
+	if (sp->gateway && !on_subnet(final, final_count, sp->gateway)) {
+		char gw[64];
+		return kb_fail(err, 0, NULL, "gateway %s is not on the subnet of any of the bridge's addresses",
+			       kb_addr_str(sp->gateway, gw, sizeof(gw)));
+	}
+	if (sp->gateway) {
+		st->gateway = nl_addr_clone(sp->gateway);
+	} else {
+		for (int i = 0; i < st->uplink_ip.route_count && !st->gateway; i++) {
+			struct rtnl_route *r = st->uplink_ip.routes[i];
+			struct nl_addr *dst = rtnl_route_get_dst(r);
+			struct rtnl_nexthop *nh = rtnl_route_get_nnexthops(r) ? rtnl_route_nexthop_n(r, 0) : NULL;
+			if (rtnl_route_get_family(r) == AF_INET && (!dst || !nl_addr_get_prefixlen(dst)) && nh &&
+			    rtnl_route_nh_get_gateway(nh))
+				st->gateway = nl_addr_clone(rtnl_route_nh_get_gateway(nh));
+		}
+	}
+	st->gateway_answered = -1;
+	if (st->gateway && nl_addr_get_family(st->gateway) == AF_INET && !b->dry_run)
+		st->gateway_answered = kb_ping4(st->gateway, 900, NULL);
+	return 0;
+}
+
+/* The bridge itself: created with the uplink's MAC and MTU, or reconciled. */
+static int ensure_bridge(struct bridge *b, const struct spec *sp, struct state *st, struct kb_error *err)
+{
+	struct kb_bridge_attrs want = { .stp = sp->stp, .forward_delay = sp->forward_delay, .up = true };
+	want.mac = sp->mac ? sp->mac : st->uplink ? rtnl_link_get_addr(st->uplink) : NULL;
+	want.mtu = sp->mtu ? sp->mtu : st->uplink ? rtnl_link_get_mtu(st->uplink) : 0;
+	char mac[32] = "its own MAC", detail[160];
+	if (want.mac)
+		kb_addr_str(want.mac, mac, sizeof(mac));
+	snprintf(detail, sizeof(detail), "%s, MTU %u, stp %s, forward delay %ds", mac, want.mtu ? want.mtu : 1500,
+		 sp->stp ? "on" : "off", sp->forward_delay);
+
+	if (!st->bridge) {
+		if (!b->dry_run) {
+			if (kb_bridge_set(b->sk, sp->name, 0, &want, err) < 0)
+				return -1;
+			struct rtnl_link *made = kb_link_get(b->sk, sp->name, err);
+			if (!made)
+				return -1;
+			st->bridge_index = rtnl_link_get_ifindex(made);
+			rtnl_link_put(made);
+			journal(b, (struct step){ .kind = CREATED, .ifindex = st->bridge_index });
+		}
+		row(b, "bridge", b->dry_run ? KB_WOULD_CHANGE : KB_CHANGED, "created %s (%s)", sp->name, detail);
+		return failpoint("bridge.after-create", err);
+	}
+
+	int stp, delay;
+	if (kb_bridge_read(b->sk, st->bridge_index, &stp, &delay, err) < 0)
+		return -1;
+	struct nl_addr *have_mac = rtnl_link_get_addr(st->bridge);
+	bool same = stp == sp->stp && delay == sp->forward_delay &&
+		    (!want.mtu || rtnl_link_get_mtu(st->bridge) == want.mtu) &&
+		    (!want.mac || (have_mac && !nl_addr_cmp(have_mac, want.mac))) &&
+		    (rtnl_link_get_flags(st->bridge) & IFF_UP);
+	if (same) {
+		row(b, "bridge", KB_UNCHANGED, "%s (%s)", sp->name, detail);
+		return 0;
+	}
+	if (!b->dry_run) {
+		struct kb_bridge_attrs old = { .stp = stp, .forward_delay = delay, .mtu = rtnl_link_get_mtu(st->bridge),
+					       .up = (rtnl_link_get_flags(st->bridge) & IFF_UP) != 0 };
+		struct nl_addr *old_mac = have_mac ? nl_addr_clone(have_mac) : NULL;
+		old.mac = old_mac;
+		if (kb_bridge_set(b->sk, sp->name, st->bridge_index, &want, err) < 0) {
+			if (old_mac)
+				nl_addr_put(old_mac);
+			return -1;
+		}
+		journal(b, (struct step){ .kind = CHANGED, .ifindex = st->bridge_index, .old = old, .old_mac = old_mac });
+	}
+	row(b, "bridge", b->dry_run ? KB_WOULD_CHANGE : KB_CHANGED, "reconciled %s (%s)", sp->name, detail);
+	return 0;
+}
+
+static int ensure_port(struct bridge *b, const struct spec *sp, struct state *st, struct kb_error *err)
+{
+	if (!st->uplink)
+		return 0;
+	if (rtnl_link_get_master(st->uplink) == st->bridge_index && st->bridge_index) {
+		row(b, "port", KB_UNCHANGED, "%s is a port of %s", sp->uplink, sp->name);
+		return 0;
+	}
+	if (!b->dry_run) {
+		int rc = rtnl_link_enslave_ifindex(b->sk, st->bridge_index, st->uplink_index);
+		if (rc < 0)
+			return kb_nl_fail(err, rc, "making %s a port of %s", sp->uplink, sp->name);
+		journal(b, (struct step){ .kind = ENSLAVED, .ifindex = st->uplink_index });
+		/* The kernel can ignore an enslave: read the master back. */
+		struct rtnl_link *now = kb_link_get_index(b->sk, st->uplink_index, err);
+		int master = now ? rtnl_link_get_master(now) : -1;
+		if (now)
+			rtnl_link_put(now);
+		if (master != st->bridge_index)
+			return kb_fail(err, 0, NULL, "the kernel did not make %s a port of %s", sp->uplink, sp->name);
+		if (!(rtnl_link_get_flags(st->uplink) & IFF_UP) && kb_link_set_up(b->sk, st->uplink_index, true, err) < 0)
+			return -1;
+	}
+	row(b, "port", b->dry_run ? KB_WOULD_CHANGE : KB_CHANGED, "%s is now a port of %s", sp->uplink, sp->name);
+	return failpoint("bridge.after-enslave", err);
+}
+
+/*
+ * Addresses and routes, in the order that keeps the host reachable: the
+ * addresses appear on the bridge first, then the uplink's routes move, then
+ * the uplink's addresses go.
+ */
+static int move_ip(struct bridge *b, const struct spec *sp, struct state *st, struct kb_error *err)
+{
+	char text[160];
+	enum kb_status done = b->dry_run ? KB_WOULD_CHANGE : KB_CHANGED;
+	/* 1. addresses onto the bridge */
+	for (int i = 0; i < (sp->addr_count ? sp->addr_count : st->uplink_ip.addr_count); i++) {
+		struct rtnl_addr *a = sp->addr_count ? addr_object(sp->addrs[i])
+						     : (struct rtnl_addr *)nl_object_clone((struct nl_object *)st->uplink_ip.addrs[i]);
+		if (!a)
+			return kb_fail(err, ENOMEM, NULL, "preparing an address");
+		kb_addr_str(rtnl_addr_get_local(a), text, sizeof(text));
+		if (addr_on(&st->bridge_ip, rtnl_addr_get_local(a))) {
+			row(b, "address", KB_UNCHANGED, "%s on %s", text, sp->name);
+			rtnl_addr_put(a);
+			continue;
+		}
+		if (!b->dry_run && kb_addr_add(b->sk, a, st->bridge_index, err) < 0) {
+			rtnl_addr_put(a);
+			return -1;
+		}
+		row(b, "address", done, "%s on %s", text, sp->name);
+		if (b->dry_run)
+			rtnl_addr_put(a);
+		else
+			journal(b, (struct step){ .kind = ADDR_ADDED, .ifindex = st->bridge_index, .addr = a });
+	}
+	if (failpoint("bridge.after-addresses", err) < 0)
+		return -1;
+	/* 2. the uplink's routes through the bridge */
+	for (int i = 0; i < st->uplink_ip.route_count; i++) {
+		struct rtnl_route *old = st->uplink_ip.routes[i];
+		struct rtnl_route *moved = kb_route_via(old, st->bridge_index);
+		if (!moved)
+			return kb_fail(err, ENOMEM, NULL, "preparing a route");
+		kb_route_str(old, text, sizeof(text));
+		if (!b->dry_run) {
+			if (kb_route_delete(b->sk, old, err) < 0) {
+				rtnl_route_put(moved);
+				return -1;
+			}
+			nl_object_get((struct nl_object *)old);
+			journal(b, (struct step){ .kind = ROUTE_DELETED, .route = old });
+			if (kb_route_add(b->sk, moved, err) < 0) {
+				rtnl_route_put(moved);
+				return -1;
+			}
+			journal(b, (struct step){ .kind = ROUTE_ADDED, .route = moved });
+		} else {
+			rtnl_route_put(moved);
+		}
+		row(b, "route", done, "%s moved to %s", text, sp->name);
+	}
+	/* --gateway: a default route through the bridge */
+	if (sp->gateway) {
+		struct rtnl_route *def = kb_route_default(sp->gateway, st->bridge_index);
+		if (!def)
+			return kb_fail(err, ENOMEM, NULL, "preparing the default route");
+		kb_route_str(def, text, sizeof(text));
+		bool moved_already = false;
+		for (int i = 0; i < st->uplink_ip.route_count; i++) {
+			char other[160];
+			moved_already |= !strcmp(kb_route_str(st->uplink_ip.routes[i], other, sizeof(other)), text);
+		}
+		if (route_on(&st->bridge_ip, def) || moved_already) {
+			if (!moved_already)
+				row(b, "route", KB_UNCHANGED, "%s on %s", text, sp->name);
+			rtnl_route_put(def);
+		} else if (!b->dry_run) {
+			if (kb_route_add(b->sk, def, err) < 0) {
+				rtnl_route_put(def);
+				return -1;
+			}
+			journal(b, (struct step){ .kind = ROUTE_ADDED, .route = def });
+			row(b, "route", done, "%s on %s", text, sp->name);
+		} else {
+			row(b, "route", done, "%s on %s", text, sp->name);
+			rtnl_route_put(def);
+		}
+	}
+	if (failpoint("bridge.after-routes", err) < 0)
+		return -1;
+	/* 3. the uplink keeps no address */
+	for (int i = 0; i < st->uplink_ip.addr_count; i++) {
+		struct rtnl_addr *a = st->uplink_ip.addrs[i];
+		kb_addr_str(rtnl_addr_get_local(a), text, sizeof(text));
+		if (!b->dry_run) {
+			if (kb_addr_delete(b->sk, a, st->uplink_index, err) < 0)
+				return -1;
+			nl_object_get((struct nl_object *)a);
+			journal(b, (struct step){ .kind = ADDR_DELETED, .ifindex = st->uplink_index, .addr = a });
+		}
+		row(b, "address", done, "%s removed from %s", text, sp->uplink);
+	}
+	return 0;
+}
+
+/* Tools that manage the uplink will undo raw netlink changes unless their config says the same. */
+static void warn_managers(struct bridge *b, const struct spec *sp, const struct state *st)
+{
+	if (!st->uplink)
+		return;
+	char path[64], state[4096];
+	snprintf(path, sizeof(path), "/run/systemd/netif/links/%d", st->uplink_index);
+	autofree char *data = NULL;
+	size_t len;
+	if (kb_read_file(b->ctx, path, 1 << 16, &data, &len, NULL) == 0 && strstr(data, "ADMIN_STATE=configur")) {
+		struct kb_row *r = kb_rows_add(&b->rows);
+		kb_row_set(r, "manager", KB_WARN, "systemd-networkd manages %s and will undo this at its next reconfigure",
+			   sp->uplink);
+		kb_row_hint(r, "use --persist networkd so its configuration says the same");
+	}
+	snprintf(path, sizeof(path), "/run/NetworkManager/devices/%d", st->uplink_index);
+	if (kb_read_value(b->ctx, path, state, sizeof(state), NULL) == 0) {
+		struct kb_row *r = kb_rows_add(&b->rows);
+		kb_row_set(r, "manager", KB_WARN, "NetworkManager manages %s and will undo this", sp->uplink);
+		kb_row_hint(r, "make the bridge with nmcli, or mark %s unmanaged", sp->uplink);
+	}
+}
+
+/* ---- persistent configuration -------------------------------------------- */
+
+static int persist(struct bridge *b, const struct spec *sp, const struct state *st, struct kb_error *err)
+{
+	if (!sp->persist[0])
+		return 0;
+	/* The addresses and gateway the bridge ends with. */
+	char addrs[MAX_ADDRS + 64][64];
+	int n = 0;
+	for (int i = 0; i < sp->addr_count; i++)
+		kb_addr_str(sp->addrs[i], addrs[n++], 64);
+	for (int i = 0; i < st->uplink_ip.addr_count && !sp->addr_count; i++)
+		kb_addr_str(rtnl_addr_get_local(st->uplink_ip.addrs[i]), addrs[n++], 64);
+	char gateway[64] = "";
+	if (st->gateway)
+		kb_addr_str(st->gateway, gateway, sizeof(gateway));
+	char mac[32] = "";
+	struct nl_addr *m = sp->mac ? sp->mac : st->uplink ? rtnl_link_get_addr(st->uplink) : NULL;
+	if (m)
+		kb_addr_str(m, mac, sizeof(mac));
+
+	char files[3][PATH_MAX];
+	char *texts[3] = { NULL, NULL, NULL };
+	size_t count = 0;
+	FILE *f;
+	size_t len;
+	if (!strcmp(sp->persist, "ifupdown")) {
+		snprintf(files[count], PATH_MAX, "/etc/network/interfaces.d/%s", sp->name);
+		f = open_memstream(&texts[count], &len);
+		fprintf(f, "# Written by kvmbox bridge --persist ifupdown\nauto %s\n", sp->name);
+		bool v4 = false;
+		for (int i = 0; i < n; i++) {
+			bool six = strchr(addrs[i], ':') != NULL;
+			fprintf(f, "\niface %s %s static\n", sp->name, six ? "inet6" : "inet");
+			fprintf(f, "    bridge_ports %s\n    bridge_stp %s\n    bridge_fd %d\n    bridge_maxwait 0\n",
+				sp->uplink[0] ? sp->uplink : "none", sp->stp ? "on" : "off", sp->forward_delay);
+			if (mac[0])
+				fprintf(f, "    hwaddress ether %s\n", mac);
+			fprintf(f, "    address %s\n", addrs[i]);
+			if (!six && !v4 && gateway[0] && !strchr(gateway, ':'))
+				fprintf(f, "    gateway %s\n", gateway);
+			v4 |= !six;
+		}
+		if (n == 0)
+			fprintf(f, "\niface %s inet manual\n    bridge_ports %s\n    bridge_stp %s\n    bridge_fd %d\n    bridge_maxwait 0\n",
+				sp->name, sp->uplink[0] ? sp->uplink : "none", sp->stp ? "on" : "off", sp->forward_delay);
+		if (sp->uplink[0])
+			fprintf(f, "\n# %s carries no address of its own: it is a port of %s.\niface %s inet manual\n",
+				sp->uplink, sp->name, sp->uplink);
+		fclose(f);
+		count++;
+	} else {
+		snprintf(files[count], PATH_MAX, "/etc/systemd/network/%s.netdev", sp->name);
+		f = open_memstream(&texts[count], &len);
+		fprintf(f, "# Written by kvmbox bridge --persist networkd\n[NetDev]\nName=%s\nKind=bridge\n", sp->name);
+		if (mac[0])
+			fprintf(f, "MACAddress=%s\n", mac);
+		if (sp->mtu)
+			fprintf(f, "MTUBytes=%u\n", sp->mtu);
+		fprintf(f, "\n[Bridge]\nSTP=%s\nForwardDelaySec=%d\n", sp->stp ? "yes" : "no", sp->forward_delay);
+		fclose(f);
+		count++;
+		snprintf(files[count], PATH_MAX, "/etc/systemd/network/%s.network", sp->name);
+		f = open_memstream(&texts[count], &len);
+		fprintf(f, "# Written by kvmbox bridge --persist networkd\n[Match]\nName=%s\n\n[Network]\n", sp->name);
+		for (int i = 0; i < n; i++)
+			fprintf(f, "Address=%s\n", addrs[i]);
+		if (gateway[0])
+			fprintf(f, "Gateway=%s\n", gateway);
+		fclose(f);
+		count++;
+		if (sp->uplink[0]) {
+			/* Sorted before distribution and cloud files so it is the one that matches the uplink. */
+			snprintf(files[count], PATH_MAX, "/etc/systemd/network/05-kvmbox-%s.network", sp->uplink);
+			f = open_memstream(&texts[count], &len);
+			fprintf(f, "# Written by kvmbox bridge --persist networkd\n[Match]\nName=%s\n\n[Network]\nBridge=%s\n",
+				sp->uplink, sp->name);
+			fclose(f);
+			count++;
+		}
+	}
+	int rc = 0;
+	for (size_t i = 0; i < count; i++) {
+		bool changed = false;
+		if (rc == 0 && kb_file_ensure(b->ctx, files[i], texts[i], strlen(texts[i]), 0644, b->dry_run, &changed, err) < 0)
+			rc = -1;
+		if (rc == 0)
+			row(b, "persist", changed ? (b->dry_run ? KB_WOULD_CHANGE : KB_CHANGED) : KB_UNCHANGED, "%s%s",
+			    files[i], "");
+		free(texts[i]);
+	}
+	return rc;
+}
+
+static int add_one(struct bridge *b, const struct spec *sp, struct kb_error *err)
+{
+	struct state st = { 0 };
+	int rc = look(b, sp, &st, err);
+	if (rc == 0)
+		rc = ensure_bridge(b, sp, &st, err);
+	if (rc == 0)
+		rc = ensure_port(b, sp, &st, err);
+	if (rc == 0)
+		rc = move_ip(b, sp, &st, err);
+	if (rc == 0 && st.gateway_answered == 1 && kb_ping4(st.gateway, 1500, NULL) != 1) {
+		char gw[64];
+		rc = kb_fail(err, 0, NULL, "gateway %s answered before the change and not after it",
+			     kb_addr_str(st.gateway, gw, sizeof(gw)));
+	}
+	if (rc < 0) {
+		rollback(b);
+	} else {
+		warn_managers(b, sp, &st);
+		rc = persist(b, sp, &st, err);
+	}
+	journal_free(b);
+	state_free(&st);
+	return rc;
+}
+
+/* ---- del ----------------------------------------------------------------- */
+
+struct port_search {
+	int master;
+	int ports[64];
+	int count;
+};
+
+static void find_ports(struct nl_object *obj, void *data)
+{
+	struct port_search *s = data;
+	struct rtnl_link *l = (struct rtnl_link *)obj;
+	if (rtnl_link_get_master(l) == s->master && s->count < 64)
+		s->ports[s->count++] = rtnl_link_get_ifindex(l);
+}
+
+static int ports_of(struct bridge *b, int master, struct port_search *out, struct kb_error *err)
+{
+	struct nl_cache *links;
+	int rc = rtnl_link_alloc_cache(b->sk, AF_UNSPEC, &links);
+	if (rc < 0)
+		return kb_nl_fail(err, rc, "listing interfaces");
+	*out = (struct port_search){ .master = master };
+	nl_cache_foreach(links, find_ports, out);
+	nl_cache_free(links);
+	return 0;
+}
+
+static int del_one(struct bridge *b, const char *name, bool restore, struct kb_error *err)
+{
+	struct kb_error lookup;
+	struct rtnl_link *br = kb_link_get(b->sk, name, &lookup);
+	if (!br) {
+		if (lookup.errnum != ENODEV) {
+			*err = lookup;
+			return -1;
+		}
+		row(b, "bridge", KB_UNCHANGED, "%s does not exist", name, NULL);
+		return 0;
+	}
+	const char *type = rtnl_link_get_type(br);
+	int index = rtnl_link_get_ifindex(br);
+	if (!type || strcmp(type, "bridge")) {
+		rtnl_link_put(br);
+		return kb_fail(err, 0, NULL, "%s is not a bridge; not deleting it", name);
+	}
+	struct port_search ports;
+	int rc = ports_of(b, index, &ports, err);
+	/* The uplink: the port whose MAC the bridge carries, else the only port. */
+	int uplink = 0;
+	for (int i = 0; rc == 0 && restore && i < ports.count && !uplink; i++) {
+		struct rtnl_link *p = kb_link_get_index(b->sk, ports.ports[i], NULL);
+		if (p && rtnl_link_get_addr(p) && rtnl_link_get_addr(br) &&
+		    !nl_addr_cmp(rtnl_link_get_addr(p), rtnl_link_get_addr(br)))
+			uplink = ports.ports[i];
+		if (p)
+			rtnl_link_put(p);
+	}
+	if (restore && !uplink && ports.count == 1)
+		uplink = ports.ports[0];
+	if (rc == 0 && restore && !uplink)
+		rc = kb_fail(err, 0, NULL, "%s has %d ports and none carries its MAC: which uplink to restore is unclear",
+			     name, ports.count);
+	struct kb_ip_config ip = { 0 };
+	char text[160], port_name[IFNAMSIZ] = "";
+	if (rc == 0 && restore) {
+		if_indextoname((unsigned)uplink, port_name);
+		rc = kb_ip_config_read(b->sk, index, &ip, err);
+	}
+	enum kb_status done = b->dry_run ? KB_WOULD_CHANGE : KB_CHANGED;
+	/* Same order as add, mirrored: addresses onto the port, routes, then the bridge goes. */
+	for (int i = 0; rc == 0 && restore && i < ip.addr_count; i++) {
+		kb_addr_str(rtnl_addr_get_local(ip.addrs[i]), text, sizeof(text));
+		if (!b->dry_run && (rc = kb_addr_add(b->sk, ip.addrs[i], uplink, err)) < 0)
+			break;
+		row(b, "address", done, "%s back on %s", text, port_name);
+	}
+	for (int i = 0; rc == 0 && restore && i < ip.route_count; i++) {
+		struct rtnl_route *moved = kb_route_via(ip.routes[i], uplink);
+		kb_route_str(ip.routes[i], text, sizeof(text));
+		if (!b->dry_run && ((rc = kb_route_delete(b->sk, ip.routes[i], err)) < 0 ||
+				    (rc = kb_route_add(b->sk, moved, err)) < 0)) {
+			rtnl_route_put(moved);
+			break;
+		}
+		rtnl_route_put(moved);
+		row(b, "route", done, "%s back on %s", text, port_name);
+	}
+	if (rc == 0 && !b->dry_run) {
+		int r = restore ? rtnl_link_release_ifindex(b->sk, uplink) : 0;
+		rc = r < 0 ? kb_nl_fail(err, r, "releasing %s", port_name) : kb_link_delete(b->sk, index, err);
+	}
+	if (rc == 0)
+		row(b, "bridge", done, "%s deleted", name, NULL);
+	kb_ip_config_free(&ip);
+	rtnl_link_put(br);
+	return rc;
+}
+
+/* ---- show ---------------------------------------------------------------- */
+
+struct show {
+	struct bridge *b;
+	const char *only;
+	bool first;
+	int shown;
+};
+
+static void show_addrs_and_routes(struct show *s, int index, bool json)
+{
+	FILE *out = s->b->ctx->out;
+	struct kb_ip_config ip;
+	char text[160];
+	if (kb_ip_config_read(s->b->sk, index, &ip, NULL) < 0)
+		return;
+	fputs(json ? ", \"addresses\": [" : "  addresses:", out);
+	for (int i = 0; i < ip.addr_count; i++) {
+		kb_addr_str(rtnl_addr_get_local(ip.addrs[i]), text, sizeof(text));
+		if (json) {
+			fputs(i ? ", " : "", out);
+			kb_json_string(out, text);
+		} else {
+			fprintf(out, " %s", text);
+		}
+	}
+	fputs(json ? "], \"routes\": [" : "\n  routes:", out);
+	for (int i = 0; i < ip.route_count; i++) {
+		kb_route_str(ip.routes[i], text, sizeof(text));
+		if (json) {
+			fputs(i ? ", " : "", out);
+			kb_json_string(out, text);
+		} else {
+			fprintf(out, "%s%s", i ? ", " : " ", text);
+		}
+	}
+	fputs(json ? "]" : "\n", out);
+	kb_ip_config_free(&ip);
+}
+
+static void show_one(struct nl_object *obj, void *data)
+{
+	struct show *s = data;
+	struct rtnl_link *l = (struct rtnl_link *)obj;
+	const char *type = rtnl_link_get_type(l);
+	const char *name = rtnl_link_get_name(l);
+	if (!type || strcmp(type, "bridge") || (s->only && strcmp(s->only, name)))
+		return;
+	FILE *out = s->b->ctx->out;
+	bool json = s->b->ctx->format == KB_FORMAT_JSON;
+	int index = rtnl_link_get_ifindex(l), stp = -1, delay = -1;
+	kb_bridge_read(s->b->sk, index, &stp, &delay, NULL);
+	char mac[32] = "";
+	if (rtnl_link_get_addr(l))
+		kb_addr_str(rtnl_link_get_addr(l), mac, sizeof(mac));
+	struct port_search ports;
+	if (ports_of(s->b, index, &ports, NULL) < 0)
+		ports.count = 0;
+	bool up = rtnl_link_get_flags(l) & IFF_UP;
+	if (json) {
+		fputs(s->first ? "\n {\"name\": " : ",\n {\"name\": ", out);
+		kb_json_string(out, name);
+		fputs(", \"mac\": ", out);
+		kb_json_string(out, mac);
+		fprintf(out, ", \"mtu\": %u, \"up\": %s, \"stp\": %s, \"forward_delay\": %d, \"ports\": [",
+			rtnl_link_get_mtu(l), up ? "true" : "false", stp == 1 ? "true" : "false", delay);
+	} else {
+		fprintf(out, "%s  mac %s  mtu %u  %s  stp %s  forward-delay %ds\n  ports:", name, mac,
+			rtnl_link_get_mtu(l), up ? "up" : "down", stp == 1 ? "on" : "off", delay);
+	}
+	for (int i = 0; i < ports.count; i++) {
+		char port[IFNAMSIZ] = "?";
+		if_indextoname((unsigned)ports.ports[i], port);
+		if (json) {
+			fputs(i ? ", " : "", out);
+			kb_json_string(out, port);
+		} else {
+			fprintf(out, " %s", port);
+		}
+	}
+	fputs(json ? "]" : "\n", out);
+	show_addrs_and_routes(s, index, json);
+	if (json)
+		fputs("}", out);
+	s->first = false;
+	s->shown++;
+}
+
+static int show(struct bridge *b, const char *only, struct kb_error *err)
+{
+	struct nl_cache *links;
+	int rc = rtnl_link_alloc_cache(b->sk, AF_UNSPEC, &links);
+	if (rc < 0)
+		return kb_nl_fail(err, rc, "listing interfaces");
+	bool json = b->ctx->format == KB_FORMAT_JSON;
+	struct show s = { .b = b, .only = only, .first = true };
+	if (json)
+		fputs("[", b->ctx->out);
+	nl_cache_foreach(links, show_one, &s);
+	nl_cache_free(links);
+	if (json)
+		fputs(s.shown ? "\n]\n" : "]\n", b->ctx->out);
+	if (only && !s.shown)
+		return kb_fail(err, 0, NULL, "no bridge %s", only);
+	return 0;
+}
+
+/* ---- parsing ------------------------------------------------------------- */
+
+/* Parse one setting into @sp. Returns NULL, or why the value is refused. */
+static const char *spec_set(struct spec *sp, const char *key, const char *value)
+{
+	static char why[160];
+	int rc;
+	if (!strcmp(key, "uplink")) {
+		if (!kb_ifname_valid(value))
+			return "uplink: not an interface name";
+		snprintf(sp->uplink, sizeof(sp->uplink), "%s", value);
+	} else if (!strcmp(key, "address") || !strcmp(key, "addr")) {
+		/* "address" may list several, separated by blanks */
+		char copy[512];
+		snprintf(copy, sizeof(copy), "%s", value);
+		for (char *save, *a = strtok_r(copy, " \t", &save); a; a = strtok_r(NULL, " \t", &save)) {
+			struct nl_addr *addr;
+			if (!strchr(a, '/') || sp->addr_count >= MAX_ADDRS ||
+			    (rc = nl_addr_parse(a, AF_UNSPEC, &addr)) < 0) {
+				snprintf(why, sizeof(why), "address: '%s' is not an address/prefix (CIDR)", a);
+				return why;
+			}
+			int family = nl_addr_get_family(addr);
+			if (family != AF_INET && family != AF_INET6) {
+				nl_addr_put(addr);
+				snprintf(why, sizeof(why), "address: '%s' is not IPv4 or IPv6", a);
+				return why;
+			}
+			sp->addrs[sp->addr_count++] = addr;
+		}
+	} else if (!strcmp(key, "gateway")) {
+		struct nl_addr *gw;
+		if (strchr(value, '/') || nl_addr_parse(value, AF_UNSPEC, &gw) < 0 ||
+		    (nl_addr_get_family(gw) != AF_INET && nl_addr_get_family(gw) != AF_INET6)) {
+			snprintf(why, sizeof(why), "gateway: '%s' is not an IP address", value);
+			return why;
+		}
+		if (sp->gateway)
+			nl_addr_put(sp->gateway);
+		sp->gateway = gw;
+	} else if (!strcmp(key, "stp")) {
+		if (!strcmp(value, "on") || !strcmp(value, "yes"))
+			sp->stp = 1;
+		else if (!strcmp(value, "off") || !strcmp(value, "no"))
+			sp->stp = 0;
+		else
+			return "stp: on or off";
+	} else if (!strcmp(key, "forward-delay")) {
+		char *end;
+		long s = strtol(value, &end, 10);
+		if (end == value || *end || s < 0 || s > 30)
+			return "forward-delay: seconds, 0 to 30";
+		sp->forward_delay = (int)s;
+	} else if (!strcmp(key, "mtu")) {
+		char *end;
+		long m = strtol(value, &end, 10);
+		if (end == value || *end || m < 68 || m > 65535)
+			return "mtu: 68 to 65535";
+		sp->mtu = (unsigned)m;
+	} else if (!strcmp(key, "mac")) {
+		if (!strcmp(value, "inherit"))
+			return NULL;
+		struct nl_addr *mac;
+		if (nl_addr_parse(value, AF_LLC, &mac) < 0 || nl_addr_get_len(mac) != 6) {
+			snprintf(why, sizeof(why), "mac: '%s' is not inherit or a MAC address", value);
+			return why;
+		}
+		if (sp->mac)
+			nl_addr_put(sp->mac);
+		sp->mac = mac;
+	} else if (!strcmp(key, "persist")) {
+		if (strcmp(value, "ifupdown") && strcmp(value, "networkd"))
+			return "persist: ifupdown or networkd";
+		snprintf(sp->persist, sizeof(sp->persist), "%s", value);
+	} else {
+		snprintf(why, sizeof(why), "unknown key '%s'", key);
+		return why;
+	}
+	return NULL;
+}
+
+static void spec_init(struct spec *sp, const char *name)
+{
+	*sp = (struct spec){ .stp = 0, .forward_delay = 0 };
+	snprintf(sp->name, sizeof(sp->name), "%s", name);
+}
+
+struct apply_file {
+	struct spec specs[64];
+	int count;
+	char why[200];
+};
+
+static int apply_handler(void *user, const char *section, const char *key, const char *value)
+{
+	struct apply_file *f = user;
+	const char *name = strncmp(section, "bridge ", 7) == 0 ? section + 7 : NULL;
+	if (!name || !kb_ifname_valid(name)) {
+		snprintf(f->why, sizeof(f->why), "section [%s] is not [bridge NAME] with a valid interface name", section);
+		return 0;
+	}
+	if (f->count == 0 || strcmp(f->specs[f->count - 1].name, name)) {
+		for (int i = 0; i < f->count; i++)
+			if (!strcmp(f->specs[i].name, name)) {
+				snprintf(f->why, sizeof(f->why), "bridge %s appears twice", name);
+				return 0;
+			}
+		if (f->count == 64) {
+			snprintf(f->why, sizeof(f->why), "more than 64 bridges");
+			return 0;
+		}
+		spec_init(&f->specs[f->count++], name);
+	}
+	const char *why = spec_set(&f->specs[f->count - 1], key, value);
+	if (why) {
+		snprintf(f->why, sizeof(f->why), "%s", why);
+		return 0;
+	}
+	return 1;
+}
+
+static int apply(struct bridge *b, const char *file, struct kb_error *err)
+{
+	struct kb_path p;
+	if (kb_sysroot_path(b->ctx, file[0] == '/' ? file : "/", &p, err) < 0)
+		return -1;
+	const char *path = file[0] == '/' ? p.s : file;
+	autoclose_file f = fopen(path, "re");
+	if (!f)
+		return kb_fail(err, errno, path, "opening");
+	struct apply_file *parsed = calloc(1, sizeof(*parsed));
+	if (!parsed)
+		return kb_fail(err, ENOMEM, NULL, "reading %s", path);
+	int line = ini_parse_file(f, apply_handler, parsed);
+	int rc = 0;
+	if (line != 0) {
+		rc = kb_fail(err, 0, path, "%s", parsed->why[0] ? parsed->why : "not INI syntax");
+		err->line = line > 0 ? (unsigned)line : 0;
+	}
+	/* Everything is checked before anything changes; then one bridge after another. */
+	for (int i = 0; rc == 0 && i < parsed->count; i++)
+		rc = add_one(b, &parsed->specs[i], err);
+	for (int i = 0; i < parsed->count; i++)
+		spec_free(&parsed->specs[i]);
+	free(parsed);
+	return rc;
+}
+
+int bridge_main(struct kb_ctx *ctx, int argc, char **argv)
+{
+	enum {
+		OPT_UPLINK = KB_OPT_APPLET_FIRST, OPT_ADDR, OPT_GATEWAY, OPT_STP, OPT_FORWARD_DELAY, OPT_MTU, OPT_MAC,
+		OPT_PERSIST, OPT_RESTORE, OPT_DRY_RUN,
+	};
+	static const struct option long_options[] = {
+		KB_GLOBAL_LONG_OPTIONS,
+		{ "uplink", required_argument, NULL, OPT_UPLINK },
+		{ "addr", required_argument, NULL, OPT_ADDR },
+		{ "gateway", required_argument, NULL, OPT_GATEWAY },
+		{ "stp", required_argument, NULL, OPT_STP },
+		{ "forward-delay", required_argument, NULL, OPT_FORWARD_DELAY },
+		{ "mtu", required_argument, NULL, OPT_MTU },
+		{ "mac", required_argument, NULL, OPT_MAC },
+		{ "persist", required_argument, NULL, OPT_PERSIST },
+		{ "restore-uplink", no_argument, NULL, OPT_RESTORE },
+		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+		{ 0 },
+	};
+	static const char *const keys[] = {
+		[OPT_UPLINK - OPT_UPLINK] = "uplink", [OPT_ADDR - OPT_UPLINK] = "address",
+		[OPT_GATEWAY - OPT_UPLINK] = "gateway", [OPT_STP - OPT_UPLINK] = "stp",
+		[OPT_FORWARD_DELAY - OPT_UPLINK] = "forward-delay", [OPT_MTU - OPT_UPLINK] = "mtu",
+		[OPT_MAC - OPT_UPLINK] = "mac", [OPT_PERSIST - OPT_UPLINK] = "persist",
+	};
+	struct spec sp;
+	spec_init(&sp, "");
+	struct bridge b = { .ctx = ctx };
+	bool restore = false, set_any = false;
+	int opt, rc = KB_EXIT_OK;
+	while ((opt = getopt_long(argc, argv, KB_GLOBAL_SHORT_OPTIONS, long_options, NULL)) != -1) {
+		if (opt >= OPT_UPLINK && opt <= OPT_PERSIST) {
+			const char *why = spec_set(&sp, keys[opt - OPT_UPLINK], optarg);
+			set_any = true;
+			if (why) {
+				kb_say_error(ctx, "--%s", why);
+				spec_free(&sp);
+				return KB_EXIT_USAGE;
+			}
+		} else if (opt == OPT_RESTORE) {
+			restore = true;
+		} else if (opt == OPT_DRY_RUN) {
+			b.dry_run = true;
+		} else if ((rc = kb_common_option(ctx, opt, optarg)) >= 0) {
+			spec_free(&sp);
+			return rc;
+		}
+	}
+	const char *command = optind < argc ? argv[optind++] : "show";
+	const char *name = optind < argc ? argv[optind++] : NULL;
+	bool is_add = !strcmp(command, "add"), is_del = !strcmp(command, "del"), is_show = !strcmp(command, "show"),
+	     is_apply = !strcmp(command, "apply");
+	const char *usage_error = NULL;
+	if (!is_add && !is_del && !is_show && !is_apply)
+		usage_error = "unknown command (add, del, show or apply)";
+	else if (optind < argc)
+		usage_error = "too many arguments";
+	else if ((is_add || is_del || is_apply) && !name)
+		usage_error = is_apply ? "apply needs a FILE" : "needs a bridge NAME";
+	else if (name && !is_apply && !kb_ifname_valid(name))
+		usage_error = "NAME must be an interface name: 1 to 15 bytes, no '/', ':' or blanks";
+	else if (!is_add && set_any)
+		usage_error = "bridge settings go with add (or in the apply FILE)";
+	else if (restore && !is_del)
+		usage_error = "--restore-uplink goes with del";
+	if (usage_error) {
+		kb_say_error(ctx, "%s", usage_error);
+		spec_free(&sp);
+		return KB_EXIT_USAGE;
+	}
+
+	struct kb_error err = { 0 };
+	b.sk = kb_nl_open(&err);
+	int result = b.sk ? 0 : -1;
+	if (result == 0 && is_add) {
+		snprintf(sp.name, sizeof(sp.name), "%s", name);
+		result = add_one(&b, &sp, &err);
+	} else if (result == 0 && is_del) {
+		result = del_one(&b, name, restore, &err);
+	} else if (result == 0 && is_apply) {
+		result = apply(&b, name, &err);
+	} else if (result == 0) {
+		result = show(&b, name, &err);
+	}
+	if (!is_show)
+		kb_rows_print(ctx, b.rows.row, b.rows.count);
+	if (result < 0) {
+		char msg[PATH_MAX + 300];
+		kb_say_error(ctx, "%s", kb_error_message(&err, msg, sizeof(msg)));
+	}
+	if (b.sk)
+		nl_socket_free(b.sk);
+	spec_free(&sp);
+	return result < 0 ? KB_EXIT_FAILURE : KB_EXIT_OK;
+}

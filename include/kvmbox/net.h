@@ -1,0 +1,98 @@
+/*
+ * Links, addresses and routes over rtnetlink with libnl-3 (linked statically
+ * from Debian's libnl-3-dev: no start-up cost for applets that do not use it).
+ * What libnl 3.7 has no call for (the bridge's own attributes: STP, forward
+ * delay) is built and parsed with libnl's message API, as iproute2 does.
+ */
+#ifndef KVMBOX_NET_H
+#define KVMBOX_NET_H
+
+#include <net/if.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <netlink/addr.h>
+#include <netlink/netlink.h>
+#include <netlink/route/addr.h>
+#include <netlink/route/link.h>
+#include <netlink/route/route.h>
+
+#include "kvmbox/error.h"
+
+/* A libnl failure (negative NLE_* code) as an error with context. */
+int kb_nl_fail(struct kb_error *err, int nl_code, const char *what_fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* A connected NETLINK_ROUTE socket, or NULL with @err. */
+struct nl_sock *kb_nl_open(struct kb_error *err);
+
+/* The link called @name as the kernel has it now (caller puts it), or NULL (absent: err->errnum ENODEV). */
+struct rtnl_link *kb_link_get(struct nl_sock *sk, const char *name, struct kb_error *err);
+struct rtnl_link *kb_link_get_index(struct nl_sock *sk, int ifindex, struct kb_error *err);
+
+/* Whether @name is a usable interface name: 1 to 15 bytes, no '/', ':', whitespace, not "." or "..". */
+bool kb_ifname_valid(const char *name);
+
+/* A bridge's own attributes. */
+struct kb_bridge_attrs {
+	int stp;           /* 0 off, 1 on; -1: leave as it is */
+	int forward_delay; /* seconds; -1: leave as it is */
+	unsigned mtu;      /* 0: leave */
+	const struct nl_addr *mac; /* NULL: leave */
+	bool up;
+};
+
+/* Read STP and forward delay (seconds) of bridge @ifindex. */
+int kb_bridge_read(struct nl_sock *sk, int ifindex, int *stp, int *forward_delay, struct kb_error *err);
+
+/*
+ * Create bridge @name with @attrs in one RTM_NEWLINK (MAC and MTU included, so
+ * it never shows a MAC of its own), or with @ifindex > 0 change that bridge.
+ */
+int kb_bridge_set(struct nl_sock *sk, const char *name, int ifindex, const struct kb_bridge_attrs *attrs,
+		  struct kb_error *err);
+
+/* Delete link @ifindex. */
+int kb_link_delete(struct nl_sock *sk, int ifindex, struct kb_error *err);
+
+/* Set or clear IFF_UP on @ifindex. */
+int kb_link_set_up(struct nl_sock *sk, int ifindex, bool up, struct kb_error *err);
+
+/* "02:00:00:00:00:01", "192.0.2.1/24", "default" for an nl_addr. */
+const char *kb_addr_str(const struct nl_addr *addr, char *buf, size_t size);
+
+/*
+ * The addresses and routes that belong to an interface and move with it: its
+ * IPv4/IPv6 addresses except link-local, and its main-table unicast routes
+ * except those the kernel derives from addresses (proto kernel) or router
+ * advertisements, which follow by themselves. Clones: the caller puts them.
+ */
+struct kb_ip_config {
+	struct rtnl_addr *addrs[64];
+	int addr_count;
+	struct rtnl_route *routes[64];
+	int route_count;
+};
+int kb_ip_config_read(struct nl_sock *sk, int ifindex, struct kb_ip_config *out, struct kb_error *err);
+void kb_ip_config_free(struct kb_ip_config *config);
+
+/* @addr (a clone from kb_ip_config_read or built) on interface @ifindex: add, or delete. */
+int kb_addr_add(struct nl_sock *sk, const struct rtnl_addr *addr, int ifindex, struct kb_error *err);
+int kb_addr_delete(struct nl_sock *sk, const struct rtnl_addr *addr, int ifindex, struct kb_error *err);
+
+/* A copy of @route with every next hop through @ifindex (gateways kept). */
+struct rtnl_route *kb_route_via(const struct rtnl_route *route, int ifindex);
+int kb_route_add(struct nl_sock *sk, struct rtnl_route *route, struct kb_error *err);
+int kb_route_delete(struct nl_sock *sk, struct rtnl_route *route, struct kb_error *err);
+/* "default via 192.0.2.1", "198.51.100.0/24 via 192.0.2.254" */
+const char *kb_route_str(const struct rtnl_route *route, char *buf, size_t size);
+
+/* A default route via @gateway on @ifindex (main table, static). */
+struct rtnl_route *kb_route_default(const struct nl_addr *gateway, int ifindex);
+
+/*
+ * Whether IPv4 host @addr answers an ICMP echo within about @timeout_ms
+ * (three tries). Needs CAP_NET_RAW. Returns 1 answered, 0 silent, -1 error.
+ */
+int kb_ping4(const struct nl_addr *addr, int timeout_ms, struct kb_error *err);
+
+#endif
