@@ -40,7 +40,7 @@ const char bridge_usage[] =
 	"  --addr CIDR        an address for the bridge (repeatable; default: the uplink's)\n"
 	"  --gateway IP       default route via IP (must be on an address's subnet)\n"
 	"  --stp on|off       spanning tree (default off)\n"
-	"  --forward-delay S  forward delay in seconds (default 0)\n"
+	"  --forward-delay S  forward delay in seconds (default 0; 15 with STP on)\n"
 	"  --mtu N            MTU (default: the uplink's)\n"
 	"  --mac inherit|MAC  the bridge's MAC (default: the uplink's)\n"
 	"  --persist KIND     also write ifupdown (/etc/network/interfaces.d/NAME) or\n"
@@ -61,7 +61,7 @@ struct spec {
 	int addr_count;
 	struct nl_addr *gateway;
 	int stp;           /* 0/1 */
-	int forward_delay; /* seconds */
+	int forward_delay; /* seconds; -1 until resolved: 15 with STP (the kernel's default), else 0 */
 	unsigned mtu;      /* 0: the uplink's */
 	struct nl_addr *mac; /* NULL: inherit */
 	char persist[16];  /* "", "ifupdown", "networkd" */
@@ -203,6 +203,7 @@ static struct rtnl_addr *addr_object(const struct nl_addr *local)
 	rtnl_addr_set_family(a, nl_addr_get_family(local));
 	rtnl_addr_set_local(a, (struct nl_addr *)local);
 	rtnl_addr_set_prefixlen(a, (int)nl_addr_get_prefixlen(local));
+	rtnl_addr_set_scope(a, RT_SCOPE_UNIVERSE); /* libnl's default is "nowhere" */
 	return a;
 }
 
@@ -596,8 +597,12 @@ static int persist(struct bridge *b, const struct spec *sp, const struct state *
 	return rc;
 }
 
-static int add_one(struct bridge *b, const struct spec *sp, struct kb_error *err)
+static int add_one(struct bridge *b, struct spec *sp, struct kb_error *err)
 {
+	if (sp->forward_delay < 0)
+		sp->forward_delay = sp->stp ? 15 : 0;
+	if (sp->stp && sp->forward_delay < 2)
+		return kb_fail(err, 0, NULL, "%s: with STP on the forward delay must be 2 to 30 seconds", sp->name);
 	struct state st = { 0 };
 	int rc = look(b, sp, &st, err);
 	if (rc == 0)
@@ -606,7 +611,9 @@ static int add_one(struct bridge *b, const struct spec *sp, struct kb_error *err
 		rc = ensure_port(b, sp, &st, err);
 	if (rc == 0)
 		rc = move_ip(b, sp, &st, err);
-	if (rc == 0 && st.gateway_answered == 1 && kb_ping4(st.gateway, 1500, NULL) != 1) {
+	/* With STP on, a new port forwards only after listening and learning: 2 x forward delay. */
+	int settle_ms = sp->stp ? (2 * sp->forward_delay + 2) * 1000 : 1500;
+	if (rc == 0 && st.gateway_answered == 1 && kb_ping4(st.gateway, settle_ms, NULL) != 1) {
 		char gw[64];
 		rc = kb_fail(err, 0, NULL, "gateway %s answered before the change and not after it",
 			     kb_addr_str(st.gateway, gw, sizeof(gw)));
@@ -911,7 +918,7 @@ static const char *spec_set(struct spec *sp, const char *key, const char *value)
 
 static void spec_init(struct spec *sp, const char *name)
 {
-	*sp = (struct spec){ .stp = 0, .forward_delay = 0 };
+	*sp = (struct spec){ .stp = 0, .forward_delay = -1 };
 	snprintf(sp->name, sizeof(sp->name), "%s", name);
 }
 
@@ -949,6 +956,29 @@ static int apply_handler(void *user, const char *section, const char *key, const
 	return 1;
 }
 
+/* inih cannot tell a repeated [bridge NAME] from the same section going on: look first. Returns the line, or 0. */
+static int repeated_section(FILE *f, char *name, size_t size)
+{
+	char line[512], seen[64][IFNAMSIZ + 8];
+	int count = 0, number = 0, found = 0;
+	while (!found && fgets(line, sizeof(line), f)) {
+		number++;
+		char *p = line + strspn(line, " \t"), *end = strchr(p, ']');
+		if (*p != '[' || !end)
+			continue;
+		*end = '\0';
+		for (int i = 0; i < count && !found; i++)
+			if (!strcmp(seen[i], p + 1))
+				found = number;
+		if (found)
+			snprintf(name, size, "%s", p + 1);
+		else if (count < 64)
+			snprintf(seen[count++], sizeof(seen[0]), "%.*s", (int)sizeof(seen[0]) - 1, p + 1);
+	}
+	rewind(f);
+	return found;
+}
+
 static int apply(struct bridge *b, const char *file, struct kb_error *err)
 {
 	struct kb_path p;
@@ -961,7 +991,12 @@ static int apply(struct bridge *b, const char *file, struct kb_error *err)
 	struct apply_file *parsed = calloc(1, sizeof(*parsed));
 	if (!parsed)
 		return kb_fail(err, ENOMEM, NULL, "reading %s", path);
-	int line = ini_parse_file(f, apply_handler, parsed);
+	char section[128];
+	int line = repeated_section(f, section, sizeof(section));
+	if (line)
+		snprintf(parsed->why, sizeof(parsed->why), "[%s] appears twice", section);
+	else
+		line = ini_parse_file(f, apply_handler, parsed);
 	int rc = 0;
 	if (line != 0) {
 		rc = kb_fail(err, 0, path, "%s", parsed->why[0] ? parsed->why : "not INI syntax");

@@ -180,3 +180,39 @@ run_trapped() {
 	KVMBOX_TRAP_ROOT=$root KVMBOX_TRAP_LOG=$root/trap.log LD_PRELOAD=$preload run --root "$root" "$@"
 	TRAPS=$(cat "$root/trap.log" 2>/dev/null)
 }
+
+# ---- network namespaces (bridge) ---------------------------------------------
+
+# ns_topology: two namespaces made for this test, "host" ($NS_HOST) with veth0
+# 192.0.2.10/24 + 2001:db8::10/64, a default route via 192.0.2.1 and a static route
+# to 198.51.100.0/24, and "peer" ($NS_PEER) answering as 192.0.2.1 on veth1.
+# Documentation ranges only; the machine's own interfaces are never touched.
+ns_topology() {
+	NS_HOST=kvmbox-h-$$-$RANDOM
+	NS_PEER=kvmbox-p-$$-$RANDOM
+	ip netns add "$NS_HOST" && ip netns add "$NS_PEER" || return 1
+	at_exit "ip netns del $NS_HOST 2>/dev/null; ip netns del $NS_PEER 2>/dev/null"
+	ip link add veth0 netns "$NS_HOST" type veth peer name veth1 netns "$NS_PEER"
+	ip -n "$NS_HOST" link set lo up
+	ip -n "$NS_HOST" addr add 192.0.2.10/24 dev veth0
+	ip -n "$NS_HOST" addr add 2001:db8::10/64 dev veth0 nodad
+	ip -n "$NS_HOST" link set veth0 up
+	ip -n "$NS_PEER" link set lo up
+	ip -n "$NS_PEER" addr add 192.0.2.1/24 dev veth1
+	ip -n "$NS_PEER" link set veth1 up
+	ip -n "$NS_HOST" route add default via 192.0.2.1
+	ip -n "$NS_HOST" route add 198.51.100.0/24 via 192.0.2.254
+}
+# run_in_ns NS ARGS...: kvmbox inside a namespace (sets OUT, ERR, RC).
+run_in_ns() {
+	local ns=$1
+	shift
+	_run_as ip netns exec "$ns" "$KVMBOX" "$@"
+}
+# net_state NS: links, addresses and routes as ip reports them, for before/after comparisons.
+net_state() {
+	ip -n "$1" -br link | sed 's/  */ /g' | sort
+	ip -n "$1" -br addr | sed 's/  */ /g' | sort
+	ip -n "$1" route | sort
+	ip -n "$1" -6 route | grep -v '^fe80\|^multicast\|^local' | sort
+}

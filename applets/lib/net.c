@@ -134,8 +134,26 @@ int kb_bridge_read(struct nl_sock *sk, int ifindex, int *stp, int *forward_delay
 	return 0;
 }
 
+static int bridge_request(struct nl_sock *sk, const char *name, int ifindex, const struct kb_bridge_attrs *attrs,
+			  struct kb_error *err);
+
 int kb_bridge_set(struct nl_sock *sk, const char *name, int ifindex, const struct kb_bridge_attrs *attrs,
 		  struct kb_error *err)
+{
+	/*
+	 * The kernel applies the forward delay before the STP state, and refuses a
+	 * delay under 2 s while STP is on: turning STP off goes first, on its own.
+	 */
+	if (ifindex > 0 && attrs->stp == 0 && attrs->forward_delay >= 0 && attrs->forward_delay < 2) {
+		struct kb_bridge_attrs stp_only = { .stp = 0, .forward_delay = -1, .up = attrs->up };
+		if (bridge_request(sk, name, ifindex, &stp_only, err) < 0)
+			return -1;
+	}
+	return bridge_request(sk, name, ifindex, attrs, err);
+}
+
+static int bridge_request(struct nl_sock *sk, const char *name, int ifindex, const struct kb_bridge_attrs *attrs,
+			  struct kb_error *err)
 {
 	bool create = ifindex <= 0;
 	struct nl_msg *msg = nlmsg_alloc_simple(RTM_NEWLINK, create ? NLM_F_CREATE | NLM_F_EXCL : 0);

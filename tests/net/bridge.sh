@@ -1,0 +1,268 @@
+#!/usr/bin/env bash
+# kvmbox bridge on real kernel bridges, in network namespaces these tests create.
+. tests/lib.sh
+
+test_add_keeps_the_host_reachable() {
+	ns_topology || { fail "cannot create network namespaces"; return; }
+	local mac
+	mac=$(ip -n "$NS_HOST" -j link show veth0 | jq -r '.[0].address')
+	ip netns exec "$NS_HOST" ping -c1 -W2 192.0.2.1 >/dev/null || fail "no ping before"
+	# A continuous ping across the change.
+	ip netns exec "$NS_HOST" ping -n -i 0.02 -c 150 -W 1 192.0.2.1 >"$TESTS_TMP/ping.log" 2>&1 &
+	local ping_pid=$!
+	sleep 0.5
+	run_in_ns "$NS_HOST" bridge add br0 --uplink veth0 --stp off --forward-delay 0
+	wait "$ping_pid"
+	expect_rc 0
+	expect_eq "rows" "$OUT" "changed  bridge   created br0 ($mac, MTU 1500, stp off, forward delay 0s)
+changed  port     veth0 is now a port of br0
+changed  address  192.0.2.10/24 on br0
+changed  address  2001:db8::10/64 on br0
+changed  route    default via 192.0.2.1 moved to br0
+changed  route    198.51.100.0/24 via 192.0.2.254 moved to br0
+changed  address  192.0.2.10/24 removed from veth0
+changed  address  2001:db8::10/64 removed from veth0"
+	expect_eq "bridge MAC" "$(ip -n "$NS_HOST" -j link show br0 | jq -r '.[0].address')" "$mac"
+	expect_eq "port" "$(ip -n "$NS_HOST" -j link show veth0 | jq -r '.[0].master')" br0
+	expect_eq "uplink addresses" "$(ip -n "$NS_HOST" -j addr show veth0 | jq -r '[.[0].addr_info[] | select(.scope == "global") | .local] | join(" ")')" ""
+	expect_eq "bridge addresses" "$(ip -n "$NS_HOST" -j addr show br0 | jq -r '[.[0].addr_info[] | select(.scope == "global") | .local] | join(" ")')" "192.0.2.10 2001:db8::10"
+	expect_eq "default route" "$(ip -n "$NS_HOST" route show default)" "default via 192.0.2.1 dev br0 "
+	ip netns exec "$NS_HOST" ping -c1 -W2 192.0.2.1 >/dev/null || fail "no ping after"
+	local sent received
+	sent=$(sed -n 's/^\([0-9]*\) packets transmitted.*/\1/p' "$TESTS_TMP/ping.log")
+	received=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' "$TESTS_TMP/ping.log")
+	echo "# continuous ping across bridge add: $((sent - received)) of $sent lost"
+	[ -n "$sent" ] && [ $((sent - received)) -le 1 ] || fail "lost $((sent - received)) of $sent pings: $(tail -2 "$TESTS_TMP/ping.log")"
+}
+
+test_second_add_changes_nothing_and_del_restores() {
+	ns_topology || { fail "cannot create network namespaces"; return; }
+	local before after_add
+	before=$(net_state "$NS_HOST")
+	run_in_ns "$NS_HOST" bridge add br0 --uplink veth0
+	expect_rc 0
+	after_add=$(net_state "$NS_HOST")
+	run_in_ns "$NS_HOST" bridge add br0 --uplink veth0
+	expect_rc 0
+	expect_eq "second run" "$(printf '%s\n' "$OUT" | awk '{print $1}' | sort -u)" "unchanged"
+	expect_eq "state after second run" "$(net_state "$NS_HOST")" "$after_add"
+	run_in_ns "$NS_HOST" bridge del br0 --restore-uplink
+	expect_rc 0
+	expect_eq "restored" "$(net_state "$NS_HOST")" "$before"
+	ip netns exec "$NS_HOST" ping -c1 -W2 192.0.2.1 >/dev/null || fail "no ping after del"
+	run_in_ns "$NS_HOST" bridge del br0
+	expect_rc 0
+	expect_eq "del of nothing" "$OUT" "unchanged  bridge  br0 does not exist"
+}
+
+test_rollback_at_every_step() {
+	ns_topology || { fail "cannot create network namespaces"; return; }
+	local before point
+	before=$(net_state "$NS_HOST")
+	for point in bridge.after-create bridge.after-enslave bridge.after-addresses bridge.after-routes; do
+		KVMBOX_FAILPOINT=$point run_in_ns "$NS_HOST" bridge add br0 --uplink veth0
+		expect_rc 1
+		expect_eq "$point: error" "$ERR" "kvmbox bridge: fail point $point: Input/output error"
+		expect_match "$point: rollback row" "$OUT" "changed  rollback  [0-9]+ changes? undone"
+		expect_eq "$point: state" "$(net_state "$NS_HOST")" "$before"
+	done
+	ip netns exec "$NS_HOST" ping -c1 -W2 192.0.2.1 >/dev/null || fail "no ping after rollbacks"
+}
+
+# The gateway answered before and stops answering once the bridge is up: roll back.
+test_silent_gateway_rolls_back() {
+	ns_topology || { fail "cannot create network namespaces"; return; }
+	local before
+	before=$(net_state "$NS_HOST")
+	# The peer stops answering pings the moment br0 appears in the host namespace.
+	timeout 20 bash -c 'ip -n "$1" monitor link | while read -r line; do
+			case "$line" in *br0:*) ip netns exec "$2" sysctl -qw net.ipv4.icmp_echo_ignore_all=1; exit ;; esac
+		done' _ "$NS_HOST" "$NS_PEER" &
+	echo $! >>"$TESTS_TMP/pids"
+	sleep 0.3
+	run_in_ns "$NS_HOST" bridge add br0 --uplink veth0
+	expect_rc 1
+	expect_eq "error" "$ERR" "kvmbox bridge: gateway 192.0.2.1 answered before the change and not after it"
+	expect_eq "state" "$(net_state "$NS_HOST")" "$before"
+}
+
+test_kernel_refusal_rolls_back() {
+	ns_topology || { fail "cannot create network namespaces"; return; }
+	local before
+	before=$(net_state "$NS_HOST")
+	# The uplink's routes go via 192.0.2.1, which no address of the bridge can reach.
+	run_in_ns "$NS_HOST" bridge add br0 --uplink veth0 --addr 203.0.113.5/24
+	expect_rc 1
+	expect_match "error" "$ERR" "^kvmbox bridge: adding route default via 192.0.2.1: "
+	expect_eq "state" "$(net_state "$NS_HOST")" "$before"
+}
+
+test_bad_input_changes_nothing() {
+	ns_topology || { fail "cannot create network namespaces"; return; }
+	ip -n "$NS_HOST" link add other0 type bridge
+	ip -n "$NS_HOST" link add vethx type veth peer name vethy
+	ip -n "$NS_HOST" link set vethx master other0
+	local before
+	before=$(net_state "$NS_HOST")
+	run_in_ns "$NS_HOST" bridge add br0 --uplink nosuch0
+	expect_rc 1
+	expect_eq "unknown uplink" "$ERR" "kvmbox bridge: unknown uplink nosuch0: no such interface"
+	run_in_ns "$NS_HOST" bridge add br0 --uplink vethx
+	expect_rc 1
+	expect_eq "port of another" "$ERR" "kvmbox bridge: uplink vethx is already a port of other0"
+	run_in_ns "$NS_HOST" bridge add veth0
+	expect_rc 1
+	expect_eq "not a bridge" "$ERR" "kvmbox bridge: veth0 exists and is not a bridge (it is veth)"
+	run_in_ns "$NS_HOST" bridge add br0 --uplink veth0 --addr 192.0.2.20/24 --gateway 198.51.100.1
+	expect_rc 1
+	expect_eq "gateway off subnet" "$ERR" "kvmbox bridge: gateway 198.51.100.1 is not on the subnet of any of the bridge's addresses"
+	run_in_ns "$NS_HOST" bridge add a-name-of-16-byt
+	expect_rc 2
+	expect_eq "long name" "$ERR" "kvmbox bridge: NAME must be an interface name: 1 to 15 bytes, no '/', ':' or blanks"
+	run_in_ns "$NS_HOST" bridge add a/b
+	expect_rc 2
+	run_in_ns "$NS_HOST" bridge add br0 --addr 192.0.2.300/24
+	expect_rc 2
+	expect_eq "bad cidr" "$ERR" "kvmbox bridge: --address: '192.0.2.300/24' is not an address/prefix (CIDR)"
+	run_in_ns "$NS_HOST" bridge add br0 --addr 192.0.2.5
+	expect_rc 2
+	run_in_ns "$NS_HOST" bridge add br0 --gateway 192.0.2.1/24
+	expect_rc 2
+	expect_eq "bad gateway" "$ERR" "kvmbox bridge: --gateway: '192.0.2.1/24' is not an IP address"
+	run_in_ns "$NS_HOST" bridge add br0 --stp maybe
+	expect_rc 2
+	run_in_ns "$NS_HOST" bridge add br0 --stp on --forward-delay 1
+	expect_rc 1
+	expect_eq "stp delay" "$ERR" "kvmbox bridge: br0: with STP on the forward delay must be 2 to 30 seconds"
+	run_in_ns "$NS_HOST" bridge del veth0
+	expect_rc 1
+	expect_eq "del non-bridge" "$ERR" "kvmbox bridge: veth0 is not a bridge; not deleting it"
+	expect_eq "nothing changed" "$(net_state "$NS_HOST")" "$before"
+}
+
+test_standalone_bridge_with_gateway_and_show() {
+	ns_topology || { fail "cannot create network namespaces"; return; }
+	ip -n "$NS_HOST" route del default
+	run_in_ns "$NS_HOST" bridge add br1 --addr 198.51.100.10/24 --gateway 198.51.100.1 --stp on --forward-delay 4 --mtu 1400
+	expect_rc 0
+	run_in_ns "$NS_HOST" bridge show br1 --json
+	expect_eq "show" "$(printf '%s' "$OUT" | jq -c '.[0] | [.name, .mtu, .stp, .forward_delay, .ports, .addresses, .routes]')" \
+		'["br1",1400,true,4,[],["198.51.100.10/24"],["default via 198.51.100.1"]]'
+	run_in_ns "$NS_HOST" bridge add br1 --addr 198.51.100.10/24 --gateway 198.51.100.1 --stp off --forward-delay 0
+	expect_rc 0
+	expect_match "reconciled" "$OUT" "changed    bridge   reconciled br1 \(.*stp off, forward delay 0s\)"
+	run_in_ns "$NS_HOST" bridge show
+	expect_match "human show" "$OUT" "br1  mac [0-9a-f:]+  mtu 1400  up  stp off  forward-delay 0s"
+	run_in_ns "$NS_HOST" bridge show nosuch
+	expect_rc 1
+}
+
+test_persist_files() {
+	ns_topology || { fail "cannot create network namespaces"; return; }
+	local t mac
+	t=$(mktemp -d "$TESTS_TMP/target.XXXXXX")
+	mac=$(ip -n "$NS_HOST" -j link show veth0 | jq -r '.[0].address')
+	run_in_ns "$NS_HOST" --target "$t" bridge add br0 --uplink veth0 --persist ifupdown --dry-run
+	expect_rc 0
+	expect_match "dry run" "$OUT" "would-change  persist  /etc/network/interfaces.d/br0"
+	[ ! -e "$t/etc/network/interfaces.d/br0" ] || fail "dry run wrote the file"
+	! ip -n "$NS_HOST" link show br0 >/dev/null 2>&1 || fail "dry run made br0"
+	run_in_ns "$NS_HOST" --target "$t" bridge add br0 --uplink veth0 --persist ifupdown
+	expect_rc 0
+	expect_eq "ifupdown" "$(cat "$t/etc/network/interfaces.d/br0")" "# Written by kvmbox bridge --persist ifupdown
+auto br0
+
+iface br0 inet static
+    bridge_ports veth0
+    bridge_stp off
+    bridge_fd 0
+    bridge_maxwait 0
+    hwaddress ether $mac
+    address 192.0.2.10/24
+    gateway 192.0.2.1
+
+iface br0 inet6 static
+    bridge_ports veth0
+    bridge_stp off
+    bridge_fd 0
+    bridge_maxwait 0
+    hwaddress ether $mac
+    address 2001:db8::10/64
+
+# veth0 carries no address of its own: it is a port of br0.
+iface veth0 inet manual"
+	# networkd: the addresses are on the bridge now, so name them.
+	run_in_ns "$NS_HOST" --target "$t" bridge add br0 --uplink veth0 --addr 192.0.2.10/24 --addr 2001:db8::10/64 --gateway 192.0.2.1 --persist networkd
+	expect_rc 0
+	expect_eq "netdev" "$(cat "$t/etc/systemd/network/br0.netdev")" "# Written by kvmbox bridge --persist networkd
+[NetDev]
+Name=br0
+Kind=bridge
+MACAddress=$mac
+
+[Bridge]
+STP=no
+ForwardDelaySec=0"
+	expect_eq "network" "$(cat "$t/etc/systemd/network/br0.network")" "# Written by kvmbox bridge --persist networkd
+[Match]
+Name=br0
+
+[Network]
+Address=192.0.2.10/24
+Address=2001:db8::10/64
+Gateway=192.0.2.1"
+	expect_eq "uplink network" "$(cat "$t/etc/systemd/network/05-kvmbox-veth0.network")" "# Written by kvmbox bridge --persist networkd
+[Match]
+Name=veth0
+
+[Network]
+Bridge=br0"
+	run_in_ns "$NS_HOST" --target "$t" bridge add br0 --uplink veth0 --addr 192.0.2.10/24 --addr 2001:db8::10/64 --gateway 192.0.2.1 --persist networkd
+	expect_eq "second run" "$(printf '%s\n' "$OUT" | awk '{print $1}' | sort -u)" "unchanged"
+}
+
+test_apply_file() {
+	ns_topology || { fail "cannot create network namespaces"; return; }
+	ip -n "$NS_HOST" link add vetha type veth peer name vethb
+	local f="$TESTS_TMP/bridges.conf"
+	cat >"$f" <<'CONF'
+# Two bridges from one file, one netlink socket.
+[bridge br0]
+uplink = veth0
+stp = off
+forward-delay = 0
+
+[bridge br1]
+uplink = vetha
+address = 198.51.100.10/24 2001:db8:1::10/64
+CONF
+	run_in_ns "$NS_HOST" bridge apply "$f"
+	expect_rc 0
+	expect_eq "br0 port" "$(ip -n "$NS_HOST" -j link show veth0 | jq -r '.[0].master')" br0
+	expect_eq "br1 port" "$(ip -n "$NS_HOST" -j link show vetha | jq -r '.[0].master')" br1
+	expect_eq "br1 addresses" "$(ip -n "$NS_HOST" -j addr show br1 | jq -r '[.[0].addr_info[] | select(.scope == "global") | .local] | join(" ")')" "198.51.100.10 2001:db8:1::10"
+	run_in_ns "$NS_HOST" bridge apply "$f"
+	expect_eq "second apply" "$(printf '%s\n' "$OUT" | awk '{print $1}' | sort -u)" "unchanged"
+	local before
+	before=$(net_state "$NS_HOST")
+	printf '[bridge br2]\nuplink = vethb\nspeed = 10G\n' >"$TESTS_TMP/bad.conf"
+	run_in_ns "$NS_HOST" bridge apply "$TESTS_TMP/bad.conf"
+	expect_rc 1
+	expect_eq "bad key" "$ERR" "kvmbox bridge: $TESTS_TMP/bad.conf:3: unknown key 'speed'"
+	printf '[bridge br2]\nuplink = vethb\n[bridge br2]\nstp = on\n' >"$TESTS_TMP/dup.conf"
+	run_in_ns "$NS_HOST" bridge apply "$TESTS_TMP/dup.conf"
+	expect_rc 1
+	expect_eq "duplicate" "$ERR" "kvmbox bridge: $TESTS_TMP/dup.conf:3: [bridge br2] appears twice"
+	expect_eq "nothing changed" "$(net_state "$NS_HOST")" "$before"
+}
+
+t test_add_keeps_the_host_reachable
+t test_second_add_changes_nothing_and_del_restores
+t test_rollback_at_every_step
+t test_silent_gateway_rolls_back
+t test_kernel_refusal_rolls_back
+t test_bad_input_changes_nothing
+t test_standalone_bridge_with_gateway_and_show
+t test_persist_files
+t test_apply_file
+done_testing
