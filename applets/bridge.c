@@ -119,7 +119,7 @@ static void row(struct bridge *b, const char *id, enum kb_status status, const c
 	kb_row_set(kb_rows_add(&b->rows), id, status, fmt, arg1, arg2);
 }
 
-/* Undo every journaled step, newest first. Errors are reported as rows; the undo goes on. */
+/* Undo every journaled step, newest first. Errors are reported as rows; the undo goes on. journal_free() follows. */
 static void rollback(struct bridge *b)
 {
 	for (int i = b->step_count - 1; i >= 0; i--) {
@@ -147,7 +147,6 @@ static void rollback(struct bridge *b)
 	if (b->step_count)
 		kb_row_set(kb_rows_add(&b->rows), "rollback", KB_CHANGED, "%d change%s undone", b->step_count,
 			   b->step_count == 1 ? "" : "s");
-	b->step_count = 0;
 }
 
 static void journal_free(struct bridge *b)

@@ -118,7 +118,11 @@ int kb_bridge_read(struct nl_sock *sk, int ifindex, int *stp, int *forward_delay
 	if (rc < 0)
 		return kb_nl_fail(err, rc, "asking for the bridge's attributes");
 	struct bridge_reply reply = { .stp = -1, .forward_delay = -1 };
-	struct nl_cb *cb = nl_cb_clone(nl_socket_get_cb(sk));
+	struct nl_cb *socket_cb = nl_socket_get_cb(sk); /* a reference of our own */
+	struct nl_cb *cb = nl_cb_clone(socket_cb);
+	nl_cb_put(socket_cb);
+	if (!cb)
+		return kb_fail(err, ENOMEM, NULL, "reading the bridge's attributes");
 	nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, parse_bridge_reply, &reply);
 	rc = nl_recvmsgs(sk, cb);
 	nl_cb_put(cb);

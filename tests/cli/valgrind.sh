@@ -62,6 +62,23 @@ test_run_time_libraries() {
 	expect_eq "loaded" "$(tail -1 "$r/trap.log")" "finit_module kvm_amd nested=1"
 }
 
+# bridge: libnl linked statically, real netlink in a namespace of the test's own.
+test_bridge() {
+	ns_topology || { fail "cannot create network namespaces"; return; }
+	_run_as ip netns exec "$NS_HOST" valgrind -q --error-exitcode=99 --leak-check=full \
+		--errors-for-leak-kinds=definite "$KVMBOX" bridge add br0 --uplink veth0
+	expect_rc 0
+	KVMBOX_FAILPOINT=bridge.after-routes _run_as ip netns exec "$NS_HOST" valgrind -q --error-exitcode=99 \
+		--leak-check=full --errors-for-leak-kinds=definite "$KVMBOX" bridge add br1 --addr 198.51.100.1/24
+	expect_rc 1
+	_run_as ip netns exec "$NS_HOST" valgrind -q --error-exitcode=99 --leak-check=full \
+		--errors-for-leak-kinds=definite "$KVMBOX" bridge show --json
+	expect_rc 0
+	_run_as ip netns exec "$NS_HOST" valgrind -q --error-exitcode=99 --leak-check=full \
+		--errors-for-leak-kinds=definite "$KVMBOX" bridge del br0 --restore-uplink
+	expect_rc 0
+}
+
 test_front_paths() {
 	vg --list
 	expect_rc 0
@@ -78,11 +95,13 @@ if [ "${SAN:-}" = 1 ]; then
 	skip test_check_on_fixture_and_host "valgrind does not run ASan builds"
 	skip test_changing_applets "valgrind does not run ASan builds"
 	skip test_run_time_libraries "valgrind does not run ASan builds"
+	skip test_bridge "valgrind does not run ASan builds"
 	skip test_front_paths "valgrind does not run ASan builds"
 else
 	t test_check_on_fixture_and_host
 	t test_changing_applets
 	t test_run_time_libraries
+	t test_bridge
 	t test_front_paths
 fi
 done_testing
