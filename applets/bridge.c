@@ -51,6 +51,7 @@ const char bridge_usage[] =
 	"forward-delay, mtu, mac, persist) and applies them all over one socket.\n";
 
 #define MAX_ADDRS 16
+#define MAX_BRIDGES 1024 /* in one apply FILE */
 #define MAX_STEPS 256
 
 /* What the user asked for one bridge. */
@@ -922,7 +923,7 @@ static void spec_init(struct spec *sp, const char *name)
 }
 
 struct apply_file {
-	struct spec specs[64];
+	struct spec specs[MAX_BRIDGES];
 	int count;
 	char why[200];
 };
@@ -936,13 +937,8 @@ static int apply_handler(void *user, const char *section, const char *key, const
 		return 0;
 	}
 	if (f->count == 0 || strcmp(f->specs[f->count - 1].name, name)) {
-		for (int i = 0; i < f->count; i++)
-			if (!strcmp(f->specs[i].name, name)) {
-				snprintf(f->why, sizeof(f->why), "bridge %s appears twice", name);
-				return 0;
-			}
-		if (f->count == 64) {
-			snprintf(f->why, sizeof(f->why), "more than 64 bridges");
+			if (f->count == MAX_BRIDGES) {
+			snprintf(f->why, sizeof(f->why), "more than %d bridges", MAX_BRIDGES);
 			return 0;
 		}
 		spec_init(&f->specs[f->count++], name);
@@ -958,8 +954,11 @@ static int apply_handler(void *user, const char *section, const char *key, const
 /* inih cannot tell a repeated [bridge NAME] from the same section going on: look first. Returns the line, or 0. */
 static int repeated_section(FILE *f, char *name, size_t size)
 {
-	char line[512], seen[64][IFNAMSIZ + 8];
+	char line[512];
+	char (*seen)[IFNAMSIZ + 8] = calloc(MAX_BRIDGES, sizeof(*seen));
 	int count = 0, number = 0, found = 0;
+	if (!seen)
+		return 0;
 	while (!found && fgets(line, sizeof(line), f)) {
 		number++;
 		char *p = line + strspn(line, " \t"), *end = strchr(p, ']');
@@ -971,9 +970,10 @@ static int repeated_section(FILE *f, char *name, size_t size)
 				found = number;
 		if (found)
 			snprintf(name, size, "%s", p + 1);
-		else if (count < 64)
+		else if (count < MAX_BRIDGES)
 			snprintf(seen[count++], sizeof(seen[0]), "%.*s", (int)sizeof(seen[0]) - 1, p + 1);
 	}
+	free(seen);
 	rewind(f);
 	return found;
 }
