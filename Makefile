@@ -123,6 +123,7 @@ check: deps $(BIN) $(UNIT_BINS) $(HELPER_BINS) $(if $(SAN),,$(FUZZ_BINS))
 
 bench: deps $(BIN)
 	@KVMBOX=$(abspath $(BIN)) tests/bench/check.sh
+	@KVMBOX=$(abspath $(BIN)) tests/bench/bridge.sh
 
 install: $(BIN) $(BUILD)/kvmbox.1
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1

@@ -82,6 +82,7 @@ struct step {
 struct bridge {
 	struct kb_ctx *ctx;
 	struct nl_sock *sk;
+	struct kb_net_snapshot snap; /* the kernel's state when the command started (links: apply only) */
 	bool dry_run;
 	struct kb_rows rows;
 	struct step steps[MAX_STEPS];
@@ -230,11 +231,34 @@ static void state_free(struct state *st)
 		nl_addr_put(st->gateway);
 }
 
+/* A link from the snapshot, else from the kernel (made earlier in this same run). */
+static struct rtnl_link *find_link(struct bridge *b, const char *name, struct kb_error *err)
+{
+	struct rtnl_link *link = b->snap.links ? rtnl_link_get_by_name(b->snap.links, name) : NULL;
+	return link ? link : kb_link_get(b->sk, name, err);
+}
+
+/*
+ * Addresses and routes of @ifindex from the snapshot, unless it was made after
+ * the snapshot (an earlier bridge of the same apply FILE): then from the kernel.
+ */
+static int ip_config(struct bridge *b, int ifindex, struct kb_ip_config *out, struct kb_error *err)
+{
+	struct rtnl_link *known = b->snap.links ? rtnl_link_get(b->snap.links, ifindex) : NULL;
+	if (b->snap.links && !known)
+		return kb_ip_config_read(b->sk, ifindex, out, err);
+	if (known)
+		rtnl_link_put(known);
+	kb_ip_config_from(&b->snap, ifindex, out);
+	return 0;
+}
+
 /* Everything that can be refused before anything changes. */
 static int look(struct bridge *b, const struct spec *sp, struct state *st, struct kb_error *err)
 {
-	struct kb_error lookup;
-	st->bridge = kb_link_get(b->sk, sp->name, &lookup);
+	/* apply FILE names each bridge once: absent from the snapshot means absent. */
+	struct kb_error lookup = { .errnum = ENODEV };
+	st->bridge = b->snap.links ? rtnl_link_get_by_name(b->snap.links, sp->name) : find_link(b, sp->name, &lookup);
 	if (!st->bridge && lookup.errnum != ENODEV) {
 		*err = lookup;
 		return -1;
@@ -245,11 +269,11 @@ static int look(struct bridge *b, const struct spec *sp, struct state *st, struc
 			return kb_fail(err, 0, NULL, "%s exists and is not a bridge (it is %s)", sp->name,
 				       type ? type : "a physical interface");
 		st->bridge_index = rtnl_link_get_ifindex(st->bridge);
-		if (kb_ip_config_read(b->sk, st->bridge_index, &st->bridge_ip, err) < 0)
+		if (ip_config(b, st->bridge_index, &st->bridge_ip, err) < 0)
 			return -1;
 	}
 	if (sp->uplink[0]) {
-		st->uplink = kb_link_get(b->sk, sp->uplink, err);
+		st->uplink = find_link(b, sp->uplink, err);
 		if (!st->uplink)
 			return kb_fail(err, 0, NULL, "unknown uplink %s: no such interface", sp->uplink);
 		const char *type = rtnl_link_get_type(st->uplink);
@@ -262,7 +286,7 @@ static int look(struct bridge *b, const struct spec *sp, struct state *st, struc
 			if_indextoname((unsigned)master, other);
 			return kb_fail(err, 0, NULL, "uplink %s is already a port of %s", sp->uplink, other);
 		}
-		if (kb_ip_config_read(b->sk, st->uplink_index, &st->uplink_ip, err) < 0)
+		if (ip_config(b, st->uplink_index, &st->uplink_ip, err) < 0)
 			return -1;
 	}
 	/* The addresses the bridge ends with: --addr, else the uplink's, else what it has. */
@@ -313,11 +337,9 @@ static int ensure_bridge(struct bridge *b, const struct spec *sp, struct state *
 		if (!b->dry_run) {
 			if (kb_bridge_set(b->sk, sp->name, 0, &want, err) < 0)
 				return -1;
-			struct rtnl_link *made = kb_link_get(b->sk, sp->name, err);
-			if (!made)
-				return -1;
-			st->bridge_index = rtnl_link_get_ifindex(made);
-			rtnl_link_put(made);
+			st->bridge_index = (int)if_nametoindex(sp->name);
+			if (!st->bridge_index)
+				return kb_fail(err, errno, NULL, "finding bridge %s after creating it", sp->name);
 			journal(b, (struct step){ .kind = CREATED, .ifindex = st->bridge_index });
 		}
 		row(b, "bridge", b->dry_run ? KB_WOULD_CHANGE : KB_CHANGED, "created %s (%s)", sp->name, detail);
@@ -361,9 +383,8 @@ static int ensure_port(struct bridge *b, const struct spec *sp, struct state *st
 		return 0;
 	}
 	if (!b->dry_run) {
-		int rc = rtnl_link_enslave_ifindex(b->sk, st->bridge_index, st->uplink_index);
-		if (rc < 0)
-			return kb_nl_fail(err, rc, "making %s a port of %s", sp->uplink, sp->name);
+		if (kb_link_enslave_up(b->sk, st->uplink_index, st->bridge_index, err) < 0)
+			return -1;
 		journal(b, (struct step){ .kind = ENSLAVED, .ifindex = st->uplink_index });
 		/* The kernel can ignore an enslave: read the master back. */
 		struct rtnl_link *now = kb_link_get_index(b->sk, st->uplink_index, err);
@@ -372,8 +393,6 @@ static int ensure_port(struct bridge *b, const struct spec *sp, struct state *st
 			rtnl_link_put(now);
 		if (master != st->bridge_index)
 			return kb_fail(err, 0, NULL, "the kernel did not make %s a port of %s", sp->uplink, sp->name);
-		if (!(rtnl_link_get_flags(st->uplink) & IFF_UP) && kb_link_set_up(b->sk, st->uplink_index, true, err) < 0)
-			return -1;
 	}
 	row(b, "port", b->dry_run ? KB_WOULD_CHANGE : KB_CHANGED, "%s is now a port of %s", sp->uplink, sp->name);
 	return failpoint("bridge.after-enslave", err);
@@ -1085,6 +1104,8 @@ int bridge_main(struct kb_ctx *ctx, int argc, char **argv)
 	struct kb_error err = { 0 };
 	b.sk = kb_nl_open(&err);
 	int result = b.sk ? 0 : -1;
+	if (result == 0 && (is_add || is_apply))
+		result = kb_net_snapshot_take(b.sk, &b.snap, is_apply, &err);
 	if (result == 0 && is_add) {
 		snprintf(sp.name, sizeof(sp.name), "%s", name);
 		result = add_one(&b, &sp, &err);
@@ -1101,6 +1122,7 @@ int bridge_main(struct kb_ctx *ctx, int argc, char **argv)
 		char msg[PATH_MAX + 300];
 		kb_say_error(ctx, "%s", kb_error_message(&err, msg, sizeof(msg)));
 	}
+	kb_net_snapshot_free(&b.snap);
 	if (b.sk)
 		nl_socket_free(b.sk);
 	spec_free(&sp);

@@ -278,24 +278,66 @@ static void collect_route(struct nl_object *obj, void *data)
 	c->config->routes[c->config->route_count++] = (struct rtnl_route *)nl_object_clone(obj);
 }
 
-int kb_ip_config_read(struct nl_sock *sk, int ifindex, struct kb_ip_config *out, struct kb_error *err)
+int kb_net_snapshot_take(struct nl_sock *sk, struct kb_net_snapshot *snap, bool with_links,
+			 struct kb_error *err)
+{
+	*snap = (struct kb_net_snapshot){ 0 };
+	int rc = with_links ? rtnl_link_alloc_cache(sk, AF_UNSPEC, &snap->links) : 0;
+	if (rc >= 0)
+		rc = rtnl_addr_alloc_cache(sk, &snap->addrs);
+	if (rc >= 0)
+		rc = rtnl_route_alloc_cache(sk, AF_UNSPEC, 0, &snap->routes);
+	if (rc < 0) {
+		kb_net_snapshot_free(snap);
+		return kb_nl_fail(err, rc, "listing interfaces, addresses and routes");
+	}
+	return 0;
+}
+
+void kb_net_snapshot_free(struct kb_net_snapshot *snap)
+{
+	if (snap->links)
+		nl_cache_free(snap->links);
+	if (snap->addrs)
+		nl_cache_free(snap->addrs);
+	if (snap->routes)
+		nl_cache_free(snap->routes);
+	*snap = (struct kb_net_snapshot){ 0 };
+}
+
+void kb_ip_config_from(const struct kb_net_snapshot *snap, int ifindex, struct kb_ip_config *out)
 {
 	*out = (struct kb_ip_config){ 0 };
 	struct collect c = { .ifindex = ifindex, .config = out };
-	struct nl_cache *cache;
-	int rc = rtnl_addr_alloc_cache(sk, &cache);
-	if (rc < 0)
-		return kb_nl_fail(err, rc, "listing addresses");
-	nl_cache_foreach(cache, collect_addr, &c);
-	nl_cache_free(cache);
-	rc = rtnl_route_alloc_cache(sk, AF_UNSPEC, 0, &cache);
-	if (rc < 0) {
-		kb_ip_config_free(out);
-		return kb_nl_fail(err, rc, "listing routes");
-	}
-	nl_cache_foreach(cache, collect_route, &c);
-	nl_cache_free(cache);
+	nl_cache_foreach(snap->addrs, collect_addr, &c);
+	nl_cache_foreach(snap->routes, collect_route, &c);
+}
+
+int kb_ip_config_read(struct nl_sock *sk, int ifindex, struct kb_ip_config *out, struct kb_error *err)
+{
+	struct kb_net_snapshot snap;
+	if (kb_net_snapshot_take(sk, &snap, false, err) < 0)
+		return -1;
+	kb_ip_config_from(&snap, ifindex, out);
+	kb_net_snapshot_free(&snap);
 	return 0;
+}
+
+int kb_link_enslave_up(struct nl_sock *sk, int port, int master, struct kb_error *err)
+{
+	struct rtnl_link *orig = rtnl_link_alloc(), *change = rtnl_link_alloc();
+	int rc = -NLE_NOMEM;
+	if (orig && change) {
+		rtnl_link_set_ifindex(orig, port);
+		rtnl_link_set_master(change, master);
+		rtnl_link_set_flags(change, IFF_UP);
+		rc = rtnl_link_change(sk, orig, change, 0);
+	}
+	if (orig)
+		rtnl_link_put(orig);
+	if (change)
+		rtnl_link_put(change);
+	return rc < 0 ? kb_nl_fail(err, rc, "making interface %d a port of interface %d", port, master) : 0;
 }
 
 void kb_ip_config_free(struct kb_ip_config *config)

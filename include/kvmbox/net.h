@@ -73,6 +73,23 @@ struct kb_ip_config {
 	int route_count;
 };
 int kb_ip_config_read(struct nl_sock *sk, int ifindex, struct kb_ip_config *out, struct kb_error *err);
+
+/*
+ * The kernel's links, addresses and routes at one moment, dumped once: an
+ * applet that handles many interfaces reads each of them from here instead of
+ * dumping everything again for every interface.
+ */
+struct kb_net_snapshot {
+	struct nl_cache *links, *addrs, *routes;
+};
+int kb_net_snapshot_take(struct nl_sock *sk, struct kb_net_snapshot *snap, bool with_links,
+			 struct kb_error *err);
+void kb_net_snapshot_free(struct kb_net_snapshot *snap);
+/* kb_ip_config_read() from a snapshot. */
+void kb_ip_config_from(const struct kb_net_snapshot *snap, int ifindex, struct kb_ip_config *out);
+
+/* Make @port a port of @master and set it up, in one request. */
+int kb_link_enslave_up(struct nl_sock *sk, int port, int master, struct kb_error *err);
 void kb_ip_config_free(struct kb_ip_config *config);
 
 /* @addr (a clone from kb_ip_config_read or built) on interface @ifindex: add, or delete. */

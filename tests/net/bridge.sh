@@ -253,6 +253,20 @@ CONF
 	expect_eq "nothing changed" "$(net_state "$NS_HOST")" "$before"
 }
 
+# An uplink managed by systemd-networkd (its state file in /run says so) is reported.
+test_managed_uplink_is_reported() {
+	ns_topology || { fail "cannot create network namespaces"; return; }
+	local r index
+	r=$(fx_new)
+	index=$(ip -n "$NS_HOST" -j link show veth0 | jq -r '.[0].ifindex')
+	mkdir -p "$r/run/systemd/netif/links"
+	printf 'ADMIN_STATE=configured\nOPER_STATE=routable\n' >"$r/run/systemd/netif/links/$index"
+	run_in_ns "$NS_HOST" --root "$r" bridge add br0 --uplink veth0
+	expect_rc 0
+	expect_match "warning" "$OUT" "WARN +manager +systemd-networkd manages veth0 and will undo this at its next reconfigure"
+	expect_match "hint" "$OUT" "hint: use --persist networkd so its configuration says the same"
+}
+
 t test_add_keeps_the_host_reachable
 t test_second_add_changes_nothing_and_del_restores
 t test_rollback_at_every_step
@@ -262,4 +276,5 @@ t test_bad_input_changes_nothing
 t test_standalone_bridge_with_gateway_and_show
 t test_persist_files
 t test_apply_file
+t test_managed_uplink_is_reported
 done_testing
