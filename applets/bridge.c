@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <ini.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,10 +116,15 @@ static void journal(struct bridge *b, struct step step)
 		b->steps[b->step_count++] = step;
 }
 
-static void row(struct bridge *b, const char *id, enum kb_status status, const char *fmt, const char *arg1,
-		const char *arg2)
+__attribute__((format(printf, 4, 5))) static void row(struct bridge *b, const char *id, enum kb_status status,
+							const char *fmt, ...)
 {
-	kb_row_set(kb_rows_add(&b->rows), id, status, fmt, arg1, arg2);
+	struct kb_row *r = kb_rows_add(&b->rows);
+	kb_row_set(r, id, status, "%s", "");
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(r->message, sizeof(r->message), fmt, ap);
+	va_end(ap);
 }
 
 /* Undo every journaled step, newest first. Errors are reported as rows; the undo goes on. journal_free() follows. */
@@ -609,8 +615,8 @@ static int persist(struct bridge *b, const struct spec *sp, const struct state *
 		if (rc == 0 && kb_file_ensure(b->ctx, files[i], texts[i], strlen(texts[i]), 0644, b->dry_run, &changed, err) < 0)
 			rc = -1;
 		if (rc == 0)
-			row(b, "persist", changed ? (b->dry_run ? KB_WOULD_CHANGE : KB_CHANGED) : KB_UNCHANGED, "%s%s",
-			    files[i], "");
+			row(b, "persist", changed ? (b->dry_run ? KB_WOULD_CHANGE : KB_CHANGED) : KB_UNCHANGED, "%s",
+			    files[i]);
 		free(texts[i]);
 	}
 	return rc;
@@ -685,7 +691,7 @@ static int del_one(struct bridge *b, const char *name, bool restore, struct kb_e
 			*err = lookup;
 			return -1;
 		}
-		row(b, "bridge", KB_UNCHANGED, "%s does not exist", name, NULL);
+		row(b, "bridge", KB_UNCHANGED, "%s does not exist", name);
 		return 0;
 	}
 	const char *type = rtnl_link_get_type(br);
@@ -741,7 +747,7 @@ static int del_one(struct bridge *b, const char *name, bool restore, struct kb_e
 		rc = r < 0 ? kb_nl_fail(err, r, "releasing %s", port_name) : kb_link_delete(b->sk, index, err);
 	}
 	if (rc == 0)
-		row(b, "bridge", done, "%s deleted", name, NULL);
+		row(b, "bridge", done, "%s deleted", name);
 	kb_ip_config_free(&ip);
 	rtnl_link_put(br);
 	return rc;

@@ -7,7 +7,7 @@
 set -eu
 : "${KVMBOX:?KVMBOX must name the binary}"
 N=${BRIDGES:-100}
-RUNS=${RUNS:-3}
+RUNS=${BRIDGE_RUNS:-3}
 tmp=$(mktemp -d)
 ns=kvmbox-bench-$$
 trap 'ip netns del "$ns" 2>/dev/null || true; rm -rf "$tmp"' EXIT
