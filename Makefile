@@ -17,15 +17,17 @@ PKG_CONFIG ?= pkg-config
 # benchmarks' competitors (kvm-ok, virt-host-validate, hyperfine).
 DEBIAN_PACKAGES := build-essential pkg-config libcmocka-dev libkmod-dev libxml2-dev kmod \
                    libnl-3-dev libnl-route-3-dev libinih-dev iproute2 iputils-ping \
+                   libarchive-dev libblkid-dev libssl-dev qemu-utils fdisk e2fsprogs libarchive-tools \
+                   zstd xz-utils \
                    valgrind clang libclang-rt-14-dev \
                    cpu-checker libvirt-clients hyperfine jq
 
-# Headers only: libkmod and libxml2 are dlopen()ed by the applets that use them (applets/lib/dynlib.c).
-DLOPEN_PKGS := libkmod libxml-2.0
+# Headers only: libkmod, libxml2, libarchive and libcrypto are dlopen()ed by the applets that use them (applets/lib/dynlib.c).
+DLOPEN_PKGS := libkmod libxml-2.0 libarchive libcrypto
 DLOPEN_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(DLOPEN_PKGS) 2>/dev/null)
 # Small libraries linked statically from Debian's .a files: no dynamic-loader cost at every start
 # (libnl measured at +0.17 ms per exec when linked dynamically, 0 statically).
-STATIC_PKGS   := libnl-route-3.0 inih
+STATIC_PKGS   := libnl-route-3.0 inih blkid
 STATIC_CFLAGS  = $(shell $(PKG_CONFIG) --cflags $(STATIC_PKGS) 2>/dev/null)
 STATIC_LIBS    = -Wl,-Bstatic $(shell $(PKG_CONFIG) --libs $(STATIC_PKGS) 2>/dev/null) -Wl,-Bdynamic -lpthread -lm
 KB_CFLAGS   = -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude $(DLOPEN_CFLAGS) $(STATIC_CFLAGS) \

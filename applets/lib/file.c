@@ -1,6 +1,7 @@
 /* Reading files and replacing them atomically; see kvmbox/file.h. */
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -267,4 +268,32 @@ int kb_file_ensure(const struct kb_ctx *ctx, const char *abs_path, const char *d
 		return 0;
 	struct kb_write_options opts = { .mode = mode, .create_dirs = true };
 	return kb_write_file_atomic(ctx, abs_path, data, len, &opts, err);
+}
+
+int kb_remove_tree(const char *path, struct kb_error *err)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : kb_fail(err, errno, path, "removing");
+	if (S_ISDIR(st.st_mode)) {
+		autoclose_dir d = opendir(path);
+		if (!d)
+			return kb_fail(err, errno, path, "removing");
+		struct dirent *de;
+		while ((de = readdir(d)) != NULL) {
+			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+				continue;
+			char sub[PATH_MAX];
+			if (snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name) >= (int)sizeof(sub))
+				return kb_fail(err, ENAMETOOLONG, path, "removing");
+			if (kb_remove_tree(sub, err) < 0)
+				return -1;
+		}
+		if (rmdir(path) < 0)
+			return kb_fail(err, errno, path, "removing");
+		return 0;
+	}
+	if (unlink(path) < 0 && errno != ENOENT)
+		return kb_fail(err, errno, path, "removing");
+	return 0;
 }

@@ -2,6 +2,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "kvmbox/output.h"
 
@@ -126,4 +128,42 @@ void kb_rows_print(const struct kb_ctx *ctx, const struct kb_row *rows, size_t c
 		print_json(ctx->out, rows, count);
 	else
 		print_human(ctx, rows, count);
+}
+
+static double now_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void kb_progress_start(const struct kb_ctx *ctx, struct kb_progress *p, const char *label)
+{
+	*p = (struct kb_progress){ .label = label, .start = now_seconds(),
+				   .enabled = ctx->verbosity >= 0 && isatty(fileno(ctx->err)) };
+}
+
+void kb_progress_update(const struct kb_ctx *ctx, struct kb_progress *p, uint64_t done, uint64_t total)
+{
+	if (!p->enabled)
+		return;
+	double now = now_seconds();
+	if (now - p->last_draw < 0.1 && done < total)
+		return;
+	p->last_draw = now;
+	double elapsed = now - p->start, rate = elapsed > 0 ? (double)done / elapsed : 0;
+	int width = 30, filled = total ? (int)((double)done / (double)total * width) : 0;
+	if (filled > width)
+		filled = width;
+	double eta = rate > 0 && total > done ? (double)(total - done) / rate : 0;
+	fprintf(ctx->err, "\r%s [%.*s%*s] %5.1f%% %8.1f MiB %7.1f MiB/s ETA %4.0fs", p->label, filled,
+		"##############################", width - filled, "", total ? 100.0 * (double)done / (double)total : 0,
+		(double)done / 1048576.0, rate / 1048576.0, eta);
+	fflush(ctx->err);
+}
+
+void kb_progress_end(const struct kb_ctx *ctx, struct kb_progress *p)
+{
+	if (p->enabled)
+		fputs("\n", ctx->err);
 }

@@ -1,5 +1,6 @@
 /* libxml2 at run time; see kvmbox/xml.h. */
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "kvmbox/dynlib.h"
@@ -14,6 +15,9 @@ int kb_xml_load(struct kb_xml *xml, struct kb_error *err)
 		{ "xmlDocGetRootElement", (void **)&xml->root_element },
 		{ "xmlGetProp", (void **)&xml->get_prop },
 		{ "xmlNodeGetContent", (void **)&xml->node_content },
+		{ "xmlReadMemory", (void **)&xml->read_memory },
+		{ "xmlSetProp", (void **)&xml->set_prop },
+		{ "xmlDocDumpMemory", (void **)&xml->dump_memory },
 		{ "xmlFree", &free_var },
 	};
 	if (kb_dynlib_load("libxml2.so.2", "libxml2", symbols, sizeof(symbols) / sizeof(symbols[0]), err) < 0)
@@ -27,6 +31,28 @@ xmlDoc *kb_xml_read(const struct kb_xml *xml, const char *path, struct kb_error 
 	xmlDoc *doc = xml->read_file(path, NULL, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
 	if (!doc)
 		kb_fail(err, 0, path, "not well-formed XML:");
+	return doc;
+}
+
+xmlDoc *kb_xml_parse(const struct kb_xml *xml, const char *text, size_t len, const char *what,
+		     struct kb_error *err)
+{
+	if (len > (size_t)INT32_MAX) {
+		kb_fail(err, EFBIG, what, "too large:");
+		return NULL;
+	}
+	xmlDoc *doc = xml->read_memory(text, (int)len, NULL, NULL,
+				       XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	if (!doc) {
+		kb_fail(err, 0, what, "not well-formed XML:");
+		return NULL;
+	}
+	/* No DTD, no entities: nothing that could expand or reach outside. */
+	if (doc->intSubset || doc->extSubset) {
+		xml->free_doc(doc);
+		kb_fail(err, 0, what, "has a DOCTYPE (DTD or entities), which is refused:");
+		return NULL;
+	}
 	return doc;
 }
 

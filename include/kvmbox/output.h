@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <stddef.h>
+#include <stdint.h>
 #include "kvmbox/context.h"
 
 enum kb_status {
@@ -54,6 +55,19 @@ void kb_row_hint(struct kb_row *row, const char *fmt, ...) __attribute__((format
  * {"id","status","message","hint"}.
  */
 void kb_rows_print(const struct kb_ctx *ctx, const struct kb_row *rows, size_t count);
+
+/*
+ * A progress bar for long work, drawn on ctx->err only when it is a TTY (and
+ * not with -q): bytes, rate, ETA, at most ten times a second.
+ */
+struct kb_progress {
+	const char *label;
+	double start, last_draw;
+	bool enabled;
+};
+void kb_progress_start(const struct kb_ctx *ctx, struct kb_progress *p, const char *label);
+void kb_progress_update(const struct kb_ctx *ctx, struct kb_progress *p, uint64_t done, uint64_t total);
+void kb_progress_end(const struct kb_ctx *ctx, struct kb_progress *p);
 
 /* @s as a JSON string literal, quotes included. */
 void kb_json_string(FILE *out, const char *s);

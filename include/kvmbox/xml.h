@@ -12,6 +12,9 @@ struct kb_xml {
 	__typeof__(xmlDocGetRootElement) *root_element;
 	__typeof__(xmlGetProp) *get_prop;
 	__typeof__(xmlNodeGetContent) *node_content;
+	__typeof__(xmlReadMemory) *read_memory;
+	__typeof__(xmlSetProp) *set_prop;
+	__typeof__(xmlDocDumpMemory) *dump_memory;
 	xmlFreeFunc *free; /* libxml2's xmlFree is a variable holding the function */
 };
 
@@ -20,6 +23,13 @@ int kb_xml_load(struct kb_xml *xml, struct kb_error *err);
 
 /* Parse a file safely: no network, no entity substitution, no DTD loading. NULL with @err on failure. */
 xmlDoc *kb_xml_read(const struct kb_xml *xml, const char *path, struct kb_error *err);
+
+/*
+ * Parse a document held in memory, safely (as kb_xml_read); a document with a
+ * DTD or entity declarations is refused. @what names it in errors.
+ */
+xmlDoc *kb_xml_parse(const struct kb_xml *xml, const char *text, size_t len, const char *what,
+		     struct kb_error *err);
 
 /* The first child element of @node named @name, or NULL. */
 xmlNode *kb_xml_child(xmlNode *node, const char *name);

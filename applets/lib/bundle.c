@@ -1,0 +1,130 @@
+/* Bundle parsers; see kvmbox/bundle.h. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kvmbox/bundle.h"
+
+bool kb_member_name_valid(const char *name)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n >= KB_BUNDLE_NAME_MAX || name[0] == '-' || !strcmp(name, ".") || !strcmp(name, ".."))
+		return false;
+	for (const unsigned char *c = (const unsigned char *)name; *c; c++)
+		if (*c == '/' || *c == '\\' || *c < 0x20 || *c == 0x7f)
+			return false;
+	return true;
+}
+
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static int line_error(struct kb_error *err, unsigned line, const char *why)
+{
+	kb_fail(err, 0, NULL, "%s", why);
+	if (err)
+		err->line = line;
+	return -1;
+}
+
+int kb_sums_parse(const char *text, size_t len, struct kb_sums *out, struct kb_error *err)
+{
+	out->count = 0;
+	unsigned line = 0;
+	for (size_t pos = 0; pos < len;) {
+		line++;
+		const char *start = text + pos;
+		const char *nl = memchr(start, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - start) : len - pos;
+		pos += n + (nl ? 1 : 0);
+		if (n && start[n - 1] == '\r')
+			n--;
+		if (n == 0)
+			continue;
+		if (n < 64 + 2)
+			return line_error(err, line, "not a sha256sum line (64 hex digits, two spaces or \" *\", a name)");
+		if (out->count == KB_BUNDLE_MAX_MEMBERS)
+			return line_error(err, line, "more entries than a bundle may have members");
+		struct kb_sum *s = &out->sum[out->count];
+		for (int i = 0; i < 32; i++) {
+			int hi = hex_value(start[2 * i]), lo = hex_value(start[2 * i + 1]);
+			if (hi < 0 || lo < 0)
+				return line_error(err, line, "the digest is not 64 hex digits");
+			s->digest[i] = (uint8_t)(hi << 4 | lo);
+		}
+		if (start[64] != ' ' || (start[65] != ' ' && start[65] != '*'))
+			return line_error(err, line, "expected two spaces (or \" *\") after the digest");
+		size_t name_len = n - 66;
+		if (name_len == 0 || name_len >= sizeof(s->name))
+			return line_error(err, line, "the name is empty or too long");
+		memcpy(s->name, start + 66, name_len);
+		s->name[name_len] = '\0';
+		if (strlen(s->name) != name_len || !kb_member_name_valid(s->name))
+			return line_error(err, line, "the name is not a plain file name");
+		if (kb_sums_find(out, s->name))
+			return line_error(err, line, "the name is listed twice");
+		out->count++;
+	}
+	return 0;
+}
+
+const struct kb_sum *kb_sums_find(const struct kb_sums *sums, const char *name)
+{
+	for (int i = 0; i < sums->count; i++)
+		if (!strcmp(sums->sum[i].name, name))
+			return &sums->sum[i];
+	return NULL;
+}
+
+static uint64_t be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+int kb_qcow2_parse(const uint8_t *buf, size_t len, struct kb_qcow2 *out, struct kb_error *err)
+{
+	*out = (struct kb_qcow2){ 0 };
+	if (len < 4 || memcmp(buf, "QFI\xfb", 4) != 0)
+		return 0;
+	if (len < 72)
+		return kb_fail(err, 0, NULL, "qcow2 header truncated");
+	out->version = be32(buf + 4);
+	if (out->version != 2 && out->version != 3)
+		return kb_fail(err, 0, NULL, "qcow2 version %u is not 2 or 3", out->version);
+	uint64_t backing_offset = be64(buf + 8);
+	uint32_t backing_size = be32(buf + 16);
+	out->virtual_size = be64(buf + 24);
+	if (backing_offset == 0)
+		return 1;
+	if (backing_size == 0 || backing_size >= sizeof(out->backing) || backing_offset > len ||
+	    backing_size > len - backing_offset)
+		return kb_fail(err, 0, NULL, "qcow2 backing file name out of bounds (offset %llu, %u bytes)",
+			       (unsigned long long)backing_offset, backing_size);
+	memcpy(out->backing, buf + backing_offset, backing_size);
+	out->backing[backing_size] = '\0';
+	if (strlen(out->backing) != backing_size)
+		return kb_fail(err, 0, NULL, "qcow2 backing file name holds a NUL byte");
+	return 1;
+}
+
+void kb_digest_hex(const uint8_t digest[32], char hex[65])
+{
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+}

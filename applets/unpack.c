@@ -1,0 +1,614 @@
+/*
+ * unpack: a VM image bundle into DIR/NAME, in one streaming pass, safely.
+ *
+ * Each member is SHA-256-hashed while it is written into a staging directory
+ * on the destination filesystem, runs of zeros become holes, then the digests
+ * are checked against SHA256SUMS, qcow2 headers and raw images are examined,
+ * domain.xml's disk paths are rewritten, and the staging directory is renamed
+ * into place. On any failure nothing is left behind.
+ */
+#include <blkid/blkid.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "kvmbox/applet.h"
+#include "kvmbox/archive.h"
+#include "kvmbox/bundle.h"
+#include "kvmbox/cleanup.h"
+#include "kvmbox/file.h"
+#include "kvmbox/output.h"
+#include "kvmbox/sha256.h"
+#include "kvmbox/sysroot.h"
+#include "kvmbox/xml.h"
+
+const char unpack_usage[] =
+	"Usage: kvmbox unpack BUNDLE [--dest DIR] [--name NAME] [--replace]\n"
+	"\n"
+	"Unpack a VM image bundle (tar, optionally gzip/xz/zstd) into DIR/NAME: every\n"
+	"member hashed while written, holes kept, digests checked against SHA256SUMS,\n"
+	"qcow2 backing files confined to the bundle, raw images probed, disk paths in\n"
+	"domain.xml rewritten; then renamed into place. Refused, leaving nothing behind:\n"
+	"absolute paths, '..', links, devices, FIFOs, duplicates, members not in\n"
+	"SHA256SUMS, digest mismatches, more than 64 members, a bad domain.xml, not\n"
+	"enough free space, an existing DIR/NAME without --replace.\n"
+	"\n"
+	"  --dest DIR   where (default /var/lib/libvirt/images)\n"
+	"  --name NAME  the directory's name (default: the bundle's name)\n"
+	"  --replace    swap an existing DIR/NAME for the new one atomically\n";
+
+#define DEFAULT_DEST "/var/lib/libvirt/images"
+#define BLOCK (64u * 1024)
+#define HOLE_GRAIN 4096u
+
+struct member {
+	char name[KB_BUNDLE_NAME_MAX];
+	uint64_t size, allocated;
+	uint8_t digest[32];
+	bool qcow2;
+	struct kb_qcow2 qcow2_header;
+	char probe[160]; /* raw images: what libblkid found */
+};
+
+struct unpack {
+	struct kb_ctx *ctx;
+	struct kb_archive ar;
+	struct kb_sha256_api sha;
+	struct kb_xml xml;
+	const char *dest;     /* as the installed system sees it (for domain.xml) */
+	char name[KB_BUNDLE_NAME_MAX];
+	struct kb_path dest_dir, final_dir;
+	char staging[PATH_MAX];
+	struct member members[KB_BUNDLE_MAX_MEMBERS];
+	int count;
+	uint64_t bundle_size;
+	struct kb_progress progress;
+};
+
+static bool is_zero(const uint8_t *p, size_t n)
+{
+	/* Compare the block against itself shifted by one: all bytes equal and the first is zero. */
+	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+/* Write @len bytes of @data at @offset, leaving HOLE_GRAIN blocks of zeros as holes. */
+static int write_sparse(int fd, const uint8_t *data, size_t len, uint64_t offset, const char *name,
+			struct kb_error *err)
+{
+	size_t pos = 0;
+	while (pos < len) {
+		/* Align grains to the file offset so holes line up with filesystem blocks. */
+		size_t grain = HOLE_GRAIN - (size_t)((offset + pos) % HOLE_GRAIN);
+		if (grain > len - pos)
+			grain = len - pos;
+		if (is_zero(data + pos, grain)) {
+			pos += grain;
+			continue;
+		}
+		size_t start = pos;
+		pos += grain;
+		while (pos < len) {
+			size_t g = HOLE_GRAIN < len - pos ? HOLE_GRAIN : len - pos;
+			if (is_zero(data + pos, g))
+				break;
+			pos += g;
+		}
+		for (size_t done = start; done < pos;) {
+			ssize_t n = pwrite(fd, data + done, pos - done, (off_t)(offset + done));
+			if (n < 0) {
+				if (errno == EINTR)
+					continue;
+				return kb_fail(err, errno, name, "writing member");
+			}
+			done += (size_t)n;
+		}
+	}
+	return 0;
+}
+
+/* Why a member cannot be in a bundle, or NULL. */
+static const char *refusal(struct unpack *u, struct archive_entry *e, const char *name)
+{
+	if (name[0] == '/')
+		return "is an absolute path";
+	if (!strcmp(name, "..") || strstr(name, "../") || strstr(name, "/.."))
+		return "has '..' in its path";
+	if (u->ar.entry_hardlink(e))
+		return "is a hard link";
+	switch (u->ar.entry_filetype(e)) {
+	case AE_IFREG: break;
+	case AE_IFLNK: return "is a symbolic link";
+	case AE_IFCHR:
+	case AE_IFBLK: return "is a device";
+	case AE_IFIFO: return "is a FIFO";
+	case AE_IFDIR: return "is a directory (members are plain files at the top)";
+	default: return "is not a regular file";
+	}
+	if (!kb_member_name_valid(name))
+		return "is not a plain file name at the top of the bundle";
+	for (int i = 0; i < u->count; i++)
+		if (!strcmp(u->members[i].name, name))
+			return "appears twice";
+	if (!u->ar.entry_size_is_set(e) || u->ar.entry_size(e) < 0)
+		return "has no size";
+	if (!strcmp(name, KB_BUNDLE_DOMAIN_XML) && u->ar.entry_size(e) > KB_BUNDLE_DOMAIN_MAX)
+		return "is over 1 MiB";
+	return NULL;
+}
+
+/* Stream one member into the staging directory, hashing it on the way. */
+static int extract(struct unpack *u, struct archive *a, struct member *m, struct kb_error *err)
+{
+	char path[PATH_MAX + KB_BUNDLE_NAME_MAX];
+	snprintf(path, sizeof(path), "%s/%s", u->staging, m->name);
+	bool config = !strcmp(m->name, KB_BUNDLE_DOMAIN_XML) || !strcmp(m->name, KB_BUNDLE_SUMS);
+	autoclose_fd fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, config ? 0644 : 0600);
+	if (fd < 0)
+		return kb_fail(err, errno, m->name, "creating member");
+	struct kb_sha256 sha;
+	if (kb_sha256_init(&sha, &u->sha, err) < 0)
+		return -1;
+	uint64_t written = 0;
+	for (;;) {
+		const void *buf;
+		size_t len;
+		la_int64_t offset;
+		int r = u->ar.read_data_block(a, &buf, &len, &offset);
+		if (r == ARCHIVE_EOF)
+			break;
+		if (r != ARCHIVE_OK) {
+			kb_sha256_free(&sha);
+			return kb_fail(err, 0, m->name, "reading member: %s:", u->ar.error_string(a) ? u->ar.error_string(a) : "truncated or corrupt archive");
+		}
+		if ((uint64_t)offset < written || (uint64_t)offset + len > m->size) {
+			kb_sha256_free(&sha);
+			return kb_fail(err, 0, m->name, "corrupt sparse map in member");
+		}
+		kb_sha256_zeros(&sha, (uint64_t)offset - written); /* a hole of a sparse entry */
+		kb_sha256_update(&sha, buf, len);
+		if (write_sparse(fd, buf, len, (uint64_t)offset, m->name, err) < 0) {
+			kb_sha256_free(&sha);
+			return -1;
+		}
+		written = (uint64_t)offset + len;
+		kb_progress_update(u->ctx, &u->progress, (uint64_t)u->ar.filter_bytes(a, -1), u->bundle_size);
+	}
+	kb_sha256_zeros(&sha, m->size - written);
+	kb_sha256_final(&sha, m->digest);
+	struct stat st;
+	if (ftruncate(fd, (off_t)m->size) < 0 || fsync(fd) < 0 || fstat(fd, &st) < 0)
+		return kb_fail(err, errno, m->name, "finishing member");
+	m->allocated = (uint64_t)st.st_blocks * 512;
+	return 0;
+}
+
+static int read_member(struct unpack *u, const char *name, size_t max, char **text, size_t *len,
+		       struct kb_error *err)
+{
+	char path[PATH_MAX + KB_BUNDLE_NAME_MAX];
+	snprintf(path, sizeof(path), "%s/%s", u->staging, name);
+	autoclose_fd fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return kb_fail(err, errno, name, "reading member");
+	if ((uint64_t)st.st_size > max)
+		return kb_fail(err, EFBIG, name, "reading member");
+	*text = malloc((size_t)st.st_size + 1);
+	if (!*text)
+		return kb_fail(err, ENOMEM, name, "reading member");
+	ssize_t n = pread(fd, *text, (size_t)st.st_size, 0);
+	if (n != st.st_size) {
+		free(*text);
+		return kb_fail(err, EIO, name, "reading member");
+	}
+	(*text)[n] = '\0';
+	*len = (size_t)n;
+	return 0;
+}
+
+/* Every member but SHA256SUMS is listed, every listed one is there, and the digests match. */
+static int verify_sums(struct unpack *u, struct kb_error *err)
+{
+	autofree char *text = NULL;
+	size_t len;
+	struct kb_sums *sums = calloc(1, sizeof(*sums));
+	if (!sums)
+		return kb_fail(err, ENOMEM, NULL, "checking digests");
+	int rc = read_member(u, KB_BUNDLE_SUMS, 1 << 20, &text, &len, err);
+	if (rc == 0 && kb_sums_parse(text, len, sums, err) < 0) {
+		snprintf(err->path, sizeof(err->path), "%s", KB_BUNDLE_SUMS);
+		rc = -1;
+	}
+	for (int i = 0; rc == 0 && i < u->count; i++) {
+		const struct member *m = &u->members[i];
+		if (!strcmp(m->name, KB_BUNDLE_SUMS))
+			continue;
+		const struct kb_sum *s = kb_sums_find(sums, m->name);
+		if (!s)
+			rc = kb_fail(err, 0, m->name, "member is not listed in SHA256SUMS:");
+		else if (memcmp(s->digest, m->digest, 32) != 0) {
+			char want[65], got[65];
+			kb_digest_hex(s->digest, want);
+			kb_digest_hex(m->digest, got);
+			rc = kb_fail(err, 0, m->name, "digest mismatch (SHA256SUMS says %.12s..., content is %.12s...):", want, got);
+		}
+	}
+	for (int i = 0; rc == 0 && i < sums->count; i++) {
+		bool present = false;
+		for (int j = 0; j < u->count && !present; j++)
+			present = !strcmp(u->members[j].name, sums->sum[i].name);
+		if (!present)
+			rc = kb_fail(err, 0, sums->sum[i].name, "listed in SHA256SUMS but missing from the bundle:");
+	}
+	free(sums);
+	return rc;
+}
+
+static struct member *find_member(struct unpack *u, const char *name)
+{
+	for (int i = 0; i < u->count; i++)
+		if (!strcmp(u->members[i].name, name))
+			return &u->members[i];
+	return NULL;
+}
+
+/* qcow2 headers (a backing file must be another member) and libblkid's view of raw images. */
+static int examine_disks(struct unpack *u, struct kb_error *err)
+{
+	for (int i = 0; i < u->count; i++) {
+		struct member *m = &u->members[i];
+		if (!strcmp(m->name, KB_BUNDLE_SUMS) || !strcmp(m->name, KB_BUNDLE_DOMAIN_XML))
+			continue;
+		char path[PATH_MAX + KB_BUNDLE_NAME_MAX];
+		snprintf(path, sizeof(path), "%s/%s", u->staging, m->name);
+		uint8_t head[65536];
+		autoclose_fd fd = open(path, O_RDONLY | O_CLOEXEC);
+		ssize_t n = fd < 0 ? -1 : pread(fd, head, sizeof(head), 0);
+		if (n < 0)
+			return kb_fail(err, errno, m->name, "reading member");
+		int q = kb_qcow2_parse(head, (size_t)n, &m->qcow2_header, err);
+		if (q < 0) {
+			char why[256];
+			snprintf(why, sizeof(why), "%s", err->what);
+			return kb_fail(err, 0, m->name, "%s in", why);
+		}
+		if (q == 1) {
+			m->qcow2 = true;
+			const char *backing = m->qcow2_header.backing;
+			if (backing[0] && (!kb_member_name_valid(backing) || !find_member(u, backing) || !strcmp(backing, m->name)))
+				return kb_fail(err, 0, m->name, "backing file '%s' is not another member of the bundle: refused in", backing);
+			continue;
+		}
+		blkid_probe pr = blkid_new_probe_from_filename(path);
+		if (!pr) {
+			snprintf(m->probe, sizeof(m->probe), "raw (not probed)");
+			continue;
+		}
+		blkid_probe_enable_partitions(pr, 1);
+		blkid_probe_set_partitions_flags(pr, BLKID_PARTS_ENTRY_DETAILS);
+		blkid_probe_enable_superblocks(pr, 1);
+		const char *pttype = NULL, *type = NULL;
+		if (blkid_do_safeprobe(pr) == 0) {
+			blkid_probe_lookup_value(pr, "PTTYPE", &pttype, NULL);
+			blkid_probe_lookup_value(pr, "TYPE", &type, NULL);
+		}
+		int used = snprintf(m->probe, sizeof(m->probe), "raw, %s", pttype ? pttype : type ? type : "no partition table or filesystem");
+		blkid_partlist parts = pttype ? blkid_probe_get_partitions(pr) : NULL;
+		int nparts = parts ? blkid_partlist_numof_partitions(parts) : 0;
+		for (int p = 0; p < nparts && used < (int)sizeof(m->probe); p++) {
+			blkid_partition part = blkid_partlist_get_partition(parts, p);
+			blkid_probe sub = blkid_new_probe();
+			const char *fs = NULL;
+			if (sub && blkid_probe_set_device(sub, fd, blkid_partition_get_start(part) * 512,
+							  blkid_partition_get_size(part) * 512) == 0) {
+				blkid_probe_enable_superblocks(sub, 1);
+				if (blkid_do_safeprobe(sub) == 0)
+					blkid_probe_lookup_value(sub, "TYPE", &fs, NULL);
+			}
+			used += snprintf(m->probe + used, sizeof(m->probe) - (size_t)used, "%s%d: %s", p ? ", " : " (",
+					 blkid_partition_get_partno(part), fs ? fs : "unknown");
+			if (sub)
+				blkid_free_probe(sub);
+		}
+		if (nparts && used < (int)sizeof(m->probe))
+			snprintf(m->probe + used, sizeof(m->probe) - (size_t)used, ")");
+		blkid_free_probe(pr);
+	}
+	return 0;
+}
+
+/* domain.xml: well-formed, no DTD, a <domain>; disk sources that name members point into DIR/NAME. */
+static int rewrite_domain(struct unpack *u, struct kb_error *err)
+{
+	autofree char *text = NULL;
+	size_t len;
+	if (read_member(u, KB_BUNDLE_DOMAIN_XML, KB_BUNDLE_DOMAIN_MAX, &text, &len, err) < 0)
+		return -1;
+	if (kb_xml_load(&u->xml, err) < 0)
+		return -1;
+	xmlDoc *doc = kb_xml_parse(&u->xml, text, len, KB_BUNDLE_DOMAIN_XML, err);
+	if (!doc)
+		return -1;
+	int rc = 0;
+	xmlNode *domain = u->xml.root_element(doc);
+	if (!domain || strcmp((const char *)domain->name, "domain"))
+		rc = kb_fail(err, 0, KB_BUNDLE_DOMAIN_XML, "the root element is not <domain> in");
+	xmlNode *devices = rc == 0 ? kb_xml_child(domain, "devices") : NULL;
+	for (xmlNode *disk = devices ? devices->children : NULL; rc == 0 && disk; disk = disk->next) {
+		if (disk->type != XML_ELEMENT_NODE || strcmp((const char *)disk->name, "disk"))
+			continue;
+		xmlNode *source = kb_xml_child(disk, "source");
+		xmlChar *file = source ? u->xml.get_prop(source, (const xmlChar *)"file") : NULL;
+		if (!file)
+			continue;
+		char copy[PATH_MAX];
+		snprintf(copy, sizeof(copy), "%s", (const char *)file);
+		(*u->xml.free)(file);
+		const char *base = basename(copy);
+		if (!find_member(u, base))
+			continue;
+		char unpacked[PATH_MAX + 2 * KB_BUNDLE_NAME_MAX];
+		snprintf(unpacked, sizeof(unpacked), "%s/%s/%s", u->dest, u->name, base);
+		u->xml.set_prop(source, (const xmlChar *)"file", (const xmlChar *)unpacked);
+	}
+	xmlChar *out = NULL;
+	int out_len = 0;
+	if (rc == 0) {
+		u->xml.dump_memory(doc, &out, &out_len);
+		if (!out)
+			rc = kb_fail(err, ENOMEM, KB_BUNDLE_DOMAIN_XML, "writing");
+	}
+	if (rc == 0) {
+		char path[PATH_MAX + KB_BUNDLE_NAME_MAX];
+		snprintf(path, sizeof(path), "%s/%s", u->staging, KB_BUNDLE_DOMAIN_XML);
+		autoclose_fd fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+		if (fd < 0 || write(fd, out, (size_t)out_len) != out_len || fsync(fd) < 0)
+			rc = kb_fail(err, errno, KB_BUNDLE_DOMAIN_XML, "writing");
+	}
+	if (out)
+		(*u->xml.free)(out);
+	u->xml.free_doc(doc);
+	return rc;
+}
+
+static int fsync_path(const char *path, struct kb_error *err)
+{
+	autoclose_fd fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0)
+		return kb_fail(err, errno, path, "syncing");
+	return 0;
+}
+
+/* The staging directory becomes DIR/NAME; with --replace an existing one is swapped out atomically. */
+static int commit(struct unpack *u, bool replace, struct kb_error *err)
+{
+	/* mkdtemp made it 0700; QEMU under libvirt must be able to reach the images inside. */
+	if (chmod(u->staging, 0755) < 0)
+		return kb_fail(err, errno, u->staging, "setting the mode of");
+	if (fsync_path(u->staging, err) < 0)
+		return -1;
+	if (replace && access(u->final_dir.s, F_OK) == 0) {
+		if (renameat2(AT_FDCWD, u->staging, AT_FDCWD, u->final_dir.s, RENAME_EXCHANGE) < 0)
+			return kb_fail(err, errno, u->final_dir.s, "swapping in the new");
+		/* The staging name now holds the old tree. */
+		if (kb_remove_tree(u->staging, err) < 0)
+			return -1;
+	} else if (rename(u->staging, u->final_dir.s) < 0) {
+		return kb_fail(err, errno, u->final_dir.s, "renaming the staging directory to");
+	}
+	return fsync_path(u->dest_dir.s, err);
+}
+
+static int run(struct unpack *u, const char *bundle, bool replace, struct kb_error *err)
+{
+	autoclose_fd fd = open(bundle, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return kb_fail(err, errno, bundle, "opening");
+	u->bundle_size = (uint64_t)st.st_size;
+	if (!replace && access(u->final_dir.s, F_OK) == 0)
+		return kb_fail(err, EEXIST, u->final_dir.s, "refusing to overwrite (--replace swaps it):");
+	struct statvfs vfs;
+	if (statvfs(u->dest_dir.s, &vfs) < 0)
+		return kb_fail(err, errno, u->dest_dir.s, "checking free space in");
+	uint64_t free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize, declared = 0;
+	if (kb_archive_load(&u->ar, err) < 0 || kb_sha256_load(&u->sha, err) < 0)
+		return -1;
+	snprintf(u->staging, sizeof(u->staging), "%s/.%s.kvmbox-XXXXXX", u->dest_dir.s, u->name);
+	if (!mkdtemp(u->staging)) {
+		u->staging[0] = '\0';
+		return kb_fail(err, errno, u->dest_dir.s, "creating a staging directory in");
+	}
+
+	struct archive *a = u->ar.read_new();
+	u->ar.read_support_filter_all(a);
+	u->ar.read_support_format_tar(a);
+	int rc = 0;
+	if (u->ar.read_open_fd(a, fd, 1 << 20) != ARCHIVE_OK)
+		rc = kb_fail(err, 0, bundle, "not a readable bundle (%s):", u->ar.error_string(a));
+	kb_progress_start(u->ctx, &u->progress, "unpack");
+	struct archive_entry *e;
+	while (rc == 0) {
+		int r = u->ar.read_next_header(a, &e);
+		if (r == ARCHIVE_EOF)
+			break;
+		if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+			rc = kb_fail(err, 0, bundle, "truncated or corrupt (%s):", u->ar.error_string(a) ? u->ar.error_string(a) : "unreadable header");
+			break;
+		}
+		const char *name = u->ar.entry_pathname(e);
+		if (!name)
+			name = "";
+		if (!strncmp(name, "./", 2) && name[2])
+			name += 2;
+		const char *why = refusal(u, e, name);
+		if (!why && u->count == KB_BUNDLE_MAX_MEMBERS)
+			why = "is one member more than the 64 a bundle may have";
+		if (why) {
+			rc = kb_fail(err, 0, name, "member %s:", why);
+			break;
+		}
+		struct member *m = &u->members[u->count++];
+		*m = (struct member){ .size = (uint64_t)u->ar.entry_size(e) };
+		snprintf(m->name, sizeof(m->name), "%s", name);
+		declared += m->size;
+		if (declared > free_bytes) {
+			rc = kb_fail(err, ENOSPC, u->dest_dir.s, "member %s: the bundle needs %llu bytes, more than the %llu free in", name,
+				     (unsigned long long)declared, (unsigned long long)free_bytes);
+			break;
+		}
+		rc = extract(u, a, m, err);
+	}
+	u->ar.read_free(a);
+	kb_progress_end(u->ctx, &u->progress);
+	if (rc == 0 && !find_member(u, KB_BUNDLE_SUMS))
+		rc = kb_fail(err, 0, bundle, "no SHA256SUMS member in");
+	if (rc == 0 && !find_member(u, KB_BUNDLE_DOMAIN_XML))
+		rc = kb_fail(err, 0, bundle, "no domain.xml member in");
+	if (rc == 0)
+		rc = verify_sums(u, err);
+	if (rc == 0)
+		rc = examine_disks(u, err);
+	if (rc == 0)
+		rc = rewrite_domain(u, err);
+	if (rc == 0)
+		rc = commit(u, replace, err);
+	if (rc < 0 && u->staging[0])
+		kb_remove_tree(u->staging, NULL);
+	return rc;
+}
+
+static void report(struct unpack *u)
+{
+	FILE *out = u->ctx->out;
+	char dir[PATH_MAX + KB_BUNDLE_NAME_MAX];
+	snprintf(dir, sizeof(dir), "%s/%s", u->dest, u->name);
+	if (u->ctx->format == KB_FORMAT_JSON) {
+		fputs("{\"name\": ", out);
+		kb_json_string(out, u->name);
+		fputs(", \"dir\": ", out);
+		kb_json_string(out, dir);
+		char xml[sizeof(dir) + 16];
+		snprintf(xml, sizeof(xml), "%s/%s", dir, KB_BUNDLE_DOMAIN_XML);
+		fputs(", \"domain_xml\": ", out);
+		kb_json_string(out, xml);
+		fputs(", \"members\": [", out);
+		for (int i = 0; i < u->count; i++) {
+			const struct member *m = &u->members[i];
+			char hex[65];
+			kb_digest_hex(m->digest, hex);
+			fputs(i ? ",\n  {\"name\": " : "\n  {\"name\": ", out);
+			kb_json_string(out, m->name);
+			fprintf(out, ", \"size\": %llu, \"allocated\": %llu, \"holes\": %llu, \"sha256\": \"%s\"",
+				(unsigned long long)m->size, (unsigned long long)m->allocated,
+				(unsigned long long)(m->size > m->allocated ? m->size - m->allocated : 0), hex);
+			if (m->qcow2) {
+				fprintf(out, ", \"format\": \"qcow2\", \"virtual_size\": %llu, \"backing\": ",
+					(unsigned long long)m->qcow2_header.virtual_size);
+				kb_json_string(out, m->qcow2_header.backing);
+			} else if (m->probe[0]) {
+				fputs(", \"format\": \"raw\", \"probe\": ", out);
+				kb_json_string(out, m->probe);
+			}
+			fputs("}", out);
+		}
+		fputs("\n]}\n", out);
+		return;
+	}
+	fprintf(out, "unpacked %s into %s (%d members)\n", u->name, dir, u->count);
+	for (int i = 0; i < u->count; i++) {
+		const struct member *m = &u->members[i];
+		char hex[65];
+		kb_digest_hex(m->digest, hex);
+		fprintf(out, "  %-20s %14llu bytes, %14llu allocated, sha256 %.16s", m->name, (unsigned long long)m->size,
+			(unsigned long long)m->allocated, hex);
+		if (m->qcow2)
+			fprintf(out, ", qcow2 v%u, virtual %llu%s%s", m->qcow2_header.version,
+				(unsigned long long)m->qcow2_header.virtual_size, m->qcow2_header.backing[0] ? ", backing " : "",
+				m->qcow2_header.backing);
+		else if (m->probe[0])
+			fprintf(out, ", %s", m->probe);
+		fputc('\n', out);
+	}
+}
+
+/* "web" from "/srv/web.kvmbundle" or "web.tar.zst". */
+static void default_name(const char *bundle, char *name, size_t size)
+{
+	const char *base = strrchr(bundle, '/');
+	snprintf(name, size, "%s", base ? base + 1 : bundle);
+	static const char *const suffixes[] = { ".zst", ".xz", ".gz", ".tar", ".kvmbundle" };
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		size_t n = strlen(name), s = strlen(suffixes[i]);
+		if (n > s && !strcmp(name + n - s, suffixes[i]))
+			name[n - s] = '\0';
+	}
+}
+
+int unpack_main(struct kb_ctx *ctx, int argc, char **argv)
+{
+	enum { OPT_DEST = KB_OPT_APPLET_FIRST, OPT_NAME, OPT_REPLACE };
+	static const struct option long_options[] = {
+		KB_GLOBAL_LONG_OPTIONS,
+		{ "dest", required_argument, NULL, OPT_DEST },
+		{ "name", required_argument, NULL, OPT_NAME },
+		{ "replace", no_argument, NULL, OPT_REPLACE },
+		{ 0 },
+	};
+	struct unpack *u = calloc(1, sizeof(*u));
+	if (!u)
+		return KB_EXIT_FAILURE;
+	u->ctx = ctx;
+	u->dest = DEFAULT_DEST;
+	const char *name = NULL;
+	bool replace = false;
+	int opt, rc;
+	while ((opt = getopt_long(argc, argv, KB_GLOBAL_SHORT_OPTIONS, long_options, NULL)) != -1) {
+		switch (opt) {
+		case OPT_DEST: u->dest = optarg; break;
+		case OPT_NAME: name = optarg; break;
+		case OPT_REPLACE: replace = true; break;
+		default:
+			if ((rc = kb_common_option(ctx, opt, optarg)) >= 0) {
+				free(u);
+				return rc;
+			}
+		}
+	}
+	if (optind != argc - 1 || u->dest[0] != '/') {
+		kb_say_error(ctx, optind == argc ? "needs a BUNDLE" : u->dest[0] != '/' ? "--dest must be an absolute path"
+											   : "one BUNDLE at a time");
+		free(u);
+		return KB_EXIT_USAGE;
+	}
+	const char *bundle = argv[optind];
+	if (name)
+		snprintf(u->name, sizeof(u->name), "%s", name);
+	else
+		default_name(bundle, u->name, sizeof(u->name));
+	if (!kb_member_name_valid(u->name) || u->name[0] == '.') {
+		kb_say_error(ctx, "'%s' cannot name the directory (--name sets it)", u->name);
+		free(u);
+		return KB_EXIT_USAGE;
+	}
+	struct kb_error err = { 0 };
+	char final[PATH_MAX + KB_BUNDLE_NAME_MAX];
+	snprintf(final, sizeof(final), "%s/%s", u->dest, u->name);
+	rc = kb_sysroot_path(ctx, u->dest, &u->dest_dir, &err) < 0 || kb_sysroot_path(ctx, final, &u->final_dir, &err) < 0
+		     ? -1
+		     : run(u, bundle, replace, &err);
+	if (rc < 0) {
+		char msg[PATH_MAX + 400];
+		kb_say_error(ctx, "%s", kb_error_message(&err, msg, sizeof(msg)));
+	} else {
+		report(u);
+	}
+	free(u);
+	return rc < 0 ? KB_EXIT_FAILURE : KB_EXIT_OK;
+}

@@ -1,0 +1,60 @@
+/*
+ * VM image bundles (*.kvmbundle): the pure parts, testable and fuzzable —
+ * SHA256SUMS, qcow2 headers, member names.
+ */
+#ifndef KVMBOX_BUNDLE_H
+#define KVMBOX_BUNDLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "kvmbox/error.h"
+
+#define KB_BUNDLE_MAX_MEMBERS 64
+#define KB_BUNDLE_NAME_MAX 128
+#define KB_BUNDLE_DOMAIN_XML "domain.xml"
+#define KB_BUNDLE_SUMS "SHA256SUMS"
+#define KB_BUNDLE_DOMAIN_MAX (1u << 20)
+
+struct kb_sum {
+	char name[KB_BUNDLE_NAME_MAX];
+	uint8_t digest[32];
+};
+
+struct kb_sums {
+	struct kb_sum sum[KB_BUNDLE_MAX_MEMBERS];
+	int count;
+};
+
+/*
+ * Parse sha256sum(1) output: "HEX  NAME" or "HEX *NAME" per line, 64 hex
+ * digits, names valid as members, each once. Errors carry the line number.
+ */
+int kb_sums_parse(const char *text, size_t len, struct kb_sums *out, struct kb_error *err);
+
+/* The digest listed for @name, or NULL. */
+const struct kb_sum *kb_sums_find(const struct kb_sums *sums, const char *name);
+
+/*
+ * Whether @name may be a bundle member: a plain file name (no '/', not "." or
+ * "..", no leading '-', printable, at most KB_BUNDLE_NAME_MAX - 1 bytes).
+ */
+bool kb_member_name_valid(const char *name);
+
+struct kb_qcow2 {
+	uint32_t version;
+	uint64_t virtual_size;
+	char backing[1024]; /* "" without a backing file */
+};
+
+/*
+ * Read a qcow2 header from the first @len bytes of an image. Returns 1 for a
+ * qcow2 image, 0 when the magic is not there (not qcow2), -1 for a corrupt
+ * header (a backing file name outside @len counts as corrupt).
+ */
+int kb_qcow2_parse(const uint8_t *buf, size_t len, struct kb_qcow2 *out, struct kb_error *err);
+
+/* "ab01..." (64 hex digits + NUL) for a digest. */
+void kb_digest_hex(const uint8_t digest[32], char hex[65]);
+
+#endif
