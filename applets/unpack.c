@@ -451,7 +451,7 @@ static int run(struct unpack *u, const char *bundle, bool replace, struct kb_err
 		if (!why && u->count == KB_BUNDLE_MAX_MEMBERS)
 			why = "is one member more than the 64 a bundle may have";
 		if (why) {
-			rc = kb_fail(err, 0, name, "member %s:", why);
+			rc = kb_fail(err, 0, NULL, "member %s %s", name, why);
 			break;
 		}
 		struct member *m = &u->members[u->count++];

@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# kvmbox pack/unpack with real images (qemu-img, sfdisk, mkfs.ext4) and hostile bundles
+# the tests build with GNU tar and bsdtar. After every refusal nothing may be left in --dest.
+. tests/lib.sh
+
+# images DIR: a raw disk with a GPT and an ext4 filesystem, a qcow2 with data written into it,
+# a qcow2 overlay whose backing file (also in DIR) is named relatively, and domain XMLs.
+images() {
+	local d=$1
+	mkdir -p "$d"
+	qemu-img create -q -f raw "$d/root.raw" 64M
+	printf 'label: gpt\n,\n' | sfdisk -q "$d/root.raw"
+	mkfs.ext4 -q -F -E offset=1048576 "$d/root.raw" 60M
+	qemu-img create -q -f qcow2 "$d/data.qcow2" 128M
+	qemu-io -f qcow2 -c 'write -P 0xab 1M 2M' -c 'write -P 0x5a 64M 1M' "$d/data.qcow2" >/dev/null
+	qemu-img create -q -f qcow2 "$d/base.qcow2" 32M
+	qemu-io -f qcow2 -c 'write -P 0x11 0 1M' "$d/base.qcow2" >/dev/null
+	(cd "$d" && qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 overlay.qcow2)
+	qemu-io -f qcow2 -c 'write -P 0x22 4M 1M' "$d/overlay.qcow2" >/dev/null
+	cat >"$d/vm.xml" <<XML
+<domain type='qemu'>
+  <name>web</name>
+  <memory unit='MiB'>128</memory>
+  <os><type arch='x86_64'>hvm</type></os>
+  <devices>
+    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='$d/root.raw'/><target dev='vda' bus='virtio'/></disk>
+    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='data.qcow2'/><target dev='vdb' bus='virtio'/></disk>
+    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='overlay.qcow2'/><target dev='vdc' bus='virtio'/></disk>
+    <disk type='file' device='cdrom'><source file='/srv/iso/installer.iso'/><target dev='sda' bus='sata'/></disk>
+  </devices>
+</domain>
+XML
+}
+
+test_round_trip_every_compression() {
+	local d="$TESTS_TMP/img" c
+	images "$d"
+	for c in none gzip xz zstd; do
+		local dest="$TESTS_TMP/dest-$c" bundle="$TESTS_TMP/web-$c.kvmbundle"
+		mkdir -p "$dest"
+		run pack "$d/vm.xml" -o "$bundle" --compress "$c"
+		expect_rc 0
+		run unpack "$bundle" --dest "$dest" --name web --json
+		expect_rc 0
+		local m
+		for m in root.raw data.qcow2 base.qcow2 overlay.qcow2; do
+			cmp -s "$d/$m" "$dest/web/$m" || fail "$c: $m differs after the round trip"
+		done
+		# Holes kept: far less allocated than the apparent size.
+		[ "$(du -k "$dest/web/root.raw" | cut -f1)" -lt 8192 ] || fail "$c: root.raw lost its holes ($(du -k "$dest/web/root.raw"))"
+		expect_eq "$c: probe" "$(printf '%s' "$OUT" | jq -r '.members[] | select(.name == "root.raw") | .probe')" "raw, gpt (1: ext4)"
+		expect_eq "$c: qcow2" "$(printf '%s' "$OUT" | jq -c '.members[] | select(.name == "overlay.qcow2") | [.format, .virtual_size, .backing]')" '["qcow2",33554432,"base.qcow2"]'
+		expect_eq "$c: domain.xml path" "$(printf '%s' "$OUT" | jq -r .domain_xml)" "$dest/web/domain.xml"
+		# Disk paths now point at the unpacked files; the ISO outside the bundle is left alone.
+		expect_eq "$c: sources" "$(grep -o "source file=\"[^\"]*\"" "$dest/web/domain.xml" | tr '\n' ' ')" \
+			"source file=\"$dest/web/root.raw\" source file=\"$dest/web/data.qcow2\" source file=\"$dest/web/overlay.qcow2\" source file=\"/srv/iso/installer.iso\" "
+		qemu-img check -q "$dest/web/overlay.qcow2" || fail "$c: overlay does not check out"
+		expect_eq "$c: backing" "$(qemu-img info --output=json "$dest/web/overlay.qcow2" | jq -r '."full-backing-filename"')" "$dest/web/base.qcow2"
+	done
+}
+
+test_plain_tar_tools_can_read_a_bundle() {
+	local d="$TESTS_TMP/img2"
+	images "$d"
+	run pack "$d/vm.xml" -o "$TESTS_TMP/plain.kvmbundle"
+	expect_rc 0
+	mkdir -p "$TESTS_TMP/gnu" "$TESTS_TMP/bsd"
+	(cd "$TESTS_TMP/gnu" && tar -xSf ../plain.kvmbundle && sha256sum --quiet -c SHA256SUMS) || fail "GNU tar + sha256sum -c"
+	(cd "$TESTS_TMP/bsd" && bsdtar -xf ../plain.kvmbundle && sha256sum --quiet -c SHA256SUMS) || fail "bsdtar + sha256sum -c"
+	cmp -s "$d/root.raw" "$TESTS_TMP/gnu/root.raw" || fail "GNU tar content"
+	# The bundle itself is sparse: a 64 MiB raw disk packs into a few MiB.
+	[ "$(stat -c %s "$TESTS_TMP/plain.kvmbundle")" -lt $((16 * 1048576)) ] || fail "bundle not sparse: $(stat -c %s "$TESTS_TMP/plain.kvmbundle")"
+}
+
+# hostile NAME ERROR-REGEX: unpack $TESTS_TMP/h/NAME.tar; refused with that error; nothing left behind.
+hostile() {
+	local dest="$TESTS_TMP/hdest"
+	rm -rf "$dest"
+	mkdir -p "$dest"
+	run unpack "$TESTS_TMP/h/$1.tar" --dest "$dest" --name vm
+	expect_rc 1
+	expect_match "$1: error" "$ERR" "$2"
+	[ "$(printf '%s\n' "$ERR" | wc -l)" = 1 ] || fail "$1: error is not one line: $ERR"
+	expect_eq "$1: left behind" "$(ls -A "$dest")" ""
+}
+
+# A member set: domain.xml, disk.raw and their SHA256SUMS in DIR.
+good_members() {
+	mkdir -p "$1"
+	printf '<domain type="qemu"><name>vm</name><devices><disk type="file"><source file="disk.raw"/></disk></devices></domain>\n' >"$1/domain.xml"
+	head -c 65536 /dev/urandom >"$1/disk.raw"
+	(cd "$1" && sha256sum domain.xml disk.raw >SHA256SUMS)
+}
+
+test_hostile_bundles_are_refused() {
+	local h="$TESTS_TMP/h" m="$TESTS_TMP/h/m"
+	mkdir -p "$h"
+	good_members "$m"
+	(cd "$m" && tar -cf "$h/good.tar" domain.xml disk.raw SHA256SUMS)
+	run unpack "$h/good.tar" --dest "$TESTS_TMP" --name good-one
+	expect_rc 0
+
+	(cd "$m" && tar -cPf "$h/absolute.tar" "$m/disk.raw" domain.xml SHA256SUMS)
+	hostile absolute "member $m/disk.raw is an absolute path"
+	(cd "$m" && bsdtar -cf "$h/dotdot.tar" -s ',^disk,../disk,' disk.raw domain.xml SHA256SUMS)
+	hostile dotdot "member \.\./disk\.raw has '\.\.' in its path"
+	(cd "$m" && ln -sf domain.xml link && tar -cf "$h/symlink.tar" domain.xml disk.raw SHA256SUMS link && rm link)
+	hostile symlink "member link is a symbolic link"
+	(cd "$m" && ln disk.raw hard && tar -cf "$h/hardlink.tar" domain.xml disk.raw hard SHA256SUMS && rm hard)
+	hostile hardlink "member hard is a hard link"
+	(cd "$m" && mknod null c 1 3 && tar -cf "$h/device.tar" domain.xml disk.raw null SHA256SUMS && rm null)
+	hostile device "member null is a device"
+	(cd "$m" && mkfifo fifo && tar -cf "$h/fifo.tar" domain.xml disk.raw fifo SHA256SUMS && rm fifo)
+	hostile fifo "member fifo is a FIFO"
+	(cd "$m" && mkdir sub && cp disk.raw sub/ && tar -cf "$h/subdir.tar" domain.xml sub/disk.raw SHA256SUMS && rm -r sub)
+	hostile subdir "member sub/disk\.raw is not a plain file name"
+	(cd "$m" && tar -cf "$h/duplicate.tar" domain.xml disk.raw SHA256SUMS && tar -rf "$h/duplicate.tar" disk.raw)
+	hostile duplicate "member disk\.raw appears twice"
+	(cd "$m" && echo extra >extra.img && tar -cf "$h/unlisted.tar" domain.xml disk.raw extra.img SHA256SUMS && rm extra.img)
+	hostile unlisted "member is not listed in SHA256SUMS: extra\.img"
+	(cd "$m" && tar -cf "$h/missing.tar" domain.xml SHA256SUMS)
+	hostile missing "listed in SHA256SUMS but missing from the bundle: disk\.raw"
+	(cd "$m" && cp disk.raw disk.orig && printf 'X' | dd of=disk.raw bs=1 seek=100 conv=notrunc status=none &&
+		tar -cf "$h/mismatch.tar" domain.xml disk.raw SHA256SUMS && mv disk.orig disk.raw)
+	hostile mismatch "digest mismatch .*: disk\.raw"
+	head -c 30000 "$h/good.tar" >"$h/truncated.tar"
+	hostile truncated "truncated or corrupt|reading member"
+	cp "$h/good.tar" "$h/corrupt.tar"
+	printf 'garbage!' | dd of="$h/corrupt.tar" bs=1 seek=148 conv=notrunc status=none # the header checksum
+	hostile corrupt "not a readable bundle|truncated or corrupt"
+	(cd "$m" && for i in $(seq 1 65); do : >"f$i"; done && tar -cf "$h/many.tar" domain.xml f* && rm f*)
+	hostile many "one member more than the 64"
+	(cd "$m" && cp domain.xml small.xml && head -c 1100000 /dev/zero | tr '\0' ' ' >>domain.xml &&
+		sha256sum domain.xml disk.raw >SHA256SUMS && tar -cf "$h/bigxml.tar" domain.xml disk.raw SHA256SUMS &&
+		mv small.xml domain.xml && sha256sum domain.xml disk.raw >SHA256SUMS)
+	hostile bigxml "member domain\.xml is over 1 MiB"
+	(cd "$m" && cp domain.xml ok.xml && printf '<domain><name>broken' >domain.xml && sha256sum domain.xml disk.raw >SHA256SUMS &&
+		tar -cf "$h/malformed.tar" domain.xml disk.raw SHA256SUMS && mv ok.xml domain.xml && sha256sum domain.xml disk.raw >SHA256SUMS)
+	hostile malformed "not well-formed XML: domain\.xml"
+	(cd "$m" && cp domain.xml ok.xml &&
+		printf '<?xml version="1.0"?>\n<!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n<domain><name>&x;</name></domain>\n' >domain.xml &&
+		sha256sum domain.xml disk.raw >SHA256SUMS && tar -cf "$h/entity.tar" domain.xml disk.raw SHA256SUMS &&
+		mv ok.xml domain.xml && sha256sum domain.xml disk.raw >SHA256SUMS)
+	hostile entity "has a DOCTYPE \(DTD or entities\), which is refused: domain\.xml"
+	(cd "$m" && qemu-img create -q -f qcow2 -b /etc/hostname -F raw escape.qcow2 && sha256sum domain.xml disk.raw escape.qcow2 >SHA256SUMS &&
+		tar -cf "$h/backing.tar" domain.xml disk.raw escape.qcow2 SHA256SUMS && rm escape.qcow2 && sha256sum domain.xml disk.raw >SHA256SUMS)
+	hostile backing "backing file '/etc/hostname' is not another member of the bundle: refused in escape\.qcow2"
+	(cd "$m" && tar -cf "$h/nosums.tar" domain.xml disk.raw)
+	hostile nosums "no SHA256SUMS member in"
+}
+
+test_existing_directory_and_replace() {
+	local m="$TESTS_TMP/r" dest="$TESTS_TMP/rdest"
+	good_members "$m"
+	(cd "$m" && tar -czf "$TESTS_TMP/r.kvmbundle" domain.xml disk.raw SHA256SUMS)
+	mkdir -p "$dest/r"
+	echo old >"$dest/r/old-file"
+	run unpack "$TESTS_TMP/r.kvmbundle" --dest "$dest"
+	expect_rc 1
+	expect_match "refused" "$ERR" "refusing to overwrite \(--replace swaps it\): $dest/r"
+	expect_eq "untouched" "$(ls "$dest/r")" "old-file"
+	run unpack "$TESTS_TMP/r.kvmbundle" --dest "$dest" --replace
+	expect_rc 0
+	expect_eq "replaced" "$(ls "$dest/r" | tr '\n' ' ')" "SHA256SUMS disk.raw domain.xml "
+	expect_eq "nothing else" "$(ls -A "$dest" | tr '\n' ' ')" "r "
+}
+
+test_not_enough_space() {
+	local m="$TESTS_TMP/s" dest="$TESTS_TMP/sdest"
+	mkdir -p "$m" "$dest"
+	printf '<domain><name>s</name></domain>\n' >"$m/domain.xml"
+	head -c 3145728 /dev/urandom >"$m/disk.raw"
+	(cd "$m" && sha256sum domain.xml disk.raw >SHA256SUMS && tar -cf "$TESTS_TMP/s.kvmbundle" domain.xml disk.raw SHA256SUMS)
+	mount -t tmpfs -o size=2m tmpfs "$dest" || { fail "cannot mount a tmpfs"; return; }
+	at_exit "umount '$dest' 2>/dev/null"
+	run unpack "$TESTS_TMP/s.kvmbundle" --dest "$dest"
+	expect_rc 1
+	expect_match "error" "$ERR" "member disk\.raw: the bundle needs [0-9]+ bytes, more than the [0-9]+ free in $dest"
+	expect_eq "left behind" "$(ls -A "$dest")" ""
+	umount "$dest"
+}
+
+test_target_and_usage() {
+	local m="$TESTS_TMP/t" t="$TESTS_TMP/target"
+	good_members "$m"
+	(cd "$m" && tar -cJf "$TESTS_TMP/t.kvmbundle" domain.xml disk.raw SHA256SUMS)
+	mkdir -p "$t/var/lib/libvirt/images"
+	run --target "$t" unpack "$TESTS_TMP/t.kvmbundle"
+	expect_rc 0
+	[ -f "$t/var/lib/libvirt/images/t/disk.raw" ] || fail "not unpacked into the target"
+	expect_match "path as the installed system sees it" "$(cat "$t/var/lib/libvirt/images/t/domain.xml")" 'source file="/var/lib/libvirt/images/t/disk.raw"'
+	run unpack
+	expect_rc 2
+	run unpack a b
+	expect_rc 2
+	run unpack x --dest relative
+	expect_rc 2
+	run pack
+	expect_rc 2
+	run pack "$m/domain.xml" --compress lzma
+	expect_rc 2
+	run pack /nonexistent.xml
+	expect_rc 1
+}
+
+t test_round_trip_every_compression
+t test_plain_tar_tools_can_read_a_bundle
+t test_hostile_bundles_are_refused
+t test_existing_directory_and_replace
+t test_not_enough_space
+t test_target_and_usage
+done_testing
