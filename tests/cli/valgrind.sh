@@ -79,6 +79,21 @@ test_bridge() {
 	expect_rc 0
 }
 
+# pack and unpack: libarchive, libcrypto and libxml2 loaded at run time, libblkid static.
+test_bundles() {
+	local d="$TESTS_TMP/vgb"
+	mkdir -p "$d/dest"
+	qemu-img create -q -f raw "$d/disk.raw" 8M
+	printf 'label: dos\n,\n' | sfdisk -q "$d/disk.raw"
+	printf '<domain type="qemu"><name>vg</name><devices><disk type="file" device="disk"><source file="disk.raw"/></disk></devices></domain>\n' >"$d/vm.xml"
+	vg pack "$d/vm.xml" -o "$d/vg.kvmbundle" --compress zstd
+	expect_rc 0
+	vg unpack "$d/vg.kvmbundle" --dest "$d/dest" --json
+	expect_rc 0
+	vg unpack "$d/vg.kvmbundle" --dest "$d/dest"
+	expect_rc 1
+}
+
 test_front_paths() {
 	vg --list
 	expect_rc 0
@@ -96,12 +111,14 @@ if [ "${SAN:-}" = 1 ]; then
 	skip test_changing_applets "valgrind does not run ASan builds"
 	skip test_run_time_libraries "valgrind does not run ASan builds"
 	skip test_bridge "valgrind does not run ASan builds"
+	skip test_bundles "valgrind does not run ASan builds"
 	skip test_front_paths "valgrind does not run ASan builds"
 else
 	t test_check_on_fixture_and_host
 	t test_changing_applets
 	t test_run_time_libraries
 	t test_bridge
+	t test_bundles
 	t test_front_paths
 fi
 done_testing
