@@ -18,7 +18,7 @@ PKG_CONFIG ?= pkg-config
 DEBIAN_PACKAGES := build-essential pkg-config libcmocka-dev libkmod-dev libxml2-dev kmod \
                    libnl-3-dev libnl-route-3-dev libinih-dev iproute2 iputils-ping \
                    libarchive-dev libblkid-dev libssl-dev qemu-utils fdisk e2fsprogs libarchive-tools \
-                   zstd xz-utils \
+                   zstd xz-utils time \
                    valgrind clang libclang-rt-14-dev \
                    cpu-checker libvirt-clients hyperfine jq
 
@@ -126,6 +126,7 @@ check: deps $(BIN) $(UNIT_BINS) $(HELPER_BINS) $(if $(SAN),,$(FUZZ_BINS))
 bench: deps $(BIN)
 	@KVMBOX=$(abspath $(BIN)) tests/bench/check.sh
 	@KVMBOX=$(abspath $(BIN)) tests/bench/bridge.sh
+	@KVMBOX=$(abspath $(BIN)) tests/bench/bundle.sh
 
 install: $(BIN) $(BUILD)/kvmbox.1
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1

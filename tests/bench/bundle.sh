@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Benchmark: unpack + verify of a bundle holding a 4 GiB raw image that is mostly holes,
+# with 1 GiB of random data in 1024 scattered 1 MiB extents, as tar and as tar.zst.
+# Side by side in one run: kvmbox unpack, GNU tar -xS then sha256sum -c, bsdtar then
+# sha256sum -c, and the one-core SHA-256 floor of `openssl speed -evp sha256`.
+set -eu
+: "${KVMBOX:?KVMBOX must name the binary}"
+work=$(mktemp -d /var/tmp/kvmbox-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+SIZE_MIB=${SIZE_MIB:-4096}
+DATA_MIB=${DATA_MIB:-1024}
+
+echo "making a ${SIZE_MIB} MiB image with ${DATA_MIB} MiB of random data..." >&2
+head -c $((64 << 20)) /dev/urandom >rand64
+truncate -s "${SIZE_MIB}M" disk.raw
+# DATA_MIB distinct 1 MiB slots, spread over the image.
+shuf -i 0-$((SIZE_MIB - 1)) -n "$DATA_MIB" --random-source=rand64 | sort -n >slots
+i=0
+while read -r slot; do
+	dd if=rand64 of=disk.raw bs=1M seek="$slot" skip=$((i % 64)) count=1 conv=notrunc status=none
+	i=$((i + 1))
+done <slots
+printf '<domain type="qemu"><name>bench</name><devices><disk type="file" device="disk"><source file="disk.raw"/></disk></devices></domain>\n' >vm.xml
+"$KVMBOX" pack vm.xml -o bundle.tar >/dev/null
+"$KVMBOX" pack vm.xml -o bundle.tar.zst --compress zstd >/dev/null
+bytes=$((SIZE_MIB << 20))
+
+# run LABEL CMD...: wall seconds and peak RSS (KiB) of CMD into $secs, $rss.
+measure() {
+	local start end
+	rm -rf out && mkdir out
+	sync
+	start=$(date +%s%N)
+	/usr/bin/time -f %M -o rss.txt "$@" >/dev/null 2>time.err || { cat time.err >&2; exit 1; }
+	end=$(date +%s%N)
+	secs=$(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.3f", (e - s) / 1e9 }')
+	rss=$(tail -1 rss.txt)
+}
+tar_then_sums() { tar -xSf "$1" -C out && (cd out && sha256sum --quiet -c SHA256SUMS); }
+bsdtar_then_sums() { bsdtar -xf "$1" -C out && (cd out && sha256sum --quiet -c SHA256SUMS); }
+export -f tar_then_sums bsdtar_then_sums
+
+printf '%-40s %9s %9s %10s %10s\n' "" "seconds" "MB/s" "disk used" "peak RSS"
+report() { printf '%-40s %9s %9.0f %9sM %8sK\n' "$1" "$secs" "$(awk -v b="$bytes" -v s="$secs" 'BEGIN { print b / 1e6 / s }')" "$(du -sm out | cut -f1)" "$rss"; }
+
+for b in bundle.tar bundle.tar.zst; do
+	measure "$KVMBOX" unpack "$b" --dest "$work/out" --name vm
+	kb=$secs
+	report "kvmbox unpack $b"
+	measure bash -c 'tar_then_sums "$1"' _ "$b"
+	gnu=$secs
+	report "GNU tar -xS + sha256sum -c ($b)"
+	measure bash -c 'bsdtar_then_sums "$1"' _ "$b"
+	bsd=$secs
+	report "bsdtar + sha256sum -c ($b)"
+	eval "kb_$(echo "$b" | tr -c 'a-z\n' _)=$kb gnu_$(echo "$b" | tr -c 'a-z\n' _)=$gnu bsd_$(echo "$b" | tr -c 'a-z\n' _)=$bsd"
+done
+# The floor: hashing the image's whole logical size on one core.
+rate=$(openssl speed -evp sha256 -bytes 1048576 -seconds 3 2>/dev/null | awk '/^sha256/ || /^SHA256/ { v = $NF } END { sub(/k$/, "", v); print v * 1000 }')
+floor=$(awk -v b="$bytes" -v r="$rate" 'BEGIN { printf "%.3f", b / r }')
+printf '%-40s %9s %9.0f\n' "SHA-256 floor (openssl speed, 1 core)" "$floor" "$(awk -v r="$rate" 'BEGIN { print r / 1e6 }')"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+echo "ratios (tar):"
+printf '  GNU tar + sha256sum / kvmbox unpack   %sx (target >= 1.8x)\n' "$(ratio "$gnu_bundle_tar" "$kb_bundle_tar")"
+printf '  bsdtar + sha256sum / kvmbox unpack    %sx\n' "$(ratio "$bsd_bundle_tar" "$kb_bundle_tar")"
+printf '  floor / kvmbox unpack                 %s (target >= 0.80)\n' "$(ratio "$floor" "$kb_bundle_tar")"
+echo "ratios (tar.zst):"
+printf '  GNU tar + sha256sum / kvmbox unpack   %sx\n' "$(ratio "$gnu_bundle_tar_zst" "$kb_bundle_tar_zst")"
+printf '  floor / kvmbox unpack                 %s\n' "$(ratio "$floor" "$kb_bundle_tar_zst")"
