@@ -151,10 +151,11 @@ static int extract(struct unpack *u, struct archive *a, struct member *m, struct
 	autoclose_fd fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, config ? 0644 : 0600);
 	if (fd < 0)
 		return kb_fail(err, errno, m->name, "creating member");
-	struct kb_sha256 sha;
-	if (kb_sha256_init(&sha, &u->sha, err) < 0)
+	struct kb_hasher *sha = kb_hasher_start(&u->sha, err);
+	if (!sha)
 		return -1;
-	uint64_t written = 0;
+	uint64_t written = 0, synced = 0;
+	int rc = 0;
 	for (;;) {
 		const void *buf;
 		size_t len;
@@ -163,24 +164,31 @@ static int extract(struct unpack *u, struct archive *a, struct member *m, struct
 		if (r == ARCHIVE_EOF)
 			break;
 		if (r != ARCHIVE_OK) {
-			kb_sha256_free(&sha);
-			return kb_fail(err, 0, m->name, "reading member: %s:", u->ar.error_string(a) ? u->ar.error_string(a) : "truncated or corrupt archive");
+			rc = kb_fail(err, 0, m->name, "reading member: %s:",
+				     u->ar.error_string(a) ? u->ar.error_string(a) : "truncated or corrupt archive");
+			break;
 		}
 		if ((uint64_t)offset < written || (uint64_t)offset + len > m->size) {
-			kb_sha256_free(&sha);
-			return kb_fail(err, 0, m->name, "corrupt sparse map in member");
+			rc = kb_fail(err, 0, m->name, "corrupt sparse map in member");
+			break;
 		}
-		kb_sha256_zeros(&sha, (uint64_t)offset - written); /* a hole of a sparse entry */
-		kb_sha256_update(&sha, buf, len);
-		if (write_sparse(fd, buf, len, (uint64_t)offset, m->name, err) < 0) {
-			kb_sha256_free(&sha);
-			return -1;
-		}
+		kb_hasher_zeros(sha, (uint64_t)offset - written); /* a hole of a sparse entry */
+		kb_hasher_data(sha, buf, len);
+		if ((rc = write_sparse(fd, buf, len, (uint64_t)offset, m->name, err)) < 0)
+			break;
 		written = (uint64_t)offset + len;
+		/* Start writeback as we go, so the fsync at the end has little left to wait for. */
+		if (written - synced >= (64u << 20)) {
+			sync_file_range(fd, (off_t)synced, (off_t)(written - synced), SYNC_FILE_RANGE_WRITE);
+			synced = written;
+		}
 		kb_progress_update(u->ctx, &u->progress, (uint64_t)u->ar.filter_bytes(a, -1), u->bundle_size);
 	}
-	kb_sha256_zeros(&sha, m->size - written);
-	kb_sha256_final(&sha, m->digest);
+	if (rc == 0)
+		kb_hasher_zeros(sha, m->size - written);
+	kb_hasher_finish(sha, m->digest);
+	if (rc < 0)
+		return -1;
 	struct stat st;
 	if (ftruncate(fd, (off_t)m->size) < 0 || fsync(fd) < 0 || fstat(fd, &st) < 0)
 		return kb_fail(err, errno, m->name, "finishing member");

@@ -1,5 +1,10 @@
 /* SHA-256 through libcrypto's EVP interface, loaded at run time; see kvmbox/sha256.h. */
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <errno.h>
 
 #include "kvmbox/dynlib.h"
 #include "kvmbox/sha256.h"
@@ -52,4 +57,137 @@ void kb_sha256_free(struct kb_sha256 *s)
 	if (s->ctx)
 		s->api->ctx_free(s->ctx);
 	s->ctx = NULL;
+}
+
+/* One queued piece of work: data in its slot, or a run of zeros. */
+struct hasher_item {
+	size_t len;       /* bytes of data in the slot */
+	uint64_t zeros;   /* or: this many zero bytes */
+};
+
+struct kb_hasher {
+	struct kb_sha256 sha;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t changed;
+	struct hasher_item items[KB_HASHER_SLOTS];
+	uint8_t *slots; /* KB_HASHER_SLOTS x KB_HASHER_SLOT_SIZE */
+	unsigned head, tail; /* items queued: tail - head */
+	size_t fill;         /* bytes gathered in the slot at tail, not yet queued */
+	bool done;
+};
+
+static void *hasher_run(void *arg)
+{
+	struct kb_hasher *h = arg;
+	pthread_mutex_lock(&h->lock);
+	for (;;) {
+		while (h->head == h->tail && !h->done)
+			pthread_cond_wait(&h->changed, &h->lock);
+		if (h->head == h->tail)
+			break;
+		unsigned slot = h->head % KB_HASHER_SLOTS;
+		struct hasher_item item = h->items[slot];
+		pthread_mutex_unlock(&h->lock);
+		if (item.len)
+			kb_sha256_update(&h->sha, h->slots + (size_t)slot * KB_HASHER_SLOT_SIZE, item.len);
+		else
+			kb_sha256_zeros(&h->sha, item.zeros);
+		pthread_mutex_lock(&h->lock);
+		h->head++;
+		pthread_cond_broadcast(&h->changed);
+	}
+	pthread_mutex_unlock(&h->lock);
+	return NULL;
+}
+
+struct kb_hasher *kb_hasher_start(const struct kb_sha256_api *api, struct kb_error *err)
+{
+	struct kb_hasher *h = calloc(1, sizeof(*h));
+	if (h)
+		h->slots = malloc((size_t)KB_HASHER_SLOTS * KB_HASHER_SLOT_SIZE);
+	if (!h || !h->slots) {
+		if (h)
+			free(h);
+		kb_fail(err, ENOMEM, NULL, "starting the SHA-256 thread");
+		return NULL;
+	}
+	if (kb_sha256_init(&h->sha, api, err) < 0) {
+		free(h->slots);
+		free(h);
+		return NULL;
+	}
+	pthread_mutex_init(&h->lock, NULL);
+	pthread_cond_init(&h->changed, NULL);
+	if (pthread_create(&h->thread, NULL, hasher_run, h) != 0) {
+		kb_sha256_free(&h->sha);
+		free(h->slots);
+		free(h);
+		kb_fail(err, EAGAIN, NULL, "starting the SHA-256 thread");
+		return NULL;
+	}
+	return h;
+}
+
+/* Queue the slot being filled (or a zero run, @zeros > 0), waiting while the ring is full. */
+static void hasher_push(struct kb_hasher *h, uint64_t zeros)
+{
+	pthread_mutex_lock(&h->lock);
+	while (h->tail - h->head == KB_HASHER_SLOTS)
+		pthread_cond_wait(&h->changed, &h->lock);
+	h->items[h->tail % KB_HASHER_SLOTS] = (struct hasher_item){ .len = zeros ? 0 : h->fill, .zeros = zeros };
+	h->tail++;
+	h->fill = 0;
+	pthread_cond_broadcast(&h->changed);
+	pthread_mutex_unlock(&h->lock);
+}
+
+/* The slot at tail is free to fill once the ring has room for it. */
+static uint8_t *hasher_slot(struct kb_hasher *h)
+{
+	pthread_mutex_lock(&h->lock);
+	while (h->tail - h->head == KB_HASHER_SLOTS)
+		pthread_cond_wait(&h->changed, &h->lock);
+	pthread_mutex_unlock(&h->lock);
+	return h->slots + (size_t)(h->tail % KB_HASHER_SLOTS) * KB_HASHER_SLOT_SIZE;
+}
+
+void kb_hasher_data(struct kb_hasher *h, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	while (len > 0) {
+		uint8_t *slot = hasher_slot(h);
+		size_t n = KB_HASHER_SLOT_SIZE - h->fill < len ? KB_HASHER_SLOT_SIZE - h->fill : len;
+		memcpy(slot + h->fill, p, n);
+		h->fill += n;
+		p += n;
+		len -= n;
+		if (h->fill == KB_HASHER_SLOT_SIZE)
+			hasher_push(h, 0);
+	}
+}
+
+void kb_hasher_zeros(struct kb_hasher *h, uint64_t len)
+{
+	if (len == 0)
+		return;
+	if (h->fill)
+		hasher_push(h, 0);
+	hasher_push(h, len);
+}
+
+void kb_hasher_finish(struct kb_hasher *h, uint8_t digest[32])
+{
+	if (h->fill)
+		hasher_push(h, 0);
+	pthread_mutex_lock(&h->lock);
+	h->done = true;
+	pthread_cond_broadcast(&h->changed);
+	pthread_mutex_unlock(&h->lock);
+	pthread_join(h->thread, NULL);
+	kb_sha256_final(&h->sha, digest);
+	pthread_mutex_destroy(&h->lock);
+	pthread_cond_destroy(&h->changed);
+	free(h->slots);
+	free(h);
 }

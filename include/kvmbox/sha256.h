@@ -31,4 +31,19 @@ void kb_sha256_zeros(struct kb_sha256 *s, uint64_t len);
 void kb_sha256_final(struct kb_sha256 *s, uint8_t digest[32]);
 void kb_sha256_free(struct kb_sha256 *s);
 
+/*
+ * SHA-256 on a second core: the caller queues data (copied into a small ring
+ * of buffers, so memory stays flat) and hole lengths, and goes on reading and
+ * writing while a thread hashes. Wall time becomes the larger of the two
+ * instead of their sum.
+ */
+#define KB_HASHER_SLOTS 8
+#define KB_HASHER_SLOT_SIZE (1u << 20)
+struct kb_hasher;
+struct kb_hasher *kb_hasher_start(const struct kb_sha256_api *api, struct kb_error *err);
+void kb_hasher_data(struct kb_hasher *h, const void *data, size_t len);
+void kb_hasher_zeros(struct kb_hasher *h, uint64_t len);
+/* Wait for the thread, give the digest and free everything. */
+void kb_hasher_finish(struct kb_hasher *h, uint8_t digest[32]);
+
 #endif
