@@ -5,6 +5,7 @@
 
 vg() {
 	_run_as valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+		--suppressions=tests/valgrind.supp \
 		--track-origins=yes "$KVMBOX" "$@"
 }
 
