@@ -139,16 +139,19 @@ static double now_seconds(void)
 
 void kb_progress_start(const struct kb_ctx *ctx, struct kb_progress *p, const char *label)
 {
-	*p = (struct kb_progress){ .label = label, .start = now_seconds(),
-				   .enabled = ctx->verbosity >= 0 && isatty(fileno(ctx->err)) };
+	bool tty = isatty(fileno(ctx->err));
+	*p = (struct kb_progress){ .label = label, .start = now_seconds(), .tty = tty,
+				   .enabled = (ctx->verbosity >= 0 && tty) || ctx->verbosity > 0 };
 }
 
 void kb_progress_update(const struct kb_ctx *ctx, struct kb_progress *p, uint64_t done, uint64_t total)
 {
 	if (!p->enabled)
 		return;
+	p->total = total;
 	double now = now_seconds();
-	if (now - p->last_draw < 0.1 && done < total)
+	/* A bar redrawn ten times a second on a TTY; with -v elsewhere, a line a second. */
+	if (now - p->last_draw < (p->tty ? 0.1 : 1.0) && done < total)
 		return;
 	p->last_draw = now;
 	double elapsed = now - p->start, rate = elapsed > 0 ? (double)done / elapsed : 0;
@@ -156,14 +159,18 @@ void kb_progress_update(const struct kb_ctx *ctx, struct kb_progress *p, uint64_
 	if (filled > width)
 		filled = width;
 	double eta = rate > 0 && total > done ? (double)(total - done) / rate : 0;
-	fprintf(ctx->err, "\r%s [%.*s%*s] %5.1f%% %8.1f MiB %7.1f MiB/s ETA %4.0fs", p->label, filled,
+	fprintf(ctx->err, "%s%s [%.*s%*s] %5.1f%% %8.1f MiB %7.1f MiB/s ETA %4.0fs%s", p->tty ? "\r" : "", p->label, filled,
 		"##############################", width - filled, "", total ? 100.0 * (double)done / (double)total : 0,
-		(double)done / 1048576.0, rate / 1048576.0, eta);
+		(double)done / 1048576.0, rate / 1048576.0, eta, p->tty ? "" : "\n");
 	fflush(ctx->err);
 }
 
 void kb_progress_end(const struct kb_ctx *ctx, struct kb_progress *p)
 {
-	if (p->enabled)
+	if (!p->enabled || !p->total)
+		return;
+	p->last_draw = 0;
+	kb_progress_update(ctx, p, p->total, p->total); /* the finished bar */
+	if (p->tty)
 		fputs("\n", ctx->err);
 }

@@ -57,13 +57,15 @@ void kb_row_hint(struct kb_row *row, const char *fmt, ...) __attribute__((format
 void kb_rows_print(const struct kb_ctx *ctx, const struct kb_row *rows, size_t count);
 
 /*
- * A progress bar for long work, drawn on ctx->err only when it is a TTY (and
- * not with -q): bytes, rate, ETA, at most ten times a second.
+ * A progress bar for long work on ctx->err: on a TTY (unless -q) redrawn at
+ * most ten times a second; elsewhere only with -v, as a line a second. Bytes,
+ * rate, ETA.
  */
 struct kb_progress {
 	const char *label;
 	double start, last_draw;
-	bool enabled;
+	uint64_t total;
+	bool enabled, tty;
 };
 void kb_progress_start(const struct kb_ctx *ctx, struct kb_progress *p, const char *label);
 void kb_progress_update(const struct kb_ctx *ctx, struct kb_progress *p, uint64_t done, uint64_t total);

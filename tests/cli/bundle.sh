@@ -161,6 +161,10 @@ test_existing_directory_and_replace() {
 	expect_eq "untouched" "$(ls "$dest/r")" "old-file"
 	run unpack "$TESTS_TMP/r.kvmbundle" --dest "$dest" --replace
 	expect_rc 0
+	expect_eq "no progress on a pipe" "$ERR" ""
+	run unpack "$TESTS_TMP/r.kvmbundle" --dest "$dest" --replace -v
+	expect_rc 0
+	expect_match "progress with -v" "$ERR" "unpack \[#+\] 100\.0%"
 	expect_eq "replaced" "$(ls "$dest/r" | tr '\n' ' ')" "SHA256SUMS disk.raw domain.xml "
 	expect_eq "nothing else" "$(ls -A "$dest" | tr '\n' ' ')" "r "
 }
