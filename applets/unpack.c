@@ -413,6 +413,19 @@ static int commit(struct unpack *u, bool replace, struct kb_error *err)
 	return fsync_path(u->dest_dir.s, err);
 }
 
+/* What a member will occupy: the data regions of a sparse entry, else its whole size. */
+static uint64_t data_size(struct unpack *u, struct archive_entry *e, uint64_t size)
+{
+	int regions = u->ar.entry_sparse_reset(e);
+	if (regions <= 0)
+		return size;
+	uint64_t data = 0;
+	la_int64_t offset, length;
+	while (u->ar.entry_sparse_next(e, &offset, &length) == ARCHIVE_OK)
+		data += (uint64_t)length;
+	return data < size ? data : size;
+}
+
 static int run(struct unpack *u, const char *bundle, bool replace, struct kb_error *err)
 {
 	autoclose_fd fd = open(bundle, O_RDONLY | O_CLOEXEC);
@@ -465,7 +478,7 @@ static int run(struct unpack *u, const char *bundle, bool replace, struct kb_err
 		struct member *m = &u->members[u->count++];
 		*m = (struct member){ .size = (uint64_t)u->ar.entry_size(e) };
 		snprintf(m->name, sizeof(m->name), "%s", name);
-		declared += m->size;
+		declared += data_size(u, e, m->size);
 		if (declared > free_bytes) {
 			rc = kb_fail(err, ENOSPC, u->dest_dir.s, "member %s: the bundle needs %llu bytes, more than the %llu free in", name,
 				     (unsigned long long)declared, (unsigned long long)free_bytes);

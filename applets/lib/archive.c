@@ -37,6 +37,8 @@ int kb_archive_load(struct kb_archive *a, struct kb_error *err)
 		SYM(entry_set_perm, archive_entry_set_perm),
 		SYM(entry_set_mtime, archive_entry_set_mtime),
 		SYM(entry_sparse_add_entry, archive_entry_sparse_add_entry),
+		SYM(entry_sparse_reset, archive_entry_sparse_reset),
+		SYM(entry_sparse_next, archive_entry_sparse_next),
 		SYM(error_string, archive_error_string),
 		SYM(error_errno, archive_errno),
 	};

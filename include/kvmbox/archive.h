@@ -41,6 +41,8 @@ struct kb_archive {
 	__typeof__(archive_entry_set_perm) *entry_set_perm;
 	__typeof__(archive_entry_set_mtime) *entry_set_mtime;
 	__typeof__(archive_entry_sparse_add_entry) *entry_sparse_add_entry;
+	__typeof__(archive_entry_sparse_reset) *entry_sparse_reset;
+	__typeof__(archive_entry_sparse_next) *entry_sparse_next;
 	__typeof__(archive_error_string) *error_string;
 	__typeof__(archive_errno) *error_errno;
 };

@@ -181,6 +181,15 @@ test_not_enough_space() {
 	expect_rc 1
 	expect_match "error" "$ERR" "member disk\.raw: the bundle needs [0-9]+ bytes, more than the [0-9]+ free in $dest"
 	expect_eq "left behind" "$(ls -A "$dest")" ""
+	# A sparse image counts by its data, not its apparent size: 16 MiB with 256 KiB of data fits.
+	truncate -s 16M "$m/sparse.raw"
+	head -c 262144 /dev/urandom | dd of="$m/sparse.raw" bs=1M seek=8 conv=notrunc status=none
+	printf '<domain><name>sp</name><devices><disk type="file" device="disk"><source file="sparse.raw"/></disk></devices></domain>\n' >"$m/sp.xml"
+	run pack "$m/sp.xml" -o "$TESTS_TMP/sp.kvmbundle"
+	expect_rc 0
+	run unpack "$TESTS_TMP/sp.kvmbundle" --dest "$dest"
+	expect_rc 0
+	cmp -s "$m/sparse.raw" "$dest/sp/sparse.raw" || fail "sparse image differs"
 	umount "$dest"
 }
 
