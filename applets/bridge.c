@@ -1125,8 +1125,7 @@ int bridge_main(struct kb_ctx *ctx, int argc, char **argv)
 	if (!is_show)
 		kb_rows_print(ctx, b.rows.row, b.rows.count);
 	if (result < 0) {
-		char msg[PATH_MAX + 300];
-		kb_say_error(ctx, "%s", kb_error_message(&err, msg, sizeof(msg)));
+		kb_say_failure(ctx, &err);
 	}
 	kb_net_snapshot_free(&b.snap);
 	if (b.sk)

@@ -219,8 +219,7 @@ int devkvm_main(struct kb_ctx *ctx, int argc, char **argv)
 		rc = persist_rule(&d, &err);
 	kb_rows_print(ctx, d.rows.row, d.rows.count);
 	if (rc < 0) {
-		char msg[PATH_MAX + 300];
-		kb_say_error(ctx, "%s", kb_error_message(&err, msg, sizeof(msg)));
+		kb_say_failure(ctx, &err);
 		return KB_EXIT_FAILURE;
 	}
 	return KB_EXIT_OK;

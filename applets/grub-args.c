@@ -282,9 +282,8 @@ static int list_args(struct grub_args *g, const char *grub, size_t grub_len, con
 	struct kb_error err;
 	if (grub) {
 		if (kb_shell_var_find(grub, grub_len, g->var, &v, &err) < 0) {
-			char msg[PATH_MAX + 300];
 			snprintf(err.path, sizeof(err.path), "%s", GRUB_DEFAULTS);
-			kb_say_error(g->ctx, "%s", kb_error_message(&err, msg, sizeof(msg)));
+			kb_say_failure(g->ctx, &err);
 			return KB_EXIT_FAILURE;
 		}
 		sources[0] = v.found ? grub + v.value_start : "";
@@ -383,14 +382,13 @@ int grub_args_main(struct kb_ctx *ctx, int argc, char **argv)
 	}
 
 	struct kb_error err = { 0 };
-	char msg[PATH_MAX + 300];
 	autofree char *grub = NULL;
 	autofree char *cmdline = NULL;
 	size_t grub_len, cmdline_len;
 	if (read_optional(ctx, GRUB_DEFAULTS, &grub, &grub_len, &err) < 0 ||
 	    read_optional(ctx, KERNEL_CMDLINE, &cmdline, &cmdline_len, &err) < 0 ||
 	    (iommu && add_iommu_args(&g, &err) < 0)) {
-		kb_say_error(ctx, "%s", kb_error_message(&err, msg, sizeof(msg)));
+		kb_say_failure(ctx, &err);
 		return KB_EXIT_FAILURE;
 	}
 	if (!grub && !cmdline) {
@@ -415,7 +413,7 @@ int grub_args_main(struct kb_ctx *ctx, int argc, char **argv)
 		update_grub(&g);
 	kb_rows_print(ctx, g.rows.row, g.rows.count);
 	if (rc < 0) {
-		kb_say_error(ctx, "%s", kb_error_message(&err, msg, sizeof(msg)));
+		kb_say_failure(ctx, &err);
 		return KB_EXIT_FAILURE;
 	}
 	return g.failed ? KB_EXIT_FAILURE : KB_EXIT_OK;

@@ -466,9 +466,8 @@ int hugepages_main(struct kb_ctx *ctx, int argc, char **argv)
 	}
 
 	struct kb_error err = { 0 };
-	char msg[PATH_MAX + 300];
 	if (default_size(ctx, &h.default_kb, &err) < 0) {
-		kb_say_error(ctx, "%s", kb_error_message(&err, msg, sizeof(msg)));
+		kb_say_failure(ctx, &err);
 		return KB_EXIT_FAILURE;
 	}
 	h.size_kb = h.default_kb;
@@ -486,6 +485,6 @@ int hugepages_main(struct kb_ctx *ctx, int argc, char **argv)
 		rc = persist(&h, want, &err);
 	kb_rows_print(ctx, h.rows.row, h.rows.count);
 	if (rc < 0)
-		kb_say_error(ctx, "%s", kb_error_message(&err, msg, sizeof(msg)));
+		kb_say_failure(ctx, &err);
 	return rc == 0 ? KB_EXIT_OK : KB_EXIT_FAILURE;
 }

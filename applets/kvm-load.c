@@ -352,8 +352,7 @@ int kvm_load_main(struct kb_ctx *ctx, int argc, char **argv)
 	int rc = run(&k, vendor, &err);
 	kb_rows_print(ctx, k.rows.row, k.rows.count);
 	if (rc < 0) {
-		char msg[PATH_MAX + 600];
-		kb_say_error(ctx, "%s", kb_error_message(&err, msg, sizeof(msg)));
+		kb_say_failure(ctx, &err);
 		return KB_EXIT_FAILURE;
 	}
 	return KB_EXIT_OK;

@@ -396,8 +396,7 @@ int pack_main(struct kb_ctx *ctx, int argc, char **argv)
 	if (rc < 0) {
 		if (tmp[0])
 			unlink(tmp);
-		char msg[PATH_MAX + 400];
-		kb_say_error(ctx, "%s", kb_error_message(&err, msg, sizeof(msg)));
+		kb_say_failure(ctx, &err);
 	} else {
 		struct kb_row row;
 		kb_row_set(&row, "bundle", KB_CHANGED, "%s: domain.xml, %d disk%s, SHA256SUMS (%s)", output, p->count,

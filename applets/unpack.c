@@ -625,8 +625,7 @@ int unpack_main(struct kb_ctx *ctx, int argc, char **argv)
 		     ? -1
 		     : run(u, bundle, replace, &err);
 	if (rc < 0) {
-		char msg[PATH_MAX + 400];
-		kb_say_error(ctx, "%s", kb_error_message(&err, msg, sizeof(msg)));
+		kb_say_failure(ctx, &err);
 	} else {
 		report(u);
 	}

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "kvmbox/context.h"
+#include "kvmbox/error.h"
 
 void kb_ctx_init(struct kb_ctx *ctx)
 {
@@ -27,4 +28,10 @@ void kb_say_error(const struct kb_ctx *ctx, const char *fmt, ...)
 	vfprintf(ctx->err, fmt, ap);
 	va_end(ap);
 	fputc('\n', ctx->err);
+}
+
+void kb_say_failure(const struct kb_ctx *ctx, const struct kb_error *err)
+{
+	char msg[PATH_MAX + 600];
+	kb_say_error(ctx, "%s", kb_error_message(err, msg, sizeof(msg)));
 }

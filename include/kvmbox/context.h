@@ -32,4 +32,8 @@ void kb_ctx_init(struct kb_ctx *ctx);
 /* "kvmbox APPLET: MESSAGE" on ctx->err, for the applets' one-line errors. */
 void kb_say_error(const struct kb_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+struct kb_error;
+/* The one-line error for a failure: "kvmbox APPLET: " and the error's message. */
+void kb_say_failure(const struct kb_ctx *ctx, const struct kb_error *err);
+
 #endif
