@@ -211,25 +211,6 @@ int kb_link_delete(struct nl_sock *sk, int ifindex, struct kb_error *err)
 	return rc < 0 ? kb_nl_fail(err, rc, "deleting interface %d", ifindex) : 0;
 }
 
-int kb_link_set_up(struct nl_sock *sk, int ifindex, bool up, struct kb_error *err)
-{
-	struct rtnl_link *orig = rtnl_link_alloc(), *change = rtnl_link_alloc();
-	int rc = -NLE_NOMEM;
-	if (orig && change) {
-		rtnl_link_set_ifindex(orig, ifindex);
-		if (up)
-			rtnl_link_set_flags(change, IFF_UP);
-		else
-			rtnl_link_unset_flags(change, IFF_UP);
-		rc = rtnl_link_change(sk, orig, change, 0);
-	}
-	if (orig)
-		rtnl_link_put(orig);
-	if (change)
-		rtnl_link_put(change);
-	return rc < 0 ? kb_nl_fail(err, rc, "setting interface %d %s", ifindex, up ? "up" : "down") : 0;
-}
-
 const char *kb_addr_str(const struct nl_addr *addr, char *buf, size_t size)
 {
 	if (!addr)

@@ -54,9 +54,6 @@ int kb_bridge_set(struct nl_sock *sk, const char *name, int ifindex, const struc
 /* Delete link @ifindex. */
 int kb_link_delete(struct nl_sock *sk, int ifindex, struct kb_error *err);
 
-/* Set or clear IFF_UP on @ifindex. */
-int kb_link_set_up(struct nl_sock *sk, int ifindex, bool up, struct kb_error *err);
-
 /* "02:00:00:00:00:01", "192.0.2.1/24", "default" for an nl_addr. */
 const char *kb_addr_str(const struct nl_addr *addr, char *buf, size_t size);
 
