@@ -72,7 +72,15 @@ $(BUILD)/%.o: %.c
 $(LIBKVMBOX): $(LIB_OBJS)
 	$(AR) rcs $@ $^
 
-$(BIN): $(APPLET_OBJS) $(LIBKVMBOX)
+# The applet table must stay sorted by name (--list and the man page rely on it);
+# a duplicate identifier is already a compile error (include/kvmbox/applet.h).
+$(BUILD)/applets-sorted.stamp: include/kvmbox/applets.def
+	@mkdir -p $(@D)
+	@grep -oE '^APPLET\([a-z_]+, *"[^"]+"' $< | sed 's/.*"\(.*\)"/\1/' | LC_ALL=C sort -c 2>/dev/null || \
+		{ echo "$<: applets must be sorted by name" >&2; exit 1; }
+	@touch $@
+
+$(BIN): $(BUILD)/applets-sorted.stamp $(APPLET_OBJS) $(LIBKVMBOX)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(APPLET_OBJS) $(LIBKVMBOX) $(STATIC_LIBS) $(KB_LDFLAGS)
 
 $(BUILD)/tests/unit/%: tests/unit/%.c $(LIBKVMBOX)
