@@ -99,16 +99,8 @@ static int read_domain(struct pack *p, const char *path, char **out, int *out_le
 		return -1;
 	autofree char *text = NULL;
 	size_t len;
-	autoclose_fd fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	if (fd < 0 || fstat(fd, &st) < 0)
-		return kb_fail(err, errno, path, "opening");
-	if (st.st_size > KB_BUNDLE_DOMAIN_MAX)
-		return kb_fail(err, EFBIG, path, "domain XML over 1 MiB:");
-	text = malloc((size_t)st.st_size + 1);
-	len = text ? (size_t)read(fd, text, (size_t)st.st_size) : 0;
-	if (!text || len != (size_t)st.st_size)
-		return kb_fail(err, EIO, path, "reading");
+	if (kb_read_path(path, KB_BUNDLE_DOMAIN_MAX, &text, &len, err) < 0)
+		return -1;
 	xmlDoc *doc = kb_xml_parse(&p->xml, text, len, path, err);
 	if (!doc)
 		return -1;

@@ -201,23 +201,7 @@ static int read_member(struct unpack *u, const char *name, size_t max, char **te
 {
 	char path[PATH_MAX + KB_BUNDLE_NAME_MAX];
 	snprintf(path, sizeof(path), "%s/%s", u->staging, name);
-	autoclose_fd fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	if (fd < 0 || fstat(fd, &st) < 0)
-		return kb_fail(err, errno, name, "reading member");
-	if ((uint64_t)st.st_size > max)
-		return kb_fail(err, EFBIG, name, "reading member");
-	*text = malloc((size_t)st.st_size + 1);
-	if (!*text)
-		return kb_fail(err, ENOMEM, name, "reading member");
-	ssize_t n = pread(fd, *text, (size_t)st.st_size, 0);
-	if (n != st.st_size) {
-		free(*text);
-		return kb_fail(err, EIO, name, "reading member");
-	}
-	(*text)[n] = '\0';
-	*len = (size_t)n;
-	return 0;
+	return kb_read_path(path, max, text, len, err);
 }
 
 /* Every member but SHA256SUMS is listed, every listed one is there, and the digests match. */
@@ -385,21 +369,13 @@ static int rewrite_domain(struct unpack *u, struct kb_error *err)
 	return rc;
 }
 
-static int fsync_path(const char *path, struct kb_error *err)
-{
-	autoclose_fd fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd) < 0)
-		return kb_fail(err, errno, path, "syncing");
-	return 0;
-}
-
 /* The staging directory becomes DIR/NAME; with --replace an existing one is swapped out atomically. */
 static int commit(struct unpack *u, bool replace, struct kb_error *err)
 {
 	/* mkdtemp made it 0700; QEMU under libvirt must be able to reach the images inside. */
 	if (chmod(u->staging, 0755) < 0)
 		return kb_fail(err, errno, u->staging, "setting the mode of");
-	if (fsync_path(u->staging, err) < 0)
+	if (kb_fsync_dir(u->staging, err) < 0)
 		return -1;
 	if (replace && access(u->final_dir.s, F_OK) == 0) {
 		if (renameat2(AT_FDCWD, u->staging, AT_FDCWD, u->final_dir.s, RENAME_EXCHANGE) < 0)
@@ -410,7 +386,7 @@ static int commit(struct unpack *u, bool replace, struct kb_error *err)
 	} else if (rename(u->staging, u->final_dir.s) < 0) {
 		return kb_fail(err, errno, u->final_dir.s, "renaming the staging directory to");
 	}
-	return fsync_path(u->dest_dir.s, err);
+	return kb_fsync_dir(u->dest_dir.s, err);
 }
 
 /* What a member will occupy: the data regions of a sparse entry, else its whole size. */

@@ -63,10 +63,15 @@ int kb_read_file(const struct kb_ctx *ctx, const char *abs_path, size_t max_size
 	struct kb_path p;
 	if (kb_sysroot_path(ctx, abs_path, &p, err) < 0)
 		return -1;
-	autoclose_fd fd = open(p.s, O_RDONLY | O_CLOEXEC);
+	return kb_read_path(p.s, max_size, data, len, err);
+}
+
+int kb_read_path(const char *path, size_t max_size, char **data, size_t *len, struct kb_error *err)
+{
+	autoclose_fd fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return kb_fail(err, errno, p.s, "opening");
-	return read_fd_all(fd, p.s, max_size, data, len, err);
+		return kb_fail(err, errno, path, "opening");
+	return read_fd_all(fd, path, max_size, data, len, err);
 }
 
 int kb_read_value(const struct kb_ctx *ctx, const char *abs_path, char *buf, size_t size,
@@ -132,7 +137,7 @@ static int write_all(int fd, const char *data, size_t len)
 	return 0;
 }
 
-static int fsync_dir(const char *dir, struct kb_error *err)
+int kb_fsync_dir(const char *dir, struct kb_error *err)
 {
 	autoclose_fd fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0 || fsync(fd) < 0)
@@ -252,7 +257,7 @@ int kb_write_file_atomic(const struct kb_ctx *ctx, const char *abs_path, const v
 		unlink(tmp);
 		return kb_fail(err, e, p.s, "replacing");
 	}
-	if (fsync_dir(dir_name, err) < 0)
+	if (kb_fsync_dir(dir_name, err) < 0)
 		return -1;
 	return verify_content(p.s, data, len, err);
 }

@@ -16,6 +16,12 @@
 int kb_read_file(const struct kb_ctx *ctx, const char *abs_path, size_t max_size, char **data,
 		 size_t *len, struct kb_error *err);
 
+/* kb_read_file() for a path the caller already has in hand (a command-line argument, a staged file): no mapping. */
+int kb_read_path(const char *path, size_t max_size, char **data, size_t *len, struct kb_error *err);
+
+/* fsync a directory, so that entries renamed into it last. */
+int kb_fsync_dir(const char *dir, struct kb_error *err);
+
 /*
  * Read a short value (a sysfs attribute, a sysctl) into @buf with surrounding
  * whitespace removed. A value that does not fit in @size is refused (EOVERFLOW).

@@ -208,6 +208,9 @@ test_target_and_usage() {
 	expect_rc 2
 	run unpack x --dest relative
 	expect_rc 2
+	run unpack "$TESTS_TMP/t.kvmbundle" --dest "$t" --name ..
+	expect_rc 2
+	expect_eq "bad name" "$ERR" "kvmbox unpack: '..' cannot name the directory (--name sets it)"
 	run pack
 	expect_rc 2
 	run pack "$m/domain.xml" --compress lzma

@@ -130,6 +130,9 @@ test_bad_input() {
 	expect_eq "no such pool" "$ERR" "kvmbox hugepages: no 16G hugepage pool (/sys/kernel/mm/hugepages/hugepages-16777216kB/nr_hugepages missing): not offered by this kernel or CPU"
 	run --root "$r" hugepages frob
 	expect_rc 2
+	run --root "$r" hugepages set 4 --node x
+	expect_rc 2
+	expect_eq "bad node" "$ERR" "kvmbox hugepages: --node: 'x' is not a NUMA node number"
 }
 
 # The real pool of this machine: set a few pages, read them back, put the old value back.

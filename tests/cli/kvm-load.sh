@@ -207,6 +207,9 @@ test_vendor_and_usage() {
 	expect_rc 2
 	run kvm-load extra
 	expect_rc 2
+	run kvm-load --kver ../../etc
+	expect_rc 2
+	expect_eq "bad kver" "$ERR" "kvmbox kvm-load: --kver: not a kernel version"
 }
 
 t test_amd_loads_dependencies_in_order

@@ -128,6 +128,13 @@ test_bad_input_changes_nothing() {
 	expect_eq "bad gateway" "$ERR" "kvmbox bridge: --gateway: '192.0.2.1/24' is not an IP address"
 	run_in_ns "$NS_HOST" bridge add br0 --stp maybe
 	expect_rc 2
+	run_in_ns "$NS_HOST" bridge add br0 --mtu 20
+	expect_rc 2
+	expect_eq "bad mtu" "$ERR" "kvmbox bridge: --mtu: 68 to 65535"
+	run_in_ns "$NS_HOST" bridge add br0 --mac zz:00
+	expect_rc 2
+	run_in_ns "$NS_HOST" bridge add br0 --persist netplan
+	expect_rc 2
 	run_in_ns "$NS_HOST" bridge add br0 --stp on --forward-delay 1
 	expect_rc 1
 	expect_eq "stp delay" "$ERR" "kvmbox bridge: br0: with STP on the forward delay must be 2 to 30 seconds"

@@ -38,29 +38,10 @@ static int setup(void **state)
 	return 0;
 }
 
-static void remove_tree(const char *path)
-{
-	DIR *d = opendir(path);
-	if (d) {
-		struct dirent *de;
-		while ((de = readdir(d))) {
-			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-				continue;
-			char sub[512];
-			snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
-			remove_tree(sub);
-		}
-		closedir(d);
-		rmdir(path);
-	} else {
-		unlink(path);
-	}
-}
-
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	remove_tree(f->root);
+	assert_int_equal(kb_remove_tree(f->root, NULL), 0);
 	free(f);
 	return 0;
 }
