@@ -17,6 +17,7 @@
 
 #include "kvmbox/applet.h"
 #include "kvmbox/cleanup.h"
+#include "kvmbox/domxml.h"
 #include "kvmbox/file.h"
 #include "kvmbox/output.h"
 #include "kvmbox/sysroot.h"
@@ -214,30 +215,6 @@ static int show(struct hugepages *h)
 
 /* ---- sizing from domains ------------------------------------------------ */
 
-/* A libvirt memory amount (<memory unit='GiB'>8</memory>) in KiB; 0 when unreadable. */
-static unsigned long long memory_kib(const char *value, const char *unit)
-{
-	char *end;
-	unsigned long long n = strtoull(value, &end, 10);
-	if (end == value)
-		return 0;
-	static const struct {
-		const char *unit;
-		unsigned long long bytes;
-	} units[] = {
-		{ "b", 1 }, { "bytes", 1 }, { "KB", 1000 }, { "k", 1024 }, { "KiB", 1024 },
-		{ "MB", 1000000 }, { "M", 1 << 20 }, { "MiB", 1 << 20 }, { "GB", 1000000000 },
-		{ "G", 1 << 30 }, { "GiB", 1 << 30 }, { "TB", 1000000000000ull }, { "T", 1ull << 40 },
-		{ "TiB", 1ull << 40 },
-	};
-	if (!unit)
-		return n; /* libvirt's default unit is KiB */
-	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
-		if (!strcmp(unit, units[i].unit))
-			return (n * units[i].bytes + 1023) / 1024;
-	return 0;
-}
-
 /*
  * Add the memory of one domain XML file to *total_kib when it is backed by
  * hugepages of @size_kb (its <page size=...>, else the default size).
@@ -263,7 +240,7 @@ static int count_domain(struct hugepages *h, const struct kb_xml *xml, const cha
 	if (page) {
 		xmlChar *size = xml->get_prop(page, (const xmlChar *)"size");
 		xmlChar *unit = xml->get_prop(page, (const xmlChar *)"unit");
-		page_kb = size ? (unsigned long)memory_kib((const char *)size, unit ? (const char *)unit : "KiB") : 0;
+		page_kb = size ? (unsigned long)kb_memory_kib((const char *)size, unit ? (const char *)unit : "KiB") : 0;
 		if (size)
 			(*xml->free)(size);
 		if (unit)
@@ -275,7 +252,7 @@ static int count_domain(struct hugepages *h, const struct kb_xml *xml, const cha
 	xmlNode *name = kb_xml_child(domain, "name");
 	xmlChar *amount = memory ? xml->node_content(memory) : NULL;
 	xmlChar *unit = memory ? xml->get_prop(memory, (const xmlChar *)"unit") : NULL;
-	unsigned long long kib = amount ? memory_kib((const char *)amount, (const char *)unit) : 0;
+	unsigned long long kib = amount ? kb_memory_kib((const char *)amount, (const char *)unit) : 0;
 	if (amount)
 		(*xml->free)(amount);
 	if (unit)

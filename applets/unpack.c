@@ -536,18 +536,6 @@ static void report(struct unpack *u)
 }
 
 /* "web" from "/srv/web.kvmbundle" or "web.tar.zst". */
-static void default_name(const char *bundle, char *name, size_t size)
-{
-	const char *base = strrchr(bundle, '/');
-	snprintf(name, size, "%s", base ? base + 1 : bundle);
-	static const char *const suffixes[] = { ".zst", ".xz", ".gz", ".tar", ".kvmbundle" };
-	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
-		size_t n = strlen(name), s = strlen(suffixes[i]);
-		if (n > s && !strcmp(name + n - s, suffixes[i]))
-			name[n - s] = '\0';
-	}
-}
-
 int unpack_main(struct kb_ctx *ctx, int argc, char **argv)
 {
 	enum { OPT_DEST = KB_OPT_APPLET_FIRST, OPT_NAME, OPT_REPLACE };
@@ -588,7 +576,7 @@ int unpack_main(struct kb_ctx *ctx, int argc, char **argv)
 	if (name)
 		snprintf(u->name, sizeof(u->name), "%s", name);
 	else
-		default_name(bundle, u->name, sizeof(u->name));
+		kb_bundle_default_name(bundle, u->name, sizeof(u->name));
 	if (!kb_member_name_valid(u->name) || u->name[0] == '.') {
 		kb_say_error(ctx, "'%s' cannot name the directory (--name sets it)", u->name);
 		free(u);

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <pwd.h>
 #include <stdio.h>
+#include <sys/stat.h>
 
 #include "kvmbox/accounts.h"
 #include "kvmbox/cleanup.h"
@@ -61,4 +62,48 @@ int kb_group_id(const struct kb_ctx *ctx, const char *name, gid_t *gid, struct k
 		}
 	}
 	return kb_fail(err, ENOENT, p.s, "no group '%s' in", name);
+}
+
+/* Whether user @uid is listed in /etc/group as a member of @gid, or has it as its primary group. */
+static bool user_in_group(const struct kb_ctx *ctx, uid_t uid, gid_t gid)
+{
+	char user[256] = "";
+	gid_t primary = (gid_t)-1;
+	autoclose_file pf = open_mapped(ctx, "/etc/passwd");
+	struct passwd *pw;
+	while (pf && (pw = fgetpwent(pf)) != NULL) {
+		if (pw->pw_uid == uid) {
+			snprintf(user, sizeof(user), "%s", pw->pw_name);
+			primary = pw->pw_gid;
+			break;
+		}
+	}
+	if (primary == gid)
+		return true;
+	if (!user[0])
+		return false;
+	autoclose_file gf = open_mapped(ctx, "/etc/group");
+	struct group *gr;
+	while (gf && (gr = fgetgrent(gf)) != NULL) {
+		if (gr->gr_gid != gid)
+			continue;
+		for (char **m = gr->gr_mem; m && *m; m++)
+			if (strcmp(*m, user) == 0)
+				return true;
+	}
+	return false;
+}
+
+bool kb_may_read_write(const struct kb_ctx *ctx, uid_t uid, gid_t gid, const struct stat *st)
+{
+	if (uid == 0)
+		return true;
+	mode_t rw;
+	if (st->st_uid == uid)
+		rw = S_IRUSR | S_IWUSR;
+	else if (st->st_gid == gid || user_in_group(ctx, uid, st->st_gid))
+		rw = S_IRGRP | S_IWGRP;
+	else
+		rw = S_IROTH | S_IWOTH;
+	return (st->st_mode & rw) == rw;
 }

@@ -128,3 +128,15 @@ void kb_digest_hex(const uint8_t digest[32], char hex[65])
 	for (int i = 0; i < 32; i++)
 		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
 }
+
+void kb_bundle_default_name(const char *bundle_path, char *name, size_t size)
+{
+	const char *base = strrchr(bundle_path, '/');
+	snprintf(name, size, "%s", base ? base + 1 : bundle_path);
+	static const char *const suffixes[] = { ".zst", ".xz", ".gz", ".tar", ".kvmbundle" };
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		size_t n = strlen(name), s = strlen(suffixes[i]);
+		if (n > s && !strcmp(name + n - s, suffixes[i]))
+			name[n - s] = '\0';
+	}
+}

@@ -1,6 +1,9 @@
 /* libxml2 at run time; see kvmbox/xml.h. */
 #include <errno.h>
+#include <ctype.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "kvmbox/dynlib.h"
@@ -18,6 +21,8 @@ int kb_xml_load(struct kb_xml *xml, struct kb_error *err)
 		{ "xmlReadMemory", (void **)&xml->read_memory },
 		{ "xmlSetProp", (void **)&xml->set_prop },
 		{ "xmlDocDumpMemory", (void **)&xml->dump_memory },
+		{ "xmlGetNodePath", (void **)&xml->node_path },
+		{ "xmlNewChild", (void **)&xml->new_child },
 		{ "xmlFree", &free_var },
 	};
 	if (kb_dynlib_load("libxml2.so.2", "libxml2", symbols, sizeof(symbols) / sizeof(symbols[0]), err) < 0)
@@ -62,4 +67,57 @@ xmlNode *kb_xml_child(xmlNode *node, const char *name)
 		if (c->type == XML_ELEMENT_NODE && strcmp((const char *)c->name, name) == 0)
 			return c;
 	return NULL;
+}
+
+xmlNode *kb_xml_next(xmlNode *node, const char *name)
+{
+	for (xmlNode *c = node ? node->next : NULL; c; c = c->next)
+		if (c->type == XML_ELEMENT_NODE && strcmp((const char *)c->name, name) == 0)
+			return c;
+	return NULL;
+}
+
+/* A libxml2 string as a plain malloc'ed one, so callers need not know xmlFree. */
+static char *take_string(const struct kb_xml *xml, xmlChar *s)
+{
+	if (!s)
+		return NULL;
+	char *copy = strdup((const char *)s);
+	(*xml->free)(s);
+	return copy;
+}
+
+char *kb_xml_prop(const struct kb_xml *xml, xmlNode *node, const char *name)
+{
+	return node ? take_string(xml, xml->get_prop(node, (const xmlChar *)name)) : NULL;
+}
+
+bool kb_xml_prop_is(const struct kb_xml *xml, xmlNode *node, const char *name, const char *value)
+{
+	char *prop = kb_xml_prop(xml, node, name);
+	bool same = prop && strcmp(prop, value) == 0;
+	free(prop);
+	return same;
+}
+
+char *kb_xml_text(const struct kb_xml *xml, xmlNode *node)
+{
+	char *text = node ? take_string(xml, xml->node_content(node)) : NULL;
+	if (!text)
+		return NULL;
+	size_t len = strlen(text);
+	while (len && isspace((unsigned char)text[len - 1]))
+		text[--len] = '\0';
+	size_t lead = strspn(text, " \t\r\n");
+	memmove(text, text + lead, len - lead + 1);
+	return text;
+}
+
+const char *kb_xml_where(const struct kb_xml *xml, xmlNode *node, char *buf, size_t size)
+{
+	xmlChar *path = node ? xml->node_path(node) : NULL;
+	snprintf(buf, size, "%s", path ? (const char *)path : "/");
+	if (path)
+		(*xml->free)(path);
+	return buf;
 }

@@ -2,6 +2,7 @@
 #ifndef KVMBOX_ACCOUNTS_H
 #define KVMBOX_ACCOUNTS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 #include "kvmbox/context.h"
@@ -15,5 +16,14 @@ const char *kb_user_name(const struct kb_ctx *ctx, uid_t uid, char *buf, size_t 
 
 /* The id of group @name from the root's /etc/group. Returns 0, or -1 with @err (ENOENT: no such group). */
 int kb_group_id(const struct kb_ctx *ctx, const char *name, gid_t *gid, struct kb_error *err);
+
+/*
+ * Whether a process running as @uid with primary group @gid (and the
+ * supplementary groups /etc/group gives the user @uid) may open a file
+ * with @st's owner and mode for reading and writing: the kernel's DAC rule
+ * (owner bits, else group bits, else other bits). uid 0 always may.
+ */
+struct stat;
+bool kb_may_read_write(const struct kb_ctx *ctx, uid_t uid, gid_t gid, const struct stat *st);
 
 #endif

@@ -57,4 +57,7 @@ int kb_qcow2_parse(const uint8_t *buf, size_t len, struct kb_qcow2 *out, struct 
 /* "ab01..." (64 hex digits + NUL) for a digest. */
 void kb_digest_hex(const uint8_t digest[32], char hex[65]);
 
+/* The directory name a bundle unpacks into by default: its file name without .kvmbundle/.tar/.gz/.xz/.zst. */
+void kb_bundle_default_name(const char *bundle_path, char *name, size_t size);
+
 #endif

@@ -2,6 +2,8 @@
 #ifndef KVMBOX_XML_H
 #define KVMBOX_XML_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 #include "kvmbox/error.h"
@@ -15,6 +17,8 @@ struct kb_xml {
 	__typeof__(xmlReadMemory) *read_memory;
 	__typeof__(xmlSetProp) *set_prop;
 	__typeof__(xmlDocDumpMemory) *dump_memory;
+	__typeof__(xmlGetNodePath) *node_path;
+	__typeof__(xmlNewChild) *new_child;
 	xmlFreeFunc *free; /* libxml2's xmlFree is a variable holding the function */
 };
 
@@ -33,5 +37,16 @@ xmlDoc *kb_xml_parse(const struct kb_xml *xml, const char *text, size_t len, con
 
 /* The first child element of @node named @name, or NULL. */
 xmlNode *kb_xml_child(xmlNode *node, const char *name);
+/* The next sibling element after @node named @name, or NULL: for (c = kb_xml_child(n, x); c; c = kb_xml_next(c, x)). */
+xmlNode *kb_xml_next(xmlNode *node, const char *name);
+
+/* Attribute @name of @node as a malloc'ed string (the caller frees), or NULL when absent. */
+char *kb_xml_prop(const struct kb_xml *xml, xmlNode *node, const char *name);
+/* Whether attribute @name of @node equals @value. */
+bool kb_xml_prop_is(const struct kb_xml *xml, xmlNode *node, const char *name, const char *value);
+/* The text content of @node (whitespace around it removed) as a malloc'ed string, or NULL. */
+char *kb_xml_text(const struct kb_xml *xml, xmlNode *node);
+/* Where @node is, as an XPath ("/domain/devices/disk[2]/source") into @buf. */
+const char *kb_xml_where(const struct kb_xml *xml, xmlNode *node, char *buf, size_t size);
 
 #endif

@@ -1,0 +1,777 @@
+/*
+ * domain: libvirt domains from XML files, with a preflight that says why a
+ * domain would not start before libvirt does.
+ *
+ *   preflight FILE...  findings per element, ERROR or WARN, and the fix
+ *   define FILE...     preflight, define (validated), autostart, start, wait
+ *   up BUNDLE          unpack + preflight + define (+ start)
+ *   rm NAME...         destroy, undefine, remove image files, refresh pools
+ *
+ * Several domains are defined, started and removed in parallel threads on
+ * one libvirt connection: QEMU's start-up is the slow part, and libvirtd
+ * starts different domains concurrently.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kvmbox/applet.h"
+#include "kvmbox/bundle.h"
+#include "kvmbox/cleanup.h"
+#include "kvmbox/file.h"
+#include "kvmbox/output.h"
+#include "kvmbox/preflight.h"
+#include "kvmbox/sysroot.h"
+#include "kvmbox/virt.h"
+#include "kvmbox/xml.h"
+
+const char domain_usage[] =
+	"Usage: kvmbox domain preflight FILE.xml...\n"
+	"       kvmbox domain define FILE.xml... [--autostart] [--start] [--wait SEC] [--no-preflight]\n"
+	"       kvmbox domain up BUNDLE [--dest DIR] [--name NAME] [--autostart] [--start] [--wait SEC]\n"
+	"       kvmbox domain rm NAME... [--storage]\n"
+	"\n"
+	"Define and launch libvirt domains. preflight tells, per XML element, what\n"
+	"would stop the domain from starting on this host (ERROR) or make it hard to\n"
+	"use (WARN), and the fix: /dev/kvm, emulator, machine type, CPU model and\n"
+	"nested features, NUMA cells, hugepages, CPU pinning, bridges, disks, 9p\n"
+	"directories, PCI host devices, serial console. define runs the preflight,\n"
+	"then defines the domain (same name and UUID and the same definition:\n"
+	"unchanged; same name with another UUID: refused). up unpacks a bundle\n"
+	"first. rm destroys, undefines and with --storage removes the domain's disk\n"
+	"images and refreshes the storage pools that held them. Several domains are\n"
+	"handled in parallel.\n"
+	"\n"
+	"  --connect URI   libvirt URI (default $LIBVIRT_DEFAULT_URI, else qemu:///system)\n"
+	"  --autostart     start the domain when libvirtd starts\n"
+	"  --start         start it and wait until it runs\n"
+	"  --wait SEC      how long to wait for running (default 60)\n"
+	"  --no-preflight  define even when the preflight finds errors\n"
+	"  --jobs N        domains handled at once (default 8)\n"
+	"  --dest DIR      up: where to unpack (default /var/lib/libvirt/images)\n"
+	"  --name NAME     up: the unpacked directory's name (default: the bundle's)\n"
+	"  --replace       up: unpack again over an existing directory\n"
+	"  --storage       rm: also remove the domain's disk image files\n";
+
+#define DOMAIN_XML_MAX (1u << 20)
+#define DEFAULT_DEST "/var/lib/libvirt/images"
+
+struct domain_cmd {
+	struct kb_ctx *ctx;
+	struct kb_xml xml;
+	struct kb_virt virt;
+	const char *uri;
+	virConnectPtr conn;
+	bool autostart, start, no_preflight, storage, replace;
+	int wait_seconds;
+	unsigned jobs;
+	const char *dest, *name;
+	pthread_mutex_t lock; /* serialises messages from the worker threads */
+};
+
+/* One domain being worked on, by one thread. */
+struct job {
+	struct domain_cmd *cmd;
+	const char *arg;  /* the file or name from the command line */
+	char name[256];
+	char *xml_text;   /* define: the definition to send */
+	char uuid[VIR_UUID_STRING_BUFLEN];
+	struct kb_row rows[4];
+	size_t row_count;
+	int rc;
+};
+
+static void say_virt_failure(struct domain_cmd *cmd, const struct kb_error *err, const struct kb_virt_advice *advice)
+{
+	pthread_mutex_lock(&cmd->lock);
+	kb_say_failure(cmd->ctx, err);
+	if (advice)
+		kb_say_error(cmd->ctx, "%s; fix: %s", advice->explanation, advice->fix);
+	pthread_mutex_unlock(&cmd->lock);
+}
+
+static struct kb_row *job_row(struct job *j)
+{
+	struct kb_row *r = &j->rows[j->row_count < 4 ? j->row_count++ : 3];
+	memset(r, 0, sizeof(*r));
+	return r;
+}
+
+/* A failed step: a row for the report, the one-line error (and the advice) on stderr. */
+static void job_failed(struct job *j, const char *id, const struct kb_error *err, const struct kb_virt_advice *advice)
+{
+	char message[sizeof(err->what) + PATH_MAX + 64];
+	kb_row_set(job_row(j), id, KB_FAILED, "%s", kb_error_message(err, message, sizeof(message)));
+	if (advice)
+		kb_row_hint(&j->rows[j->row_count - 1], "%s", advice->fix);
+	say_virt_failure(j->cmd, err, advice);
+	j->rc = -1;
+}
+
+static int load_libraries(struct domain_cmd *cmd, struct kb_error *err)
+{
+	return kb_xml_load(&cmd->xml, err) < 0 || kb_virt_load(&cmd->virt, err) < 0 ? -1 : 0;
+}
+
+static int connect_libvirt(struct domain_cmd *cmd)
+{
+	struct kb_error err = { 0 };
+	const struct kb_virt_advice *advice = NULL;
+	cmd->conn = kb_virt_connect(&cmd->virt, cmd->uri, &err, &advice);
+	if (!cmd->conn) {
+		say_virt_failure(cmd, &err, advice);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- preflight ------------------------------------------------------------ */
+
+static char *domcaps_from_libvirt(void *opaque, const char *emulator, const char *arch, const char *machine,
+				  const char *virttype)
+{
+	struct domain_cmd *cmd = opaque;
+	return cmd->virt.get_domain_capabilities(cmd->conn, emulator, arch, machine, virttype, 0);
+}
+
+/* Read and parse a domain XML file given on the command line (a path as the user sees it). */
+static xmlDoc *read_domain_file(struct domain_cmd *cmd, const char *path, char **text, struct kb_error *err)
+{
+	size_t len;
+	if (kb_read_path(path, DOMAIN_XML_MAX, text, &len, err) < 0)
+		return NULL;
+	xmlDoc *doc = kb_xml_parse(&cmd->xml, *text, len, path, err);
+	if (!doc) {
+		free(*text);
+		*text = NULL;
+	}
+	return doc;
+}
+
+static const char *severity_name(enum kb_severity s)
+{
+	return s == KB_SEVERITY_ERROR ? "ERROR" : "WARN";
+}
+
+static void print_findings_human(struct domain_cmd *cmd, const char *file, const struct kb_findings *f)
+{
+	FILE *out = cmd->ctx->out;
+	size_t warnings = f->count - f->errors;
+	if (!f->count) {
+		if (cmd->ctx->verbosity >= 0)
+			fprintf(out, "%s: no findings: the domain can start on this host\n", file);
+		return;
+	}
+	fprintf(out, "%s: %zu error%s, %zu warning%s\n", file, f->errors, f->errors == 1 ? "" : "s", warnings,
+		warnings == 1 ? "" : "s");
+	for (size_t i = 0; i < f->count; i++) {
+		const struct kb_finding *x = &f->item[i];
+		if (cmd->ctx->verbosity < 0 && x->severity != KB_SEVERITY_ERROR)
+			continue;
+		const char *colour = !cmd->ctx->color ? "" : x->severity == KB_SEVERITY_ERROR ? "\033[31m" : "\033[33m";
+		fprintf(out, "  %s%-5s%s %-16s %s\n", colour, severity_name(x->severity), cmd->ctx->color ? "\033[0m" : "",
+			x->id, x->element);
+		fprintf(out, "        %s\n", x->message);
+		if (x->fix[0])
+			fprintf(out, "        fix: %s\n", x->fix);
+	}
+}
+
+static void print_findings_json(struct domain_cmd *cmd, const char *file, const char *name,
+				const struct kb_findings *f, bool first)
+{
+	FILE *out = cmd->ctx->out;
+	fputs(first ? "[\n  {\"file\": " : ",\n  {\"file\": ", out);
+	kb_json_string(out, file);
+	fputs(", \"domain\": ", out);
+	kb_json_string(out, name);
+	fprintf(out, ", \"errors\": %zu, \"warnings\": %zu, \"findings\": [", f->errors, f->count - f->errors);
+	for (size_t i = 0; i < f->count; i++) {
+		const struct kb_finding *x = &f->item[i];
+		fputs(i ? ",\n    {\"severity\": " : "\n    {\"severity\": ", out);
+		kb_json_string(out, severity_name(x->severity));
+		fputs(", \"id\": ", out);
+		kb_json_string(out, x->id);
+		fputs(", \"element\": ", out);
+		kb_json_string(out, x->element);
+		fputs(", \"message\": ", out);
+		kb_json_string(out, x->message);
+		fputs(", \"fix\": ", out);
+		kb_json_string(out, x->fix);
+		fputc('}', out);
+	}
+	fputs(f->count ? "\n  ]}" : "]}", out);
+}
+
+/*
+ * Preflight every file; print the findings. Returns the number of files with
+ * errors, or -1 when a file could not be read as a domain.
+ */
+static int preflight_files(struct domain_cmd *cmd, char **files, int count, bool failing_only)
+{
+	struct kb_preflight_host host = { .domcaps = domcaps_from_libvirt, .opaque = cmd };
+	autofree char *caps = cmd->conn ? cmd->virt.get_capabilities(cmd->conn) : NULL;
+	host.caps_xml = caps;
+	if (!cmd->conn)
+		host.domcaps = NULL;
+	int failing = 0, printed = 0;
+	bool json = cmd->ctx->format == KB_FORMAT_JSON;
+	for (int i = 0; i < count; i++) {
+		struct kb_error err = { 0 };
+		autofree char *text = NULL;
+		xmlDoc *doc = read_domain_file(cmd, files[i], &text, &err);
+		struct kb_findings *findings = calloc(1, sizeof(*findings));
+		if (!doc || !findings || kb_preflight(cmd->ctx, &cmd->xml, doc, &host, findings, &err) < 0) {
+			if (doc && err.path[0] == '\0')
+				snprintf(err.path, sizeof(err.path), "%s:", files[i]);
+			kb_say_failure(cmd->ctx, &err);
+			if (doc)
+				cmd->xml.free_doc(doc);
+			free(findings);
+			if (json && printed)
+				fputs("\n]\n", cmd->ctx->out);
+			return -1;
+		}
+		autofree char *name = kb_xml_text(&cmd->xml, kb_xml_child(cmd->xml.root_element(doc), "name"));
+		if (!cmd->conn) {
+			struct kb_finding *w = &findings->item[findings->count < KB_FINDINGS_MAX ? findings->count++ : KB_FINDINGS_MAX - 1];
+			memset(w, 0, sizeof(*w));
+			w->severity = KB_SEVERITY_WARN;
+			snprintf(w->id, sizeof(w->id), "libvirt.unreachable");
+			snprintf(w->element, sizeof(w->element), "/domain");
+			snprintf(w->message, sizeof(w->message),
+				 "libvirt at %s did not answer: machine type and CPU model were not checked", cmd->uri);
+			snprintf(w->fix, sizeof(w->fix), "kvmbox doctor");
+		}
+		if (json && (!failing_only || findings->errors))
+			print_findings_json(cmd, files[i], name ? name : "", findings, printed == 0);
+		else if (!failing_only || findings->errors)
+			print_findings_human(cmd, files[i], findings);
+		if (!failing_only || findings->errors)
+			printed++;
+		if (findings->errors)
+			failing++;
+		cmd->xml.free_doc(doc);
+		free(findings);
+	}
+	if (json && printed)
+		fputs("\n]\n", cmd->ctx->out);
+	else if (json && !failing_only)
+		fputs("[]\n", cmd->ctx->out);
+	return failing;
+}
+
+static int cmd_preflight(struct domain_cmd *cmd, char **files, int count)
+{
+	/* Without libvirt the file and host checks still run; machine and CPU are then not checked. */
+	struct kb_error err = { 0 };
+	const struct kb_virt_advice *advice = NULL;
+	cmd->conn = kb_virt_connect(&cmd->virt, cmd->uri, &err, &advice);
+	if (!cmd->conn && cmd->ctx->verbosity > 0)
+		say_virt_failure(cmd, &err, advice);
+	int failing = preflight_files(cmd, files, count, false);
+	return failing == 0 ? KB_EXIT_OK : KB_EXIT_FAILURE;
+}
+
+/* ---- define / start --------------------------------------------------------- */
+
+static double now_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The domain's definition as libvirt keeps it (inactive XML): what "unchanged" is judged by. */
+static char *inactive_xml(const struct kb_virt *v, virDomainPtr dom)
+{
+	return dom ? v->domain_xml(dom, VIR_DOMAIN_XML_INACTIVE | VIR_DOMAIN_XML_SECURE) : NULL;
+}
+
+/*
+ * Name and UUID from the file. A file without a UUID gets the existing
+ * domain's, so defining it again updates that domain instead of failing.
+ */
+static int prepare_definition(struct job *j, const char *path, virDomainPtr *existing, struct kb_error *err)
+{
+	struct domain_cmd *cmd = j->cmd;
+	autofree char *text = NULL;
+	xmlDoc *doc = read_domain_file(cmd, path, &text, err);
+	if (!doc)
+		return -1;
+	int rc = 0;
+	xmlNode *root = cmd->xml.root_element(doc);
+	autofree char *name = kb_xml_text(&cmd->xml, kb_xml_child(root, "name"));
+	autofree char *uuid = kb_xml_text(&cmd->xml, kb_xml_child(root, "uuid"));
+	if (!root || strcmp((const char *)root->name, "domain") != 0 || !name || !*name) {
+		rc = kb_fail(err, 0, path, "not a libvirt domain with a <name>:");
+		goto out;
+	}
+	snprintf(j->name, sizeof(j->name), "%s", name);
+	*existing = cmd->virt.domain_lookup(cmd->conn, name);
+	cmd->virt.reset_error();
+	if (*existing) {
+		cmd->virt.domain_uuid(*existing, j->uuid);
+		if (uuid && strcasecmp(uuid, j->uuid) != 0) {
+			rc = kb_fail(err, 0, path, "domain '%s' already exists with UUID %s, but the file has %s: refusing to replace another domain:",
+				     name, j->uuid, uuid);
+			goto out;
+		}
+		if (!uuid)
+			cmd->xml.new_child(root, NULL, (const xmlChar *)"uuid", (const xmlChar *)j->uuid);
+	}
+	xmlChar *dumped = NULL;
+	int size = 0;
+	cmd->xml.dump_memory(doc, &dumped, &size);
+	j->xml_text = dumped ? strdup((const char *)dumped) : NULL;
+	if (dumped)
+		(*cmd->xml.free)(dumped);
+	if (!j->xml_text)
+		rc = kb_fail(err, ENOMEM, path, "serialising");
+out:
+	cmd->xml.free_doc(doc);
+	return rc;
+}
+
+static int wait_running(struct job *j, virDomainPtr dom, struct kb_error *err)
+{
+	const struct kb_virt *v = &j->cmd->virt;
+	double deadline = now_seconds() + j->cmd->wait_seconds;
+	for (;;) {
+		int state = 0, reason = 0;
+		if (v->domain_state(dom, &state, &reason, 0) < 0)
+			return kb_virt_fail(v, err, NULL, "reading the state of domain '%s'", j->name);
+		if (state == VIR_DOMAIN_RUNNING)
+			return 0;
+		if (state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED)
+			return kb_fail(err, 0, NULL, "domain '%s' stopped right after it was started (state %d, reason %d)",
+				       j->name, state, reason);
+		if (now_seconds() > deadline)
+			return kb_fail(err, ETIMEDOUT, NULL, "domain '%s' was not running after %d s (state %d):", j->name,
+				       j->cmd->wait_seconds, state);
+		usleep(20 * 1000);
+	}
+}
+
+static void define_one(struct job *j)
+{
+	struct domain_cmd *cmd = j->cmd;
+	const struct kb_virt *v = &cmd->virt;
+	struct kb_error err = { 0 };
+	const struct kb_virt_advice *advice = NULL;
+	virDomainPtr existing = NULL, dom = NULL;
+	autofree char *before = NULL;
+	autofree char *after = NULL;
+	if (prepare_definition(j, j->arg, &existing, &err) < 0) {
+		job_failed(j, j->arg, &err, NULL);
+		goto out;
+	}
+	before = inactive_xml(v, existing);
+	dom = v->domain_define(cmd->conn, j->xml_text, VIR_DOMAIN_DEFINE_VALIDATE);
+	if (!dom) {
+		kb_virt_fail(v, &err, &advice, "defining domain '%s' from %s", j->name, j->arg);
+		job_failed(j, j->name, &err, advice);
+		goto out;
+	}
+	after = inactive_xml(v, dom);
+	bool same = before && after && strcmp(before, after) == 0;
+	kb_row_set(job_row(j), j->name, same ? KB_UNCHANGED : KB_CHANGED, "%s",
+		   same ? "defined, definition unchanged" : existing ? "definition updated" : "defined");
+
+	int autostart = 0;
+	if (v->domain_get_autostart(dom, &autostart) < 0) {
+		kb_virt_fail(v, &err, &advice, "reading autostart of '%s'", j->name);
+		job_failed(j, j->name, &err, advice);
+		goto out;
+	}
+	if (cmd->autostart && !autostart) {
+		if (v->domain_set_autostart(dom, 1) < 0) {
+			kb_virt_fail(v, &err, &advice, "setting autostart of '%s'", j->name);
+			job_failed(j, j->name, &err, advice);
+			goto out;
+		}
+		kb_row_set(job_row(j), j->name, KB_CHANGED, "autostart on");
+	} else if (cmd->autostart) {
+		kb_row_set(job_row(j), j->name, KB_UNCHANGED, "autostart on");
+	}
+
+	if (!cmd->start)
+		goto out;
+	int state = 0, reason = 0;
+	if (v->domain_state(dom, &state, &reason, 0) < 0) {
+		kb_virt_fail(v, &err, &advice, "reading the state of '%s'", j->name);
+		job_failed(j, j->name, &err, advice);
+		goto out;
+	}
+	if (state == VIR_DOMAIN_RUNNING) {
+		kb_row_set(job_row(j), j->name, KB_UNCHANGED, "running");
+		goto out;
+	}
+	double started = now_seconds();
+	if (v->domain_create(dom) < 0) {
+		kb_virt_fail(v, &err, &advice, "starting domain '%s'", j->name);
+		job_failed(j, j->name, &err, advice);
+		goto out;
+	}
+	if (wait_running(j, dom, &err) < 0) {
+		job_failed(j, j->name, &err, NULL);
+		goto out;
+	}
+	kb_row_set(job_row(j), j->name, KB_CHANGED, "started, running after %.2f s", now_seconds() - started);
+out:
+	if (existing)
+		v->domain_free(existing);
+	if (dom)
+		v->domain_free(dom);
+	free(j->xml_text);
+	j->xml_text = NULL;
+}
+
+/* ---- rm ------------------------------------------------------------------ */
+
+#define RM_FILES_MAX 32
+
+/* The domain's disk image files (device='disk', file-backed), from its definition. */
+static int disk_files(struct job *j, const char *definition, char files[][PATH_MAX], size_t *count,
+		      struct kb_error *err)
+{
+	const struct kb_xml *xml = &j->cmd->xml;
+	xmlDoc *doc = kb_xml_parse(xml, definition, strlen(definition), j->name, err);
+	if (!doc)
+		return -1;
+	xmlNode *devices = kb_xml_child(xml->root_element(doc), "devices");
+	*count = 0;
+	for (xmlNode *disk = kb_xml_child(devices, "disk"); disk && *count < RM_FILES_MAX; disk = kb_xml_next(disk, "disk")) {
+		autofree char *device = kb_xml_prop(xml, disk, "device");
+		autofree char *type = kb_xml_prop(xml, disk, "type");
+		if ((device && strcmp(device, "disk") != 0) || (type && strcmp(type, "file") != 0))
+			continue; /* cdroms (shared ISOs), block devices, network disks stay */
+		autofree char *file = kb_xml_prop(xml, kb_xml_child(disk, "source"), "file");
+		if (file && file[0] == '/')
+			snprintf(files[(*count)++], PATH_MAX, "%s", file);
+	}
+	xml->free_doc(doc);
+	return 0;
+}
+
+/* Remove the files and refresh every pool that listed one of them, as `virsh pool-refresh` would. */
+static int remove_storage(struct job *j, char files[][PATH_MAX], size_t count, struct kb_error *err)
+{
+	const struct kb_virt *v = &j->cmd->virt;
+	virStoragePoolPtr pools[RM_FILES_MAX];
+	size_t pool_count = 0, removed = 0;
+	char pool_names[512] = "";
+	int rc = 0;
+	for (size_t i = 0; i < count && rc == 0; i++) {
+		virStorageVolPtr vol = v->volume_lookup_by_path(j->cmd->conn, files[i]);
+		virStoragePoolPtr pool = vol ? v->pool_of_volume(vol) : NULL;
+		if (vol)
+			v->volume_free(vol);
+		v->reset_error();
+		bool known = false;
+		for (size_t k = 0; pool && k < pool_count; k++)
+			known = known || strcmp(v->pool_name(pools[k]), v->pool_name(pool)) == 0;
+		if (pool && !known)
+			pools[pool_count++] = pool;
+		else if (pool)
+			v->pool_free(pool);
+		struct kb_path mapped;
+		if (kb_sysroot_path(j->cmd->ctx, files[i], &mapped, err) < 0)
+			rc = -1;
+		else if (unlink(mapped.s) == 0)
+			removed++;
+		else if (errno != ENOENT)
+			rc = kb_fail(err, errno, files[i], "removing");
+	}
+	for (size_t k = 0; k < pool_count; k++) {
+		if (rc == 0 && v->pool_refresh(pools[k], 0) < 0)
+			rc = kb_virt_fail(v, err, NULL, "refreshing pool '%s'", v->pool_name(pools[k]));
+		size_t used = strlen(pool_names);
+		snprintf(pool_names + used, sizeof(pool_names) - used, "%s%s", used ? ", " : "", v->pool_name(pools[k]));
+		v->pool_free(pools[k]);
+	}
+	if (rc == 0)
+		kb_row_set(job_row(j), j->name, removed ? KB_CHANGED : KB_UNCHANGED, "%zu image file%s removed%s%s",
+			   removed, removed == 1 ? "" : "s", pool_count ? ", pools refreshed: " : "", pool_names);
+	return rc;
+}
+
+static void rm_one(struct job *j)
+{
+	struct domain_cmd *cmd = j->cmd;
+	const struct kb_virt *v = &cmd->virt;
+	struct kb_error err = { 0 };
+	const struct kb_virt_advice *advice = NULL;
+	snprintf(j->name, sizeof(j->name), "%s", j->arg);
+	virDomainPtr dom = v->domain_lookup(cmd->conn, j->name);
+	if (!dom) {
+		virErrorPtr e = v->last_error();
+		if (e && e->code == VIR_ERR_NO_DOMAIN) {
+			v->reset_error();
+			kb_row_set(job_row(j), j->name, KB_UNCHANGED, "no such domain");
+			return;
+		}
+		kb_virt_fail(v, &err, &advice, "looking up domain '%s'", j->name);
+		job_failed(j, j->name, &err, advice);
+		return;
+	}
+	char (*files)[PATH_MAX] = calloc(RM_FILES_MAX, PATH_MAX);
+	size_t count = 0;
+	autofree char *definition = inactive_xml(v, dom);
+	if (!files || !definition || (cmd->storage && disk_files(j, definition, files, &count, &err) < 0)) {
+		if (!files || !definition)
+			kb_virt_fail(v, &err, &advice, "reading the definition of '%s'", j->name);
+		job_failed(j, j->name, &err, advice);
+		goto out;
+	}
+	int state = 0, reason = 0;
+	if (v->domain_state(dom, &state, &reason, 0) == 0 && state != VIR_DOMAIN_SHUTOFF) {
+		if (v->domain_destroy(dom) < 0) {
+			kb_virt_fail(v, &err, &advice, "destroying domain '%s'", j->name);
+			job_failed(j, j->name, &err, advice);
+			goto out;
+		}
+		kb_row_set(job_row(j), j->name, KB_CHANGED, "destroyed (was running)");
+	}
+	unsigned flags = VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
+			 VIR_DOMAIN_UNDEFINE_NVRAM | VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA;
+	if (v->domain_undefine(dom, flags) < 0) {
+		kb_virt_fail(v, &err, &advice, "undefining domain '%s'", j->name);
+		job_failed(j, j->name, &err, advice);
+		goto out;
+	}
+	kb_row_set(job_row(j), j->name, KB_CHANGED, "undefined");
+	if (cmd->storage && remove_storage(j, files, count, &err) < 0)
+		job_failed(j, j->name, &err, NULL);
+out:
+	free(files);
+	v->domain_free(dom);
+}
+
+/* ---- running jobs in parallel ------------------------------------------------ */
+
+struct pool_state {
+	struct job *jobs;
+	size_t count, next;
+	void (*work)(struct job *);
+	pthread_mutex_t lock;
+};
+
+static void *worker(void *arg)
+{
+	struct pool_state *ps = arg;
+	for (;;) {
+		pthread_mutex_lock(&ps->lock);
+		size_t i = ps->next < ps->count ? ps->next++ : ps->count;
+		pthread_mutex_unlock(&ps->lock);
+		if (i == ps->count)
+			return NULL;
+		ps->work(&ps->jobs[i]);
+	}
+}
+
+/* Run @work on every argument, up to cmd->jobs at once; print all rows in argument order. */
+static int run_jobs(struct domain_cmd *cmd, char **args, int count, void (*work)(struct job *))
+{
+	struct job *jobs = calloc((size_t)count, sizeof(*jobs));
+	struct kb_row *rows = calloc((size_t)count * 4, sizeof(*rows));
+	if (!jobs || !rows) {
+		free(jobs);
+		free(rows);
+		kb_say_error(cmd->ctx, "out of memory");
+		return KB_EXIT_FAILURE;
+	}
+	struct pool_state ps = { .jobs = jobs, .count = (size_t)count, .work = work };
+	pthread_mutex_init(&ps.lock, NULL);
+	for (int i = 0; i < count; i++) {
+		jobs[i].cmd = cmd;
+		jobs[i].arg = args[i];
+	}
+	unsigned threads = cmd->jobs < (unsigned)count ? cmd->jobs : (unsigned)count;
+	pthread_t tids[64];
+	unsigned started = 0;
+	for (unsigned t = 1; t < threads && t < 64; t++)
+		if (pthread_create(&tids[started], NULL, worker, &ps) == 0)
+			started++;
+	worker(&ps); /* this thread works too */
+	for (unsigned t = 0; t < started; t++)
+		pthread_join(tids[t], NULL);
+	pthread_mutex_destroy(&ps.lock);
+
+	size_t n = 0;
+	int rc = KB_EXIT_OK;
+	for (int i = 0; i < count; i++) {
+		for (size_t k = 0; k < jobs[i].row_count; k++) {
+			rows[n] = jobs[i].rows[k];
+			rows[n].id = jobs[i].name[0] ? jobs[i].name : jobs[i].arg;
+			n++;
+		}
+		if (jobs[i].rc < 0)
+			rc = KB_EXIT_FAILURE;
+	}
+	kb_rows_print(cmd->ctx, rows, n);
+	free(rows);
+	free(jobs);
+	return rc;
+}
+
+static int cmd_define(struct domain_cmd *cmd, char **files, int count)
+{
+	if (connect_libvirt(cmd) < 0)
+		return KB_EXIT_FAILURE;
+	if (!cmd->no_preflight) {
+		/* Findings are shown only for the files with errors: nothing is defined then. */
+		int failing = preflight_files(cmd, files, count, true);
+		if (failing < 0)
+			return KB_EXIT_FAILURE;
+		if (failing > 0) {
+			kb_say_error(cmd->ctx, "the preflight found errors in %d of %d file%s: nothing defined "
+					       "(--no-preflight defines anyway)", failing, count, count == 1 ? "" : "s");
+			return KB_EXIT_FAILURE;
+		}
+	}
+	return run_jobs(cmd, files, count, define_one);
+}
+
+static int cmd_rm(struct domain_cmd *cmd, char **names, int count)
+{
+	if (connect_libvirt(cmd) < 0)
+		return KB_EXIT_FAILURE;
+	return run_jobs(cmd, names, count, rm_one);
+}
+
+/* up: unpack the bundle (unless already unpacked), then define what it holds. */
+static int cmd_up(struct domain_cmd *cmd, const char *bundle)
+{
+	char name[KB_BUNDLE_NAME_MAX];
+	if (cmd->name)
+		snprintf(name, sizeof(name), "%s", cmd->name);
+	else
+		kb_bundle_default_name(bundle, name, sizeof(name));
+	char dir[PATH_MAX], xml_file[PATH_MAX + 16];
+	snprintf(dir, sizeof(dir), "%s/%s", cmd->dest, name);
+	struct kb_path mapped;
+	struct kb_error err = { 0 };
+	if (kb_sysroot_path(cmd->ctx, dir, &mapped, &err) < 0) {
+		kb_say_failure(cmd->ctx, &err);
+		return KB_EXIT_FAILURE;
+	}
+	struct stat st;
+	if (stat(mapped.s, &st) < 0 || cmd->replace) {
+		char *unpack_argv[] = { "unpack", (char *)bundle, "--dest", (char *)cmd->dest, "--name", name,
+					cmd->replace ? "--replace" : NULL, NULL };
+		int unpack_argc = cmd->replace ? 7 : 6;
+		int rc = kb_applet_run(cmd->ctx, "unpack", unpack_argc, unpack_argv);
+		if (rc != KB_EXIT_OK)
+			return rc;
+	} else if (cmd->ctx->verbosity > 0) {
+		fprintf(cmd->ctx->err, "kvmbox domain: %s is already unpacked (--replace unpacks again)\n", dir);
+	}
+	snprintf(xml_file, sizeof(xml_file), "%s/domain.xml", mapped.s);
+	char *files[] = { xml_file };
+	return cmd_define(cmd, files, 1);
+}
+
+int domain_main(struct kb_ctx *ctx, int argc, char **argv)
+{
+	enum {
+		OPT_CONNECT = KB_OPT_APPLET_FIRST, OPT_AUTOSTART, OPT_START, OPT_WAIT, OPT_NO_PREFLIGHT, OPT_JOBS,
+		OPT_DEST, OPT_NAME, OPT_REPLACE, OPT_STORAGE,
+	};
+	static const struct option long_options[] = {
+		KB_GLOBAL_LONG_OPTIONS,
+		{ "connect", required_argument, NULL, OPT_CONNECT },
+		{ "autostart", no_argument, NULL, OPT_AUTOSTART },
+		{ "start", no_argument, NULL, OPT_START },
+		{ "wait", required_argument, NULL, OPT_WAIT },
+		{ "no-preflight", no_argument, NULL, OPT_NO_PREFLIGHT },
+		{ "jobs", required_argument, NULL, OPT_JOBS },
+		{ "dest", required_argument, NULL, OPT_DEST },
+		{ "name", required_argument, NULL, OPT_NAME },
+		{ "replace", no_argument, NULL, OPT_REPLACE },
+		{ "storage", no_argument, NULL, OPT_STORAGE },
+		{ 0 },
+	};
+	struct domain_cmd *cmd = calloc(1, sizeof(*cmd));
+	if (!cmd) {
+		kb_say_error(ctx, "out of memory");
+		return KB_EXIT_FAILURE;
+	}
+	*cmd = (struct domain_cmd){ .ctx = ctx, .wait_seconds = 60, .jobs = 8, .dest = DEFAULT_DEST };
+	pthread_mutex_init(&cmd->lock, NULL);
+	const char *connect = NULL;
+	int opt, rc = -1;
+	char *end;
+	while (rc == -1 && (opt = getopt_long(argc, argv, KB_GLOBAL_SHORT_OPTIONS, long_options, NULL)) != -1) {
+		switch (opt) {
+		case OPT_CONNECT: connect = optarg; break;
+		case OPT_AUTOSTART: cmd->autostart = true; break;
+		case OPT_START: cmd->start = true; break;
+		case OPT_NO_PREFLIGHT: cmd->no_preflight = true; break;
+		case OPT_DEST: cmd->dest = optarg; break;
+		case OPT_NAME: cmd->name = optarg; break;
+		case OPT_REPLACE: cmd->replace = true; break;
+		case OPT_STORAGE: cmd->storage = true; break;
+		case OPT_WAIT:
+			cmd->wait_seconds = (int)strtol(optarg, &end, 10);
+			if (*end || end == optarg || cmd->wait_seconds < 1 || cmd->wait_seconds > 3600) {
+				kb_say_error(ctx, "--wait takes seconds from 1 to 3600, not '%s'", optarg);
+				rc = KB_EXIT_USAGE;
+			}
+			break;
+		case OPT_JOBS:
+			cmd->jobs = (unsigned)strtoul(optarg, &end, 10);
+			if (*end || end == optarg || cmd->jobs < 1 || cmd->jobs > 64) {
+				kb_say_error(ctx, "--jobs takes a number from 1 to 64, not '%s'", optarg);
+				rc = KB_EXIT_USAGE;
+			}
+			break;
+		default: rc = kb_common_option(ctx, opt, optarg); break;
+		}
+	}
+	const char *verb = optind < argc ? argv[optind] : NULL;
+	char **args = argv + optind + 1;
+	int count = optind < argc ? argc - optind - 1 : 0;
+	if (rc == -1) {
+		if (!verb) {
+			kb_say_error(ctx, "needs preflight, define, up or rm (kvmbox domain --help)");
+			rc = KB_EXIT_USAGE;
+		} else if (strcmp(verb, "preflight") && strcmp(verb, "define") && strcmp(verb, "up") && strcmp(verb, "rm")) {
+			kb_say_error(ctx, "unknown command '%s': preflight, define, up or rm", verb);
+			rc = KB_EXIT_USAGE;
+		} else if (count == 0 || (!strcmp(verb, "up") && count != 1)) {
+			kb_say_error(ctx, "%s needs %s", verb, !strcmp(verb, "rm") ? "one or more domain names" :
+							    !strcmp(verb, "up") ? "one BUNDLE" : "one or more XML files");
+			rc = KB_EXIT_USAGE;
+		} else if (cmd->dest[0] != '/') {
+			kb_say_error(ctx, "--dest must be an absolute path");
+			rc = KB_EXIT_USAGE;
+		}
+	}
+	if (rc == -1) {
+		struct kb_error err = { 0 };
+		cmd->uri = kb_virt_uri(connect);
+		if (load_libraries(cmd, &err) < 0) {
+			kb_say_failure(ctx, &err);
+			rc = KB_EXIT_FAILURE;
+		} else if (!strcmp(verb, "preflight")) {
+			rc = cmd_preflight(cmd, args, count);
+		} else if (!strcmp(verb, "define")) {
+			rc = cmd_define(cmd, args, count);
+		} else if (!strcmp(verb, "up")) {
+			rc = cmd_up(cmd, args[0]);
+		} else {
+			rc = cmd_rm(cmd, args, count);
+		}
+	}
+	if (cmd->conn)
+		cmd->virt.connect_close(cmd->conn);
+	pthread_mutex_destroy(&cmd->lock);
+	free(cmd);
+	return rc;
+}
