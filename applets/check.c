@@ -27,6 +27,7 @@
 #include "kvmbox/cpuinfo.h"
 #include "kvmbox/file.h"
 #include "kvmbox/output.h"
+#include "kvmbox/service.h"
 #include "kvmbox/sysroot.h"
 
 const char check_usage[] =
@@ -512,31 +513,6 @@ static void check_hugepages(struct host *h, struct kb_row *r)
 	}
 }
 
-/*
- * connect() to a unix socket without blocking. A path too long for sun_path
- * (deep fixture roots) is reached through its directory's /proc/self/fd entry.
- */
-static int connect_unix(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	autoclose_fd dir_fd = -1;
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		const char *slash = strrchr(path, '/');
-		char dir[PATH_MAX];
-		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-		dir_fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-		if (dir_fd < 0)
-			return -1;
-		snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s", dir_fd, slash + 1);
-	} else {
-		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	}
-	autoclose_fd fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	return connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-}
-
 static void check_libvirt_socket(struct host *h, struct kb_row *r)
 {
 	const char *id = "libvirt.socket";
@@ -549,9 +525,8 @@ static void check_libvirt_socket(struct host *h, struct kb_row *r)
 		struct stat st;
 		if (kb_sysroot_path(h->ctx, sockets[i], &p, NULL) < 0 || stat(p.s, &st) < 0)
 			continue;
-		if (connect_unix(p.s) == 0 || errno == EAGAIN) {
-			kb_row_set(r, id, KB_PASS, "libvirt answers on %s%s", sockets[i],
-				   errno == EAGAIN ? " (busy)" : "");
+		if (kb_socket_connect(p.s) == 0) {
+			kb_row_set(r, id, KB_PASS, "libvirt answers on %s", sockets[i]);
 			return;
 		}
 		if (!refused) {

@@ -150,22 +150,18 @@ static char *host_arch(const struct preflight *p)
 	return arch ? arch : strdup("x86_64");
 }
 
-/*
- * The uid:gid QEMU runs as, from the DAC security model's base label
- * (<baselabel type='kvm'>+64055:+64055</baselabel>). False when unknown.
- */
-static bool qemu_identity(const struct preflight *p, uid_t *uid, gid_t *gid)
+bool kb_caps_qemu_identity(const struct kb_xml *xml, xmlDoc *caps, const char *virttype, uid_t *uid, gid_t *gid)
 {
-	xmlNode *root = p->caps ? p->xml->root_element(p->caps) : NULL;
+	xmlNode *root = caps ? xml->root_element(caps) : NULL;
 	xmlNode *host = kb_xml_child(root, "host");
 	for (xmlNode *s = kb_xml_child(host, "secmodel"); s; s = kb_xml_next(s, "secmodel")) {
-		autofree char *model = kb_xml_text(p->xml, kb_xml_child(s, "model"));
+		autofree char *model = kb_xml_text(xml, kb_xml_child(s, "model"));
 		if (!model || strcmp(model, "dac") != 0)
 			continue;
 		for (xmlNode *b = kb_xml_child(s, "baselabel"); b; b = kb_xml_next(b, "baselabel")) {
-			if (!kb_xml_prop_is(p->xml, b, "type", p->type ? p->type : "kvm"))
+			if (!kb_xml_prop_is(xml, b, "type", virttype))
 				continue;
-			autofree char *label = kb_xml_text(p->xml, b);
+			autofree char *label = kb_xml_text(xml, b);
 			unsigned u, g;
 			if (label && sscanf(label, "+%u:+%u", &u, &g) == 2) {
 				*uid = u;
@@ -200,7 +196,7 @@ static void check_kvm_device(struct preflight *p)
 	}
 	uid_t uid;
 	gid_t gid;
-	if (qemu_identity(p, &uid, &gid) && !kb_may_read_write(p->ctx, uid, gid, &st)) {
+	if (kb_caps_qemu_identity(p->xml, p->caps, "kvm", &uid, &gid) && !kb_may_read_write(p->ctx, uid, gid, &st)) {
 		char user[64], owner[64], group[64];
 		set_fix(add_finding(p, KB_SEVERITY_ERROR, "kvm.dev", p->domain,
 				    "type='kvm' but QEMU runs as %s, which cannot open /dev/kvm (%s:%s %04o): "

@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include "kvmbox/context.h"
 #include "kvmbox/error.h"
 #include "kvmbox/xml.h"
@@ -57,5 +58,12 @@ int kb_preflight(const struct kb_ctx *ctx, const struct kb_xml *xml, xmlDoc *doc
 /* The machine types @caps_xml offers for @arch and @virttype, comma-separated, into @buf. */
 const char *kb_preflight_machines(const struct kb_xml *xml, const char *caps_xml, const char *arch,
 				  const char *virttype, char *buf, size_t size);
+
+/*
+ * The uid and gid QEMU runs as for @virttype, from the capabilities' DAC
+ * base label (<baselabel type='kvm'>+64055:+64055</baselabel>). False when
+ * the capabilities do not say.
+ */
+bool kb_caps_qemu_identity(const struct kb_xml *xml, xmlDoc *caps, const char *virttype, uid_t *uid, gid_t *gid);
 
 #endif

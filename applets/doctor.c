@@ -1,0 +1,604 @@
+/*
+ * doctor: diagnose the KVM/libvirt errors operators hit most, against the
+ * live host and libvirtd, and with --fix apply the remedies that are safe.
+ *
+ * Each diagnosis is one row: an id, the evidence, and the fix. The ids are
+ * the ones kb_virt_explain() gives libvirt's error messages, so an error
+ * seen in `kvmbox domain` leads straight to its diagnosis here.
+ *
+ * Safe fixes (--fix): start libvirtd/virtlogd, /dev/kvm owner and mode
+ * (devkvm, which never widens), remove stale QEMU capability cache files
+ * (and restart libvirtd so it probes again), refresh storage pools. Not
+ * applied, only shown: firmware settings, machine type changes (they
+ * change the guest's hardware), adding a serial console.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kvmbox/accounts.h"
+#include "kvmbox/applet.h"
+#include "kvmbox/cleanup.h"
+#include "kvmbox/cpuinfo.h"
+#include "kvmbox/file.h"
+#include "kvmbox/output.h"
+#include "kvmbox/preflight.h"
+#include "kvmbox/service.h"
+#include "kvmbox/sysroot.h"
+#include "kvmbox/virt.h"
+#include "kvmbox/xml.h"
+
+const char doctor_usage[] =
+	"Usage: kvmbox doctor [--fix] [--connect URI] [ID...]\n"
+	"\n"
+	"Diagnose the common KVM/libvirt errors on this host, each with its evidence\n"
+	"and fix; with --fix apply the safe fixes and report each:\n"
+	"  libvirtd.running  'failed to connect socket to .../libvirt-sock'   fix: start it\n"
+	"  virtlogd.running  guests cannot start without virtlogd             fix: start it\n"
+	"  kvm.dev           'Could not access KVM kernel module: Permission denied'\n"
+	"                    (QEMU's user cannot open /dev/kvm)               fix: kvmbox devkvm\n"
+	"  virt.hardware     'No domains available for virt type hvm'         firmware hint\n"
+	"  caps.cache        'Cannot find suitable CPU model for given data'\n"
+	"                    (stale /var/cache/libvirt/qemu/capabilities)     fix: clear, restart libvirtd\n"
+	"  pool.stale        'cannot stat file' (volume deleted behind a pool) fix: refresh the pool\n"
+	"  machine.type      'unsupported machine type' in a defined domain   shows the redefine\n"
+	"  serial.none       domains without a serial console (virsh console)  shows the XML to add\n"
+	"Only FAIL sets exit status 1; IDs select diagnoses.\n"
+	"\n"
+	"  --fix          apply the safe fixes\n"
+	"  --connect URI  libvirt URI (default $LIBVIRT_DEFAULT_URI, else qemu:///system;\n"
+	"                 under --root only when given)\n";
+
+#define LIBVIRT_SOCKET "/run/libvirt/libvirt-sock"
+#define VIRTLOGD_SOCKET "/run/libvirt/virtlogd-sock"
+#define CAPS_CACHE_DIR "/var/cache/libvirt/qemu/capabilities"
+#define SERVICE_TIMEOUT_S 30
+
+struct doctor {
+	struct kb_ctx *ctx;
+	bool fix;
+	char **only;
+	int only_count;
+	const char *uri; /* NULL: do not connect (another --root without --connect) */
+	struct kb_xml xml;
+	struct kb_virt virt;
+	bool virt_loaded;
+	virConnectPtr conn;
+	char *caps_xml;
+	xmlDoc *caps;
+	struct kb_rows rows;
+	char stale_caps[8][PATH_MAX]; /* caps.cache: the stale files found */
+	size_t stale_count;
+};
+
+static bool selected(const struct doctor *d, const char *id)
+{
+	if (!d->only_count)
+		return true;
+	for (int i = 0; i < d->only_count; i++)
+		if (strcmp(d->only[i], id) == 0)
+			return true;
+	return false;
+}
+
+static bool socket_answers(const struct doctor *d, const char *abs_path)
+{
+	struct kb_path p;
+	return kb_sysroot_path(d->ctx, abs_path, &p, NULL) == 0 && kb_socket_connect(p.s) == 0;
+}
+
+/* A fix was tried: the row now says what happened. */
+static void report_fix(struct kb_row *r, int rc, const struct kb_error *err, const char *done)
+{
+	if (rc == 0) {
+		r->status = KB_CHANGED;
+		char message[sizeof(r->message) * 2];
+		snprintf(message, sizeof(message), "fixed: %s (was: %s)", done, r->message);
+		snprintf(r->message, sizeof(r->message), "%.*s", (int)sizeof(r->message) - 1, message);
+		r->hint[0] = '\0';
+	} else {
+		char buf[sizeof(err->what) + PATH_MAX + 64];
+		r->status = KB_FAILED;
+		snprintf(r->hint, sizeof(r->hint), "the fix failed: %s", kb_error_message(err, buf, sizeof(buf)));
+	}
+}
+
+/* ---- daemons -------------------------------------------------------------------- */
+
+static void diagnose_daemon(struct doctor *d, const char *id, const char *daemon, const char *socket_path,
+			    const char *why)
+{
+	if (!selected(d, id))
+		return;
+	struct kb_row *r = kb_rows_add(&d->rows);
+	if (socket_answers(d, socket_path)) {
+		kb_row_set(r, id, KB_PASS, "%s answers on %s", daemon, socket_path);
+		return;
+	}
+	struct kb_path p;
+	struct stat st;
+	bool stale = kb_sysroot_path(d->ctx, socket_path, &p, NULL) == 0 && stat(p.s, &st) == 0;
+	kb_row_set(r, id, KB_FAIL, "%s is not running: %s %s%s", daemon, socket_path,
+		   stale ? "exists but refuses connections" : "does not exist", why);
+	kb_row_hint(r, "start %s (systemctl start %s, or %s -d)", daemon, daemon, daemon);
+	if (d->fix) {
+		struct kb_error err = { 0 };
+		int rc = kb_service_start(d->ctx, daemon, socket_path, SERVICE_TIMEOUT_S, &err);
+		report_fix(r, rc, &err, "started");
+	}
+}
+
+static int connect_libvirt(struct doctor *d)
+{
+	if (!d->uri)
+		return -1;
+	struct kb_error err = { 0 };
+	if (!d->virt_loaded) {
+		if (kb_virt_load(&d->virt, &err) < 0) {
+			kb_say_failure(d->ctx, &err);
+			return -1;
+		}
+		d->virt_loaded = true;
+	}
+	d->conn = kb_virt_connect(&d->virt, d->uri, &err, NULL);
+	if (!d->conn) {
+		if (d->ctx->verbosity > 0)
+			kb_say_failure(d->ctx, &err);
+		return -1;
+	}
+	d->caps_xml = d->virt.get_capabilities(d->conn);
+	if (d->caps_xml)
+		d->caps = kb_xml_parse(&d->xml, d->caps_xml, strlen(d->caps_xml), "capabilities", NULL);
+	return 0;
+}
+
+/* A row for a diagnosis that needs libvirt when it is not reachable. */
+static bool need_libvirt(struct doctor *d, const char *id)
+{
+	if (!selected(d, id))
+		return false;
+	if (d->conn)
+		return true;
+	kb_row_set(kb_rows_add(&d->rows), id, KB_SKIP, "libvirt not reachable%s%s", d->uri ? " at " : "",
+		   d->uri ? d->uri : " (another --root; --connect URI to ask a libvirtd)");
+	return false;
+}
+
+/* ---- /dev/kvm --------------------------------------------------------------------- */
+
+/* Who QEMU runs as: libvirt's DAC label when it answers, else the Debian default user libvirt-qemu. */
+static bool qemu_identity(struct doctor *d, uid_t *uid, gid_t *gid, const char **source)
+{
+	if (d->caps && kb_caps_qemu_identity(&d->xml, d->caps, "kvm", uid, gid)) {
+		*source = "libvirt's DAC label";
+		return true;
+	}
+	struct kb_path p;
+	if (kb_sysroot_path(d->ctx, "/etc/passwd", &p, NULL) < 0)
+		return false;
+	autoclose_file f = fopen(p.s, "re");
+	struct passwd *pw;
+	while (f && (pw = fgetpwent(f)) != NULL) {
+		if (strcmp(pw->pw_name, "libvirt-qemu") == 0) {
+			*uid = pw->pw_uid;
+			*gid = pw->pw_gid;
+			*source = "the libvirt-qemu account";
+			return true;
+		}
+	}
+	return false;
+}
+
+/* The row's verdict on /dev/kvm; returns whether a fix by devkvm applies. */
+static bool judge_kvm_dev(struct doctor *d, struct kb_row *r)
+{
+	const char *id = "kvm.dev";
+	struct kb_path p;
+	struct stat st;
+	if (kb_sysroot_path(d->ctx, "/dev/kvm", &p, NULL) < 0 || stat(p.s, &st) < 0) {
+		bool loaded = kb_sysroot_path(d->ctx, "/sys/class/misc/kvm/dev", &p, NULL) == 0 && stat(p.s, &st) == 0;
+		kb_row_set(r, id, KB_FAIL, "/dev/kvm does not exist%s", loaded ? " although the KVM module is loaded" : " (the KVM module is not loaded)");
+		kb_row_hint(r, loaded ? "kvmbox devkvm" : "kvmbox kvm-load, then kvmbox devkvm");
+		return loaded;
+	}
+	uid_t uid;
+	gid_t gid;
+	const char *source = NULL;
+	char owner[64], group[64], user[64];
+	kb_user_name(d->ctx, st.st_uid, owner, sizeof(owner));
+	kb_group_name(d->ctx, st.st_gid, group, sizeof(group));
+	if (!qemu_identity(d, &uid, &gid, &source)) {
+		kb_row_set(r, id, KB_INFO, "/dev/kvm is %s:%s %04o; the user QEMU runs as is not known (no libvirt, no libvirt-qemu user)",
+			   owner, group, (unsigned)(st.st_mode & 07777));
+		return false;
+	}
+	kb_user_name(d->ctx, uid, user, sizeof(user));
+	if (kb_may_read_write(d->ctx, uid, gid, &st)) {
+		kb_row_set(r, id, KB_PASS, "/dev/kvm is %s:%s %04o: QEMU's user %s (from %s) may open it", owner, group,
+			   (unsigned)(st.st_mode & 07777), user, source);
+		return false;
+	}
+	kb_row_set(r, id, KB_FAIL,
+		   "/dev/kvm is %s:%s %04o: QEMU's user %s (from %s) cannot open it ('Could not access KVM kernel "
+		   "module: Permission denied'; libvirt also re-probes QEMU on every call)",
+		   owner, group, (unsigned)(st.st_mode & 07777), user, source);
+	kb_row_hint(r, "kvmbox devkvm (root:kvm 0660; %s must be in group kvm)", user);
+	return true;
+}
+
+static void diagnose_kvm_dev(struct doctor *d)
+{
+	if (!selected(d, "kvm.dev"))
+		return;
+	struct kb_row *r = kb_rows_add(&d->rows);
+	if (!judge_kvm_dev(d, r) || !d->fix)
+		return;
+	/* devkvm in this process, its own report silenced: the row tells the outcome. */
+	struct kb_ctx quiet = *d->ctx;
+	autoclose_file sink = fopen("/dev/null", "we");
+	quiet.out = sink ? sink : d->ctx->out;
+	quiet.format = KB_FORMAT_HUMAN;
+	char *argv[] = { "devkvm", NULL };
+	int rc = kb_applet_run(&quiet, "devkvm", 1, argv);
+	struct kb_row after = { 0 };
+	judge_kvm_dev(d, &after);
+	struct kb_error err = { 0 };
+	if (rc != KB_EXIT_OK || after.status == KB_FAIL)
+		kb_fail(&err, 0, NULL, "devkvm exited %d; now: %s", rc, after.message);
+	report_fix(r, rc != KB_EXIT_OK || after.status == KB_FAIL ? -1 : 0, &err, "kvmbox devkvm made /dev/kvm root:kvm 0660");
+}
+
+/* ---- hardware virtualization ------------------------------------------------------ */
+
+static void diagnose_virt_hardware(struct doctor *d)
+{
+	const char *id = "virt.hardware";
+	if (!selected(d, id))
+		return;
+	struct kb_cpuinfo cpu;
+	kb_cpuinfo_load(d->ctx, &cpu, NULL);
+	struct kb_row *r = kb_rows_add(&d->rows);
+	bool offers_kvm = false, known = false;
+	xmlNode *root = d->caps ? d->xml.root_element(d->caps) : NULL;
+	for (xmlNode *g = kb_xml_child(root, "guest"); g; g = kb_xml_next(g, "guest")) {
+		known = true;
+		xmlNode *arch = kb_xml_child(g, "arch");
+		for (xmlNode *dom = kb_xml_child(arch, "domain"); dom; dom = kb_xml_next(dom, "domain"))
+			offers_kvm = offers_kvm || kb_xml_prop_is(&d->xml, dom, "type", "kvm");
+	}
+	if (known && offers_kvm) {
+		kb_row_set(r, id, KB_PASS, "libvirt offers KVM guests (%u of %u CPUs flag vmx/svm)", cpu.with_virt, cpu.cpus);
+		return;
+	}
+	struct kb_path dev;
+	struct stat st;
+	bool kvm_node = kb_sysroot_path(d->ctx, "/dev/kvm", &dev, NULL) == 0 && stat(dev.s, &st) == 0 && S_ISCHR(st.st_mode);
+	if (!known && (cpu.with_virt || kvm_node)) {
+		kb_row_set(r, id, KB_PASS, "%u of %u CPUs flag vmx/svm, /dev/kvm %s (libvirt not asked)", cpu.with_virt,
+			   cpu.cpus, kvm_node ? "exists" : "missing");
+		return;
+	}
+	kb_row_set(r, id, KB_FAIL, "%s ('No domains available for virt type hvm'); %u of %u CPUs flag vmx/svm",
+		   known ? "libvirt offers no KVM guests" : "no CPU flags vmx/svm", cpu.with_virt, cpu.cpus);
+	kb_row_hint(r, cpu.with_virt ? "kvmbox check; kvmbox kvm-load (the module is not loaded)"
+				     : cpu.with_hypervisor ? "this is a VM: expose VT-x/AMD-V (nested) from the outer host; or use <domain type='qemu'>"
+							   : "enable VT-x/AMD-V in the firmware setup; or use <domain type='qemu'>");
+}
+
+/* ---- QEMU capabilities cache ------------------------------------------------------- */
+
+static bool ctime_differs(const struct doctor *d, const char *abs_path, const char *recorded)
+{
+	struct kb_path p;
+	struct stat st;
+	if (!recorded)
+		return false;
+	if (kb_sysroot_path(d->ctx, abs_path, &p, NULL) < 0 || stat(p.s, &st) < 0)
+		return true;
+	return strtoll(recorded, NULL, 10) != (long long)st.st_ctime;
+}
+
+/* Why a cache file no longer describes this host (as libvirt itself would judge it), or NULL. */
+static const char *stale_reason(struct doctor *d, const char *file, char *buf, size_t size)
+{
+	autofree char *text = NULL;
+	size_t len;
+	if (kb_read_path(file, 16u << 20, &text, &len, NULL) < 0)
+		return NULL;
+	xmlDoc *doc = kb_xml_parse(&d->xml, text, len, file, NULL);
+	if (!doc)
+		return snprintf(buf, size, "not readable XML"), buf;
+	xmlNode *root = d->xml.root_element(doc);
+	autofree char *emulator = kb_xml_text(&d->xml, kb_xml_child(root, "emulator"));
+	autofree char *qemu_ctime = kb_xml_text(&d->xml, kb_xml_child(root, "qemuctime"));
+	autofree char *self_ctime = kb_xml_text(&d->xml, kb_xml_child(root, "selfctime"));
+	autofree char *kernel = kb_xml_text(&d->xml, kb_xml_child(root, "kernelVersion"));
+	d->xml.free_doc(doc);
+	const char *reason = NULL;
+	char release[128] = "", version[256] = "", running[400];
+	kb_read_value(d->ctx, "/proc/sys/kernel/osrelease", release, sizeof(release), NULL);
+	kb_read_value(d->ctx, "/proc/sys/kernel/version", version, sizeof(version), NULL);
+	snprintf(running, sizeof(running), "%s %s", release, version);
+	struct kb_path p;
+	struct stat st;
+	if (!emulator || kb_sysroot_path(d->ctx, emulator, &p, NULL) < 0 || stat(p.s, &st) < 0)
+		reason = "its emulator %s is gone";
+	else if (ctime_differs(d, emulator, qemu_ctime))
+		reason = "%s changed since it was probed (QEMU upgraded)";
+	else if (self_ctime && ctime_differs(d, "/usr/sbin/libvirtd", self_ctime) &&
+		 ctime_differs(d, "/usr/sbin/virtqemud", self_ctime))
+		reason = "libvirt changed since %s was probed";
+	else if (kernel && release[0] && strcmp(kernel, running) != 0)
+		reason = "the kernel changed since %s was probed";
+	if (!reason)
+		return NULL;
+	snprintf(buf, size, reason, emulator ? emulator : "?");
+	return buf;
+}
+
+static void diagnose_caps_cache(struct doctor *d)
+{
+	const char *id = "caps.cache";
+	if (!selected(d, id))
+		return;
+	struct kb_row *r = kb_rows_add(&d->rows);
+	struct kb_path dir;
+	autoclose_dir dh = kb_sysroot_path(d->ctx, CAPS_CACHE_DIR, &dir, NULL) == 0 ? opendir(dir.s) : NULL;
+	if (!dh) {
+		kb_row_set(r, id, KB_PASS, "no cached QEMU capabilities (%s: %s)", CAPS_CACHE_DIR, strerror(errno));
+		return;
+	}
+	size_t files = 0;
+	char first_reason[200] = "";
+	struct dirent *de;
+	while ((de = readdir(dh)) != NULL) {
+		size_t n = strlen(de->d_name);
+		if (n < 5 || strcmp(de->d_name + n - 4, ".xml") != 0)
+			continue;
+		files++;
+		char path[PATH_MAX + 256], reason[200];
+		snprintf(path, sizeof(path), "%s/%s", dir.s, de->d_name);
+		if (!stale_reason(d, path, reason, sizeof(reason)) || d->stale_count >= 8)
+			continue;
+		snprintf(d->stale_caps[d->stale_count++], PATH_MAX, "%.*s", PATH_MAX - 1, path);
+		if (!first_reason[0])
+			snprintf(first_reason, sizeof(first_reason), "%s", reason);
+	}
+	if (!d->stale_count) {
+		kb_row_set(r, id, KB_PASS, "%zu cached QEMU capabilit%s, all current", files, files == 1 ? "y" : "ies");
+		return;
+	}
+	kb_row_set(r, id, KB_FAIL, "%zu of %zu cached QEMU capabilities are stale (%s): 'Cannot find suitable CPU model for given data'",
+		   d->stale_count, files, first_reason);
+	kb_row_hint(r, "remove them from %s and restart libvirtd", CAPS_CACHE_DIR);
+	if (!d->fix)
+		return;
+	struct kb_error err = { 0 };
+	int rc = 0;
+	for (size_t i = 0; i < d->stale_count && rc == 0; i++)
+		if (unlink(d->stale_caps[i]) < 0 && errno != ENOENT)
+			rc = kb_fail(&err, errno, d->stale_caps[i], "removing");
+	bool restart = rc == 0 && kb_sysroot_is_host(d->ctx) && !d->ctx->target && socket_answers(d, LIBVIRT_SOCKET);
+	if (restart) {
+		if (d->conn) {
+			d->virt.connect_close(d->conn);
+			d->conn = NULL;
+		}
+		rc = kb_service_restart(d->ctx, "libvirtd", LIBVIRT_SOCKET, SERVICE_TIMEOUT_S, &err);
+		if (rc == 0)
+			connect_libvirt(d);
+	}
+	char done[128];
+	snprintf(done, sizeof(done), "removed %zu stale file%s%s", d->stale_count, d->stale_count == 1 ? "" : "s",
+		 restart ? ", libvirtd restarted" : "");
+	report_fix(r, rc, &err, done);
+}
+
+/* ---- storage pools ------------------------------------------------------------------ */
+
+static void diagnose_pools(struct doctor *d)
+{
+	const char *id = "pool.stale";
+	if (!need_libvirt(d, id))
+		return;
+	const struct kb_virt *v = &d->virt;
+	struct kb_row *r = kb_rows_add(&d->rows);
+	virStoragePoolPtr *pools = NULL;
+	int count = v->list_pools(d->conn, &pools, VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE);
+	if (count < 0) {
+		struct kb_error err = { 0 };
+		kb_virt_fail(v, &err, NULL, "listing storage pools");
+		kb_row_set(r, id, KB_WARN, "%s", err.what);
+		return;
+	}
+	char stale_pools[256] = "", example[PATH_MAX] = "";
+	int stale_volumes = 0, refreshed = 0, rc = 0;
+	struct kb_error err = { 0 };
+	for (int i = 0; i < count; i++) {
+		virStorageVolPtr *vols = NULL;
+		int n = v->pool_volumes(pools[i], &vols, 0);
+		int stale_here = 0;
+		for (int k = 0; k < n; k++) {
+			char *path = v->volume_path(vols[k]);
+			struct kb_path mapped;
+			struct stat st;
+			if (path && kb_sysroot_path(d->ctx, path, &mapped, NULL) == 0 && stat(mapped.s, &st) < 0 && errno == ENOENT) {
+				stale_here++;
+				if (!example[0])
+					snprintf(example, sizeof(example), "%s", path);
+			}
+			free(path);
+			v->volume_free(vols[k]);
+		}
+		free(vols);
+		if (stale_here) {
+			stale_volumes += stale_here;
+			size_t used = strlen(stale_pools);
+			snprintf(stale_pools + used, sizeof(stale_pools) - used, "%s%s", used ? ", " : "", v->pool_name(pools[i]));
+			if (d->fix && rc == 0) {
+				if (v->pool_refresh(pools[i], 0) < 0)
+					rc = kb_virt_fail(v, &err, NULL, "refreshing pool '%s'", v->pool_name(pools[i]));
+				else
+					refreshed++;
+			}
+		}
+		v->pool_free(pools[i]);
+	}
+	free(pools);
+	if (!stale_volumes) {
+		kb_row_set(r, id, KB_PASS, "%d active storage pool%s, every volume's file exists", count, count == 1 ? "" : "s");
+		return;
+	}
+	kb_row_set(r, id, KB_FAIL, "%d volume%s whose file is gone in pool %s (e.g. %s): 'cannot stat file'",
+		   stale_volumes, stale_volumes == 1 ? "" : "s", stale_pools, example);
+	kb_row_hint(r, "virsh pool-refresh POOL (kvmbox doctor --fix does it)");
+	if (d->fix) {
+		char done[300];
+		snprintf(done, sizeof(done), "refreshed %s", stale_pools);
+		report_fix(r, rc, &err, done);
+	}
+}
+
+/* ---- defined domains ------------------------------------------------------------------ */
+
+static void diagnose_domains(struct doctor *d)
+{
+	bool machine = selected(d, "machine.type"), serial = selected(d, "serial.none");
+	if (!machine && !serial)
+		return;
+	if (!d->conn) {
+		if (machine)
+			need_libvirt(d, "machine.type");
+		if (serial)
+			need_libvirt(d, "serial.none");
+		return;
+	}
+	const struct kb_virt *v = &d->virt;
+	virDomainPtr *domains = NULL;
+	int count = v->list_domains(d->conn, &domains, VIR_CONNECT_LIST_DOMAINS_PERSISTENT);
+	char bad_machine[300] = "", no_serial[300] = "", machine_fix[256] = "";
+	int bad_machines = 0, no_serials = 0;
+	struct kb_preflight_host host = { .caps_xml = d->caps_xml };
+	for (int i = 0; i < count; i++) {
+		autofree char *definition = v->domain_xml(domains[i], VIR_DOMAIN_XML_INACTIVE);
+		const char *name = v->domain_name(domains[i]);
+		xmlDoc *doc = definition ? kb_xml_parse(&d->xml, definition, strlen(definition), name, NULL) : NULL;
+		struct kb_findings *f = doc ? calloc(1, sizeof(*f)) : NULL;
+		if (f && kb_preflight(d->ctx, &d->xml, doc, &host, f, NULL) == 0) {
+			for (size_t k = 0; k < f->count; k++) {
+				bool is_machine = !strcmp(f->item[k].id, "machine.type");
+				bool is_serial = !strcmp(f->item[k].id, "serial.none");
+				char *list = is_machine ? bad_machine : is_serial ? no_serial : NULL;
+				if (!list)
+					continue;
+				size_t used = strlen(list);
+				snprintf(list + used, sizeof(bad_machine) - used, "%s%s", used ? ", " : "", name);
+				if (is_machine && !bad_machines++)
+					snprintf(machine_fix, sizeof(machine_fix), "%s", f->item[k].fix);
+				if (is_serial)
+					no_serials++;
+			}
+		}
+		free(f);
+		if (doc)
+			d->xml.free_doc(doc);
+		v->domain_free(domains[i]);
+	}
+	free(domains);
+	if (machine) {
+		struct kb_row *r = kb_rows_add(&d->rows);
+		if (!bad_machines) {
+			kb_row_set(r, "machine.type", KB_PASS, "%d defined domain%s, every machine type offered", count, count == 1 ? "" : "s");
+		} else {
+			kb_row_set(r, "machine.type", KB_FAIL, "%d domain%s with a machine type this QEMU does not offer ('unsupported machine type'): %s",
+				   bad_machines, bad_machines == 1 ? "" : "s", bad_machine);
+			kb_row_hint(r, "virsh dumpxml --inactive NAME > NAME.xml; %s; kvmbox domain define NAME.xml", machine_fix);
+		}
+	}
+	if (serial) {
+		struct kb_row *r = kb_rows_add(&d->rows);
+		if (!no_serials) {
+			kb_row_set(r, "serial.none", KB_PASS, "every defined domain has a serial console");
+		} else {
+			kb_row_set(r, "serial.none", KB_WARN, "%d domain%s without a serial console (virsh console will not work): %s",
+				   no_serials, no_serials == 1 ? "" : "s", no_serial);
+			kb_row_hint(r, "add <serial type='pty'/><console type='pty'/> to <devices> (virsh edit NAME)");
+		}
+	}
+}
+
+int doctor_main(struct kb_ctx *ctx, int argc, char **argv)
+{
+	enum { OPT_FIX = KB_OPT_APPLET_FIRST, OPT_CONNECT };
+	static const struct option long_options[] = {
+		KB_GLOBAL_LONG_OPTIONS,
+		{ "fix", no_argument, NULL, OPT_FIX },
+		{ "connect", required_argument, NULL, OPT_CONNECT },
+		{ 0 },
+	};
+	struct doctor *d = calloc(1, sizeof(*d));
+	if (!d) {
+		kb_say_error(ctx, "out of memory");
+		return KB_EXIT_FAILURE;
+	}
+	d->ctx = ctx;
+	const char *connect = NULL;
+	int opt, rc = -1;
+	while (rc == -1 && (opt = getopt_long(argc, argv, KB_GLOBAL_SHORT_OPTIONS, long_options, NULL)) != -1) {
+		if (opt == OPT_FIX)
+			d->fix = true;
+		else if (opt == OPT_CONNECT)
+			connect = optarg;
+		else
+			rc = kb_common_option(ctx, opt, optarg);
+	}
+	static const char *const ids[] = { "libvirtd.running", "virtlogd.running", "kvm.dev", "virt.hardware",
+					   "caps.cache", "pool.stale", "machine.type", "serial.none" };
+	d->only = argv + optind;
+	d->only_count = argc - optind;
+	for (int i = 0; rc == -1 && i < d->only_count; i++) {
+		bool known = false;
+		for (size_t k = 0; k < sizeof(ids) / sizeof(ids[0]); k++)
+			known = known || !strcmp(d->only[i], ids[k]);
+		if (!known) {
+			kb_say_error(ctx, "no diagnosis '%s' (kvmbox doctor --help lists them)", d->only[i]);
+			rc = KB_EXIT_USAGE;
+		}
+	}
+	if (rc == -1) {
+		struct kb_error err = { 0 };
+		/* Under another root, the host's libvirtd is not that system's: only when asked. */
+		d->uri = connect || kb_sysroot_is_host(ctx) ? kb_virt_uri(connect) : NULL;
+		if (kb_xml_load(&d->xml, &err) < 0) {
+			kb_say_failure(ctx, &err);
+			rc = KB_EXIT_FAILURE;
+		}
+	}
+	if (rc == -1) {
+		diagnose_daemon(d, "virtlogd.running", "virtlogd", VIRTLOGD_SOCKET, ": QEMU guests cannot start");
+		diagnose_daemon(d, "libvirtd.running", "libvirtd", LIBVIRT_SOCKET, "");
+		connect_libvirt(d);
+		diagnose_kvm_dev(d);
+		diagnose_virt_hardware(d);
+		diagnose_caps_cache(d);
+		diagnose_pools(d);
+		diagnose_domains(d);
+		kb_rows_print(ctx, d->rows.row, d->rows.count);
+		rc = KB_EXIT_OK;
+		for (size_t i = 0; i < d->rows.count; i++)
+			if (d->rows.row[i].status == KB_FAIL || d->rows.row[i].status == KB_FAILED)
+				rc = KB_EXIT_FAILURE;
+	}
+	if (d->caps)
+		d->xml.free_doc(d->caps);
+	free(d->caps_xml);
+	if (d->conn)
+		d->virt.connect_close(d->conn);
+	free(d);
+	return rc;
+}
