@@ -61,7 +61,7 @@ PRELOAD_SRCS := $(sort $(wildcard tests/helpers/preload/*.c))
 HELPER_BINS += $(PRELOAD_SRCS:%.c=$(BUILD)/%.so)
 FUZZ_SRCS   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS   := $(FUZZ_SRCS:%.c=build/fuzz/%)
-CLI_TESTS   := $(sort $(wildcard tests/cli/*.sh tests/net/*.sh))
+CLI_TESTS   := $(sort $(wildcard tests/cli/*.sh tests/net/*.sh tests/virt/*.sh))
 
 .PHONY: all deps run check bench fuzz install clean
 all: $(BIN)

@@ -227,9 +227,10 @@ static int preflight_files(struct domain_cmd *cmd, char **files, int count, bool
 		xmlDoc *doc = read_domain_file(cmd, files[i], &text, &err);
 		struct kb_findings *findings = calloc(1, sizeof(*findings));
 		if (!doc || !findings || kb_preflight(cmd->ctx, &cmd->xml, doc, &host, findings, &err) < 0) {
-			if (doc && err.path[0] == '\0')
-				snprintf(err.path, sizeof(err.path), "%s:", files[i]);
-			kb_say_failure(cmd->ctx, &err);
+			if (doc && findings)
+				kb_say_error(cmd->ctx, "%s: %s", files[i], err.what); /* the domain's content, not the file */
+			else
+				kb_say_failure(cmd->ctx, &err);
 			if (doc)
 				cmd->xml.free_doc(doc);
 			free(findings);

@@ -216,3 +216,70 @@ net_state() {
 	ip -n "$1" route | sort
 	ip -n "$1" -6 route | grep -v '^fe80\|^multicast\|^local' | sort
 }
+
+# ---- libvirt (domain, doctor) ---------------------------------------------------
+
+VIRSH="timeout -k 2 60 virsh -q -c qemu:///system"
+# _virt_socket_answers SOCKET: something accepts connections there.
+_virt_socket_answers() { [ -S "$1" ] && timeout 5 "$HELPERS/unix-connect" "$1" 2>/dev/null; }
+# virt_up: virtlogd and libvirtd answering. This machine has no systemd as PID 1, so
+# they are started here (-d) when their sockets are absent and stopped at exit.
+# QEMU's user must be able to open /dev/kvm, else libvirt re-probes QEMU on every
+# call (seconds each): the node is set root:kvm 0660 as on any KVM host and put back
+# as found at exit. Every kvmbox-test-* domain and pool is removed at exit.
+virt_up() {
+	local i
+	if ! _virt_socket_answers /run/libvirt/virtlogd-sock; then
+		virtlogd -d && at_exit 'kill $(cat /run/virtlogd.pid 2>/dev/null) 2>/dev/null'
+	fi
+	if ! _virt_socket_answers /run/libvirt/libvirt-sock; then
+		libvirtd -d && at_exit 'kill $(cat /run/libvirtd.pid 2>/dev/null) 2>/dev/null'
+		for ((i = 0; i < 200; i++)); do _virt_socket_answers /run/libvirt/libvirt-sock && break; sleep 0.1; done
+	fi
+	if [ -c /dev/kvm ] && getent group kvm >/dev/null; then
+		local was
+		was=$(stat -c '%u:%g %a' /dev/kvm)
+		at_exit "chown ${was% *} /dev/kvm; chmod ${was#* } /dev/kvm"
+		chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+	fi
+	at_exit virt_cleanup
+	virt_cleanup
+	$VIRSH version >/dev/null || return 1
+}
+virt_cleanup() {
+	local d p
+	for d in $($VIRSH list --all --name 2>/dev/null | grep '^kvmbox-test-'); do
+		$VIRSH destroy "$d" >/dev/null 2>&1
+		$VIRSH undefine --nvram "$d" >/dev/null 2>&1 || $VIRSH undefine "$d" >/dev/null 2>&1
+	done
+	for p in $($VIRSH pool-list --all --name 2>/dev/null | grep '^kvmbox-test-'); do
+		$VIRSH pool-destroy "$p" >/dev/null 2>&1
+		$VIRSH pool-undefine "$p" >/dev/null 2>&1
+	done
+	rm -f /etc/libvirt/qemu/kvmbox-test-*.xml
+}
+# virt_pool NAME DIR: a started dir pool made by the test.
+virt_pool() {
+	mkdir -p "$2"
+	$VIRSH pool-define-as "$1" dir --target "$2" >/dev/null && $VIRSH pool-start "$1" >/dev/null
+}
+# domain_xml NAME DISK [TYPE] [EXTRA_DEVICES] [EXTRA_TOP]: a small TCG guest definition.
+domain_xml() {
+	cat <<XML
+<domain type='${3:-qemu}'>
+  <name>$1</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>${5:-}
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='$2'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>${4:-}
+    <serial type='pty'/>
+    <console type='pty'/>
+  </devices>
+</domain>
+XML
+}

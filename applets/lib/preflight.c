@@ -96,13 +96,19 @@ static bool guest_offers_type(const struct kb_xml *xml, xmlNode *guest, const ch
 	return false;
 }
 
-/* Append the machine names (and canonical names) under @parent to @buf. */
+/*
+ * Append the machine names under @parent to @buf: first the aliases (pc, q35:
+ * what users should pick), then every versioned name.
+ */
 static void list_machines(const struct kb_xml *xml, xmlNode *parent, char *buf, size_t size)
 {
+	for (int pass = 0; pass < 2; pass++)
 	for (xmlNode *m = kb_xml_child(parent, "machine"); m; m = kb_xml_next(m, "machine")) {
 		autofree char *name = kb_xml_text(xml, m);
 		autofree char *canonical = kb_xml_prop(xml, m, "canonical");
-		const char *names[] = { name, canonical };
+		if (pass == 0 && !canonical)
+			continue;
+		const char *names[] = { pass == 0 ? name : NULL, pass == 0 ? NULL : name };
 		for (size_t i = 0; i < 2; i++) {
 			if (!names[i] || !*names[i])
 				continue;

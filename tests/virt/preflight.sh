@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# domain preflight: one domain XML per finding, against a fixture root for the host's
+# files (/dev/kvm, /sys, disks) and the real libvirtd for the capabilities (machine
+# types, CPU models, QEMU's user). Each finding is asserted as severity, id and element.
+cd "$(dirname "$0")/../.." || exit 1
+. tests/lib.sh
+
+virt_up || { echo "Bail out! libvirtd did not start"; exit 1; }
+
+QEMU_UID=$(getent passwd libvirt-qemu | cut -d: -f3)
+FX=$(fx_new)
+# QEMU's user as libvirt reports it, in group kvm (36) of the fixture.
+echo "libvirt-qemu:x:$QEMU_UID:36::/var/lib/libvirt:/usr/sbin/nologin" >>"$FX/etc/passwd"
+fx_devkvm "$FX" 0660 36
+mkdir -p "$FX/images" "$FX/shared" "$FX/sys/devices/system/cpu" "$FX/sys/class/net/br0/bridge" "$FX/sys/class/net/eth0" \
+	"$FX/sys/kernel/mm/hugepages/hugepages-2048kB"
+echo 0-3 >"$FX/sys/devices/system/cpu/online"
+echo 10 >"$FX/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages"
+qemu-img create -q -f qcow2 "$FX/images/disk.qcow2" 16M
+# PCI devices: 01:00.0 bound to e1000e in IOMMU group 5; 02:00.0 without an IOMMU group.
+mkdir -p "$FX/sys/bus/pci/devices/0000:01:00.0" "$FX/sys/bus/pci/devices/0000:02:00.0" "$FX/sys/kernel/iommu_groups/5" "$FX/sys/bus/pci/drivers/e1000e"
+ln -s ../../../../kernel/iommu_groups/5 "$FX/sys/bus/pci/devices/0000:01:00.0/iommu_group"
+ln -s ../../../../bus/pci/drivers/e1000e "$FX/sys/bus/pci/devices/0000:01:00.0/driver"
+
+# dom FILE [TYPE] [EXTRA_DEVICES] [EXTRA_TOP]: a domain on the fixture's disk.
+dom() {
+	domain_xml kvmbox-test-pf /images/disk.qcow2 "${2:-qemu}" "${3:-}" "${4:-}" >"$TESTS_TMP/$1"
+	echo "$TESTS_TMP/$1"
+}
+# findings FILE: "SEVERITY id element" per finding, from --json.
+findings() {
+	run --root "$FX" domain preflight --json "$1"
+	FINDINGS=$(jq -r '.[0].findings[] | "\(.severity) \(.id) \(.element)"' <<<"$OUT")
+}
+fix_of() { jq -r ".[0].findings[] | select(.id == \"$1\") | .fix" <<<"$OUT"; }
+message_of() { jq -r ".[0].findings[] | select(.id == \"$1\") | .message" <<<"$OUT"; }
+
+valid_tcg_domain_has_no_findings() {
+	run --root "$FX" domain preflight "$(dom ok.xml)"
+	expect_rc 0
+	expect_eq output "$OUT" "$TESTS_TMP/ok.xml: no findings: the domain can start on this host"
+}
+
+kvm_domain_without_usable_devkvm() {
+	local fx
+	fx=$(fx_new)
+	cp -a "$FX/images" "$fx/"
+	fx_devkvm "$fx" 0600 0
+	run --root "$fx" domain preflight --json "$(dom kvm.xml kvm)"
+	expect_rc 1
+	expect_eq findings "$(jq -r '.[0].findings[] | "\(.severity) \(.id) \(.element)"' <<<"$OUT")" "ERROR kvm.dev /domain"
+	expect_match message "$(message_of kvm.dev)" "QEMU runs as $QEMU_UID, which cannot open /dev/kvm \(root:root 0600\)"
+	expect_eq fix "$(fix_of kvm.dev)" "kvmbox devkvm (root:kvm 0660), with QEMU's user in group kvm"
+	rm -f "$fx/dev/kvm"
+	run --root "$fx" domain preflight --json "$TESTS_TMP/kvm.xml"
+	expect_match "missing node" "$(message_of kvm.dev)" "/dev/kvm is missing"
+	# The same node made root:kvm 0660 is fine for QEMU's user (in group kvm).
+	findings "$TESTS_TMP/kvm.xml"
+	expect_eq "usable node" "$FINDINGS" ""
+}
+
+emulator_from_an_old_host() {
+	findings "$(dom emu.xml qemu "
+    <emulator>/usr/bin/kvm-spice</emulator>")"
+	expect_rc 1
+	expect_eq findings "$FINDINGS" "ERROR emulator.missing /domain/devices/emulator"
+	expect_eq fix "$(fix_of emulator.missing)" "use <emulator>/usr/bin/qemu-system-x86_64</emulator> (this host's QEMU for x86_64), or drop the element"
+}
+
+machine_type_not_offered() {
+	sed "s/machine='pc'/machine='pc-q35-9.2'/" "$(dom m.xml)" >"$TESTS_TMP/machine.xml"
+	findings "$TESTS_TMP/machine.xml"
+	expect_rc 1
+	expect_eq findings "$FINDINGS" "ERROR machine.type /domain/os/type"
+	expect_eq fix "$(fix_of machine.type)" "set <type machine='q35'> (the current q35 machine)"
+	# The offered list is the emulator's own.
+	expect_match message "$(message_of machine.type)" "offered: pc,q35,pc-i440fx-7\.2,"
+}
+
+cpu_model_and_nested_features() {
+	findings "$(dom cpu.xml qemu "" "
+  <cpu mode='custom'><model>Frobnicator-9000</model></cpu>")"
+	expect_rc 1
+	expect_eq "unknown model" "$FINDINGS" "ERROR cpu.model /domain/cpu/model"
+	findings "$(dom vmx.xml qemu "" "
+  <cpu mode='custom'><model>qemu64</model><feature policy='require' name='vmx'/></cpu>")"
+	expect_eq "vmx under TCG" "$FINDINGS" "ERROR cpu.nested /domain/cpu/feature"
+	# A KVM guest that needs vmx on a host whose kvm_intel has nested=N.
+	fx_module "$FX" kvm_intel N
+	findings "$(dom vmx-kvm.xml kvm "" "
+  <cpu mode='custom'><model>qemu64</model><feature policy='require' name='vmx'/></cpu>")"
+	expect_match "vmx under KVM" "$FINDINGS" "ERROR cpu.nested /domain/cpu/feature"
+	expect_eq fix "$(fix_of cpu.nested)" "kvmbox kvm-load --nested --persist"
+	echo Y >"$FX/sys/module/kvm_intel/parameters/nested"
+	findings "$TESTS_TMP/vmx-kvm.xml"
+	expect_eq "nested on" "$(grep cpu.nested <<<"$FINDINGS")" ""
+	rm -rf "$FX/sys/module/kvm_intel"
+}
+
+numa_cells() {
+	findings "$(dom numa.xml qemu "" "
+  <cpu><numa>
+    <cell id='0' cpus='0' memory='32' unit='MiB'/>
+    <cell id='1' cpus='0-1' memory='16' unit='MiB'/>
+  </numa></cpu>")"
+	expect_rc 1
+	expect_eq findings "$FINDINGS" "ERROR numa.cpus /domain/cpu/numa/cell[2]
+ERROR numa.cpus /domain/cpu/numa/cell[2]
+ERROR numa.memory /domain/cpu/numa"
+	expect_match overlap "$(jq -r '.[0].findings[0].message' <<<"$OUT")" "vCPU 0 is in this cell and in an earlier one"
+	expect_match beyond "$(jq -r '.[0].findings[1].message' <<<"$OUT")" "vCPU 1 is in this cell but the domain has 1 vCPUs"
+	expect_eq sum "$(message_of numa.memory)" "the NUMA cells hold 49152 KiB but the domain has 65536 KiB of memory"
+}
+
+hugepages_pool_too_small() {
+	findings "$(dom huge.xml qemu "" "
+  <memoryBacking><hugepages/></memoryBacking>")"
+	expect_rc 1
+	expect_eq findings "$FINDINGS" "ERROR hugepages.pool /domain/memoryBacking/hugepages"
+	expect_eq message "$(message_of hugepages.pool)" "the domain needs 32 hugepages of 2048 KiB but the host has 10 free"
+	expect_eq fix "$(fix_of hugepages.pool)" "kvmbox hugepages --count 32 --size 2048k"
+	findings "$(dom huge1g.xml qemu "" "
+  <memoryBacking><hugepages><page size='1' unit='G'/></hugepages></memoryBacking>")"
+	expect_eq "no 1G pool" "$FINDINGS" "ERROR hugepages.size /domain/memoryBacking/hugepages/page"
+	echo 40 >"$FX/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages"
+	findings "$TESTS_TMP/huge.xml"
+	expect_eq "enough free" "$FINDINGS" ""
+	echo 10 >"$FX/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages"
+}
+
+vcpupin_to_missing_cpu() {
+	findings "$(dom pin.xml qemu "" "
+  <cputune><vcpupin vcpu='0' cpuset='2'/><vcpupin vcpu='0' cpuset='1-2,7'/><emulatorpin cpuset='0-3'/></cputune>")"
+	expect_rc 1
+	expect_eq findings "$FINDINGS" "ERROR cpu.pin /domain/cputune/vcpupin[2]"
+	expect_match message "$(message_of cpu.pin)" "host CPU 7, which this host does not have \(online: 4 CPUs\)"
+}
+
+bridges() {
+	findings "$(dom br.xml qemu "
+    <interface type='bridge'><source bridge='br0'/></interface>
+    <interface type='bridge'><source bridge='br9'/></interface>
+    <interface type='bridge'><source bridge='eth0'/></interface>")"
+	expect_rc 1
+	expect_eq findings "$FINDINGS" "ERROR bridge.missing /domain/devices/interface[2]/source
+ERROR bridge.missing /domain/devices/interface[3]/source"
+	expect_eq fix "$(jq -r '.[0].findings[0].fix' <<<"$OUT")" "kvmbox bridge add br9 --uplink IFACE"
+	expect_eq "not a bridge" "$(jq -r '.[0].findings[1].message' <<<"$OUT")" "interface eth0 exists but is not a bridge"
+}
+
+disks_and_cdroms() {
+	touch "$FX/images/locked.img"
+	chmod 000 "$FX/images/locked.img"
+	findings "$(dom disk.xml qemu "
+    <disk type='file' device='disk'><source file='/images/gone.qcow2'/><target dev='vdb' bus='virtio'/></disk>
+    <disk type='file' device='cdrom'><source file='/iso/gone.iso' startupPolicy='optional'/><target dev='sda' bus='sata'/></disk>
+    <disk type='file' device='cdrom'><target dev='sdb' bus='sata'/></disk>
+    <disk type='block' device='disk'><source dev='/dev/vg0/missing'/><target dev='vdc' bus='virtio'/></disk>")"
+	expect_rc 1
+	expect_eq findings "$FINDINGS" "ERROR disk.missing /domain/devices/disk[2]/source
+WARN disk.missing /domain/devices/disk[3]/source
+ERROR disk.missing /domain/devices/disk[5]/source"
+	expect_eq message "$(jq -r '.[0].findings[0].message' <<<"$OUT")" "disk source /images/gone.qcow2: No such file or directory"
+	expect_match optional "$(jq -r '.[0].findings[1].message' <<<"$OUT")" "^cdrom source /iso/gone.iso: .*startupPolicy"
+}
+
+ninep_source_missing() {
+	findings "$(dom 9p.xml qemu "
+    <filesystem type='mount' accessmode='mapped'><source dir='/shared'/><target dir='ok'/></filesystem>
+    <filesystem type='mount' accessmode='mapped'><source dir='/srv/gone'/><target dir='data'/></filesystem>")"
+	expect_rc 1
+	expect_eq findings "$FINDINGS" "ERROR fs.missing /domain/devices/filesystem[2]/source"
+	expect_eq fix "$(fix_of fs.missing)" "mkdir -p /srv/gone, or fix <source dir=...>"
+}
+
+pci_host_devices() {
+	findings "$(dom pci.xml qemu "
+    <hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' bus='0x01' slot='0x00' function='0x0'/></source></hostdev>
+    <hostdev mode='subsystem' type='pci' managed='no'><source><address domain='0x0000' bus='0x01' slot='0x00' function='0x0'/></source></hostdev>
+    <hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' bus='0x02' slot='0x00' function='0x0'/></source></hostdev>
+    <hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' bus='0x03' slot='0x00' function='0x0'/></source></hostdev>")"
+	expect_rc 1
+	expect_eq findings "$FINDINGS" "WARN hostdev.driver /domain/devices/hostdev[1]/source/address
+ERROR hostdev.driver /domain/devices/hostdev[2]/source/address
+ERROR hostdev.iommu /domain/devices/hostdev[3]/source/address
+ERROR hostdev.missing /domain/devices/hostdev[4]/source/address"
+	expect_eq "iommu fix" "$(fix_of hostdev.iommu)" "kvmbox grub-args --iommu, then reboot"
+	expect_match "in use" "$(jq -r '.[0].findings[0].message' <<<"$OUT")" "PCI device 0000:01:00.0 is in use by host driver e1000e"
+}
+
+no_serial_console_is_a_warning() {
+	grep -v "serial\|console" "$(dom noserial.xml)" >"$TESTS_TMP/noserial2.xml"
+	findings "$TESTS_TMP/noserial2.xml"
+	expect_rc 0
+	expect_eq findings "$FINDINGS" "WARN serial.none /domain/devices"
+	run --root "$FX" domain preflight "$TESTS_TMP/noserial2.xml"
+	expect_eq human "$OUT" "$TESTS_TMP/noserial2.xml: 0 errors, 1 warning
+  WARN  serial.none      /domain/devices
+        no serial console: \`virsh console\` will not work
+        fix: add <serial type='pty'/> and <console type='pty'/> to <devices>"
+}
+
+libvirt_unreachable_still_checks_files() {
+	run --root "$FX" domain preflight --json --connect "qemu+unix:///system?socket=$TESTS_TMP/none.sock" \
+		"$(dom unreachable.xml qemu "
+    <disk type='file' device='disk'><source file='/images/gone.qcow2'/><target dev='vdb' bus='virtio'/></disk>")"
+	expect_rc 1
+	expect_eq findings "$(jq -r '.[0].findings[] | "\(.severity) \(.id)"' <<<"$OUT")" "ERROR disk.missing
+WARN libvirt.unreachable"
+}
+
+bad_files_are_named() {
+	printf '<domain><name>x</name>' >"$TESTS_TMP/broken.xml"
+	run domain preflight "$TESTS_TMP/broken.xml"
+	expect_rc 1
+	expect_eq error "$ERR" "kvmbox domain: not well-formed XML: $TESTS_TMP/broken.xml"
+	printf '<network><name>x</name></network>' >"$TESTS_TMP/net.xml"
+	run domain preflight "$TESTS_TMP/net.xml"
+	expect_rc 1
+	expect_eq error "$ERR" "kvmbox domain: $TESTS_TMP/net.xml: not a libvirt domain (the root element is not <domain>)"
+	printf '<!DOCTYPE d [<!ENTITY x SYSTEM "/etc/shadow">]><domain><name>&x;</name></domain>' >"$TESTS_TMP/doctype.xml"
+	run domain preflight "$TESTS_TMP/doctype.xml"
+	expect_rc 1
+	expect_eq error "$ERR" "kvmbox domain: has a DOCTYPE (DTD or entities), which is refused: $TESTS_TMP/doctype.xml"
+	run domain preflight "$TESTS_TMP/absent.xml"
+	expect_rc 1
+	expect_match error "$ERR" "^kvmbox domain: .*$TESTS_TMP/absent.xml: No such file or directory$"
+	run domain frobnicate x
+	expect_rc 2
+	run domain preflight
+	expect_rc 2
+}
+
+t valid_tcg_domain_has_no_findings
+t kvm_domain_without_usable_devkvm
+t emulator_from_an_old_host
+t machine_type_not_offered
+t cpu_model_and_nested_features
+t numa_cells
+t hugepages_pool_too_small
+t vcpupin_to_missing_cpu
+t bridges
+t disks_and_cdroms
+t ninep_source_missing
+t pci_host_devices
+t no_serial_console_is_a_warning
+t libvirt_unreachable_still_checks_files
+t bad_files_are_named
+done_testing
