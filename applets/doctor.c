@@ -218,7 +218,7 @@ static bool judge_kvm_dev(struct doctor *d, struct kb_row *r)
 		return false;
 	}
 	kb_user_name(d->ctx, uid, user, sizeof(user));
-	if (kb_may_read_write(d->ctx, uid, gid, &st)) {
+	if (kb_may_access(d->ctx, uid, gid, &st, R_OK | W_OK)) {
 		kb_row_set(r, id, KB_PASS, "/dev/kvm is %s:%s %04o: QEMU's user %s (from %s) may open it", owner, group,
 			   (unsigned)(st.st_mode & 07777), user, source);
 		return false;

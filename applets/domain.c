@@ -541,7 +541,14 @@ static void rm_one(struct job *j)
 	}
 	unsigned flags = VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
 			 VIR_DOMAIN_UNDEFINE_NVRAM | VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA;
-	if (v->domain_undefine(dom, flags) < 0) {
+	int undefined = v->domain_undefine(dom, flags);
+	virErrorPtr why = undefined < 0 ? v->last_error() : NULL;
+	if (why && (why->code == VIR_ERR_INVALID_ARG || why->code == VIR_ERR_NO_SUPPORT)) {
+		/* Drivers without managed save, snapshots or NVRAM refuse those flags (test:///default). */
+		v->reset_error();
+		undefined = v->domain_undefine(dom, 0);
+	}
+	if (undefined < 0) {
 		kb_virt_fail(v, &err, &advice, "undefining domain '%s'", j->name);
 		job_failed(j, j->name, &err, advice);
 		goto out;

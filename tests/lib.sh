@@ -39,11 +39,11 @@ done_testing() { echo "1..$_t_count"; [ "$_t_failed" = 0 ]; }
 
 fail() { _t_current_ok=0; _t_msgs+="$*"$'\n'; }
 
-# run ARGS...: kvmbox with a 20 s bound; sets OUT, ERR, RC.
+# run ARGS...: kvmbox with a 20 s bound (RUN_BOUND=SEC for slower work); sets OUT, ERR, RC.
 run() { _run_as "$KVMBOX" "$@"; }
 _run_as() {
 	local errf="$TESTS_TMP/stderr"
-	OUT=$(timeout -k 2 20 "$@" 2>"$errf")
+	OUT=$(timeout -k 2 "${RUN_BOUND:-20}" "$@" 2>"$errf")
 	RC=$?
 	ERR=$(cat "$errf")
 }
@@ -244,6 +244,8 @@ virt_up() {
 	fi
 	at_exit virt_cleanup
 	virt_cleanup
+	# QEMU runs as libvirt-qemu: it must be able to reach the test's images.
+	chmod 0755 "$TESTS_TMP"
 	$VIRSH version >/dev/null || return 1
 }
 virt_cleanup() {

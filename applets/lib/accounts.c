@@ -94,16 +94,17 @@ static bool user_in_group(const struct kb_ctx *ctx, uid_t uid, gid_t gid)
 	return false;
 }
 
-bool kb_may_read_write(const struct kb_ctx *ctx, uid_t uid, gid_t gid, const struct stat *st)
+bool kb_may_access(const struct kb_ctx *ctx, uid_t uid, gid_t gid, const struct stat *st, int want)
 {
 	if (uid == 0)
 		return true;
-	mode_t rw;
+	int shift;
 	if (st->st_uid == uid)
-		rw = S_IRUSR | S_IWUSR;
+		shift = 6;
 	else if (st->st_gid == gid || user_in_group(ctx, uid, st->st_gid))
-		rw = S_IRGRP | S_IWGRP;
+		shift = 3;
 	else
-		rw = S_IROTH | S_IWOTH;
-	return (st->st_mode & rw) == rw;
+		shift = 0;
+	int granted = (int)(st->st_mode >> shift) & 7;
+	return (granted & want) == want;
 }

@@ -202,7 +202,7 @@ static void check_kvm_device(struct preflight *p)
 	}
 	uid_t uid;
 	gid_t gid;
-	if (kb_caps_qemu_identity(p->xml, p->caps, "kvm", &uid, &gid) && !kb_may_read_write(p->ctx, uid, gid, &st)) {
+	if (kb_caps_qemu_identity(p->xml, p->caps, "kvm", &uid, &gid) && !kb_may_access(p->ctx, uid, gid, &st, R_OK | W_OK)) {
 		char user[64], owner[64], group[64];
 		set_fix(add_finding(p, KB_SEVERITY_ERROR, "kvm.dev", p->domain,
 				    "type='kvm' but QEMU runs as %s, which cannot open /dev/kvm (%s:%s %04o): "
@@ -528,6 +528,36 @@ static void check_interfaces(struct preflight *p)
 	}
 }
 
+/*
+ * libvirt hands QEMU's user the image itself (dynamic ownership) but not
+ * the directories above it: every one of them must let that user through.
+ */
+static void check_reachable(struct preflight *p, xmlNode *source, const char *path)
+{
+	uid_t uid;
+	gid_t gid;
+	if (!kb_caps_qemu_identity(p->xml, p->caps, p->type ? p->type : "kvm", &uid, &gid))
+		return;
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s", path);
+	for (char *slash = strchr(dir + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+		*slash = '\0';
+		struct stat st;
+		bool blocked = stat_mapped(p, dir, &st) == 0 && !kb_may_access(p->ctx, uid, gid, &st, X_OK);
+		if (blocked) {
+			char user[64], owner[64], group[64];
+			set_fix(add_finding(p, KB_SEVERITY_ERROR, "disk.access", source,
+					    "QEMU's user %s cannot reach %s: directory %s is %s:%s %04o",
+					    kb_user_name(p->ctx, uid, user, sizeof(user)), path, dir,
+					    kb_user_name(p->ctx, st.st_uid, owner, sizeof(owner)),
+					    kb_group_name(p->ctx, st.st_gid, group, sizeof(group)), (unsigned)(st.st_mode & 07777)),
+				"chmod o+x %s, or keep images under /var/lib/libvirt/images", dir);
+			return;
+		}
+		*slash = '/';
+	}
+}
+
 static void check_disks(struct preflight *p)
 {
 	for (xmlNode *disk = kb_xml_child(p->devices, "disk"); disk; disk = kb_xml_next(disk, "disk")) {
@@ -555,8 +585,10 @@ static void check_disks(struct preflight *p)
 			if (fd < 0)
 				e = errno;
 		}
-		if (!e)
+		if (!e) {
+			check_reachable(p, source, path);
 			continue;
+		}
 		set_fix(add_finding(p, optional ? KB_SEVERITY_WARN : KB_SEVERITY_ERROR, "disk.missing", source,
 				    "%s source %s: %s%s", what, path, e == EINVAL ? "not an absolute path" : strerror(e),
 				    optional ? " (startupPolicy lets the domain start without it)" : ""),

@@ -19,11 +19,12 @@ int kb_group_id(const struct kb_ctx *ctx, const char *name, gid_t *gid, struct k
 
 /*
  * Whether a process running as @uid with primary group @gid (and the
- * supplementary groups /etc/group gives the user @uid) may open a file
- * with @st's owner and mode for reading and writing: the kernel's DAC rule
- * (owner bits, else group bits, else other bits). uid 0 always may.
+ * supplementary groups /etc/group gives the user @uid) has the access
+ * @want (bits of R_OK, W_OK, X_OK) to a file with @st's owner and mode:
+ * the kernel's DAC rule (owner bits, else group bits, else other bits).
+ * uid 0 always has.
  */
 struct stat;
-bool kb_may_read_write(const struct kb_ctx *ctx, uid_t uid, gid_t gid, const struct stat *st);
+bool kb_may_access(const struct kb_ctx *ctx, uid_t uid, gid_t gid, const struct stat *st, int want);
 
 #endif

@@ -164,6 +164,20 @@ ERROR disk.missing /domain/devices/disk[5]/source"
 	expect_match optional "$(jq -r '.[0].findings[1].message' <<<"$OUT")" "^cdrom source /iso/gone.iso: .*startupPolicy"
 }
 
+image_directory_closed_to_qemu() {
+	mkdir -p "$FX/private"
+	qemu-img create -q -f qcow2 "$FX/private/disk.qcow2" 16M
+	chmod 0700 "$FX/private"
+	domain_xml kvmbox-test-pf /private/disk.qcow2 >"$TESTS_TMP/private.xml"
+	findings "$TESTS_TMP/private.xml"
+	expect_rc 1
+	expect_eq findings "$FINDINGS" "ERROR disk.access /domain/devices/disk/source"
+	expect_eq message "$(message_of disk.access)" "QEMU's user libvirt-qemu cannot reach /private/disk.qcow2: directory /private is root:root 0700"
+	chmod 0711 "$FX/private"
+	findings "$TESTS_TMP/private.xml"
+	expect_eq "searchable" "$FINDINGS" ""
+}
+
 ninep_source_missing() {
 	findings "$(dom 9p.xml qemu "
     <filesystem type='mount' accessmode='mapped'><source dir='/shared'/><target dir='ok'/></filesystem>
@@ -241,6 +255,7 @@ t hugepages_pool_too_small
 t vcpupin_to_missing_cpu
 t bridges
 t disks_and_cdroms
+t image_directory_closed_to_qemu
 t ninep_source_missing
 t pci_host_devices
 t no_serial_console_is_a_warning
