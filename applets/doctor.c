@@ -171,7 +171,7 @@ static bool need_libvirt(struct doctor *d, const char *id)
 
 /* ---- /dev/kvm --------------------------------------------------------------------- */
 
-/* Who QEMU runs as: libvirt's DAC label when it answers, else the Debian default user libvirt-qemu. */
+/* Who QEMU runs as: libvirt's DAC label when it answers, else the distribution's account (Debian libvirt-qemu, Fedora qemu). */
 static bool qemu_identity(struct doctor *d, uid_t *uid, gid_t *gid, const char **source)
 {
 	if (d->caps && kb_caps_qemu_identity(&d->xml, d->caps, "kvm", uid, gid)) {
@@ -183,15 +183,19 @@ static bool qemu_identity(struct doctor *d, uid_t *uid, gid_t *gid, const char *
 		return false;
 	autoclose_file f = fopen(p.s, "re");
 	struct passwd *pw;
+	bool found = false;
 	while (f && (pw = fgetpwent(f)) != NULL) {
-		if (strcmp(pw->pw_name, "libvirt-qemu") == 0) {
+		bool debian = strcmp(pw->pw_name, "libvirt-qemu") == 0;
+		if (debian || (!found && strcmp(pw->pw_name, "qemu") == 0)) {
 			*uid = pw->pw_uid;
 			*gid = pw->pw_gid;
-			*source = "the libvirt-qemu account";
-			return true;
+			*source = debian ? "the libvirt-qemu account" : "the qemu account";
+			found = true;
+			if (debian)
+				break;
 		}
 	}
-	return false;
+	return found;
 }
 
 /* The row's verdict on /dev/kvm; returns whether a fix by devkvm applies. */

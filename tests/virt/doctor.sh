@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# doctor: each diagnosis triggered for real where the machine allows it (libvirtd and
+# virtlogd stopped, a volume deleted behind a dir pool, a domain whose machine type
+# QEMU no longer offers) and in fixture roots otherwise (/dev/kvm, the capabilities
+# cache), then fixed by --fix and diagnosed again.
+cd "$(dirname "$0")/../.." || exit 1
+. tests/lib.sh
+
+virt_up || { echo "Bail out! libvirtd did not start"; exit 1; }
+
+# row ID [ARGS...]: "STATUS message" of one diagnosis, from --json.
+row() {
+	local id=$1
+	shift
+	run doctor --json "$@" "$id"
+	ROW=$(jq -r ".[] | select(.id == \"$id\") | \"\(.status) \(.message)\"" <<<"$OUT")
+	HINT=$(jq -r ".[] | select(.id == \"$id\") | .hint" <<<"$OUT")
+}
+stop_daemon() { # NAME SOCKET
+	local pid i
+	pid=$(cat "/run/$1.pid" 2>/dev/null) && kill "$pid"
+	for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	for ((i = 0; i < 50; i++)); do _virt_socket_answers "$2" || return 0; sleep 0.1; done
+	return 1
+}
+
+healthy_host_passes() {
+	run doctor
+	expect_rc 0
+	expect_match "libvirtd" "$OUT" "PASS  libvirtd.running  libvirtd answers on /run/libvirt/libvirt-sock"
+	# libvirt's own cache files, just written by libvirtd, are judged current.
+	expect_match "caps cache" "$OUT" "PASS  caps.cache        [0-9]+ cached QEMU capabilities, all current"
+	expect_match "kvm.dev" "$OUT" "PASS  kvm.dev           /dev/kvm is root:kvm 0660: QEMU's user libvirt-qemu \(from libvirt's DAC label\) may open it"
+}
+
+libvirtd_stopped_then_started_and_stale_machine_type() {
+	stop_daemon libvirtd /run/libvirt/libvirt-sock || { fail "libvirtd did not stop"; return; }
+	# While it is down, a domain defined by an older QEMU appears in its config directory.
+	cat >/etc/libvirt/qemu/kvmbox-test-oldmachine.xml <<'XML'
+<domain type='qemu'>
+  <name>kvmbox-test-oldmachine</name>
+  <uuid>6f1c1a9e-2b9a-4c44-9d7e-2f9b7f0d1a01</uuid>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc-q35-9.2'>hvm</type></os>
+  <devices><emulator>/usr/bin/qemu-system-x86_64</emulator></devices>
+</domain>
+XML
+	row libvirtd.running
+	expect_rc 1
+	expect_eq row "$ROW" "FAIL libvirtd is not running: /run/libvirt/libvirt-sock does not exist"
+	expect_eq hint "$HINT" "start libvirtd (systemctl start libvirtd, or libvirtd -d)"
+	row pool.stale
+	expect_eq "needs libvirt" "$ROW" "SKIP libvirt not reachable at qemu:///system"
+	RUN_BOUND=60 row libvirtd.running --fix
+	expect_rc 0
+	expect_eq fixed "$ROW" "changed fixed: started (was: libvirtd is not running: /run/libvirt/libvirt-sock does not exist)"
+	_virt_socket_answers /run/libvirt/libvirt-sock || fail "libvirtd does not answer after --fix"
+	row machine.type
+	expect_rc 1
+	expect_eq row "$ROW" "FAIL 1 domain with a machine type this QEMU does not offer ('unsupported machine type'): kvmbox-test-oldmachine"
+	expect_eq hint "$HINT" "virsh dumpxml --inactive NAME > NAME.xml; set <type machine='q35'> (the current q35 machine); kvmbox domain define NAME.xml"
+	row serial.none
+	expect_rc 0
+	expect_eq "no console" "$ROW" "WARN 1 domain without a serial console (virsh console will not work): kvmbox-test-oldmachine"
+	# Redefined as the hint says, the domain passes.
+	$VIRSH dumpxml --inactive kvmbox-test-oldmachine | sed "s/machine='pc-q35-9.2'/machine='q35'/" >"$TESTS_TMP/redefined.xml"
+	run domain define "$TESTS_TMP/redefined.xml" --no-preflight
+	expect_rc 0
+	row machine.type
+	expect_rc 0
+	expect_match "after redefine" "$ROW" "^PASS [0-9]+ defined domains?, every machine type offered$"
+	$VIRSH undefine kvmbox-test-oldmachine >/dev/null
+}
+
+virtlogd_stopped_then_started() {
+	stop_daemon virtlogd /run/libvirt/virtlogd-sock || { fail "virtlogd did not stop"; return; }
+	row virtlogd.running
+	expect_rc 1
+	expect_eq row "$ROW" "FAIL virtlogd is not running: /run/libvirt/virtlogd-sock does not exist: QEMU guests cannot start"
+	RUN_BOUND=60 row virtlogd.running --fix
+	expect_rc 0
+	expect_match fixed "$ROW" "^changed fixed: started"
+	_virt_socket_answers /run/libvirt/virtlogd-sock || fail "virtlogd does not answer after --fix"
+}
+
+volume_deleted_behind_the_pool() {
+	virt_pool kvmbox-test-dpool "$TESTS_TMP/dpool"
+	qemu-img create -q -f qcow2 "$TESTS_TMP/dpool/gone.qcow2" 16M
+	qemu-img create -q -f qcow2 "$TESTS_TMP/dpool/kept.qcow2" 16M
+	$VIRSH pool-refresh kvmbox-test-dpool >/dev/null
+	rm "$TESTS_TMP/dpool/gone.qcow2"
+	# libvirt still lists the volume whose file is gone.
+	expect_eq "stale listing" "$($VIRSH vol-list kvmbox-test-dpool | awk '{print $1}' | sort | tr '\n' ' ')" "gone.qcow2 kept.qcow2 "
+	row pool.stale
+	expect_rc 1
+	expect_eq row "$ROW" "FAIL 1 volume whose file is gone in pool kvmbox-test-dpool (e.g. $TESTS_TMP/dpool/gone.qcow2): 'cannot stat file'"
+	row pool.stale --fix
+	expect_rc 0
+	expect_eq fixed "$ROW" "changed fixed: refreshed kvmbox-test-dpool (was: 1 volume whose file is gone in pool kvmbox-test-dpool (e.g. $TESTS_TMP/dpool/gone.qcow2): 'cannot stat file')"
+	expect_eq volumes "$($VIRSH vol-list kvmbox-test-dpool | awk '{print $1}')" "kept.qcow2"
+	row pool.stale
+	expect_match "after fix" "$ROW" "^PASS "
+}
+
+devkvm_in_a_fixture_root() {
+	local fx qemu_uid
+	fx=$(fx_new)
+	qemu_uid=$(getent passwd libvirt-qemu | cut -d: -f3)
+	echo "libvirt-qemu:x:$qemu_uid:36::/var/lib/libvirt:/usr/sbin/nologin" >>"$fx/etc/passwd"
+	mkdir -p "$fx/sys/class/misc/kvm"
+	echo 10:232 >"$fx/sys/class/misc/kvm/dev"
+	fx_devkvm "$fx" 0600 0
+	row kvm.dev --root "$fx"
+	expect_rc 1
+	expect_eq row "$ROW" "FAIL /dev/kvm is root:root 0600: QEMU's user libvirt-qemu (from the libvirt-qemu account) cannot open it ('Could not access KVM kernel module: Permission denied'; libvirt also re-probes QEMU on every call)"
+	row kvm.dev --root "$fx" --fix
+	expect_rc 0
+	expect_match fixed "$ROW" "^changed fixed: kvmbox devkvm made /dev/kvm root:kvm 0660"
+	expect_eq node "$(stat -c '%F %u:%g %a' "$fx/dev/kvm")" "character special file 0:36 660"
+	row kvm.dev --root "$fx"
+	expect_match "after fix" "$ROW" "^PASS /dev/kvm is root:kvm 0660"
+	# A node open to everyone is not a problem for QEMU, so doctor leaves it to devkvm/check.
+	rm -f "$fx/dev/kvm"
+	row kvm.dev --root "$fx"
+	expect_eq missing "$ROW" "FAIL /dev/kvm does not exist although the KVM module is loaded"
+}
+
+capabilities_cache_in_a_fixture_root() {
+	local fx cache
+	fx=$(fx_new)
+	cache=$fx/var/cache/libvirt/qemu/capabilities
+	mkdir -p "$cache" "$fx/usr/bin" "$fx/usr/sbin" "$fx/proc/sys/kernel"
+	echo 6.1.0-18-amd64 >"$fx/proc/sys/kernel/osrelease"
+	echo '#1 SMP PREEMPT_DYNAMIC Debian 6.1.76-1' >"$fx/proc/sys/kernel/version"
+	: >"$fx/usr/bin/qemu-system-x86_64"
+	: >"$fx/usr/sbin/libvirtd"
+	local qemu_ctime self_ctime
+	qemu_ctime=$(stat -c %Z "$fx/usr/bin/qemu-system-x86_64")
+	self_ctime=$(stat -c %Z "$fx/usr/sbin/libvirtd")
+	caps() { # FILE QEMUCTIME KERNEL
+		printf '<qemuCaps>\n  <emulator>/usr/bin/qemu-system-x86_64</emulator>\n  <qemuctime>%s</qemuctime>\n  <selfctime>%s</selfctime>\n  <kernelVersion>%s</kernelVersion>\n</qemuCaps>\n' \
+			"$2" "$self_ctime" "$3" >"$cache/$1"
+	}
+	caps current.xml "$qemu_ctime" "6.1.0-18-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.1.76-1"
+	caps old-qemu.xml 1700000000 "6.1.0-18-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.1.76-1"
+	row caps.cache --root "$fx"
+	expect_rc 1
+	expect_eq row "$ROW" "FAIL 1 of 2 cached QEMU capabilities are stale (/usr/bin/qemu-system-x86_64 changed since it was probed (QEMU upgraded)): 'Cannot find suitable CPU model for given data'"
+	caps old-kernel.xml "$qemu_ctime" "6.1.0-17-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.1.69-1"
+	row caps.cache --root "$fx" --fix
+	expect_rc 0
+	expect_match fixed "$ROW" "^changed fixed: removed 2 stale files \(was: 2 of 3 cached"
+	expect_eq "left" "$(ls "$cache")" "current.xml"
+	row caps.cache --root "$fx"
+	expect_eq "after fix" "$ROW" "PASS 1 cached QEMU capability, all current"
+}
+
+json_and_usage() {
+	run doctor --json
+	expect_rc 0
+	expect_eq ids "$(jq -r '.[].id' <<<"$OUT" | tr '\n' ' ')" "virtlogd.running libvirtd.running kvm.dev virt.hardware caps.cache pool.stale machine.type serial.none "
+	run doctor nonsense.id
+	expect_rc 2
+	expect_eq error "$ERR" "kvmbox doctor: no diagnosis 'nonsense.id' (kvmbox doctor --help lists them)"
+}
+
+t healthy_host_passes
+t libvirtd_stopped_then_started_and_stale_machine_type
+t virtlogd_stopped_then_started
+t volume_deleted_behind_the_pool
+t devkvm_in_a_fixture_root
+t capabilities_cache_in_a_fixture_root
+t json_and_usage
+done_testing
