@@ -136,6 +136,7 @@ bench: deps $(BIN)
 	@KVMBOX=$(abspath $(BIN)) tests/bench/check.sh
 	@KVMBOX=$(abspath $(BIN)) tests/bench/bridge.sh
 	@KVMBOX=$(abspath $(BIN)) tests/bench/bundle.sh
+	@KVMBOX=$(abspath $(BIN)) tests/bench/domains.sh
 
 install: $(BIN) $(BUILD)/kvmbox.1
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
