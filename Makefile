@@ -40,6 +40,9 @@ BUILD      := build/san
 BIN        := $(BUILD)/kvmbox
 KB_CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 KB_LDFLAGS += -fsanitize=address,undefined
+# ASan intercepts the XDR functions libvirt's RPC calls; it finds the real ones (in libtirpc)
+# only if libtirpc is loaded at start-up, not when libvirt is dlopen()ed later.
+KB_LDFLAGS += -Wl,--no-as-needed -l:libtirpc.so.3 -Wl,--as-needed
 else
 BUILD      := build
 BIN        := kvmbox
