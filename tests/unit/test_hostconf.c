@@ -1,0 +1,135 @@
+/* The host config parser: every section and key, and every error class with its line. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "kvmbox/hostconf.h"
+#include "test_helpers.h"
+
+static struct kb_hostconf conf;
+
+static int parse(const char *text, struct kb_error *err)
+{
+	memset(err, 0, sizeof(*err));
+	return kb_hostconf_parse(text, strlen(text), "host.conf", &conf, err);
+}
+
+static void example_config(void **state)
+{
+	(void)state;
+	size_t len;
+	char *text = read_fixture("configs/example.conf", &len);
+	struct kb_error err = { 0 };
+	assert_int_equal(kb_hostconf_parse(text, len, "configs/example.conf", &conf, &err), 0);
+	free(text);
+	assert_true(conf.has_check && conf.has_devkvm && conf.has_kvm && conf.has_grub && conf.has_hugepages);
+	assert_int_equal(conf.kvm_nested, KB_YES);
+	assert_int_equal(conf.grub_iommu, KB_YES);
+	assert_string_equal(conf.grub_args, "iommu=pt");
+	assert_int_equal(conf.hugepages_count, 1024);
+	assert_string_equal(conf.hugepages_size, "2M");
+	assert_int_equal(conf.bridge_count, 2);
+	assert_string_equal(conf.bridge[0].name, "br0");
+	assert_string_equal(conf.bridge[0].uplink, "em1");
+	assert_int_equal(conf.bridge[0].address_count, 1);
+	assert_string_equal(conf.bridge[0].address[0], "192.0.2.10/24");
+	assert_string_equal(conf.bridge[0].stp, "off");
+	assert_string_equal(conf.bridge[1].mtu, "9000");
+	assert_int_equal(conf.bundle_count, 1);
+	assert_string_equal(conf.bundle[0].dest, "/var/lib/libvirt/images");
+	assert_int_equal(conf.domain_count, 1);
+	assert_string_equal(conf.domain[0].bundle, "vnf-router");
+	assert_int_equal(conf.domain[0].autostart, KB_YES);
+}
+
+static void defaults_and_repeated_addresses(void **state)
+{
+	(void)state;
+	struct kb_error err;
+	assert_int_equal(parse("[bridge br0]\naddress = 192.0.2.1/24 2001:db8::1/64\naddress=198.51.100.1/24\n"
+			       "[bundle a]\nsource=/x.kvmbundle\n"
+			       "[domain b]\nxml = /etc/b.xml\n",
+			       &err),
+			 0);
+	assert_int_equal(conf.bridge[0].address_count, 3);
+	assert_string_equal(conf.bridge[0].address[2], "198.51.100.1/24");
+	assert_string_equal(conf.bridge[0].stp, "");
+	assert_int_equal(conf.domain[0].start, KB_UNSET);
+	assert_int_equal(conf.hugepages_count, -1);
+	assert_false(conf.has_kvm);
+	/* An empty section counts: [devkvm] alone asks for the defaults. */
+	assert_int_equal(parse("# comment\n[devkvm]\n", &err), 0);
+	assert_true(conf.has_devkvm);
+}
+
+/* Each bad file: the line and the words of the error. */
+static void errors_name_the_line(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *text;
+		unsigned line;
+		const char *what;
+	} cases[] = {
+		{ "[kvm]\nnested = maybe\n", 2, "nested: 'maybe' is not yes or no" },
+		{ "[kvm]\nnested = yes\n[frob]\n", 3, "unknown section [frob]" },
+		{ "[kvm]\nnestd = yes\n", 2, "unknown key 'nestd' in [kvm]" },
+		{ "x = 1\n", 1, "'x' is outside any [section]" },
+		{ "[bridge br0]\n[bridge br0]\n", 2, "[bridge br0] appears twice" },
+		{ "[kvm]\n[grub]\nargs=a\n[kvm]\n", 4, "[kvm] appears twice" },
+		{ "[bridge br0/x]\n", 1, "[bridge br0/x]: 'br0/x' is not an interface name" },
+		{ "[bridge averyveryverylongname]\n", 1, "[bridge averyveryverylongname]: 'averyveryverylongname' is not an interface name" },
+		{ "[bridge br0]\nuplink = em1\nmtu = 20\n", 3, "mtu: '20' is not 68 to 65535" },
+		{ "[bridge br0]\naddress = 192.0.2.1\n", 2, "address: '192.0.2.1' is not ADDRESS/PREFIX" },
+		{ "[bridge br0]\nforward-delay = 31\n", 2, "forward-delay: '31' is not 0 to 30 seconds" },
+		{ "[bridge br0]\npersist = netplan\n", 2, "persist: 'netplan' is not ifupdown or networkd" },
+		{ "[hugepages]\ncount = -1\n", 2, "count: '-1' is not a number of pages (0 to 10000000)" },
+		{ "[hugepages]\nsize = 4M\n", 2, "size: '4M' is not 2M or 1G" },
+		{ "[hugepages]\nsize = 2M\n", 1, "[hugepages] needs exactly one of count = N or for-domains = DIR" },
+		{ "[grub]\nupdate = no\n", 1, "[grub] needs args = ... or iommu = yes" },
+		{ "[grub]\nargs = --evil\n", 2, "args: '--evil' is not a list of kernel arguments" },
+		{ "[bundle web]\ndest = /srv\n", 1, "[bundle] needs source = FILE" },
+		{ "[bundle web]\nsource = relative.kvmbundle\n", 2, "source: 'relative.kvmbundle' is not an absolute path" },
+		{ "[bundle web]\nsource = /a\nsha256 = 12ab\n", 3, "sha256: '12ab' is not 64 hex digits" },
+		{ "[bundle ../x]\n", 1, "[bundle ../x]: '../x' is not a name (letters, digits, . _ -)" },
+		{ "[domain web]\nautostart = yes\n", 1, "[domain] needs exactly one of xml = FILE or bundle = NAME" },
+		{ "[domain web]\nbundle = web\n", 1, "[domain web]: no [bundle web] in this file" },
+		{ "[domain web]\nxml = /a.xml\nbundle = web\n[bundle web]\nsource=/b\n", 1, "[domain] needs exactly one of xml = FILE or bundle = NAME" },
+		{ "[kvm\nnested = yes\n", 1, "a section header must be [NAME] on one line" },
+		{ "[kvm]\nnested\n", 2, "not INI syntax (KEY = VALUE under [SECTION])" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct kb_error err;
+		if (parse(cases[i].text, &err) != -1)
+			fail_msg("case %zu was accepted", i);
+		if (err.line != cases[i].line || strcmp(err.what, cases[i].what) != 0)
+			fail_msg("case %zu: line %u '%s', expected line %u '%s'", i, err.line, err.what, cases[i].line,
+				 cases[i].what);
+		assert_string_equal(err.path, "host.conf");
+	}
+}
+
+static void nul_bytes_and_garbage(void **state)
+{
+	(void)state;
+	struct kb_error err = { 0 };
+	const char text[] = "[kvm]\nnested = yes\0\n";
+	assert_int_equal(kb_hostconf_parse(text, sizeof(text) - 1, "host.conf", &conf, &err), -1);
+	assert_int_equal(err.line, 2);
+	assert_int_equal(parse("", &err), 0);
+	assert_int_equal(parse("\n\n   \n", &err), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(example_config),
+		cmocka_unit_test(defaults_and_repeated_addresses),
+		cmocka_unit_test(errors_name_the_line),
+		cmocka_unit_test(nul_bytes_and_garbage),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
