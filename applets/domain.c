@@ -32,7 +32,7 @@
 
 const char domain_usage[] =
 	"Usage: kvmbox domain preflight FILE.xml...\n"
-	"       kvmbox domain define FILE.xml... [--autostart] [--start] [--wait SEC] [--no-preflight]\n"
+	"       kvmbox domain define FILE.xml... [--autostart] [--start] [--wait SEC] [--no-preflight] [--dry-run]\n"
 	"       kvmbox domain up BUNDLE [--dest DIR] [--name NAME] [--autostart] [--start] [--wait SEC]\n"
 	"       kvmbox domain rm NAME... [--storage]\n"
 	"\n"
@@ -52,6 +52,7 @@ const char domain_usage[] =
 	"  --start         start it and wait until it runs\n"
 	"  --wait SEC      how long to wait for running (default 60)\n"
 	"  --no-preflight  define even when the preflight finds errors\n"
+	"  --dry-run       define: preflight and show what would change, change nothing\n"
 	"  --jobs N        domains handled at once (default 8)\n"
 	"  --dest DIR      up: where to unpack (default /var/lib/libvirt/images)\n"
 	"  --name NAME     up: the unpacked directory's name (default: the bundle's)\n"
@@ -67,7 +68,7 @@ struct domain_cmd {
 	struct kb_virt virt;
 	const char *uri;
 	virConnectPtr conn;
-	bool autostart, start, no_preflight, storage, replace;
+	bool autostart, start, no_preflight, storage, replace, dry_run;
 	int wait_seconds;
 	unsigned jobs;
 	const char *dest, *name;
@@ -359,6 +360,29 @@ static int wait_running(struct job *j, virDomainPtr dom, struct kb_error *err)
 	}
 }
 
+/*
+ * --dry-run: what define would do. Whether an existing definition would
+ * change is only known by defining it (libvirt normalises the XML), so an
+ * existing domain is reported as defined, with what autostart and start would do.
+ */
+static void plan_one(struct job *j, virDomainPtr existing)
+{
+	const struct kb_virt *v = &j->cmd->virt;
+	if (!existing) {
+		kb_row_set(job_row(j), j->name, KB_WOULD_CHANGE, "would be defined%s%s",
+			   j->cmd->autostart ? ", autostart on" : "", j->cmd->start ? ", started" : "");
+		return;
+	}
+	kb_row_set(job_row(j), j->name, KB_UNCHANGED, "defined (a changed definition is updated when defining)");
+	int autostart = 0, state = 0, reason = 0;
+	if (j->cmd->autostart && v->domain_get_autostart(existing, &autostart) == 0)
+		kb_row_set(job_row(j), j->name, autostart ? KB_UNCHANGED : KB_WOULD_CHANGE, "autostart %s",
+			   autostart ? "on" : "would be turned on");
+	if (j->cmd->start && v->domain_state(existing, &state, &reason, 0) == 0)
+		kb_row_set(job_row(j), j->name, state == VIR_DOMAIN_RUNNING ? KB_UNCHANGED : KB_WOULD_CHANGE, "%s",
+			   state == VIR_DOMAIN_RUNNING ? "running" : "would be started");
+}
+
 static void define_one(struct job *j)
 {
 	struct domain_cmd *cmd = j->cmd;
@@ -370,6 +394,10 @@ static void define_one(struct job *j)
 	autofree char *after = NULL;
 	if (prepare_definition(j, j->arg, &existing, &err) < 0) {
 		job_failed(j, j->arg, &err, NULL);
+		goto out;
+	}
+	if (cmd->dry_run) {
+		plan_one(j, existing);
 		goto out;
 	}
 	before = inactive_xml(v, existing);
@@ -689,7 +717,7 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 {
 	enum {
 		OPT_CONNECT = KB_OPT_APPLET_FIRST, OPT_AUTOSTART, OPT_START, OPT_WAIT, OPT_NO_PREFLIGHT, OPT_JOBS,
-		OPT_DEST, OPT_NAME, OPT_REPLACE, OPT_STORAGE,
+		OPT_DEST, OPT_NAME, OPT_REPLACE, OPT_STORAGE, OPT_DRY_RUN,
 	};
 	static const struct option long_options[] = {
 		KB_GLOBAL_LONG_OPTIONS,
@@ -703,6 +731,7 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 		{ "name", required_argument, NULL, OPT_NAME },
 		{ "replace", no_argument, NULL, OPT_REPLACE },
 		{ "storage", no_argument, NULL, OPT_STORAGE },
+		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
 		{ 0 },
 	};
 	struct domain_cmd *cmd = calloc(1, sizeof(*cmd));
@@ -725,6 +754,7 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 		case OPT_NAME: cmd->name = optarg; break;
 		case OPT_REPLACE: cmd->replace = true; break;
 		case OPT_STORAGE: cmd->storage = true; break;
+		case OPT_DRY_RUN: cmd->dry_run = true; break;
 		case OPT_WAIT:
 			cmd->wait_seconds = (int)strtol(optarg, &end, 10);
 			if (*end || end == optarg || cmd->wait_seconds < 1 || cmd->wait_seconds > 3600) {
@@ -755,6 +785,9 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 		} else if (count == 0 || (!strcmp(verb, "up") && count != 1)) {
 			kb_say_error(ctx, "%s needs %s", verb, !strcmp(verb, "rm") ? "one or more domain names" :
 							    !strcmp(verb, "up") ? "one BUNDLE" : "one or more XML files");
+			rc = KB_EXIT_USAGE;
+		} else if (cmd->dry_run && strcmp(verb, "define") != 0) {
+			kb_say_error(ctx, "--dry-run is for define");
 			rc = KB_EXIT_USAGE;
 		} else if (cmd->dest[0] != '/') {
 			kb_say_error(ctx, "--dest must be an absolute path");

@@ -282,10 +282,8 @@ static const char *add_section(struct kb_hostconf *c, const char *s, unsigned li
 		if (*seen[i])
 			return snprintf(why, size, "[%s] appears twice", s), why;
 		*seen[i] = true;
-		if (i == 2)
-			c->grub_line = line;
-		if (i == 3)
-			c->hugepages_line = line;
+		unsigned *lines[] = { &c->check_line, &c->kvm_line, &c->grub_line, &c->hugepages_line, &c->devkvm_line };
+		*lines[i] = line;
 		return NULL;
 	}
 	const char *name = strchr(s, ' ');

@@ -5,6 +5,9 @@
 #include <string.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
 
 #include "kvmbox/dynlib.h"
 #include "kvmbox/sha256.h"
@@ -190,4 +193,31 @@ void kb_hasher_finish(struct kb_hasher *h, uint8_t digest[32])
 	pthread_cond_destroy(&h->changed);
 	free(h->slots);
 	free(h);
+}
+
+int kb_sha256_file(const struct kb_sha256_api *api, const char *path, char hex[65], struct kb_error *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return kb_fail(err, errno, path, "opening");
+	struct kb_sha256 s;
+	if (kb_sha256_init(&s, api, err) < 0) {
+		close(fd);
+		return -1;
+	}
+	static const size_t block = 1u << 20;
+	uint8_t *buf = malloc(block);
+	ssize_t n = -1;
+	while (buf && (n = read(fd, buf, block)) > 0)
+		kb_sha256_update(&s, buf, (size_t)n);
+	int e = buf ? errno : ENOMEM;
+	free(buf);
+	close(fd);
+	uint8_t digest[32];
+	kb_sha256_final(&s, digest);
+	if (n != 0)
+		return kb_fail(err, e, path, "reading");
+	for (size_t i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+	return 0;
 }

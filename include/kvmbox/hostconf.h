@@ -54,7 +54,7 @@ struct kb_conf_domain {
 
 struct kb_hostconf {
 	bool has_check, has_kvm, has_grub, has_hugepages, has_devkvm;
-	unsigned grub_line, hugepages_line; /* where those sections start, for errors */
+	unsigned check_line, kvm_line, grub_line, hugepages_line, devkvm_line; /* where those sections start */
 	enum kb_tristate check_stop_on_fail;
 	enum kb_tristate kvm_nested, kvm_persist;
 	char grub_args[1024];

@@ -30,6 +30,8 @@ void kb_sha256_zeros(struct kb_sha256 *s, uint64_t len);
 /* The digest; the context is released. */
 void kb_sha256_final(struct kb_sha256 *s, uint8_t digest[32]);
 void kb_sha256_free(struct kb_sha256 *s);
+/* The SHA-256 of the whole file @path (a path already mapped), as 64 lower-case hex digits and a NUL. */
+int kb_sha256_file(const struct kb_sha256_api *api, const char *path, char hex[65], struct kb_error *err);
 
 /*
  * SHA-256 on a second core: the caller queues data (copied into a small ring
