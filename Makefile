@@ -1,7 +1,8 @@
 # kvmbox — build, test, install.
 #   make            build ./kvmbox
 #   make deps       install the Debian packages the build, tests and `make run` need (root)
-#   make run        the main job on this machine: kvmbox check
+#   make run        the main job on this machine: check, plan configs/example.conf, provision
+#                   configs/demo.conf in a throwaway sandbox (twice: the second changes nothing)
 #   make check      every test tier; ends with "N passed, N failed"   (SAN=1: ASan+UBSan build)
 #   make bench      benchmarks against the tools kvmbox replaces
 #   make install    PREFIX=/usr DESTDIR=...: binary, applet symlinks, man page
@@ -129,7 +130,7 @@ deps:
 	fi
 
 run: deps $(BIN)
-	./$(BIN) check || true
+	KVMBOX=$(abspath $(BIN)) configs/run-demo.sh
 
 check: deps $(BIN) $(UNIT_BINS) $(HELPER_BINS) $(if $(SAN),,$(FUZZ_BINS))
 	@KVMBOX=$(abspath $(BIN)) BUILD=$(abspath $(BUILD)) SAN=$(SAN) \

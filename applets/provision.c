@@ -35,7 +35,7 @@
 #include "kvmbox/sysroot.h"
 
 const char provision_usage[] =
-	"Usage: kvmbox provision [CONFIG] [--plan] [--continue-on-error] [--connect URI]\n"
+	"Usage: kvmbox provision [CONFIG] [--plan | --validate] [--continue-on-error] [--connect URI]\n"
 	"\n"
 	"Provision this host from CONFIG (default /etc/kvmbox/host.conf): check, devkvm,\n"
 	"kvm-load, grub-args, hugepages, bridges, bundles, domains, in that order, each\n"
@@ -48,6 +48,7 @@ const char provision_usage[] =
 	"--connect names a libvirtd).\n"
 	"\n"
 	"  --plan               show what would change, change nothing\n"
+	"  --validate           only read the config: every error with its line\n"
 	"  --continue-on-error  go on after a failed step, report every failure\n"
 	"  --connect URI        libvirt URI for the domains (default as kvmbox domain)\n";
 
@@ -595,12 +596,13 @@ static int provision_run(struct provision *p)
 
 int provision_main(struct kb_ctx *ctx, int argc, char **argv)
 {
-	enum { OPT_PLAN = KB_OPT_APPLET_FIRST, OPT_CONTINUE, OPT_CONNECT };
+	enum { OPT_PLAN = KB_OPT_APPLET_FIRST, OPT_CONTINUE, OPT_CONNECT, OPT_VALIDATE };
 	static const struct option long_options[] = {
 		KB_GLOBAL_LONG_OPTIONS,
 		{ "plan", no_argument, NULL, OPT_PLAN },
 		{ "continue-on-error", no_argument, NULL, OPT_CONTINUE },
 		{ "connect", required_argument, NULL, OPT_CONNECT },
+		{ "validate", no_argument, NULL, OPT_VALIDATE },
 		{ 0 },
 	};
 	struct provision *p = calloc(1, sizeof(*p));
@@ -610,8 +612,11 @@ int provision_main(struct kb_ctx *ctx, int argc, char **argv)
 	}
 	p->ctx = ctx;
 	int opt, rc = -1;
+	bool validate = false;
 	while (rc == -1 && (opt = getopt_long(argc, argv, KB_GLOBAL_SHORT_OPTIONS, long_options, NULL)) != -1) {
-		if (opt == OPT_PLAN)
+		if (opt == OPT_VALIDATE)
+			validate = true;
+		else if (opt == OPT_PLAN)
 			p->plan = true;
 		else if (opt == OPT_CONTINUE)
 			p->keep_going = true;
@@ -635,6 +640,10 @@ int provision_main(struct kb_ctx *ctx, int argc, char **argv)
 		if (read < 0 || kb_hostconf_parse(text, len, p->config_path, &p->conf, &err) < 0) {
 			kb_say_failure(ctx, &err);
 			rc = KB_EXIT_FAILURE;
+		} else if (validate) {
+			plan_steps(p);
+			fprintf(ctx->out, "%s: valid, %d step%s\n", p->config_path, p->count, p->count == 1 ? "" : "s");
+			rc = KB_EXIT_OK;
 		} else {
 			rc = provision_run(p);
 		}
