@@ -102,8 +102,10 @@ static void spec_free(struct spec *s)
 }
 
 /* A fail point for the rollback tests: KVMBOX_FAILPOINT=bridge.after-enslave makes that step fail. */
-static int failpoint(const char *name, struct kb_error *err)
+static int failpoint(const struct bridge *b, const char *name, struct kb_error *err)
 {
+	if (b->dry_run)
+		return 0; /* a plan changes nothing, so nothing can fail half-way */
 	const char *wanted = getenv("KVMBOX_FAILPOINT");
 	if (wanted && !strcmp(wanted, name))
 		return kb_fail(err, EIO, NULL, "fail point %s", name);
@@ -349,7 +351,7 @@ static int ensure_bridge(struct bridge *b, const struct spec *sp, struct state *
 			journal(b, (struct step){ .kind = CREATED, .ifindex = st->bridge_index });
 		}
 		row(b, "bridge", b->dry_run ? KB_WOULD_CHANGE : KB_CHANGED, "created %s (%s)", sp->name, detail);
-		return failpoint("bridge.after-create", err);
+		return failpoint(b, "bridge.after-create", err);
 	}
 
 	int stp, delay;
@@ -401,7 +403,7 @@ static int ensure_port(struct bridge *b, const struct spec *sp, struct state *st
 			return kb_fail(err, 0, NULL, "the kernel did not make %s a port of %s", sp->uplink, sp->name);
 	}
 	row(b, "port", b->dry_run ? KB_WOULD_CHANGE : KB_CHANGED, "%s is now a port of %s", sp->uplink, sp->name);
-	return failpoint("bridge.after-enslave", err);
+	return failpoint(b, "bridge.after-enslave", err);
 }
 
 /*
@@ -435,7 +437,7 @@ static int move_ip(struct bridge *b, const struct spec *sp, struct state *st, st
 		else
 			journal(b, (struct step){ .kind = ADDR_ADDED, .ifindex = st->bridge_index, .addr = a });
 	}
-	if (failpoint("bridge.after-addresses", err) < 0)
+	if (failpoint(b, "bridge.after-addresses", err) < 0)
 		return -1;
 	/* 2. the uplink's routes through the bridge */
 	for (int i = 0; i < st->uplink_ip.route_count; i++) {
@@ -488,7 +490,7 @@ static int move_ip(struct bridge *b, const struct spec *sp, struct state *st, st
 			rtnl_route_put(def);
 		}
 	}
-	if (failpoint("bridge.after-routes", err) < 0)
+	if (failpoint(b, "bridge.after-routes", err) < 0)
 		return -1;
 	/* 3. the uplink keeps no address */
 	for (int i = 0; i < st->uplink_ip.addr_count; i++) {
@@ -541,6 +543,16 @@ static int persist(struct bridge *b, const struct spec *sp, const struct state *
 		kb_addr_str(sp->addrs[i], addrs[n++], 64);
 	for (int i = 0; i < st->uplink_ip.addr_count && !sp->addr_count; i++)
 		kb_addr_str(rtnl_addr_get_local(st->uplink_ip.addrs[i]), addrs[n++], 64);
+	/* Moved by an earlier run, they are on the bridge already: the same file on every run. */
+	for (int i = 0; i < st->bridge_ip.addr_count && !sp->addr_count && n < MAX_ADDRS + 64; i++) {
+		char text[64];
+		bool listed = false;
+		kb_addr_str(rtnl_addr_get_local(st->bridge_ip.addrs[i]), text, sizeof(text));
+		for (int k = 0; k < n && !listed; k++)
+			listed = !strcmp(addrs[k], text);
+		if (!listed)
+			snprintf(addrs[n++], 64, "%s", text);
+	}
 	char gateway[64] = "";
 	if (st->gateway)
 		kb_addr_str(st->gateway, gateway, sizeof(gateway));

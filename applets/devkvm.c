@@ -119,8 +119,8 @@ static int ensure_owner_and_mode(struct devkvm *d, const char *path, gid_t gid, 
 			return kb_fail(err, errno, path, "changing the owner of");
 		char user[64], group[64];
 		kb_row_set(kb_rows_add(&d->rows), "owner", d->done, "%s:%s -> root:%s",
-			   kb_user_name(&(struct kb_ctx){ .root = d->ctx->root }, st.st_uid, user, sizeof(user)),
-			   kb_group_name(&(struct kb_ctx){ .root = d->ctx->root }, st.st_gid, group, sizeof(group)), d->group);
+			   kb_user_name(d->ctx, st.st_uid, user, sizeof(user)),
+			   kb_group_name(d->ctx, st.st_gid, group, sizeof(group)), d->group);
 	}
 	mode_t old = st.st_mode & ALLPERMS;
 	if (old == DEVKVM_MODE) {
@@ -203,10 +203,7 @@ int devkvm_main(struct kb_ctx *ctx, int argc, char **argv)
 	struct kb_path node;
 	gid_t gid;
 	int rc = kb_sysroot_path(ctx, "/dev/kvm", &node, &err);
-	/* The live node's group is a group of the running system, not of the --target being provisioned. */
-	struct kb_ctx live = *ctx;
-	live.target = NULL;
-	if (rc == 0 && kb_group_id(&live, d.group, &gid, &err) < 0) {
+	if (rc == 0 && kb_group_id(ctx, d.group, &gid, &err) < 0) {
 		if (err.errnum == ENOENT)
 			kb_fail(&err, 0, NULL, "group '%s' does not exist: create it with 'groupadd --system %s'",
 				d.group, d.group);

@@ -321,6 +321,13 @@ static int run_bundle(struct provision *p, struct step *s, struct argv_builder *
 		kb_row_set(&s->row, s->id, KB_WOULD_CHANGE, "%s would be unpacked into %s", b->source, dir);
 		return 0;
 	}
+	/* The destination directory itself is the config's to ask for: made like mkdir -p. */
+	struct kb_path dest;
+	if (kb_sysroot_path(p->ctx, b->dest, &dest, &err) < 0 || kb_make_dirs(dest.s, &err) < 0) {
+		char message[sizeof(err.what) + PATH_MAX + 64];
+		kb_row_set(&s->row, s->id, KB_FAILED, "%s", kb_error_message(&err, message, sizeof(message)));
+		return -1;
+	}
 	return run_applet(p, s, a);
 }
 

@@ -39,7 +39,8 @@ echo
 
 echo "== making the sandbox"
 rm -rf "$DEMO"
-mkdir -p "$DEMO/target/etc/default" "$DEMO/src" "$DEMO/images"
+mkdir -p "$DEMO/target/etc/default" "$DEMO/src"
+cp /etc/group /etc/passwd "$DEMO/target/etc/" # the installed system's accounts
 chmod 0755 "$DEMO"
 printf 'GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX=""\n' >"$DEMO/target/etc/default/grub"
 ip netns add "$NS" && ip netns add "$PEER" || exit 1

@@ -176,8 +176,7 @@ static int verify_content(const char *path, const void *data, size_t len, struct
 	return 0;
 }
 
-/* mkdir -p @dir (a real path, already mapped). */
-static int make_dirs(const char *dir, struct kb_error *err)
+int kb_make_dirs(const char *dir, struct kb_error *err)
 {
 	char path[PATH_MAX];
 	snprintf(path, sizeof(path), "%s", dir);
@@ -210,7 +209,7 @@ int kb_write_file_atomic(const struct kb_ctx *ctx, const char *abs_path, const v
 	char tmp[PATH_MAX];
 	if (snprintf(tmp, sizeof(tmp), "%s/.%s.kvmbox-XXXXXX", dir_name, base_name) >= (int)sizeof(tmp))
 		return kb_fail(err, ENAMETOOLONG, p.s, "writing");
-	if (opts && opts->create_dirs && make_dirs(dir_name, err) < 0)
+	if (opts && opts->create_dirs && kb_make_dirs(dir_name, err) < 0)
 		return -1;
 
 	struct stat old;

@@ -62,6 +62,9 @@ int kb_write_file_atomic(const struct kb_ctx *ctx, const char *abs_path, const v
 int kb_file_ensure(const struct kb_ctx *ctx, const char *abs_path, const char *data, size_t len,
 		   mode_t mode, bool dry_run, bool *changed, struct kb_error *err);
 
+/* mkdir -p @dir (a real path, already mapped), each new directory 0755. */
+int kb_make_dirs(const char *dir, struct kb_error *err);
+
 /* rm -rf @path (a real path, already mapped); quiet about what is already gone. */
 int kb_remove_tree(const char *path, struct kb_error *err);
 
