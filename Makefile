@@ -141,6 +141,7 @@ bench: deps $(BIN)
 	@KVMBOX=$(abspath $(BIN)) tests/bench/bridge.sh
 	@KVMBOX=$(abspath $(BIN)) tests/bench/bundle.sh
 	@KVMBOX=$(abspath $(BIN)) tests/bench/domains.sh
+	@KVMBOX=$(abspath $(BIN)) tests/bench/provision.sh
 
 install: $(BIN) $(BUILD)/kvmbox.1
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
