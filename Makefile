@@ -6,6 +6,7 @@
 #   make check      every test tier; ends with "N passed, N failed"   (SAN=1: ASan+UBSan build)
 #   make bench      benchmarks against the tools kvmbox replaces
 #   make install    PREFIX=/usr DESTDIR=...: binary, applet symlinks, man page
+#   make initramfs  the rescue image build/kvmbox-initramfs.img [KVER=...]
 
 VERSION    := 0.1.0
 PREFIX     ?= /usr/local
@@ -22,7 +23,7 @@ DEBIAN_PACKAGES := build-essential pkg-config libcmocka-dev libkmod-dev libxml2-
                    zstd xz-utils time \
                    valgrind clang libclang-rt-14-dev \
                    cpu-checker libvirt-clients hyperfine jq \
-                   libvirt-dev libvirt-daemon-system qemu-system-x86
+                   libvirt-dev libvirt-daemon-system qemu-system-x86 busybox-static cpio
 
 # Headers only: libkmod, libxml2, libarchive, libcrypto and libvirt are dlopen()ed by the applets that use them (applets/lib/dynlib.c).
 DLOPEN_PKGS := libkmod libxml-2.0 libarchive libcrypto libvirt
@@ -65,9 +66,9 @@ PRELOAD_SRCS := $(sort $(wildcard tests/helpers/preload/*.c))
 HELPER_BINS += $(PRELOAD_SRCS:%.c=$(BUILD)/%.so)
 FUZZ_SRCS   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS   := $(FUZZ_SRCS:%.c=build/fuzz/%)
-CLI_TESTS   := $(sort $(wildcard tests/cli/*.sh tests/net/*.sh tests/virt/*.sh))
+CLI_TESTS   := $(sort $(wildcard tests/cli/*.sh tests/net/*.sh tests/virt/*.sh tests/boot/*.sh))
 
-.PHONY: all deps run check bench fuzz install clean
+.PHONY: all deps run check bench fuzz install clean initramfs
 all: $(BIN)
 
 $(BUILD)/%.o: %.c
@@ -118,6 +119,14 @@ fuzz: $(FUZZ_BINS)
 # The man page is generated from the applets' own --help texts.
 $(BUILD)/kvmbox.1: $(BIN)
 	./$(BIN) --man > $@.tmp && mv $@.tmp $@
+
+# The rescue image. With KVER, that installed kernel's modules (/lib/modules/KVER); without,
+# Debian's current kernel package, downloaded and unpacked once (initramfs/fetch-kernel.sh),
+# the kernel the boot test runs.
+initramfs: $(BIN)
+	@if [ -n "$(KVER)" ]; then modroot=/; kver=$(KVER); \
+	else modroot=$$(initramfs/fetch-kernel.sh) && kver=$$(ls "$$modroot/lib/modules" | head -1); fi; \
+	initramfs/build.sh $(abspath $(BIN)) $(BUILD)/kvmbox-initramfs.img "$$modroot" "$$kver"
 
 deps:
 	@missing=; for p in $(DEBIAN_PACKAGES); do \

@@ -73,8 +73,13 @@ static int ensure_node(struct devkvm *d, const char *path, gid_t gid, struct kb_
 	if (!exists && errno != ENOENT)
 		return kb_fail(err, errno, path, "examining");
 	dev_t want;
-	if (kvm_devnum(d->ctx, &want, err) < 0)
-		return -1;
+	if (kvm_devnum(d->ctx, &want, err) < 0) {
+		/* Planned before kvm-load ran (provision --plan): the node comes with the module. */
+		if (d->done != KB_WOULD_CHANGE || exists)
+			return -1;
+		kb_row_set(kb_rows_add(&d->rows), "node", KB_WOULD_CHANGE, "would be created once the KVM module is loaded");
+		return 0;
+	}
 	if (exists && S_ISCHR(st.st_mode) && st.st_rdev == want) {
 		kb_row_set(kb_rows_add(&d->rows), "node", KB_UNCHANGED, "/dev/kvm is char %u:%u", major(want), minor(want));
 		return 0;

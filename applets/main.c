@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "kvmbox/applet.h"
+#include "kvmbox/dynlib.h"
 
 #ifndef KVMBOX_VERSION
 #define KVMBOX_VERSION "0.0.0"
@@ -92,12 +93,13 @@ int kb_common_option(struct kb_ctx *ctx, int opt, const char *arg)
 static const char main_usage[] =
 	"Usage: kvmbox [GLOBAL OPTIONS] APPLET [ARGS...]\n"
 	"       APPLET [ARGS...]            (called through a symlink named after the applet)\n"
-	"       kvmbox --list | --install DIR | --version | --help\n"
+	"       kvmbox --list | --install DIR | --libraries | --version | --help\n"
 	"\n"
 	"Turns a bare Linux machine into a working KVM/libvirt host, and keeps it right.\n"
 	"\n"
 	"  --list         list the applets\n"
 	"  --install DIR  make a symlink DIR/APPLET for every applet (refuses to replace other files)\n"
+	"  --libraries    the libraries applets load at run time: SONAME PACKAGE rescue|host-only\n"
 	"  --version      print the version\n"
 	"\n";
 
@@ -248,6 +250,11 @@ int main(int argc, char **argv)
 			if (!strcmp(a, "--list")) {
 				for (size_t i = 0; i < KB_APPLET_COUNT; i++)
 					puts(kb_applets[i].name);
+				return KB_EXIT_OK;
+			} else if (!strcmp(a, "--libraries")) {
+				for (size_t i = 0; i < KB_LIB_COUNT; i++)
+					printf("%s %s %s\n", kb_dynlibs[i].soname, kb_dynlibs[i].package,
+					       kb_dynlibs[i].rescue ? "rescue" : "host-only");
 				return KB_EXIT_OK;
 			} else if (!strcmp(a, "--version")) {
 				puts("kvmbox " KVMBOX_VERSION);

@@ -1,6 +1,7 @@
 /*
  * provision: a whole KVM host from one config file, in a fixed order:
- *   check -> devkvm -> kvm-load -> grub -> hugepages -> bridges -> bundles -> domains
+ *   check -> kvm-load -> devkvm -> grub -> hugepages -> bridges -> bundles -> domains
+ * (kvm-load comes before devkvm: the /dev/kvm node only exists once the module is loaded)
  *
  * Each step calls the applet that does the job, in this process (the same
  * code users run by hand), captures its rows as JSON and reports the step as
@@ -37,8 +38,8 @@
 const char provision_usage[] =
 	"Usage: kvmbox provision [CONFIG] [--plan | --validate] [--continue-on-error] [--connect URI]\n"
 	"\n"
-	"Provision this host from CONFIG (default /etc/kvmbox/host.conf): check, devkvm,\n"
-	"kvm-load, grub-args, hugepages, bridges, bundles, domains, in that order, each\n"
+	"Provision this host from CONFIG (default /etc/kvmbox/host.conf): check, kvm-load,\n"
+	"devkvm, grub-args, hugepages, bridges, bundles, domains, in that order, each\n"
 	"reported changed / unchanged / failed with its duration. The config is checked\n"
 	"and every step planned before anything changes. A second run on a provisioned\n"
 	"host changes nothing. /var/lib/kvmbox/state records each run (atomically, at\n"
@@ -49,6 +50,8 @@ const char provision_usage[] =
 	"\n"
 	"  --plan               show what would change, change nothing\n"
 	"  --validate           only read the config: every error with its line\n"
+	"  --in-target          CONFIG is a path in the installed system (--target), as the\n"
+	"                       rescue image's init passes it\n"
 	"  --continue-on-error  go on after a failed step, report every failure\n"
 	"  --connect URI        libvirt URI for the domains (default as kvmbox domain)\n";
 
@@ -471,10 +474,11 @@ static void plan_steps(struct provision *p)
 	char id[96];
 	if (c->has_check)
 		add_step(p, STEP_CHECK, "check", 0, c->check_line);
-	if (c->has_devkvm)
-		add_step(p, STEP_DEVKVM, "devkvm", 0, c->devkvm_line);
+	/* kvm-load before devkvm: /dev/kvm only exists once the module is loaded. */
 	if (c->has_kvm)
 		add_step(p, STEP_KVM, "kvm", 0, c->kvm_line);
+	if (c->has_devkvm)
+		add_step(p, STEP_DEVKVM, "devkvm", 0, c->devkvm_line);
 	if (c->has_grub)
 		add_step(p, STEP_GRUB, "grub", 0, c->grub_line);
 	if (c->has_hugepages)
@@ -603,13 +607,14 @@ static int provision_run(struct provision *p)
 
 int provision_main(struct kb_ctx *ctx, int argc, char **argv)
 {
-	enum { OPT_PLAN = KB_OPT_APPLET_FIRST, OPT_CONTINUE, OPT_CONNECT, OPT_VALIDATE };
+	enum { OPT_PLAN = KB_OPT_APPLET_FIRST, OPT_CONTINUE, OPT_CONNECT, OPT_VALIDATE, OPT_IN_TARGET };
 	static const struct option long_options[] = {
 		KB_GLOBAL_LONG_OPTIONS,
 		{ "plan", no_argument, NULL, OPT_PLAN },
 		{ "continue-on-error", no_argument, NULL, OPT_CONTINUE },
 		{ "connect", required_argument, NULL, OPT_CONNECT },
 		{ "validate", no_argument, NULL, OPT_VALIDATE },
+		{ "in-target", no_argument, NULL, OPT_IN_TARGET },
 		{ 0 },
 	};
 	struct provision *p = calloc(1, sizeof(*p));
@@ -619,10 +624,12 @@ int provision_main(struct kb_ctx *ctx, int argc, char **argv)
 	}
 	p->ctx = ctx;
 	int opt, rc = -1;
-	bool validate = false;
+	bool validate = false, in_target = false;
 	while (rc == -1 && (opt = getopt_long(argc, argv, KB_GLOBAL_SHORT_OPTIONS, long_options, NULL)) != -1) {
 		if (opt == OPT_VALIDATE)
 			validate = true;
+		else if (opt == OPT_IN_TARGET)
+			in_target = true;
 		else if (opt == OPT_PLAN)
 			p->plan = true;
 		else if (opt == OPT_CONTINUE)
@@ -641,9 +648,9 @@ int provision_main(struct kb_ctx *ctx, int argc, char **argv)
 		autofree char *text = NULL;
 		size_t len;
 		struct kb_error err = { 0 };
-		/* The default config lives in the installed system; a named file is taken as given. */
-		int read = optind < argc ? kb_read_path(p->config_path, 1 << 20, &text, &len, &err)
-					 : kb_read_file(ctx, p->config_path, 1 << 20, &text, &len, &err);
+		/* The default config (and with --in-target a named one) is the installed system's; else taken as given. */
+		int read = optind < argc && !in_target ? kb_read_path(p->config_path, 1 << 20, &text, &len, &err)
+						       : kb_read_file(ctx, p->config_path, 1 << 20, &text, &len, &err);
 		if (read < 0 || kb_hostconf_parse(text, len, p->config_path, &p->conf, &err) < 0) {
 			kb_say_failure(ctx, &err);
 			rc = KB_EXIT_FAILURE;

@@ -146,14 +146,14 @@ kvm_api_works() { [ "$("$HELPERS/kvm-api-probe" "$1/dev/kvm")" = "api 12" ]; }
 
 # ---- kernel modules (kvm-load) -----------------------------------------------
 
-# The real modules KVM needs, from Debian's kernel package (tests/helpers/fetch-kernel.sh),
+# The real modules KVM needs, from Debian's kernel package (initramfs/fetch-kernel.sh),
 # with depmod run on them once; fx_modules copies them (hard links) into a root.
 KMOD_MODULES="kernel/arch/x86/kvm/kvm.ko kernel/arch/x86/kvm/kvm-intel.ko kernel/arch/x86/kvm/kvm-amd.ko kernel/virt/lib/irqbypass.ko kernel/drivers/crypto/ccp/ccp.ko"
 kmod_template() {
 	local t="$TESTS_TMP/modules-template"
 	if [ ! -d "$t" ]; then
 		local kernel kver m
-		kernel=$(tests/helpers/fetch-kernel.sh) || return 1
+		kernel=$(initramfs/fetch-kernel.sh) || return 1
 		kver=$(ls "$kernel/lib/modules" | head -1)
 		mkdir -p "$t/lib/modules/$kver"
 		for m in $KMOD_MODULES; do

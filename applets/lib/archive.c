@@ -43,5 +43,5 @@ int kb_archive_load(struct kb_archive *a, struct kb_error *err)
 		SYM(error_errno, archive_errno),
 	};
 #undef SYM
-	return kb_dynlib_load("libarchive.so.13", "libarchive13", symbols, sizeof(symbols) / sizeof(symbols[0]), err);
+	return kb_dynlib_load(KB_LIB_ARCHIVE, symbols, sizeof(symbols) / sizeof(symbols[0]), err);
 }

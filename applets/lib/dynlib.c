@@ -5,9 +5,16 @@
 
 #include "kvmbox/dynlib.h"
 
-int kb_dynlib_load(const char *soname, const char *package, const struct kb_dynlib_symbol *symbols,
-		   size_t count, struct kb_error *err)
+const struct kb_dynlib_info kb_dynlibs[KB_LIB_COUNT] = {
+#define KB_DYNLIB_INFO(id, soname, package, rescue) [id] = { soname, package, rescue },
+	KB_DYNLIBS(KB_DYNLIB_INFO)
+#undef KB_DYNLIB_INFO
+};
+
+int kb_dynlib_load(enum kb_dynlib_id id, const struct kb_dynlib_symbol *symbols, size_t count,
+		   struct kb_error *err)
 {
+	const char *soname = kb_dynlibs[id].soname, *package = kb_dynlibs[id].package;
 	void *handle = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
 	if (!handle)
 		return kb_fail(err, 0, NULL, "this applet needs %s (%s), which this system does not have: %s",

@@ -19,7 +19,7 @@ int kb_sha256_load(struct kb_sha256_api *api, struct kb_error *err)
 		{ "EVP_sha256", (void **)&api->sha256 },       { "EVP_DigestInit_ex", (void **)&api->init },
 		{ "EVP_DigestUpdate", (void **)&api->update }, { "EVP_DigestFinal_ex", (void **)&api->final },
 	};
-	return kb_dynlib_load("libcrypto.so.3", "libssl3", symbols, sizeof(symbols) / sizeof(symbols[0]), err);
+	return kb_dynlib_load(KB_LIB_CRYPTO, symbols, sizeof(symbols) / sizeof(symbols[0]), err);
 }
 
 int kb_sha256_init(struct kb_sha256 *s, const struct kb_sha256_api *api, struct kb_error *err)

@@ -49,7 +49,7 @@ int kb_virt_load(struct kb_virt *v, struct kb_error *err)
 		{ "virResetLastError", (void **)&v->reset_error },
 		{ "virSetErrorFunc", &set_error_func },
 	};
-	if (kb_dynlib_load("libvirt.so.0", "libvirt0", symbols, sizeof(symbols) / sizeof(symbols[0]), err) < 0)
+	if (kb_dynlib_load(KB_LIB_VIRT, symbols, sizeof(symbols) / sizeof(symbols[0]), err) < 0)
 		return -1;
 	((__typeof__(virSetErrorFunc) *)set_error_func)(NULL, ignore_libvirt_error);
 	return 0;

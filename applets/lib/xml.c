@@ -25,7 +25,7 @@ int kb_xml_load(struct kb_xml *xml, struct kb_error *err)
 		{ "xmlNewChild", (void **)&xml->new_child },
 		{ "xmlFree", &free_var },
 	};
-	if (kb_dynlib_load("libxml2.so.2", "libxml2", symbols, sizeof(symbols) / sizeof(symbols[0]), err) < 0)
+	if (kb_dynlib_load(KB_LIB_XML, symbols, sizeof(symbols) / sizeof(symbols[0]), err) < 0)
 		return -1;
 	xml->free = free_var;
 	return 0;

@@ -23,4 +23,11 @@ struct kb_kmod {
 /* Load libkmod into @kmod. */
 int kb_kmod_load(struct kb_kmod *kmod, struct kb_error *err);
 
+/*
+ * Load module @name (and what it needs, modprobe.d options applied) from the
+ * running kernel's /lib/modules with libkmod, like `modprobe NAME`; a module
+ * already loaded is fine. modprobe.d "install" commands are refused: no shell.
+ */
+int kb_kmod_probe(const struct kb_kmod *kmod, struct kmod_ctx *kctx, const char *name, struct kb_error *err);
+
 #endif

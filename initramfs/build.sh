@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Build the rescue image: initramfs/build.sh KVMBOX OUT MODROOT KVER
+#   KVMBOX   the kvmbox binary to put in the image (as /bin/kvmbox and /init)
+#   OUT      the image to write (newc cpio, zstd-compressed)
+#   MODROOT  the directory holding lib/modules/KVER: / for an installed kernel, or an
+#            unpacked kernel package (initramfs/fetch-kernel.sh)
+#   KVER     the kernel version whose modules go in
+# Nothing is listed twice by hand: the libraries are kvmbox's ELF needs (DT_NEEDED,
+# recursively) plus the ones it loads at run time (`kvmbox --libraries`, those marked
+# rescue); the modules are initramfs/modules with their dependencies from modules.dep
+# (modprobe --show-depends); the shell is busybox-static with its own applet list.
+set -euo pipefail
+KVMBOX=$1 OUT=$2 MODROOT=$3 KVER=$4
+here=$(cd "$(dirname "$0")" && pwd)
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+moddir=$MODROOT/lib/modules/$KVER
+[ -d "$moddir" ] || { echo "initramfs: no modules for $KVER in $MODROOT/lib/modules" >&2; exit 1; }
+[ -x /bin/busybox ] || { echo "initramfs: /bin/busybox missing (apt-get install busybox-static)" >&2; exit 1; }
+
+mkdir -p "$stage"/{bin,sbin,etc/kvmbox,proc,sys,dev,run,target,tmp,root}
+chmod 1777 "$stage/tmp"
+
+# kvmbox, its applets, and /init (the kernel runs /init: argv[0] "init" is the init applet).
+install -m 0755 "$KVMBOX" "$stage/bin/kvmbox"
+"$KVMBOX" --install "$stage/bin" >/dev/null
+ln -s bin/kvmbox "$stage/init"
+
+# busybox for the rescue shell; kvmbox's own applets keep their names.
+install -m 0755 /bin/busybox "$stage/bin/busybox"
+for applet in $(/bin/busybox --list); do
+	[ -e "$stage/bin/$applet" ] || [ -L "$stage/bin/$applet" ] || ln -s busybox "$stage/bin/$applet"
+done
+ln -s ../bin/busybox "$stage/sbin/modprobe" # what the kernel runs to load a module on demand
+
+# Shared libraries: the closure of DT_NEEDED, starting from kvmbox and the run-time libraries.
+declare -A copied=()
+ldconfig -p >"$stage.ldcache"
+trap 'rm -rf "$stage" "$stage.ldcache"' EXIT
+resolve() { awk -v so="$1" '$1 == so && /x86-64/ { print $NF; exit }' "$stage.ldcache"; }
+copy_lib() {
+	local path=$1 real needed
+	[ -n "${copied[$path]:-}" ] && return
+	copied[$path]=1
+	real=$(readlink -f "$path")
+	mkdir -p "$stage$(dirname "$path")"
+	cp "$real" "$stage$path"
+	for needed in $(readelf -d "$real" | awk '/\(NEEDED\)/ { gsub(/[\[\]]/, "", $5); print $5 }'); do
+		local found
+		found=$(resolve "$needed")
+		[ -n "$found" ] || { echo "initramfs: cannot find $needed (needed by $path)" >&2; exit 1; }
+		copy_lib "$found"
+	done
+}
+interp=$(readelf -l "$KVMBOX" | sed -n 's/.*Requesting program interpreter: \(.*\)]/\1/p')
+copy_lib "$interp"
+for needed in $(readelf -d "$KVMBOX" | awk '/\(NEEDED\)/ { gsub(/[\[\]]/, "", $5); print $5 }'); do
+	copy_lib "$(resolve "$needed")"
+done
+while read -r soname package where; do
+	[ "$where" = rescue ] || continue
+	found=$(resolve "$soname")
+	[ -n "$found" ] || { echo "initramfs: $soname missing: apt-get install $package" >&2; exit 1; }
+	copy_lib "$found"
+done < <("$KVMBOX" --libraries)
+# The multiarch directory may be reached through /lib64 (the loader's path).
+[ -e "$stage/lib64" ] || ln -s lib "$stage/lib64" 2>/dev/null || true
+
+# Kernel modules: the listed ones and everything they need, then depmod on that subset.
+[ -f "$moddir/modules.dep" ] || [ "$MODROOT" = / ] || depmod -b "$MODROOT" "$KVER"
+wanted=$(sed 's/#.*//' "$here/modules" | tr -s ' \n' '\n' | sed '/^$/d')
+count=0
+for module in $wanted; do
+	while read -r kind path _; do
+		[ "$kind" = insmod ] || continue
+		rel=${path#"$moddir"/}
+		[ -f "$stage/lib/modules/$KVER/$rel" ] && continue
+		mkdir -p "$stage/lib/modules/$KVER/$(dirname "$rel")"
+		cp "$path" "$stage/lib/modules/$KVER/$rel"
+		count=$((count + 1))
+	done < <(modprobe -d "$MODROOT" -S "$KVER" --show-depends "$module" 2>/dev/null || echo "missing $module")
+done
+cp "$moddir"/modules.{builtin,builtin.modinfo,order} "$stage/lib/modules/$KVER/" 2>/dev/null || true
+depmod -b "$stage" "$KVER"
+grep -v '^kvm' <<<"$wanted" >"$stage/etc/kvmbox/initramfs-modules"
+
+# The image: newc cpio, owned by root, zstd (the kernel unpacks it itself).
+mkdir -p "$(dirname "$OUT")"
+(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | zstd -q -12 -T0 >"$OUT.tmp"
+mv "$OUT.tmp" "$OUT"
+files=$(cd "$stage" && find . -mindepth 1 | wc -l)
+echo "$OUT: $(stat -c %s "$OUT") bytes ($(du -sk "$stage" | cut -f1) KiB unpacked, $files files, $count modules for $KVER)"

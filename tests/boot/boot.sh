@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# The rescue image booted with Debian's kernel under QEMU's TCG (-cpu EPYC, so kvm_amd
+# loads with nested=1), a virtio disk made here (ext4, LABEL=kvmbox-target, holding the
+# config and a grub file). In the guest, kvmbox's init finds the disk by label and
+# provisions it: real modules through libkmod, a bridge over dummy0 via netlink,
+# hugepages, /dev/kvm, the target's grub file, its state file; then powers off and
+# writes its verdict to QEMU's isa-debug-exit port (exit 33 = success, 65 = failure; a
+# plain 0 never counts). The serial log's markers are asserted, then the disk is read
+# back with debugfs. Each boot is bounded (BOOT_TIMEOUT, default 120 s).
+cd "$(dirname "$0")/../.." || exit 1
+. tests/lib.sh
+
+if [ "${SAN:-}" = 1 ]; then
+	skip boots_and_provisions "the image carries the plain build, not the sanitizer one"
+	skip missing_target_powers_off_with_failure "the image carries the plain build, not the sanitizer one"
+	done_testing
+	exit
+fi
+
+KERNEL_DIR=$(initramfs/fetch-kernel.sh) || { echo "Bail out! no kernel package"; exit 1; }
+KVER=$(ls "$KERNEL_DIR/lib/modules" | head -1)
+IMAGE=$TESTS_TMP/kvmbox-initramfs.img
+BUILD_LOG=$(initramfs/build.sh "$KVMBOX" "$IMAGE" "$KERNEL_DIR" "$KVER" 2>&1) || { echo "Bail out! image: $BUILD_LOG"; exit 1; }
+echo "# $BUILD_LOG"
+
+# disk_image DIR: an ext4 image labelled kvmbox-target holding the installed system's files.
+disk_image() {
+	local root=$TESTS_TMP/disk-root
+	rm -rf "$root"
+	mkdir -p "$root/etc/kvmbox" "$root/etc/default" "$root/var/lib"
+	printf 'root:x:0:\nkvm:x:994:\n' >"$root/etc/group"
+	printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
+	printf 'GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX=""\n' >"$root/etc/default/grub"
+	cat >"$root/etc/kvmbox/host.conf" <<'EOF'
+[check]
+stop-on-fail = no
+
+[kvm]
+nested = yes
+persist = yes
+
+[devkvm]
+persist = yes
+
+[grub]
+iommu = yes
+update = no
+
+[hugepages]
+count = 8
+persist = yes
+
+[bridge br0]
+uplink = dummy0
+address = 192.0.2.10/24
+stp = no
+forward-delay = 0
+persist = networkd
+EOF
+	truncate -s 64M "$TESTS_TMP/disk.img"
+	mkfs.ext4 -q -F -L kvmbox-target -d "$root" "$TESTS_TMP/disk.img"
+}
+
+# boot APPEND: QEMU until it exits or BOOT_TIMEOUT; sets QEMU_RC, SERIAL and BOOT_SECONDS.
+boot() {
+	LOG=$TESTS_TMP/serial.log
+	rm -f "$LOG"
+	local start
+	start=$(date +%s%N)
+	timeout -k 5 "${BOOT_TIMEOUT:-120}" qemu-system-x86_64 -accel tcg -cpu EPYC -m 1024 -smp 1 \
+		-nodefaults -display none -no-reboot -serial "file:$LOG" -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+		-kernel "$KERNEL_DIR/boot/vmlinuz-$KVER" -initrd "$IMAGE" \
+		-drive "file=$TESTS_TMP/disk.img,if=virtio,format=raw" \
+		-append "console=ttyS0 panic=-1 quiet kvmbox.exitport=0xf4 $1" </dev/null >/dev/null 2>&1
+	QEMU_RC=$?
+	BOOT_SECONDS=$(awk -v ns="$(($(date +%s%N) - start))" 'BEGIN { printf "%.1f", ns / 1e9 }')
+	SERIAL=$(tr -d '\r' <"$LOG")
+}
+disk_file() { debugfs -R "cat $1" "$TESTS_TMP/disk.img" 2>/dev/null; }
+
+boots_and_provisions() {
+	disk_image
+	boot "kvmbox.target=LABEL=kvmbox-target kvmbox.action=poweroff"
+	echo "# provisioned marker at $(sed -n 's/.*kvmbox-init: \[ *\([0-9.]*\)\] provisioned$/\1/p' <<<"$SERIAL") s of guest uptime; QEMU start to power-off: $BOOT_SECONDS s"
+	[ "$QEMU_RC" = 33 ] || fail "QEMU exit $QEMU_RC (33 = success verdict); serial log:"$'\n'"$(tail -40 <<<"$SERIAL")"
+	expect_match "found by label" "$SERIAL" "kvmbox-init: \\[ *[0-9.]+\\] target LABEL=kvmbox-target is /dev/vda"
+	expect_match "kvm_amd loaded with nested" "$SERIAL" "changed +kvm +[0-9]+ items? changed"
+	expect_match "devkvm after it" "$SERIAL" "changed +devkvm "
+	expect_match "bridge over dummy0" "$SERIAL" "changed +bridge br0 "
+	expect_match "hugepages" "$SERIAL" "changed +hugepages "
+	expect_match "provisioned" "$SERIAL" "kvmbox-init: \\[ *[0-9.]+\\] provisioned"
+	expect_match "power-off" "$SERIAL" "kvmbox-init: \\[ *[0-9.]+\\] powering off \\(success\\)"
+	# What the installed system got, read from its disk after the power-off.
+	expect_eq grub "$(disk_file /etc/default/grub | grep ^GRUB_CMDLINE_LINUX_DEFAULT)" 'GRUB_CMDLINE_LINUX_DEFAULT="quiet amd_iommu=on iommu=pt"'
+	expect_eq "nested persisted" "$(disk_file /etc/modprobe.d/kvm-nested.conf | grep -v '^#')" "options kvm_amd nested=1"
+	expect_match "hugepages persisted" "$(disk_file /etc/sysctl.d/80-kvmbox-hugepages.conf)" "vm.nr_hugepages = 8"
+	expect_match "bridge persisted" "$(disk_file /etc/systemd/network/br0.network)" "Address=192.0.2.10/24"
+	expect_match "udev rule" "$(disk_file /etc/udev/rules.d/65-kvm.rules)" 'GROUP="kvm", MODE="0660"'
+	expect_match "state" "$(disk_file /var/lib/kvmbox/state)" "done=bridge br0
+finished=.*
+result=ok"
+}
+
+missing_target_powers_off_with_failure() {
+	boot "kvmbox.target=LABEL=no-such-disk kvmbox.action=poweroff kvmbox.wait=3"
+	expect_eq "QEMU exit (65 = failure verdict)" "$QEMU_RC" 65
+	expect_match "message" "$SERIAL" "kvmbox-init: \\[ *[0-9.]+\\] target LABEL=no-such-disk did not appear within 3 s"
+	expect_match "power-off" "$SERIAL" "kvmbox-init: \\[ *[0-9.]+\\] powering off \\(FAILURE\\)"
+	[[ "$SERIAL" != *"Kernel panic"* ]] || fail "the kernel panicked"
+}
+
+t boots_and_provisions
+t missing_target_powers_off_with_failure
+done_testing
