@@ -39,12 +39,35 @@ doctor_paths() {
 	[ "$RC" != 99 ] || fail "valgrind found errors under a fixture root: $ERR"
 }
 
+# provision: the config parser, the plan (every applet in-process with --dry-run), a real
+# run into a fixture target (grub, hugepages persisted; the pool itself restored after).
+provision_paths() {
+	vg provision --validate configs/example.conf
+	expect_rc 0
+	vg provision --plan configs/example.conf
+	expect_rc 1
+	local t=$TESTS_TMP/vgtarget pages
+	pages=$(cat /proc/sys/vm/nr_hugepages)
+	mkdir -p "$t/etc/default"
+	printf 'GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n' >"$t/etc/default/grub"
+	printf '[grub]\nargs = iommu=pt\nupdate = no\n\n[hugepages]\ncount = %s\npersist = yes\n' "$pages" >"$TESTS_TMP/vg.conf"
+	vg --target "$t" provision "$TESTS_TMP/vg.conf"
+	expect_rc 0
+	vg --target "$t" provision "$TESTS_TMP/vg.conf" --json
+	expect_rc 0
+	printf '[bridge br0]\nmtu = 1\n' >"$TESTS_TMP/vgbad.conf"
+	vg provision "$TESTS_TMP/vgbad.conf"
+	expect_rc 1
+}
+
 if [ "${SAN:-}" = 1 ]; then
 	skip domain_paths "valgrind does not run ASan builds"
 	skip doctor_paths "valgrind does not run ASan builds"
+	skip provision_paths "valgrind does not run ASan builds"
 else
 	virt_up || { echo "Bail out! libvirtd did not start"; exit 1; }
 	t domain_paths
 	t doctor_paths
+	t provision_paths
 fi
 done_testing
