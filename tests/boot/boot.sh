@@ -13,6 +13,7 @@ cd "$(dirname "$0")/../.." || exit 1
 if [ "${SAN:-}" = 1 ]; then
 	skip boots_and_provisions "the image carries the plain build, not the sanitizer one"
 	skip missing_target_powers_off_with_failure "the image carries the plain build, not the sanitizer one"
+	skip continues_into_the_installed_system "the image carries the plain build, not the sanitizer one"
 	done_testing
 	exit
 fi
@@ -109,6 +110,26 @@ missing_target_powers_off_with_failure() {
 	[[ "$SERIAL" != *"Kernel panic"* ]] || fail "the kernel panicked"
 }
 
+# kvmbox.action=provision: after provisioning, init moves /proc, /sys, /dev and /run into the
+# target and runs the target's /sbin/init, here a busybox script that reports where it runs.
+continues_into_the_installed_system() {
+	disk_image
+	local root=$TESTS_TMP/disk-root
+	mkdir -p "$root/bin" "$root/sbin" "$root/proc" "$root/sys" "$root/dev" "$root/run"
+	cp /bin/busybox "$root/bin/busybox"
+	printf '%s\n' '#!/bin/busybox sh' \
+		'/bin/busybox echo "target-init: pid $$, root $(/bin/busybox grep " / " /proc/mounts | /bin/busybox tail -1 | /bin/busybox cut -d" " -f1), config $(/bin/busybox head -1 /etc/kvmbox/host.conf), state $(/bin/busybox grep ^result= /var/lib/kvmbox/state)"' \
+		'/bin/busybox poweroff -f' >"$root/sbin/init"
+	chmod 0755 "$root/sbin/init"
+	truncate -s 64M "$TESTS_TMP/disk.img"
+	mkfs.ext4 -q -F -L kvmbox-target -d "$root" "$TESTS_TMP/disk.img"
+	boot "kvmbox.target=LABEL=kvmbox-target kvmbox.action=provision"
+	expect_eq "QEMU exit (power-off by the target's init)" "$QEMU_RC" 0
+	expect_match "provisioned first" "$SERIAL" "kvmbox-init: \\[ *[0-9.]+\\] continuing into the installed system"
+	expect_match "the target's init ran as PID 1 on the target" "$SERIAL" "target-init: pid 1, root /dev/vda, config \\[check\\], state result=ok"
+}
+
 t boots_and_provisions
 t missing_target_powers_off_with_failure
+t continues_into_the_installed_system
 done_testing
