@@ -156,6 +156,21 @@ capabilities_cache_in_a_fixture_root() {
 	expect_eq "after fix" "$ROW" "PASS 1 cached QEMU capability, all current"
 }
 
+no_hardware_virtualization_in_a_fixture_root() {
+	local fx
+	fx=$(fx_new)
+	fx_cpuinfo "$fx" intel-no-vmx.txt
+	row virt.hardware --root "$fx"
+	expect_rc 1
+	expect_eq row "$ROW" "FAIL no CPU flags vmx/svm ('No domains available for virt type hvm'); 0 of 2 CPUs flag vmx/svm"
+	expect_eq hint "$HINT" "enable VT-x/AMD-V in the firmware setup; or use <domain type='qemu'>"
+	# The same CPU with a /dev/kvm node (a paravirtual KVM, as on this machine) is usable.
+	fx_devkvm "$fx" 0660 36
+	row virt.hardware --root "$fx"
+	expect_rc 0
+	expect_eq "with /dev/kvm" "$ROW" "PASS 0 of 2 CPUs flag vmx/svm, /dev/kvm exists (libvirt not asked)"
+}
+
 json_and_usage() {
 	run doctor --json
 	expect_rc 0
@@ -171,5 +186,6 @@ t virtlogd_stopped_then_started
 t volume_deleted_behind_the_pool
 t devkvm_in_a_fixture_root
 t capabilities_cache_in_a_fixture_root
+t no_hardware_virtualization_in_a_fixture_root
 t json_and_usage
 done_testing
