@@ -130,15 +130,15 @@ static const struct kb_conf_bundle *bundle_named(const struct kb_hostconf *c, co
 	return NULL;
 }
 
-/* The applet call a step makes; --dry-run when planning. Returns false for steps kvmbox does itself. */
-static bool build_command(const struct provision *p, const struct step *s, bool dry_run, struct argv_builder *a)
+/* The applet call a step makes; --dry-run when planning (a bundle's plan is kvmbox's own: no call). */
+static void build_command(const struct provision *p, const struct step *s, bool dry_run, struct argv_builder *a)
 {
 	const struct kb_hostconf *c = &p->conf;
 	a->argc = 0;
 	switch (s->kind) {
 	case STEP_CHECK:
 		arg(a, "check");
-		return true;
+		return;
 	case STEP_DEVKVM:
 		arg(a, "devkvm");
 		arg_pair(a, "--group", c->devkvm_group);
@@ -200,12 +200,12 @@ static bool build_command(const struct provision *p, const struct step *s, bool 
 	case STEP_BUNDLE: {
 		const struct kb_conf_bundle *b = &c->bundle[s->item];
 		if (dry_run)
-			return false;
+			return;
 		arg(a, "unpack");
 		arg(a, b->source);
 		arg_pair(a, "--dest", b->dest);
 		arg_pair(a, "--name", b->name);
-		return true;
+		return;
 	}
 	case STEP_DOMAIN: {
 		const struct kb_conf_domain *d = &c->domain[s->item];
@@ -229,7 +229,6 @@ static bool build_command(const struct provision *p, const struct step *s, bool 
 	}
 	}
 	arg_if(a, dry_run, "--dry-run");
-	return true;
 }
 
 /* ---- running one applet and reading its outcome ----------------------------------------- */
@@ -391,12 +390,12 @@ static int run_step(struct provision *p, struct step *s)
 		return -1;
 	}
 	int rc;
-	if (s->kind == STEP_DOMAIN && stages_domains(p))
+	if (s->kind == STEP_DOMAIN && stages_domains(p)) {
 		rc = stage_domain(p, s);
-	else if (s->kind == STEP_BUNDLE)
-		rc = run_bundle(p, s, (build_command(p, s, p->plan, a), a));
-	else
-		rc = (build_command(p, s, p->plan, a), run_applet(p, s, a));
+	} else {
+		build_command(p, s, p->plan, a);
+		rc = s->kind == STEP_BUNDLE ? run_bundle(p, s, a) : run_applet(p, s, a);
+	}
 	free(a);
 	return rc;
 }
