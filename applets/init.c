@@ -6,7 +6,7 @@
  * system's disk with libblkid (LABEL=, UUID=, PARTUUID= or a /dev path),
  * waiting a bounded time for it to appear; mounts it on /target; runs
  * provision --target /target in this process; then continues into the
- * installed system (switch_root to its /sbin/init), powers off, or starts a
+ * installed system: its /sbin/init after switching root; or powers off, or starts a
  * shell. Every failure ends in a message on the console and a shell (or a
  * power-off with the failure marker), never in a kernel panic loop.
  *
@@ -45,7 +45,7 @@ const char init_usage[] =
 	"Usage: kvmbox init   (PID 1 of the rescue image; refuses to run as anything else)\n"
 	"\n"
 	"Mount /proc, /sys, /dev and /run, load the image's modules, find the installed\n"
-	"system (kvmbox.target=LABEL=...|UUID=...|PARTUUID=...|/dev/...), mount it on\n"
+	"system by kvmbox.target=LABEL=...|UUID=...|PARTUUID=...|/dev/..., mount it on\n"
 	"/target, run kvmbox provision --target /target with its config\n"
 	"(kvmbox.config=PATH, default /etc/kvmbox/host.conf), then per kvmbox.action=\n"
 	"provision (boot the installed system), shell or poweroff. kvmbox.wait=SEC bounds\n"

@@ -50,7 +50,7 @@ const char provision_usage[] =
 	"\n"
 	"  --plan               show what would change, change nothing\n"
 	"  --validate           only read the config: every error with its line\n"
-	"  --in-target          CONFIG is a path in the installed system (--target), as the\n"
+	"  --in-target          CONFIG is a path in the installed system of --target, as the\n"
 	"                       rescue image's init passes it\n"
 	"  --continue-on-error  go on after a failed step, report every failure\n"
 	"  --connect URI        libvirt URI for the domains (default as kvmbox domain)\n";

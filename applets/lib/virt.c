@@ -67,36 +67,34 @@ const char *kb_virt_uri(const char *option)
 static const struct kb_virt_advice advice_table[] = {
 	{ "libvirtd.running", "libvirt-sock",
 	  "libvirtd is not running (its socket is missing or refuses connections)",
-	  "kvmbox doctor --fix (starts libvirtd: systemctl start libvirtd, or virtlogd -d; libvirtd -d)" },
+	  "kvmbox doctor --fix (starts libvirtd: systemctl start libvirtd, or virtlogd -d; libvirtd -d)", NULL },
 	{ "virtlogd.running", "virtlogd-sock", "virtlogd is not running; QEMU guests cannot start without it",
-	  "kvmbox doctor --fix (starts virtlogd: systemctl start virtlogd, or virtlogd -d)" },
+	  "kvmbox doctor --fix (starts virtlogd: systemctl start virtlogd, or virtlogd -d)", NULL },
 	{ "kvm.dev", "Could not access KVM kernel module: Permission denied",
-	  "the user QEMU runs as cannot open /dev/kvm", "kvmbox devkvm (root:kvm 0660; QEMU's user is in group kvm)" },
+	  "the user QEMU runs as cannot open /dev/kvm", "kvmbox devkvm (root:kvm 0660; QEMU's user is in group kvm)", NULL },
 	{ "kvm.module", "Could not access KVM kernel module: No such file or directory",
-	  "/dev/kvm does not exist: the KVM module is not loaded", "kvmbox kvm-load, then kvmbox devkvm" },
+	  "/dev/kvm does not exist: the KVM module is not loaded", "kvmbox kvm-load, then kvmbox devkvm", NULL },
 	{ "caps.cache", "Cannot find suitable CPU model for given data",
 	  "libvirt's cached QEMU capabilities are stale (QEMU, libvirt or the CPU microcode changed)",
-	  "kvmbox doctor --fix (clears /var/cache/libvirt/qemu/capabilities and restarts libvirtd)" },
+	  "kvmbox doctor --fix (clears /var/cache/libvirt/qemu/capabilities and restarts libvirtd)", NULL },
 	{ "pool.stale", "cannot stat file",
 	  "a storage pool lists a volume whose file was deleted behind libvirt's back",
-	  "kvmbox doctor --fix (refreshes the storage pools), or virsh pool-refresh POOL" },
+	  "kvmbox doctor --fix (refreshes the storage pools), or virsh pool-refresh POOL", NULL },
 	{ "virt.hardware", "No domains available for virt type 'hvm'",
 	  "no usable hardware virtualization: VT-x/AMD-V missing, disabled in firmware, or KVM not loaded",
-	  "kvmbox check; enable VT-x/AMD-V in the firmware setup, or use <domain type='qemu'> (TCG)" },
+	  "kvmbox check; enable VT-x/AMD-V in the firmware setup, or use <domain type='qemu'> (TCG)", NULL },
 	{ "virt.hardware", "domain type 'kvm'",
 	  "KVM is not usable on this host: VT-x/AMD-V missing or disabled, or the KVM module not loaded",
-	  "kvmbox check; kvmbox kvm-load; or use <domain type='qemu'> (TCG)" },
+	  "kvmbox check; kvmbox kvm-load; or use <domain type='qemu'> (TCG)", NULL },
 	{ "machine.type", "unsupported machine type",
 	  "the domain's machine type is not offered by this QEMU (the domain was made on another QEMU version)",
-	  "kvmbox domain preflight FILE lists the machine types offered; set <os><type machine=...> to one" },
-	{ "machine.type", "does not support machine type",
-	  "the domain's machine type is not offered by this QEMU (the domain was made on another QEMU version)",
-	  "kvmbox domain preflight FILE lists the machine types offered; set <os><type machine=...> to one" },
+	  "kvmbox domain preflight FILE lists the machine types offered; set <os><type machine=...> to one",
+	  "does not support machine type" },
 	{ "bridge.missing", "Cannot get interface MTU",
-	  "the bridge a network interface is attached to does not exist", "kvmbox bridge add NAME --uplink IFACE" },
+	  "the bridge a network interface is attached to does not exist", "kvmbox bridge add NAME --uplink IFACE", NULL },
 	{ "disk.missing", "Cannot access storage file",
 	  "a disk image named in the domain does not exist or QEMU's user cannot read it",
-	  "kvmbox domain preflight FILE names the disk; restore the file or fix the <source> path" },
+	  "kvmbox domain preflight FILE names the disk; restore the file or fix the <source> path", NULL },
 };
 
 const struct kb_virt_advice *kb_virt_explain(const char *message)
@@ -104,7 +102,8 @@ const struct kb_virt_advice *kb_virt_explain(const char *message)
 	if (!message)
 		return NULL;
 	for (size_t i = 0; i < sizeof(advice_table) / sizeof(advice_table[0]); i++)
-		if (strstr(message, advice_table[i].pattern))
+		if (strstr(message, advice_table[i].pattern) ||
+		    (advice_table[i].also && strstr(message, advice_table[i].also)))
 			return &advice_table[i];
 	return NULL;
 }

@@ -62,6 +62,7 @@ struct kb_virt_advice {
 	const char *pattern;     /* a substring of libvirt's message */
 	const char *explanation; /* what is wrong */
 	const char *fix;         /* what to run */
+	const char *also;        /* another wording of the same error, or NULL */
 };
 
 /* The advice for a libvirt message, or NULL when kvmbox knows none. */

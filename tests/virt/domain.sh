@@ -157,6 +157,35 @@ kvm_domain_on_this_machine() {
 	chown "${was% *}" /dev/kvm && chmod "${was#* }" /dev/kvm
 }
 
+dry_run_changes_nothing() {
+	qemu-img create -q -f qcow2 "$TESTS_TMP/dry.qcow2" 32M
+	domain_xml kvmbox-test-dry "$TESTS_TMP/dry.qcow2" >"$TESTS_TMP/dry.xml"
+	run domain define "$TESTS_TMP/dry.xml" --autostart --start --dry-run
+	expect_rc 0
+	expect_eq plan "$OUT" "would-change  kvmbox-test-dry  would be defined, autostart on, started"
+	expect_eq "not defined" "$(state kvmbox-test-dry)" ""
+	run domain define "$TESTS_TMP/dry.xml"
+	run domain define "$TESTS_TMP/dry.xml" --autostart --start --dry-run
+	expect_rc 0
+	expect_eq "plan for the defined domain" "$OUT" "unchanged     kvmbox-test-dry  defined (a changed definition is updated when defining)
+would-change  kvmbox-test-dry  autostart would be turned on
+would-change  kvmbox-test-dry  would be started"
+	expect_eq "still shut off" "$(state kvmbox-test-dry)" "shut off"
+	run domain rm kvmbox-test-dry --dry-run
+	expect_rc 2
+	expect_eq error "$ERR" "kvmbox domain: --dry-run is for define"
+	expect_eq "rm refused, domain kept" "$(state kvmbox-test-dry)" "shut off"
+	run domain rm kvmbox-test-dry
+}
+
+machine_type_error_is_explained() {
+	domain_xml kvmbox-test-machine "$POOL_DIR/web.qcow2" | sed "s/machine='pc'/machine='pc-q35-9.2'/" >"$TESTS_TMP/machine.xml"
+	run domain define "$TESTS_TMP/machine.xml" --no-preflight
+	expect_rc 1
+	expect_match "libvirt's words" "$ERR" "does not support machine type 'pc-q35-9.2'"
+	expect_match advice "$ERR" "kvmbox domain: the domain's machine type is not offered by this QEMU"
+}
+
 usage_errors() {
 	run domain define
 	expect_rc 2
@@ -178,5 +207,7 @@ t rm_keeps_storage_without_flag
 t up_from_a_bundle
 t test_driver_define_and_rm
 t kvm_domain_on_this_machine
+t dry_run_changes_nothing
+t machine_type_error_is_explained
 t usage_errors
 done_testing

@@ -182,6 +182,23 @@ bad_configs_change_nothing() {
 	expect_eq "still untouched" "$(net_state "$NS_HOST"; find "$TARGET" | sort)" "$before"
 }
 
+usage_errors() {
+	run provision configs/demo.conf configs/example.conf
+	expect_rc 2
+	expect_eq error "$ERR" "kvmbox provision: takes one CONFIG file"
+	run provision "$TESTS_TMP/absent.conf"
+	expect_rc 1
+	expect_match error "$ERR" "absent.conf: No such file or directory$"
+	# --in-target: the path is the installed system's.
+	mkdir -p "$TESTS_TMP/it/etc/kvmbox"
+	cp configs/demo.conf "$TESTS_TMP/it/etc/kvmbox/host.conf"
+	run --target "$TESTS_TMP/it" provision --in-target /etc/kvmbox/host.conf --validate
+	expect_rc 0
+	expect_eq "read from the target" "$OUT" "/etc/kvmbox/host.conf: valid, 7 steps"
+	run provision --in-target /etc/kvmbox/host.conf --validate
+	expect_rc 1
+}
+
 every_config_in_configs_is_valid() {
 	local f
 	for f in configs/*.conf; do
@@ -197,6 +214,7 @@ t killed_after_each_step_converges
 t failed_step_stops_or_continues
 t staged_under_target_without_libvirt
 t bad_configs_change_nothing
+t usage_errors
 t every_config_in_configs_is_valid
 "$KVMBOX" domain rm kvmbox-test-prov -q >/dev/null 2>&1
 done_testing
