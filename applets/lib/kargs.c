@@ -38,12 +38,280 @@ static bool same_arg(const struct karg *a, const char *arg)
 	return a->len == strlen(arg) && memcmp(a->text, arg, a->len) == 0;
 }
 
-/* Same key (as the kernel compares names) and the very same value. */
-static bool same_key_and_value(const struct karg *a, const char *arg)
+/* The value of an argument ("" for a bare flag) and its length. */
+static const char *value_of(const char *text, size_t len, size_t key_len, size_t *value_len)
+{
+	if (key_len >= len) {
+		*value_len = 0;
+		return "";
+	}
+	*value_len = len - key_len - 1;
+	return text + key_len + 1;
+}
+
+/* ---- parameters read more than once ------------------------------------- */
+
+/* What names the entry a value configures, for parameters the kernel reads more than once. */
+enum entry_name {
+	ENTRY_VALUE,       /* the whole value: iommu=pt and iommu=1 are two entries */
+	ENTRY_CONSOLE,     /* the device: ttyS0 of ttyS0,115200n8; uart8250,io,0x3f8 of the earlycon form */
+	ENTRY_CONNECTOR,   /* video=HDMI-A-1:1920x1080: the connector before ':' */
+	ENTRY_CRASHKERNEL, /* the ",high" / ",low" suffix, or none */
+	ENTRY_PAGE_SIZE,   /* hugepagesz=2M: the size, as memparse reads it (2M == 2048K) */
+};
+
+/*
+ * The parameters kvmbox adds beside an existing one instead of replacing it,
+ * each with where its repetition is documented. Every other key=value is one
+ * setting: adding it replaces the one already there.
+ */
+static const struct repeatable {
+	const char *key;
+	enum entry_name entry;
+} repeatable[] = {
+	/* Documentation/admin-guide/serial-console.rst: every console= is used, the last is /dev/console. */
+	{ "console", ENTRY_CONSOLE },
+	/* kernel-parameters.txt "iommu= [X86]": each occurrence adds its options (pci-dma.c iommu_setup). */
+	{ "iommu", ENTRY_VALUE },
+	/* kernel-parameters.txt "memmap=": one region per occurrence, "may be specified multiple times". */
+	{ "memmap", ENTRY_VALUE },
+	/* Documentation/fb/modedb.rst: video=<connector>:<mode>, one per connector. */
+	{ "video", ENTRY_CONNECTOR },
+	/* Documentation/admin-guide/kdump/kdump.rst: crashkernel=X,high together with crashkernel=Y,low. */
+	{ "crashkernel", ENTRY_CRASHKERNEL },
+	/* Documentation/admin-guide/mm/hugetlbpage.rst: hugepagesz=X hugepages=N pairs, one per size. */
+	{ "hugepagesz", ENTRY_PAGE_SIZE },
+	/* dracut.cmdline(7): one per logical volume, LUKS device, MD array. */
+	{ "rd.lvm.lv", ENTRY_VALUE },
+	{ "rd.luks.uuid", ENTRY_VALUE },
+	{ "rd.md.uuid", ENTRY_VALUE },
+};
+
+static const struct repeatable *find_repeatable(const char *key, size_t key_len)
+{
+	for (size_t i = 0; i < sizeof(repeatable) / sizeof(repeatable[0]); i++)
+		if (kb_cmdline_key_equal(key, key_len, repeatable[i].key, strlen(repeatable[i].key)))
+			return &repeatable[i];
+	return NULL;
+}
+
+/* A hugepage size as the kernel's memparse reads it, in bytes; 0 when not a size. */
+static unsigned long long page_size(const char *value, size_t len)
+{
+	unsigned long long n = 0;
+	size_t i = 0;
+	for (; i < len && value[i] >= '0' && value[i] <= '9' && n < (1ull << 40); i++)
+		n = n * 10 + (unsigned)(value[i] - '0');
+	if (i == 0 || i + 1 < len)
+		return 0;
+	const char *units = "kKmMgG";
+	const char *unit = i < len ? strchr(units, value[i]) : NULL;
+	if (i < len && !unit)
+		return 0;
+	return unit ? n << (10 * (1 + (unit - units) / 2)) : n;
+}
+
+/* The slice of @value (@len bytes) that names its entry. */
+static const char *entry_of(enum entry_name kind, const char *value, size_t len, size_t *name_len)
+{
+	size_t end = len;
+	switch (kind) {
+	case ENTRY_CONSOLE: {
+		int fields = len >= 4 && memcmp(value, "uart", 4) == 0 ? 3 : 1;
+		end = 0;
+		for (int commas = 0; end < len; end++)
+			if (value[end] == ',' && ++commas == fields)
+				break;
+		break;
+	}
+	case ENTRY_CONNECTOR: {
+		const char *colon = memchr(value, ':', len);
+		end = colon ? (size_t)(colon - value) : len;
+		break;
+	}
+	case ENTRY_CRASHKERNEL: {
+		const char *comma = memrchr(value, ',', len);
+		size_t start = comma ? (size_t)(comma - value) + 1 : len;
+		*name_len = len - start;
+		return value + start;
+	}
+	case ENTRY_VALUE:
+	case ENTRY_PAGE_SIZE:
+		break;
+	}
+	*name_len = end;
+	return value;
+}
+
+/* Whether @a and the argument @arg (same repeatable key) configure the same entry. */
+static bool same_entry(const struct repeatable *r, const struct karg *a, const char *arg)
+{
+	size_t alen, blen;
+	const char *av = value_of(a->text, a->len, a->key_len, &alen);
+	const char *bv = value_of(arg, strlen(arg), key_length(arg), &blen);
+	if (r->entry == ENTRY_PAGE_SIZE) {
+		unsigned long long x = page_size(av, alen), y = page_size(bv, blen);
+		if (x)
+			return x == y;
+	}
+	size_t x, y;
+	av = entry_of(r->entry, av, alen, &x);
+	bv = entry_of(r->entry, bv, blen, &y);
+	return x == y && !memcmp(av, bv, x);
+}
+
+/* ---- the edit ------------------------------------------------------------ */
+
+struct karg_list {
+	struct karg *arg;
+	size_t count;
+	bool changed;
+};
+
+static bool is_key(const struct karg *a, const char *key)
+{
+	return !a->removed && kb_cmdline_key_equal(a->key, a->key_len, key, strlen(key));
+}
+
+static void insert_at(struct karg_list *l, size_t at, const char *arg)
+{
+	memmove(l->arg + at + 1, l->arg + at, (l->count - at) * sizeof(*l->arg));
+	l->arg[at] = (struct karg){ .text = arg, .len = strlen(arg), .key = arg, .key_len = key_length(arg) };
+	l->count++;
+	l->changed = true;
+}
+
+static void set_arg(struct karg_list *l, size_t i, const char *arg)
+{
+	if (same_arg(&l->arg[i], arg))
+		return;
+	l->arg[i].text = arg;
+	l->arg[i].len = strlen(arg);
+	l->changed = true;
+}
+
+static void remove_arg(struct karg_list *l, size_t i)
+{
+	l->arg[i].removed = true;
+	l->changed = true;
+}
+
+/* The next argument after @i that is still there; l->count when none. */
+static size_t next_arg(const struct karg_list *l, size_t i)
+{
+	while (++i < l->count && l->arg[i].removed)
+		;
+	return i;
+}
+
+/*
+ * hugepagesz=X hugepages=N: the pair for size X is edited as one. A bare
+ * hugepages=N (@pages with @size NULL) is the default size's pool: the one no
+ * hugepagesz= precedes, else a new one before the first hugepagesz=.
+ */
+static void add_hugepages(struct karg_list *l, const char *size, const char *pages)
+{
+	const struct repeatable *r = find_repeatable("hugepagesz", 10);
+	if (!size) {
+		bool set = false;
+		size_t i = 0;
+		for (; i < l->count && !is_key(&l->arg[i], "hugepagesz"); i++) {
+			if (!is_key(&l->arg[i], "hugepages"))
+				continue;
+			if (set) /* a repeated default pool: one setting, collapsed onto the first */
+				remove_arg(l, i);
+			else
+				set_arg(l, i, pages);
+			set = true;
+		}
+		if (!set)
+			insert_at(l, i, pages);
+		return;
+	}
+	bool placed = false;
+	for (size_t i = 0; i < l->count; i++) {
+		if (!is_key(&l->arg[i], "hugepagesz") || !same_entry(r, &l->arg[i], size))
+			continue;
+		size_t next = next_arg(l, i);
+		bool has_pages = next < l->count && is_key(&l->arg[next], "hugepages");
+		if (placed) { /* a second pair for the same size: the kernel would warn and skip it */
+			remove_arg(l, i);
+			if (has_pages)
+				remove_arg(l, next);
+			continue;
+		}
+		placed = true; /* the size stays as written: 1G and 1048576K are the same pair */
+		if (has_pages && pages)
+			set_arg(l, next, pages);
+		else if (pages)
+			insert_at(l, i + 1, pages);
+	}
+	if (!placed) {
+		insert_at(l, l->count, size);
+		if (pages)
+			insert_at(l, l->count, pages);
+	}
+}
+
+static void add_arg(struct karg_list *l, const char *arg)
+{
+	const struct repeatable *r = find_repeatable(arg, key_length(arg));
+	if (r && arg[key_length(arg)] == '=') {
+		/* Already there word for word: nothing to do. The same entry: replaced in place. Else appended. */
+		for (size_t i = 0; i < l->count; i++)
+			if (!l->arg[i].removed && same_arg(&l->arg[i], arg))
+				return;
+		for (size_t i = 0; i < l->count; i++) {
+			if (!l->arg[i].removed && same_key(&l->arg[i], arg) && same_entry(r, &l->arg[i], arg)) {
+				set_arg(l, i, arg);
+				return;
+			}
+		}
+		insert_at(l, l->count, arg);
+		return;
+	}
+	/* One setting: the first argument with this key becomes @arg, later ones go. */
+	bool placed = false;
+	for (size_t i = 0; i < l->count; i++) {
+		if (l->arg[i].removed || !same_key(&l->arg[i], arg))
+			continue;
+		if (placed)
+			remove_arg(l, i);
+		else
+			set_arg(l, i, arg);
+		placed = true;
+	}
+	if (!placed)
+		insert_at(l, l->count, arg);
+}
+
+/*
+ * REMOVE "key" drops every "key" and "key=..."; REMOVE "key=value" drops that
+ * argument, or for a repeatable parameter that entry (console=ttyS0 drops
+ * console=ttyS0,115200, not console=tty0). A hugepagesz= goes with its hugepages=.
+ */
+static void drop_arg(struct karg_list *l, const char *arg)
 {
 	size_t klen = key_length(arg);
-	return same_key(a, arg) && a->len - a->key_len == strlen(arg) - klen &&
-	       memcmp(a->text + a->key_len, arg + klen, a->len - a->key_len) == 0;
+	const struct repeatable *r = find_repeatable(arg, klen);
+	bool whole_key = arg[klen] != '=';
+	bool size_pair = kb_cmdline_key_equal(arg, klen, "hugepagesz", 10);
+	for (size_t i = 0; i < l->count; i++) {
+		struct karg *a = &l->arg[i];
+		if (a->removed || !same_key(a, arg))
+			continue;
+		size_t vlen, alen;
+		const char *value = value_of(arg, strlen(arg), klen, &vlen);
+		const char *avalue = value_of(a->text, a->len, a->key_len, &alen);
+		bool match = whole_key || (r ? same_entry(r, a, arg)
+					    : a->key_len < a->len && alen == vlen && !memcmp(avalue, value, vlen));
+		if (!match)
+			continue;
+		size_t next = next_arg(l, i);
+		remove_arg(l, i);
+		if (size_pair && next < l->count && is_key(&l->arg[next], "hugepages"))
+			remove_arg(l, next);
+	}
 }
 
 int kb_kargs_apply(const char *value, size_t len, const struct kb_karg_change *changes, size_t count,
@@ -56,75 +324,57 @@ int kb_kargs_apply(const char *value, size_t len, const struct kb_karg_change *c
 	if (quotes % 2)
 		return kb_fail(err, 0, NULL, "the command line has an unbalanced double quote; edit it by hand");
 	/* Every existing argument plus one slot per change is the most there can be. */
-	size_t cap = count + 1, n = 0, pos = 0;
+	size_t cap = count + 1, pos = 0;
 	struct kb_cmdline_arg a;
 	while (kb_cmdline_next(value, len, &pos, &a))
 		cap++;
-	struct karg *args = calloc(cap, sizeof(*args));
-	if (!args)
+	struct karg_list l = { .arg = calloc(cap, sizeof(*l.arg)) };
+	if (!l.arg)
 		return kb_fail(err, ENOMEM, NULL, "editing kernel arguments");
 	pos = 0;
 	while (kb_cmdline_next(value, len, &pos, &a))
-		args[n++] = (struct karg){ .text = a.start, .len = a.len, .key = a.key, .key_len = a.key_len };
+		l.arg[l.count++] = (struct karg){ .text = a.start, .len = a.len, .key = a.key, .key_len = a.key_len };
 	/* kb_cmdline_next stops at "--": what follows belongs to init and is kept as it is. */
 	const char *init_args = value + pos;
 	size_t init_len = len - pos;
 	while (init_len > 0 && strchr(" \t\r\n", *init_args))
 		init_args++, init_len--;
 
-	*changed = false;
 	for (size_t c = 0; c < count; c++) {
 		const char *arg = changes[c].arg;
+		size_t klen = key_length(arg);
 		if (changes[c].op == KB_KARG_REMOVE) {
-			bool exact = strchr(arg, '=') != NULL;
-			for (size_t i = 0; i < n; i++) {
-				if (!args[i].removed &&
-				    (exact ? same_key_and_value(&args[i], arg) : same_key(&args[i], arg))) {
-					args[i].removed = true;
-					*changed = true;
-				}
-			}
-			continue;
-		}
-		/* ADD: the first argument with this key becomes @arg, later ones go. */
-		bool placed = false;
-		for (size_t i = 0; i < n; i++) {
-			if (args[i].removed || !same_key(&args[i], arg))
-				continue;
-			if (placed) {
-				args[i].removed = true;
-				*changed = true;
-			} else {
-				placed = true;
-				if (!same_arg(&args[i], arg)) {
-					args[i].text = arg;
-					args[i].len = strlen(arg);
-					*changed = true;
-				}
-			}
-		}
-		if (!placed) {
-			args[n++] = (struct karg){ .text = arg, .len = strlen(arg), .key = arg, .key_len = key_length(arg) };
-			*changed = true;
+			drop_arg(&l, arg);
+		} else if (kb_cmdline_key_equal(arg, klen, "hugepagesz", 10) && arg[klen] == '=') {
+			/* "hugepagesz=X hugepages=N" given together is one pair. */
+			bool pair = c + 1 < count && changes[c + 1].op == KB_KARG_ADD &&
+				    kb_cmdline_key_equal(changes[c + 1].arg, key_length(changes[c + 1].arg), "hugepages", 9) &&
+				    changes[c + 1].arg[9] == '=';
+			add_hugepages(&l, arg, pair ? changes[++c].arg : NULL);
+		} else if (kb_cmdline_key_equal(arg, klen, "hugepages", 9) && arg[klen] == '=') {
+			add_hugepages(&l, NULL, arg);
+		} else {
+			add_arg(&l, arg);
 		}
 	}
+	*changed = l.changed;
 
 	size_t total = init_len + 4;
-	for (size_t i = 0; i < n; i++)
-		total += args[i].len + 1;
+	for (size_t i = 0; i < l.count; i++)
+		total += l.arg[i].len + 1;
 	char *result = malloc(total);
 	if (!result) {
-		free(args);
+		free(l.arg);
 		return kb_fail(err, ENOMEM, NULL, "editing kernel arguments");
 	}
 	size_t used = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (args[i].removed)
+	for (size_t i = 0; i < l.count; i++) {
+		if (l.arg[i].removed)
 			continue;
 		if (used)
 			result[used++] = ' ';
-		memcpy(result + used, args[i].text, args[i].len);
-		used += args[i].len;
+		memcpy(result + used, l.arg[i].text, l.arg[i].len);
+		used += l.arg[i].len;
 	}
 	if (init_len) {
 		used += (size_t)sprintf(result + used, "%s-- ", used ? " " : "");
@@ -132,7 +382,7 @@ int kb_kargs_apply(const char *value, size_t len, const struct kb_karg_change *c
 		used += init_len;
 	}
 	result[used] = '\0';
-	free(args);
+	free(l.arg);
 	*out = result;
 	return 0;
 }

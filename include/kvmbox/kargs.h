@@ -27,9 +27,14 @@ bool kb_karg_valid(const char *arg);
  * Apply @changes to the command line @value (@len bytes) into a new
  * NUL-terminated string (*out, caller frees), arguments joined by one space.
  * ADD "key=value" replaces the first "key=..." in place and drops later ones
- * with the same key; ADD of a bare flag adds it once. REMOVE "key" drops every
- * "key" and "key=...", REMOVE "key=value" only that exact argument. Keys match
- * whole names, '-' and '_' alike, as the kernel does. Sets *changed.
+ * with the same key; ADD of a bare flag adds it once. Parameters the kernel
+ * reads more than once (console=, x86 iommu=, memmap=, ... : the table in
+ * kargs.c) are added beside the others unless the same entry is there
+ * (console=ttyS0,9600 replaces console=ttyS0,115200, not console=tty0), and
+ * "hugepagesz=X hugepages=N" is edited as the pair for size X. REMOVE "key"
+ * drops every "key" and "key=...", REMOVE "key=value" only that argument (or
+ * that entry of a repeated parameter; a hugepagesz= takes its hugepages=).
+ * Keys match whole names, '-' and '_' alike, as the kernel does. Sets *changed.
  */
 int kb_kargs_apply(const char *value, size_t len, const struct kb_karg_change *changes, size_t count,
 		   char **out, bool *changed, struct kb_error *err);

@@ -127,6 +127,31 @@ test_remove_whole_words_only() {
 	expect_eq "dash form, flag" "$(sourced "$r/etc/default/grub" GRUB_CMDLINE_LINUX_DEFAULT)" "intel_iommu=on"
 }
 
+# Parameters the kernel reads more than once: another entry is added beside the
+# ones there, the same entry is replaced, a removal takes only the entry named.
+test_repeated_parameters() {
+	edit serial-console.grub GRUB_CMDLINE_LINUX_DEFAULT \
+		"quiet console=tty0 iommu=1 amd_iommu=on hugepagesz=1G hugepages=4 console=ttyS0,115200 iommu=pt" 2 \
+		add console=ttyS0,115200 iommu=pt
+	edit serial-console.grub GRUB_CMDLINE_LINUX_DEFAULT \
+		"quiet console=tty0 iommu=1 amd_iommu=on hugepagesz=1G hugepages=8 hugepagesz=2M hugepages=512" 2 \
+		add hugepagesz=1G hugepages=8 hugepagesz=2M hugepages=512
+	edit serial-console.grub GRUB_CMDLINE_LINUX "rd.lvm.lv=vg/root rd.lvm.lv=vg/swap rd.lvm.lv=vg/usr" 3 \
+		--var GRUB_CMDLINE_LINUX add rd.lvm.lv=vg/usr
+	local r
+	r=$(grub_root serial-console.grub)
+	run --root "$r" grub-args --no-update add console=ttyS0,115200
+	run --root "$r" grub-args --no-update add console=ttyS0,9600n8
+	expect_eq "same device replaced" "$(sourced "$r/etc/default/grub" GRUB_CMDLINE_LINUX_DEFAULT)" \
+		"quiet console=tty0 iommu=1 amd_iommu=on hugepagesz=1G hugepages=4 console=ttyS0,9600n8"
+	run --root "$r" grub-args --no-update remove console=ttyS0 hugepagesz=1G
+	expect_rc 0
+	expect_eq "one console and one pair removed" "$(sourced "$r/etc/default/grub" GRUB_CMDLINE_LINUX_DEFAULT)" \
+		"quiet console=tty0 iommu=1 amd_iommu=on"
+	run --root "$r" grub-args --no-update add iommu=1
+	expect_match "present word for word" "$OUT" "^unchanged  grub "
+}
+
 test_unsafe_files_are_refused() {
 	local f r name line
 	for f in tests/fixtures/grub-unsafe/*.grub; do
@@ -264,6 +289,7 @@ t test_last_assignment_wins_and_duplicates_collapse
 t test_crlf_and_no_trailing_newline
 t test_variable_not_set_is_appended
 t test_remove_whole_words_only
+t test_repeated_parameters
 t test_unsafe_files_are_refused
 t test_bad_arguments
 t test_list

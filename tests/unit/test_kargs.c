@@ -59,6 +59,68 @@ static void remove_whole_words(void **state)
 	free(out);
 }
 
+/* One golden case: @changes ("+arg" adds, "-arg" removes) applied to @before give @after. */
+static void golden(const char *before, const char *const *changes, const char *after, bool changed_expected)
+{
+	struct kb_karg_change c[8];
+	size_t n = 0;
+	for (; changes[n]; n++)
+		c[n] = (struct kb_karg_change){ changes[n][0] == '-' ? KB_KARG_REMOVE : KB_KARG_ADD, changes[n] + 1 };
+	char *out = NULL;
+	bool changed;
+	assert_int_equal(kb_kargs_apply(before, strlen(before), c, n, &out, &changed, NULL), 0);
+	assert_string_equal(out, after);
+	assert_int_equal(changed, changed_expected);
+	free(out);
+}
+#define CHANGES(...) ((const char *const[]){ __VA_ARGS__, NULL })
+
+static void repeated_parameters(void **state)
+{
+	(void)state;
+	/* console=: another device is appended (the last one is /dev/console), the same device replaced. */
+	golden("quiet console=tty0", CHANGES("+console=ttyS0,115200"), "quiet console=tty0 console=ttyS0,115200", true);
+	golden("quiet console=tty0 console=ttyS0,9600", CHANGES("+console=ttyS0,115200"),
+	       "quiet console=tty0 console=ttyS0,115200", true);
+	golden("console=tty0 console=ttyS0,115200", CHANGES("+console=ttyS0,115200"), "console=tty0 console=ttyS0,115200",
+	       false);
+	golden("console=tty0 console=ttyS0,115200 quiet", CHANGES("-console=ttyS0"), "console=tty0 quiet", true);
+	golden("console=tty0 console=ttyS0,115200", CHANGES("-console"), "", true);
+	golden("console=uart8250,io,0x3f8,115200 console=tty0", CHANGES("+console=uart8250,io,0x2f8,9600"),
+	       "console=uart8250,io,0x3f8,115200 console=tty0 console=uart8250,io,0x2f8,9600", true);
+	/* x86 iommu=: each word is its own option. */
+	golden("quiet iommu=1 amd_iommu=on iommu=pt", CHANGES("+iommu=pt"), "quiet iommu=1 amd_iommu=on iommu=pt", false);
+	golden("quiet iommu=1 amd_iommu=on", CHANGES("+iommu=pt"), "quiet iommu=1 amd_iommu=on iommu=pt", true);
+	golden("iommu=1 iommu=pt", CHANGES("-iommu=pt"), "iommu=1", true);
+	golden("iommu=1 iommu=pt", CHANGES("-iommu"), "", true);
+	/* hugepagesz=/hugepages=: one pair per size, edited together. */
+	golden("quiet hugepagesz=1G hugepages=4", CHANGES("+hugepagesz=2M", "+hugepages=512"),
+	       "quiet hugepagesz=1G hugepages=4 hugepagesz=2M hugepages=512", true);
+	golden("hugepagesz=1G hugepages=4 hugepagesz=2M hugepages=512", CHANGES("+hugepagesz=1G", "+hugepages=8"),
+	       "hugepagesz=1G hugepages=8 hugepagesz=2M hugepages=512", true);
+	golden("hugepagesz=1G hugepages=4", CHANGES("+hugepagesz=1048576K", "+hugepages=4"), "hugepagesz=1G hugepages=4",
+	       false);
+	golden("hugepagesz=1G quiet", CHANGES("+hugepagesz=1G", "+hugepages=2"), "hugepagesz=1G hugepages=2 quiet", true);
+	golden("hugepagesz=1G hugepages=4 hugepagesz=2M hugepages=512", CHANGES("-hugepagesz=1G"),
+	       "hugepagesz=2M hugepages=512", true);
+	/* A bare hugepages= is the default size's pool: the one before any hugepagesz=. */
+	golden("hugepages=16 hugepagesz=1G hugepages=4", CHANGES("+hugepages=32"), "hugepages=32 hugepagesz=1G hugepages=4",
+	       true);
+	golden("quiet hugepagesz=1G hugepages=4", CHANGES("+hugepages=32"), "quiet hugepages=32 hugepagesz=1G hugepages=4",
+	       true);
+	/* dracut's per-device parameters; crashkernel's high and low regions; video= per connector. */
+	golden("rd.lvm.lv=vg/root rd.lvm.lv=vg/swap", CHANGES("+rd.lvm.lv=vg/usr"),
+	       "rd.lvm.lv=vg/root rd.lvm.lv=vg/swap rd.lvm.lv=vg/usr", true);
+	golden("crashkernel=512M,high", CHANGES("+crashkernel=128M,low"), "crashkernel=512M,high crashkernel=128M,low", true);
+	golden("crashkernel=512M,high crashkernel=64M,low", CHANGES("+crashkernel=128M,low"),
+	       "crashkernel=512M,high crashkernel=128M,low", true);
+	golden("video=HDMI-A-1:1920x1080", CHANGES("+video=DP-1:1024x768", "+video=HDMI-A-1:1280x720"),
+	       "video=HDMI-A-1:1280x720 video=DP-1:1024x768", true);
+	/* Every other key=value is one setting, replaced in place; REMOVE key=value is exact. */
+	golden("quiet intel_iommu=off splash", CHANGES("+intel_iommu=on"), "quiet intel_iommu=on splash", true);
+	golden("root=/dev/sda1 root=/dev/sdb1", CHANGES("+root=/dev/vda1"), "root=/dev/vda1", true);
+}
+
 static void valid_arguments(void **state)
 {
 	(void)state;
@@ -137,6 +199,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(add_and_replace),
 		cmocka_unit_test(remove_whole_words),
+		cmocka_unit_test(repeated_parameters),
 		cmocka_unit_test(valid_arguments),
 		cmocka_unit_test(grub_editor_keeps_everything_else),
 		cmocka_unit_test(grub_editor_refuses_with_line),
