@@ -9,6 +9,7 @@
  * default size, kernel arguments for the others).
  */
 #include <dirent.h>
+#include <limits.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,16 +26,21 @@
 
 const char hugepages_usage[] =
 	"Usage: kvmbox hugepages [show]\n"
-	"       kvmbox hugepages set N [--size 2M|1G] [--node K] [--persist] [--dry-run]\n"
+	"       kvmbox hugepages set N [--size 2M|1G] [--node K] [--reserve SIZE] [--persist] [--dry-run]\n"
 	"       kvmbox hugepages set --for-domains[=DIR] [--size 2M|1G] [--persist] [--dry-run]\n"
 	"\n"
 	"Show the hugepage pools (per size and NUMA node: total, free, reserved,\n"
 	"surplus), or set a pool to N pages and read back what the kernel really\n"
-	"allocated: fewer pages than asked is a failure (memory is fragmented:\n"
-	"reserve them at boot with kernel arguments instead).\n"
+	"allocated. A pool that would leave the host less than its reserve (of\n"
+	"MemTotal, after the other pools) is refused before anything is written.\n"
+	"When the kernel allocates fewer pages than asked (memory is fragmented),\n"
+	"the pool is put back to what it was and the run fails: reserve them at\n"
+	"boot with kernel arguments instead.\n"
 	"\n"
 	"  --size 2M|1G          page size (default: the kernel's default size)\n"
-	"  --node K              the pool of NUMA node K only\n"
+	"  --node K              the pool of NUMA node K only (its memory, its reserve)\n"
+	"  --reserve SIZE        memory kept for the host (default: the larger of 1G\n"
+	"                        and 5% of the memory, of the node with --node)\n"
 	"  --for-domains[=DIR]   N = the memory of the libvirt domains in DIR (default\n"
 	"                        /etc/libvirt/qemu) that use <memoryBacking><hugepages/>\n"
 	"  --persist             keep it across reboots: /etc/sysctl.d/80-kvmbox-hugepages.conf\n"
@@ -51,6 +57,7 @@ struct hugepages {
 	unsigned long size_kb;    /* the pool's page size */
 	unsigned long default_kb; /* the kernel's default (Hugepagesize in /proc/meminfo) */
 	int node;                 /* -1: all nodes */
+	long long reserve_kb;     /* memory kept for the host; -1: the default */
 	bool persist, dry_run;
 	struct kb_rows rows;
 };
@@ -311,6 +318,67 @@ static int pages_for_domains(struct hugepages *h, const char *dir, long *pages, 
 	return 0;
 }
 
+/* ---- what the host's memory can hold ------------------------------------ */
+
+#define GiB_KB (1ull << 20)
+
+/* MemTotal of the host (node < 0) or of one NUMA node, in kB. */
+static int memory_total(const struct hugepages *h, unsigned long long *kb, struct kb_error *err)
+{
+	char path[64], label[48];
+	if (h->node < 0) {
+		snprintf(path, sizeof(path), "/proc/meminfo");
+		snprintf(label, sizeof(label), "MemTotal:");
+	} else {
+		snprintf(path, sizeof(path), SYSFS_NODES "/node%d/meminfo", h->node);
+		snprintf(label, sizeof(label), "Node %d MemTotal:", h->node);
+	}
+	autofree char *meminfo = NULL;
+	size_t len;
+	if (kb_read_file(h->ctx, path, 1 << 20, &meminfo, &len, err) < 0)
+		return -1;
+	const char *line = strstr(meminfo, label);
+	if (!line || sscanf(line + strlen(label), " %llu kB", kb) != 1 || *kb == 0)
+		return kb_fail(err, 0, path, "no %s line in", label);
+	return 0;
+}
+
+/*
+ * The most pages of this size the pool may hold: MemTotal minus the host's
+ * reserve minus what the pools of the other sizes already hold. Refusing above
+ * that is what keeps a typo from taking the memory the host and its guests run in.
+ */
+static int max_pages(struct hugepages *h, long *max, char *why, size_t why_size, struct kb_error *err)
+{
+	unsigned long long total_kb;
+	if (memory_total(h, &total_kb, err) < 0)
+		return -1;
+	unsigned long long reserve_kb = h->reserve_kb >= 0 ? (unsigned long long)h->reserve_kb
+							   : total_kb / 20 > GiB_KB ? total_kb / 20 : GiB_KB;
+	unsigned long sizes[8];
+	unsigned long long others_kb = 0;
+	int count = scan_numbers(h->ctx, SYSFS_POOLS, "hugepages-", "kB", sizes, 8);
+	for (int i = 0; i < count; i++) {
+		if (sizes[i] == h->size_kb)
+			continue;
+		char dir[PATH_MAX];
+		pool_dir(sizes[i], h->node, dir, sizeof(dir));
+		long pages = read_counter(h->ctx, dir, "nr_hugepages");
+		if (pages > 0)
+			others_kb += (unsigned long long)pages * sizes[i];
+	}
+	unsigned long long room = total_kb > reserve_kb + others_kb ? total_kb - reserve_kb - others_kb : 0;
+	*max = (long)(room / h->size_kb);
+	char where[24] = "this host";
+	if (h->node >= 0)
+		snprintf(where, sizeof(where), "node %d", h->node);
+	int n = snprintf(why, why_size, "%s has %llu MiB, %llu MiB kept for the host", where, total_kb >> 10,
+			 reserve_kb >> 10);
+	if (others_kb && n > 0 && (size_t)n < why_size)
+		snprintf(why + n, why_size - (size_t)n, ", %llu MiB in other hugepage pools", others_kb >> 10);
+	return 0;
+}
+
 /* ---- setting a pool ------------------------------------------------------ */
 
 static int set_pool(struct hugepages *h, long want, struct kb_error *err)
@@ -329,6 +397,17 @@ static int set_pool(struct hugepages *h, long want, struct kb_error *err)
 		kb_row_set(kb_rows_add(&h->rows), "pool", KB_UNCHANGED, "%ld x %s pages%s", want, size, where);
 		return 0;
 	}
+	long most;
+	char why[160];
+	if (max_pages(h, &most, why, sizeof(why), err) < 0)
+		return -1;
+	if (want > most && want > before) {
+		struct kb_row *r = kb_rows_add(&h->rows);
+		kb_row_set(r, "pool", KB_FAILED, "refused %ld x %s pages%s: %s, so at most %ld; nothing changed", want,
+			   size, where, why, most);
+		kb_row_hint(r, "ask for at most %ld pages, or keep less for the host with --reserve SIZE", most);
+		return 1;
+	}
 	if (h->dry_run) {
 		kb_row_set(kb_rows_add(&h->rows), "pool", KB_WOULD_CHANGE, "%ld -> %ld x %s pages%s", before, want, size, where);
 		return 0;
@@ -340,8 +419,19 @@ static int set_pool(struct hugepages *h, long want, struct kb_error *err)
 	long got = read_counter(h->ctx, dir, "nr_hugepages");
 	struct kb_row *r = kb_rows_add(&h->rows);
 	if (got != want) {
-		kb_row_set(r, "pool", KB_FAILED, "asked %ld x %s pages%s, the kernel allocated %ld: memory fragmented",
-			   want, size, where, got);
+		/* A part of a pool is no use to anyone and the memory is gone from the host: put it back. */
+		char restore[32];
+		snprintf(restore, sizeof(restore), "%ld\n", before);
+		struct kb_error restore_err = { 0 };
+		long now = kb_write_value(h->ctx, path, restore, &restore_err) < 0 ? -1 : read_counter(h->ctx, dir, "nr_hugepages");
+		if (now == before)
+			kb_row_set(r, "pool", KB_FAILED,
+				   "asked %ld x %s pages%s, the kernel allocated %ld (memory fragmented): put back to %ld (read back)",
+				   want, size, where, got, before);
+		else
+			kb_row_set(r, "pool", KB_FAILED,
+				   "asked %ld x %s pages%s, the kernel allocated %ld (memory fragmented), and putting back %ld left %ld",
+				   want, size, where, got, before, now);
 		kb_row_hint(r, "reserve them at boot with kernel arguments: kvmbox grub-args add hugepagesz=%s hugepages=%ld",
 			    size, want);
 		return 1;
@@ -381,17 +471,18 @@ static int persist(struct hugepages *h, long pages, struct kb_error *err)
 
 int hugepages_main(struct kb_ctx *ctx, int argc, char **argv)
 {
-	enum { OPT_SIZE = KB_OPT_APPLET_FIRST, OPT_NODE, OPT_PERSIST, OPT_DRY_RUN, OPT_FOR_DOMAINS };
+	enum { OPT_SIZE = KB_OPT_APPLET_FIRST, OPT_NODE, OPT_RESERVE, OPT_PERSIST, OPT_DRY_RUN, OPT_FOR_DOMAINS };
 	static const struct option long_options[] = {
 		KB_GLOBAL_LONG_OPTIONS,
 		{ "size", required_argument, NULL, OPT_SIZE },
 		{ "node", required_argument, NULL, OPT_NODE },
+		{ "reserve", required_argument, NULL, OPT_RESERVE },
 		{ "persist", no_argument, NULL, OPT_PERSIST },
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
 		{ "for-domains", optional_argument, NULL, OPT_FOR_DOMAINS },
 		{ 0 },
 	};
-	struct hugepages h = { .ctx = ctx, .node = -1 };
+	struct hugepages h = { .ctx = ctx, .node = -1, .reserve_kb = -1 };
 	const char *size_arg = NULL, *domains_dir = NULL;
 	int opt;
 	while ((opt = getopt_long(argc, argv, KB_GLOBAL_SHORT_OPTIONS, long_options, NULL)) != -1) {
@@ -405,6 +496,15 @@ int hugepages_main(struct kb_ctx *ctx, int argc, char **argv)
 				return KB_EXIT_USAGE;
 			}
 			h.node = (int)node;
+			break;
+		}
+		case OPT_RESERVE: {
+			unsigned long long bytes;
+			if (kb_size_parse(optarg, &bytes) < 0 || bytes >> 10 > LLONG_MAX) {
+				kb_say_error(ctx, "--reserve: '%s' is not a size (512M, 2G)", optarg);
+				return KB_EXIT_USAGE;
+			}
+			h.reserve_kb = (long long)(bytes >> 10);
 			break;
 		}
 		case OPT_PERSIST: h.persist = true; break;
@@ -426,14 +526,17 @@ int hugepages_main(struct kb_ctx *ctx, int argc, char **argv)
 	long want = -1;
 	if (setting && !domains_dir) {
 		char *end;
+		errno = 0;
 		want = optind < argc ? strtol(argv[optind], &end, 10) : -1;
-		if (optind >= argc || end == argv[optind] || *end || want < 0) {
-			kb_say_error(ctx, "set needs a number of pages (or --for-domains)");
+		if (optind >= argc || end == argv[optind] || *end || want < 0 || errno == ERANGE) {
+			kb_say_error(ctx, optind < argc && errno == ERANGE ? "set: '%s' pages is more than any memory holds"
+					  : "set needs a number of pages (or --for-domains)",
+				     optind < argc ? argv[optind] : "");
 			return KB_EXIT_USAGE;
 		}
 		optind++;
 	}
-	if (optind < argc || (!setting && (h.persist || size_arg || h.node >= 0)) ||
+	if (optind < argc || (!setting && (h.persist || size_arg || h.node >= 0 || h.reserve_kb >= 0)) ||
 	    (h.persist && h.node >= 0)) {
 		kb_say_error(ctx, optind < argc ? "unexpected argument '%s'"
 			     : h.persist && h.node >= 0 ? "--persist keeps whole pools, not one node's"

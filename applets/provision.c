@@ -179,6 +179,8 @@ static void build_command(const struct provision *p, const struct step *s, bool 
 			snprintf(number, sizeof(number), "%d", c->hugepages_node);
 			arg_pair(a, "--node", number);
 		}
+		if (c->hugepages_reserve[0])
+			arg_pair(a, "--reserve", c->hugepages_reserve);
 		arg_if(a, c->hugepages_persist == KB_YES, "--persist");
 		break;
 	}
@@ -243,6 +245,20 @@ static size_t count_status(const char *json, const char *status)
 	return n;
 }
 
+/* The message of the first failed row in captured JSON rows, unescaped into @buf; "" when none. */
+static void first_failed_message(const char *json, char *buf, size_t size)
+{
+	const char *needle = "\"status\": \"failed\", \"message\": \"";
+	const char *at = json ? strstr(json, needle) : NULL;
+	size_t n = 0;
+	for (at = at ? at + strlen(needle) : NULL; at && *at && *at != '"' && n + 1 < size; at++) {
+		if (*at == '\\' && at[1])
+			at++;
+		buf[n++] = *at;
+	}
+	buf[n] = '\0';
+}
+
 /* Run the step's applet in this process with its rows captured as JSON; fill the step's row. */
 static int run_applet(struct provision *p, struct step *s, struct argv_builder *a)
 {
@@ -263,6 +279,8 @@ static int run_applet(struct provision *p, struct step *s, struct argv_builder *
 	size_t would = count_status(captured, "would-change");
 	size_t failed_rows = count_status(captured, "failed");
 	size_t fails = count_status(captured, "FAIL"), warns = count_status(captured, "WARN");
+	char failure[512];
+	first_failed_message(captured, failure, sizeof(failure));
 	free(captured);
 	if (s->kind == STEP_CHECK) {
 		bool stop = p->conf.check_stop_on_fail == KB_YES && rc != KB_EXIT_OK;
@@ -271,7 +289,10 @@ static int run_applet(struct provision *p, struct step *s, struct argv_builder *
 		return stop ? -1 : 0;
 	}
 	if (rc != KB_EXIT_OK || failed_rows) {
-		kb_row_set(&s->row, s->id, KB_FAILED, "kvmbox %s exited %d (its error is above)", a->argv[0], rc);
+		if (failure[0])
+			kb_row_set(&s->row, s->id, KB_FAILED, "kvmbox %s: %s", a->argv[0], failure);
+		else
+			kb_row_set(&s->row, s->id, KB_FAILED, "kvmbox %s exited %d (its error is above)", a->argv[0], rc);
 		return -1;
 	}
 	if (s->kind == STEP_BUNDLE) {

@@ -1,7 +1,9 @@
 /* Values found in libvirt domain XML; see kvmbox/domxml.h. */
 #include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "kvmbox/domxml.h"
 
@@ -25,6 +27,32 @@ unsigned long long kb_memory_kib(const char *value, const char *unit)
 	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
 		if (!strcmp(unit, units[i].unit))
 			return (n * units[i].bytes + 1023) / 1024;
+	return 0;
+}
+
+int kb_size_parse(const char *text, unsigned long long *bytes)
+{
+	if (!text || *text < '0' || *text > '9')
+		return -1;
+	char *end;
+	errno = 0;
+	unsigned long long n = strtoull(text, &end, 10);
+	if (errno == ERANGE)
+		return -1;
+	static const char units[] = "KMGTP";
+	unsigned shift = 0;
+	if (*end) {
+		const char *u = strchr(units, toupper((unsigned char)*end));
+		if (!u)
+			return -1;
+		shift = 10 * (unsigned)(u - units + 1);
+		end++;
+		if (!strcasecmp(end, "iB") || !strcasecmp(end, "B"))
+			end += strlen(end);
+	}
+	if (*end || (shift && n > (~0ull >> shift)))
+		return -1;
+	*bytes = n << shift;
 	return 0;
 }
 

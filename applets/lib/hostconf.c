@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "kvmbox/domxml.h"
 #include "kvmbox/hostconf.h"
 
 struct parse {
@@ -126,6 +127,12 @@ static int global_key(struct parse *p, const char *section, const char *key, con
 		}
 		if (!strcmp(key, "persist"))
 			return set_bool(p, key, value, &c->hugepages_persist);
+		if (!strcmp(key, "reserve")) {
+			unsigned long long bytes;
+			if (kb_size_parse(value, &bytes) < 0 || strlen(value) >= sizeof(c->hugepages_reserve))
+				return FAIL("reserve: '%s' is not a size (512M, 2G)", value);
+			return COPY(c->hugepages_reserve, value), 1;
+		}
 		if (!strcmp(key, "for-domains")) {
 			if (!absolute_path(value, sizeof(c->hugepages_for_domains)))
 				return FAIL("for-domains: '%s' is not an absolute directory", value);

@@ -467,11 +467,17 @@ static void check_hugepages(struct preflight *p)
 	}
 	unsigned long long free_pages = strtoull(value, NULL, 10);
 	unsigned long long need = (p->memory_kib + page_kib - 1) / page_kib;
-	if (need > free_pages)
+	if (need > free_pages) {
+		/* The fix sizes the whole pool: what it holds now plus what is missing. */
+		unsigned long long total = 0;
+		snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-%lukB/nr_hugepages", page_kib);
+		if (kb_read_value(p->ctx, path, value, sizeof(value), NULL) == 0)
+			total = strtoull(value, NULL, 10);
 		set_fix(add_finding(p, KB_SEVERITY_ERROR, "hugepages.pool", where,
 				    "the domain needs %llu hugepages of %lu KiB but the host has %llu free", need,
 				    page_kib, free_pages),
-			"kvmbox hugepages --count %llu --size %luk", need, page_kib);
+			"kvmbox hugepages set %llu --size %luk", total + need - free_pages, page_kib);
+	}
 }
 
 static void check_pinning_one(struct preflight *p, xmlNode *node, const struct kb_cpuset *online)

@@ -8,6 +8,12 @@
 /* A libvirt memory amount (<memory unit='GiB'>8</memory>) in KiB; 0 when unreadable. No unit = KiB. */
 unsigned long long kb_memory_kib(const char *value, const char *unit);
 
+/*
+ * A size a user typed ("4G", "512M", "1T", "2048k", "1GiB", "4096") in bytes;
+ * the units are binary, no unit is bytes. -1 when not a size or over 2^64.
+ */
+int kb_size_parse(const char *text, unsigned long long *bytes);
+
 /* A set of CPU numbers below KB_CPUSET_MAX. */
 #define KB_CPUSET_MAX 4096
 struct kb_cpuset {

@@ -7,7 +7,7 @@
  *   [check]            stop-on-fail = yes|no
  *   [kvm]              nested = yes|no, persist = yes|no
  *   [grub]             args = ARG..., iommu = yes|no, update = yes|no
- *   [hugepages]        count = N, size = 2M|1G, node = N, persist = yes|no, for-domains = DIR
+ *   [hugepages]        count = N, size = 2M|1G, node = N, reserve = SIZE, persist = yes|no, for-domains = DIR
  *   [devkvm]           group = NAME, persist = yes|no
  *   [bridge NAME]      uplink, address (repeatable), gateway, stp, forward-delay, mtu, persist
  *   [bundle NAME]      source = FILE, dest = DIR, sha256 = HEX (of the bundle file)
@@ -63,6 +63,7 @@ struct kb_hostconf {
 	char hugepages_size[8];
 	int hugepages_node; /* -1: all */
 	enum kb_tristate hugepages_persist;
+	char hugepages_reserve[24]; /* empty: the applet's default */
 	char hugepages_for_domains[PATH_MAX];
 	char devkvm_group[32];
 	enum kb_tristate devkvm_persist;

@@ -20,6 +20,8 @@ numa_root() {
 	pool "$r" /sys/devices/system/node/node1/hugepages/hugepages-2048kB 512 500
 	pool "$r" /sys/devices/system/node/node0/hugepages/hugepages-1048576kB 0 0
 	pool "$r" /sys/devices/system/node/node1/hugepages/hugepages-1048576kB 0 0
+	printf 'Node 0 MemTotal:       32921610 kB\nNode 0 MemFree:        30000000 kB\n' >"$r/sys/devices/system/node/node0/meminfo"
+	printf 'Node 1 MemTotal:       32921610 kB\nNode 1 MemFree:        30000000 kB\n' >"$r/sys/devices/system/node/node1/meminfo"
 	echo "$r"
 }
 
@@ -65,13 +67,62 @@ test_short_allocation_fails() {
 	knob="$r/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
 	rm "$knob"
 	mkfifo "$knob"
-	timeout 20 bash -c 'printf "0\n" >"$1"; cat "$1" >"$2"; printf "512\n" >"$1"' _ "$knob" "$TESTS_TMP/asked" &
+	# before, the request, what the kernel allocated, the pool put back, its read-back.
+	timeout 20 bash -c 'printf "0\n" >"$1"; cat "$1" >"$2"; printf "512\n" >"$1"; cat "$1" >"$3"; printf "0\n" >"$1"' \
+		_ "$knob" "$TESTS_TMP/asked" "$TESTS_TMP/restored" &
 	echo $! >>"$TESTS_TMP/pids"
 	run --root "$r" hugepages set 1024
 	expect_rc 1
 	expect_eq "asked" "$(cat "$TESTS_TMP/asked")" 1024
-	expect_eq "output" "$OUT" "failed  pool  asked 1024 x 2M pages, the kernel allocated 512: memory fragmented
+	expect_eq "put back" "$(cat "$TESTS_TMP/restored")" 0
+	expect_eq "output" "$OUT" "failed  pool  asked 1024 x 2M pages, the kernel allocated 512 (memory fragmented): put back to 0 (read back)
               hint: reserve them at boot with kernel arguments: kvmbox grub-args add hugepagesz=2M hugepages=1024"
+}
+
+# More than the memory can hold (MemTotal 62.8 GiB, 5% kept for the host) is refused
+# before anything is written, per host and per node, and the hint never names it.
+test_over_memory_is_refused() {
+	local r knob
+	r=$(numa_root)
+	knob="$r/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
+	run --root "$r" hugepages set 99999999999999
+	expect_rc 1
+	expect_eq "refused" "$OUT" "failed  pool  refused 99999999999999 x 2M pages: this host has 64300 MiB, 3215 MiB kept for the host, so at most 30542; nothing changed
+              hint: ask for at most 30542 pages, or keep less for the host with --reserve SIZE"
+	expect_eq "pool untouched" "$(cat "$knob")" 1024
+	run --root "$r" hugepages set 30543
+	expect_rc 1
+	run --root "$r" hugepages set 30542 --dry-run
+	expect_rc 0
+	run --root "$r" hugepages set 31000 --reserve 1G --dry-run
+	expect_eq "smaller reserve" "$OUT" "would-change  pool  1024 -> 31000 x 2M pages"
+	# The other size's pool counts: 40 x 1G leaves 22 GiB for 2M pages.
+	echo 40 >"$r/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages"
+	run --root "$r" hugepages set 20000
+	expect_match "other pools" "$OUT" "40960 MiB in other hugepage pools, so at most 10062;"
+	# Per node: that node's memory and reserve.
+	run --root "$r" hugepages set 16 --size 1G --node 1
+	expect_rc 0
+	run --root "$r" hugepages set 32 --size 1G --node 1
+	expect_rc 1
+	expect_match "node" "$OUT" "refused 32 x 1G pages on node 1: node 1 has 32150 MiB, 1607 MiB kept for the host, 1024 MiB in other hugepage pools, so at most 28;"
+	# A boot-time pool over the memory is refused before grub-args is asked.
+	mkdir -p "$r/etc/default"
+	cp tests/fixtures/grub/debian.grub "$r/etc/default/grub"
+	run --root "$r" hugepages set 100 --size 1G --persist
+	expect_rc 1
+	cmp -s tests/fixtures/grub/debian.grub "$r/etc/default/grub" || fail "grub file changed"
+	# The same rule for provision's [hugepages]: refused when planned, nothing changed.
+	printf '[hugepages]\ncount = 9000000\n' >"$TESTS_TMP/huge.conf"
+	run --root "$r" provision "$TESTS_TMP/huge.conf"
+	expect_rc 1
+	expect_match "provision" "$ERR" "huge.conf:1: \[hugepages\] cannot be applied: kvmbox hugepages: refused 9000000 x 2M pages: .*; nothing changed"
+	expect_eq "pool untouched by provision" "$(cat "$knob")" 1024
+	run --root "$r" hugepages set 99999999999999999999
+	expect_rc 2
+	expect_eq "overflow" "$ERR" "kvmbox hugepages: set: '99999999999999999999' pages is more than any memory holds"
+	run --root "$r" hugepages set 4 --reserve lots
+	expect_rc 2
 }
 
 test_for_domains() {
@@ -146,11 +197,21 @@ test_this_machine() {
 	run hugepages set "$old"
 	expect_rc 0
 	expect_eq "restored" "$(cat /proc/sys/vm/nr_hugepages)" "$old"
+	# A count far too large: refused from MemTotal, the pool and free memory as they were.
+	local free_before free_after
+	free_before=$(awk '/^MemFree:/ {print $2}' /proc/meminfo)
+	run hugepages set 99999999999999
+	expect_rc 1
+	expect_match "refused" "$OUT" "^failed  pool  refused 99999999999999 x 2M pages: this host has"
+	expect_eq "pool kept" "$(cat /proc/sys/vm/nr_hugepages)" "$old"
+	free_after=$(awk '/^MemFree:/ {print $2}' /proc/meminfo)
+	[ "$free_after" -gt $((free_before - 262144)) ] || fail "free memory fell from $free_before to $free_after kB"
 }
 
 t test_show_per_size_and_node
 t test_set_and_idempotency
 t test_short_allocation_fails
+t test_over_memory_is_refused
 t test_for_domains
 t test_persist
 t test_bad_input

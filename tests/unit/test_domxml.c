@@ -23,6 +23,32 @@ static void memory_units(void **state)
 	assert_int_equal(kb_memory_kib("lots", "MiB"), 0);
 }
 
+static void typed_sizes(void **state)
+{
+	(void)state;
+	unsigned long long b = 0;
+	assert_int_equal(kb_size_parse("4G", &b), 0);
+	assert_true(b == 4ull << 30);
+	assert_int_equal(kb_size_parse("512m", &b), 0);
+	assert_true(b == 512ull << 20);
+	assert_int_equal(kb_size_parse("1TiB", &b), 0);
+	assert_true(b == 1ull << 40);
+	assert_int_equal(kb_size_parse("2048kB", &b), 0);
+	assert_true(b == 2048ull << 10);
+	assert_int_equal(kb_size_parse("4096", &b), 0);
+	assert_true(b == 4096);
+	assert_int_equal(kb_size_parse("0", &b), 0);
+	assert_true(b == 0);
+	/* Garbage, signs, other units and anything over 2^64 bytes. */
+	assert_int_equal(kb_size_parse("", &b), -1);
+	assert_int_equal(kb_size_parse("-1G", &b), -1);
+	assert_int_equal(kb_size_parse("G", &b), -1);
+	assert_int_equal(kb_size_parse("4X", &b), -1);
+	assert_int_equal(kb_size_parse("4Gx", &b), -1);
+	assert_int_equal(kb_size_parse("16777216T", &b), -1);
+	assert_int_equal(kb_size_parse("99999999999999999999", &b), -1);
+}
+
 static void cpuset_syntax(void **state)
 {
 	(void)state;
@@ -72,6 +98,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(memory_units),
+		cmocka_unit_test(typed_sizes),
 		cmocka_unit_test(cpuset_syntax),
 		cmocka_unit_test(cpuset_garbage),
 		cmocka_unit_test(cpuset_comparisons),

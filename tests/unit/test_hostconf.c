@@ -87,6 +87,7 @@ static void errors_name_the_line(void **state)
 		{ "[bridge br0]\nforward-delay = 31\n", 2, "forward-delay: '31' is not 0 to 30 seconds" },
 		{ "[bridge br0]\npersist = netplan\n", 2, "persist: 'netplan' is not ifupdown or networkd" },
 		{ "[hugepages]\ncount = -1\n", 2, "count: '-1' is not a number of pages (0 to 10000000)" },
+		{ "[hugepages]\ncount = 8\nreserve = lots\n", 3, "reserve: 'lots' is not a size (512M, 2G)" },
 		{ "[hugepages]\nsize = 4M\n", 2, "size: '4M' is not 2M or 1G" },
 		{ "[hugepages]\nsize = 2M\n", 1, "[hugepages] needs exactly one of count = N or for-domains = DIR" },
 		{ "[grub]\nupdate = no\n", 1, "[grub] needs args = ... or iommu = yes" },
