@@ -26,6 +26,7 @@
 #include "kvmbox/cpu.h"
 #include "kvmbox/cpuinfo.h"
 #include "kvmbox/file.h"
+#include "kvmbox/kvm.h"
 #include "kvmbox/output.h"
 #include "kvmbox/service.h"
 #include "kvmbox/sysroot.h"
@@ -39,7 +40,7 @@ const char check_usage[] =
 	"kvmbox applet or command that fixes it.\n"
 	"\n"
 	"  CHECK    run only the checks whose id is CHECK or starts with CHECK.\n"
-	"           (e.g. 'kvm' runs kvm.module, kvm.dev, kvm.api, kvm.nested)\n"
+	"           (e.g. 'kvm' runs kvm.module, kvm.dev, kvm.usable, kvm.nested)\n"
 	"  --list   list the check ids\n"
 	"\n"
 	"Exit status 1 when any check FAILs (WARN does not).\n";
@@ -68,6 +69,8 @@ struct host {
 	int iommu_groups;                   /* UNCOUNTED until iommu_groups() counts them */
 	struct stat kvm_node;               /* stat of /dev/kvm, valid when kvm_node_errno is 0 */
 	int kvm_node_errno;
+	struct kb_kvm_probe kvm;            /* what /dev/kvm answers; see kvm_works() */
+	bool kvm_probed;
 	char cmdline[4096];
 };
 
@@ -107,6 +110,16 @@ static bool is_amd_like(const struct host *h)
 	if (h->cpu.vendor == KB_VENDOR_AMD || h->cpu.vendor == KB_VENDOR_HYGON)
 		return true;
 	return h->cpu.vendor != KB_VENDOR_INTEL && h->cpu.with_svm > h->cpu.with_vmx;
+}
+
+/* Whether the kernel creates a VM through /dev/kvm: the verdict, whatever the CPU flags say. */
+static bool kvm_works(struct host *h)
+{
+	if (!h->kvm_probed) {
+		kb_kvm_probe(h->ctx, &h->kvm);
+		h->kvm_probed = true;
+	}
+	return h->kvm.stage == KB_KVM_USABLE;
 }
 
 static void load_host(struct host *h, const struct kb_ctx *ctx)
@@ -170,7 +183,7 @@ static void check_cpu_virt(struct host *h, struct kb_row *r)
 		return;
 	}
 	if (!is_x86(h)) {
-		kb_row_set(r, id, KB_SKIP, "%s CPU (%u processors): VT-x/AMD-V flags are x86 only; kvm.api tells whether KVM works",
+		kb_row_set(r, id, KB_SKIP, "%s CPU (%u processors): VT-x/AMD-V flags are x86 only; kvm.usable tells whether KVM works",
 			   kb_arch_name(c->arch), c->cpus);
 		return;
 	}
@@ -190,6 +203,14 @@ static void check_cpu_virt(struct host *h, struct kb_row *r)
 		kb_row_set(r, id, KB_FAIL, "the CPU has %s (CPUID) but the kernel hides %s: disabled in firmware",
 			   h->ext_name, h->flag_name);
 		kb_row_hint(r, "enable %s in the firmware (BIOS/UEFI) setup, then power-cycle", h->ext_name);
+		return;
+	}
+	if (kvm_works(h)) {
+		/* KVM without VT-x/AMD-V (kvm_pvm and the like): the CPU flags are not the verdict. */
+		char providers[128];
+		kb_kvm_providers(h->ctx, providers, sizeof(providers));
+		kb_row_set(r, id, KB_INFO, "no vmx or svm flag on any of %u CPUs, but /dev/kvm creates VMs%s%s%s", c->cpus,
+			   providers[0] ? " (" : "", providers, providers[0] ? ")" : "");
 		return;
 	}
 	kb_row_set(r, id, KB_FAIL, "no vmx or svm flag on any of %u CPUs: no hardware virtualization",
@@ -265,28 +286,45 @@ static void check_kvm_module(struct host *h, struct kb_row *r)
 {
 	const char *id = "kvm.module";
 	bool kvm = path_exists(h->ctx, "/sys/module/kvm", NULL);
-	if (!h->vendor_module) {
-		if (kvm)
+	char vendor_dir[64] = "";
+	if (h->vendor_module)
+		snprintf(vendor_dir, sizeof(vendor_dir), "/sys/module/%s", h->vendor_module);
+	bool vendor = h->vendor_module && path_exists(h->ctx, vendor_dir, NULL);
+	if (kvm && (vendor || !h->vendor_module)) {
+		if (vendor)
+			kb_row_set(r, id, KB_PASS, "kvm and %s loaded", h->vendor_module);
+		else
 			kb_row_set(r, id, KB_PASS, "kvm loaded");
-		else {
-			kb_row_set(r, id, KB_FAIL, "kvm is not loaded");
-			kb_row_hint(r, "kvmbox kvm-load");
-		}
 		return;
 	}
-	char vendor_dir[64];
-	snprintf(vendor_dir, sizeof(vendor_dir), "/sys/module/%s", h->vendor_module);
-	bool vendor = path_exists(h->ctx, vendor_dir, NULL);
-	if (kvm && vendor)
-		kb_row_set(r, id, KB_PASS, "kvm and %s loaded", h->vendor_module);
-	else if (kvm)
+	/* Another driver may provide KVM (kvm_pvm holds kvm without VT-x/AMD-V): name it. */
+	char providers[128];
+	kb_kvm_providers(h->ctx, providers, sizeof(providers));
+	if (kvm && providers[0]) {
+		char why[PATH_MAX + 160];
+		if (kvm_works(h)) {
+			kb_row_set(r, id, KB_PASS, "kvm and %s loaded (%s provides /dev/kvm)", providers, providers);
+			return;
+		}
+		kb_row_set(r, id, KB_FAIL, "kvm and %s loaded, but KVM does not work: %s", providers,
+			   kb_kvm_probe_message(&h->kvm, why, sizeof(why)));
+		kb_row_hint(r, h->cpu.with_virt ? "kvmbox kvm-load (loads %s)" : "dmesg | grep -i kvm tells why the driver did not start",
+			    h->vendor_module);
+		return;
+	}
+	if (kvm)
 		kb_row_set(r, id, KB_FAIL, "kvm loaded, %s is not", h->vendor_module);
 	else if (vendor)
 		kb_row_set(r, id, KB_FAIL, "%s loaded, kvm is not", h->vendor_module);
-	else
+	else if (h->vendor_module)
 		kb_row_set(r, id, KB_FAIL, "kvm and %s are not loaded", h->vendor_module);
-	if (r->status == KB_FAIL)
+	else
+		kb_row_set(r, id, KB_FAIL, "kvm is not loaded");
+	/* kvm-load can only help where the CPU has the extension its module needs. */
+	if (h->cpu.with_virt || !is_x86(h))
 		kb_row_hint(r, "kvmbox kvm-load");
+	else
+		kb_row_hint(r, "no CPU flags %s: kvm_intel/kvm_amd cannot load here (kvmbox check cpu)", h->flag_name);
 }
 
 static bool is_kvm_node(const struct stat *st)
@@ -301,7 +339,12 @@ static void check_kvm_dev(struct host *h, struct kb_row *r)
 	const struct stat *st = &h->kvm_node;
 	if (h->kvm_node_errno == ENOENT) {
 		kb_row_set(r, id, KB_FAIL, "/dev/kvm does not exist");
-		kb_row_hint(r, "kvmbox kvm-load (loading the module creates it), then kvmbox devkvm");
+		if (path_exists(h->ctx, "/sys/class/misc/kvm/dev", NULL))
+			kb_row_hint(r, "the driver registered it (/sys/class/misc/kvm/dev): kvmbox devkvm makes the node");
+		else if (h->cpu.with_virt || !is_x86(h))
+			kb_row_hint(r, "kvmbox kvm-load (loading the module creates it), then kvmbox devkvm");
+		else
+			kb_row_hint(r, "no KVM driver registered it (kvm.module tells why)");
 		return;
 	}
 	if (h->kvm_node_errno) {
@@ -338,33 +381,35 @@ static void check_kvm_dev(struct host *h, struct kb_row *r)
 	}
 }
 
-static void check_kvm_api(struct host *h, struct kb_row *r)
+static void check_kvm_usable(struct host *h, struct kb_row *r)
 {
-	const char *id = "kvm.api";
-	struct kb_path p;
-	if (h->kvm_node_errno || !is_kvm_node(&h->kvm_node) ||
-	    kb_sysroot_path(h->ctx, "/dev/kvm", &p, NULL) < 0) {
+	const char *id = "kvm.usable";
+	char message[PATH_MAX + 160];
+	bool works = kvm_works(h);
+	kb_kvm_probe_message(&h->kvm, message, sizeof(message));
+	switch (h->kvm.stage) {
+	case KB_KVM_NO_NODE:
 		kb_row_set(r, id, KB_SKIP, "no KVM device node to open");
 		return;
-	}
-	autoclose_fd fd = open(p.s, O_RDWR | O_CLOEXEC);
-	if (fd < 0) {
-		int e = errno;
-		kb_row_set(r, id, KB_FAIL, "opening /dev/kvm read-write: %s", strerror(e));
-		if (e == EACCES || e == EPERM)
+	case KB_KVM_OPEN_FAILED:
+		kb_row_set(r, id, KB_FAIL, "%s", message);
+		if (h->kvm.errnum == EACCES || h->kvm.errnum == EPERM)
 			kb_row_hint(r, "kvmbox devkvm, and add the user to group kvm");
 		else
 			kb_row_hint(r, "no KVM driver behind the node: kvmbox kvm-load");
 		return;
-	}
-	int version = ioctl(fd, KVM_GET_API_VERSION, 0);
-	if (version != KVM_API_VERSION) {
-		kb_row_set(r, id, KB_FAIL, "/dev/kvm answers KVM_GET_API_VERSION with %d (expected %d)%s%s",
-			   version, KVM_API_VERSION, version < 0 ? ": " : "", version < 0 ? strerror(errno) : "");
+	case KB_KVM_API_FAILED:
+		kb_row_set(r, id, KB_FAIL, "%s", message);
 		kb_row_hint(r, "the node is not backed by KVM: kvmbox devkvm");
 		return;
+	case KB_KVM_CREATE_FAILED:
+		kb_row_set(r, id, KB_FAIL, "%s", message);
+		kb_row_hint(r, "the KVM driver cannot run guests here: dmesg | grep -i kvm");
+		return;
+	case KB_KVM_USABLE:
+		break;
 	}
-	kb_row_set(r, id, KB_PASS, "/dev/kvm opened read-write, KVM API version %d", version);
+	kb_row_set(r, id, works ? KB_PASS : KB_FAIL, "%s", message);
 }
 
 static void check_kvm_nested(struct host *h, struct kb_row *r)
@@ -620,7 +665,7 @@ static const struct {
 	{ "cpu.firmware", check_cpu_firmware, true },
 	{ "kvm.module", check_kvm_module, false },
 	{ "kvm.dev", check_kvm_dev, false },
-	{ "kvm.api", check_kvm_api, true },
+	{ "kvm.usable", check_kvm_usable, true },
 	{ "kvm.nested", check_kvm_nested, false },
 	{ "iommu.cmdline", check_iommu_cmdline, false },
 	{ "iommu.active", check_iommu_active, false },
@@ -653,20 +698,21 @@ static bool counts_for_kvm_ok(const char *id)
 	return false;
 }
 
-/* Whether @r keeps kvm-ok from saying yes: a failed CPU check, or a /dev/kvm that did not answer. */
+/* Whether @r is a reason kvm-ok gives for saying no: a failed CPU check, or a /dev/kvm that creates no VM. */
 static bool blocks_kvm(const struct kb_row *r)
 {
 	if (!counts_for_kvm_ok(r->id))
 		return false;
-	return r->status == KB_FAIL || (!strcmp(r->id, "kvm.api") && r->status != KB_PASS);
+	return r->status == KB_FAIL || (!strcmp(r->id, "kvm.usable") && r->status != KB_PASS);
 }
 
+/* kvm-ok's verdict is the kernel's: kvm.usable created a VM. */
 static bool kvm_usable(const struct kb_row *rows, size_t count)
 {
 	for (size_t i = 0; i < count; i++)
-		if (blocks_kvm(&rows[i]))
-			return false;
-	return true;
+		if (!strcmp(rows[i].id, "kvm.usable"))
+			return rows[i].status == KB_PASS;
+	return false;
 }
 
 /* kvm-ok's output: the reasons as INFO/HINT lines, then its verdict line. */

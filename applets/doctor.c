@@ -26,6 +26,7 @@
 #include "kvmbox/cleanup.h"
 #include "kvmbox/cpuinfo.h"
 #include "kvmbox/file.h"
+#include "kvmbox/kvm.h"
 #include "kvmbox/output.h"
 #include "kvmbox/preflight.h"
 #include "kvmbox/service.h"
@@ -275,20 +276,25 @@ static void diagnose_virt_hardware(struct doctor *d)
 		for (xmlNode *dom = kb_xml_child(arch, "domain"); dom; dom = kb_xml_next(dom, "domain"))
 			offers_kvm = offers_kvm || kb_xml_prop_is(&d->xml, dom, "type", "kvm");
 	}
-	if (known && offers_kvm) {
-		kb_row_set(r, id, KB_PASS, "libvirt offers KVM guests (%u of %u CPUs flag vmx/svm)", cpu.with_virt, cpu.cpus);
+	/* The kernel's answer decides, as in kvmbox check: the CPU flags and libvirt's cache only explain it. */
+	struct kb_kvm_probe kvm;
+	kb_kvm_probe(d->ctx, &kvm);
+	char why[PATH_MAX + 160];
+	kb_kvm_probe_message(&kvm, why, sizeof(why));
+	if (kvm.stage == KB_KVM_USABLE) {
+		if (known && !offers_kvm) {
+			kb_row_set(r, id, KB_FAIL, "KVM works (KVM_CREATE_VM on /dev/kvm) but libvirt offers no KVM guests ('No domains available for virt type hvm')");
+			kb_row_hint(r, "libvirt's QEMU capabilities are stale or QEMU's user cannot open /dev/kvm: kvmbox doctor --fix kvm.dev caps.cache");
+			return;
+		}
+		kb_row_set(r, id, KB_PASS, "KVM works (KVM_CREATE_VM on /dev/kvm)%s; %u of %u CPUs flag vmx/svm",
+			   !known ? ", libvirt not asked" : " and libvirt offers KVM guests", cpu.with_virt, cpu.cpus);
 		return;
 	}
-	struct kb_path dev;
-	struct stat st;
-	bool kvm_node = kb_sysroot_path(d->ctx, "/dev/kvm", &dev, NULL) == 0 && stat(dev.s, &st) == 0 && S_ISCHR(st.st_mode);
-	if (!known && (cpu.with_virt || kvm_node)) {
-		kb_row_set(r, id, KB_PASS, "%u of %u CPUs flag vmx/svm, /dev/kvm %s (libvirt not asked)", cpu.with_virt,
-			   cpu.cpus, kvm_node ? "exists" : "missing");
-		return;
-	}
-	kb_row_set(r, id, KB_FAIL, "%s ('No domains available for virt type hvm'); %u of %u CPUs flag vmx/svm",
-		   known ? "libvirt offers no KVM guests" : "no CPU flags vmx/svm", cpu.with_virt, cpu.cpus);
+	kb_row_set(r, id, KB_FAIL, "KVM does not work here (%s)%s; %u of %u CPUs flag vmx/svm", why,
+		   !known ? "" : offers_kvm ? ", although libvirt's capabilities offer KVM guests"
+					 : ", libvirt offers no KVM guests ('No domains available for virt type hvm')",
+		   cpu.with_virt, cpu.cpus);
 	kb_row_hint(r, cpu.with_virt ? "kvmbox check; kvmbox kvm-load (the module is not loaded)"
 				     : cpu.with_hypervisor ? "this is a VM: expose VT-x/AMD-V (nested) from the outer host; or use <domain type='qemu'>"
 							   : "enable VT-x/AMD-V in the firmware setup; or use <domain type='qemu'>");

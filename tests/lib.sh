@@ -131,18 +131,21 @@ fx_libvirtd() {
 	for ((i = 0; i < 100; i++)); do [ -S "$1/run/libvirt/libvirt-sock" ] && return; sleep 0.05; done
 }
 
-# The row kvmbox must print for kvm.api on ROOT, told by a probe independent of kvmbox:
-# a node made with mknod reaches the running kernel's KVM, whatever this machine has.
-expected_kvm_api_row() {
-	local probe
+# expected_kvm_usable_row ROOT: the kvm.usable row for ROOT's /dev/kvm, from an
+# independent probe of the same node (open, KVM_GET_API_VERSION, KVM_CREATE_VM).
+expected_kvm_usable_row() {
+	local probe pad='                        '
 	probe=$("$HELPERS/kvm-api-probe" "$1/dev/kvm")
 	case "$probe" in
-		"api 12") printf 'PASS  kvm.api           /dev/kvm opened read-write, KVM API version 12' ;;
-		open\ *) printf 'FAIL  kvm.api           opening /dev/kvm read-write: %s\n                        hint: no KVM driver behind the node: kvmbox kvm-load' "${probe#open }" ;;
-		*) printf 'FAIL  kvm.api           /dev/kvm answers KVM_GET_API_VERSION with -1 (expected 12): %s\n                        hint: the node is not backed by KVM: kvmbox devkvm' "${probe#ioctl }" ;;
+		"usable 12") printf 'PASS  kvm.usable        /dev/kvm opened read-write, KVM API version 12, a VM created (KVM_CREATE_VM)' ;;
+		open\ *) printf 'FAIL  kvm.usable        opening /dev/kvm read-write: %s\n%shint: %s' "${probe#open }" "$pad" \
+			"$(case "${probe#open }" in "Permission denied" | "Operation not permitted") echo "kvmbox devkvm, and add the user to group kvm" ;; *) echo "no KVM driver behind the node: kvmbox kvm-load" ;; esac)" ;;
+		vm\ *) printf 'FAIL  kvm.usable        /dev/kvm answers (KVM API version 12) but KVM_CREATE_VM fails: %s\n%shint: the KVM driver cannot run guests here: dmesg | grep -i kvm' "${probe#vm }" "$pad" ;;
+		ioctl\ *) printf 'FAIL  kvm.usable        /dev/kvm answers KVM_GET_API_VERSION with -1 (expected 12): %s\n%shint: the node is not backed by KVM: kvmbox devkvm' "${probe#ioctl }" "$pad" ;;
+		*) printf 'FAIL  kvm.usable        /dev/kvm answers KVM_GET_API_VERSION with %s (expected 12)\n%shint: the node is not backed by KVM: kvmbox devkvm' "${probe#api }" "$pad" ;;
 	esac
 }
-kvm_api_works() { [ "$("$HELPERS/kvm-api-probe" "$1/dev/kvm")" = "api 12" ]; }
+kvm_usable() { [ "$("$HELPERS/kvm-api-probe" "$1/dev/kvm")" = "usable 12" ]; }
 
 # ---- kernel modules (kvm-load) -----------------------------------------------
 

@@ -85,7 +85,7 @@ static const struct kb_virt_advice advice_table[] = {
 	  "kvmbox check; enable VT-x/AMD-V in the firmware setup, or use <domain type='qemu'> (TCG)", NULL },
 	{ "virt.hardware", "domain type 'kvm'",
 	  "KVM is not usable on this host: VT-x/AMD-V missing or disabled, or the KVM module not loaded",
-	  "kvmbox check; kvmbox kvm-load; or use <domain type='qemu'> (TCG)", NULL },
+	  "kvmbox check; kvmbox kvm-load; or use <domain type='qemu'> (TCG)", "does not support virt type 'kvm'" },
 	{ "machine.type", "unsupported machine type",
 	  "the domain's machine type is not offered by this QEMU (the domain was made on another QEMU version)",
 	  "kvmbox domain preflight FILE lists the machine types offered; set <os><type machine=...> to one",

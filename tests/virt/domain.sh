@@ -143,6 +143,18 @@ kvm_domain_on_this_machine() {
 	# preflight's verdict must match what libvirt does when it really starts the guest.
 	qemu-img create -q -f qcow2 "$TESTS_TMP/kvm.qcow2" 32M
 	domain_xml kvmbox-test-kvm "$TESTS_TMP/kvm.qcow2" kvm >"$TESTS_TMP/kvm.xml"
+	if [ ! -e /dev/kvm ]; then
+		# A machine without KVM: the preflight says so, and so does libvirt, explained.
+		run domain preflight "$TESTS_TMP/kvm.xml" --json
+		expect_rc 1
+		expect_eq finding "$(jq -r '.[0].findings[] | select(.severity == "ERROR") | .id' <<<"$OUT" | head -1)" "kvm.dev"
+		RUN_BOUND=150 run domain define "$TESTS_TMP/kvm.xml" --start --no-preflight
+		expect_rc 1
+		expect_match "libvirt says" "$ERR" "does not support virt type 'kvm'|No domains available for virt type"
+		expect_match advice "$ERR" "KVM is not usable on this host|no usable hardware virtualization"
+		run domain rm kvmbox-test-kvm
+		return
+	fi
 	local was
 	was=$(stat -c '%u:%g %a' /dev/kvm)
 	chown root:root /dev/kvm && chmod 0600 /dev/kvm

@@ -20,13 +20,19 @@ domain_xml kvmbox-test-prov "$LIVE/src/disk.qcow2" >"$LIVE/src/domain.xml"
 "$KVMBOX" pack "$LIVE/src/domain.xml" -o "$LIVE/prov.kvmbundle" >/dev/null || { echo "Bail out! pack failed"; exit 1; }
 BUNDLE_SHA=$(sha256sum "$LIVE/prov.kvmbundle" | cut -d' ' -f1)
 
+# [devkvm] where the running kernel has a KVM driver to make the node for; on a
+# machine without one it would (rightly) fail, so the sandbox host does not ask for it.
+DEVKVM_SECTION=""
+HAS_DEVKVM=0
+if [ -e /sys/class/misc/kvm/dev ]; then
+	DEVKVM_SECTION=$'[devkvm]\npersist = yes\n'
+	HAS_DEVKVM=1
+fi
 cat >"$TESTS_TMP/host.conf" <<EOF
 [check]
 stop-on-fail = no
 
-[devkvm]
-persist = yes
-
+$DEVKVM_SECTION
 [grub]
 args = iommu=pt hugepagesz=2M
 update = no
@@ -51,7 +57,10 @@ sha256 = $BUNDLE_SHA
 bundle = prov
 start = yes
 EOF
-STEPS="check devkvm grub hugepages bridge-br0 bundle-prov domain-prov"
+STEPS="check $([ $HAS_DEVKVM = 1 ] && echo devkvm) grub hugepages bridge-br0 bundle-prov domain-prov"
+STEP_COUNT=$(wc -w <<<"$STEPS")
+# steps CHECK DEVKVM REST...: the expected statuses, without devkvm's where it is not configured.
+steps() { if [ $HAS_DEVKVM = 1 ]; then echo "$* "; else echo "$1 ${*:3} "; fi; }
 
 # A fresh sandbox: no bridge, an empty target with a grub file, no unpacked bundle, no domain.
 fresh() {
@@ -68,7 +77,7 @@ fresh() {
 	printf 'GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX=""\n' >"$TARGET/etc/default/grub"
 }
 provision() { RUN_BOUND=120 run_in_ns "$NS_HOST" --target "$TARGET" provision "$TESTS_TMP/host.conf" --connect qemu:///system "$@"; }
-statuses() { awk '{print $1}' <<<"$OUT" | head -7 | tr '\n' ' '; }
+statuses() { awk '{print $1}' <<<"$OUT" | head -"$STEP_COUNT" | tr '\n' ' '; }
 # The end state: network, target files (the state file without its times), domain.
 end_state() {
 	net_state "$NS_HOST" | grep -v fe80
@@ -83,7 +92,7 @@ provisions_then_nothing_to_change() {
 	fresh
 	provision
 	expect_rc 0
-	expect_eq statuses "$(statuses)" "unchanged changed changed changed changed changed changed "
+	expect_eq statuses "$(statuses)" "$(steps unchanged changed changed changed changed changed changed)"
 	expect_eq domain "$($VIRSH domstate kvmbox-test-prov)" "running"
 	expect_eq grub "$(grep ^GRUB_CMDLINE_LINUX_DEFAULT "$TARGET/etc/default/grub")" 'GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt hugepagesz=2M"'
 	expect_eq "pool" "$(cat /proc/sys/vm/nr_hugepages)" 8
@@ -94,7 +103,7 @@ result=ok"
 	END_STATE=$(end_state)
 	provision
 	expect_rc 0
-	expect_eq "second run" "$(statuses)" "unchanged unchanged unchanged unchanged unchanged unchanged unchanged "
+	expect_eq "second run" "$(statuses)" "$(steps unchanged unchanged unchanged unchanged unchanged unchanged unchanged)"
 	expect_match "says so" "$OUT" "host.conf: nothing to change, the host is as configured"
 	expect_eq "end state" "$(end_state)" "$END_STATE"
 }
@@ -105,7 +114,7 @@ plan_changes_nothing() {
 	before=$(net_state "$NS_HOST"; find "$TARGET" | sort; cat /proc/sys/vm/nr_hugepages; $VIRSH list --all --name)
 	provision --plan
 	expect_rc 0
-	expect_eq statuses "$(statuses)" "unchanged would-change would-change would-change would-change would-change would-change "
+	expect_eq statuses "$(statuses)" "$(steps unchanged would-change would-change would-change would-change would-change would-change)"
 	expect_eq "nothing changed" "$(net_state "$NS_HOST"; find "$TARGET" | sort; cat /proc/sys/vm/nr_hugepages; $VIRSH list --all --name)" "$before"
 	# And on the provisioned host: the state file is not touched either.
 	provision
@@ -137,15 +146,15 @@ failed_step_stops_or_continues() {
 	# the bridge rolls itself back): the run stops there, the state says so.
 	KVMBOX_FAILPOINT=bridge.after-enslave provision
 	expect_rc 1
-	expect_eq statuses "$(statuses)" "unchanged changed changed changed failed SKIP SKIP "
-	expect_match error "$ERR" "host.conf:[0-9]+: \[bridge br0\] failed: kvmbox bridge exited 1"
+	expect_eq statuses "$(statuses)" "$(steps unchanged changed changed changed failed SKIP SKIP)"
+	expect_match error "$ERR" "host.conf:[0-9]+: \[bridge br0\] failed: kvmbox bridge( exited 1|: )"
 	expect_match state "$(cat "$TARGET/var/lib/kvmbox/state")" "failed=bridge br0
 finished=.*
 result=failed"
 	expect_eq "rolled back" "$(ip -n "$NS_HOST" -br link show br0 2>&1 | grep -c 'does not exist')" 1
 	KVMBOX_FAILPOINT=bridge.after-enslave provision --continue-on-error
 	expect_rc 1
-	expect_eq "continued" "$(statuses)" "unchanged unchanged unchanged unchanged failed changed changed "
+	expect_eq "continued" "$(statuses)" "$(steps unchanged unchanged unchanged unchanged failed changed changed)"
 	expect_eq domain "$($VIRSH domstate kvmbox-test-prov)" "running"
 }
 
