@@ -9,6 +9,7 @@
  * on any failure the journal is undone in reverse, back to the state before.
  */
 #include <errno.h>
+#include <net/if_arp.h>
 #include <ini.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -287,6 +288,11 @@ static int look(struct bridge *b, const struct spec *sp, struct state *st, struc
 		const char *type = rtnl_link_get_type(st->uplink);
 		if (type && !strcmp(type, "bridge"))
 			return kb_fail(err, 0, NULL, "uplink %s is itself a bridge", sp->uplink);
+		/* A bridge port carries Ethernet frames: loopback, tun, ip6tnl and the like cannot be one. */
+		if (rtnl_link_get_arptype(st->uplink) != ARPHRD_ETHER)
+			return kb_fail(err, 0, NULL, "uplink %s is not an Ethernet interface (link type %u%s): it cannot be a bridge port",
+				       sp->uplink, rtnl_link_get_arptype(st->uplink),
+				       rtnl_link_get_arptype(st->uplink) == ARPHRD_LOOPBACK ? ", loopback" : "");
 		st->uplink_index = rtnl_link_get_ifindex(st->uplink);
 		int master = rtnl_link_get_master(st->uplink);
 		if (master && master != st->bridge_index) {
@@ -880,8 +886,11 @@ static const char *spec_set(struct spec *sp, const char *key, const char *value)
 	static char why[160];
 	int rc;
 	if (!strcmp(key, "uplink")) {
-		if (!kb_ifname_valid(value))
-			return "uplink: not an interface name";
+		char problem[128];
+		if (kb_ifname_problem(value, false, problem, sizeof(problem))) {
+			snprintf(why, sizeof(why), "uplink: %s", problem);
+			return why;
+		}
 		snprintf(sp->uplink, sizeof(sp->uplink), "%s", value);
 	} else if (!strcmp(key, "address") || !strcmp(key, "addr")) {
 		/* "address" may list several, separated by blanks */
@@ -969,8 +978,10 @@ static int apply_handler(void *user, const char *section, const char *key, const
 {
 	struct apply_file *f = user;
 	const char *name = strncmp(section, "bridge ", 7) == 0 ? section + 7 : NULL;
-	if (!name || !kb_ifname_valid(name)) {
-		snprintf(f->why, sizeof(f->why), "section [%s] is not [bridge NAME] with a valid interface name", section);
+	char problem[128];
+	if (!name || kb_ifname_problem(name, true, problem, sizeof(problem))) {
+		snprintf(f->why, sizeof(f->why), "section [%s]: %s", section,
+			 name ? problem : "not [bridge NAME]");
 		return 0;
 	}
 	if (f->count == 0 || strcmp(f->specs[f->count - 1].name, name)) {
@@ -1101,14 +1112,15 @@ int bridge_main(struct kb_ctx *ctx, int argc, char **argv)
 	bool is_add = !strcmp(command, "add"), is_del = !strcmp(command, "del"), is_show = !strcmp(command, "show"),
 	     is_apply = !strcmp(command, "apply");
 	const char *usage_error = NULL;
+	char name_problem[128];
 	if (!is_add && !is_del && !is_show && !is_apply)
 		usage_error = "unknown command (add, del, show or apply)";
 	else if (optind < argc)
 		usage_error = "too many arguments";
 	else if ((is_add || is_del || is_apply) && !name)
 		usage_error = is_apply ? "apply needs a FILE" : "needs a bridge NAME";
-	else if (name && !is_apply && !kb_ifname_valid(name))
-		usage_error = "NAME must be an interface name: 1 to 15 bytes, no '/', ':' or blanks";
+	else if (name && !is_apply && kb_ifname_problem(name, is_add, name_problem, sizeof(name_problem)))
+		usage_error = name_problem;
 	else if (!is_add && set_any)
 		usage_error = "bridge settings go with add (or in the apply FILE)";
 	else if (restore && !is_del)

@@ -9,6 +9,7 @@
 
 #include "kvmbox/domxml.h"
 #include "kvmbox/hostconf.h"
+#include "kvmbox/net.h"
 
 struct parse {
 	struct kb_hostconf *conf;
@@ -50,16 +51,6 @@ static bool plain_name(const char *name, size_t max)
 	return true;
 }
 
-static bool ifname(const char *name)
-{
-	size_t n = strlen(name);
-	if (!n || n > 15 || !strcmp(name, ".") || !strcmp(name, ".."))
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (name[i] == '/' || name[i] == ':' || isspace((unsigned char)name[i]) || !isprint((unsigned char)name[i]))
-			return false;
-	return true;
-}
 
 /* A value without shell or option trouble: printable, no spaces unless @spaces, not starting with '-'. */
 static bool plain_value(const char *value, bool spaces)
@@ -154,8 +145,9 @@ static int bridge_key(struct parse *p, struct kb_conf_bridge *b, const char *key
 {
 	long n;
 	if (!strcmp(key, "uplink")) {
-		if (!ifname(value))
-			return FAIL("uplink: '%s' is not an interface name", value);
+		char problem[128];
+		if (kb_ifname_problem(value, false, problem, sizeof(problem)))
+			return FAIL("uplink: %s", problem);
 		return COPY(b->uplink, value), 1;
 	}
 	if (!strcmp(key, "address")) {
@@ -296,8 +288,9 @@ static const char *add_section(struct kb_hostconf *c, const char *s, unsigned li
 	const char *name = strchr(s, ' ');
 	name = name ? name + 1 : "";
 	if (!strncmp(s, "bridge ", 7)) {
-		if (!ifname(name))
-			return snprintf(why, size, "[%s]: '%s' is not an interface name", s, name), why;
+		char problem[128];
+		if (kb_ifname_problem(name, true, problem, sizeof(problem)))
+			return snprintf(why, size, "[bridge]: %s", problem), why;
 		if (FIND(c->bridge, c->bridge_count, name))
 			return snprintf(why, size, "[%s] appears twice", s), why;
 		if (c->bridge_count == KB_HOSTCONF_MAX_ITEMS)

@@ -1,4 +1,5 @@
 /* rtnetlink with libnl-3; see kvmbox/net.h. */
+#include <ctype.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <linux/if_addr.h>
@@ -69,15 +70,29 @@ struct rtnl_link *kb_link_get_index(struct nl_sock *sk, int ifindex, struct kb_e
 	return link_get(sk, ifindex, NULL, err);
 }
 
-bool kb_ifname_valid(const char *name)
+const char *kb_ifname_problem(const char *name, bool new_name, char *buf, size_t size)
 {
 	size_t n = strlen(name);
-	if (n == 0 || n >= IFNAMSIZ || !strcmp(name, ".") || !strcmp(name, ".."))
-		return false;
-	for (const char *c = name; *c; c++)
-		if (*c == '/' || *c == ':' || (unsigned char)*c <= ' ' || *c == 0x7f)
-			return false;
-	return true;
+	if (n == 0)
+		return snprintf(buf, size, "an interface name cannot be empty"), buf;
+	if (n >= IFNAMSIZ)
+		return snprintf(buf, size, "'%.64s' is %zu bytes: interface names have at most %d", name, n, IFNAMSIZ - 1), buf;
+	if (!strcmp(name, ".") || !strcmp(name, ".."))
+		return snprintf(buf, size, "'%s' cannot be an interface name", name), buf;
+	for (const char *c = name; *c; c++) {
+		unsigned char ch = (unsigned char)*c;
+		bool kernel_refuses = ch == '/' || ch == ':' || ch <= ' ' || ch == 0x7f;
+		bool portable = isalnum(ch) || ch == '-' || ch == '_' || ch == '.';
+		if (kernel_refuses || (new_name && !portable)) {
+			if (ch > ' ' && ch < 0x7f)
+				snprintf(buf, size, "'%s': '%c' is not allowed in %s", name, ch,
+					 kernel_refuses ? "an interface name" : "a new interface name (letters, digits, '-', '_', '.')");
+			else
+				snprintf(buf, size, "interface name '%s' holds a blank or control character (byte 0x%02x)", name, ch);
+			return buf;
+		}
+	}
+	return NULL;
 }
 
 /* ---- bridge attributes: built and parsed with libnl's message API -------- */

@@ -29,8 +29,14 @@ struct nl_sock *kb_nl_open(struct kb_error *err);
 struct rtnl_link *kb_link_get(struct nl_sock *sk, const char *name, struct kb_error *err);
 struct rtnl_link *kb_link_get_index(struct nl_sock *sk, int ifindex, struct kb_error *err);
 
-/* Whether @name is a usable interface name: 1 to 15 bytes, no '/', ':', whitespace, not "." or "..". */
-bool kb_ifname_valid(const char *name);
+/*
+ * Why @name cannot be an interface name, in @buf, or NULL when it can: the
+ * kernel's rule (dev_valid_name: 1 to 15 bytes, not "." or "..", no '/', ':'
+ * or whitespace), and for a name kvmbox creates (@new_name) only letters,
+ * digits, '-', '_' and '.', since it goes into ifupdown and networkd files
+ * and into the commands operators type.
+ */
+const char *kb_ifname_problem(const char *name, bool new_name, char *buf, size_t size);
 
 /* A bridge's own attributes. */
 struct kb_bridge_attrs {
