@@ -8,12 +8,15 @@
  * into place. On any failure nothing is left behind.
  */
 #include <blkid/blkid.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -22,6 +25,7 @@
 #include "kvmbox/archive.h"
 #include "kvmbox/bundle.h"
 #include "kvmbox/cleanup.h"
+#include "kvmbox/domxml.h"
 #include "kvmbox/file.h"
 #include "kvmbox/output.h"
 #include "kvmbox/sha256.h"
@@ -29,7 +33,7 @@
 #include "kvmbox/xml.h"
 
 const char unpack_usage[] =
-	"Usage: kvmbox unpack BUNDLE [--dest DIR] [--name NAME] [--replace]\n"
+	"Usage: kvmbox unpack BUNDLE [--dest DIR] [--name NAME] [--replace] [--max-size SIZE]\n"
 	"\n"
 	"Unpack a VM image bundle (tar, optionally gzip/xz/zstd) into DIR/NAME: every\n"
 	"member hashed while written, holes kept, digests checked against SHA256SUMS,\n"
@@ -37,11 +41,16 @@ const char unpack_usage[] =
 	"domain.xml rewritten; then renamed into place. Refused, leaving nothing behind:\n"
 	"absolute paths, '..', links, devices, FIFOs, duplicates, members not in\n"
 	"SHA256SUMS, digest mismatches, more than 64 members, a bad domain.xml, not\n"
-	"enough free space, an existing DIR/NAME without --replace.\n"
+	"enough free space, a member larger than --max-size (from its header, before\n"
+	"anything is written), an existing DIR/NAME without --replace. SIGINT, SIGTERM\n"
+	"and SIGHUP remove the staging directory before exiting; one left by an unpack\n"
+	"killed outright is removed by the next unpack into DIR.\n"
 	"\n"
-	"  --dest DIR   where (default /var/lib/libvirt/images)\n"
-	"  --name NAME  the directory's name (default: the bundle's name)\n"
-	"  --replace    swap an existing DIR/NAME for the new one atomically\n";
+	"  --dest DIR        where (default /var/lib/libvirt/images)\n"
+	"  --name NAME       the directory's name (default: the bundle's name)\n"
+	"  --replace         swap an existing DIR/NAME for the new one atomically\n"
+	"  --max-size SIZE   the largest size a member may declare (default: the size\n"
+	"                    of DIR's filesystem; a sparse member counts its full size)\n";
 
 #define DEFAULT_DEST "/var/lib/libvirt/images"
 #define BLOCK (64u * 1024)
@@ -65,11 +74,50 @@ struct unpack {
 	char name[KB_BUNDLE_NAME_MAX];
 	struct kb_path dest_dir, final_dir;
 	char staging[PATH_MAX];
+	int staging_lock;     /* the staging directory, flock()ed while this run owns it */
+	uint64_t max_size;    /* the largest size a member may declare; 0: DIR's filesystem size */
 	struct member members[KB_BUNDLE_MAX_MEMBERS];
 	int count;
 	uint64_t bundle_size;
 	struct kb_progress progress;
 };
+
+/*
+ * The signal (SIGINT, SIGTERM, SIGHUP) that interrupted this unpack, 0 while
+ * none has: set by the handler, seen by the copy loop and the hashing thread,
+ * which stop so the staging directory can be removed before the signal is
+ * delivered again.
+ */
+static volatile sig_atomic_t interrupted;
+static const int stop_signals[] = { SIGINT, SIGTERM, SIGHUP };
+
+static void on_stop_signal(int sig)
+{
+	interrupted = sig;
+}
+
+static void catch_stop_signals(struct sigaction saved[3])
+{
+	struct sigaction sa = { .sa_handler = on_stop_signal }; /* no SA_RESTART: a blocked call returns EINTR */
+	sigemptyset(&sa.sa_mask);
+	interrupted = 0;
+	for (int i = 0; i < 3; i++) {
+		sigaction(stop_signals[i], &sa, &saved[i]);
+		if (saved[i].sa_handler == SIG_IGN) /* ignored by whoever started us (nohup): it stays so */
+			sigaction(stop_signals[i], &saved[i], NULL);
+	}
+}
+
+static void restore_stop_signals(const struct sigaction saved[3])
+{
+	for (int i = 0; i < 3; i++)
+		sigaction(stop_signals[i], &saved[i], NULL);
+}
+
+static int fail_interrupted(struct kb_error *err)
+{
+	return kb_fail(err, EINTR, NULL, "interrupted by %s: nothing was unpacked", strsignal(interrupted));
+}
 
 static bool is_zero(const uint8_t *p, size_t n)
 {
@@ -151,7 +199,7 @@ static int extract(struct unpack *u, struct archive *a, struct member *m, struct
 	autoclose_fd fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, config ? 0644 : 0600);
 	if (fd < 0)
 		return kb_fail(err, errno, m->name, "creating member");
-	struct kb_hasher *sha = kb_hasher_start(&u->sha, err);
+	struct kb_hasher *sha = kb_hasher_start(&u->sha, &interrupted, err);
 	if (!sha)
 		return -1;
 	uint64_t written = 0, synced = 0;
@@ -160,6 +208,10 @@ static int extract(struct unpack *u, struct archive *a, struct member *m, struct
 		const void *buf;
 		size_t len;
 		la_int64_t offset;
+		if (interrupted) {
+			rc = fail_interrupted(err);
+			break;
+		}
 		int r = u->ar.read_data_block(a, &buf, &len, &offset);
 		if (r == ARCHIVE_EOF)
 			break;
@@ -187,6 +239,8 @@ static int extract(struct unpack *u, struct archive *a, struct member *m, struct
 	if (rc == 0)
 		kb_hasher_zeros(sha, m->size - written);
 	kb_hasher_finish(sha, m->digest);
+	if (rc == 0 && interrupted)
+		rc = fail_interrupted(err);
 	if (rc < 0)
 		return -1;
 	struct stat st;
@@ -402,6 +456,39 @@ static uint64_t data_size(struct unpack *u, struct archive_entry *e, uint64_t si
 	return data < size ? data : size;
 }
 
+/* Whether @name is a staging directory's: ".NAME.kvmbox-XXXXXX". */
+static bool is_staging_name(const char *name)
+{
+	const char *tag = strstr(name, ".kvmbox-");
+	return name[0] == '.' && tag && tag > name + 1 && strlen(tag + 8) == 6 && !strchr(tag + 8, '/');
+}
+
+/*
+ * Remove the staging directories in DIR that no running unpack owns: their
+ * owner held a flock() on them until it died (SIGKILL, power loss), so a lock
+ * that can be taken means nobody is writing there. Returns how many went.
+ */
+static int remove_stale_staging(struct unpack *u)
+{
+	autoclose_dir d = opendir(u->dest_dir.s);
+	struct dirent *de;
+	int removed = 0;
+	while (d && (de = readdir(d)) != NULL) {
+		if (!is_staging_name(de->d_name))
+			continue;
+		autoclose_fd fd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0)
+			continue;
+		char path[PATH_MAX * 2];
+		snprintf(path, sizeof(path), "%s/%s", u->dest_dir.s, de->d_name);
+		if (kb_remove_tree(path, NULL) == 0) {
+			kb_say_error(u->ctx, "removed %s, left by an unpack that was killed", path);
+			removed++;
+		}
+	}
+	return removed;
+}
+
 static int run(struct unpack *u, const char *bundle, bool replace, struct kb_error *err)
 {
 	autoclose_fd fd = open(bundle, O_RDONLY | O_CLOEXEC);
@@ -415,12 +502,23 @@ static int run(struct unpack *u, const char *bundle, bool replace, struct kb_err
 	if (statvfs(u->dest_dir.s, &vfs) < 0)
 		return kb_fail(err, errno, u->dest_dir.s, "checking free space in");
 	uint64_t free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize, declared = 0;
+	uint64_t max_size = u->max_size ? u->max_size : (uint64_t)vfs.f_blocks * vfs.f_frsize;
 	if (kb_archive_load(&u->ar, err) < 0 || kb_sha256_load(&u->sha, err) < 0)
 		return -1;
+	if (remove_stale_staging(u) > 0 && statvfs(u->dest_dir.s, &vfs) == 0)
+		free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
 	snprintf(u->staging, sizeof(u->staging), "%s/.%s.kvmbox-XXXXXX", u->dest_dir.s, u->name);
 	if (!mkdtemp(u->staging)) {
 		u->staging[0] = '\0';
 		return kb_fail(err, errno, u->dest_dir.s, "creating a staging directory in");
+	}
+	/* Held until this process ends: the next unpack tells a live staging directory from a dead one's. */
+	u->staging_lock = open(u->staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (u->staging_lock < 0 || flock(u->staging_lock, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+		rmdir(u->staging);
+		u->staging[0] = '\0';
+		return kb_fail(err, e, u->dest_dir.s, "locking the staging directory in");
 	}
 
 	struct archive *a = u->ar.read_new();
@@ -432,6 +530,10 @@ static int run(struct unpack *u, const char *bundle, bool replace, struct kb_err
 	kb_progress_start(u->ctx, &u->progress, "unpack");
 	struct archive_entry *e;
 	while (rc == 0) {
+		if (interrupted) {
+			rc = fail_interrupted(err);
+			break;
+		}
 		int r = u->ar.read_next_header(a, &e);
 		if (r == ARCHIVE_EOF)
 			break;
@@ -454,6 +556,13 @@ static int run(struct unpack *u, const char *bundle, bool replace, struct kb_err
 		struct member *m = &u->members[u->count++];
 		*m = (struct member){ .size = (uint64_t)u->ar.entry_size(e) };
 		snprintf(m->name, sizeof(m->name), "%s", name);
+		/* The apparent size, holes included: a sparse member declaring a terabyte is refused from its header. */
+		if (u->ar.entry_size(e) < 0 || m->size > max_size) {
+			rc = kb_fail(err, 0, NULL, "member %s declares %lld bytes, more than the %llu %s (--max-size)", name,
+				     (long long)u->ar.entry_size(e), (unsigned long long)max_size,
+				     u->max_size ? "allowed" : "of the destination filesystem");
+			break;
+		}
 		declared += data_size(u, e, m->size);
 		if (declared > free_bytes) {
 			rc = kb_fail(err, ENOSPC, u->dest_dir.s, "member %s: the bundle needs %llu bytes, more than the %llu free in", name,
@@ -474,6 +583,8 @@ static int run(struct unpack *u, const char *bundle, bool replace, struct kb_err
 		rc = examine_disks(u, err);
 	if (rc == 0)
 		rc = rewrite_domain(u, err);
+	if (rc == 0 && interrupted)
+		rc = fail_interrupted(err);
 	if (rc == 0)
 		rc = commit(u, replace, err);
 	if (rc < 0 && u->staging[0])
@@ -538,12 +649,13 @@ static void report(struct unpack *u)
 /* "web" from "/srv/web.kvmbundle" or "web.tar.zst". */
 int unpack_main(struct kb_ctx *ctx, int argc, char **argv)
 {
-	enum { OPT_DEST = KB_OPT_APPLET_FIRST, OPT_NAME, OPT_REPLACE };
+	enum { OPT_DEST = KB_OPT_APPLET_FIRST, OPT_NAME, OPT_REPLACE, OPT_MAX_SIZE };
 	static const struct option long_options[] = {
 		KB_GLOBAL_LONG_OPTIONS,
 		{ "dest", required_argument, NULL, OPT_DEST },
 		{ "name", required_argument, NULL, OPT_NAME },
 		{ "replace", no_argument, NULL, OPT_REPLACE },
+		{ "max-size", required_argument, NULL, OPT_MAX_SIZE },
 		{ 0 },
 	};
 	struct unpack *u = calloc(1, sizeof(*u));
@@ -559,6 +671,17 @@ int unpack_main(struct kb_ctx *ctx, int argc, char **argv)
 		case OPT_DEST: u->dest = optarg; break;
 		case OPT_NAME: name = optarg; break;
 		case OPT_REPLACE: replace = true; break;
+		case OPT_MAX_SIZE: {
+			unsigned long long bytes = 0;
+			if (kb_size_parse(optarg, &bytes) == 0)
+				u->max_size = bytes;
+			if (u->max_size == 0) {
+				kb_say_error(ctx, "--max-size: '%s' is not a size (64G, 2T)", optarg);
+				free(u);
+				return KB_EXIT_USAGE;
+			}
+			break;
+		}
 		default:
 			if ((rc = kb_common_option(ctx, opt, optarg)) >= 0) {
 				free(u);
@@ -585,14 +708,24 @@ int unpack_main(struct kb_ctx *ctx, int argc, char **argv)
 	struct kb_error err = { 0 };
 	char final[PATH_MAX + KB_BUNDLE_NAME_MAX];
 	snprintf(final, sizeof(final), "%s/%s", u->dest, u->name);
+	struct sigaction saved[3];
+	u->staging_lock = -1;
+	catch_stop_signals(saved);
 	rc = kb_sysroot_path(ctx, u->dest, &u->dest_dir, &err) < 0 || kb_sysroot_path(ctx, final, &u->final_dir, &err) < 0
 		     ? -1
 		     : run(u, bundle, replace, &err);
+	if (u->staging_lock >= 0)
+		close(u->staging_lock);
+	restore_stop_signals(saved);
+	int sig = interrupted;
 	if (rc < 0) {
 		kb_say_failure(ctx, &err);
 	} else {
 		report(u);
 	}
 	free(u);
+	/* The staging directory is gone: now the signal does what it would have done (exit 128+N). */
+	if (sig)
+		raise(sig);
 	return rc < 0 ? KB_EXIT_FAILURE : KB_EXIT_OK;
 }

@@ -78,7 +78,24 @@ struct kb_hasher {
 	unsigned head, tail; /* items queued: tail - head */
 	size_t fill;         /* bytes gathered in the slot at tail, not yet queued */
 	bool done;
+	const volatile sig_atomic_t *stop; /* when it becomes non-zero, the rest is dropped */
 };
+
+static bool stopped(const struct kb_hasher *h)
+{
+	return h->stop && *h->stop;
+}
+
+/* A run of zeros, hashed a slice at a time so a stop request is seen within a fraction of a second. */
+static void hash_zeros(struct kb_hasher *h, uint64_t zeros)
+{
+	const uint64_t slice = 64u << 20;
+	while (zeros > 0 && !stopped(h)) {
+		uint64_t n = zeros < slice ? zeros : slice;
+		kb_sha256_zeros(&h->sha, n);
+		zeros -= n;
+	}
+}
 
 static void *hasher_run(void *arg)
 {
@@ -92,10 +109,12 @@ static void *hasher_run(void *arg)
 		unsigned slot = h->head % KB_HASHER_SLOTS;
 		struct hasher_item item = h->items[slot];
 		pthread_mutex_unlock(&h->lock);
-		if (item.len)
+		if (stopped(h))
+			; /* dropped: the caller gives up on this digest */
+		else if (item.len)
 			kb_sha256_update(&h->sha, h->slots + (size_t)slot * KB_HASHER_SLOT_SIZE, item.len);
 		else
-			kb_sha256_zeros(&h->sha, item.zeros);
+			hash_zeros(h, item.zeros);
 		pthread_mutex_lock(&h->lock);
 		h->head++;
 		pthread_cond_broadcast(&h->changed);
@@ -104,7 +123,8 @@ static void *hasher_run(void *arg)
 	return NULL;
 }
 
-struct kb_hasher *kb_hasher_start(const struct kb_sha256_api *api, struct kb_error *err)
+struct kb_hasher *kb_hasher_start(const struct kb_sha256_api *api, const volatile sig_atomic_t *stop,
+				   struct kb_error *err)
 {
 	struct kb_hasher *h = calloc(1, sizeof(*h));
 	if (h)
@@ -120,6 +140,7 @@ struct kb_hasher *kb_hasher_start(const struct kb_sha256_api *api, struct kb_err
 		free(h);
 		return NULL;
 	}
+	h->stop = stop;
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->changed, NULL);
 	if (pthread_create(&h->thread, NULL, hasher_run, h) != 0) {

@@ -4,6 +4,7 @@
 
 #include <openssl/evp.h>
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
 #include "kvmbox/error.h"
 
@@ -42,7 +43,13 @@ int kb_sha256_file(const struct kb_sha256_api *api, const char *path, char hex[6
 #define KB_HASHER_SLOTS 8
 #define KB_HASHER_SLOT_SIZE (1u << 20)
 struct kb_hasher;
-struct kb_hasher *kb_hasher_start(const struct kb_sha256_api *api, struct kb_error *err);
+/*
+ * @stop (may be NULL): a flag a signal handler sets; once it is non-zero the
+ * thread drops what is queued and hashes no more, so a caller that gives up
+ * (an interrupted unpack) never waits for a long run of zeros to be hashed.
+ */
+struct kb_hasher *kb_hasher_start(const struct kb_sha256_api *api, const volatile sig_atomic_t *stop,
+				   struct kb_error *err);
 void kb_hasher_data(struct kb_hasher *h, const void *data, size_t len);
 void kb_hasher_zeros(struct kb_hasher *h, uint64_t len);
 /* Wait for the thread, give the digest and free everything. */

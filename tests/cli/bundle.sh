@@ -177,7 +177,7 @@ test_not_enough_space() {
 	(cd "$m" && sha256sum domain.xml disk.raw >SHA256SUMS && tar -cf "$TESTS_TMP/s.kvmbundle" domain.xml disk.raw SHA256SUMS)
 	mount -t tmpfs -o size=2m tmpfs "$dest" || { fail "cannot mount a tmpfs"; return; }
 	at_exit "umount '$dest' 2>/dev/null"
-	run unpack "$TESTS_TMP/s.kvmbundle" --dest "$dest"
+	run unpack "$TESTS_TMP/s.kvmbundle" --dest "$dest" --max-size 1G
 	expect_rc 1
 	expect_match "error" "$ERR" "member disk\.raw: the bundle needs [0-9]+ bytes, more than the [0-9]+ free in $dest"
 	expect_eq "left behind" "$(ls -A "$dest")" ""
@@ -188,9 +188,97 @@ test_not_enough_space() {
 	run pack "$m/sp.xml" -o "$TESTS_TMP/sp.kvmbundle"
 	expect_rc 0
 	run unpack "$TESTS_TMP/sp.kvmbundle" --dest "$dest"
+	expect_rc 1
+	expect_match "apparent size over the filesystem's" "$ERR" "member sparse\.raw declares 16777216 bytes, more than the 2097152 of the destination filesystem"
+	run unpack "$TESTS_TMP/sp.kvmbundle" --dest "$dest" --max-size 64M
 	expect_rc 0
 	cmp -s "$m/sparse.raw" "$dest/sp/sparse.raw" || fail "sparse image differs"
 	umount "$dest"
+}
+
+# An apparent-size bomb: a pax sparse member declaring 10^12 bytes with 512 stored.
+# Refused from its header, well under a second, nothing written.
+test_apparent_size_bomb() {
+	local m="$TESTS_TMP/bomb" dest="$TESTS_TMP/bombdest" start end
+	mkdir -p "$m" "$dest"
+	printf '<domain type="qemu"><name>vm</name><devices><disk type="file"><source file="disk.raw"/></disk></devices></domain>\n' >"$m/domain.xml"
+	truncate -s 1000000000000 "$m/disk.raw"
+	head -c 512 /dev/urandom | dd of="$m/disk.raw" bs=512 seek=1000 conv=notrunc status=none
+	(cd "$m" && printf '%064d  disk.raw\n' 0 >SHA256SUMS && sha256sum domain.xml >>SHA256SUMS &&
+		tar --format=pax --sparse -cf "$TESTS_TMP/bomb.tar" domain.xml disk.raw SHA256SUMS)
+	rm -f "$m/disk.raw"
+	start=$(date +%s%N)
+	RUN_BOUND=10 run unpack "$TESTS_TMP/bomb.tar" --dest "$dest" --name vm
+	end=$(date +%s%N)
+	expect_rc 1
+	expect_match "refused from the header" "$ERR" "^kvmbox unpack: member disk\.raw declares 1000000000000 bytes, more than the [0-9]+ of the destination filesystem \(--max-size\)$"
+	[ $(((end - start) / 1000000)) -lt 1000 ] || fail "refusal took $(((end - start) / 1000000)) ms"
+	expect_eq "nothing left" "$(ls -A "$dest")" ""
+	run unpack "$TESTS_TMP/bomb.tar" --dest "$dest" --name vm --max-size 1G
+	expect_match "--max-size" "$ERR" "declares 1000000000000 bytes, more than the 1073741824 allowed \(--max-size\)"
+	run unpack "$TESTS_TMP/bomb.tar" --dest "$dest" --max-size lots
+	expect_rc 2
+}
+
+# big_bundle FILE: a zstd bundle whose disk member is 4 GiB of non-zero data (not holes), so
+# unpack spends seconds writing it: long enough to be interrupted mid-write.
+big_bundle() {
+	python3 - "$1" <<'PY'
+import io, subprocess, sys, tarfile
+out = open(sys.argv[1], "wb")
+z = subprocess.Popen(["zstd", "-q", "-1", "-T0", "-c"], stdin=subprocess.PIPE, stdout=out)
+class Pattern(io.RawIOBase):
+    block = bytes(range(1, 256)) * 4112  # never a zero block: all of it is written as data
+    def readable(self):
+        return True
+    def readinto(self, b):
+        n = min(len(b), len(self.block))
+        b[:n] = self.block[:n]
+        return n
+with tarfile.open(fileobj=z.stdin, mode="w|", format=tarfile.PAX_FORMAT) as t:
+    xml = b'<domain type="qemu"><name>big</name></domain>\n'
+    for name, data in (("domain.xml", xml), ("SHA256SUMS", b"0" * 64 + b"  disk.raw\n")):
+        info = tarfile.TarInfo(name); info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    info = tarfile.TarInfo("disk.raw"); info.size = 4 << 30
+    t.addfile(info, io.BufferedReader(Pattern(), 1 << 20))
+z.stdin.close(); z.wait()
+PY
+}
+
+# SIGINT, SIGTERM and SIGHUP mid-write: the staging directory goes, the exit status is the
+# signal's. SIGKILL leaves it; the next unpack into the same directory removes it.
+test_interrupted_unpack_leaves_nothing() {
+	local dest="$TESTS_TMP/idest" sig pid rc i
+	big_bundle "$TESTS_TMP/big.kvmbundle" || { fail "cannot build the 4 GiB bundle"; return; }
+	mkdir -p "$dest"
+	for sig in INT TERM HUP KILL; do
+		env --default-signal=INT,TERM,HUP "$KVMBOX" unpack "$TESTS_TMP/big.kvmbundle" --dest "$dest" --name big 2>"$TESTS_TMP/isig.err" &
+		pid=$!
+		# Mid-write: the member has more than 64 MiB on disk.
+		for ((i = 0; i < 200; i++)); do
+			[ "$(find "$dest" -name disk.raw -size +64M 2>/dev/null | wc -l)" = 1 ] && break
+			sleep 0.05
+		done
+		kill -"$sig" "$pid"
+		wait "$pid"
+		rc=$?
+		expect_eq "SIG$sig: exit status" "$rc" "$((128 + $(kill -l "$sig")))"
+		if [ "$sig" = KILL ]; then
+			expect_match "SIGKILL leaves the staging directory" "$(ls -A "$dest")" "^\.big\.kvmbox-"
+		else
+			expect_eq "SIG$sig: nothing left" "$(ls -A "$dest")" ""
+			expect_match "SIG$sig: said" "$(cat "$TESTS_TMP/isig.err")" "interrupted by"
+		fi
+	done
+	# A live unpack's staging directory is never taken for a dead one's.
+	good_members "$TESTS_TMP/ig"
+	(cd "$TESTS_TMP/ig" && tar -cf "$TESTS_TMP/ig.kvmbundle" domain.xml disk.raw SHA256SUMS)
+	run unpack "$TESTS_TMP/ig.kvmbundle" --dest "$dest"
+	expect_rc 0
+	expect_match "stale one removed" "$ERR" "removed $dest/\.big\.kvmbox-[A-Za-z0-9]{6}, left by an unpack that was killed"
+	expect_eq "only the new one" "$(ls -A "$dest")" "ig"
+	rm -f "$TESTS_TMP/big.kvmbundle"
 }
 
 test_target_and_usage() {
@@ -224,5 +312,7 @@ t test_plain_tar_tools_can_read_a_bundle
 t test_hostile_bundles_are_refused
 t test_existing_directory_and_replace
 t test_not_enough_space
+t test_apparent_size_bomb
+t test_interrupted_unpack_leaves_nothing
 t test_target_and_usage
 done_testing
