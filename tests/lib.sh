@@ -288,3 +288,23 @@ domain_xml() {
 </domain>
 XML
 }
+
+# ---- symlinked config files ----------------------------------------------------
+
+# fx_symlink ROOT ABS [CONTENT]: ABS becomes a symlink to /srv/conf/NAME inside ROOT (config
+# kept elsewhere and linked in), holding ABS's content (or CONTENT when ABS does not exist).
+fx_symlink() {
+	local f="$1$2" name
+	name=$(basename "$2")
+	mkdir -p "$1/srv/conf" "$(dirname "$f")"
+	if [ -e "$f" ]; then mv "$f" "$1/srv/conf/$name"; else printf '%s' "${3-}" >"$1/srv/conf/$name"; fi
+	ln -s "/srv/conf/$name" "$f"
+}
+# expect_symlink_kept ROOT ABS: ABS is still the link, and its target is a regular file.
+expect_symlink_kept() {
+	local name
+	name=$(basename "$2")
+	[ -L "$1$2" ] || fail "$2 is no longer a symlink"
+	expect_eq "$2 link" "$(readlink "$1$2")" "/srv/conf/$name"
+	[ -f "$1/srv/conf/$name" ] && [ ! -L "$1/srv/conf/$name" ] || fail "/srv/conf/$name is not a regular file"
+}

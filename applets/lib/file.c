@@ -57,11 +57,14 @@ static int read_fd_all(int fd, const char *path, size_t max_size, char **data, s
 	return 0;
 }
 
+static int resolve_links(const struct kb_ctx *ctx, const char *abs_path, struct kb_path *out, struct kb_error *err);
+
 int kb_read_file(const struct kb_ctx *ctx, const char *abs_path, size_t max_size, char **data,
 		 size_t *len, struct kb_error *err)
 {
+	/* A symlinked file is read where kvmbox would write it: its target, inside the root. */
 	struct kb_path p;
-	if (kb_sysroot_path(ctx, abs_path, &p, err) < 0)
+	if (resolve_links(ctx, abs_path, &p, err) < 0)
 		return -1;
 	return kb_read_path(p.s, max_size, data, len, err);
 }
@@ -193,11 +196,78 @@ int kb_make_dirs(const char *dir, struct kb_error *err)
 	}
 }
 
+/*
+ * Normalize @path (absolute, as seen inside the root) in place: "//", "." and
+ * ".." resolved by their text. Returns -1 when ".." climbs above "/": the
+ * path leaves the root.
+ */
+static int normalize_in_root(char *path)
+{
+	char out[PATH_MAX] = "";
+	size_t used = 0;
+	for (char *save, *part = strtok_r(path, "/", &save); part; part = strtok_r(NULL, "/", &save)) {
+		if (!strcmp(part, "."))
+			continue;
+		if (!strcmp(part, "..")) {
+			if (used == 0)
+				return -1;
+			while (used > 0 && out[--used] != '/')
+				;
+			out[used] = '\0';
+			continue;
+		}
+		int n = snprintf(out + used, sizeof(out) - used, "/%s", part);
+		if (n < 0 || (size_t)n >= sizeof(out) - used)
+			return -1;
+		used += (size_t)n;
+	}
+	snprintf(path, PATH_MAX, "%s", used ? out : "/");
+	return 0;
+}
+
+/*
+ * Where a write to @abs_path really lands: a symlink (or a chain of them) is
+ * followed to its final target, read as a path inside the root (an absolute
+ * link in a --root tree points into that tree), so the target is replaced and
+ * the link stays a link. A loop, or a relative link that climbs out of the
+ * root, is refused.
+ */
+static int resolve_links(const struct kb_ctx *ctx, const char *abs_path, struct kb_path *out, struct kb_error *err)
+{
+	char cur[PATH_MAX];
+	snprintf(cur, sizeof(cur), "%s", abs_path);
+	for (int hops = 0; hops <= 40; hops++) {
+		if (kb_sysroot_path(ctx, cur, out, err) < 0)
+			return -1;
+		struct stat st;
+		if (lstat(out->s, &st) < 0 || !S_ISLNK(st.st_mode))
+			return 0;
+		char target[PATH_MAX];
+		ssize_t n = readlink(out->s, target, sizeof(target) - 1);
+		if (n < 0)
+			return kb_fail(err, errno, out->s, "reading the symbolic link");
+		target[n] = '\0';
+		char next[PATH_MAX * 2];
+		if (target[0] == '/') {
+			snprintf(next, sizeof(next), "%s", target);
+		} else {
+			char dir[PATH_MAX];
+			snprintf(dir, sizeof(dir), "%s", cur);
+			snprintf(next, sizeof(next), "%s/%s", dirname(dir), target);
+		}
+		if (strlen(next) >= sizeof(cur) || normalize_in_root(next) < 0)
+			return kb_fail(err, EXDEV, out->s, "writing: the symbolic link points outside the root (%s -> %s):",
+				       cur, target);
+		snprintf(cur, sizeof(cur), "%s", next);
+	}
+	return kb_fail(err, ELOOP, abs_path, "writing: too many levels of symbolic links (a loop?) at");
+}
+
 int kb_write_file_atomic(const struct kb_ctx *ctx, const char *abs_path, const void *data,
 			 size_t len, const struct kb_write_options *opts, struct kb_error *err)
 {
 	struct kb_path p;
-	if (kb_sysroot_path(ctx, abs_path, &p, err) < 0)
+	if (resolve_links(ctx, abs_path, &p, err) < 0)
 		return -1;
 
 	char dir[PATH_MAX], base[PATH_MAX];

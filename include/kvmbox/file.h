@@ -11,7 +11,8 @@
 /*
  * Read the whole of @abs_path (mapped by the sysroot) into a NUL-terminated
  * buffer the caller frees. Works for /proc and /sys files whose size is
- * reported as 0. A file larger than @max_size is refused with EFBIG.
+ * reported as 0. A file larger than @max_size is refused with EFBIG. A
+ * symlink is followed inside the root, as kb_write_file_atomic() does.
  */
 int kb_read_file(const struct kb_ctx *ctx, const char *abs_path, size_t max_size, char **data,
 		 size_t *len, struct kb_error *err);
@@ -48,7 +49,11 @@ struct kb_write_options {
  * directory, the old file's owner and mode (or opts->mode for a new file),
  * fsync, optional backup of the old content, rename over the file, fsync of
  * the directory, then the result is read back and compared. On failure the
- * original file is untouched and no temporary file is left.
+ * original file is untouched and no temporary file is left. A symlink is
+ * followed to its final target (read inside the root: /srv/x under --root R is
+ * R/srv/x), which is replaced in its own directory with its own owner and
+ * mode, the backup beside it; the link stays. A loop or a link out of the root
+ * is refused.
  */
 int kb_write_file_atomic(const struct kb_ctx *ctx, const char *abs_path, const void *data,
 			 size_t len, const struct kb_write_options *opts, struct kb_error *err);

@@ -110,6 +110,13 @@ KERNEL=="kvm", GROUP="kvm", MODE="0660", OPTIONS+="static_node=kvm"'
 	run --root "$r" --target "$t" devkvm --persist
 	expect_match "second run" "$OUT" "unchanged  udev-rule"
 	expect_eq "not rewritten" "$(stat -c '%i %Y' "$t/etc/udev/rules.d/65-kvm.rules")" "$before"
+	# A symlinked rule file with an old rule: rewritten behind the link, the link kept.
+	fx_symlink "$t" /etc/udev/rules.d/65-kvm.rules
+	echo 'KERNEL=="kvm", MODE="0666"' >"$t/srv/conf/65-kvm.rules"
+	run --root "$r" --target "$t" devkvm --persist
+	expect_rc 0
+	expect_symlink_kept "$t" /etc/udev/rules.d/65-kvm.rules
+	expect_match "rule behind the link" "$(cat "$t/srv/conf/65-kvm.rules")" 'MODE="0660"'
 }
 
 test_usage() {

@@ -152,6 +152,33 @@ test_repeated_parameters() {
 	expect_match "present word for word" "$OUT" "^unchanged  grub "
 }
 
+# A symlinked /etc/default/grub: the file behind the link is edited, the link stays,
+# the backup sits beside the real file; a loop and a link out of the root are refused.
+test_symlinked_grub_file() {
+	local r
+	r=$(grub_root debian.grub)
+	fx_symlink "$r" /etc/default/grub
+	run --root "$r" grub-args --no-update add intel_iommu=on
+	expect_rc 0
+	expect_symlink_kept "$r" /etc/default/grub
+	expect_eq "edited behind the link" "$(sourced "$r/srv/conf/grub" GRUB_CMDLINE_LINUX_DEFAULT)" "quiet intel_iommu=on"
+	cmp -s "$FIX/debian.grub" "$r/srv/conf/grub.kvmbox-bak" || fail "backup beside the real file is not the original"
+	expect_file_missing "$r/etc/default/grub.kvmbox-bak"
+	rm "$r/etc/default/grub"
+	ln -s grub.loop "$r/etc/default/grub"
+	ln -s grub "$r/etc/default/grub.loop"
+	run --root "$r" grub-args --no-update add iommu=pt
+	expect_rc 1
+	expect_match "loop" "$ERR" "too many levels of symbolic links|Too many levels of symbolic links"
+	rm "$r/etc/default/grub" "$r/etc/default/grub.loop"
+	cp "$FIX/debian.grub" "$TESTS_TMP/outside.grub"
+	ln -s "../../../../../../../../../../../../../../..$TESTS_TMP/outside.grub" "$r/etc/default/grub"
+	run --root "$r" grub-args --no-update add iommu=pt
+	expect_rc 1
+	expect_match "outside the root" "$ERR" "points outside the root"
+	cmp -s "$FIX/debian.grub" "$TESTS_TMP/outside.grub" || fail "a file outside the root was changed"
+}
+
 test_unsafe_files_are_refused() {
 	local f r name line
 	for f in tests/fixtures/grub-unsafe/*.grub; do
@@ -290,6 +317,7 @@ t test_crlf_and_no_trailing_newline
 t test_variable_not_set_is_appended
 t test_remove_whole_words_only
 t test_repeated_parameters
+t test_symlinked_grub_file
 t test_unsafe_files_are_refused
 t test_bad_arguments
 t test_list

@@ -157,6 +157,19 @@ changed    sysctl  /etc/sysctl.d/80-kvmbox-hugepages.conf: vm.nr_hugepages = 102
 vm.nr_hugepages = 1024"
 	run --root "$r" --target "$t" hugepages set 1024 --persist
 	expect_match "second run" "$OUT" "unchanged  sysctl"
+	# A symlinked sysctl.d file: written behind the link, the link kept.
+	fx_symlink "$t" /etc/sysctl.d/80-kvmbox-hugepages.conf
+	run --root "$r" --target "$t" hugepages set 512 --persist
+	expect_rc 0
+	expect_symlink_kept "$t" /etc/sysctl.d/80-kvmbox-hugepages.conf
+	expect_match "written behind the link" "$(cat "$t/srv/conf/80-kvmbox-hugepages.conf")" "vm.nr_hugepages = 512"
+	# provision's state file likewise.
+	fx_symlink "$t" /var/lib/kvmbox/state "old state"
+	printf '[hugepages]\ncount = 512\n' >"$TESTS_TMP/state.conf"
+	run --root "$r" --target "$t" provision "$TESTS_TMP/state.conf"
+	expect_rc 0
+	expect_symlink_kept "$t" /var/lib/kvmbox/state
+	expect_match "state behind the link" "$(cat "$t/srv/conf/state")" "result=ok"
 	# 1G pages: only the kernel can reserve them reliably, at boot: kernel arguments via grub-args.
 	mkdir -p "$t/etc/default"
 	cp tests/fixtures/grub/debian.grub "$t/etc/default/grub"

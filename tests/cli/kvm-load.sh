@@ -178,6 +178,13 @@ options kvm_amd nested=1"
 	expect_match "row" "$OUT" "changed  persist  /etc/modprobe.d/kvm-nested.conf: options kvm_amd nested=1"
 	run_trapped "$r" --target "$t" kvm-load --kver "$k" --nested --persist
 	expect_match "second run" "$OUT" "unchanged  persist"
+	# A symlinked modprobe.d file: written behind the link, the link kept.
+	fx_symlink "$t" /etc/modprobe.d/kvm-nested.conf
+	echo "options kvm_amd nested=0" >"$t/srv/conf/kvm-nested.conf"
+	run_trapped "$r" --target "$t" kvm-load --kver "$k" --nested --persist
+	expect_rc 0
+	expect_symlink_kept "$t" /etc/modprobe.d/kvm-nested.conf
+	expect_match "written behind the link" "$(cat "$t/srv/conf/kvm-nested.conf")" "options kvm_amd nested=1"
 }
 
 test_install_commands_are_not_run() {
