@@ -23,6 +23,7 @@
 #include "kvmbox/applet.h"
 #include "kvmbox/bundle.h"
 #include "kvmbox/cleanup.h"
+#include "kvmbox/diskuse.h"
 #include "kvmbox/file.h"
 #include "kvmbox/output.h"
 #include "kvmbox/preflight.h"
@@ -57,7 +58,9 @@ const char domain_usage[] =
 	"  --dest DIR      up: where to unpack (default /var/lib/libvirt/images)\n"
 	"  --name NAME     up: the unpacked directory's name (default: the bundle's)\n"
 	"  --replace       up: unpack again over an existing directory\n"
-	"  --storage       rm: also remove the domain's disk image files\n";
+	"  --storage       rm: also remove the domain's disk image files, except a file\n"
+	"                  another domain uses (disk, volume, backing file) or a process\n"
+	"                  has open: that one is kept and the row says who holds it\n";
 
 #define DOMAIN_XML_MAX (1u << 20)
 #define DEFAULT_DEST "/var/lib/libvirt/images"
@@ -488,7 +491,57 @@ static int disk_files(struct job *j, const char *definition, char files[][PATH_M
 	return 0;
 }
 
-/* Remove the files and refresh every pool that listed one of them, as `virsh pool-refresh` would. */
+/* A storage volume's path, for disks given as <source pool= volume=>. */
+static char *volume_path(void *opaque, const char *pool_name, const char *volume_name)
+{
+	struct domain_cmd *cmd = opaque;
+	const struct kb_virt *v = &cmd->virt;
+	virStoragePoolPtr pool = v->pool_lookup(cmd->conn, pool_name);
+	virStorageVolPtr vol = pool ? v->volume_lookup(pool, volume_name) : NULL;
+	char *path = vol ? v->volume_path(vol) : NULL;
+	if (vol)
+		v->volume_free(vol);
+	if (pool)
+		v->pool_free(pool);
+	v->reset_error();
+	return path;
+}
+
+/*
+ * Mark the files of @set that any domain still known to libvirt uses (its
+ * disks, their volumes and backing chains; running domains as they run) or
+ * that a process has open.
+ */
+static int mark_used_files(struct domain_cmd *cmd, struct kb_disk_set *set, struct kb_error *err)
+{
+	const struct kb_virt *v = &cmd->virt;
+	virDomainPtr *domains = NULL;
+	int n = v->list_domains(cmd->conn, &domains, 0);
+	if (n < 0)
+		return kb_virt_fail(v, err, NULL, "listing the domains that may share a disk");
+	int rc = 0;
+	for (int i = 0; i < n; i++) {
+		int state = 0, reason = 0;
+		bool running = v->domain_state(domains[i], &state, &reason, 0) == 0 && state != VIR_DOMAIN_SHUTOFF;
+		autofree char *text = v->domain_xml(domains[i], 0);
+		if (rc == 0 && text)
+			rc = kb_disk_set_mark_domain(cmd->ctx, &cmd->xml, set, v->domain_name(domains[i]), running, text,
+						     strlen(text), volume_path, cmd, err);
+		v->domain_free(domains[i]);
+	}
+	free(domains);
+	v->reset_error();
+	if (rc == 0)
+		kb_disk_set_mark_open(cmd->ctx, set);
+	return rc;
+}
+
+/*
+ * Remove the files no other domain uses and refresh every pool that listed
+ * one of them, as `virsh pool-refresh` would. A file another domain uses (as
+ * its disk, through a volume, as a backing file) or a process has open is
+ * kept, and the row says who holds it.
+ */
 static int remove_storage(struct job *j, char files[][PATH_MAX], size_t count, struct kb_error *err)
 {
 	const struct kb_virt *v = &j->cmd->virt;
@@ -496,7 +549,31 @@ static int remove_storage(struct job *j, char files[][PATH_MAX], size_t count, s
 	size_t pool_count = 0, removed = 0;
 	char pool_names[512] = "";
 	int rc = 0;
+	struct kb_disk_set *set = calloc(1, sizeof(*set));
+	if (!set)
+		return kb_fail(err, ENOMEM, NULL, "checking who else uses the disks of '%s'", j->name);
+	for (size_t i = 0; i < count; i++) {
+		struct kb_path mapped;
+		if (kb_sysroot_path(j->cmd->ctx, files[i], &mapped, NULL) == 0)
+			kb_disk_set_add(set, mapped.s);
+	}
+	if (mark_used_files(j->cmd, set, err) < 0) {
+		free(set);
+		return -1;
+	}
 	for (size_t i = 0; i < count && rc == 0; i++) {
+		struct kb_path mapped;
+		bool kept = false;
+		if (kb_sysroot_path(j->cmd->ctx, files[i], &mapped, NULL) == 0) {
+			for (size_t k = 0; k < set->count; k++) {
+				if (strcmp(set->file[k].path, mapped.s) || !set->file[k].user[0])
+					continue;
+				kb_row_set(job_row(j), j->name, KB_UNCHANGED, "kept %s: in use by %s", files[i], set->file[k].user);
+				kept = true;
+			}
+		}
+		if (kept)
+			continue;
 		virStorageVolPtr vol = v->volume_lookup_by_path(j->cmd->conn, files[i]);
 		virStoragePoolPtr pool = vol ? v->pool_of_volume(vol) : NULL;
 		if (vol)
@@ -509,7 +586,6 @@ static int remove_storage(struct job *j, char files[][PATH_MAX], size_t count, s
 			pools[pool_count++] = pool;
 		else if (pool)
 			v->pool_free(pool);
-		struct kb_path mapped;
 		if (kb_sysroot_path(j->cmd->ctx, files[i], &mapped, err) < 0)
 			rc = -1;
 		else if (unlink(mapped.s) == 0)
@@ -527,6 +603,7 @@ static int remove_storage(struct job *j, char files[][PATH_MAX], size_t count, s
 	if (rc == 0)
 		kb_row_set(job_row(j), j->name, removed ? KB_CHANGED : KB_UNCHANGED, "%zu image file%s removed%s%s",
 			   removed, removed == 1 ? "" : "s", pool_count ? ", pools refreshed: " : "", pool_names);
+	free(set);
 	return rc;
 }
 

@@ -25,6 +25,7 @@
 #include "kvmbox/archive.h"
 #include "kvmbox/bundle.h"
 #include "kvmbox/cleanup.h"
+#include "kvmbox/diskuse.h"
 #include "kvmbox/domxml.h"
 #include "kvmbox/file.h"
 #include "kvmbox/output.h"
@@ -33,7 +34,7 @@
 #include "kvmbox/xml.h"
 
 const char unpack_usage[] =
-	"Usage: kvmbox unpack BUNDLE [--dest DIR] [--name NAME] [--replace] [--max-size SIZE]\n"
+	"Usage: kvmbox unpack BUNDLE [--dest DIR] [--name NAME] [--replace [--force]] [--max-size SIZE]\n"
 	"\n"
 	"Unpack a VM image bundle (tar, optionally gzip/xz/zstd) into DIR/NAME: every\n"
 	"member hashed while written, holes kept, digests checked against SHA256SUMS,\n"
@@ -48,7 +49,11 @@ const char unpack_usage[] =
 	"\n"
 	"  --dest DIR        where (default /var/lib/libvirt/images)\n"
 	"  --name NAME       the directory's name (default: the bundle's name)\n"
-	"  --replace         swap an existing DIR/NAME for the new one atomically\n"
+	"  --replace         swap an existing DIR/NAME for the new one atomically;\n"
+	"                    refused while a domain uses a file in it (a running one\n"
+	"                    that has it open, or a defined one whose disks name it)\n"
+	"  --force           with --replace: replace it under a defined domain that is\n"
+	"                    not running (never under a running one)\n"
 	"  --max-size SIZE   the largest size a member may declare (default: the size\n"
 	"                    of DIR's filesystem; a sparse member counts its full size)\n";
 
@@ -76,6 +81,7 @@ struct unpack {
 	char staging[PATH_MAX];
 	int staging_lock;     /* the staging directory, flock()ed while this run owns it */
 	uint64_t max_size;    /* the largest size a member may declare; 0: DIR's filesystem size */
+	bool force;           /* --force: --replace even under a defined, stopped domain */
 	struct member members[KB_BUNDLE_MAX_MEMBERS];
 	int count;
 	uint64_t bundle_size;
@@ -423,6 +429,33 @@ static int rewrite_domain(struct unpack *u, struct kb_error *err)
 	return rc;
 }
 
+/*
+ * Whether DIR/NAME may be swapped out: not while a running domain (a QEMU
+ * process) has one of its files open, since the guest would go on writing to
+ * a deleted file, nor while a defined domain's disks name one, unless --force
+ * (for a domain that is not running).
+ */
+static int check_replace(struct unpack *u, struct kb_error *err)
+{
+	struct kb_disk_set *set = calloc(1, sizeof(*set));
+	if (!set)
+		return kb_fail(err, ENOMEM, u->final_dir.s, "checking who uses");
+	int rc = kb_disk_set_add_dir(set, u->final_dir.s, err);
+	if (rc == 0 && set->count)
+		kb_disk_set_mark_open(u->ctx, set);
+	if (rc == 0 && set->count && (rc = kb_xml_load(&u->xml, err)) == 0)
+		rc = kb_disk_set_mark_libvirt_files(u->ctx, &u->xml, set, err);
+	size_t i;
+	if (rc == 0 && kb_disk_set_used(set, true, &i))
+		rc = kb_fail(err, 0, u->final_dir.s, "%s is in use by %s: refusing to replace",
+			     strrchr(set->file[i].path, '/') + 1, set->file[i].user);
+	else if (rc == 0 && !u->force && kb_disk_set_used(set, false, &i))
+		rc = kb_fail(err, 0, u->final_dir.s, "%s is in use by %s (--force, while it is not running): refusing to replace",
+			     strrchr(set->file[i].path, '/') + 1, set->file[i].user);
+	free(set);
+	return rc;
+}
+
 /* The staging directory becomes DIR/NAME; with --replace an existing one is swapped out atomically. */
 static int commit(struct unpack *u, bool replace, struct kb_error *err)
 {
@@ -432,6 +465,8 @@ static int commit(struct unpack *u, bool replace, struct kb_error *err)
 	if (kb_fsync_dir(u->staging, err) < 0)
 		return -1;
 	if (replace && access(u->final_dir.s, F_OK) == 0) {
+		if (check_replace(u, err) < 0) /* again: a guest may have started while this unpacked */
+			return -1;
 		if (renameat2(AT_FDCWD, u->staging, AT_FDCWD, u->final_dir.s, RENAME_EXCHANGE) < 0)
 			return kb_fail(err, errno, u->final_dir.s, "swapping in the new");
 		/* The staging name now holds the old tree. */
@@ -498,6 +533,8 @@ static int run(struct unpack *u, const char *bundle, bool replace, struct kb_err
 	u->bundle_size = (uint64_t)st.st_size;
 	if (!replace && access(u->final_dir.s, F_OK) == 0)
 		return kb_fail(err, EEXIST, u->final_dir.s, "refusing to overwrite (--replace swaps it):");
+	if (replace && access(u->final_dir.s, F_OK) == 0 && check_replace(u, err) < 0)
+		return -1;
 	struct statvfs vfs;
 	if (statvfs(u->dest_dir.s, &vfs) < 0)
 		return kb_fail(err, errno, u->dest_dir.s, "checking free space in");
@@ -649,12 +686,13 @@ static void report(struct unpack *u)
 /* "web" from "/srv/web.kvmbundle" or "web.tar.zst". */
 int unpack_main(struct kb_ctx *ctx, int argc, char **argv)
 {
-	enum { OPT_DEST = KB_OPT_APPLET_FIRST, OPT_NAME, OPT_REPLACE, OPT_MAX_SIZE };
+	enum { OPT_DEST = KB_OPT_APPLET_FIRST, OPT_NAME, OPT_REPLACE, OPT_FORCE, OPT_MAX_SIZE };
 	static const struct option long_options[] = {
 		KB_GLOBAL_LONG_OPTIONS,
 		{ "dest", required_argument, NULL, OPT_DEST },
 		{ "name", required_argument, NULL, OPT_NAME },
 		{ "replace", no_argument, NULL, OPT_REPLACE },
+		{ "force", no_argument, NULL, OPT_FORCE },
 		{ "max-size", required_argument, NULL, OPT_MAX_SIZE },
 		{ 0 },
 	};
@@ -671,6 +709,7 @@ int unpack_main(struct kb_ctx *ctx, int argc, char **argv)
 		case OPT_DEST: u->dest = optarg; break;
 		case OPT_NAME: name = optarg; break;
 		case OPT_REPLACE: replace = true; break;
+		case OPT_FORCE: u->force = true; break;
 		case OPT_MAX_SIZE: {
 			unsigned long long bytes = 0;
 			if (kb_size_parse(optarg, &bytes) == 0)

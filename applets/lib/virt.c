@@ -42,6 +42,8 @@ int kb_virt_load(struct kb_virt *v, struct kb_error *err)
 		{ "virStoragePoolListAllVolumes", (void **)&v->pool_volumes },
 		{ "virStoragePoolLookupByVolume", (void **)&v->pool_of_volume },
 		{ "virStoragePoolFree", (void **)&v->pool_free },
+		{ "virStoragePoolLookupByName", (void **)&v->pool_lookup },
+		{ "virStorageVolLookupByName", (void **)&v->volume_lookup },
 		{ "virStorageVolLookupByPath", (void **)&v->volume_lookup_by_path },
 		{ "virStorageVolGetPath", (void **)&v->volume_path },
 		{ "virStorageVolFree", (void **)&v->volume_free },

@@ -39,6 +39,8 @@ struct kb_virt {
 	__typeof__(virStoragePoolListAllVolumes) *pool_volumes;
 	__typeof__(virStoragePoolLookupByVolume) *pool_of_volume;
 	__typeof__(virStoragePoolFree) *pool_free;
+	__typeof__(virStoragePoolLookupByName) *pool_lookup;
+	__typeof__(virStorageVolLookupByName) *volume_lookup;
 	__typeof__(virStorageVolLookupByPath) *volume_lookup_by_path;
 	__typeof__(virStorageVolGetPath) *volume_path;
 	__typeof__(virStorageVolFree) *volume_free;

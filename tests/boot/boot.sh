@@ -50,6 +50,8 @@ update = no
 [hugepages]
 count = 8
 persist = yes
+# The guest has 1 GiB: the default reserve (the larger of 1 GiB and 5%) would leave no room.
+reserve = 256M
 
 [bridge br0]
 uplink = dummy0

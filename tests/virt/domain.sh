@@ -97,6 +97,75 @@ changed  kvmbox-test-p3  1 image file removed, pools refreshed: kvmbox-test-pool
 	expect_eq "already gone" "$OUT" "unchanged  kvmbox-test-p1  no such domain"
 }
 
+# disk_dom NAME DISK-ELEMENTS: a TCG guest with the given <disk> elements.
+disk_dom() {
+	cat <<XML
+<domain type='qemu'>
+  <name>$1</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>$2</devices>
+</domain>
+XML
+}
+file_disk() { echo "<disk type='file' device='disk'><driver name='qemu' type='$2'/><source file='$1'/><target dev='$3' bus='virtio'/>${4:-}</disk>"; }
+
+# rm --storage removes only what is the removed domain's alone: a disk another domain
+# shares, the base image of another domain's overlay, a volume another domain names, a
+# disk of a running domain and a file a process holds open are kept, each with who holds it.
+rm_storage_keeps_what_others_use() {
+	local d="$POOL_DIR" holder
+	qemu-img create -q -f qcow2 "$d/sa.qcow2" 16M
+	qemu-img create -q -f qcow2 "$d/sb.qcow2" 16M
+	qemu-img create -q -f raw "$d/shared.raw" 8M
+	qemu-img create -q -f qcow2 "$d/gold.qcow2" 16M
+	(cd "$d" && qemu-img create -q -f qcow2 -b gold.qcow2 -F qcow2 clone.qcow2)
+	qemu-img create -q -f qcow2 "$d/vol.qcow2" 16M
+	qemu-img create -q -f qcow2 "$d/run.qcow2" 16M
+	qemu-img create -q -f qcow2 "$d/held.qcow2" 16M
+	$VIRSH pool-refresh kvmbox-test-pool >/dev/null
+	disk_dom kvmbox-test-sa "$(file_disk "$d/sa.qcow2" qcow2 vda)$(file_disk "$d/shared.raw" raw vdb '<shareable/>')" >"$TESTS_TMP/sa.xml"
+	disk_dom kvmbox-test-sb "$(file_disk "$d/sb.qcow2" qcow2 vda)$(file_disk "$d/shared.raw" raw vdb '<shareable/>')" >"$TESTS_TMP/sb.xml"
+	disk_dom kvmbox-test-gold "$(file_disk "$d/gold.qcow2" qcow2 vda)" >"$TESTS_TMP/gold.xml"
+	disk_dom kvmbox-test-clone "$(file_disk "$d/clone.qcow2" qcow2 vda)" >"$TESTS_TMP/clone.xml"
+	disk_dom kvmbox-test-volf "$(file_disk "$d/vol.qcow2" qcow2 vda)" >"$TESTS_TMP/volf.xml"
+	disk_dom kvmbox-test-volv "<disk type='volume' device='disk'><driver name='qemu' type='qcow2'/><source pool='kvmbox-test-pool' volume='vol.qcow2'/><target dev='vda' bus='virtio'/></disk>" >"$TESTS_TMP/volv.xml"
+	disk_dom kvmbox-test-run "$(file_disk "$d/run.qcow2" qcow2 vda)" >"$TESTS_TMP/run.xml"
+	disk_dom kvmbox-test-runx "$(file_disk "$d/run.qcow2" qcow2 vda)" >"$TESTS_TMP/runx.xml"
+	disk_dom kvmbox-test-held "$(file_disk "$d/held.qcow2" qcow2 vda)" >"$TESTS_TMP/held.xml"
+	for x in sa sb gold clone volf volv runx held; do run domain define "$TESTS_TMP/$x.xml" --no-preflight; done
+	RUN_BOUND=120 run domain define "$TESTS_TMP/run.xml" --start --wait 60
+	expect_eq "running" "$(state kvmbox-test-run)" "running"
+
+	run domain rm kvmbox-test-sa --storage
+	expect_rc 0
+	expect_eq "shared disk" "$OUT" "changed    kvmbox-test-sa  undefined
+unchanged  kvmbox-test-sa  kept $d/shared.raw: in use by defined domain kvmbox-test-sb (disk)
+changed    kvmbox-test-sa  1 image file removed, pools refreshed: kvmbox-test-pool"
+	[ -f "$d/shared.raw" ] || fail "shared.raw deleted while kvmbox-test-sb uses it"
+	expect_file_missing "$d/sa.qcow2"
+	run domain rm kvmbox-test-gold --storage
+	expect_match "base of an overlay" "$OUT" "kept $d/gold.qcow2: in use by defined domain kvmbox-test-clone \(backing file below $d/clone.qcow2\)"
+	[ -f "$d/gold.qcow2" ] || fail "gold.qcow2 deleted under kvmbox-test-clone's overlay"
+	run domain rm kvmbox-test-volf --storage
+	expect_match "volume" "$OUT" "kept $d/vol.qcow2: in use by defined domain kvmbox-test-volv \(disk\)"
+	run domain rm kvmbox-test-runx --storage
+	expect_match "running domain's disk" "$OUT" "kept $d/run.qcow2: in use by running domain kvmbox-test-run \(disk\)"
+	[ -f "$d/run.qcow2" ] || fail "run.qcow2 deleted under a running guest"
+	# Held open by a process no domain definition names.
+	sleep 60 <"$d/held.qcow2" &
+	holder=$!
+	run domain rm kvmbox-test-held --storage
+	expect_match "open by a process" "$OUT" "kept $d/held.qcow2: in use by sleep \(pid $holder has it open\)"
+	kill "$holder"
+	# The last user gone, the file goes with it.
+	run domain rm kvmbox-test-sb --storage
+	expect_match "last user" "$OUT" "2 image files removed"
+	expect_file_missing "$d/shared.raw"
+	for x in clone volv run; do run domain rm "kvmbox-test-$x" --storage; done
+}
+
 rm_keeps_storage_without_flag() {
 	run domain rm kvmbox-test-web
 	expect_rc 0
@@ -120,6 +189,29 @@ up_from_a_bundle() {
 	expect_eq "second up" "$OUT" "unchanged  kvmbox-test-bundled  defined, definition unchanged
 unchanged  kvmbox-test-bundled  autostart on
 unchanged  kvmbox-test-bundled  running"
+	# Swapping the directory of the running guest would leave QEMU writing to a deleted
+	# file: refused, with --force too; the disk QEMU has open is still the file in place.
+	local inode
+	inode=$(stat -c %i "$dest/bundled/disk.qcow2")
+	run unpack "$TESTS_TMP/bundled.kvmbundle" --dest "$dest" --replace
+	expect_rc 1
+	expect_match "running guest" "$ERR" "disk\.qcow2 is in use by running domain kvmbox-test-bundled \((disk|QEMU pid [0-9]+ has it open)\): refusing to replace $dest/bundled$"
+	run unpack "$TESTS_TMP/bundled.kvmbundle" --dest "$dest" --replace --force
+	expect_rc 1
+	run domain up "$TESTS_TMP/bundled.kvmbundle" --dest "$dest" --replace
+	expect_rc 1
+	expect_eq "same file in place" "$(stat -c %i "$dest/bundled/disk.qcow2")" "$inode"
+	local pid
+	pid=$(cat /run/libvirt/qemu/kvmbox-test-bundled.pid)
+	expect_eq "QEMU's disk not deleted" "$(ls -l /proc/"$pid"/fd | grep -c 'disk.qcow2 (deleted)')" 0
+	expect_eq "nothing staged left" "$(ls -A "$dest" | tr '\n' ' ')" "bundled "
+	# Stopped but defined: refused unless --force.
+	$VIRSH destroy kvmbox-test-bundled >/dev/null
+	run unpack "$TESTS_TMP/bundled.kvmbundle" --dest "$dest" --replace
+	expect_rc 1
+	expect_match "defined domain" "$ERR" "disk\.qcow2 is in use by defined domain kvmbox-test-bundled \(disk\) \(--force, while it is not running\): refusing to replace"
+	run unpack "$TESTS_TMP/bundled.kvmbundle" --dest "$dest" --replace --force
+	expect_rc 0
 	run domain rm kvmbox-test-bundled --storage
 	expect_rc 0
 	expect_file_missing "$dest/bundled/disk.qcow2"
@@ -216,6 +308,7 @@ t same_name_other_uuid_is_refused
 t preflight_errors_stop_define
 t parallel_define_and_rm_with_storage
 t rm_keeps_storage_without_flag
+t rm_storage_keeps_what_others_use
 t up_from_a_bundle
 t test_driver_define_and_rm
 t kvm_domain_on_this_machine
