@@ -29,7 +29,7 @@ const char bridge_usage[] =
 	"Usage: kvmbox bridge add NAME [--uplink IF] [--addr CIDR]... [--gateway IP] [--stp on|off]\n"
 	"                         [--forward-delay SEC] [--mtu N] [--mac inherit|MAC]\n"
 	"                         [--persist ifupdown|networkd] [--dry-run]\n"
-	"       kvmbox bridge del NAME [--restore-uplink]\n"
+	"       kvmbox bridge del NAME [--restore-uplink | --force]\n"
 	"       kvmbox bridge show [NAME]\n"
 	"       kvmbox bridge apply FILE\n"
 	"\n"
@@ -47,7 +47,11 @@ const char bridge_usage[] =
 	"  --mac inherit|MAC  the bridge's MAC (default: the uplink's)\n"
 	"  --persist KIND     also write ifupdown (/etc/network/interfaces.d/NAME) or\n"
 	"                     systemd-networkd (/etc/systemd/network) configuration\n"
-	"  --restore-uplink   del: move addresses and routes back to the port first\n"
+	"  --restore-uplink   del: move addresses and routes back to the port first; if\n"
+	"                     the gateway answered before and not after, roll back\n"
+	"  --force            del: delete a bridge the host needs to stay reachable\n"
+	"                     (it carries the default route, or an SSH connection's\n"
+	"                     address): refused without this or --restore-uplink\n"
 	"  --dry-run          show what would change, change nothing\n"
 	"apply FILE reads [bridge NAME] sections (keys uplink, address, gateway, stp,\n"
 	"forward-delay, mtu, mac, persist) and applies them all over one socket.\n";
@@ -71,10 +75,11 @@ struct spec {
 };
 
 /* One change made, and how to take it back. */
-enum step_kind { CREATED, CHANGED, ENSLAVED, ADDR_ADDED, ADDR_DELETED, ROUTE_ADDED, ROUTE_DELETED };
+enum step_kind { CREATED, CHANGED, ENSLAVED, RELEASED, ADDR_ADDED, ADDR_DELETED, ROUTE_ADDED, ROUTE_DELETED };
 struct step {
 	enum step_kind kind;
 	int ifindex;
+	int master; /* RELEASED: the bridge it was a port of */
 	struct rtnl_addr *addr;
 	struct rtnl_route *route;
 	struct kb_bridge_attrs old; /* CHANGED: the attributes before */
@@ -145,6 +150,7 @@ static void rollback(struct bridge *b)
 			rc = r < 0 ? kb_nl_fail(&err, r, "releasing interface %d", s->ifindex) : 0;
 			break;
 		}
+		case RELEASED: rc = kb_link_enslave_up(b->sk, s->ifindex, s->master, &err); break;
 		case ADDR_ADDED: rc = kb_addr_delete(b->sk, s->addr, s->ifindex, &err); break;
 		case ADDR_DELETED: rc = kb_addr_add(b->sk, s->addr, s->ifindex, &err); break;
 		case ROUTE_ADDED: rc = kb_route_delete(b->sk, s->route, &err); break;
@@ -700,7 +706,89 @@ static int ports_of(struct bridge *b, int master, struct port_search *out, struc
 	return 0;
 }
 
-static int del_one(struct bridge *b, const char *name, bool restore, struct kb_error *err)
+/* The IPv4 gateway of a default route among @ip's routes, or NULL. */
+static struct nl_addr *default_gateway4(const struct kb_ip_config *ip)
+{
+	for (int i = 0; i < ip->route_count; i++) {
+		struct rtnl_route *r = ip->routes[i];
+		struct nl_addr *dst = rtnl_route_get_dst(r);
+		struct rtnl_nexthop *nh = rtnl_route_get_nnexthops(r) ? rtnl_route_nexthop_n(r, 0) : NULL;
+		if (rtnl_route_get_family(r) == AF_INET && (!dst || !nl_addr_get_prefixlen(dst)) && nh &&
+		    rtnl_route_nh_get_gateway(nh))
+			return rtnl_route_nh_get_gateway(nh);
+	}
+	return NULL;
+}
+
+/*
+ * --restore-uplink: the bridge's addresses and routes back onto the uplink,
+ * the uplink released, the bridge's addresses dropped, and the gateway that
+ * answered before must answer after; every step journaled so a failure puts
+ * the bridge back as it was. The bridge itself is deleted by the caller.
+ */
+static int restore_uplink(struct bridge *b, int index, int uplink, const char *port_name, struct kb_error *err)
+{
+	struct kb_ip_config ip = { 0 };
+	if (kb_ip_config_read(b->sk, index, &ip, err) < 0)
+		return -1;
+	struct nl_addr *gateway = default_gateway4(&ip);
+	int answered = gateway && !b->dry_run ? kb_ping4(gateway, 900, NULL) : -1;
+	enum kb_status done = b->dry_run ? KB_WOULD_CHANGE : KB_CHANGED;
+	char text[160];
+	int rc = 0;
+	for (int i = 0; rc == 0 && i < ip.addr_count; i++) {
+		kb_addr_str(rtnl_addr_get_local(ip.addrs[i]), text, sizeof(text));
+		if (!b->dry_run) {
+			if ((rc = kb_addr_add(b->sk, ip.addrs[i], uplink, err)) < 0)
+				break;
+			journal(b, (struct step){ .kind = ADDR_ADDED, .ifindex = uplink, .addr = (struct rtnl_addr *)nl_object_clone((struct nl_object *)ip.addrs[i]) });
+		}
+		row(b, "address", done, "%s back on %s", text, port_name);
+	}
+	for (int i = 0; rc == 0 && i < ip.route_count; i++) {
+		struct rtnl_route *moved = kb_route_via(ip.routes[i], uplink);
+		kb_route_str(ip.routes[i], text, sizeof(text));
+		if (!b->dry_run) {
+			if ((rc = kb_route_delete(b->sk, ip.routes[i], err)) < 0) {
+				rtnl_route_put(moved);
+				break;
+			}
+			journal(b, (struct step){ .kind = ROUTE_DELETED, .route = (struct rtnl_route *)nl_object_clone((struct nl_object *)ip.routes[i]) });
+			if ((rc = kb_route_add(b->sk, moved, err)) < 0) {
+				rtnl_route_put(moved);
+				break;
+			}
+			journal(b, (struct step){ .kind = ROUTE_ADDED, .route = moved });
+		} else {
+			rtnl_route_put(moved);
+		}
+		row(b, "route", done, "%s back on %s", text, port_name);
+	}
+	if (rc == 0 && !b->dry_run) {
+		int r = rtnl_link_release_ifindex(b->sk, uplink);
+		if (r < 0)
+			rc = kb_nl_fail(err, r, "releasing %s", port_name);
+		else
+			journal(b, (struct step){ .kind = RELEASED, .ifindex = uplink, .master = index });
+	}
+	if (rc == 0)
+		rc = failpoint(b, "bridge.del-after-release", err);
+	/* Only the uplink holds the addresses now, so the check below goes through it. */
+	for (int i = 0; rc == 0 && !b->dry_run && i < ip.addr_count; i++) {
+		if ((rc = kb_addr_delete(b->sk, ip.addrs[i], index, err)) < 0)
+			break;
+		journal(b, (struct step){ .kind = ADDR_DELETED, .ifindex = index, .addr = (struct rtnl_addr *)nl_object_clone((struct nl_object *)ip.addrs[i]) });
+	}
+	if (rc == 0 && answered == 1 && kb_ping4(gateway, 1500, NULL) != 1) {
+		char gw[64];
+		rc = kb_fail(err, 0, NULL, "gateway %s answered through %s's bridge and not through %s alone",
+			     kb_addr_str(gateway, gw, sizeof(gw)), port_name, port_name);
+	}
+	kb_ip_config_free(&ip);
+	return rc;
+}
+
+static int del_one(struct bridge *b, const char *name, bool restore, bool force, struct kb_error *err)
 {
 	struct kb_error lookup;
 	struct rtnl_link *br = kb_link_get(b->sk, name, &lookup);
@@ -717,6 +805,13 @@ static int del_one(struct bridge *b, const char *name, bool restore, struct kb_e
 	if (!type || strcmp(type, "bridge")) {
 		rtnl_link_put(br);
 		return kb_fail(err, 0, NULL, "%s is not a bridge; not deleting it", name);
+	}
+	/* Deleting the interface the host is reached through loses the host: only when told how. */
+	char why[256];
+	if (!restore && !force && kb_iface_needed(b->ctx, b->sk, index, why, sizeof(why))) {
+		rtnl_link_put(br);
+		return kb_fail(err, 0, NULL, "refusing to delete %s: %s, so the host would lose its network (--restore-uplink moves them back to the uplink; --force deletes anyway)",
+			       name, why);
 	}
 	struct port_search ports;
 	int rc = ports_of(b, index, &ports, err);
@@ -735,38 +830,18 @@ static int del_one(struct bridge *b, const char *name, bool restore, struct kb_e
 	if (rc == 0 && restore && !uplink)
 		rc = kb_fail(err, 0, NULL, "%s has %d ports and none carries its MAC: which uplink to restore is unclear",
 			     name, ports.count);
-	struct kb_ip_config ip = { 0 };
-	char text[160], port_name[IFNAMSIZ] = "";
+	char port_name[IFNAMSIZ] = "";
 	if (rc == 0 && restore) {
 		if_indextoname((unsigned)uplink, port_name);
-		rc = kb_ip_config_read(b->sk, index, &ip, err);
+		rc = restore_uplink(b, index, uplink, port_name, err);
 	}
-	enum kb_status done = b->dry_run ? KB_WOULD_CHANGE : KB_CHANGED;
-	/* Same order as add, mirrored: addresses onto the port, routes, then the bridge goes. */
-	for (int i = 0; rc == 0 && restore && i < ip.addr_count; i++) {
-		kb_addr_str(rtnl_addr_get_local(ip.addrs[i]), text, sizeof(text));
-		if (!b->dry_run && (rc = kb_addr_add(b->sk, ip.addrs[i], uplink, err)) < 0)
-			break;
-		row(b, "address", done, "%s back on %s", text, port_name);
-	}
-	for (int i = 0; rc == 0 && restore && i < ip.route_count; i++) {
-		struct rtnl_route *moved = kb_route_via(ip.routes[i], uplink);
-		kb_route_str(ip.routes[i], text, sizeof(text));
-		if (!b->dry_run && ((rc = kb_route_delete(b->sk, ip.routes[i], err)) < 0 ||
-				    (rc = kb_route_add(b->sk, moved, err)) < 0)) {
-			rtnl_route_put(moved);
-			break;
-		}
-		rtnl_route_put(moved);
-		row(b, "route", done, "%s back on %s", text, port_name);
-	}
-	if (rc == 0 && !b->dry_run) {
-		int r = restore ? rtnl_link_release_ifindex(b->sk, uplink) : 0;
-		rc = r < 0 ? kb_nl_fail(err, r, "releasing %s", port_name) : kb_link_delete(b->sk, index, err);
-	}
+	if (rc == 0 && !b->dry_run)
+		rc = kb_link_delete(b->sk, index, err);
 	if (rc == 0)
-		row(b, "bridge", done, "%s deleted", name);
-	kb_ip_config_free(&ip);
+		row(b, "bridge", b->dry_run ? KB_WOULD_CHANGE : KB_CHANGED, "%s deleted", name);
+	else
+		rollback(b);
+	journal_free(b);
 	rtnl_link_put(br);
 	return rc;
 }
@@ -1062,7 +1137,7 @@ int bridge_main(struct kb_ctx *ctx, int argc, char **argv)
 {
 	enum {
 		OPT_UPLINK = KB_OPT_APPLET_FIRST, OPT_ADDR, OPT_GATEWAY, OPT_STP, OPT_FORWARD_DELAY, OPT_MTU, OPT_MAC,
-		OPT_PERSIST, OPT_RESTORE, OPT_DRY_RUN,
+		OPT_PERSIST, OPT_RESTORE, OPT_FORCE, OPT_DRY_RUN,
 	};
 	static const struct option long_options[] = {
 		KB_GLOBAL_LONG_OPTIONS,
@@ -1075,6 +1150,7 @@ int bridge_main(struct kb_ctx *ctx, int argc, char **argv)
 		{ "mac", required_argument, NULL, OPT_MAC },
 		{ "persist", required_argument, NULL, OPT_PERSIST },
 		{ "restore-uplink", no_argument, NULL, OPT_RESTORE },
+		{ "force", no_argument, NULL, OPT_FORCE },
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
 		{ 0 },
 	};
@@ -1087,7 +1163,7 @@ int bridge_main(struct kb_ctx *ctx, int argc, char **argv)
 	struct spec sp;
 	spec_init(&sp, "");
 	struct bridge b = { .ctx = ctx };
-	bool restore = false, set_any = false;
+	bool restore = false, force = false, set_any = false;
 	int opt, rc = KB_EXIT_OK;
 	while ((opt = getopt_long(argc, argv, KB_GLOBAL_SHORT_OPTIONS, long_options, NULL)) != -1) {
 		if (opt >= OPT_UPLINK && opt <= OPT_PERSIST) {
@@ -1100,6 +1176,8 @@ int bridge_main(struct kb_ctx *ctx, int argc, char **argv)
 			}
 		} else if (opt == OPT_RESTORE) {
 			restore = true;
+		} else if (opt == OPT_FORCE) {
+			force = true;
 		} else if (opt == OPT_DRY_RUN) {
 			b.dry_run = true;
 		} else if ((rc = kb_common_option(ctx, opt, optarg)) >= 0) {
@@ -1123,8 +1201,8 @@ int bridge_main(struct kb_ctx *ctx, int argc, char **argv)
 		usage_error = name_problem;
 	else if (!is_add && set_any)
 		usage_error = "bridge settings go with add (or in the apply FILE)";
-	else if (restore && !is_del)
-		usage_error = "--restore-uplink goes with del";
+	else if ((restore || force) && !is_del)
+		usage_error = restore ? "--restore-uplink goes with del" : "--force goes with del";
 	if (usage_error) {
 		kb_say_error(ctx, "%s", usage_error);
 		spec_free(&sp);
@@ -1140,7 +1218,7 @@ int bridge_main(struct kb_ctx *ctx, int argc, char **argv)
 		snprintf(sp.name, sizeof(sp.name), "%s", name);
 		result = add_one(&b, &sp, &err);
 	} else if (result == 0 && is_del) {
-		result = del_one(&b, name, restore, &err);
+		result = del_one(&b, name, restore, force, &err);
 	} else if (result == 0 && is_apply) {
 		result = apply(&b, name, &err);
 	} else if (result == 0) {

@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -18,6 +19,7 @@
 #include <netlink/route/nexthop.h>
 
 #include "kvmbox/cleanup.h"
+#include "kvmbox/file.h"
 #include "kvmbox/net.h"
 
 int kb_nl_fail(struct kb_error *err, int nl_code, const char *what_fmt, ...)
@@ -545,4 +547,95 @@ int kb_ping4(const struct nl_addr *addr, int timeout_ms, struct kb_error *err)
 		}
 	}
 	return 0;
+}
+
+/* ---- does the host need this interface? -------------------------------- */
+
+/* An address of /proc/net/tcp{,6} ("0100007F" or 32 hex digits: 32-bit words as the kernel printed them). */
+static bool proc_net_addr(const char *hex, size_t len, int family, unsigned char *out)
+{
+	size_t words = family == AF_INET ? 1 : 4;
+	if (len != words * 8)
+		return false;
+	for (size_t w = 0; w < words; w++) {
+		char word[9];
+		memcpy(word, hex + w * 8, 8);
+		word[8] = '\0';
+		char *end;
+		uint32_t v = (uint32_t)strtoul(word, &end, 16);
+		if (*end)
+			return false;
+		memcpy(out + w * 4, &v, 4); /* printed from the native integer: stored back the same way */
+	}
+	return true;
+}
+
+/* The remote end of an established connection to local port 22 whose local address is @local, if any. */
+static bool ssh_peer_on(const struct kb_ctx *ctx, const struct nl_addr *local, char *peer, size_t size)
+{
+	int family = nl_addr_get_family(local);
+	const char *file = family == AF_INET ? "/proc/net/tcp" : "/proc/net/tcp6";
+	autofree char *text = NULL;
+	size_t len;
+	if (kb_read_file(ctx, file, 16 << 20, &text, &len, NULL) < 0)
+		return false;
+	for (char *save, *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char laddr[40], raddr[40], state[3];
+		unsigned lport, rport;
+		if (sscanf(line, " %*u: %39[0-9A-Fa-f]:%x %39[0-9A-Fa-f]:%x %2s", laddr, &lport, raddr, &rport, state) != 5)
+			continue;
+		unsigned char a[16], r[16];
+		if (strcmp(state, "01") || lport != 22 || !proc_net_addr(laddr, strlen(laddr), family, a) ||
+		    memcmp(a, nl_addr_get_binary_addr(local), nl_addr_get_len(local)) != 0)
+			continue;
+		char text_addr[64] = "?";
+		if (proc_net_addr(raddr, strlen(raddr), family, r))
+			inet_ntop(family, r, text_addr, sizeof(text_addr));
+		snprintf(peer, size, "%s port %u", text_addr, rport);
+		return true;
+	}
+	return false;
+}
+
+bool kb_iface_needed(const struct kb_ctx *ctx, struct nl_sock *sk, int ifindex, char *why, size_t size)
+{
+	struct kb_ip_config ip;
+	if (kb_ip_config_read(sk, ifindex, &ip, NULL) < 0)
+		return false;
+	bool needed = false;
+	for (int i = 0; i < ip.route_count && !needed; i++) {
+		struct rtnl_route *r = ip.routes[i];
+		struct nl_addr *dst = rtnl_route_get_dst(r);
+		if (dst && nl_addr_get_prefixlen(dst))
+			continue;
+		struct rtnl_nexthop *nh = rtnl_route_get_nnexthops(r) ? rtnl_route_nexthop_n(r, 0) : NULL;
+		char gw[64] = "";
+		if (nh && rtnl_route_nh_get_gateway(nh))
+			kb_addr_str(rtnl_route_nh_get_gateway(nh), gw, sizeof(gw));
+		snprintf(why, size, "it carries the %sdefault route%s%s", rtnl_route_get_family(r) == AF_INET6 ? "IPv6 " : "",
+			 gw[0] ? " via " : "", gw);
+		needed = true;
+	}
+	/* This very session first: $SSH_CONNECTION is "CLIENT CPORT SERVER SPORT". */
+	char client[64] = "", server[64] = "";
+	const char *ssh = getenv("SSH_CONNECTION");
+	if (ssh && sscanf(ssh, "%63s %*s %63s", client, server) != 2)
+		server[0] = '\0';
+	for (int i = 0; i < ip.addr_count && !needed; i++) {
+		struct nl_addr *local = rtnl_addr_get_local(ip.addrs[i]);
+		char addr[64], peer[96];
+		kb_addr_str(local, addr, sizeof(addr));
+		char *slash = strchr(addr, '/');
+		if (slash)
+			*slash = '\0';
+		if (server[0] && !strcmp(server, addr)) {
+			snprintf(why, size, "it holds %s, the address this SSH session from %s came in on", addr, client);
+			needed = true;
+		} else if (ssh_peer_on(ctx, local, peer, sizeof(peer))) {
+			snprintf(why, size, "it holds %s, the local address of an SSH connection from %s", addr, peer);
+			needed = true;
+		}
+	}
+	kb_ip_config_free(&ip);
+	return needed;
 }

@@ -16,6 +16,7 @@
 #include <netlink/route/link.h>
 #include <netlink/route/route.h>
 
+#include "kvmbox/context.h"
 #include "kvmbox/error.h"
 
 /* A libnl failure (negative NLE_* code) as an error with context. */
@@ -90,6 +91,16 @@ int kb_net_snapshot_take(struct nl_sock *sk, struct kb_net_snapshot *snap, bool 
 void kb_net_snapshot_free(struct kb_net_snapshot *snap);
 /* kb_ip_config_read() from a snapshot. */
 void kb_ip_config_from(const struct kb_net_snapshot *snap, int ifindex, struct kb_ip_config *out);
+
+/*
+ * Whether the host needs interface @ifindex to stay reachable: it carries a
+ * default route, or holds the local address of an SSH connection (this
+ * session's $SSH_CONNECTION, or any established TCP connection to local port
+ * 22 in /proc/net/tcp and tcp6, read through @ctx's sysroot). @why says which,
+ * e.g. "it carries the default route via 192.0.2.1". Used by whatever would
+ * take the interface away: bridge del, a PCI device handed to a guest.
+ */
+bool kb_iface_needed(const struct kb_ctx *ctx, struct nl_sock *sk, int ifindex, char *why, size_t size);
 
 /* Make @port a port of @master and set it up, in one request. */
 int kb_link_enslave_up(struct nl_sock *sk, int port, int master, struct kb_error *err);

@@ -55,6 +55,68 @@ test_second_add_changes_nothing_and_del_restores() {
 	expect_eq "del of nothing" "$OUT" "unchanged  bridge  br0 does not exist"
 }
 
+# del of the bridge the host is reached through: refused (default route, an SSH
+# connection's address, this session's $SSH_CONNECTION) unless --restore-uplink, which
+# keeps the host reachable (continuous ping) and rolls back when it cannot, or --force.
+test_del_keeps_the_host_reachable() {
+	ns_topology || { fail "cannot create network namespaces"; return; }
+	local before after_add listener
+	before=$(net_state "$NS_HOST")
+	run_in_ns "$NS_HOST" bridge add br0 --uplink veth0
+	expect_rc 0
+	after_add=$(net_state "$NS_HOST")
+	run_in_ns "$NS_HOST" bridge del br0
+	expect_rc 1
+	expect_eq "default route" "$ERR" "kvmbox bridge: refusing to delete br0: it carries the default route via 192.0.2.1, so the host would lose its network (--restore-uplink moves them back to the uplink; --force deletes anyway)"
+	expect_eq "nothing changed" "$(net_state "$NS_HOST")" "$after_add"
+	# Without the default route, an established connection to port 22 on br0's address.
+	ip -n "$NS_HOST" route del default
+	ip netns exec "$NS_HOST" timeout 30 python3 -c 'import socket, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 22)); s.listen(); c = s.accept(); time.sleep(30)' &
+	listener=$!
+	sleep 0.5
+	ip netns exec "$NS_PEER" timeout 30 python3 -c 'import socket, time
+s = socket.create_connection(("192.0.2.10", 22)); time.sleep(30)' &
+	echo $! >>"$TESTS_TMP/pids"
+	sleep 0.5
+	run_in_ns "$NS_HOST" bridge del br0
+	expect_rc 1
+	expect_match "ssh connection" "$ERR" "refusing to delete br0: it holds 192\.0\.2\.10, the local address of an SSH connection from 192\.0\.2\.1 port [0-9]+, so"
+	kill "$listener" 2>/dev/null
+	wait "$listener" 2>/dev/null
+	SSH_CONNECTION="198.51.100.7 50022 2001:db8::10 22" run_in_ns "$NS_HOST" bridge del br0
+	expect_rc 1
+	expect_match "this session" "$ERR" "it holds 2001:db8::10, the address this SSH session from 198\.51\.100\.7 came in on"
+	ip -n "$NS_HOST" route add default via 192.0.2.1 dev br0
+	expect_eq "still as added" "$(net_state "$NS_HOST")" "$after_add"
+	# A failure after the uplink was released: everything back on the bridge.
+	KVMBOX_FAILPOINT=bridge.del-after-release run_in_ns "$NS_HOST" bridge del br0 --restore-uplink
+	expect_rc 1
+	expect_match "rolled back" "$OUT" "rollback +[0-9]+ changes undone"
+	expect_eq "bridge as before the del" "$(net_state "$NS_HOST")" "$after_add"
+	# --restore-uplink with a continuous ping: the host stays reachable.
+	ip netns exec "$NS_HOST" ping -n -i 0.02 -c 150 -W 1 192.0.2.1 >"$TESTS_TMP/delping.log" 2>&1 &
+	local ping_pid=$!
+	sleep 0.5
+	run_in_ns "$NS_HOST" bridge del br0 --restore-uplink
+	wait "$ping_pid"
+	expect_rc 0
+	expect_eq "restored" "$(net_state "$NS_HOST")" "$before"
+	local sent received
+	sent=$(sed -n 's/^\([0-9]*\) packets transmitted.*/\1/p' "$TESTS_TMP/delping.log")
+	received=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' "$TESTS_TMP/delping.log")
+	echo "# continuous ping across bridge del --restore-uplink: $((sent - received)) of $sent lost"
+	[ -n "$sent" ] && [ $((sent - received)) -le 1 ] || fail "lost $((sent - received)) of $sent pings"
+	# --force deletes what the host needs, as asked.
+	run_in_ns "$NS_HOST" bridge add br0 --uplink veth0
+	run_in_ns "$NS_HOST" bridge del br0 --force
+	expect_rc 0
+	expect_eq "forced" "$OUT" "changed  bridge  br0 deleted"
+	run_in_ns "$NS_HOST" bridge add br0 --force
+	expect_rc 2
+}
+
 test_rollback_at_every_step() {
 	ns_topology || { fail "cannot create network namespaces"; return; }
 	local before point
@@ -300,6 +362,7 @@ test_managed_uplink_is_reported() {
 
 t test_add_keeps_the_host_reachable
 t test_second_add_changes_nothing_and_del_restores
+t test_del_keeps_the_host_reachable
 t test_rollback_at_every_step
 t test_silent_gateway_rolls_back
 t test_kernel_refusal_rolls_back
