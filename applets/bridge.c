@@ -8,7 +8,10 @@
  * to the bridge, and the gateway must still answer. Every step is journaled;
  * on any failure the journal is undone in reverse, back to the state before.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fnmatch.h>
+#include <glob.h>
 #include <net/if_arp.h>
 #include <ini.h>
 #include <stdarg.h>
@@ -21,6 +24,7 @@
 #include "kvmbox/applet.h"
 #include "kvmbox/cleanup.h"
 #include "kvmbox/file.h"
+#include "kvmbox/ifupdown.h"
 #include "kvmbox/net.h"
 #include "kvmbox/output.h"
 #include "kvmbox/sysroot.h"
@@ -29,7 +33,7 @@ const char bridge_usage[] =
 	"Usage: kvmbox bridge add NAME [--uplink IF] [--addr CIDR]... [--gateway IP] [--stp on|off]\n"
 	"                         [--forward-delay SEC] [--mtu N] [--mac inherit|MAC]\n"
 	"                         [--persist ifupdown|networkd] [--dry-run]\n"
-	"       kvmbox bridge del NAME [--restore-uplink | --force]\n"
+	"       kvmbox bridge del NAME [--restore-uplink | --force] [--persist ifupdown|networkd]\n"
 	"       kvmbox bridge show [NAME]\n"
 	"       kvmbox bridge apply FILE\n"
 	"\n"
@@ -46,7 +50,11 @@ const char bridge_usage[] =
 	"  --mtu N            MTU (default: the uplink's)\n"
 	"  --mac inherit|MAC  the bridge's MAC (default: the uplink's)\n"
 	"  --persist KIND     also write ifupdown (/etc/network/interfaces.d/NAME) or\n"
-	"                     systemd-networkd (/etc/systemd/network) configuration\n"
+	"                     systemd-networkd (/etc/systemd/network) configuration; for\n"
+	"                     ifupdown the uplink's own stanza (wherever the main file\n"
+	"                     reads it from) is made manual and its address options\n"
+	"                     move to the bridge's; with del: remove that configuration\n"
+	"                     (and with --restore-uplink give the uplink its stanza back)\n"
 	"  --restore-uplink   del: move addresses and routes back to the port first; if\n"
 	"                     the gateway answered before and not after, roll back\n"
 	"  --force            del: delete a bridge the host needs to stay reachable\n"
@@ -225,6 +233,20 @@ static struct rtnl_addr *addr_object(const struct nl_addr *local)
 
 /* ---- add ----------------------------------------------------------------- */
 
+/* The IPv4 gateway of a default route among @ip's routes, or NULL. */
+static struct nl_addr *default_gateway4(const struct kb_ip_config *ip)
+{
+	for (int i = 0; i < ip->route_count; i++) {
+		struct rtnl_route *r = ip->routes[i];
+		struct nl_addr *dst = rtnl_route_get_dst(r);
+		struct rtnl_nexthop *nh = rtnl_route_get_nnexthops(r) ? rtnl_route_nexthop_n(r, 0) : NULL;
+		if (rtnl_route_get_family(r) == AF_INET && (!dst || !nl_addr_get_prefixlen(dst)) && nh &&
+		    rtnl_route_nh_get_gateway(nh))
+			return rtnl_route_nh_get_gateway(nh);
+	}
+	return NULL;
+}
+
 struct state {
 	struct rtnl_link *bridge; /* NULL when it does not exist yet */
 	struct rtnl_link *uplink;
@@ -326,14 +348,12 @@ static int look(struct bridge *b, const struct spec *sp, struct state *st, struc
 	if (sp->gateway) {
 		st->gateway = nl_addr_clone(sp->gateway);
 	} else {
-		for (int i = 0; i < st->uplink_ip.route_count && !st->gateway; i++) {
-			struct rtnl_route *r = st->uplink_ip.routes[i];
-			struct nl_addr *dst = rtnl_route_get_dst(r);
-			struct rtnl_nexthop *nh = rtnl_route_get_nnexthops(r) ? rtnl_route_nexthop_n(r, 0) : NULL;
-			if (rtnl_route_get_family(r) == AF_INET && (!dst || !nl_addr_get_prefixlen(dst)) && nh &&
-			    rtnl_route_nh_get_gateway(nh))
-				st->gateway = nl_addr_clone(rtnl_route_nh_get_gateway(nh));
-		}
+		/* The uplink's default route, or the bridge's when an earlier run moved it there already. */
+		struct nl_addr *found = default_gateway4(&st->uplink_ip);
+		if (!found)
+			found = default_gateway4(&st->bridge_ip);
+		if (found)
+			st->gateway = nl_addr_clone(found);
 	}
 	st->gateway_answered = -1;
 	if (st->gateway && nl_addr_get_family(st->gateway) == AF_INET && !b->dry_run)
@@ -544,6 +564,378 @@ static void warn_managers(struct bridge *b, const struct spec *sp, const struct 
 
 /* ---- persistent configuration -------------------------------------------- */
 
+/*
+ * ifupdown: the files /etc/network/interfaces reads (through source and
+ * source-directory, recursively), so the uplink's own stanza is found
+ * wherever it is, and whether kvmbox's file is among them.
+ */
+#define IFUPDOWN_MAIN "/etc/network/interfaces"
+#define IFUPDOWN_MAX_FILES 64
+struct ifupdown_files {
+	const struct kb_ctx *ctx;
+	char own[PATH_MAX]; /* /etc/network/interfaces.d/NAME, kvmbox's */
+	bool own_sourced;
+	int count;
+	char path[IFUPDOWN_MAX_FILES][PATH_MAX]; /* inside the root; [0] is the main file */
+};
+
+static void ifupdown_add(struct ifupdown_files *f, const char *path);
+
+/* run-parts' rule for source-directory: names of letters, digits, '_' and '-'. */
+static bool run_parts_name(const char *name)
+{
+	return name[0] && strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == strlen(name);
+}
+
+static void ifupdown_source(void *opaque, const char *pattern, bool directory)
+{
+	struct ifupdown_files *f = opaque;
+	struct kb_path real;
+	if (kb_sysroot_path(f->ctx, pattern, &real, NULL) < 0)
+		return;
+	size_t prefix = strlen(real.s) - strlen(pattern); /* the root's part of the mapped path */
+	if (directory) {
+		char own_dir[PATH_MAX];
+		snprintf(own_dir, sizeof(own_dir), "%s", f->own);
+		char *slash = strrchr(own_dir, '/');
+		*slash = '\0';
+		if (!strcmp(own_dir, pattern) && run_parts_name(slash + 1))
+			f->own_sourced = true;
+		struct dirent **entries;
+		int n = scandir(real.s, &entries, NULL, alphasort);
+		for (int i = 0; i < n; i++) {
+			char path[PATH_MAX * 2];
+			snprintf(path, sizeof(path), "%s/%s", pattern, entries[i]->d_name);
+			if (run_parts_name(entries[i]->d_name) && strlen(path) < PATH_MAX)
+				ifupdown_add(f, path);
+			free(entries[i]);
+		}
+		if (n >= 0)
+			free(entries);
+		return;
+	}
+	/* kvmbox's own file may not exist yet: whether the pattern would read it is a match of names. */
+	if (!fnmatch(pattern, f->own, FNM_PATHNAME))
+		f->own_sourced = true;
+	glob_t g;
+	if (glob(real.s, 0, NULL, &g) != 0)
+		return;
+	for (size_t i = 0; i < g.gl_pathc; i++)
+		if (strlen(g.gl_pathv[i]) > prefix)
+			ifupdown_add(f, g.gl_pathv[i] + prefix);
+	globfree(&g);
+}
+
+/* @path, and what it sources; kvmbox's own file is only noted as sourced. */
+static void ifupdown_add(struct ifupdown_files *f, const char *path)
+{
+	if (!strcmp(path, f->own)) {
+		f->own_sourced = true;
+		return;
+	}
+	for (int i = 0; i < f->count; i++)
+		if (!strcmp(f->path[i], path))
+			return; /* sourced twice, or a loop */
+	if (f->count == IFUPDOWN_MAX_FILES)
+		return;
+	snprintf(f->path[f->count++], PATH_MAX, "%s", path);
+	autofree char *text = NULL;
+	size_t len;
+	if (kb_read_file(f->ctx, path, 1 << 20, &text, &len, NULL) == 0)
+		kb_ifupdown_sources(text, len, path, ifupdown_source, f);
+}
+
+static bool is_bridge_option(const char *option)
+{
+	return !strncmp(option, "bridge_", 7) || !strncmp(option, "bridge-", 7) || !strncmp(option, "hwaddress ", 10);
+}
+
+/* The note that records where the uplink's address configuration came from, for del --restore-uplink. */
+#define MOVED_NOTE "# kvmbox moved the address configuration of %s here from %s (bridge del --restore-uplink --persist ifupdown puts it back)"
+
+/* The file named by the note in kvmbox's file @text for @uplink, into @from ("" when none). */
+static void moved_note(const char *text, const char *uplink, char *from, size_t size)
+{
+	char prefix[128];
+	snprintf(prefix, sizeof(prefix), "# kvmbox moved the address configuration of %s here from ", uplink);
+	const char *at = strstr(text, prefix);
+	from[0] = '\0';
+	if (at) {
+		at += strlen(prefix);
+		snprintf(from, size, "%.*s", (int)strcspn(at, " \n"), at);
+	}
+}
+
+/*
+ * --persist ifupdown: the uplink's own stanzas (in /etc/network/interfaces or
+ * any file it sources) become "manual" in place and what they configured
+ * (address, gateway, dns-*, or dhcp) moves to the bridge's stanza in
+ * /etc/network/interfaces.d/NAME; a second run finds them there and writes
+ * the same file. When the main file does not read that file, a
+ * "source /etc/network/interfaces.d/NAME" line is added to it: that file
+ * only, since a glob over interfaces.d could bring back files someone left
+ * out on purpose.
+ */
+static int persist_ifupdown(struct bridge *b, const struct spec *sp, char addrs[][64], int n, const char *gateway,
+			    const char *mac, struct kb_error *err)
+{
+	struct ifupdown_files *f = calloc(1, sizeof(*f));
+	struct kb_ifupdown_config *taken = calloc(1, sizeof(*taken)), *carried = calloc(1, sizeof(*carried));
+	char *edited[IFUPDOWN_MAX_FILES] = { NULL };
+	size_t edited_len[IFUPDOWN_MAX_FILES] = { 0 };
+	char *own_text = NULL;
+	int rc = 0;
+	if (!f || !taken || !carried) {
+		rc = kb_fail(err, ENOMEM, NULL, "persisting %s for ifupdown", sp->name);
+		goto out;
+	}
+	f->ctx = b->ctx;
+	snprintf(f->own, sizeof(f->own), "/etc/network/interfaces.d/%s", sp->name);
+	ifupdown_add(f, IFUPDOWN_MAIN);
+
+	/* The uplink's stanzas, wherever they are, made manual; what they configured is taken. */
+	bool uplink_elsewhere = false;
+	char moved_from[PATH_MAX] = "";
+	for (int i = 0; rc == 0 && i < f->count; i++) {
+		autofree char *text = NULL;
+		size_t len;
+		bool found = false;
+		if (kb_read_file(b->ctx, f->path[i], 1 << 20, &text, &len, NULL) < 0)
+			continue;
+		struct kb_ifupdown_config defined;
+		kb_ifupdown_read(text, len, sp->name, &defined);
+		if (defined.count) {
+			rc = kb_fail(err, 0, f->path[i], "%s is configured already in", sp->name);
+			break;
+		}
+		int before = taken->count;
+		if (sp->uplink[0] && kb_ifupdown_detach(text, len, sp->uplink, &edited[i], &edited_len[i], taken, &found, err) < 0) {
+			snprintf(err->path, sizeof(err->path), "%s", f->path[i]);
+			rc = -1;
+		}
+		if (taken->count > before && !moved_from[0])
+			snprintf(moved_from, sizeof(moved_from), "%s", f->path[i]);
+		uplink_elsewhere |= found;
+	}
+	/* What the bridge's stanzas carry: what the uplink's had, else what this file had, else the live state. */
+	autofree char *previous = NULL;
+	size_t previous_len = 0;
+	if (taken->count) {
+		*carried = *taken;
+	} else if (!sp->addr_count && kb_read_file(b->ctx, f->own, 1 << 20, &previous, &previous_len, NULL) == 0) {
+		kb_ifupdown_read(previous, previous_len, sp->name, carried);
+		moved_note(previous, sp->uplink, moved_from, sizeof(moved_from));
+		for (int i = 0; i < carried->count; i++) {
+			int kept = 0;
+			for (int o = 0; o < carried->stanza[i].option_count; o++)
+				if (!is_bridge_option(carried->stanza[i].options[o]))
+					memmove(carried->stanza[i].options[kept++], carried->stanza[i].options[o], 256);
+			carried->stanza[i].option_count = kept;
+		}
+	}
+	if (!carried->count) {
+		bool v4 = false;
+		for (int i = 0; i < n && carried->count < KB_IFUPDOWN_MAX_STANZAS; i++) {
+			bool six = strchr(addrs[i], ':') != NULL;
+			typeof(carried->stanza[0]) *st = &carried->stanza[carried->count++];
+			snprintf(st->family, sizeof(st->family), "%s", six ? "inet6" : "inet");
+			snprintf(st->method, sizeof(st->method), "static");
+			snprintf(st->options[st->option_count++], 256, "address %.63s", addrs[i]);
+			if (!six && !v4 && gateway[0] && !strchr(gateway, ':'))
+				snprintf(st->options[st->option_count++], 256, "gateway %.63s", gateway);
+			v4 |= !six;
+		}
+		if (!carried->count) {
+			snprintf(carried->stanza[0].family, sizeof(carried->stanza[0].family), "inet");
+			snprintf(carried->stanza[0].method, sizeof(carried->stanza[0].method), "manual");
+			carried->count = 1;
+		}
+	}
+
+	size_t own_len;
+	FILE *out = open_memstream(&own_text, &own_len);
+	if (!out) {
+		rc = kb_fail(err, errno, NULL, "persisting %s for ifupdown", sp->name);
+		goto out;
+	}
+	fprintf(out, "# Written by kvmbox bridge --persist ifupdown\n");
+	if (moved_from[0])
+		fprintf(out, MOVED_NOTE "\n", sp->uplink, moved_from);
+	fprintf(out, "auto %s\n", sp->name);
+	for (int i = 0; i < carried->count; i++) {
+		fprintf(out, "\niface %s %s %s\n", sp->name, carried->stanza[i].family, carried->stanza[i].method);
+		fprintf(out, "    bridge_ports %s\n    bridge_stp %s\n    bridge_fd %d\n    bridge_maxwait 0\n",
+			sp->uplink[0] ? sp->uplink : "none", sp->stp ? "on" : "off", sp->forward_delay);
+		if (mac[0])
+			fprintf(out, "    hwaddress ether %s\n", mac);
+		for (int o = 0; o < carried->stanza[i].option_count; o++)
+			fprintf(out, "    %s\n", carried->stanza[i].options[o]);
+	}
+	/* The uplink needs a stanza saying it has no address; where it has one already, that one says it. */
+	if (sp->uplink[0] && !uplink_elsewhere)
+		fprintf(out, "\n# %s carries no address of its own: it is a port of %s.\niface %s inet manual\n",
+			sp->uplink, sp->name, sp->uplink);
+	fclose(out);
+
+	enum kb_status done = b->dry_run ? KB_WOULD_CHANGE : KB_CHANGED;
+	bool changed = false;
+	if (rc == 0 && kb_file_ensure(b->ctx, f->own, own_text, own_len, 0644, b->dry_run, &changed, err) < 0)
+		rc = -1;
+	if (rc == 0)
+		row(b, "persist", changed ? done : KB_UNCHANGED, "%s", f->own);
+	struct kb_write_options opts = { .mode = 0644, .backup_suffix = ".kvmbox-bak", .create_dirs = true };
+	bool detached_in_main = edited[0] != NULL;
+	if (rc == 0 && !f->own_sourced) {
+		/* The main file (as edited above, if it was) gains one line that reads kvmbox's file. */
+		autofree char *main_text = NULL;
+		size_t main_len = 0;
+		if (!edited[0])
+			kb_read_file(b->ctx, IFUPDOWN_MAIN, 1 << 20, &main_text, &main_len, NULL);
+		const char *base = edited[0] ? edited[0] : main_text ? main_text : "";
+		size_t base_len = edited[0] ? edited_len[0] : main_len;
+		char *with_source = NULL;
+		int len = asprintf(&with_source, "%.*s%s# Added by kvmbox bridge --persist ifupdown: %s's stanza is in its own file.\nsource %s\n",
+				   (int)base_len, base, base_len && base[base_len - 1] != '\n' ? "\n" : "", sp->name, f->own);
+		if (len < 0) {
+			rc = kb_fail(err, ENOMEM, NULL, "persisting %s for ifupdown", sp->name);
+		} else {
+			free(edited[0]);
+			edited[0] = with_source;
+			edited_len[0] = (size_t)len;
+		}
+	}
+	for (int i = 0; rc == 0 && i < f->count; i++) {
+		if (!edited[i])
+			continue;
+		if (!b->dry_run && kb_write_file_atomic(b->ctx, f->path[i], edited[i], edited_len[i], &opts, err) < 0)
+			rc = -1;
+		else if (i > 0 || detached_in_main)
+			row(b, "persist", done, "%s: %s made manual, its addresses and routes moved to %s (backup %s.kvmbox-bak)",
+			    f->path[i], sp->uplink, sp->name, f->path[i]);
+		if (rc == 0 && i == 0 && !f->own_sourced)
+			row(b, "persist", done, "%s: now sources %s, which it did not read", IFUPDOWN_MAIN, f->own);
+	}
+out:
+	for (int i = 0; i < IFUPDOWN_MAX_FILES; i++)
+		free(edited[i]);
+	free(own_text);
+	free(f);
+	free(taken);
+	free(carried);
+	return rc;
+}
+
+/* Remove @abs_path (under the target); a row says so. */
+static int remove_persisted(struct bridge *b, const char *abs_path, struct kb_error *err)
+{
+	struct kb_path p;
+	if (kb_sysroot_path(b->ctx, abs_path, &p, err) < 0)
+		return -1;
+	if (access(p.s, F_OK) != 0)
+		return 0;
+	if (!b->dry_run && unlink(p.s) < 0)
+		return kb_fail(err, errno, p.s, "removing");
+	row(b, "persist", b->dry_run ? KB_WOULD_CHANGE : KB_CHANGED, "%s removed", abs_path);
+	return 0;
+}
+
+/*
+ * del --persist KIND: the bridge's persistent configuration goes too. For
+ * ifupdown, kvmbox's file and the source line it added; with --restore-uplink
+ * the uplink's stanza gets back the method and options kvmbox moved from it
+ * (the file named in kvmbox's note). For networkd, the .netdev, the .network
+ * and the uplink's 05-kvmbox-*.network that binds it to this bridge.
+ */
+static int unpersist(struct bridge *b, const char *name, const char *kind, bool restore, struct kb_error *err)
+{
+	struct kb_write_options opts = { .backup_suffix = ".kvmbox-bak" };
+	enum kb_status done = b->dry_run ? KB_WOULD_CHANGE : KB_CHANGED;
+	char own[PATH_MAX];
+	if (!strcmp(kind, "networkd")) {
+		snprintf(own, sizeof(own), "/etc/systemd/network/%s.netdev", name);
+		if (remove_persisted(b, own, err) < 0)
+			return -1;
+		snprintf(own, sizeof(own), "/etc/systemd/network/%s.network", name);
+		if (remove_persisted(b, own, err) < 0)
+			return -1;
+		struct kb_path dir;
+		if (kb_sysroot_path(b->ctx, "/etc/systemd/network", &dir, err) < 0)
+			return -1;
+		autoclose_dir d = opendir(dir.s);
+		struct dirent *de;
+		char binding[64];
+		snprintf(binding, sizeof(binding), "\nBridge=%s\n", name);
+		while (d && (de = readdir(d)) != NULL) {
+			if (strncmp(de->d_name, "05-kvmbox-", 10))
+				continue;
+			char path[PATH_MAX * 2];
+			snprintf(path, sizeof(path), "/etc/systemd/network/%s", de->d_name);
+			autofree char *text = NULL;
+			size_t len;
+			if (strlen(path) < PATH_MAX && kb_read_file(b->ctx, path, 1 << 16, &text, &len, NULL) == 0 &&
+			    strstr(text, binding) && remove_persisted(b, path, err) < 0)
+				return -1;
+		}
+		return 0;
+	}
+	snprintf(own, sizeof(own), "/etc/network/interfaces.d/%s", name);
+	autofree char *text = NULL;
+	size_t len;
+	if (kb_read_file(b->ctx, own, 1 << 20, &text, &len, NULL) < 0) {
+		row(b, "persist", KB_UNCHANGED, "%s does not exist", own);
+		return 0;
+	}
+	/* The uplink and the file its stanza is in, from kvmbox's note. */
+	const char *note = strstr(text, "# kvmbox moved the address configuration of ");
+	char uplink[IFNAMSIZ + 1] = "", from[PATH_MAX] = "";
+	if (restore && note && sscanf(note, "# kvmbox moved the address configuration of %16s", uplink) == 1)
+		moved_note(text, uplink, from, sizeof(from));
+	if (from[0]) {
+		struct kb_ifupdown_config carried;
+		kb_ifupdown_read(text, len, name, &carried);
+		for (int i = 0; i < carried.count; i++) {
+			int kept = 0;
+			for (int o = 0; o < carried.stanza[i].option_count; o++)
+				if (!is_bridge_option(carried.stanza[i].options[o]))
+					memmove(carried.stanza[i].options[kept++], carried.stanza[i].options[o], 256);
+			carried.stanza[i].option_count = kept;
+		}
+		autofree char *stanza_file = NULL;
+		size_t stanza_len;
+		char *back = NULL;
+		size_t back_len = 0;
+		if (kb_read_file(b->ctx, from, 1 << 20, &stanza_file, &stanza_len, err) < 0 ||
+		    kb_ifupdown_attach(stanza_file, stanza_len, uplink, &carried, &back, &back_len, err) < 0)
+			return -1;
+		if (back) {
+			int rc = b->dry_run ? 0 : kb_write_file_atomic(b->ctx, from, back, back_len, &opts, err);
+			free(back);
+			if (rc < 0)
+				return -1;
+			row(b, "persist", done, "%s: %s's stanza has its addresses and routes back", from, uplink);
+		}
+	}
+	/* The source line kvmbox added for this file, if it did. */
+	autofree char *main_text = NULL;
+	size_t main_len;
+	char *added = NULL;
+	if (asprintf(&added, "# Added by kvmbox bridge --persist ifupdown: %s's stanza is in its own file.\nsource %s\n", name,
+		     own) < 0)
+		return kb_fail(err, ENOMEM, NULL, "removing the persisted %s", name);
+	char *at = kb_read_file(b->ctx, IFUPDOWN_MAIN, 1 << 20, &main_text, &main_len, NULL) == 0 ? strstr(main_text, added) : NULL;
+	if (at) {
+		size_t n = strlen(added);
+		memmove(at, at + n, strlen(at + n) + 1);
+		if (!b->dry_run && kb_write_file_atomic(b->ctx, IFUPDOWN_MAIN, main_text, main_len - n, &opts, err) < 0) {
+			free(added);
+			return -1;
+		}
+		row(b, "persist", done, "%s: no longer sources %s", IFUPDOWN_MAIN, own);
+	}
+	free(added);
+	return remove_persisted(b, own, err);
+}
+
 static int persist(struct bridge *b, const struct spec *sp, const struct state *st, struct kb_error *err)
 {
 	if (!sp->persist[0])
@@ -579,30 +971,7 @@ static int persist(struct bridge *b, const struct spec *sp, const struct state *
 	FILE *f;
 	size_t len;
 	if (!strcmp(sp->persist, "ifupdown")) {
-		snprintf(files[count], PATH_MAX, "/etc/network/interfaces.d/%s", sp->name);
-		f = open_memstream(&texts[count], &len);
-		fprintf(f, "# Written by kvmbox bridge --persist ifupdown\nauto %s\n", sp->name);
-		bool v4 = false;
-		for (int i = 0; i < n; i++) {
-			bool six = strchr(addrs[i], ':') != NULL;
-			fprintf(f, "\niface %s %s static\n", sp->name, six ? "inet6" : "inet");
-			fprintf(f, "    bridge_ports %s\n    bridge_stp %s\n    bridge_fd %d\n    bridge_maxwait 0\n",
-				sp->uplink[0] ? sp->uplink : "none", sp->stp ? "on" : "off", sp->forward_delay);
-			if (mac[0])
-				fprintf(f, "    hwaddress ether %s\n", mac);
-			fprintf(f, "    address %s\n", addrs[i]);
-			if (!six && !v4 && gateway[0] && !strchr(gateway, ':'))
-				fprintf(f, "    gateway %s\n", gateway);
-			v4 |= !six;
-		}
-		if (n == 0)
-			fprintf(f, "\niface %s inet manual\n    bridge_ports %s\n    bridge_stp %s\n    bridge_fd %d\n    bridge_maxwait 0\n",
-				sp->name, sp->uplink[0] ? sp->uplink : "none", sp->stp ? "on" : "off", sp->forward_delay);
-		if (sp->uplink[0])
-			fprintf(f, "\n# %s carries no address of its own: it is a port of %s.\niface %s inet manual\n",
-				sp->uplink, sp->name, sp->uplink);
-		fclose(f);
-		count++;
+		return persist_ifupdown(b, sp, addrs, n, gateway, mac, err);
 	} else {
 		snprintf(files[count], PATH_MAX, "/etc/systemd/network/%s.netdev", sp->name);
 		f = open_memstream(&texts[count], &len);
@@ -706,20 +1075,6 @@ static int ports_of(struct bridge *b, int master, struct port_search *out, struc
 	return 0;
 }
 
-/* The IPv4 gateway of a default route among @ip's routes, or NULL. */
-static struct nl_addr *default_gateway4(const struct kb_ip_config *ip)
-{
-	for (int i = 0; i < ip->route_count; i++) {
-		struct rtnl_route *r = ip->routes[i];
-		struct nl_addr *dst = rtnl_route_get_dst(r);
-		struct rtnl_nexthop *nh = rtnl_route_get_nnexthops(r) ? rtnl_route_nexthop_n(r, 0) : NULL;
-		if (rtnl_route_get_family(r) == AF_INET && (!dst || !nl_addr_get_prefixlen(dst)) && nh &&
-		    rtnl_route_nh_get_gateway(nh))
-			return rtnl_route_nh_get_gateway(nh);
-	}
-	return NULL;
-}
-
 /*
  * --restore-uplink: the bridge's addresses and routes back onto the uplink,
  * the uplink released, the bridge's addresses dropped, and the gateway that
@@ -788,7 +1143,8 @@ static int restore_uplink(struct bridge *b, int index, int uplink, const char *p
 	return rc;
 }
 
-static int del_one(struct bridge *b, const char *name, bool restore, bool force, struct kb_error *err)
+static int del_one(struct bridge *b, const char *name, bool restore, bool force, const char *persist_kind,
+		   struct kb_error *err)
 {
 	struct kb_error lookup;
 	struct rtnl_link *br = kb_link_get(b->sk, name, &lookup);
@@ -798,7 +1154,7 @@ static int del_one(struct bridge *b, const char *name, bool restore, bool force,
 			return -1;
 		}
 		row(b, "bridge", KB_UNCHANGED, "%s does not exist", name);
-		return 0;
+		return persist_kind[0] ? unpersist(b, name, persist_kind, restore, err) : 0;
 	}
 	const char *type = rtnl_link_get_type(br);
 	int index = rtnl_link_get_ifindex(br);
@@ -841,6 +1197,8 @@ static int del_one(struct bridge *b, const char *name, bool restore, bool force,
 		row(b, "bridge", b->dry_run ? KB_WOULD_CHANGE : KB_CHANGED, "%s deleted", name);
 	else
 		rollback(b);
+	if (rc == 0 && persist_kind[0])
+		rc = unpersist(b, name, persist_kind, restore, err);
 	journal_free(b);
 	rtnl_link_put(br);
 	return rc;
@@ -1168,7 +1526,7 @@ int bridge_main(struct kb_ctx *ctx, int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, KB_GLOBAL_SHORT_OPTIONS, long_options, NULL)) != -1) {
 		if (opt >= OPT_UPLINK && opt <= OPT_PERSIST) {
 			const char *why = spec_set(&sp, keys[opt - OPT_UPLINK], optarg);
-			set_any = true;
+			set_any |= opt != OPT_PERSIST; /* --persist also goes with del */
 			if (why) {
 				kb_say_error(ctx, "--%s", why);
 				spec_free(&sp);
@@ -1201,6 +1559,8 @@ int bridge_main(struct kb_ctx *ctx, int argc, char **argv)
 		usage_error = name_problem;
 	else if (!is_add && set_any)
 		usage_error = "bridge settings go with add (or in the apply FILE)";
+	else if (!is_add && !is_del && sp.persist[0])
+		usage_error = "--persist goes with add or del";
 	else if ((restore || force) && !is_del)
 		usage_error = restore ? "--restore-uplink goes with del" : "--force goes with del";
 	if (usage_error) {
@@ -1218,7 +1578,7 @@ int bridge_main(struct kb_ctx *ctx, int argc, char **argv)
 		snprintf(sp.name, sizeof(sp.name), "%s", name);
 		result = add_one(&b, &sp, &err);
 	} else if (result == 0 && is_del) {
-		result = del_one(&b, name, restore, force, &err);
+		result = del_one(&b, name, restore, force, sp.persist, &err);
 	} else if (result == 0 && is_apply) {
 		result = apply(&b, name, &err);
 	} else if (result == 0) {
