@@ -783,7 +783,8 @@ static int persist_ifupdown(struct bridge *b, const struct spec *sp, char addrs[
 		rc = -1;
 	if (rc == 0)
 		row(b, "persist", changed ? done : KB_UNCHANGED, "%s", f->own);
-	struct kb_write_options opts = { .mode = 0644, .backup_suffix = ".kvmbox-bak", .create_dirs = true };
+	/* Hidden backups: a "source interfaces.d/" glob would read a visible one as configuration. */
+	struct kb_write_options opts = { .mode = 0644, .backup_suffix = ".kvmbox-bak", .backup_hidden = true, .create_dirs = true };
 	bool detached_in_main = edited[0] != NULL;
 	if (rc == 0 && !f->own_sourced) {
 		/* The main file (as edited above, if it was) gains one line that reads kvmbox's file. */
@@ -810,8 +811,8 @@ static int persist_ifupdown(struct bridge *b, const struct spec *sp, char addrs[
 		if (!b->dry_run && kb_write_file_atomic(b->ctx, f->path[i], edited[i], edited_len[i], &opts, err) < 0)
 			rc = -1;
 		else if (i > 0 || detached_in_main)
-			row(b, "persist", done, "%s: %s made manual, its addresses and routes moved to %s (backup %s.kvmbox-bak)",
-			    f->path[i], sp->uplink, sp->name, f->path[i]);
+			row(b, "persist", done, "%s: %s made manual, its addresses and routes moved to %s (backup .%s.kvmbox-bak beside it)",
+			    f->path[i], sp->uplink, sp->name, strrchr(f->path[i], '/') + 1);
 		if (rc == 0 && i == 0 && !f->own_sourced)
 			row(b, "persist", done, "%s: now sources %s, which it did not read", IFUPDOWN_MAIN, f->own);
 	}
@@ -848,7 +849,7 @@ static int remove_persisted(struct bridge *b, const char *abs_path, struct kb_er
  */
 static int unpersist(struct bridge *b, const char *name, const char *kind, bool restore, struct kb_error *err)
 {
-	struct kb_write_options opts = { .backup_suffix = ".kvmbox-bak" };
+	struct kb_write_options opts = { .backup_suffix = ".kvmbox-bak", .backup_hidden = true };
 	enum kb_status done = b->dry_run ? KB_WOULD_CHANGE : KB_CHANGED;
 	char own[PATH_MAX];
 	if (!strcmp(kind, "networkd")) {

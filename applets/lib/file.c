@@ -311,8 +311,11 @@ int kb_write_file_atomic(const struct kb_ctx *ctx, const char *abs_path, const v
 
 	if (exists && opts && opts->backup_suffix) {
 		char backup[PATH_MAX];
-		if (snprintf(backup, sizeof(backup), "%s%s", p.s, opts->backup_suffix) >=
-		    (int)sizeof(backup)) {
+		/* A hidden backup (.NAME.suffix) where a directory's every file is read: ifupdown's source glob. */
+		int n = opts->backup_hidden
+				? snprintf(backup, sizeof(backup), "%s/.%s%s", dir_name, base_name, opts->backup_suffix)
+				: snprintf(backup, sizeof(backup), "%s%s", p.s, opts->backup_suffix);
+		if (n >= (int)sizeof(backup)) {
 			unlink(tmp);
 			return kb_fail(err, ENAMETOOLONG, p.s, "making backup of");
 		}

@@ -41,6 +41,7 @@ int kb_write_value(const struct kb_ctx *ctx, const char *abs_path, const char *v
 struct kb_write_options {
 	mode_t mode;              /* mode of a new file (an existing file keeps its own) */
 	const char *backup_suffix; /* if set and the file exists, keep the old one as PATH+suffix */
+	bool backup_hidden;        /* ... as DIR/.NAME+suffix instead: for directories read whole (interfaces.d) */
 	bool create_dirs;          /* make missing parent directories (0755), like mkdir -p */
 };
 

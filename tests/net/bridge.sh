@@ -311,6 +311,197 @@ Bridge=br0"
 	expect_eq "second run" "$(printf '%s\n' "$OUT" | awk '{print $1}' | sort -u)" "unchanged"
 }
 
+# ---- --persist ifupdown, judged by ifupdown itself ----------------------------------
+
+# ifq TARGET ARGS...: ifupdown's own ifquery on TARGET's /etc/network, bind-mounted over
+# /etc/network in a private mount namespace so its absolute source lines resolve inside it.
+ifq() {
+	local t=$1
+	shift
+	unshare -m sh -c 'mount --bind "$1/etc/network" /etc/network && shift && exec ifquery -i /etc/network/interfaces "$@"' _ "$t" "$@" 2>&1
+}
+# stanzas TARGET IFACE: how many "iface IFACE ..." stanzas the files under TARGET/etc/network define.
+stanzas() { cat "$1"/etc/network/interfaces "$1"/etc/network/interfaces.d/* 2>/dev/null | grep -c "^[[:space:]]*iface $2 inet "; }
+files_digest() { (cd "$1" && find etc -type f | sort | xargs sha256sum); }
+
+# persist_layout NAME BR UPLINK ADD-ARGS...: bridge add --persist ifupdown on the layout already
+# written under $T, then the checks every layout gets: the uplink has no address for ifupdown,
+# the bridge has the uplink as its port, nobody is defined twice, a second run writes nothing,
+# and del --restore-uplink --persist gives ifupdown the uplink's original answers back.
+persist_layout() {
+	local name=$1 br=$2 uplink=$3 before_uplink digest
+	shift 3
+	before_uplink=$(ifq "$T" "$uplink")
+	run_in_ns "$NS_HOST" --target "$T" bridge add "$br" --uplink "$uplink" --stp off --forward-delay 0 --persist ifupdown "$@"
+	expect_rc 0
+	expect_match "$name: listed" "$(ifq "$T" --list | tr '\n' ' ')" "(^| )$br( |$)"
+	expect_eq "$name: $uplink has no address" "$(ifq "$T" "$uplink" | grep -E '^(address|gateway|netmask|dns-nameservers):')" ""
+	expect_match "$name: $br's port" "$(ifq "$T" "$br")" "bridge_ports: $uplink"
+	expect_eq "$name: $uplink defined once" "$(stanzas "$T" "$uplink")" 1
+	expect_eq "$name: $br defined once" "$(stanzas "$T" "$br")" 1
+	digest=$(files_digest "$T")
+	run_in_ns "$NS_HOST" --target "$T" bridge add "$br" --uplink "$uplink" --stp off --forward-delay 0 --persist ifupdown "$@"
+	expect_rc 0
+	expect_eq "$name: second run writes nothing" "$(files_digest "$T")" "$digest"
+	BR_ANSWERS=$(ifq "$T" "$br")
+	run_in_ns "$NS_HOST" --target "$T" bridge del "$br" --restore-uplink --persist ifupdown
+	expect_rc 0
+	expect_eq "$name: $uplink's stanza given back" "$(ifq "$T" "$uplink")" "$before_uplink"
+	expect_file_missing "$T/etc/network/interfaces.d/$br"
+}
+
+new_layout() { # MAIN-FILE-TEXT: a fresh namespace pair and target with that /etc/network/interfaces
+	ns_topology || return 1
+	T=$(mktemp -d "$TESTS_TMP/ifupdown.XXXXXX")
+	mkdir -p "$T/etc/network/interfaces.d"
+	printf '%s\n' "$1" >"$T/etc/network/interfaces"
+}
+
+test_persist_ifupdown_layouts() {
+	[ -d /etc/network ] && command -v ifquery >/dev/null || { fail "ifupdown is not installed (make deps)"; return; }
+	# The operators' notes: a glob source line, netmask form, dns-*, a comment and odd indentation.
+	new_layout "# The loopback network interface
+auto lo
+iface lo inet loopback
+
+source /etc/network/interfaces.d/*
+
+# The primary network interface
+auto veth0
+iface veth0 inet static
+     address 192.0.2.10
+     netmask 255.255.255.0
+     gateway 192.0.2.1
+     # dns-* options are implemented by the resolvconf package, if installed
+     dns-nameservers 192.0.2.53
+     mtu 1500" || { fail "no namespaces"; return; }
+	local mac
+	mac=$(ip -n "$NS_HOST" -j link show veth0 | jq -r '.[0].address')
+	run_in_ns "$NS_HOST" --target "$T" bridge add br0 --uplink veth0 --stp off --forward-delay 0 --persist ifupdown
+	expect_rc 0
+	expect_eq "notes: main file, byte for byte" "$(cat "$T/etc/network/interfaces")" "# The loopback network interface
+auto lo
+iface lo inet loopback
+
+source /etc/network/interfaces.d/*
+
+# The primary network interface
+auto veth0
+iface veth0 inet manual
+     # dns-* options are implemented by the resolvconf package, if installed
+     mtu 1500"
+	expect_eq "notes: bridge's file" "$(cat "$T/etc/network/interfaces.d/br0")" "# Written by kvmbox bridge --persist ifupdown
+# kvmbox moved the address configuration of veth0 here from /etc/network/interfaces (bridge del --restore-uplink --persist ifupdown puts it back)
+auto br0
+
+iface br0 inet static
+    bridge_ports veth0
+    bridge_stp off
+    bridge_fd 0
+    bridge_maxwait 0
+    hwaddress ether $mac
+    address 192.0.2.10
+    netmask 255.255.255.0
+    gateway 192.0.2.1
+    dns-nameservers 192.0.2.53"
+	expect_eq "notes: ifquery br0" "$(ifq "$T" br0 | grep -E '^(address|netmask|gateway|dns-nameservers):' | tr '\n' ' ')" \
+		"address: 192.0.2.10 netmask: 255.255.255.0 gateway: 192.0.2.1 dns-nameservers: 192.0.2.53 "
+	[ -f "$T/etc/network/.interfaces.kvmbox-bak" ] || fail "notes: no backup of the main file"
+	# The same layout through the common checks (second run, restore), after the bridge is gone.
+	run_in_ns "$NS_HOST" --target "$T" bridge del br0 --restore-uplink --persist ifupdown
+	expect_rc 0
+	expect_match "notes: restored" "$(ifq "$T" veth0 | tr '\n' ' ')" "address: 192.0.2.10 .*gateway: 192.0.2.1 .*dns-nameservers: 192.0.2.53"
+	persist_layout notes br0 veth0
+	expect_match "notes: gateway kept on the second run" "$BR_ANSWERS" "gateway: 192.0.2.1"
+
+	# allow-hotplug, CIDR address, and Debian's older source-directory line.
+	new_layout "auto lo
+iface lo inet loopback
+source-directory /etc/network/interfaces.d
+allow-hotplug veth0
+iface veth0 inet static
+	address 192.0.2.10/24
+	gateway 192.0.2.1"
+	persist_layout hotplug br0 veth0
+	expect_eq "hotplug: no source line added" "$(grep -c 'Added by kvmbox' "$T/etc/network/interfaces")" 0
+	expect_match "hotplug: gateway" "$BR_ANSWERS" "gateway: 192.0.2.1"
+
+	# The uplink's stanza in a file the main file sources, edited there.
+	new_layout "auto lo
+iface lo inet loopback
+source /etc/network/interfaces.d/*"
+	printf 'auto veth0\niface veth0 inet static\n    address 192.0.2.10/24\n    gateway 192.0.2.1\n' >"$T/etc/network/interfaces.d/uplink"
+	persist_layout sourced br0 veth0
+	expect_match "sourced: given back in its own file" "$(cat "$T/etc/network/interfaces.d/uplink")" "iface veth0 inet static"
+	expect_file_missing "$T/etc/network/interfaces.d/uplink.kvmbox-bak"
+	[ -f "$T/etc/network/interfaces.d/.uplink.kvmbox-bak" ] || fail "sourced: no hidden backup beside the file"
+
+	# An uplink already manual: the bridge's addresses come from the live bridge.
+	new_layout "source /etc/network/interfaces.d/*
+auto veth0
+iface veth0 inet manual"
+	persist_layout manual br0 veth0
+	expect_match "manual: live address" "$BR_ANSWERS" "address: 192.0.2.10"
+	expect_match "manual: live gateway" "$BR_ANSWERS" "gateway: 192.0.2.1"
+
+	# dhcp moves as dhcp.
+	new_layout "source /etc/network/interfaces.d/*
+auto veth0
+iface veth0 inet dhcp
+    hostname kvmhost"
+	run_in_ns "$NS_HOST" --target "$T" bridge add br0 --uplink veth0 --stp off --forward-delay 0 --persist ifupdown
+	expect_match "dhcp: br0 stanza" "$(cat "$T/etc/network/interfaces.d/br0")" "iface br0 inet dhcp"
+	expect_match "dhcp: hostname moved" "$(ifq "$T" br0)" "hostname: kvmhost"
+	run_in_ns "$NS_HOST" --target "$T" bridge del br0 --restore-uplink --persist ifupdown
+	expect_match "dhcp: given back" "$(cat "$T/etc/network/interfaces")" "iface veth0 inet dhcp"
+
+	# No source line at all: the main file gains one for the bridge's file only.
+	new_layout "auto lo
+iface lo inet loopback
+
+auto veth0
+iface veth0 inet static
+    address 192.0.2.10/24
+    gateway 192.0.2.1"
+	persist_layout nosource br0 veth0
+	run_in_ns "$NS_HOST" --target "$T" bridge add br0 --uplink veth0 --stp off --forward-delay 0 --persist ifupdown
+	expect_eq "nosource: one source line, for br0" "$(grep '^source' "$T/etc/network/interfaces")" "source /etc/network/interfaces.d/br0"
+	expect_match "nosource: row says why" "$OUT" "/etc/network/interfaces: now sources /etc/network/interfaces.d/br0, which it did not read"
+	run_in_ns "$NS_HOST" --target "$T" bridge del br0 --restore-uplink --persist ifupdown
+	expect_eq "nosource: source line gone again" "$(grep -c '^source' "$T/etc/network/interfaces")" 0
+
+	# Two bridges, as in the notes' file: veth0 -> br0 with dns, veth2 -> br1.
+	new_layout "source /etc/network/interfaces.d/*
+auto veth0
+iface veth0 inet static
+     address 192.0.2.10
+     netmask 255.255.255.0
+     gateway 192.0.2.1
+     dns-nameservers 192.0.2.53
+auto veth2
+iface veth2 inet static
+        address 203.0.113.10
+        netmask 255.255.255.0"
+	ip link add veth2 netns "$NS_HOST" type veth peer name veth3 netns "$NS_PEER"
+	ip -n "$NS_HOST" addr add 203.0.113.10/24 dev veth2
+	ip -n "$NS_HOST" link set veth2 up
+	run_in_ns "$NS_HOST" --target "$T" bridge add br0 --uplink veth0 --stp off --forward-delay 0 --persist ifupdown
+	expect_rc 0
+	run_in_ns "$NS_HOST" --target "$T" bridge add br1 --uplink veth2 --stp off --forward-delay 0 --persist ifupdown
+	expect_rc 0
+	expect_eq "two bridges: listed" "$(ifq "$T" --list | grep -v '^lo$' | sort | tr '\n' ' ')" "br0 br1 veth0 veth2 "
+	expect_eq "two bridges: br1" "$(ifq "$T" br1 | grep -E '^(bridge_ports|address|netmask):' | tr '\n' ' ')" "bridge_ports: veth2 address: 203.0.113.10 netmask: 255.255.255.0 "
+	expect_match "two bridges: br0 keeps its dns" "$(ifq "$T" br0)" "dns-nameservers: 192.0.2.53"
+	expect_eq "two bridges: ports have no address" "$(ifq "$T" veth0; ifq "$T" veth2)" ""
+	# A bridge already configured by hand is not configured twice.
+	run_in_ns "$NS_HOST" --target "$T" bridge add br1 --uplink veth2 --persist ifupdown
+	expect_rc 0
+	printf 'auto br9\niface br9 inet manual\n    bridge_ports none\n' >>"$T/etc/network/interfaces"
+	run_in_ns "$NS_HOST" --target "$T" bridge add br9 --persist ifupdown
+	expect_rc 1
+	expect_match "configured by hand" "$ERR" "br9 is configured already in /etc/network/interfaces"
+}
+
 test_apply_file() {
 	ns_topology || { fail "cannot create network namespaces"; return; }
 	ip -n "$NS_HOST" link add vetha type veth peer name vethb
@@ -369,6 +560,7 @@ t test_kernel_refusal_rolls_back
 t test_bad_input_changes_nothing
 t test_standalone_bridge_with_gateway_and_show
 t test_persist_files
+t test_persist_ifupdown_layouts
 t test_apply_file
 t test_managed_uplink_is_reported
 done_testing
