@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <linux/rtnetlink.h>
 #include <netlink/route/nexthop.h>
 
@@ -937,6 +938,101 @@ static int unpersist(struct bridge *b, const char *name, const char *kind, bool 
 	return remove_persisted(b, own, err);
 }
 
+/*
+ * networkd applies to an interface the first .network file, in lexical order
+ * of names across its directories (a name in an earlier directory hides the
+ * same name in later ones), whose [Match] fits it (systemd.network(5)).
+ * kvmbox's 05-kvmbox-UPLINK.network must be that file, or the uplink gets its
+ * old address back at boot: a matching file that sorts before it is refused
+ * by name. Name= globs ('!' negates) and MACAddress= are evaluated; a file
+ * matching on other properties only is not taken as a match.
+ */
+static const char *const networkd_dirs[] = { "/etc/systemd/network", "/run/systemd/network",
+					     "/usr/local/lib/systemd/network", "/usr/lib/systemd/network",
+					     "/lib/systemd/network" };
+
+static bool network_file_matches(const char *text, const char *ifname, const char *mac)
+{
+	bool in_match = false, any = false, name_ok = true, mac_ok = true;
+	char *copy = strdup(text);
+	if (!copy)
+		return false;
+	for (char *save, *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		line += strspn(line, " \t");
+		if (line[0] == '[') {
+			in_match = !strncmp(line, "[Match]", 7);
+			continue;
+		}
+		bool is_name = !strncmp(line, "Name=", 5), is_mac = !strncmp(line, "MACAddress=", 11);
+		if (!in_match || (!is_name && !is_mac))
+			continue;
+		any = true;
+		bool hit = false, negate = false;
+		char *value = line + (is_name ? 5 : 11);
+		if (value[0] == '!') {
+			negate = true;
+			value++;
+		}
+		for (char *s2, *word = strtok_r(value, " \t", &s2); word; word = strtok_r(NULL, " \t", &s2))
+			hit |= is_name ? !fnmatch(word, ifname, 0) : !strcasecmp(word, mac);
+		if (is_name)
+			name_ok = negate ? !hit : hit;
+		else
+			mac_ok = negate ? !hit : hit;
+	}
+	free(copy);
+	return any && name_ok && mac_ok;
+}
+
+static int compare_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int networkd_check_uplink(struct bridge *b, const char *uplink, const char *mac, const char *ours, struct kb_error *err)
+{
+	char *names[256];
+	int count = 0;
+	const char *base = b->ctx->target ? b->ctx->target : b->ctx->root;
+	for (size_t d = 0; d < sizeof(networkd_dirs) / sizeof(networkd_dirs[0]); d++) {
+		char dir[PATH_MAX];
+		snprintf(dir, sizeof(dir), "%s%s", strcmp(base, "/") ? base : "", networkd_dirs[d]);
+		autoclose_dir dh = opendir(dir);
+		struct dirent *de;
+		while (dh && (de = readdir(dh)) != NULL && count < 256) {
+			size_t n = strlen(de->d_name);
+			if (n < 9 || strcmp(de->d_name + n - 8, ".network") || strcmp(de->d_name, ours) >= 0)
+				continue;
+			bool seen = false;
+			for (int i = 0; i < count && !seen; i++)
+				seen = !strcmp(names[i], de->d_name);
+			if (!seen && (names[count] = strdup(de->d_name)) != NULL)
+				count++;
+		}
+	}
+	qsort(names, (size_t)count, sizeof(names[0]), compare_names);
+	int rc = 0;
+	for (int i = 0; i < count; i++) {
+		for (size_t d = 0; rc == 0 && d < sizeof(networkd_dirs) / sizeof(networkd_dirs[0]); d++) {
+			char path[PATH_MAX], target[16];
+			snprintf(path, sizeof(path), "%s%s/%s", strcmp(base, "/") ? base : "", networkd_dirs[d], names[i]);
+			ssize_t t = readlink(path, target, sizeof(target) - 1);
+			if (t == 9 && !memcmp(target, "/dev/null", 9))
+				break; /* masked */
+			autofree char *text = NULL;
+			size_t len;
+			if (kb_read_path(path, 1 << 20, &text, &len, NULL) < 0)
+				continue;
+			if (network_file_matches(text, uplink, mac))
+				rc = kb_fail(err, 0, NULL, "%s/%s matches %s and sorts before %s, so networkd would apply it at boot and not kvmbox's: remove it, mask it, or rename it after %s",
+					     networkd_dirs[d], names[i], uplink, ours, ours);
+			break; /* the first directory holding the name is the one networkd reads */
+		}
+		free(names[i]);
+	}
+	return rc;
+}
+
 static int persist(struct bridge *b, const struct spec *sp, const struct state *st, struct kb_error *err)
 {
 	if (!sp->persist[0])
@@ -1024,6 +1120,14 @@ static int add_one(struct bridge *b, struct spec *sp, struct kb_error *err)
 		return kb_fail(err, 0, NULL, "%s: with STP on the forward delay must be 2 to 30 seconds", sp->name);
 	struct state st = { 0 };
 	int rc = look(b, sp, &st, err);
+	if (rc == 0 && !strcmp(sp->persist, "networkd") && sp->uplink[0]) {
+		/* Before any change: a configuration networkd would not apply is refused up front. */
+		char ours[IFNAMSIZ + 32], mac[32] = "";
+		snprintf(ours, sizeof(ours), "05-kvmbox-%s.network", sp->uplink);
+		if (st.uplink && rtnl_link_get_addr(st.uplink))
+			kb_addr_str(rtnl_link_get_addr(st.uplink), mac, sizeof(mac));
+		rc = networkd_check_uplink(b, sp->uplink, mac, ours, err);
+	}
 	if (rc == 0)
 		rc = ensure_bridge(b, sp, &st, err);
 	if (rc == 0)

@@ -191,8 +191,9 @@ run_trapped() {
 # to 198.51.100.0/24, and "peer" ($NS_PEER) answering as 192.0.2.1 on veth1.
 # Documentation ranges only; the machine's own interfaces are never touched.
 ns_topology() {
-	NS_HOST=kvmbox-h-$$-$RANDOM
-	NS_PEER=kvmbox-p-$$-$RANDOM
+	_ns_seq=$((${_ns_seq:-0} + 1)) # a counter, not $RANDOM: several topologies per script must not collide
+	NS_HOST=kvmbox-h-$$-$_ns_seq
+	NS_PEER=kvmbox-p-$$-$_ns_seq
 	ip netns add "$NS_HOST" && ip netns add "$NS_PEER" || return 1
 	at_exit "ip netns del $NS_HOST 2>/dev/null; ip netns del $NS_PEER 2>/dev/null"
 	ip link add veth0 netns "$NS_HOST" type veth peer name veth1 netns "$NS_PEER"

@@ -502,6 +502,69 @@ iface veth2 inet static
 	expect_match "configured by hand" "$ERR" "br9 is configured already in /etc/network/interfaces"
 }
 
+# networkd_first_match ROOT IFACE: the .network file networkd applies to IFACE under ROOT, by
+# networkd's rules (systemd.network(5)): names from /etc, /run, /usr/local/lib, /usr/lib and /lib
+# in lexical order, a name in an earlier directory hiding it in later ones (a link to /dev/null
+# masks it), the first whose [Match] Name= globs fit wins. Independent of kvmbox's code.
+networkd_first_match() {
+	local root=$1 ifname=$2 name dir f pat dirs="/etc /run /usr/local/lib /usr/lib /lib"
+	for name in $(for dir in $dirs; do ls "$root$dir/systemd/network" 2>/dev/null; done | grep '\.network$' | sort -u); do
+		for dir in $dirs; do
+			f="$root$dir/systemd/network/$name"
+			[ -e "$f" ] || [ -L "$f" ] || continue
+			[ "$(readlink "$f")" = /dev/null ] && break
+			for pat in $(sed -n '/^\[Match\]/,/^\[/s/^Name=//p' "$f"); do
+				# shellcheck disable=SC2254
+				case "$ifname" in $pat) echo "$dir/systemd/network/$name"; return ;; esac
+			done
+			break
+		done
+	done
+}
+
+# --persist networkd next to files other tools wrote for the uplink: the one networkd applies
+# at boot (by its own rules) is kvmbox's, so the old address does not come back; a file that
+# would win is refused before anything changes.
+test_persist_networkd_rules() {
+	ns_topology || { fail "cannot create network namespaces"; return; }
+	local t before
+	t=$(mktemp -d "$TESTS_TMP/networkd.XXXXXX")
+	mkdir -p "$t/etc/systemd/network" "$t/usr/lib/systemd/network"
+	printf '[Match]\nName=veth0\n\n[Network]\nAddress=192.0.2.10/24\nGateway=192.0.2.1\n' >"$t/etc/systemd/network/10-veth0.network"
+	printf '[Match]\nName=veth0\n\n[Network]\nDHCP=yes\n' >"$t/usr/lib/systemd/network/10-netplan-veth0.network"
+	expect_eq "before: the first by name (netplan's)" "$(networkd_first_match "$t" veth0)" "/usr/lib/systemd/network/10-netplan-veth0.network"
+	run_in_ns "$NS_HOST" --target "$t" bridge add br0 --uplink veth0 --stp off --forward-delay 0 --persist networkd
+	expect_rc 0
+	local applied
+	applied=$(networkd_first_match "$t" veth0)
+	expect_eq "networkd applies kvmbox's to the uplink" "$applied" "/etc/systemd/network/05-kvmbox-veth0.network"
+	expect_eq "and it holds no address" "$(grep -E '^(Address|Gateway|DHCP)=' "$t$applied")" ""
+	expect_eq "br0's file" "$(networkd_first_match "$t" br0)" "/etc/systemd/network/br0.network"
+	expect_match "br0 holds the address" "$(cat "$t/etc/systemd/network/br0.network")" "Address=192.0.2.10/24"
+	expect_match "and the gateway" "$(cat "$t/etc/systemd/network/br0.network")" "Gateway=192.0.2.1"
+	# A second run writes the same files, gateway included (the route is on br0 by now).
+	local digest
+	digest=$(cd "$t" && find . -type f | sort | xargs sha256sum)
+	run_in_ns "$NS_HOST" --target "$t" bridge add br0 --uplink veth0 --stp off --forward-delay 0 --persist networkd
+	expect_eq "second run" "$(cd "$t" && find . -type f | sort | xargs sha256sum)" "$digest"
+	# A file that sorts first and matches (a glob) would win: refused before anything changes.
+	run_in_ns "$NS_HOST" bridge del br0 --restore-uplink --persist networkd --target "$t"
+	expect_rc 0
+	expect_file_missing "$t/etc/systemd/network/05-kvmbox-veth0.network"
+	printf '[Match]\nName=veth*\n\n[Network]\nAddress=192.0.2.10/24\n' >"$t/etc/systemd/network/01-early.network"
+	before=$(net_state "$NS_HOST")
+	run_in_ns "$NS_HOST" --target "$t" bridge add br0 --uplink veth0 --persist networkd
+	expect_rc 1
+	expect_eq "refused" "$ERR" "kvmbox bridge: /etc/systemd/network/01-early.network matches veth0 and sorts before 05-kvmbox-veth0.network, so networkd would apply it at boot and not kvmbox's: remove it, mask it, or rename it after 05-kvmbox-veth0.network"
+	expect_eq "nothing changed" "$(net_state "$NS_HOST")" "$before"
+	# Masked (a link to /dev/null in /etc hides the same name elsewhere): no longer in the way.
+	mv "$t/etc/systemd/network/01-early.network" "$t/usr/lib/systemd/network/01-early.network"
+	ln -s /dev/null "$t/etc/systemd/network/01-early.network"
+	run_in_ns "$NS_HOST" --target "$t" bridge add br0 --uplink veth0 --persist networkd
+	expect_rc 0
+	expect_eq "masked file skipped" "$(networkd_first_match "$t" veth0)" "/etc/systemd/network/05-kvmbox-veth0.network"
+}
+
 test_apply_file() {
 	ns_topology || { fail "cannot create network namespaces"; return; }
 	ip -n "$NS_HOST" link add vetha type veth peer name vethb
@@ -561,6 +624,7 @@ t test_bad_input_changes_nothing
 t test_standalone_bridge_with_gateway_and_show
 t test_persist_files
 t test_persist_ifupdown_layouts
+t test_persist_networkd_rules
 t test_apply_file
 t test_managed_uplink_is_reported
 done_testing
