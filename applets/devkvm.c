@@ -157,11 +157,13 @@ static int verify(struct devkvm *d, const char *path, gid_t gid, struct kb_error
 
 static int persist_rule(struct devkvm *d, struct kb_error *err)
 {
-	char rule[256];
-	int len = snprintf(rule, sizeof(rule),
+	autofree char *rule = NULL;
+	int len = asprintf(&rule,
 			   "# Written by kvmbox devkvm: /dev/kvm for group %s only, never every user.\n"
 			   "KERNEL==\"kvm\", GROUP=\"%s\", MODE=\"%04o\", OPTIONS+=\"static_node=kvm\"\n",
 			   d->group, d->group, DEVKVM_MODE);
+	if (len < 0)
+		return kb_fail(err, ENOMEM, UDEV_RULE_PATH, "writing");
 	bool changed;
 	if (kb_file_ensure(d->ctx, UDEV_RULE_PATH, rule, (size_t)len, 0644, d->done == KB_WOULD_CHANGE, &changed,
 			   err) < 0)
@@ -191,7 +193,15 @@ int devkvm_main(struct kb_ctx *ctx, int argc, char **argv)
 		switch (opt) {
 		case OPT_DRY_RUN: d.done = KB_WOULD_CHANGE; break;
 		case OPT_PERSIST: d.persist = true; break;
-		case OPT_GROUP: d.group = optarg; break;
+		case OPT_GROUP:
+			/* A group name as useradd takes it; it is written into a quoted udev rule value. */
+			if (!optarg[0] || strlen(optarg) > 32 || optarg[0] == '-' ||
+			    strspn(optarg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != strlen(optarg)) {
+				kb_say_error(ctx, "--group: '%.64s' is not a group name (up to 32 letters, digits, '.', '_', '-')", optarg);
+				return KB_EXIT_USAGE;
+			}
+			d.group = optarg;
+			break;
 		default: {
 			int rc = kb_common_option(ctx, opt, optarg);
 			if (rc >= 0)

@@ -378,7 +378,7 @@ int grub_args_main(struct kb_ctx *ctx, int argc, char **argv)
 	}
 	for (; optind < argc; optind++) {
 		if (!kb_karg_valid(argv[optind]) || g.change_count >= MAX_CHANGES - 2) {
-			kb_say_error(ctx, "'%s' is not a kernel argument kvmbox writes (no blanks, quotes, $, ` or \\; not starting with '-')",
+			kb_say_error(ctx, "'%s' is not a kernel argument kvmbox writes (letters, digits and ._,:=/+-@ only; not starting with '-')",
 				     argv[optind]);
 			return KB_EXIT_USAGE;
 		}

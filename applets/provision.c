@@ -151,16 +151,19 @@ static void build_command(const struct provision *p, const struct step *s, bool 
 		break;
 	case STEP_GRUB: {
 		arg(a, "grub-args");
+		arg_if(a, c->grub_iommu == KB_YES, "--iommu");
+		arg_if(a, c->grub_update == KB_NO, "--no-update");
+		arg_if(a, dry_run, "--dry-run");
 		if (c->grub_args[0]) {
+			/* After "--": a value from the config is a kernel argument, never an option. */
 			arg(a, "add");
+			arg(a, "--");
 			char words[sizeof(c->grub_args)];
 			snprintf(words, sizeof(words), "%s", c->grub_args);
 			for (char *save = NULL, *w = strtok_r(words, " \t", &save); w; w = strtok_r(NULL, " \t", &save))
 				arg(a, w);
 		}
-		arg_if(a, c->grub_iommu == KB_YES, "--iommu");
-		arg_if(a, c->grub_update == KB_NO, "--no-update");
-		break;
+		return;
 	}
 	case STEP_HUGEPAGES: {
 		arg(a, "hugepages");
@@ -188,7 +191,7 @@ static void build_command(const struct provision *p, const struct step *s, bool 
 		const struct kb_conf_bridge *b = &c->bridge[s->item];
 		arg(a, "bridge");
 		arg(a, "add");
-		arg(a, b->name);
+		arg(a, b->name); /* never an option: a new interface name cannot start with '-' */
 		arg_pair(a, "--uplink", b->uplink);
 		for (int i = 0; i < b->address_count; i++)
 			arg_pair(a, "--addr", b->address[i]);
@@ -433,18 +436,26 @@ static void utc_now(char *buf, size_t size)
 
 static int write_state(struct provision *p, const char *in_progress, const char *result)
 {
-	char text[sizeof(p->state) + 512];
 	char now[32];
 	utc_now(now, sizeof(now));
-	int n = snprintf(text, sizeof(text), "# kvmbox provision state (rewritten by kvmbox; do not edit)\nconfig=%s\nstarted=%s\n%s",
-			 p->config_path, p->started, p->state);
+	/* Built to its full length (a long config path must not truncate it, nor overrun a buffer). */
+	autofree char *text = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+	if (!out) {
+		kb_say_error(p->ctx, "writing %s: %s", STATE_FILE, strerror(errno));
+		return -1;
+	}
+	fprintf(out, "# kvmbox provision state (rewritten by kvmbox; do not edit)\nconfig=%s\nstarted=%s\n%s",
+		p->config_path, p->started, p->state);
 	if (in_progress)
-		n += snprintf(text + n, sizeof(text) - (size_t)n, "in-progress=%s since %s\n", in_progress, now);
+		fprintf(out, "in-progress=%s since %s\n", in_progress, now);
 	if (result)
-		snprintf(text + n, sizeof(text) - (size_t)n, "finished=%s\nresult=%s\n", now, result);
+		fprintf(out, "finished=%s\nresult=%s\n", now, result);
+	fclose(out);
 	struct kb_error err = { 0 };
 	struct kb_write_options opts = { .mode = 0644, .create_dirs = true };
-	if (kb_write_file_atomic(p->ctx, STATE_FILE, text, strlen(text), &opts, &err) < 0) {
+	if (kb_write_file_atomic(p->ctx, STATE_FILE, text, len, &opts, &err) < 0) {
 		kb_say_failure(p->ctx, &err);
 		return -1;
 	}

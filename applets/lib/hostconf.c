@@ -9,6 +9,7 @@
 
 #include "kvmbox/domxml.h"
 #include "kvmbox/hostconf.h"
+#include "kvmbox/kargs.h"
 #include "kvmbox/net.h"
 
 struct parse {
@@ -94,6 +95,11 @@ static int global_key(struct parse *p, const char *section, const char *key, con
 		if (!strcmp(key, "args")) {
 			if (!plain_value(value, true) || strlen(value) >= sizeof(c->grub_args))
 				return FAIL("args: '%s' is not a list of kernel arguments", value);
+			char words[sizeof(c->grub_args)];
+			snprintf(words, sizeof(words), "%s", value);
+			for (char *save = NULL, *w = strtok_r(words, " \t", &save); w; w = strtok_r(NULL, " \t", &save))
+				if (!kb_karg_valid(w))
+					return FAIL("args: '%s' is not a kernel argument (letters, digits and ._,:=/+-@ only; not starting with '-')", w);
 			return COPY(c->grub_args, value), 1;
 		}
 		if (!strcmp(key, "iommu"))
@@ -336,6 +342,12 @@ static int prescan(const char *text, size_t len, const char *path, struct kb_hos
 		line++;
 		if (memchr(start, '\0', n))
 			return fail_at(err, path, line, "a NUL byte: not a text file");
+		/* inih reads a longer line in pieces, the rest as a line of its own (a comment's tail as config). */
+		if (n + 2 > INI_MAX_LINE) {
+			char why[96];
+			snprintf(why, sizeof(why), "the line is %zu bytes, over the %d this parser reads whole", n, INI_MAX_LINE - 2);
+			return fail_at(err, path, line, why);
+		}
 		while (n && isspace((unsigned char)*start))
 			start++, n--;
 		while (n && isspace((unsigned char)start[n - 1]))

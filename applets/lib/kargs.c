@@ -11,7 +11,13 @@ bool kb_karg_valid(const char *arg)
 {
 	if (!arg[0] || arg[0] == '-' || arg[0] == '=')
 		return false;
-	return strpbrk(arg, " \t\r\n\"'$`\\") == NULL;
+	/*
+	 * What kernel and initramfs arguments are made of (console=ttyS0,115200n8,
+	 * rd.lvm.lv=vg/root, video=HDMI-A-1:1920x1080@60, isolcpus=2-7): none of
+	 * it means anything to the shell that sources /etc/default/grub, so no
+	 * argument can end a quoted value, redirect, or start a command.
+	 */
+	return strspn(arg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._,:=/+-@") == strlen(arg);
 }
 
 /* One argument of a command line, as a slice. */
@@ -504,9 +510,9 @@ int kb_grub_edit(const char *text, size_t len, const char *var, const struct kb_
 		return unsafe(err, v.line, var, "is single-quoted and the new value would need a single quote");
 	}
 
-	/* Quoting: kept as written; an unquoted value that now has a blank needs double quotes. */
+	/* Quoting: kept as written; an unquoted value is written double-quoted, whatever it holds. */
 	char quote = v.found ? v.quote : '"';
-	if (!quote && (strpbrk(args, " \t") || strchr(args, '"') || strchr(args, '\'')))
+	if (!quote)
 		quote = strchr(args, '"') ? '\'' : '"';
 	char *quoted;
 	int qlen = quote ? asprintf(&quoted, "%c%s%c", quote, args, quote) : asprintf(&quoted, "%s", args);

@@ -81,14 +81,20 @@ const char *kb_ifname_problem(const char *name, bool new_name, char *buf, size_t
 		return snprintf(buf, size, "'%.64s' is %zu bytes: interface names have at most %d", name, n, IFNAMSIZ - 1), buf;
 	if (!strcmp(name, ".") || !strcmp(name, ".."))
 		return snprintf(buf, size, "'%s' cannot be an interface name", name), buf;
+	if (new_name && name[0] == '-')
+		return snprintf(buf, size, "'%s': a new interface name cannot start with '-'", name), buf;
 	for (const char *c = name; *c; c++) {
 		unsigned char ch = (unsigned char)*c;
 		bool kernel_refuses = ch == '/' || ch == ':' || ch <= ' ' || ch == 0x7f;
+		/* Legal for the kernel, but networkd's [Match] Name= would read them as a glob. */
+		bool glob = ch == '*' || ch == '?' || ch == '[' || ch == ']';
 		bool portable = isalnum(ch) || ch == '-' || ch == '_' || ch == '.';
-		if (kernel_refuses || (new_name && !portable)) {
+		if (kernel_refuses || glob || (new_name && !portable)) {
 			if (ch > ' ' && ch < 0x7f)
 				snprintf(buf, size, "'%s': '%c' is not allowed in %s", name, ch,
-					 kernel_refuses ? "an interface name" : "a new interface name (letters, digits, '-', '_', '.')");
+					 kernel_refuses ? "an interface name"
+					 : glob	 ? "an interface name kvmbox configures (networkd reads it as a glob)"
+						 : "a new interface name (letters, digits, '-', '_', '.')");
 			else
 				snprintf(buf, size, "interface name '%s' holds a blank or control character (byte 0x%02x)", name, ch);
 			return buf;

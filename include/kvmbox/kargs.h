@@ -19,7 +19,8 @@ struct kb_karg_change {
 
 /*
  * Whether @arg may be written into a kernel command line in a shell file:
- * non-empty, no whitespace, quotes, '$', '`' or '\\', not starting with '-'.
+ * non-empty, not starting with '-' or '=', and only letters, digits and
+ * "._,:=/+-@" (nothing the shell gives a meaning to).
  */
 bool kb_karg_valid(const char *arg);
 

@@ -125,6 +125,14 @@ test_usage() {
 	run devkvm --help
 	expect_rc 0
 	expect_match "usage" "$OUT" "^Usage: kvmbox devkvm"
+	# A group name is written into a quoted udev rule value: only a real group name goes in.
+	local long
+	long=$(printf 'g%.0s' $(seq 300))
+	for group in "$long" 'kvm", MODE="0666' 'a b' '-x' ''; do
+		run devkvm --persist --group "$group"
+		expect_rc 2
+		expect_match "group '${group:0:20}'" "$ERR" "^kvmbox devkvm: --group: '.*' is not a group name"
+	done
 }
 
 t test_creates_missing_node

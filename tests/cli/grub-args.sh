@@ -154,6 +154,24 @@ test_repeated_parameters() {
 
 # A symlinked /etc/default/grub: the file behind the link is edited, the link stays,
 # the backup sits beside the real file; a loop and a link out of the root are refused.
+# Nothing written into /etc/default/grub runs when update-grub sources it: an unquoted
+# value is written quoted, and sourcing the result in a sandbox gives exactly what was asked.
+test_sourcing_runs_nothing() {
+	local r
+	r=$(fx_new)
+	mkdir -p "$r/etc/default"
+	printf 'GRUB_CMDLINE_LINUX_DEFAULT=quiet\n' >"$r/etc/default/grub"
+	run --root "$r" grub-args --no-update add console=ttyS0,115200n8 video=HDMI-A-1:1920x1080@60 rd.lvm.lv=vg/root
+	expect_rc 0
+	expect_eq "quoted" "$(cat "$r/etc/default/grub")" 'GRUB_CMDLINE_LINUX_DEFAULT="quiet console=ttyS0,115200n8 video=HDMI-A-1:1920x1080@60 rd.lvm.lv=vg/root"'
+	(cd "$TESTS_TMP" && env -i bash -c '. "$1" >out 2>&1; printf %s "$GRUB_CMDLINE_LINUX_DEFAULT"' _ "$r/etc/default/grub" >"$TESTS_TMP/sourced")
+	expect_eq "as asked" "$(cat "$TESTS_TMP/sourced")" "quiet console=ttyS0,115200n8 video=HDMI-A-1:1920x1080@60 rd.lvm.lv=vg/root"
+	expect_eq "nothing printed or run" "$(cat "$TESTS_TMP/out")" ""
+	run --root "$r" grub-args --no-update add 'quiet=1>/tmp/kvmbox-x;id>/tmp/kvmbox-y'
+	expect_rc 2
+	expect_file_missing /tmp/kvmbox-y
+}
+
 test_symlinked_grub_file() {
 	local r
 	r=$(grub_root debian.grub)
@@ -199,7 +217,7 @@ test_unsafe_files_are_refused() {
 test_bad_arguments() {
 	local r
 	r=$(grub_root debian.grub)
-	for arg in 'a b' '$(x)' '"q"' '--' '-x' ''; do
+	for arg in 'a b' '$(x)' '"q"' '--' '-x' '' 'quiet=1>/tmp/x;id>/tmp/y' 'a|b' 'a&b' 'x=`id`' "it's" 'a#b' 'a<b'; do
 		run --root "$r" grub-args add "$arg"
 		expect_rc 2
 	done
@@ -318,6 +336,7 @@ t test_variable_not_set_is_appended
 t test_remove_whole_words_only
 t test_repeated_parameters
 t test_symlinked_grub_file
+t test_sourcing_runs_nothing
 t test_unsafe_files_are_refused
 t test_bad_arguments
 t test_list

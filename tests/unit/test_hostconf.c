@@ -7,6 +7,9 @@
 #include <cmocka.h>
 
 #include "kvmbox/hostconf.h"
+
+/* A comment that, with "# " before and "args = iommu=pt" after, is a 227-byte line. */
+#define LONG_COMMENT "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
 #include "test_helpers.h"
 
 static struct kb_hostconf conf;
@@ -92,6 +95,15 @@ static void errors_name_the_line(void **state)
 		{ "[hugepages]\nsize = 2M\n", 1, "[hugepages] needs exactly one of count = N or for-domains = DIR" },
 		{ "[grub]\nupdate = no\n", 1, "[grub] needs args = ... or iommu = yes" },
 		{ "[grub]\nargs = --evil\n", 2, "args: '--evil' is not a list of kernel arguments" },
+		/* A value never becomes an option, nor shell in /etc/default/grub. */
+		{ "[grub]\nargs = iommu=pt --root /other --var GRUB_CMDLINE_LINUX\n", 2,
+		  "args: '--root' is not a kernel argument (letters, digits and ._,:=/+-@ only; not starting with '-')" },
+		{ "[grub]\nargs = quiet=1>/tmp/x;id\n", 2,
+		  "args: 'quiet=1>/tmp/x;id' is not a kernel argument (letters, digits and ._,:=/+-@ only; not starting with '-')" },
+		/* inih would read the tail of a long comment as a line of its own. */
+		{ "# " LONG_COMMENT "args = iommu=pt\n", 1, "the line is 227 bytes, over the 198 this parser reads whole" },
+		{ "[bridge br*]\n", 1, "[bridge]: 'br*': '*' is not allowed in an interface name kvmbox configures (networkd reads it as a glob)" },
+		{ "[bridge -x]\n", 1, "[bridge]: '-x': a new interface name cannot start with '-'" },
 		{ "[bundle web]\ndest = /srv\n", 1, "[bundle] needs source = FILE" },
 		{ "[bundle web]\nsource = relative.kvmbundle\n", 2, "source: 'relative.kvmbundle' is not an absolute path" },
 		{ "[bundle web]\nsource = /a\nsha256 = 12ab\n", 3, "sha256: '12ab' is not 64 hex digits" },
