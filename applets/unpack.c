@@ -54,6 +54,8 @@ const char unpack_usage[] =
 	"                    that has it open, or a defined one whose disks name it)\n"
 	"  --force           with --replace: replace it under a defined domain that is\n"
 	"                    not running (never under a running one)\n"
+	"  --allow-external-cdrom  a CD-ROM in domain.xml may name an ISO on the host\n"
+	"                    (every other disk, kernel, initrd, loader, NVRAM must be a member)\n"
 	"  --max-size SIZE   the largest size a member may declare (default: the size\n"
 	"                    of DIR's filesystem; a sparse member counts its full size)\n";
 
@@ -82,6 +84,7 @@ struct unpack {
 	int staging_lock;     /* the staging directory, flock()ed while this run owns it */
 	uint64_t max_size;    /* the largest size a member may declare; 0: DIR's filesystem size */
 	bool force;           /* --force: --replace even under a defined, stopped domain */
+	bool allow_external_cdrom; /* a CD-ROM may name an ISO on the host */
 	struct member members[KB_BUNDLE_MAX_MEMBERS];
 	int count;
 	uint64_t bundle_size;
@@ -324,6 +327,10 @@ static int examine_disks(struct unpack *u, struct kb_error *err)
 		ssize_t n = fd < 0 ? -1 : pread(fd, head, sizeof(head), 0);
 		if (n < 0)
 			return kb_fail(err, errno, m->name, "reading member");
+		/* Formats that carry paths (VMDK extents, QED backing files, ...) would reach outside the bundle. */
+		const char *format = kb_image_format(head, (size_t)n);
+		if (strcmp(format, "raw") && strcmp(format, "qcow2"))
+			return kb_fail(err, 0, m->name, "a %s image, and a bundle carries only raw and qcow2 disks: refused:", format);
 		int q = kb_qcow2_parse(head, (size_t)n, &m->qcow2_header, err);
 		if (q < 0) {
 			char why[256];
@@ -376,6 +383,94 @@ static int examine_disks(struct unpack *u, struct kb_error *err)
 }
 
 /* domain.xml: well-formed, no DTD, a <domain>; disk sources that name members point into DIR/NAME. */
+/*
+ * A file domain.xml names, as a member: the plain member name pack writes. The
+ * unpacked path goes into @unpacked; NULL when it is not a member.
+ */
+static struct member *member_of(struct unpack *u, const char *file, char *unpacked, size_t size)
+{
+	struct member *m = find_member(u, file);
+	if (!m || !strcmp(file, KB_BUNDLE_SUMS) || !strcmp(file, KB_BUNDLE_DOMAIN_XML))
+		return NULL;
+	snprintf(unpacked, size, "%s/%s/%s", u->dest, u->name, file);
+	return m;
+}
+
+/* One <disk>: its source must be a member (a CD-ROM outside only with --allow-external-cdrom). */
+static int check_disk(struct unpack *u, xmlNode *disk, struct kb_error *err)
+{
+	const struct kb_xml *x = &u->xml;
+	autofree char *type = kb_xml_prop(x, disk, "type");
+	autofree char *device = kb_xml_prop(x, disk, "device");
+	autofree char *target_dev = kb_xml_prop(x, kb_xml_child(disk, "target"), "dev");
+	const char *which = target_dev ? target_dev : "?";
+	bool cdrom = device && (!strcmp(device, "cdrom") || !strcmp(device, "floppy"));
+	xmlNode *source = kb_xml_child(disk, "source");
+	for (xmlNode *b = kb_xml_child(disk, "backingStore"); b; b = kb_xml_next(b, "backingStore"))
+		if (kb_xml_child(b, "source"))
+			return kb_fail(err, 0, KB_BUNDLE_DOMAIN_XML, "disk %s has a <backingStore> with a source (the qcow2 headers say what backs what): refused in", which);
+	if (!source)
+		return 0; /* an empty CD-ROM drive */
+	autofree char *file = kb_xml_prop(x, source, "file");
+	if ((type && strcmp(type, "file")) || !file) {
+		if (cdrom && u->allow_external_cdrom)
+			return 0;
+		return kb_fail(err, 0, KB_BUNDLE_DOMAIN_XML, "disk %s is type='%s', not a file of the bundle: refused in", which,
+			       type ? type : "file");
+	}
+	char unpacked[PATH_MAX + 2 * KB_BUNDLE_NAME_MAX];
+	struct member *m = member_of(u, file, unpacked, sizeof(unpacked));
+	if (!m) {
+		if (cdrom && u->allow_external_cdrom)
+			return 0;
+		return kb_fail(err, 0, KB_BUNDLE_DOMAIN_XML, "disk %s names '%.200s', which is not a member%s: refused in", which, file,
+			       cdrom ? " (--allow-external-cdrom for an ISO on the host)" : "");
+	}
+	/* The format QEMU is told must be the one the member has; unsaid, it is said. */
+	const char *format = m->qcow2 ? "qcow2" : "raw";
+	xmlNode *driver = kb_xml_child(disk, "driver");
+	autofree char *driver_type = kb_xml_prop(x, driver, "type");
+	if (driver_type && strcmp(driver_type, format))
+		return kb_fail(err, 0, KB_BUNDLE_DOMAIN_XML, "disk %s says type='%s' but %s is %s: refused in", which, driver_type,
+			       file, format);
+	if (!driver) {
+		driver = x->new_child(disk, NULL, (const xmlChar *)"driver", NULL);
+		x->set_prop(driver, (const xmlChar *)"name", (const xmlChar *)"qemu");
+	}
+	if (!driver_type)
+		x->set_prop(driver, (const xmlChar *)"type", (const xmlChar *)format);
+	x->set_prop(source, (const xmlChar *)"file", (const xmlChar *)unpacked);
+	return 0;
+}
+
+/* <os>'s kernel, initrd, dtb, loader and nvram: members, or refused. */
+static int check_boot_files(struct unpack *u, xmlNode *os, struct kb_error *err)
+{
+	static const char *const elements[] = { "kernel", "initrd", "dtb", "loader", "nvram" };
+	for (size_t i = 0; i < sizeof(elements) / sizeof(elements[0]); i++) {
+		for (xmlNode *e = kb_xml_child(os, elements[i]); e; e = kb_xml_next(e, elements[i])) {
+			autofree char *path = kb_xml_text(&u->xml, e);
+			autofree char *template = kb_xml_prop(&u->xml, e, "template");
+			if (template)
+				return kb_fail(err, 0, KB_BUNDLE_DOMAIN_XML, "<%s template='%.200s'> names a host file: refused in",
+					       elements[i], template);
+			if (!path || !path[0])
+				continue;
+			char unpacked[PATH_MAX + 2 * KB_BUNDLE_NAME_MAX];
+			if (!member_of(u, path, unpacked, sizeof(unpacked)))
+				return kb_fail(err, 0, KB_BUNDLE_DOMAIN_XML, "<%s> names '%.200s', which is not a member: refused in",
+					       elements[i], path);
+			/* The element's text becomes the unpacked path. */
+			u->xml.node_set_content(e, (const xmlChar *)unpacked);
+		}
+	}
+	return 0;
+}
+
+/*
+ * domain.xml points at the unpacked files, and at nothing else: every disk,
+ * backing store, kernel, initrd, loader and NVRAM must be a member.
+ */
 static int rewrite_domain(struct unpack *u, struct kb_error *err)
 {
 	autofree char *text = NULL;
@@ -392,23 +487,10 @@ static int rewrite_domain(struct unpack *u, struct kb_error *err)
 	if (!domain || strcmp((const char *)domain->name, "domain"))
 		rc = kb_fail(err, 0, KB_BUNDLE_DOMAIN_XML, "the root element is not <domain> in");
 	xmlNode *devices = rc == 0 ? kb_xml_child(domain, "devices") : NULL;
-	for (xmlNode *disk = devices ? devices->children : NULL; rc == 0 && disk; disk = disk->next) {
-		if (disk->type != XML_ELEMENT_NODE || strcmp((const char *)disk->name, "disk"))
-			continue;
-		xmlNode *source = kb_xml_child(disk, "source");
-		xmlChar *file = source ? u->xml.get_prop(source, (const xmlChar *)"file") : NULL;
-		if (!file)
-			continue;
-		char copy[PATH_MAX];
-		snprintf(copy, sizeof(copy), "%s", (const char *)file);
-		(*u->xml.free)(file);
-		const char *base = basename(copy);
-		if (!find_member(u, base))
-			continue;
-		char unpacked[PATH_MAX + 2 * KB_BUNDLE_NAME_MAX];
-		snprintf(unpacked, sizeof(unpacked), "%s/%s/%s", u->dest, u->name, base);
-		u->xml.set_prop(source, (const xmlChar *)"file", (const xmlChar *)unpacked);
-	}
+	for (xmlNode *disk = kb_xml_child(devices, "disk"); rc == 0 && disk; disk = kb_xml_next(disk, "disk"))
+		rc = check_disk(u, disk, err);
+	if (rc == 0)
+		rc = check_boot_files(u, kb_xml_child(domain, "os"), err);
 	xmlChar *out = NULL;
 	int out_len = 0;
 	if (rc == 0) {
@@ -686,7 +768,7 @@ static void report(struct unpack *u)
 /* "web" from "/srv/web.kvmbundle" or "web.tar.zst". */
 int unpack_main(struct kb_ctx *ctx, int argc, char **argv)
 {
-	enum { OPT_DEST = KB_OPT_APPLET_FIRST, OPT_NAME, OPT_REPLACE, OPT_FORCE, OPT_MAX_SIZE };
+	enum { OPT_DEST = KB_OPT_APPLET_FIRST, OPT_NAME, OPT_REPLACE, OPT_FORCE, OPT_MAX_SIZE, OPT_EXTERNAL_CDROM };
 	static const struct option long_options[] = {
 		KB_GLOBAL_LONG_OPTIONS,
 		{ "dest", required_argument, NULL, OPT_DEST },
@@ -694,6 +776,7 @@ int unpack_main(struct kb_ctx *ctx, int argc, char **argv)
 		{ "replace", no_argument, NULL, OPT_REPLACE },
 		{ "force", no_argument, NULL, OPT_FORCE },
 		{ "max-size", required_argument, NULL, OPT_MAX_SIZE },
+		{ "allow-external-cdrom", no_argument, NULL, OPT_EXTERNAL_CDROM },
 		{ 0 },
 	};
 	struct unpack *u = calloc(1, sizeof(*u));
@@ -710,6 +793,7 @@ int unpack_main(struct kb_ctx *ctx, int argc, char **argv)
 		case OPT_NAME: name = optarg; break;
 		case OPT_REPLACE: replace = true; break;
 		case OPT_FORCE: u->force = true; break;
+		case OPT_EXTERNAL_CDROM: u->allow_external_cdrom = true; break;
 		case OPT_MAX_SIZE: {
 			unsigned long long bytes = 0;
 			if (kb_size_parse(optarg, &bytes) == 0)

@@ -8,12 +8,10 @@
 bool kb_member_name_valid(const char *name)
 {
 	size_t n = strlen(name);
-	if (n == 0 || n >= KB_BUNDLE_NAME_MAX || name[0] == '-' || !strcmp(name, ".") || !strcmp(name, ".."))
+	if (n == 0 || n >= KB_BUNDLE_NAME_MAX || name[0] == '-' || name[0] == '.')
 		return false;
-	for (const unsigned char *c = (const unsigned char *)name; *c; c++)
-		if (*c == '/' || *c == '\\' || *c < 0x20 || *c == 0x7f)
-			return false;
-	return true;
+	/* Nothing QEMU reads as a protocol ("nbd:...", "json:{...}") or a path: a plain file name. */
+	return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+") == n;
 }
 
 static int hex_value(char c)
@@ -110,6 +108,17 @@ int kb_qcow2_parse(const uint8_t *buf, size_t len, struct kb_qcow2 *out, struct 
 	uint64_t backing_offset = be64(buf + 8);
 	uint32_t backing_size = be32(buf + 16);
 	out->virtual_size = be64(buf + 24);
+	if (out->version == 3) {
+		/* Incompatible feature bit 2: the guest's data lives in an external file the header names. */
+		if (len < 80)
+			return kb_fail(err, 0, NULL, "qcow2 header truncated");
+		uint64_t incompatible = be64(buf + 72);
+		if (incompatible & (1ull << 2))
+			return kb_fail(err, 0, NULL, "qcow2 image with an external data file (QEMU would open a file outside the bundle)");
+		if (incompatible & ~0x1bull)
+			return kb_fail(err, 0, NULL, "qcow2 image with unknown incompatible features 0x%llx",
+				       (unsigned long long)incompatible);
+	}
 	if (backing_offset == 0)
 		return 1;
 	if (backing_size == 0 || backing_size >= sizeof(out->backing) || backing_offset > len ||
@@ -139,4 +148,39 @@ void kb_bundle_default_name(const char *bundle_path, char *name, size_t size)
 		if (n > s && !strcmp(name + n - s, suffixes[i]))
 			name[n - s] = '\0';
 	}
+}
+
+const char *kb_image_format(const uint8_t *buf, size_t len)
+{
+	/* The signatures qemu-img probes, at the offsets it probes them (the probe functions of its block drivers). */
+	static const struct {
+		const char *format;
+		size_t offset;
+		const char *magic;
+		size_t magic_len;
+	} probes[] = {
+		{ "qcow2", 0, "QFI\xfb\x00\x00\x00\x02", 8 },
+		{ "qcow2", 0, "QFI\xfb\x00\x00\x00\x03", 8 },
+		{ "qcow", 0, "QFI\xfb\x00\x00\x00\x01", 8 },
+		{ "qed", 0, "QED\0", 4 },
+		{ "vmdk", 0, "KDMV", 4 },
+		{ "vmdk", 0, "COWD", 4 },
+		{ "vmdk", 0, "# Disk DescriptorFile", 21 },
+		{ "vhdx", 0, "vhdxfile", 8 },
+		{ "vpc", 0, "conectix", 8 },
+		{ "vdi", 0x40, "\x7f\x10\xda\xbe", 4 },
+		{ "luks", 0, "LUKS\xba\xbe", 6 },
+		{ "parallels", 0, "WithoutFreeSpace", 16 },
+		{ "parallels", 0, "WithouFreSpacExt", 16 },
+		{ "bochs", 0, "Bochs Virtual HD Image", 22 },
+		{ "cloop", 0, "#!/bin/sh\n#V2.0 Format\nmodprobe cloop", 37 },
+	};
+	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++)
+		if (len >= probes[i].offset + probes[i].magic_len &&
+		    !memcmp(buf + probes[i].offset, probes[i].magic, probes[i].magic_len))
+			return probes[i].format;
+	/* qcow2 with another version number is still not raw. */
+	if (len >= 4 && !memcmp(buf, "QFI\xfb", 4))
+		return "qcow2";
+	return "raw";
 }

@@ -37,7 +37,8 @@ const struct kb_sum *kb_sums_find(const struct kb_sums *sums, const char *name);
 
 /*
  * Whether @name may be a bundle member: a plain file name (no '/', not "." or
- * "..", no leading '-', printable, at most KB_BUNDLE_NAME_MAX - 1 bytes).
+ * "..", no leading '-' or '.', only letters, digits and "._-+", at most
+ * KB_BUNDLE_NAME_MAX - 1 bytes: never a path or a protocol QEMU would open).
  */
 bool kb_member_name_valid(const char *name);
 
@@ -53,6 +54,14 @@ struct kb_qcow2 {
  * header (a backing file name outside @len counts as corrupt).
  */
 int kb_qcow2_parse(const uint8_t *buf, size_t len, struct kb_qcow2 *out, struct kb_error *err);
+
+/*
+ * The image format qemu-img would probe from the first @len bytes (at least
+ * 512): "qcow2", "raw", or another format's name ("vmdk", "qed", "vhdx",
+ * "vpc", "vdi", "luks", "qcow", "parallels", "bochs", "cloop"), each of which
+ * can name files outside a bundle or is not what a bundle carries.
+ */
+const char *kb_image_format(const uint8_t *buf, size_t len);
 
 /* "ab01..." (64 hex digits + NUL) for a digest. */
 void kb_digest_hex(const uint8_t digest[32], char hex[65]);

@@ -19,6 +19,7 @@ struct kb_xml {
 	__typeof__(xmlDocDumpMemory) *dump_memory;
 	__typeof__(xmlGetNodePath) *node_path;
 	__typeof__(xmlNewChild) *new_child;
+	__typeof__(xmlNodeSetContent) *node_set_content;
 	xmlFreeFunc *free; /* libxml2's xmlFree is a variable holding the function */
 };
 

@@ -41,6 +41,9 @@ test_round_trip_every_compression() {
 		run pack "$d/vm.xml" -o "$bundle" --compress "$c"
 		expect_rc 0
 		run unpack "$bundle" --dest "$dest" --name web --json
+		expect_rc 1
+		expect_eq "$c: an ISO on the host is refused unless allowed" "$ERR" "kvmbox unpack: disk sda names '/srv/iso/installer.iso', which is not a member (--allow-external-cdrom for an ISO on the host): refused in domain.xml"
+		run unpack "$bundle" --dest "$dest" --name web --json --allow-external-cdrom
 		expect_rc 0
 		local m
 		for m in root.raw data.qcow2 base.qcow2 overlay.qcow2; do
@@ -147,6 +150,50 @@ test_hostile_bundles_are_refused() {
 	hostile backing "backing file '/etc/hostname' is not another member of the bundle: refused in escape\.qcow2"
 	(cd "$m" && tar -cf "$h/nosums.tar" domain.xml disk.raw)
 	hostile nosums "no SHA256SUMS member in"
+
+	# Images that reach host files through their own headers, and names QEMU reads as protocols.
+	(cd "$m" && echo secret >"$h/host.raw" && qemu-img create -q -f qcow2 -o data_file="$h/host.raw",data_file_raw=on ext.qcow2 1M &&
+		sha256sum domain.xml disk.raw ext.qcow2 >SHA256SUMS && tar -cf "$h/datafile.tar" domain.xml disk.raw ext.qcow2 SHA256SUMS &&
+		rm ext.qcow2 && sha256sum domain.xml disk.raw >SHA256SUMS)
+	hostile datafile "qcow2 image with an external data file \(QEMU would open a file outside the bundle\) in ext\.qcow2"
+	(cd "$m" && qemu-img create -q -f qed -b /etc/hostname -F raw back.qed 1M && sha256sum domain.xml disk.raw back.qed >SHA256SUMS &&
+		tar -cf "$h/qed.tar" domain.xml disk.raw back.qed SHA256SUMS && rm back.qed && sha256sum domain.xml disk.raw >SHA256SUMS)
+	hostile qed "a qed image, and a bundle carries only raw and qcow2 disks: refused: back\.qed"
+	(cd "$m" && printf '# Disk DescriptorFile\nversion=1\ncreateType="monolithicFlat"\nRW 2048 FLAT "/etc/shadow" 0\n' >flat.vmdk &&
+		sha256sum domain.xml disk.raw flat.vmdk >SHA256SUMS && tar -cf "$h/vmdk.tar" domain.xml disk.raw flat.vmdk SHA256SUMS &&
+		rm flat.vmdk && sha256sum domain.xml disk.raw >SHA256SUMS)
+	hostile vmdk "a vmdk image, and a bundle carries only raw and qcow2 disks: refused: flat\.vmdk"
+	(cd "$m" && cp disk.raw 'nbd:127.0.0.1:1' && tar -cf "$h/protocol.tar" domain.xml disk.raw 'nbd:127.0.0.1:1' SHA256SUMS && rm 'nbd:127.0.0.1:1')
+	hostile protocol "member nbd:127\.0\.0\.1:1 is not a plain file name"
+	# domain.xml naming host files, or telling QEMU the wrong format.
+	local xml
+	for xml in "<disk type='block' device='disk'><source dev='/dev/sda'/><target dev='vdb'/></disk>|disk vdb is type='block', not a file of the bundle" \
+		"<disk type='file' device='disk'><source file='/etc/shadow'/><target dev='vdb'/></disk>|disk vdb names '/etc/shadow', which is not a member" \
+		"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='disk.raw'/><target dev='vdb'/></disk>|disk vdb says type='qcow2' but disk\.raw is raw" \
+		"<disk type='file' device='disk'><source file='disk.raw'/><backingStore type='file'><format type='raw'/><source file='/etc/passwd'/></backingStore><target dev='vdb'/></disk>|disk vdb has a <backingStore> with a source" \
+		"<disk type='network' device='disk'><source protocol='nbd' name='x'><host name='127.0.0.1'/></source><target dev='vdb'/></disk>|disk vdb is type='network'"; do
+		(cd "$m" && cp domain.xml ok.xml &&
+			printf '<domain type="qemu"><name>vm</name><devices>%s</devices></domain>\n' "${xml%%|*}" >domain.xml &&
+			sha256sum domain.xml disk.raw >SHA256SUMS && tar -cf "$h/xml.tar" domain.xml disk.raw SHA256SUMS &&
+			mv ok.xml domain.xml && sha256sum domain.xml disk.raw >SHA256SUMS)
+		hostile xml "${xml#*|}.*: refused in domain\.xml"
+	done
+	(cd "$m" && cp domain.xml ok.xml &&
+		printf '<domain type="qemu"><name>vm</name><os><type>hvm</type><kernel>/boot/vmlinuz</kernel></os><devices/></domain>\n' >domain.xml &&
+		sha256sum domain.xml disk.raw >SHA256SUMS && tar -cf "$h/kernel.tar" domain.xml disk.raw SHA256SUMS &&
+		mv ok.xml domain.xml && sha256sum domain.xml disk.raw >SHA256SUMS)
+	hostile kernel "<kernel> names '/boot/vmlinuz', which is not a member: refused in domain\.xml"
+	# A kernel that is a member is fine, and points at the unpacked file; an unsaid format is said.
+	(cd "$m" && cp domain.xml ok.xml && head -c 4096 /dev/urandom >vmlinuz &&
+		printf '<domain type="qemu"><name>vm</name><os><type>hvm</type><kernel>vmlinuz</kernel></os><devices><disk type="file"><source file="disk.raw"/><target dev="vda"/></disk></devices></domain>\n' >domain.xml &&
+		sha256sum domain.xml disk.raw vmlinuz >SHA256SUMS && tar -cf "$h/member-kernel.tar" domain.xml disk.raw vmlinuz SHA256SUMS &&
+		mv ok.xml domain.xml && rm vmlinuz && sha256sum domain.xml disk.raw >SHA256SUMS)
+	rm -rf "$TESTS_TMP/mk"
+	mkdir -p "$TESTS_TMP/mk"
+	run unpack "$h/member-kernel.tar" --dest "$TESTS_TMP/mk" --name vm
+	expect_rc 0
+	expect_match "kernel rewritten" "$(cat "$TESTS_TMP/mk/vm/domain.xml")" "<kernel>$TESTS_TMP/mk/vm/vmlinuz</kernel>"
+	expect_match "format said" "$(cat "$TESTS_TMP/mk/vm/domain.xml")" "<driver name=\"qemu\" type=\"raw\"/>"
 }
 
 test_existing_directory_and_replace() {

@@ -75,11 +75,19 @@ test_del_keeps_the_host_reachable() {
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("0.0.0.0", 22)); s.listen(); c = s.accept(); time.sleep(30)' &
 	listener=$!
-	sleep 0.5
 	ip netns exec "$NS_PEER" timeout 30 python3 -c 'import socket, time
-s = socket.create_connection(("192.0.2.10", 22)); time.sleep(30)' &
+for i in range(100):
+    try:
+        s = socket.create_connection(("192.0.2.10", 22)); break
+    except OSError:
+        time.sleep(0.1)
+time.sleep(30)' &
 	echo $! >>"$TESTS_TMP/pids"
-	sleep 0.5
+	local i
+	for ((i = 0; i < 200; i++)); do # until the kernel lists the connection as established
+		ip netns exec "$NS_HOST" grep -q '^ *[0-9]*: 0A0200C0:0016 [0-9A-F:]* 01 ' /proc/net/tcp && break
+		sleep 0.05
+	done
 	run_in_ns "$NS_HOST" bridge del br0
 	expect_rc 1
 	expect_match "ssh connection" "$ERR" "refusing to delete br0: it holds 192\.0\.2\.10, the local address of an SSH connection from 192\.0\.2\.1 port [0-9]+, so"
