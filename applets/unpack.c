@@ -549,6 +549,9 @@ static int commit(struct unpack *u, bool replace, struct kb_error *err)
 	if (replace && access(u->final_dir.s, F_OK) == 0) {
 		if (check_replace(u, err) < 0) /* again: a guest may have started while this unpacked */
 			return -1;
+		/* The old tree must go whole or not at all: nothing immutable, no mount inside it. */
+		if (kb_tree_removable(u->final_dir.s, err) < 0)
+			return -1;
 		if (renameat2(AT_FDCWD, u->staging, AT_FDCWD, u->final_dir.s, RENAME_EXCHANGE) < 0)
 			return kb_fail(err, errno, u->final_dir.s, "swapping in the new");
 		/* The staging name now holds the old tree. */
@@ -615,7 +618,8 @@ static int run(struct unpack *u, const char *bundle, bool replace, struct kb_err
 	u->bundle_size = (uint64_t)st.st_size;
 	if (!replace && access(u->final_dir.s, F_OK) == 0)
 		return kb_fail(err, EEXIST, u->final_dir.s, "refusing to overwrite (--replace swaps it):");
-	if (replace && access(u->final_dir.s, F_OK) == 0 && check_replace(u, err) < 0)
+	if (replace && access(u->final_dir.s, F_OK) == 0 &&
+	    (check_replace(u, err) < 0 || kb_tree_removable(u->final_dir.s, err) < 0))
 		return -1;
 	struct statvfs vfs;
 	if (statvfs(u->dest_dir.s, &vfs) < 0)

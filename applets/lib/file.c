@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -347,30 +349,111 @@ int kb_file_ensure(const struct kb_ctx *ctx, const char *abs_path, const char *d
 	return kb_write_file_atomic(ctx, abs_path, data, len, &opts, err);
 }
 
-int kb_remove_tree(const char *path, struct kb_error *err)
+/* Whether @name in @dirfd (stat'ed in @st) is the root of a mount: another device, or statx says so. */
+static bool mount_root_at(int dirfd, const char *name, const struct stat *st, dev_t tree_dev)
+{
+	if (st->st_dev != tree_dev)
+		return true;
+	struct statx sx;
+	return statx(dirfd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_BASIC_STATS, &sx) == 0 &&
+	       (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+}
+
+/*
+ * Walk the directory open at @fd (device @dev), depth first. With @remove,
+ * unlink everything; without, only check that it could be: no mount point
+ * (a bind mount of the same filesystem included), nothing immutable or
+ * append-only. Every step goes through directory fds with O_NOFOLLOW, so a
+ * path swapped for a symlink meanwhile is never followed.
+ */
+static int walk_tree(int fd, dev_t dev, const char *path, bool remove, struct kb_error *err)
+{
+	int flags = 0;
+	if (!remove && ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && (flags & (FS_IMMUTABLE_FL | FS_APPEND_FL)))
+		return kb_fail(err, EPERM, path, "%s (lsattr shows it; chattr -i/-a clears it):",
+			       flags & FS_IMMUTABLE_FL ? "an immutable directory" : "an append-only directory");
+	int dup_fd = dup(fd);
+	DIR *d = dup_fd < 0 ? NULL : fdopendir(dup_fd);
+	if (!d) {
+		if (dup_fd >= 0)
+			close(dup_fd);
+		return kb_fail(err, errno, path, "listing");
+	}
+	int rc = 0;
+	struct dirent *de;
+	while (rc == 0 && (de = readdir(d)) != NULL) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		char sub[PATH_MAX];
+		snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
+		struct stat st;
+		if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			if (errno != ENOENT)
+				rc = kb_fail(err, errno, sub, "examining");
+			continue;
+		}
+		if (S_ISDIR(st.st_mode)) {
+			if (mount_root_at(fd, de->d_name, &st, dev)) {
+				rc = kb_fail(err, EBUSY, sub, "a mount point (kvmbox never removes across one):");
+				break;
+			}
+			int child = openat(fd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (child < 0) {
+				rc = kb_fail(err, errno, sub, "opening");
+				break;
+			}
+			rc = walk_tree(child, dev, sub, remove, err);
+			close(child);
+			if (rc == 0 && remove && unlinkat(fd, de->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+				rc = kb_fail(err, errno, sub, "removing");
+			continue;
+		}
+		if (!remove && S_ISREG(st.st_mode)) {
+			int f = openat(fd, de->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+			int attrs = 0;
+			if (f >= 0 && ioctl(f, FS_IOC_GETFLAGS, &attrs) == 0 && (attrs & (FS_IMMUTABLE_FL | FS_APPEND_FL)))
+				rc = kb_fail(err, EPERM, sub, "%s (lsattr shows it; chattr -i/-a clears it):",
+					     attrs & FS_IMMUTABLE_FL ? "an immutable file" : "an append-only file");
+			if (f >= 0)
+				close(f);
+			continue;
+		}
+		if (remove && unlinkat(fd, de->d_name, 0) < 0 && errno != ENOENT)
+			rc = kb_fail(err, errno, sub, "removing");
+	}
+	closedir(d);
+	return rc;
+}
+
+static int tree_at(const char *path, bool remove, struct kb_error *err)
 {
 	struct stat st;
 	if (lstat(path, &st) < 0)
 		return errno == ENOENT ? 0 : kb_fail(err, errno, path, "removing");
-	if (S_ISDIR(st.st_mode)) {
-		autoclose_dir d = opendir(path);
-		if (!d)
-			return kb_fail(err, errno, path, "removing");
-		struct dirent *de;
-		while ((de = readdir(d)) != NULL) {
-			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-				continue;
-			char sub[PATH_MAX];
-			if (snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name) >= (int)sizeof(sub))
-				return kb_fail(err, ENAMETOOLONG, path, "removing");
-			if (kb_remove_tree(sub, err) < 0)
-				return -1;
-		}
-		if (rmdir(path) < 0)
+	if (!S_ISDIR(st.st_mode)) {
+		if (remove && unlink(path) < 0 && errno != ENOENT)
 			return kb_fail(err, errno, path, "removing");
 		return 0;
 	}
-	if (unlink(path) < 0 && errno != ENOENT)
+	autoclose_fd fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return kb_fail(err, errno, path, "opening");
+	struct stat top;
+	if (fstat(fd, &top) < 0)
+		return kb_fail(err, errno, path, "examining");
+	if (walk_tree(fd, top.st_dev, path, remove, err) < 0)
+		return -1;
+	if (remove && rmdir(path) < 0 && errno != ENOENT)
 		return kb_fail(err, errno, path, "removing");
 	return 0;
+}
+
+int kb_remove_tree(const char *path, struct kb_error *err)
+{
+	return tree_at(path, true, err);
+}
+
+int kb_tree_removable(const char *path, struct kb_error *err)
+{
+	return tree_at(path, false, err);
 }

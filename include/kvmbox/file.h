@@ -71,7 +71,18 @@ int kb_file_ensure(const struct kb_ctx *ctx, const char *abs_path, const char *d
 /* mkdir -p @dir (a real path, already mapped), each new directory 0755. */
 int kb_make_dirs(const char *dir, struct kb_error *err);
 
-/* rm -rf @path (a real path, already mapped); quiet about what is already gone. */
+/*
+ * rm -rf @path (a real path, already mapped), through directory fds with
+ * O_NOFOLLOW (a path swapped for a symlink is not followed), never across a
+ * mount point (it stops with EBUSY); quiet about what is already gone.
+ */
 int kb_remove_tree(const char *path, struct kb_error *err);
+
+/*
+ * Whether kb_remove_tree(@path) would remove all of it: no mount point inside,
+ * nothing immutable or append-only. Check first where a half-removed tree
+ * would be worse than none removed (unpack --replace).
+ */
+int kb_tree_removable(const char *path, struct kb_error *err);
 
 #endif

@@ -214,6 +214,38 @@ test_existing_directory_and_replace() {
 	expect_match "progress with -v" "$ERR" "unpack \[#+\] 100\.0%"
 	expect_eq "replaced" "$(ls "$dest/r" | tr '\n' ' ')" "SHA256SUMS disk.raw domain.xml "
 	expect_eq "nothing else" "$(ls -A "$dest" | tr '\n' ' ')" "r "
+	# The old tree goes whole or not at all: an immutable file or a mount inside it keeps it as it was.
+	echo keep >"$dest/r/keep.img"
+	if chattr +i "$dest/r/keep.img" 2>/dev/null; then
+		local before
+		before=$(cd "$dest/r" && sha256sum * | sort)
+		run unpack "$TESTS_TMP/r.kvmbundle" --dest "$dest" --replace
+		chattr -i "$dest/r/keep.img"
+		expect_rc 1
+		expect_match "immutable" "$ERR" "an immutable file \(lsattr shows it; chattr -i/-a clears it\): $dest/r/keep\.img"
+		expect_eq "old tree whole" "$(cd "$dest/r" && sha256sum * | sort)" "$before"
+		expect_eq "nothing left" "$(ls -A "$dest" | tr '\n' ' ')" "r "
+	else
+		echo "# no chattr on $dest's filesystem: the immutable case is not exercised"
+	fi
+	mkdir -p "$dest/r/mnt"
+	mount -t tmpfs -o size=1m tmpfs "$dest/r/mnt" || { fail "cannot mount a tmpfs"; return; }
+	at_exit "umount '$dest/r/mnt' 2>/dev/null"
+	echo precious >"$dest/r/mnt/file"
+	run unpack "$TESTS_TMP/r.kvmbundle" --dest "$dest" --replace
+	expect_rc 1
+	expect_match "mount point" "$ERR" "a mount point \(kvmbox never removes across one\): $dest/r/mnt"
+	expect_eq "inside the mount, untouched" "$(cat "$dest/r/mnt/file")" "precious"
+	# A bind mount of the same filesystem is a mount point too.
+	umount "$dest/r/mnt"
+	mkdir -p "$TESTS_TMP/bindsrc" && echo precious >"$TESTS_TMP/bindsrc/file"
+	mount --bind "$TESTS_TMP/bindsrc" "$dest/r/mnt"
+	run unpack "$TESTS_TMP/r.kvmbundle" --dest "$dest" --replace
+	expect_rc 1
+	expect_eq "bind mount untouched" "$(cat "$TESTS_TMP/bindsrc/file")" "precious"
+	umount "$dest/r/mnt"
+	run unpack "$TESTS_TMP/r.kvmbundle" --dest "$dest" --replace
+	expect_rc 0
 }
 
 test_not_enough_space() {
