@@ -199,13 +199,21 @@ static const char *refusal(struct unpack *u, struct archive_entry *e, const char
 	return NULL;
 }
 
+/*
+ * A member of the staging directory, opened through the directory's fd and
+ * never through a symlink: whoever can write to DIR may rename or swap the
+ * staging path while this runs, but not the directory this process holds open.
+ */
+static int open_member(const struct unpack *u, const char *name, int flags, mode_t mode)
+{
+	return openat(u->staging_lock, name, flags | O_NOFOLLOW | O_CLOEXEC, mode);
+}
+
 /* Stream one member into the staging directory, hashing it on the way. */
 static int extract(struct unpack *u, struct archive *a, struct member *m, struct kb_error *err)
 {
-	char path[PATH_MAX + KB_BUNDLE_NAME_MAX];
-	snprintf(path, sizeof(path), "%s/%s", u->staging, m->name);
 	bool config = !strcmp(m->name, KB_BUNDLE_DOMAIN_XML) || !strcmp(m->name, KB_BUNDLE_SUMS);
-	autoclose_fd fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, config ? 0644 : 0600);
+	autoclose_fd fd = open_member(u, m->name, O_WRONLY | O_CREAT | O_EXCL, config ? 0644 : 0600);
 	if (fd < 0)
 		return kb_fail(err, errno, m->name, "creating member");
 	struct kb_hasher *sha = kb_hasher_start(&u->sha, &interrupted, err);
@@ -262,9 +270,10 @@ static int extract(struct unpack *u, struct archive *a, struct member *m, struct
 static int read_member(struct unpack *u, const char *name, size_t max, char **text, size_t *len,
 		       struct kb_error *err)
 {
-	char path[PATH_MAX + KB_BUNDLE_NAME_MAX];
-	snprintf(path, sizeof(path), "%s/%s", u->staging, name);
-	return kb_read_path(path, max, text, len, err);
+	autoclose_fd fd = open_member(u, name, O_RDONLY, 0);
+	if (fd < 0)
+		return kb_fail(err, errno, name, "opening member");
+	return kb_read_fd(fd, name, max, text, len, err);
 }
 
 /* Every member but SHA256SUMS is listed, every listed one is there, and the digests match. */
@@ -320,10 +329,8 @@ static int examine_disks(struct unpack *u, struct kb_error *err)
 		struct member *m = &u->members[i];
 		if (!strcmp(m->name, KB_BUNDLE_SUMS) || !strcmp(m->name, KB_BUNDLE_DOMAIN_XML))
 			continue;
-		char path[PATH_MAX + KB_BUNDLE_NAME_MAX];
-		snprintf(path, sizeof(path), "%s/%s", u->staging, m->name);
 		uint8_t head[65536];
-		autoclose_fd fd = open(path, O_RDONLY | O_CLOEXEC);
+		autoclose_fd fd = open_member(u, m->name, O_RDONLY, 0);
 		ssize_t n = fd < 0 ? -1 : pread(fd, head, sizeof(head), 0);
 		if (n < 0)
 			return kb_fail(err, errno, m->name, "reading member");
@@ -344,7 +351,11 @@ static int examine_disks(struct unpack *u, struct kb_error *err)
 				return kb_fail(err, 0, m->name, "backing file '%s' is not another member of the bundle: refused in", backing);
 			continue;
 		}
-		blkid_probe pr = blkid_new_probe_from_filename(path);
+		blkid_probe pr = blkid_new_probe();
+		if (pr && blkid_probe_set_device(pr, fd, 0, 0) != 0) {
+			blkid_free_probe(pr);
+			pr = NULL;
+		}
 		if (!pr) {
 			snprintf(m->probe, sizeof(m->probe), "raw (not probed)");
 			continue;
@@ -499,9 +510,7 @@ static int rewrite_domain(struct unpack *u, struct kb_error *err)
 			rc = kb_fail(err, ENOMEM, KB_BUNDLE_DOMAIN_XML, "writing");
 	}
 	if (rc == 0) {
-		char path[PATH_MAX + KB_BUNDLE_NAME_MAX];
-		snprintf(path, sizeof(path), "%s/%s", u->staging, KB_BUNDLE_DOMAIN_XML);
-		autoclose_fd fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+		autoclose_fd fd = open_member(u, KB_BUNDLE_DOMAIN_XML, O_WRONLY | O_TRUNC, 0);
 		if (fd < 0 || write(fd, out, (size_t)out_len) != out_len || fsync(fd) < 0)
 			rc = kb_fail(err, errno, KB_BUNDLE_DOMAIN_XML, "writing");
 	}
@@ -542,10 +551,15 @@ static int check_replace(struct unpack *u, struct kb_error *err)
 static int commit(struct unpack *u, bool replace, struct kb_error *err)
 {
 	/* mkdtemp made it 0700; QEMU under libvirt must be able to reach the images inside. */
-	if (chmod(u->staging, 0755) < 0)
+	if (fchmod(u->staging_lock, 0755) < 0)
 		return kb_fail(err, errno, u->staging, "setting the mode of");
-	if (kb_fsync_dir(u->staging, err) < 0)
-		return -1;
+	if (fsync(u->staging_lock) < 0)
+		return kb_fail(err, errno, u->staging, "syncing directory");
+	/* The staging name must still be this directory: never rename something put in its place. */
+	struct stat ours, named;
+	if (fstat(u->staging_lock, &ours) < 0 || lstat(u->staging, &named) < 0 || !S_ISDIR(named.st_mode) ||
+	    ours.st_dev != named.st_dev || ours.st_ino != named.st_ino)
+		return kb_fail(err, 0, u->staging, "the staging directory was replaced while unpacking:");
 	if (replace && access(u->final_dir.s, F_OK) == 0) {
 		if (check_replace(u, err) < 0) /* again: a guest may have started while this unpacked */
 			return -1;

@@ -71,6 +71,11 @@ int kb_read_file(const struct kb_ctx *ctx, const char *abs_path, size_t max_size
 	return kb_read_path(p.s, max_size, data, len, err);
 }
 
+int kb_read_fd(int fd, const char *name, size_t max_size, char **data, size_t *len, struct kb_error *err)
+{
+	return read_fd_all(fd, name, max_size, data, len, err);
+}
+
 int kb_read_path(const char *path, size_t max_size, char **data, size_t *len, struct kb_error *err)
 {
 	autoclose_fd fd = open(path, O_RDONLY | O_CLOEXEC);

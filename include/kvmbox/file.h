@@ -17,6 +17,9 @@
 int kb_read_file(const struct kb_ctx *ctx, const char *abs_path, size_t max_size, char **data,
 		 size_t *len, struct kb_error *err);
 
+/* kb_read_file() for a file already open (@name for errors): read from where the offset is, to the end. */
+int kb_read_fd(int fd, const char *name, size_t max_size, char **data, size_t *len, struct kb_error *err);
+
 /* kb_read_file() for a path the caller already has in hand (a command-line argument, a staged file): no mapping. */
 int kb_read_path(const char *path, size_t max_size, char **data, size_t *len, struct kb_error *err);
 

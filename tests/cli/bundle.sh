@@ -303,7 +303,7 @@ test_apparent_size_bomb() {
 # unpack spends seconds writing it: long enough to be interrupted mid-write.
 big_bundle() {
 	python3 - "$1" <<'PY'
-import io, subprocess, sys, tarfile
+import hashlib, io, subprocess, sys, tarfile
 out = open(sys.argv[1], "wb")
 z = subprocess.Popen(["zstd", "-q", "-1", "-T0", "-c"], stdin=subprocess.PIPE, stdout=out)
 class Pattern(io.RawIOBase):
@@ -314,13 +314,26 @@ class Pattern(io.RawIOBase):
         n = min(len(b), len(self.block))
         b[:n] = self.block[:n]
         return n
+class Hashed(io.RawIOBase):  # the pattern, hashed as tarfile reads it: SHA256SUMS comes last
+    def __init__(self, size):
+        self.inner, self.sha, self.left = Pattern(), hashlib.sha256(), size
+    def readable(self):
+        return True
+    def readinto(self, b):
+        n = self.inner.readinto(memoryview(b)[:min(len(b), self.left)])
+        self.sha.update(memoryview(b)[:n])
+        self.left -= n
+        return n
 with tarfile.open(fileobj=z.stdin, mode="w|", format=tarfile.PAX_FORMAT) as t:
     xml = b'<domain type="qemu"><name>big</name></domain>\n'
-    for name, data in (("domain.xml", xml), ("SHA256SUMS", b"0" * 64 + b"  disk.raw\n")):
-        info = tarfile.TarInfo(name); info.size = len(data)
-        t.addfile(info, io.BytesIO(data))
+    info = tarfile.TarInfo("domain.xml"); info.size = len(xml)
+    t.addfile(info, io.BytesIO(xml))
+    disk = Hashed(4 << 30)
     info = tarfile.TarInfo("disk.raw"); info.size = 4 << 30
-    t.addfile(info, io.BufferedReader(Pattern(), 1 << 20))
+    t.addfile(info, io.BufferedReader(disk, 1 << 20))
+    sums = ("%s  domain.xml\n%s  disk.raw\n" % (hashlib.sha256(xml).hexdigest(), disk.sha.hexdigest())).encode()
+    info = tarfile.TarInfo("SHA256SUMS"); info.size = len(sums)
+    t.addfile(info, io.BytesIO(sums))
 z.stdin.close(); z.wait()
 PY
 }
@@ -357,6 +370,27 @@ test_interrupted_unpack_leaves_nothing() {
 	expect_rc 0
 	expect_match "stale one removed" "$ERR" "removed $dest/\.big\.kvmbox-[A-Za-z0-9]{6}, left by an unpack that was killed"
 	expect_eq "only the new one" "$(ls -A "$dest")" "ig"
+
+	# The staging directory swapped for a symlink mid-unpack (anyone who can write DIR could):
+	# nothing is written through the link, and the swapped name is not renamed into place.
+	local evil="$TESTS_TMP/evil" staging
+	mkdir -p "$evil"
+	"$KVMBOX" unpack "$TESTS_TMP/big.kvmbundle" --dest "$dest" --name swapped 2>"$TESTS_TMP/swap.err" &
+	pid=$!
+	for ((i = 0; i < 200; i++)); do
+		staging=$(find "$dest" -maxdepth 1 -name '.swapped.kvmbox-*' | head -1)
+		[ -n "$staging" ] && [ "$(find "$staging" -name disk.raw -size +16M 2>/dev/null | wc -l)" = 1 ] && break
+		sleep 0.05
+	done
+	mv "$staging" "$TESTS_TMP/moved-staging"
+	ln -s "$evil" "$staging"
+	wait "$pid"
+	rc=$?
+	expect_eq "swap: failed" "$rc" 1
+	expect_match "swap: said" "$(cat "$TESTS_TMP/swap.err")" "the staging directory was replaced while unpacking"
+	expect_eq "swap: nothing written through the link" "$(ls -A "$evil")" ""
+	expect_file_missing "$dest/swapped"
+	rm -rf "$TESTS_TMP/moved-staging"
 	rm -f "$TESTS_TMP/big.kvmbundle"
 }
 
