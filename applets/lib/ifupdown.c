@@ -74,6 +74,17 @@ static bool starts_stanza(const struct line *l)
 	return false;
 }
 
+/* Whether the line has a control character other than tab (a CR only at its end, as CRLF files have). */
+static bool has_control(const char *start, size_t n)
+{
+	while (n > 0 && start[n - 1] == '\r')
+		n--;
+	for (size_t i = 0; i < n; i++)
+		if (((unsigned char)start[i] < 0x20 && start[i] != '\t') || start[i] == 0x7f)
+			return true;
+	return false;
+}
+
 static void copy_word(char *dst, size_t size, const struct line *l, int n)
 {
 	snprintf(dst, size, "%.*s", (int)l->word_len[n], l->word[n]);
@@ -155,11 +166,15 @@ static size_t line_length(const char *text, size_t len, size_t pos, size_t *eol)
 int kb_ifupdown_detach(const char *text, size_t len, const char *iface, char **out, size_t *out_len,
 		       struct kb_ifupdown_config *taken, bool *found, struct kb_error *err)
 {
+	*found = false;
+	if (memchr(text, '\0', len))
+		return kb_fail(err, 0, NULL, "a NUL byte: not a text file");
 	struct buf b = { 0 };
 	bool changed = false, editing = false;
 	const char *start;
 	unsigned line_no = 0;
-	*found = false;
+	char family[8][16];
+	int families = 0;
 	FOR_EACH_LINE(text, len, pos, start, n, eol) {
 		struct line l;
 		split(start, n, &l);
@@ -168,7 +183,34 @@ int kb_ifupdown_detach(const char *text, size_t len, const char *iface, char **o
 			editing = false;
 			if (word_is(&l, 0, "iface") && l.words >= 4 && word_is(&l, 1, iface)) {
 				*found = true;
+				if (has_control(start, n)) {
+					free(b.data);
+					kb_fail(err, 0, NULL, "a control character in %s's stanza; edit it by hand", iface);
+					if (err)
+						err->line = line_no;
+					return -1;
+				}
+				/* Two stanzas of one family: which one kvmbox made manual could not be told apart later. */
+				for (int f = 0; f < families; f++) {
+					if (word_is(&l, 2, family[f])) {
+						free(b.data);
+						kb_fail(err, 0, NULL, "%s has two %s stanzas; edit it by hand", iface, family[f]);
+						if (err)
+							err->line = line_no;
+						return -1;
+					}
+				}
+				if (families < 8 && l.word_len[2] < sizeof(family[0]))
+					copy_word(family[families++], sizeof(family[0]), &l, 2);
 				if (!word_is(&l, 3, "manual") && !word_is(&l, 3, "loopback")) {
+					if (l.word_len[2] >= sizeof(taken->stanza[0].family) ||
+					    l.word_len[3] >= sizeof(taken->stanza[0].method)) {
+						free(b.data);
+						kb_fail(err, 0, NULL, "'iface %s' names no family and method interfaces(5) knows", iface);
+						if (err)
+							err->line = line_no;
+						return -1;
+					}
 					if (taken->count == KB_IFUPDOWN_MAX_STANZAS) {
 						free(b.data);
 						return kb_fail(err, 0, NULL, "more than %d stanzas for %s", KB_IFUPDOWN_MAX_STANZAS, iface);
@@ -186,16 +228,25 @@ int kb_ifupdown_detach(const char *text, size_t len, const char *iface, char **o
 				}
 			}
 		} else if (editing && l.words > 0 && moves_with_method(l.word[0], l.word_len[0])) {
-			if (n > 0 && start[n - 1] == '\\') {
+			size_t end = n;
+			while (end > 0 && (start[end - 1] == ' ' || start[end - 1] == '\t' || start[end - 1] == '\r'))
+				end--;
+			if ((end > 0 && start[end - 1] == '\\') || has_control(start, n)) {
 				free(b.data);
-				kb_fail(err, 0, NULL, "a continued line in %s's stanza; edit it by hand", iface);
+				kb_fail(err, 0, NULL, "a continued line or a control character in %s's stanza; edit it by hand", iface);
 				if (err)
 					err->line = line_no;
 				return -1;
 			}
 			int *count = &taken->stanza[taken->count - 1].option_count;
-			if (*count < KB_IFUPDOWN_MAX_OPTIONS)
-				copy_trimmed(taken->stanza[taken->count - 1].options[(*count)++], 256, &l);
+			if (*count == KB_IFUPDOWN_MAX_OPTIONS || (size_t)(start + end - l.word[0]) >= 256) {
+				free(b.data);
+				kb_fail(err, 0, NULL, "%s's stanza has more or longer options than kvmbox moves; edit it by hand", iface);
+				if (err)
+					err->line = line_no;
+				return -1;
+			}
+			copy_trimmed(taken->stanza[taken->count - 1].options[(*count)++], 256, &l);
 			continue; /* the line leaves this file */
 		}
 		put(&b, start, eol);
@@ -206,6 +257,8 @@ int kb_ifupdown_detach(const char *text, size_t len, const char *iface, char **o
 int kb_ifupdown_attach(const char *text, size_t len, const char *iface, const struct kb_ifupdown_config *config,
 		       char **out, size_t *out_len, struct kb_error *err)
 {
+	if (memchr(text, '\0', len))
+		return kb_fail(err, 0, NULL, "a NUL byte: not a text file");
 	struct buf b = { 0 };
 	bool changed = false, used[KB_IFUPDOWN_MAX_STANZAS] = { false };
 	const char *start;
