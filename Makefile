@@ -23,10 +23,11 @@ DEBIAN_PACKAGES := build-essential pkg-config libcmocka-dev libkmod-dev libxml2-
                    zstd xz-utils time python3 \
                    valgrind clang libclang-rt-14-dev \
                    cpu-checker libvirt-clients hyperfine jq \
-                   libvirt-dev libvirt-daemon-system qemu-system-x86 busybox-static cpio ifupdown
+                   libvirt-dev libvirt-daemon-system qemu-system-x86 busybox-static cpio ifupdown \
+                   libpci-dev pci.ids
 
-# Headers only: libkmod, libxml2, libarchive, libcrypto and libvirt are dlopen()ed by the applets that use them (applets/lib/dynlib.c).
-DLOPEN_PKGS := libkmod libxml-2.0 libarchive libcrypto libvirt
+# Headers only: libkmod, libxml2, libarchive, libcrypto, libvirt and libpci are dlopen()ed by the applets that use them (applets/lib/dynlib.c).
+DLOPEN_PKGS := libkmod libxml-2.0 libarchive libcrypto libvirt libpci
 DLOPEN_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(DLOPEN_PKGS) 2>/dev/null)
 # Small libraries linked statically from Debian's .a files: no dynamic-loader cost at every start
 # (libnl measured at +0.17 ms per exec when linked dynamically, 0 statically).

@@ -26,6 +26,7 @@ struct kb_dynlib_symbol {
 	X(KB_LIB_ARCHIVE, "libarchive.so.13", "libarchive13", true) \
 	X(KB_LIB_CRYPTO, "libcrypto.so.3", "libssl3", true)         \
 	X(KB_LIB_KMOD, "libkmod.so.2", "libkmod2", true)            \
+	X(KB_LIB_PCI, "libpci.so.3", "libpci3", false)              \
 	X(KB_LIB_VIRT, "libvirt.so.0", "libvirt0", false)           \
 	X(KB_LIB_XML, "libxml2.so.2", "libxml2", true)
 
