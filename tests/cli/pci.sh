@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# kvmbox pci against a fixture sysfs: IOMMU groups shared by a NIC and its sibling function
+# and by a GPU and its audio function, a NIC carrying the default route (/proc/net/route), an
+# NVMe disk holding / (/proc/mounts), bridges, a device bound to vfio-pci. Exact rows, exit
+# codes, refusals that change nothing, and a bind the "kernel" ignores caught by the read-back.
+. tests/lib.sh
+
+# fx_pci ROOT ADDR CLASS VENDOR DEVICE DRIVER GROUP: one device as sysfs shows it.
+fx_pci() {
+	local r=$1 addr=$2 d="$1/sys/bus/pci/devices/$2"
+	mkdir -p "$d" "$r/sys/bus/pci/drivers" "$r/sys/kernel/iommu_groups"
+	printf '0x%s\n' "$3" >"$d/class"
+	printf '0x%s\n' "$4" >"$d/vendor"
+	printf '0x%s\n' "$5" >"$d/device"
+	echo -1 >"$d/numa_node"
+	echo '(null)' >"$d/driver_override"
+	if [ "$6" != - ]; then
+		mkdir -p "$r/sys/bus/pci/drivers/$6"
+		: >"$r/sys/bus/pci/drivers/$6/unbind"
+		ln -s "../../drivers/$6" "$d/driver"
+	fi
+	if [ "$7" != - ]; then
+		mkdir -p "$r/sys/kernel/iommu_groups/$7/devices"
+		ln -s "../../../../kernel/iommu_groups/$7" "$d/iommu_group"
+		ln -s "../../../../bus/pci/devices/$addr" "$r/sys/kernel/iommu_groups/$7/devices/$addr"
+	fi
+}
+
+pci_root() {
+	local r
+	r=$(fx_new)
+	fx_pci "$r" 0000:00:00.0 060000 8086 0d57 - 0
+	fx_pci "$r" 0000:00:1c.0 060400 8086 a110 pcieport 1
+	fx_pci "$r" 0000:01:00.0 020000 8086 10d3 e1000e 2
+	fx_pci "$r" 0000:01:00.1 020000 8086 10d3 e1000e 2
+	fx_pci "$r" 0000:02:00.0 030000 10de 1c82 nouveau 3
+	fx_pci "$r" 0000:02:00.1 040300 10de 0fb9 snd_hda_intel 3
+	fx_pci "$r" 0000:03:00.0 010802 144d a808 nvme 4
+	fx_pci "$r" 0000:04:00.0 020000 8086 1533 igb 5
+	fx_pci "$r" 0000:05:00.0 020000 8086 1533 vfio-pci 6
+	fx_pci "$r" 0000:06:00.0 020000 8086 1533 igb -
+	mkdir -p "$r/sys/bus/pci/devices/0000:01:00.0/net/em1" "$r/sys/bus/pci/devices/0000:01:00.1/net/em2" \
+		"$r/sys/bus/pci/devices/0000:03:00.0/nvme/nvme0/nvme0n1" "$r/sys/bus/pci/devices/0000:03:00.0/nvme/nvme0/block/nvme0n1" \
+		"$r/sys/bus/pci/devices/0000:04:00.0/net/p4p1" "$r/proc/net"
+	echo 2 >"$r/sys/bus/pci/devices/0000:04:00.0/numa_node"
+	printf 'Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\nem1\t00000000\t0102000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\nem1\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n' >"$r/proc/net/route"
+	printf '/dev/nvme0n1p2 / ext4 rw,relatime 0 0\nproc /proc proc rw 0 0\n' >"$r/proc/mounts"
+	printf 'Filename\tType\tSize\tUsed\tPriority\n' >"$r/proc/swaps"
+	: >"$r/sys/bus/pci/drivers_probe"
+	echo "$r"
+}
+
+test_list_verdicts() {
+	local r
+	r=$(pci_root)
+	run --root "$r" pci
+	expect_rc 0
+	# Names come from pci.ids when libpci is there; compare without them.
+	expect_eq "rows" "$(printf '%s\n' "$OUT" | sed -E 's/^(0000:.*  (bridge|host-uses|group-shared|can-prepare|ready|no-iommu)) .*/\1/; s/ +$//')" \
+"0000:00:00.0  060000  -             group 0     node -1  bridge
+0000:00:1c.0  060400  pcieport      group 1     node -1  bridge
+0000:01:00.0  020000  e1000e        group 2     node -1  host-uses
+                group members: 0000:01:00.1
+                its interface em1 carries the default route
+0000:01:00.1  020000  e1000e        group 2     node -1  host-uses
+                group members: 0000:01:00.0
+                0000:01:00.0 in its group: its interface em1 carries the default route
+0000:02:00.0  030000  nouveau       group 3     node -1  group-shared
+                group members: 0000:02:00.1
+                goes with 0000:02:00.1
+0000:02:00.1  040300  snd_hda_intel  group 3     node -1  group-shared
+                group members: 0000:02:00.0
+                goes with 0000:02:00.0
+0000:03:00.0  010802  nvme          group 4     node -1  host-uses
+                its disk nvme0n1 holds a mounted filesystem (/dev/nvme0n1p2 on /)
+0000:04:00.0  020000  igb           group 5     node 2   can-prepare
+0000:05:00.0  020000  vfio-pci      group 6     node -1  ready
+0000:06:00.0  020000  igb           group -     node -1  no-iommu
+                no IOMMU group: kvmbox grub-args --iommu, and VT-d/AMD-Vi on in the firmware"
+	run --root "$r" pci net --json
+	expect_eq "json" "$(jq -c '[.[] | [.address, .verdict, .iommu_group, .group_members, .numa_node]]' <<<"$OUT")" \
+		'[["0000:01:00.0","host-uses",2,["0000:01:00.1"],-1],["0000:01:00.1","host-uses",2,["0000:01:00.0"],-1],["0000:04:00.0","can-prepare",5,[],2],["0000:05:00.0","ready",6,[],-1],["0000:06:00.0","no-iommu",null,[],-1]]'
+	run --root "$r" pci 0300 04:00.0
+	expect_eq "class prefix and address" "$(awk '/^0000/ {print $1}' <<<"$OUT" | tr '\n' ' ')" "0000:02:00.0 0000:04:00.0 "
+}
+
+test_xml() {
+	local r
+	r=$(pci_root)
+	run --root "$r" pci xml pci_0000_04_00_0
+	expect_rc 0
+	expect_eq "hostdev" "$OUT" "<hostdev mode='subsystem' type='pci' managed='yes'>
+  <source>
+    <address domain='0x0000' bus='0x04' slot='0x00' function='0x0'/>
+  </source>
+</hostdev>"
+}
+
+# Refusals change nothing; one line names the reason.
+test_prepare_refusals() {
+	local r before
+	r=$(pci_root)
+	before=$(cd "$r/sys" && find . -type f -exec sha256sum {} + | sort)
+	run --root "$r" pci prepare 01:00.1
+	expect_rc 1
+	expect_eq "sibling of the default route's NIC" "$ERR" "kvmbox pci: refusing 0000:01:00.1: 0000:01:00.0 in its IOMMU group: its interface em1 carries the default route (--force overrides)"
+	run --root "$r" pci prepare 0000:03:00.0
+	expect_rc 1
+	expect_eq "the disk holding /" "$ERR" "kvmbox pci: refusing 0000:03:00.0: its disk nvme0n1 holds a mounted filesystem (/dev/nvme0n1p2 on /) (--force overrides)"
+	run --root "$r" pci prepare 00:1c.0 --force
+	expect_rc 1
+	expect_eq "a bridge, even forced" "$ERR" "kvmbox pci: 0000:00:1c.0 is a bridge (class 060400): bridges are never passed through"
+	run --root "$r" pci prepare 06:00.0
+	expect_rc 1
+	expect_match "no iommu" "$ERR" "0000:06:00.0 has no IOMMU group: kvmbox grub-args --iommu"
+	run --root "$r" pci prepare 04:00.0 09:00.0
+	expect_rc 1
+	expect_eq "vanished" "$ERR" "kvmbox pci: no PCI device 0000:09:00.0 on this host (kvmbox pci list shows them)"
+	for bad in 4:0 0000:04:00.9 pci_0000_04_20_0 'x;y'; do
+		run --root "$r" pci prepare "$bad"
+		expect_rc 1
+		expect_match "malformed $bad" "$ERR" "is not a PCI address"
+	done
+	run --root "$r" pci prepare
+	expect_rc 2
+	run --root "$r" pci list --force
+	expect_rc 2
+	expect_eq "nothing written" "$(cd "$r/sys" && find . -type f -exec sha256sum {} + | sort)" "$before"
+}
+
+test_prepare_plan_and_read_back() {
+	local r
+	r=$(pci_root)
+	mkdir -p "$r/sys/bus/pci/drivers/vfio-pci"
+	run --root "$r" pci prepare 02:00.0 --dry-run
+	expect_rc 0
+	expect_eq "the whole group planned" "$OUT" "would-change  0000:02:00.0  nouveau -> vfio-pci
+would-change  0000:02:00.1  snd_hda_intel -> vfio-pci"
+	run --root "$r" pci prepare 05:00.0
+	expect_rc 0
+	expect_eq "already bound" "$OUT" "unchanged  0000:05:00.0  vfio-pci"
+	# A fixture has no kernel behind it: the requests are written, the driver link stays, and
+	# the read-back says so instead of claiming success.
+	run --root "$r" pci prepare 04:00.0
+	expect_rc 1
+	expect_eq "override written" "$(cat "$r/sys/bus/pci/devices/0000:04:00.0/driver_override")" "vfio-pci"
+	expect_eq "unbind asked" "$(cat "$r/sys/bus/pci/drivers/igb/unbind")" "0000:04:00.0"
+	expect_eq "probe asked" "$(cat "$r/sys/bus/pci/drivers_probe")" "0000:04:00.0"
+	expect_match "read back" "$OUT" "failed +0000:04:00.0 +0000:04:00.0: bound to 'igb' after binding it to vfio-pci \(read back from sysfs\)"
+	run --root "$r" pci release 04:00.0
+	expect_rc 0
+	expect_eq "release of an unbound device" "$OUT" "unchanged  0000:04:00.0  igb"
+}
+
+t test_list_verdicts
+t test_xml
+t test_prepare_refusals
+t test_prepare_plan_and_read_back
+done_testing
