@@ -1,6 +1,6 @@
 /*
  * provision: a whole KVM host from one config file, in a fixed order:
- *   check -> kvm-load -> devkvm -> grub -> hugepages -> bridges -> bundles -> domains
+ *   check -> kvm-load -> devkvm -> grub -> pci -> hugepages -> bridges -> bundles -> domains
  * (kvm-load comes before devkvm: the /dev/kvm node only exists once the module is loaded)
  *
  * Each step calls the applet that does the job, in this process (the same
@@ -39,7 +39,7 @@ const char provision_usage[] =
 	"Usage: kvmbox provision [CONFIG] [--plan | --validate] [--continue-on-error] [--connect URI]\n"
 	"\n"
 	"Provision this host from CONFIG (default /etc/kvmbox/host.conf): check, kvm-load,\n"
-	"devkvm, grub-args, hugepages, bridges, bundles, domains, in that order, each\n"
+	"devkvm, grub-args, pci, hugepages, bridges, bundles, domains, in that order, each\n"
 	"reported changed / unchanged / failed with its duration. The config is checked\n"
 	"and every step planned before anything changes. A second run on a provisioned\n"
 	"host changes nothing. /var/lib/kvmbox/state records each run (atomically, at\n"
@@ -62,7 +62,7 @@ const char provision_usage[] =
 #define MAX_STEPS (5 + 3 * KB_HOSTCONF_MAX_ITEMS)
 #define MAX_ARGS 48
 
-enum step_kind { STEP_CHECK, STEP_DEVKVM, STEP_KVM, STEP_GRUB, STEP_HUGEPAGES, STEP_BRIDGE, STEP_BUNDLE, STEP_DOMAIN };
+enum step_kind { STEP_CHECK, STEP_DEVKVM, STEP_KVM, STEP_GRUB, STEP_PCI, STEP_HUGEPAGES, STEP_BRIDGE, STEP_BUNDLE, STEP_DOMAIN };
 
 struct step {
 	enum step_kind kind;
@@ -163,6 +163,17 @@ static void build_command(const struct provision *p, const struct step *s, bool 
 			for (char *save = NULL, *w = strtok_r(words, " \t", &save); w; w = strtok_r(NULL, " \t", &save))
 				arg(a, w);
 		}
+		return;
+	}
+	case STEP_PCI: {
+		arg(a, "pci");
+		arg(a, "prepare");
+		arg_if(a, dry_run, "--dry-run");
+		arg(a, "--"); /* addresses from the config are never options */
+		char words[sizeof(c->pci_prepare)];
+		snprintf(words, sizeof(words), "%s", c->pci_prepare);
+		for (char *save = NULL, *w = strtok_r(words, " \t", &save); w; w = strtok_r(NULL, " \t", &save))
+			arg(a, w);
 		return;
 	}
 	case STEP_HUGEPAGES: {
@@ -512,6 +523,9 @@ static void plan_steps(struct provision *p)
 		add_step(p, STEP_DEVKVM, "devkvm", 0, c->devkvm_line);
 	if (c->has_grub)
 		add_step(p, STEP_GRUB, "grub", 0, c->grub_line);
+	/* After kvm and grub: a host without an IOMMU on the command line says so (no-iommu) first. */
+	if (c->has_pci)
+		add_step(p, STEP_PCI, "pci", 0, c->pci_line);
 	if (c->has_hugepages)
 		add_step(p, STEP_HUGEPAGES, "hugepages", 0, c->hugepages_line);
 	for (int i = 0; i < c->bridge_count; i++)

@@ -135,6 +135,14 @@ static int global_key(struct parse *p, const char *section, const char *key, con
 				return FAIL("for-domains: '%s' is not an absolute directory", value);
 			return COPY(c->hugepages_for_domains, value), 1;
 		}
+	} else if (!strcmp(section, "pci")) {
+		if (!strcmp(key, "prepare")) {
+			/* PCI addresses only: 0000:81:00.3, 81:00.3, pci_0000_81_00_3. */
+			if (!*value || strlen(value) >= sizeof(c->pci_prepare) ||
+			    strspn(value, "0123456789abcdefABCDEF:._pci \t") != strlen(value) || value[0] == '-')
+				return FAIL("prepare: '%s' is not a list of PCI addresses", value);
+			return COPY(c->pci_prepare, value), 1;
+		}
 	} else if (!strcmp(section, "devkvm")) {
 		if (!strcmp(key, "group")) {
 			if (!plain_name(value, sizeof(c->devkvm_group)))
@@ -279,15 +287,15 @@ static int fail_at(struct kb_error *err, const char *path, unsigned line, const 
 /* Register one section header (pre-scan): known kind, valid name, not seen before. */
 static const char *add_section(struct kb_hostconf *c, const char *s, unsigned line, char *why, size_t size)
 {
-	static const char *const plain[] = { "check", "kvm", "grub", "hugepages", "devkvm" };
-	bool *seen[] = { &c->has_check, &c->has_kvm, &c->has_grub, &c->has_hugepages, &c->has_devkvm };
-	for (size_t i = 0; i < 5; i++) {
+	static const char *const plain[] = { "check", "kvm", "grub", "hugepages", "devkvm", "pci" };
+	bool *seen[] = { &c->has_check, &c->has_kvm, &c->has_grub, &c->has_hugepages, &c->has_devkvm, &c->has_pci };
+	for (size_t i = 0; i < 6; i++) {
 		if (strcmp(s, plain[i]) != 0)
 			continue;
 		if (*seen[i])
 			return snprintf(why, size, "[%s] appears twice", s), why;
 		*seen[i] = true;
-		unsigned *lines[] = { &c->check_line, &c->kvm_line, &c->grub_line, &c->hugepages_line, &c->devkvm_line };
+		unsigned *lines[] = { &c->check_line, &c->kvm_line, &c->grub_line, &c->hugepages_line, &c->devkvm_line, &c->pci_line };
 		*lines[i] = line;
 		return NULL;
 	}
@@ -383,6 +391,8 @@ static int check_complete(const char *path, struct kb_hostconf *c, struct kb_err
 	}
 	if (c->has_hugepages && (c->hugepages_count < 0) == !c->hugepages_for_domains[0])
 		return fail_at(err, path, c->hugepages_line, "[hugepages] needs exactly one of count = N or for-domains = DIR");
+	if (c->has_pci && !c->pci_prepare[0])
+		return fail_at(err, path, c->pci_line, "[pci] needs prepare = ADDR...");
 	if (c->has_grub && !c->grub_args[0] && c->grub_iommu != KB_YES)
 		return fail_at(err, path, c->grub_line, "[grub] needs args = ... or iommu = yes");
 	return 0;

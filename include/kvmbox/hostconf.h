@@ -7,6 +7,7 @@
  *   [check]            stop-on-fail = yes|no
  *   [kvm]              nested = yes|no, persist = yes|no
  *   [grub]             args = ARG..., iommu = yes|no, update = yes|no
+ *   [pci]              prepare = ADDR...
  *   [hugepages]        count = N, size = 2M|1G, node = N, reserve = SIZE, persist = yes|no, for-domains = DIR
  *   [devkvm]           group = NAME, persist = yes|no
  *   [bridge NAME]      uplink, address (repeatable), gateway, stp, forward-delay, mtu, persist
@@ -53,8 +54,8 @@ struct kb_conf_domain {
 };
 
 struct kb_hostconf {
-	bool has_check, has_kvm, has_grub, has_hugepages, has_devkvm;
-	unsigned check_line, kvm_line, grub_line, hugepages_line, devkvm_line; /* where those sections start */
+	bool has_check, has_kvm, has_grub, has_hugepages, has_devkvm, has_pci;
+	unsigned check_line, kvm_line, grub_line, hugepages_line, devkvm_line, pci_line; /* where those sections start */
 	enum kb_tristate check_stop_on_fail;
 	enum kb_tristate kvm_nested, kvm_persist;
 	char grub_args[1024];
@@ -65,6 +66,7 @@ struct kb_hostconf {
 	enum kb_tristate hugepages_persist;
 	char hugepages_reserve[24]; /* empty: the applet's default */
 	char hugepages_for_domains[PATH_MAX];
+	char pci_prepare[512]; /* PCI addresses for vfio-pci, blank-separated */
 	char devkvm_group[32];
 	enum kb_tristate devkvm_persist;
 	struct kb_conf_bridge bridge[KB_HOSTCONF_MAX_ITEMS];

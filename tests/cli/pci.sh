@@ -152,7 +152,24 @@ would-change  0000:02:00.1  snd_hda_intel -> vfio-pci"
 	expect_eq "release of an unbound device" "$OUT" "unchanged  0000:04:00.0  igb"
 }
 
+# provision's [pci]: planned with the rest, refused at plan time when the host uses the group.
+test_provision_section() {
+	local r
+	r=$(pci_root)
+	mkdir -p "$r/sys/bus/pci/drivers/vfio-pci"
+	printf '[pci]\nprepare = 02:00.0\n' >"$TESTS_TMP/pci.conf"
+	run --root "$r" provision --plan "$TESTS_TMP/pci.conf"
+	expect_rc 0
+	expect_match "planned" "$OUT" "would-change +pci +2 items would change"
+	printf '[pci]\nprepare = 04:00.0 01:00.1\n' >"$TESTS_TMP/pci.conf"
+	run --root "$r" provision "$TESTS_TMP/pci.conf"
+	expect_rc 1
+	expect_match "refused before any change" "$ERR" "pci.conf:1: \[pci\] cannot be applied: kvmbox pci exited 1"
+	expect_eq "nothing written" "$(cat "$r/sys/bus/pci/devices/0000:04:00.0/driver_override")" "(null)"
+}
+
 t test_list_verdicts
+t test_provision_section
 t test_xml
 t test_prepare_refusals
 t test_prepare_plan_and_read_back

@@ -104,6 +104,8 @@ static void errors_name_the_line(void **state)
 		{ "# " LONG_COMMENT "args = iommu=pt\n", 1, "the line is 227 bytes, over the 198 this parser reads whole" },
 		{ "[bridge br*]\n", 1, "[bridge]: 'br*': '*' is not allowed in an interface name kvmbox configures (networkd reads it as a glob)" },
 		{ "[bridge -x]\n", 1, "[bridge]: '-x': a new interface name cannot start with '-'" },
+		{ "[pci]\n", 1, "[pci] needs prepare = ADDR..." },
+		{ "[pci]\nprepare = 81:00.3 --force\n", 2, "prepare: '81:00.3 --force' is not a list of PCI addresses" },
 		{ "[bundle web]\ndest = /srv\n", 1, "[bundle] needs source = FILE" },
 		{ "[bundle web]\nsource = relative.kvmbundle\n", 2, "source: 'relative.kvmbundle' is not an absolute path" },
 		{ "[bundle web]\nsource = /a\nsha256 = 12ab\n", 3, "sha256: '12ab' is not 64 hex digits" },
