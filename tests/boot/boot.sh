@@ -14,6 +14,7 @@ if [ "${SAN:-}" = 1 ]; then
 	skip boots_and_provisions "the image carries the plain build, not the sanitizer one"
 	skip missing_target_powers_off_with_failure "the image carries the plain build, not the sanitizer one"
 	skip continues_into_the_installed_system "the image carries the plain build, not the sanitizer one"
+	skip pci_passthrough_on_a_real_iommu "the image carries the plain build, not the sanitizer one"
 	done_testing
 	exit
 fi
@@ -70,10 +71,12 @@ boot() {
 	rm -f "$LOG"
 	local start
 	start=$(date +%s%N)
-	timeout -k 5 "${BOOT_TIMEOUT:-120}" qemu-system-x86_64 -accel tcg -cpu EPYC -m 1024 -smp 1 \
+	# QEMU_MACHINE: more machine and devices (the PCI test's q35 with an IOMMU and NICs).
+	# shellcheck disable=SC2086
+	timeout -k 5 "${BOOT_TIMEOUT:-120}" qemu-system-x86_64 -accel tcg -cpu EPYC -m 1024 -smp 1 ${QEMU_MACHINE:-} \
 		-nodefaults -display none -no-reboot -serial "file:$LOG" -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
 		-kernel "$KERNEL_DIR/boot/vmlinuz-$KVER" -initrd "$IMAGE" \
-		-drive "file=$TESTS_TMP/disk.img,if=virtio,format=raw" \
+		-drive "file=$TESTS_TMP/disk.img,if=none,id=disk0,format=raw" -device "virtio-blk-pci,drive=disk0${DISK_ADDR:+,addr=$DISK_ADDR}" \
 		-append "console=ttyS0 panic=-1 quiet kvmbox.exitport=0xf4 $1" </dev/null >/dev/null 2>&1
 	QEMU_RC=$?
 	BOOT_SECONDS=$(awk -v ns="$(($(date +%s%N) - start))" 'BEGIN { printf "%.1f", ns / 1e9 }')
@@ -131,7 +134,34 @@ continues_into_the_installed_system() {
 	expect_match "the target's init ran as PID 1 on the target" "$SERIAL" "target-init: pid 1, root /dev/vda, config \\[check\\], state result=ok"
 }
 
+# pci on a real IOMMU: q35 with QEMU's intel-iommu and Debian's kernel with intel_iommu=on.
+# [pci] prepare binds a spare e1000e (00:04.0) to vfio-pci through driver_override, read back
+# from sysfs; a second boot asks for the virtio disk holding the target (00:03.0) and is
+# refused before anything changes.
+pci_config() { # ADDR: a target whose config has only [pci] prepare = ADDR
+	local root=$TESTS_TMP/disk-root
+	rm -rf "$root"
+	mkdir -p "$root/etc/kvmbox" "$root/var/lib"
+	printf '[pci]\nprepare = %s\n' "$1" >"$root/etc/kvmbox/host.conf"
+	truncate -s 64M "$TESTS_TMP/disk.img"
+	mkfs.ext4 -q -F -L kvmbox-target -d "$root" "$TESTS_TMP/disk.img"
+}
+pci_passthrough_on_a_real_iommu() {
+	local machine="-machine q35 -device intel-iommu -netdev user,id=n0 -device e1000e,netdev=n0,addr=0x4 -netdev user,id=n1 -device e1000e,netdev=n1,addr=0x5"
+	pci_config 00:04.0
+	QEMU_MACHINE=$machine DISK_ADDR=0x3 boot "intel_iommu=on kvmbox.target=LABEL=kvmbox-target kvmbox.action=poweroff"
+	[ "$QEMU_RC" = 33 ] || fail "QEMU exit $QEMU_RC (33 = success verdict); serial log:"$'\n'"$(tail -40 <<<"$SERIAL")"
+	# pci refuses a device without an IOMMU group: a bind means the kernel made real groups.
+	expect_match "bound, read back" "$SERIAL" "changed +pci +1 item changed"
+	expect_match "state" "$(disk_file /var/lib/kvmbox/state)" "done=pci"
+	pci_config 00:03.0
+	QEMU_MACHINE=$machine DISK_ADDR=0x3 boot "intel_iommu=on kvmbox.target=LABEL=kvmbox-target kvmbox.action=poweroff"
+	expect_eq "QEMU exit (65 = failure verdict)" "$QEMU_RC" 65
+	expect_match "refused" "$SERIAL" "refusing 0000:00:03\.0: its disk vda holds a mounted filesystem"
+}
+
 t boots_and_provisions
 t missing_target_powers_off_with_failure
 t continues_into_the_installed_system
+t pci_passthrough_on_a_real_iommu
 done_testing
