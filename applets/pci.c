@@ -33,7 +33,7 @@
 
 const char pci_usage[] =
 	"Usage: kvmbox pci [list] [ADDR|CLASS...] [--json]\n"
-	"       kvmbox pci prepare ADDR... [--force] [--dry-run]\n"
+	"       kvmbox pci prepare ADDR... [--persist] [--force] [--dry-run]\n"
 	"       kvmbox pci release ADDR... [--dry-run]\n"
 	"       kvmbox pci xml ADDR...\n"
 	"\n"
@@ -54,10 +54,13 @@ const char pci_usage[] =
 	"ADDR: 0000:81:00.3, 81:00.3 or libvirt's pci_0000_81_00_3.\n"
 	"CLASS: net, storage, display, usb, or a class code prefix (02, 0200).\n"
 	"\n"
+	"  --persist   keep them on vfio-pci at every boot: a udev rule per address in\n"
+	"              /etc/udev/rules.d/61-kvmbox-vfio-pci.rules (release removes it)\n"
 	"  --force     prepare a group the host uses (never a bridge)\n"
 	"  --dry-run   show what would change, change nothing\n";
 
 #define PCI_DEVICES "/sys/bus/pci/devices"
+#define UDEV_RULES "/etc/udev/rules.d/61-kvmbox-vfio-pci.rules"
 #define VFIO_DRIVER "vfio-pci"
 #define MAX_DEVICES 512
 
@@ -73,7 +76,7 @@ struct pci_dev {
 
 struct pci {
 	struct kb_ctx *ctx;
-	bool dry_run, force;
+	bool dry_run, force, persist;
 	struct pci_dev dev[MAX_DEVICES];
 	int count;
 	struct kb_rows rows;
@@ -519,6 +522,69 @@ static int rebind(struct pci *p, struct pci_dev *d, const char *driver, struct k
 	return 0;
 }
 
+/*
+ * --persist: the addresses kvmbox keeps on vfio-pci, one udev rule each, as
+ * driverctl does: per address, so an identical device the host keeps stays
+ * its own (modprobe.d's "options vfio-pci ids=" would take every device with
+ * the same vendor:device pair). The rule sets driver_override when the device
+ * appears, before 80-drivers.rules loads its driver, and loads vfio-pci.
+ */
+static int compare_strings(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+static int persist_rules(struct pci *p, struct pci_dev **devs, int n, bool add, struct kb_error *err)
+{
+	autofree char *old = NULL;
+	size_t old_len = 0;
+	char addrs[MAX_DEVICES][16];
+	int count = 0;
+	if (kb_read_file(p->ctx, UDEV_RULES, 1 << 20, &old, &old_len, NULL) == 0) {
+		for (char *at = old; (at = strstr(at, "KERNEL==\"")) != NULL && count < MAX_DEVICES; at += 9) {
+			char addr[16];
+			if (sscanf(at + 9, "%15[0-9a-f:.]", addr) == 1)
+				snprintf(addrs[count++], sizeof(addrs[0]), "%s", addr);
+		}
+	}
+	if (!add && !old)
+		return 0; /* nothing was ever persisted */
+	for (int i = 0; i < n; i++) {
+		int k = 0;
+		while (k < count && strcmp(addrs[k], devs[i]->addr))
+			k++;
+		if (add && k == count && count < MAX_DEVICES)
+			snprintf(addrs[count++], sizeof(addrs[0]), "%s", devs[i]->addr);
+		else if (!add && k < count)
+			memmove(addrs[k], addrs[k + 1], (size_t)(--count - k) * sizeof(addrs[0]));
+	}
+	qsort(addrs, (size_t)count, sizeof(addrs[0]), compare_strings);
+	autofree char *text = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+	if (!out)
+		return kb_fail(err, errno, UDEV_RULES, "writing");
+	fputs("# Written by kvmbox pci prepare --persist: these PCI devices go to vfio-pci at every boot.\n", out);
+	for (int i = 0; i < count; i++)
+		fprintf(out, "ACTION==\"add\", SUBSYSTEM==\"pci\", KERNEL==\"%s\", ATTR{driver_override}=\"vfio-pci\", RUN{builtin}+=\"kmod load vfio-pci\"\n",
+			addrs[i]);
+	fclose(out);
+	bool changed = false;
+	if (count == 0) {
+		/* Nothing left to keep: the file goes. */
+		struct kb_path path;
+		changed = old != NULL;
+		if (changed && !p->dry_run &&
+		    (kb_sysroot_path(p->ctx, UDEV_RULES, &path, err) < 0 || (unlink(path.s) < 0 && errno != ENOENT)))
+			return kb_fail(err, errno, UDEV_RULES, "removing");
+	} else if (kb_file_ensure(p->ctx, UDEV_RULES, text, len, 0644, p->dry_run, &changed, err) < 0) {
+		return -1;
+	}
+	kb_row_set(kb_rows_add(&p->rows), "persist", changed ? (p->dry_run ? KB_WOULD_CHANGE : KB_CHANGED) : KB_UNCHANGED,
+		   "%s: %d device%s kept on vfio-pci at boot", UDEV_RULES, count, count == 1 ? "" : "s");
+	return 0;
+}
+
 /* Every device of @d's group but bridges, into @members; @d first. */
 static int group_of(struct pci *p, struct pci_dev *d, struct pci_dev **members, int max)
 {
@@ -566,6 +632,9 @@ static int cmd_prepare(struct pci *p, char **args, int count, bool release)
 				todo[n++] = members[k];
 		}
 	}
+	/* A release is persisted first: whatever happens to the rebind, the next boot leaves them alone. */
+	if (release && persist_rules(p, todo, n, false, &err) < 0)
+		goto fail;
 	if (!release && ensure_vfio(p, &err) < 0)
 		goto fail;
 	for (int i = 0; i < n; i++) {
@@ -587,20 +656,24 @@ static int cmd_prepare(struct pci *p, char **args, int count, bool release)
 			return KB_EXIT_FAILURE;
 		}
 	}
+	if (!release && p->persist && persist_rules(p, todo, n, true, &err) < 0)
+		goto fail;
 	kb_rows_print(p->ctx, p->rows.row, p->rows.count);
 	return KB_EXIT_OK;
 fail:
+	kb_rows_print(p->ctx, p->rows.row, p->rows.count);
 	kb_say_failure(p->ctx, &err);
 	return KB_EXIT_FAILURE;
 }
 
 int pci_main(struct kb_ctx *ctx, int argc, char **argv)
 {
-	enum { OPT_FORCE = KB_OPT_APPLET_FIRST, OPT_DRY_RUN };
+	enum { OPT_FORCE = KB_OPT_APPLET_FIRST, OPT_DRY_RUN, OPT_PERSIST };
 	static const struct option long_options[] = {
 		KB_GLOBAL_LONG_OPTIONS,
 		{ "force", no_argument, NULL, OPT_FORCE },
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+		{ "persist", no_argument, NULL, OPT_PERSIST },
 		{ 0 },
 	};
 	struct pci *p = calloc(1, sizeof(*p));
@@ -612,6 +685,7 @@ int pci_main(struct kb_ctx *ctx, int argc, char **argv)
 		switch (opt) {
 		case OPT_FORCE: p->force = true; break;
 		case OPT_DRY_RUN: p->dry_run = true; break;
+		case OPT_PERSIST: p->persist = true; break;
 		default:
 			if ((rc = kb_common_option(ctx, opt, optarg)) >= 0) {
 				free(p);
@@ -634,8 +708,8 @@ int pci_main(struct kb_ctx *ctx, int argc, char **argv)
 		free(p);
 		return KB_EXIT_USAGE;
 	}
-	if (!changes && (p->force || p->dry_run)) {
-		kb_say_error(ctx, "--force and --dry-run go with prepare and release");
+	if (!changes && (p->force || p->dry_run || p->persist)) {
+		kb_say_error(ctx, "--force, --persist and --dry-run go with prepare and release");
 		free(p);
 		return KB_EXIT_USAGE;
 	}

@@ -169,6 +169,7 @@ static void build_command(const struct provision *p, const struct step *s, bool 
 		arg(a, "pci");
 		arg(a, "prepare");
 		arg_if(a, dry_run, "--dry-run");
+		arg_if(a, c->pci_persist == KB_YES, "--persist");
 		arg(a, "--"); /* addresses from the config are never options */
 		char words[sizeof(c->pci_prepare)];
 		snprintf(words, sizeof(words), "%s", c->pci_prepare);

@@ -143,6 +143,8 @@ static int global_key(struct parse *p, const char *section, const char *key, con
 				return FAIL("prepare: '%s' is not a list of PCI addresses", value);
 			return COPY(c->pci_prepare, value), 1;
 		}
+		if (!strcmp(key, "persist"))
+			return set_bool(p, key, value, &c->pci_persist);
 	} else if (!strcmp(section, "devkvm")) {
 		if (!strcmp(key, "group")) {
 			if (!plain_name(value, sizeof(c->devkvm_group)))
@@ -403,7 +405,7 @@ int kb_hostconf_parse(const char *text, size_t len, const char *path, struct kb_
 {
 	memset(conf, 0, sizeof(*conf));
 	conf->check_stop_on_fail = conf->kvm_nested = conf->kvm_persist = KB_UNSET;
-	conf->grub_iommu = conf->grub_update = conf->hugepages_persist = conf->devkvm_persist = KB_UNSET;
+	conf->grub_iommu = conf->grub_update = conf->hugepages_persist = conf->devkvm_persist = conf->pci_persist = KB_UNSET;
 	conf->hugepages_count = -1;
 	conf->hugepages_node = -1;
 	if (prescan(text, len, path, conf, err) < 0)

@@ -7,7 +7,7 @@
  *   [check]            stop-on-fail = yes|no
  *   [kvm]              nested = yes|no, persist = yes|no
  *   [grub]             args = ARG..., iommu = yes|no, update = yes|no
- *   [pci]              prepare = ADDR...
+ *   [pci]              prepare = ADDR..., persist = yes|no
  *   [hugepages]        count = N, size = 2M|1G, node = N, reserve = SIZE, persist = yes|no, for-domains = DIR
  *   [devkvm]           group = NAME, persist = yes|no
  *   [bridge NAME]      uplink, address (repeatable), gateway, stp, forward-delay, mtu, persist
@@ -67,6 +67,7 @@ struct kb_hostconf {
 	char hugepages_reserve[24]; /* empty: the applet's default */
 	char hugepages_for_domains[PATH_MAX];
 	char pci_prepare[512]; /* PCI addresses for vfio-pci, blank-separated */
+	enum kb_tristate pci_persist;
 	char devkvm_group[32];
 	enum kb_tristate devkvm_persist;
 	struct kb_conf_bridge bridge[KB_HOSTCONF_MAX_ITEMS];

@@ -168,7 +168,35 @@ test_provision_section() {
 	expect_eq "nothing written" "$(cat "$r/sys/bus/pci/devices/0000:04:00.0/driver_override")" "(null)"
 }
 
+# --persist: one udev rule per address (an identical NIC the host keeps is not named); a second
+# run writes nothing; release removes the address first, whatever happens to the rebind.
+test_persist_rules() {
+	local r t rules
+	r=$(pci_root)
+	t=$(mktemp -d "$TESTS_TMP/target.XXXXXX")
+	rules="$t/etc/udev/rules.d/61-kvmbox-vfio-pci.rules"
+	mkdir -p "$r/sys/bus/pci/drivers/vfio-pci"
+	run --root "$r" --target "$t" pci prepare 05:00.0 --persist
+	expect_rc 0
+	expect_eq "rows" "$OUT" "unchanged  0000:05:00.0  vfio-pci
+changed    persist       /etc/udev/rules.d/61-kvmbox-vfio-pci.rules: 1 device kept on vfio-pci at boot"
+	expect_eq "rule" "$(cat "$rules")" '# Written by kvmbox pci prepare --persist: these PCI devices go to vfio-pci at every boot.
+ACTION=="add", SUBSYSTEM=="pci", KERNEL=="0000:05:00.0", ATTR{driver_override}="vfio-pci", RUN{builtin}+="kmod load vfio-pci"'
+	# 04:00.0 and 06:00.0 have the same vendor:device pair; the rule names an address, not the pair.
+	expect_eq "only that address" "$(grep -c 'KERNEL==' "$rules")" 1
+	local before
+	before=$(stat -c '%i %Y' "$rules")
+	run --root "$r" --target "$t" pci prepare 05:00.0 --persist
+	expect_match "second run" "$OUT" "unchanged  persist"
+	expect_eq "not rewritten" "$(stat -c '%i %Y' "$rules")" "$before"
+	run --root "$r" --target "$t" pci release 05:00.0
+	expect_rc 1 # the fixture's driver link does not move: the read-back says so
+	expect_match "rule gone" "$OUT" "changed +persist +/etc/udev/rules.d/61-kvmbox-vfio-pci.rules: 0 devices kept on vfio-pci at boot"
+	expect_file_missing "$rules"
+}
+
 t test_list_verdicts
+t test_persist_rules
 t test_provision_section
 t test_xml
 t test_prepare_refusals
