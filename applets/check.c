@@ -28,6 +28,7 @@
 #include "kvmbox/file.h"
 #include "kvmbox/kvm.h"
 #include "kvmbox/output.h"
+#include "kvmbox/pcidev.h"
 #include "kvmbox/service.h"
 #include "kvmbox/sysroot.h"
 
@@ -513,6 +514,50 @@ static void check_iommu_active(struct host *h, struct kb_row *r)
 		    is_amd_like(h) ? "AMD-Vi (IOMMU)" : "VT-d");
 }
 
+/*
+ * iommu.groups: a group goes to a guest whole, so a group that mixes a device
+ * the host uses (the default route's NIC, the disk holding /) with others
+ * means those others cannot be passed through.
+ */
+static void check_iommu_groups(struct host *h, struct kb_row *r)
+{
+	const char *id = "iommu.groups";
+	int groups = iommu_groups(h);
+	if (groups <= 0) {
+		kb_row_set(r, id, KB_SKIP, "no IOMMU groups (iommu.active tells why)");
+		return;
+	}
+	struct kb_pci_host *pci = calloc(1, sizeof(*pci));
+	struct kb_error err = { 0 };
+	if (!pci || kb_pci_scan(h->ctx, pci, &err) < 0) {
+		char msg[PATH_MAX + 160];
+		kb_row_set(r, id, KB_INFO, "%d IOMMU groups; the PCI devices could not be read: %s", groups,
+			   pci ? kb_error_message(&err, msg, sizeof(msg)) : "out of memory");
+		free(pci);
+		return;
+	}
+	int mixed = 0;
+	char example[300] = "";
+	for (int i = 0; i < pci->count; i++) {
+		const struct kb_pci_dev *d = &pci->dev[i];
+		char others[200];
+		if (d->bridge || !d->host_use[0] || d->group < 0)
+			continue;
+		kb_pci_group_members(pci, d, others, sizeof(others), false);
+		if (!others[0])
+			continue;
+		if (mixed++ == 0)
+			snprintf(example, sizeof(example), "group %d: %s (%.120s) with %.100s", d->group, d->addr, d->host_use, others);
+	}
+	if (mixed)
+		kb_row_set(r, id, KB_INFO, "%d IOMMU groups, %d mixing a device the host uses with others; %s", groups, mixed,
+			   example);
+	else
+		kb_row_set(r, id, KB_INFO, "%d IOMMU groups, none mixing a device the host uses with others (kvmbox pci list)",
+			   groups);
+	free(pci);
+}
+
 /* The value of "KEY: N ..." in /proc/meminfo text, or -1. */
 static long meminfo_value(const char *text, const char *key)
 {
@@ -669,6 +714,7 @@ static const struct {
 	{ "kvm.nested", check_kvm_nested, false },
 	{ "iommu.cmdline", check_iommu_cmdline, false },
 	{ "iommu.active", check_iommu_active, false },
+	{ "iommu.groups", check_iommu_groups, false },
 	{ "hugepages", check_hugepages, false },
 	{ "libvirt.socket", check_libvirt_socket, false },
 	{ "host.virtualized", check_host_virtualized, false },

@@ -41,7 +41,8 @@ void kb_pci_link_name(const struct kb_ctx *ctx, const char *addr, const char *at
 	snprintf(buf, size, "%.63s", slash ? slash + 1 : target);
 }
 
-static void find_host_uses(const struct kb_ctx *ctx, struct kb_pci_dev *d);
+static void default_route_iface(const struct kb_ctx *ctx, char *name, size_t size);
+static void find_host_uses(const struct kb_ctx *ctx, struct kb_pci_dev *d, const char *route_iface, struct nl_sock *sk);
 
 static int compare_addr(const void *a, const void *b)
 {
@@ -55,6 +56,8 @@ int kb_pci_scan(const struct kb_ctx *ctx, struct kb_pci_host *host, struct kb_er
 	if (kb_sysroot_path(ctx, KB_PCI_DEVICES, &dir, err) < 0)
 		return -1;
 	autoclose_dir dh = opendir(dir.s);
+	if (!dh && errno == ENOENT)
+		return 0; /* no PCI bus at all */
 	if (!dh)
 		return kb_fail(err, errno, dir.s, "listing PCI devices in");
 	struct dirent *de;
@@ -80,8 +83,14 @@ int kb_pci_scan(const struct kb_ctx *ctx, struct kb_pci_host *host, struct kb_er
 		d->bridge = base_sub == 0x0600 || base_sub == 0x0604;
 	}
 	qsort(host->dev, (size_t)host->count, sizeof(host->dev[0]), compare_addr);
+	/* Read once for all devices: the default route's interface, and a netlink socket on the live host. */
+	char route_iface[IFNAMSIZ + 1];
+	default_route_iface(ctx, route_iface, sizeof(route_iface));
+	struct nl_sock *sk = kb_sysroot_is_host(ctx) && host->count ? kb_nl_open(NULL) : NULL;
 	for (int i = 0; i < host->count; i++)
-		find_host_uses(ctx, &host->dev[i]);
+		find_host_uses(ctx, &host->dev[i], route_iface, sk);
+	if (sk)
+		nl_socket_free(sk);
 	return 0;
 }
 
@@ -184,19 +193,13 @@ static void scan_functions(const struct kb_ctx *ctx, struct kb_pci_dev *d, const
 	}
 }
 
-static void find_host_uses(const struct kb_ctx *ctx, struct kb_pci_dev *d)
+static void find_host_uses(const struct kb_ctx *ctx, struct kb_pci_dev *d, const char *route_iface, struct nl_sock *sk)
 {
-	char route_iface[IFNAMSIZ + 1], abs[PATH_MAX];
+	char abs[PATH_MAX];
 	struct kb_path dir;
-	default_route_iface(ctx, route_iface, sizeof(route_iface));
 	snprintf(abs, sizeof(abs), KB_PCI_DEVICES "/%s", d->addr);
-	if (kb_sysroot_path(ctx, abs, &dir, NULL) < 0)
-		return;
-	/* The live host's interfaces are asked over netlink too (IPv6 default route, SSH connections). */
-	struct nl_sock *sk = kb_sysroot_is_host(ctx) ? kb_nl_open(NULL) : NULL;
-	scan_functions(ctx, d, dir.s, 0, route_iface, sk);
-	if (sk)
-		nl_socket_free(sk);
+	if (kb_sysroot_path(ctx, abs, &dir, NULL) == 0)
+		scan_functions(ctx, d, dir.s, 0, route_iface, sk);
 }
 
 /* ---- verdicts ---------------------------------------------------------------- */

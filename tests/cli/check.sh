@@ -60,6 +60,7 @@ $(expected_kvm_usable_row "$r")
 PASS  kvm.nested        nested virtualization on (kvm_intel nested=Y)
 PASS  iommu.cmdline     intel_iommu=on on the kernel command line, iommu=pt
 PASS  iommu.active      IOMMU active: 3 groups in /sys/kernel/iommu_groups
+INFO  iommu.groups      3 IOMMU groups, none mixing a device the host uses with others (kvmbox pci list)
 PASS  hugepages         1024 x 2 MiB hugepages reserved, 1000 free
 PASS  libvirt.socket    libvirt answers on /run/libvirt/libvirt-sock
 PASS  host.virtualized  bare metal (DMI: Dell Inc. PowerEdge R640)
@@ -80,6 +81,7 @@ $(expected_kvm_usable_row "$r")
 PASS  kvm.nested        nested virtualization on (kvm_amd nested=1)
 PASS  iommu.cmdline     AMD IOMMU on by default (no amd_iommu=off)
 PASS  iommu.active      IOMMU active: 12 groups in /sys/kernel/iommu_groups
+INFO  iommu.groups      12 IOMMU groups, none mixing a device the host uses with others (kvmbox pci list)
 PASS  hugepages         512 x 2 MiB hugepages reserved, 512 free
 PASS  libvirt.socket    libvirt answers on /run/libvirt/libvirt-sock
 PASS  host.virtualized  bare metal (DMI: Supermicro AS -1014S-WTRT)
@@ -253,7 +255,8 @@ test_iommu_variants() {
 	expect_eq "output" "$OUT" "WARN  iommu.cmdline  intel_iommu=on is not on the kernel command line (needed for device passthrough)
                      hint: kvmbox grub-args --iommu
 WARN  iommu.active   no IOMMU active (nothing in /sys/class/iommu or /sys/kernel/iommu_groups): no device passthrough
-                     hint: enable VT-d in the firmware setup and run kvmbox grub-args --iommu"
+                     hint: enable VT-d in the firmware setup and run kvmbox grub-args --iommu
+SKIP  iommu.groups   no IOMMU groups (iommu.active tells why)"
 	fx_cmdline "$r" 'root=/dev/sda1 intel_iommu=on,sm_on iommu=off'
 	run --root "$r" check iommu.cmdline
 	expect_eq "iommu=off" "$OUT" "WARN  iommu.cmdline  iommu=off on the kernel command line: no device passthrough
@@ -322,7 +325,7 @@ test_json() {
 	summary=$(printf '%s' "$OUT" | jq -r 'map(.id + "=" + .status) | join(" ")' 2>&1)
 	local api=PASS
 	kvm_usable "$r" || api=FAIL
-	expect_eq "json rows" "$summary" "cpu.virt=PASS cpu.firmware=PASS kvm.module=PASS kvm.dev=PASS kvm.usable=$api kvm.nested=PASS iommu.cmdline=PASS iommu.active=PASS hugepages=PASS libvirt.socket=PASS host.virtualized=PASS dev.vhost-net=PASS dev.tun=PASS"
+	expect_eq "json rows" "$summary" "cpu.virt=PASS cpu.firmware=PASS kvm.module=PASS kvm.dev=PASS kvm.usable=$api kvm.nested=PASS iommu.cmdline=PASS iommu.active=PASS iommu.groups=INFO hugepages=PASS libvirt.socket=PASS host.virtualized=PASS dev.vhost-net=PASS dev.tun=PASS"
 	fx_devkvm "$r" 0666 36
 	run --root "$r" --json check kvm.dev
 	expect_eq "json row" "$OUT" '[
@@ -381,7 +384,7 @@ test_selection_and_usage_errors() {
 	r=$(healthy_intel)
 	run --root "$r" check --list
 	expect_rc 0
-	expect_eq "list" "$(echo $OUT)" "cpu.virt cpu.firmware kvm.module kvm.dev kvm.usable kvm.nested iommu.cmdline iommu.active hugepages libvirt.socket host.virtualized dev.vhost-net dev.tun"
+	expect_eq "list" "$(echo $OUT)" "cpu.virt cpu.firmware kvm.module kvm.dev kvm.usable kvm.nested iommu.cmdline iommu.active iommu.groups hugepages libvirt.socket host.virtualized dev.vhost-net dev.tun"
 	run --root "$r" check kvm
 	expect_eq "kvm.* selected" "$(printf '%s\n' "$OUT" | awk '/^[A-Z]/{print $2}' | tr '\n' ' ')" "kvm.module kvm.dev kvm.usable kvm.nested "
 	run --root "$r" check kv
@@ -428,7 +431,7 @@ test_this_machine() {
 		expect_match "kvm.dev" "$row" "^(FAIL|WARN)  kvm.dev .*hint: kvmbox devkvm"
 	fi
 	if printf '%s\n' "$OUT" | grep -q '^FAIL'; then expect_rc 1; else expect_rc 0; fi
-	[ "$(printf '%s\n' "$OUT" | grep -c '^[A-Z][A-Z][A-Z][A-Z]  ')" = 13 ] || fail "expected 13 rows: $OUT"
+	[ "$(printf '%s\n' "$OUT" | grep -c '^[A-Z][A-Z][A-Z][A-Z]  ')" = 14 ] || fail "expected 14 rows: $OUT"
 	# The verdict is the kernel's, as an independent KVM_CREATE_VM finds it.
 	if [ -e /dev/kvm ]; then
 		expect_eq "kvm.usable" "$(printf '%s\n' "$OUT" | grep -A1 '^[A-Z]*  kvm.usable ' | grep -v '^[A-Z]*  kvm.nested')" \

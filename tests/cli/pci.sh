@@ -195,7 +195,17 @@ ACTION=="add", SUBSYSTEM=="pci", KERNEL=="0000:05:00.0", ATTR{driver_override}="
 	expect_file_missing "$rules"
 }
 
+# check's iommu.groups: a group that mixes a device the host uses with others is named.
+test_check_iommu_groups() {
+	local r
+	r=$(pci_root)
+	run --root "$r" check iommu.groups
+	expect_rc 0
+	expect_eq "row" "$OUT" "INFO  iommu.groups  7 IOMMU groups, 1 mixing a device the host uses with others; group 2: 0000:01:00.0 (its interface em1 carries the default route) with 0000:01:00.1"
+}
+
 t test_list_verdicts
+t test_check_iommu_groups
 t test_persist_rules
 t test_provision_section
 t test_xml
