@@ -28,6 +28,7 @@
 #include "kvmbox/file.h"
 #include "kvmbox/kvm.h"
 #include "kvmbox/output.h"
+#include "kvmbox/pcidev.h"
 #include "kvmbox/preflight.h"
 #include "kvmbox/service.h"
 #include "kvmbox/sysroot.h"
@@ -49,6 +50,8 @@ const char doctor_usage[] =
 	"  pool.stale        'cannot stat file' (volume deleted behind a pool) fix: refresh the pool\n"
 	"  machine.type      'unsupported machine type' in a defined domain   shows the redefine\n"
 	"  serial.none       domains without a serial console (virsh console)  shows the XML to add\n"
+	"  hostdev.group     a passed-through PCI device whose IOMMU group is not all\n"
+	"                    on vfio-pci ('group N is not viable')           fix: kvmbox pci prepare\n"
 	"Only FAIL sets exit status 1; IDs select diagnoses.\n"
 	"\n"
 	"  --fix          apply the safe fixes\n"
@@ -542,6 +545,144 @@ static void diagnose_domains(struct doctor *d)
 	}
 }
 
+/* ---- PCI devices passed through ------------------------------------------------- */
+
+/*
+ * hostdev.group: VFIO hands a guest a whole IOMMU group; with a member still
+ * on a host driver, QEMU fails with "group N is not viable". libvirt's
+ * managed='yes' detaches the named device only, not the rest of its group.
+ */
+static bool viable_driver(const char *driver)
+{
+	return !driver[0] || !strcmp(driver, KB_PCI_VFIO) || !strcmp(driver, "pci-stub");
+}
+
+struct hostdev_problem {
+	char domain[128], addr[16], why[256];
+	bool host_uses;
+};
+
+static void hostdev_problems(struct doctor *d, struct kb_pci_host *pci, struct hostdev_problem *out, int *count,
+			     int max, int *hostdevs)
+{
+	const struct kb_virt *v = &d->virt;
+	virDomainPtr *domains = NULL;
+	int n = v->list_domains(d->conn, &domains, VIR_CONNECT_LIST_DOMAINS_PERSISTENT);
+	*count = *hostdevs = 0;
+	for (int i = 0; i < n; i++) {
+		autofree char *definition = v->domain_xml(domains[i], VIR_DOMAIN_XML_INACTIVE);
+		const char *name = v->domain_name(domains[i]);
+		xmlDoc *doc = definition ? kb_xml_parse(&d->xml, definition, strlen(definition), name, NULL) : NULL;
+		xmlNode *devices = doc ? kb_xml_child(d->xml.root_element(doc), "devices") : NULL;
+		for (xmlNode *h = kb_xml_child(devices, "hostdev"); h && *count < max; h = kb_xml_next(h, "hostdev")) {
+			if (!kb_xml_prop_is(&d->xml, h, "type", "pci"))
+				continue;
+			xmlNode *a = kb_xml_child(kb_xml_child(h, "source"), "address");
+			autofree char *dom = kb_xml_prop(&d->xml, a, "domain"), *bus = kb_xml_prop(&d->xml, a, "bus");
+			autofree char *slot = kb_xml_prop(&d->xml, a, "slot"), *fn = kb_xml_prop(&d->xml, a, "function");
+			if (!bus || !slot || !fn)
+				continue;
+			(*hostdevs)++;
+			bool managed = !kb_xml_prop_is(&d->xml, h, "managed", "no");
+			struct hostdev_problem *p = &out[*count];
+			*p = (struct hostdev_problem){ 0 };
+			snprintf(p->domain, sizeof(p->domain), "%s", name);
+			snprintf(p->addr, sizeof(p->addr), "%04lx:%02lx:%02lx.%lx", dom ? strtoul(dom, NULL, 0) : 0,
+				 strtoul(bus, NULL, 0), strtoul(slot, NULL, 0), strtoul(fn, NULL, 0));
+			struct kb_pci_dev *dev = kb_pci_find(pci, p->addr);
+			if (!dev) {
+				snprintf(p->why, sizeof(p->why), "%s is not on this host", p->addr);
+			} else if (dev->group < 0) {
+				snprintf(p->why, sizeof(p->why), "%s has no IOMMU group (kvmbox grub-args --iommu)", p->addr);
+			} else {
+				for (int k = 0; k < pci->count && !p->why[0]; k++) {
+					const struct kb_pci_dev *m = &pci->dev[k];
+					if (m->group != dev->group || m->bridge || viable_driver(m->driver) || (m == dev && managed))
+						continue;
+					snprintf(p->why, sizeof(p->why), "IOMMU group %d holds %s on %s (group not viable)", dev->group,
+						 m->addr, m->driver);
+				}
+				const struct kb_pci_dev *used = kb_pci_group_host_use(pci, dev);
+				p->host_uses = used != NULL;
+				if (p->why[0] && used)
+					snprintf(p->why + strlen(p->why), sizeof(p->why) - strlen(p->why), ", and the host uses %s: %.100s",
+						 used->addr, used->host_use);
+			}
+			if (p->why[0])
+				(*count)++;
+		}
+		if (doc)
+			d->xml.free_doc(doc);
+		v->domain_free(domains[i]);
+	}
+	free(domains);
+	v->reset_error();
+}
+
+static void judge_hostdevs(struct doctor *d, struct kb_row *r, struct hostdev_problem *problems, int *count)
+{
+	struct kb_pci_host *pci = calloc(1, sizeof(*pci));
+	struct kb_error err = { 0 };
+	int hostdevs = 0;
+	*count = 0;
+	if (!pci || kb_pci_scan(d->ctx, pci, &err) < 0) {
+		char msg[PATH_MAX + 160];
+		kb_row_set(r, "hostdev.group", KB_WARN, "PCI devices not readable: %s",
+			   pci ? kb_error_message(&err, msg, sizeof(msg)) : "out of memory");
+		free(pci);
+		return;
+	}
+	hostdev_problems(d, pci, problems, count, 16, &hostdevs);
+	free(pci);
+	if (*count == 0) {
+		kb_row_set(r, "hostdev.group", KB_PASS, "%d PCI device%s passed through, every IOMMU group viable", hostdevs,
+			   hostdevs == 1 ? "" : "s");
+		return;
+	}
+	kb_row_set(r, "hostdev.group", KB_FAIL, "domain %s: %s", problems[0].domain, problems[0].why);
+	if (problems[0].host_uses)
+		kb_row_hint(r, "the host needs that group: pass through a device of another group");
+	else
+		kb_row_hint(r, "kvmbox pci prepare %s (the whole group to vfio-pci)", problems[0].addr);
+}
+
+static void diagnose_hostdevs(struct doctor *d)
+{
+	if (!selected(d, "hostdev.group"))
+		return;
+	if (!d->conn) {
+		need_libvirt(d, "hostdev.group");
+		return;
+	}
+	struct kb_row *r = kb_rows_add(&d->rows);
+	struct hostdev_problem problems[16];
+	int count;
+	judge_hostdevs(d, r, problems, &count);
+	if (!d->fix || count == 0)
+		return;
+	/* pci prepare in this process, never for a group the host uses; then judged again. */
+	struct kb_error err = { 0 };
+	int rc = 0;
+	for (int i = 0; i < count && rc == 0; i++) {
+		if (problems[i].host_uses || !strstr(problems[i].why, "not viable"))
+			continue;
+		FILE *sink = fopen("/dev/null", "w");
+		struct kb_ctx quiet = *d->ctx;
+		quiet.out = quiet.err = sink ? sink : d->ctx->err;
+		char *argv[] = { "pci", "prepare", "--", problems[i].addr, NULL };
+		rc = kb_applet_run(&quiet, "pci", 4, argv);
+		if (sink)
+			fclose(sink);
+		if (rc != 0)
+			kb_fail(&err, 0, NULL, "kvmbox pci prepare %s exited %d", problems[i].addr, rc);
+	}
+	struct kb_row after;
+	judge_hostdevs(d, &after, problems, &count);
+	if (rc == 0 && after.status == KB_FAIL)
+		kb_fail(&err, 0, NULL, "still: %s", after.message);
+	report_fix(r, rc != 0 || after.status == KB_FAIL ? -1 : 0, &err, "kvmbox pci prepare bound the group to vfio-pci");
+}
+
 int doctor_main(struct kb_ctx *ctx, int argc, char **argv)
 {
 	enum { OPT_FIX = KB_OPT_APPLET_FIRST, OPT_CONNECT };
@@ -568,7 +709,7 @@ int doctor_main(struct kb_ctx *ctx, int argc, char **argv)
 			rc = kb_common_option(ctx, opt, optarg);
 	}
 	static const char *const ids[] = { "libvirtd.running", "virtlogd.running", "kvm.dev", "virt.hardware",
-					   "caps.cache", "pool.stale", "machine.type", "serial.none" };
+					   "caps.cache", "pool.stale", "machine.type", "serial.none", "hostdev.group" };
 	d->only = argv + optind;
 	d->only_count = argc - optind;
 	for (int i = 0; rc == -1 && i < d->only_count; i++) {
@@ -598,6 +739,7 @@ int doctor_main(struct kb_ctx *ctx, int argc, char **argv)
 		diagnose_caps_cache(d);
 		diagnose_pools(d);
 		diagnose_domains(d);
+		diagnose_hostdevs(d);
 		kb_rows_print(ctx, d->rows.row, d->rows.count);
 		rc = KB_EXIT_OK;
 		for (size_t i = 0; i < d->rows.count; i++)

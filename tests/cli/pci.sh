@@ -5,51 +5,6 @@
 # codes, refusals that change nothing, and a bind the "kernel" ignores caught by the read-back.
 . tests/lib.sh
 
-# fx_pci ROOT ADDR CLASS VENDOR DEVICE DRIVER GROUP: one device as sysfs shows it.
-fx_pci() {
-	local r=$1 addr=$2 d="$1/sys/bus/pci/devices/$2"
-	mkdir -p "$d" "$r/sys/bus/pci/drivers" "$r/sys/kernel/iommu_groups"
-	printf '0x%s\n' "$3" >"$d/class"
-	printf '0x%s\n' "$4" >"$d/vendor"
-	printf '0x%s\n' "$5" >"$d/device"
-	echo -1 >"$d/numa_node"
-	echo '(null)' >"$d/driver_override"
-	if [ "$6" != - ]; then
-		mkdir -p "$r/sys/bus/pci/drivers/$6"
-		: >"$r/sys/bus/pci/drivers/$6/unbind"
-		ln -s "../../drivers/$6" "$d/driver"
-	fi
-	if [ "$7" != - ]; then
-		mkdir -p "$r/sys/kernel/iommu_groups/$7/devices"
-		ln -s "../../../../kernel/iommu_groups/$7" "$d/iommu_group"
-		ln -s "../../../../bus/pci/devices/$addr" "$r/sys/kernel/iommu_groups/$7/devices/$addr"
-	fi
-}
-
-pci_root() {
-	local r
-	r=$(fx_new)
-	fx_pci "$r" 0000:00:00.0 060000 8086 0d57 - 0
-	fx_pci "$r" 0000:00:1c.0 060400 8086 a110 pcieport 1
-	fx_pci "$r" 0000:01:00.0 020000 8086 10d3 e1000e 2
-	fx_pci "$r" 0000:01:00.1 020000 8086 10d3 e1000e 2
-	fx_pci "$r" 0000:02:00.0 030000 10de 1c82 nouveau 3
-	fx_pci "$r" 0000:02:00.1 040300 10de 0fb9 snd_hda_intel 3
-	fx_pci "$r" 0000:03:00.0 010802 144d a808 nvme 4
-	fx_pci "$r" 0000:04:00.0 020000 8086 1533 igb 5
-	fx_pci "$r" 0000:05:00.0 020000 8086 1533 vfio-pci 6
-	fx_pci "$r" 0000:06:00.0 020000 8086 1533 igb -
-	mkdir -p "$r/sys/bus/pci/devices/0000:01:00.0/net/em1" "$r/sys/bus/pci/devices/0000:01:00.1/net/em2" \
-		"$r/sys/bus/pci/devices/0000:03:00.0/nvme/nvme0/nvme0n1" "$r/sys/bus/pci/devices/0000:03:00.0/nvme/nvme0/block/nvme0n1" \
-		"$r/sys/bus/pci/devices/0000:04:00.0/net/p4p1" "$r/proc/net"
-	echo 2 >"$r/sys/bus/pci/devices/0000:04:00.0/numa_node"
-	printf 'Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\nem1\t00000000\t0102000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\nem1\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n' >"$r/proc/net/route"
-	printf '/dev/nvme0n1p2 / ext4 rw,relatime 0 0\nproc /proc proc rw 0 0\n' >"$r/proc/mounts"
-	printf 'Filename\tType\tSize\tUsed\tPriority\n' >"$r/proc/swaps"
-	: >"$r/sys/bus/pci/drivers_probe"
-	echo "$r"
-}
-
 test_list_verdicts() {
 	local r
 	r=$(pci_root)

@@ -204,10 +204,52 @@ no_hardware_virtualization_in_a_fixture_root() {
 	fi
 }
 
+# hostdev.group: defined domains (real libvirtd) passing through devices of a fixture sysfs.
+hostdev_groups_in_a_fixture_root() {
+	local fx name addr
+	fx=$(pci_root)
+	for name in ready:05 shared:02 hostuse:01; do
+		addr=${name#*:}
+		cat >"$TESTS_TMP/hd-${name%%:*}.xml" <<XML
+<domain type='qemu'>
+  <name>kvmbox-test-hd-${name%%:*}</name>
+  <memory unit='MiB'>64</memory>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>
+    <hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' bus='0x$addr' slot='0x00' function='0x$([ "$addr" = 01 ] && echo 1 || echo 0)'/></source></hostdev>
+  </devices>
+</domain>
+XML
+	done
+	$VIRSH define "$TESTS_TMP/hd-ready.xml" >/dev/null
+	row hostdev.group --root "$fx" --connect qemu:///system
+	expect_rc 0
+	expect_eq "viable" "$ROW" "PASS 1 PCI device passed through, every IOMMU group viable"
+	$VIRSH define "$TESTS_TMP/hd-shared.xml" >/dev/null
+	row hostdev.group --root "$fx" --connect qemu:///system
+	expect_rc 1
+	expect_eq "GPU with its audio function" "$ROW" "FAIL domain kvmbox-test-hd-shared: IOMMU group 3 holds 0000:02:00.1 on snd_hda_intel (group not viable)"
+	expect_eq "fix" "$HINT" "kvmbox pci prepare 0000:02:00.0 (the whole group to vfio-pci)"
+	# --fix runs pci prepare; the fixture's kernel does not move the driver, and the row says so.
+	mkdir -p "$fx/sys/bus/pci/drivers/vfio-pci"
+	row hostdev.group --root "$fx" --connect qemu:///system --fix
+	expect_match "fix attempted" "$ROW" "^failed domain kvmbox-test-hd-shared"
+	expect_match "fix's failure said" "$HINT" "the fix failed: kvmbox pci prepare 0000:02:00.0 exited 1"
+	expect_eq "override asked" "$(cat "$fx/sys/bus/pci/devices/0000:02:00.0/driver_override")" "vfio-pci"
+	$VIRSH undefine kvmbox-test-hd-shared >/dev/null
+	$VIRSH define "$TESTS_TMP/hd-hostuse.xml" >/dev/null
+	row hostdev.group --root "$fx" --connect qemu:///system --fix
+	expect_rc 1
+	expect_match "host uses the group" "$ROW" "the host uses 0000:01:00.0: its interface em1 carries the default route"
+	expect_eq "never prepared" "$(cat "$fx/sys/bus/pci/devices/0000:01:00.1/driver_override")" "(null)"
+	$VIRSH undefine kvmbox-test-hd-hostuse >/dev/null
+	$VIRSH undefine kvmbox-test-hd-ready >/dev/null
+}
+
 json_and_usage() {
 	run doctor --json
 	if kvm_usable ""; then expect_rc 0; else expect_rc 1; fi
-	expect_eq ids "$(jq -r '.[].id' <<<"$OUT" | tr '\n' ' ')" "virtlogd.running libvirtd.running kvm.dev virt.hardware caps.cache pool.stale machine.type serial.none "
+	expect_eq ids "$(jq -r '.[].id' <<<"$OUT" | tr '\n' ' ')" "virtlogd.running libvirtd.running kvm.dev virt.hardware caps.cache pool.stale machine.type serial.none hostdev.group "
 	run doctor nonsense.id
 	expect_rc 2
 	expect_eq error "$ERR" "kvmbox doctor: no diagnosis 'nonsense.id' (kvmbox doctor --help lists them)"
@@ -221,5 +263,6 @@ t volume_deleted_behind_the_pool
 t devkvm_in_a_fixture_root
 t capabilities_cache_in_a_fixture_root
 t no_hardware_virtualization_in_a_fixture_root
+t hostdev_groups_in_a_fixture_root
 t json_and_usage
 done_testing
