@@ -159,6 +159,38 @@ pci_passthrough_on_a_real_iommu() {
 	QEMU_MACHINE=$machine DISK_ADDR=0x3 boot "intel_iommu=on kvmbox.target=LABEL=kvmbox-target kvmbox.action=poweroff"
 	expect_eq "QEMU exit (65 = failure verdict)" "$QEMU_RC" 65
 	expect_match "refused" "$SERIAL" "refusing 0000:00:03\.0: its disk vda holds a mounted filesystem"
+
+	# Then, in the installed system (its /sbin/init a script; kvmbox and libc copied in): list sees
+	# the real groups, release gives the NIC back to e1000e, and with a default route on the
+	# other NIC's interface, prepare refuses it.
+	pci_config 00:04.0
+	local root=$TESTS_TMP/disk-root lib
+	mkdir -p "$root/bin" "$root/sbin" "$root/proc" "$root/sys" "$root/dev" "$root/run"
+	cp /bin/busybox "$root/bin/busybox"
+	cp "$KVMBOX" "$root/bin/kvmbox"
+	for lib in $(ldd "$KVMBOX" | grep -o '/[^ ]*'); do mkdir -p "$root$(dirname "$lib")" && cp -L "$lib" "$root$lib"; done
+	cat >"$root/sbin/init" <<'SH'
+#!/bin/busybox sh
+B=/bin/busybox
+$B echo "pci-list: $(/bin/kvmbox pci list 00:04.0 | $B head -1)"
+/bin/kvmbox pci release 00:04.0 | $B sed 's/^/pci-release: /'
+$B echo "pci-after: $(/bin/kvmbox pci list 00:04.0 | $B head -1)"
+nic=$($B ls /sys/bus/pci/devices/0000:00:05.0/net)
+$B ip link set "$nic" up
+$B ip addr add 10.0.2.15/24 dev "$nic"
+$B ip route add default via 10.0.2.2 dev "$nic"
+/bin/kvmbox pci prepare 00:05.0 2>&1 | $B sed 's/^/pci-refused: /'
+$B poweroff -f
+SH
+	chmod 0755 "$root/sbin/init"
+	truncate -s 64M "$TESTS_TMP/disk.img"
+	mkfs.ext4 -q -F -L kvmbox-target -d "$root" "$TESTS_TMP/disk.img"
+	QEMU_MACHINE=$machine DISK_ADDR=0x3 boot "intel_iommu=on kvmbox.target=LABEL=kvmbox-target kvmbox.action=provision"
+	expect_eq "QEMU exit (power-off by the target's init)" "$QEMU_RC" 0
+	expect_match "list: a real group, on vfio-pci" "$SERIAL" "pci-list: 0000:00:04\.0  020000  vfio-pci +group [0-9]+ +node -1 +ready"
+	expect_match "release, read back" "$SERIAL" "pci-release: changed +0000:00:04\.0 +vfio-pci -> e1000e \(read back\)"
+	expect_match "back on its driver" "$SERIAL" "pci-after: 0000:00:04\.0  020000  e1000e +group [0-9]+ +node -1 +can-prepare"
+	expect_match "the default route's NIC refused" "$SERIAL" "pci-refused: kvmbox pci: refusing 0000:00:05\.0: its interface [a-z0-9]+ carries the default route \(--force overrides\)"
 }
 
 t boots_and_provisions
