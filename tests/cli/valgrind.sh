@@ -107,6 +107,36 @@ test_front_paths() {
 	expect_rc 0
 }
 
+# The applets and library code this round added: pci over a fixture sysfs (list, xml, a
+# refusal, a plan, a failed read-back, check's iommu.groups); unpack refusing a domain.xml
+# that names a host file.
+test_pci_and_unpack_refusals() {
+	local r m
+	r=$(pci_root)
+	mkdir -p "$r/sys/bus/pci/drivers/vfio-pci"
+	vg --root "$r" pci
+	expect_rc 0
+	vg --root "$r" --json pci net
+	[ "$RC" != 99 ] || fail "valgrind: pci list --json: $ERR"
+	vg --root "$r" pci xml 04:00.0
+	[ "$RC" != 99 ] || fail "valgrind: pci xml: $ERR"
+	vg --root "$r" pci prepare 01:00.1
+	expect_rc 1
+	vg --root "$r" pci prepare 02:00.0 --dry-run --persist
+	expect_rc 0
+	vg --root "$r" pci prepare 04:00.0 --persist
+	expect_rc 1
+	vg --root "$r" check iommu
+	[ "$RC" != 99 ] || fail "valgrind: check iommu.groups: $ERR"
+	m="$TESTS_TMP/vgbundle"
+	mkdir -p "$m" "$TESTS_TMP/vgdest"
+	printf '<domain type="qemu"><name>vm</name><devices><disk type="file"><source file="/etc/shadow"/></disk></devices></domain>\n' >"$m/domain.xml"
+	head -c 65536 /dev/urandom >"$m/disk.raw"
+	(cd "$m" && sha256sum domain.xml disk.raw >SHA256SUMS && tar -cf ../vg.tar domain.xml disk.raw SHA256SUMS)
+	vg unpack "$TESTS_TMP/vg.tar" --dest "$TESTS_TMP/vgdest" --name vm
+	expect_rc 1
+}
+
 if [ "${SAN:-}" = 1 ]; then
 	skip test_check_on_fixture_and_host "valgrind does not run ASan builds"
 	skip test_changing_applets "valgrind does not run ASan builds"
@@ -114,6 +144,7 @@ if [ "${SAN:-}" = 1 ]; then
 	skip test_bridge "valgrind does not run ASan builds"
 	skip test_bundles "valgrind does not run ASan builds"
 	skip test_front_paths "valgrind does not run ASan builds"
+	skip test_pci_and_unpack_refusals "valgrind does not run ASan builds"
 else
 	t test_check_on_fixture_and_host
 	t test_changing_applets
@@ -121,5 +152,6 @@ else
 	t test_bridge
 	t test_bundles
 	t test_front_paths
+	t test_pci_and_unpack_refusals
 fi
 done_testing
