@@ -20,6 +20,7 @@
 
 #include "kvmbox/applet.h"
 #include "kvmbox/cleanup.h"
+#include "kvmbox/cmdline.h"
 #include "kvmbox/file.h"
 #include "kvmbox/kmod.h"
 #include "kvmbox/output.h"
@@ -338,6 +339,32 @@ static int persist_rules(struct pci *p, struct kb_pci_dev **devs, int n, bool ad
 	return 0;
 }
 
+/* Whether the next boot turns the IOMMU on while this one did not: in /etc/default/grub or /etc/kernel/cmdline, not /proc/cmdline. */
+static bool iommu_at_next_boot(const struct pci *p)
+{
+	static const char *const args[] = { "intel_iommu", "amd_iommu" };
+	char running[4096], value[64];
+	if (kb_read_value(p->ctx, "/proc/cmdline", running, sizeof(running), NULL) < 0)
+		running[0] = '\0';
+	static const char *const files[] = { "/etc/default/grub", "/etc/kernel/cmdline" };
+	for (size_t f = 0; f < 2; f++) {
+		autofree char *text = NULL;
+		size_t len;
+		if (kb_read_file(p->ctx, files[f], 1 << 20, &text, &len, NULL) < 0)
+			continue;
+		for (size_t a = 0; a < 2; a++) {
+			bool bare;
+			bool now = kb_cmdline_get(running, strlen(running), args[a], value, sizeof(value), &bare) && !strncmp(value, "on", 2);
+			/* Any occurrence in the file's text: the grub variables are shell, not one command line. */
+			char needle[32];
+			snprintf(needle, sizeof(needle), "%s=on", args[a]);
+			if (!now && strstr(text, needle))
+				return true;
+		}
+	}
+	return false;
+}
+
 /* Every device of @d's group but bridges, into @members; @d first. */
 static int group_of(struct pci *p, struct kb_pci_dev *d, struct kb_pci_dev **members, int max)
 {
@@ -371,6 +398,12 @@ static int cmd_prepare(struct pci *p, char **args, int count, bool release)
 			goto fail;
 		}
 		if (!release && d->group < 0) {
+			/* The IOMMU argument written for the next boot (grub-args, an earlier step) but not booted yet. */
+			if (iommu_at_next_boot(p)) {
+				kb_row_set(kb_rows_add(&p->rows), d->addr, KB_REBOOT,
+					   "no IOMMU group until the host boots with the IOMMU on (its argument is in the boot config, not yet on /proc/cmdline)");
+				continue;
+			}
 			kb_fail(&err, 0, NULL, "%s has no IOMMU group: kvmbox grub-args --iommu, VT-d/AMD-Vi on in the firmware, then reboot",
 				d->addr);
 			goto fail;
@@ -388,7 +421,7 @@ static int cmd_prepare(struct pci *p, char **args, int count, bool release)
 	/* A release is persisted first: whatever happens to the rebind, the next boot leaves them alone. */
 	if (release && persist_rules(p, todo, n, false, &err) < 0)
 		goto fail;
-	if (!release && ensure_vfio(p, &err) < 0)
+	if (!release && n > 0 && ensure_vfio(p, &err) < 0)
 		goto fail;
 	for (int i = 0; i < n; i++) {
 		struct kb_pci_dev *d = todo[i];

@@ -159,7 +159,26 @@ test_check_iommu_groups() {
 	expect_eq "row" "$OUT" "INFO  iommu.groups  7 IOMMU groups, 1 mixing a device the host uses with others; group 2: 0000:01:00.0 (its interface em1 carries the default route) with 0000:01:00.1"
 }
 
+# grub-args wrote intel_iommu=on for the next boot (provision's [grub] before [pci]): a device
+# without a group yet is reboot-required, not a failure.
+test_reboot_required() {
+	local r
+	r=$(pci_root)
+	run --root "$r" pci prepare 06:00.0
+	expect_rc 1
+	mkdir -p "$r/etc/default"
+	printf 'GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on iommu=pt"\n' >"$r/etc/default/grub"
+	run --root "$r" pci prepare 06:00.0
+	expect_rc 0
+	expect_eq "row" "$OUT" "reboot-required  0000:06:00.0  no IOMMU group until the host boots with the IOMMU on (its argument is in the boot config, not yet on /proc/cmdline)"
+	fx_cmdline "$r" "BOOT_IMAGE=/vmlinuz root=/dev/sda1 intel_iommu=on"
+	run --root "$r" pci prepare 06:00.0
+	expect_rc 1
+	expect_match "booted with it and still no group" "$ERR" "has no IOMMU group"
+}
+
 t test_list_verdicts
+t test_reboot_required
 t test_check_iommu_groups
 t test_persist_rules
 t test_provision_section
