@@ -123,7 +123,8 @@ test_hostile_bundles_are_refused() {
 	hostile unlisted "member is not listed in SHA256SUMS: extra\.img"
 	(cd "$m" && tar -cf "$h/missing.tar" domain.xml SHA256SUMS)
 	hostile missing "listed in SHA256SUMS but missing from the bundle: disk\.raw"
-	(cd "$m" && cp disk.raw disk.orig && printf 'X' | dd of=disk.raw bs=1 seek=100 conv=notrunc status=none &&
+	(cd "$m" && cp disk.raw disk.orig && b=$(od -An -tu1 -j100 -N1 disk.raw | tr -d ' ') &&
+		printf "\\x$(printf %02x $(((b + 1) % 256)))" | dd of=disk.raw bs=1 seek=100 conv=notrunc status=none && # a byte that differs, always
 		tar -cf "$h/mismatch.tar" domain.xml disk.raw SHA256SUMS && mv disk.orig disk.raw)
 	hostile mismatch "digest mismatch .*: disk\.raw"
 	head -c 30000 "$h/good.tar" >"$h/truncated.tar"
