@@ -158,6 +158,27 @@ static void qemu_guest_name(const char *pid, char *name, size_t size)
 	}
 }
 
+/*
+ * libvirt's own daemons open images for a moment to read their headers (a
+ * pool refresh, a domain being started): not a user. QEMU and anything else
+ * that holds an image (a copy, an NBD export) is.
+ */
+static bool libvirt_daemon(const char *pid)
+{
+	static const char *const daemons[] = { "libvirtd", "virtqemud", "virtstoraged", "virtproxyd", "virtnodedevd" };
+	char path[64], comm[32] = "";
+	snprintf(path, sizeof(path), "/proc/%.32s/comm", pid);
+	autoclose_fd fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, comm, sizeof(comm) - 1);
+	if (n <= 0)
+		return false;
+	comm[n - (comm[n - 1] == '\n')] = '\0';
+	for (size_t i = 0; i < sizeof(daemons) / sizeof(daemons[0]); i++)
+		if (!strcmp(comm, daemons[i]))
+			return true;
+	return false;
+}
+
 void kb_disk_set_mark_open(const struct kb_ctx *ctx, struct kb_disk_set *set)
 {
 	if (!kb_sysroot_is_host(ctx) || set->count == 0)
@@ -167,7 +188,7 @@ void kb_disk_set_mark_open(const struct kb_ctx *ctx, struct kb_disk_set *set)
 	char self[32];
 	snprintf(self, sizeof(self), "%d", (int)getpid());
 	while (proc && (de = readdir(proc)) != NULL) {
-		if (de->d_name[0] < '0' || de->d_name[0] > '9' || !strcmp(de->d_name, self))
+		if (de->d_name[0] < '0' || de->d_name[0] > '9' || !strcmp(de->d_name, self) || libvirt_daemon(de->d_name))
 			continue;
 		char fd_dir[PATH_MAX];
 		snprintf(fd_dir, sizeof(fd_dir), "/proc/%.32s/fd", de->d_name);

@@ -59,7 +59,8 @@ int kb_disk_set_mark_domain(const struct kb_ctx *ctx, const struct kb_xml *xml, 
 			    kb_volume_path_fn *volume_path, void *opaque, struct kb_error *err);
 
 /*
- * Mark the files of @set that a process has open (/proc/PID/fd), naming it
+ * Mark the files of @set that a process has open (/proc/PID/fd; libvirt's own
+ * daemons, which open images only to read their headers, do not count), naming it
  * "domain NAME (QEMU pid N)" when its command line has QEMU's -name guest=NAME,
  * else "COMM (pid N)". Only the running system's processes: not under --root.
  */
