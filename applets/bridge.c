@@ -651,20 +651,35 @@ static bool is_bridge_option(const char *option)
 	return !strncmp(option, "bridge_", 7) || !strncmp(option, "bridge-", 7) || !strncmp(option, "hwaddress ", 10);
 }
 
-/* The note that records where the uplink's address configuration came from, for del --restore-uplink. */
-#define MOVED_NOTE "# kvmbox moved the address configuration of %s here from %s (bridge del --restore-uplink --persist ifupdown puts it back)"
-
-/* The file named by the note in kvmbox's file @text for @uplink, into @from ("" when none). */
-static void moved_note(const char *text, const char *uplink, char *from, size_t size)
+/* What the bridge's stanzas in kvmbox's own file @text carry for the uplink: their options but the bridge's own. */
+static void read_carried(const char *text, size_t len, const char *name, struct kb_ifupdown_config *carried)
 {
-	char prefix[128];
-	snprintf(prefix, sizeof(prefix), "# kvmbox moved the address configuration of %s here from ", uplink);
-	const char *at = strstr(text, prefix);
-	from[0] = '\0';
-	if (at) {
-		at += strlen(prefix);
-		snprintf(from, size, "%.*s", (int)strcspn(at, " \n"), at);
+	kb_ifupdown_read(text, len, name, carried);
+	for (int i = 0; i < carried->count; i++) {
+		int kept = 0;
+		for (int o = 0; o < carried->stanza[i].option_count; o++)
+			if (!is_bridge_option(carried->stanza[i].options[o]))
+				memmove(carried->stanza[i].options[kept++], carried->stanza[i].options[o], 256);
+		carried->stanza[i].option_count = kept;
 	}
+}
+
+/* The note that records where the uplink's address configuration came from, for del --restore-uplink. */
+#define MOVED_PREFIX "# kvmbox moved the address configuration of "
+#define MOVED_NOTE MOVED_PREFIX "%s here from %s (bridge del --restore-uplink --persist ifupdown puts it back)"
+
+/* The uplink and the file named by the note in kvmbox's file @text, into @uplink and @from ("" when none). */
+static void moved_note(const char *text, char *uplink, size_t uplink_size, char *from, size_t size)
+{
+	const char *at = strstr(text, MOVED_PREFIX);
+	uplink[0] = from[0] = '\0';
+	if (!at)
+		return;
+	at += strlen(MOVED_PREFIX);
+	snprintf(uplink, uplink_size, "%.*s", (int)strcspn(at, " \n"), at);
+	at += strcspn(at, " \n");
+	if (!strncmp(at, " here from ", 11))
+		snprintf(from, size, "%.*s", (int)strcspn(at + 11, " \n"), at + 11);
 }
 
 /*
@@ -724,15 +739,11 @@ static int persist_ifupdown(struct bridge *b, const struct spec *sp, char addrs[
 	if (taken->count) {
 		*carried = *taken;
 	} else if (!sp->addr_count && kb_read_file(b->ctx, f->own, 1 << 20, &previous, &previous_len, NULL) == 0) {
-		kb_ifupdown_read(previous, previous_len, sp->name, carried);
-		moved_note(previous, sp->uplink, moved_from, sizeof(moved_from));
-		for (int i = 0; i < carried->count; i++) {
-			int kept = 0;
-			for (int o = 0; o < carried->stanza[i].option_count; o++)
-				if (!is_bridge_option(carried->stanza[i].options[o]))
-					memmove(carried->stanza[i].options[kept++], carried->stanza[i].options[o], 256);
-			carried->stanza[i].option_count = kept;
-		}
+		read_carried(previous, previous_len, sp->name, carried);
+		char noted[IFNAMSIZ + 1];
+		moved_note(previous, noted, sizeof(noted), moved_from, sizeof(moved_from));
+		if (strcmp(noted, sp->uplink))
+			moved_from[0] = '\0'; /* noted for another uplink: not this one's */
 	}
 	if (!carried->count) {
 		bool v4 = false;
@@ -888,20 +899,12 @@ static int unpersist(struct bridge *b, const char *name, const char *kind, bool 
 		return 0;
 	}
 	/* The uplink and the file its stanza is in, from kvmbox's note. */
-	const char *note = strstr(text, "# kvmbox moved the address configuration of ");
 	char uplink[IFNAMSIZ + 1] = "", from[PATH_MAX] = "";
-	if (restore && note && sscanf(note, "# kvmbox moved the address configuration of %16s", uplink) == 1)
-		moved_note(text, uplink, from, sizeof(from));
+	if (restore)
+		moved_note(text, uplink, sizeof(uplink), from, sizeof(from));
 	if (from[0]) {
 		struct kb_ifupdown_config carried;
-		kb_ifupdown_read(text, len, name, &carried);
-		for (int i = 0; i < carried.count; i++) {
-			int kept = 0;
-			for (int o = 0; o < carried.stanza[i].option_count; o++)
-				if (!is_bridge_option(carried.stanza[i].options[o]))
-					memmove(carried.stanza[i].options[kept++], carried.stanza[i].options[o], 256);
-			carried.stanza[i].option_count = kept;
-		}
+		read_carried(text, len, name, &carried);
 		autofree char *stanza_file = NULL;
 		size_t stanza_len;
 		char *back = NULL;

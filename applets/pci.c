@@ -214,11 +214,6 @@ static int cmd_xml(struct pci *p, char **args, int count)
 
 /* ---- prepare / release ------------------------------------------------------------------- */
 
-static int write_attr(const struct kb_ctx *ctx, const char *path, const char *value, struct kb_error *err)
-{
-	return kb_write_value(ctx, path, value, err);
-}
-
 /* vfio-pci present in the kernel, loaded through libkmod when it is not. */
 static int ensure_vfio(struct pci *p, struct kb_error *err)
 {
@@ -254,14 +249,14 @@ static int rebind(struct pci *p, struct kb_pci_dev *d, const char *driver, struc
 	char path[PATH_MAX];
 	snprintf(path, sizeof(path), KB_PCI_DEVICES "/%s/driver_override", d->addr);
 	/* Writing a newline clears the override: the kernel picks the driver by IDs again. */
-	if (write_attr(p->ctx, path, driver[0] ? driver : "\n", err) < 0)
+	if (kb_write_value(p->ctx, path, driver[0] ? driver : "\n", err) < 0)
 		return -1;
 	if (d->driver[0]) {
 		snprintf(path, sizeof(path), KB_PCI_DEVICES "/%s/driver/unbind", d->addr);
-		if (write_attr(p->ctx, path, d->addr, err) < 0)
+		if (kb_write_value(p->ctx, path, d->addr, err) < 0)
 			return -1;
 	}
-	if (write_attr(p->ctx, "/sys/bus/pci/drivers_probe", d->addr, err) < 0)
+	if (kb_write_value(p->ctx, "/sys/bus/pci/drivers_probe", d->addr, err) < 0)
 		return -1;
 	char was[64];
 	snprintf(was, sizeof(was), "%s", d->driver);

@@ -138,10 +138,13 @@ static int global_key(struct parse *p, const char *section, const char *key, con
 	} else if (!strcmp(section, "pci")) {
 		if (!strcmp(key, "prepare")) {
 			/* PCI addresses only: 0000:81:00.3, 81:00.3, pci_0000_81_00_3. */
-			if (!*value || strlen(value) >= sizeof(c->pci_prepare) ||
+			/* Given again, the key adds to the list (as address does for a bridge). */
+			size_t used = strlen(c->pci_prepare);
+			if (!*value || used + 1 + strlen(value) >= sizeof(c->pci_prepare) ||
 			    strspn(value, "0123456789abcdefABCDEF:._pci \t") != strlen(value) || value[0] == '-')
 				return FAIL("prepare: '%s' is not a list of PCI addresses", value);
-			return COPY(c->pci_prepare, value), 1;
+			snprintf(c->pci_prepare + used, sizeof(c->pci_prepare) - used, "%s%s", used ? " " : "", value);
+			return 1;
 		}
 		if (!strcmp(key, "persist"))
 			return set_bool(p, key, value, &c->pci_persist);

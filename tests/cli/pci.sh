@@ -116,6 +116,10 @@ test_provision_section() {
 	run --root "$r" provision --plan "$TESTS_TMP/pci.conf"
 	expect_rc 0
 	expect_match "planned" "$OUT" "would-change +pci +2 items would change"
+	# prepare given twice adds to the list, as a bridge's address does.
+	printf '[pci]\nprepare = 02:00.0\nprepare = 04:00.0\n' >"$TESTS_TMP/pci.conf"
+	run --root "$r" provision --plan "$TESTS_TMP/pci.conf"
+	expect_match "both planned" "$OUT" "would-change +pci +3 items would change"
 	printf '[pci]\nprepare = 04:00.0 01:00.1\n' >"$TESTS_TMP/pci.conf"
 	run --root "$r" provision "$TESTS_TMP/pci.conf"
 	expect_rc 1
