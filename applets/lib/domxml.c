@@ -1,6 +1,7 @@
 /* Values found in libvirt domain XML; see kvmbox/domxml.h. */
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -58,6 +59,8 @@ int kb_size_parse(const char *text, unsigned long long *bytes)
 
 static void cpuset_set(struct kb_cpuset *set, unsigned cpu, bool on)
 {
+	if (cpu >= KB_CPUSET_MAX)
+		return;
 	if (on)
 		set->bits[cpu / 64] |= 1ull << (cpu % 64);
 	else
@@ -138,4 +141,31 @@ int kb_cpuset_first_missing(const struct kb_cpuset *a, const struct kb_cpuset *b
 		if (a->bits[i] & ~b->bits[i])
 			return (int)(i * 64) + __builtin_ctzll(a->bits[i] & ~b->bits[i]);
 	return -1;
+}
+
+void kb_cpuset_add(struct kb_cpuset *set, unsigned cpu)
+{
+	cpuset_set(set, cpu, true);
+}
+
+const char *kb_cpuset_format(const struct kb_cpuset *set, char *buf, size_t size)
+{
+	size_t used = 0;
+	buf[0] = '\0';
+	for (unsigned cpu = 0; cpu < KB_CPUSET_MAX; cpu++) {
+		if (!kb_cpuset_has(set, cpu))
+			continue;
+		unsigned last = cpu;
+		while (last + 1 < KB_CPUSET_MAX && kb_cpuset_has(set, last + 1))
+			last++;
+		int n = last == cpu ? snprintf(buf + used, size - used, "%s%u", used ? "," : "", cpu)
+				    : snprintf(buf + used, size - used, "%s%u-%u", used ? "," : "", cpu, last);
+		if (n < 0 || (size_t)n >= size - used) {
+			buf[used] = '\0'; /* truncated at a whole range */
+			break;
+		}
+		used += (size_t)n;
+		cpu = last;
+	}
+	return buf;
 }

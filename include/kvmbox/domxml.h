@@ -3,6 +3,7 @@
 #define KVMBOX_DOMXML_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* A libvirt memory amount (<memory unit='GiB'>8</memory>) in KiB; 0 when unreadable. No unit = KiB. */
@@ -28,6 +29,9 @@ struct kb_cpuset {
 int kb_cpuset_parse(const char *text, struct kb_cpuset *set);
 bool kb_cpuset_has(const struct kb_cpuset *set, unsigned cpu);
 unsigned kb_cpuset_count(const struct kb_cpuset *set);
+void kb_cpuset_add(struct kb_cpuset *set, unsigned cpu);
+/* @set in the kernel's list syntax ("0-27,56"), into @buf; "" for an empty set. */
+const char *kb_cpuset_format(const struct kb_cpuset *set, char *buf, size_t size);
 /* The lowest CPU in both sets, or -1. */
 int kb_cpuset_first_common(const struct kb_cpuset *a, const struct kb_cpuset *b);
 /* The lowest CPU in @a that is not in @b, or -1. */
