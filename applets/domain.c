@@ -24,8 +24,10 @@
 #include "kvmbox/bundle.h"
 #include "kvmbox/cleanup.h"
 #include "kvmbox/diskuse.h"
+#include "kvmbox/domnew.h"
 #include "kvmbox/file.h"
 #include "kvmbox/output.h"
+#include "kvmbox/placement.h"
 #include "kvmbox/preflight.h"
 #include "kvmbox/sysroot.h"
 #include "kvmbox/virt.h"
@@ -76,12 +78,16 @@ struct domain_cmd {
 	unsigned jobs;
 	const char *dest, *name;
 	pthread_mutex_t lock; /* serialises messages from the worker threads */
+	const char *const *to_create; /* new: volume paths created after the preflight */
+	struct kb_domnew *words;      /* new: the domain's words */
+	bool print_xml;
 };
 
 /* One domain being worked on, by one thread. */
 struct job {
 	struct domain_cmd *cmd;
 	const char *arg;  /* the file or name from the command line */
+	const char *generated; /* define: the XML domain new wrote (arg is then the domain's name) */
 	char name[256];
 	char *xml_text;   /* define: the definition to send */
 	char uuid[VIR_UUID_STRING_BUFLEN];
@@ -143,12 +149,22 @@ static char *domcaps_from_libvirt(void *opaque, const char *emulator, const char
 	return cmd->virt.get_domain_capabilities(cmd->conn, emulator, arch, machine, virttype, 0);
 }
 
-/* Read and parse a domain XML file given on the command line (a path as the user sees it). */
-static xmlDoc *read_domain_file(struct domain_cmd *cmd, const char *path, char **text, struct kb_error *err)
+/*
+ * Read and parse a domain XML file given on the command line (a path as the
+ * user sees it), or, with @generated, the XML domain new wrote (@path names it).
+ */
+static xmlDoc *read_domain_file(struct domain_cmd *cmd, const char *path, const char *generated, char **text,
+				struct kb_error *err)
 {
 	size_t len;
-	if (kb_read_path(path, DOMAIN_XML_MAX, text, &len, err) < 0)
+	if (generated) {
+		*text = strdup(generated);
+		if (!*text)
+			return kb_fail(err, ENOMEM, NULL, "copying the XML of %s", path), NULL;
+		len = strlen(*text);
+	} else if (kb_read_path(path, DOMAIN_XML_MAX, text, &len, err) < 0) {
 		return NULL;
+	}
 	xmlDoc *doc = kb_xml_parse(&cmd->xml, *text, len, path, err);
 	if (!doc) {
 		free(*text);
@@ -212,13 +228,26 @@ static void print_findings_json(struct domain_cmd *cmd, const char *file, const 
 	fputs(f->count ? "\n  ]}" : "]}", out);
 }
 
+static bool domain_running(void *opaque, const char *name)
+{
+	struct domain_cmd *cmd = opaque;
+	virDomainPtr dom = cmd->conn ? cmd->virt.domain_lookup(cmd->conn, name) : NULL;
+	int state = 0, reason = 0;
+	bool running = dom && cmd->virt.domain_state(dom, &state, &reason, 0) == 0 && state != VIR_DOMAIN_SHUTOFF;
+	if (dom)
+		cmd->virt.domain_free(dom);
+	cmd->virt.reset_error();
+	return running;
+}
+
 /*
  * Preflight every file; print the findings. Returns the number of files with
  * errors, or -1 when a file could not be read as a domain.
  */
-static int preflight_files(struct domain_cmd *cmd, char **files, int count, bool failing_only)
+static int preflight_files(struct domain_cmd *cmd, char **files, const char *generated, int count, bool failing_only)
 {
-	struct kb_preflight_host host = { .domcaps = domcaps_from_libvirt, .opaque = cmd };
+	struct kb_preflight_host host = { .domcaps = domcaps_from_libvirt, .opaque = cmd, .to_create = cmd->to_create,
+					   .running = domain_running };
 	autofree char *caps = cmd->conn ? cmd->virt.get_capabilities(cmd->conn) : NULL;
 	host.caps_xml = caps;
 	if (!cmd->conn)
@@ -228,7 +257,7 @@ static int preflight_files(struct domain_cmd *cmd, char **files, int count, bool
 	for (int i = 0; i < count; i++) {
 		struct kb_error err = { 0 };
 		autofree char *text = NULL;
-		xmlDoc *doc = read_domain_file(cmd, files[i], &text, &err);
+		xmlDoc *doc = read_domain_file(cmd, files[i], generated, &text, &err);
 		struct kb_findings *findings = calloc(1, sizeof(*findings));
 		if (!doc || !findings || kb_preflight(cmd->ctx, &cmd->xml, doc, &host, findings, &err) < 0) {
 			if (doc && findings)
@@ -279,7 +308,7 @@ static int cmd_preflight(struct domain_cmd *cmd, char **files, int count)
 	cmd->conn = kb_virt_connect(&cmd->virt, cmd->uri, &err, &advice);
 	if (!cmd->conn && cmd->ctx->verbosity > 0)
 		say_virt_failure(cmd, &err, advice);
-	int failing = preflight_files(cmd, files, count, false);
+	int failing = preflight_files(cmd, files, NULL, count, false);
 	return failing == 0 ? KB_EXIT_OK : KB_EXIT_FAILURE;
 }
 
@@ -306,7 +335,7 @@ static int prepare_definition(struct job *j, const char *path, virDomainPtr *exi
 {
 	struct domain_cmd *cmd = j->cmd;
 	autofree char *text = NULL;
-	xmlDoc *doc = read_domain_file(cmd, path, &text, err);
+	xmlDoc *doc = read_domain_file(cmd, path, j->generated, &text, err);
 	if (!doc)
 		return -1;
 	int rc = 0;
@@ -512,7 +541,7 @@ static char *volume_path(void *opaque, const char *pool_name, const char *volume
  * disks, their volumes and backing chains; running domains as they run) or
  * that a process has open.
  */
-static int mark_used_files(struct domain_cmd *cmd, struct kb_disk_set *set, struct kb_error *err)
+static int mark_used_files(struct domain_cmd *cmd, struct kb_disk_set *set, const char *except, struct kb_error *err)
 {
 	const struct kb_virt *v = &cmd->virt;
 	virDomainPtr *domains = NULL;
@@ -523,7 +552,8 @@ static int mark_used_files(struct domain_cmd *cmd, struct kb_disk_set *set, stru
 	for (int i = 0; i < n; i++) {
 		int state = 0, reason = 0;
 		bool running = v->domain_state(domains[i], &state, &reason, 0) == 0 && state != VIR_DOMAIN_SHUTOFF;
-		autofree char *text = v->domain_xml(domains[i], 0);
+		bool skip = except && !strcmp(v->domain_name(domains[i]), except);
+		autofree char *text = skip ? NULL : v->domain_xml(domains[i], 0);
 		if (rc == 0 && text)
 			rc = kb_disk_set_mark_domain(cmd->ctx, &cmd->xml, set, v->domain_name(domains[i]), running, text,
 						     strlen(text), volume_path, cmd, err);
@@ -557,7 +587,7 @@ static int remove_storage(struct job *j, char files[][PATH_MAX], size_t count, s
 		if (kb_sysroot_path(j->cmd->ctx, files[i], &mapped, NULL) == 0)
 			kb_disk_set_add(set, mapped.s);
 	}
-	if (mark_used_files(j->cmd, set, err) < 0) {
+	if (mark_used_files(j->cmd, set, NULL, err) < 0) {
 		free(set);
 		return -1;
 	}
@@ -689,10 +719,11 @@ static void *worker(void *arg)
 }
 
 /* Run @work on every argument, up to cmd->jobs at once; print all rows in argument order. */
-static int run_jobs(struct domain_cmd *cmd, char **args, int count, void (*work)(struct job *))
+static int run_jobs(struct domain_cmd *cmd, char **args, const char *generated, int count, void (*work)(struct job *),
+		    const struct kb_row *before, size_t before_count)
 {
 	struct job *jobs = calloc((size_t)count, sizeof(*jobs));
-	struct kb_row *rows = calloc((size_t)count * 4, sizeof(*rows));
+	struct kb_row *rows = calloc((size_t)count * 4 + before_count, sizeof(*rows));
 	if (!jobs || !rows) {
 		free(jobs);
 		free(rows);
@@ -704,6 +735,7 @@ static int run_jobs(struct domain_cmd *cmd, char **args, int count, void (*work)
 	for (int i = 0; i < count; i++) {
 		jobs[i].cmd = cmd;
 		jobs[i].arg = args[i];
+		jobs[i].generated = generated;
 	}
 	unsigned threads = cmd->jobs < (unsigned)count ? cmd->jobs : (unsigned)count;
 	pthread_t tids[64];
@@ -718,6 +750,8 @@ static int run_jobs(struct domain_cmd *cmd, char **args, int count, void (*work)
 
 	size_t n = 0;
 	int rc = KB_EXIT_OK;
+	for (size_t i = 0; i < before_count; i++)
+		rows[n++] = before[i];
 	for (int i = 0; i < count; i++) {
 		for (size_t k = 0; k < jobs[i].row_count; k++) {
 			rows[n] = jobs[i].rows[k];
@@ -733,13 +767,15 @@ static int run_jobs(struct domain_cmd *cmd, char **args, int count, void (*work)
 	return rc;
 }
 
-static int cmd_define(struct domain_cmd *cmd, char **files, int count)
+/* Define @files (or the one @generated definition), after a preflight; @before: rows to show first. */
+static int cmd_define(struct domain_cmd *cmd, char **files, const char *generated, int count,
+		      const struct kb_row *before, size_t before_count)
 {
-	if (connect_libvirt(cmd) < 0)
+	if (!cmd->conn && connect_libvirt(cmd) < 0)
 		return KB_EXIT_FAILURE;
 	if (!cmd->no_preflight) {
 		/* Findings are shown only for the files with errors: nothing is defined then. */
-		int failing = preflight_files(cmd, files, count, true);
+		int failing = preflight_files(cmd, files, generated, count, true);
 		if (failing < 0)
 			return KB_EXIT_FAILURE;
 		if (failing > 0) {
@@ -748,14 +784,14 @@ static int cmd_define(struct domain_cmd *cmd, char **files, int count)
 			return KB_EXIT_FAILURE;
 		}
 	}
-	return run_jobs(cmd, files, count, define_one);
+	return run_jobs(cmd, files, generated, count, define_one, before, before_count);
 }
 
 static int cmd_rm(struct domain_cmd *cmd, char **names, int count)
 {
 	if (connect_libvirt(cmd) < 0)
 		return KB_EXIT_FAILURE;
-	return run_jobs(cmd, names, count, rm_one);
+	return run_jobs(cmd, names, NULL, count, rm_one, NULL, 0);
 }
 
 /* up: unpack the bundle (unless already unpacked), then define what it holds. */
@@ -787,15 +823,395 @@ static int cmd_up(struct domain_cmd *cmd, const char *bundle)
 	}
 	snprintf(xml_file, sizeof(xml_file), "%s/domain.xml", mapped.s);
 	char *files[] = { xml_file };
-	return cmd_define(cmd, files, 1);
+	return cmd_define(cmd, files, NULL, 1, NULL, 0);
+}
+
+/* ---- new: a domain from words ------------------------------------------------ */
+
+/* A disk volume domain new makes (or finds, on a second run) in a pool. */
+struct new_volume {
+	virStoragePoolPtr pool;
+	char pool_name[64];
+	bool exists;  /* already there: a second run, or somebody else's file (refused) */
+	bool created; /* made by this run: removed again when defining fails */
+};
+
+/* The domain's definition when it already exists (inactive, with secrets): NULL when it does not. */
+static xmlDoc *existing_definition(struct domain_cmd *cmd, const char *name)
+{
+	const struct kb_virt *v = &cmd->virt;
+	virDomainPtr dom = v->domain_lookup(cmd->conn, name);
+	v->reset_error();
+	if (!dom)
+		return NULL;
+	autofree char *text = inactive_xml(v, dom);
+	v->domain_free(dom);
+	return text ? kb_xml_parse(&cmd->xml, text, strlen(text), name, NULL) : NULL;
+}
+
+/*
+ * A second `domain new` with the same words must give the same definition:
+ * interfaces without mac= keep the MAC libvirt chose the first time (same
+ * position, same bridge).
+ */
+static void keep_macs(struct domain_cmd *cmd, struct kb_domnew *d, xmlDoc *existing)
+{
+	xmlNode *devices = kb_xml_child(cmd->xml.root_element(existing), "devices");
+	xmlNode *nic = kb_xml_child(devices, "interface");
+	for (size_t i = 0; i < d->net_count && nic; i++, nic = kb_xml_next(nic, "interface")) {
+		autofree char *bridge = kb_xml_prop(&cmd->xml, kb_xml_child(nic, "source"), "bridge");
+		autofree char *mac = kb_xml_prop(&cmd->xml, kb_xml_child(nic, "mac"), "address");
+		if (!d->net[i].mac[0] && bridge && mac && !strcmp(bridge, d->net[i].bridge) && strlen(mac) < sizeof(d->net[i].mac))
+			snprintf(d->net[i].mac, sizeof(d->net[i].mac), "%s", mac);
+	}
+}
+
+/* Whether the existing definition has a disk on @path. */
+static bool existing_uses(struct domain_cmd *cmd, xmlDoc *existing, const char *path)
+{
+	xmlNode *devices = kb_xml_child(existing ? cmd->xml.root_element(existing) : NULL, "devices");
+	for (xmlNode *disk = kb_xml_child(devices, "disk"); disk; disk = kb_xml_next(disk, "disk")) {
+		autofree char *file = kb_xml_prop(&cmd->xml, kb_xml_child(disk, "source"), "file");
+		if (file && !strcmp(file, path))
+			return true;
+	}
+	return false;
+}
+
+/* KVM when libvirt offers KVM guests here, else QEMU's TCG. */
+static void choose_virt_type(struct domain_cmd *cmd, struct kb_domnew *d, const char *caps)
+{
+	if (!d->virt_type[0])
+		snprintf(d->virt_type, sizeof(d->virt_type), "%s",
+			 kb_caps_offers(&cmd->xml, caps, d->arch, "kvm") ? "kvm" : "qemu");
+}
+
+/* A custom CPU model must be one this host's QEMU knows (domain capabilities; libvirt's CPU map without them). */
+static int check_cpu_model(struct domain_cmd *cmd, const struct kb_domnew *d, struct kb_error *err)
+{
+	if (strcmp(d->cpu_mode, "custom"))
+		return 0;
+	autofree char *domcaps = cmd->virt.get_domain_capabilities(cmd->conn, NULL, d->arch, d->machine, d->virt_type, 0);
+	cmd->virt.reset_error();
+	xmlDoc *doc = domcaps ? kb_xml_parse(&cmd->xml, domcaps, strlen(domcaps), "domain capabilities", NULL) : NULL;
+	int known = -1;
+	if (doc) {
+		xmlNode *cpu = kb_xml_child(cmd->xml.root_element(doc), "cpu");
+		for (xmlNode *mode = kb_xml_child(cpu, "mode"); mode; mode = kb_xml_next(mode, "mode")) {
+			if (!kb_xml_prop_is(&cmd->xml, mode, "name", "custom"))
+				continue;
+			known = 0;
+			for (xmlNode *m = kb_xml_child(mode, "model"); m && !known; m = kb_xml_next(m, "model")) {
+				autofree char *name = kb_xml_text(&cmd->xml, m);
+				known = name && !strcmp(name, d->cpu_model);
+			}
+		}
+		cmd->xml.free_doc(doc);
+	}
+	if (known < 0)
+		known = kb_cpu_map_has_model(cmd->ctx, d->cpu_model);
+	if (known == 0)
+		return kb_fail(err, 0, NULL, "cpu: unknown CPU model '%s' for %s guests on this host (virsh domcapabilities lists them)",
+			       d->cpu_model, d->virt_type);
+	return 0;
+}
+
+/* Where a pool keeps its volumes (<target><path>). */
+static int pool_target(struct domain_cmd *cmd, virStoragePoolPtr pool, char *dir, size_t size, struct kb_error *err)
+{
+	autofree char *text = cmd->virt.pool_xml(pool, 0);
+	xmlDoc *doc = text ? kb_xml_parse(&cmd->xml, text, strlen(text), "pool", err) : NULL;
+	if (!doc)
+		return text ? -1 : kb_virt_fail(&cmd->virt, err, NULL, "reading pool '%s'", cmd->virt.pool_name(pool));
+	autofree char *path = kb_xml_text(&cmd->xml, kb_xml_child(kb_xml_child(cmd->xml.root_element(doc), "target"), "path"));
+	cmd->xml.free_doc(doc);
+	if (!path || path[0] != '/')
+		return kb_fail(err, 0, NULL, "pool '%s' keeps no files (no <target><path>): kvmbox makes disks in directory pools",
+			       cmd->virt.pool_name(pool));
+	snprintf(dir, size, "%s", path);
+	return 0;
+}
+
+/*
+ * The pool of each new disk (pool=, or the pool whose directory holds path=)
+ * and the volume's path; a volume that exists already is this domain's own
+ * (a second run) or refused. Paths of existing images are checked against
+ * the other domains: two guests writing one image corrupt it.
+ */
+static int resolve_disks(struct domain_cmd *cmd, struct kb_domnew *d, xmlDoc *existing, struct new_volume *vols,
+			 struct kb_error *err)
+{
+	const struct kb_virt *v = &cmd->virt;
+	struct kb_disk_set *set = calloc(1, sizeof(*set));
+	if (!set)
+		return kb_fail(err, ENOMEM, NULL, "checking the disks of '%s'", d->name);
+	int rc = 0;
+	for (size_t i = 0; i < d->disk_count && rc == 0; i++) {
+		struct kb_domnew_disk *k = &d->disk[i];
+		struct new_volume *vol = &vols[i];
+		if (k->kind == KB_DISK_PATH) {
+			struct kb_path mapped;
+			if (kb_sysroot_path(cmd->ctx, k->path, &mapped, NULL) == 0)
+				kb_disk_set_add(set, mapped.s);
+			continue;
+		}
+		char dir[sizeof(k->path) - sizeof(k->volume) - 1]; /* room for "/VOLUME" */
+		if (k->path[0]) {
+			snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(k->path, '/') - k->path), k->path);
+			vol->pool = v->pool_lookup_by_target(cmd->conn, dir[0] ? dir : "/");
+			if (!vol->pool) {
+				rc = kb_fail(err, 0, NULL, "disk '%s': no libvirt storage pool holds %s; kvmbox makes new images through a pool "
+							   "(virsh pool-define-as NAME dir --target %s; virsh pool-start NAME)",
+					     k->path, dir, dir);
+				break;
+			}
+			snprintf(k->pool, sizeof(k->pool), "%s", v->pool_name(vol->pool));
+		} else {
+			vol->pool = v->pool_lookup(cmd->conn, k->pool);
+			if (!vol->pool) {
+				rc = kb_fail(err, 0, NULL, "disk 'pool=%s': no such storage pool (virsh pool-list --all)", k->pool);
+				break;
+			}
+		}
+		snprintf(vol->pool_name, sizeof(vol->pool_name), "%s", k->pool);
+		if (v->pool_is_active(vol->pool) != 1) {
+			rc = kb_fail(err, 0, NULL, "disk: storage pool '%s' is not active (virsh pool-start %s)", k->pool, k->pool);
+			break;
+		}
+		if (pool_target(cmd, vol->pool, dir, sizeof(dir), err) < 0) {
+			rc = -1;
+			break;
+		}
+		snprintf(k->path, sizeof(k->path), "%s/%s", dir, k->volume);
+		v->pool_refresh(vol->pool, 0); /* files made behind libvirt's back are volumes too */
+		virStorageVolPtr found = v->volume_lookup(vol->pool, k->volume);
+		v->reset_error();
+		if (found) {
+			v->volume_free(found);
+			vol->exists = true;
+			if (!existing_uses(cmd, existing, k->path))
+				rc = kb_fail(err, 0, NULL, "disk: volume %s already exists in pool '%s' and domain '%s' does not use it: "
+							   "import it with disk path=%s, or remove it (virsh vol-delete %s --pool %s)",
+					     k->volume, k->pool, d->name, k->path, k->volume, k->pool);
+		}
+	}
+	if (rc == 0 && set->count && mark_used_files(cmd, set, d->name, err) < 0)
+		rc = -1;
+	for (size_t i = 0; rc == 0 && i < set->count; i++)
+		if (set->file[i].user[0])
+			rc = kb_fail(err, 0, NULL, "disk '%s': in use by %s; two guests writing one image corrupt it "
+						   "(disk backing=%s,size=... gives this one an overlay)",
+				     set->file[i].path, set->file[i].user, set->file[i].path);
+	free(set);
+	return rc;
+}
+
+/*
+ * Other domains' vCPU pins and node-bound memory: what placement must not
+ * take. The domain itself, when it runs on hugepages, gives its pages back.
+ */
+static int claim_other_domains(struct domain_cmd *cmd, const char *self, unsigned long page_kib, struct kb_topology *topo,
+			       struct kb_error *err)
+{
+	const struct kb_virt *v = &cmd->virt;
+	virDomainPtr *domains = NULL;
+	int n = v->list_domains(cmd->conn, &domains, 0);
+	if (n < 0)
+		return kb_virt_fail(v, err, NULL, "listing the domains whose CPUs are pinned");
+	for (int i = 0; i < n; i++) {
+		bool itself = strcmp(v->domain_name(domains[i]), self) == 0;
+		int state = 0, reason = 0;
+		bool running = v->domain_state(domains[i], &state, &reason, 0) == 0 && state != VIR_DOMAIN_SHUTOFF;
+		autofree char *text = itself && !running ? NULL : inactive_xml(v, domains[i]);
+		xmlDoc *doc = text ? kb_xml_parse(&cmd->xml, text, strlen(text), "domain", NULL) : NULL;
+		if (doc && itself)
+			kb_topology_return_hugepages(topo, &cmd->xml, doc, page_kib);
+		else if (doc)
+			kb_topology_claim_domain(topo, &cmd->xml, doc);
+		if (doc)
+			cmd->xml.free_doc(doc);
+		v->domain_free(domains[i]);
+	}
+	free(domains);
+	v->reset_error();
+	return 0;
+}
+
+static int place_domain(struct domain_cmd *cmd, const struct kb_domnew *d, int node, struct kb_placement *placement,
+			struct kb_error *err)
+{
+	struct kb_topology *topo = calloc(1, sizeof(*topo));
+	if (!topo)
+		return kb_fail(err, ENOMEM, NULL, "reading the host's topology");
+	int rc = kb_topology_read(cmd->ctx, topo, err);
+	if (rc == 0)
+		rc = claim_other_domains(cmd, d->name, d->hugepages ? d->hugepage_kib : 0, topo, err);
+	if (rc == 0) {
+		struct kb_place_request req = { d->vcpus, d->memory_kib, d->hugepages ? d->hugepage_kib : 0, node };
+		char why[512];
+		if (kb_place(topo, &req, placement, why, sizeof(why)) < 0)
+			rc = kb_fail(err, 0, NULL, "placement auto: %s", why);
+	}
+	free(topo);
+	return rc;
+}
+
+static void placement_row(struct kb_row *row, const struct kb_domnew *d, const struct kb_placement *p)
+{
+	char cpus[512] = "", emulator[256];
+	size_t used = 0;
+	for (unsigned v = 0; v < p->vcpus && used < sizeof(cpus); v++)
+		used += (size_t)snprintf(cpus + used, sizeof(cpus) - used, "%s%u", v ? "," : "", p->vcpu_cpu[v]);
+	char nodes[128] = "";
+	used = 0;
+	for (size_t c = 0; c < p->cell_count && used < sizeof(nodes); c++)
+		used += (size_t)snprintf(nodes + used, sizeof(nodes) - used, "%s%d", c ? "+" : "", p->cell[c].host_node);
+	kb_row_set(row, d->name, KB_INFO, "placed on node %s: vCPUs on host CPUs %s; emulator on %s%s", nodes, cpus,
+		   kb_cpuset_format(&p->emulator, emulator, sizeof(emulator)),
+		   p->emulator_shared ? " (shared: no CPU is free of guests)" : "");
+}
+
+/* Create the volumes that are not there yet; rows say what was made. */
+static int create_volumes(struct domain_cmd *cmd, struct kb_domnew *d, struct new_volume *vols, struct kb_rows *rows,
+			  struct kb_error *err)
+{
+	const struct kb_virt *v = &cmd->virt;
+	for (size_t i = 0; i < d->disk_count; i++) {
+		struct kb_domnew_disk *k = &d->disk[i];
+		if (k->kind == KB_DISK_PATH)
+			continue;
+		struct kb_row *row = kb_rows_add(rows);
+		if (vols[i].exists) {
+			kb_row_set(row, d->name, KB_UNCHANGED, "volume %s/%s exists", vols[i].pool_name, k->volume);
+			continue;
+		}
+		if (cmd->dry_run) {
+			kb_row_set(row, d->name, KB_WOULD_CHANGE, "volume %s/%s (%llu MiB%s) would be created", vols[i].pool_name,
+				   k->volume, k->size_bytes >> 20, k->kind == KB_DISK_OVERLAY ? ", over its backing image" : "");
+			continue;
+		}
+		autofree char *xml = NULL;
+		if (kb_domnew_volume_xml(k, &xml, err) < 0)
+			return -1;
+		virStorageVolPtr vol = v->volume_create(vols[i].pool, xml, 0);
+		if (!vol)
+			return kb_virt_fail(v, err, NULL, "creating volume %s in pool '%s'", k->volume, vols[i].pool_name);
+		v->volume_free(vol);
+		vols[i].created = true;
+		kb_row_set(row, d->name, KB_CHANGED, "volume %s/%s created (%llu MiB%s)", vols[i].pool_name, k->volume,
+			   k->size_bytes >> 20, k->kind == KB_DISK_OVERLAY ? ", over its backing image" : "");
+	}
+	return 0;
+}
+
+/* Defining failed: the volumes this run made go again, so nothing is left behind. */
+static void remove_created_volumes(struct domain_cmd *cmd, struct kb_domnew *d, struct new_volume *vols)
+{
+	const struct kb_virt *v = &cmd->virt;
+	for (size_t i = 0; i < d->disk_count; i++) {
+		if (!vols[i].created)
+			continue;
+		virStorageVolPtr vol = v->volume_lookup(vols[i].pool, d->disk[i].volume);
+		bool removed = vol && v->volume_delete(vol, 0) == 0;
+		if (cmd->ctx->verbosity >= 0)
+			fprintf(cmd->ctx->err, "kvmbox domain: %s volume %s/%s again\n", removed ? "removed" : "could not remove",
+				vols[i].pool_name, d->disk[i].volume);
+		if (vol)
+			v->volume_free(vol);
+		v->reset_error();
+	}
+}
+
+static int cmd_new(struct domain_cmd *cmd, struct kb_domnew *d)
+{
+	struct kb_error err = { 0 };
+	struct new_volume vols[KB_DOMNEW_DISKS_MAX] = { 0 };
+	struct kb_rows *rows = calloc(1, sizeof(*rows));
+	struct kb_placement *placement = calloc(1, sizeof(*placement));
+	autofree char *caps = NULL;
+	autofree char *xml = NULL;
+	const char *to_create[KB_DOMNEW_DISKS_MAX + 1] = { 0 };
+	xmlDoc *existing = NULL;
+	int node = -1, rc = KB_EXIT_FAILURE;
+	if (!rows || !placement) {
+		kb_say_error(cmd->ctx, "out of memory");
+		goto out;
+	}
+	if (connect_libvirt(cmd) < 0)
+		goto out;
+	caps = cmd->virt.get_capabilities(cmd->conn);
+	choose_virt_type(cmd, d, caps);
+	existing = existing_definition(cmd, d->name);
+	if (existing)
+		keep_macs(cmd, d, existing);
+	if (kb_domnew_check_host(cmd->ctx, &cmd->xml, d, &node, &err) < 0 || check_cpu_model(cmd, d, &err) < 0 ||
+	    resolve_disks(cmd, d, existing, vols, &err) < 0 ||
+	    (d->placement_auto && place_domain(cmd, d, node, placement, &err) < 0) ||
+	    kb_domnew_xml(d, d->placement_auto ? placement : NULL, &xml, &err) < 0) {
+		kb_say_failure(cmd->ctx, &err);
+		goto out;
+	}
+	if (cmd->print_xml) {
+		fputs(xml, cmd->ctx->out);
+		rc = KB_EXIT_OK;
+		goto out;
+	}
+	size_t creating = 0;
+	for (size_t i = 0; i < d->disk_count; i++)
+		if (d->disk[i].kind != KB_DISK_PATH && !vols[i].exists)
+			to_create[creating++] = d->disk[i].path;
+	cmd->to_create = to_create;
+	if (d->placement_auto)
+		placement_row(kb_rows_add(rows), d, placement);
+	char *names[] = { d->name };
+	if (!cmd->no_preflight) {
+		int failing = preflight_files(cmd, names, xml, 1, true);
+		if (failing != 0) {
+			if (failing > 0)
+				kb_say_error(cmd->ctx, "the preflight found errors in domain '%s': nothing created or defined "
+						       "(--no-preflight defines anyway)", d->name);
+			goto out;
+		}
+	}
+	if (create_volumes(cmd, d, vols, rows, &err) < 0) {
+		kb_say_failure(cmd->ctx, &err);
+		remove_created_volumes(cmd, d, vols);
+		goto out;
+	}
+	bool no_preflight = cmd->no_preflight;
+	cmd->no_preflight = true; /* done above, before any volume was made */
+	rc = run_jobs(cmd, names, xml, 1, define_one, rows->row, rows->count);
+	cmd->no_preflight = no_preflight;
+	if (rc != KB_EXIT_OK) {
+		/* The domain was not defined (or did not start): volumes made for it go unless it exists now. */
+		virDomainPtr dom = cmd->virt.domain_lookup(cmd->conn, d->name);
+		cmd->virt.reset_error();
+		if (dom)
+			cmd->virt.domain_free(dom);
+		else
+			remove_created_volumes(cmd, d, vols);
+	}
+out:
+	for (size_t i = 0; i < KB_DOMNEW_DISKS_MAX; i++)
+		if (vols[i].pool)
+			cmd->virt.pool_free(vols[i].pool);
+	if (existing)
+		cmd->xml.free_doc(existing);
+	free(rows);
+	free(placement);
+	return rc;
 }
 
 int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 {
 	enum {
 		OPT_CONNECT = KB_OPT_APPLET_FIRST, OPT_AUTOSTART, OPT_START, OPT_WAIT, OPT_NO_PREFLIGHT, OPT_JOBS,
-		OPT_DEST, OPT_NAME, OPT_REPLACE, OPT_STORAGE, OPT_DRY_RUN,
+		OPT_DEST, OPT_NAME, OPT_REPLACE, OPT_STORAGE, OPT_DRY_RUN, OPT_PRINT_XML,
+		OPT_WORD, /* OPT_WORD + i: the domain new word new_words[i] */
 	};
+	/* domain new's options are its words (kvmbox/domnew.h), the same as provision's [domain] keys. */
+	static const char *const new_words[] = { "memory", "vcpus", "cpu", "machine", "virt-type", "disk", "cdrom",
+						 "boot", "network", "graphics", "hostdev", "hugepages", "nested", "placement" };
 	static const struct option long_options[] = {
 		KB_GLOBAL_LONG_OPTIONS,
 		{ "connect", required_argument, NULL, OPT_CONNECT },
@@ -809,15 +1225,36 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 		{ "replace", no_argument, NULL, OPT_REPLACE },
 		{ "storage", no_argument, NULL, OPT_STORAGE },
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+		{ "print-xml", no_argument, NULL, OPT_PRINT_XML },
+		{ "memory", required_argument, NULL, OPT_WORD + 0 },
+		{ "vcpus", required_argument, NULL, OPT_WORD + 1 },
+		{ "cpu", required_argument, NULL, OPT_WORD + 2 },
+		{ "machine", required_argument, NULL, OPT_WORD + 3 },
+		{ "virt-type", required_argument, NULL, OPT_WORD + 4 },
+		{ "disk", required_argument, NULL, OPT_WORD + 5 },
+		{ "cdrom", required_argument, NULL, OPT_WORD + 6 },
+		{ "boot", required_argument, NULL, OPT_WORD + 7 },
+		{ "network", required_argument, NULL, OPT_WORD + 8 },
+		{ "graphics", required_argument, NULL, OPT_WORD + 9 },
+		{ "hostdev", required_argument, NULL, OPT_WORD + 10 },
+		{ "hugepages", optional_argument, NULL, OPT_WORD + 11 },
+		{ "nested", no_argument, NULL, OPT_WORD + 12 },
+		{ "placement", required_argument, NULL, OPT_WORD + 13 },
 		{ 0 },
 	};
 	struct domain_cmd *cmd = calloc(1, sizeof(*cmd));
-	if (!cmd) {
+	struct kb_domnew *words = calloc(1, sizeof(*words));
+	bool any_word = false;
+	if (!cmd || !words) {
+		free(cmd);
+		free(words);
 		kb_say_error(ctx, "out of memory");
 		return KB_EXIT_FAILURE;
 	}
 	*cmd = (struct domain_cmd){ .ctx = ctx, .wait_seconds = 60, .jobs = 8, .dest = DEFAULT_DEST };
 	pthread_mutex_init(&cmd->lock, NULL);
+	kb_domnew_init(words, "");
+	cmd->words = words;
 	const char *connect = NULL;
 	int opt, rc = -1;
 	char *end;
@@ -832,6 +1269,7 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 		case OPT_REPLACE: cmd->replace = true; break;
 		case OPT_STORAGE: cmd->storage = true; break;
 		case OPT_DRY_RUN: cmd->dry_run = true; break;
+		case OPT_PRINT_XML: cmd->print_xml = true; break;
 		case OPT_WAIT:
 			cmd->wait_seconds = (int)strtol(optarg, &end, 10);
 			if (*end || end == optarg || cmd->wait_seconds < 1 || cmd->wait_seconds > 3600) {
@@ -846,25 +1284,49 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 				rc = KB_EXIT_USAGE;
 			}
 			break;
-		default: rc = kb_common_option(ctx, opt, optarg); break;
+		default:
+			if (opt >= OPT_WORD && opt < OPT_WORD + (int)(sizeof(new_words) / sizeof(new_words[0]))) {
+				struct kb_error err = { 0 };
+				any_word = true;
+				if (kb_domnew_word(words, new_words[opt - OPT_WORD], optarg, &err) < 0) {
+					kb_say_failure(ctx, &err);
+					rc = KB_EXIT_USAGE;
+				}
+				break;
+			}
+			rc = kb_common_option(ctx, opt, optarg);
+			break;
 		}
 	}
 	const char *verb = optind < argc ? argv[optind] : NULL;
 	char **args = argv + optind + 1;
 	int count = optind < argc ? argc - optind - 1 : 0;
 	if (rc == -1) {
+		bool is_new = verb && !strcmp(verb, "new");
+		struct kb_error err = { 0 };
 		if (!verb) {
-			kb_say_error(ctx, "needs preflight, define, up or rm (kvmbox domain --help)");
+			kb_say_error(ctx, "needs preflight, define, new, up or rm (kvmbox domain --help)");
 			rc = KB_EXIT_USAGE;
-		} else if (strcmp(verb, "preflight") && strcmp(verb, "define") && strcmp(verb, "up") && strcmp(verb, "rm")) {
-			kb_say_error(ctx, "unknown command '%s': preflight, define, up or rm", verb);
+		} else if (strcmp(verb, "preflight") && strcmp(verb, "define") && strcmp(verb, "up") && strcmp(verb, "rm") &&
+			   !is_new) {
+			kb_say_error(ctx, "unknown command '%s': preflight, define, new, up or rm", verb);
 			rc = KB_EXIT_USAGE;
-		} else if (count == 0 || (!strcmp(verb, "up") && count != 1)) {
+		} else if (count == 0 || ((!strcmp(verb, "up") || is_new) && count != 1)) {
 			kb_say_error(ctx, "%s needs %s", verb, !strcmp(verb, "rm") ? "one or more domain names" :
-							    !strcmp(verb, "up") ? "one BUNDLE" : "one or more XML files");
+							    !strcmp(verb, "up") ? "one BUNDLE" : is_new ? "one NAME" :
+							    "one or more XML files");
 			rc = KB_EXIT_USAGE;
-		} else if (cmd->dry_run && strcmp(verb, "define") != 0) {
-			kb_say_error(ctx, "--dry-run is for define");
+		} else if ((any_word || cmd->print_xml) && !is_new) {
+			kb_say_error(ctx, "--memory, --disk, --print-xml and the other words are for new");
+			rc = KB_EXIT_USAGE;
+		} else if (cmd->dry_run && strcmp(verb, "define") != 0 && !is_new) {
+			kb_say_error(ctx, "--dry-run is for define and new");
+			rc = KB_EXIT_USAGE;
+		} else if (is_new && (snprintf(words->name, sizeof(words->name), "%s", args[0]) >= (int)sizeof(words->name) ||
+				      kb_domnew_finish(words, &err) < 0)) {
+			if (!err.what[0])
+				kb_fail(&err, 0, NULL, "domain name '%s' is too long", args[0]);
+			kb_say_failure(ctx, &err);
 			rc = KB_EXIT_USAGE;
 		} else if (cmd->dest[0] != '/') {
 			kb_say_error(ctx, "--dest must be an absolute path");
@@ -880,9 +1342,11 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 		} else if (!strcmp(verb, "preflight")) {
 			rc = cmd_preflight(cmd, args, count);
 		} else if (!strcmp(verb, "define")) {
-			rc = cmd_define(cmd, args, count);
+			rc = cmd_define(cmd, args, NULL, count, NULL, 0);
 		} else if (!strcmp(verb, "up")) {
 			rc = cmd_up(cmd, args[0]);
+		} else if (!strcmp(verb, "new")) {
+			rc = cmd_new(cmd, words);
 		} else {
 			rc = cmd_rm(cmd, args, count);
 		}
@@ -891,5 +1355,6 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 		cmd->virt.connect_close(cmd->conn);
 	pthread_mutex_destroy(&cmd->lock);
 	free(cmd);
+	free(words);
 	return rc;
 }

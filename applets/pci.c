@@ -199,15 +199,7 @@ static int cmd_xml(struct pci *p, char **args, int count)
 	}
 	for (int i = 0; i < count; i++) {
 		struct kb_pci_dev *d = lookup(p, args[i], &err);
-		unsigned domain, bus, slot, function;
-		sscanf(d->addr, "%x:%x:%x.%x", &domain, &bus, &slot, &function);
-		fprintf(p->ctx->out,
-			"<hostdev mode='subsystem' type='pci' managed='yes'>\n"
-			"  <source>\n"
-			"    <address domain='0x%04x' bus='0x%02x' slot='0x%02x' function='0x%x'/>\n"
-			"  </source>\n"
-			"</hostdev>\n",
-			domain, bus, slot, function);
+		kb_pci_hostdev_xml(p->ctx->out, d->addr, "");
 	}
 	return KB_EXIT_OK;
 }

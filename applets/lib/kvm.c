@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "kvmbox/cleanup.h"
+#include "kvmbox/file.h"
 #include "kvmbox/kvm.h"
 #include "kvmbox/sysroot.h"
 
@@ -105,4 +106,13 @@ void kb_kvm_providers(const struct kb_ctx *ctx, char *buf, size_t size)
 		if (kb_sysroot_path(ctx, abs, &p, NULL) == 0 && stat(p.s, &st) == 0)
 			append_name(buf, size, drivers[i]);
 	}
+}
+
+bool kb_kvm_nested_on(const struct kb_ctx *ctx, const char *module)
+{
+	char path[128], value[16];
+	snprintf(path, sizeof(path), "/sys/module/%s/parameters/nested", module);
+	if (kb_read_value(ctx, path, value, sizeof(value), NULL) < 0)
+		return false;
+	return value[0] == 'Y' || value[0] == 'y' || value[0] == '1';
 }

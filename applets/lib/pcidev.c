@@ -248,3 +248,16 @@ bool kb_pci_parse_addr(const char *text, char *out, size_t size)
 	return false;
 }
 
+
+void kb_pci_hostdev_xml(FILE *out, const char *addr, const char *indent)
+{
+	unsigned domain = 0, bus = 0, slot = 0, function = 0;
+	sscanf(addr, "%x:%x:%x.%x", &domain, &bus, &slot, &function);
+	fprintf(out,
+		"%s<hostdev mode='subsystem' type='pci' managed='yes'>\n"
+		"%s  <source>\n"
+		"%s    <address domain='0x%04x' bus='0x%02x' slot='0x%02x' function='0x%x'/>\n"
+		"%s  </source>\n"
+		"%s</hostdev>\n",
+		indent, indent, indent, domain, bus, slot, function, indent, indent);
+}

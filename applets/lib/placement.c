@@ -363,6 +363,51 @@ static struct kb_topo_node *topo_node(struct kb_topology *topo, const char *node
 	return NULL;
 }
 
+/*
+ * Memory @domain binds to single host nodes: each guest cell's on its
+ * memnode's node, or all of it on the one node of <numatune><memory>.
+ * Calls @bound(node, KiB, @opaque) for each.
+ */
+static void each_bound_memory(struct kb_topology *topo, const struct kb_xml *xml, xmlNode *domain,
+			      void (*bound)(struct kb_topo_node *, unsigned long long, void *), void *opaque)
+{
+	xmlNode *numatune = kb_xml_child(domain, "numatune");
+	xmlNode *memory = kb_xml_child(numatune, "memory");
+	if (!memory)
+		return;
+	xmlNode *memnode = kb_xml_child(numatune, "memnode");
+	if (memnode) {
+		xmlNode *numa = kb_xml_child(kb_xml_child(domain, "cpu"), "numa");
+		for (; memnode; memnode = kb_xml_next(memnode, "memnode")) {
+			autofree char *cellid = kb_xml_prop(xml, memnode, "cellid");
+			autofree char *nodeset = kb_xml_prop(xml, memnode, "nodeset");
+			struct kb_topo_node *n = topo_node(topo, nodeset);
+			for (xmlNode *cell = kb_xml_child(numa, "cell"); n && cellid && cell; cell = kb_xml_next(cell, "cell")) {
+				if (!kb_xml_prop_is(xml, cell, "id", cellid))
+					continue;
+				autofree char *amount = kb_xml_prop(xml, cell, "memory");
+				autofree char *unit = kb_xml_prop(xml, cell, "unit");
+				if (amount)
+					bound(n, kb_memory_kib(amount, unit), opaque);
+			}
+		}
+		return;
+	}
+	autofree char *nodeset = kb_xml_prop(xml, memory, "nodeset");
+	struct kb_topo_node *n = topo_node(topo, nodeset);
+	xmlNode *total = kb_xml_child(domain, "memory");
+	autofree char *amount = kb_xml_text(xml, total);
+	autofree char *unit = kb_xml_prop(xml, total, "unit");
+	if (n && amount)
+		bound(n, kb_memory_kib(amount, unit), opaque);
+}
+
+static void claim_memory(struct kb_topo_node *n, unsigned long long kib, void *opaque)
+{
+	(void)opaque;
+	n->claimed_kib += kib;
+}
+
 void kb_topology_claim_domain(struct kb_topology *topo, const struct kb_xml *xml, xmlDoc *doc)
 {
 	xmlNode *domain = xml->root_element(doc);
@@ -374,34 +419,20 @@ void kb_topology_claim_domain(struct kb_topology *topo, const struct kb_xml *xml
 	} else {
 		claim_cpuset(topo, xml, kb_xml_child(domain, "vcpu"));
 	}
+	each_bound_memory(topo, xml, domain, claim_memory, NULL);
+}
 
-	xmlNode *numatune = kb_xml_child(domain, "numatune");
-	xmlNode *memory = kb_xml_child(numatune, "memory");
-	if (!memory)
-		return;
-	xmlNode *memnode = kb_xml_child(numatune, "memnode");
-	if (memnode) {
-		/* Per guest cell: the cell's memory on the memnode's host node. */
-		xmlNode *numa = kb_xml_child(kb_xml_child(domain, "cpu"), "numa");
-		for (; memnode; memnode = kb_xml_next(memnode, "memnode")) {
-			autofree char *cellid = kb_xml_prop(xml, memnode, "cellid");
-			autofree char *nodeset = kb_xml_prop(xml, memnode, "nodeset");
-			struct kb_topo_node *n = topo_node(topo, nodeset);
-			for (xmlNode *cell = kb_xml_child(numa, "cell"); n && cellid && cell; cell = kb_xml_next(cell, "cell")) {
-				if (!kb_xml_prop_is(xml, cell, "id", cellid))
-					continue;
-				autofree char *amount = kb_xml_prop(xml, cell, "memory");
-				autofree char *unit = kb_xml_prop(xml, cell, "unit");
-				n->claimed_kib += amount ? kb_memory_kib(amount, unit) : 0;
-			}
-		}
-		return;
-	}
-	autofree char *nodeset = kb_xml_prop(xml, memory, "nodeset");
-	struct kb_topo_node *n = topo_node(topo, nodeset);
-	xmlNode *total = kb_xml_child(domain, "memory");
-	autofree char *amount = kb_xml_text(xml, total);
-	autofree char *unit = kb_xml_prop(xml, total, "unit");
-	if (n && amount)
-		n->claimed_kib += kb_memory_kib(amount, unit);
+static void return_pages(struct kb_topo_node *n, unsigned long long kib, void *opaque)
+{
+	unsigned long page_kib = *(const unsigned long *)opaque;
+	for (size_t i = 0; i < n->huge_count; i++)
+		if (n->huge[i].page_kib == page_kib)
+			n->huge[i].free += kib / page_kib;
+}
+
+void kb_topology_return_hugepages(struct kb_topology *topo, const struct kb_xml *xml, xmlDoc *doc, unsigned long page_kib)
+{
+	xmlNode *domain = xml->root_element(doc);
+	if (page_kib && kb_xml_child(kb_xml_child(domain, "memoryBacking"), "hugepages"))
+		each_bound_memory(topo, xml, domain, return_pages, &page_kib);
 }

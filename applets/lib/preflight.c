@@ -12,6 +12,7 @@
 #include "kvmbox/cleanup.h"
 #include "kvmbox/domxml.h"
 #include "kvmbox/file.h"
+#include "kvmbox/kvm.h"
 #include "kvmbox/preflight.h"
 #include "kvmbox/sysroot.h"
 
@@ -94,6 +95,15 @@ static bool guest_offers_type(const struct kb_xml *xml, xmlNode *guest, const ch
 		if (kb_xml_prop_is(xml, d, "type", virttype))
 			return true;
 	return false;
+}
+
+bool kb_caps_offers(const struct kb_xml *xml, const char *caps_xml, const char *arch, const char *virttype)
+{
+	xmlDoc *caps = caps_xml ? kb_xml_parse(xml, caps_xml, strlen(caps_xml), "capabilities", NULL) : NULL;
+	bool offered = caps && guest_offers_type(xml, caps_guest_for(xml, caps, arch), virttype);
+	if (caps)
+		xml->free_doc(caps);
+	return offered;
 }
 
 /*
@@ -310,16 +320,6 @@ static xmlNode *domcaps_cpu_mode(struct preflight *p, const char *name)
 	return NULL;
 }
 
-/* Whether the host's KVM module has nested virtualization on (kvm_intel nested=Y, kvm_amd nested=1). */
-static bool host_nested(const struct preflight *p, const char *module)
-{
-	char path[128], value[16];
-	snprintf(path, sizeof(path), "/sys/module/%s/parameters/nested", module);
-	if (kb_read_value(p->ctx, path, value, sizeof(value), NULL) < 0)
-		return false;
-	return value[0] == 'Y' || value[0] == 'y' || value[0] == '1';
-}
-
 static void check_cpu_features(struct preflight *p, xmlNode *cpu)
 {
 	for (xmlNode *feat = kb_xml_child(cpu, "feature"); feat; feat = kb_xml_next(feat, "feature")) {
@@ -332,7 +332,7 @@ static void check_cpu_features(struct preflight *p, xmlNode *cpu)
 			continue;
 		const char *module = vmx ? "kvm_intel" : "kvm_amd";
 		if (p->type && strcmp(p->type, "kvm") == 0) {
-			if (!host_nested(p, module))
+			if (!kb_kvm_nested_on(p->ctx, module))
 				set_fix(add_finding(p, KB_SEVERITY_ERROR, "cpu.nested", feat,
 						    "the guest requires %s (a nested hypervisor) but %s has no nested=1 on this host",
 						    name, module),
@@ -466,6 +466,9 @@ static void check_hugepages(struct preflight *p)
 		return;
 	}
 	unsigned long long free_pages = strtoull(value, NULL, 10);
+	autofree char *name = kb_xml_text(p->xml, kb_xml_child(p->domain, "name"));
+	if (name && p->host && p->host->running && p->host->running(p->host->opaque, name))
+		return; /* its pages are taken by itself: a new definition applies at its next start */
 	unsigned long long need = (p->memory_kib + page_kib - 1) / page_kib;
 	if (need > free_pages) {
 		/* The fix sizes the whole pool: what it holds now plus what is missing. */
@@ -580,8 +583,13 @@ static void check_disks(struct preflight *p)
 		struct kb_path mapped;
 		struct stat st;
 		int e = 0;
+		bool to_create = false;
+		for (const char *const *c = p->host ? p->host->to_create : NULL; c && *c && !to_create; c++)
+			to_create = !strcmp(*c, path);
 		if (path[0] != '/' || kb_sysroot_path(p->ctx, path, &mapped, NULL) < 0)
 			e = EINVAL;
+		else if (to_create)
+			e = 0; /* a volume the caller creates in its pool before defining */
 		else if (stat(mapped.s, &st) < 0)
 			e = errno;
 		else if (S_ISDIR(st.st_mode))
@@ -682,6 +690,26 @@ static void check_hostdevs(struct preflight *p)
 	}
 }
 
+/* A VNC console listening beyond loopback without a password is a console for anyone on that network. */
+static void check_graphics(struct preflight *p)
+{
+	for (xmlNode *g = kb_xml_child(p->devices, "graphics"); g; g = kb_xml_next(g, "graphics")) {
+		if (!kb_xml_prop_is(p->xml, g, "type", "vnc"))
+			continue;
+		autofree char *listen = kb_xml_prop(p->xml, g, "listen");
+		autofree char *passwd = kb_xml_prop(p->xml, g, "passwd");
+		autofree char *address = kb_xml_prop(p->xml, kb_xml_child(g, "listen"), "address");
+		const char *where = address ? address : listen;
+		bool loopback = !where || !strncmp(where, "127.", 4) || !strcmp(where, "::1") || !strcmp(where, "localhost");
+		if (loopback || (passwd && *passwd))
+			continue;
+		set_fix(add_finding(p, KB_SEVERITY_WARN, "graphics.open", g,
+				    "VNC listens on %s without a password: anyone who reaches this host on that network gets the guest's console",
+				    where),
+			"listen on 127.0.0.1 and tunnel (ssh -L 5900:127.0.0.1:5900), or set passwd=");
+	}
+}
+
 static void check_console(struct preflight *p)
 {
 	if (kb_xml_child(p->devices, "serial") || kb_xml_child(p->devices, "console"))
@@ -738,6 +766,7 @@ int kb_preflight(const struct kb_ctx *ctx, const struct kb_xml *xml, xmlDoc *doc
 	check_disks(&p);
 	check_filesystems(&p);
 	check_hostdevs(&p);
+	check_graphics(&p);
 	check_console(&p);
 out:
 	if (p.caps)

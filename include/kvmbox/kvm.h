@@ -39,4 +39,7 @@ const char *kb_kvm_probe_message(const struct kb_kvm_probe *probe, char *buf, si
  */
 void kb_kvm_providers(const struct kb_ctx *ctx, char *buf, size_t size);
 
+/* Whether KVM module @module (kvm_intel, kvm_amd) is loaded with nested virtualization on (nested=Y or 1). */
+bool kb_kvm_nested_on(const struct kb_ctx *ctx, const char *module);
+
 #endif

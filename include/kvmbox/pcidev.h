@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include "kvmbox/context.h"
 #include "kvmbox/error.h"
 
@@ -43,6 +44,9 @@ void kb_pci_group_members(const struct kb_pci_host *host, const struct kb_pci_de
 
 /* 0000:81:00.3 from "0000:81:00.3", "81:00.3" or "pci_0000_81_00_3"; false when not an address. */
 bool kb_pci_parse_addr(const char *text, char *out, size_t size);
+
+/* A <hostdev> (managed, vfio) for device @addr, each line starting with @indent. */
+void kb_pci_hostdev_xml(FILE *out, const char *addr, const char *indent);
 
 /* The last component of the link @attr of device @addr ("driver", "iommu_group"), or "". */
 void kb_pci_link_name(const struct kb_ctx *ctx, const char *addr, const char *attr, char *buf, size_t size);

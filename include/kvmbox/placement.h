@@ -88,6 +88,13 @@ int kb_topology_read(const struct kb_ctx *ctx, struct kb_topology *topo, struct 
  */
 void kb_topology_claim_domain(struct kb_topology *topo, const struct kb_xml *xml, xmlDoc *doc);
 
+/*
+ * The domain being placed again is running on hugepages of @page_kib bound
+ * to its nodes: those pages count as free for it (its second run must not
+ * find its own memory taken).
+ */
+void kb_topology_return_hugepages(struct kb_topology *topo, const struct kb_xml *xml, xmlDoc *doc, unsigned long page_kib);
+
 /* The free hugepages of @page_kib on node @n, or 0. */
 unsigned long long kb_topology_free_pages(const struct kb_topo_node *n, unsigned long page_kib);
 

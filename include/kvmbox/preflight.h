@@ -45,6 +45,9 @@ struct kb_preflight_host {
 	const char *caps_xml;   /* virConnectGetCapabilities(); NULL when libvirt was not reachable */
 	kb_domcaps_fn *domcaps; /* may be NULL */
 	void *opaque;
+	const char *const *to_create; /* NULL-terminated: disk images the caller creates before defining; may be NULL */
+	/* Whether domain @name runs now (it holds its hugepages already); may be NULL. */
+	bool (*running)(void *opaque, const char *name);
 };
 
 /*
@@ -54,6 +57,9 @@ struct kb_preflight_host {
  */
 int kb_preflight(const struct kb_ctx *ctx, const struct kb_xml *xml, xmlDoc *doc,
 		 const struct kb_preflight_host *host, struct kb_findings *findings, struct kb_error *err);
+
+/* Whether @caps_xml offers guests of @virttype ("kvm", "qemu") for @arch. */
+bool kb_caps_offers(const struct kb_xml *xml, const char *caps_xml, const char *arch, const char *virttype);
 
 /* The machine types @caps_xml offers for @arch and @virttype, comma-separated, into @buf. */
 const char *kb_preflight_machines(const struct kb_xml *xml, const char *caps_xml, const char *arch,

@@ -1,0 +1,227 @@
+/*
+ * What domain new's words name on this host (see kb_domnew_check_host in
+ * kvmbox/domnew.h): read through the sysroot, so fixture roots test every
+ * refusal. libvirt's side (pools, volumes, CPU models of this QEMU, other
+ * domains) is the applet's.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kvmbox/bundle.h"
+#include "kvmbox/cleanup.h"
+#include "kvmbox/domnew.h"
+#include "kvmbox/file.h"
+#include "kvmbox/kvm.h"
+#include "kvmbox/pcidev.h"
+#include "kvmbox/sysroot.h"
+
+#define CPU_MAP "/usr/share/libvirt/cpu_map"
+
+static unsigned long long meminfo_kib(const struct kb_ctx *ctx, const char *field)
+{
+	autofree char *text = NULL;
+	size_t len;
+	if (kb_read_file(ctx, "/proc/meminfo", 1 << 16, &text, &len, NULL) < 0)
+		return 0;
+	const char *line = strstr(text, field);
+	return line ? strtoull(line + strlen(field), NULL, 10) : 0;
+}
+
+/* The image's format from its first bytes, as QEMU would probe it; NULL with @err when unreadable. */
+static const char *image_format(const struct kb_ctx *ctx, const char *word, const char *path, struct kb_error *err)
+{
+	struct kb_path mapped;
+	uint8_t head[4096];
+	if (kb_sysroot_path(ctx, path, &mapped, err) < 0)
+		return NULL;
+	int fd = open(mapped.s, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		int e = fd < 0 ? errno : EINVAL;
+		if (fd >= 0)
+			close(fd);
+		kb_fail(err, e, NULL, "%s '%s': %s", word, path,
+			e == ENOENT ? "no such image on this host" : e == EINVAL ? "not a regular file" : strerror(e));
+		return NULL;
+	}
+	ssize_t n = pread(fd, head, sizeof(head), 0);
+	close(fd);
+	if (n < 0) {
+		kb_fail(err, errno, path, "reading the header of");
+		return NULL;
+	}
+	if (n < 512)
+		memset(head + n, 0, sizeof(head) - (size_t)n);
+	return kb_image_format(head, n < 512 ? 512 : (size_t)n);
+}
+
+/* libvirt's CPU map knows feature @name for x86 (x86_features.xml); -1: no map to ask. */
+static int cpu_map_has_feature(const struct kb_ctx *ctx, const struct kb_xml *xml, const char *name)
+{
+	struct kb_error ignored = { 0 };
+	struct kb_path mapped;
+	if (kb_sysroot_path(ctx, CPU_MAP "/x86_features.xml", &mapped, NULL) < 0 || access(mapped.s, R_OK) < 0)
+		return -1;
+	xmlDoc *doc = kb_xml_read(xml, mapped.s, &ignored);
+	if (!doc)
+		return -1;
+	int found = 0;
+	for (xmlNode *f = kb_xml_child(xml->root_element(doc), "feature"); f && !found; f = kb_xml_next(f, "feature"))
+		found = kb_xml_prop_is(xml, f, "name", name);
+	xml->free_doc(doc);
+	return found;
+}
+
+int kb_cpu_map_has_model(const struct kb_ctx *ctx, const char *model)
+{
+	char path[256];
+	struct kb_path mapped;
+	struct stat st;
+	if (kb_sysroot_path(ctx, CPU_MAP "/index.xml", &mapped, NULL) < 0 || stat(mapped.s, &st) < 0)
+		return -1;
+	snprintf(path, sizeof(path), CPU_MAP "/x86_%s.xml", model);
+	return kb_sysroot_path(ctx, path, &mapped, NULL) == 0 && stat(mapped.s, &st) == 0;
+}
+
+static int check_nested(const struct kb_ctx *ctx, struct kb_domnew *d, struct kb_error *err)
+{
+	static const struct { const char *module, *feature; } vendors[] = { { "kvm_intel", "vmx" }, { "kvm_amd", "svm" } };
+	if (!strcmp(d->virt_type, "qemu"))
+		return kb_fail(err, 0, NULL, "nested: this domain runs without KVM (type qemu): nested guests need "
+					     "kvm_intel or kvm_amd with nested=1 (kvmbox check kvm)");
+	for (size_t i = 0; i < 2; i++) {
+		char path[64];
+		struct kb_path mapped;
+		struct stat st;
+		snprintf(path, sizeof(path), "/sys/module/%s", vendors[i].module);
+		if (kb_sysroot_path(ctx, path, &mapped, NULL) < 0 || stat(mapped.s, &st) < 0)
+			continue;
+		if (!kb_kvm_nested_on(ctx, vendors[i].module))
+			return kb_fail(err, 0, NULL, "nested: %s is loaded without nested=1 on this host "
+						     "(kvmbox kvm-load --nested --persist)", vendors[i].module);
+		snprintf(d->nested_feature, sizeof(d->nested_feature), "%s", vendors[i].feature);
+		return 0;
+	}
+	return kb_fail(err, 0, NULL, "nested: neither kvm_intel nor kvm_amd is loaded on this host (kvmbox kvm-load --nested)");
+}
+
+static int check_hugepages(const struct kb_ctx *ctx, struct kb_domnew *d, struct kb_error *err)
+{
+	if (!d->hugepage_kib)
+		d->hugepage_kib = (unsigned long)meminfo_kib(ctx, "Hugepagesize:");
+	char path[96];
+	struct kb_path mapped;
+	struct stat st;
+	snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-%lukB", d->hugepage_kib);
+	if (!d->hugepage_kib || kb_sysroot_path(ctx, path, &mapped, NULL) < 0 || stat(mapped.s, &st) < 0)
+		return kb_fail(err, 0, NULL, "hugepages: this host has no %lu KiB hugepages (kvmbox hugepages lists the sizes)",
+			       d->hugepage_kib);
+	if (d->memory_kib % d->hugepage_kib)
+		return kb_fail(err, 0, NULL, "memory %llu MiB is not a whole number of %lu KiB hugepages",
+			       d->memory_kib >> 10, d->hugepage_kib);
+	return 0;
+}
+
+static int check_bridges(const struct kb_ctx *ctx, const struct kb_domnew *d, struct kb_error *err)
+{
+	for (size_t i = 0; i < d->net_count; i++) {
+		char path[96];
+		struct kb_path mapped;
+		struct stat st;
+		snprintf(path, sizeof(path), "/sys/class/net/%s", d->net[i].bridge);
+		bool exists = kb_sysroot_path(ctx, path, &mapped, NULL) == 0 && stat(mapped.s, &st) == 0;
+		snprintf(path, sizeof(path), "/sys/class/net/%s/bridge", d->net[i].bridge);
+		bool bridge = kb_sysroot_path(ctx, path, &mapped, NULL) == 0 && stat(mapped.s, &st) == 0;
+		if (!exists)
+			return kb_fail(err, 0, NULL, "network 'bridge=%s': no such bridge on this host (kvmbox bridge add %s --uplink IFACE)",
+				       d->net[i].bridge, d->net[i].bridge);
+		if (!bridge)
+			return kb_fail(err, 0, NULL, "network 'bridge=%s': %s is an interface but not a bridge",
+				       d->net[i].bridge, d->net[i].bridge);
+	}
+	return 0;
+}
+
+static int check_hostdevs(const struct kb_ctx *ctx, const struct kb_domnew *d, int *node, struct kb_error *err)
+{
+	*node = -1;
+	if (!d->hostdev_count)
+		return 0;
+	struct kb_pci_host *host = calloc(1, sizeof(*host));
+	if (!host)
+		return kb_fail(err, ENOMEM, NULL, "reading the host's PCI devices");
+	int rc = kb_pci_scan(ctx, host, err);
+	for (size_t i = 0; rc == 0 && i < d->hostdev_count; i++) {
+		const char *addr = d->hostdev[i];
+		struct kb_pci_dev *dev = kb_pci_find(host, addr);
+		const struct kb_pci_dev *used = dev ? kb_pci_group_host_use(host, dev) : NULL;
+		if (!dev)
+			rc = kb_fail(err, 0, NULL, "hostdev %s: no such PCI device on this host (kvmbox pci list)", addr);
+		else if (dev->group < 0)
+			rc = kb_fail(err, 0, NULL, "hostdev %s: not in an IOMMU group: the IOMMU is off (kvmbox grub-args --iommu, reboot)",
+				     addr);
+		else if (dev->bridge)
+			rc = kb_fail(err, 0, NULL, "hostdev %s: a PCI bridge is never passed through", addr);
+		else if (used)
+			rc = kb_fail(err, 0, NULL, "hostdev %s: IOMMU group %d holds %s, which the host uses (%s)", addr,
+				     dev->group, used->addr, used->host_use);
+		else if (*node < 0)
+			*node = dev->numa;
+	}
+	free(host);
+	return rc;
+}
+
+static int check_images(const struct kb_ctx *ctx, struct kb_domnew *d, struct kb_error *err)
+{
+	for (size_t i = 0; i < d->disk_count; i++) {
+		struct kb_domnew_disk *k = &d->disk[i];
+		const char *format = NULL;
+		if (k->kind == KB_DISK_PATH && !(format = image_format(ctx, "disk", k->path, err)))
+			return -1;
+		if (k->kind == KB_DISK_OVERLAY && !(format = image_format(ctx, "disk backing", k->backing, err)))
+			return -1;
+		if (format && strcmp(format, "qcow2") && strcmp(format, "raw"))
+			return kb_fail(err, 0, NULL, "disk '%s': a %s image; kvmbox attaches qcow2 and raw (qemu-img convert -O qcow2)",
+				       k->kind == KB_DISK_PATH ? k->path : k->backing, format);
+		if (k->kind == KB_DISK_PATH && k->format[0] && strcmp(k->format, format))
+			return kb_fail(err, 0, NULL, "disk '%s': format=%s, but the image is %s", k->path, k->format, format);
+		if (k->kind == KB_DISK_PATH)
+			snprintf(k->format, sizeof(k->format), "%s", format);
+		else if (k->kind == KB_DISK_OVERLAY)
+			snprintf(k->backing_format, sizeof(k->backing_format), "%s", format);
+	}
+	if (d->cdrom[0]) {
+		struct kb_path mapped;
+		struct stat st;
+		if (kb_sysroot_path(ctx, d->cdrom, &mapped, err) < 0)
+			return -1;
+		if (stat(mapped.s, &st) < 0)
+			return kb_fail(err, 0, NULL, "cdrom '%s': no such file on this host", d->cdrom);
+	}
+	return 0;
+}
+
+int kb_domnew_check_host(const struct kb_ctx *ctx, const struct kb_xml *xml, struct kb_domnew *d, int *node,
+			 struct kb_error *err)
+{
+	unsigned long long total = meminfo_kib(ctx, "MemTotal:");
+	if (total && d->memory_kib > total)
+		return kb_fail(err, 0, NULL, "memory %llu MiB: this host has %llu MiB in all", d->memory_kib >> 10, total >> 10);
+	for (size_t i = 0; i < d->feature_count; i++)
+		if (cpu_map_has_feature(ctx, xml, d->feature[i].name) == 0)
+			return kb_fail(err, 0, NULL, "cpu: unknown CPU feature '%s' (libvirt's %s/x86_features.xml lists them)",
+				       d->feature[i].name, CPU_MAP);
+	if (d->nested && check_nested(ctx, d, err) < 0)
+		return -1;
+	if (d->hugepages && check_hugepages(ctx, d, err) < 0)
+		return -1;
+	if (check_bridges(ctx, d, err) < 0 || check_hostdevs(ctx, d, node, err) < 0)
+		return -1;
+	return check_images(ctx, d, err);
+}
