@@ -36,6 +36,7 @@
 const char domain_usage[] =
 	"Usage: kvmbox domain preflight FILE.xml...\n"
 	"       kvmbox domain define FILE.xml... [--autostart] [--start] [--wait SEC] [--no-preflight] [--dry-run]\n"
+	"       kvmbox domain new NAME --memory SIZE [WORDS...] [--print-xml] [--autostart] [--start] [--dry-run]\n"
 	"       kvmbox domain up BUNDLE [--dest DIR] [--name NAME] [--autostart] [--start] [--wait SEC]\n"
 	"       kvmbox domain rm NAME... [--storage]\n"
 	"\n"
@@ -49,6 +50,28 @@ const char domain_usage[] =
 	"first. rm destroys, undefines and with --storage removes the domain's disk\n"
 	"images and refreshes the storage pools that held them. Several domains are\n"
 	"handled in parallel.\n"
+	"\n"
+	"new makes the definition from words (virt-install's syntax), checks them on\n"
+	"this host, creates new disks as volumes of a storage pool and defines the\n"
+	"domain the way define does; the same words again change nothing.\n"
+	"  --memory SIZE     4G, 512M (required)\n"
+	"  --vcpus N         default 1\n"
+	"  --cpu MODE        host-model (default), host-passthrough, or MODEL[,+feat,-feat...]\n"
+	"  --machine TYPE    default q35; --virt-type kvm|qemu (default: kvm when libvirt offers it)\n"
+	"  --disk OPTS       size=20G[,pool=default][,format=qcow2|raw][,bus=virtio|sata|scsi]: a new volume;\n"
+	"                    path=FILE: an existing image; path=FILE,size=: a new volume there;\n"
+	"                    backing=IMG,size=20G[,pool=]: a qcow2 overlay on IMG (repeatable)\n"
+	"  --cdrom ISO       --boot hd|cdrom|network[,...] (default hd; cdrom,hd with --cdrom)\n"
+	"  --network OPTS    bridge=br0[,model=virtio|e1000|e1000e|rtl8139][,mac=MAC] (repeatable)\n"
+	"  --graphics G      vnc[,listen=ADDR][,password=PW] (default vnc on 127.0.0.1) or none;\n"
+	"                    a serial console is always there (virsh console)\n"
+	"  --hostdev ADDR    a PCI device (0000:81:00.3; see kvmbox pci list) (repeatable)\n"
+	"  --hugepages[=SIZE]  guest memory from the host's hugepages (default size: the host's)\n"
+	"  --nested          the guest can run KVM itself (vmx/svm required; needs nested=1 here)\n"
+	"  --placement auto|none  auto: pin each vCPU to its own host CPU on one NUMA node when it\n"
+	"                    fits (a host device's node first), emulator threads beside them, memory\n"
+	"                    bound to the node; guest NUMA cells mirroring the host when it does not\n"
+	"  --print-xml       print the definition, change nothing\n"
 	"\n"
 	"  --connect URI   libvirt URI (default $LIBVIRT_DEFAULT_URI, else qemu:///system)\n"
 	"  --autostart     start the domain when libvirtd starts\n"
@@ -932,6 +955,25 @@ static int pool_target(struct domain_cmd *cmd, virStoragePoolPtr pool, char *dir
 	return 0;
 }
 
+/* The pool whose directory is @dir (every driver has the pool list; not all look up by path). */
+static virStoragePoolPtr pool_holding(struct domain_cmd *cmd, const char *dir)
+{
+	const struct kb_virt *v = &cmd->virt;
+	virStoragePoolPtr *pools = NULL, found = NULL;
+	int n = v->list_pools(cmd->conn, &pools, 0);
+	for (int i = 0; i < n; i++) {
+		char target[PATH_MAX];
+		struct kb_error ignored = { 0 };
+		if (!found && pool_target(cmd, pools[i], target, sizeof(target), &ignored) == 0 && !strcmp(target, dir))
+			found = pools[i];
+		else
+			v->pool_free(pools[i]);
+	}
+	free(pools);
+	v->reset_error();
+	return found;
+}
+
 /*
  * The pool of each new disk (pool=, or the pool whose directory holds path=)
  * and the volume's path; a volume that exists already is this domain's own
@@ -958,7 +1000,7 @@ static int resolve_disks(struct domain_cmd *cmd, struct kb_domnew *d, xmlDoc *ex
 		char dir[sizeof(k->path) - sizeof(k->volume) - 1]; /* room for "/VOLUME" */
 		if (k->path[0]) {
 			snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(k->path, '/') - k->path), k->path);
-			vol->pool = v->pool_lookup_by_target(cmd->conn, dir[0] ? dir : "/");
+			vol->pool = pool_holding(cmd, dir[0] ? dir : "/");
 			if (!vol->pool) {
 				rc = kb_fail(err, 0, NULL, "disk '%s': no libvirt storage pool holds %s; kvmbox makes new images through a pool "
 							   "(virsh pool-define-as NAME dir --target %s; virsh pool-start NAME)",

@@ -237,6 +237,9 @@ virt_up() {
 		virtlogd -d && at_exit 'kill $(cat /run/virtlogd.pid 2>/dev/null) 2>/dev/null'
 	fi
 	if ! _virt_socket_answers /run/libvirt/libvirt-sock; then
+		# hugetlbfs where systemd mounts it: libvirtd looks for it when it starts.
+		mkdir -p /dev/hugepages
+		mountpoint -q /dev/hugepages || mount -t hugetlbfs hugetlbfs /dev/hugepages
 		libvirtd -d && at_exit 'kill $(cat /run/libvirtd.pid 2>/dev/null) 2>/dev/null'
 		for ((i = 0; i < 200; i++)); do _virt_socket_answers /run/libvirt/libvirt-sock && break; sleep 0.1; done
 	fi
@@ -360,3 +363,53 @@ pci_root() {
 	echo "$r"
 }
 
+
+# ---- host topologies (domain new --placement auto) ---------------------------------
+
+# fx_topology ROOT NODES CORES THREADS NODE_GIB: NUMA nodes of CORES cores with THREADS
+# threads each, numbered as Linux numbers two-socket hosts (node n has cores n*CORES..;
+# CPU c's sibling is c + NODES*CORES), NODE_GIB of memory per node, 2M and 1G hugepage
+# pools (empty), bridges br0 and br1, and libvirt's CPU map.
+fx_topology() {
+	local r=$1 nodes=$2 cores=$3 threads=$4 gib=$5 n c t cpu per=$(($2 * $3)) list sys
+	sys=$r/sys/devices/system
+	mkdir -p "$sys/cpu" "$sys/node" "$r/usr/share/libvirt" "$r/proc/net"
+	echo "0-$((nodes * cores * threads - 1))" >"$sys/cpu/online"
+	for ((n = 0; n < nodes; n++)); do
+		list=""
+		for ((t = 0; t < threads; t++)); do list+="${list:+,}$((t * per + n * cores))-$((t * per + n * cores + cores - 1))"; done
+		mkdir -p "$sys/node/node$n"
+		echo "$list" >"$sys/node/node$n/cpulist"
+		printf 'Node %d MemTotal:       %d kB\nNode %d MemFree:        %d kB\n' "$n" $((gib << 20)) "$n" $((gib << 20)) \
+			>"$sys/node/node$n/meminfo"
+		for size in 2048 1048576; do
+			mkdir -p "$sys/node/node$n/hugepages/hugepages-${size}kB"
+			echo 0 >"$sys/node/node$n/hugepages/hugepages-${size}kB/free_hugepages"
+			echo 0 >"$sys/node/node$n/hugepages/hugepages-${size}kB/nr_hugepages"
+		done
+		for ((c = 0; c < cores; c++)); do
+			list=""
+			for ((t = 0; t < threads; t++)); do list+="${list:+,}$((t * per + n * cores + c))"; done
+			for ((t = 0; t < threads; t++)); do
+				cpu=$((t * per + n * cores + c))
+				mkdir -p "$sys/cpu/cpu$cpu/topology"
+				echo "$list" >"$sys/cpu/cpu$cpu/topology/thread_siblings_list"
+			done
+		done
+	done
+	for size in 2048 1048576; do
+		mkdir -p "$r/sys/kernel/mm/hugepages/hugepages-${size}kB"
+		echo 0 >"$r/sys/kernel/mm/hugepages/hugepages-${size}kB/free_hugepages"
+		echo 0 >"$r/sys/kernel/mm/hugepages/hugepages-${size}kB/nr_hugepages"
+	done
+	printf 'MemTotal:       %d kB\nHugepagesize:       2048 kB\n' $((nodes * gib << 20)) >"$r/proc/meminfo"
+	mkdir -p "$r/sys/class/net/br0/bridge" "$r/sys/class/net/br1/bridge" "$r/sys/class/net/em1"
+	cp -r /usr/share/libvirt/cpu_map "$r/usr/share/libvirt/"
+	printf 'Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n' >"$r/proc/net/route"
+	printf '/dev/sda1 / ext4 rw 0 0\n' >"$r/proc/mounts"
+	printf 'Filename\tType\tSize\tUsed\tPriority\n' >"$r/proc/swaps"
+}
+# fx_node_hugepages ROOT NODE SIZE_KB FREE: free hugepages of one size on one node.
+fx_node_hugepages() {
+	echo "$4" >"$1/sys/devices/system/node/node$2/hugepages/hugepages-$3kB/free_hugepages"
+}

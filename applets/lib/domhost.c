@@ -45,8 +45,8 @@ static const char *image_format(const struct kb_ctx *ctx, const char *word, cons
 		int e = fd < 0 ? errno : EINVAL;
 		if (fd >= 0)
 			close(fd);
-		kb_fail(err, e, NULL, "%s '%s': %s", word, path,
-			e == ENOENT ? "no such image on this host" : e == EINVAL ? "not a regular file" : strerror(e));
+		kb_fail(err, e == ENOENT || e == EINVAL ? 0 : e, NULL, "%s '%s': %s", word, path,
+			e == ENOENT ? "no such image on this host" : e == EINVAL ? "not a regular file" : "cannot open it");
 		return NULL;
 	}
 	ssize_t n = pread(fd, head, sizeof(head), 0);

@@ -48,7 +48,6 @@ int kb_virt_load(struct kb_virt *v, struct kb_error *err)
 		{ "virStorageVolGetPath", (void **)&v->volume_path },
 		{ "virStorageVolFree", (void **)&v->volume_free },
 		{ "virStoragePoolGetXMLDesc", (void **)&v->pool_xml },
-		{ "virStoragePoolLookupByTargetPath", (void **)&v->pool_lookup_by_target },
 		{ "virStorageVolCreateXML", (void **)&v->volume_create },
 		{ "virStorageVolDelete", (void **)&v->volume_delete },
 		{ "virGetLastError", (void **)&v->last_error },

@@ -45,7 +45,6 @@ struct kb_virt {
 	__typeof__(virStorageVolGetPath) *volume_path;
 	__typeof__(virStorageVolFree) *volume_free;
 	__typeof__(virStoragePoolGetXMLDesc) *pool_xml;
-	__typeof__(virStoragePoolLookupByTargetPath) *pool_lookup_by_target;
 	__typeof__(virStorageVolCreateXML) *volume_create;
 	__typeof__(virStorageVolDelete) *volume_delete;
 	__typeof__(virGetLastError) *last_error;

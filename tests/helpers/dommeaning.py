@@ -1,0 +1,44 @@
+#!/usr/bin/env python3
+"""What a libvirt domain definition means, one fact per line, for comparing two
+definitions written by different tools (kvmbox domain new and virt-install):
+memory, vCPUs, CPU mode/model/features, disks, interfaces, graphics, host devices.
+Reads the XML on stdin. Attribute order, quoting, element order within a kind
+and defaults a tool leaves to libvirt do not show."""
+import sys
+import xml.etree.ElementTree as ET
+
+UNITS = {"b": 1 / 1024, "bytes": 1 / 1024, "k": 1, "kib": 1, "m": 1024, "mib": 1024, "g": 1 << 20, "gib": 1 << 20}
+
+
+def kib(elem):
+    return int(int(elem.text) * UNITS[(elem.get("unit") or "KiB").lower()])
+
+
+def main():
+    d = ET.fromstring(sys.stdin.read())
+    out = [f"memory {kib(d.find('memory'))} KiB", f"vcpus {d.find('vcpu').text.strip()}"]
+    cpu = d.find("cpu")
+    if cpu is not None:
+        model = cpu.find("model")
+        out.append(f"cpu {cpu.get('mode', 'custom')} {model.text if model is not None else '-'}")
+        for f in sorted(cpu.findall("feature"), key=lambda f: f.get("name")):
+            out.append(f"cpu feature {f.get('name')} {f.get('policy')}")
+    dev = d.find("devices")
+    for disk in dev.findall("disk"):
+        src = disk.find("source")
+        tgt = disk.find("target")
+        drv = disk.find("driver")
+        out.append(f"disk {disk.get('device')} {src.get('file') if src is not None else '-'} "
+                   f"{tgt.get('dev')} {tgt.get('bus')}"
+                   + (f" format {drv.get('type')}" if drv is not None and drv.get("type") else ""))
+    for nic in dev.findall("interface"):
+        out.append(f"interface {nic.get('type')} {nic.find('source').get('bridge')} {nic.find('model').get('type')}")
+    for g in dev.findall("graphics"):
+        out.append(f"graphics {g.get('type')} listen {g.get('listen')}")
+    for h in dev.findall("hostdev"):
+        a = h.find("source/address")
+        out.append("hostdev %04x:%02x:%02x.%x" % tuple(int(a.get(k), 0) for k in ("domain", "bus", "slot", "function")))
+    print("\n".join(out))
+
+
+main()

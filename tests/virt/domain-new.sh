@@ -1,0 +1,357 @@
+#!/usr/bin/env bash
+# domain new: the operators' notes' virt-install commands as kvmbox words. Golden
+# definitions on fixture topologies (libvirt's test driver as the host's libvirt),
+# virt-install as the oracle for what they mean, a generated TCG guest on the real
+# libvirtd (pins, numatune, hugepages as dumpxml shows them), refusals that leave
+# nothing behind, and provision's [domain] sections made of the same words.
+cd "$(dirname "$0")/../.." || exit 1
+. tests/lib.sh
+
+GOLDEN=tests/fixtures/domnew
+MEANING=tests/helpers/dommeaning.py
+
+# test_node FILE [DOMAIN_XML...]: a libvirt test-driver host with pool 'default' at
+# /var/lib/libvirt/images (holding vm1.img), the PCI device 81:00.3 as a node device,
+# and the given domains.
+test_node() {
+	local file=$1
+	shift
+	{
+		echo "<node>"
+		echo "  <cpu><nodes>2</nodes><sockets>1</sockets><cores>14</cores><threads>2</threads><active>56</active><mhz>2600</mhz><model>x86_64</model></cpu>"
+		echo "  <memory>134217728</memory>"
+		printf '%s\n' "$@"
+		cat <<'XML'
+  <pool type='dir'>
+    <name>default</name>
+    <uuid>35bb2ad9-388a-cdfe-461a-b8907f6e53fe</uuid>
+    <capacity>1099511627776</capacity><allocation>0</allocation><available>1099511627776</available>
+    <source/>
+    <target><path>/var/lib/libvirt/images</path></target>
+    <volume type='file'>
+      <name>vm1.img</name>
+      <key>/var/lib/libvirt/images/vm1.img</key>
+      <capacity>10737418240</capacity><allocation>0</allocation>
+      <target><path>/var/lib/libvirt/images/vm1.img</path></target>
+    </volume>
+  </pool>
+  <device>
+    <name>pci_0000_81_00_3</name>
+    <parent>computer</parent>
+    <capability type='pci'>
+      <domain>0</domain><bus>129</bus><slot>0</slot><function>3</function>
+      <product id='0x1521'>I350 Gigabit Network Connection</product>
+      <vendor id='0x8086'>Intel Corporation</vendor>
+    </capability>
+  </device>
+</node>
+XML
+	} >"$file"
+}
+
+# A domain another tool pinned to node 0's first seven cores (both threads) with 8 GiB there.
+PINNED_DOMAIN="<domain type='test'><name>pinned</name><memory unit='GiB'>8</memory><vcpu placement='static'>14</vcpu>
+<cputune>$(for i in 0 1 2 3 4 5 6; do printf "<vcpupin vcpu='%d' cpuset='%d'/><vcpupin vcpu='%d' cpuset='%d'/>" $((2 * i)) "$i" $((2 * i + 1)) $((i + 28)); done)</cputune>
+<numatune><memory mode='strict' nodeset='0'/></numatune><os><type arch='i686'>hvm</type></os></domain>"
+
+NODE=$TESTS_TMP/node.xml
+test_node "$NODE"
+HALF_NODE=$TESTS_TMP/half.xml
+test_node "$HALF_NODE" "$PINNED_DOMAIN"
+
+# The notes' 2-socket host: 2 nodes x 14 cores x 2 threads, 64 GiB a node, the notes'
+# VNF NIC 81:00.3 on node 1 in its own IOMMU group.
+big_host() {
+	local r
+	r=$(fx_new)
+	fx_topology "$r" 2 14 2 64
+	fx_pci "$r" 0000:81:00.3 020000 8086 1521 igb 40
+	echo 1 >"$r/sys/bus/pci/devices/0000:81:00.3/numa_node"
+	fx_pci "$r" 0000:82:00.0 020000 8086 1521 igb -
+	echo "$r"
+}
+# A small host: 1 node x 4 CPUs, 16 GiB, with the notes' existing image vm1.img.
+small_host() {
+	local r
+	r=$(fx_new)
+	fx_topology "$r" 1 4 1 16
+	mkdir -p "$r/var/lib/libvirt/images"
+	qemu-img create -q -f qcow2 "$r/var/lib/libvirt/images/vm1.img" 10G
+	echo "$r"
+}
+
+NFV1_WORDS=(--memory 102400M --vcpus 56 --cpu Haswell,-rtm,-hle,+rdrand,+f16c
+	--disk path=/var/lib/libvirt/images/nfv1.img,size=100G --network bridge=br0,model=e1000
+	--network bridge=br1,model=virtio --graphics vnc,listen=0.0.0.0 --hostdev 81:00.3)
+VM3_WORDS=(--memory 4096M --vcpus 2 --network bridge=br0,model=e1000 --network bridge=br1,model=e1000
+	--graphics vnc,listen=0.0.0.0 --disk path=/var/lib/libvirt/images/vm1.img --boot hd)
+
+# The notes' nfv1, placed on the 2-socket host: too big for one node (56 vCPUs, 100 GiB),
+# so two guest cells mirror the host's nodes, the NIC's node 1 first.
+nfv1_golden() {
+	local r
+	r=$(big_host)
+	run domain new nfv1 --root "$r" --connect "test://$NODE" "${NFV1_WORDS[@]}" --placement auto --print-xml
+	expect_rc 0
+	expect_eq "nfv1 definition" "$OUT" "$(cat "$GOLDEN/nfv1.xml")"
+	# What the golden file says, stated: 56 pins on 56 distinct CPUs, cells 0-27 on node 1, 28-55 on node 0.
+	expect_eq "distinct host CPUs" "$(grep -o "vcpupin vcpu='[0-9]*' cpuset='[0-9]*'" <<<"$OUT" | sed "s/.*cpuset=//" | sort -u | wc -l)" 56
+	expect_match cells "$OUT" "<cell id='0' cpus='0-27' memory='52428800' unit='KiB'/>
+      <cell id='1' cpus='28-55' memory='52428800' unit='KiB'/>"
+	expect_match memnodes "$OUT" "<memnode cellid='0' mode='strict' nodeset='1'/>
+    <memnode cellid='1' mode='strict' nodeset='0'/>"
+	expect_match "vCPU 0 on the NIC's node" "$OUT" "<vcpupin vcpu='0' cpuset='14'/>
+    <vcpupin vcpu='1' cpuset='42'/>"
+	# Without placement: no pins, no cells.
+	run domain new nfv1 --root "$r" --connect "test://$NODE" "${NFV1_WORDS[@]}" --print-xml
+	expect_rc 0
+	[[ "$OUT" != *cputune* && "$OUT" != *numatune* && "$OUT" != *"<numa>"* ]] || fail "placement none pinned: $OUT"
+}
+
+vm3_golden() {
+	local r
+	r=$(small_host)
+	run domain new vm3 --root "$r" --connect "test://$NODE" "${VM3_WORDS[@]}" --print-xml
+	expect_rc 0
+	expect_eq "vm3 definition" "$OUT" "$(cat "$GOLDEN/vm3.xml")"
+	# Placed on the 1 x 4 host: two whole CPUs, the emulator on the other two.
+	run domain new vm3 --root "$r" --connect "test://$NODE" "${VM3_WORDS[@]}" --placement auto --print-xml
+	expect_rc 0
+	expect_match "small host pins" "$OUT" "<cputune>
+    <vcpupin vcpu='0' cpuset='0'/>
+    <vcpupin vcpu='1' cpuset='1'/>
+    <emulatorpin cpuset='2-3'/>
+  </cputune>
+  <numatune>
+    <memory mode='strict' nodeset='0'/>
+  </numatune>"
+}
+
+# Node 0 half taken by a pinned domain libvirt knows: kvmbox never pins onto its CPUs.
+half_taken_host() {
+	local r
+	r=$(big_host)
+	run domain new web --root "$r" --connect "test://$HALF_NODE" --memory 8G --vcpus 8 --placement auto --print-xml
+	expect_rc 0
+	expect_match "node 0's free cores" "$OUT" "<vcpupin vcpu='0' cpuset='7'/>
+    <vcpupin vcpu='1' cpuset='35'/>
+    <vcpupin vcpu='2' cpuset='8'/>"
+	expect_match "emulator beside, not on the other's CPUs" "$OUT" "<emulatorpin cpuset='11-13,39-41'/>"
+	run domain new web --root "$r" --connect "test://$HALF_NODE" --memory 8G --vcpus 16 --placement auto --print-xml
+	expect_rc 0
+	expect_match "16 go to node 1" "$OUT" "<vcpupin vcpu='0' cpuset='14'/>.*<memory mode='strict' nodeset='1'/>"
+	# Hugepages: the node with the free pages of that size wins; none anywhere is refused with the figures.
+	fx_node_hugepages "$r" 1 1048576 8
+	run domain new web --root "$r" --connect "test://$HALF_NODE" --memory 8G --vcpus 4 --hugepages=1G --placement auto --print-xml
+	expect_rc 0
+	expect_match "1G pages on node 1" "$OUT" "<page size='1048576' unit='KiB'/>.*<vcpupin vcpu='0' cpuset='14'/>.*nodeset='1'"
+	run domain new web --root "$r" --connect "test://$HALF_NODE" --memory 16G --vcpus 4 --hugepages=1G --placement auto --print-xml
+	expect_rc 1
+	expect_eq refusal "$ERR" "kvmbox domain: placement auto: 4 vCPUs and 16384 MiB do not fit on this host; free: node 0 14 CPUs 0 MiB of hugepages, node 1 28 CPUs 8192 MiB of hugepages"
+	run domain new web --root "$r" --connect "test://$HALF_NODE" --memory 8G --vcpus 43 --placement auto --print-xml
+	expect_rc 1
+	expect_eq "too many vCPUs" "$ERR" "kvmbox domain: placement auto: 43 vCPUs and 8192 MiB do not fit on this host; free: node 0 14 CPUs 57344 MiB, node 1 28 CPUs 65536 MiB"
+}
+
+# virt-install, given the notes' flags, as the oracle for what kvmbox's definitions mean.
+# Differences on purpose, named: +feature is policy 'require' in kvmbox (the guest never
+# gets a feature the host lacks) where virt-install writes 'force'; kvmbox adds a serial
+# console and, with --placement auto, pins (neither compared here).
+oracle() { # NAME VIRT-INSTALL-ARGS...
+	timeout -k 2 60 virt-install --connect "test://$NODE" --print-xml --dry-run --osinfo detect=on,require=off -n "$@" 2>&1 |
+		python3 "$MEANING" | sed 's/ force$/ require/'
+}
+virt_install_agrees() {
+	local r ours theirs
+	r=$(small_host)
+	run domain new vm3 --root "$r" --connect "test://$NODE" "${VM3_WORDS[@]}" --print-xml
+	ours=$(python3 "$MEANING" <<<"$OUT" | sed 's/ format qcow2$//')
+	theirs=$(oracle vm3 -r 4096 --vcpus 2 --network bridge=br0,model=e1000 --network bridge=br1,model=e1000 \
+		--graphics vnc,listen=0.0.0.0 --disk path=/var/lib/libvirt/images/vm1.img,bus=virtio --import --cpu host-model)
+	expect_eq "vm3 as virt-install means it" "$ours" "$theirs"
+	r=$(big_host)
+	run domain new nfv1 --root "$r" --connect "test://$NODE" "${NFV1_WORDS[@]}" --placement auto --print-xml
+	ours=$(python3 "$MEANING" <<<"$OUT")
+	expect_match "new disk is qcow2" "$ours" "disk disk /var/lib/libvirt/images/nfv1.img vda virtio format qcow2"
+	theirs=$(oracle nfv1 -r 102400 --vcpus 56 --cpu Haswell,-rtm,-hle,+rdrand,+f16c \
+		--disk path=/var/lib/libvirt/images/nfv1.img,size=100,bus=virtio,format=qcow2 --network bridge=br0,model=e1000 \
+		--network bridge=br1,model=virtio --graphics vnc,listen=0.0.0.0 --host-device=pci_0000_81_00_3 --boot hd)
+	expect_eq "nfv1 as virt-install means it" "$(sed 's/ format qcow2$//' <<<"$ours")" "$theirs"
+}
+
+# Words the syntax refuses exit 2; words this host refuses exit 1; both in one line naming the word.
+bad_words() {
+	local r
+	r=$(big_host)
+	local base=(--root "$r" --connect "test://$NODE" --print-xml)
+	run domain new x "${base[@]}" --memory 12X
+	expect_rc 2
+	expect_eq "12X" "$ERR" "kvmbox domain: memory '12X': '12X' is not a size (4G, 512M, 100G)"
+	run domain new x "${base[@]}" --memory 1G --disk size=0
+	expect_rc 2
+	expect_eq "size 0" "$ERR" "kvmbox domain: disk 'size=0': '0' is too small"
+	run domain new x "${base[@]}" --memory 1G --disk size=12X
+	expect_rc 2
+	expect_eq "size 12X" "$ERR" "kvmbox domain: disk 'size=12X': '12X' is not a size (4G, 512M, 100G)"
+	run domain new x "${base[@]}" --vcpus 2
+	expect_rc 2
+	expect_eq "no memory" "$ERR" "kvmbox domain: memory: how much the domain gets is not given (memory 4G)"
+	run domain new x "${base[@]}" --memory 1G --cpu Haswell,rtm
+	expect_rc 2
+	run domain new x "${base[@]}" --memory 1G --graphics vnc,password=muchtoolong
+	expect_rc 2
+	expect_eq "long VNC password" "$ERR" "kvmbox domain: graphics 'vnc,password=muchtoolong': a VNC password is 1 to 8 characters (VNC ignores the rest)"
+	run domain new x "${base[@]}" --memory 1G --cpu Nehalem-XYZ
+	expect_rc 1
+	expect_eq "unknown model" "$ERR" "kvmbox domain: cpu: unknown CPU model 'Nehalem-XYZ' for qemu guests on this host (virsh domcapabilities lists them)"
+	run domain new x "${base[@]}" --memory 1G --cpu Haswell,+frobnicate
+	expect_rc 1
+	expect_eq "unknown feature" "$ERR" "kvmbox domain: cpu: unknown CPU feature 'frobnicate' (libvirt's /usr/share/libvirt/cpu_map/x86_features.xml lists them)"
+	run domain new x "${base[@]}" --memory 200G
+	expect_rc 1
+	expect_eq "memory beyond the host" "$ERR" "kvmbox domain: memory 204800 MiB: this host has 131072 MiB in all"
+	run domain new x "${base[@]}" --memory 1G --network bridge=br9
+	expect_rc 1
+	expect_eq "no bridge" "$ERR" "kvmbox domain: network 'bridge=br9': no such bridge on this host (kvmbox bridge add br9 --uplink IFACE)"
+	run domain new x "${base[@]}" --memory 1G --network bridge=em1
+	expect_rc 1
+	expect_eq "not a bridge" "$ERR" "kvmbox domain: network 'bridge=em1': em1 is an interface but not a bridge"
+	run domain new x "${base[@]}" --memory 1G --hostdev 82:00.0
+	expect_rc 1
+	expect_eq "no IOMMU group" "$ERR" "kvmbox domain: hostdev 0000:82:00.0: not in an IOMMU group: the IOMMU is off (kvmbox grub-args --iommu, reboot)"
+	run domain new x "${base[@]}" --memory 1G --hostdev 83:00.0
+	expect_rc 1
+	run domain new x "${base[@]}" --memory 1G --disk path=/var/lib/libvirt/images/none.img
+	expect_rc 1
+	expect_eq "missing image" "$ERR" "kvmbox domain: disk '/var/lib/libvirt/images/none.img': no such image on this host"
+	run domain new x "${base[@]}" --memory 1G --disk size=1G,pool=nopool
+	expect_rc 1
+	expect_eq "missing pool" "$ERR" "kvmbox domain: disk 'pool=nopool': no such storage pool (virsh pool-list --all)"
+	run domain new x "${base[@]}" --memory 1G --nested
+	expect_rc 1
+	expect_match "nested without KVM" "$ERR" "^kvmbox domain: nested: this domain runs without KVM"
+	run domain new x "${base[@]}" --memory 1G --nested --virt-type kvm
+	expect_rc 1
+	expect_eq "nested off" "$ERR" "kvmbox domain: nested: neither kvm_intel nor kvm_amd is loaded on this host (kvmbox kvm-load --nested)"
+	fx_module "$r" kvm_intel Y
+	run domain new x "${base[@]}" --memory 1G --nested --virt-type kvm
+	expect_rc 0
+	expect_match "vmx required" "$OUT" "<feature policy='require' name='vmx'/>"
+	fx_module "$r" kvm_intel N
+	run domain new x "${base[@]}" --memory 1G --nested --virt-type kvm
+	expect_rc 1
+	expect_eq "nested=N" "$ERR" "kvmbox domain: nested: kvm_intel is loaded without nested=1 on this host (kvmbox kvm-load --nested --persist)"
+	run domain define x.xml --memory 1G
+	expect_rc 2
+}
+
+# ---- the real libvirtd ----------------------------------------------------------------
+
+real_host_ready() {
+	virt_up || return 1
+	POOL_DIR=$TESTS_TMP/pool
+	virt_pool kvmbox-test-pool "$POOL_DIR" || return 1
+	# The guest's memory comes from 2M hugepages: QEMU needs hugetlbfs (systemd mounts it on
+	# every host; libvirtd finds it at start) and the pool sized, both put back at exit.
+	mountpoint -q /dev/hugepages || return 1
+	local was
+	was=$(cat /proc/sys/vm/nr_hugepages)
+	at_exit "echo $was >/proc/sys/vm/nr_hugepages"
+	echo $((was + 64)) >/proc/sys/vm/nr_hugepages
+}
+
+new_guest_runs_pinned_on_hugepages() {
+	local words=(--memory 128M --vcpus 2 --disk size=64M,pool=kvmbox-test-pool --placement auto --hugepages
+		--graphics none --start --wait 60)
+	RUN_BOUND=90 run domain new kvmbox-test-new "${words[@]}"
+	expect_rc 0
+	expect_match rows "$OUT" "^INFO +kvmbox-test-new +placed on node [0-9]+: vCPUs on host CPUs [0-9]+,[0-9]+; emulator on .*
+changed +kvmbox-test-new +volume kvmbox-test-pool/kvmbox-test-new.qcow2 created \(64 MiB\)
+changed +kvmbox-test-new +defined
+changed +kvmbox-test-new +started, running after [0-9.]+ s$"
+	expect_eq state "$($VIRSH domstate kvmbox-test-new | head -1)" running
+	local dump pins expected_type
+	dump=$($VIRSH dumpxml kvmbox-test-new)
+	expected_type=qemu
+	virsh -q -c qemu:///system capabilities | grep -q "<domain type='kvm'" && expected_type=kvm
+	expect_match "virt type" "$dump" "^<domain type='$expected_type'"
+	pins=$(sed -n "s/.*<vcpupin vcpu='\([0-9]*\)' cpuset='\([0-9]*\)'.*/\1:\2/p" <<<"$OUT$dump" | sort -u | wc -l)
+	expect_eq "two pins" "$pins" 2
+	expect_match numatune "$dump" "<memory mode='strict' nodeset='[0-9]+'/>"
+	expect_match hugepages "$dump" "<hugepages>[[:space:]]+<page size='2048' unit='KiB'/>"
+	expect_match "serial console" "$dump" "<console type='pty'"
+	# QEMU really runs on hugepages: its memory backend is a file on hugetlbfs.
+	expect_match "QEMU's memory" "$(tr '\0' ' ' </proc/$(cat /run/libvirt/qemu/kvmbox-test-new.pid)/cmdline)" "hugepages"
+	[ -f "$POOL_DIR/kvmbox-test-new.qcow2" ] || fail "no volume in the pool"
+	expect_match "a qcow2 volume libvirt knows" "$($VIRSH vol-info --pool kvmbox-test-pool kvmbox-test-new.qcow2)" "Capacity: +64.00 MiB"
+	# The same words again: nothing changes, the running guest keeps its pages and pins.
+	local before
+	before=$($VIRSH dumpxml --inactive kvmbox-test-new)
+	RUN_BOUND=60 run domain new kvmbox-test-new "${words[@]}"
+	expect_rc 0
+	expect_match "second run" "$OUT" "unchanged +kvmbox-test-new +volume kvmbox-test-pool/kvmbox-test-new.qcow2 exists
+unchanged +kvmbox-test-new +defined, definition unchanged
+unchanged +kvmbox-test-new +running$"
+	expect_eq "definition kept" "$($VIRSH dumpxml --inactive kvmbox-test-new)" "$before"
+	# rm --storage takes the volume it made.
+	RUN_BOUND=60 run domain rm kvmbox-test-new --storage
+	expect_rc 0
+	expect_file_missing "$POOL_DIR/kvmbox-test-new.qcow2"
+}
+
+# A second domain over the first's image is refused; an overlay on it is how to share a base.
+shared_image_and_overlay() {
+	qemu-img create -q -f qcow2 "$POOL_DIR/base.qcow2" 64M
+	$VIRSH pool-refresh kvmbox-test-pool >/dev/null
+	RUN_BOUND=60 run domain new kvmbox-test-a --memory 64M --disk "path=$POOL_DIR/base.qcow2" --graphics none
+	expect_rc 0
+	RUN_BOUND=60 run domain new kvmbox-test-b --memory 64M --disk "path=$POOL_DIR/base.qcow2" --graphics none
+	expect_rc 1
+	expect_eq "shared image" "$ERR" "kvmbox domain: disk '$POOL_DIR/base.qcow2': in use by defined domain kvmbox-test-a (disk); two guests writing one image corrupt it (disk backing=$POOL_DIR/base.qcow2,size=... gives this one an overlay)"
+	expect_eq "b not defined" "$($VIRSH list --all --name | grep -c kvmbox-test-b)" 0
+	RUN_BOUND=60 run domain new kvmbox-test-b --memory 64M --disk "backing=$POOL_DIR/base.qcow2,size=64M,pool=kvmbox-test-pool" --graphics none
+	expect_rc 0
+	expect_match "overlay's backing file" "$(qemu-img info "$POOL_DIR/kvmbox-test-b.qcow2")" "backing file: $POOL_DIR/base.qcow2"
+	# A leftover volume of the same name that no domain uses is not silently taken over.
+	RUN_BOUND=60 run domain rm kvmbox-test-b
+	RUN_BOUND=60 run domain new kvmbox-test-b --memory 64M --disk size=64M,pool=kvmbox-test-pool --graphics none
+	expect_rc 1
+	expect_match "leftover volume" "$ERR" "volume kvmbox-test-b.qcow2 already exists in pool 'kvmbox-test-pool' and domain 'kvmbox-test-b' does not use it"
+	RUN_BOUND=60 run domain rm kvmbox-test-a kvmbox-test-b
+}
+
+# libvirt refuses the definition after the volume was made: the volume goes again.
+failed_define_leaves_nothing() {
+	RUN_BOUND=60 run domain new kvmbox-test-bad --memory 64M --disk size=64M,pool=kvmbox-test-pool --machine pc-q35-0.0 \
+		--no-preflight --graphics none
+	expect_rc 1
+	expect_match "libvirt's refusal" "$ERR" "does not support machine type 'pc-q35-0.0'"
+	expect_match "volume removed" "$ERR" "removed volume kvmbox-test-pool/kvmbox-test-bad.qcow2 again"
+	expect_file_missing "$POOL_DIR/kvmbox-test-bad.qcow2"
+	expect_eq "not defined" "$($VIRSH list --all --name | grep -c kvmbox-test-bad)" 0
+	# The preflight refuses before anything is made: an open VNC console is a warning, a
+	# missing bridge an error.
+	RUN_BOUND=60 run domain new kvmbox-test-bad --memory 64M --disk size=64M,pool=kvmbox-test-pool --machine pc-q35-0.0 --graphics none
+	expect_rc 1
+	expect_match "preflight" "$ERR" "nothing created or defined"
+	expect_file_missing "$POOL_DIR/kvmbox-test-bad.qcow2"
+	RUN_BOUND=60 run domain new kvmbox-test-vnc --memory 64M --graphics vnc,listen=0.0.0.0 --dry-run
+	expect_rc 0
+	expect_match "dry run" "$OUT" "would-change +kvmbox-test-vnc +would be defined"
+	RUN_BOUND=60 run domain preflight <(RUN_BOUND=60 "$KVMBOX" domain new kvmbox-test-vnc --memory 64M --graphics vnc,listen=0.0.0.0 --print-xml)
+	expect_match "open VNC" "$OUT" "WARN  graphics.open +/domain/devices/graphics"
+}
+
+t nfv1_golden
+t vm3_golden
+t half_taken_host
+t virt_install_agrees
+t bad_words
+if real_host_ready; then
+	t new_guest_runs_pinned_on_hugepages
+	t shared_image_and_overlay
+	t failed_define_leaves_nothing
+else
+	skip new_guest_runs_pinned_on_hugepages "libvirtd, a pool or hugetlbfs is missing"
+fi
+done_testing
