@@ -27,7 +27,7 @@
 const char hugepages_usage[] =
 	"Usage: kvmbox hugepages [show]\n"
 	"       kvmbox hugepages set N [--size 2M|1G] [--node K] [--reserve SIZE] [--persist] [--dry-run]\n"
-	"       kvmbox hugepages set --for-domains[=DIR] [--size 2M|1G] [--persist] [--dry-run]\n"
+	"       kvmbox hugepages set --for-domains[=DIR] [--with-domain NAME=MEM[@PAGE]]... [--size 2M|1G] [--persist] [--dry-run]\n"
 	"\n"
 	"Show the hugepage pools (per size and NUMA node: total, free, reserved,\n"
 	"surplus), or set a pool to N pages and read back what the kernel really\n"
@@ -43,6 +43,10 @@ const char hugepages_usage[] =
 	"                        and 5% of the memory, of the node with --node)\n"
 	"  --for-domains[=DIR]   N = the memory of the libvirt domains in DIR (default\n"
 	"                        /etc/libvirt/qemu) that use <memoryBacking><hugepages/>\n"
+	"  --with-domain NAME=MEM[@PAGE]  count domain NAME as MEM of guest memory on\n"
+	"                        hugepages of PAGE (default: the kernel's default size)\n"
+	"                        in place of its file in DIR: a domain about to be made or\n"
+	"                        changed (provision's [domain] sections of words)\n"
 	"  --persist             keep it across reboots: /etc/sysctl.d/80-kvmbox-hugepages.conf\n"
 	"                        for the default size, kernel arguments (grub-args) otherwise\n"
 	"  --dry-run             show what would change, change nothing\n";
@@ -52,8 +56,18 @@ const char hugepages_usage[] =
 #define SYSCTL_FILE "/etc/sysctl.d/80-kvmbox-hugepages.conf"
 #define DOMAINS_DIR "/etc/libvirt/qemu"
 
+/* A domain counted from --with-domain instead of from its file. */
+struct planned_domain {
+	char name[64];
+	unsigned long long memory_kib;
+	unsigned long page_kb; /* 0: the default size */
+};
+#define PLANNED_MAX 16
+
 struct hugepages {
 	struct kb_ctx *ctx;
+	struct planned_domain planned[PLANNED_MAX];
+	int planned_count;
 	unsigned long size_kb;    /* the pool's page size */
 	unsigned long default_kb; /* the kernel's default (Hugepagesize in /proc/meminfo) */
 	int node;                 /* -1: all nodes */
@@ -222,6 +236,16 @@ static int show(struct hugepages *h)
 
 /* ---- sizing from domains ------------------------------------------------ */
 
+/* Whether the domain named by <name> @name is given by --with-domain. */
+static bool is_planned(const struct hugepages *h, const struct kb_xml *xml, xmlNode *name)
+{
+	autofree char *text = kb_xml_text(xml, name);
+	for (int i = 0; text && i < h->planned_count; i++)
+		if (!strcmp(h->planned[i].name, text))
+			return true;
+	return false;
+}
+
 /*
  * Add the memory of one domain XML file to *total_kib when it is backed by
  * hugepages of @size_kb (its <page size=...>, else the default size).
@@ -257,6 +281,8 @@ static int count_domain(struct hugepages *h, const struct kb_xml *xml, const cha
 		goto out;
 	xmlNode *memory = kb_xml_child(domain, "memory");
 	xmlNode *name = kb_xml_child(domain, "name");
+	if (is_planned(h, xml, name))
+		goto out; /* counted as it is about to be (--with-domain) */
 	xmlChar *amount = memory ? xml->node_content(memory) : NULL;
 	xmlChar *unit = memory ? xml->get_prop(memory, (const xmlChar *)"unit") : NULL;
 	unsigned long long kib = amount ? kb_memory_kib((const char *)amount, (const char *)unit) : 0;
@@ -309,6 +335,15 @@ static int pages_for_domains(struct hugepages *h, const char *dir, long *pages, 
 	free(entries);
 	if (rc < 0)
 		return -1;
+	for (int i = 0; i < h->planned_count; i++) {
+		const struct planned_domain *d = &h->planned[i];
+		if ((d->page_kb ? d->page_kb : h->default_kb) != h->size_kb)
+			continue;
+		total_kib += d->memory_kib;
+		domains++;
+		size_t used = strlen(names);
+		snprintf(names + used, sizeof(names) - used, "%s%s", used ? ", " : "", d->name);
+	}
 	*pages = (long)((total_kib + h->size_kb - 1) / h->size_kb);
 	char size[24];
 	format_size(h->size_kb, size, sizeof(size));
@@ -469,9 +504,35 @@ static int persist(struct hugepages *h, long pages, struct kb_error *err)
 	return 0;
 }
 
+/* NAME=MEMORY[@PAGESIZE] of --with-domain. */
+static int parse_planned(struct hugepages *h, const char *text)
+{
+	const char *eq = strchr(text, '=');
+	if (!eq || eq == text || (size_t)(eq - text) >= sizeof(h->planned[0].name) || h->planned_count == PLANNED_MAX)
+		return -1;
+	struct planned_domain *d = &h->planned[h->planned_count];
+	char memory[32];
+	const char *at = strchr(eq + 1, '@');
+	size_t memory_len = at ? (size_t)(at - eq - 1) : strlen(eq + 1);
+	if (memory_len == 0 || memory_len >= sizeof(memory))
+		return -1;
+	snprintf(d->name, sizeof(d->name), "%.*s", (int)(eq - text), text);
+	snprintf(memory, sizeof(memory), "%.*s", (int)memory_len, eq + 1);
+	unsigned long long bytes;
+	if (kb_size_parse(memory, &bytes) < 0 || bytes < 1024)
+		return -1;
+	d->memory_kib = bytes >> 10;
+	d->page_kb = 0;
+	if (at && !(d->page_kb = parse_size_kb(at + 1)))
+		return -1;
+	h->planned_count++;
+	return 0;
+}
+
 int hugepages_main(struct kb_ctx *ctx, int argc, char **argv)
 {
-	enum { OPT_SIZE = KB_OPT_APPLET_FIRST, OPT_NODE, OPT_RESERVE, OPT_PERSIST, OPT_DRY_RUN, OPT_FOR_DOMAINS };
+	enum { OPT_SIZE = KB_OPT_APPLET_FIRST, OPT_NODE, OPT_RESERVE, OPT_PERSIST, OPT_DRY_RUN, OPT_FOR_DOMAINS,
+	       OPT_WITH_DOMAIN };
 	static const struct option long_options[] = {
 		KB_GLOBAL_LONG_OPTIONS,
 		{ "size", required_argument, NULL, OPT_SIZE },
@@ -480,6 +541,7 @@ int hugepages_main(struct kb_ctx *ctx, int argc, char **argv)
 		{ "persist", no_argument, NULL, OPT_PERSIST },
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
 		{ "for-domains", optional_argument, NULL, OPT_FOR_DOMAINS },
+		{ "with-domain", required_argument, NULL, OPT_WITH_DOMAIN },
 		{ 0 },
 	};
 	struct hugepages h = { .ctx = ctx, .node = -1, .reserve_kb = -1 };
@@ -510,6 +572,13 @@ int hugepages_main(struct kb_ctx *ctx, int argc, char **argv)
 		case OPT_PERSIST: h.persist = true; break;
 		case OPT_DRY_RUN: h.dry_run = true; break;
 		case OPT_FOR_DOMAINS: domains_dir = optarg ? optarg : DOMAINS_DIR; break;
+		case OPT_WITH_DOMAIN:
+			if (parse_planned(&h, optarg) < 0) {
+				kb_say_error(ctx, "--with-domain: '%s' is not NAME=MEMORY[@PAGESIZE] (web=4G, nfv1=100G@1G)%s", optarg,
+					     h.planned_count == PLANNED_MAX ? " or one too many" : "");
+				return KB_EXIT_USAGE;
+			}
+			break;
 		default: {
 			int rc = kb_common_option(ctx, opt, optarg);
 			if (rc >= 0)
@@ -521,6 +590,10 @@ int hugepages_main(struct kb_ctx *ctx, int argc, char **argv)
 	bool setting = !strcmp(command, "set");
 	if (!setting && strcmp(command, "show")) {
 		kb_say_error(ctx, "unknown command '%s' (show or set)", command);
+		return KB_EXIT_USAGE;
+	}
+	if (h.planned_count && !domains_dir) {
+		kb_say_error(ctx, "--with-domain adds to --for-domains");
 		return KB_EXIT_USAGE;
 	}
 	long want = -1;

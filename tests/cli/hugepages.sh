@@ -137,6 +137,18 @@ changed  pool     1024 -> 3072 x 2M pages (read back)"
 	run --root "$r" hugepages set --for-domains=/etc/libvirt/qemu --size 1G --dry-run
 	expect_eq "1G" "$OUT" "INFO          domains  1 domain on 1G hugepages in /etc/libvirt/qemu: 8192 MiB -> 8 pages (nfv)
 would-change  pool     0 -> 8 x 1G pages"
+	# Domains about to be made or changed count as their words say, in place of their file:
+	# web's file says 4 GiB, the words 1 GiB; nfv1 is new; big is on another page size.
+	run --root "$r" hugepages set --for-domains=/etc/libvirt/qemu --with-domain web=1G --with-domain nfv1=2G \
+		--with-domain big=8G@1G --dry-run
+	expect_rc 0
+	expect_eq "with domains" "$OUT" "INFO          domains  3 domains on 2M hugepages in /etc/libvirt/qemu: 5120 MiB -> 2560 pages (db, web, nfv1)
+would-change  pool     3072 -> 2560 x 2M pages"
+	run --root "$r" hugepages set --for-domains --with-domain web --dry-run
+	expect_rc 2
+	run --root "$r" hugepages set 4 --with-domain web=1G --dry-run
+	expect_rc 2
+	expect_eq "without --for-domains" "$ERR" "kvmbox hugepages: --with-domain adds to --for-domains"
 	printf '<domain><name>broken</name><memory>1' >"$r/etc/libvirt/qemu/zz-broken.xml"
 	run --root "$r" hugepages --for-domains
 	expect_rc 1
