@@ -67,7 +67,7 @@ const char domain_usage[] =
 	"                    a serial console is always there (virsh console)\n"
 	"  --hostdev ADDR    a PCI device (0000:81:00.3; see kvmbox pci list) (repeatable)\n"
 	"  --hugepages[=SIZE]  guest memory from the host's hugepages (default size: the host's)\n"
-	"  --nested          the guest can run KVM itself (vmx/svm required; needs nested=1 here)\n"
+	"  --nested[=no]     the guest can run KVM itself (vmx/svm required; needs nested=1 here)\n"
 	"  --placement auto|none  auto: pin each vCPU to its own host CPU on one NUMA node when it\n"
 	"                    fits (a host device's node first), emulator threads beside them, memory\n"
 	"                    bound to the node; guest NUMA cells mirroring the host when it does not\n"
@@ -1280,7 +1280,7 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 		{ "graphics", required_argument, NULL, OPT_WORD + 9 },
 		{ "hostdev", required_argument, NULL, OPT_WORD + 10 },
 		{ "hugepages", optional_argument, NULL, OPT_WORD + 11 },
-		{ "nested", no_argument, NULL, OPT_WORD + 12 },
+		{ "nested", optional_argument, NULL, OPT_WORD + 12 },
 		{ "placement", required_argument, NULL, OPT_WORD + 13 },
 		{ 0 },
 	};

@@ -60,7 +60,7 @@ const char provision_usage[] =
 #define FIRSTBOOT_UNIT "/etc/systemd/system/kvmbox-firstboot.service"
 #define FIRSTBOOT_LINK "/etc/systemd/system/multi-user.target.wants/kvmbox-firstboot.service"
 #define MAX_STEPS (5 + 3 * KB_HOSTCONF_MAX_ITEMS)
-#define MAX_ARGS 48
+#define MAX_ARGS 128 /* a [domain] of words: up to 16 disks, 16 interfaces, 8 devices and the rest */
 
 enum step_kind { STEP_CHECK, STEP_DEVKVM, STEP_KVM, STEP_GRUB, STEP_PCI, STEP_HUGEPAGES, STEP_BRIDGE, STEP_BUNDLE, STEP_DOMAIN };
 
@@ -188,6 +188,17 @@ static void build_command(const struct provision *p, const struct step *s, bool 
 			char option[PATH_MAX + 16];
 			snprintf(option, sizeof(option), "--for-domains=%s", c->hugepages_for_domains);
 			arg(a, option);
+			/* Domains made from words are counted as their words say (they may not exist yet). */
+			for (int i = 0; i < c->domain_count; i++) {
+				const struct kb_conf_domain *d = &c->domain[i];
+				if (!d->words_len || !d->hugepages)
+					continue;
+				if (d->hugepage_kib)
+					snprintf(option, sizeof(option), "--with-domain=%s=%lluk@%luk", d->name, d->memory_kib, d->hugepage_kib);
+				else
+					snprintf(option, sizeof(option), "--with-domain=%s=%lluk", d->name, d->memory_kib);
+				arg(a, option);
+			}
 		}
 		arg_pair(a, "--size", c->hugepages_size);
 		if (c->hugepages_node >= 0) {
@@ -227,8 +238,12 @@ static void build_command(const struct provision *p, const struct step *s, bool 
 	case STEP_DOMAIN: {
 		const struct kb_conf_domain *d = &c->domain[s->item];
 		arg(a, "domain");
-		arg(a, "define");
-		if (d->bundle[0]) {
+		arg(a, d->words_len ? "new" : "define");
+		if (d->words_len) {
+			arg(a, d->name);
+			for (const char *w = NULL; (w = kb_conf_domain_next_word(d, w));)
+				arg(a, w);
+		} else if (d->bundle[0]) {
 			char dir[PATH_MAX], xml[PATH_MAX + 16];
 			bundle_dir(bundle_named(c, d->bundle), dir, sizeof(dir));
 			snprintf(xml, sizeof(xml), "%s/domain.xml", dir);

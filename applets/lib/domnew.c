@@ -17,6 +17,15 @@
 const char kb_domnew_words[] = "memory vcpus cpu machine virt-type disk cdrom boot network graphics hostdev "
 			       "hugepages nested placement";
 
+bool kb_domnew_is_word(const char *key)
+{
+	size_t n = strlen(key);
+	for (const char *w = kb_domnew_words; n && (w = strstr(w, key)); w += n)
+		if ((w == kb_domnew_words || w[-1] == ' ') && (w[n] == ' ' || w[n] == '\0'))
+			return true;
+	return false;
+}
+
 void kb_domnew_init(struct kb_domnew *d, const char *name)
 {
 	memset(d, 0, sizeof(*d));

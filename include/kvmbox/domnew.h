@@ -88,6 +88,8 @@ void kb_domnew_init(struct kb_domnew *d, const char *name);
 
 /* The words kb_domnew_word takes, space-separated (for usage and config errors). */
 extern const char kb_domnew_words[];
+/* Whether @key is one of them. */
+bool kb_domnew_is_word(const char *key);
 
 /*
  * Apply one word: @key is memory, vcpus, cpu, machine, virt-type, disk, cdrom,

@@ -12,7 +12,9 @@
  *   [devkvm]           group = NAME, persist = yes|no
  *   [bridge NAME]      uplink, address (repeatable), gateway, stp, forward-delay, mtu, persist
  *   [bundle NAME]      source = FILE, dest = DIR, sha256 = HEX (of the bundle file)
- *   [domain NAME]      xml = FILE | bundle = NAME, autostart = yes|no, start = yes|no
+ *   [domain NAME]      xml = FILE | bundle = NAME | the words of `domain new` (memory = 4G,
+ *                      vcpus, cpu, disk, network, graphics, hostdev, hugepages, nested,
+ *                      placement, cdrom, boot, machine, virt-type), autostart = yes|no, start = yes|no
  */
 #ifndef KVMBOX_HOSTCONF_H
 #define KVMBOX_HOSTCONF_H
@@ -45,10 +47,18 @@ struct kb_conf_bundle {
 	unsigned line;
 };
 
+#define KB_HOSTCONF_WORDS_MAX 4096
+
 struct kb_conf_domain {
 	char name[64];
 	char xml[PATH_MAX];
 	char bundle[64]; /* the [bundle NAME] whose domain.xml it is */
+	/* domain new's words as its options, "--disk=size=20G" one after another, each NUL-terminated */
+	char words[KB_HOSTCONF_WORDS_MAX];
+	size_t words_len;
+	unsigned long long memory_kib;  /* from the words: 0 when not given */
+	unsigned long hugepage_kib;     /* from the words: 0 = the default size */
+	bool hugepages;
 	enum kb_tristate autostart, start;
 	unsigned line;
 };
@@ -75,6 +85,9 @@ struct kb_hostconf {
 	struct kb_conf_domain domain[KB_HOSTCONF_MAX_ITEMS];
 	int bridge_count, bundle_count, domain_count;
 };
+
+/* Each "--word=value" of @d, in order: for (w = NULL; (w = kb_conf_domain_next_word(d, w));). */
+const char *kb_conf_domain_next_word(const struct kb_conf_domain *d, const char *word);
 
 /*
  * Parse @text (@len bytes; need not be NUL-terminated) of the config file

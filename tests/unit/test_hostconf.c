@@ -32,7 +32,8 @@ static void example_config(void **state)
 	assert_int_equal(conf.kvm_nested, KB_YES);
 	assert_int_equal(conf.grub_iommu, KB_YES);
 	assert_string_equal(conf.grub_args, "iommu=pt");
-	assert_int_equal(conf.hugepages_count, 1024);
+	assert_int_equal(conf.hugepages_count, -1);
+	assert_string_equal(conf.hugepages_for_domains, "/etc/libvirt/qemu");
 	assert_string_equal(conf.hugepages_size, "2M");
 	assert_int_equal(conf.bridge_count, 2);
 	assert_string_equal(conf.bridge[0].name, "br0");
@@ -43,9 +44,26 @@ static void example_config(void **state)
 	assert_string_equal(conf.bridge[1].mtu, "9000");
 	assert_int_equal(conf.bundle_count, 1);
 	assert_string_equal(conf.bundle[0].dest, "/var/lib/libvirt/images");
-	assert_int_equal(conf.domain_count, 1);
+	assert_int_equal(conf.domain_count, 2);
 	assert_string_equal(conf.domain[0].bundle, "vnf-router");
 	assert_int_equal(conf.domain[0].autostart, KB_YES);
+	/* nfv1 from words: each kept as the option domain new takes, in order. */
+	const struct kb_conf_domain *nfv1 = &conf.domain[1];
+	assert_string_equal(nfv1->name, "nfv1");
+	assert_true(nfv1->memory_kib == 100ull << 20);
+	assert_true(nfv1->hugepages && nfv1->hugepage_kib == 0);
+	const char *expected[] = { "--memory=100G", "--vcpus=56", "--cpu=Haswell,-rtm,-hle,+rdrand,+f16c",
+				   "--disk=size=100G,pool=default", "--network=bridge=br0,model=e1000",
+				   "--network=bridge=br1,model=virtio", "--hostdev=81:00.3", "--hugepages=yes",
+				   "--placement=auto" };
+	const char *w = NULL;
+	for (size_t i = 0; i < sizeof(expected) / sizeof(expected[0]); i++) {
+		w = kb_conf_domain_next_word(nfv1, w);
+		assert_non_null(w);
+		assert_string_equal(w, expected[i]);
+	}
+	assert_null(kb_conf_domain_next_word(nfv1, w));
+	assert_int_equal(nfv1->autostart, KB_YES);
 }
 
 static void defaults_and_repeated_addresses(void **state)
@@ -110,9 +128,14 @@ static void errors_name_the_line(void **state)
 		{ "[bundle web]\nsource = relative.kvmbundle\n", 2, "source: 'relative.kvmbundle' is not an absolute path" },
 		{ "[bundle web]\nsource = /a\nsha256 = 12ab\n", 3, "sha256: '12ab' is not 64 hex digits" },
 		{ "[bundle ../x]\n", 1, "[bundle ../x]: '../x' is not a name (letters, digits, . _ -)" },
-		{ "[domain web]\nautostart = yes\n", 1, "[domain] needs exactly one of xml = FILE or bundle = NAME" },
+		{ "[domain web]\nautostart = yes\n", 1, "[domain] needs exactly one of xml = FILE, bundle = NAME or the words of domain new (memory = 4G, ...)" },
+		{ "[domain web]\nxml = /a.xml\nmemory = 4G\n", 1, "[domain] needs exactly one of xml = FILE, bundle = NAME or the words of domain new (memory = 4G, ...)" },
+		{ "[domain web]\nvcpus = 2\n", 1, "[domain] made from words needs memory = SIZE" },
+		{ "[domain web]\nmemory = 4G\ndisk = size=12X\n", 3, "disk 'size=12X': '12X' is not a size (4G, 512M, 100G)" },
+		{ "[domain web]\nmemory = 4G\nnetwork = bridge=br0,model=ne2k\n", 3, "network 'bridge=br0,model=ne2k': model is virtio, e1000, e1000e or rtl8139, not 'ne2k'" },
+		{ "[domain web]\nmemory = 4G\nplacement = everywhere\n", 3, "placement 'everywhere': is auto or none" },
 		{ "[domain web]\nbundle = web\n", 1, "[domain web]: no [bundle web] in this file" },
-		{ "[domain web]\nxml = /a.xml\nbundle = web\n[bundle web]\nsource=/b\n", 1, "[domain] needs exactly one of xml = FILE or bundle = NAME" },
+		{ "[domain web]\nxml = /a.xml\nbundle = web\n[bundle web]\nsource=/b\n", 1, "[domain] needs exactly one of xml = FILE, bundle = NAME or the words of domain new (memory = 4G, ...)" },
 		{ "[kvm\nnested = yes\n", 1, "a section header must be [NAME] on one line" },
 		{ "[kvm]\nnested\n", 2, "not INI syntax (KEY = VALUE under [SECTION])" },
 	};

@@ -342,6 +342,37 @@ failed_define_leaves_nothing() {
 	expect_match "open VNC" "$OUT" "WARN  graphics.open +/domain/devices/graphics"
 }
 
+# provision's [domain NAME] made of the same words; [hugepages] for-domains counts it.
+provision_words() {
+	mkdir -p "$TESTS_TMP/defs"
+	cat >"$TESTS_TMP/words.conf" <<EOF
+[hugepages]
+for-domains = $TESTS_TMP/defs
+size = 2M
+
+[domain kvmbox-test-prov]
+memory = 64M
+disk = size=32M,pool=kvmbox-test-pool
+graphics = none
+hugepages = yes
+placement = auto
+start = yes
+EOF
+	RUN_BOUND=120 run provision "$TESTS_TMP/words.conf" --connect qemu:///system
+	expect_rc 0
+	expect_match "first run" "$OUT" "^changed +hugepages +1 item changed .*
+changed +domain kvmbox-test-prov +3 items changed .*
+2 of 2 steps changed$"
+	expect_eq "pool sized for the words' 64M" "$(cat /proc/sys/vm/nr_hugepages)" 32
+	expect_eq state "$($VIRSH domstate kvmbox-test-prov | head -1)" running
+	expect_match "pinned" "$($VIRSH dumpxml kvmbox-test-prov)" "<vcpupin vcpu='0' cpuset='[0-9]+'/>"
+	RUN_BOUND=120 run provision "$TESTS_TMP/words.conf" --connect qemu:///system
+	expect_rc 0
+	expect_match "second run" "$OUT" "nothing to change, the host is as configured$"
+	RUN_BOUND=60 run domain rm kvmbox-test-prov --storage
+	expect_file_missing "$POOL_DIR/kvmbox-test-prov.qcow2"
+}
+
 t nfv1_golden
 t vm3_golden
 t half_taken_host
@@ -351,6 +382,7 @@ if real_host_ready; then
 	t new_guest_runs_pinned_on_hugepages
 	t shared_image_and_overlay
 	t failed_define_leaves_nothing
+	t provision_words
 else
 	skip new_guest_runs_pinned_on_hugepages "libvirtd, a pool or hugetlbfs is missing"
 fi
