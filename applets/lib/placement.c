@@ -136,29 +136,49 @@ int kb_place(const struct kb_topology *topo, const struct kb_place_request *req,
 		goto emulator;
 	}
 
-	/* Split: fill nodes in order; memory follows the vCPUs, in whole pages. */
+	/*
+	 * Split: fill nodes in order with vCPUs (nodes with memory to give), then
+	 * share the memory out in whole pages: in proportion to the vCPUs, what a
+	 * node cannot hold going to the cells whose nodes can.
+	 */
 	unsigned placed = 0;
-	unsigned long long unit = req->hugepage_kib ? req->hugepage_kib : 1024, memory_left = req->memory_kib;
+	unsigned long long unit = req->hugepage_kib ? req->hugepage_kib : 1024;
+	unsigned long long room[KB_TOPO_NODES_MAX];
 	for (size_t k = 0; k < nodes && placed < req->vcpus; k++) {
 		const struct kb_topo_node *n = &topo->node[order[k]];
 		struct kb_cpuset free;
 		vcpu_candidates(topo, n, &free);
 		unsigned here = kb_cpuset_count(&free);
-		if (!here)
+		unsigned long long can = node_free_kib(n, req->hugepage_kib) / unit * unit;
+		if (!here || !can)
 			continue;
 		if (here > req->vcpus - placed)
 			here = req->vcpus - placed;
-		unsigned long long memory = placed + here == req->vcpus
-						    ? memory_left
-						    : req->memory_kib * here / req->vcpus / unit * unit;
-		if (node_free_kib(n, req->hugepage_kib) < memory)
-			continue;
-		unsigned first = placed;
+		room[out->cell_count] = can;
+		out->cell[out->cell_count++] = (struct kb_place_cell){ n->id, placed, here, 0 };
 		take_cpus(topo, n, &free, here, out->vcpu_cpu, &placed);
-		out->cell[out->cell_count++] = (struct kb_place_cell){ n->id, first, here, memory };
-		memory_left -= memory;
 	}
-	if (placed < req->vcpus) {
+	unsigned long long left = req->memory_kib;
+	for (size_t c = 0; placed == req->vcpus && c < out->cell_count; c++) {
+		unsigned long long share = req->memory_kib / unit * out->cell[c].vcpu_count / req->vcpus * unit;
+		if (c + 1 == out->cell_count || share > left)
+			share = left;
+		if (share > room[c])
+			share = room[c];
+		out->cell[c].memory_kib = share;
+		left -= share;
+	}
+	for (size_t c = 0; placed == req->vcpus && c < out->cell_count && left; c++) {
+		unsigned long long more = room[c] - out->cell[c].memory_kib;
+		if (more > left)
+			more = left;
+		out->cell[c].memory_kib += more;
+		left -= more;
+	}
+	bool empty_cell = false;
+	for (size_t c = 0; c < out->cell_count; c++)
+		empty_cell = empty_cell || out->cell[c].memory_kib == 0;
+	if (placed < req->vcpus || left || empty_cell) {
 		snprintf(reason, sizeof(reason), "%u vCPUs and %llu MiB do not fit on this host", req->vcpus,
 			 req->memory_kib >> 10);
 		say_free(topo, req, why, why_size, reason);

@@ -133,6 +133,22 @@ static void memory_decides_the_node(void **state)
 	assert_true(out.cell[0].memory_kib == 4 * GIB && out.cell[1].memory_kib == 5 * GIB);
 }
 
+/* Memory follows the vCPUs until a node is full; the rest goes where there is room. */
+static void memory_overflows_to_the_other_cell(void **state)
+{
+	(void)state;
+	smt_hosts(2, 4, 2, 8 * GIB);
+	assert_int_equal(place(10, 12 * GIB, 0, 1), 0);
+	assert_int_equal(out.cell_count, 2);
+	assert_int_equal(out.cell[0].host_node, 1);
+	assert_int_equal(out.cell[0].vcpu_count, 8);
+	assert_true(out.cell[0].memory_kib == 8 * GIB); /* 9.6 GiB in proportion; node 1 holds 8 */
+	assert_true(out.cell[1].memory_kib == 4 * GIB);
+	/* Both nodes full: refused with the figures. */
+	assert_int_equal(place(10, 17 * GIB, 0, 1), -1);
+	assert_string_equal(why, "10 vCPUs and 17408 MiB do not fit on this host; free: node 0 8 CPUs 8192 MiB, node 1 8 CPUs 8192 MiB");
+}
+
 static void small_host(void **state)
 {
 	(void)state;
@@ -196,6 +212,7 @@ int main(void)
 		cmocka_unit_test(nfv1_splits_over_both_nodes_device_node_first),
 		cmocka_unit_test(small_domain_stays_on_one_node),
 		cmocka_unit_test(memory_decides_the_node),
+		cmocka_unit_test(memory_overflows_to_the_other_cell),
 		cmocka_unit_test(small_host),
 		cmocka_unit_test(half_taken_host),
 		cmocka_unit_test(isolated_cpus_are_for_guests),

@@ -60,14 +60,38 @@ provision_paths() {
 	expect_rc 1
 }
 
+# domain new: words, the host's topology under a fixture root, placement, the XML
+# writer; then a volume made, a domain defined and removed on the real libvirtd.
+domain_new_paths() {
+	local r
+	r=$(fx_new)
+	fx_topology "$r" 2 4 2 8
+	fx_pci "$r" 0000:81:00.3 020000 8086 1521 igb 7
+	echo 1 >"$r/sys/bus/pci/devices/0000:81:00.3/numa_node"
+	vg domain new vgnew --root "$r" --connect test:///default --memory 12G --vcpus 10 --cpu Haswell,-rtm,+f16c \
+		--network bridge=br0,model=e1000 --hostdev 81:00.3 --placement auto --print-xml
+	expect_rc 0
+	expect_match "two cells" "$OUT" "<cell id='1' cpus='8-9'"
+	vg domain new vgnew --root "$r" --connect test:///default --memory 1G --network bridge=br9 --print-xml
+	expect_rc 1
+	virt_pool kvmbox-test-vgpool "$TESTS_TMP/vgpool"
+	vg domain new kvmbox-test-vgnew --memory 64M --disk size=32M,pool=kvmbox-test-vgpool --graphics none
+	expect_rc 0
+	vg domain rm kvmbox-test-vgnew --storage
+	expect_rc 0
+	expect_file_missing "$TESTS_TMP/vgpool/kvmbox-test-vgnew.qcow2"
+}
+
 if [ "${SAN:-}" = 1 ]; then
 	skip domain_paths "valgrind does not run ASan builds"
 	skip doctor_paths "valgrind does not run ASan builds"
 	skip provision_paths "valgrind does not run ASan builds"
+	skip domain_new_paths "valgrind does not run ASan builds"
 else
 	virt_up || { echo "Bail out! libvirtd did not start"; exit 1; }
 	t domain_paths
 	t doctor_paths
 	t provision_paths
+	t domain_new_paths
 fi
 done_testing
