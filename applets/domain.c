@@ -458,7 +458,10 @@ static void define_one(struct job *j)
 	before = inactive_xml(v, existing);
 	dom = v->domain_define(cmd->conn, j->xml_text, VIR_DOMAIN_DEFINE_VALIDATE);
 	if (!dom) {
-		kb_virt_fail(v, &err, &advice, "defining domain '%s' from %s", j->name, j->arg);
+		if (j->generated)
+			kb_virt_fail(v, &err, &advice, "defining domain '%s'", j->name);
+		else
+			kb_virt_fail(v, &err, &advice, "defining domain '%s' from %s", j->name, j->arg);
 		job_failed(j, j->name, &err, advice);
 		goto out;
 	}

@@ -20,6 +20,8 @@ const char kb_domnew_words[] = "memory vcpus cpu machine virt-type disk cdrom bo
 bool kb_domnew_is_word(const char *key)
 {
 	size_t n = strlen(key);
+	if (strchr(key, ' '))
+		return false;
 	for (const char *w = kb_domnew_words; n && (w = strstr(w, key)); w += n)
 		if ((w == kb_domnew_words || w[-1] == ' ') && (w[n] == ' ' || w[n] == '\0'))
 			return true;

@@ -1,0 +1,146 @@
+/*
+ * domain new's words and the XML written from them: syntax refusals naming the
+ * word, defaults, names of new volumes, target names per bus, XML escaping of
+ * paths, volume XML for overlays.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "kvmbox/domnew.h"
+
+static struct kb_domnew d;
+
+static int word(const char *key, const char *value, struct kb_error *err)
+{
+	memset(err, 0, sizeof(*err));
+	return kb_domnew_word(&d, key, value, err);
+}
+
+static void syntax_refusals_name_the_word(void **state)
+{
+	(void)state;
+	static const struct { const char *key, *value, *what; } cases[] = {
+		{ "memory", "12X", "memory '12X': '12X' is not a size (4G, 512M, 100G)" },
+		{ "memory", "512k", "memory '512k': '512k' is too small" },
+		{ "vcpus", "0", "vcpus '0': is a number from 1 to 1024" },
+		{ "vcpus", "2x", "vcpus '2x': is a number from 1 to 1024" },
+		{ "cpu", "Haswell,rtm", "cpu 'Haswell,rtm': 'rtm': features are +NAME (required) or -NAME (disabled)" },
+		{ "cpu", "Has well", "cpu 'Has well': 'Has well' is not a CPU model name" },
+		{ "disk", "size=0", "disk 'size=0': '0' is too small" },
+		{ "disk", "pool=default", "disk 'pool=default': needs size= (a new volume), path= (an existing image) or backing=,size=" },
+		{ "disk", "path=relative.img", "disk 'path=relative.img': path= takes an absolute path" },
+		{ "disk", "backing=/b.qcow2", "disk 'backing=/b.qcow2': backing= needs size= (the overlay's size, at least the base image's)" },
+		{ "disk", "size=1G,bus=ide", "disk 'size=1G,bus=ide': bus is virtio, sata or scsi, not 'ide'" },
+		{ "disk", "size=1G,cache=none", "disk 'size=1G,cache=none': unknown option 'cache' (size=, path=, backing=, pool=, format=, bus=)" },
+		{ "network", "model=e1000", "network 'model=e1000': needs bridge=NAME" },
+		{ "network", "bridge=br0,mac=01:00:5e:00:00:01", "network 'bridge=br0,mac=01:00:5e:00:00:01': '01:00:5e:00:00:01' is not a unicast MAC address (52:54:00:12:34:56)" },
+		{ "network", "bridge=averyveryverylongname", "network 'bridge=averyveryverylongname': 'averyveryverylongname' is not an interface name (at most 15 characters)" },
+		{ "graphics", "spice", "graphics 'spice': is vnc[,listen=ADDR][,password=PW] or none" },
+		{ "graphics", "vnc,listen=everywhere", "graphics 'vnc,listen=everywhere': listen= takes an IP address, not 'everywhere'" },
+		{ "hostdev", "81:00", "hostdev '81:00': is not a PCI address (0000:81:00.3, 81:00.3 or pci_0000_81_00_3)" },
+		{ "hugepages", "lots", "hugepages 'lots': is yes, no or a page size (2M, 1G)" },
+		{ "boot", "floppy", "boot 'floppy': is a list of hd, cdrom and network (boot=cdrom,hd)" },
+		{ "placement", "dense", "placement 'dense': is auto or none" },
+		{ "cdrom", "x.iso", "cdrom 'x.iso': takes the absolute path of an ISO image" },
+		{ "colour", "red", "unknown word 'colour' (one of: memory vcpus cpu machine virt-type disk cdrom boot network graphics hostdev hugepages nested placement)" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct kb_error err;
+		kb_domnew_init(&d, "t");
+		if (word(cases[i].key, cases[i].value, &err) != -1)
+			fail_msg("case %zu was accepted", i);
+		if (strcmp(err.what, cases[i].what) != 0)
+			fail_msg("case %zu: '%s', expected '%s'", i, err.what, cases[i].what);
+	}
+	assert_true(kb_domnew_is_word("disk") && kb_domnew_is_word("virt-type"));
+	assert_false(kb_domnew_is_word("type") || kb_domnew_is_word("") || kb_domnew_is_word("disk cdrom"));
+}
+
+static void finish_names_volumes_and_boot_order(void **state)
+{
+	(void)state;
+	struct kb_error err;
+	kb_domnew_init(&d, "web");
+	assert_int_equal(word("memory", "1G", &err), 0);
+	assert_int_equal(word("disk", "size=20G", &err), 0);
+	assert_int_equal(word("disk", "size=10G,format=raw,bus=sata", &err), 0);
+	assert_int_equal(word("disk", "path=/srv/data.img,size=5G", &err), 0);
+	assert_int_equal(word("disk", "/srv/existing.qcow2", &err), 0);
+	assert_int_equal(word("cdrom", "/iso/debian.iso", &err), 0);
+	assert_int_equal(word("network", "br0", &err), 0);
+	assert_int_equal(word("network", "bridge=br1,mac=52:54:00:AB:CD:EF", &err), 0);
+	assert_int_equal(kb_domnew_finish(&d, &err), 0);
+	assert_string_equal(d.disk[0].volume, "web.qcow2");
+	assert_string_equal(d.disk[0].pool, "default");
+	assert_string_equal(d.disk[1].volume, "web-1.img");
+	assert_string_equal(d.disk[2].volume, "data.img"); /* path= with size=: that file, in the pool holding /srv */
+	assert_int_equal(d.disk[2].kind, KB_DISK_NEW);
+	assert_int_equal(d.disk[3].kind, KB_DISK_PATH);
+	assert_string_equal(d.net[0].bridge, "br0");
+	assert_string_equal(d.net[0].model, "virtio");
+	assert_string_equal(d.net[1].mac, "52:54:00:ab:cd:ef");
+	assert_int_equal(d.boot_count, 2);
+	assert_string_equal(d.boot[0], "cdrom");
+	assert_string_equal(d.boot[1], "hd");
+	/* No memory, a bad name: refused at the end. */
+	kb_domnew_init(&d, "web");
+	assert_int_equal(kb_domnew_finish(&d, &err), -1);
+	kb_domnew_init(&d, "../etc");
+	word("memory", "1G", &err);
+	assert_int_equal(kb_domnew_finish(&d, &err), -1);
+	assert_string_equal(err.what, "domain name '../etc': use letters, digits, '.', '_' and '-' (it names the disk volumes too)");
+}
+
+static void xml_targets_escaping_and_console(void **state)
+{
+	(void)state;
+	struct kb_error err;
+	kb_domnew_init(&d, "web");
+	word("memory", "1G", &err);
+	word("machine", "pc-i440fx-7.2", &err);
+	word("disk", "path=/srv/it's <&> here.qcow2", &err);
+	word("disk", "path=/srv/two.img,bus=sata", &err);
+	word("cdrom", "/iso/a.iso", &err);
+	word("graphics", "vnc,password=s3cr'et", &err);
+	assert_int_equal(kb_domnew_finish(&d, &err), 0);
+	snprintf(d.disk[0].format, sizeof(d.disk[0].format), "qcow2");
+	snprintf(d.disk[1].format, sizeof(d.disk[1].format), "raw");
+	snprintf(d.virt_type, sizeof(d.virt_type), "qemu");
+	char *xml = NULL;
+	assert_int_equal(kb_domnew_xml(&d, NULL, &xml, &err), 0);
+	assert_non_null(strstr(xml, "<source file='/srv/it&apos;s &lt;&amp;&gt; here.qcow2'/>\n      <target dev='vda' bus='virtio'/>"));
+	assert_non_null(strstr(xml, "<target dev='sda' bus='sata'/>"));
+	/* The i440fx machine has no SATA for the CD-ROM: IDE. */
+	assert_non_null(strstr(xml, "<target dev='hda' bus='ide'/>\n      <readonly/>"));
+	assert_non_null(strstr(xml, "passwd='s3cr&apos;et'"));
+	assert_non_null(strstr(xml, "listen='127.0.0.1'"));
+	assert_non_null(strstr(xml, "<serial type='pty'>"));
+	assert_non_null(strstr(xml, "<domain type='qemu'>"));
+	assert_null(strstr(xml, "<cputune>"));
+	free(xml);
+	/* An overlay volume names its backing image and format. */
+	struct kb_domnew_disk k = { .kind = KB_DISK_OVERLAY, .size_bytes = 1ull << 30 };
+	snprintf(k.volume, sizeof(k.volume), "web.qcow2");
+	snprintf(k.format, sizeof(k.format), "qcow2");
+	snprintf(k.backing, sizeof(k.backing), "/srv/base&.qcow2");
+	snprintf(k.backing_format, sizeof(k.backing_format), "qcow2");
+	assert_int_equal(kb_domnew_volume_xml(&k, &xml, &err), 0);
+	assert_non_null(strstr(xml, "<capacity unit='bytes'>1073741824</capacity>"));
+	assert_non_null(strstr(xml, "<backingStore>\n    <path>/srv/base&amp;.qcow2</path>\n    <format type='qcow2'/>"));
+	free(xml);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(syntax_refusals_name_the_word),
+		cmocka_unit_test(finish_names_volumes_and_boot_order),
+		cmocka_unit_test(xml_targets_escaping_and_console),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
