@@ -15,9 +15,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (conf.bridge_count > KB_HOSTCONF_MAX_ITEMS || conf.bundle_count > KB_HOSTCONF_MAX_ITEMS ||
 		    conf.domain_count > KB_HOSTCONF_MAX_ITEMS)
 			abort();
-		for (int i = 0; i < conf.domain_count; i++)
-			if (!conf.domain[i].xml[0] == !conf.domain[i].bundle[0])
+		for (int i = 0; i < conf.domain_count; i++) {
+			const struct kb_conf_domain *d = &conf.domain[i];
+			if (!!d->xml[0] + !!d->bundle[0] + !!d->words_len != 1 || (d->words_len && !d->memory_kib))
 				abort();
+			/* Words are "--word=value" options, each within the buffer. */
+			for (const char *w = NULL; (w = kb_conf_domain_next_word(d, w));)
+				if (strncmp(w, "--", 2) != 0 || !strchr(w, '=') || w + strlen(w) >= d->words + d->words_len)
+					abort();
+		}
 	} else if (!err.what[0]) {
 		abort(); /* every refusal says why */
 	}

@@ -277,7 +277,7 @@ would-change  kvmbox-test-dry  would be started"
 	expect_eq "still shut off" "$(state kvmbox-test-dry)" "shut off"
 	run domain rm kvmbox-test-dry --dry-run
 	expect_rc 2
-	expect_eq error "$ERR" "kvmbox domain: --dry-run is for define"
+	expect_eq error "$ERR" "kvmbox domain: --dry-run is for define and new"
 	expect_eq "rm refused, domain kept" "$(state kvmbox-test-dry)" "shut off"
 	run domain rm kvmbox-test-dry
 }
