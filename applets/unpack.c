@@ -9,9 +9,11 @@
  */
 #include <blkid/blkid.h>
 #include <dirent.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +29,7 @@
 #include "kvmbox/cleanup.h"
 #include "kvmbox/diskuse.h"
 #include "kvmbox/domxml.h"
+#include "kvmbox/fetch.h"
 #include "kvmbox/file.h"
 #include "kvmbox/output.h"
 #include "kvmbox/sha256.h"
@@ -89,6 +92,12 @@ struct unpack {
 	int count;
 	uint64_t bundle_size;
 	struct kb_progress progress;
+	/* The bundle as it is read: from a file or an http:// stream, hashed when --sha256 pins it. */
+	int source_fd;
+	bool hashing;
+	struct kb_sha256 source_sha;
+	uint8_t source_buf[1 << 20];
+	char pinned_sha256[65];
 };
 
 /*
@@ -623,13 +632,89 @@ static int remove_stale_staging(struct unpack *u)
 	return removed;
 }
 
+static int run_archive(struct unpack *u, const char *bundle, bool replace, struct kb_error *err);
+
+/*
+ * libarchive reads the bundle through here: every byte is hashed on its way
+ * when --sha256 pins the bundle (a stream from a server is never stored to be
+ * hashed afterwards). A stream that stalls for STALL_SECONDS fails the read.
+ */
+#define STALL_SECONDS 60
+static la_ssize_t read_source(struct archive *a, void *opaque, const void **buffer)
+{
+	(void)a;
+	struct unpack *u = opaque;
+	struct pollfd pfd = { .fd = u->source_fd, .events = POLLIN };
+	int ready = poll(&pfd, 1, STALL_SECONDS * 1000);
+	if (ready == 0) {
+		errno = ETIMEDOUT;
+		return -1;
+	}
+	ssize_t n = ready < 0 ? -1 : read(u->source_fd, u->source_buf, sizeof(u->source_buf));
+	if (n > 0 && u->hashing)
+		kb_sha256_update(&u->source_sha, u->source_buf, (size_t)n);
+	*buffer = u->source_buf;
+	return n;
+}
+
+/* The rest of the bundle after the archive's end (tar pads with zero blocks): hashed too. */
+static void read_rest(struct unpack *u)
+{
+	const void *buffer;
+	while (u->hashing && read_source(NULL, u, &buffer) > 0)
+		;
+}
+
+/* --sha256: the bundle as read must be the one pinned. */
+static int check_pinned(struct unpack *u, const char *bundle, struct kb_error *err)
+{
+	if (!u->hashing)
+		return 0;
+	uint8_t digest[32];
+	char hex[65];
+	read_rest(u);
+	kb_sha256_final(&u->source_sha, digest);
+	kb_digest_hex(digest, hex);
+	if (strcmp(hex, u->pinned_sha256) != 0)
+		return kb_fail(err, 0, NULL, "%s has SHA-256 %s, but %s was pinned (--sha256): nothing unpacked", bundle, hex,
+			       u->pinned_sha256);
+	return 0;
+}
+
 static int run(struct unpack *u, const char *bundle, bool replace, struct kb_error *err)
 {
-	autoclose_fd fd = open(bundle, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	if (fd < 0 || fstat(fd, &st) < 0)
-		return kb_fail(err, errno, bundle, "opening");
+	struct kb_fetch_stream stream = { .fd = -1 };
+	bool remote = !strncmp(bundle, "http://", 7);
+	struct stat st = { 0 };
+	if (remote ? kb_fetch_stream_start(bundle, &stream, err) < 0 : 0)
+		return -1;
+	autoclose_fd fd = remote ? stream.fd : open(bundle, O_RDONLY | O_CLOEXEC);
+	stream.fd = -1; /* closed here, after the archive */
+	if (fd < 0 || (!remote && fstat(fd, &st) < 0)) {
+		kb_fail(err, errno, bundle, "opening");
+		kb_fetch_stream_end(&stream, 1, NULL);
+		return -1;
+	}
+	u->source_fd = fd;
 	u->bundle_size = (uint64_t)st.st_size;
+	int rc = run_archive(u, bundle, replace, err);
+	if (remote) {
+		/*
+		 * The transfer must have ended well too: all of it, from the server
+		 * asked. When it did not, that is why the archive failed as well,
+		 * unless the archive stopped reading first (a refused member).
+		 */
+		struct kb_error fetch_err = { 0 };
+		if (kb_fetch_stream_end(&stream, 30, &fetch_err) < 0 && (rc == 0 || fetch_err.errnum != EPIPE)) {
+			*err = fetch_err;
+			rc = -1;
+		}
+	}
+	return rc;
+}
+
+static int run_archive(struct unpack *u, const char *bundle, bool replace, struct kb_error *err)
+{
 	if (!replace && access(u->final_dir.s, F_OK) == 0)
 		return kb_fail(err, EEXIST, u->final_dir.s, "refusing to overwrite (--replace swaps it):");
 	if (replace && access(u->final_dir.s, F_OK) == 0 &&
@@ -642,6 +727,11 @@ static int run(struct unpack *u, const char *bundle, bool replace, struct kb_err
 	uint64_t max_size = u->max_size ? u->max_size : (uint64_t)vfs.f_blocks * vfs.f_frsize;
 	if (kb_archive_load(&u->ar, err) < 0 || kb_sha256_load(&u->sha, err) < 0)
 		return -1;
+	if (u->pinned_sha256[0]) {
+		if (kb_sha256_init(&u->source_sha, &u->sha, err) < 0)
+			return -1;
+		u->hashing = true;
+	}
 	if (remove_stale_staging(u) > 0 && statvfs(u->dest_dir.s, &vfs) == 0)
 		free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
 	snprintf(u->staging, sizeof(u->staging), "%s/.%s.kvmbox-XXXXXX", u->dest_dir.s, u->name);
@@ -662,7 +752,7 @@ static int run(struct unpack *u, const char *bundle, bool replace, struct kb_err
 	u->ar.read_support_filter_all(a);
 	u->ar.read_support_format_tar(a);
 	int rc = 0;
-	if (u->ar.read_open_fd(a, fd, 1 << 20) != ARCHIVE_OK)
+	if (u->ar.read_open(a, u, NULL, read_source, NULL) != ARCHIVE_OK)
 		rc = kb_fail(err, 0, bundle, "not a readable bundle (%s):", u->ar.error_string(a));
 	kb_progress_start(u->ctx, &u->progress, "unpack");
 	struct archive_entry *e;
@@ -714,6 +804,11 @@ static int run(struct unpack *u, const char *bundle, bool replace, struct kb_err
 		rc = kb_fail(err, 0, bundle, "no SHA256SUMS member in");
 	if (rc == 0 && !find_member(u, KB_BUNDLE_DOMAIN_XML))
 		rc = kb_fail(err, 0, bundle, "no domain.xml member in");
+	if (rc == 0)
+		rc = check_pinned(u, bundle, err);
+	if (u->hashing)
+		kb_sha256_free(&u->source_sha);
+	u->hashing = false;
 	if (rc == 0)
 		rc = verify_sums(u, err);
 	if (rc == 0)
@@ -786,7 +881,7 @@ static void report(struct unpack *u)
 /* "web" from "/srv/web.kvmbundle" or "web.tar.zst". */
 int unpack_main(struct kb_ctx *ctx, int argc, char **argv)
 {
-	enum { OPT_DEST = KB_OPT_APPLET_FIRST, OPT_NAME, OPT_REPLACE, OPT_FORCE, OPT_MAX_SIZE, OPT_EXTERNAL_CDROM };
+	enum { OPT_DEST = KB_OPT_APPLET_FIRST, OPT_NAME, OPT_REPLACE, OPT_FORCE, OPT_MAX_SIZE, OPT_EXTERNAL_CDROM, OPT_SHA256 };
 	static const struct option long_options[] = {
 		KB_GLOBAL_LONG_OPTIONS,
 		{ "dest", required_argument, NULL, OPT_DEST },
@@ -795,6 +890,7 @@ int unpack_main(struct kb_ctx *ctx, int argc, char **argv)
 		{ "force", no_argument, NULL, OPT_FORCE },
 		{ "max-size", required_argument, NULL, OPT_MAX_SIZE },
 		{ "allow-external-cdrom", no_argument, NULL, OPT_EXTERNAL_CDROM },
+		{ "sha256", required_argument, NULL, OPT_SHA256 },
 		{ 0 },
 	};
 	struct unpack *u = calloc(1, sizeof(*u));
@@ -812,6 +908,15 @@ int unpack_main(struct kb_ctx *ctx, int argc, char **argv)
 		case OPT_REPLACE: replace = true; break;
 		case OPT_FORCE: u->force = true; break;
 		case OPT_EXTERNAL_CDROM: u->allow_external_cdrom = true; break;
+		case OPT_SHA256:
+			if (strlen(optarg) != 64 || strspn(optarg, "0123456789abcdefABCDEF") != 64) {
+				kb_say_error(ctx, "--sha256: '%s' is not 64 hex digits", optarg);
+				free(u);
+				return KB_EXIT_USAGE;
+			}
+			for (int i = 0; i < 64; i++)
+				u->pinned_sha256[i] = (char)tolower((unsigned char)optarg[i]);
+			break;
 		case OPT_MAX_SIZE: {
 			unsigned long long bytes = 0;
 			if (kb_size_parse(optarg, &bytes) == 0)

@@ -9,6 +9,7 @@
 
 #include "kvmbox/domnew.h"
 #include "kvmbox/domxml.h"
+#include "kvmbox/fetch.h"
 #include "kvmbox/hostconf.h"
 #include "kvmbox/kargs.h"
 #include "kvmbox/net.h"
@@ -217,8 +218,12 @@ static int bundle_key(struct parse *p, struct kb_conf_bundle *b, const char *key
 {
 	if (!strcmp(key, "source") || !strcmp(key, "dest")) {
 		char *dst = !strcmp(key, "source") ? b->source : b->dest;
-		if (!absolute_path(value, PATH_MAX))
-			return FAIL("%s: '%s' is not an absolute path", key, value);
+		char host[256];
+		bool url = !strcmp(key, "source") && !strncmp(value, "http://", 7);
+		if (url && (!kb_url_host(value, host, sizeof(host)) || strlen(value) >= PATH_MAX))
+			return FAIL("source: '%s' is not an http:// URL kvmbox fetches", value);
+		if (!url && !absolute_path(value, PATH_MAX))
+			return FAIL("%s: '%s' is not an absolute path%s", key, value, !strcmp(key, "source") ? " or an http:// URL" : "");
 		return snprintf(dst, PATH_MAX, "%s", value), 1;
 	}
 	if (!strcmp(key, "sha256")) {
@@ -417,9 +422,13 @@ static int prescan(const char *text, size_t len, const char *path, struct kb_hos
 static int check_complete(const char *path, struct kb_hostconf *c, struct kb_error *err)
 {
 	char why[256];
-	for (int i = 0; i < c->bundle_count; i++)
+	for (int i = 0; i < c->bundle_count; i++) {
 		if (!c->bundle[i].source[0])
 			return fail_at(err, path, c->bundle[i].line, "[bundle] needs source = FILE");
+		/* What comes over the network is used only when it is the bundle the config names. */
+		if (!strncmp(c->bundle[i].source, "http://", 7) && !c->bundle[i].sha256[0])
+			return fail_at(err, path, c->bundle[i].line, "[bundle] from an http:// source needs sha256 = HEX");
+	}
 	for (int i = 0; i < c->domain_count; i++) {
 		struct kb_conf_domain *d = &c->domain[i];
 		if (!!d->xml[0] + !!d->bundle[0] + !!d->words_len != 1)

@@ -344,6 +344,22 @@ int kb_link_enslave_up(struct nl_sock *sk, int port, int master, struct kb_error
 	return rc < 0 ? kb_nl_fail(err, rc, "making interface %d a port of interface %d", port, master) : 0;
 }
 
+int kb_link_set_up(struct nl_sock *sk, int ifindex, struct kb_error *err)
+{
+	struct rtnl_link *orig = rtnl_link_alloc(), *change = rtnl_link_alloc();
+	int rc = -NLE_NOMEM;
+	if (orig && change) {
+		rtnl_link_set_ifindex(orig, ifindex);
+		rtnl_link_set_flags(change, IFF_UP);
+		rc = rtnl_link_change(sk, orig, change, 0);
+	}
+	if (orig)
+		rtnl_link_put(orig);
+	if (change)
+		rtnl_link_put(change);
+	return rc < 0 ? kb_nl_fail(err, rc, "setting interface %d up", ifindex) : 0;
+}
+
 void kb_ip_config_free(struct kb_ip_config *config)
 {
 	for (int i = 0; i < config->addr_count; i++)

@@ -102,6 +102,9 @@ void kb_ip_config_from(const struct kb_net_snapshot *snap, int ifindex, struct k
  */
 bool kb_iface_needed(const struct kb_ctx *ctx, struct nl_sock *sk, int ifindex, char *why, size_t size);
 
+/* Set interface @ifindex up. */
+int kb_link_set_up(struct nl_sock *sk, int ifindex, struct kb_error *err);
+
 /* Make @port a port of @master and set it up, in one request. */
 int kb_link_enslave_up(struct nl_sock *sk, int port, int master, struct kb_error *err);
 void kb_ip_config_free(struct kb_ip_config *config);

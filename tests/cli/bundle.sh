@@ -421,6 +421,45 @@ test_target_and_usage() {
 	expect_rc 1
 }
 
+# fleet_server DIR: the tests' HTTP server on 127.0.0.1 serving DIR; sets FLEET_PORT.
+fleet_server() {
+	python3 tests/helpers/fleet-server.py "$1" >"$TESTS_TMP/fleet-port" 2>"$TESTS_TMP/fleet-server.err" &
+	echo $! >>"$TESTS_TMP/pids"
+	local i
+	for ((i = 0; i < 100; i++)); do [ -s "$TESTS_TMP/fleet-port" ] && break; sleep 0.05; done
+	FLEET_PORT=$(head -1 "$TESTS_TMP/fleet-port")
+}
+
+# A bundle streamed from a server into unpack: hashed as it arrives, checked against the
+# pinned digest before anything is renamed into place; 404, an unreachable server and a
+# redirect to another host are refused with what went wrong.
+test_unpack_from_http() {
+	local d="$TESTS_TMP/img" srv="$TESTS_TMP/srv" dest="$TESTS_TMP/dest-http" sum
+	images "$d"
+	mkdir -p "$srv" "$dest"
+	run pack "$d/vm.xml" -o "$srv/web.kvmbundle" --compress zstd
+	sum=$(sha256sum "$srv/web.kvmbundle" | cut -d' ' -f1)
+	fleet_server "$srv"
+	local url="http://127.0.0.1:$FLEET_PORT/web.kvmbundle"
+	run unpack "$url" --dest "$dest" --allow-external-cdrom --sha256 "$(tr 0-9a-f 1-9a-f0 <<<"$sum")"
+	expect_rc 1
+	expect_match "digest mismatch" "$ERR" "^kvmbox unpack: $url has SHA-256 $sum, but [0-9a-f]{64} was pinned \(--sha256\): nothing unpacked$"
+	expect_eq "nothing left" "$(ls -A "$dest")" ""
+	run unpack "$url" --dest "$dest" --allow-external-cdrom --sha256 "$sum"
+	expect_rc 0
+	cmp -s "$d/data.qcow2" "$dest/web/data.qcow2" || fail "data.qcow2 differs after the stream"
+	run unpack "http://127.0.0.1:$FLEET_PORT/none.kvmbundle" --dest "$dest"
+	expect_rc 1
+	expect_eq "404" "$ERR" "kvmbox unpack: fetching http://127.0.0.1:$FLEET_PORT/none.kvmbundle (the server answered 404): No such file or directory"
+	run unpack "http://127.0.0.2:$FLEET_PORT/web.kvmbundle" --dest "$dest" --name other
+	expect_rc 1
+	expect_eq "unreachable" "$ERR" "kvmbox unpack: fetching http://127.0.0.2:$FLEET_PORT/web.kvmbundle: the server could not be reached"
+	run unpack "http://127.0.0.1:$FLEET_PORT/redirect?to=http://127.0.0.2:$FLEET_PORT/web.kvmbundle" --dest "$dest" --name other
+	expect_rc 1
+	expect_match "redirect" "$ERR" "redirected to another host \(http://127\.0\.0\.2:$FLEET_PORT/web\.kvmbundle\): refused$"
+	expect_eq "only the good one" "$(ls -A "$dest")" "web"
+}
+
 t test_round_trip_every_compression
 t test_plain_tar_tools_can_read_a_bundle
 t test_hostile_bundles_are_refused
@@ -429,4 +468,5 @@ t test_not_enough_space
 t test_apparent_size_bomb
 t test_interrupted_unpack_leaves_nothing
 t test_target_and_usage
+t test_unpack_from_http
 done_testing

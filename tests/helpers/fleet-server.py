@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""The fleet server of kvmbox's tests (Python's standard library only): serves the
+files under ROOT by GET, stores each POST to /report/NAME as ROOT/reports/NAME,
+and answers /redirect?to=URL with a 302 to URL (to test that kvmbox refuses
+redirects to another host). Binds 127.0.0.1 only; prints its port, then serves
+until killed.
+
+    fleet-server.py ROOT"""
+import http.server
+import os
+import sys
+import urllib.parse
+
+ROOT = os.path.abspath(sys.argv[1])
+
+
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, directory=ROOT, **kwargs)
+
+    def log_message(self, fmt, *args):
+        with open(os.path.join(ROOT, "..", "fleet-server.log"), "a") as log:
+            log.write("%s %s\n" % (self.address_string(), fmt % args))
+
+    def do_GET(self):
+        url = urllib.parse.urlsplit(self.path)
+        if url.path == "/redirect":
+            to = urllib.parse.parse_qs(url.query).get("to", [""])[0]
+            self.send_response(302)
+            self.send_header("Location", to)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        super().do_GET()
+
+    def do_POST(self):
+        parts = self.path.strip("/").split("/")
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        if len(parts) != 2 or parts[0] != "report" or not parts[1] or "." in parts[1]:
+            self.send_error(404)
+            return
+        os.makedirs(os.path.join(ROOT, "reports"), exist_ok=True)
+        with open(os.path.join(ROOT, "reports", parts[1]), "wb") as out:
+            out.write(body)
+        self.send_response(204)
+        self.end_headers()
+
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# kvmbox lease as busybox udhcpc's script: a client namespace gets its address and
+# default route from busybox udhcpd in a peer namespace (a veth between them), the
+# netboot path of the rescue image, then reaches the server; renew changes nothing.
+. tests/lib.sh
+
+NS_C=kvmbox-lease-c-$$
+NS_S=kvmbox-lease-s-$$
+at_exit "ip netns del $NS_C 2>/dev/null; ip netns del $NS_S 2>/dev/null"
+
+dhcp_topology() {
+	ip netns add "$NS_C" && ip netns add "$NS_S" || return 1
+	ip link add c0 netns "$NS_C" type veth peer name s0 netns "$NS_S" || return 1
+	ip -n "$NS_S" addr add 10.77.0.1/24 dev s0
+	ip -n "$NS_S" link set s0 up
+	ip -n "$NS_S" link set lo up
+	ip -n "$NS_C" link set lo up
+	cat >"$TESTS_TMP/udhcpd.conf" <<CONF
+start 10.77.0.100
+end 10.77.0.110
+interface s0
+lease_file $TESTS_TMP/udhcpd.leases
+pidfile $TESTS_TMP/udhcpd.pid
+option subnet 255.255.255.0
+option router 10.77.0.1
+option lease 600
+CONF
+	: >"$TESTS_TMP/udhcpd.leases"
+	ip netns exec "$NS_S" busybox udhcpd -f "$TESTS_TMP/udhcpd.conf" >"$TESTS_TMP/udhcpd.log" 2>&1 &
+	echo $! >>"$TESTS_TMP/pids"
+	# udhcpc runs its script by path: /bin/lease in the image, a link to kvmbox here.
+	mkdir -p "$TESTS_TMP/bin"
+	ln -sf "$KVMBOX" "$TESTS_TMP/bin/lease"
+}
+
+udhcpc_gets_address_and_route() {
+	dhcp_topology || { fail "cannot create network namespaces"; return; }
+	OUT=$(timeout 30 ip netns exec "$NS_C" busybox udhcpc -i c0 -n -q -t 10 -T 1 -s "$TESTS_TMP/bin/lease" 2>&1)
+	RC=$?
+	expect_rc 0
+	expect_match "lease rows" "$OUT" "changed  c0  address 10\.77\.0\.1[01][0-9]/24
+changed  c0  default route via 10\.77\.0\.1"
+	expect_match "address" "$(ip -n "$NS_C" -4 addr show c0)" "inet 10\.77\.0\.1[01][0-9]/24 (brd 10\.77\.0\.255 )?scope global c0"
+	expect_eq "default route" "$(ip -n "$NS_C" route show default)" "default via 10.77.0.1 dev c0 proto static "
+	ip netns exec "$NS_C" ping -c1 -W2 10.77.0.1 >/dev/null || fail "the server does not answer over the leased address"
+	# The same lease again (a renew): nothing changes.
+	local addr
+	addr=$(ip -n "$NS_C" -4 -o addr show c0 | awk '{print $4}')
+	OUT=$(ip netns exec "$NS_C" env interface=c0 ip="${addr%/*}" mask=24 router=10.77.0.1 "$TESTS_TMP/bin/lease" renew 2>&1)
+	expect_eq renew "$OUT" "unchanged  c0  address $addr
+unchanged  c0  default route via 10.77.0.1"
+	# deconfig: the address goes, the interface stays up.
+	OUT=$(ip netns exec "$NS_C" env interface=c0 "$TESTS_TMP/bin/lease" deconfig 2>&1)
+	expect_eq deconfig "$OUT" "changed  c0  address $addr removed"
+	expect_eq "no address" "$(ip -n "$NS_C" -4 -o addr show c0)" ""
+}
+
+bad_events() {
+	run lease
+	expect_rc 2
+	run lease bound
+	expect_rc 2
+	expect_eq "no interface" "$ERR" "kvmbox lease: no \$interface in the environment (udhcpc sets it)"
+	OUT=$(env interface=nonexistent0 ip=10.0.0.1 mask=24 "$KVMBOX" lease bound 2>&1)
+	expect_match "no such interface" "$OUT" "^kvmbox lease: .*nonexistent0"
+}
+
+t udhcpc_gets_address_and_route
+t bad_events
+done_testing
