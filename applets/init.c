@@ -18,8 +18,22 @@
  *   kvmbox.debug             more output, and a shell on failure even with action=poweroff
  *   kvmbox.exitport=PORT     on power-off, write the verdict to this I/O port (QEMU's
  *                            isa-debug-exit: 0x10 success, 0x20 failure)
+ *
+ * Netboot (a fleet server, see initramfs/README.md):
+ *   kvmbox.url=http://SERVER/PATH/       the fleet's base URL
+ *   kvmbox.manifest.sha256=HEX           the digest of PATH/SHA256SUMS, which lists every
+ *                                        host config and bundle the server offers
+ *   kvmbox.report=http://SERVER/PATH     where the run's state goes (POST .../MAC)
+ *   BOOTIF=01-52-54-00-12-34-56          the NIC the machine booted from (iPXE, pxelinux)
+ * The NIC gets an address by DHCP (busybox udhcpc, kvmbox lease applying it), the
+ * manifest is fetched and checked against the pinned digest, then hosts/MAC.conf
+ * (hosts/default.conf when the server has none for this MAC), checked against the
+ * manifest, becomes the target's /etc/kvmbox/host.conf. Nothing on the target is
+ * touched before the config verified.
  */
 #include <blkid.h>
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -36,10 +50,15 @@
 #endif
 
 #include "kvmbox/applet.h"
+#include "kvmbox/bundle.h"
 #include "kvmbox/cleanup.h"
 #include "kvmbox/cmdline.h"
+#include "kvmbox/fetch.h"
 #include "kvmbox/file.h"
 #include "kvmbox/kmod.h"
+#include "kvmbox/output.h"
+#include "kvmbox/process.h"
+#include "kvmbox/sha256.h"
 
 const char init_usage[] =
 	"Usage: kvmbox init   (PID 1 of the rescue image; refuses to run as anything else)\n"
@@ -50,7 +69,12 @@ const char init_usage[] =
 	"(kvmbox.config=PATH, default /etc/kvmbox/host.conf), then per kvmbox.action=\n"
 	"provision (boot the installed system), shell or poweroff. kvmbox.wait=SEC bounds\n"
 	"the wait for the disk (default 30); kvmbox.debug; kvmbox.exitport=PORT writes the\n"
-	"verdict to an I/O port on power-off (QEMU isa-debug-exit).\n";
+	"verdict to an I/O port on power-off (QEMU isa-debug-exit).\n"
+	"\n"
+	"Netboot: kvmbox.url=http://SERVER/PATH/ and kvmbox.manifest.sha256=HEX: DHCP on\n"
+	"the boot NIC (BOOTIF=, else the first Ethernet), PATH/SHA256SUMS checked against\n"
+	"the digest, hosts/MAC.conf (or hosts/default.conf) checked against it becomes\n"
+	"the target's config; kvmbox.report=URL receives the run's state at URL/MAC.\n";
 
 #define TARGET "/target"
 #define MODULE_LIST "/etc/kvmbox/initramfs-modules"
@@ -63,7 +87,15 @@ struct init {
 	bool debug;
 	unsigned exit_port;
 	char device[PATH_MAX];
+	/* netboot */
+	char url[512], manifest_sha256[65], report[512], bootif[32];
+	char nic[16], mac[18];      /* the boot NIC and its MAC (52:54:00:12:34:56) */
+	char host_config[160];      /* which of the server's configs this host got */
+	char failure[512];          /* what stopped the run, for the report */
 };
+
+#define FLEET_DIR "/run/kvmbox/fleet"
+#define FETCH_SECONDS 60
 
 /* A line on the console and in the kernel log. */
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -129,6 +161,14 @@ static void read_cmdline(struct init *in)
 	if (kb_cmdline_get(text, len, "kvmbox.exitport", value, sizeof(value), &bare) && !bare)
 		in->exit_port = (unsigned)strtoul(value, NULL, 0);
 	in->debug = kb_cmdline_get(text, len, "kvmbox.debug", value, sizeof(value), &bare);
+	if (kb_cmdline_get(text, len, "kvmbox.url", value, sizeof(value), &bare) && !bare)
+		snprintf(in->url, sizeof(in->url), "%s%s", value, value[0] && value[strlen(value) - 1] == '/' ? "" : "/");
+	if (kb_cmdline_get(text, len, "kvmbox.manifest.sha256", value, sizeof(value), &bare) && !bare)
+		snprintf(in->manifest_sha256, sizeof(in->manifest_sha256), "%.64s", value);
+	if (kb_cmdline_get(text, len, "kvmbox.report", value, sizeof(value), &bare) && !bare)
+		snprintf(in->report, sizeof(in->report), "%s", value);
+	if (kb_cmdline_get(text, len, "BOOTIF", value, sizeof(value), &bare) && !bare)
+		snprintf(in->bootif, sizeof(in->bootif), "%.31s", value);
 }
 
 /* The image's modules (storage, filesystems, bridge, dummy): MODULE_LIST, one per line. */
@@ -270,6 +310,280 @@ static void switch_root(void)
 	say("executing the installed system's /sbin/init: %s", strerror(errno));
 }
 
+/* ---- netboot -------------------------------------------------------------------- */
+
+/* What stopped the run: on the console now, in the report later. */
+static void failed(struct init *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void failed(struct init *in, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(in->failure, sizeof(in->failure), fmt, ap);
+	va_end(ap);
+	say("%s", in->failure);
+}
+
+/* The MAC of interface @name, lower case, from sysfs. */
+static bool nic_mac(const struct kb_ctx *ctx, const char *name, char *mac, size_t size)
+{
+	char path[PATH_MAX], value[32];
+	snprintf(path, sizeof(path), "/sys/class/net/%s/address", name);
+	if (kb_read_value(ctx, path, value, sizeof(value), NULL) < 0 || strlen(value) != 17)
+		return false;
+	for (char *c = value; *c; c++)
+		*c = (char)tolower((unsigned char)*c);
+	snprintf(mac, size, "%s", value);
+	return true;
+}
+
+/* An Ethernet interface backed by a device (not lo, a bridge or a dummy). */
+static bool is_ethernet(const struct kb_ctx *ctx, const char *name)
+{
+	char path[PATH_MAX], value[16];
+	struct stat st;
+	snprintf(path, sizeof(path), "/sys/class/net/%s/type", name);
+	if (kb_read_value(ctx, path, value, sizeof(value), NULL) < 0 || strcmp(value, "1") != 0)
+		return false;
+	snprintf(path, sizeof(path), "/sys/class/net/%s/device", name);
+	return stat(path, &st) == 0;
+}
+
+/*
+ * The NIC the machine booted from: the one whose MAC BOOTIF names (iPXE and
+ * pxelinux pass "01-" and the MAC with dashes), else the first Ethernet
+ * device by name. Its driver may still be loading: waits like find_target.
+ */
+static int find_nic(struct init *in)
+{
+	char wanted[18] = "";
+	if (in->bootif[0]) {
+		if (strlen(in->bootif) != 20 || strncmp(in->bootif, "01-", 3) != 0) {
+			failed(in, "BOOTIF=%s is not 01- and a MAC with dashes", in->bootif);
+			return -1;
+		}
+		for (int i = 0; i < 17; i++)
+			wanted[i] = in->bootif[3 + i] == '-' ? ':' : (char)tolower((unsigned char)in->bootif[3 + i]);
+	}
+	struct timespec step = { 0, 250 * 1000 * 1000 };
+	for (int i = 0; i <= in->wait_seconds * 4; i++) {
+		struct dirent **names;
+		int n = scandir("/sys/class/net", &names, NULL, alphasort);
+		for (int k = 0; k < n; k++) {
+			char mac[18];
+			if (!in->nic[0] && is_ethernet(in->ctx, names[k]->d_name) && nic_mac(in->ctx, names[k]->d_name, mac, sizeof(mac)) &&
+			    (!wanted[0] || !strcmp(mac, wanted)) && strlen(names[k]->d_name) < sizeof(in->nic)) {
+				snprintf(in->nic, sizeof(in->nic), "%s", names[k]->d_name);
+				snprintf(in->mac, sizeof(in->mac), "%s", mac);
+			}
+			free(names[k]);
+		}
+		if (n >= 0)
+			free(names);
+		if (in->nic[0]) {
+			say("network: %s (%s)", in->nic, in->mac);
+			return 0;
+		}
+		nanosleep(&step, NULL);
+	}
+	failed(in, "no network interface %s%s appeared within %d s", wanted[0] ? "with MAC " : "", wanted, in->wait_seconds);
+	return -1;
+}
+
+/* An address by DHCP: busybox udhcpc, with kvmbox's lease applet applying it over netlink. */
+static int dhcp(struct init *in)
+{
+	char busybox[PATH_MAX];
+	struct kb_error err = { 0 };
+	if (kb_find_program(in->ctx, "busybox", busybox, sizeof(busybox), &err) < 0) {
+		failed(in, "no busybox for udhcpc: %s", err.what);
+		return -1;
+	}
+	char *argv[] = { busybox, "udhcpc", "-i", in->nic, "-n", "-q", "-t", "10", "-T", "2", "-s", "/bin/lease", NULL };
+	int rc = kb_run_program(in->ctx, argv, &err);
+	if (rc != 0) {
+		failed(in, "no DHCP lease on %s (udhcpc exit %d)", in->nic, rc);
+		return -1;
+	}
+	return 0;
+}
+
+static void dashed(const char *mac, char *out)
+{
+	for (int i = 0; i < 17; i++)
+		out[i] = mac[i] == ':' ? '-' : mac[i];
+	out[17] = '\0';
+}
+
+/* Fetch @name from the fleet into @dest and check it against the manifest. */
+static int fetch_listed(struct init *in, const char *manifest, size_t len, const char *name, const char *dest,
+			struct kb_error *err)
+{
+	char url[sizeof(in->url) + 160];
+	snprintf(url, sizeof(url), "%s%s", in->url, name);
+	if (kb_fetch_file(url, dest, FETCH_SECONDS, err) < 0)
+		return -1;
+	uint8_t listed[32];
+	int found = kb_manifest_find(manifest, len, name, listed, err);
+	if (found <= 0)
+		return found < 0 ? -1 : kb_fail(err, 0, NULL, "%s is not listed in the fleet's SHA256SUMS", name);
+	struct kb_sha256_api api;
+	char hex[65], want[65];
+	if (kb_sha256_load(&api, err) < 0 || kb_sha256_file(&api, dest, hex, err) < 0)
+		return -1;
+	kb_digest_hex(listed, want);
+	if (strcmp(hex, want) != 0) {
+		unlink(dest);
+		return kb_fail(err, 0, NULL, "%s has SHA-256 %s, but the fleet's SHA256SUMS lists %s: refused", url, hex, want);
+	}
+	return 0;
+}
+
+/*
+ * The manifest, checked against the pinned digest, then this host's config
+ * (hosts/MAC.conf, else hosts/default.conf), checked against the manifest.
+ */
+static int fetch_config(struct init *in)
+{
+	struct kb_error err = { 0 };
+	char url[sizeof(in->url) + 16], hex[65], mac[18];
+	autofree char *manifest = NULL;
+	size_t len;
+	struct kb_sha256_api api;
+	if (strlen(in->manifest_sha256) != 64) {
+		failed(in, "kvmbox.url= needs kvmbox.manifest.sha256=HEX (the digest of SHA256SUMS): refusing an unpinned fleet");
+		return -1;
+	}
+	for (char *c = in->manifest_sha256; *c; c++)
+		*c = (char)tolower((unsigned char)*c);
+	if (kb_make_dirs(FLEET_DIR, &err) < 0) {
+		failed(in, "%s", err.what);
+		return -1;
+	}
+	snprintf(url, sizeof(url), "%sSHA256SUMS", in->url);
+	if (kb_fetch_file(url, FLEET_DIR "/SHA256SUMS", FETCH_SECONDS, &err) < 0 || kb_sha256_load(&api, &err) < 0 ||
+	    kb_sha256_file(&api, FLEET_DIR "/SHA256SUMS", hex, &err) < 0) {
+		char message[sizeof(err.what) + PATH_MAX + 64];
+		failed(in, "%s", kb_error_message(&err, message, sizeof(message)));
+		return -1;
+	}
+	if (strcmp(hex, in->manifest_sha256) != 0) {
+		failed(in, "%s has SHA-256 %s, but kvmbox.manifest.sha256 pins %s: refused", url, hex, in->manifest_sha256);
+		return -1;
+	}
+	if (kb_read_path(FLEET_DIR "/SHA256SUMS", 1 << 22, &manifest, &len, &err) < 0) {
+		failed(in, "%s", err.what);
+		return -1;
+	}
+	dashed(in->mac, mac);
+	snprintf(in->host_config, sizeof(in->host_config), "hosts/%s.conf", mac);
+	int rc = fetch_listed(in, manifest, len, in->host_config, FLEET_DIR "/host.conf", &err);
+	if (rc < 0 && err.errnum == ENOENT) {
+		say("the fleet has no %s: using hosts/default.conf", in->host_config);
+		snprintf(in->host_config, sizeof(in->host_config), "hosts/default.conf");
+		memset(&err, 0, sizeof(err));
+		rc = fetch_listed(in, manifest, len, in->host_config, FLEET_DIR "/host.conf", &err);
+	}
+	if (rc < 0) {
+		char message[sizeof(err.what) + PATH_MAX + 64];
+		failed(in, "%s", kb_error_message(&err, message, sizeof(message)));
+		return -1;
+	}
+	say("config %s verified", in->host_config);
+	return 0;
+}
+
+/* The verified config becomes the installed system's: provision reads it there, day 2 keeps it. */
+static int install_config(struct init *in)
+{
+	autofree char *text = NULL;
+	size_t len;
+	struct kb_error err = { 0 };
+	struct kb_write_options opts = { .mode = 0644, .create_dirs = true };
+	snprintf(in->config, sizeof(in->config), "%s", DEFAULT_CONFIG);
+	if (kb_read_path(FLEET_DIR "/host.conf", 1 << 20, &text, &len, &err) < 0 ||
+	    kb_write_file_atomic(in->ctx, TARGET DEFAULT_CONFIG, text, len, &opts, &err) < 0) {
+		char message[sizeof(err.what) + PATH_MAX + 64];
+		failed(in, "%s", kb_error_message(&err, message, sizeof(message)));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The report: this host's MAC, the verdict, which config it got, what
+ * stopped it, and the provision state file as JSON (done/failed steps as
+ * lists). POSTed to kvmbox.report=URL as URL/MAC.
+ */
+static void send_report(struct init *in, bool ok)
+{
+	if (!in->report[0])
+		return;
+	char mac[18] = "unknown";
+	if (in->mac[0])
+		dashed(in->mac, mac);
+	FILE *out = fopen(FLEET_DIR "/report.json", "w");
+	if (!out && kb_make_dirs(FLEET_DIR, NULL) == 0)
+		out = fopen(FLEET_DIR "/report.json", "w");
+	if (!out) {
+		say("writing the report: %s", strerror(errno));
+		return;
+	}
+	fputs("{\"mac\": ", out);
+	kb_json_string(out, in->mac);
+	fprintf(out, ", \"verdict\": \"%s\", \"config\": ", ok ? "ok" : "failed");
+	kb_json_string(out, in->host_config);
+	fputs(", \"message\": ", out);
+	kb_json_string(out, ok ? "" : in->failure[0] ? in->failure : "provisioning failed (see the console)");
+	fputs(", \"state\": {", out);
+	autofree char *state = NULL;
+	size_t len;
+	const char *lists[] = { "done", "failed" };
+	bool first = true;
+	if (kb_read_path(TARGET "/var/lib/kvmbox/state", 1 << 20, &state, &len, NULL) == 0) {
+		for (size_t l = 0; l < 2; l++) {
+			fprintf(out, "%s\"%s\": [", first ? "" : ", ", lists[l]);
+			first = false;
+			bool any = false;
+			size_t key_len = strlen(lists[l]);
+			for (char *line = state; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+				size_t n = strcspn(line, "\n");
+				if (n > key_len && !strncmp(line, lists[l], key_len) && line[key_len] == '=') {
+					char value[256];
+					snprintf(value, sizeof(value), "%.*s", (int)(n - key_len - 1), line + key_len + 1);
+					fputs(any ? ", " : "", out);
+					kb_json_string(out, value);
+					any = true;
+				}
+			}
+			fputc(']', out);
+		}
+		for (char *line = state; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+			size_t n = strcspn(line, "\n"), eq = strcspn(line, "=\n");
+			if (line[0] == '#' || eq >= n || (eq == 4 && !strncmp(line, "done", 4)) || (eq == 6 && !strncmp(line, "failed", 6)))
+				continue;
+			char key[64], value[512];
+			snprintf(key, sizeof(key), "%.*s", (int)(eq < 63 ? eq : 63), line);
+			snprintf(value, sizeof(value), "%.*s", (int)(n - eq - 1), line + eq + 1);
+			fputs(", ", out);
+			kb_json_string(out, key);
+			fputs(": ", out);
+			kb_json_string(out, value);
+		}
+	}
+	fputs("}}\n", out);
+	if (fclose(out) != 0) {
+		say("writing the report: %s", strerror(errno));
+		return;
+	}
+	char url[sizeof(in->report) + 32];
+	snprintf(url, sizeof(url), "%s/%s", in->report, mac);
+	struct kb_error err = { 0 };
+	if (kb_fetch_post(url, FLEET_DIR "/report.json", 30, &err) < 0)
+		say("sending the report: %s", err.what);
+	else
+		say("report sent to %s", url);
+}
+
 int init_main(struct kb_ctx *ctx, int argc, char **argv)
 {
 	int opt, rc;
@@ -284,13 +598,21 @@ int init_main(struct kb_ctx *ctx, int argc, char **argv)
 	struct init in = { .ctx = ctx };
 	ctx->color = false; /* a serial console and the kernel log, not a terminal to decorate */
 	setenv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin", 1);
+	setenv("NO_COLOR", "1", 1); /* for the applets it runs as programs too (udhcpc's lease) */
 	bool ok = mount_basics() == 0;
 	read_cmdline(&in);
 	say("kvmbox " KVMBOX_VERSION " rescue image: target %s, action %s", in.target_spec[0] ? in.target_spec : "(none)",
 	    in.action);
 	if (ok)
 		load_modules(&in);
-	ok = ok && find_target(&in) == 0 && mount_target(&in) == 0 && provision(&in) == KB_EXIT_OK;
+	bool netboot = in.url[0] != '\0';
+	if (netboot)
+		say("netboot from %s", in.url);
+	ok = ok && (!netboot || (find_nic(&in) == 0 && dhcp(&in) == 0 && fetch_config(&in) == 0));
+	ok = ok && find_target(&in) == 0 && mount_target(&in) == 0 && (!netboot || install_config(&in) == 0) &&
+	     provision(&in) == KB_EXIT_OK;
+	if (netboot)
+		send_report(&in, ok);
 	if (!strcmp(in.action, "poweroff") && (ok || !in.debug))
 		power_off(&in, ok);
 	else if (ok && !strcmp(in.action, "provision"))

@@ -23,7 +23,8 @@ chmod 1777 "$stage/tmp"
 
 # kvmbox, its applets, and /init (the kernel runs /init: argv[0] "init" is the init applet).
 install -m 0755 "$KVMBOX" "$stage/bin/kvmbox"
-"$KVMBOX" --install "$stage/bin" >/dev/null
+# Relative links: `kvmbox --install` would point them at this build's path on the build host.
+for applet in $("$KVMBOX" --list); do ln -s kvmbox "$stage/bin/$applet"; done
 ln -s bin/kvmbox "$stage/init"
 
 # busybox for the rescue shell; kvmbox's own applets keep their names.

@@ -33,45 +33,105 @@ static int line_error(struct kb_error *err, unsigned line, const char *why)
 	return -1;
 }
 
-int kb_sums_parse(const char *text, size_t len, struct kb_sums *out, struct kb_error *err)
+/*
+ * The next sha256sum line of @text from *@pos: its digest and name (not yet
+ * checked as a name). Returns 1 with a line, 0 at the end, -1 with @err.
+ */
+static int next_sum(const char *text, size_t len, size_t *pos, unsigned *line, uint8_t digest[32], char *name,
+		    size_t name_size, struct kb_error *err)
 {
-	out->count = 0;
-	unsigned line = 0;
-	for (size_t pos = 0; pos < len;) {
-		line++;
-		const char *start = text + pos;
-		const char *nl = memchr(start, '\n', len - pos);
-		size_t n = nl ? (size_t)(nl - start) : len - pos;
-		pos += n + (nl ? 1 : 0);
+	while (*pos < len) {
+		(*line)++;
+		const char *start = text + *pos;
+		const char *nl = memchr(start, '\n', len - *pos);
+		size_t n = nl ? (size_t)(nl - start) : len - *pos;
+		*pos += n + (nl ? 1 : 0);
 		if (n && start[n - 1] == '\r')
 			n--;
 		if (n == 0)
 			continue;
 		if (n < 64 + 2)
-			return line_error(err, line, "not a sha256sum line (64 hex digits, two spaces or \" *\", a name)");
-		if (out->count == KB_BUNDLE_MAX_MEMBERS)
-			return line_error(err, line, "more entries than a bundle may have members");
-		struct kb_sum *s = &out->sum[out->count];
+			return line_error(err, *line, "not a sha256sum line (64 hex digits, two spaces or \" *\", a name)");
 		for (int i = 0; i < 32; i++) {
 			int hi = hex_value(start[2 * i]), lo = hex_value(start[2 * i + 1]);
 			if (hi < 0 || lo < 0)
-				return line_error(err, line, "the digest is not 64 hex digits");
-			s->digest[i] = (uint8_t)(hi << 4 | lo);
+				return line_error(err, *line, "the digest is not 64 hex digits");
+			digest[i] = (uint8_t)(hi << 4 | lo);
 		}
 		if (start[64] != ' ' || (start[65] != ' ' && start[65] != '*'))
-			return line_error(err, line, "expected two spaces (or \" *\") after the digest");
+			return line_error(err, *line, "expected two spaces (or \" *\") after the digest");
 		size_t name_len = n - 66;
-		if (name_len == 0 || name_len >= sizeof(s->name))
-			return line_error(err, line, "the name is empty or too long");
-		memcpy(s->name, start + 66, name_len);
-		s->name[name_len] = '\0';
-		if (strlen(s->name) != name_len || !kb_member_name_valid(s->name))
-			return line_error(err, line, "the name is not a plain file name");
-		if (kb_sums_find(out, s->name))
-			return line_error(err, line, "the name is listed twice");
-		out->count++;
+		if (name_len == 0 || name_len >= name_size)
+			return line_error(err, *line, "the name is empty or too long");
+		memcpy(name, start + 66, name_len);
+		name[name_len] = '\0';
+		if (strlen(name) != name_len)
+			return line_error(err, *line, "the name is not a plain file name");
+		return 1;
 	}
 	return 0;
+}
+
+int kb_sums_parse(const char *text, size_t len, struct kb_sums *out, struct kb_error *err)
+{
+	out->count = 0;
+	unsigned line = 0;
+	size_t pos = 0;
+	for (;;) {
+		struct kb_sum s;
+		int r = next_sum(text, len, &pos, &line, s.digest, s.name, sizeof(s.name), err);
+		if (r <= 0)
+			return r;
+		if (out->count == KB_BUNDLE_MAX_MEMBERS)
+			return line_error(err, line, "more entries than a bundle may have members");
+		if (!kb_member_name_valid(s.name))
+			return line_error(err, line, "the name is not a plain file name");
+		if (kb_sums_find(out, s.name))
+			return line_error(err, line, "the name is listed twice");
+		out->sum[out->count++] = s;
+	}
+}
+
+/* A relative path of member-like names ("hosts/52-54-00-12-34-56.conf"). */
+static bool manifest_path_valid(const char *path)
+{
+	char part[KB_BUNDLE_NAME_MAX];
+	for (const char *p = path;;) {
+		size_t n = strcspn(p, "/");
+		if (n == 0 || n >= sizeof(part))
+			return false;
+		memcpy(part, p, n);
+		part[n] = '\0';
+		if (!kb_member_name_valid(part))
+			return false;
+		if (!p[n])
+			return true;
+		p += n + 1;
+	}
+}
+
+int kb_manifest_find(const char *text, size_t len, const char *name, uint8_t digest[32], struct kb_error *err)
+{
+	unsigned line = 0;
+	size_t pos = 0;
+	int found = 0;
+	for (;;) {
+		char entry[1024];
+		uint8_t d[32];
+		int r = next_sum(text, len, &pos, &line, d, entry, sizeof(entry), err);
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			return found;
+		if (!manifest_path_valid(entry))
+			return line_error(err, line, "the name is not a relative path of plain file names");
+		if (!strcmp(entry, name)) {
+			if (found)
+				return line_error(err, line, "the name is listed twice");
+			memcpy(digest, d, 32);
+			found = 1;
+		}
+	}
 }
 
 const struct kb_sum *kb_sums_find(const struct kb_sums *sums, const char *name)

@@ -32,6 +32,14 @@ struct kb_sums {
  */
 int kb_sums_parse(const char *text, size_t len, struct kb_sums *out, struct kb_error *err);
 
+/*
+ * A fleet's manifest (SHA256SUMS of a netboot server, in sha256sum format,
+ * names relative paths such as hosts/52-54-00-12-34-56.conf, any number of
+ * lines): the digest of @name. Returns 1 when listed, 0 when not, -1 with
+ * @err (line number set) when the manifest is malformed.
+ */
+int kb_manifest_find(const char *text, size_t len, const char *name, uint8_t digest[32], struct kb_error *err);
+
 /* The digest listed for @name, or NULL. */
 const struct kb_sum *kb_sums_find(const struct kb_sums *sums, const char *name);
 

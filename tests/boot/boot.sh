@@ -203,6 +203,12 @@ image_fits_and_reads_xml() {
 	[ "$size" -le 12582912 ] || fail "the image is $size bytes, over 12 MB (12582912)"
 	mkdir -p "$dir"
 	zstd -q -d -c "$IMAGE" | (cd "$dir" && cpio -i -d --quiet) || fail "the image does not unpack"
+	# Every applet's link resolves inside the image (udhcpc runs /bin/lease by path).
+	local link broken=""
+	for link in $("$KVMBOX" --list); do
+		[ "$(readlink "$dir/bin/$link")" = kvmbox ] || broken+=" $link->$(readlink "$dir/bin/$link")"
+	done
+	expect_eq "applet links" "$broken" ""
 	local icudata
 	icudata=$(find "$dir" -name 'libicudata.so.*' -type f | head -1)
 	[ -n "$icudata" ] && [ "$(stat -c %s "$icudata")" -lt 65536 ] || fail "libicudata in the image is not the stub: $icudata"

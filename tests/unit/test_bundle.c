@@ -56,6 +56,42 @@ static void sums_bad_with_line(void **state)
 	}
 }
 
+/* A fleet's manifest: relative paths, any number of lines, each name once; the digest of one. */
+static void manifest_lookup(void **state)
+{
+	(void)state;
+	const char *a = "0101010101010101010101010101010101010101010101010101010101010101";
+	const char *b = "abababababababababababababababababababababababababababababababab";
+	char text[1024];
+	uint8_t digest[32];
+	struct kb_error err = { 0 };
+	snprintf(text, sizeof(text), "%s  hosts/52-54-00-12-34-01.conf\n%s *bundles/web.kvmbundle\r\n\n%s  hosts/default.conf\n", a, b, a);
+	assert_int_equal(kb_manifest_find(text, strlen(text), "bundles/web.kvmbundle", digest, &err), 1);
+	assert_int_equal(digest[0], 0xab);
+	assert_int_equal(kb_manifest_find(text, strlen(text), "hosts/default.conf", digest, &err), 1);
+	assert_int_equal(digest[31], 0x01);
+	assert_int_equal(kb_manifest_find(text, strlen(text), "hosts/52-54-00-12-34-99.conf", digest, &err), 0);
+	assert_int_equal(kb_manifest_find(text, strlen(text), "default.conf", digest, &err), 0);
+	static const struct { const char *name; unsigned line; const char *what; } bad[] = {
+		{ "../etc/passwd", 1, "the name is not a relative path of plain file names" },
+		{ "/etc/passwd", 1, "the name is not a relative path of plain file names" },
+		{ "hosts//x.conf", 1, "the name is not a relative path of plain file names" },
+		{ "hosts/.hidden", 1, "the name is not a relative path of plain file names" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "%s  %s\n", a, bad[i].name);
+		memset(&err, 0, sizeof(err));
+		assert_int_equal(kb_manifest_find(text, strlen(text), "x", digest, &err), -1);
+		assert_int_equal(err.line, bad[i].line);
+		assert_string_equal(err.what, bad[i].what);
+	}
+	snprintf(text, sizeof(text), "%s  hosts/a.conf\n%s  hosts/a.conf\n", a, b);
+	assert_int_equal(kb_manifest_find(text, strlen(text), "hosts/a.conf", digest, &err), -1);
+	assert_int_equal(err.line, 2);
+	snprintf(text, sizeof(text), "%.60s  hosts/a.conf\n", a);
+	assert_int_equal(kb_manifest_find(text, strlen(text), "hosts/a.conf", digest, &err), -1);
+}
+
 static void member_names(void **state)
 {
 	(void)state;
@@ -97,6 +133,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(sums_good),
 		cmocka_unit_test(sums_bad_with_line),
+		cmocka_unit_test(manifest_lookup),
 		cmocka_unit_test(member_names),
 		cmocka_unit_test(qcow2_headers),
 	};

@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# The fleet: three QEMU guests (TCG) boot the rescue image over the network at once, by
+# PXE: QEMU's iPXE ROM gets boot.ipxe from QEMU's own TFTP server, which loads Debian's
+# kernel and the image over HTTP from the test's fleet server (tests/helpers/fleet-server.py
+# on 127.0.0.1, seen by the guests as 10.0.2.2). Each guest gets an address by DHCP (busybox
+# udhcpc + kvmbox lease), fetches the digest-pinned SHA256SUMS and its hosts/MAC.conf (one
+# falls back to hosts/default.conf), provisions its own virtio disk (LABEL=kvmbox-target),
+# streams a bundle from the server, POSTs its report and powers off with its verdict (33).
+# A fourth boot gets a tampered config: failure verdict (65), its disk untouched.
+cd "$(dirname "$0")/../.." || exit 1
+. tests/lib.sh
+
+if [ "${SAN:-}" = 1 ]; then
+	skip three_hosts_boot_by_pxe_at_once "the image carries the plain build, not the sanitizer one"
+	skip tampered_config_changes_nothing "the image carries the plain build, not the sanitizer one"
+	done_testing
+	exit
+fi
+
+KERNEL_DIR=$(initramfs/fetch-kernel.sh) || { echo "Bail out! no kernel package"; exit 1; }
+KVER=$(ls "$KERNEL_DIR/lib/modules" | head -1)
+SRV=$TESTS_TMP/srv
+TFTP=$TESTS_TMP/tftp
+mkdir -p "$SRV/fleet/hosts" "$SRV/fleet/bundles" "$TFTP"
+BUILD_LOG=$(initramfs/build.sh "$KVMBOX" "$SRV/initrd.img" "$KERNEL_DIR" "$KVER" 2>&1) || { echo "Bail out! image: $BUILD_LOG"; exit 1; }
+echo "# $BUILD_LOG"
+cp "$KERNEL_DIR/boot/vmlinuz-$KVER" "$SRV/vmlinuz"
+
+python3 tests/helpers/fleet-server.py "$SRV" >"$TESTS_TMP/port" 2>"$TESTS_TMP/server.err" &
+echo $! >>"$TESTS_TMP/pids"
+for ((i = 0; i < 100; i++)); do [ -s "$TESTS_TMP/port" ] && break; sleep 0.05; done
+PORT=$(head -1 "$TESTS_TMP/port")
+[ -n "$PORT" ] || { echo "Bail out! the fleet server did not start: $(cat "$TESTS_TMP/server.err")"; exit 1; }
+BASE=http://10.0.2.2:$PORT
+
+MACS=(52:54:00:12:34:01 52:54:00:12:34:02 52:54:00:12:34:03)
+dashed() { tr : - <<<"$1"; }
+
+# The fleet's files: a bundle, a config for hosts 01 and 02 (different bridges and pools;
+# 01 unpacks the bundle from the server), default.conf for everyone else, and SHA256SUMS.
+fleet_files() {
+	local img=$TESTS_TMP/img
+	mkdir -p "$img"
+	qemu-img create -q -f qcow2 "$img/web.qcow2" 16M
+	printf "<domain type='qemu'><name>web</name><memory unit='MiB'>64</memory><os><type arch='x86_64'>hvm</type></os><devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='%s'/><target dev='vda' bus='virtio'/></disk></devices></domain>\n" \
+		"$img/web.qcow2" >"$img/web.xml"
+	"$KVMBOX" pack "$img/web.xml" -o "$SRV/fleet/bundles/web.kvmbundle" >/dev/null || return 1
+	local bundle_sum
+	bundle_sum=$(sha256sum "$SRV/fleet/bundles/web.kvmbundle" | cut -d' ' -f1)
+	cat >"$SRV/fleet/hosts/$(dashed "${MACS[0]}").conf" <<CONF
+[hugepages]
+count = 8
+reserve = 256M
+persist = yes
+
+[bridge br1]
+uplink = dummy0
+address = 192.0.2.11/24
+stp = no
+persist = networkd
+
+[bundle web]
+source = $BASE/fleet/bundles/web.kvmbundle
+sha256 = $bundle_sum
+CONF
+	cat >"$SRV/fleet/hosts/$(dashed "${MACS[1]}").conf" <<CONF
+[hugepages]
+count = 4
+reserve = 256M
+persist = yes
+
+[bridge br2]
+uplink = dummy0
+address = 198.51.100.12/24
+stp = no
+persist = networkd
+CONF
+	cat >"$SRV/fleet/hosts/default.conf" <<CONF
+[hugepages]
+count = 2
+reserve = 256M
+persist = yes
+CONF
+	(cd "$SRV/fleet" && sha256sum hosts/*.conf bundles/*.kvmbundle >SHA256SUMS)
+	MANIFEST_SUM=$(sha256sum "$SRV/fleet/SHA256SUMS" | cut -d' ' -f1)
+	# iPXE: DHCP, then the kernel and the image over HTTP with the fleet's arguments.
+	cat >"$TFTP/boot.ipxe" <<IPXE
+#!ipxe
+dhcp
+kernel $BASE/vmlinuz initrd=initrd.img console=ttyS0 panic=-1 quiet kvmbox.exitport=0xf4 kvmbox.action=poweroff kvmbox.target=LABEL=kvmbox-target kvmbox.url=$BASE/fleet/ kvmbox.manifest.sha256=$MANIFEST_SUM kvmbox.report=$BASE/report BOOTIF=01-\${net0/mac:hexhyp}
+initrd $BASE/initrd.img
+boot
+IPXE
+}
+
+# disk N: an empty installed system (ext4, LABEL=kvmbox-target) for guest N.
+disk() {
+	local root=$TESTS_TMP/disk-root-$1
+	rm -rf "$root"
+	mkdir -p "$root/etc/default" "$root/var/lib"
+	printf 'root:x:0:\nkvm:x:994:\n' >"$root/etc/group"
+	truncate -s 64M "$TESTS_TMP/disk$1.img"
+	mkfs.ext4 -q -F -L kvmbox-target -d "$root" "$TESTS_TMP/disk$1.img"
+}
+disk_file() { debugfs -R "cat $2" "$TESTS_TMP/disk$1.img" 2>/dev/null; }
+
+# pxe_boot N MAC: guest N boots by PXE (no -kernel) with its disk; runs in the background,
+# its exit status in $TESTS_TMP/rc$N, its serial console in $TESTS_TMP/serial$N.log.
+pxe_boot() {
+	(
+		timeout -k 5 "${BOOT_TIMEOUT:-300}" qemu-system-x86_64 -accel tcg -cpu EPYC -m 1024 -smp 1 \
+			-nodefaults -display none -no-reboot -serial "file:$TESTS_TMP/serial$1.log" \
+			-device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+			-netdev "user,id=n0,tftp=$TFTP,bootfile=boot.ipxe" -device "virtio-net-pci,netdev=n0,mac=$2" -boot n \
+			-drive "file=$TESTS_TMP/disk$1.img,if=none,id=disk0,format=raw" -device virtio-blk-pci,drive=disk0 \
+			</dev/null >/dev/null 2>&1
+		echo $? >"$TESTS_TMP/rc$1"
+	) &
+	BOOT_PIDS+=($!)
+}
+BOOT_PIDS=()
+# Wait for the guests started (not for the fleet server, also a child of this script).
+wait_boots() {
+	wait "${BOOT_PIDS[@]}"
+	BOOT_PIDS=()
+}
+
+three_hosts_boot_by_pxe_at_once() {
+	fleet_files || { fail "cannot make the fleet's files"; return; }
+	local n start
+	for n in 1 2 3; do disk "$n"; done
+	start=$(date +%s)
+	for n in 1 2 3; do pxe_boot "$n" "${MACS[$((n - 1))]}"; done
+	wait_boots
+	echo "# three PXE boots in parallel on $(nproc) cores: $(($(date +%s) - start)) s to the last power-off"
+	for n in 1 2 3; do
+		local serial mac
+		serial=$(tr -d '\r' <"$TESTS_TMP/serial$n.log")
+		mac=$(dashed "${MACS[$((n - 1))]}")
+		[ "$(cat "$TESTS_TMP/rc$n")" = 33 ] || fail "guest $n: QEMU exit $(cat "$TESTS_TMP/rc$n") (33 = success); serial log:"$'\n'"$(tail -30 <<<"$serial")"
+		expect_match "guest $n netboot" "$serial" "kvmbox-init: \\[ *[0-9.]+\\] netboot from $BASE/fleet/"
+		expect_match "guest $n its NIC" "$serial" "network: [a-z0-9]+ \\(${MACS[$((n - 1))]}\\)"
+		expect_match "guest $n lease" "$serial" "changed +[a-z0-9]+ +address 10\\.0\\.2\\.15/24"
+		local report
+		report=$(cat "$SRV/reports/$mac" 2>/dev/null)
+		expect_eq "guest $n report" "$(jq -r '"\(.mac) \(.verdict) \(.config) \(.state.result)"' <<<"$report" 2>&1)" \
+			"${MACS[$((n - 1))]} ok hosts/$([ "$n" = 3 ] && echo default || echo "$mac").conf ok"
+	done
+	# Each disk got exactly its host's config, and what that config asked for.
+	expect_eq "host 1 config" "$(disk_file 1 /etc/kvmbox/host.conf)" "$(cat "$SRV/fleet/hosts/$(dashed "${MACS[0]}").conf")"
+	expect_eq "host 2 config" "$(disk_file 2 /etc/kvmbox/host.conf)" "$(cat "$SRV/fleet/hosts/$(dashed "${MACS[1]}").conf")"
+	expect_eq "host 3 config (default)" "$(disk_file 3 /etc/kvmbox/host.conf)" "$(cat "$SRV/fleet/hosts/default.conf")"
+	expect_match "host 1 hugepages" "$(disk_file 1 /etc/sysctl.d/80-kvmbox-hugepages.conf)" "vm.nr_hugepages = 8"
+	expect_match "host 2 hugepages" "$(disk_file 2 /etc/sysctl.d/80-kvmbox-hugepages.conf)" "vm.nr_hugepages = 4"
+	expect_match "host 3 hugepages" "$(disk_file 3 /etc/sysctl.d/80-kvmbox-hugepages.conf)" "vm.nr_hugepages = 2"
+	expect_match "host 1 bridge" "$(disk_file 1 /etc/systemd/network/br1.network)" "Address=192.0.2.11/24"
+	expect_match "host 2 bridge" "$(disk_file 2 /etc/systemd/network/br2.network)" "Address=198.51.100.12/24"
+	expect_eq "host 2 has no br1" "$(disk_file 2 /etc/systemd/network/br1.network)" ""
+	expect_match "host 1's bundle, streamed from the server" "$(disk_file 1 /var/lib/libvirt/images/web/domain.xml)" "/var/lib/libvirt/images/web/web.qcow2"
+	expect_eq "host 2 has no bundle" "$(disk_file 2 /var/lib/libvirt/images/web/domain.xml)" ""
+	expect_match "state" "$(disk_file 1 /var/lib/kvmbox/state)" "done=bundle web"
+}
+
+# A config that is not the one SHA256SUMS lists: refused before the disk is touched.
+tampered_config_changes_nothing() {
+	local mac before after serial
+	mac=$(dashed "${MACS[1]}")
+	disk 4
+	before=$(sha256sum "$TESTS_TMP/disk4.img" | cut -d' ' -f1)
+	printf '\n[bridge evil]\nuplink = dummy0\n' >>"$SRV/fleet/hosts/$mac.conf"
+	rm -f "$SRV/reports/$mac"
+	pxe_boot 4 "${MACS[1]}"
+	wait_boots
+	serial=$(tr -d '\r' <"$TESTS_TMP/serial4.log")
+	expect_eq "QEMU exit (65 = failure verdict)" "$(cat "$TESTS_TMP/rc4")" 65
+	expect_match "refused" "$serial" "hosts/$mac\\.conf has SHA-256 [0-9a-f]{64}, but the fleet's SHA256SUMS lists [0-9a-f]{64}: refused"
+	expect_match "power-off" "$serial" "powering off \\(FAILURE\\)"
+	after=$(sha256sum "$TESTS_TMP/disk4.img" | cut -d' ' -f1)
+	expect_eq "disk untouched" "$after" "$before"
+	expect_match "report" "$(jq -r '"\(.verdict) \(.message)"' "$SRV/reports/$mac" 2>&1)" \
+		"^failed $BASE/fleet/hosts/$mac\\.conf has SHA-256 [0-9a-f]{64}, but the fleet's SHA256SUMS lists [0-9a-f]{64}: refused$"
+}
+
+t three_hosts_boot_by_pxe_at_once
+t tampered_config_changes_nothing
+done_testing
