@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "kvmbox/applet.h"
+#include "kvmbox/output.h"
 #include "kvmbox/dynlib.h"
 
 #ifndef KVMBOX_VERSION
@@ -232,6 +233,49 @@ static const char *front_value(int argc, char **argv, int *i, const char *name, 
 	return argv[++*i];
 }
 
+/* Whether the applet's own arguments hold --json (the global option is read anywhere before "--"). */
+static bool asks_json(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+		if (!strcmp(argv[i], "--json"))
+			return true;
+	return false;
+}
+
+/*
+ * --json: the applet's rows are collected and printed once, in the envelope
+ * (kb_envelope_print), with the exit status known. An applet that prints its
+ * own JSON (lists, shows, preflight findings) prints it as it is; one that
+ * failed before it had anything to say gets an envelope with its error.
+ */
+static int run_json(struct kb_ctx *ctx, const struct kb_applet *applet, int argc, char **argv)
+{
+	struct kb_row_sink sink = { 0 };
+	char last_error[1024] = "";
+	char *own = NULL;
+	size_t own_len = 0;
+	FILE *out = ctx->out, *captured = open_memstream(&own, &own_len);
+	if (!captured)
+		return applet->main(ctx, argc, argv);
+	ctx->out = captured;
+	ctx->sink = &sink;
+	ctx->last_error = last_error;
+	ctx->last_error_size = sizeof(last_error);
+	int rc = applet->main(ctx, argc, argv);
+	fclose(captured);
+	ctx->out = out;
+	ctx->sink = NULL;
+	ctx->last_error = NULL;
+	if (sink.used || (!own_len && rc != KB_EXIT_OK))
+		kb_envelope_print(out, applet->name, rc, &sink, last_error);
+	else
+		fwrite(own, 1, own_len, out);
+	fflush(out);
+	free(own);
+	kb_row_sink_free(&sink);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	struct kb_ctx ctx;
@@ -305,5 +349,7 @@ int main(int argc, char **argv)
 	char prog[64];
 	snprintf(prog, sizeof(prog), "kvmbox %s", applet->name);
 	argv[first] = prog;
-	return applet->main(&ctx, argc - first, argv + first);
+	if (ctx.format != KB_FORMAT_JSON && !asks_json(argc - first, argv + first))
+		return applet->main(&ctx, argc - first, argv + first);
+	return run_json(&ctx, applet, argc - first, argv + first);
 }

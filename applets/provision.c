@@ -267,36 +267,13 @@ static void build_command(const struct provision *p, const struct step *s, bool 
 
 /* ---- running one applet and reading its outcome ----------------------------------------- */
 
-static size_t count_status(const char *json, const char *status)
-{
-	char needle[48];
-	snprintf(needle, sizeof(needle), "\"status\": \"%s\"", status);
-	size_t n = 0;
-	for (const char *at = json ? strstr(json, needle) : NULL; at; at = strstr(at + 1, needle))
-		n++;
-	return n;
-}
-
-/* The message of the first failed row in captured JSON rows, unescaped into @buf; "" when none. */
-static void first_failed_message(const char *json, char *buf, size_t size)
-{
-	const char *needle = "\"status\": \"failed\", \"message\": \"";
-	const char *at = json ? strstr(json, needle) : NULL;
-	size_t n = 0;
-	for (at = at ? at + strlen(needle) : NULL; at && *at && *at != '"' && n + 1 < size; at++) {
-		if (*at == '\\' && at[1])
-			at++;
-		buf[n++] = *at;
-	}
-	buf[n] = '\0';
-}
-
-/* Run the step's applet in this process with its rows captured as JSON; fill the step's row. */
+/* Run the step's applet in this process, its rows collected (not printed); fill the step's row from them. */
 static int run_applet(struct provision *p, struct step *s, struct argv_builder *a)
 {
-	char *captured = NULL;
+	struct kb_row_sink sink = { 0 };
+	char *human = NULL;
 	size_t size = 0;
-	FILE *out = open_memstream(&captured, &size);
+	FILE *out = open_memstream(&human, &size); /* anything an applet prints besides rows */
 	if (!out) {
 		kb_row_set(&s->row, s->id, KB_FAILED, "cannot capture the output: %s", strerror(errno));
 		return -1;
@@ -305,22 +282,26 @@ static int run_applet(struct provision *p, struct step *s, struct argv_builder *
 	sub.out = out;
 	sub.format = KB_FORMAT_JSON;
 	sub.color = false;
+	sub.sink = &sink;
 	int rc = kb_applet_run(&sub, a->argv[0], a->argc, a->argv);
 	fclose(out);
-	size_t changed = count_status(captured, "changed") + count_status(captured, "reboot-required");
-	size_t would = count_status(captured, "would-change");
-	size_t failed_rows = count_status(captured, "failed");
-	size_t fails = count_status(captured, "FAIL"), warns = count_status(captured, "WARN");
-	char failure[512];
-	first_failed_message(captured, failure, sizeof(failure));
-	free(captured);
+	free(human);
+	struct kb_outcome o;
+	kb_rows_outcome(sink.row, sink.count, &o);
+	size_t changed = o.count[KB_CHANGED] + o.count[KB_REBOOT], would = o.count[KB_WOULD_CHANGE];
+	size_t fails = o.count[KB_FAIL], warns = o.count[KB_WARN];
+	char failure[sizeof(sink.row[0].message)] = "";
+	for (size_t i = 0; i < sink.count && !failure[0]; i++)
+		if (sink.row[i].status == KB_FAILED)
+			snprintf(failure, sizeof(failure), "%s", sink.row[i].message);
+	kb_row_sink_free(&sink);
 	if (s->kind == STEP_CHECK) {
 		bool stop = p->conf.check_stop_on_fail == KB_YES && rc != KB_EXIT_OK;
 		kb_row_set(&s->row, s->id, stop ? KB_FAILED : KB_UNCHANGED, "%zu FAIL, %zu WARN%s", fails, warns,
 			   fails && !stop ? " (the steps below fix what they can)" : "");
 		return stop ? -1 : 0;
 	}
-	if (rc != KB_EXIT_OK || failed_rows) {
+	if (rc != KB_EXIT_OK || o.failed) {
 		if (failure[0])
 			kb_row_set(&s->row, s->id, KB_FAILED, "kvmbox %s: %s", a->argv[0], failure);
 		else

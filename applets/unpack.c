@@ -830,7 +830,14 @@ static void report(struct unpack *u)
 	char dir[PATH_MAX + KB_BUNDLE_NAME_MAX];
 	snprintf(dir, sizeof(dir), "%s/%s", u->dest, u->name);
 	if (u->ctx->format == KB_FORMAT_JSON) {
-		fputs("{\"name\": ", out);
+		/* The envelope's row, and what was unpacked as its extra members (without a sink: an object of them). */
+		char *extra = NULL;
+		size_t extra_len = 0;
+		struct kb_row row;
+		kb_row_set(&row, u->name, KB_CHANGED, "unpacked %s into %s (%d members)", u->name, dir, u->count);
+		if (u->ctx->sink && (out = open_memstream(&extra, &extra_len)) == NULL)
+			out = u->ctx->out;
+		fputs(out == u->ctx->out ? "{\"name\": " : "\"name\": ", out);
 		kb_json_string(out, u->name);
 		fputs(", \"dir\": ", out);
 		kb_json_string(out, dir);
@@ -858,7 +865,15 @@ static void report(struct unpack *u)
 			}
 			fputs("}", out);
 		}
-		fputs("\n]}\n", out);
+		if (out == u->ctx->out) {
+			fputs("\n]}\n", out);
+			return;
+		}
+		fputs("\n]", out);
+		fclose(out);
+		free(u->ctx->sink->extra);
+		u->ctx->sink->extra = extra;
+		kb_rows_print(u->ctx, &row, 1);
 		return;
 	}
 	fprintf(out, "unpacked %s into %s (%d members)\n", u->name, dir, u->count);

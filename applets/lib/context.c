@@ -27,6 +27,11 @@ void kb_say_error(const struct kb_ctx *ctx, const char *fmt, ...)
 	va_start(ap, fmt);
 	vfprintf(ctx->err, fmt, ap);
 	va_end(ap);
+	if (ctx->last_error && ctx->last_error_size) {
+		va_start(ap, fmt);
+		vsnprintf(ctx->last_error, ctx->last_error_size, fmt, ap);
+		va_end(ap);
+	}
 	fputc('\n', ctx->err);
 }
 

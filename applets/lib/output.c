@@ -1,6 +1,7 @@
 /* Result rows as aligned text or JSON; see kvmbox/output.h. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -76,6 +77,10 @@ void kb_json_string(FILE *out, const char *s)
 static void print_json(FILE *out, const struct kb_row *rows, size_t count)
 {
 	fputs("[", out);
+	if (!count) {
+		fputs("]", out);
+		return;
+	}
 	for (size_t i = 0; i < count; i++) {
 		fputs(i ? ",\n {\"id\": " : "\n {\"id\": ", out);
 		kb_json_string(out, rows[i].id);
@@ -87,7 +92,7 @@ static void print_json(FILE *out, const struct kb_row *rows, size_t count)
 		kb_json_string(out, rows[i].hint);
 		fputs("}", out);
 	}
-	fputs(count ? "\n]\n" : "]\n", out);
+	fputs("\n]", out);
 }
 
 static bool row_shown(const struct kb_ctx *ctx, const struct kb_row *row)
@@ -124,10 +129,86 @@ static void print_human(const struct kb_ctx *ctx, const struct kb_row *rows, siz
 
 void kb_rows_print(const struct kb_ctx *ctx, const struct kb_row *rows, size_t count)
 {
-	if (ctx->format == KB_FORMAT_JSON)
+	struct kb_row_sink *sink = ctx->sink;
+	if (ctx->format == KB_FORMAT_JSON && sink) {
+		sink->used = true;
+		if (sink->count + count > sink->cap) {
+			size_t cap = (sink->count + count) * 2;
+			struct kb_row *grown = realloc(sink->row, cap * sizeof(*grown));
+			if (grown)
+				sink->row = grown;
+			char **ids = grown ? realloc(sink->ids, cap * sizeof(*ids)) : NULL;
+			if (!ids)
+				return; /* out of memory: the envelope shows the rows kept so far */
+			sink->ids = ids;
+			sink->cap = cap;
+		}
+		for (size_t i = 0; i < count; i++) {
+			char *id = strdup(rows[i].id ? rows[i].id : "");
+			if (!id)
+				return;
+			sink->ids[sink->count] = id;
+			sink->row[sink->count] = rows[i];
+			sink->row[sink->count++].id = id;
+		}
+		return;
+	}
+	if (ctx->format == KB_FORMAT_JSON) {
 		print_json(ctx->out, rows, count);
-	else
+		fputc('\n', ctx->out);
+	} else {
 		print_human(ctx, rows, count);
+	}
+}
+
+void kb_row_sink_free(struct kb_row_sink *sink)
+{
+	for (size_t i = 0; i < sink->count; i++)
+		free(sink->ids[i]);
+	free(sink->ids);
+	free(sink->row);
+	free(sink->extra);
+	*sink = (struct kb_row_sink){ 0 };
+}
+
+void kb_rows_outcome(const struct kb_row *rows, size_t count, struct kb_outcome *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < count; i++)
+		out->count[rows[i].status]++;
+	out->changed = out->count[KB_CHANGED] || out->count[KB_REBOOT] || out->count[KB_WOULD_CHANGE];
+	out->failed = out->count[KB_FAILED] != 0;
+	out->reboot_required = out->count[KB_REBOOT] != 0;
+}
+
+void kb_envelope_print(FILE *out, const char *applet, int exit_status, const struct kb_row_sink *sink,
+		       const char *error)
+{
+	struct kb_outcome o;
+	kb_rows_outcome(sink->row, sink->count, &o);
+	bool failed = exit_status != 0 || o.failed;
+	fputs("{\"applet\": ", out);
+	kb_json_string(out, applet);
+	fprintf(out, ", \"changed\": %s, \"failed\": %s, \"reboot_required\": %s, \"rows\": ", o.changed ? "true" : "false",
+		failed ? "true" : "false", o.reboot_required ? "true" : "false");
+	if (failed && !o.failed && error && *error) {
+		/* No row says why: the one-line error does. */
+		struct kb_row *rows = calloc(sink->count + 1, sizeof(*rows));
+		if (rows) {
+			memcpy(rows, sink->row, sink->count * sizeof(*rows));
+			kb_row_set(&rows[sink->count], applet, KB_FAILED, "%s", error);
+			rows[sink->count].id = applet;
+			print_json(out, rows, sink->count + 1);
+			free(rows);
+		} else {
+			print_json(out, sink->row, sink->count);
+		}
+	} else {
+		print_json(out, sink->row, sink->count);
+	}
+	if (sink->extra)
+		fprintf(out, ", %s", sink->extra);
+	fputs("}\n", out);
 }
 
 static double now_seconds(void)

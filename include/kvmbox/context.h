@@ -24,6 +24,14 @@ struct kb_ctx {
 	FILE *out;             /* results */
 	FILE *err;             /* diagnostics */
 	const char *applet;    /* the applet's name, for messages */
+	/*
+	 * With --json, rows are collected here (kvmbox/output.h) and printed once in
+	 * the JSON envelope when the applet returns; provision reads its steps' rows
+	 * from a sink of its own. NULL: rows are printed at once.
+	 */
+	struct kb_row_sink *sink;
+	char *last_error;      /* the last one-line error said, for the envelope (may be NULL) */
+	size_t last_error_size;
 };
 
 /* Defaults from the environment (KVMBOX_ROOT, NO_COLOR, whether stdout is a TTY). */

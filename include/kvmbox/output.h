@@ -50,7 +50,39 @@ void kb_row_set(struct kb_row *row, const char *id, enum kb_status status, const
 void kb_row_hint(struct kb_row *row, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /*
- * Print rows in ctx->format: aligned columns (colour when ctx->color; with -q
+ * Rows collected instead of printed: with --json, main prints them once in
+ * the envelope; provision reads each step's rows from its own sink.
+ */
+struct kb_row_sink {
+	struct kb_row *row; /* each row's id points into ids: the applet's own strings may be gone */
+	char **ids;
+	size_t count, cap;
+	bool used;   /* kb_rows_print was called */
+	char *extra; /* more members of the envelope ("\"members\": [...]"), malloc'ed; NULL: none */
+};
+void kb_row_sink_free(struct kb_row_sink *sink);
+
+/* What rows add up to: per status, and the envelope's flags (failed also needs the exit status). */
+struct kb_outcome {
+	size_t count[KB_STATUS_COUNT];
+	bool changed;         /* a row changed, needs a reboot, or would change (--dry-run, --plan) */
+	bool failed;          /* a row failed */
+	bool reboot_required; /* a row takes effect at the next boot */
+};
+void kb_rows_outcome(const struct kb_row *rows, size_t count, struct kb_outcome *out);
+
+/*
+ * The JSON envelope (a stable interface: fields are added, never renamed):
+ *   {"applet": NAME, "changed": BOOL, "failed": BOOL, "reboot_required": BOOL,
+ *    "rows": [{"id", "status", "message", "hint"}...], ...the applet's extra members}
+ * failed: the exit status was not 0 or a row failed. @error (may be NULL or
+ * empty): the applet's last error, added as a failed row when no row says why.
+ */
+void kb_envelope_print(FILE *out, const char *applet, int exit_status, const struct kb_row_sink *sink,
+		       const char *error);
+
+/*
+ * Print rows in ctx->format (with --json and a sink: collect them): aligned columns (colour when ctx->color; with -q
  * only rows that are not PASS/INFO) or a JSON array of objects
  * {"id","status","message","hint"}.
  */

@@ -41,7 +41,8 @@ test_narrows_0666_never_widens() {
 	fx_devkvm "$r" 0666 0
 	run --root "$r" devkvm --json
 	expect_rc 0
-	expect_eq "json" "$(printf '%s' "$OUT" | jq -c 'map([.id, .status, .message])')" \
+	expect_eq "envelope" "$(printf '%s' "$OUT" | jq -c '[.applet, .changed, .failed, .reboot_required]')" '["devkvm",true,false,false]'
+	expect_eq "json" "$(printf '%s' "$OUT" | jq -c '.rows | map([.id, .status, .message])')" \
 		'[["node","unchanged","/dev/kvm is char 10:232"],["owner","changed","root:root -> root:kvm"],["mode","changed","0666 -> 0660 (narrowed: every local user could use KVM)"]]'
 	expect_eq "node" "$(node_state "$r")" "character special file a:e8 0:36 660"
 	# A too-narrow node (root only) is opened up to the group, not to everyone.

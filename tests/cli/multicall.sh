@@ -83,9 +83,9 @@ test_global_options_before_and_after_applet() {
 	fx_cpuinfo "$r" arm64.txt
 	run --root "$r" --json check cpu.virt
 	expect_rc 0
-	expect_eq "front options" "$(printf '%s' "$OUT" | jq -r '.[0].status')" "SKIP"
+	expect_eq "front options" "$(printf '%s' "$OUT" | jq -r '.rows[0].status')" "SKIP"
 	run check cpu.virt --json --root="$r"
-	expect_eq "applet options" "$(printf '%s' "$OUT" | jq -r '.[0].status')" "SKIP"
+	expect_eq "applet options" "$(printf '%s' "$OUT" | jq -r '.rows[0].status')" "SKIP"
 	KVMBOX_ROOT=$r run check cpu.virt
 	expect_match "KVMBOX_ROOT" "$OUT" "^SKIP  cpu.virt  arm64 CPU"
 }

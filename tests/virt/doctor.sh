@@ -13,8 +13,8 @@ row() {
 	local id=$1
 	shift
 	run doctor --json "$@" "$id"
-	ROW=$(jq -r ".[] | select(.id == \"$id\") | \"\(.status) \(.message)\"" <<<"$OUT")
-	HINT=$(jq -r ".[] | select(.id == \"$id\") | .hint" <<<"$OUT")
+	ROW=$(jq -r ".rows[] | select(.id == \"$id\") | \"\(.status) \(.message)\"" <<<"$OUT")
+	HINT=$(jq -r ".rows[] | select(.id == \"$id\") | .hint" <<<"$OUT")
 }
 stop_daemon() { # NAME SOCKET
 	local pid i
@@ -46,9 +46,9 @@ check_and_doctor_agree() {
 	for root in "" "$(fx_new)"; do
 		[ -z "$root" ] || { fx_cpuinfo "$root" intel-no-vmx.txt; fx_devkvm "$root" 0660 36; }
 		run check --json kvm.usable ${root:+--root "$root"}
-		check=$(jq -r '.[0].status' <<<"$OUT")
+		check=$(jq -r '.rows[0].status' <<<"$OUT")
 		run doctor --json virt.hardware ${root:+--root "$root"}
-		doctor=$(jq -r '.[0].status' <<<"$OUT")
+		doctor=$(jq -r '.rows[0].status' <<<"$OUT")
 		if kvm_usable "$root"; then
 			expect_eq "check on '${root:-/}'" "$check" PASS
 		else
@@ -249,7 +249,7 @@ XML
 json_and_usage() {
 	run doctor --json
 	if kvm_usable ""; then expect_rc 0; else expect_rc 1; fi
-	expect_eq ids "$(jq -r '.[].id' <<<"$OUT" | tr '\n' ' ')" "virtlogd.running libvirtd.running kvm.dev virt.hardware caps.cache pool.stale machine.type serial.none hostdev.group "
+	expect_eq ids "$(jq -r '.rows[].id' <<<"$OUT" | tr '\n' ' ')" "virtlogd.running libvirtd.running kvm.dev virt.hardware caps.cache pool.stale machine.type serial.none hostdev.group "
 	run doctor nonsense.id
 	expect_rc 2
 	expect_eq error "$ERR" "kvmbox doctor: no diagnosis 'nonsense.id' (kvmbox doctor --help lists them)"

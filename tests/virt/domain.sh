@@ -33,7 +33,8 @@ unchanged  kvmbox-test-web  running"
 	sed "s/<vcpu>1</<vcpu>2</" "$TESTS_TMP/web.xml" >"$TESTS_TMP/web2.xml"
 	run domain define "$TESTS_TMP/web2.xml" --json
 	expect_rc 0
-	expect_eq json "$(jq -r '.[] | "\(.status) \(.message)"' <<<"$OUT")" "changed definition updated"
+	expect_eq json "$(jq -r '.rows[] | "\(.status) \(.message)"' <<<"$OUT")" "changed definition updated"
+	expect_eq envelope "$(jq -c '[.applet, .changed, .failed]' <<<"$OUT")" '["domain",true,false]'
 	expect_eq "vcpus next boot" "$($VIRSH dumpxml --inactive kvmbox-test-web | grep -o "<vcpu[^>]*>[0-9]*")" "<vcpu placement='static'>2"
 }
 

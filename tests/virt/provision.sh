@@ -121,7 +121,7 @@ plan_changes_nothing() {
 	state_before=$(cat "$TARGET/var/lib/kvmbox/state")
 	provision --plan --json
 	expect_rc 0
-	expect_eq "plan of a provisioned host" "$(jq -r '[.[].status] | unique | join(" ")' <<<"$OUT")" "unchanged"
+	expect_eq "plan of a provisioned host" "$(jq -r '[.rows[].status] | unique | join(" ")' <<<"$OUT")" "unchanged"
 	expect_eq "state kept" "$(cat "$TARGET/var/lib/kvmbox/state")" "$state_before"
 }
 
