@@ -38,7 +38,7 @@ const char domain_usage[] =
 	"       kvmbox domain define FILE.xml... [--autostart] [--start] [--wait SEC] [--no-preflight] [--dry-run]\n"
 	"       kvmbox domain new NAME --memory SIZE [WORDS...] [--print-xml] [--autostart] [--start] [--dry-run]\n"
 	"       kvmbox domain up BUNDLE [--dest DIR] [--name NAME] [--autostart] [--start] [--wait SEC]\n"
-	"       kvmbox domain rm NAME... [--storage]\n"
+	"       kvmbox domain rm NAME... [--storage] [--dry-run]\n"
 	"\n"
 	"Define and launch libvirt domains. preflight tells, per XML element, what\n"
 	"would stop the domain from starting on this host (ERROR) or make it hard to\n"
@@ -78,7 +78,7 @@ const char domain_usage[] =
 	"  --start         start it and wait until it runs\n"
 	"  --wait SEC      how long to wait for running (default 60)\n"
 	"  --no-preflight  define even when the preflight finds errors\n"
-	"  --dry-run       define: preflight and show what would change, change nothing\n"
+	"  --dry-run       define, new, rm: show what would change, change nothing\n"
 	"  --jobs N        domains handled at once (default 8)\n"
 	"  --dest DIR      up: where to unpack (default /var/lib/libvirt/images)\n"
 	"  --name NAME     up: the unpacked directory's name (default: the bundle's)\n"
@@ -680,6 +680,14 @@ static void rm_one(struct job *j)
 		}
 		kb_virt_fail(v, &err, &advice, "looking up domain '%s'", j->name);
 		job_failed(j, j->name, &err, advice);
+		return;
+	}
+	if (cmd->dry_run) {
+		int state = 0, reason = 0;
+		bool running = v->domain_state(dom, &state, &reason, 0) == 0 && state != VIR_DOMAIN_SHUTOFF;
+		kb_row_set(job_row(j), j->name, KB_WOULD_CHANGE, "would be %sundefined%s", running ? "destroyed and " : "",
+			   cmd->storage ? ", its image files removed unless another domain or a process uses them" : "");
+		v->domain_free(dom);
 		return;
 	}
 	char (*files)[PATH_MAX] = calloc(RM_FILES_MAX, PATH_MAX);
@@ -1364,8 +1372,8 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 		} else if ((any_word || cmd->print_xml) && !is_new) {
 			kb_say_error(ctx, "--memory, --disk, --print-xml and the other words are for new");
 			rc = KB_EXIT_USAGE;
-		} else if (cmd->dry_run && strcmp(verb, "define") != 0 && !is_new) {
-			kb_say_error(ctx, "--dry-run is for define and new");
+		} else if (cmd->dry_run && strcmp(verb, "define") != 0 && !is_new && strcmp(verb, "rm") != 0) {
+			kb_say_error(ctx, "--dry-run is for define, new and rm");
 			rc = KB_EXIT_USAGE;
 		} else if (is_new && (snprintf(words->name, sizeof(words->name), "%s", args[0]) >= (int)sizeof(words->name) ||
 				      kb_domnew_finish(words, &err) < 0)) {

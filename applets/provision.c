@@ -315,6 +315,9 @@ static int run_applet(struct provision *p, struct step *s, struct argv_builder *
 	}
 	if (would)
 		kb_row_set(&s->row, s->id, KB_WOULD_CHANGE, "%zu item%s would change", would, would == 1 ? "" : "s");
+	else if (o.reboot_required)
+		kb_row_set(&s->row, s->id, KB_REBOOT, "%zu item%s changed, the next boot applies it", changed,
+			   changed == 1 ? "" : "s");
 	else if (changed)
 		kb_row_set(&s->row, s->id, KB_CHANGED, "%zu item%s changed", changed, changed == 1 ? "" : "s");
 	else
@@ -636,7 +639,7 @@ static int provision_run(struct provision *p)
 	size_t changed = 0, failed = 0;
 	for (int i = 0; i < p->count; i++) {
 		rows[i] = p->steps[i].row;
-		changed += rows[i].status == KB_CHANGED || rows[i].status == KB_WOULD_CHANGE;
+		changed += rows[i].status == KB_CHANGED || rows[i].status == KB_REBOOT || rows[i].status == KB_WOULD_CHANGE;
 		failed += rows[i].status == KB_FAILED;
 	}
 	kb_rows_print(p->ctx, rows, (size_t)p->count);

@@ -1,6 +1,7 @@
 /* The applet context: defaults and the one-line error helper. */
 #include <stdarg.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "kvmbox/context.h"
@@ -28,8 +29,15 @@ void kb_say_error(const struct kb_ctx *ctx, const char *fmt, ...)
 	vfprintf(ctx->err, fmt, ap);
 	va_end(ap);
 	if (ctx->last_error && ctx->last_error_size) {
+		/* Every error of the run, in order: the first one usually says why, the last what followed. */
+		size_t used = strlen(ctx->last_error);
+		if (used && used + 2 < ctx->last_error_size) {
+			memcpy(ctx->last_error + used, "; ", 3);
+			used += 2;
+		}
 		va_start(ap, fmt);
-		vsnprintf(ctx->last_error, ctx->last_error_size, fmt, ap);
+		if (used + 1 < ctx->last_error_size)
+			vsnprintf(ctx->last_error + used, ctx->last_error_size - used, fmt, ap);
 		va_end(ap);
 	}
 	fputc('\n', ctx->err);

@@ -30,7 +30,7 @@ struct kb_ctx {
 	 * from a sink of its own. NULL: rows are printed at once.
 	 */
 	struct kb_row_sink *sink;
-	char *last_error;      /* the last one-line error said, for the envelope (may be NULL) */
+	char *last_error;      /* the one-line errors said, "; "-joined, for the envelope (may be NULL) */
 	size_t last_error_size;
 };
 

@@ -69,7 +69,7 @@ pci_pack_unpack_provision() {
 	run --target "$t" provision "$TESTS_TMP/p.conf" --plan --json
 	expect_eq "provision --plan" "$(envelope)" "provision changed=true failed=false reboot=false rows=would-change"
 	run --target "$t" provision "$TESTS_TMP/p.conf" --json
-	expect_eq "provision" "$(envelope)" "provision changed=true failed=false reboot=false rows=changed"
+	expect_eq "provision: a kernel argument, the next boot applies it" "$(envelope)" "provision changed=true failed=false reboot=true rows=reboot-required"
 	run --target "$t" provision "$TESTS_TMP/p.conf" --json
 	expect_eq "provision again" "$(envelope)" "provision changed=false failed=false reboot=false rows=unchanged"
 }

@@ -276,10 +276,14 @@ dry_run_changes_nothing() {
 would-change  kvmbox-test-dry  autostart would be turned on
 would-change  kvmbox-test-dry  would be started"
 	expect_eq "still shut off" "$(state kvmbox-test-dry)" "shut off"
-	run domain rm kvmbox-test-dry --dry-run
+	run domain rm kvmbox-test-dry kvmbox-test-none --storage --dry-run
+	expect_rc 0
+	expect_eq "rm planned" "$OUT" "would-change  kvmbox-test-dry   would be undefined, its image files removed unless another domain or a process uses them
+unchanged     kvmbox-test-none  no such domain"
+	expect_eq "rm planned, domain kept" "$(state kvmbox-test-dry)" "shut off"
+	run domain up x.kvmbundle --dry-run
 	expect_rc 2
-	expect_eq error "$ERR" "kvmbox domain: --dry-run is for define and new"
-	expect_eq "rm refused, domain kept" "$(state kvmbox-test-dry)" "shut off"
+	expect_eq error "$ERR" "kvmbox domain: --dry-run is for define, new and rm"
 	run domain rm kvmbox-test-dry
 }
 

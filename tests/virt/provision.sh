@@ -92,7 +92,7 @@ provisions_then_nothing_to_change() {
 	fresh
 	provision
 	expect_rc 0
-	expect_eq statuses "$(statuses)" "$(steps unchanged changed changed changed changed changed changed)"
+	expect_eq statuses "$(statuses)" "$(steps unchanged changed reboot-required changed changed changed changed)"
 	expect_eq domain "$($VIRSH domstate kvmbox-test-prov)" "running"
 	expect_eq grub "$(grep ^GRUB_CMDLINE_LINUX_DEFAULT "$TARGET/etc/default/grub")" 'GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt hugepagesz=2M"'
 	expect_eq "pool" "$(cat /proc/sys/vm/nr_hugepages)" 8
@@ -146,7 +146,7 @@ failed_step_stops_or_continues() {
 	# the bridge rolls itself back): the run stops there, the state says so.
 	KVMBOX_FAILPOINT=bridge.after-enslave provision
 	expect_rc 1
-	expect_eq statuses "$(statuses)" "$(steps unchanged changed changed changed failed SKIP SKIP)"
+	expect_eq statuses "$(statuses)" "$(steps unchanged changed reboot-required changed failed SKIP SKIP)"
 	expect_match error "$ERR" "host.conf:[0-9]+: \[bridge br0\] failed: kvmbox bridge( exited 1|: )"
 	expect_match state "$(cat "$TARGET/var/lib/kvmbox/state")" "failed=bridge br0
 finished=.*
