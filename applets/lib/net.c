@@ -327,29 +327,15 @@ int kb_ip_config_read(struct nl_sock *sk, int ifindex, struct kb_ip_config *out,
 	return 0;
 }
 
-int kb_link_enslave_up(struct nl_sock *sk, int port, int master, struct kb_error *err)
-{
-	struct rtnl_link *orig = rtnl_link_alloc(), *change = rtnl_link_alloc();
-	int rc = -NLE_NOMEM;
-	if (orig && change) {
-		rtnl_link_set_ifindex(orig, port);
-		rtnl_link_set_master(change, master);
-		rtnl_link_set_flags(change, IFF_UP);
-		rc = rtnl_link_change(sk, orig, change, 0);
-	}
-	if (orig)
-		rtnl_link_put(orig);
-	if (change)
-		rtnl_link_put(change);
-	return rc < 0 ? kb_nl_fail(err, rc, "making interface %d a port of interface %d", port, master) : 0;
-}
-
-int kb_link_set_up(struct nl_sock *sk, int ifindex, struct kb_error *err)
+/* Set link @ifindex up, and with @master >= 0 make it a port of @master, in one request. */
+static int link_up(struct nl_sock *sk, int ifindex, int master)
 {
 	struct rtnl_link *orig = rtnl_link_alloc(), *change = rtnl_link_alloc();
 	int rc = -NLE_NOMEM;
 	if (orig && change) {
 		rtnl_link_set_ifindex(orig, ifindex);
+		if (master >= 0)
+			rtnl_link_set_master(change, master);
 		rtnl_link_set_flags(change, IFF_UP);
 		rc = rtnl_link_change(sk, orig, change, 0);
 	}
@@ -357,6 +343,18 @@ int kb_link_set_up(struct nl_sock *sk, int ifindex, struct kb_error *err)
 		rtnl_link_put(orig);
 	if (change)
 		rtnl_link_put(change);
+	return rc;
+}
+
+int kb_link_enslave_up(struct nl_sock *sk, int port, int master, struct kb_error *err)
+{
+	int rc = link_up(sk, port, master);
+	return rc < 0 ? kb_nl_fail(err, rc, "making interface %d a port of interface %d", port, master) : 0;
+}
+
+int kb_link_set_up(struct nl_sock *sk, int ifindex, struct kb_error *err)
+{
+	int rc = link_up(sk, ifindex, -1);
 	return rc < 0 ? kb_nl_fail(err, rc, "setting interface %d up", ifindex) : 0;
 }
 
