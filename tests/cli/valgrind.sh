@@ -137,6 +137,32 @@ test_pci_and_unpack_refusals() {
 	expect_rc 1
 }
 
+# This round's fleet paths: unpack streamed from an HTTP server with --sha256 (and a digest
+# that differs), the lease applet in a namespace, a provision failing in its plan (the
+# envelope's error row).
+test_fleet_paths() {
+	local d="$TESTS_TMP/vgf" port sum
+	mkdir -p "$d/srv" "$d/dest"
+	qemu-img create -q -f qcow2 "$d/disk.qcow2" 8M
+	printf "<domain type='qemu'><name>f</name><devices><disk type='file' device='disk'><source file='%s'/></disk></devices></domain>\n" "$d/disk.qcow2" >"$d/f.xml"
+	"$KVMBOX" pack "$d/f.xml" -o "$d/srv/f.kvmbundle" >/dev/null
+	sum=$(sha256sum "$d/srv/f.kvmbundle" | cut -d' ' -f1)
+	python3 tests/helpers/fleet-server.py "$d/srv" >"$d/port" 2>/dev/null &
+	echo $! >>"$TESTS_TMP/pids"
+	for ((i = 0; i < 100; i++)); do [ -s "$d/port" ] && break; sleep 0.05; done
+	port=$(head -1 "$d/port")
+	vg unpack "http://127.0.0.1:$port/f.kvmbundle" --dest "$d/dest" --sha256 "$sum" --json
+	expect_rc 0
+	vg unpack "http://127.0.0.1:$port/f.kvmbundle" --dest "$d/dest" --name g --sha256 "${sum//[0-9]/0}"
+	expect_rc 1
+	OUT=$(unshare -n bash -c 'ip link add v0 type veth peer name v1 && interface=v0 ip=10.9.0.5 mask=24 router=10.9.0.1 '"$(printf '%q ' valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --suppressions=tests/valgrind.supp "$KVMBOX")"'lease bound' 2>&1)
+	expect_match "lease under valgrind" "$OUT" "changed  v0  default route via 10.9.0.1"
+	[[ "$OUT" != *"=="[0-9]*"=="* ]] || fail "valgrind found errors in lease: $OUT"
+	printf '[bundle gone]\nsource = /nonexistent.kvmbundle\n' >"$d/bad.conf"
+	vg --target "$d" provision "$d/bad.conf" --json
+	expect_rc 1
+}
+
 if [ "${SAN:-}" = 1 ]; then
 	skip test_check_on_fixture_and_host "valgrind does not run ASan builds"
 	skip test_changing_applets "valgrind does not run ASan builds"
@@ -145,6 +171,7 @@ if [ "${SAN:-}" = 1 ]; then
 	skip test_bundles "valgrind does not run ASan builds"
 	skip test_front_paths "valgrind does not run ASan builds"
 	skip test_pci_and_unpack_refusals "valgrind does not run ASan builds"
+	skip test_fleet_paths "valgrind does not run ASan builds"
 else
 	t test_check_on_fixture_and_host
 	t test_changing_applets
@@ -153,5 +180,6 @@ else
 	t test_bundles
 	t test_front_paths
 	t test_pci_and_unpack_refusals
+	t test_fleet_paths
 fi
 done_testing
