@@ -109,6 +109,7 @@ struct domain_cmd {
 /* One domain being worked on, by one thread. */
 struct job {
 	struct domain_cmd *cmd;
+	virConnectPtr conn; /* the worker thread's own connection (libvirtd serves 5 calls at once per connection) */
 	const char *arg;  /* the file or name from the command line */
 	const char *generated; /* define: the XML domain new wrote (arg is then the domain's name) */
 	char name[256];
@@ -370,7 +371,7 @@ static int prepare_definition(struct job *j, const char *path, virDomainPtr *exi
 		goto out;
 	}
 	snprintf(j->name, sizeof(j->name), "%s", name);
-	*existing = cmd->virt.domain_lookup(cmd->conn, name);
+	*existing = cmd->virt.domain_lookup(j->conn, name);
 	cmd->virt.reset_error();
 	if (*existing) {
 		cmd->virt.domain_uuid(*existing, j->uuid);
@@ -456,7 +457,7 @@ static void define_one(struct job *j)
 		goto out;
 	}
 	before = inactive_xml(v, existing);
-	dom = v->domain_define(cmd->conn, j->xml_text, VIR_DOMAIN_DEFINE_VALIDATE);
+	dom = v->domain_define(j->conn, j->xml_text, VIR_DOMAIN_DEFINE_VALIDATE);
 	if (!dom) {
 		if (j->generated)
 			kb_virt_fail(v, &err, &advice, "defining domain '%s'", j->name);
@@ -546,12 +547,18 @@ static int disk_files(struct job *j, const char *definition, char files[][PATH_M
 	return 0;
 }
 
+/* A connection for the callbacks below. */
+struct conn_ref {
+	const struct kb_virt *virt;
+	virConnectPtr conn;
+};
+
 /* A storage volume's path, for disks given as <source pool= volume=>. */
 static char *volume_path(void *opaque, const char *pool_name, const char *volume_name)
 {
-	struct domain_cmd *cmd = opaque;
-	const struct kb_virt *v = &cmd->virt;
-	virStoragePoolPtr pool = v->pool_lookup(cmd->conn, pool_name);
+	const struct conn_ref *ref = opaque;
+	const struct kb_virt *v = ref->virt;
+	virStoragePoolPtr pool = v->pool_lookup(ref->conn, pool_name);
 	virStorageVolPtr vol = pool ? v->volume_lookup(pool, volume_name) : NULL;
 	char *path = vol ? v->volume_path(vol) : NULL;
 	if (vol)
@@ -567,11 +574,13 @@ static char *volume_path(void *opaque, const char *pool_name, const char *volume
  * disks, their volumes and backing chains; running domains as they run) or
  * that a process has open.
  */
-static int mark_used_files(struct domain_cmd *cmd, struct kb_disk_set *set, const char *except, struct kb_error *err)
+static int mark_used_files(struct domain_cmd *cmd, virConnectPtr conn, struct kb_disk_set *set, const char *except,
+			   struct kb_error *err)
 {
 	const struct kb_virt *v = &cmd->virt;
+	struct conn_ref ref = { v, conn };
 	virDomainPtr *domains = NULL;
-	int n = v->list_domains(cmd->conn, &domains, 0);
+	int n = v->list_domains(conn, &domains, 0);
 	if (n < 0)
 		return kb_virt_fail(v, err, NULL, "listing the domains that may share a disk");
 	int rc = 0;
@@ -582,7 +591,7 @@ static int mark_used_files(struct domain_cmd *cmd, struct kb_disk_set *set, cons
 		autofree char *text = skip ? NULL : v->domain_xml(domains[i], 0);
 		if (rc == 0 && text)
 			rc = kb_disk_set_mark_domain(cmd->ctx, &cmd->xml, set, v->domain_name(domains[i]), running, text,
-						     strlen(text), volume_path, cmd, err);
+						     strlen(text), volume_path, &ref, err);
 		v->domain_free(domains[i]);
 	}
 	free(domains);
@@ -613,7 +622,7 @@ static int remove_storage(struct job *j, char files[][PATH_MAX], size_t count, s
 		if (kb_sysroot_path(j->cmd->ctx, files[i], &mapped, NULL) == 0)
 			kb_disk_set_add(set, mapped.s);
 	}
-	if (mark_used_files(j->cmd, set, NULL, err) < 0) {
+	if (mark_used_files(j->cmd, j->conn, set, NULL, err) < 0) {
 		free(set);
 		return -1;
 	}
@@ -630,7 +639,7 @@ static int remove_storage(struct job *j, char files[][PATH_MAX], size_t count, s
 		}
 		if (kept)
 			continue;
-		virStorageVolPtr vol = v->volume_lookup_by_path(j->cmd->conn, files[i]);
+		virStorageVolPtr vol = v->volume_lookup_by_path(j->conn, files[i]);
 		virStoragePoolPtr pool = vol ? v->pool_of_volume(vol) : NULL;
 		if (vol)
 			v->volume_free(vol);
@@ -670,7 +679,7 @@ static void rm_one(struct job *j)
 	struct kb_error err = { 0 };
 	const struct kb_virt_advice *advice = NULL;
 	snprintf(j->name, sizeof(j->name), "%s", j->arg);
-	virDomainPtr dom = v->domain_lookup(cmd->conn, j->name);
+	virDomainPtr dom = v->domain_lookup(j->conn, j->name);
 	if (!dom) {
 		virErrorPtr e = v->last_error();
 		if (e && e->code == VIR_ERR_NO_DOMAIN) {
@@ -733,23 +742,46 @@ out:
 /* ---- running jobs in parallel ------------------------------------------------ */
 
 struct pool_state {
+	struct domain_cmd *cmd;
 	struct job *jobs;
 	size_t count, next;
 	void (*work)(struct job *);
 	pthread_mutex_t lock;
 };
 
-static void *worker(void *arg)
+/*
+ * Each extra worker thread talks to libvirtd on a connection of its own:
+ * libvirtd serves at most max_client_requests (5 by default) calls of one
+ * connection at a time, so 20 domains on one connection wait for each other
+ * (a destroy alone takes QEMU's shutdown). The calling thread uses cmd->conn.
+ */
+static void work_through(struct pool_state *ps, bool own)
 {
-	struct pool_state *ps = arg;
+	virConnectPtr conn = NULL;
+	if (own) {
+		struct kb_error ignored = { 0 };
+		const struct kb_virt_advice *advice = NULL;
+		conn = kb_virt_connect(&ps->cmd->virt, ps->cmd->uri, &ignored, &advice);
+	}
+	if (!conn)
+		conn = ps->cmd->conn;
 	for (;;) {
 		pthread_mutex_lock(&ps->lock);
 		size_t i = ps->next < ps->count ? ps->next++ : ps->count;
 		pthread_mutex_unlock(&ps->lock);
 		if (i == ps->count)
-			return NULL;
+			break;
+		ps->jobs[i].conn = conn;
 		ps->work(&ps->jobs[i]);
 	}
+	if (conn != ps->cmd->conn)
+		ps->cmd->virt.connect_close(conn);
+}
+
+static void *extra_worker(void *arg)
+{
+	work_through(arg, true);
+	return NULL;
 }
 
 /* Run @work on every argument, up to cmd->jobs at once; print all rows in argument order. */
@@ -764,7 +796,7 @@ static int run_jobs(struct domain_cmd *cmd, char **args, const char *generated, 
 		kb_say_error(cmd->ctx, "out of memory");
 		return KB_EXIT_FAILURE;
 	}
-	struct pool_state ps = { .jobs = jobs, .count = (size_t)count, .work = work };
+	struct pool_state ps = { .cmd = cmd, .jobs = jobs, .count = (size_t)count, .work = work };
 	pthread_mutex_init(&ps.lock, NULL);
 	for (int i = 0; i < count; i++) {
 		jobs[i].cmd = cmd;
@@ -775,9 +807,9 @@ static int run_jobs(struct domain_cmd *cmd, char **args, const char *generated, 
 	pthread_t tids[64];
 	unsigned started = 0;
 	for (unsigned t = 1; t < threads && t < 64; t++)
-		if (pthread_create(&tids[started], NULL, worker, &ps) == 0)
+		if (pthread_create(&tids[started], NULL, extra_worker, &ps) == 0)
 			started++;
-	worker(&ps); /* this thread works too */
+	work_through(&ps, false); /* this thread works too, on cmd->conn */
 	for (unsigned t = 0; t < started; t++)
 		pthread_join(tids[t], NULL);
 	pthread_mutex_destroy(&ps.lock);
@@ -1048,7 +1080,7 @@ static int resolve_disks(struct domain_cmd *cmd, struct kb_domnew *d, xmlDoc *ex
 					     k->volume, k->pool, d->name, k->path, k->volume, k->pool);
 		}
 	}
-	if (rc == 0 && set->count && mark_used_files(cmd, set, d->name, err) < 0)
+	if (rc == 0 && set->count && mark_used_files(cmd, cmd->conn, set, d->name, err) < 0)
 		rc = -1;
 	for (size_t i = 0; rc == 0 && i < set->count; i++)
 		if (set->file[i].user[0])
