@@ -29,9 +29,9 @@ echo
 echo "== making the sandbox"
 sandbox_up || exit 1
 sandbox_libvirt
-provision() { ip netns exec "$NS" "$KVMBOX" --target "$DEMO/target" provision configs/demo.conf --connect qemu:///system; }
+provision() { ip netns exec "$NS" "$KVMBOX" --target "$DEMO/target" provision "$DEMO_CONF" --connect qemu:///system; }
 echo
-echo "== kvmbox --target $DEMO/target provision configs/demo.conf   (in network namespace $NS)"
+echo "== kvmbox --target $DEMO/target provision $DEMO_CONF   (in network namespace $NS)"
 provision
 rc=$?
 echo

@@ -5,6 +5,10 @@
 #   - /run/kvmbox-demo/target: the target root (grub file, the running system's accounts),
 #   - /run/kvmbox-demo/demo.kvmbundle: packed by kvmbox from a small qcow2 and its domain XML.
 DEMO=/run/kvmbox-demo
+# The config provisioned: configs/demo.conf, without its [devkvm] section on a machine whose
+# kernel has no KVM driver (devkvm would rightly fail there: no node to make).
+DEMO_CONF=configs/demo.conf
+[ -e /sys/class/misc/kvm/dev ] || DEMO_CONF=$DEMO/demo.conf
 NS=kvmbox-demo-host
 PEER=kvmbox-demo-peer
 
@@ -48,6 +52,8 @@ sandbox_up() {
 </domain>
 XML
 	"$KVMBOX" pack "$DEMO/src/domain.xml" -o "$DEMO/demo.kvmbundle" --compress zstd >/dev/null
+	[ "$DEMO_CONF" = configs/demo.conf ] ||
+		awk '/^\[/ { skip = ($0 == "[devkvm]") } !skip' configs/demo.conf >"$DEMO_CONF"
 }
 
 # virtlogd and libvirtd when their sockets are absent (no systemd as PID 1 here); the

@@ -25,7 +25,7 @@ fresh() {
 }
 
 kvmbox_run() {
-	ip netns exec "$NS" "$KVMBOX" --target "$DEMO/target" provision configs/demo.conf --connect qemu:///system >"$tmp/out"
+	ip netns exec "$NS" "$KVMBOX" --target "$DEMO/target" provision "$DEMO_CONF" --connect qemu:///system >"$tmp/out"
 }
 shell_run() {
 	local t=$DEMO/target
