@@ -195,7 +195,8 @@ void kb_envelope_print(FILE *out, const char *applet, int exit_status, const str
 		/* No row says why: the one-line error does. */
 		struct kb_row *rows = calloc(sink->count + 1, sizeof(*rows));
 		if (rows) {
-			memcpy(rows, sink->row, sink->count * sizeof(*rows));
+			if (sink->count) /* memcpy from NULL is undefined even for 0 bytes */
+				memcpy(rows, sink->row, sink->count * sizeof(*rows));
 			kb_row_set(&rows[sink->count], applet, KB_FAILED, "%s", error);
 			rows[sink->count].id = applet;
 			print_json(out, rows, sink->count + 1);
