@@ -22,16 +22,6 @@
 
 #define CPU_MAP "/usr/share/libvirt/cpu_map"
 
-static unsigned long long meminfo_kib(const struct kb_ctx *ctx, const char *field)
-{
-	autofree char *text = NULL;
-	size_t len;
-	if (kb_read_file(ctx, "/proc/meminfo", 1 << 16, &text, &len, NULL) < 0)
-		return 0;
-	const char *line = strstr(text, field);
-	return line ? strtoull(line + strlen(field), NULL, 10) : 0;
-}
-
 /* The image's format from its first bytes, as QEMU would probe it; NULL with @err when unreadable. */
 static const char *image_format(const struct kb_ctx *ctx, const char *word, const char *path, struct kb_error *err)
 {
@@ -113,7 +103,7 @@ static int check_nested(const struct kb_ctx *ctx, struct kb_domnew *d, struct kb
 static int check_hugepages(const struct kb_ctx *ctx, struct kb_domnew *d, struct kb_error *err)
 {
 	if (!d->hugepage_kib)
-		d->hugepage_kib = (unsigned long)meminfo_kib(ctx, "Hugepagesize:");
+		d->hugepage_kib = (unsigned long)kb_meminfo_kib(ctx, "/proc/meminfo", "Hugepagesize:");
 	char path[96];
 	struct kb_path mapped;
 	struct stat st;
@@ -210,7 +200,7 @@ static int check_images(const struct kb_ctx *ctx, struct kb_domnew *d, struct kb
 int kb_domnew_check_host(const struct kb_ctx *ctx, const struct kb_xml *xml, struct kb_domnew *d, int *node,
 			 struct kb_error *err)
 {
-	unsigned long long total = meminfo_kib(ctx, "MemTotal:");
+	unsigned long long total = kb_meminfo_kib(ctx, "/proc/meminfo", "MemTotal:");
 	if (total && d->memory_kib > total)
 		return kb_fail(err, 0, NULL, "memory %llu MiB: this host has %llu MiB in all", d->memory_kib >> 10, total >> 10);
 	for (size_t i = 0; i < d->feature_count; i++)

@@ -462,3 +462,13 @@ int kb_tree_removable(const char *path, struct kb_error *err)
 {
 	return tree_at(path, false, err);
 }
+
+unsigned long long kb_meminfo_kib(const struct kb_ctx *ctx, const char *abs_path, const char *label)
+{
+	autofree char *text = NULL;
+	size_t len;
+	if (kb_read_file(ctx, abs_path, 1 << 20, &text, &len, NULL) < 0)
+		return 0;
+	const char *line = strstr(text, label);
+	return line ? strtoull(line + strlen(label), NULL, 10) : 0;
+}

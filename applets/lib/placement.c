@@ -245,19 +245,6 @@ static void read_isolated(const struct kb_ctx *ctx, struct kb_cpuset *isolated)
 		memset(isolated, 0, sizeof(*isolated));
 }
 
-static void read_node_memory(const struct kb_ctx *ctx, struct kb_topo_node *n)
-{
-	char path[128];
-	autofree char *meminfo = NULL;
-	size_t len;
-	snprintf(path, sizeof(path), "/sys/devices/system/node/node%d/meminfo", n->id);
-	if (kb_read_file(ctx, path, 1 << 16, &meminfo, &len, NULL) < 0)
-		return;
-	const char *total = strstr(meminfo, "MemTotal:");
-	if (total)
-		n->memory_kib = strtoull(total + strlen("MemTotal:"), NULL, 10);
-}
-
 static void read_node_hugepages(const struct kb_ctx *ctx, struct kb_topo_node *n)
 {
 	char path[PATH_MAX];
@@ -288,14 +275,11 @@ static void read_node_hugepages(const struct kb_ctx *ctx, struct kb_topo_node *n
 static int read_single_node(const struct kb_ctx *ctx, struct kb_topology *topo, struct kb_error *err)
 {
 	struct kb_topo_node *n = &topo->node[0];
-	autofree char *meminfo = NULL;
-	size_t len;
 	n->id = 0;
 	n->cpus = topo->online;
-	if (kb_read_file(ctx, "/proc/meminfo", 1 << 16, &meminfo, &len, err) < 0)
-		return -1;
-	const char *total = strstr(meminfo, "MemTotal:");
-	n->memory_kib = total ? strtoull(total + strlen("MemTotal:"), NULL, 10) : 0;
+	n->memory_kib = kb_meminfo_kib(ctx, "/proc/meminfo", "MemTotal:");
+	if (!n->memory_kib)
+		return kb_fail(err, 0, "/proc/meminfo", "no MemTotal in");
 	topo->node_count = 1;
 	return 0;
 }
@@ -341,7 +325,8 @@ int kb_topology_read(const struct kb_ctx *ctx, struct kb_topology *topo, struct 
 		}
 		for (size_t w = 0; w < KB_CPUSET_MAX / 64; w++)
 			n->cpus.bits[w] &= topo->online.bits[w];
-		read_node_memory(ctx, n);
+		snprintf(path, sizeof(path), "/sys/devices/system/node/node%d/meminfo", id);
+		n->memory_kib = kb_meminfo_kib(ctx, path, "MemTotal:");
 		read_node_hugepages(ctx, n);
 		topo->node_count++;
 	}

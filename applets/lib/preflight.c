@@ -431,15 +431,7 @@ static void check_numa(struct preflight *p)
 /* The host's default hugepage size in KiB, 0 when it has none. */
 static unsigned long default_hugepage_kib(const struct preflight *p)
 {
-	autofree char *meminfo = NULL;
-	size_t len;
-	unsigned long kib = 0;
-	if (kb_read_file(p->ctx, "/proc/meminfo", 1 << 20, &meminfo, &len, NULL) < 0)
-		return 0;
-	const char *line = strstr(meminfo, "Hugepagesize:");
-	if (line && sscanf(line, "Hugepagesize: %lu kB", &kib) != 1)
-		kib = 0;
-	return kib;
+	return (unsigned long)kb_meminfo_kib(p->ctx, "/proc/meminfo", "Hugepagesize:");
 }
 
 static void check_hugepages(struct preflight *p)

@@ -17,6 +17,8 @@ description:
   - Changes nothing. A FAIL fails the task only with I(fail_on_fail).
 version_added: "0.1.0"
 author: kvmbox developers
+extends_documentation_fragment:
+  - kvmbox.host.kvmbox
 options:
   checks:
     description: Check ids or groups (C(kvm), C(iommu.active)); all of them when empty.
@@ -27,16 +29,6 @@ options:
     description: Fail the task when a check says FAIL.
     type: bool
     default: false
-  binary:
-    description: The kvmbox binary (a name looked up in PATH, or a path).
-    type: str
-    default: kvmbox
-  root:
-    description: Check the system under this directory (C(--root)).
-    type: path
-  target:
-    description: The installed system whose persistent configuration is checked (C(--target)).
-    type: path
 notes:
   - Supports check mode (it changes nothing either way).
 """

@@ -23,6 +23,8 @@ description:
   - Check mode is kvmbox's C(--dry-run).
 version_added: "0.1.0"
 author: kvmbox developers
+extends_documentation_fragment:
+  - kvmbox.host.kvmbox
 options:
   name:
     description: The domain's name.
@@ -53,16 +55,6 @@ options:
   connect:
     description: libvirt URI (C(--connect)).
     type: str
-  binary:
-    description: The kvmbox binary (a name looked up in PATH, or a path).
-    type: str
-    default: kvmbox
-  root:
-    description: The system under this directory (C(--root)).
-    type: path
-  target:
-    description: Persistent configuration goes to this installed system (C(--target)).
-    type: path
 notes:
   - Supports check mode and diff mode.
 """

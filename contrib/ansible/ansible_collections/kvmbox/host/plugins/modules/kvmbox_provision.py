@@ -19,6 +19,8 @@ description:
   - A failing step fails the task with kvmbox's message; the other steps' rows are returned.
 version_added: "0.1.0"
 author: kvmbox developers
+extends_documentation_fragment:
+  - kvmbox.host.kvmbox
 options:
   config:
     description: Path of the host config on the managed host.
@@ -33,16 +35,6 @@ options:
     description: Run the steps after a failed one too (C(--continue-on-error)).
     type: bool
     default: false
-  binary:
-    description: The kvmbox binary (a name looked up in PATH, or a path).
-    type: str
-    default: kvmbox
-  root:
-    description: Provision the system under this directory (C(--root)).
-    type: path
-  target:
-    description: Persistent configuration goes to this installed system (C(--target)).
-    type: path
 notes:
   - Exactly one of I(config) and I(sections) is required.
   - Supports check mode and diff mode.
