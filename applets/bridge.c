@@ -95,12 +95,15 @@ struct step {
 	struct nl_addr *old_mac;
 };
 
+enum { NETWORKD = 1, NETWORK_MANAGER = 2 };
+
 struct bridge {
 	struct kb_ctx *ctx;
 	struct nl_sock *sk;
 	struct kb_net_snapshot snap; /* the kernel's state when the command started (links: apply only) */
 	bool dry_run;
 	struct kb_rows rows;
+	int managers_present; /* -1: not looked yet; else NETWORKD | NETWORK_MANAGER: whose state directory exists */
 	struct step steps[MAX_STEPS];
 	int step_count;
 };
@@ -252,6 +255,7 @@ struct state {
 	struct rtnl_link *bridge; /* NULL when it does not exist yet */
 	struct rtnl_link *uplink;
 	int bridge_index, uplink_index;
+	bool bridge_down; /* created down, to go up once its port is in */
 	struct kb_ip_config uplink_ip, bridge_ip;
 	struct nl_addr *gateway; /* the one to check: --gateway, else the uplink's IPv4 default route's */
 	int gateway_answered;    /* before the change: 1, 0, or -1 (not checked) */
@@ -376,6 +380,14 @@ static int ensure_bridge(struct bridge *b, const struct spec *sp, struct state *
 
 	if (!st->bridge) {
 		if (!b->dry_run) {
+			/*
+			 * With a port to come, up only after the port is in: a bridge
+			 * made up with a MAC of its own choosing makes the kernel's
+			 * link-state worker wait for an RCU grace period (holding the
+			 * lock every netlink change needs) when its first port arrives.
+			 */
+			want.up = !st->uplink;
+			st->bridge_down = !want.up;
 			if (kb_bridge_set(b->sk, sp->name, 0, &want, err) < 0)
 				return -1;
 			st->bridge_index = (int)if_nametoindex(sp->name);
@@ -424,15 +436,21 @@ static int ensure_port(struct bridge *b, const struct spec *sp, struct state *st
 		return 0;
 	}
 	if (!b->dry_run) {
-		if (kb_link_enslave_up(b->sk, st->uplink_index, st->bridge_index, err) < 0)
+		bool enslaved = false;
+		int rc = st->bridge_down ? kb_bridge_take_port(b->sk, st->uplink_index, st->bridge_index, &enslaved, err)
+					 : kb_link_enslave_up(b->sk, st->uplink_index, st->bridge_index, err);
+		if (rc == 0 || enslaved)
+			journal(b, (struct step){ .kind = ENSLAVED, .ifindex = st->uplink_index });
+		if (rc < 0)
 			return -1;
-		journal(b, (struct step){ .kind = ENSLAVED, .ifindex = st->uplink_index });
-		/* The kernel can ignore an enslave: read the master back. */
-		struct rtnl_link *now = kb_link_get_index(b->sk, st->uplink_index, err);
-		int master = now ? rtnl_link_get_master(now) : -1;
-		if (now)
-			rtnl_link_put(now);
-		if (master != st->bridge_index)
+		/* The kernel can ignore an enslave: read the bridge's ports back. */
+		int ports[64], count = 0;
+		if (kb_link_ports(b->sk, st->bridge_index, ports, 64, &count, err) < 0)
+			return -1;
+		enslaved = false;
+		for (int i = 0; i < count && i < 64; i++)
+			enslaved |= ports[i] == st->uplink_index;
+		if (!enslaved)
 			return kb_fail(err, 0, NULL, "the kernel did not make %s a port of %s", sp->uplink, sp->name);
 	}
 	row(b, "port", b->dry_run ? KB_WOULD_CHANGE : KB_CHANGED, "%s is now a port of %s", sp->uplink, sp->name);
@@ -545,18 +563,28 @@ static void warn_managers(struct bridge *b, const struct spec *sp, const struct 
 {
 	if (!st->uplink)
 		return;
+	if (b->managers_present < 0) {
+		/* Once per run: a manager whose state directory is absent manages no uplink. */
+		struct kb_path dir;
+		b->managers_present = 0;
+		if (kb_sysroot_path(b->ctx, "/run/systemd/netif/links", &dir, NULL) == 0 && access(dir.s, F_OK) == 0)
+			b->managers_present |= NETWORKD;
+		if (kb_sysroot_path(b->ctx, "/run/NetworkManager/devices", &dir, NULL) == 0 && access(dir.s, F_OK) == 0)
+			b->managers_present |= NETWORK_MANAGER;
+	}
 	char path[64], state[4096];
 	snprintf(path, sizeof(path), "/run/systemd/netif/links/%d", st->uplink_index);
 	autofree char *data = NULL;
 	size_t len;
-	if (kb_read_file(b->ctx, path, 1 << 16, &data, &len, NULL) == 0 && strstr(data, "ADMIN_STATE=configur")) {
+	if ((b->managers_present & NETWORKD) && kb_read_file(b->ctx, path, 1 << 16, &data, &len, NULL) == 0 &&
+	    strstr(data, "ADMIN_STATE=configur")) {
 		struct kb_row *r = kb_rows_add(&b->rows);
 		kb_row_set(r, "manager", KB_WARN, "systemd-networkd manages %s and will undo this at its next reconfigure",
 			   sp->uplink);
 		kb_row_hint(r, "use --persist networkd so its configuration says the same");
 	}
 	snprintf(path, sizeof(path), "/run/NetworkManager/devices/%d", st->uplink_index);
-	if (kb_read_value(b->ctx, path, state, sizeof(state), NULL) == 0) {
+	if ((b->managers_present & NETWORK_MANAGER) && kb_read_value(b->ctx, path, state, sizeof(state), NULL) == 0) {
 		struct kb_row *r = kb_rows_add(&b->rows);
 		kb_row_set(r, "manager", KB_WARN, "NetworkManager manages %s and will undo this", sp->uplink);
 		kb_row_hint(r, "make the bridge with nmcli, or mark %s unmanaged", sp->uplink);
@@ -1158,28 +1186,17 @@ static int add_one(struct bridge *b, struct spec *sp, struct kb_error *err)
 /* ---- del ----------------------------------------------------------------- */
 
 struct port_search {
-	int master;
 	int ports[64];
 	int count;
 };
 
-static void find_ports(struct nl_object *obj, void *data)
-{
-	struct port_search *s = data;
-	struct rtnl_link *l = (struct rtnl_link *)obj;
-	if (rtnl_link_get_master(l) == s->master && s->count < 64)
-		s->ports[s->count++] = rtnl_link_get_ifindex(l);
-}
-
 static int ports_of(struct bridge *b, int master, struct port_search *out, struct kb_error *err)
 {
-	struct nl_cache *links;
-	int rc = rtnl_link_alloc_cache(b->sk, AF_UNSPEC, &links);
-	if (rc < 0)
-		return kb_nl_fail(err, rc, "listing interfaces");
-	*out = (struct port_search){ .master = master };
-	nl_cache_foreach(links, find_ports, out);
-	nl_cache_free(links);
+	*out = (struct port_search){ 0 };
+	if (kb_link_ports(b->sk, master, out->ports, 64, &out->count, err) < 0)
+		return -1;
+	if (out->count > 64)
+		out->count = 64; /* the first 64 */
 	return 0;
 }
 
@@ -1403,7 +1420,7 @@ static void show_one(struct nl_object *obj, void *data)
 static int show(struct bridge *b, const char *only, struct kb_error *err)
 {
 	struct nl_cache *links;
-	int rc = rtnl_link_alloc_cache(b->sk, AF_UNSPEC, &links);
+	int rc = kb_link_cache(b->sk, &links);
 	if (rc < 0)
 		return kb_nl_fail(err, rc, "listing interfaces");
 	bool json = b->ctx->format == KB_FORMAT_JSON;
@@ -1628,7 +1645,7 @@ int bridge_main(struct kb_ctx *ctx, int argc, char **argv)
 	};
 	struct spec sp;
 	spec_init(&sp, "");
-	struct bridge b = { .ctx = ctx };
+	struct bridge b = { .ctx = ctx, .managers_present = -1 };
 	bool restore = false, force = false, set_any = false;
 	int opt, rc = KB_EXIT_OK;
 	while ((opt = getopt_long(argc, argv, KB_GLOBAL_SHORT_OPTIONS, long_options, NULL)) != -1) {

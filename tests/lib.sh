@@ -214,8 +214,13 @@ run_in_ns() {
 	_run_as ip netns exec "$ns" "$KVMBOX" "$@"
 }
 # net_state NS: links, addresses and routes as ip reports them, for before/after comparisons.
+# Each link is asked for by name: for one device the kernel first applies its
+# pending link-state events (operstate settles up to a second after a change).
 net_state() {
-	ip -n "$1" -br link | sed 's/  */ /g' | sort
+	local name
+	for name in $(ip -n "$1" -o link | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }'); do
+		ip -n "$1" -br link show dev "$name"
+	done | sed 's/  */ /g' | sort
 	ip -n "$1" -br addr | sed 's/  */ /g' | sort
 	ip -n "$1" route | sort
 	ip -n "$1" -6 route | grep -v '^fe80\|^multicast\|^local' | sort

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 #include <netlink/attr.h>
@@ -46,7 +47,23 @@ struct nl_sock *kb_nl_open(struct kb_error *err)
 		nl_socket_free(sk);
 		return NULL;
 	}
+	/*
+	 * One recvmsg per datagram: a 64 KiB buffer instead of libnl's default
+	 * of peeking at each datagram's size first (two system calls for every
+	 * acknowledgement). Only link dumps with SR-IOV VF details can exceed
+	 * it; kb_link_cache() peeks for those.
+	 */
+	nl_socket_set_msg_buf_size(sk, 65536);
+	nl_socket_disable_msg_peek(sk);
 	return sk;
+}
+
+int kb_link_cache(struct nl_sock *sk, struct nl_cache **links)
+{
+	nl_socket_enable_msg_peek(sk);
+	int rc = rtnl_link_alloc_cache(sk, AF_UNSPEC, links);
+	nl_socket_disable_msg_peek(sk);
+	return rc;
 }
 
 static struct rtnl_link *link_get(struct nl_sock *sk, int ifindex, const char *name, struct kb_error *err)
@@ -158,6 +175,65 @@ int kb_bridge_read(struct nl_sock *sk, int ifindex, int *stp, int *forward_delay
 		return kb_fail(err, 0, NULL, "the kernel reported no bridge attributes for interface %d", ifindex);
 	*stp = reply.stp;
 	*forward_delay = reply.forward_delay;
+	return 0;
+}
+
+/* ---- the ports of a bridge: one dump the kernel filters by master ------ */
+
+struct port_list {
+	int master;
+	int *ports;
+	int max, count;
+};
+
+static int parse_port(struct nl_msg *msg, void *data)
+{
+	struct port_list *list = data;
+	struct nlmsghdr *hdr = nlmsg_hdr(msg);
+	struct nlattr *tb[IFLA_MAX + 1];
+	if (hdr->nlmsg_type != RTM_NEWLINK || nlmsg_parse(hdr, sizeof(struct ifinfomsg), tb, IFLA_MAX, NULL) < 0)
+		return NL_SKIP;
+	/* A kernel that ignores the filter sends every link: keep the ports only. */
+	if (!tb[IFLA_MASTER] || (int)nla_get_u32(tb[IFLA_MASTER]) != list->master)
+		return NL_SKIP;
+	const struct ifinfomsg *ifi = nlmsg_data(hdr);
+	if (list->count < list->max)
+		list->ports[list->count] = ifi->ifi_index;
+	list->count++;
+	return NL_OK;
+}
+
+int kb_link_ports(struct nl_sock *sk, int master, int *ports, int max, int *count, struct kb_error *err)
+{
+	/*
+	 * A dump, not a GETLINK per port: the kernel answers a GETLINK of one
+	 * device only after running that device's pending link-state work,
+	 * which waits for an RCU grace period per freshly enslaved port.
+	 */
+	struct nl_msg *msg = nlmsg_alloc_simple(RTM_GETLINK, NLM_F_DUMP);
+	struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC };
+	if (!msg || nlmsg_append(msg, &ifi, sizeof(ifi), NLMSG_ALIGNTO) < 0 ||
+	    nla_put_u32(msg, IFLA_MASTER, (uint32_t)master) < 0) {
+		nlmsg_free(msg);
+		return kb_fail(err, ENOMEM, NULL, "building a netlink request");
+	}
+	int rc = nl_send_auto(sk, msg);
+	nlmsg_free(msg);
+	struct port_list list = { .master = master, .ports = ports, .max = max };
+	struct nl_cb *socket_cb = nl_socket_get_cb(sk); /* a reference of our own */
+	struct nl_cb *cb = rc >= 0 ? nl_cb_clone(socket_cb) : NULL;
+	nl_cb_put(socket_cb);
+	if (rc >= 0 && !cb)
+		rc = -NLE_NOMEM;
+	if (rc >= 0) {
+		nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, parse_port, &list);
+		rc = nl_recvmsgs(sk, cb);
+	}
+	if (cb)
+		nl_cb_put(cb);
+	if (rc < 0)
+		return kb_nl_fail(err, rc, "listing the ports of interface %d", master);
+	*count = list.count;
 	return 0;
 }
 
@@ -286,7 +362,7 @@ int kb_net_snapshot_take(struct nl_sock *sk, struct kb_net_snapshot *snap, bool 
 			 struct kb_error *err)
 {
 	*snap = (struct kb_net_snapshot){ 0 };
-	int rc = with_links ? rtnl_link_alloc_cache(sk, AF_UNSPEC, &snap->links) : 0;
+	int rc = with_links ? kb_link_cache(sk, &snap->links) : 0;
 	if (rc >= 0)
 		rc = rtnl_addr_alloc_cache(sk, &snap->addrs);
 	if (rc >= 0)
@@ -350,6 +426,66 @@ int kb_link_enslave_up(struct nl_sock *sk, int port, int master, struct kb_error
 {
 	int rc = link_up(sk, port, master);
 	return rc < 0 ? kb_nl_fail(err, rc, "making interface %d a port of interface %d", port, master) : 0;
+}
+
+/* link_up()'s request, built but not sent. */
+static struct nl_msg *link_up_request(int ifindex, int master)
+{
+	struct rtnl_link *orig = rtnl_link_alloc(), *change = rtnl_link_alloc();
+	struct nl_msg *msg = NULL;
+	if (orig && change) {
+		rtnl_link_set_ifindex(orig, ifindex);
+		if (master >= 0)
+			rtnl_link_set_master(change, master);
+		rtnl_link_set_flags(change, IFF_UP);
+		if (rtnl_link_build_change_request(orig, change, 0, &msg) < 0)
+			msg = NULL;
+	}
+	if (orig)
+		rtnl_link_put(orig);
+	if (change)
+		rtnl_link_put(change);
+	return msg;
+}
+
+/*
+ * @count requests in one sendmsg, then their acknowledgements in order:
+ * results[i] is 0 or a negative libnl code. Every acknowledgement is read,
+ * failed or not, so the socket stays in step. Returns a negative libnl code
+ * only when the send itself failed.
+ */
+static int send_batch(struct nl_sock *sk, struct nl_msg **msgs, int count, int *results)
+{
+	struct iovec iov[8];
+	if (count > 8)
+		return -NLE_RANGE;
+	for (int i = 0; i < count; i++) {
+		nl_complete_msg(sk, msgs[i]);
+		iov[i] = (struct iovec){ .iov_base = nlmsg_hdr(msgs[i]), .iov_len = nlmsg_hdr(msgs[i])->nlmsg_len };
+	}
+	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+	struct msghdr mh = { .msg_name = &kernel, .msg_namelen = sizeof(kernel), .msg_iov = iov, .msg_iovlen = (size_t)count };
+	if (sendmsg(nl_socket_get_fd(sk), &mh, 0) < 0)
+		return -nl_syserr2nlerr(errno);
+	for (int i = 0; i < count; i++)
+		results[i] = nl_wait_for_ack(sk);
+	return 0;
+}
+
+int kb_bridge_take_port(struct nl_sock *sk, int port, int bridge, bool *enslaved, struct kb_error *err)
+{
+	struct nl_msg *msgs[2] = { link_up_request(port, bridge), link_up_request(bridge, -1) };
+	int results[2] = { 0, 0 };
+	int rc = msgs[0] && msgs[1] ? send_batch(sk, msgs, 2, results) : -NLE_NOMEM;
+	for (int i = 0; i < 2; i++)
+		nlmsg_free(msgs[i]);
+	*enslaved = rc == 0 && results[0] == 0;
+	if (rc == 0)
+		rc = results[0] < 0 ? results[0] : results[1];
+	if (rc < 0)
+		return kb_nl_fail(err, rc, *enslaved ? "setting interface %d up" : "making interface %d a port of interface %d",
+				  *enslaved ? bridge : port, bridge);
+	return 0;
 }
 
 int kb_link_set_up(struct nl_sock *sk, int ifindex, struct kb_error *err)

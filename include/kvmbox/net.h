@@ -26,6 +26,12 @@ int kb_nl_fail(struct kb_error *err, int nl_code, const char *what_fmt, ...)
 /* A connected NETLINK_ROUTE socket, or NULL with @err. */
 struct nl_sock *kb_nl_open(struct kb_error *err);
 
+/*
+ * Every link with its details (SR-IOV VFs included: messages that can exceed
+ * the socket's receive buffer, so this one peeks). libnl's return code.
+ */
+int kb_link_cache(struct nl_sock *sk, struct nl_cache **links);
+
 /* The link called @name as the kernel has it now (caller puts it), or NULL (absent: err->errnum ENODEV). */
 struct rtnl_link *kb_link_get(struct nl_sock *sk, const char *name, struct kb_error *err);
 struct rtnl_link *kb_link_get_index(struct nl_sock *sk, int ifindex, struct kb_error *err);
@@ -104,6 +110,19 @@ bool kb_iface_needed(const struct kb_ctx *ctx, struct nl_sock *sk, int ifindex, 
 
 /* Set interface @ifindex up. */
 int kb_link_set_up(struct nl_sock *sk, int ifindex, struct kb_error *err);
+
+/*
+ * The interfaces whose master is @master (a bridge's ports), as the kernel has
+ * them now: up to @max of them in @ports, and in @count how many there are.
+ */
+int kb_link_ports(struct nl_sock *sk, int master, int *ports, int max, int *count, struct kb_error *err);
+
+/*
+ * A bridge made down gets its first port: @port is made a port of @bridge and
+ * set up, and @bridge set up, both requests in one sendmsg. *@enslaved says
+ * whether the first took, whatever became of the second.
+ */
+int kb_bridge_take_port(struct nl_sock *sk, int port, int bridge, bool *enslaved, struct kb_error *err);
 
 /* Make @port a port of @master and set it up, in one request. */
 int kb_link_enslave_up(struct nl_sock *sk, int port, int master, struct kb_error *err);
