@@ -70,6 +70,9 @@ struct member {
 	char name[KB_BUNDLE_NAME_MAX];
 	uint64_t size, allocated;
 	uint8_t digest[32];
+	/* Written, still being hashed: the thread, and the file to fsync once it is done; else NULL, -1. */
+	struct kb_file_hasher *hasher;
+	int fd;
 	bool qcow2;
 	struct kb_qcow2 qcow2_header;
 	char probe[160]; /* raw images: what libblkid found */
@@ -90,6 +93,7 @@ struct unpack {
 	bool allow_external_cdrom; /* a CD-ROM may name an ISO on the host */
 	struct member members[KB_BUNDLE_MAX_MEMBERS];
 	int count;
+	int hash_threads;  /* how many members may be hashed at once: one per core */
 	uint64_t bundle_size;
 	struct kb_progress progress;
 	/* The bundle as it is read: from a file or an http:// stream, hashed when --sha256 pins it. */
@@ -218,16 +222,87 @@ static int open_member(const struct unpack *u, const char *name, int flags, mode
 	return openat(u->staging_lock, name, flags | O_NOFOLLOW | O_CLOEXEC, mode);
 }
 
-/* Stream one member into the staging directory, hashing it on the way. */
+/* Wait for the digest of @m, written and being hashed. */
+static int settle(struct member *m, struct kb_error *err)
+{
+	int rc = kb_file_hasher_finish(m->hasher, m->size, m->digest, m->name, err);
+	m->hasher = NULL;
+	if (rc < 0 && interrupted)
+		rc = fail_interrupted(err);
+	return rc;
+}
+
+/* How many members are being hashed; the oldest of them in *@oldest. */
+static int hashing(struct unpack *u, struct member **oldest)
+{
+	int n = 0;
+	*oldest = NULL;
+	for (int i = 0; i < u->count; i++)
+		if (u->members[i].hasher && !n++)
+			*oldest = &u->members[i];
+	return n;
+}
+
+/*
+ * The end of the bundle: every member synced to disk (writeback started as it
+ * streamed, and ext4 commits the data of all files with the first fsync: so
+ * here, once, while the last ones are still being hashed), every digest
+ * waited for, what each occupies noted. After a failure: the threads stopped.
+ */
+static int settle_all(struct unpack *u, bool failed, struct kb_error *err)
+{
+	int rc = failed ? -1 : 0;
+	for (int i = 0; rc == 0 && i < u->count; i++)
+		if (fsync(u->members[i].fd) < 0)
+			rc = kb_fail(err, errno, u->members[i].name, "finishing member");
+	for (int i = 0; rc == 0 && i < u->count; i++)
+		if (u->members[i].hasher)
+			rc = settle(&u->members[i], err);
+	for (int i = 0; i < u->count; i++) {
+		struct member *m = &u->members[i];
+		struct stat st;
+		if (rc == 0 && fstat(m->fd, &st) < 0)
+			rc = kb_fail(err, errno, m->name, "finishing member");
+		else if (rc == 0)
+			m->allocated = (uint64_t)st.st_blocks * 512;
+		kb_file_hasher_cancel(m->hasher); /* after a failure: still running */
+		m->hasher = NULL;
+		if (m->fd >= 0)
+			close(m->fd);
+		m->fd = -1;
+	}
+	return rc;
+}
+
+/*
+ * Stream one member into the staging directory. A thread of its own hashes
+ * what is written, reading it back behind the copy, so this returns as soon
+ * as the member is written and the next member streams while it is hashed:
+ * with two disks, both cores hash. At most one member per core is in hashing
+ * at once; the oldest is waited for when another would start.
+ */
 static int extract(struct unpack *u, struct archive *a, struct member *m, struct kb_error *err)
 {
 	bool config = !strcmp(m->name, KB_BUNDLE_DOMAIN_XML) || !strcmp(m->name, KB_BUNDLE_SUMS);
+	m->fd = -1;
+	struct member *oldest;
+	while (m->size > BLOCK && hashing(u, &oldest) >= u->hash_threads)
+		if (settle(oldest, err) < 0)
+			return -1;
 	autoclose_fd fd = open_member(u, m->name, O_WRONLY | O_CREAT | O_EXCL, config ? 0644 : 0600);
 	if (fd < 0)
 		return kb_fail(err, errno, m->name, "creating member");
-	struct kb_hasher *sha = kb_hasher_start(&u->sha, &interrupted, err);
-	if (!sha)
+	int read_fd = open_member(u, m->name, O_RDONLY, 0);
+	if (read_fd < 0)
+		return kb_fail(err, errno, m->name, "opening member");
+	m->hasher = kb_file_hasher_start(&u->sha, read_fd, &interrupted, err);
+	if (!m->hasher)
 		return -1;
+	/* The disk that starts last is the longest way to the end: the others make way for it. */
+	for (int i = 0; i < u->count - 1 && m->size > BLOCK; i++)
+		if (u->members[i].hasher)
+			kb_file_hasher_defer(u->members[i].hasher);
+
 	uint64_t written = 0, synced = 0;
 	int rc = 0;
 	for (;;) {
@@ -250,11 +325,11 @@ static int extract(struct unpack *u, struct archive *a, struct member *m, struct
 			rc = kb_fail(err, 0, m->name, "corrupt sparse map in member");
 			break;
 		}
-		kb_hasher_zeros(sha, (uint64_t)offset - written); /* a hole of a sparse entry */
-		kb_hasher_data(sha, buf, len);
+		/* Skipped bytes (a hole of a sparse entry) stay a hole of the file, and hash as zeros. */
 		if ((rc = write_sparse(fd, buf, len, (uint64_t)offset, m->name, err)) < 0)
 			break;
 		written = (uint64_t)offset + len;
+		kb_file_hasher_advance(m->hasher, written);
 		/* Start writeback as we go, so the fsync at the end has little left to wait for. */
 		if (written - synced >= (64u << 20)) {
 			sync_file_range(fd, (off_t)synced, (off_t)(written - synced), SYNC_FILE_RANGE_WRITE);
@@ -262,18 +337,14 @@ static int extract(struct unpack *u, struct archive *a, struct member *m, struct
 		}
 		kb_progress_update(u->ctx, &u->progress, (uint64_t)u->ar.filter_bytes(a, -1), u->bundle_size);
 	}
-	if (rc == 0)
-		kb_hasher_zeros(sha, m->size - written);
-	kb_hasher_finish(sha, m->digest);
-	if (rc == 0 && interrupted)
-		rc = fail_interrupted(err);
+	if (rc == 0 && ftruncate(fd, (off_t)m->size) < 0)
+		rc = kb_fail(err, errno, m->name, "finishing member");
 	if (rc < 0)
-		return -1;
-	struct stat st;
-	if (ftruncate(fd, (off_t)m->size) < 0 || fsync(fd) < 0 || fstat(fd, &st) < 0)
-		return kb_fail(err, errno, m->name, "finishing member");
-	m->allocated = (uint64_t)st.st_blocks * 512;
-	return 0;
+		return -1; /* settle_all stops the thread */
+	m->fd = fd;
+	fd = -1; /* synced and closed at the end */
+	/* A small member (domain.xml, SHA256SUMS) is hashed by now: it keeps no thread waiting. */
+	return m->size <= BLOCK ? settle(m, err) : 0;
 }
 
 static int read_member(struct unpack *u, const char *name, size_t max, char **text, size_t *len,
@@ -781,7 +852,7 @@ static int run_archive(struct unpack *u, const char *bundle, bool replace, struc
 			break;
 		}
 		struct member *m = &u->members[u->count++];
-		*m = (struct member){ .size = (uint64_t)u->ar.entry_size(e) };
+		*m = (struct member){ .size = (uint64_t)u->ar.entry_size(e), .fd = -1 };
 		snprintf(m->name, sizeof(m->name), "%s", name);
 		/* The apparent size, holes included: a sparse member declaring a terabyte is refused from its header. */
 		if (u->ar.entry_size(e) < 0 || m->size > max_size) {
@@ -798,6 +869,7 @@ static int run_archive(struct unpack *u, const char *bundle, bool replace, struc
 		}
 		rc = extract(u, a, m, err);
 	}
+	rc = settle_all(u, rc < 0, err);
 	u->ar.read_free(a);
 	kb_progress_end(u->ctx, &u->progress);
 	if (rc == 0 && !find_member(u, KB_BUNDLE_SUMS))
@@ -913,6 +985,8 @@ int unpack_main(struct kb_ctx *ctx, int argc, char **argv)
 		return KB_EXIT_FAILURE;
 	u->ctx = ctx;
 	u->dest = DEFAULT_DEST;
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	u->hash_threads = cores > 1 ? (int)cores : 1;
 	const char *name = NULL;
 	bool replace = false;
 	int opt, rc;

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "kvmbox/dynlib.h"
@@ -62,157 +63,192 @@ void kb_sha256_free(struct kb_sha256 *s)
 	s->ctx = NULL;
 }
 
-/* One queued piece of work: data in its slot, or a run of zeros. */
-struct hasher_item {
-	size_t len;       /* bytes of data in the slot */
-	uint64_t zeros;   /* or: this many zero bytes */
-};
-
-struct kb_hasher {
+struct kb_file_hasher {
 	struct kb_sha256 sha;
+	int fd;          /* the file, read-only, owned */
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t changed;
-	struct hasher_item items[KB_HASHER_SLOTS];
-	uint8_t *slots; /* KB_HASHER_SLOTS x KB_HASHER_SLOT_SIZE */
-	unsigned head, tail; /* items queued: tail - head */
-	size_t fill;         /* bytes gathered in the slot at tail, not yet queued */
-	bool done;
+	uint64_t final;  /* bytes from the start that the writer will not change again */
+	bool done;       /* final is the file's size */
+	bool cancel;     /* the digest is not wanted any more */
+	bool defer;      /* newer work goes first: the thread lowers its own priority */
+	int read_errno;  /* 0, or why reading the file back failed */
 	const volatile sig_atomic_t *stop; /* when it becomes non-zero, the rest is dropped */
+	uint8_t *buf;    /* KB_FILE_HASHER_BUFFER */
 };
+#define KB_FILE_HASHER_BUFFER (1u << 20)
 
-static bool stopped(const struct kb_hasher *h)
+static bool given_up(struct kb_file_hasher *h, bool *deferred)
 {
-	return h->stop && *h->stop;
-}
-
-/* A run of zeros, hashed a slice at a time so a stop request is seen within a fraction of a second. */
-static void hash_zeros(struct kb_hasher *h, uint64_t zeros)
-{
-	const uint64_t slice = 64u << 20;
-	while (zeros > 0 && !stopped(h)) {
-		uint64_t n = zeros < slice ? zeros : slice;
-		kb_sha256_zeros(&h->sha, n);
-		zeros -= n;
+	if (h->stop && *h->stop)
+		return true;
+	pthread_mutex_lock(&h->lock);
+	bool cancel = h->cancel, defer = h->defer;
+	pthread_mutex_unlock(&h->lock);
+	if (defer && !*deferred) {
+		/* Linux keeps a nice value per thread: PRIO_PROCESS 0 is this thread alone. */
+		setpriority(PRIO_PROCESS, 0, 10);
+		*deferred = true;
 	}
+	return cancel;
 }
 
-static void *hasher_run(void *arg)
+/*
+ * Hash [pos, end) of the file: holes as zeros without reading them, data read
+ * back. A filesystem that does not know holes reports all of it as data, and
+ * the holes read as zeros: the same digest, a little slower. Below @end the
+ * file is final, so what SEEK_DATA and SEEK_HOLE say there holds.
+ */
+static int hash_range(struct kb_file_hasher *h, uint64_t pos, uint64_t end, bool *deferred)
 {
-	struct kb_hasher *h = arg;
+	const uint64_t slice = 64u << 20; /* zeros in slices, so a stop is seen within a fraction of a second */
+	while (pos < end) {
+		if (given_up(h, deferred))
+			return 0;
+		off_t data = lseek(h->fd, (off_t)pos, SEEK_DATA);
+		uint64_t data_at = data < 0 || (uint64_t)data > end ? end : (uint64_t)data; /* ENXIO: a hole to the end */
+		if (data_at > pos) {
+			uint64_t n = data_at - pos < slice ? data_at - pos : slice;
+			kb_sha256_zeros(&h->sha, n);
+			pos += n;
+			continue;
+		}
+		off_t hole = lseek(h->fd, (off_t)pos, SEEK_HOLE);
+		uint64_t hole_at = hole < 0 || (uint64_t)hole > end ? end : (uint64_t)hole;
+		while (pos < hole_at) {
+			size_t want = hole_at - pos < KB_FILE_HASHER_BUFFER ? (size_t)(hole_at - pos) : KB_FILE_HASHER_BUFFER;
+			ssize_t n = pread(h->fd, h->buf, want, (off_t)pos);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				return n < 0 ? errno : EIO; /* 0: shorter than the writer said */
+			kb_sha256_update(&h->sha, h->buf, (size_t)n);
+			pos += (uint64_t)n;
+		}
+	}
+	return 0;
+}
+
+static void *file_hasher_run(void *arg)
+{
+	struct kb_file_hasher *h = arg;
+	uint64_t pos = 0;
+	bool deferred = false;
 	pthread_mutex_lock(&h->lock);
 	for (;;) {
-		while (h->head == h->tail && !h->done)
+		while (pos == h->final && !h->done && !h->cancel)
 			pthread_cond_wait(&h->changed, &h->lock);
-		if (h->head == h->tail)
+		if (h->cancel || (pos == h->final && h->done))
 			break;
-		unsigned slot = h->head % KB_HASHER_SLOTS;
-		struct hasher_item item = h->items[slot];
+		uint64_t end = h->final;
 		pthread_mutex_unlock(&h->lock);
-		if (stopped(h))
-			; /* dropped: the caller gives up on this digest */
-		else if (item.len)
-			kb_sha256_update(&h->sha, h->slots + (size_t)slot * KB_HASHER_SLOT_SIZE, item.len);
-		else
-			hash_zeros(h, item.zeros);
+		int e = hash_range(h, pos, end, &deferred);
 		pthread_mutex_lock(&h->lock);
-		h->head++;
-		pthread_cond_broadcast(&h->changed);
+		if (e) {
+			h->read_errno = e;
+			break;
+		}
+		pos = end;
+		if (h->stop && *h->stop)
+			break;
 	}
 	pthread_mutex_unlock(&h->lock);
 	return NULL;
 }
 
-struct kb_hasher *kb_hasher_start(const struct kb_sha256_api *api, const volatile sig_atomic_t *stop,
-				   struct kb_error *err)
+struct kb_file_hasher *kb_file_hasher_start(const struct kb_sha256_api *api, int fd, const volatile sig_atomic_t *stop,
+					     struct kb_error *err)
 {
-	struct kb_hasher *h = calloc(1, sizeof(*h));
+	struct kb_file_hasher *h = calloc(1, sizeof(*h));
 	if (h)
-		h->slots = malloc((size_t)KB_HASHER_SLOTS * KB_HASHER_SLOT_SIZE);
-	if (!h || !h->slots) {
+		h->buf = malloc(KB_FILE_HASHER_BUFFER);
+	if (!h || !h->buf) {
 		if (h)
 			free(h);
-		kb_fail(err, ENOMEM, NULL, "starting the SHA-256 thread");
+		close(fd);
+		kb_fail(err, ENOMEM, NULL, "starting a SHA-256 thread");
 		return NULL;
 	}
+	h->fd = fd;
+	h->stop = stop;
 	if (kb_sha256_init(&h->sha, api, err) < 0) {
-		free(h->slots);
+		close(fd);
+		free(h->buf);
 		free(h);
 		return NULL;
 	}
-	h->stop = stop;
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->changed, NULL);
-	if (pthread_create(&h->thread, NULL, hasher_run, h) != 0) {
+	if (pthread_create(&h->thread, NULL, file_hasher_run, h) != 0) {
 		kb_sha256_free(&h->sha);
-		free(h->slots);
+		pthread_mutex_destroy(&h->lock);
+		pthread_cond_destroy(&h->changed);
+		close(fd);
+		free(h->buf);
 		free(h);
-		kb_fail(err, EAGAIN, NULL, "starting the SHA-256 thread");
+		kb_fail(err, EAGAIN, NULL, "starting a SHA-256 thread");
 		return NULL;
 	}
 	return h;
 }
 
-/* Queue the slot being filled (or a zero run, @zeros > 0), waiting while the ring is full. */
-static void hasher_push(struct kb_hasher *h, uint64_t zeros)
+void kb_file_hasher_advance(struct kb_file_hasher *h, uint64_t final_bytes)
 {
 	pthread_mutex_lock(&h->lock);
-	while (h->tail - h->head == KB_HASHER_SLOTS)
-		pthread_cond_wait(&h->changed, &h->lock);
-	h->items[h->tail % KB_HASHER_SLOTS] = (struct hasher_item){ .len = zeros ? 0 : h->fill, .zeros = zeros };
-	h->tail++;
-	h->fill = 0;
-	pthread_cond_broadcast(&h->changed);
-	pthread_mutex_unlock(&h->lock);
-}
-
-/* The slot at tail is free to fill once the ring has room for it. */
-static uint8_t *hasher_slot(struct kb_hasher *h)
-{
-	pthread_mutex_lock(&h->lock);
-	while (h->tail - h->head == KB_HASHER_SLOTS)
-		pthread_cond_wait(&h->changed, &h->lock);
-	pthread_mutex_unlock(&h->lock);
-	return h->slots + (size_t)(h->tail % KB_HASHER_SLOTS) * KB_HASHER_SLOT_SIZE;
-}
-
-void kb_hasher_data(struct kb_hasher *h, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-	while (len > 0) {
-		uint8_t *slot = hasher_slot(h);
-		size_t n = KB_HASHER_SLOT_SIZE - h->fill < len ? KB_HASHER_SLOT_SIZE - h->fill : len;
-		memcpy(slot + h->fill, p, n);
-		h->fill += n;
-		p += n;
-		len -= n;
-		if (h->fill == KB_HASHER_SLOT_SIZE)
-			hasher_push(h, 0);
+	if (final_bytes > h->final) {
+		h->final = final_bytes;
+		pthread_cond_broadcast(&h->changed);
 	}
+	pthread_mutex_unlock(&h->lock);
 }
 
-void kb_hasher_zeros(struct kb_hasher *h, uint64_t len)
+void kb_file_hasher_defer(struct kb_file_hasher *h)
 {
-	if (len == 0)
-		return;
-	if (h->fill)
-		hasher_push(h, 0);
-	hasher_push(h, len);
-}
-
-void kb_hasher_finish(struct kb_hasher *h, uint8_t digest[32])
-{
-	if (h->fill)
-		hasher_push(h, 0);
 	pthread_mutex_lock(&h->lock);
+	h->defer = true;
+	pthread_mutex_unlock(&h->lock);
+}
+
+/* Tell the thread how it ends, wait for it, and free everything but the digest's context. */
+static void file_hasher_end(struct kb_file_hasher *h, uint64_t size, bool cancel)
+{
+	pthread_mutex_lock(&h->lock);
+	if (cancel)
+		h->cancel = true;
+	else
+		h->final = size;
 	h->done = true;
 	pthread_cond_broadcast(&h->changed);
 	pthread_mutex_unlock(&h->lock);
 	pthread_join(h->thread, NULL);
-	kb_sha256_final(&h->sha, digest);
 	pthread_mutex_destroy(&h->lock);
 	pthread_cond_destroy(&h->changed);
-	free(h->slots);
+	close(h->fd);
+	free(h->buf);
+}
+
+int kb_file_hasher_finish(struct kb_file_hasher *h, uint64_t size, uint8_t digest[32], const char *name,
+			  struct kb_error *err)
+{
+	file_hasher_end(h, size, false);
+	int e = h->read_errno;
+	bool stopped = h->stop && *h->stop;
+	kb_sha256_final(&h->sha, digest);
+	free(h);
+	if (e)
+		return kb_fail(err, e, name, "reading back to hash");
+	if (stopped)
+		return kb_fail(err, EINTR, name, "hashing interrupted:");
+	return 0;
+}
+
+void kb_file_hasher_cancel(struct kb_file_hasher *h)
+{
+	if (!h)
+		return;
+	file_hasher_end(h, 0, true);
+	kb_sha256_free(&h->sha);
 	free(h);
 }
 

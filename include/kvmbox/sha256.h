@@ -35,24 +35,37 @@ void kb_sha256_free(struct kb_sha256 *s);
 int kb_sha256_file(const struct kb_sha256_api *api, const char *path, char hex[65], struct kb_error *err);
 
 /*
- * SHA-256 on a second core: the caller queues data (copied into a small ring
- * of buffers, so memory stays flat) and hole lengths, and goes on reading and
- * writing while a thread hashes. Wall time becomes the larger of the two
- * instead of their sum.
+ * SHA-256 of a file while it is being written, on a thread of its own. The
+ * writer says how far the file is final; the thread reads that part back (from
+ * the page cache: one buffer, so memory stays flat whatever the file's size),
+ * holes as zeros without reading them, and hashes it. The writer never waits
+ * for the hash, so the next file can stream in while this one is hashed on
+ * another core, and what is hashed is what was written.
  */
-#define KB_HASHER_SLOTS 8
-#define KB_HASHER_SLOT_SIZE (1u << 20)
-struct kb_hasher;
+struct kb_file_hasher;
 /*
- * @stop (may be NULL): a flag a signal handler sets; once it is non-zero the
- * thread drops what is queued and hashes no more, so a caller that gives up
- * (an interrupted unpack) never waits for a long run of zeros to be hashed.
+ * @fd: the file opened read-only, owned from here on (closed at the end, on
+ * failure too). @stop (may be NULL): a flag a signal handler sets; once it is
+ * non-zero the thread hashes no more.
  */
-struct kb_hasher *kb_hasher_start(const struct kb_sha256_api *api, const volatile sig_atomic_t *stop,
-				   struct kb_error *err);
-void kb_hasher_data(struct kb_hasher *h, const void *data, size_t len);
-void kb_hasher_zeros(struct kb_hasher *h, uint64_t len);
-/* Wait for the thread, give the digest and free everything. */
-void kb_hasher_finish(struct kb_hasher *h, uint8_t digest[32]);
+struct kb_file_hasher *kb_file_hasher_start(const struct kb_sha256_api *api, int fd, const volatile sig_atomic_t *stop,
+					     struct kb_error *err);
+/* The first @final_bytes of the file will not change again. */
+void kb_file_hasher_advance(struct kb_file_hasher *h, uint64_t final_bytes);
+/*
+ * The file is all written and @size bytes long: wait for the thread and give
+ * the digest, or -1 with @err (@name: the file, for the message) when reading
+ * it back failed or @stop was set. Frees @h either way.
+ */
+int kb_file_hasher_finish(struct kb_file_hasher *h, uint64_t size, uint8_t digest[32], const char *name,
+			  struct kb_error *err);
+/*
+ * Newer work goes first: the thread lowers its own priority. For the file that
+ * started hashing earlier, when another starts: the later one is the longer
+ * path to the end, and the two finish together instead of one after the other.
+ */
+void kb_file_hasher_defer(struct kb_file_hasher *h);
+/* The digest is not wanted: stop the thread and free @h (NULL: nothing). */
+void kb_file_hasher_cancel(struct kb_file_hasher *h);
 
 #endif

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: unpack + verify of a bundle holding a 4 GiB raw image that is mostly holes,
-# with 1 GiB of random data in 1024 scattered 1 MiB extents, as tar and as tar.zst.
+# with 1 GiB of random data in 1024 scattered 1 MiB extents, as tar and as tar.zst;
+# and of a two-disk bundle (system + data disk: two 2 GiB images, 512 MiB of data
+# each), whose disks kvmbox hashes on both cores.
 # Side by side in one run: kvmbox unpack, GNU tar -xS then sha256sum -c, bsdtar then
 # sha256sum -c, and the one-core SHA-256 floor of `openssl speed -evp sha256`.
 set -eu
@@ -11,19 +13,27 @@ cd "$work"
 SIZE_MIB=${SIZE_MIB:-4096}
 DATA_MIB=${DATA_MIB:-1024}
 
-echo "making a ${SIZE_MIB} MiB image with ${DATA_MIB} MiB of random data..." >&2
+# make_image FILE SIZE_MIB DATA_MIB SKIP: DATA_MIB distinct 1 MiB slots of random data, spread over the image.
+make_image() {
+	local i=0 slot
+	truncate -s "$2M" "$1"
+	shuf -i 0-$(($2 - 1)) -n "$3" --random-source=<(tail -c +$((1 + $4 * 4096)) rand64) | sort -n >slots
+	while read -r slot; do
+		dd if=rand64 of="$1" bs=1M seek="$slot" skip=$(((i + $4) % 64)) count=1 conv=notrunc status=none
+		i=$((i + 1))
+	done <slots
+}
+echo "making a ${SIZE_MIB} MiB image with ${DATA_MIB} MiB of random data, and two of half that..." >&2
 head -c $((64 << 20)) /dev/urandom >rand64
-truncate -s "${SIZE_MIB}M" disk.raw
-# DATA_MIB distinct 1 MiB slots, spread over the image.
-shuf -i 0-$((SIZE_MIB - 1)) -n "$DATA_MIB" --random-source=rand64 | sort -n >slots
-i=0
-while read -r slot; do
-	dd if=rand64 of=disk.raw bs=1M seek="$slot" skip=$((i % 64)) count=1 conv=notrunc status=none
-	i=$((i + 1))
-done <slots
+make_image disk.raw "$SIZE_MIB" "$DATA_MIB" 0
+make_image system.raw $((SIZE_MIB / 2)) $((DATA_MIB / 2)) 1
+make_image data.raw $((SIZE_MIB / 2)) $((DATA_MIB / 2)) 2
 printf '<domain type="qemu"><name>bench</name><devices><disk type="file" device="disk"><source file="disk.raw"/></disk></devices></domain>\n' >vm.xml
+printf '<domain type="qemu"><name>bench2</name><devices><disk type="file" device="disk"><source file="system.raw"/></disk><disk type="file" device="disk"><source file="data.raw"/></disk></devices></domain>\n' >vm2.xml
 "$KVMBOX" pack vm.xml -o bundle.tar >/dev/null
 "$KVMBOX" pack vm.xml -o bundle.tar.zst --compress zstd >/dev/null
+"$KVMBOX" pack vm2.xml -o two-disk.tar >/dev/null
+rm -f disk.raw system.raw data.raw
 bytes=$((SIZE_MIB << 20))
 
 # run LABEL CMD...: wall seconds and peak RSS (KiB) of CMD into $secs, $rss.
@@ -44,7 +54,7 @@ export -f tar_then_sums bsdtar_then_sums
 printf '%-40s %9s %9s %10s %10s\n' "" "seconds" "MB/s" "disk used" "peak RSS"
 report() { printf '%-40s %9s %9.0f %9sM %8sK\n' "$1" "$secs" "$(awk -v b="$bytes" -v s="$secs" 'BEGIN { print b / 1e6 / s }')" "$(du -sm out | cut -f1)" "$rss"; }
 
-for b in bundle.tar bundle.tar.zst; do
+for b in bundle.tar bundle.tar.zst two-disk.tar; do
 	cat "$b" >/dev/null # every tool reads it warm from the page cache
 	measure "$KVMBOX" unpack "$b" --dest "$work/out" --name vm
 	kb=$secs
@@ -69,3 +79,6 @@ printf '  floor / kvmbox unpack                 %s (target >= 0.80)\n' "$(ratio 
 echo "ratios (tar.zst):"
 printf '  GNU tar + sha256sum / kvmbox unpack   %sx\n' "$(ratio "$gnu_bundle_tar_zst" "$kb_bundle_tar_zst")"
 printf '  floor / kvmbox unpack                 %s\n' "$(ratio "$floor" "$kb_bundle_tar_zst")"
+echo "ratios (two disks, the same logical size: the floor is the same one core's):"
+printf '  GNU tar + sha256sum / kvmbox unpack   %sx\n' "$(ratio "$gnu_two_disk_tar" "$kb_two_disk_tar")"
+printf '  kvmbox unpack / floor                 %s (target <= 0.60)\n' "$(ratio "$kb_two_disk_tar" "$floor")"

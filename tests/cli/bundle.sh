@@ -395,6 +395,53 @@ test_interrupted_unpack_leaves_nothing() {
 	rm -f "$TESTS_TMP/big.kvmbundle"
 }
 
+# Two disks are hashed side by side, each on a thread that reads back what was written:
+# a wrong digest for the first disk is caught while the second streams, and an interrupt
+# while both are being hashed (16 GiB of holes) ends the run at once, leaving nothing.
+test_two_disks_hashed_side_by_side() {
+	local m="$TESTS_TMP/two" dest="$TESTS_TMP/two-dest" pid rc i start
+	mkdir -p "$m" "$dest"
+	printf '<domain type="qemu"><name>two</name><devices><disk type="file"><source file="system.raw"/></disk><disk type="file"><source file="data.raw"/></disk></devices></domain>\n' >"$m/domain.xml"
+	truncate -s 96M "$m/system.raw" "$m/data.raw"
+	head -c 4M /dev/urandom | dd of="$m/system.raw" bs=1M seek=17 conv=notrunc status=none
+	head -c 4M /dev/urandom | dd of="$m/data.raw" bs=1M seek=60 conv=notrunc status=none
+	(cd "$m" && sha256sum domain.xml system.raw data.raw >SHA256SUMS)
+	(cd "$m" && tar -S --format=pax -cf "$TESTS_TMP/two.kvmbundle" domain.xml system.raw data.raw SHA256SUMS)
+	run unpack "$TESTS_TMP/two.kvmbundle" --dest "$dest" --json
+	expect_rc 0
+	cmp -s "$m/system.raw" "$dest/two/system.raw" || fail "system.raw differs after unpack"
+	cmp -s "$m/data.raw" "$dest/two/data.raw" || fail "data.raw differs after unpack"
+	expect_eq "both digests reported" "$(printf '%s' "$OUT" | jq -r '.members[] | select(.name | endswith(".raw")) | .sha256' | sort)" \
+		"$(cd "$m" && sha256sum system.raw data.raw | cut -d' ' -f1 | sort)"
+	# The first disk's digest wrong: refused, naming it; nothing left.
+	rm -rf "${dest:?}"/*
+	(cd "$m" && sha256sum domain.xml data.raw >SHA256SUMS && printf '%064d  system.raw\n' 0 >>SHA256SUMS)
+	(cd "$m" && tar -S --format=pax -cf "$TESTS_TMP/two-bad.kvmbundle" domain.xml system.raw data.raw SHA256SUMS)
+	run unpack "$TESTS_TMP/two-bad.kvmbundle" --dest "$dest"
+	expect_rc 1
+	expect_match "first disk named" "$ERR" "^kvmbox unpack: digest mismatch \\(SHA256SUMS says 000000000000\\.\\.\\., content is [0-9a-f]{12}\\.\\.\\.\\): system\\.raw$"
+	expect_eq "nothing left" "$(ls -A "$dest")" ""
+	# 2 x 8 GiB, nearly all holes: written at once, then seconds of hashing zeros on both cores.
+	truncate -s 8G "$m/system.raw" "$m/data.raw"
+	(cd "$m" && tar -S --format=pax -cf "$TESTS_TMP/two-big.kvmbundle" domain.xml system.raw data.raw SHA256SUMS)
+	env --default-signal=INT "$KVMBOX" unpack "$TESTS_TMP/two-big.kvmbundle" --dest "$dest" 2>"$TESTS_TMP/two.err" &
+	pid=$!
+	for ((i = 0; i < 200; i++)); do # both written: data.raw has its full size
+		[ "$(find "$dest" -name data.raw -size 8G 2>/dev/null | wc -l)" = 1 ] && break
+		sleep 0.05
+	done
+	kill -0 "$pid" 2>/dev/null || fail "unpack ended before it could be interrupted while hashing"
+	start=$(date +%s%N)
+	kill -INT "$pid"
+	wait "$pid"
+	rc=$?
+	expect_eq "interrupted while hashing: exit status" "$rc" 130
+	[ $(($(date +%s%N) - start)) -lt 2000000000 ] || fail "hashing went on $(( ($(date +%s%N) - start) / 1000000 )) ms after SIGINT"
+	expect_match "said" "$(cat "$TESTS_TMP/two.err")" "interrupted by"
+	expect_eq "nothing left after the interrupt" "$(ls -A "$dest")" ""
+	rm -f "$TESTS_TMP"/two*.kvmbundle
+}
+
 test_target_and_usage() {
 	local m="$TESTS_TMP/t" t="$TESTS_TMP/target"
 	good_members "$m"
@@ -467,6 +514,7 @@ t test_existing_directory_and_replace
 t test_not_enough_space
 t test_apparent_size_bomb
 t test_interrupted_unpack_leaves_nothing
+t test_two_disks_hashed_side_by_side
 t test_target_and_usage
 t test_unpack_from_http
 done_testing
