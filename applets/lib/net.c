@@ -403,23 +403,17 @@ int kb_ip_config_read(struct nl_sock *sk, int ifindex, struct kb_ip_config *out,
 	return 0;
 }
 
+static struct nl_msg *link_up_request(int ifindex, int master);
+static int send_batch(struct nl_sock *sk, struct nl_msg **msgs, int count, int *results);
+
 /* Set link @ifindex up, and with @master >= 0 make it a port of @master, in one request. */
 static int link_up(struct nl_sock *sk, int ifindex, int master)
 {
-	struct rtnl_link *orig = rtnl_link_alloc(), *change = rtnl_link_alloc();
-	int rc = -NLE_NOMEM;
-	if (orig && change) {
-		rtnl_link_set_ifindex(orig, ifindex);
-		if (master >= 0)
-			rtnl_link_set_master(change, master);
-		rtnl_link_set_flags(change, IFF_UP);
-		rc = rtnl_link_change(sk, orig, change, 0);
-	}
-	if (orig)
-		rtnl_link_put(orig);
-	if (change)
-		rtnl_link_put(change);
-	return rc;
+	struct nl_msg *msg = link_up_request(ifindex, master);
+	int result = 0;
+	int rc = msg ? send_batch(sk, &msg, 1, &result) : -NLE_NOMEM;
+	nlmsg_free(msg);
+	return rc < 0 ? rc : result;
 }
 
 int kb_link_enslave_up(struct nl_sock *sk, int port, int master, struct kb_error *err)
@@ -428,7 +422,7 @@ int kb_link_enslave_up(struct nl_sock *sk, int port, int master, struct kb_error
 	return rc < 0 ? kb_nl_fail(err, rc, "making interface %d a port of interface %d", port, master) : 0;
 }
 
-/* link_up()'s request, built but not sent. */
+/* The request of link_up(), built but not sent. */
 static struct nl_msg *link_up_request(int ifindex, int master)
 {
 	struct rtnl_link *orig = rtnl_link_alloc(), *change = rtnl_link_alloc();
