@@ -14,6 +14,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <glob.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -316,6 +317,32 @@ static bool ctime_differs(const struct doctor *d, const char *abs_path, const ch
 	return strtoll(recorded, NULL, 10) != (long long)st.st_ctime;
 }
 
+/*
+ * What libvirt records as <selfctime> when @daemon (libvirtd or virqemud)
+ * starts: the newest ctime of the daemon and of every module it loads (its
+ * drivers and storage backends come as packages of their own), or -1 when
+ * the daemon is not there.
+ */
+static long long libvirt_self_ctime(const struct doctor *d, const char *daemon)
+{
+	static const char *const modules[] = { "/usr/lib/*/libvirt/*/*.so", "/usr/lib64/libvirt/*/*.so" };
+	struct kb_path p;
+	struct stat st;
+	if (kb_sysroot_path(d->ctx, daemon, &p, NULL) < 0 || stat(p.s, &st) < 0)
+		return -1;
+	long long newest = (long long)st.st_ctime;
+	for (size_t i = 0; i < sizeof(modules) / sizeof(modules[0]); i++) {
+		glob_t found;
+		if (kb_sysroot_path(d->ctx, modules[i], &p, NULL) < 0 || glob(p.s, 0, NULL, &found) != 0)
+			continue;
+		for (size_t j = 0; j < found.gl_pathc; j++)
+			if (stat(found.gl_pathv[j], &st) == 0 && (long long)st.st_ctime > newest)
+				newest = (long long)st.st_ctime;
+		globfree(&found);
+	}
+	return newest;
+}
+
 /* Why a cache file no longer describes this host (as libvirt itself would judge it), or NULL. */
 static const char *stale_reason(struct doctor *d, const char *file, char *buf, size_t size)
 {
@@ -343,8 +370,8 @@ static const char *stale_reason(struct doctor *d, const char *file, char *buf, s
 		reason = "its emulator %s is gone";
 	else if (ctime_differs(d, emulator, qemu_ctime))
 		reason = "%s changed since it was probed (QEMU upgraded)";
-	else if (self_ctime && ctime_differs(d, "/usr/sbin/libvirtd", self_ctime) &&
-		 ctime_differs(d, "/usr/sbin/virtqemud", self_ctime))
+	else if (self_ctime && strtoll(self_ctime, NULL, 10) != libvirt_self_ctime(d, "/usr/sbin/libvirtd") &&
+		 strtoll(self_ctime, NULL, 10) != libvirt_self_ctime(d, "/usr/sbin/virtqemud"))
 		reason = "libvirt changed since %s was probed";
 	else if (kernel && release[0] && strcmp(kernel, running) != 0)
 		reason = "the kernel changed since %s was probed";

@@ -181,6 +181,22 @@ capabilities_cache_in_a_fixture_root() {
 	expect_eq "left" "$(ls "$cache")" "current.xml"
 	row caps.cache --root "$fx"
 	expect_eq "after fix" "$ROW" "PASS 1 cached QEMU capability, all current"
+	# libvirt records the newest ctime of the daemon and the modules it loads (the QEMU
+	# driver is a package of its own): a driver changed after the daemon, and probed since,
+	# is current; one changed after the probe is not.
+	local module=$fx/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so
+	mkdir -p "${module%/*}"
+	sleep 1.1
+	: >"$module"
+	self_ctime=$(stat -c %Z "$module")
+	caps current.xml "$qemu_ctime" "6.1.0-18-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.1.76-1"
+	row caps.cache --root "$fx"
+	expect_eq "driver newer than the daemon, probed since" "$ROW" "PASS 1 cached QEMU capability, all current"
+	sleep 1.1
+	touch -m -d @1 "$module" # a new ctime, as a package upgrade gives it
+	row caps.cache --root "$fx"
+	expect_rc 1
+	expect_eq "driver changed after the probe" "$ROW" "FAIL 1 of 1 cached QEMU capabilities are stale (libvirt changed since /usr/bin/qemu-system-x86_64 was probed): 'Cannot find suitable CPU model for given data'"
 }
 
 no_hardware_virtualization_in_a_fixture_root() {
