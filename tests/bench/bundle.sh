@@ -82,3 +82,24 @@ printf '  floor / kvmbox unpack                 %s\n' "$(ratio "$floor" "$kb_bun
 echo "ratios (two disks, the same logical size: the floor is the same one core's):"
 printf '  GNU tar + sha256sum / kvmbox unpack   %sx\n' "$(ratio "$gnu_two_disk_tar" "$kb_two_disk_tar")"
 printf '  kvmbox unpack / floor                 %s (target <= 0.60)\n' "$(ratio "$kb_two_disk_tar" "$floor")"
+# An apparent-size bomb: a pax sparse member declaring 10^12 bytes with 512 stored,
+# refused from its header (the median of 5 refusals).
+mkdir -p bomb
+printf '<domain type="qemu"><name>bomb</name><devices><disk type="file"><source file="disk.raw"/></disk></devices></domain>\n' >bomb/domain.xml
+truncate -s 1000000000000 bomb/disk.raw
+head -c 512 rand64 | dd of=bomb/disk.raw bs=512 seek=1000 conv=notrunc status=none
+(cd bomb && printf '%064d  disk.raw\n' 0 >SHA256SUMS && sha256sum domain.xml >>SHA256SUMS &&
+	tar --format=pax --sparse -cf ../bomb.tar domain.xml disk.raw SHA256SUMS)
+rm -rf bomb
+bomb_ms=()
+for ((i = 0; i < 5; i++)); do
+	rm -rf out && mkdir out
+	start=$(date +%s%N)
+	if "$KVMBOX" unpack bomb.tar --dest "$work/out" --name bomb >/dev/null 2>&1; then
+		echo "bench: the bomb was unpacked" >&2
+		exit 1
+	fi
+	bomb_ms+=($((($(date +%s%N) - start) / 1000000)))
+done
+printf '  apparent-size bomb (10^12 bytes) refused in %s ms (target < 1000 ms)\n' \
+	"$(printf '%s\n' "${bomb_ms[@]}" | sort -n | sed -n 3p)"
