@@ -2,7 +2,9 @@
  * unpack: a VM image bundle into DIR/NAME, in one streaming pass, safely.
  *
  * Each member is SHA-256-hashed while it is written into a staging directory
- * on the destination filesystem, runs of zeros become holes, then the digests
+ * on the destination filesystem (by a thread that reads back what was written,
+ * so a second disk streams in while the first is hashed on another core),
+ * runs of zeros become holes, then the digests
  * are checked against SHA256SUMS, qcow2 headers and raw images are examined,
  * domain.xml's disk paths are rewritten, and the staging directory is renamed
  * into place. On any failure nothing is left behind.
