@@ -79,6 +79,7 @@ struct doctor {
 	struct kb_rows rows;
 	char stale_caps[8][PATH_MAX]; /* caps.cache: the stale files found */
 	size_t stale_count;
+	long long libvirt_ctime[2];   /* caps.cache: libvirt_self_ctime() of libvirtd and of virtqemud */
 };
 
 static bool selected(const struct doctor *d, const char *id)
@@ -370,8 +371,8 @@ static const char *stale_reason(struct doctor *d, const char *file, char *buf, s
 		reason = "its emulator %s is gone";
 	else if (ctime_differs(d, emulator, qemu_ctime))
 		reason = "%s changed since it was probed (QEMU upgraded)";
-	else if (self_ctime && strtoll(self_ctime, NULL, 10) != libvirt_self_ctime(d, "/usr/sbin/libvirtd") &&
-		 strtoll(self_ctime, NULL, 10) != libvirt_self_ctime(d, "/usr/sbin/virtqemud"))
+	else if (self_ctime && strtoll(self_ctime, NULL, 10) != d->libvirt_ctime[0] &&
+		 strtoll(self_ctime, NULL, 10) != d->libvirt_ctime[1])
 		reason = "libvirt changed since %s was probed";
 	else if (kernel && release[0] && strcmp(kernel, running) != 0)
 		reason = "the kernel changed since %s was probed";
@@ -393,6 +394,9 @@ static void diagnose_caps_cache(struct doctor *d)
 		kb_row_set(r, id, KB_PASS, "no cached QEMU capabilities (%s: %s)", CAPS_CACHE_DIR, strerror(errno));
 		return;
 	}
+	/* Once for every cache file: what libvirt's daemons would record now. */
+	d->libvirt_ctime[0] = libvirt_self_ctime(d, "/usr/sbin/libvirtd");
+	d->libvirt_ctime[1] = libvirt_self_ctime(d, "/usr/sbin/virtqemud");
 	size_t files = 0;
 	char first_reason[200] = "";
 	struct dirent *de;
