@@ -39,11 +39,24 @@ done_testing() { echo "1..$_t_count"; [ "$_t_failed" = 0 ]; }
 
 fail() { _t_current_ok=0; _t_msgs+="$*"$'\n'; }
 
+# Every program a test runs gets the KVM trap (tests/helpers/preload/kvm-trap.c): a KVM
+# node in a fixture root answers what the fixture says (ROOT/dev/kvm.trap), never what
+# this machine's KVM would, and KVMBOX_TRAP_KVM=usable|no-vm|absent makes the host's own
+# /dev/kvm answer as on a machine with or without a working KVM. An ASan build needs
+# its runtime first in the list.
+kvm_trap_preload() {
+	local preload="${LD_PRELOAD:+$LD_PRELOAD }$HELPERS/preload/kvm-trap.so"
+	if [ "${SAN:-}" = 1 ] && [[ "$preload" != *libasan* ]]; then
+		preload="$(cc -print-file-name=libasan.so) $preload"
+	fi
+	echo "$preload"
+}
+
 # run ARGS...: kvmbox with a 20 s bound (RUN_BOUND=SEC for slower work); sets OUT, ERR, RC.
 run() { _run_as "$KVMBOX" "$@"; }
 _run_as() {
 	local errf="$TESTS_TMP/stderr"
-	OUT=$(timeout -k 2 "${RUN_BOUND:-20}" "$@" 2>"$errf")
+	OUT=$(LD_PRELOAD=$(kvm_trap_preload) timeout -k 2 "${RUN_BOUND:-20}" "$@" 2>"$errf")
 	RC=$?
 	ERR=$(cat "$errf")
 }
@@ -90,7 +103,15 @@ fx_chardev() {
 	chmod "${5:-0660}" "$1$2"
 	chown "0:${6:-0}" "$1$2"
 }
-fx_devkvm() { fx_chardev "$1" /dev/kvm 10 232 "${2:-0660}" "${3:-36}"; }
+# fx_devkvm ROOT [MODE [GID [ANSWER]]]: /dev/kvm, and what KVM answers through it
+# (usable, no-vm, absent, denied: tests/helpers/preload/kvm-trap.c; default absent, a
+# node with no driver behind it). Never the machine's own KVM, whatever it can do.
+fx_devkvm() {
+	fx_chardev "$1" /dev/kvm 10 232 "${2:-0660}" "${3:-36}"
+	fx_kvm_answer "$1" "${4:-absent}"
+}
+# fx_kvm_answer ROOT ANSWER: what ROOT's /dev/kvm answers from now on.
+fx_kvm_answer() { echo "$2" >"$1/dev/kvm.trap"; }
 # _le BYTES VALUE: VALUE as BYTES little-endian bytes, printf-escaped.
 _le() {
 	local n=$1 v=$2 i out=""
@@ -135,7 +156,7 @@ fx_libvirtd() {
 # independent probe of the same node (open, KVM_GET_API_VERSION, KVM_CREATE_VM).
 expected_kvm_usable_row() {
 	local probe pad='                        '
-	probe=$("$HELPERS/kvm-api-probe" "$1/dev/kvm")
+	probe=$(LD_PRELOAD=$(kvm_trap_preload) "$HELPERS/kvm-api-probe" "$1/dev/kvm")
 	case "$probe" in
 		"usable 12") printf 'PASS  kvm.usable        /dev/kvm opened read-write, KVM API version 12, a VM created (KVM_CREATE_VM)' ;;
 		open\ *) printf 'FAIL  kvm.usable        opening /dev/kvm read-write: %s\n%shint: %s' "${probe#open }" "$pad" \
@@ -145,7 +166,7 @@ expected_kvm_usable_row() {
 		*) printf 'FAIL  kvm.usable        /dev/kvm answers KVM_GET_API_VERSION with %s (expected 12)\n%shint: the node is not backed by KVM: kvmbox devkvm' "${probe#api }" "$pad" ;;
 	esac
 }
-kvm_usable() { [ "$("$HELPERS/kvm-api-probe" "$1/dev/kvm")" = "usable 12" ]; }
+kvm_usable() { [ "$(LD_PRELOAD=$(kvm_trap_preload) "$HELPERS/kvm-api-probe" "$1/dev/kvm")" = "usable 12" ]; }
 
 # ---- kernel modules (kvm-load) -----------------------------------------------
 
