@@ -1333,6 +1333,7 @@ static int del_one(struct bridge *b, const char *name, bool restore, bool force,
 
 struct show {
 	struct bridge *b;
+	FILE *out; /* ctx->out, or with --json the envelope's "bridges" member */
 	const char *only;
 	bool first;
 	int shown;
@@ -1340,7 +1341,7 @@ struct show {
 
 static void show_addrs_and_routes(struct show *s, int index, bool json)
 {
-	FILE *out = s->b->ctx->out;
+	FILE *out = s->out;
 	struct kb_ip_config ip;
 	char text[160];
 	if (kb_ip_config_read(s->b->sk, index, &ip, NULL) < 0)
@@ -1377,7 +1378,7 @@ static void show_one(struct nl_object *obj, void *data)
 	const char *name = rtnl_link_get_name(l);
 	if (!type || strcmp(type, "bridge") || (s->only && strcmp(s->only, name)))
 		return;
-	FILE *out = s->b->ctx->out;
+	FILE *out = s->out;
 	bool json = s->b->ctx->format == KB_FORMAT_JSON;
 	int index = rtnl_link_get_ifindex(l), stp = -1, delay = -1;
 	kb_bridge_read(s->b->sk, index, &stp, &delay, NULL);
@@ -1424,13 +1425,18 @@ static int show(struct bridge *b, const char *only, struct kb_error *err)
 	if (rc < 0)
 		return kb_nl_fail(err, rc, "listing interfaces");
 	bool json = b->ctx->format == KB_FORMAT_JSON;
-	struct show s = { .b = b, .only = only, .first = true };
-	if (json)
-		fputs("[", b->ctx->out);
+	struct show s = { .b = b, .out = b->ctx->out, .only = only, .first = true };
+	struct kb_envelope_member member;
+	if (json) {
+		s.out = kb_envelope_member_begin(b->ctx, &member, "bridges");
+		fputs("[", s.out);
+	}
 	nl_cache_foreach(links, show_one, &s);
 	nl_cache_free(links);
-	if (json)
-		fputs(s.shown ? "\n]\n" : "]\n", b->ctx->out);
+	if (json) {
+		fputs(s.shown ? "\n]" : "]", s.out);
+		kb_envelope_member_end(b->ctx, &member);
+	}
 	if (only && !s.shown)
 		return kb_fail(err, 0, NULL, "no bridge %s", only);
 	return 0;

@@ -777,6 +777,24 @@ static void print_kvm_ok(const struct kb_ctx *ctx, const struct kb_row *rows, si
 	fprintf(ctx->out, "KVM acceleration %s be used\n", usable ? "can" : "can NOT");
 }
 
+/* --list: the check ids, one a line (with --json, the envelope's "checks": [ID...]). */
+static void list_checks(const struct kb_ctx *ctx)
+{
+	if (ctx->format != KB_FORMAT_JSON) {
+		for (size_t i = 0; i < CHECK_COUNT; i++)
+			fprintf(ctx->out, "%s\n", checks[i].id);
+		return;
+	}
+	struct kb_envelope_member member;
+	FILE *out = kb_envelope_member_begin(ctx, &member, "checks");
+	for (size_t i = 0; i < CHECK_COUNT; i++) {
+		fputs(i ? ", " : "[", out);
+		kb_json_string(out, checks[i].id);
+	}
+	fputs("]", out);
+	kb_envelope_member_end(ctx, &member);
+}
+
 int check_main(struct kb_ctx *ctx, int argc, char **argv)
 {
 	enum { OPT_LIST = KB_OPT_APPLET_FIRST };
@@ -790,8 +808,7 @@ int check_main(struct kb_ctx *ctx, int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, KB_GLOBAL_SHORT_OPTIONS, long_options, NULL)) != -1) {
 		switch (opt) {
 		case OPT_LIST:
-			for (size_t i = 0; i < CHECK_COUNT; i++)
-				fprintf(ctx->out, "%s\n", checks[i].id);
+			list_checks(ctx);
 			return KB_EXIT_OK;
 		default: {
 			int rc = kb_common_option(ctx, opt, optarg);

@@ -226,10 +226,9 @@ static void print_findings_human(struct domain_cmd *cmd, const char *file, const
 	}
 }
 
-static void print_findings_json(struct domain_cmd *cmd, const char *file, const char *name,
-				const struct kb_findings *f, bool first)
+static void print_findings_json(FILE *out, const char *file, const char *name, const struct kb_findings *f,
+				bool first)
 {
-	FILE *out = cmd->ctx->out;
 	fputs(first ? "[\n  {\"file\": " : ",\n  {\"file\": ", out);
 	kb_json_string(out, file);
 	fputs(", \"domain\": ", out);
@@ -278,6 +277,9 @@ static int preflight_files(struct domain_cmd *cmd, char **files, const char *gen
 		host.domcaps = NULL;
 	int failing = 0, printed = 0;
 	bool json = cmd->ctx->format == KB_FORMAT_JSON;
+	/* With --json the files' findings are the envelope's member "preflight": [{file, domain, findings}...]. */
+	struct kb_envelope_member member;
+	FILE *json_out = json ? kb_envelope_member_begin(cmd->ctx, &member, "preflight") : NULL;
 	for (int i = 0; i < count; i++) {
 		struct kb_error err = { 0 };
 		autofree char *text = NULL;
@@ -291,8 +293,10 @@ static int preflight_files(struct domain_cmd *cmd, char **files, const char *gen
 			if (doc)
 				cmd->xml.free_doc(doc);
 			free(findings);
-			if (json && printed)
-				fputs("\n]\n", cmd->ctx->out);
+			if (json) {
+				fputs(printed ? "\n]" : "[]", json_out);
+				kb_envelope_member_end(cmd->ctx, &member);
+			}
 			return -1;
 		}
 		autofree char *name = kb_xml_text(&cmd->xml, kb_xml_child(cmd->xml.root_element(doc), "name"));
@@ -307,7 +311,7 @@ static int preflight_files(struct domain_cmd *cmd, char **files, const char *gen
 			snprintf(w->fix, sizeof(w->fix), "kvmbox doctor");
 		}
 		if (json && (!failing_only || findings->errors))
-			print_findings_json(cmd, files[i], name ? name : "", findings, printed == 0);
+			print_findings_json(json_out, files[i], name ? name : "", findings, printed == 0);
 		else if (!failing_only || findings->errors)
 			print_findings_human(cmd, files[i], findings);
 		if (!failing_only || findings->errors)
@@ -317,10 +321,10 @@ static int preflight_files(struct domain_cmd *cmd, char **files, const char *gen
 		cmd->xml.free_doc(doc);
 		free(findings);
 	}
-	if (json && printed)
-		fputs("\n]\n", cmd->ctx->out);
-	else if (json && !failing_only)
-		fputs("[]\n", cmd->ctx->out);
+	if (json) {
+		fputs(printed ? "\n]" : "[]", json_out);
+		kb_envelope_member_end(cmd->ctx, &member);
+	}
 	return failing;
 }
 

@@ -298,8 +298,11 @@ static int list_args(struct grub_args *g, const char *grub, size_t grub_len, con
 		lens[1] = cmdline_len;
 	}
 	const char *labels[2] = { g->var, KERNEL_CMDLINE };
-	if (json)
+	struct kb_envelope_member member;
+	if (json) {
+		out = kb_envelope_member_begin(g->ctx, &member, "args"); /* {VARIABLE: [ARG...], FILE: [ARG...]} */
 		fputs("{", out);
+	}
 	for (int s = 0, shown = 0; s < 2; s++) {
 		if (!sources[s])
 			continue;
@@ -323,8 +326,10 @@ static int list_args(struct grub_args *g, const char *grub, size_t grub_len, con
 		if (json)
 			fputs("]", out);
 	}
-	if (json)
-		fputs("}\n", out);
+	if (json) {
+		fputs("}", out);
+		kb_envelope_member_end(g->ctx, &member);
+	}
 	return KB_EXIT_OK;
 }
 

@@ -76,20 +76,36 @@ struct hugepages {
 	struct kb_rows rows;
 };
 
-/* "2M" / "1G" / "2048k" to kB; 0 when not a size. */
+/*
+ * Whether @kb can be a hugepage size: a power of two from 4 KiB (x86's base
+ * page; the kernel's hugepages are larger) to 16 GiB (the largest any
+ * architecture has). The sizes come from the root's meminfo and sysfs, which
+ * are input: a 0 or a 3 would end in a division by zero or a wrong pool.
+ */
+static bool valid_page_kb(unsigned long kb)
+{
+	return kb >= 4 && kb <= (16ul << 20) && (kb & (kb - 1)) == 0;
+}
+
+/* "2M" / "1G" / "2048k" to kB; 0 when not a page size. */
 static unsigned long parse_size_kb(const char *text)
 {
 	char *end;
 	unsigned long n = strtoul(text, &end, 10);
 	if (end == text)
 		return 0;
+	unsigned shift;
 	if (!strcasecmp(end, "k") || !strcasecmp(end, "kb") || !strcasecmp(end, "kib"))
-		return n;
-	if (!strcasecmp(end, "m") || !strcasecmp(end, "mb") || !strcasecmp(end, "mib"))
-		return n << 10;
-	if (!strcasecmp(end, "g") || !strcasecmp(end, "gb") || !strcasecmp(end, "gib"))
-		return n << 20;
-	return 0;
+		shift = 0;
+	else if (!strcasecmp(end, "m") || !strcasecmp(end, "mb") || !strcasecmp(end, "mib"))
+		shift = 10;
+	else if (!strcasecmp(end, "g") || !strcasecmp(end, "gb") || !strcasecmp(end, "gib"))
+		shift = 20;
+	else
+		return 0;
+	if (n > (16ul << 20) >> shift || !valid_page_kb(n << shift))
+		return 0;
+	return n << shift;
 }
 
 static void format_size(unsigned long kb, char *buf, size_t size)
@@ -131,6 +147,9 @@ static int default_size(const struct kb_ctx *ctx, unsigned long *kb, struct kb_e
 	const char *line = strstr(meminfo, "Hugepagesize:");
 	if (!line || sscanf(line, "Hugepagesize: %lu kB", kb) != 1)
 		return kb_fail(err, 0, NULL, "/proc/meminfo has no Hugepagesize: this kernel has no hugepages");
+	if (!valid_page_kb(*kb))
+		return kb_fail(err, 0, NULL, "/proc/meminfo: Hugepagesize %lu kB is not a page size (a power of two from 4 kB to 16 GB)",
+			       *kb);
 	return 0;
 }
 
@@ -166,6 +185,17 @@ static int scan_numbers(const struct kb_ctx *ctx, const char *dir, const char *p
 	return n;
 }
 
+/* The page sizes of the kernel's pools (SYSFS_POOLS/hugepages-SIZEkB), sorted; -1 when one is not a page size. */
+static int pool_sizes(const struct kb_ctx *ctx, unsigned long *sizes, int max, struct kb_error *err)
+{
+	int count = scan_numbers(ctx, SYSFS_POOLS, "hugepages-", "kB", sizes, max);
+	for (int i = 0; i < count; i++)
+		if (!valid_page_kb(sizes[i]))
+			return kb_fail(err, 0, SYSFS_POOLS, "hugepages-%lukB is not a page size (a power of two from 4 kB to 16 GB) in",
+				       sizes[i]);
+	return count;
+}
+
 static void print_counter(FILE *out, long value, bool json)
 {
 	if (value < 0)
@@ -179,13 +209,21 @@ static int show(struct hugepages *h)
 	FILE *out = h->ctx->out;
 	bool json = h->ctx->format == KB_FORMAT_JSON;
 	unsigned long sizes[8], nodes[256];
-	int size_count = scan_numbers(h->ctx, SYSFS_POOLS, "hugepages-", "kB", sizes, 8);
+	struct kb_error err;
+	int size_count = pool_sizes(h->ctx, sizes, 8, &err);
 	int node_count = scan_numbers(h->ctx, SYSFS_NODES, "node", "", nodes, 256);
+	if (size_count < 0) {
+		kb_say_failure(h->ctx, &err);
+		return KB_EXIT_FAILURE;
+	}
 	if (size_count == 0) {
 		kb_say_error(h->ctx, "no hugepage pools (%s is empty or missing): this kernel has no hugepages",
 			     SYSFS_POOLS);
 		return KB_EXIT_FAILURE;
 	}
+	struct kb_envelope_member member;
+	if (json)
+		out = kb_envelope_member_begin(h->ctx, &member, "pools");
 	fputs(json ? "[" : "SIZE  NODE  TOTAL  FREE  RESERVED  SURPLUS\n", out);
 	bool first = true;
 	for (int s = 0; s < size_count; s++) {
@@ -229,8 +267,10 @@ static int show(struct hugepages *h)
 			first = false;
 		}
 	}
-	if (json)
-		fputs(first ? "]\n" : "\n]\n", out);
+	if (json) {
+		fputs(first ? "]" : "\n]", out);
+		kb_envelope_member_end(h->ctx, &member);
+	}
 	return KB_EXIT_OK;
 }
 
@@ -392,17 +432,25 @@ static int max_pages(struct hugepages *h, long *max, char *why, size_t why_size,
 							   : total_kb / 20 > GiB_KB ? total_kb / 20 : GiB_KB;
 	unsigned long sizes[8];
 	unsigned long long others_kb = 0;
-	int count = scan_numbers(h->ctx, SYSFS_POOLS, "hugepages-", "kB", sizes, 8);
+	int count = pool_sizes(h->ctx, sizes, 8, err);
+	if (count < 0)
+		return -1;
 	for (int i = 0; i < count; i++) {
 		if (sizes[i] == h->size_kb)
 			continue;
 		char dir[PATH_MAX];
 		pool_dir(sizes[i], h->node, dir, sizeof(dir));
 		long pages = read_counter(h->ctx, dir, "nr_hugepages");
-		if (pages > 0)
-			others_kb += (unsigned long long)pages * sizes[i];
+		unsigned long long pool_kb;
+		/* A count no memory can hold (the root's sysfs is input) leaves no room, never wraps. */
+		if (pages > 0 && (__builtin_mul_overflow((unsigned long long)pages, sizes[i], &pool_kb) ||
+				  __builtin_add_overflow(others_kb, pool_kb, &others_kb)))
+			others_kb = ULLONG_MAX;
 	}
-	unsigned long long room = total_kb > reserve_kb + others_kb ? total_kb - reserve_kb - others_kb : 0;
+	unsigned long long held_kb;
+	if (__builtin_add_overflow(reserve_kb, others_kb, &held_kb))
+		held_kb = ULLONG_MAX;
+	unsigned long long room = total_kb > held_kb ? total_kb - held_kb : 0;
 	*max = (long)(room / h->size_kb);
 	char where[24] = "this host";
 	if (h->node >= 0)

@@ -35,6 +35,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -286,6 +287,7 @@ static void shell(void)
 {
 	say("starting a shell; every kvmbox applet is at hand (kvmbox --list)");
 	char *argv[] = { "/bin/sh", NULL };
+	signal(SIGPIPE, SIG_DFL); /* main ignores it for kvmbox; an ignored signal stays ignored across exec */
 	execv(argv[0], argv);
 	say("no shell: %s", strerror(errno));
 }
@@ -306,6 +308,7 @@ static void switch_root(void)
 	}
 	say("continuing into the installed system");
 	char *argv[] = { "/sbin/init", NULL };
+	signal(SIGPIPE, SIG_DFL);
 	execv(argv[0], argv);
 	say("executing the installed system's /sbin/init: %s", strerror(errno));
 }

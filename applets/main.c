@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,7 +235,7 @@ static const char *front_value(int argc, char **argv, int *i, const char *name, 
 	return argv[++*i];
 }
 
-/* Whether the applet's own arguments hold --json (the global option is read anywhere before "--"). */
+/* Whether the arguments hold --json (the global option is read anywhere before "--"). */
 static bool asks_json(int argc, char **argv)
 {
 	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
@@ -244,9 +246,9 @@ static bool asks_json(int argc, char **argv)
 
 /*
  * --json: the applet's rows are collected and printed once, in the envelope
- * (kb_envelope_print), with the exit status known. An applet that prints its
- * own JSON (lists, shows, preflight findings) prints it as it is; one that
- * failed before it had anything to say gets an envelope with its error.
+ * (kb_envelope_print), with the exit status known, whatever path the applet
+ * took: listings ride in it as members of their own (kb_envelope_member_begin),
+ * and anything else the applet printed (its --help) as the member "text".
  */
 static int run_json(struct kb_ctx *ctx, const struct kb_applet *applet, int argc, char **argv)
 {
@@ -255,8 +257,10 @@ static int run_json(struct kb_ctx *ctx, const struct kb_applet *applet, int argc
 	char *own = NULL;
 	size_t own_len = 0;
 	FILE *out = ctx->out, *captured = open_memstream(&own, &own_len);
-	if (!captured)
-		return applet->main(ctx, argc, argv);
+	if (!captured) {
+		fprintf(stderr, "kvmbox %s: out of memory\n", applet->name);
+		return KB_EXIT_FAILURE;
+	}
 	ctx->out = captured;
 	ctx->sink = &sink;
 	ctx->last_error = last_error;
@@ -266,20 +270,151 @@ static int run_json(struct kb_ctx *ctx, const struct kb_applet *applet, int argc
 	ctx->out = out;
 	ctx->sink = NULL;
 	ctx->last_error = NULL;
-	if (sink.used || (!own_len && rc != KB_EXIT_OK))
-		kb_envelope_print(out, applet->name, rc, &sink, last_error);
-	else
-		fwrite(own, 1, own_len, out);
-	fflush(out);
+	if (own_len) {
+		char *member = NULL;
+		size_t member_len = 0;
+		FILE *f = open_memstream(&member, &member_len);
+		if (f) {
+			fputs("\"text\": ", f);
+			kb_json_string_len(f, own, own_len);
+			fclose(f);
+			kb_envelope_add(&sink, member);
+			free(member);
+		}
+	}
+	if (ctx->stop_signal && !last_error[0])
+		snprintf(last_error, sizeof(last_error), "interrupted by %s", strsignal(ctx->stop_signal));
+	kb_envelope_print(out, applet->name, rc, &sink, last_error);
 	free(own);
 	kb_row_sink_free(&sink);
 	return rc;
 }
 
+/* A usage error of the front itself (no applet yet): its message, or with --json the envelope saying it. */
+static int front_usage_error(bool json, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int front_usage_error(bool json, const char *fmt, ...)
+{
+	char message[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(message, sizeof(message), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "kvmbox: %s\n", message);
+	if (json) {
+		struct kb_row_sink none = { 0 };
+		kb_envelope_print(stdout, "kvmbox", KB_EXIT_USAGE, &none, message);
+	}
+	return KB_EXIT_USAGE;
+}
+
+/*
+ * What was printed reaches its reader, or the exit status says it did not:
+ * a full disk, a closed pipe or an I/O error on stdout is exit 1, as in
+ * coreutils' close_stdout.
+ */
+static int stdout_flushed(int rc)
+{
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return rc;
+	int e = ferror(stdout) && errno ? errno : EIO;
+	fprintf(stderr, "kvmbox: writing standard output: %s\n", strerror(e));
+	return KB_EXIT_FAILURE;
+}
+
+/*
+ * The front's own answers (--list, --libraries, --version, --help, --man), as
+ * text or, with --json, as the envelope of applet "kvmbox" with one member.
+ */
+static int front_answer(bool json, const char *option)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out = json ? open_memstream(&text, &len) : stdout;
+	if (!out)
+		out = stdout, json = false;
+	const char *member = "text";
+	if (!strcmp(option, "--list")) {
+		member = "applets";
+		for (size_t i = 0; i < KB_APPLET_COUNT; i++) {
+			if (json) {
+				fputs(i ? ", " : "[", out);
+				kb_json_string(out, kb_applets[i].name);
+			} else {
+				fprintf(out, "%s\n", kb_applets[i].name);
+			}
+		}
+		if (json)
+			fputs("]", out);
+	} else if (!strcmp(option, "--libraries")) {
+		member = "libraries";
+		for (size_t i = 0; i < KB_LIB_COUNT; i++) {
+			if (json) {
+				fputs(i ? ", {\"soname\": " : "[{\"soname\": ", out);
+				kb_json_string(out, kb_dynlibs[i].soname);
+				fputs(", \"package\": ", out);
+				kb_json_string(out, kb_dynlibs[i].package);
+				fprintf(out, ", \"rescue\": %s}", kb_dynlibs[i].rescue ? "true" : "false");
+			} else {
+				fprintf(out, "%s %s %s\n", kb_dynlibs[i].soname, kb_dynlibs[i].package,
+					kb_dynlibs[i].rescue ? "rescue" : "host-only");
+			}
+		}
+		if (json)
+			fputs("]", out);
+	} else if (!strcmp(option, "--version")) {
+		member = "version";
+		fputs(json ? "\"" KVMBOX_VERSION "\"" : "kvmbox " KVMBOX_VERSION "\n", out);
+	} else if (!strcmp(option, "--man")) {
+		print_man_page(out);
+	} else {
+		print_main_usage(out);
+	}
+	if (!json)
+		return KB_EXIT_OK;
+	fclose(out);
+	struct kb_row_sink sink = { 0 };
+	char *members = NULL;
+	size_t members_len = 0;
+	FILE *m = open_memstream(&members, &members_len);
+	if (m) {
+		fprintf(m, "\"%s\": ", member);
+		if (!strcmp(member, "text"))
+			kb_json_string_len(m, text, len);
+		else
+			fwrite(text, 1, len, m);
+		fclose(m);
+		kb_envelope_add(&sink, members);
+	}
+	kb_envelope_print(stdout, "kvmbox", KB_EXIT_OK, &sink, NULL);
+	kb_row_sink_free(&sink);
+	free(members);
+	free(text);
+	return KB_EXIT_OK;
+}
+
+static int run_front(int argc, char **argv, struct kb_ctx *ctx);
+
 int main(int argc, char **argv)
 {
+	/*
+	 * A closed pipe is an error to report (exit 1), not a death by SIGPIPE;
+	 * libvirt's clients need this too. Programs kvmbox starts get the default back.
+	 */
+	signal(SIGPIPE, SIG_IGN);
 	struct kb_ctx ctx;
 	kb_ctx_init(&ctx);
+	int rc = stdout_flushed(run_front(argc, argv, &ctx));
+	if (ctx.stop_signal) {
+		/* The applet cleaned up after a stop signal: now it ends the process as it would have. */
+		signal(ctx.stop_signal, SIG_DFL);
+		raise(ctx.stop_signal);
+	}
+	return rc;
+}
+
+static int run_front(int argc, char **argv, struct kb_ctx *ctx)
+{
+	bool json = asks_json(argc, argv);
 
 	const char *called_as = strrchr(argv[0], '/');
 	called_as = called_as ? called_as + 1 : argv[0];
@@ -291,65 +426,54 @@ int main(int argc, char **argv)
 		for (; first < argc && argv[first][0] == '-'; first++) {
 			const char *a = argv[first], *v;
 			int missing = 0;
-			if (!strcmp(a, "--list")) {
-				for (size_t i = 0; i < KB_APPLET_COUNT; i++)
-					puts(kb_applets[i].name);
-				return KB_EXIT_OK;
-			} else if (!strcmp(a, "--libraries")) {
-				for (size_t i = 0; i < KB_LIB_COUNT; i++)
-					printf("%s %s %s\n", kb_dynlibs[i].soname, kb_dynlibs[i].package,
-					       kb_dynlibs[i].rescue ? "rescue" : "host-only");
-				return KB_EXIT_OK;
-			} else if (!strcmp(a, "--version")) {
-				puts("kvmbox " KVMBOX_VERSION);
-				return KB_EXIT_OK;
-			} else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-				print_main_usage(stdout);
-				return KB_EXIT_OK;
-			} else if (!strcmp(a, "--man")) {
-				print_man_page(stdout);
-				return KB_EXIT_OK;
+			if (!strcmp(a, "--list") || !strcmp(a, "--libraries") || !strcmp(a, "--version") ||
+			    !strcmp(a, "-h") || !strcmp(a, "--help") || !strcmp(a, "--man")) {
+				return front_answer(json, a);
 			} else if ((v = front_value(argc, argv, &first, "--install", &missing))) {
-				return install_links(v);
+				int rc = install_links(v);
+				if (json) {
+					struct kb_row_sink none = { 0 };
+					kb_envelope_print(stdout, "kvmbox", rc, &none,
+							  rc ? "not every applet link could be made (see stderr)" : NULL);
+				}
+				return rc;
 			} else if ((v = front_value(argc, argv, &first, "--root", &missing))) {
-				apply_global(&ctx, KB_OPT_ROOT, v);
+				apply_global(ctx, KB_OPT_ROOT, v);
 			} else if ((v = front_value(argc, argv, &first, "--target", &missing))) {
-				apply_global(&ctx, KB_OPT_TARGET, v);
+				apply_global(ctx, KB_OPT_TARGET, v);
 			} else if (!strcmp(a, "--json")) {
-				apply_global(&ctx, KB_OPT_JSON, NULL);
+				apply_global(ctx, KB_OPT_JSON, NULL);
 			} else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
-				apply_global(&ctx, 'v', NULL);
+				apply_global(ctx, 'v', NULL);
 			} else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
-				apply_global(&ctx, 'q', NULL);
+				apply_global(ctx, 'q', NULL);
 			} else {
-				fprintf(stderr, "kvmbox: %s '%s'\nTry 'kvmbox --help'.\n",
-					missing ? "missing value for" : "unknown option", a);
-				return KB_EXIT_USAGE;
+				return front_usage_error(json, missing ? "missing value for '%s'"
+								       : "unknown option '%s' (kvmbox --help shows the options)",
+							 a);
 			}
-			if (missing) {
-				fprintf(stderr, "kvmbox: missing value for '%s'\n", a);
-				return KB_EXIT_USAGE;
-			}
+			if (missing)
+				return front_usage_error(json, "missing value for '%s'", a);
 		}
 		if (first >= argc) {
-			print_main_usage(stderr);
-			return KB_EXIT_USAGE;
+			if (!json)
+				print_main_usage(stderr);
+			return front_usage_error(json, "no applet named (kvmbox --list shows them)");
 		}
 		applet = kb_applet_find(argv[first]);
-		if (!applet) {
-			fprintf(stderr, "kvmbox: unknown applet '%s' (kvmbox --list shows them)\n", argv[first]);
-			return KB_EXIT_USAGE;
-		}
+		if (!applet)
+			return front_usage_error(json, "unknown applet '%s' (kvmbox --list shows them)", argv[first]);
 	} else {
 		first = 0;
 	}
 
-	ctx.applet = applet->name;
+	ctx->applet = applet->name;
 	/* getopt names the program in its messages: make that "kvmbox APPLET". */
 	char prog[64];
 	snprintf(prog, sizeof(prog), "kvmbox %s", applet->name);
 	argv[first] = prog;
-	if (ctx.format != KB_FORMAT_JSON && !asks_json(argc - first, argv + first))
-		return applet->main(&ctx, argc - first, argv + first);
-	return run_json(&ctx, applet, argc - first, argv + first);
+	if (!json)
+		return applet->main(ctx, argc - first, argv + first);
+	ctx->format = KB_FORMAT_JSON;
+	return run_json(ctx, applet, argc - first, argv + first);
 }

@@ -167,12 +167,12 @@ static void prepare_entry(struct pack *p, struct archive_entry *e, const char *n
 	p->ar.entry_set_mtime(e, time(NULL), 0);
 }
 
+/* The header of an entry prepare_entry() has filled in (and a disk's sparse map added to). */
 static int write_entry_header(struct pack *p, struct archive *a, struct archive_entry *e, const char *name,
-			      uint64_t size, struct kb_error *err)
+			      struct kb_error *err)
 {
-	prepare_entry(p, e, name, size);
 	if (p->ar.write_header(a, e) != ARCHIVE_OK)
-		return kb_fail(err, 0, name, "writing the header of %s:", p->ar.error_string(a));
+		return kb_fail(err, 0, name, "writing the header of %s:", kb_archive_error(&p->ar, a, "unknown error"));
 	return 0;
 }
 
@@ -180,7 +180,7 @@ static int write_bytes(struct pack *p, struct archive *a, const void *data, size
 		       struct kb_error *err)
 {
 	if (p->ar.write_data(a, data, len) != (la_ssize_t)len)
-		return kb_fail(err, 0, name, "writing %s:", p->ar.error_string(a));
+		return kb_fail(err, 0, name, "writing %s:", kb_archive_error(&p->ar, a, "unknown error"));
 	return 0;
 }
 
@@ -236,8 +236,8 @@ static int write_disk(struct pack *p, struct archive *a, struct disk *d, struct 
 		p->ar.entry_sparse_add_entry(e, (la_int64_t)regions[i].start, (la_int64_t)regions[i].len);
 	if (sparse && count == 0)
 		p->ar.entry_sparse_add_entry(e, (la_int64_t)size, 0); /* all hole */
-	int rc = write_entry_header(p, a, e, d->name, size, err);
-	struct kb_sha256 sha;
+	int rc = write_entry_header(p, a, e, d->name, err);
+	struct kb_sha256 sha = { 0 }; /* freed below only once kb_sha256_init() set it up */
 	if (rc == 0)
 		rc = kb_sha256_init(&sha, &p->sha, err);
 	static uint8_t buf[1 << 20]; /* the copy buffer: 1 MiB, not on the stack */
@@ -288,15 +288,19 @@ static int write_bundle(struct pack *p, int fd, const char *compress, const char
 		p->ar.write_add_filter_zstd(a);
 	int rc = 0;
 	if (p->ar.write_open_fd(a, fd) != ARCHIVE_OK)
-		rc = kb_fail(err, 0, NULL, "starting the bundle: %s", p->ar.error_string(a));
+		rc = kb_fail(err, 0, NULL, "starting the bundle: %s", kb_archive_error(&p->ar, a, "unknown error"));
 	struct archive_entry *e = p->ar.entry_new();
-	struct kb_sha256 sha;
+	struct kb_sha256 sha = { 0 };
 	if (rc == 0 && (rc = kb_sha256_init(&sha, &p->sha, err)) == 0) {
 		kb_sha256_update(&sha, xml, (size_t)xml_len);
 		kb_sha256_final(&sha, p->xml_digest);
 	}
-	if (rc == 0)
-		rc = write_entry_header(p, a, e, KB_BUNDLE_DOMAIN_XML, (uint64_t)xml_len, err);
+	if (rc == 0 && !e)
+		rc = kb_fail(err, ENOMEM, NULL, "starting the bundle");
+	if (rc == 0) {
+		prepare_entry(p, e, KB_BUNDLE_DOMAIN_XML, (uint64_t)xml_len);
+		rc = write_entry_header(p, a, e, KB_BUNDLE_DOMAIN_XML, err);
+	}
 	if (rc == 0)
 		rc = write_bytes(p, a, xml, (size_t)xml_len, KB_BUNDLE_DOMAIN_XML, err);
 	p->ar.entry_free(e);
@@ -315,13 +319,17 @@ static int write_bundle(struct pack *p, int fd, const char *compress, const char
 		used += (size_t)snprintf(sums + used, sizeof(sums) - used, "%s  %s\n", hex, p->disks[i].name);
 	}
 	e = p->ar.entry_new();
-	if (rc == 0)
-		rc = write_entry_header(p, a, e, KB_BUNDLE_SUMS, used, err);
+	if (rc == 0 && !e)
+		rc = kb_fail(err, ENOMEM, NULL, "writing %s", KB_BUNDLE_SUMS);
+	if (rc == 0) {
+		prepare_entry(p, e, KB_BUNDLE_SUMS, used);
+		rc = write_entry_header(p, a, e, KB_BUNDLE_SUMS, err);
+	}
 	if (rc == 0)
 		rc = write_bytes(p, a, sums, used, KB_BUNDLE_SUMS, err);
 	p->ar.entry_free(e);
 	if (rc == 0 && p->ar.write_close(a) != ARCHIVE_OK)
-		rc = kb_fail(err, 0, NULL, "finishing the bundle: %s", p->ar.error_string(a));
+		rc = kb_fail(err, 0, NULL, "finishing the bundle: %s", kb_archive_error(&p->ar, a, "unknown error"));
 	p->ar.write_free(a);
 	return rc;
 }

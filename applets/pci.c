@@ -106,29 +106,51 @@ static struct kb_pci_dev *lookup(struct pci *p, const char *text, struct kb_erro
 
 /* ---- list -------------------------------------------------------------------------- */
 
+static const struct {
+	const char *name;
+	unsigned base;
+} class_names[] = { { "storage", 0x01 }, { "net", 0x02 }, { "display", 0x03 }, { "multimedia", 0x04 },
+		    { "bridge", 0x06 }, { "usb", 0x0c } };
+
+/* A class filter: a name above, or 1 to 6 hex digits of the class code ("02", "0200", "020000"). */
+static bool is_class_filter(const char *filter)
+{
+	for (size_t i = 0; i < sizeof(class_names) / sizeof(class_names[0]); i++)
+		if (!strcasecmp(filter, class_names[i].name))
+			return true;
+	size_t len = strlen(filter);
+	return len >= 1 && len <= 6 && strspn(filter, "0123456789abcdefABCDEF") == len;
+}
+
 static bool class_matches(const struct kb_pci_dev *d, const char *filter)
 {
-	static const struct {
-		const char *name;
-		unsigned base;
-	} names[] = { { "storage", 0x01 }, { "net", 0x02 }, { "display", 0x03 }, { "multimedia", 0x04 },
-		      { "bridge", 0x06 }, { "usb", 0x0c } };
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (!strcasecmp(filter, names[i].name))
-			return d->class_code >> 16 == names[i].base;
+	for (size_t i = 0; i < sizeof(class_names) / sizeof(class_names[0]); i++)
+		if (!strcasecmp(filter, class_names[i].name))
+			return d->class_code >> 16 == class_names[i].base;
 	char code[8];
 	snprintf(code, sizeof(code), "%06x", d->class_code);
-	return strspn(filter, "0123456789abcdefABCDEF") == strlen(filter) && !strncasecmp(code, filter, strlen(filter));
+	return is_class_filter(filter) && !strncasecmp(code, filter, strlen(filter));
 }
 
 static int cmd_list(struct pci *p, char **filters, int count)
 {
+	for (int f = 0; f < count; f++) {
+		char addr[16];
+		if (!kb_pci_parse_addr(filters[f], addr, sizeof(addr)) && !is_class_filter(filters[f])) {
+			kb_say_error(p->ctx, "'%s' is neither a PCI address (0000:81:00.3, 81:00.3) nor a class "
+				     "(storage, net, display, multimedia, bridge, usb, or a hex class code)", filters[f]);
+			return KB_EXIT_USAGE;
+		}
+	}
 	bool json = p->ctx->format == KB_FORMAT_JSON;
 	struct kb_pci_names *names = kb_pci_names_open();
 	FILE *out = p->ctx->out;
+	struct kb_envelope_member member;
 	bool first = true;
-	if (json)
+	if (json) {
+		out = kb_envelope_member_begin(p->ctx, &member, "devices");
 		fputs("[", out);
+	}
 	for (int i = 0; i < p->host.count; i++) {
 		struct kb_pci_dev *d = &p->host.dev[i];
 		bool wanted = count == 0;
@@ -143,8 +165,10 @@ static int cmd_list(struct pci *p, char **filters, int count)
 		const char *v = verdict(p, d, why, sizeof(why));
 		kb_pci_group_members(&p->host, d, members, sizeof(members), false);
 		if (json) {
-			fprintf(out, "%s\n {\"address\": \"%s\", \"class\": \"%06x\", \"vendor\": \"%04x\", \"device\": \"%04x\", \"name\": ",
-				first ? "" : ",", d->addr, d->class_code, d->vendor, d->device);
+			fputs(first ? "\n {\"address\": " : ",\n {\"address\": ", out);
+			kb_json_string(out, d->addr);
+			fprintf(out, ", \"class\": \"%06x\", \"vendor\": \"%04x\", \"device\": \"%04x\", \"name\": ",
+				d->class_code, d->vendor, d->device);
 			kb_json_string(out, name);
 			fputs(", \"driver\": ", out);
 			if (d->driver[0])
@@ -160,10 +184,13 @@ static int cmd_list(struct pci *p, char **filters, int count)
 			snprintf(copy, sizeof(copy), "%s", members);
 			bool first_member = true;
 			for (char *save, *m = strtok_r(copy, ", ", &save); m; m = strtok_r(NULL, ", ", &save)) {
-				fprintf(out, "%s\"%s\"", first_member ? "" : ", ", m);
+				fputs(first_member ? "" : ", ", out);
+				kb_json_string(out, m);
 				first_member = false;
 			}
-			fprintf(out, "], \"numa_node\": %d, \"verdict\": \"%s\", \"why\": ", d->numa, v);
+			fprintf(out, "], \"numa_node\": %d, \"verdict\": ", d->numa);
+			kb_json_string(out, v);
+			fputs(", \"why\": ", out);
 			kb_json_string(out, why);
 			fputs("}", out);
 		} else {
@@ -179,8 +206,10 @@ static int cmd_list(struct pci *p, char **filters, int count)
 		}
 		first = false;
 	}
-	if (json)
-		fputs(first ? "]\n" : "\n]\n", out);
+	if (json) {
+		fputs(first ? "]" : "\n]", out);
+		kb_envelope_member_end(p->ctx, &member);
+	}
 	kb_pci_names_close(names);
 	return KB_EXIT_OK;
 }

@@ -320,7 +320,7 @@ static int extract(struct unpack *u, struct archive *a, struct member *m, struct
 			break;
 		if (r != ARCHIVE_OK) {
 			rc = kb_fail(err, 0, m->name, "reading member: %s:",
-				     u->ar.error_string(a) ? u->ar.error_string(a) : "truncated or corrupt archive");
+				     kb_archive_error(&u->ar, a, "truncated or corrupt archive"));
 			break;
 		}
 		if ((uint64_t)offset < written || (uint64_t)offset + len > m->size) {
@@ -771,6 +771,11 @@ static int run(struct unpack *u, const char *bundle, bool replace, struct kb_err
 	u->source_fd = fd;
 	u->bundle_size = (uint64_t)st.st_size;
 	int rc = run_archive(u, bundle, replace, err);
+	if (remote && interrupted) {
+		/* Stopped by a signal: wget is given a second, then killed; the signal is the reason. */
+		kb_fetch_stream_end(&stream, 1, NULL);
+		return fail_interrupted(err);
+	}
 	if (remote) {
 		/*
 		 * The transfer must have ended well too: all of it, from the server
@@ -826,7 +831,9 @@ static int run_archive(struct unpack *u, const char *bundle, bool replace, struc
 	u->ar.read_support_format_tar(a);
 	int rc = 0;
 	if (u->ar.read_open(a, u, NULL, read_source, NULL) != ARCHIVE_OK)
-		rc = kb_fail(err, 0, bundle, "not a readable bundle (%s):", u->ar.error_string(a));
+		rc = interrupted ? fail_interrupted(err)
+				 : kb_fail(err, 0, bundle, "not a readable bundle (%s):",
+					   kb_archive_error(&u->ar, a, "unknown error"));
 	kb_progress_start(u->ctx, &u->progress, "unpack");
 	struct archive_entry *e;
 	while (rc == 0) {
@@ -838,7 +845,7 @@ static int run_archive(struct unpack *u, const char *bundle, bool replace, struc
 		if (r == ARCHIVE_EOF)
 			break;
 		if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-			rc = kb_fail(err, 0, bundle, "truncated or corrupt (%s):", u->ar.error_string(a) ? u->ar.error_string(a) : "unreadable header");
+			rc = kb_fail(err, 0, bundle, "truncated or corrupt (%s):", kb_archive_error(&u->ar, a, "unreadable header"));
 			break;
 		}
 		const char *name = u->ar.entry_pathname(e);
@@ -945,8 +952,8 @@ static void report(struct unpack *u)
 		}
 		fputs("\n]", out);
 		fclose(out);
-		free(u->ctx->sink->extra);
-		u->ctx->sink->extra = extra;
+		kb_envelope_add(u->ctx->sink, extra);
+		free(extra);
 		kb_rows_print(u->ctx, &row, 1);
 		return;
 	}
@@ -1061,8 +1068,7 @@ int unpack_main(struct kb_ctx *ctx, int argc, char **argv)
 		report(u);
 	}
 	free(u);
-	/* The staging directory is gone: now the signal does what it would have done (exit 128+N). */
-	if (sig)
-		raise(sig);
+	/* The staging directory is gone: main re-raises the signal once the output is out (exit 128+N). */
+	ctx->stop_signal = sig;
 	return rc < 0 ? KB_EXIT_FAILURE : KB_EXIT_OK;
 }

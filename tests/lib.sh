@@ -262,10 +262,19 @@ virt_up() {
 	if ! _virt_socket_answers /run/libvirt/virtlogd-sock; then
 		virtlogd -d && at_exit 'kill $(cat /run/virtlogd.pid 2>/dev/null) 2>/dev/null'
 	fi
+	# hugetlbfs where systemd mounts it on every host. libvirtd looks for it only when it
+	# starts: one that runs without it (started before the mount) is restarted.
+	local mounted_now=0
+	mkdir -p /dev/hugepages
+	if ! mountpoint -q /dev/hugepages; then
+		mount -t hugetlbfs hugetlbfs /dev/hugepages || return 1
+		mounted_now=1
+	fi
+	if [ "$mounted_now" = 1 ] && _virt_socket_answers /run/libvirt/libvirt-sock && [ -s /run/libvirtd.pid ]; then
+		kill "$(cat /run/libvirtd.pid)" 2>/dev/null
+		for ((i = 0; i < 100; i++)); do _virt_socket_answers /run/libvirt/libvirt-sock || break; sleep 0.1; done
+	fi
 	if ! _virt_socket_answers /run/libvirt/libvirt-sock; then
-		# hugetlbfs where systemd mounts it: libvirtd looks for it when it starts.
-		mkdir -p /dev/hugepages
-		mountpoint -q /dev/hugepages || mount -t hugetlbfs hugetlbfs /dev/hugepages
 		libvirtd -d && at_exit 'kill $(cat /run/libvirtd.pid 2>/dev/null) 2>/dev/null'
 		for ((i = 0; i < 200; i++)); do _virt_socket_answers /run/libvirt/libvirt-sock && break; sleep 0.1; done
 	fi

@@ -46,3 +46,9 @@ int kb_archive_load(struct kb_archive *a, struct kb_error *err)
 #undef SYM
 	return kb_dynlib_load(KB_LIB_ARCHIVE, symbols, sizeof(symbols) / sizeof(symbols[0]), err);
 }
+
+const char *kb_archive_error(const struct kb_archive *ar, struct archive *a, const char *fallback)
+{
+	const char *message = a ? ar->error_string(a) : NULL;
+	return message && *message ? message : fallback;
+}

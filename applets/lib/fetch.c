@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -14,6 +15,7 @@
 #include "kvmbox/cleanup.h"
 #include "kvmbox/fetch.h"
 #include "kvmbox/file.h"
+#include "kvmbox/process.h"
 
 extern char **environ;
 
@@ -34,8 +36,18 @@ bool kb_url_host(const char *url, char *hostport, size_t size)
 	return true;
 }
 
-/* Start busybox wget with @extra arguments then @url; stdout to @out_fd (-1: /dev/null), headers to @headers. */
-static int spawn_wget(const char *url, const char *const extra[], int out_fd, const char *headers, pid_t *pid,
+/*
+ * An anonymous file for wget's response headers (its stderr): no name in a
+ * shared directory that another user could have made first or linked elsewhere.
+ */
+static int headers_file(const char *url, struct kb_error *err)
+{
+	int fd = memfd_create("kvmbox-wget-headers", MFD_CLOEXEC);
+	return fd >= 0 ? fd : kb_fail(err, errno, NULL, "making a file for the headers of %s", url);
+}
+
+/* Start busybox wget with @extra arguments then @url; stdout to @out_fd (-1: /dev/null), headers to @headers_fd. */
+static int spawn_wget(const char *url, const char *const extra[], int out_fd, int headers_fd, pid_t *pid,
 		      struct kb_error *err)
 {
 	char hostport[256];
@@ -56,9 +68,12 @@ static int spawn_wget(const char *url, const char *const extra[], int out_fd, co
 		posix_spawn_file_actions_adddup2(&actions, out_fd, STDOUT_FILENO);
 	else
 		posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-	posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, headers, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	posix_spawn_file_actions_adddup2(&actions, headers_fd, STDERR_FILENO);
+	posix_spawnattr_t attr;
+	kb_spawnattr_init(&attr);
 	fflush(NULL);
-	int rc = posix_spawnp(pid, "busybox", &actions, NULL, (char *const *)argv, environ);
+	int rc = posix_spawnp(pid, "busybox", &actions, &attr, (char *const *)argv, environ);
+	posix_spawnattr_destroy(&attr);
 	posix_spawn_file_actions_destroy(&actions);
 	return rc ? kb_fail(err, rc, NULL, "starting busybox wget for %s", url) : 0;
 }
@@ -90,16 +105,17 @@ static int wait_bounded(pid_t pid, int timeout_s, bool *timed_out)
  * What wget's response headers say: the last status code, and whether a
  * Location sent it to another host than @url's.
  */
-static int read_headers(const char *url, const char *headers, int *status, char *elsewhere, size_t size)
+static int read_headers(const char *url, int headers_fd, int *status, char *elsewhere, size_t size)
 {
-	autofree char *text = NULL;
-	size_t len;
+	char text[1 << 16];
 	char own[256], other[256];
 	*status = 0;
 	elsewhere[0] = '\0';
 	kb_url_host(url, own, sizeof(own));
-	if (kb_read_path(headers, 1 << 16, &text, &len, NULL) < 0)
+	ssize_t len = pread(headers_fd, text, sizeof(text) - 1, 0);
+	if (len < 0)
 		return -1;
+	text[len] = '\0';
 	for (char *save = NULL, *line = strtok_r(text, "\r\n", &save); line; line = strtok_r(NULL, "\r\n", &save)) {
 		while (*line == ' ')
 			line++;
@@ -121,13 +137,12 @@ static int read_headers(const char *url, const char *headers, int *status, char 
 }
 
 /* The verdict on a finished transfer. */
-static int judge(const char *url, const char *headers, int exit_status, bool timed_out, int timeout_s,
+static int judge(const char *url, int headers_fd, int exit_status, bool timed_out, int timeout_s,
 		 struct kb_error *err)
 {
 	int status;
 	char elsewhere[512];
-	read_headers(url, headers, &status, elsewhere, sizeof(elsewhere));
-	unlink(headers);
+	read_headers(url, headers_fd, &status, elsewhere, sizeof(elsewhere));
 	if (timed_out)
 		return kb_fail(err, ETIMEDOUT, NULL, "fetching %s: no complete answer within %d s", url, timeout_s);
 	if (elsewhere[0])
@@ -145,11 +160,13 @@ static int judge(const char *url, const char *headers, int exit_status, bool tim
 
 int kb_fetch_file(const char *url, const char *dest, int timeout_s, struct kb_error *err)
 {
-	char temp[PATH_MAX], headers[PATH_MAX];
-	if (snprintf(temp, sizeof(temp), "%s.part", dest) >= (int)sizeof(temp) ||
-	    snprintf(headers, sizeof(headers), "%s.headers", dest) >= (int)sizeof(headers))
+	char temp[PATH_MAX];
+	if (snprintf(temp, sizeof(temp), "%s.part", dest) >= (int)sizeof(temp))
 		return kb_fail(err, ENAMETOOLONG, dest, "fetching into");
-	int fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	autoclose_fd headers = headers_file(url, err);
+	if (headers < 0)
+		return -1;
+	int fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return kb_fail(err, errno, temp, "creating");
 	pid_t pid;
@@ -170,8 +187,9 @@ int kb_fetch_file(const char *url, const char *dest, int timeout_s, struct kb_er
 
 int kb_fetch_post(const char *url, const char *body, int timeout_s, struct kb_error *err)
 {
-	char headers[PATH_MAX];
-	snprintf(headers, sizeof(headers), "%s.headers", body);
+	autoclose_fd headers = headers_file(url, err);
+	if (headers < 0)
+		return -1;
 	pid_t pid;
 	const char *extra[] = { "-q", "-O", "-", "--header", "Content-Type: application/json", "--post-file", body, NULL };
 	if (spawn_wget(url, extra, -1, headers, &pid, err) < 0)
@@ -186,15 +204,23 @@ int kb_fetch_stream_start(const char *url, struct kb_fetch_stream *s, struct kb_
 	int pipefd[2];
 	memset(s, 0, sizeof(*s));
 	s->fd = -1;
+	s->headers_fd = -1;
 	snprintf(s->url, sizeof(s->url), "%s", url);
-	snprintf(s->headers, sizeof(s->headers), "/tmp/kvmbox-fetch-%d.headers", (int)getpid());
-	if (pipe2(pipefd, O_CLOEXEC) < 0)
-		return kb_fail(err, errno, NULL, "making a pipe for %s", url);
+	if ((s->headers_fd = headers_file(url, err)) < 0)
+		return -1;
+	if (pipe2(pipefd, O_CLOEXEC) < 0) {
+		int e = errno;
+		close(s->headers_fd);
+		s->headers_fd = -1;
+		return kb_fail(err, e, NULL, "making a pipe for %s", url);
+	}
 	const char *extra[] = { "-q", "-O", "-", NULL };
-	int rc = spawn_wget(url, extra, pipefd[1], s->headers, &s->pid, err);
+	int rc = spawn_wget(url, extra, pipefd[1], s->headers_fd, &s->pid, err);
 	close(pipefd[1]);
 	if (rc < 0) {
 		close(pipefd[0]);
+		close(s->headers_fd);
+		s->headers_fd = -1;
 		return -1;
 	}
 	s->fd = pipefd[0];
@@ -206,10 +232,15 @@ int kb_fetch_stream_end(struct kb_fetch_stream *s, int timeout_s, struct kb_erro
 	if (s->fd >= 0)
 		close(s->fd); /* wget still writing gets EPIPE and stops */
 	s->fd = -1;
-	if (s->pid <= 0)
-		return 0;
-	bool timed_out;
-	int status = wait_bounded(s->pid, timeout_s, &timed_out);
+	int rc = 0;
+	if (s->pid > 0) {
+		bool timed_out;
+		int status = wait_bounded(s->pid, timeout_s, &timed_out);
+		rc = judge(s->url, s->headers_fd, status, timed_out, timeout_s, err);
+	}
 	s->pid = 0;
-	return judge(s->url, s->headers, status, timed_out, timeout_s, err);
+	if (s->headers_fd >= 0)
+		close(s->headers_fd);
+	s->headers_fd = -1;
+	return rc;
 }

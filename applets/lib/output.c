@@ -54,24 +54,108 @@ void kb_row_hint(struct kb_row *row, const char *fmt, ...)
 	va_end(ap);
 }
 
-void kb_json_string(FILE *out, const char *s)
+/* The length of the valid UTF-8 sequence at @c (at most @left bytes), or 0 when it is not one. */
+static size_t utf8_sequence(const unsigned char *c, size_t left)
 {
+	size_t n;
+	unsigned min;
+	unsigned cp;
+	if (c[0] < 0x80)
+		return 1;
+	if (c[0] >= 0xc2 && c[0] <= 0xdf)
+		n = 2, min = 0x80, cp = c[0] & 0x1f;
+	else if (c[0] >= 0xe0 && c[0] <= 0xef)
+		n = 3, min = 0x800, cp = c[0] & 0x0f;
+	else if (c[0] >= 0xf0 && c[0] <= 0xf4)
+		n = 4, min = 0x10000, cp = c[0] & 0x07;
+	else
+		return 0;
+	if (n > left)
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((c[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (c[i] & 0x3f);
+	}
+	/* Overlong forms, UTF-16 surrogates and code points past U+10FFFF are not UTF-8. */
+	if (cp < min || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+		return 0;
+	return n;
+}
+
+void kb_json_string_len(FILE *out, const char *s, size_t len)
+{
+	const unsigned char *c = (const unsigned char *)s, *end = c + len;
 	fputc('"', out);
-	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+	while (c < end) {
 		switch (*c) {
-		case '"': fputs("\\\"", out); break;
-		case '\\': fputs("\\\\", out); break;
-		case '\n': fputs("\\n", out); break;
-		case '\t': fputs("\\t", out); break;
-		case '\r': fputs("\\r", out); break;
-		default:
-			if (*c < 0x20)
-				fprintf(out, "\\u%04x", *c);
-			else
-				fputc(*c, out);
+		case '"': fputs("\\\"", out); c++; continue;
+		case '\\': fputs("\\\\", out); c++; continue;
+		case '\n': fputs("\\n", out); c++; continue;
+		case '\t': fputs("\\t", out); c++; continue;
+		case '\r': fputs("\\r", out); c++; continue;
+		default: break;
+		}
+		size_t n = utf8_sequence(c, (size_t)(end - c));
+		if (n == 0 || *c < 0x20) {
+			fprintf(out, "\\u%04x", *c); /* a control character, or a byte that is not UTF-8 */
+			c++;
+		} else {
+			fwrite(c, 1, n, out);
+			c += n;
 		}
 	}
 	fputc('"', out);
+}
+
+void kb_json_string(FILE *out, const char *s)
+{
+	kb_json_string_len(out, s ? s : "", s ? strlen(s) : 0);
+}
+
+FILE *kb_envelope_member_begin(const struct kb_ctx *ctx, struct kb_envelope_member *m, const char *name)
+{
+	*m = (struct kb_envelope_member){ .name = name };
+	if (ctx->sink)
+		m->out = open_memstream(&m->text, &m->len);
+	if (!m->out)
+		m->out = ctx->out;
+	return m->out;
+}
+
+void kb_envelope_member_end(const struct kb_ctx *ctx, struct kb_envelope_member *m)
+{
+	if (m->out == ctx->out) {
+		fputc('\n', ctx->out);
+		return;
+	}
+	fclose(m->out);
+	char *member = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&member, &len);
+	if (f) {
+		kb_json_string(f, m->name);
+		fprintf(f, ": %s", m->text ? m->text : "null");
+		fclose(f);
+		kb_envelope_add(ctx->sink, member);
+	}
+	free(member);
+	free(m->text);
+	*m = (struct kb_envelope_member){ 0 };
+}
+
+void kb_envelope_add(struct kb_row_sink *sink, const char *members)
+{
+	if (!sink || !members || !*members)
+		return;
+	size_t old = sink->extra ? strlen(sink->extra) : 0, add = strlen(members);
+	char *grown = realloc(sink->extra, old + (old ? 2 : 0) + add + 1);
+	if (!grown)
+		return; /* out of memory: the envelope goes without this member */
+	if (old)
+		memcpy(grown + old, ", ", 2), old += 2;
+	memcpy(grown + old, members, add + 1);
+	sink->extra = grown;
 }
 
 static void print_json(FILE *out, const struct kb_row *rows, size_t count)

@@ -1,5 +1,6 @@
 /* Finding and running programs; see kvmbox/process.h. */
 #include <errno.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +47,16 @@ int kb_find_program(const struct kb_ctx *ctx, const char *name, char *path, size
 	return kb_fail(err, ENOENT, name, "finding program");
 }
 
+void kb_spawnattr_init(posix_spawnattr_t *attr)
+{
+	sigset_t defaults;
+	sigemptyset(&defaults);
+	sigaddset(&defaults, SIGPIPE);
+	posix_spawnattr_init(attr);
+	posix_spawnattr_setsigdefault(attr, &defaults);
+	posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGDEF);
+}
+
 int kb_run_program(const struct kb_ctx *ctx, char *const argv[], struct kb_error *err)
 {
 	/* A foreign system's program runs under chroot(8), itself found on the running host. */
@@ -71,9 +82,12 @@ int kb_run_program(const struct kb_ctx *ctx, char *const argv[], struct kb_error
 	posix_spawn_file_actions_t actions;
 	posix_spawn_file_actions_init(&actions);
 	posix_spawn_file_actions_adddup2(&actions, STDERR_FILENO, STDOUT_FILENO);
+	posix_spawnattr_t attr;
+	kb_spawnattr_init(&attr);
 	fflush(NULL);
 	pid_t pid;
-	int rc = posix_spawn(&pid, full[0], &actions, NULL, (char *const *)full, environ);
+	int rc = posix_spawn(&pid, full[0], &actions, &attr, (char *const *)full, environ);
+	posix_spawnattr_destroy(&attr);
 	posix_spawn_file_actions_destroy(&actions);
 	if (rc != 0)
 		return kb_fail(err, rc, full[0], "starting");

@@ -50,4 +50,7 @@ struct kb_archive {
 
 int kb_archive_load(struct kb_archive *a, struct kb_error *err);
 
+/* libarchive's message for the last error on @a, or @fallback when it has none (it can be NULL). */
+const char *kb_archive_error(const struct kb_archive *ar, struct archive *a, const char *fallback);
+
 #endif

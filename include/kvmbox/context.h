@@ -19,7 +19,6 @@ struct kb_ctx {
 	const char *target;    /* installed system for persistent files (--target); NULL = root */
 	enum kb_format format; /* --json */
 	int verbosity;         /* -q = -1, default 0, each -v adds 1 */
-	bool dry_run;          /* --dry-run where an applet supports it */
 	bool color;            /* human output may use colour (stdout is a TTY, NO_COLOR unset) */
 	FILE *out;             /* results */
 	FILE *err;             /* diagnostics */
@@ -32,6 +31,12 @@ struct kb_ctx {
 	struct kb_row_sink *sink;
 	char *last_error;      /* the one-line errors said, "; "-joined, for the envelope (may be NULL) */
 	size_t last_error_size;
+	/*
+	 * A stop signal (SIGINT, SIGTERM, SIGHUP) the applet caught and cleaned up
+	 * after: main prints what there is to print, then re-raises it so the
+	 * caller sees the process end by that signal. 0: none.
+	 */
+	int stop_signal;
 };
 
 /* Defaults from the environment (KVMBOX_ROOT, NO_COLOR, whether stdout is a TTY). */

@@ -35,7 +35,7 @@ struct kb_fetch_stream {
 	pid_t pid;
 	int fd;
 	char url[1024];
-	char headers[64]; /* the file wget writes its response headers to */
+	int headers_fd;   /* an anonymous file wget writes its response headers to */
 };
 int kb_fetch_stream_start(const char *url, struct kb_fetch_stream *s, struct kb_error *err);
 /*

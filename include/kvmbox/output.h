@@ -103,7 +103,32 @@ void kb_progress_start(const struct kb_ctx *ctx, struct kb_progress *p, const ch
 void kb_progress_update(const struct kb_ctx *ctx, struct kb_progress *p, uint64_t done, uint64_t total);
 void kb_progress_end(const struct kb_ctx *ctx, struct kb_progress *p);
 
-/* @s as a JSON string literal, quotes included. */
+/*
+ * @s as a JSON string literal, quotes included. Bytes that are not valid UTF-8
+ * (a Latin-1 /etc/default/grub, a member name of raw bytes) are written as
+ * \u00XX, one per byte: the output is always valid JSON, and a Latin-1 text
+ * reads as what it says.
+ */
 void kb_json_string(FILE *out, const char *s);
+/* The same for @len bytes of @s (which may hold NULs, escaped as \u0000). */
+void kb_json_string_len(FILE *out, const char *s, size_t len);
+
+/*
+ * A member of the envelope other than its rows, such as a listing ("bridges":
+ * [...]). kb_envelope_member_begin returns the stream to write the member's
+ * JSON value to; kb_envelope_member_end adds it to the envelope. Without a
+ * sink (JSON printed at once) the value goes straight to ctx->out.
+ */
+struct kb_envelope_member {
+	const char *name;
+	FILE *out;
+	char *text;
+	size_t len;
+};
+FILE *kb_envelope_member_begin(const struct kb_ctx *ctx, struct kb_envelope_member *m, const char *name);
+void kb_envelope_member_end(const struct kb_ctx *ctx, struct kb_envelope_member *m);
+
+/* Add @members ("\"name\": VALUE, ...", already JSON) to the envelope's members after rows. */
+void kb_envelope_add(struct kb_row_sink *sink, const char *members);
 
 #endif

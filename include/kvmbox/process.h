@@ -3,6 +3,7 @@
 #define KVMBOX_PROCESS_H
 
 #include <stddef.h>
+#include <spawn.h>
 #include "kvmbox/context.h"
 #include "kvmbox/error.h"
 
@@ -22,5 +23,12 @@ int kb_find_program(const struct kb_ctx *ctx, const char *name, char *path, size
  * (0-255), or -1 with @err when it could not run or died from a signal.
  */
 int kb_run_program(const struct kb_ctx *ctx, char *const argv[], struct kb_error *err);
+
+/*
+ * Attributes for posix_spawn() of any program kvmbox starts: the signals
+ * kvmbox ignores for itself (SIGPIPE: a closed stdout is an error it reports)
+ * are back to their defaults in the child.
+ */
+void kb_spawnattr_init(posix_spawnattr_t *attr);
 
 #endif

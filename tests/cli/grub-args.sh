@@ -249,7 +249,7 @@ quiet"
 	mkdir -p "$r/etc/kernel"
 	echo "root=UUID=1234 ro quiet" >"$r/etc/kernel/cmdline"
 	run --root "$r" --json grub-args list
-	expect_eq "json" "$OUT" '{"GRUB_CMDLINE_LINUX": ["rd.lvm.lv=fedora/root", "rd.lvm.lv=fedora/swap", "rhgb", "quiet"], "/etc/kernel/cmdline": ["root=UUID=1234", "ro", "quiet"]}'
+	expect_eq "json" "$(jq -c .args <<<"$OUT")" '{"GRUB_CMDLINE_LINUX":["rd.lvm.lv=fedora/root","rd.lvm.lv=fedora/swap","rhgb","quiet"],"/etc/kernel/cmdline":["root=UUID=1234","ro","quiet"]}'
 }
 
 test_kernel_cmdline_on_bls_systems() {

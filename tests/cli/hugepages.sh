@@ -38,7 +38,7 @@ test_show_per_size_and_node() {
 1G    0         0     0         -        0
 1G    1         0     0         -        0"
 	run --root "$r" hugepages show --json
-	expect_eq "json" "$(printf '%s' "$OUT" | jq -c '.[0], .[2]')" '{"size_kb":2048,"node":null,"total":1024,"free":1000,"reserved":4,"surplus":0,"default":true}
+	expect_eq "json" "$(printf '%s' "$OUT" | jq -c '.pools[0], .pools[2]')" '{"size_kb":2048,"node":null,"total":1024,"free":1000,"reserved":4,"surplus":0,"default":true}
 {"size_kb":2048,"node":1,"total":512,"free":500,"reserved":null,"surplus":0,"default":true}'
 }
 

@@ -33,7 +33,7 @@ test_list_verdicts() {
 0000:06:00.0  020000  igb           group -     node -1  no-iommu
                 no IOMMU group: kvmbox grub-args --iommu, and VT-d/AMD-Vi on in the firmware"
 	run --root "$r" pci net --json
-	expect_eq "json" "$(jq -c '[.[] | [.address, .verdict, .iommu_group, .group_members, .numa_node]]' <<<"$OUT")" \
+	expect_eq "json" "$(jq -c '[.devices[] | [.address, .verdict, .iommu_group, .group_members, .numa_node]]' <<<"$OUT")" \
 		'[["0000:01:00.0","host-uses",2,["0000:01:00.1"],-1],["0000:01:00.1","host-uses",2,["0000:01:00.0"],-1],["0000:04:00.0","can-prepare",5,[],2],["0000:05:00.0","ready",6,[],-1],["0000:06:00.0","no-iommu",null,[],-1]]'
 	run --root "$r" pci 0300 04:00.0
 	expect_eq "class prefix and address" "$(awk '/^0000/ {print $1}' <<<"$OUT" | tr '\n' ' ')" "0000:02:00.0 0000:04:00.0 "

@@ -238,7 +238,7 @@ test_standalone_bridge_with_gateway_and_show() {
 	run_in_ns "$NS_HOST" bridge add br1 --addr 198.51.100.10/24 --gateway 198.51.100.1 --stp on --forward-delay 4 --mtu 1400
 	expect_rc 0
 	run_in_ns "$NS_HOST" bridge show br1 --json
-	expect_eq "show" "$(printf '%s' "$OUT" | jq -c '.[0] | [.name, .mtu, .stp, .forward_delay, .ports, .addresses, .routes]')" \
+	expect_eq "show" "$(printf '%s' "$OUT" | jq -c '.bridges[0] | [.name, .mtu, .stp, .forward_delay, .ports, .addresses, .routes]')" \
 		'["br1",1400,true,4,[],["198.51.100.10/24"],["default via 198.51.100.1"]]'
 	run_in_ns "$NS_HOST" bridge add br1 --addr 198.51.100.10/24 --gateway 198.51.100.1 --stp off --forward-delay 0
 	expect_rc 0
@@ -247,6 +247,11 @@ test_standalone_bridge_with_gateway_and_show() {
 	expect_match "human show" "$OUT" "br1  mac [0-9a-f:]+  mtu 1400  up  stp off  forward-delay 0s"
 	run_in_ns "$NS_HOST" bridge show nosuch
 	expect_rc 1
+	# With --json: the envelope, failed, its row saying why, and no bridge listed.
+	run_in_ns "$NS_HOST" bridge show nosuch --json
+	expect_rc 1
+	expect_eq "show nosuch --json" "$(jq -c '[.failed, .rows[0].status, .rows[0].message, .bridges]' <<<"$OUT")" \
+		'[true,"failed","no bridge nosuch",[]]'
 }
 
 test_persist_files() {

@@ -240,7 +240,7 @@ kvm_domain_on_this_machine() {
 		# A machine without KVM: the preflight says so, and so does libvirt, explained.
 		run domain preflight "$TESTS_TMP/kvm.xml" --json
 		expect_rc 1
-		expect_eq finding "$(jq -r '.[0].findings[] | select(.severity == "ERROR") | .id' <<<"$OUT" | head -1)" "kvm.dev"
+		expect_eq finding "$(jq -r '.preflight[0].findings[] | select(.severity == "ERROR") | .id' <<<"$OUT" | head -1)" "kvm.dev"
 		RUN_BOUND=150 run domain define "$TESTS_TMP/kvm.xml" --start --no-preflight
 		expect_rc 1
 		expect_match "libvirt says" "$ERR" "does not support virt type 'kvm'|No domains available for virt type"
@@ -253,7 +253,7 @@ kvm_domain_on_this_machine() {
 	chown root:root /dev/kvm && chmod 0600 /dev/kvm
 	run domain preflight "$TESTS_TMP/kvm.xml" --json
 	expect_rc 1
-	expect_eq finding "$(jq -r '.[0].findings[] | "\(.severity) \(.id)"' <<<"$OUT")" "ERROR kvm.dev"
+	expect_eq finding "$(jq -r '.preflight[0].findings[] | "\(.severity) \(.id)"' <<<"$OUT")" "ERROR kvm.dev"
 	RUN_BOUND=150 run domain define "$TESTS_TMP/kvm.xml" --start --no-preflight
 	expect_rc 1
 	expect_match "libvirt says" "$ERR" "Could not access KVM kernel module: Permission denied"

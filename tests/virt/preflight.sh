@@ -31,10 +31,10 @@ dom() {
 # findings FILE: "SEVERITY id element" per finding, from --json.
 findings() {
 	run --root "$FX" domain preflight --json "$1"
-	FINDINGS=$(jq -r '.[0].findings[] | "\(.severity) \(.id) \(.element)"' <<<"$OUT")
+	FINDINGS=$(jq -r '.preflight[0].findings[] | "\(.severity) \(.id) \(.element)"' <<<"$OUT")
 }
-fix_of() { jq -r ".[0].findings[] | select(.id == \"$1\") | .fix" <<<"$OUT"; }
-message_of() { jq -r ".[0].findings[] | select(.id == \"$1\") | .message" <<<"$OUT"; }
+fix_of() { jq -r ".preflight[0].findings[] | select(.id == \"$1\") | .fix" <<<"$OUT"; }
+message_of() { jq -r ".preflight[0].findings[] | select(.id == \"$1\") | .message" <<<"$OUT"; }
 
 valid_tcg_domain_has_no_findings() {
 	run --root "$FX" domain preflight "$(dom ok.xml)"
@@ -49,7 +49,7 @@ kvm_domain_without_usable_devkvm() {
 	fx_devkvm "$fx" 0600 0
 	run --root "$fx" domain preflight --json "$(dom kvm.xml kvm)"
 	expect_rc 1
-	expect_eq findings "$(jq -r '.[0].findings[] | "\(.severity) \(.id) \(.element)"' <<<"$OUT")" "ERROR kvm.dev /domain"
+	expect_eq findings "$(jq -r '.preflight[0].findings[] | "\(.severity) \(.id) \(.element)"' <<<"$OUT")" "ERROR kvm.dev /domain"
 	expect_match message "$(message_of kvm.dev)" "QEMU runs as $QEMU_UID, which cannot open /dev/kvm \(root:root 0600\)"
 	expect_eq fix "$(fix_of kvm.dev)" "kvmbox devkvm (root:kvm 0660), with QEMU's user in group kvm"
 	rm -f "$fx/dev/kvm"
@@ -113,8 +113,8 @@ numa_cells() {
 	expect_eq findings "$FINDINGS" "ERROR numa.cpus /domain/cpu/numa/cell[2]
 ERROR numa.cpus /domain/cpu/numa/cell[2]
 ERROR numa.memory /domain/cpu/numa"
-	expect_match overlap "$(jq -r '.[0].findings[0].message' <<<"$OUT")" "vCPU 0 is in this cell and in an earlier one"
-	expect_match beyond "$(jq -r '.[0].findings[1].message' <<<"$OUT")" "vCPU 1 is in this cell but the domain has 1 vCPUs"
+	expect_match overlap "$(jq -r '.preflight[0].findings[0].message' <<<"$OUT")" "vCPU 0 is in this cell and in an earlier one"
+	expect_match beyond "$(jq -r '.preflight[0].findings[1].message' <<<"$OUT")" "vCPU 1 is in this cell but the domain has 1 vCPUs"
 	expect_eq sum "$(message_of numa.memory)" "the NUMA cells hold 49152 KiB but the domain has 65536 KiB of memory"
 }
 
@@ -150,8 +150,8 @@ bridges() {
 	expect_rc 1
 	expect_eq findings "$FINDINGS" "ERROR bridge.missing /domain/devices/interface[2]/source
 ERROR bridge.missing /domain/devices/interface[3]/source"
-	expect_eq fix "$(jq -r '.[0].findings[0].fix' <<<"$OUT")" "kvmbox bridge add br9 --uplink IFACE"
-	expect_eq "not a bridge" "$(jq -r '.[0].findings[1].message' <<<"$OUT")" "interface eth0 exists but is not a bridge"
+	expect_eq fix "$(jq -r '.preflight[0].findings[0].fix' <<<"$OUT")" "kvmbox bridge add br9 --uplink IFACE"
+	expect_eq "not a bridge" "$(jq -r '.preflight[0].findings[1].message' <<<"$OUT")" "interface eth0 exists but is not a bridge"
 }
 
 disks_and_cdroms() {
@@ -166,8 +166,8 @@ disks_and_cdroms() {
 	expect_eq findings "$FINDINGS" "ERROR disk.missing /domain/devices/disk[2]/source
 WARN disk.missing /domain/devices/disk[3]/source
 ERROR disk.missing /domain/devices/disk[5]/source"
-	expect_eq message "$(jq -r '.[0].findings[0].message' <<<"$OUT")" "disk source /images/gone.qcow2: No such file or directory"
-	expect_match optional "$(jq -r '.[0].findings[1].message' <<<"$OUT")" "^cdrom source /iso/gone.iso: .*startupPolicy"
+	expect_eq message "$(jq -r '.preflight[0].findings[0].message' <<<"$OUT")" "disk source /images/gone.qcow2: No such file or directory"
+	expect_match optional "$(jq -r '.preflight[0].findings[1].message' <<<"$OUT")" "^cdrom source /iso/gone.iso: .*startupPolicy"
 }
 
 image_directory_closed_to_qemu() {
@@ -205,7 +205,7 @@ ERROR hostdev.driver /domain/devices/hostdev[2]/source/address
 ERROR hostdev.iommu /domain/devices/hostdev[3]/source/address
 ERROR hostdev.missing /domain/devices/hostdev[4]/source/address"
 	expect_eq "iommu fix" "$(fix_of hostdev.iommu)" "kvmbox grub-args --iommu, then reboot"
-	expect_match "in use" "$(jq -r '.[0].findings[0].message' <<<"$OUT")" "PCI device 0000:01:00.0 is in use by host driver e1000e"
+	expect_match "in use" "$(jq -r '.preflight[0].findings[0].message' <<<"$OUT")" "PCI device 0000:01:00.0 is in use by host driver e1000e"
 }
 
 no_serial_console_is_a_warning() {
@@ -225,7 +225,7 @@ libvirt_unreachable_still_checks_files() {
 		"$(dom unreachable.xml qemu "
     <disk type='file' device='disk'><source file='/images/gone.qcow2'/><target dev='vdb' bus='virtio'/></disk>")"
 	expect_rc 1
-	expect_eq findings "$(jq -r '.[0].findings[] | "\(.severity) \(.id)"' <<<"$OUT")" "ERROR disk.missing
+	expect_eq findings "$(jq -r '.preflight[0].findings[] | "\(.severity) \(.id)"' <<<"$OUT")" "ERROR disk.missing
 WARN libvirt.unreachable"
 }
 
