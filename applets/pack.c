@@ -167,12 +167,22 @@ static void prepare_entry(struct pack *p, struct archive_entry *e, const char *n
 	p->ar.entry_set_mtime(e, time(NULL), 0);
 }
 
+/* Why libarchive could not write @what of member @name: the system's error (a full disk) when there is one. */
+static int write_failure(struct pack *p, struct archive *a, const char *what, const char *name, struct kb_error *err)
+{
+	int e = p->ar.error_errno(a);
+	if (e > 0)
+		return kb_fail(err, e, NULL, "writing %s%s into the bundle", what, name);
+	return kb_fail(err, 0, NULL, "writing %s%s into the bundle: %s", what, name,
+		       kb_archive_error(&p->ar, a, "unknown error"));
+}
+
 /* The header of an entry prepare_entry() has filled in (and a disk's sparse map added to). */
 static int write_entry_header(struct pack *p, struct archive *a, struct archive_entry *e, const char *name,
 			      struct kb_error *err)
 {
 	if (p->ar.write_header(a, e) != ARCHIVE_OK)
-		return kb_fail(err, 0, name, "writing the header of %s:", kb_archive_error(&p->ar, a, "unknown error"));
+		return write_failure(p, a, "the header of ", name, err);
 	return 0;
 }
 
@@ -180,7 +190,7 @@ static int write_bytes(struct pack *p, struct archive *a, const void *data, size
 		       struct kb_error *err)
 {
 	if (p->ar.write_data(a, data, len) != (la_ssize_t)len)
-		return kb_fail(err, 0, name, "writing %s:", kb_archive_error(&p->ar, a, "unknown error"));
+		return write_failure(p, a, "", name, err);
 	return 0;
 }
 

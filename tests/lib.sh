@@ -205,6 +205,16 @@ run_trapped() {
 	TRAPS=$(cat "$root/trap.log" 2>/dev/null)
 }
 
+# ---- bundles -----------------------------------------------------------------
+
+# pack_with_padding N: $TESTS_TMP/full.xml, a domain of the disk $TESTS_TMP/full.qcow2 whose
+# <description> holds N bytes, so a full filesystem's first failed block falls elsewhere.
+pack_with_padding() {
+	local pad
+	pad=$(head -c "$1" /dev/zero | tr '\0' x)
+	printf "<domain type='qemu'><name>e</name><description>%s</description><memory unit='MiB'>64</memory><os><type arch='x86_64'>hvm</type></os><devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='%s'/><target dev='vda' bus='virtio'/></disk></devices></domain>\n" \
+		"$pad" "$TESTS_TMP/full.qcow2" >"$TESTS_TMP/full.xml"
+}
 # ---- network namespaces (bridge) ---------------------------------------------
 
 # ns_topology: two namespaces made for this test, "host" ($NS_HOST) with veth0

@@ -276,6 +276,30 @@ test_not_enough_space() {
 	umount "$dest"
 }
 
+# pack onto a full filesystem: every write that fails (domain.xml, a disk's header, its
+# data) is a one-line error naming the member and the system's reason, nothing is left,
+# and nothing uninitialised is freed (valgrind.sh runs the header case under valgrind).
+test_pack_onto_a_full_filesystem() {
+	local full="$TESTS_TMP/full" n seen=""
+	mkdir -p "$full"
+	qemu-img create -q -f qcow2 "$TESTS_TMP/full.qcow2" 16M
+	mount -t tmpfs -o size=4k tmpfs "$full" || { fail "cannot mount a tmpfs"; return; }
+	at_exit "umount '$full' 2>/dev/null"
+	for n in $(seq 8000 256 10300); do
+		pack_with_padding "$n"
+		run pack "$TESTS_TMP/full.xml" -o "$full/e.kvmbundle"
+		expect_rc 1
+		expect_match "one line, the member and why" "$ERR" "^kvmbox pack: writing (the header of )?(domain\.xml|full\.qcow2) into the bundle: No space left on device$"
+		expect_eq "left behind ($n)" "$(ls -A "$full")" ""
+		seen+=" $(sed -E 's/.*writing (the header of )?([^ ]+) into.*/\1\2/; s/the header of /header:/' <<<"$ERR")"
+	done
+	# The range covers the three places a write fails.
+	expect_match "domain.xml failed" "$seen" " domain\.xml"
+	expect_match "a header failed" "$seen" " header:full\.qcow2"
+	expect_match "data failed" "$seen" " full\.qcow2"
+	umount "$full"
+}
+
 # An apparent-size bomb: a pax sparse member declaring 10^12 bytes with 512 stored.
 # Refused from its header, well under a second, nothing written.
 test_apparent_size_bomb() {
@@ -512,6 +536,7 @@ t test_plain_tar_tools_can_read_a_bundle
 t test_hostile_bundles_are_refused
 t test_existing_directory_and_replace
 t test_not_enough_space
+t test_pack_onto_a_full_filesystem
 t test_apparent_size_bomb
 t test_interrupted_unpack_leaves_nothing
 t test_two_disks_hashed_side_by_side

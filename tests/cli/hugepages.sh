@@ -233,7 +233,41 @@ test_this_machine() {
 	[ "$free_after" -gt $((free_before - 262144)) ] || fail "free memory fell from $free_before to $free_after kB"
 }
 
+# The root is input: page sizes and counts it holds are checked before any arithmetic.
+test_hostile_root() {
+	local r
+	r=$(numa_root)
+	sed -i 's/^Hugepagesize:.*/Hugepagesize:       0 kB/' "$r/proc/meminfo"
+	run --root "$r" hugepages set 8
+	expect_rc 1
+	expect_eq "zero default size" "$ERR" "kvmbox hugepages: /proc/meminfo: Hugepagesize 0 kB is not a page size (a power of two from 4 kB to 16 GB)"
+	sed -i 's/^Hugepagesize:.*/Hugepagesize:       3000 kB/' "$r/proc/meminfo"
+	run --root "$r" hugepages show
+	expect_rc 1
+	r=$(numa_root)
+	pool "$r" /sys/kernel/mm/hugepages/hugepages-0kB 5 5
+	run --root "$r" hugepages set 8
+	expect_rc 1
+	expect_eq "zero pool size" "$ERR" "kvmbox hugepages: hugepages-0kB is not a page size (a power of two from 4 kB to 16 GB) in /sys/kernel/mm/hugepages"
+	run --root "$r" hugepages show --json
+	expect_rc 1
+	expect_eq "show refuses it too" "$(jq -c '[.failed, .rows[0].status]' <<<"$OUT")" '[true,"failed"]'
+	run --root "$r" hugepages set 8 --size 3k
+	expect_rc 2
+	run --root "$r" hugepages set 8 --size 0M
+	expect_rc 2
+	run --root "$r" hugepages set 8 --size 99999999999999999999G
+	expect_rc 2
+	# Another pool holding more than any memory: no room left, never a wrapped sum.
+	r=$(numa_root)
+	echo 18446744073709551 >"$r/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages"
+	run --root "$r" hugepages set 2048 --dry-run
+	expect_rc 1
+	expect_match "no room" "$OUT" "^failed  pool  refused 2048 x 2M pages"
+}
+
 t test_show_per_size_and_node
+t test_hostile_root
 t test_set_and_idempotency
 t test_short_allocation_fails
 t test_over_memory_is_refused

@@ -93,6 +93,18 @@ test_bundles() {
 	expect_rc 0
 	vg unpack "$d/vg.kvmbundle" --dest "$d/dest"
 	expect_rc 1
+	# pack onto a full filesystem, where a disk's header is the write that fails (bundle.sh).
+	local full="$d/full" n
+	mkdir -p "$full"
+	qemu-img create -q -f qcow2 "$TESTS_TMP/full.qcow2" 16M
+	mount -t tmpfs -o size=4k tmpfs "$full" || { fail "cannot mount a tmpfs"; return; }
+	at_exit "umount '$full' 2>/dev/null"
+	for n in 8512 8896 9280; do
+		pack_with_padding "$n"
+		vg pack "$TESTS_TMP/full.xml" -o "$full/e.kvmbundle"
+		expect_rc 1
+	done
+	umount "$full"
 }
 
 test_front_paths() {
