@@ -4,6 +4,7 @@
 #   make run        the main job on this machine: check, plan configs/example.conf, provision
 #                   configs/demo.conf in a throwaway sandbox (twice: the second changes nothing)
 #   make check      every test tier; ends with "N passed, N failed"   (SAN=1: ASan+UBSan build)
+#   make analyze    gcc -fanalyzer and clang's analyser over every source: no findings
 #   make bench      benchmarks against the tools kvmbox replaces
 #   make install    PREFIX=/usr DESTDIR=...: binary, applet symlinks, man page
 #   make initramfs  the rescue image build/kvmbox-initramfs.img [KVER=...]
@@ -34,7 +35,11 @@ DLOPEN_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(DLOPEN_PKGS) 2>/dev/null)
 STATIC_PKGS   := libnl-route-3.0 inih blkid
 STATIC_CFLAGS  = $(shell $(PKG_CONFIG) --cflags $(STATIC_PKGS) 2>/dev/null)
 STATIC_LIBS    = -Wl,-Bstatic $(shell $(PKG_CONFIG) --libs $(STATIC_PKGS) 2>/dev/null) -Wl,-Bdynamic -lpthread -lm
-KB_CFLAGS   = -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude $(DLOPEN_CFLAGS) $(STATIC_CFLAGS) \
+# Warnings are errors for the tests and CI (make check, make analyze), not for a user's or a
+# distribution's build with flags of its own (make CFLAGS="-O0 -g", dpkg-buildflags).
+WERROR     :=
+check analyze: WERROR := -Werror
+KB_CFLAGS   = -std=gnu11 -Wall -Wextra $(WERROR) -D_GNU_SOURCE -Iinclude $(DLOPEN_CFLAGS) $(STATIC_CFLAGS) \
               -DKVMBOX_VERSION=\"$(VERSION)\" -MMD -MP
 KB_LDFLAGS := -ldl
 
@@ -69,12 +74,19 @@ FUZZ_SRCS   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS   := $(FUZZ_SRCS:%.c=build/fuzz/%)
 CLI_TESTS   := $(sort $(wildcard tests/cli/*.sh tests/net/*.sh tests/virt/*.sh tests/boot/*.sh))
 
-.PHONY: all deps run check bench fuzz install clean initramfs
+.PHONY: all deps run check bench fuzz install clean initramfs analyze FORCE
 all: $(BIN)
 
-$(BUILD)/%.o: %.c
+# The flags the objects were built with: when they change (make, then make check with
+# -Werror; another CFLAGS), everything is built again with the new ones.
+$(BUILD)/flags: FORCE
 	@mkdir -p $(@D)
-	$(CC) $(KB_CFLAGS) $(CFLAGS) -c -o $@ $<
+	@echo '$(CC) $(KB_CFLAGS) $(CPPFLAGS) $(CFLAGS)' | cmp -s - $@ || echo '$(CC) $(KB_CFLAGS) $(CPPFLAGS) $(CFLAGS)' >$@
+FORCE:
+
+$(BUILD)/%.o: %.c $(BUILD)/flags
+	@mkdir -p $(@D)
+	$(CC) $(KB_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(LIBKVMBOX): $(LIB_OBJS)
 	$(AR) rcs $@ $^
@@ -116,6 +128,26 @@ build/fuzz/tests/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS)
 		-fsanitize=fuzzer,address,undefined -o $@ $< $(LIB_SRCS) $(STATIC_LIBS)
 
 fuzz: $(FUZZ_BINS)
+
+# Static analysis: gcc's -fanalyzer and clang's analyser over every source file, each
+# finding an error. One stamp per file and analyser, so `make -j analyze` runs them side by side.
+ANALYZE_SRCS   := $(LIB_SRCS) $(APPLET_SRCS)
+ANALYZE_STAMPS := $(ANALYZE_SRCS:%.c=build/analyze/%.gcc) $(ANALYZE_SRCS:%.c=build/analyze/%.clang)
+ANALYZE_DEPS   := $(wildcard include/kvmbox/*.h include/kvmbox/*.def) Makefile
+ANALYZE_FLAGS   = -std=gnu11 -D_GNU_SOURCE -Iinclude $(DLOPEN_CFLAGS) $(STATIC_CFLAGS) -DKVMBOX_VERSION=\"$(VERSION)\"
+
+analyze: $(ANALYZE_STAMPS)
+	@echo "make analyze: $(words $(ANALYZE_SRCS)) files, gcc -fanalyzer and clang --analyze: no findings"
+
+build/analyze/%.gcc: %.c $(ANALYZE_DEPS)
+	@mkdir -p $(@D)
+	gcc $(ANALYZE_FLAGS) -Wall -Wextra -Werror -O2 -fanalyzer -c -o /dev/null $<
+	@touch $@
+
+build/analyze/%.clang: %.c $(ANALYZE_DEPS)
+	@mkdir -p $(@D)
+	clang $(ANALYZE_FLAGS) --analyze -Xclang -analyzer-output=text -Xclang -analyzer-werror -o /dev/null $<
+	@touch $@
 
 # The man page is generated from the applets' own --help texts.
 $(BUILD)/kvmbox.1: $(BIN)

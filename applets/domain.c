@@ -1071,7 +1071,10 @@ static int resolve_disks(struct domain_cmd *cmd, struct kb_domnew *d, xmlDoc *ex
 			rc = -1;
 			break;
 		}
-		snprintf(k->path, sizeof(k->path), "%s/%s", dir, k->volume);
+		/* Through a local buffer: gcc 12 at -O0 takes two members of *d for overlapping objects (-Wrestrict). */
+		char path[sizeof(k->path)];
+		snprintf(path, sizeof(path), "%s/%s", dir, k->volume);
+		memcpy(k->path, path, sizeof(path));
 		v->pool_refresh(vol->pool, 0); /* files made behind libvirt's back are volumes too */
 		virStorageVolPtr found = v->volume_lookup(vol->pool, k->volume);
 		v->reset_error();

@@ -5,10 +5,10 @@
 
 #include "kvmbox/error.h"
 
-int kb_fail(struct kb_error *err, int errnum, const char *path, const char *what_fmt, ...)
+void kb_error_set(struct kb_error *err, int errnum, const char *path, const char *what_fmt, ...)
 {
 	if (!err)
-		return -1;
+		return;
 	err->errnum = errnum;
 	va_list ap;
 	va_start(ap, what_fmt);
@@ -16,7 +16,6 @@ int kb_fail(struct kb_error *err, int errnum, const char *path, const char *what
 	va_end(ap);
 	snprintf(err->path, sizeof(err->path), "%s", path ? path : "");
 	err->line = 0;
-	return -1;
 }
 
 const char *kb_error_message(const struct kb_error *err, char *buf, size_t size)

@@ -18,9 +18,16 @@ struct kb_error {
 	unsigned line; /* for errors in a file's content: 1-based line, else 0 */
 };
 
-/* Fill in @err (which may be NULL) and return -1, so callers can `return kb_fail(...)`. */
-int kb_fail(struct kb_error *err, int errnum, const char *path, const char *what_fmt, ...)
+/* Fill in @err (which may be NULL). Callers use kb_fail() below. */
+void kb_error_set(struct kb_error *err, int errnum, const char *path, const char *what_fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+
+/*
+ * Fill in @err (which may be NULL) and give -1, so callers can `return
+ * kb_fail(...)`. A macro, so the -1 is visible where it is returned: the
+ * compiler and static analysers (make analyze) see every error path for what it is.
+ */
+#define kb_fail(err, errnum, path, ...) ({ kb_error_set((err), (errnum), (path), __VA_ARGS__); -1; })
 
 /*
  * "WHAT PATH: STRERROR" (parts left out when empty) into @buf; for an error
