@@ -35,7 +35,7 @@ const struct kb_applet *kb_applet_find(const char *name);
 /*
  * Options every applet accepts. An applet lists KB_GLOBAL_LONG_OPTIONS in its
  * getopt_long table, starts its short options with KB_GLOBAL_SHORT_OPTIONS and
- * passes what it does not know itself to kb_global_option().
+ * passes what it does not know itself to kb_common_option().
  */
 enum {
 	KB_OPT_ROOT = 0x1000,

@@ -30,15 +30,15 @@ int kb_fsync_dir(const char *dir, struct kb_error *err);
  * Read a short value (a sysfs attribute, a sysctl) into @buf with surrounding
  * whitespace removed. A value that does not fit in @size is refused (EOVERFLOW).
  */
+int kb_read_value(const struct kb_ctx *ctx, const char *abs_path, char *buf, size_t size,
+		  struct kb_error *err);
+
 /*
  * The kB value of field @label ("MemTotal:", "Hugepagesize:", "Node 0 MemTotal:")
  * in a meminfo file (/proc/meminfo, /sys/devices/system/node/nodeN/meminfo)
  * under the sysroot; 0 when the file or the field is missing.
  */
 unsigned long long kb_meminfo_kib(const struct kb_ctx *ctx, const char *abs_path, const char *label);
-
-int kb_read_value(const struct kb_ctx *ctx, const char *abs_path, char *buf, size_t size,
-		  struct kb_error *err);
 
 /*
  * Write @value to a kernel knob (sysfs attribute, /proc/sys file) in place:
