@@ -529,6 +529,9 @@ test_unpack_from_http() {
 	expect_rc 1
 	expect_match "redirect" "$ERR" "redirected to another host \(http://127\.0\.0\.2:$FLEET_PORT/web\.kvmbundle\): refused$"
 	expect_eq "only the good one" "$(ls -A "$dest")" "web"
+	# The verdicts above come from wget's response headers, kept in an anonymous file: no
+	# predictable name in /tmp that another user could have made first or linked elsewhere.
+	expect_eq "no headers file in /tmp" "$(find /tmp -maxdepth 1 -name 'kvmbox-fetch-*' | wc -l)" 0
 }
 
 t test_round_trip_every_compression
