@@ -74,7 +74,7 @@ FUZZ_SRCS   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS   := $(FUZZ_SRCS:%.c=build/fuzz/%)
 CLI_TESTS   := $(sort $(wildcard tests/cli/*.sh tests/net/*.sh tests/virt/*.sh tests/boot/*.sh))
 
-.PHONY: all deps run check bench fuzz install clean initramfs analyze FORCE
+.PHONY: all deps run check bench fuzz install clean initramfs analyze test-programs FORCE
 all: $(BIN)
 
 # The flags the objects were built with: when they change (make, then make check with
@@ -173,6 +173,10 @@ deps:
 
 run: deps $(BIN)
 	KVMBOX=$(abspath $(BIN)) configs/run-demo.sh
+
+# Everything the test scripts run, without running them (a script can then be run alone:
+# KVMBOX=$PWD/kvmbox BUILD=$PWD/build bash tests/cli/check.sh).
+test-programs: $(BIN) $(UNIT_BINS) $(HELPER_BINS)
 
 check: deps $(BIN) $(UNIT_BINS) $(HELPER_BINS) $(if $(SAN),,$(FUZZ_BINS))
 	@KVMBOX=$(abspath $(BIN)) BUILD=$(abspath $(BUILD)) SAN=$(SAN) \
