@@ -1221,7 +1221,7 @@ static int cmd_new(struct domain_cmd *cmd, struct kb_domnew *d)
 	struct kb_rows *rows = calloc(1, sizeof(*rows));
 	struct kb_placement *placement = calloc(1, sizeof(*placement));
 	autofree char *caps = NULL;
-	autofree char *xml = NULL;
+	char *xml = NULL; /* freed at out, with the rest */
 	const char *to_create[KB_DOMNEW_DISKS_MAX + 1] = { 0 };
 	xmlDoc *existing = NULL;
 	int node = -1, rc = KB_EXIT_FAILURE;
@@ -1289,6 +1289,7 @@ out:
 			cmd->virt.pool_free(vols[i].pool);
 	if (existing)
 		cmd->xml.free_doc(existing);
+	free(xml);
 	free(rows);
 	free(placement);
 	return rc;

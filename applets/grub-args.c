@@ -361,7 +361,7 @@ int grub_args_main(struct kb_ctx *ctx, int argc, char **argv)
 		}
 	}
 	const char *command = optind < argc ? argv[optind++] : (iommu ? "add" : "list");
-	enum kb_karg_op op;
+	enum kb_karg_op op = KB_KARG_ADD; /* stays unused for list, which takes no arguments */
 	if (!strcmp(command, "add"))
 		op = KB_KARG_ADD;
 	else if (!strcmp(command, "remove"))

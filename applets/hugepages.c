@@ -594,6 +594,7 @@ int hugepages_main(struct kb_ctx *ctx, int argc, char **argv)
 	};
 	struct hugepages h = { .ctx = ctx, .node = -1, .reserve_kb = -1 };
 	const char *size_arg = NULL, *domains_dir = NULL;
+	bool for_domains = false;
 	int opt;
 	while ((opt = getopt_long(argc, argv, KB_GLOBAL_SHORT_OPTIONS, long_options, NULL)) != -1) {
 		switch (opt) {
@@ -619,7 +620,7 @@ int hugepages_main(struct kb_ctx *ctx, int argc, char **argv)
 		}
 		case OPT_PERSIST: h.persist = true; break;
 		case OPT_DRY_RUN: h.dry_run = true; break;
-		case OPT_FOR_DOMAINS: domains_dir = optarg ? optarg : DOMAINS_DIR; break;
+		case OPT_FOR_DOMAINS: for_domains = true; domains_dir = optarg; break; /* NULL: the default, below */
 		case OPT_WITH_DOMAIN:
 			if (parse_planned(&h, optarg) < 0) {
 				kb_say_error(ctx, "--with-domain: '%s' is not NAME=MEMORY[@PAGESIZE] (web=4G, nfv1=100G@1G)%s", optarg,
@@ -634,6 +635,8 @@ int hugepages_main(struct kb_ctx *ctx, int argc, char **argv)
 		}
 		}
 	}
+	if (for_domains && !domains_dir)
+		domains_dir = DOMAINS_DIR;
 	const char *command = optind < argc ? argv[optind++] : (domains_dir ? "set" : "show");
 	bool setting = !strcmp(command, "set");
 	if (!setting && strcmp(command, "show")) {

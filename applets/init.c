@@ -375,7 +375,7 @@ static int find_nic(struct init *in)
 			char mac[18];
 			if (!in->nic[0] && is_ethernet(in->ctx, names[k]->d_name) && nic_mac(in->ctx, names[k]->d_name, mac, sizeof(mac)) &&
 			    (!wanted[0] || !strcmp(mac, wanted)) && strlen(names[k]->d_name) < sizeof(in->nic)) {
-				snprintf(in->nic, sizeof(in->nic), "%s", names[k]->d_name);
+				memcpy(in->nic, names[k]->d_name, strlen(names[k]->d_name) + 1); /* fits: checked above */
 				snprintf(in->mac, sizeof(in->mac), "%s", mac);
 			}
 			free(names[k]);

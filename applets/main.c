@@ -199,8 +199,12 @@ static int install_links(const char *dir)
 	int failures = 0;
 	for (size_t i = 0; i < KB_APPLET_COUNT; i++) {
 		char path[PATH_MAX], tmp[PATH_MAX];
-		snprintf(path, sizeof(path), "%s/%s", dir_real, kb_applets[i].name);
-		snprintf(tmp, sizeof(tmp), "%s/.%s.kvmbox-new", dir_real, kb_applets[i].name);
+		if (snprintf(path, sizeof(path), "%s/%s", dir_real, kb_applets[i].name) >= (int)sizeof(path) ||
+		    snprintf(tmp, sizeof(tmp), "%s/.%s.kvmbox-new", dir_real, kb_applets[i].name) >= (int)sizeof(tmp)) {
+			fprintf(stderr, "kvmbox --install: %s/%s: %s\n", dir_real, kb_applets[i].name, strerror(ENAMETOOLONG));
+			failures++;
+			continue;
+		}
 		struct stat st;
 		if (lstat(path, &st) == 0 && !is_kvmbox_link(path, &self_st)) {
 			fprintf(stderr, "kvmbox --install: %s exists and is not a kvmbox link; not replacing it\n",
@@ -218,7 +222,7 @@ static int install_links(const char *dir)
 	return failures ? KB_EXIT_FAILURE : KB_EXIT_OK;
 }
 
-/* "--opt=value" or "--opt value": the value of front option @name at argv[*i], or NULL. */
+/* "--opt=value" or "--opt value": the value of front option @name at argv[*i], or NULL with *i left as it was. */
 static const char *front_value(int argc, char **argv, int *i, const char *name, int *missing)
 {
 	size_t n = strlen(name);
@@ -228,7 +232,7 @@ static const char *front_value(int argc, char **argv, int *i, const char *name, 
 		return argv[*i] + n + 1;
 	if (argv[*i][n] != '\0')
 		return NULL;
-	if (*i + 1 >= argc) {
+	if (*i + 1 >= argc || !argv[*i + 1]) {
 		*missing = 1;
 		return NULL;
 	}

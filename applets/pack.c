@@ -374,7 +374,7 @@ int pack_main(struct kb_ctx *ctx, int argc, char **argv)
 		return KB_EXIT_FAILURE;
 	p->ctx = ctx;
 	struct kb_error err = { 0 };
-	autofree char *xml = NULL;
+	char *xml = NULL; /* freed at the end, with p */
 	int xml_len = 0;
 	char domain_name[256] = "", default_output[300], tmp[PATH_MAX + 32] = "";
 	rc = kb_archive_load(&p->ar, &err) < 0 || kb_sha256_load(&p->sha, &err) < 0
@@ -413,6 +413,7 @@ int pack_main(struct kb_ctx *ctx, int argc, char **argv)
 			   p->count == 1 ? "" : "s", compress);
 		kb_rows_print(ctx, &row, 1);
 	}
+	free(xml);
 	free(p);
 	return rc < 0 ? KB_EXIT_FAILURE : KB_EXIT_OK;
 }

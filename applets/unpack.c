@@ -224,6 +224,14 @@ static int open_member(const struct unpack *u, const char *name, int flags, mode
 	return openat(u->staging_lock, name, flags | O_NOFOLLOW | O_CLOEXEC, mode);
 }
 
+/* The fd in *@fd, which is left -1 so its cleanup no longer closes it. */
+static int take_fd(int *fd)
+{
+	int taken = *fd;
+	*fd = -1;
+	return taken;
+}
+
 /* Wait for the digest of @m, written and being hashed. */
 static int settle(struct member *m, struct kb_error *err)
 {
@@ -288,7 +296,7 @@ static int extract(struct unpack *u, struct archive *a, struct member *m, struct
 	bool config = !strcmp(m->name, KB_BUNDLE_DOMAIN_XML) || !strcmp(m->name, KB_BUNDLE_SUMS);
 	m->fd = -1;
 	struct member *oldest;
-	while (m->size > BLOCK && hashing(u, &oldest) >= u->hash_threads)
+	while (m->size > BLOCK && hashing(u, &oldest) >= u->hash_threads && oldest)
 		if (settle(oldest, err) < 0)
 			return -1;
 	autoclose_fd fd = open_member(u, m->name, O_WRONLY | O_CREAT | O_EXCL, config ? 0644 : 0600);
@@ -343,8 +351,7 @@ static int extract(struct unpack *u, struct archive *a, struct member *m, struct
 		rc = kb_fail(err, errno, m->name, "finishing member");
 	if (rc < 0)
 		return -1; /* settle_all stops the thread */
-	m->fd = fd;
-	fd = -1; /* synced and closed at the end */
+	m->fd = take_fd(&fd); /* synced and closed at the end */
 	/* A small member (domain.xml, SHA256SUMS) is hashed by now: it keeps no thread waiting. */
 	return m->size <= BLOCK ? settle(m, err) : 0;
 }
@@ -812,7 +819,11 @@ static int run_archive(struct unpack *u, const char *bundle, bool replace, struc
 	}
 	if (remove_stale_staging(u) > 0 && statvfs(u->dest_dir.s, &vfs) == 0)
 		free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
-	snprintf(u->staging, sizeof(u->staging), "%s/.%s.kvmbox-XXXXXX", u->dest_dir.s, u->name);
+	if (snprintf(u->staging, sizeof(u->staging), "%s/.%s.kvmbox-XXXXXX", u->dest_dir.s, u->name) >=
+	    (int)sizeof(u->staging)) {
+		u->staging[0] = '\0';
+		return kb_fail(err, ENAMETOOLONG, u->dest_dir.s, "creating a staging directory in");
+	}
 	if (!mkdtemp(u->staging)) {
 		u->staging[0] = '\0';
 		return kb_fail(err, errno, u->dest_dir.s, "creating a staging directory in");

@@ -171,12 +171,16 @@ static int check_images(const struct kb_ctx *ctx, struct kb_domnew *d, struct kb
 {
 	for (size_t i = 0; i < d->disk_count; i++) {
 		struct kb_domnew_disk *k = &d->disk[i];
-		const char *format = NULL;
-		if (k->kind == KB_DISK_PATH && !(format = image_format(ctx, "disk", k->path, err)))
+		const char *format;
+		if (k->kind == KB_DISK_PATH)
+			format = image_format(ctx, "disk", k->path, err);
+		else if (k->kind == KB_DISK_OVERLAY)
+			format = image_format(ctx, "disk backing", k->backing, err);
+		else
+			continue; /* KB_DISK_NEW: a volume made later, no image yet */
+		if (!format)
 			return -1;
-		if (k->kind == KB_DISK_OVERLAY && !(format = image_format(ctx, "disk backing", k->backing, err)))
-			return -1;
-		if (format && strcmp(format, "qcow2") && strcmp(format, "raw"))
+		if (strcmp(format, "qcow2") && strcmp(format, "raw"))
 			return kb_fail(err, 0, NULL, "disk '%s': a %s image; kvmbox attaches qcow2 and raw (qemu-img convert -O qcow2)",
 				       k->kind == KB_DISK_PATH ? k->path : k->backing, format);
 		if (k->kind == KB_DISK_PATH && k->format[0] && strcmp(k->format, format))

@@ -297,8 +297,9 @@ static int word_number(const char *key, const char *value, unsigned max, unsigne
 {
 	char *end;
 	errno = 0;
-	unsigned long n = value && isdigit((unsigned char)value[0]) ? strtoul(value, &end, 10) : 0;
-	if (!value || !isdigit((unsigned char)value[0]) || *end || errno || n < 1 || n > max)
+	bool digits = value && isdigit((unsigned char)value[0]);
+	unsigned long n = digits ? strtoul(value, &end, 10) : 0;
+	if (!digits || *end || errno || n < 1 || n > max)
 		return bad(err, key, value, "is a number from 1 to %u", max);
 	*out = (unsigned)n;
 	return 0;
@@ -307,13 +308,14 @@ static int word_number(const char *key, const char *value, unsigned max, unsigne
 int kb_domnew_word(struct kb_domnew *d, const char *key, const char *value, struct kb_error *err)
 {
 	static const char *const flags[] = { "hugepages", "nested", NULL };
-	if (!value && !one_of(key, flags))
+	if (!value && one_of(key, flags))
+		value = "yes"; /* a flag without a value: --nested */
+	if (!value)
 		return bad(err, key, "", "needs a value");
 	char buf[PATH_MAX + 256];
-	if (value && strlen(value) >= sizeof(buf))
+	if (strlen(value) >= sizeof(buf))
 		return bad(err, key, "...", "is too long");
-	if (value)
-		snprintf(buf, sizeof(buf), "%s", value);
+	snprintf(buf, sizeof(buf), "%s", value);
 	unsigned long long bytes;
 
 	if (!strcmp(key, "memory")) {
@@ -360,7 +362,7 @@ int kb_domnew_word(struct kb_domnew *d, const char *key, const char *value, stru
 			return bad(err, key, value, "is not a PCI address (0000:81:00.3, 81:00.3 or pci_0000_81_00_3)");
 		d->hostdev_count++;
 	} else if (!strcmp(key, "hugepages")) {
-		if (value && strcmp(value, "yes") && strcmp(value, "no") && strcmp(value, "true") && strcmp(value, "false")) {
+		if (strcmp(value, "yes") && strcmp(value, "no") && strcmp(value, "true") && strcmp(value, "false")) {
 			if (kb_size_parse(value, &bytes) < 0 || bytes < 4096 || bytes % 4096 || bytes > (1ull << 40))
 				return bad(err, key, value, "is yes, no or a page size (2M, 1G)");
 			d->hugepages = true;

@@ -265,7 +265,7 @@ static int resolve_links(const struct kb_ctx *ctx, const char *abs_path, struct 
 		if (strlen(next) >= sizeof(cur) || normalize_in_root(next) < 0)
 			return kb_fail(err, EXDEV, out->s, "writing: the symbolic link points outside the root (%s -> %s):",
 				       cur, target);
-		snprintf(cur, sizeof(cur), "%s", next);
+		memcpy(cur, next, strlen(next) + 1); /* fits: checked above */
 	}
 	return kb_fail(err, ELOOP, abs_path, "writing: too many levels of symbolic links (a loop?) at");
 }

@@ -111,7 +111,7 @@ static void put(struct buf *b, const char *s, size_t n)
 {
 	if (b->failed)
 		return;
-	if (b->len + n + 1 > b->cap) {
+	if (!b->data || b->len + n + 1 > b->cap) { /* the first put allocates, even for n == 0 */
 		size_t cap = (b->len + n + 1) * 2;
 		char *bigger = realloc(b->data, cap);
 		if (!bigger) {

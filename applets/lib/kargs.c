@@ -149,20 +149,20 @@ static const char *entry_of(enum entry_name kind, const char *value, size_t len,
 	return value;
 }
 
-/* Whether @a and the argument @arg (same repeatable key) configure the same entry. */
-static bool same_entry(const struct repeatable *r, const struct karg *a, const char *arg)
+/* Whether @a and the argument @arg (same repeatable key, whose entries @entry names) configure the same entry. */
+static bool same_entry(enum entry_name entry, const struct karg *a, const char *arg)
 {
 	size_t alen, blen;
 	const char *av = value_of(a->text, a->len, a->key_len, &alen);
 	const char *bv = value_of(arg, strlen(arg), key_length(arg), &blen);
-	if (r->entry == ENTRY_PAGE_SIZE) {
+	if (entry == ENTRY_PAGE_SIZE) {
 		unsigned long long x = page_size(av, alen), y = page_size(bv, blen);
 		if (x)
 			return x == y;
 	}
 	size_t x, y;
-	av = entry_of(r->entry, av, alen, &x);
-	bv = entry_of(r->entry, bv, blen, &y);
+	av = entry_of(entry, av, alen, &x);
+	bv = entry_of(entry, bv, blen, &y);
 	return x == y && !memcmp(av, bv, x);
 }
 
@@ -217,7 +217,6 @@ static size_t next_arg(const struct karg_list *l, size_t i)
  */
 static void add_hugepages(struct karg_list *l, const char *size, const char *pages)
 {
-	const struct repeatable *r = find_repeatable("hugepagesz", 10);
 	if (!size) {
 		bool set = false;
 		size_t i = 0;
@@ -236,7 +235,7 @@ static void add_hugepages(struct karg_list *l, const char *size, const char *pag
 	}
 	bool placed = false;
 	for (size_t i = 0; i < l->count; i++) {
-		if (!is_key(&l->arg[i], "hugepagesz") || !same_entry(r, &l->arg[i], size))
+		if (!is_key(&l->arg[i], "hugepagesz") || !same_entry(ENTRY_PAGE_SIZE, &l->arg[i], size))
 			continue;
 		size_t next = next_arg(l, i);
 		bool has_pages = next < l->count && is_key(&l->arg[next], "hugepages");
@@ -268,7 +267,7 @@ static void add_arg(struct karg_list *l, const char *arg)
 			if (!l->arg[i].removed && same_arg(&l->arg[i], arg))
 				return;
 		for (size_t i = 0; i < l->count; i++) {
-			if (!l->arg[i].removed && same_key(&l->arg[i], arg) && same_entry(r, &l->arg[i], arg)) {
+			if (!l->arg[i].removed && same_key(&l->arg[i], arg) && same_entry(r->entry, &l->arg[i], arg)) {
 				set_arg(l, i, arg);
 				return;
 			}
@@ -309,7 +308,7 @@ static void drop_arg(struct karg_list *l, const char *arg)
 		size_t vlen, alen;
 		const char *value = value_of(arg, strlen(arg), klen, &vlen);
 		const char *avalue = value_of(a->text, a->len, a->key_len, &alen);
-		bool match = whole_key || (r ? same_entry(r, a, arg)
+		bool match = whole_key || (r ? same_entry(r->entry, a, arg)
 					    : a->key_len < a->len && alen == vlen && !memcmp(avalue, value, vlen));
 		if (!match)
 			continue;

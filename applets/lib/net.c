@@ -641,12 +641,15 @@ int kb_route_delete(struct nl_sock *sk, struct rtnl_route *route, struct kb_erro
 
 static uint16_t icmp_checksum(const void *data, size_t len)
 {
-	const uint16_t *p = data;
+	const uint8_t *p = data;
 	uint32_t sum = 0;
-	for (; len > 1; len -= 2)
-		sum += *p++;
+	for (; len > 1; len -= 2, p += 2) {
+		uint16_t word; /* copied, not read through a uint16_t pointer: @data is a struct of other types */
+		memcpy(&word, p, sizeof(word));
+		sum += word;
+	}
 	if (len)
-		sum += *(const uint8_t *)p;
+		sum += *p;
 	while (sum >> 16)
 		sum = (sum & 0xffff) + (sum >> 16);
 	return (uint16_t)~sum;
@@ -681,7 +684,7 @@ int kb_ping4(const struct nl_addr *addr, int timeout_ms, struct kb_error *err)
 			if (poll(&pfd, 1, (int)left) <= 0)
 				break;
 			unsigned char packet[1500];
-			struct sockaddr_in from;
+			struct sockaddr_in from = { 0 }; /* recvfrom fills it; zeros match no gateway */
 			socklen_t from_len = sizeof(from);
 			ssize_t n = recvfrom(fd, packet, sizeof(packet), 0, (struct sockaddr *)&from, &from_len);
 			if (n < 20)

@@ -66,7 +66,7 @@ int kb_pci_scan(const struct kb_ctx *ctx, struct kb_pci_host *host, struct kb_er
 			continue;
 		struct kb_pci_dev *d = &host->dev[host->count++];
 		*d = (struct kb_pci_dev){ .group = -1, .numa = -1 };
-		snprintf(d->addr, sizeof(d->addr), "%s", de->d_name);
+		memcpy(d->addr, de->d_name, strlen(de->d_name) + 1); /* fits: checked above */
 		d->class_code = read_hex(ctx, d->addr, "class");
 		d->vendor = read_hex(ctx, d->addr, "vendor");
 		d->device = read_hex(ctx, d->addr, "device");

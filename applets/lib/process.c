@@ -62,6 +62,8 @@ int kb_run_program(const struct kb_ctx *ctx, char *const argv[], struct kb_error
 	/* A foreign system's program runs under chroot(8), itself found on the running host. */
 	const char *root = foreign_root(ctx);
 	char chroot_path[PATH_MAX];
+	if (!argv[0])
+		return kb_fail(err, EINVAL, NULL, "running a program: no program named");
 	size_t argc = 0;
 	while (argv[argc])
 		argc++;
