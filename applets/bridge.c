@@ -728,6 +728,9 @@ static int persist_ifupdown(struct bridge *b, const struct spec *sp, char addrs[
 	char *edited[IFUPDOWN_MAX_FILES] = { NULL };
 	size_t edited_len[IFUPDOWN_MAX_FILES] = { 0 };
 	char *own_text = NULL;
+	/* Declared before the first goto: a cleanup variable jumped over would be freed uninitialised. */
+	autofree char *previous = NULL;
+	size_t previous_len = 0;
 	int rc = 0;
 	if (!f || !taken || !carried) {
 		rc = kb_fail(err, ENOMEM, NULL, "persisting %s for ifupdown", sp->name);
@@ -762,8 +765,6 @@ static int persist_ifupdown(struct bridge *b, const struct spec *sp, char addrs[
 		uplink_elsewhere |= found;
 	}
 	/* What the bridge's stanzas carry: what the uplink's had, else what this file had, else the live state. */
-	autofree char *previous = NULL;
-	size_t previous_len = 0;
 	if (taken->count) {
 		*carried = *taken;
 	} else if (!sp->addr_count && kb_read_file(b->ctx, f->own, 1 << 20, &previous, &previous_len, NULL) == 0) {
@@ -1448,7 +1449,6 @@ static int show(struct bridge *b, const char *only, struct kb_error *err)
 static const char *spec_set(struct spec *sp, const char *key, const char *value)
 {
 	static char why[160];
-	int rc;
 	if (!strcmp(key, "uplink")) {
 		char problem[128];
 		if (kb_ifname_problem(value, false, problem, sizeof(problem))) {
@@ -1462,8 +1462,7 @@ static const char *spec_set(struct spec *sp, const char *key, const char *value)
 		snprintf(copy, sizeof(copy), "%s", value);
 		for (char *save, *a = strtok_r(copy, " \t", &save); a; a = strtok_r(NULL, " \t", &save)) {
 			struct nl_addr *addr;
-			if (!strchr(a, '/') || sp->addr_count >= MAX_ADDRS ||
-			    (rc = nl_addr_parse(a, AF_UNSPEC, &addr)) < 0) {
+			if (!strchr(a, '/') || sp->addr_count >= MAX_ADDRS || nl_addr_parse(a, AF_UNSPEC, &addr) < 0) {
 				snprintf(why, sizeof(why), "address: '%s' is not an address/prefix (CIDR)", a);
 				return why;
 			}
