@@ -936,6 +936,36 @@ static void keep_macs(struct domain_cmd *cmd, struct kb_domnew *d, xmlDoc *exist
 	}
 }
 
+/*
+ * An image the domain's current definition already has keeps the format
+ * written there (<driver type>), unless format= says otherwise: probing it
+ * again would read what the guest wrote into its own disk (a qcow2 header
+ * naming a host file as its backing file).
+ */
+static int keep_disk_formats(struct domain_cmd *cmd, struct kb_domnew *d, xmlDoc *existing, struct kb_error *err)
+{
+	xmlNode *devices = kb_xml_child(cmd->xml.root_element(existing), "devices");
+	for (size_t i = 0; i < d->disk_count; i++) {
+		struct kb_domnew_disk *k = &d->disk[i];
+		if (k->kind != KB_DISK_PATH)
+			continue;
+		for (xmlNode *disk = kb_xml_child(devices, "disk"); disk && !k->defined; disk = kb_xml_next(disk, "disk")) {
+			autofree char *file = kb_xml_prop(&cmd->xml, kb_xml_child(disk, "source"), "file");
+			if (!file || strcmp(file, k->path))
+				continue;
+			k->defined = true;
+			autofree char *type = kb_xml_prop(&cmd->xml, kb_xml_child(disk, "driver"), "type");
+			if (k->format[0])
+				break;
+			if (!type || (strcmp(type, "raw") && strcmp(type, "qcow2")))
+				return kb_fail(err, 0, NULL, "disk '%s': domain '%s' defines it with format '%s'; kvmbox attaches qcow2 "
+							   "and raw (give format=)", k->path, d->name, type ? type : "(none)");
+			snprintf(k->format, sizeof(k->format), "%s", type);
+		}
+	}
+	return 0;
+}
+
 /* Whether the existing definition has a disk on @path. */
 static bool existing_uses(struct domain_cmd *cmd, xmlDoc *existing, const char *path)
 {
@@ -1236,7 +1266,8 @@ static int cmd_new(struct domain_cmd *cmd, struct kb_domnew *d)
 	existing = existing_definition(cmd, d->name);
 	if (existing)
 		keep_macs(cmd, d, existing);
-	if (kb_domnew_check_host(cmd->ctx, &cmd->xml, d, &node, &err) < 0 || check_cpu_model(cmd, d, &err) < 0 ||
+	if ((existing && keep_disk_formats(cmd, d, existing, &err) < 0) ||
+	    kb_domnew_check_host(cmd->ctx, &cmd->xml, d, &node, &err) < 0 || check_cpu_model(cmd, d, &err) < 0 ||
 	    resolve_disks(cmd, d, existing, vols, &err) < 0 ||
 	    (d->placement_auto && place_domain(cmd, d, node, placement, &err) < 0) ||
 	    kb_domnew_xml(d, d->placement_auto ? placement : NULL, &xml, &err) < 0) {

@@ -34,7 +34,8 @@ struct kb_domnew_disk {
 	enum kb_domnew_disk_kind kind;
 	unsigned long long size_bytes;
 	char pool[64];
-	char format[8];        /* qcow2 or raw; "" until known (path=: read from the image) */
+	char format[8];        /* qcow2 or raw; "" until known (path=: format=, the definition's, or probed once) */
+	bool defined;          /* path=: the domain's current definition has it; its format comes from there */
 	char bus[8];           /* virtio, sata, scsi */
 	char path[PATH_MAX];   /* path=, or the new volume's path once the pool is known */
 	char backing[PATH_MAX];
@@ -117,8 +118,10 @@ int kb_domnew_volume_xml(const struct kb_domnew_disk *k, char **xml, struct kb_e
  * What the words name on this host, through the sysroot: memory within
  * MemTotal, a nested feature the KVM module enables (d->nested_feature), the
  * hugepage size the host has (d->hugepage_kib), bridges that exist, PCI devices
- * in an IOMMU group the host does not need, images that exist (their format
- * read from their headers), CPU features libvirt's CPU map knows. *@node gets
+ * in an IOMMU group the host does not need, images that exist (the format of
+ * a path= disk without one read from its header, and a qcow2's backing chain
+ * kept inside the disk's directory; a disk with a format is never probed: a
+ * guest writes its raw disk's first bytes), CPU features libvirt's CPU map knows. *@node gets
  * the NUMA node of the first host device (-1: none). Returns 0, or -1 with
  * @err naming the word ("network 'bridge=br9': ..."): a refusal by the host.
  */

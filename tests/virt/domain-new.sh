@@ -320,6 +320,35 @@ shared_image_and_overlay() {
 	RUN_BOUND=60 run domain rm kvmbox-test-a kvmbox-test-b
 }
 
+# A guest writes a qcow2 header naming a host file into its own raw disk: the same words
+# again keep the format the definition has (never probed again), and a new domain over
+# such an image is refused (its backing chain leaves the pool).
+guest_written_header() {
+	local disk=$POOL_DIR/guest-raw.img words before
+	truncate -s 64M "$disk"
+	words=(--memory 64M --virt-type qemu --disk "path=$disk" --graphics none)
+	RUN_BOUND=60 run domain new kvmbox-test-raw "${words[@]}"
+	expect_rc 0
+	expect_match "defined raw" "$($VIRSH dumpxml --inactive kvmbox-test-raw)" "<driver name='qemu' type='raw'/>"
+	before=$($VIRSH dumpxml --inactive kvmbox-test-raw)
+	qemu-img create -q -f qcow2 -b /etc/hostname -F raw "$TESTS_TMP/header.qcow2" 64M
+	dd if="$TESTS_TMP/header.qcow2" of="$disk" conv=notrunc status=none
+	expect_match "the guest's header" "$(qemu-img info "$disk")" "backing file: /etc/hostname"
+	RUN_BOUND=60 run domain new kvmbox-test-raw "${words[@]}"
+	expect_rc 0
+	expect_match "second run" "$OUT" "unchanged +kvmbox-test-raw +defined, definition unchanged$"
+	expect_eq "still raw, nothing of the host file" "$($VIRSH dumpxml --inactive kvmbox-test-raw)" "$before"
+	# The same image new to a definition is probed: its chain leaves the pool.
+	cp "$TESTS_TMP/header.qcow2" "$POOL_DIR/header.qcow2"
+	RUN_BOUND=60 run domain new kvmbox-test-hdr --memory 64M --disk "path=$POOL_DIR/header.qcow2" --graphics none
+	expect_rc 1
+	expect_eq "chain leaves the pool" "$ERR" "kvmbox domain: disk '$POOL_DIR/header.qcow2': qcow2 backing file '/etc/hostname' is not a file of $POOL_DIR, the disk's directory (a backing chain stays in its pool)"
+	expect_eq "not defined" "$($VIRSH list --all --name | grep -c kvmbox-test-hdr)" 0
+	RUN_BOUND=60 run domain rm kvmbox-test-raw
+	expect_rc 0
+	rm -f "$disk" "$POOL_DIR/header.qcow2"
+}
+
 # libvirt refuses the definition after the volume was made: the volume goes again.
 failed_define_leaves_nothing() {
 	RUN_BOUND=60 run domain new kvmbox-test-bad --memory 64M --disk size=64M,pool=kvmbox-test-pool --machine pc-q35-0.0 \
@@ -381,6 +410,7 @@ t bad_words
 if real_host_ready; then
 	t new_guest_runs_pinned_on_hugepages
 	t shared_image_and_overlay
+	t guest_written_header
 	t failed_define_leaves_nothing
 	t provision_words
 else
