@@ -71,6 +71,9 @@ const char domain_usage[] =
 	"  --placement auto|none  auto: pin each vCPU to its own host CPU on one NUMA node when it\n"
 	"                    fits (a host device's node first), emulator threads beside them, memory\n"
 	"                    bound to the node; guest NUMA cells mirroring the host when it does not\n"
+	"  --allow-host-file[=no]  disk=, backing= and --cdrom may name a file of the host itself (under\n"
+	"                    /etc, /usr, /boot, /dev, ...: refused without it; a disk path with '..' always is;\n"
+	"                    a mounted or swap device, or an image another process holds open, too)\n"
 	"  --print-xml       print the definition, change nothing\n"
 	"\n"
 	"  --connect URI   libvirt URI (default $LIBVIRT_DEFAULT_URI, else qemu:///system)\n"
@@ -1334,7 +1337,8 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 	};
 	/* domain new's options are its words (kvmbox/domnew.h), the same as provision's [domain] keys. */
 	static const char *const new_words[] = { "memory", "vcpus", "cpu", "machine", "virt-type", "disk", "cdrom",
-						 "boot", "network", "graphics", "hostdev", "hugepages", "nested", "placement" };
+						 "boot", "network", "graphics", "hostdev", "hugepages", "nested", "placement",
+						 "allow-host-file" };
 	static const struct option long_options[] = {
 		KB_GLOBAL_LONG_OPTIONS,
 		{ "connect", required_argument, NULL, OPT_CONNECT },
@@ -1363,6 +1367,7 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 		{ "hugepages", optional_argument, NULL, OPT_WORD + 11 },
 		{ "nested", optional_argument, NULL, OPT_WORD + 12 },
 		{ "placement", required_argument, NULL, OPT_WORD + 13 },
+		{ "allow-host-file", optional_argument, NULL, OPT_WORD + 14 },
 		{ 0 },
 	};
 	struct domain_cmd *cmd = calloc(1, sizeof(*cmd));

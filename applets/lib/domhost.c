@@ -233,11 +233,53 @@ static int check_hostdevs(const struct kb_ctx *ctx, const struct kb_domnew *d, i
 	return rc;
 }
 
+/*
+ * A file the host itself uses is no guest's disk: anything under the system's
+ * directories (@path as given, and where its links lead), and never a block
+ * device that is mounted or swap. --allow-host-file lifts the first rule.
+ */
+static int check_host_file(const struct kb_ctx *ctx, const struct kb_domnew *d, const char *word, const char *path,
+			   struct kb_error *err)
+{
+	static const char *const system_dirs[] = { "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+						   "/boot", "/proc", "/sys", "/dev", "/run", "/root", NULL };
+	struct kb_path mapped;
+	char resolved[PATH_MAX], root[PATH_MAX];
+	if (kb_sysroot_path(ctx, path, &mapped, err) < 0)
+		return -1;
+	/* Where links lead, as the root sees it: the real path with the root's own real path taken off. */
+	const char *seen = path;
+	if (realpath(mapped.s, resolved) && realpath(ctx->root ? ctx->root : "/", root)) {
+		size_t n = strcmp(root, "/") ? strlen(root) : 0;
+		if (strncmp(resolved, root, n) || (resolved[n] && resolved[n] != '/'))
+			return kb_fail(err, 0, NULL, "%s '%s': leads out of the root (%s)", word, path, resolved);
+		seen = resolved[n] ? resolved + n : "/";
+	}
+	struct stat st;
+	char why[256];
+	const char *dev = strrchr(seen, '/') + 1;
+	if (stat(mapped.s, &st) == 0 && S_ISBLK(st.st_mode) && kb_block_in_use(ctx, dev, why, sizeof(why)))
+		return kb_fail(err, 0, NULL, "%s '%s': a block device the host uses: %s", word, path, why);
+	if (d->allow_host_file)
+		return 0;
+	for (const char *const *dir = system_dirs; *dir; dir++) {
+		size_t n = strlen(*dir);
+		const char *hit = !strncmp(path, *dir, n) && path[n] == '/' ? path : !strncmp(seen, *dir, n) && seen[n] == '/' ? seen : NULL;
+		if (hit)
+			return kb_fail(err, 0, NULL, "%s '%s': %s is under %s, a file of the host itself "
+						     "(--allow-host-file gives it to the guest anyway)", word, path, hit, *dir);
+	}
+	return 0;
+}
+
 static int check_images(const struct kb_ctx *ctx, struct kb_domnew *d, struct kb_error *err)
 {
 	for (size_t i = 0; i < d->disk_count; i++) {
 		struct kb_domnew_disk *k = &d->disk[i];
 		const char *format = NULL;
+		if ((k->path[0] && check_host_file(ctx, d, "disk", k->path, err) < 0) ||
+		    (k->kind == KB_DISK_OVERLAY && check_host_file(ctx, d, "disk backing", k->backing, err) < 0))
+			return -1;
 		if (k->kind == KB_DISK_PATH && k->format[0]) {
 			/* format= or the definition's: never read again from what the guest may have written. */
 			int fd = open_image(ctx, "disk", k->path, err);
@@ -267,7 +309,7 @@ static int check_images(const struct kb_ctx *ctx, struct kb_domnew *d, struct kb
 	if (d->cdrom[0]) {
 		struct kb_path mapped;
 		struct stat st;
-		if (kb_sysroot_path(ctx, d->cdrom, &mapped, err) < 0)
+		if (check_host_file(ctx, d, "cdrom", d->cdrom, err) < 0 || kb_sysroot_path(ctx, d->cdrom, &mapped, err) < 0)
 			return -1;
 		if (stat(mapped.s, &st) < 0)
 			return kb_fail(err, 0, NULL, "cdrom '%s': no such file on this host", d->cdrom);

@@ -82,6 +82,7 @@ struct kb_domnew {
 	bool nested;
 	char nested_feature[4];     /* vmx or svm, resolved by the caller */
 	bool placement_auto;
+	bool allow_host_file; /* disk and cdrom files may be the host's own (system directories, /dev) */
 };
 
 /* Defaults for @name: 1 vCPU, host-model CPU, q35, VNC on 127.0.0.1, no placement. */
@@ -94,9 +95,9 @@ bool kb_domnew_is_word(const char *key);
 
 /*
  * Apply one word: @key is memory, vcpus, cpu, machine, virt-type, disk, cdrom,
- * boot, network, graphics, hostdev, hugepages, nested or placement (disk,
- * network and hostdev add one each time). @value may be NULL for the flags
- * hugepages and nested. Returns 0, or -1 with @err naming the word and what is
+ * boot, network, graphics, hostdev, hugepages, nested, placement or
+ * allow-host-file (disk, network and hostdev add one each time). @value may be
+ * NULL for the flags hugepages, nested and allow-host-file. Returns 0, or -1 with @err naming the word and what is
  * wrong with it (a syntax error: nothing about the host is known here).
  */
 int kb_domnew_word(struct kb_domnew *d, const char *key, const char *value, struct kb_error *err);

@@ -243,6 +243,24 @@ bad_words() {
 	expect_eq "nested=N" "$ERR" "kvmbox domain: nested: kvm_intel is loaded without nested=1 on this host (kvmbox kvm-load --nested --persist)"
 	run domain define x.xml --memory 1G
 	expect_rc 2
+	# Files of the host itself are no guest's disk: system directories, and where links lead.
+	run domain new x "${base[@]}" --memory 1G --disk path=/etc/passwd
+	expect_rc 1
+	expect_eq "host file" "$ERR" "kvmbox domain: disk '/etc/passwd': /etc/passwd is under /etc, a file of the host itself (--allow-host-file gives it to the guest anyway)"
+	mkdir -p "$r/var/lib/libvirt/images"
+	ln -s ../../../../etc/passwd "$r/var/lib/libvirt/images/link.img"
+	run domain new x "${base[@]}" --memory 1G --disk path=/var/lib/libvirt/images/link.img
+	expect_rc 1
+	expect_eq "link to a host file" "$ERR" "kvmbox domain: disk '/var/lib/libvirt/images/link.img': /etc/passwd is under /etc, a file of the host itself (--allow-host-file gives it to the guest anyway)"
+	run domain new x "${base[@]}" --memory 1G --cdrom /boot/vmlinuz
+	expect_rc 1
+	expect_eq "cdrom" "$ERR" "kvmbox domain: cdrom '/boot/vmlinuz': /boot/vmlinuz is under /boot, a file of the host itself (--allow-host-file gives it to the guest anyway)"
+	run domain new x "${base[@]}" --memory 1G --disk path=/var/lib/libvirt/images/../../../../etc/passwd
+	expect_rc 2
+	expect_eq "dot-dot" "$ERR" "kvmbox domain: disk 'path=/var/lib/libvirt/images/../../../../etc/passwd': path= takes an absolute path without '..'"
+	run domain new x "${base[@]}" --memory 1G --disk path=/etc/passwd,format=raw --allow-host-file
+	expect_rc 0
+	expect_match "allowed by the word" "$OUT" "<source file='/etc/passwd'/>"
 }
 
 # ---- the real libvirtd ----------------------------------------------------------------
@@ -344,6 +362,11 @@ guest_written_header() {
 	expect_rc 1
 	expect_eq "chain leaves the pool" "$ERR" "kvmbox domain: disk '$POOL_DIR/header.qcow2': qcow2 backing file '/etc/hostname' is not a file of $POOL_DIR, the disk's directory (a backing chain stays in its pool)"
 	expect_eq "not defined" "$($VIRSH list --all --name | grep -c kvmbox-test-hdr)" 0
+	# The real host's own files are refused too, before libvirt sees anything.
+	RUN_BOUND=60 run domain new kvmbox-test-hdr --memory 64M --disk path=/etc/shadow --graphics none
+	expect_rc 1
+	expect_eq "/etc/shadow" "$ERR" "kvmbox domain: disk '/etc/shadow': /etc/shadow is under /etc, a file of the host itself (--allow-host-file gives it to the guest anyway)"
+	expect_eq "still not defined" "$($VIRSH list --all --name | grep -c kvmbox-test-hdr)" 0
 	RUN_BOUND=60 run domain rm kvmbox-test-raw
 	expect_rc 0
 	rm -f "$disk" "$POOL_DIR/header.qcow2"
