@@ -71,6 +71,9 @@ const char domain_usage[] =
 	"  --placement auto|none  auto: pin each vCPU to its own host CPU on one NUMA node when it\n"
 	"                    fits (a host device's node first), emulator threads beside them, memory\n"
 	"                    bound to the node; guest NUMA cells mirroring the host when it does not\n"
+	"  --allow-host-file[=no]  disk=, backing= and --cdrom may name a file of the host itself (under\n"
+	"                    /etc, /usr, /boot, /dev, ...: refused without it; a disk path with '..' always is;\n"
+	"                    a mounted or swap device, or an image another process holds open, too)\n"
 	"  --print-xml       print the definition, change nothing\n"
 	"\n"
 	"  --connect URI   libvirt URI (default $LIBVIRT_DEFAULT_URI, else qemu:///system)\n"
@@ -936,6 +939,36 @@ static void keep_macs(struct domain_cmd *cmd, struct kb_domnew *d, xmlDoc *exist
 	}
 }
 
+/*
+ * An image the domain's current definition already has keeps the format
+ * written there (<driver type>), unless format= says otherwise: probing it
+ * again would read what the guest wrote into its own disk (a qcow2 header
+ * naming a host file as its backing file).
+ */
+static int keep_disk_formats(struct domain_cmd *cmd, struct kb_domnew *d, xmlDoc *existing, struct kb_error *err)
+{
+	xmlNode *devices = kb_xml_child(cmd->xml.root_element(existing), "devices");
+	for (size_t i = 0; i < d->disk_count; i++) {
+		struct kb_domnew_disk *k = &d->disk[i];
+		if (k->kind != KB_DISK_PATH)
+			continue;
+		for (xmlNode *disk = kb_xml_child(devices, "disk"); disk && !k->defined; disk = kb_xml_next(disk, "disk")) {
+			autofree char *file = kb_xml_prop(&cmd->xml, kb_xml_child(disk, "source"), "file");
+			if (!file || strcmp(file, k->path))
+				continue;
+			k->defined = true;
+			autofree char *type = kb_xml_prop(&cmd->xml, kb_xml_child(disk, "driver"), "type");
+			if (k->format[0])
+				break;
+			if (!type || (strcmp(type, "raw") && strcmp(type, "qcow2")))
+				return kb_fail(err, 0, NULL, "disk '%s': domain '%s' defines it with format '%s'; kvmbox attaches qcow2 "
+							   "and raw (give format=)", k->path, d->name, type ? type : "(none)");
+			snprintf(k->format, sizeof(k->format), "%s", type);
+		}
+	}
+	return 0;
+}
+
 /* Whether the existing definition has a disk on @path. */
 static bool existing_uses(struct domain_cmd *cmd, xmlDoc *existing, const char *path)
 {
@@ -1236,7 +1269,8 @@ static int cmd_new(struct domain_cmd *cmd, struct kb_domnew *d)
 	existing = existing_definition(cmd, d->name);
 	if (existing)
 		keep_macs(cmd, d, existing);
-	if (kb_domnew_check_host(cmd->ctx, &cmd->xml, d, &node, &err) < 0 || check_cpu_model(cmd, d, &err) < 0 ||
+	if ((existing && keep_disk_formats(cmd, d, existing, &err) < 0) ||
+	    kb_domnew_check_host(cmd->ctx, &cmd->xml, d, &node, &err) < 0 || check_cpu_model(cmd, d, &err) < 0 ||
 	    resolve_disks(cmd, d, existing, vols, &err) < 0 ||
 	    (d->placement_auto && place_domain(cmd, d, node, placement, &err) < 0) ||
 	    kb_domnew_xml(d, d->placement_auto ? placement : NULL, &xml, &err) < 0) {
@@ -1304,7 +1338,8 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 	};
 	/* domain new's options are its words (kvmbox/domnew.h), the same as provision's [domain] keys. */
 	static const char *const new_words[] = { "memory", "vcpus", "cpu", "machine", "virt-type", "disk", "cdrom",
-						 "boot", "network", "graphics", "hostdev", "hugepages", "nested", "placement" };
+						 "boot", "network", "graphics", "hostdev", "hugepages", "nested", "placement",
+						 "allow-host-file" };
 	static const struct option long_options[] = {
 		KB_GLOBAL_LONG_OPTIONS,
 		{ "connect", required_argument, NULL, OPT_CONNECT },
@@ -1333,6 +1368,7 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 		{ "hugepages", optional_argument, NULL, OPT_WORD + 11 },
 		{ "nested", optional_argument, NULL, OPT_WORD + 12 },
 		{ "placement", required_argument, NULL, OPT_WORD + 13 },
+		{ "allow-host-file", optional_argument, NULL, OPT_WORD + 14 },
 		{ 0 },
 	};
 	struct domain_cmd *cmd = calloc(1, sizeof(*cmd));

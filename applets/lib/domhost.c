@@ -22,32 +22,98 @@
 
 #define CPU_MAP "/usr/share/libvirt/cpu_map"
 
-/* The image's format from its first bytes, as QEMU would probe it; NULL with @err when unreadable. */
-static const char *image_format(const struct kb_ctx *ctx, const char *word, const char *path, struct kb_error *err)
+#define BACKING_DEPTH_MAX 16
+
+/* Open image @path (of @word) read-only through the sysroot: a regular file, or -1 with @err. */
+static int open_image(const struct kb_ctx *ctx, const char *word, const char *path, struct kb_error *err)
 {
 	struct kb_path mapped;
-	uint8_t head[4096];
 	if (kb_sysroot_path(ctx, path, &mapped, err) < 0)
-		return NULL;
-	int fd = open(mapped.s, O_RDONLY | O_CLOEXEC);
+		return -1;
+	int fd = open(mapped.s, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		int e = fd < 0 ? errno : EINVAL;
 		if (fd >= 0)
 			close(fd);
-		kb_fail(err, e == ENOENT || e == EINVAL ? 0 : e, NULL, "%s '%s': %s", word, path,
-			e == ENOENT ? "no such image on this host" : e == EINVAL ? "not a regular file" : "cannot open it");
-		return NULL;
+		return kb_fail(err, e == ENOENT || e == EINVAL || e == ELOOP ? 0 : e, NULL, "%s '%s': %s", word, path,
+			       e == ENOENT ? "no such image on this host" : e == ELOOP ? "a symbolic link, not an image file"
+			       : e == EINVAL ? "not a regular file" : "cannot open it");
 	}
-	ssize_t n = pread(fd, head, sizeof(head), 0);
-	close(fd);
-	if (n < 0) {
-		kb_fail(err, errno, path, "reading the header of");
-		return NULL;
-	}
+	return fd;
+}
+
+/* The image's first bytes into @head (zero-padded to 512 at least): the length read, or -1 with @err. */
+static ssize_t read_head(int fd, const char *path, uint8_t head[4096], struct kb_error *err)
+{
+	ssize_t n = pread(fd, head, 4096, 0);
+	if (n < 0)
+		return kb_fail(err, errno, path, "reading the header of");
 	if (n < 512)
-		memset(head + n, 0, sizeof(head) - (size_t)n);
-	return kb_image_format(head, n < 512 ? 512 : (size_t)n);
+		memset(head + n, 0, 4096 - (size_t)n);
+	return n < 512 ? 512 : n;
+}
+
+/* The image's format from its first bytes, as QEMU would probe it; NULL with @err when unreadable. */
+static const char *image_format(const struct kb_ctx *ctx, const char *word, const char *path, struct kb_error *err)
+{
+	uint8_t head[4096];
+	int fd = open_image(ctx, word, path, err);
+	if (fd < 0)
+		return NULL;
+	ssize_t n = read_head(fd, path, head, err);
+	close(fd);
+	return n < 0 ? NULL : kb_image_format(head, (size_t)n);
+}
+
+/*
+ * A probed qcow2's backing chain stays in the disk's directory (its pool):
+ * each backing file is a plain file there (no protocol, no link, no other
+ * directory), itself raw or qcow2, at most BACKING_DEPTH_MAX deep (a loop
+ * ends there too). Otherwise a header anybody could write names a host file
+ * that libvirt hands to the guest.
+ */
+static int check_backing_chain(const struct kb_ctx *ctx, const char *word, const char *path, struct kb_error *err)
+{
+	const char *slash = strrchr(path, '/');
+	size_t dir_len = slash ? (size_t)(slash - path) : 0;
+	char current[PATH_MAX];
+	snprintf(current, sizeof(current), "%s", path);
+	for (int depth = 0;; depth++) {
+		uint8_t head[4096];
+		struct kb_qcow2 q;
+		int fd = open_image(ctx, word, current, err);
+		if (fd < 0)
+			return -1;
+		ssize_t n = read_head(fd, current, head, err);
+		close(fd);
+		if (n < 0)
+			return -1;
+		const char *format = kb_image_format(head, (size_t)n);
+		if (strcmp(format, "qcow2") && strcmp(format, "raw"))
+			return kb_fail(err, 0, NULL, "%s '%s': its backing file %s is a %s image; a backing chain is qcow2 and raw",
+				       word, path, current, format);
+		if (strcmp(format, "qcow2"))
+			return 0;
+		int parsed = kb_qcow2_parse(head, (size_t)n, &q, err);
+		if (parsed < 0)
+			return -1;
+		if (!q.backing[0])
+			return 0;
+		if (depth == BACKING_DEPTH_MAX)
+			return kb_fail(err, 0, NULL, "%s '%s': a backing chain deeper than %d images (or a loop)", word, path,
+				       BACKING_DEPTH_MAX);
+		char next[PATH_MAX];
+		int len = q.backing[0] == '/' ? snprintf(next, sizeof(next), "%s", q.backing)
+					      : snprintf(next, sizeof(next), "%.*s/%s", (int)dir_len, path, q.backing);
+		const char *base = strrchr(next, '/') + 1;
+		if (len >= (int)sizeof(next) || strchr(q.backing, ':') || (size_t)(base - next - 1) != dir_len ||
+		    strncmp(next, path, dir_len) || !strcmp(base, ".") || !strcmp(base, "..") || !*base)
+			return kb_fail(err, 0, NULL, "%s '%s': qcow2 backing file '%s' is not a file of %.*s, the disk's directory "
+						     "(a backing chain stays in its pool)",
+				       word, path, q.backing, (int)dir_len, path);
+		memcpy(current, next, sizeof(current));
+	}
 }
 
 /* libvirt's CPU map knows feature @name for x86 (x86_features.xml); -1: no map to ask. */
@@ -167,10 +233,62 @@ static int check_hostdevs(const struct kb_ctx *ctx, const struct kb_domnew *d, i
 	return rc;
 }
 
+/*
+ * A file the host itself uses is no guest's disk: anything under the system's
+ * directories (@path as given, and where its links lead), and never a block
+ * device that is mounted or swap. --allow-host-file lifts the first rule.
+ */
+static int check_host_file(const struct kb_ctx *ctx, const struct kb_domnew *d, const char *word, const char *path,
+			   struct kb_error *err)
+{
+	static const char *const system_dirs[] = { "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+						   "/boot", "/proc", "/sys", "/dev", "/run", "/root", NULL };
+	struct kb_path mapped;
+	char resolved[PATH_MAX], root[PATH_MAX];
+	if (kb_sysroot_path(ctx, path, &mapped, err) < 0)
+		return -1;
+	/* Where links lead, as the root sees it: the real path with the root's own real path taken off. */
+	const char *seen = path;
+	if (realpath(mapped.s, resolved) && realpath(ctx->root ? ctx->root : "/", root)) {
+		size_t n = strcmp(root, "/") ? strlen(root) : 0;
+		if (strncmp(resolved, root, n) || (resolved[n] && resolved[n] != '/'))
+			return kb_fail(err, 0, NULL, "%s '%s': leads out of the root (%s)", word, path, resolved);
+		seen = resolved[n] ? resolved + n : "/";
+	}
+	struct stat st;
+	char why[256];
+	const char *dev = strrchr(seen, '/') + 1;
+	if (stat(mapped.s, &st) == 0 && S_ISBLK(st.st_mode) && kb_block_in_use(ctx, dev, why, sizeof(why)))
+		return kb_fail(err, 0, NULL, "%s '%s': a block device the host uses: %s", word, path, why);
+	if (d->allow_host_file)
+		return 0;
+	for (const char *const *dir = system_dirs; *dir; dir++) {
+		size_t n = strlen(*dir);
+		const char *hit = !strncmp(path, *dir, n) && path[n] == '/' ? path : !strncmp(seen, *dir, n) && seen[n] == '/' ? seen : NULL;
+		if (hit)
+			return kb_fail(err, 0, NULL, "%s '%s': %s is under %s, a file of the host itself "
+						     "(--allow-host-file gives it to the guest anyway)", word, path, hit, *dir);
+	}
+	return 0;
+}
+
 static int check_images(const struct kb_ctx *ctx, struct kb_domnew *d, struct kb_error *err)
 {
 	for (size_t i = 0; i < d->disk_count; i++) {
 		struct kb_domnew_disk *k = &d->disk[i];
+		if ((k->path[0] && check_host_file(ctx, d, "disk", k->path, err) < 0) ||
+		    (k->kind == KB_DISK_OVERLAY && check_host_file(ctx, d, "disk backing", k->backing, err) < 0))
+			return -1;
+		if (k->kind == KB_DISK_PATH && k->format[0]) {
+			/* format= or the definition's: never read again from what the guest may have written. */
+			int fd = open_image(ctx, "disk", k->path, err);
+			if (fd < 0)
+				return -1;
+			close(fd);
+			if (!k->defined && !strcmp(k->format, "qcow2") && check_backing_chain(ctx, "disk", k->path, err) < 0)
+				return -1;
+			continue;
+		}
 		const char *format;
 		if (k->kind == KB_DISK_PATH)
 			format = image_format(ctx, "disk", k->path, err);
@@ -183,8 +301,10 @@ static int check_images(const struct kb_ctx *ctx, struct kb_domnew *d, struct kb
 		if (strcmp(format, "qcow2") && strcmp(format, "raw"))
 			return kb_fail(err, 0, NULL, "disk '%s': a %s image; kvmbox attaches qcow2 and raw (qemu-img convert -O qcow2)",
 				       k->kind == KB_DISK_PATH ? k->path : k->backing, format);
-		if (k->kind == KB_DISK_PATH && k->format[0] && strcmp(k->format, format))
-			return kb_fail(err, 0, NULL, "disk '%s': format=%s, but the image is %s", k->path, k->format, format);
+		if (!strcmp(format, "qcow2") &&
+		    check_backing_chain(ctx, k->kind == KB_DISK_PATH ? "disk" : "disk backing",
+					k->kind == KB_DISK_PATH ? k->path : k->backing, err) < 0)
+			return -1;
 		if (k->kind == KB_DISK_PATH)
 			snprintf(k->format, sizeof(k->format), "%s", format);
 		else if (k->kind == KB_DISK_OVERLAY)
@@ -193,7 +313,7 @@ static int check_images(const struct kb_ctx *ctx, struct kb_domnew *d, struct kb
 	if (d->cdrom[0]) {
 		struct kb_path mapped;
 		struct stat st;
-		if (kb_sysroot_path(ctx, d->cdrom, &mapped, err) < 0)
+		if (check_host_file(ctx, d, "cdrom", d->cdrom, err) < 0 || kb_sysroot_path(ctx, d->cdrom, &mapped, err) < 0)
 			return -1;
 		if (stat(mapped.s, &st) < 0)
 			return kb_fail(err, 0, NULL, "cdrom '%s': no such file on this host", d->cdrom);

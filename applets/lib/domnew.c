@@ -15,7 +15,7 @@
 #include "kvmbox/pcidev.h"
 
 const char kb_domnew_words[] = "memory vcpus cpu machine virt-type disk cdrom boot network graphics hostdev "
-			       "hugepages nested placement";
+			       "hugepages nested placement allow-host-file";
 
 bool kb_domnew_is_word(const char *key)
 {
@@ -133,6 +133,34 @@ static int word_cpu(struct kb_domnew *d, const char *value, char *buf, struct kb
 	return 0;
 }
 
+/*
+ * @value as an absolute path without "//" or "." components into @dst (PATH_MAX):
+ * a ".." is refused, not resolved (which directory it climbs out of is the
+ * question it hides). False when it is not such a path.
+ */
+static bool clean_path(char *dst, const char *value)
+{
+	char out[PATH_MAX] = "";
+	size_t used = 0;
+	if (value[0] != '/' || strlen(value) >= PATH_MAX)
+		return false;
+	for (const char *p = value; *p;) {
+		size_t n = strcspn(p, "/");
+		if ((n == 2 && !strncmp(p, "..", 2)))
+			return false;
+		if (n && !(n == 1 && *p == '.')) {
+			out[used++] = '/';
+			memcpy(out + used, p, n);
+			used += n;
+			out[used] = '\0';
+		}
+		p += n;
+		p += strspn(p, "/");
+	}
+	snprintf(dst, PATH_MAX, "%s", used ? out : "/");
+	return true;
+}
+
 static int word_disk(struct kb_domnew *d, const char *value, char *buf, struct kb_error *err)
 {
 	static const char *const formats[] = { "qcow2", "raw", NULL };
@@ -156,10 +184,8 @@ static int word_disk(struct kb_domnew *d, const char *value, char *buf, struct k
 				return -1;
 			sized = true;
 		} else if (!strcmp(key, "path") || !strcmp(key, "backing")) {
-			char *dst = !strcmp(key, "path") ? k->path : k->backing;
-			if (v[0] != '/' || strlen(v) >= PATH_MAX)
-				return bad(err, "disk", value, "%s= takes an absolute path", key);
-			snprintf(dst, PATH_MAX, "%s", v);
+			if (!clean_path(!strcmp(key, "path") ? k->path : k->backing, v))
+				return bad(err, "disk", value, "%s= takes an absolute path without '..'", key);
 		} else if (!strcmp(key, "pool")) {
 			if (!copy_name(k->pool, sizeof(k->pool), v))
 				return bad(err, "disk", value, "'%s' is not a pool name", v);
@@ -307,7 +333,7 @@ static int word_number(const char *key, const char *value, unsigned max, unsigne
 
 int kb_domnew_word(struct kb_domnew *d, const char *key, const char *value, struct kb_error *err)
 {
-	static const char *const flags[] = { "hugepages", "nested", NULL };
+	static const char *const flags[] = { "hugepages", "nested", "allow-host-file", NULL };
 	if (!value && one_of(key, flags))
 		value = "yes"; /* a flag without a value: --nested */
 	if (!value)
@@ -339,9 +365,8 @@ int kb_domnew_word(struct kb_domnew *d, const char *key, const char *value, stru
 	} else if (!strcmp(key, "disk")) {
 		return word_disk(d, value, buf, err);
 	} else if (!strcmp(key, "cdrom")) {
-		if (value[0] != '/' || strlen(value) >= PATH_MAX)
-			return bad(err, key, value, "takes the absolute path of an ISO image");
-		snprintf(d->cdrom, sizeof(d->cdrom), "%s", value);
+		if (!clean_path(d->cdrom, value))
+			return bad(err, key, value, "takes the absolute path of an ISO image, without '..'");
 	} else if (!strcmp(key, "boot")) {
 		static const char *const devices[] = { "hd", "cdrom", "network", NULL };
 		char *cursor = buf, *item, *v;
@@ -373,6 +398,8 @@ int kb_domnew_word(struct kb_domnew *d, const char *key, const char *value, stru
 		return word_flag(key, value, &d->hugepages, err);
 	} else if (!strcmp(key, "nested")) {
 		return word_flag(key, value, &d->nested, err);
+	} else if (!strcmp(key, "allow-host-file")) {
+		return word_flag(key, value, &d->allow_host_file, err);
 	} else if (!strcmp(key, "placement")) {
 		if (strcmp(value, "auto") && strcmp(value, "none"))
 			return bad(err, key, value, "is auto or none");

@@ -383,10 +383,16 @@ static const char *add_section(struct kb_hostconf *c, const char *s, unsigned li
 	return snprintf(why, size, "unknown section [%s]", s), why;
 }
 
-/* Sections first, from the text itself: inih does not report empty or repeated sections. */
+/*
+ * Sections first, from the text itself: inih does not report empty or repeated
+ * sections. And no continuation lines: inih hands an indented line after a key
+ * to the handler as that key again, so its value would silently replace the
+ * one above (or add to a list), whatever the line looks like.
+ */
 static int prescan(const char *text, size_t len, const char *path, struct kb_hostconf *c, struct kb_error *err)
 {
 	unsigned line = 0;
+	bool key_above = false; /* a key since the last section header: what inih continues */
 	for (size_t pos = 0; pos < len;) {
 		const char *start = text + pos;
 		const char *nl = memchr(start, '\n', len - pos);
@@ -401,11 +407,18 @@ static int prescan(const char *text, size_t len, const char *path, struct kb_hos
 			snprintf(why, sizeof(why), "the line is %zu bytes, over the %d this parser reads whole", n, INI_MAX_LINE - 2);
 			return fail_at(err, path, line, why);
 		}
+		bool indented = n && isspace((unsigned char)*start);
 		while (n && isspace((unsigned char)*start))
 			start++, n--;
 		while (n && isspace((unsigned char)start[n - 1]))
 			n--;
-		if (!n || *start != '[')
+		if (!n || strchr(INI_START_COMMENT_PREFIXES, *start))
+			continue;
+		if (indented && key_above)
+			return fail_at(err, path, line, "an indented line continues the value of the key above: "
+							"write each value on one line (or repeat the key where it takes a list)");
+		key_above = *start != '[';
+		if (key_above)
 			continue;
 		char section[160], why[256];
 		if (start[n - 1] != ']' || n - 2 >= sizeof(section))
@@ -458,6 +471,9 @@ int kb_hostconf_parse(const char *text, size_t len, const char *path, struct kb_
 	conf->grub_iommu = conf->grub_update = conf->hugepages_persist = conf->devkvm_persist = conf->pci_persist = KB_UNSET;
 	conf->hugepages_count = -1;
 	conf->hugepages_node = -1;
+	/* A UTF-8 byte order mark (editors on other systems write one): not part of the first line. */
+	if (len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3))
+		text += 3, len -= 3;
 	if (prescan(text, len, path, conf, err) < 0)
 		return -1;
 	char *copy = malloc(len + 1);

@@ -98,6 +98,10 @@ const char *kb_ifname_problem(const char *name, bool new_name, char *buf, size_t
 		return snprintf(buf, size, "'%.64s' is %zu bytes: interface names have at most %d", name, n, IFNAMSIZ - 1), buf;
 	if (!strcmp(name, ".") || !strcmp(name, ".."))
 		return snprintf(buf, size, "'%s' cannot be an interface name", name), buf;
+	/* /proc/sys/net/ipv4/conf/all and .../default are the kernel's, not an interface's. */
+	if (!strcmp(name, "all") || !strcmp(name, "default"))
+		return snprintf(buf, size, "'%s' is reserved by the kernel (/proc/sys/net/ipv4/conf/%s): not an interface name",
+				name, name), buf;
 	if (new_name && name[0] == '-')
 		return snprintf(buf, size, "'%s': a new interface name cannot start with '-'", name), buf;
 	for (const char *c = name; *c; c++) {

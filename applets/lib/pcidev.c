@@ -123,7 +123,7 @@ static void default_route_iface(const struct kb_ctx *ctx, char *name, size_t siz
 }
 
 /* Whether /dev/@block (or one of its partitions) is mounted or used as swap; @why says where. */
-static bool block_in_use(const struct kb_ctx *ctx, const char *block, char *why, size_t size)
+bool kb_block_in_use(const struct kb_ctx *ctx, const char *block, char *why, size_t size)
 {
 	static const char *const files[] = { "/proc/mounts", "/proc/swaps" };
 	size_t n = strlen(block);
@@ -173,7 +173,7 @@ static void scan_functions(const struct kb_ctx *ctx, struct kb_pci_dev *d, const
 				if (n->d_name[0] == '.')
 					continue;
 				if (block) {
-					block_in_use(ctx, n->d_name, d->host_use, sizeof(d->host_use));
+					kb_block_in_use(ctx, n->d_name, d->host_use, sizeof(d->host_use));
 				} else if (route_iface[0] && !strcmp(n->d_name, route_iface)) {
 					snprintf(d->host_use, sizeof(d->host_use), "its interface %.16s carries the default route", n->d_name);
 				} else if (sk) {

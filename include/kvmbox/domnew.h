@@ -34,7 +34,8 @@ struct kb_domnew_disk {
 	enum kb_domnew_disk_kind kind;
 	unsigned long long size_bytes;
 	char pool[64];
-	char format[8];        /* qcow2 or raw; "" until known (path=: read from the image) */
+	char format[8];        /* qcow2 or raw; "" until known (path=: format=, the definition's, or probed once) */
+	bool defined;          /* path=: the domain's current definition has it; its format comes from there */
 	char bus[8];           /* virtio, sata, scsi */
 	char path[PATH_MAX];   /* path=, or the new volume's path once the pool is known */
 	char backing[PATH_MAX];
@@ -81,6 +82,7 @@ struct kb_domnew {
 	bool nested;
 	char nested_feature[4];     /* vmx or svm, resolved by the caller */
 	bool placement_auto;
+	bool allow_host_file; /* disk and cdrom files may be the host's own (system directories, /dev) */
 };
 
 /* Defaults for @name: 1 vCPU, host-model CPU, q35, VNC on 127.0.0.1, no placement. */
@@ -93,9 +95,9 @@ bool kb_domnew_is_word(const char *key);
 
 /*
  * Apply one word: @key is memory, vcpus, cpu, machine, virt-type, disk, cdrom,
- * boot, network, graphics, hostdev, hugepages, nested or placement (disk,
- * network and hostdev add one each time). @value may be NULL for the flags
- * hugepages and nested. Returns 0, or -1 with @err naming the word and what is
+ * boot, network, graphics, hostdev, hugepages, nested, placement or
+ * allow-host-file (disk, network and hostdev add one each time). @value may be
+ * NULL for the flags hugepages, nested and allow-host-file. Returns 0, or -1 with @err naming the word and what is
  * wrong with it (a syntax error: nothing about the host is known here).
  */
 int kb_domnew_word(struct kb_domnew *d, const char *key, const char *value, struct kb_error *err);
@@ -117,8 +119,10 @@ int kb_domnew_volume_xml(const struct kb_domnew_disk *k, char **xml, struct kb_e
  * What the words name on this host, through the sysroot: memory within
  * MemTotal, a nested feature the KVM module enables (d->nested_feature), the
  * hugepage size the host has (d->hugepage_kib), bridges that exist, PCI devices
- * in an IOMMU group the host does not need, images that exist (their format
- * read from their headers), CPU features libvirt's CPU map knows. *@node gets
+ * in an IOMMU group the host does not need, images that exist (the format of
+ * a path= disk without one read from its header, and a qcow2's backing chain
+ * kept inside the disk's directory; a disk with a format is never probed: a
+ * guest writes its raw disk's first bytes), CPU features libvirt's CPU map knows. *@node gets
  * the NUMA node of the first host device (-1: none). Returns 0, or -1 with
  * @err naming the word ("network 'bridge=br9': ..."): a refusal by the host.
  */

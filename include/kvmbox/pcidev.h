@@ -36,6 +36,9 @@ struct kb_pci_host {
 int kb_pci_scan(const struct kb_ctx *ctx, struct kb_pci_host *host, struct kb_error *err);
 struct kb_pci_dev *kb_pci_find(struct kb_pci_host *host, const char *addr);
 
+/* Whether /dev/@block (or one of its partitions) is mounted or used as swap (/proc/mounts, /proc/swaps); @why says where. */
+bool kb_block_in_use(const struct kb_ctx *ctx, const char *block, char *why, size_t size);
+
 /* The first device of @d's group (itself included, bridges not) that the host uses, or NULL. */
 const struct kb_pci_dev *kb_pci_group_host_use(const struct kb_pci_host *host, const struct kb_pci_dev *d);
 /* The other endpoints of @d's group, comma-separated (@unbound_only: those not on vfio-pci). */

@@ -8,9 +8,20 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static struct kb_hostconf conf;
-	struct kb_error err = { 0 };
-	if (kb_hostconf_parse((const char *)data, size, "fuzz.conf", &conf, &err) == 0) {
+	static struct kb_hostconf conf, without_bom;
+	struct kb_error err = { 0 }, err_without_bom = { 0 };
+	int rc = kb_hostconf_parse((const char *)data, size, "fuzz.conf", &conf, &err);
+	/* A UTF-8 byte order mark changes nothing: the same config, or the same error on the same line. */
+	if (size >= 3 && !memcmp(data, "\xef\xbb\xbf", 3) && (size < 6 || memcmp(data + 3, "\xef\xbb\xbf", 3))) {
+		int rc_without = kb_hostconf_parse((const char *)data + 3, size - 3, "fuzz.conf", &without_bom, &err_without_bom);
+		if (rc != rc_without || (rc == 0 && memcmp(&conf, &without_bom, sizeof(conf))) ||
+		    (rc != 0 && (err.line != err_without_bom.line || strcmp(err.what, err_without_bom.what))))
+			abort();
+	}
+	if (rc == 0) {
+		for (int i = 0; i < conf.bridge_count; i++)
+			if (!strcmp(conf.bridge[i].name, "all") || !strcmp(conf.bridge[i].name, "default"))
+				abort(); /* names the kernel keeps for itself */
 		/* What was accepted is within bounds and self-consistent. */
 		if (conf.bridge_count > KB_HOSTCONF_MAX_ITEMS || conf.bundle_count > KB_HOSTCONF_MAX_ITEMS ||
 		    conf.domain_count > KB_HOSTCONF_MAX_ITEMS)

@@ -33,7 +33,7 @@ static void syntax_refusals_name_the_word(void **state)
 		{ "cpu", "Has well", "cpu 'Has well': 'Has well' is not a CPU model name" },
 		{ "disk", "size=0", "disk 'size=0': '0' is too small" },
 		{ "disk", "pool=default", "disk 'pool=default': needs size= (a new volume), path= (an existing image) or backing=,size=" },
-		{ "disk", "path=relative.img", "disk 'path=relative.img': path= takes an absolute path" },
+		{ "disk", "path=relative.img", "disk 'path=relative.img': path= takes an absolute path without '..'" },
 		{ "disk", "backing=/b.qcow2", "disk 'backing=/b.qcow2': backing= needs size= (the overlay's size, at least the base image's)" },
 		{ "disk", "size=1G,bus=ide", "disk 'size=1G,bus=ide': bus is virtio, sata or scsi, not 'ide'" },
 		{ "disk", "size=1G,cache=none", "disk 'size=1G,cache=none': unknown option 'cache' (size=, path=, backing=, pool=, format=, bus=)" },
@@ -46,8 +46,14 @@ static void syntax_refusals_name_the_word(void **state)
 		{ "hugepages", "lots", "hugepages 'lots': is yes, no or a page size (2M, 1G)" },
 		{ "boot", "floppy", "boot 'floppy': is a list of hd, cdrom and network (boot=cdrom,hd)" },
 		{ "placement", "dense", "placement 'dense': is auto or none" },
-		{ "cdrom", "x.iso", "cdrom 'x.iso': takes the absolute path of an ISO image" },
-		{ "colour", "red", "unknown word 'colour' (one of: memory vcpus cpu machine virt-type disk cdrom boot network graphics hostdev hugepages nested placement)" },
+		{ "cdrom", "x.iso", "cdrom 'x.iso': takes the absolute path of an ISO image, without '..'" },
+		/* A ".." is refused, not resolved: which directory it climbs out of is what it hides. */
+		{ "disk", "path=/var/lib/libvirt/images/../../../../etc/passwd",
+		  "disk 'path=/var/lib/libvirt/images/../../../../etc/passwd': path= takes an absolute path without '..'" },
+		{ "disk", "backing=/srv/..,size=1G", "disk 'backing=/srv/..,size=1G': backing= takes an absolute path without '..'" },
+		{ "cdrom", "/iso/../etc/shadow", "cdrom '/iso/../etc/shadow': takes the absolute path of an ISO image, without '..'" },
+		{ "allow-host-file", "maybe", "allow-host-file 'maybe': is yes or no" },
+		{ "colour", "red", "unknown word 'colour' (one of: memory vcpus cpu machine virt-type disk cdrom boot network graphics hostdev hugepages nested placement allow-host-file)" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct kb_error err;
@@ -71,10 +77,14 @@ static void finish_names_volumes_and_boot_order(void **state)
 	assert_int_equal(word("disk", "size=10G,format=raw,bus=sata", &err), 0);
 	assert_int_equal(word("disk", "path=/srv/data.img,size=5G", &err), 0);
 	assert_int_equal(word("disk", "/srv/existing.qcow2", &err), 0);
-	assert_int_equal(word("cdrom", "/iso/debian.iso", &err), 0);
+	assert_int_equal(word("cdrom", "/iso//./debian.iso", &err), 0);
 	assert_int_equal(word("network", "br0", &err), 0);
 	assert_int_equal(word("network", "bridge=br1,mac=52:54:00:AB:CD:EF", &err), 0);
 	assert_int_equal(kb_domnew_finish(&d, &err), 0);
+	assert_string_equal(d.cdrom, "/iso/debian.iso"); /* "//" and "." are spelling, taken out */
+	assert_false(d.allow_host_file);
+	assert_int_equal(word("allow-host-file", NULL, &err), 0);
+	assert_true(d.allow_host_file);
 	assert_string_equal(d.disk[0].volume, "web.qcow2");
 	assert_string_equal(d.disk[0].pool, "default");
 	assert_string_equal(d.disk[1].volume, "web-1.img");

@@ -140,6 +140,17 @@ static void errors_name_the_line(void **state)
 		{ "[domain web]\nxml = /a.xml\nbundle = web\n[bundle web]\nsource=/b\n", 1, "[domain] needs exactly one of xml = FILE, bundle = NAME or the words of domain new (memory = 4G, ...)" },
 		{ "[kvm\nnested = yes\n", 1, "a section header must be [NAME] on one line" },
 		{ "[kvm]\nnested\n", 2, "not INI syntax (KEY = VALUE under [SECTION])" },
+		/* inih reads an indented line after a key as that key again: it would replace the value above. */
+		{ "[kvm]\nnested = yes\n  no\n", 3,
+		  "an indented line continues the value of the key above: write each value on one line (or repeat the key where it takes a list)" },
+		{ "[bridge br0]\naddress = 192.0.2.1/24\n\n\t[kvm]\n", 4,
+		  "an indented line continues the value of the key above: write each value on one line (or repeat the key where it takes a list)" },
+		{ "\xef\xbb\xbf[kvm]\nnested = yes\n   stp = no\n", 3,
+		  "an indented line continues the value of the key above: write each value on one line (or repeat the key where it takes a list)" },
+		/* Names the kernel keeps for itself (/proc/sys/net/ipv4/conf/all, default). */
+		{ "[bridge all]\nuplink = em1\n", 1, "[bridge]: 'all' is reserved by the kernel (/proc/sys/net/ipv4/conf/all): not an interface name" },
+		{ "[bridge default]\n", 1, "[bridge]: 'default' is reserved by the kernel (/proc/sys/net/ipv4/conf/default): not an interface name" },
+		{ "[bridge br0]\nuplink = all\n", 2, "uplink: 'all' is reserved by the kernel (/proc/sys/net/ipv4/conf/all): not an interface name" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct kb_error err;
@@ -150,6 +161,27 @@ static void errors_name_the_line(void **state)
 				 cases[i].what);
 		assert_string_equal(err.path, "host.conf");
 	}
+}
+
+/* A UTF-8 byte order mark is not part of the config: the same answer with and without it. */
+static void byte_order_mark(void **state)
+{
+	(void)state;
+	struct kb_error err;
+	const char *plain = "[kvm]\nnested = yes\n\n[bridge br0]\n  uplink = em1\n";
+	char with_bom[128];
+	snprintf(with_bom, sizeof(with_bom), "\xef\xbb\xbf%s", plain);
+	assert_int_equal(parse(with_bom, &err), 0);
+	assert_true(conf.has_kvm);
+	assert_int_equal(conf.kvm_nested, KB_YES);
+	assert_int_equal(conf.bridge_count, 1);
+	assert_string_equal(conf.bridge[0].uplink, "em1"); /* indented, but the first key of its section */
+	struct kb_hostconf first = conf;
+	assert_int_equal(parse(plain, &err), 0);
+	assert_memory_equal(&first, &conf, sizeof(conf));
+	assert_int_equal(parse("\xef\xbb\xbf[kvm]\nnested = maybe\n", &err), -1);
+	assert_int_equal(err.line, 2);
+	assert_string_equal(err.what, "nested: 'maybe' is not yes or no");
 }
 
 static void nul_bytes_and_garbage(void **state)
@@ -169,6 +201,7 @@ int main(void)
 		cmocka_unit_test(example_config),
 		cmocka_unit_test(defaults_and_repeated_addresses),
 		cmocka_unit_test(errors_name_the_line),
+		cmocka_unit_test(byte_order_mark),
 		cmocka_unit_test(nul_bytes_and_garbage),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

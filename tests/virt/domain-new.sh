@@ -243,6 +243,24 @@ bad_words() {
 	expect_eq "nested=N" "$ERR" "kvmbox domain: nested: kvm_intel is loaded without nested=1 on this host (kvmbox kvm-load --nested --persist)"
 	run domain define x.xml --memory 1G
 	expect_rc 2
+	# Files of the host itself are no guest's disk: system directories, and where links lead.
+	run domain new x "${base[@]}" --memory 1G --disk path=/etc/passwd
+	expect_rc 1
+	expect_eq "host file" "$ERR" "kvmbox domain: disk '/etc/passwd': /etc/passwd is under /etc, a file of the host itself (--allow-host-file gives it to the guest anyway)"
+	mkdir -p "$r/var/lib/libvirt/images"
+	ln -s ../../../../etc/passwd "$r/var/lib/libvirt/images/link.img"
+	run domain new x "${base[@]}" --memory 1G --disk path=/var/lib/libvirt/images/link.img
+	expect_rc 1
+	expect_eq "link to a host file" "$ERR" "kvmbox domain: disk '/var/lib/libvirt/images/link.img': /etc/passwd is under /etc, a file of the host itself (--allow-host-file gives it to the guest anyway)"
+	run domain new x "${base[@]}" --memory 1G --cdrom /boot/vmlinuz
+	expect_rc 1
+	expect_eq "cdrom" "$ERR" "kvmbox domain: cdrom '/boot/vmlinuz': /boot/vmlinuz is under /boot, a file of the host itself (--allow-host-file gives it to the guest anyway)"
+	run domain new x "${base[@]}" --memory 1G --disk path=/var/lib/libvirt/images/../../../../etc/passwd
+	expect_rc 2
+	expect_eq "dot-dot" "$ERR" "kvmbox domain: disk 'path=/var/lib/libvirt/images/../../../../etc/passwd': path= takes an absolute path without '..'"
+	run domain new x "${base[@]}" --memory 1G --disk path=/etc/passwd,format=raw --allow-host-file
+	expect_rc 0
+	expect_match "allowed by the word" "$OUT" "<source file='/etc/passwd'/>"
 }
 
 # ---- the real libvirtd ----------------------------------------------------------------
@@ -320,6 +338,40 @@ shared_image_and_overlay() {
 	RUN_BOUND=60 run domain rm kvmbox-test-a kvmbox-test-b
 }
 
+# A guest writes a qcow2 header naming a host file into its own raw disk: the same words
+# again keep the format the definition has (never probed again), and a new domain over
+# such an image is refused (its backing chain leaves the pool).
+guest_written_header() {
+	local disk=$POOL_DIR/guest-raw.img words before
+	truncate -s 64M "$disk"
+	words=(--memory 64M --virt-type qemu --disk "path=$disk" --graphics none)
+	RUN_BOUND=60 run domain new kvmbox-test-raw "${words[@]}"
+	expect_rc 0
+	expect_match "defined raw" "$($VIRSH dumpxml --inactive kvmbox-test-raw)" "<driver name='qemu' type='raw'/>"
+	before=$($VIRSH dumpxml --inactive kvmbox-test-raw)
+	qemu-img create -q -f qcow2 -b /etc/hostname -F raw "$TESTS_TMP/header.qcow2" 64M
+	dd if="$TESTS_TMP/header.qcow2" of="$disk" conv=notrunc status=none
+	expect_match "the guest's header" "$(qemu-img info "$disk")" "backing file: /etc/hostname"
+	RUN_BOUND=60 run domain new kvmbox-test-raw "${words[@]}"
+	expect_rc 0
+	expect_match "second run" "$OUT" "unchanged +kvmbox-test-raw +defined, definition unchanged$"
+	expect_eq "still raw, nothing of the host file" "$($VIRSH dumpxml --inactive kvmbox-test-raw)" "$before"
+	# The same image new to a definition is probed: its chain leaves the pool.
+	cp "$TESTS_TMP/header.qcow2" "$POOL_DIR/header.qcow2"
+	RUN_BOUND=60 run domain new kvmbox-test-hdr --memory 64M --disk "path=$POOL_DIR/header.qcow2" --graphics none
+	expect_rc 1
+	expect_eq "chain leaves the pool" "$ERR" "kvmbox domain: disk '$POOL_DIR/header.qcow2': qcow2 backing file '/etc/hostname' is not a file of $POOL_DIR, the disk's directory (a backing chain stays in its pool)"
+	expect_eq "not defined" "$($VIRSH list --all --name | grep -c kvmbox-test-hdr)" 0
+	# The real host's own files are refused too, before libvirt sees anything.
+	RUN_BOUND=60 run domain new kvmbox-test-hdr --memory 64M --disk path=/etc/shadow --graphics none
+	expect_rc 1
+	expect_eq "/etc/shadow" "$ERR" "kvmbox domain: disk '/etc/shadow': /etc/shadow is under /etc, a file of the host itself (--allow-host-file gives it to the guest anyway)"
+	expect_eq "still not defined" "$($VIRSH list --all --name | grep -c kvmbox-test-hdr)" 0
+	RUN_BOUND=60 run domain rm kvmbox-test-raw
+	expect_rc 0
+	rm -f "$disk" "$POOL_DIR/header.qcow2"
+}
+
 # libvirt refuses the definition after the volume was made: the volume goes again.
 failed_define_leaves_nothing() {
 	RUN_BOUND=60 run domain new kvmbox-test-bad --memory 64M --disk size=64M,pool=kvmbox-test-pool --machine pc-q35-0.0 \
@@ -381,6 +433,7 @@ t bad_words
 if real_host_ready; then
 	t new_guest_runs_pinned_on_hugepages
 	t shared_image_and_overlay
+	t guest_written_header
 	t failed_define_leaves_nothing
 	t provision_words
 else

@@ -191,6 +191,37 @@ bad_configs_change_nothing() {
 	expect_eq "still untouched" "$(net_state "$NS_HOST"; find "$TARGET" | sort)" "$before"
 }
 
+# A config saved with a UTF-8 byte order mark says what the same config without it says,
+# in --validate and --plan; a continuation line and a bridge named all are refused with
+# their line.
+byte_order_mark_and_odd_lines() {
+	local t=$TESTS_TMP/bom-target out_plain
+	mkdir -p "$t/etc/default"
+	printf 'GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX=""\n' >"$t/etc/default/grub"
+	printf '[grub]\nargs = iommu=pt\nupdate = no\n' >"$TESTS_TMP/plain.conf"
+	printf '\xef\xbb\xbf[grub]\nargs = iommu=pt\nupdate = no\n' >"$TESTS_TMP/bom.conf"
+	run provision --validate "$TESTS_TMP/plain.conf"
+	expect_rc 0
+	expect_eq "plain" "$OUT" "$TESTS_TMP/plain.conf: valid, 1 step"
+	run provision --validate "$TESTS_TMP/bom.conf"
+	expect_rc 0
+	expect_eq "with a BOM" "$OUT" "$TESTS_TMP/bom.conf: valid, 1 step"
+	run --target "$t" provision --plan "$TESTS_TMP/plain.conf"
+	expect_rc 0
+	out_plain=${OUT//plain.conf/X}
+	run --target "$t" provision --plan "$TESTS_TMP/bom.conf"
+	expect_rc 0
+	expect_eq "the same plan" "${OUT//bom.conf/X}" "$out_plain"
+	printf '[grub]\nargs = iommu=pt\n    quiet\nupdate = no\n' >"$TESTS_TMP/cont.conf"
+	run provision --validate "$TESTS_TMP/cont.conf"
+	expect_rc 1
+	expect_eq "continuation line" "$ERR" "kvmbox provision: $TESTS_TMP/cont.conf:3: an indented line continues the value of the key above: write each value on one line (or repeat the key where it takes a list)"
+	printf '[bridge all]\nuplink = veth0\n' >"$TESTS_TMP/all.conf"
+	run provision --validate "$TESTS_TMP/all.conf"
+	expect_rc 1
+	expect_eq "bridge all" "$ERR" "kvmbox provision: $TESTS_TMP/all.conf:1: [bridge]: 'all' is reserved by the kernel (/proc/sys/net/ipv4/conf/all): not an interface name"
+}
+
 usage_errors() {
 	run provision configs/demo.conf configs/example.conf
 	expect_rc 2
@@ -223,6 +254,7 @@ t killed_after_each_step_converges
 t failed_step_stops_or_continues
 t staged_under_target_without_libvirt
 t bad_configs_change_nothing
+t byte_order_mark_and_odd_lines
 t usage_errors
 t every_config_in_configs_is_valid
 "$KVMBOX" domain rm kvmbox-test-prov -q >/dev/null 2>&1
