@@ -404,7 +404,41 @@ static struct member *find_member(struct unpack *u, const char *name)
 	return NULL;
 }
 
-/* qcow2 headers (a backing file must be another member) and libblkid's view of raw images. */
+/* A member that may be a disk image: neither SHA256SUMS nor domain.xml. */
+static struct member *disk_member(struct unpack *u, const char *name)
+{
+	struct member *m = find_member(u, name);
+	return m && strcmp(name, KB_BUNDLE_SUMS) && strcmp(name, KB_BUNDLE_DOMAIN_XML) ? m : NULL;
+}
+
+/*
+ * Once every disk is examined: each backing chain ends, without a loop, and
+ * a backing format a qcow2 header declares (QEMU opens the backing file as
+ * that, whatever the file is) is the backing member's own format.
+ */
+static int check_backing_chains(struct unpack *u, struct kb_error *err)
+{
+	for (int i = 0; i < u->count; i++) {
+		struct member *m = &u->members[i];
+		if (!m->qcow2 || !m->qcow2_header.backing[0])
+			continue;
+		const struct member *backing = disk_member(u, m->qcow2_header.backing);
+		const char *declared = m->qcow2_header.backing_format, *actual = backing->qcow2 ? "qcow2" : "raw";
+		if (declared[0] && strcmp(declared, actual))
+			return kb_fail(err, 0, m->name, "backing file '%s' is declared %.15s but is a %s image: refused in",
+				       backing->name, declared, actual);
+		/* A chain longer than the members has come back to one of them. */
+		const struct member *next = m;
+		for (int depth = 0; next && next->qcow2 && next->qcow2_header.backing[0]; depth++) {
+			if (depth == u->count)
+				return kb_fail(err, 0, m->name, "its backing chain loops: refused in");
+			next = disk_member(u, next->qcow2_header.backing);
+		}
+	}
+	return 0;
+}
+
+/* qcow2 headers (a backing file must be another disk member) and libblkid's view of raw images. */
 static int examine_disks(struct unpack *u, struct kb_error *err)
 {
 	for (int i = 0; i < u->count; i++) {
@@ -418,6 +452,9 @@ static int examine_disks(struct unpack *u, struct kb_error *err)
 			return kb_fail(err, errno, m->name, "reading member");
 		/* Formats that carry paths (VMDK extents, QED backing files, ...) would reach outside the bundle. */
 		const char *format = kb_image_format(head, (size_t)n);
+		size_t name_len = strlen(m->name);
+		if (name_len > 4 && !strcmp(m->name + name_len - 4, ".dmg"))
+			format = "dmg"; /* QEMU's dmg probe goes by the name */
 		if (strcmp(format, "raw") && strcmp(format, "qcow2"))
 			return kb_fail(err, 0, m->name, "a %s image, and a bundle carries only raw and qcow2 disks: refused:", format);
 		int q = kb_qcow2_parse(head, (size_t)n, &m->qcow2_header, err);
@@ -429,8 +466,9 @@ static int examine_disks(struct unpack *u, struct kb_error *err)
 		if (q == 1) {
 			m->qcow2 = true;
 			const char *backing = m->qcow2_header.backing;
-			if (backing[0] && (!kb_member_name_valid(backing) || !find_member(u, backing) || !strcmp(backing, m->name)))
-				return kb_fail(err, 0, m->name, "backing file '%s' is not another member of the bundle: refused in", backing);
+			if (backing[0] && (!kb_member_name_valid(backing) || !disk_member(u, backing) || !strcmp(backing, m->name)))
+				return kb_fail(err, 0, m->name, "backing file '%s' is not another disk image member of the bundle: refused in",
+					       backing);
 			continue;
 		}
 		blkid_probe pr = blkid_new_probe();
@@ -472,7 +510,7 @@ static int examine_disks(struct unpack *u, struct kb_error *err)
 			snprintf(m->probe + used, sizeof(m->probe) - (size_t)used, ")");
 		blkid_free_probe(pr);
 	}
-	return 0;
+	return check_backing_chains(u, err);
 }
 
 /* domain.xml: well-formed, no DTD, a <domain>; disk sources that name members point into DIR/NAME. */
