@@ -688,7 +688,15 @@ static int commit(struct unpack *u, bool replace, struct kb_error *err)
 			return -1;
 		if (renameat2(AT_FDCWD, u->staging, AT_FDCWD, u->final_dir.s, RENAME_EXCHANGE) < 0)
 			return kb_fail(err, errno, u->final_dir.s, "swapping in the new");
-		/* The staging name now holds the old tree. */
+		/*
+		 * The staging name now holds the old tree. Something mounted in it
+		 * since the check: swapped back whole, and the new tree goes instead.
+		 */
+		if (kb_tree_removable(u->staging, err) < 0) {
+			if (renameat2(AT_FDCWD, u->staging, AT_FDCWD, u->final_dir.s, RENAME_EXCHANGE) < 0)
+				u->staging[0] = '\0'; /* never remove the old tree: it stays, under the staging name */
+			return -1;
+		}
 		if (kb_remove_tree(u->staging, err) < 0)
 			return -1;
 	} else if (rename(u->staging, u->final_dir.s) < 0) {

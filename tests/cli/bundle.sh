@@ -309,8 +309,22 @@ test_existing_directory_and_replace() {
 	expect_rc 1
 	expect_eq "bind mount untouched" "$(cat "$TESTS_TMP/bindsrc/file")" "precious"
 	umount "$dest/r/mnt"
+	# A file can be a mount point too: a bind mount onto the old disk keeps the old tree whole, refused first.
+	echo precious >"$TESTS_TMP/bindfile"
+	mount --bind "$TESTS_TMP/bindfile" "$dest/r/disk.raw" || { fail "cannot bind-mount a file"; return; }
+	at_exit "umount '$dest/r/disk.raw' '$dest'/.r.kvmbox-*/disk.raw 2>/dev/null" # where a swap would have taken it
+	local before
+	before=$(cd "$dest/r" && find . -printf '%p %s %i\n' | sort)
+	run unpack "$TESTS_TMP/r.kvmbundle" --dest "$dest" --replace
+	expect_rc 1
+	expect_eq "file mount point" "$ERR" "kvmbox unpack: a mount point (kvmbox never removes across one): $dest/r/disk.raw: Device or resource busy"
+	expect_eq "old tree whole" "$(cd "$dest/r" && find . -printf '%p %s %i\n' | sort)" "$before"
+	expect_eq "bind source untouched" "$(cat "$TESTS_TMP/bindfile")" "precious"
+	expect_eq "no staging directory left" "$(ls -A "$dest" | tr '\n' ' ')" "r "
+	umount "$dest/r/disk.raw"
 	run unpack "$TESTS_TMP/r.kvmbundle" --dest "$dest" --replace
 	expect_rc 0
+	expect_eq "then replaced" "$(ls -A "$dest" | tr '\n' ' ')" "r "
 }
 
 test_not_enough_space() {
