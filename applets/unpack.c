@@ -47,8 +47,8 @@ const char unpack_usage[] =
 	"domain.xml rewritten; then renamed into place. Refused, leaving nothing behind:\n"
 	"absolute paths, '..', links, devices, FIFOs, duplicates, members not in\n"
 	"SHA256SUMS, digest mismatches, more than 64 members, a bad domain.xml, not\n"
-	"enough free space, a member larger than --max-size (from its header, before\n"
-	"anything is written), an existing DIR/NAME without --replace. SIGINT, SIGTERM\n"
+	"enough free space, members declaring more than --max-size in all (from their\n"
+	"headers, before anything is hashed), an existing DIR/NAME without --replace. SIGINT, SIGTERM\n"
 	"and SIGHUP remove the staging directory before exiting; one left by an unpack\n"
 	"killed outright is removed by the next unpack into DIR.\n"
 	"\n"
@@ -61,7 +61,7 @@ const char unpack_usage[] =
 	"                    not running (never under a running one)\n"
 	"  --allow-external-cdrom  a CD-ROM in domain.xml may name an ISO on the host\n"
 	"                    (every other disk, kernel, initrd, loader, NVRAM must be a member)\n"
-	"  --max-size SIZE   the largest size a member may declare (default: the size\n"
+	"  --max-size SIZE   the most all members may declare together (default: the size\n"
 	"                    of DIR's filesystem; a sparse member counts its full size)\n";
 
 #define DEFAULT_DEST "/var/lib/libvirt/images"
@@ -90,7 +90,7 @@ struct unpack {
 	struct kb_path dest_dir, final_dir;
 	char staging[PATH_MAX];
 	int staging_lock;     /* the staging directory, flock()ed while this run owns it */
-	uint64_t max_size;    /* the largest size a member may declare; 0: DIR's filesystem size */
+	uint64_t max_size;    /* the most all members may declare together; 0: DIR's filesystem size */
 	bool force;           /* --force: --replace even under a defined, stopped domain */
 	bool allow_external_cdrom; /* a CD-ROM may name an ISO on the host */
 	struct member members[KB_BUNDLE_MAX_MEMBERS];
@@ -847,7 +847,7 @@ static int run_archive(struct unpack *u, const char *bundle, bool replace, struc
 	struct statvfs vfs;
 	if (statvfs(u->dest_dir.s, &vfs) < 0)
 		return kb_fail(err, errno, u->dest_dir.s, "checking free space in");
-	uint64_t free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize, declared = 0;
+	uint64_t free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize, declared = 0, apparent = 0;
 	uint64_t max_size = u->max_size ? u->max_size : (uint64_t)vfs.f_blocks * vfs.f_frsize;
 	if (kb_archive_load(&u->ar, err) < 0 || kb_sha256_load(&u->sha, err) < 0)
 		return -1;
@@ -916,6 +916,14 @@ static int run_archive(struct unpack *u, const char *bundle, bool replace, struc
 				     u->max_size ? "allowed" : "of the destination filesystem");
 			break;
 		}
+		/* And all of them together: many members just under the bound would otherwise be hashed for hours. */
+		if (m->size > max_size - apparent) {
+			rc = kb_fail(err, 0, NULL, "member %s: the members declare %llu bytes in all, more than the %llu %s (--max-size)",
+				     name, (unsigned long long)(apparent + m->size), (unsigned long long)max_size,
+				     u->max_size ? "allowed" : "of the destination filesystem");
+			break;
+		}
+		apparent += m->size;
 		declared += data_size(u, e, m->size);
 		if (declared > free_bytes) {
 			rc = kb_fail(err, ENOSPC, u->dest_dir.s, "member %s: the bundle needs %llu bytes, more than the %llu free in", name,

@@ -402,6 +402,36 @@ test_apparent_size_bomb() {
 	expect_rc 2
 }
 
+# Many members each just under the bound: their sum is over it, refused from the second
+# member's header in well under a second (not after hashing 60 x 127 MiB of holes).
+test_apparent_size_sum() {
+	local m="$TESTS_TMP/sum" dest="$TESTS_TMP/sumdest" start end i names=""
+	mkdir -p "$m" "$dest"
+	printf '<domain type="qemu"><name>vm</name><devices><disk type="file"><source file="d01.raw"/></disk></devices></domain>\n' >"$m/domain.xml"
+	for i in $(seq -w 1 60); do
+		truncate -s 127M "$m/d$i.raw"
+		printf 'data %s' "$i" | dd of="$m/d$i.raw" bs=512 seek=1000 conv=notrunc status=none
+		names+=" d$i.raw"
+	done
+	(cd "$m" && sha256sum domain.xml $names >SHA256SUMS && tar --format=pax --sparse -cf "$TESTS_TMP/sum.tar" domain.xml $names SHA256SUMS)
+	rm -f "$m"/d*.raw
+	mount -t tmpfs -o size=128m tmpfs "$dest" || { fail "cannot mount a tmpfs"; return; }
+	at_exit "umount '$dest' 2>/dev/null"
+	start=$(date +%s%N)
+	RUN_BOUND=30 run unpack "$TESTS_TMP/sum.tar" --dest "$dest" --name vm
+	end=$(date +%s%N)
+	expect_rc 1
+	local xml_size
+	xml_size=$(stat -c %s "$m/domain.xml")
+	expect_eq "refused from the headers" "$ERR" "kvmbox unpack: member d02.raw: the members declare $((xml_size + 2 * 133169152)) bytes in all, more than the 134217728 of the destination filesystem (--max-size)"
+	[ $(((end - start) / 1000000)) -lt 1000 ] || fail "refusal took $(((end - start) / 1000000)) ms"
+	expect_eq "nothing left" "$(ls -A "$dest")" ""
+	RUN_BOUND=30 run unpack "$TESTS_TMP/sum.tar" --dest "$dest" --name vm --max-size 1G
+	expect_eq "--max-size" "$ERR" "kvmbox unpack: member d09.raw: the members declare $((xml_size + 9 * 133169152)) bytes in all, more than the 1073741824 allowed (--max-size)"
+	expect_eq "nothing left" "$(ls -A "$dest")" ""
+	umount "$dest"
+}
+
 # big_bundle FILE: a zstd bundle whose disk member is 4 GiB of non-zero data (not holes), so
 # unpack spends seconds writing it: long enough to be interrupted mid-write.
 big_bundle() {
@@ -620,6 +650,7 @@ t test_existing_directory_and_replace
 t test_not_enough_space
 t test_pack_onto_a_full_filesystem
 t test_apparent_size_bomb
+t test_apparent_size_sum
 t test_interrupted_unpack_leaves_nothing
 t test_two_disks_hashed_side_by_side
 t test_target_and_usage
