@@ -144,6 +144,16 @@ static void qcow2_headers(void **state)
 	assert_int_equal(q.version, 2);
 	assert_string_equal(q.backing, "");
 	free(head);
+	/* Real headers qemu-img wrote: a declared backing format, and persistent bitmaps. */
+	head = read_fixture("tests/fixtures/qcow2/backing-vmdk-head", &len);
+	assert_int_equal(kb_qcow2_parse((uint8_t *)head, len, &q, &err), 1);
+	assert_string_equal(q.backing, "base.raw");
+	assert_string_equal(q.backing_format, "vmdk");
+	free(head);
+	head = read_fixture("tests/fixtures/qcow2/bitmaps-head", &len);
+	assert_int_equal(kb_qcow2_parse((uint8_t *)head, len, &q, &err), 1);
+	assert_string_equal(q.backing_format, "");
+	free(head);
 	assert_int_equal(kb_qcow2_parse((const uint8_t *)"\x7f" "ELF", 4, &q, &err), 0);
 	assert_int_equal(kb_qcow2_parse((const uint8_t *)"QFI\xfb", 4, &q, &err), -1);
 }
