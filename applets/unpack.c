@@ -47,8 +47,8 @@ const char unpack_usage[] =
 	"domain.xml rewritten; then renamed into place. Refused, leaving nothing behind:\n"
 	"absolute paths, '..', links, devices, FIFOs, duplicates, members not in\n"
 	"SHA256SUMS, digest mismatches, more than 64 members, a bad domain.xml, not\n"
-	"enough free space, a member larger than --max-size (from its header, before\n"
-	"anything is written), an existing DIR/NAME without --replace. SIGINT, SIGTERM\n"
+	"enough free space, members declaring more than --max-size in all (from their\n"
+	"headers, before anything is hashed), an existing DIR/NAME without --replace. SIGINT, SIGTERM\n"
 	"and SIGHUP remove the staging directory before exiting; one left by an unpack\n"
 	"killed outright is removed by the next unpack into DIR.\n"
 	"\n"
@@ -61,7 +61,7 @@ const char unpack_usage[] =
 	"                    not running (never under a running one)\n"
 	"  --allow-external-cdrom  a CD-ROM in domain.xml may name an ISO on the host\n"
 	"                    (every other disk, kernel, initrd, loader, NVRAM must be a member)\n"
-	"  --max-size SIZE   the largest size a member may declare (default: the size\n"
+	"  --max-size SIZE   the most all members may declare together (default: the size\n"
 	"                    of DIR's filesystem; a sparse member counts its full size)\n";
 
 #define DEFAULT_DEST "/var/lib/libvirt/images"
@@ -90,7 +90,7 @@ struct unpack {
 	struct kb_path dest_dir, final_dir;
 	char staging[PATH_MAX];
 	int staging_lock;     /* the staging directory, flock()ed while this run owns it */
-	uint64_t max_size;    /* the largest size a member may declare; 0: DIR's filesystem size */
+	uint64_t max_size;    /* the most all members may declare together; 0: DIR's filesystem size */
 	bool force;           /* --force: --replace even under a defined, stopped domain */
 	bool allow_external_cdrom; /* a CD-ROM may name an ISO on the host */
 	struct member members[KB_BUNDLE_MAX_MEMBERS];
@@ -411,7 +411,41 @@ static struct member *find_member(struct unpack *u, const char *name)
 	return NULL;
 }
 
-/* qcow2 headers (a backing file must be another member) and libblkid's view of raw images. */
+/* A member that may be a disk image: neither SHA256SUMS nor domain.xml. */
+static struct member *disk_member(struct unpack *u, const char *name)
+{
+	struct member *m = find_member(u, name);
+	return m && strcmp(name, KB_BUNDLE_SUMS) && strcmp(name, KB_BUNDLE_DOMAIN_XML) ? m : NULL;
+}
+
+/*
+ * Once every disk is examined: each backing chain ends, without a loop, and
+ * a backing format a qcow2 header declares (QEMU opens the backing file as
+ * that, whatever the file is) is the backing member's own format.
+ */
+static int check_backing_chains(struct unpack *u, struct kb_error *err)
+{
+	for (int i = 0; i < u->count; i++) {
+		struct member *m = &u->members[i];
+		if (!m->qcow2 || !m->qcow2_header.backing[0])
+			continue;
+		const struct member *backing = disk_member(u, m->qcow2_header.backing);
+		const char *declared = m->qcow2_header.backing_format, *actual = backing->qcow2 ? "qcow2" : "raw";
+		if (declared[0] && strcmp(declared, actual))
+			return kb_fail(err, 0, m->name, "backing file '%s' is declared %.15s but is a %s image: refused in",
+				       backing->name, declared, actual);
+		/* A chain longer than the members has come back to one of them. */
+		const struct member *next = m;
+		for (int depth = 0; next && next->qcow2 && next->qcow2_header.backing[0]; depth++) {
+			if (depth == u->count)
+				return kb_fail(err, 0, m->name, "its backing chain loops: refused in");
+			next = disk_member(u, next->qcow2_header.backing);
+		}
+	}
+	return 0;
+}
+
+/* qcow2 headers (a backing file must be another disk member) and libblkid's view of raw images. */
 static int examine_disks(struct unpack *u, struct kb_error *err)
 {
 	for (int i = 0; i < u->count; i++) {
@@ -425,6 +459,9 @@ static int examine_disks(struct unpack *u, struct kb_error *err)
 			return kb_fail(err, errno, m->name, "reading member");
 		/* Formats that carry paths (VMDK extents, QED backing files, ...) would reach outside the bundle. */
 		const char *format = kb_image_format(head, (size_t)n);
+		size_t name_len = strlen(m->name);
+		if (name_len > 4 && !strcmp(m->name + name_len - 4, ".dmg"))
+			format = "dmg"; /* QEMU's dmg probe goes by the name */
 		if (strcmp(format, "raw") && strcmp(format, "qcow2"))
 			return kb_fail(err, 0, m->name, "a %s image, and a bundle carries only raw and qcow2 disks: refused:", format);
 		int q = kb_qcow2_parse(head, (size_t)n, &m->qcow2_header, err);
@@ -436,8 +473,9 @@ static int examine_disks(struct unpack *u, struct kb_error *err)
 		if (q == 1) {
 			m->qcow2 = true;
 			const char *backing = m->qcow2_header.backing;
-			if (backing[0] && (!kb_member_name_valid(backing) || !find_member(u, backing) || !strcmp(backing, m->name)))
-				return kb_fail(err, 0, m->name, "backing file '%s' is not another member of the bundle: refused in", backing);
+			if (backing[0] && (!kb_member_name_valid(backing) || !disk_member(u, backing) || !strcmp(backing, m->name)))
+				return kb_fail(err, 0, m->name, "backing file '%s' is not another disk image member of the bundle: refused in",
+					       backing);
 			continue;
 		}
 		blkid_probe pr = blkid_new_probe();
@@ -479,7 +517,7 @@ static int examine_disks(struct unpack *u, struct kb_error *err)
 			snprintf(m->probe + used, sizeof(m->probe) - (size_t)used, ")");
 		blkid_free_probe(pr);
 	}
-	return 0;
+	return check_backing_chains(u, err);
 }
 
 /* domain.xml: well-formed, no DTD, a <domain>; disk sources that name members point into DIR/NAME. */
@@ -657,7 +695,15 @@ static int commit(struct unpack *u, bool replace, struct kb_error *err)
 			return -1;
 		if (renameat2(AT_FDCWD, u->staging, AT_FDCWD, u->final_dir.s, RENAME_EXCHANGE) < 0)
 			return kb_fail(err, errno, u->final_dir.s, "swapping in the new");
-		/* The staging name now holds the old tree. */
+		/*
+		 * The staging name now holds the old tree. Something mounted in it
+		 * since the check: swapped back whole, and the new tree goes instead.
+		 */
+		if (kb_tree_removable(u->staging, err) < 0) {
+			if (renameat2(AT_FDCWD, u->staging, AT_FDCWD, u->final_dir.s, RENAME_EXCHANGE) < 0)
+				u->staging[0] = '\0'; /* never remove the old tree: it stays, under the staging name */
+			return -1;
+		}
 		if (kb_remove_tree(u->staging, err) < 0)
 			return -1;
 	} else if (rename(u->staging, u->final_dir.s) < 0) {
@@ -808,7 +854,7 @@ static int run_archive(struct unpack *u, const char *bundle, bool replace, struc
 	struct statvfs vfs;
 	if (statvfs(u->dest_dir.s, &vfs) < 0)
 		return kb_fail(err, errno, u->dest_dir.s, "checking free space in");
-	uint64_t free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize, declared = 0;
+	uint64_t free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize, declared = 0, apparent = 0;
 	uint64_t max_size = u->max_size ? u->max_size : (uint64_t)vfs.f_blocks * vfs.f_frsize;
 	if (kb_archive_load(&u->ar, err) < 0 || kb_sha256_load(&u->sha, err) < 0)
 		return -1;
@@ -881,6 +927,14 @@ static int run_archive(struct unpack *u, const char *bundle, bool replace, struc
 				     u->max_size ? "allowed" : "of the destination filesystem");
 			break;
 		}
+		/* And all of them together: many members just under the bound would otherwise be hashed for hours. */
+		if (m->size > max_size - apparent) {
+			rc = kb_fail(err, 0, NULL, "member %s: the members declare %llu bytes in all, more than the %llu %s (--max-size)",
+				     name, (unsigned long long)(apparent + m->size), (unsigned long long)max_size,
+				     u->max_size ? "allowed" : "of the destination filesystem");
+			break;
+		}
+		apparent += m->size;
 		declared += data_size(u, e, m->size);
 		if (declared > free_bytes) {
 			rc = kb_fail(err, ENOSPC, u->dest_dir.s, "member %s: the bundle needs %llu bytes, more than the %llu free in", name,

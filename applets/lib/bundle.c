@@ -155,6 +155,63 @@ static uint32_t be32(const uint8_t *p)
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
+}
+
+/* The qcow2 header extensions QEMU reads (block/qcow2.c); any other is refused. */
+#define QCOW2_EXT_END 0x00000000u
+#define QCOW2_EXT_BACKING_FORMAT 0xe2792acau
+#define QCOW2_EXT_FEATURE_TABLE 0x6803f857u
+#define QCOW2_EXT_BITMAPS 0x23852875u
+#define QCOW2_EXT_DATA_FILE 0x44415441u
+#define QCOW2_EXT_CRYPTO_HEADER 0x0537be77u
+
+/*
+ * Walk the header extensions from @start to @end (the backing file name, else
+ * the end of the first cluster), as QEMU does: 8-byte records (type, length,
+ * data padded to 8), ended by type 0. Only what is in @buf is read.
+ */
+static int qcow2_extensions(const uint8_t *buf, size_t len, uint64_t start, uint64_t end, struct kb_qcow2 *out,
+			    struct kb_error *err)
+{
+	for (uint64_t offset = start; offset < end;) {
+		if (offset > len || len - offset < 8)
+			return kb_fail(err, 0, NULL, "qcow2 header extensions run past the first %zu bytes", len);
+		uint32_t type = be32(buf + offset), ext_len = be32(buf + offset + 4);
+		offset += 8;
+		if (offset > end || ext_len > end - offset)
+			return kb_fail(err, 0, NULL, "qcow2 header extension 0x%08x is larger than the header", type);
+		if (type == QCOW2_EXT_END)
+			return 0;
+		if (ext_len > len - offset)
+			return kb_fail(err, 0, NULL, "qcow2 header extensions run past the first %zu bytes", len);
+		switch (type) {
+		case QCOW2_EXT_BACKING_FORMAT:
+			/* QEMU opens the backing file as this format, whatever the file is: it must be said once, plainly. */
+			if (out->backing_format[0])
+				return kb_fail(err, 0, NULL, "qcow2 backing format extension given twice");
+			if (ext_len == 0 || ext_len >= sizeof(out->backing_format) || memchr(buf + offset, '\0', ext_len))
+				return kb_fail(err, 0, NULL, "qcow2 backing format extension is not a format name (%u bytes)", ext_len);
+			memcpy(out->backing_format, buf + offset, ext_len);
+			out->backing_format[ext_len] = '\0';
+			break;
+		case QCOW2_EXT_FEATURE_TABLE:
+		case QCOW2_EXT_BITMAPS:
+			break;
+		case QCOW2_EXT_DATA_FILE:
+			return kb_fail(err, 0, NULL, "qcow2 image naming an external data file (QEMU would open a file outside the bundle)");
+		case QCOW2_EXT_CRYPTO_HEADER:
+			return kb_fail(err, 0, NULL, "qcow2 image with an encryption header (not what a bundle carries)");
+		default:
+			return kb_fail(err, 0, NULL, "qcow2 header extension 0x%08x is not one kvmbox knows", type);
+		}
+		offset += ((uint64_t)ext_len + 7) & ~7ull;
+	}
+	return 0;
+}
+
 int kb_qcow2_parse(const uint8_t *buf, size_t len, struct kb_qcow2 *out, struct kb_error *err)
 {
 	*out = (struct kb_qcow2){ 0 };
@@ -167,10 +224,14 @@ int kb_qcow2_parse(const uint8_t *buf, size_t len, struct kb_qcow2 *out, struct 
 		return kb_fail(err, 0, NULL, "qcow2 version %u is not 2 or 3", out->version);
 	uint64_t backing_offset = be64(buf + 8);
 	uint32_t backing_size = be32(buf + 16);
+	uint32_t cluster_bits = be32(buf + 20);
 	out->virtual_size = be64(buf + 24);
+	if (cluster_bits < 9 || cluster_bits > 21)
+		return kb_fail(err, 0, NULL, "qcow2 cluster size 2^%u is not 512 bytes to 2 MiB", cluster_bits);
+	uint64_t header_length = 72;
 	if (out->version == 3) {
 		/* Incompatible feature bit 2: the guest's data lives in an external file the header names. */
-		if (len < 80)
+		if (len < 104)
 			return kb_fail(err, 0, NULL, "qcow2 header truncated");
 		uint64_t incompatible = be64(buf + 72);
 		if (incompatible & (1ull << 2))
@@ -178,9 +239,17 @@ int kb_qcow2_parse(const uint8_t *buf, size_t len, struct kb_qcow2 *out, struct 
 		if (incompatible & ~0x1bull)
 			return kb_fail(err, 0, NULL, "qcow2 image with unknown incompatible features 0x%llx",
 				       (unsigned long long)incompatible);
+		header_length = be32(buf + 100);
+		if (header_length < 104 || header_length > (1ull << cluster_bits))
+			return kb_fail(err, 0, NULL, "qcow2 header length %llu is out of bounds", (unsigned long long)header_length);
 	}
-	if (backing_offset == 0)
+	if (qcow2_extensions(buf, len, header_length, backing_offset ? backing_offset : 1ull << cluster_bits, out, err) < 0)
+		return -1;
+	if (backing_offset == 0) {
+		if (out->backing_format[0])
+			return kb_fail(err, 0, NULL, "qcow2 backing format '%s' without a backing file", out->backing_format);
 		return 1;
+	}
 	if (backing_size == 0 || backing_size >= sizeof(out->backing) || backing_offset > len ||
 	    backing_size > len - backing_offset)
 		return kb_fail(err, 0, NULL, "qcow2 backing file name out of bounds (offset %llu, %u bytes)",
@@ -210,37 +279,95 @@ void kb_bundle_default_name(const char *bundle_path, char *name, size_t size)
 	}
 }
 
+/*
+ * A VMDK text descriptor as QEMU's vmdk_probe sees one: comment lines and
+ * blank lines (spaces, a CR), then "version=1", 2 or 3 ending in LF or CRLF.
+ * Empty lines count as blank too, so a QEMU that grew to allow them is covered.
+ */
+static bool vmdk_descriptor(const char *p, size_t n)
+{
+	const char *end = p + n;
+	while (p < end) {
+		if (*p == '#') {
+			const char *nl = memchr(p, '\n', (size_t)(end - p));
+			if (!nl)
+				return false;
+			p = nl + 1;
+			continue;
+		}
+		if (*p == ' ' || *p == '\r' || *p == '\n') {
+			while (p < end && *p == ' ')
+				p++;
+			if (p < end && *p == '\r')
+				p++;
+			if (p == end || *p != '\n')
+				return false;
+			p++;
+			continue;
+		}
+		size_t left = (size_t)(end - p);
+		if (left < 10 || memcmp(p, "version=", 8) || p[8] < '1' || p[8] > '3')
+			return false;
+		return p[9] == '\n' || (left >= 11 && p[9] == '\r' && p[10] == '\n');
+	}
+	return false;
+}
+
+/*
+ * What QEMU's format probes (its block drivers' *_probe functions) say of
+ * the first @size bytes of @buf, NULL for raw. Every probe QEMU has is here
+ * but dmg's, which goes by the file name. Formats are tried before qcow2, so
+ * a qcow2 header that another probe also claims is not taken for qcow2.
+ */
+static const char *probe_format(const uint8_t *buf, size_t size)
+{
+	static const char cloop[] = "#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n";
+	bool qfi = size >= 8 && !memcmp(buf, "QFI\xfb", 4);
+	if (qfi && size >= 48 && be32(buf + 4) == 1)
+		return "qcow";
+	if (size >= 64 && !memcmp(buf, "QED\0", 4))
+		return "qed";
+	if (size >= 512 && le32(buf + 0x40) == 0xbeda107fu)
+		return "vdi";
+	if (size >= 4 && (!memcmp(buf, "KDMV", 4) || !memcmp(buf, "COWD", 4)))
+		return "vmdk";
+	if (vmdk_descriptor((const char *)buf, size))
+		return "vmdk";
+	if (size >= 8 && !memcmp(buf, "conectix", 8))
+		return "vpc";
+	if (size >= 8 && !memcmp(buf, "vhdxfile", 8))
+		return "vhdx";
+	if (size >= 64 && (!memcmp(buf, "WithoutFreeSpace", 16) || !memcmp(buf, "WithouFreSpacExt", 16)) && le32(buf + 16) == 2)
+		return "parallels";
+	if (size >= 512 && !memcmp(buf, "Bochs Virtual HD Image", 23) && !memcmp(buf + 32, "Redolog", 8) &&
+	    !memcmp(buf + 48, "Growing", 8) && (le32(buf + 64) == 0x00020000 || le32(buf + 64) == 0x00010000))
+		return "bochs";
+	/* QEMU compares as much of cloop's magic as it has read. */
+	size_t cloop_len = sizeof(cloop) - 1 < size ? sizeof(cloop) - 1 : size;
+	if (size > 0 && !memcmp(buf, cloop, cloop_len))
+		return "cloop";
+	/* LUKS of any version: QEMU probes version 1; a later QEMU may probe more. */
+	if (size >= 8 && !memcmp(buf, "LUKS\xba\xbe", 6))
+		return "luks";
+	if (qfi && be32(buf + 4) >= 2)
+		return "qcow2";
+	return NULL;
+}
+
 const char *kb_image_format(const uint8_t *buf, size_t len)
 {
-	/* The signatures qemu-img probes, at the offsets it probes them (the probe functions of its block drivers). */
-	static const struct {
-		const char *format;
-		size_t offset;
-		const char *magic;
-		size_t magic_len;
-	} probes[] = {
-		{ "qcow2", 0, "QFI\xfb\x00\x00\x00\x02", 8 },
-		{ "qcow2", 0, "QFI\xfb\x00\x00\x00\x03", 8 },
-		{ "qcow", 0, "QFI\xfb\x00\x00\x00\x01", 8 },
-		{ "qed", 0, "QED\0", 4 },
-		{ "vmdk", 0, "KDMV", 4 },
-		{ "vmdk", 0, "COWD", 4 },
-		{ "vmdk", 0, "# Disk DescriptorFile", 21 },
-		{ "vhdx", 0, "vhdxfile", 8 },
-		{ "vpc", 0, "conectix", 8 },
-		{ "vdi", 0x40, "\x7f\x10\xda\xbe", 4 },
-		{ "luks", 0, "LUKS\xba\xbe", 6 },
-		{ "parallels", 0, "WithoutFreeSpace", 16 },
-		{ "parallels", 0, "WithouFreSpacExt", 16 },
-		{ "bochs", 0, "Bochs Virtual HD Image", 22 },
-		{ "cloop", 0, "#!/bin/sh\n#V2.0 Format\nmodprobe cloop", 37 },
-	};
-	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++)
-		if (len >= probes[i].offset + probes[i].magic_len &&
-		    !memcmp(buf + probes[i].offset, probes[i].magic, probes[i].magic_len))
-			return probes[i].format;
-	/* qcow2 with another version number is still not raw. */
-	if (len >= 4 && !memcmp(buf, "QFI\xfb", 4))
-		return "qcow2";
-	return "raw";
+	/*
+	 * QEMU probes the first 512 bytes (BLOCK_PROBE_BUF_SIZE). Of a shorter
+	 * file some versions pass only what was read, others the 512 bytes with
+	 * zeros after the end: either answer counts.
+	 */
+	uint8_t head[512] = { 0 };
+	size_t n = len < sizeof(head) ? len : sizeof(head);
+	if (n == 0)
+		return "raw";
+	memcpy(head, buf, n);
+	const char *format = probe_format(head, n);
+	if (!format && n < sizeof(head))
+		format = probe_format(head, sizeof(head));
+	return format ? format : "raw";
 }

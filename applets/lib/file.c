@@ -367,7 +367,7 @@ static bool mount_root_at(int dirfd, const char *name, const struct stat *st, de
 /*
  * Walk the directory open at @fd (device @dev), depth first. With @remove,
  * unlink everything; without, only check that it could be: no mount point
- * (a bind mount of the same filesystem included), nothing immutable or
+ * (a directory or a file; a bind mount of the same filesystem included), nothing immutable or
  * append-only. Every step goes through directory fds with O_NOFOLLOW, so a
  * path swapped for a symlink meanwhile is never followed.
  */
@@ -397,11 +397,12 @@ static int walk_tree(int fd, dev_t dev, const char *path, bool remove, struct kb
 				rc = kb_fail(err, errno, sub, "examining");
 			continue;
 		}
+		/* A file can be a mount point too (a bind mount onto it): never unlinked, never crossed. */
+		if (mount_root_at(fd, de->d_name, &st, dev)) {
+			rc = kb_fail(err, EBUSY, sub, "a mount point (kvmbox never removes across one):");
+			break;
+		}
 		if (S_ISDIR(st.st_mode)) {
-			if (mount_root_at(fd, de->d_name, &st, dev)) {
-				rc = kb_fail(err, EBUSY, sub, "a mount point (kvmbox never removes across one):");
-				break;
-			}
 			int child = openat(fd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (child < 0) {
 				rc = kb_fail(err, errno, sub, "opening");

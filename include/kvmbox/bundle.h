@@ -54,20 +54,25 @@ struct kb_qcow2 {
 	uint32_t version;
 	uint64_t virtual_size;
 	char backing[1024]; /* "" without a backing file */
+	char backing_format[16]; /* the backing format header extension; "": none (QEMU probes the file) */
 };
 
 /*
  * Read a qcow2 header from the first @len bytes of an image. Returns 1 for a
  * qcow2 image, 0 when the magic is not there (not qcow2), -1 for a corrupt
- * header (a backing file name outside @len counts as corrupt).
+ * header (a backing file name or header extensions outside @len count as
+ * corrupt) or one that makes QEMU open another file: an external data file,
+ * an encryption header, a header extension QEMU may know but kvmbox does not.
  */
 int kb_qcow2_parse(const uint8_t *buf, size_t len, struct kb_qcow2 *out, struct kb_error *err);
 
 /*
- * The image format qemu-img would probe from the first @len bytes (at least
- * 512): "qcow2", "raw", or another format's name ("vmdk", "qed", "vhdx",
- * "vpc", "vdi", "luks", "qcow", "parallels", "bochs", "cloop"), each of which
- * can name files outside a bundle or is not what a bundle carries.
+ * The image format QEMU would probe from the first @len bytes of a file (its
+ * probes read 512; fewer: the file's whole content): "qcow2", "raw", or
+ * another format's name ("vmdk", "qed", "vhdx", "vpc", "vdi", "luks", "qcow",
+ * "parallels", "bochs", "cloop"), each of which can name files outside a
+ * bundle or is not what a bundle carries. QEMU's dmg probe goes by the file
+ * name (".dmg"), not the content: that is the caller's to check.
  */
 const char *kb_image_format(const uint8_t *buf, size_t len);
 

@@ -148,7 +148,7 @@ test_hostile_bundles_are_refused() {
 	hostile entity "has a DOCTYPE \(DTD or entities\), which is refused: domain\.xml"
 	(cd "$m" && qemu-img create -q -f qcow2 -b /etc/hostname -F raw escape.qcow2 && sha256sum domain.xml disk.raw escape.qcow2 >SHA256SUMS &&
 		tar -cf "$h/backing.tar" domain.xml disk.raw escape.qcow2 SHA256SUMS && rm escape.qcow2 && sha256sum domain.xml disk.raw >SHA256SUMS)
-	hostile backing "backing file '/etc/hostname' is not another member of the bundle: refused in escape\.qcow2"
+	hostile backing "backing file '/etc/hostname' is not another disk image member of the bundle: refused in escape\.qcow2"
 	(cd "$m" && tar -cf "$h/nosums.tar" domain.xml disk.raw)
 	hostile nosums "no SHA256SUMS member in"
 
@@ -195,6 +195,70 @@ test_hostile_bundles_are_refused() {
 	expect_rc 0
 	expect_match "kernel rewritten" "$(cat "$TESTS_TMP/mk/vm/domain.xml")" "<kernel>$TESTS_TMP/mk/vm/vmlinuz</kernel>"
 	expect_match "format said" "$(cat "$TESTS_TMP/mk/vm/domain.xml")" "<driver name=\"qemu\" type=\"raw\"/>"
+}
+
+# bundle_of NAME FILE...: a bundle in $TESTS_TMP/h of FILEs (in $TESTS_TMP/h/i) with a domain.xml whose disk is the first.
+bundle_of() {
+	local name=$1 i="$TESTS_TMP/h/i"
+	shift
+	printf '<domain type="qemu"><name>vm</name><devices><disk type="file"><source file="%s"/><target dev="vda"/></disk></devices></domain>\n' "$1" >"$i/domain.xml"
+	(cd "$i" && sha256sum domain.xml "$@" >SHA256SUMS && tar -cf "$TESTS_TMP/h/$name.tar" domain.xml "$@" SHA256SUMS)
+}
+
+# Images as QEMU reads them: its probes decide the format of a file, and a qcow2 header's
+# backing format extension decides the format its backing file is opened as.
+test_images_as_qemu_reads_them() {
+	local i="$TESTS_TMP/h/i" v f
+	mkdir -p "$i"
+	qemu-img create -q -f raw "$i/base.raw" 1M
+	qemu-img create -q -f qcow2 "$i/base.qcow2" 1M
+	# A declared backing format must be the backing member's own: QEMU would parse base.raw as VMDK.
+	for f in vmdk qcow2 file; do
+		(cd "$i" && rm -f top.qcow2 && qemu-img create -q -f qcow2 -u -b base.raw -F "$f" top.qcow2 1M)
+		bundle_of "declared-$f" top.qcow2 base.raw
+		hostile "declared-$f" "^kvmbox unpack: backing file 'base\.raw' is declared $f but is a raw image: refused in top\.qcow2$"
+	done
+	(cd "$i" && rm -f top.qcow2 && qemu-img create -q -f qcow2 -u -b base.qcow2 -F raw top.qcow2 1M)
+	bundle_of declared-raw-qcow2 top.qcow2 base.qcow2
+	hostile declared-raw-qcow2 "backing file 'base\.qcow2' is declared raw but is a qcow2 image: refused in top\.qcow2$"
+	for f in raw none; do
+		(cd "$i" && rm -f top.qcow2 && qemu-img create -q -f qcow2 -u -b base.raw -F raw top.qcow2 1M)
+		# No backing format (qemu-img no longer writes one so): the extension's type made the end of the list.
+		[ $f = none ] && python3 -c 'import sys; f = open(sys.argv[1], "r+b"); h = f.read(4096); f.seek(h.index(bytes.fromhex("e2792aca"))); f.write(bytes(4))' "$i/top.qcow2"
+		bundle_of "good-$f" top.qcow2 base.raw
+		rm -rf "$TESTS_TMP/hdest" && mkdir -p "$TESTS_TMP/hdest"
+		run unpack "$TESTS_TMP/h/good-$f.tar" --dest "$TESTS_TMP/hdest" --name vm
+		expect_rc 0
+		qemu-io -r -c 'read -P 0 0 1M' "$TESTS_TMP/hdest/vm/top.qcow2" >/dev/null || fail "good-$f: the overlay does not read through its base"
+	done
+	# Backing loops, and backing files that are not disk images.
+	(cd "$i" && rm -f a.qcow2 b.qcow2 && qemu-img create -q -f qcow2 -u -b b.qcow2 -F qcow2 a.qcow2 1M &&
+		qemu-img create -q -f qcow2 -u -b a.qcow2 -F qcow2 b.qcow2 1M)
+	bundle_of loop a.qcow2 b.qcow2
+	hostile loop "^kvmbox unpack: its backing chain loops: refused in a\.qcow2$"
+	(cd "$i" && rm -f a.qcow2 && qemu-img create -q -f qcow2 -u -b a.qcow2 -F qcow2 b.qcow2 1M && mv b.qcow2 a.qcow2)
+	bundle_of self a.qcow2
+	hostile self "^kvmbox unpack: backing file 'a\.qcow2' is not another disk image member of the bundle: refused in a\.qcow2$"
+	for f in domain.xml SHA256SUMS; do
+		(cd "$i" && rm -f a.qcow2 && qemu-img create -q -f qcow2 -u -b "$f" -F raw a.qcow2 1M)
+		bundle_of "backing-$f" a.qcow2
+		hostile "backing-$f" "^kvmbox unpack: backing file '$f' is not another disk image member of the bundle: refused in a\.qcow2$"
+	done
+	# Every format QEMU probes, as QEMU probes it (qemu-img info -f vmdk would force it; this lets QEMU choose).
+	for v in tests/fixtures/imageformat/*.head; do
+		f=$(basename "$v" .head)
+		f=${f%%-*}
+		case $f in raw | qcow2) continue ;; esac
+		cp "$v" "$i/disk.img"
+		qemu-img info "$i/disk.img" 2>&1 | grep -Eq "file format: $f|Could not open '$i/disk\.img': " ||
+			fail "$v: qemu-img takes it for raw"
+		bundle_of "format-$f" disk.img
+		hostile "format-$f" "^kvmbox unpack: a $f image, and a bundle carries only raw and qcow2 disks: refused: disk\.img$"
+	done
+	# dmg: QEMU probes a .dmg name as one, whatever the content.
+	cp "$i/base.raw" "$i/disk.dmg"
+	bundle_of dmg disk.dmg
+	hostile dmg "^kvmbox unpack: a dmg image, and a bundle carries only raw and qcow2 disks: refused: disk\.dmg$"
 }
 
 test_existing_directory_and_replace() {
@@ -245,8 +309,22 @@ test_existing_directory_and_replace() {
 	expect_rc 1
 	expect_eq "bind mount untouched" "$(cat "$TESTS_TMP/bindsrc/file")" "precious"
 	umount "$dest/r/mnt"
+	# A file can be a mount point too: a bind mount onto the old disk keeps the old tree whole, refused first.
+	echo precious >"$TESTS_TMP/bindfile"
+	mount --bind "$TESTS_TMP/bindfile" "$dest/r/disk.raw" || { fail "cannot bind-mount a file"; return; }
+	at_exit "umount '$dest/r/disk.raw' '$dest'/.r.kvmbox-*/disk.raw 2>/dev/null" # where a swap would have taken it
+	local before
+	before=$(cd "$dest/r" && find . -printf '%p %s %i\n' | sort)
+	run unpack "$TESTS_TMP/r.kvmbundle" --dest "$dest" --replace
+	expect_rc 1
+	expect_eq "file mount point" "$ERR" "kvmbox unpack: a mount point (kvmbox never removes across one): $dest/r/disk.raw: Device or resource busy"
+	expect_eq "old tree whole" "$(cd "$dest/r" && find . -printf '%p %s %i\n' | sort)" "$before"
+	expect_eq "bind source untouched" "$(cat "$TESTS_TMP/bindfile")" "precious"
+	expect_eq "no staging directory left" "$(ls -A "$dest" | tr '\n' ' ')" "r "
+	umount "$dest/r/disk.raw"
 	run unpack "$TESTS_TMP/r.kvmbundle" --dest "$dest" --replace
 	expect_rc 0
+	expect_eq "then replaced" "$(ls -A "$dest" | tr '\n' ' ')" "r "
 }
 
 test_not_enough_space() {
@@ -322,6 +400,36 @@ test_apparent_size_bomb() {
 	expect_match "--max-size" "$ERR" "declares 1000000000000 bytes, more than the 1073741824 allowed \(--max-size\)"
 	run unpack "$TESTS_TMP/bomb.tar" --dest "$dest" --max-size lots
 	expect_rc 2
+}
+
+# Many members each just under the bound: their sum is over it, refused from the second
+# member's header in well under a second (not after hashing 60 x 127 MiB of holes).
+test_apparent_size_sum() {
+	local m="$TESTS_TMP/sum" dest="$TESTS_TMP/sumdest" start end i names=""
+	mkdir -p "$m" "$dest"
+	printf '<domain type="qemu"><name>vm</name><devices><disk type="file"><source file="d01.raw"/></disk></devices></domain>\n' >"$m/domain.xml"
+	for i in $(seq -w 1 60); do
+		truncate -s 127M "$m/d$i.raw"
+		printf 'data %s' "$i" | dd of="$m/d$i.raw" bs=512 seek=1000 conv=notrunc status=none
+		names+=" d$i.raw"
+	done
+	(cd "$m" && sha256sum domain.xml $names >SHA256SUMS && tar --format=pax --sparse -cf "$TESTS_TMP/sum.tar" domain.xml $names SHA256SUMS)
+	rm -f "$m"/d*.raw
+	mount -t tmpfs -o size=128m tmpfs "$dest" || { fail "cannot mount a tmpfs"; return; }
+	at_exit "umount '$dest' 2>/dev/null"
+	start=$(date +%s%N)
+	RUN_BOUND=30 run unpack "$TESTS_TMP/sum.tar" --dest "$dest" --name vm
+	end=$(date +%s%N)
+	expect_rc 1
+	local xml_size
+	xml_size=$(stat -c %s "$m/domain.xml")
+	expect_eq "refused from the headers" "$ERR" "kvmbox unpack: member d02.raw: the members declare $((xml_size + 2 * 133169152)) bytes in all, more than the 134217728 of the destination filesystem (--max-size)"
+	[ $(((end - start) / 1000000)) -lt 1000 ] || fail "refusal took $(((end - start) / 1000000)) ms"
+	expect_eq "nothing left" "$(ls -A "$dest")" ""
+	RUN_BOUND=30 run unpack "$TESTS_TMP/sum.tar" --dest "$dest" --name vm --max-size 1G
+	expect_eq "--max-size" "$ERR" "kvmbox unpack: member d09.raw: the members declare $((xml_size + 9 * 133169152)) bytes in all, more than the 1073741824 allowed (--max-size)"
+	expect_eq "nothing left" "$(ls -A "$dest")" ""
+	umount "$dest"
 }
 
 # big_bundle FILE: a zstd bundle whose disk member is 4 GiB of non-zero data (not holes), so
@@ -537,10 +645,12 @@ test_unpack_from_http() {
 t test_round_trip_every_compression
 t test_plain_tar_tools_can_read_a_bundle
 t test_hostile_bundles_are_refused
+t test_images_as_qemu_reads_them
 t test_existing_directory_and_replace
 t test_not_enough_space
 t test_pack_onto_a_full_filesystem
 t test_apparent_size_bomb
+t test_apparent_size_sum
 t test_interrupted_unpack_leaves_nothing
 t test_two_disks_hashed_side_by_side
 t test_target_and_usage

@@ -114,6 +114,26 @@ static void qcow2_headers(void **state)
 	assert_int_equal(q.version, 3);
 	assert_int_equal(q.virtual_size, 16 << 20);
 	assert_string_equal(q.backing, "base.qcow2");
+	assert_string_equal(q.backing_format, "qcow2");
+	/* Header extensions QEMU would act on and kvmbox does not know, or that name another file: refused. */
+	memcpy(head + 0x80, "\x12\x34\x56\x78", 4); /* the feature table's type, now unknown */
+	assert_int_equal(kb_qcow2_parse((uint8_t *)head, len, &q, &err), -1);
+	assert_string_equal(err.what, "qcow2 header extension 0x12345678 is not one kvmbox knows");
+	memcpy(head + 0x80, "DATA", 4);
+	assert_int_equal(kb_qcow2_parse((uint8_t *)head, len, &q, &err), -1);
+	memcpy(head + 0x80, "\xe2\x79\x2a\xca", 4); /* a second backing format */
+	assert_int_equal(kb_qcow2_parse((uint8_t *)head, len, &q, &err), -1);
+	assert_string_equal(err.what, "qcow2 backing format extension given twice");
+	memcpy(head + 0x80, "\x68\x03\xf8\x57", 4);
+	memcpy(head + 0x78, "vmdk\0\0\0\0", 8);
+	head[0x77] = 4;
+	assert_int_equal(kb_qcow2_parse((uint8_t *)head, len, &q, &err), 1);
+	assert_string_equal(q.backing_format, "vmdk");
+	head[0x77] = 0x40; /* longer than any format name */
+	assert_int_equal(kb_qcow2_parse((uint8_t *)head, len, &q, &err), -1);
+	head[0x77] = 4;
+	/* Extensions running past what was read: corrupt, not read past the buffer. */
+	assert_int_equal(kb_qcow2_parse((uint8_t *)head, 0x84, &q, &err), -1);
 	/* The backing name cut off: corrupt, not read past the buffer. */
 	assert_int_equal(kb_qcow2_parse((uint8_t *)head, 120, &q, &err), -1);
 	head[4 + 3] = 9; /* version 9 */
@@ -124,8 +144,56 @@ static void qcow2_headers(void **state)
 	assert_int_equal(q.version, 2);
 	assert_string_equal(q.backing, "");
 	free(head);
+	/* Real headers qemu-img wrote: a declared backing format, and persistent bitmaps. */
+	head = read_fixture("tests/fixtures/qcow2/backing-vmdk-head", &len);
+	assert_int_equal(kb_qcow2_parse((uint8_t *)head, len, &q, &err), 1);
+	assert_string_equal(q.backing, "base.raw");
+	assert_string_equal(q.backing_format, "vmdk");
+	free(head);
+	head = read_fixture("tests/fixtures/qcow2/bitmaps-head", &len);
+	assert_int_equal(kb_qcow2_parse((uint8_t *)head, len, &q, &err), 1);
+	assert_string_equal(q.backing_format, "");
+	free(head);
 	assert_int_equal(kb_qcow2_parse((const uint8_t *)"\x7f" "ELF", 4, &q, &err), 0);
 	assert_int_equal(kb_qcow2_parse((const uint8_t *)"QFI\xfb", 4, &q, &err), -1);
+}
+
+/* Each fixture is the head of an image QEMU probes as the format its name starts with. */
+static void image_formats(void **state)
+{
+	(void)state;
+	static const char *const fixtures[] = {
+		"bochs", "cloop", "luks", "parallels", "qcow", "qcow2", "qed", "raw-gpt", "vdi", "vhdx", "vmdk",
+		"vmdk-stream", "vmdk-descriptor", "vmdk-version-first", "vmdk-comments-blank", "vmdk-crlf", "vpc",
+	};
+	for (size_t i = 0; i < sizeof(fixtures) / sizeof(fixtures[0]); i++) {
+		char path[128], want[32];
+		snprintf(path, sizeof(path), "tests/fixtures/imageformat/%s.head", fixtures[i]);
+		snprintf(want, sizeof(want), "%.*s", (int)strcspn(fixtures[i], "-"), fixtures[i]);
+		size_t len;
+		char *head = read_fixture(path, &len);
+		assert_string_equal(kb_image_format((uint8_t *)head, len), want);
+		free(head);
+	}
+	/* Descriptor lines QEMU does not read as one, and a descriptor past what QEMU probes: raw. */
+	const char *raw[] = { "versionX1\n", "version=4\n", "x\nversion=1\n", "# comment without an end", "\tversion=1\n", "" };
+	for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++)
+		assert_string_equal(kb_image_format((const uint8_t *)raw[i], strlen(raw[i])), "raw");
+	char late[1024];
+	memset(late, ' ', sizeof(late));
+	late[0] = '#';
+	late[600] = '\n';
+	memcpy(late + 601, "version=1\n", 10);
+	assert_string_equal(kb_image_format((uint8_t *)late, sizeof(late)), "raw");
+	/* A short file: what was read, or zeros after it, whichever a QEMU passes its probes. */
+	assert_string_equal(kb_image_format((const uint8_t *)"#!/bin/sh\n", 10), "cloop");
+	assert_string_equal(kb_image_format((const uint8_t *)"QFI\xfb\0\0\0\3", 8), "qcow2");
+	/* A qcow2 header another probe claims too (VDI's magic at 0x40) is not taken for qcow2. */
+	size_t len;
+	char *head = read_fixture("tests/fixtures/imageformat/qcow2.head", &len);
+	memcpy(head + 0x40, "\x7f\x10\xda\xbe", 4);
+	assert_string_equal(kb_image_format((uint8_t *)head, len), "vdi");
+	free(head);
 }
 
 int main(void)
@@ -136,6 +204,7 @@ int main(void)
 		cmocka_unit_test(manifest_lookup),
 		cmocka_unit_test(member_names),
 		cmocka_unit_test(qcow2_headers),
+		cmocka_unit_test(image_formats),
 	};
 	return cmocka_run_group_tests_name("bundle", tests, NULL, NULL);
 }
