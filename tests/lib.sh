@@ -262,6 +262,15 @@ net_state() {
 VIRSH="timeout -k 2 60 virsh -q -c qemu:///system"
 # _virt_socket_answers SOCKET: something accepts connections there.
 _virt_socket_answers() { [ -S "$1" ] && timeout 5 "$HELPERS/unix-connect" "$1" 2>/dev/null; }
+# daemon CMD...: start a daemon that forks (-d) with none of this shell's descriptors
+# beyond stdio: a daemon that inherits a lock or a pipe of the test holds it for ever.
+daemon() {
+	(
+		local fd
+		for fd in $(ls /proc/$BASHPID/fd); do [ "$fd" -le 2 ] || eval "exec $fd>&-"; done
+		exec "$@" </dev/null >/dev/null 2>&1
+	)
+}
 # virt_up: virtlogd and libvirtd answering. This machine has no systemd as PID 1, so
 # they are started here (-d) when their sockets are absent and stopped at exit.
 # QEMU's user must be able to open /dev/kvm, else libvirt re-probes QEMU on every
@@ -270,7 +279,7 @@ _virt_socket_answers() { [ -S "$1" ] && timeout 5 "$HELPERS/unix-connect" "$1" 2
 virt_up() {
 	local i
 	if ! _virt_socket_answers /run/libvirt/virtlogd-sock; then
-		virtlogd -d && at_exit 'kill $(cat /run/virtlogd.pid 2>/dev/null) 2>/dev/null'
+		daemon virtlogd -d && at_exit 'kill $(cat /run/virtlogd.pid 2>/dev/null) 2>/dev/null'
 	fi
 	# hugetlbfs where systemd mounts it on every host. libvirtd looks for it only when it
 	# starts: one that runs without it (started before the mount) is restarted.
@@ -285,7 +294,7 @@ virt_up() {
 		for ((i = 0; i < 100; i++)); do _virt_socket_answers /run/libvirt/libvirt-sock || break; sleep 0.1; done
 	fi
 	if ! _virt_socket_answers /run/libvirt/libvirt-sock; then
-		libvirtd -d && at_exit 'kill $(cat /run/libvirtd.pid 2>/dev/null) 2>/dev/null'
+		daemon libvirtd -d && at_exit 'kill $(cat /run/libvirtd.pid 2>/dev/null) 2>/dev/null'
 		for ((i = 0; i < 200; i++)); do _virt_socket_answers /run/libvirt/libvirt-sock && break; sleep 0.1; done
 	fi
 	if [ -c /dev/kvm ] && getent group kvm >/dev/null; then

@@ -84,6 +84,8 @@ int kb_run_program(const struct kb_ctx *ctx, char *const argv[], struct kb_error
 	posix_spawn_file_actions_t actions;
 	posix_spawn_file_actions_init(&actions);
 	posix_spawn_file_actions_adddup2(&actions, STDERR_FILENO, STDOUT_FILENO);
+	/* Nothing of kvmbox's beyond stdio: a daemon started here (libvirtd -d) would hold it for ever. */
+	posix_spawn_file_actions_addclosefrom_np(&actions, STDERR_FILENO + 1);
 	posix_spawnattr_t attr;
 	kb_spawnattr_init(&attr);
 	fflush(NULL);
