@@ -362,3 +362,15 @@ int kb_sysroot_make_dirs(const struct kb_ctx *ctx, const char *abs_dir, struct k
 			return 0;
 	}
 }
+
+int kb_sysroot_unlink(const struct kb_ctx *ctx, const char *abs_path, struct kb_error *err)
+{
+	char name[NAME_MAX + 1];
+	struct kb_path p;
+	autoclose_fd dir = kb_sysroot_open_parent(ctx, abs_path, name, err);
+	if (dir < 0)
+		return err && err->errnum == ENOENT ? 0 : -1;
+	if (unlinkat(dir, name, 0) == 0)
+		return 1;
+	return errno == ENOENT ? 0 : kb_fail(err, errno, shown(ctx, abs_path, &p), "removing");
+}

@@ -78,6 +78,12 @@ int kb_sysroot_open_parent(const struct kb_ctx *ctx, const char *abs_path, char 
 int kb_sysroot_canonical(const struct kb_ctx *ctx, const char *abs_path, bool follow_last,
 			 struct kb_path *out, struct kb_error *err);
 
+/*
+ * Remove the file @abs_path inside its root (a link itself, never its target).
+ * Returns 1 when removed, 0 when it was not there, -1 with @err set.
+ */
+int kb_sysroot_unlink(const struct kb_ctx *ctx, const char *abs_path, struct kb_error *err);
+
 /* mkdir -p of @abs_dir inside its root (each new directory 0755), confined as above. */
 int kb_sysroot_make_dirs(const struct kb_ctx *ctx, const char *abs_dir, struct kb_error *err);
 
