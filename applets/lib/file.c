@@ -289,7 +289,7 @@ static int resolve_links(const struct kb_ctx *ctx, const char *abs_path, char na
 		if (strlen(next) >= sizeof(cur) || normalize_in_root(next) < 0)
 			return kb_fail(err, EXDEV, shown->s, "writing: the symbolic link points outside the root (%s -> %s):",
 				       cur, target);
-		snprintf(cur, sizeof(cur), "%s", next);
+		memcpy(cur, next, strlen(next) + 1); /* fits: checked above */
 	}
 	kb_sysroot_path(ctx, abs_path, shown, NULL);
 	return kb_fail(err, ELOOP, shown->s, "writing: too many levels of symbolic links (a loop?) at");
