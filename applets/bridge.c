@@ -10,6 +10,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <glob.h>
 #include <net/if_arp.h>
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <linux/rtnetlink.h>
 #include <netlink/route/nexthop.h>
 
@@ -870,13 +872,16 @@ out:
 /* Remove @abs_path (under the target); a row says so. */
 static int remove_persisted(struct bridge *b, const char *abs_path, struct kb_error *err)
 {
-	struct kb_path p;
-	if (kb_sysroot_path(b->ctx, abs_path, &p, err) < 0)
-		return -1;
-	if (access(p.s, F_OK) != 0)
+	char name[NAME_MAX + 1];
+	autoclose_fd dir = kb_sysroot_open_parent(b->ctx, abs_path, name, NULL);
+	struct stat st;
+	if (dir < 0 || fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
 		return 0;
-	if (!b->dry_run && unlink(p.s) < 0)
-		return kb_fail(err, errno, p.s, "removing");
+	if (!b->dry_run) {
+		int removed = kb_sysroot_unlink(b->ctx, abs_path, err);
+		if (removed <= 0)
+			return removed;
+	}
 	row(b, "persist", b->dry_run ? KB_WOULD_CHANGE : KB_CHANGED, "%s removed", abs_path);
 	return 0;
 }
@@ -900,10 +905,7 @@ static int unpersist(struct bridge *b, const char *name, const char *kind, bool 
 		snprintf(own, sizeof(own), "/etc/systemd/network/%s.network", name);
 		if (remove_persisted(b, own, err) < 0)
 			return -1;
-		struct kb_path dir;
-		if (kb_sysroot_path(b->ctx, "/etc/systemd/network", &dir, err) < 0)
-			return -1;
-		autoclose_dir d = opendir(dir.s);
+		autoclose_dir d = kb_sysroot_opendir(b->ctx, "/etc/systemd/network", NULL);
 		struct dirent *de;
 		char binding[64];
 		snprintf(binding, sizeof(binding), "\nBridge=%s\n", name);

@@ -14,6 +14,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <glob.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -77,7 +78,11 @@ struct doctor {
 	char *caps_xml;
 	xmlDoc *caps;
 	struct kb_rows rows;
-	char stale_caps[8][PATH_MAX]; /* caps.cache: the stale files found */
+	struct stale_cache {           /* caps.cache: the stale files found, by name in CAPS_CACHE_DIR */
+		char name[NAME_MAX + 1];
+		dev_t dev;
+		ino_t ino;
+	} stale_caps[8];
 	size_t stale_count;
 	long long libvirt_ctime[2];   /* caps.cache: libvirt_self_ctime() of libvirtd and of virtqemud */
 };
@@ -344,17 +349,28 @@ static long long libvirt_self_ctime(const struct doctor *d, const char *daemon)
 	return newest;
 }
 
-/* Why a cache file no longer describes this host (as libvirt itself would judge it), or NULL. */
-static const char *stale_reason(struct doctor *d, const char *file, char *buf, size_t size)
+/*
+ * Why the file open at @fd (@file in messages) no longer describes this host
+ * (as libvirt itself would judge it), or NULL. *is_cache says whether it is a
+ * QEMU capabilities cache at all (root element <qemuCaps>): anything else in
+ * the directory (a libvirt <domain>, unreadable XML) is never judged stale.
+ */
+static const char *stale_reason(struct doctor *d, int fd, const char *file, bool *is_cache, char *buf, size_t size)
 {
 	autofree char *text = NULL;
 	size_t len;
-	if (kb_read_path(file, 16u << 20, &text, &len, NULL) < 0)
+	*is_cache = false;
+	if (kb_read_fd(fd, file, 16u << 20, &text, &len, NULL) < 0)
 		return NULL;
 	xmlDoc *doc = kb_xml_parse(&d->xml, text, len, file, NULL);
 	if (!doc)
-		return snprintf(buf, size, "not readable XML"), buf;
+		return NULL;
 	xmlNode *root = d->xml.root_element(doc);
+	*is_cache = root && root->type == XML_ELEMENT_NODE && !strcmp((const char *)root->name, "qemuCaps");
+	if (!*is_cache) {
+		d->xml.free_doc(doc);
+		return NULL;
+	}
 	autofree char *emulator = kb_xml_text(&d->xml, kb_xml_child(root, "emulator"));
 	autofree char *qemu_ctime = kb_xml_text(&d->xml, kb_xml_child(root, "qemuctime"));
 	autofree char *self_ctime = kb_xml_text(&d->xml, kb_xml_child(root, "selfctime"));
@@ -389,11 +405,14 @@ static void diagnose_caps_cache(struct doctor *d)
 		return;
 	struct kb_row *r = kb_rows_add(&d->rows);
 	struct kb_path dir;
-	autoclose_dir dh = kb_sysroot_path(d->ctx, CAPS_CACHE_DIR, &dir, NULL) == 0 ? opendir(dir.s) : NULL;
+	struct kb_error list_err = { 0 };
+	/* Listed, read and later cleaned through one confined directory fd: a link never leads out of the root. */
+	autoclose_dir dh = kb_sysroot_opendir(d->ctx, CAPS_CACHE_DIR, &list_err);
 	if (!dh) {
-		kb_row_set(r, id, KB_PASS, "no cached QEMU capabilities (%s: %s)", CAPS_CACHE_DIR, strerror(errno));
+		kb_row_set(r, id, KB_PASS, "no cached QEMU capabilities (%s: %s)", CAPS_CACHE_DIR, strerror(list_err.errnum));
 		return;
 	}
+	kb_sysroot_path(d->ctx, CAPS_CACHE_DIR, &dir, NULL);
 	/* Once for every cache file: what libvirt's daemons would record now. */
 	d->libvirt_ctime[0] = libvirt_self_ctime(d, "/usr/sbin/libvirtd");
 	d->libvirt_ctime[1] = libvirt_self_ctime(d, "/usr/sbin/virtqemud");
@@ -404,12 +423,21 @@ static void diagnose_caps_cache(struct doctor *d)
 		size_t n = strlen(de->d_name);
 		if (n < 5 || strcmp(de->d_name + n - 4, ".xml") != 0)
 			continue;
-		files++;
 		char path[PATH_MAX + 256], reason[200];
 		snprintf(path, sizeof(path), "%s/%s", dir.s, de->d_name);
-		if (!stale_reason(d, path, reason, sizeof(reason)) || d->stale_count >= 8)
+		autoclose_fd fd = openat(dirfd(dh), de->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		struct stat st;
+		if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
 			continue;
-		snprintf(d->stale_caps[d->stale_count++], PATH_MAX, "%.*s", PATH_MAX - 1, path);
+		bool is_cache;
+		const char *stale = stale_reason(d, fd, path, &is_cache, reason, sizeof(reason));
+		files += is_cache;
+		if (!stale || d->stale_count >= 8)
+			continue;
+		struct stale_cache *c = &d->stale_caps[d->stale_count++];
+		snprintf(c->name, sizeof(c->name), "%s", de->d_name);
+		c->dev = st.st_dev;
+		c->ino = st.st_ino;
 		if (!first_reason[0])
 			snprintf(first_reason, sizeof(first_reason), "%s", reason);
 	}
@@ -424,9 +452,21 @@ static void diagnose_caps_cache(struct doctor *d)
 		return;
 	struct kb_error err = { 0 };
 	int rc = 0;
-	for (size_t i = 0; i < d->stale_count && rc == 0; i++)
-		if (unlink(d->stale_caps[i]) < 0 && errno != ENOENT)
-			rc = kb_fail(&err, errno, d->stale_caps[i], "removing");
+	for (size_t i = 0; i < d->stale_count && rc == 0; i++) {
+		/* Only the very file judged stale: a name swapped for another file since is kept. */
+		const struct stale_cache *c = &d->stale_caps[i];
+		char path[PATH_MAX + NAME_MAX + 2];
+		snprintf(path, sizeof(path), "%s/%s", dir.s, c->name);
+		struct stat st;
+		if (fstatat(dirfd(dh), c->name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			if (errno != ENOENT)
+				rc = kb_fail(&err, errno, path, "removing");
+		} else if (st.st_dev != c->dev || st.st_ino != c->ino) {
+			rc = kb_fail(&err, EBUSY, path, "removing: replaced since it was judged stale:");
+		} else if (unlinkat(dirfd(dh), c->name, 0) < 0 && errno != ENOENT) {
+			rc = kb_fail(&err, errno, path, "removing");
+		}
+	}
 	bool restart = rc == 0 && kb_sysroot_is_host(d->ctx) && !d->ctx->target && socket_answers(d, LIBVIRT_SOCKET);
 	if (restart) {
 		if (d->conn) {

@@ -184,10 +184,7 @@ static int compare_names(const void *a, const void *b)
  */
 static void report_overrides(struct grub_args *g)
 {
-	struct kb_path dir;
-	if (kb_sysroot_path(g->ctx, GRUB_DEFAULTS_DIR, &dir, NULL) < 0)
-		return;
-	autoclose_dir d = opendir(dir.s);
+	autoclose_dir d = kb_sysroot_opendir(g->ctx, GRUB_DEFAULTS_DIR, NULL);
 	if (!d)
 		return;
 	char *names[64];

@@ -342,11 +342,9 @@ static int persist_rules(struct pci *p, struct kb_pci_dev **devs, int n, bool ad
 	bool changed = false;
 	if (count == 0) {
 		/* Nothing left to keep: the file goes. */
-		struct kb_path path;
 		changed = old != NULL;
-		if (changed && !p->dry_run &&
-		    (kb_sysroot_path(p->ctx, UDEV_RULES, &path, err) < 0 || (unlink(path.s) < 0 && errno != ENOENT)))
-			return kb_fail(err, errno, UDEV_RULES, "removing");
+		if (changed && !p->dry_run && kb_sysroot_unlink(p->ctx, UDEV_RULES, err) < 0)
+			return -1;
 	} else if (kb_file_ensure(p->ctx, UDEV_RULES, text, len, 0644, p->dry_run, &changed, err) < 0) {
 		return -1;
 	}

@@ -1,10 +1,12 @@
 /* Account names from the sysroot's /etc files; see kvmbox/accounts.h. */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <string.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "kvmbox/accounts.h"
 #include "kvmbox/cleanup.h"
@@ -12,10 +14,11 @@
 
 static FILE *open_mapped(const struct kb_ctx *ctx, const char *abs_path)
 {
-	struct kb_path p;
-	if (kb_sysroot_path(ctx, abs_path, &p, NULL) < 0)
-		return NULL;
-	return fopen(p.s, "re");
+	int fd = kb_sysroot_open(ctx, abs_path, O_RDONLY, 0, NULL);
+	FILE *f = fd < 0 ? NULL : fdopen(fd, "re");
+	if (fd >= 0 && !f)
+		close(fd);
+	return f;
 }
 
 const char *kb_group_name(const struct kb_ctx *ctx, gid_t gid, char *buf, size_t size)
@@ -51,7 +54,7 @@ int kb_group_id(const struct kb_ctx *ctx, const char *name, gid_t *gid, struct k
 	struct kb_path p;
 	if (kb_sysroot_path(ctx, "/etc/group", &p, err) < 0)
 		return -1;
-	autoclose_file f = fopen(p.s, "re");
+	autoclose_file f = open_mapped(ctx, "/etc/group");
 	if (!f)
 		return kb_fail(err, errno, p.s, "opening");
 	struct group *gr;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -59,16 +60,22 @@ static int read_fd_all(int fd, const char *path, size_t max_size, char **data, s
 	return 0;
 }
 
-static int resolve_links(const struct kb_ctx *ctx, const char *abs_path, struct kb_path *out, struct kb_error *err);
+static int resolve_links(const struct kb_ctx *ctx, const char *abs_path, char name[NAME_MAX + 1],
+			 struct kb_path *shown, struct kb_error *err);
 
 int kb_read_file(const struct kb_ctx *ctx, const char *abs_path, size_t max_size, char **data,
 		 size_t *len, struct kb_error *err)
 {
 	/* A symlinked file is read where kvmbox would write it: its target, inside the root. */
+	char name[NAME_MAX + 1];
 	struct kb_path p;
-	if (resolve_links(ctx, abs_path, &p, err) < 0)
+	autoclose_fd dir = resolve_links(ctx, abs_path, name, &p, err);
+	if (dir < 0)
 		return -1;
-	return kb_read_path(p.s, max_size, data, len, err);
+	autoclose_fd fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return kb_fail(err, errno, p.s, "opening");
+	return read_fd_all(fd, p.s, max_size, data, len, err);
 }
 
 int kb_read_fd(int fd, const char *name, size_t max_size, char **data, size_t *len, struct kb_error *err)
@@ -90,9 +97,9 @@ int kb_read_value(const struct kb_ctx *ctx, const char *abs_path, char *buf, siz
 	struct kb_path p;
 	if (kb_sysroot_path(ctx, abs_path, &p, err) < 0)
 		return -1;
-	autoclose_fd fd = open(p.s, O_RDONLY | O_CLOEXEC);
+	autoclose_fd fd = kb_sysroot_open(ctx, abs_path, O_RDONLY, 0, err);
 	if (fd < 0)
-		return kb_fail(err, errno, p.s, "opening");
+		return -1;
 	size_t used = 0;
 	for (;;) {
 		if (used + 1 >= size)
@@ -124,9 +131,9 @@ int kb_write_value(const struct kb_ctx *ctx, const char *abs_path, const char *v
 	struct kb_path p;
 	if (kb_sysroot_path(ctx, abs_path, &p, err) < 0)
 		return -1;
-	autoclose_fd fd = open(p.s, O_WRONLY | O_CLOEXEC);
+	autoclose_fd fd = kb_sysroot_open(ctx, abs_path, O_WRONLY, 0, err);
 	if (fd < 0)
-		return kb_fail(err, errno, p.s, "opening");
+		return -1;
 	if (write_all(fd, value, strlen(value)) < 0)
 		return kb_fail(err, errno, p.s, "writing '%s' to", value);
 	return 0;
@@ -155,26 +162,30 @@ int kb_fsync_dir(const char *dir, struct kb_error *err)
 	return 0;
 }
 
-/* Keep the current file as @backup: a hard link made under a temporary name, then renamed. */
-static int keep_backup(const char *path, const char *backup, struct kb_error *err)
+/*
+ * Keep @name in @dir as @backup there: a hard link made under a temporary name,
+ * then renamed (@shown names the backup in messages).
+ */
+static int keep_backup(int dir, const char *name, const char *backup, const char *shown, struct kb_error *err)
 {
-	char tmp[PATH_MAX];
+	char tmp[NAME_MAX + 8];
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp", backup) >= (int)sizeof(tmp))
-		return kb_fail(err, ENAMETOOLONG, backup, "making backup");
-	unlink(tmp);
-	if (link(path, tmp) < 0)
-		return kb_fail(err, errno, tmp, "making backup");
-	if (rename(tmp, backup) < 0) {
+		return kb_fail(err, ENAMETOOLONG, shown, "making backup");
+	unlinkat(dir, tmp, 0);
+	if (linkat(dir, name, dir, tmp, 0) < 0)
+		return kb_fail(err, errno, shown, "making backup");
+	if (renameat(dir, tmp, dir, backup) < 0) {
 		int e = errno;
-		unlink(tmp);
-		return kb_fail(err, e, backup, "making backup");
+		unlinkat(dir, tmp, 0);
+		return kb_fail(err, e, shown, "making backup");
 	}
 	return 0;
 }
 
-static int verify_content(const char *path, const void *data, size_t len, struct kb_error *err)
+static int verify_content(int dir, const char *name, const char *path, const void *data, size_t len,
+			  struct kb_error *err)
 {
-	autoclose_fd fd = open(path, O_RDONLY | O_CLOEXEC);
+	autoclose_fd fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return kb_fail(err, errno, path, "reading back");
 	autofree char *back = NULL;
@@ -235,68 +246,100 @@ static int normalize_in_root(char *path)
 /*
  * Where a write to @abs_path really lands: a symlink (or a chain of them) is
  * followed to its final target, read as a path inside the root (an absolute
- * link in a --root tree points into that tree), so the target is replaced and
- * the link stays a link. A loop, or a relative link that climbs out of the
- * root, is refused.
+ * link in a --root tree points into that tree; every directory on the way is
+ * resolved inside the root too), so the target is replaced and the link stays
+ * a link. A loop, or a relative link that climbs out of the root, is refused.
+ * Returns the fd of the directory holding the final file, its name in @name
+ * and its mapped path in @shown, for messages; every later step goes through
+ * that fd.
  */
-static int resolve_links(const struct kb_ctx *ctx, const char *abs_path, struct kb_path *out, struct kb_error *err)
+static int resolve_links(const struct kb_ctx *ctx, const char *abs_path, char name[NAME_MAX + 1],
+			 struct kb_path *shown, struct kb_error *err)
 {
 	char cur[PATH_MAX];
-	snprintf(cur, sizeof(cur), "%s", abs_path);
+	if (snprintf(cur, sizeof(cur), "%s", abs_path) >= (int)sizeof(cur))
+		return kb_fail(err, ENAMETOOLONG, abs_path, "opening");
 	for (int hops = 0; hops <= 40; hops++) {
-		if (kb_sysroot_path(ctx, cur, out, err) < 0)
+		if (kb_sysroot_path(ctx, cur, shown, err) < 0)
 			return -1;
+		int dir = kb_sysroot_open_parent(ctx, cur, name, err);
+		if (dir < 0)
+			return err ? kb_fail(err, err->errnum, shown->s, "opening") : -1;
 		struct stat st;
-		if (lstat(out->s, &st) < 0 || !S_ISLNK(st.st_mode))
-			return 0;
+		if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISLNK(st.st_mode))
+			return dir;
 		char target[PATH_MAX];
-		ssize_t n = readlink(out->s, target, sizeof(target) - 1);
+		ssize_t n = readlinkat(dir, name, target, sizeof(target) - 1);
+		close(dir);
 		if (n < 0)
-			return kb_fail(err, errno, out->s, "reading the symbolic link");
+			return kb_fail(err, errno, shown->s, "reading the symbolic link");
 		target[n] = '\0';
 		char next[PATH_MAX * 2];
 		if (target[0] == '/') {
 			snprintf(next, sizeof(next), "%s", target);
 		} else {
-			char dir[PATH_MAX];
-			snprintf(dir, sizeof(dir), "%s", cur);
-			snprintf(next, sizeof(next), "%s/%s", dirname(dir), target);
+			/* Relative to the directory the link really is in, as the root sees it. */
+			char dir_path[PATH_MAX];
+			snprintf(dir_path, sizeof(dir_path), "%s", cur);
+			struct kb_path real_dir;
+			if (kb_sysroot_canonical(ctx, dirname(dir_path), true, &real_dir, err) < 0)
+				return -1;
+			snprintf(next, sizeof(next), "%s/%s", real_dir.s, target);
 		}
 		if (strlen(next) >= sizeof(cur) || normalize_in_root(next) < 0)
-			return kb_fail(err, EXDEV, out->s, "writing: the symbolic link points outside the root (%s -> %s):",
+			return kb_fail(err, EXDEV, shown->s, "writing: the symbolic link points outside the root (%s -> %s):",
 				       cur, target);
 		memcpy(cur, next, strlen(next) + 1); /* fits: checked above */
 	}
-	return kb_fail(err, ELOOP, abs_path, "writing: too many levels of symbolic links (a loop?) at");
+	kb_sysroot_path(ctx, abs_path, shown, NULL);
+	return kb_fail(err, ELOOP, shown->s, "writing: too many levels of symbolic links (a loop?) at");
+}
+
+/* A new file ".NAME.kvmbox-XXXXXX" in @dir, mode 0600, its name in @tmp. */
+static int create_temp(int dir, const char *name, char tmp[NAME_MAX + 1])
+{
+	for (int tries = 0; tries < 100; tries++) {
+		unsigned int r = 0;
+		if (getrandom(&r, sizeof(r), GRND_NONBLOCK) < 0)
+			r = (unsigned int)getpid() * 2654435761u + (unsigned int)tries;
+		if (snprintf(tmp, NAME_MAX + 1, ".%s.kvmbox-%06x", name, r & 0xffffff) > NAME_MAX) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		int fd = openat(dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd >= 0 || errno != EEXIST)
+			return fd;
+	}
+	return -1;
 }
 
 int kb_write_file_atomic(const struct kb_ctx *ctx, const char *abs_path, const void *data,
 			 size_t len, const struct kb_write_options *opts, struct kb_error *err)
 {
+	if (opts && opts->create_dirs) {
+		char parent[PATH_MAX];
+		snprintf(parent, sizeof(parent), "%s", abs_path);
+		if (kb_sysroot_make_dirs(ctx, dirname(parent), err) < 0)
+			return -1;
+	}
+	char name[NAME_MAX + 1];
 	struct kb_path p;
-	if (resolve_links(ctx, abs_path, &p, err) < 0)
+	autoclose_fd dir = resolve_links(ctx, abs_path, name, &p, err);
+	if (dir < 0)
 		return -1;
-
-	char dir[PATH_MAX], base[PATH_MAX];
-	snprintf(dir, sizeof(dir), "%s", p.s);
-	snprintf(base, sizeof(base), "%s", p.s);
-	char *dir_name = dirname(dir);
-	const char *base_name = basename(base);
-
-	char tmp[PATH_MAX];
-	if (snprintf(tmp, sizeof(tmp), "%s/.%s.kvmbox-XXXXXX", dir_name, base_name) >= (int)sizeof(tmp))
-		return kb_fail(err, ENAMETOOLONG, p.s, "writing");
-	if (opts && opts->create_dirs && kb_make_dirs(dir_name, err) < 0)
-		return -1;
+	char dir_shown[PATH_MAX];
+	snprintf(dir_shown, sizeof(dir_shown), "%s", p.s);
+	const char *dir_name = dirname(dir_shown);
 
 	struct stat old;
-	bool exists = stat(p.s, &old) == 0;
+	bool exists = fstatat(dir, name, &old, AT_SYMLINK_NOFOLLOW) == 0;
 	if (!exists && errno != ENOENT)
 		return kb_fail(err, errno, p.s, "writing");
 	if (exists && !S_ISREG(old.st_mode))
 		return kb_fail(err, EINVAL, p.s, "writing: not a regular file:");
 
-	autoclose_fd fd = mkostemp(tmp, O_CLOEXEC);
+	char tmp[NAME_MAX + 1];
+	autoclose_fd fd = create_temp(dir, name, tmp);
 	if (fd < 0)
 		return kb_fail(err, errno, dir_name, "creating a temporary file in");
 
@@ -312,33 +355,33 @@ int kb_write_file_atomic(const struct kb_ctx *ctx, const char *abs_path, const v
 	else if (fsync(fd) < 0)
 		e = errno, step = "syncing";
 	if (e) {
-		unlink(tmp);
+		unlinkat(dir, tmp, 0);
 		return kb_fail(err, e, p.s, "%s", step);
 	}
 
 	if (exists && opts && opts->backup_suffix) {
-		char backup[PATH_MAX];
+		char backup[NAME_MAX + 1], backup_shown[PATH_MAX + NAME_MAX + 2];
 		/* A hidden backup (.NAME.suffix) where a directory's every file is read: ifupdown's source glob. */
-		int n = opts->backup_hidden
-				? snprintf(backup, sizeof(backup), "%s/.%s%s", dir_name, base_name, opts->backup_suffix)
-				: snprintf(backup, sizeof(backup), "%s%s", p.s, opts->backup_suffix);
+		int n = snprintf(backup, sizeof(backup), "%s%s%s", opts->backup_hidden ? "." : "", name,
+				 opts->backup_suffix);
 		if (n >= (int)sizeof(backup)) {
-			unlink(tmp);
+			unlinkat(dir, tmp, 0);
 			return kb_fail(err, ENAMETOOLONG, p.s, "making backup of");
 		}
-		if (keep_backup(p.s, backup, err) < 0) {
-			unlink(tmp);
+		snprintf(backup_shown, sizeof(backup_shown), "%s/%s", dir_name, backup);
+		if (keep_backup(dir, name, backup, backup_shown, err) < 0) {
+			unlinkat(dir, tmp, 0);
 			return -1;
 		}
 	}
-	if (rename(tmp, p.s) < 0) {
+	if (renameat(dir, tmp, dir, name) < 0) {
 		e = errno;
-		unlink(tmp);
+		unlinkat(dir, tmp, 0);
 		return kb_fail(err, e, p.s, "replacing");
 	}
-	if (kb_fsync_dir(dir_name, err) < 0)
-		return -1;
-	return verify_content(p.s, data, len, err);
+	if (fsync(dir) < 0)
+		return kb_fail(err, errno, dir_name, "syncing directory");
+	return verify_content(dir, name, p.s, data, len, err);
 }
 
 int kb_file_ensure(const struct kb_ctx *ctx, const char *abs_path, const char *data, size_t len,

@@ -192,6 +192,118 @@ static void atomic_write_failure_leaves_nothing(void **state)
 	assert_string_equal(names, "sub");
 }
 
+/* Read @fd whole into @buf (a short file), for the resolver tests. */
+static void read_fd_text(int fd, char *buf, size_t size)
+{
+	assert_true(fd >= 0);
+	ssize_t n = read(fd, buf, size - 1);
+	assert_true(n >= 0);
+	buf[n] = '\0';
+	close(fd);
+}
+
+/*
+ * Links out of the root, at an intermediate component and at the last one,
+ * absolute and climbing: both ways of opening resolve them as the root sees
+ * them (as under chroot), never reaching the file outside.
+ */
+static void resolver_stays_in_root(void **state)
+{
+	struct fixture *f = *state;
+	char outside[64] = "/tmp/kvmbox-unit-out.XXXXXX", path[512], link[512], text[64];
+	assert_non_null(mkdtemp(outside));
+	snprintf(path, sizeof(path), "%s/secret", outside);
+	FILE *out = fopen(path, "w");
+	fputs("outside\n", out);
+	fclose(out);
+	snprintf(link, sizeof(link), "%s/etc/abs", f->root);
+	assert_int_equal(symlink(outside, link), 0);
+	snprintf(link, sizeof(link), "%s/etc/climb", f->root);
+	snprintf(path, sizeof(path), "../../../../../../../..%s", outside);
+	assert_int_equal(symlink(path, link), 0);
+	snprintf(link, sizeof(link), "%s/etc/secret-link", f->root);
+	snprintf(path, sizeof(path), "../../../../../../../..%s/secret", outside);
+	assert_int_equal(symlink(path, link), 0);
+	snprintf(link, sizeof(link), "%s/etc/loop", f->root);
+	assert_int_equal(symlink("loop", link), 0);
+
+	int root = open(f->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	assert_true(root >= 0);
+	int (*const open_in[])(int, const char *, int, mode_t) = { kb_sysroot_openat, kb_sysroot_walk_openat };
+	for (size_t i = 0; i < 2; i++) {
+		const char *escapes[] = { "/etc/abs/secret", "/etc/climb/secret", "/etc/secret-link" };
+		for (size_t j = 0; j < 3; j++) {
+			errno = 0;
+			assert_int_equal(open_in[i](root, escapes[j], O_RDONLY, 0), -1);
+			assert_int_equal(errno, ENOENT);
+		}
+		errno = 0;
+		assert_int_equal(open_in[i](root, "/etc/loop", O_RDONLY, 0), -1);
+		assert_int_equal(errno, ELOOP);
+		/* O_NOFOLLOW: the link itself, never its target. */
+		int fd = open_in[i](root, "/etc/abs", O_PATH | O_NOFOLLOW, 0);
+		struct stat st;
+		assert_true(fd >= 0);
+		assert_int_equal(fstat(fd, &st), 0);
+		assert_true(S_ISLNK(st.st_mode));
+		close(fd);
+	}
+	/* The root's own copy of that path is what the links name. */
+	snprintf(path, sizeof(path), "%s/tmp", f->root);
+	assert_int_equal(mkdir(path, 0755), 0);
+	snprintf(path, sizeof(path), "%s%s", f->root, outside);
+	assert_int_equal(mkdir(path, 0755), 0);
+	snprintf(path, sizeof(path), "%s%s/secret", f->root, outside);
+	out = fopen(path, "w");
+	fputs("inside\n", out);
+	fclose(out);
+	for (size_t i = 0; i < 2; i++) {
+		read_fd_text(open_in[i](root, "/etc/climb/secret", O_RDONLY, 0), text, sizeof(text));
+		assert_string_equal(text, "inside\n");
+		/* ".." after a link is the link target's parent, and stops at the root. */
+		snprintf(path, sizeof(path), "/etc/abs/../../../..%s/secret", outside);
+		read_fd_text(open_in[i](root, path, O_RDONLY, 0), text, sizeof(text));
+		assert_string_equal(text, "inside\n");
+		read_fd_text(open_in[i](root, "/etc/secret-link", O_RDONLY, 0), text, sizeof(text));
+		assert_string_equal(text, "inside\n");
+	}
+	close(root);
+
+	struct kb_path canon;
+	struct kb_error err;
+	assert_int_equal(kb_sysroot_canonical(&f->ctx, "/etc/climb/secret", true, &canon, &err), 0);
+	snprintf(path, sizeof(path), "%s/secret", outside);
+	assert_string_equal(canon.s, path);
+	assert_int_equal(kb_sysroot_canonical(&f->ctx, "/etc/abs/new/x", true, &canon, &err), 0);
+	snprintf(path, sizeof(path), "%s/new/x", outside);
+	assert_string_equal(canon.s, path);
+
+	/* Writes, backups and new directories land inside the root; the outside keeps one file. */
+	struct kb_write_options opts = { .backup_suffix = ".bak", .create_dirs = true };
+	assert_int_equal(kb_write_file_atomic(&f->ctx, "/etc/abs/secret", "new\n", 4, &opts, &err), 0);
+	assert_int_equal(kb_write_file_atomic(&f->ctx, "/etc/climb/made/deep", "x", 1, &opts, &err), 0);
+	char names[256];
+	list_dir(outside, names, sizeof(names));
+	assert_string_equal(names, "secret");
+	snprintf(path, sizeof(path), "%s%s", f->root, outside);
+	list_dir(path, names, sizeof(names));
+	assert_string_equal(names, "made secret secret.bak");
+	snprintf(path, sizeof(path), "%s/secret", outside);
+	int fd = open(path, O_RDONLY);
+	read_fd_text(fd, text, sizeof(text));
+	assert_string_equal(text, "outside\n");
+
+	char name[NAME_MAX + 1];
+	fd = kb_sysroot_open_parent(&f->ctx, "/etc/abs/secret", name, &err);
+	assert_true(fd >= 0);
+	assert_string_equal(name, "secret");
+	struct stat st;
+	assert_int_equal(fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW), 0);
+	assert_int_equal(st.st_size, 4);
+	close(fd);
+	assert_int_equal(kb_remove_tree(outside, NULL), 0);
+}
+
 static void json_strings_are_escaped(void **state)
 {
 	(void)state;
@@ -211,6 +323,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(read_file_and_value, setup, teardown),
 		cmocka_unit_test_setup_teardown(atomic_write_keeps_mode_and_backup, setup, teardown),
 		cmocka_unit_test_setup_teardown(atomic_write_failure_leaves_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(resolver_stays_in_root, setup, teardown),
 		cmocka_unit_test(json_strings_are_escaped),
 	};
 	return cmocka_run_group_tests_name("file", tests, NULL, NULL);

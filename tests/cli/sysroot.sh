@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# The sysroot contract against hostile roots: a --root or --target kvmbox did not make
+# is input. Symlinks at an intermediate component and at the last one, absolute and
+# climbing (../..), pointing out of the root: whatever the applet reads, writes, backs up,
+# lists or deletes stays inside the root, as the root itself sees it (as under chroot).
+# Every case checks the files outside by checksum, the one-line error and the exit status.
+. tests/lib.sh
+
+# outside_dir NAME: a directory outside every root, holding FILE copies to guard.
+outside_dir() {
+	mkdir -p "$TESTS_TMP/outside/$1"
+	echo "$TESTS_TMP/outside/$1"
+}
+# sums DIR: every file under DIR with its checksum, sorted (what must not change).
+sums() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0r sha256sum); }
+# climb ROOT LINKDIR: a relative link text from ROOT/LINKDIR to / on the host (../.. enough times).
+climb() {
+	local depth
+	depth=$(printf '%s' "$1$2" | tr -cd / | wc -c)
+	printf '../%.0s' $(seq "$depth")
+}
+one_line() { [ "$(printf '%s\n' "$ERR" | wc -l)" = 1 ] || fail "error is not one line: $ERR"; }
+
+# ---- grub-args: /etc/default linked out of the root ------------------------------
+
+grub_outside() {
+	local out
+	out=$(outside_dir "$1")
+	cp tests/fixtures/grub/debian.grub "$out/grub"
+	echo "$out"
+}
+
+# grub_refused ROOT OUTSIDE: grub-args add fails naming the file, the outside is untouched.
+grub_refused() {
+	local before
+	before=$(sums "$2")
+	run --root "$1" grub-args --no-update add iommu=pt
+	expect_rc 1
+	expect_eq "error" "$ERR" "kvmbox grub-args: neither /etc/default/grub nor /etc/kernel/cmdline exists: is a boot loader installed?"
+	one_line
+	expect_eq "outside untouched" "$(sums "$2")" "$before"
+	expect_eq "nothing written outside" "$(ls -A "$2")" grub
+}
+
+test_grub_intermediate_absolute_link() {
+	local r out
+	r=$(fx_new)
+	out=$(grub_outside grub-abs)
+	ln -s "$out" "$r/etc/default"
+	grub_refused "$r" "$out"
+}
+
+test_grub_intermediate_climbing_link() {
+	local r out
+	r=$(fx_new)
+	out=$(grub_outside grub-climb)
+	ln -s "$(climb "$r" /etc)${out#/}" "$r/etc/default"
+	grub_refused "$r" "$out"
+}
+
+# The same absolute link read as the root sees it: into the root's own copy of that path.
+test_grub_link_followed_inside_the_root() {
+	local r out
+	r=$(fx_new)
+	out=$(grub_outside grub-inside)
+	ln -s "$out" "$r/etc/default"
+	mkdir -p "$r$out"
+	cp tests/fixtures/grub/debian.grub "$r$out/grub"
+	local before
+	before=$(sums "$out")
+	run --root "$r" grub-args --no-update add iommu=pt
+	expect_rc 0
+	expect_match "edited inside" "$(cat "$r$out/grub")" 'GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt"'
+	cmp -s tests/fixtures/grub/debian.grub "$r$out/grub.kvmbox-bak" || fail "backup inside the root is not the original"
+	expect_eq "outside untouched" "$(sums "$out")" "$before"
+	[ -L "$r/etc/default" ] || fail "the link was replaced"
+}
+
+# A config tree kept elsewhere in the root, linked in at a directory and at the file.
+test_grub_symlinked_tree_inside_the_root() {
+	local r
+	r=$(fx_new)
+	mkdir -p "$r/srv/tree/default" "$r/srv/files"
+	cp tests/fixtures/grub/debian.grub "$r/srv/files/grub"
+	ln -s ../../files/grub "$r/srv/tree/default/grub"
+	ln -s /srv/tree/default "$r/etc/default"
+	run --root "$r" grub-args --no-update add iommu=pt
+	expect_rc 0
+	expect_match "edited behind both links" "$(cat "$r/srv/files/grub")" 'GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt"'
+	cmp -s tests/fixtures/grub/debian.grub "$r/srv/files/grub.kvmbox-bak" || fail "backup not beside the real file"
+	[ -L "$r/srv/tree/default/grub" ] || fail "the file link was replaced"
+}
+
+test_grub_last_component_absolute_link() {
+	local r out
+	r=$(fx_new)
+	out=$(grub_outside grub-last)
+	mkdir -p "$r/etc/default"
+	ln -s "$out/grub" "$r/etc/default/grub"
+	local before
+	before=$(sums "$out")
+	run --root "$r" grub-args --no-update add iommu=pt
+	expect_rc 1
+	expect_eq "error" "$ERR" "kvmbox grub-args: neither /etc/default/grub nor /etc/kernel/cmdline exists: is a boot loader installed?"
+	one_line
+	expect_eq "outside untouched" "$(sums "$out")" "$before"
+}
+
+# ---- devkvm --persist: the target's /etc/udev/rules.d linked out ----------------------
+
+devkvm_roots() {
+	R=$(fx_new)
+	mkdir -p "$R/sys/class/misc/kvm"
+	echo 10:232 >"$R/sys/class/misc/kvm/dev"
+	T=$(mktemp -d "$TESTS_TMP/target.XXXXXX")
+	mkdir -p "$T/etc/udev"
+	printf 'root:x:0:\nkvm:x:77:\n' >"$T/etc/group"
+}
+
+devkvm_refused() { # LINKTEXT OUTSIDE
+	ln -s "$1" "$T/etc/udev/rules.d"
+	echo 'KERNEL=="kvm", MODE="0666"' >"$2/65-kvm.rules"
+	local before
+	before=$(sums "$2")
+	run --root "$R" --target "$T" devkvm --persist
+	expect_rc 1
+	expect_match "error" "$ERR" "^kvmbox devkvm: .*$T/etc/udev/rules.d/65-kvm.rules: No such file or directory$"
+	one_line
+	expect_eq "outside untouched" "$(sums "$2")" "$before"
+	expect_eq "nothing written outside" "$(ls -A "$2")" 65-kvm.rules
+}
+
+test_devkvm_rules_dir_absolute_link() {
+	local out
+	devkvm_roots
+	out=$(outside_dir udev-abs)
+	devkvm_refused "$out" "$out"
+}
+
+test_devkvm_rules_dir_climbing_link() {
+	local out
+	devkvm_roots
+	out=$(outside_dir udev-climb)
+	devkvm_refused "$(climb "$T" /etc/udev)${out#/}" "$out"
+}
+
+# ---- kvm-load, hugepages: the same writer under --target ------------------------------
+
+test_hugepages_persist_sysctl_dir_link() {
+	local r out before
+	r=$(fx_new)
+	out=$(outside_dir sysctl)
+	local pool=$r/sys/kernel/mm/hugepages/hugepages-2048kB
+	mkdir -p "$pool"
+	echo 0 >"$pool/nr_hugepages"
+	echo 0 >"$pool/free_hugepages"
+	echo 0 >"$pool/surplus_hugepages"
+	ln -s "$(climb "$r" /etc)${out#/}" "$r/etc/sysctl.d"
+	before=$(sums "$out")
+	run --root "$r" hugepages set 0 --persist
+	expect_rc 1
+	expect_match "error" "$ERR" "^kvmbox hugepages: .*$r/etc/sysctl.d/[^ ]+: No such file or directory$"
+	one_line
+	expect_eq "outside untouched" "$(sums "$out")" "$before"
+	expect_eq "nothing written outside" "$(ls -A "$out")" ""
+}
+
+# ---- doctor --fix: the capability cache directory linked out ----------------------------
+
+caps_root() {
+	R=$(fx_new)
+	mkdir -p "$R/usr/bin" "$R/usr/sbin" "$R/proc/sys/kernel" "$R/var/cache/libvirt/qemu"
+	echo 6.1.0-18-amd64 >"$R/proc/sys/kernel/osrelease"
+	echo '#1 SMP PREEMPT_DYNAMIC Debian 6.1.76-1' >"$R/proc/sys/kernel/version"
+	: >"$R/usr/bin/qemu-system-x86_64"
+	: >"$R/usr/sbin/libvirtd"
+}
+stale_caps() { # FILE
+	printf '<qemuCaps>\n  <emulator>/usr/bin/qemu-system-x86_64</emulator>\n  <qemuctime>1700000000</qemuctime>\n</qemuCaps>\n' >"$1"
+}
+domain_file() { # FILE
+	printf "<domain type='kvm'>\n  <name>web</name>\n  <memory unit='MiB'>512</memory>\n</domain>\n" >"$1"
+}
+# caps_row ARGS...: doctor's caps.cache row (status and message).
+caps_row() {
+	run --root "$R" doctor "$@" caps.cache
+	ROW=$(printf '%s\n' "$OUT" | sed -n 's/^\([A-Za-z-]*\) *caps\.cache *\(.*\)$/\1 \2/p' | tail -1)
+}
+
+doctor_refused() { # LINKTEXT OUTSIDE
+	domain_file "$2/web.xml"
+	stale_caps "$2/old.xml"
+	ln -s "$1" "$R/var/cache/libvirt/qemu/capabilities"
+	local before
+	before=$(sums "$2")
+	caps_row --fix
+	expect_eq "row" "$ROW" "PASS no cached QEMU capabilities ($CAPS: No such file or directory)"
+	expect_eq "outside untouched" "$(sums "$2")" "$before"
+}
+CAPS=/var/cache/libvirt/qemu/capabilities
+
+test_doctor_caps_dir_absolute_link() {
+	local out
+	caps_root
+	out=$(outside_dir qemu-abs)
+	doctor_refused "$out" "$out"
+}
+
+test_doctor_caps_dir_climbing_link() {
+	local out
+	caps_root
+	out=$(outside_dir qemu-climb)
+	doctor_refused "$(climb "$R" /var/cache/libvirt/qemu)${out#/}" "$out"
+}
+
+# Inside the cache itself only <qemuCaps> files are judged and removed: a libvirt domain,
+# unreadable XML and a link to a stale cache outside stay.
+test_doctor_removes_only_capability_caches() {
+	local out
+	caps_root
+	out=$(outside_dir qemu-linked)
+	mkdir -p "$R$CAPS"
+	stale_caps "$R$CAPS/old.xml"
+	domain_file "$R$CAPS/web.xml"
+	echo 'not xml' >"$R$CAPS/junk.xml"
+	stale_caps "$out/linked.xml"
+	ln -s "$out/linked.xml" "$R$CAPS/linked.xml"
+	local before
+	before=$(sums "$out")
+	caps_row
+	expect_match "row" "$ROW" "^FAIL 1 of 1 cached QEMU capabilities are stale "
+	caps_row --fix
+	expect_match "fixed" "$ROW" "^changed fixed: removed 1 stale file "
+	expect_eq "left" "$(ls "$R$CAPS" | tr '\n' ' ')" "junk.xml linked.xml web.xml "
+	expect_eq "outside untouched" "$(sums "$out")" "$before"
+}
+
+t test_grub_intermediate_absolute_link
+t test_grub_intermediate_climbing_link
+t test_grub_link_followed_inside_the_root
+t test_grub_symlinked_tree_inside_the_root
+t test_grub_last_component_absolute_link
+t test_devkvm_rules_dir_absolute_link
+t test_devkvm_rules_dir_climbing_link
+t test_hugepages_persist_sysctl_dir_link
+t test_doctor_caps_dir_absolute_link
+t test_doctor_caps_dir_climbing_link
+t test_doctor_removes_only_capability_caches
+done_testing
