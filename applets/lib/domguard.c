@@ -12,6 +12,7 @@
 #define OPAQUE KB_DOMGUARD_OPAQUE
 #define DROP KB_DOMGUARD_DROP
 #define RANDOM KB_DOMGUARD_RANDOM
+#define TEXT KB_DOMGUARD_TEXT
 
 /* A device's guest address and libvirt's alias for it: names inside the guest, nothing of the host. */
 #define ADDRESS "type domain bus slot function multifunction controller target unit port reg cssid ssid devno iobase irq base"
@@ -28,16 +29,16 @@
  */
 static const struct kb_domguard_rule rules[] = {
 	{ "domain", "type=kvm|qemu id", 0 },
-	{ "domain/name", "", 0 },
-	{ "domain/uuid", "", 0 },
-	{ "domain/genid", "", 0 },
-	{ "domain/title", "", 0 },
-	{ "domain/description", "", 0 },
+	{ "domain/name", "", TEXT },
+	{ "domain/uuid", "", TEXT },
+	{ "domain/genid", "", TEXT },
+	{ "domain/title", "", TEXT },
+	{ "domain/description", "", TEXT },
 	/* Stored for management tools (libosinfo's OS id...), acted on by no libvirt driver. */
 	{ "domain/metadata", "", OPAQUE },
-	{ "domain/memory", "unit dumpCore", 0 },
-	{ "domain/currentMemory", "unit", 0 },
-	{ "domain/maxMemory", "slots unit", 0 },
+	{ "domain/memory", "unit dumpCore", TEXT },
+	{ "domain/currentMemory", "unit", TEXT },
+	{ "domain/maxMemory", "slots unit", TEXT },
 	{ "domain/memoryBacking", "", 0 },
 	{ "domain/memoryBacking/hugepages", "", 0 },
 	{ "domain/memoryBacking/hugepages/page", "size unit nodeset", MANY },
@@ -48,26 +49,26 @@ static const struct kb_domguard_rule rules[] = {
 	{ "domain/memoryBacking/allocation", "mode=immediate|ondemand threads", 0 },
 	{ "domain/memoryBacking/discard", "", 0 },
 	{ "domain/memtune", "", 0 },
-	{ "domain/memtune/hard_limit", "unit", 0 },
-	{ "domain/memtune/soft_limit", "unit", 0 },
-	{ "domain/memtune/swap_hard_limit", "unit", 0 },
-	{ "domain/memtune/min_guarantee", "unit", 0 },
+	{ "domain/memtune/hard_limit", "unit", TEXT },
+	{ "domain/memtune/soft_limit", "unit", TEXT },
+	{ "domain/memtune/swap_hard_limit", "unit", TEXT },
+	{ "domain/memtune/min_guarantee", "unit", TEXT },
 	{ "domain/blkiotune", "", 0 },
-	{ "domain/blkiotune/weight", "", 0 },
-	{ "domain/vcpu", "placement cpuset current", 0 },
+	{ "domain/blkiotune/weight", "", TEXT },
+	{ "domain/vcpu", "placement cpuset current", TEXT },
 	{ "domain/vcpus", "", 0 },
 	{ "domain/vcpus/vcpu", "id enabled hotpluggable order", MANY },
-	{ "domain/iothreads", "", 0 },
+	{ "domain/iothreads", "", TEXT },
 	{ "domain/cputune", "", 0 },
-	{ "domain/cputune/shares", "", 0 },
-	{ "domain/cputune/period", "", 0 },
-	{ "domain/cputune/quota", "", 0 },
-	{ "domain/cputune/global_period", "", 0 },
-	{ "domain/cputune/global_quota", "", 0 },
-	{ "domain/cputune/emulator_period", "", 0 },
-	{ "domain/cputune/emulator_quota", "", 0 },
-	{ "domain/cputune/iothread_period", "", 0 },
-	{ "domain/cputune/iothread_quota", "", 0 },
+	{ "domain/cputune/shares", "", TEXT },
+	{ "domain/cputune/period", "", TEXT },
+	{ "domain/cputune/quota", "", TEXT },
+	{ "domain/cputune/global_period", "", TEXT },
+	{ "domain/cputune/global_quota", "", TEXT },
+	{ "domain/cputune/emulator_period", "", TEXT },
+	{ "domain/cputune/emulator_quota", "", TEXT },
+	{ "domain/cputune/iothread_period", "", TEXT },
+	{ "domain/cputune/iothread_quota", "", TEXT },
 	{ "domain/cputune/vcpupin", "vcpu cpuset", MANY },
 	{ "domain/cputune/emulatorpin", "cpuset", 0 },
 	{ "domain/cputune/iothreadpin", "iothread cpuset", MANY },
@@ -78,9 +79,9 @@ static const struct kb_domguard_rule rules[] = {
 	{ "domain/numatune/memory", "mode nodeset placement", 0 },
 	{ "domain/numatune/memnode", "cellid mode nodeset", MANY },
 	{ "domain/cpu", "mode match check migratable", 0 },
-	{ "domain/cpu/model", "fallback vendor_id", 0 },
-	{ "domain/cpu/vendor", "", 0 },
-	{ "domain/cpu/topology", "sockets dies clusters cores threads", 0 },
+	{ "domain/cpu/model", "fallback vendor_id", TEXT },
+	{ "domain/cpu/vendor", "", TEXT },
+	{ "domain/cpu/topology", "sockets dies cores threads", 0 },
 	{ "domain/cpu/cache", "level mode", 0 },
 	{ "domain/cpu/feature", "policy name", MANY },
 	{ "domain/cpu/numa", "", 0 },
@@ -89,23 +90,23 @@ static const struct kb_domguard_rule rules[] = {
 	{ "domain/cpu/numa/cell/distances/sibling", "id value", MANY },
 	{ "domain/sysinfo", "type=smbios", 0 },
 	{ "domain/sysinfo/bios", "", 0 },
-	{ "domain/sysinfo/bios/entry", "name", MANY },
+	{ "domain/sysinfo/bios/entry", "name", MANY | TEXT },
 	{ "domain/sysinfo/system", "", 0 },
-	{ "domain/sysinfo/system/entry", "name", MANY },
+	{ "domain/sysinfo/system/entry", "name", MANY | TEXT },
 	{ "domain/sysinfo/baseBoard", "", MANY },
-	{ "domain/sysinfo/baseBoard/entry", "name", MANY },
+	{ "domain/sysinfo/baseBoard/entry", "name", MANY | TEXT },
 	{ "domain/sysinfo/chassis", "", 0 },
-	{ "domain/sysinfo/chassis/entry", "name", MANY },
+	{ "domain/sysinfo/chassis/entry", "name", MANY | TEXT },
 	{ "domain/sysinfo/oemStrings", "", 0 },
-	{ "domain/sysinfo/oemStrings/entry", "", MANY },
+	{ "domain/sysinfo/oemStrings/entry", "", MANY | TEXT },
 	{ "domain/os", "firmware=efi|bios", 0 },
-	{ "domain/os/type", "arch machine", 0 },
+	{ "domain/os/type", "arch machine", TEXT },
 	{ "domain/os/loader", "readonly secure type=rom|pflash stateless format=raw|qcow2", MEMBER },
 	{ "domain/os/nvram", "format=raw|qcow2", MEMBER },
 	{ "domain/os/kernel", "", MEMBER },
 	{ "domain/os/initrd", "", MEMBER },
 	{ "domain/os/dtb", "", MEMBER },
-	{ "domain/os/cmdline", "", 0 },
+	{ "domain/os/cmdline", "", TEXT },
 	{ "domain/os/boot", "dev", MANY },
 	{ "domain/os/bootmenu", "enable timeout", 0 },
 	{ "domain/os/smbios", "mode=emulate|sysinfo", 0 },
@@ -152,10 +153,10 @@ static const struct kb_domguard_rule rules[] = {
 	{ "domain/clock", "offset=utc|localtime|timezone|variable adjustment basis timezone", 0 },
 	{ "domain/clock/timer", "name present tickpolicy track frequency mode", MANY },
 	{ "domain/clock/timer/catchup", "threshold slew limit", 0 },
-	{ "domain/on_poweroff", "", 0 },
-	{ "domain/on_reboot", "", 0 },
-	{ "domain/on_crash", "", 0 },
-	{ "domain/on_lockfailure", "", 0 },
+	{ "domain/on_poweroff", "", TEXT },
+	{ "domain/on_reboot", "", TEXT },
+	{ "domain/on_crash", "", TEXT },
+	{ "domain/on_lockfailure", "", TEXT },
 	{ "domain/pm", "", 0 },
 	{ "domain/pm/suspend-to-mem", "enabled", 0 },
 	{ "domain/pm/suspend-to-disk", "enabled", 0 },
@@ -178,25 +179,25 @@ static const struct kb_domguard_rule rules[] = {
 	{ "domain/devices/disk/readonly", "", 0 },
 	{ "domain/devices/disk/shareable", "", 0 },
 	{ "domain/devices/disk/transient", "", 0 },
-	{ "domain/devices/disk/serial", "", 0 },
-	{ "domain/devices/disk/wwn", "", 0 },
-	{ "domain/devices/disk/vendor", "", 0 },
-	{ "domain/devices/disk/product", "", 0 },
+	{ "domain/devices/disk/serial", "", TEXT },
+	{ "domain/devices/disk/wwn", "", TEXT },
+	{ "domain/devices/disk/vendor", "", TEXT },
+	{ "domain/devices/disk/product", "", TEXT },
 	{ "domain/devices/disk/boot", "order loadparm", 0 },
-	{ "domain/devices/disk/blockio", "logical_block_size physical_block_size discard_granularity", 0 },
+	{ "domain/devices/disk/blockio", "logical_block_size physical_block_size", 0 },
 	{ "domain/devices/disk/geometry", "cyls heads secs trans", 0 },
 	{ "domain/devices/disk/iotune", "", 0 },
-	{ "domain/devices/disk/iotune/total_bytes_sec", "", 0 },
-	{ "domain/devices/disk/iotune/read_bytes_sec", "", 0 },
-	{ "domain/devices/disk/iotune/write_bytes_sec", "", 0 },
-	{ "domain/devices/disk/iotune/total_iops_sec", "", 0 },
-	{ "domain/devices/disk/iotune/read_iops_sec", "", 0 },
-	{ "domain/devices/disk/iotune/write_iops_sec", "", 0 },
+	{ "domain/devices/disk/iotune/total_bytes_sec", "", TEXT },
+	{ "domain/devices/disk/iotune/read_bytes_sec", "", TEXT },
+	{ "domain/devices/disk/iotune/write_bytes_sec", "", TEXT },
+	{ "domain/devices/disk/iotune/total_iops_sec", "", TEXT },
+	{ "domain/devices/disk/iotune/read_iops_sec", "", TEXT },
+	{ "domain/devices/disk/iotune/write_iops_sec", "", TEXT },
 	GUEST_SIDE("domain/devices/disk"),
 	{ "domain/devices/controller", "type index model ports vectors", MANY },
 	{ "domain/devices/controller/driver", "queues cmd_per_lun max_sectors ioeventfd iothread", 0 },
 	{ "domain/devices/controller/model", "name", 0 },
-	{ "domain/devices/controller/target", "chassisNr chassis port busNr index hotplug memReserve", 0 },
+	{ "domain/devices/controller/target", "chassisNr chassis port busNr index hotplug", 0 },
 	{ "domain/devices/controller/master", "startport", 0 },
 	{ "domain/devices/controller/pcihole64", "unit", 0 },
 	GUEST_SIDE("domain/devices/controller"),
@@ -369,9 +370,21 @@ static int check_member(struct walk *w, xmlNode *node, const char *what, const c
 		      cdrom ? " (--allow-external-cdrom for an ISO on the host)" : "");
 }
 
+/* Text directly in @node, whitespace aside. */
+static bool has_text(xmlNode *node)
+{
+	for (xmlNode *c = node->children; c; c = c->next)
+		if ((c->type == XML_TEXT_NODE || c->type == XML_CDATA_SECTION_NODE) && c->content &&
+		    ((const char *)c->content)[strspn((const char *)c->content, " \t\r\n")])
+			return true;
+	return false;
+}
+
 /* What an element's flags ask of its text or file attribute. */
 static int check_content(struct walk *w, xmlNode *node, unsigned flags)
 {
+	if (!(flags & (MEMBER | RANDOM | DROP | TEXT | OPAQUE)) && has_text(node))
+		return refuse(w, node, "text in <%s> is not allowed in a bundle", (const char *)node->name);
 	if (!(flags & (MEMBER | RANDOM | DROP)))
 		return 0;
 	autofree char *file = flags & MEMBER ? kb_xml_prop(w->xml, node, "file") : NULL;

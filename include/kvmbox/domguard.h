@@ -24,6 +24,7 @@ enum {
 	KB_DOMGUARD_OPAQUE = 1 << 2, /* its content is not libvirt's to read (<metadata>): not walked */
 	KB_DOMGUARD_DROP = 1 << 3,   /* removed from the document (<emulator>: the host's own is used) */
 	KB_DOMGUARD_RANDOM = 1 << 4, /* its text, when given, is /dev/urandom or /dev/random */
+	KB_DOMGUARD_TEXT = 1 << 5,   /* has text that names nothing of the host (<name>, <memory>); elsewhere text is refused */
 };
 
 /*
