@@ -243,24 +243,29 @@ static bool never_a_member(void *opaque, const char *name)
  */
 static void refused_at(const char *path, const char *attribute)
 {
-	char doc_text[2048] = "", close_text[1024] = "", xpath[512] = "";
-	const char *p = path;
-	size_t used = 0, closed = 0;
-	while (*p) {
-		size_t len = strcspn(p, "/");
-		bool last = !p[len];
-		used += (size_t)snprintf(doc_text + used, sizeof(doc_text) - used, "<%.*s", (int)len, p);
-		snprintf(xpath + strlen(xpath), sizeof(xpath) - strlen(xpath), "/%.*s", (int)len, p);
-		if (last && attribute)
-			used += (size_t)snprintf(doc_text + used, sizeof(doc_text) - used, " %s='/etc/shadow'", attribute);
-		used += (size_t)snprintf(doc_text + used, sizeof(doc_text) - used, ">%s", last && !attribute ? "/etc/shadow" : "");
-		char tmp[1024];
-		snprintf(tmp, sizeof(tmp), "</%.*s>%s", (int)len, p, close_text);
-		snprintf(close_text, sizeof(close_text), "%s", tmp);
-		closed++;
-		p += len + (last ? 0 : 1);
+	char doc_text[2048], xpath[512] = "";
+	const char *element[16];
+	int lengths[16], depth = 0;
+	for (const char *p = path; *p && depth < 16; depth++) {
+		element[depth] = p;
+		lengths[depth] = (int)strcspn(p, "/");
+		p += lengths[depth] + (p[lengths[depth]] ? 1 : 0);
 	}
-	snprintf(doc_text + used, sizeof(doc_text) - used, "%s", close_text);
+	FILE *out = fmemopen(doc_text, sizeof(doc_text), "w");
+	assert_non_null(out);
+	for (int i = 0; i < depth; i++) {
+		bool last = i == depth - 1;
+		fprintf(out, "<%.*s", lengths[i], element[i]);
+		if (last && attribute)
+			fprintf(out, " %s='/etc/shadow'", attribute);
+		fprintf(out, ">%s", last && !attribute ? "/etc/shadow" : "");
+		size_t used = strlen(xpath);
+		snprintf(xpath + used, sizeof(xpath) - used, "/%.*s", lengths[i], element[i]);
+	}
+	for (int i = depth - 1; i >= 0; i--)
+		fprintf(out, "</%.*s>", lengths[i], element[i]);
+	fputc('\0', out);
+	assert_int_equal(fclose(out), 0);
 	struct kb_error err = { 0 };
 	xmlDoc *doc = kb_xml_parse(&xml, doc_text, strlen(doc_text), "domain.xml", &err);
 	assert_non_null(doc);
@@ -282,7 +287,6 @@ static void refused_at(const char *path, const char *attribute)
 		fail_msg("%s%s%s: refused, but not there: %s", xpath, attribute ? "/@" : " text", attribute ? attribute : "", message);
 	}
 	xml.free_doc(doc);
-	(void)closed;
 }
 
 /* Put @element (with @attribute, or text) wherever the allow-list allows it, or under <devices>. */
