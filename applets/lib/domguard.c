@@ -163,7 +163,7 @@ static const struct kb_domguard_rule rules[] = {
 	{ "domain/perf", "", 0 },
 	{ "domain/perf/event", "name enabled", MANY },
 	/* libvirt's default: a label chosen (and files relabelled) by libvirt for each model. */
-	{ "domain/seclabel", "type=dynamic model relabel=yes", MANY },
+	{ "domain/seclabel", "type=dynamic model=selinux|apparmor|dac relabel=yes", MANY },
 	{ "domain/devices", "", 0 },
 	/* Never the bundle's: libvirt uses the host's own emulator from its capabilities. */
 	{ "domain/devices/emulator", "", DROP },

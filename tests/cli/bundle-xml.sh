@@ -149,6 +149,8 @@ test_host_resources_are_refused_with_their_xpath() {
 		"$(domain_with '' '' "<seclabel type='static' model='dac' relabel='yes'><label>+0:+0</label></seclabel>")"
 	refused seclabel-norelabel "/domain/seclabel: relabel='no' is not allowed" \
 		"$(domain_with '' '' "<seclabel relabel='no' type='static' model='dac'><label>+0:+0</label></seclabel>")"
+	refused seclabel-model-none "/domain/seclabel: model='none' is not allowed" \
+		"$(domain_with '' '' "<seclabel type='dynamic' model='none'/>")"
 	refused blkiotune-device "/domain/blkiotune/device: <device> is not allowed" \
 		"$(domain_with '' '' "<blkiotune><device><path>/dev/sda</path><weight>500</weight></device></blkiotune>")"
 	refused resource-partition "/domain/resource: <resource> is not allowed" \
