@@ -30,6 +30,7 @@
 #include "kvmbox/bundle.h"
 #include "kvmbox/cleanup.h"
 #include "kvmbox/diskuse.h"
+#include "kvmbox/domguard.h"
 #include "kvmbox/domxml.h"
 #include "kvmbox/fetch.h"
 #include "kvmbox/file.h"
@@ -44,9 +45,12 @@ const char unpack_usage[] =
 	"Unpack a VM image bundle (tar, optionally gzip/xz/zstd) into DIR/NAME: every\n"
 	"member hashed while written, holes kept, digests checked against SHA256SUMS,\n"
 	"qcow2 backing files confined to the bundle, raw images probed, disk paths in\n"
-	"domain.xml rewritten; then renamed into place. Refused, leaving nothing behind:\n"
-	"absolute paths, '..', links, devices, FIFOs, duplicates, members not in\n"
-	"SHA256SUMS, digest mismatches, more than 64 members, a bad domain.xml, not\n"
+	"domain.xml rewritten (its <emulator> dropped: the host's own is used); then\n"
+	"renamed into place. Refused, leaving nothing behind: absolute paths, '..',\n"
+	"links, devices, FIFOs, duplicates, members not in SHA256SUMS, digest\n"
+	"mismatches, more than 64 members, a bad domain.xml or one holding any element\n"
+	"or attribute kvmbox does not know to give the guest nothing of the host (files\n"
+	"only as members, consoles as ptys, networks and bridges by name...), not\n"
 	"enough free space, members declaring more than --max-size in all (from their\n"
 	"headers, before anything is hashed), an existing DIR/NAME without --replace. SIGINT, SIGTERM\n"
 	"and SIGHUP remove the staging directory before exiting; one left by an unpack\n"
@@ -93,6 +97,7 @@ struct unpack {
 	uint64_t max_size;    /* the most all members may declare together; 0: DIR's filesystem size */
 	bool force;           /* --force: --replace even under a defined, stopped domain */
 	bool allow_external_cdrom; /* a CD-ROM may name an ISO on the host */
+	char emulator[256];   /* the <emulator> domain.xml named, dropped: the host's own is used */
 	struct member members[KB_BUNDLE_MAX_MEMBERS];
 	int count;
 	int hash_threads;  /* how many members may be hashed at once: one per core */
@@ -605,9 +610,16 @@ static int check_boot_files(struct unpack *u, xmlNode *os, struct kb_error *err)
 	return 0;
 }
 
+static bool is_domain_member(void *opaque, const char *name)
+{
+	char unpacked[PATH_MAX + 2 * KB_BUNDLE_NAME_MAX];
+	return member_of(opaque, name, unpacked, sizeof(unpacked)) != NULL;
+}
+
 /*
- * domain.xml points at the unpacked files, and at nothing else: every disk,
- * backing store, kernel, initrd, loader and NVRAM must be a member.
+ * domain.xml holds only what kvmbox allows (kvmbox/domguard.h) and points at
+ * the unpacked files, and at nothing else: every disk, kernel, initrd, loader
+ * and NVRAM must be a member. Its <emulator> is dropped.
  */
 static int rewrite_domain(struct unpack *u, struct kb_error *err)
 {
@@ -622,8 +634,13 @@ static int rewrite_domain(struct unpack *u, struct kb_error *err)
 		return -1;
 	int rc = 0;
 	xmlNode *domain = u->xml.root_element(doc);
+	struct kb_domguard guard = { .is_member = is_domain_member, .opaque = u,
+				     .allow_external_cdrom = u->allow_external_cdrom, .what = KB_BUNDLE_DOMAIN_XML };
 	if (!domain || strcmp((const char *)domain->name, "domain"))
 		rc = kb_fail(err, 0, KB_BUNDLE_DOMAIN_XML, "the root element is not <domain> in");
+	if (rc == 0)
+		rc = kb_domguard_check(&u->xml, doc, &guard, err);
+	snprintf(u->emulator, sizeof(u->emulator), "%s", guard.emulator);
 	xmlNode *devices = rc == 0 ? kb_xml_child(domain, "devices") : NULL;
 	for (xmlNode *disk = kb_xml_child(devices, "disk"); rc == 0 && disk; disk = kb_xml_next(disk, "disk"))
 		rc = check_disk(u, disk, err);
@@ -975,12 +992,15 @@ static void report(struct unpack *u)
 	FILE *out = u->ctx->out;
 	char dir[PATH_MAX + KB_BUNDLE_NAME_MAX];
 	snprintf(dir, sizeof(dir), "%s/%s", u->dest, u->name);
+	char dropped[sizeof(u->emulator) + 64] = "";
+	if (u->emulator[0])
+		snprintf(dropped, sizeof(dropped), "; its <emulator> %s dropped: libvirt uses the host's own", u->emulator);
 	if (u->ctx->format == KB_FORMAT_JSON) {
 		/* The envelope's row, and what was unpacked as its extra members (without a sink: an object of them). */
 		char *extra = NULL;
 		size_t extra_len = 0;
 		struct kb_row row;
-		kb_row_set(&row, u->name, KB_CHANGED, "unpacked %s into %s (%d members)", u->name, dir, u->count);
+		kb_row_set(&row, u->name, KB_CHANGED, "unpacked %s into %s (%d members%s)", u->name, dir, u->count, dropped);
 		if (u->ctx->sink && (out = open_memstream(&extra, &extra_len)) == NULL)
 			out = u->ctx->out;
 		fputs(out == u->ctx->out ? "{\"name\": " : "\"name\": ", out);
@@ -991,6 +1011,10 @@ static void report(struct unpack *u)
 		snprintf(xml, sizeof(xml), "%s/%s", dir, KB_BUNDLE_DOMAIN_XML);
 		fputs(", \"domain_xml\": ", out);
 		kb_json_string(out, xml);
+		if (u->emulator[0]) {
+			fputs(", \"emulator_dropped\": ", out);
+			kb_json_string(out, u->emulator);
+		}
 		fputs(", \"members\": [", out);
 		for (int i = 0; i < u->count; i++) {
 			const struct member *m = &u->members[i];
@@ -1022,7 +1046,7 @@ static void report(struct unpack *u)
 		kb_rows_print(u->ctx, &row, 1);
 		return;
 	}
-	fprintf(out, "unpacked %s into %s (%d members)\n", u->name, dir, u->count);
+	fprintf(out, "unpacked %s into %s (%d members%s)\n", u->name, dir, u->count, dropped);
 	for (int i = 0; i < u->count; i++) {
 		const struct member *m = &u->members[i];
 		char hex[65];

@@ -24,6 +24,8 @@ int kb_xml_load(struct kb_xml *xml, struct kb_error *err)
 		{ "xmlGetNodePath", (void **)&xml->node_path },
 		{ "xmlNewChild", (void **)&xml->new_child },
 		{ "xmlNodeSetContent", (void **)&xml->node_set_content },
+		{ "xmlUnlinkNode", (void **)&xml->unlink_node },
+		{ "xmlFreeNode", (void **)&xml->free_node },
 		{ "xmlFree", &free_var },
 	};
 	if (kb_dynlib_load(KB_LIB_XML, symbols, sizeof(symbols) / sizeof(symbols[0]), err) < 0)

@@ -20,6 +20,8 @@ struct kb_xml {
 	__typeof__(xmlGetNodePath) *node_path;
 	__typeof__(xmlNewChild) *new_child;
 	__typeof__(xmlNodeSetContent) *node_set_content;
+	__typeof__(xmlUnlinkNode) *unlink_node;
+	__typeof__(xmlFreeNode) *free_node;
 	xmlFreeFunc *free; /* libxml2's xmlFree is a variable holding the function */
 };
 

@@ -42,7 +42,7 @@ test_round_trip_every_compression() {
 		expect_rc 0
 		run unpack "$bundle" --dest "$dest" --name web --json
 		expect_rc 1
-		expect_eq "$c: an ISO on the host is refused unless allowed" "$ERR" "kvmbox unpack: disk sda names '/srv/iso/installer.iso', which is not a member (--allow-external-cdrom for an ISO on the host): refused in domain.xml"
+		expect_eq "$c: an ISO on the host is refused unless allowed" "$ERR" "kvmbox unpack: /domain/devices/disk[4]/source: file '/srv/iso/installer.iso' is not a member of the bundle (--allow-external-cdrom for an ISO on the host): refused in domain.xml"
 		run unpack "$bundle" --dest "$dest" --name web --json --allow-external-cdrom
 		expect_rc 0
 		local m
@@ -168,11 +168,11 @@ test_hostile_bundles_are_refused() {
 	hostile protocol "member nbd:127\.0\.0\.1:1 is not a plain file name"
 	# domain.xml naming host files, or telling QEMU the wrong format.
 	local xml
-	for xml in "<disk type='block' device='disk'><source dev='/dev/sda'/><target dev='vdb'/></disk>|disk vdb is type='block', not a file of the bundle" \
-		"<disk type='file' device='disk'><source file='/etc/shadow'/><target dev='vdb'/></disk>|disk vdb names '/etc/shadow', which is not a member" \
+	for xml in "<disk type='block' device='disk'><source dev='/dev/sda'/><target dev='vdb'/></disk>|/domain/devices/disk: type='block' is not allowed in a bundle \\(only file\\)" \
+		"<disk type='file' device='disk'><source file='/etc/shadow'/><target dev='vdb'/></disk>|/domain/devices/disk/source: file '/etc/shadow' is not a member of the bundle" \
 		"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='disk.raw'/><target dev='vdb'/></disk>|disk vdb says type='qcow2' but disk\.raw is raw" \
-		"<disk type='file' device='disk'><source file='disk.raw'/><backingStore type='file'><format type='raw'/><source file='/etc/passwd'/></backingStore><target dev='vdb'/></disk>|disk vdb has a <backingStore> with a source" \
-		"<disk type='network' device='disk'><source protocol='nbd' name='x'><host name='127.0.0.1'/></source><target dev='vdb'/></disk>|disk vdb is type='network'"; do
+		"<disk type='file' device='disk'><source file='disk.raw'/><backingStore type='file'><format type='raw'/><source file='/etc/passwd'/></backingStore><target dev='vdb'/></disk>|/domain/devices/disk/backingStore: attribute type is not allowed in a bundle" \
+		"<disk type='network' device='disk'><source protocol='nbd' name='x'><host name='127.0.0.1'/></source><target dev='vdb'/></disk>|/domain/devices/disk: type='network' is not allowed in a bundle \\(only file\\)"; do
 		(cd "$m" && cp domain.xml ok.xml &&
 			printf '<domain type="qemu"><name>vm</name><devices>%s</devices></domain>\n' "${xml%%|*}" >domain.xml &&
 			sha256sum domain.xml disk.raw >SHA256SUMS && tar -cf "$h/xml.tar" domain.xml disk.raw SHA256SUMS &&
@@ -183,7 +183,7 @@ test_hostile_bundles_are_refused() {
 		printf '<domain type="qemu"><name>vm</name><os><type>hvm</type><kernel>/boot/vmlinuz</kernel></os><devices/></domain>\n' >domain.xml &&
 		sha256sum domain.xml disk.raw >SHA256SUMS && tar -cf "$h/kernel.tar" domain.xml disk.raw SHA256SUMS &&
 		mv ok.xml domain.xml && sha256sum domain.xml disk.raw >SHA256SUMS)
-	hostile kernel "<kernel> names '/boot/vmlinuz', which is not a member: refused in domain\.xml"
+	hostile kernel "/domain/os/kernel: file '/boot/vmlinuz' is not a member of the bundle: refused in domain\.xml"
 	# A kernel that is a member is fine, and points at the unpacked file; an unsaid format is said.
 	(cd "$m" && cp domain.xml ok.xml && head -c 4096 /dev/urandom >vmlinuz &&
 		printf '<domain type="qemu"><name>vm</name><os><type>hvm</type><kernel>vmlinuz</kernel></os><devices><disk type="file"><source file="disk.raw"/><target dev="vda"/></disk></devices></domain>\n' >domain.xml &&
