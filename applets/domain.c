@@ -658,12 +658,12 @@ static int remove_storage(struct job *j, char files[][PATH_MAX], size_t count, s
 			pools[pool_count++] = pool;
 		else if (pool)
 			v->pool_free(pool);
-		if (kb_sysroot_path(j->cmd->ctx, files[i], &mapped, err) < 0)
+		/* Confined: a link at any component of the image's path stays inside the root. */
+		int gone = kb_sysroot_unlink(j->cmd->ctx, files[i], err);
+		if (gone < 0)
 			rc = -1;
-		else if (unlink(mapped.s) == 0)
-			removed++;
-		else if (errno != ENOENT)
-			rc = kb_fail(err, errno, files[i], "removing");
+		else
+			removed += (size_t)gone;
 	}
 	for (size_t k = 0; k < pool_count; k++) {
 		if (rc == 0 && v->pool_refresh(pools[k], 0) < 0)

@@ -251,7 +251,7 @@ static void build_command(const struct provision *p, const struct step *s, bool 
 			snprintf(xml, sizeof(xml), "%s/domain.xml", dir);
 			/* The unpacked file, under the root the applets were given. */
 			struct kb_path mapped;
-			if (kb_sysroot_path(p->ctx, xml, &mapped, NULL) == 0)
+			if (kb_sysroot_resolved_path(p->ctx, xml, true, &mapped, NULL) == 0)
 				arg(a, mapped.s);
 		} else {
 			arg(a, d->xml);
@@ -331,10 +331,9 @@ static int run_bundle(struct provision *p, struct step *s, struct argv_builder *
 	const struct kb_conf_bundle *b = &p->conf.bundle[s->item];
 	char dir[PATH_MAX];
 	bundle_dir(b, dir, sizeof(dir));
-	struct kb_path mapped;
 	struct kb_error err = { 0 };
 	struct stat st;
-	if (kb_sysroot_path(p->ctx, dir, &mapped, &err) == 0 && stat(mapped.s, &st) == 0) {
+	if (kb_sysroot_stat(p->ctx, dir, &st, false, NULL) == 0) {
 		kb_row_set(&s->row, s->id, KB_UNCHANGED, "%s is unpacked", dir);
 		return 0;
 	}
@@ -368,8 +367,7 @@ static int run_bundle(struct provision *p, struct step *s, struct argv_builder *
 		return 0;
 	}
 	/* The destination directory itself is the config's to ask for: made like mkdir -p. */
-	struct kb_path dest;
-	if (kb_sysroot_path(p->ctx, b->dest, &dest, &err) < 0 || kb_make_dirs(dest.s, &err) < 0) {
+	if (kb_sysroot_make_dirs(p->ctx, b->dest, &err) < 0) {
 		char message[sizeof(err.what) + PATH_MAX + 64];
 		kb_row_set(&s->row, s->id, KB_FAILED, "%s", kb_error_message(&err, message, sizeof(message)));
 		return -1;
@@ -396,22 +394,20 @@ static int stage_domain(struct provision *p, struct step *s)
 		kb_row_set(&s->row, s->id, KB_FAILED, "%s", kb_error_message(&err, message, sizeof(message)));
 		return -1;
 	}
-	struct kb_path link;
-	bool linked = false;
-	if (kb_sysroot_path(p->ctx, FIRSTBOOT_LINK, &link, &err) == 0) {
-		char target[PATH_MAX];
-		ssize_t n = readlink(link.s, target, sizeof(target) - 1);
-		linked = n > 0 && (target[n] = '\0', strcmp(target, FIRSTBOOT_UNIT) == 0);
-		if (!linked && !p->plan) {
-			char dir[PATH_MAX];
-			snprintf(dir, sizeof(dir), "%s", link.s);
-			*strrchr(dir, '/') = '\0';
-			mkdir(dir, 0755);
-			unlink(link.s);
-			if (symlink(FIRSTBOOT_UNIT, link.s) < 0) {
-				kb_row_set(&s->row, s->id, KB_FAILED, "enabling %s: %s", FIRSTBOOT_UNIT, strerror(errno));
-				return -1;
-			}
+	/* The link and its directory are the target's: resolved confined, never followed out of it. */
+	char target[PATH_MAX];
+	bool linked = kb_sysroot_readlink(p->ctx, FIRSTBOOT_LINK, target, sizeof(target), NULL) > 0 &&
+		      strcmp(target, FIRSTBOOT_UNIT) == 0;
+	if (!linked && !p->plan) {
+		char dir[PATH_MAX];
+		snprintf(dir, sizeof(dir), "%s", FIRSTBOOT_LINK);
+		*strrchr(dir, '/') = '\0';
+		if (kb_sysroot_make_dirs(p->ctx, dir, &err) < 0 || kb_sysroot_unlink(p->ctx, FIRSTBOOT_LINK, &err) < 0 ||
+		    kb_sysroot_symlink(p->ctx, FIRSTBOOT_UNIT, FIRSTBOOT_LINK, &err) < 0) {
+			char message[sizeof(err.what) + PATH_MAX + 64];
+			kb_row_set(&s->row, s->id, KB_FAILED, "enabling %s: %s", FIRSTBOOT_UNIT,
+				   kb_error_message(&err, message, sizeof(message)));
+			return -1;
 		}
 	}
 	bool change = changed || !linked;
@@ -569,10 +565,9 @@ static int preplan(struct provision *p)
 		if (s->kind == STEP_DOMAIN && p->conf.domain[s->item].bundle[0] && !stages_domains(p)) {
 			const struct kb_conf_bundle *b = bundle_named(&p->conf, p->conf.domain[s->item].bundle);
 			char dir[PATH_MAX];
-			struct kb_path mapped;
 			struct stat st;
 			bundle_dir(b, dir, sizeof(dir));
-			if (kb_sysroot_path(p->ctx, dir, &mapped, NULL) < 0 || stat(mapped.s, &st) < 0) {
+			if (kb_sysroot_stat(p->ctx, dir, &st, false, NULL) < 0) {
 				kb_row_set(&s->row, s->id, KB_WOULD_CHANGE, "would be defined from bundle %s", b->name);
 				continue;
 			}

@@ -1,8 +1,10 @@
 /* Path mapping under --root / --target; see kvmbox/sysroot.h. */
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <linux/openat2.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -373,4 +375,150 @@ int kb_sysroot_unlink(const struct kb_ctx *ctx, const char *abs_path, struct kb_
 	if (unlinkat(dir, name, 0) == 0)
 		return 1;
 	return errno == ENOENT ? 0 : kb_fail(err, errno, shown(ctx, abs_path, &p), "removing");
+}
+
+int kb_sysroot_stat(const struct kb_ctx *ctx, const char *abs_path, struct stat *st, bool nofollow,
+		    struct kb_error *err)
+{
+	autoclose_fd fd = kb_sysroot_open(ctx, abs_path, O_PATH | (nofollow ? O_NOFOLLOW : 0), 0, err);
+	struct kb_path p;
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, st) < 0)
+		return kb_fail(err, errno, shown(ctx, abs_path, &p), "examining");
+	return 0;
+}
+
+ssize_t kb_sysroot_readlink(const struct kb_ctx *ctx, const char *abs_path, char *buf, size_t size,
+			    struct kb_error *err)
+{
+	char name[NAME_MAX + 1];
+	struct kb_path p;
+	autoclose_fd dir = kb_sysroot_open_parent(ctx, abs_path, name, err);
+	if (dir < 0)
+		return -1;
+	if (size < 2)
+		return kb_fail(err, ENAMETOOLONG, shown(ctx, abs_path, &p), "reading the link");
+	ssize_t n = readlinkat(dir, name, buf, size);
+	if (n < 0)
+		return kb_fail(err, errno, shown(ctx, abs_path, &p), "reading the link");
+	if ((size_t)n >= size)
+		return kb_fail(err, ENAMETOOLONG, shown(ctx, abs_path, &p), "reading the link");
+	buf[n] = '\0';
+	return n;
+}
+
+int kb_sysroot_symlink(const struct kb_ctx *ctx, const char *text, const char *abs_path, struct kb_error *err)
+{
+	char name[NAME_MAX + 1];
+	struct kb_path p;
+	autoclose_fd dir = kb_sysroot_open_parent(ctx, abs_path, name, err);
+	if (dir < 0)
+		return -1;
+	if (symlinkat(text, dir, name) < 0)
+		return kb_fail(err, errno, shown(ctx, abs_path, &p), "making the link");
+	return 0;
+}
+
+FILE *kb_sysroot_fopen_read(const struct kb_ctx *ctx, const char *abs_path, struct kb_error *err)
+{
+	int fd = kb_sysroot_open(ctx, abs_path, O_RDONLY, 0, err);
+	if (fd < 0)
+		return NULL;
+	FILE *f = fdopen(fd, "r");
+	if (!f) {
+		struct kb_path p;
+		kb_fail(err, errno, shown(ctx, abs_path, &p), "opening");
+		close(fd);
+	}
+	return f;
+}
+
+static int compare_names(const void *a, const void *b)
+{
+	return strcoll(*(char *const *)a, *(char *const *)b);
+}
+
+/* Match the components of @rest below the directory @dir (a path inside the root, no wildcard). */
+static int glob_below(const struct kb_ctx *ctx, const char *dir, const char *rest,
+		      int (*each)(void *, const char *), void *opaque, struct kb_error *err)
+{
+	while (*rest == '/')
+		rest++;
+	size_t n = strcspn(rest, "/");
+	if (n == 0 || n > NAME_MAX)
+		return 0;
+	char part[NAME_MAX + 1];
+	memcpy(part, rest, n);
+	part[n] = '\0';
+	const char *after = rest + n;
+	bool last = strspn(after, "/") == strlen(after);
+	char path[PATH_MAX];
+	const char *sep = strcmp(dir, "/") ? "/" : "";
+	if (!strpbrk(part, "*?[")) {
+		if (snprintf(path, sizeof(path), "%s%s%s", dir, sep, part) >= (int)sizeof(path))
+			return 0;
+		if (!last)
+			return glob_below(ctx, path, after, each, opaque, err);
+		struct stat st;
+		if (kb_sysroot_stat(ctx, path, &st, true, NULL) < 0)
+			return 0;
+		return each(opaque, path) < 0 ? -1 : 1;
+	}
+	autoclose_dir d = kb_sysroot_opendir(ctx, dir, NULL);
+	if (!d)
+		return 0;
+	char **names = NULL;
+	size_t count = 0, cap = 0;
+	int rc = 0;
+	for (struct dirent *de; (de = readdir(d));) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || fnmatch(part, de->d_name, FNM_PERIOD))
+			continue;
+		if (count == cap) {
+			char **more = realloc(names, (cap = cap ? cap * 2 : 16) * sizeof(*names));
+			if (!more) {
+				rc = kb_fail(err, ENOMEM, dir, "listing");
+				break;
+			}
+			names = more;
+		}
+		if (!(names[count] = strdup(de->d_name))) {
+			rc = kb_fail(err, ENOMEM, dir, "listing");
+			break;
+		}
+		count++;
+	}
+	if (rc == 0)
+		qsort(names, count, sizeof(*names), compare_names);
+	int found = 0;
+	for (size_t i = 0; i < count; i++) {
+		if (rc >= 0 && snprintf(path, sizeof(path), "%s%s%s", dir, sep, names[i]) < (int)sizeof(path)) {
+			int r = last ? (each(opaque, path) < 0 ? -1 : 1) : glob_below(ctx, path, after, each, opaque, err);
+			if (r < 0)
+				rc = -1;
+			else
+				found += r;
+		}
+		free(names[i]);
+	}
+	free(names);
+	return rc < 0 ? -1 : found;
+}
+
+int kb_sysroot_glob(const struct kb_ctx *ctx, const char *pattern,
+		    int (*each)(void *opaque, const char *abs_path), void *opaque, struct kb_error *err)
+{
+	if (pattern[0] != '/')
+		return kb_fail(err, EINVAL, pattern, "not an absolute path:");
+	return glob_below(ctx, "/", pattern, each, opaque, err);
+}
+
+int kb_sysroot_resolved_path(const struct kb_ctx *ctx, const char *abs_path, bool follow_last,
+			     struct kb_path *out, struct kb_error *err)
+{
+	struct kb_path canon;
+	if (kb_sysroot_canonical(ctx, abs_path, follow_last, &canon, err) < 0)
+		return -1;
+	/* Under the root @abs_path was resolved in, even when the link led to /proc or /sys. */
+	return map_under(base_of(ctx, abs_path), canon.s, out, err);
 }

@@ -12,6 +12,8 @@
 #include <dirent.h>
 #include <limits.h>
 #include <stdbool.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include "kvmbox/context.h"
 #include "kvmbox/error.h"
@@ -79,6 +81,15 @@ int kb_sysroot_canonical(const struct kb_ctx *ctx, const char *abs_path, bool fo
 			 struct kb_path *out, struct kb_error *err);
 
 /*
+ * kb_sysroot_canonical() of @abs_path mapped under its root, into @out: the
+ * host path of the file the root names, with no link left in it, for what must
+ * be handed on by name (another program, a library that opens paths itself).
+ * Resolved once, now: a link put in its place later is followed by whoever opens it.
+ */
+int kb_sysroot_resolved_path(const struct kb_ctx *ctx, const char *abs_path, bool follow_last,
+			     struct kb_path *out, struct kb_error *err);
+
+/*
  * Remove the file @abs_path inside its root (a link itself, never its target).
  * Returns 1 when removed, 0 when it was not there, -1 with @err set.
  */
@@ -86,6 +97,36 @@ int kb_sysroot_unlink(const struct kb_ctx *ctx, const char *abs_path, struct kb_
 
 /* mkdir -p of @abs_dir inside its root (each new directory 0755), confined as above. */
 int kb_sysroot_make_dirs(const struct kb_ctx *ctx, const char *abs_dir, struct kb_error *err);
+
+/*
+ * stat(2) of @abs_path opened confined (O_PATH, so any file type; with @nofollow
+ * a last-component link is examined itself, as lstat). Returns 0, or -1 with @err set.
+ */
+int kb_sysroot_stat(const struct kb_ctx *ctx, const char *abs_path, struct stat *st, bool nofollow,
+		    struct kb_error *err);
+
+/*
+ * The text of the link @abs_path (its directory resolved confined), NUL-terminated
+ * into @buf. Returns its length, or -1 with @err set (EINVAL: not a link).
+ */
+ssize_t kb_sysroot_readlink(const struct kb_ctx *ctx, const char *abs_path, char *buf, size_t size,
+			    struct kb_error *err);
+
+/* Make the link @abs_path with the text @text, its directory resolved confined (0 or -1). */
+int kb_sysroot_symlink(const struct kb_ctx *ctx, const char *text, const char *abs_path, struct kb_error *err);
+
+/* fopen(@abs_path, "r") confined, as kb_sysroot_open(); NULL with @err set. */
+FILE *kb_sysroot_fopen_read(const struct kb_ctx *ctx, const char *abs_path, struct kb_error *err);
+
+/*
+ * glob(3) inside the root: @pattern (absolute, wildcards in any component, as
+ * glob with no flags: a leading '.' matched only by a '.') is matched by listing
+ * each directory confined. @each gets every match as a path inside the root, in
+ * sorted order per directory. Returns the number of matches, or -1 with @err set
+ * when @each returns -1 (a directory that cannot be listed just matches nothing).
+ */
+int kb_sysroot_glob(const struct kb_ctx *ctx, const char *pattern,
+		    int (*each)(void *opaque, const char *abs_path), void *opaque, struct kb_error *err);
 
 /*
  * The two ways a path is opened inside the directory @root_fd, exposed so the
