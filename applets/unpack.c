@@ -1144,7 +1144,13 @@ int unpack_main(struct kb_ctx *ctx, int argc, char **argv)
 	struct sigaction saved[3];
 	u->staging_lock = -1;
 	catch_stop_signals(saved);
-	rc = kb_sysroot_path(ctx, u->dest, &u->dest_dir, &err) < 0 || kb_sysroot_path(ctx, final, &u->final_dir, &err) < 0
+	/*
+	 * The destination is resolved confined once, here, to the host path it really is
+	 * (no link left in it): a link at any component of --dest stays inside the root.
+	 * Everything below DIR is then made, renamed and removed by that path and NAME.
+	 */
+	rc = kb_sysroot_resolved_path(ctx, u->dest, true, &u->dest_dir, &err) < 0 ||
+			     kb_sysroot_resolved_path(ctx, final, false, &u->final_dir, &err) < 0
 		     ? -1
 		     : run(u, bundle, replace, &err);
 	if (u->staging_lock >= 0)

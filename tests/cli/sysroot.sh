@@ -235,6 +235,113 @@ test_doctor_removes_only_capability_caches() {
 	expect_eq "outside untouched" "$(sums "$out")" "$before"
 }
 
+# ---- provision --target: the first-boot link's directory and a bundle's dest linked out ----
+
+WANTS=/etc/systemd/system/multi-user.target.wants
+
+provision_target() {
+	T=$(mktemp -d "$TESTS_TMP/target.XXXXXX")
+	mkdir -p "$T/etc/systemd/system"
+	printf "<domain type='kvm'><name>web</name><memory unit='MiB'>512</memory></domain>\n" >"$TESTS_TMP/web.xml"
+	printf '[domain web]\nxml = %s\n' "$TESTS_TMP/web.xml" >"$TESTS_TMP/web.conf"
+}
+
+# The old link is removed and the new one made in the target's own directory, never through
+# a link: with the directory linked out, the outside file of the same name stays.
+firstboot_refused() { # LINKTEXT OUTSIDE
+	ln -s "$1" "$T$WANTS"
+	echo 'not ours' >"$2/kvmbox-firstboot.service"
+	local before
+	before=$(sums "$2")
+	run --target "$T" provision "$TESTS_TMP/web.conf"
+	expect_rc 1
+	expect_match "error" "$ERR" "^kvmbox provision: .*enabling /etc/systemd/system/kvmbox-firstboot.service: opening the directory $T$WANTS: No such file or directory"
+	one_line
+	expect_eq "outside untouched" "$(sums "$2")" "$before"
+	expect_eq "nothing written outside" "$(ls -A "$2")" kvmbox-firstboot.service
+	[ -L "$T$WANTS" ] || fail "the directory link was replaced"
+}
+
+test_provision_firstboot_dir_absolute_link() {
+	local out
+	provision_target
+	out=$(outside_dir wants-abs)
+	firstboot_refused "$out" "$out"
+}
+
+test_provision_firstboot_dir_climbing_link() {
+	local out
+	provision_target
+	out=$(outside_dir wants-climb)
+	firstboot_refused "$(climb "$T" /etc/systemd/system)${out#/}" "$out"
+}
+
+# A bundle's dest is made like mkdir -p inside the target: /srv linked out makes nothing outside.
+bundle_dest_refused() { # LINKTEXT OUTSIDE
+	provision_target
+	ln -s "$1" "$T/srv"
+	echo 'not a bundle' >"$TESTS_TMP/b.kvmbundle"
+	printf '[bundle b]\nsource = %s\ndest = /srv/images\n' "$TESTS_TMP/b.kvmbundle" >"$TESTS_TMP/b.conf"
+	run --target "$T" provision "$TESTS_TMP/b.conf"
+	expect_rc 1
+	expect_match "error" "$ERR" "creating directory $T/srv/images: No such file or directory"
+	one_line
+	expect_eq "nothing made outside" "$(ls -A "$2")" ""
+}
+
+test_provision_bundle_dest_absolute_link() {
+	local out
+	out=$(outside_dir dest-abs)
+	bundle_dest_refused "$out" "$out"
+}
+
+test_provision_bundle_dest_climbing_link() {
+	local out
+	out=$(outside_dir dest-climb)
+	bundle_dest_refused "../../../../../../../../../../../../../../..${out}" "$out"
+}
+
+# ---- unpack --root: the destination linked out ------------------------------------
+
+small_bundle() { # FILE
+	local m="$TESTS_TMP/members"
+	mkdir -p "$m"
+	printf '<domain type="qemu"><name>vm</name><devices><disk type="file"><source file="disk.raw"/></disk></devices></domain>\n' >"$m/domain.xml"
+	head -c 65536 /dev/urandom >"$m/disk.raw"
+	(cd "$m" && sha256sum domain.xml disk.raw >SHA256SUMS && tar -cf "$1" domain.xml disk.raw SHA256SUMS)
+}
+
+# The images directory linked out: unpack resolves it as the root sees it (missing there),
+# makes and replaces nothing outside, even with --replace over a same-named directory.
+unpack_refused() { # LINKTEXT OUTSIDE
+	local r
+	r=$(fx_new)
+	mkdir -p "$r/var/lib/libvirt"
+	ln -s "$1" "$r/var/lib/libvirt/images"
+	mkdir -p "$2/vm"
+	echo 'old disk' >"$2/vm/disk.raw"
+	small_bundle "$TESTS_TMP/vm.kvmbundle"
+	local before
+	before=$(sums "$2")
+	run --root "$r" unpack "$TESTS_TMP/vm.kvmbundle" --dest /var/lib/libvirt/images --replace
+	expect_rc 1
+	one_line
+	expect_eq "outside untouched" "$(sums "$2")" "$before"
+	expect_eq "nothing made outside" "$(ls -A "$2")" vm
+}
+
+test_unpack_dest_absolute_link() {
+	local out
+	out=$(outside_dir images-abs)
+	unpack_refused "$out" "$out"
+}
+
+test_unpack_dest_climbing_link() {
+	local out
+	out=$(outside_dir images-climb)
+	unpack_refused "../../../../../../../../../../../../../../..${out}" "$out"
+}
+
 t test_grub_intermediate_absolute_link
 t test_grub_intermediate_climbing_link
 t test_grub_link_followed_inside_the_root
@@ -246,4 +353,10 @@ t test_hugepages_persist_sysctl_dir_link
 t test_doctor_caps_dir_absolute_link
 t test_doctor_caps_dir_climbing_link
 t test_doctor_removes_only_capability_caches
+t test_provision_firstboot_dir_absolute_link
+t test_provision_firstboot_dir_climbing_link
+t test_provision_bundle_dest_absolute_link
+t test_provision_bundle_dest_climbing_link
+t test_unpack_dest_absolute_link
+t test_unpack_dest_climbing_link
 done_testing
