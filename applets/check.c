@@ -79,18 +79,14 @@ struct host {
 
 static bool path_exists(const struct kb_ctx *ctx, const char *abs, struct stat *st)
 {
-	struct kb_path p;
 	struct stat tmp;
-	return kb_sysroot_path(ctx, abs, &p, NULL) == 0 && stat(p.s, st ? st : &tmp) == 0;
+	return kb_sysroot_stat(ctx, abs, st ? st : &tmp, false, NULL) == 0;
 }
 
 /* Entries in a directory (without . and ..), -1 if it cannot be read. */
 static int count_entries(const struct kb_ctx *ctx, const char *abs)
 {
-	struct kb_path p;
-	if (kb_sysroot_path(ctx, abs, &p, NULL) < 0)
-		return -1;
-	autoclose_dir d = opendir(p.s);
+	autoclose_dir d = kb_sysroot_opendir(ctx, abs, NULL);
 	if (!d)
 		return -1;
 	int n = 0;
@@ -147,11 +143,9 @@ static void load_host(struct host *h, const struct kb_ctx *ctx)
 	if (kb_read_value(ctx, "/proc/cmdline", h->cmdline, sizeof(h->cmdline), NULL) < 0)
 		h->cmdline[0] = '\0';
 
-	struct kb_path kvm;
-	if (kb_sysroot_path(ctx, "/dev/kvm", &kvm, NULL) < 0)
-		h->kvm_node_errno = ENAMETOOLONG;
-	else if (stat(kvm.s, &h->kvm_node) < 0)
-		h->kvm_node_errno = errno;
+	struct kb_error kvm_err = { 0 };
+	if (kb_sysroot_stat(ctx, "/dev/kvm", &h->kvm_node, false, &kvm_err) < 0)
+		h->kvm_node_errno = kvm_err.errnum;
 }
 
 /* IOMMU groups the kernel made; 0 when an IOMMU is registered but has none; -1 when none is active. */
@@ -613,7 +607,9 @@ static void check_libvirt_socket(struct host *h, struct kb_row *r)
 	for (size_t i = 0; i < sizeof(sockets) / sizeof(sockets[0]); i++) {
 		struct kb_path p;
 		struct stat st;
-		if (kb_sysroot_path(h->ctx, sockets[i], &p, NULL) < 0 || stat(p.s, &st) < 0)
+		/* connect(2) takes a name: the one the root resolves to, with no link left in it. */
+		if (kb_sysroot_stat(h->ctx, sockets[i], &st, false, NULL) < 0 ||
+		    kb_sysroot_resolved_path(h->ctx, sockets[i], true, &p, NULL) < 0)
 			continue;
 		if (kb_socket_connect(p.s) == 0) {
 			kb_row_set(r, id, KB_PASS, "libvirt answers on %s", sockets[i]);

@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <limits.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,10 +167,7 @@ static int compare_ulong(const void *a, const void *b)
 static int scan_numbers(const struct kb_ctx *ctx, const char *dir, const char *prefix, const char *suffix,
 			unsigned long *numbers, int max)
 {
-	struct kb_path p;
-	if (kb_sysroot_path(ctx, dir, &p, NULL) < 0)
-		return 0;
-	autoclose_dir d = opendir(p.s);
+	autoclose_dir d = kb_sysroot_opendir(ctx, dir, NULL);
 	size_t plen = strlen(prefix);
 	int n = 0;
 	struct dirent *de;
@@ -290,10 +288,20 @@ static bool is_planned(const struct hugepages *h, const struct kb_xml *xml, xmlN
  * Add the memory of one domain XML file to *total_kib when it is backed by
  * hugepages of @size_kb (its <page size=...>, else the default size).
  */
+#define DOMAIN_XML_MAX (4u << 20)
+
 static int count_domain(struct hugepages *h, const struct kb_xml *xml, const char *path,
 			unsigned long long *total_kib, char *names, size_t names_size, struct kb_error *err)
 {
-	xmlDoc *doc = kb_xml_read(xml, path, err);
+	/* @path is inside the root: read confined, named by its mapped path in errors. */
+	struct kb_path shown;
+	autofree char *text = NULL;
+	size_t len = 0;
+	if (kb_sysroot_path(h->ctx, path, &shown, err) < 0 ||
+	    kb_read_file(h->ctx, path, DOMAIN_XML_MAX, &text, &len, err) < 0)
+		return -1;
+	path = shown.s;
+	xmlDoc *doc = kb_xml_parse(xml, text, len, path, err);
 	if (!doc)
 		return -1;
 	xmlNode *domain = xml->root_element(doc);
@@ -354,8 +362,12 @@ static int pages_for_domains(struct hugepages *h, const char *dir, long *pages, 
 	struct kb_path p;
 	if (kb_sysroot_path(h->ctx, dir, &p, err) < 0)
 		return -1;
+	/* Listed through the directory opened confined: a linked directory stays inside the root. */
+	autoclose_fd dir_fd = kb_sysroot_open(h->ctx, dir, O_RDONLY | O_DIRECTORY, 0, err);
+	if (dir_fd < 0)
+		return -1;
 	struct dirent **entries;
-	int n = scandir(p.s, &entries, NULL, alphasort);
+	int n = scandirat(dir_fd, ".", &entries, NULL, alphasort);
 	if (n < 0)
 		return kb_fail(err, errno, p.s, "listing domains in");
 	unsigned long long total_kib = 0;
@@ -365,7 +377,7 @@ static int pages_for_domains(struct hugepages *h, const char *dir, long *pages, 
 		size_t len = strlen(entries[i]->d_name);
 		if (rc == 0 && len > 4 && !strcmp(entries[i]->d_name + len - 4, ".xml")) {
 			char path[PATH_MAX * 2];
-			snprintf(path, sizeof(path), "%s/%s", p.s, entries[i]->d_name);
+			snprintf(path, sizeof(path), "%s/%s", dir, entries[i]->d_name);
 			unsigned long long before = total_kib;
 			rc = count_domain(h, &xml, path, &total_kib, names, sizeof(names), err);
 			domains += total_kib != before;

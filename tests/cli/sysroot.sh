@@ -342,6 +342,57 @@ test_unpack_dest_climbing_link() {
 	unpack_refused "../../../../../../../../../../../../../../..${out}" "$out"
 }
 
+# ---- reads: a linked directory is read as the root sees it ------------------------
+
+# /sys/module linked out: the root has no kvm module loaded, whatever the host outside has.
+check_module_read() { # LINKTEXT OUTSIDE
+	local r=$1
+	fx_cpuinfo "$r" intel-vmx-4.txt
+	rmdir "$r/sys/module"
+	mkdir -p "$3/kvm" "$3/kvm_intel"
+	ln -s "$2" "$r/sys/module"
+	run --root "$r" check kvm.module
+	expect_match "row" "$OUT" "kvm.module"
+	expect_match "not loaded" "$(printf '%s\n' "$OUT" | grep kvm.module)" "^FAIL"
+	# The root's own copy of the linked path is what is read.
+	mkdir -p "$r$3/kvm" "$r$3/kvm_intel"
+	run --root "$r" check kvm.module
+	expect_match "loaded inside" "$(printf '%s\n' "$OUT" | grep kvm.module)" "^PASS +kvm\.module +kvm and kvm_intel loaded"
+}
+
+test_check_sys_module_absolute_link() {
+	local r out
+	r=$(fx_new)
+	out=$(outside_dir module-abs)
+	check_module_read "$r" "$out" "$out"
+}
+
+test_check_sys_module_climbing_link() {
+	local r out
+	r=$(fx_new)
+	out=$(outside_dir module-climb)
+	check_module_read "$r" "$(climb "$r" /sys)${out#/}" "$out"
+}
+
+# hugepages' pools are listed in the root's /sys/kernel/mm/hugepages, never the outside's.
+pool() { # DIR COUNT
+	mkdir -p "$1"
+	local f
+	for f in nr_hugepages free_hugepages surplus_hugepages; do echo "$2" >"$1/$f"; done
+}
+
+test_hugepages_pools_through_a_link() {
+	local r out
+	r=$(fx_new)
+	out=$(outside_dir mm)
+	pool "$out/hugepages/hugepages-1048576kB" 7
+	pool "$r$out/hugepages/hugepages-2048kB" 3
+	ln -s "$out" "$r/sys/kernel/mm"
+	run --root "$r" hugepages
+	expect_rc 0
+	expect_eq "the root's pool only" "$(printf '%s\n' "$OUT" | awk 'NR > 1 { print $1, $3 }')" "2M 3"
+}
+
 t test_grub_intermediate_absolute_link
 t test_grub_intermediate_climbing_link
 t test_grub_link_followed_inside_the_root
@@ -359,4 +410,7 @@ t test_provision_bundle_dest_absolute_link
 t test_provision_bundle_dest_climbing_link
 t test_unpack_dest_absolute_link
 t test_unpack_dest_climbing_link
+t test_check_sys_module_absolute_link
+t test_check_sys_module_climbing_link
+t test_hugepages_pools_through_a_link
 done_testing
