@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
-#include <glob.h>
 #include <net/if_arp.h>
 #include <ini.h>
 #include <stdarg.h>
@@ -567,11 +566,11 @@ static void warn_managers(struct bridge *b, const struct spec *sp, const struct 
 		return;
 	if (b->managers_present < 0) {
 		/* Once per run: a manager whose state directory is absent manages no uplink. */
-		struct kb_path dir;
+		struct stat dir;
 		b->managers_present = 0;
-		if (kb_sysroot_path(b->ctx, "/run/systemd/netif/links", &dir, NULL) == 0 && access(dir.s, F_OK) == 0)
+		if (kb_sysroot_stat(b->ctx, "/run/systemd/netif/links", &dir, false, NULL) == 0)
 			b->managers_present |= NETWORKD;
-		if (kb_sysroot_path(b->ctx, "/run/NetworkManager/devices", &dir, NULL) == 0 && access(dir.s, F_OK) == 0)
+		if (kb_sysroot_stat(b->ctx, "/run/NetworkManager/devices", &dir, false, NULL) == 0)
 			b->managers_present |= NETWORK_MANAGER;
 	}
 	char path[64], state[4096];
@@ -618,13 +617,26 @@ static bool run_parts_name(const char *name)
 	return name[0] && strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == strlen(name);
 }
 
+static int ifupdown_part(void *opaque, const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	if (run_parts_name(slash ? slash + 1 : path))
+		ifupdown_add(opaque, path);
+	return 0;
+}
+
+static int ifupdown_match(void *opaque, const char *path)
+{
+	ifupdown_add(opaque, path);
+	return 0;
+}
+
+/* Sources are the root's: matched and listed confined in it (kb_sysroot_glob), never through a link out. */
 static void ifupdown_source(void *opaque, const char *pattern, bool directory)
 {
 	struct ifupdown_files *f = opaque;
-	struct kb_path real;
-	if (kb_sysroot_path(f->ctx, pattern, &real, NULL) < 0)
+	if (pattern[0] != '/')
 		return;
-	size_t prefix = strlen(real.s) - strlen(pattern); /* the root's part of the mapped path */
 	if (directory) {
 		char own_dir[PATH_MAX];
 		snprintf(own_dir, sizeof(own_dir), "%s", f->own);
@@ -632,29 +644,15 @@ static void ifupdown_source(void *opaque, const char *pattern, bool directory)
 		*slash = '\0';
 		if (!strcmp(own_dir, pattern) && run_parts_name(slash + 1))
 			f->own_sourced = true;
-		struct dirent **entries;
-		int n = scandir(real.s, &entries, NULL, alphasort);
-		for (int i = 0; i < n; i++) {
-			char path[PATH_MAX * 2];
-			snprintf(path, sizeof(path), "%s/%s", pattern, entries[i]->d_name);
-			if (run_parts_name(entries[i]->d_name) && strlen(path) < PATH_MAX)
-				ifupdown_add(f, path);
-			free(entries[i]);
-		}
-		if (n >= 0)
-			free(entries);
+		char all[PATH_MAX + 2];
+		if (snprintf(all, sizeof(all), "%s/*", pattern) < (int)sizeof(all))
+			kb_sysroot_glob(f->ctx, all, ifupdown_part, f, NULL);
 		return;
 	}
 	/* kvmbox's own file may not exist yet: whether the pattern would read it is a match of names. */
 	if (!fnmatch(pattern, f->own, FNM_PATHNAME))
 		f->own_sourced = true;
-	glob_t g;
-	if (glob(real.s, 0, NULL, &g) != 0)
-		return;
-	for (size_t i = 0; i < g.gl_pathc; i++)
-		if (strlen(g.gl_pathv[i]) > prefix)
-			ifupdown_add(f, g.gl_pathv[i] + prefix);
-	globfree(&g);
+	kb_sysroot_glob(f->ctx, pattern, ifupdown_match, f, NULL);
 }
 
 /* @path, and what it sources; kvmbox's own file is only noted as sourced. */
@@ -1027,11 +1025,13 @@ static int networkd_check_uplink(struct bridge *b, const char *uplink, const cha
 {
 	char *names[256];
 	int count = 0;
-	const char *base = b->ctx->target ? b->ctx->target : b->ctx->root;
+	/* Every directory, /run's too, is the target's when there is one: read confined in it. */
+	struct kb_ctx in = *b->ctx;
+	if (in.target)
+		in.root = in.target;
+	in.target = NULL;
 	for (size_t d = 0; d < sizeof(networkd_dirs) / sizeof(networkd_dirs[0]); d++) {
-		char dir[PATH_MAX];
-		snprintf(dir, sizeof(dir), "%s%s", strcmp(base, "/") ? base : "", networkd_dirs[d]);
-		autoclose_dir dh = opendir(dir);
+		autoclose_dir dh = kb_sysroot_opendir(&in, networkd_dirs[d], NULL);
 		struct dirent *de;
 		while (dh && (de = readdir(dh)) != NULL && count < 256) {
 			size_t n = strlen(de->d_name);
@@ -1049,13 +1049,13 @@ static int networkd_check_uplink(struct bridge *b, const char *uplink, const cha
 	for (int i = 0; i < count; i++) {
 		for (size_t d = 0; rc == 0 && d < sizeof(networkd_dirs) / sizeof(networkd_dirs[0]); d++) {
 			char path[PATH_MAX], target[16];
-			snprintf(path, sizeof(path), "%s%s/%s", strcmp(base, "/") ? base : "", networkd_dirs[d], names[i]);
-			ssize_t t = readlink(path, target, sizeof(target) - 1);
+			snprintf(path, sizeof(path), "%s/%s", networkd_dirs[d], names[i]);
+			ssize_t t = kb_sysroot_readlink(&in, path, target, sizeof(target), NULL);
 			if (t == 9 && !memcmp(target, "/dev/null", 9))
 				break; /* masked */
 			autofree char *text = NULL;
 			size_t len;
-			if (kb_read_path(path, 1 << 20, &text, &len, NULL) < 0)
+			if (kb_read_file(&in, path, 1 << 20, &text, &len, NULL) < 0)
 				continue;
 			if (network_file_matches(text, uplink, mac))
 				rc = kb_fail(err, 0, NULL, "%s/%s matches %s and sorts before %s, so networkd would apply it at boot and not kvmbox's: remove it, mask it, or rename it after %s",
@@ -1597,9 +1597,10 @@ static int apply(struct bridge *b, const char *file, struct kb_error *err)
 	if (kb_sysroot_path(b->ctx, file[0] == '/' ? file : "/", &p, err) < 0)
 		return -1;
 	const char *path = file[0] == '/' ? p.s : file;
-	autoclose_file f = fopen(path, "re");
+	/* An absolute FILE is the root's: opened confined. A relative one is the caller's own. */
+	autoclose_file f = file[0] == '/' ? kb_sysroot_fopen_read(b->ctx, file, err) : fopen(path, "re");
 	if (!f)
-		return kb_fail(err, errno, path, "opening");
+		return file[0] == '/' ? -1 : kb_fail(err, errno, path, "opening");
 	struct apply_file *parsed = calloc(1, sizeof(*parsed));
 	if (!parsed)
 		return kb_fail(err, ENOMEM, NULL, "reading %s", path);

@@ -15,7 +15,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <glob.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,10 +188,7 @@ static bool qemu_identity(struct doctor *d, uid_t *uid, gid_t *gid, const char *
 		*source = "libvirt's DAC label";
 		return true;
 	}
-	struct kb_path p;
-	if (kb_sysroot_path(d->ctx, "/etc/passwd", &p, NULL) < 0)
-		return false;
-	autoclose_file f = fopen(p.s, "re");
+	autoclose_file f = kb_sysroot_fopen_read(d->ctx, "/etc/passwd", NULL);
 	struct passwd *pw;
 	bool found = false;
 	while (f && (pw = fgetpwent(f)) != NULL) {
@@ -314,13 +310,26 @@ static void diagnose_virt_hardware(struct doctor *d)
 
 static bool ctime_differs(const struct doctor *d, const char *abs_path, const char *recorded)
 {
-	struct kb_path p;
 	struct stat st;
 	if (!recorded)
 		return false;
-	if (kb_sysroot_path(d->ctx, abs_path, &p, NULL) < 0 || stat(p.s, &st) < 0)
+	if (kb_sysroot_stat(d->ctx, abs_path, &st, false, NULL) < 0)
 		return true;
 	return strtoll(recorded, NULL, 10) != (long long)st.st_ctime;
+}
+
+struct self_ctime {
+	const struct kb_ctx *ctx;
+	long long newest;
+};
+
+static int newer_ctime(void *opaque, const char *abs_path)
+{
+	struct self_ctime *c = opaque;
+	struct stat st;
+	if (kb_sysroot_stat(c->ctx, abs_path, &st, false, NULL) == 0 && (long long)st.st_ctime > c->newest)
+		c->newest = (long long)st.st_ctime;
+	return 0;
 }
 
 /*
@@ -332,21 +341,15 @@ static bool ctime_differs(const struct doctor *d, const char *abs_path, const ch
 static long long libvirt_self_ctime(const struct doctor *d, const char *daemon)
 {
 	static const char *const modules[] = { "/usr/lib/*/libvirt/*/*.so", "/usr/lib64/libvirt/*/*.so" };
-	struct kb_path p;
 	struct stat st;
-	if (kb_sysroot_path(d->ctx, daemon, &p, NULL) < 0 || stat(p.s, &st) < 0)
+	struct self_ctime c = { .ctx = d->ctx };
+	if (kb_sysroot_stat(d->ctx, daemon, &st, false, NULL) < 0)
 		return -1;
-	long long newest = (long long)st.st_ctime;
-	for (size_t i = 0; i < sizeof(modules) / sizeof(modules[0]); i++) {
-		glob_t found;
-		if (kb_sysroot_path(d->ctx, modules[i], &p, NULL) < 0 || glob(p.s, 0, NULL, &found) != 0)
-			continue;
-		for (size_t j = 0; j < found.gl_pathc; j++)
-			if (stat(found.gl_pathv[j], &st) == 0 && (long long)st.st_ctime > newest)
-				newest = (long long)st.st_ctime;
-		globfree(&found);
-	}
-	return newest;
+	c.newest = (long long)st.st_ctime;
+	/* Matched and examined inside the root: a linked /usr/lib reads the root's own modules. */
+	for (size_t i = 0; i < sizeof(modules) / sizeof(modules[0]); i++)
+		kb_sysroot_glob(d->ctx, modules[i], newer_ctime, &c, NULL);
+	return c.newest;
 }
 
 /*
@@ -381,9 +384,8 @@ static const char *stale_reason(struct doctor *d, int fd, const char *file, bool
 	kb_read_value(d->ctx, "/proc/sys/kernel/osrelease", release, sizeof(release), NULL);
 	kb_read_value(d->ctx, "/proc/sys/kernel/version", version, sizeof(version), NULL);
 	snprintf(running, sizeof(running), "%s %s", release, version);
-	struct kb_path p;
 	struct stat st;
-	if (!emulator || kb_sysroot_path(d->ctx, emulator, &p, NULL) < 0 || stat(p.s, &st) < 0)
+	if (!emulator || kb_sysroot_stat(d->ctx, emulator, &st, false, NULL) < 0)
 		reason = "its emulator %s is gone";
 	else if (ctime_differs(d, emulator, qemu_ctime))
 		reason = "%s changed since it was probed (QEMU upgraded)";
