@@ -488,7 +488,7 @@ static int glob_below(const struct kb_ctx *ctx, const char *dir, const char *res
 		}
 		count++;
 	}
-	if (rc == 0)
+	if (rc == 0 && count > 1)
 		qsort(names, count, sizeof(*names), compare_names);
 	int found = 0;
 	for (size_t i = 0; i < count; i++) {
