@@ -21,11 +21,11 @@ static int read_cpu_register(const struct kb_ctx *ctx, unsigned cpu, const char 
 	char abs[64];
 	snprintf(abs, sizeof(abs), "/dev/cpu/%u/%s", cpu, name);
 	struct kb_path p;
-	if (kb_sysroot_path(ctx, abs, &p, err) < 0)
+	if (kb_sysroot_path(ctx, abs, &p, err) < 0) /* for messages */
 		return -1;
-	autoclose_fd fd = open(p.s, O_RDONLY | O_CLOEXEC);
+	autoclose_fd fd = kb_sysroot_open(ctx, abs, O_RDONLY | O_CLOEXEC, 0, err);
 	if (fd < 0)
-		return kb_fail(err, errno, p.s, "opening");
+		return -1;
 	ssize_t n = pread(fd, buf, size, offset);
 	if (n < 0)
 		return kb_fail(err, errno, p.s, "reading register 0x%llx from", (unsigned long long)offset);
@@ -70,12 +70,9 @@ static int compare_unsigned(const void *a, const void *b)
 
 int kb_cpu_list(const struct kb_ctx *ctx, unsigned *cpus, int max, struct kb_error *err)
 {
-	struct kb_path p;
-	if (kb_sysroot_path(ctx, "/dev/cpu", &p, err) < 0)
-		return -1;
-	autoclose_dir dir = opendir(p.s);
+	autoclose_dir dir = kb_sysroot_opendir(ctx, "/dev/cpu", err);
 	if (!dir)
-		return kb_fail(err, errno, p.s, "listing");
+		return -1;
 	int count = 0;
 	struct dirent *de;
 	while ((de = readdir(dir)) != NULL && count < max) {
