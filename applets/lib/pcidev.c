@@ -28,15 +28,10 @@ static unsigned read_hex(const struct kb_ctx *ctx, const char *addr, const char 
 void kb_pci_link_name(const struct kb_ctx *ctx, const char *addr, const char *attr, char *buf, size_t size)
 {
 	char abs[PATH_MAX], target[PATH_MAX];
-	struct kb_path p;
 	buf[0] = '\0';
 	snprintf(abs, sizeof(abs), KB_PCI_DEVICES "/%s/%s", addr, attr);
-	if (kb_sysroot_path(ctx, abs, &p, NULL) < 0)
+	if (kb_sysroot_readlink(ctx, abs, target, sizeof(target), NULL) <= 0)
 		return;
-	ssize_t n = readlink(p.s, target, sizeof(target) - 1);
-	if (n <= 0)
-		return;
-	target[n] = '\0';
 	const char *slash = strrchr(target, '/');
 	snprintf(buf, size, "%.63s", slash ? slash + 1 : target);
 }
@@ -53,9 +48,9 @@ static int compare_addr(const void *a, const void *b)
 int kb_pci_scan(const struct kb_ctx *ctx, struct kb_pci_host *host, struct kb_error *err)
 {
 	struct kb_path dir;
-	if (kb_sysroot_path(ctx, KB_PCI_DEVICES, &dir, err) < 0)
+	if (kb_sysroot_path(ctx, KB_PCI_DEVICES, &dir, err) < 0) /* for messages */
 		return -1;
-	autoclose_dir dh = opendir(dir.s);
+	autoclose_dir dh = kb_sysroot_opendir(ctx, KB_PCI_DEVICES, NULL);
 	if (!dh && errno == ENOENT)
 		return 0; /* no PCI bus at all */
 	if (!dh)
@@ -153,12 +148,12 @@ bool kb_block_in_use(const struct kb_ctx *ctx, const char *block, char *why, siz
 /*
  * Walk the device's sysfs directory (not into other devices' links) for the
  * network interfaces and block devices it provides, and decide whether the
- * host needs it.
+ * host needs it. @dir is a path inside the root, listed confined.
  */
 static void scan_functions(const struct kb_ctx *ctx, struct kb_pci_dev *d, const char *dir, int depth, const char *route_iface,
 			   struct nl_sock *sk)
 {
-	autoclose_dir dh = opendir(dir);
+	autoclose_dir dh = kb_sysroot_opendir(ctx, dir, NULL);
 	struct dirent *de;
 	while (dh && (de = readdir(dh)) != NULL && !d->host_use[0]) {
 		if (de->d_name[0] == '.' || de->d_type == DT_LNK)
@@ -167,7 +162,7 @@ static void scan_functions(const struct kb_ctx *ctx, struct kb_pci_dev *d, const
 		snprintf(sub, sizeof(sub), "%s/%.255s", dir, de->d_name);
 		bool net = !strcmp(de->d_name, "net"), block = !strcmp(de->d_name, "block");
 		if (net || block) {
-			autoclose_dir names = opendir(sub);
+			autoclose_dir names = kb_sysroot_opendir(ctx, sub, NULL);
 			struct dirent *n;
 			while (names && (n = readdir(names)) != NULL && !d->host_use[0]) {
 				if (n->d_name[0] == '.')
@@ -196,10 +191,8 @@ static void scan_functions(const struct kb_ctx *ctx, struct kb_pci_dev *d, const
 static void find_host_uses(const struct kb_ctx *ctx, struct kb_pci_dev *d, const char *route_iface, struct nl_sock *sk)
 {
 	char abs[PATH_MAX];
-	struct kb_path dir;
 	snprintf(abs, sizeof(abs), KB_PCI_DEVICES "/%s", d->addr);
-	if (kb_sysroot_path(ctx, abs, &dir, NULL) == 0)
-		scan_functions(ctx, d, dir.s, 0, route_iface, sk);
+	scan_functions(ctx, d, abs, 0, route_iface, sk);
 }
 
 /* ---- verdicts ---------------------------------------------------------------- */

@@ -248,11 +248,8 @@ static void read_isolated(const struct kb_ctx *ctx, struct kb_cpuset *isolated)
 static void read_node_hugepages(const struct kb_ctx *ctx, struct kb_topo_node *n)
 {
 	char path[PATH_MAX];
-	struct kb_path dir;
 	snprintf(path, sizeof(path), "/sys/devices/system/node/node%d/hugepages", n->id);
-	if (kb_sysroot_path(ctx, path, &dir, NULL) < 0)
-		return;
-	DIR *d = opendir(dir.s);
+	DIR *d = kb_sysroot_opendir(ctx, path, NULL);
 	if (!d)
 		return;
 	struct dirent *e;
@@ -304,10 +301,7 @@ int kb_topology_read(const struct kb_ctx *ctx, struct kb_topology *topo, struct 
 	}
 	read_isolated(ctx, &topo->isolated);
 
-	struct kb_path dir;
-	if (kb_sysroot_path(ctx, "/sys/devices/system/node", &dir, err) < 0)
-		return -1;
-	DIR *d = opendir(dir.s);
+	DIR *d = kb_sysroot_opendir(ctx, "/sys/devices/system/node", NULL);
 	struct dirent *e;
 	while (d && (e = readdir(d)) && topo->node_count < KB_TOPO_NODES_MAX) {
 		int id;
