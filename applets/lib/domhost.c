@@ -27,13 +27,13 @@
 /* Open image @path (of @word) read-only through the sysroot: a regular file, or -1 with @err. */
 static int open_image(const struct kb_ctx *ctx, const char *word, const char *path, struct kb_error *err)
 {
-	struct kb_path mapped;
-	if (kb_sysroot_path(ctx, path, &mapped, err) < 0)
-		return -1;
-	int fd = open(mapped.s, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	struct kb_error opening = { 0 };
+	int fd = kb_sysroot_open(ctx, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0, &opening);
 	struct stat st;
+	if (fd < 0 && opening.errnum == ENAMETOOLONG)
+		return kb_fail(err, ENAMETOOLONG, path, "%s", word);
 	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		int e = fd < 0 ? errno : EINVAL;
+		int e = fd < 0 ? opening.errnum : EINVAL;
 		if (fd >= 0)
 			close(fd);
 		return kb_fail(err, e == ENOENT || e == EINVAL || e == ELOOP ? 0 : e, NULL, "%s '%s': %s", word, path,
@@ -121,7 +121,8 @@ static int cpu_map_has_feature(const struct kb_ctx *ctx, const struct kb_xml *xm
 {
 	struct kb_error ignored = { 0 };
 	struct kb_path mapped;
-	if (kb_sysroot_path(ctx, CPU_MAP "/x86_features.xml", &mapped, NULL) < 0 || access(mapped.s, R_OK) < 0)
+	/* libxml2 opens it by name: resolved inside the root first, so no link in it leads out. */
+	if (kb_sysroot_resolved_path(ctx, CPU_MAP "/x86_features.xml", true, &mapped, NULL) < 0 || access(mapped.s, R_OK) < 0)
 		return -1;
 	xmlDoc *doc = kb_xml_read(xml, mapped.s, &ignored);
 	if (!doc)
@@ -136,12 +137,11 @@ static int cpu_map_has_feature(const struct kb_ctx *ctx, const struct kb_xml *xm
 int kb_cpu_map_has_model(const struct kb_ctx *ctx, const char *model)
 {
 	char path[256];
-	struct kb_path mapped;
 	struct stat st;
-	if (kb_sysroot_path(ctx, CPU_MAP "/index.xml", &mapped, NULL) < 0 || stat(mapped.s, &st) < 0)
+	if (kb_sysroot_stat(ctx, CPU_MAP "/index.xml", &st, false, NULL) < 0)
 		return -1;
 	snprintf(path, sizeof(path), CPU_MAP "/x86_%s.xml", model);
-	return kb_sysroot_path(ctx, path, &mapped, NULL) == 0 && stat(mapped.s, &st) == 0;
+	return kb_sysroot_stat(ctx, path, &st, false, NULL) == 0;
 }
 
 static int check_nested(const struct kb_ctx *ctx, struct kb_domnew *d, struct kb_error *err)
@@ -152,10 +152,9 @@ static int check_nested(const struct kb_ctx *ctx, struct kb_domnew *d, struct kb
 					     "kvm_intel or kvm_amd with nested=1 (kvmbox check kvm)");
 	for (size_t i = 0; i < 2; i++) {
 		char path[64];
-		struct kb_path mapped;
 		struct stat st;
 		snprintf(path, sizeof(path), "/sys/module/%s", vendors[i].module);
-		if (kb_sysroot_path(ctx, path, &mapped, NULL) < 0 || stat(mapped.s, &st) < 0)
+		if (kb_sysroot_stat(ctx, path, &st, false, NULL) < 0)
 			continue;
 		if (!kb_kvm_nested_on(ctx, vendors[i].module))
 			return kb_fail(err, 0, NULL, "nested: %s is loaded without nested=1 on this host "
@@ -171,10 +170,9 @@ static int check_hugepages(const struct kb_ctx *ctx, struct kb_domnew *d, struct
 	if (!d->hugepage_kib)
 		d->hugepage_kib = (unsigned long)kb_meminfo_kib(ctx, "/proc/meminfo", "Hugepagesize:");
 	char path[96];
-	struct kb_path mapped;
 	struct stat st;
 	snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-%lukB", d->hugepage_kib);
-	if (!d->hugepage_kib || kb_sysroot_path(ctx, path, &mapped, NULL) < 0 || stat(mapped.s, &st) < 0)
+	if (!d->hugepage_kib || kb_sysroot_stat(ctx, path, &st, false, NULL) < 0)
 		return kb_fail(err, 0, NULL, "hugepages: this host has no %lu KiB hugepages (kvmbox hugepages lists the sizes)",
 			       d->hugepage_kib);
 	if (d->memory_kib % d->hugepage_kib)
@@ -187,12 +185,11 @@ static int check_bridges(const struct kb_ctx *ctx, const struct kb_domnew *d, st
 {
 	for (size_t i = 0; i < d->net_count; i++) {
 		char path[96];
-		struct kb_path mapped;
 		struct stat st;
 		snprintf(path, sizeof(path), "/sys/class/net/%s", d->net[i].bridge);
-		bool exists = kb_sysroot_path(ctx, path, &mapped, NULL) == 0 && stat(mapped.s, &st) == 0;
+		bool exists = kb_sysroot_stat(ctx, path, &st, false, NULL) == 0;
 		snprintf(path, sizeof(path), "/sys/class/net/%s/bridge", d->net[i].bridge);
-		bool bridge = kb_sysroot_path(ctx, path, &mapped, NULL) == 0 && stat(mapped.s, &st) == 0;
+		bool bridge = kb_sysroot_stat(ctx, path, &st, false, NULL) == 0;
 		if (!exists)
 			return kb_fail(err, 0, NULL, "network 'bridge=%s': no such bridge on this host (kvmbox bridge add %s --uplink IFACE)",
 				       d->net[i].bridge, d->net[i].bridge);
@@ -243,22 +240,17 @@ static int check_host_file(const struct kb_ctx *ctx, const struct kb_domnew *d, 
 {
 	static const char *const system_dirs[] = { "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
 						   "/boot", "/proc", "/sys", "/dev", "/run", "/root", NULL };
-	struct kb_path mapped;
-	char resolved[PATH_MAX], root[PATH_MAX];
+	struct kb_path mapped, canonical;
 	if (kb_sysroot_path(ctx, path, &mapped, err) < 0)
 		return -1;
-	/* Where links lead, as the root sees it: the real path with the root's own real path taken off. */
+	/* Where links lead, as the root sees it: resolved inside the root, as under chroot (no link leads out). */
 	const char *seen = path;
-	if (realpath(mapped.s, resolved) && realpath(ctx->root ? ctx->root : "/", root)) {
-		size_t n = strcmp(root, "/") ? strlen(root) : 0;
-		if (strncmp(resolved, root, n) || (resolved[n] && resolved[n] != '/'))
-			return kb_fail(err, 0, NULL, "%s '%s': leads out of the root (%s)", word, path, resolved);
-		seen = resolved[n] ? resolved + n : "/";
-	}
+	if (kb_sysroot_canonical(ctx, path, true, &canonical, NULL) == 0)
+		seen = canonical.s;
 	struct stat st;
 	char why[256];
 	const char *dev = strrchr(seen, '/') + 1;
-	if (stat(mapped.s, &st) == 0 && S_ISBLK(st.st_mode) && kb_block_in_use(ctx, dev, why, sizeof(why)))
+	if (kb_sysroot_stat(ctx, path, &st, false, NULL) == 0 && S_ISBLK(st.st_mode) && kb_block_in_use(ctx, dev, why, sizeof(why)))
 		return kb_fail(err, 0, NULL, "%s '%s': a block device the host uses: %s", word, path, why);
 	if (d->allow_host_file)
 		return 0;
@@ -311,11 +303,10 @@ static int check_images(const struct kb_ctx *ctx, struct kb_domnew *d, struct kb
 			snprintf(k->backing_format, sizeof(k->backing_format), "%s", format);
 	}
 	if (d->cdrom[0]) {
-		struct kb_path mapped;
 		struct stat st;
-		if (check_host_file(ctx, d, "cdrom", d->cdrom, err) < 0 || kb_sysroot_path(ctx, d->cdrom, &mapped, err) < 0)
+		if (check_host_file(ctx, d, "cdrom", d->cdrom, err) < 0)
 			return -1;
-		if (stat(mapped.s, &st) < 0)
+		if (kb_sysroot_stat(ctx, d->cdrom, &st, false, NULL) < 0)
 			return kb_fail(err, 0, NULL, "cdrom '%s': no such file on this host", d->cdrom);
 	}
 	return 0;
