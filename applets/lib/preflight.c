@@ -63,15 +63,19 @@ static void set_fix(struct kb_finding *item, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* stat() a host path through the sysroot. */
+/* stat() a host path inside the root, through every component (-1 with errno set). */
 static int stat_mapped(const struct preflight *p, const char *abs_path, struct stat *st)
 {
-	struct kb_path mapped;
-	if (abs_path[0] != '/' || kb_sysroot_path(p->ctx, abs_path, &mapped, NULL) < 0) {
+	struct kb_error err = { 0 };
+	if (abs_path[0] != '/') {
 		errno = EINVAL;
 		return -1;
 	}
-	return stat(mapped.s, st);
+	if (kb_sysroot_stat(p->ctx, abs_path, st, false, &err) < 0) {
+		errno = err.errnum ? err.errnum : EINVAL;
+		return -1;
+	}
+	return 0;
 }
 
 /* ---- the host as libvirt describes it ----------------------------------- */
@@ -573,6 +577,7 @@ static void check_disks(struct preflight *p)
 		bool optional = policy && (!strcmp(policy, "optional") || !strcmp(policy, "requisite"));
 		const char *what = device && !strcmp(device, "cdrom") ? "cdrom" : device && !strcmp(device, "floppy") ? "floppy" : "disk";
 		struct kb_path mapped;
+		struct kb_error opening = { 0 };
 		struct stat st;
 		int e = 0;
 		bool to_create = false;
@@ -582,14 +587,15 @@ static void check_disks(struct preflight *p)
 			e = EINVAL;
 		else if (to_create)
 			e = 0; /* a volume the caller creates in its pool before defining */
-		else if (stat(mapped.s, &st) < 0)
+		else if (stat_mapped(p, path, &st) < 0)
 			e = errno;
 		else if (S_ISDIR(st.st_mode))
 			e = EISDIR;
 		else {
-			autoclose_fd fd = open(mapped.s, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+			/* Opened inside the root through every component, as it was examined. */
+			autoclose_fd fd = kb_sysroot_open(p->ctx, path, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0, &opening);
 			if (fd < 0)
-				e = errno;
+				e = opening.errnum ? opening.errnum : EIO;
 		}
 		if (!e) {
 			check_reachable(p, source, path);
@@ -655,15 +661,10 @@ static void check_hostdevs(struct preflight *p)
 				"kvmbox grub-args --iommu, then reboot");
 			continue;
 		}
-		struct kb_path link;
 		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver", bdf);
 		char target[PATH_MAX];
-		ssize_t n = -1;
-		if (kb_sysroot_path(p->ctx, path, &link, NULL) == 0)
-			n = readlink(link.s, target, sizeof(target) - 1);
-		if (n <= 0)
+		if (kb_sysroot_readlink(p->ctx, path, target, sizeof(target), NULL) <= 0)
 			continue;
-		target[n] = '\0';
 		const char *driver = strrchr(target, '/') ? strrchr(target, '/') + 1 : target;
 		if (!strcmp(driver, "vfio-pci") || !strcmp(driver, "pci-stub"))
 			continue;
