@@ -85,7 +85,8 @@ static void mark_chain(const struct kb_ctx *ctx, struct kb_disk_set *set, const 
 			return;
 		mark(set, real.s, running, depth ? "%s (backing file below %s)" : "%s (%s)", who, depth ? path : "disk");
 		uint8_t head[65536];
-		autoclose_fd fd = open(real.s, O_RDONLY | O_CLOEXEC);
+		/* Read inside the root through every component (the mapped path above only names it in the set). */
+		autoclose_fd fd = kb_sysroot_open(ctx, current, O_RDONLY | O_CLOEXEC, 0, NULL);
 		ssize_t n = fd < 0 ? -1 : pread(fd, head, sizeof(head), 0);
 		struct kb_qcow2 q;
 		if (n <= 0 || kb_qcow2_parse(head, (size_t)n, &q, NULL) != 1 || !q.backing[0])
@@ -231,18 +232,19 @@ static int mark_xml_dir(const struct kb_ctx *ctx, const struct kb_xml *xml, stru
 	struct kb_path p;
 	if (kb_sysroot_path(ctx, dir, &p, err) < 0)
 		return -1;
-	autoclose_dir d = opendir(p.s);
+	/* Listed and read inside the root through every component. */
+	autoclose_dir d = kb_sysroot_opendir(ctx, dir, NULL);
 	struct dirent *de;
 	while (d && (de = readdir(d)) != NULL) {
 		size_t n = strlen(de->d_name);
 		if (n <= 4 || strcmp(de->d_name + n - 4, ".xml") || de->d_name[0] == '.')
 			continue;
 		char path[PATH_MAX * 2], name[256];
-		snprintf(path, sizeof(path), "%s/%s", p.s, de->d_name);
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 		snprintf(name, sizeof(name), "%.*s", (int)(n - 4), de->d_name);
 		autofree char *text = NULL;
 		size_t len;
-		if (kb_read_path(path, 4 << 20, &text, &len, NULL) < 0)
+		if (kb_read_file(ctx, path, 4 << 20, &text, &len, NULL) < 0)
 			continue;
 		/* A file libvirt cannot parse either names no disk: skipped, not fatal. */
 		struct kb_error ignored;
