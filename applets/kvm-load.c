@@ -58,10 +58,9 @@ static enum module_state module_state(const struct kb_ctx *ctx, const char *name
 	snprintf(path, sizeof(path), "/sys/module/%s/initstate", name);
 	if (kb_read_value(ctx, path, state, sizeof(state), NULL) == 0)
 		return strcmp(state, "going") ? LOADED : NOT_LOADED;
-	struct kb_path dir;
 	struct stat st;
 	snprintf(path, sizeof(path), "/sys/module/%s", name);
-	if (kb_sysroot_path(ctx, path, &dir, NULL) == 0 && stat(dir.s, &st) == 0 && S_ISDIR(st.st_mode))
+	if (kb_sysroot_stat(ctx, path, &st, false, NULL) == 0 && S_ISDIR(st.st_mode))
 		return BUILTIN;
 	return NOT_LOADED;
 }
@@ -87,9 +86,8 @@ static long module_users(const struct kb_ctx *ctx, const char *module)
 	snprintf(path, sizeof(path), "/sys/module/%s/refcnt", module);
 	long users = kb_read_value(ctx, path, value, sizeof(value), NULL) == 0 ? strtol(value, NULL, 10) : 0;
 	snprintf(path, sizeof(path), "/sys/module/%s/holders", module);
-	struct kb_path p;
-	if (kb_sysroot_path(ctx, path, &p, NULL) == 0) {
-		autoclose_dir d = opendir(p.s);
+	{
+		autoclose_dir d = kb_sysroot_opendir(ctx, path, NULL);
 		struct dirent *de;
 		while (d && (de = readdir(d)) != NULL)
 			users += de->d_name[0] != '.';

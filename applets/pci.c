@@ -240,9 +240,9 @@ static int ensure_vfio(struct pci *p, struct kb_error *err)
 {
 	struct kb_path drv;
 	struct stat st;
-	if (kb_sysroot_path(p->ctx, "/sys/bus/pci/drivers/" KB_PCI_VFIO, &drv, err) < 0)
+	if (kb_sysroot_path(p->ctx, "/sys/bus/pci/drivers/" KB_PCI_VFIO, &drv, err) < 0) /* for messages */
 		return -1;
-	if (stat(drv.s, &st) == 0)
+	if (kb_sysroot_stat(p->ctx, "/sys/bus/pci/drivers/" KB_PCI_VFIO, &st, false, NULL) == 0)
 		return 0;
 	if (p->dry_run) {
 		kb_row_set(kb_rows_add(&p->rows), "module", KB_WOULD_CHANGE, "vfio-pci would be loaded");
@@ -258,7 +258,7 @@ static int ensure_vfio(struct pci *p, struct kb_error *err)
 	kmod.unref(kctx);
 	if (rc < 0)
 		return -1;
-	if (stat(drv.s, &st) < 0)
+	if (kb_sysroot_stat(p->ctx, "/sys/bus/pci/drivers/" KB_PCI_VFIO, &st, false, NULL) < 0)
 		return kb_fail(err, 0, drv.s, "vfio-pci loaded but its driver is not registered:");
 	kb_row_set(kb_rows_add(&p->rows), "module", KB_CHANGED, "vfio-pci loaded");
 	return 0;

@@ -393,6 +393,35 @@ test_hugepages_pools_through_a_link() {
 	expect_eq "the root's pool only" "$(printf '%s\n' "$OUT" | awk 'NR > 1 { print $1, $3 }')" "2M 3"
 }
 
+
+# pci lists the root's /sys/bus/pci, never the outside's, when it is linked out of the root.
+pci_read() { # ROOT LINKTEXT OUTSIDE
+	local r=$1 out=$3
+	fx_pci "$out" 0000:09:00.0 020000 8086 10d3 - -
+	fx_pci "$r$out" 0000:01:00.0 030000 10de 1c82 - -
+	mkdir -p "$r/sys/bus"
+	ln -s "$2/sys/bus/pci" "$r/sys/bus/pci"
+	local before
+	before=$(sums "$out")
+	run --root "$r" pci
+	expect_rc 0
+	expect_eq "the root's device only" "$(printf '%s\n' "$OUT" | grep -o '^0000:[0-9a-f:.]*')" "0000:01:00.0"
+	expect_eq "outside untouched" "$(sums "$out")" "$before"
+}
+
+test_pci_list_absolute_link() {
+	local r out
+	r=$(fx_new)
+	out=$(outside_dir pci-abs)
+	pci_read "$r" "$out" "$out"
+}
+
+test_pci_list_climbing_link() {
+	local r out
+	r=$(fx_new)
+	out=$(outside_dir pci-climb)
+	pci_read "$r" "$(climb "$r" /sys/bus)${out#/}" "$out"
+}
 t test_grub_intermediate_absolute_link
 t test_grub_intermediate_climbing_link
 t test_grub_link_followed_inside_the_root
@@ -413,4 +442,6 @@ t test_unpack_dest_climbing_link
 t test_check_sys_module_absolute_link
 t test_check_sys_module_climbing_link
 t test_hugepages_pools_through_a_link
+t test_pci_list_absolute_link
+t test_pci_list_climbing_link
 done_testing
