@@ -98,8 +98,9 @@ static bool selected(const struct doctor *d, const char *id)
 
 static bool socket_answers(const struct doctor *d, const char *abs_path)
 {
+	/* connect() takes a path: resolved inside the root through every component first. */
 	struct kb_path p;
-	return kb_sysroot_path(d->ctx, abs_path, &p, NULL) == 0 && kb_socket_connect(p.s) == 0;
+	return kb_sysroot_resolved_path(d->ctx, abs_path, true, &p, NULL) == 0 && kb_socket_connect(p.s) == 0;
 }
 
 /* A fix was tried: the row now says what happened. */
@@ -130,9 +131,8 @@ static void diagnose_daemon(struct doctor *d, const char *id, const char *daemon
 		kb_row_set(r, id, KB_PASS, "%s answers on %s", daemon, socket_path);
 		return;
 	}
-	struct kb_path p;
 	struct stat st;
-	bool stale = kb_sysroot_path(d->ctx, socket_path, &p, NULL) == 0 && stat(p.s, &st) == 0;
+	bool stale = kb_sysroot_stat(d->ctx, socket_path, &st, false, NULL) == 0;
 	kb_row_set(r, id, KB_FAIL, "%s is not running: %s %s%s", daemon, socket_path,
 		   stale ? "exists but refuses connections" : "does not exist", why);
 	kb_row_hint(r, "start %s (systemctl start %s, or %s -d)", daemon, daemon, daemon);
@@ -209,10 +209,9 @@ static bool qemu_identity(struct doctor *d, uid_t *uid, gid_t *gid, const char *
 static bool judge_kvm_dev(struct doctor *d, struct kb_row *r)
 {
 	const char *id = "kvm.dev";
-	struct kb_path p;
 	struct stat st;
-	if (kb_sysroot_path(d->ctx, "/dev/kvm", &p, NULL) < 0 || stat(p.s, &st) < 0) {
-		bool loaded = kb_sysroot_path(d->ctx, "/sys/class/misc/kvm/dev", &p, NULL) == 0 && stat(p.s, &st) == 0;
+	if (kb_sysroot_stat(d->ctx, "/dev/kvm", &st, false, NULL) < 0) {
+		bool loaded = kb_sysroot_stat(d->ctx, "/sys/class/misc/kvm/dev", &st, false, NULL) == 0;
 		kb_row_set(r, id, KB_FAIL, "/dev/kvm does not exist%s", loaded ? " although the KVM module is loaded" : " (the KVM module is not loaded)");
 		kb_row_hint(r, loaded ? "kvmbox devkvm" : "kvmbox kvm-load, then kvmbox devkvm");
 		return loaded;
