@@ -217,7 +217,8 @@ int devkvm_main(struct kb_ctx *ctx, int argc, char **argv)
 	struct kb_error err = { 0 };
 	struct kb_path node;
 	gid_t gid;
-	int rc = kb_sysroot_path(ctx, "/dev/kvm", &node, &err);
+	/* Every directory on the way resolved as the root sees it: a linked /dev makes no node outside. */
+	int rc = kb_sysroot_resolved_path(ctx, "/dev/kvm", false, &node, &err);
 	if (rc == 0 && kb_group_id(ctx, d.group, &gid, &err) < 0) {
 		if (err.errnum == ENOENT)
 			kb_fail(&err, 0, NULL, "group '%s' does not exist: create it with 'groupadd --system %s'",

@@ -510,9 +510,9 @@ static void diagnose_pools(struct doctor *d)
 		int stale_here = 0;
 		for (int k = 0; k < n; k++) {
 			char *path = v->volume_path(vols[k]);
-			struct kb_path mapped;
+			struct kb_error missing = { 0 };
 			struct stat st;
-			if (path && kb_sysroot_path(d->ctx, path, &mapped, NULL) == 0 && stat(mapped.s, &st) < 0 && errno == ENOENT) {
+			if (path && kb_sysroot_stat(d->ctx, path, &st, false, &missing) < 0 && missing.errnum == ENOENT) {
 				stale_here++;
 				if (!example[0])
 					snprintf(example, sizeof(example), "%s", path);

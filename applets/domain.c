@@ -877,14 +877,9 @@ static int cmd_up(struct domain_cmd *cmd, const char *bundle)
 		kb_bundle_default_name(bundle, name, sizeof(name));
 	char dir[PATH_MAX], xml_file[PATH_MAX + 16];
 	snprintf(dir, sizeof(dir), "%s/%s", cmd->dest, name);
-	struct kb_path mapped;
 	struct kb_error err = { 0 };
-	if (kb_sysroot_path(cmd->ctx, dir, &mapped, &err) < 0) {
-		kb_say_failure(cmd->ctx, &err);
-		return KB_EXIT_FAILURE;
-	}
 	struct stat st;
-	if (stat(mapped.s, &st) < 0 || cmd->replace) {
+	if (kb_sysroot_stat(cmd->ctx, dir, &st, false, NULL) < 0 || cmd->replace) {
 		char *unpack_argv[] = { "unpack", (char *)bundle, "--dest", (char *)cmd->dest, "--name", name,
 					cmd->replace ? "--replace" : NULL, NULL };
 		int unpack_argc = cmd->replace ? 7 : 6;
@@ -894,7 +889,12 @@ static int cmd_up(struct domain_cmd *cmd, const char *bundle)
 	} else if (cmd->ctx->verbosity > 0) {
 		fprintf(cmd->ctx->err, "kvmbox domain: %s is already unpacked (--replace unpacks again)\n", dir);
 	}
-	snprintf(xml_file, sizeof(xml_file), "%s/domain.xml", mapped.s);
+	struct kb_path unpacked; /* the directory as the root sees it, no link left that leads out */
+	if (kb_sysroot_resolved_path(cmd->ctx, dir, true, &unpacked, &err) < 0) {
+		kb_say_failure(cmd->ctx, &err);
+		return KB_EXIT_FAILURE;
+	}
+	snprintf(xml_file, sizeof(xml_file), "%s/domain.xml", unpacked.s);
 	char *files[] = { xml_file };
 	return cmd_define(cmd, files, NULL, 1, NULL, 0);
 }

@@ -270,11 +270,15 @@ static int run(struct kvm_load *k, const char *vendor, struct kb_error *err)
 	struct kb_path modules, etc, run_dir, local_lib, lib;
 	char dir[PATH_MAX];
 	snprintf(dir, sizeof(dir), "/lib/modules/%s", k->kver);
-	if (kb_sysroot_root_path(k->ctx, dir, &modules, err) < 0 ||
-	    kb_sysroot_root_path(k->ctx, "/etc/modprobe.d", &etc, err) < 0 ||
-	    kb_sysroot_root_path(k->ctx, "/run/modprobe.d", &run_dir, err) < 0 ||
-	    kb_sysroot_root_path(k->ctx, "/usr/local/lib/modprobe.d", &local_lib, err) < 0 ||
-	    kb_sysroot_root_path(k->ctx, "/lib/modprobe.d", &lib, err) < 0)
+	/*
+	 * libkmod opens these directories by name, so they are handed to it resolved as
+	 * the root sees them (no link left that leads out); resolved once, now.
+	 */
+	if (kb_sysroot_resolved_path(k->ctx, dir, true, &modules, err) < 0 ||
+	    kb_sysroot_resolved_path(k->ctx, "/etc/modprobe.d", true, &etc, err) < 0 ||
+	    kb_sysroot_resolved_path(k->ctx, "/run/modprobe.d", true, &run_dir, err) < 0 ||
+	    kb_sysroot_resolved_path(k->ctx, "/usr/local/lib/modprobe.d", true, &local_lib, err) < 0 ||
+	    kb_sysroot_resolved_path(k->ctx, "/lib/modprobe.d", true, &lib, err) < 0)
 		return -1;
 	struct stat st;
 	if (stat(modules.s, &st) < 0)

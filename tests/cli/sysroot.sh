@@ -144,6 +144,39 @@ test_devkvm_rules_dir_climbing_link() {
 	devkvm_refused "$(climb "$T" /etc/udev)${out#/}" "$out"
 }
 
+# devkvm --root R with R/dev linked out of the root: the node is made where the root's
+# own /dev leads (inside it, as under chroot), never in the directory outside.
+devkvm_node_through_linked_dev() { # LINKTEXT OUTSIDE
+	R=$(fx_new)
+	mkdir -p "$R/sys/class/misc/kvm"
+	echo 10:232 >"$R/sys/class/misc/kvm/dev"
+	printf 'root:x:0:\nkvm:x:77:\n' >"$R/etc/group"
+	rm -rf "$R/dev"
+	ln -s "$1" "$R/dev"
+	run --root "$R" devkvm
+	expect_rc 1
+	one_line
+	expect_match "error" "$ERR" "^kvmbox devkvm: creating device node $R$2/kvm.kvmbox-new: No such file or directory$"
+	expect_eq "no node outside" "$(ls -A "$2")" ""
+	# Where the root's /dev leads exists inside the root: the node is made there.
+	local inside="$R${2}"
+	mkdir -p "$inside"
+	run --root "$R" devkvm
+	expect_rc 0
+	expect_eq "still no node outside" "$(ls -A "$2")" ""
+	[ -c "$inside/kvm" ] || fail "no node where the root's /dev leads ($inside/kvm)"
+}
+test_devkvm_node_absolute_dev_link() {
+	local out
+	out=$(outside_dir dev-abs)
+	devkvm_node_through_linked_dev "$out" "$out"
+}
+test_devkvm_node_climbing_dev_link() {
+	local out
+	out=$(outside_dir dev-climb)
+	devkvm_node_through_linked_dev "../../../../../../../../..$out" "$out"
+}
+
 # ---- kvm-load, hugepages: the same writer under --target ------------------------------
 
 test_hugepages_persist_sysctl_dir_link() {
@@ -444,4 +477,6 @@ t test_check_sys_module_climbing_link
 t test_hugepages_pools_through_a_link
 t test_pci_list_absolute_link
 t test_pci_list_climbing_link
+t test_devkvm_node_absolute_dev_link
+t test_devkvm_node_climbing_dev_link
 done_testing
