@@ -272,13 +272,16 @@ static int run(struct kvm_load *k, const char *vendor, struct kb_error *err)
 	snprintf(dir, sizeof(dir), "/lib/modules/%s", k->kver);
 	/*
 	 * libkmod opens these directories by name, so they are handed to it resolved as
-	 * the root sees them (no link left that leads out); resolved once, now.
+	 * the root sees them (no link left that leads out); resolved once, now. They are
+	 * the root's (the running kernel loads from it), never --target's.
 	 */
-	if (kb_sysroot_resolved_path(k->ctx, dir, true, &modules, err) < 0 ||
-	    kb_sysroot_resolved_path(k->ctx, "/etc/modprobe.d", true, &etc, err) < 0 ||
-	    kb_sysroot_resolved_path(k->ctx, "/run/modprobe.d", true, &run_dir, err) < 0 ||
-	    kb_sysroot_resolved_path(k->ctx, "/usr/local/lib/modprobe.d", true, &local_lib, err) < 0 ||
-	    kb_sysroot_resolved_path(k->ctx, "/lib/modprobe.d", true, &lib, err) < 0)
+	struct kb_ctx root_side = *k->ctx;
+	root_side.target = NULL;
+	if (kb_sysroot_resolved_path(&root_side, dir, true, &modules, err) < 0 ||
+	    kb_sysroot_resolved_path(&root_side, "/etc/modprobe.d", true, &etc, err) < 0 ||
+	    kb_sysroot_resolved_path(&root_side, "/run/modprobe.d", true, &run_dir, err) < 0 ||
+	    kb_sysroot_resolved_path(&root_side, "/usr/local/lib/modprobe.d", true, &local_lib, err) < 0 ||
+	    kb_sysroot_resolved_path(&root_side, "/lib/modprobe.d", true, &lib, err) < 0)
 		return -1;
 	struct stat st;
 	if (stat(modules.s, &st) < 0)
