@@ -880,9 +880,15 @@ static int cmd_up(struct domain_cmd *cmd, const char *bundle)
 	struct kb_error err = { 0 };
 	struct stat st;
 	if (kb_sysroot_stat(cmd->ctx, dir, &st, false, NULL) < 0 || cmd->replace) {
-		char *unpack_argv[] = { "unpack", (char *)bundle, "--dest", (char *)cmd->dest, "--name", name,
-					cmd->replace ? "--replace" : NULL, NULL };
-		int unpack_argc = cmd->replace ? 7 : 6;
+		/* The bundle after "--": a path that starts with '-' is a path, never an option. */
+		char *unpack_argv[] = { "unpack", "--dest", (char *)cmd->dest, "--name", name, "--replace", "--",
+					(char *)bundle, NULL };
+		if (!cmd->replace) {
+			unpack_argv[5] = "--";
+			unpack_argv[6] = (char *)bundle;
+			unpack_argv[7] = NULL;
+		}
+		int unpack_argc = cmd->replace ? 8 : 7;
 		int rc = kb_applet_run(cmd->ctx, "unpack", unpack_argc, unpack_argv);
 		if (rc != KB_EXIT_OK)
 			return rc;

@@ -230,11 +230,12 @@ static void build_command(const struct provision *p, const struct step *s, bool 
 		if (dry_run)
 			return;
 		arg(a, "unpack");
-		arg(a, b->source);
 		arg_pair(a, "--dest", b->dest);
 		arg_pair(a, "--name", b->name);
 		if (!strncmp(b->source, "http://", 7))
 			arg_pair(a, "--sha256", b->sha256); /* hashed as it streams in, checked before it is renamed into place */
+		arg(a, "--"); /* a source that starts with '-' is a path, never an option */
+		arg(a, b->source);
 		return;
 	}
 	case STEP_DOMAIN: {
