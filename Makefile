@@ -27,7 +27,7 @@ DEBIAN_PACKAGES := build-essential pkg-config libcmocka-dev libkmod-dev libxml2-
                    libvirt-dev libvirt-daemon-system qemu-system-x86 busybox-static cpio ifupdown \
                    libpci-dev pci.ids virtinst ipxe-qemu ansible-core
 
-# Headers only: libkmod, libxml2, libarchive, libcrypto, libvirt and libpci are dlopen()ed by the applets that use them (applets/lib/dynlib.c).
+# Headers only: libkmod, libxml2, libarchive, libcrypto, libvirt and libpci are dlopen()ed by the applets that use them (applets/lib/core/dynlib.c).
 DLOPEN_PKGS := libkmod libxml-2.0 libarchive libcrypto libvirt libpci
 DLOPEN_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(DLOPEN_PKGS) 2>/dev/null)
 # Small libraries linked statically from Debian's .a files: no dynamic-loader cost at every start
@@ -56,7 +56,7 @@ BUILD      := build
 BIN        := kvmbox
 endif
 
-LIB_SRCS    := $(sort $(wildcard applets/lib/*.c))
+LIB_SRCS    := $(sort $(wildcard applets/lib/*/*.c))
 APPLET_SRCS := $(sort $(wildcard applets/*.c))
 LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 APPLET_OBJS := $(APPLET_SRCS:%.c=$(BUILD)/%.o)
@@ -133,7 +133,7 @@ fuzz: $(FUZZ_BINS)
 # finding an error. One stamp per file and analyser, so `make -j analyze` runs them side by side.
 ANALYZE_SRCS   := $(LIB_SRCS) $(APPLET_SRCS)
 ANALYZE_STAMPS := $(ANALYZE_SRCS:%.c=build/analyze/%.gcc) $(ANALYZE_SRCS:%.c=build/analyze/%.clang)
-ANALYZE_DEPS   := $(wildcard include/kvmbox/*.h include/kvmbox/*.def) Makefile
+ANALYZE_DEPS   := $(wildcard include/kvmbox/*.h include/kvmbox/*/*.h include/kvmbox/*.def) Makefile
 ANALYZE_FLAGS   = -std=gnu11 -D_GNU_SOURCE -Iinclude $(DLOPEN_CFLAGS) $(STATIC_CFLAGS) -DKVMBOX_VERSION=\"$(VERSION)\"
 
 analyze: $(ANALYZE_STAMPS)

@@ -24,12 +24,12 @@
 #include <netlink/route/nexthop.h>
 
 #include "kvmbox/applet.h"
-#include "kvmbox/cleanup.h"
-#include "kvmbox/file.h"
-#include "kvmbox/ifupdown.h"
-#include "kvmbox/net.h"
-#include "kvmbox/output.h"
-#include "kvmbox/sysroot.h"
+#include "kvmbox/core/cleanup.h"
+#include "kvmbox/core/file.h"
+#include "kvmbox/net/ifupdown.h"
+#include "kvmbox/net/net.h"
+#include "kvmbox/core/output.h"
+#include "kvmbox/core/sysroot.h"
 
 const char bridge_usage[] =
 	"Usage: kvmbox bridge add NAME [--uplink IF] [--addr CIDR]... [--gateway IP] [--stp on|off]\n"

@@ -19,18 +19,18 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "kvmbox/accounts.h"
+#include "kvmbox/core/accounts.h"
 #include "kvmbox/applet.h"
-#include "kvmbox/cleanup.h"
-#include "kvmbox/cmdline.h"
-#include "kvmbox/cpu.h"
-#include "kvmbox/cpuinfo.h"
-#include "kvmbox/file.h"
-#include "kvmbox/kvm.h"
-#include "kvmbox/output.h"
-#include "kvmbox/pcidev.h"
-#include "kvmbox/service.h"
-#include "kvmbox/sysroot.h"
+#include "kvmbox/core/cleanup.h"
+#include "kvmbox/host/cmdline.h"
+#include "kvmbox/host/cpu.h"
+#include "kvmbox/host/cpuinfo.h"
+#include "kvmbox/core/file.h"
+#include "kvmbox/host/kvm.h"
+#include "kvmbox/core/output.h"
+#include "kvmbox/host/pcidev.h"
+#include "kvmbox/core/service.h"
+#include "kvmbox/core/sysroot.h"
 
 const char check_usage[] =
 	"Usage: kvmbox check [--list] [CHECK...]\n"

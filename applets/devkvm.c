@@ -15,12 +15,12 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "kvmbox/accounts.h"
+#include "kvmbox/core/accounts.h"
 #include "kvmbox/applet.h"
-#include "kvmbox/cleanup.h"
-#include "kvmbox/file.h"
-#include "kvmbox/output.h"
-#include "kvmbox/sysroot.h"
+#include "kvmbox/core/cleanup.h"
+#include "kvmbox/core/file.h"
+#include "kvmbox/core/output.h"
+#include "kvmbox/core/sysroot.h"
 
 const char devkvm_usage[] =
 	"Usage: kvmbox devkvm [--dry-run] [--persist] [--group NAME]\n"

@@ -22,19 +22,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "kvmbox/accounts.h"
+#include "kvmbox/core/accounts.h"
 #include "kvmbox/applet.h"
-#include "kvmbox/cleanup.h"
-#include "kvmbox/cpuinfo.h"
-#include "kvmbox/file.h"
-#include "kvmbox/kvm.h"
-#include "kvmbox/output.h"
-#include "kvmbox/pcidev.h"
-#include "kvmbox/preflight.h"
-#include "kvmbox/service.h"
-#include "kvmbox/sysroot.h"
-#include "kvmbox/virt.h"
-#include "kvmbox/xml.h"
+#include "kvmbox/core/cleanup.h"
+#include "kvmbox/host/cpuinfo.h"
+#include "kvmbox/core/file.h"
+#include "kvmbox/host/kvm.h"
+#include "kvmbox/core/output.h"
+#include "kvmbox/host/pcidev.h"
+#include "kvmbox/virt/preflight.h"
+#include "kvmbox/core/service.h"
+#include "kvmbox/core/sysroot.h"
+#include "kvmbox/virt/virt.h"
+#include "kvmbox/core/xml.h"
 
 const char doctor_usage[] =
 	"Usage: kvmbox doctor [--fix] [--connect URI] [ID...]\n"

@@ -21,17 +21,17 @@
 #include <unistd.h>
 
 #include "kvmbox/applet.h"
-#include "kvmbox/bundle.h"
-#include "kvmbox/cleanup.h"
-#include "kvmbox/diskuse.h"
-#include "kvmbox/domnew.h"
-#include "kvmbox/file.h"
-#include "kvmbox/output.h"
-#include "kvmbox/placement.h"
-#include "kvmbox/preflight.h"
-#include "kvmbox/sysroot.h"
-#include "kvmbox/virt.h"
-#include "kvmbox/xml.h"
+#include "kvmbox/bundle/bundle.h"
+#include "kvmbox/core/cleanup.h"
+#include "kvmbox/virt/diskuse.h"
+#include "kvmbox/virt/domnew.h"
+#include "kvmbox/core/file.h"
+#include "kvmbox/core/output.h"
+#include "kvmbox/virt/placement.h"
+#include "kvmbox/virt/preflight.h"
+#include "kvmbox/core/sysroot.h"
+#include "kvmbox/virt/virt.h"
+#include "kvmbox/core/xml.h"
 
 const char domain_usage[] =
 	"Usage: kvmbox domain preflight FILE.xml...\n"
@@ -1342,7 +1342,7 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 		OPT_DEST, OPT_NAME, OPT_REPLACE, OPT_STORAGE, OPT_DRY_RUN, OPT_PRINT_XML,
 		OPT_WORD, /* OPT_WORD + i: the domain new word new_words[i] */
 	};
-	/* domain new's options are its words (kvmbox/domnew.h), the same as provision's [domain] keys. */
+	/* domain new's options are its words (kvmbox/virt/domnew.h), the same as provision's [domain] keys. */
 	static const char *const new_words[] = { "memory", "vcpus", "cpu", "machine", "virt-type", "disk", "cdrom",
 						 "boot", "network", "graphics", "hostdev", "hugepages", "nested", "placement",
 						 "allow-host-file" };

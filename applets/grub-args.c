@@ -13,14 +13,14 @@
 #include <string.h>
 
 #include "kvmbox/applet.h"
-#include "kvmbox/cleanup.h"
-#include "kvmbox/cmdline.h"
-#include "kvmbox/cpuinfo.h"
-#include "kvmbox/file.h"
-#include "kvmbox/kargs.h"
-#include "kvmbox/output.h"
-#include "kvmbox/process.h"
-#include "kvmbox/sysroot.h"
+#include "kvmbox/core/cleanup.h"
+#include "kvmbox/host/cmdline.h"
+#include "kvmbox/host/cpuinfo.h"
+#include "kvmbox/core/file.h"
+#include "kvmbox/host/kargs.h"
+#include "kvmbox/core/output.h"
+#include "kvmbox/core/process.h"
+#include "kvmbox/core/sysroot.h"
 
 const char grub_args_usage[] =
 	"Usage: kvmbox grub-args [list]\n"

@@ -18,12 +18,12 @@
 #include <strings.h>
 
 #include "kvmbox/applet.h"
-#include "kvmbox/cleanup.h"
-#include "kvmbox/domxml.h"
-#include "kvmbox/file.h"
-#include "kvmbox/output.h"
-#include "kvmbox/sysroot.h"
-#include "kvmbox/xml.h"
+#include "kvmbox/core/cleanup.h"
+#include "kvmbox/virt/domxml.h"
+#include "kvmbox/core/file.h"
+#include "kvmbox/core/output.h"
+#include "kvmbox/core/sysroot.h"
+#include "kvmbox/core/xml.h"
 
 const char hugepages_usage[] =
 	"Usage: kvmbox hugepages [show]\n"

@@ -51,15 +51,15 @@
 #endif
 
 #include "kvmbox/applet.h"
-#include "kvmbox/bundle.h"
-#include "kvmbox/cleanup.h"
-#include "kvmbox/cmdline.h"
-#include "kvmbox/fetch.h"
-#include "kvmbox/file.h"
-#include "kvmbox/kmod.h"
-#include "kvmbox/output.h"
-#include "kvmbox/process.h"
-#include "kvmbox/sha256.h"
+#include "kvmbox/bundle/bundle.h"
+#include "kvmbox/core/cleanup.h"
+#include "kvmbox/host/cmdline.h"
+#include "kvmbox/net/fetch.h"
+#include "kvmbox/core/file.h"
+#include "kvmbox/host/kmod.h"
+#include "kvmbox/core/output.h"
+#include "kvmbox/core/process.h"
+#include "kvmbox/bundle/sha256.h"
 
 const char init_usage[] =
 	"Usage: kvmbox init   (PID 1 of the rescue image; refuses to run as anything else)\n"

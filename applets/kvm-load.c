@@ -15,12 +15,12 @@
 #include <sys/utsname.h>
 
 #include "kvmbox/applet.h"
-#include "kvmbox/cleanup.h"
-#include "kvmbox/cpuinfo.h"
-#include "kvmbox/file.h"
-#include "kvmbox/kmod.h"
-#include "kvmbox/output.h"
-#include "kvmbox/sysroot.h"
+#include "kvmbox/core/cleanup.h"
+#include "kvmbox/host/cpuinfo.h"
+#include "kvmbox/core/file.h"
+#include "kvmbox/host/kmod.h"
+#include "kvmbox/core/output.h"
+#include "kvmbox/core/sysroot.h"
 
 const char kvm_load_usage[] =
 	"Usage: kvmbox kvm-load [--vendor intel|amd] [--nested] [--persist] [--kver VERSION] [--dry-run]\n"

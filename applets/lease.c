@@ -22,8 +22,8 @@
 #include <netlink/route/route.h>
 
 #include "kvmbox/applet.h"
-#include "kvmbox/net.h"
-#include "kvmbox/output.h"
+#include "kvmbox/net/net.h"
+#include "kvmbox/core/output.h"
 
 const char lease_usage[] =
 	"Usage: kvmbox lease deconfig|bound|renew|leasefail|nak\n"

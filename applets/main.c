@@ -15,8 +15,8 @@
 #include <unistd.h>
 
 #include "kvmbox/applet.h"
-#include "kvmbox/output.h"
-#include "kvmbox/dynlib.h"
+#include "kvmbox/core/output.h"
+#include "kvmbox/core/dynlib.h"
 
 #ifndef KVMBOX_VERSION
 #define KVMBOX_VERSION "0.0.0"

@@ -17,13 +17,13 @@
 #include <unistd.h>
 
 #include "kvmbox/applet.h"
-#include "kvmbox/archive.h"
-#include "kvmbox/bundle.h"
-#include "kvmbox/cleanup.h"
-#include "kvmbox/file.h"
-#include "kvmbox/output.h"
-#include "kvmbox/sha256.h"
-#include "kvmbox/xml.h"
+#include "kvmbox/bundle/archive.h"
+#include "kvmbox/bundle/bundle.h"
+#include "kvmbox/core/cleanup.h"
+#include "kvmbox/core/file.h"
+#include "kvmbox/core/output.h"
+#include "kvmbox/bundle/sha256.h"
+#include "kvmbox/core/xml.h"
 
 const char pack_usage[] =
 	"Usage: kvmbox pack DOMAIN.xml [-o FILE] [--compress none|gzip|xz|zstd]\n"

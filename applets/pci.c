@@ -19,14 +19,14 @@
 #include <unistd.h>
 
 #include "kvmbox/applet.h"
-#include "kvmbox/cleanup.h"
-#include "kvmbox/cmdline.h"
-#include "kvmbox/file.h"
-#include "kvmbox/kmod.h"
-#include "kvmbox/output.h"
-#include "kvmbox/pcidev.h"
-#include "kvmbox/pcinames.h"
-#include "kvmbox/sysroot.h"
+#include "kvmbox/core/cleanup.h"
+#include "kvmbox/host/cmdline.h"
+#include "kvmbox/core/file.h"
+#include "kvmbox/host/kmod.h"
+#include "kvmbox/core/output.h"
+#include "kvmbox/host/pcidev.h"
+#include "kvmbox/host/pcinames.h"
+#include "kvmbox/core/sysroot.h"
 
 const char pci_usage[] =
 	"Usage: kvmbox pci [list] [ADDR|CLASS...] [--json]\n"

@@ -28,12 +28,12 @@
 #include <unistd.h>
 
 #include "kvmbox/applet.h"
-#include "kvmbox/cleanup.h"
-#include "kvmbox/file.h"
-#include "kvmbox/hostconf.h"
-#include "kvmbox/output.h"
-#include "kvmbox/sha256.h"
-#include "kvmbox/sysroot.h"
+#include "kvmbox/core/cleanup.h"
+#include "kvmbox/core/file.h"
+#include "kvmbox/provision/hostconf.h"
+#include "kvmbox/core/output.h"
+#include "kvmbox/bundle/sha256.h"
+#include "kvmbox/core/sysroot.h"
 
 const char provision_usage[] =
 	"Usage: kvmbox provision [CONFIG] [--plan | --validate] [--continue-on-error] [--connect URI]\n"

@@ -26,18 +26,18 @@
 #include <unistd.h>
 
 #include "kvmbox/applet.h"
-#include "kvmbox/archive.h"
-#include "kvmbox/bundle.h"
-#include "kvmbox/cleanup.h"
-#include "kvmbox/diskuse.h"
-#include "kvmbox/domguard.h"
-#include "kvmbox/domxml.h"
-#include "kvmbox/fetch.h"
-#include "kvmbox/file.h"
-#include "kvmbox/output.h"
-#include "kvmbox/sha256.h"
-#include "kvmbox/sysroot.h"
-#include "kvmbox/xml.h"
+#include "kvmbox/bundle/archive.h"
+#include "kvmbox/bundle/bundle.h"
+#include "kvmbox/core/cleanup.h"
+#include "kvmbox/virt/diskuse.h"
+#include "kvmbox/bundle/domguard.h"
+#include "kvmbox/virt/domxml.h"
+#include "kvmbox/net/fetch.h"
+#include "kvmbox/core/file.h"
+#include "kvmbox/core/output.h"
+#include "kvmbox/bundle/sha256.h"
+#include "kvmbox/core/sysroot.h"
+#include "kvmbox/core/xml.h"
 
 const char unpack_usage[] =
 	"Usage: kvmbox unpack BUNDLE [--dest DIR] [--name NAME] [--replace [--force]] [--max-size SIZE]\n"
@@ -617,7 +617,7 @@ static bool is_domain_member(void *opaque, const char *name)
 }
 
 /*
- * domain.xml holds only what kvmbox allows (kvmbox/domguard.h) and points at
+ * domain.xml holds only what kvmbox allows (kvmbox/bundle/domguard.h) and points at
  * the unpacked files, and at nothing else: every disk, kernel, initrd, loader
  * and NVRAM must be a member. Its <emulator> is dropped.
  */

@@ -3,7 +3,7 @@
 #define KVMBOX_APPLET_H
 
 #include <getopt.h>
-#include "kvmbox/context.h"
+#include "kvmbox/core/context.h"
 
 typedef int kb_applet_main(struct kb_ctx *ctx, int argc, char **argv);
 

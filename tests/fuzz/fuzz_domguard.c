@@ -1,5 +1,5 @@
 /*
- * libFuzzer target: the domain.xml allow-list walk (kvmbox/domguard.h). Any
+ * libFuzzer target: the domain.xml allow-list walk (kvmbox/bundle/domguard.h). Any
  * input: no crash, no leak; a document it allows has no <emulator> left and
  * is allowed again as written out.
  */
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kvmbox/domguard.h"
+#include "kvmbox/bundle/domguard.h"
 
 static bool is_member(void *opaque, const char *name)
 {

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kvmbox/kargs.h"
+#include "kvmbox/host/kargs.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kvmbox/ifupdown.h"
+#include "kvmbox/net/ifupdown.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "kvmbox/bundle.h"
+#include "kvmbox/bundle/bundle.h"
 #include "test_helpers.h"
 
 static int parse(const char *text, struct kb_sums *sums, struct kb_error *err)

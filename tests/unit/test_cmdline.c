@@ -6,7 +6,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "kvmbox/cmdline.h"
+#include "kvmbox/host/cmdline.h"
 #include "test_helpers.h"
 
 static bool get(const char *text, const char *key, char *value, size_t size, bool *bare)

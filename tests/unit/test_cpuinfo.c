@@ -6,7 +6,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "kvmbox/cpuinfo.h"
+#include "kvmbox/host/cpuinfo.h"
 #include "test_helpers.h"
 
 static struct kb_cpuinfo parse_fixture(const char *name)

@@ -23,8 +23,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "kvmbox/domguard.h"
-#include "kvmbox/xml.h"
+#include "kvmbox/bundle/domguard.h"
+#include "kvmbox/core/xml.h"
 
 #define SCHEMAS "/usr/share/libvirt/schemas"
 #define MAX_DEFINES 4096

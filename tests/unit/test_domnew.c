@@ -11,7 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "kvmbox/domnew.h"
+#include "kvmbox/virt/domnew.h"
 
 static struct kb_domnew d;
 

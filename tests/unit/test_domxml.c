@@ -6,7 +6,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "kvmbox/domxml.h"
+#include "kvmbox/virt/domxml.h"
 
 static void memory_units(void **state)
 {

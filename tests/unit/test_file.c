@@ -14,9 +14,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "kvmbox/file.h"
-#include "kvmbox/output.h"
-#include "kvmbox/sysroot.h"
+#include "kvmbox/core/file.h"
+#include "kvmbox/core/output.h"
+#include "kvmbox/core/sysroot.h"
 
 struct fixture {
 	char root[64];

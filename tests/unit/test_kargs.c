@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "kvmbox/kargs.h"
+#include "kvmbox/host/kargs.h"
 
 static char *apply1(const char *value, enum kb_karg_op op, const char *arg, bool *changed)
 {

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "kvmbox/output.h"
+#include "kvmbox/core/output.h"
 
 /* kb_json_string_len of @len bytes, as a malloc'ed C string. */
 static char *json_of(const char *s, size_t len)

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "kvmbox/placement.h"
+#include "kvmbox/virt/placement.h"
 
 #define GIB (1024ull * 1024)
 

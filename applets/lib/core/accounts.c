@@ -1,0 +1,113 @@
+/* Account names from the sysroot's /etc files; see kvmbox/core/accounts.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <string.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kvmbox/core/accounts.h"
+#include "kvmbox/core/cleanup.h"
+#include "kvmbox/core/sysroot.h"
+
+static FILE *open_mapped(const struct kb_ctx *ctx, const char *abs_path)
+{
+	int fd = kb_sysroot_open(ctx, abs_path, O_RDONLY, 0, NULL);
+	FILE *f = fd < 0 ? NULL : fdopen(fd, "re");
+	if (fd >= 0 && !f)
+		close(fd);
+	return f;
+}
+
+const char *kb_group_name(const struct kb_ctx *ctx, gid_t gid, char *buf, size_t size)
+{
+	snprintf(buf, size, "%u", (unsigned)gid);
+	autoclose_file f = open_mapped(ctx, "/etc/group");
+	struct group *gr;
+	while (f && (gr = fgetgrent(f)) != NULL) {
+		if (gr->gr_gid == gid) {
+			snprintf(buf, size, "%s", gr->gr_name);
+			break;
+		}
+	}
+	return buf;
+}
+
+const char *kb_user_name(const struct kb_ctx *ctx, uid_t uid, char *buf, size_t size)
+{
+	snprintf(buf, size, "%u", (unsigned)uid);
+	autoclose_file f = open_mapped(ctx, "/etc/passwd");
+	struct passwd *pw;
+	while (f && (pw = fgetpwent(f)) != NULL) {
+		if (pw->pw_uid == uid) {
+			snprintf(buf, size, "%s", pw->pw_name);
+			break;
+		}
+	}
+	return buf;
+}
+
+int kb_group_id(const struct kb_ctx *ctx, const char *name, gid_t *gid, struct kb_error *err)
+{
+	struct kb_path p;
+	if (kb_sysroot_path(ctx, "/etc/group", &p, err) < 0)
+		return -1;
+	autoclose_file f = open_mapped(ctx, "/etc/group");
+	if (!f)
+		return kb_fail(err, errno, p.s, "opening");
+	struct group *gr;
+	while ((gr = fgetgrent(f)) != NULL) {
+		if (strcmp(gr->gr_name, name) == 0) {
+			*gid = gr->gr_gid;
+			return 0;
+		}
+	}
+	return kb_fail(err, ENOENT, p.s, "no group '%s' in", name);
+}
+
+/* Whether user @uid is listed in /etc/group as a member of @gid, or has it as its primary group. */
+static bool user_in_group(const struct kb_ctx *ctx, uid_t uid, gid_t gid)
+{
+	char user[256] = "";
+	gid_t primary = (gid_t)-1;
+	autoclose_file pf = open_mapped(ctx, "/etc/passwd");
+	struct passwd *pw;
+	while (pf && (pw = fgetpwent(pf)) != NULL) {
+		if (pw->pw_uid == uid) {
+			snprintf(user, sizeof(user), "%s", pw->pw_name);
+			primary = pw->pw_gid;
+			break;
+		}
+	}
+	if (primary == gid)
+		return true;
+	if (!user[0])
+		return false;
+	autoclose_file gf = open_mapped(ctx, "/etc/group");
+	struct group *gr;
+	while (gf && (gr = fgetgrent(gf)) != NULL) {
+		if (gr->gr_gid != gid)
+			continue;
+		for (char **m = gr->gr_mem; m && *m; m++)
+			if (strcmp(*m, user) == 0)
+				return true;
+	}
+	return false;
+}
+
+bool kb_may_access(const struct kb_ctx *ctx, uid_t uid, gid_t gid, const struct stat *st, int want)
+{
+	if (uid == 0)
+		return true;
+	int shift;
+	if (st->st_uid == uid)
+		shift = 6;
+	else if (st->st_gid == gid || user_in_group(ctx, uid, st->st_gid))
+		shift = 3;
+	else
+		shift = 0;
+	int granted = (int)(st->st_mode >> shift) & 7;
+	return (granted & want) == want;
+}

@@ -1,0 +1,126 @@
+/* libxml2 at run time; see kvmbox/core/xml.h. */
+#include <errno.h>
+#include <ctype.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kvmbox/core/dynlib.h"
+#include "kvmbox/core/xml.h"
+
+int kb_xml_load(struct kb_xml *xml, struct kb_error *err)
+{
+	void *free_var = NULL;
+	const struct kb_dynlib_symbol symbols[] = {
+		{ "xmlReadFile", (void **)&xml->read_file },
+		{ "xmlFreeDoc", (void **)&xml->free_doc },
+		{ "xmlDocGetRootElement", (void **)&xml->root_element },
+		{ "xmlGetProp", (void **)&xml->get_prop },
+		{ "xmlNodeGetContent", (void **)&xml->node_content },
+		{ "xmlReadMemory", (void **)&xml->read_memory },
+		{ "xmlSetProp", (void **)&xml->set_prop },
+		{ "xmlDocDumpMemory", (void **)&xml->dump_memory },
+		{ "xmlGetNodePath", (void **)&xml->node_path },
+		{ "xmlNewChild", (void **)&xml->new_child },
+		{ "xmlNodeSetContent", (void **)&xml->node_set_content },
+		{ "xmlUnlinkNode", (void **)&xml->unlink_node },
+		{ "xmlFreeNode", (void **)&xml->free_node },
+		{ "xmlFree", &free_var },
+	};
+	if (kb_dynlib_load(KB_LIB_XML, symbols, sizeof(symbols) / sizeof(symbols[0]), err) < 0)
+		return -1;
+	xml->free = free_var;
+	return 0;
+}
+
+xmlDoc *kb_xml_read(const struct kb_xml *xml, const char *path, struct kb_error *err)
+{
+	xmlDoc *doc = xml->read_file(path, NULL, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	if (!doc)
+		kb_fail(err, 0, path, "not well-formed XML:");
+	return doc;
+}
+
+xmlDoc *kb_xml_parse(const struct kb_xml *xml, const char *text, size_t len, const char *what,
+		     struct kb_error *err)
+{
+	if (len > (size_t)INT32_MAX) {
+		kb_fail(err, EFBIG, what, "too large:");
+		return NULL;
+	}
+	xmlDoc *doc = xml->read_memory(text, (int)len, NULL, NULL,
+				       XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	if (!doc) {
+		kb_fail(err, 0, what, "not well-formed XML:");
+		return NULL;
+	}
+	/* No DTD, no entities: nothing that could expand or reach outside. */
+	if (doc->intSubset || doc->extSubset) {
+		xml->free_doc(doc);
+		kb_fail(err, 0, what, "has a DOCTYPE (DTD or entities), which is refused:");
+		return NULL;
+	}
+	return doc;
+}
+
+xmlNode *kb_xml_child(xmlNode *node, const char *name)
+{
+	for (xmlNode *c = node ? node->children : NULL; c; c = c->next)
+		if (c->type == XML_ELEMENT_NODE && strcmp((const char *)c->name, name) == 0)
+			return c;
+	return NULL;
+}
+
+xmlNode *kb_xml_next(xmlNode *node, const char *name)
+{
+	for (xmlNode *c = node ? node->next : NULL; c; c = c->next)
+		if (c->type == XML_ELEMENT_NODE && strcmp((const char *)c->name, name) == 0)
+			return c;
+	return NULL;
+}
+
+/* A libxml2 string as a plain malloc'ed one, so callers need not know xmlFree. */
+static char *take_string(const struct kb_xml *xml, xmlChar *s)
+{
+	if (!s)
+		return NULL;
+	char *copy = strdup((const char *)s);
+	(*xml->free)(s);
+	return copy;
+}
+
+char *kb_xml_prop(const struct kb_xml *xml, xmlNode *node, const char *name)
+{
+	return node ? take_string(xml, xml->get_prop(node, (const xmlChar *)name)) : NULL;
+}
+
+bool kb_xml_prop_is(const struct kb_xml *xml, xmlNode *node, const char *name, const char *value)
+{
+	char *prop = kb_xml_prop(xml, node, name);
+	bool same = prop && strcmp(prop, value) == 0;
+	free(prop);
+	return same;
+}
+
+char *kb_xml_text(const struct kb_xml *xml, xmlNode *node)
+{
+	char *text = node ? take_string(xml, xml->node_content(node)) : NULL;
+	if (!text)
+		return NULL;
+	size_t len = strlen(text);
+	while (len && isspace((unsigned char)text[len - 1]))
+		text[--len] = '\0';
+	size_t lead = strspn(text, " \t\r\n");
+	memmove(text, text + lead, len - lead + 1);
+	return text;
+}
+
+const char *kb_xml_where(const struct kb_xml *xml, xmlNode *node, char *buf, size_t size)
+{
+	xmlChar *path = node ? xml->node_path(node) : NULL;
+	snprintf(buf, size, "%s", path ? (const char *)path : "/");
+	if (path)
+		(*xml->free)(path);
+	return buf;
+}

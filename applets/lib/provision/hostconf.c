@@ -1,0 +1,491 @@
+/* The host config; see kvmbox/provision/hostconf.h. */
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "kvmbox/virt/domnew.h"
+#include "kvmbox/virt/domxml.h"
+#include "kvmbox/net/fetch.h"
+#include "kvmbox/provision/hostconf.h"
+#include "kvmbox/host/kargs.h"
+#include "kvmbox/net/net.h"
+
+struct parse {
+	struct kb_hostconf *conf;
+	struct kb_domnew *words; /* checks [domain] words one at a time; allocated at the first */
+	char why[256];
+};
+
+static int parse_bool(const char *value, enum kb_tristate *out)
+{
+	static const char *const yes[] = { "yes", "true", "on", "1" }, *const no[] = { "no", "false", "off", "0" };
+	for (size_t i = 0; i < 4; i++) {
+		if (!strcasecmp(value, yes[i]))
+			return *out = KB_YES, 0;
+		if (!strcasecmp(value, no[i]))
+			return *out = KB_NO, 0;
+	}
+	return -1;
+}
+
+static bool parse_long(const char *value, long min, long max, long *out)
+{
+	char *end;
+	errno = 0;
+	long n = strtol(value, &end, 10);
+	if (end == value || *end || errno || n < min || n > max)
+		return false;
+	*out = n;
+	return true;
+}
+
+/* A name of a bundle or domain: letters, digits, '.', '_', '-', not starting with '.'. */
+static bool plain_name(const char *name, size_t max)
+{
+	size_t n = strlen(name);
+	if (!n || n >= max || name[0] == '.' || name[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)name[i]) && !strchr("._-", name[i]))
+			return false;
+	return true;
+}
+
+
+/* A value without shell or option trouble: printable, no spaces unless @spaces, not starting with '-'. */
+static bool plain_value(const char *value, bool spaces)
+{
+	if (!*value || value[0] == '-')
+		return false;
+	for (const char *p = value; *p; p++)
+		if (!isprint((unsigned char)*p) || (!spaces && *p == ' '))
+			return false;
+	return true;
+}
+
+static bool absolute_path(const char *value, size_t max)
+{
+	return value[0] == '/' && strlen(value) < max && !strstr(value, "/../") && plain_value(value, false);
+}
+
+#define COPY(dst, src) snprintf((dst), sizeof(dst), "%s", (src))
+#define FAIL(...) (snprintf(p->why, sizeof(p->why), __VA_ARGS__), 0)
+
+static int set_bool(struct parse *p, const char *key, const char *value, enum kb_tristate *out)
+{
+	if (parse_bool(value, out) < 0)
+		return FAIL("%s: '%s' is not yes or no", key, value);
+	return 1;
+}
+
+static int global_key(struct parse *p, const char *section, const char *key, const char *value)
+{
+	struct kb_hostconf *c = p->conf;
+	long n;
+	if (!strcmp(section, "check")) {
+		if (!strcmp(key, "stop-on-fail"))
+			return set_bool(p, key, value, &c->check_stop_on_fail);
+	} else if (!strcmp(section, "kvm")) {
+		if (!strcmp(key, "nested"))
+			return set_bool(p, key, value, &c->kvm_nested);
+		if (!strcmp(key, "persist"))
+			return set_bool(p, key, value, &c->kvm_persist);
+	} else if (!strcmp(section, "grub")) {
+		if (!strcmp(key, "args")) {
+			if (!plain_value(value, true) || strlen(value) >= sizeof(c->grub_args))
+				return FAIL("args: '%s' is not a list of kernel arguments", value);
+			char words[sizeof(c->grub_args)];
+			snprintf(words, sizeof(words), "%s", value);
+			for (char *save = NULL, *w = strtok_r(words, " \t", &save); w; w = strtok_r(NULL, " \t", &save))
+				if (!kb_karg_valid(w))
+					return FAIL("args: '%s' is not a kernel argument (letters, digits and ._,:=/+-@ only; not starting with '-')", w);
+			return COPY(c->grub_args, value), 1;
+		}
+		if (!strcmp(key, "iommu"))
+			return set_bool(p, key, value, &c->grub_iommu);
+		if (!strcmp(key, "update"))
+			return set_bool(p, key, value, &c->grub_update);
+	} else if (!strcmp(section, "hugepages")) {
+		if (!strcmp(key, "count")) {
+			if (!parse_long(value, 0, 10000000, &n))
+				return FAIL("count: '%s' is not a number of pages (0 to 10000000)", value);
+			return c->hugepages_count = n, 1;
+		}
+		if (!strcmp(key, "size")) {
+			if (strcasecmp(value, "2M") && strcasecmp(value, "1G"))
+				return FAIL("size: '%s' is not 2M or 1G", value);
+			return COPY(c->hugepages_size, value), 1;
+		}
+		if (!strcmp(key, "node")) {
+			if (!parse_long(value, 0, 1023, &n))
+				return FAIL("node: '%s' is not a NUMA node number", value);
+			return c->hugepages_node = (int)n, 1;
+		}
+		if (!strcmp(key, "persist"))
+			return set_bool(p, key, value, &c->hugepages_persist);
+		if (!strcmp(key, "reserve")) {
+			unsigned long long bytes;
+			if (kb_size_parse(value, &bytes) < 0 || strlen(value) >= sizeof(c->hugepages_reserve))
+				return FAIL("reserve: '%s' is not a size (512M, 2G)", value);
+			return COPY(c->hugepages_reserve, value), 1;
+		}
+		if (!strcmp(key, "for-domains")) {
+			if (!absolute_path(value, sizeof(c->hugepages_for_domains)))
+				return FAIL("for-domains: '%s' is not an absolute directory", value);
+			return COPY(c->hugepages_for_domains, value), 1;
+		}
+	} else if (!strcmp(section, "pci")) {
+		if (!strcmp(key, "prepare")) {
+			/* PCI addresses only: 0000:81:00.3, 81:00.3, pci_0000_81_00_3. */
+			/* Given again, the key adds to the list (as address does for a bridge). */
+			size_t used = strlen(c->pci_prepare);
+			if (!*value || used + 1 + strlen(value) >= sizeof(c->pci_prepare) ||
+			    strspn(value, "0123456789abcdefABCDEF:._pci \t") != strlen(value) || value[0] == '-')
+				return FAIL("prepare: '%s' is not a list of PCI addresses", value);
+			snprintf(c->pci_prepare + used, sizeof(c->pci_prepare) - used, "%s%s", used ? " " : "", value);
+			return 1;
+		}
+		if (!strcmp(key, "persist"))
+			return set_bool(p, key, value, &c->pci_persist);
+	} else if (!strcmp(section, "devkvm")) {
+		if (!strcmp(key, "group")) {
+			if (!plain_name(value, sizeof(c->devkvm_group)))
+				return FAIL("group: '%s' is not a group name", value);
+			return COPY(c->devkvm_group, value), 1;
+		}
+		if (!strcmp(key, "persist"))
+			return set_bool(p, key, value, &c->devkvm_persist);
+	}
+	return FAIL("unknown key '%s' in [%s]", key, section);
+}
+
+static int bridge_key(struct parse *p, struct kb_conf_bridge *b, const char *key, const char *value)
+{
+	long n;
+	if (!strcmp(key, "uplink")) {
+		char problem[128];
+		if (kb_ifname_problem(value, false, problem, sizeof(problem)))
+			return FAIL("uplink: %s", problem);
+		return COPY(b->uplink, value), 1;
+	}
+	if (!strcmp(key, "address")) {
+		/* One or several (space-separated, or the key repeated); the bridge applet checks each. */
+		char copy[512];
+		COPY(copy, value);
+		for (char *save = NULL, *a = strtok_r(copy, " ", &save); a; a = strtok_r(NULL, " ", &save)) {
+			if (!strchr(a, '/') || !plain_value(a, false) || strlen(a) >= sizeof(b->address[0]))
+				return FAIL("address: '%s' is not ADDRESS/PREFIX", a);
+			if (b->address_count == KB_HOSTCONF_MAX_ADDRS)
+				return FAIL("address: more than %d addresses", KB_HOSTCONF_MAX_ADDRS);
+			COPY(b->address[b->address_count++], a);
+		}
+		return 1;
+	}
+	if (!strcmp(key, "gateway")) {
+		if (!plain_value(value, false) || strchr(value, '/') || strlen(value) >= sizeof(b->gateway))
+			return FAIL("gateway: '%s' is not an IP address", value);
+		return COPY(b->gateway, value), 1;
+	}
+	if (!strcmp(key, "stp")) {
+		enum kb_tristate on;
+		if (parse_bool(value, &on) < 0)
+			return FAIL("stp: '%s' is not yes or no", value);
+		return COPY(b->stp, on == KB_YES ? "on" : "off"), 1;
+	}
+	if (!strcmp(key, "forward-delay")) {
+		if (!parse_long(value, 0, 30, &n))
+			return FAIL("forward-delay: '%s' is not 0 to 30 seconds", value);
+		return COPY(b->forward_delay, value), 1;
+	}
+	if (!strcmp(key, "mtu")) {
+		if (!parse_long(value, 68, 65535, &n))
+			return FAIL("mtu: '%s' is not 68 to 65535", value);
+		return COPY(b->mtu, value), 1;
+	}
+	if (!strcmp(key, "persist")) {
+		if (strcmp(value, "ifupdown") && strcmp(value, "networkd"))
+			return FAIL("persist: '%s' is not ifupdown or networkd", value);
+		return COPY(b->persist, value), 1;
+	}
+	return FAIL("unknown key '%s' in [bridge %s]", key, b->name);
+}
+
+static int bundle_key(struct parse *p, struct kb_conf_bundle *b, const char *key, const char *value)
+{
+	if (!strcmp(key, "source") || !strcmp(key, "dest")) {
+		char *dst = !strcmp(key, "source") ? b->source : b->dest;
+		char host[256];
+		bool url = !strcmp(key, "source") && !strncmp(value, "http://", 7);
+		if (url && (!kb_url_host(value, host, sizeof(host)) || strlen(value) >= PATH_MAX))
+			return FAIL("source: '%s' is not an http:// URL kvmbox fetches", value);
+		if (!url && !absolute_path(value, PATH_MAX))
+			return FAIL("%s: '%s' is not an absolute path%s", key, value, !strcmp(key, "source") ? " or an http:// URL" : "");
+		return snprintf(dst, PATH_MAX, "%s", value), 1;
+	}
+	if (!strcmp(key, "sha256")) {
+		size_t n = strlen(value);
+		if (n != 64 || strspn(value, "0123456789abcdefABCDEF") != 64)
+			return FAIL("sha256: '%s' is not 64 hex digits", value);
+		for (size_t i = 0; i < 64; i++)
+			b->sha256[i] = (char)tolower((unsigned char)value[i]);
+		b->sha256[64] = '\0';
+		return 1;
+	}
+	return FAIL("unknown key '%s' in [bundle %s]", key, b->name);
+}
+
+/*
+ * A word of domain new: its syntax checked now (the line is known here),
+ * kept as the option it becomes ("--disk=size=20G").
+ */
+static int domain_word(struct parse *p, struct kb_conf_domain *d, const char *key, const char *value)
+{
+	struct kb_error err = { 0 };
+	if (!p->words && !(p->words = malloc(sizeof(*p->words))))
+		return FAIL("out of memory");
+	kb_domnew_init(p->words, d->name);
+	if (kb_domnew_word(p->words, key, value, &err) < 0)
+		return FAIL("%s", err.what);
+	size_t need = strlen(key) + strlen(value) + 4;
+	if (d->words_len + need > sizeof(d->words))
+		return FAIL("[domain %s] has more words than kvmbox keeps (%zu bytes)", d->name, sizeof(d->words));
+	d->words_len += (size_t)sprintf(d->words + d->words_len, "--%s=%s", key, value) + 1;
+	if (!strcmp(key, "memory"))
+		d->memory_kib = p->words->memory_kib;
+	if (!strcmp(key, "hugepages")) {
+		d->hugepages = p->words->hugepages;
+		d->hugepage_kib = p->words->hugepage_kib;
+	}
+	return 1;
+}
+
+const char *kb_conf_domain_next_word(const struct kb_conf_domain *d, const char *word)
+{
+	const char *next = word ? word + strlen(word) + 1 : d->words;
+	return next < d->words + d->words_len ? next : NULL;
+}
+
+static int domain_key(struct parse *p, struct kb_conf_domain *d, const char *key, const char *value)
+{
+	if (!strcmp(key, "xml")) {
+		if (!absolute_path(value, sizeof(d->xml)))
+			return FAIL("xml: '%s' is not an absolute path", value);
+		return COPY(d->xml, value), 1;
+	}
+	if (!strcmp(key, "bundle")) {
+		if (!plain_name(value, sizeof(d->bundle)))
+			return FAIL("bundle: '%s' is not a bundle name", value);
+		return COPY(d->bundle, value), 1;
+	}
+	if (kb_domnew_is_word(key))
+		return domain_word(p, d, key, value);
+	if (!strcmp(key, "autostart"))
+		return set_bool(p, key, value, &d->autostart);
+	if (!strcmp(key, "start"))
+		return set_bool(p, key, value, &d->start);
+	return FAIL("unknown key '%s' in [domain %s]", key, d->name);
+}
+
+/* The item of a named section, found by name (sections were registered by the pre-scan). */
+#define FIND(array, count, wanted)                                 \
+	({                                                         \
+		__typeof__(&(array)[0]) found_ = NULL;             \
+		for (int i_ = 0; i_ < (count) && !found_; i_++)    \
+			if (!strcmp((array)[i_].name, (wanted)))   \
+				found_ = &(array)[i_];             \
+		found_;                                            \
+	})
+
+static int handler(void *user, const char *section, const char *key, const char *value)
+{
+	struct parse *p = user;
+	struct kb_hostconf *c = p->conf;
+	/* inih and the pre-scan may read an odd header differently (inline comments, overlong lines). */
+	struct kb_conf_bridge *bridge = !strncmp(section, "bridge ", 7) ? FIND(c->bridge, c->bridge_count, section + 7) : NULL;
+	struct kb_conf_bundle *bundle = !strncmp(section, "bundle ", 7) ? FIND(c->bundle, c->bundle_count, section + 7) : NULL;
+	struct kb_conf_domain *domain = !strncmp(section, "domain ", 7) ? FIND(c->domain, c->domain_count, section + 7) : NULL;
+	if (bridge)
+		return bridge_key(p, bridge, key, value);
+	if (bundle)
+		return bundle_key(p, bundle, key, value);
+	if (domain)
+		return domain_key(p, domain, key, value);
+	if (!strncmp(section, "bridge ", 7) || !strncmp(section, "bundle ", 7) || !strncmp(section, "domain ", 7))
+		return FAIL("section [%s] is not understood (a comment or a line too long in its header?)", section);
+	if (!*section)
+		return FAIL("'%s' is outside any [section]", key);
+	return global_key(p, section, key, value);
+}
+
+static int fail_at(struct kb_error *err, const char *path, unsigned line, const char *why)
+{
+	kb_fail(err, 0, path, "%s", why);
+	if (err)
+		err->line = line;
+	return -1;
+}
+
+/* Register one section header (pre-scan): known kind, valid name, not seen before. */
+static const char *add_section(struct kb_hostconf *c, const char *s, unsigned line, char *why, size_t size)
+{
+	static const char *const plain[] = { "check", "kvm", "grub", "hugepages", "devkvm", "pci" };
+	bool *seen[] = { &c->has_check, &c->has_kvm, &c->has_grub, &c->has_hugepages, &c->has_devkvm, &c->has_pci };
+	for (size_t i = 0; i < 6; i++) {
+		if (strcmp(s, plain[i]) != 0)
+			continue;
+		if (*seen[i])
+			return snprintf(why, size, "[%s] appears twice", s), why;
+		*seen[i] = true;
+		unsigned *lines[] = { &c->check_line, &c->kvm_line, &c->grub_line, &c->hugepages_line, &c->devkvm_line, &c->pci_line };
+		*lines[i] = line;
+		return NULL;
+	}
+	const char *name = strchr(s, ' ');
+	name = name ? name + 1 : "";
+	if (!strncmp(s, "bridge ", 7)) {
+		char problem[128];
+		if (kb_ifname_problem(name, true, problem, sizeof(problem)))
+			return snprintf(why, size, "[bridge]: %s", problem), why;
+		if (FIND(c->bridge, c->bridge_count, name))
+			return snprintf(why, size, "[%s] appears twice", s), why;
+		if (c->bridge_count == KB_HOSTCONF_MAX_ITEMS)
+			return snprintf(why, size, "more than %d bridges", KB_HOSTCONF_MAX_ITEMS), why;
+		struct kb_conf_bridge *b = &c->bridge[c->bridge_count++];
+		COPY(b->name, name);
+		b->line = line;
+		return NULL;
+	}
+	if (!strncmp(s, "bundle ", 7) || !strncmp(s, "domain ", 7)) {
+		bool bundle = s[1] == 'u';
+		if (!plain_name(name, 64))
+			return snprintf(why, size, "[%s]: '%s' is not a name (letters, digits, . _ -)", s, name), why;
+		if (bundle ? FIND(c->bundle, c->bundle_count, name) != NULL : FIND(c->domain, c->domain_count, name) != NULL)
+			return snprintf(why, size, "[%s] appears twice", s), why;
+		if ((bundle ? c->bundle_count : c->domain_count) == KB_HOSTCONF_MAX_ITEMS)
+			return snprintf(why, size, "more than %d %ss", KB_HOSTCONF_MAX_ITEMS, bundle ? "bundle" : "domain"), why;
+		if (bundle) {
+			struct kb_conf_bundle *b = &c->bundle[c->bundle_count++];
+			COPY(b->name, name);
+			snprintf(b->dest, sizeof(b->dest), "/var/lib/libvirt/images");
+			b->line = line;
+		} else {
+			struct kb_conf_domain *d = &c->domain[c->domain_count++];
+			COPY(d->name, name);
+			d->autostart = d->start = KB_UNSET;
+			d->line = line;
+		}
+		return NULL;
+	}
+	return snprintf(why, size, "unknown section [%s]", s), why;
+}
+
+/*
+ * Sections first, from the text itself: inih does not report empty or repeated
+ * sections. And no continuation lines: inih hands an indented line after a key
+ * to the handler as that key again, so its value would silently replace the
+ * one above (or add to a list), whatever the line looks like.
+ */
+static int prescan(const char *text, size_t len, const char *path, struct kb_hostconf *c, struct kb_error *err)
+{
+	unsigned line = 0;
+	bool key_above = false; /* a key since the last section header: what inih continues */
+	for (size_t pos = 0; pos < len;) {
+		const char *start = text + pos;
+		const char *nl = memchr(start, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - start) : len - pos;
+		pos += n + 1;
+		line++;
+		if (memchr(start, '\0', n))
+			return fail_at(err, path, line, "a NUL byte: not a text file");
+		/* inih reads a longer line in pieces, the rest as a line of its own (a comment's tail as config). */
+		if (n + 2 > INI_MAX_LINE) {
+			char why[96];
+			snprintf(why, sizeof(why), "the line is %zu bytes, over the %d this parser reads whole", n, INI_MAX_LINE - 2);
+			return fail_at(err, path, line, why);
+		}
+		bool indented = n && isspace((unsigned char)*start);
+		while (n && isspace((unsigned char)*start))
+			start++, n--;
+		while (n && isspace((unsigned char)start[n - 1]))
+			n--;
+		if (!n || strchr(INI_START_COMMENT_PREFIXES, *start))
+			continue;
+		if (indented && key_above)
+			return fail_at(err, path, line, "an indented line continues the value of the key above: "
+							"write each value on one line (or repeat the key where it takes a list)");
+		key_above = *start != '[';
+		if (key_above)
+			continue;
+		char section[160], why[256];
+		if (start[n - 1] != ']' || n - 2 >= sizeof(section))
+			return fail_at(err, path, line, "a section header must be [NAME] on one line");
+		memcpy(section, start + 1, n - 2);
+		section[n - 2] = '\0';
+		if (add_section(c, section, line, why, sizeof(why)))
+			return fail_at(err, path, line, why);
+	}
+	return 0;
+}
+
+/* What one section needs besides its keys' own values. */
+static int check_complete(const char *path, struct kb_hostconf *c, struct kb_error *err)
+{
+	char why[256];
+	for (int i = 0; i < c->bundle_count; i++) {
+		if (!c->bundle[i].source[0])
+			return fail_at(err, path, c->bundle[i].line, "[bundle] needs source = FILE");
+		/* What comes over the network is used only when it is the bundle the config names. */
+		if (!strncmp(c->bundle[i].source, "http://", 7) && !c->bundle[i].sha256[0])
+			return fail_at(err, path, c->bundle[i].line, "[bundle] from an http:// source needs sha256 = HEX");
+	}
+	for (int i = 0; i < c->domain_count; i++) {
+		struct kb_conf_domain *d = &c->domain[i];
+		if (!!d->xml[0] + !!d->bundle[0] + !!d->words_len != 1)
+			return fail_at(err, path, d->line,
+				       "[domain] needs exactly one of xml = FILE, bundle = NAME or the words of domain new (memory = 4G, ...)");
+		if (d->words_len && !d->memory_kib)
+			return fail_at(err, path, d->line, "[domain] made from words needs memory = SIZE");
+		if (d->bundle[0] && !FIND(c->bundle, c->bundle_count, d->bundle)) {
+			snprintf(why, sizeof(why), "[domain %s]: no [bundle %s] in this file", d->name, d->bundle);
+			return fail_at(err, path, d->line, why);
+		}
+	}
+	if (c->has_hugepages && (c->hugepages_count < 0) == !c->hugepages_for_domains[0])
+		return fail_at(err, path, c->hugepages_line, "[hugepages] needs exactly one of count = N or for-domains = DIR");
+	if (c->has_pci && !c->pci_prepare[0])
+		return fail_at(err, path, c->pci_line, "[pci] needs prepare = ADDR...");
+	if (c->has_grub && !c->grub_args[0] && c->grub_iommu != KB_YES)
+		return fail_at(err, path, c->grub_line, "[grub] needs args = ... or iommu = yes");
+	return 0;
+}
+
+int kb_hostconf_parse(const char *text, size_t len, const char *path, struct kb_hostconf *conf,
+		      struct kb_error *err)
+{
+	memset(conf, 0, sizeof(*conf));
+	conf->check_stop_on_fail = conf->kvm_nested = conf->kvm_persist = KB_UNSET;
+	conf->grub_iommu = conf->grub_update = conf->hugepages_persist = conf->devkvm_persist = conf->pci_persist = KB_UNSET;
+	conf->hugepages_count = -1;
+	conf->hugepages_node = -1;
+	/* A UTF-8 byte order mark (editors on other systems write one): not part of the first line. */
+	if (len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3))
+		text += 3, len -= 3;
+	if (prescan(text, len, path, conf, err) < 0)
+		return -1;
+	char *copy = malloc(len + 1);
+	if (!copy)
+		return kb_fail(err, ENOMEM, path, "reading");
+	memcpy(copy, text, len);
+	copy[len] = '\0';
+	struct parse p = { .conf = conf };
+	int line = ini_parse_string(copy, handler, &p);
+	free(copy);
+	free(p.words);
+	if (line != 0)
+		return fail_at(err, path, line > 0 ? (unsigned)line : 0, p.why[0] ? p.why : "not INI syntax (KEY = VALUE under [SECTION])");
+	return check_complete(path, conf, err);
+}

@@ -1,0 +1,653 @@
+/*
+ * A domain from words; see kvmbox/virt/domnew.h. The syntax follows virt-install's
+ * (--disk size=20G,bus=virtio, --network bridge=br0,model=e1000,
+ * --cpu Haswell,-rtm,+rdrand) so the operators' notes translate word for word.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kvmbox/virt/domnew.h"
+#include "kvmbox/host/pcidev.h"
+
+const char kb_domnew_words[] = "memory vcpus cpu machine virt-type disk cdrom boot network graphics hostdev "
+			       "hugepages nested placement allow-host-file";
+
+bool kb_domnew_is_word(const char *key)
+{
+	size_t n = strlen(key);
+	if (strchr(key, ' '))
+		return false;
+	for (const char *w = kb_domnew_words; n && (w = strstr(w, key)); w += n)
+		if ((w == kb_domnew_words || w[-1] == ' ') && (w[n] == ' ' || w[n] == '\0'))
+			return true;
+	return false;
+}
+
+void kb_domnew_init(struct kb_domnew *d, const char *name)
+{
+	memset(d, 0, sizeof(*d));
+	snprintf(d->name, sizeof(d->name), "%s", name);
+	d->vcpus = 1;
+	snprintf(d->cpu_mode, sizeof(d->cpu_mode), "host-model");
+	snprintf(d->machine, sizeof(d->machine), "q35");
+	snprintf(d->arch, sizeof(d->arch), "x86_64");
+	d->graphics = true;
+	snprintf(d->vnc_listen, sizeof(d->vnc_listen), "127.0.0.1");
+}
+
+/* ---- words ---------------------------------------------------------------- */
+
+static int bad(struct kb_error *err, const char *key, const char *value, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int bad(struct kb_error *err, const char *key, const char *value, const char *fmt, ...)
+{
+	char why[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	return kb_fail(err, 0, NULL, "%s '%s': %s", key, value ? value : "", why);
+}
+
+/* Copy @src into @dst (of @size) when it fits and holds only [A-Za-z0-9._:-]; false otherwise. */
+static bool copy_name(char *dst, size_t size, const char *src)
+{
+	size_t n = strlen(src);
+	if (n == 0 || n >= size)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)src[i]) && !strchr("._:-", src[i]))
+			return false;
+	memcpy(dst, src, n + 1);
+	return true;
+}
+
+static bool one_of(const char *value, const char *const *choices)
+{
+	for (; *choices; choices++)
+		if (!strcmp(value, *choices))
+			return true;
+	return false;
+}
+
+static int parse_size(const char *key, const char *whole, const char *text, unsigned long long min,
+		      unsigned long long *bytes, struct kb_error *err)
+{
+	if (kb_size_parse(text, bytes) < 0)
+		return bad(err, key, whole, "'%s' is not a size (4G, 512M, 100G)", text);
+	if (*bytes < min)
+		return bad(err, key, whole, "'%s' is too small", text);
+	return 0;
+}
+
+/* "a=1,b=2,bare" one item at a time: *@key and *@value point into @buf (a copy the caller owns). */
+static bool next_item(char **cursor, char **key, char **value)
+{
+	if (!*cursor)
+		return false;
+	char *item = *cursor, *comma = strchr(item, ',');
+	*cursor = comma ? comma + 1 : NULL;
+	if (comma)
+		*comma = '\0';
+	char *eq = strchr(item, '=');
+	*key = item;
+	*value = eq ? eq + 1 : NULL;
+	if (eq)
+		*eq = '\0';
+	return true;
+}
+
+static int word_cpu(struct kb_domnew *d, const char *value, char *buf, struct kb_error *err)
+{
+	char *cursor = buf, *item, *unused;
+	next_item(&cursor, &item, &unused);
+	if (unused)
+		return bad(err, "cpu", value, "starts with host-passthrough, host-model or a CPU model name");
+	if (!strcmp(item, "host-passthrough") || !strcmp(item, "host-model")) {
+		snprintf(d->cpu_mode, sizeof(d->cpu_mode), "%s", item);
+		d->cpu_model[0] = '\0';
+	} else if (!strcmp(item, "host")) {
+		snprintf(d->cpu_mode, sizeof(d->cpu_mode), "host-model"); /* virt-install's alias */
+	} else if (copy_name(d->cpu_model, sizeof(d->cpu_model), item)) {
+		snprintf(d->cpu_mode, sizeof(d->cpu_mode), "custom");
+	} else {
+		return bad(err, "cpu", value, "'%s' is not a CPU model name", item);
+	}
+	d->feature_count = 0;
+	while (next_item(&cursor, &item, &unused)) {
+		if (unused || (item[0] != '+' && item[0] != '-'))
+			return bad(err, "cpu", value, "'%s': features are +NAME (required) or -NAME (disabled)", item);
+		if (d->feature_count == KB_DOMNEW_FEATURES_MAX)
+			return bad(err, "cpu", value, "more than %d features", KB_DOMNEW_FEATURES_MAX);
+		struct kb_domnew_feature *f = &d->feature[d->feature_count];
+		f->enable = item[0] == '+';
+		if (!copy_name(f->name, sizeof(f->name), item + 1))
+			return bad(err, "cpu", value, "'%s' is not a feature name", item + 1);
+		d->feature_count++;
+	}
+	return 0;
+}
+
+/*
+ * @value as an absolute path without "//" or "." components into @dst (PATH_MAX):
+ * a ".." is refused, not resolved (which directory it climbs out of is the
+ * question it hides). False when it is not such a path.
+ */
+static bool clean_path(char *dst, const char *value)
+{
+	char out[PATH_MAX] = "";
+	size_t used = 0;
+	if (value[0] != '/' || strlen(value) >= PATH_MAX)
+		return false;
+	for (const char *p = value; *p;) {
+		size_t n = strcspn(p, "/");
+		if ((n == 2 && !strncmp(p, "..", 2)))
+			return false;
+		if (n && !(n == 1 && *p == '.')) {
+			out[used++] = '/';
+			memcpy(out + used, p, n);
+			used += n;
+			out[used] = '\0';
+		}
+		p += n;
+		p += strspn(p, "/");
+	}
+	snprintf(dst, PATH_MAX, "%s", used ? out : "/");
+	return true;
+}
+
+static int word_disk(struct kb_domnew *d, const char *value, char *buf, struct kb_error *err)
+{
+	static const char *const formats[] = { "qcow2", "raw", NULL };
+	static const char *const buses[] = { "virtio", "sata", "scsi", NULL };
+	if (d->disk_count == KB_DOMNEW_DISKS_MAX)
+		return bad(err, "disk", value, "more than %d disks", KB_DOMNEW_DISKS_MAX);
+	struct kb_domnew_disk *k = &d->disk[d->disk_count];
+	memset(k, 0, sizeof(*k));
+	snprintf(k->bus, sizeof(k->bus), "virtio");
+	char *cursor = buf, *key, *v;
+	bool sized = false;
+	for (bool first = true; next_item(&cursor, &key, &v); first = false) {
+		if (!v && first && key[0] == '/') {
+			v = key; /* virt-install's --disk /path */
+			key = "path";
+		}
+		if (!v)
+			return bad(err, "disk", value, "'%s' needs a value (size=, path=, backing=, pool=, format=, bus=)", key);
+		if (!strcmp(key, "size")) {
+			if (parse_size("disk", value, v, 1 << 20, &k->size_bytes, err) < 0)
+				return -1;
+			sized = true;
+		} else if (!strcmp(key, "path") || !strcmp(key, "backing")) {
+			if (!clean_path(!strcmp(key, "path") ? k->path : k->backing, v))
+				return bad(err, "disk", value, "%s= takes an absolute path without '..'", key);
+		} else if (!strcmp(key, "pool")) {
+			if (!copy_name(k->pool, sizeof(k->pool), v))
+				return bad(err, "disk", value, "'%s' is not a pool name", v);
+		} else if (!strcmp(key, "format")) {
+			if (!one_of(v, formats))
+				return bad(err, "disk", value, "format is qcow2 or raw, not '%s'", v);
+			snprintf(k->format, sizeof(k->format), "%s", v);
+		} else if (!strcmp(key, "bus")) {
+			if (!one_of(v, buses))
+				return bad(err, "disk", value, "bus is virtio, sata or scsi, not '%s'", v);
+			snprintf(k->bus, sizeof(k->bus), "%s", v);
+		} else {
+			return bad(err, "disk", value, "unknown option '%s' (size=, path=, backing=, pool=, format=, bus=)", key);
+		}
+	}
+	if (k->backing[0]) {
+		if (k->path[0])
+			return bad(err, "disk", value, "backing= makes a new volume: give pool= and size=, not path=");
+		if (!sized)
+			return bad(err, "disk", value, "backing= needs size= (the overlay's size, at least the base image's)");
+		if (k->format[0] && strcmp(k->format, "qcow2"))
+			return bad(err, "disk", value, "an overlay on a backing image is qcow2");
+		k->kind = KB_DISK_OVERLAY;
+	} else if (sized) {
+		k->kind = KB_DISK_NEW; /* with path=: that file, as a volume of the pool holding its directory */
+	} else if (k->path[0]) {
+		if (k->pool[0])
+			return bad(err, "disk", value, "pool= is for new volumes (size=); path= names an existing image");
+		k->kind = KB_DISK_PATH;
+	} else {
+		return bad(err, "disk", value, "needs size= (a new volume), path= (an existing image) or backing=,size=");
+	}
+	if (k->kind != KB_DISK_PATH && !k->format[0])
+		snprintf(k->format, sizeof(k->format), "qcow2");
+	if (k->kind != KB_DISK_PATH && !k->pool[0] && !k->path[0])
+		snprintf(k->pool, sizeof(k->pool), "default");
+	d->disk_count++;
+	return 0;
+}
+
+static bool mac_ok(const char *mac)
+{
+	unsigned b[6];
+	char tail;
+	if (strlen(mac) != 17 || sscanf(mac, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &tail) != 6)
+		return false;
+	for (int i = 0; i < 17; i++)
+		if (i % 3 == 2 ? mac[i] != ':' : !isxdigit((unsigned char)mac[i]))
+			return false;
+	return !(b[0] & 1); /* a multicast MAC cannot be a NIC's */
+}
+
+static int word_network(struct kb_domnew *d, const char *value, char *buf, struct kb_error *err)
+{
+	static const char *const models[] = { "virtio", "e1000", "e1000e", "rtl8139", NULL };
+	if (d->net_count == KB_DOMNEW_NETS_MAX)
+		return bad(err, "network", value, "more than %d interfaces", KB_DOMNEW_NETS_MAX);
+	struct kb_domnew_net *n = &d->net[d->net_count];
+	memset(n, 0, sizeof(*n));
+	snprintf(n->model, sizeof(n->model), "virtio");
+	char *cursor = buf, *key, *v;
+	for (bool first = true; next_item(&cursor, &key, &v); first = false) {
+		if (!v && first) {
+			v = key; /* --network br0 */
+			key = "bridge";
+		}
+		if (!v)
+			return bad(err, "network", value, "'%s' needs a value (bridge=, model=, mac=)", key);
+		if (!strcmp(key, "bridge")) {
+			if (!copy_name(n->bridge, sizeof(n->bridge), v) || strchr(v, ':'))
+				return bad(err, "network", value, "'%s' is not an interface name (at most 15 characters)", v);
+		} else if (!strcmp(key, "model")) {
+			if (!one_of(v, models))
+				return bad(err, "network", value, "model is virtio, e1000, e1000e or rtl8139, not '%s'", v);
+			snprintf(n->model, sizeof(n->model), "%s", v);
+		} else if (!strcmp(key, "mac")) {
+			if (!mac_ok(v))
+				return bad(err, "network", value, "'%s' is not a unicast MAC address (52:54:00:12:34:56)", v);
+			for (char *p = strcpy(n->mac, v); *p; p++)
+				*p = (char)tolower((unsigned char)*p);
+		} else {
+			return bad(err, "network", value, "unknown option '%s' (bridge=, model=, mac=)", key);
+		}
+	}
+	if (!n->bridge[0])
+		return bad(err, "network", value, "needs bridge=NAME");
+	d->net_count++;
+	return 0;
+}
+
+static int word_graphics(struct kb_domnew *d, const char *value, char *buf, struct kb_error *err)
+{
+	char *cursor = buf, *key, *v;
+	next_item(&cursor, &key, &v);
+	if (!strcmp(key, "none") && !v && !cursor) {
+		d->graphics = false;
+		return 0;
+	}
+	if (strcmp(key, "vnc") || v)
+		return bad(err, "graphics", value, "is vnc[,listen=ADDR][,password=PW] or none");
+	d->graphics = true;
+	while (next_item(&cursor, &key, &v)) {
+		unsigned char addr[16];
+		if (!v)
+			return bad(err, "graphics", value, "'%s' needs a value (listen=, password=)", key);
+		if (!strcmp(key, "listen")) {
+			if ((inet_pton(AF_INET, v, addr) != 1 && inet_pton(AF_INET6, v, addr) != 1) ||
+			    strlen(v) >= sizeof(d->vnc_listen))
+				return bad(err, "graphics", value, "listen= takes an IP address, not '%s'", v);
+			snprintf(d->vnc_listen, sizeof(d->vnc_listen), "%s", v);
+		} else if (!strcmp(key, "password")) {
+			/* QEMU's VNC authentication uses the first 8 characters only: more would be a false sense of safety. */
+			if (!*v || strlen(v) > 8)
+				return bad(err, "graphics", value, "a VNC password is 1 to 8 characters (VNC ignores the rest)");
+			snprintf(d->vnc_password, sizeof(d->vnc_password), "%s", v);
+		} else {
+			return bad(err, "graphics", value, "unknown option '%s' (listen=, password=)", key);
+		}
+	}
+	return 0;
+}
+
+static int word_flag(const char *key, const char *value, bool *flag, struct kb_error *err)
+{
+	if (!value || !strcmp(value, "yes") || !strcmp(value, "true") || !strcmp(value, "1"))
+		*flag = true;
+	else if (!strcmp(value, "no") || !strcmp(value, "false") || !strcmp(value, "0"))
+		*flag = false;
+	else
+		return bad(err, key, value, "is yes or no");
+	return 0;
+}
+
+static int word_number(const char *key, const char *value, unsigned max, unsigned *out, struct kb_error *err)
+{
+	char *end;
+	errno = 0;
+	bool digits = value && isdigit((unsigned char)value[0]);
+	unsigned long n = digits ? strtoul(value, &end, 10) : 0;
+	if (!digits || *end || errno || n < 1 || n > max)
+		return bad(err, key, value, "is a number from 1 to %u", max);
+	*out = (unsigned)n;
+	return 0;
+}
+
+int kb_domnew_word(struct kb_domnew *d, const char *key, const char *value, struct kb_error *err)
+{
+	static const char *const flags[] = { "hugepages", "nested", "allow-host-file", NULL };
+	if (!value && one_of(key, flags))
+		value = "yes"; /* a flag without a value: --nested */
+	if (!value)
+		return bad(err, key, "", "needs a value");
+	char buf[PATH_MAX + 256];
+	if (strlen(value) >= sizeof(buf))
+		return bad(err, key, "...", "is too long");
+	snprintf(buf, sizeof(buf), "%s", value);
+	unsigned long long bytes;
+
+	if (!strcmp(key, "memory")) {
+		if (parse_size(key, value, value, 1 << 20, &bytes, err) < 0)
+			return -1;
+		if (bytes % 1024)
+			return bad(err, key, value, "is not a whole number of KiB");
+		d->memory_kib = bytes / 1024;
+	} else if (!strcmp(key, "vcpus")) {
+		return word_number(key, value, KB_PLACE_VCPUS_MAX, &d->vcpus, err);
+	} else if (!strcmp(key, "cpu")) {
+		return word_cpu(d, value, buf, err);
+	} else if (!strcmp(key, "machine")) {
+		if (!copy_name(d->machine, sizeof(d->machine), value) || strchr(value, ':'))
+			return bad(err, key, value, "is not a machine type name (q35, pc-q35-7.2, pc)");
+	} else if (!strcmp(key, "virt-type")) {
+		static const char *const types[] = { "kvm", "qemu", NULL };
+		if (!one_of(value, types))
+			return bad(err, key, value, "is kvm or qemu");
+		snprintf(d->virt_type, sizeof(d->virt_type), "%s", value);
+	} else if (!strcmp(key, "disk")) {
+		return word_disk(d, value, buf, err);
+	} else if (!strcmp(key, "cdrom")) {
+		if (!clean_path(d->cdrom, value))
+			return bad(err, key, value, "takes the absolute path of an ISO image, without '..'");
+	} else if (!strcmp(key, "boot")) {
+		static const char *const devices[] = { "hd", "cdrom", "network", NULL };
+		char *cursor = buf, *item, *v;
+		d->boot_count = 0;
+		while (next_item(&cursor, &item, &v)) {
+			if (v || !one_of(item, devices) || d->boot_count == 4)
+				return bad(err, key, value, "is a list of hd, cdrom and network (boot=cdrom,hd)");
+			snprintf(d->boot[d->boot_count++], sizeof(d->boot[0]), "%s", item);
+		}
+	} else if (!strcmp(key, "network")) {
+		return word_network(d, value, buf, err);
+	} else if (!strcmp(key, "graphics")) {
+		return word_graphics(d, value, buf, err);
+	} else if (!strcmp(key, "hostdev")) {
+		if (d->hostdev_count == KB_DOMNEW_HOSTDEVS_MAX)
+			return bad(err, key, value, "more than %d host devices", KB_DOMNEW_HOSTDEVS_MAX);
+		if (!kb_pci_parse_addr(value, d->hostdev[d->hostdev_count], sizeof(d->hostdev[0])))
+			return bad(err, key, value, "is not a PCI address (0000:81:00.3, 81:00.3 or pci_0000_81_00_3)");
+		d->hostdev_count++;
+	} else if (!strcmp(key, "hugepages")) {
+		if (strcmp(value, "yes") && strcmp(value, "no") && strcmp(value, "true") && strcmp(value, "false")) {
+			if (kb_size_parse(value, &bytes) < 0 || bytes < 4096 || bytes % 4096 || bytes > (1ull << 40))
+				return bad(err, key, value, "is yes, no or a page size (2M, 1G)");
+			d->hugepages = true;
+			d->hugepage_kib = (unsigned long)(bytes / 1024);
+			return 0;
+		}
+		d->hugepage_kib = 0;
+		return word_flag(key, value, &d->hugepages, err);
+	} else if (!strcmp(key, "nested")) {
+		return word_flag(key, value, &d->nested, err);
+	} else if (!strcmp(key, "allow-host-file")) {
+		return word_flag(key, value, &d->allow_host_file, err);
+	} else if (!strcmp(key, "placement")) {
+		if (strcmp(value, "auto") && strcmp(value, "none"))
+			return bad(err, key, value, "is auto or none");
+		d->placement_auto = !strcmp(value, "auto");
+	} else {
+		return kb_fail(err, 0, NULL, "unknown word '%s' (one of: %s)", key, kb_domnew_words);
+	}
+	return 0;
+}
+
+int kb_domnew_finish(struct kb_domnew *d, struct kb_error *err)
+{
+	char unused[sizeof(d->name)];
+	if (!copy_name(unused, sizeof(unused), d->name) || strchr(d->name, ':') || d->name[0] == '.' || d->name[0] == '-')
+		return kb_fail(err, 0, NULL, "domain name '%s': use letters, digits, '.', '_' and '-' (it names the disk volumes too)",
+			       d->name);
+	if (!d->memory_kib)
+		return kb_fail(err, 0, NULL, "memory: how much the domain gets is not given (memory 4G)");
+	if (d->hugepages && d->hugepage_kib && d->memory_kib % d->hugepage_kib)
+		return kb_fail(err, 0, NULL, "memory %llu MiB is not a whole number of %lu KiB hugepages", d->memory_kib >> 10,
+			       d->hugepage_kib);
+	unsigned created = 0;
+	for (size_t i = 0; i < d->disk_count; i++) {
+		struct kb_domnew_disk *k = &d->disk[i];
+		if (k->kind == KB_DISK_PATH || k->path[0]) {
+			if (k->kind == KB_DISK_NEW) {
+				const char *base = strrchr(k->path, '/') + 1;
+				if (!*base)
+					return kb_fail(err, 0, NULL, "disk '%s': path= names a directory", k->path);
+				snprintf(k->volume, sizeof(k->volume), "%.*s", (int)sizeof(k->volume) - 1, base);
+			}
+			continue;
+		}
+		/* virt-install's names: the first new volume is NAME.qcow2, the next NAME-1.qcow2 ... */
+		if (created == 0)
+			snprintf(k->volume, sizeof(k->volume), "%s.%s", d->name, !strcmp(k->format, "raw") ? "img" : "qcow2");
+		else
+			snprintf(k->volume, sizeof(k->volume), "%s-%u.%s", d->name, created,
+				 !strcmp(k->format, "raw") ? "img" : "qcow2");
+		created++;
+	}
+	if (!d->boot_count) {
+		if (d->cdrom[0])
+			snprintf(d->boot[d->boot_count++], sizeof(d->boot[0]), "cdrom");
+		snprintf(d->boot[d->boot_count++], sizeof(d->boot[0]), "hd");
+	}
+	return 0;
+}
+
+/* ---- XML ------------------------------------------------------------------ */
+
+static void put_escaped(FILE *out, const char *s)
+{
+	for (; *s; s++) {
+		switch (*s) {
+		case '&': fputs("&amp;", out); break;
+		case '<': fputs("&lt;", out); break;
+		case '>': fputs("&gt;", out); break;
+		case '\'': fputs("&apos;", out); break;
+		case '"': fputs("&quot;", out); break;
+		default: fputc(*s, out);
+		}
+	}
+}
+
+/* printf where %s arguments are XML-escaped: write the fixed text, escape the strings. */
+static void put(FILE *out, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	for (const char *p = fmt; *p; p++) {
+		if (*p != '%') {
+			fputc(*p, out);
+			continue;
+		}
+		p++;
+		if (*p == 's')
+			put_escaped(out, va_arg(ap, const char *));
+		else if (*p == 'u')
+			fprintf(out, "%u", va_arg(ap, unsigned));
+		else if (*p == 'L')
+			fprintf(out, "%llu", va_arg(ap, unsigned long long));
+		else if (*p == 'l')
+			fprintf(out, "%lu", va_arg(ap, unsigned long));
+		else
+			fputc(*p, out);
+	}
+	va_end(ap);
+}
+
+static void put_cputune(FILE *out, const struct kb_placement *p)
+{
+	char set[1024];
+	put(out, "  <cputune>\n");
+	for (unsigned v = 0; v < p->vcpus; v++)
+		put(out, "    <vcpupin vcpu='%u' cpuset='%u'/>\n", v, (unsigned)p->vcpu_cpu[v]);
+	put(out, "    <emulatorpin cpuset='%s'/>\n", kb_cpuset_format(&p->emulator, set, sizeof(set)));
+	put(out, "  </cputune>\n");
+	struct kb_cpuset nodes = { { 0 } };
+	for (size_t c = 0; c < p->cell_count; c++)
+		kb_cpuset_add(&nodes, (unsigned)p->cell[c].host_node);
+	put(out, "  <numatune>\n    <memory mode='strict' nodeset='%s'/>\n", kb_cpuset_format(&nodes, set, sizeof(set)));
+	for (size_t c = 0; p->cell_count > 1 && c < p->cell_count; c++)
+		put(out, "    <memnode cellid='%u' mode='strict' nodeset='%u'/>\n", (unsigned)c, (unsigned)p->cell[c].host_node);
+	put(out, "  </numatune>\n");
+}
+
+static void put_cpu(FILE *out, const struct kb_domnew *d, const struct kb_placement *p)
+{
+	bool cells = p && p->cell_count > 1;
+	bool custom = !strcmp(d->cpu_mode, "custom");
+	bool nested = d->nested && d->nested_feature[0];
+	if (!custom && !d->feature_count && !nested && !cells) {
+		put(out, "  <cpu mode='%s' check='%s'/>\n", d->cpu_mode,
+		    !strcmp(d->cpu_mode, "host-passthrough") ? "none" : "partial");
+		return;
+	}
+	if (custom)
+		put(out, "  <cpu mode='custom' match='exact' check='partial'>\n    <model fallback='forbid'>%s</model>\n",
+		    d->cpu_model);
+	else
+		put(out, "  <cpu mode='%s' check='%s'>\n", d->cpu_mode,
+		    !strcmp(d->cpu_mode, "host-passthrough") ? "none" : "partial");
+	for (size_t i = 0; i < d->feature_count; i++)
+		put(out, "    <feature policy='%s' name='%s'/>\n", d->feature[i].enable ? "require" : "disable",
+		    d->feature[i].name);
+	if (nested)
+		put(out, "    <feature policy='require' name='%s'/>\n", d->nested_feature);
+	if (cells) {
+		put(out, "    <numa>\n");
+		for (size_t c = 0; c < p->cell_count; c++) {
+			const struct kb_place_cell *cell = &p->cell[c];
+			if (cell->vcpu_count == 1)
+				put(out, "      <cell id='%u' cpus='%u' memory='%L' unit='KiB'/>\n", (unsigned)c, cell->first_vcpu,
+				    cell->memory_kib);
+			else
+				put(out, "      <cell id='%u' cpus='%u-%u' memory='%L' unit='KiB'/>\n", (unsigned)c,
+				    cell->first_vcpu, cell->first_vcpu + cell->vcpu_count - 1, cell->memory_kib);
+		}
+		put(out, "    </numa>\n");
+	}
+	put(out, "  </cpu>\n");
+}
+
+/* Target names per bus: vda.. for virtio, sda.. shared by SATA and SCSI (the CD-ROM included), hda.. for IDE. */
+static void next_target(const char *bus, unsigned counters[3], char *out)
+{
+	unsigned *n = !strcmp(bus, "virtio") ? &counters[0] : !strcmp(bus, "ide") ? &counters[2] : &counters[1];
+	const char *prefix = !strcmp(bus, "virtio") ? "vd" : !strcmp(bus, "ide") ? "hd" : "sd";
+	sprintf(out, "%s%c", prefix, 'a' + (*n)++);
+}
+
+static void put_devices(FILE *out, const struct kb_domnew *d)
+{
+	unsigned counters[3] = { 0 };
+	char target[8];
+	put(out, "  <devices>\n");
+	for (size_t i = 0; i < d->disk_count; i++) {
+		const struct kb_domnew_disk *k = &d->disk[i];
+		next_target(k->bus, counters, target);
+		put(out, "    <disk type='file' device='disk'>\n      <driver name='qemu' type='%s'/>\n",
+		    k->format[0] ? k->format : "raw");
+		put(out, "      <source file='%s'/>\n      <target dev='%s' bus='%s'/>\n    </disk>\n", k->path, target, k->bus);
+	}
+	if (d->cdrom[0]) {
+		const char *bus = !strncmp(d->machine, "pc", 2) && strncmp(d->machine, "pc-q35", 6) ? "ide" : "sata";
+		next_target(bus, counters, target);
+		put(out, "    <disk type='file' device='cdrom'>\n      <driver name='qemu' type='raw'/>\n");
+		put(out, "      <source file='%s'/>\n      <target dev='%s' bus='%s'/>\n      <readonly/>\n    </disk>\n", d->cdrom,
+		    target, bus);
+	}
+	for (size_t i = 0; i < d->net_count; i++) {
+		const struct kb_domnew_net *n = &d->net[i];
+		put(out, "    <interface type='bridge'>\n");
+		if (n->mac[0])
+			put(out, "      <mac address='%s'/>\n", n->mac);
+		put(out, "      <source bridge='%s'/>\n      <model type='%s'/>\n    </interface>\n", n->bridge, n->model);
+	}
+	for (size_t i = 0; i < d->hostdev_count; i++)
+		kb_pci_hostdev_xml(out, d->hostdev[i], "    ");
+	/* A serial console always: `virsh console` works and boot messages have somewhere to go. */
+	put(out, "    <serial type='pty'>\n      <target port='0'/>\n    </serial>\n");
+	put(out, "    <console type='pty'>\n      <target type='serial' port='0'/>\n    </console>\n");
+	if (d->graphics) {
+		put(out, "    <graphics type='vnc' port='-1' autoport='yes' listen='%s'", d->vnc_listen);
+		if (d->vnc_password[0])
+			put(out, " passwd='%s'", d->vnc_password);
+		put(out, ">\n      <listen type='address' address='%s'/>\n    </graphics>\n", d->vnc_listen);
+		put(out, "    <video>\n      <model type='vga'/>\n    </video>\n");
+	}
+	put(out, "    <rng model='virtio'>\n      <backend model='random'>/dev/urandom</backend>\n    </rng>\n");
+	put(out, "  </devices>\n");
+}
+
+int kb_domnew_xml(const struct kb_domnew *d, const struct kb_placement *placement, char **xml, struct kb_error *err)
+{
+	size_t len = 0;
+	*xml = NULL;
+	FILE *out = open_memstream(xml, &len);
+	if (!out)
+		return kb_fail(err, errno, NULL, "writing the XML of domain '%s'", d->name);
+	put(out, "<domain type='%s'>\n  <name>%s</name>\n", d->virt_type[0] ? d->virt_type : "kvm", d->name);
+	put(out, "  <memory unit='KiB'>%L</memory>\n  <currentMemory unit='KiB'>%L</currentMemory>\n", d->memory_kib,
+	    d->memory_kib);
+	if (d->hugepages) {
+		put(out, "  <memoryBacking>\n    <hugepages>\n");
+		if (d->hugepage_kib)
+			put(out, "      <page size='%l' unit='KiB'/>\n", d->hugepage_kib);
+		put(out, "    </hugepages>\n  </memoryBacking>\n");
+	}
+	put(out, "  <vcpu placement='static'>%u</vcpu>\n", d->vcpus);
+	if (placement)
+		put_cputune(out, placement);
+	put(out, "  <os>\n    <type arch='%s' machine='%s'>hvm</type>\n", d->arch, d->machine);
+	for (size_t i = 0; i < d->boot_count; i++)
+		put(out, "    <boot dev='%s'/>\n", d->boot[i]);
+	put(out, "  </os>\n  <features>\n    <acpi/>\n    <apic/>\n  </features>\n");
+	put_cpu(out, d, placement);
+	put(out, "  <clock offset='utc'/>\n  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>restart</on_reboot>\n"
+		 "  <on_crash>destroy</on_crash>\n");
+	put_devices(out, d);
+	put(out, "</domain>\n");
+	if (fclose(out) != 0 || !*xml) {
+		free(*xml);
+		*xml = NULL;
+		return kb_fail(err, ENOMEM, NULL, "writing the XML of domain '%s'", d->name);
+	}
+	return 0;
+}
+
+int kb_domnew_volume_xml(const struct kb_domnew_disk *k, char **xml, struct kb_error *err)
+{
+	size_t len = 0;
+	*xml = NULL;
+	FILE *out = open_memstream(xml, &len);
+	if (!out)
+		return kb_fail(err, errno, NULL, "writing the XML of volume '%s'", k->volume);
+	put(out, "<volume>\n  <name>%s</name>\n  <capacity unit='bytes'>%L</capacity>\n  <allocation unit='bytes'>0</allocation>\n",
+	    k->volume, k->size_bytes);
+	put(out, "  <target>\n    <format type='%s'/>\n  </target>\n", k->format);
+	if (k->kind == KB_DISK_OVERLAY)
+		put(out, "  <backingStore>\n    <path>%s</path>\n    <format type='%s'/>\n  </backingStore>\n", k->backing,
+		    k->backing_format);
+	put(out, "</volume>\n");
+	if (fclose(out) != 0 || !*xml) {
+		free(*xml);
+		*xml = NULL;
+		return kb_fail(err, ENOMEM, NULL, "writing the XML of volume '%s'", k->volume);
+	}
+	return 0;
+}

@@ -1,0 +1,775 @@
+/* Domain preflight; see kvmbox/virt/preflight.h. One function per kind of finding, in document order. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kvmbox/core/accounts.h"
+#include "kvmbox/core/cleanup.h"
+#include "kvmbox/virt/domxml.h"
+#include "kvmbox/core/file.h"
+#include "kvmbox/host/kvm.h"
+#include "kvmbox/virt/preflight.h"
+#include "kvmbox/core/sysroot.h"
+
+/* What the checks share: the domain's key facts and where findings go. */
+struct preflight {
+	const struct kb_ctx *ctx;
+	const struct kb_xml *xml;
+	const struct kb_preflight_host *host;
+	struct kb_findings *findings;
+	xmlNode *domain, *devices;
+	char *type, *arch, *machine, *emulator; /* malloc'ed; may be NULL */
+	unsigned long long memory_kib;
+	unsigned vcpus;
+	xmlDoc *caps;    /* parsed capabilities, or NULL */
+	xmlNode *guest;  /* caps' <guest> for the domain's arch, or NULL */
+	char *domcaps_xml;
+	xmlDoc *domcaps; /* parsed domain capabilities, or NULL */
+};
+
+static struct kb_finding *add_finding(struct preflight *p, enum kb_severity severity, const char *id,
+				      xmlNode *where, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static struct kb_finding *add_finding(struct preflight *p, enum kb_severity severity, const char *id,
+				      xmlNode *where, const char *fmt, ...)
+{
+	struct kb_findings *f = p->findings;
+	/* When full, the last slot is reused: the list stays bounded, the count of errors stays right. */
+	struct kb_finding *item = &f->item[f->count < KB_FINDINGS_MAX ? f->count++ : KB_FINDINGS_MAX - 1];
+	memset(item, 0, sizeof(*item));
+	item->severity = severity;
+	snprintf(item->id, sizeof(item->id), "%s", id);
+	kb_xml_where(p->xml, where, item->element, sizeof(item->element));
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(item->message, sizeof(item->message), fmt, ap);
+	va_end(ap);
+	if (severity == KB_SEVERITY_ERROR)
+		f->errors++;
+	return item;
+}
+
+static void set_fix(struct kb_finding *item, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_fix(struct kb_finding *item, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(item->fix, sizeof(item->fix), fmt, ap);
+	va_end(ap);
+}
+
+/* stat() a host path inside the root, through every component (-1 with errno set). */
+static int stat_mapped(const struct preflight *p, const char *abs_path, struct stat *st)
+{
+	struct kb_error err = { 0 };
+	if (abs_path[0] != '/') {
+		errno = EINVAL;
+		return -1;
+	}
+	if (kb_sysroot_stat(p->ctx, abs_path, st, false, &err) < 0) {
+		errno = err.errnum ? err.errnum : EINVAL;
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- the host as libvirt describes it ----------------------------------- */
+
+static xmlNode *caps_guest_for(const struct kb_xml *xml, xmlDoc *caps, const char *arch)
+{
+	xmlNode *root = caps ? xml->root_element(caps) : NULL;
+	for (xmlNode *g = kb_xml_child(root, "guest"); g; g = kb_xml_next(g, "guest")) {
+		xmlNode *a = kb_xml_child(g, "arch");
+		if (a && kb_xml_prop_is(xml, a, "name", arch))
+			return g;
+	}
+	return NULL;
+}
+
+/* Whether caps' <guest> offers @virttype (<domain type='kvm'/>). */
+static bool guest_offers_type(const struct kb_xml *xml, xmlNode *guest, const char *virttype)
+{
+	xmlNode *arch = kb_xml_child(guest, "arch");
+	for (xmlNode *d = kb_xml_child(arch, "domain"); d; d = kb_xml_next(d, "domain"))
+		if (kb_xml_prop_is(xml, d, "type", virttype))
+			return true;
+	return false;
+}
+
+bool kb_caps_offers(const struct kb_xml *xml, const char *caps_xml, const char *arch, const char *virttype)
+{
+	xmlDoc *caps = caps_xml ? kb_xml_parse(xml, caps_xml, strlen(caps_xml), "capabilities", NULL) : NULL;
+	bool offered = caps && guest_offers_type(xml, caps_guest_for(xml, caps, arch), virttype);
+	if (caps)
+		xml->free_doc(caps);
+	return offered;
+}
+
+/*
+ * Append the machine names under @parent to @buf: first the aliases (pc, q35:
+ * what users should pick), then every versioned name.
+ */
+static void list_machines(const struct kb_xml *xml, xmlNode *parent, char *buf, size_t size)
+{
+	for (int pass = 0; pass < 2; pass++)
+	for (xmlNode *m = kb_xml_child(parent, "machine"); m; m = kb_xml_next(m, "machine")) {
+		autofree char *name = kb_xml_text(xml, m);
+		autofree char *canonical = kb_xml_prop(xml, m, "canonical");
+		if (pass == 0 && !canonical)
+			continue;
+		const char *names[] = { pass == 0 ? name : NULL, pass == 0 ? NULL : name };
+		for (size_t i = 0; i < 2; i++) {
+			if (!names[i] || !*names[i])
+				continue;
+			size_t used = strlen(buf);
+			/* Skip names already listed (each machine appears per domain type too). */
+			char needle[256];
+			snprintf(needle, sizeof(needle), ",%s,", names[i]);
+			char haystack[4096];
+			snprintf(haystack, sizeof(haystack), ",%s,", buf);
+			if (strstr(haystack, needle))
+				continue;
+			snprintf(buf + used, size - used, "%s%s", used ? "," : "", names[i]);
+		}
+	}
+}
+
+/* Every machine type @guest offers for @virttype (NULL: any), comma-separated, into @buf. */
+static const char *offered_machines(const struct kb_xml *xml, xmlNode *guest, const char *virttype, char *buf,
+				    size_t size)
+{
+	buf[0] = '\0';
+	xmlNode *a = kb_xml_child(guest, "arch");
+	list_machines(xml, a, buf, size);
+	for (xmlNode *d = kb_xml_child(a, "domain"); d; d = kb_xml_next(d, "domain"))
+		if (!virttype || kb_xml_prop_is(xml, d, "type", virttype))
+			list_machines(xml, d, buf, size);
+	return buf;
+}
+
+const char *kb_preflight_machines(const struct kb_xml *xml, const char *caps_xml, const char *arch,
+				  const char *virttype, char *buf, size_t size)
+{
+	xmlDoc *caps = kb_xml_parse(xml, caps_xml, strlen(caps_xml), "capabilities", NULL);
+	offered_machines(xml, caps_guest_for(xml, caps, arch), virttype, buf, size);
+	if (caps)
+		xml->free_doc(caps);
+	return buf;
+}
+
+/* The host's arch as libvirt reports it (/capabilities/host/cpu/arch), "x86_64" when unknown. */
+static char *host_arch(const struct preflight *p)
+{
+	xmlNode *root = p->caps ? p->xml->root_element(p->caps) : NULL;
+	char *arch = kb_xml_text(p->xml, kb_xml_child(kb_xml_child(kb_xml_child(root, "host"), "cpu"), "arch"));
+	return arch ? arch : strdup("x86_64");
+}
+
+bool kb_caps_qemu_identity(const struct kb_xml *xml, xmlDoc *caps, const char *virttype, uid_t *uid, gid_t *gid)
+{
+	xmlNode *root = caps ? xml->root_element(caps) : NULL;
+	xmlNode *host = kb_xml_child(root, "host");
+	for (xmlNode *s = kb_xml_child(host, "secmodel"); s; s = kb_xml_next(s, "secmodel")) {
+		autofree char *model = kb_xml_text(xml, kb_xml_child(s, "model"));
+		if (!model || strcmp(model, "dac") != 0)
+			continue;
+		for (xmlNode *b = kb_xml_child(s, "baselabel"); b; b = kb_xml_next(b, "baselabel")) {
+			if (!kb_xml_prop_is(xml, b, "type", virttype))
+				continue;
+			autofree char *label = kb_xml_text(xml, b);
+			unsigned u, g;
+			if (label && sscanf(label, "+%u:+%u", &u, &g) == 2) {
+				*uid = u;
+				*gid = g;
+				return true;
+			}
+		}
+	}
+	return false;
+}
+
+/* ---- the checks ---------------------------------------------------------- */
+
+static void check_kvm_device(struct preflight *p)
+{
+	if (!p->type || strcmp(p->type, "kvm") != 0)
+		return;
+	const char *fix_load = "kvmbox kvm-load && kvmbox devkvm, or <domain type='qemu'> (TCG, slow)";
+	struct stat st;
+	if (stat_mapped(p, "/dev/kvm", &st) < 0) {
+		set_fix(add_finding(p, KB_SEVERITY_ERROR, "kvm.dev", p->domain,
+				    "type='kvm' but /dev/kvm is missing (%s): the KVM module is not loaded",
+				    strerror(errno)),
+			"%s", fix_load);
+		return;
+	}
+	if (!S_ISCHR(st.st_mode)) {
+		set_fix(add_finding(p, KB_SEVERITY_ERROR, "kvm.dev", p->domain,
+				    "type='kvm' but /dev/kvm is not a character device"),
+			"kvmbox devkvm");
+		return;
+	}
+	uid_t uid;
+	gid_t gid;
+	if (kb_caps_qemu_identity(p->xml, p->caps, "kvm", &uid, &gid) && !kb_may_access(p->ctx, uid, gid, &st, R_OK | W_OK)) {
+		char user[64], owner[64], group[64];
+		set_fix(add_finding(p, KB_SEVERITY_ERROR, "kvm.dev", p->domain,
+				    "type='kvm' but QEMU runs as %s, which cannot open /dev/kvm (%s:%s %04o): "
+				    "'Could not access KVM kernel module: Permission denied'",
+				    kb_user_name(p->ctx, uid, user, sizeof(user)),
+				    kb_user_name(p->ctx, st.st_uid, owner, sizeof(owner)),
+				    kb_group_name(p->ctx, st.st_gid, group, sizeof(group)), (unsigned)(st.st_mode & 07777)),
+			"kvmbox devkvm (root:kvm 0660), with QEMU's user in group kvm");
+		return;
+	}
+	if (p->guest && !guest_offers_type(p->xml, p->guest, "kvm"))
+		set_fix(add_finding(p, KB_SEVERITY_ERROR, "virt.hardware", p->domain,
+				    "type='kvm' but libvirt offers no KVM guests for %s on this host", p->arch),
+			"kvmbox check (VT-x/AMD-V, firmware, module), or <domain type='qemu'>");
+}
+
+static void check_emulator(struct preflight *p)
+{
+	xmlNode *node = kb_xml_child(p->devices, "emulator");
+	if (!p->emulator || !node)
+		return;
+	struct stat st;
+	bool ok = stat_mapped(p, p->emulator, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111);
+	if (ok)
+		return;
+	autofree char *offered = p->guest ? kb_xml_text(p->xml, kb_xml_child(kb_xml_child(p->guest, "arch"), "emulator")) : NULL;
+	struct kb_finding *f = add_finding(p, KB_SEVERITY_ERROR, "emulator.missing", node,
+					   "emulator %s %s", p->emulator,
+					   errno == ENOENT ? "does not exist" : "is not an executable file");
+	if (offered)
+		set_fix(f, "use <emulator>%s</emulator> (this host's QEMU for %s), or drop the element", offered, p->arch);
+	else
+		set_fix(f, "drop <emulator> so libvirt picks this host's QEMU");
+}
+
+/* The short name that stands for a versioned machine type: pc-q35-2.9 -> q35, pc-i440fx-2.9 -> pc. */
+static const char *machine_family(const char *machine)
+{
+	if (strstr(machine, "q35"))
+		return "q35";
+	if (!strncmp(machine, "pc", 2))
+		return "pc";
+	if (strstr(machine, "virt"))
+		return "virt";
+	return NULL;
+}
+
+/* Returns whether the machine type is offered (or nothing is known), so the domain caps can be asked for it. */
+static bool check_machine(struct preflight *p)
+{
+	if (!p->caps)
+		return false;
+	xmlNode *os_type = kb_xml_child(kb_xml_child(p->domain, "os"), "type");
+	if (!p->guest) {
+		set_fix(add_finding(p, KB_SEVERITY_ERROR, "arch.missing", os_type ? os_type : p->domain,
+				    "libvirt has no emulator for arch %s on this host", p->arch),
+			"install the QEMU package for %s (qemu-system-...), or use the host's arch", p->arch);
+		return false;
+	}
+	if (p->type && strcmp(p->type, "kvm") != 0 && !guest_offers_type(p->xml, p->guest, p->type))
+		add_finding(p, KB_SEVERITY_ERROR, "domain.type", p->domain,
+			    "libvirt offers no '%s' domains for %s on this host", p->type, p->arch);
+	if (!p->machine)
+		return true;
+	char offered[4096];
+	offered_machines(p->xml, p->guest, p->type, offered, sizeof(offered));
+	char needle[256], haystack[sizeof(offered) + 2];
+	snprintf(needle, sizeof(needle), ",%s,", p->machine);
+	snprintf(haystack, sizeof(haystack), ",%s,", offered);
+	if (strstr(haystack, needle))
+		return true;
+	const char *family = machine_family(p->machine);
+	snprintf(needle, sizeof(needle), ",%s,", family ? family : "");
+	bool family_offered = family && strstr(haystack, needle);
+	struct kb_finding *f = add_finding(p, KB_SEVERITY_ERROR, "machine.type", os_type,
+					   "machine type '%s' is not offered by this host's QEMU for %s "
+					   "('unsupported machine type'); offered: %.200s",
+					   p->machine, p->arch, offered);
+	if (family_offered)
+		set_fix(f, "set <type machine='%s'> (the current %s machine)", family, family);
+	else
+		set_fix(f, "set <type machine=...> to one of the offered types");
+	return false;
+}
+
+static xmlDoc *load_domcaps(struct preflight *p, bool machine_ok)
+{
+	if (!p->host || !p->host->domcaps)
+		return NULL;
+	p->domcaps_xml = p->host->domcaps(p->host->opaque, p->emulator, p->arch, machine_ok ? p->machine : NULL,
+					  p->type);
+	if (!p->domcaps_xml)
+		return NULL;
+	return kb_xml_parse(p->xml, p->domcaps_xml, strlen(p->domcaps_xml), "domain capabilities", NULL);
+}
+
+/* The domcaps <mode name=NAME> under <cpu>. */
+static xmlNode *domcaps_cpu_mode(struct preflight *p, const char *name)
+{
+	xmlNode *root = p->domcaps ? p->xml->root_element(p->domcaps) : NULL;
+	xmlNode *cpu = kb_xml_child(root, "cpu");
+	for (xmlNode *m = kb_xml_child(cpu, "mode"); m; m = kb_xml_next(m, "mode"))
+		if (kb_xml_prop_is(p->xml, m, "name", name))
+			return m;
+	return NULL;
+}
+
+static void check_cpu_features(struct preflight *p, xmlNode *cpu)
+{
+	for (xmlNode *feat = kb_xml_child(cpu, "feature"); feat; feat = kb_xml_next(feat, "feature")) {
+		autofree char *policy = kb_xml_prop(p->xml, feat, "policy");
+		autofree char *name = kb_xml_prop(p->xml, feat, "name");
+		if (!name || (policy && strcmp(policy, "require") != 0 && strcmp(policy, "force") != 0))
+			continue;
+		bool vmx = strcmp(name, "vmx") == 0, svm = strcmp(name, "svm") == 0;
+		if (!vmx && !svm)
+			continue;
+		const char *module = vmx ? "kvm_intel" : "kvm_amd";
+		if (p->type && strcmp(p->type, "kvm") == 0) {
+			if (!kb_kvm_nested_on(p->ctx, module))
+				set_fix(add_finding(p, KB_SEVERITY_ERROR, "cpu.nested", feat,
+						    "the guest requires %s (a nested hypervisor) but %s has no nested=1 on this host",
+						    name, module),
+					"kvmbox kvm-load --nested --persist");
+		} else if (vmx) {
+			set_fix(add_finding(p, KB_SEVERITY_ERROR, "cpu.nested", feat,
+					    "the guest requires vmx, which QEMU's TCG does not emulate"),
+				"use <domain type='kvm'> on a host with nested VT-x, or require svm with an AMD CPU model");
+		}
+	}
+}
+
+static void check_cpu(struct preflight *p, bool machine_ok)
+{
+	xmlNode *cpu = kb_xml_child(p->domain, "cpu");
+	if (!cpu)
+		return;
+	check_cpu_features(p, cpu);
+	p->domcaps = load_domcaps(p, machine_ok);
+	if (!p->domcaps)
+		return;
+	autofree char *mode = kb_xml_prop(p->xml, cpu, "mode");
+	xmlNode *model = kb_xml_child(cpu, "model");
+	if (mode && strcmp(mode, "custom") != 0) {
+		xmlNode *m = domcaps_cpu_mode(p, mode);
+		if (m && kb_xml_prop_is(p->xml, m, "supported", "no"))
+			set_fix(add_finding(p, KB_SEVERITY_ERROR, "cpu.mode", cpu,
+					    "CPU mode '%s' is not supported for type='%s' on this host", mode,
+					    p->type ? p->type : "?"),
+				"use <cpu mode='host-model'/> or a named model");
+		return;
+	}
+	autofree char *name = kb_xml_text(p->xml, model);
+	if (!name || !*name)
+		return;
+	bool may_fall_back = kb_xml_prop_is(p->xml, model, "fallback", "allow");
+	xmlNode *custom = domcaps_cpu_mode(p, "custom");
+	for (xmlNode *m = kb_xml_child(custom, "model"); m; m = kb_xml_next(m, "model")) {
+		autofree char *offered = kb_xml_text(p->xml, m);
+		if (!offered || strcmp(offered, name) != 0)
+			continue;
+		if (kb_xml_prop_is(p->xml, m, "usable", "no"))
+			set_fix(add_finding(p, may_fall_back ? KB_SEVERITY_WARN : KB_SEVERITY_ERROR, "cpu.model", model,
+					    "CPU model %s is known but not usable on this host (the host CPU lacks some of its features)",
+					    name),
+				"use <cpu mode='host-model'/>, or an older model this host's CPU covers");
+		return;
+	}
+	set_fix(add_finding(p, KB_SEVERITY_ERROR, "cpu.model", model, "CPU model %s is not known to this host's QEMU", name),
+		"use <cpu mode='host-model'/> or a model from `virsh domcapabilities`");
+}
+
+static void check_numa(struct preflight *p)
+{
+	xmlNode *numa = kb_xml_child(kb_xml_child(p->domain, "cpu"), "numa");
+	if (!numa)
+		return;
+	unsigned long long total = 0;
+	struct kb_cpuset seen = { { 0 } };
+	for (xmlNode *cell = kb_xml_child(numa, "cell"); cell; cell = kb_xml_next(cell, "cell")) {
+		autofree char *memory = kb_xml_prop(p->xml, cell, "memory");
+		autofree char *unit = kb_xml_prop(p->xml, cell, "unit");
+		autofree char *cpus = kb_xml_prop(p->xml, cell, "cpus");
+		total += memory ? kb_memory_kib(memory, unit) : 0;
+		if (!cpus)
+			continue;
+		struct kb_cpuset set;
+		if (kb_cpuset_parse(cpus, &set) < 0) {
+			add_finding(p, KB_SEVERITY_ERROR, "numa.cpus", cell, "cpus='%s' is not a CPU list", cpus);
+			continue;
+		}
+		int twice = kb_cpuset_first_common(&set, &seen);
+		if (twice >= 0)
+			set_fix(add_finding(p, KB_SEVERITY_ERROR, "numa.cpus", cell,
+					    "vCPU %d is in this cell and in an earlier one: cells' cpus must be disjoint", twice),
+				"give each vCPU to exactly one <cell>");
+		for (size_t i = 0; i < KB_CPUSET_MAX / 64; i++)
+			seen.bits[i] |= set.bits[i];
+		struct kb_cpuset vcpus = { { 0 } };
+		char range[32];
+		snprintf(range, sizeof(range), "0-%u", p->vcpus ? p->vcpus - 1 : 0);
+		kb_cpuset_parse(range, &vcpus);
+		int beyond = kb_cpuset_first_missing(&set, &vcpus);
+		if (p->vcpus && beyond >= 0)
+			set_fix(add_finding(p, KB_SEVERITY_ERROR, "numa.cpus", cell,
+					    "vCPU %d is in this cell but the domain has %u vCPUs", beyond, p->vcpus),
+				"raise <vcpu> or shrink the cell's cpus");
+	}
+	if (p->memory_kib && total != p->memory_kib)
+		set_fix(add_finding(p, KB_SEVERITY_ERROR, "numa.memory", numa,
+				    "the NUMA cells hold %llu KiB but the domain has %llu KiB of memory", total,
+				    p->memory_kib),
+			"make the cells' memory add up to <memory>");
+}
+
+/* The host's default hugepage size in KiB, 0 when it has none. */
+static unsigned long default_hugepage_kib(const struct preflight *p)
+{
+	return (unsigned long)kb_meminfo_kib(p->ctx, "/proc/meminfo", "Hugepagesize:");
+}
+
+static void check_hugepages(struct preflight *p)
+{
+	xmlNode *huge = kb_xml_child(kb_xml_child(p->domain, "memoryBacking"), "hugepages");
+	if (!huge || !p->memory_kib)
+		return;
+	unsigned long page_kib = default_hugepage_kib(p);
+	xmlNode *page = kb_xml_child(huge, "page");
+	if (page) {
+		autofree char *size = kb_xml_prop(p->xml, page, "size");
+		autofree char *unit = kb_xml_prop(p->xml, page, "unit");
+		page_kib = size ? (unsigned long)kb_memory_kib(size, unit ? unit : "KiB") : 0;
+	}
+	if (!page_kib)
+		return;
+	char path[128], value[32];
+	snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-%lukB/free_hugepages", page_kib);
+	xmlNode *where = page ? page : huge;
+	if (kb_read_value(p->ctx, path, value, sizeof(value), NULL) < 0) {
+		set_fix(add_finding(p, KB_SEVERITY_ERROR, "hugepages.size", where,
+				    "the host has no %lu KiB hugepages (no %s)", page_kib, path),
+			"use a page size the host has (kvmbox hugepages lists them)");
+		return;
+	}
+	unsigned long long free_pages = strtoull(value, NULL, 10);
+	autofree char *name = kb_xml_text(p->xml, kb_xml_child(p->domain, "name"));
+	if (name && p->host && p->host->running && p->host->running(p->host->opaque, name))
+		return; /* its pages are taken by itself: a new definition applies at its next start */
+	unsigned long long need = (p->memory_kib + page_kib - 1) / page_kib;
+	if (need > free_pages) {
+		/* The fix sizes the whole pool: what it holds now plus what is missing. */
+		unsigned long long total = 0;
+		snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-%lukB/nr_hugepages", page_kib);
+		if (kb_read_value(p->ctx, path, value, sizeof(value), NULL) == 0)
+			total = strtoull(value, NULL, 10);
+		set_fix(add_finding(p, KB_SEVERITY_ERROR, "hugepages.pool", where,
+				    "the domain needs %llu hugepages of %lu KiB but the host has %llu free", need,
+				    page_kib, free_pages),
+			"kvmbox hugepages set %llu --size %luk", total + need - free_pages, page_kib);
+	}
+}
+
+static void check_pinning_one(struct preflight *p, xmlNode *node, const struct kb_cpuset *online)
+{
+	autofree char *cpuset = kb_xml_prop(p->xml, node, "cpuset");
+	if (!cpuset)
+		return;
+	struct kb_cpuset set;
+	if (kb_cpuset_parse(cpuset, &set) < 0) {
+		add_finding(p, KB_SEVERITY_ERROR, "cpu.pin", node, "cpuset='%s' is not a CPU list", cpuset);
+		return;
+	}
+	int missing = kb_cpuset_first_missing(&set, online);
+	if (missing >= 0)
+		set_fix(add_finding(p, KB_SEVERITY_ERROR, "cpu.pin", node,
+				    "pinned to host CPU %d, which this host does not have (online: %u CPUs)", missing,
+				    kb_cpuset_count(online)),
+			"pin to CPUs in /sys/devices/system/cpu/online");
+}
+
+static void check_pinning(struct preflight *p)
+{
+	char online_text[256];
+	struct kb_cpuset online;
+	if (kb_read_value(p->ctx, "/sys/devices/system/cpu/online", online_text, sizeof(online_text), NULL) < 0 ||
+	    kb_cpuset_parse(online_text, &online) < 0)
+		return;
+	check_pinning_one(p, kb_xml_child(p->domain, "vcpu"), &online);
+	xmlNode *tune = kb_xml_child(p->domain, "cputune");
+	for (xmlNode *pin = kb_xml_child(tune, "vcpupin"); pin; pin = kb_xml_next(pin, "vcpupin"))
+		check_pinning_one(p, pin, &online);
+	check_pinning_one(p, kb_xml_child(tune, "emulatorpin"), &online);
+}
+
+static void check_interfaces(struct preflight *p)
+{
+	for (xmlNode *nic = kb_xml_child(p->devices, "interface"); nic; nic = kb_xml_next(nic, "interface")) {
+		if (!kb_xml_prop_is(p->xml, nic, "type", "bridge"))
+			continue;
+		xmlNode *source = kb_xml_child(nic, "source");
+		autofree char *bridge = kb_xml_prop(p->xml, source, "bridge");
+		if (!bridge || !*bridge || strchr(bridge, '/'))
+			continue;
+		char path[128];
+		struct stat st;
+		snprintf(path, sizeof(path), "/sys/class/net/%s", bridge);
+		bool exists = stat_mapped(p, path, &st) == 0;
+		snprintf(path, sizeof(path), "/sys/class/net/%s/bridge", bridge);
+		if (exists && stat_mapped(p, path, &st) == 0)
+			continue;
+		set_fix(add_finding(p, KB_SEVERITY_ERROR, "bridge.missing", source,
+				    exists ? "interface %s exists but is not a bridge" : "bridge %s does not exist", bridge),
+			"kvmbox bridge add %s --uplink IFACE", bridge);
+	}
+}
+
+/*
+ * libvirt hands QEMU's user the image itself (dynamic ownership) but not
+ * the directories above it: every one of them must let that user through.
+ */
+static void check_reachable(struct preflight *p, xmlNode *source, const char *path)
+{
+	uid_t uid;
+	gid_t gid;
+	if (!kb_caps_qemu_identity(p->xml, p->caps, p->type ? p->type : "kvm", &uid, &gid))
+		return;
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s", path);
+	for (char *slash = strchr(dir + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+		*slash = '\0';
+		struct stat st;
+		bool blocked = stat_mapped(p, dir, &st) == 0 && !kb_may_access(p->ctx, uid, gid, &st, X_OK);
+		if (blocked) {
+			char user[64], owner[64], group[64];
+			set_fix(add_finding(p, KB_SEVERITY_ERROR, "disk.access", source,
+					    "QEMU's user %s cannot reach %s: directory %s is %s:%s %04o",
+					    kb_user_name(p->ctx, uid, user, sizeof(user)), path, dir,
+					    kb_user_name(p->ctx, st.st_uid, owner, sizeof(owner)),
+					    kb_group_name(p->ctx, st.st_gid, group, sizeof(group)), (unsigned)(st.st_mode & 07777)),
+				"chmod o+x %s, or keep images under /var/lib/libvirt/images", dir);
+			return;
+		}
+		*slash = '/';
+	}
+}
+
+static void check_disks(struct preflight *p)
+{
+	for (xmlNode *disk = kb_xml_child(p->devices, "disk"); disk; disk = kb_xml_next(disk, "disk")) {
+		autofree char *type = kb_xml_prop(p->xml, disk, "type");
+		const char *attr = !type || !strcmp(type, "file") ? "file" : !strcmp(type, "block") ? "dev" : NULL;
+		xmlNode *source = kb_xml_child(disk, "source");
+		autofree char *path = attr ? kb_xml_prop(p->xml, source, attr) : NULL;
+		if (!path || !*path)
+			continue; /* an empty cdrom, a network or pool volume */
+		autofree char *device = kb_xml_prop(p->xml, disk, "device");
+		autofree char *policy = kb_xml_prop(p->xml, source, "startupPolicy");
+		bool optional = policy && (!strcmp(policy, "optional") || !strcmp(policy, "requisite"));
+		const char *what = device && !strcmp(device, "cdrom") ? "cdrom" : device && !strcmp(device, "floppy") ? "floppy" : "disk";
+		struct kb_path mapped;
+		struct kb_error opening = { 0 };
+		struct stat st;
+		int e = 0;
+		bool to_create = false;
+		for (const char *const *c = p->host ? p->host->to_create : NULL; c && *c && !to_create; c++)
+			to_create = !strcmp(*c, path);
+		if (path[0] != '/' || kb_sysroot_path(p->ctx, path, &mapped, NULL) < 0)
+			e = EINVAL;
+		else if (to_create)
+			e = 0; /* a volume the caller creates in its pool before defining */
+		else if (stat_mapped(p, path, &st) < 0)
+			e = errno;
+		else if (S_ISDIR(st.st_mode))
+			e = EISDIR;
+		else {
+			/* Opened inside the root through every component, as it was examined. */
+			autoclose_fd fd = kb_sysroot_open(p->ctx, path, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0, &opening);
+			if (fd < 0)
+				e = opening.errnum ? opening.errnum : EIO;
+		}
+		if (!e) {
+			check_reachable(p, source, path);
+			continue;
+		}
+		set_fix(add_finding(p, optional ? KB_SEVERITY_WARN : KB_SEVERITY_ERROR, "disk.missing", source,
+				    "%s source %s: %s%s", what, path, e == EINVAL ? "not an absolute path" : strerror(e),
+				    optional ? " (startupPolicy lets the domain start without it)" : ""),
+			"restore the file or fix <source %s=...>", attr);
+	}
+}
+
+static void check_filesystems(struct preflight *p)
+{
+	for (xmlNode *fs = kb_xml_child(p->devices, "filesystem"); fs; fs = kb_xml_next(fs, "filesystem")) {
+		autofree char *type = kb_xml_prop(p->xml, fs, "type");
+		if (type && strcmp(type, "mount") != 0)
+			continue;
+		xmlNode *source = kb_xml_child(fs, "source");
+		autofree char *dir = kb_xml_prop(p->xml, source, "dir");
+		if (!dir)
+			continue;
+		struct stat st;
+		if (stat_mapped(p, dir, &st) == 0 && S_ISDIR(st.st_mode))
+			continue;
+		bool absent = errno == ENOENT;
+		set_fix(add_finding(p, KB_SEVERITY_ERROR, "fs.missing", source, "shared directory %s %s", dir,
+				    absent ? "does not exist" : "is not a directory"),
+			"mkdir -p %s, or fix <source dir=...>", dir);
+	}
+}
+
+static unsigned long hex_prop(const struct kb_xml *xml, xmlNode *node, const char *name)
+{
+	autofree char *v = kb_xml_prop(xml, node, name);
+	return v ? strtoul(v, NULL, 0) : 0;
+}
+
+static void check_hostdevs(struct preflight *p)
+{
+	for (xmlNode *dev = kb_xml_child(p->devices, "hostdev"); dev; dev = kb_xml_next(dev, "hostdev")) {
+		if (!kb_xml_prop_is(p->xml, dev, "type", "pci"))
+			continue;
+		xmlNode *address = kb_xml_child(kb_xml_child(dev, "source"), "address");
+		if (!address)
+			continue;
+		char bdf[32], path[128];
+		snprintf(bdf, sizeof(bdf), "%04lx:%02lx:%02lx.%lx", hex_prop(p->xml, address, "domain"),
+			 hex_prop(p->xml, address, "bus"), hex_prop(p->xml, address, "slot"),
+			 hex_prop(p->xml, address, "function"));
+		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s", bdf);
+		struct stat st;
+		if (stat_mapped(p, path, &st) < 0) {
+			set_fix(add_finding(p, KB_SEVERITY_ERROR, "hostdev.missing", address,
+					    "PCI device %s does not exist on this host", bdf),
+				"lspci -D lists the host's devices; fix the <address>");
+			continue;
+		}
+		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group", bdf);
+		if (stat_mapped(p, path, &st) < 0) {
+			set_fix(add_finding(p, KB_SEVERITY_ERROR, "hostdev.iommu", address,
+					    "PCI device %s has no IOMMU group: the IOMMU is off", bdf),
+				"kvmbox grub-args --iommu, then reboot");
+			continue;
+		}
+		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver", bdf);
+		char target[PATH_MAX];
+		if (kb_sysroot_readlink(p->ctx, path, target, sizeof(target), NULL) <= 0)
+			continue;
+		const char *driver = strrchr(target, '/') ? strrchr(target, '/') + 1 : target;
+		if (!strcmp(driver, "vfio-pci") || !strcmp(driver, "pci-stub"))
+			continue;
+		bool managed = !kb_xml_prop_is(p->xml, dev, "managed", "no");
+		if (managed)
+			set_fix(add_finding(p, KB_SEVERITY_WARN, "hostdev.driver", address,
+					    "PCI device %s is in use by host driver %s: libvirt will take it from the host at start",
+					    bdf, driver),
+				"make sure the host does not need %s (e.g. it is not the host's NIC or disk)", bdf);
+		else
+			set_fix(add_finding(p, KB_SEVERITY_ERROR, "hostdev.driver", address,
+					    "PCI device %s is bound to host driver %s and managed='no'", bdf, driver),
+				"virsh nodedev-detach pci_%04lx_%02lx_%02lx_%lx, or managed='yes'",
+				hex_prop(p->xml, address, "domain"), hex_prop(p->xml, address, "bus"),
+				hex_prop(p->xml, address, "slot"), hex_prop(p->xml, address, "function"));
+	}
+}
+
+/* A VNC console listening beyond loopback without a password is a console for anyone on that network. */
+static void check_graphics(struct preflight *p)
+{
+	for (xmlNode *g = kb_xml_child(p->devices, "graphics"); g; g = kb_xml_next(g, "graphics")) {
+		if (!kb_xml_prop_is(p->xml, g, "type", "vnc"))
+			continue;
+		autofree char *listen = kb_xml_prop(p->xml, g, "listen");
+		autofree char *passwd = kb_xml_prop(p->xml, g, "passwd");
+		autofree char *address = kb_xml_prop(p->xml, kb_xml_child(g, "listen"), "address");
+		const char *where = address ? address : listen;
+		bool loopback = !where || !strncmp(where, "127.", 4) || !strcmp(where, "::1") || !strcmp(where, "localhost");
+		if (loopback || (passwd && *passwd))
+			continue;
+		set_fix(add_finding(p, KB_SEVERITY_WARN, "graphics.open", g,
+				    "VNC listens on %s without a password: anyone who reaches this host on that network gets the guest's console",
+				    where),
+			"listen on 127.0.0.1 and tunnel (ssh -L 5900:127.0.0.1:5900), or set passwd=");
+	}
+}
+
+static void check_console(struct preflight *p)
+{
+	if (kb_xml_child(p->devices, "serial") || kb_xml_child(p->devices, "console"))
+		return;
+	set_fix(add_finding(p, KB_SEVERITY_WARN, "serial.none", p->devices ? p->devices : p->domain,
+			    "no serial console: `virsh console` will not work"),
+		"add <serial type='pty'/> and <console type='pty'/> to <devices>");
+}
+
+/* ---- driver --------------------------------------------------------------- */
+
+static int read_domain(struct preflight *p, xmlDoc *doc, struct kb_error *err)
+{
+	const struct kb_xml *xml = p->xml;
+	p->domain = xml->root_element(doc);
+	if (!p->domain || strcmp((const char *)p->domain->name, "domain") != 0)
+		return kb_fail(err, 0, NULL, "not a libvirt domain (the root element is not <domain>)");
+	p->devices = kb_xml_child(p->domain, "devices");
+	p->type = kb_xml_prop(xml, p->domain, "type");
+	xmlNode *os_type = kb_xml_child(kb_xml_child(p->domain, "os"), "type");
+	p->arch = kb_xml_prop(xml, os_type, "arch");
+	p->machine = kb_xml_prop(xml, os_type, "machine");
+	p->emulator = kb_xml_text(xml, kb_xml_child(p->devices, "emulator"));
+	xmlNode *memory = kb_xml_child(p->domain, "memory");
+	autofree char *amount = kb_xml_text(xml, memory);
+	autofree char *unit = kb_xml_prop(xml, memory, "unit");
+	p->memory_kib = amount ? kb_memory_kib(amount, unit) : 0;
+	autofree char *vcpus = kb_xml_text(xml, kb_xml_child(p->domain, "vcpu"));
+	p->vcpus = vcpus ? (unsigned)strtoul(vcpus, NULL, 10) : 1;
+	return 0;
+}
+
+int kb_preflight(const struct kb_ctx *ctx, const struct kb_xml *xml, xmlDoc *doc,
+		 const struct kb_preflight_host *host, struct kb_findings *findings, struct kb_error *err)
+{
+	struct preflight p = { .ctx = ctx, .xml = xml, .host = host, .findings = findings };
+	int rc = read_domain(&p, doc, err);
+	if (rc < 0)
+		goto out;
+	if (host && host->caps_xml)
+		p.caps = kb_xml_parse(xml, host->caps_xml, strlen(host->caps_xml), "capabilities", NULL);
+	if (!p.arch)
+		p.arch = host_arch(&p);
+	p.guest = caps_guest_for(xml, p.caps, p.arch);
+
+	check_kvm_device(&p);
+	check_emulator(&p);
+	bool machine_ok = check_machine(&p);
+	check_cpu(&p, machine_ok);
+	check_numa(&p);
+	check_hugepages(&p);
+	check_pinning(&p);
+	check_interfaces(&p);
+	check_disks(&p);
+	check_filesystems(&p);
+	check_hostdevs(&p);
+	check_graphics(&p);
+	check_console(&p);
+out:
+	if (p.caps)
+		xml->free_doc(p.caps);
+	if (p.domcaps)
+		xml->free_doc(p.domcaps);
+	free(p.domcaps_xml);
+	free(p.type);
+	free(p.arch);
+	free(p.machine);
+	free(p.emulator);
+	return rc;
+}

@@ -1,0 +1,98 @@
+/* Reading and atomically replacing files, always through the sysroot mapping. */
+#ifndef KVMBOX_FILE_H
+#define KVMBOX_FILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include "kvmbox/core/context.h"
+#include "kvmbox/core/error.h"
+
+/*
+ * Read the whole of @abs_path (mapped by the sysroot) into a NUL-terminated
+ * buffer the caller frees. Works for /proc and /sys files whose size is
+ * reported as 0. A file larger than @max_size is refused with EFBIG. A
+ * symlink is followed inside the root, as kb_write_file_atomic() does.
+ */
+int kb_read_file(const struct kb_ctx *ctx, const char *abs_path, size_t max_size, char **data,
+		 size_t *len, struct kb_error *err);
+
+/* kb_read_file() for a file already open (@name for errors): read from where the offset is, to the end. */
+int kb_read_fd(int fd, const char *name, size_t max_size, char **data, size_t *len, struct kb_error *err);
+
+/* kb_read_file() for a path the caller already has in hand (a command-line argument, a staged file): no mapping. */
+int kb_read_path(const char *path, size_t max_size, char **data, size_t *len, struct kb_error *err);
+
+/* fsync a directory, so that entries renamed into it last. */
+int kb_fsync_dir(const char *dir, struct kb_error *err);
+
+/*
+ * Read a short value (a sysfs attribute, a sysctl) into @buf with surrounding
+ * whitespace removed. A value that does not fit in @size is refused (EOVERFLOW).
+ */
+int kb_read_value(const struct kb_ctx *ctx, const char *abs_path, char *buf, size_t size,
+		  struct kb_error *err);
+
+/*
+ * The kB value of field @label ("MemTotal:", "Hugepagesize:", "Node 0 MemTotal:")
+ * in a meminfo file (/proc/meminfo, /sys/devices/system/node/nodeN/meminfo)
+ * under the sysroot; 0 when the file or the field is missing.
+ */
+unsigned long long kb_meminfo_kib(const struct kb_ctx *ctx, const char *abs_path, const char *label);
+
+/*
+ * Write @value to a kernel knob (sysfs attribute, /proc/sys file) in place:
+ * no temporary file, since the kernel file cannot be renamed over. The caller
+ * reads the result back: the kernel may grant less than asked.
+ */
+int kb_write_value(const struct kb_ctx *ctx, const char *abs_path, const char *value,
+		   struct kb_error *err);
+
+struct kb_write_options {
+	mode_t mode;              /* mode of a new file (an existing file keeps its own) */
+	const char *backup_suffix; /* if set and the file exists, keep the old one as PATH+suffix */
+	bool backup_hidden;        /* ... as DIR/.NAME+suffix instead: for directories read whole (interfaces.d) */
+	bool create_dirs;          /* make missing parent directories (0755), like mkdir -p */
+};
+
+/*
+ * Replace @abs_path with @data atomically: a temporary file in the same
+ * directory, the old file's owner and mode (or opts->mode for a new file),
+ * fsync, optional backup of the old content, rename over the file, fsync of
+ * the directory, then the result is read back and compared. On failure the
+ * original file is untouched and no temporary file is left. A symlink is
+ * followed to its final target (read inside the root: /srv/x under --root R is
+ * R/srv/x), which is replaced in its own directory with its own owner and
+ * mode, the backup beside it; the link stays. A loop or a link out of the root
+ * is refused.
+ */
+int kb_write_file_atomic(const struct kb_ctx *ctx, const char *abs_path, const void *data,
+			 size_t len, const struct kb_write_options *opts, struct kb_error *err);
+
+/*
+ * Desired state for a whole small file (a config snippet kvmbox owns): when
+ * @abs_path already holds exactly @data, nothing is written and *changed is
+ * false; otherwise it is replaced atomically (unless @dry_run) and *changed
+ * is true. Parent directories are created.
+ */
+int kb_file_ensure(const struct kb_ctx *ctx, const char *abs_path, const char *data, size_t len,
+		   mode_t mode, bool dry_run, bool *changed, struct kb_error *err);
+
+/* mkdir -p @dir (a real path, already mapped), each new directory 0755. */
+int kb_make_dirs(const char *dir, struct kb_error *err);
+
+/*
+ * rm -rf @path (a real path, already mapped), through directory fds with
+ * O_NOFOLLOW (a path swapped for a symlink is not followed), never across a
+ * mount point (it stops with EBUSY); quiet about what is already gone.
+ */
+int kb_remove_tree(const char *path, struct kb_error *err);
+
+/*
+ * Whether kb_remove_tree(@path) would remove all of it: no mount point inside,
+ * nothing immutable or append-only. Check first where a half-removed tree
+ * would be worse than none removed (unpack --replace).
+ */
+int kb_tree_removable(const char *path, struct kb_error *err);
+
+#endif

@@ -1,0 +1,55 @@
+/* The part of libxml2 kvmbox uses, loaded at run time (see kvmbox/core/dynlib.h). */
+#ifndef KVMBOX_XML_H
+#define KVMBOX_XML_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include "kvmbox/core/error.h"
+
+struct kb_xml {
+	__typeof__(xmlReadFile) *read_file;
+	__typeof__(xmlFreeDoc) *free_doc;
+	__typeof__(xmlDocGetRootElement) *root_element;
+	__typeof__(xmlGetProp) *get_prop;
+	__typeof__(xmlNodeGetContent) *node_content;
+	__typeof__(xmlReadMemory) *read_memory;
+	__typeof__(xmlSetProp) *set_prop;
+	__typeof__(xmlDocDumpMemory) *dump_memory;
+	__typeof__(xmlGetNodePath) *node_path;
+	__typeof__(xmlNewChild) *new_child;
+	__typeof__(xmlNodeSetContent) *node_set_content;
+	__typeof__(xmlUnlinkNode) *unlink_node;
+	__typeof__(xmlFreeNode) *free_node;
+	xmlFreeFunc *free; /* libxml2's xmlFree is a variable holding the function */
+};
+
+/* Load libxml2 into @xml. */
+int kb_xml_load(struct kb_xml *xml, struct kb_error *err);
+
+/* Parse a file safely: no network, no entity substitution, no DTD loading. NULL with @err on failure. */
+xmlDoc *kb_xml_read(const struct kb_xml *xml, const char *path, struct kb_error *err);
+
+/*
+ * Parse a document held in memory, safely (as kb_xml_read); a document with a
+ * DTD or entity declarations is refused. @what names it in errors.
+ */
+xmlDoc *kb_xml_parse(const struct kb_xml *xml, const char *text, size_t len, const char *what,
+		     struct kb_error *err);
+
+/* The first child element of @node named @name, or NULL. */
+xmlNode *kb_xml_child(xmlNode *node, const char *name);
+/* The next sibling element after @node named @name, or NULL: for (c = kb_xml_child(n, x); c; c = kb_xml_next(c, x)). */
+xmlNode *kb_xml_next(xmlNode *node, const char *name);
+
+/* Attribute @name of @node as a malloc'ed string (the caller frees), or NULL when absent. */
+char *kb_xml_prop(const struct kb_xml *xml, xmlNode *node, const char *name);
+/* Whether attribute @name of @node equals @value. */
+bool kb_xml_prop_is(const struct kb_xml *xml, xmlNode *node, const char *name, const char *value);
+/* The text content of @node (whitespace around it removed) as a malloc'ed string, or NULL. */
+char *kb_xml_text(const struct kb_xml *xml, xmlNode *node);
+/* Where @node is, as an XPath ("/domain/devices/disk[2]/source") into @buf. */
+const char *kb_xml_where(const struct kb_xml *xml, xmlNode *node, char *buf, size_t size);
+
+#endif

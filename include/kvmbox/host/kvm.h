@@ -1,0 +1,45 @@
+/*
+ * Whether KVM works here, from what the kernel answers: /dev/kvm opened
+ * read-write, its API version, and a VM created and closed. The one verdict
+ * check, kvm-ok and doctor share, so they never disagree.
+ */
+#ifndef KVMBOX_KVM_H
+#define KVMBOX_KVM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include "kvmbox/core/context.h"
+
+enum kb_kvm_stage {
+	KB_KVM_NO_NODE,       /* /dev/kvm missing, or not char 10:232 */
+	KB_KVM_OPEN_FAILED,   /* errnum from open(O_RDWR) */
+	KB_KVM_API_FAILED,    /* KVM_GET_API_VERSION failed (errnum) or answered another version */
+	KB_KVM_CREATE_FAILED, /* KVM_CREATE_VM failed: errnum */
+	KB_KVM_USABLE,        /* a VM was created */
+};
+
+struct kb_kvm_probe {
+	enum kb_kvm_stage stage;
+	int errnum;
+	int api_version; /* -1 until asked */
+	int node_errno;  /* stat's errno for /dev/kvm; 0 when it exists */
+};
+
+/* Open /dev/kvm (under the sysroot), ask its API version, create a VM and close it. */
+void kb_kvm_probe(const struct kb_ctx *ctx, struct kb_kvm_probe *probe);
+
+/* One sentence for a probe that did not reach KB_KVM_USABLE, e.g. "opening /dev/kvm read-write: No such device". */
+const char *kb_kvm_probe_message(const struct kb_kvm_probe *probe, char *buf, size_t size);
+
+/*
+ * The modules that provide KVM on this kernel, comma-separated into @buf: the
+ * holders of kvm (/sys/module/kvm/holders) and the KVM drivers built into the
+ * kernel (kvm_intel, kvm_amd, kvm_pvm: in /sys/module without holders). Empty
+ * when there are none.
+ */
+void kb_kvm_providers(const struct kb_ctx *ctx, char *buf, size_t size);
+
+/* Whether KVM module @module (kvm_intel, kvm_amd) is loaded with nested virtualization on (nested=Y or 1). */
+bool kb_kvm_nested_on(const struct kb_ctx *ctx, const char *module);
+
+#endif

@@ -1,0 +1,48 @@
+/*
+ * HTTP for the fleet (netboot configs, bundles, reports) through busybox's
+ * wget, which the rescue image carries anyway: no HTTP library of its own
+ * (libcurl's closure alone would break the image's 12 MB budget).
+ *
+ * Only http:// URLs. Every transfer is bounded in time (the child is killed
+ * when its time is up: this wget has no -T). wget follows redirects by itself,
+ * so its response headers (-S) are read afterwards: a transfer that was
+ * redirected to another host is refused and what it fetched is discarded.
+ * Whatever is fetched is checked against a pinned digest before it is used.
+ */
+#ifndef KVMBOX_FETCH_H
+#define KVMBOX_FETCH_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+#include "kvmbox/core/context.h"
+#include "kvmbox/core/error.h"
+
+/* Whether @url is http://HOST[:PORT]/... with a plain host; its "HOST:PORT" into @hostport. */
+bool kb_url_host(const char *url, char *hostport, size_t size);
+
+/*
+ * GET @url into the file @dest (replaced only when the transfer succeeded)
+ * within @timeout_s seconds. Returns 0; -1 with @err; err->errnum ENOENT when
+ * the server answered 404 (a file that is not there, not a failure to reach it).
+ */
+int kb_fetch_file(const char *url, const char *dest, int timeout_s, struct kb_error *err);
+
+/* POST the file @body to @url within @timeout_s seconds (the answer is discarded). */
+int kb_fetch_post(const char *url, const char *body, int timeout_s, struct kb_error *err);
+
+/* A GET streamed through a pipe: read @fd until EOF, then kb_fetch_stream_end. */
+struct kb_fetch_stream {
+	pid_t pid;
+	int fd;
+	char url[1024];
+	int headers_fd;   /* an anonymous file wget writes its response headers to */
+};
+int kb_fetch_stream_start(const char *url, struct kb_fetch_stream *s, struct kb_error *err);
+/*
+ * Wait for wget (killed after @timeout_s more seconds); 0 when the whole body
+ * came from @url's host. err->errnum EPIPE: the body was cut off (by the
+ * server, or by the reader closing early).
+ */
+int kb_fetch_stream_end(struct kb_fetch_stream *s, int timeout_s, struct kb_error *err);
+
+#endif

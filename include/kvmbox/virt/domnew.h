@@ -1,0 +1,135 @@
+/*
+ * A libvirt domain from a few words, as `kvmbox domain new` and provision's
+ * [domain NAME] sections take them ("memory = 4G", "disk = size=20G,pool=default",
+ * "network = bridge=br0,model=e1000", "cpu = Haswell,-rtm,+rdrand"...).
+ *
+ * kb_domnew_word() checks the syntax of one word; the caller resolves what
+ * needs the host (the virt type, the nested feature, volume paths, MACs kept
+ * from an existing definition); kb_domnew_xml() writes the domain XML from
+ * the words and an optional placement. Both are pure: no files, no libvirt.
+ */
+#ifndef KVMBOX_DOMNEW_H
+#define KVMBOX_DOMNEW_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include "kvmbox/core/context.h"
+#include "kvmbox/core/error.h"
+#include "kvmbox/virt/placement.h"
+#include "kvmbox/core/xml.h"
+
+#define KB_DOMNEW_DISKS_MAX 16
+#define KB_DOMNEW_NETS_MAX 16
+#define KB_DOMNEW_HOSTDEVS_MAX 8
+#define KB_DOMNEW_FEATURES_MAX 32
+
+enum kb_domnew_disk_kind {
+	KB_DISK_NEW,     /* size=: a new volume in a pool */
+	KB_DISK_PATH,    /* path=: an existing image */
+	KB_DISK_OVERLAY, /* backing=,size=: a new qcow2 volume over a base image */
+};
+
+struct kb_domnew_disk {
+	enum kb_domnew_disk_kind kind;
+	unsigned long long size_bytes;
+	char pool[64];
+	char format[8];        /* qcow2 or raw; "" until known (path=: format=, the definition's, or probed once) */
+	bool defined;          /* path=: the domain's current definition has it; its format comes from there */
+	char bus[8];           /* virtio, sata, scsi */
+	char path[PATH_MAX];   /* path=, or the new volume's path once the pool is known */
+	char backing[PATH_MAX];
+	char backing_format[8];
+	char volume[96];       /* new volumes: NAME.qcow2, NAME-1.qcow2, ... */
+};
+
+struct kb_domnew_net {
+	char bridge[16];
+	char model[16];
+	char mac[18]; /* "" lets libvirt choose, or keeps an existing definition's */
+};
+
+struct kb_domnew_feature {
+	bool enable; /* +feat: policy require; -feat: policy disable */
+	char name[48];
+};
+
+struct kb_domnew {
+	char name[64];
+	unsigned long long memory_kib;
+	unsigned vcpus;
+	char cpu_mode[24];  /* host-passthrough, host-model or custom */
+	char cpu_model[48];
+	struct kb_domnew_feature feature[KB_DOMNEW_FEATURES_MAX];
+	size_t feature_count;
+	char machine[64];
+	char virt_type[8];  /* kvm or qemu; "" until the caller chooses from libvirt's capabilities */
+	char arch[16];
+	struct kb_domnew_disk disk[KB_DOMNEW_DISKS_MAX];
+	size_t disk_count;
+	char cdrom[PATH_MAX];
+	char boot[4][8];
+	size_t boot_count;
+	struct kb_domnew_net net[KB_DOMNEW_NETS_MAX];
+	size_t net_count;
+	bool graphics;      /* VNC (default), or none */
+	char vnc_listen[64];
+	char vnc_password[64];
+	char hostdev[KB_DOMNEW_HOSTDEVS_MAX][16]; /* 0000:81:00.3 */
+	size_t hostdev_count;
+	bool hugepages;
+	unsigned long hugepage_kib; /* 0 with hugepages: the host's default size, resolved by the caller */
+	bool nested;
+	char nested_feature[4];     /* vmx or svm, resolved by the caller */
+	bool placement_auto;
+	bool allow_host_file; /* disk and cdrom files may be the host's own (system directories, /dev) */
+};
+
+/* Defaults for @name: 1 vCPU, host-model CPU, q35, VNC on 127.0.0.1, no placement. */
+void kb_domnew_init(struct kb_domnew *d, const char *name);
+
+/* The words kb_domnew_word takes, space-separated (for usage and config errors). */
+extern const char kb_domnew_words[];
+/* Whether @key is one of them. */
+bool kb_domnew_is_word(const char *key);
+
+/*
+ * Apply one word: @key is memory, vcpus, cpu, machine, virt-type, disk, cdrom,
+ * boot, network, graphics, hostdev, hugepages, nested, placement or
+ * allow-host-file (disk, network and hostdev add one each time). @value may be
+ * NULL for the flags hugepages, nested and allow-host-file. Returns 0, or -1 with @err naming the word and what is
+ * wrong with it (a syntax error: nothing about the host is known here).
+ */
+int kb_domnew_word(struct kb_domnew *d, const char *key, const char *value, struct kb_error *err);
+
+/* After the last word: what only all of them together can tell (memory given, disk names). */
+int kb_domnew_finish(struct kb_domnew *d, struct kb_error *err);
+
+/*
+ * The domain XML into *@xml (malloc'ed): the words, the placement when not
+ * NULL (vCPU pins, emulator pin, numatune, guest NUMA cells), a serial
+ * console always. Returns 0, or -1 with @err.
+ */
+int kb_domnew_xml(const struct kb_domnew *d, const struct kb_placement *placement, char **xml, struct kb_error *err);
+
+/* The storage volume XML for new disk @k (a qcow2 or raw volume, an overlay with its backing store). */
+int kb_domnew_volume_xml(const struct kb_domnew_disk *k, char **xml, struct kb_error *err);
+
+/*
+ * What the words name on this host, through the sysroot: memory within
+ * MemTotal, a nested feature the KVM module enables (d->nested_feature), the
+ * hugepage size the host has (d->hugepage_kib), bridges that exist, PCI devices
+ * in an IOMMU group the host does not need, images that exist (the format of
+ * a path= disk without one read from its header, and a qcow2's backing chain
+ * kept inside the disk's directory; a disk with a format is never probed: a
+ * guest writes its raw disk's first bytes), CPU features libvirt's CPU map knows. *@node gets
+ * the NUMA node of the first host device (-1: none). Returns 0, or -1 with
+ * @err naming the word ("network 'bridge=br9': ..."): a refusal by the host.
+ */
+int kb_domnew_check_host(const struct kb_ctx *ctx, const struct kb_xml *xml, struct kb_domnew *d, int *node,
+			 struct kb_error *err);
+
+/* Whether libvirt's CPU map (/usr/share/libvirt/cpu_map) has x86 model @model; -1 when there is no map. */
+int kb_cpu_map_has_model(const struct kb_ctx *ctx, const char *model);
+
+#endif

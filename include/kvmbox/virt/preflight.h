@@ -1,0 +1,75 @@
+/*
+ * Domain preflight: will this libvirt domain start on this host? Each finding
+ * names the XML element it concerns, says what is wrong and what fixes it.
+ *
+ * Host facts come from the sysroot (/dev/kvm, /sys, disk files) and from
+ * libvirt's capabilities, which the caller passes in as XML text: the
+ * library itself never talks to libvirtd, so fixture capabilities work too.
+ */
+#ifndef KVMBOX_PREFLIGHT_H
+#define KVMBOX_PREFLIGHT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include "kvmbox/core/context.h"
+#include "kvmbox/core/error.h"
+#include "kvmbox/core/xml.h"
+
+enum kb_severity { KB_SEVERITY_ERROR, KB_SEVERITY_WARN };
+
+struct kb_finding {
+	enum kb_severity severity;
+	char id[24];       /* stable: "disk.missing", "machine.type", ... */
+	char element[192]; /* XPath of the element: "/domain/devices/disk[2]/source" */
+	char message[384];
+	char fix[256];
+};
+
+#define KB_FINDINGS_MAX 48
+struct kb_findings {
+	struct kb_finding item[KB_FINDINGS_MAX];
+	size_t count;
+	size_t errors; /* findings with KB_SEVERITY_ERROR */
+};
+
+/*
+ * libvirt's domain capabilities for the emulator, arch, machine and virt type
+ * the domain asks for (any may be NULL: libvirt's default). Returns malloc'ed
+ * XML, or NULL when they cannot be had (then CPU checks are skipped).
+ */
+typedef char *kb_domcaps_fn(void *opaque, const char *emulator, const char *arch, const char *machine,
+			    const char *virttype);
+
+struct kb_preflight_host {
+	const char *caps_xml;   /* virConnectGetCapabilities(); NULL when libvirt was not reachable */
+	kb_domcaps_fn *domcaps; /* may be NULL */
+	void *opaque;
+	const char *const *to_create; /* NULL-terminated: disk images the caller creates before defining; may be NULL */
+	/* Whether domain @name runs now (it holds its hugepages already); may be NULL. */
+	bool (*running)(void *opaque, const char *name);
+};
+
+/*
+ * Examine the domain @doc (already parsed) against the host and add what
+ * would stop it from starting (ERROR) or make it hard to use (WARN) to
+ * @findings. Returns 0, or -1 with @err when the document is not a domain.
+ */
+int kb_preflight(const struct kb_ctx *ctx, const struct kb_xml *xml, xmlDoc *doc,
+		 const struct kb_preflight_host *host, struct kb_findings *findings, struct kb_error *err);
+
+/* Whether @caps_xml offers guests of @virttype ("kvm", "qemu") for @arch. */
+bool kb_caps_offers(const struct kb_xml *xml, const char *caps_xml, const char *arch, const char *virttype);
+
+/* The machine types @caps_xml offers for @arch and @virttype, comma-separated, into @buf. */
+const char *kb_preflight_machines(const struct kb_xml *xml, const char *caps_xml, const char *arch,
+				  const char *virttype, char *buf, size_t size);
+
+/*
+ * The uid and gid QEMU runs as for @virttype, from the capabilities' DAC
+ * base label (<baselabel type='kvm'>+64055:+64055</baselabel>). False when
+ * the capabilities do not say.
+ */
+bool kb_caps_qemu_identity(const struct kb_xml *xml, xmlDoc *caps, const char *virttype, uid_t *uid, gid_t *gid);
+
+#endif
