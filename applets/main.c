@@ -44,53 +44,20 @@ int kb_applet_run(struct kb_ctx *ctx, const char *name, int argc, char **argv)
 		return KB_EXIT_USAGE;
 	const char *caller = ctx->applet;
 	ctx->applet = applet->name;
+	const char *caller_usage = ctx->usage;
+	ctx->usage = applet->usage;
 	optind = 0; /* glibc: start option parsing afresh */
 	int rc = applet->main(ctx, argc, argv);
 	ctx->applet = caller;
+	ctx->usage = caller_usage;
 	return rc;
 }
-
-static const char global_options_help[] =
-	"Global options:\n"
-	"  --root DIR     treat DIR as the system root (also KVMBOX_ROOT; default /)\n"
-	"  --target DIR   write persistent configuration (/etc, /boot, /var) under DIR\n"
-	"  --json         machine-readable output\n"
-	"  -v, --verbose  more detail; -q, --quiet  only problems\n"
-	"  -h, --help     this help\n"
-	"Exit status: 0 ok, 1 a check or an operation failed, 2 usage error.\n";
 
 void kb_print_usage(FILE *out, const struct kb_applet *applet)
 {
 	fputs(applet->usage, out);
 	fputc('\n', out);
-	fputs(global_options_help, out);
-}
-
-/* Global options, shared by the front and every applet's getopt loop. Returns -1 if applied. */
-static int apply_global(struct kb_ctx *ctx, int opt, const char *arg)
-{
-	switch (opt) {
-	case KB_OPT_ROOT: ctx->root = arg; return -1;
-	case KB_OPT_TARGET: ctx->target = arg; return -1;
-	case KB_OPT_JSON: ctx->format = KB_FORMAT_JSON; return -1;
-	case 'v': ctx->verbosity = ctx->verbosity < 0 ? 1 : ctx->verbosity + 1; return -1;
-	case 'q': ctx->verbosity = -1; return -1;
-	default: return 0;
-	}
-}
-
-int kb_common_option(struct kb_ctx *ctx, int opt, const char *arg)
-{
-	if (apply_global(ctx, opt, arg) < 0)
-		return -1;
-	if (opt == 'h') {
-		const struct kb_applet *applet = kb_applet_find(ctx->applet);
-		if (applet)
-			kb_print_usage(ctx->out, applet);
-		return KB_EXIT_OK;
-	}
-	fprintf(ctx->err, "Try 'kvmbox %s --help' for more information.\n", ctx->applet);
-	return KB_EXIT_USAGE;
+	fputs(kb_global_options_help, out);
 }
 
 static const char main_usage[] =
@@ -113,7 +80,7 @@ static void print_main_usage(FILE *out)
 	for (size_t i = 0; i < KB_APPLET_COUNT; i++)
 		fprintf(out, "  %-12s %s\n", kb_applets[i].name, kb_applets[i].summary);
 	fputc('\n', out);
-	fputs(global_options_help, out);
+	fputs(kb_global_options_help, out);
 }
 
 /* A man page made from the same texts as --help, so the two never disagree. */
@@ -142,7 +109,7 @@ static void print_man_page(FILE *out)
 		fputs(".fi\n", out);
 	}
 	fputs(".SH GLOBAL OPTIONS\n.nf\n", out);
-	for (const char *p = global_options_help; *p; p++)
+	for (const char *p = kb_global_options_help; *p; p++)
 		fputs(*p == '-' ? "\\-" : (char[]){ *p, 0 }, out);
 	fputs(".fi\n.SH EXIT STATUS\n0 ok or already right, 1 a check or an operation failed, 2 usage error.\n",
 	      out);
@@ -442,15 +409,17 @@ static int run_front(int argc, char **argv, struct kb_ctx *ctx)
 				}
 				return rc;
 			} else if ((v = front_value(argc, argv, &first, "--root", &missing))) {
-				apply_global(ctx, KB_OPT_ROOT, v);
+				kb_global_option(ctx, KB_OPT_ROOT, v);
 			} else if ((v = front_value(argc, argv, &first, "--target", &missing))) {
-				apply_global(ctx, KB_OPT_TARGET, v);
+				kb_global_option(ctx, KB_OPT_TARGET, v);
 			} else if (!strcmp(a, "--json")) {
-				apply_global(ctx, KB_OPT_JSON, NULL);
+				kb_global_option(ctx, KB_OPT_JSON, NULL);
+			} else if (!strcmp(a, "--diff")) {
+				kb_global_option(ctx, KB_OPT_DIFF, NULL);
 			} else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
-				apply_global(ctx, 'v', NULL);
+				kb_global_option(ctx, 'v', NULL);
 			} else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
-				apply_global(ctx, 'q', NULL);
+				kb_global_option(ctx, 'q', NULL);
 			} else {
 				return front_usage_error(json, missing ? "missing value for '%s'"
 								       : "unknown option '%s' (kvmbox --help shows the options)",
@@ -472,6 +441,7 @@ static int run_front(int argc, char **argv, struct kb_ctx *ctx)
 	}
 
 	ctx->applet = applet->name;
+	ctx->usage = applet->usage;
 	/* getopt names the program in its messages: make that "kvmbox APPLET". */
 	char prog[64];
 	snprintf(prog, sizeof(prog), "kvmbox %s", applet->name);

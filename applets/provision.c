@@ -141,8 +141,8 @@ static void build_command(const struct provision *p, const struct step *s, bool 
 		return;
 	case STEP_DEVKVM:
 		arg(a, "devkvm");
-		arg_pair(a, "--group", c->devkvm_group);
-		arg_if(a, c->devkvm_persist == KB_YES, "--persist");
+		arg_pair(a, "--group", c->devkvm.group);
+		arg_if(a, c->devkvm.persist, "--persist");
 		break;
 	case STEP_KVM:
 		arg(a, "kvm-load");

@@ -17,20 +17,30 @@ test_creates_missing_node() {
 	r=$(kvm_root)
 	run --root "$r" devkvm --dry-run
 	expect_rc 0
-	expect_eq "dry run" "$OUT" "would-change  node   would be created as char 10:232
-would-change  owner  would be root:kvm
-would-change  mode   would be 0660"
+	expect_eq "dry run" "$OUT" "would-change  node   absent -> char 10:232
+would-change  owner  absent -> root:kvm
+would-change  mode   absent -> 0660"
 	expect_file_missing "$r/dev/kvm"
+	# The plan is what the run does: the same items, before and after.
+	run --root "$r" devkvm --dry-run --json
+	local planned
+	planned=$(printf '%s' "$OUT" | jq -c '.changes | map([.item, .before, .after])')
+	expect_eq "planned changes" "$planned" '[["node",null,"char 10:232"],["owner",null,"root:kvm"],["mode",null,"0660"]]'
+	run --root "$r" devkvm --json
+	expect_rc 0
+	expect_eq "applied changes" "$(printf '%s' "$OUT" | jq -c '.changes | map([.item, .before, .after])')" "$planned"
+	expect_eq "statuses" "$(printf '%s' "$OUT" | jq -c '[.changes[].status] | unique')" '["changed"]'
+	rm "$r/dev/kvm"
 	run --root "$r" devkvm
 	expect_rc 0
-	expect_eq "output" "$OUT" "changed    node   created /dev/kvm as char 10:232
-unchanged  owner  root:kvm
-unchanged  mode   0660"
+	expect_eq "output" "$OUT" "changed  node   absent -> char 10:232
+changed  owner  absent -> root:kvm
+changed  mode   absent -> 0660"
 	expect_eq "node" "$(node_state "$r")" "character special file a:e8 0:36 660"
 	# Idempotent: a second run changes nothing.
 	run --root "$r" devkvm
 	expect_rc 0
-	expect_eq "second run" "$OUT" "unchanged  node   /dev/kvm is char 10:232
+	expect_eq "second run" "$OUT" "unchanged  node   char 10:232
 unchanged  owner  root:kvm
 unchanged  mode   0660"
 }
@@ -43,7 +53,7 @@ test_narrows_0666_never_widens() {
 	expect_rc 0
 	expect_eq "envelope" "$(printf '%s' "$OUT" | jq -c '[.applet, .changed, .failed, .reboot_required]')" '["devkvm",true,false,false]'
 	expect_eq "json" "$(printf '%s' "$OUT" | jq -c '.rows | map([.id, .status, .message])')" \
-		'[["node","unchanged","/dev/kvm is char 10:232"],["owner","changed","root:root -> root:kvm"],["mode","changed","0666 -> 0660 (narrowed: every local user could use KVM)"]]'
+		'[["node","unchanged","char 10:232"],["owner","changed","root:root -> root:kvm"],["mode","changed","0666 -> 0660 (narrowed: every local user could use KVM)"]]'
 	expect_eq "node" "$(node_state "$r")" "character special file a:e8 0:36 660"
 	# A too-narrow node (root only) is opened up to the group, not to everyone.
 	fx_devkvm "$r" 0600 36
@@ -57,7 +67,7 @@ test_replaces_wrong_node() {
 	fx_chardev "$r" /dev/kvm 1 3 0660 36
 	run --root "$r" devkvm
 	expect_rc 0
-	expect_match "output" "$OUT" "^changed    node   replaced /dev/kvm as char 10:232"
+	expect_match "output" "$OUT" "^changed    node   char 1:3 -> char 10:232"
 	expect_eq "node" "$(node_state "$r")" "character special file a:e8 0:36 660"
 	rm "$r/dev/kvm"
 	echo "plain file" >"$r/dev/kvm"
@@ -100,7 +110,7 @@ test_persist_udev_rule_and_target() {
 	printf 'root:x:0:\nkvm:x:77:\n' >"$t/etc/group"
 	run --root "$r" --target "$t" devkvm --persist
 	expect_rc 0
-	expect_match "rule row" "$OUT" "changed    udev-rule  /etc/udev/rules.d/65-kvm.rules"
+	expect_match "rule row" "$OUT" "changed  udev-rule  /etc/udev/rules.d/65-kvm.rules created"
 	# The rule lands in the target (persistent), the node in the live root.
 	expect_eq "rule" "$(cat "$t/etc/udev/rules.d/65-kvm.rules")" '# Written by kvmbox devkvm: /dev/kvm for group kvm only, never every user.
 KERNEL=="kvm", GROUP="kvm", MODE="0660", OPTIONS+="static_node=kvm"'
@@ -114,6 +124,17 @@ KERNEL=="kvm", GROUP="kvm", MODE="0660", OPTIONS+="static_node=kvm"'
 	# A symlinked rule file with an old rule: rewritten behind the link, the link kept.
 	fx_symlink "$t" /etc/udev/rules.d/65-kvm.rules
 	echo 'KERNEL=="kvm", MODE="0666"' >"$t/srv/conf/65-kvm.rules"
+	# --diff shows the file's lines as they would change, and changes nothing.
+	run --root "$r" --target "$t" devkvm --persist --dry-run --diff
+	expect_rc 0
+	expect_match "diff" "$OUT" "would-change  udev-rule  /etc/udev/rules.d/65-kvm.rules: 2 lines added, 1 removed"
+	expect_eq "diff lines" "$(printf '%s\n' "$OUT" | sed -n '/^---/,$p')" '--- /etc/udev/rules.d/65-kvm.rules
++++ /etc/udev/rules.d/65-kvm.rules
+@@ -1,1 +1,2 @@
+-KERNEL=="kvm", MODE="0666"
++# Written by kvmbox devkvm: /dev/kvm for group kvm only, never every user.
++KERNEL=="kvm", GROUP="kvm", MODE="0660", OPTIONS+="static_node=kvm"'
+	expect_eq "unchanged by --diff" "$(cat "$t/srv/conf/65-kvm.rules")" 'KERNEL=="kvm", MODE="0666"'
 	run --root "$r" --target "$t" devkvm --persist
 	expect_rc 0
 	expect_symlink_kept "$t" /etc/udev/rules.d/65-kvm.rules

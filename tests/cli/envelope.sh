@@ -19,7 +19,7 @@ applets_that_change_things() {
 	run --root "$r" devkvm --json --dry-run
 	expect_eq "devkvm --dry-run" "$(envelope)" "devkvm changed=true failed=false reboot=false rows=would-change,would-change,would-change"
 	run --root "$r" devkvm --json
-	expect_eq "devkvm" "$(envelope)" "devkvm changed=true failed=false reboot=false rows=changed,unchanged,unchanged"
+	expect_eq "devkvm" "$(envelope)" "devkvm changed=true failed=false reboot=false rows=changed,changed,changed"
 	run --root "$r" devkvm --json
 	expect_eq "devkvm again" "$(envelope)" "devkvm changed=false failed=false reboot=false rows=unchanged,unchanged,unchanged"
 	cp tests/fixtures/grub/debian.grub "$r/etc/default/grub"

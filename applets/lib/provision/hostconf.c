@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "kvmbox/core/cli.h"
+#include "kvmbox/host/devkvm.h"
 #include "kvmbox/virt/domnew.h"
 #include "kvmbox/virt/domxml.h"
 #include "kvmbox/net/fetch.h"
@@ -22,14 +24,22 @@ struct parse {
 
 static int parse_bool(const char *value, enum kb_tristate *out)
 {
-	static const char *const yes[] = { "yes", "true", "on", "1" }, *const no[] = { "no", "false", "off", "0" };
-	for (size_t i = 0; i < 4; i++) {
-		if (!strcasecmp(value, yes[i]))
-			return *out = KB_YES, 0;
-		if (!strcasecmp(value, no[i]))
-			return *out = KB_NO, 0;
-	}
-	return -1;
+	bool yes;
+	if (kb_parse_yes_no(value, &yes) < 0)
+		return -1;
+	*out = yes ? KB_YES : KB_NO;
+	return 0;
+}
+
+/*
+ * What a resource's own spec setter (the one its applet's options use) said
+ * of a key: @rc its return value, @err its error.
+ */
+static int setter_result(struct parse *p, int rc, const struct kb_error *err)
+{
+	if (rc < 0)
+		snprintf(p->why, sizeof(p->why), "%s", err->what);
+	return rc < 0 ? 0 : 1;
 }
 
 static bool parse_long(const char *value, long min, long max, long *out)
@@ -152,13 +162,8 @@ static int global_key(struct parse *p, const char *section, const char *key, con
 		if (!strcmp(key, "persist"))
 			return set_bool(p, key, value, &c->pci_persist);
 	} else if (!strcmp(section, "devkvm")) {
-		if (!strcmp(key, "group")) {
-			if (!plain_name(value, sizeof(c->devkvm_group)))
-				return FAIL("group: '%s' is not a group name", value);
-			return COPY(c->devkvm_group, value), 1;
-		}
-		if (!strcmp(key, "persist"))
-			return set_bool(p, key, value, &c->devkvm_persist);
+		struct kb_error err = { 0 };
+		return setter_result(p, kb_devkvm_spec_set(&c->devkvm, key, value, &err), &err);
 	}
 	return FAIL("unknown key '%s' in [%s]", key, section);
 }
@@ -468,7 +473,8 @@ int kb_hostconf_parse(const char *text, size_t len, const char *path, struct kb_
 {
 	memset(conf, 0, sizeof(*conf));
 	conf->check_stop_on_fail = conf->kvm_nested = conf->kvm_persist = KB_UNSET;
-	conf->grub_iommu = conf->grub_update = conf->hugepages_persist = conf->devkvm_persist = conf->pci_persist = KB_UNSET;
+	conf->grub_iommu = conf->grub_update = conf->hugepages_persist = conf->pci_persist = KB_UNSET;
+	kb_devkvm_spec_init(&conf->devkvm);
 	conf->hugepages_count = -1;
 	conf->hugepages_node = -1;
 	/* A UTF-8 byte order mark (editors on other systems write one): not part of the first line. */

@@ -20,9 +20,11 @@ struct kb_ctx {
 	enum kb_format format; /* --json */
 	int verbosity;         /* -q = -1, default 0, each -v adds 1 */
 	bool color;            /* human output may use colour (stdout is a TTY, NO_COLOR unset) */
+	bool diff;             /* --diff: changed files are shown line by line */
 	FILE *out;             /* results */
 	FILE *err;             /* diagnostics */
 	const char *applet;    /* the applet's name, for messages */
+	const char *usage;     /* the applet's usage text, for -h (set by the front) */
 	/*
 	 * With --json, rows are collected here (kvmbox/core/output.h) and printed once in
 	 * the JSON envelope when the applet returns; provision reads its steps' rows

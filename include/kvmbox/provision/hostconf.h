@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include "kvmbox/core/error.h"
+#include "kvmbox/host/devkvm.h"
 
 #define KB_HOSTCONF_MAX_ITEMS 16
 #define KB_HOSTCONF_MAX_ADDRS 8
@@ -78,8 +79,7 @@ struct kb_hostconf {
 	char hugepages_for_domains[PATH_MAX];
 	char pci_prepare[512]; /* PCI addresses for vfio-pci, blank-separated */
 	enum kb_tristate pci_persist;
-	char devkvm_group[32];
-	enum kb_tristate devkvm_persist;
+	struct kb_devkvm_spec devkvm; /* [devkvm], set by kb_devkvm_spec_set as `kvmbox devkvm`'s options are */
 	struct kb_conf_bridge bridge[KB_HOSTCONF_MAX_ITEMS];
 	struct kb_conf_bundle bundle[KB_HOSTCONF_MAX_ITEMS];
 	struct kb_conf_domain domain[KB_HOSTCONF_MAX_ITEMS];
