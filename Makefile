@@ -21,7 +21,7 @@ PKG_CONFIG ?= pkg-config
 DEBIAN_PACKAGES := build-essential pkg-config libcmocka-dev libkmod-dev libxml2-dev kmod \
                    libnl-3-dev libnl-route-3-dev libinih-dev iproute2 iputils-ping \
                    libarchive-dev libblkid-dev libssl-dev qemu-utils fdisk e2fsprogs libarchive-tools \
-                   zstd xz-utils time python3 \
+                   zstd xz-utils time python3 patch \
                    valgrind clang libclang-rt-14-dev \
                    cpu-checker libvirt-clients hyperfine jq \
                    libvirt-dev libvirt-daemon-system qemu-system-x86 busybox-static cpio ifupdown \

@@ -58,6 +58,7 @@
 #include "kvmbox/core/file.h"
 #include "kvmbox/host/kmod.h"
 #include "kvmbox/core/output.h"
+#include "kvmbox/provision/state.h"
 #include "kvmbox/core/process.h"
 #include "kvmbox/bundle/sha256.h"
 
@@ -537,43 +538,16 @@ static void send_report(struct init *in, bool ok)
 	kb_json_string(out, in->host_config);
 	fputs(", \"message\": ", out);
 	kb_json_string(out, ok ? "" : in->failure[0] ? in->failure : "provisioning failed (see the console)");
-	fputs(", \"state\": {", out);
-	autofree char *state = NULL;
+	fputs(", \"state\": ", out);
+	autofree char *text = NULL;
 	size_t len;
-	const char *lists[] = { "done", "failed" };
-	bool first = true;
-	if (kb_read_path(TARGET "/var/lib/kvmbox/state", 1 << 20, &state, &len, NULL) == 0) {
-		for (size_t l = 0; l < 2; l++) {
-			fprintf(out, "%s\"%s\": [", first ? "" : ", ", lists[l]);
-			first = false;
-			bool any = false;
-			size_t key_len = strlen(lists[l]);
-			for (char *line = state; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
-				size_t n = strcspn(line, "\n");
-				if (n > key_len && !strncmp(line, lists[l], key_len) && line[key_len] == '=') {
-					char value[256];
-					snprintf(value, sizeof(value), "%.*s", (int)(n - key_len - 1), line + key_len + 1);
-					fputs(any ? ", " : "", out);
-					kb_json_string(out, value);
-					any = true;
-				}
-			}
-			fputc(']', out);
-		}
-		for (char *line = state; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
-			size_t n = strcspn(line, "\n"), eq = strcspn(line, "=\n");
-			if (line[0] == '#' || eq >= n || (eq == 4 && !strncmp(line, "done", 4)) || (eq == 6 && !strncmp(line, "failed", 6)))
-				continue;
-			char key[64], value[512];
-			snprintf(key, sizeof(key), "%.*s", (int)(eq < 63 ? eq : 63), line);
-			snprintf(value, sizeof(value), "%.*s", (int)(n - eq - 1), line + eq + 1);
-			fputs(", ", out);
-			kb_json_string(out, key);
-			fputs(": ", out);
-			kb_json_string(out, value);
-		}
-	}
-	fputs("}}\n", out);
+	struct kb_provision_state state;
+	if (kb_read_path(TARGET KB_STATE_FILE, 1 << 16, &text, &len, NULL) == 0 &&
+	    kb_state_parse(text, len, KB_STATE_FILE, &state, NULL) == 0)
+		kb_state_json(out, &state);
+	else
+		fputs("{}", out);
+	fputs("}\n", out);
 	if (fclose(out) != 0) {
 		say("writing the report: %s", strerror(errno));
 		return;

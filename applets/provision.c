@@ -31,9 +31,12 @@
 #include "kvmbox/core/cleanup.h"
 #include "kvmbox/core/file.h"
 #include "kvmbox/provision/hostconf.h"
+#include "kvmbox/core/change.h"
 #include "kvmbox/core/output.h"
+#include "kvmbox/core/print.h"
 #include "kvmbox/bundle/sha256.h"
 #include "kvmbox/core/sysroot.h"
+#include "kvmbox/provision/state.h"
 
 const char provision_usage[] =
 	"Usage: kvmbox provision [CONFIG] [--plan | --validate] [--continue-on-error] [--connect URI]\n"
@@ -56,7 +59,6 @@ const char provision_usage[] =
 	"  --connect URI        libvirt URI for the domains (default as kvmbox domain)\n";
 
 #define DEFAULT_CONFIG "/etc/kvmbox/host.conf"
-#define STATE_FILE "/var/lib/kvmbox/state"
 #define FIRSTBOOT_UNIT "/etc/systemd/system/kvmbox-firstboot.service"
 #define FIRSTBOOT_LINK "/etc/systemd/system/multi-user.target.wants/kvmbox-firstboot.service"
 #define MAX_STEPS (5 + 3 * KB_HOSTCONF_MAX_ITEMS)
@@ -69,7 +71,8 @@ struct step {
 	char id[96];  /* its config section: "kvm", "bridge br0" */
 	int item;     /* index into the config's bridges/bundles/domains */
 	unsigned line; /* where the section starts in the config */
-	struct kb_row row;
+	struct kb_row row;  /* the step's outcome, one line */
+	struct kb_plan plan; /* its changes, item by item (steps on kvmbox's typed plan/apply) */
 };
 
 struct provision {
@@ -80,8 +83,7 @@ struct provision {
 	struct kb_hostconf conf;
 	struct step steps[MAX_STEPS];
 	int count;
-	char state[8192]; /* the state file's text, rewritten at each step boundary */
-	char started[32];
+	struct kb_provision_state state; /* the state file, rewritten at each step boundary */
 };
 
 /* ---- building each step's command line ---------------------------------------- */
@@ -326,6 +328,50 @@ static int run_applet(struct provision *p, struct step *s, struct argv_builder *
 	return 0;
 }
 
+/* The step's row from its plan: how many items would change or changed, or why it failed. */
+static int summarize(struct step *s, int rc, const struct kb_error *err)
+{
+	if (rc < 0) {
+		char message[sizeof(err->what) + PATH_MAX + 64];
+		kb_row_set(&s->row, s->id, KB_FAILED, "%s", kb_error_message(err, message, sizeof(message)));
+		return -1;
+	}
+	size_t would = 0, changed = 0, reboot = 0;
+	for (size_t i = 0; i < s->plan.count; i++) {
+		would += s->plan.change[i].status == KB_WOULD_CHANGE;
+		changed += s->plan.change[i].status == KB_CHANGED;
+		reboot += s->plan.change[i].status == KB_REBOOT;
+	}
+	if (would)
+		kb_row_set(&s->row, s->id, KB_WOULD_CHANGE, "%zu item%s would change", would, would == 1 ? "" : "s");
+	else if (reboot)
+		kb_row_set(&s->row, s->id, KB_REBOOT, "%zu item%s changed, the next boot applies it", changed + reboot,
+			   changed + reboot == 1 ? "" : "s");
+	else if (changed)
+		kb_row_set(&s->row, s->id, KB_CHANGED, "%zu item%s changed", changed, changed == 1 ? "" : "s");
+	else
+		kb_row_set(&s->row, s->id, KB_UNCHANGED, "already as configured");
+	return 0;
+}
+
+/* A step on a resource's typed plan/apply: planned, and unless planning, applied. */
+static int run_resource(struct provision *p, struct step *s)
+{
+	const struct kb_hostconf *c = &p->conf;
+	struct kb_error err = { 0 };
+	kb_plan_free(&s->plan);
+	int rc = -1;
+	switch (s->kind) {
+	case STEP_DEVKVM:
+		rc = kb_devkvm_plan(p->ctx, &c->devkvm, &s->plan, &err);
+		if (rc == 0 && !p->plan)
+			rc = kb_devkvm_apply(p->ctx, &c->devkvm, &s->plan, &err);
+		break;
+	default: kb_fail(&err, EINVAL, NULL, "step %s has no plan", s->id); break;
+	}
+	return summarize(s, rc, &err);
+}
+
 /* A bundle: unpacked once (its directory present means done), its file checked against sha256 first. */
 static int run_bundle(struct provision *p, struct step *s, struct argv_builder *a)
 {
@@ -433,6 +479,8 @@ static int run_step(struct provision *p, struct step *s)
 	int rc;
 	if (s->kind == STEP_DOMAIN && stages_domains(p)) {
 		rc = stage_domain(p, s);
+	} else if (s->kind == STEP_DEVKVM) {
+		rc = run_resource(p, s);
 	} else {
 		build_command(p, s, p->plan, a);
 		rc = s->kind == STEP_BUNDLE ? run_bundle(p, s, a) : run_applet(p, s, a);
@@ -443,36 +491,16 @@ static int run_step(struct provision *p, struct step *s)
 
 /* ---- the state file ----------------------------------------------------------------------- */
 
-static void utc_now(char *buf, size_t size)
+/* Rewrite the state file with @in_progress as the running step (NULL: none). */
+static int save_state(struct provision *p, const char *in_progress)
 {
-	time_t now = time(NULL);
-	struct tm tm;
-	gmtime_r(&now, &tm);
-	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-static int write_state(struct provision *p, const char *in_progress, const char *result)
-{
-	char now[32];
-	utc_now(now, sizeof(now));
-	/* Built to its full length (a long config path must not truncate it, nor overrun a buffer). */
-	autofree char *text = NULL;
-	size_t len = 0;
-	FILE *out = open_memstream(&text, &len);
-	if (!out) {
-		kb_say_error(p->ctx, "writing %s: %s", STATE_FILE, strerror(errno));
-		return -1;
-	}
-	fprintf(out, "# kvmbox provision state (rewritten by kvmbox; do not edit)\nconfig=%s\nstarted=%s\n%s",
-		p->config_path, p->started, p->state);
-	if (in_progress)
-		fprintf(out, "in-progress=%s since %s\n", in_progress, now);
-	if (result)
-		fprintf(out, "finished=%s\nresult=%s\n", now, result);
-	fclose(out);
+	struct kb_provision_state *st = &p->state;
+	snprintf(st->in_progress, sizeof(st->in_progress), "%s", in_progress ? in_progress : "");
+	kb_state_now(st->in_progress_since, sizeof(st->in_progress_since));
+	if (st->result != KB_STATE_UNFINISHED)
+		kb_state_now(st->finished, sizeof(st->finished));
 	struct kb_error err = { 0 };
-	struct kb_write_options opts = { .mode = 0644, .create_dirs = true };
-	if (kb_write_file_atomic(p->ctx, STATE_FILE, text, len, &opts, &err) < 0) {
+	if (kb_state_write(p->ctx, st, &err) < 0) {
 		kb_say_failure(p->ctx, &err);
 		return -1;
 	}
@@ -482,16 +510,9 @@ static int write_state(struct provision *p, const char *in_progress, const char 
 /* What the previous run left: say so when it stopped in the middle (a kill, a power cut). */
 static void report_previous_run(struct provision *p)
 {
-	autofree char *old = NULL;
-	size_t len;
-	if (kb_read_file(p->ctx, STATE_FILE, 1 << 16, &old, &len, NULL) < 0)
-		return;
-	const char *stamp = strstr(old, "\nin-progress=");
-	if (stamp && !strstr(old, "\nresult=")) {
-		const char *end = strchr(stamp + 1, '\n');
-		fprintf(p->ctx->err, "kvmbox provision: the previous run stopped during %.*s; running again\n",
-			(int)(end ? end - stamp - 13 : (long)strlen(stamp + 13)), stamp + 13);
-	}
+	struct kb_provision_state old;
+	if (kb_state_read(p->ctx, &old, NULL) == 0 && old.result == KB_STATE_UNFINISHED && old.in_progress[0])
+		fprintf(p->ctx->err, "kvmbox provision: the previous run stopped during %s; running again\n", old.in_progress);
 }
 
 /* Test hook (in every build, one getenv per step): KVMBOX_FAILPOINT=provision.after-step-N kills this process. */
@@ -581,6 +602,58 @@ static int preplan(struct provision *p)
 	return failures;
 }
 
+/*
+ * Each step's changes, item by item, before -> after: in the envelope's
+ * "steps" member always, as text with --plan or -v (file lines with --diff).
+ */
+static void print_changes(const struct provision *p)
+{
+	const struct kb_ctx *ctx = p->ctx;
+	bool text = ctx->format != KB_FORMAT_JSON;
+	if (text && !p->plan && ctx->verbosity < 1)
+		return;
+	int id_width = 0, item_width = 0;
+	for (int i = 0; i < p->count; i++)
+		for (size_t k = 0; k < p->steps[i].plan.count; k++) {
+			int w = (int)strlen(p->steps[i].id), iw = (int)strlen(p->steps[i].plan.change[k].item);
+			id_width = w > id_width ? w : id_width;
+			item_width = iw > item_width ? iw : item_width;
+		}
+	struct kb_printer pr;
+	kb_print_begin(&pr, ctx, "steps");
+	bool heading = false;
+	for (int i = 0; i < p->count; i++) {
+		const struct step *s = &p->steps[i];
+		kb_print_open_object(&pr, NULL);
+		kb_print_string(&pr, KB_PRINT_JSON, "id", NULL, s->id);
+		kb_print_string(&pr, KB_PRINT_JSON, "status", NULL, kb_status_name(s->row.status));
+		kb_print_uint(&pr, KB_PRINT_JSON, "line", NULL, s->line);
+		kb_print_open_array(&pr, "changes");
+		for (size_t k = 0; k < s->plan.count; k++) {
+			const struct kb_change *c = &s->plan.change[k];
+			if (!text) {
+				kb_change_json(kb_print_json_value(&pr, NULL), c);
+				continue;
+			}
+			if (c->status == KB_UNCHANGED && ctx->verbosity < 1)
+				continue;
+			if (!heading)
+				kb_print_text(&pr, "\nchanges, before -> after:\n");
+			heading = true;
+			struct kb_row row;
+			kb_change_row(c, &row);
+			kb_print_text(&pr, "  %-*s  %-*s  %s\n", id_width, s->id, item_width, c->item, row.message);
+			if (ctx->diff && c->kind == KB_CHANGE_FILE && c->status != KB_UNCHANGED && c->status != KB_FAILED) {
+				kb_print_text(&pr, "--- %s\n+++ %s\n", c->before ? c->path : "/dev/null", c->after ? c->path : "/dev/null");
+				kb_diff_print(ctx->out, c->before, c->after, 3);
+			}
+		}
+		kb_print_close_array(&pr);
+		kb_print_close_object(&pr);
+	}
+	kb_print_end(&pr);
+}
+
 static int provision_run(struct provision *p)
 {
 	plan_steps(p);
@@ -604,9 +677,10 @@ static int provision_run(struct provision *p)
 				run_step(p, &p->steps[i]);
 	} else {
 		report_previous_run(p);
-		utc_now(p->started, sizeof(p->started));
-		p->state[0] = '\0';
-		if (write_state(p, "start", NULL) < 0)
+		p->state = (struct kb_provision_state){ 0 };
+		snprintf(p->state.config, sizeof(p->state.config), "%s", p->config_path);
+		kb_state_now(p->state.started, sizeof(p->state.started));
+		if (save_state(p, "start") < 0)
 			return KB_EXIT_FAILURE;
 		int failed = 0;
 		for (int i = 0; i < p->count; i++) {
@@ -616,19 +690,19 @@ static int provision_run(struct provision *p)
 				kb_row_set(&s->row, s->id, KB_SKIP, "not run: an earlier step failed");
 				continue;
 			}
-			if (write_state(p, s->id, NULL) < 0)
+			if (save_state(p, s->id) < 0)
 				return KB_EXIT_FAILURE;
 			double t0 = now_seconds();
 			int rc = run_step(p, s);
 			size_t used = strlen(s->row.message);
 			snprintf(s->row.message + used, sizeof(s->row.message) - used, " (%.1f ms)", (now_seconds() - t0) * 1e3);
-			size_t have = strlen(p->state);
-			snprintf(p->state + have, sizeof(p->state) - have, "%s=%s\n", rc < 0 ? "failed" : "done", s->id);
+			kb_state_add_step(&p->state, s->id, rc < 0);
 			if (rc < 0)
 				failed++;
 			failpoint(i + 1);
 		}
-		if (write_state(p, NULL, failed ? "failed" : "ok") < 0)
+		p->state.result = failed ? KB_STATE_FAILED : KB_STATE_OK;
+		if (save_state(p, NULL) < 0)
 			return KB_EXIT_FAILURE;
 	}
 	struct kb_row rows[MAX_STEPS];
@@ -639,6 +713,7 @@ static int provision_run(struct provision *p)
 		failed += rows[i].status == KB_FAILED;
 	}
 	kb_rows_print(p->ctx, rows, (size_t)p->count);
+	print_changes(p);
 	if (p->ctx->format != KB_FORMAT_JSON && p->ctx->verbosity >= 0) {
 		if (failed)
 			fprintf(p->ctx->out, "%zu of %d steps failed\n", failed, p->count);
@@ -712,6 +787,8 @@ int provision_main(struct kb_ctx *ctx, int argc, char **argv)
 			rc = provision_run(p);
 		}
 	}
+	for (int i = 0; i < p->count; i++)
+		kb_plan_free(&p->steps[i].plan);
 	free(p);
 	return rc;
 }

@@ -122,6 +122,12 @@ void kb_print_bool(struct kb_printer *p, enum kb_print_kind kind, const char *ke
 	fputs(value ? "true" : "false", p->out);
 }
 
+FILE *kb_print_json_value(struct kb_printer *p, const char *key)
+{
+	json_key(p, key);
+	return p->out;
+}
+
 void kb_print_text(struct kb_printer *p, const char *fmt, ...)
 {
 	if (p->json)

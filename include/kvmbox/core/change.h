@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 #include "kvmbox/core/context.h"
+#include "kvmbox/core/error.h"
 #include "kvmbox/core/output.h"
 
 enum kb_change_kind {

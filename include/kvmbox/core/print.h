@@ -55,6 +55,9 @@ void kb_print_int(struct kb_printer *p, enum kb_print_kind kind, const char *key
 void kb_print_bool(struct kb_printer *p, enum kb_print_kind kind, const char *key, const char *fmt,
 		   bool value); /* text: @fmt with "yes" or "no" */
 
+/* JSON only: the stream to write one JSON value to, after its comma and key (kb_change_json). */
+FILE *kb_print_json_value(struct kb_printer *p, const char *key);
+
 /* Text only (a newline, a heading). */
 void kb_print_text(struct kb_printer *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
