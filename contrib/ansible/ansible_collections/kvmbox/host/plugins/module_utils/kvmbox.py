@@ -49,6 +49,44 @@ def failure_message(envelope, err, rc):
     return err.strip() or "kvmbox exited %d" % rc
 
 
+def envelope_changes(envelope):
+    """Every change the envelope lists, an applet's ("changes") or each provision step's ("steps")."""
+    changes = [dict(c) for c in envelope.get("changes") or []]
+    for step in envelope.get("steps") or []:
+        for c in step.get("changes") or []:
+            c = dict(c)
+            c["item"] = "%s: %s" % (step.get("id"), c.get("item"))
+            changes.append(c)
+    return [c for c in changes if c.get("status") in CHANGING_STATUSES]
+
+
+def ansible_diff(envelope, rows):
+    """Ansible's diff from kvmbox's typed changes: the rows that change, the values before and
+    after, and each changed file's old and new text (Ansible shows them as a unified diff)."""
+    diffs = [dict(prepared="\n".join(
+        "%s  %s  %s" % (r.get("status"), r.get("id"), r.get("message"))
+        for r in rows
+        if r.get("status") in CHANGING_STATUSES
+    ))]
+    values_before, values_after = [], []
+    for c in envelope_changes(envelope):
+        if c.get("kind") == "file":
+            diffs.append(dict(
+                before_header=c.get("path") or c.get("item"),
+                after_header=c.get("path") or c.get("item"),
+                before=c.get("before") or "",
+                after=c.get("after") or "",
+            ))
+        else:
+            absent = "(absent)"
+            values_before.append("%s: %s\n" % (c.get("item"), absent if c.get("before") is None else c.get("before")))
+            values_after.append("%s: %s\n" % (c.get("item"), absent if c.get("after") is None else c.get("after")))
+    if values_before:
+        diffs.insert(1, dict(before_header="values", after_header="values",
+                             before="".join(values_before), after="".join(values_after)))
+    return diffs
+
+
 def finish(module, rc, envelope, err, cmd, **extra):
     """exit_json or fail_json from the envelope."""
     rows = envelope.get("rows", [])
@@ -61,13 +99,7 @@ def finish(module, rc, envelope, err, cmd, **extra):
         **extra
     )
     if module._diff:
-        result["diff"] = dict(
-            prepared="\n".join(
-                "%s  %s  %s" % (r.get("status"), r.get("id"), r.get("message"))
-                for r in rows
-                if r.get("status") in CHANGING_STATUSES
-            )
-        )
+        result["diff"] = ansible_diff(envelope, rows)
     if envelope.get("failed"):
         module.fail_json(msg=failure_message(envelope, err, rc), stderr=err, **result)
     module.exit_json(**result)
