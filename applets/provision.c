@@ -1,42 +1,23 @@
 /*
- * provision: a whole KVM host from one config file, in a fixed order:
- *   check -> kvm-load -> devkvm -> grub -> pci -> hugepages -> bridges -> bundles -> domains
- * (kvm-load comes before devkvm: the /dev/kvm node only exists once the module is loaded)
- *
- * Each step calls the applet that does the job, in this process (the same
- * code users run by hand), captures its rows as JSON and reports the step as
- * changed / unchanged / would-change / failed with its duration. The whole
- * config is validated, and every step planned (each applet's --dry-run),
- * before the first change: a bad value stops the run with nothing changed.
- *
- * A state file (/var/lib/kvmbox/state, replaced atomically at every step
- * boundary) records the run: an in-progress stamp naming the step, the
- * steps done, the result. A run killed at any point converges when started
- * again, because every step is idempotent; the stamp says where it stopped.
- *
- * Under --target (the rescue image) domains are staged, not defined: there
- * is no libvirtd, so a first-boot unit in the target runs provision again
- * on the booted host. --connect URI names a libvirtd to define them with instead.
+ * provision: a whole KVM host from one config file. The work is the library's
+ * (kvmbox/provision/provision.h): every step a resource's typed plan/apply,
+ * planned before anything changes, the state file kept at every step. This
+ * file is the applet: options, load, run, print.
  */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "kvmbox/applet.h"
+#include "kvmbox/bundle/sha256.h"
 #include "kvmbox/core/cleanup.h"
 #include "kvmbox/core/file.h"
-#include "kvmbox/provision/hostconf.h"
-#include "kvmbox/core/change.h"
 #include "kvmbox/core/output.h"
-#include "kvmbox/core/print.h"
-#include "kvmbox/bundle/sha256.h"
 #include "kvmbox/core/sysroot.h"
-#include "kvmbox/provision/state.h"
+#include "kvmbox/provision/provision.h"
 
 const char provision_usage[] =
 	"Usage: kvmbox provision [CONFIG] [--plan | --validate] [--continue-on-error] [--connect URI]\n"
@@ -58,33 +39,7 @@ const char provision_usage[] =
 	"  --continue-on-error  go on after a failed step, report every failure\n"
 	"  --connect URI        libvirt URI for the domains (default as kvmbox domain)\n";
 
-#define DEFAULT_CONFIG "/etc/kvmbox/host.conf"
-#define FIRSTBOOT_UNIT "/etc/systemd/system/kvmbox-firstboot.service"
-#define FIRSTBOOT_LINK "/etc/systemd/system/multi-user.target.wants/kvmbox-firstboot.service"
-#define MAX_STEPS (5 + 3 * KB_HOSTCONF_MAX_ITEMS)
 #define MAX_ARGS 128 /* a [domain] of words: up to 16 disks, 16 interfaces, 8 devices and the rest */
-
-enum step_kind { STEP_CHECK, STEP_DEVKVM, STEP_KVM, STEP_GRUB, STEP_PCI, STEP_HUGEPAGES, STEP_BRIDGE, STEP_BUNDLE, STEP_DOMAIN };
-
-struct step {
-	enum step_kind kind;
-	char id[96];  /* its config section: "kvm", "bridge br0" */
-	int item;     /* index into the config's bridges/bundles/domains */
-	unsigned line; /* where the section starts in the config */
-	struct kb_row row;  /* the step's outcome, one line */
-	struct kb_plan plan; /* its changes, item by item (steps on kvmbox's typed plan/apply) */
-};
-
-struct provision {
-	struct kb_ctx *ctx;
-	const char *config_path;
-	const char *connect;
-	bool plan, keep_going;
-	struct kb_hostconf conf;
-	struct step steps[MAX_STEPS];
-	int count;
-	struct kb_provision_state state; /* the state file, rewritten at each step boundary */
-};
 
 /* ---- building each step's command line ---------------------------------------- */
 
@@ -133,25 +88,25 @@ static const struct kb_conf_bundle *bundle_named(const struct kb_hostconf *c, co
 }
 
 /* The applet call a step makes; --dry-run when planning (a bundle's plan is kvmbox's own: no call). */
-static void build_command(const struct provision *p, const struct step *s, bool dry_run, struct argv_builder *a)
+static void build_command(const struct kb_provision *p, const struct kb_provision_step *s, bool dry_run, struct argv_builder *a)
 {
 	const struct kb_hostconf *c = &p->conf;
 	a->argc = 0;
 	switch (s->kind) {
-	case STEP_CHECK:
+	case KB_STEP_CHECK:
 		arg(a, "check");
 		return;
-	case STEP_DEVKVM:
+	case KB_STEP_DEVKVM:
 		arg(a, "devkvm");
 		arg_pair(a, "--group", c->devkvm.group);
 		arg_if(a, c->devkvm.persist, "--persist");
 		break;
-	case STEP_KVM:
+	case KB_STEP_KVM:
 		arg(a, "kvm-load");
 		arg_if(a, c->kvm_nested == KB_YES, "--nested");
 		arg_if(a, c->kvm_persist == KB_YES, "--persist");
 		break;
-	case STEP_GRUB: {
+	case KB_STEP_GRUB: {
 		arg(a, "grub-args");
 		arg_if(a, c->grub_iommu == KB_YES, "--iommu");
 		arg_if(a, c->grub_update == KB_NO, "--no-update");
@@ -167,7 +122,7 @@ static void build_command(const struct provision *p, const struct step *s, bool 
 		}
 		return;
 	}
-	case STEP_PCI: {
+	case KB_STEP_PCI: {
 		arg(a, "pci");
 		arg(a, "prepare");
 		arg_if(a, dry_run, "--dry-run");
@@ -179,7 +134,7 @@ static void build_command(const struct provision *p, const struct step *s, bool 
 			arg(a, w);
 		return;
 	}
-	case STEP_HUGEPAGES: {
+	case KB_STEP_HUGEPAGES: {
 		arg(a, "hugepages");
 		arg(a, "set");
 		char number[32];
@@ -212,7 +167,7 @@ static void build_command(const struct provision *p, const struct step *s, bool 
 		arg_if(a, c->hugepages_persist == KB_YES, "--persist");
 		break;
 	}
-	case STEP_BRIDGE: {
+	case KB_STEP_BRIDGE: {
 		const struct kb_conf_bridge *b = &c->bridge[s->item];
 		arg(a, "bridge");
 		arg(a, "add");
@@ -227,7 +182,7 @@ static void build_command(const struct provision *p, const struct step *s, bool 
 		arg_pair(a, "--persist", b->persist);
 		break;
 	}
-	case STEP_BUNDLE: {
+	case KB_STEP_BUNDLE: {
 		const struct kb_conf_bundle *b = &c->bundle[s->item];
 		if (dry_run)
 			return;
@@ -240,7 +195,7 @@ static void build_command(const struct provision *p, const struct step *s, bool 
 		arg(a, b->source);
 		return;
 	}
-	case STEP_DOMAIN: {
+	case KB_STEP_DOMAIN: {
 		const struct kb_conf_domain *d = &c->domain[s->item];
 		arg(a, "domain");
 		arg(a, d->words_len ? "new" : "define");
@@ -261,7 +216,7 @@ static void build_command(const struct provision *p, const struct step *s, bool 
 		}
 		arg_if(a, d->autostart == KB_YES, "--autostart");
 		arg_if(a, d->start == KB_YES, "--start");
-		arg_pair(a, "--connect", p->connect);
+		arg_pair(a, "--connect", p->opts.connect);
 		break;
 	}
 	}
@@ -271,7 +226,7 @@ static void build_command(const struct provision *p, const struct step *s, bool 
 /* ---- running one applet and reading its outcome ----------------------------------------- */
 
 /* Run the step's applet in this process, its rows collected (not printed); fill the step's row from them. */
-static int run_applet(struct provision *p, struct step *s, struct argv_builder *a)
+static int run_applet(struct kb_provision *p, struct kb_provision_step *s, struct argv_builder *a)
 {
 	struct kb_row_sink sink = { 0 };
 	char *human = NULL;
@@ -298,7 +253,7 @@ static int run_applet(struct provision *p, struct step *s, struct argv_builder *
 		if (sink.row[i].status == KB_FAILED)
 			snprintf(failure, sizeof(failure), "%s", sink.row[i].message);
 	kb_row_sink_free(&sink);
-	if (s->kind == STEP_CHECK) {
+	if (s->kind == KB_STEP_CHECK) {
 		bool stop = p->conf.check_stop_on_fail == KB_YES && rc != KB_EXIT_OK;
 		kb_row_set(&s->row, s->id, stop ? KB_FAILED : KB_UNCHANGED, "%zu FAIL, %zu WARN%s", fails, warns,
 			   fails && !stop ? " (the steps below fix what they can)" : "");
@@ -311,7 +266,7 @@ static int run_applet(struct provision *p, struct step *s, struct argv_builder *
 			kb_row_set(&s->row, s->id, KB_FAILED, "kvmbox %s exited %d (its error is above)", a->argv[0], rc);
 		return -1;
 	}
-	if (s->kind == STEP_BUNDLE) {
+	if (s->kind == KB_STEP_BUNDLE) {
 		/* unpack only runs when the directory is not there yet: success is a change. */
 		kb_row_set(&s->row, s->id, KB_CHANGED, "unpacked and verified");
 		return 0;
@@ -328,52 +283,8 @@ static int run_applet(struct provision *p, struct step *s, struct argv_builder *
 	return 0;
 }
 
-/* The step's row from its plan: how many items would change or changed, or why it failed. */
-static int summarize(struct step *s, int rc, const struct kb_error *err)
-{
-	if (rc < 0) {
-		char message[sizeof(err->what) + PATH_MAX + 64];
-		kb_row_set(&s->row, s->id, KB_FAILED, "%s", kb_error_message(err, message, sizeof(message)));
-		return -1;
-	}
-	size_t would = 0, changed = 0, reboot = 0;
-	for (size_t i = 0; i < s->plan.count; i++) {
-		would += s->plan.change[i].status == KB_WOULD_CHANGE;
-		changed += s->plan.change[i].status == KB_CHANGED;
-		reboot += s->plan.change[i].status == KB_REBOOT;
-	}
-	if (would)
-		kb_row_set(&s->row, s->id, KB_WOULD_CHANGE, "%zu item%s would change", would, would == 1 ? "" : "s");
-	else if (reboot)
-		kb_row_set(&s->row, s->id, KB_REBOOT, "%zu item%s changed, the next boot applies it", changed + reboot,
-			   changed + reboot == 1 ? "" : "s");
-	else if (changed)
-		kb_row_set(&s->row, s->id, KB_CHANGED, "%zu item%s changed", changed, changed == 1 ? "" : "s");
-	else
-		kb_row_set(&s->row, s->id, KB_UNCHANGED, "already as configured");
-	return 0;
-}
-
-/* A step on a resource's typed plan/apply: planned, and unless planning, applied. */
-static int run_resource(struct provision *p, struct step *s)
-{
-	const struct kb_hostconf *c = &p->conf;
-	struct kb_error err = { 0 };
-	kb_plan_free(&s->plan);
-	int rc = -1;
-	switch (s->kind) {
-	case STEP_DEVKVM:
-		rc = kb_devkvm_plan(p->ctx, &c->devkvm, &s->plan, &err);
-		if (rc == 0 && !p->plan)
-			rc = kb_devkvm_apply(p->ctx, &c->devkvm, &s->plan, &err);
-		break;
-	default: kb_fail(&err, EINVAL, NULL, "step %s has no plan", s->id); break;
-	}
-	return summarize(s, rc, &err);
-}
-
 /* A bundle: unpacked once (its directory present means done), its file checked against sha256 first. */
-static int run_bundle(struct provision *p, struct step *s, struct argv_builder *a)
+static int run_bundle(struct kb_provision *p, struct kb_provision_step *s, struct argv_builder *a)
 {
 	const struct kb_conf_bundle *b = &p->conf.bundle[s->item];
 	char dir[PATH_MAX];
@@ -385,7 +296,7 @@ static int run_bundle(struct provision *p, struct step *s, struct argv_builder *
 		return 0;
 	}
 	bool remote = !strncmp(b->source, "http://", 7);
-	if (remote && p->plan) {
+	if (remote && p->opts.plan) {
 		/* Never fetched to plan: it is checked against sha256 = as it streams in. */
 		kb_row_set(&s->row, s->id, KB_WOULD_CHANGE, "%s would be unpacked into %s (SHA-256 %.16s... checked as it arrives)",
 			   b->source, dir, b->sha256);
@@ -404,7 +315,7 @@ static int run_bundle(struct provision *p, struct step *s, struct argv_builder *
 			return -1;
 		}
 	}
-	if (p->plan) {
+	if (p->opts.plan) {
 		struct stat src;
 		if (stat(b->source, &src) < 0) {
 			kb_row_set(&s->row, s->id, KB_FAILED, "%s: %s", b->source, strerror(errno));
@@ -422,312 +333,18 @@ static int run_bundle(struct provision *p, struct step *s, struct argv_builder *
 	return run_applet(p, s, a);
 }
 
-/* Under --target: the domain is defined at first boot of the installed system, by provision itself. */
-static int stage_domain(struct provision *p, struct step *s)
-{
-	char unit[1024];
-	snprintf(unit, sizeof(unit),
-		 "# Written by kvmbox provision --target: defines and starts the domains on the\n"
-		 "# first boot of this system, where libvirtd runs. Idempotent: later boots change nothing.\n"
-		 "[Unit]\nDescription=kvmbox first-boot provisioning\nAfter=libvirtd.service network-online.target\n"
-		 "Wants=libvirtd.service network-online.target\n\n"
-		 "[Service]\nType=oneshot\nExecStart=/usr/bin/kvmbox provision %s\nRemainAfterExit=yes\n\n"
-		 "[Install]\nWantedBy=multi-user.target\n",
-		 p->config_path);
-	struct kb_error err = { 0 };
-	bool changed = false;
-	if (kb_file_ensure(p->ctx, FIRSTBOOT_UNIT, unit, strlen(unit), 0644, p->plan, &changed, &err) < 0) {
-		char message[sizeof(err.what) + PATH_MAX + 64];
-		kb_row_set(&s->row, s->id, KB_FAILED, "%s", kb_error_message(&err, message, sizeof(message)));
-		return -1;
-	}
-	/* The link and its directory are the target's: resolved confined, never followed out of it. */
-	char target[PATH_MAX];
-	bool linked = kb_sysroot_readlink(p->ctx, FIRSTBOOT_LINK, target, sizeof(target), NULL) > 0 &&
-		      strcmp(target, FIRSTBOOT_UNIT) == 0;
-	if (!linked && !p->plan) {
-		char dir[PATH_MAX];
-		snprintf(dir, sizeof(dir), "%s", FIRSTBOOT_LINK);
-		*strrchr(dir, '/') = '\0';
-		if (kb_sysroot_make_dirs(p->ctx, dir, &err) < 0 || kb_sysroot_unlink(p->ctx, FIRSTBOOT_LINK, &err) < 0 ||
-		    kb_sysroot_symlink(p->ctx, FIRSTBOOT_UNIT, FIRSTBOOT_LINK, &err) < 0) {
-			char message[sizeof(err.what) + PATH_MAX + 64];
-			kb_row_set(&s->row, s->id, KB_FAILED, "enabling %s: %s", FIRSTBOOT_UNIT,
-				   kb_error_message(&err, message, sizeof(message)));
-			return -1;
-		}
-	}
-	bool change = changed || !linked;
-	kb_row_set(&s->row, s->id, change ? (p->plan ? KB_WOULD_CHANGE : KB_CHANGED) : KB_UNCHANGED,
-		   "staged: defined at first boot by kvmbox-firstboot.service");
-	return 0;
-}
-
-/* Under --target no libvirtd runs for the installed system, unless --connect names one. */
-static bool stages_domains(const struct provision *p)
-{
-	return p->ctx->target && !p->connect;
-}
-
-static int run_step(struct provision *p, struct step *s)
+/* The steps not yet on a typed plan/apply: their applet, run in this process. */
+static int legacy_step(struct kb_provision *p, struct kb_provision_step *s)
 {
 	struct argv_builder *a = calloc(1, sizeof(*a));
 	if (!a) {
 		kb_row_set(&s->row, s->id, KB_FAILED, "out of memory");
 		return -1;
 	}
-	int rc;
-	if (s->kind == STEP_DOMAIN && stages_domains(p)) {
-		rc = stage_domain(p, s);
-	} else if (s->kind == STEP_DEVKVM) {
-		rc = run_resource(p, s);
-	} else {
-		build_command(p, s, p->plan, a);
-		rc = s->kind == STEP_BUNDLE ? run_bundle(p, s, a) : run_applet(p, s, a);
-	}
+	build_command(p, s, p->opts.plan, a);
+	int rc = s->kind == KB_STEP_BUNDLE ? run_bundle(p, s, a) : run_applet(p, s, a);
 	free(a);
 	return rc;
-}
-
-/* ---- the state file ----------------------------------------------------------------------- */
-
-/* Rewrite the state file with @in_progress as the running step (NULL: none). */
-static int save_state(struct provision *p, const char *in_progress)
-{
-	struct kb_provision_state *st = &p->state;
-	snprintf(st->in_progress, sizeof(st->in_progress), "%s", in_progress ? in_progress : "");
-	kb_state_now(st->in_progress_since, sizeof(st->in_progress_since));
-	if (st->result != KB_STATE_UNFINISHED)
-		kb_state_now(st->finished, sizeof(st->finished));
-	struct kb_error err = { 0 };
-	if (kb_state_write(p->ctx, st, &err) < 0) {
-		kb_say_failure(p->ctx, &err);
-		return -1;
-	}
-	return 0;
-}
-
-/* What the previous run left: say so when it stopped in the middle (a kill, a power cut). */
-static void report_previous_run(struct provision *p)
-{
-	struct kb_provision_state old;
-	if (kb_state_read(p->ctx, &old, NULL) == 0 && old.result == KB_STATE_UNFINISHED && old.in_progress[0])
-		fprintf(p->ctx->err, "kvmbox provision: the previous run stopped during %s; running again\n", old.in_progress);
-}
-
-/* Test hook (in every build, one getenv per step): KVMBOX_FAILPOINT=provision.after-step-N kills this process. */
-static void failpoint(int step_number)
-{
-	const char *fp = getenv("KVMBOX_FAILPOINT");
-	char want[40];
-	snprintf(want, sizeof(want), "provision.after-step-%d", step_number);
-	if (fp && !strcmp(fp, want))
-		raise(SIGKILL);
-}
-
-/* ---- the run --------------------------------------------------------------------------------- */
-
-static void add_step(struct provision *p, enum step_kind kind, const char *id, int item, unsigned line)
-{
-	struct step *s = &p->steps[p->count++];
-	s->kind = kind;
-	s->item = item;
-	s->line = line;
-	snprintf(s->id, sizeof(s->id), "%s", id);
-	kb_row_set(&s->row, s->id, KB_SKIP, "not run");
-}
-
-static void plan_steps(struct provision *p)
-{
-	const struct kb_hostconf *c = &p->conf;
-	char id[96];
-	if (c->has_check)
-		add_step(p, STEP_CHECK, "check", 0, c->check_line);
-	/* kvm-load before devkvm: /dev/kvm only exists once the module is loaded. */
-	if (c->has_kvm)
-		add_step(p, STEP_KVM, "kvm", 0, c->kvm_line);
-	if (c->has_devkvm)
-		add_step(p, STEP_DEVKVM, "devkvm", 0, c->devkvm_line);
-	if (c->has_grub)
-		add_step(p, STEP_GRUB, "grub", 0, c->grub_line);
-	/* After kvm and grub: a host without an IOMMU on the command line says so (no-iommu) first. */
-	if (c->has_pci)
-		add_step(p, STEP_PCI, "pci", 0, c->pci_line);
-	if (c->has_hugepages)
-		add_step(p, STEP_HUGEPAGES, "hugepages", 0, c->hugepages_line);
-	for (int i = 0; i < c->bridge_count; i++)
-		add_step(p, STEP_BRIDGE, (snprintf(id, sizeof(id), "bridge %s", c->bridge[i].name), id), i, c->bridge[i].line);
-	for (int i = 0; i < c->bundle_count; i++)
-		add_step(p, STEP_BUNDLE, (snprintf(id, sizeof(id), "bundle %s", c->bundle[i].name), id), i, c->bundle[i].line);
-	for (int i = 0; i < c->domain_count; i++)
-		add_step(p, STEP_DOMAIN, (snprintf(id, sizeof(id), "domain %s", c->domain[i].name), id), i, c->domain[i].line);
-}
-
-static double now_seconds(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/*
- * Plan every step first (--dry-run of each applet): a value an applet
- * refuses stops the run before anything changed. Steps that depend on
- * earlier ones (a domain from a bundle not unpacked yet) are planned as such.
- */
-static int preplan(struct provision *p)
-{
-	bool saved = p->plan;
-	p->plan = true;
-	int failures = 0;
-	for (int i = 0; i < p->count; i++) {
-		struct step *s = &p->steps[i];
-		if (s->kind == STEP_CHECK)
-			continue;
-		if (s->kind == STEP_DOMAIN && p->conf.domain[s->item].bundle[0] && !stages_domains(p)) {
-			const struct kb_conf_bundle *b = bundle_named(&p->conf, p->conf.domain[s->item].bundle);
-			char dir[PATH_MAX];
-			struct stat st;
-			bundle_dir(b, dir, sizeof(dir));
-			if (kb_sysroot_stat(p->ctx, dir, &st, false, NULL) < 0) {
-				kb_row_set(&s->row, s->id, KB_WOULD_CHANGE, "would be defined from bundle %s", b->name);
-				continue;
-			}
-		}
-		/* Rows are captured, never printed here; the applets' errors go to stderr as usual. */
-		if (run_step(p, s) < 0)
-			failures++;
-	}
-	p->plan = saved;
-	return failures;
-}
-
-/*
- * Each step's changes, item by item, before -> after: in the envelope's
- * "steps" member always, as text with --plan or -v (file lines with --diff).
- */
-static void print_changes(const struct provision *p)
-{
-	const struct kb_ctx *ctx = p->ctx;
-	bool text = ctx->format != KB_FORMAT_JSON;
-	if (text && !p->plan && ctx->verbosity < 1)
-		return;
-	int id_width = 0, item_width = 0;
-	for (int i = 0; i < p->count; i++)
-		for (size_t k = 0; k < p->steps[i].plan.count; k++) {
-			int w = (int)strlen(p->steps[i].id), iw = (int)strlen(p->steps[i].plan.change[k].item);
-			id_width = w > id_width ? w : id_width;
-			item_width = iw > item_width ? iw : item_width;
-		}
-	struct kb_printer pr;
-	kb_print_begin(&pr, ctx, "steps");
-	bool heading = false;
-	for (int i = 0; i < p->count; i++) {
-		const struct step *s = &p->steps[i];
-		kb_print_open_object(&pr, NULL);
-		kb_print_string(&pr, KB_PRINT_JSON, "id", NULL, s->id);
-		kb_print_string(&pr, KB_PRINT_JSON, "status", NULL, kb_status_name(s->row.status));
-		kb_print_uint(&pr, KB_PRINT_JSON, "line", NULL, s->line);
-		kb_print_open_array(&pr, "changes");
-		for (size_t k = 0; k < s->plan.count; k++) {
-			const struct kb_change *c = &s->plan.change[k];
-			if (!text) {
-				kb_change_json(kb_print_json_value(&pr, NULL), c);
-				continue;
-			}
-			if (c->status == KB_UNCHANGED && ctx->verbosity < 1)
-				continue;
-			if (!heading)
-				kb_print_text(&pr, "\nchanges, before -> after:\n");
-			heading = true;
-			struct kb_row row;
-			kb_change_row(c, &row);
-			kb_print_text(&pr, "  %-*s  %-*s  %s\n", id_width, s->id, item_width, c->item, row.message);
-			if (ctx->diff && c->kind == KB_CHANGE_FILE && c->status != KB_UNCHANGED && c->status != KB_FAILED) {
-				kb_print_text(&pr, "--- %s\n+++ %s\n", c->before ? c->path : "/dev/null", c->after ? c->path : "/dev/null");
-				kb_diff_print(ctx->out, c->before, c->after, 3);
-			}
-		}
-		kb_print_close_array(&pr);
-		kb_print_close_object(&pr);
-	}
-	kb_print_end(&pr);
-}
-
-static int provision_run(struct provision *p)
-{
-	plan_steps(p);
-	if (!p->count) {
-		kb_say_error(p->ctx, "%s configures nothing", p->config_path);
-		return KB_EXIT_FAILURE;
-	}
-	int refused = preplan(p);
-	if (refused && !p->plan) {
-		for (int i = 0; i < p->count; i++)
-			if (p->steps[i].row.status == KB_FAILED)
-				kb_say_error(p->ctx, "%s:%u: [%s] cannot be applied: %s", p->config_path, p->steps[i].line,
-					     p->steps[i].id, p->steps[i].row.message);
-		kb_say_error(p->ctx, "nothing was changed");
-		return KB_EXIT_FAILURE;
-	}
-	if (p->plan) {
-		/* The check step reports the host as it is, without changing it. */
-		for (int i = 0; i < p->count; i++)
-			if (p->steps[i].kind == STEP_CHECK)
-				run_step(p, &p->steps[i]);
-	} else {
-		report_previous_run(p);
-		p->state = (struct kb_provision_state){ 0 };
-		snprintf(p->state.config, sizeof(p->state.config), "%s", p->config_path);
-		kb_state_now(p->state.started, sizeof(p->state.started));
-		if (save_state(p, "start") < 0)
-			return KB_EXIT_FAILURE;
-		int failed = 0;
-		for (int i = 0; i < p->count; i++) {
-			struct step *s = &p->steps[i];
-			kb_row_set(&s->row, s->id, KB_SKIP, "not run");
-			if (failed && !p->keep_going) {
-				kb_row_set(&s->row, s->id, KB_SKIP, "not run: an earlier step failed");
-				continue;
-			}
-			if (save_state(p, s->id) < 0)
-				return KB_EXIT_FAILURE;
-			double t0 = now_seconds();
-			int rc = run_step(p, s);
-			size_t used = strlen(s->row.message);
-			snprintf(s->row.message + used, sizeof(s->row.message) - used, " (%.1f ms)", (now_seconds() - t0) * 1e3);
-			kb_state_add_step(&p->state, s->id, rc < 0);
-			if (rc < 0)
-				failed++;
-			failpoint(i + 1);
-		}
-		p->state.result = failed ? KB_STATE_FAILED : KB_STATE_OK;
-		if (save_state(p, NULL) < 0)
-			return KB_EXIT_FAILURE;
-	}
-	struct kb_row rows[MAX_STEPS];
-	size_t changed = 0, failed = 0;
-	for (int i = 0; i < p->count; i++) {
-		rows[i] = p->steps[i].row;
-		changed += rows[i].status == KB_CHANGED || rows[i].status == KB_REBOOT || rows[i].status == KB_WOULD_CHANGE;
-		failed += rows[i].status == KB_FAILED;
-	}
-	kb_rows_print(p->ctx, rows, (size_t)p->count);
-	print_changes(p);
-	if (p->ctx->format != KB_FORMAT_JSON && p->ctx->verbosity >= 0) {
-		if (failed)
-			fprintf(p->ctx->out, "%zu of %d steps failed\n", failed, p->count);
-		else if (!changed)
-			fprintf(p->ctx->out, "%s: nothing to change, the host is as configured\n", p->config_path);
-		else
-			fprintf(p->ctx->out, "%zu of %d steps %s\n", changed, p->count, p->plan ? "would change" : "changed");
-	}
-	if (failed)
-		for (int i = 0; i < p->count; i++)
-			if (rows[i].status == KB_FAILED)
-				kb_say_error(p->ctx, "%s:%u: [%s] %s: %s", p->config_path, p->steps[i].line, rows[i].id,
-					     p->plan ? "cannot be applied" : "failed", rows[i].message);
-	return failed ? KB_EXIT_FAILURE : KB_EXIT_OK;
 }
 
 int provision_main(struct kb_ctx *ctx, int argc, char **argv)
@@ -742,53 +359,52 @@ int provision_main(struct kb_ctx *ctx, int argc, char **argv)
 		{ "in-target", no_argument, NULL, OPT_IN_TARGET },
 		{ 0 },
 	};
-	struct provision *p = calloc(1, sizeof(*p));
+	struct kb_provision_options opts = { .legacy = legacy_step };
+	bool validate = false, in_target = false;
+	int opt;
+	while ((opt = getopt_long(argc, argv, KB_GLOBAL_SHORT_OPTIONS, long_options, NULL)) != -1) {
+		switch (opt) {
+		case OPT_VALIDATE: validate = true; break;
+		case OPT_IN_TARGET: in_target = true; break;
+		case OPT_PLAN: opts.plan = true; break;
+		case OPT_CONTINUE: opts.keep_going = true; break;
+		case OPT_CONNECT: opts.connect = optarg; break;
+		default: {
+			int rc = kb_common_option(ctx, opt, optarg);
+			if (rc >= 0)
+				return rc;
+		}
+		}
+	}
+	if (argc - optind > 1) {
+		kb_say_error(ctx, "takes one CONFIG file");
+		return KB_EXIT_USAGE;
+	}
+	/* The default config (and with --in-target a named one) is the installed system's; else taken as given. */
+	opts.config_path = optind < argc ? argv[optind] : KB_PROVISION_DEFAULT_CONFIG;
+	opts.config_in_root = optind == argc || in_target;
+
+	struct kb_provision *p = calloc(1, sizeof(*p));
 	if (!p) {
 		kb_say_error(ctx, "out of memory");
 		return KB_EXIT_FAILURE;
 	}
-	p->ctx = ctx;
-	int opt, rc = -1;
-	bool validate = false, in_target = false;
-	while (rc == -1 && (opt = getopt_long(argc, argv, KB_GLOBAL_SHORT_OPTIONS, long_options, NULL)) != -1) {
-		if (opt == OPT_VALIDATE)
-			validate = true;
-		else if (opt == OPT_IN_TARGET)
-			in_target = true;
-		else if (opt == OPT_PLAN)
-			p->plan = true;
-		else if (opt == OPT_CONTINUE)
-			p->keep_going = true;
-		else if (opt == OPT_CONNECT)
-			p->connect = optarg;
-		else
-			rc = kb_common_option(ctx, opt, optarg);
+	struct kb_error err = { 0 };
+	int rc = KB_EXIT_FAILURE;
+	if (kb_provision_load(ctx, &opts, p, &err) < 0) {
+		kb_say_failure(ctx, &err);
+	} else if (validate) {
+		fprintf(ctx->out, "%s: valid, %d step%s\n", opts.config_path, p->count, p->count == 1 ? "" : "s");
+		rc = KB_EXIT_OK;
+	} else if (!p->count) {
+		kb_say_error(ctx, "%s configures nothing", opts.config_path);
+	} else if (kb_provision_run(p, &err) < 0) {
+		kb_say_failure(ctx, &err);
+	} else {
+		kb_provision_print(p);
+		rc = kb_provision_failures(p) ? KB_EXIT_FAILURE : KB_EXIT_OK;
 	}
-	if (rc == -1 && argc - optind > 1) {
-		kb_say_error(ctx, "takes one CONFIG file");
-		rc = KB_EXIT_USAGE;
-	}
-	if (rc == -1) {
-		p->config_path = optind < argc ? argv[optind] : DEFAULT_CONFIG;
-		autofree char *text = NULL;
-		size_t len;
-		struct kb_error err = { 0 };
-		/* The default config (and with --in-target a named one) is the installed system's; else taken as given. */
-		int read = optind < argc && !in_target ? kb_read_path(p->config_path, 1 << 20, &text, &len, &err)
-						       : kb_read_file(ctx, p->config_path, 1 << 20, &text, &len, &err);
-		if (read < 0 || kb_hostconf_parse(text, len, p->config_path, &p->conf, &err) < 0) {
-			kb_say_failure(ctx, &err);
-			rc = KB_EXIT_FAILURE;
-		} else if (validate) {
-			plan_steps(p);
-			fprintf(ctx->out, "%s: valid, %d step%s\n", p->config_path, p->count, p->count == 1 ? "" : "s");
-			rc = KB_EXIT_OK;
-		} else {
-			rc = provision_run(p);
-		}
-	}
-	for (int i = 0; i < p->count; i++)
-		kb_plan_free(&p->steps[i].plan);
+	kb_provision_free(p);
 	free(p);
 	return rc;
 }

@@ -141,7 +141,7 @@ int kb_devkvm_plan(const struct kb_ctx *ctx, const struct kb_devkvm_spec *spec, 
 	c->status = exists && st.st_uid == 0 && st.st_gid == gid ? KB_UNCHANGED : KB_WOULD_CHANGE;
 	c->action = DEVKVM_OWNER;
 
-	mode_t old = st.st_mode & ALLPERMS;
+	mode_t old = exists ? st.st_mode & ALLPERMS : 0;
 	snprintf(before, sizeof(before), "%04o", (unsigned)old);
 	snprintf(after, sizeof(after), "%04o", KB_DEVKVM_MODE);
 	if (!(c = kb_plan_add(plan, "mode", KB_CHANGE_VALUE, exists ? before : NULL, after, err)))

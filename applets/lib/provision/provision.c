@@ -1,0 +1,413 @@
+/* A whole host from one config; see kvmbox/provision/provision.h. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "kvmbox/core/cleanup.h"
+#include "kvmbox/core/file.h"
+#include "kvmbox/core/print.h"
+#include "kvmbox/core/sysroot.h"
+#include "kvmbox/host/devkvm.h"
+#include "kvmbox/provision/provision.h"
+
+#define FIRSTBOOT_UNIT "/etc/systemd/system/kvmbox-firstboot.service"
+#define FIRSTBOOT_LINK "/etc/systemd/system/multi-user.target.wants/kvmbox-firstboot.service"
+
+enum firstboot_action { FIRSTBOOT_UNIT_FILE = 1, FIRSTBOOT_ENABLED };
+
+/* ---- the steps ------------------------------------------------------------------------------ */
+
+static void add_step(struct kb_provision *p, enum kb_step_kind kind, const char *id, int item, unsigned line)
+{
+	struct kb_provision_step *s = &p->step[p->count++];
+	*s = (struct kb_provision_step){ .kind = kind, .item = item, .line = line };
+	snprintf(s->id, sizeof(s->id), "%s", id);
+	kb_row_set(&s->row, s->id, KB_SKIP, "not run");
+}
+
+static void list_steps(struct kb_provision *p)
+{
+	const struct kb_hostconf *c = &p->conf;
+	char id[96];
+	if (c->has_check)
+		add_step(p, KB_STEP_CHECK, "check", 0, c->check_line);
+	if (c->has_kvm)
+		add_step(p, KB_STEP_KVM, "kvm", 0, c->kvm_line);
+	if (c->has_devkvm)
+		add_step(p, KB_STEP_DEVKVM, "devkvm", 0, c->devkvm_line);
+	if (c->has_grub)
+		add_step(p, KB_STEP_GRUB, "grub", 0, c->grub_line);
+	/* After kvm and grub: a host without an IOMMU on the command line says so (no-iommu) first. */
+	if (c->has_pci)
+		add_step(p, KB_STEP_PCI, "pci", 0, c->pci_line);
+	if (c->has_hugepages)
+		add_step(p, KB_STEP_HUGEPAGES, "hugepages", 0, c->hugepages_line);
+	for (int i = 0; i < c->bridge_count; i++)
+		add_step(p, KB_STEP_BRIDGE, (snprintf(id, sizeof(id), "bridge %s", c->bridge[i].name), id), i, c->bridge[i].line);
+	for (int i = 0; i < c->bundle_count; i++)
+		add_step(p, KB_STEP_BUNDLE, (snprintf(id, sizeof(id), "bundle %s", c->bundle[i].name), id), i, c->bundle[i].line);
+	for (int i = 0; i < c->domain_count; i++)
+		add_step(p, KB_STEP_DOMAIN, (snprintf(id, sizeof(id), "domain %s", c->domain[i].name), id), i, c->domain[i].line);
+}
+
+int kb_provision_load(const struct kb_ctx *ctx, const struct kb_provision_options *opts, struct kb_provision *p,
+		      struct kb_error *err)
+{
+	*p = (struct kb_provision){ .ctx = ctx, .opts = *opts };
+	if (!p->opts.config_path)
+		p->opts.config_path = KB_PROVISION_DEFAULT_CONFIG;
+	autofree char *text = NULL;
+	size_t len;
+	int rc = p->opts.config_in_root ? kb_read_file(ctx, p->opts.config_path, 1 << 20, &text, &len, err)
+					: kb_read_path(p->opts.config_path, 1 << 20, &text, &len, err);
+	if (rc < 0 || kb_hostconf_parse(text, len, p->opts.config_path, &p->conf, err) < 0)
+		return -1;
+	list_steps(p);
+	return 0;
+}
+
+/* Under --target no libvirtd runs for the installed system, unless --connect names one. */
+static bool stages_domains(const struct kb_provision *p)
+{
+	return p->ctx->target && !p->opts.connect;
+}
+
+/*
+ * Under --target the domains are defined at first boot of the installed
+ * system, by provision itself: a unit, enabled. Its two changes.
+ */
+static int plan_firstboot(struct kb_provision *p, struct kb_plan *plan, struct kb_error *err)
+{
+	autofree char *unit = NULL;
+	if (asprintf(&unit,
+		     "# Written by kvmbox provision --target: defines and starts the domains on the\n"
+		     "# first boot of this system, where libvirtd runs. Idempotent: later boots change nothing.\n"
+		     "[Unit]\nDescription=kvmbox first-boot provisioning\nAfter=libvirtd.service network-online.target\n"
+		     "Wants=libvirtd.service network-online.target\n\n"
+		     "[Service]\nType=oneshot\nExecStart=/usr/bin/kvmbox provision %s\nRemainAfterExit=yes\n\n"
+		     "[Install]\nWantedBy=multi-user.target\n",
+		     p->opts.config_path) < 0)
+		return kb_fail(err, ENOMEM, FIRSTBOOT_UNIT, "planning");
+	struct kb_change *c = kb_plan_file(p->ctx, plan, "first-boot unit", FIRSTBOOT_UNIT, unit, 0644, err);
+	if (!c)
+		return -1;
+	c->action = FIRSTBOOT_UNIT_FILE;
+	/* The link and its directory are the target's: resolved confined, never followed out of it. */
+	char target[PATH_MAX];
+	bool linked = kb_sysroot_readlink(p->ctx, FIRSTBOOT_LINK, target, sizeof(target), NULL) > 0;
+	if (!(c = kb_plan_add(plan, "enabled", KB_CHANGE_VALUE, linked ? target : NULL, FIRSTBOOT_UNIT, err)))
+		return -1;
+	c->action = FIRSTBOOT_ENABLED;
+	kb_change_note(c, "%s", FIRSTBOOT_LINK);
+	return 0;
+}
+
+static int apply_firstboot(struct kb_provision *p, struct kb_plan *plan, struct kb_error *err)
+{
+	for (size_t i = 0; i < plan->count; i++) {
+		struct kb_change *c = &plan->change[i];
+		if (c->status != KB_WOULD_CHANGE)
+			continue;
+		if (c->action == FIRSTBOOT_UNIT_FILE) {
+			if (kb_apply_file(p->ctx, c, err) < 0)
+				return c->status = KB_FAILED, -1;
+			continue;
+		}
+		char dir[PATH_MAX];
+		snprintf(dir, sizeof(dir), "%s", FIRSTBOOT_LINK);
+		*strrchr(dir, '/') = '\0';
+		if (kb_sysroot_make_dirs(p->ctx, dir, err) < 0 || kb_sysroot_unlink(p->ctx, FIRSTBOOT_LINK, err) < 0 ||
+		    kb_sysroot_symlink(p->ctx, FIRSTBOOT_UNIT, FIRSTBOOT_LINK, err) < 0) {
+			char message[sizeof(err->what) + PATH_MAX + 64];
+			kb_error_message(err, message, sizeof(message));
+			kb_fail(err, 0, NULL, "enabling %s: %s", FIRSTBOOT_UNIT, message);
+			return c->status = KB_FAILED, -1;
+		}
+		c->status = KB_CHANGED;
+	}
+	return 0;
+}
+
+/* The step's row from its plan: how many items would change or changed, or why it failed. */
+static int summarize(struct kb_provision_step *s, int rc, const struct kb_error *err, const char *what_changed)
+{
+	if (rc < 0) {
+		char message[sizeof(err->what) + PATH_MAX + 64];
+		kb_row_set(&s->row, s->id, KB_FAILED, "%s", kb_error_message(err, message, sizeof(message)));
+		return -1;
+	}
+	size_t would = 0, changed = 0, reboot = 0;
+	for (size_t i = 0; i < s->plan.count; i++) {
+		would += s->plan.change[i].status == KB_WOULD_CHANGE;
+		changed += s->plan.change[i].status == KB_CHANGED;
+		reboot += s->plan.change[i].status == KB_REBOOT;
+	}
+	if (would)
+		kb_row_set(&s->row, s->id, KB_WOULD_CHANGE, "%zu item%s would change", would, would == 1 ? "" : "s");
+	else if (reboot)
+		kb_row_set(&s->row, s->id, KB_REBOOT, "%zu item%s changed, the next boot applies it", changed + reboot,
+			   changed + reboot == 1 ? "" : "s");
+	else if (changed && what_changed)
+		kb_row_set(&s->row, s->id, KB_CHANGED, "%s", what_changed);
+	else if (changed)
+		kb_row_set(&s->row, s->id, KB_CHANGED, "%zu item%s changed", changed, changed == 1 ? "" : "s");
+	else
+		kb_row_set(&s->row, s->id, KB_UNCHANGED, what_changed ? what_changed : "already as configured");
+	return 0;
+}
+
+/* Plan one step and, unless planning, apply it: its plan holds the changes, its row the outcome. */
+static int run_step(struct kb_provision *p, struct kb_provision_step *s, bool apply)
+{
+	const struct kb_hostconf *c = &p->conf;
+	struct kb_error err = { 0 };
+	kb_plan_free(&s->plan);
+	int rc;
+	switch (s->kind) {
+	case KB_STEP_DEVKVM:
+		rc = kb_devkvm_plan(p->ctx, &c->devkvm, &s->plan, &err);
+		if (rc == 0 && apply)
+			rc = kb_devkvm_apply(p->ctx, &c->devkvm, &s->plan, &err);
+		return summarize(s, rc, &err, NULL);
+	case KB_STEP_DOMAIN:
+		if (stages_domains(p)) {
+			rc = plan_firstboot(p, &s->plan, &err);
+			if (rc == 0 && apply)
+				rc = apply_firstboot(p, &s->plan, &err);
+			return summarize(s, rc, &err, "staged: defined at first boot by kvmbox-firstboot.service");
+		}
+		break;
+	default: break;
+	}
+	if (!p->opts.legacy) {
+		kb_row_set(&s->row, s->id, KB_FAILED, "no plan for this step");
+		return -1;
+	}
+	bool planning = p->opts.plan;
+	p->opts.plan = !apply;
+	rc = p->opts.legacy(p, s);
+	p->opts.plan = planning;
+	return rc;
+}
+
+/* The unpacked directory of bundle @b, as the installed system sees it. */
+static void bundle_dir(const struct kb_conf_bundle *b, char *buf, size_t size)
+{
+	snprintf(buf, size, "%.*s/%s", (int)(PATH_MAX - sizeof(b->name) - 2), b->dest, b->name);
+}
+
+static const struct kb_conf_bundle *bundle_named(const struct kb_hostconf *c, const char *name)
+{
+	for (int i = 0; i < c->bundle_count; i++)
+		if (!strcmp(c->bundle[i].name, name))
+			return &c->bundle[i];
+	return NULL;
+}
+
+/*
+ * Plan every step before anything changes: a value a step refuses stops the
+ * run with nothing changed. A domain from a bundle not unpacked yet is
+ * planned as such (its definition comes with the bundle).
+ */
+static int plan_all(struct kb_provision *p)
+{
+	int refused = 0;
+	for (int i = 0; i < p->count; i++) {
+		struct kb_provision_step *s = &p->step[i];
+		if (s->kind == KB_STEP_CHECK)
+			continue;
+		if (s->kind == KB_STEP_DOMAIN && p->conf.domain[s->item].bundle[0] && !stages_domains(p)) {
+			const struct kb_conf_bundle *b = bundle_named(&p->conf, p->conf.domain[s->item].bundle);
+			char dir[PATH_MAX];
+			struct stat st;
+			bundle_dir(b, dir, sizeof(dir));
+			if (kb_sysroot_stat(p->ctx, dir, &st, false, NULL) < 0) {
+				kb_plan_free(&s->plan);
+				kb_row_set(&s->row, s->id, KB_WOULD_CHANGE, "would be defined from bundle %s", b->name);
+				continue;
+			}
+		}
+		if (run_step(p, s, false) < 0)
+			refused++;
+	}
+	return refused;
+}
+
+/* Test hook (one getenv per step): KVMBOX_FAILPOINT=provision.after-step-N kills this process. */
+static void failpoint(int step_number)
+{
+	const char *fp = getenv("KVMBOX_FAILPOINT");
+	char want[40];
+	snprintf(want, sizeof(want), "provision.after-step-%d", step_number);
+	if (fp && !strcmp(fp, want))
+		raise(SIGKILL);
+}
+
+static double now_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Rewrite the state file with @in_progress as the running step (NULL: none). */
+static int save_state(struct kb_provision *p, const char *in_progress, struct kb_error *err)
+{
+	struct kb_provision_state *st = &p->state;
+	snprintf(st->in_progress, sizeof(st->in_progress), "%s", in_progress ? in_progress : "");
+	kb_state_now(st->in_progress_since, sizeof(st->in_progress_since));
+	if (st->result != KB_STATE_UNFINISHED)
+		kb_state_now(st->finished, sizeof(st->finished));
+	return kb_state_write(p->ctx, st, err);
+}
+
+int kb_provision_run(struct kb_provision *p, struct kb_error *err)
+{
+	int refused = plan_all(p);
+	if (p->opts.plan || refused) {
+		p->refused = refused && !p->opts.plan;
+		/* The check step reports the host as it is, without changing it. */
+		for (int i = 0; p->opts.plan && i < p->count; i++)
+			if (p->step[i].kind == KB_STEP_CHECK)
+				run_step(p, &p->step[i], false);
+		return 0;
+	}
+	struct kb_provision_state old;
+	if (kb_state_read(p->ctx, &old, NULL) == 0 && old.result == KB_STATE_UNFINISHED && old.in_progress[0])
+		snprintf(p->previous_stop, sizeof(p->previous_stop), "%s", old.in_progress);
+	p->state = (struct kb_provision_state){ 0 };
+	snprintf(p->state.config, sizeof(p->state.config), "%s", p->opts.config_path);
+	kb_state_now(p->state.started, sizeof(p->state.started));
+	if (save_state(p, "start", err) < 0)
+		return -1;
+	int failed = 0;
+	for (int i = 0; i < p->count; i++) {
+		struct kb_provision_step *s = &p->step[i];
+		kb_plan_free(&s->plan);
+		if (failed && !p->opts.keep_going) {
+			kb_row_set(&s->row, s->id, KB_SKIP, "not run: an earlier step failed");
+			continue;
+		}
+		if (save_state(p, s->id, err) < 0)
+			return -1;
+		double t0 = now_seconds();
+		int rc = run_step(p, s, true);
+		size_t used = strlen(s->row.message);
+		snprintf(s->row.message + used, sizeof(s->row.message) - used, " (%.1f ms)", (now_seconds() - t0) * 1e3);
+		kb_state_add_step(&p->state, s->id, rc < 0);
+		failed += rc < 0;
+		failpoint(i + 1);
+	}
+	p->state.result = failed ? KB_STATE_FAILED : KB_STATE_OK;
+	return save_state(p, NULL, err);
+}
+
+int kb_provision_failures(const struct kb_provision *p)
+{
+	int failed = 0;
+	for (int i = 0; i < p->count; i++)
+		failed += p->step[i].row.status == KB_FAILED;
+	return failed;
+}
+
+/* ---- what the user sees ------------------------------------------------------------------------ */
+
+/*
+ * Each step's changes, item by item, before -> after: in the envelope's
+ * "steps" member always, as text with --plan or -v (file lines with --diff).
+ */
+static void print_changes(const struct kb_provision *p)
+{
+	const struct kb_ctx *ctx = p->ctx;
+	bool text = ctx->format != KB_FORMAT_JSON;
+	if (text && !p->opts.plan && ctx->verbosity < 1)
+		return;
+	int id_width = 0, item_width = 0;
+	for (int i = 0; i < p->count; i++)
+		for (size_t k = 0; k < p->step[i].plan.count; k++) {
+			int w = (int)strlen(p->step[i].id), iw = (int)strlen(p->step[i].plan.change[k].item);
+			id_width = w > id_width ? w : id_width;
+			item_width = iw > item_width ? iw : item_width;
+		}
+	struct kb_printer pr;
+	kb_print_begin(&pr, ctx, "steps");
+	bool heading = false;
+	for (int i = 0; i < p->count; i++) {
+		const struct kb_provision_step *s = &p->step[i];
+		kb_print_open_object(&pr, NULL);
+		kb_print_string(&pr, KB_PRINT_JSON, "id", NULL, s->id);
+		kb_print_string(&pr, KB_PRINT_JSON, "status", NULL, kb_status_name(s->row.status));
+		kb_print_uint(&pr, KB_PRINT_JSON, "line", NULL, s->line);
+		kb_print_open_array(&pr, "changes");
+		for (size_t k = 0; k < s->plan.count; k++) {
+			const struct kb_change *c = &s->plan.change[k];
+			if (!text) {
+				kb_change_json(kb_print_json_value(&pr, NULL), c);
+				continue;
+			}
+			if (c->status == KB_UNCHANGED && ctx->verbosity < 1)
+				continue;
+			if (!heading)
+				kb_print_text(&pr, "\nchanges, before -> after:\n");
+			heading = true;
+			struct kb_row row;
+			kb_change_row(c, &row);
+			kb_print_text(&pr, "  %-*s  %-*s  %s\n", id_width, s->id, item_width, c->item, row.message);
+			if (ctx->diff && c->kind == KB_CHANGE_FILE && c->status != KB_UNCHANGED && c->status != KB_FAILED) {
+				kb_print_text(&pr, "--- %s\n+++ %s\n", c->before ? c->path : "/dev/null",
+					      c->after ? c->path : "/dev/null");
+				kb_diff_print(ctx->out, c->before, c->after, 3);
+			}
+		}
+		kb_print_close_array(&pr);
+		kb_print_close_object(&pr);
+	}
+	kb_print_end(&pr);
+}
+
+void kb_provision_print(const struct kb_provision *p)
+{
+	const struct kb_ctx *ctx = p->ctx;
+	if (p->previous_stop[0])
+		fprintf(ctx->err, "kvmbox provision: the previous run stopped during %s; running again\n", p->previous_stop);
+	if (p->refused) {
+		for (int i = 0; i < p->count; i++)
+			if (p->step[i].row.status == KB_FAILED)
+				kb_say_error(ctx, "%s:%u: [%s] cannot be applied: %s", p->opts.config_path, p->step[i].line,
+					     p->step[i].id, p->step[i].row.message);
+		kb_say_error(ctx, "nothing was changed");
+		return;
+	}
+	struct kb_row rows[KB_PROVISION_MAX_STEPS];
+	size_t changed = 0, failed = 0;
+	for (int i = 0; i < p->count; i++) {
+		rows[i] = p->step[i].row;
+		changed += rows[i].status == KB_CHANGED || rows[i].status == KB_REBOOT || rows[i].status == KB_WOULD_CHANGE;
+		failed += rows[i].status == KB_FAILED;
+	}
+	kb_rows_print(ctx, rows, (size_t)p->count);
+	print_changes(p);
+	if (ctx->format != KB_FORMAT_JSON && ctx->verbosity >= 0) {
+		if (failed)
+			fprintf(ctx->out, "%zu of %d steps failed\n", failed, p->count);
+		else if (!changed)
+			fprintf(ctx->out, "%s: nothing to change, the host is as configured\n", p->opts.config_path);
+		else
+			fprintf(ctx->out, "%zu of %d steps %s\n", changed, p->count, p->opts.plan ? "would change" : "changed");
+	}
+	for (int i = 0; failed && i < p->count; i++)
+		if (rows[i].status == KB_FAILED)
+			kb_say_error(ctx, "%s:%u: [%s] %s: %s", p->opts.config_path, p->step[i].line, rows[i].id,
+				     p->opts.plan ? "cannot be applied" : "failed", rows[i].message);
+}
+
+void kb_provision_free(struct kb_provision *p)
+{
+	for (int i = 0; i < p->count; i++)
+		kb_plan_free(&p->step[i].plan);
+	p->count = 0;
+}
