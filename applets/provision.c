@@ -148,8 +148,8 @@ static void build_command(const struct provision *p, const struct step *s, bool 
 		break;
 	case STEP_KVM:
 		arg(a, "kvm-load");
-		arg_if(a, c->kvm_nested == KB_YES, "--nested");
-		arg_if(a, c->kvm_persist == KB_YES, "--persist");
+		arg_if(a, c->kvm.nested, "--nested");
+		arg_if(a, c->kvm.persist, "--persist");
 		break;
 	case STEP_GRUB: {
 		arg(a, "grub-args");
