@@ -299,7 +299,7 @@ static int run_applet(struct provision *p, struct step *s, struct argv_builder *
 			snprintf(failure, sizeof(failure), "%s", sink.row[i].message);
 	kb_row_sink_free(&sink);
 	if (s->kind == STEP_CHECK) {
-		bool stop = p->conf.check_stop_on_fail == KB_YES && rc != KB_EXIT_OK;
+		bool stop = p->conf.check.stop_on_fail && rc != KB_EXIT_OK;
 		kb_row_set(&s->row, s->id, stop ? KB_FAILED : KB_UNCHANGED, "%zu FAIL, %zu WARN%s", fails, warns,
 			   fails && !stop ? " (the steps below fix what they can)" : "");
 		return stop ? -1 : 0;

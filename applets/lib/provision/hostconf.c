@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "kvmbox/core/cli.h"
+#include "kvmbox/host/checks.h"
 #include "kvmbox/host/devkvm.h"
 #include "kvmbox/host/kvmload.h"
 #include "kvmbox/virt/domnew.h"
@@ -98,8 +99,8 @@ static int global_key(struct parse *p, const char *section, const char *key, con
 	struct kb_hostconf *c = p->conf;
 	long n;
 	if (!strcmp(section, "check")) {
-		if (!strcmp(key, "stop-on-fail"))
-			return set_bool(p, key, value, &c->check_stop_on_fail);
+		struct kb_error err = { 0 };
+		return setter_result(p, kb_check_spec_set(&c->check, key, value, &err), &err);
 	} else if (!strcmp(section, "kvm")) {
 		struct kb_error err = { 0 };
 		return setter_result(p, kb_kvmload_spec_set(&c->kvm, key, value, &err), &err);
@@ -471,10 +472,10 @@ int kb_hostconf_parse(const char *text, size_t len, const char *path, struct kb_
 		      struct kb_error *err)
 {
 	memset(conf, 0, sizeof(*conf));
-	conf->check_stop_on_fail = KB_UNSET;
 	conf->grub_iommu = conf->grub_update = conf->hugepages_persist = conf->pci_persist = KB_UNSET;
 	kb_devkvm_spec_init(&conf->devkvm);
 	kb_kvmload_spec_init(&conf->kvm);
+	kb_check_spec_init(&conf->check);
 	conf->hugepages_count = -1;
 	conf->hugepages_node = -1;
 	/* A UTF-8 byte order mark (editors on other systems write one): not part of the first line. */
