@@ -138,13 +138,15 @@ static int refuse_if_held(const struct kb_ctx *ctx, const char *module, const ch
 
 /* ---- libkmod ----------------------------------------------------------------------------------- */
 
+#define INSERTED_MAX 256
+
 struct loader {
 	struct kb_kmod kmod;
 	struct kmod_ctx *kctx;
 	const struct target *t;
-	char log[512];             /* libkmod's last complaint, for error messages */
-	char install_refused[128]; /* a modprobe.d install command met (never run) */
-	char inserted[256];        /* what libkmod inserted, or would: "irqbypass, kvm, kvm_intel nested=1" */
+	char log[512];               /* libkmod's last complaint, for error messages */
+	char install_refused[128];   /* a modprobe.d install command met (never run) */
+	char inserted[INSERTED_MAX]; /* what libkmod inserted, or would: "irqbypass, kvm, kvm_intel nested=1" */
 };
 
 static void loader_close(struct loader *l)
@@ -289,6 +291,22 @@ static int unload(struct loader *l, struct kb_error *err)
 static int plan_module(const struct kb_ctx *ctx, const struct kb_kvmload_spec *spec, const struct target *t,
 		       enum module_state state, bool reload, struct kb_plan *plan, struct kb_error *err)
 {
+	char inserts[INSERTED_MAX] = "";
+	if (state == NOT_LOADED || reload) {
+		/* Something will be inserted: the module and what it needs must be in the tree. */
+		autoloader struct loader l;
+		if (loader_open(ctx, t, &l, err) < 0)
+			return -1;
+		if (reload) {
+			struct kmod_module *mod = lookup(&l, ": cannot reload it", err);
+			if (!mod)
+				return -1;
+			l.kmod.module_unref(mod);
+		} else if (insert(&l, spec->nested, true, err) < 0) {
+			return -1;
+		}
+		snprintf(inserts, sizeof(inserts), "%s", l.inserted);
+	}
 	char now[64], loaded[64];
 	snprintf(loaded, sizeof(loaded), "%s loaded", t->module);
 	snprintf(now, sizeof(now), state == BUILTIN ? "%s built into the kernel" : "%s loaded", t->module);
@@ -297,23 +315,8 @@ static int plan_module(const struct kb_ctx *ctx, const struct kb_kvmload_spec *s
 	if (!c)
 		return -1;
 	c->action = KVMLOAD_INSERT;
-	if (state != NOT_LOADED && !reload)
-		return 0;
-	/* Something will be inserted: the module and what it needs must be in the tree. */
-	autoloader struct loader l;
-	if (loader_open(ctx, t, &l, err) < 0)
-		return -1;
-	if (reload) {
-		struct kmod_module *mod = lookup(&l, ": cannot reload it", err);
-		if (!mod)
-			return -1;
-		l.kmod.module_unref(mod);
-		return 0;
-	}
-	if (insert(&l, spec->nested, true, err) < 0)
-		return -1;
-	if (l.inserted[0])
-		kb_change_note(c, "inserts %s", l.inserted);
+	if (inserts[0])
+		kb_change_note(c, "inserts %s", inserts);
 	return 0;
 }
 
