@@ -93,19 +93,6 @@ static void build_command(const struct kb_provision *p, const struct kb_provisio
 	const struct kb_hostconf *c = &p->conf;
 	a->argc = 0;
 	switch (s->kind) {
-	case KB_STEP_CHECK:
-		arg(a, "check");
-		return;
-	case KB_STEP_DEVKVM:
-		arg(a, "devkvm");
-		arg_pair(a, "--group", c->devkvm.group);
-		arg_if(a, c->devkvm.persist, "--persist");
-		break;
-	case KB_STEP_KVM:
-		arg(a, "kvm-load");
-		arg_if(a, c->kvm_nested == KB_YES, "--nested");
-		arg_if(a, c->kvm_persist == KB_YES, "--persist");
-		break;
 	case KB_STEP_GRUB: {
 		arg(a, "grub-args");
 		arg_if(a, c->grub_iommu == KB_YES, "--iommu");
@@ -253,12 +240,6 @@ static int run_applet(struct kb_provision *p, struct kb_provision_step *s, struc
 		if (sink.row[i].status == KB_FAILED)
 			snprintf(failure, sizeof(failure), "%s", sink.row[i].message);
 	kb_row_sink_free(&sink);
-	if (s->kind == KB_STEP_CHECK) {
-		bool stop = p->conf.check_stop_on_fail == KB_YES && rc != KB_EXIT_OK;
-		kb_row_set(&s->row, s->id, stop ? KB_FAILED : KB_UNCHANGED, "%zu FAIL, %zu WARN%s", fails, warns,
-			   fails && !stop ? " (the steps below fix what they can)" : "");
-		return stop ? -1 : 0;
-	}
 	if (rc != KB_EXIT_OK || o.failed) {
 		if (failure[0])
 			kb_row_set(&s->row, s->id, KB_FAILED, "kvmbox %s: %s", a->argv[0], failure);

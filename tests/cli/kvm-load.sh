@@ -33,10 +33,7 @@ test_amd_loads_dependencies_in_order() {
 finit_module kvm
 finit_module ccp
 finit_module kvm_amd"
-	expect_eq "rows" "$OUT" "changed  load  irqbypass (/lib/modules/$k/kernel/virt/lib/irqbypass.ko)
-changed  load  kvm (/lib/modules/$k/kernel/arch/x86/kvm/kvm.ko)
-changed  load  ccp (/lib/modules/$k/kernel/drivers/crypto/ccp/ccp.ko)
-changed  load  kvm_amd (/lib/modules/$k/kernel/arch/x86/kvm/kvm-amd.ko)"
+	expect_eq "rows" "$OUT" "changed  module  not loaded -> kvm_amd loaded (inserts irqbypass, kvm, ccp, kvm_amd)"
 	# The kernel registered /dev/kvm's numbers: devkvm can make the node next.
 	run --root "$r" devkvm
 	expect_rc 0
@@ -45,7 +42,8 @@ changed  load  kvm_amd (/lib/modules/$k/kernel/arch/x86/kvm/kvm-amd.ko)"
 	rm -f "$r/trap.log"
 	run_trapped "$r" kvm-load --kver "$k"
 	expect_rc 0
-	expect_eq "second run" "$OUT" "unchanged  module  kvm_amd loaded, nested=0"
+	expect_eq "second run" "$OUT" "unchanged  module  kvm_amd loaded
+unchanged  nested  0"
 	expect_eq "no calls" "$TRAPS" ""
 }
 
@@ -69,11 +67,24 @@ test_dry_run_prints_the_plan() {
 	k=$(kver_of "$r")
 	run_trapped "$r" kvm-load --kver "$k" --nested --dry-run
 	expect_rc 0
-	expect_eq "plan" "$OUT" "would-change  load  irqbypass (/lib/modules/$k/kernel/virt/lib/irqbypass.ko)
-would-change  load  kvm (/lib/modules/$k/kernel/arch/x86/kvm/kvm.ko)
-would-change  load  kvm_intel nested=1 (/lib/modules/$k/kernel/arch/x86/kvm/kvm-intel.ko)"
+	expect_eq "plan" "$OUT" "would-change  module  not loaded -> kvm_intel loaded (inserts irqbypass, kvm, kvm_intel nested=1)
+would-change  nested  absent -> Y"
 	expect_eq "no calls" "$TRAPS" ""
 	[ ! -e "$r/sys/module/kvm_intel" ] || fail "dry run loaded the module"
+	# The plan is what the run does: the same items, before and after.
+	run_trapped "$r" kvm-load --kver "$k" --nested --dry-run --json
+	expect_rc 0
+	local planned
+	planned=$(printf '%s' "$OUT" | jq -c '.changes | map([.item, .before, .after])')
+	expect_eq "planned changes" "$planned" '[["module","not loaded","kvm_intel loaded"],["nested",null,"Y"]]'
+	expect_eq "no calls" "$TRAPS" ""
+	run_trapped "$r" kvm-load --kver "$k" --nested --json
+	expect_rc 0
+	expect_eq "applied changes" "$(printf '%s' "$OUT" | jq -c '.changes | map([.item, .before, .after])')" "$planned"
+	expect_eq "statuses" "$(printf '%s' "$OUT" | jq -c '[.changes[].status] | unique')" '["changed"]'
+	expect_eq "kernel calls" "$TRAPS" "finit_module irqbypass
+finit_module kvm
+finit_module kvm_intel nested=1"
 }
 
 test_reload_for_nested_when_unused() {
@@ -83,17 +94,23 @@ test_reload_for_nested_when_unused() {
 	loaded "$r" irqbypass "" 1
 	loaded "$r" kvm "" 1
 	loaded "$r" kvm_intel N 0
+	run_trapped "$r" kvm-load --kver "$k" --nested --dry-run
+	expect_rc 0
+	expect_eq "plan" "$OUT" "unchanged     module  kvm_intel loaded
+would-change  nested  N -> Y (reloads kvm_intel: no guest holds it)"
+	expect_eq "no calls in the dry run" "$TRAPS" ""
 	run_trapped "$r" kvm-load --kver "$k" --nested
 	expect_rc 0
 	expect_eq "kernel calls" "$TRAPS" "delete_module kvm_intel
 finit_module kvm_intel nested=1"
-	expect_eq "rows" "$OUT" "changed  unload  kvm_intel (nested was off, no guest held it)
-changed  load    kvm_intel nested=1 (/lib/modules/$k/kernel/arch/x86/kvm/kvm-intel.ko)"
+	expect_eq "rows" "$OUT" "unchanged  module  kvm_intel loaded
+changed    nested  N -> Y (reloads kvm_intel: no guest holds it)"
 	expect_eq "read back" "$(cat "$r/sys/module/kvm_intel/parameters/nested")" Y
 	# Now on: unchanged, no call.
 	rm "$r/trap.log"
 	run_trapped "$r" kvm-load --kver "$k" --nested
-	expect_eq "unchanged" "$OUT" "unchanged  module  kvm_intel loaded, nested=Y"
+	expect_eq "unchanged" "$OUT" "unchanged  module  kvm_intel loaded
+unchanged  nested  Y"
 	expect_eq "no calls" "$TRAPS" ""
 }
 
@@ -163,7 +180,8 @@ test_builtin_module_points_to_grub_args() {
 	expect_eq "error" "$ERR" "kvmbox kvm-load: kvm_intel is built into the kernel: nested is a kernel argument: kvmbox grub-args add kvm_intel.nested=1"
 	run_trapped "$r" kvm-load --kver "$k"
 	expect_rc 0
-	expect_eq "plain load" "$OUT" "unchanged  module  kvm_intel built into the kernel, nested=N"
+	expect_eq "plain load" "$OUT" "unchanged  module  kvm_intel built into the kernel
+unchanged  nested  N"
 }
 
 test_persist_and_target() {
@@ -175,9 +193,9 @@ test_persist_and_target() {
 	expect_rc 0
 	expect_eq "conf" "$(cat "$t/etc/modprobe.d/kvm-nested.conf")" "# Written by kvmbox kvm-load --nested --persist
 options kvm_amd nested=1"
-	expect_match "row" "$OUT" "changed  persist  /etc/modprobe.d/kvm-nested.conf: options kvm_amd nested=1"
+	expect_match "row" "$OUT" "changed  modprobe-conf  /etc/modprobe.d/kvm-nested.conf created \\(options kvm_amd nested=1\\)"
 	run_trapped "$r" --target "$t" kvm-load --kver "$k" --nested --persist
-	expect_match "second run" "$OUT" "unchanged  persist"
+	expect_match "second run" "$OUT" "unchanged  modprobe-conf  /etc/modprobe.d/kvm-nested.conf"
 	# A symlinked modprobe.d file: written behind the link, the link kept.
 	fx_symlink "$t" /etc/modprobe.d/kvm-nested.conf
 	echo "options kvm_amd nested=0" >"$t/srv/conf/kvm-nested.conf"

@@ -29,7 +29,7 @@ static void example_config(void **state)
 	assert_int_equal(kb_hostconf_parse(text, len, "configs/example.conf", &conf, &err), 0);
 	free(text);
 	assert_true(conf.has_check && conf.has_devkvm && conf.has_kvm && conf.has_grub && conf.has_hugepages);
-	assert_int_equal(conf.kvm_nested, KB_YES);
+	assert_true(conf.kvm.nested);
 	assert_int_equal(conf.grub_iommu, KB_YES);
 	assert_string_equal(conf.grub_args, "iommu=pt");
 	assert_int_equal(conf.hugepages_count, -1);
@@ -97,7 +97,7 @@ static void errors_name_the_line(void **state)
 	} cases[] = {
 		{ "[kvm]\nnested = maybe\n", 2, "nested: 'maybe' is not yes or no" },
 		{ "[kvm]\nnested = yes\n[frob]\n", 3, "unknown section [frob]" },
-		{ "[kvm]\nnestd = yes\n", 2, "unknown key 'nestd' in [kvm]" },
+		{ "[kvm]\nnestd = yes\n", 2, "unknown key 'nestd' in [kvm] (it takes nested and persist)" },
 		{ "x = 1\n", 1, "'x' is outside any [section]" },
 		{ "[bridge br0]\n[bridge br0]\n", 2, "[bridge br0] appears twice" },
 		{ "[kvm]\n[grub]\nargs=a\n[kvm]\n", 4, "[kvm] appears twice" },
@@ -173,7 +173,7 @@ static void byte_order_mark(void **state)
 	snprintf(with_bom, sizeof(with_bom), "\xef\xbb\xbf%s", plain);
 	assert_int_equal(parse(with_bom, &err), 0);
 	assert_true(conf.has_kvm);
-	assert_int_equal(conf.kvm_nested, KB_YES);
+	assert_true(conf.kvm.nested);
 	assert_int_equal(conf.bridge_count, 1);
 	assert_string_equal(conf.bridge[0].uplink, "em1"); /* indented, but the first key of its section */
 	struct kb_hostconf first = conf;

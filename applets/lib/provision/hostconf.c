@@ -8,7 +8,9 @@
 #include <strings.h>
 
 #include "kvmbox/core/cli.h"
+#include "kvmbox/host/checks.h"
 #include "kvmbox/host/devkvm.h"
+#include "kvmbox/host/kvmload.h"
 #include "kvmbox/virt/domnew.h"
 #include "kvmbox/virt/domxml.h"
 #include "kvmbox/net/fetch.h"
@@ -97,13 +99,11 @@ static int global_key(struct parse *p, const char *section, const char *key, con
 	struct kb_hostconf *c = p->conf;
 	long n;
 	if (!strcmp(section, "check")) {
-		if (!strcmp(key, "stop-on-fail"))
-			return set_bool(p, key, value, &c->check_stop_on_fail);
+		struct kb_error err = { 0 };
+		return setter_result(p, kb_check_spec_set(&c->check, key, value, &err), &err);
 	} else if (!strcmp(section, "kvm")) {
-		if (!strcmp(key, "nested"))
-			return set_bool(p, key, value, &c->kvm_nested);
-		if (!strcmp(key, "persist"))
-			return set_bool(p, key, value, &c->kvm_persist);
+		struct kb_error err = { 0 };
+		return setter_result(p, kb_kvmload_spec_set(&c->kvm, key, value, &err), &err);
 	} else if (!strcmp(section, "grub")) {
 		if (!strcmp(key, "args")) {
 			if (!plain_value(value, true) || strlen(value) >= sizeof(c->grub_args))
@@ -472,9 +472,10 @@ int kb_hostconf_parse(const char *text, size_t len, const char *path, struct kb_
 		      struct kb_error *err)
 {
 	memset(conf, 0, sizeof(*conf));
-	conf->check_stop_on_fail = conf->kvm_nested = conf->kvm_persist = KB_UNSET;
 	conf->grub_iommu = conf->grub_update = conf->hugepages_persist = conf->pci_persist = KB_UNSET;
 	kb_devkvm_spec_init(&conf->devkvm);
+	kb_kvmload_spec_init(&conf->kvm);
+	kb_check_spec_init(&conf->check);
 	conf->hugepages_count = -1;
 	conf->hugepages_node = -1;
 	/* A UTF-8 byte order mark (editors on other systems write one): not part of the first line. */

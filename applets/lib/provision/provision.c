@@ -11,7 +11,9 @@
 #include "kvmbox/core/file.h"
 #include "kvmbox/core/print.h"
 #include "kvmbox/core/sysroot.h"
+#include "kvmbox/host/checks.h"
 #include "kvmbox/host/devkvm.h"
+#include "kvmbox/host/kvmload.h"
 #include "kvmbox/provision/provision.h"
 
 #define FIRSTBOOT_UNIT "/etc/systemd/system/kvmbox-firstboot.service"
@@ -160,6 +162,24 @@ static int summarize(struct kb_provision_step *s, int rc, const struct kb_error 
 	return 0;
 }
 
+/* The host checks, as a report: FAILs stop the run only with stop-on-fail (the steps after fix what they can). */
+static int check_step(struct kb_provision *p, struct kb_provision_step *s)
+{
+	struct kb_rows rows = { 0 };
+	struct kb_error err = { 0 };
+	if (kb_check_host(p->ctx, &p->conf.check, &rows, &err) < 0)
+		return summarize(s, -1, &err, NULL);
+	size_t fails = 0, warns = 0;
+	for (size_t i = 0; i < rows.count; i++) {
+		fails += rows.row[i].status == KB_FAIL;
+		warns += rows.row[i].status == KB_WARN;
+	}
+	bool stop = p->conf.check.stop_on_fail && fails;
+	kb_row_set(&s->row, s->id, stop ? KB_FAILED : KB_UNCHANGED, "%zu FAIL, %zu WARN%s", fails, warns,
+		   fails && !stop ? " (the steps below fix what they can)" : "");
+	return stop ? -1 : 0;
+}
+
 /* Plan one step and, unless planning, apply it: its plan holds the changes, its row the outcome. */
 static int run_step(struct kb_provision *p, struct kb_provision_step *s, bool apply)
 {
@@ -168,6 +188,13 @@ static int run_step(struct kb_provision *p, struct kb_provision_step *s, bool ap
 	kb_plan_free(&s->plan);
 	int rc;
 	switch (s->kind) {
+	case KB_STEP_CHECK:
+		return check_step(p, s);
+	case KB_STEP_KVM:
+		rc = kb_kvmload_plan(p->ctx, &c->kvm, &s->plan, &err);
+		if (rc == 0 && apply)
+			rc = kb_kvmload_apply(p->ctx, &c->kvm, &s->plan, &err);
+		return summarize(s, rc, &err, NULL);
 	case KB_STEP_DEVKVM:
 		rc = kb_devkvm_plan(p->ctx, &c->devkvm, &s->plan, &err);
 		if (rc == 0 && apply)

@@ -23,7 +23,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include "kvmbox/core/error.h"
+#include "kvmbox/host/checks.h"
 #include "kvmbox/host/devkvm.h"
+#include "kvmbox/host/kvmload.h"
 
 #define KB_HOSTCONF_MAX_ITEMS 16
 #define KB_HOSTCONF_MAX_ADDRS 8
@@ -67,8 +69,8 @@ struct kb_conf_domain {
 struct kb_hostconf {
 	bool has_check, has_kvm, has_grub, has_hugepages, has_devkvm, has_pci;
 	unsigned check_line, kvm_line, grub_line, hugepages_line, devkvm_line, pci_line; /* where those sections start */
-	enum kb_tristate check_stop_on_fail;
-	enum kb_tristate kvm_nested, kvm_persist;
+	struct kb_check_spec check; /* [check], set by kb_check_spec_set */
+	struct kb_kvmload_spec kvm; /* [kvm], set by kb_kvmload_spec_set as `kvmbox kvm-load`'s options are */
 	char grub_args[1024];
 	enum kb_tristate grub_iommu, grub_update;
 	long hugepages_count; /* -1: unset */
