@@ -93,6 +93,10 @@ static void build_command(const struct kb_provision *p, const struct kb_provisio
 	const struct kb_hostconf *c = &p->conf;
 	a->argc = 0;
 	switch (s->kind) {
+	case KB_STEP_CHECK:
+	case KB_STEP_KVM:
+	case KB_STEP_DEVKVM:
+		return; /* on the library's typed plan/apply */
 	case KB_STEP_GRUB: {
 		arg(a, "grub-args");
 		arg_if(a, c->grub_iommu == KB_YES, "--iommu");
@@ -234,7 +238,6 @@ static int run_applet(struct kb_provision *p, struct kb_provision_step *s, struc
 	struct kb_outcome o;
 	kb_rows_outcome(sink.row, sink.count, &o);
 	size_t changed = o.count[KB_CHANGED] + o.count[KB_REBOOT], would = o.count[KB_WOULD_CHANGE];
-	size_t fails = o.count[KB_FAIL], warns = o.count[KB_WARN];
 	char failure[sizeof(sink.row[0].message)] = "";
 	for (size_t i = 0; i < sink.count && !failure[0]; i++)
 		if (sink.row[i].status == KB_FAILED)
