@@ -151,15 +151,15 @@ static void build_command(const struct provision *p, const struct step *s, bool 
 		break;
 	case STEP_GRUB: {
 		arg(a, "grub-args");
-		arg_if(a, c->grub_iommu == KB_YES, "--iommu");
-		arg_if(a, c->grub_update == KB_NO, "--no-update");
+		arg_if(a, c->grub.iommu, "--iommu");
+		arg_if(a, !c->grub.update, "--no-update");
 		arg_if(a, dry_run, "--dry-run");
-		if (c->grub_args[0]) {
+		if (c->grub.args[0]) {
 			/* After "--": a value from the config is a kernel argument, never an option. */
 			arg(a, "add");
 			arg(a, "--");
-			char words[sizeof(c->grub_args)];
-			snprintf(words, sizeof(words), "%s", c->grub_args);
+			char words[sizeof(c->grub.args)];
+			snprintf(words, sizeof(words), "%s", c->grub.args);
 			for (char *save = NULL, *w = strtok_r(words, " \t", &save); w; w = strtok_r(NULL, " \t", &save))
 				arg(a, w);
 		}

@@ -30,8 +30,8 @@ static void example_config(void **state)
 	free(text);
 	assert_true(conf.has_check && conf.has_devkvm && conf.has_kvm && conf.has_grub && conf.has_hugepages);
 	assert_int_equal(conf.kvm_nested, KB_YES);
-	assert_int_equal(conf.grub_iommu, KB_YES);
-	assert_string_equal(conf.grub_args, "iommu=pt");
+	assert_true(conf.grub.iommu);
+	assert_string_equal(conf.grub.args, "iommu=pt");
 	assert_int_equal(conf.hugepages_count, -1);
 	assert_string_equal(conf.hugepages_for_domains, "/etc/libvirt/qemu");
 	assert_string_equal(conf.hugepages_size, "2M");

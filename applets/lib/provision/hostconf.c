@@ -13,7 +13,6 @@
 #include "kvmbox/virt/domxml.h"
 #include "kvmbox/net/fetch.h"
 #include "kvmbox/provision/hostconf.h"
-#include "kvmbox/host/kargs.h"
 #include "kvmbox/net/net.h"
 
 struct parse {
@@ -105,20 +104,8 @@ static int global_key(struct parse *p, const char *section, const char *key, con
 		if (!strcmp(key, "persist"))
 			return set_bool(p, key, value, &c->kvm_persist);
 	} else if (!strcmp(section, "grub")) {
-		if (!strcmp(key, "args")) {
-			if (!plain_value(value, true) || strlen(value) >= sizeof(c->grub_args))
-				return FAIL("args: '%s' is not a list of kernel arguments", value);
-			char words[sizeof(c->grub_args)];
-			snprintf(words, sizeof(words), "%s", value);
-			for (char *save = NULL, *w = strtok_r(words, " \t", &save); w; w = strtok_r(NULL, " \t", &save))
-				if (!kb_karg_valid(w))
-					return FAIL("args: '%s' is not a kernel argument (letters, digits and ._,:=/+-@ only; not starting with '-')", w);
-			return COPY(c->grub_args, value), 1;
-		}
-		if (!strcmp(key, "iommu"))
-			return set_bool(p, key, value, &c->grub_iommu);
-		if (!strcmp(key, "update"))
-			return set_bool(p, key, value, &c->grub_update);
+		struct kb_error err = { 0 };
+		return setter_result(p, kb_grubargs_spec_set(&c->grub, key, value, &err), &err);
 	} else if (!strcmp(section, "hugepages")) {
 		if (!strcmp(key, "count")) {
 			if (!parse_long(value, 0, 10000000, &n))
@@ -463,7 +450,7 @@ static int check_complete(const char *path, struct kb_hostconf *c, struct kb_err
 		return fail_at(err, path, c->hugepages_line, "[hugepages] needs exactly one of count = N or for-domains = DIR");
 	if (c->has_pci && !c->pci_prepare[0])
 		return fail_at(err, path, c->pci_line, "[pci] needs prepare = ADDR...");
-	if (c->has_grub && !c->grub_args[0] && c->grub_iommu != KB_YES)
+	if (c->has_grub && !c->grub.args[0] && !c->grub.iommu)
 		return fail_at(err, path, c->grub_line, "[grub] needs args = ... or iommu = yes");
 	return 0;
 }
@@ -473,8 +460,9 @@ int kb_hostconf_parse(const char *text, size_t len, const char *path, struct kb_
 {
 	memset(conf, 0, sizeof(*conf));
 	conf->check_stop_on_fail = conf->kvm_nested = conf->kvm_persist = KB_UNSET;
-	conf->grub_iommu = conf->grub_update = conf->hugepages_persist = conf->pci_persist = KB_UNSET;
+	conf->hugepages_persist = conf->pci_persist = KB_UNSET;
 	kb_devkvm_spec_init(&conf->devkvm);
+	kb_grubargs_spec_init(&conf->grub);
 	conf->hugepages_count = -1;
 	conf->hugepages_node = -1;
 	/* A UTF-8 byte order mark (editors on other systems write one): not part of the first line. */

@@ -6,7 +6,7 @@
  *
  *   [check]            stop-on-fail = yes|no
  *   [kvm]              nested = yes|no, persist = yes|no
- *   [grub]             args = ARG..., iommu = yes|no, update = yes|no
+ *   [grub]             args = ARG..., iommu = yes|no, update = yes|no, var = GRUB_CMDLINE_LINUX[_DEFAULT]
  *   [pci]              prepare = ADDR..., persist = yes|no
  *   [hugepages]        count = N, size = 2M|1G, node = N, reserve = SIZE, persist = yes|no, for-domains = DIR
  *   [devkvm]           group = NAME, persist = yes|no
@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include "kvmbox/core/error.h"
 #include "kvmbox/host/devkvm.h"
+#include "kvmbox/host/grubargs.h"
 
 #define KB_HOSTCONF_MAX_ITEMS 16
 #define KB_HOSTCONF_MAX_ADDRS 8
@@ -69,8 +70,6 @@ struct kb_hostconf {
 	unsigned check_line, kvm_line, grub_line, hugepages_line, devkvm_line, pci_line; /* where those sections start */
 	enum kb_tristate check_stop_on_fail;
 	enum kb_tristate kvm_nested, kvm_persist;
-	char grub_args[1024];
-	enum kb_tristate grub_iommu, grub_update;
 	long hugepages_count; /* -1: unset */
 	char hugepages_size[8];
 	int hugepages_node; /* -1: all */
@@ -80,6 +79,7 @@ struct kb_hostconf {
 	char pci_prepare[512]; /* PCI addresses for vfio-pci, blank-separated */
 	enum kb_tristate pci_persist;
 	struct kb_devkvm_spec devkvm; /* [devkvm], set by kb_devkvm_spec_set as `kvmbox devkvm`'s options are */
+	struct kb_grubargs_spec grub; /* [grub], set by kb_grubargs_spec_set as `kvmbox grub-args`'s options are */
 	struct kb_conf_bridge bridge[KB_HOSTCONF_MAX_ITEMS];
 	struct kb_conf_bundle bundle[KB_HOSTCONF_MAX_ITEMS];
 	struct kb_conf_domain domain[KB_HOSTCONF_MAX_ITEMS];
