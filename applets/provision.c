@@ -181,12 +181,12 @@ static void build_command(const struct provision *p, const struct step *s, bool 
 		arg(a, "hugepages");
 		arg(a, "set");
 		char number[32];
-		if (c->hugepages_count >= 0) {
-			snprintf(number, sizeof(number), "%ld", c->hugepages_count);
+		if (c->hugepages.count >= 0) {
+			snprintf(number, sizeof(number), "%ld", c->hugepages.count);
 			arg(a, number);
 		} else {
 			char option[PATH_MAX + 16];
-			snprintf(option, sizeof(option), "--for-domains=%s", c->hugepages_for_domains);
+			snprintf(option, sizeof(option), "--for-domains=%s", c->hugepages.for_domains);
 			arg(a, option);
 			/* Domains made from words are counted as their words say (they may not exist yet). */
 			for (int i = 0; i < c->domain_count; i++) {
@@ -200,14 +200,19 @@ static void build_command(const struct provision *p, const struct step *s, bool 
 				arg(a, option);
 			}
 		}
-		arg_pair(a, "--size", c->hugepages_size);
-		if (c->hugepages_node >= 0) {
-			snprintf(number, sizeof(number), "%d", c->hugepages_node);
+		if (c->hugepages.size_kb) {
+			snprintf(number, sizeof(number), "%luk", c->hugepages.size_kb);
+			arg_pair(a, "--size", number);
+		}
+		if (c->hugepages.node >= 0) {
+			snprintf(number, sizeof(number), "%d", c->hugepages.node);
 			arg_pair(a, "--node", number);
 		}
-		if (c->hugepages_reserve[0])
-			arg_pair(a, "--reserve", c->hugepages_reserve);
-		arg_if(a, c->hugepages_persist == KB_YES, "--persist");
+		if (c->hugepages.reserve_kb >= 0) {
+			snprintf(number, sizeof(number), "%lldK", c->hugepages.reserve_kb);
+			arg_pair(a, "--reserve", number);
+		}
+		arg_if(a, c->hugepages.persist, "--persist");
 		break;
 	}
 	case STEP_BRIDGE: {
