@@ -92,11 +92,11 @@ static int list_args(struct kb_ctx *ctx, const struct kb_grubargs_spec *spec)
 	return KB_EXIT_OK;
 }
 
-/* Whether a failed change already says why (its note is its row): not said twice. */
-static bool failure_shown(const struct kb_plan *plan)
+/* Whether a failed change's row already says what @err says (its note): not said twice. */
+static bool failure_shown(const struct kb_plan *plan, const struct kb_error *err)
 {
 	for (size_t i = 0; i < plan->count; i++)
-		if (plan->change[i].status == KB_FAILED && plan->change[i].note)
+		if (plan->change[i].status == KB_FAILED && plan->change[i].note && !strcmp(plan->change[i].note, err->what))
 			return true;
 	return false;
 }
@@ -165,7 +165,7 @@ int grub_args_main(struct kb_ctx *ctx, int argc, char **argv)
 		rc = kb_grubargs_apply(ctx, &spec, &plan, &err);
 	kb_plan_print(ctx, &plan);
 	if (rc < 0) {
-		if (!failure_shown(&plan))
+		if (!failure_shown(&plan, &err))
 			kb_say_failure(ctx, &err);
 		return KB_EXIT_FAILURE;
 	}

@@ -95,11 +95,11 @@ static int show(struct kb_ctx *ctx)
 	return KB_EXIT_OK;
 }
 
-/* Whether a failed change already says why (its note is its row): not said twice. */
-static bool failure_shown(const struct kb_plan *plan)
+/* Whether a failed change's row already says what @err says (its note): not said twice. */
+static bool failure_shown(const struct kb_plan *plan, const struct kb_error *err)
 {
 	for (size_t i = 0; i < plan->count; i++)
-		if (plan->change[i].status == KB_FAILED && plan->change[i].note)
+		if (plan->change[i].status == KB_FAILED && plan->change[i].note && !strcmp(plan->change[i].note, err->what))
 			return true;
 	return false;
 }
@@ -189,7 +189,7 @@ int hugepages_main(struct kb_ctx *ctx, int argc, char **argv)
 		rc = kb_hugepages_apply(ctx, &spec, &plan, &err);
 	kb_plan_print(ctx, &plan);
 	if (rc < 0) {
-		if (!failure_shown(&plan))
+		if (!failure_shown(&plan, &err))
 			kb_say_failure(ctx, &err);
 		return KB_EXIT_FAILURE;
 	}

@@ -455,7 +455,7 @@ static int run_update(const struct kb_ctx *ctx, struct kb_change *c, struct kb_e
 		snprintf(msg, sizeof(msg), "exited with status %d", status);
 	kb_change_note(c, "%s %s", c->path, msg);
 	kb_change_hint(c, "fix what it reported, then run it again; the new arguments are in place");
-	return kb_fail(err, status < 0 ? run_err.errnum : 0, NULL, "%s %s", c->path, msg);
+	return kb_fail(err, 0, NULL, "%s", c->note);
 }
 
 int kb_grubargs_apply(const struct kb_ctx *ctx, const struct kb_grubargs_spec *spec, struct kb_plan *plan,

@@ -642,7 +642,12 @@ int kb_hugepages_apply(const struct kb_ctx *ctx, const struct kb_hugepages_spec 
 		default: continue; /* grub-args' own, below */
 		}
 		if (rc < 0) {
+			/* A failed row says why: the note stays only when it is the failure (a short allocation). */
 			c->status = KB_FAILED;
+			if (c->note && (!err || strcmp(c->note, err->what))) {
+				free(c->note);
+				c->note = NULL;
+			}
 			return -1;
 		}
 		c->status = KB_CHANGED;
