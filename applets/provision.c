@@ -96,23 +96,9 @@ static void build_command(const struct kb_provision *p, const struct kb_provisio
 	case KB_STEP_CHECK:
 	case KB_STEP_KVM:
 	case KB_STEP_DEVKVM:
+	case KB_STEP_GRUB:
+	case KB_STEP_HUGEPAGES:
 		return; /* on the library's typed plan/apply */
-	case KB_STEP_GRUB: {
-		arg(a, "grub-args");
-		arg_if(a, c->grub_iommu == KB_YES, "--iommu");
-		arg_if(a, c->grub_update == KB_NO, "--no-update");
-		arg_if(a, dry_run, "--dry-run");
-		if (c->grub_args[0]) {
-			/* After "--": a value from the config is a kernel argument, never an option. */
-			arg(a, "add");
-			arg(a, "--");
-			char words[sizeof(c->grub_args)];
-			snprintf(words, sizeof(words), "%s", c->grub_args);
-			for (char *save = NULL, *w = strtok_r(words, " \t", &save); w; w = strtok_r(NULL, " \t", &save))
-				arg(a, w);
-		}
-		return;
-	}
 	case KB_STEP_PCI: {
 		arg(a, "pci");
 		arg(a, "prepare");
@@ -124,39 +110,6 @@ static void build_command(const struct kb_provision *p, const struct kb_provisio
 		for (char *save = NULL, *w = strtok_r(words, " \t", &save); w; w = strtok_r(NULL, " \t", &save))
 			arg(a, w);
 		return;
-	}
-	case KB_STEP_HUGEPAGES: {
-		arg(a, "hugepages");
-		arg(a, "set");
-		char number[32];
-		if (c->hugepages_count >= 0) {
-			snprintf(number, sizeof(number), "%ld", c->hugepages_count);
-			arg(a, number);
-		} else {
-			char option[PATH_MAX + 16];
-			snprintf(option, sizeof(option), "--for-domains=%s", c->hugepages_for_domains);
-			arg(a, option);
-			/* Domains made from words are counted as their words say (they may not exist yet). */
-			for (int i = 0; i < c->domain_count; i++) {
-				const struct kb_conf_domain *d = &c->domain[i];
-				if (!d->words_len || !d->hugepages)
-					continue;
-				if (d->hugepage_kib)
-					snprintf(option, sizeof(option), "--with-domain=%s=%lluk@%luk", d->name, d->memory_kib, d->hugepage_kib);
-				else
-					snprintf(option, sizeof(option), "--with-domain=%s=%lluk", d->name, d->memory_kib);
-				arg(a, option);
-			}
-		}
-		arg_pair(a, "--size", c->hugepages_size);
-		if (c->hugepages_node >= 0) {
-			snprintf(number, sizeof(number), "%d", c->hugepages_node);
-			arg_pair(a, "--node", number);
-		}
-		if (c->hugepages_reserve[0])
-			arg_pair(a, "--reserve", c->hugepages_reserve);
-		arg_if(a, c->hugepages_persist == KB_YES, "--persist");
-		break;
 	}
 	case KB_STEP_BRIDGE: {
 		const struct kb_conf_bridge *b = &c->bridge[s->item];

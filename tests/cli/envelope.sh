@@ -25,7 +25,7 @@ applets_that_change_things() {
 	cp tests/fixtures/grub/debian.grub "$r/etc/default/grub"
 	run --root "$r" grub-args --no-update add iommu=pt --json
 	expect_eq "grub-args: a kernel argument takes effect at the next boot" "$(envelope)" \
-		"grub-args changed=true failed=false reboot=true rows=reboot-required"
+		"grub-args changed=true failed=false reboot=true rows=changed,reboot-required"
 	local f
 	mkdir -p "$r/sys/kernel/mm/hugepages/hugepages-2048kB"
 	for f in nr free resv surplus; do echo 0 >"$r/sys/kernel/mm/hugepages/hugepages-2048kB/${f}_hugepages"; done

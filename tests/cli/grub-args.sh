@@ -46,9 +46,36 @@ test_debian_default_add_iommu() {
 	r=$(grub_root debian.grub amd-svm-2.txt)
 	run --root "$r" grub-args --iommu --no-update --dry-run
 	expect_rc 0
-	expect_eq "amd dry run" "$OUT" 'would-change  grub  /etc/default/grub: GRUB_CMDLINE_LINUX_DEFAULT="quiet amd_iommu=on iommu=pt"'
+	expect_eq "amd dry run" "$OUT" 'would-change  grub                        /etc/default/grub: 1 line added, 1 removed
+would-change  GRUB_CMDLINE_LINUX_DEFAULT  quiet -> quiet amd_iommu=on iommu=pt'
 	cmp -s "$FIX/debian.grub" "$r/etc/default/grub" || fail "dry run changed the file"
 	expect_file_missing "$r/etc/default/grub.kvmbox-bak"
+}
+
+# The plan is what the run does: the same items, before and after (the file's whole texts),
+# and --diff shows the line that changes.
+test_dry_run_equals_run() {
+	local r planned
+	r=$(grub_root debian.grub)
+	mkdir -p "$r/usr/sbin" "$r/var/log" "$r/etc/kernel"
+	cp "$HELPERS/static/record-exec" "$r/usr/sbin/update-grub"
+	printf 'root=UUID=1234 ro quiet\n' >"$r/etc/kernel/cmdline"
+	run --root "$r" grub-args --iommu --dry-run --json
+	expect_rc 0
+	planned=$(printf '%s' "$OUT" | jq -c '.changes | map([.item, .before, .after])')
+	expect_eq "planned items" "$(jq -c 'map(.[0])' <<<"$planned")" '["grub","GRUB_CMDLINE_LINUX_DEFAULT","kernel-cmdline","update"]'
+	expect_eq "planned file" "$(jq -r '.[0][2]' <<<"$planned")" "$(sed 's/^GRUB_CMDLINE_LINUX_DEFAULT=.*/GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on iommu=pt"/' "$FIX/debian.grub")"
+	expect_eq "planned values" "$(jq -c '.[1:]' <<<"$planned")" \
+		'[["GRUB_CMDLINE_LINUX_DEFAULT","quiet","quiet intel_iommu=on iommu=pt"],["kernel-cmdline","root=UUID=1234 ro quiet","root=UUID=1234 ro quiet intel_iommu=on iommu=pt"],["update","not run","ran /usr/sbin/update-grub"]]'
+	cmp -s "$FIX/debian.grub" "$r/etc/default/grub" || fail "dry run changed the file"
+	expect_file_missing "$r/var/log/kvmbox-record"
+	run --root "$r" grub-args --iommu --dry-run --diff
+	expect_match "diff" "$OUT" $'\n-GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n\\+GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on iommu=pt"'
+	run --root "$r" grub-args --iommu --json
+	expect_rc 0
+	expect_eq "applied changes" "$(printf '%s' "$OUT" | jq -c '.changes | map([.item, .before, .after])')" "$planned"
+	expect_eq "statuses" "$(printf '%s' "$OUT" | jq -c '[.changes[].status]')" '["changed","reboot-required","reboot-required","reboot-required"]'
+	expect_eq "ran" "$(grep -c '^argv' "$r/var/log/kvmbox-record")" 1
 }
 
 test_fedora_edits_grub_cmdline_linux() {
@@ -259,8 +286,9 @@ test_kernel_cmdline_on_bls_systems() {
 	printf 'root=UUID=1234 ro rhgb quiet\n' >"$r/etc/kernel/cmdline"
 	run --root "$r" grub-args --no-update --iommu
 	expect_rc 0
-	expect_eq "rows" "$OUT" 'reboot-required  grub            /etc/default/grub: GRUB_CMDLINE_LINUX="rd.lvm.lv=fedora/root rd.lvm.lv=fedora/swap rhgb quiet intel_iommu=on iommu=pt"
-reboot-required  kernel-cmdline  /etc/kernel/cmdline: root=UUID=1234 ro rhgb quiet intel_iommu=on iommu=pt'
+	expect_eq "rows" "$OUT" 'changed          grub                /etc/default/grub: 1 line added, 1 removed
+reboot-required  GRUB_CMDLINE_LINUX  rd.lvm.lv=fedora/root rd.lvm.lv=fedora/swap rhgb quiet -> rd.lvm.lv=fedora/root rd.lvm.lv=fedora/swap rhgb quiet intel_iommu=on iommu=pt
+reboot-required  kernel-cmdline      root=UUID=1234 ro rhgb quiet -> root=UUID=1234 ro rhgb quiet intel_iommu=on iommu=pt'
 	expect_eq "cmdline file" "$(cat "$r/etc/kernel/cmdline")" "root=UUID=1234 ro rhgb quiet intel_iommu=on iommu=pt"
 }
 
@@ -272,10 +300,11 @@ test_grub_d_overrides_are_reported() {
 	printf 'GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT init_on_alloc=0"\n' >"$r/etc/default/grub.d/60-extra.cfg"
 	run --root "$r" grub-args --no-update add iommu=pt
 	expect_rc 0
-	expect_eq "rows" "$OUT" 'reboot-required  grub    /etc/default/grub: GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt"
-WARN             grub.d  /etc/default/grub.d/50-cloudimg-settings.cfg:2 sets GRUB_CMDLINE_LINUX_DEFAULT after /etc/default/grub and overrides it
-                         hint: change or remove that line; GRUB reads it last
-INFO             grub.d  /etc/default/grub.d/60-extra.cfg:1 extends GRUB_CMDLINE_LINUX_DEFAULT (kept)'
+	expect_eq "rows" "$OUT" 'changed          grub                        /etc/default/grub: 1 line added, 1 removed
+reboot-required  GRUB_CMDLINE_LINUX_DEFAULT  quiet -> quiet iommu=pt
+WARN             grub.d                      /etc/default/grub.d/50-cloudimg-settings.cfg:2 sets GRUB_CMDLINE_LINUX_DEFAULT after /etc/default/grub and overrides it
+                                             hint: change or remove that line; GRUB reads it last
+INFO             grub.d                      /etc/default/grub.d/60-extra.cfg:1 extends GRUB_CMDLINE_LINUX_DEFAULT (kept)'
 }
 
 # The update command: found in the system being changed and run there (chroot), recorded by a stub.
@@ -286,7 +315,7 @@ test_update_command_runs() {
 	cp "$HELPERS/static/record-exec" "$r/usr/sbin/update-grub"
 	run --root "$r" grub-args add iommu=pt
 	expect_rc 0
-	expect_match "update row" "$OUT" "changed          update  ran /usr/sbin/update-grub"
+	expect_match "update row" "$OUT" "reboot-required  update                      not run -> ran /usr/sbin/update-grub"
 	expect_eq "recorded" "$(grep -E '^(argv|grub: GRUB_CMDLINE_LINUX_DEFAULT)' "$r/var/log/kvmbox-record")" \
 		'argv: /usr/sbin/update-grub
 grub: GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt"'
@@ -298,7 +327,8 @@ grub: GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt"'
 	cp "$HELPERS/static/record-exec" "$r/usr/sbin/grub-mkconfig"
 	RECORD_EXIT=3 run --root "$r" grub-args add intel_iommu=on
 	expect_rc 1
-	expect_match "failed row" "$OUT" "failed           update  /usr/sbin/grub-mkconfig exited with status 3"
+	expect_match "failed row" "$OUT" "failed           update                      /usr/sbin/grub-mkconfig exited with status 3"
+	expect_eq "said once" "$ERR" ""
 	expect_eq "mkconfig argv" "$(grep '^argv' "$r/var/log/kvmbox-record" | tail -1)" "argv: /usr/sbin/grub-mkconfig -o /boot/grub/grub.cfg"
 	expect_eq "edit kept" "$(sourced "$r/etc/default/grub" GRUB_CMDLINE_LINUX_DEFAULT)" "quiet iommu=pt intel_iommu=on"
 }
@@ -326,6 +356,7 @@ test_failed_write_leaves_original() {
 }
 
 t test_debian_default_add_iommu
+t test_dry_run_equals_run
 t test_fedora_edits_grub_cmdline_linux
 t test_key_value_replaces_in_place
 t test_unquoted_value_gains_quotes

@@ -46,16 +46,16 @@ test_set_and_idempotency() {
 	local r
 	r=$(numa_root)
 	run --root "$r" hugepages set 2048 --dry-run
-	expect_eq "dry run" "$OUT" "would-change  pool  1024 -> 2048 x 2M pages"
+	expect_eq "dry run" "$OUT" "would-change  pool  1024 -> 2048 (2M pages)"
 	expect_eq "untouched" "$(cat "$r/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages")" 1024
 	run --root "$r" hugepages set 2048
 	expect_rc 0
-	expect_eq "set" "$OUT" "changed  pool  1024 -> 2048 x 2M pages (read back)"
+	expect_eq "set" "$OUT" "changed  pool  1024 -> 2048 (2M pages, read back)"
 	expect_eq "written" "$(cat "$r/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages")" 2048
 	run --root "$r" hugepages set 2048
-	expect_eq "second run" "$OUT" "unchanged  pool  2048 x 2M pages"
+	expect_eq "second run" "$OUT" "unchanged  pool  2048 (2M pages)"
 	run --root "$r" hugepages set 4 --size 1G --node 1
-	expect_eq "node" "$OUT" "changed  pool  0 -> 4 x 1G pages on node 1 (read back)"
+	expect_eq "node" "$OUT" "changed  pool  0 -> 4 (1G pages on node 1, read back)"
 	expect_eq "node file" "$(cat "$r/sys/devices/system/node/node1/hugepages/hugepages-1048576kB/nr_hugepages")" 4
 }
 
@@ -95,7 +95,7 @@ test_over_memory_is_refused() {
 	run --root "$r" hugepages set 30542 --dry-run
 	expect_rc 0
 	run --root "$r" hugepages set 31000 --reserve 1G --dry-run
-	expect_eq "smaller reserve" "$OUT" "would-change  pool  1024 -> 31000 x 2M pages"
+	expect_eq "smaller reserve" "$OUT" "would-change  pool  1024 -> 31000 (2M pages)"
 	# The other size's pool counts: 40 x 1G leaves 22 GiB for 2M pages.
 	echo 40 >"$r/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages"
 	run --root "$r" hugepages set 20000
@@ -116,7 +116,7 @@ test_over_memory_is_refused() {
 	printf '[hugepages]\ncount = 9000000\n' >"$TESTS_TMP/huge.conf"
 	run --root "$r" provision "$TESTS_TMP/huge.conf"
 	expect_rc 1
-	expect_match "provision" "$ERR" "huge.conf:1: \[hugepages\] cannot be applied: kvmbox hugepages: refused 9000000 x 2M pages: .*; nothing changed"
+	expect_match "provision" "$ERR" "huge.conf:1: \[hugepages\] cannot be applied: refused 9000000 x 2M pages: .*; nothing changed"
 	expect_eq "pool untouched by provision" "$(cat "$knob")" 1024
 	run --root "$r" hugepages set 99999999999999999999
 	expect_rc 2
@@ -133,17 +133,17 @@ test_for_domains() {
 	run --root "$r" hugepages --for-domains
 	expect_rc 0
 	expect_eq "2M" "$OUT" "INFO     domains  2 domains on 2M hugepages in /etc/libvirt/qemu: 6144 MiB -> 3072 pages (db, web)
-changed  pool     1024 -> 3072 x 2M pages (read back)"
+changed  pool     1024 -> 3072 (2M pages, read back)"
 	run --root "$r" hugepages set --for-domains=/etc/libvirt/qemu --size 1G --dry-run
 	expect_eq "1G" "$OUT" "INFO          domains  1 domain on 1G hugepages in /etc/libvirt/qemu: 8192 MiB -> 8 pages (nfv)
-would-change  pool     0 -> 8 x 1G pages"
+would-change  pool     0 -> 8 (1G pages)"
 	# Domains about to be made or changed count as their words say, in place of their file:
 	# web's file says 4 GiB, the words 1 GiB; nfv1 is new; big is on another page size.
 	run --root "$r" hugepages set --for-domains=/etc/libvirt/qemu --with-domain web=1G --with-domain nfv1=2G \
 		--with-domain big=8G@1G --dry-run
 	expect_rc 0
 	expect_eq "with domains" "$OUT" "INFO          domains  3 domains on 2M hugepages in /etc/libvirt/qemu: 5120 MiB -> 2560 pages (db, web, nfv1)
-would-change  pool     3072 -> 2560 x 2M pages"
+would-change  pool     3072 -> 2560 (2M pages)"
 	run --root "$r" hugepages set --for-domains --with-domain web --dry-run
 	expect_rc 2
 	run --root "$r" hugepages set 4 --with-domain web=1G --dry-run
@@ -163,8 +163,8 @@ test_persist() {
 	t=$(mktemp -d "$TESTS_TMP/target.XXXXXX")
 	run --root "$r" --target "$t" hugepages set 1024 --persist
 	expect_rc 0
-	expect_eq "rows" "$OUT" "unchanged  pool    1024 x 2M pages
-changed    sysctl  /etc/sysctl.d/80-kvmbox-hugepages.conf: vm.nr_hugepages = 1024"
+	expect_eq "rows" "$OUT" "unchanged  pool    1024 (2M pages)
+changed    sysctl  /etc/sysctl.d/80-kvmbox-hugepages.conf created (vm.nr_hugepages = 1024)"
 	expect_eq "file" "$(cat "$t/etc/sysctl.d/80-kvmbox-hugepages.conf")" "# Written by kvmbox hugepages --persist
 vm.nr_hugepages = 1024"
 	run --root "$r" --target "$t" hugepages set 1024 --persist
@@ -187,9 +187,40 @@ vm.nr_hugepages = 1024"
 	cp tests/fixtures/grub/debian.grub "$t/etc/default/grub"
 	run --root "$r" --target "$t" hugepages set 0 --size 1G --persist
 	expect_rc 0
-	expect_match "grub row" "$OUT" 'reboot-required  grub +/etc/default/grub: GRUB_CMDLINE_LINUX_DEFAULT="quiet hugepagesz=1G hugepages=0"'
+	expect_match "grub row" "$OUT" 'reboot-required  GRUB_CMDLINE_LINUX_DEFAULT +quiet -> quiet hugepagesz=1G hugepages=0'
+	expect_eq "grub file" "$(grep ^GRUB_CMDLINE_LINUX_DEFAULT= "$t/etc/default/grub")" 'GRUB_CMDLINE_LINUX_DEFAULT="quiet hugepagesz=1G hugepages=0"'
+	cmp -s tests/fixtures/grub/debian.grub "$t/etc/default/grub.kvmbox-bak" || fail "no backup of the grub file"
 	run --root "$r" hugepages set 1 --persist --node 0
 	expect_rc 2
+}
+
+# The plan is what the run does: the same items, before and after, from the pool to the
+# kernel arguments that keep a 1G pool (grub-args' changes in hugepages' plan).
+test_dry_run_equals_run() {
+	local r t planned
+	r=$(numa_root)
+	t=$(mktemp -d "$TESTS_TMP/target.XXXXXX")
+	mkdir -p "$t/etc/default"
+	cp tests/fixtures/grub/debian.grub "$t/etc/default/grub"
+	run --root "$r" --target "$t" hugepages set 2 --size 1G --persist --dry-run --json
+	expect_rc 0
+	planned=$(printf '%s' "$OUT" | jq -c '.changes | map([.item, .before, .after])')
+	expect_eq "planned values" "$(jq -c 'map(select(.[0] != "grub"))' <<<"$planned")" \
+		'[["pool","0","2"],["GRUB_CMDLINE_LINUX_DEFAULT","quiet","quiet hugepagesz=1G hugepages=2"],["update","no update-grub, grub-mkconfig or grub2-mkconfig found","no update-grub, grub-mkconfig or grub2-mkconfig found"]]'
+	expect_eq "pool untouched" "$(cat "$r/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages")" 0
+	cmp -s tests/fixtures/grub/debian.grub "$t/etc/default/grub" || fail "dry run changed the grub file"
+	run --root "$r" --target "$t" hugepages set 2 --size 1G --persist --json
+	expect_rc 0
+	expect_eq "applied changes" "$(printf '%s' "$OUT" | jq -c '.changes | map([.item, .before, .after])')" "$planned"
+	expect_eq "statuses" "$(printf '%s' "$OUT" | jq -c '[.changes[].status]')" '["changed","changed","reboot-required","WARN"]'
+	expect_eq "pool" "$(cat "$r/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages")" 2
+	# The default size: the pool and the sysctl.d file, whole.
+	run --root "$r" --target "$t" hugepages set 1500 --persist --dry-run --json
+	planned=$(printf '%s' "$OUT" | jq -c '.changes | map([.item, .before, .after])')
+	expect_eq "planned sysctl" "$planned" '[["pool","1024","1500"],["sysctl",null,"# Written by kvmbox hugepages --persist\nvm.nr_hugepages = 1500\n"]]'
+	expect_file_missing "$t/etc/sysctl.d/80-kvmbox-hugepages.conf"
+	run --root "$r" --target "$t" hugepages set 1500 --persist --json
+	expect_eq "applied sysctl" "$(printf '%s' "$OUT" | jq -c '.changes | map([.item, .before, .after])')" "$planned"
 }
 
 test_bad_input() {
@@ -273,6 +304,7 @@ t test_short_allocation_fails
 t test_over_memory_is_refused
 t test_for_domains
 t test_persist
+t test_dry_run_equals_run
 t test_bad_input
 t test_this_machine
 done_testing

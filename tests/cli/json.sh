@@ -103,7 +103,8 @@ bytes_that_are_not_utf8() {
 	run --root "$r" grub-args --no-update add iommu=pt --json
 	expect_rc 0
 	is_json "Latin-1 grub-args add"
-	expect_match "the row shows the value" "$(member '.rows[0].message')" 'splash=café ÿþ iommu=pt'
+	expect_eq "the row shows the value" "$(member '.rows[1].message')" '"quiet splash=café ÿþ -> quiet splash=café ÿþ iommu=pt"'
+	expect_match "the change has the file's text" "$(member '.changes[0].after')" 'Maïs: GRUB en français.*splash=café ÿþ iommu=pt'
 	# The file keeps its own bytes.
 	expect_eq "bytes kept" "$(grep -c $'caf\xe9 \xff\xfe iommu=pt' "$r/etc/default/grub")" 1
 	# Valid UTF-8 passes as it is, NUL-free controls are escaped.

@@ -11,11 +11,11 @@
 #include "kvmbox/host/checks.h"
 #include "kvmbox/host/devkvm.h"
 #include "kvmbox/host/kvmload.h"
+#include "kvmbox/host/hugepages.h"
 #include "kvmbox/virt/domnew.h"
 #include "kvmbox/virt/domxml.h"
 #include "kvmbox/net/fetch.h"
 #include "kvmbox/provision/hostconf.h"
-#include "kvmbox/host/kargs.h"
 #include "kvmbox/net/net.h"
 
 struct parse {
@@ -97,7 +97,6 @@ static int set_bool(struct parse *p, const char *key, const char *value, enum kb
 static int global_key(struct parse *p, const char *section, const char *key, const char *value)
 {
 	struct kb_hostconf *c = p->conf;
-	long n;
 	if (!strcmp(section, "check")) {
 		struct kb_error err = { 0 };
 		return setter_result(p, kb_check_spec_set(&c->check, key, value, &err), &err);
@@ -105,49 +104,11 @@ static int global_key(struct parse *p, const char *section, const char *key, con
 		struct kb_error err = { 0 };
 		return setter_result(p, kb_kvmload_spec_set(&c->kvm, key, value, &err), &err);
 	} else if (!strcmp(section, "grub")) {
-		if (!strcmp(key, "args")) {
-			if (!plain_value(value, true) || strlen(value) >= sizeof(c->grub_args))
-				return FAIL("args: '%s' is not a list of kernel arguments", value);
-			char words[sizeof(c->grub_args)];
-			snprintf(words, sizeof(words), "%s", value);
-			for (char *save = NULL, *w = strtok_r(words, " \t", &save); w; w = strtok_r(NULL, " \t", &save))
-				if (!kb_karg_valid(w))
-					return FAIL("args: '%s' is not a kernel argument (letters, digits and ._,:=/+-@ only; not starting with '-')", w);
-			return COPY(c->grub_args, value), 1;
-		}
-		if (!strcmp(key, "iommu"))
-			return set_bool(p, key, value, &c->grub_iommu);
-		if (!strcmp(key, "update"))
-			return set_bool(p, key, value, &c->grub_update);
+		struct kb_error err = { 0 };
+		return setter_result(p, kb_grubargs_spec_set(&c->grub, key, value, &err), &err);
 	} else if (!strcmp(section, "hugepages")) {
-		if (!strcmp(key, "count")) {
-			if (!parse_long(value, 0, 10000000, &n))
-				return FAIL("count: '%s' is not a number of pages (0 to 10000000)", value);
-			return c->hugepages_count = n, 1;
-		}
-		if (!strcmp(key, "size")) {
-			if (strcasecmp(value, "2M") && strcasecmp(value, "1G"))
-				return FAIL("size: '%s' is not 2M or 1G", value);
-			return COPY(c->hugepages_size, value), 1;
-		}
-		if (!strcmp(key, "node")) {
-			if (!parse_long(value, 0, 1023, &n))
-				return FAIL("node: '%s' is not a NUMA node number", value);
-			return c->hugepages_node = (int)n, 1;
-		}
-		if (!strcmp(key, "persist"))
-			return set_bool(p, key, value, &c->hugepages_persist);
-		if (!strcmp(key, "reserve")) {
-			unsigned long long bytes;
-			if (kb_size_parse(value, &bytes) < 0 || strlen(value) >= sizeof(c->hugepages_reserve))
-				return FAIL("reserve: '%s' is not a size (512M, 2G)", value);
-			return COPY(c->hugepages_reserve, value), 1;
-		}
-		if (!strcmp(key, "for-domains")) {
-			if (!absolute_path(value, sizeof(c->hugepages_for_domains)))
-				return FAIL("for-domains: '%s' is not an absolute directory", value);
-			return COPY(c->hugepages_for_domains, value), 1;
-		}
+		struct kb_error err = { 0 };
+		return setter_result(p, kb_hugepages_spec_set(&c->hugepages, key, value, &err), &err);
 	} else if (!strcmp(section, "pci")) {
 		if (!strcmp(key, "prepare")) {
 			/* PCI addresses only: 0000:81:00.3, 81:00.3, pci_0000_81_00_3. */
@@ -459,11 +420,11 @@ static int check_complete(const char *path, struct kb_hostconf *c, struct kb_err
 			return fail_at(err, path, d->line, why);
 		}
 	}
-	if (c->has_hugepages && (c->hugepages_count < 0) == !c->hugepages_for_domains[0])
+	if (c->has_hugepages && (c->hugepages.count < 0) == !c->hugepages.for_domains[0])
 		return fail_at(err, path, c->hugepages_line, "[hugepages] needs exactly one of count = N or for-domains = DIR");
 	if (c->has_pci && !c->pci_prepare[0])
 		return fail_at(err, path, c->pci_line, "[pci] needs prepare = ADDR...");
-	if (c->has_grub && !c->grub_args[0] && c->grub_iommu != KB_YES)
+	if (c->has_grub && !c->grub.args[0] && !c->grub.iommu)
 		return fail_at(err, path, c->grub_line, "[grub] needs args = ... or iommu = yes");
 	return 0;
 }
@@ -472,12 +433,12 @@ int kb_hostconf_parse(const char *text, size_t len, const char *path, struct kb_
 		      struct kb_error *err)
 {
 	memset(conf, 0, sizeof(*conf));
-	conf->grub_iommu = conf->grub_update = conf->hugepages_persist = conf->pci_persist = KB_UNSET;
 	kb_devkvm_spec_init(&conf->devkvm);
 	kb_kvmload_spec_init(&conf->kvm);
 	kb_check_spec_init(&conf->check);
-	conf->hugepages_count = -1;
-	conf->hugepages_node = -1;
+	conf->pci_persist = KB_UNSET;
+	kb_grubargs_spec_init(&conf->grub);
+	kb_hugepages_spec_init(&conf->hugepages);
 	/* A UTF-8 byte order mark (editors on other systems write one): not part of the first line. */
 	if (len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3))
 		text += 3, len -= 3;

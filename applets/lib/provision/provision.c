@@ -13,6 +13,8 @@
 #include "kvmbox/core/sysroot.h"
 #include "kvmbox/host/checks.h"
 #include "kvmbox/host/devkvm.h"
+#include "kvmbox/host/grubargs.h"
+#include "kvmbox/host/hugepages.h"
 #include "kvmbox/host/kvmload.h"
 #include "kvmbox/provision/provision.h"
 
@@ -162,6 +164,26 @@ static int summarize(struct kb_provision_step *s, int rc, const struct kb_error 
 	return 0;
 }
 
+/*
+ * [hugepages] with for-domains also counts the domains this config makes from
+ * words: they may not exist yet, so their words say what they will need.
+ */
+static void hugepages_spec(const struct kb_provision *p, struct kb_hugepages_spec *spec)
+{
+	*spec = p->conf.hugepages;
+	if (spec->count >= 0)
+		return;
+	for (int i = 0; i < p->conf.domain_count && spec->with_domain_count < KB_HUGEPAGES_DOMAINS_MAX; i++) {
+		const struct kb_conf_domain *d = &p->conf.domain[i];
+		if (!d->words_len || !d->hugepages)
+			continue;
+		struct kb_hugepages_domain *w = &spec->with_domain[spec->with_domain_count++];
+		snprintf(w->name, sizeof(w->name), "%s", d->name);
+		w->memory_kib = d->memory_kib;
+		w->page_kb = d->hugepage_kib;
+	}
+}
+
 /* The host checks, as a report: FAILs stop the run only with stop-on-fail (the steps after fix what they can). */
 static int check_step(struct kb_provision *p, struct kb_provision_step *s)
 {
@@ -195,6 +217,22 @@ static int run_step(struct kb_provision *p, struct kb_provision_step *s, bool ap
 		if (rc == 0 && apply)
 			rc = kb_kvmload_apply(p->ctx, &c->kvm, &s->plan, &err);
 		return summarize(s, rc, &err, NULL);
+	case KB_STEP_GRUB:
+		rc = kb_grubargs_plan(p->ctx, &c->grub, &s->plan, &err);
+		if (rc == 0 && apply)
+			rc = kb_grubargs_apply(p->ctx, &c->grub, &s->plan, &err);
+		return summarize(s, rc, &err, NULL);
+	case KB_STEP_HUGEPAGES: {
+		struct kb_hugepages_spec *spec = malloc(sizeof(*spec));
+		if (!spec)
+			return summarize(s, kb_fail(&err, ENOMEM, NULL, "planning"), &err, NULL);
+		hugepages_spec(p, spec);
+		rc = kb_hugepages_plan(p->ctx, spec, &s->plan, &err);
+		if (rc == 0 && apply)
+			rc = kb_hugepages_apply(p->ctx, spec, &s->plan, &err);
+		free(spec);
+		return summarize(s, rc, &err, NULL);
+	}
 	case KB_STEP_DEVKVM:
 		rc = kb_devkvm_plan(p->ctx, &c->devkvm, &s->plan, &err);
 		if (rc == 0 && apply)

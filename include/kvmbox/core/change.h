@@ -90,7 +90,8 @@ struct kb_change *kb_plan_find(const struct kb_plan *plan, const char *item);
 
 /*
  * A change as one row: id = item; message "BEFORE -> AFTER" for a change
- * (absent/removed for NULL), the value for an unchanged item, and for a file
+ * (absent/removed for NULL), the value for an unchanged item or a finding a
+ * resource plans beside its changes (KB_INFO, KB_WARN), and for a file
  * "PATH: N lines added, M removed" (or "PATH created"); the note appended in
  * parentheses. Used by kb_plan_print and by provision for its steps.
  */

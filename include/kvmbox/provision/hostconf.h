@@ -6,7 +6,7 @@
  *
  *   [check]            stop-on-fail = yes|no
  *   [kvm]              nested = yes|no, persist = yes|no
- *   [grub]             args = ARG..., iommu = yes|no, update = yes|no
+ *   [grub]             args = ARG..., iommu = yes|no, update = yes|no, var = GRUB_CMDLINE_LINUX[_DEFAULT]
  *   [pci]              prepare = ADDR..., persist = yes|no
  *   [hugepages]        count = N, size = 2M|1G, node = N, reserve = SIZE, persist = yes|no, for-domains = DIR
  *   [devkvm]           group = NAME, persist = yes|no
@@ -26,6 +26,8 @@
 #include "kvmbox/host/checks.h"
 #include "kvmbox/host/devkvm.h"
 #include "kvmbox/host/kvmload.h"
+#include "kvmbox/host/grubargs.h"
+#include "kvmbox/host/hugepages.h"
 
 #define KB_HOSTCONF_MAX_ITEMS 16
 #define KB_HOSTCONF_MAX_ADDRS 8
@@ -71,17 +73,11 @@ struct kb_hostconf {
 	unsigned check_line, kvm_line, grub_line, hugepages_line, devkvm_line, pci_line; /* where those sections start */
 	struct kb_check_spec check; /* [check], set by kb_check_spec_set */
 	struct kb_kvmload_spec kvm; /* [kvm], set by kb_kvmload_spec_set as `kvmbox kvm-load`'s options are */
-	char grub_args[1024];
-	enum kb_tristate grub_iommu, grub_update;
-	long hugepages_count; /* -1: unset */
-	char hugepages_size[8];
-	int hugepages_node; /* -1: all */
-	enum kb_tristate hugepages_persist;
-	char hugepages_reserve[24]; /* empty: the applet's default */
-	char hugepages_for_domains[PATH_MAX];
 	char pci_prepare[512]; /* PCI addresses for vfio-pci, blank-separated */
 	enum kb_tristate pci_persist;
 	struct kb_devkvm_spec devkvm; /* [devkvm], set by kb_devkvm_spec_set as `kvmbox devkvm`'s options are */
+	struct kb_grubargs_spec grub; /* [grub], set by kb_grubargs_spec_set as `kvmbox grub-args`'s options are */
+	struct kb_hugepages_spec hugepages; /* [hugepages], set by kb_hugepages_spec_set as `kvmbox hugepages set`'s options are */
 	struct kb_conf_bridge bridge[KB_HOSTCONF_MAX_ITEMS];
 	struct kb_conf_bundle bundle[KB_HOSTCONF_MAX_ITEMS];
 	struct kb_conf_domain domain[KB_HOSTCONF_MAX_ITEMS];
