@@ -168,7 +168,12 @@ static void build_command(const struct kb_provision *p, const struct kb_provisio
 		break;
 	}
 	case KB_STEP_BRIDGE: {
-		const struct kb_conf_bridge *b = &c->bridge[s->item];
+		const struct kb_bridge_spec *b = &c->bridge[s->item].spec;
+		char delay[16] = "", mtu[16] = "";
+		if (b->forward_delay >= 0)
+			snprintf(delay, sizeof(delay), "%d", b->forward_delay);
+		if (b->mtu)
+			snprintf(mtu, sizeof(mtu), "%u", b->mtu);
 		arg(a, "bridge");
 		arg(a, "add");
 		arg(a, b->name); /* never an option: a new interface name cannot start with '-' */
@@ -176,9 +181,10 @@ static void build_command(const struct kb_provision *p, const struct kb_provisio
 		for (int i = 0; i < b->address_count; i++)
 			arg_pair(a, "--addr", b->address[i]);
 		arg_pair(a, "--gateway", b->gateway);
-		arg_pair(a, "--stp", b->stp);
-		arg_pair(a, "--forward-delay", b->forward_delay);
-		arg_pair(a, "--mtu", b->mtu);
+		arg_pair(a, "--stp", b->stp ? "on" : "off");
+		arg_pair(a, "--forward-delay", delay);
+		arg_pair(a, "--mtu", mtu);
+		arg_pair(a, "--mac", b->mac);
 		arg_pair(a, "--persist", b->persist);
 		break;
 	}

@@ -365,7 +365,8 @@ void kb_change_row(const struct kb_change *c, struct kb_row *row)
 			snprintf(text, sizeof(text), "%s: %zu line%s added, %zu removed", path, added, added == 1 ? "" : "s",
 				 removed);
 		}
-	} else if (c->status == KB_UNCHANGED || c->status == KB_FAILED) {
+	} else if (c->status == KB_UNCHANGED || c->status == KB_FAILED || c->status == KB_WARN) {
+		/* (a warning is a finding, not a change: its value says it) */
 		snprintf(text, sizeof(text), "%s", c->after ? c->after : c->before ? c->before : "absent");
 	} else {
 		snprintf(text, sizeof(text), "%s -> %s", c->before ? c->before : "absent", c->after ? c->after : "removed");

@@ -47,7 +47,7 @@ static void list_steps(struct kb_provision *p)
 	if (c->has_hugepages)
 		add_step(p, KB_STEP_HUGEPAGES, "hugepages", 0, c->hugepages_line);
 	for (int i = 0; i < c->bridge_count; i++)
-		add_step(p, KB_STEP_BRIDGE, (snprintf(id, sizeof(id), "bridge %s", c->bridge[i].name), id), i, c->bridge[i].line);
+		add_step(p, KB_STEP_BRIDGE, (snprintf(id, sizeof(id), "bridge %s", c->bridge[i].spec.name), id), i, c->bridge[i].line);
 	for (int i = 0; i < c->bundle_count; i++)
 		add_step(p, KB_STEP_BUNDLE, (snprintf(id, sizeof(id), "bundle %s", c->bundle[i].name), id), i, c->bundle[i].line);
 	for (int i = 0; i < c->domain_count; i++)
