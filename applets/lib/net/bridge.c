@@ -630,6 +630,11 @@ static int ensure_port(struct bridge *b, const struct spec *sp, struct state *st
 			enslaved |= ports[i] == st->uplink_index;
 		if (!enslaved)
 			return failed(c), kb_fail(err, 0, NULL, "the kernel did not make %s a port of %s", sp->uplink, sp->name);
+		/* A port joining sets the bridge's MTU to the ports' smallest: an MTU asked for is set again. */
+		struct kb_bridge_attrs mtu = { .stp = -1, .forward_delay = -1, .mtu = sp->mtu, .up = true };
+		if (sp->mtu && sp->mtu != rtnl_link_get_mtu(st->uplink) &&
+		    kb_bridge_set(b->sk, sp->name, st->bridge_index, &mtu, err) < 0)
+			return failed(c);
 	}
 	return failpoint(b, "bridge.after-enslave", err);
 }
@@ -1360,8 +1365,9 @@ static int add_one(struct bridge *b, const struct kb_bridge_spec *in, struct kb_
 		return -1;
 	}
 	if (sp->stp && sp->forward_delay < 2) {
+		kb_fail(err, 0, NULL, "%s: with STP on the forward delay must be 2 to 30 seconds", sp->name);
 		spec_free(sp);
-		return kb_fail(err, 0, NULL, "%s: with STP on the forward delay must be 2 to 30 seconds", sp->name);
+		return -1;
 	}
 	struct state st = { 0 };
 	int rc = look(b, sp, &st, err);
