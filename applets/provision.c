@@ -98,6 +98,7 @@ static void build_command(const struct kb_provision *p, const struct kb_provisio
 	case KB_STEP_DEVKVM:
 	case KB_STEP_GRUB:
 	case KB_STEP_HUGEPAGES:
+	case KB_STEP_BRIDGE:
 		return; /* on the library's typed plan/apply */
 	case KB_STEP_PCI: {
 		arg(a, "pci");
@@ -110,21 +111,6 @@ static void build_command(const struct kb_provision *p, const struct kb_provisio
 		for (char *save = NULL, *w = strtok_r(words, " \t", &save); w; w = strtok_r(NULL, " \t", &save))
 			arg(a, w);
 		return;
-	}
-	case KB_STEP_BRIDGE: {
-		const struct kb_conf_bridge *b = &c->bridge[s->item];
-		arg(a, "bridge");
-		arg(a, "add");
-		arg(a, b->name); /* never an option: a new interface name cannot start with '-' */
-		arg_pair(a, "--uplink", b->uplink);
-		for (int i = 0; i < b->address_count; i++)
-			arg_pair(a, "--addr", b->address[i]);
-		arg_pair(a, "--gateway", b->gateway);
-		arg_pair(a, "--stp", b->stp);
-		arg_pair(a, "--forward-delay", b->forward_delay);
-		arg_pair(a, "--mtu", b->mtu);
-		arg_pair(a, "--persist", b->persist);
-		break;
 	}
 	case KB_STEP_BUNDLE: {
 		const struct kb_conf_bundle *b = &c->bundle[s->item];

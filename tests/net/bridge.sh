@@ -14,14 +14,18 @@ test_add_keeps_the_host_reachable() {
 	run_in_ns "$NS_HOST" bridge add br0 --uplink veth0 --stp off --forward-delay 0
 	wait "$ping_pid"
 	expect_rc 0
-	expect_eq "rows" "$OUT" "changed  bridge   created br0 ($mac, MTU 1500, stp off, forward delay 0s)
-changed  port     veth0 is now a port of br0
-changed  address  192.0.2.10/24 on br0
-changed  address  2001:db8::10/64 on br0
-changed  route    default via 192.0.2.1 moved to br0
-changed  route    198.51.100.0/24 via 192.0.2.254 moved to br0
-changed  address  192.0.2.10/24 removed from veth0
-changed  address  2001:db8::10/64 removed from veth0"
+	expect_eq "rows" "$OUT" "changed  bridge         absent -> br0
+changed  mac            absent -> $mac
+changed  mtu            absent -> 1500
+changed  stp            absent -> off
+changed  forward-delay  absent -> 0s
+changed  port veth0     none -> br0
+changed  address        absent -> 192.0.2.10/24 on br0
+changed  address        absent -> 2001:db8::10/64 on br0
+changed  route          default via 192.0.2.1 on veth0 -> default via 192.0.2.1 on br0
+changed  route          198.51.100.0/24 via 192.0.2.254 on veth0 -> 198.51.100.0/24 via 192.0.2.254 on br0
+changed  address        192.0.2.10/24 on veth0 -> removed
+changed  address        2001:db8::10/64 on veth0 -> removed"
 	expect_eq "bridge MAC" "$(ip -n "$NS_HOST" -j link show br0 | jq -r '.[0].address')" "$mac"
 	expect_eq "port" "$(ip -n "$NS_HOST" -j link show veth0 | jq -r '.[0].master')" br0
 	expect_eq "uplink addresses" "$(ip -n "$NS_HOST" -j addr show veth0 | jq -r '[.[0].addr_info[] | select(.scope == "global") | .local] | join(" ")')" ""
@@ -52,7 +56,7 @@ test_second_add_changes_nothing_and_del_restores() {
 	ip netns exec "$NS_HOST" ping -c1 -W2 192.0.2.1 >/dev/null || fail "no ping after del"
 	run_in_ns "$NS_HOST" bridge del br0
 	expect_rc 0
-	expect_eq "del of nothing" "$OUT" "unchanged  bridge  br0 does not exist"
+	expect_eq "del of nothing" "$OUT" "unchanged  bridge  absent"
 }
 
 # del of the bridge the host is reached through: refused (default route, an SSH
@@ -101,7 +105,7 @@ time.sleep(30)' &
 	# A failure after the uplink was released: everything back on the bridge.
 	KVMBOX_FAILPOINT=bridge.del-after-release run_in_ns "$NS_HOST" bridge del br0 --restore-uplink
 	expect_rc 1
-	expect_match "rolled back" "$OUT" "rollback +[0-9]+ changes undone"
+	expect_match "rolled back" "$OUT" "changed  rollback +[0-9]+ changes made -> undone"
 	expect_eq "bridge as before the del" "$(net_state "$NS_HOST")" "$after_add"
 	# --restore-uplink with a continuous ping: the host stays reachable.
 	ip netns exec "$NS_HOST" ping -n -i 0.02 -c 150 -W 1 192.0.2.1 >"$TESTS_TMP/delping.log" 2>&1 &
@@ -120,7 +124,7 @@ time.sleep(30)' &
 	run_in_ns "$NS_HOST" bridge add br0 --uplink veth0
 	run_in_ns "$NS_HOST" bridge del br0 --force
 	expect_rc 0
-	expect_eq "forced" "$OUT" "changed  bridge  br0 deleted"
+	expect_eq "forced" "$OUT" "changed  bridge  br0 -> removed"
 	run_in_ns "$NS_HOST" bridge add br0 --force
 	expect_rc 2
 }
@@ -133,7 +137,7 @@ test_rollback_at_every_step() {
 		KVMBOX_FAILPOINT=$point run_in_ns "$NS_HOST" bridge add br0 --uplink veth0
 		expect_rc 1
 		expect_eq "$point: error" "$ERR" "kvmbox bridge: fail point $point: Input/output error"
-		expect_match "$point: rollback row" "$OUT" "changed  rollback  [0-9]+ changes? undone"
+		expect_match "$point: rollback row" "$OUT" "changed  rollback +[0-9]+ changes? made -> undone"
 		expect_eq "$point: state" "$(net_state "$NS_HOST")" "$before"
 	done
 	ip netns exec "$NS_HOST" ping -c1 -W2 192.0.2.1 >/dev/null || fail "no ping after rollbacks"
@@ -208,7 +212,7 @@ test_bad_input_changes_nothing() {
 	expect_match "provision names the line" "$ERR" "badname.conf:1: .*'br0;x': ';' is not allowed in a new interface name"
 	run_in_ns "$NS_HOST" bridge add br0 --addr 192.0.2.300/24
 	expect_rc 2
-	expect_eq "bad cidr" "$ERR" "kvmbox bridge: --address: '192.0.2.300/24' is not an address/prefix (CIDR)"
+	expect_eq "bad cidr" "$ERR" "kvmbox bridge: --address: '192.0.2.300/24' is not ADDRESS/PREFIX"
 	run_in_ns "$NS_HOST" bridge add br0 --addr 192.0.2.5
 	expect_rc 2
 	run_in_ns "$NS_HOST" bridge add br0 --gateway 192.0.2.1/24
@@ -218,7 +222,7 @@ test_bad_input_changes_nothing() {
 	expect_rc 2
 	run_in_ns "$NS_HOST" bridge add br0 --mtu 20
 	expect_rc 2
-	expect_eq "bad mtu" "$ERR" "kvmbox bridge: --mtu: 68 to 65535"
+	expect_eq "bad mtu" "$ERR" "kvmbox bridge: --mtu: '20' is not 68 to 65535"
 	run_in_ns "$NS_HOST" bridge add br0 --mac zz:00
 	expect_rc 2
 	run_in_ns "$NS_HOST" bridge add br0 --persist netplan
@@ -242,7 +246,9 @@ test_standalone_bridge_with_gateway_and_show() {
 		'["br1",1400,true,4,[],["198.51.100.10/24"],["default via 198.51.100.1"]]'
 	run_in_ns "$NS_HOST" bridge add br1 --addr 198.51.100.10/24 --gateway 198.51.100.1 --stp off --forward-delay 0
 	expect_rc 0
-	expect_match "reconciled" "$OUT" "changed    bridge   reconciled br1 \(.*stp off, forward delay 0s\)"
+	expect_match "reconciled: stp" "$OUT" "changed    stp            on -> off"
+	expect_match "reconciled: forward delay" "$OUT" "changed    forward-delay  4s -> 0s"
+	expect_match "reconciled: the bridge kept" "$OUT" "unchanged  bridge         br1"
 	run_in_ns "$NS_HOST" bridge show
 	expect_match "human show" "$OUT" "br1  mac [0-9a-f:]+  mtu 1400  up  stp off  forward-delay 0s"
 	run_in_ns "$NS_HOST" bridge show nosuch
@@ -261,7 +267,7 @@ test_persist_files() {
 	mac=$(ip -n "$NS_HOST" -j link show veth0 | jq -r '.[0].address')
 	run_in_ns "$NS_HOST" --target "$t" bridge add br0 --uplink veth0 --persist ifupdown --dry-run
 	expect_rc 0
-	expect_match "dry run" "$OUT" "would-change  persist  /etc/network/interfaces.d/br0"
+	expect_match "dry run" "$OUT" "would-change  persist        /etc/network/interfaces.d/br0 created"
 	[ ! -e "$t/etc/network/interfaces.d/br0" ] || fail "dry run wrote the file"
 	! ip -n "$NS_HOST" link show br0 >/dev/null 2>&1 || fail "dry run made br0"
 	run_in_ns "$NS_HOST" --target "$t" bridge add br0 --uplink veth0 --persist ifupdown
@@ -479,7 +485,7 @@ iface veth0 inet static
 	persist_layout nosource br0 veth0
 	run_in_ns "$NS_HOST" --target "$T" bridge add br0 --uplink veth0 --stp off --forward-delay 0 --persist ifupdown
 	expect_eq "nosource: one source line, for br0" "$(grep '^source' "$T/etc/network/interfaces")" "source /etc/network/interfaces.d/br0"
-	expect_match "nosource: row says why" "$OUT" "/etc/network/interfaces: now sources /etc/network/interfaces.d/br0, which it did not read"
+	expect_match "nosource: row says why" "$OUT" "/etc/network/interfaces: [0-9]+ lines added, [0-9]+ removed \(.*now sources /etc/network/interfaces.d/br0, which it did not read\)"
 	run_in_ns "$NS_HOST" --target "$T" bridge del br0 --restore-uplink --persist ifupdown
 	expect_eq "nosource: source line gone again" "$(grep -c '^source' "$T/etc/network/interfaces")" 0
 
@@ -605,12 +611,42 @@ CONF
 	printf '[bridge br2]\nuplink = vethb\nspeed = 10G\n' >"$TESTS_TMP/bad.conf"
 	run_in_ns "$NS_HOST" bridge apply "$TESTS_TMP/bad.conf"
 	expect_rc 1
-	expect_eq "bad key" "$ERR" "kvmbox bridge: $TESTS_TMP/bad.conf:3: unknown key 'speed'"
+	expect_eq "bad key" "$ERR" "kvmbox bridge: $TESTS_TMP/bad.conf:3: unknown key 'speed' in [bridge br2]"
 	printf '[bridge br2]\nuplink = vethb\n[bridge br2]\nstp = on\n' >"$TESTS_TMP/dup.conf"
 	run_in_ns "$NS_HOST" bridge apply "$TESTS_TMP/dup.conf"
 	expect_rc 1
 	expect_eq "duplicate" "$ERR" "kvmbox bridge: $TESTS_TMP/dup.conf:3: [bridge br2] appears twice"
 	expect_eq "nothing changed" "$(net_state "$NS_HOST")" "$before"
+}
+
+# What --dry-run shows is what the run does: the same changes (items, before, after, the
+# persisted file's whole text), from the same code; the run marks them changed, and the
+# host ends as the run's last change says.
+test_dry_run_equals_run() {
+	ns_topology || { fail "cannot create network namespaces"; return; }
+	local t before planned
+	t=$(mktemp -d "$TESTS_TMP/dryrun.XXXXXX")
+	before=$(net_state "$NS_HOST")
+	run_in_ns "$NS_HOST" --target "$t" bridge add br0 --uplink veth0 --mtu 1400 --persist networkd --dry-run --json
+	expect_rc 0
+	planned=$(printf '%s' "$OUT" | jq -c '.changes | map([.item, .kind, .path, .before, .after])')
+	expect_eq "dry run: statuses" "$(printf '%s' "$OUT" | jq -c '[.changes[].status] | unique')" '["would-change"]'
+	expect_eq "dry run: items" "$(printf '%s' "$OUT" | jq -c '[.changes[].item]')" \
+		'["bridge","mac","mtu","stp","forward-delay","port veth0","address","address","route","route","address","address","persist","persist","persist"]'
+	expect_eq "dry run: the bridge's link" "$(printf '%s' "$OUT" | jq -c '.changes[0] | [.before, .after]')" '[null,"br0"]'
+	expect_eq "dry run: mtu" "$(printf '%s' "$OUT" | jq -c '.changes[2] | [.before, .after]')" '[null,"1400"]'
+	expect_match "dry run: the file's text" "$(printf '%s' "$OUT" | jq -r '.changes[-2].after')" "Address=192\.0\.2\.10/24"
+	expect_eq "dry run changed nothing" "$(net_state "$NS_HOST")" "$before"
+	expect_file_missing "$t/etc/systemd/network/br0.network"
+	run_in_ns "$NS_HOST" --target "$t" bridge add br0 --uplink veth0 --mtu 1400 --persist networkd --json
+	expect_rc 0
+	expect_eq "run: the same changes" "$(printf '%s' "$OUT" | jq -c '.changes | map([.item, .kind, .path, .before, .after])')" "$planned"
+	expect_eq "run: statuses" "$(printf '%s' "$OUT" | jq -c '[.changes[].status] | unique')" '["changed"]'
+	expect_eq "run: mtu read back" "$(ip -n "$NS_HOST" -j link show br0 | jq -r '.[0].mtu')" 1400
+	expect_eq "run: the file as planned" "$(cat "$t/etc/systemd/network/br0.network")" "$(printf '%s' "$OUT" | jq -r '.changes[-2].after')"
+	# Planned again now: nothing would change.
+	run_in_ns "$NS_HOST" --target "$t" bridge add br0 --uplink veth0 --mtu 1400 --persist networkd --dry-run --json
+	expect_eq "again: unchanged" "$(printf '%s' "$OUT" | jq -c '[.changes[].status] | unique')" '["unchanged"]'
 }
 
 # An uplink managed by systemd-networkd (its state file in /run says so) is reported.
@@ -639,5 +675,6 @@ t test_persist_files
 t test_persist_ifupdown_layouts
 t test_persist_networkd_rules
 t test_apply_file
+t test_dry_run_equals_run
 t test_managed_uplink_is_reported
 done_testing

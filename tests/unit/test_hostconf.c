@@ -36,12 +36,12 @@ static void example_config(void **state)
 	assert_string_equal(conf.hugepages.for_domains, "/etc/libvirt/qemu");
 	assert_int_equal(conf.hugepages.size_kb, 2048);
 	assert_int_equal(conf.bridge_count, 2);
-	assert_string_equal(conf.bridge[0].name, "br0");
-	assert_string_equal(conf.bridge[0].uplink, "em1");
-	assert_int_equal(conf.bridge[0].address_count, 1);
-	assert_string_equal(conf.bridge[0].address[0], "192.0.2.10/24");
-	assert_string_equal(conf.bridge[0].stp, "off");
-	assert_string_equal(conf.bridge[1].mtu, "9000");
+	assert_string_equal(conf.bridge[0].spec.name, "br0");
+	assert_string_equal(conf.bridge[0].spec.uplink, "em1");
+	assert_int_equal(conf.bridge[0].spec.address_count, 1);
+	assert_string_equal(conf.bridge[0].spec.address[0], "192.0.2.10/24");
+	assert_false(conf.bridge[0].spec.stp);
+	assert_int_equal(conf.bridge[1].spec.mtu, 9000);
 	assert_int_equal(conf.bundle_count, 1);
 	assert_string_equal(conf.bundle[0].dest, "/var/lib/libvirt/images");
 	assert_int_equal(conf.domain_count, 2);
@@ -75,9 +75,10 @@ static void defaults_and_repeated_addresses(void **state)
 			       "[domain b]\nxml = /etc/b.xml\n",
 			       &err),
 			 0);
-	assert_int_equal(conf.bridge[0].address_count, 3);
-	assert_string_equal(conf.bridge[0].address[2], "198.51.100.1/24");
-	assert_string_equal(conf.bridge[0].stp, "");
+	assert_int_equal(conf.bridge[0].spec.address_count, 3);
+	assert_string_equal(conf.bridge[0].spec.address[2], "198.51.100.1/24");
+	assert_false(conf.bridge[0].spec.stp);
+	assert_int_equal(conf.bridge[0].spec.forward_delay, -1); /* unset: 15 with STP, else 0 */
 	assert_int_equal(conf.domain[0].start, KB_UNSET);
 	assert_int_equal(conf.hugepages.count, -1);
 	assert_false(conf.has_kvm);
@@ -175,7 +176,7 @@ static void byte_order_mark(void **state)
 	assert_true(conf.has_kvm);
 	assert_true(conf.kvm.nested);
 	assert_int_equal(conf.bridge_count, 1);
-	assert_string_equal(conf.bridge[0].uplink, "em1"); /* indented, but the first key of its section */
+	assert_string_equal(conf.bridge[0].spec.uplink, "em1"); /* indented, but the first key of its section */
 	struct kb_hostconf first = conf;
 	assert_int_equal(parse(plain, &err), 0);
 	assert_memory_equal(&first, &conf, sizeof(conf));
@@ -195,11 +196,72 @@ static void nul_bytes_and_garbage(void **state)
 	assert_int_equal(parse("\n\n   \n", &err), 0);
 }
 
+/*
+ * [bridge NAME] and `kvmbox bridge add`'s options are one parser
+ * (kb_bridge_spec_set): the same keys give the same spec either way, the
+ * spellings either used to take included (addr for address, tabs between
+ * addresses, on/off and yes/no for stp, mac), and the same values are refused.
+ */
+static void bridge_config_and_options_alike(void **state)
+{
+	(void)state;
+	static const char *const pairs[][2] = {
+		{ "uplink", "em1" },
+		{ "address", "192.0.2.10/24\t2001:db8::10/64" },
+		{ "addr", "198.51.100.1/24" },
+		{ "gateway", "192.0.2.1" },
+		{ "stp", "on" },
+		{ "forward-delay", "4" },
+		{ "mtu", "9000" },
+		{ "mac", "02:00:00:00:00:01" },
+		{ "persist", "networkd" },
+	};
+	char text[1024] = "[bridge br0]\n";
+	struct kb_bridge_spec cli;
+	kb_bridge_spec_init(&cli, "br0");
+	struct kb_error err = { 0 };
+	for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+		snprintf(text + strlen(text), sizeof(text) - strlen(text), "%s = %s\n", pairs[i][0], pairs[i][1]);
+		assert_int_equal(kb_bridge_spec_set(&cli, pairs[i][0], pairs[i][1], &err), 0);
+	}
+	assert_int_equal(parse(text, &err), 0);
+	assert_memory_equal(&conf.bridge[0].spec, &cli, sizeof(cli));
+	assert_int_equal(cli.address_count, 3);
+	assert_string_equal(cli.address[1], "2001:db8::10/64");
+	assert_true(cli.stp);
+	assert_int_equal(cli.mtu, 9000);
+	/* yes/no as well as on/off */
+	assert_int_equal(kb_bridge_spec_set(&cli, "stp", "no", &err), 0);
+	assert_false(cli.stp);
+	/* Refused alike, with the same words. */
+	static const char *const bad[][3] = {
+		{ "address", "192.0.2.300/24", "address: '192.0.2.300/24' is not ADDRESS/PREFIX" },
+		{ "addr", "192.0.2.5", "address: '192.0.2.5' is not ADDRESS/PREFIX" },
+		{ "gateway", "192.0.2.1/24", "gateway: '192.0.2.1/24' is not an IP address" },
+		{ "stp", "maybe", "stp: 'maybe' is not on or off" },
+		{ "mtu", "20", "mtu: '20' is not 68 to 65535" },
+		{ "mac", "zz:00", "mac: 'zz:00' is not inherit or a MAC address" },
+		{ "persist", "netplan", "persist: 'netplan' is not ifupdown or networkd" },
+		{ "speed", "10G", "unknown key 'speed' in [bridge br0]" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char one[256];
+		snprintf(one, sizeof(one), "[bridge br0]\n%s = %s\n", bad[i][0], bad[i][1]);
+		assert_int_equal(parse(one, &err), -1);
+		assert_int_equal(err.line, 2);
+		assert_string_equal(err.what, bad[i][2]);
+		err = (struct kb_error){ 0 };
+		assert_int_equal(kb_bridge_spec_set(&cli, bad[i][0], bad[i][1], &err), -1);
+		assert_string_equal(err.what, bad[i][2]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(example_config),
 		cmocka_unit_test(defaults_and_repeated_addresses),
+		cmocka_unit_test(bridge_config_and_options_alike),
 		cmocka_unit_test(errors_name_the_line),
 		cmocka_unit_test(byte_order_mark),
 		cmocka_unit_test(nul_bytes_and_garbage),

@@ -16,6 +16,7 @@
 #include "kvmbox/virt/domxml.h"
 #include "kvmbox/net/fetch.h"
 #include "kvmbox/provision/hostconf.h"
+#include "kvmbox/net/bridge.h"
 #include "kvmbox/net/net.h"
 
 struct parse {
@@ -42,17 +43,6 @@ static int setter_result(struct parse *p, int rc, const struct kb_error *err)
 	if (rc < 0)
 		snprintf(p->why, sizeof(p->why), "%s", err->what);
 	return rc < 0 ? 0 : 1;
-}
-
-static bool parse_long(const char *value, long min, long max, long *out)
-{
-	char *end;
-	errno = 0;
-	long n = strtol(value, &end, 10);
-	if (end == value || *end || errno || n < min || n > max)
-		return false;
-	*out = n;
-	return true;
 }
 
 /* A name of a bundle or domain: letters, digits, '.', '_', '-', not starting with '.'. */
@@ -129,55 +119,20 @@ static int global_key(struct parse *p, const char *section, const char *key, con
 	return FAIL("unknown key '%s' in [%s]", key, section);
 }
 
+/* [bridge NAME]: the keys `kvmbox bridge add` takes as options, set by the same setter. */
 static int bridge_key(struct parse *p, struct kb_conf_bridge *b, const char *key, const char *value)
 {
-	long n;
-	if (!strcmp(key, "uplink")) {
-		char problem[128];
-		if (kb_ifname_problem(value, false, problem, sizeof(problem)))
-			return FAIL("uplink: %s", problem);
-		return COPY(b->uplink, value), 1;
-	}
-	if (!strcmp(key, "address")) {
-		/* One or several (space-separated, or the key repeated); the bridge applet checks each. */
-		char copy[512];
-		COPY(copy, value);
-		for (char *save = NULL, *a = strtok_r(copy, " ", &save); a; a = strtok_r(NULL, " ", &save)) {
-			if (!strchr(a, '/') || !plain_value(a, false) || strlen(a) >= sizeof(b->address[0]))
-				return FAIL("address: '%s' is not ADDRESS/PREFIX", a);
-			if (b->address_count == KB_HOSTCONF_MAX_ADDRS)
-				return FAIL("address: more than %d addresses", KB_HOSTCONF_MAX_ADDRS);
-			COPY(b->address[b->address_count++], a);
-		}
-		return 1;
-	}
-	if (!strcmp(key, "gateway")) {
-		if (!plain_value(value, false) || strchr(value, '/') || strlen(value) >= sizeof(b->gateway))
-			return FAIL("gateway: '%s' is not an IP address", value);
-		return COPY(b->gateway, value), 1;
-	}
-	if (!strcmp(key, "stp")) {
-		enum kb_tristate on;
-		if (parse_bool(value, &on) < 0)
-			return FAIL("stp: '%s' is not yes or no", value);
-		return COPY(b->stp, on == KB_YES ? "on" : "off"), 1;
-	}
-	if (!strcmp(key, "forward-delay")) {
-		if (!parse_long(value, 0, 30, &n))
-			return FAIL("forward-delay: '%s' is not 0 to 30 seconds", value);
-		return COPY(b->forward_delay, value), 1;
-	}
-	if (!strcmp(key, "mtu")) {
-		if (!parse_long(value, 68, 65535, &n))
-			return FAIL("mtu: '%s' is not 68 to 65535", value);
-		return COPY(b->mtu, value), 1;
-	}
-	if (!strcmp(key, "persist")) {
-		if (strcmp(value, "ifupdown") && strcmp(value, "networkd"))
-			return FAIL("persist: '%s' is not ifupdown or networkd", value);
-		return COPY(b->persist, value), 1;
-	}
-	return FAIL("unknown key '%s' in [bridge %s]", key, b->name);
+	struct kb_error err = { 0 };
+	return setter_result(p, kb_bridge_spec_set(&b->spec, key, value, &err), &err);
+}
+
+/* The [bridge NAME] section of that name, or NULL. */
+static struct kb_conf_bridge *find_bridge(struct kb_hostconf *c, const char *name)
+{
+	for (int i = 0; i < c->bridge_count; i++)
+		if (!strcmp(c->bridge[i].spec.name, name))
+			return &c->bridge[i];
+	return NULL;
 }
 
 static int bundle_key(struct parse *p, struct kb_conf_bundle *b, const char *key, const char *value)
@@ -271,7 +226,7 @@ static int handler(void *user, const char *section, const char *key, const char 
 	struct parse *p = user;
 	struct kb_hostconf *c = p->conf;
 	/* inih and the pre-scan may read an odd header differently (inline comments, overlong lines). */
-	struct kb_conf_bridge *bridge = !strncmp(section, "bridge ", 7) ? FIND(c->bridge, c->bridge_count, section + 7) : NULL;
+	struct kb_conf_bridge *bridge = !strncmp(section, "bridge ", 7) ? find_bridge(c, section + 7) : NULL;
 	struct kb_conf_bundle *bundle = !strncmp(section, "bundle ", 7) ? FIND(c->bundle, c->bundle_count, section + 7) : NULL;
 	struct kb_conf_domain *domain = !strncmp(section, "domain ", 7) ? FIND(c->domain, c->domain_count, section + 7) : NULL;
 	if (bridge)
@@ -316,12 +271,12 @@ static const char *add_section(struct kb_hostconf *c, const char *s, unsigned li
 		char problem[128];
 		if (kb_ifname_problem(name, true, problem, sizeof(problem)))
 			return snprintf(why, size, "[bridge]: %s", problem), why;
-		if (FIND(c->bridge, c->bridge_count, name))
+		if (find_bridge(c, name))
 			return snprintf(why, size, "[%s] appears twice", s), why;
 		if (c->bridge_count == KB_HOSTCONF_MAX_ITEMS)
 			return snprintf(why, size, "more than %d bridges", KB_HOSTCONF_MAX_ITEMS), why;
 		struct kb_conf_bridge *b = &c->bridge[c->bridge_count++];
-		COPY(b->name, name);
+		kb_bridge_spec_init(&b->spec, name);
 		b->line = line;
 		return NULL;
 	}

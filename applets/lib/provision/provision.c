@@ -16,6 +16,7 @@
 #include "kvmbox/host/grubargs.h"
 #include "kvmbox/host/hugepages.h"
 #include "kvmbox/host/kvmload.h"
+#include "kvmbox/net/bridge.h"
 #include "kvmbox/provision/provision.h"
 
 #define FIRSTBOOT_UNIT "/etc/systemd/system/kvmbox-firstboot.service"
@@ -51,7 +52,7 @@ static void list_steps(struct kb_provision *p)
 	if (c->has_hugepages)
 		add_step(p, KB_STEP_HUGEPAGES, "hugepages", 0, c->hugepages_line);
 	for (int i = 0; i < c->bridge_count; i++)
-		add_step(p, KB_STEP_BRIDGE, (snprintf(id, sizeof(id), "bridge %s", c->bridge[i].name), id), i, c->bridge[i].line);
+		add_step(p, KB_STEP_BRIDGE, (snprintf(id, sizeof(id), "bridge %s", c->bridge[i].spec.name), id), i, c->bridge[i].line);
 	for (int i = 0; i < c->bundle_count; i++)
 		add_step(p, KB_STEP_BUNDLE, (snprintf(id, sizeof(id), "bundle %s", c->bundle[i].name), id), i, c->bundle[i].line);
 	for (int i = 0; i < c->domain_count; i++)
@@ -233,6 +234,11 @@ static int run_step(struct kb_provision *p, struct kb_provision_step *s, bool ap
 		free(spec);
 		return summarize(s, rc, &err, NULL);
 	}
+	case KB_STEP_BRIDGE:
+		rc = kb_bridge_plan(p->ctx, &c->bridge[s->item].spec, &s->plan, &err);
+		if (rc == 0 && apply)
+			rc = kb_bridge_apply(p->ctx, &c->bridge[s->item].spec, &s->plan, &err);
+		return summarize(s, rc, &err, NULL);
 	case KB_STEP_DEVKVM:
 		rc = kb_devkvm_plan(p->ctx, &c->devkvm, &s->plan, &err);
 		if (rc == 0 && apply)

@@ -10,7 +10,7 @@
  *   [pci]              prepare = ADDR..., persist = yes|no
  *   [hugepages]        count = N, size = 2M|1G, node = N, reserve = SIZE, persist = yes|no, for-domains = DIR
  *   [devkvm]           group = NAME, persist = yes|no
- *   [bridge NAME]      uplink, address (repeatable), gateway, stp, forward-delay, mtu, persist
+ *   [bridge NAME]      uplink, address (or addr; repeatable), gateway, stp, forward-delay, mtu, mac, persist
  *   [bundle NAME]      source = FILE, dest = DIR, sha256 = HEX (of the bundle file)
  *   [domain NAME]      xml = FILE | bundle = NAME | the words of `domain new` (memory = 4G,
  *                      vcpus, cpu, disk, network, graphics, hostdev, hugepages, nested,
@@ -28,19 +28,16 @@
 #include "kvmbox/host/kvmload.h"
 #include "kvmbox/host/grubargs.h"
 #include "kvmbox/host/hugepages.h"
+#include "kvmbox/net/bridge.h"
 
 #define KB_HOSTCONF_MAX_ITEMS 16
-#define KB_HOSTCONF_MAX_ADDRS 8
 
 /* A yes/no key: unset, or set to one of them. */
 enum kb_tristate { KB_UNSET = -1, KB_NO = 0, KB_YES = 1 };
 
+/* [bridge NAME]: the spec `kvmbox bridge add` takes, set by kb_bridge_spec_set as its options are. */
 struct kb_conf_bridge {
-	char name[16];
-	char uplink[16];
-	char address[KB_HOSTCONF_MAX_ADDRS][64];
-	int address_count;
-	char gateway[64], stp[8], forward_delay[8], mtu[8], persist[16];
+	struct kb_bridge_spec spec; /* spec.name is the section's NAME */
 	unsigned line;
 };
 
