@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "kvmbox/applet.h"
+#include "kvmbox/core/print.h"
 #include "kvmbox/core/cleanup.h"
 #include "kvmbox/core/change.h"
 #include "kvmbox/core/output.h"
@@ -53,42 +54,27 @@ static int list_args(struct kb_ctx *ctx, const struct kb_grubargs_spec *spec)
 		kb_say_failure(ctx, &err);
 		return KB_EXIT_FAILURE;
 	}
-	FILE *out = ctx->out;
-	bool json = ctx->format == KB_FORMAT_JSON;
 	const char *sources[2] = { grub, cmdline };
 	const char *labels[2] = { var, KB_KERNEL_CMDLINE };
-	struct kb_envelope_member member;
-	if (json) {
-		out = kb_envelope_member_begin(ctx, &member, "args");
-		fputs("{", out);
-	}
-	for (int s = 0, shown = 0; s < 2; s++) {
+	struct kb_printer pr;
+	kb_print_begin_object(&pr, ctx, "args");
+	for (int s = 0; s < 2; s++) {
 		if (!sources[s])
 			continue;
-		if (json) {
-			fputs(shown++ ? ", " : "", out);
-			kb_json_string(out, labels[s]);
-			fputs(": [", out);
-		}
+		kb_print_open_array(&pr, labels[s]);
 		size_t pos = 0;
 		struct kb_cmdline_arg a;
-		for (int i = 0; kb_cmdline_next(sources[s], strlen(sources[s]), &pos, &a); i++) {
+		while (kb_cmdline_next(sources[s], strlen(sources[s]), &pos, &a)) {
 			char arg[1024];
 			snprintf(arg, sizeof(arg), "%.*s", (int)a.len, a.start);
-			if (json) {
-				fputs(i ? ", " : "", out);
-				kb_json_string(out, arg);
-			} else {
-				fprintf(out, "%s%s%s\n", cmdline && grub ? labels[s] : "", cmdline && grub ? ": " : "", arg);
-			}
+			/* As text, each argument on its line, named by where it is when there are two places. */
+			if (cmdline && grub)
+				kb_print_string(&pr, KB_PRINT_TEXT, NULL, "%s: ", labels[s]);
+			kb_print_string(&pr, KB_PRINT_ANY, NULL, "%s\n", arg);
 		}
-		if (json)
-			fputs("]", out);
+		kb_print_close_array(&pr);
 	}
-	if (json) {
-		fputs("}", out);
-		kb_envelope_member_end(ctx, &member);
-	}
+	kb_print_end(&pr);
 	return KB_EXIT_OK;
 }
 

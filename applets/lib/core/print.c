@@ -6,21 +6,34 @@
 
 #pragma GCC diagnostic ignored "-Wformat-nonliteral" /* the text formats are the callers' literals */
 
-void kb_print_begin(struct kb_printer *p, const struct kb_ctx *ctx, const char *name)
+static void begin(struct kb_printer *p, const struct kb_ctx *ctx, const char *name, bool object)
 {
-	*p = (struct kb_printer){ .ctx = ctx, .json = ctx->format == KB_FORMAT_JSON, .out = ctx->out };
+	*p = (struct kb_printer){ .ctx = ctx, .json = ctx->format == KB_FORMAT_JSON, .out = ctx->out, .top_object = object };
 	if (!p->json)
 		return;
 	p->out = kb_envelope_member_begin(ctx, &p->member, name);
-	fputc('[', p->out);
+	fputc(object ? '{' : '[', p->out);
 	p->depth = 1;
+}
+
+void kb_print_begin(struct kb_printer *p, const struct kb_ctx *ctx, const char *name)
+{
+	begin(p, ctx, name, false);
+}
+
+void kb_print_begin_object(struct kb_printer *p, const struct kb_ctx *ctx, const char *name)
+{
+	begin(p, ctx, name, true);
 }
 
 void kb_print_end(struct kb_printer *p)
 {
 	if (!p->json)
 		return;
-	fputs(p->started[1] ? "\n]" : "]", p->out);
+	if (p->top_object)
+		fputs("}", p->out);
+	else
+		fputs(p->started[1] ? "\n]" : "]", p->out);
 	kb_envelope_member_end(p->ctx, &p->member);
 	p->depth = 0;
 }
@@ -30,7 +43,7 @@ static void json_key(struct kb_printer *p, const char *key)
 {
 	if (p->depth >= KB_PRINT_DEPTH)
 		return;
-	bool in_list = p->depth == 1;
+	bool in_list = p->depth == 1 && !p->top_object;
 	if (p->started[p->depth])
 		fputs(in_list ? ",\n " : ", ", p->out);
 	else if (in_list)

@@ -32,12 +32,15 @@ struct kb_printer {
 	struct kb_envelope_member member;
 	FILE *out;  /* the JSON value being written, or ctx->out for text */
 	bool json;
+	bool top_object; /* the member is an object, not a list */
 	int depth;
 	bool started[KB_PRINT_DEPTH]; /* a value was written at this level: the next one needs a comma */
 };
 
 /* A listing: with --json the envelope's member @name, an array; as text, what the calls print. */
 void kb_print_begin(struct kb_printer *p, const struct kb_ctx *ctx, const char *name);
+/* The same with an object as the member ({"KEY": ...}): its values each need a key. */
+void kb_print_begin_object(struct kb_printer *p, const struct kb_ctx *ctx, const char *name);
 void kb_print_end(struct kb_printer *p);
 
 /* An object or array: in an array @key is NULL, in an object it names the member. JSON only. */
