@@ -103,12 +103,10 @@ static void build_command(const struct kb_provision *p, const struct kb_provisio
 		arg(a, "pci");
 		arg(a, "prepare");
 		arg_if(a, dry_run, "--dry-run");
-		arg_if(a, c->pci_persist == KB_YES, "--persist");
+		arg_if(a, c->pci.persist, "--persist");
 		arg(a, "--"); /* addresses from the config are never options */
-		char words[sizeof(c->pci_prepare)];
-		snprintf(words, sizeof(words), "%s", c->pci_prepare);
-		for (char *save = NULL, *w = strtok_r(words, " \t", &save); w; w = strtok_r(NULL, " \t", &save))
-			arg(a, w);
+		for (int i = 0; i < c->pci.count; i++)
+			arg(a, c->pci.addr[i]);
 		return;
 	}
 	case KB_STEP_BRIDGE: {
