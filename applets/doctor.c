@@ -24,12 +24,15 @@
 
 #include "kvmbox/core/accounts.h"
 #include "kvmbox/applet.h"
+#include "kvmbox/core/change.h"
 #include "kvmbox/core/cleanup.h"
 #include "kvmbox/host/cpuinfo.h"
+#include "kvmbox/host/devkvm.h"
 #include "kvmbox/core/file.h"
 #include "kvmbox/host/kvm.h"
 #include "kvmbox/core/output.h"
 #include "kvmbox/host/pcidev.h"
+#include "kvmbox/host/vfio.h"
 #include "kvmbox/virt/preflight.h"
 #include "kvmbox/core/service.h"
 #include "kvmbox/core/sysroot.h"
@@ -63,6 +66,20 @@ const char doctor_usage[] =
 #define VIRTLOGD_SOCKET "/run/libvirt/virtlogd-sock"
 #define CAPS_CACHE_DIR "/var/cache/libvirt/qemu/capabilities"
 #define SERVICE_TIMEOUT_S 30
+
+/*
+ * Why a diagnosis found a problem, set where it is found: what --fix does
+ * is decided on this, never on the words of a message.
+ */
+enum kb_doctor_reason {
+	KB_REASON_NONE,
+	KB_REASON_KVM_NODE_MISSING,   /* no /dev/kvm, the module loaded: devkvm makes it */
+	KB_REASON_KVM_MODULE_MISSING, /* no /dev/kvm, no module: kvm-load first (not a safe fix) */
+	KB_REASON_KVM_DENIED,         /* QEMU's user cannot open /dev/kvm: devkvm sets root:kvm 0660 */
+	KB_REASON_HOSTDEV_ABSENT,     /* a domain passes through a device this host does not have */
+	KB_REASON_HOSTDEV_NO_IOMMU,   /* ... one without an IOMMU group */
+	KB_REASON_GROUP_NOT_VIABLE,   /* ... one whose IOMMU group has a member on a host driver: pci prepare */
+};
 
 struct doctor {
 	struct kb_ctx *ctx;
@@ -205,8 +222,8 @@ static bool qemu_identity(struct doctor *d, uid_t *uid, gid_t *gid, const char *
 	return found;
 }
 
-/* The row's verdict on /dev/kvm; returns whether a fix by devkvm applies. */
-static bool judge_kvm_dev(struct doctor *d, struct kb_row *r)
+/* The row's verdict on /dev/kvm, and why it failed (KB_REASON_NONE when it did not). */
+static enum kb_doctor_reason judge_kvm_dev(struct doctor *d, struct kb_row *r)
 {
 	const char *id = "kvm.dev";
 	struct stat st;
@@ -214,7 +231,7 @@ static bool judge_kvm_dev(struct doctor *d, struct kb_row *r)
 		bool loaded = kb_sysroot_stat(d->ctx, "/sys/class/misc/kvm/dev", &st, false, NULL) == 0;
 		kb_row_set(r, id, KB_FAIL, "/dev/kvm does not exist%s", loaded ? " although the KVM module is loaded" : " (the KVM module is not loaded)");
 		kb_row_hint(r, loaded ? "kvmbox devkvm" : "kvmbox kvm-load, then kvmbox devkvm");
-		return loaded;
+		return loaded ? KB_REASON_KVM_NODE_MISSING : KB_REASON_KVM_MODULE_MISSING;
 	}
 	uid_t uid;
 	gid_t gid;
@@ -225,20 +242,20 @@ static bool judge_kvm_dev(struct doctor *d, struct kb_row *r)
 	if (!qemu_identity(d, &uid, &gid, &source)) {
 		kb_row_set(r, id, KB_INFO, "/dev/kvm is %s:%s %04o; the user QEMU runs as is not known (no libvirt, no libvirt-qemu user)",
 			   owner, group, (unsigned)(st.st_mode & 07777));
-		return false;
+		return KB_REASON_NONE;
 	}
 	kb_user_name(d->ctx, uid, user, sizeof(user));
 	if (kb_may_access(d->ctx, uid, gid, &st, R_OK | W_OK)) {
 		kb_row_set(r, id, KB_PASS, "/dev/kvm is %s:%s %04o: QEMU's user %s (from %s) may open it", owner, group,
 			   (unsigned)(st.st_mode & 07777), user, source);
-		return false;
+		return KB_REASON_NONE;
 	}
 	kb_row_set(r, id, KB_FAIL,
 		   "/dev/kvm is %s:%s %04o: QEMU's user %s (from %s) cannot open it ('Could not access KVM kernel "
 		   "module: Permission denied'; libvirt also re-probes QEMU on every call)",
 		   owner, group, (unsigned)(st.st_mode & 07777), user, source);
 	kb_row_hint(r, "kvmbox devkvm (root:kvm 0660; %s must be in group kvm)", user);
-	return true;
+	return KB_REASON_KVM_DENIED;
 }
 
 static void diagnose_kvm_dev(struct doctor *d)
@@ -246,21 +263,21 @@ static void diagnose_kvm_dev(struct doctor *d)
 	if (!selected(d, "kvm.dev"))
 		return;
 	struct kb_row *r = kb_rows_add(&d->rows);
-	if (!judge_kvm_dev(d, r) || !d->fix)
+	enum kb_doctor_reason reason = judge_kvm_dev(d, r);
+	if (!d->fix || (reason != KB_REASON_KVM_NODE_MISSING && reason != KB_REASON_KVM_DENIED))
 		return;
-	/* devkvm in this process, its own report silenced: the row tells the outcome. */
-	struct kb_ctx quiet = *d->ctx;
-	autoclose_file sink = fopen("/dev/null", "we");
-	quiet.out = sink ? sink : d->ctx->out;
-	quiet.format = KB_FORMAT_HUMAN;
-	char *argv[] = { "devkvm", NULL };
-	int rc = kb_applet_run(&quiet, "devkvm", 1, argv);
-	struct kb_row after = { 0 };
-	judge_kvm_dev(d, &after);
+	/* devkvm's own plan and apply, with its defaults (group kvm); then judged again. */
+	struct kb_devkvm_spec spec;
+	kb_devkvm_spec_init(&spec);
+	autoplan struct kb_plan plan = { 0 };
 	struct kb_error err = { 0 };
-	if (rc != KB_EXIT_OK || after.status == KB_FAIL)
-		kb_fail(&err, 0, NULL, "devkvm exited %d; now: %s", rc, after.message);
-	report_fix(r, rc != KB_EXIT_OK || after.status == KB_FAIL ? -1 : 0, &err, "kvmbox devkvm made /dev/kvm root:kvm 0660");
+	int rc = kb_devkvm_plan(d->ctx, &spec, &plan, &err);
+	if (rc == 0)
+		rc = kb_devkvm_apply(d->ctx, &spec, &plan, &err);
+	struct kb_row after = { 0 };
+	if (rc == 0 && judge_kvm_dev(d, &after) != KB_REASON_NONE)
+		rc = kb_fail(&err, 0, NULL, "still: %s", after.message);
+	report_fix(r, rc, &err, "kvmbox devkvm made /dev/kvm root:kvm 0660");
 }
 
 /* ---- hardware virtualization ------------------------------------------------------ */
@@ -631,6 +648,7 @@ static bool viable_driver(const char *driver)
 
 struct hostdev_problem {
 	char domain[128], addr[16], why[256];
+	enum kb_doctor_reason reason;
 	bool host_uses;
 };
 
@@ -663,24 +681,27 @@ static void hostdev_problems(struct doctor *d, struct kb_pci_host *pci, struct h
 				 strtoul(bus, NULL, 0), strtoul(slot, NULL, 0), strtoul(fn, NULL, 0));
 			struct kb_pci_dev *dev = kb_pci_find(pci, p->addr);
 			if (!dev) {
+				p->reason = KB_REASON_HOSTDEV_ABSENT;
 				snprintf(p->why, sizeof(p->why), "%s is not on this host", p->addr);
 			} else if (dev->group < 0) {
+				p->reason = KB_REASON_HOSTDEV_NO_IOMMU;
 				snprintf(p->why, sizeof(p->why), "%s has no IOMMU group (kvmbox grub-args --iommu)", p->addr);
 			} else {
-				for (int k = 0; k < pci->count && !p->why[0]; k++) {
+				for (int k = 0; k < pci->count && !p->reason; k++) {
 					const struct kb_pci_dev *m = &pci->dev[k];
 					if (m->group != dev->group || m->bridge || viable_driver(m->driver) || (m == dev && managed))
 						continue;
+					p->reason = KB_REASON_GROUP_NOT_VIABLE;
 					snprintf(p->why, sizeof(p->why), "IOMMU group %d holds %s on %s (group not viable)", dev->group,
 						 m->addr, m->driver);
 				}
 				const struct kb_pci_dev *used = kb_pci_group_host_use(pci, dev);
 				p->host_uses = used != NULL;
-				if (p->why[0] && used)
+				if (p->reason && used)
 					snprintf(p->why + strlen(p->why), sizeof(p->why) - strlen(p->why), ", and the host uses %s: %.100s",
 						 used->addr, used->host_use);
 			}
-			if (p->why[0])
+			if (p->reason)
 				(*count)++;
 		}
 		if (doc)
@@ -732,21 +753,25 @@ static void diagnose_hostdevs(struct doctor *d)
 	judge_hostdevs(d, r, problems, &count);
 	if (!d->fix || count == 0)
 		return;
-	/* pci prepare in this process, never for a group the host uses; then judged again. */
+	/* pci prepare's plan and apply, only for a group not viable and never one the host uses; then judged again. */
 	struct kb_error err = { 0 };
 	int rc = 0;
 	for (int i = 0; i < count && rc == 0; i++) {
-		if (problems[i].host_uses || !strstr(problems[i].why, "not viable"))
+		if (problems[i].host_uses || problems[i].reason != KB_REASON_GROUP_NOT_VIABLE)
 			continue;
-		FILE *sink = fopen("/dev/null", "w");
-		struct kb_ctx quiet = *d->ctx;
-		quiet.out = quiet.err = sink ? sink : d->ctx->err;
-		char *argv[] = { "pci", "prepare", "--", problems[i].addr, NULL };
-		rc = kb_applet_run(&quiet, "pci", 4, argv);
-		if (sink)
-			fclose(sink);
-		if (rc != 0)
-			kb_fail(&err, 0, NULL, "kvmbox pci prepare %s exited %d", problems[i].addr, rc);
+		struct kb_vfio_spec spec;
+		kb_vfio_spec_init(&spec);
+		autoplan struct kb_plan plan = { 0 };
+		struct kb_error why = { 0 };
+		rc = kb_vfio_spec_add(&spec, problems[i].addr, &why);
+		if (rc == 0)
+			rc = kb_vfio_plan(d->ctx, &spec, &plan, &why);
+		if (rc == 0)
+			rc = kb_vfio_apply(d->ctx, &spec, &plan, &why);
+		if (rc != 0) {
+			char msg[sizeof(why.what) + PATH_MAX + 64];
+			kb_fail(&err, 0, NULL, "kvmbox pci prepare: %s", kb_error_message(&why, msg, sizeof(msg)));
+		}
 	}
 	struct kb_row after;
 	judge_hostdevs(d, &after, problems, &count);

@@ -7,26 +7,24 @@
  * driver for that address only (a vendor:device id list would take every
  * identical NIC). Never what the host needs: a NIC carrying the default route
  * or an SSH connection's address, a disk holding a mounted filesystem or swap,
- * a bridge. Every bind is read back from sysfs.
+ * a bridge. Every bind is read back from sysfs. prepare and release are
+ * kb_vfio_plan and kb_vfio_apply (lib/host/vfio.c): the addresses into the
+ * spec, plan, then print (--dry-run) or apply and print, each item with its
+ * value before and after.
  */
 #include <errno.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "kvmbox/applet.h"
+#include "kvmbox/core/change.h"
 #include "kvmbox/core/cleanup.h"
-#include "kvmbox/host/cmdline.h"
-#include "kvmbox/core/file.h"
-#include "kvmbox/host/kmod.h"
-#include "kvmbox/core/output.h"
+#include "kvmbox/core/print.h"
 #include "kvmbox/host/pcidev.h"
 #include "kvmbox/host/pcinames.h"
-#include "kvmbox/core/sysroot.h"
+#include "kvmbox/host/vfio.h"
 
 const char pci_usage[] =
 	"Usage: kvmbox pci [list] [ADDR|CLASS...] [--json]\n"
@@ -56,21 +54,12 @@ const char pci_usage[] =
 	"  --force     prepare a group the host uses (never a bridge)\n"
 	"  --dry-run   show what would change, change nothing\n";
 
-#define UDEV_RULES "/etc/udev/rules.d/61-kvmbox-vfio-pci.rules"
-
-struct pci {
-	struct kb_ctx *ctx;
-	bool dry_run, force, persist;
-	struct kb_pci_host host;
-	struct kb_rows rows;
-};
-
-static const char *verdict(const struct pci *p, const struct kb_pci_dev *d, char *why, size_t size)
+static const char *verdict(const struct kb_pci_host *host, const struct kb_pci_dev *d, char *why, size_t size)
 {
 	why[0] = '\0';
 	if (d->bridge)
 		return "bridge";
-	const struct kb_pci_dev *used = kb_pci_group_host_use(&p->host, d);
+	const struct kb_pci_dev *used = kb_pci_group_host_use(host, d);
 	if (used) {
 		snprintf(why, size, "%s%s%s", used == d ? "" : used->addr, used == d ? "" : " in its group: ", used->host_use);
 		return "host-uses";
@@ -80,7 +69,7 @@ static const char *verdict(const struct pci *p, const struct kb_pci_dev *d, char
 		return "no-iommu";
 	}
 	char others[200];
-	kb_pci_group_members(&p->host, d, others, sizeof(others), true);
+	kb_pci_group_members(host, d, others, sizeof(others), true);
 	if (!strcmp(d->driver, KB_PCI_VFIO) && !others[0])
 		return "ready";
 	if (others[0]) {
@@ -88,20 +77,6 @@ static const char *verdict(const struct pci *p, const struct kb_pci_dev *d, char
 		return "group-shared";
 	}
 	return "can-prepare";
-}
-
-/* The device @text names, or NULL with a one-line reason in @err. */
-static struct kb_pci_dev *lookup(struct pci *p, const char *text, struct kb_error *err)
-{
-	char addr[16];
-	if (!kb_pci_parse_addr(text, addr, sizeof(addr))) {
-		kb_fail(err, 0, NULL, "'%s' is not a PCI address (0000:81:00.3, 81:00.3 or pci_0000_81_00_3)", text);
-		return NULL;
-	}
-	struct kb_pci_dev *d = kb_pci_find(&p->host, addr);
-	if (!d)
-		kb_fail(err, 0, NULL, "no PCI device %s on this host (kvmbox pci list shows them)", addr);
-	return d;
 }
 
 /* ---- list -------------------------------------------------------------------------- */
@@ -132,338 +107,117 @@ static bool class_matches(const struct kb_pci_dev *d, const char *filter)
 	return is_class_filter(filter) && !strncasecmp(code, filter, strlen(filter));
 }
 
-static int cmd_list(struct pci *p, char **filters, int count)
+/* One device: a text line (and its group and reason below it), or a JSON object. */
+static void print_device(struct kb_printer *pr, const struct kb_pci_host *host, const struct kb_pci_dev *d,
+			 struct kb_pci_names *names)
+{
+	char name[300], why[300], members[200], code[8], id[8];
+	kb_pci_name(names, d->vendor, d->device, name, sizeof(name));
+	const char *v = verdict(host, d, why, sizeof(why));
+	kb_pci_group_members(host, d, members, sizeof(members), false);
+	kb_print_open_object(pr, NULL);
+	kb_print_string(pr, KB_PRINT_ANY, "address", "%s  ", d->addr);
+	snprintf(code, sizeof(code), "%06x", d->class_code);
+	kb_print_string(pr, KB_PRINT_ANY, "class", "%s  ", code);
+	snprintf(id, sizeof(id), "%04x", d->vendor);
+	kb_print_string(pr, KB_PRINT_JSON, "vendor", "%s", id);
+	snprintf(id, sizeof(id), "%04x", d->device);
+	kb_print_string(pr, KB_PRINT_JSON, "device", "%s", id);
+	kb_print_string(pr, KB_PRINT_JSON, "name", "%s", name);
+	kb_print_string(pr, KB_PRINT_ANY, "driver", "%-12s  ", d->driver[0] ? d->driver : NULL);
+	if (d->group >= 0)
+		kb_print_int(pr, KB_PRINT_ANY, "iommu_group", "group %-4lld  ", d->group);
+	else
+		kb_print_string(pr, KB_PRINT_ANY, "iommu_group", "group %-4s  ", NULL);
+	kb_print_open_array(pr, "group_members");
+	char copy[sizeof(members)];
+	snprintf(copy, sizeof(copy), "%s", members);
+	for (char *save, *m = strtok_r(copy, ", ", &save); m; m = strtok_r(NULL, ", ", &save))
+		kb_print_string(pr, KB_PRINT_JSON, NULL, "%s", m);
+	kb_print_close_array(pr);
+	kb_print_int(pr, KB_PRINT_ANY, "numa_node", "node %-2lld  ", d->numa);
+	kb_print_string(pr, KB_PRINT_ANY, "verdict", "%-12s  ", v);
+	kb_print_text(pr, "%s\n", name);
+	if (members[0])
+		kb_print_text(pr, "                group members: %s\n", members);
+	kb_print_string(pr, why[0] ? KB_PRINT_ANY : KB_PRINT_JSON, "why", "                %s\n", why);
+	kb_print_close_object(pr);
+}
+
+static int cmd_list(const struct kb_ctx *ctx, const struct kb_pci_host *host, char **filters, int count)
 {
 	for (int f = 0; f < count; f++) {
 		char addr[16];
 		if (!kb_pci_parse_addr(filters[f], addr, sizeof(addr)) && !is_class_filter(filters[f])) {
-			kb_say_error(p->ctx, "'%s' is neither a PCI address (0000:81:00.3, 81:00.3) nor a class "
+			kb_say_error(ctx, "'%s' is neither a PCI address (0000:81:00.3, 81:00.3) nor a class "
 				     "(storage, net, display, multimedia, bridge, usb, or a hex class code)", filters[f]);
 			return KB_EXIT_USAGE;
 		}
 	}
-	bool json = p->ctx->format == KB_FORMAT_JSON;
 	struct kb_pci_names *names = kb_pci_names_open();
-	FILE *out = p->ctx->out;
-	struct kb_envelope_member member;
-	bool first = true;
-	if (json) {
-		out = kb_envelope_member_begin(p->ctx, &member, "devices");
-		fputs("[", out);
-	}
-	for (int i = 0; i < p->host.count; i++) {
-		struct kb_pci_dev *d = &p->host.dev[i];
+	struct kb_printer pr;
+	kb_print_begin(&pr, ctx, "devices");
+	for (int i = 0; i < host->count; i++) {
+		const struct kb_pci_dev *d = &host->dev[i];
 		bool wanted = count == 0;
 		for (int f = 0; f < count && !wanted; f++) {
 			char addr[16];
 			wanted = kb_pci_parse_addr(filters[f], addr, sizeof(addr)) ? !strcmp(addr, d->addr) : class_matches(d, filters[f]);
 		}
-		if (!wanted)
-			continue;
-		char name[300], why[300], members[200];
-		kb_pci_name(names, d->vendor, d->device, name, sizeof(name));
-		const char *v = verdict(p, d, why, sizeof(why));
-		kb_pci_group_members(&p->host, d, members, sizeof(members), false);
-		if (json) {
-			fputs(first ? "\n {\"address\": " : ",\n {\"address\": ", out);
-			kb_json_string(out, d->addr);
-			fprintf(out, ", \"class\": \"%06x\", \"vendor\": \"%04x\", \"device\": \"%04x\", \"name\": ",
-				d->class_code, d->vendor, d->device);
-			kb_json_string(out, name);
-			fputs(", \"driver\": ", out);
-			if (d->driver[0])
-				kb_json_string(out, d->driver);
-			else
-				fputs("null", out);
-			if (d->group >= 0)
-				fprintf(out, ", \"iommu_group\": %d", d->group);
-			else
-				fputs(", \"iommu_group\": null", out);
-			fputs(", \"group_members\": [", out);
-			char copy[200];
-			snprintf(copy, sizeof(copy), "%s", members);
-			bool first_member = true;
-			for (char *save, *m = strtok_r(copy, ", ", &save); m; m = strtok_r(NULL, ", ", &save)) {
-				fputs(first_member ? "" : ", ", out);
-				kb_json_string(out, m);
-				first_member = false;
-			}
-			fprintf(out, "], \"numa_node\": %d, \"verdict\": ", d->numa);
-			kb_json_string(out, v);
-			fputs(", \"why\": ", out);
-			kb_json_string(out, why);
-			fputs("}", out);
-		} else {
-			char group[16] = "-";
-			if (d->group >= 0)
-				snprintf(group, sizeof(group), "%d", d->group);
-			fprintf(out, "%s  %06x  %-12s  group %-4s  node %-2d  %-12s  %s\n", d->addr, d->class_code,
-				d->driver[0] ? d->driver : "-", group, d->numa, v, name);
-			if (members[0])
-				fprintf(out, "                group members: %s\n", members);
-			if (why[0])
-				fprintf(out, "                %s\n", why);
-		}
-		first = false;
+		if (wanted)
+			print_device(&pr, host, d, names);
 	}
-	if (json) {
-		fputs(first ? "]" : "\n]", out);
-		kb_envelope_member_end(p->ctx, &member);
-	}
+	kb_print_end(&pr);
 	kb_pci_names_close(names);
 	return KB_EXIT_OK;
 }
 
 /* ---- xml ------------------------------------------------------------------------------ */
 
-static int cmd_xml(struct pci *p, char **args, int count)
+/* The device @text names, or NULL with a one-line reason in @err. */
+static const struct kb_pci_dev *lookup(struct kb_pci_host *host, const char *text, struct kb_error *err)
+{
+	char addr[16];
+	if (!kb_pci_parse_addr(text, addr, sizeof(addr))) {
+		kb_fail(err, 0, NULL, "'%s' is not a PCI address (0000:81:00.3, 81:00.3 or pci_0000_81_00_3)", text);
+		return NULL;
+	}
+	const struct kb_pci_dev *d = kb_pci_find(host, addr);
+	if (!d)
+		kb_fail(err, 0, NULL, "no PCI device %s on this host (kvmbox pci list shows them)", addr);
+	return d;
+}
+
+static int cmd_xml(const struct kb_ctx *ctx, struct kb_pci_host *host, char **args, int count)
 {
 	struct kb_error err = { 0 };
+	/* Every address checked before any element is printed. */
 	for (int i = 0; i < count; i++) {
-		struct kb_pci_dev *d = lookup(p, args[i], &err);
-		if (!d) {
-			kb_say_failure(p->ctx, &err);
+		if (!lookup(host, args[i], &err)) {
+			kb_say_failure(ctx, &err);
 			return KB_EXIT_FAILURE;
 		}
 	}
-	for (int i = 0; i < count; i++) {
-		struct kb_pci_dev *d = lookup(p, args[i], &err);
-		kb_pci_hostdev_xml(p->ctx->out, d->addr, "");
-	}
+	for (int i = 0; i < count; i++)
+		kb_pci_hostdev_xml(ctx->out, lookup(host, args[i], &err)->addr, "");
 	return KB_EXIT_OK;
 }
 
 /* ---- prepare / release ------------------------------------------------------------------- */
 
-/* vfio-pci present in the kernel, loaded through libkmod when it is not. */
-static int ensure_vfio(struct pci *p, struct kb_error *err)
-{
-	struct kb_path drv;
-	struct stat st;
-	if (kb_sysroot_path(p->ctx, "/sys/bus/pci/drivers/" KB_PCI_VFIO, &drv, err) < 0) /* for messages */
-		return -1;
-	if (kb_sysroot_stat(p->ctx, "/sys/bus/pci/drivers/" KB_PCI_VFIO, &st, false, NULL) == 0)
-		return 0;
-	if (p->dry_run) {
-		kb_row_set(kb_rows_add(&p->rows), "module", KB_WOULD_CHANGE, "vfio-pci would be loaded");
-		return 0;
-	}
-	struct kb_kmod kmod;
-	if (kb_kmod_load(&kmod, err) < 0)
-		return -1;
-	struct kmod_ctx *kctx = kmod.new(NULL, NULL);
-	if (!kctx)
-		return kb_fail(err, errno, NULL, "starting libkmod");
-	int rc = kb_kmod_probe(&kmod, kctx, "vfio_pci", err);
-	kmod.unref(kctx);
-	if (rc < 0)
-		return -1;
-	if (kb_sysroot_stat(p->ctx, "/sys/bus/pci/drivers/" KB_PCI_VFIO, &st, false, NULL) < 0)
-		return kb_fail(err, 0, drv.s, "vfio-pci loaded but its driver is not registered:");
-	kb_row_set(kb_rows_add(&p->rows), "module", KB_CHANGED, "vfio-pci loaded");
-	return 0;
-}
-
-/* The device bound to @driver ("" for the host's own choice) and read back. */
-static int rebind(struct pci *p, struct kb_pci_dev *d, const char *driver, struct kb_error *err)
-{
-	char path[PATH_MAX];
-	snprintf(path, sizeof(path), KB_PCI_DEVICES "/%s/driver_override", d->addr);
-	/* Writing a newline clears the override: the kernel picks the driver by IDs again. */
-	if (kb_write_value(p->ctx, path, driver[0] ? driver : "\n", err) < 0)
-		return -1;
-	if (d->driver[0]) {
-		snprintf(path, sizeof(path), KB_PCI_DEVICES "/%s/driver/unbind", d->addr);
-		if (kb_write_value(p->ctx, path, d->addr, err) < 0)
-			return -1;
-	}
-	if (kb_write_value(p->ctx, "/sys/bus/pci/drivers_probe", d->addr, err) < 0)
-		return -1;
-	char was[64];
-	snprintf(was, sizeof(was), "%s", d->driver);
-	kb_pci_link_name(p->ctx, d->addr, "driver", d->driver, sizeof(d->driver));
-	if (driver[0] && strcmp(d->driver, driver))
-		return kb_fail(err, 0, NULL, "%s: bound to '%s' after binding it to %s (read back from sysfs)", d->addr,
-			       d->driver[0] ? d->driver : "nothing", driver);
-	if (!driver[0] && !strcmp(d->driver, KB_PCI_VFIO))
-		return kb_fail(err, 0, NULL, "%s: still bound to vfio-pci after the release (read back from sysfs)", d->addr);
-	kb_row_set(kb_rows_add(&p->rows), d->addr, KB_CHANGED, "%s -> %s (read back)", was[0] ? was : "no driver",
-		   d->driver[0] ? d->driver : "no driver");
-	return 0;
-}
-
-/*
- * --persist: the addresses kvmbox keeps on vfio-pci, one udev rule each, as
- * driverctl does: per address, so an identical device the host keeps stays
- * its own (modprobe.d's "options vfio-pci ids=" would take every device with
- * the same vendor:device pair). The rule sets driver_override when the device
- * appears, before 80-drivers.rules loads its driver, and loads vfio-pci.
- */
-static int compare_strings(const void *a, const void *b)
-{
-	return strcmp(a, b);
-}
-
-static int persist_rules(struct pci *p, struct kb_pci_dev **devs, int n, bool add, struct kb_error *err)
-{
-	autofree char *old = NULL;
-	size_t old_len = 0;
-	char addrs[KB_PCI_MAX][16];
-	int count = 0;
-	if (kb_read_file(p->ctx, UDEV_RULES, 1 << 20, &old, &old_len, NULL) == 0) {
-		for (char *at = old; (at = strstr(at, "KERNEL==\"")) != NULL && count < KB_PCI_MAX; at += 9) {
-			char addr[16];
-			if (sscanf(at + 9, "%15[0-9a-f:.]", addr) == 1)
-				snprintf(addrs[count++], sizeof(addrs[0]), "%s", addr);
-		}
-	}
-	if (!add && !old)
-		return 0; /* nothing was ever persisted */
-	for (int i = 0; i < n; i++) {
-		int k = 0;
-		while (k < count && strcmp(addrs[k], devs[i]->addr))
-			k++;
-		if (add && k == count && count < KB_PCI_MAX)
-			snprintf(addrs[count++], sizeof(addrs[0]), "%s", devs[i]->addr);
-		else if (!add && k < count)
-			memmove(addrs[k], addrs[k + 1], (size_t)(--count - k) * sizeof(addrs[0]));
-	}
-	qsort(addrs, (size_t)count, sizeof(addrs[0]), compare_strings);
-	autofree char *text = NULL;
-	size_t len = 0;
-	FILE *out = open_memstream(&text, &len);
-	if (!out)
-		return kb_fail(err, errno, UDEV_RULES, "writing");
-	fputs("# Written by kvmbox pci prepare --persist: these PCI devices go to vfio-pci at every boot.\n", out);
-	for (int i = 0; i < count; i++)
-		fprintf(out, "ACTION==\"add\", SUBSYSTEM==\"pci\", KERNEL==\"%s\", ATTR{driver_override}=\"vfio-pci\", RUN{builtin}+=\"kmod load vfio-pci\"\n",
-			addrs[i]);
-	fclose(out);
-	bool changed = false;
-	if (count == 0) {
-		/* Nothing left to keep: the file goes. */
-		changed = old != NULL;
-		if (changed && !p->dry_run && kb_sysroot_unlink(p->ctx, UDEV_RULES, err) < 0)
-			return -1;
-	} else if (kb_file_ensure(p->ctx, UDEV_RULES, text, len, 0644, p->dry_run, &changed, err) < 0) {
-		return -1;
-	}
-	kb_row_set(kb_rows_add(&p->rows), "persist", changed ? (p->dry_run ? KB_WOULD_CHANGE : KB_CHANGED) : KB_UNCHANGED,
-		   "%s: %d device%s kept on vfio-pci at boot", UDEV_RULES, count, count == 1 ? "" : "s");
-	return 0;
-}
-
-/* Whether the next boot turns the IOMMU on while this one did not: in /etc/default/grub or /etc/kernel/cmdline, not /proc/cmdline. */
-static bool iommu_at_next_boot(const struct pci *p)
-{
-	static const char *const args[] = { "intel_iommu", "amd_iommu" };
-	char running[4096], value[64];
-	if (kb_read_value(p->ctx, "/proc/cmdline", running, sizeof(running), NULL) < 0)
-		running[0] = '\0';
-	static const char *const files[] = { "/etc/default/grub", "/etc/kernel/cmdline" };
-	for (size_t f = 0; f < 2; f++) {
-		autofree char *text = NULL;
-		size_t len;
-		if (kb_read_file(p->ctx, files[f], 1 << 20, &text, &len, NULL) < 0)
-			continue;
-		for (size_t a = 0; a < 2; a++) {
-			bool bare;
-			bool now = kb_cmdline_get(running, strlen(running), args[a], value, sizeof(value), &bare) && !strncmp(value, "on", 2);
-			/* Any occurrence in the file's text: the grub variables are shell, not one command line. */
-			char needle[32];
-			snprintf(needle, sizeof(needle), "%s=on", args[a]);
-			if (!now && strstr(text, needle))
-				return true;
-		}
-	}
-	return false;
-}
-
-/* Every device of @d's group but bridges, into @members; @d first. */
-static int group_of(struct pci *p, struct kb_pci_dev *d, struct kb_pci_dev **members, int max)
-{
-	int n = 0;
-	members[n++] = d;
-	for (int i = 0; i < p->host.count && n < max; i++)
-		if (&p->host.dev[i] != d && p->host.dev[i].group == d->group && !p->host.dev[i].bridge)
-			members[n++] = &p->host.dev[i];
-	return n;
-}
-
-static int cmd_prepare(struct pci *p, char **args, int count, bool release)
+static int cmd_change(const struct kb_ctx *ctx, const struct kb_vfio_spec *spec, bool dry_run)
 {
 	struct kb_error err = { 0 };
-	struct kb_pci_dev *todo[KB_PCI_MAX];
-	int n = 0;
-	/* Every address checked, and every group judged, before anything changes. */
-	for (int i = 0; i < count; i++) {
-		struct kb_pci_dev *d = lookup(p, args[i], &err);
-		if (!d)
-			goto fail;
-		if (d->bridge) {
-			kb_fail(&err, 0, NULL, "%s is a bridge (class %06x): bridges are never passed through", d->addr,
-				d->class_code);
-			goto fail;
-		}
-		const struct kb_pci_dev *used = release ? NULL : kb_pci_group_host_use(&p->host, d);
-		if (used && !p->force) {
-			kb_fail(&err, 0, NULL, "refusing %s: %s%s%s (--force overrides)", d->addr, used == d ? "" : used->addr,
-				used == d ? "" : " in its IOMMU group: ", used->host_use);
-			goto fail;
-		}
-		if (!release && d->group < 0) {
-			/* The IOMMU argument written for the next boot (grub-args, an earlier step) but not booted yet. */
-			if (iommu_at_next_boot(p)) {
-				kb_row_set(kb_rows_add(&p->rows), d->addr, KB_REBOOT,
-					   "no IOMMU group until the host boots with the IOMMU on (its argument is in the boot config, not yet on /proc/cmdline)");
-				continue;
-			}
-			kb_fail(&err, 0, NULL, "%s has no IOMMU group: kvmbox grub-args --iommu, VT-d/AMD-Vi on in the firmware, then reboot",
-				d->addr);
-			goto fail;
-		}
-		struct kb_pci_dev *members[64];
-		int m = d->group >= 0 ? group_of(p, d, members, 64) : (members[0] = d, 1);
-		for (int k = 0; k < m && n < KB_PCI_MAX; k++) {
-			bool listed = false;
-			for (int j = 0; j < n && !listed; j++)
-				listed = todo[j] == members[k];
-			if (!listed)
-				todo[n++] = members[k];
-		}
+	autoplan struct kb_plan plan = { 0 };
+	int rc = kb_vfio_plan(ctx, spec, &plan, &err);
+	if (rc == 0 && !dry_run)
+		rc = kb_vfio_apply(ctx, spec, &plan, &err);
+	kb_plan_print(ctx, &plan);
+	if (rc < 0) {
+		kb_say_failure(ctx, &err);
+		return KB_EXIT_FAILURE;
 	}
-	/* A release is persisted first: whatever happens to the rebind, the next boot leaves them alone. */
-	if (release && persist_rules(p, todo, n, false, &err) < 0)
-		goto fail;
-	if (!release && n > 0 && ensure_vfio(p, &err) < 0)
-		goto fail;
-	for (int i = 0; i < n; i++) {
-		struct kb_pci_dev *d = todo[i];
-		bool bound = !strcmp(d->driver, KB_PCI_VFIO);
-		if (release ? !bound : bound) {
-			kb_row_set(kb_rows_add(&p->rows), d->addr, KB_UNCHANGED, "%s", release ? (d->driver[0] ? d->driver : "no driver")
-											: "vfio-pci");
-			continue;
-		}
-		if (p->dry_run) {
-			kb_row_set(kb_rows_add(&p->rows), d->addr, KB_WOULD_CHANGE, "%s -> %s", d->driver[0] ? d->driver : "no driver",
-				   release ? "the host's driver" : "vfio-pci");
-			continue;
-		}
-		if (rebind(p, d, release ? "" : KB_PCI_VFIO, &err) < 0) {
-			kb_row_set(kb_rows_add(&p->rows), d->addr, KB_FAILED, "%s", err.what);
-			kb_rows_print(p->ctx, p->rows.row, p->rows.count);
-			return KB_EXIT_FAILURE;
-		}
-	}
-	if (!release && p->persist && persist_rules(p, todo, n, true, &err) < 0)
-		goto fail;
-	kb_rows_print(p->ctx, p->rows.row, p->rows.count);
 	return KB_EXIT_OK;
-fail:
-	kb_rows_print(p->ctx, p->rows.row, p->rows.count);
-	kb_say_failure(p->ctx, &err);
-	return KB_EXIT_FAILURE;
 }
 
 int pci_main(struct kb_ctx *ctx, int argc, char **argv)
@@ -476,21 +230,18 @@ int pci_main(struct kb_ctx *ctx, int argc, char **argv)
 		{ "persist", no_argument, NULL, OPT_PERSIST },
 		{ 0 },
 	};
-	struct pci *p = calloc(1, sizeof(*p));
-	if (!p)
-		return KB_EXIT_FAILURE;
-	p->ctx = ctx;
+	struct kb_vfio_spec spec;
+	kb_vfio_spec_init(&spec);
+	bool dry_run = false;
 	int opt, rc;
 	while ((opt = getopt_long(argc, argv, KB_GLOBAL_SHORT_OPTIONS, long_options, NULL)) != -1) {
 		switch (opt) {
-		case OPT_FORCE: p->force = true; break;
-		case OPT_DRY_RUN: p->dry_run = true; break;
-		case OPT_PERSIST: p->persist = true; break;
+		case OPT_FORCE: spec.force = true; break;
+		case OPT_DRY_RUN: dry_run = true; break;
+		case OPT_PERSIST: spec.persist = true; break;
 		default:
-			if ((rc = kb_common_option(ctx, opt, optarg)) >= 0) {
-				free(p);
+			if ((rc = kb_common_option(ctx, opt, optarg)) >= 0)
 				return rc;
-			}
 		}
 	}
 	const char *command = optind < argc ? argv[optind] : "list";
@@ -505,26 +256,31 @@ int pci_main(struct kb_ctx *ctx, int argc, char **argv)
 	bool changes = !strcmp(command, "prepare") || !strcmp(command, "release");
 	if ((changes || !strcmp(command, "xml")) && count == 0) {
 		kb_say_error(ctx, "%s needs an ADDR", command);
-		free(p);
 		return KB_EXIT_USAGE;
 	}
-	if (!changes && (p->force || p->dry_run || p->persist)) {
+	if (!changes && (spec.force || dry_run || spec.persist)) {
 		kb_say_error(ctx, "--force, --persist and --dry-run go with prepare and release");
-		free(p);
 		return KB_EXIT_USAGE;
 	}
 	struct kb_error err = { 0 };
-	if (kb_pci_scan(ctx, &p->host, &err) < 0) {
+	if (changes) {
+		spec.release = !strcmp(command, "release");
+		for (int i = 0; i < count; i++) {
+			if (kb_vfio_spec_add(&spec, args[i], &err) < 0) {
+				kb_say_failure(ctx, &err);
+				return KB_EXIT_FAILURE;
+			}
+		}
+		return cmd_change(ctx, &spec, dry_run);
+	}
+	autofree struct kb_pci_host *host = calloc(1, sizeof(*host));
+	if (!host || kb_pci_scan(ctx, host, &err) < 0) {
+		if (!host)
+			kb_fail(&err, ENOMEM, NULL, "scanning the PCI devices");
 		kb_say_failure(ctx, &err);
-		free(p);
 		return KB_EXIT_FAILURE;
 	}
 	if (!strcmp(command, "list"))
-		rc = cmd_list(p, args, count);
-	else if (!strcmp(command, "xml"))
-		rc = cmd_xml(p, args, count);
-	else
-		rc = cmd_prepare(p, args, count, !strcmp(command, "release"));
-	free(p);
-	return rc;
+		return cmd_list(ctx, host, args, count);
+	return cmd_xml(ctx, host, args, count);
 }

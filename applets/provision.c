@@ -99,19 +99,8 @@ static void build_command(const struct kb_provision *p, const struct kb_provisio
 	case KB_STEP_GRUB:
 	case KB_STEP_HUGEPAGES:
 	case KB_STEP_BRIDGE:
+	case KB_STEP_PCI:
 		return; /* on the library's typed plan/apply */
-	case KB_STEP_PCI: {
-		arg(a, "pci");
-		arg(a, "prepare");
-		arg_if(a, dry_run, "--dry-run");
-		arg_if(a, c->pci_persist == KB_YES, "--persist");
-		arg(a, "--"); /* addresses from the config are never options */
-		char words[sizeof(c->pci_prepare)];
-		snprintf(words, sizeof(words), "%s", c->pci_prepare);
-		for (char *save = NULL, *w = strtok_r(words, " \t", &save); w; w = strtok_r(NULL, " \t", &save))
-			arg(a, w);
-		return;
-	}
 	case KB_STEP_BUNDLE: {
 		const struct kb_conf_bundle *b = &c->bundle[s->item];
 		if (dry_run)

@@ -89,8 +89,10 @@ test_prepare_plan_and_read_back() {
 	mkdir -p "$r/sys/bus/pci/drivers/vfio-pci"
 	run --root "$r" pci prepare 02:00.0 --dry-run
 	expect_rc 0
-	expect_eq "the whole group planned" "$OUT" "would-change  0000:02:00.0  nouveau -> vfio-pci
-would-change  0000:02:00.1  snd_hda_intel -> vfio-pci"
+	expect_eq "the whole group planned" "$OUT" "would-change  0000:02:00.0/driver_override  absent -> vfio-pci
+would-change  0000:02:00.0                  nouveau -> vfio-pci
+would-change  0000:02:00.1/driver_override  absent -> vfio-pci
+would-change  0000:02:00.1                  snd_hda_intel -> vfio-pci"
 	run --root "$r" pci prepare 05:00.0
 	expect_rc 0
 	expect_eq "already bound" "$OUT" "unchanged  0000:05:00.0  vfio-pci"
@@ -101,7 +103,9 @@ would-change  0000:02:00.1  snd_hda_intel -> vfio-pci"
 	expect_eq "override written" "$(cat "$r/sys/bus/pci/devices/0000:04:00.0/driver_override")" "vfio-pci"
 	expect_eq "unbind asked" "$(cat "$r/sys/bus/pci/drivers/igb/unbind")" "0000:04:00.0"
 	expect_eq "probe asked" "$(cat "$r/sys/bus/pci/drivers_probe")" "0000:04:00.0"
-	expect_match "read back" "$OUT" "failed +0000:04:00.0 +0000:04:00.0: bound to 'igb' after binding it to vfio-pci \(read back from sysfs\)"
+	expect_eq "read back" "$OUT" "changed  0000:04:00.0/driver_override  absent -> vfio-pci
+failed   0000:04:00.0                  0000:04:00.0: bound to 'igb' after binding it to vfio-pci (read back from sysfs)"
+	expect_eq "said" "$ERR" "kvmbox pci: 0000:04:00.0: bound to 'igb' after binding it to vfio-pci (read back from sysfs)"
 	run --root "$r" pci release 04:00.0
 	expect_rc 0
 	expect_eq "release of an unbound device" "$OUT" "unchanged  0000:04:00.0  igb"
@@ -115,15 +119,15 @@ test_provision_section() {
 	printf '[pci]\nprepare = 02:00.0\n' >"$TESTS_TMP/pci.conf"
 	run --root "$r" provision --plan "$TESTS_TMP/pci.conf"
 	expect_rc 0
-	expect_match "planned" "$OUT" "would-change +pci +2 items would change"
+	expect_match "planned" "$OUT" "would-change +pci +4 items would change"
 	# prepare given twice adds to the list, as a bridge's address does.
 	printf '[pci]\nprepare = 02:00.0\nprepare = 04:00.0\n' >"$TESTS_TMP/pci.conf"
 	run --root "$r" provision --plan "$TESTS_TMP/pci.conf"
-	expect_match "both planned" "$OUT" "would-change +pci +3 items would change"
+	expect_match "both planned" "$OUT" "would-change +pci +6 items would change"
 	printf '[pci]\nprepare = 04:00.0 01:00.1\n' >"$TESTS_TMP/pci.conf"
 	run --root "$r" provision "$TESTS_TMP/pci.conf"
 	expect_rc 1
-	expect_match "refused before any change" "$ERR" "pci.conf:1: \[pci\] cannot be applied: kvmbox pci exited 1"
+	expect_match "refused before any change" "$ERR" "pci.conf:1: \[pci\] cannot be applied: refusing 0000:01:00.1: 0000:01:00.0 in its IOMMU group: its interface em1 carries the default route"
 	expect_eq "nothing written" "$(cat "$r/sys/bus/pci/devices/0000:04:00.0/driver_override")" "(null)"
 }
 
@@ -138,7 +142,7 @@ test_persist_rules() {
 	run --root "$r" --target "$t" pci prepare 05:00.0 --persist
 	expect_rc 0
 	expect_eq "rows" "$OUT" "unchanged  0000:05:00.0  vfio-pci
-changed    persist       /etc/udev/rules.d/61-kvmbox-vfio-pci.rules: 1 device kept on vfio-pci at boot"
+changed    udev-rule     /etc/udev/rules.d/61-kvmbox-vfio-pci.rules created (1 device kept on vfio-pci at boot)"
 	expect_eq "rule" "$(cat "$rules")" '# Written by kvmbox pci prepare --persist: these PCI devices go to vfio-pci at every boot.
 ACTION=="add", SUBSYSTEM=="pci", KERNEL=="0000:05:00.0", ATTR{driver_override}="vfio-pci", RUN{builtin}+="kmod load vfio-pci"'
 	# 04:00.0 and 06:00.0 have the same vendor:device pair; the rule names an address, not the pair.
@@ -146,11 +150,11 @@ ACTION=="add", SUBSYSTEM=="pci", KERNEL=="0000:05:00.0", ATTR{driver_override}="
 	local before
 	before=$(stat -c '%i %Y' "$rules")
 	run --root "$r" --target "$t" pci prepare 05:00.0 --persist
-	expect_match "second run" "$OUT" "unchanged  persist"
+	expect_match "second run" "$OUT" "unchanged  udev-rule"
 	expect_eq "not rewritten" "$(stat -c '%i %Y' "$rules")" "$before"
 	run --root "$r" --target "$t" pci release 05:00.0
 	expect_rc 1 # the fixture's driver link does not move: the read-back says so
-	expect_match "rule gone" "$OUT" "changed +persist +/etc/udev/rules.d/61-kvmbox-vfio-pci.rules: 0 devices kept on vfio-pci at boot"
+	expect_match "rule gone" "$OUT" "^changed +udev-rule +/etc/udev/rules.d/61-kvmbox-vfio-pci.rules removed \(0 devices kept on vfio-pci at boot\)"
 	expect_file_missing "$rules"
 }
 
@@ -174,11 +178,40 @@ test_reboot_required() {
 	printf 'GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on iommu=pt"\n' >"$r/etc/default/grub"
 	run --root "$r" pci prepare 06:00.0
 	expect_rc 0
-	expect_eq "row" "$OUT" "reboot-required  0000:06:00.0  no IOMMU group until the host boots with the IOMMU on (its argument is in the boot config, not yet on /proc/cmdline)"
+	expect_eq "row" "$OUT" "reboot-required  0000:06:00.0  igb -> vfio-pci (no IOMMU group until the host boots with the IOMMU on: its argument is in the boot config, not yet on /proc/cmdline)"
 	fx_cmdline "$r" "BOOT_IMAGE=/vmlinuz root=/dev/sda1 intel_iommu=on"
 	run --root "$r" pci prepare 06:00.0
 	expect_rc 1
 	expect_match "booted with it and still no group" "$ERR" "has no IOMMU group"
+}
+
+# The plan is what the run does: --dry-run's changes are the run's (same items, before and
+# after), from the same code; the run marks what it did, and stops at the first failure.
+test_dry_run_equals_run() {
+	local r t planned
+	r=$(pci_root)
+	t=$(mktemp -d "$TESTS_TMP/target.XXXXXX")
+	mkdir -p "$r/sys/bus/pci/drivers/vfio-pci"
+	run --root "$r" --target "$t" pci prepare 02:00.0 --persist --dry-run --json
+	expect_rc 0
+	planned=$(jq -c '.changes | map([.item, .before, .after])' <<<"$OUT")
+	expect_eq "planned" "$(jq -c '.changes | map([.item, .before, (.after | .[0:20])])' <<<"$OUT")" \
+		'[["0000:02:00.0/driver_override",null,"vfio-pci"],["0000:02:00.0","nouveau","vfio-pci"],["0000:02:00.1/driver_override",null,"vfio-pci"],["0000:02:00.1","snd_hda_intel","vfio-pci"],["udev-rule",null,"# Written by kvmbox "]]'
+	expect_eq "nothing written" "$(cat "$r/sys/bus/pci/devices/0000:02:00.0/driver_override")" "(null)"
+	expect_file_missing "$t/etc/udev/rules.d/61-kvmbox-vfio-pci.rules"
+	run --root "$r" --target "$t" pci prepare 02:00.0 --persist --json
+	expect_rc 1 # the fixture's driver link does not move
+	expect_eq "applied changes" "$(jq -c '.changes | map([.item, .before, .after])' <<<"$OUT")" "$planned"
+	expect_eq "statuses" "$(jq -c '[.changes[].status]' <<<"$OUT")" '["changed","failed","would-change","would-change","would-change"]'
+	expect_file_missing "$t/etc/udev/rules.d/61-kvmbox-vfio-pci.rules"
+	# A device already on vfio-pci: only the rule, planned and then written.
+	run --root "$r" --target "$t" pci prepare 05:00.0 --persist --dry-run --json
+	planned=$(jq -c '.changes | map([.item, .before, .after])' <<<"$OUT")
+	run --root "$r" --target "$t" pci prepare 05:00.0 --persist --json
+	expect_rc 0
+	expect_eq "applied as planned" "$(jq -c '.changes | map([.item, .before, .after])' <<<"$OUT")" "$planned"
+	expect_eq "statuses" "$(jq -c '[.changes[].status]' <<<"$OUT")" '["unchanged","changed"]'
+	expect_eq "rule written" "$(jq -r '.changes[1].after' <<<"$OUT")" "$(cat "$t/etc/udev/rules.d/61-kvmbox-vfio-pci.rules")"
 }
 
 t test_list_verdicts
@@ -189,4 +222,5 @@ t test_provision_section
 t test_xml
 t test_prepare_refusals
 t test_prepare_plan_and_read_back
+t test_dry_run_equals_run
 done_testing

@@ -124,7 +124,7 @@ static void errors_name_the_line(void **state)
 		{ "[bridge br*]\n", 1, "[bridge]: 'br*': '*' is not allowed in an interface name kvmbox configures (networkd reads it as a glob)" },
 		{ "[bridge -x]\n", 1, "[bridge]: '-x': a new interface name cannot start with '-'" },
 		{ "[pci]\n", 1, "[pci] needs prepare = ADDR..." },
-		{ "[pci]\nprepare = 81:00.3 --force\n", 2, "prepare: '81:00.3 --force' is not a list of PCI addresses" },
+		{ "[pci]\nprepare = 81:00.3 --force\n", 2, "prepare: '--force' is not a PCI address (0000:81:00.3, 81:00.3 or pci_0000_81_00_3)" },
 		{ "[bundle web]\ndest = /srv\n", 1, "[bundle] needs source = FILE" },
 		{ "[bundle web]\nsource = relative.kvmbundle\n", 2, "source: 'relative.kvmbundle' is not an absolute path or an http:// URL" },
 		{ "[bundle web]\nsource = http://user@evil/x.kvmbundle\n", 2, "source: 'http://user@evil/x.kvmbundle' is not an http:// URL kvmbox fetches" },

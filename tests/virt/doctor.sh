@@ -250,7 +250,7 @@ XML
 	mkdir -p "$fx/sys/bus/pci/drivers/vfio-pci"
 	row hostdev.group --root "$fx" --connect qemu:///system --fix
 	expect_match "fix attempted" "$ROW" "^failed domain kvmbox-test-hd-shared"
-	expect_match "fix's failure said" "$HINT" "the fix failed: kvmbox pci prepare 0000:02:00.0 exited 1"
+	expect_eq "fix's failure said" "$HINT" "the fix failed: kvmbox pci prepare: 0000:02:00.0: bound to 'nouveau' after binding it to vfio-pci (read back from sysfs)"
 	expect_eq "override asked" "$(cat "$fx/sys/bus/pci/devices/0000:02:00.0/driver_override")" "vfio-pci"
 	$VIRSH undefine kvmbox-test-hd-shared >/dev/null
 	$VIRSH define "$TESTS_TMP/hd-hostuse.xml" >/dev/null
@@ -259,6 +259,13 @@ XML
 	expect_match "host uses the group" "$ROW" "the host uses 0000:01:00.0: its interface em1 carries the default route"
 	expect_eq "never prepared" "$(cat "$fx/sys/bus/pci/devices/0000:01:00.1/driver_override")" "(null)"
 	$VIRSH undefine kvmbox-test-hd-hostuse >/dev/null
+	# A device this host does not have: nothing to prepare (--fix decides on the finding's reason).
+	sed 's/hd-ready/hd-absent/; s/bus=.0x05./bus='"'"'0x09'"'"'/' "$TESTS_TMP/hd-ready.xml" >"$TESTS_TMP/hd-absent.xml"
+	$VIRSH define "$TESTS_TMP/hd-absent.xml" >/dev/null
+	row hostdev.group --root "$fx" --connect qemu:///system --fix
+	expect_rc 1
+	expect_eq "absent: not prepared" "$HINT" "the fix failed: still: domain kvmbox-test-hd-absent: 0000:09:00.0 is not on this host"
+	$VIRSH undefine kvmbox-test-hd-absent >/dev/null
 	$VIRSH undefine kvmbox-test-hd-ready >/dev/null
 }
 

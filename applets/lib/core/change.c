@@ -10,6 +10,7 @@
 #include "kvmbox/core/cleanup.h"
 #include "kvmbox/core/error.h"
 #include "kvmbox/core/file.h"
+#include "kvmbox/core/sysroot.h"
 
 void kb_plan_free(struct kb_plan *plan)
 {
@@ -166,6 +167,8 @@ int kb_apply_file(const struct kb_ctx *ctx, struct kb_change *change, struct kb_
 		struct kb_write_options opts = { .mode = (mode_t)change->arg, .create_dirs = true };
 		if (kb_write_file_atomic(ctx, change->path, change->after, strlen(change->after), &opts, err) < 0)
 			return -1;
+	} else if (now && kb_sysroot_unlink(ctx, change->path, err) < 0) {
+		return -1;
 	}
 	change->status = KB_CHANGED;
 	return 0;

@@ -12,6 +12,7 @@
 #include "kvmbox/host/devkvm.h"
 #include "kvmbox/host/kvmload.h"
 #include "kvmbox/host/hugepages.h"
+#include "kvmbox/host/vfio.h"
 #include "kvmbox/virt/domnew.h"
 #include "kvmbox/virt/domxml.h"
 #include "kvmbox/net/fetch.h"
@@ -100,18 +101,8 @@ static int global_key(struct parse *p, const char *section, const char *key, con
 		struct kb_error err = { 0 };
 		return setter_result(p, kb_hugepages_spec_set(&c->hugepages, key, value, &err), &err);
 	} else if (!strcmp(section, "pci")) {
-		if (!strcmp(key, "prepare")) {
-			/* PCI addresses only: 0000:81:00.3, 81:00.3, pci_0000_81_00_3. */
-			/* Given again, the key adds to the list (as address does for a bridge). */
-			size_t used = strlen(c->pci_prepare);
-			if (!*value || used + 1 + strlen(value) >= sizeof(c->pci_prepare) ||
-			    strspn(value, "0123456789abcdefABCDEF:._pci \t") != strlen(value) || value[0] == '-')
-				return FAIL("prepare: '%s' is not a list of PCI addresses", value);
-			snprintf(c->pci_prepare + used, sizeof(c->pci_prepare) - used, "%s%s", used ? " " : "", value);
-			return 1;
-		}
-		if (!strcmp(key, "persist"))
-			return set_bool(p, key, value, &c->pci_persist);
+		struct kb_error err = { 0 };
+		return setter_result(p, kb_vfio_spec_set(&c->pci, key, value, &err), &err);
 	} else if (!strcmp(section, "devkvm")) {
 		struct kb_error err = { 0 };
 		return setter_result(p, kb_devkvm_spec_set(&c->devkvm, key, value, &err), &err);
@@ -377,7 +368,7 @@ static int check_complete(const char *path, struct kb_hostconf *c, struct kb_err
 	}
 	if (c->has_hugepages && (c->hugepages.count < 0) == !c->hugepages.for_domains[0])
 		return fail_at(err, path, c->hugepages_line, "[hugepages] needs exactly one of count = N or for-domains = DIR");
-	if (c->has_pci && !c->pci_prepare[0])
+	if (c->has_pci && !c->pci.count)
 		return fail_at(err, path, c->pci_line, "[pci] needs prepare = ADDR...");
 	if (c->has_grub && !c->grub.args[0] && !c->grub.iommu)
 		return fail_at(err, path, c->grub_line, "[grub] needs args = ... or iommu = yes");
@@ -391,9 +382,9 @@ int kb_hostconf_parse(const char *text, size_t len, const char *path, struct kb_
 	kb_devkvm_spec_init(&conf->devkvm);
 	kb_kvmload_spec_init(&conf->kvm);
 	kb_check_spec_init(&conf->check);
-	conf->pci_persist = KB_UNSET;
 	kb_grubargs_spec_init(&conf->grub);
 	kb_hugepages_spec_init(&conf->hugepages);
+	kb_vfio_spec_init(&conf->pci);
 	/* A UTF-8 byte order mark (editors on other systems write one): not part of the first line. */
 	if (len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3))
 		text += 3, len -= 3;

@@ -16,6 +16,7 @@
 #include "kvmbox/host/grubargs.h"
 #include "kvmbox/host/hugepages.h"
 #include "kvmbox/host/kvmload.h"
+#include "kvmbox/host/vfio.h"
 #include "kvmbox/net/bridge.h"
 #include "kvmbox/provision/provision.h"
 
@@ -238,6 +239,11 @@ static int run_step(struct kb_provision *p, struct kb_provision_step *s, bool ap
 		rc = kb_bridge_plan(p->ctx, &c->bridge[s->item].spec, &s->plan, &err);
 		if (rc == 0 && apply)
 			rc = kb_bridge_apply(p->ctx, &c->bridge[s->item].spec, &s->plan, &err);
+		return summarize(s, rc, &err, NULL);
+	case KB_STEP_PCI:
+		rc = kb_vfio_plan(p->ctx, &c->pci, &s->plan, &err);
+		if (rc == 0 && apply)
+			rc = kb_vfio_apply(p->ctx, &c->pci, &s->plan, &err);
 		return summarize(s, rc, &err, NULL);
 	case KB_STEP_DEVKVM:
 		rc = kb_devkvm_plan(p->ctx, &c->devkvm, &s->plan, &err);

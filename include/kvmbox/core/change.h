@@ -79,7 +79,8 @@ struct kb_change *kb_plan_file(const struct kb_ctx *ctx, struct kb_plan *plan, c
 /*
  * Make a file change planned by kb_plan_file: refused when the file no longer
  * holds what the plan read (edited meanwhile), else replaced atomically with
- * its after (parent directories made). Marks it KB_CHANGED.
+ * its after (parent directories made), or removed when the after is NULL.
+ * Marks it KB_CHANGED.
  */
 int kb_apply_file(const struct kb_ctx *ctx, struct kb_change *change, struct kb_error *err);
 

@@ -28,6 +28,7 @@
 #include "kvmbox/host/kvmload.h"
 #include "kvmbox/host/grubargs.h"
 #include "kvmbox/host/hugepages.h"
+#include "kvmbox/host/vfio.h"
 #include "kvmbox/net/bridge.h"
 
 #define KB_HOSTCONF_MAX_ITEMS 16
@@ -70,11 +71,10 @@ struct kb_hostconf {
 	unsigned check_line, kvm_line, grub_line, hugepages_line, devkvm_line, pci_line; /* where those sections start */
 	struct kb_check_spec check; /* [check], set by kb_check_spec_set */
 	struct kb_kvmload_spec kvm; /* [kvm], set by kb_kvmload_spec_set as `kvmbox kvm-load`'s options are */
-	char pci_prepare[512]; /* PCI addresses for vfio-pci, blank-separated */
-	enum kb_tristate pci_persist;
 	struct kb_devkvm_spec devkvm; /* [devkvm], set by kb_devkvm_spec_set as `kvmbox devkvm`'s options are */
 	struct kb_grubargs_spec grub; /* [grub], set by kb_grubargs_spec_set as `kvmbox grub-args`'s options are */
 	struct kb_hugepages_spec hugepages; /* [hugepages], set by kb_hugepages_spec_set as `kvmbox hugepages set`'s options are */
+	struct kb_vfio_spec pci;      /* [pci], set by kb_vfio_spec_set as `kvmbox pci prepare`'s options are */
 	struct kb_conf_bridge bridge[KB_HOSTCONF_MAX_ITEMS];
 	struct kb_conf_bundle bundle[KB_HOSTCONF_MAX_ITEMS];
 	struct kb_conf_domain domain[KB_HOSTCONF_MAX_ITEMS];
