@@ -615,6 +615,7 @@ test_dry_run_equals_run() {
 	expect_eq "dry run" "$OUT" "would-change  $dest/dr  absent -> 3 members, $bytes bytes (from $TESTS_TMP/dr.kvmbundle, each member checked against SHA256SUMS)"
 	expect_eq "dry run made nothing" "$(ls -A "$dest")" ""
 	for b in dr drz; do
+		rm -rf "$dest/vm"
 		# Absent, then replaced: each planned, then run.
 		for replace in "" --replace; do
 			run unpack "$TESTS_TMP/$b.kvmbundle" --dest "$dest" --name vm $replace --dry-run --json
