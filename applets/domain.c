@@ -22,6 +22,8 @@
 
 #include "kvmbox/applet.h"
 #include "kvmbox/bundle/bundle.h"
+#include "kvmbox/bundle/unpack.h"
+#include "kvmbox/core/change.h"
 #include "kvmbox/core/cleanup.h"
 #include "kvmbox/virt/diskuse.h"
 #include "kvmbox/virt/domnew.h"
@@ -870,6 +872,20 @@ static int cmd_rm(struct domain_cmd *cmd, char **names, int count)
 /* up: unpack the bundle (unless already unpacked), then define what it holds. */
 static int cmd_up(struct domain_cmd *cmd, const char *bundle)
 {
+	struct kb_error err = { 0 };
+	autofree struct kb_unpack_spec *spec = calloc(1, sizeof(*spec));
+	if (!spec) {
+		kb_say_error(cmd->ctx, "out of memory");
+		return KB_EXIT_FAILURE;
+	}
+	kb_unpack_spec_init(spec);
+	spec->replace = cmd->replace;
+	spec->keep_existing = true; /* already unpacked: defined from what is there */
+	if (kb_unpack_spec_set(spec, "source", bundle, &err) < 0 || kb_unpack_spec_set(spec, "dest", cmd->dest, &err) < 0 ||
+	    (cmd->name && kb_unpack_spec_set(spec, "name", cmd->name, &err) < 0)) {
+		kb_say_error(cmd->ctx, "%s", err.what);
+		return KB_EXIT_USAGE;
+	}
 	char name[KB_BUNDLE_NAME_MAX];
 	if (cmd->name)
 		snprintf(name, sizeof(name), "%s", cmd->name);
@@ -877,23 +893,24 @@ static int cmd_up(struct domain_cmd *cmd, const char *bundle)
 		kb_bundle_default_name(bundle, name, sizeof(name));
 	char dir[PATH_MAX], xml_file[PATH_MAX + 16];
 	snprintf(dir, sizeof(dir), "%s/%s", cmd->dest, name);
-	struct kb_error err = { 0 };
-	struct stat st;
-	if (kb_sysroot_stat(cmd->ctx, dir, &st, false, NULL) < 0 || cmd->replace) {
-		/* The bundle after "--": a path that starts with '-' is a path, never an option. */
-		char *unpack_argv[] = { "unpack", "--dest", (char *)cmd->dest, "--name", name, "--replace", "--",
-					(char *)bundle, NULL };
-		if (!cmd->replace) {
-			unpack_argv[5] = "--";
-			unpack_argv[6] = (char *)bundle;
-			unpack_argv[7] = NULL;
+
+	autoplan struct kb_plan plan = { 0 };
+	int rc = kb_unpack_plan(cmd->ctx, spec, &plan, &err);
+	if (rc == 0)
+		rc = kb_unpack_apply(cmd->ctx, spec, &plan, &err);
+	/* The unpack's rows (define's own changes follow): only when it unpacked, or failed. */
+	if (rc < 0 || kb_plan_changes(&plan)) {
+		for (size_t i = 0; i < plan.count; i++) {
+			struct kb_row row;
+			kb_change_row(&plan.change[i], &row);
+			kb_rows_print(cmd->ctx, &row, 1);
 		}
-		int unpack_argc = cmd->replace ? 8 : 7;
-		int rc = kb_applet_run(cmd->ctx, "unpack", unpack_argc, unpack_argv);
-		if (rc != KB_EXIT_OK)
-			return rc;
 	} else if (cmd->ctx->verbosity > 0) {
 		fprintf(cmd->ctx->err, "kvmbox domain: %s is already unpacked (--replace unpacks again)\n", dir);
+	}
+	if (rc < 0) {
+		kb_say_failure(cmd->ctx, &err);
+		return KB_EXIT_FAILURE;
 	}
 	struct kb_path unpacked; /* the directory as the root sees it, no link left that leads out */
 	if (kb_sysroot_resolved_path(cmd->ctx, dir, true, &unpacked, &err) < 0) {

@@ -76,7 +76,7 @@ static void arg_pair(struct argv_builder *a, const char *option, const char *val
 /* The unpacked directory of bundle @b, as the installed system sees it. */
 static void bundle_dir(const struct kb_conf_bundle *b, char *buf, size_t size)
 {
-	snprintf(buf, size, "%.*s/%s", (int)(PATH_MAX - sizeof(b->name) - 2), b->dest, b->name);
+	snprintf(buf, size, "%.*s/%s", (int)(PATH_MAX - sizeof(b->name) - 2), b->unpack.dest, b->name);
 }
 
 static const struct kb_conf_bundle *bundle_named(const struct kb_hostconf *c, const char *name)
@@ -106,12 +106,12 @@ static void build_command(const struct kb_provision *p, const struct kb_provisio
 		if (dry_run)
 			return;
 		arg(a, "unpack");
-		arg_pair(a, "--dest", b->dest);
+		arg_pair(a, "--dest", b->unpack.dest);
 		arg_pair(a, "--name", b->name);
-		if (!strncmp(b->source, "http://", 7))
-			arg_pair(a, "--sha256", b->sha256); /* hashed as it streams in, checked before it is renamed into place */
+		if (!strncmp(b->unpack.source, "http://", 7))
+			arg_pair(a, "--sha256", b->unpack.sha256); /* hashed as it streams in, checked before it is renamed into place */
 		arg(a, "--"); /* a source that starts with '-' is a path, never an option */
-		arg(a, b->source);
+		arg(a, b->unpack.source);
 		return;
 	}
 	case KB_STEP_DOMAIN: {
@@ -207,37 +207,37 @@ static int run_bundle(struct kb_provision *p, struct kb_provision_step *s, struc
 		kb_row_set(&s->row, s->id, KB_UNCHANGED, "%s is unpacked", dir);
 		return 0;
 	}
-	bool remote = !strncmp(b->source, "http://", 7);
+	bool remote = !strncmp(b->unpack.source, "http://", 7);
 	if (remote && p->opts.plan) {
 		/* Never fetched to plan: it is checked against sha256 = as it streams in. */
 		kb_row_set(&s->row, s->id, KB_WOULD_CHANGE, "%s would be unpacked into %s (SHA-256 %.16s... checked as it arrives)",
-			   b->source, dir, b->sha256);
+			   b->unpack.source, dir, b->unpack.sha256);
 		return 0;
 	}
-	if (b->sha256[0] && !remote) {
+	if (b->unpack.sha256[0] && !remote) {
 		struct kb_sha256_api api;
 		char hex[65];
-		if (kb_sha256_load(&api, &err) < 0 || kb_sha256_file(&api, b->source, hex, &err) < 0) {
+		if (kb_sha256_load(&api, &err) < 0 || kb_sha256_file(&api, b->unpack.source, hex, &err) < 0) {
 			char message[sizeof(err.what) + PATH_MAX + 64];
 			kb_row_set(&s->row, s->id, KB_FAILED, "%s", kb_error_message(&err, message, sizeof(message)));
 			return -1;
 		}
-		if (strcmp(hex, b->sha256) != 0) {
-			kb_row_set(&s->row, s->id, KB_FAILED, "%s has SHA-256 %s, the config says %s", b->source, hex, b->sha256);
+		if (strcmp(hex, b->unpack.sha256) != 0) {
+			kb_row_set(&s->row, s->id, KB_FAILED, "%s has SHA-256 %s, the config says %s", b->unpack.source, hex, b->unpack.sha256);
 			return -1;
 		}
 	}
 	if (p->opts.plan) {
 		struct stat src;
-		if (stat(b->source, &src) < 0) {
-			kb_row_set(&s->row, s->id, KB_FAILED, "%s: %s", b->source, strerror(errno));
+		if (stat(b->unpack.source, &src) < 0) {
+			kb_row_set(&s->row, s->id, KB_FAILED, "%s: %s", b->unpack.source, strerror(errno));
 			return -1;
 		}
-		kb_row_set(&s->row, s->id, KB_WOULD_CHANGE, "%s would be unpacked into %s", b->source, dir);
+		kb_row_set(&s->row, s->id, KB_WOULD_CHANGE, "%s would be unpacked into %s", b->unpack.source, dir);
 		return 0;
 	}
 	/* The destination directory itself is the config's to ask for: made like mkdir -p. */
-	if (kb_sysroot_make_dirs(p->ctx, b->dest, &err) < 0) {
+	if (kb_sysroot_make_dirs(p->ctx, b->unpack.dest, &err) < 0) {
 		char message[sizeof(err.what) + PATH_MAX + 64];
 		kb_row_set(&s->row, s->id, KB_FAILED, "%s", kb_error_message(&err, message, sizeof(message)));
 		return -1;

@@ -196,7 +196,7 @@ test_ordinary_domains_still_unpack() {
 	# The bundle's emulator is never used: dropped, and the report says so.
 	accepted emulator "$(domain_with '' "<emulator>/bin/sh</emulator><console type='pty'/>")"
 	expect_eq "emulator report" "$(printf '%s\n' "$OUT" | head -1)" \
-		"unpacked vm into $TESTS_TMP/ok/vm (3 members; its <emulator> /bin/sh dropped: libvirt uses the host's own)"
+		"changed  $TESTS_TMP/ok/vm  absent -> 3 members, $(tar -tvf "$TESTS_TMP/emulator.tar" | awk '{ n += $3 } END { print n }') bytes (from $TESTS_TMP/emulator.tar, each member checked against SHA256SUMS; its <emulator> /bin/sh dropped: libvirt uses the host's own)"
 	expect_eq "emulator gone" "$(grep -c emulator "$TESTS_TMP/ok/vm/domain.xml")" "0"
 	bundle emulator-json "$(domain_with '' "<emulator>/usr/bin/qemu-system-x86_64</emulator>")"
 	rm -rf "$TESTS_TMP/ok" && mkdir -p "$TESTS_TMP/ok"

@@ -501,7 +501,7 @@ test_interrupted_unpack_leaves_nothing() {
 	(cd "$TESTS_TMP/ig" && tar -cf "$TESTS_TMP/ig.kvmbundle" domain.xml disk.raw SHA256SUMS)
 	run unpack "$TESTS_TMP/ig.kvmbundle" --dest "$dest"
 	expect_rc 0
-	expect_match "stale one removed" "$ERR" "removed $dest/\.big\.kvmbox-[A-Za-z0-9]{6}, left by an unpack that was killed"
+	expect_match "stale one removed" "$OUT" "^changed  stale-staging +$dest/\.big\.kvmbox-[A-Za-z0-9]{6} -> removed \(left by an unpack that was killed\)"
 	expect_eq "only the new one" "$(ls -A "$dest")" "ig"
 
 	# The staging directory swapped for a symlink mid-unpack (anyone who can write DIR could):
@@ -591,13 +591,50 @@ test_target_and_usage() {
 	expect_rc 2
 	run unpack "$TESTS_TMP/t.kvmbundle" --dest "$t" --name ..
 	expect_rc 2
-	expect_eq "bad name" "$ERR" "kvmbox unpack: '..' cannot name the directory (--name sets it)"
+	expect_eq "bad name" "$ERR" "kvmbox unpack: --name: '..' cannot name the directory (letters, digits, '._-+')"
 	run pack
 	expect_rc 2
 	run pack "$m/domain.xml" --compress lzma
 	expect_rc 2
 	run pack /nonexistent.xml
 	expect_rc 1
+}
+
+# The plan is what the run does, from the same code: the same items, before and after.
+# An uncompressed bundle is planned from its headers; a compressed one is never read twice
+# (nor one from a server fetched to plan): "the bundle's members".
+test_dry_run_equals_run() {
+	local m="$TESTS_TMP/dr" dest="$TESTS_TMP/drdest" b planned bytes
+	good_members "$m"
+	mkdir -p "$dest"
+	(cd "$m" && tar -cf "$TESTS_TMP/dr.kvmbundle" domain.xml disk.raw SHA256SUMS &&
+		tar -czf "$TESTS_TMP/drz.kvmbundle" domain.xml disk.raw SHA256SUMS)
+	bytes=$(($(stat -c %s "$m/domain.xml") + 65536 + $(stat -c %s "$m/SHA256SUMS")))
+	run unpack "$TESTS_TMP/dr.kvmbundle" --dest "$dest" --dry-run
+	expect_rc 0
+	expect_eq "dry run" "$OUT" "would-change  $dest/dr  absent -> 3 members, $bytes bytes (from $TESTS_TMP/dr.kvmbundle, each member checked against SHA256SUMS)"
+	expect_eq "dry run made nothing" "$(ls -A "$dest")" ""
+	for b in dr drz; do
+		rm -rf "$dest/vm"
+		# Absent, then replaced: each planned, then run.
+		for replace in "" --replace; do
+			run unpack "$TESTS_TMP/$b.kvmbundle" --dest "$dest" --name vm $replace --dry-run --json
+			expect_rc 0
+			planned=$(printf '%s' "$OUT" | jq -c '.changes | map([.item, .before, .after])')
+			expect_eq "$b $replace: planned" "$(printf '%s' "$OUT" | jq -c '[.changed, [.changes[].status]]')" '[true,["would-change"]]'
+			run unpack "$TESTS_TMP/$b.kvmbundle" --dest "$dest" --name vm $replace --json
+			expect_rc 0
+			expect_eq "$b $replace: applied changes" "$(printf '%s' "$OUT" | jq -c '.changes | map([.item, .before, .after])')" "$planned"
+			expect_eq "$b $replace: statuses" "$(printf '%s' "$OUT" | jq -c '[.changes[].status]')" '["changed"]'
+			cmp -s "$m/disk.raw" "$dest/vm/disk.raw" || fail "$b $replace: disk.raw differs"
+		done
+		expect_match "$b: the replaced tree as before" "$planned" '^\[\["'"$dest"'/vm","3 files, [0-9]+ bytes","'
+	done
+	expect_match "listed from the headers" "$(run unpack "$TESTS_TMP/dr.kvmbundle" --dest "$dest" --name vm --replace --dry-run --json;
+		printf '%s' "$OUT" | jq -r '.changes[0].after')" "^3 members, $bytes bytes$"
+	expect_eq "compressed: not read to plan" "$(run unpack "$TESTS_TMP/drz.kvmbundle" --dest "$dest" --name vm --replace --dry-run --json;
+		printf '%s' "$OUT" | jq -r '.changes[0].after')" "the bundle's members"
+	rm -rf "$dest/vm"
 }
 
 # fleet_server DIR: the tests' HTTP server on 127.0.0.1 serving DIR; sets FLEET_PORT.
@@ -654,5 +691,6 @@ t test_apparent_size_sum
 t test_interrupted_unpack_leaves_nothing
 t test_two_disks_hashed_side_by_side
 t test_target_and_usage
+t test_dry_run_equals_run
 t test_unpack_from_http
 done_testing

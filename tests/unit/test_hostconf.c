@@ -43,7 +43,7 @@ static void example_config(void **state)
 	assert_false(conf.bridge[0].spec.stp);
 	assert_int_equal(conf.bridge[1].spec.mtu, 9000);
 	assert_int_equal(conf.bundle_count, 1);
-	assert_string_equal(conf.bundle[0].dest, "/var/lib/libvirt/images");
+	assert_string_equal(conf.bundle[0].unpack.dest, "/var/lib/libvirt/images");
 	assert_int_equal(conf.domain_count, 2);
 	assert_string_equal(conf.domain[0].bundle, "vnf-router");
 	assert_int_equal(conf.domain[0].autostart, KB_YES);

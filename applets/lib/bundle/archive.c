@@ -15,6 +15,7 @@ int kb_archive_load(struct kb_archive *a, struct kb_error *err)
 		SYM(read_data_block, archive_read_data_block),
 		SYM(read_free, archive_read_free),
 		SYM(filter_bytes, archive_filter_bytes),
+		SYM(filter_code, archive_filter_code),
 		SYM(write_new, archive_write_new),
 		SYM(write_set_format_pax, archive_write_set_format_pax),
 		SYM(write_add_filter_gzip, archive_write_add_filter_gzip),

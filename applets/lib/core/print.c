@@ -1,6 +1,7 @@
 /* One printer for text and JSON; see kvmbox/core/print.h. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "kvmbox/core/print.h"
 
@@ -26,10 +27,34 @@ void kb_print_begin_object(struct kb_printer *p, const struct kb_ctx *ctx, const
 	begin(p, ctx, name, true);
 }
 
+void kb_print_begin_members(struct kb_printer *p, const struct kb_ctx *ctx)
+{
+	*p = (struct kb_printer){ .ctx = ctx, .json = ctx->format == KB_FORMAT_JSON, .out = ctx->out, .members = true };
+	if (!p->json)
+		return;
+	/* Collected for the envelope; without a sink (JSON printed at once) an object of them. */
+	p->member.out = ctx->sink ? open_memstream(&p->member.text, &p->member.len) : NULL;
+	p->out = p->member.out ? p->member.out : ctx->out;
+	if (!p->member.out)
+		fputc('{', p->out);
+	p->depth = 1;
+}
+
 void kb_print_end(struct kb_printer *p)
 {
 	if (!p->json)
 		return;
+	if (p->members) {
+		if (!p->member.out) {
+			fputs("}\n", p->out);
+		} else {
+			fclose(p->member.out);
+			kb_envelope_add(p->ctx->sink, p->member.text);
+			free(p->member.text);
+		}
+		*p = (struct kb_printer){ 0 };
+		return;
+	}
 	if (p->top_object)
 		fputs("}", p->out);
 	else
@@ -43,7 +68,7 @@ static void json_key(struct kb_printer *p, const char *key)
 {
 	if (p->depth >= KB_PRINT_DEPTH)
 		return;
-	bool in_list = p->depth == 1 && !p->top_object;
+	bool in_list = p->depth == 1 && !p->top_object && !p->members;
 	if (p->started[p->depth])
 		fputs(in_list ? ",\n " : ", ", p->out);
 	else if (in_list)

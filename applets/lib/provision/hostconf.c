@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "kvmbox/bundle/unpack.h"
 #include "kvmbox/core/cli.h"
 #include "kvmbox/host/checks.h"
 #include "kvmbox/host/devkvm.h"
@@ -126,28 +127,17 @@ static struct kb_conf_bridge *find_bridge(struct kb_hostconf *c, const char *nam
 	return NULL;
 }
 
+/* [bundle NAME]: the keys of kvmbox unpack's spec the config takes, set by kb_unpack_spec_set as unpack's options are. */
 static int bundle_key(struct parse *p, struct kb_conf_bundle *b, const char *key, const char *value)
 {
-	if (!strcmp(key, "source") || !strcmp(key, "dest")) {
-		char *dst = !strcmp(key, "source") ? b->source : b->dest;
-		char host[256];
-		bool url = !strcmp(key, "source") && !strncmp(value, "http://", 7);
-		if (url && (!kb_url_host(value, host, sizeof(host)) || strlen(value) >= PATH_MAX))
-			return FAIL("source: '%s' is not an http:// URL kvmbox fetches", value);
-		if (!url && !absolute_path(value, PATH_MAX))
-			return FAIL("%s: '%s' is not an absolute path%s", key, value, !strcmp(key, "source") ? " or an http:// URL" : "");
-		return snprintf(dst, PATH_MAX, "%s", value), 1;
-	}
-	if (!strcmp(key, "sha256")) {
-		size_t n = strlen(value);
-		if (n != 64 || strspn(value, "0123456789abcdefABCDEF") != 64)
-			return FAIL("sha256: '%s' is not 64 hex digits", value);
-		for (size_t i = 0; i < 64; i++)
-			b->sha256[i] = (char)tolower((unsigned char)value[i]);
-		b->sha256[64] = '\0';
-		return 1;
-	}
-	return FAIL("unknown key '%s' in [bundle %s]", key, b->name);
+	if (strcmp(key, "source") && strcmp(key, "dest") && strcmp(key, "sha256"))
+		return FAIL("unknown key '%s' in [bundle %s]", key, b->name);
+	/* provision runs from anywhere: a file is named by its absolute path, and nothing odd in it. */
+	bool url = !strcmp(key, "source") && !strncmp(value, "http://", 7);
+	if (!url && strcmp(key, "sha256") && !absolute_path(value, PATH_MAX))
+		return FAIL("%s: '%s' is not an absolute path%s", key, value, !strcmp(key, "source") ? " or an http:// URL" : "");
+	struct kb_error err = { 0 };
+	return setter_result(p, kb_unpack_spec_set(&b->unpack, key, value, &err), &err);
 }
 
 /*
@@ -282,7 +272,10 @@ static const char *add_section(struct kb_hostconf *c, const char *s, unsigned li
 		if (bundle) {
 			struct kb_conf_bundle *b = &c->bundle[c->bundle_count++];
 			COPY(b->name, name);
-			snprintf(b->dest, sizeof(b->dest), "/var/lib/libvirt/images");
+			kb_unpack_spec_init(&b->unpack);
+			struct kb_error err = { 0 };
+			if (kb_unpack_spec_set(&b->unpack, "name", name, &err) < 0)
+				return snprintf(why, size, "[%.64s]: %.160s", s, err.what), why;
 			b->line = line;
 		} else {
 			struct kb_conf_domain *d = &c->domain[c->domain_count++];
@@ -348,10 +341,10 @@ static int check_complete(const char *path, struct kb_hostconf *c, struct kb_err
 {
 	char why[256];
 	for (int i = 0; i < c->bundle_count; i++) {
-		if (!c->bundle[i].source[0])
+		if (!c->bundle[i].unpack.source[0])
 			return fail_at(err, path, c->bundle[i].line, "[bundle] needs source = FILE");
 		/* What comes over the network is used only when it is the bundle the config names. */
-		if (!strncmp(c->bundle[i].source, "http://", 7) && !c->bundle[i].sha256[0])
+		if (!strncmp(c->bundle[i].unpack.source, "http://", 7) && !c->bundle[i].unpack.sha256[0])
 			return fail_at(err, path, c->bundle[i].line, "[bundle] from an http:// source needs sha256 = HEX");
 	}
 	for (int i = 0; i < c->domain_count; i++) {

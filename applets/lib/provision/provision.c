@@ -274,7 +274,7 @@ static int run_step(struct kb_provision *p, struct kb_provision_step *s, bool ap
 /* The unpacked directory of bundle @b, as the installed system sees it. */
 static void bundle_dir(const struct kb_conf_bundle *b, char *buf, size_t size)
 {
-	snprintf(buf, size, "%.*s/%s", (int)(PATH_MAX - sizeof(b->name) - 2), b->dest, b->name);
+	snprintf(buf, size, "%.*s/%s", (int)(PATH_MAX - sizeof(b->name) - 2), b->unpack.dest, b->name);
 }
 
 static const struct kb_conf_bundle *bundle_named(const struct kb_hostconf *c, const char *name)

@@ -17,6 +17,7 @@ struct kb_archive {
 	__typeof__(archive_read_data_block) *read_data_block;
 	__typeof__(archive_read_free) *read_free;
 	__typeof__(archive_filter_bytes) *filter_bytes;
+	__typeof__(archive_filter_code) *filter_code;
 	/* writing */
 	__typeof__(archive_write_new) *write_new;
 	__typeof__(archive_write_set_format_pax) *write_set_format_pax;

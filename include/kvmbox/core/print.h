@@ -33,6 +33,7 @@ struct kb_printer {
 	FILE *out;  /* the JSON value being written, or ctx->out for text */
 	bool json;
 	bool top_object; /* the member is an object, not a list */
+	bool members; /* kb_print_begin_members: the values are the envelope's own members */
 	int depth;
 	bool started[KB_PRINT_DEPTH]; /* a value was written at this level: the next one needs a comma */
 };
@@ -42,6 +43,11 @@ void kb_print_begin(struct kb_printer *p, const struct kb_ctx *ctx, const char *
 /* The same with an object as the member ({"KEY": ...}): its values each need a key. */
 void kb_print_begin_object(struct kb_printer *p, const struct kb_ctx *ctx, const char *name);
 void kb_print_end(struct kb_printer *p);
+/*
+ * Members of the envelope itself ("dir": ..., "members": [...]), each value
+ * with its key; as text, what the calls print. Ended by kb_print_end.
+ */
+void kb_print_begin_members(struct kb_printer *p, const struct kb_ctx *ctx);
 
 /* An object or array: in an array @key is NULL, in an object it names the member. JSON only. */
 void kb_print_open_object(struct kb_printer *p, const char *key);

@@ -22,6 +22,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include "kvmbox/bundle/unpack.h"
 #include "kvmbox/core/error.h"
 #include "kvmbox/host/checks.h"
 #include "kvmbox/host/devkvm.h"
@@ -44,9 +45,8 @@ struct kb_conf_bridge {
 
 struct kb_conf_bundle {
 	char name[64];
-	char source[PATH_MAX];
-	char dest[PATH_MAX]; /* default /var/lib/libvirt/images */
-	char sha256[65];     /* lower-case hex, or empty */
+	/* source, dest, sha256 set by kb_unpack_spec_set as `kvmbox unpack`'s options are; name is NAME */
+	struct kb_unpack_spec unpack;
 	unsigned line;
 };
 
