@@ -100,20 +100,8 @@ static void build_command(const struct kb_provision *p, const struct kb_provisio
 	case KB_STEP_HUGEPAGES:
 	case KB_STEP_BRIDGE:
 	case KB_STEP_PCI:
+	case KB_STEP_BUNDLE:
 		return; /* on the library's typed plan/apply */
-	case KB_STEP_BUNDLE: {
-		const struct kb_conf_bundle *b = &c->bundle[s->item];
-		if (dry_run)
-			return;
-		arg(a, "unpack");
-		arg_pair(a, "--dest", b->unpack.dest);
-		arg_pair(a, "--name", b->name);
-		if (!strncmp(b->unpack.source, "http://", 7))
-			arg_pair(a, "--sha256", b->unpack.sha256); /* hashed as it streams in, checked before it is renamed into place */
-		arg(a, "--"); /* a source that starts with '-' is a path, never an option */
-		arg(a, b->unpack.source);
-		return;
-	}
 	case KB_STEP_DOMAIN: {
 		const struct kb_conf_domain *d = &c->domain[s->item];
 		arg(a, "domain");
@@ -195,56 +183,6 @@ static int run_applet(struct kb_provision *p, struct kb_provision_step *s, struc
 	return 0;
 }
 
-/* A bundle: unpacked once (its directory present means done), its file checked against sha256 first. */
-static int run_bundle(struct kb_provision *p, struct kb_provision_step *s, struct argv_builder *a)
-{
-	const struct kb_conf_bundle *b = &p->conf.bundle[s->item];
-	char dir[PATH_MAX];
-	bundle_dir(b, dir, sizeof(dir));
-	struct kb_error err = { 0 };
-	struct stat st;
-	if (kb_sysroot_stat(p->ctx, dir, &st, false, NULL) == 0) {
-		kb_row_set(&s->row, s->id, KB_UNCHANGED, "%s is unpacked", dir);
-		return 0;
-	}
-	bool remote = !strncmp(b->unpack.source, "http://", 7);
-	if (remote && p->opts.plan) {
-		/* Never fetched to plan: it is checked against sha256 = as it streams in. */
-		kb_row_set(&s->row, s->id, KB_WOULD_CHANGE, "%s would be unpacked into %s (SHA-256 %.16s... checked as it arrives)",
-			   b->unpack.source, dir, b->unpack.sha256);
-		return 0;
-	}
-	if (b->unpack.sha256[0] && !remote) {
-		struct kb_sha256_api api;
-		char hex[65];
-		if (kb_sha256_load(&api, &err) < 0 || kb_sha256_file(&api, b->unpack.source, hex, &err) < 0) {
-			char message[sizeof(err.what) + PATH_MAX + 64];
-			kb_row_set(&s->row, s->id, KB_FAILED, "%s", kb_error_message(&err, message, sizeof(message)));
-			return -1;
-		}
-		if (strcmp(hex, b->unpack.sha256) != 0) {
-			kb_row_set(&s->row, s->id, KB_FAILED, "%s has SHA-256 %s, the config says %s", b->unpack.source, hex, b->unpack.sha256);
-			return -1;
-		}
-	}
-	if (p->opts.plan) {
-		struct stat src;
-		if (stat(b->unpack.source, &src) < 0) {
-			kb_row_set(&s->row, s->id, KB_FAILED, "%s: %s", b->unpack.source, strerror(errno));
-			return -1;
-		}
-		kb_row_set(&s->row, s->id, KB_WOULD_CHANGE, "%s would be unpacked into %s", b->unpack.source, dir);
-		return 0;
-	}
-	/* The destination directory itself is the config's to ask for: made like mkdir -p. */
-	if (kb_sysroot_make_dirs(p->ctx, b->unpack.dest, &err) < 0) {
-		char message[sizeof(err.what) + PATH_MAX + 64];
-		kb_row_set(&s->row, s->id, KB_FAILED, "%s", kb_error_message(&err, message, sizeof(message)));
-		return -1;
-	}
-	return run_applet(p, s, a);
-}
-
 /* The steps not yet on a typed plan/apply: their applet, run in this process. */
 static int legacy_step(struct kb_provision *p, struct kb_provision_step *s)
 {
@@ -254,7 +192,7 @@ static int legacy_step(struct kb_provision *p, struct kb_provision_step *s)
 		return -1;
 	}
 	build_command(p, s, p->opts.plan, a);
-	int rc = s->kind == KB_STEP_BUNDLE ? run_bundle(p, s, a) : run_applet(p, s, a);
+	int rc = run_applet(p, s, a);
 	free(a);
 	return rc;
 }

@@ -185,16 +185,15 @@ struct lines {
 static int split_lines(const char *text, struct lines *l)
 {
 	*l = (struct lines){ 0 };
-	if (!text || !*text)
-		return 0;
 	size_t n = 1;
-	for (const char *p = text; *p; p++)
+	for (const char *p = text ? text : ""; *p; p++)
 		n += *p == '\n' && p[1];
-	l->start = malloc(n * sizeof(*l->start));
-	l->len = malloc(n * sizeof(*l->len));
+	/* Never NULL on success, even for no lines: the diff indexes them only below count. */
+	l->start = calloc(n, sizeof(*l->start));
+	l->len = calloc(n, sizeof(*l->len));
 	if (!l->start || !l->len)
 		return -1;
-	for (const char *p = text; *p;) {
+	for (const char *p = text ? text : ""; *p;) {
 		const char *nl = strchr(p, '\n');
 		size_t len = nl ? (size_t)(nl - p) : strlen(p);
 		l->start[l->count] = p;

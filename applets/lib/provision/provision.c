@@ -7,6 +7,10 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <unistd.h>
+
+#include "kvmbox/bundle/sha256.h"
+#include "kvmbox/bundle/unpack.h"
 #include "kvmbox/core/cleanup.h"
 #include "kvmbox/core/file.h"
 #include "kvmbox/core/print.h"
@@ -186,6 +190,84 @@ static void hugepages_spec(const struct kb_provision *p, struct kb_hugepages_spe
 	}
 }
 
+/* The unpacked directory of bundle @b, as the installed system sees it. */
+static void bundle_dir(const struct kb_conf_bundle *b, char *buf, size_t size)
+{
+	snprintf(buf, size, "%.*s/%s", (int)(PATH_MAX - sizeof(b->name) - 2), b->unpack.dest, b->name);
+}
+
+static const struct kb_conf_bundle *bundle_named(const struct kb_hostconf *c, const char *name)
+{
+	for (int i = 0; i < c->bundle_count; i++)
+		if (!strcmp(c->bundle[i].name, name))
+			return &c->bundle[i];
+	return NULL;
+}
+
+/*
+ * A local bundle pinned by sha256 is hashed when planned: a wrong file stops
+ * the run before any step changes the host (a remote one is checked as it
+ * arrives, never fetched to plan).
+ */
+static int verify_pinned(const struct kb_unpack_spec *spec, struct kb_error *err)
+{
+	if (!spec->sha256[0] || !strncmp(spec->source, "http://", 7))
+		return 0;
+	struct kb_sha256_api api;
+	char hex[65];
+	if (kb_sha256_load(&api, err) < 0 || kb_sha256_file(&api, spec->source, hex, err) < 0)
+		return -1;
+	if (strcmp(hex, spec->sha256) != 0)
+		return kb_fail(err, 0, NULL, "%s has SHA-256 %s, the config says %s", spec->source, hex, spec->sha256);
+	return 0;
+}
+
+/*
+ * [bundle NAME]: unpacked once into DEST/NAME (there already: unchanged). DEST
+ * itself is the config's to ask for, made like mkdir -p; planned while it is
+ * missing, the bundle is planned as what it will bring.
+ */
+static int bundle_step(struct kb_provision *p, struct kb_provision_step *s, bool apply)
+{
+	const struct kb_conf_bundle *b = &p->conf.bundle[s->item];
+	struct kb_error err = { 0 };
+	struct kb_unpack_spec *spec = malloc(sizeof(*spec));
+	if (!spec)
+		return summarize(s, kb_fail(&err, ENOMEM, NULL, "planning"), &err, NULL);
+	*spec = b->unpack;
+	snprintf(spec->name, sizeof(spec->name), "%s", b->name);
+	spec->keep_existing = true;
+	struct stat st;
+	int rc = 0;
+	if (kb_sysroot_stat(p->ctx, spec->dest, &st, false, NULL) < 0) {
+		if (apply) {
+			rc = kb_sysroot_make_dirs(p->ctx, spec->dest, &err);
+		} else {
+			char dir[PATH_MAX];
+			bundle_dir(b, dir, sizeof(dir));
+			struct kb_change *c = kb_plan_add(&s->plan, spec->dest, KB_CHANGE_VALUE, NULL, "directory", &err);
+			struct kb_change *u = c ? kb_plan_add(&s->plan, dir, KB_CHANGE_VALUE, NULL, "the bundle's members", &err) : NULL;
+			rc = u ? 0 : -1;
+			if (u)
+				kb_change_note(u, "from %s", spec->source);
+			if (rc == 0 && access(spec->source, R_OK) < 0 && strncmp(spec->source, "http://", 7))
+				rc = kb_fail(&err, errno, spec->source, "reading");
+			if (rc == 0)
+				rc = verify_pinned(spec, &err);
+			free(spec);
+			return summarize(s, rc, &err, NULL);
+		}
+	}
+	if (rc == 0)
+		rc = kb_unpack_plan(p->ctx, spec, &s->plan, &err);
+	if (rc == 0 && !apply && kb_plan_changes(&s->plan))
+		rc = verify_pinned(spec, &err);
+	if (rc == 0 && apply)
+		rc = kb_unpack_apply(p->ctx, spec, &s->plan, &err);
+	free(spec);
+	return summarize(s, rc, &err, NULL);
+}
+
 /* The host checks, as a report: FAILs stop the run only with stop-on-fail (the steps after fix what they can). */
 static int check_step(struct kb_provision *p, struct kb_provision_step *s)
 {
@@ -245,6 +327,8 @@ static int run_step(struct kb_provision *p, struct kb_provision_step *s, bool ap
 		if (rc == 0 && apply)
 			rc = kb_vfio_apply(p->ctx, &c->pci, &s->plan, &err);
 		return summarize(s, rc, &err, NULL);
+	case KB_STEP_BUNDLE:
+		return bundle_step(p, s, apply);
 	case KB_STEP_DEVKVM:
 		rc = kb_devkvm_plan(p->ctx, &c->devkvm, &s->plan, &err);
 		if (rc == 0 && apply)
@@ -269,20 +353,6 @@ static int run_step(struct kb_provision *p, struct kb_provision_step *s, bool ap
 	rc = p->opts.legacy(p, s);
 	p->opts.plan = planning;
 	return rc;
-}
-
-/* The unpacked directory of bundle @b, as the installed system sees it. */
-static void bundle_dir(const struct kb_conf_bundle *b, char *buf, size_t size)
-{
-	snprintf(buf, size, "%.*s/%s", (int)(PATH_MAX - sizeof(b->name) - 2), b->unpack.dest, b->name);
-}
-
-static const struct kb_conf_bundle *bundle_named(const struct kb_hostconf *c, const char *name)
-{
-	for (int i = 0; i < c->bundle_count; i++)
-		if (!strcmp(c->bundle[i].name, name))
-			return &c->bundle[i];
-	return NULL;
 }
 
 /*
