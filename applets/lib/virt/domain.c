@@ -1035,7 +1035,7 @@ static int plan_built(struct session *s, const struct build *b, struct kb_plan *
 		if (dom && s->v->domain_state(dom, &state, &reason, 0) < 0)
 			rc = kb_virt_fail(s->v, err, NULL, "reading the state of '%s'", b->name);
 		snprintf(item, sizeof(item), "%s state", b->name);
-		struct kb_change *c = rc < 0 ? NULL : kb_plan_add(plan, item, KB_CHANGE_VALUE, state_name(state), "running", err);
+		struct kb_change *c = rc < 0 ? NULL : kb_plan_add(plan, item, KB_CHANGE_VALUE, dom ? state_name(state) : NULL, "running", err);
 		if (c)
 			c->action = DOMAIN_START;
 		else
