@@ -191,12 +191,13 @@ static void build_command(const struct provision *p, const struct step *s, bool 
 			/* Domains made from words are counted as their words say (they may not exist yet). */
 			for (int i = 0; i < c->domain_count; i++) {
 				const struct kb_conf_domain *d = &c->domain[i];
-				if (!d->words_len || !d->hugepages)
+				if (!d->spec.words_len || !d->spec.hugepages)
 					continue;
-				if (d->hugepage_kib)
-					snprintf(option, sizeof(option), "--with-domain=%s=%lluk@%luk", d->name, d->memory_kib, d->hugepage_kib);
+				if (d->spec.hugepage_kib)
+					snprintf(option, sizeof(option), "--with-domain=%s=%lluk@%luk", d->name, d->spec.memory_kib,
+						 d->spec.hugepage_kib);
 				else
-					snprintf(option, sizeof(option), "--with-domain=%s=%lluk", d->name, d->memory_kib);
+					snprintf(option, sizeof(option), "--with-domain=%s=%lluk", d->name, d->spec.memory_kib);
 				arg(a, option);
 			}
 		}
@@ -241,11 +242,14 @@ static void build_command(const struct provision *p, const struct step *s, bool 
 	case STEP_DOMAIN: {
 		const struct kb_conf_domain *d = &c->domain[s->item];
 		arg(a, "domain");
-		arg(a, d->words_len ? "new" : "define");
-		if (d->words_len) {
+		arg(a, d->spec.words_len ? "new" : "define");
+		if (d->spec.words_len) {
 			arg(a, d->name);
-			for (const char *w = NULL; (w = kb_conf_domain_next_word(d, w));)
-				arg(a, w);
+			for (const char *w = NULL; (w = kb_domain_spec_next_word(&d->spec, w));) {
+				char option[KB_DOMAIN_WORDS_MAX + 2];
+				snprintf(option, sizeof(option), "--%s", w);
+				arg(a, option);
+			}
 		} else if (d->bundle[0]) {
 			char dir[PATH_MAX], xml[PATH_MAX + 16];
 			bundle_dir(bundle_named(c, d->bundle), dir, sizeof(dir));
@@ -255,10 +259,10 @@ static void build_command(const struct provision *p, const struct step *s, bool 
 			if (kb_sysroot_resolved_path(p->ctx, xml, true, &mapped, NULL) == 0)
 				arg(a, mapped.s);
 		} else {
-			arg(a, d->xml);
+			arg(a, d->spec.xml);
 		}
-		arg_if(a, d->autostart == KB_YES, "--autostart");
-		arg_if(a, d->start == KB_YES, "--start");
+		arg_if(a, d->spec.autostart, "--autostart");
+		arg_if(a, d->spec.start, "--start");
 		arg_pair(a, "--connect", p->connect);
 		break;
 	}
