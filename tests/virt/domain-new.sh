@@ -283,7 +283,7 @@ new_guest_runs_pinned_on_hugepages() {
 		--graphics none --start --wait 60)
 	RUN_BOUND=90 run domain new kvmbox-test-new "${words[@]}"
 	expect_rc 0
-	expect_match defined "$OUT" "^changed +kvmbox-test-new +absent -> defined$"
+	expect_match defined "$OUT" "^changed +kvmbox-test-new +absent -> defined"
 	expect_match placed "$OUT" "changed +kvmbox-test-new vcpu pins +absent -> 0:[0-9]+ 1:[0-9]+, emulator [0-9,-]+ \(placed on node [0-9]+, emulator on .*\)"
 	expect_match volume "$OUT" "changed +kvmbox-test-new volume kvmbox-test-pool/kvmbox-test-new.qcow2 +absent -> 64 MiB$"
 	expect_match started "$OUT" "changed +kvmbox-test-new state +absent -> running \(after [0-9.]+ s\)$"

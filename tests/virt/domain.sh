@@ -16,7 +16,7 @@ define_autostart_start_then_unchanged() {
 	domain_xml kvmbox-test-web "$POOL_DIR/web.qcow2" >"$TESTS_TMP/web.xml"
 	run domain define "$TESTS_TMP/web.xml" --autostart --start --wait 60
 	expect_rc 0
-	expect_match "defined" "$OUT" "^changed +kvmbox-test-web +absent -> defined$"
+	expect_match "defined" "$OUT" "^changed +kvmbox-test-web +absent -> defined"
 	expect_match "its memory" "$OUT" "changed +kvmbox-test-web memory +absent -> 64 MiB"
 	expect_match "its disk" "$OUT" "changed +kvmbox-test-web disk vda +absent -> disk $POOL_DIR/web.qcow2 \\(qcow2, virtio\\)"
 	expect_match "autostart" "$OUT" "changed +kvmbox-test-web autostart +off -> on"
@@ -246,7 +246,7 @@ test_driver_define_and_rm() {
 	domain_xml kvmbox-test-t /nonexistent.qcow2 | sed "s/type='qemu'/type='test'/" >"$TESTS_TMP/t.xml"
 	run domain define "$TESTS_TMP/t.xml" --start --no-preflight --connect test:///default
 	expect_rc 0
-	expect_match rows "$OUT" "^changed +kvmbox-test-t +absent -> defined$"
+	expect_match rows "$OUT" "^changed +kvmbox-test-t +absent -> defined"
 	expect_match started "$OUT" "changed +kvmbox-test-t state +absent -> running \\(after [0-9.]+ s\\)$"
 	# test:///default lives only as long as the connection: each process sees the default domain only.
 	LIBVIRT_DEFAULT_URI=test:///default run domain rm test
@@ -291,7 +291,7 @@ dry_run_changes_nothing() {
 	domain_xml kvmbox-test-dry "$TESTS_TMP/dry.qcow2" >"$TESTS_TMP/dry.xml"
 	run domain define "$TESTS_TMP/dry.xml" --autostart --start --dry-run
 	expect_rc 0
-	expect_match plan "$OUT" "^would-change +kvmbox-test-dry +absent -> defined$"
+	expect_match plan "$OUT" "^would-change +kvmbox-test-dry +absent -> defined"
 	expect_match "plan: autostart, start" "$OUT" "would-change +kvmbox-test-dry autostart +off -> on
 would-change +kvmbox-test-dry state +absent -> running$"
 	expect_eq "not defined" "$(state kvmbox-test-dry)" ""
