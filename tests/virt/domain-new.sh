@@ -285,7 +285,7 @@ new_guest_runs_pinned_on_hugepages() {
 	expect_rc 0
 	expect_match defined "$OUT" "^changed +kvmbox-test-new +absent -> defined"
 	expect_match placed "$OUT" "changed +kvmbox-test-new vcpu pins +absent -> 0:[0-9]+ 1:[0-9]+, emulator [0-9,-]+ \(placed on node [0-9]+, emulator on .*\)"
-	expect_match volume "$OUT" "changed +kvmbox-test-new volume kvmbox-test-pool/kvmbox-test-new.qcow2 +absent -> 64 MiB$"
+	expect_match volume "$OUT" "changed +kvmbox-test-new volume kvmbox-test-pool/kvmbox-test-new.qcow2 +absent -> 64 MiB"
 	expect_match started "$OUT" "changed +kvmbox-test-new state +absent -> running \(after [0-9.]+ s\)$"
 	expect_eq state "$($VIRSH domstate kvmbox-test-new | head -1)" running
 	local dump pins expected_type
@@ -356,7 +356,7 @@ guest_written_header() {
 	RUN_BOUND=60 run domain new kvmbox-test-raw "${words[@]}"
 	expect_rc 0
 	expect_eq "second run" "$(grep -vc "^unchanged " <<<"$OUT")" 0
-	expect_match "second run: the disk" "$OUT" "unchanged +kvmbox-test-raw disk [a-z]+ +disk $disk \(raw, virtio\)$"
+	expect_match "second run: the disk" "$OUT" "unchanged +kvmbox-test-raw disk [a-z]+ +disk $disk \(raw, virtio\)"
 	expect_eq "still raw, nothing of the host file" "$($VIRSH dumpxml --inactive kvmbox-test-raw)" "$before"
 	# The same image new to a definition is probed: its chain leaves the pool.
 	cp "$TESTS_TMP/header.qcow2" "$POOL_DIR/header.qcow2"

@@ -251,15 +251,12 @@ static void build_free(struct session *s, struct build *b)
 }
 
 /*
- * Name and UUID from the file. A file without a UUID gets the existing
- * domain's, so defining it again updates that domain instead of failing.
+ * Name and UUID from the definition @text (@path names it). A definition
+ * without a UUID gets the existing domain's, so defining it again updates
+ * that domain instead of failing. Into b->name, b->xml and b->current.
  */
-static int build_from_file(struct session *s, const char *path, struct build *b, struct kb_error *err)
+static int adopt(struct session *s, const char *text, size_t len, const char *path, struct build *b, struct kb_error *err)
 {
-	autofree char *text = NULL;
-	size_t len;
-	if (kb_read_path(path, DOMAIN_XML_MAX, &text, &len, err) < 0)
-		return -1;
 	xmlDoc *doc = kb_xml_parse(s->xml, text, len, path, err);
 	if (!doc)
 		return -1;
@@ -285,11 +282,13 @@ static int build_from_file(struct session *s, const char *path, struct build *b,
 		}
 		if (!uuid)
 			s->xml->new_child(root, NULL, (const xmlChar *)"uuid", (const xmlChar *)current_uuid);
-		b->current = inactive_xml(s->v, existing);
+		if (!b->current)
+			b->current = inactive_xml(s->v, existing);
 	}
 	xmlChar *dumped = NULL;
 	int size = 0;
 	s->xml->dump_memory(doc, &dumped, &size);
+	free(b->xml);
 	b->xml = dumped ? strdup((const char *)dumped) : NULL;
 	if (dumped)
 		(*s->xml->free)(dumped);
@@ -300,6 +299,15 @@ out:
 		s->v->domain_free(existing);
 	s->xml->free_doc(doc);
 	return rc;
+}
+
+static int build_from_file(struct session *s, const char *path, struct build *b, struct kb_error *err)
+{
+	autofree char *text = NULL;
+	size_t len;
+	if (kb_read_path(path, DOMAIN_XML_MAX, &text, &len, err) < 0)
+		return -1;
+	return adopt(s, text, len, path, b, err);
 }
 
 /*
@@ -638,6 +646,12 @@ static int build_from_words(struct session *s, struct build *b, struct kb_error 
 		 : 0;
 	if (existing)
 		s->xml->free_doc(existing);
+	if (rc == 0 && b->current) {
+		/* The existing domain's UUID: defining updates it. */
+		autofree char *made = b->xml;
+		b->xml = NULL;
+		rc = adopt(s, made, strlen(made), d->name, b, err);
+	}
 	b->placed = d->placement_auto;
 	size_t creating = 0;
 	for (size_t i = 0; rc == 0 && i < d->disk_count; i++)
