@@ -58,6 +58,7 @@
 #include "kvmbox/core/file.h"
 #include "kvmbox/host/kmod.h"
 #include "kvmbox/core/output.h"
+#include "kvmbox/provision/provision.h"
 #include "kvmbox/provision/state.h"
 #include "kvmbox/core/process.h"
 #include "kvmbox/bundle/sha256.h"
@@ -245,19 +246,41 @@ static int mount_target(struct init *in)
 	return rc;
 }
 
+/* Provision with @config (the target's own path): the failed steps' count, or -1 with @err. */
+static int run_provision(const struct kb_ctx *ctx, const char *config, struct kb_provision *p, struct kb_error *err)
+{
+	struct kb_provision_options opts = { .config_path = config, .config_in_root = true };
+	if (kb_provision_load(ctx, &opts, p, err) < 0)
+		return -1;
+	if (!p->count)
+		return kb_fail(err, 0, NULL, "%s configures nothing", config);
+	if (kb_provision_run(p, err) < 0)
+		return -1;
+	kb_provision_print(p);
+	return kb_provision_failures(p);
+}
+
 static int provision(struct init *in)
 {
 	say("provisioning %s with %s", in->device, in->config);
 	struct kb_ctx ctx = *in->ctx;
 	ctx.target = TARGET;
-	char *argv[] = { "provision", "--in-target", in->config, in->debug ? "-v" : NULL, NULL };
-	int rc = kb_applet_run(&ctx, "provision", in->debug ? 4 : 3, argv);
+	if (in->debug)
+		ctx.verbosity = ctx.verbosity < 1 ? 1 : ctx.verbosity;
+	struct kb_error err = { 0 };
+	struct kb_provision *p = calloc(1, sizeof(*p));
+	int failures = p ? run_provision(&ctx, in->config, p, &err) : kb_fail(&err, ENOMEM, NULL, "provisioning");
+	if (p)
+		kb_provision_free(p);
+	free(p);
 	fflush(stdout);
-	if (rc == KB_EXIT_OK)
+	if (failures < 0)
+		kb_say_failure(&ctx, &err);
+	if (failures == 0)
 		say("provisioned");
 	else
-		say("provisioning failed (exit %d)", rc);
-	return rc;
+		say("provisioning failed");
+	return failures == 0 ? KB_EXIT_OK : KB_EXIT_FAILURE;
 }
 
 static void write_verdict(const struct init *in, bool ok)

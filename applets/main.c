@@ -37,22 +37,6 @@ const struct kb_applet *kb_applet_find(const char *name)
 	return NULL;
 }
 
-int kb_applet_run(struct kb_ctx *ctx, const char *name, int argc, char **argv)
-{
-	const struct kb_applet *applet = kb_applet_find(name);
-	if (!applet)
-		return KB_EXIT_USAGE;
-	const char *caller = ctx->applet;
-	ctx->applet = applet->name;
-	const char *caller_usage = ctx->usage;
-	ctx->usage = applet->usage;
-	optind = 0; /* glibc: start option parsing afresh */
-	int rc = applet->main(ctx, argc, argv);
-	ctx->applet = caller;
-	ctx->usage = caller_usage;
-	return rc;
-}
-
 void kb_print_usage(FILE *out, const struct kb_applet *applet)
 {
 	fputs(applet->usage, out);

@@ -33,12 +33,6 @@ extern const struct kb_applet kb_applets[KB_APPLET_COUNT];
 /* The applet called @name, or NULL. */
 const struct kb_applet *kb_applet_find(const char *name);
 
-/*
- * Run another applet in this process with @argv (argv[0] its name): same
- * context, fresh option parsing. Returns its exit status.
- */
-int kb_applet_run(struct kb_ctx *ctx, const char *name, int argc, char **argv);
-
 /* Print an applet's usage followed by the global options. */
 void kb_print_usage(FILE *out, const struct kb_applet *applet);
 

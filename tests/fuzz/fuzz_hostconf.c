@@ -28,11 +28,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		for (int i = 0; i < conf.domain_count; i++) {
 			const struct kb_conf_domain *d = &conf.domain[i];
-			if (!!d->xml[0] + !!d->bundle[0] + !!d->words_len != 1 || (d->words_len && !d->memory_kib))
+			const struct kb_domain_spec *spec = &d->spec;
+			if (!!spec->xml[0] + !!d->bundle[0] + !!spec->words_len != 1 || (spec->words_len && !spec->memory_kib))
 				abort();
-			/* Words are "--word=value" options, each within the buffer. */
-			for (const char *w = NULL; (w = kb_conf_domain_next_word(d, w));)
-				if (strncmp(w, "--", 2) != 0 || !strchr(w, '=') || w + strlen(w) >= d->words + d->words_len)
+			/* Words are "word=value", each within the buffer. */
+			for (const char *w = NULL; (w = kb_domain_spec_next_word(spec, w));)
+				if (!strchr(w, '=') || w + strlen(w) >= spec->words + spec->words_len)
 					abort();
 		}
 	} else if (!err.what[0]) {

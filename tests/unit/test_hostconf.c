@@ -46,24 +46,24 @@ static void example_config(void **state)
 	assert_string_equal(conf.bundle[0].unpack.dest, "/var/lib/libvirt/images");
 	assert_int_equal(conf.domain_count, 2);
 	assert_string_equal(conf.domain[0].bundle, "vnf-router");
-	assert_int_equal(conf.domain[0].autostart, KB_YES);
-	/* nfv1 from words: each kept as the option domain new takes, in order. */
+	assert_true(conf.domain[0].spec.autostart);
+	/* nfv1 from words: each kept as the domain's spec keeps it, in order. */
 	const struct kb_conf_domain *nfv1 = &conf.domain[1];
 	assert_string_equal(nfv1->name, "nfv1");
-	assert_true(nfv1->memory_kib == 100ull << 20);
-	assert_true(nfv1->hugepages && nfv1->hugepage_kib == 0);
-	const char *expected[] = { "--memory=100G", "--vcpus=56", "--cpu=Haswell,-rtm,-hle,+rdrand,+f16c",
-				   "--disk=size=100G,pool=default", "--network=bridge=br0,model=e1000",
-				   "--network=bridge=br1,model=virtio", "--hostdev=81:00.3", "--hugepages=yes",
-				   "--placement=auto" };
+	assert_true(nfv1->spec.memory_kib == 100ull << 20);
+	assert_true(nfv1->spec.hugepages && nfv1->spec.hugepage_kib == 0);
+	const char *expected[] = { "memory=100G", "vcpus=56", "cpu=Haswell,-rtm,-hle,+rdrand,+f16c",
+				   "disk=size=100G,pool=default", "network=bridge=br0,model=e1000",
+				   "network=bridge=br1,model=virtio", "hostdev=81:00.3", "hugepages=yes",
+				   "placement=auto" };
 	const char *w = NULL;
 	for (size_t i = 0; i < sizeof(expected) / sizeof(expected[0]); i++) {
-		w = kb_conf_domain_next_word(nfv1, w);
+		w = kb_domain_spec_next_word(&nfv1->spec, w);
 		assert_non_null(w);
 		assert_string_equal(w, expected[i]);
 	}
-	assert_null(kb_conf_domain_next_word(nfv1, w));
-	assert_int_equal(nfv1->autostart, KB_YES);
+	assert_null(kb_domain_spec_next_word(&nfv1->spec, w));
+	assert_true(nfv1->spec.autostart);
 }
 
 static void defaults_and_repeated_addresses(void **state)
@@ -79,7 +79,8 @@ static void defaults_and_repeated_addresses(void **state)
 	assert_string_equal(conf.bridge[0].spec.address[2], "198.51.100.1/24");
 	assert_false(conf.bridge[0].spec.stp);
 	assert_int_equal(conf.bridge[0].spec.forward_delay, -1); /* unset: 15 with STP, else 0 */
-	assert_int_equal(conf.domain[0].start, KB_UNSET);
+	assert_false(conf.domain[0].spec.start);
+	assert_string_equal(conf.domain[0].spec.xml, "/etc/b.xml");
 	assert_int_equal(conf.hugepages.count, -1);
 	assert_false(conf.has_kvm);
 	/* An empty section counts: [devkvm] alone asks for the defaults. */

@@ -130,7 +130,8 @@ domain_running_unchanged_absent() {
           graphics: none"
 	play domain
 	expect_rc 0
-	expect_eq "made and started" "$(stat_of changed) $(task '[.rows[].status]')" '1 ["changed","changed","changed"]'
+	expect_eq "made and started" "$(stat_of changed) $(task '[.rows[].status] | unique')" '1 ["changed"]'
+	expect_eq "each element" "$(task '[.rows[].id | sub("kvmbox-test-ansible ?"; "")]')" '["","memory","vcpus","disk vda","graphics","volume kvmbox-test-pool/kvmbox-test-ansible.qcow2","state"]'
 	expect_eq state "$($VIRSH domstate kvmbox-test-ansible | head -1)" running
 	play domain
 	expect_eq "second run" "$(stat_of changed) $(stat_of failed)" "0 0"

@@ -16,26 +16,51 @@ define_autostart_start_then_unchanged() {
 	domain_xml kvmbox-test-web "$POOL_DIR/web.qcow2" >"$TESTS_TMP/web.xml"
 	run domain define "$TESTS_TMP/web.xml" --autostart --start --wait 60
 	expect_rc 0
-	expect_match rows "$OUT" "^changed  kvmbox-test-web  defined
-changed  kvmbox-test-web  autostart on
-changed  kvmbox-test-web  started, running after [0-9.]+ s$"
+	expect_match "defined" "$OUT" "^changed +kvmbox-test-web +absent -> defined"
+	expect_match "its memory" "$OUT" "changed +kvmbox-test-web memory +absent -> 64 MiB"
+	expect_match "its disk" "$OUT" "changed +kvmbox-test-web disk vda +absent -> disk $POOL_DIR/web.qcow2 \\(qcow2, virtio\\)"
+	expect_match "autostart" "$OUT" "changed +kvmbox-test-web autostart +off -> on"
+	expect_match "started" "$OUT" "changed +kvmbox-test-web state +absent -> running \\(after [0-9.]+ s\\)$"
 	expect_eq "state (libvirt)" "$(state kvmbox-test-web)" "running"
 	expect_eq autostart "$($VIRSH dominfo kvmbox-test-web | awk '/^Autostart/ {print $2}')" "enable"
 	local before_xml
 	before_xml=$($VIRSH dumpxml --inactive kvmbox-test-web)
-	run domain define "$TESTS_TMP/web.xml" --autostart --start
+	run domain define "$TESTS_TMP/web.xml" --autostart --start --json
 	expect_rc 0
-	expect_eq "second run" "$OUT" "unchanged  kvmbox-test-web  defined, definition unchanged
-unchanged  kvmbox-test-web  autostart on
-unchanged  kvmbox-test-web  running"
+	expect_eq "second run" "$(jq -r '.changes[] | select(.status != "unchanged") | .item' <<<"$OUT")" ""
+	expect_eq "second run's items" "$(jq -r '.changes[] | select(.item | test(" (memory|autostart|state)$") or . == "kvmbox-test-web") | "\(.item): \(.after)"' <<<"$OUT")" "kvmbox-test-web: defined
+kvmbox-test-web memory: 64 MiB
+kvmbox-test-web autostart: on
+kvmbox-test-web state: running"
 	expect_eq "definition kept" "$($VIRSH dumpxml --inactive kvmbox-test-web)" "$before_xml"
 	# A real change of the definition is reported as one.
 	sed "s/<vcpu>1</<vcpu>2</" "$TESTS_TMP/web.xml" >"$TESTS_TMP/web2.xml"
 	run domain define "$TESTS_TMP/web2.xml" --json
 	expect_rc 0
-	expect_eq json "$(jq -r '.rows[] | "\(.status) \(.message)"' <<<"$OUT")" "changed definition updated"
+	expect_eq json "$(jq -r '.changes[] | select(.status != "unchanged") | "\(.status) \(.item) \(.before) -> \(.after)"' <<<"$OUT")" "changed kvmbox-test-web defined -> updated
+changed kvmbox-test-web vcpus 1 -> 2"
 	expect_eq envelope "$(jq -c '[.applet, .changed, .failed]' <<<"$OUT")" '["domain",true,false]'
 	expect_eq "vcpus next boot" "$($VIRSH dumpxml --inactive kvmbox-test-web | grep -o "<vcpu[^>]*>[0-9]*")" "<vcpu placement='static'>2"
+}
+
+# Another NIC model is a change of that interface (by its MAC), planned as the run makes it.
+nic_model_is_planned() {
+	local nic="<interface type='bridge'><mac address='52:54:00:AA:BB:0C'/><source bridge='kvmboxnone0'/><model type='e1000'/></interface>"
+	domain_xml kvmbox-test-nic "$POOL_DIR/web.qcow2" qemu "$nic" >"$TESTS_TMP/nic.xml"
+	run domain define "$TESTS_TMP/nic.xml" --no-preflight
+	expect_rc 0
+	sed "s/e1000/virtio/" "$TESTS_TMP/nic.xml" >"$TESTS_TMP/nic2.xml"
+	run domain define "$TESTS_TMP/nic2.xml" --no-preflight --dry-run --json
+	expect_rc 0
+	local planned
+	planned=$(jq -c '[.changes[] | select(.status != "unchanged") | {item, before, after}]' <<<"$OUT")
+	expect_eq "NIC model planned" "$planned" '[{"item":"kvmbox-test-nic","before":"defined","after":"updated"},{"item":"kvmbox-test-nic interface 52:54:00:aa:bb:0c","before":"bridge kvmboxnone0, model e1000","after":"bridge kvmboxnone0, model virtio"}]'
+	expect_match "dry run changed nothing" "$($VIRSH dumpxml --inactive kvmbox-test-nic)" "<model type='e1000'/>"
+	run domain define "$TESTS_TMP/nic2.xml" --no-preflight --json
+	expect_rc 0
+	expect_eq "the run's changes are the dry run's" "$(jq -c '[.changes[] | select(.status != "unchanged") | {item, before, after}]' <<<"$OUT")" "$planned"
+	expect_match "libvirt has it" "$($VIRSH dumpxml --inactive kvmbox-test-nic)" "<model type='virtio'/>"
+	run domain rm kvmbox-test-nic
 }
 
 same_name_other_uuid_is_refused() {
@@ -78,15 +103,15 @@ parallel_define_and_rm_with_storage() {
 	for i in 1 2 3; do expect_eq "p$i" "$(state "kvmbox-test-p$i")" "running"; done
 	run domain rm "${names[@]}" --storage
 	expect_rc 0
-	expect_eq rows "$OUT" "changed  kvmbox-test-p1  destroyed (was running)
-changed  kvmbox-test-p1  undefined
-changed  kvmbox-test-p1  1 image file removed, pools refreshed: kvmbox-test-pool
-changed  kvmbox-test-p2  destroyed (was running)
-changed  kvmbox-test-p2  undefined
-changed  kvmbox-test-p2  1 image file removed, pools refreshed: kvmbox-test-pool
-changed  kvmbox-test-p3  destroyed (was running)
-changed  kvmbox-test-p3  undefined
-changed  kvmbox-test-p3  1 image file removed, pools refreshed: kvmbox-test-pool"
+	expect_eq rows "$OUT" "changed  kvmbox-test-p1 state      running -> shut off
+changed  kvmbox-test-p1            defined -> removed
+changed  kvmbox-test-p1 image vda  $POOL_DIR/p1.qcow2 -> removed (pool kvmbox-test-pool refreshed)
+changed  kvmbox-test-p2 state      running -> shut off
+changed  kvmbox-test-p2            defined -> removed
+changed  kvmbox-test-p2 image vda  $POOL_DIR/p2.qcow2 -> removed (pool kvmbox-test-pool refreshed)
+changed  kvmbox-test-p3 state      running -> shut off
+changed  kvmbox-test-p3            defined -> removed
+changed  kvmbox-test-p3 image vda  $POOL_DIR/p3.qcow2 -> removed (pool kvmbox-test-pool refreshed)"
 	for i in 1 2 3; do
 		expect_eq "p$i gone" "$(state "kvmbox-test-p$i")" ""
 		expect_file_missing "$POOL_DIR/p$i.qcow2"
@@ -95,7 +120,7 @@ changed  kvmbox-test-p3  1 image file removed, pools refreshed: kvmbox-test-pool
 	expect_eq "pool volumes" "$($VIRSH vol-list kvmbox-test-pool | awk '{print $1}' | grep '^p[0-9]' )" ""
 	run domain rm kvmbox-test-p1
 	expect_rc 0
-	expect_eq "already gone" "$OUT" "unchanged  kvmbox-test-p1  no such domain"
+	expect_eq "already gone" "$OUT" "unchanged  kvmbox-test-p1  absent"
 }
 
 # disk_dom NAME DISK-ELEMENTS: a TCG guest with the given <disk> elements.
@@ -141,28 +166,28 @@ rm_storage_keeps_what_others_use() {
 
 	run domain rm kvmbox-test-sa --storage
 	expect_rc 0
-	expect_eq "shared disk" "$OUT" "changed    kvmbox-test-sa  undefined
-unchanged  kvmbox-test-sa  kept $d/shared.raw: in use by defined domain kvmbox-test-sb (disk)
-changed    kvmbox-test-sa  1 image file removed, pools refreshed: kvmbox-test-pool"
+	expect_eq "shared disk" "$OUT" "changed    kvmbox-test-sa            defined -> removed
+changed    kvmbox-test-sa image vda  $d/sa.qcow2 -> removed (pool kvmbox-test-pool refreshed)
+unchanged  kvmbox-test-sa image vdb  $d/shared.raw (kept: in use by defined domain kvmbox-test-sb (disk))"
 	[ -f "$d/shared.raw" ] || fail "shared.raw deleted while kvmbox-test-sb uses it"
 	expect_file_missing "$d/sa.qcow2"
 	run domain rm kvmbox-test-gold --storage
-	expect_match "base of an overlay" "$OUT" "kept $d/gold.qcow2: in use by defined domain kvmbox-test-clone \(backing file below $d/clone.qcow2\)"
+	expect_match "base of an overlay" "$OUT" "$d/gold.qcow2 \\(kept: in use by defined domain kvmbox-test-clone \(backing file below $d/clone.qcow2\)"
 	[ -f "$d/gold.qcow2" ] || fail "gold.qcow2 deleted under kvmbox-test-clone's overlay"
 	run domain rm kvmbox-test-volf --storage
-	expect_match "volume" "$OUT" "kept $d/vol.qcow2: in use by defined domain kvmbox-test-volv \(disk\)"
+	expect_match "volume" "$OUT" "$d/vol.qcow2 \\(kept: in use by defined domain kvmbox-test-volv \(disk\)"
 	run domain rm kvmbox-test-runx --storage
-	expect_match "running domain's disk" "$OUT" "kept $d/run.qcow2: in use by running domain kvmbox-test-run \(disk\)"
+	expect_match "running domain's disk" "$OUT" "$d/run.qcow2 \\(kept: in use by running domain kvmbox-test-run \(disk\)"
 	[ -f "$d/run.qcow2" ] || fail "run.qcow2 deleted under a running guest"
 	# Held open by a process no domain definition names.
 	sleep 60 <"$d/held.qcow2" &
 	holder=$!
 	run domain rm kvmbox-test-held --storage
-	expect_match "open by a process" "$OUT" "kept $d/held.qcow2: in use by sleep \(pid $holder has it open\)"
+	expect_match "open by a process" "$OUT" "$d/held.qcow2 \\(kept: in use by sleep \(pid $holder has it open\)"
 	kill "$holder"
 	# The last user gone, the file goes with it.
 	run domain rm kvmbox-test-sb --storage
-	expect_match "last user" "$OUT" "2 image files removed"
+	expect_eq "last user" "$(grep -c "image vd[ab] .* -> removed" <<<"$OUT")" 2
 	expect_file_missing "$d/shared.raw"
 	for x in clone volv run; do run domain rm "kvmbox-test-$x" --storage; done
 }
@@ -187,9 +212,8 @@ up_from_a_bundle() {
 	expect_eq "disk in use" "$($VIRSH domblklist kvmbox-test-bundled | awk '$1 == "vda" {print $2}')" "$dest/bundled/disk.qcow2"
 	run domain up "$TESTS_TMP/bundled.kvmbundle" --dest "$dest" --start --autostart
 	expect_rc 0
-	expect_eq "second up" "$OUT" "unchanged  kvmbox-test-bundled  defined, definition unchanged
-unchanged  kvmbox-test-bundled  autostart on
-unchanged  kvmbox-test-bundled  running"
+	expect_eq "second up" "$(grep -vc "^unchanged " <<<"$OUT")" 0
+	expect_match "second up: running" "$OUT" "unchanged +kvmbox-test-bundled state +running$"
 	# Swapping the directory of the running guest would leave QEMU writing to a deleted
 	# file: refused, with --force too; the disk QEMU has open is still the file in place.
 	local inode
@@ -222,13 +246,13 @@ test_driver_define_and_rm() {
 	domain_xml kvmbox-test-t /nonexistent.qcow2 | sed "s/type='qemu'/type='test'/" >"$TESTS_TMP/t.xml"
 	run domain define "$TESTS_TMP/t.xml" --start --no-preflight --connect test:///default
 	expect_rc 0
-	expect_match rows "$OUT" "^changed  kvmbox-test-t  defined
-changed  kvmbox-test-t  started, running after [0-9.]+ s$"
+	expect_match rows "$OUT" "^changed +kvmbox-test-t +absent -> defined"
+	expect_match started "$OUT" "changed +kvmbox-test-t state +absent -> running \\(after [0-9.]+ s\\)$"
 	# test:///default lives only as long as the connection: each process sees the default domain only.
 	LIBVIRT_DEFAULT_URI=test:///default run domain rm test
 	expect_rc 0
-	expect_eq "rm on test driver" "$OUT" "changed  test  destroyed (was running)
-changed  test  undefined"
+	expect_eq "rm on test driver" "$OUT" "changed  test state  running -> shut off
+changed  test        defined -> removed"
 }
 
 kvm_domain_on_this_machine() {
@@ -267,19 +291,22 @@ dry_run_changes_nothing() {
 	domain_xml kvmbox-test-dry "$TESTS_TMP/dry.qcow2" >"$TESTS_TMP/dry.xml"
 	run domain define "$TESTS_TMP/dry.xml" --autostart --start --dry-run
 	expect_rc 0
-	expect_eq plan "$OUT" "would-change  kvmbox-test-dry  would be defined, autostart on, started"
+	expect_match plan "$OUT" "^would-change +kvmbox-test-dry +absent -> defined"
+	expect_match "plan: autostart, start" "$OUT" "would-change +kvmbox-test-dry autostart +off -> on
+would-change +kvmbox-test-dry state +absent -> running$"
 	expect_eq "not defined" "$(state kvmbox-test-dry)" ""
 	run domain define "$TESTS_TMP/dry.xml"
-	run domain define "$TESTS_TMP/dry.xml" --autostart --start --dry-run
+	run domain define "$TESTS_TMP/dry.xml" --autostart --start --dry-run --json
 	expect_rc 0
-	expect_eq "plan for the defined domain" "$OUT" "unchanged     kvmbox-test-dry  defined (a changed definition is updated when defining)
-would-change  kvmbox-test-dry  autostart would be turned on
-would-change  kvmbox-test-dry  would be started"
+	local planned
+	planned=$(jq -c '[.changes[] | select(.status != "unchanged") | {item, before, after}]' <<<"$OUT")
+	expect_eq "plan for the defined domain" "$planned" '[{"item":"kvmbox-test-dry autostart","before":"off","after":"on"},{"item":"kvmbox-test-dry state","before":"shut off","after":"running"}]'
 	expect_eq "still shut off" "$(state kvmbox-test-dry)" "shut off"
 	run domain rm kvmbox-test-dry kvmbox-test-none --storage --dry-run
 	expect_rc 0
-	expect_eq "rm planned" "$OUT" "would-change  kvmbox-test-dry   would be undefined, its image files removed unless another domain or a process uses them
-unchanged     kvmbox-test-none  no such domain"
+	expect_eq "rm planned" "$OUT" "would-change  kvmbox-test-dry            defined -> removed
+would-change  kvmbox-test-dry image vda  $TESTS_TMP/dry.qcow2 -> removed
+unchanged     kvmbox-test-none           absent"
 	expect_eq "rm planned, domain kept" "$(state kvmbox-test-dry)" "shut off"
 	run domain up x.kvmbundle --dry-run
 	expect_rc 2
@@ -309,6 +336,7 @@ usage_errors() {
 }
 
 t define_autostart_start_then_unchanged
+t nic_model_is_planned
 t same_name_other_uuid_is_refused
 t preflight_errors_stop_define
 t parallel_define_and_rm_with_storage

@@ -14,7 +14,6 @@
 #include "kvmbox/host/kvmload.h"
 #include "kvmbox/host/hugepages.h"
 #include "kvmbox/host/vfio.h"
-#include "kvmbox/virt/domnew.h"
 #include "kvmbox/virt/domxml.h"
 #include "kvmbox/net/fetch.h"
 #include "kvmbox/provision/hostconf.h"
@@ -23,18 +22,8 @@
 
 struct parse {
 	struct kb_hostconf *conf;
-	struct kb_domnew *words; /* checks [domain] words one at a time; allocated at the first */
 	char why[256];
 };
-
-static int parse_bool(const char *value, enum kb_tristate *out)
-{
-	bool yes;
-	if (kb_parse_yes_no(value, &yes) < 0)
-		return -1;
-	*out = yes ? KB_YES : KB_NO;
-	return 0;
-}
 
 /*
  * What a resource's own spec setter (the one its applet's options use) said
@@ -78,13 +67,6 @@ static bool absolute_path(const char *value, size_t max)
 
 #define COPY(dst, src) snprintf((dst), sizeof(dst), "%s", (src))
 #define FAIL(...) (snprintf(p->why, sizeof(p->why), __VA_ARGS__), 0)
-
-static int set_bool(struct parse *p, const char *key, const char *value, enum kb_tristate *out)
-{
-	if (parse_bool(value, out) < 0)
-		return FAIL("%s: '%s' is not yes or no", key, value);
-	return 1;
-}
 
 static int global_key(struct parse *p, const char *section, const char *key, const char *value)
 {
@@ -140,56 +122,16 @@ static int bundle_key(struct parse *p, struct kb_conf_bundle *b, const char *key
 	return setter_result(p, kb_unpack_spec_set(&b->unpack, key, value, &err), &err);
 }
 
-/*
- * A word of domain new: its syntax checked now (the line is known here),
- * kept as the option it becomes ("--disk=size=20G").
- */
-static int domain_word(struct parse *p, struct kb_conf_domain *d, const char *key, const char *value)
-{
-	struct kb_error err = { 0 };
-	if (!p->words && !(p->words = malloc(sizeof(*p->words))))
-		return FAIL("out of memory");
-	kb_domnew_init(p->words, d->name);
-	if (kb_domnew_word(p->words, key, value, &err) < 0)
-		return FAIL("%s", err.what);
-	size_t need = strlen(key) + strlen(value) + 4;
-	if (d->words_len + need > sizeof(d->words))
-		return FAIL("[domain %s] has more words than kvmbox keeps (%zu bytes)", d->name, sizeof(d->words));
-	d->words_len += (size_t)sprintf(d->words + d->words_len, "--%s=%s", key, value) + 1;
-	if (!strcmp(key, "memory"))
-		d->memory_kib = p->words->memory_kib;
-	if (!strcmp(key, "hugepages")) {
-		d->hugepages = p->words->hugepages;
-		d->hugepage_kib = p->words->hugepage_kib;
-	}
-	return 1;
-}
-
-const char *kb_conf_domain_next_word(const struct kb_conf_domain *d, const char *word)
-{
-	const char *next = word ? word + strlen(word) + 1 : d->words;
-	return next < d->words + d->words_len ? next : NULL;
-}
-
+/* [domain NAME]: bundle is provision's own; every other key is the domain's, as `kvmbox domain` takes it. */
 static int domain_key(struct parse *p, struct kb_conf_domain *d, const char *key, const char *value)
 {
-	if (!strcmp(key, "xml")) {
-		if (!absolute_path(value, sizeof(d->xml)))
-			return FAIL("xml: '%s' is not an absolute path", value);
-		return COPY(d->xml, value), 1;
-	}
 	if (!strcmp(key, "bundle")) {
 		if (!plain_name(value, sizeof(d->bundle)))
 			return FAIL("bundle: '%s' is not a bundle name", value);
 		return COPY(d->bundle, value), 1;
 	}
-	if (kb_domnew_is_word(key))
-		return domain_word(p, d, key, value);
-	if (!strcmp(key, "autostart"))
-		return set_bool(p, key, value, &d->autostart);
-	if (!strcmp(key, "start"))
-		return set_bool(p, key, value, &d->start);
-	return FAIL("unknown key '%s' in [domain %s]", key, d->name);
+	struct kb_error err = { 0 };
+	return setter_result(p, kb_domain_spec_set(&d->spec, key, value, &err), &err);
 }
 
 /* The item of a named section, found by name (sections were registered by the pre-scan). */
@@ -280,7 +222,8 @@ static const char *add_section(struct kb_hostconf *c, const char *s, unsigned li
 		} else {
 			struct kb_conf_domain *d = &c->domain[c->domain_count++];
 			COPY(d->name, name);
-			d->autostart = d->start = KB_UNSET;
+			kb_domain_spec_init(&d->spec);
+			COPY(d->spec.name, name);
 			d->line = line;
 		}
 		return NULL;
@@ -349,10 +292,10 @@ static int check_complete(const char *path, struct kb_hostconf *c, struct kb_err
 	}
 	for (int i = 0; i < c->domain_count; i++) {
 		struct kb_conf_domain *d = &c->domain[i];
-		if (!!d->xml[0] + !!d->bundle[0] + !!d->words_len != 1)
+		if (!!d->spec.xml[0] + !!d->bundle[0] + !!d->spec.words_len != 1)
 			return fail_at(err, path, d->line,
 				       "[domain] needs exactly one of xml = FILE, bundle = NAME or the words of domain new (memory = 4G, ...)");
-		if (d->words_len && !d->memory_kib)
+		if (d->spec.words_len && !d->spec.memory_kib)
 			return fail_at(err, path, d->line, "[domain] made from words needs memory = SIZE");
 		if (d->bundle[0] && !FIND(c->bundle, c->bundle_count, d->bundle)) {
 			snprintf(why, sizeof(why), "[domain %s]: no [bundle %s] in this file", d->name, d->bundle);
@@ -391,7 +334,6 @@ int kb_hostconf_parse(const char *text, size_t len, const char *path, struct kb_
 	struct parse p = { .conf = conf };
 	int line = ini_parse_string(copy, handler, &p);
 	free(copy);
-	free(p.words);
 	if (line != 0)
 		return fail_at(err, path, line > 0 ? (unsigned)line : 0, p.why[0] ? p.why : "not INI syntax (KEY = VALUE under [SECTION])");
 	return check_complete(path, conf, err);

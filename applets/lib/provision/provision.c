@@ -22,6 +22,7 @@
 #include "kvmbox/host/kvmload.h"
 #include "kvmbox/host/vfio.h"
 #include "kvmbox/net/bridge.h"
+#include "kvmbox/virt/domain.h"
 #include "kvmbox/provision/provision.h"
 
 #define FIRSTBOOT_UNIT "/etc/systemd/system/kvmbox-firstboot.service"
@@ -181,12 +182,12 @@ static void hugepages_spec(const struct kb_provision *p, struct kb_hugepages_spe
 		return;
 	for (int i = 0; i < p->conf.domain_count && spec->with_domain_count < KB_HUGEPAGES_DOMAINS_MAX; i++) {
 		const struct kb_conf_domain *d = &p->conf.domain[i];
-		if (!d->words_len || !d->hugepages)
+		if (!d->spec.words_len || !d->spec.hugepages)
 			continue;
 		struct kb_hugepages_domain *w = &spec->with_domain[spec->with_domain_count++];
 		snprintf(w->name, sizeof(w->name), "%s", d->name);
-		w->memory_kib = d->memory_kib;
-		w->page_kb = d->hugepage_kib;
+		w->memory_kib = d->spec.memory_kib;
+		w->page_kb = d->spec.hugepage_kib;
 	}
 }
 
@@ -268,6 +269,39 @@ static int bundle_step(struct kb_provision *p, struct kb_provision_step *s, bool
 	return summarize(s, rc, &err, NULL);
 }
 
+/*
+ * [domain NAME]: defined (from a file, words, or the domain.xml its bundle
+ * unpacked) through the domain resource, on --connect's libvirtd.
+ */
+static int domain_step(struct kb_provision *p, struct kb_provision_step *s, bool apply)
+{
+	const struct kb_conf_domain *d = &p->conf.domain[s->item];
+	struct kb_error err = { 0 };
+	struct kb_domain_spec *spec = malloc(sizeof(*spec));
+	if (!spec)
+		return summarize(s, kb_fail(&err, ENOMEM, NULL, "planning"), &err, NULL);
+	*spec = d->spec;
+	int rc = 0;
+	if (d->bundle[0]) {
+		/* The unpacked file, under the root the steps were given. */
+		char dir[PATH_MAX], xml[PATH_MAX + 16];
+		bundle_dir(bundle_named(&p->conf, d->bundle), dir, sizeof(dir));
+		snprintf(xml, sizeof(xml), "%s/domain.xml", dir);
+		struct kb_path mapped;
+		rc = kb_sysroot_resolved_path(p->ctx, xml, true, &mapped, &err);
+		if (rc == 0)
+			snprintf(spec->xml, sizeof(spec->xml), "%s", mapped.s);
+	}
+	if (p->opts.connect)
+		snprintf(spec->uri, sizeof(spec->uri), "%s", p->opts.connect);
+	if (rc == 0)
+		rc = kb_domain_plan(p->ctx, spec, &s->plan, &err);
+	if (rc == 0 && apply)
+		rc = kb_domain_apply(p->ctx, spec, &s->plan, &err);
+	free(spec);
+	return summarize(s, rc, &err, NULL);
+}
+
 /* The host checks, as a report: FAILs stop the run only with stop-on-fail (the steps after fix what they can). */
 static int check_step(struct kb_provision *p, struct kb_provision_step *s)
 {
@@ -335,24 +369,14 @@ static int run_step(struct kb_provision *p, struct kb_provision_step *s, bool ap
 			rc = kb_devkvm_apply(p->ctx, &c->devkvm, &s->plan, &err);
 		return summarize(s, rc, &err, NULL);
 	case KB_STEP_DOMAIN:
-		if (stages_domains(p)) {
-			rc = plan_firstboot(p, &s->plan, &err);
-			if (rc == 0 && apply)
-				rc = apply_firstboot(p, &s->plan, &err);
-			return summarize(s, rc, &err, "staged: defined at first boot by kvmbox-firstboot.service");
-		}
-		break;
-	default: break;
+		if (!stages_domains(p))
+			return domain_step(p, s, apply);
+		rc = plan_firstboot(p, &s->plan, &err);
+		if (rc == 0 && apply)
+			rc = apply_firstboot(p, &s->plan, &err);
+		return summarize(s, rc, &err, "staged: defined at first boot by kvmbox-firstboot.service");
 	}
-	if (!p->opts.legacy) {
-		kb_row_set(&s->row, s->id, KB_FAILED, "no plan for this step");
-		return -1;
-	}
-	bool planning = p->opts.plan;
-	p->opts.plan = !apply;
-	rc = p->opts.legacy(p, s);
-	p->opts.plan = planning;
-	return rc;
+	return summarize(s, kb_fail(&err, EINVAL, NULL, "a step kvmbox does not know"), &err, NULL);
 }
 
 /*

@@ -31,11 +31,10 @@
 #include "kvmbox/host/hugepages.h"
 #include "kvmbox/host/vfio.h"
 #include "kvmbox/net/bridge.h"
+#include "kvmbox/virt/domain.h"
 
 #define KB_HOSTCONF_MAX_ITEMS 16
 
-/* A yes/no key: unset, or set to one of them. */
-enum kb_tristate { KB_UNSET = -1, KB_NO = 0, KB_YES = 1 };
 
 /* [bridge NAME]: the spec `kvmbox bridge add` takes, set by kb_bridge_spec_set as its options are. */
 struct kb_conf_bridge {
@@ -50,19 +49,11 @@ struct kb_conf_bundle {
 	unsigned line;
 };
 
-#define KB_HOSTCONF_WORDS_MAX 4096
-
 struct kb_conf_domain {
 	char name[64];
-	char xml[PATH_MAX];
 	char bundle[64]; /* the [bundle NAME] whose domain.xml it is */
-	/* domain new's words as its options, "--disk=size=20G" one after another, each NUL-terminated */
-	char words[KB_HOSTCONF_WORDS_MAX];
-	size_t words_len;
-	unsigned long long memory_kib;  /* from the words: 0 when not given */
-	unsigned long hugepage_kib;     /* from the words: 0 = the default size */
-	bool hugepages;
-	enum kb_tristate autostart, start;
+	/* xml, the words of domain new, autostart, start: set by kb_domain_spec_set as `kvmbox domain`'s options are */
+	struct kb_domain_spec spec;
 	unsigned line;
 };
 
@@ -80,9 +71,6 @@ struct kb_hostconf {
 	struct kb_conf_domain domain[KB_HOSTCONF_MAX_ITEMS];
 	int bridge_count, bundle_count, domain_count;
 };
-
-/* Each "--word=value" of @d, in order: for (w = NULL; (w = kb_conf_domain_next_word(d, w));). */
-const char *kb_conf_domain_next_word(const struct kb_conf_domain *d, const char *word);
 
 /*
  * Parse @text (@len bytes; need not be NUL-terminated) of the config file

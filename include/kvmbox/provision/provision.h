@@ -47,17 +47,12 @@ struct kb_provision_step {
 	struct kb_plan plan; /* the changes, item by item */
 };
 
-struct kb_provision;
-/* A step not yet on a typed plan/apply (set by the provision applet while the last resources move into the library). */
-typedef int kb_provision_legacy_step(struct kb_provision *p, struct kb_provision_step *s);
-
 struct kb_provision_options {
 	const char *config_path;
 	bool config_in_root; /* the path is the root's (default config, --in-target), else taken as given */
 	bool plan;           /* change nothing: plan every step */
 	bool keep_going;     /* go on after a failed step */
 	const char *connect; /* libvirt URI for domains; NULL: as kvmbox domain */
-	kb_provision_legacy_step *legacy;
 };
 
 struct kb_provision {

@@ -88,7 +88,7 @@ changed:
   type: bool
   returned: always
 rows:
-  description: kvmbox's rows (volumes created, defined, autostart, started, undefined, images removed).
+  description: kvmbox's rows, one per item, BEFORE -> AFTER (the definition, each element, volumes, autostart, state; on removal the state, the definition, each image).
   type: list
   elements: dict
   returned: always

@@ -1,0 +1,1478 @@
+/* A libvirt domain: spec, plan and apply; see kvmbox/virt/domain.h. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kvmbox/core/cleanup.h"
+#include "kvmbox/core/cli.h"
+#include "kvmbox/core/file.h"
+#include "kvmbox/core/sysroot.h"
+#include "kvmbox/virt/diskuse.h"
+#include "kvmbox/virt/domain.h"
+#include "kvmbox/virt/domnew.h"
+#include "kvmbox/virt/domxml.h"
+#include "kvmbox/virt/placement.h"
+
+#define DOMAIN_XML_MAX (1u << 20)
+
+enum domain_action {
+	DOMAIN_DEFINE = 1, /* the definition: its elements are marked with it */
+	DOMAIN_ELEMENT,
+	DOMAIN_VOLUME,     /* arg: the disk's index among the words */
+	DOMAIN_AUTOSTART,
+	DOMAIN_START,
+	DOMAIN_DESTROY,
+	DOMAIN_UNDEFINE,
+	DOMAIN_IMAGE,
+};
+
+/* ---- the spec ------------------------------------------------------------------------------- */
+
+void kb_domain_spec_init(struct kb_domain_spec *spec)
+{
+	*spec = (struct kb_domain_spec){ .wait_seconds = 60, .preflight = true };
+}
+
+static int set_yes_no(const char *key, const char *value, bool *out, struct kb_error *err)
+{
+	if (kb_parse_yes_no(value, out) < 0)
+		return kb_fail(err, EINVAL, NULL, "%s: '%.64s' is not yes or no", key, value);
+	return 0;
+}
+
+/* A word of domain new: its syntax checked now, kept as "key=value" (a flag without a value as "key"). */
+static int add_word(struct kb_domain_spec *spec, const char *key, const char *value, struct kb_error *err)
+{
+	struct kb_domnew *d = malloc(sizeof(*d));
+	if (!d)
+		return kb_fail(err, ENOMEM, NULL, "checking word %s", key);
+	kb_domnew_init(d, spec->name);
+	int rc = kb_domnew_word(d, key, value, err);
+	if (rc == 0 && !strcmp(key, "memory"))
+		spec->memory_kib = d->memory_kib;
+	if (rc == 0 && !strcmp(key, "hugepages")) {
+		spec->hugepages = d->hugepages;
+		spec->hugepage_kib = d->hugepage_kib;
+	}
+	free(d);
+	if (rc < 0)
+		return -1;
+	size_t need = strlen(key) + (value ? strlen(value) + 1 : 0) + 1;
+	if (spec->words_len + need > sizeof(spec->words))
+		return kb_fail(err, E2BIG, NULL, "more words than kvmbox keeps for one domain (%zu bytes)", sizeof(spec->words));
+	spec->words_len += (size_t)sprintf(spec->words + spec->words_len, value ? "%s=%s" : "%s", key, value) + 1;
+	return 0;
+}
+
+int kb_domain_spec_set(struct kb_domain_spec *spec, const char *key, const char *value, struct kb_error *err)
+{
+	if (kb_domnew_is_word(key))
+		return add_word(spec, key, value, err);
+	if (!value)
+		return kb_fail(err, EINVAL, NULL, "%s needs a value", key);
+	if (!strcmp(key, "xml")) {
+		if (value[0] != '/' || strlen(value) >= sizeof(spec->xml))
+			return kb_fail(err, EINVAL, NULL, "xml: '%.64s' is not an absolute path", value);
+		snprintf(spec->xml, sizeof(spec->xml), "%s", value);
+		return 0;
+	}
+	if (!strcmp(key, "autostart"))
+		return set_yes_no(key, value, &spec->autostart, err);
+	if (!strcmp(key, "start"))
+		return set_yes_no(key, value, &spec->start, err);
+	if (!strcmp(key, "storage"))
+		return set_yes_no(key, value, &spec->storage, err);
+	if (!strcmp(key, "preflight"))
+		return set_yes_no(key, value, &spec->preflight, err);
+	if (!strcmp(key, "connect")) {
+		if (!value[0] || strlen(value) >= sizeof(spec->uri))
+			return kb_fail(err, EINVAL, NULL, "connect: '%.64s' is not a libvirt URI", value);
+		snprintf(spec->uri, sizeof(spec->uri), "%s", value);
+		return 0;
+	}
+	if (!strcmp(key, "wait")) {
+		char *end;
+		long seconds = strtol(value, &end, 10);
+		if (*end || end == value || seconds < 1 || seconds > 3600)
+			return kb_fail(err, EINVAL, NULL, "wait takes seconds from 1 to 3600, not '%.64s'", value);
+		spec->wait_seconds = (int)seconds;
+		return 0;
+	}
+	return kb_fail(err, EINVAL, NULL, "unknown key '%.64s' for a domain (xml, %s, autostart, start)", key, kb_domnew_words);
+}
+
+const char *kb_domain_spec_next_word(const struct kb_domain_spec *spec, const char *word)
+{
+	const char *next = word ? word + strlen(word) + 1 : spec->words;
+	return next < spec->words + spec->words_len ? next : NULL;
+}
+
+/* The spec's words into @d (name, every word, what only all of them tell). */
+static int read_words(const struct kb_domain_spec *spec, struct kb_domnew *d, struct kb_error *err)
+{
+	kb_domnew_init(d, spec->name);
+	for (const char *w = NULL; (w = kb_domain_spec_next_word(spec, w));) {
+		char key[32];
+		const char *eq = strchr(w, '=');
+		snprintf(key, sizeof(key), "%.*s", eq ? (int)(eq - w) : (int)strlen(w), w);
+		if (kb_domnew_word(d, key, eq ? eq + 1 : NULL, err) < 0)
+			return -1;
+	}
+	return kb_domnew_finish(d, err);
+}
+
+int kb_domain_spec_check(const struct kb_domain_spec *spec, struct kb_error *err)
+{
+	if (!!spec->xml[0] + !!spec->words_len != 1)
+		return kb_fail(err, EINVAL, NULL, "a domain needs exactly one of xml = FILE or the words of domain new (memory = 4G, ...)");
+	if (!spec->words_len)
+		return 0;
+	if (!spec->name[0])
+		return kb_fail(err, EINVAL, NULL, "a domain made from words needs a name");
+	struct kb_domnew *d = malloc(sizeof(*d));
+	if (!d)
+		return kb_fail(err, ENOMEM, NULL, "checking the words of %s", spec->name);
+	int rc = read_words(spec, d, err);
+	free(d);
+	return rc;
+}
+
+/* ---- the connection --------------------------------------------------------------------------- */
+
+/* What plan and apply talk through: the caller's link, or their own. */
+struct session {
+	const struct kb_ctx *ctx;
+	const struct kb_domain_spec *spec;
+	const struct kb_xml *xml;
+	const struct kb_virt *v;
+	virConnectPtr conn;
+	struct kb_xml own_xml;
+	struct kb_virt own_virt;
+	bool own_conn;
+};
+
+static void session_close(struct session *s)
+{
+	if (s->own_conn && s->conn)
+		s->v->connect_close(s->conn);
+	s->conn = NULL;
+}
+
+static int session_open(struct session *s, const struct kb_ctx *ctx, const struct kb_domain_spec *spec,
+			struct kb_error *err)
+{
+	*s = (struct session){ .ctx = ctx, .spec = spec };
+	if (spec->link) {
+		s->xml = spec->link->xml;
+		s->v = spec->link->virt;
+		s->conn = spec->link->conn;
+		return 0;
+	}
+	if (kb_xml_load(&s->own_xml, err) < 0 || kb_virt_load(&s->own_virt, err) < 0)
+		return -1;
+	s->xml = &s->own_xml;
+	s->v = &s->own_virt;
+	s->conn = kb_virt_connect(s->v, kb_virt_uri(spec->uri[0] ? spec->uri : NULL), err, NULL);
+	s->own_conn = true;
+	return s->conn ? 0 : -1;
+}
+
+/* The domain's definition as libvirt keeps it (inactive, with secrets): what the plan compares. */
+static char *inactive_xml(const struct kb_virt *v, virDomainPtr dom)
+{
+	return dom ? v->domain_xml(dom, VIR_DOMAIN_XML_INACTIVE | VIR_DOMAIN_XML_SECURE) : NULL;
+}
+
+/* The domain named @name, or NULL when there is none (-1 with @err when libvirt failed otherwise). */
+static int lookup(struct session *s, const char *name, virDomainPtr *dom, struct kb_error *err)
+{
+	*dom = s->v->domain_lookup(s->conn, name);
+	if (*dom)
+		return 0;
+	virErrorPtr e = s->v->last_error();
+	if (!e || e->code == VIR_ERR_NO_DOMAIN) {
+		s->v->reset_error();
+		return 0;
+	}
+	return kb_virt_fail(s->v, err, NULL, "looking up domain '%s'", name);
+}
+
+static const char *state_name(int state)
+{
+	switch (state) {
+	case VIR_DOMAIN_RUNNING: return "running";
+	case VIR_DOMAIN_BLOCKED: return "blocked";
+	case VIR_DOMAIN_PAUSED: return "paused";
+	case VIR_DOMAIN_SHUTDOWN: return "shutting down";
+	case VIR_DOMAIN_CRASHED: return "crashed";
+	case VIR_DOMAIN_PMSUSPENDED: return "suspended";
+	default: return "shut off";
+	}
+}
+
+/* ---- the new definition ------------------------------------------------------------------------ */
+
+/* A disk volume domain new makes (or finds, on a second run) in a pool. */
+struct new_volume {
+	virStoragePoolPtr pool;
+	char pool_name[64];
+	bool exists; /* already there: a second run, or somebody else's file (refused) */
+};
+
+/* What the spec makes on this host: the definition to send and what it needs first. */
+struct build {
+	char name[256];
+	char *xml;          /* the definition to define */
+	char *current;      /* the definition libvirt has now, or NULL */
+	struct kb_domnew *d; /* the words; NULL for a file */
+	struct new_volume vol[KB_DOMNEW_DISKS_MAX];
+	bool placed;
+	struct kb_placement *placement;
+	const char *to_create[KB_DOMNEW_DISKS_MAX + 1]; /* volume paths created before defining */
+};
+
+static void build_free(struct session *s, struct build *b)
+{
+	for (size_t i = 0; i < KB_DOMNEW_DISKS_MAX; i++)
+		if (b->vol[i].pool)
+			s->v->pool_free(b->vol[i].pool);
+	free(b->xml);
+	free(b->current);
+	free(b->d);
+	free(b->placement);
+	*b = (struct build){ 0 };
+}
+
+/*
+ * Name and UUID from the definition @text (@path names it). A definition
+ * without a UUID gets the existing domain's, so defining it again updates
+ * that domain instead of failing. Into b->name, b->xml and b->current.
+ */
+static int adopt(struct session *s, const char *text, size_t len, const char *path, struct build *b, struct kb_error *err)
+{
+	xmlDoc *doc = kb_xml_parse(s->xml, text, len, path, err);
+	if (!doc)
+		return -1;
+	int rc = 0;
+	virDomainPtr existing = NULL;
+	xmlNode *root = s->xml->root_element(doc);
+	autofree char *name = kb_xml_text(s->xml, kb_xml_child(root, "name"));
+	autofree char *uuid = kb_xml_text(s->xml, kb_xml_child(root, "uuid"));
+	if (!root || strcmp((const char *)root->name, "domain") != 0 || !name || !*name) {
+		rc = kb_fail(err, 0, path, "not a libvirt domain with a <name>:");
+		goto out;
+	}
+	snprintf(b->name, sizeof(b->name), "%s", name);
+	existing = s->v->domain_lookup(s->conn, name);
+	s->v->reset_error();
+	if (existing) {
+		char current_uuid[VIR_UUID_STRING_BUFLEN];
+		s->v->domain_uuid(existing, current_uuid);
+		if (uuid && strcasecmp(uuid, current_uuid) != 0) {
+			rc = kb_fail(err, 0, path, "domain '%s' already exists with UUID %s, but the file has %s: refusing to replace another domain:",
+				     name, current_uuid, uuid);
+			goto out;
+		}
+		if (!uuid)
+			s->xml->new_child(root, NULL, (const xmlChar *)"uuid", (const xmlChar *)current_uuid);
+		if (!b->current)
+			b->current = inactive_xml(s->v, existing);
+	}
+	xmlChar *dumped = NULL;
+	int size = 0;
+	s->xml->dump_memory(doc, &dumped, &size);
+	free(b->xml);
+	b->xml = dumped ? strdup((const char *)dumped) : NULL;
+	if (dumped)
+		(*s->xml->free)(dumped);
+	if (!b->xml)
+		rc = kb_fail(err, ENOMEM, path, "serialising");
+out:
+	if (existing)
+		s->v->domain_free(existing);
+	s->xml->free_doc(doc);
+	return rc;
+}
+
+static int build_from_file(struct session *s, const char *path, struct build *b, struct kb_error *err)
+{
+	autofree char *text = NULL;
+	size_t len;
+	if (kb_read_path(path, DOMAIN_XML_MAX, &text, &len, err) < 0)
+		return -1;
+	return adopt(s, text, len, path, b, err);
+}
+
+/*
+ * A second `domain new` with the same words must give the same definition:
+ * interfaces without mac= keep the MAC libvirt chose the first time (same
+ * position, same bridge).
+ */
+static void keep_macs(struct session *s, struct kb_domnew *d, xmlDoc *existing)
+{
+	xmlNode *devices = kb_xml_child(s->xml->root_element(existing), "devices");
+	xmlNode *nic = kb_xml_child(devices, "interface");
+	for (size_t i = 0; i < d->net_count && nic; i++, nic = kb_xml_next(nic, "interface")) {
+		autofree char *bridge = kb_xml_prop(s->xml, kb_xml_child(nic, "source"), "bridge");
+		autofree char *mac = kb_xml_prop(s->xml, kb_xml_child(nic, "mac"), "address");
+		if (!d->net[i].mac[0] && bridge && mac && !strcmp(bridge, d->net[i].bridge) && strlen(mac) < sizeof(d->net[i].mac))
+			snprintf(d->net[i].mac, sizeof(d->net[i].mac), "%s", mac);
+	}
+}
+
+/*
+ * An image the domain's current definition already has keeps the format
+ * written there (<driver type>), unless format= says otherwise: probing it
+ * again would read what the guest wrote into its own disk (a qcow2 header
+ * naming a host file as its backing file).
+ */
+static int keep_disk_formats(struct session *s, struct kb_domnew *d, xmlDoc *existing, struct kb_error *err)
+{
+	xmlNode *devices = kb_xml_child(s->xml->root_element(existing), "devices");
+	for (size_t i = 0; i < d->disk_count; i++) {
+		struct kb_domnew_disk *k = &d->disk[i];
+		if (k->kind != KB_DISK_PATH)
+			continue;
+		for (xmlNode *disk = kb_xml_child(devices, "disk"); disk && !k->defined; disk = kb_xml_next(disk, "disk")) {
+			autofree char *file = kb_xml_prop(s->xml, kb_xml_child(disk, "source"), "file");
+			if (!file || strcmp(file, k->path))
+				continue;
+			k->defined = true;
+			autofree char *type = kb_xml_prop(s->xml, kb_xml_child(disk, "driver"), "type");
+			if (k->format[0])
+				break;
+			if (!type || (strcmp(type, "raw") && strcmp(type, "qcow2")))
+				return kb_fail(err, 0, NULL, "disk '%s': domain '%s' defines it with format '%s'; kvmbox attaches qcow2 "
+							   "and raw (give format=)", k->path, d->name, type ? type : "(none)");
+			snprintf(k->format, sizeof(k->format), "%s", type);
+		}
+	}
+	return 0;
+}
+
+/* Whether the existing definition has a disk on @path. */
+static bool existing_uses(struct session *s, xmlDoc *existing, const char *path)
+{
+	xmlNode *devices = kb_xml_child(existing ? s->xml->root_element(existing) : NULL, "devices");
+	for (xmlNode *disk = kb_xml_child(devices, "disk"); disk; disk = kb_xml_next(disk, "disk")) {
+		autofree char *file = kb_xml_prop(s->xml, kb_xml_child(disk, "source"), "file");
+		if (file && !strcmp(file, path))
+			return true;
+	}
+	return false;
+}
+
+/* A custom CPU model must be one this host's QEMU knows (domain capabilities; libvirt's CPU map without them). */
+static int check_cpu_model(struct session *s, const struct kb_domnew *d, struct kb_error *err)
+{
+	if (strcmp(d->cpu_mode, "custom"))
+		return 0;
+	autofree char *domcaps = s->v->get_domain_capabilities(s->conn, NULL, d->arch, d->machine, d->virt_type, 0);
+	s->v->reset_error();
+	xmlDoc *doc = domcaps ? kb_xml_parse(s->xml, domcaps, strlen(domcaps), "domain capabilities", NULL) : NULL;
+	int known = -1;
+	if (doc) {
+		xmlNode *cpu = kb_xml_child(s->xml->root_element(doc), "cpu");
+		for (xmlNode *mode = kb_xml_child(cpu, "mode"); mode; mode = kb_xml_next(mode, "mode")) {
+			if (!kb_xml_prop_is(s->xml, mode, "name", "custom"))
+				continue;
+			known = 0;
+			for (xmlNode *m = kb_xml_child(mode, "model"); m && !known; m = kb_xml_next(m, "model")) {
+				autofree char *name = kb_xml_text(s->xml, m);
+				known = name && !strcmp(name, d->cpu_model);
+			}
+		}
+		s->xml->free_doc(doc);
+	}
+	if (known < 0)
+		known = kb_cpu_map_has_model(s->ctx, d->cpu_model);
+	if (known == 0)
+		return kb_fail(err, 0, NULL, "cpu: unknown CPU model '%s' for %s guests on this host (virsh domcapabilities lists them)",
+			       d->cpu_model, d->virt_type);
+	return 0;
+}
+
+/* Where a pool keeps its volumes (<target><path>). */
+static int pool_target(struct session *s, virStoragePoolPtr pool, char *dir, size_t size, struct kb_error *err)
+{
+	autofree char *text = s->v->pool_xml(pool, 0);
+	xmlDoc *doc = text ? kb_xml_parse(s->xml, text, strlen(text), "pool", err) : NULL;
+	if (!doc)
+		return text ? -1 : kb_virt_fail(s->v, err, NULL, "reading pool '%s'", s->v->pool_name(pool));
+	autofree char *path = kb_xml_text(s->xml, kb_xml_child(kb_xml_child(s->xml->root_element(doc), "target"), "path"));
+	s->xml->free_doc(doc);
+	if (!path || path[0] != '/')
+		return kb_fail(err, 0, NULL, "pool '%s' keeps no files (no <target><path>): kvmbox makes disks in directory pools",
+			       s->v->pool_name(pool));
+	snprintf(dir, size, "%s", path);
+	return 0;
+}
+
+/* The pool whose directory is @dir (every driver has the pool list; not all look up by path). */
+static virStoragePoolPtr pool_holding(struct session *s, const char *dir)
+{
+	virStoragePoolPtr *pools = NULL, found = NULL;
+	int n = s->v->list_pools(s->conn, &pools, 0);
+	for (int i = 0; i < n; i++) {
+		char target[PATH_MAX];
+		struct kb_error ignored = { 0 };
+		if (!found && pool_target(s, pools[i], target, sizeof(target), &ignored) == 0 && !strcmp(target, dir))
+			found = pools[i];
+		else
+			s->v->pool_free(pools[i]);
+	}
+	free(pools);
+	s->v->reset_error();
+	return found;
+}
+
+/* A connection for the callbacks below. */
+struct conn_ref {
+	const struct kb_virt *virt;
+	virConnectPtr conn;
+};
+
+/* A storage volume's path, for disks given as <source pool= volume=>. */
+static char *volume_path(void *opaque, const char *pool_name, const char *volume_name)
+{
+	const struct conn_ref *ref = opaque;
+	const struct kb_virt *v = ref->virt;
+	virStoragePoolPtr pool = v->pool_lookup(ref->conn, pool_name);
+	virStorageVolPtr vol = pool ? v->volume_lookup(pool, volume_name) : NULL;
+	char *path = vol ? v->volume_path(vol) : NULL;
+	if (vol)
+		v->volume_free(vol);
+	if (pool)
+		v->pool_free(pool);
+	v->reset_error();
+	return path;
+}
+
+/*
+ * Mark the files of @set that any domain still known to libvirt uses (its
+ * disks, their volumes and backing chains; running domains as they run),
+ * except domain @except, or that a process has open.
+ */
+static int mark_used_files(struct session *s, struct kb_disk_set *set, const char *except, struct kb_error *err)
+{
+	const struct kb_virt *v = s->v;
+	struct conn_ref ref = { v, s->conn };
+	virDomainPtr *domains = NULL;
+	int n = v->list_domains(s->conn, &domains, 0);
+	if (n < 0)
+		return kb_virt_fail(v, err, NULL, "listing the domains that may share a disk");
+	int rc = 0;
+	for (int i = 0; i < n; i++) {
+		int state = 0, reason = 0;
+		bool running = v->domain_state(domains[i], &state, &reason, 0) == 0 && state != VIR_DOMAIN_SHUTOFF;
+		bool skip = except && !strcmp(v->domain_name(domains[i]), except);
+		autofree char *text = skip ? NULL : v->domain_xml(domains[i], 0);
+		if (rc == 0 && text)
+			rc = kb_disk_set_mark_domain(s->ctx, s->xml, set, v->domain_name(domains[i]), running, text, strlen(text),
+						     volume_path, &ref, err);
+		v->domain_free(domains[i]);
+	}
+	free(domains);
+	v->reset_error();
+	if (rc == 0)
+		kb_disk_set_mark_open(s->ctx, set);
+	return rc;
+}
+
+/*
+ * The pool of each new disk (pool=, or the pool whose directory holds path=)
+ * and the volume's path; a volume that exists already is this domain's own
+ * (a second run) or refused. Paths of existing images are checked against
+ * the other domains: two guests writing one image corrupt it.
+ */
+static int resolve_disks(struct session *s, struct kb_domnew *d, xmlDoc *existing, struct new_volume *vols,
+			 struct kb_error *err)
+{
+	const struct kb_virt *v = s->v;
+	struct kb_disk_set *set = calloc(1, sizeof(*set));
+	if (!set)
+		return kb_fail(err, ENOMEM, NULL, "checking the disks of '%s'", d->name);
+	int rc = 0;
+	for (size_t i = 0; i < d->disk_count && rc == 0; i++) {
+		struct kb_domnew_disk *k = &d->disk[i];
+		struct new_volume *vol = &vols[i];
+		if (k->kind == KB_DISK_PATH) {
+			struct kb_path mapped;
+			if (kb_sysroot_path(s->ctx, k->path, &mapped, NULL) == 0)
+				kb_disk_set_add(set, mapped.s);
+			continue;
+		}
+		char dir[sizeof(k->path) - sizeof(k->volume) - 1]; /* room for "/VOLUME" */
+		if (k->path[0]) {
+			snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(k->path, '/') - k->path), k->path);
+			vol->pool = pool_holding(s, dir[0] ? dir : "/");
+			if (!vol->pool) {
+				rc = kb_fail(err, 0, NULL, "disk '%s': no libvirt storage pool holds %s; kvmbox makes new images through a pool "
+							   "(virsh pool-define-as NAME dir --target %s; virsh pool-start NAME)",
+					     k->path, dir, dir);
+				break;
+			}
+			snprintf(k->pool, sizeof(k->pool), "%s", v->pool_name(vol->pool));
+		} else {
+			vol->pool = v->pool_lookup(s->conn, k->pool);
+			if (!vol->pool) {
+				rc = kb_fail(err, 0, NULL, "disk 'pool=%s': no such storage pool (virsh pool-list --all)", k->pool);
+				break;
+			}
+		}
+		snprintf(vol->pool_name, sizeof(vol->pool_name), "%s", k->pool);
+		if (v->pool_is_active(vol->pool) != 1) {
+			rc = kb_fail(err, 0, NULL, "disk: storage pool '%s' is not active (virsh pool-start %s)", k->pool, k->pool);
+			break;
+		}
+		if (pool_target(s, vol->pool, dir, sizeof(dir), err) < 0) {
+			rc = -1;
+			break;
+		}
+		/* Through a local buffer: gcc 12 at -O0 takes two members of *d for overlapping objects (-Wrestrict). */
+		char path[sizeof(k->path)];
+		snprintf(path, sizeof(path), "%s/%s", dir, k->volume);
+		memcpy(k->path, path, sizeof(path));
+		v->pool_refresh(vol->pool, 0); /* files made behind libvirt's back are volumes too */
+		virStorageVolPtr found = v->volume_lookup(vol->pool, k->volume);
+		v->reset_error();
+		if (found) {
+			v->volume_free(found);
+			vol->exists = true;
+			if (!existing_uses(s, existing, k->path))
+				rc = kb_fail(err, 0, NULL, "disk: volume %s already exists in pool '%s' and domain '%s' does not use it: "
+							   "import it with disk path=%s, or remove it (virsh vol-delete %s --pool %s)",
+					     k->volume, k->pool, d->name, k->path, k->volume, k->pool);
+		}
+	}
+	if (rc == 0 && set->count && mark_used_files(s, set, d->name, err) < 0)
+		rc = -1;
+	for (size_t i = 0; rc == 0 && i < set->count; i++)
+		if (set->file[i].user[0])
+			rc = kb_fail(err, 0, NULL, "disk '%s': in use by %s; two guests writing one image corrupt it "
+						   "(disk backing=%s,size=... gives this one an overlay)",
+				     set->file[i].path, set->file[i].user, set->file[i].path);
+	free(set);
+	return rc;
+}
+
+/*
+ * Other domains' vCPU pins and node-bound memory: what placement must not
+ * take. The domain itself, when it runs on hugepages, gives its pages back.
+ */
+static int claim_other_domains(struct session *s, const char *self, unsigned long page_kib, struct kb_topology *topo,
+			       struct kb_error *err)
+{
+	const struct kb_virt *v = s->v;
+	virDomainPtr *domains = NULL;
+	int n = v->list_domains(s->conn, &domains, 0);
+	if (n < 0)
+		return kb_virt_fail(v, err, NULL, "listing the domains whose CPUs are pinned");
+	for (int i = 0; i < n; i++) {
+		bool itself = strcmp(v->domain_name(domains[i]), self) == 0;
+		int state = 0, reason = 0;
+		bool running = v->domain_state(domains[i], &state, &reason, 0) == 0 && state != VIR_DOMAIN_SHUTOFF;
+		autofree char *text = itself && !running ? NULL : inactive_xml(v, domains[i]);
+		xmlDoc *doc = text ? kb_xml_parse(s->xml, text, strlen(text), "domain", NULL) : NULL;
+		if (doc && itself)
+			kb_topology_return_hugepages(topo, s->xml, doc, page_kib);
+		else if (doc)
+			kb_topology_claim_domain(topo, s->xml, doc);
+		if (doc)
+			s->xml->free_doc(doc);
+		v->domain_free(domains[i]);
+	}
+	free(domains);
+	v->reset_error();
+	return 0;
+}
+
+static int place_domain(struct session *s, const struct kb_domnew *d, int node, struct kb_placement *placement,
+			struct kb_error *err)
+{
+	struct kb_topology *topo = calloc(1, sizeof(*topo));
+	if (!topo)
+		return kb_fail(err, ENOMEM, NULL, "reading the host's topology");
+	int rc = kb_topology_read(s->ctx, topo, err);
+	if (rc == 0)
+		rc = claim_other_domains(s, d->name, d->hugepages ? d->hugepage_kib : 0, topo, err);
+	if (rc == 0) {
+		struct kb_place_request req = { d->vcpus, d->memory_kib, d->hugepages ? d->hugepage_kib : 0, node };
+		char why[512];
+		if (kb_place(topo, &req, placement, why, sizeof(why)) < 0)
+			rc = kb_fail(err, 0, NULL, "placement auto: %s", why);
+	}
+	free(topo);
+	return rc;
+}
+
+/* The definition from the words: libvirt's capabilities, the existing definition, the host's checks, the placement. */
+static int build_from_words(struct session *s, struct build *b, struct kb_error *err)
+{
+	if (!(b->d = malloc(sizeof(*b->d))) || !(b->placement = calloc(1, sizeof(*b->placement))))
+		return kb_fail(err, ENOMEM, NULL, "making the definition of %s", s->spec->name);
+	struct kb_domnew *d = b->d;
+	if (read_words(s->spec, d, err) < 0)
+		return -1;
+	snprintf(b->name, sizeof(b->name), "%s", d->name);
+	/* KVM when libvirt offers KVM guests here, else QEMU's TCG. */
+	if (!d->virt_type[0]) {
+		autofree char *caps = s->v->get_capabilities(s->conn);
+		snprintf(d->virt_type, sizeof(d->virt_type), "%s", kb_caps_offers(s->xml, caps, d->arch, "kvm") ? "kvm" : "qemu");
+	}
+	virDomainPtr dom = NULL;
+	if (lookup(s, d->name, &dom, err) < 0)
+		return -1;
+	b->current = inactive_xml(s->v, dom);
+	if (dom)
+		s->v->domain_free(dom);
+	xmlDoc *existing = b->current ? kb_xml_parse(s->xml, b->current, strlen(b->current), d->name, NULL) : NULL;
+	if (existing)
+		keep_macs(s, d, existing);
+	int node = -1;
+	int rc = (existing && keep_disk_formats(s, d, existing, err) < 0) ||
+			 kb_domnew_check_host(s->ctx, s->xml, d, &node, err) < 0 || check_cpu_model(s, d, err) < 0 ||
+			 resolve_disks(s, d, existing, b->vol, err) < 0 ||
+			 (d->placement_auto && place_domain(s, d, node, b->placement, err) < 0) ||
+			 kb_domnew_xml(d, d->placement_auto ? b->placement : NULL, &b->xml, err) < 0
+		 ? -1
+		 : 0;
+	if (existing)
+		s->xml->free_doc(existing);
+	if (rc == 0 && b->current) {
+		/* The existing domain's UUID: defining updates it. */
+		autofree char *made = b->xml;
+		b->xml = NULL;
+		rc = adopt(s, made, strlen(made), d->name, b, err);
+	}
+	b->placed = d->placement_auto;
+	size_t creating = 0;
+	for (size_t i = 0; rc == 0 && i < d->disk_count; i++)
+		if (d->disk[i].kind != KB_DISK_PATH && !b->vol[i].exists)
+			b->to_create[creating++] = d->disk[i].path;
+	return rc;
+}
+
+static int build(struct session *s, struct build *b, struct kb_error *err)
+{
+	*b = (struct build){ 0 };
+	int rc = kb_domain_spec_check(s->spec, err);
+	if (rc == 0)
+		rc = s->spec->words_len ? build_from_words(s, b, err) : build_from_file(s, s->spec->xml, b, err);
+	if (rc < 0)
+		build_free(s, b);
+	return rc;
+}
+
+int kb_domain_xml(const struct kb_ctx *ctx, const struct kb_domain_spec *spec, char **xml, struct kb_error *err)
+{
+	struct session s;
+	struct build b = { 0 };
+	*xml = NULL;
+	int rc = session_open(&s, ctx, spec, err);
+	if (rc == 0 && (rc = build(&s, &b, err)) == 0) {
+		*xml = b.xml;
+		b.xml = NULL;
+		build_free(&s, &b);
+	}
+	session_close(&s);
+	return rc;
+}
+
+/* ---- the elements the plan compares ------------------------------------------------------------- */
+
+/* Append to @buf: @sep first unless @buf is empty. */
+static void append(char *buf, size_t size, const char *sep, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void append(char *buf, size_t size, const char *sep, const char *fmt, ...)
+{
+	size_t used = strlen(buf);
+	if (used && used < size)
+		used += (size_t)snprintf(buf + used, size - used, "%s", sep);
+	if (used >= size)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf + used, size - used, fmt, ap);
+	va_end(ap);
+}
+
+static const char *memory_value(const struct kb_xml *xml, xmlNode *root, char *buf, size_t size)
+{
+	xmlNode *node = kb_xml_child(root, "memory");
+	if (!node)
+		return NULL;
+	autofree char *text = kb_xml_text(xml, node);
+	autofree char *unit = kb_xml_prop(xml, node, "unit");
+	unsigned long long kib = text ? kb_memory_kib(text, unit) : 0;
+	if (kib % 1024)
+		snprintf(buf, size, "%llu KiB", kib);
+	else
+		snprintf(buf, size, "%llu MiB", kib / 1024);
+	return buf;
+}
+
+static const char *vcpu_value(const struct kb_xml *xml, xmlNode *root, char *buf, size_t size)
+{
+	autofree char *text = kb_xml_text(xml, kb_xml_child(root, "vcpu"));
+	if (!text)
+		return NULL;
+	snprintf(buf, size, "%s", text);
+	return buf;
+}
+
+/* What a <source> names: a file, a device, a pool's volume, a bridge, a network. */
+static void source_value(const struct kb_xml *xml, xmlNode *source, char *buf, size_t size)
+{
+	static const char *const attrs[] = { "file", "dev", "bridge", "network", "dir", "name" };
+	autofree char *pool = kb_xml_prop(xml, source, "pool");
+	autofree char *volume = kb_xml_prop(xml, source, "volume");
+	if (pool && volume) {
+		append(buf, size, " ", "%s/%s", pool, volume);
+		return;
+	}
+	for (size_t i = 0; i < sizeof(attrs) / sizeof(attrs[0]); i++) {
+		autofree char *value = kb_xml_prop(xml, source, attrs[i]);
+		if (value) {
+			append(buf, size, " ", "%s", value);
+			return;
+		}
+	}
+	append(buf, size, " ", "(empty)");
+}
+
+/*
+ * A disk: "disk /images/a.qcow2 (qcow2, virtio)". The format and the bus are
+ * compared only where the new definition names them (@mask): libvirt fills
+ * in what a file leaves out.
+ */
+static const char *disk_value(const struct kb_xml *xml, xmlNode *disk, xmlNode *mask, char *buf, size_t size)
+{
+	if (!disk)
+		return NULL;
+	autofree char *device = kb_xml_prop(xml, disk, "device");
+	buf[0] = '\0';
+	append(buf, size, "", "%s", device ? device : "disk");
+	source_value(xml, kb_xml_child(disk, "source"), buf, size);
+	autofree char *want_format = kb_xml_prop(xml, kb_xml_child(mask, "driver"), "type");
+	autofree char *want_bus = kb_xml_prop(xml, kb_xml_child(mask, "target"), "bus");
+	autofree char *format = want_format ? kb_xml_prop(xml, kb_xml_child(disk, "driver"), "type") : NULL;
+	autofree char *bus = want_bus ? kb_xml_prop(xml, kb_xml_child(disk, "target"), "bus") : NULL;
+	if (format || bus)
+		append(buf, size, " ", "(%s%s%s)", format ? format : "", format && bus ? ", " : "", bus ? bus : "");
+	return buf;
+}
+
+/* An interface: "bridge br0, model virtio"; the model only where the new definition names one. */
+static const char *interface_value(const struct kb_xml *xml, xmlNode *nic, xmlNode *mask, char *buf, size_t size)
+{
+	if (!nic)
+		return NULL;
+	autofree char *type = kb_xml_prop(xml, nic, "type");
+	buf[0] = '\0';
+	append(buf, size, "", "%s", type ? type : "?");
+	source_value(xml, kb_xml_child(nic, "source"), buf, size);
+	autofree char *model = kb_xml_child(mask, "model") ? kb_xml_prop(xml, kb_xml_child(nic, "model"), "type") : NULL;
+	if (kb_xml_child(mask, "model"))
+		append(buf, size, ", ", "model %s", model ? model : "(none)");
+	return buf;
+}
+
+static char *mac_of(const struct kb_xml *xml, xmlNode *nic)
+{
+	char *mac = kb_xml_prop(xml, kb_xml_child(nic, "mac"), "address");
+	for (char *p = mac; p && *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	return mac;
+}
+
+/* The consoles: "vnc 127.0.0.1", "spice", or "none". */
+static const char *graphics_value(const struct kb_xml *xml, xmlNode *root, char *buf, size_t size)
+{
+	buf[0] = '\0';
+	for (xmlNode *g = kb_xml_child(kb_xml_child(root, "devices"), "graphics"); g; g = kb_xml_next(g, "graphics")) {
+		autofree char *type = kb_xml_prop(xml, g, "type");
+		autofree char *listen = kb_xml_prop(xml, g, "listen");
+		if (!listen)
+			listen = kb_xml_prop(xml, kb_xml_child(g, "listen"), "address");
+		append(buf, size, ", ", "%s%s%s", type ? type : "?", listen ? " " : "", listen ? listen : "");
+	}
+	return buf[0] ? buf : "none";
+}
+
+/* vCPU pins: "0:3 1:4, emulator 5-6"; NULL when nothing is pinned. */
+static const char *pins_value(const struct kb_xml *xml, xmlNode *root, char *buf, size_t size)
+{
+	xmlNode *cputune = kb_xml_child(root, "cputune");
+	buf[0] = '\0';
+	for (xmlNode *pin = kb_xml_child(cputune, "vcpupin"); pin; pin = kb_xml_next(pin, "vcpupin")) {
+		autofree char *vcpu = kb_xml_prop(xml, pin, "vcpu");
+		autofree char *cpus = kb_xml_prop(xml, pin, "cpuset");
+		append(buf, size, " ", "%s:%s", vcpu ? vcpu : "?", cpus ? cpus : "?");
+	}
+	autofree char *emulator = kb_xml_prop(xml, kb_xml_child(cputune, "emulatorpin"), "cpuset");
+	if (emulator)
+		append(buf, size, ", ", "emulator %s", emulator);
+	return buf[0] ? buf : NULL;
+}
+
+/* One element of the definition: "NAME WHAT", BEFORE -> AFTER. */
+static int add_element(struct kb_plan *plan, const char *name, const char *what, const char *before, const char *after,
+		       struct kb_error *err)
+{
+	char item[512];
+	snprintf(item, sizeof(item), "%s %s", name, what);
+	struct kb_change *c = kb_plan_add(plan, item, KB_CHANGE_VALUE, before, after, err);
+	if (!c)
+		return -1;
+	c->action = DOMAIN_ELEMENT;
+	return 0;
+}
+
+/* The disks, by target: the new definition's in its order, then the ones it drops. */
+static int plan_disks(const struct kb_xml *xml, const char *name, xmlNode *now, xmlNode *want, struct kb_plan *plan,
+		      struct kb_error *err)
+{
+	char before[PATH_MAX + 64], after[PATH_MAX + 64], what[96];
+	xmlNode *now_devices = kb_xml_child(now, "devices");
+	for (xmlNode *disk = kb_xml_child(kb_xml_child(want, "devices"), "disk"); disk; disk = kb_xml_next(disk, "disk")) {
+		autofree char *target = kb_xml_prop(xml, kb_xml_child(disk, "target"), "dev");
+		xmlNode *match = NULL;
+		for (xmlNode *d = kb_xml_child(now_devices, "disk"); d && target && !match; d = kb_xml_next(d, "disk"))
+			if (kb_xml_prop_is(xml, kb_xml_child(d, "target"), "dev", target))
+				match = d;
+		snprintf(what, sizeof(what), "disk %s", target ? target : "?");
+		if (add_element(plan, name, what, disk_value(xml, match, disk, before, sizeof(before)),
+				disk_value(xml, disk, disk, after, sizeof(after)), err) < 0)
+			return -1;
+	}
+	for (xmlNode *d = kb_xml_child(now_devices, "disk"); d; d = kb_xml_next(d, "disk")) {
+		autofree char *target = kb_xml_prop(xml, kb_xml_child(d, "target"), "dev");
+		bool kept = false;
+		for (xmlNode *w = kb_xml_child(kb_xml_child(want, "devices"), "disk"); w && target && !kept; w = kb_xml_next(w, "disk"))
+			kept = kb_xml_prop_is(xml, kb_xml_child(w, "target"), "dev", target);
+		snprintf(what, sizeof(what), "disk %s", target ? target : "?");
+		if (!kept && add_element(plan, name, what, disk_value(xml, d, d, before, sizeof(before)), NULL, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* The interfaces: by MAC where the new definition has one, else by position. */
+static int plan_interfaces(const struct kb_xml *xml, const char *name, xmlNode *now, xmlNode *want, struct kb_plan *plan,
+			   struct kb_error *err)
+{
+	char before[256], after[256], what[96];
+	xmlNode *now_devices = kb_xml_child(now, "devices");
+	bool used[64] = { false };
+	size_t index = 0;
+	for (xmlNode *nic = kb_xml_child(kb_xml_child(want, "devices"), "interface"); nic;
+	     nic = kb_xml_next(nic, "interface"), index++) {
+		autofree char *mac = mac_of(xml, nic);
+		xmlNode *match = NULL;
+		size_t k = 0, found = 0;
+		for (xmlNode *n = kb_xml_child(now_devices, "interface"); n && !match; n = kb_xml_next(n, "interface"), k++) {
+			autofree char *other = mac ? mac_of(xml, n) : NULL;
+			if (k < 64 && !used[k] && (mac ? other && !strcmp(other, mac) : k == index))
+				match = n, found = k;
+		}
+		if (match && found < 64)
+			used[found] = true;
+		snprintf(what, sizeof(what), "interface %s", mac ? mac : interface_value(xml, nic, NULL, after, sizeof(after)));
+		if (add_element(plan, name, what, interface_value(xml, match, nic, before, sizeof(before)),
+				interface_value(xml, nic, nic, after, sizeof(after)), err) < 0)
+			return -1;
+	}
+	size_t k = 0;
+	for (xmlNode *n = kb_xml_child(now_devices, "interface"); n; n = kb_xml_next(n, "interface"), k++) {
+		if (k < 64 && used[k])
+			continue;
+		autofree char *mac = mac_of(xml, n);
+		snprintf(what, sizeof(what), "interface %s", mac ? mac : "?");
+		if (add_element(plan, name, what, interface_value(xml, n, n, before, sizeof(before)), NULL, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * The definition and its elements, the current (libvirt's, normalised) and
+ * the new one side by side. The definition would change when any element does.
+ */
+static int plan_definition(struct session *s, const struct build *b, struct kb_plan *plan, struct kb_error *err)
+{
+	const struct kb_xml *xml = s->xml;
+	xmlDoc *want_doc = kb_xml_parse(xml, b->xml, strlen(b->xml), b->name, err);
+	if (!want_doc)
+		return -1;
+	xmlDoc *now_doc = b->current ? kb_xml_parse(xml, b->current, strlen(b->current), b->name, err) : NULL;
+	if (b->current && !now_doc) {
+		xml->free_doc(want_doc);
+		return -1;
+	}
+	xmlNode *want = xml->root_element(want_doc), *now = now_doc ? xml->root_element(now_doc) : NULL;
+	int rc = -1;
+	size_t first = plan->count;
+	struct kb_change *def = kb_plan_add(plan, b->name, KB_CHANGE_VALUE, now ? "defined" : NULL, "defined", err);
+	if (!def)
+		goto out;
+	def->action = DOMAIN_DEFINE;
+	char before[4096], after[4096];
+	if (add_element(plan, b->name, "memory", now ? memory_value(xml, now, before, sizeof(before)) : NULL,
+			memory_value(xml, want, after, sizeof(after)), err) < 0 ||
+	    add_element(plan, b->name, "vcpus", now ? vcpu_value(xml, now, before, sizeof(before)) : NULL,
+			vcpu_value(xml, want, after, sizeof(after)), err) < 0 ||
+	    plan_disks(xml, b->name, now, want, plan, err) < 0 || plan_interfaces(xml, b->name, now, want, plan, err) < 0 ||
+	    add_element(plan, b->name, "graphics", now ? graphics_value(xml, now, before, sizeof(before)) : NULL,
+			graphics_value(xml, want, after, sizeof(after)), err) < 0)
+		goto out;
+	const char *pins_now = now ? pins_value(xml, now, before, sizeof(before)) : NULL;
+	const char *pins_want = pins_value(xml, want, after, sizeof(after));
+	if ((pins_now || pins_want) && add_element(plan, b->name, "vcpu pins", pins_now, pins_want, err) < 0)
+		goto out;
+	if (b->placed) {
+		/* Where the placement put the domain, in words. */
+		const struct kb_placement *p = b->placement;
+		char nodes[128] = "", emulator[256];
+		for (size_t c = 0; c < p->cell_count; c++)
+			append(nodes, sizeof(nodes), "+", "%d", p->cell[c].host_node);
+		kb_change_note(&plan->change[plan->count - 1], "placed on node %s, emulator on %s%s", nodes,
+			       kb_cpuset_format(&p->emulator, emulator, sizeof(emulator)),
+			       p->emulator_shared ? " (shared: no CPU is free of guests)" : "");
+	}
+	size_t changing = 0;
+	for (size_t i = first + 1; i < plan->count; i++)
+		changing += plan->change[i].status == KB_WOULD_CHANGE;
+	def = &plan->change[first];
+	if (now && changing) {
+		def->status = KB_WOULD_CHANGE;
+		kb_change_set_after(def, "updated", NULL);
+		kb_change_note(def, "%zu element%s", changing, changing == 1 ? "" : "s");
+	}
+	rc = 0;
+out:
+	xml->free_doc(want_doc);
+	if (now_doc)
+		xml->free_doc(now_doc);
+	return rc;
+}
+
+/* ---- plan and apply ----------------------------------------------------------------------------- */
+
+static char *domcaps_from_libvirt(void *opaque, const char *emulator, const char *arch, const char *machine,
+				  const char *virttype)
+{
+	struct session *s = opaque;
+	return s->v->get_domain_capabilities(s->conn, emulator, arch, machine, virttype, 0);
+}
+
+static bool domain_running(void *opaque, const char *name)
+{
+	struct session *s = opaque;
+	virDomainPtr dom = s->v->domain_lookup(s->conn, name);
+	int state = 0, reason = 0;
+	bool running = dom && s->v->domain_state(dom, &state, &reason, 0) == 0 && state != VIR_DOMAIN_SHUTOFF;
+	if (dom)
+		s->v->domain_free(dom);
+	s->v->reset_error();
+	return running;
+}
+
+/* The preflight of the new definition: errors stop the plan, before anything is made. */
+static int preflight(struct session *s, const struct build *b, struct kb_error *err)
+{
+	struct kb_findings *findings = s->spec->findings ? s->spec->findings : calloc(1, sizeof(*findings));
+	if (!findings)
+		return kb_fail(err, ENOMEM, NULL, "checking domain '%s'", b->name);
+	*findings = (struct kb_findings){ 0 };
+	autofree char *caps = s->v->get_capabilities(s->conn);
+	struct kb_preflight_host host = { .caps_xml = caps, .domcaps = domcaps_from_libvirt, .opaque = s,
+					   .to_create = b->to_create, .running = domain_running };
+	xmlDoc *doc = kb_xml_parse(s->xml, b->xml, strlen(b->xml), b->name, err);
+	int rc = doc ? kb_preflight(s->ctx, s->xml, doc, &host, findings, err) : -1;
+	if (rc == 0 && findings->errors)
+		rc = kb_fail(err, 0, NULL, "the preflight found errors in domain '%s': nothing created or defined "
+					   "(--no-preflight defines anyway)", b->name);
+	if (doc)
+		s->xml->free_doc(doc);
+	if (findings != s->spec->findings)
+		free(findings);
+	return rc;
+}
+
+static int plan_built(struct session *s, const struct build *b, struct kb_plan *plan, struct kb_error *err)
+{
+	const struct kb_domain_spec *spec = s->spec;
+	if (spec->preflight && preflight(s, b, err) < 0)
+		return -1;
+	if (plan_definition(s, b, plan, err) < 0)
+		return -1;
+	char item[512], size[64];
+	for (size_t i = 0; b->d && i < b->d->disk_count; i++) {
+		const struct kb_domnew_disk *k = &b->d->disk[i];
+		if (k->kind == KB_DISK_PATH)
+			continue;
+		snprintf(item, sizeof(item), "%s volume %s/%s", b->name, b->vol[i].pool_name, k->volume);
+		snprintf(size, sizeof(size), "%llu MiB", k->size_bytes >> 20);
+		struct kb_change *c = kb_plan_add(plan, item, KB_CHANGE_VALUE, b->vol[i].exists ? "exists" : NULL,
+						  b->vol[i].exists ? "exists" : size, err);
+		if (!c)
+			return -1;
+		c->action = DOMAIN_VOLUME;
+		c->arg = (long)i;
+		if (k->kind == KB_DISK_OVERLAY)
+			kb_change_note(c, "over its backing image");
+	}
+	virDomainPtr dom = NULL;
+	if ((spec->autostart || spec->start) && lookup(s, b->name, &dom, err) < 0)
+		return -1;
+	int rc = 0;
+	if (spec->autostart) {
+		int on = 0;
+		if (dom && s->v->domain_get_autostart(dom, &on) < 0)
+			rc = kb_virt_fail(s->v, err, NULL, "reading autostart of '%s'", b->name);
+		snprintf(item, sizeof(item), "%s autostart", b->name);
+		struct kb_change *c = rc < 0 ? NULL : kb_plan_add(plan, item, KB_CHANGE_VALUE, on ? "on" : "off", "on", err);
+		if (c)
+			c->action = DOMAIN_AUTOSTART;
+		else
+			rc = -1;
+	}
+	if (rc == 0 && spec->start) {
+		int state = VIR_DOMAIN_SHUTOFF, reason = 0;
+		if (dom && s->v->domain_state(dom, &state, &reason, 0) < 0)
+			rc = kb_virt_fail(s->v, err, NULL, "reading the state of '%s'", b->name);
+		snprintf(item, sizeof(item), "%s state", b->name);
+		struct kb_change *c = rc < 0 ? NULL : kb_plan_add(plan, item, KB_CHANGE_VALUE, dom ? state_name(state) : NULL, "running", err);
+		if (c)
+			c->action = DOMAIN_START;
+		else
+			rc = -1;
+	}
+	if (dom)
+		s->v->domain_free(dom);
+	return rc;
+}
+
+int kb_domain_plan(const struct kb_ctx *ctx, const struct kb_domain_spec *spec, struct kb_plan *plan,
+		   struct kb_error *err)
+{
+	struct session s;
+	struct build b = { 0 };
+	int rc = session_open(&s, ctx, spec, err);
+	if (rc == 0 && (rc = build(&s, &b, err)) == 0) {
+		rc = plan_built(&s, &b, plan, err);
+		build_free(&s, &b);
+	}
+	session_close(&s);
+	return rc;
+}
+
+static double now_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int wait_running(struct session *s, const char *name, virDomainPtr dom, struct kb_error *err)
+{
+	double deadline = now_seconds() + s->spec->wait_seconds;
+	for (;;) {
+		int state = 0, reason = 0;
+		if (s->v->domain_state(dom, &state, &reason, 0) < 0)
+			return kb_virt_fail(s->v, err, NULL, "reading the state of domain '%s'", name);
+		if (state == VIR_DOMAIN_RUNNING)
+			return 0;
+		if (state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED)
+			return kb_fail(err, 0, NULL, "domain '%s' stopped right after it was started (state %d, reason %d)", name,
+				       state, reason);
+		if (now_seconds() > deadline)
+			return kb_fail(err, ETIMEDOUT, NULL, "domain '%s' was not running after %d s (state %d):", name,
+				       s->spec->wait_seconds, state);
+		usleep(20 * 1000);
+	}
+}
+
+/* A change that failed: its status and, as its note, why. Returns -1. */
+static int failed(struct kb_change *c, const struct kb_error *err)
+{
+	char message[sizeof(err->what) + PATH_MAX + 64];
+	c->status = KB_FAILED;
+	kb_change_note(c, "%s", kb_error_message(err, message, sizeof(message)));
+	return -1;
+}
+
+static int create_volume(struct session *s, struct build *b, struct kb_change *c, struct kb_error *err)
+{
+	const struct kb_domnew_disk *k = &b->d->disk[c->arg];
+	autofree char *xml = NULL;
+	if (kb_domnew_volume_xml(k, &xml, err) < 0)
+		return -1;
+	virStorageVolPtr vol = s->v->volume_create(b->vol[c->arg].pool, xml, 0);
+	if (!vol)
+		return kb_virt_fail(s->v, err, NULL, "creating volume %s in pool '%s'", k->volume, b->vol[c->arg].pool_name);
+	s->v->volume_free(vol);
+	c->status = KB_CHANGED;
+	return 0;
+}
+
+/* Defining failed: the volumes this run made go again, so nothing is left behind. */
+static void remove_created_volumes(struct session *s, struct build *b, struct kb_plan *plan)
+{
+	for (size_t i = 0; i < plan->count; i++) {
+		struct kb_change *c = &plan->change[i];
+		if (c->action != DOMAIN_VOLUME || c->status != KB_CHANGED)
+			continue;
+		virStorageVolPtr vol = s->v->volume_lookup(b->vol[c->arg].pool, b->d->disk[c->arg].volume);
+		bool removed = vol && s->v->volume_delete(vol, 0) == 0;
+		c->status = KB_FAILED;
+		kb_change_note(c, "%s volume %s/%s again: the domain was not defined", removed ? "removed" : "could not remove",
+			       b->vol[c->arg].pool_name, b->d->disk[c->arg].volume);
+		if (vol)
+			s->v->volume_free(vol);
+		s->v->reset_error();
+	}
+}
+
+/* Define, read back: the definition and its elements are marked; a change the plan did not list is said. */
+static int define(struct session *s, struct build *b, struct kb_plan *plan, virDomainPtr *dom, struct kb_error *err)
+{
+	struct kb_change *def = NULL;
+	for (size_t i = 0; i < plan->count && !def; i++)
+		if (plan->change[i].action == DOMAIN_DEFINE)
+			def = &plan->change[i];
+	if (!def)
+		return 0;
+	*dom = s->v->domain_define(s->conn, b->xml, VIR_DOMAIN_DEFINE_VALIDATE);
+	if (!*dom) {
+		if (s->spec->words_len)
+			kb_virt_fail(s->v, err, NULL, "defining domain '%s'", b->name);
+		else
+			kb_virt_fail(s->v, err, NULL, "defining domain '%s' from %s", b->name, s->spec->xml);
+		remove_created_volumes(s, b, plan);
+		return failed(def, err);
+	}
+	autofree char *after = inactive_xml(s->v, *dom);
+	bool same = b->current && after && !strcmp(b->current, after);
+	for (size_t i = 0; i < plan->count; i++) {
+		struct kb_change *c = &plan->change[i];
+		if ((c->action == DOMAIN_DEFINE || c->action == DOMAIN_ELEMENT) && c->status == KB_WOULD_CHANGE)
+			c->status = KB_CHANGED;
+	}
+	if (def->status == KB_UNCHANGED && !same) {
+		def->status = KB_CHANGED;
+		kb_change_set_after(def, "updated", NULL);
+		kb_change_note(def, "elements the plan does not list changed");
+	}
+	return 0;
+}
+
+int kb_domain_apply(const struct kb_ctx *ctx, const struct kb_domain_spec *spec, struct kb_plan *plan,
+		    struct kb_error *err)
+{
+	struct session s;
+	struct build b = { 0 };
+	virDomainPtr dom = NULL;
+	int rc = session_open(&s, ctx, spec, err);
+	if (rc == 0)
+		rc = build(&s, &b, err);
+	if (rc < 0) {
+		session_close(&s);
+		return -1;
+	}
+	/* Volumes first: the definition names them. */
+	for (size_t i = 0; rc == 0 && i < plan->count; i++) {
+		struct kb_change *c = &plan->change[i];
+		if (c->action == DOMAIN_VOLUME && c->status == KB_WOULD_CHANGE && create_volume(&s, &b, c, err) < 0) {
+			failed(c, err);
+			remove_created_volumes(&s, &b, plan);
+			rc = -1;
+		}
+	}
+	if (rc == 0)
+		rc = define(&s, &b, plan, &dom, err);
+	for (size_t i = 0; rc == 0 && i < plan->count; i++) {
+		struct kb_change *c = &plan->change[i];
+		if (c->status != KB_WOULD_CHANGE)
+			continue;
+		if (c->action == DOMAIN_AUTOSTART) {
+			if (s.v->domain_set_autostart(dom, 1) < 0)
+				rc = failed(c, (kb_virt_fail(s.v, err, NULL, "setting autostart of '%s'", b.name), err));
+			else
+				c->status = KB_CHANGED;
+		} else if (c->action == DOMAIN_START) {
+			double started = now_seconds();
+			if (s.v->domain_create(dom) < 0)
+				rc = failed(c, (kb_virt_fail(s.v, err, NULL, "starting domain '%s'", b.name), err));
+			else if (wait_running(&s, b.name, dom, err) < 0)
+				rc = failed(c, err);
+			else {
+				c->status = KB_CHANGED;
+				kb_change_note(c, "after %.2f s", now_seconds() - started);
+			}
+		}
+	}
+	if (dom)
+		s.v->domain_free(dom);
+	build_free(&s, &b);
+	session_close(&s);
+	return rc;
+}
+
+/* ---- rm ----------------------------------------------------------------------------------------- */
+
+#define RM_FILES_MAX 32
+
+struct image {
+	char path[PATH_MAX];
+	char target[32];
+};
+
+/* The domain's disk image files (device='disk', file-backed), from its definition. */
+static int disk_files(struct session *s, const char *name, const char *definition, struct image *files, size_t *count,
+		      struct kb_error *err)
+{
+	const struct kb_xml *xml = s->xml;
+	xmlDoc *doc = kb_xml_parse(xml, definition, strlen(definition), name, err);
+	if (!doc)
+		return -1;
+	xmlNode *devices = kb_xml_child(xml->root_element(doc), "devices");
+	*count = 0;
+	for (xmlNode *disk = kb_xml_child(devices, "disk"); disk && *count < RM_FILES_MAX; disk = kb_xml_next(disk, "disk")) {
+		autofree char *device = kb_xml_prop(xml, disk, "device");
+		autofree char *type = kb_xml_prop(xml, disk, "type");
+		if ((device && strcmp(device, "disk") != 0) || (type && strcmp(type, "file") != 0))
+			continue; /* cdroms (shared ISOs), block devices, network disks stay */
+		autofree char *file = kb_xml_prop(xml, kb_xml_child(disk, "source"), "file");
+		autofree char *target = kb_xml_prop(xml, kb_xml_child(disk, "target"), "dev");
+		if (file && file[0] == '/') {
+			snprintf(files[*count].path, sizeof(files[*count].path), "%s", file);
+			snprintf(files[*count].target, sizeof(files[*count].target), "%s", target ? target : "?");
+			(*count)++;
+		}
+	}
+	xml->free_doc(doc);
+	return 0;
+}
+
+/*
+ * Who else uses each image (@set gets them, mapped through the sysroot): the
+ * domains other than @except (NULL: all), the processes that have one open.
+ */
+static int images_in_use(struct session *s, const char *except, char paths[][PATH_MAX], size_t count,
+			 struct kb_disk_set *set, struct kb_error *err)
+{
+	*set = (struct kb_disk_set){ 0 };
+	for (size_t i = 0; i < count; i++) {
+		struct kb_path mapped;
+		if (kb_sysroot_path(s->ctx, paths[i], &mapped, NULL) == 0)
+			kb_disk_set_add(set, mapped.s);
+	}
+	if (mark_used_files(s, set, except, err) < 0)
+		return -1;
+	/* The domain's own QEMU holds its images until it is destroyed: not another user. */
+	char own[320];
+	snprintf(own, sizeof(own), "running domain %.200s (QEMU pid ", except ? except : "");
+	for (size_t i = 0; except && i < set->count; i++)
+		if (!strncmp(set->file[i].user, own, strlen(own)))
+			set->file[i].user[0] = '\0';
+	return 0;
+}
+
+/* Who uses @path according to @set ("" when nobody). */
+static const char *user_of(const struct session *s, const struct kb_disk_set *set, const char *path)
+{
+	struct kb_path mapped;
+	if (kb_sysroot_path(s->ctx, path, &mapped, NULL) < 0)
+		return "";
+	for (size_t k = 0; k < set->count; k++)
+		if (!strcmp(set->file[k].path, mapped.s) && set->file[k].user[0])
+			return set->file[k].user;
+	return "";
+}
+
+static int plan_remove(struct session *s, const char *name, struct kb_plan *plan, struct kb_error *err)
+{
+	virDomainPtr dom = NULL;
+	if (lookup(s, name, &dom, err) < 0)
+		return -1;
+	if (!dom)
+		return kb_plan_add(plan, name, KB_CHANGE_VALUE, NULL, NULL, err) ? 0 : -1;
+	char item[512];
+	int rc = 0, state = 0, reason = 0;
+	struct kb_change *c;
+	bool running = s->v->domain_state(dom, &state, &reason, 0) == 0 && state != VIR_DOMAIN_SHUTOFF;
+	if (running) {
+		snprintf(item, sizeof(item), "%s state", name);
+		if (!(c = kb_plan_add(plan, item, KB_CHANGE_VALUE, state_name(state), "shut off", err)))
+			goto fail;
+		c->action = DOMAIN_DESTROY;
+	}
+	if (!(c = kb_plan_add(plan, name, KB_CHANGE_VALUE, "defined", NULL, err)))
+		goto fail;
+	c->action = DOMAIN_UNDEFINE;
+	if (s->spec->storage) {
+		autofree char *definition = inactive_xml(s->v, dom);
+		struct image *files = calloc(RM_FILES_MAX, sizeof(*files));
+		char(*paths)[PATH_MAX] = calloc(RM_FILES_MAX, PATH_MAX);
+		struct kb_disk_set *set = calloc(1, sizeof(*set));
+		size_t count = 0;
+		if (!definition)
+			rc = kb_virt_fail(s->v, err, NULL, "reading the definition of '%s'", name);
+		else if (!files || !paths || !set)
+			rc = kb_fail(err, ENOMEM, NULL, "reading the disks of '%s'", name);
+		else if (disk_files(s, name, definition, files, &count, err) < 0)
+			rc = -1;
+		for (size_t i = 0; rc == 0 && i < count; i++)
+			memcpy(paths[i], files[i].path, PATH_MAX);
+		if (rc == 0)
+			rc = images_in_use(s, name, paths, count, set, err);
+		for (size_t i = 0; rc == 0 && i < count; i++) {
+			struct stat st;
+			bool exists = kb_sysroot_stat(s->ctx, files[i].path, &st, false, NULL) == 0;
+			const char *user = user_of(s, set, files[i].path);
+			snprintf(item, sizeof(item), "%s image %s", name, files[i].target);
+			c = kb_plan_add(plan, item, KB_CHANGE_VALUE, exists ? files[i].path : NULL,
+					exists && user[0] ? files[i].path : NULL, err);
+			if (!c) {
+				rc = -1;
+				break;
+			}
+			c->action = DOMAIN_IMAGE;
+			if (user[0])
+				kb_change_note(c, "kept: in use by %s", user);
+		}
+		free(files);
+		free(paths);
+		free(set);
+	}
+	s->v->domain_free(dom);
+	return rc;
+fail:
+	s->v->domain_free(dom);
+	return -1;
+}
+
+int kb_domain_remove_plan(const struct kb_ctx *ctx, const struct kb_domain_spec *spec, struct kb_plan *plan,
+			  struct kb_error *err)
+{
+	struct session s;
+	int rc = session_open(&s, ctx, spec, err);
+	if (rc == 0)
+		rc = plan_remove(&s, spec->name, plan, err);
+	session_close(&s);
+	return rc;
+}
+
+static int undefine(struct session *s, virDomainPtr dom, struct kb_error *err)
+{
+	unsigned flags = VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
+			 VIR_DOMAIN_UNDEFINE_NVRAM | VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA;
+	int undefined = s->v->domain_undefine(dom, flags);
+	virErrorPtr why = undefined < 0 ? s->v->last_error() : NULL;
+	if (why && (why->code == VIR_ERR_INVALID_ARG || why->code == VIR_ERR_NO_SUPPORT)) {
+		/* Drivers without managed save, snapshots or NVRAM refuse those flags (test:///default). */
+		s->v->reset_error();
+		undefined = s->v->domain_undefine(dom, 0);
+	}
+	return undefined < 0 ? kb_virt_fail(s->v, err, NULL, "undefining domain '%s'", s->spec->name) : 0;
+}
+
+/*
+ * Remove the images planned to go that nobody took meanwhile, and refresh
+ * every pool that listed one, as `virsh pool-refresh` would.
+ */
+static int remove_images(struct session *s, struct kb_plan *plan, struct kb_error *err)
+{
+	char(*paths)[PATH_MAX] = calloc(RM_FILES_MAX, PATH_MAX);
+	struct kb_disk_set *set = calloc(1, sizeof(*set));
+	size_t count = 0;
+	int rc = 0;
+	if (!paths || !set)
+		rc = kb_fail(err, ENOMEM, NULL, "checking who else uses the disks of '%s'", s->spec->name);
+	for (size_t i = 0; rc == 0 && i < plan->count && count < RM_FILES_MAX; i++)
+		if (plan->change[i].action == DOMAIN_IMAGE && plan->change[i].status == KB_WOULD_CHANGE)
+			snprintf(paths[count++], PATH_MAX, "%s", plan->change[i].before);
+	if (rc == 0 && count)
+		rc = images_in_use(s, NULL, paths, count, set, err);
+	virStoragePoolPtr pools[RM_FILES_MAX];
+	size_t pool_count = 0;
+	for (size_t i = 0; rc == 0 && count && i < plan->count; i++) {
+		struct kb_change *c = &plan->change[i];
+		if (c->action != DOMAIN_IMAGE || c->status != KB_WOULD_CHANGE)
+			continue;
+		const char *user = user_of(s, set, c->before);
+		if (user[0]) {
+			/* Taken meanwhile: kept, as the plan would have said. */
+			c->status = KB_UNCHANGED;
+			kb_change_set_after(c, c->before, NULL);
+			kb_change_note(c, "kept: in use by %s", user);
+			continue;
+		}
+		virStorageVolPtr vol = s->v->volume_lookup_by_path(s->conn, c->before);
+		virStoragePoolPtr pool = vol ? s->v->pool_of_volume(vol) : NULL;
+		if (vol)
+			s->v->volume_free(vol);
+		s->v->reset_error();
+		bool known = false;
+		for (size_t k = 0; pool && k < pool_count; k++)
+			known = known || strcmp(s->v->pool_name(pools[k]), s->v->pool_name(pool)) == 0;
+		if (pool && !known && pool_count < RM_FILES_MAX)
+			pools[pool_count++] = pool;
+		else if (pool)
+			s->v->pool_free(pool);
+		if (pool)
+			kb_change_note(c, "pool %s refreshed", s->v->pool_name(pool_count ? pools[pool_count - 1] : pool));
+		/* Confined: a link at any component of the image's path stays inside the root. */
+		if (kb_sysroot_unlink(s->ctx, c->before, err) < 0)
+			rc = failed(c, err);
+		else
+			c->status = KB_CHANGED;
+	}
+	for (size_t k = 0; k < pool_count; k++) {
+		if (rc == 0 && s->v->pool_refresh(pools[k], 0) < 0)
+			rc = kb_virt_fail(s->v, err, NULL, "refreshing pool '%s'", s->v->pool_name(pools[k]));
+		s->v->pool_free(pools[k]);
+	}
+	free(paths);
+	free(set);
+	return rc;
+}
+
+int kb_domain_remove_apply(const struct kb_ctx *ctx, const struct kb_domain_spec *spec, struct kb_plan *plan,
+			   struct kb_error *err)
+{
+	struct session s;
+	virDomainPtr dom = NULL;
+	int rc = session_open(&s, ctx, spec, err);
+	if (rc == 0 && kb_plan_changes(plan))
+		rc = lookup(&s, spec->name, &dom, err);
+	for (size_t i = 0; rc == 0 && dom && i < plan->count; i++) {
+		struct kb_change *c = &plan->change[i];
+		if (c->status != KB_WOULD_CHANGE)
+			continue;
+		if (c->action == DOMAIN_DESTROY) {
+			if (s.v->domain_destroy(dom) < 0)
+				rc = failed(c, (kb_virt_fail(s.v, err, NULL, "destroying domain '%s'", spec->name), err));
+			else
+				c->status = KB_CHANGED;
+		} else if (c->action == DOMAIN_UNDEFINE) {
+			rc = undefine(&s, dom, err) < 0 ? failed(c, err) : 0;
+			if (rc == 0)
+				c->status = KB_CHANGED;
+		}
+	}
+	if (rc == 0 && spec->storage)
+		rc = remove_images(&s, plan, err);
+	if (dom)
+		s.v->domain_free(dom);
+	session_close(&s);
+	return rc;
+}

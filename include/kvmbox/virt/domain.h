@@ -1,0 +1,125 @@
+/*
+ * A libvirt domain kvmbox defines: from an XML file or from the words of
+ * `domain new` (kvmbox/virt/domnew.h), with autostart and a start. The
+ * resource every caller uses (`domain define`, `domain new`, `domain rm`,
+ * provision's [domain NAME]): a spec, one setter, plan and apply (see
+ * kvmbox/core/change.h).
+ *
+ * The plan compares the domain's definition as libvirt keeps it (dumpxml
+ * --inactive) with the new one element by element, each value normalised
+ * (memory in MiB, a disk by its target, an interface by its MAC or source):
+ *
+ *   NAME                   absent -> defined, defined -> updated
+ *   NAME memory            256 MiB -> 512 MiB
+ *   NAME vcpus             1 -> 2
+ *   NAME disk vda          file /images/a.qcow2 (qcow2, virtio)
+ *   NAME interface MAC     bridge br0, model virtio
+ *   NAME graphics          vnc 127.0.0.1, none
+ *   NAME vcpu pins         0:3 1:4, emulator 5-6
+ *   NAME volume POOL/VOL   absent -> 64 MiB
+ *   NAME autostart         off -> on            (spec.autostart)
+ *   NAME state             shut off -> running  (spec.start)
+ *
+ * Apply defines the domain whenever it exists (defining the same definition
+ * changes nothing), reads it back and says so in the definition's note when
+ * an element the plan does not list changed too.
+ */
+#ifndef KVMBOX_DOMAIN_H
+#define KVMBOX_DOMAIN_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include "kvmbox/core/change.h"
+#include "kvmbox/core/context.h"
+#include "kvmbox/core/error.h"
+#include "kvmbox/core/xml.h"
+#include "kvmbox/virt/preflight.h"
+#include "kvmbox/virt/virt.h"
+
+#define KB_DOMAIN_WORDS_MAX 4096
+
+/*
+ * libvirt and libxml2 loaded and a connection open: what plan and apply talk
+ * through when the caller has them (the applet's worker threads each have a
+ * connection of their own). Without one, plan and apply open their own.
+ */
+struct kb_domain_link {
+	const struct kb_xml *xml;
+	const struct kb_virt *virt;
+	virConnectPtr conn;
+};
+
+struct kb_domain_spec {
+	char name[64];          /* the domain (words); "" for an XML file: its <name> */
+	char xml[PATH_MAX];     /* a definition file (a path as the caller sees it), or "" */
+	char words[KB_DOMAIN_WORDS_MAX]; /* domain new's words, "key=value" one after another, each NUL-terminated */
+	size_t words_len;
+	unsigned long long memory_kib;  /* from the words: 0 when not given */
+	unsigned long hugepage_kib;     /* from the words: 0 = the host's default size */
+	bool hugepages;                 /* from the words */
+	bool autostart, start;
+	int wait_seconds;               /* start: how long to wait until it runs (default 60) */
+	bool preflight;                 /* plan runs the preflight on the new definition (default yes) */
+	bool storage;                   /* remove: the domain's image files too */
+	char uri[256];                  /* "" : $LIBVIRT_DEFAULT_URI, else qemu:///system */
+	const struct kb_domain_link *link; /* may be NULL */
+	struct kb_findings *findings;   /* where plan puts the preflight's findings; may be NULL */
+};
+
+/* The defaults: no definition yet, no autostart, no start, wait 60 s, preflight on. */
+void kb_domain_spec_init(struct kb_domain_spec *spec);
+
+/*
+ * Set one key as both the command line and the host config's [domain NAME]
+ * name it: "xml" (an absolute path), any word of domain new (memory, vcpus,
+ * disk, ...: its syntax checked now, kept in the spec's words), "autostart"
+ * and "start" (yes/no), "connect" (a libvirt URI), "wait" (seconds, 1 to
+ * 3600), "storage" (yes/no), "preflight" (yes/no). Unknown keys and bad values
+ * are refused.
+ */
+int kb_domain_spec_set(struct kb_domain_spec *spec, const char *key, const char *value, struct kb_error *err);
+
+/* Each "key=value" word of @spec, in order: for (w = NULL; (w = kb_domain_spec_next_word(spec, w));). */
+const char *kb_domain_spec_next_word(const struct kb_domain_spec *spec, const char *word);
+
+/*
+ * What only all keys together tell: one of xml or words; memory among the
+ * words (kb_domnew_finish). The applet calls it to refuse bad words as a
+ * usage error; plan calls it too.
+ */
+int kb_domain_spec_check(const struct kb_domain_spec *spec, struct kb_error *err);
+
+/*
+ * The definition the spec makes (the words through libvirt's capabilities,
+ * the host's checks and the placement; or the file with the existing UUID)
+ * into *@xml, as plan defines it. For `domain new --print-xml`.
+ */
+int kb_domain_xml(const struct kb_ctx *ctx, const struct kb_domain_spec *spec, char **xml, struct kb_error *err);
+
+/* The changes define (or new) makes; see above. Never changes anything. */
+int kb_domain_plan(const struct kb_ctx *ctx, const struct kb_domain_spec *spec, struct kb_plan *plan,
+		   struct kb_error *err);
+
+/*
+ * Make every planned change: volumes, the definition, autostart, the start
+ * (waiting until it runs). Volumes made for a domain that then could not be
+ * defined are removed again.
+ */
+int kb_domain_apply(const struct kb_ctx *ctx, const struct kb_domain_spec *spec, struct kb_plan *plan,
+		    struct kb_error *err);
+
+/*
+ * What `domain rm` takes away: "NAME state" (running -> shut off), "NAME"
+ * (defined -> absent), with spec.storage "NAME image PATH" for each disk image
+ * file (kept, with a note saying who, when another domain or a process uses
+ * it). A domain that does not exist is one unchanged "NAME" (absent).
+ */
+int kb_domain_remove_plan(const struct kb_ctx *ctx, const struct kb_domain_spec *spec, struct kb_plan *plan,
+			  struct kb_error *err);
+
+/* Destroy, undefine, remove the image files and refresh the pools that held them. */
+int kb_domain_remove_apply(const struct kb_ctx *ctx, const struct kb_domain_spec *spec, struct kb_plan *plan,
+			   struct kb_error *err);
+
+#endif
