@@ -39,7 +39,7 @@ STATIC_LIBS    = -Wl,-Bstatic $(shell $(PKG_CONFIG) --libs $(STATIC_PKGS) 2>/dev
 # distribution's build with flags of its own (make CFLAGS="-O0 -g", dpkg-buildflags).
 WERROR     :=
 check analyze: WERROR := -Werror
-KB_CFLAGS   = -std=gnu11 -Wall -Wextra $(WERROR) -D_GNU_SOURCE -Iinclude $(DLOPEN_CFLAGS) $(STATIC_CFLAGS) \
+KB_CFLAGS   = -std=gnu11 -Wall -Wextra -Wshadow -Wmissing-prototypes -Wformat=2 -Wwrite-strings $(WERROR) -D_GNU_SOURCE -Iinclude $(DLOPEN_CFLAGS) $(STATIC_CFLAGS) \
               -DKVMBOX_VERSION=\"$(VERSION)\" -MMD -MP
 KB_LDFLAGS := -ldl
 

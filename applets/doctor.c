@@ -395,24 +395,23 @@ static const char *stale_reason(struct doctor *d, int fd, const char *file, bool
 	autofree char *self_ctime = kb_xml_text(&d->xml, kb_xml_child(root, "selfctime"));
 	autofree char *kernel = kb_xml_text(&d->xml, kb_xml_child(root, "kernelVersion"));
 	d->xml.free_doc(doc);
-	const char *reason = NULL;
 	char release[128] = "", version[256] = "", running[400];
 	kb_read_value(d->ctx, "/proc/sys/kernel/osrelease", release, sizeof(release), NULL);
 	kb_read_value(d->ctx, "/proc/sys/kernel/version", version, sizeof(version), NULL);
 	snprintf(running, sizeof(running), "%s %s", release, version);
+	const char *name = emulator ? emulator : "?";
 	struct stat st;
 	if (!emulator || kb_sysroot_stat(d->ctx, emulator, &st, false, NULL) < 0)
-		reason = "its emulator %s is gone";
+		snprintf(buf, size, "its emulator %s is gone", name);
 	else if (ctime_differs(d, emulator, qemu_ctime))
-		reason = "%s changed since it was probed (QEMU upgraded)";
+		snprintf(buf, size, "%s changed since it was probed (QEMU upgraded)", name);
 	else if (self_ctime && strtoll(self_ctime, NULL, 10) != d->libvirt_ctime[0] &&
 		 strtoll(self_ctime, NULL, 10) != d->libvirt_ctime[1])
-		reason = "libvirt changed since %s was probed";
+		snprintf(buf, size, "libvirt changed since %s was probed", name);
 	else if (kernel && release[0] && strcmp(kernel, running) != 0)
-		reason = "the kernel changed since %s was probed";
-	if (!reason)
+		snprintf(buf, size, "the kernel changed since %s was probed", name);
+	else
 		return NULL;
-	snprintf(buf, size, reason, emulator ? emulator : "?");
 	return buf;
 }
 

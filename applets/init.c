@@ -310,7 +310,8 @@ static void power_off(const struct init *in, bool ok)
 static void shell(void)
 {
 	say("starting a shell; every kvmbox applet is at hand (kvmbox --list)");
-	char *argv[] = { "/bin/sh", NULL };
+	char sh[] = "/bin/sh";
+	char *const argv[] = { sh, NULL };
 	signal(SIGPIPE, SIG_DFL); /* main ignores it for kvmbox; an ignored signal stays ignored across exec */
 	execv(argv[0], argv);
 	say("no shell: %s", strerror(errno));
@@ -331,7 +332,8 @@ static void switch_root(void)
 		return;
 	}
 	say("continuing into the installed system");
-	char *argv[] = { "/sbin/init", NULL };
+	char init[] = "/sbin/init";
+	char *const argv[] = { init, NULL };
 	signal(SIGPIPE, SIG_DFL);
 	execv(argv[0], argv);
 	say("executing the installed system's /sbin/init: %s", strerror(errno));
@@ -425,7 +427,7 @@ static int dhcp(struct init *in)
 		failed(in, "no busybox for udhcpc: %s", err.what);
 		return -1;
 	}
-	char *argv[] = { busybox, "udhcpc", "-i", in->nic, "-n", "-q", "-t", "10", "-T", "2", "-s", "/bin/lease", NULL };
+	const char *const argv[] = { busybox, "udhcpc", "-i", in->nic, "-n", "-q", "-t", "10", "-T", "2", "-s", "/bin/lease", NULL };
 	int rc = kb_run_program(in->ctx, argv, &err);
 	if (rc != 0) {
 		failed(in, "no DHCP lease on %s (udhcpc exit %d)", in->nic, rc);

@@ -20,7 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (rc == 0) {
 		for (int i = 0; i < conf.bridge_count; i++)
-			if (!strcmp(conf.bridge[i].name, "all") || !strcmp(conf.bridge[i].name, "default"))
+			if (!strcmp(conf.bridge[i].spec.name, "all") || !strcmp(conf.bridge[i].spec.name, "default"))
 				abort(); /* names the kernel keeps for itself */
 		/* What was accepted is within bounds and self-consistent. */
 		if (conf.bridge_count > KB_HOSTCONF_MAX_ITEMS || conf.bundle_count > KB_HOSTCONF_MAX_ITEMS ||

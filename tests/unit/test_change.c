@@ -75,9 +75,10 @@ static char *read_all(const char *path)
 /* patch -s -o OUT BEFORE DIFF, run without a shell. */
 static int run_patch(const char *before, const char *diff, const char *out)
 {
-	char *argv[] = { "patch", "-s", "-f", "-o", (char *)out, (char *)before, (char *)diff, NULL };
+	const char *const argv[] = { "patch", "-s", "-f", "-o", out, before, diff, NULL };
 	pid_t pid;
-	if (posix_spawnp(&pid, "patch", NULL, NULL, argv, environ) != 0)
+	/* posix_spawn never writes to the strings (POSIX): its char *const[] is only historical. */
+	if (posix_spawnp(&pid, "patch", NULL, NULL, (char *const *)argv, environ) != 0)
 		return -1;
 	int status;
 	waitpid(pid, &status, 0);

@@ -132,11 +132,11 @@ static void huge_input(void **state)
 {
 	(void)state;
 	/* 4096 CPUs, the last without vmx. */
-	const char *block = "processor\t: %d\nvendor_id\t: GenuineIntel\nflags\t\t: fpu %s sse\n\n";
 	size_t cap = 4096 * 80, used = 0;
 	char *text = malloc(cap);
 	for (int i = 0; i < 4096; i++)
-		used += (size_t)snprintf(text + used, cap - used, block, i, i == 4095 ? "nx" : "vmx");
+		used += (size_t)snprintf(text + used, cap - used, "processor\t: %d\nvendor_id\t: GenuineIntel\nflags\t\t: fpu %s sse\n\n",
+					 i, i == 4095 ? "nx" : "vmx");
 	struct kb_cpuinfo c;
 	kb_cpuinfo_parse(text, used, &c);
 	free(text);

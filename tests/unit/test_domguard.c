@@ -275,14 +275,14 @@ static void refused_at(const char *path, const char *attribute)
 	kb_error_message(&err, message, sizeof(message));
 	if (rc == 0) {
 		/* Allowed only when dropped: then it is gone from the document. */
-		xmlChar *out = NULL;
-		int out_len = 0;
-		xml.dump_memory(doc, &out, &out_len);
-		bool gone = out && !strstr((const char *)out, "/etc/shadow");
+		xmlChar *dumped = NULL;
+		int dumped_len = 0;
+		xml.dump_memory(doc, &dumped, &dumped_len);
+		bool gone = dumped && !strstr((const char *)dumped, "/etc/shadow");
 		if (!gone)
 			fail_msg("%s%s%s: allowed by the walk, and kept: %s", xpath, attribute ? "/@" : " text", attribute ? attribute : "",
 				 doc_text);
-		(*xml.free)(out);
+		(*xml.free)(dumped);
 	} else if (strncmp(message, xpath, strlen(xpath)) || message[strlen(xpath)] != ':') {
 		fail_msg("%s%s%s: refused, but not there: %s", xpath, attribute ? "/@" : " text", attribute ? attribute : "", message);
 	}

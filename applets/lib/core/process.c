@@ -57,7 +57,7 @@ void kb_spawnattr_init(posix_spawnattr_t *attr)
 	posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGDEF);
 }
 
-int kb_run_program(const struct kb_ctx *ctx, char *const argv[], struct kb_error *err)
+int kb_run_program(const struct kb_ctx *ctx, const char *const argv[], struct kb_error *err)
 {
 	/* A foreign system's program runs under chroot(8), itself found on the running host. */
 	const char *root = foreign_root(ctx);

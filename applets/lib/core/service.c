@@ -63,7 +63,7 @@ static int run(const struct kb_ctx *ctx, const char *program, const char *arg1, 
 	char path[PATH_MAX];
 	if (kb_find_program(ctx, program, path, sizeof(path), err) < 0)
 		return -1;
-	char *argv[] = { path, (char *)arg1, (char *)arg2, NULL };
+	const char *const argv[] = { path, arg1, arg2, NULL };
 	int status = kb_run_program(ctx, argv, err);
 	if (status < 0)
 		return -1;

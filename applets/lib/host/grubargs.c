@@ -440,10 +440,10 @@ static int replace_cmdline(const struct kb_ctx *ctx, const struct kb_change *c, 
 static int run_update(const struct kb_ctx *ctx, struct kb_change *c, struct kb_error *err)
 {
 	const char *output = update_tools[c->arg].output;
-	char program[PATH_MAX], dash_o[] = "-o", output_arg[64];
+	char program[PATH_MAX], output_arg[64];
 	snprintf(program, sizeof(program), "%s", c->path);
 	snprintf(output_arg, sizeof(output_arg), "%s", output ? output : "");
-	char *argv[] = { program, output ? dash_o : NULL, output_arg, NULL };
+	const char *const argv[] = { program, output ? "-o" : NULL, output_arg, NULL };
 	struct kb_error run_err = { 0 };
 	int status = kb_run_program(ctx, argv, &run_err);
 	if (status == 0)

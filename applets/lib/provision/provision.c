@@ -167,7 +167,7 @@ static int summarize(struct kb_provision_step *s, int rc, const struct kb_error 
 	else if (changed)
 		kb_row_set(&s->row, s->id, KB_CHANGED, "%zu item%s changed", changed, changed == 1 ? "" : "s");
 	else
-		kb_row_set(&s->row, s->id, KB_UNCHANGED, what_changed ? what_changed : "already as configured");
+		kb_row_set(&s->row, s->id, KB_UNCHANGED, "%s", what_changed ? what_changed : "already as configured");
 	return 0;
 }
 

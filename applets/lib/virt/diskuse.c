@@ -60,14 +60,14 @@ bool kb_disk_set_used(const struct kb_disk_set *set, bool running_only, size_t *
 }
 
 /* Mark the file at @real (mapped) when it is one of @set's, unless already marked. */
-static void mark(struct kb_disk_set *set, const char *real, bool running, const char *fmt, const char *a, const char *b)
+static void mark(struct kb_disk_set *set, const char *real, bool running, const char *user)
 {
 	struct stat st;
 	if (stat(real, &st) < 0)
 		return;
 	for (size_t i = 0; i < set->count; i++) {
 		if (set->file[i].dev == st.st_dev && set->file[i].ino == st.st_ino && !set->file[i].user[0]) {
-			snprintf(set->file[i].user, sizeof(set->file[i].user), fmt, a, b);
+			snprintf(set->file[i].user, sizeof(set->file[i].user), "%s", user);
 			set->file[i].running = running;
 		}
 	}
@@ -83,7 +83,9 @@ static void mark_chain(const struct kb_ctx *ctx, struct kb_disk_set *set, const 
 		struct kb_path real;
 		if (kb_sysroot_path(ctx, current, &real, NULL) < 0)
 			return;
-		mark(set, real.s, running, depth ? "%s (backing file below %s)" : "%s (%s)", who, depth ? path : "disk");
+		char user[sizeof(set->file[0].user)];
+		snprintf(user, sizeof(user), depth ? "%s (backing file below %s)" : "%s (%s)", who, depth ? path : "disk");
+		mark(set, real.s, running, user);
 		uint8_t head[65536];
 		/* Read inside the root through every component (the mapped path above only names it in the set). */
 		autoclose_fd fd = kb_sysroot_open(ctx, current, O_RDONLY | O_CLOEXEC, 0, NULL);

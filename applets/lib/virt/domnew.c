@@ -173,32 +173,33 @@ static int word_disk(struct kb_domnew *d, const char *value, char *buf, struct k
 	char *cursor = buf, *key, *v;
 	bool sized = false;
 	for (bool first = true; next_item(&cursor, &key, &v); first = false) {
-		if (!v && first && key[0] == '/') {
+		const char *name = key; /* the word's key, or the one its lone value implies */
+		if (!v && first && name[0] == '/') {
 			v = key; /* virt-install's --disk /path */
-			key = "path";
+			name = "path";
 		}
 		if (!v)
-			return bad(err, "disk", value, "'%s' needs a value (size=, path=, backing=, pool=, format=, bus=)", key);
-		if (!strcmp(key, "size")) {
+			return bad(err, "disk", value, "'%s' needs a value (size=, path=, backing=, pool=, format=, bus=)", name);
+		if (!strcmp(name, "size")) {
 			if (parse_size("disk", value, v, 1 << 20, &k->size_bytes, err) < 0)
 				return -1;
 			sized = true;
-		} else if (!strcmp(key, "path") || !strcmp(key, "backing")) {
-			if (!clean_path(!strcmp(key, "path") ? k->path : k->backing, v))
-				return bad(err, "disk", value, "%s= takes an absolute path without '..'", key);
-		} else if (!strcmp(key, "pool")) {
+		} else if (!strcmp(name, "path") || !strcmp(name, "backing")) {
+			if (!clean_path(!strcmp(name, "path") ? k->path : k->backing, v))
+				return bad(err, "disk", value, "%s= takes an absolute path without '..'", name);
+		} else if (!strcmp(name, "pool")) {
 			if (!copy_name(k->pool, sizeof(k->pool), v))
 				return bad(err, "disk", value, "'%s' is not a pool name", v);
-		} else if (!strcmp(key, "format")) {
+		} else if (!strcmp(name, "format")) {
 			if (!one_of(v, formats))
 				return bad(err, "disk", value, "format is qcow2 or raw, not '%s'", v);
 			snprintf(k->format, sizeof(k->format), "%s", v);
-		} else if (!strcmp(key, "bus")) {
+		} else if (!strcmp(name, "bus")) {
 			if (!one_of(v, buses))
 				return bad(err, "disk", value, "bus is virtio, sata or scsi, not '%s'", v);
 			snprintf(k->bus, sizeof(k->bus), "%s", v);
 		} else {
-			return bad(err, "disk", value, "unknown option '%s' (size=, path=, backing=, pool=, format=, bus=)", key);
+			return bad(err, "disk", value, "unknown option '%s' (size=, path=, backing=, pool=, format=, bus=)", name);
 		}
 	}
 	if (k->backing[0]) {
@@ -248,26 +249,27 @@ static int word_network(struct kb_domnew *d, const char *value, char *buf, struc
 	snprintf(n->model, sizeof(n->model), "virtio");
 	char *cursor = buf, *key, *v;
 	for (bool first = true; next_item(&cursor, &key, &v); first = false) {
+		const char *name = key; /* the word's key, or the one its lone value implies */
 		if (!v && first) {
 			v = key; /* --network br0 */
-			key = "bridge";
+			name = "bridge";
 		}
 		if (!v)
-			return bad(err, "network", value, "'%s' needs a value (bridge=, model=, mac=)", key);
-		if (!strcmp(key, "bridge")) {
+			return bad(err, "network", value, "'%s' needs a value (bridge=, model=, mac=)", name);
+		if (!strcmp(name, "bridge")) {
 			if (!copy_name(n->bridge, sizeof(n->bridge), v) || strchr(v, ':'))
 				return bad(err, "network", value, "'%s' is not an interface name (at most 15 characters)", v);
-		} else if (!strcmp(key, "model")) {
+		} else if (!strcmp(name, "model")) {
 			if (!one_of(v, models))
 				return bad(err, "network", value, "model is virtio, e1000, e1000e or rtl8139, not '%s'", v);
 			snprintf(n->model, sizeof(n->model), "%s", v);
-		} else if (!strcmp(key, "mac")) {
+		} else if (!strcmp(name, "mac")) {
 			if (!mac_ok(v))
 				return bad(err, "network", value, "'%s' is not a unicast MAC address (52:54:00:12:34:56)", v);
 			for (char *p = strcpy(n->mac, v); *p; p++)
 				*p = (char)tolower((unsigned char)*p);
 		} else {
-			return bad(err, "network", value, "unknown option '%s' (bridge=, model=, mac=)", key);
+			return bad(err, "network", value, "unknown option '%s' (bridge=, model=, mac=)", name);
 		}
 	}
 	if (!n->bridge[0])

@@ -22,7 +22,7 @@ int kb_find_program(const struct kb_ctx *ctx, const char *name, char *path, size
  * chroot(8) into the target/root when that is not the running host. Returns its exit status
  * (0-255), or -1 with @err when it could not run or died from a signal.
  */
-int kb_run_program(const struct kb_ctx *ctx, char *const argv[], struct kb_error *err);
+int kb_run_program(const struct kb_ctx *ctx, const char *const argv[], struct kb_error *err);
 
 /*
  * Attributes for posix_spawn() of any program kvmbox starts: the signals
