@@ -257,11 +257,15 @@ static int preflight_files(struct domain_cmd *cmd, char **files, int count, bool
 	struct kb_printer pr;
 	kb_print_begin(&pr, cmd->ctx, "preflight");
 	struct kb_findings *findings = calloc(1, sizeof(*findings));
+	if (!findings) {
+		kb_say_error(cmd->ctx, "out of memory");
+		failing = -1;
+	}
 	for (int i = 0; i < count && failing >= 0; i++) {
 		struct kb_error err = { 0 };
 		autofree char *text = NULL;
 		size_t len;
-		xmlDoc *doc = findings && kb_read_path(files[i], DOMAIN_XML_MAX, &text, &len, &err) == 0
+		xmlDoc *doc = kb_read_path(files[i], DOMAIN_XML_MAX, &text, &len, &err) == 0
 				      ? kb_xml_parse(&cmd->xml, text, len, files[i], &err)
 				      : NULL;
 		*findings = (struct kb_findings){ 0 };

@@ -86,6 +86,11 @@ static void print_members(const struct kb_ctx *ctx, const struct kb_unpack_repor
 	kb_print_end(&pr);
 }
 
+struct unpack_job {
+	struct kb_unpack_spec spec;
+	struct kb_unpack_report report;
+};
+
 int unpack_main(struct kb_ctx *ctx, int argc, char **argv)
 {
 	enum { OPT_DRY_RUN = KB_OPT_APPLET_FIRST, OPT_KEY };
@@ -102,12 +107,14 @@ int unpack_main(struct kb_ctx *ctx, int argc, char **argv)
 		{ "allow-external-cdrom", no_argument, NULL, OPT_KEY },
 		{ 0 },
 	};
-	autofree struct kb_unpack_spec *spec = calloc(1, sizeof(*spec));
-	autofree struct kb_unpack_report *report = calloc(1, sizeof(*report));
-	if (!spec || !report) {
+	/* Large (paths, every member's name): on the heap, one allocation for both. */
+	autofree struct unpack_job *job = calloc(1, sizeof(*job));
+	if (!job) {
 		kb_say_error(ctx, "out of memory");
 		return KB_EXIT_FAILURE;
 	}
+	struct kb_unpack_spec *spec = &job->spec;
+	struct kb_unpack_report *report = &job->report;
 	kb_unpack_spec_init(spec);
 	struct kb_error err = { 0 };
 	bool dry_run = false;

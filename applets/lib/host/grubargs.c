@@ -95,6 +95,7 @@ static int read_optional(const struct kb_ctx *ctx, const char *path, char **data
 	*len = 0;
 	if (kb_read_file(ctx, path, GRUB_FILE_MAX, data, len, &local) == 0)
 		return 0;
+	*data = NULL; /* kb_read_file allocates nothing when it fails */
 	if (local.errnum == ENOENT)
 		return 0;
 	if (err)
@@ -183,9 +184,11 @@ static int plan_grub(const struct kb_ctx *ctx, const char *var, const char *text
 	if (!c)
 		return -1;
 	c->action = GRUB_FILE;
-	autofree char *value_before = var_value(text, len, var);
-	autofree char *value_after = var_value(after, after_len, var);
-	if (!(c = kb_plan_add(plan, var, KB_CHANGE_VALUE, value_before, value_after, err)))
+	char *value_before = var_value(text, len, var), *value_after = var_value(after, after_len, var);
+	c = kb_plan_add(plan, var, KB_CHANGE_VALUE, value_before, value_after, err);
+	free(value_before);
+	free(value_after);
+	if (!c)
 		return -1;
 	c->action = GRUB_VALUE;
 	return 0;
@@ -205,14 +208,15 @@ static int plan_cmdline(const char *text, size_t len, const struct kb_karg_chang
 {
 	size_t body = line_body(text, len);
 	autofree char *args = NULL;
-	autofree char *before = strndup(text, body);
 	bool changed;
-	if (!before)
-		return kb_fail(err, ENOMEM, KB_KERNEL_CMDLINE, "planning");
 	if (kb_kargs_apply(text, body, changes, count, &args, &changed, err) < 0)
 		return -1;
+	char *before = strndup(text, body);
+	if (!before)
+		return kb_fail(err, ENOMEM, KB_KERNEL_CMDLINE, "planning");
 	/* Unchanged, the line stays as it is (spacing and all). */
 	struct kb_change *c = kb_plan_add(plan, "kernel-cmdline", KB_CHANGE_VALUE, before, changed ? args : before, err);
+	free(before);
 	if (!c)
 		return -1;
 	c->action = GRUB_CMDLINE;
@@ -361,6 +365,14 @@ int kb_grubargs_plan(const struct kb_ctx *ctx, const struct kb_grubargs_spec *sp
 	return 0;
 }
 
+/*
+ * gcc 12's analyser takes the out-parameters below for the locals read_files
+ * filled (their addresses escaped into it) and reports a double free at the
+ * end of scope that cannot happen: each local is freed once, the values
+ * returned are fresh copies.
+ */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wanalyzer-double-free"
 int kb_grubargs_current(const struct kb_ctx *ctx, const struct kb_grubargs_spec *spec, char **grub_value,
 			char **cmdline_value, const char **var, struct kb_error *err)
 {
@@ -390,6 +402,7 @@ int kb_grubargs_current(const struct kb_ctx *ctx, const struct kb_grubargs_spec 
 	}
 	return 0;
 }
+#pragma GCC diagnostic pop
 
 /* The file as it is now: refused when it is no longer what the plan read (edited meanwhile). */
 static int read_unchanged(const struct kb_ctx *ctx, const char *path, const char *planned, char **now, size_t *len,

@@ -249,15 +249,22 @@ static int plan_rule(const struct kb_ctx *ctx, const struct kb_vfio_spec *spec, 
 	return 0;
 }
 
+/* The host's devices and the ones to hand over: on the heap, one allocation. */
+struct vfio_scan {
+	struct kb_pci_host host;
+	struct kb_pci_dev *todo[KB_PCI_MAX];
+};
+
 int kb_vfio_plan(const struct kb_ctx *ctx, const struct kb_vfio_spec *spec, struct kb_plan *plan,
 		 struct kb_error *err)
 {
-	autofree struct kb_pci_host *host = calloc(1, sizeof(*host));
-	autofree struct kb_pci_dev **todo = calloc(KB_PCI_MAX, sizeof(*todo));
+	autofree struct vfio_scan *scan = calloc(1, sizeof(*scan));
+	if (!scan)
+		return kb_fail(err, ENOMEM, NULL, "planning the PCI devices");
+	struct kb_pci_host *host = &scan->host;
+	struct kb_pci_dev **todo = scan->todo;
 	struct kb_pci_dev *later[KB_VFIO_MAX];
 	int n, n_later;
-	if (!host || !todo)
-		return kb_fail(err, ENOMEM, NULL, "planning the PCI devices");
 	if (kb_pci_scan(ctx, host, err) < 0 || judge(ctx, spec, host, todo, &n, later, &n_later, err) < 0)
 		return -1;
 
