@@ -85,7 +85,13 @@ provision_changed_then_unchanged_check_and_failure() {
 	play provision --check --diff
 	expect_rc 0
 	expect_eq "check mode: would change" "$(stat_of changed) $(task '[.rows[] | .status]')" '1 ["would-change","unchanged"]'
-	expect_match "diff (shown by ansible)" "$OUT" "would-change  grub  1 item would change"
+	expect_match "diff (shown by ansible)" "$OUT" "would-change  grub  2 items would change"
+	# Ansible's own diff of kvmbox's typed changes: the value, and the file's lines.
+	expect_match "value before" "$OUT" $'\n-grub: GRUB_CMDLINE_LINUX_DEFAULT: quiet iommu=pt\n'
+	expect_match "value after" "$OUT" $'\n\\+grub: GRUB_CMDLINE_LINUX_DEFAULT: quiet iommu=pt intel_iommu=on\n'
+	expect_match "file line before" "$OUT" $'\n-GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt"\n'
+	expect_match "file line after" "$OUT" $'\n\\+GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt intel_iommu=on"\n'
+	expect_match "file header" "$OUT" "before: /etc/default/grub"
 	expect_eq "check mode changed nothing" "$(sha256sum "$T/etc/default/grub")" "$before"
 	# A failing step fails the task with kvmbox's own message.
 	playbook broken "    - kvmbox.host.kvmbox_provision:

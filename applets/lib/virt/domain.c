@@ -1324,10 +1324,10 @@ static int plan_remove(struct session *s, const char *name, struct kb_plan *plan
 		char(*paths)[PATH_MAX] = calloc(RM_FILES_MAX, PATH_MAX);
 		struct kb_disk_set *set = calloc(1, sizeof(*set));
 		size_t count = 0;
-		if (!definition)
-			rc = kb_virt_fail(s->v, err, NULL, "reading the definition of '%s'", name);
-		else if (!files || !paths || !set)
+		if (!files || !paths || !set)
 			rc = kb_fail(err, ENOMEM, NULL, "reading the disks of '%s'", name);
+		else if (!definition)
+			rc = (kb_virt_fail(s->v, err, NULL, "reading the definition of '%s'", name), -1);
 		else if (disk_files(s, name, definition, files, &count, err) < 0)
 			rc = -1;
 		for (size_t i = 0; rc == 0 && i < count; i++)

@@ -67,7 +67,7 @@ def ansible_diff(envelope, rows):
         "%s  %s  %s" % (r.get("status"), r.get("id"), r.get("message"))
         for r in rows
         if r.get("status") in CHANGING_STATUSES
-    ))]
+    ) + "\n")]
     values_before, values_after = [], []
     for c in envelope_changes(envelope):
         if c.get("kind") == "file":
