@@ -155,6 +155,10 @@ static int repeated_section(FILE *f, char *name, size_t size)
 /* Read FILE's bridges into a new struct apply_file, every key checked before anything changes. */
 static struct apply_file *read_apply_file(const struct kb_ctx *ctx, const char *file, struct kb_error *err)
 {
+	if (!file) {
+		kb_fail(err, EINVAL, NULL, "bridge apply: no FILE named");
+		return NULL;
+	}
 	struct kb_path p;
 	if (kb_sysroot_path(ctx, file[0] == '/' ? file : "/", &p, err) < 0)
 		return NULL;
