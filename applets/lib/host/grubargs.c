@@ -371,8 +371,10 @@ int kb_grubargs_plan(const struct kb_ctx *ctx, const struct kb_grubargs_spec *sp
  * end of scope that cannot happen: each local is freed once, the values
  * returned are fresh copies.
  */
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wanalyzer-double-free"
+#endif
 int kb_grubargs_current(const struct kb_ctx *ctx, const struct kb_grubargs_spec *spec, char **grub_value,
 			char **cmdline_value, const char **var, struct kb_error *err)
 {
@@ -402,7 +404,9 @@ int kb_grubargs_current(const struct kb_ctx *ctx, const struct kb_grubargs_spec 
 	}
 	return 0;
 }
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 
 /* The file as it is now: refused when it is no longer what the plan read (edited meanwhile). */
 static int read_unchanged(const struct kb_ctx *ctx, const char *path, const char *planned, char **now, size_t *len,
