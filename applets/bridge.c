@@ -288,6 +288,8 @@ int bridge_main(struct kb_ctx *ctx, int argc, char **argv)
 						 : kb_bridges_apply(ctx, parsed->specs, parsed->count, &plan, &err);
 		free(parsed);
 	}
+	if (result < 0 && !dry_run)
+		kb_plan_settle(&plan);
 	if (!is_show)
 		kb_plan_print(ctx, &plan);
 	if (result < 0) {

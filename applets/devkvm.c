@@ -65,8 +65,8 @@ int devkvm_main(struct kb_ctx *ctx, int argc, char **argv)
 
 	autoplan struct kb_plan plan = { 0 };
 	int rc = kb_devkvm_plan(ctx, &spec, &plan, &err);
-	if (rc == 0 && !dry_run)
-		rc = kb_devkvm_apply(ctx, &spec, &plan, &err);
+	if (rc == 0 && !dry_run && (rc = kb_devkvm_apply(ctx, &spec, &plan, &err)) < 0)
+		kb_plan_settle(&plan);
 	kb_plan_print(ctx, &plan);
 	if (rc < 0) {
 		kb_say_failure(ctx, &err);

@@ -147,8 +147,8 @@ int grub_args_main(struct kb_ctx *ctx, int argc, char **argv)
 
 	autoplan struct kb_plan plan = { 0 };
 	int rc = kb_grubargs_plan(ctx, &spec, &plan, &err);
-	if (rc == 0 && !dry_run)
-		rc = kb_grubargs_apply(ctx, &spec, &plan, &err);
+	if (rc == 0 && !dry_run && (rc = kb_grubargs_apply(ctx, &spec, &plan, &err)) < 0)
+		kb_plan_settle(&plan);
 	kb_plan_print(ctx, &plan);
 	if (rc < 0) {
 		if (!failure_shown(&plan, &err))

@@ -185,8 +185,8 @@ int hugepages_main(struct kb_ctx *ctx, int argc, char **argv)
 
 	autoplan struct kb_plan plan = { 0 };
 	int rc = kb_hugepages_plan(ctx, &spec, &plan, &err);
-	if (rc == 0 && !dry_run)
-		rc = kb_hugepages_apply(ctx, &spec, &plan, &err);
+	if (rc == 0 && !dry_run && (rc = kb_hugepages_apply(ctx, &spec, &plan, &err)) < 0)
+		kb_plan_settle(&plan);
 	kb_plan_print(ctx, &plan);
 	if (rc < 0) {
 		if (!failure_shown(&plan, &err))

@@ -78,8 +78,8 @@ int kvm_load_main(struct kb_ctx *ctx, int argc, char **argv)
 	struct kb_error err = { 0 };
 	autoplan struct kb_plan plan = { 0 };
 	int rc = kb_kvmload_plan(ctx, &spec, &plan, &err);
-	if (rc == 0 && !dry_run)
-		rc = kb_kvmload_apply(ctx, &spec, &plan, &err);
+	if (rc == 0 && !dry_run && (rc = kb_kvmload_apply(ctx, &spec, &plan, &err)) < 0)
+		kb_plan_settle(&plan);
 	kb_plan_print(ctx, &plan);
 	if (rc < 0) {
 		kb_say_failure(ctx, &err);

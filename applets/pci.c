@@ -210,8 +210,8 @@ static int cmd_change(const struct kb_ctx *ctx, const struct kb_vfio_spec *spec,
 	struct kb_error err = { 0 };
 	autoplan struct kb_plan plan = { 0 };
 	int rc = kb_vfio_plan(ctx, spec, &plan, &err);
-	if (rc == 0 && !dry_run)
-		rc = kb_vfio_apply(ctx, spec, &plan, &err);
+	if (rc == 0 && !dry_run && (rc = kb_vfio_apply(ctx, spec, &plan, &err)) < 0)
+		kb_plan_settle(&plan);
 	kb_plan_print(ctx, &plan);
 	if (rc < 0) {
 		kb_say_failure(ctx, &err);

@@ -202,7 +202,10 @@ test_dry_run_equals_run() {
 	run --root "$r" --target "$t" pci prepare 02:00.0 --persist --json
 	expect_rc 1 # the fixture's driver link does not move
 	expect_eq "applied changes" "$(jq -c '.changes | map([.item, .before, .after])' <<<"$OUT")" "$planned"
-	expect_eq "statuses" "$(jq -c '[.changes[].status]' <<<"$OUT")" '["changed","failed","would-change","would-change","would-change"]'
+	expect_eq "statuses" "$(jq -c '[.changes[].status]' <<<"$OUT")" '["changed","failed","SKIP","SKIP","SKIP"]'
+	# What the failure stopped is said not made, and the envelope claims no change it did not make.
+	expect_eq "not made" "$(jq -r '[.changes[] | select(.status == "SKIP") | .note] | unique | join(",")' <<<"$OUT")" "not made: an earlier change failed"
+	expect_eq "failed, still changed the first item" "$(jq -c '[.changed, .failed]' <<<"$OUT")" '[true,true]'
 	expect_file_missing "$t/etc/udev/rules.d/61-kvmbox-vfio-pci.rules"
 	# A device already on vfio-pci: only the rule, planned and then written.
 	run --root "$r" --target "$t" pci prepare 05:00.0 --persist --dry-run --json

@@ -101,6 +101,17 @@ int kb_change_set_after(struct kb_change *change, const char *after, struct kb_e
 	return 0;
 }
 
+void kb_plan_settle(struct kb_plan *plan)
+{
+	for (size_t i = 0; i < plan->count; i++) {
+		struct kb_change *c = &plan->change[i];
+		if (c->status != KB_WOULD_CHANGE)
+			continue;
+		c->status = KB_SKIP;
+		kb_change_note(c, "not made: an earlier change failed");
+	}
+}
+
 bool kb_plan_changes(const struct kb_plan *plan)
 {
 	for (size_t i = 0; i < plan->count; i++)

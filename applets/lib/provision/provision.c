@@ -147,6 +147,8 @@ static int apply_firstboot(struct kb_provision *p, struct kb_plan *plan, struct 
 static int summarize(struct kb_provision_step *s, int rc, const struct kb_error *err, const char *what_changed)
 {
 	if (rc < 0) {
+		if (s->applying)
+			kb_plan_settle(&s->plan);
 		char message[sizeof(err->what) + PATH_MAX + 64];
 		kb_row_set(&s->row, s->id, KB_FAILED, "%s", kb_error_message(err, message, sizeof(message)));
 		return -1;
@@ -326,6 +328,7 @@ static int run_step(struct kb_provision *p, struct kb_provision_step *s, bool ap
 	const struct kb_hostconf *c = &p->conf;
 	struct kb_error err = { 0 };
 	kb_plan_free(&s->plan);
+	s->applying = apply;
 	int rc;
 	switch (s->kind) {
 	case KB_STEP_CHECK:

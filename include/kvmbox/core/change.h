@@ -84,6 +84,13 @@ struct kb_change *kb_plan_file(const struct kb_ctx *ctx, struct kb_plan *plan, c
  */
 int kb_apply_file(const struct kb_ctx *ctx, struct kb_change *change, struct kb_error *err);
 
+/*
+ * After an apply that stopped at a failure: every change still planned
+ * (KB_WOULD_CHANGE) was not made, and says so (KB_SKIP, "not made: an earlier
+ * change failed"), so a failed run never reports changes it did not make.
+ */
+void kb_plan_settle(struct kb_plan *plan);
+
 /* Whether any change would change, or changed, something. */
 bool kb_plan_changes(const struct kb_plan *plan);
 /* The first change of @item, or NULL. */

@@ -45,6 +45,7 @@ struct kb_provision_step {
 	unsigned line;     /* where the section starts in the config */
 	struct kb_row row; /* the outcome in one line */
 	struct kb_plan plan; /* the changes, item by item */
+	bool applying;       /* planned to be applied (a run), not only planned */
 };
 
 struct kb_provision_options {
