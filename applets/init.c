@@ -254,6 +254,8 @@ static int run_provision(const struct kb_ctx *ctx, const char *config, struct kb
 		return -1;
 	if (!p->count)
 		return kb_fail(err, 0, NULL, "%s configures nothing", config);
+	if (p->previous_stop[0])
+		kb_say_error(ctx, "the previous run stopped during %s; running again", p->previous_stop);
 	if (kb_provision_run(p, err) < 0)
 		return -1;
 	kb_provision_print(p);
@@ -567,7 +569,7 @@ static void send_report(struct init *in, bool ok)
 	autofree char *text = NULL;
 	size_t len;
 	struct kb_provision_state state;
-	if (kb_read_path(TARGET KB_STATE_FILE, 1 << 16, &text, &len, NULL) == 0 &&
+	if (kb_read_path(TARGET KB_STATE_FILE, 1 << 20, &text, &len, NULL) == 0 &&
 	    kb_state_parse(text, len, KB_STATE_FILE, &state, NULL) == 0)
 		kb_state_json(out, &state);
 	else

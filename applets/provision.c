@@ -90,11 +90,15 @@ int provision_main(struct kb_ctx *ctx, int argc, char **argv)
 		rc = KB_EXIT_OK;
 	} else if (!p->count) {
 		kb_say_error(ctx, "%s configures nothing", opts.config_path);
-	} else if (kb_provision_run(p, &err) < 0) {
-		kb_say_failure(ctx, &err);
 	} else {
-		kb_provision_print(p);
-		rc = kb_provision_failures(p) ? KB_EXIT_FAILURE : KB_EXIT_OK;
+		if (!opts.plan && p->previous_stop[0])
+			kb_say_error(ctx, "the previous run stopped during %s; running again", p->previous_stop);
+		if (kb_provision_run(p, &err) < 0) {
+			kb_say_failure(ctx, &err);
+		} else {
+			kb_provision_print(p);
+			rc = kb_provision_failures(p) ? KB_EXIT_FAILURE : KB_EXIT_OK;
+		}
 	}
 	kb_provision_free(p);
 	free(p);

@@ -78,6 +78,11 @@ int kb_provision_load(const struct kb_ctx *ctx, const struct kb_provision_option
 	if (rc < 0 || kb_hostconf_parse(text, len, p->opts.config_path, &p->conf, err) < 0)
 		return -1;
 	list_steps(p);
+	/* What the previous run left: the step it was in when it stopped (a kill, a power cut). */
+	struct kb_provision_state old;
+	if (kb_state_read(ctx, &old, NULL) == 0 && old.result == KB_STATE_UNFINISHED && old.in_progress[0])
+		snprintf(p->previous_stop, sizeof(p->previous_stop), "%s%s%s", old.in_progress,
+			 old.in_progress_since[0] ? " since " : "", old.in_progress_since);
 	return 0;
 }
 
@@ -450,9 +455,6 @@ int kb_provision_run(struct kb_provision *p, struct kb_error *err)
 				run_step(p, &p->step[i], false);
 		return 0;
 	}
-	struct kb_provision_state old;
-	if (kb_state_read(p->ctx, &old, NULL) == 0 && old.result == KB_STATE_UNFINISHED && old.in_progress[0])
-		snprintf(p->previous_stop, sizeof(p->previous_stop), "%s", old.in_progress);
 	p->state = (struct kb_provision_state){ 0 };
 	snprintf(p->state.config, sizeof(p->state.config), "%s", p->opts.config_path);
 	kb_state_now(p->state.started, sizeof(p->state.started));
@@ -475,6 +477,14 @@ int kb_provision_run(struct kb_provision *p, struct kb_error *err)
 		kb_state_add_step(&p->state, s->id, rc < 0);
 		failed += rc < 0;
 		failpoint(i + 1);
+		/* Ctrl-C or a TERM caught by a step (an unpack cleans up and says so): no further step runs. */
+		if (p->ctx->stop_signal) {
+			for (int k = i + 1; k < p->count; k++)
+				kb_row_set(&p->step[k].row, p->step[k].id, KB_SKIP, "not run: stopped by signal %d",
+					   p->ctx->stop_signal);
+			failed += !failed;
+			break;
+		}
 	}
 	p->state.result = failed ? KB_STATE_FAILED : KB_STATE_OK;
 	return save_state(p, NULL, err);
@@ -546,8 +556,6 @@ static void print_changes(const struct kb_provision *p)
 void kb_provision_print(const struct kb_provision *p)
 {
 	const struct kb_ctx *ctx = p->ctx;
-	if (p->previous_stop[0])
-		fprintf(ctx->err, "kvmbox provision: the previous run stopped during %s; running again\n", p->previous_stop);
 	if (p->refused) {
 		for (int i = 0; i < p->count; i++)
 			if (p->step[i].row.status == KB_FAILED)

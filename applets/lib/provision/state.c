@@ -44,7 +44,8 @@ int kb_state_write(const struct kb_ctx *ctx, const struct kb_provision_state *st
 	for (int i = 0; i < state->step_count; i++)
 		fprintf(out, "%s=%s\n", state->step[i].failed ? "failed" : "done", state->step[i].id);
 	if (state->in_progress[0])
-		fprintf(out, "in-progress=%s since %s\n", state->in_progress, state->in_progress_since);
+		fprintf(out, "in-progress=%s%s%s\n", state->in_progress, state->in_progress_since[0] ? " since " : "",
+			state->in_progress_since);
 	if (result_name(state->result))
 		fprintf(out, "finished=%s\nresult=%s\n", state->finished, result_name(state->result));
 	if (fclose(out) != 0)
@@ -110,7 +111,7 @@ int kb_state_read(const struct kb_ctx *ctx, struct kb_provision_state *state, st
 {
 	autofree char *text = NULL;
 	size_t len;
-	if (kb_read_file(ctx, KB_STATE_FILE, 1 << 16, &text, &len, err) < 0)
+	if (kb_read_file(ctx, KB_STATE_FILE, 1 << 20, &text, &len, err) < 0)
 		return -1;
 	return kb_state_parse(text, len, KB_STATE_FILE, state, err);
 }
@@ -143,7 +144,8 @@ void kb_state_json(FILE *out, const struct kb_provision_state *state)
 	member(out, "started", state->started);
 	if (state->in_progress[0]) {
 		char value[sizeof(state->in_progress) + sizeof(state->in_progress_since) + 8];
-		snprintf(value, sizeof(value), "%s since %s", state->in_progress, state->in_progress_since);
+		snprintf(value, sizeof(value), "%s%s%s", state->in_progress, state->in_progress_since[0] ? " since " : "",
+			 state->in_progress_since);
 		member(out, "in-progress", value);
 	}
 	member(out, "finished", state->finished);

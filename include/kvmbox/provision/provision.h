@@ -63,11 +63,15 @@ struct kb_provision {
 	struct kb_provision_step step[KB_PROVISION_MAX_STEPS];
 	int count;
 	struct kb_provision_state state;
-	char previous_stop[96]; /* the step a previous run stopped in ("" none) */
+	char previous_stop[160]; /* the step a previous run stopped in, "STEP since TIME" ("" none) */
 	bool refused;           /* the plan refused a step: nothing was changed */
 };
 
-/* Read and parse the config, list its steps. -1 with @err naming the file and line. */
+/*
+ * Read and parse the config, list its steps, and read what the previous run
+ * left (previous_stop: a caller says so before running). -1 with @err naming
+ * the file and line.
+ */
 int kb_provision_load(const struct kb_ctx *ctx, const struct kb_provision_options *opts, struct kb_provision *p,
 		      struct kb_error *err);
 
@@ -83,7 +87,7 @@ int kb_provision_run(struct kb_provision *p, struct kb_error *err);
 int kb_provision_failures(const struct kb_provision *p);
 
 /*
- * Show the outcome: one row per step; each step's changes, before -> after,
+ * Show the outcome (after the run): one row per step; each step's changes, before -> after,
  * with --plan or -v as text and always in the envelope's "steps" member; a
  * summary line; on ctx->err a one-line error naming the config's line for
  * each failed step.
