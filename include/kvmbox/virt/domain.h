@@ -62,6 +62,7 @@ struct kb_domain_spec {
 	int wait_seconds;               /* start: how long to wait until it runs (default 60) */
 	bool preflight;                 /* plan runs the preflight on the new definition (default yes) */
 	bool storage;                   /* remove: the domain's image files too */
+	bool prune;                     /* words: disks the words no longer name leave the definition (their files stay) */
 	char uri[256];                  /* "" : $LIBVIRT_DEFAULT_URI, else qemu:///system */
 	const struct kb_domain_link *link; /* may be NULL */
 	struct kb_findings *findings;   /* where plan puts the preflight's findings; may be NULL */
@@ -75,8 +76,8 @@ void kb_domain_spec_init(struct kb_domain_spec *spec);
  * name it: "xml" (an absolute path), any word of domain new (memory, vcpus,
  * disk, ...: its syntax checked now, kept in the spec's words), "autostart"
  * and "start" (yes/no), "connect" (a libvirt URI), "wait" (seconds, 1 to
- * 3600), "storage" (yes/no), "preflight" (yes/no). Unknown keys and bad values
- * are refused.
+ * 3600), "storage" (yes/no), "preflight" (yes/no), "prune" (yes/no). Unknown
+ * keys and bad values are refused.
  */
 int kb_domain_spec_set(struct kb_domain_spec *spec, const char *key, const char *value, struct kb_error *err);
 
