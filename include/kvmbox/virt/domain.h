@@ -16,13 +16,21 @@
  *   NAME interface MAC     bridge br0, model virtio
  *   NAME graphics          vnc 127.0.0.1, none
  *   NAME vcpu pins         0:3 1:4, emulator 5-6
- *   NAME volume POOL/VOL   absent -> 64 MiB
+ *   NAME volume POOL/VOL   absent -> 64 MiB, 64 MiB -> 128 MiB (grown)
  *   NAME autostart         off -> on            (spec.autostart)
  *   NAME state             shut off -> running  (spec.start)
  *
  * Apply defines the domain whenever it exists (defining the same definition
  * changes nothing), reads it back and says so in the definition's note when
- * an element the plan does not list changed too.
+ * an element the plan does not list changed too. A running domain keeps
+ * running as it started: its changed elements are KB_REBOOT, each noted
+ * "takes effect at the next start" (a grown disk is grown at once).
+ *
+ * On a domain that exists, the words never replace a disk with a new empty
+ * volume (format= changed, its file missing: refused), never shrink one, and
+ * never drop one unless spec.prune (its file stays). A volume made for a
+ * domain is marked for it until the define; a stop signal in between removes
+ * it, and a killed run's volume is adopted by the next run of the same words.
  */
 #ifndef KVMBOX_DOMAIN_H
 #define KVMBOX_DOMAIN_H
