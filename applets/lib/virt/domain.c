@@ -599,7 +599,7 @@ static int resolve_disks(struct session *s, struct kb_domnew *d, xmlDoc *existin
 		virStorageVolPtr found = v->volume_lookup(vol->pool, k->volume);
 		v->reset_error();
 		if (found) {
-			virStorageVolInfo info;
+			virStorageVolInfo info = { 0 };
 			if (v->volume_info(found, &info) < 0)
 				rc = kb_virt_fail(v, err, NULL, "reading volume %s in pool '%s'", k->volume, k->pool);
 			v->volume_free(found);
@@ -1309,7 +1309,7 @@ static int resize_volume(struct session *s, struct build *b, virDomainPtr dom, s
 			     : 0;
 	else if (s->v->volume_resize(vol, k->size_bytes, 0) < 0)
 		rc = kb_virt_fail(s->v, err, NULL, "growing volume %s in pool '%s'", k->volume, pool);
-	virStorageVolInfo info;
+	virStorageVolInfo info = { 0 };
 	if (rc == 0 && s->v->volume_info(vol, &info) < 0)
 		rc = kb_virt_fail(s->v, err, NULL, "reading volume %s in pool '%s'", k->volume, pool);
 	char have[64];
