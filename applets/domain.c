@@ -41,7 +41,7 @@
 const char domain_usage[] =
 	"Usage: kvmbox domain preflight FILE.xml...\n"
 	"       kvmbox domain define FILE.xml... [--autostart] [--start] [--wait SEC] [--no-preflight] [--dry-run]\n"
-	"       kvmbox domain new NAME --memory SIZE [WORDS...] [--print-xml] [--autostart] [--start] [--dry-run]\n"
+	"       kvmbox domain new NAME --memory SIZE [WORDS...] [--prune] [--print-xml] [--autostart] [--start] [--dry-run]\n"
 	"       kvmbox domain up BUNDLE [--dest DIR] [--name NAME] [--autostart] [--start] [--wait SEC]\n"
 	"       kvmbox domain rm NAME... [--storage] [--dry-run]\n"
 	"\n"
@@ -58,7 +58,12 @@ const char domain_usage[] =
 	"\n"
 	"new makes the definition from words (virt-install's syntax), checks them on\n"
 	"this host, creates new disks as volumes of a storage pool and defines the\n"
-	"domain the way define does; the same words again change nothing.\n"
+	"domain the way define does; the same words again change nothing. On an\n"
+	"existing domain a larger size= grows its volume (never shrinks it); a disk\n"
+	"is never replaced by a new empty volume (a format= change, a missing file:\n"
+	"refused); a running domain's new definition waits for its next start\n"
+	"(reboot-required). A run interrupted after making a volume removes it; a\n"
+	"killed one's volume is adopted by the next run of the same words.\n"
 	"  --memory SIZE     4G, 512M (required)\n"
 	"  --vcpus N         default 1\n"
 	"  --cpu MODE        host-model (default), host-passthrough, or MODEL[,+feat,-feat...]\n"
@@ -79,6 +84,8 @@ const char domain_usage[] =
 	"  --allow-host-file[=no]  disk=, backing= and --cdrom may name a file of the host itself (under\n"
 	"                    /etc, /usr, /boot, /dev, ...: refused without it; a disk path with '..' always is;\n"
 	"                    a mounted or swap device, or an image another process holds open, too)\n"
+	"  --prune           disks the words no longer name leave the definition (their files\n"
+	"                    stay); without it such a disk is refused, never detached silently\n"
 	"  --print-xml       print the definition, change nothing\n"
 	"\n"
 	"  --connect URI   libvirt URI (default $LIBVIRT_DEFAULT_URI, else qemu:///system)\n"
@@ -563,7 +570,7 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 {
 	enum {
 		OPT_CONNECT = KB_OPT_APPLET_FIRST, OPT_AUTOSTART, OPT_START, OPT_WAIT, OPT_NO_PREFLIGHT, OPT_JOBS,
-		OPT_DEST, OPT_NAME, OPT_REPLACE, OPT_STORAGE, OPT_DRY_RUN, OPT_PRINT_XML,
+		OPT_DEST, OPT_NAME, OPT_REPLACE, OPT_STORAGE, OPT_DRY_RUN, OPT_PRINT_XML, OPT_PRUNE,
 		OPT_WORD, /* OPT_WORD + i: the domain new word new_words[i] */
 	};
 	/* domain new's options are its words (kvmbox/virt/domnew.h), the same as provision's [domain] keys. */
@@ -584,6 +591,7 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 		{ "storage", no_argument, NULL, OPT_STORAGE },
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
 		{ "print-xml", no_argument, NULL, OPT_PRINT_XML },
+		{ "prune", no_argument, NULL, OPT_PRUNE },
 		{ "memory", required_argument, NULL, OPT_WORD + 0 },
 		{ "vcpus", required_argument, NULL, OPT_WORD + 1 },
 		{ "cpu", required_argument, NULL, OPT_WORD + 2 },
@@ -624,6 +632,7 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 		case OPT_STORAGE: cmd->spec.storage = true; break;
 		case OPT_DRY_RUN: cmd->dry_run = true; break;
 		case OPT_PRINT_XML: cmd->print_xml = true; break;
+		case OPT_PRUNE: cmd->spec.prune = true; break;
 		case OPT_CONNECT:
 		case OPT_WAIT:
 			if (kb_domain_spec_set(&cmd->spec, opt == OPT_WAIT ? "wait" : "connect", optarg, &err) < 0) {

@@ -141,6 +141,19 @@ domain_running_unchanged_absent() {
 	expect_eq state "$($VIRSH domstate kvmbox-test-ansible | head -1)" running
 	play domain
 	expect_eq "second run" "$(stat_of changed) $(stat_of failed)" "0 0"
+	# New words on the running guest: defined for its next start, the result says so.
+	playbook bigger "    - kvmbox.host.kvmbox_domain:
+        binary: $KVMBOX
+        name: kvmbox-test-ansible
+        state: running
+        words:
+          memory: 96M
+          disk: size=32M,pool=kvmbox-test-pool
+          graphics: none"
+	play bigger
+	expect_eq "reboot required" "$(stat_of changed) $(task .reboot_required) $(task '[.rows[] | select(.status == "reboot-required") | .id]')" \
+		'1 true ["kvmbox-test-ansible","kvmbox-test-ansible memory"]'
+	expect_match "runs on 64M" "$($VIRSH dumpxml kvmbox-test-ansible)" "<currentMemory unit='KiB'>65536</currentMemory>"
 	playbook gone "    - kvmbox.host.kvmbox_domain:
         binary: $KVMBOX
         name: kvmbox-test-ansible

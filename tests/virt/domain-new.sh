@@ -309,7 +309,7 @@ new_guest_runs_pinned_on_hugepages() {
 	expect_rc 0
 	expect_eq "second run: nothing changes" "$(grep -vc "^unchanged " <<<"$OUT")" 0
 	expect_match "second run" "$OUT" "unchanged +kvmbox-test-new +defined
-.*unchanged +kvmbox-test-new volume kvmbox-test-pool/kvmbox-test-new.qcow2 +exists
+.*unchanged +kvmbox-test-new volume kvmbox-test-pool/kvmbox-test-new.qcow2 +64 MiB
 unchanged +kvmbox-test-new state +running$"
 	expect_eq "definition kept" "$($VIRSH dumpxml --inactive kvmbox-test-new)" "$before"
 	# rm --storage takes the volume it made.

@@ -33,13 +33,14 @@ kvmbox-test-web memory: 64 MiB
 kvmbox-test-web autostart: on
 kvmbox-test-web state: running"
 	expect_eq "definition kept" "$($VIRSH dumpxml --inactive kvmbox-test-web)" "$before_xml"
-	# A real change of the definition is reported as one.
+	# A real change of the definition is reported as one; the guest runs: it waits for the next start.
 	sed "s/<vcpu>1</<vcpu>2</" "$TESTS_TMP/web.xml" >"$TESTS_TMP/web2.xml"
 	run domain define "$TESTS_TMP/web2.xml" --json
 	expect_rc 0
-	expect_eq json "$(jq -r '.changes[] | select(.status != "unchanged") | "\(.status) \(.item) \(.before) -> \(.after)"' <<<"$OUT")" "changed kvmbox-test-web defined -> updated
-changed kvmbox-test-web vcpus 1 -> 2"
-	expect_eq envelope "$(jq -c '[.applet, .changed, .failed]' <<<"$OUT")" '["domain",true,false]'
+	expect_eq json "$(jq -r '.changes[] | select(.status != "unchanged") | "\(.status) \(.item) \(.before) -> \(.after)"' <<<"$OUT")" "reboot-required kvmbox-test-web defined -> updated
+reboot-required kvmbox-test-web vcpus 1 -> 2"
+	expect_eq envelope "$(jq -c '[.applet, .changed, .failed, .reboot_required]' <<<"$OUT")" '["domain",true,false,true]'
+	expect_eq "runs on 1" "$($VIRSH vcpucount kvmbox-test-web --live --active)" 1
 	expect_eq "vcpus next boot" "$($VIRSH dumpxml --inactive kvmbox-test-web | grep -o "<vcpu[^>]*>[0-9]*")" "<vcpu placement='static'>2"
 }
 

@@ -6,7 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,6 +35,7 @@ enum domain_action {
 	DOMAIN_DESTROY,
 	DOMAIN_UNDEFINE,
 	DOMAIN_IMAGE,
+	DOMAIN_RESIZE,     /* arg: the disk's index among the words */
 };
 
 /* ---- the spec ------------------------------------------------------------------------------- */
@@ -91,6 +96,8 @@ int kb_domain_spec_set(struct kb_domain_spec *spec, const char *key, const char 
 		return set_yes_no(key, value, &spec->storage, err);
 	if (!strcmp(key, "preflight"))
 		return set_yes_no(key, value, &spec->preflight, err);
+	if (!strcmp(key, "prune"))
+		return set_yes_no(key, value, &spec->prune, err);
 	if (!strcmp(key, "connect")) {
 		if (!value[0] || strlen(value) >= sizeof(spec->uri))
 			return kb_fail(err, EINVAL, NULL, "connect: '%.64s' is not a libvirt URI", value);
@@ -224,6 +231,8 @@ struct new_volume {
 	virStoragePoolPtr pool;
 	char pool_name[64];
 	bool exists; /* already there: a second run, or somebody else's file (refused) */
+	bool adopted; /* made for this domain by a run that was killed before defining it */
+	unsigned long long capacity; /* bytes, when it exists */
 };
 
 /* What the spec makes on this host: the definition to send and what it needs first. */
@@ -234,6 +243,7 @@ struct build {
 	struct kb_domnew *d; /* the words; NULL for a file */
 	struct new_volume vol[KB_DOMNEW_DISKS_MAX];
 	bool placed;
+	bool running;       /* the domain runs: a new definition waits for its next start */
 	struct kb_placement *placement;
 	const char *to_create[KB_DOMNEW_DISKS_MAX + 1]; /* volume paths created before defining */
 };
@@ -487,6 +497,51 @@ static int mark_used_files(struct session *s, struct kb_disk_set *set, const cha
 }
 
 /*
+ * The mark of a volume kvmbox made for a domain it has not defined yet: an
+ * extended attribute naming the domain, set right after the volume is made
+ * and removed once the definition uses it. A run killed in between (kill -9,
+ * a power cut) leaves it, and the next run of the same words adopts the
+ * volume instead of refusing it as somebody else's.
+ */
+#define PENDING_XATTR "user.kvmbox.pending-domain"
+
+/* Whether the volume file @path carries the mark for domain @name. */
+static bool pending_for(struct session *s, const char *path, const char *name)
+{
+	autoclose_fd fd = kb_sysroot_open(s->ctx, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0, NULL);
+	char value[80];
+	ssize_t n = fd >= 0 ? fgetxattr(fd, PENDING_XATTR, value, sizeof(value) - 1) : -1;
+	if (n < 0)
+		return false;
+	value[n] = '\0';
+	return !strcmp(value, name);
+}
+
+/*
+ * Mark @path as made for domain @name, or (NULL) take the mark off. Best
+ * effort: on a filesystem without user attributes a killed run's volume is
+ * refused, as any file kvmbox did not make.
+ */
+static void mark_pending(struct session *s, const char *path, const char *name)
+{
+	autoclose_fd fd = kb_sysroot_open(s->ctx, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0, NULL);
+	if (fd >= 0 && name)
+		(void)fsetxattr(fd, PENDING_XATTR, name, strlen(name), 0);
+	else if (fd >= 0)
+		(void)fremovexattr(fd, PENDING_XATTR);
+}
+
+/* A size in MiB, or in bytes when it is not a whole number of MiB. */
+static const char *size_value(unsigned long long bytes, char *buf, size_t size)
+{
+	if (bytes % (1ull << 20))
+		snprintf(buf, size, "%llu bytes", bytes);
+	else
+		snprintf(buf, size, "%llu MiB", bytes >> 20);
+	return buf;
+}
+
+/*
  * The pool of each new disk (pool=, or the pool whose directory holds path=)
  * and the volume's path; a volume that exists already is this domain's own
  * (a second run) or refused. Paths of existing images are checked against
@@ -544,12 +599,33 @@ static int resolve_disks(struct session *s, struct kb_domnew *d, xmlDoc *existin
 		virStorageVolPtr found = v->volume_lookup(vol->pool, k->volume);
 		v->reset_error();
 		if (found) {
+			virStorageVolInfo info = { 0 };
+			if (v->volume_info(found, &info) < 0)
+				rc = kb_virt_fail(v, err, NULL, "reading volume %s in pool '%s'", k->volume, k->pool);
 			v->volume_free(found);
 			vol->exists = true;
-			if (!existing_uses(s, existing, k->path))
+			vol->capacity = rc == 0 ? info.capacity : 0;
+			bool ours = existing_uses(s, existing, k->path);
+			/* A killed run's volume: adopted when nobody else uses it (checked below with the images). */
+			if (rc == 0 && !ours && pending_for(s, k->path, d->name)) {
+				struct kb_path mapped;
+				vol->adopted = true;
+				if (kb_sysroot_path(s->ctx, k->path, &mapped, NULL) == 0)
+					kb_disk_set_add(set, mapped.s);
+			} else if (rc == 0 && !ours)
 				rc = kb_fail(err, 0, NULL, "disk: volume %s already exists in pool '%s' and domain '%s' does not use it: "
 							   "import it with disk path=%s, or remove it (virsh vol-delete %s --pool %s)",
 					     k->volume, k->pool, d->name, k->path, k->volume, k->pool);
+			char have[48], want[48];
+			if (rc == 0 && vol->capacity > k->size_bytes)
+				rc = kb_fail(err, 0, NULL, "disk: volume %s in pool '%s' has %s and the words say size=%s: kvmbox grows a "
+							   "disk, never shrinks it (the guest's filesystem would lose its end)",
+					     k->volume, k->pool, size_value(vol->capacity, have, sizeof(have)),
+					     size_value(k->size_bytes, want, sizeof(want)));
+		} else if (existing_uses(s, existing, k->path)) {
+			rc = kb_fail(err, 0, NULL, "disk: domain '%s' has %s, which is missing (deleted, or the filesystem of pool '%s' "
+						   "not mounted): kvmbox never boots a new empty disk in its place; restore the file",
+				     d->name, k->path, k->pool);
 		}
 	}
 	if (rc == 0 && set->count && mark_used_files(s, set, d->name, err) < 0)
@@ -560,6 +636,69 @@ static int resolve_disks(struct session *s, struct kb_domnew *d, xmlDoc *existin
 						   "(disk backing=%s,size=... gives this one an overlay)",
 				     set->file[i].path, set->file[i].user, set->file[i].path);
 	free(set);
+	return rc;
+}
+
+/* The <disk> of @devices at target @dev, or NULL. */
+static xmlNode *disk_at(struct session *s, xmlNode *devices, const char *dev)
+{
+	for (xmlNode *disk = kb_xml_child(devices, "disk"); disk; disk = kb_xml_next(disk, "disk"))
+		if (kb_xml_prop_is(s->xml, kb_xml_child(disk, "target"), "dev", dev))
+			return disk;
+	return NULL;
+}
+
+/*
+ * What the words would do to the disks the domain has: a new empty volume
+ * where it has a disk is refused (format=raw for a qcow2 disk names a new
+ * file: the guest would boot an empty disk, its data orphaned); a disk the
+ * words no longer name is refused unless prune says so (then the definition
+ * drops it and its file stays).
+ */
+static int check_existing_disks(struct session *s, const struct build *b, xmlDoc *existing, struct kb_error *err)
+{
+	const struct kb_xml *xml = s->xml;
+	const struct kb_domnew *d = b->d;
+	xmlDoc *want_doc = kb_xml_parse(xml, b->xml, strlen(b->xml), b->name, err);
+	if (!want_doc)
+		return -1;
+	xmlNode *want = kb_xml_child(xml->root_element(want_doc), "devices");
+	xmlNode *now = kb_xml_child(xml->root_element(existing), "devices");
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < d->disk_count; i++) {
+		const struct kb_domnew_disk *k = &d->disk[i];
+		if (k->kind == KB_DISK_PATH || b->vol[i].exists)
+			continue;
+		for (xmlNode *w = kb_xml_child(want, "disk"); w && rc == 0; w = kb_xml_next(w, "disk")) {
+			autofree char *file = kb_xml_prop(xml, kb_xml_child(w, "source"), "file");
+			autofree char *target = kb_xml_prop(xml, kb_xml_child(w, "target"), "dev");
+			xmlNode *old = file && target && !strcmp(file, k->path) ? disk_at(s, now, target) : NULL;
+			autofree char *old_file = old ? kb_xml_prop(xml, kb_xml_child(old, "source"), "file") : NULL;
+			autofree char *old_format = old ? kb_xml_prop(xml, kb_xml_child(old, "driver"), "type") : NULL;
+			if (!old_file)
+				continue;
+			if (old_format && strcmp(old_format, k->format))
+				rc = kb_fail(err, 0, NULL, "disk %s: format=%s, but domain '%s' has %s there as %s: kvmbox never replaces "
+							   "a disk with a new empty volume (a format change is a conversion: qemu-img "
+							   "convert, then disk path=)",
+					     target, k->format, d->name, old_file, old_format);
+			else
+				rc = kb_fail(err, 0, NULL, "disk %s: domain '%s' has %s there and the words make a new empty volume %s: "
+							   "kvmbox never replaces a disk with a new empty volume (disk path=%s keeps it)",
+					     target, d->name, old_file, k->path, old_file);
+		}
+	}
+	for (xmlNode *old = kb_xml_child(now, "disk"); rc == 0 && !s->spec->prune && old; old = kb_xml_next(old, "disk")) {
+		autofree char *device = kb_xml_prop(xml, old, "device");
+		autofree char *target = kb_xml_prop(xml, kb_xml_child(old, "target"), "dev");
+		autofree char *file = kb_xml_prop(xml, kb_xml_child(old, "source"), "file");
+		if ((device && strcmp(device, "disk")) || !target || disk_at(s, want, target))
+			continue; /* a CD-ROM holds no data of the guest's */
+		rc = kb_fail(err, 0, NULL, "disk %s: domain '%s' has %s and the words no longer name it: kvmbox does not detach a "
+					   "disk silently (--prune drops it from the definition; its file stays)",
+			     target, d->name, file ? file : "a disk");
+	}
+	xml->free_doc(want_doc);
 	return rc;
 }
 
@@ -641,7 +780,8 @@ static int build_from_words(struct session *s, struct build *b, struct kb_error 
 			 kb_domnew_check_host(s->ctx, s->xml, d, &node, err) < 0 || check_cpu_model(s, d, err) < 0 ||
 			 resolve_disks(s, d, existing, b->vol, err) < 0 ||
 			 (d->placement_auto && place_domain(s, d, node, b->placement, err) < 0) ||
-			 kb_domnew_xml(d, d->placement_auto ? b->placement : NULL, &b->xml, err) < 0
+			 kb_domnew_xml(d, d->placement_auto ? b->placement : NULL, &b->xml, err) < 0 ||
+			 (existing && check_existing_disks(s, b, existing, err) < 0)
 		 ? -1
 		 : 0;
 	if (existing)
@@ -660,6 +800,8 @@ static int build_from_words(struct session *s, struct build *b, struct kb_error 
 	return rc;
 }
 
+static bool domain_running(void *opaque, const char *name);
+
 static int build(struct session *s, struct build *b, struct kb_error *err)
 {
 	*b = (struct build){ 0 };
@@ -668,6 +810,8 @@ static int build(struct session *s, struct build *b, struct kb_error *err)
 		rc = s->spec->words_len ? build_from_words(s, b, err) : build_from_file(s, s->spec->xml, b, err);
 	if (rc < 0)
 		build_free(s, b);
+	else
+		b->running = b->current && domain_running(s, b->name);
 	return rc;
 }
 
@@ -822,6 +966,13 @@ static const char *pins_value(const struct kb_xml *xml, xmlNode *root, char *buf
 	return buf[0] ? buf : NULL;
 }
 
+/* Add @text to a change's note, after what it says already. */
+static void note_append(struct kb_change *c, const char *text)
+{
+	autofree char *had = c->note ? strdup(c->note) : NULL;
+	kb_change_note(c, "%s%s%s", had ? had : "", had ? "; " : "", text);
+}
+
 /* One element of the definition: "NAME WHAT", BEFORE -> AFTER. */
 static int add_element(struct kb_plan *plan, const char *name, const char *what, const char *before, const char *after,
 		       struct kb_error *err)
@@ -953,8 +1104,13 @@ static int plan_definition(struct session *s, const struct build *b, struct kb_p
 	if (now && changing) {
 		def->status = KB_WOULD_CHANGE;
 		kb_change_set_after(def, "updated", NULL);
-		kb_change_note(def, "%zu element%s", changing, changing == 1 ? "" : "s");
+		kb_change_note(def, "%zu element%s%s", changing, changing == 1 ? "" : "s",
+			       b->running ? ", at the next start: the domain runs" : "");
 	}
+	/* A running guest keeps what it started with: the new definition waits for the next start. */
+	for (size_t i = first + 1; b->running && i < plan->count; i++)
+		if (plan->change[i].status == KB_WOULD_CHANGE)
+			note_append(&plan->change[i], "takes effect at the next start");
 	rc = 0;
 out:
 	xml->free_doc(want_doc);
@@ -1013,21 +1169,31 @@ static int plan_built(struct session *s, const struct build *b, struct kb_plan *
 		return -1;
 	if (plan_definition(s, b, plan, err) < 0)
 		return -1;
-	char item[512], size[64];
+	char item[512], size[64], have[64];
 	for (size_t i = 0; b->d && i < b->d->disk_count; i++) {
 		const struct kb_domnew_disk *k = &b->d->disk[i];
+		const struct new_volume *vol = &b->vol[i];
 		if (k->kind == KB_DISK_PATH)
 			continue;
-		snprintf(item, sizeof(item), "%s volume %s/%s", b->name, b->vol[i].pool_name, k->volume);
-		snprintf(size, sizeof(size), "%llu MiB", k->size_bytes >> 20);
-		struct kb_change *c = kb_plan_add(plan, item, KB_CHANGE_VALUE, b->vol[i].exists ? "exists" : NULL,
-						  b->vol[i].exists ? "exists" : size, err);
+		/* A new volume, or an existing one with its size: grown when the words say more (shrinking is refused). */
+		snprintf(item, sizeof(item), "%s volume %s/%s", b->name, vol->pool_name, k->volume);
+		struct kb_change *c = kb_plan_add(plan, item, KB_CHANGE_VALUE,
+						  vol->exists ? size_value(vol->capacity, have, sizeof(have)) : NULL,
+						  size_value(k->size_bytes, size, sizeof(size)), err);
 		if (!c)
 			return -1;
-		c->action = DOMAIN_VOLUME;
+		c->action = vol->exists ? DOMAIN_RESIZE : DOMAIN_VOLUME;
 		c->arg = (long)i;
-		if (k->kind == KB_DISK_OVERLAY)
+		if (vol->adopted)
+			kb_change_note(c, "adopted: made for this domain by a run interrupted before defining it");
+		else if (k->kind == KB_DISK_OVERLAY && !vol->exists)
 			kb_change_note(c, "over its backing image");
+	}
+	/* --prune: the disks the words no longer name leave the definition; their files stay. */
+	for (size_t i = 0; spec->prune && i < plan->count; i++) {
+		struct kb_change *c = &plan->change[i];
+		if (c->action == DOMAIN_ELEMENT && c->before && !c->after && !strncmp(c->before, "disk ", 5))
+			note_append(c, "pruned: the file stays");
 	}
 	virDomainPtr dom = NULL;
 	if ((spec->autostart || spec->start) && lookup(s, b->name, &dom, err) < 0)
@@ -1119,8 +1285,96 @@ static int create_volume(struct session *s, struct build *b, struct kb_change *c
 	if (!vol)
 		return kb_virt_fail(s->v, err, NULL, "creating volume %s in pool '%s'", k->volume, b->vol[c->arg].pool_name);
 	s->v->volume_free(vol);
+	mark_pending(s, k->path, b->name);
 	c->status = KB_CHANGED;
 	return 0;
+}
+
+/*
+ * Grow a volume to the words' size: the running guest's disk through QEMU
+ * (it sees the new size at once), a stopped one's file through the pool.
+ * Read back from the pool.
+ */
+static int resize_volume(struct session *s, struct build *b, virDomainPtr dom, struct kb_change *c, struct kb_error *err)
+{
+	const struct kb_domnew_disk *k = &b->d->disk[c->arg];
+	const char *pool = b->vol[c->arg].pool_name;
+	virStorageVolPtr vol = s->v->volume_lookup(b->vol[c->arg].pool, k->volume);
+	if (!vol)
+		return kb_virt_fail(s->v, err, NULL, "looking up volume %s in pool '%s'", k->volume, pool);
+	int rc = 0;
+	if (b->running && dom)
+		rc = s->v->domain_block_resize(dom, k->path, k->size_bytes, VIR_DOMAIN_BLOCK_RESIZE_BYTES) < 0
+			     ? kb_virt_fail(s->v, err, NULL, "growing disk %s of running domain '%s'", k->path, b->name)
+			     : 0;
+	else if (s->v->volume_resize(vol, k->size_bytes, 0) < 0)
+		rc = kb_virt_fail(s->v, err, NULL, "growing volume %s in pool '%s'", k->volume, pool);
+	virStorageVolInfo info = { 0 };
+	if (rc == 0 && s->v->volume_info(vol, &info) < 0)
+		rc = kb_virt_fail(s->v, err, NULL, "reading volume %s in pool '%s'", k->volume, pool);
+	char have[64];
+	if (rc == 0 && info.capacity != k->size_bytes)
+		rc = kb_fail(err, 0, NULL, "volume %s in pool '%s' has %s after growing it", k->volume, pool,
+			     size_value(info.capacity, have, sizeof(have)));
+	s->v->volume_free(vol);
+	if (rc == 0)
+		c->status = KB_CHANGED;
+	return rc;
+}
+
+/*
+ * A stop signal (SIGINT, SIGTERM, SIGHUP) between the volumes' creation and
+ * the define is caught: the volumes made go again, then main re-raises it
+ * (ctx->stop_signal). Worker threads share the handler: the first to enter
+ * installs it, the last to leave puts back the one before.
+ */
+static const int stop_signals[] = { SIGINT, SIGTERM, SIGHUP };
+static pthread_mutex_t stop_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned stop_depth;
+static struct sigaction stop_saved[3];
+static volatile sig_atomic_t stop_caught;
+
+static void on_stop_signal(int sig)
+{
+	stop_caught = sig;
+}
+
+static void catch_stop_signals(void)
+{
+	pthread_mutex_lock(&stop_lock);
+	if (stop_depth++ == 0) {
+		struct sigaction sa = { .sa_handler = on_stop_signal };
+		sigemptyset(&sa.sa_mask);
+		stop_caught = 0;
+		for (int i = 0; i < 3; i++) {
+			sigaction(stop_signals[i], &sa, &stop_saved[i]);
+			if (stop_saved[i].sa_handler == SIG_IGN) /* ignored by whoever started us (nohup): it stays so */
+				sigaction(stop_signals[i], &stop_saved[i], NULL);
+		}
+	}
+	pthread_mutex_unlock(&stop_lock);
+}
+
+/* Leave the window; a signal caught in it is main's to re-raise. */
+static void release_stop_signals(const struct kb_ctx *ctx)
+{
+	pthread_mutex_lock(&stop_lock);
+	if (stop_caught)
+		((struct kb_ctx *)ctx)->stop_signal = stop_caught; /* the one field of the context apply sets */
+	if (--stop_depth == 0)
+		for (int i = 0; i < 3; i++)
+			sigaction(stop_signals[i], &stop_saved[i], NULL);
+	pthread_mutex_unlock(&stop_lock);
+}
+
+/* Test hook: KVMBOX_FAILPOINT=domain.after-volumes (SIGTERM) or domain.after-volumes-kill (SIGKILL) once they are made. */
+static void failpoint_after_volumes(void)
+{
+	const char *fp = getenv("KVMBOX_FAILPOINT");
+	if (fp && !strcmp(fp, "domain.after-volumes"))
+		raise(SIGTERM);
+	else if (fp && !strcmp(fp, "domain.after-volumes-kill"))
+		raise(SIGKILL);
 }
 
 /* Defining failed: the volumes this run made go again, so nothing is left behind. */
@@ -1161,13 +1415,19 @@ static int define(struct session *s, struct build *b, struct kb_plan *plan, virD
 	}
 	autofree char *after = inactive_xml(s->v, *dom);
 	bool same = b->current && after && !strcmp(b->current, after);
+	/* A running guest runs on as it started: what changed is its next start's. */
+	enum kb_status done = b->running ? KB_REBOOT : KB_CHANGED;
 	for (size_t i = 0; i < plan->count; i++) {
 		struct kb_change *c = &plan->change[i];
 		if ((c->action == DOMAIN_DEFINE || c->action == DOMAIN_ELEMENT) && c->status == KB_WOULD_CHANGE)
-			c->status = KB_CHANGED;
+			c->status = done;
 	}
+	/* The volumes are the definition's now: no longer a killed run's to adopt. */
+	for (size_t i = 0; b->d && i < b->d->disk_count; i++)
+		if (b->d->disk[i].kind != KB_DISK_PATH)
+			mark_pending(s, b->d->disk[i].path, NULL);
 	if (def->status == KB_UNCHANGED && !same) {
-		def->status = KB_CHANGED;
+		def->status = done;
 		kb_change_set_after(def, "updated", NULL);
 		kb_change_note(def, "elements the plan does not list changed");
 	}
@@ -1188,7 +1448,12 @@ int kb_domain_apply(const struct kb_ctx *ctx, const struct kb_domain_spec *spec,
 		return -1;
 	}
 	/* Volumes first: the definition names them. */
-	for (size_t i = 0; rc == 0 && i < plan->count; i++) {
+	bool creating = false;
+	for (size_t i = 0; i < plan->count; i++)
+		creating = creating || (plan->change[i].action == DOMAIN_VOLUME && plan->change[i].status == KB_WOULD_CHANGE);
+	if (creating)
+		catch_stop_signals();
+	for (size_t i = 0; rc == 0 && i < plan->count && !stop_caught; i++) {
 		struct kb_change *c = &plan->change[i];
 		if (c->action == DOMAIN_VOLUME && c->status == KB_WOULD_CHANGE && create_volume(&s, &b, c, err) < 0) {
 			failed(c, err);
@@ -1196,8 +1461,25 @@ int kb_domain_apply(const struct kb_ctx *ctx, const struct kb_domain_spec *spec,
 			rc = -1;
 		}
 	}
+	if (creating)
+		failpoint_after_volumes();
+	if (rc == 0 && creating && stop_caught) {
+		remove_created_volumes(&s, &b, plan);
+		rc = kb_fail(err, EINTR, NULL, "interrupted by %s: the volumes made for domain '%s' are removed again, nothing "
+					       "is defined", strsignal(stop_caught), b.name);
+		for (size_t i = 0; i < plan->count; i++)
+			if (plan->change[i].action == DOMAIN_DEFINE)
+				failed(&plan->change[i], err);
+	}
 	if (rc == 0)
 		rc = define(&s, &b, plan, &dom, err);
+	if (creating)
+		release_stop_signals(ctx);
+	for (size_t i = 0; rc == 0 && i < plan->count; i++) {
+		struct kb_change *c = &plan->change[i];
+		if (c->action == DOMAIN_RESIZE && c->status == KB_WOULD_CHANGE && resize_volume(&s, &b, dom, c, err) < 0)
+			rc = failed(c, err);
+	}
 	for (size_t i = 0; rc == 0 && i < plan->count; i++) {
 		struct kb_change *c = &plan->change[i];
 		if (c->status != KB_WOULD_CHANGE)

@@ -16,13 +16,21 @@
  *   NAME interface MAC     bridge br0, model virtio
  *   NAME graphics          vnc 127.0.0.1, none
  *   NAME vcpu pins         0:3 1:4, emulator 5-6
- *   NAME volume POOL/VOL   absent -> 64 MiB
+ *   NAME volume POOL/VOL   absent -> 64 MiB, 64 MiB -> 128 MiB (grown)
  *   NAME autostart         off -> on            (spec.autostart)
  *   NAME state             shut off -> running  (spec.start)
  *
  * Apply defines the domain whenever it exists (defining the same definition
  * changes nothing), reads it back and says so in the definition's note when
- * an element the plan does not list changed too.
+ * an element the plan does not list changed too. A running domain keeps
+ * running as it started: its changed elements are KB_REBOOT, each noted
+ * "takes effect at the next start" (a grown disk is grown at once).
+ *
+ * On a domain that exists, the words never replace a disk with a new empty
+ * volume (format= changed, its file missing: refused), never shrink one, and
+ * never drop one unless spec.prune (its file stays). A volume made for a
+ * domain is marked for it until the define; a stop signal in between removes
+ * it, and a killed run's volume is adopted by the next run of the same words.
  */
 #ifndef KVMBOX_DOMAIN_H
 #define KVMBOX_DOMAIN_H
@@ -62,6 +70,7 @@ struct kb_domain_spec {
 	int wait_seconds;               /* start: how long to wait until it runs (default 60) */
 	bool preflight;                 /* plan runs the preflight on the new definition (default yes) */
 	bool storage;                   /* remove: the domain's image files too */
+	bool prune;                     /* words: disks the words no longer name leave the definition (their files stay) */
 	char uri[256];                  /* "" : $LIBVIRT_DEFAULT_URI, else qemu:///system */
 	const struct kb_domain_link *link; /* may be NULL */
 	struct kb_findings *findings;   /* where plan puts the preflight's findings; may be NULL */
@@ -75,8 +84,8 @@ void kb_domain_spec_init(struct kb_domain_spec *spec);
  * name it: "xml" (an absolute path), any word of domain new (memory, vcpus,
  * disk, ...: its syntax checked now, kept in the spec's words), "autostart"
  * and "start" (yes/no), "connect" (a libvirt URI), "wait" (seconds, 1 to
- * 3600), "storage" (yes/no), "preflight" (yes/no). Unknown keys and bad values
- * are refused.
+ * 3600), "storage" (yes/no), "preflight" (yes/no), "prune" (yes/no). Unknown
+ * keys and bad values are refused.
  */
 int kb_domain_spec_set(struct kb_domain_spec *spec, const char *key, const char *value, struct kb_error *err);
 

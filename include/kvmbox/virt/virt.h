@@ -47,6 +47,9 @@ struct kb_virt {
 	__typeof__(virStoragePoolGetXMLDesc) *pool_xml;
 	__typeof__(virStorageVolCreateXML) *volume_create;
 	__typeof__(virStorageVolDelete) *volume_delete;
+	__typeof__(virStorageVolGetInfo) *volume_info;
+	__typeof__(virStorageVolResize) *volume_resize;
+	__typeof__(virDomainBlockResize) *domain_block_resize;
 	__typeof__(virGetLastError) *last_error;
 	__typeof__(virResetLastError) *reset_error;
 };

@@ -52,6 +52,12 @@ options:
     description: With I(state=absent), remove the domain's disk images too.
     type: bool
     default: false
+  prune:
+    description:
+      - Disks the words no longer name leave the definition, their files stay (C(--prune)).
+        Without it such a disk is refused, never detached silently.
+    type: bool
+    default: false
   connect:
     description: libvirt URI (C(--connect)).
     type: str
@@ -92,6 +98,10 @@ rows:
   type: list
   elements: dict
   returned: always
+reboot_required:
+  description: The domain runs and its new definition waits for its next start (the rows say which elements).
+  type: bool
+  returned: always
 rc:
   description: kvmbox's exit status.
   type: int
@@ -130,6 +140,7 @@ def main():
         xml=dict(type="path"),
         autostart=dict(type="bool", default=False),
         storage=dict(type="bool", default=False),
+        prune=dict(type="bool", default=False),
         connect=dict(type="str"),
     )
     argument_spec.update(COMMON_ARGS)
@@ -140,7 +151,7 @@ def main():
     elif p["xml"]:
         args = ["domain", "define", p["xml"]]
     else:
-        args = ["domain", "new", p["name"]] + word_options(module)
+        args = ["domain", "new", p["name"]] + word_options(module) + (["--prune"] if p["prune"] else [])
     if p["state"] == "running":
         args.append("--start")
     if p["autostart"] and p["state"] != "absent":
