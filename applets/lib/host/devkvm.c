@@ -1,5 +1,6 @@
 /* The /dev/kvm node; see kvmbox/host/devkvm.h. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,6 +163,31 @@ int kb_devkvm_plan(const struct kb_ctx *ctx, const struct kb_devkvm_spec *spec, 
 	return 0;
 }
 
+/*
+ * Owner and mode of the character device at @path itself, never of what a
+ * link swapped in its place names (a root kvmbox did not make can race it):
+ * opened O_PATH|O_NOFOLLOW, checked, changed through the descriptor.
+ */
+static int set_node_owner_mode(const char *path, gid_t gid, bool owner, bool mode, struct kb_error *err)
+{
+	autoclose_fd fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return kb_fail(err, errno, path, "opening");
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return kb_fail(err, errno, path, "examining");
+	if (!S_ISCHR(st.st_mode))
+		return kb_fail(err, EINVAL, path, "refusing to change (not a character device any more):");
+	if (owner && fchownat(fd, "", 0, gid, AT_EMPTY_PATH) < 0)
+		return kb_fail(err, errno, path, "changing the owner of");
+	/* chmod has no AT_EMPTY_PATH here: the descriptor's /proc link names the node itself. */
+	char self[64];
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", (int)fd);
+	if (mode && chmod(self, KB_DEVKVM_MODE) < 0)
+		return kb_fail(err, errno, path, "changing the mode of");
+	return 0;
+}
+
 /* The node, made with its final owner and mode before it becomes visible as /dev/kvm (renamed over what was there). */
 static int make_node(const struct kb_ctx *ctx, const char *path, gid_t gid, struct kb_error *err)
 {
@@ -173,7 +199,11 @@ static int make_node(const struct kb_ctx *ctx, const char *path, gid_t gid, stru
 	unlink(tmp);
 	if (mknod(tmp, S_IFCHR | KB_DEVKVM_MODE, want) < 0)
 		return kb_fail(err, errno, tmp, "creating device node");
-	if (chown(tmp, 0, gid) < 0 || chmod(tmp, KB_DEVKVM_MODE) < 0 || rename(tmp, path) < 0) {
+	if (set_node_owner_mode(tmp, gid, true, true, err) < 0) {
+		unlink(tmp);
+		return -1;
+	}
+	if (rename(tmp, path) < 0) {
 		int e = errno;
 		unlink(tmp);
 		return kb_fail(err, e, path, "creating device node");
@@ -213,14 +243,8 @@ int kb_devkvm_apply(const struct kb_ctx *ctx, const struct kb_devkvm_spec *spec,
 		int rc = 0;
 		switch (c->action) {
 		case DEVKVM_NODE: rc = make_node(ctx, node.s, gid, err); break;
-		case DEVKVM_OWNER:
-			if (chown(node.s, 0, gid) < 0)
-				rc = kb_fail(err, errno, node.s, "changing the owner of");
-			break;
-		case DEVKVM_MODE:
-			if (chmod(node.s, KB_DEVKVM_MODE) < 0)
-				rc = kb_fail(err, errno, node.s, "changing the mode of");
-			break;
+		case DEVKVM_OWNER: rc = set_node_owner_mode(node.s, gid, true, false, err); break;
+		case DEVKVM_MODE: rc = set_node_owner_mode(node.s, gid, false, true, err); break;
 		case DEVKVM_RULE: rc = kb_apply_file(ctx, c, err); break;
 		default: continue;
 		}
