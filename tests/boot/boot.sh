@@ -153,7 +153,7 @@ pci_passthrough_on_a_real_iommu() {
 	QEMU_MACHINE=$machine DISK_ADDR=0x3 boot "intel_iommu=on kvmbox.target=LABEL=kvmbox-target kvmbox.action=poweroff"
 	[ "$QEMU_RC" = 33 ] || fail "QEMU exit $QEMU_RC (33 = success verdict); serial log:"$'\n'"$(tail -40 <<<"$SERIAL")"
 	# pci refuses a device without an IOMMU group: a bind means the kernel made real groups.
-	expect_match "bound, read back" "$SERIAL" "changed +pci +2 items changed"
+	expect_match "bound, read back" "$SERIAL" "changed +pci +3 items changed"
 	expect_match "state" "$(disk_file /var/lib/kvmbox/state)" "done=pci"
 	expect_match "persisted for the installed system" "$(disk_file /etc/udev/rules.d/61-kvmbox-vfio-pci.rules)" 'KERNEL=="0000:00:04.0", ATTR\{driver_override\}="vfio-pci"'
 	pci_config 00:03.0
