@@ -159,7 +159,7 @@ static int connect_libvirt(struct domain_cmd *cmd)
 /* Move every change of @from to the end of @into (@from is left empty). */
 static int plan_take(struct kb_plan *into, struct kb_plan *from)
 {
-	if (into->count + from->count > into->cap) {
+	if (!into->change || into->count + from->count > into->cap) { /* (an empty list has no array yet) */
 		size_t cap = into->count + from->count + 8;
 		struct kb_change *grown = realloc(into->change, cap * sizeof(*grown));
 		if (!grown)
