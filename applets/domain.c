@@ -6,9 +6,10 @@
  *   define FILE...     preflight, define (validated), autostart, start, wait
  *   up BUNDLE          unpack + preflight + define (+ start)
  *   rm NAME...         destroy, undefine, remove image files, refresh pools
+ *   stop, pause NAME... shut down (or destroy), suspend
  *   new NAME WORDS...  a definition from virt-install-like words, its volumes
  *
- * define, new and rm are the domain resource's plan and apply
+ * define, new, rm, stop and pause are the domain resource's plan and apply
  * (lib/virt/domain.c): the options into its spec, plan, then print
  * (--dry-run) or apply and print; each element shown before -> after.
  * Several domains are defined, started and removed in parallel threads on
@@ -40,21 +41,26 @@
 
 const char domain_usage[] =
 	"Usage: kvmbox domain preflight FILE.xml...\n"
-	"       kvmbox domain define FILE.xml... [--autostart] [--start] [--wait SEC] [--no-preflight] [--dry-run]\n"
-	"       kvmbox domain new NAME --memory SIZE [WORDS...] [--prune] [--print-xml] [--autostart] [--start] [--dry-run]\n"
-	"       kvmbox domain up BUNDLE [--dest DIR] [--name NAME] [--autostart] [--start] [--wait SEC]\n"
+	"       kvmbox domain define FILE.xml... [--autostart[=no]] [--start] [--wait SEC] [--no-preflight] [--dry-run]\n"
+	"       kvmbox domain new NAME --memory SIZE [WORDS...] [--prune] [--print-xml] [--autostart[=no]] [--start] [--dry-run]\n"
+	"       kvmbox domain up BUNDLE [--dest DIR] [--name NAME] [--replace] [--autostart[=no]] [--start] [--wait SEC]\n"
 	"       kvmbox domain rm NAME... [--storage] [--dry-run]\n"
+	"       kvmbox domain stop NAME... [--force] [--wait SEC] [--dry-run]\n"
+	"       kvmbox domain pause NAME... [--dry-run]\n"
 	"\n"
 	"Define and launch libvirt domains. preflight tells, per XML element, what\n"
 	"would stop the domain from starting on this host (ERROR) or make it hard to\n"
 	"use (WARN), and the fix: /dev/kvm, emulator, machine type, CPU model and\n"
 	"nested features, NUMA cells, hugepages, CPU pinning, bridges, disks, 9p\n"
 	"directories, PCI host devices, serial console. define runs the preflight,\n"
-	"then defines the domain (same name and UUID and the same definition:\n"
-	"unchanged; same name with another UUID: refused). up unpacks a bundle\n"
-	"first. rm destroys, undefines and with --storage removes the domain's disk\n"
-	"images and refreshes the storage pools that held them. Several domains are\n"
-	"handled in parallel.\n"
+	"shows its warnings, then defines the domain (same name and UUID and the\n"
+	"same definition: unchanged; same name with another UUID: refused). up\n"
+	"unpacks a bundle first; a domain of that name that boots no image of the\n"
+	"bundle is another's: refused unless --replace. rm destroys, undefines and\n"
+	"with --storage removes the domain's disk images and refreshes the storage\n"
+	"pools that held them. stop asks the guest to shut down (ACPI) and waits,\n"
+	"--force destroys it at once; pause suspends it (a shut off domain starts\n"
+	"paused; virsh resume runs it again). Several domains are handled in parallel.\n"
 	"\n"
 	"new makes the definition from words (virt-install's syntax), checks them on\n"
 	"this host, creates new disks as volumes of a storage pool and defines the\n"
@@ -89,15 +95,18 @@ const char domain_usage[] =
 	"  --print-xml       print the definition, change nothing\n"
 	"\n"
 	"  --connect URI   libvirt URI (default $LIBVIRT_DEFAULT_URI, else qemu:///system)\n"
-	"  --autostart     start the domain when libvirtd starts\n"
+	"  --autostart     start the domain when libvirtd starts; --autostart=no, --no-autostart: not\n"
+	"                  (without either, autostart is left as it is)\n"
 	"  --start         start it and wait until it runs\n"
-	"  --wait SEC      how long to wait for running (default 60)\n"
+	"  --wait SEC      how long to wait for running, stop: for shut off (default 60)\n"
 	"  --no-preflight  define even when the preflight finds errors\n"
-	"  --dry-run       define, new, rm: show what would change, change nothing\n"
+	"  --dry-run       define, new, rm, stop, pause: show what would change, change nothing\n"
 	"  --jobs N        domains handled at once (default 8)\n"
 	"  --dest DIR      up: where to unpack (default /var/lib/libvirt/images)\n"
-	"  --name NAME     up: the unpacked directory's name (default: the bundle's)\n"
-	"  --replace       up: unpack again over an existing directory\n"
+	"  --name NAME     up: the domain's name and its directory's (default: the bundle's)\n"
+	"  --replace       up: unpack again over an existing directory, and define over a\n"
+	"                  domain of that name that boots other images\n"
+	"  --force         stop: destroy (pull the plug) instead of asking the guest\n"
 	"  --storage       rm: also remove the domain's disk image files, except a file\n"
 	"                  another domain uses (disk, volume, backing file) or a process\n"
 	"                  has open: that one is kept and the row says who holds it\n";
@@ -112,7 +121,7 @@ struct domain_cmd {
 	const char *uri;
 	virConnectPtr conn;
 	struct kb_domain_spec spec; /* the options; each domain's spec starts as a copy */
-	bool no_preflight, replace, dry_run, print_xml;
+	bool no_preflight, replace, dry_run, print_xml, force;
 	unsigned jobs;
 	const char *dest, *name;
 	pthread_mutex_t lock; /* serialises messages from the worker threads */
@@ -157,7 +166,7 @@ static int connect_libvirt(struct domain_cmd *cmd)
 /* Move every change of @from to the end of @into (@from is left empty). */
 static int plan_take(struct kb_plan *into, struct kb_plan *from)
 {
-	if (!into->change || into->count + from->count > into->cap) {
+	if (!into->change || into->count + from->count > into->cap) { /* (an empty list has no array yet) */
 		size_t cap = into->count + from->count + 8;
 		struct kb_change *grown = realloc(into->change, cap * sizeof(*grown));
 		if (!grown)
@@ -249,11 +258,11 @@ static void add_unreachable(struct domain_cmd *cmd, struct kb_findings *findings
 }
 
 /*
- * Preflight every file; print the findings (@failing_only: of the files with
- * errors). Returns the number of files with errors, or -1 when a file could
+ * Preflight every file; print the findings (@found_only: of the files with
+ * any). Returns the number of files with errors, or -1 when a file could
  * not be read as a domain.
  */
-static int preflight_files(struct domain_cmd *cmd, char **files, int count, bool failing_only)
+static int preflight_files(struct domain_cmd *cmd, char **files, int count, bool found_only)
 {
 	struct kb_preflight_host host = { .domcaps = domcaps_from_libvirt, .opaque = cmd, .running = domain_running };
 	autofree char *caps = cmd->conn ? cmd->virt.get_capabilities(cmd->conn) : NULL;
@@ -286,7 +295,7 @@ static int preflight_files(struct domain_cmd *cmd, char **files, int count, bool
 			autofree char *name = kb_xml_text(&cmd->xml, kb_xml_child(cmd->xml.root_element(doc), "name"));
 			if (!cmd->conn)
 				add_unreachable(cmd, findings);
-			if (!failing_only || findings->errors)
+			if (!found_only || findings->count)
 				print_findings(&pr, files[i], name ? name : "", findings);
 			failing += findings->errors > 0;
 		}
@@ -338,6 +347,21 @@ static void define_one(struct job *j)
 	int rc = kb_domain_plan(j->cmd->ctx, &spec, &j->plan, &err);
 	if (rc == 0 && !j->cmd->dry_run)
 		rc = kb_domain_apply(j->cmd->ctx, &spec, &j->plan, &err);
+	job_finish(j, rc, &err);
+}
+
+static void state_one(struct job *j)
+{
+	struct kb_domain_spec spec;
+	struct kb_domain_link link;
+	struct kb_error err = { 0 };
+	job_spec(j, &spec, &link);
+	snprintf(spec.name, sizeof(spec.name), "%s", j->arg);
+	int rc = strlen(j->arg) < sizeof(spec.name) ? 0 : kb_fail(&err, 0, NULL, "domain name '%s' is too long", j->arg);
+	if (rc == 0)
+		rc = kb_domain_state_plan(j->cmd->ctx, &spec, &j->plan, &err);
+	if (rc == 0 && !j->cmd->dry_run)
+		rc = kb_domain_state_apply(j->cmd->ctx, &spec, &j->plan, &err);
 	job_finish(j, rc, &err);
 }
 
@@ -446,7 +470,7 @@ static int cmd_define(struct domain_cmd *cmd, char **files, int count)
 	if (!cmd->conn && connect_libvirt(cmd) < 0)
 		return KB_EXIT_FAILURE;
 	if (!cmd->no_preflight) {
-		/* Findings are shown only for the files with errors: nothing is defined then. */
+		/* Warnings are shown and defined anyway; errors stop every file. */
 		int failing = preflight_files(cmd, files, count, true);
 		if (failing < 0)
 			return KB_EXIT_FAILURE;
@@ -464,6 +488,15 @@ static int cmd_rm(struct domain_cmd *cmd, char **names, int count)
 	if (connect_libvirt(cmd) < 0)
 		return KB_EXIT_FAILURE;
 	return run_jobs(cmd, names, count, rm_one);
+}
+
+/* stop, pause: @state for every name. */
+static int cmd_state(struct domain_cmd *cmd, enum kb_domain_state state, char **names, int count)
+{
+	if (connect_libvirt(cmd) < 0)
+		return KB_EXIT_FAILURE;
+	cmd->spec.state = state;
+	return run_jobs(cmd, names, count, state_one);
 }
 
 /* up: unpack the bundle (unless already unpacked), then define what it holds. */
@@ -515,6 +548,13 @@ static int cmd_up(struct domain_cmd *cmd, const char *bundle)
 		return KB_EXIT_FAILURE;
 	}
 	snprintf(xml_file, sizeof(xml_file), "%s/domain.xml", unpacked.s);
+	/* The bundle's domain: named as --name says, never taking over another's without --replace. */
+	snprintf(cmd->spec.bundle_dir, sizeof(cmd->spec.bundle_dir), "%s", dir);
+	cmd->spec.take_over = cmd->replace;
+	if (cmd->name) {
+		cmd->spec.rename = true;
+		snprintf(cmd->spec.name, sizeof(cmd->spec.name), "%s", cmd->name);
+	}
 	char *files[] = { xml_file };
 	return cmd_define(cmd, files, 1);
 }
@@ -547,8 +587,8 @@ static int cmd_new(struct domain_cmd *cmd)
 	spec->findings = findings;
 	autoplan struct kb_plan plan = { 0 };
 	int rc = kb_domain_plan(cmd->ctx, spec, &plan, &err);
-	if (rc < 0 && findings->errors) {
-		/* The preflight's errors: what to fix, before anything was made. */
+	if (findings->count) {
+		/* The preflight's warnings, and its errors: what to fix, before anything was made. */
 		struct kb_printer pr;
 		kb_print_begin(&pr, cmd->ctx, "preflight");
 		print_findings(&pr, spec->name, spec->name, findings);
@@ -570,7 +610,7 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 {
 	enum {
 		OPT_CONNECT = KB_OPT_APPLET_FIRST, OPT_AUTOSTART, OPT_START, OPT_WAIT, OPT_NO_PREFLIGHT, OPT_JOBS,
-		OPT_DEST, OPT_NAME, OPT_REPLACE, OPT_STORAGE, OPT_DRY_RUN, OPT_PRINT_XML, OPT_PRUNE,
+		OPT_DEST, OPT_NAME, OPT_REPLACE, OPT_STORAGE, OPT_DRY_RUN, OPT_PRINT_XML, OPT_PRUNE, OPT_NO_AUTOSTART, OPT_FORCE,
 		OPT_WORD, /* OPT_WORD + i: the domain new word new_words[i] */
 	};
 	/* domain new's options are its words (kvmbox/virt/domnew.h), the same as provision's [domain] keys. */
@@ -580,7 +620,9 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 	static const struct option long_options[] = {
 		KB_GLOBAL_LONG_OPTIONS,
 		{ "connect", required_argument, NULL, OPT_CONNECT },
-		{ "autostart", no_argument, NULL, OPT_AUTOSTART },
+		{ "autostart", optional_argument, NULL, OPT_AUTOSTART },
+		{ "no-autostart", no_argument, NULL, OPT_NO_AUTOSTART },
+		{ "force", no_argument, NULL, OPT_FORCE },
 		{ "start", no_argument, NULL, OPT_START },
 		{ "wait", required_argument, NULL, OPT_WAIT },
 		{ "no-preflight", no_argument, NULL, OPT_NO_PREFLIGHT },
@@ -623,7 +665,7 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 	char *end;
 	while (rc == -1 && (opt = getopt_long(argc, argv, KB_GLOBAL_SHORT_OPTIONS, long_options, NULL)) != -1) {
 		switch (opt) {
-		case OPT_AUTOSTART: cmd->spec.autostart = true; break;
+		case OPT_FORCE: cmd->force = true; break;
 		case OPT_START: cmd->spec.start = true; break;
 		case OPT_NO_PREFLIGHT: cmd->no_preflight = true; break;
 		case OPT_DEST: cmd->dest = optarg; break;
@@ -635,7 +677,11 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 		case OPT_PRUNE: cmd->spec.prune = true; break;
 		case OPT_CONNECT:
 		case OPT_WAIT:
-			if (kb_domain_spec_set(&cmd->spec, opt == OPT_WAIT ? "wait" : "connect", optarg, &err) < 0) {
+		case OPT_AUTOSTART:
+		case OPT_NO_AUTOSTART:
+			if (kb_domain_spec_set(&cmd->spec, opt == OPT_WAIT ? "wait" : opt == OPT_CONNECT ? "connect" : "autostart",
+					       opt == OPT_NO_AUTOSTART ? "no" : opt == OPT_AUTOSTART && !optarg ? "yes" : optarg,
+					       &err) < 0) {
 				kb_say_error(ctx, "--%s", err.what);
 				rc = KB_EXIT_USAGE;
 			}
@@ -664,24 +710,34 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 	char **args = argv + optind + 1;
 	int count = optind < argc ? argc - optind - 1 : 0;
 	if (rc == -1) {
-		bool is_new = verb && !strcmp(verb, "new");
+		bool is_new = verb && !strcmp(verb, "new"), is_up = verb && !strcmp(verb, "up");
+		bool by_name = verb && (!strcmp(verb, "rm") || !strcmp(verb, "stop") || !strcmp(verb, "pause"));
 		if (!verb) {
-			kb_say_error(ctx, "needs preflight, define, new, up or rm (kvmbox domain --help)");
+			kb_say_error(ctx, "needs preflight, define, new, up, rm, stop or pause (kvmbox domain --help)");
 			rc = KB_EXIT_USAGE;
-		} else if (strcmp(verb, "preflight") && strcmp(verb, "define") && strcmp(verb, "up") && strcmp(verb, "rm") &&
-			   !is_new) {
-			kb_say_error(ctx, "unknown command '%s': preflight, define, new, up or rm", verb);
+		} else if (strcmp(verb, "preflight") && strcmp(verb, "define") && !is_up && !by_name && !is_new) {
+			kb_say_error(ctx, "unknown command '%s': preflight, define, new, up, rm, stop or pause", verb);
 			rc = KB_EXIT_USAGE;
-		} else if (count == 0 || ((!strcmp(verb, "up") || is_new) && count != 1)) {
-			kb_say_error(ctx, "%s needs %s", verb, !strcmp(verb, "rm") ? "one or more domain names" :
-							    !strcmp(verb, "up") ? "one BUNDLE" : is_new ? "one NAME" :
+		} else if (count == 0 || ((is_up || is_new) && count != 1)) {
+			kb_say_error(ctx, "%s needs %s", verb, by_name ? "one or more domain names" :
+							    is_up ? "one BUNDLE" : is_new ? "one NAME" :
 							    "one or more XML files");
 			rc = KB_EXIT_USAGE;
 		} else if ((any_word || cmd->print_xml) && !is_new) {
 			kb_say_error(ctx, "--memory, --disk, --print-xml and the other words are for new");
 			rc = KB_EXIT_USAGE;
-		} else if (cmd->dry_run && strcmp(verb, "define") != 0 && !is_new && strcmp(verb, "rm") != 0) {
-			kb_say_error(ctx, "--dry-run is for define, new and rm");
+		} else if (cmd->name && !is_up) {
+			/* new takes its name as its argument: a second one would be ignored. */
+			kb_say_error(ctx, "--name is for up%s", is_new ? " (new names the domain: domain new NAME)" : "");
+			rc = KB_EXIT_USAGE;
+		} else if ((cmd->spec.autostart >= 0 || cmd->spec.start) && (by_name || !strcmp(verb, "preflight"))) {
+			kb_say_error(ctx, "--autostart and --start are for define, new and up");
+			rc = KB_EXIT_USAGE;
+		} else if (cmd->force && strcmp(verb, "stop") != 0) {
+			kb_say_error(ctx, "--force is for stop");
+			rc = KB_EXIT_USAGE;
+		} else if (cmd->dry_run && (is_up || !strcmp(verb, "preflight"))) {
+			kb_say_error(ctx, "--dry-run is for define, new, rm, stop and pause");
 			rc = KB_EXIT_USAGE;
 		} else if (is_new && (snprintf(cmd->spec.name, sizeof(cmd->spec.name), "%s", args[0]) >= (int)sizeof(cmd->spec.name) ||
 				      kb_domain_spec_check(&cmd->spec, &err) < 0)) {
@@ -707,6 +763,10 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 			rc = cmd_up(cmd, args[0]);
 		} else if (!strcmp(verb, "new")) {
 			rc = cmd_new(cmd);
+		} else if (!strcmp(verb, "stop")) {
+			rc = cmd_state(cmd, cmd->force ? KB_DOMAIN_DESTROYED : KB_DOMAIN_SHUTDOWN, args, count);
+		} else if (!strcmp(verb, "pause")) {
+			rc = cmd_state(cmd, KB_DOMAIN_PAUSED, args, count);
 		} else {
 			rc = cmd_rm(cmd, args, count);
 		}

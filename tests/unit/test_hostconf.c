@@ -46,7 +46,7 @@ static void example_config(void **state)
 	assert_string_equal(conf.bundle[0].unpack.dest, "/var/lib/libvirt/images");
 	assert_int_equal(conf.domain_count, 2);
 	assert_string_equal(conf.domain[0].bundle, "vnf-router");
-	assert_true(conf.domain[0].spec.autostart);
+	assert_int_equal(conf.domain[0].spec.autostart, 1);
 	/* nfv1 from words: each kept as the domain's spec keeps it, in order. */
 	const struct kb_conf_domain *nfv1 = &conf.domain[1];
 	assert_string_equal(nfv1->name, "nfv1");
@@ -63,7 +63,7 @@ static void example_config(void **state)
 		assert_string_equal(w, expected[i]);
 	}
 	assert_null(kb_domain_spec_next_word(&nfv1->spec, w));
-	assert_true(nfv1->spec.autostart);
+	assert_int_equal(nfv1->spec.autostart, 1);
 }
 
 static void defaults_and_repeated_addresses(void **state)

@@ -169,6 +169,92 @@ domain_running_unchanged_absent() {
 	expect_eq "absent again: unchanged" "$(stat_of changed)" 0
 }
 
+# kvmbox_domain's words: autostart unset leaves it, false turns it off (check mode as the
+# run); the states paused, destroyed and shutdown; a paused domain asked to run says so.
+domain_autostart_and_states() {
+	local words="        words:
+          memory: 64M
+          virt-type: qemu
+          graphics: none"
+	playbook auto "    - kvmbox.host.kvmbox_domain:
+        binary: $KVMBOX
+        name: kvmbox-test-astate
+        state: running
+        autostart: true
+$words"
+	play auto
+	expect_eq "on" "$(stat_of changed) $(stat_of failed) $($VIRSH dominfo kvmbox-test-astate | awk '/^Autostart/ {print $2}')" "1 0 enable"
+	sed -i 's/autostart: true/autostart: false/' "$TESTS_TMP/auto.yml"
+	play auto --check
+	expect_eq "check mode: would turn it off" "$(stat_of changed) $(task '[.rows[] | select(.status != "unchanged") | .id + " " + .message]')" '1 ["kvmbox-test-astate autostart on -> off"]'
+	expect_eq "check mode: still on" "$($VIRSH dominfo kvmbox-test-astate | awk '/^Autostart/ {print $2}')" "enable"
+	play auto
+	expect_eq "the run as the check" "$(stat_of changed) $(task '[.rows[] | select(.status != "unchanged") | .id + " " + .message]')" '1 ["kvmbox-test-astate autostart on -> off"]'
+	expect_eq "off" "$($VIRSH dominfo kvmbox-test-astate | awk '/^Autostart/ {print $2}')" "disable"
+	sed -i '/autostart: false/d' "$TESTS_TMP/auto.yml"
+	play auto
+	expect_eq "unset: left as it is" "$(stat_of changed) $(task '[.rows[] | select(.id | endswith("autostart"))] | length')" "0 0"
+
+	playbook paused "    - kvmbox.host.kvmbox_domain:
+        binary: $KVMBOX
+        name: kvmbox-test-astate
+        state: paused"
+	play paused --check
+	expect_eq "check mode: would pause" "$(stat_of changed) $($VIRSH domstate kvmbox-test-astate | head -1)" "1 running"
+	play paused
+	expect_eq "paused" "$(stat_of changed) $(task '[.rows[].message]') $($VIRSH domstate kvmbox-test-astate | head -1)" '1 ["running -> paused"] paused'
+	play paused
+	expect_eq "paused again: unchanged" "$(stat_of changed) $(stat_of failed)" "0 0"
+	play auto
+	expect_eq "running asked of a paused domain" "$(stat_of failed)" 1
+	expect_match "says so" "$(task .msg)" "domain 'kvmbox-test-astate' is paused: starting does not resume it \\(virsh resume kvmbox-test-astate\\)"
+	sed 's/state: paused/state: destroyed/' "$TESTS_TMP/paused.yml" >"$TESTS_TMP/destroyed.yml"
+	play destroyed
+	expect_eq "destroyed" "$(stat_of changed) $(task '[.rows[].message]') $($VIRSH domstate kvmbox-test-astate | head -1)" '1 ["paused -> shut off"] shut off'
+	sed 's/state: paused/state: shutdown/' "$TESTS_TMP/paused.yml" >"$TESTS_TMP/shutdown.yml"
+	play shutdown
+	expect_eq "shut off already: unchanged" "$(stat_of changed) $(stat_of failed)" "0 0"
+	playbook mixed "    - kvmbox.host.kvmbox_domain:
+        binary: $KVMBOX
+        name: kvmbox-test-astate
+        state: paused
+$words"
+	play mixed
+	expect_eq "words with state paused" "$(stat_of failed)" 1
+	expect_match "refused" "$(task .msg)" "state=paused acts on the defined domain: words, xml and autostart are for state=present and state=running"
+	"$KVMBOX" domain rm kvmbox-test-astate >/dev/null
+}
+
+# xml is a file or the XML text; a definition naming another domain than name is refused.
+domain_xml_text_and_name() {
+	qemu-img create -q -f qcow2 "$POOL_DIR/axml.qcow2" 16M
+	domain_xml kvmbox-test-axml "$POOL_DIR/axml.qcow2" >"$TESTS_TMP/axml.xml"
+	playbook xmltext "    - kvmbox.host.kvmbox_domain:
+        binary: $KVMBOX
+        name: kvmbox-test-axml
+        xml: |
+$(sed 's/^/          /' "$TESTS_TMP/axml.xml")"
+	play xmltext --check
+	expect_eq "check mode: would define" "$(stat_of changed) $(task '[.rows[0].message]')" '1 ["absent -> defined"]'
+	expect_eq "not defined yet" "$($VIRSH list --all --name | grep -c kvmbox-test-axml)" 0
+	play xmltext
+	expect_eq "defined from the text" "$(stat_of changed) $(stat_of failed) $($VIRSH domstate kvmbox-test-axml | head -1)" "1 0 shut off"
+	play xmltext
+	expect_eq "again: unchanged" "$(stat_of changed)" 0
+	playbook xmlfile "    - kvmbox.host.kvmbox_domain:
+        binary: $KVMBOX
+        name: kvmbox-test-other
+        xml: $TESTS_TMP/axml.xml"
+	play xmlfile
+	expect_eq "another domain's file" "$(stat_of failed)" 1
+	expect_eq "refused" "$(task .msg)" '"xml defines domain '"'"'kvmbox-test-axml'"'"', not '"'"'kvmbox-test-other'"'"'"'
+	expect_eq "nothing defined" "$($VIRSH list --all --name | grep -c kvmbox-test-other)" 0
+	sed -i 's/name: kvmbox-test-other/name: kvmbox-test-axml/' "$TESTS_TMP/xmlfile.yml"
+	play xmlfile
+	expect_eq "the file, same domain: unchanged" "$(stat_of changed) $(stat_of failed)" "0 0"
+	"$KVMBOX" domain rm kvmbox-test-axml >/dev/null
+}
+
 documentation_parses() {
 	local m
 	for m in kvmbox_provision kvmbox_check kvmbox_domain; do
@@ -182,5 +268,7 @@ documentation_parses() {
 t provision_changed_then_unchanged_check_and_failure
 t check_as_facts
 t domain_running_unchanged_absent
+t domain_autostart_and_states
+t domain_xml_text_and_name
 t documentation_parses
 done_testing

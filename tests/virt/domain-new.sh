@@ -243,6 +243,10 @@ bad_words() {
 	expect_eq "nested=N" "$ERR" "kvmbox domain: nested: kvm_intel is loaded without nested=1 on this host (kvmbox kvm-load --nested --persist)"
 	run domain define x.xml --memory 1G
 	expect_rc 2
+	# new's name is its argument: another given as --name would be ignored.
+	run domain new x "${base[@]}" --memory 1G --name y
+	expect_rc 2
+	expect_eq "--name" "$ERR" "kvmbox domain: --name is for up (new names the domain: domain new NAME)"
 	# Files of the host itself are no guest's disk: system directories, and where links lead.
 	run domain new x "${base[@]}" --memory 1G --disk path=/etc/passwd
 	expect_rc 1
@@ -425,6 +429,48 @@ kvmbox-test-e vcpus: 1 -> 2"
 	expect_rc 0
 }
 
+# The preflight's warning (VNC open to the network without a password) is shown, and the
+# domain is made: only errors stop it.
+open_vnc_warns_and_defines() {
+	local words=(--memory 64M --virt-type qemu --graphics vnc,listen=0.0.0.0) planned
+	RUN_BOUND=60 run domain new kvmbox-test-vnc "${words[@]}" --dry-run --json
+	expect_rc 0
+	expect_eq "warning (dry run)" "$(jq -r '.preflight[].findings[] | "\(.severity) \(.id)"' <<<"$OUT")" "WARN graphics.open"
+	planned=$(jq -c '[.changes[] | select(.status != "unchanged") | {item, before, after}]' <<<"$OUT")
+	expect_match "planned" "$planned" '"item":"kvmbox-test-vnc graphics","before":null,"after":"vnc 0.0.0.0"'
+	RUN_BOUND=60 run domain new kvmbox-test-vnc "${words[@]}" --json
+	expect_rc 0
+	expect_eq "warning (JSON)" "$(jq -r '.preflight[].findings[] | "\(.severity) \(.id)"' <<<"$OUT")" "WARN graphics.open"
+	expect_eq "the run's changes are the dry run's" "$(jq -c '[.changes[] | select(.status != "unchanged") | {item, before, after}]' <<<"$OUT")" "$planned"
+	expect_match "libvirt has it" "$($VIRSH dumpxml --inactive kvmbox-test-vnc)" "<graphics type='vnc' port='-1' autoport='yes' listen='0.0.0.0'>"
+	RUN_BOUND=60 run domain new kvmbox-test-vnc "${words[@]}"
+	expect_rc 0
+	expect_match "warning (text)" "$OUT" "^kvmbox-test-vnc: 0 errors, 1 warning
+  WARN  graphics.open +/domain/devices/graphics"
+	expect_eq "the same words again" "$(grep -c "^would-change \|^changed " <<<"$OUT")" 0
+	RUN_BOUND=60 run domain rm kvmbox-test-vnc
+}
+
+# Autostart on, then off by the words: planned before -> after, the run as the dry run.
+new_autostart_off() {
+	local words=(--memory 64M --virt-type qemu --graphics none) planned
+	RUN_BOUND=60 run domain new kvmbox-test-auto "${words[@]}" --autostart
+	expect_rc 0
+	expect_eq "on" "$($VIRSH dominfo kvmbox-test-auto | awk '/^Autostart/ {print $2}')" "enable"
+	RUN_BOUND=60 run domain new kvmbox-test-auto "${words[@]}" --no-autostart --dry-run --json
+	expect_rc 0
+	planned=$(jq -c '[.changes[] | select(.status != "unchanged") | {item, before, after}]' <<<"$OUT")
+	expect_eq "planned off" "$planned" '[{"item":"kvmbox-test-auto autostart","before":"on","after":"off"}]'
+	RUN_BOUND=60 run domain new kvmbox-test-auto "${words[@]}" --no-autostart --json
+	expect_rc 0
+	expect_eq "the run's changes are the dry run's" "$(jq -c '[.changes[] | select(.status != "unchanged") | {item, before, after}]' <<<"$OUT")" "$planned"
+	expect_eq "off (libvirt)" "$($VIRSH dominfo kvmbox-test-auto | awk '/^Autostart/ {print $2}')" "disable"
+	RUN_BOUND=60 run domain new kvmbox-test-auto "${words[@]}" --autostart=no
+	expect_rc 0
+	expect_eq "off again: unchanged" "$(grep -vc "^unchanged " <<<"$OUT")" 0
+	RUN_BOUND=60 run domain rm kvmbox-test-auto
+}
+
 # provision's [domain NAME] made of the same words; [hugepages] for-domains counts it.
 provision_words() {
 	mkdir -p "$TESTS_TMP/defs"
@@ -467,6 +513,8 @@ if real_host_ready; then
 	t guest_written_header
 	t failed_define_leaves_nothing
 	t changed_words_are_planned
+	t open_vnc_warns_and_defines
+	t new_autostart_off
 	t provision_words
 else
 	# make deps installs libvirt and this script starts it: a host that cannot is a failure, not a skip.

@@ -243,6 +243,149 @@ up_from_a_bundle() {
 	expect_file_missing "$dest/bundled/disk.qcow2"
 }
 
+# A bundle whose domain exists and boots other images never takes it over: refused, naming
+# what it boots; --name makes the bundle's domain another one (its own name and UUID);
+# --replace defines it over the existing one.
+up_never_takes_over_a_domain() {
+	local src=$TESTS_TMP/tsrc dest=$TESTS_TMP/timages uuid
+	mkdir -p "$src" "$dest"
+	qemu-img create -q -f qcow2 "$POOL_DIR/te.qcow2" 32M
+	domain_xml kvmbox-test-te "$POOL_DIR/te.qcow2" >"$TESTS_TMP/te.xml"
+	run domain define "$TESTS_TMP/te.xml"
+	expect_rc 0
+	uuid=$($VIRSH domuuid kvmbox-test-te)
+	qemu-img create -q -f qcow2 "$src/disk.qcow2" 32M
+	domain_xml kvmbox-test-te "$src/disk.qcow2" | sed "s#<name>#<uuid>11111111-2222-3333-4444-555555555555</uuid><name>#" >"$src/domain.xml"
+	run pack "$src/domain.xml" -o "$TESTS_TMP/te.kvmbundle"
+	expect_rc 0
+	run domain up "$TESTS_TMP/te.kvmbundle" --dest "$dest"
+	expect_rc 1
+	expect_eq refusal "$ERR" "kvmbox domain: domain 'kvmbox-test-te' is already defined and boots $POOL_DIR/te.qcow2: refusing to take it over (--replace does; --name NAME defines another domain) with the bundle's copy in: $dest/te"
+	expect_eq "still boots its disk" "$($VIRSH domblklist kvmbox-test-te | awk '$1 == "vda" {print $2}')" "$POOL_DIR/te.qcow2"
+	expect_eq "same domain" "$($VIRSH domuuid kvmbox-test-te)" "$uuid"
+	# --name names the domain too: a new one, of its own UUID, booting its own copy.
+	run domain up "$TESTS_TMP/te.kvmbundle" --dest "$dest" --name kvmbox-test-te2 --json
+	expect_rc 0
+	expect_eq "defined as te2" "$(jq -r '.changes[] | select(.item == "kvmbox-test-te2") | "\(.before) -> \(.after)"' <<<"$OUT")" "null -> defined"
+	expect_eq "te2 boots its copy" "$($VIRSH domblklist kvmbox-test-te2 | awk '$1 == "vda" {print $2}')" "$dest/kvmbox-test-te2/disk.qcow2"
+	local uuid2
+	uuid2=$($VIRSH domuuid kvmbox-test-te2)
+	[ -n "$uuid2" ] && [ "$uuid2" != "$uuid" ] && [ "$uuid2" != 11111111-2222-3333-4444-555555555555 ] || fail "te2's UUID: '$uuid2'"
+	expect_eq "te untouched" "$($VIRSH domblklist kvmbox-test-te | awk '$1 == "vda" {print $2}')" "$POOL_DIR/te.qcow2"
+	# Run twice: the renamed domain is the bundle's own, unchanged.
+	run domain up "$TESTS_TMP/te.kvmbundle" --dest "$dest" --name kvmbox-test-te2
+	expect_rc 0
+	expect_eq "second up --name" "$(grep -vc "^unchanged " <<<"$OUT")" 0
+	expect_eq "te2 same UUID" "$($VIRSH domuuid kvmbox-test-te2)" "$uuid2"
+	# --replace: the bundle's domain over the existing one, said as an update.
+	run domain up "$TESTS_TMP/te.kvmbundle" --dest "$dest" --replace --json
+	expect_rc 0
+	expect_eq "te's disk replaced" "$(jq -r '.changes[] | select(.item == "kvmbox-test-te disk vda") | "\(.status): \(.before) -> \(.after)"' <<<"$OUT")" "changed: disk $POOL_DIR/te.qcow2 (qcow2, virtio) -> disk $dest/te/disk.qcow2 (qcow2, virtio)"
+	expect_eq "te boots the bundle's copy" "$($VIRSH domblklist kvmbox-test-te | awk '$1 == "vda" {print $2}')" "$dest/te/disk.qcow2"
+	expect_eq "te keeps its UUID" "$($VIRSH domuuid kvmbox-test-te)" "$uuid"
+	run domain rm kvmbox-test-te kvmbox-test-te2
+}
+
+# The preflight's warnings are shown, and the domain is defined: only errors stop it.
+warnings_shown_and_defined() {
+	local vnc="<graphics type='vnc' port='-1' listen='0.0.0.0'/>" planned
+	domain_xml kvmbox-test-vnc "$POOL_DIR/web.qcow2" qemu "$vnc" >"$TESTS_TMP/vnc.xml"
+	run domain define "$TESTS_TMP/vnc.xml" --dry-run --json
+	expect_rc 0
+	expect_eq "warning (JSON, dry run)" "$(jq -r '.preflight[].findings[] | "\(.severity) \(.id)"' <<<"$OUT")" "WARN graphics.open"
+	planned=$(jq -c '[.changes[] | select(.status != "unchanged") | {item, before, after}]' <<<"$OUT")
+	expect_match "planned" "$planned" '"item":"kvmbox-test-vnc","before":null,"after":"defined"'
+	run domain define "$TESTS_TMP/vnc.xml" --json
+	expect_rc 0
+	expect_eq "warning (JSON)" "$(jq -r '.preflight[].findings[] | "\(.severity) \(.id)"' <<<"$OUT")" "WARN graphics.open"
+	expect_eq "the run's changes are the dry run's" "$(jq -c '[.changes[] | select(.status != "unchanged") | {item, before, after}]' <<<"$OUT")" "$planned"
+	expect_eq "defined" "$(state kvmbox-test-vnc)" "shut off"
+	run domain define "$TESTS_TMP/vnc.xml"
+	expect_rc 0
+	expect_match "warning (text)" "$OUT" "$TESTS_TMP/vnc.xml: 0 errors, 1 warning
+  WARN  graphics.open +/domain/devices/graphics"
+	expect_match "and the rows" "$OUT" "unchanged +kvmbox-test-vnc +defined"
+	run domain rm kvmbox-test-vnc
+}
+
+# Autostart is turned off by the words, planned before -> after, the run as the dry run.
+autostart_off() {
+	domain_xml kvmbox-test-auto "$POOL_DIR/web.qcow2" >"$TESTS_TMP/auto.xml"
+	run domain define "$TESTS_TMP/auto.xml" --autostart --no-preflight
+	expect_rc 0
+	expect_eq "on" "$($VIRSH dominfo kvmbox-test-auto | awk '/^Autostart/ {print $2}')" "enable"
+	run domain define "$TESTS_TMP/auto.xml" --no-preflight --json
+	expect_eq "unset: left as it is" "$(jq -r '[.changes[] | select(.item | endswith("autostart"))] | length' <<<"$OUT")" 0
+	local planned
+	run domain define "$TESTS_TMP/auto.xml" --autostart=no --no-preflight --dry-run --json
+	expect_rc 0
+	planned=$(jq -c '[.changes[] | select(.status != "unchanged") | {item, before, after}]' <<<"$OUT")
+	expect_eq "planned off" "$planned" '[{"item":"kvmbox-test-auto autostart","before":"on","after":"off"}]'
+	expect_eq "dry run: still on" "$($VIRSH dominfo kvmbox-test-auto | awk '/^Autostart/ {print $2}')" "enable"
+	run domain define "$TESTS_TMP/auto.xml" --autostart=no --no-preflight --json
+	expect_rc 0
+	expect_eq "the run's changes are the dry run's" "$(jq -c '[.changes[] | select(.status != "unchanged") | {item, before, after}]' <<<"$OUT")" "$planned"
+	expect_eq "off (libvirt)" "$($VIRSH dominfo kvmbox-test-auto | awk '/^Autostart/ {print $2}')" "disable"
+	run domain define "$TESTS_TMP/auto.xml" --no-autostart --no-preflight
+	expect_rc 0
+	expect_match "--no-autostart again: unchanged" "$OUT" "unchanged +kvmbox-test-auto autostart +off"
+	run domain define "$TESTS_TMP/auto.xml" --autostart=maybe
+	expect_rc 2
+	expect_eq "bad value" "$ERR" "kvmbox domain: --autostart: 'maybe' is not yes or no"
+	run domain rm kvmbox-test-auto
+}
+
+# pause and stop, planned as run; a paused guest plus --start says it is paused; a guest
+# that ignores ACPI is not said to be off.
+pause_and_stop() {
+	local planned
+	domain_xml kvmbox-test-ps "$POOL_DIR/web.qcow2" >"$TESTS_TMP/ps.xml"
+	RUN_BOUND=90 run domain define "$TESTS_TMP/ps.xml" --start --wait 60
+	expect_rc 0
+	run domain pause kvmbox-test-ps --dry-run --json
+	expect_rc 0
+	planned=$(jq -c '[.changes[] | {item, before, after}]' <<<"$OUT")
+	expect_eq "pause planned" "$planned" '[{"item":"kvmbox-test-ps state","before":"running","after":"paused"}]'
+	expect_eq "dry run: running" "$(state kvmbox-test-ps)" "running"
+	run domain pause kvmbox-test-ps --json
+	expect_rc 0
+	expect_eq "the run's changes are the dry run's" "$(jq -c '[.changes[] | {item, before, after}]' <<<"$OUT")" "$planned"
+	expect_eq "paused (libvirt)" "$(state kvmbox-test-ps)" "paused"
+	run domain pause kvmbox-test-ps
+	expect_eq "paused again: unchanged" "$OUT" "unchanged  kvmbox-test-ps state  paused"
+	run domain define "$TESTS_TMP/ps.xml" --start
+	expect_rc 1
+	expect_eq "paused plus --start" "$ERR" "kvmbox domain: domain 'kvmbox-test-ps' is paused: starting does not resume it (virsh resume kvmbox-test-ps)"
+	run domain stop kvmbox-test-ps
+	expect_rc 1
+	expect_eq "paused cannot shut down" "$ERR" "kvmbox domain: domain 'kvmbox-test-ps' is paused: its guest cannot shut itself down (virsh resume kvmbox-test-ps first, or --force)"
+	run domain stop kvmbox-test-ps --force --dry-run --json
+	planned=$(jq -c '[.changes[] | {item, before, after}]' <<<"$OUT")
+	expect_eq "destroy planned" "$planned" '[{"item":"kvmbox-test-ps state","before":"paused","after":"shut off"}]'
+	run domain stop kvmbox-test-ps --force --json
+	expect_rc 0
+	expect_eq "the run's changes are the dry run's (destroy)" "$(jq -c '[.changes[] | {item, before, after}]' <<<"$OUT")" "$planned"
+	expect_eq "shut off (libvirt)" "$(state kvmbox-test-ps)" "shut off"
+	# A shut off domain starts paused.
+	RUN_BOUND=90 run domain pause kvmbox-test-ps
+	expect_rc 0
+	expect_eq "started paused" "$OUT" "changed  kvmbox-test-ps state  shut off -> paused"
+	expect_eq "paused (libvirt)" "$(state kvmbox-test-ps)" "paused"
+	# This guest has no OS to answer ACPI: stop waits --wait seconds and says so.
+	$VIRSH resume kvmbox-test-ps >/dev/null
+	run domain stop kvmbox-test-ps --dry-run
+	expect_eq "shutdown planned" "$OUT" "would-change  kvmbox-test-ps state  running -> shut off (the guest shuts itself down (ACPI))"
+	run domain stop kvmbox-test-ps --wait 2
+	expect_rc 1
+	expect_eq "ACPI ignored" "$ERR" "kvmbox domain: domain 'kvmbox-test-ps' was still running 2 s after it was asked to shut down: its guest ignores ACPI (--force destroys it)"
+	expect_match "failed row" "$OUT" "^failed +kvmbox-test-ps state"
+	expect_eq "still running" "$(state kvmbox-test-ps)" "running"
+	run domain stop kvmbox-test-none
+	expect_rc 1
+	expect_eq "no such domain" "$ERR" "kvmbox domain: no domain 'kvmbox-test-none' (virsh list --all): No such file or directory"
+	run domain rm kvmbox-test-ps
+}
+
 test_driver_define_and_rm() {
 	domain_xml kvmbox-test-t /nonexistent.qcow2 | sed "s/type='qemu'/type='test'/" >"$TESTS_TMP/t.xml"
 	run domain define "$TESTS_TMP/t.xml" --start --no-preflight --connect test:///default
@@ -311,7 +454,7 @@ unchanged     kvmbox-test-none           absent"
 	expect_eq "rm planned, domain kept" "$(state kvmbox-test-dry)" "shut off"
 	run domain up x.kvmbundle --dry-run
 	expect_rc 2
-	expect_eq error "$ERR" "kvmbox domain: --dry-run is for define, new and rm"
+	expect_eq error "$ERR" "kvmbox domain: --dry-run is for define, new, rm, stop and pause"
 	run domain rm kvmbox-test-dry
 }
 
@@ -334,6 +477,15 @@ usage_errors() {
 	expect_eq error "$ERR" "kvmbox domain: --wait takes seconds from 1 to 3600, not '0'"
 	run domain rm x --jobs 100
 	expect_rc 2
+	run domain define x.xml --name y
+	expect_rc 2
+	expect_eq "--name" "$ERR" "kvmbox domain: --name is for up"
+	run domain pause x --force
+	expect_rc 2
+	expect_eq "--force" "$ERR" "kvmbox domain: --force is for stop"
+	run domain stop x --autostart
+	expect_rc 2
+	expect_eq "--autostart" "$ERR" "kvmbox domain: --autostart and --start are for define, new and up"
 }
 
 t define_autostart_start_then_unchanged
@@ -344,6 +496,10 @@ t parallel_define_and_rm_with_storage
 t rm_keeps_storage_without_flag
 t rm_storage_keeps_what_others_use
 t up_from_a_bundle
+t up_never_takes_over_a_domain
+t warnings_shown_and_defined
+t autostart_off
+t pause_and_stop
 t test_driver_define_and_rm
 t kvm_domain_on_this_machine
 t dry_run_changes_nothing

@@ -42,7 +42,7 @@ enum domain_action {
 
 void kb_domain_spec_init(struct kb_domain_spec *spec)
 {
-	*spec = (struct kb_domain_spec){ .wait_seconds = 60, .preflight = true };
+	*spec = (struct kb_domain_spec){ .autostart = -1, .wait_seconds = 60, .preflight = true };
 }
 
 static int set_yes_no(const char *key, const char *value, bool *out, struct kb_error *err)
@@ -88,8 +88,13 @@ int kb_domain_spec_set(struct kb_domain_spec *spec, const char *key, const char 
 		snprintf(spec->xml, sizeof(spec->xml), "%s", value);
 		return 0;
 	}
-	if (!strcmp(key, "autostart"))
-		return set_yes_no(key, value, &spec->autostart, err);
+	if (!strcmp(key, "autostart")) {
+		bool on;
+		if (set_yes_no(key, value, &on, err) < 0)
+			return -1;
+		spec->autostart = on;
+		return 0;
+	}
 	if (!strcmp(key, "start"))
 		return set_yes_no(key, value, &spec->start, err);
 	if (!strcmp(key, "storage"))
@@ -261,6 +266,51 @@ static void build_free(struct session *s, struct build *b)
 }
 
 /*
+ * The disk images definition @text boots, into @boots ("a, b"); whether one
+ * of them is in directory @dir.
+ */
+static bool boots_from(struct session *s, const char *text, const char *dir, char *boots, size_t size)
+{
+	xmlDoc *doc = kb_xml_parse(s->xml, text, strlen(text), "domain", NULL);
+	xmlNode *devices = kb_xml_child(doc ? s->xml->root_element(doc) : NULL, "devices");
+	size_t dir_len = strlen(dir), used = 0;
+	bool inside = false;
+	boots[0] = '\0';
+	for (xmlNode *disk = kb_xml_child(devices, "disk"); disk; disk = kb_xml_next(disk, "disk")) {
+		xmlNode *source = kb_xml_child(disk, "source");
+		autofree char *file = kb_xml_prop(s->xml, source, "file");
+		autofree char *dev = file ? NULL : kb_xml_prop(s->xml, source, "dev");
+		autofree char *volume = file || dev ? NULL : kb_xml_prop(s->xml, source, "volume");
+		const char *image = file ? file : dev ? dev : volume;
+		if (!image || kb_xml_prop_is(s->xml, disk, "device", "cdrom"))
+			continue;
+		inside = inside || (!strncmp(image, dir, dir_len) && image[dir_len] == '/');
+		if (used < size)
+			used += (size_t)snprintf(boots + used, size - used, "%s%s", used ? ", " : "", image);
+	}
+	if (doc)
+		s->xml->free_doc(doc);
+	if (!boots[0])
+		snprintf(boots, size, "no disk image");
+	return inside;
+}
+
+/*
+ * spec.rename: the definition names spec.name. Another name is another
+ * domain, so the file's UUID goes too (libvirt makes one, or a second run
+ * finds the renamed domain's).
+ */
+static void rename_definition(struct session *s, xmlNode *root, const char *name)
+{
+	xmlNode *uuid = kb_xml_child(root, "uuid");
+	s->xml->node_set_content(kb_xml_child(root, "name"), (const xmlChar *)s->spec->name);
+	if (uuid && strcmp(name, s->spec->name) != 0) {
+		s->xml->unlink_node(uuid);
+		s->xml->free_node(uuid);
+	}
+}
+
+/*
  * Name and UUID from the definition @text (@path names it). A definition
  * without a UUID gets the existing domain's, so defining it again updates
  * that domain instead of failing. Into b->name, b->xml and b->current.
@@ -274,18 +324,43 @@ static int adopt(struct session *s, const char *text, size_t len, const char *pa
 	virDomainPtr existing = NULL;
 	xmlNode *root = s->xml->root_element(doc);
 	autofree char *name = kb_xml_text(s->xml, kb_xml_child(root, "name"));
-	autofree char *uuid = kb_xml_text(s->xml, kb_xml_child(root, "uuid"));
+	autofree char *uuid = NULL;
 	if (!root || strcmp((const char *)root->name, "domain") != 0 || !name || !*name) {
 		rc = kb_fail(err, 0, path, "not a libvirt domain with a <name>:");
+		goto out;
+	}
+	bool file = !s->spec->words_len;
+	if (file && s->spec->rename && s->spec->name[0]) {
+		rename_definition(s, root, name);
+		free(name);
+		name = strdup(s->spec->name);
+	}
+	uuid = kb_xml_text(s->xml, kb_xml_child(root, "uuid"));
+	if (!name) {
+		rc = kb_fail(err, ENOMEM, path, "renaming the domain in");
 		goto out;
 	}
 	snprintf(b->name, sizeof(b->name), "%s", name);
 	existing = s->v->domain_lookup(s->conn, name);
 	s->v->reset_error();
+	if (existing && file && s->spec->bundle_dir[0] && !s->spec->take_over) {
+		/* A bundle never takes over a domain that boots something else: its disks would be orphaned. */
+		autofree char *current = inactive_xml(s->v, existing);
+		char boots[1024];
+		if (current && !boots_from(s, current, s->spec->bundle_dir, boots, sizeof(boots))) {
+			rc = kb_fail(err, 0, s->spec->bundle_dir, "domain '%s' is already defined and boots %.100s: refusing to "
+								  "take it over (--replace does; --name NAME defines another "
+								  "domain) with the bundle's copy in:", name, boots);
+			goto out;
+		}
+	}
 	if (existing) {
 		char current_uuid[VIR_UUID_STRING_BUFLEN];
 		s->v->domain_uuid(existing, current_uuid);
-		if (uuid && strcasecmp(uuid, current_uuid) != 0) {
+		if (uuid && strcasecmp(uuid, current_uuid) != 0 && file && s->spec->take_over) {
+			/* Taken over on purpose: the bundle's definition, the existing domain's identity. */
+			s->xml->node_set_content(kb_xml_child(root, "uuid"), (const xmlChar *)current_uuid);
+		} else if (uuid && strcasecmp(uuid, current_uuid) != 0) {
 			rc = kb_fail(err, 0, path, "domain '%s' already exists with UUID %s, but the file has %s: refusing to replace another domain:",
 				     name, current_uuid, uuid);
 			goto out;
@@ -1196,15 +1271,16 @@ static int plan_built(struct session *s, const struct build *b, struct kb_plan *
 			note_append(c, "pruned: the file stays");
 	}
 	virDomainPtr dom = NULL;
-	if ((spec->autostart || spec->start) && lookup(s, b->name, &dom, err) < 0)
+	if ((spec->autostart >= 0 || spec->start) && lookup(s, b->name, &dom, err) < 0)
 		return -1;
 	int rc = 0;
-	if (spec->autostart) {
+	if (spec->autostart >= 0) {
 		int on = 0;
 		if (dom && s->v->domain_get_autostart(dom, &on) < 0)
 			rc = kb_virt_fail(s->v, err, NULL, "reading autostart of '%s'", b->name);
 		snprintf(item, sizeof(item), "%s autostart", b->name);
-		struct kb_change *c = rc < 0 ? NULL : kb_plan_add(plan, item, KB_CHANGE_VALUE, on ? "on" : "off", "on", err);
+		struct kb_change *c = rc < 0 ? NULL : kb_plan_add(plan, item, KB_CHANGE_VALUE, on ? "on" : "off",
+								  spec->autostart ? "on" : "off", err);
 		if (c)
 			c->action = DOMAIN_AUTOSTART;
 		else
@@ -1214,6 +1290,10 @@ static int plan_built(struct session *s, const struct build *b, struct kb_plan *
 		int state = VIR_DOMAIN_SHUTOFF, reason = 0;
 		if (dom && s->v->domain_state(dom, &state, &reason, 0) < 0)
 			rc = kb_virt_fail(s->v, err, NULL, "reading the state of '%s'", b->name);
+		else if (state == VIR_DOMAIN_PAUSED)
+			/* libvirt would say "already running": it is, with its vCPUs stopped. */
+			rc = kb_fail(err, 0, NULL, "domain '%s' is paused: starting does not resume it (virsh resume %s)", b->name,
+				     b->name);
 		snprintf(item, sizeof(item), "%s state", b->name);
 		struct kb_change *c = rc < 0 ? NULL : kb_plan_add(plan, item, KB_CHANGE_VALUE, dom ? state_name(state) : NULL, "running", err);
 		if (c)
@@ -1485,7 +1565,7 @@ int kb_domain_apply(const struct kb_ctx *ctx, const struct kb_domain_spec *spec,
 		if (c->status != KB_WOULD_CHANGE)
 			continue;
 		if (c->action == DOMAIN_AUTOSTART) {
-			if (s.v->domain_set_autostart(dom, 1) < 0)
+			if (s.v->domain_set_autostart(dom, spec->autostart > 0) < 0)
 				rc = failed(c, (kb_virt_fail(s.v, err, NULL, "setting autostart of '%s'", b.name), err));
 			else
 				c->status = KB_CHANGED;
@@ -1753,6 +1833,107 @@ int kb_domain_remove_apply(const struct kb_ctx *ctx, const struct kb_domain_spec
 	}
 	if (rc == 0 && spec->storage)
 		rc = remove_images(&s, plan, err);
+	if (dom)
+		s.v->domain_free(dom);
+	session_close(&s);
+	return rc;
+}
+
+/* ---- stop, pause --------------------------------------------------------------------------------- */
+
+static int plan_state(struct session *s, const char *name, struct kb_plan *plan, struct kb_error *err)
+{
+	virDomainPtr dom = NULL;
+	if (lookup(s, name, &dom, err) < 0)
+		return -1;
+	if (!dom)
+		return kb_fail(err, ENOENT, NULL, "no domain '%s' (virsh list --all)", name);
+	int state = 0, reason = 0, rc = 0;
+	if (s->v->domain_state(dom, &state, &reason, 0) < 0)
+		rc = kb_virt_fail(s->v, err, NULL, "reading the state of '%s'", name);
+	s->v->domain_free(dom);
+	if (rc < 0)
+		return -1;
+	enum kb_domain_state want = s->spec->state;
+	if (want == KB_DOMAIN_SHUTDOWN && state == VIR_DOMAIN_PAUSED)
+		return kb_fail(err, 0, NULL, "domain '%s' is paused: its guest cannot shut itself down (virsh resume %s first, "
+					     "or --force)", name, name);
+	char item[512];
+	snprintf(item, sizeof(item), "%s state", name);
+	struct kb_change *c = kb_plan_add(plan, item, KB_CHANGE_VALUE, state_name(state),
+					  want == KB_DOMAIN_PAUSED ? "paused" : "shut off", err);
+	if (!c)
+		return -1;
+	c->action = want;
+	if (c->status == KB_WOULD_CHANGE && want == KB_DOMAIN_SHUTDOWN)
+		kb_change_note(c, "the guest shuts itself down (ACPI)");
+	return 0;
+}
+
+int kb_domain_state_plan(const struct kb_ctx *ctx, const struct kb_domain_spec *spec, struct kb_plan *plan,
+			 struct kb_error *err)
+{
+	struct session s;
+	int rc = session_open(&s, ctx, spec, err);
+	if (rc == 0 && !spec->state)
+		rc = kb_fail(err, EINVAL, NULL, "no state asked for domain '%s'", spec->name);
+	if (rc == 0)
+		rc = plan_state(&s, spec->name, plan, err);
+	session_close(&s);
+	return rc;
+}
+
+/* Until the guest has shut itself down, within wait_seconds. */
+static int wait_shut_off(struct session *s, const char *name, virDomainPtr dom, struct kb_error *err)
+{
+	double deadline = now_seconds() + s->spec->wait_seconds;
+	for (;;) {
+		int state = 0, reason = 0;
+		if (s->v->domain_state(dom, &state, &reason, 0) < 0)
+			return kb_virt_fail(s->v, err, NULL, "reading the state of domain '%s'", name);
+		if (state == VIR_DOMAIN_SHUTOFF)
+			return 0;
+		if (now_seconds() > deadline)
+			return kb_fail(err, 0, NULL, "domain '%s' was still %s %d s after it was asked to shut down: its guest "
+						     "ignores ACPI (--force destroys it)", name, state_name(state),
+				       s->spec->wait_seconds);
+		usleep(50 * 1000);
+	}
+}
+
+/* Bring @dom to what @c plans; libvirt's failure into @err. */
+static int change_state(struct session *s, const char *name, virDomainPtr dom, struct kb_change *c, struct kb_error *err)
+{
+	const struct kb_virt *v = s->v;
+	if (c->action == KB_DOMAIN_DESTROYED)
+		return v->domain_destroy(dom) < 0 ? kb_virt_fail(v, err, NULL, "destroying domain '%s'", name) : 0;
+	if (c->action == KB_DOMAIN_SHUTDOWN)
+		return v->domain_shutdown(dom) < 0 ? kb_virt_fail(v, err, NULL, "shutting down domain '%s'", name)
+						    : wait_shut_off(s, name, dom, err);
+	if (!strcmp(c->before, "shut off"))
+		return v->domain_create_flags(dom, VIR_DOMAIN_START_PAUSED) < 0
+			       ? kb_virt_fail(v, err, NULL, "starting domain '%s' paused", name)
+			       : 0;
+	return v->domain_suspend(dom) < 0 ? kb_virt_fail(v, err, NULL, "pausing domain '%s'", name) : 0;
+}
+
+int kb_domain_state_apply(const struct kb_ctx *ctx, const struct kb_domain_spec *spec, struct kb_plan *plan,
+			  struct kb_error *err)
+{
+	struct session s;
+	virDomainPtr dom = NULL;
+	int rc = session_open(&s, ctx, spec, err);
+	if (rc == 0 && kb_plan_changes(plan))
+		rc = lookup(&s, spec->name, &dom, err);
+	for (size_t i = 0; rc == 0 && dom && i < plan->count; i++) {
+		struct kb_change *c = &plan->change[i];
+		if (c->status != KB_WOULD_CHANGE)
+			continue;
+		if (change_state(&s, spec->name, dom, c, err) < 0)
+			rc = failed(c, err);
+		else
+			c->status = KB_CHANGED;
+	}
 	if (dom)
 		s.v->domain_free(dom);
 	session_close(&s);

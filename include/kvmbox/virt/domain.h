@@ -17,7 +17,7 @@
  *   NAME graphics          vnc 127.0.0.1, none
  *   NAME vcpu pins         0:3 1:4, emulator 5-6
  *   NAME volume POOL/VOL   absent -> 64 MiB, 64 MiB -> 128 MiB (grown)
- *   NAME autostart         off -> on            (spec.autostart)
+ *   NAME autostart         off -> on            (spec.autostart: on or off)
  *   NAME state             shut off -> running  (spec.start)
  *
  * Apply defines the domain whenever it exists (defining the same definition
@@ -58,25 +58,38 @@ struct kb_domain_link {
 	virConnectPtr conn;
 };
 
+/* The state `domain stop` and `domain pause` bring a defined domain to. */
+enum kb_domain_state {
+	KB_DOMAIN_SHUTDOWN = 1, /* shut off by the guest itself (ACPI), waiting up to wait_seconds */
+	KB_DOMAIN_DESTROYED,    /* shut off at once, the power pulled */
+	KB_DOMAIN_PAUSED,       /* its vCPUs stopped; a shut off domain starts paused */
+};
+
 struct kb_domain_spec {
 	char name[64];          /* the domain (words); "" for an XML file: its <name> */
 	char xml[PATH_MAX];     /* a definition file (a path as the caller sees it), or "" */
+	bool rename;            /* xml: the domain is name (its <name> replaced, its UUID dropped when that renames it) */
+	char bundle_dir[PATH_MAX]; /* xml: the bundle directory it came from: an existing domain of its name
+				      that boots no image in it is another's, refused unless take_over */
+	bool take_over;
 	char words[KB_DOMAIN_WORDS_MAX]; /* domain new's words, "key=value" one after another, each NUL-terminated */
 	size_t words_len;
 	unsigned long long memory_kib;  /* from the words: 0 when not given */
 	unsigned long hugepage_kib;     /* from the words: 0 = the host's default size */
 	bool hugepages;                 /* from the words */
-	bool autostart, start;
+	int autostart;                  /* 1 on, 0 off; -1: leave as it is */
+	bool start;
 	int wait_seconds;               /* start: how long to wait until it runs (default 60) */
 	bool preflight;                 /* plan runs the preflight on the new definition (default yes) */
 	bool storage;                   /* remove: the domain's image files too */
 	bool prune;                     /* words: disks the words no longer name leave the definition (their files stay) */
+	enum kb_domain_state state;     /* stop, pause: the state wanted */
 	char uri[256];                  /* "" : $LIBVIRT_DEFAULT_URI, else qemu:///system */
 	const struct kb_domain_link *link; /* may be NULL */
 	struct kb_findings *findings;   /* where plan puts the preflight's findings; may be NULL */
 };
 
-/* The defaults: no definition yet, no autostart, no start, wait 60 s, preflight on. */
+/* The defaults: no definition yet, autostart left as it is, no start, wait 60 s, preflight on. */
 void kb_domain_spec_init(struct kb_domain_spec *spec);
 
 /*
@@ -130,5 +143,18 @@ int kb_domain_remove_plan(const struct kb_ctx *ctx, const struct kb_domain_spec 
 /* Destroy, undefine, remove the image files and refresh the pools that held them. */
 int kb_domain_remove_apply(const struct kb_ctx *ctx, const struct kb_domain_spec *spec, struct kb_plan *plan,
 			   struct kb_error *err);
+
+/*
+ * What `domain stop` (spec.state shutdown or destroyed) and `domain pause`
+ * change: "NAME state" (running -> shut off, running -> paused, shut off ->
+ * paused), unchanged when it is there already. A domain that does not
+ * exist, and a paused one asked to shut itself down, are refused.
+ */
+int kb_domain_state_plan(const struct kb_ctx *ctx, const struct kb_domain_spec *spec, struct kb_plan *plan,
+			 struct kb_error *err);
+
+/* Shut down (and wait until it is off), destroy, suspend, or start paused. */
+int kb_domain_state_apply(const struct kb_ctx *ctx, const struct kb_domain_spec *spec, struct kb_plan *plan,
+			  struct kb_error *err);
 
 #endif

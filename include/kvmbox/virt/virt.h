@@ -28,6 +28,9 @@ struct kb_virt {
 	__typeof__(virDomainGetXMLDesc) *domain_xml;
 	__typeof__(virDomainCreate) *domain_create;
 	__typeof__(virDomainDestroy) *domain_destroy;
+	__typeof__(virDomainCreateWithFlags) *domain_create_flags;
+	__typeof__(virDomainShutdown) *domain_shutdown;
+	__typeof__(virDomainSuspend) *domain_suspend;
 	__typeof__(virDomainUndefineFlags) *domain_undefine;
 	__typeof__(virDomainGetAutostart) *domain_get_autostart;
 	__typeof__(virDomainSetAutostart) *domain_set_autostart;

@@ -9,7 +9,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 module: kvmbox_domain
-short_description: A libvirt domain made from kvmbox's words, present, running or absent
+short_description: A libvirt domain made from kvmbox's words, present, running, paused, shut off or absent
 description:
   - I(state=present) runs C(kvmbox domain new NAME) with I(words) (the same words as
     C(kvmbox domain new)'s options and provision's C([domain]) keys - memory, vcpus, cpu, disk,
@@ -17,7 +17,13 @@ description:
     or C(kvmbox domain define) with I(xml). kvmbox checks the words on the host, creates new
     disks in a storage pool, runs its preflight and defines the domain; the same words again
     change nothing.
-  - I(state=running) also starts it and waits until it runs.
+  - I(state=running) also starts it and waits until it runs; a paused domain fails, saying so
+    (C(virsh resume) runs it again).
+  - I(state=shutdown), I(state=destroyed) and I(state=paused) act on the defined domain named I(name)
+    (what C(virsh shutdown), C(destroy) and C(suspend) do) - C(kvmbox domain stop NAME) asks the
+    guest to shut down and waits until it is off, C(--force) destroys it, C(kvmbox domain pause NAME)
+    suspends it (a shut off domain starts paused). I(words) and I(xml) are for I(state=present)
+    and I(state=running).
   - I(state=absent) runs C(kvmbox domain rm NAME), with I(storage) its disk images too (never
     one another domain uses or a process has open).
   - Check mode is kvmbox's C(--dry-run).
@@ -33,7 +39,7 @@ options:
   state:
     description: What the domain should be.
     type: str
-    choices: [present, running, absent]
+    choices: [present, running, shutdown, destroyed, paused, absent]
     default: present
   words:
     description:
@@ -42,12 +48,15 @@ options:
     type: dict
     default: {}
   xml:
-    description: A domain XML file on the managed host, defined instead of words.
-    type: path
+    description:
+      - A domain XML file on the managed host, or the XML text itself (it starts with C(<)), defined
+        instead of words. The definition must name the domain I(name).
+    type: str
   autostart:
-    description: Start the domain when libvirtd starts.
+    description:
+      - Start the domain when libvirtd starts (C(true)), or not (C(false)). Unset, autostart is
+        left as it is.
     type: bool
-    default: false
   storage:
     description: With I(state=absent), remove the domain's disk images too.
     type: bool
@@ -81,6 +90,11 @@ EXAMPLES = r"""
       hugepages: true
       placement: auto
 
+- name: Paused (virsh suspend); state shutdown and destroyed shut it off
+  kvmbox.host.kvmbox_domain:
+    name: nfv1
+    state: paused
+
 - name: Gone, with its disks
   kvmbox.host.kvmbox_domain:
     name: nfv1
@@ -108,6 +122,9 @@ rc:
   returned: always
 """
 
+import os
+import xml.etree.ElementTree as ElementTree
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.kvmbox.host.plugins.module_utils.kvmbox import COMMON_ARGS, finish, run_kvmbox
 
@@ -132,13 +149,35 @@ def word_options(module):
     return options
 
 
+def definition_file(module):
+    """The xml option as a file kvmbox defines: the path, or the text written to a file of the
+    module's own; refused when it names another domain than name."""
+    xml = module.params["xml"]
+    is_text = xml.lstrip().startswith("<")
+    path = os.path.join(module.tmpdir, "domain.xml") if is_text else os.path.expanduser(xml)
+    try:
+        if is_text:
+            with open(path, "w") as f:
+                f.write(xml)
+        named = ElementTree.parse(path).getroot().findtext("name")
+    except (OSError, ElementTree.ParseError) as e:
+        module.fail_json(msg="xml: %s" % e)
+    if named != module.params["name"]:
+        module.fail_json(msg="xml defines domain '%s', not '%s'" % (named, module.params["name"]))
+    return path
+
+
+STATE_ARGS = {"shutdown": ["stop"], "destroyed": ["stop", "--force"], "paused": ["pause"]}
+
+
 def main():
     argument_spec = dict(
         name=dict(type="str", required=True),
-        state=dict(type="str", default="present", choices=["present", "running", "absent"]),
+        state=dict(type="str", default="present",
+                   choices=["present", "running", "shutdown", "destroyed", "paused", "absent"]),
         words=dict(type="dict", default={}),
-        xml=dict(type="path"),
-        autostart=dict(type="bool", default=False),
+        xml=dict(type="str"),
+        autostart=dict(type="bool"),
         storage=dict(type="bool", default=False),
         prune=dict(type="bool", default=False),
         connect=dict(type="str"),
@@ -146,16 +185,21 @@ def main():
     argument_spec.update(COMMON_ARGS)
     module = AnsibleModule(argument_spec=argument_spec, mutually_exclusive=[("words", "xml")], supports_check_mode=True)
     p = module.params
+    if p["state"] in STATE_ARGS and (p["words"] or p["xml"] or p["autostart"] is not None):
+        module.fail_json(msg="state=%s acts on the defined domain: words, xml and autostart are for "
+                             "state=present and state=running" % p["state"])
     if p["state"] == "absent":
         args = ["domain", "rm", p["name"]] + (["--storage"] if p["storage"] else [])
+    elif p["state"] in STATE_ARGS:
+        args = ["domain"] + STATE_ARGS[p["state"]] + [p["name"]]
     elif p["xml"]:
-        args = ["domain", "define", p["xml"]]
+        args = ["domain", "define", definition_file(module)]
     else:
         args = ["domain", "new", p["name"]] + word_options(module) + (["--prune"] if p["prune"] else [])
     if p["state"] == "running":
         args.append("--start")
-    if p["autostart"] and p["state"] != "absent":
-        args.append("--autostart")
+    if p["autostart"] is not None and p["state"] != "absent":
+        args.append("--autostart=%s" % ("yes" if p["autostart"] else "no"))
     if p["connect"]:
         args += ["--connect", p["connect"]]
     if module.check_mode:
