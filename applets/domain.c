@@ -345,8 +345,8 @@ static void define_one(struct job *j)
 	snprintf(spec.xml, sizeof(spec.xml), "%s", j->arg);
 	spec.preflight = false; /* done for every file before any was defined */
 	int rc = kb_domain_plan(j->cmd->ctx, &spec, &j->plan, &err);
-	if (rc == 0 && !j->cmd->dry_run)
-		rc = kb_domain_apply(j->cmd->ctx, &spec, &j->plan, &err);
+	if (rc == 0 && !j->cmd->dry_run && (rc = kb_domain_apply(j->cmd->ctx, &spec, &j->plan, &err)) < 0)
+		kb_plan_settle(&j->plan);
 	job_finish(j, rc, &err);
 }
 
@@ -360,8 +360,8 @@ static void state_one(struct job *j)
 	int rc = strlen(j->arg) < sizeof(spec.name) ? 0 : kb_fail(&err, 0, NULL, "domain name '%s' is too long", j->arg);
 	if (rc == 0)
 		rc = kb_domain_state_plan(j->cmd->ctx, &spec, &j->plan, &err);
-	if (rc == 0 && !j->cmd->dry_run)
-		rc = kb_domain_state_apply(j->cmd->ctx, &spec, &j->plan, &err);
+	if (rc == 0 && !j->cmd->dry_run && (rc = kb_domain_state_apply(j->cmd->ctx, &spec, &j->plan, &err)) < 0)
+		kb_plan_settle(&j->plan);
 	job_finish(j, rc, &err);
 }
 
@@ -375,8 +375,8 @@ static void rm_one(struct job *j)
 	int rc = strlen(j->arg) < sizeof(spec.name) ? 0 : kb_fail(&err, 0, NULL, "domain name '%s' is too long", j->arg);
 	if (rc == 0)
 		rc = kb_domain_remove_plan(j->cmd->ctx, &spec, &j->plan, &err);
-	if (rc == 0 && !j->cmd->dry_run)
-		rc = kb_domain_remove_apply(j->cmd->ctx, &spec, &j->plan, &err);
+	if (rc == 0 && !j->cmd->dry_run && (rc = kb_domain_remove_apply(j->cmd->ctx, &spec, &j->plan, &err)) < 0)
+		kb_plan_settle(&j->plan);
 	job_finish(j, rc, &err);
 }
 
@@ -499,15 +499,22 @@ static int cmd_state(struct domain_cmd *cmd, enum kb_domain_state state, char **
 	return run_jobs(cmd, names, count, state_one);
 }
 
+struct up_job {
+	struct kb_unpack_spec spec;
+	struct kb_unpack_report report;
+};
+
 /* up: unpack the bundle (unless already unpacked), then define what it holds. */
 static int cmd_up(struct domain_cmd *cmd, const char *bundle)
 {
 	struct kb_error err = { 0 };
-	autofree struct kb_unpack_spec *spec = calloc(1, sizeof(*spec));
-	if (!spec) {
+	/* Large (paths, every member's name): on the heap, one allocation for both. */
+	autofree struct up_job *job = calloc(1, sizeof(*job));
+	if (!job) {
 		kb_say_error(cmd->ctx, "out of memory");
 		return KB_EXIT_FAILURE;
 	}
+	struct kb_unpack_spec *spec = &job->spec;
 	kb_unpack_spec_init(spec);
 	spec->replace = cmd->replace;
 	spec->keep_existing = true; /* already unpacked: defined from what is there */
@@ -526,8 +533,8 @@ static int cmd_up(struct domain_cmd *cmd, const char *bundle)
 
 	autoplan struct kb_plan plan = { 0 };
 	int rc = kb_unpack_plan(cmd->ctx, spec, &plan, &err);
-	if (rc == 0)
-		rc = kb_unpack_apply(cmd->ctx, spec, &plan, &err);
+	if (rc == 0 && (rc = kb_unpack_apply_report(cmd->ctx, spec, &plan, &job->report, &err)) < 0)
+		kb_plan_settle(&plan);
 	/* The unpack's rows (define's own changes follow): only when it unpacked, or failed. */
 	if (rc < 0 || kb_plan_changes(&plan)) {
 		for (size_t i = 0; i < plan.count; i++) {
@@ -535,6 +542,8 @@ static int cmd_up(struct domain_cmd *cmd, const char *bundle)
 			kb_change_row(&plan.change[i], &row);
 			kb_rows_print(cmd->ctx, &row, 1);
 		}
+		if (rc == 0 && job->report.count)
+			kb_unpack_report_print(cmd->ctx, &job->report);
 	} else if (cmd->ctx->verbosity > 0) {
 		fprintf(cmd->ctx->err, "kvmbox domain: %s is already unpacked (--replace unpacks again)\n", dir);
 	}
@@ -596,8 +605,8 @@ static int cmd_new(struct domain_cmd *cmd)
 	}
 	free(findings);
 	spec->findings = NULL;
-	if (rc == 0 && !cmd->dry_run)
-		rc = kb_domain_apply(cmd->ctx, spec, &plan, &err);
+	if (rc == 0 && !cmd->dry_run && (rc = kb_domain_apply(cmd->ctx, spec, &plan, &err)) < 0)
+		kb_plan_settle(&plan);
 	kb_plan_print(cmd->ctx, &plan);
 	if (rc < 0) {
 		say_failure(cmd, &err);

@@ -45,47 +45,6 @@ const char unpack_usage[] =
 	"                    of DIR's filesystem; a sparse member counts its full size)\n"
 	"  --sha256 HEX      the whole bundle's SHA-256, checked on the bytes as they are read\n";
 
-/* What was unpacked: each member's sizes, digest and what it is. */
-static void print_members(const struct kb_ctx *ctx, const struct kb_unpack_report *r)
-{
-	char xml[sizeof(r->dir) + 16];
-	snprintf(xml, sizeof(xml), "%s/%s", r->dir, KB_BUNDLE_DOMAIN_XML);
-	struct kb_printer pr;
-	kb_print_begin_members(&pr, ctx);
-	kb_print_string(&pr, KB_PRINT_JSON, "name", "", r->name);
-	kb_print_string(&pr, KB_PRINT_JSON, "dir", "", r->dir);
-	kb_print_string(&pr, KB_PRINT_JSON, "domain_xml", "", xml);
-	if (r->emulator[0])
-		kb_print_string(&pr, KB_PRINT_JSON, "emulator_dropped", "", r->emulator);
-	kb_print_open_array(&pr, "members");
-	for (int i = 0; i < r->count; i++) {
-		const struct kb_unpack_member *m = &r->member[i];
-		char hex[65];
-		kb_digest_hex(m->digest, hex);
-		kb_print_open_object(&pr, NULL);
-		kb_print_string(&pr, KB_PRINT_ANY, "name", "  %-20s", m->name);
-		kb_print_uint(&pr, KB_PRINT_ANY, "size", " %14llu bytes", m->size);
-		kb_print_uint(&pr, KB_PRINT_ANY, "allocated", ", %14llu allocated", m->allocated);
-		kb_print_uint(&pr, KB_PRINT_JSON, "holes", "", m->size > m->allocated ? m->size - m->allocated : 0);
-		kb_print_string(&pr, KB_PRINT_ANY, "sha256", ", sha256 %.16s", hex);
-		if (m->qcow2) {
-			kb_print_string(&pr, KB_PRINT_ANY, "format", ", %s", "qcow2");
-			kb_print_uint(&pr, KB_PRINT_TEXT, "version", " v%llu", m->qcow2_header.version);
-			kb_print_uint(&pr, KB_PRINT_ANY, "virtual_size", ", virtual %llu", m->qcow2_header.virtual_size);
-			kb_print_string(&pr, KB_PRINT_JSON, "backing", "", m->qcow2_header.backing);
-			if (m->qcow2_header.backing[0])
-				kb_print_string(&pr, KB_PRINT_TEXT, "backing", ", backing %s", m->qcow2_header.backing);
-		} else if (m->probe[0]) {
-			kb_print_string(&pr, KB_PRINT_JSON, "format", "", "raw");
-			kb_print_string(&pr, KB_PRINT_ANY, "probe", ", %s", m->probe);
-		}
-		kb_print_text(&pr, "\n");
-		kb_print_close_object(&pr);
-	}
-	kb_print_close_array(&pr);
-	kb_print_end(&pr);
-}
-
 struct unpack_job {
 	struct kb_unpack_spec spec;
 	struct kb_unpack_report report;
@@ -154,6 +113,6 @@ int unpack_main(struct kb_ctx *ctx, int argc, char **argv)
 		return KB_EXIT_FAILURE;
 	}
 	if (!dry_run)
-		print_members(ctx, report);
+		kb_unpack_report_print(ctx, report);
 	return KB_EXIT_OK;
 }

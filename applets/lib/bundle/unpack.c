@@ -28,6 +28,7 @@
 #include "kvmbox/bundle/archive.h"
 #include "kvmbox/bundle/bundle.h"
 #include "kvmbox/bundle/unpack.h"
+#include "kvmbox/core/print.h"
 #include "kvmbox/core/cleanup.h"
 #include "kvmbox/core/cli.h"
 #include "kvmbox/virt/diskuse.h"
@@ -1316,4 +1317,44 @@ int kb_unpack_apply(const struct kb_ctx *ctx, const struct kb_unpack_spec *spec,
 		    struct kb_error *err)
 {
 	return kb_unpack_apply_report(ctx, spec, plan, NULL, err);
+}
+
+void kb_unpack_report_print(const struct kb_ctx *ctx, const struct kb_unpack_report *r)
+{
+	char xml[sizeof(r->dir) + 16];
+	snprintf(xml, sizeof(xml), "%s/%s", r->dir, KB_BUNDLE_DOMAIN_XML);
+	struct kb_printer pr;
+	kb_print_begin_members(&pr, ctx);
+	kb_print_string(&pr, KB_PRINT_JSON, "name", "", r->name);
+	kb_print_string(&pr, KB_PRINT_JSON, "dir", "", r->dir);
+	kb_print_string(&pr, KB_PRINT_JSON, "domain_xml", "", xml);
+	if (r->emulator[0])
+		kb_print_string(&pr, KB_PRINT_JSON, "emulator_dropped", "", r->emulator);
+	kb_print_open_array(&pr, "members");
+	for (int i = 0; i < r->count; i++) {
+		const struct kb_unpack_member *m = &r->member[i];
+		char hex[65];
+		kb_digest_hex(m->digest, hex);
+		kb_print_open_object(&pr, NULL);
+		kb_print_string(&pr, KB_PRINT_ANY, "name", "  %-20s", m->name);
+		kb_print_uint(&pr, KB_PRINT_ANY, "size", " %14llu bytes", m->size);
+		kb_print_uint(&pr, KB_PRINT_ANY, "allocated", ", %14llu allocated", m->allocated);
+		kb_print_uint(&pr, KB_PRINT_JSON, "holes", "", m->size > m->allocated ? m->size - m->allocated : 0);
+		kb_print_string(&pr, KB_PRINT_ANY, "sha256", ", sha256 %.16s", hex);
+		if (m->qcow2) {
+			kb_print_string(&pr, KB_PRINT_ANY, "format", ", %s", "qcow2");
+			kb_print_uint(&pr, KB_PRINT_TEXT, "version", " v%llu", m->qcow2_header.version);
+			kb_print_uint(&pr, KB_PRINT_ANY, "virtual_size", ", virtual %llu", m->qcow2_header.virtual_size);
+			kb_print_string(&pr, KB_PRINT_JSON, "backing", "", m->qcow2_header.backing);
+			if (m->qcow2_header.backing[0])
+				kb_print_string(&pr, KB_PRINT_TEXT, "backing", ", backing %s", m->qcow2_header.backing);
+		} else if (m->probe[0]) {
+			kb_print_string(&pr, KB_PRINT_JSON, "format", "", "raw");
+			kb_print_string(&pr, KB_PRINT_ANY, "probe", ", %s", m->probe);
+		}
+		kb_print_text(&pr, "\n");
+		kb_print_close_object(&pr);
+	}
+	kb_print_close_array(&pr);
+	kb_print_end(&pr);
 }

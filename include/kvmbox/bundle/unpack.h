@@ -88,4 +88,11 @@ struct kb_unpack_report {
 int kb_unpack_apply_report(const struct kb_ctx *ctx, const struct kb_unpack_spec *spec, struct kb_plan *plan,
 			   struct kb_unpack_report *report, struct kb_error *err);
 
+/*
+ * What was unpacked, member by member (sizes, digest, format), as text; with
+ * --json the envelope's members name, dir, domain_xml, emulator_dropped and
+ * members. For the unpack applet and `domain up`.
+ */
+void kb_unpack_report_print(const struct kb_ctx *ctx, const struct kb_unpack_report *report);
+
 #endif
