@@ -97,6 +97,33 @@ test_refused_step_changes_nothing() {
 	expect_file_missing "$T/var/lib/kvmbox/state"
 }
 
+# [bundle] into a DEST that does not exist yet: the plan lists the directory and what the
+# bundle brings (read from its listing), and the run does exactly that.
+test_bundle_into_a_new_dest() {
+	host
+	local m="$TESTS_TMP/members"
+	mkdir -p "$m"
+	printf '<domain type="qemu"><name>vm</name><devices><disk type="file"><source file="disk.raw"/></disk></devices></domain>\n' >"$m/domain.xml"
+	head -c 65536 /dev/urandom >"$m/disk.raw"
+	(cd "$m" && sha256sum domain.xml disk.raw >SHA256SUMS && tar -cf "$TESTS_TMP/web.tar" domain.xml disk.raw SHA256SUMS)
+	printf '[bundle web]\nsource = %s\ndest = /srv/images\nsha256 = %s\n' "$TESTS_TMP/web.tar" \
+		"$(sha256sum "$TESTS_TMP/web.tar" | cut -d' ' -f1)" >"$TESTS_TMP/host.conf"
+	prov --plan --json
+	expect_rc 0
+	local planned
+	planned=$(changes)
+	expect_eq "planned" "$planned" "bundle web /srv/images absent -> directory
+bundle web /srv/images/web absent -> 3 members, $(($(stat -c %s "$m/domain.xml") + 65536 + $(stat -c %s "$m/SHA256SUMS"))) bytes"
+	expect_file_missing "$T/srv/images"
+	prov --json
+	expect_rc 0
+	expect_eq "the run did what the plan said" "$(changes)" "$planned"
+	cmp -s "$m/disk.raw" "$T/srv/images/web/disk.raw" || fail "the disk did not arrive"
+	prov --plan --json
+	expect_eq "nothing left to do" "$(jq -c '[.steps[].changes[] | select(.status != "unchanged")]' <<<"$OUT")" '[]'
+}
+
 t test_plan_shows_changes_and_is_what_runs
+t test_bundle_into_a_new_dest
 t test_refused_step_changes_nothing
 done_testing

@@ -1136,6 +1136,18 @@ static int plan_stale(const struct kb_unpack_spec *spec, const struct where *w, 
 	return 0;
 }
 
+int kb_unpack_describe_source(const struct kb_unpack_spec *spec, char *buf, size_t size, struct kb_error *err)
+{
+	snprintf(buf, size, UNLISTED); /* never fetched to plan */
+	if (!strncmp(spec->source, "http://", 7))
+		return 0;
+	autoclose_fd fd = open(spec->source, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return kb_fail(err, errno, spec->source, "opening");
+	list_members(fd, buf, size);
+	return 0;
+}
+
 int kb_unpack_plan(const struct kb_ctx *ctx, const struct kb_unpack_spec *spec, struct kb_plan *plan,
 		   struct kb_error *err)
 {
@@ -1163,13 +1175,8 @@ int kb_unpack_plan(const struct kb_ctx *ctx, const struct kb_unpack_spec *spec, 
 			return -1;
 	}
 	bool remote = !strncmp(spec->source, "http://", 7);
-	snprintf(after, sizeof(after), UNLISTED); /* never fetched to plan */
-	if (!remote) {
-		autoclose_fd fd = open(spec->source, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			return kb_fail(err, errno, spec->source, "opening");
-		list_members(fd, after, sizeof(after));
-	}
+	if (kb_unpack_describe_source(spec, after, sizeof(after), err) < 0)
+		return -1;
 	if (!(c = kb_plan_add(plan, w.dir, KB_CHANGE_VALUE, exists ? before : NULL, after, err)) ||
 	    !(c->path = strdup(w.dir)))
 		return c ? kb_fail(err, ENOMEM, NULL, "planning") : -1;

@@ -248,18 +248,24 @@ static int bundle_step(struct kb_provision *p, struct kb_provision_step *s, bool
 	struct stat st;
 	int rc = 0;
 	if (kb_sysroot_stat(p->ctx, spec->dest, &st, false, NULL) < 0) {
-		if (apply) {
+		/* DEST itself is the config's to ask for: a change of its own, planned and made alike. */
+		struct kb_change *c = kb_plan_add(&s->plan, spec->dest, KB_CHANGE_VALUE, NULL, "directory", &err);
+		if (!c)
+			rc = -1;
+		else if (apply)
 			rc = kb_sysroot_make_dirs(p->ctx, spec->dest, &err);
-		} else {
-			char dir[PATH_MAX];
+		if (c)
+			c->status = rc < 0 ? KB_FAILED : apply ? KB_CHANGED : KB_WOULD_CHANGE;
+		if (rc == 0 && !apply) {
+			/* Nothing to look into yet: the bundle is planned as what it brings. */
+			char dir[PATH_MAX], after[96];
 			bundle_dir(b, dir, sizeof(dir));
-			struct kb_change *c = kb_plan_add(&s->plan, spec->dest, KB_CHANGE_VALUE, NULL, "directory", &err);
-			struct kb_change *u = c ? kb_plan_add(&s->plan, dir, KB_CHANGE_VALUE, NULL, "the bundle's members", &err) : NULL;
-			rc = u ? 0 : -1;
+			struct kb_change *u = NULL;
+			rc = kb_unpack_describe_source(spec, after, sizeof(after), &err);
+			if (rc == 0 && !(u = kb_plan_add(&s->plan, dir, KB_CHANGE_VALUE, NULL, after, &err)))
+				rc = -1;
 			if (u)
 				kb_change_note(u, "from %s", spec->source);
-			if (rc == 0 && access(spec->source, R_OK) < 0 && strncmp(spec->source, "http://", 7))
-				rc = kb_fail(&err, errno, spec->source, "reading");
 			if (rc == 0)
 				rc = verify_pinned(spec, &err);
 			free(spec);

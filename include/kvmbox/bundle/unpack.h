@@ -62,6 +62,12 @@ int kb_unpack_spec_set(struct kb_unpack_spec *spec, const char *key, const char 
 int kb_unpack_plan(const struct kb_ctx *ctx, const struct kb_unpack_spec *spec, struct kb_plan *plan,
 		   struct kb_error *err);
 
+/*
+ * What the bundle brings, as the plan's after says it: "N members, SIZE bytes"
+ * from a local uncompressed bundle's listing, else "the bundle's members".
+ */
+int kb_unpack_describe_source(const struct kb_unpack_spec *spec, char *buf, size_t size, struct kb_error *err);
+
 /* Make every planned change: the staged unpack; then read DIR/NAME back. */
 int kb_unpack_apply(const struct kb_ctx *ctx, const struct kb_unpack_spec *spec, struct kb_plan *plan,
 		    struct kb_error *err);
