@@ -213,7 +213,7 @@ up_from_a_bundle() {
 	# The envelope says what was unpacked, as unpack's does, and what define changed.
 	expect_eq "unpacked" "$(jq -c '[.name, .dir, .domain_xml, [.members[].name]]' <<<"$OUT")" \
 		"[\"bundled\",\"$dest/bundled\",\"$dest/bundled/domain.xml\",[\"domain.xml\",\"disk.qcow2\",\"SHA256SUMS\"]]"
-	expect_match "defined" "$(jq -r '.changes[] | select(.item == "kvmbox-test-bundled") | .before + " -> " + .after' <<<"$OUT")" "^absent -> defined"
+	expect_match "defined" "$(jq -r '.changes[] | select(.item == "kvmbox-test-bundled") | (.before // "absent") + " -> " + .after' <<<"$OUT")" "^absent -> defined"
 	expect_eq "disk in use" "$($VIRSH domblklist kvmbox-test-bundled | awk '$1 == "vda" {print $2}')" "$dest/bundled/disk.qcow2"
 	run domain up "$TESTS_TMP/bundled.kvmbundle" --dest "$dest" --start --autostart
 	expect_rc 0
