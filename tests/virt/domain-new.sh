@@ -415,7 +415,8 @@ changed_words_are_planned() {
 	planned=$(jq -c '[.changes[] | select(.status != "unchanged") | {item, before, after}]' <<<"$OUT")
 	expect_eq "memory and vCPUs planned" "$(jq -r '.[] | "\(.item): \(.before) -> \(.after)"' <<<"$planned")" "kvmbox-test-e: defined -> updated
 kvmbox-test-e memory: 256 MiB -> 512 MiB
-kvmbox-test-e vcpus: 1 -> 2"
+kvmbox-test-e vcpus: 1 -> 2
+kvmbox-test-e currentMemory: 256 MiB -> 512 MiB"
 	expect_eq "dry run changed nothing" "$($VIRSH dumpxml --inactive kvmbox-test-e | grep -o "<memory unit='KiB'>[0-9]*")" "<memory unit='KiB'>262144"
 	RUN_BOUND=60 run domain new kvmbox-test-e --memory 512M "${words[@]}" --json
 	expect_rc 0

@@ -92,7 +92,7 @@ dropped_disk_needs_prune() {
 	expect_match "two disks" "$($VIRSH domblklist kvmbox-test-drop)" "vdb +$POOL_DIR/kvmbox-test-drop-1.qcow2"
 	RUN_BOUND=60 run domain new kvmbox-test-drop "${words[@]}"
 	expect_rc 1
-	expect_eq "refused" "$ERR" "kvmbox domain: disk vdb: domain 'kvmbox-test-drop' has $POOL_DIR/kvmbox-test-drop-1.qcow2 and the words no longer name it: kvmbox does not detach a disk silently (--prune drops it from the definition; its file stays)"
+	expect_eq "refused" "$ERR" "kvmbox domain: disk vdb: domain 'kvmbox-test-drop' has $POOL_DIR/kvmbox-test-drop-1.qcow2 and the words do not name it (dropped from them, or added by hand): kvmbox does not detach a disk silently (--prune drops it from the definition; its file stays)"
 	expect_match "still attached" "$($VIRSH domblklist kvmbox-test-drop)" "vdb +$POOL_DIR/kvmbox-test-drop-1.qcow2"
 	planned_then_run kvmbox-test-drop "${words[@]}" --prune
 	expect_eq "planned" "$PLANNED" "kvmbox-test-drop: defined -> updated

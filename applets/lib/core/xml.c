@@ -26,6 +26,9 @@ int kb_xml_load(struct kb_xml *xml, struct kb_error *err)
 		{ "xmlNodeSetContent", (void **)&xml->node_set_content },
 		{ "xmlUnlinkNode", (void **)&xml->unlink_node },
 		{ "xmlFreeNode", (void **)&xml->free_node },
+		{ "xmlDocCopyNode", (void **)&xml->copy_node },
+		{ "xmlAddChild", (void **)&xml->add_child },
+		{ "xmlReplaceNode", (void **)&xml->replace_node },
 		{ "xmlFree", &free_var },
 	};
 	if (kb_dynlib_load(KB_LIB_XML, symbols, sizeof(symbols) / sizeof(symbols[0]), err) < 0)

@@ -769,8 +769,9 @@ static int check_existing_disks(struct session *s, const struct build *b, xmlDoc
 		autofree char *file = kb_xml_prop(xml, kb_xml_child(old, "source"), "file");
 		if ((device && strcmp(device, "disk")) || !target || disk_at(s, want, target))
 			continue; /* a CD-ROM holds no data of the guest's */
-		rc = kb_fail(err, 0, NULL, "disk %s: domain '%s' has %s and the words no longer name it: kvmbox does not detach a "
-					   "disk silently (--prune drops it from the definition; its file stays)",
+		rc = kb_fail(err, 0, NULL, "disk %s: domain '%s' has %s and the words do not name it (dropped from them, or added "
+					   "by hand): kvmbox does not detach a disk silently (--prune drops it from the "
+					   "definition; its file stays)",
 			     target, d->name, file ? file : "a disk");
 	}
 	xml->free_doc(want_doc);
@@ -827,6 +828,8 @@ static int place_domain(struct session *s, const struct kb_domnew *d, int node, 
 	return rc;
 }
 
+static int merge_words(struct session *s, xmlDoc *current, char **text, struct kb_error *err);
+
 /* The definition from the words: libvirt's capabilities, the existing definition, the host's checks, the placement. */
 static int build_from_words(struct session *s, struct build *b, struct kb_error *err)
 {
@@ -859,6 +862,9 @@ static int build_from_words(struct session *s, struct build *b, struct kb_error 
 			 (existing && check_existing_disks(s, b, existing, err) < 0)
 		 ? -1
 		 : 0;
+	/* An existing domain: the words over its definition, which keeps what they do not name. */
+	if (rc == 0 && existing)
+		rc = merge_words(s, existing, &b->xml, err);
 	if (existing)
 		s->xml->free_doc(existing);
 	if (rc == 0 && b->current) {
@@ -1127,6 +1133,574 @@ static int plan_interfaces(const struct kb_xml *xml, const char *name, xmlNode *
 	return 0;
 }
 
+/* ---- the rest of the definition ----------------------------------------------------------------- */
+
+/* Elements the typed comparisons above cover: the comparison of the rest leaves them out. */
+static bool typed_element(xmlNode *node)
+{
+	static const char *const covered[][2] = {
+		{ "domain", "name" },	 { "domain", "uuid" },	    { "domain", "memory" },    { "domain", "vcpu" },
+		{ "devices", "disk" },	 { "devices", "interface" }, { "devices", "graphics" }, { "cputune", "vcpupin" },
+		{ "cputune", "emulatorpin" },
+	};
+	const char *parent = node->parent && node->parent->type == XML_ELEMENT_NODE ? (const char *)node->parent->name : "";
+	for (size_t i = 0; i < sizeof(covered) / sizeof(covered[0]); i++)
+		if (!strcmp(parent, covered[i][0]) && !strcmp((const char *)node->name, covered[i][1]))
+			return true;
+	return false;
+}
+
+static bool has_element_children(xmlNode *node)
+{
+	for (xmlNode *c = node->children; c; c = c->next)
+		if (c->type == XML_ELEMENT_NODE)
+			return true;
+	return false;
+}
+
+/* Whether @node states anything the typed comparisons do not cover (a <cputune> of pins only does not). */
+static bool states_something(xmlNode *node)
+{
+	if (typed_element(node))
+		return false;
+	if (node->properties || !has_element_children(node))
+		return true;
+	for (xmlNode *c = node->children; c; c = c->next)
+		if (c->type == XML_ELEMENT_NODE && states_something(c))
+			return true;
+	return false;
+}
+
+/* libvirt keeps a machine type's alias as the version it stands for: q35 as pc-q35-7.2, pc as pc-i440fx-7.2. */
+static bool machine_alias(const char *want, const char *now)
+{
+	char prefix[80];
+	if (!strcmp(want, "pc"))
+		return !strncmp(now, "pc-i440fx-", 10);
+	snprintf(prefix, sizeof(prefix), "%s-", want);
+	if (!strncmp(now, prefix, strlen(prefix)))
+		return true;
+	snprintf(prefix, sizeof(prefix), "pc-%s-", want);
+	return !strncmp(now, prefix, strlen(prefix));
+}
+
+static bool states_same(const struct kb_xml *xml, xmlNode *want, xmlNode *now);
+
+/* The first element child of @now named as @want that states the same, not yet @used (by index); marked used. */
+static xmlNode *find_same(const struct kb_xml *xml, xmlNode *want, xmlNode *now, bool used[256])
+{
+	size_t k = 0;
+	for (xmlNode *n = now ? now->children : NULL; n; n = n->next) {
+		if (n->type != XML_ELEMENT_NODE)
+			continue;
+		if (k < 256 && !used[k] && !strcmp((const char *)n->name, (const char *)want->name) && states_same(xml, want, n)) {
+			used[k] = true;
+			return n;
+		}
+		k++;
+	}
+	return NULL;
+}
+
+/*
+ * Whether @now (libvirt's) has everything @want states, with the same values:
+ * what libvirt adds of its own (defaults, addresses) is no difference; sizes
+ * with a unit are compared in KiB, a machine type alias as what it stands for.
+ */
+static bool states_same(const struct kb_xml *xml, xmlNode *want, xmlNode *now)
+{
+	autofree char *unit = kb_xml_prop(xml, want, "unit");
+	autofree char *now_unit = kb_xml_prop(xml, now, "unit");
+	for (xmlAttr *a = want->properties; a; a = a->next) {
+		const char *name = (const char *)a->name;
+		if (unit && !strcmp(name, "unit"))
+			continue;
+		autofree char *w = kb_xml_prop(xml, want, name);
+		autofree char *n = kb_xml_prop(xml, now, name);
+		if (!w || !n)
+			return false;
+		bool sized = unit && (!strcmp(name, "size") || !strcmp(name, "memory"));
+		if (!strcmp(w, n) || (sized && kb_memory_kib(w, unit) == kb_memory_kib(n, now_unit)) ||
+		    (!strcmp(name, "machine") && machine_alias(w, n)))
+			continue;
+		return false;
+	}
+	if (has_element_children(want)) {
+		bool used[256] = { false };
+		for (xmlNode *c = want->children; c; c = c->next)
+			if (c->type == XML_ELEMENT_NODE && states_something(c) && !find_same(xml, c, now, used))
+				return false;
+		return true;
+	}
+	autofree char *w = kb_xml_text(xml, want);
+	if (!w || !*w)
+		return true;
+	autofree char *n = kb_xml_text(xml, now);
+	if (!n)
+		return false;
+	return unit ? kb_memory_kib(w, unit) == kb_memory_kib(n, now_unit) : !strcmp(w, n);
+}
+
+/* @node on one line: its text when it is only text (on_reboot: "restart"), else its XML without the layout. */
+static void compact(const struct kb_xml *xml, xmlNode *node, char *buf, size_t size)
+{
+	append(buf, size, "", "<%s", (const char *)node->name);
+	for (xmlAttr *a = node->properties; a; a = a->next) {
+		autofree char *value = kb_xml_prop(xml, node, (const char *)a->name);
+		append(buf, size, "", " %s='%s'", (const char *)a->name, value ? value : "");
+	}
+	autofree char *text = has_element_children(node) ? NULL : kb_xml_text(xml, node);
+	if (!has_element_children(node) && (!text || !*text)) {
+		append(buf, size, "", "/>");
+		return;
+	}
+	append(buf, size, "", ">%s", text ? text : "");
+	for (xmlNode *c = node->children; c; c = c->next)
+		if (c->type == XML_ELEMENT_NODE)
+			compact(xml, c, buf, size);
+	append(buf, size, "", "</%s>", (const char *)node->name);
+}
+
+static const char *element_value(const struct kb_xml *xml, xmlNode *node, char *buf, size_t size)
+{
+	buf[0] = '\0';
+	if (!node)
+		return NULL;
+	autofree char *unit = kb_xml_prop(xml, node, "unit");
+	bool only_unit = unit && node->properties && !node->properties->next;
+	if ((!node->properties || only_unit) && !has_element_children(node)) {
+		autofree char *text = kb_xml_text(xml, node);
+		unsigned long long kib = only_unit && text ? kb_memory_kib(text, unit) : 0;
+		if (kib && kib % 1024 == 0)
+			snprintf(buf, size, "%llu MiB", kib / 1024); /* a size, as memory is shown */
+		else if (kib)
+			snprintf(buf, size, "%llu KiB", kib);
+		else
+			snprintf(buf, size, "%s", text ? text : "");
+		return buf;
+	}
+	compact(xml, node, buf, size);
+	return buf;
+}
+
+/* One element that differs: "NAME devices/channel[2]" (its place in the definition that has it), BEFORE -> AFTER. */
+static int add_differing(const struct kb_xml *xml, struct kb_plan *plan, const char *name, xmlNode *before, xmlNode *after,
+			 struct kb_error *err)
+{
+	char where[512], was[8192], will[8192];
+	const char *path = kb_xml_where(xml, after ? after : before, where, sizeof(where));
+	if (!strncmp(path, "/domain/", 8))
+		path += 8;
+	char item[640];
+	snprintf(item, sizeof(item), "%s %s", name, path);
+	struct kb_change *c = kb_plan_add(plan, item, KB_CHANGE_VALUE, element_value(xml, before, was, sizeof(was)),
+					  element_value(xml, after, will, sizeof(will)), err);
+	if (!c)
+		return -1;
+	c->action = DOMAIN_ELEMENT;
+	c->status = KB_WOULD_CHANGE; /* even where the texts shown are cut short alike */
+	return 0;
+}
+
+/* The unused element child of @now that @want replaces: same name, same type= (a channel for a channel). */
+static xmlNode *counterpart(const struct kb_xml *xml, xmlNode *want, xmlNode *now, bool used[256])
+{
+	autofree char *type = kb_xml_prop(xml, want, "type");
+	size_t k = 0;
+	for (xmlNode *n = now ? now->children : NULL; n; n = n->next) {
+		if (n->type != XML_ELEMENT_NODE)
+			continue;
+		if (k < 256 && !used[k] && !strcmp((const char *)n->name, (const char *)want->name)) {
+			autofree char *other = kb_xml_prop(xml, n, "type");
+			if ((!type && !other) || (type && other && !strcmp(type, other))) {
+				used[k] = true;
+				return n;
+			}
+		}
+		k++;
+	}
+	return NULL;
+}
+
+/* Devices libvirt adds by itself to a definition that lacks them: one missing from a file is no removal. */
+static bool added_by_libvirt(xmlNode *device)
+{
+	static const char *const kinds[] = { "emulator", "controller", "input", "memballoon", "video", "console", "audio" };
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (!strcmp((const char *)device->name, kinds[i]))
+			return true;
+	return false;
+}
+
+/*
+ * Every element and attribute of the new definition the typed comparisons do
+ * not cover must be in libvirt's current one with the same value; each that
+ * is not is a change (with what it replaces: the element of the same name and
+ * type). Devices libvirt would not add by itself that the new definition drops
+ * are removals. Top-level elements a file leaves out take libvirt's defaults.
+ */
+static int plan_rest(const struct kb_xml *xml, const char *name, xmlNode *now, xmlNode *want, struct kb_plan *plan,
+		     struct kb_error *err)
+{
+	char before[256], after[256];
+	for (xmlAttr *a = want->properties; a; a = a->next) {
+		if (!strcmp((const char *)a->name, "id"))
+			continue; /* a running domain's number, in a file dumped from it */
+		autofree char *w = kb_xml_prop(xml, want, (const char *)a->name);
+		autofree char *n = kb_xml_prop(xml, now, (const char *)a->name);
+		snprintf(before, sizeof(before), "%s", n ? n : "");
+		snprintf(after, sizeof(after), "%s", w ? w : "");
+		if ((!n || strcmp(before, after)) && add_element(plan, name, (const char *)a->name, n ? before : NULL, after, err) < 0)
+			return -1;
+	}
+	bool used[256] = { false }, used_devices[256] = { false };
+	xmlNode *now_devices = kb_xml_child(now, "devices");
+	for (xmlNode *c = want->children; c; c = c->next) {
+		if (c->type != XML_ELEMENT_NODE || !states_something(c) || !strcmp((const char *)c->name, "devices"))
+			continue;
+		if (!find_same(xml, c, now, used) && add_differing(xml, plan, name, counterpart(xml, c, now, used), c, err) < 0)
+			return -1;
+	}
+	xmlNode *want_devices = kb_xml_child(want, "devices");
+	/* Devices: the ones kept as they are first, so that a changed one is shown beside the one it replaces. */
+	bool kept[256] = { false };
+	size_t k = 0;
+	for (xmlNode *c = want_devices ? want_devices->children : NULL; c; c = c->next)
+		if (c->type == XML_ELEMENT_NODE && k < 256)
+			kept[k++] = !states_something(c) || find_same(xml, c, now_devices, used_devices);
+	k = 0;
+	for (xmlNode *c = want_devices ? want_devices->children : NULL; c; c = c->next) {
+		if (c->type != XML_ELEMENT_NODE || k >= 256 || kept[k++])
+			continue;
+		if (add_differing(xml, plan, name, counterpart(xml, c, now_devices, used_devices), c, err) < 0)
+			return -1;
+	}
+	k = 0;
+	for (xmlNode *n = now_devices ? now_devices->children : NULL; n; n = n->next) {
+		if (n->type != XML_ELEMENT_NODE || k >= 256 || used_devices[k++])
+			continue;
+		if (!typed_element(n) && !added_by_libvirt(n) && add_differing(xml, plan, name, n, NULL, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* ---- the words over an existing definition ------------------------------------------------------ */
+
+/*
+ * A second run of `domain new` changes what its words name and keeps every
+ * other element of the current definition, as virt-xml does: a <filesystem>
+ * or a guest-agent <channel> added by hand stays. Each word names these:
+ *
+ *   memory       <memory>, <currentMemory>      replaced
+ *   vcpus        <vcpu>                         replaced
+ *   cpu, nested  <cpu> (placement too)          replaced
+ *   placement    <cputune>, <numatune>          replaced (removed for none)
+ *   hugepages    <memoryBacking><hugepages>     replaced; the rest of <memoryBacking> stays
+ *   virt-type    <domain type>
+ *   machine      <os><type machine>             (an alias of the current one, q35 for pc-q35-7.2, is no change)
+ *   boot, cdrom  <os><boot>                     replaced
+ *   disk, cdrom  a disk, by its file (a CD-ROM by its target)
+ *   network      an interface, by its MAC (kept from the same place on the same bridge)
+ *   hostdev      a host device, by its PCI address
+ *   graphics     <graphics>, <video>            replaced
+ *
+ * A device the words name is updated in place: what the words state is set,
+ * what they do not (an address, cache=, a boot order) stays. Elements made
+ * only at the first run (features, clock, on_*, serial, console, rng) and
+ * words not given (vcpus, cpu, graphics ...) leave the current ones as they are.
+ *
+ * A conflict is a device of the words that would take the place of one they
+ * do not name: a disk at a target where the definition has another file, an
+ * interface at a place where the definition has one on another source (a hand
+ * edit, or words that changed and lost it). It is refused with both sides,
+ * never overwritten. A value the words change (memory 256M where the
+ * definition has 512M) is no conflict: it is the change they ask for.
+ */
+
+/* Whether the spec's words include @key. */
+static bool words_name(const struct kb_domain_spec *spec, const char *key)
+{
+	size_t n = strlen(key);
+	for (const char *w = NULL; (w = kb_domain_spec_next_word(spec, w));)
+		if (!strncmp(w, key, n) && (w[n] == '=' || w[n] == '\0'))
+			return true;
+	return false;
+}
+
+static int no_memory(struct kb_error *err)
+{
+	return kb_fail(err, ENOMEM, NULL, "putting the words into the current definition");
+}
+
+static void drop(const struct kb_xml *xml, xmlNode *node)
+{
+	xml->unlink_node(node);
+	xml->free_node(node);
+}
+
+/* The words' elements @name in @words replace @now's (in place; none left when the words have none). */
+static int take_all(const struct kb_xml *xml, xmlNode *now, xmlNode *words, const char *name, struct kb_error *err)
+{
+	xmlNode *old = kb_xml_child(now, name);
+	for (xmlNode *w = kb_xml_child(words, name); w; w = kb_xml_next(w, name)) {
+		xmlNode *next = kb_xml_next(old, name);
+		xmlNode *copy = xml->copy_node(w, now->doc, 1);
+		if (!copy)
+			return no_memory(err);
+		if (old) {
+			xml->replace_node(old, copy);
+			xml->free_node(old);
+		} else {
+			xml->add_child(now, copy);
+		}
+		old = next;
+	}
+	for (xmlNode *next; old; old = next) {
+		next = kb_xml_next(old, name);
+		drop(xml, old);
+	}
+	return 0;
+}
+
+/*
+ * What @words states set on @now: its attributes, its text, its children
+ * (each into the first of the same name, added when there is none). What
+ * @now has beyond it stays.
+ */
+static int overlay(const struct kb_xml *xml, xmlNode *now, xmlNode *words, struct kb_error *err)
+{
+	for (xmlAttr *a = words->properties; a; a = a->next) {
+		autofree char *value = kb_xml_prop(xml, words, (const char *)a->name);
+		if (value && !xml->set_prop(now, a->name, (const xmlChar *)value))
+			return no_memory(err);
+	}
+	if (!has_element_children(words)) {
+		autofree char *text = kb_xml_text(xml, words);
+		if (text && *text)
+			xml->node_set_content(now, (const xmlChar *)text);
+		return 0;
+	}
+	for (xmlNode *c = words->children; c; c = c->next) {
+		if (c->type != XML_ELEMENT_NODE)
+			continue;
+		xmlNode *mine = kb_xml_child(now, (const char *)c->name);
+		xmlNode *copy = mine ? NULL : xml->copy_node(c, now->doc, 1);
+		if (!mine && !copy)
+			return no_memory(err);
+		if (copy)
+			xml->add_child(now, copy);
+		else if (overlay(xml, mine, c, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* A device of the words into @devices: over @old when there is one (replacing it when its type changes), else added. */
+static int take_device(const struct kb_xml *xml, xmlNode *devices, xmlNode *old, xmlNode *words, struct kb_error *err)
+{
+	autofree char *type = kb_xml_prop(xml, words, "type");
+	if (old && (!type || kb_xml_prop_is(xml, old, "type", type)))
+		return overlay(xml, old, words, err);
+	xmlNode *copy = xml->copy_node(words, devices->doc, 1);
+	if (!copy)
+		return no_memory(err);
+	if (!old) {
+		xml->add_child(devices, copy);
+		return 0;
+	}
+	/* Another type of the same device: its address (the guest's view of it) stays. */
+	xmlNode *address = kb_xml_child(old, "address");
+	xmlNode *kept = address ? xml->copy_node(address, devices->doc, 1) : NULL;
+	if (kept)
+		xml->add_child(copy, kept);
+	xml->replace_node(old, copy);
+	xml->free_node(old);
+	return 0;
+}
+
+static int take_disks(const struct kb_xml *xml, const char *name, xmlNode *now, xmlNode *words, bool disks, bool cdroms,
+		      struct kb_error *err)
+{
+	for (xmlNode *disk = kb_xml_child(words, "disk"); disk; disk = kb_xml_next(disk, "disk")) {
+		bool cdrom = kb_xml_prop_is(xml, disk, "device", "cdrom");
+		if (cdrom ? !cdroms : !disks)
+			continue;
+		autofree char *file = kb_xml_prop(xml, kb_xml_child(disk, "source"), "file");
+		autofree char *target = kb_xml_prop(xml, kb_xml_child(disk, "target"), "dev");
+		xmlNode *same = NULL, *at = NULL;
+		for (xmlNode *d = kb_xml_child(now, "disk"); d; d = kb_xml_next(d, "disk")) {
+			if (!same && !cdrom && file && kb_xml_prop_is(xml, kb_xml_child(d, "source"), "file", file))
+				same = d;
+			if (!at && target && kb_xml_prop_is(xml, kb_xml_child(d, "target"), "dev", target))
+				at = d;
+		}
+		if (cdrom && at && kb_xml_prop_is(xml, at, "device", "cdrom"))
+			same = at; /* another ISO in the same drive */
+		if (at && at != same) {
+			char other[PATH_MAX + 64] = "";
+			source_value(xml, kb_xml_child(at, "source"), other, sizeof(other));
+			return kb_fail(err, 0, other, "disk %s of domain '%s' is not one of the words' (added by hand?): refusing to "
+						      "put theirs in its place; name it in the words, or detach it first "
+						      "(virsh detach-disk %s %s --config):",
+				       target, name, name, target);
+		}
+		if (take_device(xml, now, same, disk, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * --prune: the disks of @now no disk of @words names by its target leave the
+ * definition (their files stay; CD-ROM drives are the words' to name).
+ */
+static void drop_unnamed_disks(const struct kb_xml *xml, xmlNode *now, xmlNode *words)
+{
+	for (xmlNode *d = kb_xml_child(now, "disk"), *next; d; d = next) {
+		next = kb_xml_next(d, "disk");
+		autofree char *target = kb_xml_prop(xml, kb_xml_child(d, "target"), "dev");
+		bool named = false;
+		for (xmlNode *w = kb_xml_child(words, "disk"); w && target && !named; w = kb_xml_next(w, "disk"))
+			named = kb_xml_prop_is(xml, kb_xml_child(w, "target"), "dev", target);
+		if (!named && kb_xml_prop_is(xml, d, "device", "disk"))
+			drop(xml, d);
+	}
+}
+
+/* Whether an interface of @words has @nic's MAC. */
+static bool mac_named(const struct kb_xml *xml, xmlNode *words, xmlNode *nic)
+{
+	autofree char *mac = mac_of(xml, nic);
+	for (xmlNode *n = kb_xml_child(words, "interface"); n && mac; n = kb_xml_next(n, "interface")) {
+		autofree char *other = mac_of(xml, n);
+		if (other && !strcmp(other, mac))
+			return true;
+	}
+	return false;
+}
+
+static int take_interfaces(const struct kb_xml *xml, const char *name, xmlNode *now, xmlNode *words, struct kb_error *err)
+{
+	size_t i = 0;
+	for (xmlNode *nic = kb_xml_child(words, "interface"); nic; nic = kb_xml_next(nic, "interface"), i++) {
+		autofree char *mac = mac_of(xml, nic);
+		xmlNode *same = NULL, *at = NULL;
+		size_t k = 0;
+		for (xmlNode *n = kb_xml_child(now, "interface"); n; n = kb_xml_next(n, "interface"), k++) {
+			autofree char *other = mac_of(xml, n);
+			if (!same && mac && other && !strcmp(mac, other))
+				same = n;
+			if (k == i)
+				at = n;
+		}
+		if (!same && at && !mac_named(xml, words, at)) {
+			char was[256] = "", will[256] = "";
+			source_value(xml, kb_xml_child(at, "source"), was, sizeof(was));
+			source_value(xml, kb_xml_child(nic, "source"), will, sizeof(will));
+			autofree char *other = mac_of(xml, at);
+			autofree char *type = kb_xml_prop(xml, at, "type");
+			return kb_fail(err, 0, NULL, "interface %zu of domain '%s' (MAC %s) is on %s, not on the words' %s (changed by "
+						   "hand?): refusing to replace it; move it (network bridge=%s,mac=%s) or detach it "
+						   "(virsh detach-interface %s %s --mac %s --config)",
+				       i + 1, name, other ? other : "?", was, will, will, other ? other : "?", name,
+				       type ? type : "bridge", other ? other : "?");
+		}
+		if (take_device(xml, now, same, nic, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Whether two <hostdev>s pass the same PCI function. */
+static bool same_pci(const struct kb_xml *xml, xmlNode *a, xmlNode *b)
+{
+	static const char *const parts[] = { "domain", "bus", "slot", "function" };
+	xmlNode *x = kb_xml_child(kb_xml_child(a, "source"), "address"), *y = kb_xml_child(kb_xml_child(b, "source"), "address");
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		autofree char *p = kb_xml_prop(xml, x, parts[i]);
+		autofree char *q = kb_xml_prop(xml, y, parts[i]);
+		if (!p || !q || strtoul(p, NULL, 0) != strtoul(q, NULL, 0))
+			return false;
+	}
+	return true;
+}
+
+/* The words @text (their whole definition) over the current definition @current; *@text becomes the result. */
+static int merge_words(struct session *s, xmlDoc *current, char **text, struct kb_error *err)
+{
+	const struct kb_xml *xml = s->xml;
+	const struct kb_domain_spec *spec = s->spec;
+	xmlDoc *doc = kb_xml_parse(xml, *text, strlen(*text), spec->name, err);
+	if (!doc)
+		return -1;
+	xmlNode *now = xml->root_element(current), *words = xml->root_element(doc);
+	xmlNode *now_os = kb_xml_child(now, "os"), *words_os = kb_xml_child(words, "os");
+	xmlNode *now_devices = kb_xml_child(now, "devices"), *words_devices = kb_xml_child(words, "devices");
+	if (!now_devices)
+		now_devices = xml->new_child(now, NULL, (const xmlChar *)"devices", NULL);
+	if (!now_os)
+		now_os = xml->new_child(now, NULL, (const xmlChar *)"os", NULL);
+	int rc = now_devices && now_os ? 0 : no_memory(err);
+	if (rc == 0 && words_name(spec, "virt-type")) {
+		autofree char *type = kb_xml_prop(xml, words, "type");
+		xml->set_prop(now, (const xmlChar *)"type", (const xmlChar *)type);
+	}
+	if (rc == 0)
+		rc = take_all(xml, now, words, "memory", err) < 0 || take_all(xml, now, words, "currentMemory", err) < 0 ? -1 : 0;
+	if (rc == 0 && words_name(spec, "vcpus"))
+		rc = take_all(xml, now, words, "vcpu", err);
+	if (rc == 0 && (words_name(spec, "cpu") || words_name(spec, "nested") || words_name(spec, "placement")))
+		rc = take_all(xml, now, words, "cpu", err);
+	if (rc == 0 && words_name(spec, "placement"))
+		rc = take_all(xml, now, words, "cputune", err) < 0 || take_all(xml, now, words, "numatune", err) < 0 ? -1 : 0;
+	if (rc == 0 && words_name(spec, "hugepages")) {
+		xmlNode *backing = kb_xml_child(now, "memoryBacking");
+		if (!backing)
+			backing = xml->new_child(now, NULL, (const xmlChar *)"memoryBacking", NULL);
+		rc = backing ? take_all(xml, backing, kb_xml_child(words, "memoryBacking"), "hugepages", err) : no_memory(err);
+		if (rc == 0 && !has_element_children(backing))
+			drop(xml, backing);
+	}
+	if (rc == 0 && words_name(spec, "machine")) {
+		xmlNode *type = kb_xml_child(now_os, "type");
+		autofree char *want = kb_xml_prop(xml, kb_xml_child(words_os, "type"), "machine");
+		autofree char *have = kb_xml_prop(xml, type, "machine");
+		if (type && want && (!have || (strcmp(want, have) && !machine_alias(want, have))))
+			xml->set_prop(type, (const xmlChar *)"machine", (const xmlChar *)want);
+	}
+	if (rc == 0 && (words_name(spec, "boot") || words_name(spec, "cdrom")))
+		rc = take_all(xml, now_os, words_os, "boot", err);
+	if (rc == 0 && (words_name(spec, "disk") || words_name(spec, "cdrom")))
+		rc = take_disks(xml, spec->name, now_devices, words_devices, words_name(spec, "disk"), words_name(spec, "cdrom"), err);
+	if (rc == 0 && spec->prune)
+		drop_unnamed_disks(xml, now_devices, words_devices);
+	if (rc == 0 && words_name(spec, "network"))
+		rc = take_interfaces(xml, spec->name, now_devices, words_devices, err);
+	for (xmlNode *h = kb_xml_child(words_devices, "hostdev"); rc == 0 && h; h = kb_xml_next(h, "hostdev")) {
+		xmlNode *same = kb_xml_child(now_devices, "hostdev");
+		while (same && !same_pci(xml, same, h))
+			same = kb_xml_next(same, "hostdev");
+		rc = take_device(xml, now_devices, same, h, err);
+	}
+	if (rc == 0 && words_name(spec, "graphics"))
+		rc = take_all(xml, now_devices, words_devices, "graphics", err) < 0 ||
+				     take_all(xml, now_devices, words_devices, "video", err) < 0
+			     ? -1
+			     : 0;
+	xml->free_doc(doc);
+	if (rc < 0)
+		return -1;
+	xmlChar *dumped = NULL;
+	int size = 0;
+	xml->dump_memory(current, &dumped, &size);
+	free(*text);
+	*text = dumped ? strdup((const char *)dumped) : NULL;
+	if (dumped)
+		(*xml->free)(dumped);
+	return *text ? 0 : no_memory(err);
+}
+
 /*
  * The definition and its elements, the current (libvirt's, normalised) and
  * the new one side by side. The definition would change when any element does.
@@ -1172,6 +1746,8 @@ static int plan_definition(struct session *s, const struct build *b, struct kb_p
 			       kb_cpuset_format(&p->emulator, emulator, sizeof(emulator)),
 			       p->emulator_shared ? " (shared: no CPU is free of guests)" : "");
 	}
+	if (now && plan_rest(xml, b->name, now, want, plan, err) < 0)
+		goto out;
 	size_t changing = 0;
 	for (size_t i = first + 1; i < plan->count; i++)
 		changing += plan->change[i].status == KB_WOULD_CHANGE;
@@ -1475,7 +2051,7 @@ static void remove_created_volumes(struct session *s, struct build *b, struct kb
 	}
 }
 
-/* Define, read back: the definition and its elements are marked; a change the plan did not list is said. */
+/* Define when the plan changes the definition, and mark it and its elements; else only find the domain. */
 static int define(struct session *s, struct build *b, struct kb_plan *plan, virDomainPtr *dom, struct kb_error *err)
 {
 	struct kb_change *def = NULL;
@@ -1484,6 +2060,12 @@ static int define(struct session *s, struct build *b, struct kb_plan *plan, virD
 			def = &plan->change[i];
 	if (!def)
 		return 0;
+	bool changing = false;
+	for (size_t i = 0; i < plan->count; i++)
+		changing |= (plan->change[i].action == DOMAIN_DEFINE || plan->change[i].action == DOMAIN_ELEMENT) &&
+			    plan->change[i].status == KB_WOULD_CHANGE;
+	if (!changing)
+		return lookup(s, b->name, dom, err); /* what the plan says: nothing to define */
 	*dom = s->v->domain_define(s->conn, b->xml, VIR_DOMAIN_DEFINE_VALIDATE);
 	if (!*dom) {
 		if (s->spec->words_len)
@@ -1493,8 +2075,6 @@ static int define(struct session *s, struct build *b, struct kb_plan *plan, virD
 		remove_created_volumes(s, b, plan);
 		return failed(def, err);
 	}
-	autofree char *after = inactive_xml(s->v, *dom);
-	bool same = b->current && after && !strcmp(b->current, after);
 	/* A running guest runs on as it started: what changed is its next start's. */
 	enum kb_status done = b->running ? KB_REBOOT : KB_CHANGED;
 	for (size_t i = 0; i < plan->count; i++) {
@@ -1506,11 +2086,6 @@ static int define(struct session *s, struct build *b, struct kb_plan *plan, virD
 	for (size_t i = 0; b->d && i < b->d->disk_count; i++)
 		if (b->d->disk[i].kind != KB_DISK_PATH)
 			mark_pending(s, b->d->disk[i].path, NULL);
-	if (def->status == KB_UNCHANGED && !same) {
-		def->status = done;
-		kb_change_set_after(def, "updated", NULL);
-		kb_change_note(def, "elements the plan does not list changed");
-	}
 	return 0;
 }
 

@@ -22,6 +22,9 @@ struct kb_xml {
 	__typeof__(xmlNodeSetContent) *node_set_content;
 	__typeof__(xmlUnlinkNode) *unlink_node;
 	__typeof__(xmlFreeNode) *free_node;
+	__typeof__(xmlDocCopyNode) *copy_node;
+	__typeof__(xmlAddChild) *add_child;
+	__typeof__(xmlReplaceNode) *replace_node;
 	xmlFreeFunc *free; /* libxml2's xmlFree is a variable holding the function */
 };
 

@@ -16,21 +16,29 @@
  *   NAME interface MAC     bridge br0, model virtio
  *   NAME graphics          vnc 127.0.0.1, none
  *   NAME vcpu pins         0:3 1:4, emulator 5-6
+ *   NAME on_reboot         restart -> destroy   (any other element that differs)
+ *   NAME devices/channel   absent -> <channel type='unix'>...</channel>
  *   NAME volume POOL/VOL   absent -> 64 MiB, 64 MiB -> 128 MiB (grown)
  *   NAME autostart         off -> on            (spec.autostart: on or off)
  *   NAME state             shut off -> running  (spec.start)
  *
- * Apply defines the domain whenever it exists (defining the same definition
- * changes nothing), reads it back and says so in the definition's note when
- * an element the plan does not list changed too. A running domain keeps
- * running as it started: its changed elements are KB_REBOOT, each noted
+ * Beyond the typed elements, every element and attribute the new definition
+ * states must be in the current one with the same value (what libvirt adds
+ * of its own, defaults and addresses, is no change); each that is not is a
+ * row, as is a device the new definition drops that libvirt would not add by
+ * itself. Apply defines only when the plan has a change. A running domain
+ * keeps running as it started: its changed elements are KB_REBOOT, each noted
  * "takes effect at the next start" (a grown disk is grown at once).
  *
- * On a domain that exists, the words never replace a disk with a new empty
- * volume (format= changed, its file missing: refused), never shrink one, and
- * never drop one unless spec.prune (its file stays). A volume made for a
- * domain is marked for it until the define; a stop signal in between removes
- * it, and a killed run's volume is adopted by the next run of the same words.
+ * The words of `domain new` over an existing domain change what they name and
+ * keep every other element of its current definition (a <filesystem> or a
+ * <channel> added by hand); a device of the words that would take the place
+ * of one they do not name is refused (see merge_words in domain.c). They never
+ * replace a disk with a new empty volume (format= changed, its file missing:
+ * refused), never shrink one, and never drop one unless spec.prune (its file
+ * stays). A volume made for a domain is marked for it until the define; a stop
+ * signal in between removes it, and a killed run's volume is adopted by the
+ * next run of the same words.
  */
 #ifndef KVMBOX_DOMAIN_H
 #define KVMBOX_DOMAIN_H
