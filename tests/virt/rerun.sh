@@ -117,10 +117,12 @@ running_domain_waits() {
 	planned_then_run kvmbox-test-run --memory 96M --disk size=48M,pool=$POOL "${words[@]}"
 	expect_eq "planned" "$PLANNED" "kvmbox-test-run: defined -> updated
 kvmbox-test-run memory: 64 MiB -> 96 MiB
+kvmbox-test-run currentMemory: 64 MiB -> 96 MiB
 kvmbox-test-run volume $POOL/kvmbox-test-run.qcow2: 32 MiB -> 48 MiB"
 	expect_eq "envelope" "$(jq -r .reboot_required <<<"$OUT")" true
-	expect_eq "what waits" "$(jq -r '.changes[] | select(.status == "reboot-required") | "\(.item): \(.note)"' <<<"$OUT")" "kvmbox-test-run: 1 element, at the next start: the domain runs
-kvmbox-test-run memory: takes effect at the next start"
+	expect_eq "what waits" "$(jq -r '.changes[] | select(.status == "reboot-required") | "\(.item): \(.note)"' <<<"$OUT")" "kvmbox-test-run: 2 elements, at the next start: the domain runs
+kvmbox-test-run memory: takes effect at the next start
+kvmbox-test-run currentMemory: takes effect at the next start"
 	expect_eq "the disk grew now" "$(jq -r '.changes[] | select(.item | test("volume")) | .status' <<<"$OUT")" changed
 	expect_eq "still running" "$($VIRSH domstate kvmbox-test-run | head -1)" running
 	expect_match "runs on 64M" "$($VIRSH dumpxml kvmbox-test-run)" "<currentMemory unit='KiB'>65536</currentMemory>"
