@@ -152,7 +152,7 @@ domain_running_unchanged_absent() {
           graphics: none"
 	play bigger
 	expect_eq "reboot required" "$(stat_of changed) $(task .reboot_required) $(task '[.rows[] | select(.status == "reboot-required") | .id]')" \
-		'1 true ["kvmbox-test-ansible","kvmbox-test-ansible memory"]'
+		'1 true ["kvmbox-test-ansible","kvmbox-test-ansible memory","kvmbox-test-ansible currentMemory"]'
 	expect_match "runs on 64M" "$($VIRSH dumpxml kvmbox-test-ansible)" "<currentMemory unit='KiB'>65536</currentMemory>"
 	playbook gone "    - kvmbox.host.kvmbox_domain:
         binary: $KVMBOX
