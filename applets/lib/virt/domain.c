@@ -1172,16 +1172,57 @@ static bool states_something(xmlNode *node)
 }
 
 /* libvirt keeps a machine type's alias as the version it stands for: q35 as pc-q35-7.2, pc as pc-i440fx-7.2. */
-static bool machine_alias(const char *want, const char *now)
+/*
+ * The machine type as libvirt keeps it: an alias (q35, pc) is the version this
+ * host's QEMU maps it to (<machine canonical='pc-q35-7.2'>q35</machine> in the
+ * capabilities), so the same words again are no change while a domain on an
+ * old version (pc-q35-2.4) is one. @name itself when it is no alias here (or
+ * the capabilities cannot be read: then an alias is a change, the safe side).
+ */
+static void canonical_machine(const struct session *s, const char *name, char *buf, size_t size)
 {
-	char prefix[80];
-	if (!strcmp(want, "pc"))
-		return !strncmp(now, "pc-i440fx-", 10);
-	snprintf(prefix, sizeof(prefix), "%s-", want);
-	if (!strncmp(now, prefix, strlen(prefix)))
-		return true;
-	snprintf(prefix, sizeof(prefix), "pc-%s-", want);
-	return !strncmp(now, prefix, strlen(prefix));
+	snprintf(buf, size, "%s", name);
+	char *caps = s->v->get_capabilities(s->conn);
+	if (!caps) {
+		s->v->reset_error();
+		return;
+	}
+	const struct kb_xml *xml = s->xml;
+	xmlDoc *doc = kb_xml_parse(xml, caps, strlen(caps), "capabilities", NULL);
+	free(caps);
+	if (!doc)
+		return;
+	bool found = false;
+	xmlNode *root = xml->root_element(doc);
+	for (xmlNode *g = kb_xml_child(root, "guest"); g && !found; g = kb_xml_next(g, "guest")) {
+		xmlNode *arch = kb_xml_child(g, "arch");
+		/* Machines of the arch, and those listed per domain type (kvm, qemu). */
+		for (xmlNode *parent = arch; parent && !found;
+		     parent = parent == arch ? kb_xml_child(arch, "domain") : kb_xml_next(parent, "domain")) {
+			for (xmlNode *m = kb_xml_child(parent, "machine"); m && !found; m = kb_xml_next(m, "machine")) {
+				autofree char *text = kb_xml_text(xml, m);
+				autofree char *canonical = kb_xml_prop(xml, m, "canonical");
+				if (text && canonical && !strcmp(text, name)) {
+					snprintf(buf, size, "%s", canonical);
+					found = true;
+				}
+			}
+		}
+	}
+	xml->free_doc(doc);
+}
+
+/* The new definition's machine type as libvirt will keep it (see canonical_machine), for comparing. */
+static void canonical_machine_of(const struct session *s, xmlNode *domain)
+{
+	xmlNode *type = kb_xml_child(kb_xml_child(domain, "os"), "type");
+	autofree char *name = kb_xml_prop(s->xml, type, "machine");
+	char canonical[128];
+	if (!name)
+		return;
+	canonical_machine(s, name, canonical, sizeof(canonical));
+	if (strcmp(canonical, name))
+		s->xml->set_prop(type, (const xmlChar *)"machine", (const xmlChar *)canonical);
 }
 
 static bool states_same(const struct kb_xml *xml, xmlNode *want, xmlNode *now);
@@ -1220,8 +1261,7 @@ static bool states_same(const struct kb_xml *xml, xmlNode *want, xmlNode *now)
 		if (!w || !n)
 			return false;
 		bool sized = unit && (!strcmp(name, "size") || !strcmp(name, "memory"));
-		if (!strcmp(w, n) || (sized && kb_memory_kib(w, unit) == kb_memory_kib(n, now_unit)) ||
-		    (!strcmp(name, "machine") && machine_alias(w, n)))
+		if (!strcmp(w, n) || (sized && kb_memory_kib(w, unit) == kb_memory_kib(n, now_unit)))
 			continue;
 		return false;
 	}
@@ -1666,7 +1706,10 @@ static int merge_words(struct session *s, xmlDoc *current, char **text, struct k
 		xmlNode *type = kb_xml_child(now_os, "type");
 		autofree char *want = kb_xml_prop(xml, kb_xml_child(words_os, "type"), "machine");
 		autofree char *have = kb_xml_prop(xml, type, "machine");
-		if (type && want && (!have || (strcmp(want, have) && !machine_alias(want, have))))
+		char canonical[128] = "";
+		if (want)
+			canonical_machine(s, want, canonical, sizeof(canonical));
+		if (type && want && (!have || (strcmp(want, have) && strcmp(canonical, have))))
 			xml->set_prop(type, (const xmlChar *)"machine", (const xmlChar *)want);
 	}
 	if (rc == 0 && (words_name(spec, "boot") || words_name(spec, "cdrom")))
@@ -1746,6 +1789,8 @@ static int plan_definition(struct session *s, const struct build *b, struct kb_p
 			       kb_cpuset_format(&p->emulator, emulator, sizeof(emulator)),
 			       p->emulator_shared ? " (shared: no CPU is free of guests)" : "");
 	}
+	if (now)
+		canonical_machine_of(s, want);
 	if (now && plan_rest(xml, b->name, now, want, plan, err) < 0)
 		goto out;
 	size_t changing = 0;
