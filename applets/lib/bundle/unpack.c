@@ -954,13 +954,6 @@ void kb_unpack_spec_init(struct kb_unpack_spec *spec)
 	*spec = (struct kb_unpack_spec){ .dest = KB_UNPACK_DEFAULT_DEST };
 }
 
-static int set_yes_no(bool *field, const char *key, const char *value, struct kb_error *err)
-{
-	if (kb_parse_yes_no(value, field) < 0)
-		return kb_fail(err, EINVAL, NULL, "%s: '%.64s' is not yes or no", key, value);
-	return 0;
-}
-
 int kb_unpack_spec_set(struct kb_unpack_spec *spec, const char *key, const char *value, struct kb_error *err)
 {
 	if (!strcmp(key, "source")) {
@@ -1002,11 +995,11 @@ int kb_unpack_spec_set(struct kb_unpack_spec *spec, const char *key, const char 
 		return 0;
 	}
 	if (!strcmp(key, "replace"))
-		return set_yes_no(&spec->replace, key, value, err);
+		return kb_set_yes_no(key, value, &spec->replace, err);
 	if (!strcmp(key, "force"))
-		return set_yes_no(&spec->force, key, value, err);
+		return kb_set_yes_no(key, value, &spec->force, err);
 	if (!strcmp(key, "allow-external-cdrom"))
-		return set_yes_no(&spec->allow_external_cdrom, key, value, err);
+		return kb_set_yes_no(key, value, &spec->allow_external_cdrom, err);
 	return kb_fail(err, EINVAL, NULL,
 		       "unknown key '%.64s' (a bundle takes source, dest, name, sha256, max-size, replace, force, "
 		       "allow-external-cdrom)", key);

@@ -1,8 +1,11 @@
 /* The options every applet shares; see kvmbox/core/cli.h. */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <strings.h>
 
 #include "kvmbox/core/cli.h"
+#include "kvmbox/core/error.h"
 
 const char kb_global_options_help[] =
 	"Global options:\n"
@@ -53,4 +56,22 @@ int kb_parse_yes_no(const char *value, bool *out)
 			return *out = false, 0;
 	}
 	return -1;
+}
+
+bool kb_parse_long(const char *value, long min, long max, long *out)
+{
+	char *end;
+	errno = 0;
+	long n = strtol(value, &end, 10);
+	if (end == value || *end || errno || n < min || n > max)
+		return false;
+	*out = n;
+	return true;
+}
+
+int kb_set_yes_no(const char *key, const char *value, bool *out, struct kb_error *err)
+{
+	if (kb_parse_yes_no(value, out) < 0)
+		return kb_fail(err, EINVAL, NULL, "%s: '%.64s' is not yes or no", key, value);
+	return 0;
 }

@@ -105,22 +105,11 @@ static int parse_domain(const char *text, struct kb_hugepages_domain *d)
 	return 0;
 }
 
-static bool parse_long(const char *value, long min, long max, long *out)
-{
-	char *end;
-	errno = 0;
-	long n = strtol(value, &end, 10);
-	if (end == value || *end || errno || n < min || n > max)
-		return false;
-	*out = n;
-	return true;
-}
-
 int kb_hugepages_spec_set(struct kb_hugepages_spec *spec, const char *key, const char *value, struct kb_error *err)
 {
 	long n;
 	if (!strcmp(key, "count")) {
-		if (!parse_long(value, 0, LONG_MAX, &n))
+		if (!kb_parse_long(value, 0, LONG_MAX, &n))
 			return kb_fail(err, errno == ERANGE ? ERANGE : EINVAL, NULL,
 				       errno == ERANGE ? "count: '%.64s' pages is more than any memory holds"
 						       : "count: '%.64s' is not a number of pages",
@@ -134,7 +123,7 @@ int kb_hugepages_spec_set(struct kb_hugepages_spec *spec, const char *key, const
 		return 0;
 	}
 	if (!strcmp(key, "node")) {
-		if (!parse_long(value, 0, 4095, &n))
+		if (!kb_parse_long(value, 0, 4095, &n))
 			return kb_fail(err, EINVAL, NULL, "node: '%.64s' is not a NUMA node number", value);
 		spec->node = (int)n;
 		return 0;

@@ -32,17 +32,6 @@ void kb_bridge_spec_init(struct kb_bridge_spec *spec, const char *name)
 	snprintf(spec->name, sizeof(spec->name), "%s", name);
 }
 
-static bool parse_number(const char *value, long min, long max, long *out)
-{
-	char *end;
-	errno = 0;
-	long n = strtol(value, &end, 10);
-	if (end == value || *end || errno || n < min || n > max)
-		return false;
-	*out = n;
-	return true;
-}
-
 /* An IPv4 or IPv6 address, with a prefix (@cidr) or without. */
 static bool ip_address(const char *text, bool cidr)
 {
@@ -91,13 +80,13 @@ int kb_bridge_spec_set(struct kb_bridge_spec *spec, const char *key, const char 
 		return 0;
 	}
 	if (!strcmp(key, "forward-delay")) {
-		if (!parse_number(value, 0, 30, &n))
+		if (!kb_parse_long(value, 0, 30, &n))
 			return kb_fail(err, EINVAL, NULL, "forward-delay: '%.64s' is not 0 to 30 seconds", value);
 		spec->forward_delay = (int)n;
 		return 0;
 	}
 	if (!strcmp(key, "mtu")) {
-		if (!parse_number(value, 68, 65535, &n))
+		if (!kb_parse_long(value, 68, 65535, &n))
 			return kb_fail(err, EINVAL, NULL, "mtu: '%.64s' is not 68 to 65535", value);
 		spec->mtu = (unsigned)n;
 		return 0;

@@ -45,13 +45,6 @@ void kb_domain_spec_init(struct kb_domain_spec *spec)
 	*spec = (struct kb_domain_spec){ .autostart = -1, .wait_seconds = 60, .preflight = true };
 }
 
-static int set_yes_no(const char *key, const char *value, bool *out, struct kb_error *err)
-{
-	if (kb_parse_yes_no(value, out) < 0)
-		return kb_fail(err, EINVAL, NULL, "%s: '%.64s' is not yes or no", key, value);
-	return 0;
-}
-
 /* A word of domain new: its syntax checked now, kept as "key=value" (a flag without a value as "key"). */
 static int add_word(struct kb_domain_spec *spec, const char *key, const char *value, struct kb_error *err)
 {
@@ -90,19 +83,19 @@ int kb_domain_spec_set(struct kb_domain_spec *spec, const char *key, const char 
 	}
 	if (!strcmp(key, "autostart")) {
 		bool on;
-		if (set_yes_no(key, value, &on, err) < 0)
+		if (kb_set_yes_no(key, value, &on, err) < 0)
 			return -1;
 		spec->autostart = on;
 		return 0;
 	}
 	if (!strcmp(key, "start"))
-		return set_yes_no(key, value, &spec->start, err);
+		return kb_set_yes_no(key, value, &spec->start, err);
 	if (!strcmp(key, "storage"))
-		return set_yes_no(key, value, &spec->storage, err);
+		return kb_set_yes_no(key, value, &spec->storage, err);
 	if (!strcmp(key, "preflight"))
-		return set_yes_no(key, value, &spec->preflight, err);
+		return kb_set_yes_no(key, value, &spec->preflight, err);
 	if (!strcmp(key, "prune"))
-		return set_yes_no(key, value, &spec->prune, err);
+		return kb_set_yes_no(key, value, &spec->prune, err);
 	if (!strcmp(key, "connect")) {
 		if (!value[0] || strlen(value) >= sizeof(spec->uri))
 			return kb_fail(err, EINVAL, NULL, "connect: '%.64s' is not a libvirt URI", value);
@@ -110,9 +103,8 @@ int kb_domain_spec_set(struct kb_domain_spec *spec, const char *key, const char 
 		return 0;
 	}
 	if (!strcmp(key, "wait")) {
-		char *end;
-		long seconds = strtol(value, &end, 10);
-		if (*end || end == value || seconds < 1 || seconds > 3600)
+		long seconds;
+		if (!kb_parse_long(value, 1, 3600, &seconds))
 			return kb_fail(err, EINVAL, NULL, "wait takes seconds from 1 to 3600, not '%.64s'", value);
 		spec->wait_seconds = (int)seconds;
 		return 0;

@@ -46,4 +46,11 @@ int kb_common_option(struct kb_ctx *ctx, int opt, const char *arg);
 /* A yes/no value as the command line and the host config take it: yes/true/on/1, no/false/off/0 (any case). */
 int kb_parse_yes_no(const char *value, bool *out);
 
+/* A decimal integer from @min to @max, the whole of @value (no sign tricks, no trailing text, no overflow). */
+bool kb_parse_long(const char *value, long min, long max, long *out);
+
+/* A spec setter's yes/no key: *@out set, or -1 with "KEY: 'VALUE' is not yes or no" in @err. */
+struct kb_error;
+int kb_set_yes_no(const char *key, const char *value, bool *out, struct kb_error *err);
+
 #endif
