@@ -330,11 +330,21 @@ shared_image_and_overlay() {
 	expect_rc 0
 	RUN_BOUND=60 run domain new kvmbox-test-b --memory 64M --disk "path=$POOL_DIR/base.qcow2" --graphics none
 	expect_rc 1
-	expect_eq "shared image" "$ERR" "kvmbox domain: disk '$POOL_DIR/base.qcow2': in use by defined domain kvmbox-test-a (disk); two guests writing one image corrupt it (disk backing=$POOL_DIR/base.qcow2,size=... gives this one an overlay)"
+	expect_eq "shared image" "$ERR" "kvmbox domain: disk '$POOL_DIR/base.qcow2': in use by defined domain kvmbox-test-a (disk); two guests writing one image corrupt it (give this guest its own copy: an overlay needs a base nobody writes)"
 	expect_eq "b not defined" "$($VIRSH list --all --name | grep -c kvmbox-test-b)" 0
+	# Nor an overlay while a writes the base; once a is gone (its file kept), it is made.
+	RUN_BOUND=60 run domain new kvmbox-test-b --memory 64M --disk "backing=$POOL_DIR/base.qcow2,size=64M,pool=kvmbox-test-pool" --graphics none
+	expect_rc 1
+	expect_match "overlay over a written base" "$ERR" "backing=$POOL_DIR/base.qcow2': written by defined domain kvmbox-test-a \\(disk\\)"
+	RUN_BOUND=60 run domain rm kvmbox-test-a
+	expect_rc 0
 	RUN_BOUND=60 run domain new kvmbox-test-b --memory 64M --disk "backing=$POOL_DIR/base.qcow2,size=64M,pool=kvmbox-test-pool" --graphics none
 	expect_rc 0
 	expect_match "overlay's backing file" "$(qemu-img info "$POOL_DIR/kvmbox-test-b.qcow2")" "backing file: $POOL_DIR/base.qcow2"
+	# The base b's overlay reads cannot become a's disk again.
+	RUN_BOUND=60 run domain new kvmbox-test-a --memory 64M --disk "path=$POOL_DIR/base.qcow2" --graphics none
+	expect_rc 1
+	expect_eq "a base others read" "$ERR" "kvmbox domain: disk '$POOL_DIR/base.qcow2': read by defined domain kvmbox-test-b (backing file below $POOL_DIR/kvmbox-test-b.qcow2); writing it corrupts what is built on it (backing=...,size=... gives this one an overlay too)"
 	# A leftover volume of the same name that no domain uses is not silently taken over.
 	RUN_BOUND=60 run domain rm kvmbox-test-b
 	RUN_BOUND=60 run domain new kvmbox-test-b --memory 64M --disk size=64M,pool=kvmbox-test-pool --graphics none

@@ -18,10 +18,20 @@ echo 0-3 >"$FX/sys/devices/system/cpu/online"
 echo 10 >"$FX/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages"
 echo 16 >"$FX/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
 qemu-img create -q -f qcow2 "$FX/images/disk.qcow2" 16M
-# PCI devices: 01:00.0 bound to e1000e in IOMMU group 5; 02:00.0 without an IOMMU group.
-mkdir -p "$FX/sys/bus/pci/devices/0000:01:00.0" "$FX/sys/bus/pci/devices/0000:02:00.0" "$FX/sys/kernel/iommu_groups/5" "$FX/sys/bus/pci/drivers/e1000e"
-ln -s ../../../../kernel/iommu_groups/5 "$FX/sys/bus/pci/devices/0000:01:00.0/iommu_group"
-ln -s ../../../../bus/pci/drivers/e1000e "$FX/sys/bus/pci/devices/0000:01:00.0/driver"
+# PCI devices: IOMMU group 5 holds 01:00.0 (e1000e), 01:00.1 (snd_hda_intel), 01:00.2
+# (no driver) and the root port 00:1c.0 (pcieport); 02:00.0 has no IOMMU group.
+mkdir -p "$FX/sys/bus/pci/devices/0000:02:00.0" "$FX/sys/kernel/iommu_groups/5/devices"
+pci_fixture_device() { # ADDR CLASS DRIVER
+	mkdir -p "$FX/sys/bus/pci/devices/$1"
+	echo "$2" >"$FX/sys/bus/pci/devices/$1/class"
+	ln -s ../../../../kernel/iommu_groups/5 "$FX/sys/bus/pci/devices/$1/iommu_group"
+	ln -s "../../../../bus/pci/devices/$1" "$FX/sys/kernel/iommu_groups/5/devices/$1"
+	[ -z "$3" ] || { mkdir -p "$FX/sys/bus/pci/drivers/$3"; ln -s "../../../../bus/pci/drivers/$3" "$FX/sys/bus/pci/devices/$1/driver"; }
+}
+pci_fixture_device 0000:01:00.0 0x020000 e1000e
+pci_fixture_device 0000:01:00.1 0x040300 snd_hda_intel
+pci_fixture_device 0000:01:00.2 0x0c0330 ""
+pci_fixture_device 0000:00:1c.0 0x060400 pcieport
 
 # dom FILE [TYPE] [EXTRA_DEVICES] [EXTRA_TOP]: a domain on the fixture's disk.
 dom() {
@@ -196,16 +206,39 @@ ninep_source_missing() {
 pci_host_devices() {
 	findings "$(dom pci.xml qemu "
     <hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' bus='0x01' slot='0x00' function='0x0'/></source></hostdev>
-    <hostdev mode='subsystem' type='pci' managed='no'><source><address domain='0x0000' bus='0x01' slot='0x00' function='0x0'/></source></hostdev>
+    <hostdev mode='subsystem' type='pci' managed='no'><source><address domain='0x0000' bus='0x01' slot='0x00' function='0x1'/></source></hostdev>
     <hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' bus='0x02' slot='0x00' function='0x0'/></source></hostdev>
-    <hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' bus='0x03' slot='0x00' function='0x0'/></source></hostdev>")"
+    <hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' bus='0x03' slot='0x00' function='0x0'/></source></hostdev>
+    <hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' bus='0x01' slot='0x00' function='0x0'/></source></hostdev>")"
 	expect_rc 1
+	# 01:00.0 and 01:00.1 go together: their group is whole (01:00.2 has no driver, 00:1c.0 is a bridge).
 	expect_eq findings "$FINDINGS" "WARN hostdev.driver /domain/devices/hostdev[1]/source/address
 ERROR hostdev.driver /domain/devices/hostdev[2]/source/address
 ERROR hostdev.iommu /domain/devices/hostdev[3]/source/address
-ERROR hostdev.missing /domain/devices/hostdev[4]/source/address"
+ERROR hostdev.missing /domain/devices/hostdev[4]/source/address
+ERROR hostdev.twice /domain/devices/hostdev[5]/source/address"
 	expect_eq "iommu fix" "$(fix_of hostdev.iommu)" "kvmbox grub-args --iommu, then reboot"
 	expect_match "in use" "$(jq -r '.preflight[0].findings[0].message' <<<"$OUT")" "PCI device 0000:01:00.0 is in use by host driver e1000e"
+	expect_eq twice "$(message_of hostdev.twice)" "PCI device 0000:01:00.0 is passed through twice: a device goes to one guest once"
+}
+
+# A device whose IOMMU group holds another endpoint the host keeps: VFIO refuses the group at start.
+pci_group_not_whole() {
+	findings "$(dom group.xml qemu "
+    <hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' bus='0x01' slot='0x00' function='0x0'/></source></hostdev>")"
+	expect_rc 1
+	expect_eq findings "$FINDINGS" "ERROR hostdev.group /domain/devices/hostdev/source/address
+WARN hostdev.driver /domain/devices/hostdev/source/address"
+	expect_eq message "$(message_of hostdev.group)" "PCI device 0000:01:00.0: its IOMMU group 5 also holds 0000:01:00.1 (snd_hda_intel), which the host keeps: VFIO takes a group whole (the start fails: 'group 5 is not viable')"
+	expect_eq fix "$(fix_of hostdev.group)" "kvmbox pci prepare 0000:01:00.0 (binds the whole group to vfio-pci), or pass the other members to this guest too"
+	# Bound to vfio-pci (what pci prepare does), the other member is no longer the host's.
+	rm "$FX/sys/bus/pci/devices/0000:01:00.1/driver"
+	mkdir -p "$FX/sys/bus/pci/drivers/vfio-pci"
+	ln -s ../../../../bus/pci/drivers/vfio-pci "$FX/sys/bus/pci/devices/0000:01:00.1/driver"
+	findings "$TESTS_TMP/group.xml"
+	expect_eq "group bound to vfio-pci" "$FINDINGS" "WARN hostdev.driver /domain/devices/hostdev/source/address"
+	rm "$FX/sys/bus/pci/devices/0000:01:00.1/driver"
+	ln -s ../../../../bus/pci/drivers/snd_hda_intel "$FX/sys/bus/pci/devices/0000:01:00.1/driver"
 }
 
 no_serial_console_is_a_warning() {
@@ -264,6 +297,7 @@ t disks_and_cdroms
 t image_directory_closed_to_qemu
 t ninep_source_missing
 t pci_host_devices
+t pci_group_not_whole
 t no_serial_console_is_a_warning
 t libvirt_unreachable_still_checks_files
 t bad_files_are_named

@@ -17,19 +17,43 @@
 
 #define CHAIN_MAX 16
 
-void kb_disk_set_add(struct kb_disk_set *set, const char *path)
+/* The entry of @path in @set, added when missing (*@added); NULL when it cannot be (no such file, the set is full). */
+static struct kb_disk_set_file *entry_for(struct kb_disk_set *set, const char *path, bool *added)
 {
 	struct stat st;
-	if (set->count == KB_DISKUSE_MAX || stat(path, &st) < 0 || !S_ISREG(st.st_mode))
-		return;
+	*added = false;
+	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+		return NULL;
 	for (size_t i = 0; i < set->count; i++)
 		if (set->file[i].dev == st.st_dev && set->file[i].ino == st.st_ino)
-			return;
-	set->file[set->count].dev = st.st_dev;
-	set->file[set->count].ino = st.st_ino;
-	snprintf(set->file[set->count].path, sizeof(set->file[0].path), "%s", path);
-	set->file[set->count].user[0] = '\0';
-	set->count++;
+			return &set->file[i];
+	if (set->count == KB_DISKUSE_MAX)
+		return NULL;
+	struct kb_disk_set_file *f = &set->file[set->count++];
+	*f = (struct kb_disk_set_file){ .dev = st.st_dev, .ino = st.st_ino };
+	snprintf(f->path, sizeof(f->path), "%s", path);
+	*added = true;
+	return f;
+}
+
+bool kb_disk_set_add(struct kb_disk_set *set, const char *path)
+{
+	bool added;
+	struct kb_disk_set_file *f = entry_for(set, path, &added);
+	if (!f)
+		return true;
+	bool was_base = !added && f->base;
+	f->base = false; /* written by the words' own domain: nobody else may even read it */
+	return !was_base;
+}
+
+bool kb_disk_set_add_base(struct kb_disk_set *set, const char *path)
+{
+	bool added;
+	struct kb_disk_set_file *f = entry_for(set, path, &added);
+	if (f && added)
+		f->base = true;
+	return !f || added || f->base;
 }
 
 int kb_disk_set_add_dir(struct kb_disk_set *set, const char *dir, struct kb_error *err)
@@ -50,7 +74,8 @@ int kb_disk_set_add_dir(struct kb_disk_set *set, const char *dir, struct kb_erro
 bool kb_disk_set_used(const struct kb_disk_set *set, bool running_only, size_t *first)
 {
 	for (size_t i = 0; i < set->count; i++) {
-		if (set->file[i].user[0] && (!running_only || set->file[i].running)) {
+		const struct kb_disk_set_file *f = &set->file[i];
+		if (f->user[0] && (!f->base || f->writes) && (!running_only || f->running)) {
 			if (first)
 				*first = i;
 			return true;
@@ -59,23 +84,33 @@ bool kb_disk_set_used(const struct kb_disk_set *set, bool running_only, size_t *
 	return false;
 }
 
-/* Mark the file at @real (mapped) when it is one of @set's, unless already marked. */
-static void mark(struct kb_disk_set *set, const char *real, bool running, const char *user)
+/*
+ * Name @user on @f, unless it is named already: then only a user that writes
+ * it takes the place of one that reads it (the writer is the one in the way).
+ */
+static void name_user(struct kb_disk_set_file *f, const char *user, bool running, bool writes)
+{
+	if (f->user[0] && (f->writes || !writes))
+		return;
+	snprintf(f->user, sizeof(f->user), "%s", user);
+	f->running = running;
+	f->writes = writes;
+}
+
+/* Mark the file at @real (mapped) when it is one of @set's. */
+static void mark(struct kb_disk_set *set, const char *real, bool running, bool writes, const char *user)
 {
 	struct stat st;
 	if (stat(real, &st) < 0)
 		return;
-	for (size_t i = 0; i < set->count; i++) {
-		if (set->file[i].dev == st.st_dev && set->file[i].ino == st.st_ino && !set->file[i].user[0]) {
-			snprintf(set->file[i].user, sizeof(set->file[i].user), "%s", user);
-			set->file[i].running = running;
-		}
-	}
+	for (size_t i = 0; i < set->count; i++)
+		if (set->file[i].dev == st.st_dev && set->file[i].ino == st.st_ino)
+			name_user(&set->file[i], user, running, writes);
 }
 
-/* @path (the domain's view) and the qcow2 backing files below it, each marked with @who. */
+/* @path (the domain's view, written when @writes) and the qcow2 backing files below it (read), each marked with @who. */
 static void mark_chain(const struct kb_ctx *ctx, struct kb_disk_set *set, const char *path, const char *who,
-		       bool running)
+		       bool running, bool writes)
 {
 	char current[PATH_MAX];
 	snprintf(current, sizeof(current), "%s", path);
@@ -84,8 +119,9 @@ static void mark_chain(const struct kb_ctx *ctx, struct kb_disk_set *set, const 
 		if (kb_sysroot_path(ctx, current, &real, NULL) < 0)
 			return;
 		char user[sizeof(set->file[0].user)];
-		snprintf(user, sizeof(user), depth ? "%s (backing file below %s)" : "%s (%s)", who, depth ? path : "disk");
-		mark(set, real.s, running, user);
+		snprintf(user, sizeof(user), depth ? "%s (backing file below %s)" : "%s (%s)", who,
+			 depth ? path : writes ? "disk" : "read-only disk");
+		mark(set, real.s, running, writes && depth == 0, user);
 		uint8_t head[65536];
 		/* Read inside the root through every component (the mapped path above only names it in the set). */
 		autoclose_fd fd = kb_sysroot_open(ctx, current, O_RDONLY | O_CLOEXEC, 0, NULL);
@@ -105,10 +141,11 @@ static void mark_chain(const struct kb_ctx *ctx, struct kb_disk_set *set, const 
 	}
 }
 
-/* <source> of a disk or a backingStore, and the backingStores nested below. */
+/* <source> of a disk (written unless <readonly/>) or a backingStore (read), and the backingStores nested below. */
 static void mark_sources(const struct kb_ctx *ctx, const struct kb_xml *xml, struct kb_disk_set *set, xmlNode *node,
 			 const char *who, bool running, kb_volume_path_fn *volume_path, void *opaque)
 {
+	bool writes = !kb_xml_child(node, "readonly");
 	for (int depth = 0; node && depth < CHAIN_MAX; depth++) {
 		xmlNode *source = kb_xml_child(node, "source");
 		autofree char *file = kb_xml_prop(xml, source, "file");
@@ -118,7 +155,7 @@ static void mark_sources(const struct kb_ctx *ctx, const struct kb_xml *xml, str
 		autofree char *from_volume = pool && volume && volume_path ? volume_path(opaque, pool, volume) : NULL;
 		const char *path = file ? file : dev ? dev : from_volume;
 		if (path)
-			mark_chain(ctx, set, path, who, running);
+			mark_chain(ctx, set, path, who, running, writes && depth == 0);
 		node = kb_xml_child(node, "backingStore");
 	}
 }
@@ -182,6 +219,36 @@ static bool libvirt_daemon(const char *pid)
 	return false;
 }
 
+/* Whether fd @fd of process @pid is open for writing (the flags in /proc/PID/fdinfo/FD, octal). */
+static bool fd_writes(const char *pid, const char *fd)
+{
+	char path[96], info[512];
+	snprintf(path, sizeof(path), "/proc/%.32s/fdinfo/%.32s", pid, fd);
+	autoclose_fd info_fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = info_fd < 0 ? -1 : read(info_fd, info, sizeof(info) - 1);
+	if (n <= 0)
+		return true; /* unknown: taken as the worse case */
+	info[n] = '\0';
+	const char *flags = strstr(info, "flags:");
+	return !flags || (strtoul(flags + 6, NULL, 8) & O_ACCMODE) != O_RDONLY;
+}
+
+/* Who process @pid is: "running domain NAME (QEMU pid N has it open)", else "COMM (pid N has it open)". */
+static void open_by(const char *pid, char *user, size_t size)
+{
+	char guest[256], comm[64] = "?", comm_path[64];
+	qemu_guest_name(pid, guest, sizeof(guest));
+	snprintf(comm_path, sizeof(comm_path), "/proc/%.32s/comm", pid);
+	autoclose_fd c = open(comm_path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = c < 0 ? -1 : read(c, comm, sizeof(comm) - 1);
+	if (n > 0)
+		comm[n - (comm[n - 1] == '\n')] = '\0';
+	if (guest[0])
+		snprintf(user, size, "running domain %.200s (QEMU pid %.32s has it open)", guest, pid);
+	else
+		snprintf(user, size, "%.63s (pid %.32s has it open)", comm, pid);
+}
+
 void kb_disk_set_mark_open(const struct kb_ctx *ctx, struct kb_disk_set *set)
 {
 	if (!kb_sysroot_is_host(ctx) || set->count == 0)
@@ -206,22 +273,12 @@ void kb_disk_set_mark_open(const struct kb_ctx *ctx, struct kb_disk_set *set)
 			if (stat(fd_path, &st) < 0 || !S_ISREG(st.st_mode))
 				continue;
 			for (size_t i = 0; i < set->count; i++) {
-				if (set->file[i].dev != st.st_dev || set->file[i].ino != st.st_ino || set->file[i].user[0])
+				struct kb_disk_set_file *file = &set->file[i];
+				if (file->dev != st.st_dev || file->ino != st.st_ino)
 					continue;
-				set->file[i].running = true;
-				char guest[256], comm[64] = "?", comm_path[64];
-				qemu_guest_name(de->d_name, guest, sizeof(guest));
-				snprintf(comm_path, sizeof(comm_path), "/proc/%.32s/comm", de->d_name);
-				autoclose_fd c = open(comm_path, O_RDONLY | O_CLOEXEC);
-				ssize_t n = c < 0 ? -1 : read(c, comm, sizeof(comm) - 1);
-				if (n > 0)
-					comm[n - (comm[n - 1] == '\n')] = '\0';
-				if (guest[0])
-					snprintf(set->file[i].user, sizeof(set->file[i].user), "running domain %.200s (QEMU pid %.32s has it open)",
-						 guest, de->d_name);
-				else
-					snprintf(set->file[i].user, sizeof(set->file[i].user), "%.63s (pid %.32s has it open)", comm,
-						 de->d_name);
+				char user[sizeof(file->user)];
+				open_by(de->d_name, user, sizeof(user));
+				name_user(file, user, true, fd_writes(de->d_name, f->d_name));
 			}
 		}
 	}

@@ -625,11 +625,19 @@ static int resolve_disks(struct session *s, struct kb_domnew *d, xmlDoc *existin
 	for (size_t i = 0; i < d->disk_count && rc == 0; i++) {
 		struct kb_domnew_disk *k = &d->disk[i];
 		struct new_volume *vol = &vols[i];
+		struct kb_path mapped;
 		if (k->kind == KB_DISK_PATH) {
-			struct kb_path mapped;
-			if (kb_sysroot_path(s->ctx, k->path, &mapped, NULL) == 0)
-				kb_disk_set_add(set, mapped.s);
+			if (kb_sysroot_path(s->ctx, k->path, &mapped, NULL) == 0 && !kb_disk_set_add(set, mapped.s))
+				rc = kb_fail(err, 0, NULL, "disk '%s': the words make it an overlay's base and write it as a disk: "
+							   "the overlay is corrupted by the first write", k->path);
 			continue;
+		}
+		/* An overlay's base: read by any number of overlays, written by none (checked below with the images). */
+		if (k->kind == KB_DISK_OVERLAY && kb_sysroot_path(s->ctx, k->backing, &mapped, NULL) == 0 &&
+		    !kb_disk_set_add_base(set, mapped.s)) {
+			rc = kb_fail(err, 0, NULL, "disk 'backing=%s': the words write it as a disk too: the overlay is "
+						   "corrupted by the first write", k->backing);
+			break;
 		}
 		char dir[sizeof(k->path) - sizeof(k->volume) - 1]; /* room for "/VOLUME" */
 		if (k->path[0]) {
@@ -675,7 +683,6 @@ static int resolve_disks(struct session *s, struct kb_domnew *d, xmlDoc *existin
 			bool ours = existing_uses(s, existing, k->path);
 			/* A killed run's volume: adopted when nobody else uses it (checked below with the images). */
 			if (rc == 0 && !ours && pending_for(s, k->path, d->name)) {
-				struct kb_path mapped;
 				vol->adopted = true;
 				if (kb_sysroot_path(s->ctx, k->path, &mapped, NULL) == 0)
 					kb_disk_set_add(set, mapped.s);
@@ -697,11 +704,21 @@ static int resolve_disks(struct session *s, struct kb_domnew *d, xmlDoc *existin
 	}
 	if (rc == 0 && set->count && mark_used_files(s, set, d->name, err) < 0)
 		rc = -1;
-	for (size_t i = 0; rc == 0 && i < set->count; i++)
-		if (set->file[i].user[0])
+	for (size_t i = 0; rc == 0 && i < set->count; i++) {
+		const struct kb_disk_set_file *f = &set->file[i];
+		if (f->base && f->writes)
+			rc = kb_fail(err, 0, NULL, "disk 'backing=%s': written by %s; an overlay over an image another guest "
+						   "writes is corrupted by its next write (give that disk <readonly/>, or copy the base)",
+				     f->path, f->user);
+		else if (!f->base && f->user[0] && f->writes)
 			rc = kb_fail(err, 0, NULL, "disk '%s': in use by %s; two guests writing one image corrupt it "
-						   "(disk backing=%s,size=... gives this one an overlay)",
-				     set->file[i].path, set->file[i].user, set->file[i].path);
+						   "(give this guest its own copy: an overlay needs a base nobody writes)",
+				     f->path, f->user);
+		else if (!f->base && f->user[0])
+			rc = kb_fail(err, 0, NULL, "disk '%s': read by %s; writing it corrupts what is built on it "
+						   "(backing=...,size=... gives this one an overlay too)",
+				     f->path, f->user);
+	}
 	free(set);
 	return rc;
 }
@@ -1828,6 +1845,58 @@ static bool domain_running(void *opaque, const char *name)
 	return running;
 }
 
+/* The NICs of every domain but @self (as running ones run, else as defined), into *@nics (the caller frees). */
+static int other_nics(struct session *s, const char *self, struct kb_preflight_nic **nics, size_t *count,
+		      struct kb_error *err)
+{
+	const struct kb_virt *v = s->v;
+	virDomainPtr *domains = NULL;
+	*nics = NULL;
+	*count = 0;
+	int n = v->list_domains(s->conn, &domains, 0);
+	if (n < 0)
+		return kb_virt_fail(v, err, NULL, "listing the domains whose MACs a new one must not take");
+	size_t room = 0;
+	int rc = 0;
+	for (int i = 0; i < n; i++) {
+		const char *name = v->domain_name(domains[i]);
+		int state = 0, reason = 0;
+		bool running = v->domain_state(domains[i], &state, &reason, 0) == 0 && state != VIR_DOMAIN_SHUTOFF;
+		autofree char *text = rc < 0 || !strcmp(name, self) ? NULL : v->domain_xml(domains[i], 0);
+		xmlDoc *doc = text ? kb_xml_parse(s->xml, text, strlen(text), name, NULL) : NULL;
+		xmlNode *devices = doc ? kb_xml_child(s->xml->root_element(doc), "devices") : NULL;
+		for (xmlNode *nic = kb_xml_child(devices, "interface"); nic && rc == 0; nic = kb_xml_next(nic, "interface")) {
+			autofree char *mac = mac_of(s->xml, nic);
+			if (!mac)
+				continue;
+			if (*count == room) {
+				room = room ? room * 2 : 16;
+				struct kb_preflight_nic *grown = realloc(*nics, room * sizeof(**nics));
+				if (!grown) {
+					rc = kb_fail(err, ENOMEM, NULL, "listing the domains' MACs");
+					break;
+				}
+				*nics = grown;
+			}
+			struct kb_preflight_nic *out = &(*nics)[(*count)++];
+			*out = (struct kb_preflight_nic){ .running = running };
+			xmlNode *source = kb_xml_child(nic, "source");
+			autofree char *bridge = kb_xml_prop(s->xml, source, "bridge");
+			autofree char *network = kb_xml_prop(s->xml, source, "network");
+			snprintf(out->domain, sizeof(out->domain), "%s", name);
+			snprintf(out->mac, sizeof(out->mac), "%s", mac);
+			snprintf(out->bridge, sizeof(out->bridge), "%s", bridge ? bridge : "");
+			snprintf(out->network, sizeof(out->network), "%s", network ? network : "");
+		}
+		if (doc)
+			s->xml->free_doc(doc);
+		v->domain_free(domains[i]);
+	}
+	free(domains);
+	v->reset_error();
+	return rc;
+}
+
 /* The preflight of the new definition: errors stop the plan, before anything is made. */
 static int preflight(struct session *s, const struct build *b, struct kb_error *err)
 {
@@ -1836,8 +1905,16 @@ static int preflight(struct session *s, const struct build *b, struct kb_error *
 		return kb_fail(err, ENOMEM, NULL, "checking domain '%s'", b->name);
 	*findings = (struct kb_findings){ 0 };
 	autofree char *caps = s->v->get_capabilities(s->conn);
+	autofree struct kb_preflight_nic *nics = NULL;
+	size_t nic_count = 0;
+	if (other_nics(s, b->name, &nics, &nic_count, err) < 0) {
+		if (findings != s->spec->findings)
+			free(findings);
+		return -1;
+	}
 	struct kb_preflight_host host = { .caps_xml = caps, .domcaps = domcaps_from_libvirt, .opaque = s,
-					   .to_create = b->to_create, .running = domain_running };
+					   .to_create = b->to_create, .running = domain_running,
+					   .nics = nics, .nic_count = nic_count };
 	xmlDoc *doc = kb_xml_parse(s->xml, b->xml, strlen(b->xml), b->name, err);
 	int rc = doc ? kb_preflight(s->ctx, s->xml, doc, &host, findings, err) : -1;
 	if (rc == 0 && findings->errors)

@@ -1,10 +1,12 @@
 /* Domain preflight; see kvmbox/virt/preflight.h. One function per kind of finding, in document order. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +15,7 @@
 #include "kvmbox/virt/domxml.h"
 #include "kvmbox/core/file.h"
 #include "kvmbox/host/kvm.h"
+#include "kvmbox/host/pcidev.h"
 #include "kvmbox/virt/preflight.h"
 #include "kvmbox/core/sysroot.h"
 
@@ -533,6 +536,47 @@ static void check_interfaces(struct preflight *p)
 	}
 }
 
+/* Whether @nic's <source> is on the LAN of @other: the same libvirt network, or the same bridge. */
+static bool same_lan(const struct preflight *p, xmlNode *nic, const struct kb_preflight_nic *other)
+{
+	xmlNode *source = kb_xml_child(nic, "source");
+	autofree char *network = kb_xml_prop(p->xml, source, "network");
+	autofree char *bridge = kb_xml_prop(p->xml, source, "bridge");
+	return (network && other->network[0] && !strcmp(network, other->network)) ||
+	       (bridge && other->bridge[0] && !strcmp(bridge, other->bridge));
+}
+
+/*
+ * A MAC another domain has (virt-install refuses one a running guest uses):
+ * on the LAN of a running guest it is an error, else a warning (the two
+ * cannot run on one LAN together).
+ */
+static void check_macs(struct preflight *p)
+{
+	for (xmlNode *nic = kb_xml_child(p->devices, "interface"); p->host && nic; nic = kb_xml_next(nic, "interface")) {
+		xmlNode *mac_node = kb_xml_child(nic, "mac");
+		autofree char *mac = kb_xml_prop(p->xml, mac_node, "address");
+		const struct kb_preflight_nic *clash = NULL;
+		for (size_t i = 0; mac && i < p->host->nic_count; i++) {
+			const struct kb_preflight_nic *other = &p->host->nics[i];
+			if (strcasecmp(other->mac, mac) != 0)
+				continue;
+			if (!clash || (other->running && same_lan(p, nic, other)))
+				clash = other;
+		}
+		if (!clash)
+			continue;
+		bool error = clash->running && same_lan(p, nic, clash);
+		const char *lan = clash->network[0] ? "network" : "bridge";
+		set_fix(add_finding(p, error ? KB_SEVERITY_ERROR : KB_SEVERITY_WARN, "interface.mac", mac_node,
+				    "MAC %s is %s domain %s's (on %s %s)%s", mac, clash->running ? "running" : "defined",
+				    clash->domain, lan, clash->network[0] ? clash->network : clash->bridge[0] ? clash->bridge : "?",
+				    error ? ": two guests with one MAC on one LAN lose each other's traffic"
+					  : ": the two cannot run on one LAN together"),
+			"leave the MAC out (libvirt makes a unique one), or set another <mac address=...>");
+	}
+}
+
 /*
  * libvirt hands QEMU's user the image itself (dynamic ownership) but not
  * the directories above it: every one of them must let that user through.
@@ -634,18 +678,91 @@ static unsigned long hex_prop(const struct kb_xml *xml, xmlNode *node, const cha
 	return v ? strtoul(v, NULL, 0) : 0;
 }
 
+/* The PCI address a <hostdev type='pci'>'s source names, 0000:02:00.0; false when it names none. */
+static bool hostdev_address(const struct kb_xml *xml, xmlNode *dev, char *bdf, size_t size)
+{
+	if (!kb_xml_prop_is(xml, dev, "type", "pci"))
+		return false;
+	xmlNode *address = kb_xml_child(kb_xml_child(dev, "source"), "address");
+	if (!address)
+		return false;
+	snprintf(bdf, size, "%04lx:%02lx:%02lx.%lx", hex_prop(xml, address, "domain"), hex_prop(xml, address, "bus"),
+		 hex_prop(xml, address, "slot"), hex_prop(xml, address, "function"));
+	return true;
+}
+
+/* Whether the domain passes device @bdf through (in any <hostdev>). */
+static bool domain_has_hostdev(const struct preflight *p, const char *bdf)
+{
+	char other[32];
+	for (xmlNode *dev = kb_xml_child(p->devices, "hostdev"); dev; dev = kb_xml_next(dev, "hostdev"))
+		if (hostdev_address(p->xml, dev, other, sizeof(other)) && !strcmp(other, bdf))
+			return true;
+	return false;
+}
+
+/* Whether a <hostdev> before @dev names @bdf already. */
+static bool hostdev_named_before(const struct preflight *p, xmlNode *dev, const char *bdf)
+{
+	char other[32];
+	for (xmlNode *d = kb_xml_child(p->devices, "hostdev"); d && d != dev; d = kb_xml_next(d, "hostdev"))
+		if (hostdev_address(p->xml, d, other, sizeof(other)) && !strcmp(other, bdf))
+			return true;
+	return false;
+}
+
+/*
+ * VFIO takes an IOMMU group whole: every other endpoint of @bdf's group must
+ * be free of host drivers (none, vfio-pci, pci-stub) or go to this guest too
+ * (libvirt's managed='yes' detaches only the devices listed). Bridges do not
+ * count (the kernel allows them with any driver). Else the start fails with
+ * "group N is not viable".
+ */
+static void check_iommu_group(struct preflight *p, xmlNode *address, const char *bdf)
+{
+	char dir[128], group[32];
+	kb_pci_link_name(p->ctx, bdf, "iommu_group", group, sizeof(group));
+	snprintf(dir, sizeof(dir), "/sys/kernel/iommu_groups/%.16s/devices", group);
+	autoclose_dir members = group[0] ? kb_sysroot_opendir(p->ctx, dir, NULL) : NULL;
+	struct dirent *de;
+	char kept[256] = "";
+	while (members && (de = readdir(members)) != NULL) {
+		char member[32], driver[64], class_path[192], class_text[16] = "";
+		if (de->d_name[0] == '.' || !kb_pci_parse_addr(de->d_name, member, sizeof(member)) || !strcmp(member, bdf) ||
+		    domain_has_hostdev(p, member))
+			continue;
+		snprintf(class_path, sizeof(class_path), KB_PCI_DEVICES "/%s/class", member);
+		unsigned long base_sub = kb_read_value(p->ctx, class_path, class_text, sizeof(class_text), NULL) == 0
+						 ? strtoul(class_text, NULL, 16) >> 8 : 0;
+		if (base_sub == 0x0600 || base_sub == 0x0604)
+			continue;
+		kb_pci_link_name(p->ctx, member, "driver", driver, sizeof(driver));
+		if (!driver[0] || !strcmp(driver, KB_PCI_VFIO) || !strcmp(driver, "pci-stub"))
+			continue;
+		size_t used = strlen(kept);
+		snprintf(kept + used, sizeof(kept) - used, "%s%s (%s)", used ? ", " : "", member, driver);
+	}
+	if (!kept[0])
+		return;
+	set_fix(add_finding(p, KB_SEVERITY_ERROR, "hostdev.group", address,
+			    "PCI device %s: its IOMMU group %s also holds %s, which the host keeps: VFIO takes a group whole "
+			    "(the start fails: 'group %s is not viable')", bdf, group, kept, group),
+		"kvmbox pci prepare %s (binds the whole group to vfio-pci), or pass the other members to this guest too", bdf);
+}
+
 static void check_hostdevs(struct preflight *p)
 {
 	for (xmlNode *dev = kb_xml_child(p->devices, "hostdev"); dev; dev = kb_xml_next(dev, "hostdev")) {
-		if (!kb_xml_prop_is(p->xml, dev, "type", "pci"))
+		char bdf[32], path[128];
+		if (!hostdev_address(p->xml, dev, bdf, sizeof(bdf)))
 			continue;
 		xmlNode *address = kb_xml_child(kb_xml_child(dev, "source"), "address");
-		if (!address)
+		if (hostdev_named_before(p, dev, bdf)) {
+			set_fix(add_finding(p, KB_SEVERITY_ERROR, "hostdev.twice", address,
+					    "PCI device %s is passed through twice: a device goes to one guest once", bdf),
+				"remove the second <hostdev> for %s", bdf);
 			continue;
-		char bdf[32], path[128];
-		snprintf(bdf, sizeof(bdf), "%04lx:%02lx:%02lx.%lx", hex_prop(p->xml, address, "domain"),
-			 hex_prop(p->xml, address, "bus"), hex_prop(p->xml, address, "slot"),
-			 hex_prop(p->xml, address, "function"));
+		}
 		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s", bdf);
 		struct stat st;
 		if (stat_mapped(p, path, &st) < 0) {
@@ -661,6 +778,7 @@ static void check_hostdevs(struct preflight *p)
 				"kvmbox grub-args --iommu, then reboot");
 			continue;
 		}
+		check_iommu_group(p, address, bdf);
 		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver", bdf);
 		char target[PATH_MAX];
 		if (kb_sysroot_readlink(p->ctx, path, target, sizeof(target), NULL) <= 0)
@@ -756,6 +874,7 @@ int kb_preflight(const struct kb_ctx *ctx, const struct kb_xml *xml, xmlDoc *doc
 	check_hugepages(&p);
 	check_pinning(&p);
 	check_interfaces(&p);
+	check_macs(&p);
 	check_disks(&p);
 	check_filesystems(&p);
 	check_hostdevs(&p);

@@ -16,22 +16,36 @@
 
 /* The files looked for, by device and inode (so any spelling of a path, or a link to it, matches). */
 #define KB_DISKUSE_MAX 64
+struct kb_disk_set_file {
+	dev_t dev;
+	ino_t ino;
+	char path[4096];
+	char user[320]; /* "" while nobody else uses it, else who: "defined domain b (disk)" */
+	bool running;   /* the user is a running domain or a process that has it open */
+	bool writes;    /* the user writes it (a disk not <readonly/>, an fd open for writing) */
+	bool base;      /* looked for as an overlay's base: only a user that writes it is in the way */
+};
+
 struct kb_disk_set {
 	size_t count;
-	struct {
-		dev_t dev;
-		ino_t ino;
-		char path[4096];
-		char user[320]; /* "" while nobody else uses it, else who: "defined domain b (disk)" */
-		bool running;   /* the user is a running domain or a process that has it open */
-	} file[KB_DISKUSE_MAX];
+	struct kb_disk_set_file file[KB_DISKUSE_MAX];
 };
 
 /* Add the file at @path (a real path, already mapped); a file that does not exist is skipped. */
-void kb_disk_set_add(struct kb_disk_set *set, const char *path);
+/* Returns false when @path is in @set already as an overlay's base of the same words. */
+bool kb_disk_set_add(struct kb_disk_set *set, const char *path);
+/*
+ * Add the file at @path as an overlay's base: others may read it (as their
+ * own backing file, or a <readonly/> disk), none may write it. Returns false
+ * when @path is in @set already as a file to write (a disk of the same words).
+ */
+bool kb_disk_set_add_base(struct kb_disk_set *set, const char *path);
 /* Add every regular file directly in @dir (a real path). */
 int kb_disk_set_add_dir(struct kb_disk_set *set, const char *dir, struct kb_error *err);
-/* Whether any file of @set has a user (@running_only: a running one); the first one's index in *@first. */
+/*
+ * Whether any file of @set has a user in its way (@running_only: a running
+ * one): any user, or for a base one that writes it; the first one's index in *@first.
+ */
 bool kb_disk_set_used(const struct kb_disk_set *set, bool running_only, size_t *first);
 
 /*
@@ -52,7 +66,9 @@ typedef char *kb_volume_path_fn(void *opaque, const char *pool, const char *volu
  * <disk>'s source (file, block device, storage volume via @volume_path, which
  * may be NULL) and <backingStore> sources, and below each the qcow2 backing
  * chain read from the image headers (an inactive definition lists none).
- * Paths are the domain's, mapped through @ctx's sysroot.
+ * Paths are the domain's, mapped through @ctx's sysroot. A disk's own source
+ * is written unless the disk is <readonly/>; backing files are only read.
+ * A file is named after the first user found, or the first that writes it.
  */
 int kb_disk_set_mark_domain(const struct kb_ctx *ctx, const struct kb_xml *xml, struct kb_disk_set *set,
 			    const char *name, bool running, const char *text, size_t len,
@@ -62,7 +78,8 @@ int kb_disk_set_mark_domain(const struct kb_ctx *ctx, const struct kb_xml *xml, 
  * Mark the files of @set that a process has open (/proc/PID/fd; libvirt's own
  * daemons, which open images only to read their headers, do not count), naming it
  * "domain NAME (QEMU pid N)" when its command line has QEMU's -name guest=NAME,
- * else "COMM (pid N)". Only the running system's processes: not under --root.
+ * else "COMM (pid N)"; it writes the file when its fd is open for writing
+ * (/proc/PID/fdinfo). Only the running system's processes: not under --root.
  */
 void kb_disk_set_mark_open(const struct kb_ctx *ctx, struct kb_disk_set *set);
 

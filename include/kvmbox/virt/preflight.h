@@ -41,6 +41,15 @@ struct kb_findings {
 typedef char *kb_domcaps_fn(void *opaque, const char *emulator, const char *arch, const char *machine,
 			    const char *virttype);
 
+/* A NIC of another domain, for the MAC check: two guests with one MAC on one LAN lose each other's frames. */
+struct kb_preflight_nic {
+	char domain[64];
+	char mac[18];     /* lower case, 52:54:00:12:34:56 */
+	char bridge[64];  /* the host bridge it is on, or "" */
+	char network[64]; /* the libvirt network it is on, or "" */
+	bool running;
+};
+
 struct kb_preflight_host {
 	const char *caps_xml;   /* virConnectGetCapabilities(); NULL when libvirt was not reachable */
 	kb_domcaps_fn *domcaps; /* may be NULL */
@@ -48,6 +57,9 @@ struct kb_preflight_host {
 	const char *const *to_create; /* NULL-terminated: disk images the caller creates before defining; may be NULL */
 	/* Whether domain @name runs now (it holds its hugepages already); may be NULL. */
 	bool (*running)(void *opaque, const char *name);
+	/* The other domains' NICs (not this domain's); may be NULL. */
+	const struct kb_preflight_nic *nics;
+	size_t nic_count;
 };
 
 /*
