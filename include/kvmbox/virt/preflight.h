@@ -48,6 +48,9 @@ struct kb_preflight_host {
 	const char *const *to_create; /* NULL-terminated: disk images the caller creates before defining; may be NULL */
 	/* Whether domain @name runs now (it holds its hugepages already); may be NULL. */
 	bool (*running)(void *opaque, const char *name);
+	/* libvirt network @name: 1 active, 0 inactive, -1 absent, -2 unknown (not checked); may be NULL. */
+	int (*network)(void *opaque, const char *name);
+	const char *const *to_start; /* NULL-terminated: inactive networks the caller starts before defining; may be NULL */
 };
 
 /*
