@@ -234,21 +234,11 @@ static void print_findings(struct kb_printer *pr, const char *file, const char *
 	kb_print_close_object(pr);
 }
 
-/* libvirt network @name for the preflight: 1 active, 0 inactive, -1 absent, -2 not known. */
+/* libvirt network @name for the preflight. */
 static int network_state(void *opaque, const char *name)
 {
 	struct domain_cmd *cmd = opaque;
-	virNetworkPtr net = cmd->conn ? cmd->virt.network_lookup(cmd->conn, name) : NULL;
-	virErrorPtr e = net || !cmd->conn ? NULL : cmd->virt.last_error();
-	int state = e && e->code == VIR_ERR_NO_NETWORK ? -1 : -2;
-	if (net) {
-		int active = cmd->virt.network_is_active(net);
-		state = active < 0 ? -2 : active;
-		cmd->virt.network_free(net);
-	}
-	if (cmd->conn)
-		cmd->virt.reset_error();
-	return state;
+	return kb_virt_network_state(&cmd->virt, cmd->conn, name);
 }
 
 static bool domain_running(void *opaque, const char *name)

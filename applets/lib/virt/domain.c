@@ -418,22 +418,6 @@ static void keep_macs(struct session *s, struct kb_domnew *d, xmlDoc *existing)
 	}
 }
 
-/* libvirt network @name: 1 active, 0 inactive, -1 absent, -2 libvirt could not say. */
-static int network_state(const struct kb_virt *v, virConnectPtr conn, const char *name)
-{
-	virNetworkPtr net = v->network_lookup(conn, name);
-	if (!net) {
-		virErrorPtr e = v->last_error();
-		int state = e && e->code == VIR_ERR_NO_NETWORK ? -1 : -2;
-		v->reset_error();
-		return state;
-	}
-	int active = v->network_is_active(net);
-	v->network_free(net);
-	v->reset_error();
-	return active < 0 ? -2 : active;
-}
-
 /*
  * No network word for a new domain: libvirt's network 'default' when the
  * host has it, as virt-install does (started when inactive, see
@@ -443,7 +427,7 @@ static int default_network(struct session *s, struct kb_domnew *d, bool existing
 {
 	if (d->net_count || d->net_none || existing)
 		return 0; /* an existing domain's interfaces are its own until a network word names one */
-	if (network_state(s->v, s->conn, "default") == -1)
+	if (kb_virt_network_state(s->v, s->conn, "default") == -1)
 		return kb_fail(err, 0, NULL, "network: no network word, and this host has no libvirt network 'default': define one "
 					   "(virsh net-define FILE), or give network bridge=BR, or network none for a guest without a NIC");
 	struct kb_domnew_net *n = &d->net[d->net_count++];
@@ -467,7 +451,7 @@ static int plan_networks(struct session *s, struct build *b, struct kb_error *er
 		autofree char *name = kb_xml_prop(s->xml, kb_xml_child(nic, "source"), "network");
 		if (!kb_xml_prop_is(s->xml, nic, "type", "network") || !name)
 			continue;
-		int state = network_state(s->v, s->conn, name);
+		int state = kb_virt_network_state(s->v, s->conn, name);
 		bool listed = false;
 		for (size_t i = 0; i < b->start_count && !listed; i++)
 			listed = !strcmp(b->start_net[i], name);
@@ -1916,7 +1900,7 @@ static char *domcaps_from_libvirt(void *opaque, const char *emulator, const char
 static int network_of(void *opaque, const char *name)
 {
 	struct session *s = opaque;
-	return network_state(s->v, s->conn, name);
+	return kb_virt_network_state(s->v, s->conn, name);
 }
 
 static bool domain_running(void *opaque, const char *name)

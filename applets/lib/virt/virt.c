@@ -159,3 +159,18 @@ virConnectPtr kb_virt_connect(const struct kb_virt *v, const char *uri, struct k
 		kb_virt_fail(v, err, advice, "connecting to %s", uri);
 	return conn;
 }
+
+int kb_virt_network_state(const struct kb_virt *v, virConnectPtr conn, const char *name)
+{
+	virNetworkPtr net = conn ? v->network_lookup(conn, name) : NULL;
+	virErrorPtr e = net || !conn ? NULL : v->last_error();
+	int state = e && e->code == VIR_ERR_NO_NETWORK ? -1 : -2;
+	if (net) {
+		int active = v->network_is_active(net);
+		state = active < 0 ? -2 : active;
+		v->network_free(net);
+	}
+	if (conn)
+		v->reset_error();
+	return state;
+}

@@ -101,4 +101,7 @@ int kb_virt_fail(const struct kb_virt *v, struct kb_error *err, const struct kb_
 virConnectPtr kb_virt_connect(const struct kb_virt *v, const char *uri, struct kb_error *err,
 			      const struct kb_virt_advice **advice);
 
+/* libvirt network @name: 1 active, 0 inactive, -1 absent, -2 libvirt could not say. */
+int kb_virt_network_state(const struct kb_virt *v, virConnectPtr conn, const char *name);
+
 #endif
