@@ -451,7 +451,7 @@ kvmbox-test-e currentMemory: 256 MiB -> 512 MiB"
 # The preflight's warning (VNC open to the network without a password) is shown, and the
 # domain is made: only errors stop it.
 open_vnc_warns_and_defines() {
-	local words=(--memory 64M --virt-type qemu --graphics vnc,listen=0.0.0.0) planned
+	local words=(--memory 64M --virt-type qemu --graphics vnc,listen=0.0.0.0 --network none) planned
 	RUN_BOUND=60 run domain new kvmbox-test-vnc "${words[@]}" --dry-run --json
 	expect_rc 0
 	expect_eq "warning (dry run)" "$(jq -r '.preflight[].findings[] | "\(.severity) \(.id)"' <<<"$OUT")" "WARN graphics.open"
