@@ -74,11 +74,13 @@ const char domain_usage[] =
 	"  --vcpus N         default 1\n"
 	"  --cpu MODE        host-model (default), host-passthrough, or MODEL[,+feat,-feat...]\n"
 	"  --machine TYPE    default q35; --virt-type kvm|qemu (default: kvm when libvirt offers it)\n"
-	"  --disk OPTS       size=20G[,pool=default][,format=qcow2|raw][,bus=virtio|sata|scsi]: a new volume;\n"
+	"  --disk OPTS       size=20G[,pool=default][,format=qcow2|raw][,bus=virtio|sata|scsi]: a new volume\n"
+	"                    (pool default missing: made, dir /var/lib/libvirt/images, autostarted);\n"
 	"                    path=FILE: an existing image; path=FILE,size=: a new volume there;\n"
 	"                    backing=IMG,size=20G[,pool=]: a qcow2 overlay on IMG (repeatable)\n"
 	"  --cdrom ISO       --boot hd|cdrom|network[,...] (default hd; cdrom,hd with --cdrom)\n"
-	"  --network OPTS    bridge=br0[,model=virtio|e1000|e1000e|rtl8139][,mac=MAC] (repeatable)\n"
+	"  --network OPTS    bridge=BR or network=NAME[,model=virtio|e1000|e1000e|rtl8139][,mac=MAC]\n"
+	"                    (repeatable), or none; without it: network=default (started if inactive)\n"
 	"  --graphics G      vnc[,listen=ADDR][,password=PW] (default vnc on 127.0.0.1) or none;\n"
 	"                    a serial console is always there (virsh console)\n"
 	"  --hostdev ADDR    a PCI device (0000:81:00.3; see kvmbox pci list) (repeatable)\n"
@@ -232,6 +234,13 @@ static void print_findings(struct kb_printer *pr, const char *file, const char *
 	kb_print_close_object(pr);
 }
 
+/* libvirt network @name for the preflight. */
+static int network_state(void *opaque, const char *name)
+{
+	struct domain_cmd *cmd = opaque;
+	return kb_virt_network_state(&cmd->virt, cmd->conn, name);
+}
+
 static bool domain_running(void *opaque, const char *name)
 {
 	struct domain_cmd *cmd = opaque;
@@ -264,7 +273,8 @@ static void add_unreachable(struct domain_cmd *cmd, struct kb_findings *findings
  */
 static int preflight_files(struct domain_cmd *cmd, char **files, int count, bool found_only)
 {
-	struct kb_preflight_host host = { .domcaps = domcaps_from_libvirt, .opaque = cmd, .running = domain_running };
+	struct kb_preflight_host host = { .domcaps = domcaps_from_libvirt, .opaque = cmd, .running = domain_running,
+					  .network = network_state };
 	autofree char *caps = cmd->conn ? cmd->virt.get_capabilities(cmd->conn) : NULL;
 	host.caps_xml = caps;
 	if (!cmd->conn)

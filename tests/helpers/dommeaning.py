@@ -32,7 +32,8 @@ def main():
                    f"{tgt.get('dev')} {tgt.get('bus')}"
                    + (f" format {drv.get('type')}" if drv is not None and drv.get("type") else ""))
     for nic in dev.findall("interface"):
-        out.append(f"interface {nic.get('type')} {nic.find('source').get('bridge')} {nic.find('model').get('type')}")
+        src = nic.find("source")
+        out.append(f"interface {nic.get('type')} {src.get('bridge') or src.get('network')} {nic.find('model').get('type')}")
     for g in dev.findall("graphics"):
         out.append(f"graphics {g.get('type')} listen {g.get('listen')}")
     for h in dev.findall("hostdev"):

@@ -37,7 +37,9 @@ static void syntax_refusals_name_the_word(void **state)
 		{ "disk", "backing=/b.qcow2", "disk 'backing=/b.qcow2': backing= needs size= (the overlay's size, at least the base image's)" },
 		{ "disk", "size=1G,bus=ide", "disk 'size=1G,bus=ide': bus is virtio, sata or scsi, not 'ide'" },
 		{ "disk", "size=1G,cache=none", "disk 'size=1G,cache=none': unknown option 'cache' (size=, path=, backing=, pool=, format=, bus=)" },
-		{ "network", "model=e1000", "network 'model=e1000': needs bridge=NAME" },
+		{ "network", "model=e1000", "network 'model=e1000': needs bridge=NAME or network=NAME (or none)" },
+		{ "network", "bridge=br0,network=default", "network 'bridge=br0,network=default': one interface is on one bridge= or one network=" },
+		{ "network", "network=a/b", "network 'network=a/b': 'a/b' is not a libvirt network name" },
 		{ "network", "bridge=br0,mac=01:00:5e:00:00:01", "network 'bridge=br0,mac=01:00:5e:00:00:01': '01:00:5e:00:00:01' is not a unicast MAC address (52:54:00:12:34:56)" },
 		{ "network", "bridge=averyveryverylongname", "network 'bridge=averyveryverylongname': 'averyveryverylongname' is not an interface name (at most 15 characters)" },
 		{ "graphics", "spice", "graphics 'spice': is vnc[,listen=ADDR][,password=PW] or none" },
@@ -97,6 +99,29 @@ static void finish_names_volumes_and_boot_order(void **state)
 	assert_int_equal(d.boot_count, 2);
 	assert_string_equal(d.boot[0], "cdrom");
 	assert_string_equal(d.boot[1], "hd");
+	/* virt-install's network words: network=NAME, a bare default, the old NAME: syntax, none. */
+	kb_domnew_init(&d, "web");
+	assert_int_equal(word("memory", "1G", &err), 0);
+	assert_int_equal(word("network", "network=lan,model=e1000", &err), 0);
+	assert_int_equal(word("network", "default", &err), 0);
+	assert_int_equal(word("network", "network:lab", &err), 0);
+	assert_int_equal(word("network", "bridge:br2", &err), 0);
+	assert_int_equal(kb_domnew_finish(&d, &err), 0);
+	assert_string_equal(d.net[0].network, "lan");
+	assert_string_equal(d.net[0].model, "e1000");
+	assert_string_equal(d.net[1].network, "default");
+	assert_string_equal(d.net[2].network, "lab");
+	assert_string_equal(d.net[3].bridge, "br2");
+	assert_false(d.net_none);
+	char *xml = NULL;
+	assert_int_equal(kb_domnew_xml(&d, NULL, &xml, &err), 0);
+	assert_non_null(strstr(xml, "<interface type='network'>\n      <source network='lan'/>\n      <model type='e1000'/>"));
+	assert_non_null(strstr(xml, "<interface type='bridge'>\n      <source bridge='br2'/>"));
+	free(xml);
+	assert_int_equal(word("network", "none", &err), 0);
+	assert_true(d.net_none);
+	assert_int_equal(kb_domnew_finish(&d, &err), -1);
+	assert_string_equal(err.what, "network 'none': no NIC, yet another network word gives one");
 	/* No memory, a bad name: refused at the end. */
 	kb_domnew_init(&d, "web");
 	assert_int_equal(kb_domnew_finish(&d, &err), -1);

@@ -133,7 +133,8 @@ domain_running_unchanged_absent() {
         words:
           memory: 64M
           disk: size=32M,pool=kvmbox-test-pool
-          graphics: none"
+          graphics: none
+          network: none"
 	play domain
 	expect_rc 0
 	expect_eq "made and started" "$(stat_of changed) $(task '[.rows[].status] | unique')" '1 ["changed"]'
@@ -149,7 +150,8 @@ domain_running_unchanged_absent() {
         words:
           memory: 96M
           disk: size=32M,pool=kvmbox-test-pool
-          graphics: none"
+          graphics: none
+          network: none"
 	play bigger
 	expect_eq "reboot required" "$(stat_of changed) $(task .reboot_required) $(task '[.rows[] | select(.status == "reboot-required") | .id]')" \
 		'1 true ["kvmbox-test-ansible","kvmbox-test-ansible memory","kvmbox-test-ansible currentMemory"]'
@@ -175,7 +177,8 @@ domain_autostart_and_states() {
 	local words="        words:
           memory: 64M
           virt-type: qemu
-          graphics: none"
+          graphics: none
+          network: none"
 	playbook auto "    - kvmbox.host.kvmbox_domain:
         binary: $KVMBOX
         name: kvmbox-test-astate

@@ -11,8 +11,8 @@ GOLDEN=tests/fixtures/domnew
 MEANING=tests/helpers/dommeaning.py
 
 # test_node FILE [DOMAIN_XML...]: a libvirt test-driver host with pool 'default' at
-# /var/lib/libvirt/images (holding vm1.img), the PCI device 81:00.3 as a node device,
-# and the given domains.
+# /var/lib/libvirt/images (holding vm1.img), network 'default' (NAT on virbr0, as
+# libvirt installs it), the PCI device 81:00.3 as a node device, and the given domains.
 test_node() {
 	local file=$1
 	shift
@@ -22,6 +22,12 @@ test_node() {
 		echo "  <memory>134217728</memory>"
 		printf '%s\n' "$@"
 		cat <<'XML'
+  <network>
+    <name>default</name>
+    <forward mode='nat'/>
+    <bridge name='virbr0'/>
+    <ip address='192.168.122.1' netmask='255.255.255.0'/>
+  </network>
   <pool type='dir'>
     <name>default</name>
     <uuid>35bb2ad9-388a-cdfe-461a-b8907f6e53fe</uuid>
@@ -213,6 +219,18 @@ bad_words() {
 	run domain new x "${base[@]}" --memory 1G --network bridge=br9
 	expect_rc 1
 	expect_eq "no bridge" "$ERR" "kvmbox domain: network 'bridge=br9': no such bridge on this host (kvmbox bridge add br9 --uplink IFACE)"
+	# No network word: the network 'default'; a host without it is refused with the ways out.
+	sed '/<network>/,/<\/network>/d' "$NODE" >"$TESTS_TMP/nonet.xml"
+	run domain new x --root "$r" --connect "test://$TESTS_TMP/nonet.xml" --print-xml --memory 1G
+	expect_rc 1
+	expect_eq "no default network" "$ERR" "kvmbox domain: network: no network word, and this host has no libvirt network 'default': define one (virsh net-define FILE), or give network bridge=BR, or network none for a guest without a NIC"
+	run domain new x --root "$r" --connect "test://$TESTS_TMP/nonet.xml" --print-xml --memory 1G --network none
+	expect_rc 0
+	[[ "$OUT" != *"<interface"* ]] || fail "network none gave a NIC: $OUT"
+	run domain new x "${base[@]}" --memory 1G
+	expect_match "the default network" "$OUT" "<interface type='network'>
+      <source network='default'/>
+      <model type='virtio'/>"
 	run domain new x "${base[@]}" --memory 1G --network bridge=em1
 	expect_rc 1
 	expect_eq "not a bridge" "$ERR" "kvmbox domain: network 'bridge=em1': em1 is an interface but not a bridge"
@@ -284,7 +302,7 @@ real_host_ready() {
 
 new_guest_runs_pinned_on_hugepages() {
 	local words=(--memory 128M --vcpus 2 --disk size=64M,pool=kvmbox-test-pool --placement auto --hugepages
-		--graphics none --start --wait 60)
+		--graphics none --network none --start --wait 60)
 	RUN_BOUND=90 run domain new kvmbox-test-new "${words[@]}"
 	expect_rc 0
 	expect_match defined "$OUT" "^changed +kvmbox-test-new +absent -> defined"
@@ -326,28 +344,28 @@ unchanged +kvmbox-test-new state +running$"
 shared_image_and_overlay() {
 	qemu-img create -q -f qcow2 "$POOL_DIR/base.qcow2" 64M
 	$VIRSH pool-refresh kvmbox-test-pool >/dev/null
-	RUN_BOUND=60 run domain new kvmbox-test-a --memory 64M --disk "path=$POOL_DIR/base.qcow2" --graphics none
+	RUN_BOUND=60 run domain new kvmbox-test-a --memory 64M --disk "path=$POOL_DIR/base.qcow2" --graphics none --network none
 	expect_rc 0
-	RUN_BOUND=60 run domain new kvmbox-test-b --memory 64M --disk "path=$POOL_DIR/base.qcow2" --graphics none
+	RUN_BOUND=60 run domain new kvmbox-test-b --memory 64M --disk "path=$POOL_DIR/base.qcow2" --graphics none --network none
 	expect_rc 1
 	expect_eq "shared image" "$ERR" "kvmbox domain: disk '$POOL_DIR/base.qcow2': in use by defined domain kvmbox-test-a (disk); two guests writing one image corrupt it (give this guest its own copy: an overlay needs a base nobody writes)"
 	expect_eq "b not defined" "$($VIRSH list --all --name | grep -c kvmbox-test-b)" 0
 	# Nor an overlay while a writes the base; once a is gone (its file kept), it is made.
-	RUN_BOUND=60 run domain new kvmbox-test-b --memory 64M --disk "backing=$POOL_DIR/base.qcow2,size=64M,pool=kvmbox-test-pool" --graphics none
+	RUN_BOUND=60 run domain new kvmbox-test-b --memory 64M --disk "backing=$POOL_DIR/base.qcow2,size=64M,pool=kvmbox-test-pool" --graphics none --network none
 	expect_rc 1
 	expect_match "overlay over a written base" "$ERR" "backing=$POOL_DIR/base.qcow2': written by defined domain kvmbox-test-a \\(disk\\)"
 	RUN_BOUND=60 run domain rm kvmbox-test-a
 	expect_rc 0
-	RUN_BOUND=60 run domain new kvmbox-test-b --memory 64M --disk "backing=$POOL_DIR/base.qcow2,size=64M,pool=kvmbox-test-pool" --graphics none
+	RUN_BOUND=60 run domain new kvmbox-test-b --memory 64M --disk "backing=$POOL_DIR/base.qcow2,size=64M,pool=kvmbox-test-pool" --graphics none --network none
 	expect_rc 0
 	expect_match "overlay's backing file" "$(qemu-img info "$POOL_DIR/kvmbox-test-b.qcow2")" "backing file: $POOL_DIR/base.qcow2"
 	# The base b's overlay reads cannot become a's disk again.
-	RUN_BOUND=60 run domain new kvmbox-test-a --memory 64M --disk "path=$POOL_DIR/base.qcow2" --graphics none
+	RUN_BOUND=60 run domain new kvmbox-test-a --memory 64M --disk "path=$POOL_DIR/base.qcow2" --graphics none --network none
 	expect_rc 1
 	expect_eq "a base others read" "$ERR" "kvmbox domain: disk '$POOL_DIR/base.qcow2': read by defined domain kvmbox-test-b (backing file below $POOL_DIR/kvmbox-test-b.qcow2); writing it corrupts what is built on it (backing=...,size=... gives this one an overlay too)"
 	# A leftover volume of the same name that no domain uses is not silently taken over.
 	RUN_BOUND=60 run domain rm kvmbox-test-b
-	RUN_BOUND=60 run domain new kvmbox-test-b --memory 64M --disk size=64M,pool=kvmbox-test-pool --graphics none
+	RUN_BOUND=60 run domain new kvmbox-test-b --memory 64M --disk size=64M,pool=kvmbox-test-pool --graphics none --network none
 	expect_rc 1
 	expect_match "leftover volume" "$ERR" "volume kvmbox-test-b.qcow2 already exists in pool 'kvmbox-test-pool' and domain 'kvmbox-test-b' does not use it"
 	RUN_BOUND=60 run domain rm kvmbox-test-a kvmbox-test-b
@@ -359,7 +377,7 @@ shared_image_and_overlay() {
 guest_written_header() {
 	local disk=$POOL_DIR/guest-raw.img words before
 	truncate -s 64M "$disk"
-	words=(--memory 64M --virt-type qemu --disk "path=$disk" --graphics none)
+	words=(--memory 64M --virt-type qemu --disk "path=$disk" --graphics none --network none)
 	RUN_BOUND=60 run domain new kvmbox-test-raw "${words[@]}"
 	expect_rc 0
 	expect_match "defined raw" "$($VIRSH dumpxml --inactive kvmbox-test-raw)" "<driver name='qemu' type='raw'/>"
@@ -374,12 +392,12 @@ guest_written_header() {
 	expect_eq "still raw, nothing of the host file" "$($VIRSH dumpxml --inactive kvmbox-test-raw)" "$before"
 	# The same image new to a definition is probed: its chain leaves the pool.
 	cp "$TESTS_TMP/header.qcow2" "$POOL_DIR/header.qcow2"
-	RUN_BOUND=60 run domain new kvmbox-test-hdr --memory 64M --disk "path=$POOL_DIR/header.qcow2" --graphics none
+	RUN_BOUND=60 run domain new kvmbox-test-hdr --memory 64M --disk "path=$POOL_DIR/header.qcow2" --graphics none --network none
 	expect_rc 1
 	expect_eq "chain leaves the pool" "$ERR" "kvmbox domain: disk '$POOL_DIR/header.qcow2': qcow2 backing file '/etc/hostname' is not a file of $POOL_DIR, the disk's directory (a backing chain stays in its pool)"
 	expect_eq "not defined" "$($VIRSH list --all --name | grep -c kvmbox-test-hdr)" 0
 	# The real host's own files are refused too, before libvirt sees anything.
-	RUN_BOUND=60 run domain new kvmbox-test-hdr --memory 64M --disk path=/etc/shadow --graphics none
+	RUN_BOUND=60 run domain new kvmbox-test-hdr --memory 64M --disk path=/etc/shadow --graphics none --network none
 	expect_rc 1
 	expect_eq "/etc/shadow" "$ERR" "kvmbox domain: disk '/etc/shadow': /etc/shadow is under /etc, a file of the host itself (--allow-host-file gives it to the guest anyway)"
 	expect_eq "still not defined" "$($VIRSH list --all --name | grep -c kvmbox-test-hdr)" 0
@@ -391,7 +409,7 @@ guest_written_header() {
 # libvirt refuses the definition after the volume was made: the volume goes again.
 failed_define_leaves_nothing() {
 	RUN_BOUND=60 run domain new kvmbox-test-bad --memory 64M --disk size=64M,pool=kvmbox-test-pool --machine pc-q35-0.0 \
-		--no-preflight --graphics none
+		--no-preflight --graphics none --network none
 	expect_rc 1
 	expect_match "libvirt's refusal" "$ERR" "does not support machine type 'pc-q35-0.0'"
 	expect_match "volume removed" "$OUT" "failed +kvmbox-test-bad volume kvmbox-test-pool/kvmbox-test-bad.qcow2 +removed volume kvmbox-test-pool/kvmbox-test-bad.qcow2 again: the domain was not defined"
@@ -399,7 +417,7 @@ failed_define_leaves_nothing() {
 	expect_eq "not defined" "$($VIRSH list --all --name | grep -c kvmbox-test-bad)" 0
 	# The preflight refuses before anything is made: an open VNC console is a warning, a
 	# missing bridge an error.
-	RUN_BOUND=60 run domain new kvmbox-test-bad --memory 64M --disk size=64M,pool=kvmbox-test-pool --machine pc-q35-0.0 --graphics none
+	RUN_BOUND=60 run domain new kvmbox-test-bad --memory 64M --disk size=64M,pool=kvmbox-test-pool --machine pc-q35-0.0 --graphics none --network none
 	expect_rc 1
 	expect_match "preflight" "$ERR" "nothing created or defined"
 	expect_file_missing "$POOL_DIR/kvmbox-test-bad.qcow2"
@@ -415,11 +433,11 @@ failed_define_leaves_nothing() {
 # model: tests/virt/domain.sh) is planned as a change, element by element, before -> after; the run changes what the dry
 # run said, and libvirt's definition shows it.
 changed_words_are_planned() {
-	local words=(--virt-type qemu --vcpus 1 --graphics none) planned
+	local words=(--virt-type qemu --vcpus 1 --graphics none --network none) planned
 	RUN_BOUND=60 run domain new kvmbox-test-e --memory 256M "${words[@]}"
 	expect_rc 0
 	expect_match "defined" "$($VIRSH dumpxml --inactive kvmbox-test-e)" "<memory unit='KiB'>262144</memory>"
-	words=(--virt-type qemu --vcpus 2 --graphics none)
+	words=(--virt-type qemu --vcpus 2 --graphics none --network none)
 	RUN_BOUND=60 run domain new kvmbox-test-e --memory 512M "${words[@]}" --dry-run --json
 	expect_rc 0
 	planned=$(jq -c '[.changes[] | select(.status != "unchanged") | {item, before, after}]' <<<"$OUT")
@@ -443,7 +461,7 @@ kvmbox-test-e currentMemory: 256 MiB -> 512 MiB"
 # The preflight's warning (VNC open to the network without a password) is shown, and the
 # domain is made: only errors stop it.
 open_vnc_warns_and_defines() {
-	local words=(--memory 64M --virt-type qemu --graphics vnc,listen=0.0.0.0) planned
+	local words=(--memory 64M --virt-type qemu --graphics vnc,listen=0.0.0.0 --network none) planned
 	RUN_BOUND=60 run domain new kvmbox-test-vnc "${words[@]}" --dry-run --json
 	expect_rc 0
 	expect_eq "warning (dry run)" "$(jq -r '.preflight[].findings[] | "\(.severity) \(.id)"' <<<"$OUT")" "WARN graphics.open"
@@ -464,7 +482,7 @@ open_vnc_warns_and_defines() {
 
 # Autostart on, then off by the words: planned before -> after, the run as the dry run.
 new_autostart_off() {
-	local words=(--memory 64M --virt-type qemu --graphics none) planned
+	local words=(--memory 64M --virt-type qemu --graphics none --network none) planned
 	RUN_BOUND=60 run domain new kvmbox-test-auto "${words[@]}" --autostart
 	expect_rc 0
 	expect_eq "on" "$($VIRSH dominfo kvmbox-test-auto | awk '/^Autostart/ {print $2}')" "enable"
@@ -494,6 +512,7 @@ size = 2M
 memory = 64M
 disk = size=32M,pool=kvmbox-test-pool
 graphics = none
+network = none
 hugepages = yes
 placement = auto
 start = yes

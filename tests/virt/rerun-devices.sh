@@ -11,6 +11,7 @@ POOL=kvmbox-test-devices
 BR_A=kbt-mac-a
 BR_B=kbt-mac-b
 WORDS=(--memory 64M --virt-type qemu --graphics none)
+NO_NIC=(--network none)
 
 ready() {
 	virt_up || return 1
@@ -25,9 +26,9 @@ ready() {
 # A base written by a defined guest: refused, naming it; nothing made.
 overlay_on_written_base_refused() {
 	local base=$POOL_DIR/kvmbox-test-base.qcow2
-	RUN_BOUND=60 run domain new kvmbox-test-base "${WORDS[@]}" --disk size=32M,pool=$POOL
+	RUN_BOUND=60 run domain new kvmbox-test-base "${WORDS[@]}" "${NO_NIC[@]}" --disk size=32M,pool=$POOL
 	expect_rc 0
-	RUN_BOUND=60 run domain new kvmbox-test-ovl1 "${WORDS[@]}" --disk backing=$base,size=32M,pool=$POOL
+	RUN_BOUND=60 run domain new kvmbox-test-ovl1 "${WORDS[@]}" "${NO_NIC[@]}" --disk backing=$base,size=32M,pool=$POOL
 	expect_rc 1
 	expect_eq refused "$ERR" "kvmbox domain: disk 'backing=$base': written by defined domain kvmbox-test-base (disk); an overlay over an image another guest writes is corrupted by its next write (give that disk <readonly/>, or copy the base)"
 	expect_file_missing "$POOL_DIR/kvmbox-test-ovl1.qcow2"
@@ -43,17 +44,17 @@ overlay_on_written_base_refused() {
 # in the way.
 overlays_share_a_read_base() {
 	local base=$POOL_DIR/kvmbox-test-base.qcow2 pid qemu_fds
-	RUN_BOUND=90 run domain new kvmbox-test-ovl1 "${WORDS[@]}" --disk backing=$base,size=32M,pool=$POOL --start
+	RUN_BOUND=90 run domain new kvmbox-test-ovl1 "${WORDS[@]}" "${NO_NIC[@]}" --disk backing=$base,size=32M,pool=$POOL --start
 	expect_rc 0
 	expect_eq "running" "$($VIRSH domstate kvmbox-test-ovl1 | head -1)" running
 	pid=$(pgrep -f 'guest=kvmbox-test-ovl1' | head -1)
 	qemu_fds=$(ls -l /proc/$pid/fd 2>/dev/null)
 	expect_match "QEMU has the base open" "$qemu_fds" "$base"
-	RUN_BOUND=60 run domain new kvmbox-test-ovl2 "${WORDS[@]}" --disk backing=$base,size=32M,pool=$POOL
+	RUN_BOUND=60 run domain new kvmbox-test-ovl2 "${WORDS[@]}" "${NO_NIC[@]}" --disk backing=$base,size=32M,pool=$POOL
 	expect_rc 0
 	expect_match "the second overlay" "$(qemu-img info -U "$POOL_DIR/kvmbox-test-ovl2.qcow2")" "backing file: $base"
 	# The same words again: nothing to change, still accepted beside the running reader.
-	RUN_BOUND=60 run domain new kvmbox-test-ovl2 "${WORDS[@]}" --disk backing=$base,size=32M,pool=$POOL --json
+	RUN_BOUND=60 run domain new kvmbox-test-ovl2 "${WORDS[@]}" "${NO_NIC[@]}" --disk backing=$base,size=32M,pool=$POOL --json
 	expect_rc 0
 	expect_eq "again" "$(jq -r '[.changes[] | select(.status != "unchanged")] | length' <<<"$OUT")" 0
 	# A process writing the base (an image tool left running) is in the way of a new overlay.
@@ -61,7 +62,7 @@ overlays_share_a_read_base() {
 	local writer=$!
 	echo $writer >>"$TESTS_TMP/pids"
 	sleep 0.5
-	RUN_BOUND=60 run domain new kvmbox-test-ovl3 "${WORDS[@]}" --disk backing=$base,size=32M,pool=$POOL
+	RUN_BOUND=60 run domain new kvmbox-test-ovl3 "${WORDS[@]}" "${NO_NIC[@]}" --disk backing=$base,size=32M,pool=$POOL
 	expect_rc 1
 	expect_eq "a writer" "$ERR" "kvmbox domain: disk 'backing=$base': written by python3 (pid $writer has it open); an overlay over an image another guest writes is corrupted by its next write (give that disk <readonly/>, or copy the base)"
 	kill $writer
@@ -72,7 +73,7 @@ overlays_share_a_read_base() {
 # The words name the same file as a disk and as an overlay's base.
 base_written_by_the_same_words() {
 	local base=$POOL_DIR/kvmbox-test-base.qcow2
-	RUN_BOUND=60 run domain new kvmbox-test-self "${WORDS[@]}" --disk path=$base --disk backing=$base,size=32M,pool=$POOL
+	RUN_BOUND=60 run domain new kvmbox-test-self "${WORDS[@]}" "${NO_NIC[@]}" --disk path=$base --disk backing=$base,size=32M,pool=$POOL
 	expect_rc 1
 	expect_eq refused "$ERR" "kvmbox domain: disk 'backing=$base': the words write it as a disk too: the overlay is corrupted by the first write"
 }

@@ -55,7 +55,7 @@ file_element_planned() {
 	expect_eq "definition kept" "$($VIRSH dumpxml --inactive kvmbox-test-f)" "$after"
 }
 
-WORDS=(--memory 64M --disk size=16M,pool=kvmbox-test-pool --graphics none --no-preflight)
+WORDS=(--memory 64M --disk size=16M,pool=kvmbox-test-pool --graphics none --network none --no-preflight)
 
 # add_by_hand DOMAIN DEVICES: the domain defined again with DEVICES added, as virsh edit does.
 add_by_hand() {

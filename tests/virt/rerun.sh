@@ -39,7 +39,7 @@ real_host_ready() {
 # size=64M -> 128M grows the volume (planned before -> after), then again changes nothing;
 # size=64M again is refused with both sizes.
 disk_grows_never_shrinks() {
-	local words=(--memory 64M --virt-type qemu --graphics none)
+	local words=(--memory 64M --virt-type qemu --graphics none --network none)
 	RUN_BOUND=60 run domain new kvmbox-test-grow "${words[@]}" --disk size=64M,pool=$POOL
 	expect_rc 0
 	expect_eq "made" "$(capacity kvmbox-test-grow.qcow2)" "64.00 MiB"
@@ -61,7 +61,7 @@ disk_grows_never_shrinks() {
 format_change_refused() {
 	local before
 	before=$($VIRSH dumpxml --inactive kvmbox-test-grow)
-	RUN_BOUND=60 run domain new kvmbox-test-grow --memory 64M --virt-type qemu --graphics none --disk size=128M,pool=$POOL,format=raw
+	RUN_BOUND=60 run domain new kvmbox-test-grow --memory 64M --virt-type qemu --graphics none --network none --disk size=128M,pool=$POOL,format=raw
 	expect_rc 1
 	expect_eq "refused" "$ERR" "kvmbox domain: disk vda: format=raw, but domain 'kvmbox-test-grow' has $POOL_DIR/kvmbox-test-grow.qcow2 there as qcow2: kvmbox never replaces a disk with a new empty volume (a format change is a conversion: qemu-img convert, then disk path=)"
 	expect_file_missing "$POOL_DIR/kvmbox-test-grow.img"
@@ -73,7 +73,7 @@ missing_disk_refused() {
 	local before
 	before=$($VIRSH dumpxml --inactive kvmbox-test-grow)
 	mv "$POOL_DIR/kvmbox-test-grow.qcow2" "$TESTS_TMP/kept.qcow2"
-	RUN_BOUND=60 run domain new kvmbox-test-grow --memory 64M --virt-type qemu --graphics none --disk size=128M,pool=$POOL
+	RUN_BOUND=60 run domain new kvmbox-test-grow --memory 64M --virt-type qemu --graphics none --network none --disk size=128M,pool=$POOL
 	expect_rc 1
 	expect_eq "refused" "$ERR" "kvmbox domain: disk: domain 'kvmbox-test-grow' has $POOL_DIR/kvmbox-test-grow.qcow2, which is missing (deleted, or the filesystem of pool '$POOL' not mounted): kvmbox never boots a new empty disk in its place; restore the file"
 	expect_file_missing "$POOL_DIR/kvmbox-test-grow.qcow2"
@@ -86,7 +86,7 @@ missing_disk_refused() {
 # A --disk word dropped: refused naming the disk; --prune drops it from the definition and
 # keeps the file; the same words again change nothing.
 dropped_disk_needs_prune() {
-	local words=(--memory 64M --virt-type qemu --graphics none --disk size=32M,pool=$POOL)
+	local words=(--memory 64M --virt-type qemu --graphics none --network none --disk size=32M,pool=$POOL)
 	RUN_BOUND=60 run domain new kvmbox-test-drop "${words[@]}" --disk size=16M,pool=$POOL
 	expect_rc 0
 	expect_match "two disks" "$($VIRSH domblklist kvmbox-test-drop)" "vdb +$POOL_DIR/kvmbox-test-drop-1.qcow2"
@@ -110,7 +110,7 @@ kvmbox-test-drop disk vdb: disk $POOL_DIR/kvmbox-test-drop-1.qcow2 (qcow2, virti
 # New words on a running guest: defined for its next start, reported reboot-required; the
 # guest keeps its memory; a larger disk grows at once (QEMU resizes it).
 running_domain_waits() {
-	local words=(--virt-type qemu --graphics none --start)
+	local words=(--virt-type qemu --graphics none --network none --start)
 	RUN_BOUND=90 run domain new kvmbox-test-run --memory 64M --disk size=32M,pool=$POOL "${words[@]}"
 	expect_rc 0
 	expect_eq state "$($VIRSH domstate kvmbox-test-run | head -1)" running
@@ -136,7 +136,7 @@ kvmbox-test-run currentMemory: takes effect at the next start"
 # A stop signal between the volume's creation and the define removes the volume; a kill -9
 # there leaves it marked for the domain, and the same words then adopt it.
 interrupted_runs_converge() {
-	local words=(--memory 64M --virt-type qemu --graphics none --disk size=32M,pool=$POOL) vol
+	local words=(--memory 64M --virt-type qemu --graphics none --network none --disk size=32M,pool=$POOL) vol
 	vol=$POOL_DIR/kvmbox-test-int.qcow2
 	KVMBOX_FAILPOINT=domain.after-volumes RUN_BOUND=60 run domain new kvmbox-test-int "${words[@]}"
 	expect_eq "ended by SIGTERM" "$RC" 143

@@ -75,7 +75,7 @@ domain_new_paths() {
 	vg domain new vgnew --root "$r" --connect test:///default --memory 1G --network bridge=br9 --print-xml
 	expect_rc 1
 	virt_pool kvmbox-test-vgpool "$TESTS_TMP/vgpool"
-	vg domain new kvmbox-test-vgnew --memory 64M --disk size=32M,pool=kvmbox-test-vgpool --graphics none
+	vg domain new kvmbox-test-vgnew --memory 64M --disk size=32M,pool=kvmbox-test-vgpool --graphics none --network none
 	expect_rc 0
 	vg domain rm kvmbox-test-vgnew --storage
 	expect_rc 0

@@ -36,7 +36,13 @@ enum domain_action {
 	DOMAIN_UNDEFINE,
 	DOMAIN_IMAGE,
 	DOMAIN_RESIZE,     /* arg: the disk's index among the words */
+	DOMAIN_POOL,       /* a storage pool the disks need, defined or started; arg: the first such disk */
+	DOMAIN_NETWORK,    /* a libvirt network the interfaces use, started; arg: its index in build.to_start */
 };
+
+/* The pool virt-install makes on a host that has none: kvmbox makes the same for pool=default. */
+#define DEFAULT_POOL "default"
+#define DEFAULT_POOL_DIR "/var/lib/libvirt/images"
 
 /* ---- the spec ------------------------------------------------------------------------------- */
 
@@ -230,6 +236,8 @@ struct new_volume {
 	bool exists; /* already there: a second run, or somebody else's file (refused) */
 	bool adopted; /* made for this domain by a run that was killed before defining it */
 	unsigned long long capacity; /* bytes, when it exists */
+	bool pool_absent;   /* pool=default on a host without it: defined (dir DEFAULT_POOL_DIR), started, autostarted */
+	bool pool_inactive; /* defined but not started: started */
 };
 
 /* What the spec makes on this host: the definition to send and what it needs first. */
@@ -243,6 +251,9 @@ struct build {
 	bool running;       /* the domain runs: a new definition waits for its next start */
 	struct kb_placement *placement;
 	const char *to_create[KB_DOMNEW_DISKS_MAX + 1]; /* volume paths created before defining */
+	char start_net[KB_DOMNEW_NETS_MAX][64];         /* inactive libvirt networks the definition uses: started */
+	const char *to_start[KB_DOMNEW_NETS_MAX + 1];   /* the same, NULL-terminated, for the preflight */
+	size_t start_count;
 };
 
 static void build_free(struct session *s, struct build *b)
@@ -390,18 +401,70 @@ static int build_from_file(struct session *s, const char *path, struct build *b,
 /*
  * A second `domain new` with the same words must give the same definition:
  * interfaces without mac= keep the MAC libvirt chose the first time (same
- * position, same bridge).
+ * position, same bridge or network).
  */
 static void keep_macs(struct session *s, struct kb_domnew *d, xmlDoc *existing)
 {
 	xmlNode *devices = kb_xml_child(s->xml->root_element(existing), "devices");
 	xmlNode *nic = kb_xml_child(devices, "interface");
 	for (size_t i = 0; i < d->net_count && nic; i++, nic = kb_xml_next(nic, "interface")) {
-		autofree char *bridge = kb_xml_prop(s->xml, kb_xml_child(nic, "source"), "bridge");
+		const char *type = d->net[i].network[0] ? "network" : "bridge";
+		autofree char *source = kb_xml_prop(s->xml, kb_xml_child(nic, "source"), type);
 		autofree char *mac = kb_xml_prop(s->xml, kb_xml_child(nic, "mac"), "address");
-		if (!d->net[i].mac[0] && bridge && mac && !strcmp(bridge, d->net[i].bridge) && strlen(mac) < sizeof(d->net[i].mac))
+		const char *want = d->net[i].network[0] ? d->net[i].network : d->net[i].bridge;
+		if (!d->net[i].mac[0] && kb_xml_prop_is(s->xml, nic, "type", type) && source && mac && !strcmp(source, want) &&
+		    strlen(mac) < sizeof(d->net[i].mac))
 			snprintf(d->net[i].mac, sizeof(d->net[i].mac), "%s", mac);
 	}
+}
+
+/*
+ * No network word for a new domain: libvirt's network 'default' when the
+ * host has it, as virt-install does (started when inactive, see
+ * plan_networks); a host without it is refused with the ways out.
+ */
+static int default_network(struct session *s, struct kb_domnew *d, bool existing, struct kb_error *err)
+{
+	if (d->net_count || d->net_none || existing)
+		return 0; /* an existing domain's interfaces are its own until a network word names one */
+	if (kb_virt_network_state(s->v, s->conn, "default") == -1)
+		return kb_fail(err, 0, NULL, "network: no network word, and this host has no libvirt network 'default': define one "
+					   "(virsh net-define FILE), or give network bridge=BR, or network none for a guest without a NIC");
+	struct kb_domnew_net *n = &d->net[d->net_count++];
+	*n = (struct kb_domnew_net){ .network = "default", .model = "virtio" };
+	return 0;
+}
+
+/*
+ * The libvirt networks the new definition's interfaces use (the words', and
+ * those an existing definition keeps): one that does not exist is refused,
+ * an inactive one is started before the define (a planned change).
+ */
+static int plan_networks(struct session *s, struct build *b, struct kb_error *err)
+{
+	xmlDoc *doc = kb_xml_parse(s->xml, b->xml, strlen(b->xml), b->name, err);
+	if (!doc)
+		return -1;
+	int rc = 0;
+	xmlNode *devices = kb_xml_child(s->xml->root_element(doc), "devices");
+	for (xmlNode *nic = kb_xml_child(devices, "interface"); nic && rc == 0; nic = kb_xml_next(nic, "interface")) {
+		autofree char *name = kb_xml_prop(s->xml, kb_xml_child(nic, "source"), "network");
+		if (!kb_xml_prop_is(s->xml, nic, "type", "network") || !name)
+			continue;
+		int state = kb_virt_network_state(s->v, s->conn, name);
+		bool listed = false;
+		for (size_t i = 0; i < b->start_count && !listed; i++)
+			listed = !strcmp(b->start_net[i], name);
+		if (state == -1)
+			rc = kb_fail(err, 0, NULL, "network 'network=%s': no such libvirt network on this host (virsh net-list --all)", name);
+		else if (state == 0 && !listed && b->start_count < KB_DOMNEW_NETS_MAX && strlen(name) < sizeof(b->start_net[0])) {
+			snprintf(b->start_net[b->start_count], sizeof(b->start_net[0]), "%s", name);
+			b->to_start[b->start_count] = b->start_net[b->start_count];
+			b->start_count++;
+		}
+	}
+	s->xml->free_doc(doc);
+	return rc;
 }
 
 /*
@@ -652,17 +715,20 @@ static int resolve_disks(struct session *s, struct kb_domnew *d, xmlDoc *existin
 			snprintf(k->pool, sizeof(k->pool), "%s", v->pool_name(vol->pool));
 		} else {
 			vol->pool = v->pool_lookup(s->conn, k->pool);
-			if (!vol->pool) {
+			virErrorPtr e = vol->pool ? NULL : v->last_error();
+			/* A fresh host: virt-install makes pool 'default' at DEFAULT_POOL_DIR; so does kvmbox (a planned change). */
+			vol->pool_absent = !vol->pool && !strcmp(k->pool, DEFAULT_POOL) && e && e->code == VIR_ERR_NO_STORAGE_POOL;
+			v->reset_error();
+			if (!vol->pool && !vol->pool_absent) {
 				rc = kb_fail(err, 0, NULL, "disk 'pool=%s': no such storage pool (virsh pool-list --all)", k->pool);
 				break;
 			}
 		}
 		snprintf(vol->pool_name, sizeof(vol->pool_name), "%s", k->pool);
-		if (v->pool_is_active(vol->pool) != 1) {
-			rc = kb_fail(err, 0, NULL, "disk: storage pool '%s' is not active (virsh pool-start %s)", k->pool, k->pool);
-			break;
-		}
-		if (pool_target(s, vol->pool, dir, sizeof(dir), err) < 0) {
+		vol->pool_inactive = vol->pool && v->pool_is_active(vol->pool) != 1; /* started before the volume is made */
+		if (vol->pool_absent)
+			snprintf(dir, sizeof(dir), "%s", DEFAULT_POOL_DIR);
+		else if (pool_target(s, vol->pool, dir, sizeof(dir), err) < 0) {
 			rc = -1;
 			break;
 		}
@@ -670,9 +736,20 @@ static int resolve_disks(struct session *s, struct kb_domnew *d, xmlDoc *existin
 		char path[sizeof(k->path)];
 		snprintf(path, sizeof(path), "%s/%s", dir, k->volume);
 		memcpy(k->path, path, sizeof(path));
-		v->pool_refresh(vol->pool, 0); /* files made behind libvirt's back are volumes too */
-		virStorageVolPtr found = v->volume_lookup(vol->pool, k->volume);
-		v->reset_error();
+		struct stat st;
+		if ((vol->pool_absent || vol->pool_inactive) && kb_sysroot_stat(s->ctx, k->path, &st, false, NULL) == 0) {
+			/* Its file is there: a volume once the pool is started, which only then can tell whose it is. */
+			rc = kb_fail(err, 0, NULL, "disk: %s exists and storage pool '%s' that would hold it is %s: start the pool "
+						   "(virsh pool-start %s), then run again",
+				     k->path, k->pool, vol->pool_absent ? "not defined" : "not active", k->pool);
+			break;
+		}
+		virStorageVolPtr found = NULL;
+		if (vol->pool && !vol->pool_inactive) {
+			v->pool_refresh(vol->pool, 0); /* files made behind libvirt's back are volumes too */
+			found = v->volume_lookup(vol->pool, k->volume);
+			v->reset_error();
+		}
 		if (found) {
 			virStorageVolInfo info = { 0 };
 			if (v->volume_info(found, &info) < 0)
@@ -864,6 +941,7 @@ static int build_from_words(struct session *s, struct build *b, struct kb_error 
 		keep_macs(s, d, existing);
 	int node = -1;
 	int rc = (existing && keep_disk_formats(s, d, existing, err) < 0) ||
+			 default_network(s, d, b->current != NULL, err) < 0 ||
 			 kb_domnew_check_host(s->ctx, s->xml, d, &node, err) < 0 || check_cpu_model(s, d, err) < 0 ||
 			 resolve_disks(s, d, existing, b->vol, err) < 0 ||
 			 (d->placement_auto && place_domain(s, d, node, b->placement, err) < 0) ||
@@ -882,6 +960,8 @@ static int build_from_words(struct session *s, struct build *b, struct kb_error 
 		b->xml = NULL;
 		rc = adopt(s, made, strlen(made), d->name, b, err);
 	}
+	if (rc == 0)
+		rc = plan_networks(s, b, err);
 	b->placed = d->placement_auto;
 	size_t creating = 0;
 	for (size_t i = 0; rc == 0 && i < d->disk_count; i++)
@@ -1649,11 +1729,12 @@ static int take_interfaces(const struct kb_xml *xml, const char *name, xmlNode *
 			source_value(xml, kb_xml_child(nic, "source"), will, sizeof(will));
 			autofree char *other = mac_of(xml, at);
 			autofree char *type = kb_xml_prop(xml, at, "type");
+			autofree char *words_type = kb_xml_prop(xml, nic, "type");
 			return kb_fail(err, 0, NULL, "interface %zu of domain '%s' (MAC %s) is on %s, not on the words' %s (changed by "
-						   "hand?): refusing to replace it; move it (network bridge=%s,mac=%s) or detach it "
+						   "hand?): refusing to replace it; move it (network %s=%s,mac=%s) or detach it "
 						   "(virsh detach-interface %s %s --mac %s --config)",
-				       i + 1, name, other ? other : "?", was, will, will, other ? other : "?", name,
-				       type ? type : "bridge", other ? other : "?");
+				       i + 1, name, other ? other : "?", was, will, words_type ? words_type : "bridge", will,
+				       other ? other : "?", name, type ? type : "bridge", other ? other : "?");
 		}
 		if (take_device(xml, now, same, nic, err) < 0)
 			return -1;
@@ -1833,6 +1914,12 @@ static char *domcaps_from_libvirt(void *opaque, const char *emulator, const char
 	return s->v->get_domain_capabilities(s->conn, emulator, arch, machine, virttype, 0);
 }
 
+static int network_of(void *opaque, const char *name)
+{
+	struct session *s = opaque;
+	return kb_virt_network_state(s->v, s->conn, name);
+}
+
 static bool domain_running(void *opaque, const char *name)
 {
 	struct session *s = opaque;
@@ -1913,8 +2000,8 @@ static int preflight(struct session *s, const struct build *b, struct kb_error *
 		return -1;
 	}
 	struct kb_preflight_host host = { .caps_xml = caps, .domcaps = domcaps_from_libvirt, .opaque = s,
-					   .to_create = b->to_create, .running = domain_running,
-					   .nics = nics, .nic_count = nic_count };
+					   .to_create = b->to_create, .running = domain_running, .network = network_of,
+					   .to_start = b->to_start, .nics = nics, .nic_count = nic_count };
 	xmlDoc *doc = kb_xml_parse(s->xml, b->xml, strlen(b->xml), b->name, err);
 	int rc = doc ? kb_preflight(s->ctx, s->xml, doc, &host, findings, err) : -1;
 	if (rc == 0 && findings->errors)
@@ -1932,9 +2019,32 @@ static int plan_built(struct session *s, const struct build *b, struct kb_plan *
 	const struct kb_domain_spec *spec = s->spec;
 	if (spec->preflight && preflight(s, b, err) < 0)
 		return -1;
+	char item[512], size[64], have[64];
+	/* What the disks and interfaces need first: a pool defined or started, networks started. */
+	for (size_t i = 0; b->d && i < b->d->disk_count; i++) {
+		const struct new_volume *vol = &b->vol[i];
+		snprintf(item, sizeof(item), "pool %s", vol->pool_name);
+		if ((!vol->pool_absent && !vol->pool_inactive) || kb_plan_find(plan, item))
+			continue;
+		struct kb_change *c = kb_plan_add(plan, item, KB_CHANGE_VALUE, vol->pool_absent ? NULL : "inactive",
+						  vol->pool_absent ? "dir " DEFAULT_POOL_DIR ", autostart" : "active", err);
+		if (!c)
+			return -1;
+		c->action = DOMAIN_POOL;
+		c->arg = (long)i;
+		if (vol->pool_absent)
+			kb_change_note(c, "the disks' pool, as virt-install makes it on a host without one");
+	}
+	for (size_t i = 0; i < b->start_count; i++) {
+		snprintf(item, sizeof(item), "network %s", b->start_net[i]);
+		struct kb_change *c = kb_plan_add(plan, item, KB_CHANGE_VALUE, "inactive", "active", err);
+		if (!c)
+			return -1;
+		c->action = DOMAIN_NETWORK;
+		c->arg = (long)i;
+	}
 	if (plan_definition(s, b, plan, err) < 0)
 		return -1;
-	char item[512], size[64], have[64];
 	for (size_t i = 0; b->d && i < b->d->disk_count; i++) {
 		const struct kb_domnew_disk *k = &b->d->disk[i];
 		const struct new_volume *vol = &b->vol[i];
@@ -2045,6 +2155,75 @@ static int failed(struct kb_change *c, const struct kb_error *err)
 	return -1;
 }
 
+/* Test hook: KVMBOX_FAILPOINT=domain.pool-start makes starting a pool fail. */
+static bool failpoint(const char *name)
+{
+	const char *fp = getenv("KVMBOX_FAILPOINT");
+	return fp && !strcmp(fp, name);
+}
+
+/*
+ * Define (pool 'default': a directory pool at DEFAULT_POOL_DIR, its directory
+ * built, autostarted) or start the pool a disk needs. A pool defined here
+ * that then does not start is undefined again: nothing half-made.
+ */
+static int make_pool(struct session *s, struct build *b, struct kb_change *c, struct kb_error *err)
+{
+	const struct kb_virt *v = s->v;
+	struct new_volume *vol = &b->vol[c->arg];
+	virStoragePoolPtr pool = vol->pool;
+	if (vol->pool_absent) {
+		static const char xml[] = "<pool type='dir'>\n  <name>" DEFAULT_POOL "</name>\n  <target>\n    <path>" DEFAULT_POOL_DIR
+					  "</path>\n  </target>\n</pool>\n";
+		pool = v->pool_define(s->conn, xml, 0);
+		if (!pool)
+			return kb_virt_fail(v, err, NULL, "defining storage pool '%s'", vol->pool_name);
+	}
+	int rc = 0;
+	if (vol->pool_absent && v->pool_build(pool, 0) < 0)
+		rc = kb_virt_fail(v, err, NULL, "making the directory of storage pool '%s'", vol->pool_name);
+	else if (failpoint("domain.pool-start"))
+		rc = kb_fail(err, EIO, NULL, "starting storage pool '%s': failed by KVMBOX_FAILPOINT", vol->pool_name);
+	else if (v->pool_create(pool, 0) < 0)
+		rc = kb_virt_fail(v, err, NULL, "starting storage pool '%s'", vol->pool_name);
+	else if (vol->pool_absent && v->pool_set_autostart(pool, 1) < 0) {
+		rc = kb_virt_fail(v, err, NULL, "setting autostart of storage pool '%s'", vol->pool_name);
+		v->pool_destroy(pool);
+	}
+	if (rc < 0 && vol->pool_absent) {
+		v->pool_undefine(pool); /* what this run defined goes again */
+		v->pool_free(pool);
+		v->reset_error();
+		return -1;
+	}
+	if (rc < 0)
+		return -1;
+	/* Every disk of this pool has it now, started. */
+	for (size_t i = 0; i < b->d->disk_count; i++) {
+		struct new_volume *other = &b->vol[i];
+		if ((!other->pool_absent && !other->pool_inactive) || strcmp(other->pool_name, vol->pool_name))
+			continue;
+		if (!other->pool && i != (size_t)c->arg)
+			other->pool = v->pool_lookup(s->conn, other->pool_name);
+		other->pool_absent = other->pool_inactive = false;
+	}
+	vol->pool = pool;
+	c->status = KB_CHANGED;
+	return 0;
+}
+
+static int start_network(struct session *s, struct build *b, struct kb_change *c, struct kb_error *err)
+{
+	const char *name = b->start_net[c->arg];
+	virNetworkPtr net = s->v->network_lookup(s->conn, name);
+	int rc = net && s->v->network_create(net) == 0 ? 0 : kb_virt_fail(s->v, err, NULL, "starting network '%s'", name);
+	if (net)
+		s->v->network_free(net);
+	if (rc == 0)
+		c->status = KB_CHANGED;
+	return rc;
+}
+
 static int create_volume(struct session *s, struct build *b, struct kb_change *c, struct kb_error *err)
 {
 	const struct kb_domnew_disk *k = &b->d->disk[c->arg];
@@ -2140,10 +2319,9 @@ static void release_stop_signals(const struct kb_ctx *ctx)
 /* Test hook: KVMBOX_FAILPOINT=domain.after-volumes (SIGTERM) or domain.after-volumes-kill (SIGKILL) once they are made. */
 static void failpoint_after_volumes(void)
 {
-	const char *fp = getenv("KVMBOX_FAILPOINT");
-	if (fp && !strcmp(fp, "domain.after-volumes"))
+	if (failpoint("domain.after-volumes"))
 		raise(SIGTERM);
-	else if (fp && !strcmp(fp, "domain.after-volumes-kill"))
+	else if (failpoint("domain.after-volumes-kill"))
 		raise(SIGKILL);
 }
 
@@ -2216,9 +2394,15 @@ int kb_domain_apply(const struct kb_ctx *ctx, const struct kb_domain_spec *spec,
 		session_close(&s);
 		return -1;
 	}
-	/* Volumes first: the definition names them. */
+	/* The pools and networks first, then the volumes: the definition names them. */
+	for (size_t i = 0; rc == 0 && i < plan->count; i++) {
+		struct kb_change *c = &plan->change[i];
+		if (c->status == KB_WOULD_CHANGE && ((c->action == DOMAIN_POOL && make_pool(&s, &b, c, err) < 0) ||
+						     (c->action == DOMAIN_NETWORK && start_network(&s, &b, c, err) < 0)))
+			rc = failed(c, err);
+	}
 	bool creating = false;
-	for (size_t i = 0; i < plan->count; i++)
+	for (size_t i = 0; rc == 0 && i < plan->count; i++)
 		creating = creating || (plan->change[i].action == DOMAIN_VOLUME && plan->change[i].status == KB_WOULD_CHANGE);
 	if (creating)
 		catch_stop_signals();

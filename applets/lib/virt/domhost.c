@@ -186,6 +186,8 @@ static int check_bridges(const struct kb_ctx *ctx, const struct kb_domnew *d, st
 	for (size_t i = 0; i < d->net_count; i++) {
 		char path[96];
 		struct stat st;
+		if (!d->net[i].bridge[0])
+			continue; /* a libvirt network: libvirt is asked (domain.c) */
 		snprintf(path, sizeof(path), "/sys/class/net/%s", d->net[i].bridge);
 		bool exists = kb_sysroot_stat(ctx, path, &st, false, NULL) == 0;
 		snprintf(path, sizeof(path), "/sys/class/net/%s/bridge", d->net[i].bridge);

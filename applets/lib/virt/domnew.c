@@ -242,6 +242,10 @@ static bool mac_ok(const char *mac)
 static int word_network(struct kb_domnew *d, const char *value, char *buf, struct kb_error *err)
 {
 	static const char *const models[] = { "virtio", "e1000", "e1000e", "rtl8139", NULL };
+	if (!strcmp(value, "none")) {
+		d->net_none = true; /* virt-install's --network none: no NIC */
+		return 0;
+	}
 	if (d->net_count == KB_DOMNEW_NETS_MAX)
 		return bad(err, "network", value, "more than %d interfaces", KB_DOMNEW_NETS_MAX);
 	struct kb_domnew_net *n = &d->net[d->net_count];
@@ -251,14 +255,25 @@ static int word_network(struct kb_domnew *d, const char *value, char *buf, struc
 	for (bool first = true; next_item(&cursor, &key, &v); first = false) {
 		const char *name = key; /* the word's key, or the one its lone value implies */
 		if (!v && first) {
-			v = key; /* --network br0 */
-			name = "bridge";
+			/* --network br0 (a bridge), default (the network 'default'), old virt-install's bridge:br0, network:NAME */
+			char *colon = strchr(key, ':');
+			if (colon && (!strncmp(key, "bridge:", 7) || !strncmp(key, "network:", 8))) {
+				*colon = '\0';
+				v = colon + 1;
+			} else {
+				v = key;
+				name = !strcmp(key, "default") ? "network" : "bridge";
+			}
 		}
 		if (!v)
-			return bad(err, "network", value, "'%s' needs a value (bridge=, model=, mac=)", name);
-		if (!strcmp(name, "bridge")) {
-			if (!copy_name(n->bridge, sizeof(n->bridge), v) || strchr(v, ':'))
+			return bad(err, "network", value, "'%s' needs a value (bridge=, network=, model=, mac=)", name);
+		if (!strcmp(name, "bridge") || !strcmp(name, "network")) {
+			if (n->bridge[0] || n->network[0])
+				return bad(err, "network", value, "one interface is on one bridge= or one network=");
+			if (!strcmp(name, "bridge") && (!copy_name(n->bridge, sizeof(n->bridge), v) || strchr(v, ':')))
 				return bad(err, "network", value, "'%s' is not an interface name (at most 15 characters)", v);
+			if (!strcmp(name, "network") && !copy_name(n->network, sizeof(n->network), v))
+				return bad(err, "network", value, "'%s' is not a libvirt network name", v);
 		} else if (!strcmp(name, "model")) {
 			if (!one_of(v, models))
 				return bad(err, "network", value, "model is virtio, e1000, e1000e or rtl8139, not '%s'", v);
@@ -269,11 +284,11 @@ static int word_network(struct kb_domnew *d, const char *value, char *buf, struc
 			for (char *p = strcpy(n->mac, v); *p; p++)
 				*p = (char)tolower((unsigned char)*p);
 		} else {
-			return bad(err, "network", value, "unknown option '%s' (bridge=, model=, mac=)", name);
+			return bad(err, "network", value, "unknown option '%s' (bridge=, network=, model=, mac=)", name);
 		}
 	}
-	if (!n->bridge[0])
-		return bad(err, "network", value, "needs bridge=NAME");
+	if (!n->bridge[0] && !n->network[0])
+		return bad(err, "network", value, "needs bridge=NAME or network=NAME (or none)");
 	d->net_count++;
 	return 0;
 }
@@ -420,6 +435,8 @@ int kb_domnew_finish(struct kb_domnew *d, struct kb_error *err)
 			       d->name);
 	if (!d->memory_kib)
 		return kb_fail(err, 0, NULL, "memory: how much the domain gets is not given (memory 4G)");
+	if (d->net_none && d->net_count)
+		return kb_fail(err, 0, NULL, "network 'none': no NIC, yet another network word gives one");
 	if (d->hugepages && d->hugepage_kib && d->memory_kib % d->hugepage_kib)
 		return kb_fail(err, 0, NULL, "memory %llu MiB is not a whole number of %lu KiB hugepages", d->memory_kib >> 10,
 			       d->hugepage_kib);
@@ -575,10 +592,12 @@ static void put_devices(FILE *out, const struct kb_domnew *d)
 	}
 	for (size_t i = 0; i < d->net_count; i++) {
 		const struct kb_domnew_net *n = &d->net[i];
-		put(out, "    <interface type='bridge'>\n");
+		const char *type = n->network[0] ? "network" : "bridge";
+		put(out, "    <interface type='%s'>\n", type);
 		if (n->mac[0])
 			put(out, "      <mac address='%s'/>\n", n->mac);
-		put(out, "      <source bridge='%s'/>\n      <model type='%s'/>\n    </interface>\n", n->bridge, n->model);
+		put(out, "      <source %s='%s'/>\n      <model type='%s'/>\n    </interface>\n", type,
+		    n->network[0] ? n->network : n->bridge, n->model);
 	}
 	for (size_t i = 0; i < d->hostdev_count; i++)
 		kb_pci_hostdev_xml(out, d->hostdev[i], "    ");

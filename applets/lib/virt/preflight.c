@@ -514,9 +514,27 @@ static void check_pinning(struct preflight *p)
 	check_pinning_one(p, kb_xml_child(tune, "emulatorpin"), &online);
 }
 
+/* A libvirt network the interface is on: it must exist, and be active unless the caller starts it. */
+static void check_network(struct preflight *p, xmlNode *source)
+{
+	autofree char *name = kb_xml_prop(p->xml, source, "network");
+	int state = name && p->host && p->host->network ? p->host->network(p->host->opaque, name) : -2;
+	bool to_start = false;
+	for (const char *const *n = p->host && name ? p->host->to_start : NULL; n && *n && !to_start; n++)
+		to_start = !strcmp(*n, name);
+	if (state == -1)
+		set_fix(add_finding(p, KB_SEVERITY_ERROR, "network.missing", source, "libvirt network %s does not exist", name),
+			"virsh net-list --all shows the networks; virsh net-define FILE makes one");
+	else if (state == 0 && !to_start)
+		set_fix(add_finding(p, KB_SEVERITY_ERROR, "network.inactive", source, "libvirt network %s is not active", name),
+			"virsh net-start %s (virsh net-autostart %s keeps it started)", name, name);
+}
+
 static void check_interfaces(struct preflight *p)
 {
 	for (xmlNode *nic = kb_xml_child(p->devices, "interface"); nic; nic = kb_xml_next(nic, "interface")) {
+		if (kb_xml_prop_is(p->xml, nic, "type", "network"))
+			check_network(p, kb_xml_child(nic, "source"));
 		if (!kb_xml_prop_is(p->xml, nic, "type", "bridge"))
 			continue;
 		xmlNode *source = kb_xml_child(nic, "source");

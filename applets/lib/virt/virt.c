@@ -56,6 +56,16 @@ int kb_virt_load(struct kb_virt *v, struct kb_error *err)
 		{ "virStorageVolGetInfo", (void **)&v->volume_info },
 		{ "virStorageVolResize", (void **)&v->volume_resize },
 		{ "virDomainBlockResize", (void **)&v->domain_block_resize },
+		{ "virStoragePoolDefineXML", (void **)&v->pool_define },
+		{ "virStoragePoolBuild", (void **)&v->pool_build },
+		{ "virStoragePoolCreate", (void **)&v->pool_create },
+		{ "virStoragePoolSetAutostart", (void **)&v->pool_set_autostart },
+		{ "virStoragePoolUndefine", (void **)&v->pool_undefine },
+		{ "virStoragePoolDestroy", (void **)&v->pool_destroy },
+		{ "virNetworkLookupByName", (void **)&v->network_lookup },
+		{ "virNetworkIsActive", (void **)&v->network_is_active },
+		{ "virNetworkCreate", (void **)&v->network_create },
+		{ "virNetworkFree", (void **)&v->network_free },
 		{ "virGetLastError", (void **)&v->last_error },
 		{ "virResetLastError", (void **)&v->reset_error },
 		{ "virSetErrorFunc", &set_error_func },
@@ -148,4 +158,19 @@ virConnectPtr kb_virt_connect(const struct kb_virt *v, const char *uri, struct k
 	if (!conn)
 		kb_virt_fail(v, err, advice, "connecting to %s", uri);
 	return conn;
+}
+
+int kb_virt_network_state(const struct kb_virt *v, virConnectPtr conn, const char *name)
+{
+	virNetworkPtr net = conn ? v->network_lookup(conn, name) : NULL;
+	virErrorPtr e = net || !conn ? NULL : v->last_error();
+	int state = e && e->code == VIR_ERR_NO_NETWORK ? -1 : -2;
+	if (net) {
+		int active = v->network_is_active(net);
+		state = active < 0 ? -2 : active;
+		v->network_free(net);
+	}
+	if (conn)
+		v->reset_error();
+	return state;
 }

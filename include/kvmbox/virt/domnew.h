@@ -44,7 +44,8 @@ struct kb_domnew_disk {
 };
 
 struct kb_domnew_net {
-	char bridge[16];
+	char bridge[16];  /* bridge=BR, or */
+	char network[64]; /* network=NAME: a libvirt virtual network */
 	char model[16];
 	char mac[18]; /* "" lets libvirt choose, or keeps an existing definition's */
 };
@@ -72,6 +73,7 @@ struct kb_domnew {
 	size_t boot_count;
 	struct kb_domnew_net net[KB_DOMNEW_NETS_MAX];
 	size_t net_count;
+	bool net_none;      /* network none: no NIC (without any network word the caller adds network=default) */
 	bool graphics;      /* VNC (default), or none */
 	char vnc_listen[64];
 	char vnc_password[64];

@@ -60,6 +60,9 @@ struct kb_preflight_host {
 	/* The other domains' NICs (not this domain's); may be NULL. */
 	const struct kb_preflight_nic *nics;
 	size_t nic_count;
+	/* libvirt network @name: 1 active, 0 inactive, -1 absent, -2 unknown (not checked); may be NULL. */
+	int (*network)(void *opaque, const char *name);
+	const char *const *to_start; /* NULL-terminated: inactive networks the caller starts before defining; may be NULL */
 };
 
 /*

@@ -53,6 +53,16 @@ struct kb_virt {
 	__typeof__(virStorageVolGetInfo) *volume_info;
 	__typeof__(virStorageVolResize) *volume_resize;
 	__typeof__(virDomainBlockResize) *domain_block_resize;
+	__typeof__(virStoragePoolDefineXML) *pool_define;
+	__typeof__(virStoragePoolBuild) *pool_build;
+	__typeof__(virStoragePoolCreate) *pool_create;
+	__typeof__(virStoragePoolSetAutostart) *pool_set_autostart;
+	__typeof__(virStoragePoolUndefine) *pool_undefine;
+	__typeof__(virStoragePoolDestroy) *pool_destroy;
+	__typeof__(virNetworkLookupByName) *network_lookup;
+	__typeof__(virNetworkIsActive) *network_is_active;
+	__typeof__(virNetworkCreate) *network_create;
+	__typeof__(virNetworkFree) *network_free;
 	__typeof__(virGetLastError) *last_error;
 	__typeof__(virResetLastError) *reset_error;
 };
@@ -90,5 +100,8 @@ int kb_virt_fail(const struct kb_virt *v, struct kb_error *err, const struct kb_
 /* Open @uri (read-write); NULL with @err (and *@advice) when libvirt cannot be reached. */
 virConnectPtr kb_virt_connect(const struct kb_virt *v, const char *uri, struct kb_error *err,
 			      const struct kb_virt_advice **advice);
+
+/* libvirt network @name: 1 active, 0 inactive, -1 absent, -2 libvirt could not say. */
+int kb_virt_network_state(const struct kb_virt *v, virConnectPtr conn, const char *name);
 
 #endif
