@@ -729,6 +729,10 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 		default:
 			if (opt >= OPT_WORD && opt < OPT_WORD + (int)(sizeof(new_words) / sizeof(new_words[0]))) {
 				any_word = true;
+				/* virt-install's --cloud-init takes its options as the next argument too (a NAME has no '='). */
+				if (!strcmp(new_words[opt - OPT_WORD], "cloud-init") && !optarg && optind < argc &&
+				    argv[optind][0] != '-' && strchr(argv[optind], '='))
+					optarg = argv[optind++];
 				if (kb_domain_spec_set(&cmd->spec, new_words[opt - OPT_WORD], optarg, &err) < 0) {
 					kb_say_failure(ctx, &err);
 					rc = KB_EXIT_USAGE;
