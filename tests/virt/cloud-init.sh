@@ -25,6 +25,17 @@ planned_then_run() {
 	expect_eq "the run's changes are the dry run's" "$(changes)" "$planned"
 }
 qemu_pid() { cat "/run/libvirt/qemu/$1.pid" 2>/dev/null; }
+# seed_meaning: for each definition on stdin (virt-install --print-xml gives the first
+# boot's, then the persistent one), what it says of a seed: its CD-ROMs with a medium
+# and the SMBIOS serial cloud-init reads ("ds=nocloud" points it at NoCloud).
+seed_meaning() {
+	python3 -c 'import sys, xml.etree.ElementTree as ET
+for doc in sys.stdin.read().split("</domain>")[:-1]:
+    d = ET.fromstring(doc + "</domain>")
+    media = [x for x in d.iter("disk") if x.get("device") == "cdrom" and x.find("source") is not None]
+    serial = [e.text for e in d.iter("entry") if e.get("name") == "serial"]
+    print("cdrom media %d, smbios serial %s" % (len(media), serial[0] if serial else "-"))'
+}
 
 real_host_ready() {
 	virt_up || return 1
@@ -62,6 +73,14 @@ users:
       - \"$KEY_LINE\""
 	expect_eq "meta-data" "$(bsdtar -xOf "$seed" meta-data)" "instance-id: $name
 local-hostname: $name"
+	# What virt-install means by the same words: the first boot with the seed, the definition without.
+	local theirs
+	theirs=$(timeout -k 2 60 virt-install --connect test:///default --print-xml --dry-run -n $name --memory 64 \
+		--disk path="$TESTS_TMP/ci.img",size=1 --import --cloud-init ssh-key="$KEY" --osinfo detect=on,require=off \
+		--graphics none 2>&1 | seed_meaning)
+	expect_eq "virt-install's meaning" "$theirs" "cdrom media 1, smbios serial ds=nocloud
+cdrom media 0, smbios serial -"
+	expect_eq "as virt-install means it" "$( { $VIRSH dumpxml $name; $VIRSH dumpxml --inactive $name; } | seed_meaning)" "$theirs"
 	# The same words again: nothing attached, nothing written.
 	local before
 	before=$(sha256sum "$seed")
