@@ -92,6 +92,12 @@ const char domain_usage[] =
 	"  --allow-host-file[=no]  disk=, backing= and --cdrom may name a file of the host itself (under\n"
 	"                    /etc, /usr, /boot, /dev, ...: refused without it; a disk path with '..' always is;\n"
 	"                    a mounted or swap device, or an image another process holds open, too)\n"
+	"  --cloud-init[=OPTS]  a NoCloud seed (cidata ISO) for the first boot, beside the first disk:\n"
+	"                    user-data=FILE, meta-data=FILE, network-config=FILE, ssh-key=FILE (root's key),\n"
+	"                    root-password-generate=on (printed once), disable=on; bare: virt-install's\n"
+	"                    root-password-generate=on,disable=on. It implies --start; the definition keeps\n"
+	"                    no seed, and a second run neither attaches it again nor makes a new password\n"
+	"  --import          boot the disk as it is (virt-install's word; no install media)\n"
 	"  --prune           disks the words no longer name leave the definition (their files\n"
 	"                    stay); without it such a disk is refused, never detached silently\n"
 	"  --print-xml       print the definition, change nothing\n"
@@ -615,8 +621,24 @@ static int cmd_new(struct domain_cmd *cmd)
 	}
 	free(findings);
 	spec->findings = NULL;
+	char password[KB_ROOT_PASSWORD_SIZE] = "";
+	spec->root_password = password;
 	if (rc == 0 && !cmd->dry_run && (rc = kb_domain_apply(cmd->ctx, spec, &plan, &err)) < 0)
 		kb_plan_settle(&plan);
+	spec->root_password = NULL;
+	if (password[0]) {
+		/* virt-install's line, once; kept nowhere but in the seed. */
+		if (cmd->ctx->format == KB_FORMAT_JSON) {
+			struct kb_envelope_member m;
+			FILE *out = kb_envelope_member_begin(cmd->ctx, &m, "root_password");
+			if (out)
+				kb_json_string(out, password);
+			kb_envelope_member_end(cmd->ctx, &m);
+		} else {
+			fprintf(cmd->ctx->out, "Password for first root login is: %s\n", password);
+		}
+		explicit_bzero(password, sizeof(password));
+	}
 	kb_plan_print(cmd->ctx, &plan);
 	if (rc < 0) {
 		say_failure(cmd, &err);
@@ -635,7 +657,7 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 	/* domain new's options are its words (kvmbox/virt/domnew.h), the same as provision's [domain] keys. */
 	static const char *const new_words[] = { "memory", "vcpus", "cpu", "machine", "virt-type", "disk", "cdrom",
 						 "boot", "network", "graphics", "hostdev", "hugepages", "nested", "placement",
-						 "allow-host-file" };
+						 "allow-host-file", "cloud-init", "import" };
 	static const struct option long_options[] = {
 		KB_GLOBAL_LONG_OPTIONS,
 		{ "connect", required_argument, NULL, OPT_CONNECT },
@@ -668,6 +690,8 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 		{ "nested", optional_argument, NULL, OPT_WORD + 12 },
 		{ "placement", required_argument, NULL, OPT_WORD + 13 },
 		{ "allow-host-file", optional_argument, NULL, OPT_WORD + 14 },
+		{ "cloud-init", optional_argument, NULL, OPT_WORD + 15 },
+		{ "import", optional_argument, NULL, OPT_WORD + 16 },
 		{ 0 },
 	};
 	struct domain_cmd *cmd = calloc(1, sizeof(*cmd));
@@ -715,6 +739,10 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 		default:
 			if (opt >= OPT_WORD && opt < OPT_WORD + (int)(sizeof(new_words) / sizeof(new_words[0]))) {
 				any_word = true;
+				/* virt-install's --cloud-init takes its options as the next argument too (a NAME has no '='). */
+				if (!strcmp(new_words[opt - OPT_WORD], "cloud-init") && !optarg && optind < argc &&
+				    argv[optind][0] != '-' && strchr(argv[optind], '='))
+					optarg = argv[optind++];
 				if (kb_domain_spec_set(&cmd->spec, new_words[opt - OPT_WORD], optarg, &err) < 0) {
 					kb_say_failure(ctx, &err);
 					rc = KB_EXIT_USAGE;

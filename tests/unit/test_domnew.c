@@ -55,7 +55,9 @@ static void syntax_refusals_name_the_word(void **state)
 		{ "disk", "backing=/srv/..,size=1G", "disk 'backing=/srv/..,size=1G': backing= takes an absolute path without '..'" },
 		{ "cdrom", "/iso/../etc/shadow", "cdrom '/iso/../etc/shadow': takes the absolute path of an ISO image, without '..'" },
 		{ "allow-host-file", "maybe", "allow-host-file 'maybe': is yes or no" },
-		{ "colour", "red", "unknown word 'colour' (one of: memory vcpus cpu machine virt-type disk cdrom boot network graphics hostdev hugepages nested placement allow-host-file)" },
+		{ "colour", "red", "unknown word 'colour' (one of: memory vcpus cpu machine virt-type disk cdrom boot network graphics hostdev hugepages nested placement allow-host-file cloud-init import)" },
+		{ "cloud-init", "ssh-key=id.pub", "cloud-init 'ssh-key=id.pub': takes an absolute path" },
+		{ "import", "maybe", "import 'maybe': is yes or no" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct kb_error err;
@@ -131,6 +133,38 @@ static void finish_names_volumes_and_boot_order(void **state)
 	assert_string_equal(err.what, "domain name '../etc': use letters, digits, '.', '_' and '-' (it names the disk volumes too)");
 }
 
+/* --import and --cloud-init: what only all the words together can tell. */
+static void import_and_cloud_init_need_a_disk(void **state)
+{
+	(void)state;
+	struct kb_error err;
+	kb_domnew_init(&d, "web");
+	word("memory", "1G", &err);
+	assert_int_equal(word("cloud-init", NULL, &err), 0); /* bare: virt-install's default */
+	assert_true(d.cloud_init.on && d.cloud_init.root_password_generate && d.cloud_init.disable);
+	assert_int_equal(kb_domnew_finish(&d, &err), -1);
+	assert_string_equal(err.what, "cloud-init: the seed is for a disk's first boot and is kept beside it: give --disk");
+	kb_domnew_init(&d, "web");
+	word("memory", "1G", &err);
+	assert_int_equal(word("import", NULL, &err), 0);
+	assert_int_equal(kb_domnew_finish(&d, &err), -1);
+	assert_string_equal(err.what, "import: boots an existing disk: give --disk path=IMAGE (or backing=IMAGE,size=)");
+	assert_int_equal(word("disk", "/srv/cloud.qcow2", &err), 0);
+	assert_int_equal(word("cdrom", "/iso/debian.iso", &err), 0);
+	assert_int_equal(kb_domnew_finish(&d, &err), -1);
+	assert_string_equal(err.what, "import: boots the disk as it is; --cdrom is install media (give one of them)");
+	kb_domnew_init(&d, "web");
+	word("memory", "1G", &err);
+	word("disk", "/srv/cloud.qcow2", &err);
+	word("import", NULL, &err);
+	assert_int_equal(word("cloud-init", "ssh-key=/root/id.pub", &err), 0);
+	assert_int_equal(kb_domnew_finish(&d, &err), 0);
+	assert_true(d.import);
+	assert_string_equal(d.cloud_init.ssh_key, "/root/id.pub");
+	assert_int_equal(d.boot_count, 1);
+	assert_string_equal(d.boot[0], "hd");
+}
+
 static void xml_targets_escaping_and_console(void **state)
 {
 	(void)state;
@@ -175,6 +209,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(syntax_refusals_name_the_word),
 		cmocka_unit_test(finish_names_volumes_and_boot_order),
+		cmocka_unit_test(import_and_cloud_init_need_a_disk),
 		cmocka_unit_test(xml_targets_escaping_and_console),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,10 +14,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kvmbox/bundle/archive.h"
 #include "kvmbox/core/cleanup.h"
 #include "kvmbox/core/cli.h"
 #include "kvmbox/core/file.h"
 #include "kvmbox/core/sysroot.h"
+#include "kvmbox/virt/cloudinit.h"
 #include "kvmbox/virt/diskuse.h"
 #include "kvmbox/virt/domain.h"
 #include "kvmbox/virt/domnew.h"
@@ -38,6 +40,7 @@ enum domain_action {
 	DOMAIN_RESIZE,     /* arg: the disk's index among the words */
 	DOMAIN_POOL,       /* a storage pool the disks need, defined or started; arg: the first such disk */
 	DOMAIN_NETWORK,    /* a libvirt network the interfaces use, started; arg: its index in build.to_start */
+	DOMAIN_SEED,       /* the cloud-init seed: written, then attached to the start */
 };
 
 /* The pool virt-install makes on a host that has none: kvmbox makes the same for pool=default. */
@@ -254,6 +257,9 @@ struct build {
 	char start_net[KB_DOMNEW_NETS_MAX][64];         /* inactive libvirt networks the definition uses: started */
 	const char *to_start[KB_DOMNEW_NETS_MAX + 1];   /* the same, NULL-terminated, for the preflight */
 	size_t start_count;
+	char seed[PATH_MAX];  /* cloud-init: the seed's path; "" without the word */
+	bool seed_there;      /* it exists and is this domain's: its first boot had it */
+	unsigned seed_files;
 };
 
 static void build_free(struct session *s, struct build *b)
@@ -914,6 +920,48 @@ static int place_domain(struct session *s, const struct kb_domnew *d, int node, 
 	return rc;
 }
 
+/*
+ * The cloud-init seed of domain @name is DIR/NAME-cidata.iso, DIR its first
+ * disk's directory (a pool's, for a new volume): `domain rm --storage` finds
+ * it there. Made once, for the first boot; the file then says it was made.
+ */
+static void seed_path(const char *disk, const char *name, char *out, size_t size)
+{
+	const char *slash = strrchr(disk, '/');
+	snprintf(out, size, "%.*s/%s-cidata.iso", slash ? (int)(slash - disk) : 0, disk, name);
+}
+
+/* Whether @path is domain @name's seed (1) or absent (0); anything else there is refused (-1). */
+static int seed_state(struct session *s, const char *path, const char *name, struct kb_error *err)
+{
+	struct kb_error why = { 0 };
+	autoclose_fd fd = kb_sysroot_open(s->ctx, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0, &why);
+	if (fd < 0 && why.errnum == ENOENT)
+		return 0;
+	char head[KB_SEED_HEAD], owner[80] = "";
+	struct stat st;
+	ssize_t n = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? pread(fd, head, sizeof(head), 0) : -1;
+	if (n > 0 && kb_seed_owner(head, (size_t)n, owner, sizeof(owner)) && !strcmp(owner, name))
+		return 1;
+	return kb_fail(err, 0, NULL, "cloud-init: %s is there and is not the seed of domain '%s' (%s%s): kvmbox does "
+				     "not overwrite it; move it away", path, name, owner[0] ? "domain " : "another file", owner);
+}
+
+/* The seed the words make: its path, whether it was made already, the named files checked now. */
+static int plan_seed(struct session *s, struct build *b, struct kb_error *err)
+{
+	const struct kb_domnew *d = b->d;
+	struct kb_seed seed;
+	if (kb_seed_make(&d->cloud_init, d->name, false, &seed, err) < 0)
+		return -1;
+	b->seed_files = kb_seed_files(&seed);
+	kb_seed_free(&seed);
+	seed_path(d->disk[0].path, d->name, b->seed, sizeof(b->seed));
+	int there = seed_state(s, b->seed, d->name, err);
+	b->seed_there = there == 1;
+	return there < 0 ? -1 : 0;
+}
+
 static int merge_words(struct session *s, xmlDoc *current, char **text, struct kb_error *err);
 
 /* The definition from the words: libvirt's capabilities, the existing definition, the host's checks, the placement. */
@@ -944,6 +992,7 @@ static int build_from_words(struct session *s, struct build *b, struct kb_error 
 			 default_network(s, d, b->current != NULL, err) < 0 ||
 			 kb_domnew_check_host(s->ctx, s->xml, d, &node, err) < 0 || check_cpu_model(s, d, err) < 0 ||
 			 resolve_disks(s, d, existing, b->vol, err) < 0 ||
+			 (d->cloud_init.on && plan_seed(s, b, err) < 0) ||
 			 (d->placement_auto && place_domain(s, d, node, b->placement, err) < 0) ||
 			 kb_domnew_xml(d, d->placement_auto ? b->placement : NULL, &b->xml, err) < 0 ||
 			 (existing && check_existing_disks(s, b, existing, err) < 0)
@@ -2070,8 +2119,33 @@ static int plan_built(struct session *s, const struct build *b, struct kb_plan *
 		if (c->action == DOMAIN_ELEMENT && c->before && !c->after && !strncmp(c->before, "disk ", 5))
 			note_append(c, "pruned: the file stays");
 	}
+	/*
+	 * The seed goes with the start this run makes, as virt-install's does: made
+	 * once, for the first boot, and never attached again (nor a password made
+	 * again) once its file is there.
+	 */
+	bool seeding = false;
+	if (b->seed[0]) {
+		char files[32];
+		snprintf(files, sizeof(files), "cidata ISO, %u files", b->seed_files);
+		snprintf(item, sizeof(item), "%s cloud-init seed", b->name);
+		seeding = !b->seed_there && !b->running;
+		struct kb_change *c = kb_plan_add(plan, item, KB_CHANGE_VALUE, b->seed_there ? "cidata ISO" : NULL,
+						  b->seed_there ? "cidata ISO" : seeding ? files : NULL, err);
+		if (!c)
+			return -1;
+		c->action = DOMAIN_SEED;
+		c->path = strdup(b->seed);
+		if (b->seed_there)
+			kb_change_note(c, "%s: its first boot had it; not attached again", b->seed);
+		else if (!seeding)
+			kb_change_note(c, "not made: the domain runs; a seed goes with a start this run makes");
+		else
+			kb_change_note(c, "%s, attached for the first boot only%s", b->seed,
+				       b->d->cloud_init.root_password_generate ? "; the root password is printed once" : "");
+	}
 	virDomainPtr dom = NULL;
-	if ((spec->autostart >= 0 || spec->start) && lookup(s, b->name, &dom, err) < 0)
+	if ((spec->autostart >= 0 || spec->start || seeding) && lookup(s, b->name, &dom, err) < 0)
 		return -1;
 	int rc = 0;
 	if (spec->autostart >= 0) {
@@ -2086,7 +2160,7 @@ static int plan_built(struct session *s, const struct build *b, struct kb_plan *
 		else
 			rc = -1;
 	}
-	if (rc == 0 && spec->start) {
+	if (rc == 0 && (spec->start || seeding)) {
 		int state = VIR_DOMAIN_SHUTOFF, reason = 0;
 		if (dom && s->v->domain_state(dom, &state, &reason, 0) < 0)
 			rc = kb_virt_fail(s->v, err, NULL, "reading the state of '%s'", b->name);
@@ -2100,6 +2174,8 @@ static int plan_built(struct session *s, const struct build *b, struct kb_plan *
 			c->action = DOMAIN_START;
 		else
 			rc = -1;
+		if (c && seeding && !spec->start)
+			kb_change_note(c, "cloud-init: the seed is for this start (as virt-install boots)");
 	}
 	if (dom)
 		s->v->domain_free(dom);
@@ -2325,6 +2401,97 @@ static void failpoint_after_volumes(void)
 		raise(SIGKILL);
 }
 
+/*
+ * The seed, its root password made now, written before the define (a
+ * failure leaves nothing defined): temporary file, fsync, rename, 0644.
+ */
+static int write_seed(struct session *s, struct build *b, struct kb_change *c, struct kb_error *err)
+{
+	struct kb_archive ar;
+	struct kb_seed seed;
+	char *iso = NULL;
+	size_t len = 0;
+	if (kb_archive_load(&ar, err) < 0 || kb_seed_make(&b->d->cloud_init, b->name, true, &seed, err) < 0)
+		return -1;
+	int rc = kb_seed_iso(&ar, &seed, b->name, &iso, &len, err);
+	struct kb_write_options opts = { .mode = 0644 };
+	if (rc == 0)
+		rc = kb_write_file_atomic(s->ctx, b->seed, iso, len, &opts, err);
+	if (rc == 0 && seed.password[0] && s->spec->root_password)
+		snprintf(s->spec->root_password, KB_ROOT_PASSWORD_SIZE, "%s", seed.password);
+	else if (rc == 0 && seed.password[0])
+		note_append(c, "the root password is in the seed's user-data only");
+	kb_seed_free(&seed);
+	if (iso)
+		explicit_bzero(iso, len);
+	free(iso);
+	if (rc == 0)
+		c->status = KB_CHANGED;
+	return rc;
+}
+
+/*
+ * The first boot, as virt-install's: the definition as libvirt keeps it plus
+ * the seed's CD-ROM and the SMBIOS serial "ds=nocloud" (cloud-init then looks
+ * for NoCloud first), started as a one-off (virDomainCreateXML): the
+ * persistent definition never holds the seed, so the next start has none.
+ */
+static int start_with_seed(struct session *s, struct build *b, virDomainPtr dom, struct kb_error *err)
+{
+	const struct kb_xml *xml = s->xml;
+	autofree char *text = inactive_xml(s->v, dom);
+	xmlDoc *doc = text ? kb_xml_parse(xml, text, strlen(text), b->name, err) : NULL;
+	if (!doc)
+		return text ? -1 : kb_virt_fail(s->v, err, NULL, "reading the definition of '%s'", b->name);
+	xmlNode *root = xml->root_element(doc), *os = kb_xml_child(root, "os");
+	xmlNode *devices = kb_xml_child(root, "devices");
+	autofree char *machine = kb_xml_prop(xml, kb_xml_child(os, "type"), "machine");
+	const char *bus = machine && !strncmp(machine, "pc", 2) && strncmp(machine, "pc-q35", 6) ? "ide" : "sata";
+	char target[8] = "";
+	for (char letter = 'a'; letter <= 'z' && (!target[0] || disk_at(s, devices, target)); letter++)
+		snprintf(target, sizeof(target), "%s%c", !strcmp(bus, "ide") ? "hd" : "sd", letter);
+	xmlNode *disk = devices ? xml->new_child(devices, NULL, (const xmlChar *)"disk", NULL) : NULL;
+	xmlNode *driver = disk ? xml->new_child(disk, NULL, (const xmlChar *)"driver", NULL) : NULL;
+	xmlNode *source = disk ? xml->new_child(disk, NULL, (const xmlChar *)"source", NULL) : NULL;
+	xmlNode *where = disk ? xml->new_child(disk, NULL, (const xmlChar *)"target", NULL) : NULL;
+	int rc = where && xml->new_child(disk, NULL, (const xmlChar *)"readonly", NULL) ? 0 : no_memory(err);
+	if (rc == 0) {
+		xml->set_prop(disk, (const xmlChar *)"type", (const xmlChar *)"file");
+		xml->set_prop(disk, (const xmlChar *)"device", (const xmlChar *)"cdrom");
+		xml->set_prop(driver, (const xmlChar *)"name", (const xmlChar *)"qemu");
+		xml->set_prop(driver, (const xmlChar *)"type", (const xmlChar *)"raw");
+		xml->set_prop(source, (const xmlChar *)"file", (const xmlChar *)b->seed);
+		xml->set_prop(where, (const xmlChar *)"dev", (const xmlChar *)target);
+		xml->set_prop(where, (const xmlChar *)"bus", (const xmlChar *)bus);
+	}
+	if (rc == 0 && os && !kb_xml_child(root, "sysinfo") && !kb_xml_child(os, "smbios")) {
+		xmlNode *sysinfo = xml->new_child(root, NULL, (const xmlChar *)"sysinfo", NULL);
+		xmlNode *system = sysinfo ? xml->new_child(sysinfo, NULL, (const xmlChar *)"system", NULL) : NULL;
+		xmlNode *entry = system ? xml->new_child(system, NULL, (const xmlChar *)"entry", (const xmlChar *)"ds=nocloud") : NULL;
+		xmlNode *smbios = entry ? xml->new_child(os, NULL, (const xmlChar *)"smbios", NULL) : NULL;
+		if (smbios) {
+			xml->set_prop(sysinfo, (const xmlChar *)"type", (const xmlChar *)"smbios");
+			xml->set_prop(entry, (const xmlChar *)"name", (const xmlChar *)"serial");
+			xml->set_prop(smbios, (const xmlChar *)"mode", (const xmlChar *)"sysinfo");
+		} else {
+			rc = no_memory(err);
+		}
+	}
+	xmlChar *dumped = NULL;
+	int size = 0;
+	if (rc == 0)
+		xml->dump_memory(doc, &dumped, &size);
+	xml->free_doc(doc);
+	virDomainPtr started = dumped ? s->v->domain_create_xml(s->conn, (const char *)dumped, 0) : NULL;
+	if (dumped)
+		(*xml->free)(dumped);
+	if (rc == 0 && !started)
+		rc = kb_virt_fail(s->v, err, NULL, "starting domain '%s' with its cloud-init seed", b->name);
+	if (started)
+		s->v->domain_free(started);
+	return rc;
+}
+
 /* Defining failed: the volumes this run made go again, so nothing is left behind. */
 static void remove_created_volumes(struct session *s, struct build *b, struct kb_plan *plan)
 {
@@ -2424,6 +2591,12 @@ int kb_domain_apply(const struct kb_ctx *ctx, const struct kb_domain_spec *spec,
 			if (plan->change[i].action == DOMAIN_DEFINE)
 				failed(&plan->change[i], err);
 	}
+	struct kb_change *seed = NULL;
+	for (size_t i = 0; i < plan->count; i++)
+		if (plan->change[i].action == DOMAIN_SEED && plan->change[i].status == KB_WOULD_CHANGE)
+			seed = &plan->change[i];
+	if (rc == 0 && seed && write_seed(&s, &b, seed, err) < 0)
+		rc = failed(seed, err);
 	if (rc == 0)
 		rc = define(&s, &b, plan, &dom, err);
 	if (creating)
@@ -2444,7 +2617,10 @@ int kb_domain_apply(const struct kb_ctx *ctx, const struct kb_domain_spec *spec,
 				c->status = KB_CHANGED;
 		} else if (c->action == DOMAIN_START) {
 			double started = now_seconds();
-			if (s.v->domain_create(dom) < 0)
+			bool seeded = seed && seed->status == KB_CHANGED;
+			if (seeded && start_with_seed(&s, &b, dom, err) < 0)
+				rc = failed(c, err);
+			else if (!seeded && s.v->domain_create(dom) < 0)
 				rc = failed(c, (kb_virt_fail(s.v, err, NULL, "starting domain '%s'", b.name), err));
 			else if (wait_running(&s, b.name, dom, err) < 0)
 				rc = failed(c, err);
@@ -2453,6 +2629,15 @@ int kb_domain_apply(const struct kb_ctx *ctx, const struct kb_domain_spec *spec,
 				kb_change_note(c, "after %.2f s", now_seconds() - started);
 			}
 		}
+	}
+	/* A seed no boot read goes again: the next run makes it anew, for the start it makes. */
+	if (rc < 0 && seed && seed->status == KB_CHANGED && !domain_running(&s, b.name)) {
+		struct kb_error ignored = { 0 };
+		seed->status = KB_FAILED;
+		kb_change_note(seed, "%s again: the domain did not start with it",
+			       kb_sysroot_unlink(ctx, b.seed, &ignored) == 0 ? "removed" : "could not remove");
+		if (s.spec->root_password)
+			explicit_bzero(s.spec->root_password, KB_ROOT_PASSWORD_SIZE);
 	}
 	if (dom)
 		s.v->domain_free(dom);
@@ -2583,6 +2768,19 @@ static int plan_remove(struct session *s, const char *name, struct kb_plan *plan
 			c->action = DOMAIN_IMAGE;
 			if (user[0])
 				kb_change_note(c, "kept: in use by %s", user);
+		}
+		/* The cloud-init seed domain new kept beside a disk, when it is this domain's. */
+		char seed[PATH_MAX], last[PATH_MAX] = "";
+		for (size_t i = 0; rc == 0 && i < count; i++) {
+			seed_path(files[i].path, name, seed, sizeof(seed));
+			if (!strcmp(seed, last) || seed_state(s, seed, name, NULL) != 1)
+				continue;
+			memcpy(last, seed, sizeof(last));
+			snprintf(item, sizeof(item), "%s cloud-init seed", name);
+			if (!(c = kb_plan_add(plan, item, KB_CHANGE_VALUE, seed, NULL, err)))
+				rc = -1;
+			else
+				c->action = DOMAIN_IMAGE;
 		}
 		free(files);
 		free(paths);

@@ -15,7 +15,7 @@
 #include "kvmbox/host/pcidev.h"
 
 const char kb_domnew_words[] = "memory vcpus cpu machine virt-type disk cdrom boot network graphics hostdev "
-			       "hugepages nested placement allow-host-file";
+			       "hugepages nested placement allow-host-file cloud-init import";
 
 bool kb_domnew_is_word(const char *key)
 {
@@ -350,7 +350,9 @@ static int word_number(const char *key, const char *value, unsigned max, unsigne
 
 int kb_domnew_word(struct kb_domnew *d, const char *key, const char *value, struct kb_error *err)
 {
-	static const char *const flags[] = { "hugepages", "nested", "allow-host-file", NULL };
+	static const char *const flags[] = { "hugepages", "nested", "allow-host-file", "import", NULL };
+	if (!strcmp(key, "cloud-init"))
+		return kb_cloudinit_parse(&d->cloud_init, value, err);
 	if (!value && one_of(key, flags))
 		value = "yes"; /* a flag without a value: --nested */
 	if (!value)
@@ -417,6 +419,8 @@ int kb_domnew_word(struct kb_domnew *d, const char *key, const char *value, stru
 		return word_flag(key, value, &d->nested, err);
 	} else if (!strcmp(key, "allow-host-file")) {
 		return word_flag(key, value, &d->allow_host_file, err);
+	} else if (!strcmp(key, "import")) {
+		return word_flag(key, value, &d->import, err);
 	} else if (!strcmp(key, "placement")) {
 		if (strcmp(value, "auto") && strcmp(value, "none"))
 			return bad(err, key, value, "is auto or none");
@@ -440,6 +444,12 @@ int kb_domnew_finish(struct kb_domnew *d, struct kb_error *err)
 	if (d->hugepages && d->hugepage_kib && d->memory_kib % d->hugepage_kib)
 		return kb_fail(err, 0, NULL, "memory %llu MiB is not a whole number of %lu KiB hugepages", d->memory_kib >> 10,
 			       d->hugepage_kib);
+	if (d->import && d->cdrom[0])
+		return kb_fail(err, 0, NULL, "import: boots the disk as it is; --cdrom is install media (give one of them)");
+	if (d->import && !d->disk_count)
+		return kb_fail(err, 0, NULL, "import: boots an existing disk: give --disk path=IMAGE (or backing=IMAGE,size=)");
+	if (d->cloud_init.on && !d->disk_count)
+		return kb_fail(err, 0, NULL, "cloud-init: the seed is for a disk's first boot and is kept beside it: give --disk");
 	unsigned created = 0;
 	for (size_t i = 0; i < d->disk_count; i++) {
 		struct kb_domnew_disk *k = &d->disk[i];

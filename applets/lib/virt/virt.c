@@ -32,6 +32,7 @@ int kb_virt_load(struct kb_virt *v, struct kb_error *err)
 		{ "virDomainCreate", (void **)&v->domain_create },
 		{ "virDomainDestroy", (void **)&v->domain_destroy },
 		{ "virDomainCreateWithFlags", (void **)&v->domain_create_flags },
+		{ "virDomainCreateXML", (void **)&v->domain_create_xml },
 		{ "virDomainShutdown", (void **)&v->domain_shutdown },
 		{ "virDomainSuspend", (void **)&v->domain_suspend },
 		{ "virDomainUndefineFlags", (void **)&v->domain_undefine },

@@ -16,6 +16,8 @@ struct kb_archive {
 	__typeof__(archive_read_next_header) *read_next_header;
 	__typeof__(archive_read_data_block) *read_data_block;
 	__typeof__(archive_read_free) *read_free;
+	__typeof__(archive_read_support_format_iso9660) *read_support_format_iso9660;
+	__typeof__(archive_read_open_memory) *read_open_memory;
 	__typeof__(archive_filter_bytes) *filter_bytes;
 	__typeof__(archive_filter_code) *filter_code;
 	/* writing */
@@ -25,6 +27,9 @@ struct kb_archive {
 	__typeof__(archive_write_add_filter_xz) *write_add_filter_xz;
 	__typeof__(archive_write_add_filter_zstd) *write_add_filter_zstd;
 	__typeof__(archive_write_open_fd) *write_open_fd;
+	__typeof__(archive_write_set_format_iso9660) *write_set_format_iso9660;
+	__typeof__(archive_write_set_format_option) *write_set_format_option;
+	__typeof__(archive_write_open_memory) *write_open_memory;
 	__typeof__(archive_write_header) *write_header;
 	__typeof__(archive_write_data) *write_data;
 	__typeof__(archive_write_close) *write_close;

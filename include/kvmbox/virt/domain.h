@@ -19,6 +19,8 @@
  *   NAME on_reboot         restart -> destroy   (any other element that differs)
  *   NAME devices/channel   absent -> <channel type='unix'>...</channel>
  *   NAME volume POOL/VOL   absent -> 64 MiB, 64 MiB -> 128 MiB (grown)
+ *   NAME cloud-init seed   absent -> cidata ISO, 2 files (written beside the first disk; the start
+ *                          this run makes boots with it, the definition never holds it)
  *   NAME autostart         off -> on            (spec.autostart: on or off)
  *   NAME state             shut off -> running  (spec.start)
  *
@@ -54,6 +56,7 @@
 #include "kvmbox/virt/virt.h"
 
 #define KB_DOMAIN_WORDS_MAX 4096
+#define KB_ROOT_PASSWORD_SIZE 24
 
 /*
  * libvirt and libxml2 loaded and a connection open: what plan and apply talk
@@ -93,6 +96,8 @@ struct kb_domain_spec {
 	bool prune;                     /* words: disks the words no longer name leave the definition (their files stay) */
 	enum kb_domain_state state;     /* stop, pause: the state wanted */
 	char uri[256];                  /* "" : $LIBVIRT_DEFAULT_URI, else qemu:///system */
+	char *root_password;            /* new with cloud-init root-password-generate: where apply puts the password
+					   it made (KB_ROOT_PASSWORD_SIZE bytes), for the caller to show once; may be NULL */
 	const struct kb_domain_link *link; /* may be NULL */
 	struct kb_findings *findings;   /* where plan puts the preflight's findings; may be NULL */
 };

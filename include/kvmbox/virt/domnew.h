@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include "kvmbox/core/context.h"
 #include "kvmbox/core/error.h"
+#include "kvmbox/virt/cloudinit.h"
 #include "kvmbox/virt/placement.h"
 #include "kvmbox/core/xml.h"
 
@@ -85,6 +86,8 @@ struct kb_domnew {
 	char nested_feature[4];     /* vmx or svm, resolved by the caller */
 	bool placement_auto;
 	bool allow_host_file; /* disk and cdrom files may be the host's own (system directories, /dev) */
+	struct kb_cloudinit cloud_init; /* a NoCloud seed for the first boot */
+	bool import;          /* virt-install's --import: boot the disk as it is, no install media */
 };
 
 /* Defaults for @name: 1 vCPU, host-model CPU, q35, VNC on 127.0.0.1, no placement. */
@@ -97,9 +100,10 @@ bool kb_domnew_is_word(const char *key);
 
 /*
  * Apply one word: @key is memory, vcpus, cpu, machine, virt-type, disk, cdrom,
- * boot, network, graphics, hostdev, hugepages, nested, placement or
- * allow-host-file (disk, network and hostdev add one each time). @value may be
- * NULL for the flags hugepages, nested and allow-host-file. Returns 0, or -1 with @err naming the word and what is
+ * boot, network, graphics, hostdev, hugepages, nested, placement,
+ * allow-host-file, cloud-init or import (disk, network and hostdev add one each
+ * time). @value may be NULL for the flags hugepages, nested, allow-host-file and
+ * import, and for cloud-init (virt-install's bare --cloud-init). Returns 0, or -1 with @err naming the word and what is
  * wrong with it (a syntax error: nothing about the host is known here).
  */
 int kb_domnew_word(struct kb_domnew *d, const char *key, const char *value, struct kb_error *err);

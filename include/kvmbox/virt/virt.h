@@ -29,6 +29,7 @@ struct kb_virt {
 	__typeof__(virDomainCreate) *domain_create;
 	__typeof__(virDomainDestroy) *domain_destroy;
 	__typeof__(virDomainCreateWithFlags) *domain_create_flags;
+	__typeof__(virDomainCreateXML) *domain_create_xml;
 	__typeof__(virDomainShutdown) *domain_shutdown;
 	__typeof__(virDomainSuspend) *domain_suspend;
 	__typeof__(virDomainUndefineFlags) *domain_undefine;
