@@ -1005,9 +1005,10 @@ static int build_from_words(struct session *s, struct build *b, struct kb_error 
 		s->xml->free_doc(existing);
 	if (rc == 0 && b->current) {
 		/* The existing domain's UUID: defining updates it. */
-		autofree char *made = b->xml;
+		char *made = b->xml;
 		b->xml = NULL;
 		rc = adopt(s, made, strlen(made), d->name, b, err);
+		free(made);
 	}
 	if (rc == 0)
 		rc = plan_networks(s, b, err);
