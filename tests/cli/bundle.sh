@@ -655,15 +655,6 @@ test_dry_run_equals_run() {
 	rm -rf "$dest/vm"
 }
 
-# fleet_server DIR: the tests' HTTP server on 127.0.0.1 serving DIR; sets FLEET_PORT.
-fleet_server() {
-	python3 tests/helpers/fleet-server.py "$1" >"$TESTS_TMP/fleet-port" 2>"$TESTS_TMP/fleet-server.err" &
-	echo $! >>"$TESTS_TMP/pids"
-	local i
-	for ((i = 0; i < 100; i++)); do [ -s "$TESTS_TMP/fleet-port" ] && break; sleep 0.05; done
-	FLEET_PORT=$(head -1 "$TESTS_TMP/fleet-port")
-}
-
 # A bundle streamed from a server into unpack: hashed as it arrives, checked against the
 # pinned digest before anything is renamed into place; 404, an unreachable server and a
 # redirect to another host are refused with what went wrong.
