@@ -176,6 +176,21 @@ bundle web: failed: $URL has SHA-256 $SUM, but $wrong was pinned (--sha256): not
 		expect_eq "$i: DEST as it was" "$(ls -A "$T/srv/images")" ""
 		rm -r "$T/srv"
 	done
+	# Two bundles into one new DEST, the second wrong: the first one, staged already, goes
+	# too, and so does the DEST its staging made.
+	local web_url=$URL asked
+	serve_bundle other
+	printf '[grub]\nargs = iommu=pt\nupdate = no\n\n[bundle other]\nsource = %s\ndest = /srv/images\nsha256 = %s\n\n[bundle web]\nsource = %s\ndest = /srv/images\nsha256 = %s\n' \
+		"$URL" "$SUM" "$web_url" "$wrong" >"$TESTS_TMP/host.conf"
+	asked=$(gets other.kvmbundle)
+	prov --json
+	expect_rc 1
+	expect_eq "two bundles: rows" "$(rows)" "grub: SKIP: not run: bundle web failed its check
+bundle other: SKIP: not run: bundle web failed its check
+bundle web: failed: $web_url has SHA-256 $(sha256sum "$TESTS_TMP/srv/web.kvmbundle" | cut -d' ' -f1), but $wrong was pinned (--sha256): nothing unpacked (before any step ran: nothing was changed)"
+	expect_eq "the first one was fetched" "$(($(gets other.kvmbundle) - asked))" 2
+	expect_file_missing "$T/srv"
+	expect_eq "grub untouched by two bundles" "$(cat "$T/etc/default/grub")" "$grub"
 }
 
 # A bundle URL that answers 404, or a server that cannot be reached, refuses the plan (and

@@ -1,10 +1,10 @@
 /* A whole host from one config; see kvmbox/provision/provision.h. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -546,17 +546,24 @@ static int stage_bundle(struct kb_provision *p, struct kb_provision_step *s, str
 	return rc;
 }
 
-/* A bundle staged but never renamed into place (the run stopped before its step): nothing of it is left. */
-static void unstage(struct kb_provision *p, struct kb_provision_step *s)
+/*
+ * Bundles staged but never renamed into place (the run stopped before their
+ * step): nothing of them is left. Every staging directory first: two bundles
+ * may share the DEST one of them made.
+ */
+static void unstage_all(struct kb_provision *p)
 {
-	kb_unpack_staged_free(s->staged);
-	s->staged = NULL;
-	if (s->made_dest) {
-		const struct kb_conf_bundle *b = &p->conf.bundle[s->item];
-		unmake_dirs(p->ctx, b->unpack.dest, s->made_dest);
+	for (int i = 0; i < p->count; i++) {
+		kb_unpack_staged_free(p->step[i].staged);
+		p->step[i].staged = NULL;
 	}
-	free(s->made_dest);
-	s->made_dest = NULL;
+	for (int i = p->count - 1; i >= 0; i--) {
+		struct kb_provision_step *s = &p->step[i];
+		if (s->made_dest)
+			unmake_dirs(p->ctx, p->conf.bundle[s->item].unpack.dest, s->made_dest);
+		free(s->made_dest);
+		s->made_dest = NULL;
+	}
 }
 
 /*
@@ -575,10 +582,14 @@ static int stage_bundles(struct kb_provision *p, struct kb_error *err)
 		if (save_state(p, s->id, err) < 0)
 			return -1;
 		struct kb_error why = { 0 };
-		if (stage_bundle(p, s, &why) == 0 && !p->ctx->stop_signal)
+		int rc = stage_bundle(p, s, &why);
+		if (rc == 0 && p->ctx->stop_signal)
+			rc = kb_fail(&why, EINTR, NULL, "stopped by signal %d", p->ctx->stop_signal);
+		if (rc == 0)
 			continue;
 		char message[sizeof(why.what) + PATH_MAX + 64];
 		kb_error_message(&why, message, sizeof(message));
+		unstage_all(p);
 		for (int k = 0; k < p->count; k++) {
 			kb_plan_free(&p->step[k].plan);
 			if (p->ctx->stop_signal)
@@ -586,7 +597,6 @@ static int stage_bundles(struct kb_provision *p, struct kb_error *err)
 					   p->ctx->stop_signal);
 			else
 				kb_row_set(&p->step[k].row, p->step[k].id, KB_SKIP, "not run: %s failed its check", s->id);
-			unstage(p, &p->step[k]);
 		}
 		kb_row_set(&s->row, s->id, KB_FAILED, "%s (before any step ran: nothing was changed)", message);
 		kb_state_add_step(&p->state, s->id, true);
@@ -643,8 +653,7 @@ int kb_provision_run(struct kb_provision *p, struct kb_error *err)
 			break;
 		}
 	}
-	for (int i = 0; i < p->count; i++)
-		unstage(p, &p->step[i]);
+	unstage_all(p);
 	p->state.result = failed ? KB_STATE_FAILED : KB_STATE_OK;
 	return save_state(p, NULL, err);
 }
