@@ -193,20 +193,23 @@ bundle web: failed: $web_url has SHA-256 $(sha256sum "$TESTS_TMP/srv/web.kvmbund
 	expect_eq "grub untouched by two bundles" "$(cat "$T/etc/default/grub")" "$grub"
 }
 
-# A bundle URL that answers 404, or a server that cannot be reached, refuses the plan (and
-# so the run) with the bundle and its URL named; nothing changes.
+# A bundle URL that answers 404, a server that cannot be reached or a redirect to another
+# host refuses the plan (and so the run) with the bundle and its URL named; nothing changes.
 test_missing_remote_bundle_refuses_the_plan() {
 	host
 	serve_bundle web
 	local grub url i
 	grub=$(cat "$T/etc/default/grub")
-	for url in "http://127.0.0.1:$FLEET_PORT/none.kvmbundle" "http://127.0.0.2:$FLEET_PORT/web.kvmbundle"; do
+	for url in "http://127.0.0.1:$FLEET_PORT/none.kvmbundle" "http://127.0.0.2:$FLEET_PORT/web.kvmbundle" \
+		"http://127.0.0.1:$FLEET_PORT/redirect?to=http://127.0.0.2:$FLEET_PORT/web.kvmbundle"; do
 		remote_conf "$url" "$SUM"
 		for i in 1 2; do
 			prov --plan
 			expect_rc 1
 			if [[ "$url" == *none* ]]; then
 				expect_eq "$i: 404" "$(tail -1 <<<"$ERR")" "kvmbox provision: $TESTS_TMP/host.conf:5: [bundle web] cannot be applied: fetching $url (the server answered 404): No such file or directory"
+			elif [[ "$url" == *redirect* ]]; then
+				expect_eq "$i: redirect" "$(tail -1 <<<"$ERR")" "kvmbox provision: $TESTS_TMP/host.conf:5: [bundle web] cannot be applied: fetching $url: redirected to another host (http://127.0.0.2:$FLEET_PORT/web.kvmbundle): refused"
 			else
 				expect_eq "$i: unreachable" "$(tail -1 <<<"$ERR")" "kvmbox provision: $TESTS_TMP/host.conf:5: [bundle web] cannot be applied: fetching $url: the server could not be reached"
 			fi
