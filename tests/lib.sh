@@ -74,6 +74,16 @@ expect_file_missing() {
 	[ ! -e "$1" ] || fail "$1 should not exist"
 }
 
+# fleet_server DIR: the tests' HTTP server on 127.0.0.1 serving DIR; sets FLEET_PORT.
+# It logs each request to DIR/../fleet-server.log.
+fleet_server() {
+	python3 tests/helpers/fleet-server.py "$1" >"$TESTS_TMP/fleet-port" 2>"$TESTS_TMP/fleet-server.err" &
+	echo $! >>"$TESTS_TMP/pids"
+	local i
+	for ((i = 0; i < 100; i++)); do [ -s "$TESTS_TMP/fleet-port" ] && break; sleep 0.05; done
+	FLEET_PORT=$(head -1 "$TESTS_TMP/fleet-port")
+}
+
 # ---- fixture roots ------------------------------------------------------------
 
 # fx_new: a fresh root with the files every host has; prints its path.

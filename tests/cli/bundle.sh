@@ -496,11 +496,14 @@ test_interrupted_unpack_leaves_nothing() {
 			expect_match "SIG$sig: said" "$(cat "$TESTS_TMP/isig.err")" "interrupted by"
 		fi
 	done
-	# provision stops at a signal its bundle step caught: no later step runs, the state says so.
+	# provision stops at a signal caught while it stages its bundle, before the first step:
+	# no step runs (grub's file untouched), the state says so.
 	# (dest is the installed system's: /images is under the target)
 	local t="$TESTS_TMP/itarget" pdest="$TESTS_TMP/itarget/images"
-	mkdir -p "$t" "$pdest"
-	printf '[bundle big]\nsource = %s\ndest = /images\n\n[domain big]\nbundle = big\n' "$TESTS_TMP/big.kvmbundle" >"$TESTS_TMP/big.conf"
+	mkdir -p "$t/etc/default" "$pdest"
+	printf 'GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n' >"$t/etc/default/grub"
+	printf '[grub]\nargs = iommu=pt\nupdate = no\n\n[bundle big]\nsource = %s\ndest = /images\n\n[domain big]\nbundle = big\n' \
+		"$TESTS_TMP/big.kvmbundle" >"$TESTS_TMP/big.conf"
 	env --default-signal=INT "$KVMBOX" --target "$t" provision "$TESTS_TMP/big.conf" >"$TESTS_TMP/prov.out" 2>"$TESTS_TMP/prov.err" &
 	pid=$!
 	for ((i = 0; i < 200; i++)); do
@@ -514,6 +517,8 @@ test_interrupted_unpack_leaves_nothing() {
 	expect_file_missing "$t/etc/systemd/system/kvmbox-firstboot.service"
 	expect_match "state" "$(cat "$t/var/lib/kvmbox/state")" $'failed=bundle big\nfinished=.*\nresult=failed'
 	expect_match "later step not run" "$(cat "$TESTS_TMP/prov.out")" "SKIP +domain big +not run: stopped by signal 2"
+	expect_match "earlier step not run" "$(cat "$TESTS_TMP/prov.out")" "SKIP +grub +not run: stopped by signal 2"
+	expect_eq "grub untouched" "$(cat "$t/etc/default/grub")" 'GRUB_CMDLINE_LINUX_DEFAULT="quiet"'
 	# A live unpack's staging directory is never taken for a dead one's.
 	good_members "$TESTS_TMP/ig"
 	(cd "$TESTS_TMP/ig" && tar -cf "$TESTS_TMP/ig.kvmbundle" domain.xml disk.raw SHA256SUMS)
@@ -653,15 +658,6 @@ test_dry_run_equals_run() {
 	expect_eq "compressed: not read to plan" "$(run unpack "$TESTS_TMP/drz.kvmbundle" --dest "$dest" --name vm --replace --dry-run --json;
 		printf '%s' "$OUT" | jq -r '.changes[0].after')" "the bundle's members"
 	rm -rf "$dest/vm"
-}
-
-# fleet_server DIR: the tests' HTTP server on 127.0.0.1 serving DIR; sets FLEET_PORT.
-fleet_server() {
-	python3 tests/helpers/fleet-server.py "$1" >"$TESTS_TMP/fleet-port" 2>"$TESTS_TMP/fleet-server.err" &
-	echo $! >>"$TESTS_TMP/pids"
-	local i
-	for ((i = 0; i < 100; i++)); do [ -s "$TESTS_TMP/fleet-port" ] && break; sleep 0.05; done
-	FLEET_PORT=$(head -1 "$TESTS_TMP/fleet-port")
 }
 
 # A bundle streamed from a server into unpack: hashed as it arrives, checked against the

@@ -123,7 +123,161 @@ bundle web /srv/images/web absent -> 3 members, $(($(stat -c %s "$m/domain.xml")
 	expect_eq "nothing left to do" "$(jq -c '[.steps[].changes[] | select(.status != "unchanged")]' <<<"$OUT")" '[]'
 }
 
+# serve_bundle NAME: a bundle of three members served by the fleet server as NAME.kvmbundle;
+# its URL in URL, its digest in SUM.
+serve_bundle() {
+	local m="$TESTS_TMP/members-$1" srv="$TESTS_TMP/srv"
+	mkdir -p "$m" "$srv"
+	printf '<domain type="qemu"><name>%s</name><devices><disk type="file"><source file="disk.raw"/></disk></devices></domain>\n' "$1" >"$m/domain.xml"
+	head -c 65536 /dev/urandom >"$m/disk.raw"
+	(cd "$m" && sha256sum domain.xml disk.raw >SHA256SUMS && tar -cf "$srv/$1.kvmbundle" domain.xml disk.raw SHA256SUMS)
+	SUM=$(sha256sum "$srv/$1.kvmbundle" | cut -d' ' -f1)
+	[ -n "${FLEET_PORT:-}" ] || fleet_server "$srv"
+	URL="http://127.0.0.1:$FLEET_PORT/$1.kvmbundle"
+}
+# remote_conf URL SHA256: a [grub] step, then [bundle web] from URL into /srv/images.
+remote_conf() {
+	printf '[grub]\nargs = iommu=pt\nupdate = no\n\n[bundle web]\nsource = %s\ndest = /srv/images\nsha256 = %s\n' "$1" "$2" \
+		>"$TESTS_TMP/host.conf"
+}
+# gets FILE: how many GETs of /FILE the fleet server answered so far.
+gets() { cat "$TESTS_TMP/fleet-server.log" 2>/dev/null | grep -c "\"GET /$1 "; }
+# Each step's id, status and message (without its duration).
+rows() { jq -r '.rows[] | "\(.id): \(.status): \(.message)"' <<<"$OUT" | sed -E 's/ \([0-9.]+ ms\)$//'; }
+
+# A remote bundle is fetched and verified before the first step changes the host: a wrong
+# digest or a corrupt archive stops the run with grub's file untouched, no DEST made, no
+# staging directory left, and the state file saying so.
+test_remote_bundle_verified_before_any_step() {
+	host
+	serve_bundle web
+	head -c 100000 /dev/urandom >"$TESTS_TMP/srv/junk.kvmbundle"
+	local grub wrong i
+	grub=$(cat "$T/etc/default/grub")
+	wrong=$(tr 0-9a-f 1-9a-f0 <<<"$SUM")
+	for i in 1 2; do
+		remote_conf "$URL" "$wrong"
+		prov --json
+		expect_rc 1
+		expect_eq "$i: rows" "$(rows)" "grub: SKIP: not run: bundle web failed its check
+bundle web: failed: $URL has SHA-256 $SUM, but $wrong was pinned (--sha256): nothing unpacked (before any step ran: nothing was changed)"
+		expect_eq "$i: no change listed" "$(jq -c '[.steps[].changes[]]' <<<"$OUT")" '[]'
+		expect_eq "$i: grub untouched" "$(cat "$T/etc/default/grub")" "$grub"
+		expect_file_missing "$T/etc/default/grub.kvmbox-bak"
+		expect_file_missing "$T/srv"
+		expect_match "$i: state" "$(cat "$T/var/lib/kvmbox/state")" $'\nfailed=bundle web\nfinished=[^\n]*\nresult=failed$'
+		# A DEST that was there stays, empty.
+		mkdir -p "$T/srv/images"
+		remote_conf "http://127.0.0.1:$FLEET_PORT/junk.kvmbundle" "$(sha256sum "$TESTS_TMP/srv/junk.kvmbundle" | cut -d' ' -f1)"
+		prov
+		expect_rc 1
+		expect_match "$i: corrupt" "$ERR" "host.conf:5: \[bundle web\] failed: .*not a readable bundle .*\(before any step ran: nothing was changed\)$"
+		expect_eq "$i: grub untouched by the corrupt one" "$(cat "$T/etc/default/grub")" "$grub"
+		expect_eq "$i: DEST as it was" "$(ls -A "$T/srv/images")" ""
+		rm -r "$T/srv"
+	done
+	# Two bundles into one new DEST, the second wrong: the first one, staged already, goes
+	# too, and so does the DEST its staging made.
+	local web_url=$URL asked
+	serve_bundle other
+	printf '[grub]\nargs = iommu=pt\nupdate = no\n\n[bundle other]\nsource = %s\ndest = /srv/images\nsha256 = %s\n\n[bundle web]\nsource = %s\ndest = /srv/images\nsha256 = %s\n' \
+		"$URL" "$SUM" "$web_url" "$wrong" >"$TESTS_TMP/host.conf"
+	asked=$(gets other.kvmbundle)
+	prov --json
+	expect_rc 1
+	expect_eq "two bundles: rows" "$(rows)" "grub: SKIP: not run: bundle web failed its check
+bundle other: SKIP: not run: bundle web failed its check
+bundle web: failed: $web_url has SHA-256 $(sha256sum "$TESTS_TMP/srv/web.kvmbundle" | cut -d' ' -f1), but $wrong was pinned (--sha256): nothing unpacked (before any step ran: nothing was changed)"
+	expect_eq "the first one was fetched" "$(($(gets other.kvmbundle) - asked))" 2
+	expect_file_missing "$T/srv"
+	expect_eq "grub untouched by two bundles" "$(cat "$T/etc/default/grub")" "$grub"
+}
+
+# A bundle URL that answers 404, a server that cannot be reached or a redirect to another
+# host refuses the plan (and so the run) with the bundle and its URL named; nothing changes.
+test_missing_remote_bundle_refuses_the_plan() {
+	host
+	serve_bundle web
+	local grub url i
+	grub=$(cat "$T/etc/default/grub")
+	for url in "http://127.0.0.1:$FLEET_PORT/none.kvmbundle" "http://127.0.0.2:$FLEET_PORT/web.kvmbundle" \
+		"http://127.0.0.1:$FLEET_PORT/redirect?to=http://127.0.0.2:$FLEET_PORT/web.kvmbundle"; do
+		remote_conf "$url" "$SUM"
+		for i in 1 2; do
+			prov --plan
+			expect_rc 1
+			if [[ "$url" == *none* ]]; then
+				expect_eq "$i: 404" "$(tail -1 <<<"$ERR")" "kvmbox provision: $TESTS_TMP/host.conf:5: [bundle web] cannot be applied: fetching $url (the server answered 404): No such file or directory"
+			elif [[ "$url" == *redirect* ]]; then
+				expect_eq "$i: redirect" "$(tail -1 <<<"$ERR")" "kvmbox provision: $TESTS_TMP/host.conf:5: [bundle web] cannot be applied: fetching $url: redirected to another host (http://127.0.0.2:$FLEET_PORT/web.kvmbundle): refused"
+			else
+				expect_eq "$i: unreachable" "$(tail -1 <<<"$ERR")" "kvmbox provision: $TESTS_TMP/host.conf:5: [bundle web] cannot be applied: fetching $url: the server could not be reached"
+			fi
+			prov
+			expect_rc 1
+			expect_match "$i: the run is refused" "$ERR" "\[bundle web\] cannot be applied: fetching .*"$'\n'"kvmbox provision: nothing was changed$"
+			expect_eq "$i: grub untouched" "$(cat "$T/etc/default/grub")" "$grub"
+			expect_file_missing "$T/srv"
+			expect_file_missing "$T/var/lib/kvmbox/state"
+		done
+	done
+}
+
+# A good remote bundle: planned with one probe (a GET that stops at the headers), run with
+# the probe and one GET, and the run does what the plan said; a second run asks for nothing.
+test_remote_bundle_provisions() {
+	host
+	serve_bundle good
+	remote_conf "$URL" "$SUM"
+	local asked planned
+	asked=$(gets good.kvmbundle)
+	prov --plan --json
+	expect_rc 0
+	planned=$(changes | grep '^bundle')
+	expect_eq "planned" "$planned" "bundle web /srv/images absent -> directory
+bundle web /srv/images/web absent -> the bundle's members"
+	expect_eq "the plan probes once" "$(($(gets good.kvmbundle) - asked))" 1
+	prov --json
+	expect_rc 0
+	expect_eq "the run did what the plan said" "$(changes | grep '^bundle')" "$planned"
+	expect_eq "statuses" "$(jq -c '[.rows[].status]' <<<"$OUT")" '["reboot-required","changed"]'
+	expect_eq "the run: the probe and one GET" "$(($(gets good.kvmbundle) - asked))" 3
+	cmp -s "$TESTS_TMP/members-good/disk.raw" "$T/srv/images/web/disk.raw" || fail "the disk did not arrive"
+	expect_eq "no staging left" "$(ls -A "$T/srv/images")" "web"
+	prov --json
+	expect_rc 0
+	expect_eq "second run" "$(jq -c '[.steps[].changes[] | select(.status != "unchanged")]' <<<"$OUT")" '[]'
+	expect_eq "nothing asked again" "$(($(gets good.kvmbundle) - asked))" 3
+}
+
+# A run killed after the bundle was staged and before its step leaves the staging directory
+# locked only while the process lived: the next plan removes it as stale, and the run converges.
+test_killed_after_staging_converges() {
+	host
+	serve_bundle web
+	remote_conf "$URL" "$SUM"
+	KVMBOX_FAILPOINT=provision.after-step-1 prov
+	expect_rc 137
+	expect_match "grub ran" "$(cat "$T/etc/default/grub")" 'iommu=pt'
+	expect_match "the staging directory is left" "$(ls -A "$T/srv/images")" '^\.web\.kvmbox-[A-Za-z0-9]{6}$'
+	prov --plan --json
+	expect_rc 0
+	expect_eq "planned: the stale one removed" "$(jq -c '[.steps[] | select(.id == "bundle web") | .changes[] | [.item, .status]]' <<<"$OUT")" \
+		'[["stale-staging","would-change"],["/srv/images/web","would-change"]]'
+	local i
+	for i in 1 2; do
+		prov
+		expect_rc 0
+		expect_eq "$i: converged" "$(ls -A "$T/srv/images")" "web"
+	done
+	cmp -s "$TESTS_TMP/members-web/disk.raw" "$T/srv/images/web/disk.raw" || fail "the disk did not arrive"
+}
+
 t test_plan_shows_changes_and_is_what_runs
 t test_bundle_into_a_new_dest
 t test_refused_step_changes_nothing
+t test_remote_bundle_verified_before_any_step
+t test_missing_remote_bundle_refuses_the_plan
+t test_remote_bundle_provisions
+t test_killed_after_staging_converges
 done_testing

@@ -173,6 +173,16 @@ test_fleet_paths() {
 	printf '[bundle gone]\nsource = /nonexistent.kvmbundle\n' >"$d/bad.conf"
 	vg --target "$d" provision "$d/bad.conf" --json
 	expect_rc 1
+	# provision's bundles staged before the first step: one that fails its digest, one
+	# renamed into place at its step (into a DEST staging made).
+	printf '[bundle f]\nsource = http://127.0.0.1:%s/f.kvmbundle\ndest = /staged\nsha256 = %s\n' "$port" "${sum//[0-9]/0}" >"$d/staged.conf"
+	vg --target "$d" provision "$d/staged.conf"
+	expect_rc 1
+	[ ! -e "$d/staged" ] || fail "a failed staging left its DEST"
+	printf '[bundle f]\nsource = http://127.0.0.1:%s/f.kvmbundle\ndest = /staged\nsha256 = %s\n' "$port" "$sum" >"$d/staged.conf"
+	vg --target "$d" provision "$d/staged.conf"
+	expect_rc 0
+	[ -f "$d/staged/f/domain.xml" ] || fail "the staged bundle is not in place"
 }
 
 if [ "${SAN:-}" = 1 ]; then

@@ -61,7 +61,7 @@ struct unpack {
 	struct kb_archive ar;
 	struct kb_sha256_api sha;
 	struct kb_xml xml;
-	const char *dest;     /* as the installed system sees it (for domain.xml) */
+	char dest[PATH_MAX];  /* as the installed system sees it (for domain.xml) */
 	char name[KB_BUNDLE_NAME_MAX];
 	struct kb_path dest_dir, final_dir;
 	char staging[PATH_MAX];
@@ -79,7 +79,7 @@ struct unpack {
 	int source_fd;
 	bool hashing;
 	struct kb_sha256 source_sha;
-	uint8_t source_buf[1 << 20];
+	uint8_t *source_buf; /* SOURCE_BUF bytes while the bundle is read; not kept with a staged tree */
 	char pinned_sha256[65];
 };
 
@@ -739,6 +739,7 @@ static bool is_stale_staging(int dir, const char *name, int *fd)
 }
 
 static int run_archive(struct unpack *u, const char *bundle, bool replace, struct kb_error *err);
+static int run_source(struct unpack *u, const char *bundle, bool replace, struct kb_error *err);
 
 /*
  * libarchive reads the bundle through here: every byte is hashed on its way
@@ -746,6 +747,7 @@ static int run_archive(struct unpack *u, const char *bundle, bool replace, struc
  * hashed afterwards). A stream that stalls for STALL_SECONDS fails the read.
  */
 #define STALL_SECONDS 60
+#define SOURCE_BUF (1u << 20)
 static la_ssize_t read_source(struct archive *a, void *opaque, const void **buffer)
 {
 	(void)a;
@@ -756,7 +758,7 @@ static la_ssize_t read_source(struct archive *a, void *opaque, const void **buff
 		errno = ETIMEDOUT;
 		return -1;
 	}
-	ssize_t n = ready < 0 ? -1 : read(u->source_fd, u->source_buf, sizeof(u->source_buf));
+	ssize_t n = ready < 0 ? -1 : read(u->source_fd, u->source_buf, SOURCE_BUF);
 	if (n > 0 && u->hashing)
 		kb_sha256_update(&u->source_sha, u->source_buf, (size_t)n);
 	*buffer = u->source_buf;
@@ -787,7 +789,19 @@ static int check_pinned(struct unpack *u, const char *bundle, struct kb_error *e
 	return 0;
 }
 
+/* The bundle read (or fetched) into the staging directory and checked there: all but the rename. */
 static int run(struct unpack *u, const char *bundle, bool replace, struct kb_error *err)
+{
+	autofree uint8_t *buf = malloc(SOURCE_BUF);
+	if (!buf)
+		return kb_fail(err, ENOMEM, NULL, "unpacking");
+	u->source_buf = buf;
+	int rc = run_source(u, bundle, replace, err);
+	u->source_buf = NULL;
+	return rc;
+}
+
+static int run_source(struct unpack *u, const char *bundle, bool replace, struct kb_error *err)
 {
 	struct kb_fetch_stream stream = { .fd = -1 };
 	bool remote = !strncmp(bundle, "http://", 7);
@@ -939,10 +953,10 @@ static int run_archive(struct unpack *u, const char *bundle, bool replace, struc
 		rc = rewrite_domain(u, err);
 	if (rc == 0 && interrupted)
 		rc = fail_interrupted(err);
-	if (rc == 0)
-		rc = commit(u, replace, err);
 	if (rc < 0 && u->staging[0])
 		kb_remove_tree(u->staging, NULL);
+	if (rc < 0)
+		u->staging[0] = '\0';
 	return rc;
 }
 
@@ -1242,15 +1256,55 @@ static int read_back(const struct unpack *u, struct kb_change *c, struct kb_erro
 	return 0;
 }
 
-/* The staged unpack of DIR/NAME, with the stop signals caught so the staging directory goes first. */
-static int unpack_dir(const struct kb_ctx *ctx, const struct kb_unpack_spec *spec, const struct where *w,
-		      struct kb_change *c, struct kb_unpack_report *report, struct kb_error *err)
+struct kb_unpack_staged {
+	struct unpack *u; /* the verified tree in its locked staging directory (staging "" once committed or gone) */
+	struct where w;
+	bool replace;
+};
+
+void kb_unpack_staged_free(struct kb_unpack_staged *s)
 {
-	struct unpack *u = calloc(1, sizeof(*u));
-	if (!u)
+	if (!s)
+		return;
+	if (s->u->staging[0])
+		kb_remove_tree(s->u->staging, NULL);
+	if (s->u->staging_lock >= 0)
+		close(s->u->staging_lock);
+	free(s->u);
+	free(s);
+}
+
+/* The stop signals are caught around @stage and @commit: the staging directory goes before the process does. */
+static void stop_signals_caught(const struct kb_ctx *ctx, bool catch, struct sigaction saved[3])
+{
+	if (catch) {
+		catch_stop_signals(saved);
+		return;
+	}
+	restore_stop_signals(saved);
+	/*
+	 * The staging directory is gone: main re-raises the signal once the output
+	 * is out (exit 128+N). The one field of the context apply sets.
+	 */
+	if (interrupted)
+		((struct kb_ctx *)ctx)->stop_signal = interrupted;
+}
+
+/* DIR/NAME unpacked into a staging directory and verified there: everything but the rename. */
+static int stage_dir(const struct kb_ctx *ctx, const struct kb_unpack_spec *spec, const struct where *w,
+		     struct kb_unpack_staged **out, struct kb_error *err)
+{
+	struct kb_unpack_staged *s = calloc(1, sizeof(*s));
+	struct unpack *u = s ? calloc(1, sizeof(*u)) : NULL;
+	if (!u) {
+		free(s);
 		return kb_fail(err, ENOMEM, NULL, "unpacking");
+	}
+	s->u = u;
+	s->w = *w;
+	s->replace = spec->replace;
 	u->ctx = ctx;
-	u->dest = spec->dest;
+	snprintf(u->dest, sizeof(u->dest), "%s", spec->dest);
 	snprintf(u->name, sizeof(u->name), "%s", w->name);
 	u->dest_dir = w->dest_dir;
 	u->final_dir = w->final_dir;
@@ -1261,28 +1315,69 @@ static int unpack_dir(const struct kb_ctx *ctx, const struct kb_unpack_spec *spe
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	u->hash_threads = cores > 1 ? (int)cores : 1;
 	u->staging_lock = -1;
-	struct sigaction saved[3];
-	catch_stop_signals(saved);
-	int rc = run(u, spec->source, spec->replace, err);
-	if (u->staging_lock >= 0)
-		close(u->staging_lock);
-	restore_stop_signals(saved);
-	/*
-	 * The staging directory is gone: main re-raises the signal once the output
-	 * is out (exit 128+N). The one field of the context apply sets.
-	 */
-	if (interrupted)
-		((struct kb_ctx *)ctx)->stop_signal = interrupted;
-	if (rc == 0)
-		rc = read_back(u, c, err);
-	if (rc == 0 && report)
-		fill_report(u, w, report);
-	free(u);
-	return rc;
+	if (run(u, spec->source, spec->replace, err) < 0) {
+		kb_unpack_staged_free(s);
+		return -1;
+	}
+	*out = s;
+	return 0;
 }
 
-int kb_unpack_apply_report(const struct kb_ctx *ctx, const struct kb_unpack_spec *spec, struct kb_plan *plan,
-			   struct kb_unpack_report *report, struct kb_error *err)
+/* The staged tree renamed into DIR/NAME (swapped with --replace), then read back. */
+static int commit_staged(struct kb_unpack_staged *s, struct kb_change *c, struct kb_unpack_report *report,
+			 struct kb_error *err)
+{
+	struct unpack *u = s->u;
+	/* Staged ahead of its step (provision): DIR/NAME may have appeared since. */
+	if (!s->replace && access(u->final_dir.s, F_OK) == 0)
+		return kb_fail(err, EEXIST, u->final_dir.s, "refusing to overwrite (--replace swaps it):");
+	if (commit(u, s->replace, err) < 0)
+		return -1;
+	u->staging[0] = '\0';
+	if (read_back(u, c, err) < 0)
+		return -1;
+	if (report)
+		fill_report(u, &s->w, report);
+	return 0;
+}
+
+/* The change a plan unpacks DIR/NAME with, while it is still to be made; else NULL. */
+static struct kb_change *planned_unpack(struct kb_plan *plan)
+{
+	for (size_t i = 0; i < plan->count; i++)
+		if (plan->change[i].action == UNPACK_DIR && plan->change[i].status == KB_WOULD_CHANGE)
+			return &plan->change[i];
+	return NULL;
+}
+
+/* A change that failed: its status, and why in its note. */
+static int change_failed(struct kb_change *c, struct kb_error *err)
+{
+	char message[sizeof(err->what) + PATH_MAX + 64];
+	c->status = KB_FAILED;
+	kb_change_note(c, "%s", kb_error_message(err, message, sizeof(message)));
+	return -1;
+}
+
+int kb_unpack_stage(const struct kb_ctx *ctx, const struct kb_unpack_spec *spec, struct kb_plan *plan,
+		    struct kb_unpack_staged **staged, struct kb_error *err)
+{
+	struct where w;
+	*staged = NULL;
+	if (locate(ctx, spec, &w, err) < 0)
+		return -1;
+	struct kb_change *c = planned_unpack(plan);
+	if (!c)
+		return 0;
+	struct sigaction saved[3];
+	stop_signals_caught(ctx, true, saved);
+	int rc = stage_dir(ctx, spec, &w, staged, err);
+	stop_signals_caught(ctx, false, saved);
+	return rc < 0 ? change_failed(c, err) : 0;
+}
+
+int kb_unpack_apply_staged(const struct kb_ctx *ctx, const struct kb_unpack_spec *spec, struct kb_plan *plan,
+			   struct kb_unpack_staged *staged, struct kb_unpack_report *report, struct kb_error *err)
 {
 	struct where w;
 	if (report)
@@ -1296,27 +1391,38 @@ int kb_unpack_apply_report(const struct kb_ctx *ctx, const struct kb_unpack_spec
 		int rc = 0;
 		switch (c->action) {
 		case UNPACK_STALE: rc = remove_stale(c, err); break;
-		case UNPACK_DIR:
-			rc = unpack_dir(ctx, spec, &w, c, report, err);
+		case UNPACK_DIR: {
+			/* Not staged ahead (kvmbox unpack, domain up): staged now, under the same signal handlers. */
+			struct kb_unpack_staged *own = NULL;
+			struct sigaction saved[3];
+			stop_signals_caught(ctx, true, saved);
+			rc = staged ? 0 : stage_dir(ctx, spec, &w, &own, err);
+			if (rc == 0)
+				rc = commit_staged(staged ? staged : own, c, report, err);
+			kb_unpack_staged_free(own);
+			stop_signals_caught(ctx, false, saved);
 			if (rc == 0)
 				c->status = KB_CHANGED;
 			break;
+		}
 		default: continue;
 		}
-		if (rc < 0) {
-			char message[sizeof(err->what) + PATH_MAX + 64];
-			c->status = KB_FAILED;
-			kb_change_note(c, "%s", kb_error_message(err, message, sizeof(message)));
-			return -1;
-		}
+		if (rc < 0)
+			return change_failed(c, err);
 	}
 	return 0;
+}
+
+int kb_unpack_apply_report(const struct kb_ctx *ctx, const struct kb_unpack_spec *spec, struct kb_plan *plan,
+			   struct kb_unpack_report *report, struct kb_error *err)
+{
+	return kb_unpack_apply_staged(ctx, spec, plan, NULL, report, err);
 }
 
 int kb_unpack_apply(const struct kb_ctx *ctx, const struct kb_unpack_spec *spec, struct kb_plan *plan,
 		    struct kb_error *err)
 {
-	return kb_unpack_apply_report(ctx, spec, plan, NULL, err);
+	return kb_unpack_apply_staged(ctx, spec, plan, NULL, NULL, err);
 }
 
 void kb_unpack_report_print(const struct kb_ctx *ctx, const struct kb_unpack_report *r)

@@ -199,6 +199,21 @@ int kb_fetch_post(const char *url, const char *body, int timeout_s, struct kb_er
 	return judge(url, headers, status, timed_out, timeout_s, err);
 }
 
+int kb_fetch_probe(const char *url, int timeout_s, struct kb_error *err)
+{
+	autoclose_fd headers = headers_file(url, err);
+	if (headers < 0)
+		return -1;
+	pid_t pid;
+	/* --spider: busybox sends the GET and stops after the response headers, the body unread. */
+	const char *extra[] = { "-q", "--spider", NULL };
+	if (spawn_wget(url, extra, -1, headers, &pid, err) < 0)
+		return -1;
+	bool timed_out;
+	int status = wait_bounded(pid, timeout_s, &timed_out);
+	return judge(url, headers, status, timed_out, timeout_s, err);
+}
+
 int kb_fetch_stream_start(const char *url, struct kb_fetch_stream *s, struct kb_error *err)
 {
 	int pipefd[2];

@@ -1,5 +1,6 @@
 /* A whole host from one config; see kvmbox/provision/provision.h. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@
 #include "kvmbox/host/kvmload.h"
 #include "kvmbox/host/vfio.h"
 #include "kvmbox/net/bridge.h"
+#include "kvmbox/net/fetch.h"
 #include "kvmbox/virt/domain.h"
 #include "kvmbox/provision/provision.h"
 
@@ -212,14 +214,27 @@ static const struct kb_conf_bundle *bundle_named(const struct kb_hostconf *c, co
 	return NULL;
 }
 
-/*
- * A local bundle pinned by sha256 is hashed when planned: a wrong file stops
- * the run before any step changes the host (a remote one is checked as it
- * arrives, never fetched to plan).
- */
-static int verify_pinned(const struct kb_unpack_spec *spec, struct kb_error *err)
+/* Whether the bundle step @s plans to unpack its bundle (not only to remove a stale staging directory). */
+static bool unpacks(const struct kb_provision *p, const struct kb_provision_step *s)
 {
-	if (!spec->sha256[0] || !strncmp(spec->source, "http://", 7))
+	char dir[PATH_MAX];
+	bundle_dir(&p->conf.bundle[s->item], dir, sizeof(dir));
+	const struct kb_change *c = kb_plan_find(&s->plan, dir);
+	return c && c->status == KB_WOULD_CHANGE;
+}
+
+/*
+ * The source of a bundle that would unpack, looked at when planned: a local
+ * one pinned by sha256 is hashed, a remote one is asked for (its headers, not
+ * its body): a wrong file, a 404 or a server that cannot be reached stops the
+ * run before any step changes the host.
+ */
+#define PROBE_SECONDS 20
+static int verify_source(const struct kb_unpack_spec *spec, struct kb_error *err)
+{
+	if (!strncmp(spec->source, "http://", 7))
+		return kb_fetch_probe(spec->source, PROBE_SECONDS, err);
+	if (!spec->sha256[0])
 		return 0;
 	struct kb_sha256_api api;
 	char hex[65];
@@ -230,29 +245,39 @@ static int verify_pinned(const struct kb_unpack_spec *spec, struct kb_error *err
 	return 0;
 }
 
+/* The unpack spec of [bundle NAME] (NULL: out of memory): DEST/NAME kept when it is there. */
+static struct kb_unpack_spec *bundle_spec(const struct kb_conf_bundle *b)
+{
+	struct kb_unpack_spec *spec = malloc(sizeof(*spec));
+	if (!spec)
+		return NULL;
+	*spec = b->unpack;
+	snprintf(spec->name, sizeof(spec->name), "%s", b->name);
+	spec->keep_existing = true;
+	return spec;
+}
+
 /*
  * [bundle NAME]: unpacked once into DEST/NAME (there already: unchanged). DEST
  * itself is the config's to ask for, made like mkdir -p; planned while it is
- * missing, the bundle is planned as what it will bring.
+ * missing, the bundle is planned as what it will bring. In a run the bundle
+ * was staged (and DEST made) before the first step: here it is renamed into place.
  */
 static int bundle_step(struct kb_provision *p, struct kb_provision_step *s, bool apply)
 {
 	const struct kb_conf_bundle *b = &p->conf.bundle[s->item];
 	struct kb_error err = { 0 };
-	struct kb_unpack_spec *spec = malloc(sizeof(*spec));
+	struct kb_unpack_spec *spec = bundle_spec(b);
 	if (!spec)
 		return summarize(s, kb_fail(&err, ENOMEM, NULL, "planning"), &err, NULL);
-	*spec = b->unpack;
-	snprintf(spec->name, sizeof(spec->name), "%s", b->name);
-	spec->keep_existing = true;
 	struct stat st;
 	int rc = 0;
-	if (kb_sysroot_stat(p->ctx, spec->dest, &st, false, NULL) < 0) {
+	if (s->made_dest || kb_sysroot_stat(p->ctx, spec->dest, &st, false, NULL) < 0) {
 		/* DEST itself is the config's to ask for: a change of its own, planned and made alike. */
 		struct kb_change *c = kb_plan_add(&s->plan, spec->dest, KB_CHANGE_VALUE, NULL, "directory", &err);
 		if (!c)
 			rc = -1;
-		else if (apply)
+		else if (apply && !s->made_dest)
 			rc = kb_sysroot_make_dirs(p->ctx, spec->dest, &err);
 		if (c)
 			c->status = rc < 0 ? KB_FAILED : apply ? KB_CHANGED : KB_WOULD_CHANGE;
@@ -267,17 +292,23 @@ static int bundle_step(struct kb_provision *p, struct kb_provision_step *s, bool
 			if (u)
 				kb_change_note(u, "from %s", spec->source);
 			if (rc == 0)
-				rc = verify_pinned(spec, &err);
+				rc = verify_source(spec, &err);
 			free(spec);
 			return summarize(s, rc, &err, NULL);
 		}
 	}
 	if (rc == 0)
 		rc = kb_unpack_plan(p->ctx, spec, &s->plan, &err);
-	if (rc == 0 && !apply && kb_plan_changes(&s->plan))
-		rc = verify_pinned(spec, &err);
+	if (rc == 0 && !apply && unpacks(p, s))
+		rc = verify_source(spec, &err);
 	if (rc == 0 && apply)
-		rc = kb_unpack_apply(p->ctx, spec, &s->plan, &err);
+		rc = kb_unpack_apply_staged(p->ctx, spec, &s->plan, s->staged, NULL, &err);
+	if (apply) {
+		kb_unpack_staged_free(s->staged); /* committed, or not wanted after all: its staging directory goes */
+		s->staged = NULL;
+		free(s->made_dest); /* reported above: the step's own change now */
+		s->made_dest = NULL;
+	}
 	free(spec);
 	return summarize(s, rc, &err, NULL);
 }
@@ -450,6 +481,130 @@ static int save_state(struct kb_provision *p, const char *in_progress, struct kb
 	return kb_state_write(p->ctx, st, err);
 }
 
+/* The first component of @dir (no trailing '/') that does not exist, into @top ("" when all do). */
+static void first_missing(const struct kb_ctx *ctx, const char *dir, char *top, size_t size)
+{
+	struct stat st;
+	snprintf(top, size, "%s", dir);
+	for (char *end = top + 1;; end++) {
+		if (*end != '/' && *end != '\0')
+			continue;
+		char saved = *end;
+		*end = '\0';
+		if (kb_sysroot_stat(ctx, top, &st, false, NULL) < 0)
+			return;
+		if (!saved)
+			break;
+		*end = saved;
+	}
+	top[0] = '\0';
+}
+
+/* Remove the directories staging made, @dir up to @top, while they are empty (confined as they were made). */
+static void unmake_dirs(const struct kb_ctx *ctx, const char *dir, const char *top)
+{
+	char path[PATH_MAX];
+	size_t len = (size_t)snprintf(path, sizeof(path), "%s", dir);
+	while (len > 1 && path[len - 1] == '/')
+		path[--len] = '\0';
+	for (;;) {
+		char name[NAME_MAX + 1];
+		autoclose_fd parent = kb_sysroot_open_parent(ctx, path, name, NULL);
+		if (parent < 0 || unlinkat(parent, name, AT_REMOVEDIR) < 0 || strlen(path) <= strlen(top))
+			return;
+		*strrchr(path, '/') = '\0';
+	}
+}
+
+/*
+ * Bundle step @s's bundle fetched or read and verified into its staging
+ * directory in DEST, made now when missing (the step reports it): a
+ * failure leaves neither the staging directory nor a directory it made.
+ */
+static int stage_bundle(struct kb_provision *p, struct kb_provision_step *s, struct kb_error *err)
+{
+	struct kb_unpack_spec *spec = bundle_spec(&p->conf.bundle[s->item]);
+	if (!spec)
+		return kb_fail(err, ENOMEM, NULL, "staging");
+	char top[PATH_MAX];
+	first_missing(p->ctx, spec->dest, top, sizeof(top));
+	int rc = top[0] ? kb_sysroot_make_dirs(p->ctx, spec->dest, err) : 0;
+	autoplan struct kb_plan plan = { 0 };
+	if (rc == 0)
+		rc = kb_unpack_plan(p->ctx, spec, &plan, err);
+	if (rc == 0)
+		rc = kb_unpack_stage(p->ctx, spec, &plan, &s->staged, err);
+	if (rc == 0 && top[0] && !(s->made_dest = strdup(top)))
+		rc = kb_fail(err, ENOMEM, NULL, "staging");
+	if (rc < 0) {
+		kb_unpack_staged_free(s->staged);
+		s->staged = NULL;
+		if (top[0])
+			unmake_dirs(p->ctx, spec->dest, top);
+	}
+	free(spec);
+	return rc;
+}
+
+/*
+ * Bundles staged but never renamed into place (the run stopped before their
+ * step): nothing of them is left. Every staging directory first: two bundles
+ * may share the DEST one of them made.
+ */
+static void unstage_all(struct kb_provision *p)
+{
+	for (int i = 0; i < p->count; i++) {
+		kb_unpack_staged_free(p->step[i].staged);
+		p->step[i].staged = NULL;
+	}
+	for (int i = p->count - 1; i >= 0; i--) {
+		struct kb_provision_step *s = &p->step[i];
+		if (s->made_dest)
+			unmake_dirs(p->ctx, p->conf.bundle[s->item].unpack.dest, s->made_dest);
+		free(s->made_dest);
+		s->made_dest = NULL;
+	}
+}
+
+/*
+ * Every bundle a step would unpack, fetched and verified into staging before
+ * the first step changes the host (each is renamed into place at its own step):
+ * a wrong digest, a server that fails or a hostile archive stops the run here
+ * with nothing changed. Returns 0, 1 when a bundle failed (the rows say why),
+ * -1 when the state file could not be written.
+ */
+static int stage_bundles(struct kb_provision *p, struct kb_error *err)
+{
+	for (int i = 0; i < p->count; i++) {
+		struct kb_provision_step *s = &p->step[i];
+		if (s->kind != KB_STEP_BUNDLE || !unpacks(p, s))
+			continue;
+		if (save_state(p, s->id, err) < 0)
+			return -1;
+		struct kb_error why = { 0 };
+		int rc = stage_bundle(p, s, &why);
+		if (rc == 0 && p->ctx->stop_signal)
+			rc = kb_fail(&why, EINTR, NULL, "stopped by signal %d", p->ctx->stop_signal);
+		if (rc == 0)
+			continue;
+		char message[sizeof(why.what) + PATH_MAX + 64];
+		kb_error_message(&why, message, sizeof(message));
+		unstage_all(p);
+		for (int k = 0; k < p->count; k++) {
+			kb_plan_free(&p->step[k].plan);
+			if (p->ctx->stop_signal)
+				kb_row_set(&p->step[k].row, p->step[k].id, KB_SKIP, "not run: stopped by signal %d",
+					   p->ctx->stop_signal);
+			else
+				kb_row_set(&p->step[k].row, p->step[k].id, KB_SKIP, "not run: %s failed its check", s->id);
+		}
+		kb_row_set(&s->row, s->id, KB_FAILED, "%s (before any step ran: nothing was changed)", message);
+		kb_state_add_step(&p->state, s->id, true);
+		return 1;
+	}
+	return 0;
+}
+
 int kb_provision_run(struct kb_provision *p, struct kb_error *err)
 {
 	int refused = plan_all(p);
@@ -466,7 +621,13 @@ int kb_provision_run(struct kb_provision *p, struct kb_error *err)
 	kb_state_now(p->state.started, sizeof(p->state.started));
 	if (save_state(p, "start", err) < 0)
 		return -1;
-	int failed = 0;
+	int failed = stage_bundles(p, err);
+	if (failed < 0)
+		return -1;
+	if (failed) {
+		p->state.result = KB_STATE_FAILED;
+		return save_state(p, NULL, err);
+	}
 	for (int i = 0; i < p->count; i++) {
 		struct kb_provision_step *s = &p->step[i];
 		kb_plan_free(&s->plan);
@@ -492,6 +653,7 @@ int kb_provision_run(struct kb_provision *p, struct kb_error *err)
 			break;
 		}
 	}
+	unstage_all(p);
 	p->state.result = failed ? KB_STATE_FAILED : KB_STATE_OK;
 	return save_state(p, NULL, err);
 }
@@ -595,7 +757,10 @@ void kb_provision_print(const struct kb_provision *p)
 
 void kb_provision_free(struct kb_provision *p)
 {
-	for (int i = 0; i < p->count; i++)
+	for (int i = 0; i < p->count; i++) {
 		kb_plan_free(&p->step[i].plan);
+		kb_unpack_staged_free(p->step[i].staged);
+		free(p->step[i].made_dest);
+	}
 	p->count = 0;
 }

@@ -10,7 +10,8 @@
  * filesystem, holes kept, digests checked against SHA256SUMS (and the whole
  * bundle against sha256 when pinned), images examined, domain.xml rewritten,
  * then renamed into place; on any failure, or SIGINT/SIGTERM/SIGHUP, nothing
- * is left behind and the signal is set in ctx->stop_signal.
+ * is left behind and the signal is set in ctx->stop_signal. The staged unpack
+ * and the rename can also be two calls (kb_unpack_stage, below).
  */
 #ifndef KVMBOX_UNPACK_H
 #define KVMBOX_UNPACK_H
@@ -72,6 +73,28 @@ int kb_unpack_describe_source(const struct kb_unpack_spec *spec, char *buf, size
 int kb_unpack_apply(const struct kb_ctx *ctx, const struct kb_unpack_spec *spec, struct kb_plan *plan,
 		    struct kb_error *err);
 
+/*
+ * The unpack in two calls, so a bundle is verified long before it is put in
+ * place (provision stages every bundle before its first step changes the host).
+ *
+ * kb_unpack_stage: when @plan unpacks DIR/NAME, the bundle is read or fetched
+ * into a staging directory in DIR and checked there as apply checks it (pinned
+ * SHA-256, SHA256SUMS, members, images, domain.xml rewritten) into *@staged;
+ * else *@staged is NULL. The staging directory stays flock()ed while *@staged
+ * lives: one left by a process killed later is stale to the next plan. SIGINT,
+ * SIGTERM and SIGHUP while staging remove it (ctx->stop_signal set). On failure
+ * nothing is left and the change is marked failed.
+ *
+ * kb_unpack_apply_staged: kb_unpack_apply, with the DIR/NAME change made by
+ * renaming @staged into place (NULL: staged now, as kb_unpack_apply does).
+ *
+ * kb_unpack_staged_free: removes the staging directory unless it was committed.
+ */
+struct kb_unpack_staged;
+int kb_unpack_stage(const struct kb_ctx *ctx, const struct kb_unpack_spec *spec, struct kb_plan *plan,
+		    struct kb_unpack_staged **staged, struct kb_error *err);
+void kb_unpack_staged_free(struct kb_unpack_staged *staged);
+
 /* What was unpacked, member by member, for a listing. */
 struct kb_unpack_member {
 	char name[KB_BUNDLE_NAME_MAX];
@@ -93,6 +116,8 @@ struct kb_unpack_report {
 /* kb_unpack_apply, and what it unpacked into @report (for the applet's listing). */
 int kb_unpack_apply_report(const struct kb_ctx *ctx, const struct kb_unpack_spec *spec, struct kb_plan *plan,
 			   struct kb_unpack_report *report, struct kb_error *err);
+int kb_unpack_apply_staged(const struct kb_ctx *ctx, const struct kb_unpack_spec *spec, struct kb_plan *plan,
+			   struct kb_unpack_staged *staged, struct kb_unpack_report *report, struct kb_error *err);
 
 /*
  * What was unpacked, member by member (sizes, digest, format), as text; with

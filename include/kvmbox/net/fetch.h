@@ -30,6 +30,13 @@ int kb_fetch_file(const char *url, const char *dest, int timeout_s, struct kb_er
 /* POST the file @body to @url within @timeout_s seconds (the answer is discarded). */
 int kb_fetch_post(const char *url, const char *body, int timeout_s, struct kb_error *err);
 
+/*
+ * Whether @url is there, without its body: a GET whose answer is judged as
+ * kb_fetch_file judges it (a 404 is ENOENT; an unreachable server, another
+ * status or a redirect to another host fail), within @timeout_s seconds.
+ */
+int kb_fetch_probe(const char *url, int timeout_s, struct kb_error *err);
+
 /* A GET streamed through a pipe: read @fd until EOF, then kb_fetch_stream_end. */
 struct kb_fetch_stream {
 	pid_t pid;

@@ -6,7 +6,9 @@
  * Every step is a resource's typed plan/apply (kvmbox/core/change.h) with
  * the spec the config's section set. The whole config is parsed and every
  * step planned before the first change: a value a step refuses stops the
- * run with nothing changed. The state file (kvmbox/provision/state.h) is
+ * run with nothing changed. A run then fetches and verifies every bundle it
+ * will unpack (kb_unpack_stage) before the first step: a bundle that fails
+ * stops it with nothing changed too. The state file (kvmbox/provision/state.h) is
  * rewritten at every step boundary, so a killed run says where it stopped;
  * every step converges, so running again finishes the job.
  *
@@ -22,6 +24,8 @@
 #include "kvmbox/core/output.h"
 #include "kvmbox/provision/hostconf.h"
 #include "kvmbox/provision/state.h"
+
+struct kb_unpack_staged;
 
 #define KB_PROVISION_DEFAULT_CONFIG "/etc/kvmbox/host.conf"
 #define KB_PROVISION_MAX_STEPS (6 + 3 * KB_HOSTCONF_MAX_ITEMS)
@@ -46,6 +50,9 @@ struct kb_provision_step {
 	struct kb_row row; /* the outcome in one line */
 	struct kb_plan plan; /* the changes, item by item */
 	bool applying;       /* planned to be applied (a run), not only planned */
+	/* A bundle's: verified ahead of the first step, renamed into place at its own step. */
+	struct kb_unpack_staged *staged;
+	char *made_dest;     /* the topmost directory of DEST that staging made; NULL: none */
 };
 
 struct kb_provision_options {
