@@ -52,7 +52,7 @@ static void example_config(void **state)
 	assert_string_equal(nfv1->name, "nfv1");
 	assert_true(nfv1->spec.memory_kib == 100ull << 20);
 	assert_true(nfv1->spec.hugepages && nfv1->spec.hugepage_kib == 0);
-	const char *expected[] = { "memory=100G", "vcpus=56", "cpu=Haswell,-rtm,-hle,+rdrand,+f16c",
+	const char *expected[] = { "memory=100G", "vcpus=52", "cpu=Haswell,-rtm,-hle,+rdrand,+f16c",
 				   "disk=size=100G,pool=default", "network=bridge=br0,model=e1000",
 				   "network=bridge=br1,model=virtio", "hostdev=81:00.3", "hugepages=yes",
 				   "placement=auto" };
