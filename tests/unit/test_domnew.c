@@ -47,7 +47,10 @@ static void syntax_refusals_name_the_word(void **state)
 		{ "hostdev", "81:00", "hostdev '81:00': is not a PCI address (0000:81:00.3, 81:00.3 or pci_0000_81_00_3)" },
 		{ "hugepages", "lots", "hugepages 'lots': is yes, no or a page size (2M, 1G)" },
 		{ "boot", "floppy", "boot 'floppy': is a list of hd, cdrom and network (boot=cdrom,hd)" },
-		{ "placement", "dense", "placement 'dense': is auto or none" },
+		{ "placement", "dense", "placement 'dense': is auto[,emulator-threads=share|isolate][,pci-numa-affinity=POLICY] or none" },
+		{ "placement", "auto,emulator-threads=dedicated", "placement 'auto,emulator-threads=dedicated': emulator-threads= is share or isolate" },
+		{ "placement", "auto,pci-numa-affinity=strict", "placement 'auto,pci-numa-affinity=strict': pci-numa-affinity= is required, preferred, legacy or socket" },
+		{ "placement", "auto,pin=yes", "placement 'auto,pin=yes': unknown option 'pin' (emulator-threads=, pci-numa-affinity=)" },
 		{ "cdrom", "x.iso", "cdrom 'x.iso': takes the absolute path of an ISO image, without '..'" },
 		/* A ".." is refused, not resolved: which directory it climbs out of is what it hides. */
 		{ "disk", "path=/var/lib/libvirt/images/../../../../etc/passwd",

@@ -52,7 +52,7 @@ static void example_config(void **state)
 	assert_string_equal(nfv1->name, "nfv1");
 	assert_true(nfv1->spec.memory_kib == 100ull << 20);
 	assert_true(nfv1->spec.hugepages && nfv1->spec.hugepage_kib == 0);
-	const char *expected[] = { "memory=100G", "vcpus=56", "cpu=Haswell,-rtm,-hle,+rdrand,+f16c",
+	const char *expected[] = { "memory=100G", "vcpus=52", "cpu=Haswell,-rtm,-hle,+rdrand,+f16c",
 				   "disk=size=100G,pool=default", "network=bridge=br0,model=e1000",
 				   "network=bridge=br1,model=virtio", "hostdev=81:00.3", "hugepages=yes",
 				   "placement=auto" };
@@ -137,7 +137,7 @@ static void errors_name_the_line(void **state)
 		{ "[domain web]\nvcpus = 2\n", 1, "[domain] made from words needs memory = SIZE" },
 		{ "[domain web]\nmemory = 4G\ndisk = size=12X\n", 3, "disk 'size=12X': '12X' is not a size (4G, 512M, 100G)" },
 		{ "[domain web]\nmemory = 4G\nnetwork = bridge=br0,model=ne2k\n", 3, "network 'bridge=br0,model=ne2k': model is virtio, e1000, e1000e or rtl8139, not 'ne2k'" },
-		{ "[domain web]\nmemory = 4G\nplacement = everywhere\n", 3, "placement 'everywhere': is auto or none" },
+		{ "[domain web]\nmemory = 4G\nplacement = everywhere\n", 3, "placement 'everywhere': is auto[,emulator-threads=share|isolate][,pci-numa-affinity=POLICY] or none" },
 		{ "[domain web]\nbundle = web\n", 1, "[domain web]: no [bundle web] in this file" },
 		{ "[domain web]\nxml = /a.xml\nbundle = web\n[bundle web]\nsource=/b\n", 1, "[domain] needs exactly one of xml = FILE, bundle = NAME or the words of domain new (memory = 4G, ...)" },
 		{ "[kvm\nnested = yes\n", 1, "a section header must be [NAME] on one line" },

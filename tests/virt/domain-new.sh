@@ -92,22 +92,40 @@ NFV1_WORDS=(--memory 102400M --vcpus 56 --cpu Haswell,-rtm,-hle,+rdrand,+f16c
 VM3_WORDS=(--memory 4096M --vcpus 2 --network bridge=br0,model=e1000 --network bridge=br1,model=e1000
 	--graphics vnc,listen=0.0.0.0 --disk path=/var/lib/libvirt/images/vm1.img --boot hd)
 
-# The notes' nfv1, placed on the 2-socket host: too big for one node (56 vCPUs, 100 GiB),
-# so two guest cells mirror the host's nodes, the NIC's node 1 first.
+# defines_on_test_driver WHAT XML: libvirt's test driver takes the definition as it is.
+defines_on_test_driver() {
+	local file=$TESTS_TMP/defined.xml
+	printf '%s\n' "$2" >"$file"
+	expect_match "$1 defined on test:///default" "$(timeout 30 virsh -c test:///default define "$file" 2>&1)" "^Domain '.*' defined"
+}
+
+# The notes' nfv1 on the 2-socket host: its 56 vCPUs would take the host's reserve (one
+# core per node) and are refused, saying so. Nova: cpu_dedicated_set without one core per
+# node holds 52 pCPUs; 56 requested: no valid host.
 nfv1_golden() {
 	local r
 	r=$(big_host)
 	run domain new nfv1 --root "$r" --connect "test://$NODE" "${NFV1_WORDS[@]}" --placement auto --print-xml
+	expect_rc 1
+	expect_eq "nfv1 needs the reserve" "$ERR" "kvmbox domain: placement auto: 56 vCPUs would take 4 CPUs of the host's reserve (0,14,28,42: one core per node, for the host and emulator threads); free: node 0 26 CPUs 65024 MiB, node 1 26 CPUs 65024 MiB"
+	# 52 vCPUs fit: two cells of 26 mirror the host's nodes, the NIC's node 1 first, a socket
+	# per cell with sibling pairs as threads, emulator threads on the reserve. Nova
+	# (hw:numa_nodes=2): the same cells and pins; emulatorpin on the 52 pCPUs (share
+	# without cpu_shared_set); no <topology> unless hw:cpu_* asks.
+	run domain new nfv1 --root "$r" --connect "test://$NODE" "${NFV1_WORDS[@]}" --vcpus 52 --placement auto --print-xml
 	expect_rc 0
 	expect_eq "nfv1 definition" "$OUT" "$(cat "$GOLDEN/nfv1.xml")"
-	# What the golden file says, stated: 56 pins on 56 distinct CPUs, cells 0-27 on node 1, 28-55 on node 0.
-	expect_eq "distinct host CPUs" "$(grep -o "vcpupin vcpu='[0-9]*' cpuset='[0-9]*'" <<<"$OUT" | sed "s/.*cpuset=//" | sort -u | wc -l)" 56
-	expect_match cells "$OUT" "<cell id='0' cpus='0-27' memory='52428800' unit='KiB'/>
-      <cell id='1' cpus='28-55' memory='52428800' unit='KiB'/>"
+	defines_on_test_driver nfv1 "$OUT"
+	# What the golden file says, stated: 52 pins on 52 distinct CPUs, cells 0-25 on node 1, 26-51 on node 0.
+	expect_eq "distinct host CPUs" "$(grep -o "vcpupin vcpu='[0-9]*' cpuset='[0-9]*'" <<<"$OUT" | sed "s/.*cpuset=//" | sort -u | wc -l)" 52
+	expect_match cells "$OUT" "<cell id='0' cpus='0-25' memory='52428800' unit='KiB'/>
+      <cell id='1' cpus='26-51' memory='52428800' unit='KiB'/>"
 	expect_match memnodes "$OUT" "<memnode cellid='0' mode='strict' nodeset='1'/>
     <memnode cellid='1' mode='strict' nodeset='0'/>"
-	expect_match "vCPU 0 on the NIC's node" "$OUT" "<vcpupin vcpu='0' cpuset='14'/>
-    <vcpupin vcpu='1' cpuset='42'/>"
+	expect_match "vCPU 0 on the NIC's node" "$OUT" "<vcpupin vcpu='0' cpuset='15'/>
+    <vcpupin vcpu='1' cpuset='43'/>"
+	expect_match "topology of the pins" "$OUT" "<topology sockets='2' dies='1' cores='13' threads='2'/>"
+	expect_match "emulator on the reserve" "$OUT" "<emulatorpin cpuset='0,14,28,42'/>"
 	# Without placement: no pins, no cells.
 	run domain new nfv1 --root "$r" --connect "test://$NODE" "${NFV1_WORDS[@]}" --print-xml
 	expect_rc 0
@@ -120,43 +138,86 @@ vm3_golden() {
 	run domain new vm3 --root "$r" --connect "test://$NODE" "${VM3_WORDS[@]}" --print-xml
 	expect_rc 0
 	expect_eq "vm3 definition" "$OUT" "$(cat "$GOLDEN/vm3.xml")"
-	# Placed on the 1 x 4 host: two whole CPUs, the emulator on the other two.
+	# Placed on the 1 x 4 host: CPU 0 is the host's reserve and the emulator's. Nova
+	# (cpu_dedicated_set=1-3): vCPUs on 1 and 2, emulatorpin on them.
 	run domain new vm3 --root "$r" --connect "test://$NODE" "${VM3_WORDS[@]}" --placement auto --print-xml
 	expect_rc 0
 	expect_match "small host pins" "$OUT" "<cputune>
-    <vcpupin vcpu='0' cpuset='0'/>
-    <vcpupin vcpu='1' cpuset='1'/>
-    <emulatorpin cpuset='2-3'/>
+    <vcpupin vcpu='0' cpuset='1'/>
+    <vcpupin vcpu='1' cpuset='2'/>
+    <emulatorpin cpuset='0'/>
   </cputune>
   <numatune>
     <memory mode='strict' nodeset='0'/>
   </numatune>"
+	expect_match "no threads to pair" "$OUT" "<topology sockets='1' dies='1' cores='2' threads='1'/>"
+	defines_on_test_driver vm3 "$OUT"
+	# isolate: a CPU of the emulator's own (Nova: one more pCPU, cpuset_reserved on cell 0's node).
+	run domain new vm3 --root "$r" --connect "test://$NODE" "${VM3_WORDS[@]}" --placement auto,emulator-threads=isolate --print-xml
+	expect_rc 0
+	expect_match "isolated emulator" "$OUT" "<vcpupin vcpu='1' cpuset='2'/>
+    <emulatorpin cpuset='3'/>"
+	run domain new vm3 --root "$r" --connect "test://$NODE" "${VM3_WORDS[@]}" --vcpus 3 --placement auto,emulator-threads=isolate --print-xml
+	expect_rc 1
+	expect_eq "isolate needs one more" "$ERR" "kvmbox domain: placement auto: 3 vCPUs would take 1 CPU of the host's reserve (0: one core per node, for the host and emulator threads); free: node 0 3 CPUs 15872 MiB"
 }
 
 # Node 0 half taken by a pinned domain libvirt knows: kvmbox never pins onto its CPUs.
 half_taken_host() {
 	local r
 	r=$(big_host)
+	# Nova (spread): node 1; kvmbox packs node 0's whole free cores first.
 	run domain new web --root "$r" --connect "test://$HALF_NODE" --memory 8G --vcpus 8 --placement auto --print-xml
 	expect_rc 0
 	expect_match "node 0's free cores" "$OUT" "<vcpupin vcpu='0' cpuset='7'/>
     <vcpupin vcpu='1' cpuset='35'/>
     <vcpupin vcpu='2' cpuset='8'/>"
-	expect_match "emulator beside, not on the other's CPUs" "$OUT" "<emulatorpin cpuset='11-13,39-41'/>"
+	# Node 0's reserve (0,28) carries the other domain's vCPUs: the emulator goes to node 1's.
+	expect_match "emulator on the reserve, not on the other's CPUs" "$OUT" "<emulatorpin cpuset='14,42'/>"
 	run domain new web --root "$r" --connect "test://$HALF_NODE" --memory 8G --vcpus 16 --placement auto --print-xml
 	expect_rc 0
-	expect_match "16 go to node 1" "$OUT" "<vcpupin vcpu='0' cpuset='14'/>.*<memory mode='strict' nodeset='1'/>"
+	expect_match "16 go to node 1" "$OUT" "<vcpupin vcpu='0' cpuset='15'/>.*<memory mode='strict' nodeset='1'/>"
 	# Hugepages: the node with the free pages of that size wins; none anywhere is refused with the figures.
 	fx_node_hugepages "$r" 1 1048576 8
 	run domain new web --root "$r" --connect "test://$HALF_NODE" --memory 8G --vcpus 4 --hugepages=1G --placement auto --print-xml
 	expect_rc 0
-	expect_match "1G pages on node 1" "$OUT" "<page size='1048576' unit='KiB'/>.*<vcpupin vcpu='0' cpuset='14'/>.*nodeset='1'"
+	expect_match "1G pages on node 1" "$OUT" "<page size='1048576' unit='KiB'/>.*<vcpupin vcpu='0' cpuset='15'/>.*nodeset='1'"
 	run domain new web --root "$r" --connect "test://$HALF_NODE" --memory 16G --vcpus 4 --hugepages=1G --placement auto --print-xml
 	expect_rc 1
-	expect_eq refusal "$ERR" "kvmbox domain: placement auto: 4 vCPUs and 16384 MiB do not fit on this host; free: node 0 14 CPUs 0 MiB of hugepages, node 1 28 CPUs 8192 MiB of hugepages"
+	expect_eq refusal "$ERR" "kvmbox domain: placement auto: 4 vCPUs and 16384 MiB do not fit on this host; free: node 0 14 CPUs 0 MiB of hugepages, node 1 26 CPUs 8192 MiB of hugepages"
+	# The other domain's 8 GiB count on node 0, with the host's 512 MiB.
 	run domain new web --root "$r" --connect "test://$HALF_NODE" --memory 8G --vcpus 43 --placement auto --print-xml
 	expect_rc 1
-	expect_eq "too many vCPUs" "$ERR" "kvmbox domain: placement auto: 43 vCPUs and 8192 MiB do not fit on this host; free: node 0 14 CPUs 57344 MiB, node 1 28 CPUs 65536 MiB"
+	expect_eq "too many vCPUs" "$ERR" "kvmbox domain: placement auto: 43 vCPUs and 8192 MiB do not fit on this host; free: node 0 14 CPUs 56832 MiB, node 1 26 CPUs 65024 MiB"
+}
+
+# What other domains take, read from their definitions: <vcpu cpuset>, emulatorpin outside the
+# reserve, memory where their pins are; the NIC's node under each PCI affinity policy.
+other_domains_count() {
+	local r node=$TESTS_TMP/others.xml
+	r=$(big_host)
+	# A domain on node 0's first threads by <vcpu cpuset>: only half cores left there, node 1
+	# whole. Nova: node 1 (more free pCPUs).
+	test_node "$node" "<domain type='test'><name>spread</name><memory unit='GiB'>4</memory><vcpu placement='static' cpuset='0-13'>14</vcpu><os><type arch='i686'>hvm</type></os></domain>"
+	run domain new web --root "$r" --connect "test://$node" --memory 8G --vcpus 8 --network none --placement auto --print-xml
+	expect_rc 0
+	expect_match "whole cores on node 1" "$OUT" "<vcpupin vcpu='0' cpuset='15'/>
+    <vcpupin vcpu='1' cpuset='43'/>"
+	defines_on_test_driver web "$OUT"
+	# A domain whose emulator owns CPUs 1-2 and whose 60 GiB sit with its vCPUs on node 1.
+	test_node "$node" "<domain type='test'><name>emu</name><memory unit='GiB'>60</memory><vcpu placement='static'>2</vcpu><cputune><vcpupin vcpu='0' cpuset='20'/><vcpupin vcpu='1' cpuset='48'/><emulatorpin cpuset='1-2'/></cputune><os><type arch='i686'>hvm</type></os></domain>"
+	run domain new web --root "$r" --connect "test://$node" --memory 8G --vcpus 2 --network none --placement auto --print-xml
+	expect_rc 0
+	expect_match "not on the other's emulator CPUs" "$OUT" "<vcpupin vcpu='0' cpuset='3'/>
+    <vcpupin vcpu='1' cpuset='31'/>"
+	# The NIC on node 1, whose memory the other domain holds: required (the default) refuses,
+	# preferred goes to node 0. Nova: the same (required: no valid host).
+	run domain new web --root "$r" --connect "test://$node" --memory 8G --vcpus 1 --network none --hostdev 81:00.3 --placement auto --print-xml
+	expect_rc 1
+	expect_eq "required" "$ERR" "kvmbox domain: placement auto: 1 vCPUs and 8192 MiB do not fit on node 1, the host device's (pci-numa-affinity=required; preferred lets the guest go elsewhere); free: node 0 24 CPUs 65024 MiB, node 1 24 CPUs 3584 MiB"
+	run domain new web --root "$r" --connect "test://$node" --memory 8G --vcpus 1 --network none --hostdev 81:00.3 --placement auto,pci-numa-affinity=preferred --print-xml
+	expect_rc 0
+	expect_match "preferred" "$OUT" "<memory mode='strict' nodeset='0'/>"
 }
 
 # virt-install, given the notes' flags, as the oracle for what kvmbox's definitions mean.
@@ -176,10 +237,10 @@ virt_install_agrees() {
 		--graphics vnc,listen=0.0.0.0 --disk path=/var/lib/libvirt/images/vm1.img,bus=virtio --import --cpu host-model)
 	expect_eq "vm3 as virt-install means it" "$ours" "$theirs"
 	r=$(big_host)
-	run domain new nfv1 --root "$r" --connect "test://$NODE" "${NFV1_WORDS[@]}" --placement auto --print-xml
+	run domain new nfv1 --root "$r" --connect "test://$NODE" "${NFV1_WORDS[@]}" --vcpus 52 --placement auto --print-xml
 	ours=$(python3 "$MEANING" <<<"$OUT")
 	expect_match "new disk is qcow2" "$ours" "disk disk /var/lib/libvirt/images/nfv1.img vda virtio format qcow2"
-	theirs=$(oracle nfv1 -r 102400 --vcpus 56 --cpu Haswell,-rtm,-hle,+rdrand,+f16c \
+	theirs=$(oracle nfv1 -r 102400 --vcpus 52 --cpu Haswell,-rtm,-hle,+rdrand,+f16c \
 		--disk path=/var/lib/libvirt/images/nfv1.img,size=100,bus=virtio,format=qcow2 --network bridge=br0,model=e1000 \
 		--network bridge=br1,model=virtio --graphics vnc,listen=0.0.0.0 --host-device=pci_0000_81_00_3 --boot hd)
 	expect_eq "nfv1 as virt-install means it" "$(sed 's/ format qcow2$//' <<<"$ours")" "$theirs"
@@ -301,12 +362,13 @@ real_host_ready() {
 }
 
 new_guest_runs_pinned_on_hugepages() {
-	local words=(--memory 128M --vcpus 2 --disk size=64M,pool=kvmbox-test-pool --placement auto --hugepages
+	# One vCPU: this host's first core is its reserve.
+	local words=(--memory 128M --vcpus 1 --disk size=64M,pool=kvmbox-test-pool --placement auto --hugepages
 		--graphics none --network none --start --wait 60)
 	RUN_BOUND=90 run domain new kvmbox-test-new "${words[@]}"
 	expect_rc 0
 	expect_match defined "$OUT" "^changed +kvmbox-test-new +absent -> defined"
-	expect_match placed "$OUT" "changed +kvmbox-test-new vcpu pins +absent -> 0:[0-9]+ 1:[0-9]+, emulator [0-9,-]+ \(placed on node [0-9]+, emulator on .*\)"
+	expect_match placed "$OUT" "changed +kvmbox-test-new vcpu pins +absent -> 0:[0-9]+, emulator [0-9,-]+ \(placed on node [0-9]+, emulator on .*\)"
 	expect_match volume "$OUT" "changed +kvmbox-test-new volume kvmbox-test-pool/kvmbox-test-new.qcow2 +absent -> 64 MiB"
 	expect_match started "$OUT" "changed +kvmbox-test-new state +absent -> running \(after [0-9.]+ s\)$"
 	expect_eq state "$($VIRSH domstate kvmbox-test-new | head -1)" running
@@ -316,7 +378,7 @@ new_guest_runs_pinned_on_hugepages() {
 	virsh -q -c qemu:///system capabilities | grep -q "<domain type='kvm'" && expected_type=kvm
 	expect_match "virt type" "$dump" "^<domain type='$expected_type'"
 	pins=$(sed -n "s/.*<vcpupin vcpu='\([0-9]*\)' cpuset='\([0-9]*\)'.*/\1:\2/p" <<<"$OUT$dump" | sort -u | wc -l)
-	expect_eq "two pins" "$pins" 2
+	expect_eq "one pin" "$pins" 1
 	expect_match numatune "$dump" "<memory mode='strict' nodeset='[0-9]+'/>"
 	expect_match hugepages "$dump" "<hugepages>[[:space:]]+<page size='2048' unit='KiB'/>"
 	expect_match "serial console" "$dump" "<console type='pty'"
@@ -535,6 +597,7 @@ changed +domain kvmbox-test-prov +[0-9]+ items changed .*
 t nfv1_golden
 t vm3_golden
 t half_taken_host
+t other_domains_count
 t virt_install_agrees
 t bad_words
 if real_host_ready; then

@@ -71,7 +71,7 @@ domain_new_paths() {
 	vg domain new vgnew --root "$r" --connect test:///default --memory 12G --vcpus 10 --cpu Haswell,-rtm,+f16c \
 		--network bridge=br0,model=e1000 --hostdev 81:00.3 --placement auto --print-xml
 	expect_rc 0
-	expect_match "two cells" "$OUT" "<cell id='1' cpus='8-9'"
+	expect_match "two balanced cells" "$OUT" "<cell id='1' cpus='5-9'"
 	vg domain new vgnew --root "$r" --connect test:///default --memory 1G --network bridge=br9 --print-xml
 	expect_rc 1
 	virt_pool kvmbox-test-vgpool "$TESTS_TMP/vgpool"

@@ -911,7 +911,8 @@ static int place_domain(struct session *s, const struct kb_domnew *d, int node, 
 	if (rc == 0)
 		rc = claim_other_domains(s, d->name, d->hugepages ? d->hugepage_kib : 0, topo, err);
 	if (rc == 0) {
-		struct kb_place_request req = { d->vcpus, d->memory_kib, d->hugepages ? d->hugepage_kib : 0, node };
+		struct kb_place_request req = { d->vcpus, d->memory_kib, d->hugepages ? d->hugepage_kib : 0, node,
+						d->emulator_threads, d->pci_affinity };
 		char why[512];
 		if (kb_place(topo, &req, placement, why, sizeof(why)) < 0)
 			rc = kb_fail(err, 0, NULL, "placement auto: %s", why);
@@ -1925,9 +1926,10 @@ static int plan_definition(struct session *s, const struct build *b, struct kb_p
 		char nodes[128] = "", emulator[256];
 		for (size_t c = 0; c < p->cell_count; c++)
 			append(nodes, sizeof(nodes), "+", "%d", p->cell[c].host_node);
-		kb_change_note(&plan->change[plan->count - 1], "placed on node %s, emulator on %s%s", nodes,
+		kb_change_note(&plan->change[plan->count - 1], "placed on node %s, emulator on %s%s%s", nodes,
 			       kb_cpuset_format(&p->emulator, emulator, sizeof(emulator)),
-			       p->emulator_shared ? " (shared: no CPU is free of guests)" : "");
+			       p->emulator_shared ? " (shared: the host keeps no CPU)" : "",
+			       p->off_device_node ? "; the host device's node is full (pci-numa-affinity=preferred)" : "");
 	}
 	if (now)
 		canonical_machine_of(s, want);

@@ -293,6 +293,39 @@ static int word_network(struct kb_domnew *d, const char *value, char *buf, struc
 	return 0;
 }
 
+/* auto[,emulator-threads=share|isolate][,pci-numa-affinity=required|preferred|legacy|socket] or none (Nova's policies). */
+static int word_placement(struct kb_domnew *d, const char *value, char *buf, struct kb_error *err)
+{
+	static const char *const emulator[] = { "share", "isolate", NULL };
+	static const char *const affinity[] = { "required", "preferred", "legacy", "socket", NULL };
+	char *cursor = buf, *key, *v;
+	next_item(&cursor, &key, &v);
+	if (!strcmp(key, "none") && !v && !cursor) {
+		d->placement_auto = false;
+		return 0;
+	}
+	if (strcmp(key, "auto") || v)
+		return bad(err, "placement", value, "is auto[,emulator-threads=share|isolate][,pci-numa-affinity=POLICY] or none");
+	d->placement_auto = true;
+	d->emulator_threads = KB_EMULATOR_SHARE;
+	d->pci_affinity = KB_PCI_REQUIRED;
+	while (next_item(&cursor, &key, &v)) {
+		if (!strcmp(key, "emulator-threads") && v && one_of(v, emulator))
+			d->emulator_threads = !strcmp(v, "share") ? KB_EMULATOR_SHARE : KB_EMULATOR_ISOLATE;
+		else if (!strcmp(key, "pci-numa-affinity") && v && one_of(v, affinity))
+			d->pci_affinity = !strcmp(v, "required")  ? KB_PCI_REQUIRED
+					  : !strcmp(v, "preferred") ? KB_PCI_PREFERRED
+					  : !strcmp(v, "legacy")    ? KB_PCI_LEGACY
+								    : KB_PCI_SOCKET;
+		else if (!strcmp(key, "emulator-threads") || !strcmp(key, "pci-numa-affinity"))
+			return bad(err, "placement", value, "%s= is %s", key,
+				   !strcmp(key, "emulator-threads") ? "share or isolate" : "required, preferred, legacy or socket");
+		else
+			return bad(err, "placement", value, "unknown option '%s' (emulator-threads=, pci-numa-affinity=)", key);
+	}
+	return 0;
+}
+
 static int word_graphics(struct kb_domnew *d, const char *value, char *buf, struct kb_error *err)
 {
 	char *cursor = buf, *key, *v;
@@ -422,9 +455,7 @@ int kb_domnew_word(struct kb_domnew *d, const char *key, const char *value, stru
 	} else if (!strcmp(key, "import")) {
 		return word_flag(key, value, &d->import, err);
 	} else if (!strcmp(key, "placement")) {
-		if (strcmp(value, "auto") && strcmp(value, "none"))
-			return bad(err, key, value, "is auto or none");
-		d->placement_auto = !strcmp(value, "auto");
+		return word_placement(d, value, buf, err);
 	} else {
 		return kb_fail(err, 0, NULL, "unknown word '%s' (one of: %s)", key, kb_domnew_words);
 	}
@@ -541,7 +572,7 @@ static void put_cpu(FILE *out, const struct kb_domnew *d, const struct kb_placem
 	bool cells = p && p->cell_count > 1;
 	bool custom = !strcmp(d->cpu_mode, "custom");
 	bool nested = d->nested && d->nested_feature[0];
-	if (!custom && !d->feature_count && !nested && !cells) {
+	if (!custom && !d->feature_count && !nested && !p) {
 		put(out, "  <cpu mode='%s' check='%s'/>\n", d->cpu_mode,
 		    !strcmp(d->cpu_mode, "host-passthrough") ? "none" : "partial");
 		return;
@@ -552,6 +583,9 @@ static void put_cpu(FILE *out, const struct kb_domnew *d, const struct kb_placem
 	else
 		put(out, "  <cpu mode='%s' check='%s'>\n", d->cpu_mode,
 		    !strcmp(d->cpu_mode, "host-passthrough") ? "none" : "partial");
+	/* The topology the pins make: the guest's scheduler sees the host's sibling threads and nodes as they are. */
+	if (p)
+		put(out, "    <topology sockets='%u' dies='1' cores='%u' threads='%u'/>\n", p->sockets, p->cores, p->threads);
 	for (size_t i = 0; i < d->feature_count; i++)
 		put(out, "    <feature policy='%s' name='%s'/>\n", d->feature[i].enable ? "require" : "disable",
 		    d->feature[i].name);

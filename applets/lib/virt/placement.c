@@ -27,23 +27,65 @@ unsigned long long kb_topology_free_pages(const struct kb_topo_node *n, unsigned
 	return 0;
 }
 
-/* The CPUs of @n a new domain's vCPUs may take. */
-static void vcpu_candidates(const struct kb_topology *topo, const struct kb_topo_node *n, struct kb_cpuset *out)
+static void cpuset_and_not(struct kb_cpuset *set, const struct kb_cpuset *minus)
+{
+	for (size_t w = 0; w < KB_CPUSET_MAX / 64; w++)
+		set->bits[w] &= ~minus->bits[w];
+}
+
+static void cpuset_del(struct kb_cpuset *set, unsigned cpu)
+{
+	set->bits[cpu / 64] &= ~(1ull << (cpu % 64));
+}
+
+/* The CPUs of @n a new domain's vCPUs may take (@with_reserve: the reserve too, to say what it would take). */
+static void vcpu_candidates_of(const struct kb_topology *topo, const struct kb_topo_node *n, bool with_reserve,
+			       struct kb_cpuset *out)
 {
 	bool isolating = kb_cpuset_count(&topo->isolated) > 0;
 	for (size_t i = 0; i < KB_CPUSET_MAX / 64; i++) {
-		out->bits[i] = n->cpus.bits[i] & topo->online.bits[i] & ~topo->pinned.bits[i];
-		if (isolating)
+		out->bits[i] = n->cpus.bits[i] & topo->online.bits[i] & ~topo->pinned.bits[i] & ~topo->emulator_taken.bits[i];
+		if (isolating && !with_reserve)
 			out->bits[i] &= topo->isolated.bits[i];
+		if (!with_reserve)
+			out->bits[i] &= ~topo->reserved.bits[i];
 	}
 }
 
-/* What @n can give: hugepages of the requested size, or its memory nobody bound yet. */
+static void vcpu_candidates(const struct kb_topology *topo, const struct kb_topo_node *n, struct kb_cpuset *out)
+{
+	vcpu_candidates_of(topo, n, false, out);
+}
+
+/* What @n can give: hugepages of the requested size, or its memory nobody has (host reserve and hugepage pools included). */
 static unsigned long long node_free_kib(const struct kb_topo_node *n, unsigned long hugepage_kib)
 {
 	if (hugepage_kib)
 		return kb_topology_free_pages(n, hugepage_kib) * hugepage_kib;
-	return n->memory_kib > n->claimed_kib ? n->memory_kib - n->claimed_kib : 0;
+	unsigned long long taken = n->claimed_kib + n->reserved_kib;
+	for (size_t i = 0; i < n->huge_count; i++)
+		taken += n->huge[i].total * n->huge[i].page_kib;
+	return n->memory_kib > taken ? n->memory_kib - taken : 0;
+}
+
+/* Whether every online thread of @cpu's core on @n is in @free. */
+static bool whole_core_free(const struct kb_topology *topo, const struct kb_topo_node *n, const struct kb_cpuset *free,
+			    unsigned cpu)
+{
+	unsigned core = topo->core_of[cpu];
+	for (unsigned t = core; t < KB_CPUSET_MAX; t++)
+		if (topo->core_of[t] == core && kb_cpuset_has(&n->cpus, t) && !kb_cpuset_has(free, t))
+			return false;
+	return true;
+}
+
+/* The CPUs of @free that are threads of whole free cores. */
+static unsigned whole_core_cpus(const struct kb_topology *topo, const struct kb_topo_node *n, const struct kb_cpuset *free)
+{
+	unsigned count = 0;
+	for (unsigned cpu = 0; cpu < KB_CPUSET_MAX; cpu++)
+		count += kb_cpuset_has(free, cpu) && whole_core_free(topo, n, free, cpu);
+	return count;
 }
 
 /*
@@ -59,16 +101,12 @@ static void take_cpus(const struct kb_topology *topo, const struct kb_topo_node 
 			if (!kb_cpuset_has(free, cpu))
 				continue;
 			unsigned core = topo->core_of[cpu];
-			bool whole = core == cpu;
-			for (unsigned t = core; whole && t < KB_CPUSET_MAX; t++)
-				if (topo->core_of[t] == core && kb_cpuset_has(&n->cpus, t) && !kb_cpuset_has(free, t))
-					whole = false;
-			if (pass == 0 && !whole)
+			if (pass == 0 && (core != cpu || !whole_core_free(topo, n, free, cpu)))
 				continue;
 			for (unsigned t = core; t < KB_CPUSET_MAX && count; t++) {
 				if (topo->core_of[t] != core || !kb_cpuset_has(free, t))
 					continue;
-				free->bits[t / 64] &= ~(1ull << (t % 64));
+				cpuset_del(free, t);
 				pins[(*pin_count)++] = (unsigned short)t;
 				count--;
 			}
@@ -76,7 +114,33 @@ static void take_cpus(const struct kb_topology *topo, const struct kb_topo_node 
 	}
 }
 
-/* Nodes in the order they are tried: the preferred one, then by number. */
+static const struct kb_topo_node *node_by_id(const struct kb_topology *topo, int id)
+{
+	for (size_t i = 0; i < topo->node_count; i++)
+		if (topo->node[i].id == id)
+			return &topo->node[i];
+	return NULL;
+}
+
+/* Whether the PCI policy lets the guest leave the device's node out. */
+static bool device_binds(const struct kb_place_request *req)
+{
+	return req->preferred_node >= 0 && req->pci_affinity != KB_PCI_PREFERRED;
+}
+
+/* Whether @n may hold the guest's first cell under the request's PCI policy. */
+static bool device_allows(const struct kb_topology *topo, const struct kb_place_request *req, const struct kb_topo_node *n)
+{
+	if (!device_binds(req))
+		return true;
+	if (req->pci_affinity == KB_PCI_SOCKET) {
+		const struct kb_topo_node *dev = node_by_id(topo, req->preferred_node);
+		return n->id == req->preferred_node || (dev && dev->socket >= 0 && dev->socket == n->socket);
+	}
+	return n->id == req->preferred_node;
+}
+
+/* Nodes in the order they are tried: the device's, then by number. */
 static size_t node_order(const struct kb_topology *topo, int preferred, size_t order[])
 {
 	size_t k = 0;
@@ -103,6 +167,251 @@ static void say_free(const struct kb_topology *topo, const struct kb_place_reque
 	}
 }
 
+/* The CPUs the guest needs on a node holding @vcpus of them (its first cell: the isolated emulator's too). */
+static unsigned cpus_needed(const struct kb_place_request *req, unsigned vcpus, bool first)
+{
+	return vcpus + (first && req->emulator == KB_EMULATOR_ISOLATE);
+}
+
+/* Try the guest on one node: @whole_only asks for whole free cores. */
+static bool fits_one_node(const struct kb_topology *topo, const struct kb_place_request *req, const struct kb_topo_node *n,
+			  bool whole_only)
+{
+	struct kb_cpuset free;
+	vcpu_candidates(topo, n, &free);
+	unsigned have = whole_only ? whole_core_cpus(topo, n, &free) : kb_cpuset_count(&free);
+	return device_allows(topo, req, n) && have >= cpus_needed(req, req->vcpus, true) &&
+	       node_free_kib(n, req->hugepage_kib) >= req->memory_kib;
+}
+
+/*
+ * Split over the first @k usable nodes of @order: vCPUs balanced (each next
+ * one to the cell with the fewest that has room), memory in proportion to
+ * the vCPUs in whole pages, what a node cannot hold going to the others.
+ */
+static bool split_over(const struct kb_topology *topo, const struct kb_place_request *req, const size_t *order, size_t nodes,
+		       size_t k, struct kb_placement *out)
+{
+	unsigned long long unit = req->hugepage_kib ? req->hugepage_kib : 1024;
+	unsigned long long room[KB_TOPO_NODES_MAX];
+	unsigned cap[KB_TOPO_NODES_MAX];
+	const struct kb_topo_node *used[KB_TOPO_NODES_MAX];
+	size_t cells = 0;
+	for (size_t i = 0; i < nodes && cells < k; i++) {
+		const struct kb_topo_node *n = &topo->node[order[i]];
+		struct kb_cpuset free;
+		vcpu_candidates(topo, n, &free);
+		unsigned here = kb_cpuset_count(&free);
+		unsigned long long can = node_free_kib(n, req->hugepage_kib) / unit * unit;
+		if (cells == 0 && !device_allows(topo, req, n))
+			return false; /* the device's node is the first cell, or no split is allowed */
+		if (cells == 0 && here)
+			here -= req->emulator == KB_EMULATOR_ISOLATE;
+		if (!here || !can)
+			continue;
+		used[cells] = n;
+		cap[cells] = here;
+		room[cells++] = can;
+	}
+	if (cells < k || k > req->vcpus)
+		return false;
+	unsigned count[KB_TOPO_NODES_MAX] = { 0 };
+	for (unsigned v = 0; v < req->vcpus; v++) {
+		size_t best = k;
+		for (size_t c = 0; c < k; c++)
+			if (count[c] < cap[c] && (best == k || count[c] < count[best]))
+				best = c;
+		if (best == k)
+			return false;
+		count[best]++;
+	}
+	unsigned long long left = req->memory_kib, share[KB_TOPO_NODES_MAX];
+	for (size_t c = 0; c < k; c++) {
+		share[c] = req->memory_kib / unit * count[c] / req->vcpus * unit;
+		if (c + 1 == k || share[c] > left)
+			share[c] = left;
+		if (share[c] > room[c])
+			share[c] = room[c];
+		left -= share[c];
+	}
+	for (size_t c = 0; c < k && left; c++) {
+		unsigned long long more = room[c] - share[c];
+		if (more > left)
+			more = left;
+		share[c] += more;
+		left -= more;
+	}
+	for (size_t c = 0; c < k; c++)
+		if (!share[c])
+			return false;
+	if (left)
+		return false;
+	unsigned placed = 0;
+	for (size_t c = 0; c < k; c++) {
+		struct kb_cpuset free;
+		vcpu_candidates(topo, used[c], &free);
+		out->cell[c] = (struct kb_place_cell){ used[c]->id, placed, count[c], share[c] };
+		take_cpus(topo, used[c], &free, count[c], out->vcpu_cpu, &placed);
+	}
+	out->cell_count = k;
+	return true;
+}
+
+/* One node, else the fewest nodes; false when nothing fits. */
+static bool place_cells(const struct kb_topology *topo, const struct kb_place_request *req, struct kb_placement *out)
+{
+	size_t order[KB_TOPO_NODES_MAX];
+	size_t nodes = node_order(topo, req->preferred_node, order);
+	/* The device's node on any cores, then whole cores anywhere, then any node with the CPUs. */
+	for (int pass = 0; pass < 3; pass++) {
+		for (size_t k = 0; k < nodes; k++) {
+			const struct kb_topo_node *n = &topo->node[order[k]];
+			if ((pass == 0 && n->id != req->preferred_node) || !fits_one_node(topo, req, n, pass == 1))
+				continue;
+			struct kb_cpuset free;
+			unsigned placed = 0;
+			vcpu_candidates(topo, n, &free);
+			take_cpus(topo, n, &free, req->vcpus, out->vcpu_cpu, &placed);
+			out->cell[0] = (struct kb_place_cell){ n->id, 0, req->vcpus, req->memory_kib };
+			out->cell_count = 1;
+			return true;
+		}
+	}
+	for (size_t k = 2; k <= nodes; k++)
+		if (split_over(topo, req, order, nodes, k, out))
+			return true;
+	return false;
+}
+
+/* Emulator threads: the reserve of the guest's nodes (else any node's), or one CPU of the first cell's node alone. */
+static void place_emulator(const struct kb_topology *topo, const struct kb_place_request *req, struct kb_placement *out)
+{
+	if (req->emulator == KB_EMULATOR_ISOLATE) {
+		const struct kb_topo_node *n = node_by_id(topo, out->cell[0].host_node);
+		struct kb_cpuset free;
+		vcpu_candidates(topo, n, &free);
+		for (unsigned v = 0; v < out->vcpus; v++)
+			cpuset_del(&free, out->vcpu_cpu[v]);
+		/* A thread of a core the guest already has half of, before a whole core. */
+		int cpu = -1;
+		for (unsigned c = 0; c < KB_CPUSET_MAX && cpu < 0; c++)
+			if (kb_cpuset_has(&free, c) && !whole_core_free(topo, n, &free, c))
+				cpu = (int)c;
+		if (cpu < 0)
+			cpu = kb_cpuset_first_common(&free, &free);
+		kb_cpuset_add(&out->emulator, (unsigned)cpu);
+		return;
+	}
+	struct kb_cpuset hk = topo->reserved;
+	for (size_t w = 0; w < KB_CPUSET_MAX / 64; w++)
+		hk.bits[w] &= topo->online.bits[w];
+	cpuset_and_not(&hk, &topo->pinned);
+	cpuset_and_not(&hk, &topo->emulator_taken);
+	for (size_t c = 0; c < out->cell_count; c++) {
+		const struct kb_topo_node *n = node_by_id(topo, out->cell[c].host_node);
+		for (size_t w = 0; n && w < KB_CPUSET_MAX / 64; w++)
+			out->emulator.bits[w] |= hk.bits[w] & n->cpus.bits[w];
+	}
+	if (kb_cpuset_count(&out->emulator) == 0)
+		out->emulator = hk; /* isolcpus= covers the guest's nodes: housekeeping elsewhere */
+	if (kb_cpuset_count(&out->emulator) == 0) {
+		out->emulator_shared = true;
+		for (unsigned v = 0; v < out->vcpus; v++)
+			kb_cpuset_add(&out->emulator, out->vcpu_cpu[v]);
+	}
+}
+
+static unsigned gcd(unsigned a, unsigned b)
+{
+	while (b) {
+		unsigned t = a % b;
+		a = b;
+		b = t;
+	}
+	return a;
+}
+
+/*
+ * The guest's topology from its pins: a socket per group of vCPUs that
+ * divides every cell (one socket per cell when the cells are equal), two
+ * threads per core when every cell is made of pairs of sibling threads.
+ */
+static void guest_topology(const struct kb_topology *topo, struct kb_placement *out)
+{
+	unsigned per = 0;
+	bool pairs = true;
+	for (size_t c = 0; c < out->cell_count; c++) {
+		const struct kb_place_cell *cell = &out->cell[c];
+		per = gcd(per, cell->vcpu_count);
+		pairs = pairs && cell->first_vcpu % 2 == 0 && cell->vcpu_count % 2 == 0;
+		for (unsigned v = cell->first_vcpu; pairs && v < cell->first_vcpu + cell->vcpu_count; v += 2)
+			pairs = topo->core_of[out->vcpu_cpu[v]] == topo->core_of[out->vcpu_cpu[v + 1]];
+	}
+	pairs = pairs && per % 2 == 0;
+	out->threads = pairs ? 2 : 1;
+	out->cores = per / out->threads;
+	out->sockets = out->vcpus / per;
+}
+
+/* What of the reserve the guest would take: "4 CPUs of the host's reserve (0,14,28,42)". */
+static bool say_reserve(const struct kb_topology *topo, const struct kb_place_request *req, char *why, size_t size)
+{
+	struct kb_topology *lifted = malloc(sizeof(*lifted));
+	struct kb_placement *trial = malloc(sizeof(*trial));
+	bool would = false;
+	if (lifted && trial) {
+		*lifted = *topo;
+		memset(&lifted->reserved, 0, sizeof(lifted->reserved));
+		memset(&lifted->isolated, 0, sizeof(lifted->isolated));
+		memset(trial, 0, sizeof(*trial));
+		trial->vcpus = req->vcpus;
+		would = place_cells(lifted, req, trial);
+	}
+	if (would) {
+		unsigned free = 0;
+		for (size_t i = 0; i < topo->node_count; i++) {
+			struct kb_cpuset c;
+			vcpu_candidates(topo, &topo->node[i], &c);
+			free += kb_cpuset_count(&c);
+		}
+		unsigned need = cpus_needed(req, req->vcpus, true);
+		unsigned take = need > free ? need - free : 1; /* enough CPUs, not on one node's whole cores */
+		char reserve[256], reason[512];
+		struct kb_cpuset r = topo->reserved;
+		for (size_t w = 0; w < KB_CPUSET_MAX / 64; w++)
+			r.bits[w] &= topo->online.bits[w] & ~topo->pinned.bits[w];
+		snprintf(reason, sizeof(reason),
+			 "%u vCPUs would take %u CPU%s of the host's reserve (%s: %s)", req->vcpus, take, take == 1 ? "" : "s",
+			 kb_cpuset_format(&r, reserve, sizeof(reserve)),
+			 kb_cpuset_count(&topo->isolated) ? "the CPUs isolcpus= leaves to the host"
+							  : "one core per node, for the host and emulator threads");
+		say_free(topo, req, why, size, reason);
+	}
+	free(lifted);
+	free(trial);
+	return would;
+}
+
+/* The device's node cannot have the guest: say so, when it would fit elsewhere. */
+static bool say_device(const struct kb_topology *topo, const struct kb_place_request *req, char *why, size_t size)
+{
+	struct kb_place_request anywhere = *req;
+	struct kb_placement *trial = calloc(1, sizeof(*trial));
+	anywhere.pci_affinity = KB_PCI_PREFERRED;
+	bool would = trial && place_cells(topo, &anywhere, trial);
+	if (would) {
+		char reason[256];
+		snprintf(reason, sizeof(reason),
+			 "%u vCPUs and %llu MiB do not fit on node %d%s, the host device's (pci-numa-affinity=%s; preferred lets "
+			 "the guest go elsewhere)", req->vcpus, req->memory_kib >> 10, req->preferred_node,
+			 req->pci_affinity == KB_PCI_SOCKET ? " or its socket" : "",
+			 req->pci_affinity == KB_PCI_SOCKET ? "socket" : req->pci_affinity == KB_PCI_LEGACY ? "legacy" : "required");
+		say_free(topo, req, why, size, reason);
+	}
+	free(trial);
+	return would;
+}
+
 int kb_place(const struct kb_topology *topo, const struct kb_place_request *req, struct kb_placement *out,
 	     char *why, size_t why_size)
 {
@@ -119,91 +428,18 @@ int kb_place(const struct kb_topology *topo, const struct kb_place_request *req,
 		return -1;
 	}
 	out->vcpus = req->vcpus;
-	size_t order[KB_TOPO_NODES_MAX];
-	size_t nodes = node_order(topo, req->preferred_node, order);
-
-	/* One node that has both the CPUs and the memory. */
-	for (size_t k = 0; k < nodes; k++) {
-		const struct kb_topo_node *n = &topo->node[order[k]];
-		struct kb_cpuset free;
-		vcpu_candidates(topo, n, &free);
-		if (kb_cpuset_count(&free) < req->vcpus || node_free_kib(n, req->hugepage_kib) < req->memory_kib)
-			continue;
-		unsigned placed = 0;
-		take_cpus(topo, n, &free, req->vcpus, out->vcpu_cpu, &placed);
-		out->cell[0] = (struct kb_place_cell){ n->id, 0, req->vcpus, req->memory_kib };
-		out->cell_count = 1;
-		goto emulator;
-	}
-
-	/*
-	 * Split: fill nodes in order with vCPUs (nodes with memory to give), then
-	 * share the memory out in whole pages: in proportion to the vCPUs, what a
-	 * node cannot hold going to the cells whose nodes can.
-	 */
-	unsigned placed = 0;
-	unsigned long long unit = req->hugepage_kib ? req->hugepage_kib : 1024;
-	unsigned long long room[KB_TOPO_NODES_MAX];
-	for (size_t k = 0; k < nodes && placed < req->vcpus; k++) {
-		const struct kb_topo_node *n = &topo->node[order[k]];
-		struct kb_cpuset free;
-		vcpu_candidates(topo, n, &free);
-		unsigned here = kb_cpuset_count(&free);
-		unsigned long long can = node_free_kib(n, req->hugepage_kib) / unit * unit;
-		if (!here || !can)
-			continue;
-		if (here > req->vcpus - placed)
-			here = req->vcpus - placed;
-		room[out->cell_count] = can;
-		out->cell[out->cell_count++] = (struct kb_place_cell){ n->id, placed, here, 0 };
-		take_cpus(topo, n, &free, here, out->vcpu_cpu, &placed);
-	}
-	unsigned long long left = req->memory_kib;
-	for (size_t c = 0; placed == req->vcpus && c < out->cell_count; c++) {
-		unsigned long long share = req->memory_kib / unit * out->cell[c].vcpu_count / req->vcpus * unit;
-		if (c + 1 == out->cell_count || share > left)
-			share = left;
-		if (share > room[c])
-			share = room[c];
-		out->cell[c].memory_kib = share;
-		left -= share;
-	}
-	for (size_t c = 0; placed == req->vcpus && c < out->cell_count && left; c++) {
-		unsigned long long more = room[c] - out->cell[c].memory_kib;
-		if (more > left)
-			more = left;
-		out->cell[c].memory_kib += more;
-		left -= more;
-	}
-	bool empty_cell = false;
-	for (size_t c = 0; c < out->cell_count; c++)
-		empty_cell = empty_cell || out->cell[c].memory_kib == 0;
-	if (placed < req->vcpus || left || empty_cell) {
+	if (!place_cells(topo, req, out)) {
+		memset(out, 0, sizeof(*out));
+		if ((device_binds(req) && say_device(topo, req, why, why_size)) || say_reserve(topo, req, why, why_size))
+			return -1;
 		snprintf(reason, sizeof(reason), "%u vCPUs and %llu MiB do not fit on this host", req->vcpus,
 			 req->memory_kib >> 10);
 		say_free(topo, req, why, why_size, reason);
-		memset(out, 0, sizeof(*out));
 		return -1;
 	}
-
-emulator:
-	/* Emulator threads: the used nodes' CPUs no guest's vCPU has (housekeeping CPUs when isolating). */
-	for (size_t c = 0; c < out->cell_count; c++) {
-		for (size_t i = 0; i < topo->node_count; i++) {
-			if (topo->node[i].id != out->cell[c].host_node)
-				continue;
-			for (size_t w = 0; w < KB_CPUSET_MAX / 64; w++)
-				out->emulator.bits[w] |= topo->node[i].cpus.bits[w] & topo->online.bits[w] &
-							 ~topo->pinned.bits[w] & ~topo->isolated.bits[w];
-		}
-	}
-	for (unsigned v = 0; v < out->vcpus; v++)
-		out->emulator.bits[out->vcpu_cpu[v] / 64] &= ~(1ull << (out->vcpu_cpu[v] % 64));
-	if (kb_cpuset_count(&out->emulator) == 0) {
-		out->emulator_shared = true;
-		for (unsigned v = 0; v < out->vcpus; v++)
-			kb_cpuset_add(&out->emulator, out->vcpu_cpu[v]);
-	}
+	out->off_device_node = req->preferred_node >= 0 && out->cell[0].host_node != req->preferred_node;
+	place_emulator(topo, req, out);
+	guest_topology(topo, out);
 	return 0;
 }
 
@@ -263,7 +499,11 @@ static void read_node_hugepages(const struct kb_ctx *ctx, struct kb_topo_node *n
 		if (kb_read_value(ctx, path, value, sizeof(value), NULL) < 0)
 			continue;
 		n->huge[n->huge_count].page_kib = kib;
-		n->huge[n->huge_count++].free = strtoull(value, NULL, 10);
+		n->huge[n->huge_count].free = strtoull(value, NULL, 10);
+		snprintf(path, sizeof(path), "/sys/devices/system/node/node%d/hugepages/%s/nr_hugepages", n->id, e->d_name);
+		if (kb_read_value(ctx, path, value, sizeof(value), NULL) == 0)
+			n->huge[n->huge_count].total = strtoull(value, NULL, 10);
+		n->huge_count++;
 	}
 	closedir(d);
 }
@@ -275,10 +515,43 @@ static int read_single_node(const struct kb_ctx *ctx, struct kb_topology *topo, 
 	n->id = 0;
 	n->cpus = topo->online;
 	n->memory_kib = kb_meminfo_kib(ctx, "/proc/meminfo", "MemTotal:");
+	n->reserved_kib = KB_TOPO_RESERVE_MEMORY_KIB;
+	n->socket = -1;
 	if (!n->memory_kib)
 		return kb_fail(err, 0, "/proc/meminfo", "no MemTotal in");
 	topo->node_count = 1;
+	kb_topology_default_reserve(topo);
 	return 0;
+}
+
+void kb_topology_default_reserve(struct kb_topology *topo)
+{
+	memset(&topo->reserved, 0, sizeof(topo->reserved));
+	if (kb_cpuset_count(&topo->isolated)) {
+		topo->reserved = topo->online;
+		cpuset_and_not(&topo->reserved, &topo->isolated);
+		return;
+	}
+	for (size_t i = 0; i < topo->node_count; i++) {
+		int first = kb_cpuset_first_common(&topo->node[i].cpus, &topo->online);
+		if (first < 0)
+			continue;
+		unsigned core = topo->core_of[first];
+		for (unsigned t = 0; t < KB_CPUSET_MAX; t++)
+			if (topo->core_of[t] == core && kb_cpuset_has(&topo->node[i].cpus, t))
+				kb_cpuset_add(&topo->reserved, t);
+	}
+}
+
+/* The socket of node @n: its first CPU's physical_package_id, -1 when sysfs does not say. */
+static int node_socket(const struct kb_ctx *ctx, const struct kb_topo_node *n)
+{
+	int first = kb_cpuset_first_common(&n->cpus, &n->cpus);
+	char path[128], value[32];
+	if (first < 0)
+		return -1;
+	snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu%d/topology/physical_package_id", first);
+	return kb_read_value(ctx, path, value, sizeof(value), NULL) < 0 ? -1 : atoi(value);
 }
 
 int kb_topology_read(const struct kb_ctx *ctx, struct kb_topology *topo, struct kb_error *err)
@@ -321,6 +594,8 @@ int kb_topology_read(const struct kb_ctx *ctx, struct kb_topology *topo, struct 
 			n->cpus.bits[w] &= topo->online.bits[w];
 		snprintf(path, sizeof(path), "/sys/devices/system/node/node%d/meminfo", id);
 		n->memory_kib = kb_meminfo_kib(ctx, path, "MemTotal:");
+		n->reserved_kib = KB_TOPO_RESERVE_MEMORY_KIB;
+		n->socket = node_socket(ctx, n);
 		read_node_hugepages(ctx, n);
 		topo->node_count++;
 	}
@@ -335,19 +610,33 @@ int kb_topology_read(const struct kb_ctx *ctx, struct kb_topology *topo, struct 
 			topo->node[k] = topo->node[k - 1];
 			topo->node[k - 1] = t;
 		}
+	kb_topology_default_reserve(topo);
 	return 0;
 }
 
 /* ---- what other domains have taken ------------------------------------------ */
 
-static void claim_cpuset(struct kb_topology *topo, const struct kb_xml *xml, xmlNode *node)
+/* @node's cpuset into @into; false when it has none. */
+static bool claim_cpuset(const struct kb_xml *xml, xmlNode *node, struct kb_cpuset *into)
 {
 	autofree char *cpuset = kb_xml_prop(xml, node, "cpuset");
 	struct kb_cpuset set;
 	if (!cpuset || kb_cpuset_parse(cpuset, &set) < 0)
-		return;
+		return false;
 	for (size_t w = 0; w < KB_CPUSET_MAX / 64; w++)
-		topo->pinned.bits[w] |= set.bits[w];
+		into->bits[w] |= set.bits[w];
+	return true;
+}
+
+/* The one node all of @cpus are on, or NULL. */
+static struct kb_topo_node *node_of_cpus(struct kb_topology *topo, const struct kb_cpuset *cpus)
+{
+	for (size_t i = 0; i < topo->node_count; i++) {
+		if (kb_cpuset_first_common(cpus, &topo->node[i].cpus) < 0)
+			continue;
+		return kb_cpuset_first_missing(cpus, &topo->node[i].cpus) < 0 ? &topo->node[i] : NULL;
+	}
+	return NULL;
 }
 
 static struct kb_topo_node *topo_node(struct kb_topology *topo, const char *nodeset)
@@ -412,13 +701,36 @@ void kb_topology_claim_domain(struct kb_topology *topo, const struct kb_xml *xml
 	xmlNode *domain = xml->root_element(doc);
 	xmlNode *tune = kb_xml_child(domain, "cputune");
 	xmlNode *pin = kb_xml_child(tune, "vcpupin");
+	struct kb_cpuset cpus = { { 0 } }, emulator = { { 0 } };
+	bool pinned = false;
 	if (pin) {
 		for (; pin; pin = kb_xml_next(pin, "vcpupin"))
-			claim_cpuset(topo, xml, pin);
+			pinned = claim_cpuset(xml, pin, &cpus) || pinned;
 	} else {
-		claim_cpuset(topo, xml, kb_xml_child(domain, "vcpu"));
+		pinned = claim_cpuset(xml, kb_xml_child(domain, "vcpu"), &cpus);
 	}
-	each_bound_memory(topo, xml, domain, claim_memory, NULL);
+	for (size_t w = 0; w < KB_CPUSET_MAX / 64; w++)
+		topo->pinned.bits[w] |= cpus.bits[w];
+	/* Emulator threads on the reserve share it; anywhere else the CPUs are that domain's. */
+	if (claim_cpuset(xml, kb_xml_child(tune, "emulatorpin"), &emulator)) {
+		cpuset_and_not(&emulator, &topo->reserved);
+		for (size_t w = 0; w < KB_CPUSET_MAX / 64; w++)
+			topo->emulator_taken.bits[w] |= emulator.bits[w];
+	}
+	/* Hugepage-backed memory is out of the nodes' free pages already. */
+	if (kb_xml_child(kb_xml_child(domain, "memoryBacking"), "hugepages"))
+		return;
+	if (kb_xml_child(kb_xml_child(domain, "numatune"), "memory")) {
+		each_bound_memory(topo, xml, domain, claim_memory, NULL);
+		return;
+	}
+	/* Unbound memory follows its vCPUs (the kernel allocates on the node that first touches it). */
+	struct kb_topo_node *n = pinned ? node_of_cpus(topo, &cpus) : NULL;
+	xmlNode *total = kb_xml_child(domain, "memory");
+	autofree char *amount = kb_xml_text(xml, total);
+	autofree char *unit = kb_xml_prop(xml, total, "unit");
+	if (n && amount)
+		claim_memory(n, kb_memory_kib(amount, unit), NULL);
 }
 
 static void return_pages(struct kb_topo_node *n, unsigned long long kib, void *opaque)

@@ -85,6 +85,8 @@ struct kb_domnew {
 	bool nested;
 	char nested_feature[4];     /* vmx or svm, resolved by the caller */
 	bool placement_auto;
+	enum kb_emulator_threads emulator_threads; /* placement auto's emulator-threads= */
+	enum kb_pci_affinity pci_affinity;         /* placement auto's pci-numa-affinity= */
 	bool allow_host_file; /* disk and cdrom files may be the host's own (system directories, /dev) */
 	struct kb_cloudinit cloud_init; /* a NoCloud seed for the first boot */
 	bool import;          /* virt-install's --import: boot the disk as it is, no install media */
