@@ -188,6 +188,7 @@ bench: deps $(BIN)
 	@KVMBOX=$(abspath $(BIN)) tests/bench/bundle.sh
 	@KVMBOX=$(abspath $(BIN)) tests/bench/domains.sh
 	@KVMBOX=$(abspath $(BIN)) tests/bench/provision.sh
+	@KVMBOX=$(abspath $(BIN)) BUILD=$(abspath $(BUILD)) tests/bench/scale.sh
 
 install: $(BIN) $(BUILD)/kvmbox.1
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
