@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What a libvirt domain definition means, one fact per line, for comparing two
 definitions written by different tools (kvmbox domain new and virt-install):
-memory, vCPUs, CPU mode/model/features, disks, interfaces, graphics, host devices.
+memory, vCPUs, CPU mode/model/features, firmware, disks, interfaces, graphics, host devices.
 Reads the XML on stdin. Attribute order, quoting, element order within a kind
 and defaults a tool leaves to libvirt do not show."""
 import sys
@@ -23,6 +23,11 @@ def main():
         out.append(f"cpu {cpu.get('mode', 'custom')} {model.text if model is not None else '-'}")
         for f in sorted(cpu.findall("feature"), key=lambda f: f.get("name")):
             out.append(f"cpu feature {f.get('name')} {f.get('policy')}")
+    os_ = d.find("os")
+    if os_ is not None and os_.get("firmware"):
+        out.append(f"firmware {os_.get('firmware')}")
+        for f in sorted(os_.findall("firmware/feature"), key=lambda f: f.get("name")):
+            out.append(f"firmware feature {f.get('name')} {f.get('enabled')}")
     dev = d.find("devices")
     for disk in dev.findall("disk"):
         src = disk.find("source")

@@ -46,7 +46,18 @@ static void syntax_refusals_name_the_word(void **state)
 		{ "graphics", "vnc,listen=everywhere", "graphics 'vnc,listen=everywhere': listen= takes an IP address, not 'everywhere'" },
 		{ "hostdev", "81:00", "hostdev '81:00': is not a PCI address (0000:81:00.3, 81:00.3 or pci_0000_81_00_3)" },
 		{ "hugepages", "lots", "hugepages 'lots': is yes, no or a page size (2M, 1G)" },
-		{ "boot", "floppy", "boot 'floppy': is a list of hd, cdrom and network (boot=cdrom,hd)" },
+		{ "boot", "floppy", "boot 'floppy': is a list of hd, cdrom, network and uefi (boot=cdrom,hd; boot=uefi,firmware.feature0.name=secure-boot,firmware.feature0.enabled=yes)" },
+		{ "boot", "firmware=bios", "boot 'firmware=bios': firmware is efi, not 'bios' (without it: BIOS)" },
+		{ "boot", "uefi,firmware.feature0.name=smm,firmware.feature0.enabled=yes",
+		  "boot 'uefi,firmware.feature0.name=smm,firmware.feature0.enabled=yes': firmware feature is secure-boot or enrolled-keys, not 'smm'" },
+		{ "boot", "uefi,firmware.feature0.name=secure-boot", "boot 'uefi,firmware.feature0.name=secure-boot': firmware.feature0 needs both .name= and .enabled=" },
+		{ "boot", "uefi,firmware.feature1.enabled=maybe,firmware.feature1.name=secure-boot",
+		  "boot 'uefi,firmware.feature1.enabled=maybe,firmware.feature1.name=secure-boot': firmware.feature1.enabled is yes or no, not 'maybe'" },
+		{ "boot", "hd,firmware.feature0.name=secure-boot,firmware.feature0.enabled=yes",
+		  "boot 'hd,firmware.feature0.name=secure-boot,firmware.feature0.enabled=yes': firmware features go with uefi (or firmware=efi)" },
+		{ "boot", "uefi,firmware.feature0.name=secure-boot,firmware.feature0.enabled=yes,firmware.feature1.name=secure-boot,firmware.feature1.enabled=no",
+		  "boot 'uefi,firmware.feature0.name=secure-boot,firmware.feature0.enabled=yes,firmware.feature1.name=secure-boot,firmware.feature1.enabled=no': firmware feature secure-boot is named twice" },
+		{ "placement", "dense", "placement 'dense': is auto or none" },
 		{ "placement", "dense", "placement 'dense': is auto[,emulator-threads=share|isolate][,pci-numa-affinity=POLICY] or none" },
 		{ "placement", "auto,emulator-threads=dedicated", "placement 'auto,emulator-threads=dedicated': emulator-threads= is share or isolate" },
 		{ "placement", "auto,pci-numa-affinity=strict", "placement 'auto,pci-numa-affinity=strict': pci-numa-affinity= is required, preferred, legacy or socket" },
@@ -104,6 +115,30 @@ static void finish_names_volumes_and_boot_order(void **state)
 	assert_int_equal(d.boot_count, 2);
 	assert_string_equal(d.boot[0], "cdrom");
 	assert_string_equal(d.boot[1], "hd");
+	/* virt-install's firmware words: libvirt's auto-selection, features by index in any order. */
+	kb_domnew_init(&d, "web");
+	assert_int_equal(word("memory", "1G", &err), 0);
+	assert_int_equal(word("boot", "uefi,firmware.feature3.enabled=no,firmware.feature3.name=enrolled-keys,"
+				      "firmware.feature0.name=secure-boot,firmware.feature0.enabled=yes,cdrom", &err), 0);
+	assert_int_equal(kb_domnew_finish(&d, &err), 0);
+	assert_string_equal(d.firmware, "efi");
+	assert_int_equal(d.boot_count, 1);
+	char *fw = NULL;
+	assert_int_equal(kb_domnew_xml(&d, NULL, &fw, &err), 0);
+	assert_non_null(strstr(fw, "  <os firmware='efi'>\n    <type arch='x86_64' machine='q35'>hvm</type>\n    <firmware>\n"
+				   "      <feature enabled='no' name='enrolled-keys'/>\n      <feature enabled='yes' name='secure-boot'/>\n"
+				   "    </firmware>\n    <boot dev='cdrom'/>\n  </os>"));
+	free(fw);
+	kb_domnew_init(&d, "web");
+	assert_int_equal(word("memory", "1G", &err), 0);
+	assert_int_equal(word("boot", "firmware=efi", &err), 0);
+	assert_int_equal(kb_domnew_finish(&d, &err), 0);
+	assert_int_equal(kb_domnew_xml(&d, NULL, &fw, &err), 0);
+	assert_non_null(strstr(fw, "  <os firmware='efi'>\n    <type arch='x86_64' machine='q35'>hvm</type>\n    <boot dev='hd'/>\n  </os>"));
+	free(fw);
+	/* A later boot word replaces the earlier one, firmware included. */
+	assert_int_equal(word("boot", "cdrom,hd", &err), 0);
+	assert_string_equal(d.firmware, "");
 	/* virt-install's network words: network=NAME, a bare default, the old NAME: syntax, none. */
 	kb_domnew_init(&d, "web");
 	assert_int_equal(word("memory", "1G", &err), 0);

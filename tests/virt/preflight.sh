@@ -284,6 +284,76 @@ bad_files_are_named() {
 	expect_rc 2
 }
 
+# efi_dom FILE MACHINE [OS_EXTRA] [TOP_EXTRA]: a domain with <os firmware='efi'> on MACHINE.
+efi_dom() {
+	dom "$1" qemu "" "${4:-}" >/dev/null
+	sed -i "s|<os><type arch='x86_64' machine='pc'>hvm</type></os>|<os firmware='efi'><type arch='x86_64' machine='$2'>hvm</type>${3:-}</os>|" "$TESTS_TMP/$1"
+	echo "$TESTS_TMP/$1"
+}
+# A fixture root with Debian's ovmf as descriptors and (empty) firmware files.
+efi_root() {
+	local fx
+	fx=$(fx_new)
+	cp -a "$FX/images" "$FX/etc" "$fx/"
+	mkdir -p "$fx/usr/share/qemu/firmware" "$fx/usr/share/OVMF"
+	cp tests/fixtures/firmware/*.json "$fx/usr/share/qemu/firmware/"
+	for f in OVMF_CODE_4M.fd OVMF_CODE_4M.ms.fd OVMF_CODE_4M.secboot.fd OVMF_VARS_4M.fd OVMF_VARS_4M.ms.fd; do
+		: >"$fx/usr/share/OVMF/$f"
+	done
+	echo "$fx"
+}
+SB="<firmware><feature enabled='yes' name='secure-boot'/></firmware>"
+
+uefi_firmware_descriptors() {
+	local fx
+	# No descriptor in the root: libvirt could not pick any firmware.
+	run --root "$FX" domain preflight --json "$(efi_dom efi.xml q35)"
+	expect_rc 1
+	expect_eq "no ovmf" "$(jq -r '.preflight[0].findings[] | "\(.severity) \(.id) \(.element)"' <<<"$OUT")" "ERROR firmware.efi /domain/os"
+	expect_eq "no ovmf: message" "$(message_of firmware.efi)" "firmware='efi': no UEFI firmware for x86_64 (no descriptor in /usr/share/qemu/firmware or /etc/qemu/firmware)"
+	expect_eq "no ovmf: fix" "$(fix_of firmware.efi)" "apt install ovmf"
+	fx=$(efi_root)
+	run --root "$fx" domain preflight "$TESTS_TMP/efi.xml"
+	expect_rc 0
+	expect_eq "q35 with ovmf" "$OUT" "$TESTS_TMP/efi.xml: no findings: the domain can start on this host"
+	run --root "$fx" domain preflight "$(efi_dom efi-pc.xml pc)"
+	expect_eq "pc with ovmf" "$RC $OUT" "0 $TESTS_TMP/efi-pc.xml: no findings: the domain can start on this host"
+	run --root "$fx" domain preflight "$(efi_dom sb-q35.xml q35 "$SB")"
+	expect_eq "secure boot on q35" "$RC" 0
+	# Secure boot: Debian's firmware with it is for q35 only, and needs SMM.
+	run --root "$fx" domain preflight --json "$(efi_dom sb-pc.xml pc "$SB")"
+	expect_rc 1
+	expect_match "secure boot on pc" "$(message_of firmware.efi)" "^firmware='efi' with secure-boot: this host's UEFI firmware with it is for machines pc-q35-\*, not pc-i440fx-[0-9.]+$"
+	expect_eq "secure boot on pc: fix" "$(fix_of firmware.efi)" "use machine q35 (<type machine='q35'>, domain new --machine q35)"
+	run --root "$fx" domain preflight --json "$(efi_dom sb-nosmm.xml q35 "$SB" "
+  <features><smm state='off'/></features>")"
+	expect_eq "secure boot without SMM" "$(message_of firmware.efi)" "firmware='efi' with secure-boot: the firmware that has it needs SMM (requires-smm), which <smm state='off'> turns off"
+	# A firmware file gone behind its descriptor; an empty file in /etc hides /usr/share's descriptor.
+	rm "$fx/usr/share/OVMF/OVMF_CODE_4M.fd"
+	run --root "$fx" domain preflight --json "$TESTS_TMP/efi-pc.xml"
+	expect_eq "file gone" "$(message_of firmware.efi)" "firmware='efi': descriptor 60-edk2-x86_64.json names /usr/share/OVMF/OVMF_CODE_4M.fd, which does not exist"
+	mkdir -p "$fx/etc/qemu/firmware"
+	: >"$fx/etc/qemu/firmware/60-edk2-x86_64.json"
+	run --root "$fx" domain preflight --json "$TESTS_TMP/efi-pc.xml"
+	expect_match "masked in /etc" "$(message_of firmware.efi)" "^firmware='efi': this host's UEFI firmware is for machines pc-q35-\*, not pc-i440fx-[0-9.]+$"
+	# The same answers whether this machine has KVM or not: the domain is TCG, the descriptors the root's.
+	run --root "$fx" domain preflight "$TESTS_TMP/efi.xml"
+	expect_eq "q35 still fine" "$RC" 0
+}
+
+firmware_files_named_by_hand() {
+	local fx
+	fx=$(efi_root)
+	run --root "$fx" domain preflight --json "$(efi_dom loader.xml q35 "<loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE.gone.fd</loader><nvram template='/usr/share/OVMF/OVMF_VARS.gone.fd'/>")"
+	expect_rc 1
+	expect_eq findings "$(jq -r '.preflight[0].findings[] | "\(.severity) \(.id) \(.element)"' <<<"$OUT")" "ERROR firmware.loader /domain/os/loader
+ERROR firmware.nvram /domain/os/nvram"
+	expect_eq loader "$(message_of firmware.loader)" "loader /usr/share/OVMF/OVMF_CODE.gone.fd: No such file or directory"
+	expect_eq nvram "$(message_of firmware.nvram)" "NVRAM template /usr/share/OVMF/OVMF_VARS.gone.fd: No such file or directory"
+	run --root "$fx" domain preflight "$(efi_dom loader-ok.xml q35 "<loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.fd</loader><nvram template='/usr/share/OVMF/OVMF_VARS_4M.fd'/>")"
+	expect_eq "files there" "$RC" 0
+}
+
 t valid_tcg_domain_has_no_findings
 t kvm_domain_without_usable_devkvm
 t emulator_from_an_old_host
@@ -301,4 +371,6 @@ t pci_group_not_whole
 t no_serial_console_is_a_warning
 t libvirt_unreachable_still_checks_files
 t bad_files_are_named
+t uefi_firmware_descriptors
+t firmware_files_named_by_hand
 done_testing

@@ -41,7 +41,11 @@ enum domain_action {
 	DOMAIN_POOL,       /* a storage pool the disks need, defined or started; arg: the first such disk */
 	DOMAIN_NETWORK,    /* a libvirt network the interfaces use, started; arg: its index in build.to_start */
 	DOMAIN_SEED,       /* the cloud-init seed: written, then attached to the start */
+	DOMAIN_NVRAM,      /* rm --storage: the UEFI variable store libvirt made from its template */
 };
+
+/* Where libvirt's QEMU driver keeps the NVRAM of a domain with <os firmware='efi'> and no <nvram> of its own. */
+#define NVRAM_DIR "/var/lib/libvirt/qemu/nvram"
 
 /* The pool virt-install makes on a host that has none: kvmbox makes the same for pool=default. */
 #define DEFAULT_POOL "default"
@@ -1171,6 +1175,30 @@ static const char *graphics_value(const struct kb_xml *xml, xmlNode *root, char 
 	return buf[0] ? buf : "none";
 }
 
+/*
+ * The firmware: "bios", "efi" with the features it must or must not have
+ * ("efi secure-boot=yes": libvirt picks the firmware at start), or the
+ * "loader PATH" a definition names itself.
+ */
+static const char *firmware_value(const struct kb_xml *xml, xmlNode *root, char *buf, size_t size)
+{
+	xmlNode *os = kb_xml_child(root, "os");
+	autofree char *firmware = kb_xml_prop(xml, os, "firmware");
+	autofree char *loader = kb_xml_text(xml, kb_xml_child(os, "loader"));
+	buf[0] = '\0';
+	if (!firmware && loader && *loader) {
+		snprintf(buf, size, "loader %s", loader);
+		return buf;
+	}
+	append(buf, size, "", "%s", firmware ? firmware : "bios");
+	for (xmlNode *f = kb_xml_child(kb_xml_child(os, "firmware"), "feature"); f; f = kb_xml_next(f, "feature")) {
+		autofree char *name = kb_xml_prop(xml, f, "name");
+		autofree char *enabled = kb_xml_prop(xml, f, "enabled");
+		append(buf, size, " ", "%s=%s", name ? name : "?", enabled ? enabled : "?");
+	}
+	return buf;
+}
+
 /* vCPU pins: "0:3 1:4, emulator 5-6"; NULL when nothing is pinned. */
 static const char *pins_value(const struct kb_xml *xml, xmlNode *root, char *buf, size_t size)
 {
@@ -1281,7 +1309,7 @@ static bool typed_element(xmlNode *node)
 	static const char *const covered[][2] = {
 		{ "domain", "name" },	 { "domain", "uuid" },	    { "domain", "memory" },    { "domain", "vcpu" },
 		{ "devices", "disk" },	 { "devices", "interface" }, { "devices", "graphics" }, { "cputune", "vcpupin" },
-		{ "cputune", "emulatorpin" },
+		{ "cputune", "emulatorpin" }, { "os", "firmware" },
 	};
 	const char *parent = node->parent && node->parent->type == XML_ELEMENT_NODE ? (const char *)node->parent->name : "";
 	for (size_t i = 0; i < sizeof(covered) / sizeof(covered[0]); i++)
@@ -1396,6 +1424,8 @@ static bool states_same(const struct kb_xml *xml, xmlNode *want, xmlNode *now)
 		const char *name = (const char *)a->name;
 		if (unit && !strcmp(name, "unit"))
 			continue;
+		if (!strcmp(name, "firmware") && !strcmp((const char *)want->name, "os"))
+			continue; /* the firmware row covers it */
 		autofree char *w = kb_xml_prop(xml, want, name);
 		autofree char *n = kb_xml_prop(xml, now, name);
 		if (!w || !n)
@@ -1580,6 +1610,7 @@ static int plan_rest(const struct kb_xml *xml, const char *name, xmlNode *now, x
  *   virt-type    <domain type>
  *   machine      <os><type machine>             (an alias of the current one, q35 for pc-q35-7.2, is no change)
  *   boot, cdrom  <os><boot>                     replaced
+ *   boot uefi    <os firmware>, <os><firmware>  replaced (a boot word without uefi keeps them)
  *   disk, cdrom  a disk, by its file (a CD-ROM by its target)
  *   network      an interface, by its MAC (kept from the same place on the same bridge)
  *   hostdev      a host device, by its PCI address
@@ -1855,6 +1886,13 @@ static int merge_words(struct session *s, xmlDoc *current, char **text, struct k
 	}
 	if (rc == 0 && (words_name(spec, "boot") || words_name(spec, "cdrom")))
 		rc = take_all(xml, now_os, words_os, "boot", err);
+	autofree char *firmware = words_name(spec, "boot") ? kb_xml_prop(xml, words_os, "firmware") : NULL;
+	if (rc == 0 && firmware) {
+		/* uefi in the boot word: the firmware and its features are the words'; without it they stay. */
+		rc = xml->set_prop(now_os, (const xmlChar *)"firmware", (const xmlChar *)firmware) ? 0 : no_memory(err);
+		if (rc == 0)
+			rc = take_all(xml, now_os, words_os, "firmware", err);
+	}
 	if (rc == 0 && (words_name(spec, "disk") || words_name(spec, "cdrom")))
 		rc = take_disks(xml, spec->name, now_devices, words_devices, words_name(spec, "disk"), words_name(spec, "cdrom"), err);
 	if (rc == 0 && spec->prune)
@@ -1915,6 +1953,11 @@ static int plan_definition(struct session *s, const struct build *b, struct kb_p
 	    plan_disks(xml, b->name, now, want, plan, err) < 0 || plan_interfaces(xml, b->name, now, want, plan, err) < 0 ||
 	    add_element(plan, b->name, "graphics", now ? graphics_value(xml, now, before, sizeof(before)) : NULL,
 			graphics_value(xml, want, after, sizeof(after)), err) < 0)
+		goto out;
+	const char *fw_now = now ? firmware_value(xml, now, before, sizeof(before)) : NULL;
+	const char *fw_want = firmware_value(xml, want, after, sizeof(after));
+	if (((fw_now && strcmp(fw_now, "bios")) || strcmp(fw_want, "bios")) &&
+	    add_element(plan, b->name, "firmware", fw_now, fw_want, err) < 0)
 		goto out;
 	const char *pins_now = now ? pins_value(xml, now, before, sizeof(before)) : NULL;
 	const char *pins_want = pins_value(xml, want, after, sizeof(after));
@@ -2686,6 +2729,29 @@ static int disk_files(struct session *s, const char *name, const char *definitio
 }
 
 /*
+ * The domain's NVRAM file into @path: its <nvram>, else libvirt's own for
+ * <os firmware='efi'> (NVRAM_DIR/NAME_VARS.fd, made at the first start).
+ * False when the domain has none (BIOS).
+ */
+static bool nvram_file(struct session *s, const char *name, const char *definition, char *path, size_t size)
+{
+	const struct kb_xml *xml = s->xml;
+	xmlDoc *doc = kb_xml_parse(xml, definition, strlen(definition), name, NULL);
+	xmlNode *os = doc ? kb_xml_child(xml->root_element(doc), "os") : NULL;
+	autofree char *nvram = kb_xml_text(xml, kb_xml_child(os, "nvram"));
+	bool efi = kb_xml_prop_is(xml, os, "firmware", "efi");
+	if (doc)
+		xml->free_doc(doc);
+	if (nvram && nvram[0] == '/')
+		snprintf(path, size, "%s", nvram);
+	else if (efi)
+		snprintf(path, size, "%s/%s_VARS.fd", NVRAM_DIR, name);
+	else
+		return false;
+	return true;
+}
+
+/*
  * Who else uses each image (@set gets them, mapped through the sysroot): the
  * domains other than @except (NULL: all), the processes that have one open.
  */
@@ -2785,6 +2851,16 @@ static int plan_remove(struct session *s, const char *name, struct kb_plan *plan
 			else
 				c->action = DOMAIN_IMAGE;
 		}
+		char nvram[PATH_MAX];
+		struct stat st;
+		if (rc == 0 && nvram_file(s, name, definition, nvram, sizeof(nvram)) &&
+		    kb_sysroot_stat(s->ctx, nvram, &st, false, NULL) == 0) {
+			snprintf(item, sizeof(item), "%s nvram", name);
+			if (!(c = kb_plan_add(plan, item, KB_CHANGE_VALUE, nvram, NULL, err)))
+				rc = -1;
+			else
+				c->action = DOMAIN_NVRAM;
+		}
 		free(files);
 		free(paths);
 		free(set);
@@ -2809,8 +2885,10 @@ int kb_domain_remove_plan(const struct kb_ctx *ctx, const struct kb_domain_spec 
 
 static int undefine(struct session *s, virDomainPtr dom, struct kb_error *err)
 {
+	/* The NVRAM (a UEFI guest's boot entries) is storage: it goes with --storage only. */
 	unsigned flags = VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
-			 VIR_DOMAIN_UNDEFINE_NVRAM | VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA;
+			 (s->spec->storage ? VIR_DOMAIN_UNDEFINE_NVRAM : VIR_DOMAIN_UNDEFINE_KEEP_NVRAM) |
+			 VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA;
 	int undefined = s->v->domain_undefine(dom, flags);
 	virErrorPtr why = undefined < 0 ? s->v->last_error() : NULL;
 	if (why && (why->code == VIR_ERR_INVALID_ARG || why->code == VIR_ERR_NO_SUPPORT)) {
@@ -2907,6 +2985,17 @@ int kb_domain_remove_apply(const struct kb_ctx *ctx, const struct kb_domain_spec
 	}
 	if (rc == 0 && spec->storage)
 		rc = remove_images(&s, plan, err);
+	for (size_t i = 0; rc == 0 && i < plan->count; i++) {
+		struct kb_change *c = &plan->change[i];
+		if (c->action != DOMAIN_NVRAM || c->status != KB_WOULD_CHANGE)
+			continue;
+		/* libvirt removed it with the definition; one it did not know as its own (firmware='efi' before the first start) goes here. */
+		struct stat st;
+		if (kb_sysroot_stat(ctx, c->before, &st, false, NULL) == 0 && kb_sysroot_unlink(ctx, c->before, err) < 0)
+			rc = failed(c, err);
+		else
+			c->status = KB_CHANGED;
+	}
 	if (dom)
 		s.v->domain_free(dom);
 	session_close(&s);

@@ -381,6 +381,71 @@ static int word_number(const char *key, const char *value, unsigned max, unsigne
 	return 0;
 }
 
+/*
+ * --boot cdrom,hd and virt-install's firmware words: uefi (or firmware=efi) is
+ * libvirt's firmware auto-selection, firmware.featureN.name=secure-boot with
+ * firmware.featureN.enabled=yes|no what the selected firmware must (not) have.
+ */
+static int word_boot(struct kb_domnew *d, const char *value, char *buf, struct kb_error *err)
+{
+	static const char *const devices[] = { "hd", "cdrom", "network", NULL };
+	static const char *const features[] = { "secure-boot", "enrolled-keys", NULL };
+	const char *usage = "is a list of hd, cdrom, network and uefi (boot=cdrom,hd; boot=uefi,"
+			    "firmware.feature0.name=secure-boot,firmware.feature0.enabled=yes)";
+	unsigned index[KB_DOMNEW_FW_FEATURES_MAX];
+	char *cursor = buf, *item, *v;
+	d->boot_count = 0;
+	d->firmware[0] = '\0';
+	d->fw_feature_count = 0;
+	while (next_item(&cursor, &item, &v)) {
+		unsigned n;
+		int used = 0;
+		if (!v && one_of(item, devices)) {
+			if (d->boot_count == 4)
+				return bad(err, "boot", value, "names more than 4 boot devices");
+			snprintf(d->boot[d->boot_count++], sizeof(d->boot[0]), "%s", item);
+		} else if ((!v && !strcmp(item, "uefi")) || (v && !strcmp(item, "firmware"))) {
+			if (v && strcmp(v, "efi"))
+				return bad(err, "boot", value, "firmware is efi, not '%s' (without it: BIOS)", v);
+			snprintf(d->firmware, sizeof(d->firmware), "efi");
+		} else if (v && sscanf(item, "firmware.feature%u.%n", &n, &used) == 1 && used &&
+			   (!strcmp(item + used, "name") || !strcmp(item + used, "enabled"))) {
+			size_t k = 0;
+			while (k < d->fw_feature_count && index[k] != n)
+				k++;
+			if (k == d->fw_feature_count) {
+				if (k == KB_DOMNEW_FW_FEATURES_MAX)
+					return bad(err, "boot", value, "more than %d firmware features", KB_DOMNEW_FW_FEATURES_MAX);
+				index[k] = n;
+				d->fw_feature[k] = (struct kb_domnew_fw_feature){ .enabled = -1 };
+				d->fw_feature_count++;
+			}
+			struct kb_domnew_fw_feature *f = &d->fw_feature[k];
+			if (!strcmp(item + used, "name")) {
+				if (!one_of(v, features))
+					return bad(err, "boot", value, "firmware feature is secure-boot or enrolled-keys, not '%s'", v);
+				snprintf(f->name, sizeof(f->name), "%s", v);
+			} else {
+				if (strcmp(v, "yes") && strcmp(v, "no"))
+					return bad(err, "boot", value, "%s is yes or no, not '%s'", item, v);
+				f->enabled = !strcmp(v, "yes");
+			}
+		} else {
+			return bad(err, "boot", value, "%s", usage);
+		}
+	}
+	for (size_t k = 0; k < d->fw_feature_count; k++) {
+		if (!d->fw_feature[k].name[0] || d->fw_feature[k].enabled < 0)
+			return bad(err, "boot", value, "firmware.feature%u needs both .name= and .enabled=", index[k]);
+		for (size_t j = 0; j < k; j++)
+			if (!strcmp(d->fw_feature[j].name, d->fw_feature[k].name))
+				return bad(err, "boot", value, "firmware feature %s is named twice", d->fw_feature[k].name);
+	}
+	if (d->fw_feature_count && !d->firmware[0])
+		return bad(err, "boot", value, "firmware features go with uefi (or firmware=efi)");
+	return 0;
+}
+
 int kb_domnew_word(struct kb_domnew *d, const char *key, const char *value, struct kb_error *err)
 {
 	static const char *const flags[] = { "hugepages", "nested", "allow-host-file", "import", NULL };
@@ -420,14 +485,7 @@ int kb_domnew_word(struct kb_domnew *d, const char *key, const char *value, stru
 		if (!clean_path(d->cdrom, value))
 			return bad(err, key, value, "takes the absolute path of an ISO image, without '..'");
 	} else if (!strcmp(key, "boot")) {
-		static const char *const devices[] = { "hd", "cdrom", "network", NULL };
-		char *cursor = buf, *item, *v;
-		d->boot_count = 0;
-		while (next_item(&cursor, &item, &v)) {
-			if (v || !one_of(item, devices) || d->boot_count == 4)
-				return bad(err, key, value, "is a list of hd, cdrom and network (boot=cdrom,hd)");
-			snprintf(d->boot[d->boot_count++], sizeof(d->boot[0]), "%s", item);
-		}
+		return word_boot(d, value, buf, err);
 	} else if (!strcmp(key, "network")) {
 		return word_network(d, value, buf, err);
 	} else if (!strcmp(key, "graphics")) {
@@ -678,7 +736,15 @@ int kb_domnew_xml(const struct kb_domnew *d, const struct kb_placement *placemen
 	put(out, "  <vcpu placement='static'>%u</vcpu>\n", d->vcpus);
 	if (placement)
 		put_cputune(out, placement);
-	put(out, "  <os>\n    <type arch='%s' machine='%s'>hvm</type>\n", d->arch, d->machine);
+	put(out, d->firmware[0] ? "  <os firmware='%s'>\n" : "  <os>\n", d->firmware);
+	put(out, "    <type arch='%s' machine='%s'>hvm</type>\n", d->arch, d->machine);
+	if (d->fw_feature_count) {
+		put(out, "    <firmware>\n");
+		for (size_t i = 0; i < d->fw_feature_count; i++)
+			put(out, "      <feature enabled='%s' name='%s'/>\n", d->fw_feature[i].enabled ? "yes" : "no",
+			    d->fw_feature[i].name);
+		put(out, "    </firmware>\n");
+	}
 	for (size_t i = 0; i < d->boot_count; i++)
 		put(out, "    <boot dev='%s'/>\n", d->boot[i]);
 	put(out, "  </os>\n  <features>\n    <acpi/>\n    <apic/>\n  </features>\n");

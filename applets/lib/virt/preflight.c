@@ -15,6 +15,7 @@
 #include "kvmbox/virt/domxml.h"
 #include "kvmbox/core/file.h"
 #include "kvmbox/host/kvm.h"
+#include "kvmbox/virt/firmware.h"
 #include "kvmbox/host/pcidev.h"
 #include "kvmbox/virt/preflight.h"
 #include "kvmbox/core/sysroot.h"
@@ -848,6 +849,198 @@ static void check_console(struct preflight *p)
 		"add <serial type='pty'/> and <console type='pty'/> to <devices>");
 }
 
+/* ---- firmware ------------------------------------------------------------ */
+
+/* A firmware descriptor of the root, as libvirt lists them: /etc/qemu/firmware first, a same-named file there hides /usr/share's. */
+struct fw_file {
+	char path[PATH_MAX];
+	const char *name; /* its file name, in path */
+};
+struct fw_files {
+	struct fw_file item[32];
+	size_t count;
+};
+
+static int add_fw_file(void *opaque, const char *abs_path)
+{
+	struct fw_files *files = opaque;
+	const char *name = strrchr(abs_path, '/') + 1;
+	for (size_t i = 0; i < files->count; i++)
+		if (!strcmp(files->item[i].name, name))
+			return 0; /* /etc's overrides it */
+	if (files->count < sizeof(files->item) / sizeof(files->item[0])) {
+		struct fw_file *f = &files->item[files->count++];
+		snprintf(f->path, sizeof(f->path), "%s", abs_path);
+		f->name = strrchr(f->path, '/') + 1;
+	}
+	return 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(((const struct fw_file *)a)->name, ((const struct fw_file *)b)->name);
+}
+
+/* The machine type as libvirt matches it against a descriptor's globs: an alias (q35) as its version (pc-q35-7.2). */
+static void versioned_machine(const struct preflight *p, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s", p->machine ? p->machine : "");
+	xmlNode *arch = kb_xml_child(p->guest, "arch");
+	for (xmlNode *parent = arch; parent; parent = parent == arch ? kb_xml_child(arch, "domain") : kb_xml_next(parent, "domain"))
+		for (xmlNode *m = kb_xml_child(parent, "machine"); m; m = kb_xml_next(m, "machine")) {
+			autofree char *text = kb_xml_text(p->xml, m);
+			autofree char *canonical = kb_xml_prop(p->xml, m, "canonical");
+			if (text && canonical && p->machine && !strcmp(text, p->machine)) {
+				snprintf(buf, size, "%s", canonical);
+				return;
+			}
+		}
+	/* Without libvirt's capabilities: the aliases as QEMU names their versions. */
+	if (p->machine && !strcmp(p->machine, "q35"))
+		snprintf(buf, size, "pc-q35-latest");
+	else if (p->machine && !strcmp(p->machine, "pc"))
+		snprintf(buf, size, "pc-i440fx-latest");
+}
+
+/* Whether @fw has every feature <firmware> enables and none it disables. */
+static bool fw_features_ok(const struct preflight *p, xmlNode *firmware, const struct kb_firmware *fw)
+{
+	for (xmlNode *f = kb_xml_child(firmware, "feature"); f; f = kb_xml_next(f, "feature")) {
+		autofree char *name = kb_xml_prop(p->xml, f, "name");
+		if (name && kb_firmware_has(fw, name) != kb_xml_prop_is(p->xml, f, "enabled", "yes"))
+			return false;
+	}
+	return true;
+}
+
+/* 0 when @path is a regular file inside the root, else why not (an errno). */
+static int regular_file_error(const struct preflight *p, const char *path)
+{
+	struct stat st;
+	if (stat_mapped(p, path, &st) < 0)
+		return errno;
+	return S_ISREG(st.st_mode) ? 0 : S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+}
+
+/* A <loader> or an NVRAM template the domain names must exist: QEMU opens them at start. */
+static void check_firmware_files(struct preflight *p, xmlNode *os)
+{
+	xmlNode *loader = kb_xml_child(os, "loader"), *nvram = kb_xml_child(os, "nvram");
+	autofree char *path = kb_xml_text(p->xml, loader);
+	autofree char *template = kb_xml_prop(p->xml, nvram, "template");
+	int e;
+	if (path && *path && (e = regular_file_error(p, path)))
+		set_fix(add_finding(p, KB_SEVERITY_ERROR, "firmware.loader", loader, "loader %s: %s", path, strerror(e)),
+			"apt install ovmf, or <os firmware='efi'> without <loader> (libvirt picks this host's firmware)");
+	if (template && *template && (e = regular_file_error(p, template)))
+		set_fix(add_finding(p, KB_SEVERITY_ERROR, "firmware.nvram", nvram, "NVRAM template %s: %s", template, strerror(e)),
+			"name an existing *_VARS.fd (apt install ovmf), or drop template=");
+}
+
+/*
+ * <os firmware='efi'>: libvirt picks the first descriptor (by file name) that
+ * offers UEFI for the arch and machine with the features <firmware> asks for
+ * and needs no SMM that <smm state='off'> takes away. None: the start fails
+ * ("Unable to find any firmware to satisfy 'efi'"); the finding names what
+ * the closest descriptors lack.
+ */
+static void check_firmware(struct preflight *p)
+{
+	xmlNode *os = kb_xml_child(p->domain, "os");
+	check_firmware_files(p, os);
+	autofree char *loader = kb_xml_text(p->xml, kb_xml_child(os, "loader"));
+	if (!kb_xml_prop_is(p->xml, os, "firmware", "efi") || (loader && *loader))
+		return;
+	const char *arch = p->arch ? p->arch : "x86_64";
+	struct fw_files files = { .count = 0 };
+	kb_sysroot_glob(p->ctx, "/etc/qemu/firmware/*.json", add_fw_file, &files, NULL);
+	kb_sysroot_glob(p->ctx, "/usr/share/qemu/firmware/*.json", add_fw_file, &files, NULL);
+	qsort(files.item, files.count, sizeof(files.item[0]), by_name);
+	char machine[128], want[256] = "", globs[256] = "", missing[PATH_MAX + 128] = "";
+	versioned_machine(p, machine, sizeof(machine));
+	xmlNode *firmware = kb_xml_child(os, "firmware");
+	for (xmlNode *f = kb_xml_child(firmware, "feature"); f; f = kb_xml_next(f, "feature")) {
+		autofree char *name = kb_xml_prop(p->xml, f, "name");
+		size_t n = strlen(want);
+		snprintf(want + n, sizeof(want) - n, "%s%s%s", n ? ", " : " with ",
+			 kb_xml_prop_is(p->xml, f, "enabled", "yes") ? "" : "no ", name ? name : "?");
+	}
+	bool smm_off = kb_xml_prop_is(p->xml, kb_xml_child(kb_xml_child(p->domain, "features"), "smm"), "state", "off");
+	bool any_uefi = false, any_machine = false, any_features = false, any_smm = false;
+	for (size_t i = 0; i < files.count; i++) {
+		autofree char *text = NULL;
+		size_t len = 0;
+		struct kb_firmware fw;
+		if (kb_read_file(p->ctx, files.item[i].path, 1 << 16, &text, &len, NULL) < 0 || !len ||
+		    kb_firmware_parse(text, len, &fw, NULL) < 0 || !fw.uefi || !fw.flash)
+			continue; /* an empty file in /etc hides one; a malformed one libvirt skips too */
+		bool for_arch = false, features = fw_features_ok(p, firmware, &fw);
+		for (size_t t = 0; t < fw.target_count; t++) {
+			if (strcmp(fw.target[t].arch, arch))
+				continue;
+			for_arch = true;
+			if (!features)
+				continue; /* the machines named are those of firmware with the features asked for */
+			for (size_t m = 0; m < fw.target[t].machine_count && !strstr(globs, fw.target[t].machine[m]); m++) {
+				size_t n = strlen(globs);
+				snprintf(globs + n, sizeof(globs) - n, "%s%s", n ? ", " : "", fw.target[t].machine[m]);
+			}
+		}
+		if (!for_arch)
+			continue;
+		any_uefi = true;
+		bool on_machine = kb_firmware_for(&fw, arch, machine);
+		bool smm = !(smm_off && kb_firmware_has(&fw, "requires-smm"));
+		any_machine |= on_machine;
+		any_features |= features;
+		any_smm |= on_machine && features && smm;
+		if (!on_machine || !features || !smm)
+			continue;
+		if (!regular_file_error(p, fw.executable)) {
+			xmlNode *root = p->domcaps ? p->xml->root_element(p->domcaps) : NULL;
+			xmlNode *enumeration = NULL;
+			for (xmlNode *e = kb_xml_child(kb_xml_child(root, "os"), "enum"); e; e = kb_xml_next(e, "enum"))
+				if (kb_xml_prop_is(p->xml, e, "name", "firmware"))
+					enumeration = e;
+			bool offered = !enumeration;
+			for (xmlNode *v = kb_xml_child(enumeration, "value"); v && !offered; v = kb_xml_next(v, "value")) {
+				autofree char *value = kb_xml_text(p->xml, v);
+				offered = value && !strcmp(value, "efi");
+			}
+			if (!offered) /* libvirt's own answer for this emulator and machine */
+				set_fix(add_finding(p, KB_SEVERITY_ERROR, "firmware.efi", os,
+						    "firmware='efi': libvirt offers no UEFI firmware for machine %s (its domain "
+						    "capabilities list no 'efi')", machine),
+					"virsh domcapabilities --machine %s; apt install ovmf", p->machine ? p->machine : machine);
+			return;
+		}
+		if (!missing[0])
+			snprintf(missing, sizeof(missing), "%s names %s, which does not exist", files.item[i].name, fw.executable);
+	}
+	if (missing[0])
+		set_fix(add_finding(p, KB_SEVERITY_ERROR, "firmware.efi", os, "firmware='efi': descriptor %s", missing),
+			"apt install --reinstall ovmf");
+	else if (!any_uefi)
+		set_fix(add_finding(p, KB_SEVERITY_ERROR, "firmware.efi", os,
+				    "firmware='efi': no UEFI firmware for %s (no descriptor in /usr/share/qemu/firmware or "
+				    "/etc/qemu/firmware)", arch),
+			"apt install ovmf");
+	else if (any_smm || (any_machine && any_features && smm_off))
+		set_fix(add_finding(p, KB_SEVERITY_ERROR, "firmware.efi", os,
+				    "firmware='efi'%s: the firmware that has it needs SMM (requires-smm), which <smm state='off'> "
+				    "turns off", want),
+			"drop <smm state='off'/> from <features>");
+	else if (any_features)
+		set_fix(add_finding(p, KB_SEVERITY_ERROR, "firmware.efi", os,
+				    "firmware='efi'%s: this host's UEFI firmware%s is for machines %s, not %s", want,
+				    want[0] ? " with it" : "", globs, machine),
+			"use machine q35 (<type machine='q35'>, domain new --machine q35)");
+	else
+		set_fix(add_finding(p, KB_SEVERITY_ERROR, "firmware.efi", os,
+				    "firmware='efi'%s: no UEFI firmware for machine %s has that", want, machine),
+			"drop the <firmware><feature> this host's firmware lacks, or install one that has it");
+}
+
 /* ---- driver --------------------------------------------------------------- */
 
 static int read_domain(struct preflight *p, xmlDoc *doc, struct kb_error *err)
@@ -888,6 +1081,9 @@ int kb_preflight(const struct kb_ctx *ctx, const struct kb_xml *xml, xmlDoc *doc
 	check_emulator(&p);
 	bool machine_ok = check_machine(&p);
 	check_cpu(&p, machine_ok);
+	if (!p.domcaps_xml && kb_xml_prop_is(xml, kb_xml_child(p.domain, "os"), "firmware", "efi"))
+		p.domcaps = load_domcaps(&p, machine_ok);
+	check_firmware(&p);
 	check_numa(&p);
 	check_hugepages(&p);
 	check_pinning(&p);

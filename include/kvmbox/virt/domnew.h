@@ -56,6 +56,13 @@ struct kb_domnew_feature {
 	char name[48];
 };
 
+#define KB_DOMNEW_FW_FEATURES_MAX 2
+/* --boot uefi,firmware.feature0.name=secure-boot,firmware.feature0.enabled=yes */
+struct kb_domnew_fw_feature {
+	char name[16]; /* secure-boot or enrolled-keys (libvirt's firmware features) */
+	int enabled;   /* 1 yes, 0 no, -1 not given yet */
+};
+
 struct kb_domnew {
 	char name[64];
 	unsigned long long memory_kib;
@@ -72,6 +79,9 @@ struct kb_domnew {
 	char cdrom[PATH_MAX];
 	char boot[4][8];
 	size_t boot_count;
+	char firmware[8];   /* "efi" (--boot uefi, firmware=efi): libvirt picks the firmware; "" BIOS or as it is */
+	struct kb_domnew_fw_feature fw_feature[KB_DOMNEW_FW_FEATURES_MAX];
+	size_t fw_feature_count;
 	struct kb_domnew_net net[KB_DOMNEW_NETS_MAX];
 	size_t net_count;
 	bool net_none;      /* network none: no NIC (without any network word the caller adds network=default) */
