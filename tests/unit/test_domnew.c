@@ -57,7 +57,6 @@ static void syntax_refusals_name_the_word(void **state)
 		  "boot 'hd,firmware.feature0.name=secure-boot,firmware.feature0.enabled=yes': firmware features go with uefi (or firmware=efi)" },
 		{ "boot", "uefi,firmware.feature0.name=secure-boot,firmware.feature0.enabled=yes,firmware.feature1.name=secure-boot,firmware.feature1.enabled=no",
 		  "boot 'uefi,firmware.feature0.name=secure-boot,firmware.feature0.enabled=yes,firmware.feature1.name=secure-boot,firmware.feature1.enabled=no': firmware feature secure-boot is named twice" },
-		{ "placement", "dense", "placement 'dense': is auto or none" },
 		{ "placement", "dense", "placement 'dense': is auto[,emulator-threads=share|isolate][,pci-numa-affinity=POLICY] or none" },
 		{ "placement", "auto,emulator-threads=dedicated", "placement 'auto,emulator-threads=dedicated': emulator-threads= is share or isolate" },
 		{ "placement", "auto,pci-numa-affinity=strict", "placement 'auto,pci-numa-affinity=strict': pci-numa-affinity= is required, preferred, legacy or socket" },
