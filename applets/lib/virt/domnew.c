@@ -392,7 +392,7 @@ static int word_boot(struct kb_domnew *d, const char *value, char *buf, struct k
 	static const char *const features[] = { "secure-boot", "enrolled-keys", NULL };
 	const char *usage = "is a list of hd, cdrom, network and uefi (boot=cdrom,hd; boot=uefi,"
 			    "firmware.feature0.name=secure-boot,firmware.feature0.enabled=yes)";
-	unsigned index[KB_DOMNEW_FW_FEATURES_MAX];
+	unsigned index[KB_DOMNEW_FW_FEATURES_MAX] = { 0 };
 	char *cursor = buf, *item, *v;
 	d->boot_count = 0;
 	d->firmware[0] = '\0';

@@ -347,6 +347,8 @@ static void guest_topology(const struct kb_topology *topo, struct kb_placement *
 		for (unsigned v = cell->first_vcpu; pairs && v < cell->first_vcpu + cell->vcpu_count; v += 2)
 			pairs = topo->core_of[out->vcpu_cpu[v]] == topo->core_of[out->vcpu_cpu[v + 1]];
 	}
+	if (per == 0) /* no cell holds a vCPU: one socket of them all */
+		per = out->vcpus ? out->vcpus : 1;
 	pairs = pairs && per % 2 == 0;
 	out->threads = pairs ? 2 : 1;
 	out->cores = per / out->threads;
