@@ -122,18 +122,18 @@ static int check_explicit(const struct kb_topology *topo, const struct kb_cpuset
 		if (!kb_cpuset_has(cpus, cpu))
 			continue;
 		if (!kb_cpuset_has(&topo->online, cpu))
-			return kb_fail(err, EINVAL, NULL, "housekeeping-cpus: CPU %u is not online", cpu);
+			return kb_fail(err, 0, NULL, "housekeeping-cpus: CPU %u is not online", cpu);
 		struct kb_cpuset core = { 0 };
 		add_core(topo, cpu, &core);
 		int missing = kb_cpuset_first_missing(&core, cpus);
 		if (missing >= 0)
-			return kb_fail(err, EINVAL, NULL,
+			return kb_fail(err, 0, NULL,
 				       "housekeeping-cpus: CPU %u without its sibling thread %d (whole cores only: a guest "
 				       "on the sibling would share the core with the host)", cpu, missing);
 	}
 	for (size_t i = 0; i < topo->node_count; i++)
 		if (kb_cpuset_count(&topo->node[i].cpus) && kb_cpuset_first_common(&topo->node[i].cpus, cpus) < 0)
-			return kb_fail(err, EINVAL, NULL, "housekeeping-cpus: no CPU of node %d (the host keeps a core on every node)",
+			return kb_fail(err, 0, NULL, "housekeeping-cpus: no CPU of node %d (the host keeps a core on every node)",
 				       topo->node[i].id);
 	return 0;
 }
@@ -164,7 +164,7 @@ static int choose(const struct kb_ctx *ctx, const struct kb_tune_spec *spec, str
 	for (size_t w = 0; w < KB_CPUSET_MAX / 64; w++)
 		c->isolated.bits[w] = topo->online.bits[w] & ~c->housekeeping.bits[w];
 	if (!kb_cpuset_count(&c->isolated))
-		return kb_fail(err, EINVAL, NULL, "nothing left to isolate: the housekeeping cores are every online CPU");
+		return kb_fail(err, 0, NULL, "nothing left to isolate: the housekeeping cores are every online CPU");
 	return 0;
 }
 
@@ -261,7 +261,7 @@ static int refuse_long(struct kb_plan *plan, struct kb_change *ch, size_t bytes,
 		       what, bytes, KB_TUNE_CMDLINE_MAX);
 	kb_change_hint(ch, "fewer, contiguous housekeeping cores (--housekeeping N), or fewer other arguments");
 	kb_plan_settle(plan);
-	return kb_fail(err, E2BIG, NULL, "%s", ch->note);
+	return kb_fail(err, 0, NULL, "%s", ch->note);
 }
 
 /*
