@@ -132,6 +132,25 @@ nfv1_golden() {
 	[[ "$OUT" != *cputune* && "$OUT" != *numatune* && "$OUT" != *"<numa>"* ]] || fail "placement none pinned: $OUT"
 }
 
+# After `kvmbox tune --housekeeping 2`, before the reboot: placement takes the CPUs the
+# boot loader's isolcpus= isolates, not the running kernel's, and says so.
+placement_after_tune() {
+	local r
+	r=$(big_host)
+	mkdir -p "$r/etc/default"
+	cp tests/fixtures/grub/debian.grub "$r/etc/default/grub"
+	run --root "$r" tune --housekeeping 2 --no-update
+	expect_rc 0
+	run domain new nfv1 --root "$r" --connect "test://$NODE" "${NFV1_WORDS[@]}" --vcpus 52 --placement auto --print-xml
+	expect_rc 1
+	expect_eq "52 take the next boot's reserve" "$ERR" "kvmbox domain: placement auto: 52 vCPUs would take 4 CPUs of the host's reserve (0-1,14-15,28-29,42-43: the CPUs the next boot's isolcpus= (in the boot loader's configuration) leaves to the host); free: node 0 24 CPUs 65024 MiB, node 1 24 CPUs 65024 MiB"
+	run domain new nfv1 --root "$r" --connect "test://$NODE" "${NFV1_WORDS[@]}" --memory 8G --vcpus 4 --placement auto --print-xml
+	expect_rc 0
+	expect_match "first isolated core of the NIC's node" "$OUT" "<vcpupin vcpu='0' cpuset='16'/>
+    <vcpupin vcpu='1' cpuset='44'/>"
+	expect_match "emulator on node 1's housekeeping" "$OUT" "<emulatorpin cpuset='14-15,42-43'/>"
+}
+
 vm3_golden() {
 	local r
 	r=$(small_host)
@@ -595,6 +614,7 @@ changed +domain kvmbox-test-prov +[0-9]+ items changed .*
 }
 
 t nfv1_golden
+t placement_after_tune
 t vm3_golden
 t half_taken_host
 t other_domains_count

@@ -36,7 +36,6 @@ void kb_pci_link_name(const struct kb_ctx *ctx, const char *addr, const char *at
 	snprintf(buf, size, "%.63s", slash ? slash + 1 : target);
 }
 
-static void default_route_iface(const struct kb_ctx *ctx, char *name, size_t size);
 static void find_host_uses(const struct kb_ctx *ctx, struct kb_pci_dev *d, const char *route_iface, struct nl_sock *sk);
 
 static int compare_addr(const void *a, const void *b)
@@ -80,7 +79,7 @@ int kb_pci_scan(const struct kb_ctx *ctx, struct kb_pci_host *host, struct kb_er
 	qsort(host->dev, (size_t)host->count, sizeof(host->dev[0]), compare_addr);
 	/* Read once for all devices: the default route's interface, and a netlink socket on the live host. */
 	char route_iface[IFNAMSIZ + 1];
-	default_route_iface(ctx, route_iface, sizeof(route_iface));
+	kb_default_route_iface(ctx, route_iface, sizeof(route_iface));
 	struct nl_sock *sk = kb_sysroot_is_host(ctx) && host->count ? kb_nl_open(NULL) : NULL;
 	for (int i = 0; i < host->count; i++)
 		find_host_uses(ctx, &host->dev[i], route_iface, sk);
@@ -100,7 +99,7 @@ struct kb_pci_dev *kb_pci_find(struct kb_pci_host *host, const char *addr)
 /* ---- what the host uses ---------------------------------------------------- */
 
 /* The interface that carries the IPv4 default route in /proc/net/route, into @name ("" when none). */
-static void default_route_iface(const struct kb_ctx *ctx, char *name, size_t size)
+void kb_default_route_iface(const struct kb_ctx *ctx, char *name, size_t size)
 {
 	autofree char *text = NULL;
 	size_t len;

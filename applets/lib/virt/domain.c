@@ -1969,10 +1969,12 @@ static int plan_definition(struct session *s, const struct build *b, struct kb_p
 		char nodes[128] = "", emulator[256];
 		for (size_t c = 0; c < p->cell_count; c++)
 			append(nodes, sizeof(nodes), "+", "%d", p->cell[c].host_node);
-		kb_change_note(&plan->change[plan->count - 1], "placed on node %s, emulator on %s%s%s", nodes,
+		kb_change_note(&plan->change[plan->count - 1], "placed on node %s, emulator on %s%s%s%s", nodes,
 			       kb_cpuset_format(&p->emulator, emulator, sizeof(emulator)),
 			       p->emulator_shared ? " (shared: the host keeps no CPU)" : "",
-			       p->off_device_node ? "; the host device's node is full (pci-numa-affinity=preferred)" : "");
+			       p->off_device_node ? "; the host device's node is full (pci-numa-affinity=preferred)" : "",
+			       p->isolated_next_boot ? "; on the CPUs the next boot's isolcpus= isolates (the boot loader's "
+						       "differs from the running kernel's)" : "");
 	}
 	if (now)
 		canonical_machine_of(s, want);

@@ -36,6 +36,9 @@ struct kb_pci_host {
 int kb_pci_scan(const struct kb_ctx *ctx, struct kb_pci_host *host, struct kb_error *err);
 struct kb_pci_dev *kb_pci_find(struct kb_pci_host *host, const char *addr);
 
+/* The interface that carries the IPv4 default route (/proc/net/route) into @name; "" when none. */
+void kb_default_route_iface(const struct kb_ctx *ctx, char *name, size_t size);
+
 /* Whether /dev/@block (or one of its partitions) is mounted or used as swap (/proc/mounts, /proc/swaps); @why says where. */
 bool kb_block_in_use(const struct kb_ctx *ctx, const char *block, char *why, size_t size);
 
