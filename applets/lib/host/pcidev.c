@@ -55,9 +55,17 @@ int kb_pci_scan(const struct kb_ctx *ctx, struct kb_pci_host *host, struct kb_er
 	if (!dh)
 		return kb_fail(err, errno, dir.s, "listing PCI devices in");
 	struct dirent *de;
-	while ((de = readdir(dh)) != NULL && host->count < KB_PCI_MAX) {
+	while ((de = readdir(dh)) != NULL) {
 		if (de->d_name[0] == '.' || strlen(de->d_name) >= sizeof(host->dev[0].addr))
 			continue;
+		if (host->count == host->room) {
+			int room = host->room ? host->room * 2 : 64;
+			struct kb_pci_dev *grown = realloc(host->dev, (size_t)room * sizeof(*grown));
+			if (!grown)
+				return kb_fail(err, ENOMEM, dir.s, "listing PCI devices in");
+			host->dev = grown;
+			host->room = room;
+		}
 		struct kb_pci_dev *d = &host->dev[host->count++];
 		*d = (struct kb_pci_dev){ .group = -1, .numa = -1 };
 		memcpy(d->addr, de->d_name, strlen(de->d_name) + 1); /* fits: checked above */
@@ -86,6 +94,19 @@ int kb_pci_scan(const struct kb_ctx *ctx, struct kb_pci_host *host, struct kb_er
 	if (sk)
 		nl_socket_free(sk);
 	return 0;
+}
+
+void kb_pci_host_free(struct kb_pci_host *host)
+{
+	free(host->dev);
+	*host = (struct kb_pci_host){ 0 };
+}
+
+void kb_pci_host_freep(struct kb_pci_host **host)
+{
+	if (*host)
+		kb_pci_host_free(*host);
+	free(*host);
 }
 
 struct kb_pci_dev *kb_pci_find(struct kb_pci_host *host, const char *addr)
