@@ -352,7 +352,7 @@ int kb_write_file_atomic(const struct kb_ctx *ctx, const char *abs_path, const v
 		e = errno, step = "setting the mode of";
 	else if (exists && fchown(fd, old.st_uid, old.st_gid) < 0)
 		e = errno, step = "setting the owner of";
-	else if (fsync(fd) < 0)
+	else if (!(opts && opts->no_sync) && fsync(fd) < 0)
 		e = errno, step = "syncing";
 	if (e) {
 		unlinkat(dir, tmp, 0);
@@ -379,7 +379,7 @@ int kb_write_file_atomic(const struct kb_ctx *ctx, const char *abs_path, const v
 		unlinkat(dir, tmp, 0);
 		return kb_fail(err, e, p.s, "replacing");
 	}
-	if (fsync(dir) < 0)
+	if (!(opts && opts->no_sync) && fsync(dir) < 0)
 		return kb_fail(err, errno, dir_name, "syncing directory");
 	return verify_content(dir, name, p.s, data, len, err);
 }
