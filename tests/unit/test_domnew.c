@@ -168,6 +168,31 @@ static void import_and_cloud_init_need_a_disk(void **state)
 	assert_string_equal(d.boot[0], "hd");
 }
 
+/* The notes' lines verbatim: virt-install reads --memory 4096 as MiB and size=100 as GiB. */
+static void bare_numbers_are_virt_install_units(void **state)
+{
+	(void)state;
+	struct kb_error err;
+	kb_domnew_init(&d, "nfv1");
+	assert_int_equal(word("memory", "4096", &err), 0);
+	assert_int_equal(d.memory_kib, 4096ull * 1024);
+	assert_true(d.memory_bare);
+	assert_int_equal(word("disk", "path=/var/lib/libvirt/images/nfv1.img,size=100", &err), 0);
+	assert_int_equal(d.disk[0].size_bytes, 100ull << 30);
+	assert_true(d.disk[0].size_bare);
+	assert_int_equal(word("disk", "size=0.5", &err), 0);
+	assert_int_equal(d.disk[1].size_bytes, 512ull << 20);
+	assert_int_equal(word("memory", "4G", &err), 0);
+	assert_int_equal(d.memory_kib, 4ull << 20);
+	assert_false(d.memory_bare);
+	assert_int_equal(word("disk", "size=20G", &err), 0);
+	assert_false(d.disk[2].size_bare);
+	assert_int_equal(word("memory", "4096.5", &err), -1);
+	assert_string_equal(err.what, "memory '4096.5': '4096.5' is not a size (4G, 512M, 100G)");
+	assert_int_equal(word("memory", "0", &err), -1);
+	assert_string_equal(err.what, "memory '0': '0' is too small");
+}
+
 static void xml_targets_escaping_and_console(void **state)
 {
 	(void)state;
@@ -213,6 +238,7 @@ int main(void)
 		cmocka_unit_test(syntax_refusals_name_the_word),
 		cmocka_unit_test(finish_names_volumes_and_boot_order),
 		cmocka_unit_test(import_and_cloud_init_need_a_disk),
+		cmocka_unit_test(bare_numbers_are_virt_install_units),
 		cmocka_unit_test(xml_targets_escaping_and_console),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

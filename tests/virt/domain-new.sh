@@ -86,10 +86,11 @@ small_host() {
 	echo "$r"
 }
 
-NFV1_WORDS=(--memory 102400M --vcpus 56 --cpu Haswell,-rtm,-hle,+rdrand,+f16c
-	--disk path=/var/lib/libvirt/images/nfv1.img,size=100G --network bridge=br0,model=e1000
+# The notes' numbers as they wrote them: virt-install's -r 102400 is MiB, size=100 GiB.
+NFV1_WORDS=(--memory 102400 --vcpus 56 --cpu Haswell,-rtm,-hle,+rdrand,+f16c
+	--disk path=/var/lib/libvirt/images/nfv1.img,size=100 --network bridge=br0,model=e1000
 	--network bridge=br1,model=virtio --graphics vnc,listen=0.0.0.0 --hostdev 81:00.3)
-VM3_WORDS=(--memory 4096M --vcpus 2 --network bridge=br0,model=e1000 --network bridge=br1,model=e1000
+VM3_WORDS=(--memory 4096 --vcpus 2 --network bridge=br0,model=e1000 --network bridge=br1,model=e1000
 	--graphics vnc,listen=0.0.0.0 --disk path=/var/lib/libvirt/images/vm1.img --boot hd)
 
 # defines_on_test_driver WHAT XML: libvirt's test driver takes the definition as it is.
@@ -244,6 +245,20 @@ virt_install_agrees() {
 		--disk path=/var/lib/libvirt/images/nfv1.img,size=100,bus=virtio,format=qcow2 --network bridge=br0,model=e1000 \
 		--network bridge=br1,model=virtio --graphics vnc,listen=0.0.0.0 --host-device=pci_0000_81_00_3 --boot hd)
 	expect_eq "nfv1 as virt-install means it" "$(sed 's/ format qcow2$//' <<<"$ours")" "$theirs"
+}
+
+# A number without a unit is read as virt-install reads it, and the plan says so.
+bare_numbers_as_virt_install() {
+	local r
+	r=$(big_host)
+	run domain new nfv1 --root "$r" --connect "test://$NODE" --memory 102400 --disk size=100 --network none --dry-run --no-preflight --json
+	expect_rc 0
+	expect_eq "memory in MiB, said so" "$(jq -r '.changes[] | select(.item == "nfv1 memory") | "\(.after) (\(.note))"' <<<"$OUT")" \
+		"102400 MiB (memory 102400: MiB, as virt-install reads a number without a unit)"
+	expect_eq "size in GiB, said so" "$(jq -r '.changes[] | select(.item == "nfv1 volume default/nfv1.qcow2") | "\(.after) (\(.note))"' <<<"$OUT")" \
+		"102400 MiB (size without a unit: GiB, as virt-install reads it)"
+	run domain new nfv1 --root "$r" --connect "test://$NODE" --memory 100G --disk size=100G --network none --dry-run --no-preflight --json
+	expect_eq "with units: no note" "$(jq -r '[.changes[] | select(.note != null and (.note | test("virt-install reads")))] | length' <<<"$OUT")" 0
 }
 
 # Words the syntax refuses exit 2; words this host refuses exit 1; both in one line naming the word.
@@ -599,6 +614,7 @@ t vm3_golden
 t half_taken_host
 t other_domains_count
 t virt_install_agrees
+t bare_numbers_as_virt_install
 t bad_words
 if real_host_ready; then
 	t new_guest_runs_pinned_on_hugepages

@@ -1909,8 +1909,12 @@ static int plan_definition(struct session *s, const struct build *b, struct kb_p
 	def->action = DOMAIN_DEFINE;
 	char before[4096], after[4096];
 	if (add_element(plan, b->name, "memory", now ? memory_value(xml, now, before, sizeof(before)) : NULL,
-			memory_value(xml, want, after, sizeof(after)), err) < 0 ||
-	    add_element(plan, b->name, "vcpus", now ? vcpu_value(xml, now, before, sizeof(before)) : NULL,
+			memory_value(xml, want, after, sizeof(after)), err) < 0)
+		goto out;
+	if (b->d && b->d->memory_bare)
+		kb_change_note(&plan->change[plan->count - 1], "memory %llu: MiB, as virt-install reads a number without a unit",
+			       b->d->memory_kib >> 10);
+	if (add_element(plan, b->name, "vcpus", now ? vcpu_value(xml, now, before, sizeof(before)) : NULL,
 			vcpu_value(xml, want, after, sizeof(after)), err) < 0 ||
 	    plan_disks(xml, b->name, now, want, plan, err) < 0 || plan_interfaces(xml, b->name, now, want, plan, err) < 0 ||
 	    add_element(plan, b->name, "graphics", now ? graphics_value(xml, now, before, sizeof(before)) : NULL,
@@ -2115,6 +2119,8 @@ static int plan_built(struct session *s, const struct build *b, struct kb_plan *
 			kb_change_note(c, "adopted: made for this domain by a run interrupted before defining it");
 		else if (k->kind == KB_DISK_OVERLAY && !vol->exists)
 			kb_change_note(c, "over its backing image");
+		if (k->size_bare)
+			note_append(c, "size without a unit: GiB, as virt-install reads it");
 	}
 	/* --prune: the disks the words no longer name leave the definition; their files stay. */
 	for (size_t i = 0; spec->prune && i < plan->count; i++) {

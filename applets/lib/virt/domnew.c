@@ -75,10 +75,30 @@ static bool one_of(const char *value, const char *const *choices)
 	return false;
 }
 
-static int parse_size(const char *key, const char *whole, const char *text, unsigned long long min,
-		      unsigned long long *bytes, struct kb_error *err)
+/*
+ * A number without a unit is virt-install's: MiB for --memory (an integer),
+ * GiB for --disk size= (a decimal: size=0.5). @bare_shift is that unit (20 or
+ * 30); *@bare says whether the value had no unit (the plan says how it was read).
+ */
+static int bare_size(const char *text, unsigned bare_shift, unsigned long long *bytes)
 {
-	if (kb_size_parse(text, bytes) < 0)
+	size_t whole = strspn(text, "0123456789");
+	size_t frac = text[whole] == '.' && bare_shift == 30 ? strspn(text + whole + 1, "0123456789") : 0;
+	if (!whole || text[whole + (frac ? frac + 1 : 0)] || whole > 12 || frac > 6)
+		return -1;
+	unsigned long long n = strtoull(text, NULL, 10), part = frac ? strtoull(text + whole + 1, NULL, 10) : 0;
+	unsigned long long scale = 1;
+	for (size_t i = 0; i < frac; i++)
+		scale *= 10;
+	*bytes = (n << bare_shift) + ((part << bare_shift) / scale & ~((1ull << 20) - 1)); /* whole MiB */
+	return 0;
+}
+
+static int parse_size(const char *key, const char *whole, const char *text, unsigned long long min, unsigned bare_shift,
+		      bool *bare, unsigned long long *bytes, struct kb_error *err)
+{
+	*bare = bare_size(text, bare_shift, bytes) == 0;
+	if (!*bare && kb_size_parse(text, bytes) < 0)
 		return bad(err, key, whole, "'%s' is not a size (4G, 512M, 100G)", text);
 	if (*bytes < min)
 		return bad(err, key, whole, "'%s' is too small", text);
@@ -181,7 +201,7 @@ static int word_disk(struct kb_domnew *d, const char *value, char *buf, struct k
 		if (!v)
 			return bad(err, "disk", value, "'%s' needs a value (size=, path=, backing=, pool=, format=, bus=)", name);
 		if (!strcmp(name, "size")) {
-			if (parse_size("disk", value, v, 1 << 20, &k->size_bytes, err) < 0)
+			if (parse_size("disk", value, v, 1 << 20, 30, &k->size_bare, &k->size_bytes, err) < 0)
 				return -1;
 			sized = true;
 		} else if (!strcmp(name, "path") || !strcmp(name, "backing")) {
@@ -397,7 +417,7 @@ int kb_domnew_word(struct kb_domnew *d, const char *key, const char *value, stru
 	unsigned long long bytes;
 
 	if (!strcmp(key, "memory")) {
-		if (parse_size(key, value, value, 1 << 20, &bytes, err) < 0)
+		if (parse_size(key, value, value, 1 << 20, 20, &d->memory_bare, &bytes, err) < 0)
 			return -1;
 		if (bytes % 1024)
 			return bad(err, key, value, "is not a whole number of KiB");

@@ -34,6 +34,7 @@ enum kb_domnew_disk_kind {
 struct kb_domnew_disk {
 	enum kb_domnew_disk_kind kind;
 	unsigned long long size_bytes;
+	bool size_bare;        /* size=100: no unit, GiB as virt-install reads it */
 	char pool[64];
 	char format[8];        /* qcow2 or raw; "" until known (path=: format=, the definition's, or probed once) */
 	bool defined;          /* path=: the domain's current definition has it; its format comes from there */
@@ -59,6 +60,7 @@ struct kb_domnew_feature {
 struct kb_domnew {
 	char name[64];
 	unsigned long long memory_kib;
+	bool memory_bare;   /* memory 4096: no unit, MiB as virt-install reads it */
 	unsigned vcpus;
 	char cpu_mode[24];  /* host-passthrough, host-model or custom */
 	char cpu_model[48];
