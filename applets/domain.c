@@ -203,6 +203,13 @@ static char *domcaps_from_libvirt(void *opaque, const char *emulator, const char
 	return cmd->virt.get_domain_capabilities(cmd->conn, emulator, arch, machine, virttype, 0);
 }
 
+static int cpu_compare(void *opaque, const char *emulator, const char *arch, const char *machine, const char *virttype,
+		       const char *cpu_xml, char *why, size_t size)
+{
+	struct domain_cmd *cmd = opaque;
+	return kb_virt_cpu_compare(&cmd->virt, cmd->conn, emulator, arch, machine, virttype, cpu_xml, why, size);
+}
+
 static const char *severity_name(enum kb_severity s)
 {
 	return s == KB_SEVERITY_ERROR ? "ERROR" : "WARN";
@@ -283,8 +290,8 @@ static void add_unreachable(struct domain_cmd *cmd, struct kb_findings *findings
  */
 static int preflight_files(struct domain_cmd *cmd, char **files, int count, bool found_only)
 {
-	struct kb_preflight_host host = { .domcaps = domcaps_from_libvirt, .opaque = cmd, .running = domain_running,
-					  .network = network_state };
+	struct kb_preflight_host host = { .domcaps = domcaps_from_libvirt, .cpu_compare = cpu_compare, .opaque = cmd,
+					  .running = domain_running, .network = network_state };
 	autofree char *caps = cmd->conn ? cmd->virt.get_capabilities(cmd->conn) : NULL;
 	host.caps_xml = caps;
 	if (!cmd->conn)

@@ -577,6 +577,20 @@ new_autostart_off() {
 	RUN_BOUND=60 run domain rm kvmbox-test-auto
 }
 
+# The notes' --cpu Haswell,-rtm,-hle,... on a host whose CPU lacks what it disables: QEMU
+# runs it. Under TCG Haswell lacks pcid, x2apic, tsc-deadline and invpcid besides TSX.
+disabled_features_start() {
+	RUN_BOUND=60 run domain new kvmbox-test-cpu --memory 64 --virt-type qemu --cpu Haswell,-rtm,-hle,+rdrand,+f16c --graphics none --network none
+	expect_rc 1
+	expect_match "what TCG lacks besides TSX" "$OUT$ERR" "CPU model Haswell needs features this host's CPU lacks: pcid, x2apic, tsc-deadline, invpcid"
+	RUN_BOUND=90 run domain new kvmbox-test-cpu --memory 64 --virt-type qemu --graphics none --network none \
+		--cpu Haswell,-rtm,-hle,-pcid,-x2apic,-tsc-deadline,-invpcid,+rdrand,+f16c --start --wait 60
+	expect_rc 0
+	expect_eq running "$($VIRSH domstate kvmbox-test-cpu | head -1)" running
+	expect_match "QEMU's CPU" "$(tr '\0' ' ' </proc/$(cat /run/libvirt/qemu/kvmbox-test-cpu.pid)/cmdline)" "-cpu Haswell,.*rtm=off"
+	RUN_BOUND=60 run domain rm kvmbox-test-cpu
+}
+
 # provision's [domain NAME] made of the same words; [hugepages] for-domains counts it.
 provision_words() {
 	mkdir -p "$TESTS_TMP/defs"
@@ -624,6 +638,7 @@ if real_host_ready; then
 	t changed_words_are_planned
 	t open_vnc_warns_and_defines
 	t new_autostart_off
+	t disabled_features_start
 	t provision_words
 else
 	# make deps installs libvirt and this script starts it: a host that cannot is a failure, not a skip.

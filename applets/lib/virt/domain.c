@@ -1970,6 +1970,13 @@ static char *domcaps_from_libvirt(void *opaque, const char *emulator, const char
 	return s->v->get_domain_capabilities(s->conn, emulator, arch, machine, virttype, 0);
 }
 
+static int cpu_compare(void *opaque, const char *emulator, const char *arch, const char *machine, const char *virttype,
+		       const char *cpu_xml, char *why, size_t size)
+{
+	struct session *s = opaque;
+	return kb_virt_cpu_compare(s->v, s->conn, emulator, arch, machine, virttype, cpu_xml, why, size);
+}
+
 static int network_of(void *opaque, const char *name)
 {
 	struct session *s = opaque;
@@ -2055,7 +2062,7 @@ static int preflight(struct session *s, const struct build *b, struct kb_error *
 			free(findings);
 		return -1;
 	}
-	struct kb_preflight_host host = { .caps_xml = caps, .domcaps = domcaps_from_libvirt, .opaque = s,
+	struct kb_preflight_host host = { .caps_xml = caps, .domcaps = domcaps_from_libvirt, .cpu_compare = cpu_compare, .opaque = s,
 					   .to_create = b->to_create, .running = domain_running, .network = network_of,
 					   .to_start = b->to_start, .nics = nics, .nic_count = nic_count };
 	xmlDoc *doc = kb_xml_parse(s->xml, b->xml, strlen(b->xml), b->name, err);
