@@ -193,6 +193,35 @@ static void bare_numbers_are_virt_install_units(void **state)
 	assert_string_equal(err.what, "memory '0': '0' is too small");
 }
 
+/* virt-install's devices for a modern Linux: virtio-scsi for bus=scsi, the agent, a tablet with graphics only. */
+static void virt_install_devices(void **state)
+{
+	(void)state;
+	struct kb_error err;
+	kb_domnew_init(&d, "web");
+	word("memory", "1G", &err);
+	word("disk", "size=1G,bus=scsi", &err);
+	word("disk", "path=/srv/old.qcow2", &err);
+	word("graphics", "none", &err);
+	assert_int_equal(kb_domnew_finish(&d, &err), 0);
+	char *xml = NULL;
+	assert_int_equal(kb_domnew_xml(&d, NULL, &xml, &err), 0);
+	assert_non_null(strstr(xml, "<driver name='qemu' type='qcow2' discard='unmap'/>\n      <source file=''/>\n      <target dev='sda' bus='scsi'/>"));
+	assert_null(strstr(xml, "<driver name='qemu' type='raw' discard")); /* an existing image keeps its own */
+	assert_non_null(strstr(xml, "<controller type='scsi' index='0' model='virtio-scsi'/>"));
+	assert_non_null(strstr(xml, "<target type='virtio' name='org.qemu.guest_agent.0'/>"));
+	assert_non_null(strstr(xml, "<memballoon model='virtio'/>"));
+	assert_null(strstr(xml, "<input"));
+	free(xml);
+	word("graphics", "vnc", &err);
+	d.disk[0].bus[0] = '\0';
+	snprintf(d.disk[0].bus, sizeof(d.disk[0].bus), "virtio");
+	assert_int_equal(kb_domnew_xml(&d, NULL, &xml, &err), 0);
+	assert_non_null(strstr(xml, "<input type='tablet' bus='usb'/>"));
+	assert_null(strstr(xml, "<controller type='scsi'"));
+	free(xml);
+}
+
 static void xml_targets_escaping_and_console(void **state)
 {
 	(void)state;
@@ -239,6 +268,7 @@ int main(void)
 		cmocka_unit_test(finish_names_volumes_and_boot_order),
 		cmocka_unit_test(import_and_cloud_init_need_a_disk),
 		cmocka_unit_test(bare_numbers_are_virt_install_units),
+		cmocka_unit_test(virt_install_devices),
 		cmocka_unit_test(xml_targets_escaping_and_console),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

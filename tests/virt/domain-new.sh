@@ -577,6 +577,50 @@ new_autostart_off() {
 	RUN_BOUND=60 run domain rm kvmbox-test-auto
 }
 
+# The devices virt-install adds for a modern Linux (--osinfo linux2022; kvmbox has no osinfo
+# and always adds them): virtio-scsi for bus=scsi, the guest agent's channel, a USB tablet
+# with graphics, a balloon, virtio-rng, discard=unmap on new volumes. Same meaning as
+# virt-install on this libvirtd; defined, the same words again change nothing.
+virt_install_devices() {
+	local words=(--memory 64 --vcpus 1 --cpu host-model --disk size=1,bus=scsi,pool=kvmbox-test-pool --disk "path=$POOL_DIR/base.qcow2"
+		--graphics vnc,listen=127.0.0.1 --network none) ours theirs
+	qemu-img create -q -f qcow2 "$POOL_DIR/base.qcow2" 64M
+	RUN_BOUND=60 run domain new kvmbox-test-dev "${words[@]}" --print-xml
+	expect_rc 0
+	ours=$(python3 "$MEANING" --devices <<<"$OUT" | sed 's/ format qcow2//')
+	theirs=$(timeout -k 2 60 virt-install --connect qemu:///system --print-xml --dry-run --osinfo linux2022 -n kvmbox-test-dev \
+		--memory 64 --vcpus 1 --cpu host-model --disk size=1,bus=scsi,pool=kvmbox-test-pool --disk "path=$POOL_DIR/base.qcow2" \
+		--graphics vnc,listen=127.0.0.1 --network none --import 2>&1 | python3 "$MEANING" --devices | sed 's/ format qcow2//')
+	expect_eq "as virt-install means it" "$ours" "$theirs"
+	expect_match "the devices" "$ours" "disk disk $POOL_DIR/kvmbox-test-dev.qcow2 sda scsi discard unmap
+disk disk $POOL_DIR/base.qcow2 vda virtio
+graphics vnc listen 127.0.0.1
+controller scsi virtio-scsi
+channel unix org.qemu.guest_agent.0
+input tablet usb
+memballoon virtio
+rng virtio /dev/urandom"
+	RUN_BOUND=60 run domain new kvmbox-test-dev "${words[@]}"
+	expect_rc 0
+	local dump
+	dump=$($VIRSH dumpxml --inactive kvmbox-test-dev)
+	expect_match "libvirt keeps virtio-scsi" "$dump" "<controller type='scsi' index='0' model='virtio-scsi'>"
+	expect_eq "no LSI" "$(grep -c "model='lsilogic'" <<<"$dump")" 0
+	expect_match "discard" "$dump" "<driver name='qemu' type='qcow2' discard='unmap'/>"
+	RUN_BOUND=60 run domain new kvmbox-test-dev "${words[@]}"
+	expect_rc 0
+	expect_eq "the same words again" "$(grep -vc "^unchanged " <<<"$OUT")" 0
+	# graphics none takes the tablet with the console (the graphics row's change); the balloon and channel stay.
+	RUN_BOUND=60 run domain new kvmbox-test-dev "${words[@]}" --graphics none
+	expect_rc 0
+	expect_match "graphics planned away" "$OUT" "changed +kvmbox-test-dev graphics +vnc 127.0.0.1 -> none"
+	dump=$($VIRSH dumpxml --inactive kvmbox-test-dev)
+	expect_eq "no tablet" "$(grep -c "<input type='tablet'" <<<"$dump")" 0
+	expect_match "channel and balloon stay" "$dump" "org.qemu.guest_agent.0.*<memballoon model='virtio'"
+	RUN_BOUND=60 run domain rm kvmbox-test-dev --storage
+	rm -f "$POOL_DIR/base.qcow2"
+}
+
 # The notes' --cpu Haswell,-rtm,-hle,... on a host whose CPU lacks what it disables: QEMU
 # runs it. Under TCG Haswell lacks pcid, x2apic, tsc-deadline and invpcid besides TSX.
 disabled_features_start() {
@@ -639,6 +683,7 @@ if real_host_ready; then
 	t open_vnc_warns_and_defines
 	t new_autostart_off
 	t disabled_features_start
+	t virt_install_devices
 	t provision_words
 else
 	# make deps installs libvirt and this script starts it: a host that cannot is a failure, not a skip.

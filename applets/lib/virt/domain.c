@@ -1583,11 +1583,13 @@ static int plan_rest(const struct kb_xml *xml, const char *name, xmlNode *now, x
  *   disk, cdrom  a disk, by its file (a CD-ROM by its target)
  *   network      an interface, by its MAC (kept from the same place on the same bridge)
  *   hostdev      a host device, by its PCI address
- *   graphics     <graphics>, <video>            replaced
+ *   graphics     <graphics>, <video>, the USB tablet  replaced
+ *   disk bus=scsi  a virtio-scsi controller     added when there is no SCSI controller
  *
  * A device the words name is updated in place: what the words state is set,
  * what they do not (an address, cache=, a boot order) stays. Elements made
- * only at the first run (features, clock, on_*, serial, console, rng) and
+ * only at the first run (features, clock, on_*, serial, console, rng, the
+ * guest agent's channel, the balloon) and
  * words not given (vcpus, cpu, graphics ...) leave the current ones as they are.
  *
  * A conflict is a device of the words that would take the place of one they
@@ -1793,6 +1795,45 @@ static int take_interfaces(const struct kb_xml *xml, const char *name, xmlNode *
 	return 0;
 }
 
+/* The first <@name type=@type> child of @parent. */
+static xmlNode *child_of_type(const struct kb_xml *xml, xmlNode *parent, const char *name, const char *type)
+{
+	xmlNode *n = kb_xml_child(parent, name);
+	while (n && !kb_xml_prop_is(xml, n, "type", type))
+		n = kb_xml_next(n, name);
+	return n;
+}
+
+/* bus=scsi: the words' virtio-scsi controller when the definition has no SCSI controller (one it has stays). */
+static int take_scsi_controller(const struct kb_xml *xml, xmlNode *now, xmlNode *words, struct kb_error *err)
+{
+	xmlNode *want = child_of_type(xml, words, "controller", "scsi");
+	if (!want || child_of_type(xml, now, "controller", "scsi"))
+		return 0;
+	xmlNode *copy = xml->copy_node(want, now->doc, 1);
+	if (!copy)
+		return no_memory(err);
+	xml->add_child(now, copy);
+	return 0;
+}
+
+/* The USB tablet goes with the graphics: the words' (one, or none for graphics none) replaces the definition's. */
+static int take_tablet(const struct kb_xml *xml, xmlNode *now, xmlNode *words, struct kb_error *err)
+{
+	xmlNode *want = child_of_type(xml, words, "input", "tablet");
+	xmlNode *have = child_of_type(xml, now, "input", "tablet");
+	if (want && have)
+		return 0;
+	if (have)
+		drop(xml, have);
+	xmlNode *copy = want ? xml->copy_node(want, now->doc, 1) : NULL;
+	if (want && !copy)
+		return no_memory(err);
+	if (copy)
+		xml->add_child(now, copy);
+	return 0;
+}
+
 /* Whether two <hostdev>s pass the same PCI function. */
 static bool same_pci(const struct kb_xml *xml, xmlNode *a, xmlNode *b)
 {
@@ -1857,6 +1898,8 @@ static int merge_words(struct session *s, xmlDoc *current, char **text, struct k
 		rc = take_all(xml, now_os, words_os, "boot", err);
 	if (rc == 0 && (words_name(spec, "disk") || words_name(spec, "cdrom")))
 		rc = take_disks(xml, spec->name, now_devices, words_devices, words_name(spec, "disk"), words_name(spec, "cdrom"), err);
+	if (rc == 0 && words_name(spec, "disk"))
+		rc = take_scsi_controller(xml, now_devices, words_devices, err);
 	if (rc == 0 && spec->prune)
 		drop_unnamed_disks(xml, now_devices, words_devices);
 	if (rc == 0 && words_name(spec, "network"))
@@ -1869,7 +1912,8 @@ static int merge_words(struct session *s, xmlDoc *current, char **text, struct k
 	}
 	if (rc == 0 && words_name(spec, "graphics"))
 		rc = take_all(xml, now_devices, words_devices, "graphics", err) < 0 ||
-				     take_all(xml, now_devices, words_devices, "video", err) < 0
+				     take_all(xml, now_devices, words_devices, "video", err) < 0 ||
+				     take_tablet(xml, now_devices, words_devices, err) < 0
 			     ? -1
 			     : 0;
 	xml->free_doc(doc);

@@ -643,8 +643,9 @@ static void put_devices(FILE *out, const struct kb_domnew *d)
 	for (size_t i = 0; i < d->disk_count; i++) {
 		const struct kb_domnew_disk *k = &d->disk[i];
 		next_target(k->bus, counters, target);
-		put(out, "    <disk type='file' device='disk'>\n      <driver name='qemu' type='%s'/>\n",
-		    k->format[0] ? k->format : "raw");
+		/* A new volume is thin: the guest's discards give its space back (virt-install's discard=unmap). */
+		put(out, "    <disk type='file' device='disk'>\n      <driver name='qemu' type='%s'", k->format[0] ? k->format : "raw");
+		put(out, k->kind != KB_DISK_PATH ? " discard='unmap'/>\n" : "/>\n");
 		put(out, "      <source file='%s'/>\n      <target dev='%s' bus='%s'/>\n    </disk>\n", k->path, target, k->bus);
 	}
 	if (d->cdrom[0]) {
@@ -654,6 +655,12 @@ static void put_devices(FILE *out, const struct kb_domnew *d)
 		put(out, "      <source file='%s'/>\n      <target dev='%s' bus='%s'/>\n      <readonly/>\n    </disk>\n", d->cdrom,
 		    target, bus);
 	}
+	/* bus=scsi disks on virtio-scsi, as virt-install: libvirt's default controller would be an emulated LSI. */
+	for (size_t i = 0; i < d->disk_count; i++)
+		if (!strcmp(d->disk[i].bus, "scsi")) {
+			put(out, "    <controller type='scsi' index='0' model='virtio-scsi'/>\n");
+			break;
+		}
 	for (size_t i = 0; i < d->net_count; i++) {
 		const struct kb_domnew_net *n = &d->net[i];
 		const char *type = n->network[0] ? "network" : "bridge";
@@ -668,6 +675,16 @@ static void put_devices(FILE *out, const struct kb_domnew *d)
 	/* A serial console always: `virsh console` works and boot messages have somewhere to go. */
 	put(out, "    <serial type='pty'>\n      <target port='0'/>\n    </serial>\n");
 	put(out, "    <console type='pty'>\n      <target type='serial' port='0'/>\n    </console>\n");
+	/*
+	 * What virt-install adds for an OS that supports them (it asks osinfo; kvmbox
+	 * has no osinfo yet and does what it does for a modern Linux, --osinfo
+	 * linux2022): the guest agent's channel, a USB tablet with graphics (the
+	 * pointer follows the VNC client's), a balloon, entropy from /dev/urandom.
+	 */
+	put(out, "    <channel type='unix'>\n      <source mode='bind'/>\n"
+		 "      <target type='virtio' name='org.qemu.guest_agent.0'/>\n    </channel>\n");
+	if (d->graphics)
+		put(out, "    <input type='tablet' bus='usb'/>\n");
 	if (d->graphics) {
 		put(out, "    <graphics type='vnc' port='-1' autoport='yes' listen='%s'", d->vnc_listen);
 		if (d->vnc_password[0])
@@ -675,6 +692,7 @@ static void put_devices(FILE *out, const struct kb_domnew *d)
 		put(out, ">\n      <listen type='address' address='%s'/>\n    </graphics>\n", d->vnc_listen);
 		put(out, "    <video>\n      <model type='vga'/>\n    </video>\n");
 	}
+	put(out, "    <memballoon model='virtio'/>\n");
 	put(out, "    <rng model='virtio'>\n      <backend model='random'>/dev/urandom</backend>\n    </rng>\n");
 	put(out, "  </devices>\n");
 }
