@@ -5,7 +5,7 @@ memory, vCPUs, CPU mode/model/features, disks, interfaces, graphics, host device
 Reads the XML on stdin. Attribute order, quoting, element order within a kind
 and defaults a tool leaves to libvirt do not show. With --devices, also the
 devices virt-install adds for a modern OS (SCSI controllers, channels, the
-tablet, balloon, RNG) and each disk's discard."""
+tablet, balloon, RNG) and each disk's options (--disks: only those)."""
 import sys
 import xml.etree.ElementTree as ET
 
@@ -18,6 +18,7 @@ def kib(elem):
 
 def main():
     devices = "--devices" in sys.argv[1:]
+    disks = devices or "--disks" in sys.argv[1:]  # each disk's driver options, readonly, shareable, serial
     d = ET.fromstring(sys.stdin.read())
     out = [f"memory {kib(d.find('memory'))} KiB", f"vcpus {d.find('vcpu').text.strip()}"]
     cpu = d.find("cpu")
@@ -34,7 +35,10 @@ def main():
         out.append(f"disk {disk.get('device')} {src.get('file') if src is not None else '-'} "
                    f"{tgt.get('dev')} {tgt.get('bus')}"
                    + (f" format {drv.get('type')}" if drv is not None and drv.get("type") else "")
-                   + (f" discard {drv.get('discard')}" if devices and drv is not None and drv.get("discard") else ""))
+                   + "".join(f" {k} {drv.get(k)}" for k in ("cache", "io", "discard", "detect_zeroes")
+                             if disks and drv is not None and drv.get(k))
+                   + "".join(f" {k}" for k in ("readonly", "shareable") if disks and disk.find(k) is not None)
+                   + (f" serial {disk.find('serial').text}" if disks and disk.find("serial") is not None else ""))
     for nic in dev.findall("interface"):
         src = nic.find("source")
         out.append(f"interface {nic.get('type')} {src.get('bridge') or src.get('network')} {nic.find('model').get('type')}")

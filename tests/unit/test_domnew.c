@@ -36,7 +36,11 @@ static void syntax_refusals_name_the_word(void **state)
 		{ "disk", "path=relative.img", "disk 'path=relative.img': path= takes an absolute path without '..'" },
 		{ "disk", "backing=/b.qcow2", "disk 'backing=/b.qcow2': backing= needs size= (the overlay's size, at least the base image's)" },
 		{ "disk", "size=1G,bus=ide", "disk 'size=1G,bus=ide': bus is virtio, sata or scsi, not 'ide'" },
-		{ "disk", "size=1G,cache=none", "disk 'size=1G,cache=none': unknown option 'cache' (size=, path=, backing=, pool=, format=, bus=)" },
+		{ "disk", "size=1G,speed=fast", "disk 'size=1G,speed=fast': unknown option 'speed' (size=, path=, backing=, pool=, format=, bus=, cache=, io=, discard=, detect_zeroes=, serial=, readonly, shareable)" },
+		{ "disk", "size=1G,cache=fast", "disk 'size=1G,cache=fast': cache is none, writeback, writethrough, directsync, unsafe or default, not 'fast'" },
+		{ "disk", "size=1G,io=aio", "disk 'size=1G,io=aio': io is native, threads or io_uring, not 'aio'" },
+		{ "disk", "size=1G,serial=a b", "disk 'size=1G,serial=a b': serial= is at most 31 letters, digits, '.', '_' or '-', not 'a b'" },
+		{ "disk", "size=1G,readonly=maybe", "disk 'size=1G,readonly=maybe': readonly is on or off, not 'maybe'" },
 		{ "network", "model=e1000", "network 'model=e1000': needs bridge=NAME or network=NAME (or none)" },
 		{ "network", "bridge=br0,network=default", "network 'bridge=br0,network=default': one interface is on one bridge= or one network=" },
 		{ "network", "network=a/b", "network 'network=a/b': 'a/b' is not a libvirt network name" },
@@ -219,6 +223,17 @@ static void virt_install_devices(void **state)
 	assert_int_equal(kb_domnew_xml(&d, NULL, &xml, &err), 0);
 	assert_non_null(strstr(xml, "<input type='tablet' bus='usb'/>"));
 	assert_null(strstr(xml, "<controller type='scsi'"));
+	free(xml);
+	/* The disk options people type most. */
+	kb_domnew_init(&d, "web");
+	word("memory", "1G", &err);
+	assert_int_equal(word("disk", "/srv/a.raw,cache=none,io=native,discard=ignore,detect_zeroes=unmap,serial=DATA-1,readonly,shareable=on", &err), 0);
+	assert_int_equal(kb_domnew_finish(&d, &err), 0);
+	snprintf(d.disk[0].format, sizeof(d.disk[0].format), "raw");
+	assert_int_equal(kb_domnew_xml(&d, NULL, &xml, &err), 0);
+	assert_non_null(strstr(xml, "<driver name='qemu' type='raw' cache='none' io='native' discard='ignore' detect_zeroes='unmap'/>\n"
+				    "      <source file='/srv/a.raw'/>\n      <target dev='vda' bus='virtio'/>\n"
+				    "      <readonly/>\n      <shareable/>\n      <serial>DATA-1</serial>\n    </disk>"));
 	free(xml);
 }
 

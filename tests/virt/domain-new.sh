@@ -582,18 +582,19 @@ new_autostart_off() {
 # with graphics, a balloon, virtio-rng, discard=unmap on new volumes. Same meaning as
 # virt-install on this libvirtd; defined, the same words again change nothing.
 virt_install_devices() {
-	local words=(--memory 64 --vcpus 1 --cpu host-model --disk size=1,bus=scsi,pool=kvmbox-test-pool --disk "path=$POOL_DIR/base.qcow2"
+	local disk2="path=$POOL_DIR/base.qcow2,cache=none,io=threads,detect_zeroes=on,serial=DATA-1"
+	local words=(--memory 64 --vcpus 1 --cpu host-model --disk size=1,bus=scsi,pool=kvmbox-test-pool --disk "$disk2"
 		--graphics vnc,listen=127.0.0.1 --network none) ours theirs
 	qemu-img create -q -f qcow2 "$POOL_DIR/base.qcow2" 64M
 	RUN_BOUND=60 run domain new kvmbox-test-dev "${words[@]}" --print-xml
 	expect_rc 0
 	ours=$(python3 "$MEANING" --devices <<<"$OUT" | sed 's/ format qcow2//')
 	theirs=$(timeout -k 2 60 virt-install --connect qemu:///system --print-xml --dry-run --osinfo linux2022 -n kvmbox-test-dev \
-		--memory 64 --vcpus 1 --cpu host-model --disk size=1,bus=scsi,pool=kvmbox-test-pool --disk "path=$POOL_DIR/base.qcow2" \
+		--memory 64 --vcpus 1 --cpu host-model --disk size=1,bus=scsi,pool=kvmbox-test-pool --disk "$disk2" \
 		--graphics vnc,listen=127.0.0.1 --network none --import 2>&1 | python3 "$MEANING" --devices | sed 's/ format qcow2//')
 	expect_eq "as virt-install means it" "$ours" "$theirs"
 	expect_match "the devices" "$ours" "disk disk $POOL_DIR/kvmbox-test-dev.qcow2 sda scsi discard unmap
-disk disk $POOL_DIR/base.qcow2 vda virtio
+disk disk $POOL_DIR/base.qcow2 vda virtio cache none io threads detect_zeroes on serial DATA-1
 graphics vnc listen 127.0.0.1
 controller scsi virtio-scsi
 channel unix org.qemu.guest_agent.0

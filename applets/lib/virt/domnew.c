@@ -198,6 +198,12 @@ static int word_disk(struct kb_domnew *d, const char *value, char *buf, struct k
 			v = key; /* virt-install's --disk /path */
 			name = "path";
 		}
+		if (!strcmp(name, "readonly") || !strcmp(name, "shareable")) {
+			if (v && !one_of(v, (const char *const[]){ "on", "off", "yes", "no", NULL }))
+				return bad(err, "disk", value, "%s is on or off, not '%s'", name, v);
+			*(!strcmp(name, "readonly") ? &k->readonly : &k->shareable) = !v || !strcmp(v, "on") || !strcmp(v, "yes");
+			continue;
+		}
 		if (!v)
 			return bad(err, "disk", value, "'%s' needs a value (size=, path=, backing=, pool=, format=, bus=)", name);
 		if (!strcmp(name, "size")) {
@@ -214,12 +220,29 @@ static int word_disk(struct kb_domnew *d, const char *value, char *buf, struct k
 			if (!one_of(v, formats))
 				return bad(err, "disk", value, "format is qcow2 or raw, not '%s'", v);
 			snprintf(k->format, sizeof(k->format), "%s", v);
+		} else if (!strcmp(name, "cache") || !strcmp(name, "io") || !strcmp(name, "discard") || !strcmp(name, "detect_zeroes")) {
+			static const char *const caches[] = { "none", "writeback", "writethrough", "directsync", "unsafe", "default", NULL };
+			static const char *const ios[] = { "native", "threads", "io_uring", NULL };
+			static const char *const discards[] = { "unmap", "ignore", NULL };
+			static const char *const zeroes[] = { "on", "off", "unmap", NULL };
+			bool cache = !strcmp(name, "cache"), io = !strcmp(name, "io"), discard = !strcmp(name, "discard");
+			const char *const *choices = cache ? caches : io ? ios : discard ? discards : zeroes;
+			char *to = cache ? k->cache : io ? k->io : discard ? k->discard : k->detect_zeroes;
+			if (!one_of(v, choices))
+				return bad(err, "disk", value, "%s is %s, not '%s'", name,
+					   cache ? "none, writeback, writethrough, directsync, unsafe or default"
+					   : io ? "native, threads or io_uring"
+					   : discard ? "unmap or ignore" : "on, off or unmap", v);
+			snprintf(to, 16, "%s", v);
+		} else if (!strcmp(name, "serial")) {
+			if (!copy_name(k->serial, sizeof(k->serial), v) || strchr(v, ':'))
+				return bad(err, "disk", value, "serial= is at most 31 letters, digits, '.', '_' or '-', not '%s'", v);
 		} else if (!strcmp(name, "bus")) {
 			if (!one_of(v, buses))
 				return bad(err, "disk", value, "bus is virtio, sata or scsi, not '%s'", v);
 			snprintf(k->bus, sizeof(k->bus), "%s", v);
 		} else {
-			return bad(err, "disk", value, "unknown option '%s' (size=, path=, backing=, pool=, format=, bus=)", name);
+			return bad(err, "disk", value, "unknown option '%s' (size=, path=, backing=, pool=, format=, bus=, cache=, io=, discard=, detect_zeroes=, serial=, readonly, shareable)", name);
 		}
 	}
 	if (k->backing[0]) {
@@ -645,8 +668,23 @@ static void put_devices(FILE *out, const struct kb_domnew *d)
 		next_target(k->bus, counters, target);
 		/* A new volume is thin: the guest's discards give its space back (virt-install's discard=unmap). */
 		put(out, "    <disk type='file' device='disk'>\n      <driver name='qemu' type='%s'", k->format[0] ? k->format : "raw");
-		put(out, k->kind != KB_DISK_PATH ? " discard='unmap'/>\n" : "/>\n");
-		put(out, "      <source file='%s'/>\n      <target dev='%s' bus='%s'/>\n    </disk>\n", k->path, target, k->bus);
+		if (k->cache[0] && strcmp(k->cache, "default"))
+			put(out, " cache='%s'", k->cache);
+		if (k->io[0])
+			put(out, " io='%s'", k->io);
+		if (k->discard[0] || k->kind != KB_DISK_PATH)
+			put(out, " discard='%s'", k->discard[0] ? k->discard : "unmap");
+		if (k->detect_zeroes[0])
+			put(out, " detect_zeroes='%s'", k->detect_zeroes);
+		put(out, "/>\n");
+		put(out, "      <source file='%s'/>\n      <target dev='%s' bus='%s'/>\n", k->path, target, k->bus);
+		if (k->readonly)
+			put(out, "      <readonly/>\n");
+		if (k->shareable)
+			put(out, "      <shareable/>\n");
+		if (k->serial[0])
+			put(out, "      <serial>%s</serial>\n", k->serial);
+		put(out, "    </disk>\n");
 	}
 	if (d->cdrom[0]) {
 		const char *bus = !strncmp(d->machine, "pc", 2) && strncmp(d->machine, "pc-q35", 6) ? "ide" : "sata";
