@@ -113,6 +113,45 @@ cpu_model_and_nested_features() {
 	rm -rf "$FX/sys/module/kvm_intel"
 }
 
+# The notes' Haswell,-rtm,-hle: a model this host's QEMU cannot give as it is starts when
+# the features it lacks are disabled; libvirt's comparison says which (TCG lacks pcid,
+# x2apic, tsc-deadline, invpcid and TSX's hle, rtm).
+cpu_model_with_disabled_features() {
+	local off=
+	for f in rtm hle pcid x2apic tsc-deadline invpcid; do off+="<feature policy='disable' name='$f'/>"; done
+	findings "$(dom haswell.xml qemu "" "
+  <cpu mode='custom' match='exact'><model fallback='forbid'>Haswell</model>$off<feature policy='require' name='rdrand'/></cpu>")"
+	expect_rc 0
+	expect_eq "all it lacks disabled" "$FINDINGS" ""
+	findings "$(dom haswell.xml qemu "" "
+  <cpu mode='custom' match='exact'><model fallback='forbid'>Haswell</model><feature policy='disable' name='rtm'/><feature policy='disable' name='hle'/></cpu>")"
+	expect_rc 1
+	expect_eq "some left" "$FINDINGS" "ERROR cpu.model /domain/cpu/model"
+	expect_eq "what it lacks, the disabled ones not counted" "$(message_of cpu.model)" \
+		"CPU model Haswell needs features this host's CPU lacks: pcid, x2apic, tsc-deadline, invpcid"
+}
+
+# More memory than the host has (the fixture: 64 GiB), and <numatune> on a node it lacks.
+memory_and_numatune_beyond_the_host() {
+	sed -i "s|<memory unit='MiB'>64</memory>|<memory unit='GiB'>200</memory>|" "$(dom big.xml)"
+	findings "$TESTS_TMP/big.xml"
+	expect_rc 1
+	expect_eq "200 GiB" "$FINDINGS" "ERROR memory.host /domain/memory"
+	expect_eq message "$(message_of memory.host)" "the domain has 204800 MiB of memory but this host has 64300 MiB in all"
+	# define FILE runs the same preflight: nothing is defined.
+	run --root "$FX" domain define "$TESTS_TMP/big.xml" --dry-run
+	expect_rc 1
+	expect_match "define refuses" "$ERR$OUT" "ERROR memory.host"
+	mkdir -p "$FX/sys/devices/system/node"
+	echo 0 >"$FX/sys/devices/system/node/online"
+	findings "$(dom numatune.xml qemu "" "
+  <numatune><memory mode='strict' nodeset='0-1'/><memnode cellid='0' mode='strict' nodeset='0'/></numatune>")"
+	expect_rc 1
+	expect_eq "node 1" "$FINDINGS" "ERROR numatune.node /domain/numatune/memory"
+	expect_eq message "$(message_of numatune.node)" "nodeset='0-1' names host NUMA node 1, which this host does not have (nodes: 0)"
+	rm -r "$FX/sys/devices/system/node"
+}
+
 numa_cells() {
 	findings "$(dom numa.xml qemu "" "
   <cpu><numa>
@@ -266,7 +305,15 @@ bad_files_are_named() {
 	printf '<domain><name>x</name>' >"$TESTS_TMP/broken.xml"
 	run domain preflight "$TESTS_TMP/broken.xml"
 	expect_rc 1
-	expect_eq error "$ERR" "kvmbox domain: not well-formed XML: $TESTS_TMP/broken.xml"
+	expect_eq error "$ERR" "kvmbox domain: not well-formed XML (line 1, column 23: Premature end of data in tag domain line 1): $TESTS_TMP/broken.xml"
+	# The notes' hand edit: a stray '/' in a closing tag, found where it is.
+	sed 's|</domain>|  <cpu mode="host-model">\n  </cpu/>\n</domain>|' "$(dom notes.xml)" >"$TESTS_TMP/typo.xml"
+	run domain preflight "$TESTS_TMP/typo.xml"
+	expect_rc 1
+	expect_eq "</cpu/>" "$ERR" "kvmbox domain: not well-formed XML (line 16, column 8: expected '>'): $TESTS_TMP/typo.xml"
+	run domain define "$TESTS_TMP/typo.xml" --dry-run
+	expect_rc 1
+	expect_eq "</cpu/> (define)" "$ERR" "kvmbox domain: not well-formed XML (line 16, column 8: expected '>'): $TESTS_TMP/typo.xml"
 	printf '<network><name>x</name></network>' >"$TESTS_TMP/net.xml"
 	run domain preflight "$TESTS_TMP/net.xml"
 	expect_rc 1
@@ -359,6 +406,8 @@ t kvm_domain_without_usable_devkvm
 t emulator_from_an_old_host
 t machine_type_not_offered
 t cpu_model_and_nested_features
+t cpu_model_with_disabled_features
+t memory_and_numatune_beyond_the_host
 t numa_cells
 t hugepages_pool_too_small
 t vcpupin_to_missing_cpu

@@ -1614,11 +1614,13 @@ static int plan_rest(const struct kb_xml *xml, const char *name, xmlNode *now, x
  *   disk, cdrom  a disk, by its file (a CD-ROM by its target)
  *   network      an interface, by its MAC (kept from the same place on the same bridge)
  *   hostdev      a host device, by its PCI address
- *   graphics     <graphics>, <video>            replaced
+ *   graphics     <graphics>, <video>, the USB tablet  replaced
+ *   disk bus=scsi  a virtio-scsi controller     added when there is no SCSI controller
  *
  * A device the words name is updated in place: what the words state is set,
  * what they do not (an address, cache=, a boot order) stays. Elements made
- * only at the first run (features, clock, on_*, serial, console, rng) and
+ * only at the first run (features, clock, on_*, serial, console, rng, the
+ * guest agent's channel, the balloon) and
  * words not given (vcpus, cpu, graphics ...) leave the current ones as they are.
  *
  * A conflict is a device of the words that would take the place of one they
@@ -1824,6 +1826,45 @@ static int take_interfaces(const struct kb_xml *xml, const char *name, xmlNode *
 	return 0;
 }
 
+/* The first <@name type=@type> child of @parent. */
+static xmlNode *child_of_type(const struct kb_xml *xml, xmlNode *parent, const char *name, const char *type)
+{
+	xmlNode *n = kb_xml_child(parent, name);
+	while (n && !kb_xml_prop_is(xml, n, "type", type))
+		n = kb_xml_next(n, name);
+	return n;
+}
+
+/* bus=scsi: the words' virtio-scsi controller when the definition has no SCSI controller (one it has stays). */
+static int take_scsi_controller(const struct kb_xml *xml, xmlNode *now, xmlNode *words, struct kb_error *err)
+{
+	xmlNode *want = child_of_type(xml, words, "controller", "scsi");
+	if (!want || child_of_type(xml, now, "controller", "scsi"))
+		return 0;
+	xmlNode *copy = xml->copy_node(want, now->doc, 1);
+	if (!copy)
+		return no_memory(err);
+	xml->add_child(now, copy);
+	return 0;
+}
+
+/* The USB tablet goes with the graphics: the words' (one, or none for graphics none) replaces the definition's. */
+static int take_tablet(const struct kb_xml *xml, xmlNode *now, xmlNode *words, struct kb_error *err)
+{
+	xmlNode *want = child_of_type(xml, words, "input", "tablet");
+	xmlNode *have = child_of_type(xml, now, "input", "tablet");
+	if (want && have)
+		return 0;
+	if (have)
+		drop(xml, have);
+	xmlNode *copy = want ? xml->copy_node(want, now->doc, 1) : NULL;
+	if (want && !copy)
+		return no_memory(err);
+	if (copy)
+		xml->add_child(now, copy);
+	return 0;
+}
+
 /* Whether two <hostdev>s pass the same PCI function. */
 static bool same_pci(const struct kb_xml *xml, xmlNode *a, xmlNode *b)
 {
@@ -1895,6 +1936,8 @@ static int merge_words(struct session *s, xmlDoc *current, char **text, struct k
 	}
 	if (rc == 0 && (words_name(spec, "disk") || words_name(spec, "cdrom")))
 		rc = take_disks(xml, spec->name, now_devices, words_devices, words_name(spec, "disk"), words_name(spec, "cdrom"), err);
+	if (rc == 0 && words_name(spec, "disk"))
+		rc = take_scsi_controller(xml, now_devices, words_devices, err);
 	if (rc == 0 && spec->prune)
 		drop_unnamed_disks(xml, now_devices, words_devices);
 	if (rc == 0 && words_name(spec, "network"))
@@ -1907,7 +1950,8 @@ static int merge_words(struct session *s, xmlDoc *current, char **text, struct k
 	}
 	if (rc == 0 && words_name(spec, "graphics"))
 		rc = take_all(xml, now_devices, words_devices, "graphics", err) < 0 ||
-				     take_all(xml, now_devices, words_devices, "video", err) < 0
+				     take_all(xml, now_devices, words_devices, "video", err) < 0 ||
+				     take_tablet(xml, now_devices, words_devices, err) < 0
 			     ? -1
 			     : 0;
 	xml->free_doc(doc);
@@ -1947,8 +1991,12 @@ static int plan_definition(struct session *s, const struct build *b, struct kb_p
 	def->action = DOMAIN_DEFINE;
 	char before[4096], after[4096];
 	if (add_element(plan, b->name, "memory", now ? memory_value(xml, now, before, sizeof(before)) : NULL,
-			memory_value(xml, want, after, sizeof(after)), err) < 0 ||
-	    add_element(plan, b->name, "vcpus", now ? vcpu_value(xml, now, before, sizeof(before)) : NULL,
+			memory_value(xml, want, after, sizeof(after)), err) < 0)
+		goto out;
+	if (b->d && b->d->memory_bare)
+		kb_change_note(&plan->change[plan->count - 1], "memory %llu: MiB, as virt-install reads a number without a unit",
+			       b->d->memory_kib >> 10);
+	if (add_element(plan, b->name, "vcpus", now ? vcpu_value(xml, now, before, sizeof(before)) : NULL,
 			vcpu_value(xml, want, after, sizeof(after)), err) < 0 ||
 	    plan_disks(xml, b->name, now, want, plan, err) < 0 || plan_interfaces(xml, b->name, now, want, plan, err) < 0 ||
 	    add_element(plan, b->name, "graphics", now ? graphics_value(xml, now, before, sizeof(before)) : NULL,
@@ -2009,6 +2057,13 @@ static char *domcaps_from_libvirt(void *opaque, const char *emulator, const char
 {
 	struct session *s = opaque;
 	return s->v->get_domain_capabilities(s->conn, emulator, arch, machine, virttype, 0);
+}
+
+static int cpu_compare(void *opaque, const char *emulator, const char *arch, const char *machine, const char *virttype,
+		       const char *cpu_xml, char *why, size_t size)
+{
+	struct session *s = opaque;
+	return kb_virt_cpu_compare(s->v, s->conn, emulator, arch, machine, virttype, cpu_xml, why, size);
 }
 
 static int network_of(void *opaque, const char *name)
@@ -2096,7 +2151,7 @@ static int preflight(struct session *s, const struct build *b, struct kb_error *
 			free(findings);
 		return -1;
 	}
-	struct kb_preflight_host host = { .caps_xml = caps, .domcaps = domcaps_from_libvirt, .opaque = s,
+	struct kb_preflight_host host = { .caps_xml = caps, .domcaps = domcaps_from_libvirt, .cpu_compare = cpu_compare, .opaque = s,
 					   .to_create = b->to_create, .running = domain_running, .network = network_of,
 					   .to_start = b->to_start, .nics = nics, .nic_count = nic_count };
 	xmlDoc *doc = kb_xml_parse(s->xml, b->xml, strlen(b->xml), b->name, err);
@@ -2160,6 +2215,8 @@ static int plan_built(struct session *s, const struct build *b, struct kb_plan *
 			kb_change_note(c, "adopted: made for this domain by a run interrupted before defining it");
 		else if (k->kind == KB_DISK_OVERLAY && !vol->exists)
 			kb_change_note(c, "over its backing image");
+		if (k->size_bare)
+			note_append(c, "size without a unit: GiB, as virt-install reads it");
 	}
 	/* --prune: the disks the words no longer name leave the definition; their files stay. */
 	for (size_t i = 0; spec->prune && i < plan->count; i++) {

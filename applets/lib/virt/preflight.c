@@ -353,6 +353,59 @@ static void check_cpu_features(struct preflight *p, xmlNode *cpu)
 	}
 }
 
+/* @s into @out (of @size) with XML's special characters escaped. */
+static void append_escaped(char *out, size_t size, const char *s)
+{
+	size_t used = strlen(out);
+	for (; *s && used + 7 < size; s++) {
+		const char *e = *s == '&' ? "&amp;" : *s == '<' ? "&lt;" : *s == '>' ? "&gt;" : *s == '\'' ? "&apos;" : NULL;
+		if (e) {
+			memcpy(out + used, e, strlen(e));
+			used += strlen(e);
+		} else {
+			out[used++] = *s;
+		}
+	}
+	out[used] = '\0';
+}
+
+/*
+ * A model libvirt says this host cannot give as it is: whether the guest's
+ * disabled features are what it lacks (then it starts: the notes' Haswell
+ * with -rtm,-hle on a host without TSX) is libvirt's comparison to tell.
+ */
+static void check_unusable_model(struct preflight *p, xmlNode *cpu, xmlNode *model, const char *name, bool may_fall_back)
+{
+	char text[4096] = "<cpu mode='custom' match='exact'><model fallback='forbid'>", why[512] = "";
+	append_escaped(text, sizeof(text), name);
+	snprintf(text + strlen(text), sizeof(text) - strlen(text), "</model>");
+	for (xmlNode *f = kb_xml_child(cpu, "feature"); f; f = kb_xml_next(f, "feature")) {
+		autofree char *policy = kb_xml_prop(p->xml, f, "policy");
+		autofree char *feature = kb_xml_prop(p->xml, f, "name");
+		if (!feature || strlen(text) + 64 + strlen(feature) >= sizeof(text))
+			continue;
+		snprintf(text + strlen(text), sizeof(text) - strlen(text), "<feature policy='%s' name='",
+			 policy && !strcmp(policy, "disable") ? "disable" : policy && !strcmp(policy, "forbid") ? "forbid" : "require");
+		append_escaped(text, sizeof(text), feature);
+		snprintf(text + strlen(text), sizeof(text) - strlen(text), "'/>");
+	}
+	snprintf(text + strlen(text), sizeof(text) - strlen(text), "</cpu>");
+	int verdict = p->host && p->host->cpu_compare ? p->host->cpu_compare(p->host->opaque, p->emulator, p->arch, p->machine,
+									      p->type, text, why, sizeof(why))
+						      : -1;
+	if (verdict == 1)
+		return;
+	enum kb_severity severity = may_fall_back ? KB_SEVERITY_WARN : KB_SEVERITY_ERROR;
+	if (verdict == 0)
+		set_fix(add_finding(p, severity, "cpu.model", model, "CPU model %s needs features this host's CPU lacks: %s", name, why),
+			"disable them (<feature policy='disable' name=.../>; domain new: --cpu %s,-FEATURE...), or use <cpu mode='host-model'/>",
+			name);
+	else
+		set_fix(add_finding(p, severity, "cpu.model", model,
+				    "CPU model %s is known but not usable on this host (the host CPU lacks some of its features)", name),
+			"use <cpu mode='host-model'/>, or an older model this host's CPU covers");
+}
+
 static void check_cpu(struct preflight *p, bool machine_ok)
 {
 	xmlNode *cpu = kb_xml_child(p->domain, "cpu");
@@ -383,10 +436,7 @@ static void check_cpu(struct preflight *p, bool machine_ok)
 		if (!offered || strcmp(offered, name) != 0)
 			continue;
 		if (kb_xml_prop_is(p->xml, m, "usable", "no"))
-			set_fix(add_finding(p, may_fall_back ? KB_SEVERITY_WARN : KB_SEVERITY_ERROR, "cpu.model", model,
-					    "CPU model %s is known but not usable on this host (the host CPU lacks some of its features)",
-					    name),
-				"use <cpu mode='host-model'/>, or an older model this host's CPU covers");
+			check_unusable_model(p, cpu, model, name, may_fall_back);
 		return;
 	}
 	set_fix(add_finding(p, KB_SEVERITY_ERROR, "cpu.model", model, "CPU model %s is not known to this host's QEMU", name),
@@ -434,6 +484,47 @@ static void check_numa(struct preflight *p)
 				    "the NUMA cells hold %llu KiB but the domain has %llu KiB of memory", total,
 				    p->memory_kib),
 			"make the cells' memory add up to <memory>");
+}
+
+/* More memory than the host has in all cannot be given (QEMU fails to allocate it, or the OOM killer ends it). */
+static void check_memory(struct preflight *p)
+{
+	unsigned long long host_kib = kb_meminfo_kib(p->ctx, "/proc/meminfo", "MemTotal:");
+	if (!host_kib || p->memory_kib <= host_kib)
+		return;
+	set_fix(add_finding(p, KB_SEVERITY_ERROR, "memory.host", kb_xml_child(p->domain, "memory"),
+			    "the domain has %llu MiB of memory but this host has %llu MiB in all", p->memory_kib >> 10,
+			    host_kib >> 10),
+		"give it at most what the host can spare (<memory>), or run it on a larger host");
+}
+
+/* <numatune> nodesets name host NUMA nodes: one the host lacks fails the start (libvirt: "NUMA node N is unavailable"). */
+static void check_numatune(struct preflight *p)
+{
+	xmlNode *tune = kb_xml_child(p->domain, "numatune");
+	char online_text[256];
+	struct kb_cpuset online;
+	if (!tune || kb_read_value(p->ctx, "/sys/devices/system/node/online", online_text, sizeof(online_text), NULL) < 0 ||
+	    kb_cpuset_parse(online_text, &online) < 0)
+		return;
+	for (xmlNode *n = tune->children; n; n = n->next) {
+		if (n->type != XML_ELEMENT_NODE || (strcmp((const char *)n->name, "memory") && strcmp((const char *)n->name, "memnode")))
+			continue;
+		autofree char *nodeset = kb_xml_prop(p->xml, n, "nodeset");
+		struct kb_cpuset set;
+		if (!nodeset)
+			continue;
+		if (kb_cpuset_parse(nodeset, &set) < 0) {
+			add_finding(p, KB_SEVERITY_ERROR, "numatune.node", n, "nodeset='%s' is not a list of NUMA nodes", nodeset);
+			continue;
+		}
+		int missing = kb_cpuset_first_missing(&set, &online);
+		if (missing >= 0)
+			set_fix(add_finding(p, KB_SEVERITY_ERROR, "numatune.node", n,
+					    "nodeset='%s' names host NUMA node %d, which this host does not have (nodes: %s)", nodeset,
+					    missing, online_text),
+				"use nodes of /sys/devices/system/node/online (kvmbox domain new --placement auto chooses them)");
+	}
 }
 
 /* The host's default hugepage size in KiB, 0 when it has none. */
@@ -1085,6 +1176,8 @@ int kb_preflight(const struct kb_ctx *ctx, const struct kb_xml *xml, xmlDoc *doc
 		p.domcaps = load_domcaps(&p, machine_ok);
 	check_firmware(&p);
 	check_numa(&p);
+	check_memory(&p);
+	check_numatune(&p);
 	check_hugepages(&p);
 	check_pinning(&p);
 	check_interfaces(&p);

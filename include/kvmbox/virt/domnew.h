@@ -34,10 +34,17 @@ enum kb_domnew_disk_kind {
 struct kb_domnew_disk {
 	enum kb_domnew_disk_kind kind;
 	unsigned long long size_bytes;
+	bool size_bare;        /* size=100: no unit, GiB as virt-install reads it */
 	char pool[64];
 	char format[8];        /* qcow2 or raw; "" until known (path=: format=, the definition's, or probed once) */
 	bool defined;          /* path=: the domain's current definition has it; its format comes from there */
 	char bus[8];           /* virtio, sata, scsi */
+	char cache[16];        /* cache=: none, writeback, writethrough, directsync, unsafe; "" libvirt's default */
+	char io[16];           /* io=: native, threads, io_uring */
+	char discard[8];       /* discard=: unmap or ignore ("" new volumes: unmap) */
+	char detect_zeroes[8]; /* detect_zeroes=: on, off, unmap */
+	char serial[32];       /* serial=: the guest sees it as the disk's serial number */
+	bool readonly, shareable;
 	char path[PATH_MAX];   /* path=, or the new volume's path once the pool is known */
 	char backing[PATH_MAX];
 	char backing_format[8];
@@ -66,6 +73,7 @@ struct kb_domnew_fw_feature {
 struct kb_domnew {
 	char name[64];
 	unsigned long long memory_kib;
+	bool memory_bare;   /* memory 4096: no unit, MiB as virt-install reads it */
 	unsigned vcpus;
 	char cpu_mode[24];  /* host-passthrough, host-model or custom */
 	char cpu_model[48];
