@@ -963,7 +963,12 @@ static int plan_seed(struct session *s, struct build *b, struct kb_error *err)
 	kb_seed_free(&seed);
 	seed_path(d->disk[0].path, d->name, b->seed, sizeof(b->seed));
 	int there = seed_state(s, b->seed, d->name, err);
-	b->seed_there = there == 1;
+	/*
+	 * Its first boot had it only if the domain exists: a seed left by a run
+	 * killed before the define, or beside a domain undefined since, is made
+	 * again and attached.
+	 */
+	b->seed_there = there == 1 && b->current;
 	return there < 0 ? -1 : 0;
 }
 
@@ -2519,7 +2524,14 @@ static int write_seed(struct session *s, struct build *b, struct kb_change *c, s
 	if (kb_archive_load(&ar, err) < 0 || kb_seed_make(&b->d->cloud_init, b->name, true, &seed, err) < 0)
 		return -1;
 	int rc = kb_seed_iso(&ar, &seed, b->name, &iso, &len, err);
-	struct kb_write_options opts = { .mode = 0644 };
+	/*
+	 * 0600: it may hold the root password (libvirt gives it to QEMU's user at
+	 * start). Its directory may be another user's: a link planted there since
+	 * the plan is refused, and what is there must still be this domain's seed.
+	 */
+	struct kb_write_options opts = { .mode = 0600, .no_follow = true };
+	if (rc == 0 && seed_state(s, b->seed, b->name, err) < 0)
+		rc = -1;
 	if (rc == 0)
 		rc = kb_write_file_atomic(s->ctx, b->seed, iso, len, &opts, err);
 	if (rc == 0 && seed.password[0] && s->spec->root_password)

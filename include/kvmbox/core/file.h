@@ -59,6 +59,8 @@ struct kb_write_options {
 	 * again). A killed process still leaves the old or the new file whole.
 	 */
 	bool no_sync;
+	/* A symbolic link at the path is refused, not followed: for files kvmbox makes in a directory others write. */
+	bool no_follow;
 };
 
 /*
