@@ -44,7 +44,8 @@ static void malformed(void **state)
 {
 	(void)state;
 	static const char *const bad[] = { "", "[]", "{", "{\"a\": }", "{\"a\": \"x\\u0041\"}", "{\"a\": 1} x",
-					   "{\"features\": [\"a\" \"b\"]}", "{\"a\": \"unterminated}" };
+					   "{\"features\": [\"a\" \"b\"]}", "{\"a\": \"unterminated}", "{\"a\": [uefi]}",
+					   "{\"a\": zzz}", "{\"a\": e}", "{\"a\": -}" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct kb_error err = { 0 };
 		if (kb_firmware_parse(bad[i], strlen(bad[i]), &fw, &err) != -1)
@@ -60,6 +61,28 @@ static void malformed(void **state)
 	const char *ok = "{\"interface-types\": [\"bios\"], \"mapping\": {\"device\": \"memory\"}, \"x\": [true, null, -1.5e3]}";
 	assert_int_equal(kb_firmware_parse(ok, strlen(ok), &fw, &err), 0);
 	assert_false(fw.uefi || fw.flash);
+	/* A NUL byte is not white space; a buffer without a terminator is read to its length only. */
+	static const char with_nul[] = "{\"a\":\0 1}";
+	assert_int_equal(kb_firmware_parse(with_nul, sizeof(with_nul) - 1, &fw, &err), -1);
+	char *exact = malloc(6);
+	memcpy(exact, "{\"a\":1", 6);
+	assert_int_equal(kb_firmware_parse(exact, 6, &fw, &err), -1);
+	free(exact);
+}
+
+/* Targets past the limit are dropped, never folded into the last one kept. */
+static void too_many_targets(void **state)
+{
+	(void)state;
+	const char *text = "{\"interface-types\": [\"uefi\"], \"targets\": ["
+			   "{\"architecture\": \"i386\", \"machines\": [\"a\"]}, {\"architecture\": \"i386\", \"machines\": [\"b\"]},"
+			   "{\"architecture\": \"i386\", \"machines\": [\"c\"]}, {\"architecture\": \"i386\", \"machines\": [\"d\"]},"
+			   "{\"architecture\": \"x86_64\", \"machines\": [\"virt\"]}]}";
+	struct kb_error err = { 0 };
+	assert_int_equal(kb_firmware_parse(text, strlen(text), &fw, &err), 0);
+	assert_true(kb_firmware_for(&fw, "i386", "d"));
+	assert_false(kb_firmware_for(&fw, "x86_64", "virt"));
+	assert_false(kb_firmware_for(&fw, "x86_64", "c"));
 }
 
 int main(void)
@@ -67,6 +90,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(debian_descriptors),
 		cmocka_unit_test(malformed),
+		cmocka_unit_test(too_many_targets),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,11 +13,12 @@ struct reader {
 	const char *p, *end;
 	struct kb_firmware *fw;
 	unsigned depth;
+	bool extra_target; /* inside a "targets" element past KB_FW_TARGETS_MAX: its fields are ignored */
 };
 
 static void skip_space(struct reader *r)
 {
-	while (r->p < r->end && strchr(" \t\r\n", *r->p))
+	while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\r' || *r->p == '\n'))
 		r->p++;
 }
 
@@ -68,6 +69,8 @@ static void take(struct reader *r, const char *path, const char *value)
 		set(fw->executable, sizeof(fw->executable), value);
 	else if (!strcmp(path, "mapping.nvram-template.filename"))
 		set(fw->nvram_template, sizeof(fw->nvram_template), value);
+	else if (!strncmp(path, "targets[].", 10) && r->extra_target)
+		return; /* a target past the limit is dropped, never folded into the last one kept */
 	else if (!strcmp(path, "targets[].architecture") && fw->target_count)
 		set(fw->target[fw->target_count - 1].arch, sizeof(fw->target[0].arch), value);
 	else if (!strcmp(path, "targets[].machines[]") && fw->target_count) {
@@ -100,8 +103,12 @@ static bool read_members(struct reader *r, const char *path, bool object)
 			snprintf(inner, sizeof(inner), "%s%s%s", path, *path ? "." : "", key);
 		} else {
 			snprintf(inner, sizeof(inner), "%s[]", path);
-			if (!strcmp(inner, "targets[]") && r->fw->target_count < KB_FW_TARGETS_MAX)
-				r->fw->target_count++; /* each element of "targets" is one target */
+			/* Each element of "targets" is one target. */
+			if (!strcmp(inner, "targets[]")) {
+				r->extra_target = r->fw->target_count == KB_FW_TARGETS_MAX;
+				if (!r->extra_target)
+					r->fw->target_count++;
+			}
 		}
 		skip_space(r);
 		if (!read_value(r, inner))
@@ -137,12 +144,25 @@ static bool read_value(struct reader *r, const char *path)
 		take(r, path, value);
 		return true;
 	}
-	/* true, false, null, numbers: nothing a descriptor's match needs. */
-	size_t n = strspn(r->p, "abcdefghijklmnopqrstuvwxyz0123456789+-.E");
-	if (!n || r->p + n > r->end)
-		return false;
-	r->p += n;
-	return true;
+	/* true, false, null, numbers: nothing a descriptor's match needs, but nothing else is JSON. */
+	static const char *const words[] = { "true", "false", "null" };
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+		size_t n = strlen(words[i]);
+		if ((size_t)(r->end - r->p) >= n && !memcmp(r->p, words[i], n)) {
+			r->p += n;
+			return true;
+		}
+	}
+	const char *start = r->p;
+	if (r->p < r->end && *r->p == '-')
+		r->p++;
+	bool digits = false;
+	while (r->p < r->end && ((*r->p >= '0' && *r->p <= '9') || *r->p == '.' || *r->p == 'e' || *r->p == 'E' ||
+				 ((*r->p == '+' || *r->p == '-') && (r->p[-1] == 'e' || r->p[-1] == 'E')))) {
+		digits = digits || (*r->p >= '0' && *r->p <= '9');
+		r->p++;
+	}
+	return digits && r->p > start;
 }
 
 int kb_firmware_parse(const char *text, size_t len, struct kb_firmware *fw, struct kb_error *err)
