@@ -144,6 +144,21 @@ test_irqbalance_in_place() {
 	expect_rc 0
 	expect_eq "appended" "$(cat "$r/etc/default/irqbalance")" 'IRQBALANCE_ARGS=""
 IRQBALANCE_BANNED_CPULIST=1-3'
+	# A quoted value with a space ends at its quote: the result is still read by the shell whole.
+	r=$(tune_root 2 4 1)
+	printf 'IRQBALANCE_BANNED_CPULIST="0-1 "\nIRQBALANCE_ARGS="--x"\n' >"$r/etc/default/irqbalance"
+	run --root "$r" tune --no-update
+	expect_rc 0
+	expect_eq "quoted value replaced whole" "$(cat "$r/etc/default/irqbalance")" 'IRQBALANCE_BANNED_CPULIST=1-3,5-7
+IRQBALANCE_ARGS="--x"'
+	expect_eq "bash reads it" "$(bash -c '. "$1"; echo "$IRQBALANCE_ARGS"' _ "$r/etc/default/irqbalance")" "--x"
+	# A quote that does not close on its line (the shell reads on): refused, the file untouched.
+	printf 'IRQBALANCE_BANNED_CPULIST="0-1\n2-3"\n' >"$r/etc/default/irqbalance"
+	cp "$r/etc/default/irqbalance" "$TESTS_TMP/irq.open"
+	run --root "$r" tune --no-update
+	expect_rc 1
+	expect_match "refused" "$ERR" "IRQBALANCE_BANNED_CPULIST: its quoted value does not end on its line"
+	cmp -s "$TESTS_TMP/irq.open" "$r/etc/default/irqbalance" || fail "the file was changed"
 }
 
 # A command line over the kernel's 2048 bytes is refused, and nothing is written.

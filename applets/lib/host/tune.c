@@ -341,10 +341,17 @@ static const char *assigns(const char *p, const char *end, const char *var)
  * replaced in place (the line's other bytes kept), else the line appended;
  * *@before the value it had (quotes removed), NULL when none.
  */
-static char *irqbalance_text(const char *text, size_t len, const char *list, char **before)
+/*
+ * The file with the variable's last assignment set to @list (or appended),
+ * its old value in *@before. A quoted value ends at its closing quote; one
+ * whose quote does not close on its line (the shell reads on) sets
+ * *@unreadable: kvmbox does not rewrite what it cannot read whole.
+ */
+static char *irqbalance_text(const char *text, size_t len, const char *list, char **before, bool *unreadable)
 {
 	const char *value = NULL, *value_end = NULL;
 	*before = NULL;
+	*unreadable = false;
 	for (const char *line = text; text && line < text + len;) {
 		const char *eol = memchr(line, '\n', (size_t)(text + len - line));
 		const char *end = eol ? eol : text + len;
@@ -352,6 +359,14 @@ static char *irqbalance_text(const char *text, size_t len, const char *list, cha
 		if (v) {
 			value = v;
 			value_end = v;
+			if (v < end && (*v == '"' || *v == '\'')) {
+				const char *close = memchr(v + 1, *v, (size_t)(end - v - 1));
+				if (!close || memchr(v + 1, '\\', (size_t)(close - v - 1))) {
+					*unreadable = true;
+					return NULL;
+				}
+				value_end = close + 1;
+			}
 			while (value_end < end && !isspace((unsigned char)*value_end) && *value_end != '#' && *value_end != ';')
 				value_end++;
 		}
@@ -399,10 +414,14 @@ static int plan_irqbalance(const struct kb_ctx *ctx, const struct choice *c, str
 	kb_cpuset_format(&c->isolated, list, sizeof(list));
 	/* Freed by hand: clang's analyser reads the cleanup attribute's free as a leak here. */
 	char *before = NULL;
-	char *after = irqbalance_text(text, len, list, &before);
+	bool unreadable;
+	char *after = irqbalance_text(text, len, list, &before, &unreadable);
 	if (!after) {
 		free(before);
-		return kb_fail(err, ENOMEM, KB_TUNE_IRQBALANCE, "planning");
+		return unreadable ? kb_fail(err, EINVAL, KB_TUNE_IRQBALANCE, "%s: its quoted value does not end on its line "
+									  "(or holds a backslash); fix it by hand, then run again:",
+					    KB_TUNE_IRQBALANCE_VAR)
+				  : kb_fail(err, ENOMEM, KB_TUNE_IRQBALANCE, "planning");
 	}
 	struct kb_change *ch = kb_plan_file(ctx, plan, "irqbalance", KB_TUNE_IRQBALANCE, after, 0644, err);
 	free(after);
