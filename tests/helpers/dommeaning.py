@@ -3,7 +3,8 @@
 definitions written by different tools (kvmbox domain new and virt-install):
 memory, vCPUs, CPU mode/model/features, firmware, disks, interfaces, graphics, host devices.
 Reads the XML on stdin. Attribute order, quoting, element order within a kind
-and defaults a tool leaves to libvirt do not show."""
+and defaults a tool leaves to libvirt do not show. With --os: the machine family
+(q35 or pc, any version) and the libosinfo OS in <metadata> too."""
 import sys
 import xml.etree.ElementTree as ET
 
@@ -17,6 +18,12 @@ def kib(elem):
 def main():
     d = ET.fromstring(sys.stdin.read())
     out = [f"memory {kib(d.find('memory'))} KiB", f"vcpus {d.find('vcpu').text.strip()}"]
+    if "--os" in sys.argv[1:]:
+        machine = d.find("os/type").get("machine") or "-"
+        out.append("machine " + ("q35" if "q35" in machine else "pc" if machine.startswith("pc") else machine))
+        os_ = d.find("metadata/{http://libosinfo.org/xmlns/libvirt/domain/1.0}libosinfo/"
+                     "{http://libosinfo.org/xmlns/libvirt/domain/1.0}os")
+        out.append(f"osinfo {os_.get('id') if os_ is not None else '-'}")
     cpu = d.find("cpu")
     if cpu is not None:
         model = cpu.find("model")
