@@ -90,7 +90,7 @@ refusals() {
 defined_and_again() {
 	qemu-img create -q -f qcow2 "$DIR/define.qcow2" 1G
 	local words=(os-define --connect "$URI" --memory 4G "${WORDS[@]}" --osinfo debian11 --disk "path=$DIR/define.qcow2" --import)
-	at_exit "$VIRSH undefine os-define >/dev/null 2>&1"
+	$VIRSH undefine os-define >/dev/null 2>&1 # a run killed before its end
 	RUN_BOUND=60 run domain new "${words[@]}" --json
 	expect_rc 0
 	expect_match "metadata" "$($VIRSH dumpxml os-define)" "<libosinfo:os id=.http://debian.org/debian/11./>"
@@ -99,6 +99,7 @@ defined_and_again() {
 	expect_eq "again: nothing would change" "$(jq -r '[.changes[] | select(.status != "unchanged")] | length' <<<"$OUT")" 0
 	expect_eq "the osinfo row" "$(jq -r '.changes[] | select(.item == "os-define osinfo") | "\(.before) -> \(.after)"' <<<"$OUT")" \
 		"http://debian.org/debian/11 -> http://debian.org/debian/11"
+	$VIRSH undefine os-define >/dev/null || fail "undefining os-define"
 }
 
 t as_virt_install
