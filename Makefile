@@ -25,7 +25,8 @@ DEBIAN_PACKAGES := build-essential pkg-config libcmocka-dev libkmod-dev libxml2-
                    valgrind clang libclang-rt-14-dev \
                    cpu-checker libvirt-clients hyperfine jq \
                    libvirt-dev libvirt-daemon-system qemu-system-x86 busybox-static cpio ifupdown \
-                   libpci-dev pci.ids virtinst ipxe-qemu ansible-core ovmf mtools dosfstools
+                   libpci-dev pci.ids virtinst ipxe-qemu ansible-core ovmf mtools dosfstools \
+                   osinfo-db xorriso
 
 # Headers only: libkmod, libxml2, libarchive, libcrypto, libvirt and libpci are dlopen()ed by the applets that use them (applets/lib/core/dynlib.c).
 DLOPEN_PKGS := libkmod libxml-2.0 libarchive libcrypto libvirt libpci

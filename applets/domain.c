@@ -106,6 +106,10 @@ const char domain_usage[] =
 	"                    root-password-generate=on,disable=on. It implies --start; the definition keeps\n"
 	"                    no seed, and a second run neither attaches it again nor makes a new password\n"
 	"  --import          boot the disk as it is (virt-install's word; no install media)\n"
+	"  --osinfo OS       (--os-variant) devices, machine, firmware and minimums of an OS from\n"
+	"                    osinfo-db (debian11, win11, winxp, generic; an unknown name gets the closest),\n"
+	"                    or detect=on[,require=on] from the --cdrom image's volume id; without it:\n"
+	"                    virtio devices on q35, BIOS\n"
 	"  --prune           disks the words no longer name leave the definition (their files\n"
 	"                    stay); without it such a disk is refused, never detached silently\n"
 	"  --print-xml       print the definition, change nothing\n"
@@ -672,7 +676,7 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 	/* domain new's options are its words (kvmbox/virt/domnew.h), the same as provision's [domain] keys. */
 	static const char *const new_words[] = { "memory", "vcpus", "cpu", "machine", "virt-type", "disk", "cdrom",
 						 "boot", "network", "graphics", "hostdev", "hugepages", "nested", "placement",
-						 "allow-host-file", "cloud-init", "import" };
+						 "allow-host-file", "cloud-init", "import", "osinfo" };
 	static const struct option long_options[] = {
 		KB_GLOBAL_LONG_OPTIONS,
 		{ "connect", required_argument, NULL, OPT_CONNECT },
@@ -707,6 +711,8 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 		{ "allow-host-file", optional_argument, NULL, OPT_WORD + 14 },
 		{ "cloud-init", optional_argument, NULL, OPT_WORD + 15 },
 		{ "import", optional_argument, NULL, OPT_WORD + 16 },
+		{ "osinfo", required_argument, NULL, OPT_WORD + 17 },
+		{ "os-variant", required_argument, NULL, OPT_WORD + 17 }, /* virt-install's older name */
 		{ 0 },
 	};
 	struct domain_cmd *cmd = calloc(1, sizeof(*cmd));

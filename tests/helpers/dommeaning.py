@@ -5,7 +5,8 @@ memory, vCPUs, CPU mode/model/features, firmware, disks, interfaces, graphics, h
 Reads the XML on stdin. Attribute order, quoting, element order within a kind
 and defaults a tool leaves to libvirt do not show. With --devices, also the
 devices virt-install adds for a modern OS (SCSI controllers, channels, the
-tablet, balloon, RNG) and each disk's options (--disks: only those)."""
+tablet, balloon, RNG) and each disk's options (--disks: only those). With --os:
+the machine family (q35 or pc, any version) and the libosinfo OS in <metadata> too."""
 import sys
 import xml.etree.ElementTree as ET
 
@@ -21,6 +22,12 @@ def main():
     disks = devices or "--disks" in sys.argv[1:]  # each disk's driver options, readonly, shareable, serial
     d = ET.fromstring(sys.stdin.read())
     out = [f"memory {kib(d.find('memory'))} KiB", f"vcpus {d.find('vcpu').text.strip()}"]
+    if "--os" in sys.argv[1:]:
+        machine = d.find("os/type").get("machine") or "-"
+        out.append("machine " + ("q35" if "q35" in machine else "pc" if machine.startswith("pc") else machine))
+        os_ = d.find("metadata/{http://libosinfo.org/xmlns/libvirt/domain/1.0}libosinfo/"
+                     "{http://libosinfo.org/xmlns/libvirt/domain/1.0}os")
+        out.append(f"osinfo {os_.get('id') if os_ is not None else '-'}")
     cpu = d.find("cpu")
     if cpu is not None:
         model = cpu.find("model")

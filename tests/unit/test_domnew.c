@@ -72,7 +72,7 @@ static void syntax_refusals_name_the_word(void **state)
 		{ "disk", "backing=/srv/..,size=1G", "disk 'backing=/srv/..,size=1G': backing= takes an absolute path without '..'" },
 		{ "cdrom", "/iso/../etc/shadow", "cdrom '/iso/../etc/shadow': takes the absolute path of an ISO image, without '..'" },
 		{ "allow-host-file", "maybe", "allow-host-file 'maybe': is yes or no" },
-		{ "colour", "red", "unknown word 'colour' (one of: memory vcpus cpu machine virt-type disk cdrom boot network graphics hostdev hugepages nested placement allow-host-file cloud-init import)" },
+		{ "colour", "red", "unknown word 'colour' (one of: memory vcpus cpu machine virt-type disk cdrom boot network graphics hostdev hugepages nested placement allow-host-file cloud-init import osinfo)" },
 		{ "cloud-init", "ssh-key=id.pub", "cloud-init 'ssh-key=id.pub': takes an absolute path" },
 		{ "import", "maybe", "import 'maybe': is yes or no" },
 	};

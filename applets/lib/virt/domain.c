@@ -24,6 +24,7 @@
 #include "kvmbox/virt/domain.h"
 #include "kvmbox/virt/domnew.h"
 #include "kvmbox/virt/domxml.h"
+#include "kvmbox/virt/osinfo.h"
 #include "kvmbox/virt/placement.h"
 
 #define DOMAIN_XML_MAX (1u << 20)
@@ -264,6 +265,7 @@ struct build {
 	char seed[PATH_MAX];  /* cloud-init: the seed's path; "" without the word */
 	bool seed_there;      /* it exists and is this domain's: its first boot had it */
 	unsigned seed_files;
+	char osinfo_note[512]; /* what --osinfo decided that the plan tells (recommended figures, detection) */
 };
 
 static void build_free(struct session *s, struct build *b)
@@ -1000,6 +1002,7 @@ static int build_from_words(struct session *s, struct build *b, struct kb_error 
 	int node = -1;
 	int rc = (existing && keep_disk_formats(s, d, existing, err) < 0) ||
 			 default_network(s, d, b->current != NULL, err) < 0 ||
+			 kb_osinfo_resolve(s->ctx, s->xml, d, b->osinfo_note, sizeof(b->osinfo_note), err) < 0 ||
 			 kb_domnew_check_host(s->ctx, s->xml, d, &node, err) < 0 || check_cpu_model(s, d, err) < 0 ||
 			 resolve_disks(s, d, existing, b->vol, err) < 0 ||
 			 (d->cloud_init.on && plan_seed(s, b, err) < 0) ||
@@ -1201,6 +1204,15 @@ static const char *firmware_value(const struct kb_xml *xml, xmlNode *root, char 
 		autofree char *enabled = kb_xml_prop(xml, f, "enabled");
 		append(buf, size, " ", "%s=%s", name ? name : "?", enabled ? enabled : "?");
 	}
+	return buf;
+}
+
+/* The OS the definition's <metadata> names as virt-install writes it (libosinfo:os id), or "none". */
+static const char *osinfo_value(const struct kb_xml *xml, xmlNode *root, char *buf, size_t size)
+{
+	xmlNode *os = kb_xml_child(kb_xml_child(kb_xml_child(root, "metadata"), "libosinfo"), "os");
+	autofree char *id = kb_xml_prop(xml, os, "id");
+	snprintf(buf, size, "%s", id ? id : "none");
 	return buf;
 }
 
@@ -1682,6 +1694,22 @@ static int take_all(const struct kb_xml *xml, xmlNode *now, xmlNode *words, cons
 }
 
 /*
+ * osinfo: the words' <libosinfo:libosinfo> in place of the current one, the
+ * rest of <metadata> (other applications' elements) kept; without one in the
+ * words (generic, nothing detected) the current stays.
+ */
+static int take_osinfo(const struct kb_xml *xml, xmlNode *now, xmlNode *words, struct kb_error *err)
+{
+	xmlNode *want = kb_xml_child(kb_xml_child(words, "metadata"), "libosinfo");
+	if (!want)
+		return 0;
+	xmlNode *metadata = kb_xml_child(now, "metadata");
+	if (!metadata && !(metadata = xml->new_child(now, NULL, (const xmlChar *)"metadata", NULL)))
+		return no_memory(err);
+	return take_all(xml, metadata, kb_xml_child(words, "metadata"), "libosinfo", err);
+}
+
+/*
  * What @words states set on @now: its attributes, its text, its children
  * (each into the first of the same name, added when there is none). What
  * @now has beyond it stays.
@@ -1932,13 +1960,16 @@ static int merge_words(struct session *s, xmlDoc *current, char **text, struct k
 	}
 	if (rc == 0 && (words_name(spec, "boot") || words_name(spec, "cdrom")))
 		rc = take_all(xml, now_os, words_os, "boot", err);
-	autofree char *firmware = words_name(spec, "boot") ? kb_xml_prop(xml, words_os, "firmware") : NULL;
+	autofree char *firmware =
+		words_name(spec, "boot") || words_name(spec, "osinfo") ? kb_xml_prop(xml, words_os, "firmware") : NULL;
 	if (rc == 0 && firmware) {
 		/* uefi in the boot word: the firmware and its features are the words'; without it they stay. */
 		rc = xml->set_prop(now_os, (const xmlChar *)"firmware", (const xmlChar *)firmware) ? 0 : no_memory(err);
 		if (rc == 0)
 			rc = take_all(xml, now_os, words_os, "firmware", err);
 	}
+	if (rc == 0 && words_name(spec, "osinfo"))
+		rc = take_osinfo(xml, now, words, err);
 	if (rc == 0 && (words_name(spec, "disk") || words_name(spec, "cdrom")))
 		rc = take_disks(xml, spec->name, now_devices, words_devices, words_name(spec, "disk"), words_name(spec, "cdrom"), err);
 	if (rc == 0 && words_name(spec, "disk"))
@@ -2012,6 +2043,13 @@ static int plan_definition(struct session *s, const struct build *b, struct kb_p
 	if (((fw_now && strcmp(fw_now, "bios")) || strcmp(fw_want, "bios")) &&
 	    add_element(plan, b->name, "firmware", fw_now, fw_want, err) < 0)
 		goto out;
+	if (b->d && (b->d->osinfo[0] || b->d->osinfo_detect)) {
+		if (add_element(plan, b->name, "osinfo", now ? osinfo_value(xml, now, before, sizeof(before)) : NULL,
+				osinfo_value(xml, want, after, sizeof(after)), err) < 0)
+			goto out;
+		if (b->osinfo_note[0])
+			kb_change_note(&plan->change[plan->count - 1], "%s", b->osinfo_note);
+	}
 	const char *pins_now = now ? pins_value(xml, now, before, sizeof(before)) : NULL;
 	const char *pins_want = pins_value(xml, want, after, sizeof(after));
 	if ((pins_now || pins_want) && add_element(plan, b->name, "vcpu pins", pins_now, pins_want, err) < 0)

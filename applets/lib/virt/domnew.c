@@ -15,7 +15,7 @@
 #include "kvmbox/host/pcidev.h"
 
 const char kb_domnew_words[] = "memory vcpus cpu machine virt-type disk cdrom boot network graphics hostdev "
-			       "hugepages nested placement allow-host-file cloud-init import";
+			       "hugepages nested placement allow-host-file cloud-init import osinfo";
 
 bool kb_domnew_is_word(const char *key)
 {
@@ -241,6 +241,7 @@ static int word_disk(struct kb_domnew *d, const char *value, char *buf, struct k
 			if (!one_of(v, buses))
 				return bad(err, "disk", value, "bus is virtio, sata or scsi, not '%s'", v);
 			snprintf(k->bus, sizeof(k->bus), "%s", v);
+			k->bus_given = true;
 		} else {
 			return bad(err, "disk", value, "unknown option '%s' (size=, path=, backing=, pool=, format=, bus=, cache=, io=, discard=, detect_zeroes=, serial=, readonly, shareable)", name);
 		}
@@ -321,6 +322,7 @@ static int word_network(struct kb_domnew *d, const char *value, char *buf, struc
 			if (!one_of(v, models))
 				return bad(err, "network", value, "model is virtio, e1000, e1000e or rtl8139, not '%s'", v);
 			snprintf(n->model, sizeof(n->model), "%s", v);
+			n->model_given = true;
 		} else if (!strcmp(name, "mac")) {
 			if (!mac_ok(v))
 				return bad(err, "network", value, "'%s' is not a unicast MAC address (52:54:00:12:34:56)", v);
@@ -489,6 +491,43 @@ static int word_boot(struct kb_domnew *d, const char *value, char *buf, struct k
 	return 0;
 }
 
+/*
+ * virt-install's --osinfo (--os-variant): NAME (a short-id, or name=, short-id=,
+ * id=), detect=on[,require=on|off] (from the --cdrom image), auto (detect=on),
+ * none (kvmbox's own defaults). The OS itself is looked up on the host (kvmbox/virt/osinfo.h).
+ */
+static int word_osinfo(struct kb_domnew *d, const char *value, char *buf, struct kb_error *err)
+{
+	d->osinfo[0] = '\0';
+	d->osinfo_detect = d->osinfo_require = false;
+	char *cursor = buf, *key, *v;
+	while (next_item(&cursor, &key, &v)) {
+		const char *name = v ? key : "name";
+		v = v ? v : key;
+		bool on = !strcmp(v, "on") || !strcmp(v, "yes"), off = !strcmp(v, "off") || !strcmp(v, "no");
+		if (!strcmp(name, "name") || !strcmp(name, "short-id") || !strcmp(name, "id")) {
+			if (!strcmp(v, "auto"))
+				d->osinfo_detect = true;
+			else if (strcmp(v, "none") && (strlen(v) >= sizeof(d->osinfo) || strspn(v, "abcdefghijklmnopqrstuvwxyz"
+				"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-:/") != strlen(v) || !*v))
+				return bad(err, "osinfo", value, "'%s' is not an OS name (debian11, win11, an osinfo id)", v);
+			else if (strcmp(v, "none"))
+				snprintf(d->osinfo, sizeof(d->osinfo), "%s", v);
+		} else if (!strcmp(name, "detect") || !strcmp(name, "require")) {
+			if (!on && !off)
+				return bad(err, "osinfo", value, "%s is on or off, not '%s'", name, v);
+			*(!strcmp(name, "detect") ? &d->osinfo_detect : &d->osinfo_require) = on;
+		} else {
+			return bad(err, "osinfo", value, "unknown option '%s' (NAME, detect=on, require=on)", name);
+		}
+	}
+	if (d->osinfo[0] && d->osinfo_detect)
+		return bad(err, "osinfo", value, "names an OS and asks to detect one: give one of them");
+	if (d->osinfo_require && !d->osinfo_detect)
+		return bad(err, "osinfo", value, "require= goes with detect=on");
+	return 0;
+}
+
 int kb_domnew_word(struct kb_domnew *d, const char *key, const char *value, struct kb_error *err)
 {
 	static const char *const flags[] = { "hugepages", "nested", "allow-host-file", "import", NULL };
@@ -517,6 +556,7 @@ int kb_domnew_word(struct kb_domnew *d, const char *key, const char *value, stru
 	} else if (!strcmp(key, "machine")) {
 		if (!copy_name(d->machine, sizeof(d->machine), value) || strchr(value, ':'))
 			return bad(err, key, value, "is not a machine type name (q35, pc-q35-7.2, pc)");
+		d->machine_given = true;
 	} else if (!strcmp(key, "virt-type")) {
 		static const char *const types[] = { "kvm", "qemu", NULL };
 		if (!one_of(value, types))
@@ -557,6 +597,8 @@ int kb_domnew_word(struct kb_domnew *d, const char *key, const char *value, stru
 		return word_flag(key, value, &d->import, err);
 	} else if (!strcmp(key, "placement")) {
 		return word_placement(d, value, buf, err);
+	} else if (!strcmp(key, "osinfo")) {
+		return word_osinfo(d, value, buf, err);
 	} else {
 		return kb_fail(err, 0, NULL, "unknown word '%s' (one of: %s)", key, kb_domnew_words);
 	}
@@ -801,6 +843,9 @@ int kb_domnew_xml(const struct kb_domnew *d, const struct kb_placement *placemen
 	if (!out)
 		return kb_fail(err, errno, NULL, "writing the XML of domain '%s'", d->name);
 	put(out, "<domain type='%s'>\n  <name>%s</name>\n", d->virt_type[0] ? d->virt_type : "kvm", d->name);
+	if (d->osinfo_id[0]) /* as virt-install writes it: virt-manager and virt-xml read the OS from here */
+		put(out, "  <metadata>\n    <libosinfo:libosinfo xmlns:libosinfo='http://libosinfo.org/xmlns/libvirt/domain/1.0'>\n"
+			 "      <libosinfo:os id='%s'/>\n    </libosinfo:libosinfo>\n  </metadata>\n", d->osinfo_id);
 	put(out, "  <memory unit='KiB'>%L</memory>\n  <currentMemory unit='KiB'>%L</currentMemory>\n", d->memory_kib,
 	    d->memory_kib);
 	if (d->hugepages) {

@@ -38,7 +38,8 @@ struct kb_domnew_disk {
 	char pool[64];
 	char format[8];        /* qcow2 or raw; "" until known (path=: format=, the definition's, or probed once) */
 	bool defined;          /* path=: the domain's current definition has it; its format comes from there */
-	char bus[8];           /* virtio, sata, scsi */
+	char bus[8];           /* virtio, sata, scsi (ide: an OS without virtio on pc) */
+	bool bus_given;        /* bus= said: --osinfo leaves it */
 	char cache[16];        /* cache=: none, writeback, writethrough, directsync, unsafe; "" libvirt's default */
 	char io[16];           /* io=: native, threads, io_uring */
 	char discard[8];       /* discard=: unmap or ignore ("" new volumes: unmap) */
@@ -55,6 +56,7 @@ struct kb_domnew_net {
 	char bridge[16];  /* bridge=BR, or */
 	char network[64]; /* network=NAME: a libvirt virtual network */
 	char model[16];
+	bool model_given; /* model= said: --osinfo leaves it */
 	char mac[18]; /* "" lets libvirt choose, or keeps an existing definition's */
 };
 
@@ -80,6 +82,7 @@ struct kb_domnew {
 	struct kb_domnew_feature feature[KB_DOMNEW_FEATURES_MAX];
 	size_t feature_count;
 	char machine[64];
+	bool machine_given; /* --machine said: --osinfo leaves it */
 	char virt_type[8];  /* kvm or qemu; "" until the caller chooses from libvirt's capabilities */
 	char arch[16];
 	struct kb_domnew_disk disk[KB_DOMNEW_DISKS_MAX];
@@ -108,6 +111,10 @@ struct kb_domnew {
 	bool allow_host_file; /* disk and cdrom files may be the host's own (system directories, /dev) */
 	struct kb_cloudinit cloud_init; /* a NoCloud seed for the first boot */
 	bool import;          /* virt-install's --import: boot the disk as it is, no install media */
+	char osinfo[64];      /* --osinfo NAME: an osinfo-db short-id (or id), "generic" */
+	bool osinfo_detect;   /* --osinfo detect=on: from the --cdrom image's volume id */
+	bool osinfo_require;  /* detect=on,require=on: no match is refused */
+	char osinfo_id[160];  /* the OS chosen (kvmbox/virt/osinfo.h), written into <metadata> */
 };
 
 /* Defaults for @name: 1 vCPU, host-model CPU, q35, VNC on 127.0.0.1, no placement. */
@@ -121,7 +128,7 @@ bool kb_domnew_is_word(const char *key);
 /*
  * Apply one word: @key is memory, vcpus, cpu, machine, virt-type, disk, cdrom,
  * boot, network, graphics, hostdev, hugepages, nested, placement,
- * allow-host-file, cloud-init or import (disk, network and hostdev add one each
+ * allow-host-file, cloud-init, import or osinfo (disk, network and hostdev add one each
  * time). @value may be NULL for the flags hugepages, nested, allow-host-file and
  * import, and for cloud-init (virt-install's bare --cloud-init). Returns 0, or -1 with @err naming the word and what is
  * wrong with it (a syntax error: nothing about the host is known here).
