@@ -873,9 +873,9 @@ static const char *size_text(unsigned long long kib, char *buf, size_t size)
 	return buf;
 }
 
-/* Append to the list @buf (of @size): ", " between items; a full list ends in "...". */
-static void list_add(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void list_add(char *buf, size_t size, const char *fmt, ...)
+/* Append to the list @buf (of @size), @sep between items; a full list ends in "...". */
+static void list_add(char *buf, size_t size, const char *sep, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void list_add(char *buf, size_t size, const char *sep, const char *fmt, ...)
 {
 	size_t used = strlen(buf);
 	if (used + 4 >= size)
@@ -885,10 +885,10 @@ static void list_add(char *buf, size_t size, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(item, sizeof(item), fmt, ap);
 	va_end(ap);
-	if (used + (used ? 2 : 0) + strlen(item) + 4 >= size)
-		snprintf(buf + used, size - used, "%s", used ? ", ..." : "...");
+	if (used + (used ? strlen(sep) : 0) + strlen(item) + 4 >= size)
+		snprintf(buf + used, size - used, "%s...", used ? sep : "");
 	else
-		snprintf(buf + used, size - used, "%s%s", used ? "; " : "", item);
+		snprintf(buf + used, size - used, "%s%s", used ? sep : "", item);
 }
 
 /*
@@ -938,7 +938,7 @@ static void diagnose_numa_memory(struct doctor *d)
 				 kb_cpuset_count(&dom->memory_nodes) == 1 ? "" : "s",
 				 kb_cpuset_format(&dom->memory_nodes, nodes, sizeof(nodes)));
 		}
-		list_add(found, sizeof(found), "%s: %llu %% of %s on node%s %s, its vCPUs on node%s %s%s", dom->name,
+		list_add(found, sizeof(found), "; ", "%s: %llu %% of %s on node%s %s, its vCPUs on node%s %s%s", dom->name,
 			 (away * 100 + total / 2) / total, size_text(total, size, sizeof(size)),
 			 kb_cpuset_count(&away_nodes) == 1 ? "" : "s", there, kb_cpuset_count(&home) == 1 ? "" : "s", homes, bound);
 		if (!hint[0])
@@ -979,7 +979,7 @@ static void diagnose_numa_balancing(struct doctor *d)
 	int pinned = 0;
 	for (size_t i = 0; i < run->count; i++)
 		if (run->dom[i].pinned && ++pinned)
-			list_add(names, sizeof(names), "%s", run->dom[i].name);
+			list_add(names, sizeof(names), ", ", "%s", run->dom[i].name);
 	enum kb_doctor_reason reason = strcmp(value, "0") && pinned ? KB_REASON_NUMA_BALANCING : KB_REASON_NONE;
 	if (reason == KB_REASON_NONE) {
 		kb_row_set(r, id, KB_PASS, "kernel.numa_balancing = %s%s", value,
@@ -1147,7 +1147,7 @@ static void diagnose_irqs(struct doctor *d)
 	enum kb_doctor_reason reason = pid && !covered ? KB_REASON_IRQ_BALANCER : KB_REASON_IRQ_AFFINITY;
 	for (size_t i = 0; i < count && i < IRQS_LISTED; i++) {
 		char affinity[64];
-		list_add(listed, sizeof(listed), "%u %s (%s)", irqs[i].irq, irqs[i].handler,
+		list_add(listed, sizeof(listed), ", ", "%u %s (%s)", irqs[i].irq, irqs[i].handler,
 			 kb_cpuset_format(&irqs[i].affinity, affinity, sizeof(affinity)));
 	}
 	if (!pid)
@@ -1226,15 +1226,15 @@ static void diagnose_pin_overlap(struct doctor *d)
 			pairs++;
 			char item[400] = "", cpus[128];
 			if (kb_cpuset_count(&vcpus))
-				list_add(item, sizeof(item), "vCPUs of both on CPU%s %s", kb_cpuset_count(&vcpus) == 1 ? "" : "s",
+				list_add(item, sizeof(item), ", ", "vCPUs of both on CPU%s %s", kb_cpuset_count(&vcpus) == 1 ? "" : "s",
 					 kb_cpuset_format(&vcpus, cpus, sizeof(cpus)));
 			if (kb_cpuset_count(&b_emu))
-				list_add(item, sizeof(item), "%s's vCPUs and %s's emulator on %s", a->name, b->name,
+				list_add(item, sizeof(item), ", ", "%s's vCPUs and %s's emulator on %s", a->name, b->name,
 					 kb_cpuset_format(&b_emu, cpus, sizeof(cpus)));
 			if (kb_cpuset_count(&a_emu))
-				list_add(item, sizeof(item), "%s's emulator and %s's vCPUs on %s", a->name, b->name,
+				list_add(item, sizeof(item), ", ", "%s's emulator and %s's vCPUs on %s", a->name, b->name,
 					 kb_cpuset_format(&a_emu, cpus, sizeof(cpus)));
-			list_add(found, sizeof(found), "%s and %s: %s", a->name, b->name, item);
+			list_add(found, sizeof(found), "; ", "%s and %s: %s", a->name, b->name, item);
 			if (!hint[0])
 				snprintf(hint, sizeof(hint),
 					 "re-pin one of them (virsh vcpupin %s VCPU CPUS --live --config, virsh emulatorpin), or "
