@@ -905,16 +905,23 @@ static void diagnose_numa_memory(struct doctor *d)
 		return;
 	struct kb_row *r = kb_rows_add(&d->rows);
 	const struct kb_running *run = running_domains(d, r, id);
-	const struct kb_topology *topo = run ? host_topology(d, r, id) : NULL;
+	if (!run)
+		return;
+	int pinned = 0, measured = 0, off = 0;
+	for (size_t i = 0; i < run->count; i++)
+		pinned += run->dom[i].pinned;
+	if (!pinned) {
+		kb_row_set(r, id, KB_PASS, "no pinned domain runs");
+		return;
+	}
+	const struct kb_topology *topo = host_topology(d, r, id);
 	if (!topo)
 		return;
 	char found[sizeof(r->message)] = "", hint[sizeof(r->hint)] = "";
-	int pinned = 0, measured = 0, off = 0;
 	for (size_t i = 0; i < run->count; i++) {
 		const struct kb_running_domain *dom = &run->dom[i];
 		if (!dom->pinned)
 			continue;
-		pinned++;
 		unsigned long long kib[KB_NUMA_MAPS_NODES], total = 0, away = 0;
 		if (kb_numa_maps_read(d->ctx, dom->pid, kib, &total, NULL) < 0 || !total)
 			continue; /* QEMU gone since its status file was read */
@@ -948,11 +955,8 @@ static void diagnose_numa_memory(struct doctor *d)
 				 dom->name, homes, kb_cpuset_count(&home) == 1 ? "" : "s");
 	}
 	if (!off) {
-		if (!pinned)
-			kb_row_set(r, id, KB_PASS, "no pinned domain runs");
-		else
-			kb_row_set(r, id, KB_PASS, "%d pinned domain%s running, %d read from /proc/PID/numa_maps: memory on %s vCPUs' nodes",
-				   pinned, pinned == 1 ? "" : "s", measured, pinned == 1 ? "its" : "their");
+		kb_row_set(r, id, KB_PASS, "%d pinned domain%s running, %d read from /proc/PID/numa_maps: memory on %s vCPUs' nodes",
+			   pinned, pinned == 1 ? "" : "s", measured, pinned == 1 ? "its" : "their");
 		return;
 	}
 	kb_row_set(r, id, KB_WARN, "%d pinned domain%s with over %d %% of %s memory off %s vCPUs' nodes: %s", off,
@@ -1020,12 +1024,15 @@ static bool irq_managed(const struct doctor *d, unsigned irq)
 	return kb_read_file(d->ctx, path, 1 << 16, &text, &len, NULL) == 0 && strstr(text, "AFFINITY_MANAGED");
 }
 
-/* The IRQs with a handler, not managed, whose smp_affinity_list includes one of @isolated. */
+/*
+ * How many IRQs with a handler, not managed, have an smp_affinity_list that
+ * includes one of @isolated; the lowest @max of them into @out (*@listed).
+ */
 static size_t irqs_on_isolated(const struct doctor *d, const struct kb_cpuset *isolated, struct irq_on_isolated *out,
-			       size_t max, size_t *seen)
+			       size_t max, size_t *listed, size_t *seen)
 {
 	size_t count = 0;
-	*seen = 0;
+	*seen = *listed = 0;
 	DIR *dir = kb_sysroot_opendir(d->ctx, "/proc/irq", NULL);
 	struct dirent *e;
 	while (dir && (e = readdir(dir))) {
@@ -1052,7 +1059,8 @@ static size_t irqs_on_isolated(const struct doctor *d, const struct kb_cpuset *i
 		if (kb_cpuset_first_common(&one.affinity, isolated) < 0 || irq_managed(d, one.irq))
 			continue;
 		/* Sorted by number, whatever readdir's order. */
-		size_t at = count < max ? count++ : max;
+		count++;
+		size_t at = *listed < max ? (*listed)++ : max;
 		for (; at > 0 && out[at - 1].irq > one.irq; at--)
 			if (at < max)
 				out[at] = out[at - 1];
@@ -1129,8 +1137,8 @@ static void diagnose_irqs(struct doctor *d)
 	if (!topo)
 		return;
 	struct irq_on_isolated irqs[IRQS_LISTED];
-	size_t seen = 0;
-	size_t count = irqs_on_isolated(d, &isolated, irqs, IRQS_LISTED, &seen);
+	size_t seen = 0, listed_count = 0;
+	size_t count = irqs_on_isolated(d, &isolated, irqs, IRQS_LISTED, &listed_count, &seen);
 	char isolated_text[256];
 	kb_cpuset_format(&isolated, isolated_text, sizeof(isolated_text));
 	if (!count) {
@@ -1145,7 +1153,7 @@ static void diagnose_irqs(struct doctor *d)
 	bool covered = banned && kb_cpuset_parse(banned_text, &banned_set) == 0 &&
 		       kb_cpuset_first_missing(&isolated, &banned_set) < 0;
 	enum kb_doctor_reason reason = pid && !covered ? KB_REASON_IRQ_BALANCER : KB_REASON_IRQ_AFFINITY;
-	for (size_t i = 0; i < count && i < IRQS_LISTED; i++) {
+	for (size_t i = 0; i < listed_count; i++) {
 		char affinity[64];
 		list_add(listed, sizeof(listed), ", ", "%u %s (%s)", irqs[i].irq, irqs[i].handler,
 			 kb_cpuset_format(&irqs[i].affinity, affinity, sizeof(affinity)));
@@ -1175,7 +1183,7 @@ static void diagnose_irqs(struct doctor *d)
 	/* Each IRQ keeps its housekeeping CPUs, or gets all of them; read back, as the kernel may refuse. */
 	struct kb_error err = { 0 };
 	int rc = 0;
-	for (size_t i = 0; i < count && i < IRQS_LISTED && rc == 0; i++) {
+	for (size_t i = 0; i < listed_count && rc == 0; i++) {
 		struct kb_cpuset want = irqs[i].affinity, now;
 		for (size_t w = 0; w < KB_CPUSET_MAX / 64; w++)
 			want.bits[w] &= ~isolated.bits[w];
@@ -1191,7 +1199,7 @@ static void diagnose_irqs(struct doctor *d)
 			rc = kb_fail(&err, 0, path, "wrote %s, read back %s from", text, back);
 	}
 	char done[sizeof(hk) + 64];
-	snprintf(done, sizeof(done), "moved %zu IRQ%s to %s", count, count == 1 ? "" : "s", hk);
+	snprintf(done, sizeof(done), "moved %zu IRQ%s to %s", listed_count, listed_count == 1 ? "" : "s", hk);
 	report_fix(r, rc, &err, done);
 }
 
