@@ -12,10 +12,12 @@
  * applied, only shown: firmware settings, machine type changes (they
  * change the guest's hardware), adding a serial console.
  */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,8 +34,11 @@
 #include "kvmbox/host/kvm.h"
 #include "kvmbox/core/output.h"
 #include "kvmbox/host/pcidev.h"
+#include "kvmbox/host/tune.h"
 #include "kvmbox/host/vfio.h"
+#include "kvmbox/virt/placement.h"
 #include "kvmbox/virt/preflight.h"
+#include "kvmbox/virt/running.h"
 #include "kvmbox/core/service.h"
 #include "kvmbox/core/sysroot.h"
 #include "kvmbox/virt/virt.h"
@@ -56,6 +61,11 @@ const char doctor_usage[] =
 	"  serial.none       domains without a serial console (virsh console)  shows the XML to add\n"
 	"  hostdev.group     a passed-through PCI device whose IOMMU group is not all\n"
 	"                    on vfio-pci ('group N is not viable')           fix: kvmbox pci prepare\n"
+	"  numa.memory       a running pinned guest with over 10 %% of its memory off its\n"
+	"                    vCPUs' nodes (/proc/PID/numa_maps)               shows virsh numatune\n"
+	"  numa.balancing    kernel.numa_balancing on while pinned guests run  fix: 0, now and in sysctl.d\n"
+	"  irq.isolated      IRQs whose affinity includes isolcpus= CPUs      fix: move them (no irqbalance)\n"
+	"  pin.overlap       two running guests pinned onto the same CPUs      shows the re-pin\n"
 	"Only FAIL sets exit status 1; IDs select diagnoses.\n"
 	"\n"
 	"  --fix          apply the safe fixes\n"
@@ -79,6 +89,9 @@ enum kb_doctor_reason {
 	KB_REASON_HOSTDEV_ABSENT,     /* a domain passes through a device this host does not have */
 	KB_REASON_HOSTDEV_NO_IOMMU,   /* ... one without an IOMMU group */
 	KB_REASON_GROUP_NOT_VIABLE,   /* ... one whose IOMMU group has a member on a host driver: pci prepare */
+	KB_REASON_NUMA_BALANCING,     /* kernel.numa_balancing on with pinned guests: set 0, now and in sysctl.d */
+	KB_REASON_IRQ_BALANCER,       /* irqbalance runs without banning the isolated CPUs: tune and restart it (shown) */
+	KB_REASON_IRQ_AFFINITY,       /* IRQs on isolated CPUs, no irqbalance to move them back: move them now */
 };
 
 struct doctor {
@@ -101,6 +114,12 @@ struct doctor {
 	} stale_caps[8];
 	size_t stale_count;
 	long long libvirt_ctime[2];   /* caps.cache: libvirt_self_ctime() of libvirtd and of virtqemud */
+	struct kb_running *running;   /* the running domains (status files), read once by running_domains() */
+	bool running_read;
+	char running_error[PATH_MAX + 128];
+	struct kb_topology *topo;     /* the host's NUMA nodes, read once by host_topology() */
+	bool topo_read;
+	char topo_error[PATH_MAX + 128];
 };
 
 static bool selected(const struct doctor *d, const char *id)
@@ -782,6 +801,464 @@ static void diagnose_hostdevs(struct doctor *d)
 	report_fix(r, rc != 0 || after.status == KB_FAIL ? -1 : 0, &err, "kvmbox pci prepare bound the group to vfio-pci");
 }
 
+/* ---- pinned guests: memory nodes, NUMA balancing, IRQs, shared CPUs ------------------ */
+
+/* The running domains (libvirt's status files), read once; NULL with @r a WARN when they cannot be. */
+static const struct kb_running *running_domains(struct doctor *d, struct kb_row *r, const char *id)
+{
+	struct kb_error err = { 0 };
+	if (!d->running_read) {
+		d->running_read = true;
+		d->running = calloc(1, sizeof(*d->running));
+		if (!d->running || kb_running_read(d->ctx, &d->xml, d->running, &err) < 0) {
+			if (!d->running)
+				kb_fail(&err, ENOMEM, NULL, "reading");
+			free(d->running);
+			d->running = NULL;
+			char msg[sizeof(err.what) + PATH_MAX + 64];
+			snprintf(d->running_error, sizeof(d->running_error), "%s", kb_error_message(&err, msg, sizeof(msg)));
+		}
+	}
+	if (!d->running)
+		kb_row_set(r, id, KB_WARN, "running domains not readable: %s", d->running_error);
+	return d->running;
+}
+
+/* The host's NUMA nodes and CPUs, read once; NULL with @r a WARN when they cannot be. */
+static const struct kb_topology *host_topology(struct doctor *d, struct kb_row *r, const char *id)
+{
+	struct kb_error err = { 0 };
+	if (!d->topo_read) {
+		d->topo_read = true;
+		d->topo = calloc(1, sizeof(*d->topo));
+		if (!d->topo || kb_topology_read(d->ctx, d->topo, &err) < 0) {
+			if (!d->topo)
+				kb_fail(&err, ENOMEM, NULL, "reading");
+			free(d->topo);
+			d->topo = NULL;
+			char msg[sizeof(err.what) + PATH_MAX + 64];
+			snprintf(d->topo_error, sizeof(d->topo_error), "%s", kb_error_message(&err, msg, sizeof(msg)));
+		}
+	}
+	if (!d->topo)
+		kb_row_set(r, id, KB_WARN, "the host's NUMA topology not readable: %s", d->topo_error);
+	return d->topo;
+}
+
+static struct kb_cpuset cpuset_and(const struct kb_cpuset *a, const struct kb_cpuset *b)
+{
+	struct kb_cpuset both;
+	for (size_t w = 0; w < KB_CPUSET_MAX / 64; w++)
+		both.bits[w] = a->bits[w] & b->bits[w];
+	return both;
+}
+
+/* The nodes (as a set of node numbers) holding any of @cpus. */
+static struct kb_cpuset nodes_of(const struct kb_topology *topo, const struct kb_cpuset *cpus)
+{
+	struct kb_cpuset nodes = { { 0 } };
+	for (size_t i = 0; i < topo->node_count; i++)
+		if (kb_cpuset_first_common(cpus, &topo->node[i].cpus) >= 0)
+			kb_cpuset_add(&nodes, (unsigned)topo->node[i].id);
+	return nodes;
+}
+
+/* @kib as "4.0 GiB" or "96 MiB" into @buf. */
+static const char *size_text(unsigned long long kib, char *buf, size_t size)
+{
+	if (kib >= 1024ull * 1024)
+		snprintf(buf, size, "%.1f GiB", (double)kib / (1024.0 * 1024.0));
+	else
+		snprintf(buf, size, "%llu MiB", kib / 1024);
+	return buf;
+}
+
+/* Append to the list @buf (of @size), @sep between items; a full list ends in "...". */
+static void list_add(char *buf, size_t size, const char *sep, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void list_add(char *buf, size_t size, const char *sep, const char *fmt, ...)
+{
+	size_t used = strlen(buf);
+	if (used + 4 >= size)
+		return;
+	char item[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(item, sizeof(item), fmt, ap);
+	va_end(ap);
+	if (used + (used ? strlen(sep) : 0) + strlen(item) + 4 >= size)
+		snprintf(buf + used, size - used, "%s...", used ? sep : "");
+	else
+		snprintf(buf + used, size - used, "%s%s", used ? sep : "", item);
+}
+
+/*
+ * numa.memory: where a pinned guest's memory is, summed per node from its
+ * QEMU's /proc/PID/numa_maps (as numastat -c qemu), against the nodes of the
+ * CPUs its vCPUs are pinned to. Moving it stalls the guest: shown, not done.
+ */
+#define OFF_NODE_PERCENT 10
+
+static void diagnose_numa_memory(struct doctor *d)
+{
+	const char *id = "numa.memory";
+	if (!selected(d, id))
+		return;
+	struct kb_row *r = kb_rows_add(&d->rows);
+	const struct kb_running *run = running_domains(d, r, id);
+	if (!run)
+		return;
+	int pinned = 0, measured = 0, off = 0;
+	for (size_t i = 0; i < run->count; i++)
+		pinned += run->dom[i].pinned;
+	if (!pinned) {
+		kb_row_set(r, id, KB_PASS, "no pinned domain runs");
+		return;
+	}
+	const struct kb_topology *topo = host_topology(d, r, id);
+	if (!topo)
+		return;
+	char found[sizeof(r->message)] = "", hint[sizeof(r->hint)] = "";
+	for (size_t i = 0; i < run->count; i++) {
+		const struct kb_running_domain *dom = &run->dom[i];
+		if (!dom->pinned)
+			continue;
+		unsigned long long kib[KB_NUMA_MAPS_NODES], total = 0, away = 0;
+		if (kb_numa_maps_read(d->ctx, dom->pid, kib, &total, NULL) < 0 || !total)
+			continue; /* QEMU gone since its status file was read */
+		measured++;
+		struct kb_cpuset home = nodes_of(topo, &dom->vcpus), away_nodes = { { 0 } };
+		for (unsigned n = 0; n < KB_NUMA_MAPS_NODES; n++)
+			if (kib[n] && !kb_cpuset_has(&home, n)) {
+				away += kib[n];
+				kb_cpuset_add(&away_nodes, n);
+			}
+		if (away * 100 <= total * OFF_NODE_PERCENT)
+			continue;
+		off++;
+		char size[32], there[64], homes[64], bound[96] = "";
+		kb_cpuset_format(&away_nodes, there, sizeof(there));
+		kb_cpuset_format(&home, homes, sizeof(homes));
+		struct kb_cpuset bound_home = cpuset_and(&dom->memory_nodes, &home);
+		if (kb_cpuset_count(&dom->memory_nodes) && kb_cpuset_count(&bound_home) != kb_cpuset_count(&dom->memory_nodes)) {
+			char nodes[64];
+			snprintf(bound, sizeof(bound), " (numatune binds node%s %s)",
+				 kb_cpuset_count(&dom->memory_nodes) == 1 ? "" : "s",
+				 kb_cpuset_format(&dom->memory_nodes, nodes, sizeof(nodes)));
+		}
+		list_add(found, sizeof(found), "; ", "%s: %llu %% of %s on node%s %s, its vCPUs on node%s %s%s", dom->name,
+			 (away * 100 + total / 2) / total, size_text(total, size, sizeof(size)),
+			 kb_cpuset_count(&away_nodes) == 1 ? "" : "s", there, kb_cpuset_count(&home) == 1 ? "" : "s", homes, bound);
+		if (!hint[0])
+			snprintf(hint, sizeof(hint),
+				 "virsh numatune %s --mode strict --nodeset %s --live --config (the kernel moves its memory "
+				 "to its vCPUs' node%s; numastat -c qemu shows it)",
+				 dom->name, homes, kb_cpuset_count(&home) == 1 ? "" : "s");
+	}
+	if (!off) {
+		kb_row_set(r, id, KB_PASS, "%d pinned domain%s running, %d read from /proc/PID/numa_maps: memory on %s vCPUs' nodes",
+			   pinned, pinned == 1 ? "" : "s", measured, pinned == 1 ? "its" : "their");
+		return;
+	}
+	kb_row_set(r, id, KB_WARN, "%d pinned domain%s with over %d %% of %s memory off %s vCPUs' nodes: %s", off,
+		   off == 1 ? "" : "s", OFF_NODE_PERCENT, off == 1 ? "its" : "their", off == 1 ? "its" : "their", found);
+	kb_row_hint(r, "%s", hint);
+}
+
+/* numa.balancing: automatic NUMA balancing unmaps pinned guests' pages to sample them (hinting faults). */
+static void diagnose_numa_balancing(struct doctor *d)
+{
+	const char *id = "numa.balancing";
+	if (!selected(d, id))
+		return;
+	struct kb_row *r = kb_rows_add(&d->rows);
+	const struct kb_running *run = running_domains(d, r, id);
+	if (!run)
+		return;
+	char value[16];
+	if (kb_read_value(d->ctx, KB_TUNE_NUMA_BALANCING, value, sizeof(value), NULL) < 0) {
+		kb_row_set(r, id, KB_PASS, "this kernel has no automatic NUMA balancing (no %s)", KB_TUNE_NUMA_BALANCING);
+		return;
+	}
+	char names[200] = "";
+	int pinned = 0;
+	for (size_t i = 0; i < run->count; i++)
+		if (run->dom[i].pinned && ++pinned)
+			list_add(names, sizeof(names), ", ", "%s", run->dom[i].name);
+	enum kb_doctor_reason reason = strcmp(value, "0") && pinned ? KB_REASON_NUMA_BALANCING : KB_REASON_NONE;
+	if (reason == KB_REASON_NONE) {
+		kb_row_set(r, id, KB_PASS, "kernel.numa_balancing = %s%s", value,
+			   !strcmp(value, "0") ? "" : ", and no pinned domain runs");
+		return;
+	}
+	kb_row_set(r, id, KB_WARN,
+		   "kernel.numa_balancing = %s while %d pinned domain%s run%s (%s): the kernel keeps unmapping their "
+		   "memory to sample where it is used, and migrates it",
+		   value, pinned, pinned == 1 ? "" : "s", pinned == 1 ? "s" : "", names);
+	kb_row_hint(r, "kvmbox tune (kernel.numa_balancing = 0 in %s), or sysctl -w kernel.numa_balancing=0",
+		    KB_TUNE_SYSCTL_FILE);
+	if (!d->fix || reason != KB_REASON_NUMA_BALANCING)
+		return;
+	/* tune's own plan for it: off now and at every boot. */
+	autoplan struct kb_plan plan = { 0 };
+	struct kb_error err = { 0 };
+	int rc = kb_tune_balancing_plan(d->ctx, &plan, &err);
+	if (rc == 0)
+		rc = kb_tune_balancing_apply(d->ctx, &plan, &err);
+	report_fix(r, rc, &err, "kernel.numa_balancing = 0 now and in " KB_TUNE_SYSCTL_FILE);
+}
+
+/* One IRQ whose affinity reaches isolated CPUs. */
+struct irq_on_isolated {
+	unsigned irq;
+	char handler[64];
+	struct kb_cpuset affinity;
+};
+
+/* Whether the kernel manages IRQ @irq's affinity (debugfs says so where it is mounted): no one may move it. */
+static bool irq_managed(const struct doctor *d, unsigned irq)
+{
+	char path[64];
+	autofree char *text = NULL;
+	size_t len = 0;
+	snprintf(path, sizeof(path), "/sys/kernel/debug/irq/irqs/%u", irq);
+	return kb_read_file(d->ctx, path, 1 << 16, &text, &len, NULL) == 0 && strstr(text, "AFFINITY_MANAGED");
+}
+
+/*
+ * How many IRQs with a handler, not managed, have an smp_affinity_list that
+ * includes one of @isolated; the lowest @max of them into @out (*@listed).
+ */
+static size_t irqs_on_isolated(const struct doctor *d, const struct kb_cpuset *isolated, struct irq_on_isolated *out,
+			       size_t max, size_t *listed, size_t *seen)
+{
+	size_t count = 0;
+	*seen = *listed = 0;
+	DIR *dir = kb_sysroot_opendir(d->ctx, "/proc/irq", NULL);
+	struct dirent *e;
+	while (dir && (e = readdir(dir))) {
+		char *end;
+		unsigned long irq = strtoul(e->d_name, &end, 10);
+		if (!isdigit((unsigned char)e->d_name[0]) || *end)
+			continue;
+		char path[64], list[KB_CPUSET_MAX];
+		struct irq_on_isolated one = { .irq = (unsigned)irq };
+		/* A handler is a directory named after its device: an IRQ without one fires nowhere. */
+		snprintf(path, sizeof(path), "/proc/irq/%lu", irq);
+		DIR *sub = kb_sysroot_opendir(d->ctx, path, NULL);
+		struct dirent *h;
+		while (sub && (h = readdir(sub)) && !one.handler[0])
+			if (h->d_type == DT_DIR && h->d_name[0] != '.')
+				snprintf(one.handler, sizeof(one.handler), "%.*s", (int)sizeof(one.handler) - 1, h->d_name);
+		if (sub)
+			closedir(sub);
+		snprintf(path, sizeof(path), "/proc/irq/%lu/smp_affinity_list", irq);
+		if (!one.handler[0] || kb_read_value(d->ctx, path, list, sizeof(list), NULL) < 0 ||
+		    kb_cpuset_parse(list, &one.affinity) < 0)
+			continue;
+		(*seen)++;
+		if (kb_cpuset_first_common(&one.affinity, isolated) < 0 || irq_managed(d, one.irq))
+			continue;
+		/* Sorted by number, whatever readdir's order. */
+		count++;
+		size_t at = *listed < max ? (*listed)++ : max;
+		for (; at > 0 && out[at - 1].irq > one.irq; at--)
+			if (at < max)
+				out[at] = out[at - 1];
+		if (at < max)
+			out[at] = one;
+	}
+	if (dir)
+		closedir(dir);
+	return count;
+}
+
+/* The pid of the running irqbalance, or 0: a process whose comm is irqbalance. */
+static long irqbalance_pid(const struct doctor *d)
+{
+	DIR *dir = kb_sysroot_opendir(d->ctx, "/proc", NULL);
+	struct dirent *e;
+	long pid = 0;
+	while (dir && !pid && (e = readdir(dir))) {
+		char *end, path[64], comm[32];
+		long p = strtol(e->d_name, &end, 10);
+		if (!isdigit((unsigned char)e->d_name[0]) || *end)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%ld/comm", p);
+		if (kb_read_value(d->ctx, path, comm, sizeof(comm), NULL) == 0 && !strcmp(comm, "irqbalance"))
+			pid = p;
+	}
+	if (dir)
+		closedir(dir);
+	return pid;
+}
+
+/* KB_TUNE_IRQBALANCE_VAR in process @pid's environment into @buf; false when it has none. */
+static bool irqbalance_banned(const struct doctor *d, long pid, char *buf, size_t size)
+{
+	char path[64];
+	autofree char *env = NULL;
+	size_t len = 0;
+	snprintf(path, sizeof(path), "/proc/%ld/environ", pid);
+	if (kb_read_file(d->ctx, path, 1 << 20, &env, &len, NULL) < 0)
+		return false;
+	size_t n = strlen(KB_TUNE_IRQBALANCE_VAR);
+	for (const char *v = env; v < env + len; v += strlen(v) + 1)
+		if (!strncmp(v, KB_TUNE_IRQBALANCE_VAR, n) && v[n] == '=') {
+			snprintf(buf, size, "%s", v + n + 1);
+			return true;
+		}
+	return false;
+}
+
+#define IRQS_LISTED 64
+
+/*
+ * irq.isolated: device interrupts on the CPUs isolcpus= keeps for guests.
+ * irqbalance started without IRQBALANCE_BANNED_CPULIST covering them puts
+ * them back: then the fix is tune's banned list and a restart (shown); else
+ * --fix moves each IRQ off the isolated CPUs now.
+ */
+static void diagnose_irqs(struct doctor *d)
+{
+	const char *id = "irq.isolated";
+	if (!selected(d, id))
+		return;
+	struct kb_row *r = kb_rows_add(&d->rows);
+	autofree char *cmdline = NULL;
+	size_t len = 0;
+	struct kb_cpuset isolated;
+	if (kb_read_file(d->ctx, "/proc/cmdline", 1 << 16, &cmdline, &len, NULL) < 0)
+		cmdline = NULL;
+	if (!kb_isolcpus_of(cmdline, len, &isolated) || !kb_cpuset_count(&isolated)) {
+		kb_row_set(r, id, KB_PASS, "no isolcpus= on the running kernel's command line: no CPU is isolated");
+		return;
+	}
+	const struct kb_topology *topo = host_topology(d, r, id);
+	if (!topo)
+		return;
+	struct irq_on_isolated irqs[IRQS_LISTED];
+	size_t seen = 0, listed_count = 0;
+	size_t count = irqs_on_isolated(d, &isolated, irqs, IRQS_LISTED, &listed_count, &seen);
+	char isolated_text[256];
+	kb_cpuset_format(&isolated, isolated_text, sizeof(isolated_text));
+	if (!count) {
+		kb_row_set(r, id, KB_PASS, "%zu IRQ%s in use, none on the isolated CPUs %s", seen, seen == 1 ? "" : "s",
+			   isolated_text);
+		return;
+	}
+	char banned_text[256] = "", listed[200] = "", why[160];
+	long pid = irqbalance_pid(d);
+	bool banned = pid && irqbalance_banned(d, pid, banned_text, sizeof(banned_text));
+	struct kb_cpuset banned_set = { { 0 } };
+	bool covered = banned && kb_cpuset_parse(banned_text, &banned_set) == 0 &&
+		       kb_cpuset_first_missing(&isolated, &banned_set) < 0;
+	enum kb_doctor_reason reason = pid && !covered ? KB_REASON_IRQ_BALANCER : KB_REASON_IRQ_AFFINITY;
+	for (size_t i = 0; i < listed_count; i++) {
+		char affinity[64];
+		list_add(listed, sizeof(listed), ", ", "%u %s (%s)", irqs[i].irq, irqs[i].handler,
+			 kb_cpuset_format(&irqs[i].affinity, affinity, sizeof(affinity)));
+	}
+	if (!pid)
+		snprintf(why, sizeof(why), "irqbalance does not run: the kernel's affinity (no irqaffinity=)");
+	else if (!banned)
+		snprintf(why, sizeof(why), "irqbalance (pid %ld) runs without %s", pid, KB_TUNE_IRQBALANCE_VAR);
+	else
+		snprintf(why, sizeof(why), "irqbalance (pid %ld) runs with %s=%s%s", pid, KB_TUNE_IRQBALANCE_VAR,
+			 banned_text, covered ? "" : ", not all of them");
+	kb_row_set(r, id, KB_WARN, "%zu IRQ%s may fire on the isolated CPUs %s; %s: %s", count, count == 1 ? "" : "s",
+		   isolated_text, why, listed);
+	struct kb_cpuset housekeeping = topo->online;
+	for (size_t w = 0; w < KB_CPUSET_MAX / 64; w++)
+		housekeeping.bits[w] &= ~isolated.bits[w];
+	char hk[256];
+	kb_cpuset_format(&housekeeping, hk, sizeof(hk));
+	if (reason == KB_REASON_IRQ_BALANCER)
+		kb_row_hint(r, "kvmbox tune (%s=%s in %s), then systemctl restart irqbalance", KB_TUNE_IRQBALANCE_VAR,
+			    isolated_text, KB_TUNE_IRQBALANCE);
+	else
+		kb_row_hint(r, "echo %s > /proc/irq/N/smp_affinity_list for each (kvmbox doctor --fix does it); "
+			    "irqaffinity=%s at boot: kvmbox tune", hk, hk);
+	if (!d->fix || reason != KB_REASON_IRQ_AFFINITY)
+		return;
+	/* Each IRQ keeps its housekeeping CPUs, or gets all of them; read back, as the kernel may refuse. */
+	struct kb_error err = { 0 };
+	int rc = 0;
+	for (size_t i = 0; i < listed_count && rc == 0; i++) {
+		struct kb_cpuset want = irqs[i].affinity, now;
+		for (size_t w = 0; w < KB_CPUSET_MAX / 64; w++)
+			want.bits[w] &= ~isolated.bits[w];
+		if (!kb_cpuset_count(&want))
+			want = housekeeping;
+		char path[64], text[KB_CPUSET_MAX], back[KB_CPUSET_MAX];
+		snprintf(path, sizeof(path), "/proc/irq/%u/smp_affinity_list", irqs[i].irq);
+		kb_cpuset_format(&want, text, sizeof(text));
+		rc = kb_write_value(d->ctx, path, text, &err);
+		if (rc == 0)
+			rc = kb_read_value(d->ctx, path, back, sizeof(back), &err);
+		if (rc == 0 && (kb_cpuset_parse(back, &now) < 0 || memcmp(&now, &want, sizeof(now))))
+			rc = kb_fail(&err, 0, path, "wrote %s, read back %s from", text, back);
+	}
+	char done[sizeof(hk) + 64];
+	snprintf(done, sizeof(done), "moved %zu IRQ%s to %s", listed_count, listed_count == 1 ? "" : "s", hk);
+	report_fix(r, rc, &err, done);
+}
+
+/*
+ * pin.overlap: two running domains pinned onto the same CPUs: a vCPU of
+ * one where the other's vCPUs or emulator threads run. Emulator threads
+ * sharing the housekeeping CPUs with each other is the placement's design.
+ */
+static void diagnose_pin_overlap(struct doctor *d)
+{
+	const char *id = "pin.overlap";
+	if (!selected(d, id))
+		return;
+	struct kb_row *r = kb_rows_add(&d->rows);
+	const struct kb_running *run = running_domains(d, r, id);
+	if (!run)
+		return;
+	char found[sizeof(r->message)] = "", hint[sizeof(r->hint)] = "";
+	int pinned = 0, pairs = 0;
+	for (size_t i = 0; i < run->count; i++) {
+		const struct kb_running_domain *a = &run->dom[i];
+		pinned += a->pinned;
+		for (size_t k = i + 1; a->pinned && k < run->count; k++) {
+			const struct kb_running_domain *b = &run->dom[k];
+			if (!b->pinned)
+				continue;
+			struct kb_cpuset vcpus = cpuset_and(&a->vcpus, &b->vcpus);
+			struct kb_cpuset a_emu = cpuset_and(&a->emulator, &b->vcpus);
+			struct kb_cpuset b_emu = cpuset_and(&a->vcpus, &b->emulator);
+			if (!kb_cpuset_count(&vcpus) && !kb_cpuset_count(&a_emu) && !kb_cpuset_count(&b_emu))
+				continue;
+			pairs++;
+			char item[400] = "", cpus[128];
+			if (kb_cpuset_count(&vcpus))
+				list_add(item, sizeof(item), ", ", "vCPUs of both on CPU%s %s", kb_cpuset_count(&vcpus) == 1 ? "" : "s",
+					 kb_cpuset_format(&vcpus, cpus, sizeof(cpus)));
+			if (kb_cpuset_count(&b_emu))
+				list_add(item, sizeof(item), ", ", "%s's vCPUs and %s's emulator on %s", a->name, b->name,
+					 kb_cpuset_format(&b_emu, cpus, sizeof(cpus)));
+			if (kb_cpuset_count(&a_emu))
+				list_add(item, sizeof(item), ", ", "%s's emulator and %s's vCPUs on %s", a->name, b->name,
+					 kb_cpuset_format(&a_emu, cpus, sizeof(cpus)));
+			list_add(found, sizeof(found), "; ", "%s and %s: %s", a->name, b->name, item);
+			if (!hint[0])
+				snprintf(hint, sizeof(hint),
+					 "re-pin one of them (virsh vcpupin %s VCPU CPUS --live --config, virsh emulatorpin), or "
+					 "define it again with kvmbox domain new --placement auto, which keeps off other guests' CPUs",
+					 b->name);
+		}
+	}
+	if (!pairs) {
+		kb_row_set(r, id, KB_PASS, "%d pinned domain%s running, no CPU pinned by two", pinned, pinned == 1 ? "" : "s");
+		return;
+	}
+	kb_row_set(r, id, KB_WARN, "%d pair%s of running domains pinned onto the same CPUs: %s", pairs, pairs == 1 ? "" : "s",
+		   found);
+	kb_row_hint(r, "%s", hint);
+}
+
 int doctor_main(struct kb_ctx *ctx, int argc, char **argv)
 {
 	enum { OPT_FIX = KB_OPT_APPLET_FIRST, OPT_CONNECT };
@@ -808,7 +1285,8 @@ int doctor_main(struct kb_ctx *ctx, int argc, char **argv)
 			rc = kb_common_option(ctx, opt, optarg);
 	}
 	static const char *const ids[] = { "libvirtd.running", "virtlogd.running", "kvm.dev", "virt.hardware",
-					   "caps.cache", "pool.stale", "machine.type", "serial.none", "hostdev.group" };
+					   "caps.cache", "pool.stale", "machine.type", "serial.none", "hostdev.group",
+					   "numa.memory", "numa.balancing", "irq.isolated", "pin.overlap" };
 	d->only = argv + optind;
 	d->only_count = argc - optind;
 	for (int i = 0; rc == -1 && i < d->only_count; i++) {
@@ -839,6 +1317,10 @@ int doctor_main(struct kb_ctx *ctx, int argc, char **argv)
 		diagnose_pools(d);
 		diagnose_domains(d);
 		diagnose_hostdevs(d);
+		diagnose_numa_memory(d);
+		diagnose_numa_balancing(d);
+		diagnose_irqs(d);
+		diagnose_pin_overlap(d);
 		kb_rows_print(ctx, d->rows.row, d->rows.count);
 		rc = KB_EXIT_OK;
 		for (size_t i = 0; i < d->rows.count; i++)
@@ -848,6 +1330,8 @@ int doctor_main(struct kb_ctx *ctx, int argc, char **argv)
 	if (d->caps)
 		d->xml.free_doc(d->caps);
 	free(d->caps_xml);
+	free(d->running);
+	free(d->topo);
 	if (d->conn)
 		d->virt.connect_close(d->conn);
 	free(d);

@@ -269,10 +269,65 @@ XML
 	$VIRSH undefine kvmbox-test-hd-ready >/dev/null
 }
 
+# pinned_guest NAME CPU: a running TCG guest (no disk: SeaBIOS waits) whose vCPU is pinned to CPU.
+pinned_guest() {
+	cat >"$TESTS_TMP/$1.xml" <<XML
+<domain type='qemu'>
+  <name>$1</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu placement='static'>1</vcpu>
+  <cputune><vcpupin vcpu='0' cpuset='$2'/><emulatorpin cpuset='0'/></cputune>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices><serial type='pty'/><console type='pty'/></devices>
+</domain>
+XML
+	$VIRSH define "$TESTS_TMP/$1.xml" >/dev/null && $VIRSH start "$1" >/dev/null
+}
+
+# numa.memory, numa.balancing, pin.overlap on the real libvirtd: its status file names the
+# QEMU whose /proc/PID/numa_maps doctor reads. This host's nodes decide what is off-node
+# (fixture roots in tests/cli/doctor-numa.sh cover memory on another node).
+pinned_guests_on_the_real_libvirtd() {
+	local cpu=1 nodes pid
+	[ "$(nproc)" -ge 2 ] || cpu=0
+	pinned_guest kvmbox-test-pin-a "$cpu" || { fail "guest a did not start"; return; }
+	pid=$(cat /run/libvirt/qemu/kvmbox-test-pin-a.pid)
+	expect_eq "QEMU's vCPU pinned" "$(taskset -cp "$(grep -l '^CPU 0/' /proc/"$pid"/task/*/comm | head -1 | cut -d/ -f5)" | sed 's/.*: //')" "$cpu"
+	grep -q " N0=" "/proc/$pid/numa_maps" || fail "no pages on node 0 in /proc/$pid/numa_maps"
+	nodes=$(ls -d /sys/devices/system/node/node* 2>/dev/null | wc -l)
+	row numa.memory
+	expect_rc 0
+	if [ "$nodes" -le 1 ]; then
+		expect_eq "one node: nothing off-node" "$ROW" "PASS 1 pinned domain running, 1 read from /proc/PID/numa_maps: memory on its vCPUs' nodes"
+	else
+		expect_match "read" "$ROW" "^(PASS 1 pinned domain running, 1 read from /proc/PID/numa_maps|WARN 1 pinned domain with over 10 % of its memory off)"
+	fi
+	row numa.balancing
+	if [ "$(cat /proc/sys/kernel/numa_balancing 2>/dev/null || echo 0)" = 0 ]; then
+		expect_match "balancing off" "$ROW" "^PASS "
+	else
+		expect_eq "balancing on" "$ROW" "WARN kernel.numa_balancing = $(cat /proc/sys/kernel/numa_balancing) while 1 pinned domain runs (kvmbox-test-pin-a): the kernel keeps unmapping their memory to sample where it is used, and migrates it"
+	fi
+	row pin.overlap
+	expect_eq "one guest" "$ROW" "PASS 1 pinned domain running, no CPU pinned by two"
+	# A second guest on the same CPU: both named, and the CPU.
+	pinned_guest kvmbox-test-pin-b "$cpu" || { fail "guest b did not start"; return; }
+	row pin.overlap
+	expect_rc 0
+	expect_eq "two guests on CPU $cpu" "$ROW" "WARN 1 pair of running domains pinned onto the same CPUs: kvmbox-test-pin-a and kvmbox-test-pin-b: vCPUs of both on CPU $cpu"
+	row numa.memory
+	expect_match "both read" "$ROW" "^(PASS|WARN) 2 pinned domains"
+	[ "$nodes" -gt 1 ] || expect_eq "both on node 0" "$ROW" "PASS 2 pinned domains running, 2 read from /proc/PID/numa_maps: memory on their vCPUs' nodes"
+	$VIRSH destroy kvmbox-test-pin-b >/dev/null
+	$VIRSH destroy kvmbox-test-pin-a >/dev/null
+	row pin.overlap
+	expect_eq "stopped" "$ROW" "PASS 0 pinned domains running, no CPU pinned by two"
+}
+
 json_and_usage() {
 	run doctor --json
 	if kvm_usable ""; then expect_rc 0; else expect_rc 1; fi
-	expect_eq ids "$(jq -r '.rows[].id' <<<"$OUT" | tr '\n' ' ')" "virtlogd.running libvirtd.running kvm.dev virt.hardware caps.cache pool.stale machine.type serial.none hostdev.group "
+	expect_eq ids "$(jq -r '.rows[].id' <<<"$OUT" | tr '\n' ' ')" "virtlogd.running libvirtd.running kvm.dev virt.hardware caps.cache pool.stale machine.type serial.none hostdev.group numa.memory numa.balancing irq.isolated pin.overlap "
 	run doctor nonsense.id
 	expect_rc 2
 	expect_eq error "$ERR" "kvmbox doctor: no diagnosis 'nonsense.id' (kvmbox doctor --help lists them)"
@@ -287,5 +342,6 @@ t devkvm_in_a_fixture_root
 t capabilities_cache_in_a_fixture_root
 t no_hardware_virtualization_in_a_fixture_root
 t hostdev_groups_in_a_fixture_root
+t pinned_guests_on_the_real_libvirtd
 t json_and_usage
 done_testing

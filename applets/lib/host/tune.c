@@ -463,14 +463,9 @@ static int set_live(const struct kb_ctx *ctx, struct kb_change *ch, struct kb_er
 	return 0;
 }
 
-int kb_tune_apply(const struct kb_ctx *ctx, const struct kb_tune_spec *spec, struct kb_plan *plan,
-		  struct kb_error *err)
+/* The planned changes of tune's own (files, the live value); grub-args' are made by grub-args. */
+static int apply_own(const struct kb_ctx *ctx, struct kb_plan *plan, struct kb_error *err)
 {
-	__attribute__((cleanup(choice_free))) struct choice c = { 0 };
-	struct kb_grubargs_spec grub;
-	if (choose(ctx, spec, &c, err) < 0 || grub_spec(spec, &c, &grub, err) < 0 ||
-	    kb_grubargs_apply(ctx, &grub, plan, err) < 0)
-		return -1;
 	for (size_t i = 0; i < plan->count; i++) {
 		struct kb_change *ch = &plan->change[i];
 		if (ch->status != KB_WOULD_CHANGE)
@@ -489,4 +484,25 @@ int kb_tune_apply(const struct kb_ctx *ctx, const struct kb_tune_spec *spec, str
 		ch->status = KB_CHANGED;
 	}
 	return 0;
+}
+
+int kb_tune_apply(const struct kb_ctx *ctx, const struct kb_tune_spec *spec, struct kb_plan *plan,
+		  struct kb_error *err)
+{
+	__attribute__((cleanup(choice_free))) struct choice c = { 0 };
+	struct kb_grubargs_spec grub;
+	if (choose(ctx, spec, &c, err) < 0 || grub_spec(spec, &c, &grub, err) < 0 ||
+	    kb_grubargs_apply(ctx, &grub, plan, err) < 0)
+		return -1;
+	return apply_own(ctx, plan, err);
+}
+
+int kb_tune_balancing_plan(const struct kb_ctx *ctx, struct kb_plan *plan, struct kb_error *err)
+{
+	return plan_numa_balancing(ctx, plan, err);
+}
+
+int kb_tune_balancing_apply(const struct kb_ctx *ctx, struct kb_plan *plan, struct kb_error *err)
+{
+	return apply_own(ctx, plan, err);
 }

@@ -465,7 +465,7 @@ static int read_cpuset(const struct kb_ctx *ctx, const char *path, struct kb_cpu
 }
 
 /* isolcpus=[flag,...,]LIST of the command line @text: the flags (nohz, domain, managed_irq) are words, the list digits. */
-static bool isolcpus_of(const char *text, size_t len, struct kb_cpuset *isolated)
+bool kb_isolcpus_of(const char *text, size_t len, struct kb_cpuset *isolated)
 {
 	char value[1024];
 	bool bare;
@@ -497,7 +497,7 @@ static void read_isolated(const struct kb_ctx *ctx, struct kb_topology *topo)
 	size_t len = 0;
 	if (kb_read_file(ctx, "/proc/cmdline", 1 << 16, &cmdline, &len, NULL) < 0)
 		cmdline = NULL;
-	isolcpus_of(cmdline, len, &topo->isolated);
+	kb_isolcpus_of(cmdline, len, &topo->isolated);
 	struct kb_grubargs_spec spec;
 	kb_grubargs_spec_init(&spec);
 	autofree char *grub = NULL;
@@ -507,7 +507,7 @@ static void read_isolated(const struct kb_ctx *ctx, struct kb_topology *topo)
 		return;
 	struct kb_cpuset next;
 	const char *boot = grub ? grub : kernel_cmdline;
-	if (isolcpus_of(boot, boot ? strlen(boot) : 0, &next) && memcmp(&next, &topo->isolated, sizeof(next))) {
+	if (kb_isolcpus_of(boot, boot ? strlen(boot) : 0, &next) && memcmp(&next, &topo->isolated, sizeof(next))) {
 		topo->isolated = next;
 		topo->isolated_next_boot = true;
 	}

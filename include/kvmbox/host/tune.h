@@ -60,4 +60,11 @@ int kb_tune_plan(const struct kb_ctx *ctx, const struct kb_tune_spec *spec, stru
 int kb_tune_apply(const struct kb_ctx *ctx, const struct kb_tune_spec *spec, struct kb_plan *plan,
 		  struct kb_error *err);
 
+/*
+ * Only automatic NUMA balancing off, as kb_tune_plan() plans it: the
+ * "sysctl" file and "kernel.numa_balancing" now (doctor --fix numa.balancing).
+ */
+int kb_tune_balancing_plan(const struct kb_ctx *ctx, struct kb_plan *plan, struct kb_error *err);
+int kb_tune_balancing_apply(const struct kb_ctx *ctx, struct kb_plan *plan, struct kb_error *err);
+
 #endif

@@ -124,6 +124,12 @@ int kb_place(const struct kb_topology *topo, const struct kb_place_request *req,
 /* The default reserve: isolcpus='s complement, else the first core (all its threads) of each node. */
 void kb_topology_default_reserve(struct kb_topology *topo);
 
+/*
+ * The CPU list of isolcpus=[flag,...,]LIST on command line @text (@len bytes)
+ * into @isolated; false (and @isolated empty) when it has none.
+ */
+bool kb_isolcpus_of(const char *text, size_t len, struct kb_cpuset *isolated);
+
 /* Read the host's topology through the sysroot (/sys/devices/system, /proc/cmdline, /etc/default/grub). */
 int kb_topology_read(const struct kb_ctx *ctx, struct kb_topology *topo, struct kb_error *err);
 
