@@ -71,22 +71,37 @@ const char domain_usage[] =
 	"(reboot-required). A run interrupted after making a volume removes it; a\n"
 	"killed one's volume is adopted by the next run of the same words.\n"
 	"  --memory SIZE     4G, 512M (required); a number alone is MiB, as virt-install reads it\n"
-	"  --vcpus N         default 1\n"
+	"  --vcpus N[,maxvcpus=M][,sockets=S,cores=C,threads=T]  default 1 (virt-install's arithmetic;\n"
+	"                    a topology is refused with --placement auto, which gives the pins' own)\n"
 	"  --cpu MODE        host-model (default), host-passthrough, or MODEL[,+feat,-feat...]\n"
 	"  --machine TYPE    default q35; --virt-type kvm|qemu (default: kvm when libvirt offers it)\n"
-	"  --disk OPTS       size=20G (a number alone: GiB, as virt-install)[,pool=default][,format=qcow2|raw][,bus=virtio|sata|scsi]: a new volume\n"
+	"  --disk OPTS       size=20G (a number alone: GiB, as virt-install)[,pool=default][,format=qcow2|raw][,bus=virtio|sata|scsi|ide|usb]: a new volume\n"
 	"                    (pool default missing: made, dir /var/lib/libvirt/images, autostarted);\n"
 	"                    path=FILE: an existing image; path=FILE,size=: a new volume there;\n"
 	"                    backing=IMG,size=20G[,pool=]: a qcow2 overlay on IMG (repeatable); with any:\n"
 	"                    cache=, io=, discard=unmap|ignore (new volumes: unmap), detect_zeroes=,\n"
-	"                    serial=, readonly, shareable (virt-install's); bus=scsi: on virtio-scsi\n"
+	"                    serial=, readonly, shareable (virt-install's); bus=scsi: on virtio-scsi;\n"
+	"                    path=,device=cdrom (an ISO, read-only) or device=lun (a /dev block device)\n"
 	"  --cdrom ISO       --boot hd|cdrom|network[,...] (default hd; cdrom,hd with --cdrom); uefi or firmware=efi\n"
 	"                    (libvirt picks OVMF, NVRAM per domain), secure boot: uefi,firmware.feature0.name=\n"
 	"                    secure-boot,firmware.feature0.enabled=yes (enabled=no: firmware without it)\n"
 	"  --network OPTS    bridge=BR or network=NAME[,model=virtio|e1000|e1000e|rtl8139][,mac=MAC]\n"
 	"                    (repeatable), or none; without it: network=default (started if inactive)\n"
-	"  --graphics G      vnc[,listen=ADDR][,password=PW] (default vnc on 127.0.0.1) or none;\n"
-	"                    a serial console is always there (virsh console)\n"
+	"  --graphics G      vnc|spice[,listen=ADDR][,password=PW] (default vnc on 127.0.0.1) or none;\n"
+	"                    spice adds virt-install's agent channel, USB redirection and sound\n"
+	"  --video MODEL     vga (VNC's default), virtio (SPICE's), qxl, bochs, ramfb, cirrus, none\n"
+	"  --sound MODEL     none, ich9, ich6, ac97 (default: ich9 with SPICE only, as virt-install)\n"
+	"  --serial S        pty (default; virsh console), file,path=FILE or none\n"
+	"  --console C       pty[,target.type=serial|virtio] (default: the serial port) or none\n"
+	"  --channel C       unix[,name=org.qemu.guest_agent.0], spicevmc or none (repeatable; replaces\n"
+	"                    the defaults: the guest agent's, SPICE's with SPICE)\n"
+	"  --rng SRC         /dev/urandom (default), /dev/random or none; --memballoon virtio (default)|none\n"
+	"  --controller T    usb|scsi|sata|virtio-serial[,model=MODEL] (repeatable)\n"
+	"  --description TEXT  the definition's <description>\n"
+	"  --noautoconsole   accepted: kvmbox never attaches a console (virsh console NAME does)\n"
+	"  --filesystem SRC,TARGET[,driver.type=virtiofs]  the host directory SRC (it must exist; not a\n"
+	"                    system directory) for the guest to mount as TARGET: 9p (accessmode mapped),\n"
+	"                    or virtiofs with shared memory (memfd) backing (repeatable)\n"
 	"  --hostdev ADDR    a PCI device (0000:81:00.3; see kvmbox pci list) (repeatable)\n"
 	"  --hugepages[=SIZE]  guest memory from the host's hugepages (default size: the host's)\n"
 	"  --nested[=no]     the guest can run KVM itself (vmx/svm required; needs nested=1 here)\n"
@@ -676,7 +691,9 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 	/* domain new's options are its words (kvmbox/virt/domnew.h), the same as provision's [domain] keys. */
 	static const char *const new_words[] = { "memory", "vcpus", "cpu", "machine", "virt-type", "disk", "cdrom",
 						 "boot", "network", "graphics", "hostdev", "hugepages", "nested", "placement",
-						 "allow-host-file", "cloud-init", "import", "osinfo" };
+						 "allow-host-file", "cloud-init", "import", "osinfo", "video", "sound", "serial",
+						 "console", "channel", "rng", "memballoon", "controller", "description",
+						 "noautoconsole", "filesystem" };
 	static const struct option long_options[] = {
 		KB_GLOBAL_LONG_OPTIONS,
 		{ "connect", required_argument, NULL, OPT_CONNECT },
@@ -713,6 +730,17 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 		{ "import", optional_argument, NULL, OPT_WORD + 16 },
 		{ "osinfo", required_argument, NULL, OPT_WORD + 17 },
 		{ "os-variant", required_argument, NULL, OPT_WORD + 17 }, /* virt-install's older name */
+		{ "video", required_argument, NULL, OPT_WORD + 18 },
+		{ "sound", required_argument, NULL, OPT_WORD + 19 },
+		{ "serial", required_argument, NULL, OPT_WORD + 20 },
+		{ "console", required_argument, NULL, OPT_WORD + 21 },
+		{ "channel", required_argument, NULL, OPT_WORD + 22 },
+		{ "rng", required_argument, NULL, OPT_WORD + 23 },
+		{ "memballoon", required_argument, NULL, OPT_WORD + 24 },
+		{ "controller", required_argument, NULL, OPT_WORD + 25 },
+		{ "description", required_argument, NULL, OPT_WORD + 26 },
+		{ "noautoconsole", no_argument, NULL, OPT_WORD + 27 },
+		{ "filesystem", required_argument, NULL, OPT_WORD + 28 },
 		{ 0 },
 	};
 	struct domain_cmd *cmd = calloc(1, sizeof(*cmd));

@@ -6,7 +6,10 @@ Reads the XML on stdin. Attribute order, quoting, element order within a kind
 and defaults a tool leaves to libvirt do not show. With --devices, also the
 devices virt-install adds for a modern OS (SCSI controllers, channels, the
 tablet, balloon, RNG) and each disk's options (--disks: only those). With --os:
-the machine family (q35 or pc, any version) and the libosinfo OS in <metadata> too."""
+the machine family (q35 or pc, any version) and the libosinfo OS in <metadata> too.
+With --extras, also what the words beyond those state: vCPUs present of the most,
+the topology, the description, serial ports and consoles other than the serial one,
+sound, video, USB redirection, every controller but PCI, channels, balloon and RNG."""
 import sys
 import xml.etree.ElementTree as ET
 
@@ -19,7 +22,8 @@ def kib(elem):
 
 def main():
     devices = "--devices" in sys.argv[1:]
-    disks = devices or "--disks" in sys.argv[1:]  # each disk's driver options, readonly, shareable, serial
+    extras = "--extras" in sys.argv[1:]
+    disks = devices or extras or "--disks" in sys.argv[1:]  # each disk's driver options, readonly, shareable, serial
     d = ET.fromstring(sys.stdin.read())
     out = [f"memory {kib(d.find('memory'))} KiB", f"vcpus {d.find('vcpu').text.strip()}"]
     if "--os" in sys.argv[1:]:
@@ -70,6 +74,46 @@ def main():
             out.append(f"memballoon {b.get('model')}")
         for r in dev.findall("rng"):
             out.append(f"rng {r.get('model')} {r.find('backend').text}")
+    if extras:
+        vcpu = d.find("vcpu")
+        out.append(f"vcpus present {vcpu.get('current', vcpu.text.strip())}")
+        topo = d.find("cpu/topology")
+        if topo is not None:
+            out.append("topology " + " ".join(f"{k} {topo.get(k)}" for k in ("sockets", "dies", "cores", "threads")))
+        if d.find("description") is not None:
+            out.append(f"description {d.find('description').text}")
+        for s in dev.findall("serial"):
+            src = s.find("source")
+            out.append(f"serial {s.get('type')} {src.get('path') if src is not None else '-'}")
+        # libvirt makes a console on the serial target (virt-install's <console type='pty'/>) serial port 0.
+        serial_console = [c for c in dev.findall("console")
+                          if c.find("target") is None or c.find("target").get("type", "serial") == "serial"]
+        if not dev.findall("serial") and serial_console:
+            out.append(f"serial {serial_console[0].get('type')} -")
+        for c in dev.findall("console"):
+            t = c.find("target")
+            if t is not None and t.get("type", "serial") != "serial":
+                out.append(f"console {c.get('type')} {t.get('type')}")
+        for s in dev.findall("sound"):
+            out.append(f"sound {s.get('model')}")
+        for v in dev.findall("video/model"):
+            out.append(f"video {v.get('type')}")
+        for r in dev.findall("redirdev"):
+            out.append(f"redirdev {r.get('bus')} {r.get('type')}")
+        controllers = [f"controller {c.get('type')} {c.get('model')}" for c in dev.findall("controller") if c.get("type") != "pci"]
+        if dev.find("controller[@type='usb']") is None and "q35" in (d.find("os/type").get("machine") or ""):
+            controllers.append("controller usb qemu-xhci")  # libvirt's own on q35
+        out.extend(sorted(controllers))
+        for c in dev.findall("channel"):
+            out.append(f"channel {c.get('type')} {c.find('target').get('name')}")
+        for b in dev.findall("memballoon"):
+            out.append(f"memballoon {b.get('model')}")
+        for r in dev.findall("rng"):
+            out.append(f"rng {r.get('model')} {r.find('backend').text}")
+        for f in dev.findall("filesystem"):
+            drv = f.find("driver")
+            out.append(f"filesystem {f.get('type')} {drv.get('type') if drv is not None else 'path'} "
+                       f"{f.find('source').get('dir')} {f.find('target').get('dir')} {f.get('accessmode', '-')}")
     print("\n".join(out))
 
 

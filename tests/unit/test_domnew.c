@@ -27,16 +27,41 @@ static void syntax_refusals_name_the_word(void **state)
 	static const struct { const char *key, *value, *what; } cases[] = {
 		{ "memory", "12X", "memory '12X': '12X' is not a size (4G, 512M, 100G)" },
 		{ "memory", "512k", "memory '512k': '512k' is too small" },
-		{ "vcpus", "0", "vcpus '0': is a number from 1 to 1024" },
-		{ "vcpus", "2x", "vcpus '2x': is a number from 1 to 1024" },
+		{ "vcpus", "0", "vcpus '0': vcpus is a number from 1 to 1024, not '0'" },
+		{ "vcpus", "2x", "vcpus '2x': vcpus is a number from 1 to 1024, not '2x'" },
+		{ "vcpus", "5,threads=2", "vcpus '5,threads=2': sockets=1 * cores=2 * threads=2 is 4 vCPUs, not 5" },
+		{ "vcpus", "4,sockets=1,cores=2,threads=2,maxvcpus=8", "vcpus '4,sockets=1,cores=2,threads=2,maxvcpus=8': sockets=1 * cores=2 * threads=2 is 4 vCPUs, not 8 (maxvcpus)" },
+		{ "vcpus", "8,maxvcpus=4", "vcpus '8,maxvcpus=4': 8 vCPUs are more than maxvcpus=4" },
+		{ "vcpus", "4,dies=2", "vcpus '4,dies=2': unknown option 'dies' (N, maxvcpus=, sockets=, cores=, threads=)" },
+		{ "disk", "size=1G,device=cdrom", "disk 'size=1G,device=cdrom': device=cdrom takes path= (an existing ISO image), not a new volume" },
+		{ "disk", "/srv/a.img,device=floppy", "disk '/srv/a.img,device=floppy': device is disk, cdrom or lun, not 'floppy'" },
+		{ "disk", "/srv/a.img,device=lun", "disk '/srv/a.img,device=lun': device=lun takes a block device (path=/dev/...), not '/srv/a.img'" },
+		{ "disk", "/dev/sdb,device=lun,bus=sata", "disk '/dev/sdb,device=lun,bus=sata': device=lun passes SCSI commands: its bus is scsi or virtio, not 'sata'" },
+		{ "video", "matrox", "video 'matrox': is vga, virtio, qxl, bochs, ramfb, cirrus or none" },
+		{ "sound", "sb16", "sound 'sb16': is none, default, ich9, ich6 or ac97" },
+		{ "serial", "tcp,host=x", "serial 'tcp,host=x': is pty, file,path=FILE or none" },
+		{ "serial", "file", "serial 'file': file needs path=FILE (where QEMU writes what the guest sends)" },
+		{ "serial", "file,path=log", "serial 'file,path=log': path= takes an absolute path without '..'" },
+		{ "console", "pty,target.type=sclp", "console 'pty,target.type=sclp': is pty[,target.type=serial|virtio] or none" },
+		{ "channel", "pty", "channel 'pty': is unix[,name=org.qemu.guest_agent.0], spicevmc or none" },
+		{ "channel", "unix,name=a b", "channel 'unix,name=a b': 'a b' is not a channel name (org.qemu.guest_agent.0)" },
+		{ "rng", "/dev/hwrng", "rng '/dev/hwrng': is /dev/urandom, /dev/random or none" },
+		{ "memballoon", "xen", "memballoon 'xen': is virtio or none" },
+		{ "controller", "ide", "controller 'ide': type is usb, scsi, sata or virtio-serial, not 'ide'" },
+		{ "controller", "usb,ports=4", "controller 'usb,ports=4': unknown option 'ports' (TYPE, model=)" },
+		{ "noautoconsole", "maybe", "noautoconsole 'maybe': is yes or no" },
+		{ "filesystem", "/srv/share", "filesystem '/srv/share': needs a host directory and a target tag (SRC,TARGET)" },
+		{ "filesystem", "share,tag", "filesystem 'share,tag': the source is a host directory's absolute path without '..', not 'share'" },
+		{ "filesystem", "/srv/a,tag,driver.type=nfs", "filesystem '/srv/a,tag,driver.type=nfs': driver.type is virtiofs or path (9p), not 'nfs'" },
+		{ "filesystem", "/srv/a,a/b", "filesystem '/srv/a,a/b': the target is a mount tag (letters, digits, '.', '_', '-'), not 'a/b'" },
 		{ "cpu", "Haswell,rtm", "cpu 'Haswell,rtm': 'rtm': features are +NAME (required) or -NAME (disabled)" },
 		{ "cpu", "Has well", "cpu 'Has well': 'Has well' is not a CPU model name" },
 		{ "disk", "size=0", "disk 'size=0': '0' is too small" },
 		{ "disk", "pool=default", "disk 'pool=default': needs size= (a new volume), path= (an existing image) or backing=,size=" },
 		{ "disk", "path=relative.img", "disk 'path=relative.img': path= takes an absolute path without '..'" },
 		{ "disk", "backing=/b.qcow2", "disk 'backing=/b.qcow2': backing= needs size= (the overlay's size, at least the base image's)" },
-		{ "disk", "size=1G,bus=ide", "disk 'size=1G,bus=ide': bus is virtio, sata or scsi, not 'ide'" },
-		{ "disk", "size=1G,speed=fast", "disk 'size=1G,speed=fast': unknown option 'speed' (size=, path=, backing=, pool=, format=, bus=, cache=, io=, discard=, detect_zeroes=, serial=, readonly, shareable)" },
+		{ "disk", "size=1G,bus=fdc", "disk 'size=1G,bus=fdc': bus is virtio, sata, scsi, ide or usb, not 'fdc'" },
+		{ "disk", "size=1G,speed=fast", "disk 'size=1G,speed=fast': unknown option 'speed' (size=, path=, backing=, pool=, format=, bus=, device=, cache=, io=, discard=, detect_zeroes=, serial=, readonly, shareable)" },
 		{ "disk", "size=1G,cache=fast", "disk 'size=1G,cache=fast': cache is none, writeback, writethrough, directsync, unsafe or default, not 'fast'" },
 		{ "disk", "size=1G,io=aio", "disk 'size=1G,io=aio': io is native, threads or io_uring, not 'aio'" },
 		{ "disk", "size=1G,serial=a b", "disk 'size=1G,serial=a b': serial= is at most 31 letters, digits, '.', '_' or '-', not 'a b'" },
@@ -46,7 +71,7 @@ static void syntax_refusals_name_the_word(void **state)
 		{ "network", "network=a/b", "network 'network=a/b': 'a/b' is not a libvirt network name" },
 		{ "network", "bridge=br0,mac=01:00:5e:00:00:01", "network 'bridge=br0,mac=01:00:5e:00:00:01': '01:00:5e:00:00:01' is not a unicast MAC address (52:54:00:12:34:56)" },
 		{ "network", "bridge=averyveryverylongname", "network 'bridge=averyveryverylongname': 'averyveryverylongname' is not an interface name (at most 15 characters)" },
-		{ "graphics", "spice", "graphics 'spice': is vnc[,listen=ADDR][,password=PW] or none" },
+		{ "graphics", "rdp", "graphics 'rdp': is vnc or spice[,listen=ADDR][,password=PW], or none" },
 		{ "graphics", "vnc,listen=everywhere", "graphics 'vnc,listen=everywhere': listen= takes an IP address, not 'everywhere'" },
 		{ "hostdev", "81:00", "hostdev '81:00': is not a PCI address (0000:81:00.3, 81:00.3 or pci_0000_81_00_3)" },
 		{ "hugepages", "lots", "hugepages 'lots': is yes, no or a page size (2M, 1G)" },
@@ -72,7 +97,7 @@ static void syntax_refusals_name_the_word(void **state)
 		{ "disk", "backing=/srv/..,size=1G", "disk 'backing=/srv/..,size=1G': backing= takes an absolute path without '..'" },
 		{ "cdrom", "/iso/../etc/shadow", "cdrom '/iso/../etc/shadow': takes the absolute path of an ISO image, without '..'" },
 		{ "allow-host-file", "maybe", "allow-host-file 'maybe': is yes or no" },
-		{ "colour", "red", "unknown word 'colour' (one of: memory vcpus cpu machine virt-type disk cdrom boot network graphics hostdev hugepages nested placement allow-host-file cloud-init import osinfo)" },
+		{ "colour", "red", "unknown word 'colour' (memory, vcpus, disk, network...: kvmbox domain --help lists them)" },
 		{ "cloud-init", "ssh-key=id.pub", "cloud-init 'ssh-key=id.pub': takes an absolute path" },
 		{ "import", "maybe", "import 'maybe': is yes or no" },
 	};
@@ -86,6 +111,7 @@ static void syntax_refusals_name_the_word(void **state)
 	}
 	assert_true(kb_domnew_is_word("disk") && kb_domnew_is_word("virt-type"));
 	assert_false(kb_domnew_is_word("type") || kb_domnew_is_word("") || kb_domnew_is_word("disk cdrom"));
+	assert_true(kb_domnew_is_word("filesystem") && kb_domnew_is_word("noautoconsole"));
 }
 
 static void finish_names_volumes_and_boot_order(void **state)
@@ -310,6 +336,121 @@ static void xml_targets_escaping_and_console(void **state)
 	free(xml);
 }
 
+/* --vcpus as virt-install counts it; a topology of one's own is refused with placement auto. */
+static void vcpus_topology(void **state)
+{
+	(void)state;
+	static const struct { const char *value; unsigned vcpus, max, sockets, cores, threads; } cases[] = {
+		{ "4", 4, 0, 0, 0, 0 },
+		{ "4,sockets=1,cores=2,threads=2", 4, 0, 1, 2, 2 },
+		{ "4,threads=2", 4, 0, 1, 2, 2 },
+		{ "4,sockets=2", 4, 0, 2, 2, 1 },
+		{ "sockets=2,cores=2", 4, 0, 2, 2, 1 },
+		{ "sockets=2,maxvcpus=8", 8, 0, 2, 4, 1 },
+		{ "4,maxvcpus=8,cores=2", 4, 8, 4, 2, 1 },
+		{ "vcpus=2,maxvcpus=4", 2, 4, 0, 0, 0 },
+	};
+	struct kb_error err;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		kb_domnew_init(&d, "t");
+		if (word("vcpus", cases[i].value, &err) != 0)
+			fail_msg("case %zu: %s", i, err.what);
+		if (d.vcpus != cases[i].vcpus || d.max_vcpus != cases[i].max || d.sockets != cases[i].sockets ||
+		    d.cores != cases[i].cores || d.threads != cases[i].threads)
+			fail_msg("case %zu: %u of %u, %u/%u/%u", i, d.vcpus, d.max_vcpus, d.sockets, d.cores, d.threads);
+	}
+	kb_domnew_init(&d, "t");
+	word("memory", "1G", &err);
+	word("vcpus", "4,maxvcpus=8,cores=2", &err);
+	assert_int_equal(kb_domnew_finish(&d, &err), 0);
+	char *xml = NULL;
+	assert_int_equal(kb_domnew_xml(&d, NULL, &xml, &err), 0);
+	assert_non_null(strstr(xml, "<vcpu placement='static' current='4'>8</vcpu>"));
+	assert_non_null(strstr(xml, "<cpu mode='host-model' check='partial'>\n    <topology sockets='4' dies='1' cores='2' threads='1'/>\n  </cpu>"));
+	free(xml);
+	assert_int_equal(word("placement", "auto", &err), 0);
+	assert_int_equal(kb_domnew_finish(&d, &err), -1);
+	assert_string_equal(err.what, "vcpus sockets=4,cores=2,threads=1: placement auto gives the guest the topology its pins make "
+				      "(the host's sockets, cores and sibling threads); give one of them");
+	word("vcpus", "4,maxvcpus=8", &err);
+	assert_int_equal(kb_domnew_finish(&d, &err), -1);
+	assert_string_equal(err.what, "vcpus maxvcpus=8: placement auto pins each vCPU the domain has; vCPUs added later would "
+				      "have no pins (give one of them)");
+	word("vcpus", "4", &err);
+	assert_int_equal(kb_domnew_finish(&d, &err), 0);
+}
+
+/* device=cdrom|lun, bus=ide|usb; virt-install's graphics, console and device words. */
+static void devices_and_their_words(void **state)
+{
+	(void)state;
+	struct kb_error err;
+	kb_domnew_init(&d, "web");
+	word("memory", "1G", &err);
+	assert_int_equal(word("disk", "/srv/inst.iso,device=cdrom", &err), 0);
+	assert_int_equal(word("disk", "/dev/sdb,device=lun", &err), 0);
+	assert_int_equal(word("disk", "size=1G,bus=usb", &err), 0);
+	assert_int_equal(word("disk", "/srv/old.img,bus=ide", &err), 0);
+	assert_int_equal(kb_domnew_finish(&d, &err), -1);
+	assert_string_equal(err.what, "disk '/srv/old.img': bus=ide: machine q35 has no IDE (use sata, or machine pc)");
+	d.disk_count--;
+	assert_int_equal(word("graphics", "spice,listen=127.0.0.1", &err), 0);
+	assert_int_equal(word("serial", "file,path=/var/log/web.log", &err), 0);
+	assert_int_equal(word("video", "qxl", &err), 0);
+	assert_int_equal(word("channel", "spicevmc", &err), 0);
+	assert_int_equal(word("memballoon", "none", &err), 0);
+	assert_int_equal(word("rng", "none", &err), 0);
+	assert_int_equal(word("controller", "usb,model=qemu-xhci", &err), 0);
+	assert_int_equal(word("description", "web & co", &err), 0);
+	assert_int_equal(word("noautoconsole", NULL, &err), 0);
+	assert_int_equal(kb_domnew_finish(&d, &err), 0);
+	char *xml = NULL;
+	assert_int_equal(kb_domnew_xml(&d, NULL, &xml, &err), 0);
+	assert_non_null(strstr(xml, "<name>web</name>\n  <description>web &amp; co</description>"));
+	assert_non_null(strstr(xml, "<disk type='file' device='cdrom'>\n      <driver name='qemu' type='raw'/>\n"
+				    "      <source file='/srv/inst.iso'/>\n      <target dev='sda' bus='sata'/>\n      <readonly/>"));
+	assert_non_null(strstr(xml, "<disk type='block' device='lun'>\n      <driver name='qemu' type='raw'/>\n"
+				    "      <source dev='/dev/sdb'/>\n      <target dev='sdb' bus='scsi'/>"));
+	assert_non_null(strstr(xml, "<target dev='sdc' bus='usb'/>"));
+	assert_non_null(strstr(xml, "<controller type='usb' model='qemu-xhci'/>"));
+	assert_non_null(strstr(xml, "<controller type='scsi' index='0' model='virtio-scsi'/>"));
+	assert_non_null(strstr(xml, "<serial type='file'>\n      <source path='/var/log/web.log'/>"));
+	assert_non_null(strstr(xml, "<console type='file'>\n      <source path='/var/log/web.log'/>\n      <target type='serial' port='0'/>"));
+	assert_null(strstr(xml, "guest_agent")); /* --channel replaces the defaults */
+	assert_non_null(strstr(xml, "<channel type='spicevmc'>"));
+	assert_non_null(strstr(xml, "<graphics type='spice' port='-1' autoport='yes' listen='127.0.0.1'>"));
+	assert_non_null(strstr(xml, "<sound model='ich9'/>"));
+	assert_non_null(strstr(xml, "<model type='qxl'/>"));
+	assert_non_null(strstr(xml, "<redirdev bus='usb' type='spicevmc'/>"));
+	assert_non_null(strstr(xml, "<memballoon model='none'/>"));
+	assert_null(strstr(xml, "<rng"));
+	free(xml);
+	/* A virtio console: no serial port (virt-install's); sound none; graphics none keeps an explicit video. */
+	kb_domnew_init(&d, "web");
+	word("memory", "1G", &err);
+	assert_int_equal(word("console", "pty,target.type=virtio", &err), 0);
+	assert_int_equal(word("sound", "none", &err), 0);
+	assert_int_equal(word("graphics", "none", &err), 0);
+	assert_int_equal(kb_domnew_finish(&d, &err), 0);
+	assert_int_equal(kb_domnew_xml(&d, NULL, &xml, &err), 0);
+	assert_null(strstr(xml, "<serial"));
+	assert_non_null(strstr(xml, "<console type='pty'>\n      <target type='virtio' port='0'/>"));
+	assert_null(strstr(xml, "<sound"));
+	assert_null(strstr(xml, "<video"));
+	assert_non_null(strstr(xml, "org.qemu.guest_agent.0"));
+	assert_null(strstr(xml, "<memoryBacking"));
+	free(xml);
+	/* virtiofs: shared memory from memfd (virtiofsd reads the guest's memory); 9p: accessmode mapped. */
+	assert_int_equal(word("filesystem", "/srv/share,share,driver.type=virtiofs", &err), 0);
+	assert_int_equal(word("filesystem", "source.dir=/srv/nine,target.dir=nine", &err), 0);
+	assert_int_equal(kb_domnew_xml(&d, NULL, &xml, &err), 0);
+	assert_non_null(strstr(xml, "<memoryBacking>\n    <source type='memfd'/>\n    <access mode='shared'/>\n  </memoryBacking>"));
+	assert_non_null(strstr(xml, "<filesystem type='mount'>\n      <driver type='virtiofs'/>\n      <source dir='/srv/share'/>\n"
+				    "      <target dir='share'/>\n    </filesystem>"));
+	assert_non_null(strstr(xml, "<filesystem type='mount' accessmode='mapped'>\n      <source dir='/srv/nine'/>\n      <target dir='nine'/>"));
+	free(xml);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -319,6 +460,8 @@ int main(void)
 		cmocka_unit_test(bare_numbers_are_virt_install_units),
 		cmocka_unit_test(virt_install_devices),
 		cmocka_unit_test(xml_targets_escaping_and_console),
+		cmocka_unit_test(vcpus_topology),
+		cmocka_unit_test(devices_and_their_words),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -641,6 +641,120 @@ rng virtio /dev/urandom"
 	rm -f "$POOL_DIR/base.qcow2"
 }
 
+# virt-install's words beyond the disks and NICs: a vCPU topology with maxvcpus, a CD-ROM
+# and a USB disk, SPICE (its agent channel, USB redirection, sound), video, a serial log
+# file, channels, RNG, balloon, a USB controller model, a description. Same meaning as
+# virt-install's on this libvirtd; defined, the same words again change nothing; changed
+# words are planned element by element, and the run changes what the dry run said.
+more_words_as_virt_install() {
+	local iso=$POOL_DIR/kvmbox-test-inst.iso ours theirs planned dump
+	truncate -s 1M "$iso"
+	local words=(--memory 64 --virt-type qemu --cpu host-model --vcpus 2,maxvcpus=4,cores=2
+		--disk size=1,bus=usb,pool=kvmbox-test-pool --disk "$iso,device=cdrom" --graphics spice,listen=127.0.0.1
+		--video qxl --serial "file,path=$TESTS_TMP/serial.log" --channel unix,name=org.qemu.guest_agent.0
+		--channel spicevmc --rng /dev/random --memballoon none --controller usb,model=qemu-xhci
+		--description "kvmbox test" --network none --noautoconsole)
+	RUN_BOUND=60 run domain new kvmbox-test-more "${words[@]}" --print-xml
+	expect_rc 0
+	ours=$(python3 "$MEANING" --extras <<<"$OUT" | sed 's/ format qcow2//')
+	theirs=$(timeout -k 2 60 virt-install --connect qemu:///system --print-xml --dry-run --osinfo linux2022 -n kvmbox-test-more \
+		"${words[@]}" --import 2>&1 | python3 "$MEANING" --extras | sed 's/ format qcow2//')
+	expect_eq "as virt-install means it" "$ours" "$theirs"
+	expect_match "what it means" "$ours" "disk disk $POOL_DIR/kvmbox-test-more.qcow2 sda usb discard unmap
+disk cdrom $iso sdb sata format raw readonly
+graphics spice listen 127.0.0.1
+vcpus present 2
+topology sockets 2 dies 1 cores 2 threads 1
+description kvmbox test
+serial file $TESTS_TMP/serial.log
+sound ich9
+video qxl
+redirdev usb spicevmc
+redirdev usb spicevmc
+controller usb qemu-xhci
+channel unix org.qemu.guest_agent.0
+channel spicevmc com.redhat.spice.0
+memballoon none
+rng virtio /dev/random"
+	RUN_BOUND=60 run domain new kvmbox-test-more "${words[@]}"
+	expect_rc 0
+	dump=$($VIRSH dumpxml --inactive kvmbox-test-more)
+	expect_match "libvirt: 2 of 4 vCPUs" "$dump" "<vcpu placement='static' current='2'>4</vcpu>"
+	expect_match "libvirt: SPICE" "$dump" "<graphics type='spice' autoport='yes' listen='127.0.0.1'>"
+	expect_match "libvirt: the CD-ROM" "$dump" "<source file='$iso'/>
+      <target dev='sdb' bus='sata'/>
+      <readonly/>"
+	expect_match "libvirt: the USB disk" "$dump" "<target dev='sda' bus='usb'/>"
+	RUN_BOUND=60 run domain new kvmbox-test-more "${words[@]}"
+	expect_rc 0
+	expect_eq "the same words again" "$(grep -v "^unchanged " <<<"$OUT")" ""
+	# VNC instead, without sound, 4 vCPUs as 1 socket of 2 cores of 2 threads, a virtio console: planned, then made.
+	local changed=("${words[@]/spice,listen=127.0.0.1/vnc,listen=127.0.0.1}")
+	changed=("${changed[@]/2,maxvcpus=4,cores=2/4,threads=2}")
+	changed=("${changed[@]/spicevmc/unix,name=org.qemu.guest_agent.1}" --sound none --console pty,target.type=virtio --serial none)
+	# SPICE's agent channel without SPICE: refused, naming the word.
+	RUN_BOUND=60 run domain new kvmbox-test-more "${words[@]/spice,listen=127.0.0.1/vnc,listen=127.0.0.1}" --dry-run
+	expect_rc 2
+	expect_eq "spicevmc without SPICE" "$ERR" "kvmbox domain: channel 'spicevmc': SPICE's agent channel needs graphics spice"
+	RUN_BOUND=60 run domain new kvmbox-test-more "${changed[@]}" --dry-run --json
+	expect_rc 0
+	planned=$(jq -c '[.changes[] | select(.status != "unchanged") | {item, before, after}]' <<<"$OUT")
+	expect_match "vCPUs planned" "$planned" '"item":"kvmbox-test-more vcpus","before":"2 of 4","after":"4"'
+	expect_match "graphics planned" "$planned" '"item":"kvmbox-test-more graphics","before":"spice 127.0.0.1","after":"vnc 127.0.0.1"'
+	RUN_BOUND=60 run domain new kvmbox-test-more "${changed[@]}" --json
+	expect_rc 0
+	expect_eq "the run's changes are the dry run's" "$(jq -c '[.changes[] | select(.status != "unchanged") | {item, before, after}]' <<<"$OUT")" "$planned"
+	dump=$($VIRSH dumpxml --inactive kvmbox-test-more)
+	expect_match "libvirt: the topology" "$dump" "<topology sockets='1' dies='1' cores='2' threads='2'/>"
+	expect_eq "libvirt: no SPICE devices left" "$(grep -c "spicevmc\|<sound\|type='spice'" <<<"$dump")" 0
+	expect_match "libvirt: the virtio console" "$dump" "<target type='virtio' port='0'/>"
+	RUN_BOUND=60 run domain new kvmbox-test-more "${changed[@]}"
+	expect_rc 0
+	expect_eq "the changed words again" "$(grep -v "^unchanged " <<<"$OUT")" ""
+	RUN_BOUND=60 run domain rm kvmbox-test-more --storage
+	expect_rc 0
+	rm -f "$iso"
+}
+
+# --filesystem: 9p and virtiofs as virt-install means them; virtiofs with the shared memory
+# virtiofsd needs, so the guest starts (virtiofsd running on the directory); the same words
+# again unchanged; a directory this host lacks, or a system one, refused, nothing defined.
+filesystem_shares() {
+	local share=$TESTS_TMP/share ours theirs pid
+	mkdir -p "$share"
+	local words=(--memory 64 --virt-type qemu --cpu host-model --graphics none --network none
+		--filesystem "$share,hostshare,driver.type=virtiofs" --filesystem "$share,nine")
+	RUN_BOUND=60 run domain new kvmbox-test-fs "${words[@]}" --print-xml
+	expect_rc 0
+	ours=$(python3 "$MEANING" --extras <<<"$OUT" | grep "^filesystem")
+	theirs=$(timeout -k 2 60 virt-install --connect qemu:///system --print-xml --dry-run --osinfo linux2022 -n kvmbox-test-fs \
+		"${words[@]}" --import --disk none 2>&1 | python3 "$MEANING" --extras | grep "^filesystem")
+	expect_eq "as virt-install means it" "$ours" "$theirs"
+	expect_eq "what it means" "$ours" "filesystem mount virtiofs $share hostshare -
+filesystem mount path $share nine mapped"
+	RUN_BOUND=90 run domain new kvmbox-test-fs "${words[@]}" --start --wait 60
+	expect_rc 0
+	expect_eq running "$($VIRSH domstate kvmbox-test-fs | head -1)" running
+	expect_match "shared memory" "$($VIRSH dumpxml --inactive kvmbox-test-fs)" "<memoryBacking>
+    <source type='memfd'/>
+    <access mode='shared'/>
+  </memoryBacking>"
+	pid=$(pgrep -f "virtiofsd.*$share" | head -1)
+	expect_match "virtiofsd serves the directory" "$(tr '\0' ' ' </proc/${pid:-0}/cmdline 2>&1)" "source=$share"
+	RUN_BOUND=60 run domain new kvmbox-test-fs "${words[@]}"
+	expect_rc 0
+	expect_eq "the same words again" "$(grep -v "^unchanged " <<<"$OUT")" ""
+	RUN_BOUND=60 run domain rm kvmbox-test-fs
+	expect_rc 0
+	RUN_BOUND=60 run domain new kvmbox-test-fs2 --memory 64 --virt-type qemu --network none --filesystem "$share/none,x"
+	expect_rc 1
+	expect_eq "no such directory" "$ERR" "kvmbox domain: filesystem '$share/none': no such directory on this host"
+	RUN_BOUND=60 run domain new kvmbox-test-fs2 --memory 64 --virt-type qemu --network none --filesystem /etc,x
+	expect_rc 1
+	expect_match "a system directory" "$ERR" "^kvmbox domain: filesystem '/etc/': .* under /etc, a file of the host itself"
+	expect_eq "nothing defined" "$($VIRSH dominfo kvmbox-test-fs2 2>&1 | grep -c '^Name')" 0
+}
+
 # The notes' --cpu Haswell,-rtm,-hle,... on a host whose CPU lacks what it disables: QEMU
 # runs it. Under TCG Haswell lacks pcid, x2apic, tsc-deadline and invpcid besides TSX.
 disabled_features_start() {
@@ -705,6 +819,8 @@ if real_host_ready; then
 	t new_autostart_off
 	t disabled_features_start
 	t virt_install_devices
+	t more_words_as_virt_install
+	t filesystem_shares
 	t provision_words
 else
 	# make deps installs libvirt and this script starts it: a host that cannot is a failure, not a skip.

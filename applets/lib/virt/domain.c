@@ -123,7 +123,9 @@ int kb_domain_spec_set(struct kb_domain_spec *spec, const char *key, const char 
 		spec->wait_seconds = (int)seconds;
 		return 0;
 	}
-	return kb_fail(err, EINVAL, NULL, "unknown key '%.64s' for a domain (xml, %s, autostart, start)", key, kb_domnew_words);
+	/* The words are more than a one-line error holds: where they are listed. */
+	return kb_fail(err, EINVAL, NULL, "unknown key '%.64s' for a domain (xml, autostart, start, or a word of domain new: "
+					  "kvmbox domain --help lists them)", key);
 }
 
 const char *kb_domain_spec_next_word(const struct kb_domain_spec *spec, const char *word)
@@ -1098,9 +1100,13 @@ static const char *memory_value(const struct kb_xml *xml, xmlNode *root, char *b
 static const char *vcpu_value(const struct kb_xml *xml, xmlNode *root, char *buf, size_t size)
 {
 	autofree char *text = kb_xml_text(xml, kb_xml_child(root, "vcpu"));
+	autofree char *current = kb_xml_prop(xml, kb_xml_child(root, "vcpu"), "current");
 	if (!text)
 		return NULL;
-	snprintf(buf, size, "%s", text);
+	if (current && strcmp(current, text)) /* maxvcpus=: "4 of 8" */
+		snprintf(buf, size, "%s of %s", current, text);
+	else
+		snprintf(buf, size, "%s", text);
 	return buf;
 }
 
@@ -1633,6 +1639,15 @@ static int plan_rest(const struct kb_xml *xml, const char *name, xmlNode *now, x
  *   hostdev      a host device, by its PCI address
  *   graphics     <graphics>, <video>, the USB tablet  replaced
  *   disk bus=scsi  a virtio-scsi controller     added when there is no SCSI controller
+ *   vcpus        <cpu><topology> too            replaced (removed without sockets=...; placement's own)
+ *   graphics     the spicevmc channel, <redirdev>s  replaced; SPICE's <sound> added
+ *   video, sound <video>, <sound>               replaced
+ *   serial, console  <serial>, <console>        replaced
+ *   channel      <channel>s                     replaced (all of them)
+ *   rng, memballoon  <rng>, <memballoon>        replaced
+ *   controller   the controller of its type     updated in place (model=)
+ *   description  <description>                  replaced
+ *   filesystem   <filesystem>s; <memoryBacking><source>, <access>  replaced
  *
  * A device the words name is updated in place: what the words state is set,
  * what they do not (an address, cache=, a boot order) stays. Elements made
@@ -1898,6 +1913,47 @@ static int take_tablet(const struct kb_xml *xml, xmlNode *now, xmlNode *words, s
 	return 0;
 }
 
+/* The words' <cpu><topology> (vcpus sockets=...) in place of the definition's, or none when the words have none. */
+static int take_topology(const struct kb_xml *xml, xmlNode *now, xmlNode *words, struct kb_error *err)
+{
+	xmlNode *want = kb_xml_child(kb_xml_child(words, "cpu"), "topology"), *cpu = kb_xml_child(now, "cpu");
+	if (!cpu && want && !(cpu = xml->new_child(now, NULL, (const xmlChar *)"cpu", NULL)))
+		return no_memory(err);
+	return cpu ? take_all(xml, cpu, kb_xml_child(words, "cpu"), "topology", err) : 0;
+}
+
+/* The words' devices <@name type=@type> (a spicevmc channel) in place of the definition's of that type. */
+static int take_typed(const struct kb_xml *xml, xmlNode *now, xmlNode *words, const char *name, const char *type,
+		      struct kb_error *err)
+{
+	for (xmlNode *n = child_of_type(xml, now, name, type), *next; n; n = next) {
+		next = kb_xml_next(n, name);
+		while (next && !kb_xml_prop_is(xml, next, "type", type))
+			next = kb_xml_next(next, name);
+		drop(xml, n);
+	}
+	for (xmlNode *w = child_of_type(xml, words, name, type); w; w = kb_xml_next(w, name)) {
+		if (!kb_xml_prop_is(xml, w, "type", type))
+			continue;
+		xmlNode *copy = xml->copy_node(w, now->doc, 1);
+		if (!copy)
+			return no_memory(err);
+		xml->add_child(now, copy);
+	}
+	return 0;
+}
+
+/* --controller TYPE,model=: over the definition's first controller of that type (its index and address stay). */
+static int take_controllers(const struct kb_xml *xml, xmlNode *now, xmlNode *words, struct kb_error *err)
+{
+	for (xmlNode *w = kb_xml_child(words, "controller"); w; w = kb_xml_next(w, "controller")) {
+		autofree char *type = kb_xml_prop(xml, w, "type");
+		if (type && take_device(xml, now, child_of_type(xml, now, "controller", type), w, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 /* Whether two <hostdev>s pass the same PCI function. */
 static bool same_pci(const struct kb_xml *xml, xmlNode *a, xmlNode *b)
 {
@@ -1936,18 +1992,28 @@ static int merge_words(struct session *s, xmlDoc *current, char **text, struct k
 		rc = take_all(xml, now, words, "memory", err) < 0 || take_all(xml, now, words, "currentMemory", err) < 0 ? -1 : 0;
 	if (rc == 0 && words_name(spec, "vcpus"))
 		rc = take_all(xml, now, words, "vcpu", err);
+	if (rc == 0 && words_name(spec, "vcpus") && !words_name(spec, "placement"))
+		rc = take_topology(xml, now, words, err);
+	if (rc == 0 && words_name(spec, "description"))
+		rc = take_all(xml, now, words, "description", err);
 	if (rc == 0 && (words_name(spec, "cpu") || words_name(spec, "nested") || words_name(spec, "placement")))
 		rc = take_all(xml, now, words, "cpu", err);
 	if (rc == 0 && words_name(spec, "placement"))
 		rc = take_all(xml, now, words, "cputune", err) < 0 || take_all(xml, now, words, "numatune", err) < 0 ? -1 : 0;
-	if (rc == 0 && words_name(spec, "hugepages")) {
+	for (size_t i = 0; i < 3 && rc == 0; i++) {
+		/* <memoryBacking>'s parts: hugepages the hugepages word's, the memfd source and shared access virtiofs'. */
+		static const char *const parts[][2] = { { "hugepages", "hugepages" }, { "filesystem", "source" }, { "filesystem", "access" } };
+		if (!words_name(spec, parts[i][0]))
+			continue;
 		xmlNode *backing = kb_xml_child(now, "memoryBacking");
 		if (!backing)
 			backing = xml->new_child(now, NULL, (const xmlChar *)"memoryBacking", NULL);
-		rc = backing ? take_all(xml, backing, kb_xml_child(words, "memoryBacking"), "hugepages", err) : no_memory(err);
+		rc = backing ? take_all(xml, backing, kb_xml_child(words, "memoryBacking"), parts[i][1], err) : no_memory(err);
 		if (rc == 0 && !has_element_children(backing))
 			drop(xml, backing);
 	}
+	if (rc == 0 && words_name(spec, "filesystem"))
+		rc = take_all(xml, now_devices, words_devices, "filesystem", err);
 	if (rc == 0 && words_name(spec, "machine")) {
 		xmlNode *type = kb_xml_child(now_os, "type");
 		autofree char *want = kb_xml_prop(xml, kb_xml_child(words_os, "type"), "machine");
@@ -1986,10 +2052,33 @@ static int merge_words(struct session *s, xmlDoc *current, char **text, struct k
 	}
 	if (rc == 0 && words_name(spec, "graphics"))
 		rc = take_all(xml, now_devices, words_devices, "graphics", err) < 0 ||
-				     take_all(xml, now_devices, words_devices, "video", err) < 0 ||
-				     take_tablet(xml, now_devices, words_devices, err) < 0
+				     take_tablet(xml, now_devices, words_devices, err) < 0 ||
+				     take_all(xml, now_devices, words_devices, "redirdev", err) < 0 ||
+				     (!words_name(spec, "channel") &&
+				      take_typed(xml, now_devices, words_devices, "channel", "spicevmc", err) < 0)
 			     ? -1
 			     : 0;
+	/* SPICE's sound card comes with its graphics; a sound the definition has stays unless the words name one. */
+	if (rc == 0 && (words_name(spec, "sound") || (words_name(spec, "graphics") && kb_xml_child(words_devices, "sound"))))
+		rc = take_all(xml, now_devices, words_devices, "sound", err);
+	/* libvirt's <audio> backend follows the graphics (spice's, none's): it adds the right one again. */
+	if (rc == 0 && (words_name(spec, "sound") || words_name(spec, "graphics")))
+		rc = take_all(xml, now_devices, words_devices, "audio", err);
+	if (rc == 0 && (words_name(spec, "graphics") || words_name(spec, "video")))
+		rc = take_all(xml, now_devices, words_devices, "video", err);
+	if (rc == 0 && (words_name(spec, "serial") || words_name(spec, "console")))
+		rc = take_all(xml, now_devices, words_devices, "serial", err) < 0 ||
+				     take_all(xml, now_devices, words_devices, "console", err) < 0
+			     ? -1
+			     : 0;
+	if (rc == 0 && words_name(spec, "channel"))
+		rc = take_all(xml, now_devices, words_devices, "channel", err);
+	if (rc == 0 && words_name(spec, "rng"))
+		rc = take_all(xml, now_devices, words_devices, "rng", err);
+	if (rc == 0 && words_name(spec, "memballoon"))
+		rc = take_all(xml, now_devices, words_devices, "memballoon", err);
+	if (rc == 0 && words_name(spec, "controller"))
+		rc = take_controllers(xml, now_devices, words_devices, err);
 	xml->free_doc(doc);
 	if (rc < 0)
 		return -1;

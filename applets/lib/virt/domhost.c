@@ -267,6 +267,24 @@ static int check_host_file(const struct kb_ctx *ctx, const struct kb_domnew *d, 
 	return 0;
 }
 
+/* --filesystem: each source a directory of this host (through the sysroot), not the root nor a system directory. */
+static int check_filesystems(const struct kb_ctx *ctx, const struct kb_domnew *d, struct kb_error *err)
+{
+	for (size_t i = 0; i < d->fs_count; i++) {
+		const char *source = d->fs[i].source;
+		char below[PATH_MAX + 2];
+		struct stat st;
+		if (!strcmp(source, "/"))
+			return kb_fail(err, 0, NULL, "filesystem '/': the host's whole root is no guest's to share");
+		if (kb_sysroot_stat(ctx, source, &st, false, NULL) < 0 || !S_ISDIR(st.st_mode))
+			return kb_fail(err, 0, NULL, "filesystem '%s': no such directory on this host", source);
+		snprintf(below, sizeof(below), "%s/", source); /* /etc itself is the system's as much as /etc/x */
+		if (check_host_file(ctx, d, "filesystem", below, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static int check_images(const struct kb_ctx *ctx, struct kb_domnew *d, struct kb_error *err)
 {
 	for (size_t i = 0; i < d->disk_count; i++) {
@@ -329,7 +347,7 @@ int kb_domnew_check_host(const struct kb_ctx *ctx, const struct kb_xml *xml, str
 		return -1;
 	if (d->hugepages && check_hugepages(ctx, d, err) < 0)
 		return -1;
-	if (check_bridges(ctx, d, err) < 0 || check_hostdevs(ctx, d, node, err) < 0)
+	if (check_bridges(ctx, d, err) < 0 || check_hostdevs(ctx, d, node, err) < 0 || check_filesystems(ctx, d, err) < 0)
 		return -1;
 	return check_images(ctx, d, err);
 }

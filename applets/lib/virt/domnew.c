@@ -15,7 +15,8 @@
 #include "kvmbox/host/pcidev.h"
 
 const char kb_domnew_words[] = "memory vcpus cpu machine virt-type disk cdrom boot network graphics hostdev "
-			       "hugepages nested placement allow-host-file cloud-init import osinfo";
+			       "hugepages nested placement allow-host-file cloud-init import osinfo video sound serial console channel rng "
+			       "memballoon controller description noautoconsole filesystem";
 
 bool kb_domnew_is_word(const char *key)
 {
@@ -38,6 +39,8 @@ void kb_domnew_init(struct kb_domnew *d, const char *name)
 	snprintf(d->arch, sizeof(d->arch), "x86_64");
 	d->graphics = true;
 	snprintf(d->vnc_listen, sizeof(d->vnc_listen), "127.0.0.1");
+	snprintf(d->rng, sizeof(d->rng), "/dev/urandom");
+	snprintf(d->memballoon, sizeof(d->memballoon), "virtio");
 }
 
 /* ---- words ---------------------------------------------------------------- */
@@ -184,14 +187,15 @@ static bool clean_path(char *dst, const char *value)
 static int word_disk(struct kb_domnew *d, const char *value, char *buf, struct kb_error *err)
 {
 	static const char *const formats[] = { "qcow2", "raw", NULL };
-	static const char *const buses[] = { "virtio", "sata", "scsi", NULL };
+	static const char *const buses[] = { "virtio", "sata", "scsi", "ide", "usb", NULL };
+	static const char *const devices[] = { "disk", "cdrom", "lun", NULL };
 	if (d->disk_count == KB_DOMNEW_DISKS_MAX)
 		return bad(err, "disk", value, "more than %d disks", KB_DOMNEW_DISKS_MAX);
 	struct kb_domnew_disk *k = &d->disk[d->disk_count];
 	memset(k, 0, sizeof(*k));
 	snprintf(k->bus, sizeof(k->bus), "virtio");
 	char *cursor = buf, *key, *v;
-	bool sized = false;
+	bool sized = false, bus_given = false;
 	for (bool first = true; next_item(&cursor, &key, &v); first = false) {
 		const char *name = key; /* the word's key, or the one its lone value implies */
 		if (!v && first && name[0] == '/') {
@@ -239,11 +243,16 @@ static int word_disk(struct kb_domnew *d, const char *value, char *buf, struct k
 				return bad(err, "disk", value, "serial= is at most 31 letters, digits, '.', '_' or '-', not '%s'", v);
 		} else if (!strcmp(name, "bus")) {
 			if (!one_of(v, buses))
-				return bad(err, "disk", value, "bus is virtio, sata or scsi, not '%s'", v);
+				return bad(err, "disk", value, "bus is virtio, sata, scsi, ide or usb, not '%s'", v);
 			snprintf(k->bus, sizeof(k->bus), "%s", v);
+			bus_given = true;
 			k->bus_given = true;
+		} else if (!strcmp(name, "device")) {
+			if (!one_of(v, devices))
+				return bad(err, "disk", value, "device is disk, cdrom or lun, not '%s'", v);
+			snprintf(k->device, sizeof(k->device), "%s", strcmp(v, "disk") ? v : "");
 		} else {
-			return bad(err, "disk", value, "unknown option '%s' (size=, path=, backing=, pool=, format=, bus=, cache=, io=, discard=, detect_zeroes=, serial=, readonly, shareable)", name);
+			return bad(err, "disk", value, "unknown option '%s' (size=, path=, backing=, pool=, format=, bus=, device=, cache=, io=, discard=, detect_zeroes=, serial=, readonly, shareable)", name);
 		}
 	}
 	if (k->backing[0]) {
@@ -262,6 +271,25 @@ static int word_disk(struct kb_domnew *d, const char *value, char *buf, struct k
 		k->kind = KB_DISK_PATH;
 	} else {
 		return bad(err, "disk", value, "needs size= (a new volume), path= (an existing image) or backing=,size=");
+	}
+	if (k->device[0] && k->kind != KB_DISK_PATH)
+		return bad(err, "disk", value, "device=%s takes path= (an existing %s), not a new volume", k->device,
+			   !strcmp(k->device, "cdrom") ? "ISO image" : "block device");
+	if (!strcmp(k->device, "cdrom")) {
+		k->readonly = true;
+		if (!k->format[0])
+			snprintf(k->format, sizeof(k->format), "raw");
+		if (!bus_given)
+			k->bus[0] = '\0'; /* SATA on q35, IDE on i440fx: known with the machine (kb_domnew_finish) */
+	}
+	if (!strcmp(k->device, "lun")) {
+		if (!bus_given)
+			snprintf(k->bus, sizeof(k->bus), "scsi");
+		if (strcmp(k->bus, "scsi") && strcmp(k->bus, "virtio"))
+			return bad(err, "disk", value, "device=lun passes SCSI commands: its bus is scsi or virtio, not '%s'", k->bus);
+		if (strncmp(k->path, "/dev/", 5))
+			return bad(err, "disk", value, "device=lun takes a block device (path=/dev/...), not '%s'", k->path);
+		snprintf(k->format, sizeof(k->format), "raw");
 	}
 	if (k->kind != KB_DISK_PATH && !k->format[0])
 		snprintf(k->format, sizeof(k->format), "qcow2");
@@ -379,9 +407,10 @@ static int word_graphics(struct kb_domnew *d, const char *value, char *buf, stru
 		d->graphics = false;
 		return 0;
 	}
-	if (strcmp(key, "vnc") || v)
-		return bad(err, "graphics", value, "is vnc[,listen=ADDR][,password=PW] or none");
+	if ((strcmp(key, "vnc") && strcmp(key, "spice")) || v)
+		return bad(err, "graphics", value, "is vnc or spice[,listen=ADDR][,password=PW], or none");
 	d->graphics = true;
+	d->spice = !strcmp(key, "spice");
 	while (next_item(&cursor, &key, &v)) {
 		unsigned char addr[16];
 		if (!v)
@@ -393,7 +422,7 @@ static int word_graphics(struct kb_domnew *d, const char *value, char *buf, stru
 			snprintf(d->vnc_listen, sizeof(d->vnc_listen), "%s", v);
 		} else if (!strcmp(key, "password")) {
 			/* QEMU's VNC authentication uses the first 8 characters only: more would be a false sense of safety. */
-			if (!*v || strlen(v) > 8)
+			if (!*v || (!d->spice && strlen(v) > 8) || strlen(v) >= sizeof(d->vnc_password))
 				return bad(err, "graphics", value, "a VNC password is 1 to 8 characters (VNC ignores the rest)");
 			snprintf(d->vnc_password, sizeof(d->vnc_password), "%s", v);
 		} else {
@@ -414,15 +443,225 @@ static int word_flag(const char *key, const char *value, bool *flag, struct kb_e
 	return 0;
 }
 
-static int word_number(const char *key, const char *value, unsigned max, unsigned *out, struct kb_error *err)
+/*
+ * --vcpus N[,maxvcpus=M][,sockets=S][,cores=C][,threads=T], virt-install's
+ * arithmetic: the topology counts maxvcpus (else N); threads default to 1, a
+ * missing sockets to 1 (or what cores leave), missing cores to what is left; N
+ * defaults to the topology's count. A topology that does not multiply out is refused.
+ */
+static int word_vcpus(struct kb_domnew *d, const char *value, char *buf, struct kb_error *err)
 {
-	char *end;
-	errno = 0;
-	bool digits = value && isdigit((unsigned char)value[0]);
-	unsigned long n = digits ? strtoul(value, &end, 10) : 0;
-	if (!digits || *end || errno || n < 1 || n > max)
-		return bad(err, key, value, "is a number from 1 to %u", max);
-	*out = (unsigned)n;
+	unsigned n = 0, max = 0, topo[3] = { 0 }; /* sockets, cores, threads */
+	static const char *const names[] = { "sockets", "cores", "threads" };
+	char *cursor = buf, *key, *v;
+	for (bool first = true; next_item(&cursor, &key, &v); first = false) {
+		unsigned *to = NULL;
+		const char *name = key;
+		if (!v && first) {
+			v = key;
+			name = "vcpus";
+		}
+		if (!strcmp(name, "vcpus"))
+			to = &n;
+		else if (!strcmp(name, "maxvcpus"))
+			to = &max;
+		for (size_t i = 0; i < 3 && !to; i++)
+			if (!strcmp(name, names[i]))
+				to = &topo[i];
+		if (!to)
+			return bad(err, "vcpus", value, "unknown option '%s' (N, maxvcpus=, sockets=, cores=, threads=)", name);
+		char *end;
+		unsigned long x = v && isdigit((unsigned char)v[0]) ? strtoul(v, &end, 10) : 0;
+		if (!x || *end || x > KB_PLACE_VCPUS_MAX)
+			return bad(err, "vcpus", value, "%s is a number from 1 to %u, not '%s'", name, KB_PLACE_VCPUS_MAX, v ? v : "");
+		*to = (unsigned)x;
+	}
+	bool topology = topo[0] || topo[1] || topo[2];
+	if (topology) {
+		unsigned total = max ? max : n;
+		unsigned s = topo[0], c = topo[1], t = topo[2] ? topo[2] : 1;
+		if (!total)
+			total = (s ? s : 1) * (c ? c : 1) * t;
+		if (!s)
+			s = c && total / (c * t) ? total / (c * t) : 1;
+		if (!c)
+			c = total / (s * t) ? total / (s * t) : 1;
+		if ((unsigned long long)s * c * t != total)
+			return bad(err, "vcpus", value, "sockets=%u * cores=%u * threads=%u is %llu vCPUs, not %u%s", s, c, t,
+				   (unsigned long long)s * c * t, total, max ? " (maxvcpus)" : "");
+		topo[0] = s, topo[1] = c, topo[2] = t;
+		if (!n)
+			n = total;
+	}
+	if (!n)
+		n = max;
+	if (!n)
+		return bad(err, "vcpus", value, "needs a number of vCPUs (vcpus 4, vcpus 4,maxvcpus=8, vcpus sockets=1,cores=4)");
+	if (max && n > max)
+		return bad(err, "vcpus", value, "%u vCPUs are more than maxvcpus=%u", n, max);
+	d->vcpus = n;
+	d->max_vcpus = max > n ? max : 0;
+	d->sockets = topo[0], d->cores = topo[1], d->threads = topo[2];
+	return 0;
+}
+
+/* One word's value among @choices into @dst, or a refusal listing them (@what: "is none, ich9 ..."). */
+static int word_choice(const char *key, const char *value, const char *const *choices, const char *what, char *dst,
+		       size_t size, struct kb_error *err)
+{
+	if (!one_of(value, choices))
+		return bad(err, key, value, "%s", what);
+	snprintf(dst, size, "%s", value);
+	return 0;
+}
+
+/* --serial pty | file,path=FILE | none (virt-install's; the one serial port, the console's). */
+static int word_serial(struct kb_domnew *d, const char *value, char *buf, struct kb_error *err)
+{
+	char *cursor = buf, *key, *v;
+	next_item(&cursor, &key, &v);
+	const char *usage = "is pty, file,path=FILE or none";
+	if (v || (strcmp(key, "pty") && strcmp(key, "file") && strcmp(key, "none")))
+		return bad(err, "serial", value, "%s", usage);
+	snprintf(d->serial_type, sizeof(d->serial_type), "%s", key);
+	d->serial_path[0] = '\0';
+	while (next_item(&cursor, &key, &v)) {
+		if (strcmp(d->serial_type, "file") || strcmp(key, "path") || !v)
+			return bad(err, "serial", value, "%s", usage);
+		if (!clean_path(d->serial_path, v))
+			return bad(err, "serial", value, "path= takes an absolute path without '..'");
+	}
+	if (!strcmp(d->serial_type, "file") && !d->serial_path[0])
+		return bad(err, "serial", value, "file needs path=FILE (where QEMU writes what the guest sends)");
+	return 0;
+}
+
+/* --console pty[,target.type=serial|virtio] | none. */
+static int word_console(struct kb_domnew *d, const char *value, char *buf, struct kb_error *err)
+{
+	char *cursor = buf, *key, *v;
+	next_item(&cursor, &key, &v);
+	const char *usage = "is pty[,target.type=serial|virtio] or none";
+	if (v || (strcmp(key, "pty") && strcmp(key, "none")))
+		return bad(err, "console", value, "%s", usage);
+	d->console_target[0] = '\0';
+	if (!strcmp(key, "none"))
+		snprintf(d->console_target, sizeof(d->console_target), "none");
+	while (next_item(&cursor, &key, &v)) {
+		if (strcmp(key, "target.type") && strcmp(key, "target_type"))
+			return bad(err, "console", value, "%s", usage);
+		if (!v || d->console_target[0] || (strcmp(v, "serial") && strcmp(v, "virtio")))
+			return bad(err, "console", value, "%s", usage);
+		snprintf(d->console_target, sizeof(d->console_target), "%s", strcmp(v, "serial") ? v : "");
+	}
+	return 0;
+}
+
+/*
+ * --channel unix[,mode=bind][,target.type=virtio][,name=NAME] | spicevmc | none:
+ * the channels given replace virt-install's defaults (the guest agent's, SPICE's).
+ */
+static int word_channel(struct kb_domnew *d, const char *value, char *buf, struct kb_error *err)
+{
+	char *cursor = buf, *key, *v;
+	next_item(&cursor, &key, &v);
+	const char *usage = "is unix[,name=org.qemu.guest_agent.0], spicevmc or none";
+	if (!d->channels_given)
+		d->channel_count = 0;
+	d->channels_given = true;
+	if (!strcmp(key, "none") && !v && !cursor)
+		return 0;
+	if (v || (strcmp(key, "unix") && strcmp(key, "spicevmc")))
+		return bad(err, "channel", value, "%s", usage);
+	if (d->channel_count == KB_DOMNEW_CHANNELS_MAX)
+		return bad(err, "channel", value, "more than %d channels", KB_DOMNEW_CHANNELS_MAX);
+	struct kb_domnew_channel *c = &d->channel[d->channel_count];
+	snprintf(c->type, sizeof(c->type), "%s", key);
+	snprintf(c->name, sizeof(c->name), "%s", !strcmp(key, "unix") ? "org.qemu.guest_agent.0" : "com.redhat.spice.0");
+	while (next_item(&cursor, &key, &v)) {
+		if (!v)
+			return bad(err, "channel", value, "%s", usage);
+		if (!strcmp(key, "name") || !strcmp(key, "target.name") || !strcmp(key, "target_name")) {
+			if (!copy_name(c->name, sizeof(c->name), v))
+				return bad(err, "channel", value, "'%s' is not a channel name (org.qemu.guest_agent.0)", v);
+		} else if ((!strcmp(key, "mode") && !strcmp(v, "bind")) ||
+			   ((!strcmp(key, "target.type") || !strcmp(key, "target_type")) && !strcmp(v, "virtio"))) {
+			continue; /* what kvmbox writes anyway */
+		} else {
+			return bad(err, "channel", value, "%s", usage);
+		}
+	}
+	for (size_t i = 0; i < d->channel_count; i++)
+		if (!strcmp(d->channel[i].name, c->name))
+			return bad(err, "channel", value, "channel %s is given twice", c->name);
+	d->channel_count++;
+	return 0;
+}
+
+/* --controller TYPE[,model=MODEL] (type=TYPE too): one per type, over libvirt's. */
+static int word_controller(struct kb_domnew *d, const char *value, char *buf, struct kb_error *err)
+{
+	static const char *const types[] = { "usb", "scsi", "sata", "virtio-serial", NULL };
+	char *cursor = buf, *key, *v;
+	struct kb_domnew_controller c = { "", "" };
+	for (bool first = true; next_item(&cursor, &key, &v); first = false) {
+		if ((first && !v) || !strcmp(key, "type")) {
+			if (!one_of(v ? v : key, types))
+				return bad(err, "controller", value, "type is usb, scsi, sata or virtio-serial, not '%s'", v ? v : key);
+			snprintf(c.type, sizeof(c.type), "%s", v ? v : key);
+		} else if (!strcmp(key, "model") && v) {
+			if (!copy_name(c.model, sizeof(c.model), v))
+				return bad(err, "controller", value, "'%s' is not a controller model (qemu-xhci, virtio-scsi)", v);
+		} else {
+			return bad(err, "controller", value, "unknown option '%s' (TYPE, model=)", key);
+		}
+	}
+	if (!c.type[0])
+		return bad(err, "controller", value, "needs a type (usb, scsi, sata, virtio-serial)");
+	size_t i = 0;
+	while (i < d->controller_count && strcmp(d->controller[i].type, c.type))
+		i++;
+	if (i == KB_DOMNEW_CONTROLLERS_MAX)
+		return bad(err, "controller", value, "more than %d controllers", KB_DOMNEW_CONTROLLERS_MAX);
+	d->controller[i] = c; /* a later word for the same type replaces the earlier one */
+	if (i == d->controller_count)
+		d->controller_count++;
+	return 0;
+}
+
+/* --filesystem SRC,TARGET[,driver.type=virtiofs] (source=, source.dir=, target=, target.dir= too). */
+static int word_filesystem(struct kb_domnew *d, const char *value, char *buf, struct kb_error *err)
+{
+	if (d->fs_count == KB_DOMNEW_FILESYSTEMS_MAX)
+		return bad(err, "filesystem", value, "more than %d filesystems", KB_DOMNEW_FILESYSTEMS_MAX);
+	struct kb_domnew_fs *f = &d->fs[d->fs_count];
+	memset(f, 0, sizeof(*f));
+	char *cursor = buf, *key, *v;
+	for (unsigned bare = 0; next_item(&cursor, &key, &v);) {
+		const char *name = key;
+		if (!v && bare < 2) {
+			v = key;
+			name = bare++ ? "target" : "source"; /* SRC,TARGET */
+		}
+		if (!v)
+			return bad(err, "filesystem", value, "'%s' needs a value (SRC,TARGET[,driver.type=virtiofs])", name);
+		if (!strcmp(name, "source") || !strcmp(name, "source.dir")) {
+			if (!clean_path(f->source, v))
+				return bad(err, "filesystem", value, "the source is a host directory's absolute path without '..', not '%s'", v);
+		} else if (!strcmp(name, "target") || !strcmp(name, "target.dir")) {
+			if (!copy_name(f->target, sizeof(f->target), v))
+				return bad(err, "filesystem", value, "the target is a mount tag (letters, digits, '.', '_', '-'), not '%s'", v);
+		} else if (!strcmp(name, "driver.type")) {
+			if (strcmp(v, "virtiofs") && strcmp(v, "path"))
+				return bad(err, "filesystem", value, "driver.type is virtiofs or path (9p), not '%s'", v);
+			f->virtiofs = !strcmp(v, "virtiofs");
+		} else {
+			return bad(err, "filesystem", value, "unknown option '%s' (SRC,TARGET, driver.type=)", name);
+		}
+	}
+	if (!f->source[0] || !f->target[0])
+		return bad(err, "filesystem", value, "needs a host directory and a target tag (SRC,TARGET)");
+	d->fs_count++;
 	return 0;
 }
 
@@ -530,7 +769,7 @@ static int word_osinfo(struct kb_domnew *d, const char *value, char *buf, struct
 
 int kb_domnew_word(struct kb_domnew *d, const char *key, const char *value, struct kb_error *err)
 {
-	static const char *const flags[] = { "hugepages", "nested", "allow-host-file", "import", NULL };
+	static const char *const flags[] = { "hugepages", "nested", "allow-host-file", "import", "noautoconsole", NULL };
 	if (!strcmp(key, "cloud-init"))
 		return kb_cloudinit_parse(&d->cloud_init, value, err);
 	if (!value && one_of(key, flags))
@@ -550,7 +789,7 @@ int kb_domnew_word(struct kb_domnew *d, const char *key, const char *value, stru
 			return bad(err, key, value, "is not a whole number of KiB");
 		d->memory_kib = bytes / 1024;
 	} else if (!strcmp(key, "vcpus")) {
-		return word_number(key, value, KB_PLACE_VCPUS_MAX, &d->vcpus, err);
+		return word_vcpus(d, value, buf, err);
 	} else if (!strcmp(key, "cpu")) {
 		return word_cpu(d, value, buf, err);
 	} else if (!strcmp(key, "machine")) {
@@ -599,8 +838,42 @@ int kb_domnew_word(struct kb_domnew *d, const char *key, const char *value, stru
 		return word_placement(d, value, buf, err);
 	} else if (!strcmp(key, "osinfo")) {
 		return word_osinfo(d, value, buf, err);
+	} else if (!strcmp(key, "video")) {
+		static const char *const models[] = { "vga", "virtio", "qxl", "bochs", "ramfb", "cirrus", "none", NULL };
+		return word_choice(key, value, models, "is vga, virtio, qxl, bochs, ramfb, cirrus or none", d->video,
+				   sizeof(d->video), err);
+	} else if (!strcmp(key, "sound")) {
+		static const char *const models[] = { "none", "default", "ich9", "ich6", "ac97", NULL };
+		if (word_choice(key, value, models, "is none, default, ich9, ich6 or ac97", d->sound, sizeof(d->sound), err) < 0)
+			return -1;
+		if (!strcmp(d->sound, "default"))
+			d->sound[0] = '\0';
+	} else if (!strcmp(key, "serial")) {
+		return word_serial(d, value, buf, err);
+	} else if (!strcmp(key, "console")) {
+		return word_console(d, value, buf, err);
+	} else if (!strcmp(key, "channel")) {
+		return word_channel(d, value, buf, err);
+	} else if (!strcmp(key, "rng")) {
+		static const char *const sources[] = { "/dev/urandom", "/dev/random", "none", NULL };
+		return word_choice(key, value, sources, "is /dev/urandom, /dev/random or none", d->rng, sizeof(d->rng), err);
+	} else if (!strcmp(key, "memballoon")) {
+		static const char *const models[] = { "virtio", "none", NULL };
+		return word_choice(key, value, models, "is virtio or none", d->memballoon, sizeof(d->memballoon), err);
+	} else if (!strcmp(key, "controller")) {
+		return word_controller(d, value, buf, err);
+	} else if (!strcmp(key, "description")) {
+		if (strlen(value) >= sizeof(d->description))
+			return bad(err, key, "...", "is longer than %zu characters", sizeof(d->description) - 1);
+		snprintf(d->description, sizeof(d->description), "%s", value);
+	} else if (!strcmp(key, "filesystem")) {
+		return word_filesystem(d, value, buf, err);
+	} else if (!strcmp(key, "noautoconsole")) {
+		bool unused; /* kvmbox never attaches a console: virt-install's word is accepted as what it does anyway */
+		return word_flag(key, value, &unused, err);
 	} else {
-		return kb_fail(err, 0, NULL, "unknown word '%s' (one of: %s)", key, kb_domnew_words);
+		return kb_fail(err, 0, NULL, "unknown word '%.64s' (memory, vcpus, disk, network...: kvmbox domain --help lists them)",
+			       key);
 	}
 	return 0;
 }
@@ -624,9 +897,25 @@ int kb_domnew_finish(struct kb_domnew *d, struct kb_error *err)
 		return kb_fail(err, 0, NULL, "import: boots an existing disk: give --disk path=IMAGE (or backing=IMAGE,size=)");
 	if (d->cloud_init.on && !d->disk_count)
 		return kb_fail(err, 0, NULL, "cloud-init: the seed is for a disk's first boot and is kept beside it: give --disk");
+	if (d->placement_auto && d->sockets)
+		return kb_fail(err, 0, NULL, "vcpus sockets=%u,cores=%u,threads=%u: placement auto gives the guest the topology its "
+					     "pins make (the host's sockets, cores and sibling threads); give one of them",
+			       d->sockets, d->cores, d->threads);
+	if (d->placement_auto && d->max_vcpus)
+		return kb_fail(err, 0, NULL, "vcpus maxvcpus=%u: placement auto pins each vCPU the domain has; vCPUs added "
+					     "later would have no pins (give one of them)", d->max_vcpus);
+	for (size_t i = 0; i < d->channel_count; i++)
+		if (!strcmp(d->channel[i].type, "spicevmc") && !(d->graphics && d->spice))
+			return kb_fail(err, 0, NULL, "channel 'spicevmc': SPICE's agent channel needs graphics spice");
+	bool pc = !strncmp(d->machine, "pc", 2) && strncmp(d->machine, "pc-q35", 6);
 	unsigned created = 0;
 	for (size_t i = 0; i < d->disk_count; i++) {
 		struct kb_domnew_disk *k = &d->disk[i];
+		if (!k->bus[0])
+			snprintf(k->bus, sizeof(k->bus), "%s", pc ? "ide" : "sata"); /* a CD-ROM drive, as --cdrom's */
+		if (!strcmp(k->bus, "ide") && !pc)
+			return kb_fail(err, 0, NULL, "disk '%s': bus=ide: machine %s has no IDE (use sata, or machine pc)", k->path,
+				       d->machine);
 		if (k->kind == KB_DISK_PATH || k->path[0]) {
 			if (k->kind == KB_DISK_NEW) {
 				const char *base = strrchr(k->path, '/') + 1;
@@ -715,7 +1004,7 @@ static void put_cpu(FILE *out, const struct kb_domnew *d, const struct kb_placem
 	bool cells = p && p->cell_count > 1;
 	bool custom = !strcmp(d->cpu_mode, "custom");
 	bool nested = d->nested && d->nested_feature[0];
-	if (!custom && !d->feature_count && !nested && !p) {
+	if (!custom && !d->feature_count && !nested && !p && !d->sockets) {
 		put(out, "  <cpu mode='%s' check='%s'/>\n", d->cpu_mode,
 		    !strcmp(d->cpu_mode, "host-passthrough") ? "none" : "partial");
 		return;
@@ -729,6 +1018,8 @@ static void put_cpu(FILE *out, const struct kb_domnew *d, const struct kb_placem
 	/* The topology the pins make: the guest's scheduler sees the host's sibling threads and nodes as they are. */
 	if (p)
 		put(out, "    <topology sockets='%u' dies='1' cores='%u' threads='%u'/>\n", p->sockets, p->cores, p->threads);
+	else if (d->sockets) /* the words' (--vcpus N,sockets=,cores=,threads=) */
+		put(out, "    <topology sockets='%u' dies='1' cores='%u' threads='%u'/>\n", d->sockets, d->cores, d->threads);
 	for (size_t i = 0; i < d->feature_count; i++)
 		put(out, "    <feature policy='%s' name='%s'/>\n", d->feature[i].enable ? "require" : "disable",
 		    d->feature[i].name);
@@ -750,6 +1041,12 @@ static void put_cpu(FILE *out, const struct kb_domnew *d, const struct kb_placem
 	put(out, "  </cpu>\n");
 }
 
+/* Whether the machine is an i440fx (pc, pc-i440fx-*): IDE, no SATA. */
+static bool i440fx(const struct kb_domnew *d)
+{
+	return !strncmp(d->machine, "pc", 2) && strncmp(d->machine, "pc-q35", 6);
+}
+
 /* Target names per bus: vda.. for virtio, sda.. shared by SATA and SCSI (the CD-ROM included), hda.. for IDE. */
 static void next_target(const char *bus, unsigned counters[3], char *out)
 {
@@ -766,8 +1063,10 @@ static void put_devices(FILE *out, const struct kb_domnew *d)
 	for (size_t i = 0; i < d->disk_count; i++) {
 		const struct kb_domnew_disk *k = &d->disk[i];
 		next_target(k->bus, counters, target);
+		bool block = !strcmp(k->device, "lun"); /* a LUN is a block device's */
 		/* A new volume is thin: the guest's discards give its space back (virt-install's discard=unmap). */
-		put(out, "    <disk type='file' device='disk'>\n      <driver name='qemu' type='%s'", k->format[0] ? k->format : "raw");
+		put(out, "    <disk type='%s' device='%s'>\n      <driver name='qemu' type='%s'", block ? "block" : "file",
+		    k->device[0] ? k->device : "disk", k->format[0] ? k->format : "raw");
 		if (k->cache[0] && strcmp(k->cache, "default"))
 			put(out, " cache='%s'", k->cache);
 		if (k->io[0])
@@ -777,7 +1076,8 @@ static void put_devices(FILE *out, const struct kb_domnew *d)
 		if (k->detect_zeroes[0])
 			put(out, " detect_zeroes='%s'", k->detect_zeroes);
 		put(out, "/>\n");
-		put(out, "      <source file='%s'/>\n      <target dev='%s' bus='%s'/>\n", k->path, target, k->bus);
+		put(out, "      <source %s='%s'/>\n      <target dev='%s' bus='%s'/>\n", block ? "dev" : "file", k->path, target,
+		    k->bus);
 		if (k->readonly)
 			put(out, "      <readonly/>\n");
 		if (k->shareable)
@@ -787,14 +1087,20 @@ static void put_devices(FILE *out, const struct kb_domnew *d)
 		put(out, "    </disk>\n");
 	}
 	if (d->cdrom[0]) {
-		const char *bus = !strncmp(d->machine, "pc", 2) && strncmp(d->machine, "pc-q35", 6) ? "ide" : "sata";
+		const char *bus = i440fx(d) ? "ide" : "sata";
 		next_target(bus, counters, target);
 		put(out, "    <disk type='file' device='cdrom'>\n      <driver name='qemu' type='raw'/>\n");
 		put(out, "      <source file='%s'/>\n      <target dev='%s' bus='%s'/>\n      <readonly/>\n    </disk>\n", d->cdrom,
 		    target, bus);
 	}
+	bool scsi_given = false;
+	for (size_t i = 0; i < d->controller_count; i++) {
+		const struct kb_domnew_controller *c = &d->controller[i];
+		scsi_given |= !strcmp(c->type, "scsi");
+		put(out, c->model[0] ? "    <controller type='%s' model='%s'/>\n" : "    <controller type='%s'/>\n", c->type, c->model);
+	}
 	/* bus=scsi disks on virtio-scsi, as virt-install: libvirt's default controller would be an emulated LSI. */
-	for (size_t i = 0; i < d->disk_count; i++)
+	for (size_t i = 0; i < d->disk_count && !scsi_given; i++)
 		if (!strcmp(d->disk[i].bus, "scsi")) {
 			put(out, "    <controller type='scsi' index='0' model='virtio-scsi'/>\n");
 			break;
@@ -808,30 +1114,78 @@ static void put_devices(FILE *out, const struct kb_domnew *d)
 		put(out, "      <source %s='%s'/>\n      <model type='%s'/>\n    </interface>\n", type,
 		    n->network[0] ? n->network : n->bridge, n->model);
 	}
+	for (size_t i = 0; i < d->fs_count; i++) {
+		const struct kb_domnew_fs *f = &d->fs[i];
+		if (f->virtiofs)
+			put(out, "    <filesystem type='mount'>\n      <driver type='virtiofs'/>\n");
+		else
+			put(out, "    <filesystem type='mount' accessmode='mapped'>\n");
+		put(out, "      <source dir='%s'/>\n      <target dir='%s'/>\n    </filesystem>\n", f->source, f->target);
+	}
 	for (size_t i = 0; i < d->hostdev_count; i++)
 		kb_pci_hostdev_xml(out, d->hostdev[i], "    ");
-	/* A serial console always: `virsh console` works and boot messages have somewhere to go. */
-	put(out, "    <serial type='pty'>\n      <target port='0'/>\n    </serial>\n");
-	put(out, "    <console type='pty'>\n      <target type='serial' port='0'/>\n    </console>\n");
+	/* A serial console by default: `virsh console` works and boot messages have somewhere to go. */
+	/* Without --serial: a pty, unless the console is virtio's (virt-install's: then no serial port). */
+	const char *console = d->console_target;
+	const char *serial_type = d->serial_type[0] ? d->serial_type : strcmp(console, "virtio") ? "pty" : "none";
+	bool serial = strcmp(serial_type, "none") != 0, file = !strcmp(serial_type, "file");
+	if (serial) {
+		put(out, "    <serial type='%s'>\n", serial_type);
+		if (file)
+			put(out, "      <source path='%s'/>\n", d->serial_path);
+		put(out, "      <target port='0'/>\n    </serial>\n");
+	}
+	if (!strcmp(console, "virtio")) {
+		put(out, "    <console type='pty'>\n      <target type='virtio' port='0'/>\n    </console>\n");
+	} else if (serial && !console[0]) { /* the serial port as libvirt shows its console: the same type and source */
+		put(out, "    <console type='%s'>\n", serial_type);
+		if (file)
+			put(out, "      <source path='%s'/>\n", d->serial_path);
+		put(out, "      <target type='serial' port='0'/>\n    </console>\n");
+	}
 	/*
 	 * What virt-install adds for an OS that supports them (it asks osinfo; kvmbox
-	 * has no osinfo yet and does what it does for a modern Linux, --osinfo
-	 * linux2022): the guest agent's channel, a USB tablet with graphics (the
-	 * pointer follows the VNC client's), a balloon, entropy from /dev/urandom.
+	 * does what it does for a modern Linux, --osinfo linux2022): the guest
+	 * agent's channel (and SPICE's agent channel with SPICE), a USB tablet with
+	 * graphics (the pointer follows the client's), a balloon, entropy from
+	 * /dev/urandom; with SPICE a sound card and two USB redirection ports.
+	 * --channel, --sound, --memballoon and --rng say otherwise.
 	 */
-	put(out, "    <channel type='unix'>\n      <source mode='bind'/>\n"
-		 "      <target type='virtio' name='org.qemu.guest_agent.0'/>\n    </channel>\n");
+	if (d->channels_given) {
+		for (size_t i = 0; i < d->channel_count; i++) {
+			const struct kb_domnew_channel *c = &d->channel[i];
+			/* A unix channel's socket is libvirt's to name (its definition keeps no <source>). */
+			put(out, "    <channel type='%s'>\n      <target type='virtio' name='%s'/>\n    </channel>\n", c->type, c->name);
+		}
+	} else {
+		put(out, "    <channel type='unix'>\n      <source mode='bind'/>\n"
+			 "      <target type='virtio' name='org.qemu.guest_agent.0'/>\n    </channel>\n");
+		if (d->graphics && d->spice)
+			put(out, "    <channel type='spicevmc'>\n      <target type='virtio' name='com.redhat.spice.0'/>\n"
+				 "    </channel>\n");
+	}
 	if (d->graphics)
 		put(out, "    <input type='tablet' bus='usb'/>\n");
 	if (d->graphics) {
-		put(out, "    <graphics type='vnc' port='-1' autoport='yes' listen='%s'", d->vnc_listen);
+		put(out, "    <graphics type='%s' port='-1' autoport='yes' listen='%s'", d->spice ? "spice" : "vnc", d->vnc_listen);
 		if (d->vnc_password[0])
 			put(out, " passwd='%s'", d->vnc_password);
-		put(out, ">\n      <listen type='address' address='%s'/>\n    </graphics>\n", d->vnc_listen);
-		put(out, "    <video>\n      <model type='vga'/>\n    </video>\n");
+		put(out, ">\n      <listen type='address' address='%s'/>\n", d->vnc_listen);
+		if (d->spice)
+			put(out, "      <image compression='off'/>\n");
+		put(out, "    </graphics>\n");
 	}
-	put(out, "    <memballoon model='virtio'/>\n");
-	put(out, "    <rng model='virtio'>\n      <backend model='random'>/dev/urandom</backend>\n    </rng>\n");
+	const char *sound = d->sound[0] ? d->sound : d->graphics && d->spice ? (i440fx(d) ? "ich6" : "ich9") : "none";
+	if (strcmp(sound, "none"))
+		put(out, "    <sound model='%s'/>\n", sound);
+	const char *video = d->video[0] ? d->video : !d->graphics ? "" : d->spice ? "virtio" : "vga";
+	if (video[0])
+		put(out, "    <video>\n      <model type='%s'/>\n    </video>\n", video);
+	if (d->graphics && d->spice)
+		put(out, "    <redirdev bus='usb' type='spicevmc'/>\n    <redirdev bus='usb' type='spicevmc'/>\n");
+	put(out, "    <memballoon model='%s'/>\n", d->memballoon);
+	if (strcmp(d->rng, "none"))
+		put(out, "    <rng model='virtio'>\n      <backend model='random'>%s</backend>\n    </rng>\n", d->rng);
 	put(out, "  </devices>\n");
 }
 
@@ -846,15 +1200,30 @@ int kb_domnew_xml(const struct kb_domnew *d, const struct kb_placement *placemen
 	if (d->osinfo_id[0]) /* as virt-install writes it: virt-manager and virt-xml read the OS from here */
 		put(out, "  <metadata>\n    <libosinfo:libosinfo xmlns:libosinfo='http://libosinfo.org/xmlns/libvirt/domain/1.0'>\n"
 			 "      <libosinfo:os id='%s'/>\n    </libosinfo:libosinfo>\n  </metadata>\n", d->osinfo_id);
+	if (d->description[0])
+		put(out, "  <description>%s</description>\n", d->description);
 	put(out, "  <memory unit='KiB'>%L</memory>\n  <currentMemory unit='KiB'>%L</currentMemory>\n", d->memory_kib,
 	    d->memory_kib);
+	bool virtiofs = false;
+	for (size_t i = 0; i < d->fs_count; i++)
+		virtiofs |= d->fs[i].virtiofs;
+	if (d->hugepages || virtiofs)
+		put(out, "  <memoryBacking>\n");
 	if (d->hugepages) {
-		put(out, "  <memoryBacking>\n    <hugepages>\n");
+		put(out, "    <hugepages>\n");
 		if (d->hugepage_kib)
 			put(out, "      <page size='%l' unit='KiB'/>\n", d->hugepage_kib);
-		put(out, "    </hugepages>\n  </memoryBacking>\n");
+		put(out, "    </hugepages>\n");
 	}
-	put(out, "  <vcpu placement='static'>%u</vcpu>\n", d->vcpus);
+	/* virtiofsd reads the guest's memory: it must be shared (what libvirt asks of a virtiofs guest). */
+	if (virtiofs)
+		put(out, "    <source type='memfd'/>\n    <access mode='shared'/>\n");
+	if (d->hugepages || virtiofs)
+		put(out, "  </memoryBacking>\n");
+	if (d->max_vcpus)
+		put(out, "  <vcpu placement='static' current='%u'>%u</vcpu>\n", d->vcpus, d->max_vcpus);
+	else
+		put(out, "  <vcpu placement='static'>%u</vcpu>\n", d->vcpus);
 	if (placement)
 		put_cputune(out, placement);
 	put(out, d->firmware[0] ? "  <os firmware='%s'>\n" : "  <os>\n", d->firmware);

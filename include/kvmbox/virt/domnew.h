@@ -24,6 +24,9 @@
 #define KB_DOMNEW_NETS_MAX 16
 #define KB_DOMNEW_HOSTDEVS_MAX 8
 #define KB_DOMNEW_FEATURES_MAX 32
+#define KB_DOMNEW_CHANNELS_MAX 4
+#define KB_DOMNEW_CONTROLLERS_MAX 8
+#define KB_DOMNEW_FILESYSTEMS_MAX 8
 
 enum kb_domnew_disk_kind {
 	KB_DISK_NEW,     /* size=: a new volume in a pool */
@@ -38,7 +41,8 @@ struct kb_domnew_disk {
 	char pool[64];
 	char format[8];        /* qcow2 or raw; "" until known (path=: format=, the definition's, or probed once) */
 	bool defined;          /* path=: the domain's current definition has it; its format comes from there */
-	char bus[8];           /* virtio, sata, scsi (ide: an OS without virtio on pc) */
+	char device[8];        /* device=: disk (""), cdrom (an ISO, read-only) or lun (a block device's SCSI commands) */
+	char bus[8];           /* virtio, sata, scsi, ide, usb (ide: an OS without virtio on pc) */
 	bool bus_given;        /* bus= said: --osinfo leaves it */
 	char cache[16];        /* cache=: none, writeback, writethrough, directsync, unsafe; "" libvirt's default */
 	char io[16];           /* io=: native, threads, io_uring */
@@ -77,6 +81,8 @@ struct kb_domnew {
 	unsigned long long memory_kib;
 	bool memory_bare;   /* memory 4096: no unit, MiB as virt-install reads it */
 	unsigned vcpus;
+	unsigned max_vcpus;             /* maxvcpus=: vCPUs that can be added later (0: vcpus) */
+	unsigned sockets, cores, threads; /* --vcpus N,sockets=,cores=,threads=: a topology (0: none given) */
 	char cpu_mode[24];  /* host-passthrough, host-model or custom */
 	char cpu_model[48];
 	struct kb_domnew_feature feature[KB_DOMNEW_FEATURES_MAX];
@@ -96,7 +102,8 @@ struct kb_domnew {
 	struct kb_domnew_net net[KB_DOMNEW_NETS_MAX];
 	size_t net_count;
 	bool net_none;      /* network none: no NIC (without any network word the caller adds network=default) */
-	bool graphics;      /* VNC (default), or none */
+	bool graphics;      /* VNC (default) or SPICE, or none */
+	bool spice;         /* graphics spice: with virt-install's spicevmc channel, USB redirection, sound */
 	char vnc_listen[64];
 	char vnc_password[64];
 	char hostdev[KB_DOMNEW_HOSTDEVS_MAX][16]; /* 0000:81:00.3 */
@@ -115,6 +122,31 @@ struct kb_domnew {
 	bool osinfo_detect;   /* --osinfo detect=on: from the --cdrom image's volume id */
 	bool osinfo_require;  /* detect=on,require=on: no match is refused */
 	char osinfo_id[160];  /* the OS chosen (kvmbox/virt/osinfo.h), written into <metadata> */
+	char video[16];       /* --video MODEL: "" vga with VNC, virtio with SPICE (virt-install's) */
+	char sound[8];        /* --sound: "" virt-install's (ich9 with SPICE), none, ich9, ich6, ac97 */
+	char serial_type[8];  /* --serial: pty (default), file, none */
+	char serial_path[PATH_MAX];
+	char console_target[8]; /* --console pty[,target.type=serial|virtio]: "" serial; "none" no console */
+	struct kb_domnew_channel {
+		char type[12];        /* unix or spicevmc */
+		char name[64];        /* the virtio port's name */
+	} channel[KB_DOMNEW_CHANNELS_MAX];
+	size_t channel_count;
+	bool channels_given;  /* --channel: these channels, not virt-install's defaults (none: none) */
+	char rng[PATH_MAX];   /* --rng: /dev/urandom (default), /dev/random, "none" */
+	char memballoon[8];   /* --memballoon: virtio (default) or none */
+	struct kb_domnew_controller {
+		char type[16];        /* usb, scsi, sata, virtio-serial */
+		char model[24];       /* "" libvirt's */
+	} controller[KB_DOMNEW_CONTROLLERS_MAX];
+	size_t controller_count;
+	char description[1024]; /* --description: <description> */
+	struct kb_domnew_fs {
+		char source[PATH_MAX]; /* a directory of the host (checked: it exists, not a system directory) */
+		char target[64];       /* the tag the guest mounts */
+		bool virtiofs;         /* driver.type=virtiofs (shared memory backing); else 9p, accessmode mapped */
+	} fs[KB_DOMNEW_FILESYSTEMS_MAX];
+	size_t fs_count;
 };
 
 /* Defaults for @name: 1 vCPU, host-model CPU, q35, VNC on 127.0.0.1, no placement. */
@@ -128,9 +160,10 @@ bool kb_domnew_is_word(const char *key);
 /*
  * Apply one word: @key is memory, vcpus, cpu, machine, virt-type, disk, cdrom,
  * boot, network, graphics, hostdev, hugepages, nested, placement,
- * allow-host-file, cloud-init, import or osinfo (disk, network and hostdev add one each
- * time). @value may be NULL for the flags hugepages, nested, allow-host-file and
- * import, and for cloud-init (virt-install's bare --cloud-init). Returns 0, or -1 with @err naming the word and what is
+ * allow-host-file, cloud-init, import, osinfo, video, sound, serial, console, channel,
+ * rng, memballoon, controller, description, noautoconsole or filesystem (disk,
+ * network, hostdev, channel, controller and filesystem add one each time). @value may be NULL for
+ * the flags hugepages, nested, allow-host-file, import and noautoconsole, and for cloud-init (virt-install's bare --cloud-init). Returns 0, or -1 with @err naming the word and what is
  * wrong with it (a syntax error: nothing about the host is known here).
  */
 int kb_domnew_word(struct kb_domnew *d, const char *key, const char *value, struct kb_error *err);
