@@ -155,6 +155,7 @@ struct domain_cmd {
 	struct kb_virt virt;
 	const char *uri;
 	virConnectPtr conn;
+	struct kb_xml_schema *schema; /* libvirt's domain schema, compiled once for every define; may be NULL */
 	struct kb_domain_spec spec; /* the options; each domain's spec starts as a copy */
 	bool no_preflight, replace, dry_run, print_xml, force;
 	unsigned jobs;
@@ -374,7 +375,7 @@ static int cmd_preflight(struct domain_cmd *cmd, char **files, int count)
 static void job_spec(struct job *j, struct kb_domain_spec *spec, struct kb_domain_link *link)
 {
 	*spec = j->cmd->spec;
-	*link = (struct kb_domain_link){ &j->cmd->xml, &j->cmd->virt, j->conn };
+	*link = (struct kb_domain_link){ &j->cmd->xml, &j->cmd->virt, j->conn, j->cmd->schema };
 	spec->link = link;
 }
 
@@ -530,6 +531,8 @@ static int cmd_define(struct domain_cmd *cmd, char **files, int count)
 			return KB_EXIT_FAILURE;
 		}
 	}
+	if (!cmd->dry_run)
+		cmd->schema = kb_domain_schema_load(&cmd->xml, cmd->uri);
 	return run_jobs(cmd, files, count, define_one);
 }
 
@@ -625,7 +628,9 @@ static int cmd_new(struct domain_cmd *cmd)
 	if (connect_libvirt(cmd) < 0)
 		return KB_EXIT_FAILURE;
 	struct kb_domain_spec *spec = &cmd->spec;
-	struct kb_domain_link link = { &cmd->xml, &cmd->virt, cmd->conn };
+	if (!cmd->print_xml && !cmd->dry_run)
+		cmd->schema = kb_domain_schema_load(&cmd->xml, cmd->uri);
+	struct kb_domain_link link = { &cmd->xml, &cmd->virt, cmd->conn, cmd->schema };
 	struct kb_error err = { 0 };
 	spec->link = &link;
 	spec->preflight = !cmd->no_preflight;
@@ -869,6 +874,7 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 	}
 	if (cmd->conn)
 		cmd->virt.connect_close(cmd->conn);
+	kb_xml_schema_free(&cmd->xml, cmd->schema);
 	pthread_mutex_destroy(&cmd->lock);
 	free(cmd);
 	return rc;

@@ -1,6 +1,7 @@
 /* libxml2 at run time; see kvmbox/core/xml.h. */
 #include <errno.h>
 #include <ctype.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -30,6 +31,15 @@ int kb_xml_load(struct kb_xml *xml, struct kb_error *err)
 		{ "xmlAddChild", (void **)&xml->add_child },
 		{ "xmlReplaceNode", (void **)&xml->replace_node },
 		{ "xmlGetLastError", (void **)&xml->last_error },
+		{ "xmlRelaxNGNewParserCtxt", (void **)&xml->rng_new_parser },
+		{ "xmlRelaxNGSetParserStructuredErrors", (void **)&xml->rng_parser_errors },
+		{ "xmlRelaxNGParse", (void **)&xml->rng_parse },
+		{ "xmlRelaxNGFreeParserCtxt", (void **)&xml->rng_free_parser },
+		{ "xmlRelaxNGFree", (void **)&xml->rng_free },
+		{ "xmlRelaxNGNewValidCtxt", (void **)&xml->rng_new_valid },
+		{ "xmlRelaxNGSetValidStructuredErrors", (void **)&xml->rng_valid_errors },
+		{ "xmlRelaxNGValidateDoc", (void **)&xml->rng_validate },
+		{ "xmlRelaxNGFreeValidCtxt", (void **)&xml->rng_free_valid },
 		{ "xmlFree", &free_var },
 	};
 	if (kb_dynlib_load(KB_LIB_XML, symbols, sizeof(symbols) / sizeof(symbols[0]), err) < 0)
@@ -141,4 +151,89 @@ const char *kb_xml_where(const struct kb_xml *xml, xmlNode *node, char *buf, siz
 	if (path)
 		(*xml->free)(path);
 	return buf;
+}
+
+/* ---- RelaxNG schemas ---------------------------------------------------------------------------- */
+
+struct kb_xml_schema {
+	xmlRelaxNGPtr rng;
+	pthread_mutex_t lock; /* one validation at a time: libxml2 does not promise more of a shared schema */
+};
+
+/* The first error libxml2 reports, kept (the rest would repeat it): never printed. */
+struct first_error {
+	const struct kb_xml *xml;
+	char text[200];
+	char where[160]; /* the element's XPath, when libxml2 names one */
+	int line;
+};
+
+static void keep_first_error(void *opaque, xmlErrorPtr e)
+{
+	struct first_error *first = opaque;
+	if (first->text[0] || !e || !e->message)
+		return;
+	size_t n = strlen(e->message);
+	while (n && isspace((unsigned char)e->message[n - 1]))
+		n--;
+	snprintf(first->text, sizeof(first->text), "%.*s", (int)n, e->message);
+	first->line = e->line;
+	if (e->node)
+		kb_xml_where(first->xml, e->node, first->where, sizeof(first->where));
+}
+
+int kb_xml_schema_load(const struct kb_xml *xml, const char *path, struct kb_xml_schema **schema, struct kb_error *err)
+{
+	*schema = NULL;
+	struct first_error first = { .xml = xml };
+	xmlRelaxNGParserCtxtPtr parser = xml->rng_new_parser(path);
+	if (!parser)
+		return kb_fail(err, ENOMEM, path, "reading the schema");
+	xml->rng_parser_errors(parser, keep_first_error, &first);
+	xmlRelaxNGPtr rng = xml->rng_parse(parser);
+	xml->rng_free_parser(parser);
+	if (!rng)
+		return kb_fail(err, 0, path, "not a RelaxNG schema kvmbox can read (%s):", first.text[0] ? first.text : "unknown error");
+	struct kb_xml_schema *s = calloc(1, sizeof(*s));
+	if (!s) {
+		xml->rng_free(rng);
+		return kb_fail(err, ENOMEM, path, "reading the schema");
+	}
+	s->rng = rng;
+	pthread_mutex_init(&s->lock, NULL);
+	*schema = s;
+	return 0;
+}
+
+int kb_xml_schema_validate(const struct kb_xml *xml, struct kb_xml_schema *schema, xmlDoc *doc, const char *what,
+			   struct kb_error *err)
+{
+	struct first_error first = { .xml = xml };
+	pthread_mutex_lock(&schema->lock);
+	xmlRelaxNGValidCtxtPtr ctxt = xml->rng_new_valid(schema->rng);
+	int rc = ctxt ? 0 : -1;
+	if (ctxt) {
+		xml->rng_valid_errors(ctxt, keep_first_error, &first);
+		rc = xml->rng_validate(ctxt, doc);
+		xml->rng_free_valid(ctxt);
+	}
+	pthread_mutex_unlock(&schema->lock);
+	if (rc == 0)
+		return 0;
+	if (!ctxt)
+		return kb_fail(err, ENOMEM, what, "validating");
+	if (first.where[0])
+		return kb_fail(err, 0, what, "not valid for libvirt's schema at %s (%s):", first.where, first.text);
+	if (first.line > 0)
+		return kb_fail(err, 0, what, "not valid for libvirt's schema (line %d: %s):", first.line, first.text);
+	return kb_fail(err, 0, what, "not valid for libvirt's schema (%s):", first.text[0] ? first.text : "unknown error");
+}
+
+void kb_xml_schema_free(const struct kb_xml *xml, struct kb_xml_schema *schema)
+{
+	if (!schema)
+		return;
+	xml->rng_free(schema->rng);
+	pthread_mutex_destroy(&schema->lock);
+	free(schema);
 }

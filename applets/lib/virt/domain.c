@@ -176,6 +176,8 @@ struct session {
 	struct kb_xml own_xml;
 	struct kb_virt own_virt;
 	bool own_conn;
+	struct kb_xml_schema *own_schema; /* compiled by this session's first define, without a link */
+	bool schema_tried;
 };
 
 static void session_close(struct session *s)
@@ -183,6 +185,34 @@ static void session_close(struct session *s)
 	if (s->own_conn && s->conn)
 		s->v->connect_close(s->conn);
 	s->conn = NULL;
+	kb_xml_schema_free(s->xml, s->own_schema);
+	s->own_schema = NULL;
+}
+
+/* Where libvirt keeps its schemas: the libvirt kvmbox talks to (never the --root's). */
+#define LIBVIRT_DOMAIN_SCHEMA "/usr/share/libvirt/schemas/domain.rng"
+
+struct kb_xml_schema *kb_domain_schema_load(const struct kb_xml *xml, const char *uri)
+{
+	/* A local libvirt: "driver:///path", no host, no transport ("qemu+ssh://host/system" has both). */
+	const char *sep = uri && *uri ? strstr(uri, "://") : NULL;
+	if (uri && *uri && (!sep || sep[3] != '/' || memchr(uri, '+', (size_t)(sep - uri))))
+		return NULL;
+	struct kb_xml_schema *schema = NULL;
+	struct kb_error ignored = { 0 };
+	return kb_xml_schema_load(xml, LIBVIRT_DOMAIN_SCHEMA, &schema, &ignored) == 0 ? schema : NULL;
+}
+
+/* The schema this session validates against (the link's, or its own compiled once); NULL: libvirt validates. */
+static struct kb_xml_schema *session_schema(struct session *s)
+{
+	if (s->spec->link)
+		return s->spec->link->schema;
+	if (!s->schema_tried) {
+		s->schema_tried = true;
+		s->own_schema = kb_domain_schema_load(s->xml, kb_virt_uri(s->spec->uri[0] ? s->spec->uri : NULL));
+	}
+	return s->own_schema;
 }
 
 static int session_open(struct session *s, const struct kb_ctx *ctx, const struct kb_domain_spec *spec,
@@ -2769,7 +2799,19 @@ static int define(struct session *s, struct build *b, struct kb_plan *plan, virD
 			    plan->change[i].status == KB_WOULD_CHANGE;
 	if (!changing)
 		return lookup(s, b->name, dom, err); /* what the plan says: nothing to define */
-	*dom = s->v->domain_define(s->conn, b->xml, VIR_DOMAIN_DEFINE_VALIDATE);
+	/* Validated as libvirt would, against its schema compiled once (else by libvirt, compiling it again). */
+	struct kb_xml_schema *schema = session_schema(s);
+	if (schema) {
+		xmlDoc *doc = kb_xml_parse(s->xml, b->xml, strlen(b->xml), b->name, err);
+		int valid = doc ? kb_xml_schema_validate(s->xml, schema, doc, s->spec->words_len ? b->name : s->spec->xml, err) : -1;
+		if (doc)
+			s->xml->free_doc(doc);
+		if (valid < 0) {
+			remove_created_volumes(s, b, plan);
+			return failed(def, err);
+		}
+	}
+	*dom = s->v->domain_define(s->conn, b->xml, schema ? 0 : VIR_DOMAIN_DEFINE_VALIDATE);
 	if (!*dom) {
 		if (s->spec->words_len)
 			kb_virt_fail(s->v, err, NULL, "defining domain '%s'", b->name);

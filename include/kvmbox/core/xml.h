@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
+#include <libxml/relaxng.h>
 #include <libxml/xmlerror.h>
 #include "kvmbox/core/error.h"
 
@@ -27,6 +28,16 @@ struct kb_xml {
 	__typeof__(xmlAddChild) *add_child;
 	__typeof__(xmlReplaceNode) *replace_node;
 	__typeof__(xmlGetLastError) *last_error; /* where a parse failed: line, column, libxml2's reason */
+	/* RelaxNG: libvirt's own schemas, compiled once and validated against (kb_xml_schema_*). */
+	__typeof__(xmlRelaxNGNewParserCtxt) *rng_new_parser;
+	__typeof__(xmlRelaxNGSetParserStructuredErrors) *rng_parser_errors;
+	__typeof__(xmlRelaxNGParse) *rng_parse;
+	__typeof__(xmlRelaxNGFreeParserCtxt) *rng_free_parser;
+	__typeof__(xmlRelaxNGFree) *rng_free;
+	__typeof__(xmlRelaxNGNewValidCtxt) *rng_new_valid;
+	__typeof__(xmlRelaxNGSetValidStructuredErrors) *rng_valid_errors;
+	__typeof__(xmlRelaxNGValidateDoc) *rng_validate;
+	__typeof__(xmlRelaxNGFreeValidCtxt) *rng_free_valid;
 	xmlFreeFunc *free; /* libxml2's xmlFree is a variable holding the function */
 };
 
@@ -42,6 +53,19 @@ xmlDoc *kb_xml_read(const struct kb_xml *xml, const char *path, struct kb_error 
  */
 xmlDoc *kb_xml_parse(const struct kb_xml *xml, const char *text, size_t len, const char *what,
 		     struct kb_error *err);
+
+/*
+ * A RelaxNG schema (libvirt's domain.rng and what it includes), compiled once
+ * and then checked against as often as needed: libvirt's own
+ * VIR_DOMAIN_DEFINE_VALIDATE compiles it again for every define (about 40 ms
+ * each). Validation is serialised inside: worker threads may share one.
+ */
+struct kb_xml_schema;
+int kb_xml_schema_load(const struct kb_xml *xml, const char *path, struct kb_xml_schema **schema, struct kb_error *err);
+/* 0 when @doc is valid; -1 with @err naming @what, the first error's line and libxml2's reason. */
+int kb_xml_schema_validate(const struct kb_xml *xml, struct kb_xml_schema *schema, xmlDoc *doc, const char *what,
+			   struct kb_error *err);
+void kb_xml_schema_free(const struct kb_xml *xml, struct kb_xml_schema *schema);
 
 /* The first child element of @node named @name, or NULL. */
 xmlNode *kb_xml_child(xmlNode *node, const char *name);

@@ -67,7 +67,18 @@ struct kb_domain_link {
 	const struct kb_xml *xml;
 	const struct kb_virt *virt;
 	virConnectPtr conn;
+	struct kb_xml_schema *schema; /* kb_domain_schema_load's, shared; NULL: libvirt validates each define */
 };
+
+/*
+ * libvirt's domain schema compiled once, for many defines on the local
+ * libvirt @uri ("" or NULL: the default): each definition is validated
+ * against it before the define, which then skips libvirt's own validation
+ * (VIR_DOMAIN_DEFINE_VALIDATE compiles the schema again every time). NULL
+ * when the URI names another host (its libvirt's schema is the one that
+ * counts) or the schema cannot be read: libvirt validates then.
+ */
+struct kb_xml_schema *kb_domain_schema_load(const struct kb_xml *xml, const char *uri);
 
 /* The state `domain stop` and `domain pause` bring a defined domain to. */
 enum kb_domain_state {
