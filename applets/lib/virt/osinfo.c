@@ -44,31 +44,33 @@ static int list_dir(const struct kb_ctx *ctx, const char *abs_dir, bool dirs, ch
 	autoclose_dir dir = kb_sysroot_opendir(ctx, abs_dir, err);
 	if (!dir)
 		return -1;
-	size_t cap = 0;
+	char **list = NULL;
+	size_t cap = 0, used = 0;
 	for (struct dirent *e; (e = readdir(dir));) {
 		size_t n = strlen(e->d_name);
 		if (e->d_name[0] == '.' || (dirs ? e->d_type != DT_DIR && e->d_type != DT_UNKNOWN
 						 : n < 5 || strcmp(e->d_name + n - 4, ".xml")))
 			continue;
-		if (*count == cap) {
-			char **more = realloc(*names, (cap = cap ? 2 * cap : 64) * sizeof(char *));
+		if (used == cap) {
+			char **more = realloc(list, (cap = cap ? 2 * cap : 64) * sizeof(char *));
 			if (!more)
 				goto nomem;
-			*names = more;
+			list = more;
 		}
-		if (!((*names)[*count] = strdup(e->d_name)))
+		char *name = strdup(e->d_name);
+		if (!name)
 			goto nomem;
-		(*count)++;
+		list[used++] = name;
 	}
-	if (*count)
-		qsort(*names, *count, sizeof(char *), by_name);
+	if (used)
+		qsort(list, used, sizeof(char *), by_name);
+	*names = list;
+	*count = used;
 	return 0;
 nomem:
-	for (size_t i = 0; i < *count; i++)
-		free((*names)[i]);
-	free(*names);
-	*names = NULL;
-	*count = 0;
+	for (size_t i = 0; i < used; i++)
+		free(list[i]);
+	free(list);
 	return kb_fail(err, ENOMEM, abs_dir, "reading osinfo-db:");
 }
 
@@ -326,11 +328,17 @@ static void consider(struct near *best, const char *query, const char *name)
 	}
 }
 
+/* virt-install's OS without osinfo: no virtio, nothing in <metadata>. */
+static void generic_os(struct kb_osinfo_os *os)
+{
+	*os = (struct kb_osinfo_os){ .short_id = "generic", .name = "generic" };
+}
+
 int kb_osinfo_find(const struct kb_osinfo_db *db, const char *name, const char *arch, struct kb_osinfo_os *os,
 		   struct kb_error *err)
 {
-	if (!strcmp(name, "generic")) { /* virt-install's OS without osinfo: no virtio, nothing in <metadata> */
-		*os = (struct kb_osinfo_os){ .short_id = "generic", .name = "generic" };
+	if (!strcmp(name, "generic")) {
+		generic_os(os);
 		return 0;
 	}
 	struct near best[CLOSEST + 1] = { { "", 0 } };
@@ -522,8 +530,10 @@ int kb_osinfo_resolve(const struct kb_ctx *ctx, const struct kb_xml *xml, struct
 	if (!d->osinfo[0] && !d->osinfo_detect)
 		return 0;
 	struct kb_osinfo_os os;
-	if (!strcmp(d->osinfo, "generic"))
-		return kb_osinfo_find(NULL, "generic", d->arch, &os, err) < 0 ? -1 : kb_osinfo_apply(&os, d, note, size, err);
+	if (!strcmp(d->osinfo, "generic")) {
+		generic_os(&os);
+		return kb_osinfo_apply(&os, d, note, size, err);
+	}
 	struct kb_iso_ids ids;
 	memset(&ids, 0, sizeof(ids));
 	if (d->osinfo_detect) {
