@@ -141,9 +141,9 @@ static void finish_names_volumes_and_boot_order(void **state)
 	assert_string_equal(d.net[0].bridge, "br0");
 	assert_string_equal(d.net[0].model, "virtio");
 	assert_string_equal(d.net[1].mac, "52:54:00:ab:cd:ef");
-	assert_int_equal(d.boot_count, 2);
-	assert_string_equal(d.boot[0], "cdrom");
-	assert_string_equal(d.boot[1], "hd");
+	/* --cdrom is the installer's first boot only (domain.c): the definition boots the disk, as virt-install's. */
+	assert_int_equal(d.boot_count, 1);
+	assert_string_equal(d.boot[0], "hd");
 	/* virt-install's firmware words: libvirt's auto-selection, features by index in any order. */
 	kb_domnew_init(&d, "web");
 	assert_int_equal(word("memory", "1G", &err), 0);
@@ -317,7 +317,9 @@ static void xml_targets_escaping_and_console(void **state)
 	assert_non_null(strstr(xml, "<source file='/srv/it&apos;s &lt;&amp;&gt; here.qcow2'/>\n      <target dev='vda' bus='virtio'/>"));
 	assert_non_null(strstr(xml, "<target dev='sda' bus='sata'/>"));
 	/* The i440fx machine has no SATA for the CD-ROM: IDE. */
-	assert_non_null(strstr(xml, "<target dev='hda' bus='ide'/>\n      <readonly/>"));
+	/* The CD-ROM drive stays, empty: the ISO is in it for the first boot only. */
+	assert_non_null(strstr(xml, "<disk type='file' device='cdrom'>\n      <target dev='hda' bus='ide'/>\n      <readonly/>"));
+	assert_null(strstr(xml, "a.iso"));
 	assert_non_null(strstr(xml, "passwd='s3cr&apos;et'"));
 	assert_non_null(strstr(xml, "listen='127.0.0.1'"));
 	assert_non_null(strstr(xml, "<serial type='pty'>"));

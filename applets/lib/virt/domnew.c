@@ -933,11 +933,9 @@ int kb_domnew_finish(struct kb_domnew *d, struct kb_error *err)
 				 !strcmp(k->format, "raw") ? "img" : "qcow2");
 		created++;
 	}
-	if (!d->boot_count) {
-		if (d->cdrom[0])
-			snprintf(d->boot[d->boot_count++], sizeof(d->boot[0]), "cdrom");
+	/* The definition boots the disk: the installer's boot (--cdrom) is the first start's only, as virt-install's. */
+	if (!d->boot_count)
 		snprintf(d->boot[d->boot_count++], sizeof(d->boot[0]), "hd");
-	}
 	return 0;
 }
 
@@ -1089,8 +1087,8 @@ static void put_devices(FILE *out, const struct kb_domnew *d)
 	if (d->cdrom[0]) {
 		const char *bus = i440fx(d) ? "ide" : "sata";
 		next_target(bus, counters, target);
-		put(out, "    <disk type='file' device='cdrom'>\n      <driver name='qemu' type='raw'/>\n");
-		put(out, "      <source file='%s'/>\n      <target dev='%s' bus='%s'/>\n      <readonly/>\n    </disk>\n", d->cdrom,
+		/* The drive stays, empty, as virt-install leaves it: the ISO is in it for the installer's first boot only. */
+		put(out, "    <disk type='file' device='cdrom'>\n      <target dev='%s' bus='%s'/>\n      <readonly/>\n    </disk>\n",
 		    target, bus);
 	}
 	bool scsi_given = false;
