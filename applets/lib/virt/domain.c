@@ -24,6 +24,7 @@
 #include "kvmbox/virt/domain.h"
 #include "kvmbox/virt/domnew.h"
 #include "kvmbox/virt/domxml.h"
+#include "kvmbox/virt/location.h"
 #include "kvmbox/virt/osinfo.h"
 #include "kvmbox/virt/placement.h"
 
@@ -48,6 +49,9 @@ enum domain_action {
 
 /* Where libvirt's QEMU driver keeps the NVRAM of a domain with <os firmware='efi'> and no <nvram> of its own. */
 #define NVRAM_DIR "/var/lib/libvirt/qemu/nvram"
+
+/* Where the installer's kernel and initrd (--location) wait for the first start, as virt-install's. */
+#define BOOT_DIR "/var/lib/libvirt/boot"
 
 /* The pool virt-install makes on a host that has none: kvmbox makes the same for pool=default. */
 #define DEFAULT_POOL "default"
@@ -269,6 +273,8 @@ struct build {
 	bool seed_there;      /* it exists and is this domain's: its first boot had it */
 	unsigned seed_files;
 	char osinfo_note[512]; /* what --osinfo decided that the plan tells (recommended figures, detection) */
+	struct kb_installer installer; /* --location: its kernel and initrd */
+	char kernel[PATH_MAX], initrd[PATH_MAX]; /* their copies in BOOT_DIR during the first start */
 };
 
 static void build_free(struct session *s, struct build *b)
@@ -1009,6 +1015,7 @@ static int build_from_words(struct session *s, struct build *b, struct kb_error 
 			 kb_domnew_check_host(s->ctx, s->xml, d, &node, err) < 0 || check_cpu_model(s, d, err) < 0 ||
 			 resolve_disks(s, d, existing, b->vol, err) < 0 ||
 			 (d->cloud_init.on && plan_seed(s, b, err) < 0) ||
+			 (d->location[0] && kb_location_find(s->ctx, d->location, &b->installer, err) < 0) ||
 			 (d->placement_auto && place_domain(s, d, node, b->placement, err) < 0) ||
 			 kb_domnew_xml(d, d->placement_auto ? b->placement : NULL, &b->xml, err) < 0 ||
 			 (existing && check_existing_disks(s, b, existing, err) < 0)
@@ -2387,18 +2394,24 @@ static int plan_built(struct session *s, const struct build *b, struct kb_plan *
 	 * domain this run defines: a re-run of the same words never boots it again.
 	 */
 	bool installing = false;
-	if (b->d && b->d->cdrom[0]) {
+	if (b->d && (b->d->cdrom[0] || b->d->location[0])) {
 		char boot[PATH_MAX + 16];
-		snprintf(boot, sizeof(boot), "cdrom %s, once", b->d->cdrom);
+		snprintf(boot, sizeof(boot), "%s %s, once", b->d->cdrom[0] ? "cdrom" : "location",
+			 b->d->cdrom[0] ? b->d->cdrom : b->d->location);
 		snprintf(item, sizeof(item), "%s install boot", b->name);
 		installing = !b->current;
 		struct kb_change *c = kb_plan_add(plan, item, KB_CHANGE_VALUE, installing ? NULL : boot, boot, err);
 		if (!c)
 			return -1;
 		c->action = DOMAIN_INSTALL;
-		if (installing)
+		if (installing && b->d->cdrom[0])
 			kb_change_note(c, "the first start boots the CD-ROM; the definition boots the disk (the installer's "
 					  "reboot stops the guest: its next start boots the disk)");
+		else if (installing)
+			kb_change_note(c, "%s: the first start boots %s and %s%s%s%s, copied to " BOOT_DIR " and removed after "
+					  "it; the definition boots the disk (the installer's reboot stops the guest)",
+				       b->installer.layout, b->installer.kernel, b->installer.initrd,
+				       b->d->extra_args[0] ? " with '" : "", b->d->extra_args, b->d->extra_args[0] ? "'" : "");
 		else
 			kb_change_note(c, "domain '%s' was defined before this run: its installer does not boot again", b->name);
 	}
@@ -2435,7 +2448,7 @@ static int plan_built(struct session *s, const struct build *b, struct kb_plan *
 		if (c && seeding && !spec->start)
 			kb_change_note(c, "cloud-init: the seed is for this start (as virt-install boots)");
 		if (c && installing && !spec->start)
-			note_append(c, "the installer boots with this start (as virt-install's --cdrom)");
+			note_append(c, "the installer boots with this start (as virt-install's --cdrom and --location)");
 	}
 	if (dom)
 		s->v->domain_free(dom);
@@ -2743,6 +2756,27 @@ static int add_install(struct session *s, struct build *b, xmlNode *root, struct
 {
 	const struct kb_xml *xml = s->xml;
 	xmlNode *os = kb_xml_child(root, "os"), *drive = NULL;
+	xmlNode *reboot = kb_xml_child(root, "on_reboot");
+	if (!reboot && !(reboot = xml->new_child(root, NULL, (const xmlChar *)"on_reboot", NULL)))
+		return no_memory(err);
+	xml->node_set_content(reboot, (const xmlChar *)"destroy");
+	if (b->d->location[0]) {
+		/* --location: the installer's kernel, its initrd and command line, copied out before the start. */
+		char cmdline[sizeof(b->d->extra_args) * 5] = "";
+		for (const char *p = b->d->extra_args; *p; p++) /* new_child reads '&' as an entity's start */
+			append(cmdline, sizeof(cmdline), "", "%s", *p == '&' ? "&amp;" : (char[]){ *p, '\0' });
+		if (!os || !xml->new_child(os, NULL, (const xmlChar *)"kernel", (const xmlChar *)b->kernel) ||
+		    !xml->new_child(os, NULL, (const xmlChar *)"initrd", (const xmlChar *)b->initrd) ||
+		    (cmdline[0] && !xml->new_child(os, NULL, (const xmlChar *)"cmdline", (const xmlChar *)cmdline)))
+			return no_memory(err);
+		/* The kernel boots, not a device: no boot order (virt-install's install boot has none). */
+		for (xmlNode *boot = kb_xml_child(os, "boot"), *next; boot; boot = next) {
+			next = kb_xml_next(boot, "boot");
+			xml->unlink_node(boot);
+			xml->free_node(boot);
+		}
+		return 0;
+	}
 	for (xmlNode *disk = kb_xml_child(kb_xml_child(root, "devices"), "disk"); disk && !drive; disk = kb_xml_next(disk, "disk"))
 		if (kb_xml_prop_is(xml, disk, "device", "cdrom") && !kb_xml_child(disk, "source"))
 			drive = disk;
@@ -2770,10 +2804,40 @@ static int add_install(struct session *s, struct build *b, xmlNode *root, struct
 		xml->unlink_node(boot);
 		xml->add_child(os, boot);
 	}
-	xmlNode *reboot = kb_xml_child(root, "on_reboot");
-	if (!reboot && !(reboot = xml->new_child(root, NULL, (const xmlChar *)"on_reboot", NULL)))
-		return no_memory(err);
-	xml->node_set_content(reboot, (const xmlChar *)"destroy");
+	return 0;
+}
+
+/* The copies of the installer's kernel and initrd in BOOT_DIR go, once QEMU has read them (or did not start). */
+static void remove_installer(struct session *s, struct build *b)
+{
+	if (b->kernel[0])
+		kb_sysroot_unlink(s->ctx, b->kernel, NULL);
+	if (b->initrd[0])
+		kb_sysroot_unlink(s->ctx, b->initrd, NULL);
+	b->kernel[0] = b->initrd[0] = '\0';
+}
+
+/*
+ * --location's kernel and initrd copied to BOOT_DIR for the first start, as
+ * virt-install does: QEMU's user reads them there, and libvirt's labelling of
+ * them for the guest never touches the tree's or the ISO's own files.
+ */
+static int copy_installer(struct session *s, struct build *b, struct kb_error *err)
+{
+	if (kb_sysroot_make_dirs(s->ctx, BOOT_DIR, err) < 0)
+		return -1;
+	snprintf(b->kernel, sizeof(b->kernel), BOOT_DIR "/kvmbox-%s.%ld.kernel", b->name, (long)getpid());
+	snprintf(b->initrd, sizeof(b->initrd), BOOT_DIR "/kvmbox-%s.%ld.initrd", b->name, (long)getpid());
+	const struct kb_installer *inst = &b->installer;
+	if (kb_location_copy(s->ctx, b->d->location, inst, inst->kernel, b->kernel, err) < 0) {
+		b->kernel[0] = b->initrd[0] = '\0';
+		return -1;
+	}
+	if (kb_location_copy(s->ctx, b->d->location, inst, inst->initrd, b->initrd, err) < 0) {
+		b->initrd[0] = '\0';
+		remove_installer(s, b);
+		return -1;
+	}
 	return 0;
 }
 
@@ -2938,7 +3002,9 @@ int kb_domain_apply(const struct kb_ctx *ctx, const struct kb_domain_spec *spec,
 		} else if (c->action == DOMAIN_START) {
 			double started = now_seconds();
 			bool seeded = seed && seed->status == KB_CHANGED;
-			if ((seeded || install) && start_first_boot(&s, &b, dom, seeded, install != NULL, err) < 0)
+			if (install && b.d->location[0] && copy_installer(&s, &b, err) < 0)
+				rc = failed(c, err);
+			else if ((seeded || install) && start_first_boot(&s, &b, dom, seeded, install != NULL, err) < 0)
 				rc = failed(c, err);
 			else if (!seeded && !install && s.v->domain_create(dom) < 0)
 				rc = failed(c, (kb_virt_fail(s.v, err, NULL, "starting domain '%s'", b.name), err));
@@ -2950,6 +3016,7 @@ int kb_domain_apply(const struct kb_ctx *ctx, const struct kb_domain_spec *spec,
 			}
 		}
 	}
+	remove_installer(&s, &b); /* QEMU read them at its start */
 	if (install && install->status == KB_WOULD_CHANGE && rc == 0)
 		install->status = KB_CHANGED;
 	else if (install && install->status == KB_WOULD_CHANGE) {
