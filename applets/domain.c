@@ -82,7 +82,13 @@ const char domain_usage[] =
 	"                    cache=, io=, discard=unmap|ignore (new volumes: unmap), detect_zeroes=,\n"
 	"                    serial=, readonly, shareable (virt-install's); bus=scsi: on virtio-scsi;\n"
 	"                    path=,device=cdrom (an ISO, read-only) or device=lun (a /dev block device)\n"
-	"  --cdrom ISO       --boot hd|cdrom|network[,...] (default hd; cdrom,hd with --cdrom); uefi or firmware=efi\n"
+	"  --cdrom ISO       the installer: the first start (implied) boots it once, a domain new this run\n"
+	"                    only; the definition boots the disk, its CD-ROM drive empty (virt-install's)\n"
+	"  --location TREE|ISO  the installer's kernel and initrd from a local tree or ISO (Debian's\n"
+	"                    install.amd/, Ubuntu's casper/, images/pxeboot/, ...): the first start (implied)\n"
+	"                    boots them once, copied to /var/lib/libvirt/boot and removed after it;\n"
+	"                    --extra-args ARGS its kernel command line (console=ttyS0 ...)\n"
+	"  --boot B          hd|cdrom|network[,...] (default hd); uefi or firmware=efi\n"
 	"                    (libvirt picks OVMF, NVRAM per domain), secure boot: uefi,firmware.feature0.name=\n"
 	"                    secure-boot,firmware.feature0.enabled=yes (enabled=no: firmware without it)\n"
 	"  --network OPTS    bridge=BR or network=NAME[,model=virtio|e1000|e1000e|rtl8139][,mac=MAC]\n"
@@ -698,7 +704,7 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 						 "boot", "network", "graphics", "hostdev", "hugepages", "nested", "placement",
 						 "allow-host-file", "cloud-init", "import", "osinfo", "video", "sound", "serial",
 						 "console", "channel", "rng", "memballoon", "controller", "description",
-						 "noautoconsole", "filesystem" };
+						 "noautoconsole", "filesystem", "location", "extra-args" };
 	static const struct option long_options[] = {
 		KB_GLOBAL_LONG_OPTIONS,
 		{ "connect", required_argument, NULL, OPT_CONNECT },
@@ -746,6 +752,8 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 		{ "description", required_argument, NULL, OPT_WORD + 26 },
 		{ "noautoconsole", no_argument, NULL, OPT_WORD + 27 },
 		{ "filesystem", required_argument, NULL, OPT_WORD + 28 },
+		{ "location", required_argument, NULL, OPT_WORD + 29 },
+		{ "extra-args", required_argument, NULL, OPT_WORD + 30 },
 		{ 0 },
 	};
 	struct domain_cmd *cmd = calloc(1, sizeof(*cmd));

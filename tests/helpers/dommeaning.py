@@ -9,7 +9,10 @@ tablet, balloon, RNG) and each disk's options (--disks: only those). With --os:
 the machine family (q35 or pc, any version) and the libosinfo OS in <metadata> too.
 With --extras, also what the words beyond those state: vCPUs present of the most,
 the topology, the description, serial ports and consoles other than the serial one,
-sound, video, USB redirection, every controller but PCI, channels, balloon and RNG."""
+sound, video, USB redirection, every controller but PCI, channels, balloon and RNG.
+With --boot, only how it boots: the boot order, whether an installer's kernel and initrd are
+given (each tool copies them to a file of its own naming), the command line, on_reboot and
+the CD-ROM's medium."""
 import sys
 import xml.etree.ElementTree as ET
 
@@ -20,11 +23,30 @@ def kib(elem):
     return int(int(elem.text) * UNITS[(elem.get("unit") or "KiB").lower()])
 
 
+def boot_meaning(d):
+    os_ = d.find("os")
+    out = ["boot " + ",".join(b.get("dev") for b in os_.findall("boot")) if os_.find("boot") is not None else "boot -"]
+    for k in ("kernel", "initrd"):
+        e = os_.find(k)
+        out.append(f"{k} {'yes' if e is not None else '-'}")
+    cmdline = os_.find("cmdline")
+    out.append(f"cmdline {cmdline.text if cmdline is not None else '-'}")
+    on_reboot = d.find("on_reboot")
+    out.append(f"on_reboot {on_reboot.text if on_reboot is not None else 'restart'}")
+    for disk in d.findall("devices/disk[@device='cdrom']"):
+        src = disk.find("source")
+        out.append(f"cdrom {src.get('file') if src is not None else '-'}")
+    return out
+
+
 def main():
     devices = "--devices" in sys.argv[1:]
     extras = "--extras" in sys.argv[1:]
     disks = devices or extras or "--disks" in sys.argv[1:]  # each disk's driver options, readonly, shareable, serial
     d = ET.fromstring(sys.stdin.read())
+    if "--boot" in sys.argv[1:]:
+        print("\n".join(boot_meaning(d)))
+        return
     out = [f"memory {kib(d.find('memory'))} KiB", f"vcpus {d.find('vcpu').text.strip()}"]
     if "--os" in sys.argv[1:]:
         machine = d.find("os/type").get("machine") or "-"

@@ -91,6 +91,9 @@ static void syntax_refusals_name_the_word(void **state)
 		{ "placement", "auto,pci-numa-affinity=strict", "placement 'auto,pci-numa-affinity=strict': pci-numa-affinity= is required, preferred, legacy or socket" },
 		{ "placement", "auto,pin=yes", "placement 'auto,pin=yes': unknown option 'pin' (emulator-threads=, pci-numa-affinity=)" },
 		{ "cdrom", "x.iso", "cdrom 'x.iso': takes the absolute path of an ISO image, without '..'" },
+		{ "location", "http://deb.debian.org/debian/dists/bookworm/main/installer-amd64/",
+		  "location 'http://deb.debian.org/debian/dists/bookworm/main/installer-amd64/': takes the absolute path of a local installer tree or ISO, without '..' (no URLs)" },
+		{ "location", "/srv/../etc", "location '/srv/../etc': takes the absolute path of a local installer tree or ISO, without '..' (no URLs)" },
 		/* A ".." is refused, not resolved: which directory it climbs out of is what it hides. */
 		{ "disk", "path=/var/lib/libvirt/images/../../../../etc/passwd",
 		  "disk 'path=/var/lib/libvirt/images/../../../../etc/passwd': path= takes an absolute path without '..'" },
@@ -141,9 +144,9 @@ static void finish_names_volumes_and_boot_order(void **state)
 	assert_string_equal(d.net[0].bridge, "br0");
 	assert_string_equal(d.net[0].model, "virtio");
 	assert_string_equal(d.net[1].mac, "52:54:00:ab:cd:ef");
-	assert_int_equal(d.boot_count, 2);
-	assert_string_equal(d.boot[0], "cdrom");
-	assert_string_equal(d.boot[1], "hd");
+	/* --cdrom is the installer's first boot only (domain.c): the definition boots the disk, as virt-install's. */
+	assert_int_equal(d.boot_count, 1);
+	assert_string_equal(d.boot[0], "hd");
 	/* virt-install's firmware words: libvirt's auto-selection, features by index in any order. */
 	kb_domnew_init(&d, "web");
 	assert_int_equal(word("memory", "1G", &err), 0);
@@ -220,6 +223,18 @@ static void import_and_cloud_init_need_a_disk(void **state)
 	assert_int_equal(word("cdrom", "/iso/debian.iso", &err), 0);
 	assert_int_equal(kb_domnew_finish(&d, &err), -1);
 	assert_string_equal(err.what, "import: boots the disk as it is; --cdrom is install media (give one of them)");
+	/* --location is install media too; --extra-args is its kernel's command line only. */
+	kb_domnew_init(&d, "web");
+	word("memory", "1G", &err);
+	assert_int_equal(word("location", "/srv/debian", &err), 0);
+	assert_int_equal(word("cdrom", "/iso/debian.iso", &err), 0);
+	assert_int_equal(kb_domnew_finish(&d, &err), -1);
+	assert_string_equal(err.what, "location: the installer's kernel boots from it; --cdrom is install media too (give one of them)");
+	kb_domnew_init(&d, "web");
+	word("memory", "1G", &err);
+	assert_int_equal(word("extra-args", "console=ttyS0", &err), 0);
+	assert_int_equal(kb_domnew_finish(&d, &err), -1);
+	assert_string_equal(err.what, "extra-args: the installer kernel's command line goes with --location");
 	kb_domnew_init(&d, "web");
 	word("memory", "1G", &err);
 	word("disk", "/srv/cloud.qcow2", &err);
@@ -317,7 +332,9 @@ static void xml_targets_escaping_and_console(void **state)
 	assert_non_null(strstr(xml, "<source file='/srv/it&apos;s &lt;&amp;&gt; here.qcow2'/>\n      <target dev='vda' bus='virtio'/>"));
 	assert_non_null(strstr(xml, "<target dev='sda' bus='sata'/>"));
 	/* The i440fx machine has no SATA for the CD-ROM: IDE. */
-	assert_non_null(strstr(xml, "<target dev='hda' bus='ide'/>\n      <readonly/>"));
+	/* The CD-ROM drive stays, empty: the ISO is in it for the first boot only. */
+	assert_non_null(strstr(xml, "<disk type='file' device='cdrom'>\n      <target dev='hda' bus='ide'/>\n      <readonly/>"));
+	assert_null(strstr(xml, "a.iso"));
 	assert_non_null(strstr(xml, "passwd='s3cr&apos;et'"));
 	assert_non_null(strstr(xml, "listen='127.0.0.1'"));
 	assert_non_null(strstr(xml, "<serial type='pty'>"));

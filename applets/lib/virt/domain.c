@@ -24,6 +24,7 @@
 #include "kvmbox/virt/domain.h"
 #include "kvmbox/virt/domnew.h"
 #include "kvmbox/virt/domxml.h"
+#include "kvmbox/virt/location.h"
 #include "kvmbox/virt/osinfo.h"
 #include "kvmbox/virt/placement.h"
 
@@ -42,11 +43,15 @@ enum domain_action {
 	DOMAIN_POOL,       /* a storage pool the disks need, defined or started; arg: the first such disk */
 	DOMAIN_NETWORK,    /* a libvirt network the interfaces use, started; arg: its index in build.to_start */
 	DOMAIN_SEED,       /* the cloud-init seed: written, then attached to the start */
+	DOMAIN_INSTALL,    /* the installer's boot (--cdrom): the start's only */
 	DOMAIN_NVRAM,      /* rm --storage: the UEFI variable store libvirt made from its template */
 };
 
 /* Where libvirt's QEMU driver keeps the NVRAM of a domain with <os firmware='efi'> and no <nvram> of its own. */
 #define NVRAM_DIR "/var/lib/libvirt/qemu/nvram"
+
+/* Where the installer's kernel and initrd (--location) wait for the first start, as virt-install's. */
+#define BOOT_DIR "/var/lib/libvirt/boot"
 
 /* The pool virt-install makes on a host that has none: kvmbox makes the same for pool=default. */
 #define DEFAULT_POOL "default"
@@ -298,6 +303,8 @@ struct build {
 	bool seed_there;      /* it exists and is this domain's: its first boot had it */
 	unsigned seed_files;
 	char osinfo_note[512]; /* what --osinfo decided that the plan tells (recommended figures, detection) */
+	struct kb_installer installer; /* --location: its kernel and initrd */
+	char kernel[PATH_MAX], initrd[PATH_MAX]; /* their copies in BOOT_DIR during the first start */
 };
 
 static void build_free(struct session *s, struct build *b)
@@ -1038,6 +1045,7 @@ static int build_from_words(struct session *s, struct build *b, struct kb_error 
 			 kb_domnew_check_host(s->ctx, s->xml, d, &node, err) < 0 || check_cpu_model(s, d, err) < 0 ||
 			 resolve_disks(s, d, existing, b->vol, err) < 0 ||
 			 (d->cloud_init.on && plan_seed(s, b, err) < 0) ||
+			 (d->location[0] && kb_location_find(s->ctx, d->location, &b->installer, err) < 0) ||
 			 (d->placement_auto && place_domain(s, d, node, b->placement, err) < 0) ||
 			 kb_domnew_xml(d, d->placement_auto ? b->placement : NULL, &b->xml, err) < 0 ||
 			 (existing && check_existing_disks(s, b, existing, err) < 0)
@@ -2411,8 +2419,34 @@ static int plan_built(struct session *s, const struct build *b, struct kb_plan *
 			kb_change_note(c, "%s, attached for the first boot only%s", b->seed,
 				       b->d->cloud_init.root_password_generate ? "; the root password is printed once" : "");
 	}
+	/*
+	 * The installer boots once, with the start this run makes, and only for a
+	 * domain this run defines: a re-run of the same words never boots it again.
+	 */
+	bool installing = false;
+	if (b->d && (b->d->cdrom[0] || b->d->location[0])) {
+		char boot[PATH_MAX + 16];
+		snprintf(boot, sizeof(boot), "%s %s, once", b->d->cdrom[0] ? "cdrom" : "location",
+			 b->d->cdrom[0] ? b->d->cdrom : b->d->location);
+		snprintf(item, sizeof(item), "%s install boot", b->name);
+		installing = !b->current;
+		struct kb_change *c = kb_plan_add(plan, item, KB_CHANGE_VALUE, installing ? NULL : boot, boot, err);
+		if (!c)
+			return -1;
+		c->action = DOMAIN_INSTALL;
+		if (installing && b->d->cdrom[0])
+			kb_change_note(c, "the first start boots the CD-ROM; the definition boots the disk (the installer's "
+					  "reboot stops the guest: its next start boots the disk)");
+		else if (installing)
+			kb_change_note(c, "%s: the first start boots %s and %s%s%s%s, copied to " BOOT_DIR " and removed after "
+					  "it; the definition boots the disk (the installer's reboot stops the guest)",
+				       b->installer.layout, b->installer.kernel, b->installer.initrd,
+				       b->d->extra_args[0] ? " with '" : "", b->d->extra_args, b->d->extra_args[0] ? "'" : "");
+		else
+			kb_change_note(c, "domain '%s' was defined before this run: its installer does not boot again", b->name);
+	}
 	virDomainPtr dom = NULL;
-	if ((spec->autostart >= 0 || spec->start || seeding) && lookup(s, b->name, &dom, err) < 0)
+	if ((spec->autostart >= 0 || spec->start || seeding || installing) && lookup(s, b->name, &dom, err) < 0)
 		return -1;
 	int rc = 0;
 	if (spec->autostart >= 0) {
@@ -2427,7 +2461,7 @@ static int plan_built(struct session *s, const struct build *b, struct kb_plan *
 		else
 			rc = -1;
 	}
-	if (rc == 0 && (spec->start || seeding)) {
+	if (rc == 0 && (spec->start || seeding || installing)) {
 		int state = VIR_DOMAIN_SHUTOFF, reason = 0;
 		if (dom && s->v->domain_state(dom, &state, &reason, 0) < 0)
 			rc = kb_virt_fail(s->v, err, NULL, "reading the state of '%s'", b->name);
@@ -2443,6 +2477,8 @@ static int plan_built(struct session *s, const struct build *b, struct kb_plan *
 			rc = -1;
 		if (c && seeding && !spec->start)
 			kb_change_note(c, "cloud-init: the seed is for this start (as virt-install boots)");
+		if (c && installing && !spec->start)
+			note_append(c, "the installer boots with this start (as virt-install's --cdrom and --location)");
 	}
 	if (dom)
 		s->v->domain_free(dom);
@@ -2704,21 +2740,11 @@ static int write_seed(struct session *s, struct build *b, struct kb_change *c, s
 	return rc;
 }
 
-/*
- * The first boot, as virt-install's: the definition as libvirt keeps it plus
- * the seed's CD-ROM and the SMBIOS serial "ds=nocloud" (cloud-init then looks
- * for NoCloud first), started as a one-off (virDomainCreateXML): the
- * persistent definition never holds the seed, so the next start has none.
- */
-static int start_with_seed(struct session *s, struct build *b, virDomainPtr dom, struct kb_error *err)
+/* The cloud-init seed's CD-ROM and the SMBIOS serial "ds=nocloud" (cloud-init then looks for NoCloud first). */
+static int add_seed(struct session *s, struct build *b, xmlNode *root, struct kb_error *err)
 {
 	const struct kb_xml *xml = s->xml;
-	autofree char *text = inactive_xml(s->v, dom);
-	xmlDoc *doc = text ? kb_xml_parse(xml, text, strlen(text), b->name, err) : NULL;
-	if (!doc)
-		return text ? -1 : kb_virt_fail(s->v, err, NULL, "reading the definition of '%s'", b->name);
-	xmlNode *root = xml->root_element(doc), *os = kb_xml_child(root, "os");
-	xmlNode *devices = kb_xml_child(root, "devices");
+	xmlNode *os = kb_xml_child(root, "os"), *devices = kb_xml_child(root, "devices");
 	autofree char *machine = kb_xml_prop(xml, kb_xml_child(os, "type"), "machine");
 	const char *bus = machine && !strncmp(machine, "pc", 2) && strncmp(machine, "pc-q35", 6) ? "ide" : "sata";
 	char target[8] = "";
@@ -2728,29 +2754,139 @@ static int start_with_seed(struct session *s, struct build *b, virDomainPtr dom,
 	xmlNode *driver = disk ? xml->new_child(disk, NULL, (const xmlChar *)"driver", NULL) : NULL;
 	xmlNode *source = disk ? xml->new_child(disk, NULL, (const xmlChar *)"source", NULL) : NULL;
 	xmlNode *where = disk ? xml->new_child(disk, NULL, (const xmlChar *)"target", NULL) : NULL;
-	int rc = where && xml->new_child(disk, NULL, (const xmlChar *)"readonly", NULL) ? 0 : no_memory(err);
-	if (rc == 0) {
-		xml->set_prop(disk, (const xmlChar *)"type", (const xmlChar *)"file");
-		xml->set_prop(disk, (const xmlChar *)"device", (const xmlChar *)"cdrom");
-		xml->set_prop(driver, (const xmlChar *)"name", (const xmlChar *)"qemu");
-		xml->set_prop(driver, (const xmlChar *)"type", (const xmlChar *)"raw");
-		xml->set_prop(source, (const xmlChar *)"file", (const xmlChar *)b->seed);
-		xml->set_prop(where, (const xmlChar *)"dev", (const xmlChar *)target);
-		xml->set_prop(where, (const xmlChar *)"bus", (const xmlChar *)bus);
-	}
-	if (rc == 0 && os && !kb_xml_child(root, "sysinfo") && !kb_xml_child(os, "smbios")) {
-		xmlNode *sysinfo = xml->new_child(root, NULL, (const xmlChar *)"sysinfo", NULL);
-		xmlNode *system = sysinfo ? xml->new_child(sysinfo, NULL, (const xmlChar *)"system", NULL) : NULL;
-		xmlNode *entry = system ? xml->new_child(system, NULL, (const xmlChar *)"entry", (const xmlChar *)"ds=nocloud") : NULL;
-		xmlNode *smbios = entry ? xml->new_child(os, NULL, (const xmlChar *)"smbios", NULL) : NULL;
-		if (smbios) {
-			xml->set_prop(sysinfo, (const xmlChar *)"type", (const xmlChar *)"smbios");
-			xml->set_prop(entry, (const xmlChar *)"name", (const xmlChar *)"serial");
-			xml->set_prop(smbios, (const xmlChar *)"mode", (const xmlChar *)"sysinfo");
-		} else {
-			rc = no_memory(err);
+	if (!where || !xml->new_child(disk, NULL, (const xmlChar *)"readonly", NULL))
+		return no_memory(err);
+	xml->set_prop(disk, (const xmlChar *)"type", (const xmlChar *)"file");
+	xml->set_prop(disk, (const xmlChar *)"device", (const xmlChar *)"cdrom");
+	xml->set_prop(driver, (const xmlChar *)"name", (const xmlChar *)"qemu");
+	xml->set_prop(driver, (const xmlChar *)"type", (const xmlChar *)"raw");
+	xml->set_prop(source, (const xmlChar *)"file", (const xmlChar *)b->seed);
+	xml->set_prop(where, (const xmlChar *)"dev", (const xmlChar *)target);
+	xml->set_prop(where, (const xmlChar *)"bus", (const xmlChar *)bus);
+	if (!os || kb_xml_child(root, "sysinfo") || kb_xml_child(os, "smbios"))
+		return 0;
+	xmlNode *sysinfo = xml->new_child(root, NULL, (const xmlChar *)"sysinfo", NULL);
+	xmlNode *system = sysinfo ? xml->new_child(sysinfo, NULL, (const xmlChar *)"system", NULL) : NULL;
+	xmlNode *entry = system ? xml->new_child(system, NULL, (const xmlChar *)"entry", (const xmlChar *)"ds=nocloud") : NULL;
+	xmlNode *smbios = entry ? xml->new_child(os, NULL, (const xmlChar *)"smbios", NULL) : NULL;
+	if (!smbios)
+		return no_memory(err);
+	xml->set_prop(sysinfo, (const xmlChar *)"type", (const xmlChar *)"smbios");
+	xml->set_prop(entry, (const xmlChar *)"name", (const xmlChar *)"serial");
+	xml->set_prop(smbios, (const xmlChar *)"mode", (const xmlChar *)"sysinfo");
+	return 0;
+}
+
+/*
+ * The installer's boot (--cdrom): the ISO in the empty CD-ROM drive the words
+ * made, the CD-ROM booted first, and the installer's reboot stops the guest
+ * (virt-install's on_reboot destroy): its next start boots the definition, the disk.
+ */
+static int add_install(struct session *s, struct build *b, xmlNode *root, struct kb_error *err)
+{
+	const struct kb_xml *xml = s->xml;
+	xmlNode *os = kb_xml_child(root, "os"), *drive = NULL;
+	xmlNode *reboot = kb_xml_child(root, "on_reboot");
+	if (!reboot && !(reboot = xml->new_child(root, NULL, (const xmlChar *)"on_reboot", NULL)))
+		return no_memory(err);
+	xml->node_set_content(reboot, (const xmlChar *)"destroy");
+	if (b->d->location[0]) {
+		/* --location: the installer's kernel, its initrd and command line, copied out before the start. */
+		char cmdline[sizeof(b->d->extra_args) * 5] = "";
+		for (const char *p = b->d->extra_args; *p; p++) /* new_child reads '&' as an entity's start */
+			append(cmdline, sizeof(cmdline), "", "%s", *p == '&' ? "&amp;" : (char[]){ *p, '\0' });
+		if (!os || !xml->new_child(os, NULL, (const xmlChar *)"kernel", (const xmlChar *)b->kernel) ||
+		    !xml->new_child(os, NULL, (const xmlChar *)"initrd", (const xmlChar *)b->initrd) ||
+		    (cmdline[0] && !xml->new_child(os, NULL, (const xmlChar *)"cmdline", (const xmlChar *)cmdline)))
+			return no_memory(err);
+		/* The kernel boots, not a device: no boot order (virt-install's install boot has none). */
+		for (xmlNode *boot = kb_xml_child(os, "boot"), *next; boot; boot = next) {
+			next = kb_xml_next(boot, "boot");
+			xml->unlink_node(boot);
+			xml->free_node(boot);
 		}
+		return 0;
 	}
+	for (xmlNode *disk = kb_xml_child(kb_xml_child(root, "devices"), "disk"); disk && !drive; disk = kb_xml_next(disk, "disk"))
+		if (kb_xml_prop_is(xml, disk, "device", "cdrom") && !kb_xml_child(disk, "source"))
+			drive = disk;
+	if (!os || !drive)
+		return kb_fail(err, 0, NULL, "domain '%s': its definition has no empty CD-ROM drive for the installer's ISO", b->name);
+	xmlNode *driver = kb_xml_child(drive, "driver");
+	if (!driver && (driver = xml->new_child(drive, NULL, (const xmlChar *)"driver", NULL)))
+		xml->set_prop(driver, (const xmlChar *)"name", (const xmlChar *)"qemu");
+	xmlNode *source = driver ? xml->new_child(drive, NULL, (const xmlChar *)"source", NULL) : NULL;
+	if (!source)
+		return no_memory(err);
+	xml->set_prop(driver, (const xmlChar *)"type", (const xmlChar *)"raw"); /* an ISO: never probed */
+	xml->set_prop(source, (const xmlChar *)"file", (const xmlChar *)b->d->cdrom);
+	/* Boot order: the CD-ROM, then what the definition boots (moved after it). */
+	bool cdrom = false;
+	for (xmlNode *boot = kb_xml_child(os, "boot"); boot; boot = kb_xml_next(boot, "boot"))
+		cdrom |= kb_xml_prop_is(xml, boot, "dev", "cdrom");
+	xmlNode *first = cdrom ? NULL : xml->new_child(os, NULL, (const xmlChar *)"boot", NULL);
+	if (!cdrom && !first)
+		return no_memory(err);
+	if (first)
+		xml->set_prop(first, (const xmlChar *)"dev", (const xmlChar *)"cdrom");
+	for (xmlNode *boot = kb_xml_child(os, "boot"), *next; first && boot != first; boot = next) {
+		next = kb_xml_next(boot, "boot");
+		xml->unlink_node(boot);
+		xml->add_child(os, boot);
+	}
+	return 0;
+}
+
+/* The copies of the installer's kernel and initrd in BOOT_DIR go, once QEMU has read them (or did not start). */
+static void remove_installer(struct session *s, struct build *b)
+{
+	if (b->kernel[0])
+		kb_sysroot_unlink(s->ctx, b->kernel, NULL);
+	if (b->initrd[0])
+		kb_sysroot_unlink(s->ctx, b->initrd, NULL);
+	b->kernel[0] = b->initrd[0] = '\0';
+}
+
+/*
+ * --location's kernel and initrd copied to BOOT_DIR for the first start, as
+ * virt-install does: QEMU's user reads them there, and libvirt's labelling of
+ * them for the guest never touches the tree's or the ISO's own files.
+ */
+static int copy_installer(struct session *s, struct build *b, struct kb_error *err)
+{
+	if (kb_sysroot_make_dirs(s->ctx, BOOT_DIR, err) < 0)
+		return -1;
+	snprintf(b->kernel, sizeof(b->kernel), BOOT_DIR "/kvmbox-%s.%ld.kernel", b->name, (long)getpid());
+	snprintf(b->initrd, sizeof(b->initrd), BOOT_DIR "/kvmbox-%s.%ld.initrd", b->name, (long)getpid());
+	const struct kb_installer *inst = &b->installer;
+	if (kb_location_copy(s->ctx, b->d->location, inst, inst->kernel, b->kernel, err) < 0) {
+		b->kernel[0] = b->initrd[0] = '\0';
+		return -1;
+	}
+	if (kb_location_copy(s->ctx, b->d->location, inst, inst->initrd, b->initrd, err) < 0) {
+		b->initrd[0] = '\0';
+		remove_installer(s, b);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The first boot, as virt-install's: the definition as libvirt keeps it plus
+ * the seed (@seed) and the installer (@install), started as a one-off
+ * (virDomainCreateXML): the persistent definition holds neither, so the next
+ * start boots the definition as it is.
+ */
+static int start_first_boot(struct session *s, struct build *b, virDomainPtr dom, bool seed, bool install,
+			    struct kb_error *err)
+{
+	const struct kb_xml *xml = s->xml;
+	autofree char *text = inactive_xml(s->v, dom);
+	xmlDoc *doc = text ? kb_xml_parse(xml, text, strlen(text), b->name, err) : NULL;
+	if (!doc)
+		return text ? -1 : kb_virt_fail(s->v, err, NULL, "reading the definition of '%s'", b->name);
+	xmlNode *root = xml->root_element(doc);
+	int rc = (seed && add_seed(s, b, root, err) < 0) || (install && add_install(s, b, root, err) < 0) ? -1 : 0;
 	xmlChar *dumped = NULL;
 	int size = 0;
 	if (rc == 0)
@@ -2760,7 +2896,8 @@ static int start_with_seed(struct session *s, struct build *b, virDomainPtr dom,
 	if (dumped)
 		(*xml->free)(dumped);
 	if (rc == 0 && !started)
-		rc = kb_virt_fail(s->v, err, NULL, "starting domain '%s' with its cloud-init seed", b->name);
+		rc = kb_virt_fail(s->v, err, NULL, "starting domain '%s' with %s", b->name,
+				  seed && install ? "its installer and cloud-init seed" : seed ? "its cloud-init seed" : "its installer");
 	if (started)
 		s->v->domain_free(started);
 	return rc;
@@ -2877,10 +3014,13 @@ int kb_domain_apply(const struct kb_ctx *ctx, const struct kb_domain_spec *spec,
 			if (plan->change[i].action == DOMAIN_DEFINE)
 				failed(&plan->change[i], err);
 	}
-	struct kb_change *seed = NULL;
-	for (size_t i = 0; i < plan->count; i++)
+	struct kb_change *seed = NULL, *install = NULL;
+	for (size_t i = 0; i < plan->count; i++) {
 		if (plan->change[i].action == DOMAIN_SEED && plan->change[i].status == KB_WOULD_CHANGE)
 			seed = &plan->change[i];
+		if (plan->change[i].action == DOMAIN_INSTALL && plan->change[i].status == KB_WOULD_CHANGE)
+			install = &plan->change[i];
+	}
 	if (rc == 0 && seed && write_seed(&s, &b, seed, err) < 0)
 		rc = failed(seed, err);
 	if (rc == 0)
@@ -2904,9 +3044,11 @@ int kb_domain_apply(const struct kb_ctx *ctx, const struct kb_domain_spec *spec,
 		} else if (c->action == DOMAIN_START) {
 			double started = now_seconds();
 			bool seeded = seed && seed->status == KB_CHANGED;
-			if (seeded && start_with_seed(&s, &b, dom, err) < 0)
+			if (install && b.d->location[0] && copy_installer(&s, &b, err) < 0)
 				rc = failed(c, err);
-			else if (!seeded && s.v->domain_create(dom) < 0)
+			else if ((seeded || install) && start_first_boot(&s, &b, dom, seeded, install != NULL, err) < 0)
+				rc = failed(c, err);
+			else if (!seeded && !install && s.v->domain_create(dom) < 0)
 				rc = failed(c, (kb_virt_fail(s.v, err, NULL, "starting domain '%s'", b.name), err));
 			else if (wait_running(&s, b.name, dom, err) < 0)
 				rc = failed(c, err);
@@ -2915,6 +3057,18 @@ int kb_domain_apply(const struct kb_ctx *ctx, const struct kb_domain_spec *spec,
 				kb_change_note(c, "after %.2f s", now_seconds() - started);
 			}
 		}
+	}
+	remove_installer(&s, &b); /* QEMU read them at its start */
+	if (install && install->status == KB_WOULD_CHANGE && rc == 0)
+		install->status = KB_CHANGED;
+	else if (install && install->status == KB_WOULD_CHANGE) {
+		install->status = KB_FAILED;
+		if (dom)
+			kb_change_note(install, "the installer did not boot: domain '%s' stays defined and boots the disk "
+						"(kvmbox domain rm %s --storage, then the same words again: the installer boots)",
+				       b.name, b.name);
+		else
+			kb_change_note(install, "not booted: domain '%s' was not defined", b.name);
 	}
 	/* A seed no boot read goes again: the next run makes it anew, for the start it makes. */
 	if (rc < 0 && seed && seed->status == KB_CHANGED && !domain_running(&s, b.name)) {

@@ -16,7 +16,7 @@
 
 const char kb_domnew_words[] = "memory vcpus cpu machine virt-type disk cdrom boot network graphics hostdev "
 			       "hugepages nested placement allow-host-file cloud-init import osinfo video sound serial console channel rng "
-			       "memballoon controller description noautoconsole filesystem";
+			       "memballoon controller description noautoconsole filesystem location extra-args";
 
 bool kb_domnew_is_word(const char *key)
 {
@@ -806,6 +806,14 @@ int kb_domnew_word(struct kb_domnew *d, const char *key, const char *value, stru
 	} else if (!strcmp(key, "cdrom")) {
 		if (!clean_path(d->cdrom, value))
 			return bad(err, key, value, "takes the absolute path of an ISO image, without '..'");
+	} else if (!strcmp(key, "location")) {
+		/* A local tree or ISO: virt-install's URLs (http, ftp, nfs) are not fetched. */
+		if (strstr(value, "://") || !clean_path(d->location, value))
+			return bad(err, key, value, "takes the absolute path of a local installer tree or ISO, without '..' (no URLs)");
+	} else if (!strcmp(key, "extra-args")) {
+		if (strlen(value) >= sizeof(d->extra_args))
+			return bad(err, key, "...", "is longer than %zu characters", sizeof(d->extra_args) - 1);
+		snprintf(d->extra_args, sizeof(d->extra_args), "%s", value);
 	} else if (!strcmp(key, "boot")) {
 		return word_boot(d, value, buf, err);
 	} else if (!strcmp(key, "network")) {
@@ -893,6 +901,11 @@ int kb_domnew_finish(struct kb_domnew *d, struct kb_error *err)
 			       d->hugepage_kib);
 	if (d->import && d->cdrom[0])
 		return kb_fail(err, 0, NULL, "import: boots the disk as it is; --cdrom is install media (give one of them)");
+	if (d->location[0] && (d->cdrom[0] || d->import))
+		return kb_fail(err, 0, NULL, "location: the installer's kernel boots from it; %s (give one of them)",
+			       d->import ? "--import boots the disk as it is" : "--cdrom is install media too");
+	if (d->extra_args[0] && !d->location[0])
+		return kb_fail(err, 0, NULL, "extra-args: the installer kernel's command line goes with --location");
 	if (d->import && !d->disk_count)
 		return kb_fail(err, 0, NULL, "import: boots an existing disk: give --disk path=IMAGE (or backing=IMAGE,size=)");
 	if (d->cloud_init.on && !d->disk_count)
@@ -933,11 +946,9 @@ int kb_domnew_finish(struct kb_domnew *d, struct kb_error *err)
 				 !strcmp(k->format, "raw") ? "img" : "qcow2");
 		created++;
 	}
-	if (!d->boot_count) {
-		if (d->cdrom[0])
-			snprintf(d->boot[d->boot_count++], sizeof(d->boot[0]), "cdrom");
+	/* The definition boots the disk: the installer's boot (--cdrom) is the first start's only, as virt-install's. */
+	if (!d->boot_count)
 		snprintf(d->boot[d->boot_count++], sizeof(d->boot[0]), "hd");
-	}
 	return 0;
 }
 
@@ -1089,8 +1100,8 @@ static void put_devices(FILE *out, const struct kb_domnew *d)
 	if (d->cdrom[0]) {
 		const char *bus = i440fx(d) ? "ide" : "sata";
 		next_target(bus, counters, target);
-		put(out, "    <disk type='file' device='cdrom'>\n      <driver name='qemu' type='raw'/>\n");
-		put(out, "      <source file='%s'/>\n      <target dev='%s' bus='%s'/>\n      <readonly/>\n    </disk>\n", d->cdrom,
+		/* The drive stays, empty, as virt-install leaves it: the ISO is in it for the installer's first boot only. */
+		put(out, "    <disk type='file' device='cdrom'>\n      <target dev='%s' bus='%s'/>\n      <readonly/>\n    </disk>\n",
 		    target, bus);
 	}
 	bool scsi_given = false;

@@ -94,6 +94,8 @@ struct kb_domnew {
 	struct kb_domnew_disk disk[KB_DOMNEW_DISKS_MAX];
 	size_t disk_count;
 	char cdrom[PATH_MAX];
+	char location[PATH_MAX]; /* --location TREE|ISO: the installer's kernel and initrd, for the first boot */
+	char extra_args[1024];   /* --extra-args: the installer kernel's command line */
 	char boot[4][8];
 	size_t boot_count;
 	char firmware[8];   /* "efi" (--boot uefi, firmware=efi): libvirt picks the firmware; "" BIOS or as it is */
