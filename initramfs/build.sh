@@ -9,9 +9,16 @@
 # recursively) plus the ones it loads at run time (`kvmbox --libraries`, those marked
 # rescue); the modules are initramfs/modules with their dependencies from modules.dep
 # (modprobe --show-depends); the shell is busybox-static with its own applet list.
+# Reproducible: the same inputs give the same bytes (sorted entries, owner root, every
+# mtime SOURCE_DATE_EPOCH: by default the tree's last commit, else 0; no inode or device
+# numbers), so an image's digest can be pinned.
 set -euo pipefail
 KVMBOX=$1 OUT=$2 MODROOT=$3 KVER=$4
 here=$(cd "$(dirname "$0")" && pwd)
+umask 022
+if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
+	SOURCE_DATE_EPOCH=$(git -C "$here" log -1 --format=%ct 2>/dev/null || echo 0)
+fi
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 moddir=$MODROOT/lib/modules/$KVER
@@ -92,10 +99,16 @@ done
 cp "$moddir"/modules.{builtin,builtin.modinfo,order} "$stage/lib/modules/$KVER/" 2>/dev/null || true
 depmod -b "$stage" "$KVER"
 grep -v '^kvm' <<<"$wanted" >"$stage/etc/kvmbox/initramfs-modules"
+# What the image is, for the fleet's reports.
+echo "$("$KVMBOX" --version), modules of Linux $KVER, built $(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)" \
+	>"$stage/etc/kvmbox/image"
 
-# The image: newc cpio, owned by root, zstd (the kernel unpacks it itself).
+# The image: newc cpio, owned by root, every mtime the same, zstd (the kernel unpacks it
+# itself; one thread: the same bytes on any machine).
 mkdir -p "$(dirname "$OUT")"
-(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | zstd -q -12 -T0 >"$OUT.tmp"
+find "$stage" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --reproducible --quiet) |
+	zstd -q -12 --single-thread >"$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
 files=$(cd "$stage" && find . -mindepth 1 | wc -l)
 echo "$OUT: $(stat -c %s "$OUT") bytes ($(du -sk "$stage" | cut -f1) KiB unpacked, $files files, $count modules for $KVER)"
