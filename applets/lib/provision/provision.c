@@ -639,8 +639,9 @@ int kb_provision_run(struct kb_provision *p, struct kb_error *err)
 			return -1;
 		double t0 = now_seconds();
 		int rc = run_step(p, s, true);
+		s->seconds = now_seconds() - t0;
 		size_t used = strlen(s->row.message);
-		snprintf(s->row.message + used, sizeof(s->row.message) - used, " (%.1f ms)", (now_seconds() - t0) * 1e3);
+		snprintf(s->row.message + used, sizeof(s->row.message) - used, " (%.1f ms)", s->seconds * 1e3);
 		kb_state_add_step(&p->state, s->id, rc < 0);
 		failed += rc < 0;
 		failpoint(i + 1);
