@@ -40,44 +40,24 @@ static void link_name(const struct kb_ctx *ctx, const char *dir, const char *nam
 	}
 }
 
-/* The entries of directory @dir, sorted (names[] freed by the caller with free_names). */
-static int list_dir(const struct kb_ctx *ctx, const char *dir, char ***names)
+static int visible(const struct dirent *e)
+{
+	return e->d_name[0] != '.';
+}
+
+/* The entries of directory @dir in version order (cpu2 before cpu10); free them with free_names. */
+static int list_dir(const struct kb_ctx *ctx, const char *dir, struct dirent ***names)
 {
 	*names = NULL;
 	DIR *d = kb_sysroot_opendir(ctx, dir, NULL);
 	if (!d)
 		return 0;
-	int count = 0, cap = 0;
-	for (struct dirent *e; (e = readdir(d));) {
-		if (e->d_name[0] == '.')
-			continue;
-		if (count == cap) {
-			char **grown = realloc(*names, (size_t)(cap = cap ? cap * 2 : 32) * sizeof(char *));
-			if (!grown)
-				break;
-			*names = grown;
-		}
-		if (!((*names)[count] = strdup(e->d_name)))
-			break;
-		count++;
-	}
+	int n = scandirat(dirfd(d), ".", names, visible, versionsort);
 	closedir(d);
-	/* Natural order: cpu2 before cpu10. */
-	for (int i = 1; i < count; i++)
-		for (int k = i; k > 0; k--) {
-			char *a = (*names)[k - 1], *b = (*names)[k];
-			size_t la = strcspn(a, "0123456789"), lb = strcspn(b, "0123456789");
-			int cmp = la == lb && !strncmp(a, b, la) && isdigit((unsigned char)a[la]) && isdigit((unsigned char)b[lb])
-					  ? atoi(a + la) - atoi(b + lb)
-					  : strcmp(a, b);
-			if (cmp <= 0)
-				break;
-			(*names)[k - 1] = b, (*names)[k] = a;
-		}
-	return count;
+	return n > 0 ? n : 0;
 }
 
-static void free_names(char **names, int count)
+static void free_names(struct dirent **names, int count)
 {
 	for (int i = 0; i < count; i++)
 		free(names[i]);
@@ -99,14 +79,14 @@ static void read_cpu(const struct kb_ctx *ctx, struct kb_inventory *inv)
 		if (m && (m = strchr(m, ':')))
 			sscanf(m + 1, " %127[^\n]", inv->cpu_model);
 	}
-	char **names;
+	struct dirent **names;
 	int n = list_dir(ctx, "/sys/devices/system/cpu", &names);
 	int packages[1024], cores[1024][2], npkg = 0, ncore = 0;
 	for (int i = 0; i < n; i++) {
-		if (!numbered(names[i], "cpu"))
+		if (!numbered(names[i]->d_name, "cpu"))
 			continue;
 		char dir[512];
-		snprintf(dir, sizeof(dir), "/sys/devices/system/cpu/%s/topology", names[i]);
+		snprintf(dir, sizeof(dir), "/sys/devices/system/cpu/%s/topology", names[i]->d_name);
 		int pkg = attr_int(ctx, dir, "physical_package_id"), core = attr_int(ctx, dir, "core_id");
 		if (pkg < 0 && core < 0)
 			continue; /* offline */
@@ -129,15 +109,15 @@ static void read_cpu(const struct kb_ctx *ctx, struct kb_inventory *inv)
 
 static void read_numa(const struct kb_ctx *ctx, struct kb_inventory *inv)
 {
-	char **names;
+	struct dirent **names;
 	int n = list_dir(ctx, "/sys/devices/system/node", &names);
 	for (int i = 0; i < n && inv->node_count < KB_INV_MAX_NODES; i++) {
-		if (!numbered(names[i], "node"))
+		if (!numbered(names[i]->d_name, "node"))
 			continue;
 		char dir[512], path[600];
-		snprintf(dir, sizeof(dir), "/sys/devices/system/node/%s", names[i]);
+		snprintf(dir, sizeof(dir), "/sys/devices/system/node/%s", names[i]->d_name);
 		typeof(inv->node[0]) *node = &inv->node[inv->node_count++];
-		node->id = atoi(names[i] + 4);
+		node->id = atoi(names[i]->d_name + 4);
 		attr(ctx, dir, "cpulist", node->cpus, sizeof(node->cpus));
 		snprintf(path, sizeof(path), "%s/meminfo", dir);
 		autofree char *meminfo = NULL;
@@ -151,13 +131,13 @@ static void read_numa(const struct kb_ctx *ctx, struct kb_inventory *inv)
 
 static void read_pci(const struct kb_ctx *ctx, struct kb_inventory *inv)
 {
-	char **names;
+	struct dirent **names;
 	int n = list_dir(ctx, "/sys/bus/pci/devices", &names);
 	for (int i = 0; i < n && inv->pci_count < KB_INV_MAX_PCI; i++) {
 		char dir[512], group[16], value[16];
-		snprintf(dir, sizeof(dir), "/sys/bus/pci/devices/%s", names[i]);
+		snprintf(dir, sizeof(dir), "/sys/bus/pci/devices/%s", names[i]->d_name);
 		typeof(inv->pci[0]) *d = &inv->pci[inv->pci_count++];
-		snprintf(d->addr, sizeof(d->addr), "%s", names[i]);
+		snprintf(d->addr, sizeof(d->addr), "%.*s", (int)sizeof(d->addr) - 1, names[i]->d_name);
 		attr(ctx, dir, "class", value, sizeof(value));
 		snprintf(d->class_, sizeof(d->class_), "%.6s", value[0] == '0' && value[1] == 'x' ? value + 2 : value);
 		attr(ctx, dir, "vendor", value, sizeof(value));
@@ -174,18 +154,18 @@ static void read_pci(const struct kb_ctx *ctx, struct kb_inventory *inv)
 
 static void read_nics(const struct kb_ctx *ctx, struct kb_inventory *inv)
 {
-	char **names;
+	struct dirent **names;
 	int n = list_dir(ctx, "/sys/class/net", &names);
 	for (int i = 0; i < n && inv->nic_count < KB_INV_MAX_NICS; i++) {
 		char dir[512], device[600], value[8];
-		snprintf(dir, sizeof(dir), "/sys/class/net/%s", names[i]);
+		snprintf(dir, sizeof(dir), "/sys/class/net/%s", names[i]->d_name);
 		snprintf(device, sizeof(device), "%s/device", dir);
 		attr(ctx, dir, "type", value, sizeof(value));
 		char probe[PATH_MAX];
-		if (strcmp(value, "1") != 0 || kb_sysroot_readlink(ctx, device, probe, sizeof(probe), NULL) <= 0 || strlen(names[i]) >= 16)
+		if (strcmp(value, "1") != 0 || kb_sysroot_readlink(ctx, device, probe, sizeof(probe), NULL) <= 0 || strlen(names[i]->d_name) >= 16)
 			continue; /* Ethernet backed by a device: not lo, bridges, veths */
 		typeof(inv->nic[0]) *nic = &inv->nic[inv->nic_count++];
-		snprintf(nic->name, sizeof(nic->name), "%s", names[i]);
+		snprintf(nic->name, sizeof(nic->name), "%.*s", (int)sizeof(nic->name) - 1, names[i]->d_name);
 		char mac[32]; /* read with room for its newline */
 		attr(ctx, dir, "address", mac, sizeof(mac));
 		snprintf(nic->mac, sizeof(nic->mac), "%.17s", mac);
@@ -200,19 +180,19 @@ static void read_nics(const struct kb_ctx *ctx, struct kb_inventory *inv)
 static void read_disks(const struct kb_ctx *ctx, struct kb_inventory *inv)
 {
 	static const char *const skipped[] = { "loop", "ram", "zram", "sr", "fd", "dm-", "md", "nbd" };
-	char **names;
+	struct dirent **names;
 	int n = list_dir(ctx, "/sys/block", &names);
 	for (int i = 0; i < n && inv->disk_count < KB_INV_MAX_DISKS; i++) {
 		bool skip = false;
 		for (size_t k = 0; k < sizeof(skipped) / sizeof(skipped[0]); k++)
-			skip = skip || !strncmp(names[i], skipped[k], strlen(skipped[k]));
+			skip = skip || !strncmp(names[i]->d_name, skipped[k], strlen(skipped[k]));
 		if (skip)
 			continue;
 		char dir[512], device[600], value[32];
-		snprintf(dir, sizeof(dir), "/sys/block/%s", names[i]);
+		snprintf(dir, sizeof(dir), "/sys/block/%s", names[i]->d_name);
 		snprintf(device, sizeof(device), "%s/device", dir);
 		typeof(inv->disk[0]) *disk = &inv->disk[inv->disk_count++];
-		snprintf(disk->name, sizeof(disk->name), "%s", names[i]);
+		snprintf(disk->name, sizeof(disk->name), "%.*s", (int)sizeof(disk->name) - 1, names[i]->d_name);
 		attr(ctx, dir, "size", value, sizeof(value));
 		disk->bytes = strtoull(value, NULL, 10) * 512;
 		attr(ctx, device, "model", disk->model, sizeof(disk->model));
