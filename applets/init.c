@@ -67,6 +67,7 @@
 #include "kvmbox/core/cleanup.h"
 #include "kvmbox/host/cmdline.h"
 #include "kvmbox/host/grubargs.h"
+#include "kvmbox/host/inventory.h"
 #include "kvmbox/core/sysroot.h"
 #include "kvmbox/net/fetch.h"
 #include "kvmbox/net/net.h"
@@ -272,6 +273,34 @@ static int mount_target(struct init *in)
 		say("mounting %s (%s) on %s: %s", in->device, type ? type : "no filesystem found", TARGET, strerror(errno));
 	free(type);
 	return rc;
+}
+
+/*
+ * The image's kvmbox into the installed system when it has none: the
+ * first-boot unit (domains are defined there, where libvirtd runs) and day 2
+ * run it. Not fatal: a config that stages nothing needs none.
+ */
+static void install_kvmbox(struct init *in)
+{
+	static const char *const places[] = { "/usr/bin/kvmbox", "/usr/local/bin/kvmbox", "/usr/sbin/kvmbox" };
+	struct kb_ctx ctx = *in->ctx;
+	ctx.target = TARGET;
+	for (size_t i = 0; i < sizeof(places) / sizeof(places[0]); i++) {
+		autoclose_fd fd = kb_sysroot_open(&ctx, places[i], O_RDONLY | O_CLOEXEC, 0, NULL);
+		if (fd >= 0)
+			return;
+	}
+	autofree char *binary = NULL;
+	size_t len;
+	struct kb_error err = { 0 };
+	struct kb_write_options opts = { .mode = 0755, .create_dirs = true };
+	if (kb_read_path("/bin/kvmbox", 64 << 20, &binary, &len, &err) < 0 ||
+	    kb_write_file_atomic(&ctx, places[0], binary, len, &opts, &err) < 0) {
+		char message[sizeof(err.what) + PATH_MAX + 64];
+		say("installing kvmbox into the target: %s", kb_error_message(&err, message, sizeof(message)));
+		return;
+	}
+	say("the installed system had no kvmbox: installed the image's as %s", places[0]);
 }
 
 /* Provision with @config (the target's own path): the failed steps' count, or -1 with @err. */
@@ -892,8 +921,9 @@ static void json_member(FILE *out, const char *name, const char *value)
  * The report of this boot's run only (a state file a previous run left is
  * not this run's): the verdict, what stopped it (the step and its message),
  * each step's status, message and duration, the versions, the pinned
- * manifest's digest, the MAC and address, and the state this run wrote to
- * the target ({} when it wrote none: a plan refused changes nothing).
+ * manifest's digest, the MAC and address, the state this run wrote to
+ * the target ({} when it wrote none: a plan refused changes nothing), and
+ * the hardware inventory (kvmbox inventory's).
  */
 static int write_report(struct init *in, bool ok, const char *path)
 {
@@ -933,6 +963,13 @@ static int write_report(struct init *in, bool ok, const char *path)
 		kb_state_json(out, &in->run->state);
 	else
 		fputs("{}", out);
+	struct kb_inventory *inv = calloc(1, sizeof(*inv));
+	if (inv) {
+		kb_inventory_read(in->ctx, inv);
+		fputs(", \"inventory\": ", out);
+		kb_inventory_json(out, inv);
+		free(inv);
+	}
 	fputs("}\n", out);
 	return fclose(out);
 }
@@ -997,8 +1034,10 @@ int init_main(struct kb_ctx *ctx, int argc, char **argv)
 		kb_fetch_retry(in.timeout, fetch_note, NULL); /* every fetch, the bundles' and the report's too */
 	}
 	ok = ok && (!netboot || (network(&in) == 0 && fetch_config(&in) == 0));
-	ok = ok && find_target(&in) == 0 && mount_target(&in) == 0 && (!netboot || install_config(&in) == 0) &&
-	     provision(&in) == KB_EXIT_OK && prepare_handover(&in) == 0;
+	ok = ok && find_target(&in) == 0 && mount_target(&in) == 0 && (!netboot || install_config(&in) == 0);
+	if (ok)
+		install_kvmbox(&in);
+	ok = ok && provision(&in) == KB_EXIT_OK && prepare_handover(&in) == 0;
 	if (netboot)
 		ok = send_report(&in, ok) && ok;
 	hand_over(&in, ok);

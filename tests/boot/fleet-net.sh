@@ -178,6 +178,8 @@ real_networks() {
 	expect_match "anynic: each step's status and duration" "$(jq -r '.steps[] | "\(.id) \(.status) \(.seconds|type)"' "$report" 2>&1)" \
 		"hugepages [A-Za-z-]+ number
 bridge br9 failed number"
+	expect_eq "anynic: the inventory's NICs" "$(jq -r '[.inventory.nics[].mac] | join(" ")' "$report" 2>&1)" "$mac_other $mac_any"
+	expect_eq "anynic: the inventory's disk" "$(jq -r '.inventory.disks[] | "\(.name) \(.bytes)"' "$report" 2>&1)" "vda 67108864"
 	# The plan refused the step: this run wrote no state, and the old "ok" is not reported.
 	expect_eq "anynic: this run's state, not the old one" "$(jq -c .state "$report" 2>&1)" "{}"
 

@@ -80,6 +80,10 @@ kexec_into_the_installed_kernel() {
 	expect_match "the installed kernel runs with the new arguments" "$SERIAL" \
 		"installed-kernel: root=/dev/vda ro console=ttyS0 panic=-1 installed=from-grub-cfg quiet amd_iommu=on iommu=pt"
 	expect_match "provisioned first" "$(disk_file /etc/default/grub)" 'GRUB_CMDLINE_LINUX_DEFAULT="quiet amd_iommu=on iommu=pt"'
+	# The installed system had no kvmbox: it got the image's (its first-boot unit runs it).
+	expect_match "kvmbox installed" "$SERIAL" "the installed system had no kvmbox: installed the image's as /usr/bin/kvmbox"
+	expect_eq "the image's kvmbox" "$(disk_file /usr/bin/kvmbox | sha256sum)" \
+		"$(zstd -q -d -c "$IMAGE" | cpio -i --quiet --to-stdout bin/kvmbox | sha256sum)"
 }
 
 reboots() {
