@@ -25,7 +25,7 @@ DEBIAN_PACKAGES := build-essential pkg-config libcmocka-dev libkmod-dev libxml2-
                    valgrind clang libclang-rt-14-dev \
                    cpu-checker libvirt-clients hyperfine jq \
                    libvirt-dev libvirt-daemon-system qemu-system-x86 busybox-static cpio ifupdown \
-                   libpci-dev pci.ids virtinst ipxe-qemu ansible-core
+                   libpci-dev pci.ids virtinst ipxe-qemu ansible-core ovmf mtools dosfstools
 
 # Headers only: libkmod, libxml2, libarchive, libcrypto, libvirt and libpci are dlopen()ed by the applets that use them (applets/lib/core/dynlib.c).
 DLOPEN_PKGS := libkmod libxml-2.0 libarchive libcrypto libvirt libpci
@@ -188,6 +188,7 @@ bench: deps $(BIN)
 	@KVMBOX=$(abspath $(BIN)) tests/bench/bundle.sh
 	@KVMBOX=$(abspath $(BIN)) tests/bench/domains.sh
 	@KVMBOX=$(abspath $(BIN)) tests/bench/provision.sh
+	@KVMBOX=$(abspath $(BIN)) BUILD=$(abspath $(BUILD)) tests/bench/scale.sh
 
 install: $(BIN) $(BUILD)/kvmbox.1
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1

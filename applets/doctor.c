@@ -721,10 +721,13 @@ static void judge_hostdevs(struct doctor *d, struct kb_row *r, struct hostdev_pr
 		char msg[PATH_MAX + 160];
 		kb_row_set(r, "hostdev.group", KB_WARN, "PCI devices not readable: %s",
 			   pci ? kb_error_message(&err, msg, sizeof(msg)) : "out of memory");
+		if (pci)
+			kb_pci_host_free(pci);
 		free(pci);
 		return;
 	}
 	hostdev_problems(d, pci, problems, count, 16, &hostdevs);
+	kb_pci_host_free(pci);
 	free(pci);
 	if (*count == 0) {
 		kb_row_set(r, "hostdev.group", KB_PASS, "%d PCI device%s passed through, every IOMMU group viable", hostdevs,

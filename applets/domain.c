@@ -70,15 +70,19 @@ const char domain_usage[] =
 	"refused); a running domain's new definition waits for its next start\n"
 	"(reboot-required). A run interrupted after making a volume removes it; a\n"
 	"killed one's volume is adopted by the next run of the same words.\n"
-	"  --memory SIZE     4G, 512M (required)\n"
+	"  --memory SIZE     4G, 512M (required); a number alone is MiB, as virt-install reads it\n"
 	"  --vcpus N         default 1\n"
 	"  --cpu MODE        host-model (default), host-passthrough, or MODEL[,+feat,-feat...]\n"
 	"  --machine TYPE    default q35; --virt-type kvm|qemu (default: kvm when libvirt offers it)\n"
-	"  --disk OPTS       size=20G[,pool=default][,format=qcow2|raw][,bus=virtio|sata|scsi]: a new volume\n"
+	"  --disk OPTS       size=20G (a number alone: GiB, as virt-install)[,pool=default][,format=qcow2|raw][,bus=virtio|sata|scsi]: a new volume\n"
 	"                    (pool default missing: made, dir /var/lib/libvirt/images, autostarted);\n"
 	"                    path=FILE: an existing image; path=FILE,size=: a new volume there;\n"
-	"                    backing=IMG,size=20G[,pool=]: a qcow2 overlay on IMG (repeatable)\n"
-	"  --cdrom ISO       --boot hd|cdrom|network[,...] (default hd; cdrom,hd with --cdrom)\n"
+	"                    backing=IMG,size=20G[,pool=]: a qcow2 overlay on IMG (repeatable); with any:\n"
+	"                    cache=, io=, discard=unmap|ignore (new volumes: unmap), detect_zeroes=,\n"
+	"                    serial=, readonly, shareable (virt-install's); bus=scsi: on virtio-scsi\n"
+	"  --cdrom ISO       --boot hd|cdrom|network[,...] (default hd; cdrom,hd with --cdrom); uefi or firmware=efi\n"
+	"                    (libvirt picks OVMF, NVRAM per domain), secure boot: uefi,firmware.feature0.name=\n"
+	"                    secure-boot,firmware.feature0.enabled=yes (enabled=no: firmware without it)\n"
 	"  --network OPTS    bridge=BR or network=NAME[,model=virtio|e1000|e1000e|rtl8139][,mac=MAC]\n"
 	"                    (repeatable), or none; without it: network=default (started if inactive)\n"
 	"  --graphics G      vnc[,listen=ADDR][,password=PW] (default vnc on 127.0.0.1) or none;\n"
@@ -203,6 +207,13 @@ static char *domcaps_from_libvirt(void *opaque, const char *emulator, const char
 	return cmd->virt.get_domain_capabilities(cmd->conn, emulator, arch, machine, virttype, 0);
 }
 
+static int cpu_compare(void *opaque, const char *emulator, const char *arch, const char *machine, const char *virttype,
+		       const char *cpu_xml, char *why, size_t size)
+{
+	struct domain_cmd *cmd = opaque;
+	return kb_virt_cpu_compare(&cmd->virt, cmd->conn, emulator, arch, machine, virttype, cpu_xml, why, size);
+}
+
 static const char *severity_name(enum kb_severity s)
 {
 	return s == KB_SEVERITY_ERROR ? "ERROR" : "WARN";
@@ -283,8 +294,8 @@ static void add_unreachable(struct domain_cmd *cmd, struct kb_findings *findings
  */
 static int preflight_files(struct domain_cmd *cmd, char **files, int count, bool found_only)
 {
-	struct kb_preflight_host host = { .domcaps = domcaps_from_libvirt, .opaque = cmd, .running = domain_running,
-					  .network = network_state };
+	struct kb_preflight_host host = { .domcaps = domcaps_from_libvirt, .cpu_compare = cpu_compare, .opaque = cmd,
+					  .running = domain_running, .network = network_state };
 	autofree char *caps = cmd->conn ? cmd->virt.get_capabilities(cmd->conn) : NULL;
 	host.caps_xml = caps;
 	if (!cmd->conn)

@@ -273,7 +273,7 @@ int pci_main(struct kb_ctx *ctx, int argc, char **argv)
 		}
 		return cmd_change(ctx, &spec, dry_run);
 	}
-	autofree struct kb_pci_host *host = calloc(1, sizeof(*host));
+	autofree_pci_host host = calloc(1, sizeof(*host));
 	if (!host || kb_pci_scan(ctx, host, &err) < 0) {
 		if (!host)
 			kb_fail(&err, ENOMEM, NULL, "scanning the PCI devices");

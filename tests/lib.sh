@@ -329,7 +329,8 @@ virt_cleanup() {
 		$VIRSH destroy "$d" >/dev/null 2>&1
 		$VIRSH undefine --nvram "$d" >/dev/null 2>&1 || $VIRSH undefine "$d" >/dev/null 2>&1
 	done
-	for p in $($VIRSH pool-list --all --name 2>/dev/null | grep '^kvmbox-test-'); do
+	# kvmbox-test.XXXXXX: the pool virt-install makes for a disk directly in a test's directory.
+	for p in $($VIRSH pool-list --all --name 2>/dev/null | grep '^kvmbox-test[-.]'); do
 		$VIRSH pool-destroy "$p" >/dev/null 2>&1
 		$VIRSH pool-undefine "$p" >/dev/null 2>&1
 	done

@@ -21,6 +21,18 @@ bound_for() {
 	esac
 }
 
+# Scripts on the host's one libvirtd or its network namespaces take the lock that other
+# runs on the same machine take too (a second checkout's tests, a developer's single
+# script): two of them at once would clean up each other's kvmbox-test-* domains.
+# The wait for the lock is outside the script's time bound.
+lock_for() {
+	case "$1" in
+		*/virt/*) flock -o /tmp/kvmbox-net.lock flock -o /tmp/kvmbox-virt.lock "${@:2}" ;;
+		*/net/*) flock -o /tmp/kvmbox-net.lock "${@:2}" ;;
+		*) "${@:2}" ;;
+	esac
+}
+
 run_one() {
 	local prog=$1 bound name
 	bound=$(bound_for "$prog")
@@ -31,7 +43,7 @@ run_one() {
 			timeout -k 5 "$bound" "$prog" -max_total_time=15 "$corpus" "$seeds" >"$log" 2>&1
 			rc=$?; rm -rf "$corpus"
 			[ $rc = 0 ] && echo "ok 1 - $name (libFuzzer)" >>"$log" || echo "not ok 1 - $name (libFuzzer, exit $rc)" >>"$log" ;;
-		*.sh) timeout -k 5 "$bound" bash "$prog" >"$log" 2>&1; rc=$? ;;
+		*.sh) lock_for "$prog" timeout -k 5 "$bound" bash "$prog" >"$log" 2>&1; rc=$? ;;
 		*) CMOCKA_MESSAGE_OUTPUT=TAP timeout -k 5 "$bound" "$prog" >"$log" 2>&1; rc=$? ;;
 	esac
 	local ok notok skip

@@ -152,7 +152,7 @@ would-change  pool     3072 -> 2560 (2M pages)"
 	printf '<domain><name>broken</name><memory>1' >"$r/etc/libvirt/qemu/zz-broken.xml"
 	run --root "$r" hugepages --for-domains
 	expect_rc 1
-	expect_eq "error" "$ERR" "kvmbox hugepages: not well-formed XML: $r/etc/libvirt/qemu/zz-broken.xml"
+	expect_eq "error" "$ERR" "kvmbox hugepages: not well-formed XML (line 1, column 37: Premature end of data in tag memory line 1): $r/etc/libvirt/qemu/zz-broken.xml"
 	run --root "$r" hugepages --for-domains=/nonexistent
 	expect_rc 1
 }

@@ -36,7 +36,11 @@ static void syntax_refusals_name_the_word(void **state)
 		{ "disk", "path=relative.img", "disk 'path=relative.img': path= takes an absolute path without '..'" },
 		{ "disk", "backing=/b.qcow2", "disk 'backing=/b.qcow2': backing= needs size= (the overlay's size, at least the base image's)" },
 		{ "disk", "size=1G,bus=ide", "disk 'size=1G,bus=ide': bus is virtio, sata or scsi, not 'ide'" },
-		{ "disk", "size=1G,cache=none", "disk 'size=1G,cache=none': unknown option 'cache' (size=, path=, backing=, pool=, format=, bus=)" },
+		{ "disk", "size=1G,speed=fast", "disk 'size=1G,speed=fast': unknown option 'speed' (size=, path=, backing=, pool=, format=, bus=, cache=, io=, discard=, detect_zeroes=, serial=, readonly, shareable)" },
+		{ "disk", "size=1G,cache=fast", "disk 'size=1G,cache=fast': cache is none, writeback, writethrough, directsync, unsafe or default, not 'fast'" },
+		{ "disk", "size=1G,io=aio", "disk 'size=1G,io=aio': io is native, threads or io_uring, not 'aio'" },
+		{ "disk", "size=1G,serial=a b", "disk 'size=1G,serial=a b': serial= is at most 31 letters, digits, '.', '_' or '-', not 'a b'" },
+		{ "disk", "size=1G,readonly=maybe", "disk 'size=1G,readonly=maybe': readonly is on or off, not 'maybe'" },
 		{ "network", "model=e1000", "network 'model=e1000': needs bridge=NAME or network=NAME (or none)" },
 		{ "network", "bridge=br0,network=default", "network 'bridge=br0,network=default': one interface is on one bridge= or one network=" },
 		{ "network", "network=a/b", "network 'network=a/b': 'a/b' is not a libvirt network name" },
@@ -46,7 +50,17 @@ static void syntax_refusals_name_the_word(void **state)
 		{ "graphics", "vnc,listen=everywhere", "graphics 'vnc,listen=everywhere': listen= takes an IP address, not 'everywhere'" },
 		{ "hostdev", "81:00", "hostdev '81:00': is not a PCI address (0000:81:00.3, 81:00.3 or pci_0000_81_00_3)" },
 		{ "hugepages", "lots", "hugepages 'lots': is yes, no or a page size (2M, 1G)" },
-		{ "boot", "floppy", "boot 'floppy': is a list of hd, cdrom and network (boot=cdrom,hd)" },
+		{ "boot", "floppy", "boot 'floppy': is a list of hd, cdrom, network and uefi (boot=cdrom,hd; boot=uefi,firmware.feature0.name=secure-boot,firmware.feature0.enabled=yes)" },
+		{ "boot", "firmware=bios", "boot 'firmware=bios': firmware is efi, not 'bios' (without it: BIOS)" },
+		{ "boot", "uefi,firmware.feature0.name=smm,firmware.feature0.enabled=yes",
+		  "boot 'uefi,firmware.feature0.name=smm,firmware.feature0.enabled=yes': firmware feature is secure-boot or enrolled-keys, not 'smm'" },
+		{ "boot", "uefi,firmware.feature0.name=secure-boot", "boot 'uefi,firmware.feature0.name=secure-boot': firmware.feature0 needs both .name= and .enabled=" },
+		{ "boot", "uefi,firmware.feature1.enabled=maybe,firmware.feature1.name=secure-boot",
+		  "boot 'uefi,firmware.feature1.enabled=maybe,firmware.feature1.name=secure-boot': firmware.feature1.enabled is yes or no, not 'maybe'" },
+		{ "boot", "hd,firmware.feature0.name=secure-boot,firmware.feature0.enabled=yes",
+		  "boot 'hd,firmware.feature0.name=secure-boot,firmware.feature0.enabled=yes': firmware features go with uefi (or firmware=efi)" },
+		{ "boot", "uefi,firmware.feature0.name=secure-boot,firmware.feature0.enabled=yes,firmware.feature1.name=secure-boot,firmware.feature1.enabled=no",
+		  "boot 'uefi,firmware.feature0.name=secure-boot,firmware.feature0.enabled=yes,firmware.feature1.name=secure-boot,firmware.feature1.enabled=no': firmware feature secure-boot is named twice" },
 		{ "placement", "dense", "placement 'dense': is auto[,emulator-threads=share|isolate][,pci-numa-affinity=POLICY] or none" },
 		{ "placement", "auto,emulator-threads=dedicated", "placement 'auto,emulator-threads=dedicated': emulator-threads= is share or isolate" },
 		{ "placement", "auto,pci-numa-affinity=strict", "placement 'auto,pci-numa-affinity=strict': pci-numa-affinity= is required, preferred, legacy or socket" },
@@ -104,6 +118,30 @@ static void finish_names_volumes_and_boot_order(void **state)
 	assert_int_equal(d.boot_count, 2);
 	assert_string_equal(d.boot[0], "cdrom");
 	assert_string_equal(d.boot[1], "hd");
+	/* virt-install's firmware words: libvirt's auto-selection, features by index in any order. */
+	kb_domnew_init(&d, "web");
+	assert_int_equal(word("memory", "1G", &err), 0);
+	assert_int_equal(word("boot", "uefi,firmware.feature3.enabled=no,firmware.feature3.name=enrolled-keys,"
+				      "firmware.feature0.name=secure-boot,firmware.feature0.enabled=yes,cdrom", &err), 0);
+	assert_int_equal(kb_domnew_finish(&d, &err), 0);
+	assert_string_equal(d.firmware, "efi");
+	assert_int_equal(d.boot_count, 1);
+	char *fw = NULL;
+	assert_int_equal(kb_domnew_xml(&d, NULL, &fw, &err), 0);
+	assert_non_null(strstr(fw, "  <os firmware='efi'>\n    <type arch='x86_64' machine='q35'>hvm</type>\n    <firmware>\n"
+				   "      <feature enabled='no' name='enrolled-keys'/>\n      <feature enabled='yes' name='secure-boot'/>\n"
+				   "    </firmware>\n    <boot dev='cdrom'/>\n  </os>"));
+	free(fw);
+	kb_domnew_init(&d, "web");
+	assert_int_equal(word("memory", "1G", &err), 0);
+	assert_int_equal(word("boot", "firmware=efi", &err), 0);
+	assert_int_equal(kb_domnew_finish(&d, &err), 0);
+	assert_int_equal(kb_domnew_xml(&d, NULL, &fw, &err), 0);
+	assert_non_null(strstr(fw, "  <os firmware='efi'>\n    <type arch='x86_64' machine='q35'>hvm</type>\n    <boot dev='hd'/>\n  </os>"));
+	free(fw);
+	/* A later boot word replaces the earlier one, firmware included. */
+	assert_int_equal(word("boot", "cdrom,hd", &err), 0);
+	assert_string_equal(d.firmware, "");
 	/* virt-install's network words: network=NAME, a bare default, the old NAME: syntax, none. */
 	kb_domnew_init(&d, "web");
 	assert_int_equal(word("memory", "1G", &err), 0);
@@ -168,6 +206,71 @@ static void import_and_cloud_init_need_a_disk(void **state)
 	assert_string_equal(d.boot[0], "hd");
 }
 
+/* The notes' lines verbatim: virt-install reads --memory 4096 as MiB and size=100 as GiB. */
+static void bare_numbers_are_virt_install_units(void **state)
+{
+	(void)state;
+	struct kb_error err;
+	kb_domnew_init(&d, "nfv1");
+	assert_int_equal(word("memory", "4096", &err), 0);
+	assert_int_equal(d.memory_kib, 4096ull * 1024);
+	assert_true(d.memory_bare);
+	assert_int_equal(word("disk", "path=/var/lib/libvirt/images/nfv1.img,size=100", &err), 0);
+	assert_int_equal(d.disk[0].size_bytes, 100ull << 30);
+	assert_true(d.disk[0].size_bare);
+	assert_int_equal(word("disk", "size=0.5", &err), 0);
+	assert_int_equal(d.disk[1].size_bytes, 512ull << 20);
+	assert_int_equal(word("memory", "4G", &err), 0);
+	assert_int_equal(d.memory_kib, 4ull << 20);
+	assert_false(d.memory_bare);
+	assert_int_equal(word("disk", "size=20G", &err), 0);
+	assert_false(d.disk[2].size_bare);
+	assert_int_equal(word("memory", "4096.5", &err), -1);
+	assert_string_equal(err.what, "memory '4096.5': '4096.5' is not a size (4G, 512M, 100G)");
+	assert_int_equal(word("memory", "0", &err), -1);
+	assert_string_equal(err.what, "memory '0': '0' is too small");
+}
+
+/* virt-install's devices for a modern Linux: virtio-scsi for bus=scsi, the agent, a tablet with graphics only. */
+static void virt_install_devices(void **state)
+{
+	(void)state;
+	struct kb_error err;
+	kb_domnew_init(&d, "web");
+	word("memory", "1G", &err);
+	word("disk", "size=1G,bus=scsi", &err);
+	word("disk", "path=/srv/old.qcow2", &err);
+	word("graphics", "none", &err);
+	assert_int_equal(kb_domnew_finish(&d, &err), 0);
+	char *xml = NULL;
+	assert_int_equal(kb_domnew_xml(&d, NULL, &xml, &err), 0);
+	assert_non_null(strstr(xml, "<driver name='qemu' type='qcow2' discard='unmap'/>\n      <source file=''/>\n      <target dev='sda' bus='scsi'/>"));
+	assert_null(strstr(xml, "<driver name='qemu' type='raw' discard")); /* an existing image keeps its own */
+	assert_non_null(strstr(xml, "<controller type='scsi' index='0' model='virtio-scsi'/>"));
+	assert_non_null(strstr(xml, "<target type='virtio' name='org.qemu.guest_agent.0'/>"));
+	assert_non_null(strstr(xml, "<memballoon model='virtio'/>"));
+	assert_null(strstr(xml, "<input"));
+	free(xml);
+	word("graphics", "vnc", &err);
+	d.disk[0].bus[0] = '\0';
+	snprintf(d.disk[0].bus, sizeof(d.disk[0].bus), "virtio");
+	assert_int_equal(kb_domnew_xml(&d, NULL, &xml, &err), 0);
+	assert_non_null(strstr(xml, "<input type='tablet' bus='usb'/>"));
+	assert_null(strstr(xml, "<controller type='scsi'"));
+	free(xml);
+	/* The disk options people type most. */
+	kb_domnew_init(&d, "web");
+	word("memory", "1G", &err);
+	assert_int_equal(word("disk", "/srv/a.raw,cache=none,io=native,discard=ignore,detect_zeroes=unmap,serial=DATA-1,readonly,shareable=on", &err), 0);
+	assert_int_equal(kb_domnew_finish(&d, &err), 0);
+	snprintf(d.disk[0].format, sizeof(d.disk[0].format), "raw");
+	assert_int_equal(kb_domnew_xml(&d, NULL, &xml, &err), 0);
+	assert_non_null(strstr(xml, "<driver name='qemu' type='raw' cache='none' io='native' discard='ignore' detect_zeroes='unmap'/>\n"
+				    "      <source file='/srv/a.raw'/>\n      <target dev='vda' bus='virtio'/>\n"
+				    "      <readonly/>\n      <shareable/>\n      <serial>DATA-1</serial>\n    </disk>"));
+	free(xml);
+}
+
 static void xml_targets_escaping_and_console(void **state)
 {
 	(void)state;
@@ -213,6 +316,8 @@ int main(void)
 		cmocka_unit_test(syntax_refusals_name_the_word),
 		cmocka_unit_test(finish_names_volumes_and_boot_order),
 		cmocka_unit_test(import_and_cloud_init_need_a_disk),
+		cmocka_unit_test(bare_numbers_are_virt_install_units),
+		cmocka_unit_test(virt_install_devices),
 		cmocka_unit_test(xml_targets_escaping_and_console),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

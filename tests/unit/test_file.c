@@ -192,6 +192,33 @@ static void atomic_write_failure_leaves_nothing(void **state)
 	assert_string_equal(names, "sub");
 }
 
+/* A FIFO where a file is read is refused at once, never waited on; no_follow refuses a link, its target untouched. */
+static void hostile_paths_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct kb_error err;
+	char path[160], victim[160], *data;
+	size_t len;
+	snprintf(path, sizeof(path), "%s/etc/fifo.json", f->root);
+	assert_int_equal(mkfifo(path, 0644), 0);
+	assert_int_equal(kb_read_file(&f->ctx, "/etc/fifo.json", 100, &data, &len, &err), -1);
+	assert_int_equal(err.errnum, EINVAL);
+
+	snprintf(victim, sizeof(victim), "%s/etc/victim", f->root);
+	snprintf(path, sizeof(path), "%s/etc/seed.iso", f->root);
+	assert_int_equal(kb_write_file_atomic(&f->ctx, "/etc/victim", "precious", 8, NULL, &err), 0);
+	assert_int_equal(symlink("victim", path), 0);
+	struct kb_write_options opts = { .mode = 0600, .no_follow = true };
+	assert_int_equal(kb_write_file_atomic(&f->ctx, "/etc/seed.iso", "seed", 4, &opts, &err), -1);
+	assert_int_equal(err.errnum, ELOOP);
+	assert_int_equal(kb_read_file(&f->ctx, "/etc/victim", 100, &data, &len, &err), 0);
+	assert_string_equal(data, "precious");
+	free(data);
+	struct stat st;
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISLNK(st.st_mode));
+}
+
 /* Read @fd whole into @buf (a short file), for the resolver tests. */
 static void read_fd_text(int fd, char *buf, size_t size)
 {
@@ -324,6 +351,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(atomic_write_keeps_mode_and_backup, setup, teardown),
 		cmocka_unit_test_setup_teardown(atomic_write_failure_leaves_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(resolver_stays_in_root, setup, teardown),
+		cmocka_unit_test_setup_teardown(hostile_paths_refused, setup, teardown),
 		cmocka_unit_test(json_strings_are_escaped),
 	};
 	return cmocka_run_group_tests_name("file", tests, NULL, NULL);

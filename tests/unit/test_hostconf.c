@@ -32,6 +32,9 @@ static void example_config(void **state)
 	assert_true(conf.kvm.nested);
 	assert_true(conf.grub.iommu);
 	assert_string_equal(conf.grub.args, "iommu=pt");
+	assert_true(conf.has_tune);
+	assert_int_equal(conf.tune.cores, 1);
+	assert_false(conf.tune.explicit_cpus);
 	assert_int_equal(conf.hugepages.count, -1);
 	assert_string_equal(conf.hugepages.for_domains, "/etc/libvirt/qemu");
 	assert_int_equal(conf.hugepages.size_kb, 2048);

@@ -65,7 +65,7 @@ first_boot_has_the_seed() {
 	expect_match "QEMU has the seed open" "$(ls -l /proc/"$pid"/fd 2>&1)" "$seed"
 	# What cloud-init's NoCloud looks for, and what it reads.
 	expect_eq "label" "$(blkid -o value -s LABEL "$seed")" "cidata"
-	expect_eq "mode" "$(stat -c %a "$seed")" "644"
+	expect_eq "mode (it may hold the root password)" "$(stat -c %a "$seed")" "600"
 	expect_eq "user-data" "$(bsdtar -xOf "$seed" user-data)" "#cloud-config
 users:
   - name: root

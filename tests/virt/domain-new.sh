@@ -86,10 +86,11 @@ small_host() {
 	echo "$r"
 }
 
-NFV1_WORDS=(--memory 102400M --vcpus 56 --cpu Haswell,-rtm,-hle,+rdrand,+f16c
-	--disk path=/var/lib/libvirt/images/nfv1.img,size=100G --network bridge=br0,model=e1000
+# The notes' numbers as they wrote them: virt-install's -r 102400 is MiB, size=100 GiB.
+NFV1_WORDS=(--memory 102400 --vcpus 56 --cpu Haswell,-rtm,-hle,+rdrand,+f16c
+	--disk path=/var/lib/libvirt/images/nfv1.img,size=100 --network bridge=br0,model=e1000
 	--network bridge=br1,model=virtio --graphics vnc,listen=0.0.0.0 --hostdev 81:00.3)
-VM3_WORDS=(--memory 4096M --vcpus 2 --network bridge=br0,model=e1000 --network bridge=br1,model=e1000
+VM3_WORDS=(--memory 4096 --vcpus 2 --network bridge=br0,model=e1000 --network bridge=br1,model=e1000
 	--graphics vnc,listen=0.0.0.0 --disk path=/var/lib/libvirt/images/vm1.img --boot hd)
 
 # defines_on_test_driver WHAT XML: libvirt's test driver takes the definition as it is.
@@ -130,6 +131,25 @@ nfv1_golden() {
 	run domain new nfv1 --root "$r" --connect "test://$NODE" "${NFV1_WORDS[@]}" --print-xml
 	expect_rc 0
 	[[ "$OUT" != *cputune* && "$OUT" != *numatune* && "$OUT" != *"<numa>"* ]] || fail "placement none pinned: $OUT"
+}
+
+# After `kvmbox tune --housekeeping 2`, before the reboot: placement takes the CPUs the
+# boot loader's isolcpus= isolates, not the running kernel's, and says so.
+placement_after_tune() {
+	local r
+	r=$(big_host)
+	mkdir -p "$r/etc/default"
+	cp tests/fixtures/grub/debian.grub "$r/etc/default/grub"
+	run --root "$r" tune --housekeeping 2 --no-update
+	expect_rc 0
+	run domain new nfv1 --root "$r" --connect "test://$NODE" "${NFV1_WORDS[@]}" --vcpus 52 --placement auto --print-xml
+	expect_rc 1
+	expect_eq "52 take the next boot's reserve" "$ERR" "kvmbox domain: placement auto: 52 vCPUs would take 4 CPUs of the host's reserve (0-1,14-15,28-29,42-43: the CPUs the next boot's isolcpus= (in the boot loader's configuration) leaves to the host); free: node 0 24 CPUs 65024 MiB, node 1 24 CPUs 65024 MiB"
+	run domain new nfv1 --root "$r" --connect "test://$NODE" "${NFV1_WORDS[@]}" --memory 8G --vcpus 4 --placement auto --print-xml
+	expect_rc 0
+	expect_match "first isolated core of the NIC's node" "$OUT" "<vcpupin vcpu='0' cpuset='16'/>
+    <vcpupin vcpu='1' cpuset='44'/>"
+	expect_match "emulator on node 1's housekeeping" "$OUT" "<emulatorpin cpuset='14-15,42-43'/>"
 }
 
 vm3_golden() {
@@ -244,6 +264,20 @@ virt_install_agrees() {
 		--disk path=/var/lib/libvirt/images/nfv1.img,size=100,bus=virtio,format=qcow2 --network bridge=br0,model=e1000 \
 		--network bridge=br1,model=virtio --graphics vnc,listen=0.0.0.0 --host-device=pci_0000_81_00_3 --boot hd)
 	expect_eq "nfv1 as virt-install means it" "$(sed 's/ format qcow2$//' <<<"$ours")" "$theirs"
+}
+
+# A number without a unit is read as virt-install reads it, and the plan says so.
+bare_numbers_as_virt_install() {
+	local r
+	r=$(big_host)
+	run domain new nfv1 --root "$r" --connect "test://$NODE" --memory 102400 --disk size=100 --network none --dry-run --no-preflight --json
+	expect_rc 0
+	expect_eq "memory in MiB, said so" "$(jq -r '.changes[] | select(.item == "nfv1 memory") | "\(.after) (\(.note))"' <<<"$OUT")" \
+		"102400 MiB (memory 102400: MiB, as virt-install reads a number without a unit)"
+	expect_eq "size in GiB, said so" "$(jq -r '.changes[] | select(.item == "nfv1 volume default/nfv1.qcow2") | "\(.after) (\(.note))"' <<<"$OUT")" \
+		"102400 MiB (size without a unit: GiB, as virt-install reads it)"
+	run domain new nfv1 --root "$r" --connect "test://$NODE" --memory 100G --disk size=100G --network none --dry-run --no-preflight --json
+	expect_eq "with units: no note" "$(jq -r '[.changes[] | select(.note != null and (.note | test("virt-install reads")))] | length' <<<"$OUT")" 0
 }
 
 # Words the syntax refuses exit 2; words this host refuses exit 1; both in one line naming the word.
@@ -562,6 +596,65 @@ new_autostart_off() {
 	RUN_BOUND=60 run domain rm kvmbox-test-auto
 }
 
+# The devices virt-install adds for a modern Linux (--osinfo linux2022; kvmbox has no osinfo
+# and always adds them): virtio-scsi for bus=scsi, the guest agent's channel, a USB tablet
+# with graphics, a balloon, virtio-rng, discard=unmap on new volumes. Same meaning as
+# virt-install on this libvirtd; defined, the same words again change nothing.
+virt_install_devices() {
+	local disk2="path=$POOL_DIR/base.qcow2,cache=none,io=threads,detect_zeroes=on,serial=DATA-1"
+	local words=(--memory 64 --vcpus 1 --cpu host-model --disk size=1,bus=scsi,pool=kvmbox-test-pool --disk "$disk2"
+		--graphics vnc,listen=127.0.0.1 --network none) ours theirs
+	qemu-img create -q -f qcow2 "$POOL_DIR/base.qcow2" 64M
+	RUN_BOUND=60 run domain new kvmbox-test-dev "${words[@]}" --print-xml
+	expect_rc 0
+	ours=$(python3 "$MEANING" --devices <<<"$OUT" | sed 's/ format qcow2//')
+	theirs=$(timeout -k 2 60 virt-install --connect qemu:///system --print-xml --dry-run --osinfo linux2022 -n kvmbox-test-dev \
+		--memory 64 --vcpus 1 --cpu host-model --disk size=1,bus=scsi,pool=kvmbox-test-pool --disk "$disk2" \
+		--graphics vnc,listen=127.0.0.1 --network none --import 2>&1 | python3 "$MEANING" --devices | sed 's/ format qcow2//')
+	expect_eq "as virt-install means it" "$ours" "$theirs"
+	expect_match "the devices" "$ours" "disk disk $POOL_DIR/kvmbox-test-dev.qcow2 sda scsi discard unmap
+disk disk $POOL_DIR/base.qcow2 vda virtio cache none io threads detect_zeroes on serial DATA-1
+graphics vnc listen 127.0.0.1
+controller scsi virtio-scsi
+channel unix org.qemu.guest_agent.0
+input tablet usb
+memballoon virtio
+rng virtio /dev/urandom"
+	RUN_BOUND=60 run domain new kvmbox-test-dev "${words[@]}"
+	expect_rc 0
+	local dump
+	dump=$($VIRSH dumpxml --inactive kvmbox-test-dev)
+	expect_match "libvirt keeps virtio-scsi" "$dump" "<controller type='scsi' index='0' model='virtio-scsi'>"
+	expect_eq "no LSI" "$(grep -c "model='lsilogic'" <<<"$dump")" 0
+	expect_match "discard" "$dump" "<driver name='qemu' type='qcow2' discard='unmap'/>"
+	RUN_BOUND=60 run domain new kvmbox-test-dev "${words[@]}"
+	expect_rc 0
+	expect_eq "the same words again" "$(grep -vc "^unchanged " <<<"$OUT")" 0
+	# graphics none takes the tablet with the console (the graphics row's change); the balloon and channel stay.
+	RUN_BOUND=60 run domain new kvmbox-test-dev "${words[@]}" --graphics none
+	expect_rc 0
+	expect_match "graphics planned away" "$OUT" "changed +kvmbox-test-dev graphics +vnc 127.0.0.1 -> none"
+	dump=$($VIRSH dumpxml --inactive kvmbox-test-dev)
+	expect_eq "no tablet" "$(grep -c "<input type='tablet'" <<<"$dump")" 0
+	expect_match "channel and balloon stay" "$dump" "org.qemu.guest_agent.0.*<memballoon model='virtio'"
+	RUN_BOUND=60 run domain rm kvmbox-test-dev --storage
+	rm -f "$POOL_DIR/base.qcow2"
+}
+
+# The notes' --cpu Haswell,-rtm,-hle,... on a host whose CPU lacks what it disables: QEMU
+# runs it. Under TCG Haswell lacks pcid, x2apic, tsc-deadline and invpcid besides TSX.
+disabled_features_start() {
+	RUN_BOUND=60 run domain new kvmbox-test-cpu --memory 64 --virt-type qemu --cpu Haswell,-rtm,-hle,+rdrand,+f16c --graphics none --network none
+	expect_rc 1
+	expect_match "what TCG lacks besides TSX" "$OUT$ERR" "CPU model Haswell needs features this host's CPU lacks: pcid, x2apic, tsc-deadline, invpcid"
+	RUN_BOUND=90 run domain new kvmbox-test-cpu --memory 64 --virt-type qemu --graphics none --network none \
+		--cpu Haswell,-rtm,-hle,-pcid,-x2apic,-tsc-deadline,-invpcid,+rdrand,+f16c --start --wait 60
+	expect_rc 0
+	expect_eq running "$($VIRSH domstate kvmbox-test-cpu | head -1)" running
+	expect_match "QEMU's CPU" "$(tr '\0' ' ' </proc/$(cat /run/libvirt/qemu/kvmbox-test-cpu.pid)/cmdline)" "-cpu Haswell,.*rtm=off"
+	RUN_BOUND=60 run domain rm kvmbox-test-cpu
+}
+
 # provision's [domain NAME] made of the same words; [hugepages] for-domains counts it.
 provision_words() {
 	mkdir -p "$TESTS_TMP/defs"
@@ -595,10 +688,12 @@ changed +domain kvmbox-test-prov +[0-9]+ items changed .*
 }
 
 t nfv1_golden
+t placement_after_tune
 t vm3_golden
 t half_taken_host
 t other_domains_count
 t virt_install_agrees
+t bare_numbers_as_virt_install
 t bad_words
 if real_host_ready; then
 	t new_guest_runs_pinned_on_hugepages
@@ -608,6 +703,8 @@ if real_host_ready; then
 	t changed_words_are_planned
 	t open_vnc_warns_and_defines
 	t new_autostart_off
+	t disabled_features_start
+	t virt_install_devices
 	t provision_words
 else
 	# make deps installs libvirt and this script starts it: a host that cannot is a failure, not a skip.

@@ -113,6 +113,45 @@ cpu_model_and_nested_features() {
 	rm -rf "$FX/sys/module/kvm_intel"
 }
 
+# The notes' Haswell,-rtm,-hle: a model this host's QEMU cannot give as it is starts when
+# the features it lacks are disabled; libvirt's comparison says which (TCG lacks pcid,
+# x2apic, tsc-deadline, invpcid and TSX's hle, rtm).
+cpu_model_with_disabled_features() {
+	local off=
+	for f in rtm hle pcid x2apic tsc-deadline invpcid; do off+="<feature policy='disable' name='$f'/>"; done
+	findings "$(dom haswell.xml qemu "" "
+  <cpu mode='custom' match='exact'><model fallback='forbid'>Haswell</model>$off<feature policy='require' name='rdrand'/></cpu>")"
+	expect_rc 0
+	expect_eq "all it lacks disabled" "$FINDINGS" ""
+	findings "$(dom haswell.xml qemu "" "
+  <cpu mode='custom' match='exact'><model fallback='forbid'>Haswell</model><feature policy='disable' name='rtm'/><feature policy='disable' name='hle'/></cpu>")"
+	expect_rc 1
+	expect_eq "some left" "$FINDINGS" "ERROR cpu.model /domain/cpu/model"
+	expect_eq "what it lacks, the disabled ones not counted" "$(message_of cpu.model)" \
+		"CPU model Haswell needs features this host's CPU lacks: pcid, x2apic, tsc-deadline, invpcid"
+}
+
+# More memory than the host has (the fixture: 64 GiB), and <numatune> on a node it lacks.
+memory_and_numatune_beyond_the_host() {
+	sed -i "s|<memory unit='MiB'>64</memory>|<memory unit='GiB'>200</memory>|" "$(dom big.xml)"
+	findings "$TESTS_TMP/big.xml"
+	expect_rc 1
+	expect_eq "200 GiB" "$FINDINGS" "ERROR memory.host /domain/memory"
+	expect_eq message "$(message_of memory.host)" "the domain has 204800 MiB of memory but this host has 64300 MiB in all"
+	# define FILE runs the same preflight: nothing is defined.
+	run --root "$FX" domain define "$TESTS_TMP/big.xml" --dry-run
+	expect_rc 1
+	expect_match "define refuses" "$ERR$OUT" "ERROR memory.host"
+	mkdir -p "$FX/sys/devices/system/node"
+	echo 0 >"$FX/sys/devices/system/node/online"
+	findings "$(dom numatune.xml qemu "" "
+  <numatune><memory mode='strict' nodeset='0-1'/><memnode cellid='0' mode='strict' nodeset='0'/></numatune>")"
+	expect_rc 1
+	expect_eq "node 1" "$FINDINGS" "ERROR numatune.node /domain/numatune/memory"
+	expect_eq message "$(message_of numatune.node)" "nodeset='0-1' names host NUMA node 1, which this host does not have (nodes: 0)"
+	rm -r "$FX/sys/devices/system/node"
+}
+
 numa_cells() {
 	findings "$(dom numa.xml qemu "" "
   <cpu><numa>
@@ -266,7 +305,15 @@ bad_files_are_named() {
 	printf '<domain><name>x</name>' >"$TESTS_TMP/broken.xml"
 	run domain preflight "$TESTS_TMP/broken.xml"
 	expect_rc 1
-	expect_eq error "$ERR" "kvmbox domain: not well-formed XML: $TESTS_TMP/broken.xml"
+	expect_eq error "$ERR" "kvmbox domain: not well-formed XML (line 1, column 23: Premature end of data in tag domain line 1): $TESTS_TMP/broken.xml"
+	# The notes' hand edit: a stray '/' in a closing tag, found where it is.
+	sed 's|</domain>|  <cpu mode="host-model">\n  </cpu/>\n</domain>|' "$(dom notes.xml)" >"$TESTS_TMP/typo.xml"
+	run domain preflight "$TESTS_TMP/typo.xml"
+	expect_rc 1
+	expect_eq "</cpu/>" "$ERR" "kvmbox domain: not well-formed XML (line 16, column 8: expected '>'): $TESTS_TMP/typo.xml"
+	run domain define "$TESTS_TMP/typo.xml" --dry-run
+	expect_rc 1
+	expect_eq "</cpu/> (define)" "$ERR" "kvmbox domain: not well-formed XML (line 16, column 8: expected '>'): $TESTS_TMP/typo.xml"
 	printf '<network><name>x</name></network>' >"$TESTS_TMP/net.xml"
 	run domain preflight "$TESTS_TMP/net.xml"
 	expect_rc 1
@@ -284,11 +331,83 @@ bad_files_are_named() {
 	expect_rc 2
 }
 
+# efi_dom FILE MACHINE [OS_EXTRA] [TOP_EXTRA]: a domain with <os firmware='efi'> on MACHINE.
+efi_dom() {
+	dom "$1" qemu "" "${4:-}" >/dev/null
+	sed -i "s|<os><type arch='x86_64' machine='pc'>hvm</type></os>|<os firmware='efi'><type arch='x86_64' machine='$2'>hvm</type>${3:-}</os>|" "$TESTS_TMP/$1"
+	echo "$TESTS_TMP/$1"
+}
+# A fixture root with Debian's ovmf as descriptors and (empty) firmware files.
+efi_root() {
+	local fx
+	fx=$(fx_new)
+	cp -a "$FX/images" "$FX/etc" "$fx/"
+	mkdir -p "$fx/usr/share/qemu/firmware" "$fx/usr/share/OVMF"
+	cp tests/fixtures/firmware/*.json "$fx/usr/share/qemu/firmware/"
+	for f in OVMF_CODE_4M.fd OVMF_CODE_4M.ms.fd OVMF_CODE_4M.secboot.fd OVMF_VARS_4M.fd OVMF_VARS_4M.ms.fd; do
+		: >"$fx/usr/share/OVMF/$f"
+	done
+	echo "$fx"
+}
+SB="<firmware><feature enabled='yes' name='secure-boot'/></firmware>"
+
+uefi_firmware_descriptors() {
+	local fx
+	# No descriptor in the root: libvirt could not pick any firmware.
+	run --root "$FX" domain preflight --json "$(efi_dom efi.xml q35)"
+	expect_rc 1
+	expect_eq "no ovmf" "$(jq -r '.preflight[0].findings[] | "\(.severity) \(.id) \(.element)"' <<<"$OUT")" "ERROR firmware.efi /domain/os"
+	expect_eq "no ovmf: message" "$(message_of firmware.efi)" "firmware='efi': no UEFI firmware for x86_64 (no descriptor in /usr/share/qemu/firmware or /etc/qemu/firmware)"
+	expect_eq "no ovmf: fix" "$(fix_of firmware.efi)" "apt install ovmf"
+	fx=$(efi_root)
+	run --root "$fx" domain preflight "$TESTS_TMP/efi.xml"
+	expect_rc 0
+	expect_eq "q35 with ovmf" "$OUT" "$TESTS_TMP/efi.xml: no findings: the domain can start on this host"
+	run --root "$fx" domain preflight "$(efi_dom efi-pc.xml pc)"
+	expect_eq "pc with ovmf" "$RC $OUT" "0 $TESTS_TMP/efi-pc.xml: no findings: the domain can start on this host"
+	run --root "$fx" domain preflight "$(efi_dom sb-q35.xml q35 "$SB")"
+	expect_eq "secure boot on q35" "$RC" 0
+	# Secure boot: Debian's firmware with it is for q35 only, and needs SMM.
+	run --root "$fx" domain preflight --json "$(efi_dom sb-pc.xml pc "$SB")"
+	expect_rc 1
+	expect_match "secure boot on pc" "$(message_of firmware.efi)" "^firmware='efi' with secure-boot: this host's UEFI firmware with it is for machines pc-q35-\*, not pc-i440fx-[0-9.]+$"
+	expect_eq "secure boot on pc: fix" "$(fix_of firmware.efi)" "use machine q35 (<type machine='q35'>, domain new --machine q35)"
+	run --root "$fx" domain preflight --json "$(efi_dom sb-nosmm.xml q35 "$SB" "
+  <features><smm state='off'/></features>")"
+	expect_eq "secure boot without SMM" "$(message_of firmware.efi)" "firmware='efi' with secure-boot: the firmware that has it needs SMM (requires-smm), which <smm state='off'> turns off"
+	# A firmware file gone behind its descriptor; an empty file in /etc hides /usr/share's descriptor.
+	rm "$fx/usr/share/OVMF/OVMF_CODE_4M.fd"
+	run --root "$fx" domain preflight --json "$TESTS_TMP/efi-pc.xml"
+	expect_eq "file gone" "$(message_of firmware.efi)" "firmware='efi': descriptor 60-edk2-x86_64.json names /usr/share/OVMF/OVMF_CODE_4M.fd, which does not exist"
+	mkdir -p "$fx/etc/qemu/firmware"
+	: >"$fx/etc/qemu/firmware/60-edk2-x86_64.json"
+	run --root "$fx" domain preflight --json "$TESTS_TMP/efi-pc.xml"
+	expect_match "masked in /etc" "$(message_of firmware.efi)" "^firmware='efi': this host's UEFI firmware is for machines pc-q35-\*, not pc-i440fx-[0-9.]+$"
+	# The same answers whether this machine has KVM or not: the domain is TCG, the descriptors the root's.
+	run --root "$fx" domain preflight "$TESTS_TMP/efi.xml"
+	expect_eq "q35 still fine" "$RC" 0
+}
+
+firmware_files_named_by_hand() {
+	local fx
+	fx=$(efi_root)
+	run --root "$fx" domain preflight --json "$(efi_dom loader.xml q35 "<loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE.gone.fd</loader><nvram template='/usr/share/OVMF/OVMF_VARS.gone.fd'/>")"
+	expect_rc 1
+	expect_eq findings "$(jq -r '.preflight[0].findings[] | "\(.severity) \(.id) \(.element)"' <<<"$OUT")" "ERROR firmware.loader /domain/os/loader
+ERROR firmware.nvram /domain/os/nvram"
+	expect_eq loader "$(message_of firmware.loader)" "loader /usr/share/OVMF/OVMF_CODE.gone.fd: No such file or directory"
+	expect_eq nvram "$(message_of firmware.nvram)" "NVRAM template /usr/share/OVMF/OVMF_VARS.gone.fd: No such file or directory"
+	run --root "$fx" domain preflight "$(efi_dom loader-ok.xml q35 "<loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.fd</loader><nvram template='/usr/share/OVMF/OVMF_VARS_4M.fd'/>")"
+	expect_eq "files there" "$RC" 0
+}
+
 t valid_tcg_domain_has_no_findings
 t kvm_domain_without_usable_devkvm
 t emulator_from_an_old_host
 t machine_type_not_offered
 t cpu_model_and_nested_features
+t cpu_model_with_disabled_features
+t memory_and_numatune_beyond_the_host
 t numa_cells
 t hugepages_pool_too_small
 t vcpupin_to_missing_cpu
@@ -301,4 +420,6 @@ t pci_group_not_whole
 t no_serial_console_is_a_warning
 t libvirt_unreachable_still_checks_files
 t bad_files_are_named
+t uefi_firmware_descriptors
+t firmware_files_named_by_hand
 done_testing

@@ -60,7 +60,7 @@ static int read_fd_all(int fd, const char *path, size_t max_size, char **data, s
 	return 0;
 }
 
-static int resolve_links(const struct kb_ctx *ctx, const char *abs_path, char name[NAME_MAX + 1],
+static int resolve_links(const struct kb_ctx *ctx, const char *abs_path, bool follow, char name[NAME_MAX + 1],
 			 struct kb_path *shown, struct kb_error *err);
 
 int kb_read_file(const struct kb_ctx *ctx, const char *abs_path, size_t max_size, char **data,
@@ -69,12 +69,16 @@ int kb_read_file(const struct kb_ctx *ctx, const char *abs_path, size_t max_size
 	/* A symlinked file is read where kvmbox would write it: its target, inside the root. */
 	char name[NAME_MAX + 1];
 	struct kb_path p;
-	autoclose_fd dir = resolve_links(ctx, abs_path, name, &p, err);
+	autoclose_fd dir = resolve_links(ctx, abs_path, true, name, &p, err);
 	if (dir < 0)
 		return -1;
-	autoclose_fd fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
+	/* Never blocks: a FIFO put where a file was expected (a mounted root is input) is refused, not waited on. */
+	autoclose_fd fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0)
 		return kb_fail(err, errno, p.s, "opening");
+	if (!S_ISREG(st.st_mode))
+		return kb_fail(err, EINVAL, p.s, "reading: not a regular file:");
 	return read_fd_all(fd, p.s, max_size, data, len, err);
 }
 
@@ -253,7 +257,7 @@ static int normalize_in_root(char *path)
  * and its mapped path in @shown, for messages; every later step goes through
  * that fd.
  */
-static int resolve_links(const struct kb_ctx *ctx, const char *abs_path, char name[NAME_MAX + 1],
+static int resolve_links(const struct kb_ctx *ctx, const char *abs_path, bool follow, char name[NAME_MAX + 1],
 			 struct kb_path *shown, struct kb_error *err)
 {
 	char cur[PATH_MAX];
@@ -268,6 +272,10 @@ static int resolve_links(const struct kb_ctx *ctx, const char *abs_path, char na
 		struct stat st;
 		if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISLNK(st.st_mode))
 			return dir;
+		if (!follow) {
+			close(dir);
+			return kb_fail(err, ELOOP, shown->s, "writing: a symbolic link is there, refusing to write through it:");
+		}
 		char target[PATH_MAX];
 		ssize_t n = readlinkat(dir, name, target, sizeof(target) - 1);
 		close(dir);
@@ -324,7 +332,7 @@ int kb_write_file_atomic(const struct kb_ctx *ctx, const char *abs_path, const v
 	}
 	char name[NAME_MAX + 1];
 	struct kb_path p;
-	autoclose_fd dir = resolve_links(ctx, abs_path, name, &p, err);
+	autoclose_fd dir = resolve_links(ctx, abs_path, !(opts && opts->no_follow), name, &p, err);
 	if (dir < 0)
 		return -1;
 	char dir_shown[PATH_MAX];
@@ -352,7 +360,7 @@ int kb_write_file_atomic(const struct kb_ctx *ctx, const char *abs_path, const v
 		e = errno, step = "setting the mode of";
 	else if (exists && fchown(fd, old.st_uid, old.st_gid) < 0)
 		e = errno, step = "setting the owner of";
-	else if (fsync(fd) < 0)
+	else if (!(opts && opts->no_sync) && fsync(fd) < 0)
 		e = errno, step = "syncing";
 	if (e) {
 		unlinkat(dir, tmp, 0);
@@ -379,7 +387,7 @@ int kb_write_file_atomic(const struct kb_ctx *ctx, const char *abs_path, const v
 		unlinkat(dir, tmp, 0);
 		return kb_fail(err, e, p.s, "replacing");
 	}
-	if (fsync(dir) < 0)
+	if (!(opts && opts->no_sync) && fsync(dir) < 0)
 		return kb_fail(err, errno, dir_name, "syncing directory");
 	return verify_content(dir, name, p.s, data, len, err);
 }

@@ -29,6 +29,7 @@ int kb_xml_load(struct kb_xml *xml, struct kb_error *err)
 		{ "xmlDocCopyNode", (void **)&xml->copy_node },
 		{ "xmlAddChild", (void **)&xml->add_child },
 		{ "xmlReplaceNode", (void **)&xml->replace_node },
+		{ "xmlGetLastError", (void **)&xml->last_error },
 		{ "xmlFree", &free_var },
 	};
 	if (kb_dynlib_load(KB_LIB_XML, symbols, sizeof(symbols) / sizeof(symbols[0]), err) < 0)
@@ -37,11 +38,25 @@ int kb_xml_load(struct kb_xml *xml, struct kb_error *err)
 	return 0;
 }
 
+/* A parse that failed, with where and why as libxml2 tells them (line, column, its reason). */
+static void not_well_formed(const struct kb_xml *xml, const char *what, struct kb_error *err)
+{
+	const xmlError *e = xml->last_error ? xml->last_error() : NULL;
+	if (!e || !e->line || !e->message) {
+		kb_fail(err, 0, what, "not well-formed XML:");
+		return;
+	}
+	size_t n = strlen(e->message);
+	while (n && isspace((unsigned char)e->message[n - 1]))
+		n--;
+	kb_fail(err, 0, what, "not well-formed XML (line %d, column %d: %.*s):", e->line, e->int2, (int)n, e->message);
+}
+
 xmlDoc *kb_xml_read(const struct kb_xml *xml, const char *path, struct kb_error *err)
 {
 	xmlDoc *doc = xml->read_file(path, NULL, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
 	if (!doc)
-		kb_fail(err, 0, path, "not well-formed XML:");
+		not_well_formed(xml, path, err);
 	return doc;
 }
 
@@ -55,7 +70,7 @@ xmlDoc *kb_xml_parse(const struct kb_xml *xml, const char *text, size_t len, con
 	xmlDoc *doc = xml->read_memory(text, (int)len, NULL, NULL,
 				       XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
 	if (!doc) {
-		kb_fail(err, 0, what, "not well-formed XML:");
+		not_well_formed(xml, what, err);
 		return NULL;
 	}
 	/* No DTD, no entities: nothing that could expand or reach outside. */

@@ -493,6 +493,8 @@ static void check_iommu_groups(struct host *h, struct kb_row *r)
 		char msg[PATH_MAX + 160];
 		kb_row_set(r, id, KB_INFO, "%d IOMMU groups; the PCI devices could not be read: %s", groups,
 			   pci ? kb_error_message(&err, msg, sizeof(msg)) : "out of memory");
+		if (pci)
+			kb_pci_host_free(pci);
 		free(pci);
 		return;
 	}
@@ -515,6 +517,7 @@ static void check_iommu_groups(struct host *h, struct kb_row *r)
 	else
 		kb_row_set(r, id, KB_INFO, "%d IOMMU groups, none mixing a device the host uses with others (kvmbox pci list)",
 			   groups);
+	kb_pci_host_free(pci);
 	free(pci);
 }
 

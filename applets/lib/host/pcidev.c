@@ -36,7 +36,6 @@ void kb_pci_link_name(const struct kb_ctx *ctx, const char *addr, const char *at
 	snprintf(buf, size, "%.63s", slash ? slash + 1 : target);
 }
 
-static void default_route_iface(const struct kb_ctx *ctx, char *name, size_t size);
 static void find_host_uses(const struct kb_ctx *ctx, struct kb_pci_dev *d, const char *route_iface, struct nl_sock *sk);
 
 static int compare_addr(const void *a, const void *b)
@@ -56,9 +55,17 @@ int kb_pci_scan(const struct kb_ctx *ctx, struct kb_pci_host *host, struct kb_er
 	if (!dh)
 		return kb_fail(err, errno, dir.s, "listing PCI devices in");
 	struct dirent *de;
-	while ((de = readdir(dh)) != NULL && host->count < KB_PCI_MAX) {
+	while ((de = readdir(dh)) != NULL) {
 		if (de->d_name[0] == '.' || strlen(de->d_name) >= sizeof(host->dev[0].addr))
 			continue;
+		if (host->count == host->room) {
+			int room = host->room ? host->room * 2 : 64;
+			struct kb_pci_dev *grown = realloc(host->dev, (size_t)room * sizeof(*grown));
+			if (!grown)
+				return kb_fail(err, ENOMEM, dir.s, "listing PCI devices in");
+			host->dev = grown;
+			host->room = room;
+		}
 		struct kb_pci_dev *d = &host->dev[host->count++];
 		*d = (struct kb_pci_dev){ .group = -1, .numa = -1 };
 		memcpy(d->addr, de->d_name, strlen(de->d_name) + 1); /* fits: checked above */
@@ -80,13 +87,26 @@ int kb_pci_scan(const struct kb_ctx *ctx, struct kb_pci_host *host, struct kb_er
 	qsort(host->dev, (size_t)host->count, sizeof(host->dev[0]), compare_addr);
 	/* Read once for all devices: the default route's interface, and a netlink socket on the live host. */
 	char route_iface[IFNAMSIZ + 1];
-	default_route_iface(ctx, route_iface, sizeof(route_iface));
+	kb_default_route_iface(ctx, route_iface, sizeof(route_iface));
 	struct nl_sock *sk = kb_sysroot_is_host(ctx) && host->count ? kb_nl_open(NULL) : NULL;
 	for (int i = 0; i < host->count; i++)
 		find_host_uses(ctx, &host->dev[i], route_iface, sk);
 	if (sk)
 		nl_socket_free(sk);
 	return 0;
+}
+
+void kb_pci_host_free(struct kb_pci_host *host)
+{
+	free(host->dev);
+	*host = (struct kb_pci_host){ 0 };
+}
+
+void kb_pci_host_freep(struct kb_pci_host **host)
+{
+	if (*host)
+		kb_pci_host_free(*host);
+	free(*host);
 }
 
 struct kb_pci_dev *kb_pci_find(struct kb_pci_host *host, const char *addr)
@@ -100,7 +120,7 @@ struct kb_pci_dev *kb_pci_find(struct kb_pci_host *host, const char *addr)
 /* ---- what the host uses ---------------------------------------------------- */
 
 /* The interface that carries the IPv4 default route in /proc/net/route, into @name ("" when none). */
-static void default_route_iface(const struct kb_ctx *ctx, char *name, size_t size)
+void kb_default_route_iface(const struct kb_ctx *ctx, char *name, size_t size)
 {
 	autofree char *text = NULL;
 	size_t len;

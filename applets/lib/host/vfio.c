@@ -255,10 +255,17 @@ struct vfio_scan {
 	struct kb_pci_dev *todo[KB_PCI_MAX];
 };
 
+static void scan_free(struct vfio_scan **scan)
+{
+	if (*scan)
+		kb_pci_host_free(&(*scan)->host);
+	free(*scan);
+}
+
 int kb_vfio_plan(const struct kb_ctx *ctx, const struct kb_vfio_spec *spec, struct kb_plan *plan,
 		 struct kb_error *err)
 {
-	autofree struct vfio_scan *scan = calloc(1, sizeof(*scan));
+	__attribute__((cleanup(scan_free))) struct vfio_scan *scan = calloc(1, sizeof(*scan));
 	if (!scan)
 		return kb_fail(err, ENOMEM, NULL, "planning the PCI devices");
 	struct kb_pci_host *host = &scan->host;

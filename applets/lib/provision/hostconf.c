@@ -89,6 +89,9 @@ static int global_key(struct parse *p, const char *section, const char *key, con
 	} else if (!strcmp(section, "devkvm")) {
 		struct kb_error err = { 0 };
 		return setter_result(p, kb_devkvm_spec_set(&c->devkvm, key, value, &err), &err);
+	} else if (!strcmp(section, "tune")) {
+		struct kb_error err = { 0 };
+		return setter_result(p, kb_tune_spec_set(&c->tune, key, value, &err), &err);
 	}
 	return FAIL("unknown key '%s' in [%s]", key, section);
 }
@@ -176,15 +179,16 @@ static int fail_at(struct kb_error *err, const char *path, unsigned line, const 
 /* Register one section header (pre-scan): known kind, valid name, not seen before. */
 static const char *add_section(struct kb_hostconf *c, const char *s, unsigned line, char *why, size_t size)
 {
-	static const char *const plain[] = { "check", "kvm", "grub", "hugepages", "devkvm", "pci" };
-	bool *seen[] = { &c->has_check, &c->has_kvm, &c->has_grub, &c->has_hugepages, &c->has_devkvm, &c->has_pci };
-	for (size_t i = 0; i < 6; i++) {
+	static const char *const plain[] = { "check", "kvm", "grub", "hugepages", "devkvm", "pci", "tune" };
+	bool *seen[] = { &c->has_check, &c->has_kvm, &c->has_grub, &c->has_hugepages, &c->has_devkvm, &c->has_pci, &c->has_tune };
+	for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
 		if (strcmp(s, plain[i]) != 0)
 			continue;
 		if (*seen[i])
 			return snprintf(why, size, "[%s] appears twice", s), why;
 		*seen[i] = true;
-		unsigned *lines[] = { &c->check_line, &c->kvm_line, &c->grub_line, &c->hugepages_line, &c->devkvm_line, &c->pci_line };
+		unsigned *lines[] = { &c->check_line, &c->kvm_line, &c->grub_line, &c->hugepages_line, &c->devkvm_line, &c->pci_line,
+				      &c->tune_line };
 		*lines[i] = line;
 		return NULL;
 	}
@@ -321,6 +325,7 @@ int kb_hostconf_parse(const char *text, size_t len, const char *path, struct kb_
 	kb_grubargs_spec_init(&conf->grub);
 	kb_hugepages_spec_init(&conf->hugepages);
 	kb_vfio_spec_init(&conf->pci);
+	kb_tune_spec_init(&conf->tune);
 	/* A UTF-8 byte order mark (editors on other systems write one): not part of the first line. */
 	if (len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3))
 		text += 3, len -= 3;

@@ -21,6 +21,7 @@
 #include "kvmbox/host/grubargs.h"
 #include "kvmbox/host/hugepages.h"
 #include "kvmbox/host/kvmload.h"
+#include "kvmbox/host/tune.h"
 #include "kvmbox/host/vfio.h"
 #include "kvmbox/net/bridge.h"
 #include "kvmbox/net/fetch.h"
@@ -55,6 +56,9 @@ static void list_steps(struct kb_provision *p)
 		add_step(p, KB_STEP_DEVKVM, "devkvm", 0, c->devkvm_line);
 	if (c->has_grub)
 		add_step(p, KB_STEP_GRUB, "grub", 0, c->grub_line);
+	/* Before the domains: placement pins them to the CPUs it isolates. */
+	if (c->has_tune)
+		add_step(p, KB_STEP_TUNE, "tune", 0, c->tune_line);
 	/* After kvm and grub: a host without an IOMMU on the command line says so (no-iommu) first. */
 	if (c->has_pci)
 		add_step(p, KB_STEP_PCI, "pci", 0, c->pci_line);
@@ -434,6 +438,11 @@ static int run_step(struct kb_provision *p, struct kb_provision_step *s, bool ap
 		rc = kb_grubargs_plan(p->ctx, &c->grub, &s->plan, &err);
 		if (rc == 0 && apply)
 			rc = kb_grubargs_apply(p->ctx, &c->grub, &s->plan, &err);
+		return summarize(s, rc, &err, NULL);
+	case KB_STEP_TUNE:
+		rc = kb_tune_plan(p->ctx, &c->tune, &s->plan, &err);
+		if (rc == 0 && apply)
+			rc = kb_tune_apply(p->ctx, &c->tune, &s->plan, &err);
 		return summarize(s, rc, &err, NULL);
 	case KB_STEP_HUGEPAGES: {
 		struct kb_hugepages_spec *spec = malloc(sizeof(*spec));

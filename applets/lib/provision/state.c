@@ -50,7 +50,8 @@ int kb_state_write(const struct kb_ctx *ctx, const struct kb_provision_state *st
 		fprintf(out, "finished=%s\nresult=%s\n", state->finished, result_name(state->result));
 	if (fclose(out) != 0)
 		return kb_fail(err, ENOMEM, KB_STATE_FILE, "writing");
-	struct kb_write_options opts = { .mode = 0644, .create_dirs = true };
+	/* Synced once the run has a result; the steps' progress only survives a killed process (see no_sync). */
+	struct kb_write_options opts = { .mode = 0644, .create_dirs = true, .no_sync = !result_name(state->result) };
 	return kb_write_file_atomic(ctx, KB_STATE_FILE, text, len, &opts, err);
 }
 

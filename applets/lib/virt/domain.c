@@ -41,7 +41,11 @@ enum domain_action {
 	DOMAIN_POOL,       /* a storage pool the disks need, defined or started; arg: the first such disk */
 	DOMAIN_NETWORK,    /* a libvirt network the interfaces use, started; arg: its index in build.to_start */
 	DOMAIN_SEED,       /* the cloud-init seed: written, then attached to the start */
+	DOMAIN_NVRAM,      /* rm --storage: the UEFI variable store libvirt made from its template */
 };
+
+/* Where libvirt's QEMU driver keeps the NVRAM of a domain with <os firmware='efi'> and no <nvram> of its own. */
+#define NVRAM_DIR "/var/lib/libvirt/qemu/nvram"
 
 /* The pool virt-install makes on a host that has none: kvmbox makes the same for pool=default. */
 #define DEFAULT_POOL "default"
@@ -959,7 +963,12 @@ static int plan_seed(struct session *s, struct build *b, struct kb_error *err)
 	kb_seed_free(&seed);
 	seed_path(d->disk[0].path, d->name, b->seed, sizeof(b->seed));
 	int there = seed_state(s, b->seed, d->name, err);
-	b->seed_there = there == 1;
+	/*
+	 * Its first boot had it only if the domain exists: a seed left by a run
+	 * killed before the define, or beside a domain undefined since, is made
+	 * again and attached.
+	 */
+	b->seed_there = there == 1 && b->current;
 	return there < 0 ? -1 : 0;
 }
 
@@ -1171,6 +1180,30 @@ static const char *graphics_value(const struct kb_xml *xml, xmlNode *root, char 
 	return buf[0] ? buf : "none";
 }
 
+/*
+ * The firmware: "bios", "efi" with the features it must or must not have
+ * ("efi secure-boot=yes": libvirt picks the firmware at start), or the
+ * "loader PATH" a definition names itself.
+ */
+static const char *firmware_value(const struct kb_xml *xml, xmlNode *root, char *buf, size_t size)
+{
+	xmlNode *os = kb_xml_child(root, "os");
+	autofree char *firmware = kb_xml_prop(xml, os, "firmware");
+	autofree char *loader = kb_xml_text(xml, kb_xml_child(os, "loader"));
+	buf[0] = '\0';
+	if (!firmware && loader && *loader) {
+		snprintf(buf, size, "loader %s", loader);
+		return buf;
+	}
+	append(buf, size, "", "%s", firmware ? firmware : "bios");
+	for (xmlNode *f = kb_xml_child(kb_xml_child(os, "firmware"), "feature"); f; f = kb_xml_next(f, "feature")) {
+		autofree char *name = kb_xml_prop(xml, f, "name");
+		autofree char *enabled = kb_xml_prop(xml, f, "enabled");
+		append(buf, size, " ", "%s=%s", name ? name : "?", enabled ? enabled : "?");
+	}
+	return buf;
+}
+
 /* vCPU pins: "0:3 1:4, emulator 5-6"; NULL when nothing is pinned. */
 static const char *pins_value(const struct kb_xml *xml, xmlNode *root, char *buf, size_t size)
 {
@@ -1281,7 +1314,7 @@ static bool typed_element(xmlNode *node)
 	static const char *const covered[][2] = {
 		{ "domain", "name" },	 { "domain", "uuid" },	    { "domain", "memory" },    { "domain", "vcpu" },
 		{ "devices", "disk" },	 { "devices", "interface" }, { "devices", "graphics" }, { "cputune", "vcpupin" },
-		{ "cputune", "emulatorpin" },
+		{ "cputune", "emulatorpin" }, { "os", "firmware" },
 	};
 	const char *parent = node->parent && node->parent->type == XML_ELEMENT_NODE ? (const char *)node->parent->name : "";
 	for (size_t i = 0; i < sizeof(covered) / sizeof(covered[0]); i++)
@@ -1396,6 +1429,8 @@ static bool states_same(const struct kb_xml *xml, xmlNode *want, xmlNode *now)
 		const char *name = (const char *)a->name;
 		if (unit && !strcmp(name, "unit"))
 			continue;
+		if (!strcmp(name, "firmware") && !strcmp((const char *)want->name, "os"))
+			continue; /* the firmware row covers it */
 		autofree char *w = kb_xml_prop(xml, want, name);
 		autofree char *n = kb_xml_prop(xml, now, name);
 		if (!w || !n)
@@ -1580,14 +1615,17 @@ static int plan_rest(const struct kb_xml *xml, const char *name, xmlNode *now, x
  *   virt-type    <domain type>
  *   machine      <os><type machine>             (an alias of the current one, q35 for pc-q35-7.2, is no change)
  *   boot, cdrom  <os><boot>                     replaced
+ *   boot uefi    <os firmware>, <os><firmware>  replaced (a boot word without uefi keeps them)
  *   disk, cdrom  a disk, by its file (a CD-ROM by its target)
  *   network      an interface, by its MAC (kept from the same place on the same bridge)
  *   hostdev      a host device, by its PCI address
- *   graphics     <graphics>, <video>            replaced
+ *   graphics     <graphics>, <video>, the USB tablet  replaced
+ *   disk bus=scsi  a virtio-scsi controller     added when there is no SCSI controller
  *
  * A device the words name is updated in place: what the words state is set,
  * what they do not (an address, cache=, a boot order) stays. Elements made
- * only at the first run (features, clock, on_*, serial, console, rng) and
+ * only at the first run (features, clock, on_*, serial, console, rng, the
+ * guest agent's channel, the balloon) and
  * words not given (vcpus, cpu, graphics ...) leave the current ones as they are.
  *
  * A conflict is a device of the words that would take the place of one they
@@ -1793,6 +1831,45 @@ static int take_interfaces(const struct kb_xml *xml, const char *name, xmlNode *
 	return 0;
 }
 
+/* The first <@name type=@type> child of @parent. */
+static xmlNode *child_of_type(const struct kb_xml *xml, xmlNode *parent, const char *name, const char *type)
+{
+	xmlNode *n = kb_xml_child(parent, name);
+	while (n && !kb_xml_prop_is(xml, n, "type", type))
+		n = kb_xml_next(n, name);
+	return n;
+}
+
+/* bus=scsi: the words' virtio-scsi controller when the definition has no SCSI controller (one it has stays). */
+static int take_scsi_controller(const struct kb_xml *xml, xmlNode *now, xmlNode *words, struct kb_error *err)
+{
+	xmlNode *want = child_of_type(xml, words, "controller", "scsi");
+	if (!want || child_of_type(xml, now, "controller", "scsi"))
+		return 0;
+	xmlNode *copy = xml->copy_node(want, now->doc, 1);
+	if (!copy)
+		return no_memory(err);
+	xml->add_child(now, copy);
+	return 0;
+}
+
+/* The USB tablet goes with the graphics: the words' (one, or none for graphics none) replaces the definition's. */
+static int take_tablet(const struct kb_xml *xml, xmlNode *now, xmlNode *words, struct kb_error *err)
+{
+	xmlNode *want = child_of_type(xml, words, "input", "tablet");
+	xmlNode *have = child_of_type(xml, now, "input", "tablet");
+	if (want && have)
+		return 0;
+	if (have)
+		drop(xml, have);
+	xmlNode *copy = want ? xml->copy_node(want, now->doc, 1) : NULL;
+	if (want && !copy)
+		return no_memory(err);
+	if (copy)
+		xml->add_child(now, copy);
+	return 0;
+}
+
 /* Whether two <hostdev>s pass the same PCI function. */
 static bool same_pci(const struct kb_xml *xml, xmlNode *a, xmlNode *b)
 {
@@ -1855,8 +1932,17 @@ static int merge_words(struct session *s, xmlDoc *current, char **text, struct k
 	}
 	if (rc == 0 && (words_name(spec, "boot") || words_name(spec, "cdrom")))
 		rc = take_all(xml, now_os, words_os, "boot", err);
+	autofree char *firmware = words_name(spec, "boot") ? kb_xml_prop(xml, words_os, "firmware") : NULL;
+	if (rc == 0 && firmware) {
+		/* uefi in the boot word: the firmware and its features are the words'; without it they stay. */
+		rc = xml->set_prop(now_os, (const xmlChar *)"firmware", (const xmlChar *)firmware) ? 0 : no_memory(err);
+		if (rc == 0)
+			rc = take_all(xml, now_os, words_os, "firmware", err);
+	}
 	if (rc == 0 && (words_name(spec, "disk") || words_name(spec, "cdrom")))
 		rc = take_disks(xml, spec->name, now_devices, words_devices, words_name(spec, "disk"), words_name(spec, "cdrom"), err);
+	if (rc == 0 && words_name(spec, "disk"))
+		rc = take_scsi_controller(xml, now_devices, words_devices, err);
 	if (rc == 0 && spec->prune)
 		drop_unnamed_disks(xml, now_devices, words_devices);
 	if (rc == 0 && words_name(spec, "network"))
@@ -1869,7 +1955,8 @@ static int merge_words(struct session *s, xmlDoc *current, char **text, struct k
 	}
 	if (rc == 0 && words_name(spec, "graphics"))
 		rc = take_all(xml, now_devices, words_devices, "graphics", err) < 0 ||
-				     take_all(xml, now_devices, words_devices, "video", err) < 0
+				     take_all(xml, now_devices, words_devices, "video", err) < 0 ||
+				     take_tablet(xml, now_devices, words_devices, err) < 0
 			     ? -1
 			     : 0;
 	xml->free_doc(doc);
@@ -1909,12 +1996,21 @@ static int plan_definition(struct session *s, const struct build *b, struct kb_p
 	def->action = DOMAIN_DEFINE;
 	char before[4096], after[4096];
 	if (add_element(plan, b->name, "memory", now ? memory_value(xml, now, before, sizeof(before)) : NULL,
-			memory_value(xml, want, after, sizeof(after)), err) < 0 ||
-	    add_element(plan, b->name, "vcpus", now ? vcpu_value(xml, now, before, sizeof(before)) : NULL,
+			memory_value(xml, want, after, sizeof(after)), err) < 0)
+		goto out;
+	if (b->d && b->d->memory_bare)
+		kb_change_note(&plan->change[plan->count - 1], "memory %llu: MiB, as virt-install reads a number without a unit",
+			       b->d->memory_kib >> 10);
+	if (add_element(plan, b->name, "vcpus", now ? vcpu_value(xml, now, before, sizeof(before)) : NULL,
 			vcpu_value(xml, want, after, sizeof(after)), err) < 0 ||
 	    plan_disks(xml, b->name, now, want, plan, err) < 0 || plan_interfaces(xml, b->name, now, want, plan, err) < 0 ||
 	    add_element(plan, b->name, "graphics", now ? graphics_value(xml, now, before, sizeof(before)) : NULL,
 			graphics_value(xml, want, after, sizeof(after)), err) < 0)
+		goto out;
+	const char *fw_now = now ? firmware_value(xml, now, before, sizeof(before)) : NULL;
+	const char *fw_want = firmware_value(xml, want, after, sizeof(after));
+	if (((fw_now && strcmp(fw_now, "bios")) || strcmp(fw_want, "bios")) &&
+	    add_element(plan, b->name, "firmware", fw_now, fw_want, err) < 0)
 		goto out;
 	const char *pins_now = now ? pins_value(xml, now, before, sizeof(before)) : NULL;
 	const char *pins_want = pins_value(xml, want, after, sizeof(after));
@@ -1926,10 +2022,12 @@ static int plan_definition(struct session *s, const struct build *b, struct kb_p
 		char nodes[128] = "", emulator[256];
 		for (size_t c = 0; c < p->cell_count; c++)
 			append(nodes, sizeof(nodes), "+", "%d", p->cell[c].host_node);
-		kb_change_note(&plan->change[plan->count - 1], "placed on node %s, emulator on %s%s%s", nodes,
+		kb_change_note(&plan->change[plan->count - 1], "placed on node %s, emulator on %s%s%s%s", nodes,
 			       kb_cpuset_format(&p->emulator, emulator, sizeof(emulator)),
 			       p->emulator_shared ? " (shared: the host keeps no CPU)" : "",
-			       p->off_device_node ? "; the host device's node is full (pci-numa-affinity=preferred)" : "");
+			       p->off_device_node ? "; the host device's node is full (pci-numa-affinity=preferred)" : "",
+			       p->isolated_next_boot ? "; on the CPUs the next boot's isolcpus= isolates (the boot loader's "
+						       "differs from the running kernel's)" : "");
 	}
 	if (now)
 		canonical_machine_of(s, want);
@@ -1964,6 +2062,13 @@ static char *domcaps_from_libvirt(void *opaque, const char *emulator, const char
 {
 	struct session *s = opaque;
 	return s->v->get_domain_capabilities(s->conn, emulator, arch, machine, virttype, 0);
+}
+
+static int cpu_compare(void *opaque, const char *emulator, const char *arch, const char *machine, const char *virttype,
+		       const char *cpu_xml, char *why, size_t size)
+{
+	struct session *s = opaque;
+	return kb_virt_cpu_compare(s->v, s->conn, emulator, arch, machine, virttype, cpu_xml, why, size);
 }
 
 static int network_of(void *opaque, const char *name)
@@ -2051,7 +2156,7 @@ static int preflight(struct session *s, const struct build *b, struct kb_error *
 			free(findings);
 		return -1;
 	}
-	struct kb_preflight_host host = { .caps_xml = caps, .domcaps = domcaps_from_libvirt, .opaque = s,
+	struct kb_preflight_host host = { .caps_xml = caps, .domcaps = domcaps_from_libvirt, .cpu_compare = cpu_compare, .opaque = s,
 					   .to_create = b->to_create, .running = domain_running, .network = network_of,
 					   .to_start = b->to_start, .nics = nics, .nic_count = nic_count };
 	xmlDoc *doc = kb_xml_parse(s->xml, b->xml, strlen(b->xml), b->name, err);
@@ -2115,6 +2220,8 @@ static int plan_built(struct session *s, const struct build *b, struct kb_plan *
 			kb_change_note(c, "adopted: made for this domain by a run interrupted before defining it");
 		else if (k->kind == KB_DISK_OVERLAY && !vol->exists)
 			kb_change_note(c, "over its backing image");
+		if (k->size_bare)
+			note_append(c, "size without a unit: GiB, as virt-install reads it");
 	}
 	/* --prune: the disks the words no longer name leave the definition; their files stay. */
 	for (size_t i = 0; spec->prune && i < plan->count; i++) {
@@ -2417,7 +2524,14 @@ static int write_seed(struct session *s, struct build *b, struct kb_change *c, s
 	if (kb_archive_load(&ar, err) < 0 || kb_seed_make(&b->d->cloud_init, b->name, true, &seed, err) < 0)
 		return -1;
 	int rc = kb_seed_iso(&ar, &seed, b->name, &iso, &len, err);
-	struct kb_write_options opts = { .mode = 0644 };
+	/*
+	 * 0600: it may hold the root password (libvirt gives it to QEMU's user at
+	 * start). Its directory may be another user's: a link planted there since
+	 * the plan is refused, and what is there must still be this domain's seed.
+	 */
+	struct kb_write_options opts = { .mode = 0600, .no_follow = true };
+	if (rc == 0 && seed_state(s, b->seed, b->name, err) < 0)
+		rc = -1;
 	if (rc == 0)
 		rc = kb_write_file_atomic(s->ctx, b->seed, iso, len, &opts, err);
 	if (rc == 0 && seed.password[0] && s->spec->root_password)
@@ -2686,6 +2800,29 @@ static int disk_files(struct session *s, const char *name, const char *definitio
 }
 
 /*
+ * The domain's NVRAM file into @path: its <nvram>, else libvirt's own for
+ * <os firmware='efi'> (NVRAM_DIR/NAME_VARS.fd, made at the first start).
+ * False when the domain has none (BIOS).
+ */
+static bool nvram_file(struct session *s, const char *name, const char *definition, char *path, size_t size)
+{
+	const struct kb_xml *xml = s->xml;
+	xmlDoc *doc = kb_xml_parse(xml, definition, strlen(definition), name, NULL);
+	xmlNode *os = doc ? kb_xml_child(xml->root_element(doc), "os") : NULL;
+	autofree char *nvram = kb_xml_text(xml, kb_xml_child(os, "nvram"));
+	bool efi = kb_xml_prop_is(xml, os, "firmware", "efi");
+	if (doc)
+		xml->free_doc(doc);
+	if (nvram && nvram[0] == '/')
+		snprintf(path, size, "%s", nvram);
+	else if (efi)
+		snprintf(path, size, "%s/%s_VARS.fd", NVRAM_DIR, name);
+	else
+		return false;
+	return true;
+}
+
+/*
  * Who else uses each image (@set gets them, mapped through the sysroot): the
  * domains other than @except (NULL: all), the processes that have one open.
  */
@@ -2785,6 +2922,16 @@ static int plan_remove(struct session *s, const char *name, struct kb_plan *plan
 			else
 				c->action = DOMAIN_IMAGE;
 		}
+		char nvram[PATH_MAX];
+		struct stat st;
+		if (rc == 0 && nvram_file(s, name, definition, nvram, sizeof(nvram)) &&
+		    kb_sysroot_stat(s->ctx, nvram, &st, false, NULL) == 0) {
+			snprintf(item, sizeof(item), "%s nvram", name);
+			if (!(c = kb_plan_add(plan, item, KB_CHANGE_VALUE, nvram, NULL, err)))
+				rc = -1;
+			else
+				c->action = DOMAIN_NVRAM;
+		}
 		free(files);
 		free(paths);
 		free(set);
@@ -2809,8 +2956,10 @@ int kb_domain_remove_plan(const struct kb_ctx *ctx, const struct kb_domain_spec 
 
 static int undefine(struct session *s, virDomainPtr dom, struct kb_error *err)
 {
+	/* The NVRAM (a UEFI guest's boot entries) is storage: it goes with --storage only. */
 	unsigned flags = VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
-			 VIR_DOMAIN_UNDEFINE_NVRAM | VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA;
+			 (s->spec->storage ? VIR_DOMAIN_UNDEFINE_NVRAM : VIR_DOMAIN_UNDEFINE_KEEP_NVRAM) |
+			 VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA;
 	int undefined = s->v->domain_undefine(dom, flags);
 	virErrorPtr why = undefined < 0 ? s->v->last_error() : NULL;
 	if (why && (why->code == VIR_ERR_INVALID_ARG || why->code == VIR_ERR_NO_SUPPORT)) {
@@ -2907,6 +3056,17 @@ int kb_domain_remove_apply(const struct kb_ctx *ctx, const struct kb_domain_spec
 	}
 	if (rc == 0 && spec->storage)
 		rc = remove_images(&s, plan, err);
+	for (size_t i = 0; rc == 0 && i < plan->count; i++) {
+		struct kb_change *c = &plan->change[i];
+		if (c->action != DOMAIN_NVRAM || c->status != KB_WOULD_CHANGE)
+			continue;
+		/* libvirt removed it with the definition; one it did not know as its own (firmware='efi' before the first start) goes here. */
+		struct stat st;
+		if (kb_sysroot_stat(ctx, c->before, &st, false, NULL) == 0 && kb_sysroot_unlink(ctx, c->before, err) < 0)
+			rc = failed(c, err);
+		else
+			c->status = KB_CHANGED;
+	}
 	if (dom)
 		s.v->domain_free(dom);
 	session_close(&s);

@@ -228,6 +228,7 @@ static int check_hostdevs(const struct kb_ctx *ctx, const struct kb_domnew *d, i
 		else if (*node < 0)
 			*node = dev->numa;
 	}
+	kb_pci_host_free(host);
 	free(host);
 	return rc;
 }

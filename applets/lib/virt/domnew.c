@@ -75,10 +75,30 @@ static bool one_of(const char *value, const char *const *choices)
 	return false;
 }
 
-static int parse_size(const char *key, const char *whole, const char *text, unsigned long long min,
-		      unsigned long long *bytes, struct kb_error *err)
+/*
+ * A number without a unit is virt-install's: MiB for --memory (an integer),
+ * GiB for --disk size= (a decimal: size=0.5). @bare_shift is that unit (20 or
+ * 30); *@bare says whether the value had no unit (the plan says how it was read).
+ */
+static int bare_size(const char *text, unsigned bare_shift, unsigned long long *bytes)
 {
-	if (kb_size_parse(text, bytes) < 0)
+	size_t whole = strspn(text, "0123456789");
+	size_t frac = text[whole] == '.' && bare_shift == 30 ? strspn(text + whole + 1, "0123456789") : 0;
+	if (!whole || text[whole + (frac ? frac + 1 : 0)] || whole > 12 || frac > 6)
+		return -1;
+	unsigned long long n = strtoull(text, NULL, 10), part = frac ? strtoull(text + whole + 1, NULL, 10) : 0;
+	unsigned long long scale = 1;
+	for (size_t i = 0; i < frac; i++)
+		scale *= 10;
+	*bytes = (n << bare_shift) + ((part << bare_shift) / scale & ~((1ull << 20) - 1)); /* whole MiB */
+	return 0;
+}
+
+static int parse_size(const char *key, const char *whole, const char *text, unsigned long long min, unsigned bare_shift,
+		      bool *bare, unsigned long long *bytes, struct kb_error *err)
+{
+	*bare = bare_size(text, bare_shift, bytes) == 0;
+	if (!*bare && kb_size_parse(text, bytes) < 0)
 		return bad(err, key, whole, "'%s' is not a size (4G, 512M, 100G)", text);
 	if (*bytes < min)
 		return bad(err, key, whole, "'%s' is too small", text);
@@ -178,10 +198,16 @@ static int word_disk(struct kb_domnew *d, const char *value, char *buf, struct k
 			v = key; /* virt-install's --disk /path */
 			name = "path";
 		}
+		if (!strcmp(name, "readonly") || !strcmp(name, "shareable")) {
+			if (v && !one_of(v, (const char *const[]){ "on", "off", "yes", "no", NULL }))
+				return bad(err, "disk", value, "%s is on or off, not '%s'", name, v);
+			*(!strcmp(name, "readonly") ? &k->readonly : &k->shareable) = !v || !strcmp(v, "on") || !strcmp(v, "yes");
+			continue;
+		}
 		if (!v)
 			return bad(err, "disk", value, "'%s' needs a value (size=, path=, backing=, pool=, format=, bus=)", name);
 		if (!strcmp(name, "size")) {
-			if (parse_size("disk", value, v, 1 << 20, &k->size_bytes, err) < 0)
+			if (parse_size("disk", value, v, 1 << 20, 30, &k->size_bare, &k->size_bytes, err) < 0)
 				return -1;
 			sized = true;
 		} else if (!strcmp(name, "path") || !strcmp(name, "backing")) {
@@ -194,12 +220,29 @@ static int word_disk(struct kb_domnew *d, const char *value, char *buf, struct k
 			if (!one_of(v, formats))
 				return bad(err, "disk", value, "format is qcow2 or raw, not '%s'", v);
 			snprintf(k->format, sizeof(k->format), "%s", v);
+		} else if (!strcmp(name, "cache") || !strcmp(name, "io") || !strcmp(name, "discard") || !strcmp(name, "detect_zeroes")) {
+			static const char *const caches[] = { "none", "writeback", "writethrough", "directsync", "unsafe", "default", NULL };
+			static const char *const ios[] = { "native", "threads", "io_uring", NULL };
+			static const char *const discards[] = { "unmap", "ignore", NULL };
+			static const char *const zeroes[] = { "on", "off", "unmap", NULL };
+			bool cache = !strcmp(name, "cache"), io = !strcmp(name, "io"), discard = !strcmp(name, "discard");
+			const char *const *choices = cache ? caches : io ? ios : discard ? discards : zeroes;
+			char *to = cache ? k->cache : io ? k->io : discard ? k->discard : k->detect_zeroes;
+			if (!one_of(v, choices))
+				return bad(err, "disk", value, "%s is %s, not '%s'", name,
+					   cache ? "none, writeback, writethrough, directsync, unsafe or default"
+					   : io ? "native, threads or io_uring"
+					   : discard ? "unmap or ignore" : "on, off or unmap", v);
+			snprintf(to, 16, "%s", v);
+		} else if (!strcmp(name, "serial")) {
+			if (!copy_name(k->serial, sizeof(k->serial), v) || strchr(v, ':'))
+				return bad(err, "disk", value, "serial= is at most 31 letters, digits, '.', '_' or '-', not '%s'", v);
 		} else if (!strcmp(name, "bus")) {
 			if (!one_of(v, buses))
 				return bad(err, "disk", value, "bus is virtio, sata or scsi, not '%s'", v);
 			snprintf(k->bus, sizeof(k->bus), "%s", v);
 		} else {
-			return bad(err, "disk", value, "unknown option '%s' (size=, path=, backing=, pool=, format=, bus=)", name);
+			return bad(err, "disk", value, "unknown option '%s' (size=, path=, backing=, pool=, format=, bus=, cache=, io=, discard=, detect_zeroes=, serial=, readonly, shareable)", name);
 		}
 	}
 	if (k->backing[0]) {
@@ -381,6 +424,71 @@ static int word_number(const char *key, const char *value, unsigned max, unsigne
 	return 0;
 }
 
+/*
+ * --boot cdrom,hd and virt-install's firmware words: uefi (or firmware=efi) is
+ * libvirt's firmware auto-selection, firmware.featureN.name=secure-boot with
+ * firmware.featureN.enabled=yes|no what the selected firmware must (not) have.
+ */
+static int word_boot(struct kb_domnew *d, const char *value, char *buf, struct kb_error *err)
+{
+	static const char *const devices[] = { "hd", "cdrom", "network", NULL };
+	static const char *const features[] = { "secure-boot", "enrolled-keys", NULL };
+	const char *usage = "is a list of hd, cdrom, network and uefi (boot=cdrom,hd; boot=uefi,"
+			    "firmware.feature0.name=secure-boot,firmware.feature0.enabled=yes)";
+	unsigned index[KB_DOMNEW_FW_FEATURES_MAX] = { 0 };
+	char *cursor = buf, *item, *v;
+	d->boot_count = 0;
+	d->firmware[0] = '\0';
+	d->fw_feature_count = 0;
+	while (next_item(&cursor, &item, &v)) {
+		unsigned n;
+		int used = 0;
+		if (!v && one_of(item, devices)) {
+			if (d->boot_count == 4)
+				return bad(err, "boot", value, "names more than 4 boot devices");
+			snprintf(d->boot[d->boot_count++], sizeof(d->boot[0]), "%s", item);
+		} else if ((!v && !strcmp(item, "uefi")) || (v && !strcmp(item, "firmware"))) {
+			if (v && strcmp(v, "efi"))
+				return bad(err, "boot", value, "firmware is efi, not '%s' (without it: BIOS)", v);
+			snprintf(d->firmware, sizeof(d->firmware), "efi");
+		} else if (v && sscanf(item, "firmware.feature%u.%n", &n, &used) == 1 && used &&
+			   (!strcmp(item + used, "name") || !strcmp(item + used, "enabled"))) {
+			size_t k = 0;
+			while (k < d->fw_feature_count && index[k] != n)
+				k++;
+			if (k == d->fw_feature_count) {
+				if (k == KB_DOMNEW_FW_FEATURES_MAX)
+					return bad(err, "boot", value, "more than %d firmware features", KB_DOMNEW_FW_FEATURES_MAX);
+				index[k] = n;
+				d->fw_feature[k] = (struct kb_domnew_fw_feature){ .enabled = -1 };
+				d->fw_feature_count++;
+			}
+			struct kb_domnew_fw_feature *f = &d->fw_feature[k];
+			if (!strcmp(item + used, "name")) {
+				if (!one_of(v, features))
+					return bad(err, "boot", value, "firmware feature is secure-boot or enrolled-keys, not '%s'", v);
+				snprintf(f->name, sizeof(f->name), "%s", v);
+			} else {
+				if (strcmp(v, "yes") && strcmp(v, "no"))
+					return bad(err, "boot", value, "%s is yes or no, not '%s'", item, v);
+				f->enabled = !strcmp(v, "yes");
+			}
+		} else {
+			return bad(err, "boot", value, "%s", usage);
+		}
+	}
+	for (size_t k = 0; k < d->fw_feature_count; k++) {
+		if (!d->fw_feature[k].name[0] || d->fw_feature[k].enabled < 0)
+			return bad(err, "boot", value, "firmware.feature%u needs both .name= and .enabled=", index[k]);
+		for (size_t j = 0; j < k; j++)
+			if (!strcmp(d->fw_feature[j].name, d->fw_feature[k].name))
+				return bad(err, "boot", value, "firmware feature %s is named twice", d->fw_feature[k].name);
+	}
+	if (d->fw_feature_count && !d->firmware[0])
+		return bad(err, "boot", value, "firmware features go with uefi (or firmware=efi)");
+	return 0;
+}
+
 int kb_domnew_word(struct kb_domnew *d, const char *key, const char *value, struct kb_error *err)
 {
 	static const char *const flags[] = { "hugepages", "nested", "allow-host-file", "import", NULL };
@@ -397,7 +505,7 @@ int kb_domnew_word(struct kb_domnew *d, const char *key, const char *value, stru
 	unsigned long long bytes;
 
 	if (!strcmp(key, "memory")) {
-		if (parse_size(key, value, value, 1 << 20, &bytes, err) < 0)
+		if (parse_size(key, value, value, 1 << 20, 20, &d->memory_bare, &bytes, err) < 0)
 			return -1;
 		if (bytes % 1024)
 			return bad(err, key, value, "is not a whole number of KiB");
@@ -420,14 +528,7 @@ int kb_domnew_word(struct kb_domnew *d, const char *key, const char *value, stru
 		if (!clean_path(d->cdrom, value))
 			return bad(err, key, value, "takes the absolute path of an ISO image, without '..'");
 	} else if (!strcmp(key, "boot")) {
-		static const char *const devices[] = { "hd", "cdrom", "network", NULL };
-		char *cursor = buf, *item, *v;
-		d->boot_count = 0;
-		while (next_item(&cursor, &item, &v)) {
-			if (v || !one_of(item, devices) || d->boot_count == 4)
-				return bad(err, key, value, "is a list of hd, cdrom and network (boot=cdrom,hd)");
-			snprintf(d->boot[d->boot_count++], sizeof(d->boot[0]), "%s", item);
-		}
+		return word_boot(d, value, buf, err);
 	} else if (!strcmp(key, "network")) {
 		return word_network(d, value, buf, err);
 	} else if (!strcmp(key, "graphics")) {
@@ -623,9 +724,25 @@ static void put_devices(FILE *out, const struct kb_domnew *d)
 	for (size_t i = 0; i < d->disk_count; i++) {
 		const struct kb_domnew_disk *k = &d->disk[i];
 		next_target(k->bus, counters, target);
-		put(out, "    <disk type='file' device='disk'>\n      <driver name='qemu' type='%s'/>\n",
-		    k->format[0] ? k->format : "raw");
-		put(out, "      <source file='%s'/>\n      <target dev='%s' bus='%s'/>\n    </disk>\n", k->path, target, k->bus);
+		/* A new volume is thin: the guest's discards give its space back (virt-install's discard=unmap). */
+		put(out, "    <disk type='file' device='disk'>\n      <driver name='qemu' type='%s'", k->format[0] ? k->format : "raw");
+		if (k->cache[0] && strcmp(k->cache, "default"))
+			put(out, " cache='%s'", k->cache);
+		if (k->io[0])
+			put(out, " io='%s'", k->io);
+		if (k->discard[0] || k->kind != KB_DISK_PATH)
+			put(out, " discard='%s'", k->discard[0] ? k->discard : "unmap");
+		if (k->detect_zeroes[0])
+			put(out, " detect_zeroes='%s'", k->detect_zeroes);
+		put(out, "/>\n");
+		put(out, "      <source file='%s'/>\n      <target dev='%s' bus='%s'/>\n", k->path, target, k->bus);
+		if (k->readonly)
+			put(out, "      <readonly/>\n");
+		if (k->shareable)
+			put(out, "      <shareable/>\n");
+		if (k->serial[0])
+			put(out, "      <serial>%s</serial>\n", k->serial);
+		put(out, "    </disk>\n");
 	}
 	if (d->cdrom[0]) {
 		const char *bus = !strncmp(d->machine, "pc", 2) && strncmp(d->machine, "pc-q35", 6) ? "ide" : "sata";
@@ -634,6 +751,12 @@ static void put_devices(FILE *out, const struct kb_domnew *d)
 		put(out, "      <source file='%s'/>\n      <target dev='%s' bus='%s'/>\n      <readonly/>\n    </disk>\n", d->cdrom,
 		    target, bus);
 	}
+	/* bus=scsi disks on virtio-scsi, as virt-install: libvirt's default controller would be an emulated LSI. */
+	for (size_t i = 0; i < d->disk_count; i++)
+		if (!strcmp(d->disk[i].bus, "scsi")) {
+			put(out, "    <controller type='scsi' index='0' model='virtio-scsi'/>\n");
+			break;
+		}
 	for (size_t i = 0; i < d->net_count; i++) {
 		const struct kb_domnew_net *n = &d->net[i];
 		const char *type = n->network[0] ? "network" : "bridge";
@@ -648,6 +771,16 @@ static void put_devices(FILE *out, const struct kb_domnew *d)
 	/* A serial console always: `virsh console` works and boot messages have somewhere to go. */
 	put(out, "    <serial type='pty'>\n      <target port='0'/>\n    </serial>\n");
 	put(out, "    <console type='pty'>\n      <target type='serial' port='0'/>\n    </console>\n");
+	/*
+	 * What virt-install adds for an OS that supports them (it asks osinfo; kvmbox
+	 * has no osinfo yet and does what it does for a modern Linux, --osinfo
+	 * linux2022): the guest agent's channel, a USB tablet with graphics (the
+	 * pointer follows the VNC client's), a balloon, entropy from /dev/urandom.
+	 */
+	put(out, "    <channel type='unix'>\n      <source mode='bind'/>\n"
+		 "      <target type='virtio' name='org.qemu.guest_agent.0'/>\n    </channel>\n");
+	if (d->graphics)
+		put(out, "    <input type='tablet' bus='usb'/>\n");
 	if (d->graphics) {
 		put(out, "    <graphics type='vnc' port='-1' autoport='yes' listen='%s'", d->vnc_listen);
 		if (d->vnc_password[0])
@@ -655,6 +788,7 @@ static void put_devices(FILE *out, const struct kb_domnew *d)
 		put(out, ">\n      <listen type='address' address='%s'/>\n    </graphics>\n", d->vnc_listen);
 		put(out, "    <video>\n      <model type='vga'/>\n    </video>\n");
 	}
+	put(out, "    <memballoon model='virtio'/>\n");
 	put(out, "    <rng model='virtio'>\n      <backend model='random'>/dev/urandom</backend>\n    </rng>\n");
 	put(out, "  </devices>\n");
 }
@@ -678,7 +812,15 @@ int kb_domnew_xml(const struct kb_domnew *d, const struct kb_placement *placemen
 	put(out, "  <vcpu placement='static'>%u</vcpu>\n", d->vcpus);
 	if (placement)
 		put_cputune(out, placement);
-	put(out, "  <os>\n    <type arch='%s' machine='%s'>hvm</type>\n", d->arch, d->machine);
+	put(out, d->firmware[0] ? "  <os firmware='%s'>\n" : "  <os>\n", d->firmware);
+	put(out, "    <type arch='%s' machine='%s'>hvm</type>\n", d->arch, d->machine);
+	if (d->fw_feature_count) {
+		put(out, "    <firmware>\n");
+		for (size_t i = 0; i < d->fw_feature_count; i++)
+			put(out, "      <feature enabled='%s' name='%s'/>\n", d->fw_feature[i].enabled ? "yes" : "no",
+			    d->fw_feature[i].name);
+		put(out, "    </firmware>\n");
+	}
 	for (size_t i = 0; i < d->boot_count; i++)
 		put(out, "    <boot dev='%s'/>\n", d->boot[i]);
 	put(out, "  </os>\n  <features>\n    <acpi/>\n    <apic/>\n  </features>\n");

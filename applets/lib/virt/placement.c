@@ -15,6 +15,7 @@
 
 #include "kvmbox/core/cleanup.h"
 #include "kvmbox/host/cmdline.h"
+#include "kvmbox/host/grubargs.h"
 #include "kvmbox/core/file.h"
 #include "kvmbox/virt/placement.h"
 #include "kvmbox/core/sysroot.h"
@@ -347,6 +348,8 @@ static void guest_topology(const struct kb_topology *topo, struct kb_placement *
 		for (unsigned v = cell->first_vcpu; pairs && v < cell->first_vcpu + cell->vcpu_count; v += 2)
 			pairs = topo->core_of[out->vcpu_cpu[v]] == topo->core_of[out->vcpu_cpu[v + 1]];
 	}
+	if (per == 0) /* no cell holds a vCPU: one socket of them all */
+		per = out->vcpus ? out->vcpus : 1;
 	pairs = pairs && per % 2 == 0;
 	out->threads = pairs ? 2 : 1;
 	out->cores = per / out->threads;
@@ -383,8 +386,9 @@ static bool say_reserve(const struct kb_topology *topo, const struct kb_place_re
 		snprintf(reason, sizeof(reason),
 			 "%u vCPUs would take %u CPU%s of the host's reserve (%s: %s)", req->vcpus, take, take == 1 ? "" : "s",
 			 kb_cpuset_format(&r, reserve, sizeof(reserve)),
-			 kb_cpuset_count(&topo->isolated) ? "the CPUs isolcpus= leaves to the host"
-							  : "one core per node, for the host and emulator threads");
+			 !kb_cpuset_count(&topo->isolated) ? "one core per node, for the host and emulator threads"
+			 : topo->isolated_next_boot ? "the CPUs the next boot's isolcpus= (in the boot loader's configuration) leaves to the host"
+						    : "the CPUs isolcpus= leaves to the host");
 		say_free(topo, req, why, size, reason);
 	}
 	free(lifted);
@@ -438,6 +442,7 @@ int kb_place(const struct kb_topology *topo, const struct kb_place_request *req,
 		return -1;
 	}
 	out->off_device_node = req->preferred_node >= 0 && out->cell[0].host_node != req->preferred_node;
+	out->isolated_next_boot = topo->isolated_next_boot;
 	place_emulator(topo, req, out);
 	guest_topology(topo, out);
 	return 0;
@@ -459,26 +464,53 @@ static int read_cpuset(const struct kb_ctx *ctx, const char *path, struct kb_cpu
 	return 0;
 }
 
-/* isolcpus=[flag,...,]LIST: the flags (nohz, domain, managed_irq) are words, the list digits. */
-static void read_isolated(const struct kb_ctx *ctx, struct kb_cpuset *isolated)
+/* isolcpus=[flag,...,]LIST of the command line @text: the flags (nohz, domain, managed_irq) are words, the list digits. */
+static bool isolcpus_of(const char *text, size_t len, struct kb_cpuset *isolated)
 {
-	autofree char *cmdline = NULL;
-	size_t len;
 	char value[1024];
 	bool bare;
 	memset(isolated, 0, sizeof(*isolated));
-	if (kb_read_file(ctx, "/proc/cmdline", 1 << 16, &cmdline, &len, NULL) < 0 ||
-	    !kb_cmdline_get(cmdline, len, "isolcpus", value, sizeof(value), &bare))
-		return;
+	if (!text || !kb_cmdline_get(text, len, "isolcpus", value, sizeof(value), &bare))
+		return false;
 	const char *list = value;
 	while (*list && !isdigit((unsigned char)*list)) {
 		const char *comma = strchr(list, ',');
 		if (!comma)
-			return;
+			return false;
 		list = comma + 1;
 	}
-	if (kb_cpuset_parse(list, isolated) < 0)
+	if (kb_cpuset_parse(list, isolated) < 0) {
 		memset(isolated, 0, sizeof(*isolated));
+		return false;
+	}
+	return true;
+}
+
+/*
+ * The running kernel's isolcpus=, unless the boot loader's differs (kvmbox
+ * tune wrote it, the reboot is still to come): the domains placed now run
+ * after that boot, so they get the CPUs it isolates.
+ */
+static void read_isolated(const struct kb_ctx *ctx, struct kb_topology *topo)
+{
+	autofree char *cmdline = NULL;
+	size_t len = 0;
+	if (kb_read_file(ctx, "/proc/cmdline", 1 << 16, &cmdline, &len, NULL) < 0)
+		cmdline = NULL;
+	isolcpus_of(cmdline, len, &topo->isolated);
+	struct kb_grubargs_spec spec;
+	kb_grubargs_spec_init(&spec);
+	autofree char *grub = NULL;
+	autofree char *kernel_cmdline = NULL;
+	const char *var;
+	if (kb_grubargs_current(ctx, &spec, &grub, &kernel_cmdline, &var, NULL) < 0)
+		return;
+	struct kb_cpuset next;
+	const char *boot = grub ? grub : kernel_cmdline;
+	if (isolcpus_of(boot, boot ? strlen(boot) : 0, &next) && memcmp(&next, &topo->isolated, sizeof(next))) {
+		topo->isolated = next;
+		topo->isolated_next_boot = true;
+	}
 }
 
 static void read_node_hugepages(const struct kb_ctx *ctx, struct kb_topo_node *n)
@@ -572,7 +604,7 @@ int kb_topology_read(const struct kb_ctx *ctx, struct kb_topology *topo, struct 
 				topo->core_of[cpu] = (unsigned short)first;
 		}
 	}
-	read_isolated(ctx, &topo->isolated);
+	read_isolated(ctx, topo);
 
 	DIR *d = kb_sysroot_opendir(ctx, "/sys/devices/system/node", NULL);
 	struct dirent *e;

@@ -15,6 +15,7 @@
 #include "kvmbox/virt/domxml.h"
 #include "kvmbox/core/file.h"
 #include "kvmbox/host/kvm.h"
+#include "kvmbox/virt/firmware.h"
 #include "kvmbox/host/pcidev.h"
 #include "kvmbox/virt/preflight.h"
 #include "kvmbox/core/sysroot.h"
@@ -352,6 +353,59 @@ static void check_cpu_features(struct preflight *p, xmlNode *cpu)
 	}
 }
 
+/* @s into @out (of @size) with XML's special characters escaped. */
+static void append_escaped(char *out, size_t size, const char *s)
+{
+	size_t used = strlen(out);
+	for (; *s && used + 7 < size; s++) {
+		const char *e = *s == '&' ? "&amp;" : *s == '<' ? "&lt;" : *s == '>' ? "&gt;" : *s == '\'' ? "&apos;" : NULL;
+		if (e) {
+			memcpy(out + used, e, strlen(e));
+			used += strlen(e);
+		} else {
+			out[used++] = *s;
+		}
+	}
+	out[used] = '\0';
+}
+
+/*
+ * A model libvirt says this host cannot give as it is: whether the guest's
+ * disabled features are what it lacks (then it starts: the notes' Haswell
+ * with -rtm,-hle on a host without TSX) is libvirt's comparison to tell.
+ */
+static void check_unusable_model(struct preflight *p, xmlNode *cpu, xmlNode *model, const char *name, bool may_fall_back)
+{
+	char text[4096] = "<cpu mode='custom' match='exact'><model fallback='forbid'>", why[512] = "";
+	append_escaped(text, sizeof(text), name);
+	snprintf(text + strlen(text), sizeof(text) - strlen(text), "</model>");
+	for (xmlNode *f = kb_xml_child(cpu, "feature"); f; f = kb_xml_next(f, "feature")) {
+		autofree char *policy = kb_xml_prop(p->xml, f, "policy");
+		autofree char *feature = kb_xml_prop(p->xml, f, "name");
+		if (!feature || strlen(text) + 64 + strlen(feature) >= sizeof(text))
+			continue;
+		snprintf(text + strlen(text), sizeof(text) - strlen(text), "<feature policy='%s' name='",
+			 policy && !strcmp(policy, "disable") ? "disable" : policy && !strcmp(policy, "forbid") ? "forbid" : "require");
+		append_escaped(text, sizeof(text), feature);
+		snprintf(text + strlen(text), sizeof(text) - strlen(text), "'/>");
+	}
+	snprintf(text + strlen(text), sizeof(text) - strlen(text), "</cpu>");
+	int verdict = p->host && p->host->cpu_compare ? p->host->cpu_compare(p->host->opaque, p->emulator, p->arch, p->machine,
+									      p->type, text, why, sizeof(why))
+						      : -1;
+	if (verdict == 1)
+		return;
+	enum kb_severity severity = may_fall_back ? KB_SEVERITY_WARN : KB_SEVERITY_ERROR;
+	if (verdict == 0)
+		set_fix(add_finding(p, severity, "cpu.model", model, "CPU model %s needs features this host's CPU lacks: %s", name, why),
+			"disable them (<feature policy='disable' name=.../>; domain new: --cpu %s,-FEATURE...), or use <cpu mode='host-model'/>",
+			name);
+	else
+		set_fix(add_finding(p, severity, "cpu.model", model,
+				    "CPU model %s is known but not usable on this host (the host CPU lacks some of its features)", name),
+			"use <cpu mode='host-model'/>, or an older model this host's CPU covers");
+}
+
 static void check_cpu(struct preflight *p, bool machine_ok)
 {
 	xmlNode *cpu = kb_xml_child(p->domain, "cpu");
@@ -382,10 +436,7 @@ static void check_cpu(struct preflight *p, bool machine_ok)
 		if (!offered || strcmp(offered, name) != 0)
 			continue;
 		if (kb_xml_prop_is(p->xml, m, "usable", "no"))
-			set_fix(add_finding(p, may_fall_back ? KB_SEVERITY_WARN : KB_SEVERITY_ERROR, "cpu.model", model,
-					    "CPU model %s is known but not usable on this host (the host CPU lacks some of its features)",
-					    name),
-				"use <cpu mode='host-model'/>, or an older model this host's CPU covers");
+			check_unusable_model(p, cpu, model, name, may_fall_back);
 		return;
 	}
 	set_fix(add_finding(p, KB_SEVERITY_ERROR, "cpu.model", model, "CPU model %s is not known to this host's QEMU", name),
@@ -433,6 +484,47 @@ static void check_numa(struct preflight *p)
 				    "the NUMA cells hold %llu KiB but the domain has %llu KiB of memory", total,
 				    p->memory_kib),
 			"make the cells' memory add up to <memory>");
+}
+
+/* More memory than the host has in all cannot be given (QEMU fails to allocate it, or the OOM killer ends it). */
+static void check_memory(struct preflight *p)
+{
+	unsigned long long host_kib = kb_meminfo_kib(p->ctx, "/proc/meminfo", "MemTotal:");
+	if (!host_kib || p->memory_kib <= host_kib)
+		return;
+	set_fix(add_finding(p, KB_SEVERITY_ERROR, "memory.host", kb_xml_child(p->domain, "memory"),
+			    "the domain has %llu MiB of memory but this host has %llu MiB in all", p->memory_kib >> 10,
+			    host_kib >> 10),
+		"give it at most what the host can spare (<memory>), or run it on a larger host");
+}
+
+/* <numatune> nodesets name host NUMA nodes: one the host lacks fails the start (libvirt: "NUMA node N is unavailable"). */
+static void check_numatune(struct preflight *p)
+{
+	xmlNode *tune = kb_xml_child(p->domain, "numatune");
+	char online_text[256];
+	struct kb_cpuset online;
+	if (!tune || kb_read_value(p->ctx, "/sys/devices/system/node/online", online_text, sizeof(online_text), NULL) < 0 ||
+	    kb_cpuset_parse(online_text, &online) < 0)
+		return;
+	for (xmlNode *n = tune->children; n; n = n->next) {
+		if (n->type != XML_ELEMENT_NODE || (strcmp((const char *)n->name, "memory") && strcmp((const char *)n->name, "memnode")))
+			continue;
+		autofree char *nodeset = kb_xml_prop(p->xml, n, "nodeset");
+		struct kb_cpuset set;
+		if (!nodeset)
+			continue;
+		if (kb_cpuset_parse(nodeset, &set) < 0) {
+			add_finding(p, KB_SEVERITY_ERROR, "numatune.node", n, "nodeset='%s' is not a list of NUMA nodes", nodeset);
+			continue;
+		}
+		int missing = kb_cpuset_first_missing(&set, &online);
+		if (missing >= 0)
+			set_fix(add_finding(p, KB_SEVERITY_ERROR, "numatune.node", n,
+					    "nodeset='%s' names host NUMA node %d, which this host does not have (nodes: %s)", nodeset,
+					    missing, online_text),
+				"use nodes of /sys/devices/system/node/online (kvmbox domain new --placement auto chooses them)");
+	}
 }
 
 /* The host's default hugepage size in KiB, 0 when it has none. */
@@ -848,6 +940,198 @@ static void check_console(struct preflight *p)
 		"add <serial type='pty'/> and <console type='pty'/> to <devices>");
 }
 
+/* ---- firmware ------------------------------------------------------------ */
+
+/* A firmware descriptor of the root, as libvirt lists them: /etc/qemu/firmware first, a same-named file there hides /usr/share's. */
+struct fw_file {
+	char path[PATH_MAX];
+	const char *name; /* its file name, in path */
+};
+struct fw_files {
+	struct fw_file item[32];
+	size_t count;
+};
+
+static int add_fw_file(void *opaque, const char *abs_path)
+{
+	struct fw_files *files = opaque;
+	const char *name = strrchr(abs_path, '/') + 1;
+	for (size_t i = 0; i < files->count; i++)
+		if (!strcmp(files->item[i].name, name))
+			return 0; /* /etc's overrides it */
+	if (files->count < sizeof(files->item) / sizeof(files->item[0])) {
+		struct fw_file *f = &files->item[files->count++];
+		snprintf(f->path, sizeof(f->path), "%s", abs_path);
+		f->name = strrchr(f->path, '/') + 1;
+	}
+	return 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(((const struct fw_file *)a)->name, ((const struct fw_file *)b)->name);
+}
+
+/* The machine type as libvirt matches it against a descriptor's globs: an alias (q35) as its version (pc-q35-7.2). */
+static void versioned_machine(const struct preflight *p, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s", p->machine ? p->machine : "");
+	xmlNode *arch = kb_xml_child(p->guest, "arch");
+	for (xmlNode *parent = arch; parent; parent = parent == arch ? kb_xml_child(arch, "domain") : kb_xml_next(parent, "domain"))
+		for (xmlNode *m = kb_xml_child(parent, "machine"); m; m = kb_xml_next(m, "machine")) {
+			autofree char *text = kb_xml_text(p->xml, m);
+			autofree char *canonical = kb_xml_prop(p->xml, m, "canonical");
+			if (text && canonical && p->machine && !strcmp(text, p->machine)) {
+				snprintf(buf, size, "%s", canonical);
+				return;
+			}
+		}
+	/* Without libvirt's capabilities: the aliases as QEMU names their versions. */
+	if (p->machine && !strcmp(p->machine, "q35"))
+		snprintf(buf, size, "pc-q35-latest");
+	else if (p->machine && !strcmp(p->machine, "pc"))
+		snprintf(buf, size, "pc-i440fx-latest");
+}
+
+/* Whether @fw has every feature <firmware> enables and none it disables. */
+static bool fw_features_ok(const struct preflight *p, xmlNode *firmware, const struct kb_firmware *fw)
+{
+	for (xmlNode *f = kb_xml_child(firmware, "feature"); f; f = kb_xml_next(f, "feature")) {
+		autofree char *name = kb_xml_prop(p->xml, f, "name");
+		if (name && kb_firmware_has(fw, name) != kb_xml_prop_is(p->xml, f, "enabled", "yes"))
+			return false;
+	}
+	return true;
+}
+
+/* 0 when @path is a regular file inside the root, else why not (an errno). */
+static int regular_file_error(const struct preflight *p, const char *path)
+{
+	struct stat st;
+	if (stat_mapped(p, path, &st) < 0)
+		return errno;
+	return S_ISREG(st.st_mode) ? 0 : S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+}
+
+/* A <loader> or an NVRAM template the domain names must exist: QEMU opens them at start. */
+static void check_firmware_files(struct preflight *p, xmlNode *os)
+{
+	xmlNode *loader = kb_xml_child(os, "loader"), *nvram = kb_xml_child(os, "nvram");
+	autofree char *path = kb_xml_text(p->xml, loader);
+	autofree char *template = kb_xml_prop(p->xml, nvram, "template");
+	int e;
+	if (path && *path && (e = regular_file_error(p, path)))
+		set_fix(add_finding(p, KB_SEVERITY_ERROR, "firmware.loader", loader, "loader %s: %s", path, strerror(e)),
+			"apt install ovmf, or <os firmware='efi'> without <loader> (libvirt picks this host's firmware)");
+	if (template && *template && (e = regular_file_error(p, template)))
+		set_fix(add_finding(p, KB_SEVERITY_ERROR, "firmware.nvram", nvram, "NVRAM template %s: %s", template, strerror(e)),
+			"name an existing *_VARS.fd (apt install ovmf), or drop template=");
+}
+
+/*
+ * <os firmware='efi'>: libvirt picks the first descriptor (by file name) that
+ * offers UEFI for the arch and machine with the features <firmware> asks for
+ * and needs no SMM that <smm state='off'> takes away. None: the start fails
+ * ("Unable to find any firmware to satisfy 'efi'"); the finding names what
+ * the closest descriptors lack.
+ */
+static void check_firmware(struct preflight *p)
+{
+	xmlNode *os = kb_xml_child(p->domain, "os");
+	check_firmware_files(p, os);
+	autofree char *loader = kb_xml_text(p->xml, kb_xml_child(os, "loader"));
+	if (!kb_xml_prop_is(p->xml, os, "firmware", "efi") || (loader && *loader))
+		return;
+	const char *arch = p->arch ? p->arch : "x86_64";
+	struct fw_files files = { .count = 0 };
+	kb_sysroot_glob(p->ctx, "/etc/qemu/firmware/*.json", add_fw_file, &files, NULL);
+	kb_sysroot_glob(p->ctx, "/usr/share/qemu/firmware/*.json", add_fw_file, &files, NULL);
+	qsort(files.item, files.count, sizeof(files.item[0]), by_name);
+	char machine[128], want[256] = "", globs[256] = "", missing[PATH_MAX + 128] = "";
+	versioned_machine(p, machine, sizeof(machine));
+	xmlNode *firmware = kb_xml_child(os, "firmware");
+	for (xmlNode *f = kb_xml_child(firmware, "feature"); f; f = kb_xml_next(f, "feature")) {
+		autofree char *name = kb_xml_prop(p->xml, f, "name");
+		size_t n = strlen(want);
+		snprintf(want + n, sizeof(want) - n, "%s%s%s", n ? ", " : " with ",
+			 kb_xml_prop_is(p->xml, f, "enabled", "yes") ? "" : "no ", name ? name : "?");
+	}
+	bool smm_off = kb_xml_prop_is(p->xml, kb_xml_child(kb_xml_child(p->domain, "features"), "smm"), "state", "off");
+	bool any_uefi = false, any_machine = false, any_features = false, any_smm = false;
+	for (size_t i = 0; i < files.count; i++) {
+		autofree char *text = NULL;
+		size_t len = 0;
+		struct kb_firmware fw;
+		if (kb_read_file(p->ctx, files.item[i].path, 1 << 16, &text, &len, NULL) < 0 || !len ||
+		    kb_firmware_parse(text, len, &fw, NULL) < 0 || !fw.uefi || !fw.flash)
+			continue; /* an empty file in /etc hides one; a malformed one libvirt skips too */
+		bool for_arch = false, features = fw_features_ok(p, firmware, &fw);
+		for (size_t t = 0; t < fw.target_count; t++) {
+			if (strcmp(fw.target[t].arch, arch))
+				continue;
+			for_arch = true;
+			if (!features)
+				continue; /* the machines named are those of firmware with the features asked for */
+			for (size_t m = 0; m < fw.target[t].machine_count && !strstr(globs, fw.target[t].machine[m]); m++) {
+				size_t n = strlen(globs);
+				snprintf(globs + n, sizeof(globs) - n, "%s%s", n ? ", " : "", fw.target[t].machine[m]);
+			}
+		}
+		if (!for_arch)
+			continue;
+		any_uefi = true;
+		bool on_machine = kb_firmware_for(&fw, arch, machine);
+		bool smm = !(smm_off && kb_firmware_has(&fw, "requires-smm"));
+		any_machine |= on_machine;
+		any_features |= features;
+		any_smm |= on_machine && features && smm;
+		if (!on_machine || !features || !smm)
+			continue;
+		if (!regular_file_error(p, fw.executable)) {
+			xmlNode *root = p->domcaps ? p->xml->root_element(p->domcaps) : NULL;
+			xmlNode *enumeration = NULL;
+			for (xmlNode *e = kb_xml_child(kb_xml_child(root, "os"), "enum"); e; e = kb_xml_next(e, "enum"))
+				if (kb_xml_prop_is(p->xml, e, "name", "firmware"))
+					enumeration = e;
+			bool offered = !enumeration;
+			for (xmlNode *v = kb_xml_child(enumeration, "value"); v && !offered; v = kb_xml_next(v, "value")) {
+				autofree char *value = kb_xml_text(p->xml, v);
+				offered = value && !strcmp(value, "efi");
+			}
+			if (!offered) /* libvirt's own answer for this emulator and machine */
+				set_fix(add_finding(p, KB_SEVERITY_ERROR, "firmware.efi", os,
+						    "firmware='efi': libvirt offers no UEFI firmware for machine %s (its domain "
+						    "capabilities list no 'efi')", machine),
+					"virsh domcapabilities --machine %s; apt install ovmf", p->machine ? p->machine : machine);
+			return;
+		}
+		if (!missing[0])
+			snprintf(missing, sizeof(missing), "%s names %s, which does not exist", files.item[i].name, fw.executable);
+	}
+	if (missing[0])
+		set_fix(add_finding(p, KB_SEVERITY_ERROR, "firmware.efi", os, "firmware='efi': descriptor %s", missing),
+			"apt install --reinstall ovmf");
+	else if (!any_uefi)
+		set_fix(add_finding(p, KB_SEVERITY_ERROR, "firmware.efi", os,
+				    "firmware='efi': no UEFI firmware for %s (no descriptor in /usr/share/qemu/firmware or "
+				    "/etc/qemu/firmware)", arch),
+			"apt install ovmf");
+	else if (any_smm || (any_machine && any_features && smm_off))
+		set_fix(add_finding(p, KB_SEVERITY_ERROR, "firmware.efi", os,
+				    "firmware='efi'%s: the firmware that has it needs SMM (requires-smm), which <smm state='off'> "
+				    "turns off", want),
+			"drop <smm state='off'/> from <features>");
+	else if (any_features)
+		set_fix(add_finding(p, KB_SEVERITY_ERROR, "firmware.efi", os,
+				    "firmware='efi'%s: this host's UEFI firmware%s is for machines %s, not %s", want,
+				    want[0] ? " with it" : "", globs, machine),
+			"use machine q35 (<type machine='q35'>, domain new --machine q35)");
+	else
+		set_fix(add_finding(p, KB_SEVERITY_ERROR, "firmware.efi", os,
+				    "firmware='efi'%s: no UEFI firmware for machine %s has that", want, machine),
+			"drop the <firmware><feature> this host's firmware lacks, or install one that has it");
+}
+
 /* ---- driver --------------------------------------------------------------- */
 
 static int read_domain(struct preflight *p, xmlDoc *doc, struct kb_error *err)
@@ -888,7 +1172,12 @@ int kb_preflight(const struct kb_ctx *ctx, const struct kb_xml *xml, xmlDoc *doc
 	check_emulator(&p);
 	bool machine_ok = check_machine(&p);
 	check_cpu(&p, machine_ok);
+	if (!p.domcaps_xml && kb_xml_prop_is(xml, kb_xml_child(p.domain, "os"), "firmware", "efi"))
+		p.domcaps = load_domcaps(&p, machine_ok);
+	check_firmware(&p);
 	check_numa(&p);
+	check_memory(&p);
+	check_numatune(&p);
 	check_hugepages(&p);
 	check_pinning(&p);
 	check_interfaces(&p);

@@ -68,6 +68,7 @@ int kb_virt_load(struct kb_virt *v, struct kb_error *err)
 		{ "virNetworkCreate", (void **)&v->network_create },
 		{ "virNetworkFree", (void **)&v->network_free },
 		{ "virGetLastError", (void **)&v->last_error },
+		{ "virConnectCompareHypervisorCPU", (void **)&v->compare_cpu },
 		{ "virResetLastError", (void **)&v->reset_error },
 		{ "virSetErrorFunc", &set_error_func },
 	};
@@ -174,4 +175,22 @@ int kb_virt_network_state(const struct kb_virt *v, virConnectPtr conn, const cha
 	if (conn)
 		v->reset_error();
 	return state;
+}
+
+int kb_virt_cpu_compare(const struct kb_virt *v, virConnectPtr conn, const char *emulator, const char *arch,
+			const char *machine, const char *virttype, const char *cpu_xml, char *why, size_t size)
+{
+	if (!conn)
+		return -1;
+	int r = v->compare_cpu(conn, emulator, arch, machine, virttype, cpu_xml, VIR_CONNECT_COMPARE_CPU_FAIL_INCOMPATIBLE);
+	virErrorPtr e = r == VIR_CPU_COMPARE_ERROR ? v->last_error() : NULL;
+	int verdict = r == VIR_CPU_COMPARE_IDENTICAL || r == VIR_CPU_COMPARE_SUPERSET ? 1 : -1;
+	if (e && e->code == VIR_ERR_CPU_INCOMPATIBLE) {
+		/* "the CPU is incompatible with host CPU: Host CPU does not provide required features: pcid, x2apic" */
+		const char *list = e->message ? strstr(e->message, "required features: ") : NULL;
+		snprintf(why, size, "%s", list ? list + strlen("required features: ") : e->message ? e->message : "");
+		verdict = 0;
+	}
+	v->reset_error();
+	return verdict;
 }

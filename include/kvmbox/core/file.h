@@ -53,6 +53,14 @@ struct kb_write_options {
 	const char *backup_suffix; /* if set and the file exists, keep the old one as PATH+suffix */
 	bool backup_hidden;        /* ... as DIR/.NAME+suffix instead: for directories read whole (interfaces.d) */
 	bool create_dirs;          /* make missing parent directories (0755), like mkdir -p */
+	/*
+	 * Atomic but not synced: for a record rewritten at every step whose loss
+	 * in a power cut costs nothing (a run's progress: the next run plans
+	 * again). A killed process still leaves the old or the new file whole.
+	 */
+	bool no_sync;
+	/* A symbolic link at the path is refused, not followed: for files kvmbox makes in a directory others write. */
+	bool no_follow;
 };
 
 /*

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
+#include <libxml/xmlerror.h>
 #include "kvmbox/core/error.h"
 
 struct kb_xml {
@@ -25,6 +26,7 @@ struct kb_xml {
 	__typeof__(xmlDocCopyNode) *copy_node;
 	__typeof__(xmlAddChild) *add_child;
 	__typeof__(xmlReplaceNode) *replace_node;
+	__typeof__(xmlGetLastError) *last_error; /* where a parse failed: line, column, libxml2's reason */
 	xmlFreeFunc *free; /* libxml2's xmlFree is a variable holding the function */
 };
 

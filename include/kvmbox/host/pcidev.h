@@ -15,7 +15,7 @@
 
 #define KB_PCI_DEVICES "/sys/bus/pci/devices"
 #define KB_PCI_VFIO "vfio-pci"
-#define KB_PCI_MAX 512
+#define KB_PCI_MAX 512 /* the most addresses one list names (a udev rule, a prepare) */
 
 struct kb_pci_dev {
 	char addr[16];   /* 0000:81:00.3 */
@@ -28,13 +28,21 @@ struct kb_pci_dev {
 };
 
 struct kb_pci_host {
-	struct kb_pci_dev dev[KB_PCI_MAX];
-	int count;
+	struct kb_pci_dev *dev; /* every device the bus has: a host with SR-IOV has thousands */
+	int count, room;
 };
 
 /* Every device, sorted by address, with what the host uses found. */
 int kb_pci_scan(const struct kb_ctx *ctx, struct kb_pci_host *host, struct kb_error *err);
+/* Free what kb_pci_scan allocated (@host itself is the caller's). */
+void kb_pci_host_free(struct kb_pci_host *host);
+/* A heap kb_pci_host and its devices, freed at the end of the scope. */
+void kb_pci_host_freep(struct kb_pci_host **host);
+#define autofree_pci_host __attribute__((cleanup(kb_pci_host_freep))) struct kb_pci_host *
 struct kb_pci_dev *kb_pci_find(struct kb_pci_host *host, const char *addr);
+
+/* The interface that carries the IPv4 default route (/proc/net/route) into @name; "" when none. */
+void kb_default_route_iface(const struct kb_ctx *ctx, char *name, size_t size);
 
 /* Whether /dev/@block (or one of its partitions) is mounted or used as swap (/proc/mounts, /proc/swaps); @why says where. */
 bool kb_block_in_use(const struct kb_ctx *ctx, const char *block, char *why, size_t size);

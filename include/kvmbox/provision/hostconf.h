@@ -10,6 +10,7 @@
  *   [pci]              prepare = ADDR..., persist = yes|no
  *   [hugepages]        count = N, size = 2M|1G, node = N, reserve = SIZE, persist = yes|no, for-domains = DIR
  *   [devkvm]           group = NAME, persist = yes|no
+ *   [tune]             housekeeping = N | housekeeping-cpus = LIST, update = yes|no
  *   [bridge NAME]      uplink, address (or addr; repeatable), gateway, stp, forward-delay, mtu, mac, persist
  *   [bundle NAME]      source = FILE, dest = DIR, sha256 = HEX (of the bundle file)
  *   [domain NAME]      xml = FILE | bundle = NAME | the words of `domain new` (memory = 4G,
@@ -29,6 +30,7 @@
 #include "kvmbox/host/kvmload.h"
 #include "kvmbox/host/grubargs.h"
 #include "kvmbox/host/hugepages.h"
+#include "kvmbox/host/tune.h"
 #include "kvmbox/host/vfio.h"
 #include "kvmbox/net/bridge.h"
 #include "kvmbox/virt/domain.h"
@@ -58,14 +60,15 @@ struct kb_conf_domain {
 };
 
 struct kb_hostconf {
-	bool has_check, has_kvm, has_grub, has_hugepages, has_devkvm, has_pci;
-	unsigned check_line, kvm_line, grub_line, hugepages_line, devkvm_line, pci_line; /* where those sections start */
+	bool has_check, has_kvm, has_grub, has_hugepages, has_devkvm, has_pci, has_tune;
+	unsigned check_line, kvm_line, grub_line, hugepages_line, devkvm_line, pci_line, tune_line; /* where those sections start */
 	struct kb_check_spec check; /* [check], set by kb_check_spec_set */
 	struct kb_kvmload_spec kvm; /* [kvm], set by kb_kvmload_spec_set as `kvmbox kvm-load`'s options are */
 	struct kb_devkvm_spec devkvm; /* [devkvm], set by kb_devkvm_spec_set as `kvmbox devkvm`'s options are */
 	struct kb_grubargs_spec grub; /* [grub], set by kb_grubargs_spec_set as `kvmbox grub-args`'s options are */
 	struct kb_hugepages_spec hugepages; /* [hugepages], set by kb_hugepages_spec_set as `kvmbox hugepages set`'s options are */
 	struct kb_vfio_spec pci;      /* [pci], set by kb_vfio_spec_set as `kvmbox pci prepare`'s options are */
+	struct kb_tune_spec tune;     /* [tune], set by kb_tune_spec_set as `kvmbox tune`'s options are */
 	struct kb_conf_bridge bridge[KB_HOSTCONF_MAX_ITEMS];
 	struct kb_conf_bundle bundle[KB_HOSTCONF_MAX_ITEMS];
 	struct kb_conf_domain domain[KB_HOSTCONF_MAX_ITEMS];

@@ -1,6 +1,6 @@
 /*
  * provision: a whole KVM host from one config, in a fixed order:
- *   check -> kvm -> devkvm -> grub -> pci -> hugepages -> bridges -> bundles -> domains
+ *   check -> kvm -> devkvm -> grub -> tune -> pci -> hugepages -> bridges -> bundles -> domains
  * (the KVM module before /dev/kvm: the node only exists once the module is loaded).
  *
  * Every step is a resource's typed plan/apply (kvmbox/core/change.h) with
@@ -35,6 +35,7 @@ enum kb_step_kind {
 	KB_STEP_KVM,
 	KB_STEP_DEVKVM,
 	KB_STEP_GRUB,
+	KB_STEP_TUNE,
 	KB_STEP_PCI,
 	KB_STEP_HUGEPAGES,
 	KB_STEP_BRIDGE,

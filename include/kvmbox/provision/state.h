@@ -49,7 +49,10 @@ void kb_state_now(char *buf, size_t size);
 /* Record a finished step (ignored past KB_STATE_MAX_STEPS). */
 void kb_state_add_step(struct kb_provision_state *state, const char *id, bool failed);
 
-/* Replace the state file (under ctx->target or the root) atomically with @state. */
+/*
+ * Replace the state file (under ctx->target or the root) atomically with
+ * @state; synced to disk once the run has a result, before that only atomic.
+ */
 int kb_state_write(const struct kb_ctx *ctx, const struct kb_provision_state *state, struct kb_error *err);
 
 /* Read the state file (under ctx->target or the root); ENOENT when there is none. */

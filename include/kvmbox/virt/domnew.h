@@ -34,10 +34,17 @@ enum kb_domnew_disk_kind {
 struct kb_domnew_disk {
 	enum kb_domnew_disk_kind kind;
 	unsigned long long size_bytes;
+	bool size_bare;        /* size=100: no unit, GiB as virt-install reads it */
 	char pool[64];
 	char format[8];        /* qcow2 or raw; "" until known (path=: format=, the definition's, or probed once) */
 	bool defined;          /* path=: the domain's current definition has it; its format comes from there */
 	char bus[8];           /* virtio, sata, scsi */
+	char cache[16];        /* cache=: none, writeback, writethrough, directsync, unsafe; "" libvirt's default */
+	char io[16];           /* io=: native, threads, io_uring */
+	char discard[8];       /* discard=: unmap or ignore ("" new volumes: unmap) */
+	char detect_zeroes[8]; /* detect_zeroes=: on, off, unmap */
+	char serial[32];       /* serial=: the guest sees it as the disk's serial number */
+	bool readonly, shareable;
 	char path[PATH_MAX];   /* path=, or the new volume's path once the pool is known */
 	char backing[PATH_MAX];
 	char backing_format[8];
@@ -56,9 +63,17 @@ struct kb_domnew_feature {
 	char name[48];
 };
 
+#define KB_DOMNEW_FW_FEATURES_MAX 2
+/* --boot uefi,firmware.feature0.name=secure-boot,firmware.feature0.enabled=yes */
+struct kb_domnew_fw_feature {
+	char name[16]; /* secure-boot or enrolled-keys (libvirt's firmware features) */
+	int enabled;   /* 1 yes, 0 no, -1 not given yet */
+};
+
 struct kb_domnew {
 	char name[64];
 	unsigned long long memory_kib;
+	bool memory_bare;   /* memory 4096: no unit, MiB as virt-install reads it */
 	unsigned vcpus;
 	char cpu_mode[24];  /* host-passthrough, host-model or custom */
 	char cpu_model[48];
@@ -72,6 +87,9 @@ struct kb_domnew {
 	char cdrom[PATH_MAX];
 	char boot[4][8];
 	size_t boot_count;
+	char firmware[8];   /* "efi" (--boot uefi, firmware=efi): libvirt picks the firmware; "" BIOS or as it is */
+	struct kb_domnew_fw_feature fw_feature[KB_DOMNEW_FW_FEATURES_MAX];
+	size_t fw_feature_count;
 	struct kb_domnew_net net[KB_DOMNEW_NETS_MAX];
 	size_t net_count;
 	bool net_none;      /* network none: no NIC (without any network word the caller adds network=default) */

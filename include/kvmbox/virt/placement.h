@@ -46,6 +46,12 @@ struct kb_topology {
 	struct kb_cpuset online;
 	struct kb_cpuset isolated; /* isolcpus= on the kernel command line: the CPUs kept for guests */
 	/*
+	 * isolated is the next boot's: isolcpus= in /etc/default/grub (or
+	 * /etc/kernel/cmdline; as `kvmbox tune` writes it) differs from the running
+	 * kernel's, and the domains placed now will run after that boot.
+	 */
+	bool isolated_next_boot;
+	/*
 	 * The host's reserve (housekeeping CPUs): the CPUs isolcpus= leaves to the
 	 * host, else one whole core per node. No guest's vCPU goes there; every
 	 * guest's emulator threads may share it.
@@ -96,6 +102,7 @@ struct kb_placement {
 	/* The guest's CPU topology, matching the pins: a socket never spans two cells, threads=2 for sibling pairs. */
 	unsigned sockets, cores, threads;
 	bool off_device_node; /* pci-numa-affinity preferred: the device's node was full */
+	bool isolated_next_boot; /* the isolated CPUs are the next boot's (kb_topology's) */
 };
 
 /*
@@ -117,7 +124,7 @@ int kb_place(const struct kb_topology *topo, const struct kb_place_request *req,
 /* The default reserve: isolcpus='s complement, else the first core (all its threads) of each node. */
 void kb_topology_default_reserve(struct kb_topology *topo);
 
-/* Read the host's topology through the sysroot (/sys/devices/system, /proc/cmdline). */
+/* Read the host's topology through the sysroot (/sys/devices/system, /proc/cmdline, /etc/default/grub). */
 int kb_topology_read(const struct kb_ctx *ctx, struct kb_topology *topo, struct kb_error *err);
 
 /*

@@ -63,6 +63,12 @@ struct kb_preflight_host {
 	/* libvirt network @name: 1 active, 0 inactive, -1 absent, -2 unknown (not checked); may be NULL. */
 	int (*network)(void *opaque, const char *name);
 	const char *const *to_start; /* NULL-terminated: inactive networks the caller starts before defining; may be NULL */
+	/*
+	 * libvirt's verdict on the guest CPU @cpu_xml for this hypervisor (see
+	 * kb_virt_cpu_compare): 1 it starts, 0 not (@why: the features missing), -1 unknown; may be NULL.
+	 */
+	int (*cpu_compare)(void *opaque, const char *emulator, const char *arch, const char *machine, const char *virttype,
+			   const char *cpu_xml, char *why, size_t size);
 };
 
 /*

@@ -65,6 +65,7 @@ struct kb_virt {
 	__typeof__(virNetworkCreate) *network_create;
 	__typeof__(virNetworkFree) *network_free;
 	__typeof__(virGetLastError) *last_error;
+	__typeof__(virConnectCompareHypervisorCPU) *compare_cpu;
 	__typeof__(virResetLastError) *reset_error;
 };
 
@@ -104,5 +105,14 @@ virConnectPtr kb_virt_connect(const struct kb_virt *v, const char *uri, struct k
 
 /* libvirt network @name: 1 active, 0 inactive, -1 absent, -2 libvirt could not say. */
 int kb_virt_network_state(const struct kb_virt *v, virConnectPtr conn, const char *name);
+
+/*
+ * libvirt's comparison of the guest CPU @cpu_xml (a <cpu> element) with the
+ * CPU the hypervisor gives guests of @virttype here, as the start checks it:
+ * disabled features are not needed. 1 compatible, 0 not (@why: the features
+ * the host lacks, "pcid, x2apic"), -1 when libvirt cannot tell.
+ */
+int kb_virt_cpu_compare(const struct kb_virt *v, virConnectPtr conn, const char *emulator, const char *arch,
+			const char *machine, const char *virttype, const char *cpu_xml, char *why, size_t size);
 
 #endif
