@@ -984,9 +984,12 @@ static bool send_report(struct init *in, bool ok)
 {
 	if (!in->report[0])
 		return true;
-	char mac[18] = "unknown";
-	if (in->mac[0])
-		dashed(in->mac, mac);
+	if (!in->nic[0]) {
+		say("no report: no network to send it over");
+		return false;
+	}
+	char mac[18];
+	dashed(in->mac, mac);
 	if (write_report(in, ok, FLEET_DIR "/report.json") != 0) {
 		failed(in, "writing the report: %s", strerror(errno));
 		return false;

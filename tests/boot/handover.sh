@@ -7,6 +7,7 @@
 #   reboot    the machine reboots (QEMU's -no-reboot makes that an exit)
 #   a handover that cannot happen (action=provision, no /sbin/init) and an unknown action:
 #             a message and the failure verdict, never a hang
+#   a netboot where no DHCP server answers: retried until kvmbox.timeout=, then the failure
 # Each boot is bounded (BOOT_TIMEOUT, default 120 s).
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib.sh
@@ -58,13 +59,14 @@ CFG
 	mkfs.ext4 -q -F -L kvmbox-target -d "$root" "$TESTS_TMP/disk.img"
 }
 
+# boot APPEND: QEMU_NET adds NICs.
 boot() {
 	LOG=$TESTS_TMP/serial.log
 	rm -f "$LOG"
 	timeout -k 5 "${BOOT_TIMEOUT:-120}" qemu-system-x86_64 -accel tcg -cpu EPYC -m 1024 -smp 1 \
 		-nodefaults -display none -no-reboot -serial "file:$LOG" -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
 		-kernel "$KERNEL_DIR/boot/vmlinuz-$KVER" -initrd "$IMAGE" \
-		-drive "file=$TESTS_TMP/disk.img,if=none,id=disk0,format=raw" -device virtio-blk-pci,drive=disk0 \
+		-drive "file=$TESTS_TMP/disk.img,if=none,id=disk0,format=raw" -device virtio-blk-pci,drive=disk0 ${QEMU_NET:-} \
 		-append "console=ttyS0 panic=-1 quiet kvmbox.exitport=0xf4 kvmbox.target=LABEL=kvmbox-target $1" </dev/null >/dev/null 2>&1
 	QEMU_RC=$?
 	SERIAL=$(tr -d '\r' <"$LOG")
@@ -112,8 +114,23 @@ unknown_action_refused() {
 	expect_eq "disk untouched" "$(sha256sum "$TESTS_TMP/disk.img" | cut -d' ' -f1)" "$before"
 }
 
+# Netboot on a wire where nobody answers DHCP: retried until kvmbox.timeout=, then the
+# failure verdict; no report (no network to send it over), never a hang.
+no_lease_fails_in_time() {
+	disk
+	local start=$SECONDS
+	QEMU_NET="-netdev hubport,id=dead,hubid=3 -device virtio-net-pci,netdev=dead,mac=52:54:00:12:36:01" \
+		boot "kvmbox.action=poweroff kvmbox.url=http://10.0.2.2:9/fleet/ kvmbox.report=http://10.0.2.2:9/report kvmbox.manifest.sha256=$(printf '0%.0s' {1..64}) kvmbox.timeout=12"
+	expect_eq "QEMU exit (65 = failure verdict)" "$QEMU_RC" 65
+	expect_match "DHCP retried" "$SERIAL" "no DHCP lease on [a-z0-9]+ yet"
+	expect_match "then given up" "$SERIAL" "no DHCP lease within 12 s \\(kvmbox\\.timeout=SEC waits longer\\)"
+	expect_match "no report" "$SERIAL" "no report: no network to send it over"
+	echo "# a netboot without a lease powered off after $((SECONDS - start)) s (kvmbox.timeout=12)"
+}
+
 t kexec_into_the_installed_kernel
 t reboots
 t failed_handover_powers_off
 t unknown_action_refused
+t no_lease_fails_in_time
 done_testing
