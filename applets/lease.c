@@ -5,10 +5,12 @@
  * kvmbox.url=) uses it; it works on any host that runs udhcpc.
  *
  * udhcpc passes the event as the argument and the lease in the environment:
- * $interface, $ip, $mask (prefix length) or $subnet, $router (space-separated).
+ * $interface, $ip, $mask (prefix length) or $subnet, $router (space-separated),
+ * $dns (space-separated), $domain (the search domain; $search, option 119, too).
  *   deconfig        interface up, its IPv4 addresses removed
  *   bound, renew    interface up, $ip/$mask its only IPv4 address, a default
- *                   route via the first $router
+ *                   route via the first $router; with $dns, /etc/resolv.conf
+ *                   (under --root) names its servers and search domains
  *   leasefail, nak  nothing (udhcpc tries again or gives up)
  */
 #include <arpa/inet.h>
@@ -22,6 +24,8 @@
 #include <netlink/route/route.h>
 
 #include "kvmbox/applet.h"
+#include "kvmbox/core/cleanup.h"
+#include "kvmbox/core/file.h"
 #include "kvmbox/net/net.h"
 #include "kvmbox/core/output.h"
 
@@ -31,8 +35,9 @@ const char lease_usage[] =
 	"The script busybox's udhcpc runs at each DHCP event (udhcpc -s /bin/lease):\n"
 	"applies the lease in its environment over netlink. bound and renew make\n"
 	"$ip/$mask (or $subnet) the interface's only IPv4 address and add a default\n"
-	"route via the first of $router; deconfig sets $interface up without IPv4\n"
-	"addresses. Rows say what changed.\n";
+	"route via the first of $router, and with $dns write /etc/resolv.conf: its\n"
+	"servers (the first three) and $domain and $search as search domains.\n"
+	"deconfig sets $interface up without IPv4 addresses. Rows say what changed.\n";
 
 struct lease {
 	struct kb_ctx *ctx;
@@ -128,6 +133,44 @@ static int bound(struct lease *l, struct kb_error *err)
 	return rc;
 }
 
+/*
+ * The lease's DNS servers and search domains as /etc/resolv.conf (under
+ * --root): names in kvmbox.url= and bundle sources resolve (busybox's
+ * wget reads it). No $dns: the file is left as it is.
+ */
+#define RESOLV_CONF "/etc/resolv.conf"
+static int resolver(struct lease *l, struct kb_error *err)
+{
+	const char *dns = getenv("dns"), *domain = getenv("domain"), *search = getenv("search");
+	if (!dns || !*dns)
+		return 0;
+	char text[1024], word[64], servers[128] = "";
+	int len = snprintf(text, sizeof(text), "# from the DHCP lease on %s (kvmbox lease)\n", l->iface);
+	if ((domain && *domain) || (search && *search))
+		len += snprintf(text + len, sizeof(text) - (size_t)len, "search%s%s%s%s\n", domain && *domain ? " " : "",
+				domain ? domain : "", search && *search ? " " : "", search ? search : "");
+	int count = 0, used;
+	for (const char *c = dns; count < 3 && sscanf(c, "%63s%n", word, &used) == 1; c += used) {
+		struct in_addr a;
+		if (inet_pton(AF_INET, word, &a) != 1)
+			return kb_fail(err, 0, NULL, "the lease's DNS server '%s' is not an IPv4 address", word);
+		len += snprintf(text + len, sizeof(text) - (size_t)len, "nameserver %s\n", word);
+		snprintf(servers + strlen(servers), sizeof(servers) - strlen(servers), "%s%s", count ? " " : "", word);
+		count++;
+	}
+	if (len >= (int)sizeof(text))
+		return kb_fail(err, 0, NULL, "the lease's search domains are too long for %s", RESOLV_CONF);
+	autofree char *old = NULL;
+	size_t old_len = 0;
+	bool same = kb_read_file(l->ctx, RESOLV_CONF, 1 << 16, &old, &old_len, NULL) == 0 && old_len == (size_t)len &&
+		    !memcmp(old, text, (size_t)len);
+	struct kb_write_options opts = { .mode = 0644, .create_dirs = true };
+	if (!same && kb_write_file_atomic(l->ctx, RESOLV_CONF, text, (size_t)len, &opts, err) < 0)
+		return -1;
+	kb_row_set(kb_rows_add(&l->rows), RESOLV_CONF, same ? KB_UNCHANGED : KB_CHANGED, "nameserver %s", servers);
+	return 0;
+}
+
 int lease_main(struct kb_ctx *ctx, int argc, char **argv)
 {
 	static const struct option long_options[] = { KB_GLOBAL_LONG_OPTIONS, { 0 } };
@@ -161,6 +204,8 @@ int lease_main(struct kb_ctx *ctx, int argc, char **argv)
 		bool kept;
 		if (rc == 0)
 			rc = !strcmp(event, "deconfig") ? flush_ipv4(&l, NULL, &kept, &err) : bound(&l, &err);
+		if (rc == 0 && strcmp(event, "deconfig") != 0)
+			rc = resolver(&l, &err);
 	}
 	if (l.sk)
 		nl_socket_free(l.sk);

@@ -9,9 +9,16 @@
 # recursively) plus the ones it loads at run time (`kvmbox --libraries`, those marked
 # rescue); the modules are initramfs/modules with their dependencies from modules.dep
 # (modprobe --show-depends); the shell is busybox-static with its own applet list.
+# Reproducible: the same inputs give the same bytes (sorted entries, owner root, every
+# mtime SOURCE_DATE_EPOCH: by default the tree's last commit, else 0; no inode or device
+# numbers), so an image's digest can be pinned.
 set -euo pipefail
 KVMBOX=$1 OUT=$2 MODROOT=$3 KVER=$4
 here=$(cd "$(dirname "$0")" && pwd)
+umask 022
+if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
+	SOURCE_DATE_EPOCH=$(git -C "$here" log -1 --format=%ct 2>/dev/null || echo 0)
+fi
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 moddir=$MODROOT/lib/modules/$KVER
@@ -22,7 +29,9 @@ mkdir -p "$stage"/{bin,sbin,etc/kvmbox,proc,sys,dev,run,target,tmp,root}
 chmod 1777 "$stage/tmp"
 
 # kvmbox, its applets, and /init (the kernel runs /init: argv[0] "init" is the init applet).
-install -m 0755 "$KVMBOX" "$stage/bin/kvmbox"
+# Stripped: the symbols are for debuggers on the build host (2.7 MB -> 1 MB).
+strip -o "$stage/bin/kvmbox" "$KVMBOX"
+chmod 0755 "$stage/bin/kvmbox"
 # Relative links: `kvmbox --install` would point them at this build's path on the build host.
 for applet in $("$KVMBOX" --list); do ln -s kvmbox "$stage/bin/$applet"; done
 ln -s bin/kvmbox "$stage/init"
@@ -35,7 +44,7 @@ done
 ln -s ../bin/busybox "$stage/sbin/modprobe" # what the kernel runs to load a module on demand
 
 # Shared libraries: the closure of DT_NEEDED, starting from kvmbox and the run-time libraries.
-declare -A copied=()
+declare -A copied=() placed=()
 ldconfig -p >"$stage.ldcache"
 trap 'rm -rf "$stage" "$stage.ldcache"' EXIT
 resolve() { awk -v so="$1" '$1 == so && /x86-64/ { print $NF; exit }' "$stage.ldcache"; }
@@ -53,6 +62,13 @@ copy_lib() {
 			-o "$stage$path" "$here/icu-stubdata.c"
 		return ;;
 	esac
+	# One copy of a file reached by two paths (ld-linux: the interpreter's /lib64 path
+	# and libc's DT_NEEDED): the second is a link to the first.
+	if [ -n "${placed[$real]:-}" ]; then
+		ln -s "${placed[$real]}" "$stage$path"
+		return
+	fi
+	placed[$real]=$path
 	cp "$real" "$stage$path"
 	for needed in $(readelf -d "$real" | awk '/\(NEEDED\)/ { gsub(/[\[\]]/, "", $5); print $5 }'); do
 		local found
@@ -89,13 +105,21 @@ for module in $wanted; do
 		count=$((count + 1))
 	done < <(modprobe -d "$MODROOT" -S "$KVER" --show-depends "$module" 2>/dev/null || echo "missing $module")
 done
-cp "$moddir"/modules.{builtin,builtin.modinfo,order} "$stage/lib/modules/$KVER/" 2>/dev/null || true
+cp "$moddir"/modules.{builtin,builtin.modinfo} "$stage/lib/modules/$KVER/" 2>/dev/null || true
+# modules.order of the modules carried only (the whole kernel's lists thousands).
+(cd "$stage/lib/modules/$KVER" && find kernel -name '*.ko*' | LC_ALL=C sort >modules.order)
 depmod -b "$stage" "$KVER"
 grep -v '^kvm' <<<"$wanted" >"$stage/etc/kvmbox/initramfs-modules"
+# What the image is, for the fleet's reports.
+echo "$("$KVMBOX" --version), modules of Linux $KVER, built $(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)" \
+	>"$stage/etc/kvmbox/image"
 
-# The image: newc cpio, owned by root, zstd (the kernel unpacks it itself).
+# The image: newc cpio, owned by root, every mtime the same, zstd (the kernel unpacks it
+# itself; one thread: the same bytes on any machine).
 mkdir -p "$(dirname "$OUT")"
-(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | zstd -q -12 -T0 >"$OUT.tmp"
+find "$stage" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --reproducible --quiet) |
+	zstd -q -12 --single-thread >"$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
 files=$(cd "$stage" && find . -mindepth 1 | wc -l)
 echo "$OUT: $(stat -c %s "$OUT") bytes ($(du -sk "$stage" | cut -f1) KiB unpacked, $files files, $count modules for $KVER)"

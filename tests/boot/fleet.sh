@@ -83,11 +83,10 @@ persist = yes
 CONF
 	(cd "$SRV/fleet" && sha256sum hosts/*.conf bundles/*.kvmbundle >SHA256SUMS)
 	MANIFEST_SUM=$(sha256sum "$SRV/fleet/SHA256SUMS" | cut -d' ' -f1)
-	# iPXE: DHCP, then the kernel and the image over HTTP with the fleet's arguments.
+	# iPXE (the boot NIC configured already): the kernel and the image over HTTP with the fleet's arguments.
 	cat >"$TFTP/boot.ipxe" <<IPXE
 #!ipxe
-dhcp
-kernel $BASE/vmlinuz initrd=initrd.img console=ttyS0 panic=-1 quiet kvmbox.exitport=0xf4 kvmbox.action=poweroff kvmbox.target=LABEL=kvmbox-target kvmbox.url=$BASE/fleet/ kvmbox.manifest.sha256=$MANIFEST_SUM kvmbox.report=$BASE/report BOOTIF=01-\${net0/mac:hexhyp}
+kernel $BASE/vmlinuz initrd=initrd.img console=ttyS0 panic=-1 quiet kvmbox.exitport=0xf4 kvmbox.action=poweroff kvmbox.target=LABEL=kvmbox-target kvmbox.url=$BASE/fleet/ kvmbox.manifest.sha256=$MANIFEST_SUM kvmbox.report=$BASE/report BOOTIF=01-\${netX/mac:hexhyp}
 initrd $BASE/initrd.img
 boot
 IPXE
@@ -157,6 +156,10 @@ three_hosts_boot_by_pxe_at_once() {
 	expect_match "host 2 bridge" "$(disk_file 2 /etc/systemd/network/br2.network)" "Address=198.51.100.12/24"
 	expect_eq "host 2 has no br1" "$(disk_file 2 /etc/systemd/network/br1.network)" ""
 	expect_match "host 1's bundle, streamed from the server" "$(disk_file 1 /var/lib/libvirt/images/web/domain.xml)" "/var/lib/libvirt/images/web/web.qcow2"
+	# The serial console is no terminal anyone watches: no progress bar drawn on it.
+	local serial1
+	serial1=$(tr -d '\r' <"$TESTS_TMP/serial1.log")
+	[[ "$serial1" != *"unpack ["* ]] || fail "a progress bar on the serial console: $(grep -a 'unpack \[' <<<"$serial1" | head -2)"
 	expect_eq "host 2 has no bundle" "$(disk_file 2 /var/lib/libvirt/images/web/domain.xml)" ""
 	expect_match "state" "$(disk_file 1 /var/lib/kvmbox/state)" "done=bundle web"
 }

@@ -691,6 +691,14 @@ test_unpack_from_http() {
 	# The verdicts above come from wget's response headers, kept in an anonymous file: no
 	# predictable name in /tmp that another user could have made first or linked elsewhere.
 	expect_eq "no headers file in /tmp" "$(find /tmp -maxdepth 1 -name 'kvmbox-fetch-*' | wc -l)" 0
+	# A transfer that stalls: given up after its 60 s of silence (not 30 more waiting for
+	# wget), saying so.
+	local start=$SECONDS
+	RUN_BOUND=90 run unpack "http://127.0.0.1:$FLEET_PORT/stall/web.kvmbundle" --dest "$dest" --name stalled --sha256 "$sum"
+	expect_rc 1
+	expect_eq "stalled" "$ERR" "kvmbox unpack: fetching http://127.0.0.1:$FLEET_PORT/stall/web.kvmbundle: no data for 60 s, the transfer stalled: nothing unpacked"
+	[ $((SECONDS - start)) -le 66 ] || fail "the stall took $((SECONDS - start)) s to be given up (60 s of silence)"
+	expect_eq "nothing of it left" "$(ls -A "$dest")" "web"
 }
 
 t test_round_trip_every_compression

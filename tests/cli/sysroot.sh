@@ -295,6 +295,25 @@ firstboot_refused() { # LINKTEXT OUTSIDE
 	[ -L "$T$WANTS" ] || fail "the directory link was replaced"
 }
 
+# The first-boot unit names what the installed system has: its kvmbox (where it has one)
+# and its config (a config given from outside the target is copied in: that path may be
+# gone at first boot; one inside the target is named without the target's prefix).
+test_provision_firstboot_unit_names_the_targets_files() {
+	provision_target
+	run --target "$T" provision "$TESTS_TMP/web.conf"
+	expect_rc 0
+	expect_eq "unit, config from outside" "$(grep ^ExecStart "$T/etc/systemd/system/kvmbox-firstboot.service")" \
+		"ExecStart=/usr/bin/kvmbox provision /etc/kvmbox/firstboot.conf"
+	expect_eq "the config copied in" "$(cat "$T/etc/kvmbox/firstboot.conf")" "$(cat "$TESTS_TMP/web.conf")"
+	mkdir -p "$T/etc/kvmbox" "$T/usr/local/bin"
+	cp "$TESTS_TMP/web.conf" "$T/etc/kvmbox/host.conf"
+	: >"$T/usr/local/bin/kvmbox"
+	run --target "$T" provision "$T/etc/kvmbox/host.conf"
+	expect_rc 0
+	expect_eq "unit, config inside, its own kvmbox" "$(grep ^ExecStart "$T/etc/systemd/system/kvmbox-firstboot.service")" \
+		"ExecStart=/usr/local/bin/kvmbox provision /etc/kvmbox/host.conf"
+}
+
 test_provision_firstboot_dir_absolute_link() {
 	local out
 	provision_target
@@ -455,6 +474,7 @@ test_pci_list_climbing_link() {
 	out=$(outside_dir pci-climb)
 	pci_read "$r" "$(climb "$r" /sys/bus)${out#/}" "$out"
 }
+t test_provision_firstboot_unit_names_the_targets_files
 t test_grub_intermediate_absolute_link
 t test_grub_intermediate_climbing_link
 t test_grub_link_followed_inside_the_root

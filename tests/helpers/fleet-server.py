@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
 """The fleet server of kvmbox's tests (Python's standard library only): serves the
 files under ROOT by GET, stores each POST to /report/NAME as ROOT/reports/NAME,
-and answers /redirect?to=URL with a 302 to URL (to test that kvmbox refuses
-redirects to another host). Binds 127.0.0.1 only; prints its port, then serves
-until killed.
+answers /redirect?to=URL with a 302 to URL (to test that kvmbox refuses
+redirects to another host), and /stall/NAME with the first KiB of NAME, then
+nothing for two minutes (a transfer that stalls). Binds 127.0.0.1 only; prints its port, then serves
+until killed. With --late FILE, it starts serving only once FILE exists (a
+server that comes up late: until then, connections to its port are refused).
 
-    fleet-server.py ROOT"""
+    fleet-server.py ROOT [--late FILE]"""
 import http.server
 import os
+import socket
 import sys
+import time
 import urllib.parse
 
 ROOT = os.path.abspath(sys.argv[1])
@@ -31,6 +35,16 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
+        if url.path.startswith("/stall/"):
+            with open(os.path.join(ROOT, url.path[len("/stall/"):]), "rb") as f:
+                body = f.read()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[:1024])
+            self.wfile.flush()
+            time.sleep(120)
+            return
         super().do_GET()
 
     def do_POST(self):
@@ -47,6 +61,17 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         self.end_headers()
 
 
-server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-print(server.server_address[1], flush=True)
+late = sys.argv[3] if len(sys.argv) > 3 and sys.argv[2] == "--late" else None
+port = 0
+if late:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    print(port, flush=True)
+    while not os.path.exists(late):
+        time.sleep(0.2)
+server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+if not late:
+    print(server.server_address[1], flush=True)
 server.serve_forever()

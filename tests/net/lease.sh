@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # kvmbox lease as busybox udhcpc's script: a client namespace gets its address and
 # default route from busybox udhcpd in a peer namespace (a veth between them), the
-# netboot path of the rescue image, then reaches the server; renew changes nothing.
+# netboot path of the rescue image, then reaches the server; the lease's DNS servers and
+# search domain become resolv.conf (under --root: the host's own stays as it is); renew
+# changes nothing.
 . tests/lib.sh
 
 NS_C=kvmbox-lease-c-$$
@@ -24,13 +26,17 @@ pidfile $TESTS_TMP/udhcpd.pid
 option subnet 255.255.255.0
 option router 10.77.0.1
 option lease 600
+option dns 10.77.0.53 10.77.0.54
+option domain fleet.test
 CONF
 	: >"$TESTS_TMP/udhcpd.leases"
 	ip netns exec "$NS_S" busybox udhcpd -f "$TESTS_TMP/udhcpd.conf" >"$TESTS_TMP/udhcpd.log" 2>&1 &
 	echo $! >>"$TESTS_TMP/pids"
-	# udhcpc runs its script by path: /bin/lease in the image, a link to kvmbox here.
-	mkdir -p "$TESTS_TMP/bin"
-	ln -sf "$KVMBOX" "$TESTS_TMP/bin/lease"
+	# udhcpc runs its script by path: /bin/lease in the image; here kvmbox with --root, so
+	# the lease's resolv.conf lands in the test's root, not the host's /etc.
+	mkdir -p "$TESTS_TMP/bin" "$TESTS_TMP/root/etc"
+	printf '#!/bin/sh\nexec "%s" --root "%s" lease "$@"\n' "$KVMBOX" "$TESTS_TMP/root" >"$TESTS_TMP/bin/lease"
+	chmod 0755 "$TESTS_TMP/bin/lease"
 }
 
 udhcpc_gets_address_and_route() {
@@ -38,17 +44,26 @@ udhcpc_gets_address_and_route() {
 	OUT=$(timeout 30 ip netns exec "$NS_C" busybox udhcpc -i c0 -n -q -t 10 -T 1 -s "$TESTS_TMP/bin/lease" 2>&1)
 	RC=$?
 	expect_rc 0
-	expect_match "lease rows" "$OUT" "changed  c0  address 10\.77\.0\.1[01][0-9]/24
-changed  c0  default route via 10\.77\.0\.1"
+	expect_match "lease rows" "$OUT" "changed  c0 +address 10\.77\.0\.1[01][0-9]/24
+changed  c0 +default route via 10\.77\.0\.1
+changed  /etc/resolv\.conf  nameserver 10\.77\.0\.53 10\.77\.0\.54"
+	expect_eq "resolv.conf" "$(cat "$TESTS_TMP/root/etc/resolv.conf")" "# from the DHCP lease on c0 (kvmbox lease)
+search fleet.test
+nameserver 10.77.0.53
+nameserver 10.77.0.54"
 	expect_match "address" "$(ip -n "$NS_C" -4 addr show c0)" "inet 10\.77\.0\.1[01][0-9]/24 (brd 10\.77\.0\.255 )?scope global c0"
 	expect_eq "default route" "$(ip -n "$NS_C" route show default)" "default via 10.77.0.1 dev c0 proto static "
 	ip netns exec "$NS_C" ping -c1 -W2 10.77.0.1 >/dev/null || fail "the server does not answer over the leased address"
 	# The same lease again (a renew): nothing changes.
 	local addr
 	addr=$(ip -n "$NS_C" -4 -o addr show c0 | awk '{print $4}')
-	OUT=$(ip netns exec "$NS_C" env interface=c0 ip="${addr%/*}" mask=24 router=10.77.0.1 "$TESTS_TMP/bin/lease" renew 2>&1)
-	expect_eq renew "$OUT" "unchanged  c0  address $addr
-unchanged  c0  default route via 10.77.0.1"
+	OUT=$(ip netns exec "$NS_C" env interface=c0 ip="${addr%/*}" mask=24 router=10.77.0.1 dns="10.77.0.53 10.77.0.54" \
+		domain=fleet.test "$TESTS_TMP/bin/lease" renew 2>&1)
+	expect_eq renew "$OUT" "unchanged  c0                address $addr
+unchanged  c0                default route via 10.77.0.1
+unchanged  /etc/resolv.conf  nameserver 10.77.0.53 10.77.0.54"
+	OUT=$(ip netns exec "$NS_C" env interface=c0 ip="${addr%/*}" mask=24 dns=dns.example "$TESTS_TMP/bin/lease" renew 2>&1)
+	expect_match "a DNS server that is not an address" "$OUT" "kvmbox lease: the lease's DNS server 'dns\.example' is not an IPv4 address"
 	# deconfig: the address goes, the interface stays up.
 	OUT=$(ip netns exec "$NS_C" env interface=c0 "$TESTS_TMP/bin/lease" deconfig 2>&1)
 	expect_eq deconfig "$OUT" "changed  c0  address $addr removed"

@@ -164,7 +164,9 @@ staged_under_target_without_libvirt() {
 	expect_rc 0
 	expect_match "staged" "$OUT" "changed +domain prov +staged: defined at first boot by kvmbox-firstboot.service"
 	expect_eq "not defined" "$($VIRSH domstate kvmbox-test-prov 2>/dev/null)" ""
-	expect_eq unit "$(grep ^ExecStart "$TARGET/etc/systemd/system/kvmbox-firstboot.service")" "ExecStart=/usr/bin/kvmbox provision $TESTS_TMP/host.conf"
+	# The config is outside the target: copied in, the unit names the copy.
+	expect_eq unit "$(grep ^ExecStart "$TARGET/etc/systemd/system/kvmbox-firstboot.service")" "ExecStart=/usr/bin/kvmbox provision /etc/kvmbox/firstboot.conf"
+	expect_eq "config copied in" "$(cat "$TARGET/etc/kvmbox/firstboot.conf")" "$(cat "$TESTS_TMP/host.conf")"
 	expect_eq enabled "$(readlink "$TARGET/etc/systemd/system/multi-user.target.wants/kvmbox-firstboot.service")" /etc/systemd/system/kvmbox-firstboot.service
 }
 

@@ -77,6 +77,7 @@ struct unpack {
 	struct kb_progress progress;
 	/* The bundle as it is read: from a file or an http:// stream, hashed when --sha256 pins it. */
 	int source_fd;
+	bool stalled; /* the source sent nothing for STALL_SECONDS */
 	bool hashing;
 	struct kb_sha256 source_sha;
 	uint8_t *source_buf; /* SOURCE_BUF bytes while the bundle is read; not kept with a staged tree */
@@ -755,6 +756,7 @@ static la_ssize_t read_source(struct archive *a, void *opaque, const void **buff
 	struct pollfd pfd = { .fd = u->source_fd, .events = POLLIN };
 	int ready = poll(&pfd, 1, STALL_SECONDS * 1000);
 	if (ready == 0) {
+		u->stalled = true;
 		errno = ETIMEDOUT;
 		return -1;
 	}
@@ -822,6 +824,12 @@ static int run_source(struct unpack *u, const char *bundle, bool replace, struct
 		/* Stopped by a signal: wget is given a second, then killed; the signal is the reason. */
 		kb_fetch_stream_end(&stream, 1, NULL);
 		return fail_interrupted(err);
+	}
+	if (remote && u->stalled) {
+		/* wget is stalled as well: no point in waiting for it. */
+		kb_fetch_stream_end(&stream, 1, NULL);
+		return kb_fail(err, 0, NULL, "fetching %s: no data for %d s, the transfer stalled: nothing unpacked",
+			       bundle, STALL_SECONDS);
 	}
 	if (remote) {
 		/*

@@ -307,7 +307,7 @@ void kb_progress_start(const struct kb_ctx *ctx, struct kb_progress *p, const ch
 {
 	bool tty = isatty(fileno(ctx->err));
 	*p = (struct kb_progress){ .label = label, .start = now_seconds(), .tty = tty,
-				   .enabled = (ctx->verbosity >= 0 && tty) || ctx->verbosity > 0 };
+				   .enabled = !ctx->no_progress && ((ctx->verbosity >= 0 && tty) || ctx->verbosity > 0) };
 }
 
 void kb_progress_update(const struct kb_ctx *ctx, struct kb_progress *p, uint64_t done, uint64_t total)

@@ -136,13 +136,18 @@ static int read_headers(const char *url, int headers_fd, int *status, char *else
 	return 0;
 }
 
-/* The verdict on a finished transfer. */
-static int judge(const char *url, int headers_fd, int exit_status, bool timed_out, int timeout_s,
+/*
+ * The verdict on a finished transfer; *@transient when trying again later may
+ * succeed (no answer in time, no server, a 5xx, a transfer cut off), not when
+ * the server gave its answer (a 404, a redirect elsewhere, another status).
+ */
+static int judge(const char *url, int headers_fd, int exit_status, bool timed_out, int timeout_s, bool *transient,
 		 struct kb_error *err)
 {
 	int status;
 	char elsewhere[512];
 	read_headers(url, headers_fd, &status, elsewhere, sizeof(elsewhere));
+	*transient = timed_out || status >= 500 || (exit_status != 0 && (!status || (status >= 200 && status <= 299)));
 	if (timed_out)
 		return kb_fail(err, ETIMEDOUT, NULL, "fetching %s: no complete answer within %d s", url, timeout_s);
 	if (elsewhere[0])
@@ -158,8 +163,9 @@ static int judge(const char *url, int headers_fd, int exit_status, bool timed_ou
 	return 0;
 }
 
-int kb_fetch_file(const char *url, const char *dest, int timeout_s, struct kb_error *err)
+static int fetch_file_once(const char *url, const char *dest, int timeout_s, bool *transient, struct kb_error *err)
 {
+	*transient = false;
 	char temp[PATH_MAX];
 	if (snprintf(temp, sizeof(temp), "%s.part", dest) >= (int)sizeof(temp))
 		return kb_fail(err, ENAMETOOLONG, dest, "fetching into");
@@ -176,7 +182,7 @@ int kb_fetch_file(const char *url, const char *dest, int timeout_s, struct kb_er
 	if (rc == 0) {
 		bool timed_out;
 		int status = wait_bounded(pid, timeout_s, &timed_out);
-		rc = judge(url, headers, status, timed_out, timeout_s, err);
+		rc = judge(url, headers, status, timed_out, timeout_s, transient, err);
 	}
 	if (rc == 0 && rename(temp, dest) < 0)
 		rc = kb_fail(err, errno, dest, "replacing");
@@ -185,8 +191,9 @@ int kb_fetch_file(const char *url, const char *dest, int timeout_s, struct kb_er
 	return rc;
 }
 
-int kb_fetch_post(const char *url, const char *body, int timeout_s, struct kb_error *err)
+static int fetch_post_once(const char *url, const char *body, int timeout_s, bool *transient, struct kb_error *err)
 {
+	*transient = false;
 	autoclose_fd headers = headers_file(url, err);
 	if (headers < 0)
 		return -1;
@@ -196,11 +203,12 @@ int kb_fetch_post(const char *url, const char *body, int timeout_s, struct kb_er
 		return -1;
 	bool timed_out;
 	int status = wait_bounded(pid, timeout_s, &timed_out);
-	return judge(url, headers, status, timed_out, timeout_s, err);
+	return judge(url, headers, status, timed_out, timeout_s, transient, err);
 }
 
-int kb_fetch_probe(const char *url, int timeout_s, struct kb_error *err)
+static int fetch_probe_once(const char *url, int timeout_s, bool *transient, struct kb_error *err)
 {
+	*transient = false;
 	autoclose_fd headers = headers_file(url, err);
 	if (headers < 0)
 		return -1;
@@ -211,7 +219,101 @@ int kb_fetch_probe(const char *url, int timeout_s, struct kb_error *err)
 		return -1;
 	bool timed_out;
 	int status = wait_bounded(pid, timeout_s, &timed_out);
-	return judge(url, headers, status, timed_out, timeout_s, err);
+	return judge(url, headers, status, timed_out, timeout_s, transient, err);
+}
+
+/* ---- retries ---- */
+
+static struct {
+	int window_s;
+	kb_fetch_note *note;
+	void *data;
+} retry_policy;
+
+void kb_fetch_retry(int window_s, kb_fetch_note *note, void *data)
+{
+	retry_policy.window_s = window_s > 0 ? window_s : 0;
+	retry_policy.note = note;
+	retry_policy.data = data;
+}
+
+static double now_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
+struct retrier {
+	double start;
+	int delay_s, tries;
+};
+
+#define RETRY_MAX_DELAY 16
+
+/*
+ * After a failed try: whether to try again (a transient failure with time
+ * left in the window), after waiting the backoff (1, 2, 4 ... 16 s). When
+ * it gives up after retrying, @err says for how long.
+ */
+static bool retry_again(struct retrier *r, bool transient, struct kb_error *err)
+{
+	r->tries++;
+	double left = r->start + retry_policy.window_s - now_s();
+	if (!transient || !retry_policy.window_s)
+		return false;
+	if (left < 1) {
+		size_t len = strlen(err->what);
+		snprintf(err->what + len, sizeof(err->what) - len, " (%d tries in %d s)", r->tries,
+			 (int)(now_s() - r->start + 0.5));
+		return false;
+	}
+	r->delay_s = r->delay_s ? r->delay_s * 2 : 1;
+	if (r->delay_s > RETRY_MAX_DELAY)
+		r->delay_s = RETRY_MAX_DELAY;
+	int delay = r->delay_s < left ? r->delay_s : (int)left;
+	if (retry_policy.note)
+		retry_policy.note(err, delay, (int)left, retry_policy.data);
+	struct timespec pause = { delay, 0 };
+	while (nanosleep(&pause, &pause) < 0 && errno == EINTR)
+		;
+	return true;
+}
+
+int kb_fetch_file(const char *url, const char *dest, int timeout_s, struct kb_error *err)
+{
+	struct kb_error scratch;
+	struct retrier r = { .start = now_s() };
+	bool transient = false;
+	int rc;
+	err = err ? err : &scratch;
+	while ((rc = fetch_file_once(url, dest, timeout_s, &transient, err)) < 0 && retry_again(&r, transient, err))
+		;
+	return rc;
+}
+
+int kb_fetch_post(const char *url, const char *body, int timeout_s, struct kb_error *err)
+{
+	struct kb_error scratch;
+	struct retrier r = { .start = now_s() };
+	bool transient = false;
+	int rc;
+	err = err ? err : &scratch;
+	while ((rc = fetch_post_once(url, body, timeout_s, &transient, err)) < 0 && retry_again(&r, transient, err))
+		;
+	return rc;
+}
+
+int kb_fetch_probe(const char *url, int timeout_s, struct kb_error *err)
+{
+	struct kb_error scratch;
+	struct retrier r = { .start = now_s() };
+	bool transient = false;
+	int rc;
+	err = err ? err : &scratch;
+	while ((rc = fetch_probe_once(url, timeout_s, &transient, err)) < 0 && retry_again(&r, transient, err))
+		;
+	return rc;
 }
 
 int kb_fetch_stream_start(const char *url, struct kb_fetch_stream *s, struct kb_error *err)
@@ -250,8 +352,9 @@ int kb_fetch_stream_end(struct kb_fetch_stream *s, int timeout_s, struct kb_erro
 	int rc = 0;
 	if (s->pid > 0) {
 		bool timed_out;
+		bool transient;
 		int status = wait_bounded(s->pid, timeout_s, &timed_out);
-		rc = judge(s->url, s->headers_fd, status, timed_out, timeout_s, err);
+		rc = judge(s->url, s->headers_fd, status, timed_out, timeout_s, &transient, err);
 	}
 	s->pid = 0;
 	if (s->headers_fd >= 0)

@@ -31,6 +31,7 @@
 #define FIRSTBOOT_UNIT "/etc/systemd/system/kvmbox-firstboot.service"
 #define FIRSTBOOT_LINK "/etc/systemd/system/multi-user.target.wants/kvmbox-firstboot.service"
 
+#define FIRSTBOOT_CONFIG "/etc/kvmbox/firstboot.conf"
 enum firstboot_action { FIRSTBOOT_UNIT_FILE = 1, FIRSTBOOT_ENABLED };
 
 /* ---- the steps ------------------------------------------------------------------------------ */
@@ -99,20 +100,69 @@ static bool stages_domains(const struct kb_provision *p)
 }
 
 /*
+ * The config's path as the installed system names it: the target's own path
+ * (--in-target), or a path given inside the target (DIR/etc/kvmbox/host.conf)
+ * without DIR. Empty when the config lives outside the target.
+ */
+static void config_in_target(const struct kb_provision *p, char *out, size_t size)
+{
+	char config[PATH_MAX], target[PATH_MAX];
+	out[0] = '\0';
+	if (p->opts.config_in_root) {
+		snprintf(out, size, "%s", p->opts.config_path);
+		return;
+	}
+	if (!realpath(p->opts.config_path, config) || !realpath(p->ctx->target, target))
+		return;
+	size_t n = strlen(target);
+	if (!strncmp(config, target, n) && config[n] == '/')
+		snprintf(out, size, "%s", config + n);
+}
+
+/* The installed system's kvmbox: the first of the usual places it has one in; /usr/bin/kvmbox when none. */
+static const char *kvmbox_in_target(const struct kb_provision *p)
+{
+	static const char *const places[] = { "/usr/bin/kvmbox", "/usr/local/bin/kvmbox", "/usr/sbin/kvmbox" };
+	for (size_t i = 0; i < sizeof(places) / sizeof(places[0]); i++) {
+		autoclose_fd fd = kb_sysroot_open(p->ctx, places[i], O_RDONLY | O_CLOEXEC, 0, NULL);
+		struct stat st;
+		if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+			return places[i];
+	}
+	return places[0];
+}
+
+/*
  * Under --target the domains are defined at first boot of the installed
- * system, by provision itself: a unit, enabled. Its two changes.
+ * system, by provision itself: a unit, enabled, naming the installed
+ * system's own kvmbox and config (a config from outside the target is
+ * copied in as FIRSTBOOT_CONFIG: the path given may be gone by then).
+ * Its two changes, or three.
  */
 static int plan_firstboot(struct kb_provision *p, struct kb_plan *plan, struct kb_error *err)
 {
+	char config[PATH_MAX];
+	config_in_target(p, config, sizeof(config));
+	if (!config[0]) {
+		autofree char *text = NULL;
+		size_t len;
+		if (kb_read_path(p->opts.config_path, 1 << 20, &text, &len, err) < 0)
+			return -1;
+		struct kb_change *copy = kb_plan_file(p->ctx, plan, "first-boot config", FIRSTBOOT_CONFIG, text, 0644, err);
+		if (!copy)
+			return -1;
+		copy->action = FIRSTBOOT_UNIT_FILE;
+		snprintf(config, sizeof(config), "%s", FIRSTBOOT_CONFIG);
+	}
 	autofree char *unit = NULL;
 	if (asprintf(&unit,
 		     "# Written by kvmbox provision --target: defines and starts the domains on the\n"
 		     "# first boot of this system, where libvirtd runs. Idempotent: later boots change nothing.\n"
 		     "[Unit]\nDescription=kvmbox first-boot provisioning\nAfter=libvirtd.service network-online.target\n"
 		     "Wants=libvirtd.service network-online.target\n\n"
-		     "[Service]\nType=oneshot\nExecStart=/usr/bin/kvmbox provision %s\nRemainAfterExit=yes\n\n"
+		     "[Service]\nType=oneshot\nExecStart=%s provision %s\nRemainAfterExit=yes\n\n"
 		     "[Install]\nWantedBy=multi-user.target\n",
-		     p->opts.config_path) < 0)
+		     kvmbox_in_target(p), config) < 0)
 		return kb_fail(err, ENOMEM, FIRSTBOOT_UNIT, "planning");
 	struct kb_change *c = kb_plan_file(p->ctx, plan, "first-boot unit", FIRSTBOOT_UNIT, unit, 0644, err);
 	if (!c)
@@ -648,8 +698,9 @@ int kb_provision_run(struct kb_provision *p, struct kb_error *err)
 			return -1;
 		double t0 = now_seconds();
 		int rc = run_step(p, s, true);
+		s->seconds = now_seconds() - t0;
 		size_t used = strlen(s->row.message);
-		snprintf(s->row.message + used, sizeof(s->row.message) - used, " (%.1f ms)", (now_seconds() - t0) * 1e3);
+		snprintf(s->row.message + used, sizeof(s->row.message) - used, " (%.1f ms)", s->seconds * 1e3);
 		kb_state_add_step(&p->state, s->id, rc < 0);
 		failed += rc < 0;
 		failpoint(i + 1);

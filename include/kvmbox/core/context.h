@@ -21,6 +21,7 @@ struct kb_ctx {
 	int verbosity;         /* -q = -1, default 0, each -v adds 1 */
 	bool color;            /* human output may use colour (stdout is a TTY, NO_COLOR unset) */
 	bool diff;             /* --diff: changed files are shown line by line */
+	bool no_progress;      /* no progress bar, even on a TTY: a console nobody watches live (the rescue image's) */
 	FILE *out;             /* results */
 	FILE *err;             /* diagnostics */
 	const char *applet;    /* the applet's name, for messages */

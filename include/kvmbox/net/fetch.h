@@ -21,6 +21,18 @@
 bool kb_url_host(const char *url, char *hostport, size_t size);
 
 /*
+ * Retries: kb_fetch_file, kb_fetch_post and kb_fetch_probe try again after a
+ * transient failure (no answer in time, no server, a 5xx, a transfer cut
+ * off; not a 404 or another answer) with backoff (1, 2, 4 ... 16 s) for up to
+ * @window_s seconds per call (0, the default: one try). Before each wait,
+ * @note (may be NULL) is told why, the wait and the seconds left: the
+ * caller says so on its console. The rescue image's init sets it
+ * (kvmbox.timeout=): fleets power on together, switch ports sit in STP.
+ */
+typedef void kb_fetch_note(const struct kb_error *err, int delay_s, int left_s, void *data);
+void kb_fetch_retry(int window_s, kb_fetch_note *note, void *data);
+
+/*
  * GET @url into the file @dest (replaced only when the transfer succeeded)
  * within @timeout_s seconds. Returns 0; -1 with @err; err->errnum ENOENT when
  * the server answered 404 (a file that is not there, not a failure to reach it).

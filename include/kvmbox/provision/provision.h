@@ -51,6 +51,7 @@ struct kb_provision_step {
 	struct kb_row row; /* the outcome in one line */
 	struct kb_plan plan; /* the changes, item by item */
 	bool applying;       /* planned to be applied (a run), not only planned */
+	double seconds;      /* how long its run took (0: not run) */
 	/* A bundle's: verified ahead of the first step, renamed into place at its own step. */
 	struct kb_unpack_staged *staged;
 	char *made_dest;     /* the topmost directory of DEST that staging made; NULL: none */
