@@ -16,6 +16,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-exitcode=87:print_stacktrace=1:halt_on_err
 bound_for() {
 	case "$1" in
 		*/fuzz/*) echo 120 ;;
+		*/boot/*.sh) echo 600 ;; # QEMU TCG boots: several guests at once, each a kernel and an initramfs
 		*.sh) echo 300 ;;
 		*) echo 60 ;;
 	esac
