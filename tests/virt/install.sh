@@ -137,6 +137,13 @@ on_reboot restart"
 	expect_eq "the ISO's kernel" "$($VIRSH dumpxml $name | python3 "$MEANING" --boot | sed -n '2,4p')" "kernel yes
 initrd yes
 cmdline console=ttyS0"
+	# The installer reads its packages from the ISO: it is in a CD-ROM drive for that start, as
+	# virt-install's install boot has it, and QEMU has it open; the definition has no drive for it.
+	expect_eq "the ISO in a CD-ROM drive" "$($VIRSH dumpxml $name | python3 "$MEANING" --boot | grep '^cdrom')" \
+		"$(theirs 1 -n kvmbox-test-theirs --memory 256 --disk path="$POOL_DIR/$name.qcow2" --location "$iso" \
+			--extra-args "console=ttyS0" --osinfo generic --network none --graphics none | grep '^cdrom')"
+	expect_match "QEMU has the ISO open" "$(ls -l /proc/"$(pgrep -f "guest=$name" | head -1)"/fd 2>&1)" "$iso"
+	expect_eq "no drive in the definition" "$($VIRSH dumpxml --inactive $name | grep -c "$iso")" "0"
 	expect_eq "the copies are removed" "$(ls /var/lib/libvirt/boot | grep -c "kvmbox-$name")" "0"
 	# A tree without an installer: one line naming the word, nothing made.
 	$VIRSH destroy $name >/dev/null 2>&1; $VIRSH undefine $name >/dev/null 2>&1

@@ -2782,6 +2782,37 @@ static int add_seed(struct session *s, struct build *b, xmlNode *root, struct kb
  * made, the CD-ROM booted first, and the installer's reboot stops the guest
  * (virt-install's on_reboot destroy): its next start boots the definition, the disk.
  */
+/*
+ * --location ISO: the installer reads its packages from the ISO it booted
+ * from, so the first start has it in a CD-ROM drive too, as virt-install's
+ * install boot (SATA on q35, IDE on i440fx). A tree needs none.
+ */
+static int install_media(struct session *s, struct build *b, xmlNode *root, struct kb_error *err)
+{
+	const struct kb_xml *xml = s->xml;
+	struct stat st;
+	if (kb_sysroot_stat(s->ctx, b->d->location, &st, false, NULL) < 0 || !S_ISREG(st.st_mode))
+		return 0;
+	autofree char *machine = kb_xml_prop(xml, kb_xml_child(kb_xml_child(root, "os"), "type"), "machine");
+	bool q35 = machine && strstr(machine, "q35");
+	xmlNode *devices = kb_xml_child(root, "devices");
+	xmlNode *disk = devices ? xml->new_child(devices, NULL, (const xmlChar *)"disk", NULL) : NULL;
+	xmlNode *driver = disk ? xml->new_child(disk, NULL, (const xmlChar *)"driver", NULL) : NULL;
+	xmlNode *source = disk ? xml->new_child(disk, NULL, (const xmlChar *)"source", NULL) : NULL;
+	xmlNode *target = disk ? xml->new_child(disk, NULL, (const xmlChar *)"target", NULL) : NULL;
+	if (!disk || !driver || !source || !target || !xml->new_child(disk, NULL, (const xmlChar *)"readonly", NULL))
+		return no_memory(err);
+	xml->set_prop(disk, (const xmlChar *)"type", (const xmlChar *)"file");
+	xml->set_prop(disk, (const xmlChar *)"device", (const xmlChar *)"cdrom");
+	xml->set_prop(driver, (const xmlChar *)"name", (const xmlChar *)"qemu");
+	xml->set_prop(driver, (const xmlChar *)"type", (const xmlChar *)"raw");
+	xml->set_prop(source, (const xmlChar *)"file", (const xmlChar *)b->d->location);
+	/* A name the disks do not use: the last of the bus's. */
+	xml->set_prop(target, (const xmlChar *)"dev", (const xmlChar *)(q35 ? "sdz" : "hdd"));
+	xml->set_prop(target, (const xmlChar *)"bus", (const xmlChar *)(q35 ? "sata" : "ide"));
+	return 0;
+}
+
 static int add_install(struct session *s, struct build *b, xmlNode *root, struct kb_error *err)
 {
 	const struct kb_xml *xml = s->xml;
@@ -2805,7 +2836,7 @@ static int add_install(struct session *s, struct build *b, xmlNode *root, struct
 			xml->unlink_node(boot);
 			xml->free_node(boot);
 		}
-		return 0;
+		return install_media(s, b, root, err);
 	}
 	for (xmlNode *disk = kb_xml_child(kb_xml_child(root, "devices"), "disk"); disk && !drive; disk = kb_xml_next(disk, "disk"))
 		if (kb_xml_prop_is(xml, disk, "device", "cdrom") && !kb_xml_child(disk, "source"))
