@@ -950,7 +950,7 @@ static void diagnose_numa_memory(struct doctor *d)
 			 kb_cpuset_count(&away_nodes) == 1 ? "" : "s", there, kb_cpuset_count(&home) == 1 ? "" : "s", homes, bound);
 		if (!hint[0])
 			snprintf(hint, sizeof(hint),
-				 "virsh numatune %s --mode strict --nodeset %s --live --config (the kernel moves its memory "
+				 "virsh numatune %.64s --mode strict --nodeset %.40s --live --config (the kernel moves its memory "
 				 "to its vCPUs' node%s; numastat -c qemu shows it)",
 				 dom->name, homes, kb_cpuset_count(&home) == 1 ? "" : "s");
 	}
@@ -1163,7 +1163,7 @@ static void diagnose_irqs(struct doctor *d)
 	else if (!banned)
 		snprintf(why, sizeof(why), "irqbalance (pid %ld) runs without %s", pid, KB_TUNE_IRQBALANCE_VAR);
 	else
-		snprintf(why, sizeof(why), "irqbalance (pid %ld) runs with %s=%s%s", pid, KB_TUNE_IRQBALANCE_VAR,
+		snprintf(why, sizeof(why), "irqbalance (pid %ld) runs with %s=%.64s%s", pid, KB_TUNE_IRQBALANCE_VAR,
 			 banned_text, covered ? "" : ", not all of them");
 	kb_row_set(r, id, KB_WARN, "%zu IRQ%s may fire on the isolated CPUs %s; %s: %s", count, count == 1 ? "" : "s",
 		   isolated_text, why, listed);
@@ -1245,7 +1245,7 @@ static void diagnose_pin_overlap(struct doctor *d)
 			list_add(found, sizeof(found), "; ", "%s and %s: %s", a->name, b->name, item);
 			if (!hint[0])
 				snprintf(hint, sizeof(hint),
-					 "re-pin one of them (virsh vcpupin %s VCPU CPUS --live --config, virsh emulatorpin), or "
+					 "re-pin one of them (virsh vcpupin %.64s VCPU CPUS --live --config, virsh emulatorpin), or "
 					 "define it again with kvmbox domain new --placement auto, which keeps off other guests' CPUs",
 					 b->name);
 		}
