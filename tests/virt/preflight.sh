@@ -375,6 +375,10 @@ uefi_firmware_descriptors() {
 	run --root "$fx" domain preflight --json "$(efi_dom sb-nosmm.xml q35 "$SB" "
   <features><smm state='off'/></features>")"
 	expect_eq "secure boot without SMM" "$(message_of firmware.efi)" "firmware='efi' with secure-boot: the firmware that has it needs SMM (requires-smm), which <smm state='off'> turns off"
+	# On pc with SMM off, the machine is what no firmware fits: SMM is not named as the cause.
+	run --root "$fx" domain preflight --json "$(efi_dom sb-pc-nosmm.xml pc "$SB" "
+  <features><smm state='off'/></features>")"
+	expect_match "secure boot on pc without SMM" "$(message_of firmware.efi)" "^firmware='efi' with secure-boot: this host's UEFI firmware with it is for machines pc-q35-\\*, not pc-i440fx-[0-9.]+$"
 	# A firmware file gone behind its descriptor; an empty file in /etc hides /usr/share's descriptor.
 	rm "$fx/usr/share/OVMF/OVMF_CODE_4M.fd"
 	run --root "$fx" domain preflight --json "$TESTS_TMP/efi-pc.xml"

@@ -1057,7 +1057,7 @@ static void check_firmware(struct preflight *p)
 			 kb_xml_prop_is(p->xml, f, "enabled", "yes") ? "" : "no ", name ? name : "?");
 	}
 	bool smm_off = kb_xml_prop_is(p->xml, kb_xml_child(kb_xml_child(p->domain, "features"), "smm"), "state", "off");
-	bool any_uefi = false, any_machine = false, any_features = false, any_smm = false;
+	bool any_uefi = false, any_features = false, smm_blocks = false;
 	for (size_t i = 0; i < files.count; i++) {
 		autofree char *text = NULL;
 		size_t len = 0;
@@ -1082,9 +1082,9 @@ static void check_firmware(struct preflight *p)
 		any_uefi = true;
 		bool on_machine = kb_firmware_for(&fw, arch, machine);
 		bool smm = !(smm_off && kb_firmware_has(&fw, "requires-smm"));
-		any_machine |= on_machine;
 		any_features |= features;
-		any_smm |= on_machine && features && smm;
+		/* One descriptor that fits the machine and the features but needs SMM: only then is SMM the cause. */
+		smm_blocks |= on_machine && features && !smm;
 		if (!on_machine || !features || !smm)
 			continue;
 		if (!regular_file_error(p, fw.executable)) {
@@ -1116,7 +1116,7 @@ static void check_firmware(struct preflight *p)
 				    "firmware='efi': no UEFI firmware for %s (no descriptor in /usr/share/qemu/firmware or "
 				    "/etc/qemu/firmware)", arch),
 			"apt install ovmf");
-	else if (any_smm || (any_machine && any_features && smm_off))
+	else if (smm_blocks)
 		set_fix(add_finding(p, KB_SEVERITY_ERROR, "firmware.efi", os,
 				    "firmware='efi'%s: the firmware that has it needs SMM (requires-smm), which <smm state='off'> "
 				    "turns off", want),
