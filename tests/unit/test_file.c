@@ -343,6 +343,21 @@ static void json_strings_are_escaped(void **state)
 	free(buf);
 }
 
+/* A message naming two long paths (a disk and the domain file that writes it) arrives whole. */
+static void error_keeps_two_long_paths(void **state)
+{
+	(void)state;
+	char disk[301], other[301];
+	memset(disk, 'd', sizeof(disk) - 1);
+	memset(other, 'o', sizeof(other) - 1);
+	disk[300] = other[300] = '\0';
+	struct kb_error err;
+	assert_int_equal(kb_fail(&err, 0, "/etc/kvmbox/host.conf", "disk /var/%s is written by /srv/%s:", disk, other), -1);
+	char msg[KB_ERROR_WHAT_MAX + PATH_MAX + 64], want[sizeof(msg)];
+	snprintf(want, sizeof(want), "disk /var/%s is written by /srv/%s: /etc/kvmbox/host.conf", disk, other);
+	assert_string_equal(kb_error_message(&err, msg, sizeof(msg)), want);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -353,6 +368,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(resolver_stays_in_root, setup, teardown),
 		cmocka_unit_test_setup_teardown(hostile_paths_refused, setup, teardown),
 		cmocka_unit_test(json_strings_are_escaped),
+		cmocka_unit_test(error_keeps_two_long_paths),
 	};
 	return cmocka_run_group_tests_name("file", tests, NULL, NULL);
 }

@@ -444,7 +444,7 @@ static int examine_disks(struct unpack *u, struct kb_error *err)
 			return kb_fail(err, 0, m->name, "a %s image, and a bundle carries only raw and qcow2 disks: refused:", format);
 		int q = kb_qcow2_parse(head, (size_t)n, &m->qcow2_header, err);
 		if (q < 0) {
-			char why[256];
+			char why[KB_ERROR_WHAT_MAX];
 			snprintf(why, sizeof(why), "%s", err->what);
 			return kb_fail(err, 0, m->name, "%s in", why);
 		}

@@ -45,6 +45,6 @@ void kb_say_error(const struct kb_ctx *ctx, const char *fmt, ...)
 
 void kb_say_failure(const struct kb_ctx *ctx, const struct kb_error *err)
 {
-	char msg[PATH_MAX + 600];
+	char msg[sizeof(err->what) + PATH_MAX + 64];
 	kb_say_error(ctx, "%s", kb_error_message(err, msg, sizeof(msg)));
 }

@@ -1596,7 +1596,7 @@ static int del_one(struct bridge *b, const char *name, bool restore, bool force,
 		return kb_fail(err, 0, NULL, "%s is not a bridge; not deleting it", name);
 	}
 	/* Deleting the interface the host is reached through loses the host: only when told how. */
-	char why[256];
+	char why[KB_ERROR_WHAT_MAX];
 	if (!restore && !force && kb_iface_needed(b->ctx, b->sk, index, why, sizeof(why))) {
 		rtnl_link_put(br);
 		return kb_fail(err, 0, NULL, "refusing to delete %s: %s, so the host would lose its network (--restore-uplink moves them back to the uplink; --force deletes anyway)",

@@ -22,7 +22,7 @@
 
 struct parse {
 	struct kb_hostconf *conf;
-	char why[256];
+	char why[KB_ERROR_WHAT_MAX];
 };
 
 /*

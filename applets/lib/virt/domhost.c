@@ -251,7 +251,7 @@ static int check_host_file(const struct kb_ctx *ctx, const struct kb_domnew *d, 
 	if (kb_sysroot_canonical(ctx, path, true, &canonical, NULL) == 0)
 		seen = canonical.s;
 	struct stat st;
-	char why[256];
+	char why[KB_ERROR_WHAT_MAX];
 	const char *dev = strrchr(seen, '/') + 1;
 	if (kb_sysroot_stat(ctx, path, &st, false, NULL) == 0 && S_ISBLK(st.st_mode) && kb_block_in_use(ctx, dev, why, sizeof(why)))
 		return kb_fail(err, 0, NULL, "%s '%s': a block device the host uses: %s", word, path, why);

@@ -49,7 +49,7 @@ static int bad(struct kb_error *err, const char *key, const char *value, const c
 	__attribute__((format(printf, 4, 5)));
 static int bad(struct kb_error *err, const char *key, const char *value, const char *fmt, ...)
 {
-	char why[256];
+	char why[KB_ERROR_WHAT_MAX];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);

@@ -11,9 +11,12 @@
  * Library functions fill one in and return -1; the applet decides what the
  * user sees, usually with kb_error_message().
  */
+/* Room for a message that names two paths, as "X is written by Y's disk Z". */
+#define KB_ERROR_WHAT_MAX 1024
+
 struct kb_error {
 	int errnum;
-	char what[256];
+	char what[KB_ERROR_WHAT_MAX];
 	char path[PATH_MAX];
 	unsigned line; /* for errors in a file's content: 1-based line, else 0 */
 };
