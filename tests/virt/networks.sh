@@ -213,6 +213,25 @@ kvmbox-test-p2: null -> defined"
 	$VIRSH undefine kvmbox-test-p1 >/dev/null 2>&1
 }
 
+# No pool 'default', but a pool of another name serves /var/lib/libvirt/images: that pool
+# holds the volume (as virt-install takes it), no second pool on the directory is planned
+# (libvirt would refuse it).
+pool_other_name_on_default_dir() {
+	[ -n "${POOL_SAVED+set}" ] || pool_save
+	pool_remove
+	rm -f /var/lib/libvirt/images/kvmbox-test-p[12].qcow2
+	virt_pool kvmbox-test-images /var/lib/libvirt/images
+	local words=("${WORDS[@]}" --network none --disk size=16M)
+	planned_then_run kvmbox-test-p1 "${words[@]}"
+	expect_eq "no pool planned" "$(grep '^pool ' <<<"$PLANNED")" ""
+	expect_match "the volume" "$PLANNED" "kvmbox-test-p1 volume kvmbox-test-images/kvmbox-test-p1.qcow2: null -> 16 MiB"
+	$VIRSH pool-info default >/dev/null 2>&1 && fail "pool default defined beside kvmbox-test-images"
+	expect_match "volume" "$($VIRSH vol-info --pool kvmbox-test-images kvmbox-test-p1.qcow2)" "Capacity: *16.00 MiB"
+	$VIRSH undefine kvmbox-test-p1 >/dev/null 2>&1
+	$VIRSH pool-destroy kvmbox-test-images >/dev/null 2>&1
+	$VIRSH pool-undefine kvmbox-test-images >/dev/null 2>&1
+}
+
 if ! real_host_ready; then
 	skip network_by_name "libvirtd did not answer"
 	done_testing
@@ -224,5 +243,6 @@ t default_network
 t none_and_missing
 t preflight_networks
 t pool_on_fresh_host
+t pool_other_name_on_default_dir
 finish
 done_testing

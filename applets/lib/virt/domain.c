@@ -770,6 +770,12 @@ static int resolve_disks(struct session *s, struct kb_domnew *d, xmlDoc *existin
 			/* A fresh host: virt-install makes pool 'default' at DEFAULT_POOL_DIR; so does kvmbox (a planned change). */
 			vol->pool_absent = !vol->pool && !strcmp(k->pool, DEFAULT_POOL) && e && e->code == VIR_ERR_NO_STORAGE_POOL;
 			v->reset_error();
+			/* Another pool already serves DEFAULT_POOL_DIR (libvirt refuses a second on the same
+			 * directory): virt-install takes that pool as the default, and so does kvmbox. */
+			if (vol->pool_absent && (vol->pool = pool_holding(s, DEFAULT_POOL_DIR))) {
+				vol->pool_absent = false;
+				snprintf(k->pool, sizeof(k->pool), "%s", v->pool_name(vol->pool));
+			}
 			if (!vol->pool && !vol->pool_absent) {
 				rc = kb_fail(err, 0, NULL, "disk 'pool=%s': no such storage pool (virsh pool-list --all)", k->pool);
 				break;
