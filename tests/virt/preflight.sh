@@ -390,6 +390,17 @@ uefi_firmware_descriptors() {
 	# The same answers whether this machine has KVM or not: the domain is TCG, the descriptors the root's.
 	run --root "$fx" domain preflight "$TESTS_TMP/efi.xml"
 	expect_eq "q35 still fine" "$RC" 0
+	# A host with many descriptors (other architectures' firmware packages): the x86_64 one
+	# sorting after forty others is still found.
+	fx=$(efi_root)
+	local i
+	for ((i = 10; i < 50; i++)); do
+		sed 's/"x86_64"/"aarch64"/' "$fx/usr/share/qemu/firmware/60-edk2-x86_64.json" >"$fx/usr/share/qemu/firmware/$i-aarch64.json"
+	done
+	rm "$fx/usr/share/qemu/firmware/"[45]0-edk2-*.json
+	mv "$fx/usr/share/qemu/firmware/60-edk2-x86_64.json" "$fx/usr/share/qemu/firmware/90-edk2-x86_64.json"
+	run --root "$fx" domain preflight "$TESTS_TMP/efi.xml"
+	expect_eq "the 44th descriptor" "$RC $OUT" "0 $TESTS_TMP/efi.xml: no findings: the domain can start on this host"
 }
 
 firmware_files_named_by_hand() {

@@ -945,31 +945,45 @@ static void check_console(struct preflight *p)
 /* A firmware descriptor of the root, as libvirt lists them: /etc/qemu/firmware first, a same-named file there hides /usr/share's. */
 struct fw_file {
 	char path[PATH_MAX];
-	const char *name; /* its file name, in path */
 };
+
+/* Its file name (not kept as a pointer: the list grows and is sorted, which moves the paths). */
+static const char *fw_name(const struct fw_file *f)
+{
+	return strrchr(f->path, '/') + 1;
+}
 struct fw_files {
-	struct fw_file item[32];
-	size_t count;
+	struct fw_file *item; /* as many as the directories hold (a host's firmware packages add theirs) */
+	size_t count, capacity;
 };
+
+static void fw_files_free(struct fw_files *files)
+{
+	free(files->item);
+}
 
 static int add_fw_file(void *opaque, const char *abs_path)
 {
 	struct fw_files *files = opaque;
 	const char *name = strrchr(abs_path, '/') + 1;
 	for (size_t i = 0; i < files->count; i++)
-		if (!strcmp(files->item[i].name, name))
+		if (!strcmp(fw_name(&files->item[i]), name))
 			return 0; /* /etc's overrides it */
-	if (files->count < sizeof(files->item) / sizeof(files->item[0])) {
-		struct fw_file *f = &files->item[files->count++];
-		snprintf(f->path, sizeof(f->path), "%s", abs_path);
-		f->name = strrchr(f->path, '/') + 1;
+	if (files->count == files->capacity) {
+		size_t capacity = files->capacity ? files->capacity * 2 : 16;
+		struct fw_file *grown = reallocarray(files->item, capacity, sizeof(*grown));
+		if (!grown)
+			return -1;
+		files->item = grown;
+		files->capacity = capacity;
 	}
+	snprintf(files->item[files->count++].path, sizeof(files->item[0].path), "%s", abs_path);
 	return 0;
 }
 
 static int by_name(const void *a, const void *b)
 {
-	return strcmp(((const struct fw_file *)a)->name, ((const struct fw_file *)b)->name);
+	return strcmp(fw_name(a), fw_name(b));
 }
 
 /* The machine type as libvirt matches it against a descriptor's globs: an alias (q35) as its version (pc-q35-7.2). */
@@ -1043,10 +1057,11 @@ static void check_firmware(struct preflight *p)
 	if (!kb_xml_prop_is(p->xml, os, "firmware", "efi") || (loader && *loader))
 		return;
 	const char *arch = p->arch ? p->arch : "x86_64";
-	struct fw_files files = { .count = 0 };
+	__attribute__((cleanup(fw_files_free))) struct fw_files files = { .count = 0 };
 	kb_sysroot_glob(p->ctx, "/etc/qemu/firmware/*.json", add_fw_file, &files, NULL);
 	kb_sysroot_glob(p->ctx, "/usr/share/qemu/firmware/*.json", add_fw_file, &files, NULL);
-	qsort(files.item, files.count, sizeof(files.item[0]), by_name);
+	if (files.count)
+		qsort(files.item, files.count, sizeof(files.item[0]), by_name);
 	char machine[128], want[256] = "", globs[256] = "", missing[PATH_MAX + 128] = "";
 	versioned_machine(p, machine, sizeof(machine));
 	xmlNode *firmware = kb_xml_child(os, "firmware");
@@ -1106,7 +1121,7 @@ static void check_firmware(struct preflight *p)
 			return;
 		}
 		if (!missing[0])
-			snprintf(missing, sizeof(missing), "%s names %s, which does not exist", files.item[i].name, fw.executable);
+			snprintf(missing, sizeof(missing), "%s names %s, which does not exist", fw_name(&files.item[i]), fw.executable);
 	}
 	if (missing[0])
 		set_fix(add_finding(p, KB_SEVERITY_ERROR, "firmware.efi", os, "firmware='efi': descriptor %s", missing),
