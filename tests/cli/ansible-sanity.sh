@@ -3,7 +3,9 @@
 # every sanity test that runs here is clean, and the ones that matter ran (validate-modules,
 # pylint, pep8, yamllint, import, ansible-doc ...). ansible-test fills a virtual environment
 # per test from PyPI; here each is one on Debian's packages instead (pylint, yamllint,
-# pycodestyle, python3-voluptuous: the Makefile's DEBIAN_PACKAGES).
+# pycodestyle, python3-voluptuous: the Makefile's DEBIAN_PACKAGES). Not run here: pslint (no
+# pwsh, and no .ps1 files), shellcheck (no shell scripts); changelog lints only fragments
+# (changelogs/fragments, none: antsibull-changelog, which it needs, is not in Debian).
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib.sh
 
@@ -13,7 +15,7 @@ ROOT=$TESTS_TMP/sanity/ansible_collections/kvmbox/host
 mkdir -p "$(dirname "$ROOT")"
 cp -r contrib/ansible/ansible_collections/kvmbox/host "$ROOT"
 # Its virtual environments and caches are this test's own.
-export HOME=$TESTS_TMP/home ANSIBLE_TEST_PREFER_PODMAN= NO_COLOR=1
+export HOME=$TESTS_TMP/home
 
 sanity() { (cd "$ROOT" && timeout -k 5 120 ansible-test sanity --local --python-interpreter "$PY" --color no "$@"); }
 
