@@ -16,7 +16,7 @@ CC         ?= cc
 CFLAGS     ?= -O2 -g
 PKG_CONFIG ?= pkg-config
 
-# Debian packages: the build, the tests (cmocka, valgrind, clang's libFuzzer) and the
+# Debian packages: the build, the tests (cmocka, valgrind, clang's libFuzzer, ansible-test sanity's linters) and the
 # benchmarks' competitors (kvm-ok, virt-host-validate, hyperfine).
 DEBIAN_PACKAGES := build-essential pkg-config libcmocka-dev libkmod-dev libxml2-dev kmod \
                    libnl-3-dev libnl-route-3-dev libinih-dev iproute2 iputils-ping \
@@ -26,7 +26,7 @@ DEBIAN_PACKAGES := build-essential pkg-config libcmocka-dev libkmod-dev libxml2-
                    cpu-checker libvirt-clients hyperfine jq \
                    libvirt-dev libvirt-daemon-system qemu-system-x86 busybox-static cpio ifupdown \
                    libpci-dev pci.ids virtinst ipxe-qemu ansible-core ovmf mtools dosfstools \
-                   osinfo-db xorriso
+                   osinfo-db xorriso pylint yamllint pycodestyle python3-voluptuous
 
 # Headers only: libkmod, libxml2, libarchive, libcrypto, libvirt and libpci are dlopen()ed by the applets that use them (applets/lib/core/dynlib.c).
 DLOPEN_PKGS := libkmod libxml-2.0 libarchive libcrypto libvirt libpci

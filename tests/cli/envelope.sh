@@ -23,6 +23,10 @@ applets_that_change_things() {
 	run --root "$r" devkvm --json
 	expect_eq "devkvm again" "$(envelope)" "devkvm changed=false failed=false reboot=false rows=unchanged,unchanged,unchanged"
 	cp tests/fixtures/grub/debian.grub "$r/etc/default/grub"
+	# The dry run knows it too: what it reports is what the run then does.
+	run --root "$r" grub-args --no-update add iommu=pt --json --dry-run
+	expect_eq "grub-args --dry-run: the run would need a reboot" "$(envelope)" \
+		"grub-args changed=true failed=false reboot=true rows=would-change,would-change"
 	run --root "$r" grub-args --no-update add iommu=pt --json
 	expect_eq "grub-args: a kernel argument takes effect at the next boot" "$(envelope)" \
 		"grub-args changed=true failed=false reboot=true rows=changed,reboot-required"
@@ -67,7 +71,7 @@ pci_pack_unpack_provision() {
 	cp tests/fixtures/grub/debian.grub "$t/etc/default/grub"
 	printf '[grub]\nargs = iommu=pt\nupdate = no\n' >"$TESTS_TMP/p.conf"
 	run --target "$t" provision "$TESTS_TMP/p.conf" --plan --json
-	expect_eq "provision --plan" "$(envelope)" "provision changed=true failed=false reboot=false rows=would-change"
+	expect_eq "provision --plan: the run would need a reboot" "$(envelope)" "provision changed=true failed=false reboot=true rows=would-change"
 	run --target "$t" provision "$TESTS_TMP/p.conf" --json
 	expect_eq "provision: a kernel argument, the next boot applies it" "$(envelope)" "provision changed=true failed=false reboot=true rows=reboot-required"
 	run --target "$t" provision "$TESTS_TMP/p.conf" --json

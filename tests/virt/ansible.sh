@@ -68,11 +68,20 @@ provision_changed_then_unchanged_check_and_failure() {
           source = $TESTS_TMP/web.kvmbundle
           dest = /var/lib/libvirt/images
       register: provisioned"
+	# Check mode says what the run then does, reboot_required included (the plan knows).
+	play provision --check
+	expect_rc 0
+	expect_eq "check mode" "$(stat_of changed) $(task '[.reboot_required, [.rows[] | .id + " " + .status]]')" \
+		'1 [true,["grub would-change","bundle web would-change"]]'
+	local planned
+	planned=$(task '[.changes[] | [.step, .item, .before, .after]]')
 	play provision
 	expect_rc 0
 	expect_eq "first run" "$(stat_of changed) $(stat_of failed)" "1 0"
 	expect_eq "rows" "$(task '[.rows[] | .id + " " + .status]')" '["grub reboot-required","bundle web changed"]'
 	expect_eq "reboot_required" "$(task .reboot_required)" true
+	expect_eq "changes: the check's" "$(task '[.changes[] | [.step, .item, .before, .after]]')" "$planned"
+	expect_match "cmd" "$(task '.cmd | join(" ")')" "^\"$KVMBOX --target $T provision .*/host.conf --json\"\$"
 	expect_match "grub" "$(grep ^GRUB_CMDLINE_LINUX_DEFAULT "$T/etc/default/grub")" "iommu=pt"
 	[ -f "$T/var/lib/libvirt/images/web/domain.xml" ] || fail "the bundle was not unpacked into the target"
 	play provision
@@ -82,17 +91,28 @@ provision_changed_then_unchanged_check_and_failure() {
 	local before
 	before=$(sha256sum "$T/etc/default/grub")
 	sed -i 's/args = iommu=pt/args = iommu=pt intel_iommu=on/' "$TESTS_TMP/provision.yml"
-	play provision --check --diff
+	# -vvv: the tree callback keeps a result's diff only at verbosity 3.
+	play provision --check --diff -vvv
 	expect_rc 0
 	expect_eq "check mode: would change" "$(stat_of changed) $(task '[.rows[] | .status]')" '1 ["would-change","unchanged"]'
-	expect_match "diff (shown by ansible)" "$OUT" "would-change  grub  2 items would change"
-	# Ansible's own diff of kvmbox's typed changes: the value, and the file's lines.
-	expect_match "value before" "$OUT" $'\n-grub: GRUB_CMDLINE_LINUX_DEFAULT: quiet iommu=pt\n'
-	expect_match "value after" "$OUT" $'\n\\+grub: GRUB_CMDLINE_LINUX_DEFAULT: quiet iommu=pt intel_iommu=on\n'
+	# Ansible's own diff of kvmbox's typed changes (item, before, after): each step's values
+	# and each file's lines; never kvmbox's row texts.
+	expect_eq "diff: before and after" "$(task '[.diff[] | select(.before_header == "grub") | .before, .after]')" \
+		'["GRUB_CMDLINE_LINUX_DEFAULT: quiet iommu=pt\n","GRUB_CMDLINE_LINUX_DEFAULT: quiet iommu=pt intel_iommu=on\n"]'
+	expect_eq "no row texts" "$(task '[.diff[] | tostring | select(contains("would change"))] | length')" 0
+	expect_match "value before (shown by ansible)" "$OUT" $'\n-GRUB_CMDLINE_LINUX_DEFAULT: quiet iommu=pt\n'
+	expect_match "value after" "$OUT" $'\n\\+GRUB_CMDLINE_LINUX_DEFAULT: quiet iommu=pt intel_iommu=on\n'
 	expect_match "file line before" "$OUT" $'\n-GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt"\n'
 	expect_match "file line after" "$OUT" $'\n\\+GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt intel_iommu=on"\n'
 	expect_match "file header" "$OUT" "before: /etc/default/grub"
 	expect_eq "check mode changed nothing" "$(sha256sum "$T/etc/default/grub")" "$before"
+	local check_diff
+	check_diff=$(task '[.reboot_required, .diff]')
+	# The run's diff is the check's, and it needs the same reboot.
+	play provision --diff -vvv
+	expect_rc 0
+	expect_eq "the run: the check's diff and reboot" "$(task '[.reboot_required, .diff]')" "$check_diff"
+	expect_match "made" "$(grep ^GRUB_CMDLINE_LINUX_DEFAULT "$T/etc/default/grub")" "intel_iommu=on"
 	# A failing step fails the task with kvmbox's own message.
 	playbook broken "    - kvmbox.host.kvmbox_provision:
         binary: $KVMBOX
@@ -104,6 +124,23 @@ provision_changed_then_unchanged_check_and_failure() {
 	expect_rc 2
 	expect_eq "failed" "$(stat_of failed)" 1
 	expect_match "kvmbox's message" "$(task .msg)" "\\[bundle gone\\] cannot be applied: .*gone\\.kvmbundle: No such file or directory"
+	# A program kvmbox runs fails: msg carries its own words (they went to stderr, not a row).
+	mkdir -p "$T/usr/sbin" "$T/var/log"
+	cp "$HELPERS/static/record-exec" "$T/usr/sbin/update-grub"
+	playbook update "    - kvmbox.host.kvmbox_provision:
+        binary: $KVMBOX
+        target: $T
+        sections: |
+          [grub]
+          args = iommu=soft
+      environment:
+        RECORD_EXIT: 3
+        RECORD_STDERR: 'update-grub: /boot/grub: No such file or directory'"
+	play update
+	expect_rc 2
+	expect_match "the step" "$(task .msg)" "^\"grub: /usr/sbin/update-grub exited with status 3"
+	expect_match "its error" "$(task .msg)" "; update-grub: /boot/grub: No such file or directory\"\$"
+	expect_match "stderr" "$(task .stderr)" "update-grub: /boot/grub: No such file or directory"
 }
 
 check_as_facts() {
@@ -152,6 +189,8 @@ domain_running_unchanged_absent() {
           disk: size=32M,pool=kvmbox-test-pool
           graphics: none
           network: none"
+	play bigger --check
+	expect_eq "check mode: a reboot would be required" "$(stat_of changed) $(task .reboot_required)" "1 true"
 	play bigger
 	expect_eq "reboot required" "$(stat_of changed) $(task .reboot_required) $(task '[.rows[] | select(.status == "reboot-required") | .id]')" \
 		'1 true ["kvmbox-test-ansible","kvmbox-test-ansible memory","kvmbox-test-ansible currentMemory"]'

@@ -391,6 +391,7 @@ void kb_change_row(const struct kb_change *c, struct kb_row *row)
 		kb_row_set(row, c->item, c->status, "%s", text);
 	if (c->hint)
 		kb_row_hint(row, "%s", c->hint);
+	row->reboot = c->reboot && c->status == KB_WOULD_CHANGE;
 }
 
 static void json_text_or_null(FILE *out, const char *s)

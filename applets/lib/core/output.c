@@ -40,6 +40,7 @@ void kb_row_set(struct kb_row *row, const char *id, enum kb_status status, const
 	row->id = id;
 	row->status = status;
 	row->hint[0] = '\0';
+	row->reboot = false;
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(row->message, sizeof(row->message), fmt, ap);
@@ -258,11 +259,14 @@ void kb_row_sink_free(struct kb_row_sink *sink)
 void kb_rows_outcome(const struct kb_row *rows, size_t count, struct kb_outcome *out)
 {
 	memset(out, 0, sizeof(*out));
-	for (size_t i = 0; i < count; i++)
+	bool would_reboot = false;
+	for (size_t i = 0; i < count; i++) {
 		out->count[rows[i].status]++;
+		would_reboot |= rows[i].status == KB_WOULD_CHANGE && rows[i].reboot;
+	}
 	out->changed = out->count[KB_CHANGED] || out->count[KB_REBOOT] || out->count[KB_WOULD_CHANGE];
 	out->failed = out->count[KB_FAILED] != 0;
-	out->reboot_required = out->count[KB_REBOOT] != 0;
+	out->reboot_required = out->count[KB_REBOOT] != 0 || would_reboot;
 }
 
 void kb_envelope_print(FILE *out, const char *applet, int exit_status, const struct kb_row_sink *sink,

@@ -191,6 +191,7 @@ static int plan_grub(const struct kb_ctx *ctx, const char *var, const char *text
 	if (!c)
 		return -1;
 	c->action = GRUB_VALUE;
+	c->reboot = true; /* the kernel is given it at the next boot */
 	return 0;
 }
 
@@ -220,6 +221,7 @@ static int plan_cmdline(const char *text, size_t len, const struct kb_karg_chang
 	if (!c)
 		return -1;
 	c->action = GRUB_CMDLINE;
+	c->reboot = true;
 	if (!(c->path = strdup(KB_KERNEL_CMDLINE)))
 		return kb_fail(err, ENOMEM, KB_KERNEL_CMDLINE, "planning");
 	return 0;
@@ -328,6 +330,7 @@ static int plan_update(const struct kb_ctx *ctx, struct kb_plan *plan, struct kb
 		if (!(c = kb_plan_add(plan, "update", KB_CHANGE_VALUE, "not run", ran, err)))
 			return -1;
 		c->action = GRUB_UPDATE;
+		c->reboot = true;
 		c->arg = (long)i;
 		if (!(c->path = strdup(path)))
 			return kb_fail(err, ENOMEM, path, "planning");

@@ -215,14 +215,17 @@ static int summarize(struct kb_provision_step *s, int rc, const struct kb_error 
 		return -1;
 	}
 	size_t would = 0, changed = 0, reboot = 0;
+	bool would_reboot = false;
 	for (size_t i = 0; i < s->plan.count; i++) {
 		would += s->plan.change[i].status == KB_WOULD_CHANGE;
+		would_reboot |= s->plan.change[i].status == KB_WOULD_CHANGE && s->plan.change[i].reboot;
 		changed += s->plan.change[i].status == KB_CHANGED;
 		reboot += s->plan.change[i].status == KB_REBOOT;
 	}
-	if (would)
+	if (would) {
 		kb_row_set(&s->row, s->id, KB_WOULD_CHANGE, "%zu item%s would change", would, would == 1 ? "" : "s");
-	else if (reboot)
+		s->row.reboot = would_reboot;
+	} else if (reboot)
 		kb_row_set(&s->row, s->id, KB_REBOOT, "%zu item%s changed, the next boot applies it", changed + reboot,
 			   changed + reboot == 1 ? "" : "s");
 	else if (changed && what_changed)

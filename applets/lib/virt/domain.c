@@ -2211,13 +2211,16 @@ static int plan_definition(struct session *s, const struct build *b, struct kb_p
 	if (now && changing) {
 		def->status = KB_WOULD_CHANGE;
 		kb_change_set_after(def, "updated", NULL);
+		def->reboot = b->running;
 		kb_change_note(def, "%zu element%s%s", changing, changing == 1 ? "" : "s",
 			       b->running ? ", at the next start: the domain runs" : "");
 	}
 	/* A running guest keeps what it started with: the new definition waits for the next start. */
 	for (size_t i = first + 1; b->running && i < plan->count; i++)
-		if (plan->change[i].status == KB_WOULD_CHANGE)
+		if (plan->change[i].status == KB_WOULD_CHANGE) {
 			note_append(&plan->change[i], "takes effect at the next start");
+			plan->change[i].reboot = plan->change[i].action == DOMAIN_ELEMENT; /* as its apply marks them */
+		}
 	rc = 0;
 out:
 	xml->free_doc(want_doc);

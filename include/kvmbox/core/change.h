@@ -40,6 +40,7 @@ struct kb_change {
 	char *note;               /* why, or what it takes: "narrowed: every local user could use KVM"; may be NULL */
 	char *hint;               /* what fixes a failed change; may be NULL */
 	enum kb_status status;    /* KB_UNCHANGED / KB_WOULD_CHANGE planned; KB_CHANGED / KB_REBOOT / KB_FAILED applied */
+	bool reboot;              /* set by the plan: applied, it is KB_REBOOT (a dry run's reboot_required says so too) */
 	int action;               /* the resource's own: what its apply does for this change */
 	long arg;                 /* and a number it needs (a count, a node); the resource's own */
 };

@@ -32,6 +32,7 @@ struct kb_row {
 	enum kb_status status;
 	char message[320];
 	char hint[256]; /* what fixes it, for anything not PASS; may be empty */
+	bool reboot;    /* KB_WOULD_CHANGE: the run would take effect at the next boot (KB_REBOOT) */
 };
 
 /* The rows an applet reports, in order. */
@@ -67,7 +68,7 @@ struct kb_outcome {
 	size_t count[KB_STATUS_COUNT];
 	bool changed;         /* a row changed, needs a reboot, or would change (--dry-run, --plan) */
 	bool failed;          /* a row failed */
-	bool reboot_required; /* a row takes effect at the next boot */
+	bool reboot_required; /* a row takes effect at the next boot, or would (a dry run says what the run will) */
 };
 void kb_rows_outcome(const struct kb_row *rows, size_t count, struct kb_outcome *out);
 

@@ -1,7 +1,8 @@
 /*
  * A recording stand-in for a program kvmbox runs (update-grub, grub-mkconfig):
  * appends its argv and the /etc/default/grub it sees to /var/log/kvmbox-record,
- * then exits with $RECORD_EXIT (default 0). Static, so it also runs inside a
+ * then says $RECORD_STDERR (if set) on stderr, as a failing tool says why, and
+ * exits with $RECORD_EXIT (default 0). Static, so it also runs inside a
  * chroot into a fixture root that has no libraries.
  */
 #include <stdio.h>
@@ -24,6 +25,9 @@ int main(int argc, char **argv)
 		fclose(grub);
 	}
 	fclose(log);
+	const char *say = getenv("RECORD_STDERR");
+	if (say)
+		fprintf(stderr, "%s\n", say);
 	const char *code = getenv("RECORD_EXIT");
 	return code ? atoi(code) : 0;
 }

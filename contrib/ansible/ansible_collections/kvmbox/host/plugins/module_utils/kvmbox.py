@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: kvmbox developers
-# MIT License (see galaxy.yml)
+# MIT License (see LICENSE)
 """Run the kvmbox binary with --json and turn its envelope into the module's result.
 Nothing of kvmbox's logic lives here: kvmbox decides, the envelope says what it did."""
 
@@ -42,34 +42,36 @@ def run_kvmbox(module, args):
 
 
 def failure_message(envelope, err, rc):
-    """kvmbox's own words for what failed: its failed rows, else its one-line error."""
+    """kvmbox's own words for what failed: its failed rows, then what its stderr adds (a program
+    kvmbox ran, such as update-grub, says why it failed there), else its one-line error."""
     rows = [r for r in envelope.get("rows", []) if r.get("status") in FAILED_STATUSES]
-    if rows:
-        return "; ".join("%s: %s" % (r.get("id"), r.get("message")) for r in rows)
-    return err.strip() or "kvmbox exited %d" % rc
+    parts = ["%s: %s" % (r.get("id"), r.get("message")) for r in rows]
+    said = [r.get("message") or "" for r in rows]
+    for line in err.splitlines():
+        line = line.strip()
+        # kvmbox's own lines ("kvmbox provision: ...") repeat a row's message: said once.
+        text = line.split(": ", 1)[1] if line.startswith("kvmbox ") and ": " in line else line
+        if line and not any(text in s or (s and s in line) for s in said + parts):
+            parts.append(line)
+            said.append(text)
+    return "; ".join(parts) or "kvmbox exited %d" % rc
 
 
 def envelope_changes(envelope):
-    """Every change the envelope lists, an applet's ("changes") or each provision step's ("steps")."""
-    changes = [dict(c) for c in envelope.get("changes") or []]
+    """Every change the envelope lists that changes something, with the step it belongs to:
+    an applet's ("changes") or each provision step's ("steps")."""
+    changes = [(envelope.get("applet"), c) for c in envelope.get("changes") or []]
     for step in envelope.get("steps") or []:
-        for c in step.get("changes") or []:
-            c = dict(c)
-            c["item"] = "%s: %s" % (step.get("id"), c.get("item"))
-            changes.append(c)
-    return [c for c in changes if c.get("status") in CHANGING_STATUSES]
+        changes += [(step.get("id"), c) for c in step.get("changes") or []]
+    return [(step, c) for step, c in changes if c.get("status") in CHANGING_STATUSES]
 
 
-def ansible_diff(envelope, rows):
-    """Ansible's diff from kvmbox's typed changes: the rows that change, the values before and
-    after, and each changed file's old and new text (Ansible shows them as a unified diff)."""
-    diffs = [dict(prepared="\n".join(
-        "%s  %s  %s" % (r.get("status"), r.get("id"), r.get("message"))
-        for r in rows
-        if r.get("status") in CHANGING_STATUSES
-    ) + "\n")]
-    values_before, values_after = [], []
-    for c in envelope_changes(envelope):
+def ansible_diff(envelope):
+    """Ansible's diff from kvmbox's typed changes (item, before, after): each step's values as
+    "item: value" lines before and after, and each changed file's old and new text (Ansible
+    shows both as a unified diff)."""
+    diffs, values = [], {}
+    for step, c in envelope_changes(envelope):
         if c.get("kind") == "file":
             diffs.append(dict(
                 before_header=c.get("path") or c.get("item"),
@@ -77,13 +79,15 @@ def ansible_diff(envelope, rows):
                 before=c.get("before") or "",
                 after=c.get("after") or "",
             ))
-        else:
-            absent = "(absent)"
-            values_before.append("%s: %s\n" % (c.get("item"), absent if c.get("before") is None else c.get("before")))
-            values_after.append("%s: %s\n" % (c.get("item"), absent if c.get("after") is None else c.get("after")))
-    if values_before:
-        diffs.insert(1, dict(before_header="values", after_header="values",
-                             before="".join(values_before), after="".join(values_after)))
+            continue
+        if step not in values:
+            values[step] = dict(before_header=step, after_header=step, before="", after="")
+            diffs.append(values[step])
+        # An absent value is no line: the item appears or goes.
+        if c.get("before") is not None:
+            values[step]["before"] += "%s: %s\n" % (c.get("item"), c.get("before"))
+        if c.get("after") is not None:
+            values[step]["after"] += "%s: %s\n" % (c.get("item"), c.get("after"))
     return diffs
 
 
@@ -96,10 +100,12 @@ def finish(module, rc, envelope, err, cmd, **extra):
         rows=rows,
         rc=rc,
         cmd=cmd,
+        stderr=err,
+        changes=[dict(c, step=step) for step, c in envelope_changes(envelope)],
         **extra
     )
     if module._diff:
-        result["diff"] = ansible_diff(envelope, rows)
+        result["diff"] = ansible_diff(envelope)
     if envelope.get("failed"):
-        module.fail_json(msg=failure_message(envelope, err, rc), stderr=err, **result)
+        module.fail_json(msg=failure_message(envelope, err, rc), **result)
     module.exit_json(**result)

@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: kvmbox developers
-# MIT License (see galaxy.yml)
+# MIT License (see LICENSE)
 
 from __future__ import absolute_import, division, print_function
 
@@ -16,9 +16,16 @@ description:
     rows as the fact C(kvmbox_check), with the checks that FAILed and WARNed by id.
   - Changes nothing. A FAIL fails the task only with I(fail_on_fail).
 version_added: "0.1.0"
-author: kvmbox developers
+author: kvmbox developers (!UNKNOWN)
 extends_documentation_fragment:
   - kvmbox.host.kvmbox
+  - kvmbox.host.kvmbox.attributes
+attributes:
+  check_mode:
+    details:
+      - It changes nothing either way.
+  diff_mode:
+    support: none
 options:
   checks:
     description: Check ids or groups (C(kvm), C(iommu.active)); all of them when empty.
@@ -29,8 +36,6 @@ options:
     description: Fail the task when a check says FAIL.
     type: bool
     default: false
-notes:
-  - Supports check mode (it changes nothing either way).
 """
 
 EXAMPLES = r"""
@@ -50,21 +55,58 @@ ansible_facts:
   type: dict
   contains:
     kvmbox_check:
-      description: The rows of kvmbox check (id, status PASS/INFO/SKIP/WARN/FAIL, message, hint).
+      description: The rows of kvmbox check, one per check.
       type: list
       elements: dict
+      returned: always
+      contains:
+        id:
+          description: The check (C(kvm.module), C(iommu.active)).
+          type: str
+          returned: always
+        status:
+          description: C(PASS), C(INFO), C(SKIP), C(WARN) or C(FAIL).
+          type: str
+          returned: always
+        message:
+          description: What kvmbox found.
+          type: str
+          returned: always
+        hint:
+          description: What fixes it, for a check that did not pass; empty otherwise.
+          type: str
+          returned: always
     kvmbox_check_failed:
       description: The ids of the checks that said FAIL.
       type: list
       elements: str
+      returned: always
     kvmbox_check_warned:
       description: The ids of the checks that said WARN.
       type: list
       elements: str
+      returned: always
 exit_status:
   description: kvmbox check's exit status (1 when a check said FAIL).
   type: int
+  returned: success
+cmd:
+  description: The kvmbox command line the module ran.
+  type: list
+  elements: str
   returned: always
+stderr:
+  description: What kvmbox printed on stderr.
+  type: str
+  returned: always
+rc:
+  description: kvmbox's exit status, on failure (on success it is I(exit_status)).
+  type: int
+  returned: failure
+msg:
+  description: On failure, the checks that failed with their messages, or kvmbox's error.
+  type: str
+  returned: failure
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -88,9 +130,9 @@ def main():
     # Exit 1 with FAIL rows is a verdict about the host, not a failure to check it.
     broken = rc not in (0, 1) or (rc == 1 and not facts["kvmbox_check_failed"])
     if broken or (module.params["fail_on_fail"] and facts["kvmbox_check_failed"]):
-        module.fail_json(msg=failure_message(envelope, err, rc), ansible_facts=facts, rc=rc, cmd=cmd)
+        module.fail_json(msg=failure_message(envelope, err, rc), ansible_facts=facts, rc=rc, cmd=cmd, stderr=err)
     # Not "rc": Ansible fails any result whose rc is not 0, and exit 1 is a verdict here.
-    module.exit_json(changed=False, ansible_facts=facts, exit_status=rc, cmd=cmd)
+    module.exit_json(changed=False, ansible_facts=facts, exit_status=rc, cmd=cmd, stderr=err)
 
 
 if __name__ == "__main__":

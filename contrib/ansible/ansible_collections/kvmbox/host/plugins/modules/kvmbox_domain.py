@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: kvmbox developers
-# MIT License (see galaxy.yml)
+# MIT License (see LICENSE)
 
 from __future__ import absolute_import, division, print_function
 
@@ -28,9 +28,16 @@ description:
     one another domain uses or a process has open).
   - Check mode is kvmbox's C(--dry-run).
 version_added: "0.1.0"
-author: kvmbox developers
+author: kvmbox developers (!UNKNOWN)
 extends_documentation_fragment:
   - kvmbox.host.kvmbox
+  - kvmbox.host.kvmbox.attributes
+attributes:
+  diff_mode:
+    support: full
+    details:
+      - "The diff is kvmbox's typed changes: each step's values as lines C(ITEM: VALUE) before and after,
+        and each changed file's old and new text."
 options:
   name:
     description: The domain's name.
@@ -70,8 +77,6 @@ options:
   connect:
     description: libvirt URI (C(--connect)).
     type: str
-notes:
-  - Supports check mode and diff mode.
 """
 
 EXAMPLES = r"""
@@ -104,26 +109,96 @@ EXAMPLES = r"""
 
 RETURN = r"""
 changed:
-  description: The domain (or a volume) was made, changed, started or removed; in check mode, would be.
+  description: Something changed (in check mode, would change).
+  type: bool
+  returned: always
+reboot_required:
+  description:
+    - A change takes effect at the next boot (kernel arguments), or at a running domain's next start.
+    - In check mode, whether the run would need it (kvmbox's plan knows).
   type: bool
   returned: always
 rows:
-  description: kvmbox's rows, one per item, BEFORE -> AFTER (the definition, each element, volumes, autostart, state; on removal the state, the definition, each image).
+  description: kvmbox's rows, as its JSON envelope lists them.
   type: list
   elements: dict
   returned: always
-reboot_required:
-  description: The domain runs and its new definition waits for its next start (the rows say which elements).
-  type: bool
+  contains:
+    id:
+      description: The domain, an element (C(NAME memory), C(NAME disk vda)), a volume, autostart, the state.
+      type: str
+      returned: always
+    status:
+      description: C(changed), C(unchanged), C(would-change) (check mode), C(reboot-required), C(failed), C(SKIP), C(INFO) or C(WARN).
+      type: str
+      returned: always
+    message:
+      description: What happened, or would happen; for a failure, why.
+      type: str
+      returned: always
+    hint:
+      description: What fixes it, when something is wrong; empty otherwise.
+      type: str
+      returned: always
+changes:
+  description: kvmbox's typed changes that change something (or would, in check mode), in the order they are made.
+  type: list
+  elements: dict
+  returned: always
+  contains:
+    step:
+      description: The step (C(grub), C(bundle web)) or the applet (C(domain)) the change belongs to.
+      type: str
+      returned: always
+    item:
+      description: What changes (C(GRUB_CMDLINE_LINUX_DEFAULT), C(memory), C(/var/lib/libvirt/images)).
+      type: str
+      returned: always
+    status:
+      description: C(would-change) (check mode), C(changed) or C(reboot-required).
+      type: str
+      returned: always
+    kind:
+      description: C(value), or C(file) (I(before) and I(after) are the file's whole texts).
+      type: str
+      returned: always
+    path:
+      description: The file changed, or the object; null when the item says it.
+      type: str
+      returned: always
+    before:
+      description: The value before; null when absent.
+      type: str
+      returned: always
+    after:
+      description: The value after; null when removed.
+      type: str
+      returned: always
+    note:
+      description: Why, or what it takes; may be null.
+      type: str
+      returned: always
+cmd:
+  description: The kvmbox command line the module ran.
+  type: list
+  elements: str
+  returned: always
+stderr:
+  description: What kvmbox (and the programs it ran) printed on stderr.
+  type: str
   returned: always
 rc:
   description: kvmbox's exit status.
   type: int
   returned: always
+msg:
+  description: On failure, each failed row's id and message, then what stderr adds (a program kvmbox ran says why there).
+  type: str
+  returned: failure
 """
 
 import os
-import xml.etree.ElementTree as ElementTree
+from xml.etree import ElementTree
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.kvmbox.host.plugins.module_utils.kvmbox import COMMON_ARGS, finish, run_kvmbox
@@ -154,7 +229,7 @@ def definition_file(module):
     module's own; refused when it names another domain than name."""
     xml = module.params["xml"]
     is_text = xml.lstrip().startswith("<")
-    path = os.path.join(module.tmpdir, "domain.xml") if is_text else os.path.expanduser(xml)
+    path = os.path.join(module.tmpdir, "domain.xml") if is_text else xml
     try:
         if is_text:
             with open(path, "w") as f:

@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: kvmbox developers
-# MIT License (see galaxy.yml)
+# MIT License (see LICENSE)
 
 from __future__ import absolute_import, division, print_function
 
@@ -14,13 +14,21 @@ description:
   - Runs C(kvmbox provision) on the managed host with C(--json) and reports what kvmbox's envelope says.
   - The config is kvmbox's INI host config (C([kvm]), C([grub]), C([hugepages]), C([bridge NAME]),
     C([bundle NAME]), C([domain NAME]) ...), from a file on the host or given inline.
-  - In check mode kvmbox plans (C(--plan)) and changes nothing; with C(--diff) the rows that
-    change or would change are shown.
-  - A failing step fails the task with kvmbox's message; the other steps' rows are returned.
+  - In check mode kvmbox plans (C(--plan)) and changes nothing; with C(--diff) the values and
+    files that change or would change are shown, before and after.
+  - A failing step fails the task with kvmbox's message, and what the program that failed said;
+    the other steps' rows are returned.
 version_added: "0.1.0"
-author: kvmbox developers
+author: kvmbox developers (!UNKNOWN)
 extends_documentation_fragment:
   - kvmbox.host.kvmbox
+  - kvmbox.host.kvmbox.attributes
+attributes:
+  diff_mode:
+    support: full
+    details:
+      - "The diff is kvmbox's typed changes: each step's values as lines C(ITEM: VALUE) before and after,
+        and each changed file's old and new text."
 options:
   config:
     description: Path of the host config on the managed host.
@@ -37,7 +45,6 @@ options:
     default: false
 notes:
   - Exactly one of I(config) and I(sections) is required.
-  - Supports check mode and diff mode.
 """
 
 EXAMPLES = r"""
@@ -59,35 +66,92 @@ EXAMPLES = r"""
 
 RETURN = r"""
 changed:
-  description: A step changed something (in check mode, would change).
+  description: Something changed (in check mode, would change).
   type: bool
   returned: always
 reboot_required:
-  description: A change takes effect at the next boot (kernel arguments).
+  description:
+    - A change takes effect at the next boot (kernel arguments), or at a running domain's next start.
+    - In check mode, whether the run would need it (kvmbox's plan knows).
   type: bool
   returned: always
 rows:
-  description: One row per step, as kvmbox reports it.
+  description: kvmbox's rows, as its JSON envelope lists them.
   type: list
   elements: dict
   returned: always
   contains:
     id:
-      description: The step (C(grub), C(bridge br0), C(domain web)).
+      description: The step the row is about (C(grub), C(bridge br0), C(domain web)).
       type: str
+      returned: always
     status:
-      description: C(changed), C(unchanged), C(would-change), C(reboot-required) or C(failed).
+      description: C(changed), C(unchanged), C(would-change) (check mode), C(reboot-required), C(failed), C(SKIP), C(INFO) or C(WARN).
       type: str
+      returned: always
     message:
-      description: What happened.
+      description: What happened, or would happen; for a failure, why.
       type: str
+      returned: always
     hint:
-      description: What fixes it, when something is wrong.
+      description: What fixes it, when something is wrong; empty otherwise.
       type: str
+      returned: always
+changes:
+  description: kvmbox's typed changes that change something (or would, in check mode), in the order they are made.
+  type: list
+  elements: dict
+  returned: always
+  contains:
+    step:
+      description: The step (C(grub), C(bundle web)) or the applet (C(domain)) the change belongs to.
+      type: str
+      returned: always
+    item:
+      description: What changes (C(GRUB_CMDLINE_LINUX_DEFAULT), C(memory), C(/var/lib/libvirt/images)).
+      type: str
+      returned: always
+    status:
+      description: C(would-change) (check mode), C(changed) or C(reboot-required).
+      type: str
+      returned: always
+    kind:
+      description: C(value), or C(file) (I(before) and I(after) are the file's whole texts).
+      type: str
+      returned: always
+    path:
+      description: The file changed, or the object; null when the item says it.
+      type: str
+      returned: always
+    before:
+      description: The value before; null when absent.
+      type: str
+      returned: always
+    after:
+      description: The value after; null when removed.
+      type: str
+      returned: always
+    note:
+      description: Why, or what it takes; may be null.
+      type: str
+      returned: always
+cmd:
+  description: The kvmbox command line the module ran.
+  type: list
+  elements: str
+  returned: always
+stderr:
+  description: What kvmbox (and the programs it ran) printed on stderr.
+  type: str
+  returned: always
 rc:
   description: kvmbox's exit status.
   type: int
   returned: always
+msg:
+  description: On failure, each failed row's id and message, then what stderr adds (a program kvmbox ran says why there).
+  type: str
+  returned: failure
 """
 
 import os
