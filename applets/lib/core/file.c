@@ -524,3 +524,62 @@ unsigned long long kb_meminfo_kib(const struct kb_ctx *ctx, const char *abs_path
 	const char *line = strstr(text, label);
 	return line ? strtoull(line + strlen(label), NULL, 10) : 0;
 }
+
+/* The entry for @key in @cache, or NULL when it has none (then *@fresh is a new slot to fill, or NULL when full). */
+static struct kb_cached_read *cached_read(struct kb_read_cache *cache, const char *key, struct kb_cached_read **fresh)
+{
+	*fresh = NULL;
+	if (!cache || strlen(key) >= sizeof(cache->item[0].key))
+		return NULL;
+	for (size_t i = 0; i < cache->count; i++)
+		if (!strcmp(cache->item[i].key, key))
+			return &cache->item[i];
+	if (cache->count < sizeof(cache->item) / sizeof(cache->item[0]))
+		*fresh = &cache->item[cache->count];
+	return NULL;
+}
+
+int kb_read_value_cached(const struct kb_ctx *ctx, struct kb_read_cache *cache, const char *abs_path, char *buf,
+			 size_t size, struct kb_error *err)
+{
+	struct kb_cached_read *fresh, *hit = cached_read(cache, abs_path, &fresh);
+	if (!hit) {
+		if (!fresh || size > sizeof(fresh->value))
+			return kb_read_value(ctx, abs_path, buf, size, err);
+		struct kb_error mine = { 0 };
+		fresh->rc = kb_read_value(ctx, abs_path, fresh->value, sizeof(fresh->value), &mine);
+		fresh->errnum = mine.errnum;
+		snprintf(fresh->key, sizeof(fresh->key), "%s", abs_path);
+		cache->count++;
+		if (fresh->rc < 0 && err)
+			*err = mine;
+		hit = fresh;
+	}
+	if (hit->rc < 0) {
+		errno = hit->errnum;
+		return -1;
+	}
+	if (strlen(hit->value) >= size)
+		return kb_fail(err, errno = EOVERFLOW, abs_path, "reading (value longer than %zu bytes)", size - 1);
+	snprintf(buf, size, "%s", hit->value);
+	return 0;
+}
+
+unsigned long long kb_meminfo_kib_cached(const struct kb_ctx *ctx, struct kb_read_cache *cache, const char *abs_path,
+					 const char *label)
+{
+	char key[sizeof(cache->item[0].key)];
+	struct kb_cached_read *fresh = NULL, *hit = NULL;
+	if (snprintf(key, sizeof(key), "%s %s", abs_path, label) < (int)sizeof(key))
+		hit = cached_read(cache, key, &fresh);
+	if (hit)
+		return strtoull(hit->value, NULL, 10);
+	unsigned long long kib = kb_meminfo_kib(ctx, abs_path, label);
+	if (fresh) {
+		memcpy(fresh->key, key, sizeof(key));
+		snprintf(fresh->value, sizeof(fresh->value), "%llu", kib);
+		fresh->rc = 0;
+		cache->count++;
+	}
+	return kib;
+}

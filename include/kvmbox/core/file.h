@@ -41,6 +41,28 @@ int kb_read_value(const struct kb_ctx *ctx, const char *abs_path, char *buf, siz
 unsigned long long kb_meminfo_kib(const struct kb_ctx *ctx, const char *abs_path, const char *label);
 
 /*
+ * A run's reads of host files it asks again and again (a check per domain of
+ * hundreds): each value read once. For callers that do not write those files
+ * between two reads; zero-initialised; holds a few dozen values, then reads through.
+ */
+struct kb_read_cache {
+	struct kb_cached_read {
+		char key[112];   /* the path, and for meminfo " " and the field */
+		int rc, errnum;  /* kb_read_value()'s answer */
+		char value[256];
+	} item[24];
+	size_t count;
+};
+
+/* kb_read_value() through @cache (may be NULL: read every time); @err as kb_read_value() for a first read, else errno only. */
+int kb_read_value_cached(const struct kb_ctx *ctx, struct kb_read_cache *cache, const char *abs_path, char *buf,
+			 size_t size, struct kb_error *err);
+
+/* kb_meminfo_kib() through @cache (may be NULL). */
+unsigned long long kb_meminfo_kib_cached(const struct kb_ctx *ctx, struct kb_read_cache *cache, const char *abs_path,
+					 const char *label);
+
+/*
  * Write @value to a kernel knob (sysfs attribute, /proc/sys file) in place:
  * no temporary file, since the kernel file cannot be renamed over. The caller
  * reads the result back: the kernel may grant less than asked.
