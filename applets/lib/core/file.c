@@ -95,25 +95,19 @@ int kb_read_path(const char *path, size_t max_size, char **data, size_t *len, st
 	return read_fd_all(fd, path, max_size, data, len, err);
 }
 
-int kb_read_value(const struct kb_ctx *ctx, const char *abs_path, char *buf, size_t size,
-		  struct kb_error *err)
+/* kb_read_value() of the open @fd; @shown names it in errors. */
+static int read_value_fd(int fd, const char *shown, char *buf, size_t size, struct kb_error *err)
 {
-	struct kb_path p;
-	if (kb_sysroot_path(ctx, abs_path, &p, err) < 0)
-		return -1;
-	autoclose_fd fd = kb_sysroot_open(ctx, abs_path, O_RDONLY, 0, err);
-	if (fd < 0)
-		return -1;
 	size_t used = 0;
 	for (;;) {
 		if (used + 1 >= size)
-			return kb_fail(err, EOVERFLOW, p.s, "reading (value longer than %zu bytes)",
+			return kb_fail(err, EOVERFLOW, shown, "reading (value longer than %zu bytes)",
 				       size - 1);
 		ssize_t n = read(fd, buf + used, size - used - 1);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return kb_fail(err, errno, p.s, "reading");
+			return kb_fail(err, errno, shown, "reading");
 		}
 		if (n == 0)
 			break;
@@ -125,6 +119,28 @@ int kb_read_value(const struct kb_ctx *ctx, const char *abs_path, char *buf, siz
 	size_t lead = strspn(buf, " \t\r\n");
 	memmove(buf, buf + lead, used - lead + 1);
 	return 0;
+}
+
+int kb_read_value(const struct kb_ctx *ctx, const char *abs_path, char *buf, size_t size,
+		  struct kb_error *err)
+{
+	struct kb_path p;
+	if (kb_sysroot_path(ctx, abs_path, &p, err) < 0)
+		return -1;
+	autoclose_fd fd = kb_sysroot_open(ctx, abs_path, O_RDONLY, 0, err);
+	if (fd < 0)
+		return -1;
+	return read_value_fd(fd, p.s, buf, size, err);
+}
+
+int kb_read_value_at(int dirfd, const char *name, const char *shown, char *buf, size_t size, struct kb_error *err)
+{
+	if (strchr(name, '/'))
+		return kb_fail(err, EINVAL, shown, "reading (not a name in the directory)");
+	autoclose_fd fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return kb_fail(err, errno, shown, "opening");
+	return read_value_fd(fd, shown, buf, size, err);
 }
 
 static int write_all(int fd, const char *data, size_t len);

@@ -34,6 +34,13 @@ int kb_read_value(const struct kb_ctx *ctx, const char *abs_path, char *buf, siz
 		  struct kb_error *err);
 
 /*
+ * kb_read_value() of @name (one component, not followed if a link) in the
+ * directory @dirfd, already opened through the sysroot: many attributes of one
+ * sysfs directory for one confined open. @shown names the file in errors.
+ */
+int kb_read_value_at(int dirfd, const char *name, const char *shown, char *buf, size_t size, struct kb_error *err);
+
+/*
  * The kB value of field @label ("MemTotal:", "Hugepagesize:", "Node 0 MemTotal:")
  * in a meminfo file (/proc/meminfo, /sys/devices/system/node/nodeN/meminfo)
  * under the sysroot; 0 when the file or the field is missing.
