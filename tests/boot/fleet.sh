@@ -137,6 +137,7 @@ netboot_times() {
 		match($0, /kvmbox-init: \[ *[0-9.]+\] /) {
 			t = substr($0, RSTART + 14, RLENGTH - 16) + 0; text = substr($0, RSTART + RLENGTH)
 			if (start == "") start = t
+			if (text ~ /^modules: /) modules = t
 			if (text ~ /^network: [a-z0-9]+ \(/) lease = t
 			if (text ~ /^config .* verified/) config = t
 			if (text ~ /^provisioning /) prov = t
@@ -145,9 +146,10 @@ netboot_times() {
 		}
 		END {
 			if (start == "" || report == "" || prov == "" || provd == "") { print "# guest " n ": no timed netboot lines"; exit }
-			printf "# guest %s netboot: kernel %.2f s, then init %.2f s: network and lease %.2f, manifest and config %.2f, disk %.2f, provision %.2f, report %.2f; provision %.1f %% of init (target < 10 %%)\n",
-				n, start, report - start, lease - start, config - lease, prov - config, provd - prov, report - provd,
-				100 * (provd - prov) / (report - start)
+			if (modules == "") modules = start
+			printf "# guest %s netboot: kernel %.2f s, then init %.2f s: modules %.2f, carrier and DHCP lease %.2f, manifest and config %.2f, disk %.2f, provision %.2f, report %.2f; provision %.1f %% of init (target < 10 %%)\n",
+				n, start, report - start, modules - start, lease - modules, config - lease, prov - config, provd - prov,
+				report - provd, 100 * (provd - prov) / (report - start)
 		}'
 }
 
