@@ -612,17 +612,18 @@ static const struct defined_domain *defined_domains(struct doctor *d)
 	const struct kb_virt *v = &d->virt;
 	virDomainPtr *domains = NULL;
 	d->defined_count = v->list_domains(d->conn, &domains, VIR_CONNECT_LIST_DOMAINS_PERSISTENT);
-	d->defined = calloc(d->defined_count > 0 ? (size_t)d->defined_count : 1, sizeof(*d->defined));
+	struct defined_domain *defined = calloc(d->defined_count > 0 ? (size_t)d->defined_count : 1, sizeof(*defined));
 	for (int i = 0; i < d->defined_count; i++) {
-		autofree char *definition = v->domain_xml(domains[i], VIR_DOMAIN_XML_INACTIVE);
-		const char *name = v->domain_name(domains[i]);
-		if (d->defined) {
-			d->defined[i].name = strdup(name ? name : "");
-			d->defined[i].doc = definition ? kb_xml_parse(&d->xml, definition, strlen(definition), name, NULL) : NULL;
+		if (defined) {
+			autofree char *definition = v->domain_xml(domains[i], VIR_DOMAIN_XML_INACTIVE);
+			const char *name = v->domain_name(domains[i]);
+			defined[i].doc = definition ? kb_xml_parse(&d->xml, definition, strlen(definition), name, NULL) : NULL;
+			defined[i].name = strdup(name ? name : "");
 		}
 		v->domain_free(domains[i]);
 	}
 	free(domains);
+	d->defined = defined;
 	if (!d->defined)
 		d->defined_count = 0;
 	if (d->defined_count > 1)
