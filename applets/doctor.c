@@ -120,6 +120,13 @@ struct doctor {
 	struct kb_topology *topo;     /* the host's NUMA nodes, read once by host_topology() */
 	bool topo_read;
 	char topo_error[PATH_MAX + 128];
+	struct defined_domain {       /* the persistent domains, listed and parsed once by defined_domains() */
+		char *name;
+		xmlDoc *doc;          /* NULL when libvirt gave no definition */
+	} *defined;
+	int defined_count;            /* as libvirt's list answered: -1 when it could not */
+	bool defined_read;
+	struct kb_read_cache reads;   /* the host files every domain's preflight reads, read once */
 };
 
 static bool selected(const struct doctor *d, const char *id)
@@ -586,6 +593,55 @@ static void diagnose_pools(struct doctor *d)
 
 /* ---- defined domains ------------------------------------------------------------------ */
 
+static int by_domain_name(const void *a, const void *b)
+{
+	const char *x = ((const struct defined_domain *)a)->name, *y = ((const struct defined_domain *)b)->name;
+	return strcmp(x ? x : "", y ? y : "");
+}
+
+/*
+ * The persistent domains' inactive definitions, fetched and parsed once for
+ * every diagnosis that reads them; by name, so that lists of them read the
+ * same from run to run (libvirt's order is its hash table's).
+ */
+static const struct defined_domain *defined_domains(struct doctor *d)
+{
+	if (d->defined_read)
+		return d->defined;
+	d->defined_read = true;
+	const struct kb_virt *v = &d->virt;
+	virDomainPtr *domains = NULL;
+	d->defined_count = v->list_domains(d->conn, &domains, VIR_CONNECT_LIST_DOMAINS_PERSISTENT);
+	struct defined_domain *defined = calloc(d->defined_count > 0 ? (size_t)d->defined_count : 1, sizeof(*defined));
+	for (int i = 0; i < d->defined_count; i++) {
+		if (defined) {
+			autofree char *definition = v->domain_xml(domains[i], VIR_DOMAIN_XML_INACTIVE);
+			const char *name = v->domain_name(domains[i]);
+			defined[i].doc = definition ? kb_xml_parse(&d->xml, definition, strlen(definition), name, NULL) : NULL;
+			defined[i].name = strdup(name ? name : "");
+		}
+		v->domain_free(domains[i]);
+	}
+	free(domains);
+	d->defined = defined;
+	if (!d->defined)
+		d->defined_count = 0;
+	if (d->defined_count > 1)
+		qsort(d->defined, (size_t)d->defined_count, sizeof(*d->defined), by_domain_name);
+	v->reset_error();
+	return d->defined;
+}
+
+static void free_defined_domains(struct doctor *d)
+{
+	for (int i = 0; d->defined && i < d->defined_count; i++) {
+		free(d->defined[i].name);
+		if (d->defined[i].doc)
+			d->xml.free_doc(d->defined[i].doc);
+	}
+	free(d->defined);
+}
+
 static void diagnose_domains(struct doctor *d)
 {
 	bool machine = selected(d, "machine.type"), serial = selected(d, "serial.none");
@@ -598,18 +654,19 @@ static void diagnose_domains(struct doctor *d)
 			need_libvirt(d, "serial.none");
 		return;
 	}
-	const struct kb_virt *v = &d->virt;
-	virDomainPtr *domains = NULL;
-	int count = v->list_domains(d->conn, &domains, VIR_CONNECT_LIST_DOMAINS_PERSISTENT);
+	const struct defined_domain *defined = defined_domains(d);
+	int count = d->defined_count;
 	char bad_machine[300] = "", no_serial[300] = "", machine_fix[256] = "";
 	int bad_machines = 0, no_serials = 0;
-	struct kb_preflight_host host = { .caps_xml = d->caps_xml };
+	struct kb_preflight_host host = { .caps_xml = d->caps_xml, .caps = d->caps, .reads = &d->reads };
+	/* One buffer for every domain's findings: kb_preflight() adds to what it holds. */
+	struct kb_findings *f = calloc(1, sizeof(*f));
 	for (int i = 0; i < count; i++) {
-		autofree char *definition = v->domain_xml(domains[i], VIR_DOMAIN_XML_INACTIVE);
-		const char *name = v->domain_name(domains[i]);
-		xmlDoc *doc = definition ? kb_xml_parse(&d->xml, definition, strlen(definition), name, NULL) : NULL;
-		struct kb_findings *f = doc ? calloc(1, sizeof(*f)) : NULL;
-		if (f && kb_preflight(d->ctx, &d->xml, doc, &host, f, NULL) == 0) {
+		const char *name = defined[i].name ? defined[i].name : "";
+		xmlDoc *doc = defined[i].doc;
+		if (f)
+			memset(f, 0, sizeof(*f));
+		if (f && doc && kb_preflight(d->ctx, &d->xml, doc, &host, f, NULL) == 0) {
 			for (size_t k = 0; k < f->count; k++) {
 				bool is_machine = !strcmp(f->item[k].id, "machine.type");
 				bool is_serial = !strcmp(f->item[k].id, "serial.none");
@@ -624,12 +681,8 @@ static void diagnose_domains(struct doctor *d)
 					no_serials++;
 			}
 		}
-		free(f);
-		if (doc)
-			d->xml.free_doc(doc);
-		v->domain_free(domains[i]);
 	}
-	free(domains);
+	free(f);
 	if (machine) {
 		struct kb_row *r = kb_rows_add(&d->rows);
 		if (!bad_machines) {
@@ -673,14 +726,11 @@ struct hostdev_problem {
 static void hostdev_problems(struct doctor *d, struct kb_pci_host *pci, struct hostdev_problem *out, int *count,
 			     int max, int *hostdevs)
 {
-	const struct kb_virt *v = &d->virt;
-	virDomainPtr *domains = NULL;
-	int n = v->list_domains(d->conn, &domains, VIR_CONNECT_LIST_DOMAINS_PERSISTENT);
+	const struct defined_domain *defined = defined_domains(d);
 	*count = *hostdevs = 0;
-	for (int i = 0; i < n; i++) {
-		autofree char *definition = v->domain_xml(domains[i], VIR_DOMAIN_XML_INACTIVE);
-		const char *name = v->domain_name(domains[i]);
-		xmlDoc *doc = definition ? kb_xml_parse(&d->xml, definition, strlen(definition), name, NULL) : NULL;
+	for (int i = 0; i < d->defined_count; i++) {
+		const char *name = defined[i].name ? defined[i].name : "";
+		xmlDoc *doc = defined[i].doc;
 		xmlNode *devices = doc ? kb_xml_child(d->xml.root_element(doc), "devices") : NULL;
 		for (xmlNode *h = kb_xml_child(devices, "hostdev"); h && *count < max; h = kb_xml_next(h, "hostdev")) {
 			if (!kb_xml_prop_is(&d->xml, h, "type", "pci"))
@@ -722,12 +772,7 @@ static void hostdev_problems(struct doctor *d, struct kb_pci_host *pci, struct h
 			if (p->reason)
 				(*count)++;
 		}
-		if (doc)
-			d->xml.free_doc(doc);
-		v->domain_free(domains[i]);
 	}
-	free(domains);
-	v->reset_error();
 }
 
 static void judge_hostdevs(struct doctor *d, struct kb_row *r, struct hostdev_problem *problems, int *count)
@@ -1332,6 +1377,7 @@ int doctor_main(struct kb_ctx *ctx, int argc, char **argv)
 	free(d->caps_xml);
 	free(d->running);
 	free(d->topo);
+	free_defined_domains(d);
 	if (d->conn)
 		d->virt.connect_close(d->conn);
 	free(d);

@@ -204,7 +204,7 @@ static void read_cmdline(struct init *in)
 }
 
 /* The image's modules (storage, filesystems, bridge, dummy): MODULE_LIST, one per line. */
-static void load_modules(struct init *in)
+static void load_modules(void)
 {
 	autofree char *list = NULL;
 	size_t len;
@@ -232,8 +232,7 @@ static void load_modules(struct init *in)
 		}
 	}
 	kmod.unref(kctx);
-	if (in->debug || failed)
-		say("modules: %u loaded, %u failed", loaded, failed);
+	say("modules: %u loaded, %u failed", loaded, failed); /* its time on the console: where a boot's seconds go */
 }
 
 /* The target's device, by tag or path, polled until it appears or the wait is over. */
@@ -1030,7 +1029,7 @@ int init_main(struct kb_ctx *ctx, int argc, char **argv)
 		ok = false;
 	}
 	if (ok)
-		load_modules(&in);
+		load_modules();
 	bool netboot = in.url[0] != '\0';
 	if (netboot) {
 		say("netboot from %s", in.url);

@@ -6,6 +6,8 @@
 # `hugepages set --for-domains`, and a libvirt test-driver host for `domain new
 # --placement auto`, which asks libvirt). Each command's median wall time at each size,
 # then its growth against linear: target < 100 ms at the largest size, growth <= linear.
+# Interleaved rounds, wall and CPU: the machine is shared, and a median of differences
+# taken in the same round holds where two medians taken minutes apart do not.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 : "${KVMBOX:?KVMBOX must name the binary}"
@@ -52,55 +54,50 @@ domains() {
 	} >"$r/node.xml"
 }
 
-# median_ms COMMAND...: the median wall time of RUNS runs, in ms (hyperfine, no shell).
-median_ms() {
-	hyperfine -N -i -w 3 -r "$RUNS" --export-json "$TESTS_TMP/h.json" "$*" >/dev/null 2>&1
-	jq -r '.results[0].median * 1000' "$TESTS_TMP/h.json"
-}
-
 declare -A T
 sizes=("100 10" "100 100" "100 500" "1000 500")
 r=$(fx_new)
 fx_topology "$r" 8 14 2 64
 have_devices=0
+# Each size: the commands and the floor of what asks libvirt (the test driver loading the same
+# host: virsh's connect and list) in interleaved rounds (tests/helpers/rounds.py), medians of
+# wall and CPU time, and of each round's time minus the floor's (X-own).
 for size in "${sizes[@]}"; do
 	read -r devices count <<<"$size"
 	pci_devices "$r" "$have_devices" "$devices"
 	have_devices=$devices
 	domains "$r" "$count"
-	# The floor of what asks libvirt: the test driver loading the same host (virsh's connect and list).
-	T[floor,$size]=$(median_ms virsh -c "test://$r/node.xml" list --all)
-	T[check,$size]=$(median_ms "$KVMBOX" --root "$r" check --json)
-	T[pci,$size]=$(median_ms "$KVMBOX" --root "$r" pci list --json)
-	T[placement,$size]=$(median_ms "$KVMBOX" --root "$r" domain new big --connect "test://$r/node.xml" --memory 8G \
-		--vcpus 8 --network none --placement auto --print-xml)
-	T[hugepages,$size]=$(median_ms "$KVMBOX" --root "$r" hugepages set --for-domains --dry-run)
-	T[doctor,$size]=$(median_ms "$KVMBOX" --root "$r" doctor --connect "test://$r/node.xml" --json)
-done
-# What kvmbox adds to libvirt's own cost, for the commands that ask libvirt.
-for size in "${sizes[@]}"; do
-	for what in placement doctor; do
-		T[$what-own,$size]=$(awk -v a="${T[$what,$size]}" -v b="${T[floor,$size]}" 'BEGIN { printf "%.2f", (a > b ? a - b : 0.01) }')
-	done
+	commands=$(jq -cn --arg k "$KVMBOX" --arg r "$r" --arg u "test://$r/node.xml" '{
+		floor: ["virsh", "-c", $u, "list", "--all"],
+		check: [$k, "--root", $r, "check", "--json"],
+		pci: [$k, "--root", $r, "pci", "list", "--json"],
+		placement: [$k, "--root", $r, "domain", "new", "big", "--connect", $u, "--memory", "8G", "--vcpus", "8",
+			"--network", "none", "--placement", "auto", "--print-xml"],
+		hugepages: [$k, "--root", $r, "hugepages", "set", "--for-domains", "--dry-run"],
+		doctor: [$k, "--root", $r, "doctor", "--connect", $u, "--json"] }')
+	while read -r what wall cpu own_wall own_cpu; do
+		T[$what,$size]=$wall T[$what-cpu,$size]=$cpu T[$what-own,$size]=$own_wall T[$what-own-cpu,$size]=$own_cpu
+	done < <(python3 tests/helpers/rounds.py "$RUNS" "$commands")
 done
 
-echo "scale benchmark: median wall time of $RUNS runs (ms) on a 224-CPU, 8-node fixture host"
-echo "  (floor: libvirt's test driver loading the host, virsh list; X-own: X minus that floor)"
+echo "scale benchmark: medians of $RUNS interleaved rounds (ms) on a 224-CPU, 8-node fixture host"
+echo "  (floor: libvirt's test driver loading the host, virsh list; X-own: X minus the floor in the same round)"
 printf '  %-34s' "devices / domains"
 for size in "${sizes[@]}"; do printf '%12s' "${size/ //}"; done
 echo
-for what in floor check pci placement placement-own hugepages doctor doctor-own; do
+for what in floor check pci placement placement-own hugepages doctor doctor-own \
+	floor-cpu check-cpu pci-cpu placement-own-cpu hugepages-cpu doctor-own-cpu; do
 	printf '  %-34s' "$what"
 	for size in "${sizes[@]}"; do printf '%12.2f' "${T[$what,$size]}"; done
 	echo
 done
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-echo "growth (linear would be the second figure; target: no more than linear, < 100 ms at 1000/500):"
-for what in placement-own hugepages doctor-own; do
-	printf '  %-14s 10 -> 500 domains: %sx (linear 50x)\n' "$what" "$(ratio "${T[$what,100 500]}" "${T[$what,100 10]}")"
-done
-for what in check pci; do
-	printf '  %-14s 100 -> 1000 devices: %sx (linear 10x)\n' "$what" "$(ratio "${T[$what,1000 500]}" "${T[$what,100 500]}")"
+# growth A B: B / A, a time under 1 ms counted as 1 ms (a fixed cost lost in the floor's noise).
+growth() { awk -v a="$1" -v b="$2" 'BEGIN { if (a < 1) a = 1; if (b < 1) b = 1; printf "%.2f", b / a }'; }
+echo "growth of the CPU time (the work: wall time on a shared machine is noise at these sizes); linear would be"
+echo "50x over domains, 10x over devices; target: no more than linear, and < 100 ms wall at 1000/500:"
+for what in check pci placement-own hugepages doctor-own; do
+	printf '  %-14s 10 -> 500 domains: %6sx   100 -> 1000 devices: %6sx\n' "$what" \
+		"$(growth "${T[$what-cpu,100 10]}" "${T[$what-cpu,100 500]}")" "$(growth "${T[$what-cpu,100 500]}" "${T[$what-cpu,1000 500]}")"
 done
 over=0
 for what in check pci placement-own hugepages doctor-own; do

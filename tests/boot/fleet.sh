@@ -7,6 +7,11 @@
 # falls back to hosts/default.conf), provisions its own virtio disk (LABEL=kvmbox-target),
 # streams a bundle from the server, POSTs its report and powers off with its verdict (33).
 # A fourth boot gets a tampered config: failure verdict (65), its disk untouched.
+# Each guest has its own fleet server (the same files; QEMU's user network shows every guest
+# as 127.0.0.1), so its log is that host's requests: the test prints them per boot and fails
+# when the image asks for more than the manifest, its config, its bundles and one report
+# (no polling, no second request for a file). It prints where each netboot's time goes, from
+# the image's timed console lines, and provision's share of it.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib.sh
 
@@ -26,12 +31,16 @@ BUILD_LOG=$(initramfs/build.sh "$KVMBOX" "$SRV/initrd.img" "$KERNEL_DIR" "$KVER"
 echo "# $BUILD_LOG"
 cp "$KERNEL_DIR/boot/vmlinuz-$KVER" "$SRV/vmlinuz"
 
-python3 tests/helpers/fleet-server.py "$SRV" >"$TESTS_TMP/port" 2>"$TESTS_TMP/server.err" &
-echo $! >>"$TESTS_TMP/pids"
-for ((i = 0; i < 100; i++)); do [ -s "$TESTS_TMP/port" ] && break; sleep 0.05; done
-PORT=$(head -1 "$TESTS_TMP/port")
-[ -n "$PORT" ] || { echo "Bail out! the fleet server did not start: $(cat "$TESTS_TMP/server.err")"; exit 1; }
-BASE=http://10.0.2.2:$PORT
+# One fleet server per guest N, logging to $TESTS_TMP/requests-N.log; BASES[N] is its URL as the guests see it.
+BASES=()
+for n in 1 2 3 4; do
+	python3 tests/helpers/fleet-server.py "$SRV" --log "$TESTS_TMP/requests-$n.log" >"$TESTS_TMP/port$n" 2>>"$TESTS_TMP/server.err" &
+	echo $! >>"$TESTS_TMP/pids"
+	for ((i = 0; i < 100; i++)); do [ -s "$TESTS_TMP/port$n" ] && break; sleep 0.05; done
+	PORT=$(head -1 "$TESTS_TMP/port$n")
+	[ -n "$PORT" ] || { echo "Bail out! the fleet server did not start: $(cat "$TESTS_TMP/server.err")"; exit 1; }
+	BASES[$n]=http://10.0.2.2:$PORT
+done
 
 MACS=(52:54:00:12:34:01 52:54:00:12:34:02 52:54:00:12:34:03)
 dashed() { tr : - <<<"$1"; }
@@ -60,7 +69,7 @@ stp = no
 persist = networkd
 
 [bundle web]
-source = $BASE/fleet/bundles/web.kvmbundle
+source = ${BASES[1]}/fleet/bundles/web.kvmbundle
 sha256 = $bundle_sum
 CONF
 	cat >"$SRV/fleet/hosts/$(dashed "${MACS[1]}").conf" <<CONF
@@ -83,13 +92,65 @@ persist = yes
 CONF
 	(cd "$SRV/fleet" && sha256sum hosts/*.conf bundles/*.kvmbundle >SHA256SUMS)
 	MANIFEST_SUM=$(sha256sum "$SRV/fleet/SHA256SUMS" | cut -d' ' -f1)
-	# iPXE (the boot NIC configured already): the kernel and the image over HTTP with the fleet's arguments.
-	cat >"$TFTP/boot.ipxe" <<IPXE
+	# iPXE (the boot NIC configured already): the kernel and the image over HTTP with the fleet's
+	# arguments, from guest N's own server.
+	local n base
+	for n in 1 2 3 4; do
+		base=${BASES[$n]}
+		mkdir -p "$TFTP/$n"
+		cat >"$TFTP/$n/boot.ipxe" <<IPXE
 #!ipxe
-kernel $BASE/vmlinuz initrd=initrd.img console=ttyS0 panic=-1 quiet kvmbox.exitport=0xf4 kvmbox.action=poweroff kvmbox.target=LABEL=kvmbox-target kvmbox.url=$BASE/fleet/ kvmbox.manifest.sha256=$MANIFEST_SUM kvmbox.report=$BASE/report BOOTIF=01-\${netX/mac:hexhyp}
-initrd $BASE/initrd.img
+kernel $base/vmlinuz initrd=initrd.img console=ttyS0 panic=-1 quiet kvmbox.exitport=0xf4 kvmbox.action=poweroff kvmbox.target=LABEL=kvmbox-target kvmbox.url=$base/fleet/ kvmbox.manifest.sha256=$MANIFEST_SUM kvmbox.report=$base/report BOOTIF=01-\${netX/mac:hexhyp}
+initrd $base/initrd.img
 boot
 IPXE
+	done
+}
+
+# image_requests N: the requests guest N's image made (its server's log without iPXE's kernel and initrd).
+image_requests() {
+	grep -o '"[A-Z]* [^ ]* HTTP/[0-9.]*" [0-9]*' "$TESTS_TMP/requests-$1.log" 2>/dev/null |
+		grep -v '"GET /\(vmlinuz\|initrd.img\) '
+}
+
+# requests_within N BUNDLES: guest N's image asked for the manifest, its config, BUNDLES bundles
+# and sent one report, nothing more (no polling, no file asked for twice); prints them.
+requests_within() {
+	local n=$1 bundles=$2 list count limit
+	list=$(image_requests "$n")
+	count=$(grep -c . <<<"$list")
+	limit=$((1 + 1 + bundles + 1))
+	echo "# guest $n: $count HTTP requests by the image (at most $limit: manifest, config, $bundles bundle(s), report):" \
+		$(sed 's/"\([A-Z]*\) \([^ ]*\) [^"]*" \([0-9]*\)/\1 \2 \3;/' <<<"$list")
+	[ "$count" -le "$limit" ] || fail "guest $n made $count HTTP requests, more than $limit:"$'\n'"$list"
+	[ "$(grep -c '"GET /fleet/SHA256SUMS ' <<<"$list")" = 1 ] || fail "guest $n: the manifest not asked for once"
+	[ "$(grep -c '"POST /report/' <<<"$list")" = 1 ] || fail "guest $n: not one report"
+	[ "$(sort <<<"$list" | uniq -d)" = "" ] || fail "guest $n asked for a file twice: $(sort <<<"$list" | uniq -d)"
+}
+
+# netboot_times N: where guest N's netboot went, from the image's timed console lines
+# (kvmbox-init: [SECONDS] ..., since the kernel started): the kernel until init, init until
+# its lease, the manifest and config, the disk, provision, the report; and provision's
+# share of init's run (from init's start to the report sent).
+netboot_times() {
+	tr -d '\r' <"$TESTS_TMP/serial$1.log" | awk -v n="$1" '
+		match($0, /kvmbox-init: \[ *[0-9.]+\] /) {
+			t = substr($0, RSTART + 14, RLENGTH - 16) + 0; text = substr($0, RSTART + RLENGTH)
+			if (start == "") start = t
+			if (text ~ /^modules: /) modules = t
+			if (text ~ /^network: [a-z0-9]+ \(/) lease = t
+			if (text ~ /^config .* verified/) config = t
+			if (text ~ /^provisioning /) prov = t
+			if (text ~ /^provisioned/) provd = t
+			if (text ~ /^report sent/) report = t
+		}
+		END {
+			if (start == "" || report == "" || prov == "" || provd == "") { print "# guest " n ": no timed netboot lines"; exit }
+			if (modules == "") modules = start
+			printf "# guest %s netboot: kernel %.2f s, then init %.2f s: modules %.2f, carrier and DHCP lease %.2f, manifest and config %.2f, disk %.2f, provision %.2f, report %.2f; provision %.1f %% of init (target < 10 %%)\n",
+				n, start, report - start, modules - start, lease - modules, config - lease, prov - config, provd - prov,
+				report - provd, 100 * (provd - prov) / (report - start)
+		}'
 }
 
 # disk N: an empty installed system (ext4, LABEL=kvmbox-target) for guest N.
@@ -106,11 +167,12 @@ disk_file() { debugfs -R "cat $2" "$TESTS_TMP/disk$1.img" 2>/dev/null; }
 # pxe_boot N MAC: guest N boots by PXE (no -kernel) with its disk; runs in the background,
 # its exit status in $TESTS_TMP/rc$N, its serial console in $TESTS_TMP/serial$N.log.
 pxe_boot() {
+	local tftp=$TFTP/$1
 	(
 		timeout -k 5 "${BOOT_TIMEOUT:-300}" qemu-system-x86_64 -accel tcg -cpu EPYC -m 1024 -smp 1 \
 			-nodefaults -display none -no-reboot -serial "file:$TESTS_TMP/serial$1.log" \
 			-device isa-debug-exit,iobase=0xf4,iosize=0x04 \
-			-netdev "user,id=n0,tftp=$TFTP,bootfile=boot.ipxe" -device "virtio-net-pci,netdev=n0,mac=$2" -boot n \
+			-netdev "user,id=n0,tftp=$tftp,bootfile=boot.ipxe" -device "virtio-net-pci,netdev=n0,mac=$2" -boot n \
 			-drive "file=$TESTS_TMP/disk$1.img,if=none,id=disk0,format=raw" -device virtio-blk-pci,drive=disk0 \
 			</dev/null >/dev/null 2>&1
 		echo $? >"$TESTS_TMP/rc$1"
@@ -137,7 +199,7 @@ three_hosts_boot_by_pxe_at_once() {
 		serial=$(tr -d '\r' <"$TESTS_TMP/serial$n.log")
 		mac=$(dashed "${MACS[$((n - 1))]}")
 		[ "$(cat "$TESTS_TMP/rc$n")" = 33 ] || fail "guest $n: QEMU exit $(cat "$TESTS_TMP/rc$n") (33 = success); serial log:"$'\n'"$(tail -30 <<<"$serial")"
-		expect_match "guest $n netboot" "$serial" "kvmbox-init: \\[ *[0-9.]+\\] netboot from $BASE/fleet/"
+		expect_match "guest $n netboot" "$serial" "kvmbox-init: \\[ *[0-9.]+\\] netboot from ${BASES[$n]}/fleet/"
 		expect_match "guest $n its NIC" "$serial" "network: [a-z0-9]+ \\(${MACS[$((n - 1))]}\\)"
 		expect_match "guest $n lease" "$serial" "changed +[a-z0-9]+ +address 10\\.0\\.2\\.15/24"
 		local report
@@ -162,6 +224,11 @@ three_hosts_boot_by_pxe_at_once() {
 	[[ "$serial1" != *"unpack ["* ]] || fail "a progress bar on the serial console: $(grep -a 'unpack \[' <<<"$serial1" | head -2)"
 	expect_eq "host 2 has no bundle" "$(disk_file 2 /var/lib/libvirt/images/web/domain.xml)" ""
 	expect_match "state" "$(disk_file 1 /var/lib/kvmbox/state)" "done=bundle web"
+	# The load on the fleet server: host 1 unpacks one bundle from it, 2 and 3 none.
+	requests_within 1 1
+	requests_within 2 0
+	requests_within 3 0
+	for n in 1 2 3; do netboot_times "$n"; done
 }
 
 # A config that is not the one SHA256SUMS lists: refused before the disk is touched.
@@ -178,10 +245,11 @@ tampered_config_changes_nothing() {
 	expect_eq "QEMU exit (65 = failure verdict)" "$(cat "$TESTS_TMP/rc4")" 65
 	expect_match "refused" "$serial" "hosts/$mac\\.conf has SHA-256 [0-9a-f]{64}, but the fleet's SHA256SUMS lists [0-9a-f]{64}: refused"
 	expect_match "power-off" "$serial" "powering off \\(FAILURE\\)"
+	requests_within 4 0
 	after=$(sha256sum "$TESTS_TMP/disk4.img" | cut -d' ' -f1)
 	expect_eq "disk untouched" "$after" "$before"
 	expect_match "report" "$(jq -r '"\(.verdict) \(.message)"' "$SRV/reports/$mac" 2>&1)" \
-		"^failed $BASE/fleet/hosts/$mac\\.conf has SHA-256 [0-9a-f]{64}, but the fleet's SHA256SUMS lists [0-9a-f]{64}: refused$"
+		"^failed ${BASES[4]}/fleet/hosts/$mac\\.conf has SHA-256 [0-9a-f]{64}, but the fleet's SHA256SUMS lists [0-9a-f]{64}: refused$"
 }
 
 t three_hosts_boot_by_pxe_at_once

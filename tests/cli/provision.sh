@@ -188,13 +188,14 @@ bundle web: failed: $URL has SHA-256 $SUM, but $wrong was pinned (--sha256): not
 	expect_eq "two bundles: rows" "$(rows)" "grub: SKIP: not run: bundle web failed its check
 bundle other: SKIP: not run: bundle web failed its check
 bundle web: failed: $web_url has SHA-256 $(sha256sum "$TESTS_TMP/srv/web.kvmbundle" | cut -d' ' -f1), but $wrong was pinned (--sha256): nothing unpacked (before any step ran: nothing was changed)"
-	expect_eq "the first one was fetched" "$(($(gets other.kvmbundle) - asked))" 2
+	expect_eq "the first one was fetched, once (a run does not probe)" "$(($(gets other.kvmbundle) - asked))" 1
 	expect_file_missing "$T/srv"
 	expect_eq "grub untouched by two bundles" "$(cat "$T/etc/default/grub")" "$grub"
 }
 
 # A bundle URL that answers 404, a server that cannot be reached or a redirect to another
-# host refuses the plan (and so the run) with the bundle and its URL named; nothing changes.
+# host refuses the plan with the bundle and its URL named; the run (which does not probe)
+# fails at staging, before any step, with the same words; nothing changes.
 test_missing_remote_bundle_refuses_the_plan() {
 	host
 	serve_bundle web
@@ -215,16 +216,18 @@ test_missing_remote_bundle_refuses_the_plan() {
 			fi
 			prov
 			expect_rc 1
-			expect_match "$i: the run is refused" "$ERR" "\[bundle web\] cannot be applied: fetching .*"$'\n'"kvmbox provision: nothing was changed$"
+			expect_match "$i: the run fails before any step" "$ERR" "\[bundle web\] failed: fetching .* \(before any step ran: nothing was changed\)$"
 			expect_eq "$i: grub untouched" "$(cat "$T/etc/default/grub")" "$grub"
 			expect_file_missing "$T/srv"
-			expect_file_missing "$T/var/lib/kvmbox/state"
+			expect_match "$i: state" "$(cat "$T/var/lib/kvmbox/state")" $'\nfailed=bundle web\nfinished=[^\n]*\nresult=failed$'
+			rm "$T/var/lib/kvmbox/state"
 		done
 	done
 }
 
 # A good remote bundle: planned with one probe (a GET that stops at the headers), run with
-# the probe and one GET, and the run does what the plan said; a second run asks for nothing.
+# one GET (no probe: the staging fetch is the run's look at it), and the run does what the
+# plan said; a second run asks for nothing.
 test_remote_bundle_provisions() {
 	host
 	serve_bundle good
@@ -241,13 +244,13 @@ bundle web /srv/images/web absent -> the bundle's members"
 	expect_rc 0
 	expect_eq "the run did what the plan said" "$(changes | grep '^bundle')" "$planned"
 	expect_eq "statuses" "$(jq -c '[.rows[].status]' <<<"$OUT")" '["reboot-required","changed"]'
-	expect_eq "the run: the probe and one GET" "$(($(gets good.kvmbundle) - asked))" 3
+	expect_eq "the run: one GET" "$(($(gets good.kvmbundle) - asked))" 2
 	cmp -s "$TESTS_TMP/members-good/disk.raw" "$T/srv/images/web/disk.raw" || fail "the disk did not arrive"
 	expect_eq "no staging left" "$(ls -A "$T/srv/images")" "web"
 	prov --json
 	expect_rc 0
 	expect_eq "second run" "$(jq -c '[.steps[].changes[] | select(.status != "unchanged")]' <<<"$OUT")" '[]'
-	expect_eq "nothing asked again" "$(($(gets good.kvmbundle) - asked))" 3
+	expect_eq "nothing asked again" "$(($(gets good.kvmbundle) - asked))" 2
 }
 
 # A run killed after the bundle was staged and before its step leaves the staging directory

@@ -6,8 +6,11 @@ redirects to another host), and /stall/NAME with the first KiB of NAME, then
 nothing for two minutes (a transfer that stalls). Binds 127.0.0.1 only; prints its port, then serves
 until killed. With --late FILE, it starts serving only once FILE exists (a
 server that comes up late: until then, connections to its port are refused).
+Each request is logged to ROOT/../fleet-server.log, or to FILE with --log FILE
+(one server per client, when clients must be told apart: QEMU's user network
+shows every guest as 127.0.0.1).
 
-    fleet-server.py ROOT [--late FILE]"""
+    fleet-server.py ROOT [--late FILE] [--log FILE]"""
 import http.server
 import os
 import socket
@@ -16,6 +19,8 @@ import time
 import urllib.parse
 
 ROOT = os.path.abspath(sys.argv[1])
+OPTIONS = dict(zip(sys.argv[2::2], sys.argv[3::2]))
+LOG = OPTIONS.get("--log") or os.path.join(ROOT, "..", "fleet-server.log")
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
@@ -23,7 +28,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         super().__init__(*args, directory=ROOT, **kwargs)
 
     def log_message(self, fmt, *args):
-        with open(os.path.join(ROOT, "..", "fleet-server.log"), "a") as log:
+        with open(LOG, "a") as log:
             log.write("%s %s\n" % (self.address_string(), fmt % args))
 
     def do_GET(self):
@@ -61,7 +66,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         self.end_headers()
 
 
-late = sys.argv[3] if len(sys.argv) > 3 and sys.argv[2] == "--late" else None
+late = OPTIONS.get("--late")
 port = 0
 if late:
     probe = socket.socket()

@@ -101,6 +101,43 @@ static void sysroot_maps_live_and_persistent_paths(void **state)
 	assert_int_equal(err.errnum, ENAMETOOLONG);
 }
 
+/* A run's read cache answers each path from its first read: the file is read once, a missing one too. */
+static void read_cache_reads_once(void **state)
+{
+	struct fixture *f = *state;
+	struct kb_error err = { 0 };
+	struct kb_read_cache cache = { 0 };
+	const char *meminfo = "MemTotal:       65843220 kB\nHugepagesize:       2048 kB\n";
+	assert_int_equal(kb_write_file_atomic(&f->ctx, "/etc/online", "0-7\n", 4, NULL, &err), 0);
+	assert_int_equal(kb_write_file_atomic(&f->ctx, "/etc/meminfo", meminfo, strlen(meminfo), NULL, &err), 0);
+	char value[16];
+	assert_int_equal(kb_read_value_cached(&f->ctx, &cache, "/etc/online", value, sizeof(value), &err), 0);
+	assert_string_equal(value, "0-7");
+	assert_int_equal(kb_meminfo_kib_cached(&f->ctx, &cache, "/etc/meminfo", "MemTotal:"), 65843220);
+	assert_int_equal(kb_meminfo_kib_cached(&f->ctx, &cache, "/etc/meminfo", "Hugepagesize:"), 2048);
+	assert_int_equal(kb_read_value_cached(&f->ctx, &cache, "/etc/absent", value, sizeof(value), &err), -1);
+	assert_int_equal(err.errnum, ENOENT);
+	assert_int_equal(cache.count, 4);
+
+	/* Changed and created behind the cache: the first answers stand, and nothing more is read. */
+	assert_int_equal(kb_write_file_atomic(&f->ctx, "/etc/online", "0-3\n", 4, NULL, &err), 0);
+	assert_int_equal(kb_write_file_atomic(&f->ctx, "/etc/absent", "1\n", 2, NULL, &err), 0);
+	assert_int_equal(kb_write_file_atomic(&f->ctx, "/etc/meminfo", "MemTotal: 1 kB\n", 15, NULL, &err), 0);
+	assert_int_equal(kb_read_value_cached(&f->ctx, &cache, "/etc/online", value, sizeof(value), &err), 0);
+	assert_string_equal(value, "0-7");
+	assert_int_equal(kb_meminfo_kib_cached(&f->ctx, &cache, "/etc/meminfo", "MemTotal:"), 65843220);
+	errno = 0;
+	assert_int_equal(kb_read_value_cached(&f->ctx, &cache, "/etc/absent", value, sizeof(value), NULL), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(cache.count, 4);
+	/* A buffer too small for the value: refused, as kb_read_value() refuses it. */
+	assert_int_equal(kb_read_value_cached(&f->ctx, &cache, "/etc/online", value, 3, &err), -1);
+	assert_int_equal(err.errnum, EOVERFLOW);
+	/* No cache: read every time. */
+	assert_int_equal(kb_read_value_cached(&f->ctx, NULL, "/etc/online", value, sizeof(value), &err), 0);
+	assert_string_equal(value, "0-3");
+}
+
 static void read_file_and_value(void **state)
 {
 	struct fixture *f = *state;
@@ -363,6 +400,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(sysroot_maps_live_and_persistent_paths),
 		cmocka_unit_test_setup_teardown(read_file_and_value, setup, teardown),
+		cmocka_unit_test_setup_teardown(read_cache_reads_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(atomic_write_keeps_mode_and_backup, setup, teardown),
 		cmocka_unit_test_setup_teardown(atomic_write_failure_leaves_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(resolver_stays_in_root, setup, teardown),

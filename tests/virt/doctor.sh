@@ -324,6 +324,30 @@ pinned_guests_on_the_real_libvirtd() {
 	expect_eq "stopped" "$ROW" "PASS 0 pinned domains running, no CPU pinned by two"
 }
 
+# Many defined domains (libvirt's test driver in a fixture root): each definition is read
+# once for every diagnosis, and the lists name the domains by name, the same from run to run
+# (libvirt lists them in its hash table's order). One passes through a device the host lacks.
+defined_domains_by_name() {
+	local fx name
+	fx=$(pci_root)
+	{
+		echo "<node>"
+		for name in f-mail c-web a-db e-dns b-cache d-log; do
+			printf "<domain type='test'><name>%s</name><memory>65536</memory><os><type>hvm</type></os><devices>%s</devices></domain>\n" \
+				"$name" "$([ "$name" = e-dns ] && echo "<hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' bus='0x09' slot='0x00' function='0x0'/></source></hostdev>")"
+		done
+		echo "</node>"
+	} >"$fx/node.xml"
+	local i
+	for i in 1 2 3; do
+		run --root "$fx" doctor --connect "test://$fx/node.xml" --json serial.none machine.type hostdev.group
+		ROW=$(jq -r '.rows[] | "\(.id) \(.status) \(.message)"' <<<"$OUT")
+		expect_eq "$i: rows" "$ROW" "machine.type PASS 6 defined domains, every machine type offered
+serial.none WARN 6 domains without a serial console (virsh console will not work): a-db, b-cache, c-web, d-log, e-dns, f-mail
+hostdev.group FAIL domain e-dns: 0000:09:00.0 is not on this host"
+	done
+}
+
 json_and_usage() {
 	run doctor --json
 	if kvm_usable ""; then expect_rc 0; else expect_rc 1; fi
@@ -343,5 +367,6 @@ t capabilities_cache_in_a_fixture_root
 t no_hardware_virtualization_in_a_fixture_root
 t hostdev_groups_in_a_fixture_root
 t pinned_guests_on_the_real_libvirtd
+t defined_domains_by_name
 t json_and_usage
 done_testing

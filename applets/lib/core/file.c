@@ -95,25 +95,19 @@ int kb_read_path(const char *path, size_t max_size, char **data, size_t *len, st
 	return read_fd_all(fd, path, max_size, data, len, err);
 }
 
-int kb_read_value(const struct kb_ctx *ctx, const char *abs_path, char *buf, size_t size,
-		  struct kb_error *err)
+/* kb_read_value() of the open @fd; @shown names it in errors. */
+static int read_value_fd(int fd, const char *shown, char *buf, size_t size, struct kb_error *err)
 {
-	struct kb_path p;
-	if (kb_sysroot_path(ctx, abs_path, &p, err) < 0)
-		return -1;
-	autoclose_fd fd = kb_sysroot_open(ctx, abs_path, O_RDONLY, 0, err);
-	if (fd < 0)
-		return -1;
 	size_t used = 0;
 	for (;;) {
 		if (used + 1 >= size)
-			return kb_fail(err, EOVERFLOW, p.s, "reading (value longer than %zu bytes)",
+			return kb_fail(err, EOVERFLOW, shown, "reading (value longer than %zu bytes)",
 				       size - 1);
 		ssize_t n = read(fd, buf + used, size - used - 1);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return kb_fail(err, errno, p.s, "reading");
+			return kb_fail(err, errno, shown, "reading");
 		}
 		if (n == 0)
 			break;
@@ -125,6 +119,28 @@ int kb_read_value(const struct kb_ctx *ctx, const char *abs_path, char *buf, siz
 	size_t lead = strspn(buf, " \t\r\n");
 	memmove(buf, buf + lead, used - lead + 1);
 	return 0;
+}
+
+int kb_read_value(const struct kb_ctx *ctx, const char *abs_path, char *buf, size_t size,
+		  struct kb_error *err)
+{
+	struct kb_path p;
+	if (kb_sysroot_path(ctx, abs_path, &p, err) < 0)
+		return -1;
+	autoclose_fd fd = kb_sysroot_open(ctx, abs_path, O_RDONLY, 0, err);
+	if (fd < 0)
+		return -1;
+	return read_value_fd(fd, p.s, buf, size, err);
+}
+
+int kb_read_value_at(int dirfd, const char *name, const char *shown, char *buf, size_t size, struct kb_error *err)
+{
+	if (strchr(name, '/'))
+		return kb_fail(err, EINVAL, shown, "reading (not a name in the directory)");
+	autoclose_fd fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return kb_fail(err, errno, shown, "opening");
+	return read_value_fd(fd, shown, buf, size, err);
 }
 
 static int write_all(int fd, const char *data, size_t len);
@@ -523,4 +539,63 @@ unsigned long long kb_meminfo_kib(const struct kb_ctx *ctx, const char *abs_path
 		return 0;
 	const char *line = strstr(text, label);
 	return line ? strtoull(line + strlen(label), NULL, 10) : 0;
+}
+
+/* The entry for @key in @cache, or NULL when it has none (then *@fresh is a new slot to fill, or NULL when full). */
+static struct kb_cached_read *cached_read(struct kb_read_cache *cache, const char *key, struct kb_cached_read **fresh)
+{
+	*fresh = NULL;
+	if (!cache || strlen(key) >= sizeof(cache->item[0].key))
+		return NULL;
+	for (size_t i = 0; i < cache->count; i++)
+		if (!strcmp(cache->item[i].key, key))
+			return &cache->item[i];
+	if (cache->count < sizeof(cache->item) / sizeof(cache->item[0]))
+		*fresh = &cache->item[cache->count];
+	return NULL;
+}
+
+int kb_read_value_cached(const struct kb_ctx *ctx, struct kb_read_cache *cache, const char *abs_path, char *buf,
+			 size_t size, struct kb_error *err)
+{
+	struct kb_cached_read *fresh, *hit = cached_read(cache, abs_path, &fresh);
+	if (!hit) {
+		if (!fresh || size > sizeof(fresh->value))
+			return kb_read_value(ctx, abs_path, buf, size, err);
+		struct kb_error mine = { 0 };
+		fresh->rc = kb_read_value(ctx, abs_path, fresh->value, sizeof(fresh->value), &mine);
+		fresh->errnum = mine.errnum;
+		snprintf(fresh->key, sizeof(fresh->key), "%s", abs_path);
+		cache->count++;
+		if (fresh->rc < 0 && err)
+			*err = mine;
+		hit = fresh;
+	}
+	if (hit->rc < 0) {
+		errno = hit->errnum;
+		return -1;
+	}
+	if (strlen(hit->value) >= size)
+		return kb_fail(err, errno = EOVERFLOW, abs_path, "reading (value longer than %zu bytes)", size - 1);
+	snprintf(buf, size, "%s", hit->value);
+	return 0;
+}
+
+unsigned long long kb_meminfo_kib_cached(const struct kb_ctx *ctx, struct kb_read_cache *cache, const char *abs_path,
+					 const char *label)
+{
+	char key[sizeof(cache->item[0].key)];
+	struct kb_cached_read *fresh = NULL, *hit = NULL;
+	if (snprintf(key, sizeof(key), "%s %s", abs_path, label) < (int)sizeof(key))
+		hit = cached_read(cache, key, &fresh);
+	if (hit)
+		return strtoull(hit->value, NULL, 10);
+	unsigned long long kib = kb_meminfo_kib(ctx, abs_path, label);
+	if (fresh) {
+		memcpy(fresh->key, key, sizeof(key));
+		snprintf(fresh->value, sizeof(fresh->value), "%llu", kib);
+		fresh->rc = 0;
+		cache->count++;
+	}
+	return kib;
 }

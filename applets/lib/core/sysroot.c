@@ -243,7 +243,7 @@ int kb_sysroot_openat(int root_fd, const char *abs_path, int flags, mode_t mode)
 	return -1;
 }
 
-static int open_base(const struct kb_ctx *ctx, const char *abs_path, struct kb_error *err)
+int kb_sysroot_open_base(const struct kb_ctx *ctx, const char *abs_path, struct kb_error *err)
 {
 	const char *base = base_of(ctx, abs_path);
 	if (abs_path[0] != '/')
@@ -263,7 +263,7 @@ static const char *shown(const struct kb_ctx *ctx, const char *abs_path, struct 
 int kb_sysroot_open(const struct kb_ctx *ctx, const char *abs_path, int flags, mode_t mode,
 		    struct kb_error *err)
 {
-	autoclose_fd root = open_base(ctx, abs_path, err);
+	autoclose_fd root = kb_sysroot_open_base(ctx, abs_path, err);
 	if (root < 0)
 		return -1;
 	int fd = kb_sysroot_openat(root, abs_path, flags, mode);
@@ -313,7 +313,7 @@ int kb_sysroot_open_parent(const struct kb_ctx *ctx, const char *abs_path, char 
 	struct kb_path p;
 	if (abs_path[0] != '/' || split_last(abs_path, dir, name) < 0)
 		return kb_fail(err, EINVAL, shown(ctx, abs_path, &p), "not a file's path:");
-	autoclose_fd root = open_base(ctx, abs_path, err);
+	autoclose_fd root = kb_sysroot_open_base(ctx, abs_path, err);
 	if (root < 0)
 		return -1;
 	int fd = kb_sysroot_openat(root, dir, O_RDONLY | O_DIRECTORY, 0);
@@ -325,7 +325,7 @@ int kb_sysroot_open_parent(const struct kb_ctx *ctx, const char *abs_path, char 
 int kb_sysroot_canonical(const struct kb_ctx *ctx, const char *abs_path, bool follow_last,
 			 struct kb_path *out, struct kb_error *err)
 {
-	autoclose_fd root = open_base(ctx, abs_path, err);
+	autoclose_fd root = kb_sysroot_open_base(ctx, abs_path, err);
 	if (root < 0)
 		return -1;
 	struct kb_path p;
@@ -336,7 +336,7 @@ int kb_sysroot_canonical(const struct kb_ctx *ctx, const char *abs_path, bool fo
 
 int kb_sysroot_make_dirs(const struct kb_ctx *ctx, const char *abs_dir, struct kb_error *err)
 {
-	autoclose_fd root = open_base(ctx, abs_dir, err);
+	autoclose_fd root = kb_sysroot_open_base(ctx, abs_dir, err);
 	if (root < 0)
 		return -1;
 	char prefix[PATH_MAX];

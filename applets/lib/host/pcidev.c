@@ -2,6 +2,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <net/if.h>
 #include <stdio.h>
@@ -17,11 +18,30 @@
 
 /* ---- reading sysfs ------------------------------------------------------- */
 
-static unsigned read_hex(const struct kb_ctx *ctx, const char *addr, const char *attr)
+/* Attribute @attr of the device whose sysfs directory is open as @dev, read as hex; 0 when unreadable. */
+static unsigned read_hex(int dev, const char *attr)
 {
-	char path[PATH_MAX], value[32];
-	snprintf(path, sizeof(path), KB_PCI_DEVICES "/%s/%s", addr, attr);
-	return kb_read_value(ctx, path, value, sizeof(value), NULL) == 0 ? (unsigned)strtoul(value, NULL, 16) : 0;
+	char value[32];
+	return kb_read_value_at(dev, attr, attr, value, sizeof(value), NULL) == 0 ? (unsigned)strtoul(value, NULL, 16) : 0;
+}
+
+/* The last component of the link @target into @buf. */
+static void last_component(const char *target, char *buf, size_t size)
+{
+	const char *slash = strrchr(target, '/');
+	snprintf(buf, size, "%.63s", slash ? slash + 1 : target);
+}
+
+/* The last component of what the link @attr in the device directory @dev points to, or "". */
+static void link_name_at(int dev, const char *attr, char *buf, size_t size)
+{
+	char target[PATH_MAX];
+	buf[0] = '\0';
+	ssize_t n = readlinkat(dev, attr, target, sizeof(target) - 1);
+	if (n <= 0)
+		return;
+	target[n] = '\0';
+	last_component(target, buf, size);
 }
 
 /* The last component of what the link @attr of device @addr points to, or "". */
@@ -32,11 +52,11 @@ void kb_pci_link_name(const struct kb_ctx *ctx, const char *addr, const char *at
 	snprintf(abs, sizeof(abs), KB_PCI_DEVICES "/%s/%s", addr, attr);
 	if (kb_sysroot_readlink(ctx, abs, target, sizeof(target), NULL) <= 0)
 		return;
-	const char *slash = strrchr(target, '/');
-	snprintf(buf, size, "%.63s", slash ? slash + 1 : target);
+	last_component(target, buf, size);
 }
 
-static void find_host_uses(const struct kb_ctx *ctx, struct kb_pci_dev *d, const char *route_iface, struct nl_sock *sk);
+static void scan_functions(const struct kb_ctx *ctx, struct kb_pci_dev *d, int dir, int depth, const char *route_iface,
+			   struct nl_sock *sk);
 
 static int compare_addr(const void *a, const void *b)
 {
@@ -54,6 +74,12 @@ int kb_pci_scan(const struct kb_ctx *ctx, struct kb_pci_host *host, struct kb_er
 		return 0; /* no PCI bus at all */
 	if (!dh)
 		return kb_fail(err, errno, dir.s, "listing PCI devices in");
+	/* Read once for all devices: the default route's interface, and a netlink socket on the live host. */
+	char route_iface[IFNAMSIZ + 1];
+	kb_default_route_iface(ctx, route_iface, sizeof(route_iface));
+	struct nl_sock *sk = NULL;
+	bool want_sk = kb_sysroot_is_host(ctx);
+	autoclose_fd root = kb_sysroot_open_base(ctx, KB_PCI_DEVICES, NULL);
 	struct dirent *de;
 	while ((de = readdir(dh)) != NULL) {
 		if (de->d_name[0] == '.' || strlen(de->d_name) >= sizeof(host->dev[0].addr))
@@ -61,36 +87,42 @@ int kb_pci_scan(const struct kb_ctx *ctx, struct kb_pci_host *host, struct kb_er
 		if (host->count == host->room) {
 			int room = host->room ? host->room * 2 : 64;
 			struct kb_pci_dev *grown = realloc(host->dev, (size_t)room * sizeof(*grown));
-			if (!grown)
+			if (!grown) {
+				if (sk)
+					nl_socket_free(sk);
 				return kb_fail(err, ENOMEM, dir.s, "listing PCI devices in");
+			}
 			host->dev = grown;
 			host->room = room;
 		}
 		struct kb_pci_dev *d = &host->dev[host->count++];
 		*d = (struct kb_pci_dev){ .group = -1, .numa = -1 };
 		memcpy(d->addr, de->d_name, strlen(de->d_name) + 1); /* fits: checked above */
-		d->class_code = read_hex(ctx, d->addr, "class");
-		d->vendor = read_hex(ctx, d->addr, "vendor");
-		d->device = read_hex(ctx, d->addr, "device");
-		kb_pci_link_name(ctx, d->addr, "driver", d->driver, sizeof(d->driver));
-		char group[32], path[PATH_MAX], value[16];
-		kb_pci_link_name(ctx, d->addr, "iommu_group", group, sizeof(group));
+		/* The device's directory opened once, confined; its attributes and links are names in it. */
+		char path[PATH_MAX];
+		snprintf(path, sizeof(path), KB_PCI_DEVICES "/%s", d->addr);
+		autoclose_fd dev = root < 0 ? -1 : kb_sysroot_openat(root, path, O_RDONLY | O_DIRECTORY, 0);
+		if (dev < 0)
+			continue;
+		d->class_code = read_hex(dev, "class");
+		d->vendor = read_hex(dev, "vendor");
+		d->device = read_hex(dev, "device");
+		link_name_at(dev, "driver", d->driver, sizeof(d->driver));
+		char group[32], value[16];
+		link_name_at(dev, "iommu_group", group, sizeof(group));
 		if (group[0])
 			d->group = atoi(group);
-		snprintf(path, sizeof(path), KB_PCI_DEVICES "/%s/numa_node", d->addr);
-		if (kb_read_value(ctx, path, value, sizeof(value), NULL) == 0)
+		if (kb_read_value_at(dev, "numa_node", "numa_node", value, sizeof(value), NULL) == 0)
 			d->numa = atoi(value);
 		/* 0x0600 host bridge, 0x0604 PCI-to-PCI bridge (root ports are these too). */
 		unsigned base_sub = d->class_code >> 8;
 		d->bridge = base_sub == 0x0600 || base_sub == 0x0604;
+		if (want_sk && !sk)
+			sk = kb_nl_open(NULL);
+		want_sk = false;
+		scan_functions(ctx, d, dev, 0, route_iface, sk);
 	}
 	qsort(host->dev, (size_t)host->count, sizeof(host->dev[0]), compare_addr);
-	/* Read once for all devices: the default route's interface, and a netlink socket on the live host. */
-	char route_iface[IFNAMSIZ + 1];
-	kb_default_route_iface(ctx, route_iface, sizeof(route_iface));
-	struct nl_sock *sk = kb_sysroot_is_host(ctx) && host->count ? kb_nl_open(NULL) : NULL;
-	for (int i = 0; i < host->count; i++)
-		find_host_uses(ctx, &host->dev[i], route_iface, sk);
 	if (sk)
 		nl_socket_free(sk);
 	return 0;
@@ -165,24 +197,36 @@ bool kb_block_in_use(const struct kb_ctx *ctx, const char *block, char *why, siz
 	return false;
 }
 
+/* The subdirectory @name of the open directory @dir, listed; not a link (a name from readdir, opened without following). */
+static DIR *open_subdir(int dir, const char *name)
+{
+	int fd = openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d = fd < 0 ? NULL : fdopendir(fd);
+	if (fd >= 0 && !d)
+		close(fd);
+	return d;
+}
+
 /*
  * Walk the device's sysfs directory (not into other devices' links) for the
  * network interfaces and block devices it provides, and decide whether the
- * host needs it. @dir is a path inside the root, listed confined.
+ * host needs it. @dir is the device's directory (or one below it), opened
+ * confined; what is below is opened by name, never through a link.
  */
-static void scan_functions(const struct kb_ctx *ctx, struct kb_pci_dev *d, const char *dir, int depth, const char *route_iface,
+static void scan_functions(const struct kb_ctx *ctx, struct kb_pci_dev *d, int dir, int depth, const char *route_iface,
 			   struct nl_sock *sk)
 {
-	autoclose_dir dh = kb_sysroot_opendir(ctx, dir, NULL);
+	int fd = openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	autoclose_dir dh = fd < 0 ? NULL : fdopendir(fd);
+	if (fd >= 0 && !dh)
+		close(fd);
 	struct dirent *de;
 	while (dh && (de = readdir(dh)) != NULL && !d->host_use[0]) {
 		if (de->d_name[0] == '.' || de->d_type == DT_LNK)
 			continue;
-		char sub[PATH_MAX];
-		snprintf(sub, sizeof(sub), "%s/%.255s", dir, de->d_name);
 		bool net = !strcmp(de->d_name, "net"), block = !strcmp(de->d_name, "block");
 		if (net || block) {
-			autoclose_dir names = kb_sysroot_opendir(ctx, sub, NULL);
+			autoclose_dir names = open_subdir(dirfd(dh), de->d_name);
 			struct dirent *n;
 			while (names && (n = readdir(names)) != NULL && !d->host_use[0]) {
 				if (n->d_name[0] == '.')
@@ -203,16 +247,12 @@ static void scan_functions(const struct kb_ctx *ctx, struct kb_pci_dev *d, const
 		/* virtio functions put their interfaces one level down (virtio0/net); NVMe two (nvme/nvme0/nvme0n1). */
 		if (depth < 3 && (de->d_type == DT_DIR || de->d_type == DT_UNKNOWN) &&
 		    (!strncmp(de->d_name, "virtio", 6) || !strncmp(de->d_name, "nvme", 4) || !strncmp(de->d_name, "host", 4) ||
-		     !strncmp(de->d_name, "target", 6) || !strncmp(de->d_name, "ata", 3) || isdigit((unsigned char)de->d_name[0])))
-			scan_functions(ctx, d, sub, depth + 1, route_iface, sk);
+		     !strncmp(de->d_name, "target", 6) || !strncmp(de->d_name, "ata", 3) || isdigit((unsigned char)de->d_name[0]))) {
+			autoclose_fd sub = openat(dirfd(dh), de->d_name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (sub >= 0)
+				scan_functions(ctx, d, sub, depth + 1, route_iface, sk);
+		}
 	}
-}
-
-static void find_host_uses(const struct kb_ctx *ctx, struct kb_pci_dev *d, const char *route_iface, struct nl_sock *sk)
-{
-	char abs[PATH_MAX];
-	snprintf(abs, sizeof(abs), KB_PCI_DEVICES "/%s", d->addr);
-	scan_functions(ctx, d, abs, 0, route_iface, sk);
 }
 
 /* ---- verdicts ---------------------------------------------------------------- */

@@ -281,14 +281,18 @@ static bool unpacks(const struct kb_provision *p, const struct kb_provision_step
 }
 
 /*
- * The source of a bundle that would unpack, looked at when planned: a local
- * one pinned by sha256 is hashed, a remote one is asked for (its headers, not
- * its body): a wrong file, a 404 or a server that cannot be reached stops the
- * run before any step changes the host.
+ * The source of a bundle that would unpack, looked at when a dry run plans
+ * it: a local one pinned by sha256 is hashed, a remote one is asked for (its
+ * headers, not its body): a wrong file, a 404 or a server that cannot be
+ * reached refuses the plan. A run does not look twice: it fetches and checks
+ * every bundle into staging before its first step changes the host (for a
+ * fleet's server, one request a bundle, not a probe and a GET).
  */
 #define PROBE_SECONDS 20
-static int verify_source(const struct kb_unpack_spec *spec, struct kb_error *err)
+static int verify_source(const struct kb_provision *p, const struct kb_unpack_spec *spec, struct kb_error *err)
 {
+	if (!p->opts.plan)
+		return 0;
 	if (!strncmp(spec->source, "http://", 7))
 		return kb_fetch_probe(spec->source, PROBE_SECONDS, err);
 	if (!spec->sha256[0])
@@ -349,7 +353,7 @@ static int bundle_step(struct kb_provision *p, struct kb_provision_step *s, bool
 			if (u)
 				kb_change_note(u, "from %s", spec->source);
 			if (rc == 0)
-				rc = verify_source(spec, &err);
+				rc = verify_source(p, spec, &err);
 			free(spec);
 			return summarize(s, rc, &err, NULL);
 		}
@@ -357,7 +361,7 @@ static int bundle_step(struct kb_provision *p, struct kb_provision_step *s, bool
 	if (rc == 0)
 		rc = kb_unpack_plan(p->ctx, spec, &s->plan, &err);
 	if (rc == 0 && !apply && unpacks(p, s))
-		rc = verify_source(spec, &err);
+		rc = verify_source(p, spec, &err);
 	if (rc == 0 && apply)
 		rc = kb_unpack_apply_staged(p->ctx, spec, &s->plan, s->staged, NULL, &err);
 	if (apply) {

@@ -67,6 +67,12 @@ static void set_fix(struct kb_finding *item, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* The caller's cache of host files for a run over many domains, or NULL. */
+static struct kb_read_cache *host_reads(const struct preflight *p)
+{
+	return p->host ? p->host->reads : NULL;
+}
+
 /* stat() a host path inside the root, through every component (-1 with errno set). */
 static int stat_mapped(const struct preflight *p, const char *abs_path, struct stat *st)
 {
@@ -489,7 +495,7 @@ static void check_numa(struct preflight *p)
 /* More memory than the host has in all cannot be given (QEMU fails to allocate it, or the OOM killer ends it). */
 static void check_memory(struct preflight *p)
 {
-	unsigned long long host_kib = kb_meminfo_kib(p->ctx, "/proc/meminfo", "MemTotal:");
+	unsigned long long host_kib = kb_meminfo_kib_cached(p->ctx, host_reads(p), "/proc/meminfo", "MemTotal:");
 	if (!host_kib || p->memory_kib <= host_kib)
 		return;
 	set_fix(add_finding(p, KB_SEVERITY_ERROR, "memory.host", kb_xml_child(p->domain, "memory"),
@@ -504,7 +510,8 @@ static void check_numatune(struct preflight *p)
 	xmlNode *tune = kb_xml_child(p->domain, "numatune");
 	char online_text[256];
 	struct kb_cpuset online;
-	if (!tune || kb_read_value(p->ctx, "/sys/devices/system/node/online", online_text, sizeof(online_text), NULL) < 0 ||
+	if (!tune ||
+	    kb_read_value_cached(p->ctx, host_reads(p), "/sys/devices/system/node/online", online_text, sizeof(online_text), NULL) < 0 ||
 	    kb_cpuset_parse(online_text, &online) < 0)
 		return;
 	for (xmlNode *n = tune->children; n; n = n->next) {
@@ -530,7 +537,7 @@ static void check_numatune(struct preflight *p)
 /* The host's default hugepage size in KiB, 0 when it has none. */
 static unsigned long default_hugepage_kib(const struct preflight *p)
 {
-	return (unsigned long)kb_meminfo_kib(p->ctx, "/proc/meminfo", "Hugepagesize:");
+	return (unsigned long)kb_meminfo_kib_cached(p->ctx, host_reads(p), "/proc/meminfo", "Hugepagesize:");
 }
 
 static void check_hugepages(struct preflight *p)
@@ -550,7 +557,7 @@ static void check_hugepages(struct preflight *p)
 	char path[128], value[32];
 	snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-%lukB/free_hugepages", page_kib);
 	xmlNode *where = page ? page : huge;
-	if (kb_read_value(p->ctx, path, value, sizeof(value), NULL) < 0) {
+	if (kb_read_value_cached(p->ctx, host_reads(p), path, value, sizeof(value), NULL) < 0) {
 		set_fix(add_finding(p, KB_SEVERITY_ERROR, "hugepages.size", where,
 				    "the host has no %lu KiB hugepages (no %s)", page_kib, path),
 			"use a page size the host has (kvmbox hugepages lists them)");
@@ -565,7 +572,7 @@ static void check_hugepages(struct preflight *p)
 		/* The fix sizes the whole pool: what it holds now plus what is missing. */
 		unsigned long long total = 0;
 		snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-%lukB/nr_hugepages", page_kib);
-		if (kb_read_value(p->ctx, path, value, sizeof(value), NULL) == 0)
+		if (kb_read_value_cached(p->ctx, host_reads(p), path, value, sizeof(value), NULL) == 0)
 			total = strtoull(value, NULL, 10);
 		set_fix(add_finding(p, KB_SEVERITY_ERROR, "hugepages.pool", where,
 				    "the domain needs %llu hugepages of %lu KiB but the host has %llu free", need,
@@ -596,7 +603,7 @@ static void check_pinning(struct preflight *p)
 {
 	char online_text[256];
 	struct kb_cpuset online;
-	if (kb_read_value(p->ctx, "/sys/devices/system/cpu/online", online_text, sizeof(online_text), NULL) < 0 ||
+	if (kb_read_value_cached(p->ctx, host_reads(p), "/sys/devices/system/cpu/online", online_text, sizeof(online_text), NULL) < 0 ||
 	    kb_cpuset_parse(online_text, &online) < 0)
 		return;
 	check_pinning_one(p, kb_xml_child(p->domain, "vcpu"), &online);
@@ -1177,7 +1184,9 @@ int kb_preflight(const struct kb_ctx *ctx, const struct kb_xml *xml, xmlDoc *doc
 	int rc = read_domain(&p, doc, err);
 	if (rc < 0)
 		goto out;
-	if (host && host->caps_xml)
+	if (host && host->caps)
+		p.caps = host->caps;
+	else if (host && host->caps_xml)
 		p.caps = kb_xml_parse(xml, host->caps_xml, strlen(host->caps_xml), "capabilities", NULL);
 	if (!p.arch)
 		p.arch = host_arch(&p);
@@ -1203,7 +1212,7 @@ int kb_preflight(const struct kb_ctx *ctx, const struct kb_xml *xml, xmlDoc *doc
 	check_graphics(&p);
 	check_console(&p);
 out:
-	if (p.caps)
+	if (p.caps && (!host || p.caps != host->caps))
 		xml->free_doc(p.caps);
 	if (p.domcaps)
 		xml->free_doc(p.domcaps);

@@ -34,11 +34,40 @@ int kb_read_value(const struct kb_ctx *ctx, const char *abs_path, char *buf, siz
 		  struct kb_error *err);
 
 /*
+ * kb_read_value() of @name (one component, not followed if a link) in the
+ * directory @dirfd, already opened through the sysroot: many attributes of one
+ * sysfs directory for one confined open. @shown names the file in errors.
+ */
+int kb_read_value_at(int dirfd, const char *name, const char *shown, char *buf, size_t size, struct kb_error *err);
+
+/*
  * The kB value of field @label ("MemTotal:", "Hugepagesize:", "Node 0 MemTotal:")
  * in a meminfo file (/proc/meminfo, /sys/devices/system/node/nodeN/meminfo)
  * under the sysroot; 0 when the file or the field is missing.
  */
 unsigned long long kb_meminfo_kib(const struct kb_ctx *ctx, const char *abs_path, const char *label);
+
+/*
+ * A run's reads of host files it asks again and again (a check per domain of
+ * hundreds): each value read once. For callers that do not write those files
+ * between two reads; zero-initialised; holds a few dozen values, then reads through.
+ */
+struct kb_read_cache {
+	struct kb_cached_read {
+		char key[112];   /* the path, and for meminfo " " and the field */
+		int rc, errnum;  /* kb_read_value()'s answer */
+		char value[256];
+	} item[24];
+	size_t count;
+};
+
+/* kb_read_value() through @cache (may be NULL: read every time); @err as kb_read_value() for a first read, else errno only. */
+int kb_read_value_cached(const struct kb_ctx *ctx, struct kb_read_cache *cache, const char *abs_path, char *buf,
+			 size_t size, struct kb_error *err);
+
+/* kb_meminfo_kib() through @cache (may be NULL). */
+unsigned long long kb_meminfo_kib_cached(const struct kb_ctx *ctx, struct kb_read_cache *cache, const char *abs_path,
+					 const char *label);
 
 /*
  * Write @value to a kernel knob (sysfs attribute, /proc/sys file) in place:

@@ -138,4 +138,11 @@ int kb_sysroot_glob(const struct kb_ctx *ctx, const char *pattern,
 int kb_sysroot_openat(int root_fd, const char *abs_path, int flags, mode_t mode);
 int kb_sysroot_walk_openat(int root_fd, const char *abs_path, int flags, mode_t mode);
 
+/*
+ * The directory @abs_path is confined to (--root, or --target for a persistent
+ * path), open as O_PATH: for kb_sysroot_openat() of many paths in one run
+ * (every PCI device) instead of opening it again for each.
+ */
+int kb_sysroot_open_base(const struct kb_ctx *ctx, const char *abs_path, struct kb_error *err);
+
 #endif

@@ -14,6 +14,7 @@
 #include <sys/types.h>
 #include "kvmbox/core/context.h"
 #include "kvmbox/core/error.h"
+#include "kvmbox/core/file.h"
 #include "kvmbox/core/xml.h"
 
 enum kb_severity { KB_SEVERITY_ERROR, KB_SEVERITY_WARN };
@@ -52,6 +53,9 @@ struct kb_preflight_nic {
 
 struct kb_preflight_host {
 	const char *caps_xml;   /* virConnectGetCapabilities(); NULL when libvirt was not reachable */
+	xmlDoc *caps;           /* caps_xml already parsed by the caller, or NULL: parsed on each call */
+	/* The host files read once for a run that examines many domains; may be NULL (read on each call). */
+	struct kb_read_cache *reads;
 	kb_domcaps_fn *domcaps; /* may be NULL */
 	void *opaque;
 	const char *const *to_create; /* NULL-terminated: disk images the caller creates before defining; may be NULL */

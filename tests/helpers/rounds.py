@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""Time commands in interleaved rounds (the benchmarks' helper; standard library only).
+
+    rounds.py RUNS COMMANDS_JSON
+
+COMMANDS_JSON is a JSON object {name: argv, ...}; the first is the floor. Each round
+runs every command once, in order, so a slow spell of the shared machine hits each
+alike; two warm-up rounds are not counted. For each command it prints one line:
+
+    NAME WALL_MS CPU_MS OWN_WALL_MS OWN_CPU_MS
+
+the medians of its wall time and of its CPU time (user + system, children
+included), and the medians over the rounds of its time minus the floor's in the
+same round (0 for the floor itself). A command that fails is still timed (the
+benchmarks time commands whose verdict is a failure on a fixture host)."""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+
+def run_once(argv):
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, _, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = 0  # reaped by wait4
+    return wall * 1000, (usage.ru_utime + usage.ru_stime) * 1000
+
+
+def main():
+    runs = int(sys.argv[1])
+    commands = json.loads(sys.argv[2])
+    names = list(commands)
+    times = {name: [] for name in names}
+    for round_no in range(runs + 2):
+        for name in names:
+            t = run_once(commands[name])
+            if round_no >= 2:
+                times[name].append(t)
+    floor = times[names[0]]
+    for name in names:
+        own_wall = [t[0] - f[0] for t, f in zip(times[name], floor)]
+        own_cpu = [t[1] - f[1] for t, f in zip(times[name], floor)]
+        print("%s %.2f %.2f %.2f %.2f" % (name, statistics.median(t[0] for t in times[name]),
+                                         statistics.median(t[1] for t in times[name]),
+                                         statistics.median(own_wall), statistics.median(own_cpu)))
+
+
+main()
