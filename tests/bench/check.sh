@@ -33,20 +33,33 @@ names=("static true" "/bin/true" "kvm floor" "kvmbox check" "kvmbox kvm-ok")
 if command -v kvm-ok >/dev/null; then cmds+=("$(command -v kvm-ok)"); names+=("kvm-ok"); fi
 if command -v virt-host-validate >/dev/null; then cmds+=("virt-host-validate qemu"); names+=("virt-host-validate qemu"); fi
 
-hyperfine -N -i -w 20 -r "$runs" --export-json "$tmp/result.json" "${cmds[@]}" >/dev/null 2>&1 ||
-	hyperfine -N -i -w 20 -r "$runs" --export-json "$tmp/result.json" "${cmds[@]}"
+# Interleaved rounds: hyperfine runs one command's runs back to back, so a busy spell of
+# the (shared) machine would land on one command; in rounds of 20 it lands on all alike.
+rounds=$(((runs + 19) / 20))
+for ((r = 0; r < rounds; r++)); do
+	hyperfine -N -i -w 3 -r 20 --export-json "$tmp/round$r.json" "${cmds[@]}" >/dev/null 2>&1 ||
+		hyperfine -N -i -w 3 -r 20 --export-json "$tmp/round$r.json" "${cmds[@]}"
+done
 
-# Medians in ms, in the order run.
-mapfile -t medians < <(jq -r '.results[].median * 1000' "$tmp/result.json")
+# Medians in ms over every round's runs, in the order run.
+mapfile -t medians < <(jq -rs '[.[].results] | transpose[] | [.[].times[]] | sort |
+	(if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end) * 1000' \
+	"$tmp"/round*.json)
+# CPU (user + system) per run in ms, the mean over the rounds: the work each asks of the
+# machine, which a busy spell of other processes changes less than the wall time.
+mapfile -t cpus < <(jq -rs '[.[].results] | transpose[] | (map(.user + .system) | add / length) * 1000' "$tmp"/round*.json)
+cpu_of() { local i; for i in "${!names[@]}"; do if [ "${names[$i]}" = "$1" ]; then echo "${cpus[$i]}"; fi; done; }
 median_of() { local i; for i in "${!names[@]}"; do if [ "${names[$i]}" = "$1" ]; then echo "${medians[$i]}"; fi; done; }
 
-echo "check benchmark: median wall time of $runs runs each (ms)"
-for i in "${!names[@]}"; do printf '  %-26s %8.2f\n' "${names[$i]}" "${medians[$i]}"; done
+echo "check benchmark: median wall time and mean CPU (user + system) of $((rounds * 20)) runs each, in $rounds interleaved rounds (ms)"
+printf '  %-26s %8s %8s\n' "" "wall" "CPU"
+for i in "${!names[@]}"; do printf '  %-26s %8.2f %8.2f\n' "${names[$i]}" "${medians[$i]}" "${cpus[$i]}"; done
 kb=$(median_of "kvmbox check")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 echo "ratios:"
 printf '  kvmbox check / kvm floor              %sx (target <= 1.25x; the floor opens /dev/kvm, asks the API version, creates a VM)\n' \
 	"$(ratio "$kb" "$(median_of "kvm floor")")"
+printf '  kvmbox check / kvm floor, CPU         %sx\n' "$(ratio "$(cpu_of "kvmbox check")" "$(cpu_of "kvm floor")")"
 printf '  kvmbox check / static true            %sx\n' "$(ratio "$kb" "$(median_of "static true")")"
 printf '  kvmbox check / /bin/true              %sx (target <= 2x)\n' "$(ratio "$kb" "$(median_of "/bin/true")")"
 [ -z "$(median_of kvm-ok)" ] ||

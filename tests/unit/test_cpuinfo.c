@@ -6,8 +6,12 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "kvmbox/host/cpu.h"
 #include "kvmbox/host/cpuinfo.h"
 #include "test_helpers.h"
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 static struct kb_cpuinfo parse_fixture(const char *name)
 {
@@ -145,6 +149,35 @@ static void huge_input(void **state)
 	assert_int_equal(c.first_without_virt, 4095);
 }
 
+/*
+ * On the host, kb_cpu_cpuid answers leaves 1 and 0x80000001 from what glibc
+ * read at start-up: the same registers the instruction gives (but leaf 1's
+ * EBX, which holds the APIC ID of whichever CPU runs it).
+ */
+static void host_cpuid_matches_the_instruction(void **state)
+{
+	(void)state;
+#if defined(__x86_64__) || defined(__i386__)
+	struct kb_ctx ctx;
+	kb_ctx_init(&ctx);
+	static const uint32_t leaves[] = { KB_CPUID_LEAF_FEATURES, KB_CPUID_LEAF_EXT_FEATURES };
+	for (size_t i = 0; i < sizeof(leaves) / sizeof(leaves[0]); i++) {
+		unsigned a, b, c, d;
+		uint32_t regs[4];
+		if (!__get_cpuid(leaves[i], &a, &b, &c, &d))
+			continue;
+		assert_int_equal(kb_cpu_cpuid(&ctx, 0, leaves[i], regs, NULL), 0);
+		assert_int_equal(regs[0], a);
+		if (leaves[i] != KB_CPUID_LEAF_FEATURES)
+			assert_int_equal(regs[1], b);
+		assert_int_equal(regs[2], c);
+		assert_int_equal(regs[3], d);
+	}
+#else
+	skip();
+#endif
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -158,6 +191,7 @@ int main(void)
 		cmocka_unit_test(truncated_input_counts_the_cut_cpu_as_lacking),
 		cmocka_unit_test(garbage_does_not_crash),
 		cmocka_unit_test(huge_input),
+		cmocka_unit_test(host_cpuid_matches_the_instruction),
 	};
 	return cmocka_run_group_tests_name("cpuinfo", tests, NULL, NULL);
 }

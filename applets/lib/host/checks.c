@@ -38,6 +38,8 @@ struct host {
 	int kvm_node_errno;
 	struct kb_kvm_probe kvm;            /* what /dev/kvm answers; see kvm_works() */
 	bool kvm_probed;
+	char kvm_providers[128];            /* see providers() */
+	bool providers_read;
 	char cmdline[4096];
 };
 
@@ -114,6 +116,16 @@ static void load_host(struct host *h, const struct kb_ctx *ctx)
 		h->kvm_node_errno = kvm_err.errnum;
 }
 
+/* The modules that provide KVM (kb_kvm_providers), read once for cpu.virt and kvm.module. */
+static const char *providers(struct host *h)
+{
+	if (!h->providers_read) {
+		kb_kvm_providers(h->ctx, h->kvm_providers, sizeof(h->kvm_providers));
+		h->providers_read = true;
+	}
+	return h->kvm_providers;
+}
+
 /* IOMMU groups the kernel made; 0 when an IOMMU is registered but has none; -1 when none is active. */
 static int iommu_groups(struct host *h)
 {
@@ -168,10 +180,9 @@ static void check_cpu_virt(struct host *h, struct kb_row *r)
 	}
 	if (kvm_works(h)) {
 		/* KVM without VT-x/AMD-V (kvm_pvm and the like): the CPU flags are not the verdict. */
-		char providers[128];
-		kb_kvm_providers(h->ctx, providers, sizeof(providers));
+		const char *by = providers(h);
 		kb_row_set(r, id, KB_INFO, "no vmx or svm flag on any of %u CPUs, but /dev/kvm creates VMs%s%s%s", c->cpus,
-			   providers[0] ? " (" : "", providers, providers[0] ? ")" : "");
+			   by[0] ? " (" : "", by, by[0] ? ")" : "");
 		return;
 	}
 	kb_row_set(r, id, KB_FAIL, "no vmx or svm flag on any of %u CPUs: no hardware virtualization",
@@ -259,15 +270,14 @@ static void check_kvm_module(struct host *h, struct kb_row *r)
 		return;
 	}
 	/* Another driver may provide KVM (kvm_pvm holds kvm without VT-x/AMD-V): name it. */
-	char providers[128];
-	kb_kvm_providers(h->ctx, providers, sizeof(providers));
-	if (kvm && providers[0]) {
+	const char *by = providers(h);
+	if (kvm && by[0]) {
 		char why[PATH_MAX + 160];
 		if (kvm_works(h)) {
-			kb_row_set(r, id, KB_PASS, "kvm and %s loaded (%s provides /dev/kvm)", providers, providers);
+			kb_row_set(r, id, KB_PASS, "kvm and %s loaded (%s provides /dev/kvm)", by, by);
 			return;
 		}
-		kb_row_set(r, id, KB_FAIL, "kvm and %s loaded, but KVM does not work: %s", providers,
+		kb_row_set(r, id, KB_FAIL, "kvm and %s loaded, but KVM does not work: %s", by,
 			   kb_kvm_probe_message(&h->kvm, why, sizeof(why)));
 		kb_row_hint(r, h->cpu.with_virt ? "kvmbox kvm-load (loads %s)" : "dmesg | grep -i kvm tells why the driver did not start",
 			    h->vendor_module);

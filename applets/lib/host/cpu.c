@@ -9,6 +9,10 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
+#if defined(__x86_64__) && defined(__GLIBC__) && __has_include(<sys/platform/x86.h>)
+#include <sys/platform/x86.h>
+#define HAVE_GLIBC_CPUID 1
+#endif
 
 #include "kvmbox/core/cleanup.h"
 #include "kvmbox/host/cpu.h"
@@ -51,6 +55,19 @@ int kb_cpu_cpuid(const struct kb_ctx *ctx, unsigned cpu, uint32_t leaf, uint32_t
 	 * bits are the same on every CPU.
 	 */
 	if (kb_sysroot_is_host(ctx)) {
+#ifdef HAVE_GLIBC_CPUID
+		/*
+		 * Leaves 1 and 0x80000001 glibc asked at start-up and keeps: in a
+		 * VM each CPUID is an exit to the hypervisor (20-60 µs).
+		 */
+		const struct cpuid_feature *kept = leaf == 1 ? __x86_get_cpuid_feature_leaf(CPUID_INDEX_1)
+						 : leaf == 0x80000001u ? __x86_get_cpuid_feature_leaf(CPUID_INDEX_80000001)
+						 : NULL;
+		if (kept) {
+			memcpy(regs, kept->cpuid_array, 4 * sizeof(uint32_t));
+			return 0;
+		}
+#endif
 		unsigned a, b, c, d;
 		if (!__get_cpuid(leaf, &a, &b, &c, &d))
 			return kb_fail(err, ENOTSUP, NULL, "CPUID leaf 0x%x not supported", leaf);
