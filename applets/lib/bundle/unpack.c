@@ -2,8 +2,8 @@
  * A bundle unpacked into DIR/NAME; see kvmbox/bundle/unpack.h.
  *
  * Each member is SHA-256-hashed while it is written into a staging directory
- * on the destination filesystem (by a thread that reads back what was written,
- * so a second disk streams in while the first is hashed on another core),
+ * on the destination filesystem (by a thread of its own, from the buffers the
+ * bundle is read into, so the writing and the hashing run on two cores),
  * runs of zeros become holes, then the digests
  * are checked against SHA256SUMS, qcow2 headers and raw images are examined,
  * domain.xml's disk paths are rewritten, and the staging directory is renamed
@@ -49,7 +49,7 @@ struct member {
 	uint64_t size, allocated;
 	uint8_t digest[32];
 	/* Written, still being hashed: the thread, and the file to fsync once it is done; else NULL, -1. */
-	struct kb_file_hasher *hasher;
+	struct kb_hasher *hasher;
 	int fd;
 	bool qcow2;
 	struct kb_qcow2 qcow2_header;
@@ -80,7 +80,9 @@ struct unpack {
 	bool stalled; /* the source sent nothing for STALL_SECONDS */
 	bool hashing;
 	struct kb_sha256 source_sha;
-	uint8_t *source_buf; /* SOURCE_BUF bytes while the bundle is read; not kept with a staged tree */
+	/* The buffers the bundle is read into and hashed from, while it is read; not kept with a staged tree. */
+	struct kb_hash_pool *pool;
+	uint8_t *source_buf; /* the one libarchive reads from now, held */
 	char pinned_sha256[65];
 };
 
@@ -213,7 +215,7 @@ static int take_fd(int *fd)
 /* Wait for the digest of @m, written and being hashed. */
 static int settle(struct member *m, struct kb_error *err)
 {
-	int rc = kb_file_hasher_finish(m->hasher, m->size, m->digest, m->name, err);
+	int rc = kb_hasher_finish(m->hasher, m->size, m->digest, m->name, err);
 	m->hasher = NULL;
 	if (rc < 0 && interrupted)
 		rc = fail_interrupted(err);
@@ -253,7 +255,7 @@ static int settle_all(struct unpack *u, bool failed, struct kb_error *err)
 			rc = kb_fail(err, errno, m->name, "finishing member");
 		else if (rc == 0)
 			m->allocated = (uint64_t)st.st_blocks * 512;
-		kb_file_hasher_cancel(m->hasher); /* after a failure: still running */
+		kb_hasher_cancel(m->hasher); /* after a failure: still running */
 		m->hasher = NULL;
 		if (m->fd >= 0)
 			close(m->fd);
@@ -264,10 +266,10 @@ static int settle_all(struct unpack *u, bool failed, struct kb_error *err)
 
 /*
  * Stream one member into the staging directory. A thread of its own hashes
- * what is written, reading it back behind the copy, so this returns as soon
- * as the member is written and the next member streams while it is hashed:
- * with two disks, both cores hash. At most one member per core is in hashing
- * at once; the oldest is waited for when another would start.
+ * each block from the buffer it is written from, while it is written, so this
+ * returns once the member is written and the last blocks are queued, and the
+ * next member streams while they are hashed. At most one member per core is
+ * in hashing at once; the oldest is waited for when another would start.
  */
 static int extract(struct unpack *u, struct archive *a, struct member *m, struct kb_error *err)
 {
@@ -280,16 +282,9 @@ static int extract(struct unpack *u, struct archive *a, struct member *m, struct
 	autoclose_fd fd = open_member(u, m->name, O_WRONLY | O_CREAT | O_EXCL, config ? 0644 : 0600);
 	if (fd < 0)
 		return kb_fail(err, errno, m->name, "creating member");
-	int read_fd = open_member(u, m->name, O_RDONLY, 0);
-	if (read_fd < 0)
-		return kb_fail(err, errno, m->name, "opening member");
-	m->hasher = kb_file_hasher_start(&u->sha, read_fd, &interrupted, err);
+	m->hasher = kb_hasher_start(&u->sha, u->pool, &interrupted, err);
 	if (!m->hasher)
 		return -1;
-	/* The disk that starts last is the longest way to the end: the others make way for it. */
-	for (int i = 0; i < u->count - 1 && m->size > BLOCK; i++)
-		if (u->members[i].hasher)
-			kb_file_hasher_defer(u->members[i].hasher);
 
 	uint64_t written = 0, synced = 0;
 	int rc = 0;
@@ -313,11 +308,18 @@ static int extract(struct unpack *u, struct archive *a, struct member *m, struct
 			rc = kb_fail(err, 0, m->name, "corrupt sparse map in member");
 			break;
 		}
-		/* Skipped bytes (a hole of a sparse entry) stay a hole of the file, and hash as zeros. */
+		/*
+		 * Queued for the hash before it is written: the thread hashes it on
+		 * the other core meanwhile, from the same buffer. Skipped bytes (a
+		 * hole of a sparse entry) stay a hole of the file, and hash as zeros.
+		 */
+		if (kb_hasher_add(m->hasher, buf, len, (uint64_t)offset) < 0) {
+			rc = fail_interrupted(err);
+			break;
+		}
 		if ((rc = write_sparse(fd, buf, len, (uint64_t)offset, m->name, err)) < 0)
 			break;
 		written = (uint64_t)offset + len;
-		kb_file_hasher_advance(m->hasher, written);
 		/* Start writeback as we go, so the fsync at the end has little left to wait for. */
 		if (written - synced >= (64u << 20)) {
 			sync_file_range(fd, (off_t)synced, (off_t)(written - synced), SYNC_FILE_RANGE_WRITE);
@@ -749,10 +751,18 @@ static int run_source(struct unpack *u, const char *bundle, bool replace, struct
  */
 #define STALL_SECONDS 60
 #define SOURCE_BUF (1u << 20)
+#define SOURCE_BUFS 16 /* blocks queued for hashing while the next are read */
 static la_ssize_t read_source(struct archive *a, void *opaque, const void **buffer)
 {
 	(void)a;
 	struct unpack *u = opaque;
+	/* libarchive is done with the last buffer: it stays only while blocks queued from it are hashed. */
+	kb_hash_pool_release(u->pool, u->source_buf);
+	u->source_buf = kb_hash_pool_take(u->pool);
+	if (!u->source_buf) {
+		errno = EINTR;
+		return -1;
+	}
 	struct pollfd pfd = { .fd = u->source_fd, .events = POLLIN };
 	int ready = poll(&pfd, 1, STALL_SECONDS * 1000);
 	if (ready == 0) {
@@ -794,11 +804,13 @@ static int check_pinned(struct unpack *u, const char *bundle, struct kb_error *e
 /* The bundle read (or fetched) into the staging directory and checked there: all but the rename. */
 static int run(struct unpack *u, const char *bundle, bool replace, struct kb_error *err)
 {
-	autofree uint8_t *buf = malloc(SOURCE_BUF);
-	if (!buf)
-		return kb_fail(err, ENOMEM, NULL, "unpacking");
-	u->source_buf = buf;
+	u->pool = kb_hash_pool_new(SOURCE_BUFS, SOURCE_BUF, &interrupted, err);
+	if (!u->pool)
+		return -1;
 	int rc = run_source(u, bundle, replace, err);
+	/* Every member's hashing thread has ended by now (settle_all). */
+	kb_hash_pool_free(u->pool);
+	u->pool = NULL;
 	u->source_buf = NULL;
 	return rc;
 }
@@ -817,6 +829,9 @@ static int run_source(struct unpack *u, const char *bundle, bool replace, struct
 		kb_fetch_stream_end(&stream, 1, NULL);
 		return -1;
 	}
+	/* A pipe from wget as large as a read: fewer, fuller buffers to hash from (best effort). */
+	if (remote)
+		fcntl(fd, F_SETPIPE_SZ, (int)SOURCE_BUF);
 	u->source_fd = fd;
 	u->bundle_size = (uint64_t)st.st_size;
 	int rc = run_archive(u, bundle, replace, err);
