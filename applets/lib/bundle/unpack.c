@@ -44,7 +44,7 @@
 
 #define BLOCK (64u * 1024)
 #define SOURCE_BUF (1u << 20)
-#define SOURCE_BUFS 16 /* a reader's buffers: blocks queued for hashing while the next are read */
+#define SOURCE_BUFS 8 /* a reader's buffers: blocks queued for hashing while the next are read */
 #define HOLE_GRAIN 4096u
 
 struct worker;
