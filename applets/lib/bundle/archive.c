@@ -11,6 +11,8 @@ int kb_archive_load(struct kb_archive *a, struct kb_error *err)
 		SYM(read_support_format_tar, archive_read_support_format_tar),
 		SYM(read_open_fd, archive_read_open_fd),
 		SYM(read_open, archive_read_open),
+		SYM(read_open2, archive_read_open2),
+		SYM(read_header_position, archive_read_header_position),
 		SYM(read_next_header, archive_read_next_header),
 		SYM(read_data_block, archive_read_data_block),
 		SYM(read_free, archive_read_free),

@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "kvmbox/core/dynlib.h"
@@ -63,129 +62,201 @@ void kb_sha256_free(struct kb_sha256 *s)
 	s->ctx = NULL;
 }
 
-struct kb_file_hasher {
-	struct kb_sha256 sha;
-	int fd;          /* the file, read-only, owned */
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t changed;
-	uint64_t final;  /* bytes from the start that the writer will not change again */
-	bool done;       /* final is the file's size */
-	bool cancel;     /* the digest is not wanted any more */
-	bool defer;      /* newer work goes first: the thread lowers its own priority */
-	int read_errno;  /* 0, or why reading the file back failed */
-	const volatile sig_atomic_t *stop; /* when it becomes non-zero, the rest is dropped */
-	uint8_t *buf;    /* KB_FILE_HASHER_BUFFER */
-};
-#define KB_FILE_HASHER_BUFFER (1u << 20)
-
-static bool given_up(struct kb_file_hasher *h, bool *deferred)
-{
-	if (h->stop && *h->stop)
-		return true;
-	pthread_mutex_lock(&h->lock);
-	bool cancel = h->cancel, defer = h->defer;
-	pthread_mutex_unlock(&h->lock);
-	if (defer && !*deferred) {
-		/* Linux keeps a nice value per thread: PRIO_PROCESS 0 is this thread alone. */
-		setpriority(PRIO_PROCESS, 0, 10);
-		*deferred = true;
-	}
-	return cancel;
-}
-
 /*
- * Hash [pos, end) of the file: holes as zeros without reading them, data read
- * back. A filesystem that does not know holes reports all of it as data, and
- * the holes read as zeros: the same digest, a little slower. Below @end the
- * file is final, so what SEEK_DATA and SEEK_HOLE say there holds.
+ * The pool: COUNT buffers, each with the number of holds on it (the reader's
+ * while it fills it, one per block a hashing thread has still to hash from it).
  */
-static int hash_range(struct kb_file_hasher *h, uint64_t pos, uint64_t end, bool *deferred)
+struct kb_hash_pool {
+	pthread_mutex_t lock;
+	pthread_cond_t freed;
+	size_t size;
+	unsigned count;
+	uint8_t *mem;      /* count * size bytes */
+	unsigned *holds;
+	unsigned next;     /* where the search for a free buffer starts: they are used in turn */
+	const volatile sig_atomic_t *stop;
+};
+
+struct kb_hash_pool *kb_hash_pool_new(unsigned count, size_t size, const volatile sig_atomic_t *stop,
+				      struct kb_error *err)
 {
-	const uint64_t slice = 64u << 20; /* zeros in slices, so a stop is seen within a fraction of a second */
-	while (pos < end) {
-		if (given_up(h, deferred))
-			return 0;
-		off_t data = lseek(h->fd, (off_t)pos, SEEK_DATA);
-		uint64_t data_at = data < 0 || (uint64_t)data > end ? end : (uint64_t)data; /* ENXIO: a hole to the end */
-		if (data_at > pos) {
-			uint64_t n = data_at - pos < slice ? data_at - pos : slice;
-			kb_sha256_zeros(&h->sha, n);
-			pos += n;
-			continue;
-		}
-		off_t hole = lseek(h->fd, (off_t)pos, SEEK_HOLE);
-		uint64_t hole_at = hole < 0 || (uint64_t)hole > end ? end : (uint64_t)hole;
-		while (pos < hole_at) {
-			size_t want = hole_at - pos < KB_FILE_HASHER_BUFFER ? (size_t)(hole_at - pos) : KB_FILE_HASHER_BUFFER;
-			ssize_t n = pread(h->fd, h->buf, want, (off_t)pos);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0)
-				return n < 0 ? errno : EIO; /* 0: shorter than the writer said */
-			kb_sha256_update(&h->sha, h->buf, (size_t)n);
-			pos += (uint64_t)n;
-		}
+	struct kb_hash_pool *p = calloc(1, sizeof(*p));
+	if (p) {
+		p->mem = malloc((size_t)count * size);
+		p->holds = calloc(count, sizeof(*p->holds));
 	}
-	return 0;
+	if (!p || !p->mem || !p->holds) {
+		if (p) {
+			free(p->mem);
+			free(p->holds);
+		}
+		free(p);
+		kb_fail(err, ENOMEM, NULL, "allocating buffers to hash from");
+		return NULL;
+	}
+	p->size = size;
+	p->count = count;
+	p->stop = stop;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->freed, NULL);
+	return p;
 }
 
-static void *file_hasher_run(void *arg)
+void kb_hash_pool_free(struct kb_hash_pool *p)
 {
-	struct kb_file_hasher *h = arg;
-	uint64_t pos = 0;
-	bool deferred = false;
-	pthread_mutex_lock(&h->lock);
+	if (!p)
+		return;
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->freed);
+	free(p->mem);
+	free(p->holds);
+	free(p);
+}
+
+size_t kb_hash_pool_size(const struct kb_hash_pool *p)
+{
+	return p->size;
+}
+
+/* The buffer @data lies in, or -1. */
+static int pool_index(const struct kb_hash_pool *p, const void *data, size_t len)
+{
+	uintptr_t at = (uintptr_t)data, start = (uintptr_t)p->mem;
+	if (at < start || at - start >= (uintptr_t)p->count * p->size)
+		return -1;
+	size_t i = (at - start) / p->size;
+	return (at - start) + len <= (i + 1) * p->size ? (int)i : -1;
+}
+
+static void pool_release_index(struct kb_hash_pool *p, int i)
+{
+	pthread_mutex_lock(&p->lock);
+	if (--p->holds[i] == 0)
+		pthread_cond_broadcast(&p->freed);
+	pthread_mutex_unlock(&p->lock);
+}
+
+uint8_t *kb_hash_pool_take(struct kb_hash_pool *p)
+{
+	pthread_mutex_lock(&p->lock);
 	for (;;) {
-		while (pos == h->final && !h->done && !h->cancel)
-			pthread_cond_wait(&h->changed, &h->lock);
-		if (h->cancel || (pos == h->final && h->done))
-			break;
-		uint64_t end = h->final;
-		pthread_mutex_unlock(&h->lock);
-		int e = hash_range(h, pos, end, &deferred);
-		pthread_mutex_lock(&h->lock);
-		if (e) {
-			h->read_errno = e;
-			break;
+		for (unsigned k = 0; k < p->count; k++) {
+			unsigned i = (p->next + k) % p->count;
+			if (p->holds[i] == 0) {
+				p->holds[i] = 1;
+				p->next = (i + 1) % p->count;
+				pthread_mutex_unlock(&p->lock);
+				return p->mem + (size_t)i * p->size;
+			}
 		}
-		pos = end;
-		if (h->stop && *h->stop)
+		/* The hashing threads free buffers even when stopped (they drop what is queued). */
+		if (p->stop && *p->stop)
 			break;
+		pthread_cond_wait(&p->freed, &p->lock);
 	}
-	pthread_mutex_unlock(&h->lock);
+	pthread_mutex_unlock(&p->lock);
 	return NULL;
 }
 
-struct kb_file_hasher *kb_file_hasher_start(const struct kb_sha256_api *api, int fd, const volatile sig_atomic_t *stop,
-					     struct kb_error *err)
+void kb_hash_pool_release(struct kb_hash_pool *p, const void *buf)
 {
-	struct kb_file_hasher *h = calloc(1, sizeof(*h));
-	if (h)
-		h->buf = malloc(KB_FILE_HASHER_BUFFER);
-	if (!h || !h->buf) {
-		if (h)
-			free(h);
-		close(fd);
+	int i = buf ? pool_index(p, buf, 1) : -1;
+	if (i >= 0)
+		pool_release_index(p, i);
+}
+
+/* A block queued for the thread: @len bytes at @offset of the file, in the pool's buffer @buf. */
+struct hash_job {
+	const uint8_t *data;
+	size_t len;
+	uint64_t offset;
+	int buf;
+};
+#define KB_HASHER_JOBS 256u
+
+struct kb_hasher {
+	struct kb_sha256 sha;
+	struct kb_hash_pool *pool;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t changed;
+	struct hash_job jobs[KB_HASHER_JOBS]; /* a ring: head is the next to hash, count queued */
+	unsigned head, count;
+	uint64_t size;   /* once done: the file's size, its end hashed as zeros */
+	uint64_t queued; /* the end of the last block queued */
+	bool done;       /* nothing more will be queued */
+	bool cancel;     /* the digest is not wanted any more */
+	const volatile sig_atomic_t *stop; /* when it becomes non-zero, the rest is dropped */
+};
+
+static bool stopped(const struct kb_hasher *h)
+{
+	return h->stop && *h->stop;
+}
+
+/* Hash @len zero bytes in slices, so a stop is seen within a fraction of a second. */
+static void hash_zeros(struct kb_hasher *h, uint64_t len)
+{
+	const uint64_t slice = 64u << 20;
+	while (len > 0 && !stopped(h)) {
+		uint64_t n = len < slice ? len : slice;
+		kb_sha256_zeros(&h->sha, n);
+		len -= n;
+	}
+}
+
+static void *hasher_run(void *arg)
+{
+	struct kb_hasher *h = arg;
+	uint64_t pos = 0;
+	pthread_mutex_lock(&h->lock);
+	for (;;) {
+		while (h->count == 0 && !h->done && !h->cancel)
+			pthread_cond_wait(&h->changed, &h->lock);
+		if (h->count == 0 && (h->done || h->cancel))
+			break;
+		struct hash_job job = h->jobs[h->head];
+		bool drop = h->cancel || stopped(h);
+		pthread_mutex_unlock(&h->lock);
+		if (!drop) {
+			hash_zeros(h, job.offset - pos); /* the hole before the block */
+			kb_sha256_update(&h->sha, job.data, job.len);
+			pos = job.offset + job.len;
+		}
+		pool_release_index(h->pool, job.buf);
+		pthread_mutex_lock(&h->lock);
+		h->head = (h->head + 1) % KB_HASHER_JOBS;
+		h->count--;
+		pthread_cond_broadcast(&h->changed);
+	}
+	uint64_t size = h->size;
+	bool drop = h->cancel;
+	pthread_mutex_unlock(&h->lock);
+	if (!drop && size > pos)
+		hash_zeros(h, size - pos); /* the hole at the end */
+	return NULL;
+}
+
+struct kb_hasher *kb_hasher_start(const struct kb_sha256_api *api, struct kb_hash_pool *pool,
+				  const volatile sig_atomic_t *stop, struct kb_error *err)
+{
+	struct kb_hasher *h = calloc(1, sizeof(*h));
+	if (!h) {
 		kb_fail(err, ENOMEM, NULL, "starting a SHA-256 thread");
 		return NULL;
 	}
-	h->fd = fd;
+	h->pool = pool;
 	h->stop = stop;
 	if (kb_sha256_init(&h->sha, api, err) < 0) {
-		close(fd);
-		free(h->buf);
 		free(h);
 		return NULL;
 	}
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->changed, NULL);
-	if (pthread_create(&h->thread, NULL, file_hasher_run, h) != 0) {
+	if (pthread_create(&h->thread, NULL, hasher_run, h) != 0) {
 		kb_sha256_free(&h->sha);
 		pthread_mutex_destroy(&h->lock);
 		pthread_cond_destroy(&h->changed);
-		close(fd);
-		free(h->buf);
 		free(h);
 		kb_fail(err, EAGAIN, NULL, "starting a SHA-256 thread");
 		return NULL;
@@ -193,61 +264,84 @@ struct kb_file_hasher *kb_file_hasher_start(const struct kb_sha256_api *api, int
 	return h;
 }
 
-void kb_file_hasher_advance(struct kb_file_hasher *h, uint64_t final_bytes)
+/* Queue @len bytes at @offset from the pool's buffer @buf, which the caller has taken a hold on for it. */
+static void queue_job(struct kb_hasher *h, const uint8_t *data, size_t len, uint64_t offset, int buf)
 {
 	pthread_mutex_lock(&h->lock);
-	if (final_bytes > h->final) {
-		h->final = final_bytes;
-		pthread_cond_broadcast(&h->changed);
-	}
+	while (h->count == KB_HASHER_JOBS)
+		pthread_cond_wait(&h->changed, &h->lock); /* the thread drains the queue even when stopped */
+	h->jobs[(h->head + h->count) % KB_HASHER_JOBS] = (struct hash_job){ data, len, offset, buf };
+	h->count++;
+	h->queued = offset + len;
+	pthread_cond_broadcast(&h->changed);
 	pthread_mutex_unlock(&h->lock);
 }
 
-void kb_file_hasher_defer(struct kb_file_hasher *h)
+int kb_hasher_add(struct kb_hasher *h, const void *data, size_t len, uint64_t offset)
 {
-	pthread_mutex_lock(&h->lock);
-	h->defer = true;
-	pthread_mutex_unlock(&h->lock);
+	struct kb_hash_pool *p = h->pool;
+	if (offset < h->queued)
+		return -1; /* blocks come in the file's order */
+	if (len == 0)
+		return 0;
+	int i = pool_index(p, data, len);
+	if (i >= 0) {
+		/* In a buffer of the pool (the reader's): hashed from there, the buffer kept until then. */
+		pthread_mutex_lock(&p->lock);
+		p->holds[i]++;
+		pthread_mutex_unlock(&p->lock);
+		queue_job(h, data, len, offset, i);
+		return 0;
+	}
+	/* Elsewhere (a decompressor's buffer, reused on the next read): copied into the pool's. */
+	const uint8_t *from = data;
+	for (size_t done = 0; done < len;) {
+		uint8_t *buf = kb_hash_pool_take(p);
+		if (!buf)
+			return -1;
+		size_t n = len - done < p->size ? len - done : p->size;
+		memcpy(buf, from + done, n);
+		queue_job(h, buf, n, offset + done, pool_index(p, buf, n));
+		done += n;
+	}
+	return 0;
 }
 
 /* Tell the thread how it ends, wait for it, and free everything but the digest's context. */
-static void file_hasher_end(struct kb_file_hasher *h, uint64_t size, bool cancel)
+static void hasher_end(struct kb_hasher *h, uint64_t size, bool cancel)
 {
 	pthread_mutex_lock(&h->lock);
 	if (cancel)
 		h->cancel = true;
-	else
-		h->final = size;
+	h->size = size;
 	h->done = true;
 	pthread_cond_broadcast(&h->changed);
 	pthread_mutex_unlock(&h->lock);
 	pthread_join(h->thread, NULL);
 	pthread_mutex_destroy(&h->lock);
 	pthread_cond_destroy(&h->changed);
-	close(h->fd);
-	free(h->buf);
 }
 
-int kb_file_hasher_finish(struct kb_file_hasher *h, uint64_t size, uint8_t digest[32], const char *name,
-			  struct kb_error *err)
+int kb_hasher_finish(struct kb_hasher *h, uint64_t size, uint8_t digest[32], const char *name, struct kb_error *err)
 {
-	file_hasher_end(h, size, false);
-	int e = h->read_errno;
-	bool stopped = h->stop && *h->stop;
+	if (size < h->queued) { /* blocks past the end */
+		kb_hasher_cancel(h);
+		return kb_fail(err, EINVAL, name, "more bytes than its size in");
+	}
+	hasher_end(h, size, false);
+	bool was_stopped = stopped(h);
 	kb_sha256_final(&h->sha, digest);
 	free(h);
-	if (e)
-		return kb_fail(err, e, name, "reading back to hash");
-	if (stopped)
+	if (was_stopped)
 		return kb_fail(err, EINTR, name, "hashing interrupted:");
 	return 0;
 }
 
-void kb_file_hasher_cancel(struct kb_file_hasher *h)
+void kb_hasher_cancel(struct kb_hasher *h)
 {
 	if (!h)
 		return;
-	file_hasher_end(h, 0, true);
+	hasher_end(h, 0, true);
 	kb_sha256_free(&h->sha);
 	free(h);
 }

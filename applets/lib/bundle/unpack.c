@@ -2,8 +2,8 @@
  * A bundle unpacked into DIR/NAME; see kvmbox/bundle/unpack.h.
  *
  * Each member is SHA-256-hashed while it is written into a staging directory
- * on the destination filesystem (by a thread that reads back what was written,
- * so a second disk streams in while the first is hashed on another core),
+ * on the destination filesystem (by a thread of its own, from the buffers the
+ * bundle is read into, so the writing and the hashing run on two cores),
  * runs of zeros become holes, then the digests
  * are checked against SHA256SUMS, qcow2 headers and raw images are examined,
  * domain.xml's disk paths are rewritten, and the staging directory is renamed
@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,15 +43,36 @@
 #include "kvmbox/core/xml.h"
 
 #define BLOCK (64u * 1024)
+#define SOURCE_BUF (1u << 20)
+#define SOURCE_BUFS 8 /* a reader's buffers: blocks queued for hashing while the next are read */
 #define HOLE_GRAIN 4096u
+
+struct worker;
+
+/*
+ * One reading of the bundle: libarchive's, the buffers it reads into and the
+ * hashing threads hash from, and where it reads. The main one reads the bundle
+ * from start to end; a worker's reads one member of a local bundle from its
+ * header on, by offset, while the main one goes on past it.
+ */
+struct reader {
+	struct unpack *u;
+	struct archive *a;
+	struct kb_hash_pool *pool;
+	uint8_t *buf;   /* the buffer libarchive reads from now, held */
+	int fd;
+	bool at_offset; /* pread() from offset, not read() */
+	uint64_t offset;
+};
 
 struct member {
 	char name[KB_BUNDLE_NAME_MAX];
 	uint64_t size, allocated;
 	uint8_t digest[32];
 	/* Written, still being hashed: the thread, and the file to fsync once it is done; else NULL, -1. */
-	struct kb_file_hasher *hasher;
+	struct kb_hasher *hasher;
 	int fd;
+	struct worker *worker; /* extracted by a worker of its own (whose pool the hasher uses), or NULL */
 	bool qcow2;
 	struct kb_qcow2 qcow2_header;
 	char probe[160]; /* raw images: what libblkid found */
@@ -76,11 +98,12 @@ struct unpack {
 	uint64_t bundle_size;
 	struct kb_progress progress;
 	/* The bundle as it is read: from a file or an http:// stream, hashed when --sha256 pins it. */
-	int source_fd;
+	struct reader main;
+	bool seekable;    /* a local file: each disk member is read by a worker of its own */
+	volatile sig_atomic_t abandon; /* a worker failed: the others stop */
 	bool stalled; /* the source sent nothing for STALL_SECONDS */
 	bool hashing;
 	struct kb_sha256 source_sha;
-	uint8_t *source_buf; /* SOURCE_BUF bytes while the bundle is read; not kept with a staged tree */
 	char pinned_sha256[65];
 };
 
@@ -213,22 +236,134 @@ static int take_fd(int *fd)
 /* Wait for the digest of @m, written and being hashed. */
 static int settle(struct member *m, struct kb_error *err)
 {
-	int rc = kb_file_hasher_finish(m->hasher, m->size, m->digest, m->name, err);
+	int rc = kb_hasher_finish(m->hasher, m->size, m->digest, m->name, err);
 	m->hasher = NULL;
 	if (rc < 0 && interrupted)
 		rc = fail_interrupted(err);
 	return rc;
 }
 
-/* How many members are being hashed; the oldest of them in *@oldest. */
+/* How many members the main reader extracted are being hashed; the oldest of them in *@oldest. */
 static int hashing(struct unpack *u, struct member **oldest)
 {
 	int n = 0;
 	*oldest = NULL;
 	for (int i = 0; i < u->count; i++)
-		if (u->members[i].hasher && !n++)
+		if (!u->members[i].worker && u->members[i].hasher && !n++)
 			*oldest = &u->members[i];
 	return n;
+}
+
+/*
+ * A disk member of a local bundle, read by a thread of its own from its
+ * header's offset while the main reader seeks past it: with two disks, each
+ * is read, written and hashed on a core of its own.
+ */
+struct worker {
+	struct reader r;
+	struct member *m;
+	pthread_t thread;
+	bool running; /* not joined yet */
+	int rc;
+	struct kb_error err;
+};
+
+static int stream_member(struct unpack *u, struct reader *r, struct member *m, struct kb_error *err);
+static la_ssize_t read_source(struct archive *a, void *opaque, const void **buffer);
+static la_int64_t skip_source(struct archive *a, void *opaque, la_int64_t request);
+
+/* The member name of an entry: a leading "./" dropped. */
+static const char *entry_name(struct unpack *u, struct archive_entry *e)
+{
+	const char *name = u->ar.entry_pathname(e);
+	if (!name)
+		return "";
+	return !strncmp(name, "./", 2) && name[2] ? name + 2 : name;
+}
+
+static void *worker_run(void *arg)
+{
+	struct worker *w = arg;
+	struct unpack *u = w->r.u;
+	struct archive *a = u->ar.read_new();
+	struct archive_entry *e;
+	w->rc = -1;
+	if (!a) {
+		kb_fail(&w->err, ENOMEM, w->m->name, "reading member");
+		return NULL;
+	}
+	u->ar.read_support_format_tar(a); /* an uncompressed tar: the offset is the file's */
+	w->r.a = a;
+	int r = u->ar.read_open2(a, &w->r, NULL, read_source, skip_source, NULL);
+	if (r == ARCHIVE_OK)
+		r = u->ar.read_next_header(a, &e);
+	/* The header the main reader saw, or the bundle changed under us. */
+	if ((r == ARCHIVE_OK || r == ARCHIVE_WARN) && !strcmp(entry_name(u, e), w->m->name) &&
+	    u->ar.entry_size(e) == (la_int64_t)w->m->size)
+		w->rc = stream_member(u, &w->r, w->m, &w->err);
+	else if (interrupted)
+		fail_interrupted(&w->err);
+	else
+		kb_fail(&w->err, 0, w->m->name, "reading member: %s:", kb_archive_error(&u->ar, a, "the bundle changed while it was read"));
+	u->ar.read_free(a);
+	w->r.a = NULL;
+	kb_hash_pool_release(w->r.pool, w->r.buf);
+	w->r.buf = NULL;
+	if (w->rc < 0)
+		u->abandon = 1;
+	return NULL;
+}
+
+/* Wait for @m's worker to have read it; its failure in @err. */
+static int join_worker(struct member *m, struct kb_error *err)
+{
+	struct worker *w = m->worker;
+	if (w->running) {
+		pthread_join(w->thread, NULL);
+		w->running = false;
+		if (w->rc < 0)
+			*err = w->err;
+	}
+	return w->rc;
+}
+
+/* How many members workers are reading or hashing; the oldest of them in *@oldest. */
+static int working(struct unpack *u, struct member **oldest)
+{
+	int n = 0;
+	*oldest = NULL;
+	for (int i = 0; i < u->count; i++) {
+		const struct member *m = &u->members[i];
+		if (m->worker && (m->worker->running || m->hasher) && !n++)
+			*oldest = &u->members[i];
+	}
+	return n;
+}
+
+/* @m, whose header the main reader read at @header_at, handed to a worker; one member per core at once. */
+static int dispatch(struct unpack *u, struct member *m, uint64_t header_at, struct kb_error *err)
+{
+	struct member *oldest;
+	while (working(u, &oldest) >= u->hash_threads)
+		if (join_worker(oldest, err) < 0 || settle(oldest, err) < 0)
+			return -1;
+	struct worker *w = calloc(1, sizeof(*w));
+	if (!w)
+		return kb_fail(err, ENOMEM, m->name, "reading member");
+	w->r = (struct reader){ .u = u, .fd = u->main.fd, .at_offset = true, .offset = header_at };
+	w->m = m;
+	w->r.pool = kb_hash_pool_new(SOURCE_BUFS, SOURCE_BUF, &interrupted, err);
+	if (!w->r.pool) {
+		free(w);
+		return -1;
+	}
+	m->worker = w; /* freed with the member's pool in settle_all */
+	if (pthread_create(&w->thread, NULL, worker_run, w) != 0) {
+		w->rc = -1;
+		return kb_fail(err, EAGAIN, m->name, "starting a thread to read");
+	}
+	w->running = true;
+	return 0;
 }
 
 /*
@@ -240,6 +375,21 @@ static int hashing(struct unpack *u, struct member **oldest)
 static int settle_all(struct unpack *u, bool failed, struct kb_error *err)
 {
 	int rc = failed ? -1 : 0;
+	if (failed)
+		u->abandon = 1;
+	/* The workers: the first that failed of itself (not stopped because another did) says why. */
+	bool why = !failed;
+	for (int pass = 0; pass < 2; pass++)
+		for (int i = 0; i < u->count; i++) {
+			struct worker *w = u->members[i].worker;
+			struct kb_error ignored;
+			if (w && join_worker(&u->members[i], &ignored) < 0 && why &&
+			    (pass == 1 || w->err.errnum != ECANCELED)) {
+				*err = w->err;
+				rc = -1;
+				why = false;
+			}
+		}
 	for (int i = 0; rc == 0 && i < u->count; i++)
 		if (fsync(u->members[i].fd) < 0)
 			rc = kb_fail(err, errno, u->members[i].name, "finishing member");
@@ -253,8 +403,13 @@ static int settle_all(struct unpack *u, bool failed, struct kb_error *err)
 			rc = kb_fail(err, errno, m->name, "finishing member");
 		else if (rc == 0)
 			m->allocated = (uint64_t)st.st_blocks * 512;
-		kb_file_hasher_cancel(m->hasher); /* after a failure: still running */
+		kb_hasher_cancel(m->hasher); /* after a failure: still running */
 		m->hasher = NULL;
+		if (m->worker) {
+			kb_hash_pool_free(m->worker->r.pool);
+			free(m->worker);
+			m->worker = NULL;
+		}
 		if (m->fd >= 0)
 			close(m->fd);
 		m->fd = -1;
@@ -264,32 +419,34 @@ static int settle_all(struct unpack *u, bool failed, struct kb_error *err)
 
 /*
  * Stream one member into the staging directory. A thread of its own hashes
- * what is written, reading it back behind the copy, so this returns as soon
- * as the member is written and the next member streams while it is hashed:
- * with two disks, both cores hash. At most one member per core is in hashing
- * at once; the oldest is waited for when another would start.
+ * each block from the buffer it is written from, while it is written, so this
+ * returns once the member is written and the last blocks are queued, and the
+ * next member streams while they are hashed. At most one member per core is
+ * in hashing at once; the oldest is waited for when another would start.
  */
-static int extract(struct unpack *u, struct archive *a, struct member *m, struct kb_error *err)
+static int extract(struct unpack *u, struct member *m, struct kb_error *err)
 {
-	bool config = !strcmp(m->name, KB_BUNDLE_DOMAIN_XML) || !strcmp(m->name, KB_BUNDLE_SUMS);
-	m->fd = -1;
 	struct member *oldest;
 	while (m->size > BLOCK && hashing(u, &oldest) >= u->hash_threads && oldest)
 		if (settle(oldest, err) < 0)
 			return -1;
+	if (stream_member(u, &u->main, m, err) < 0)
+		return -1;
+	/* A small member (domain.xml, SHA256SUMS) is hashed by now: it keeps no thread waiting. */
+	return m->size <= BLOCK ? settle(m, err) : 0;
+}
+
+/* @m's data from @r into the staging directory, each block queued for its hashing thread as it is written. */
+static int stream_member(struct unpack *u, struct reader *r, struct member *m, struct kb_error *err)
+{
+	bool config = !strcmp(m->name, KB_BUNDLE_DOMAIN_XML) || !strcmp(m->name, KB_BUNDLE_SUMS);
+	struct archive *a = r->a;
 	autoclose_fd fd = open_member(u, m->name, O_WRONLY | O_CREAT | O_EXCL, config ? 0644 : 0600);
 	if (fd < 0)
 		return kb_fail(err, errno, m->name, "creating member");
-	int read_fd = open_member(u, m->name, O_RDONLY, 0);
-	if (read_fd < 0)
-		return kb_fail(err, errno, m->name, "opening member");
-	m->hasher = kb_file_hasher_start(&u->sha, read_fd, &interrupted, err);
+	m->hasher = kb_hasher_start(&u->sha, r->pool, &interrupted, err);
 	if (!m->hasher)
 		return -1;
-	/* The disk that starts last is the longest way to the end: the others make way for it. */
-	for (int i = 0; i < u->count - 1 && m->size > BLOCK; i++)
-		if (u->members[i].hasher)
-			kb_file_hasher_defer(u->members[i].hasher);
 
 	uint64_t written = 0, synced = 0;
 	int rc = 0;
@@ -301,10 +458,14 @@ static int extract(struct unpack *u, struct archive *a, struct member *m, struct
 			rc = fail_interrupted(err);
 			break;
 		}
-		int r = u->ar.read_data_block(a, &buf, &len, &offset);
-		if (r == ARCHIVE_EOF)
+		if (u->abandon) {
+			rc = kb_fail(err, ECANCELED, m->name, "reading member");
 			break;
-		if (r != ARCHIVE_OK) {
+		}
+		int got = u->ar.read_data_block(a, &buf, &len, &offset);
+		if (got == ARCHIVE_EOF)
+			break;
+		if (got != ARCHIVE_OK) {
 			rc = kb_fail(err, 0, m->name, "reading member: %s:",
 				     kb_archive_error(&u->ar, a, "truncated or corrupt archive"));
 			break;
@@ -313,25 +474,32 @@ static int extract(struct unpack *u, struct archive *a, struct member *m, struct
 			rc = kb_fail(err, 0, m->name, "corrupt sparse map in member");
 			break;
 		}
-		/* Skipped bytes (a hole of a sparse entry) stay a hole of the file, and hash as zeros. */
+		/*
+		 * Queued for the hash before it is written: the thread hashes it on
+		 * the other core meanwhile, from the same buffer. Skipped bytes (a
+		 * hole of a sparse entry) stay a hole of the file, and hash as zeros.
+		 */
+		if (kb_hasher_add(m->hasher, buf, len, (uint64_t)offset) < 0) {
+			rc = fail_interrupted(err);
+			break;
+		}
 		if ((rc = write_sparse(fd, buf, len, (uint64_t)offset, m->name, err)) < 0)
 			break;
 		written = (uint64_t)offset + len;
-		kb_file_hasher_advance(m->hasher, written);
 		/* Start writeback as we go, so the fsync at the end has little left to wait for. */
 		if (written - synced >= (64u << 20)) {
 			sync_file_range(fd, (off_t)synced, (off_t)(written - synced), SYNC_FILE_RANGE_WRITE);
 			synced = written;
 		}
-		kb_progress_update(u->ctx, &u->progress, (uint64_t)u->ar.filter_bytes(a, -1), u->bundle_size);
+		if (r == &u->main) /* a worker's progress shows when the main reader passes it */
+			kb_progress_update(u->ctx, &u->progress, (uint64_t)u->ar.filter_bytes(a, -1), u->bundle_size);
 	}
 	if (rc == 0 && ftruncate(fd, (off_t)m->size) < 0)
 		rc = kb_fail(err, errno, m->name, "finishing member");
 	if (rc < 0)
 		return -1; /* settle_all stops the thread */
 	m->fd = take_fd(&fd); /* synced and closed at the end */
-	/* A small member (domain.xml, SHA256SUMS) is hashed by now: it keeps no thread waiting. */
-	return m->size <= BLOCK ? settle(m, err) : 0;
+	return 0;
 }
 
 static int read_member(struct unpack *u, const char *name, size_t max, char **text, size_t *len,
@@ -748,30 +916,56 @@ static int run_source(struct unpack *u, const char *bundle, bool replace, struct
  * hashed afterwards). A stream that stalls for STALL_SECONDS fails the read.
  */
 #define STALL_SECONDS 60
-#define SOURCE_BUF (1u << 20)
 static la_ssize_t read_source(struct archive *a, void *opaque, const void **buffer)
 {
 	(void)a;
-	struct unpack *u = opaque;
-	struct pollfd pfd = { .fd = u->source_fd, .events = POLLIN };
+	struct reader *r = opaque;
+	struct unpack *u = r->u;
+	/* libarchive is done with the last buffer: it stays only while blocks queued from it are hashed. */
+	kb_hash_pool_release(r->pool, r->buf);
+	r->buf = kb_hash_pool_take(r->pool);
+	*buffer = r->buf;
+	if (!r->buf) {
+		errno = EINTR;
+		return -1;
+	}
+	if (r->at_offset) {
+		ssize_t n = pread(r->fd, r->buf, SOURCE_BUF, (off_t)r->offset);
+		r->offset += n > 0 ? (uint64_t)n : 0;
+		return n;
+	}
+	struct pollfd pfd = { .fd = r->fd, .events = POLLIN };
 	int ready = poll(&pfd, 1, STALL_SECONDS * 1000);
 	if (ready == 0) {
 		u->stalled = true;
 		errno = ETIMEDOUT;
 		return -1;
 	}
-	ssize_t n = ready < 0 ? -1 : read(u->source_fd, u->source_buf, SOURCE_BUF);
+	ssize_t n = ready < 0 ? -1 : read(r->fd, r->buf, SOURCE_BUF);
 	if (n > 0 && u->hashing)
-		kb_sha256_update(&u->source_sha, u->source_buf, (size_t)n);
-	*buffer = u->source_buf;
+		kb_sha256_update(&u->source_sha, r->buf, (size_t)n);
 	return n;
+}
+
+/* The main reader of a local bundle seeks past a member a worker reads (0: it reads through instead). */
+static la_int64_t skip_source(struct archive *a, void *opaque, la_int64_t request)
+{
+	(void)a;
+	struct reader *r = opaque;
+	if (r->at_offset) {
+		r->offset += (uint64_t)request;
+		return request;
+	}
+	if (!r->u->seekable)
+		return 0;
+	return lseek(r->fd, request, SEEK_CUR) < 0 ? 0 : request;
 }
 
 /* The rest of the bundle after the archive's end (tar pads with zero blocks): hashed too. */
 static void read_rest(struct unpack *u)
 {
 	const void *buffer;
-	while (u->hashing && read_source(NULL, u, &buffer) > 0)
+	while (u->hashing && read_source(NULL, &u->main, &buffer) > 0)
 		;
 }
 
@@ -794,12 +988,15 @@ static int check_pinned(struct unpack *u, const char *bundle, struct kb_error *e
 /* The bundle read (or fetched) into the staging directory and checked there: all but the rename. */
 static int run(struct unpack *u, const char *bundle, bool replace, struct kb_error *err)
 {
-	autofree uint8_t *buf = malloc(SOURCE_BUF);
-	if (!buf)
-		return kb_fail(err, ENOMEM, NULL, "unpacking");
-	u->source_buf = buf;
+	u->main = (struct reader){ .u = u, .fd = -1 };
+	u->main.pool = kb_hash_pool_new(SOURCE_BUFS, SOURCE_BUF, &interrupted, err);
+	if (!u->main.pool)
+		return -1;
 	int rc = run_source(u, bundle, replace, err);
-	u->source_buf = NULL;
+	/* Every member's hashing thread has ended by now (settle_all). */
+	kb_hash_pool_free(u->main.pool);
+	u->main.pool = NULL;
+	u->main.buf = NULL;
 	return rc;
 }
 
@@ -817,8 +1014,13 @@ static int run_source(struct unpack *u, const char *bundle, bool replace, struct
 		kb_fetch_stream_end(&stream, 1, NULL);
 		return -1;
 	}
-	u->source_fd = fd;
+	/* A pipe from wget as large as a read: fewer, fuller buffers to hash from (best effort). */
+	if (remote)
+		fcntl(fd, F_SETPIPE_SZ, (int)SOURCE_BUF);
+	u->main.fd = fd;
 	u->bundle_size = (uint64_t)st.st_size;
+	/* Every byte is read in order when --sha256 pins the bundle: no worker reads a member by offset then. */
+	u->seekable = !remote && S_ISREG(st.st_mode) && !u->pinned_sha256[0] && u->hash_threads > 1;
 	int rc = run_archive(u, bundle, replace, err);
 	if (remote && interrupted) {
 		/* Stopped by a signal: wget is given a second, then killed; the signal is the reason. */
@@ -885,7 +1087,8 @@ static int run_archive(struct unpack *u, const char *bundle, bool replace, struc
 	u->ar.read_support_filter_all(a);
 	u->ar.read_support_format_tar(a);
 	int rc = 0;
-	if (u->ar.read_open(a, u, NULL, read_source, NULL) != ARCHIVE_OK)
+	u->main.a = a;
+	if (u->ar.read_open2(a, &u->main, NULL, read_source, skip_source, NULL) != ARCHIVE_OK)
 		rc = interrupted ? fail_interrupted(err)
 				 : kb_fail(err, 0, bundle, "not a readable bundle (%s):",
 					   kb_archive_error(&u->ar, a, "unknown error"));
@@ -903,11 +1106,7 @@ static int run_archive(struct unpack *u, const char *bundle, bool replace, struc
 			rc = kb_fail(err, 0, bundle, "truncated or corrupt (%s):", kb_archive_error(&u->ar, a, "unreadable header"));
 			break;
 		}
-		const char *name = u->ar.entry_pathname(e);
-		if (!name)
-			name = "";
-		if (!strncmp(name, "./", 2) && name[2])
-			name += 2;
+		const char *name = entry_name(u, e);
 		const char *why = refusal(u, e, name);
 		if (!why && u->count == KB_BUNDLE_MAX_MEMBERS)
 			why = "is one member more than the 64 a bundle may have";
@@ -939,7 +1138,13 @@ static int run_archive(struct unpack *u, const char *bundle, bool replace, struc
 				     (unsigned long long)declared, (unsigned long long)free_bytes);
 			break;
 		}
-		rc = extract(u, a, m, err);
+		/* A disk of a local, uncompressed bundle: read by a worker while this reader seeks past it. */
+		if (u->seekable && m->size > BLOCK && u->ar.filter_code(a, 0) == ARCHIVE_FILTER_NONE)
+			rc = dispatch(u, m, (uint64_t)u->ar.read_header_position(a), err);
+		else
+			rc = extract(u, m, err);
+		if (u->abandon) /* a worker failed: settle_all says why */
+			break;
 	}
 	rc = settle_all(u, rc < 0, err);
 	u->ar.read_free(a);

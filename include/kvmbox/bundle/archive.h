@@ -13,6 +13,8 @@ struct kb_archive {
 	__typeof__(archive_read_support_format_tar) *read_support_format_tar;
 	__typeof__(archive_read_open_fd) *read_open_fd;
 	__typeof__(archive_read_open) *read_open;
+	__typeof__(archive_read_open2) *read_open2;
+	__typeof__(archive_read_header_position) *read_header_position;
 	__typeof__(archive_read_next_header) *read_next_header;
 	__typeof__(archive_read_data_block) *read_data_block;
 	__typeof__(archive_read_free) *read_free;

@@ -35,37 +35,47 @@ void kb_sha256_free(struct kb_sha256 *s);
 int kb_sha256_file(const struct kb_sha256_api *api, const char *path, char hex[65], struct kb_error *err);
 
 /*
- * SHA-256 of a file while it is being written, on a thread of its own. The
- * writer says how far the file is final; the thread reads that part back (from
- * the page cache: one buffer, so memory stays flat whatever the file's size),
- * holes as zeros without reading them, and hashes it. The writer never waits
- * for the hash, so the next file can stream in while this one is hashed on
- * another core, and what is hashed is what was written.
+ * SHA-256 of a file while it is being written, on a thread of its own, hashed
+ * from the very buffers the file is written from: the data is touched once
+ * while it is in the CPU's cache, never read back, and what is hashed is what
+ * was written. The writer never waits for the hash unless all of the pool's
+ * buffers are still to be hashed, so a member streams in while the one before
+ * is hashed on another core.
+ *
+ * The pool: the buffers a reader fills (kvmbox unpack's: the bundle as it is
+ * read) and the hashing threads hash from. A buffer is reused once the reader
+ * has released it and every block queued from it has been hashed.
  */
-struct kb_file_hasher;
+struct kb_hash_pool;
+/* @count buffers of @size bytes. @stop (may be NULL): a flag a signal handler sets; kb_hash_pool_take then waits no more. */
+struct kb_hash_pool *kb_hash_pool_new(unsigned count, size_t size, const volatile sig_atomic_t *stop,
+				      struct kb_error *err);
+/* Every hasher that used it finished or cancelled first. NULL: nothing. */
+void kb_hash_pool_free(struct kb_hash_pool *p);
+size_t kb_hash_pool_size(const struct kb_hash_pool *p);
+/* A free buffer, held by the caller until kb_hash_pool_release; waits for one. NULL once @stop is set. */
+uint8_t *kb_hash_pool_take(struct kb_hash_pool *p);
+/* The caller's hold on a buffer kb_hash_pool_take gave released (the blocks queued from it keep it). */
+void kb_hash_pool_release(struct kb_hash_pool *p, const void *buf);
+
+struct kb_hasher;
+/* A thread that hashes the blocks of one file, in the file's order, holes as zeros. */
+struct kb_hasher *kb_hasher_start(const struct kb_sha256_api *api, struct kb_hash_pool *pool,
+				  const volatile sig_atomic_t *stop, struct kb_error *err);
 /*
- * @fd: the file opened read-only, owned from here on (closed at the end, on
- * failure too). @stop (may be NULL): a flag a signal handler sets; once it is
- * non-zero the thread hashes no more.
+ * @len bytes at @offset of the file (at or past the end of the last block; the
+ * bytes between are zeros). In a buffer of the pool: hashed from there, the
+ * buffer held until then; elsewhere: copied into the pool's buffers first
+ * (waiting for one). -1: @stop was set, or @offset goes backwards.
  */
-struct kb_file_hasher *kb_file_hasher_start(const struct kb_sha256_api *api, int fd, const volatile sig_atomic_t *stop,
-					     struct kb_error *err);
-/* The first @final_bytes of the file will not change again. */
-void kb_file_hasher_advance(struct kb_file_hasher *h, uint64_t final_bytes);
+int kb_hasher_add(struct kb_hasher *h, const void *data, size_t len, uint64_t offset);
 /*
- * The file is all written and @size bytes long: wait for the thread and give
- * the digest, or -1 with @err (@name: the file, for the message) when reading
- * it back failed or @stop was set. Frees @h either way.
+ * The file is all written and @size bytes long (the rest after the last block
+ * zeros): wait for the thread and give the digest, or -1 with @err (@name: the
+ * file, for the message) when @stop was set. Frees @h either way.
  */
-int kb_file_hasher_finish(struct kb_file_hasher *h, uint64_t size, uint8_t digest[32], const char *name,
-			  struct kb_error *err);
-/*
- * Newer work goes first: the thread lowers its own priority. For the file that
- * started hashing earlier, when another starts: the later one is the longer
- * path to the end, and the two finish together instead of one after the other.
- */
-void kb_file_hasher_defer(struct kb_file_hasher *h);
+int kb_hasher_finish(struct kb_hasher *h, uint64_t size, uint8_t digest[32], const char *name, struct kb_error *err);
 /* The digest is not wanted: stop the thread and free @h (NULL: nothing). */
-void kb_file_hasher_cancel(struct kb_file_hasher *h);
+void kb_hasher_cancel(struct kb_hasher *h);
 
 #endif
