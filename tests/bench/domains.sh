@@ -69,7 +69,7 @@ qemu_ticks() {
 # The CPU (ms) that libvirtd and the guests' QEMU spent on the last run of $1, recorded
 # in $tmp/$1.cpu: the guests' ticks are read just before they are destroyed.
 ticks_ms() { echo $(($1 * 1000 / $(getconf CLK_TCK))); }
-KVMBOX_JOBS=${KVMBOX_JOBS:-}
+KVMBOX_JOBS=${KVMBOX_JOBS:-$N} # destroys wait on libvirt (~2 s each): all at once
 kvmbox_run() {
 	local before=$(libvirtd_ticks) guests jobs=()
 	[ -z "$KVMBOX_JOBS" ] || jobs=(--jobs "$KVMBOX_JOBS")
