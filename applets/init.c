@@ -876,16 +876,21 @@ static int fetch_config(struct init *in)
 	return 0;
 }
 
-/* The verified config becomes the installed system's: provision reads it there, day 2 keeps it. */
+/*
+ * The verified config becomes the installed system's: provision reads it there, day 2 keeps it.
+ * Written as provision reads it, inside the target: a link there (/etc/kvmbox -> /planted) is
+ * the target's, never followed into the image, where the planted config would be what runs.
+ */
 static int install_config(struct init *in)
 {
 	autofree char *text = NULL;
 	size_t len;
 	struct kb_error err = { 0 };
 	struct kb_write_options opts = { .mode = 0644, .create_dirs = true };
+	struct kb_ctx ctx = target_ctx(in);
 	snprintf(in->config, sizeof(in->config), "%s", DEFAULT_CONFIG);
 	if (kb_read_path(FLEET_DIR "/host.conf", 1 << 20, &text, &len, &err) < 0 ||
-	    kb_write_file_atomic(in->ctx, TARGET DEFAULT_CONFIG, text, len, &opts, &err) < 0) {
+	    kb_write_file_atomic(&ctx, DEFAULT_CONFIG, text, len, &opts, &err) < 0) {
 		char message[sizeof(err.what) + PATH_MAX + 64];
 		failed(in, "%s", kb_error_message(&err, message, sizeof(message)));
 		return -1;
