@@ -191,7 +191,7 @@ static bool row_shown(const struct kb_ctx *ctx, const struct kb_row *row)
  * (an escape sequence, a carriage return or newline that forges a row) or a
  * byte that is not UTF-8 is written as \xNN. Then blanks up to @width.
  */
-static void put_visible(FILE *out, const char *s, int width)
+void kb_put_visible(FILE *out, const char *s, int width)
 {
 	const unsigned char *c = (const unsigned char *)s, *end = c + strlen(s);
 	int shown = 0;
@@ -232,13 +232,13 @@ static void print_human(const struct kb_ctx *ctx, const struct kb_row *rows, siz
 		else
 			fprintf(ctx->out, "%-*s", status_width, name);
 		fputs("  ", ctx->out);
-		put_visible(ctx->out, r->id, id_width);
+		kb_put_visible(ctx->out, r->id, id_width);
 		fputs("  ", ctx->out);
-		put_visible(ctx->out, r->message, 0);
+		kb_put_visible(ctx->out, r->message, 0);
 		fputc('\n', ctx->out);
 		if (r->hint[0] && r->status != KB_PASS) {
 			fprintf(ctx->out, "%*s  %-*s  hint: ", status_width, "", id_width, "");
-			put_visible(ctx->out, r->hint, 0);
+			kb_put_visible(ctx->out, r->hint, 0);
 			fputc('\n', ctx->out);
 		}
 	}
