@@ -130,18 +130,24 @@ struct init {
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
 {
-	char line[512];
+	char line[512], shown[4 * sizeof(line) + 1] = "";
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
+	/* What it names comes from the target (grub.cfg's kernel line) or a server: no escape reaches the console. */
+	FILE *m = fmemopen(shown, sizeof(shown), "w");
+	if (m) {
+		kb_put_visible(m, line, 0);
+		fclose(m);
+	}
 	struct timespec up;
 	clock_gettime(CLOCK_BOOTTIME, &up);
-	fprintf(stdout, "kvmbox-init: [%5lld.%02ld] %s\n", (long long)up.tv_sec, up.tv_nsec / 10000000, line);
+	fprintf(stdout, "kvmbox-init: [%5lld.%02ld] %s\n", (long long)up.tv_sec, up.tv_nsec / 10000000, shown);
 	fflush(stdout);
 	int kmsg = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
 	if (kmsg >= 0) {
-		dprintf(kmsg, "<6>kvmbox-init: %s\n", line);
+		dprintf(kmsg, "<6>kvmbox-init: %s\n", shown);
 		close(kmsg);
 	}
 }
