@@ -96,26 +96,15 @@ static bool ipv4(const char *s)
 	return inet_pton(AF_INET, s, &a) == 1;
 }
 
-/* @s for a message: what a DHCP server sent may hold escapes for the console; at most @size - 1 bytes. */
-static const char *visible(const char *s, char *out, size_t size)
-{
-	size_t i = 0;
-	for (; s[i] && i + 1 < size; i++)
-		out[i] = s[i] > 0x20 && s[i] < 0x7f ? s[i] : '?';
-	out[i] = '\0';
-	return out;
-}
-
 static int bound(struct lease *l, struct kb_error *err)
 {
 	const char *ip = getenv("ip"), *routers = getenv("router");
 	int prefix = prefix_length();
 	char text[64];
 	struct nl_addr *local = NULL;
-	char shown[64];
 	if (!ip || !ipv4(ip) || prefix < 0 || prefix > 32 || snprintf(text, sizeof(text), "%s/%d", ip, prefix) >= (int)sizeof(text) ||
 	    nl_addr_parse(text, AF_INET, &local) < 0)
-		return kb_fail(err, 0, NULL, "the lease has no usable $ip and $mask (ip '%s')", visible(ip ? ip : "", shown, sizeof(shown)));
+		return kb_fail(err, 0, NULL, "the lease has no usable $ip and $mask (ip '%.63s')", ip ? ip : "");
 	bool kept;
 	int rc = flush_ipv4(l, local, &kept, err);
 	if (rc == 0 && !kept) {
@@ -138,7 +127,7 @@ static int bound(struct lease *l, struct kb_error *err)
 	if (rc == 0 && routers && sscanf(routers, "%63s", first) == 1) {
 		struct nl_addr *gw = NULL;
 		if (!ipv4(first) || nl_addr_parse(first, AF_INET, &gw) < 0)
-			return kb_fail(err, 0, NULL, "the lease's router '%s' is not an IPv4 address", visible(first, shown, sizeof(shown)));
+			return kb_fail(err, 0, NULL, "the lease's router '%s' is not an IPv4 address", first);
 		struct rtnl_route *route = kb_route_default(gw, l->ifindex);
 		nl_addr_put(gw);
 		if (!route)
@@ -163,10 +152,8 @@ static int search_words(const char *var, const char *list, char *line, size_t si
 {
 	for (const char *c = list ? list : ""; *(c += strspn(c, " ")); ) {
 		size_t n = strcspn(c, " "), used = strlen(line);
-		char shown[64];
 		if (n > 253 || strspn(c, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") < n)
-			return kb_fail(err, 0, NULL, "the lease's $%s '%s' is not a domain name: refused", var,
-				       visible(c, shown, n + 1 < sizeof(shown) ? n + 1 : sizeof(shown)));
+			return kb_fail(err, 0, NULL, "the lease's $%s '%.*s' is not a domain name: refused", var, n > 63 ? 63 : (int)n, c);
 		if (used + n + 2 > size)
 			return kb_fail(err, 0, NULL, "the lease's search domains are too long for %s", RESOLV_CONF);
 		snprintf(line + used, size - used, " %.*s", (int)n, c);
@@ -190,9 +177,8 @@ static int resolver(struct lease *l, struct kb_error *err)
 		len += snprintf(text + len, sizeof(text) - (size_t)len, "search%s\n", search);
 	int count = 0, used;
 	for (const char *c = dns; count < 3 && sscanf(c, "%63s%n", word, &used) == 1; c += used) {
-		char shown[64];
 		if (!ipv4(word))
-			return kb_fail(err, 0, NULL, "the lease's DNS server '%s' is not an IPv4 address", visible(word, shown, sizeof(shown)));
+			return kb_fail(err, 0, NULL, "the lease's DNS server '%s' is not an IPv4 address", word);
 		len += snprintf(text + len, sizeof(text) - (size_t)len, "nameserver %s\n", word);
 		snprintf(servers + strlen(servers), sizeof(servers) - strlen(servers), "%s%s", count ? " " : "", word);
 		count++;

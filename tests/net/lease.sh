@@ -91,9 +91,9 @@ hostile_lease() {
 	printf 'nameserver 192.0.2.1\n' >"$TESTS_TMP/root/etc/resolv.conf"
 	lease_env() { ip netns exec "$NS_H" env interface=h0 ip=10.78.0.5 mask=24 "$@" "$KVMBOX" --root "$TESTS_TMP/root" lease bound 2>&1; }
 	OUT=$(lease_env dns=10.78.0.53 domain=$'evil.test\nnameserver 6.6.6.6\noptions ndots:15')
-	expect_match "a newline in \$domain" "$OUT" "kvmbox lease: the lease's \\\$domain 'evil\.test\?nameserver' is not a domain name: refused"
+	expect_match "a newline in \$domain" "$OUT" "kvmbox lease: the lease's \\\$domain 'evil\.test\\\\x0anameserver' is not a domain name: refused"
 	OUT=$(lease_env dns=10.78.0.53 domain=ok.test search=$'a.test \e]0;title\a')
-	expect_match "an escape in \$search" "$OUT" "kvmbox lease: the lease's \\\$search '\?\]0;title\?' is not a domain name: refused"
+	expect_match "an escape in \$search" "$OUT" "kvmbox lease: the lease's \\\$search '\\\\x1b\]0;title\\\\x07' is not a domain name: refused"
 	local long
 	long=$(printf 'a%.0s' $(seq 1 240))
 	OUT=$(lease_env dns="10.78.0.53 10.78.0.54 10.78.0.55" domain=x search="$long.test $long.example")
