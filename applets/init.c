@@ -130,18 +130,24 @@ struct init {
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
 {
-	char line[512];
+	char line[512], shown[4 * sizeof(line) + 1] = "";
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
+	/* What it names comes from the target (grub.cfg's kernel line) or a server: no escape reaches the console. */
+	FILE *m = fmemopen(shown, sizeof(shown), "w");
+	if (m) {
+		kb_put_visible(m, line, 0);
+		fclose(m);
+	}
 	struct timespec up;
 	clock_gettime(CLOCK_BOOTTIME, &up);
-	fprintf(stdout, "kvmbox-init: [%5lld.%02ld] %s\n", (long long)up.tv_sec, up.tv_nsec / 10000000, line);
+	fprintf(stdout, "kvmbox-init: [%5lld.%02ld] %s\n", (long long)up.tv_sec, up.tv_nsec / 10000000, shown);
 	fflush(stdout);
 	int kmsg = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
 	if (kmsg >= 0) {
-		dprintf(kmsg, "<6>kvmbox-init: %s\n", line);
+		dprintf(kmsg, "<6>kvmbox-init: %s\n", shown);
 		close(kmsg);
 	}
 }
@@ -875,16 +881,21 @@ static int fetch_config(struct init *in)
 	return 0;
 }
 
-/* The verified config becomes the installed system's: provision reads it there, day 2 keeps it. */
+/*
+ * The verified config becomes the installed system's: provision reads it there, day 2 keeps it.
+ * Written as provision reads it, inside the target: a link there (/etc/kvmbox -> /planted) is
+ * the target's, never followed into the image, where the planted config would be what runs.
+ */
 static int install_config(struct init *in)
 {
 	autofree char *text = NULL;
 	size_t len;
 	struct kb_error err = { 0 };
 	struct kb_write_options opts = { .mode = 0644, .create_dirs = true };
+	struct kb_ctx ctx = target_ctx(in);
 	snprintf(in->config, sizeof(in->config), "%s", DEFAULT_CONFIG);
 	if (kb_read_path(FLEET_DIR "/host.conf", 1 << 20, &text, &len, &err) < 0 ||
-	    kb_write_file_atomic(in->ctx, TARGET DEFAULT_CONFIG, text, len, &opts, &err) < 0) {
+	    kb_write_file_atomic(&ctx, DEFAULT_CONFIG, text, len, &opts, &err) < 0) {
 		char message[sizeof(err.what) + PATH_MAX + 64];
 		failed(in, "%s", kb_error_message(&err, message, sizeof(message)));
 		return -1;

@@ -36,7 +36,8 @@ const char lease_usage[] =
 	"applies the lease in its environment over netlink. bound and renew make\n"
 	"$ip/$mask (or $subnet) the interface's only IPv4 address and add a default\n"
 	"route via the first of $router, and with $dns write /etc/resolv.conf: its\n"
-	"servers (the first three) and $domain and $search as search domains.\n"
+	"servers (the first three) and $domain and $search as search domains (domain\n"
+	"names only: a lease with anything else there is refused, the file kept).\n"
 	"deconfig sets $interface up without IPv4 addresses. Rows say what changed.\n";
 
 struct lease {
@@ -88,15 +89,22 @@ static int flush_ipv4(struct lease *l, const struct nl_addr *keep, bool *kept, s
 	return rc;
 }
 
+/* Whether @s is an IPv4 address in dotted decimal, nothing else (nl_addr_parse takes "default" and "/8" too). */
+static bool ipv4(const char *s)
+{
+	struct in_addr a;
+	return inet_pton(AF_INET, s, &a) == 1;
+}
+
 static int bound(struct lease *l, struct kb_error *err)
 {
 	const char *ip = getenv("ip"), *routers = getenv("router");
 	int prefix = prefix_length();
 	char text[64];
 	struct nl_addr *local = NULL;
-	if (!ip || prefix < 0 || prefix > 32 || snprintf(text, sizeof(text), "%s/%d", ip, prefix) >= (int)sizeof(text) ||
+	if (!ip || !ipv4(ip) || prefix < 0 || prefix > 32 || snprintf(text, sizeof(text), "%s/%d", ip, prefix) >= (int)sizeof(text) ||
 	    nl_addr_parse(text, AF_INET, &local) < 0)
-		return kb_fail(err, 0, NULL, "the lease has no usable $ip and $mask (ip '%s')", ip ? ip : "");
+		return kb_fail(err, 0, NULL, "the lease has no usable $ip and $mask (ip '%.63s')", ip ? ip : "");
 	bool kept;
 	int rc = flush_ipv4(l, local, &kept, err);
 	if (rc == 0 && !kept) {
@@ -118,7 +126,7 @@ static int bound(struct lease *l, struct kb_error *err)
 	char first[64] = "";
 	if (rc == 0 && routers && sscanf(routers, "%63s", first) == 1) {
 		struct nl_addr *gw = NULL;
-		if (nl_addr_parse(first, AF_INET, &gw) < 0)
+		if (!ipv4(first) || nl_addr_parse(first, AF_INET, &gw) < 0)
 			return kb_fail(err, 0, NULL, "the lease's router '%s' is not an IPv4 address", first);
 		struct rtnl_route *route = kb_route_default(gw, l->ifindex);
 		nl_addr_put(gw);
@@ -139,27 +147,42 @@ static int bound(struct lease *l, struct kb_error *err)
  * wget reads it). No $dns: the file is left as it is.
  */
 #define RESOLV_CONF "/etc/resolv.conf"
+/* The words of @list (udhcpc's $domain, $search) on @line: each a domain name (letters, digits, '-', '_', '.'), else refused. */
+static int search_words(const char *var, const char *list, char *line, size_t size, struct kb_error *err)
+{
+	for (const char *c = list ? list : ""; *(c += strspn(c, " ")); ) {
+		size_t n = strcspn(c, " "), used = strlen(line);
+		if (n > 253 || strspn(c, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") < n)
+			return kb_fail(err, 0, NULL, "the lease's $%s '%.*s' is not a domain name: refused", var, n > 63 ? 63 : (int)n, c);
+		if (used + n + 2 > size)
+			return kb_fail(err, 0, NULL, "the lease's search domains are too long for %s", RESOLV_CONF);
+		snprintf(line + used, size - used, " %.*s", (int)n, c);
+		c += n;
+	}
+	return 0;
+}
+
 static int resolver(struct lease *l, struct kb_error *err)
 {
-	const char *dns = getenv("dns"), *domain = getenv("domain"), *search = getenv("search");
+	const char *dns = getenv("dns");
 	if (!dns || !*dns)
 		return 0;
-	char text[1024], word[64], servers[128] = "";
+	/* glibc reads a search line of 256 characters at most. */
+	char text[1024], word[64], servers[128] = "", search[256] = "";
+	if (search_words("domain", getenv("domain"), search, sizeof(search), err) < 0 ||
+	    search_words("search", getenv("search"), search, sizeof(search), err) < 0)
+		return -1;
 	int len = snprintf(text, sizeof(text), "# from the DHCP lease on %s (kvmbox lease)\n", l->iface);
-	if ((domain && *domain) || (search && *search))
-		len += snprintf(text + len, sizeof(text) - (size_t)len, "search%s%s%s%s\n", domain && *domain ? " " : "",
-				domain ? domain : "", search && *search ? " " : "", search ? search : "");
+	if (search[0])
+		len += snprintf(text + len, sizeof(text) - (size_t)len, "search%s\n", search);
 	int count = 0, used;
 	for (const char *c = dns; count < 3 && sscanf(c, "%63s%n", word, &used) == 1; c += used) {
-		struct in_addr a;
-		if (inet_pton(AF_INET, word, &a) != 1)
+		if (!ipv4(word))
 			return kb_fail(err, 0, NULL, "the lease's DNS server '%s' is not an IPv4 address", word);
 		len += snprintf(text + len, sizeof(text) - (size_t)len, "nameserver %s\n", word);
 		snprintf(servers + strlen(servers), sizeof(servers) - strlen(servers), "%s%s", count ? " " : "", word);
 		count++;
 	}
-	if (len >= (int)sizeof(text))
-		return kb_fail(err, 0, NULL, "the lease's search domains are too long for %s", RESOLV_CONF);
 	autofree char *old = NULL;
 	size_t old_len = 0;
 	bool same = kb_read_file(l->ctx, RESOLV_CONF, 1 << 16, &old, &old_len, NULL) == 0 && old_len == (size_t)len &&

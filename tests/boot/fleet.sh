@@ -17,6 +17,7 @@ cd "$(dirname "$0")/../.." || exit 1
 
 if [ "${SAN:-}" = 1 ]; then
 	skip three_hosts_boot_by_pxe_at_once "the image carries the plain build, not the sanitizer one"
+	skip planted_link_gets_the_verified_config "the image carries the plain build, not the sanitizer one"
 	skip tampered_config_changes_nothing "the image carries the plain build, not the sanitizer one"
 	done_testing
 	exit
@@ -252,6 +253,31 @@ tampered_config_changes_nothing() {
 		"^failed ${BASES[4]}/fleet/hosts/$mac\\.conf has SHA-256 [0-9a-f]{64}, but the fleet's SHA256SUMS lists [0-9a-f]{64}: refused$"
 }
 
+# The installed system is input: its /etc/kvmbox a link to /run/kvmbox/fleet (a directory
+# the rescue image has too), where it keeps a config of its own. The verified config is
+# written through the link inside the target (not into the image's directory), so provision
+# runs the fleet's config, not the planted one.
+planted_link_gets_the_verified_config() {
+	[ -n "${MANIFEST_SUM:-}" ] || fleet_files || { fail "cannot make the fleet's files"; return; }
+	local root=$TESTS_TMP/disk-root-5 mac serial
+	mac=$(dashed "${MACS[2]}")
+	rm -rf "$root"
+	mkdir -p "$root/etc/default" "$root/var/lib" "$root/run/kvmbox/fleet"
+	printf 'root:x:0:\nkvm:x:994:\n' >"$root/etc/group"
+	ln -s /run/kvmbox/fleet "$root/etc/kvmbox"
+	printf '[hugepages]\ncount = 99\nreserve = 256M\npersist = yes\n' >"$root/run/kvmbox/fleet/host.conf"
+	truncate -s 64M "$TESTS_TMP/disk5.img"
+	mkfs.ext4 -q -F -L kvmbox-target -d "$root" "$TESTS_TMP/disk5.img"
+	rm -f "$SRV/reports/$mac"
+	pxe_boot 5 "${MACS[2]}"
+	wait_boots
+	serial=$(tr -d '\r' <"$TESTS_TMP/serial5.log")
+	[ "$(cat "$TESTS_TMP/rc5")" = 33 ] || fail "QEMU exit $(cat "$TESTS_TMP/rc5") (33 = success); serial log:"$'\n'"$(tail -30 <<<"$serial")"
+	expect_eq "the verified config, through the target's link" "$(disk_file 5 /run/kvmbox/fleet/host.conf)" "$(cat "$SRV/fleet/hosts/default.conf")"
+	expect_match "the verified config's hugepages" "$(disk_file 5 /etc/sysctl.d/80-kvmbox-hugepages.conf)" "vm.nr_hugepages = 2$"
+}
+
 t three_hosts_boot_by_pxe_at_once
+t planted_link_gets_the_verified_config
 t tampered_config_changes_nothing
 done_testing

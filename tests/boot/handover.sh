@@ -114,6 +114,19 @@ unknown_action_refused() {
 	expect_eq "disk untouched" "$(sha256sum "$TESTS_TMP/disk.img" | cut -d' ' -f1)" "$before"
 }
 
+# The installed system's grub.cfg is input: a kernel path with an escape sequence is shown
+# on the console as \xNN (no escape reaches whoever reads it), and the kexec fails cleanly.
+escaped_kernel_path_on_the_console() {
+	disk
+	printf 'menuentry x {\n\tlinux /boot/vmlinuz\033]0;pwned\007\033[2J root=/dev/vda\n}\n' >"$TESTS_TMP/evil.cfg"
+	debugfs -w -R "rm /boot/grub/grub.cfg" "$TESTS_TMP/disk.img" >/dev/null 2>&1
+	debugfs -w -R "write $TESTS_TMP/evil.cfg /boot/grub/grub.cfg" "$TESTS_TMP/disk.img" >/dev/null 2>&1
+	boot "kvmbox.action=kexec"
+	expect_eq "QEMU exit (65 = failure verdict)" "$QEMU_RC" 65
+	expect_match "the path shown escaped" "$SERIAL" 'kexec: opening /target/boot/vmlinuz\\x1b\]0;pwned\\x07\\x1b\[2J: No such file or directory'
+	[[ "$(grep -a 'kvmbox-init' <<<"$SERIAL")" != *$'\e'* ]] || fail "an escape character on the console: $(grep -a 'vmlinuz' <<<"$SERIAL" | od -c | head -5)"
+}
+
 # Netboot on a wire where nobody answers DHCP: retried until kvmbox.timeout=, then the
 # failure verdict; no report (no network to send it over), never a hang.
 no_lease_fails_in_time() {
@@ -132,5 +145,6 @@ t kexec_into_the_installed_kernel
 t reboots
 t failed_handover_powers_off
 t unknown_action_refused
+t escaped_kernel_path_on_the_console
 t no_lease_fails_in_time
 done_testing

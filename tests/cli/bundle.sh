@@ -119,6 +119,10 @@ test_hostile_bundles_are_refused() {
 	hostile subdir "member sub/disk\.raw is not a plain file name"
 	(cd "$m" && tar -cf "$h/duplicate.tar" domain.xml disk.raw SHA256SUMS && tar -rf "$h/duplicate.tar" disk.raw)
 	hostile duplicate "member disk\.raw appears twice"
+	# A name with an escape sequence and a newline: shown as \xNN on one line, nothing sent to the terminal.
+	(cd "$m" && echo x >$'e\e]0;pwned\a\nx.img' && tar -cf "$h/escape.tar" domain.xml disk.raw e* SHA256SUMS && rm e*)
+	hostile escape "member e\\\\x1b\\]0;pwned\\\\x07\\\\x0ax\\.img is not a plain file name at the top of the bundle$"
+	[[ "$ERR" != *$'\e'* ]] || fail "an escape character reached the terminal: $(printf '%q' "$ERR")"
 	(cd "$m" && echo extra >extra.img && tar -cf "$h/unlisted.tar" domain.xml disk.raw extra.img SHA256SUMS && rm extra.img)
 	hostile unlisted "member is not listed in SHA256SUMS: extra\.img"
 	(cd "$m" && tar -cf "$h/missing.tar" domain.xml SHA256SUMS)

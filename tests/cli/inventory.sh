@@ -80,6 +80,30 @@ test_this_host_quickly() {
 	expect_rc 2
 }
 
+# DMI strings and disk models/serials are what the firmware or a disk says: escapes, a
+# carriage return, a newline (a forged row), bytes that are not UTF-8. The text shows
+# them as \xNN, the JSON escapes them and stays valid.
+test_hostile_strings() {
+	local r
+	r=$(inventory_root)
+	printf 'Evil\033[2J\033]0;pwned\007 Corp\n' >"$r/sys/class/dmi/id/sys_vendor"
+	printf 'Box\rPASS  kvm\n' >"$r/sys/class/dmi/id/product_name"
+	printf 'SER\001\177\377\302\233IAL\n' >"$r/sys/class/dmi/id/product_serial"
+	printf 'MOD\033[31mEL\n' >"$r/sys/block/sda/device/model"
+	printf 'S45\nPASS  kvm  forged\n' >"$r/sys/block/sda/device/serial"
+	run --root "$r" inventory
+	expect_rc 0
+	expect_eq "no control character in the text" "$(tr -d '\n' <<<"$OUT" | LC_ALL=C tr -d '\040-\176' | od -An -c | tr -d ' ')" ""
+	expect_eq "sda" "$(grep ' sda ' <<<"$OUT")" 'INFO  sda        480.1 GB MOD\x1b[31mEL, serial S45\x0aPASS  kvm  forged'
+	expect_eq "dmi" "$(grep ' dmi ' <<<"$OUT")" 'INFO  dmi        Evil\x1b[2J\x1b]0;pwned\x07 Corp Box\x0dPASS  kvm, serial SER\x01\x7f\xff\xc2\x9bIAL'
+	expect_eq "rows" "$(grep -c . <<<"$OUT")" 7
+	run --root "$r" inventory --json
+	expect_rc 0
+	expect_eq "dmi in JSON" "$(jq -ac .inventory.dmi <<<"$OUT")" '{"vendor":"Evil\u001b[2J\u001b]0;pwned\u0007 Corp","product":"Box\rPASS  kvm","serial":"SER\u0001\u007f\u00ff\u009bIAL"}'
+	expect_eq "serial in JSON" "$(jq -c '.inventory.disks[0].serial' <<<"$OUT")" '"S45\nPASS  kvm  forged"'
+}
+
 t test_fixture_root
 t test_this_host_quickly
+t test_hostile_strings
 done_testing

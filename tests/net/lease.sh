@@ -8,7 +8,8 @@
 
 NS_C=kvmbox-lease-c-$$
 NS_S=kvmbox-lease-s-$$
-at_exit "ip netns del $NS_C 2>/dev/null; ip netns del $NS_S 2>/dev/null"
+NS_H=kvmbox-lease-h-$$
+at_exit "ip netns del $NS_C 2>/dev/null; ip netns del $NS_S 2>/dev/null; ip netns del $NS_H 2>/dev/null"
 
 dhcp_topology() {
 	ip netns add "$NS_C" && ip netns add "$NS_S" || return 1
@@ -80,6 +81,40 @@ bad_events() {
 	expect_match "no such interface" "$OUT" "^kvmbox lease: .*nonexistent0"
 }
 
+# What a DHCP server sends is input: a search domain with a newline (a nameserver or
+# "options" line of the server's choosing in resolv.conf), escapes, one too long for the
+# file, a router or address that is not dotted decimal: refused, resolv.conf left as it was.
+hostile_lease() {
+	ip netns add "$NS_H" && ip link add h0 netns "$NS_H" type veth peer name h1 netns "$NS_H" ||
+		{ fail "cannot create network namespaces"; return; }
+	mkdir -p "$TESTS_TMP/root/etc"
+	printf 'nameserver 192.0.2.1\n' >"$TESTS_TMP/root/etc/resolv.conf"
+	lease_env() { ip netns exec "$NS_H" env interface=h0 ip=10.78.0.5 mask=24 "$@" "$KVMBOX" --root "$TESTS_TMP/root" lease bound 2>&1; }
+	OUT=$(lease_env dns=10.78.0.53 domain=$'evil.test\nnameserver 6.6.6.6\noptions ndots:15')
+	expect_match "a newline in \$domain" "$OUT" "kvmbox lease: the lease's \\\$domain 'evil\.test\\\\x0anameserver' is not a domain name: refused"
+	OUT=$(lease_env dns=10.78.0.53 domain=ok.test search=$'a.test \e]0;title\a')
+	expect_match "an escape in \$search" "$OUT" "kvmbox lease: the lease's \\\$search '\\\\x1b\]0;title\\\\x07' is not a domain name: refused"
+	local long
+	long=$(printf 'a%.0s' $(seq 1 240))
+	OUT=$(lease_env dns="10.78.0.53 10.78.0.54 10.78.0.55" domain=x search="$long.test $long.example")
+	expect_match "search domains past glibc's 256 characters" "$OUT" "kvmbox lease: the lease's search domains are too long for /etc/resolv.conf"
+	OUT=$(lease_env dns=10.78.0.53 search="$(printf 'a%.0s' $(seq 1 990))")
+	expect_match "a search domain past 253 characters" "$OUT" "kvmbox lease: the lease's \\\$search 'aaaa.*' is not a domain name: refused"
+	expect_eq "resolv.conf untouched" "$(cat "$TESTS_TMP/root/etc/resolv.conf")" "nameserver 192.0.2.1"
+	OUT=$(lease_env router=10.78.0.1/8)
+	expect_match "a router with a prefix" "$OUT" "kvmbox lease: the lease's router '10\.78\.0\.1/8' is not an IPv4 address"
+	expect_eq "no default route" "$(ip -n "$NS_H" route show default)" ""
+	OUT=$(ip netns exec "$NS_H" env interface=h0 ip=default mask=24 "$KVMBOX" --root "$TESTS_TMP/root" lease bound 2>&1)
+	expect_match "an address that is a word" "$OUT" "kvmbox lease: the lease has no usable \\\$ip and \\\$mask \(ip 'default'\)"
+	# Good names still go through: several search domains, '-' and '_' in them.
+	OUT=$(lease_env dns=10.78.0.53 domain=fleet-1.test search="a_b.test c.example")
+	expect_eq "resolv.conf of good names" "$(cat "$TESTS_TMP/root/etc/resolv.conf")" "# from the DHCP lease on h0 (kvmbox lease)
+search fleet-1.test a_b.test c.example
+nameserver 10.78.0.53"
+	ip netns del "$NS_H"
+}
+
 t udhcpc_gets_address_and_route
 t bad_events
+t hostile_lease
 done_testing

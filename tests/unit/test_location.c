@@ -4,7 +4,9 @@
 #include <setjmp.h>
 #include <cmocka.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kvmbox/core/context.h"
@@ -59,11 +61,68 @@ static void refusals(void **state)
 	assert_non_null(strstr(err.what, "/debian/.disk/info': not an ISO 9660 image"));
 }
 
+/*
+ * A tree whose directory is a link out of it (install.amd -> a host directory
+ * holding vmlinuz and initrd.gz): the tree is a root of its own, the link is
+ * resolved inside it, so no installer is found and nothing of the host is copied.
+ */
+static void linked_directory(void **state)
+{
+	(void)state;
+	struct kb_installer inst;
+	struct kb_error err = { 0 };
+	kb_ctx_init(&ctx);
+	char base[] = "/tmp/kvmbox-location-XXXXXX", path[512], tree[512];
+	assert_non_null(mkdtemp(base));
+	snprintf(path, sizeof(path), "%s/host", base);
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/host/vmlinuz", base);
+	fclose(fopen(path, "w"));
+	snprintf(path, sizeof(path), "%s/host/initrd.gz", base);
+	fclose(fopen(path, "w"));
+	snprintf(tree, sizeof(tree), "%s/tree", base);
+	assert_int_equal(mkdir(tree, 0755), 0);
+	snprintf(path, sizeof(path), "%s/tree/install.amd", base);
+	char host[512];
+	snprintf(host, sizeof(host), "%s/host", base);
+	assert_int_equal(symlink(host, path), 0);
+	assert_int_equal(kb_location_find(&ctx, tree, &inst, &err), -1);
+	assert_non_null(strstr(err.what, "no installer kernel and initrd in it"));
+	/* A link inside the tree stays inside it: found, and copied from there. */
+	assert_int_equal(unlink(path), 0);
+	snprintf(path, sizeof(path), "%s/tree/real", base);
+	assert_int_equal(mkdir(path, 0755), 0);
+	snprintf(path, sizeof(path), "%s/tree/real/vmlinuz", base);
+	FILE *f = fopen(path, "w");
+	fputs("kernel", f);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/tree/real/initrd.gz", base);
+	fclose(fopen(path, "w"));
+	snprintf(path, sizeof(path), "%s/tree/install.amd", base);
+	assert_int_equal(symlink("/real", path), 0);
+	assert_int_equal(kb_location_find(&ctx, tree, &inst, &err), 0);
+	assert_string_equal(inst.kernel, "install.amd/vmlinuz");
+	char dest[512], text[16] = "";
+	snprintf(dest, sizeof(dest), "%s/copied", base);
+	assert_int_equal(kb_location_copy(&ctx, tree, &inst, inst.kernel, dest, &err), 0);
+	f = fopen(dest, "r");
+	assert_non_null(fgets(text, sizeof(text), f));
+	fclose(f);
+	assert_string_equal(text, "kernel");
+	static const char *const made[] = { "copied", "tree/install.amd", "tree/real/vmlinuz", "tree/real/initrd.gz", "tree/real",
+					    "tree", "host/vmlinuz", "host/initrd.gz", "host", "" };
+	for (size_t i = 0; i < sizeof(made) / sizeof(made[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", base, made[i]);
+		assert_int_equal(remove(path), 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(layouts),
 		cmocka_unit_test(refusals),
+		cmocka_unit_test(linked_directory),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

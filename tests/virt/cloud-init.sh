@@ -139,11 +139,14 @@ bad_inputs_refused() {
 	local name=kvmbox-test-cibad
 	printf -- '-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n-----END OPENSSH PRIVATE KEY-----\n' >"$TESTS_TMP/id"
 	head -c $((1024 * 1024 + 1)) /dev/zero | tr '\0' x >"$TESTS_TMP/big"
+	ln -sf /etc/hostname "$TESTS_TMP/hostname-link" # the seed would carry a host file to the guest
 	local -a cases=(
 		"ssh-key=$TESTS_TMP/nosuch|1|cloud-init 'ssh-key=$TESTS_TMP/nosuch': cannot read it"
 		"ssh-key=$TESTS_TMP/id|1|cloud-init 'ssh-key=$TESTS_TMP/id': is a private key"
 		"user-data=$TESTS_TMP/big|1|cloud-init 'user-data=$TESTS_TMP/big': is larger than 1024 KiB"
 		"network-config=$TESTS_TMP|1|cloud-init 'network-config=$TESTS_TMP': is not a regular file"
+		"user-data=/etc/hostname|1|cloud-init user-data '/etc/hostname': /etc/hostname is under /etc, a file of the host itself \\(--allow-host-file gives it to the guest anyway\\)"
+		"meta-data=$TESTS_TMP/hostname-link|1|cloud-init meta-data '$TESTS_TMP/hostname-link': /etc/hostname is under /etc"
 		"sshkey=$KEY|2|cloud-init 'sshkey': unknown option"
 		"user-data=$KEY,ssh-key=$KEY|2|user-data= is the whole user-data"
 	)

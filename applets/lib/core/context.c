@@ -6,6 +6,7 @@
 
 #include "kvmbox/core/context.h"
 #include "kvmbox/core/error.h"
+#include "kvmbox/core/output.h"
 
 void kb_ctx_init(struct kb_ctx *ctx)
 {
@@ -24,9 +25,13 @@ void kb_ctx_init(struct kb_ctx *ctx)
 void kb_say_error(const struct kb_ctx *ctx, const char *fmt, ...)
 {
 	va_list ap;
+	char *text = NULL;
 	fprintf(ctx->err, "kvmbox %s: ", ctx->applet);
 	va_start(ap, fmt);
-	vfprintf(ctx->err, fmt, ap);
+	/* What an error names (a member of a bundle, an ISO's volume id) may hold escapes for the terminal. */
+	if (vasprintf(&text, fmt, ap) >= 0)
+		kb_put_visible(ctx->err, text, 0);
+	free(text);
 	va_end(ap);
 	if (ctx->last_error && ctx->last_error_size) {
 		/* Every error of the run, in order: the first one usually says why, the last what followed. */

@@ -186,6 +186,32 @@ static bool row_shown(const struct kb_ctx *ctx, const struct kb_row *row)
 	       (row->status != KB_PASS && row->status != KB_INFO && row->status != KB_UNCHANGED);
 }
 
+/*
+ * @s as text for a terminal: what rows carry comes from files a root, a disk or
+ * a server wrote (DMI strings, serials, volume ids), so a control character
+ * (an escape sequence, a carriage return or newline that forges a row) or a
+ * byte that is not UTF-8 is written as \xNN. Then blanks up to @width.
+ */
+void kb_put_visible(FILE *out, const char *s, int width)
+{
+	const unsigned char *c = (const unsigned char *)s, *end = c + strlen(s);
+	int shown = 0;
+	while (c < end) {
+		size_t n = utf8_sequence(c, (size_t)(end - c));
+		/* C0 controls, DEL, and C1 controls (U+0080..U+009F: CSI among them). */
+		if (n == 0 || *c < 0x20 || *c == 0x7f || (n == 2 && c[0] == 0xc2 && c[1] < 0xa0)) {
+			shown += fprintf(out, "\\x%02x", *c);
+			c++;
+		} else {
+			fwrite(c, 1, n, out);
+			c += n;
+			shown += (int)n;
+		}
+	}
+	if (width > shown)
+		fprintf(out, "%*s", width - shown, "");
+}
+
 static void print_human(const struct kb_ctx *ctx, const struct kb_row *rows, size_t count)
 {
 	int id_width = 0, status_width = 0;
@@ -206,9 +232,16 @@ static void print_human(const struct kb_ctx *ctx, const struct kb_row *rows, siz
 				status_width - (int)strlen(name), "");
 		else
 			fprintf(ctx->out, "%-*s", status_width, name);
-		fprintf(ctx->out, "  %-*s  %s\n", id_width, r->id, r->message);
-		if (r->hint[0] && r->status != KB_PASS)
-			fprintf(ctx->out, "%*s  %-*s  hint: %s\n", status_width, "", id_width, "", r->hint);
+		fputs("  ", ctx->out);
+		kb_put_visible(ctx->out, r->id, id_width);
+		fputs("  ", ctx->out);
+		kb_put_visible(ctx->out, r->message, 0);
+		fputc('\n', ctx->out);
+		if (r->hint[0] && r->status != KB_PASS) {
+			fprintf(ctx->out, "%*s  %-*s  hint: ", status_width, "", id_width, "");
+			kb_put_visible(ctx->out, r->hint, 0);
+			fputc('\n', ctx->out);
+		}
 	}
 }
 

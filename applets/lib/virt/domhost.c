@@ -349,5 +349,12 @@ int kb_domnew_check_host(const struct kb_ctx *ctx, const struct kb_xml *xml, str
 		return -1;
 	if (check_bridges(ctx, d, err) < 0 || check_hostdevs(ctx, d, node, err) < 0 || check_filesystems(ctx, d, err) < 0)
 		return -1;
+	/* The seed carries these files' text to the guest: a host file is no more its than a disk (the key is checked to be one). */
+	const struct { const char *word, *path; } seed_files[] = { { "cloud-init user-data", d->cloud_init.user_data },
+								   { "cloud-init meta-data", d->cloud_init.meta_data },
+								   { "cloud-init network-config", d->cloud_init.network_config } };
+	for (size_t i = 0; i < sizeof(seed_files) / sizeof(seed_files[0]); i++)
+		if (seed_files[i].path[0] && check_host_file(ctx, d, seed_files[i].word, seed_files[i].path, err) < 0)
+			return -1;
 	return check_images(ctx, d, err);
 }

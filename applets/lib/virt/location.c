@@ -41,19 +41,30 @@ int kb_location_layout(bool (*has)(void *opaque, const char *path), void *opaque
 	return -1;
 }
 
-/* A directory: a regular file at the relative path (the last component not a link). */
-struct tree {
-	const struct kb_ctx *ctx;
-	const char *dir;
-};
+/*
+ * A tree is a root of its own: its paths are resolved inside it, so a link in
+ * it (install.amd -> /root/private) never leads to a host file, which would be
+ * copied out readable by all. @dir holds the tree's host path.
+ */
+static int tree_root(const struct kb_ctx *ctx, const char *location, struct kb_ctx *tree, struct kb_path *dir,
+		     struct kb_error *err)
+{
+	if (kb_sysroot_resolved_path(ctx, location, true, dir, err) < 0)
+		return -1;
+	*tree = *ctx;
+	tree->root = dir->s;
+	tree->target = NULL;
+	return 0;
+}
 
+/* A directory: a regular file at the relative path (the last component not a link). */
 static bool tree_has(void *opaque, const char *path)
 {
-	const struct tree *t = opaque;
+	const struct kb_ctx *tree = opaque;
 	char full[PATH_MAX];
 	struct stat st;
-	return snprintf(full, sizeof(full), "%s/%s", t->dir, path) < (int)sizeof(full) &&
-	       kb_sysroot_stat(t->ctx, full, &st, true, NULL) == 0 && S_ISREG(st.st_mode);
+	return snprintf(full, sizeof(full), "/%s", path) < (int)sizeof(full) &&
+	       kb_sysroot_stat(tree, full, &st, true, NULL) == 0 && S_ISREG(st.st_mode);
 }
 
 /* An ISO: which of the layouts' paths its directory lists as regular files. */
@@ -103,8 +114,11 @@ int kb_location_find(const struct kb_ctx *ctx, const char *location, struct kb_i
 		return kb_fail(err, why.errnum, NULL, "location '%s': %s", location, strerror(why.errnum));
 	int rc;
 	if (S_ISDIR(st.st_mode)) {
-		struct tree t = { ctx, location };
-		rc = kb_location_layout(tree_has, &t, out);
+		struct kb_ctx tree;
+		struct kb_path dir;
+		if (tree_root(ctx, location, &tree, &dir, err) < 0)
+			return -1;
+		rc = kb_location_layout(tree_has, &tree, out);
 	} else if (S_ISREG(st.st_mode)) {
 		struct kb_archive ar;
 		struct iso iso = { { 0 }, { 0 } };
@@ -182,12 +196,17 @@ static int copy_from_iso(const struct kb_ctx *ctx, const char *location, const c
 	return rc;
 }
 
-/* The file's bytes from the tree into @out (the last component not a link). */
+/* The file's bytes from the tree into @out (resolved inside the tree, the last component not a link). */
 static int copy_from_tree(const struct kb_ctx *ctx, const char *location, const char *member, int out, struct kb_error *err)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX], inside[PATH_MAX];
+	struct kb_ctx tree;
+	struct kb_path dir;
+	if (tree_root(ctx, location, &tree, &dir, err) < 0)
+		return -1;
 	snprintf(path, sizeof(path), "%s/%s", location, member);
-	autoclose_fd in = kb_sysroot_open(ctx, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0, err);
+	snprintf(inside, sizeof(inside), "/%s", member);
+	autoclose_fd in = kb_sysroot_open(&tree, inside, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0, err);
 	if (in < 0)
 		return -1;
 	char buf[64 * 1024];

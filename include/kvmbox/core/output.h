@@ -111,6 +111,14 @@ void kb_progress_end(const struct kb_ctx *ctx, struct kb_progress *p);
  * reads as what it says.
  */
 void kb_json_string(FILE *out, const char *s);
+
+/*
+ * @s as text for a terminal, padded with blanks to @width bytes: control
+ * characters, C1 controls and bytes that are not UTF-8 (from a root, a disk,
+ * an ISO, a bundle, a server) as \xNN, so no escape sequence reaches it and no
+ * newline forges a line.
+ */
+void kb_put_visible(FILE *out, const char *s, int width);
 /* The same for @len bytes of @s (which may hold NULs, escaped as \u0000). */
 void kb_json_string_len(FILE *out, const char *s, size_t len);
 
