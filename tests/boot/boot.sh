@@ -13,6 +13,7 @@ cd "$(dirname "$0")/../.." || exit 1
 if [ "${SAN:-}" = 1 ]; then
 	skip image_fits_and_reads_xml "the image carries the plain build, not the sanitizer one"
 	skip finds_the_target_on_md_raid1 "the image carries the plain build, not the sanitizer one"
+	skip finds_the_target_on_lvm "the image carries the plain build, not the sanitizer one"
 	skip boots_and_provisions "the image carries the plain build, not the sanitizer one"
 	skip missing_target_powers_off_with_failure "the image carries the plain build, not the sanitizer one"
 	skip continues_into_the_installed_system "the image carries the plain build, not the sanitizer one"
@@ -217,7 +218,7 @@ image_fits_and_reads_xml() {
 	expect_eq "no libstdc++ or ICU data" "$(find "$dir" -name 'libstdc++*' -o -name 'libicudata*')" ""
 	# The server NICs and software RAID within the budget: the modules and mdadm are there.
 	local module missing=""
-	for module in igb ixgbe i40e ice bnxt_en tg3 mlx5_core md-mod raid1; do
+	for module in igb ixgbe i40e ice bnxt_en tg3 mlx5_core md-mod raid1 dm-mod; do
 		[ -n "$(find "$dir/lib/modules" -name "$module.ko*")" ] || missing+=" $module"
 	done
 	expect_eq "modules carried" "$missing" ""
@@ -256,8 +257,40 @@ finds_the_target_on_md_raid1() {
 	done
 }
 
+# An installed system on an LVM logical volume (made by lvm2 on a loop device with
+# activation off: the test host's kernel has no device-mapper), in a VG whose name has a
+# dash: the image's init activates the LV (device-mapper's name doubles the dash), and the
+# target is found by its label on it.
+finds_the_target_on_lvm() {
+	local root=$TESTS_TMP/disk-root fs=$TESTS_TMP/lv-fs.img loop lvm_off='global { activation = 0 }' pe_start out
+	rm -rf "$root"
+	mkdir -p "$root/etc/kvmbox" "$root/var/lib"
+	printf '[hugepages]\ncount = 8\nreserve = 256M\npersist = yes\n' >"$root/etc/kvmbox/host.conf"
+	truncate -s 32M "$fs"
+	mkfs.ext4 -q -F -L kvmbox-target -d "$root" "$fs"
+	rm -f "$TESTS_TMP/disk.img"
+	truncate -s 64M "$TESTS_TMP/disk.img"
+	loop=$(losetup -f --show "$TESTS_TMP/disk.img") || { fail "losetup"; return; }
+	out=$(pvcreate -q --config "$lvm_off" "$loop" 2>&1 && vgcreate -q --config "$lvm_off" kvmbox-vg "$loop" 2>&1 &&
+		lvcreate -q -an -Zn --config "$lvm_off" -L 32M -n root kvmbox-vg 2>&1 &&
+		pvs --noheadings --units s -o pe_start --config "$lvm_off" "$loop" 2>&1)
+	pe_start=$(tail -1 <<<"$out" | tr -dc 0-9)
+	losetup -d "$loop"
+	[ -n "$pe_start" ] || { fail "lvm2: $out"; return; }
+	# Its LV is the VG's first extents: the filesystem at pe_start.
+	dd if="$fs" of="$TESTS_TMP/disk.img" bs=512 seek="$pe_start" conv=notrunc status=none
+	boot "kvmbox.target=LABEL=kvmbox-target kvmbox.action=poweroff"
+	[ "$QEMU_RC" = 33 ] || fail "QEMU exit $QEMU_RC (33 = success verdict); serial log:"$'\n'"$(tail -40 <<<"$SERIAL")"
+	expect_match "activated" "$SERIAL" "kvmbox-init: \\[ *[0-9.]+\\] LVM: 1 logical volume activated"
+	expect_match "found by label on the LV" "$SERIAL" "kvmbox-init: \\[ *[0-9.]+\\] target LABEL=kvmbox-target is /dev/(mapper/kvmbox--vg-root|dm-0)"
+	expect_match "provisioned" "$SERIAL" "changed +hugepages "
+	dd if="$TESTS_TMP/disk.img" of="$fs" bs=512 skip="$pe_start" count=65536 status=none
+	expect_match "state on the LV" "$(debugfs -R "cat /var/lib/kvmbox/state" "$fs" 2>/dev/null)" "result=ok"
+}
+
 t image_fits_and_reads_xml
 t finds_the_target_on_md_raid1
+t finds_the_target_on_lvm
 t boots_and_provisions
 t missing_target_powers_off_with_failure
 t continues_into_the_installed_system
