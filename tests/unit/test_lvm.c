@@ -48,6 +48,25 @@ static void an_lv_on_a_missing_pv_stays_out(void **state)
 	free(text);
 }
 
+/* Segment types other than linear and striped (thin, raid1, cache ...) and nonsense counts: not activated. */
+static void other_segment_types_stay_out(void **state)
+{
+	(void)state;
+	static const char text[] =
+		"vg { id = \"a\" extent_size = 8192\n"
+		"physical_volumes { pv0 { id = \"rXR5ee-U1st-T4Dw-mPaJ-PQ0J-EXFm-qdZBWB\" pe_start = 2048 } }\n"
+		"logical_volumes {\n"
+		" thin { id = \"b\" status = [\"READ\", \"VISIBLE\"] segment1 { start_extent = 0 extent_count = 1 type = \"thin\" } }\n"
+		" none { id = \"c\" status = [\"VISIBLE\"] segment1 { start_extent = 0 extent_count = 1 type = \"striped\" stripe_count = 0 stripes = [ ] } }\n"
+		" lin { id = \"d\" status = [\"VISIBLE\"] segment1 { start_extent = 0 extent_count = 1 type = \"striped\" stripe_count = 1 stripes = [ \"pv0\", 1 ] } }\n"
+		"} }\n";
+	struct kb_lvm_lv lvs[4];
+	struct kb_error err = { 0 };
+	assert_int_equal(kb_lvm_tables(text, strlen(text), both, 1, lvs, 4, &err), 1);
+	assert_string_equal(lvs[0].name, "vg-lin");
+	assert_string_equal(lvs[0].table, "0 8192 linear 254:16 10240\n");
+}
+
 static void garbage_is_refused(void **state)
 {
 	(void)state;
@@ -74,6 +93,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(visible_lvs_with_their_segments),
 		cmocka_unit_test(an_lv_on_a_missing_pv_stays_out),
+		cmocka_unit_test(other_segment_types_stay_out),
 		cmocka_unit_test(garbage_is_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

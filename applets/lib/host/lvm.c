@@ -71,13 +71,14 @@ static int scalar(struct parser *ps, char *out, size_t size)
 			return kb_fail(ps->err, EINVAL, NULL, "LVM metadata: a string runs to the end");
 		ps->p++;
 	} else {
-		while (ps->p < ps->end && (isalnum((unsigned char)*ps->p) || strchr("_.+-", *ps->p))) {
+		while (ps->p < ps->end && (isalnum((unsigned char)*ps->p) || (*ps->p && strchr("_.+-", *ps->p)))) {
 			if (n + 1 < size)
 				out[n++] = *ps->p;
 			ps->p++;
 		}
 		if (!n)
-			return kb_fail(ps->err, EINVAL, NULL, "LVM metadata: a value expected near \"%.20s\"", ps->p);
+			return kb_fail(ps->err, EINVAL, NULL, "LVM metadata: a value expected near \"%.*s\"",
+				       (int)(ps->end - ps->p < 20 ? ps->end - ps->p : 20), ps->p);
 	}
 	out[n] = '\0';
 	return 0;
@@ -270,7 +271,7 @@ static bool segment_line(const struct parser *ps, int seg, int pvs_node, uint64_
 	    !number_of(ps, seg, "extent_count", &count))
 		return false;
 	number_of(ps, seg, "stripe_count", &stripes);
-	if (stripes > 1 && !number_of(ps, seg, "stripe_size", &stripe_size))
+	if (!stripes || (stripes > 1 && !number_of(ps, seg, "stripe_size", &stripe_size)))
 		return false;
 	size_t used = strlen(lv->table);
 	int n = stripes > 1 ? snprintf(lv->table + used, sizeof(lv->table) - used, "%" PRIu64 " %" PRIu64 " striped %" PRIu64 " %" PRIu64,
@@ -391,11 +392,13 @@ static char *read_metadata(int fd, uint64_t mda, size_t *len)
 	if (pread(fd, h, sizeof(h), (off_t)mda) != (ssize_t)sizeof(h) || memcmp(h + 4, " LVM2 x[5A%r0N*>", 16))
 		return NULL;
 	uint64_t size, offset, text_size;
+	uint32_t flags;
 	memcpy(&size, h + 32, 8);
-	memcpy(&offset, h + 40, 8);
+	memcpy(&offset, h + 40, 8); /* raw_locn[0]: the committed text */
 	memcpy(&text_size, h + 48, 8);
+	memcpy(&flags, h + 60, 4);
 	size = le64toh(size), offset = le64toh(offset), text_size = le64toh(text_size);
-	if (!text_size || text_size > (8 << 20) || offset < 512 || offset >= size || size > (1ULL << 32))
+	if ((le32toh(flags) & 1) /* RAW_LOCN_IGNORED: `pvchange --metadataignore` */ || !text_size || text_size > (8 << 20) || offset < 512 || offset >= size || size > (1ULL << 32))
 		return NULL;
 	char *text = malloc(text_size + 1);
 	if (!text)
@@ -411,6 +414,15 @@ static char *read_metadata(int fd, uint64_t mda, size_t *len)
 	return text;
 }
 
+/* A bare dm_ioctl naming the device @name. */
+static void dm_header(struct dm_ioctl *io, const char *name)
+{
+	memset(io, 0, sizeof(*io));
+	io->version[0] = DM_VERSION_MAJOR;
+	io->data_size = io->data_start = sizeof(*io);
+	snprintf(io->name, sizeof(io->name), "%s", name);
+}
+
 /* DM_DEV_CREATE, DM_TABLE_LOAD and a resume for @lv; EBUSY from the create: it is there already. */
 static int dm_create(int control, const struct kb_lvm_lv *lv, dev_t *dev, struct kb_error *err)
 {
@@ -419,19 +431,14 @@ static int dm_create(int control, const struct kb_lvm_lv *lv, dev_t *dev, struct
 	if (!buf)
 		return kb_fail(err, ENOMEM, NULL, "%s", lv->name);
 	struct dm_ioctl *io = (struct dm_ioctl *)buf;
-	io->version[0] = DM_VERSION_MAJOR;
-	io->data_size = sizeof(*io);
-	io->data_start = sizeof(*io);
-	snprintf(io->name, sizeof(io->name), "%s", lv->name);
+	dm_header(io, lv->name);
 	snprintf(io->uuid, sizeof(io->uuid), "%s", lv->uuid);
 	if (ioctl(control, DM_DEV_CREATE, io) < 0)
 		return errno == EBUSY ? 0 : kb_fail(err, errno, NULL, "creating %s", lv->name);
 	*dev = (dev_t)io->dev;
 	/* The table: one dm_target_spec and its parameters per line, each 8-byte aligned. */
 	memset(buf, 0, size);
-	io->version[0] = DM_VERSION_MAJOR;
-	io->data_start = sizeof(*io);
-	snprintf(io->name, sizeof(io->name), "%s", lv->name);
+	dm_header(io, lv->name);
 	size_t at = sizeof(*io);
 	autofree char *table = strdup(lv->table);
 	for (char *save = NULL, *line = strtok_r(table, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -450,15 +457,30 @@ static int dm_create(int control, const struct kb_lvm_lv *lv, dev_t *dev, struct
 		io->target_count++;
 	}
 	io->data_size = (uint32_t)at;
-	if (ioctl(control, DM_TABLE_LOAD, io) < 0)
-		return kb_fail(err, errno, NULL, "loading the table of %s", lv->name);
-	memset(buf, 0, sizeof(*io));
-	io->version[0] = DM_VERSION_MAJOR;
-	io->data_size = io->data_start = sizeof(*io);
-	snprintf(io->name, sizeof(io->name), "%s", lv->name);
-	if (ioctl(control, DM_DEV_SUSPEND, io) < 0) /* without DM_SUSPEND_FLAG: resume, the table goes live */
-		return kb_fail(err, errno, NULL, "resuming %s", lv->name);
-	return 1;
+	const char *step = "loading the table of";
+	if (ioctl(control, DM_TABLE_LOAD, io) == 0) {
+		step = "resuming";
+		dm_header(io, lv->name);
+		if (ioctl(control, DM_DEV_SUSPEND, io) == 0) /* without DM_SUSPEND_FLAG: resume, the table goes live */
+			return 1;
+	}
+	/* Nothing half-made: a device without its table would be EBUSY to the next try. */
+	int saved = errno;
+	dm_header(io, lv->name);
+	ioctl(control, DM_DEV_REMOVE, io);
+	return kb_fail(err, saved, NULL, "%s %s", step, lv->name);
+}
+
+/* A device another one is built on (an md array's member: holders/md127) is read through that one. */
+static bool held(const char *name)
+{
+	char path[300];
+	snprintf(path, sizeof(path), "/sys/class/block/%s/holders", name);
+	autoclose_dir dir = opendir(path);
+	for (struct dirent *e; dir && (e = readdir(dir));)
+		if (e->d_name[0] != '.')
+			return true;
+	return false;
 }
 
 int kb_lvm_activate(struct kb_error *err)
@@ -476,13 +498,7 @@ int kb_lvm_activate(struct kb_error *err)
 		char path[300];
 		autofree char *num = NULL;
 		size_t len;
-		/* A member of an md array (holders/md127) is read through the array. */
-		snprintf(path, sizeof(path), "/sys/class/block/%s/holders", e->d_name);
-		autoclose_dir holders = opendir(path);
-		struct dirent *h;
-		while (holders && (h = readdir(holders)) && h->d_name[0] == '.')
-			;
-		if (holders && h)
+		if (held(e->d_name))
 			continue;
 		snprintf(path, sizeof(path), "/sys/class/block/%s/dev", e->d_name);
 		if (kb_read_path(path, 64, &num, &len, NULL) < 0)
