@@ -48,7 +48,7 @@ static void an_lv_on_a_missing_pv_stays_out(void **state)
 	free(text);
 }
 
-/* Segment types other than linear and striped (thin, raid1, cache ...) and nonsense counts: not activated. */
+/* Segment types other than linear and striped (thin, raid1, cache ...), nonsense counts and snapshots: not activated. */
 static void other_segment_types_stay_out(void **state)
 {
 	(void)state;
@@ -59,6 +59,10 @@ static void other_segment_types_stay_out(void **state)
 		" thin { id = \"b\" status = [\"READ\", \"VISIBLE\"] segment1 { start_extent = 0 extent_count = 1 type = \"thin\" } }\n"
 		" none { id = \"c\" status = [\"VISIBLE\"] segment1 { start_extent = 0 extent_count = 1 type = \"striped\" stripe_count = 0 stripes = [ ] } }\n"
 		" lin { id = \"d\" status = [\"VISIBLE\"] segment1 { start_extent = 0 extent_count = 1 type = \"striped\" stripe_count = 1 stripes = [ \"pv0\", 1 ] } }\n"
+		/* An old-style snapshot: its origin and its store are plain linear LVs, and neither may be mapped as one. */
+		" origin { id = \"e\" status = [\"VISIBLE\"] segment1 { start_extent = 0 extent_count = 1 type = \"striped\" stripe_count = 1 stripes = [ \"pv0\", 2 ] } }\n"
+		" store { id = \"f\" status = [\"VISIBLE\"] segment1 { start_extent = 0 extent_count = 1 type = \"striped\" stripe_count = 1 stripes = [ \"pv0\", 3 ] } }\n"
+		" snapshot0 { id = \"g\" status = [\"READ\"] segment1 { start_extent = 0 extent_count = 1 type = \"snapshot\" chunk_size = 8 origin = \"origin\" cow_store = \"store\" } }\n"
 		"} }\n";
 	struct kb_lvm_lv lvs[4];
 	struct kb_error err = { 0 };

@@ -302,6 +302,23 @@ static bool segment_line(const struct parser *ps, int seg, int pvs_node, uint64_
 	return true;
 }
 
+/*
+ * An LV a snapshot is taken of, or the snapshot's store: mapped linear, a
+ * write to the origin would not be copied to the snapshot first. Left to lvm.
+ */
+static bool in_a_snapshot(const struct parser *ps, int lvs_node, const char *lv)
+{
+	for (size_t i = 0; i < ps->count; i++) {
+		if (!ps->nodes[i].section || ps->nodes[i].parent < 0 || ps->nodes[ps->nodes[i].parent].parent != lvs_node)
+			continue;
+		const char *type = value_of(ps, (int)i, "type"), *origin = value_of(ps, (int)i, "origin"),
+			   *store = value_of(ps, (int)i, "cow_store");
+		if (type && !strcmp(type, "snapshot") && ((origin && !strcmp(origin, lv)) || (store && !strcmp(store, lv))))
+			return true;
+	}
+	return false;
+}
+
 int kb_lvm_tables(const char *text, size_t len, const struct kb_lvm_pv *pvs, size_t npvs,
 		  struct kb_lvm_lv *lvs, size_t max, struct kb_error *err)
 {
@@ -327,7 +344,8 @@ int kb_lvm_tables(const char *text, size_t len, const struct kb_lvm_pv *pvs, siz
 		if (ps.nodes[i].parent != lvs_node || !ps.nodes[i].section)
 			continue;
 		const char *status = value_of(&ps, (int)i, "status");
-		if (!status || !strstr(status, "VISIBLE")) /* thin pools' and mirrors' hidden parts */
+		if (!status || !strstr(status, "VISIBLE") || /* thin pools' and mirrors' hidden parts */
+		    in_a_snapshot(&ps, lvs_node, ps.nodes[i].key))
 			continue;
 		struct kb_lvm_lv *lv = &lvs[count];
 		memset(lv, 0, sizeof(*lv));
