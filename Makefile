@@ -24,7 +24,7 @@ DEBIAN_PACKAGES := build-essential pkg-config libcmocka-dev libkmod-dev libxml2-
                    zstd xz-utils time python3 patch \
                    valgrind clang libclang-rt-14-dev \
                    cpu-checker libvirt-clients hyperfine jq \
-                   libvirt-dev libvirt-daemon-system qemu-system-x86 busybox-static cpio ifupdown \
+                   libvirt-dev libvirt-daemon-system qemu-system-x86 busybox-static cpio ifupdown mdadm lvm2 \
                    libpci-dev pci.ids virtinst ipxe-qemu ansible-core ovmf mtools dosfstools \
                    osinfo-db xorriso pylint yamllint pycodestyle python3-voluptuous
 

@@ -4,7 +4,8 @@
  * Mounts /proc, /sys, /dev, /run; reads the kernel command line; loads the
  * image's storage, filesystem and network modules; finds the installed
  * system's disk with libblkid (LABEL=, UUID=, PARTUUID= or a /dev path),
- * waiting a bounded time for it to appear; mounts it on /target; runs
+ * waiting a bounded time for it to appear (assembling md arrays with mdadm
+ * and activating LVM's logical volumes as their disks appear); mounts it on /target; runs
  * provision --target /target in this process; then continues into the
  * installed system: its /sbin/init after switching root, its kernel by kexec, a
  * reboot; or powers off, or starts a shell. Every failure ends in a message on
@@ -73,6 +74,7 @@
 #include "kvmbox/net/net.h"
 #include "kvmbox/core/file.h"
 #include "kvmbox/host/kmod.h"
+#include "kvmbox/host/lvm.h"
 #include "kvmbox/core/output.h"
 #include "kvmbox/provision/provision.h"
 #include "kvmbox/provision/state.h"
@@ -241,6 +243,36 @@ static void load_modules(void)
 	say("modules: %u loaded, %u failed", loaded, failed); /* its time on the console: where a boot's seconds go */
 }
 
+/*
+ * Software RAID and LVM, each time the kernel's list of block devices
+ * changes, so that an installed system on /dev/md* or an LV is found by its
+ * label like any other: Debian's mdadm assembles the md arrays whose members
+ * are all there (a member still missing keeps its array stopped rather than
+ * started degraded), then the LVs of the VGs found are activated (linear and
+ * striped ones; an LV on an array, the next time round).
+ */
+static void assemble_storage(struct init *in, char *partitions, size_t size)
+{
+	autofree char *now = NULL;
+	size_t len = 0;
+	char mdadm[PATH_MAX];
+	struct kb_error err = { 0 };
+	if (kb_read_path("/proc/partitions", 1 << 20, &now, &len, NULL) < 0 || (len < size && !strcmp(now, partitions)))
+		return;
+	snprintf(partitions, size, "%s", now);
+	if (kb_find_program(in->ctx, "mdadm", mdadm, sizeof(mdadm), &err) == 0) {
+		const char *const argv[] = { mdadm, "--assemble", "--scan", "--quiet", NULL };
+		kb_run_program(in->ctx, argv, &err);
+	}
+	int lvs = kb_lvm_activate(&err);
+	if (lvs < 0) {
+		char message[sizeof(err.what) + PATH_MAX + 64];
+		say("LVM: %s", kb_error_message(&err, message, sizeof(message)));
+	} else if (lvs > 0) {
+		say("LVM: %d logical volume%s activated", lvs, lvs == 1 ? "" : "s");
+	}
+}
+
 /* The target's device, by tag or path, polled until it appears or the wait is over. */
 static int find_target(struct init *in)
 {
@@ -249,8 +281,10 @@ static int find_target(struct init *in)
 		return -1;
 	}
 	struct timespec step = { 0, 250 * 1000 * 1000 };
+	char partitions[8192] = "";
 	for (int i = 0; i <= in->wait_seconds * 4; i++) {
 		char *dev = NULL;
+		assemble_storage(in, partitions, sizeof(partitions));
 		if (in->target_spec[0] == '/') {
 			struct stat st;
 			dev = stat(in->target_spec, &st) == 0 ? strdup(in->target_spec) : NULL;

@@ -45,6 +45,7 @@ ln -s ../bin/busybox "$stage/sbin/modprobe" # what the kernel runs to load a mod
 
 # Shared libraries: the closure of DT_NEEDED, starting from kvmbox and the run-time libraries.
 declare -A copied=() placed=()
+icu_stub=
 ldconfig -p >"$stage.ldcache"
 trap 'rm -rf "$stage" "$stage.ldcache"' EXIT
 resolve() { awk -v so="$1" '$1 == so && /x86-64/ { print $NF; exit }' "$stage.ldcache"; }
@@ -55,11 +56,14 @@ copy_lib() {
 	real=$(readlink -f "$path")
 	mkdir -p "$stage$(dirname "$path")"
 	case $path in
-	*/libicudata.so.*)
-		# ICU's data tables (30 MiB) stay out: ICU's own empty stub in their place (icu-stubdata.c).
-		local version=${path##*/libicudata.so.}
-		cc -shared -fPIC -O2 -s -Wl,-soname,"libicudata.so.$version" -DICU_ENTRY="icudt${version%%.*}_dat" \
-			-o "$stage$path" "$here/icu-stubdata.c"
+	*/libicuuc.so.*)
+		# ICU's converters (and their libstdc++, libgcc_s and 30 MiB of tables) stay out:
+		# a stub whose converters never open (icu-stub.c).
+		icu_version=${path##*/libicuuc.so.}
+		icu_version=${icu_version%%.*}
+		icu_stub=$stage$path
+		cc -shared -fPIC -O2 -s -Wl,-soname,"libicuuc.so.$icu_version" -Wl,-z,defs -DICU_SUFFIX="_$icu_version" \
+			-o "$icu_stub" "$here/icu-stub.c"
 		return ;;
 	esac
 	# One copy of a file reached by two paths (ld-linux: the interpreter's /lib64 path
@@ -88,6 +92,24 @@ while read -r soname package where; do
 	[ -n "$found" ] || { echo "initramfs: $soname missing: apt-get install $package" >&2; exit 1; }
 	copy_lib "$found"
 done < <("$KVMBOX" --libraries)
+# Debian's mdadm assembles an installed system's md arrays (init runs it while it waits
+# for the target); libudev is its one library. No ARRAY lines: every array found is
+# assembled, whichever host made it.
+[ -x /sbin/mdadm ] || { echo "initramfs: /sbin/mdadm missing (apt-get install mdadm)" >&2; exit 1; }
+install -m 0755 /sbin/mdadm "$stage/sbin/mdadm"
+for needed in $(readelf -d /sbin/mdadm | awk '/\(NEEDED\)/ { gsub(/[\[\]]/, "", $5); print $5 }'); do
+	copy_lib "$(resolve "$needed")"
+done
+mkdir -p "$stage/etc/mdadm"
+printf 'DEVICE partitions\nHOMEHOST <ignore>\n' >"$stage/etc/mdadm/mdadm.conf"
+# Every ICU symbol the image's libraries import must be one the stub defines, or the
+# loader (libxml2 binds now) refuses them.
+if [ -n "$icu_stub" ]; then
+	missing=$(comm -23 <(for lib in "${!placed[@]}"; do nm -D --undefined-only "$lib"; done |
+		awk -v v="_$icu_version" '$2 ~ v"$" { print $2 }' | sort -u) \
+		<(nm -D --defined-only "$icu_stub" | awk '{ print $3 }' | sort -u))
+	[ -z "$missing" ] || { echo "initramfs: icu-stub.c lacks ICU symbols the libraries import:" $missing >&2; exit 1; }
+fi
 # The multiarch directory may be reached through /lib64 (the loader's path).
 [ -e "$stage/lib64" ] || ln -s lib "$stage/lib64" 2>/dev/null || true
 
@@ -119,7 +141,7 @@ echo "$("$KVMBOX" --version), modules of Linux $KVER, built $(date -u -d "@$SOUR
 mkdir -p "$(dirname "$OUT")"
 find "$stage" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --reproducible --quiet) |
-	zstd -q -12 --single-thread >"$OUT.tmp"
+	zstd -q -19 --single-thread >"$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
 files=$(cd "$stage" && find . -mindepth 1 | wc -l)
 echo "$OUT: $(stat -c %s "$OUT") bytes ($(du -sk "$stage" | cut -f1) KiB unpacked, $files files, $count modules for $KVER)"

@@ -12,6 +12,8 @@ cd "$(dirname "$0")/../.." || exit 1
 
 if [ "${SAN:-}" = 1 ]; then
 	skip image_fits_and_reads_xml "the image carries the plain build, not the sanitizer one"
+	skip finds_the_target_on_md_raid1 "the image carries the plain build, not the sanitizer one"
+	skip finds_the_target_on_lvm "the image carries the plain build, not the sanitizer one"
 	skip boots_and_provisions "the image carries the plain build, not the sanitizer one"
 	skip missing_target_powers_off_with_failure "the image carries the plain build, not the sanitizer one"
 	skip continues_into_the_installed_system "the image carries the plain build, not the sanitizer one"
@@ -194,8 +196,8 @@ SH
 	expect_match "the default route's NIC refused" "$SERIAL" "pci-refused: kvmbox pci: refusing 0000:00:05\.0: its interface [a-z0-9]+ carries the default route \(--force overrides\)"
 }
 
-# The image within its budget (12 MB): ICU's 30 MiB of data tables replaced by ICU's own
-# empty stub, and libxml2 (which libarchive needs) still reading domain XML with the
+# The image within its budget (12 MB) with the server NICs, md and mdadm: ICU's converters
+# (with libstdc++ and 30 MiB of data tables) replaced by a stub, and libxml2 (which libarchive needs) still reading domain XML with the
 # image's own libraries: kvmbox run from the unpacked image with chroot.
 image_fits_and_reads_xml() {
 	local size dir=$TESTS_TMP/image-root fx
@@ -209,9 +211,18 @@ image_fits_and_reads_xml() {
 		[ "$(readlink "$dir/bin/$link")" = kvmbox ] || broken+=" $link->$(readlink "$dir/bin/$link")"
 	done
 	expect_eq "applet links" "$broken" ""
-	local icudata
-	icudata=$(find "$dir" -name 'libicudata.so.*' -type f | head -1)
-	[ -n "$icudata" ] && [ "$(stat -c %s "$icudata")" -lt 65536 ] || fail "libicudata in the image is not the stub: $icudata"
+	# ICU's converters are the stub (icu-stub.c): no libstdc++, no ICU data.
+	local icuuc
+	icuuc=$(find "$dir" -name 'libicuuc.so.*' -type f | head -1)
+	[ -n "$icuuc" ] && [ "$(stat -c %s "$icuuc")" -lt 65536 ] || fail "libicuuc in the image is not the stub: $icuuc"
+	expect_eq "no libstdc++ or ICU data" "$(find "$dir" -name 'libstdc++*' -o -name 'libicudata*')" ""
+	# The server NICs and software RAID within the budget: the modules and mdadm are there.
+	local module missing=""
+	for module in igb ixgbe i40e ice bnxt_en tg3 mlx5_core md-mod raid1 dm-mod; do
+		[ -n "$(find "$dir/lib/modules" -name "$module.ko*")" ] || missing+=" $module"
+	done
+	expect_eq "modules carried" "$missing" ""
+	expect_match "mdadm runs in the image" "$(timeout 20 chroot "$dir" /sbin/mdadm --version 2>&1)" "^mdadm - v[0-9]"
 	fx=$dir/fx
 	mkdir -p "$fx/proc/sys/vm" "$fx/etc/libvirt/qemu" "$fx/sys/kernel/mm/hugepages/hugepages-2048kB"
 	printf 'MemTotal:       65843220 kB\nHugepagesize:       2048 kB\n' >"$fx/proc/meminfo"
@@ -222,7 +233,64 @@ image_fits_and_reads_xml() {
 	expect_match "libxml2 in the image" "$OUT" "2 domains on 2M hugepages in /etc/libvirt/qemu: 6144 MiB -> 3072 pages \(db, web\)"
 }
 
+# An installed system on software RAID1 (md, v1.2 superblocks, made by tests/helpers/md-raid1.py:
+# the test host's kernel has no md driver) on two virtio disks: the image's mdadm assembles
+# it, the target is found by its label on the array, and both mirrors get the writes.
+finds_the_target_on_md_raid1() {
+	local root=$TESTS_TMP/disk-root fs=$TESTS_TMP/md-fs.img member
+	rm -rf "$root"
+	mkdir -p "$root/etc/kvmbox" "$root/var/lib"
+	printf '[hugepages]\ncount = 8\nreserve = 256M\npersist = yes\n' >"$root/etc/kvmbox/host.conf"
+	truncate -s 48M "$fs"
+	mkfs.ext4 -q -F -L kvmbox-target -d "$root" "$fs"
+	python3 tests/helpers/md-raid1.py "$fs" "$TESTS_TMP/disk.img" "$TESTS_TMP/disk2.img" || { fail "md-raid1.py"; return; }
+	QEMU_MACHINE="-drive file=$TESTS_TMP/disk2.img,if=none,id=disk1,format=raw -device virtio-blk-pci,drive=disk1" \
+		boot "kvmbox.target=LABEL=kvmbox-target kvmbox.action=poweroff"
+	[ "$QEMU_RC" = 33 ] || fail "QEMU exit $QEMU_RC (33 = success verdict); serial log:"$'\n'"$(tail -40 <<<"$SERIAL")"
+	expect_match "found by label on the array" "$SERIAL" "kvmbox-init: \\[ *[0-9.]+\\] target LABEL=kvmbox-target is /dev/md[0-9]+"
+	expect_match "provisioned" "$SERIAL" "changed +hugepages "
+	# Each member's copy of the filesystem (1 MiB in) has the run's writes.
+	for member in disk disk2; do
+		dd if="$TESTS_TMP/$member.img" of="$fs" bs=1M skip=1 status=none
+		expect_match "$member: state" "$(debugfs -R "cat /var/lib/kvmbox/state" "$fs" 2>/dev/null)" "result=ok"
+		expect_match "$member: persisted" "$(debugfs -R "cat /etc/sysctl.d/80-kvmbox-hugepages.conf" "$fs" 2>/dev/null)" "vm.nr_hugepages = 8"
+	done
+}
+
+# An installed system on an LVM logical volume (made by lvm2 on a loop device with
+# activation off: the test host's kernel has no device-mapper), in a VG whose name has a
+# dash: the image's init activates the LV (device-mapper's name doubles the dash), and the
+# target is found by its label on it.
+finds_the_target_on_lvm() {
+	local root=$TESTS_TMP/disk-root fs=$TESTS_TMP/lv-fs.img loop lvm_off='global { activation = 0 }' pe_start out
+	rm -rf "$root"
+	mkdir -p "$root/etc/kvmbox" "$root/var/lib"
+	printf '[hugepages]\ncount = 8\nreserve = 256M\npersist = yes\n' >"$root/etc/kvmbox/host.conf"
+	truncate -s 32M "$fs"
+	mkfs.ext4 -q -F -L kvmbox-target -d "$root" "$fs"
+	rm -f "$TESTS_TMP/disk.img"
+	truncate -s 64M "$TESTS_TMP/disk.img"
+	loop=$(losetup -f --show "$TESTS_TMP/disk.img") || { fail "losetup"; return; }
+	out=$(pvcreate -q --config "$lvm_off" "$loop" 2>&1 && vgcreate -q --config "$lvm_off" kvmbox-vg "$loop" 2>&1 &&
+		lvcreate -q -an -Zn --config "$lvm_off" -L 32M -n root kvmbox-vg 2>&1 &&
+		pvs --noheadings --units s -o pe_start --config "$lvm_off" "$loop" 2>&1)
+	pe_start=$(tail -1 <<<"$out" | tr -dc 0-9)
+	losetup -d "$loop"
+	[ -n "$pe_start" ] || { fail "lvm2: $out"; return; }
+	# Its LV is the VG's first extents: the filesystem at pe_start.
+	dd if="$fs" of="$TESTS_TMP/disk.img" bs=512 seek="$pe_start" conv=notrunc status=none
+	boot "kvmbox.target=LABEL=kvmbox-target kvmbox.action=poweroff"
+	[ "$QEMU_RC" = 33 ] || fail "QEMU exit $QEMU_RC (33 = success verdict); serial log:"$'\n'"$(tail -40 <<<"$SERIAL")"
+	expect_match "activated" "$SERIAL" "kvmbox-init: \\[ *[0-9.]+\\] LVM: 1 logical volume activated"
+	expect_match "found by label on the LV" "$SERIAL" "kvmbox-init: \\[ *[0-9.]+\\] target LABEL=kvmbox-target is /dev/(mapper/kvmbox--vg-root|dm-0)"
+	expect_match "provisioned" "$SERIAL" "changed +hugepages "
+	dd if="$TESTS_TMP/disk.img" of="$fs" bs=512 skip="$pe_start" count=65536 status=none
+	expect_match "state on the LV" "$(debugfs -R "cat /var/lib/kvmbox/state" "$fs" 2>/dev/null)" "result=ok"
+}
+
 t image_fits_and_reads_xml
+t finds_the_target_on_md_raid1
+t finds_the_target_on_lvm
 t boots_and_provisions
 t missing_target_powers_off_with_failure
 t continues_into_the_installed_system
