@@ -333,7 +333,7 @@ int kb_lvm_tables(const char *text, size_t len, const struct kb_lvm_pv *pvs, siz
 	uint64_t extent = 0;
 	if (rc == 0 && (vg < 0 || !number_of(&ps, vg, "extent_size", &extent) || !extent))
 		rc = kb_fail(err, EINVAL, NULL, "LVM metadata: no volume group with an extent_size");
-	char vg_id[64];
+	char vg_id[33]; /* an LVM UUID without its dashes: 32 characters */
 	size_t count = 0;
 	if (rc == 0) {
 		pvs_node = child(&ps, vg, "physical_volumes", true);
@@ -349,7 +349,7 @@ int kb_lvm_tables(const char *text, size_t len, const struct kb_lvm_pv *pvs, siz
 			continue;
 		struct kb_lvm_lv *lv = &lvs[count];
 		memset(lv, 0, sizeof(*lv));
-		char lv_id[64];
+		char lv_id[33];
 		plain_uuid(value_of(&ps, (int)i, "id"), lv_id, sizeof(lv_id));
 		dm_name(ps.nodes[vg].key, ps.nodes[i].key, lv->name, sizeof(lv->name));
 		snprintf(lv->uuid, sizeof(lv->uuid), "LVM-%s%s", vg_id, lv_id);
