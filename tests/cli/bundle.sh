@@ -597,6 +597,29 @@ test_two_disks_hashed_side_by_side() {
 	rm -f "$TESTS_TMP"/two*.kvmbundle
 }
 
+# A disk of a local bundle is read by a worker of its own while the main reader streams the
+# small members after it: when the worker refuses the disk, the error names the disk and why,
+# not the member the main reader was stopped in.
+test_a_worker_failure_names_its_disk() {
+	local m="$TESTS_TMP/wfail" dest="$TESTS_TMP/wfail-dest" i
+	mkdir -p "$m" "$dest"
+	printf '<domain type="qemu"><name>w</name><devices><disk type="file"><source file="disk.raw"/></disk></devices></domain>\n' >"$m/domain.xml"
+	truncate -s 8M "$m/disk.raw"
+	head -c 1M /dev/urandom | dd of="$m/disk.raw" bs=1M seek=2 conv=notrunc status=none
+	head -c 1M /dev/urandom | dd of="$m/disk.raw" bs=1M seek=5 conv=notrunc status=none
+	for i in $(seq 10 49); do head -c 60000 /dev/urandom >"$m/s$i.bin"; done
+	(cd "$m" && sha256sum domain.xml disk.raw s*.bin >SHA256SUMS && tar -S --format=pax -cf "$TESTS_TMP/wfail.kvmbundle" domain.xml disk.raw s*.bin SHA256SUMS)
+	# The sparse map's second extent moved back into the first (5 MiB -> 2.5 MiB): refused after the first block.
+	python3 -c 'import sys; p = sys.argv[1]; t = open(p, "rb").read(); open(p, "wb").write(t.replace(b"\n2097152\n1048576\n5242880\n", b"\n2097152\n1048576\n2621440\n", 1))' \
+		"$TESTS_TMP/wfail.kvmbundle"
+	for i in $(seq 1 20); do
+		run unpack "$TESTS_TMP/wfail.kvmbundle" --dest "$dest"
+		expect_rc 1
+		expect_eq "round $i: the disk named" "$ERR" "kvmbox unpack: corrupt sparse map in member disk.raw"
+		expect_eq "round $i: nothing left" "$(ls -A "$dest")" ""
+	done
+}
+
 test_target_and_usage() {
 	local m="$TESTS_TMP/t" t="$TESTS_TMP/target"
 	good_members "$m"
@@ -712,6 +735,7 @@ t test_apparent_size_bomb
 t test_apparent_size_sum
 t test_interrupted_unpack_leaves_nothing
 t test_two_disks_hashed_side_by_side
+t test_a_worker_failure_names_its_disk
 t test_target_and_usage
 t test_dry_run_equals_run
 t test_unpack_from_http
