@@ -550,7 +550,7 @@ test_interrupted_unpack_leaves_nothing() {
 	rm -f "$TESTS_TMP/big.kvmbundle"
 }
 
-# Two disks are hashed side by side, each on a thread that reads back what was written:
+# Two disks are hashed side by side, each on a thread of its own from the buffers it is written from:
 # a wrong digest for the first disk is caught while the second streams, and an interrupt
 # while both are being hashed (16 GiB of holes) ends the run at once, leaving nothing.
 test_two_disks_hashed_side_by_side() {
