@@ -554,7 +554,7 @@ test_interrupted_unpack_leaves_nothing() {
 	rm -f "$TESTS_TMP/big.kvmbundle"
 }
 
-# Two disks are hashed side by side, each on a thread that reads back what was written:
+# Two disks are hashed side by side, each on a thread of its own from the buffers it is written from:
 # a wrong digest for the first disk is caught while the second streams, and an interrupt
 # while both are being hashed (16 GiB of holes) ends the run at once, leaving nothing.
 test_two_disks_hashed_side_by_side() {
@@ -599,6 +599,29 @@ test_two_disks_hashed_side_by_side() {
 	expect_match "said" "$(cat "$TESTS_TMP/two.err")" "interrupted by"
 	expect_eq "nothing left after the interrupt" "$(ls -A "$dest")" ""
 	rm -f "$TESTS_TMP"/two*.kvmbundle
+}
+
+# A disk of a local bundle is read by a worker of its own while the main reader streams the
+# small members after it: when the worker refuses the disk, the error names the disk and why,
+# not the member the main reader was stopped in.
+test_a_worker_failure_names_its_disk() {
+	local m="$TESTS_TMP/wfail" dest="$TESTS_TMP/wfail-dest" i
+	mkdir -p "$m" "$dest"
+	printf '<domain type="qemu"><name>w</name><devices><disk type="file"><source file="disk.raw"/></disk></devices></domain>\n' >"$m/domain.xml"
+	truncate -s 8M "$m/disk.raw"
+	head -c 1M /dev/urandom | dd of="$m/disk.raw" bs=1M seek=2 conv=notrunc status=none
+	head -c 1M /dev/urandom | dd of="$m/disk.raw" bs=1M seek=5 conv=notrunc status=none
+	for i in $(seq 10 49); do head -c 60000 /dev/urandom >"$m/s$i.bin"; done
+	(cd "$m" && sha256sum domain.xml disk.raw s*.bin >SHA256SUMS && tar -S --format=pax -cf "$TESTS_TMP/wfail.kvmbundle" domain.xml disk.raw s*.bin SHA256SUMS)
+	# The sparse map's second extent moved back into the first (5 MiB -> 2.5 MiB): refused after the first block.
+	python3 -c 'import sys; p = sys.argv[1]; t = open(p, "rb").read(); open(p, "wb").write(t.replace(b"\n2097152\n1048576\n5242880\n", b"\n2097152\n1048576\n2621440\n", 1))' \
+		"$TESTS_TMP/wfail.kvmbundle"
+	for i in $(seq 1 20); do
+		run unpack "$TESTS_TMP/wfail.kvmbundle" --dest "$dest"
+		expect_rc 1
+		expect_eq "round $i: the disk named" "$ERR" "kvmbox unpack: corrupt sparse map in member disk.raw"
+		expect_eq "round $i: nothing left" "$(ls -A "$dest")" ""
+	done
 }
 
 test_target_and_usage() {
@@ -716,6 +739,7 @@ t test_apparent_size_bomb
 t test_apparent_size_sum
 t test_interrupted_unpack_leaves_nothing
 t test_two_disks_hashed_side_by_side
+t test_a_worker_failure_names_its_disk
 t test_target_and_usage
 t test_dry_run_equals_run
 t test_unpack_from_http

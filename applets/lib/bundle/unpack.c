@@ -377,8 +377,11 @@ static int settle_all(struct unpack *u, bool failed, struct kb_error *err)
 	int rc = failed ? -1 : 0;
 	if (failed)
 		u->abandon = 1;
-	/* The workers: the first that failed of itself (not stopped because another did) says why. */
-	bool why = !failed;
+	/*
+	 * The workers: the first that failed of itself (not stopped because another did) says why,
+	 * also when the main reader failed only because a worker had (ECANCELED).
+	 */
+	bool why = !failed || err->errnum == ECANCELED;
 	for (int pass = 0; pass < 2; pass++)
 		for (int i = 0; i < u->count; i++) {
 			struct worker *w = u->members[i].worker;
