@@ -42,6 +42,7 @@
 #include "kvmbox/core/sysroot.h"
 #include "kvmbox/core/xml.h"
 
+#define HASH_THREADS_MAX 4
 #define BLOCK (64u * 1024)
 #define SOURCE_BUF (1u << 20)
 #define SOURCE_BUFS 8 /* a reader's buffers: blocks queued for hashing while the next are read */
@@ -94,7 +95,7 @@ struct unpack {
 	char emulator[256];   /* the <emulator> domain.xml named, dropped: the host's own is used */
 	struct member members[KB_BUNDLE_MAX_MEMBERS];
 	int count;
-	int hash_threads;  /* how many members may be hashed at once: one per core */
+	int hash_threads;  /* how many members may be hashed at once: one per core, up to HASH_THREADS_MAX */
 	uint64_t bundle_size;
 	struct kb_progress progress;
 	/* The bundle as it is read: from a file or an http:// stream, hashed when --sha256 pins it. */
@@ -1528,8 +1529,10 @@ static int stage_dir(const struct kb_ctx *ctx, const struct kb_unpack_spec *spec
 	u->force = spec->force;
 	u->allow_external_cdrom = spec->allow_external_cdrom;
 	snprintf(u->pinned_sha256, sizeof(u->pinned_sha256), "%s", spec->sha256);
+	/* One per core, at most HASH_THREADS_MAX: each reader has its own 8 MiB of buffers and
+	 * its own offset in the bundle, and past a few the disk, not the CPU, sets the pace. */
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
-	u->hash_threads = cores > 1 ? (int)cores : 1;
+	u->hash_threads = cores < 1 ? 1 : cores > HASH_THREADS_MAX ? HASH_THREADS_MAX : (int)cores;
 	u->staging_lock = -1;
 	if (run(u, spec->source, spec->replace, err) < 0) {
 		kb_unpack_staged_free(s);
