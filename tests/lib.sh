@@ -308,7 +308,8 @@ virt_up() {
 		for ((i = 0; i < 100; i++)); do _virt_socket_answers /run/libvirt/libvirt-sock || break; sleep 0.1; done
 	fi
 	if ! _virt_socket_answers /run/libvirt/libvirt-sock; then
-		daemon libvirtd -d && at_exit 'kill $(cat /run/libvirtd.pid 2>/dev/null) 2>/dev/null'
+		# Under a reaper: QEMU's exit is seen at once, not when this machine's PID 1 gets to it.
+		daemon "$HELPERS/reaper" libvirtd -d && at_exit 'kill $(cat /run/libvirtd.pid 2>/dev/null) 2>/dev/null'
 		for ((i = 0; i < 200; i++)); do _virt_socket_answers /run/libvirt/libvirt-sock && break; sleep 0.1; done
 	fi
 	if [ -c /dev/kvm ] && getent group kvm >/dev/null; then

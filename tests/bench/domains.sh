@@ -29,7 +29,10 @@ trap cleanup EXIT
 
 # libvirtd and virtlogd as the tests start them (no systemd on these machines).
 [ -S /run/libvirt/virtlogd-sock ] || virtlogd -d
-[ -S /run/libvirt/libvirt-sock ] || { libvirtd -d; sleep 2; }
+# libvirtd under the tests' reaper when it is built (see tests/helpers/reaper.c).
+reaper=$(dirname "$0")/../../build/tests/helpers/reaper
+[ -x "$reaper" ] || reaper=
+[ -S /run/libvirt/libvirt-sock ] || { $reaper libvirtd -d; sleep 2; }
 
 files=()
 for ((i = 0; i < N; i++)); do
