@@ -37,6 +37,7 @@
 #include "kvmbox/net/fetch.h"
 #include "kvmbox/core/file.h"
 #include "kvmbox/core/output.h"
+#include "kvmbox/core/run.h"
 #include "kvmbox/bundle/sha256.h"
 #include "kvmbox/core/sysroot.h"
 #include "kvmbox/core/xml.h"
@@ -701,7 +702,10 @@ static int commit(struct unpack *u, bool replace, struct kb_error *err)
 	} else if (rename(u->staging, u->final_dir.s) < 0) {
 		return kb_fail(err, errno, u->final_dir.s, "renaming the staging directory to");
 	}
-	return kb_fsync_dir(u->dest_dir.s, err);
+	autoclose_fd dest = open(u->dest_dir.s, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dest < 0)
+		return kb_fail(err, errno, u->dest_dir.s, "syncing directory");
+	return kb_sync_dir_entry(u->ctx, dest, u->dest_dir.s, err);
 }
 
 /* What a member will occupy: the data regions of a sparse entry, else its whole size. */
