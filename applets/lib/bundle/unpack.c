@@ -235,14 +235,15 @@ static int hashing(struct unpack *u, struct member **oldest)
 /*
  * The end of the bundle: every member synced to disk (writeback started as it
  * streamed, and ext4 commits the data of all files with the first fsync: so
- * here, once, while the last ones are still being hashed), every digest
- * waited for, what each occupies noted. After a failure: the threads stopped.
+ * here, once, while the last ones are still being hashed; domain.xml is
+ * rewritten and synced after), every digest waited for, what each occupies
+ * noted. After a failure: the threads stopped.
  */
 static int settle_all(struct unpack *u, bool failed, struct kb_error *err)
 {
 	int rc = failed ? -1 : 0;
 	for (int i = 0; rc == 0 && i < u->count; i++)
-		if (fsync(u->members[i].fd) < 0)
+		if (strcmp(u->members[i].name, KB_BUNDLE_DOMAIN_XML) && fsync(u->members[i].fd) < 0)
 			rc = kb_fail(err, errno, u->members[i].name, "finishing member");
 	for (int i = 0; rc == 0 && i < u->count; i++)
 		if (u->members[i].hasher)
