@@ -78,6 +78,7 @@
 #include "kvmbox/core/output.h"
 #include "kvmbox/provision/provision.h"
 #include "kvmbox/provision/state.h"
+#include "kvmbox/core/run.h"
 #include "kvmbox/core/process.h"
 #include "kvmbox/bundle/sha256.h"
 
@@ -370,7 +371,11 @@ static int provision(struct init *in)
 		ctx.verbosity = ctx.verbosity < 1 ? 1 : ctx.verbosity;
 	struct kb_error err = { 0 };
 	struct kb_provision *p = calloc(1, sizeof(*p));
+	struct kb_run run = { 0 }; /* the run's shared reads and directory syncs (kvmbox/core/run.h) */
+	ctx.run = &run;
 	int failures = p ? run_provision(&ctx, in->config, p, &err) : kb_fail(&err, ENOMEM, NULL, "provisioning");
+	kb_run_free(&run);
+	ctx.run = NULL;
 	in->run = p;
 	fflush(stdout);
 	if (failures < 0) {

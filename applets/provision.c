@@ -16,6 +16,7 @@
 #include "kvmbox/core/cleanup.h"
 #include "kvmbox/core/file.h"
 #include "kvmbox/core/output.h"
+#include "kvmbox/core/run.h"
 #include "kvmbox/core/sysroot.h"
 #include "kvmbox/provision/provision.h"
 
@@ -84,6 +85,9 @@ int provision_main(struct kb_ctx *ctx, int argc, char **argv)
 	}
 	struct kb_error err = { 0 };
 	int rc = KB_EXIT_FAILURE;
+	/* One run of many steps: accounts read once, directory syncs once each, before the result is saved. */
+	struct kb_run run = { 0 };
+	ctx->run = &run;
 	if (kb_provision_load(ctx, &opts, p, &err) < 0) {
 		kb_say_failure(ctx, &err);
 	} else if (validate) {
@@ -103,5 +107,7 @@ int provision_main(struct kb_ctx *ctx, int argc, char **argv)
 	}
 	kb_provision_free(p);
 	free(p);
+	kb_run_free(&run);
+	ctx->run = NULL;
 	return rc;
 }

@@ -276,7 +276,87 @@ test_killed_after_staging_converges() {
 	cmp -s "$TESTS_TMP/members-web/disk.raw" "$T/srv/images/web/disk.raw" || fail "the disk did not arrive"
 }
 
+# bundle_tar NAME: a local bundle of three members in $TESTS_TMP/NAME.tar.
+bundle_tar() {
+	local m="$TESTS_TMP/members-$1"
+	mkdir -p "$m"
+	printf '<domain type="qemu"><name>%s</name><devices><disk type="file"><source file="disk.raw"/></disk></devices></domain>\n' "$1" >"$m/domain.xml"
+	head -c 65536 /dev/urandom >"$m/disk.raw"
+	(cd "$m" && sha256sum domain.xml disk.raw >SHA256SUMS && tar -cf "$TESTS_TMP/$1.tar" domain.xml disk.raw SHA256SUMS)
+}
+# syncs LOG: from strace -y of a run, in order, "rename DIR" for each entry renamed into DIR
+# (the state file's as "rename-state"), "fsync DIR" for each directory synced.
+syncs() {
+	python3 -c '
+import os, re, sys
+for line in open(sys.argv[1]):
+    m = re.match(r"\d+\s+fsync\(\d+<([^>]*)>\) = 0", line)
+    if m and os.path.isdir(m[1]):
+        print("fsync", m[1])
+    m = re.match(r"\d+\s+renameat2?\(.*, \d+<([^>]*)>, \"([^\"]*)\"(, \w+)?\) = 0", line)
+    m = m or re.match(r"\d+\s+rename\(\"[^\"]*\", \"(.*)/([^/\"]*)\"\) = 0", line)
+    if m:
+        print("rename-state" if m[2] == "state" else "rename", m[1])' "$1"
+}
+# The directory syncs of a run come once per directory, together after every step's
+# rename and before the state file that records the run's result (the state's own
+# directory last); the root's /etc/group and /etc/passwd are read once in the run.
+test_directory_syncs_once_each_before_the_result() {
+	host
+	bundle_tar a
+	bundle_tar b
+	printf '\n[bundle a]\nsource = %s\ndest = /srv/images\n\n[bundle b]\nsource = %s\ndest = /srv/images\n' \
+		"$TESTS_TMP/a.tar" "$TESTS_TMP/b.tar" >>"$TESTS_TMP/host.conf"
+	timeout -k 2 60 strace -f -qq -y -E LD_PRELOAD="$(kvm_trap_preload)" -o "$TESTS_TMP/strace" \
+		-e trace=fsync,rename,renameat,renameat2,open,openat,openat2 \
+		"$KVMBOX" --root "$R" --target "$T" provision "$TESTS_TMP/host.conf" >"$TESTS_TMP/out" 2>&1 ||
+		fail "the run failed: $(cat "$TESTS_TMP/out")"
+	local order dirs
+	order=$(syncs "$TESTS_TMP/strace")
+	dirs=$(grep '^fsync ' <<<"$order" | sort)
+	expect_eq "each directory synced once" "$(uniq -d <<<"$dirs")" ""
+	local d
+	for d in "$T/etc/default" "$T/etc/udev/rules.d" "$T/etc/sysctl.d" "$T/srv/images" "$T/var/lib/kvmbox"; do
+		expect_match "$d synced" "$dirs" "(^|"$'\n'")fsync $d($|"$'\n'")"
+	done
+	# After the last step's rename: the directory syncs, the state's rename, its directory's sync.
+	local tail
+	tail=$(sed -n '/^rename /h; /^rename /!H; ${x; p}' <<<"$order" | sed 1d)
+	expect_match "the syncs, then the result, then its directory" "$tail" \
+		"^(fsync [^"$'\n'"]+"$'\n'")+rename-state $T/var/lib/kvmbox"$'\n'"fsync $T/var/lib/kvmbox$"
+	expect_eq "no directory synced before that" "$(grep -c '^fsync ' <<<"$order")" "$(grep -c '^fsync ' <<<"$tail")"
+	expect_eq "/etc/group read once" "$(grep -c "open.* = [0-9]*<$T/etc/group>" "$TESTS_TMP/strace")" 1
+	expect_eq "/etc/passwd read once" "$(grep -c "open.* = [0-9]*<$T/etc/passwd>" "$TESTS_TMP/strace")" 1
+}
+
+# A run killed after its last step wrote its files, before the state records the run:
+# every file whole (no temporary file left), the state without a result; the next run
+# says where the last one stopped and finds nothing to change.
+test_killed_before_the_result_leaves_whole_files() {
+	host
+	prov
+	expect_rc 0
+	local whole
+	whole=$(cd "$T" && find . -type f ! -path ./var/lib/kvmbox/state | sort | xargs sha256sum)
+	host
+	KVMBOX_FAILPOINT=provision.after-step-3 prov
+	expect_rc 137
+	expect_eq "the files of a whole run" "$(cd "$T" && find . -type f ! -path ./var/lib/kvmbox/state | sort | xargs sha256sum)" "$whole"
+	expect_match "grub" "$(cat "$T/etc/default/grub")" 'GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt"'
+	local state
+	state=$(cat "$T/var/lib/kvmbox/state")
+	expect_match "in progress" "$state" $'\nin-progress=hugepages since '
+	expect_eq "no result" "$(grep -c '^result=\|^finished=' <<<"$state")" 0
+	prov
+	expect_rc 0
+	expect_match "said" "$ERR" "the previous run stopped during hugepages since "
+	expect_match "nothing to change" "$OUT" "nothing to change, the host is as configured"
+	expect_match "now recorded" "$(cat "$T/var/lib/kvmbox/state")" $'\nresult=ok$'
+}
+
 t test_plan_shows_changes_and_is_what_runs
+t test_directory_syncs_once_each_before_the_result
+t test_killed_before_the_result_leaves_whole_files
 t test_bundle_into_a_new_dest
 t test_refused_step_changes_nothing
 t test_remote_bundle_verified_before_any_step

@@ -38,6 +38,7 @@
 #include "kvmbox/net/fetch.h"
 #include "kvmbox/core/file.h"
 #include "kvmbox/core/output.h"
+#include "kvmbox/core/run.h"
 #include "kvmbox/bundle/sha256.h"
 #include "kvmbox/core/sysroot.h"
 #include "kvmbox/core/xml.h"
@@ -370,8 +371,9 @@ static int dispatch(struct unpack *u, struct member *m, uint64_t header_at, stru
 /*
  * The end of the bundle: every member synced to disk (writeback started as it
  * streamed, and ext4 commits the data of all files with the first fsync: so
- * here, once, while the last ones are still being hashed), every digest
- * waited for, what each occupies noted. After a failure: the threads stopped.
+ * here, once, while the last ones are still being hashed; domain.xml is
+ * rewritten and synced after), every digest waited for, what each occupies
+ * noted. After a failure: the threads stopped.
  */
 static int settle_all(struct unpack *u, bool failed, struct kb_error *err)
 {
@@ -395,7 +397,7 @@ static int settle_all(struct unpack *u, bool failed, struct kb_error *err)
 			}
 		}
 	for (int i = 0; rc == 0 && i < u->count; i++)
-		if (fsync(u->members[i].fd) < 0)
+		if (strcmp(u->members[i].name, KB_BUNDLE_DOMAIN_XML) && fsync(u->members[i].fd) < 0)
 			rc = kb_fail(err, errno, u->members[i].name, "finishing member");
 	for (int i = 0; rc == 0 && i < u->count; i++)
 		if (u->members[i].hasher)
@@ -873,7 +875,10 @@ static int commit(struct unpack *u, bool replace, struct kb_error *err)
 	} else if (rename(u->staging, u->final_dir.s) < 0) {
 		return kb_fail(err, errno, u->final_dir.s, "renaming the staging directory to");
 	}
-	return kb_fsync_dir(u->dest_dir.s, err);
+	autoclose_fd dest = open(u->dest_dir.s, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dest < 0)
+		return kb_fail(err, errno, u->dest_dir.s, "syncing directory");
+	return kb_sync_dir_entry(u->ctx, dest, u->dest_dir.s, err);
 }
 
 /* What a member will occupy: the data regions of a sparse entry, else its whole size. */

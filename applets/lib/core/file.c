@@ -14,6 +14,7 @@
 
 #include "kvmbox/core/cleanup.h"
 #include "kvmbox/core/file.h"
+#include "kvmbox/core/run.h"
 #include "kvmbox/core/sysroot.h"
 
 /* read() until EOF into a growing buffer: /proc and /sys sizes cannot be trusted. */
@@ -171,14 +172,6 @@ static int write_all(int fd, const char *data, size_t len)
 		data += n;
 		len -= (size_t)n;
 	}
-	return 0;
-}
-
-int kb_fsync_dir(const char *dir, struct kb_error *err)
-{
-	autoclose_fd fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd) < 0)
-		return kb_fail(err, errno, dir, "syncing directory");
 	return 0;
 }
 
@@ -403,8 +396,8 @@ int kb_write_file_atomic(const struct kb_ctx *ctx, const char *abs_path, const v
 		unlinkat(dir, tmp, 0);
 		return kb_fail(err, e, p.s, "replacing");
 	}
-	if (!(opts && opts->no_sync) && fsync(dir) < 0)
-		return kb_fail(err, errno, dir_name, "syncing directory");
+	if (!(opts && opts->no_sync) && kb_sync_dir_entry(ctx, dir, dir_name, err) < 0)
+		return -1;
 	return verify_content(dir, name, p.s, data, len, err);
 }
 

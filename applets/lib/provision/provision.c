@@ -15,6 +15,7 @@
 #include "kvmbox/core/cleanup.h"
 #include "kvmbox/core/file.h"
 #include "kvmbox/core/print.h"
+#include "kvmbox/core/run.h"
 #include "kvmbox/core/sysroot.h"
 #include "kvmbox/host/checks.h"
 #include "kvmbox/host/devkvm.h"
@@ -536,15 +537,24 @@ static double now_seconds(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Rewrite the state file with @in_progress as the running step (NULL: none). */
+/*
+ * Rewrite the state file with @in_progress as the running step (NULL: none).
+ * The run's result is saved (and synced) only once the directories its steps
+ * wrote into are synced, each once (kvmbox/core/run.h): a power cut before
+ * leaves no finished state, and the next run plans again from the files,
+ * each old or new.
+ */
 static int save_state(struct kb_provision *p, const char *in_progress, struct kb_error *err)
 {
 	struct kb_provision_state *st = &p->state;
 	snprintf(st->in_progress, sizeof(st->in_progress), "%s", in_progress ? in_progress : "");
 	kb_state_now(st->in_progress_since, sizeof(st->in_progress_since));
-	if (st->result != KB_STATE_UNFINISHED)
-		kb_state_now(st->finished, sizeof(st->finished));
-	return kb_state_write(p->ctx, st, err);
+	if (st->result == KB_STATE_UNFINISHED)
+		return kb_state_write(p->ctx, st, err);
+	kb_state_now(st->finished, sizeof(st->finished));
+	if (kb_run_sync_dirs(p->ctx->run, err) < 0 || kb_state_write(p->ctx, st, err) < 0)
+		return -1;
+	return kb_run_sync_dirs(p->ctx->run, err); /* the state file's own directory */
 }
 
 /* The first component of @dir (no trailing '/') that does not exist, into @top ("" when all do). */

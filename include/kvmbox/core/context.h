@@ -40,6 +40,11 @@ struct kb_ctx {
 	 * caller sees the process end by that signal. 0: none.
 	 */
 	int stop_signal;
+	/*
+	 * A run of many steps (provision): its per-run reads and the directory
+	 * syncs it puts off to its end (kvmbox/core/run.h). NULL: none.
+	 */
+	struct kb_run *run;
 };
 
 /* Defaults from the environment (KVMBOX_ROOT, NO_COLOR, whether stdout is a TTY). */

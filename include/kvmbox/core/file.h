@@ -23,9 +23,6 @@ int kb_read_fd(int fd, const char *name, size_t max_size, char **data, size_t *l
 /* kb_read_file() for a path the caller already has in hand (a command-line argument, a staged file): no mapping. */
 int kb_read_path(const char *path, size_t max_size, char **data, size_t *len, struct kb_error *err);
 
-/* fsync a directory, so that entries renamed into it last. */
-int kb_fsync_dir(const char *dir, struct kb_error *err);
-
 /*
  * Read a short value (a sysfs attribute, a sysctl) into @buf with surrounding
  * whitespace removed. A value that does not fit in @size is refused (EOVERFLOW).
@@ -96,7 +93,7 @@ struct kb_write_options {
  * Replace @abs_path with @data atomically: a temporary file in the same
  * directory, the old file's owner and mode (or opts->mode for a new file),
  * fsync, optional backup of the old content, rename over the file, fsync of
- * the directory, then the result is read back and compared. On failure the
+ * the directory (in a run with ctx->run, once at its end: kvmbox/core/run.h), then the result is read back and compared. On failure the
  * original file is untouched and no temporary file is left. A symlink is
  * followed to its final target (read inside the root: /srv/x under --root R is
  * R/srv/x), which is replaced in its own directory with its own owner and
