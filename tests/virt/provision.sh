@@ -189,8 +189,11 @@ bad_configs_change_nothing() {
 	sed "s/^sha256 = .*/sha256 = $(printf '0%.0s' {1..64})/" "$TESTS_TMP/host.conf" >"$TESTS_TMP/bad3.conf"
 	RUN_BOUND=60 run_in_ns "$NS_HOST" --target "$TARGET" provision "$TESTS_TMP/bad3.conf" --connect qemu:///system
 	expect_rc 1
-	expect_match error "$ERR" "\[bundle prov\] cannot be applied: .*has SHA-256 $BUNDLE_SHA, the config says 0000"
-	expect_eq "still untouched" "$(net_state "$NS_HOST"; find "$TARGET" | sort)" "$before"
+	# The digest is checked as the bundle is staged, before the first step: the run's
+	# state records the failure, and nothing else changed.
+	expect_match error "$ERR" "\[bundle prov\] failed: .*has SHA-256 $BUNDLE_SHA, but 0{64} was pinned .*\(before any step ran: nothing was changed\)$"
+	expect_match "the state says so" "$(cat "$TARGET/var/lib/kvmbox/state")" $'\nfailed=bundle prov\nfinished=[^\n]*\nresult=failed$'
+	expect_eq "still untouched" "$(net_state "$NS_HOST"; find "$TARGET" | grep -v '/var/lib/kvmbox\|/var/lib$\|/var$' | sort)" "$before"
 }
 
 # A config saved with a UTF-8 byte order mark says what the same config without it says,
