@@ -288,7 +288,7 @@ static void *worker_run(void *arg)
 	struct worker *w = arg;
 	struct unpack *u = w->r.u;
 	struct archive *a = u->ar.read_new();
-	struct archive_entry *e;
+	struct archive_entry *e = NULL;
 	w->rc = -1;
 	if (!a) {
 		kb_fail(&w->err, ENOMEM, w->m->name, "reading member");
@@ -300,7 +300,7 @@ static void *worker_run(void *arg)
 	if (r == ARCHIVE_OK)
 		r = u->ar.read_next_header(a, &e);
 	/* The header the main reader saw, or the bundle changed under us. */
-	if ((r == ARCHIVE_OK || r == ARCHIVE_WARN) && !strcmp(entry_name(u, e), w->m->name) &&
+	if ((r == ARCHIVE_OK || r == ARCHIVE_WARN) && e && !strcmp(entry_name(u, e), w->m->name) &&
 	    u->ar.entry_size(e) == (la_int64_t)w->m->size)
 		w->rc = stream_member(u, &w->r, w->m, &w->err);
 	else if (interrupted)
@@ -346,7 +346,7 @@ static int working(struct unpack *u, struct member **oldest)
 static int dispatch(struct unpack *u, struct member *m, uint64_t header_at, struct kb_error *err)
 {
 	struct member *oldest;
-	while (working(u, &oldest) >= u->hash_threads)
+	while (working(u, &oldest) >= u->hash_threads && oldest)
 		if (join_worker(oldest, err) < 0 || settle(oldest, err) < 0)
 			return -1;
 	struct worker *w = calloc(1, sizeof(*w));

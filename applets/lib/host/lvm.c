@@ -280,7 +280,10 @@ static bool segment_line(const struct parser *ps, int seg, int pvs_node, uint64_
 				       start * extent, count * extent);
 	used += (size_t)n;
 	/* stripes = ["pv0", 0, "pv1", 0]: each PV and the extent the segment starts at on it. */
-	autofree char *copy = strdup(list);
+	char copy[4096]; /* on the stack: the list is cut up in place */
+	if (strlen(list) >= sizeof(copy))
+		return false;
+	strcpy(copy, list);
 	uint64_t found = 0;
 	for (char *save = NULL, *pv_key = strtok_r(copy, "\n", &save); pv_key; pv_key = strtok_r(NULL, "\n", &save)) {
 		char *first = strtok_r(NULL, "\n", &save), *end;
@@ -458,7 +461,8 @@ static int dm_create(int control, const struct kb_lvm_lv *lv, dev_t *dev, struct
 	memset(buf, 0, size);
 	dm_header(io, lv->name);
 	size_t at = sizeof(*io);
-	autofree char *table = strdup(lv->table);
+	char table[sizeof(lv->table)]; /* cut up in place */
+	memcpy(table, lv->table, sizeof(table));
 	for (char *save = NULL, *line = strtok_r(table, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		struct dm_target_spec *spec = (struct dm_target_spec *)(buf + at);
 		unsigned long long start, length;

@@ -19,7 +19,7 @@ struct kb_run {
 		dev_t dev;
 		ino_t ino;
 		int fd;
-		char *shown; /* for messages */
+		char shown[PATH_MAX]; /* for messages */
 	} *dir;
 	size_t dir_count, dir_cap;
 	/* The root's /etc/passwd and /etc/group (kvmbox/core/accounts.h), read at first use; NULL text: missing. */
