@@ -118,6 +118,7 @@ struct init {
 	char nic[16], mac[18];      /* the boot NIC and its MAC (52:54:00:12:34:56) */
 	char host_config[160];      /* which of the server's configs this host got */
 	char failure[512];          /* what stopped the run, for the report */
+	char cmdline_refused[160];  /* a kvmbox.* word of the kernel command line that is refused ("" none) */
 	char failed_step[96];       /* the provision step that failed ("" none) */
 	struct kb_provision *run;   /* this boot's provision run (NULL: it did not get that far) */
 };
@@ -176,12 +177,40 @@ static int mount_basics(void)
 	return 0;
 }
 
+/*
+ * A kvmbox.* word's value into @out (of @size), or the word refused in in->cmdline_refused:
+ * a value that does not fit is refused whole, never cut (a cut URL or path names another).
+ */
+static bool cmdline_value(struct init *in, const char *text, size_t len, const char *key, char *out, size_t size)
+{
+	char value[4096];
+	bool bare;
+	if (!kb_cmdline_get(text, len, key, value, sizeof(value), &bare) || bare)
+		return false;
+	if (strlen(value) + 1 > size) {
+		if (!in->cmdline_refused[0])
+			snprintf(in->cmdline_refused, sizeof(in->cmdline_refused), "%s= is %zu characters, longer than its %zu: refused",
+				 key, strlen(value), size - 1);
+		return false;
+	}
+	snprintf(out, size, "%s", value);
+	return true;
+}
+
+static bool all_hex(const char *s)
+{
+	for (; *s; s++)
+		if (!isxdigit((unsigned char)*s))
+			return false;
+	return true;
+}
+
 static void read_cmdline(struct init *in)
 {
 	autofree char *text = NULL;
 	size_t len = 0;
 	kb_read_path("/proc/cmdline", 1 << 16, &text, &len, NULL);
-	char value[256];
+	char value[256], digest[128];
 	bool bare;
 	snprintf(in->config, sizeof(in->config), "%s", DEFAULT_CONFIG);
 	snprintf(in->action, sizeof(in->action), "provision");
@@ -189,27 +218,30 @@ static void read_cmdline(struct init *in)
 	in->timeout = DEFAULT_TIMEOUT;
 	if (!text)
 		return;
-	if (kb_cmdline_get(text, len, "kvmbox.target", value, sizeof(value), &bare) && !bare)
-		snprintf(in->target_spec, sizeof(in->target_spec), "%s", value);
-	if (kb_cmdline_get(text, len, "kvmbox.config", value, sizeof(value), &bare) && !bare && value[0] == '/')
+	cmdline_value(in, text, len, "kvmbox.target", in->target_spec, sizeof(in->target_spec));
+	if (cmdline_value(in, text, len, "kvmbox.config", value, sizeof(value)) && value[0] == '/')
 		snprintf(in->config, sizeof(in->config), "%s", value);
-	if (kb_cmdline_get(text, len, "kvmbox.action", value, sizeof(value), &bare) && !bare)
-		snprintf(in->action, sizeof(in->action), "%.*s", (int)sizeof(in->action) - 1, value);
-	if (kb_cmdline_get(text, len, "kvmbox.wait", value, sizeof(value), &bare) && !bare)
+	cmdline_value(in, text, len, "kvmbox.action", in->action, sizeof(in->action));
+	if (cmdline_value(in, text, len, "kvmbox.wait", value, sizeof(value)))
 		in->wait_seconds = atoi(value) > 0 ? atoi(value) : 30;
-	if (kb_cmdline_get(text, len, "kvmbox.timeout", value, sizeof(value), &bare) && !bare)
+	if (cmdline_value(in, text, len, "kvmbox.timeout", value, sizeof(value)))
 		in->timeout = atoi(value) > 0 ? atoi(value) : DEFAULT_TIMEOUT;
-	if (kb_cmdline_get(text, len, "kvmbox.exitport", value, sizeof(value), &bare) && !bare)
+	if (cmdline_value(in, text, len, "kvmbox.exitport", value, sizeof(value)))
 		in->exit_port = (unsigned)strtoul(value, NULL, 0);
 	in->debug = kb_cmdline_get(text, len, "kvmbox.debug", value, sizeof(value), &bare);
-	if (kb_cmdline_get(text, len, "kvmbox.url", value, sizeof(value), &bare) && !bare)
-		snprintf(in->url, sizeof(in->url), "%s%s", value, value[0] && value[strlen(value) - 1] == '/' ? "" : "/");
-	if (kb_cmdline_get(text, len, "kvmbox.manifest.sha256", value, sizeof(value), &bare) && !bare)
-		snprintf(in->manifest_sha256, sizeof(in->manifest_sha256), "%.64s", value);
-	if (kb_cmdline_get(text, len, "kvmbox.report", value, sizeof(value), &bare) && !bare)
-		snprintf(in->report, sizeof(in->report), "%s", value);
-	if (kb_cmdline_get(text, len, "BOOTIF", value, sizeof(value), &bare) && !bare)
-		snprintf(in->bootif, sizeof(in->bootif), "%.31s", value);
+	/* Room for the '/' the URL gets. */
+	if (cmdline_value(in, text, len, "kvmbox.url", in->url, sizeof(in->url) - 1) && in->url[0] &&
+	    in->url[strlen(in->url) - 1] != '/')
+		strcat(in->url, "/");
+	if (cmdline_value(in, text, len, "kvmbox.manifest.sha256", digest, sizeof(digest))) {
+		if (strlen(digest) == 64 && all_hex(digest))
+			snprintf(in->manifest_sha256, sizeof(in->manifest_sha256), "%s", digest);
+		else if (!in->cmdline_refused[0])
+			snprintf(in->cmdline_refused, sizeof(in->cmdline_refused),
+				 "kvmbox.manifest.sha256= is not a SHA-256 (64 hex digits): refused");
+	}
+	cmdline_value(in, text, len, "kvmbox.report", in->report, sizeof(in->report));
+	cmdline_value(in, text, len, "BOOTIF", in->bootif, sizeof(in->bootif));
 }
 
 /* The image's modules (storage, filesystems, bridge, dummy): MODULE_LIST, one per line. */
@@ -1074,7 +1106,10 @@ int init_main(struct kb_ctx *ctx, int argc, char **argv)
 	read_cmdline(&in);
 	say("kvmbox " KVMBOX_VERSION " rescue image: target %s, action %s", in.target_spec[0] ? in.target_spec : "(none)",
 	    in.action);
-	if (!action_known(in.action)) {
+	if (in.cmdline_refused[0]) {
+		failed(&in, "%s", in.cmdline_refused);
+		ok = false;
+	} else if (!action_known(in.action)) {
 		failed(&in, "kvmbox.action=%s is not one of provision, reboot, kexec, poweroff or shell: refused", in.action);
 		ok = false;
 	}

@@ -114,6 +114,22 @@ unknown_action_refused() {
 	expect_eq "disk untouched" "$(sha256sum "$TESTS_TMP/disk.img" | cut -d' ' -f1)" "$before"
 }
 
+# A kvmbox.* word that does not fit or is not what it names is refused whole, never cut:
+# a digest with a tail, a target label longer than its room.
+cmdline_words_refused() {
+	disk
+	local before long
+	before=$(sha256sum "$TESTS_TMP/disk.img" | cut -d' ' -f1)
+	boot "kvmbox.url=http://10.0.2.2:9/fleet/ kvmbox.manifest.sha256=$(printf '0%.0s' {1..64})junk"
+	expect_eq "digest with a tail: QEMU exit (65 = failure verdict)" "$QEMU_RC" 65
+	expect_match "digest with a tail: message" "$SERIAL" "kvmbox\\.manifest\\.sha256= is not a SHA-256 \\(64 hex digits\\): refused"
+	long=$(printf 'x%.0s' {1..300})
+	boot "kvmbox.target=LABEL=$long"
+	expect_eq "long target: QEMU exit" "$QEMU_RC" 65
+	expect_match "long target: message" "$SERIAL" "kvmbox\\.target= is 306 characters, longer than its 255: refused"
+	expect_eq "disk untouched" "$(sha256sum "$TESTS_TMP/disk.img" | cut -d' ' -f1)" "$before"
+}
+
 # The installed system's grub.cfg is input: a kernel path with an escape sequence is shown
 # on the console as \xNN (no escape reaches whoever reads it), and the kexec fails cleanly.
 escaped_kernel_path_on_the_console() {
@@ -145,6 +161,7 @@ t kexec_into_the_installed_kernel
 t reboots
 t failed_handover_powers_off
 t unknown_action_refused
+t cmdline_words_refused
 t escaped_kernel_path_on_the_console
 t no_lease_fails_in_time
 done_testing
