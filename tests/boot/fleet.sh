@@ -32,9 +32,9 @@ BUILD_LOG=$(initramfs/build.sh "$KVMBOX" "$SRV/initrd.img" "$KERNEL_DIR" "$KVER"
 echo "# $BUILD_LOG"
 cp "$KERNEL_DIR/boot/vmlinuz-$KVER" "$SRV/vmlinuz"
 
-# One fleet server per guest N, logging to $TESTS_TMP/requests-N.log; BASES[N] is its URL as the guests see it.
+# One fleet server per guest N (1-5), logging to $TESTS_TMP/requests-N.log; BASES[N] is its URL as the guests see it.
 BASES=()
-for n in 1 2 3 4; do
+for n in 1 2 3 4 5; do
 	python3 tests/helpers/fleet-server.py "$SRV" --log "$TESTS_TMP/requests-$n.log" >"$TESTS_TMP/port$n" 2>>"$TESTS_TMP/server.err" &
 	echo $! >>"$TESTS_TMP/pids"
 	for ((i = 0; i < 100; i++)); do [ -s "$TESTS_TMP/port$n" ] && break; sleep 0.05; done
@@ -96,7 +96,7 @@ CONF
 	# iPXE (the boot NIC configured already): the kernel and the image over HTTP with the fleet's
 	# arguments, from guest N's own server.
 	local n base
-	for n in 1 2 3 4; do
+	for n in 1 2 3 4 5; do
 		base=${BASES[$n]}
 		mkdir -p "$TFTP/$n"
 		cat >"$TFTP/$n/boot.ipxe" <<IPXE
