@@ -235,7 +235,7 @@ static void read_cmdline(struct init *in)
 		strcat(in->url, "/");
 	if (cmdline_value(in, text, len, "kvmbox.manifest.sha256", digest, sizeof(digest))) {
 		if (strlen(digest) == 64 && all_hex(digest))
-			snprintf(in->manifest_sha256, sizeof(in->manifest_sha256), "%s", digest);
+			memcpy(in->manifest_sha256, digest, 65); /* 64 digits and the NUL, checked above */
 		else if (!in->cmdline_refused[0])
 			snprintf(in->cmdline_refused, sizeof(in->cmdline_refused),
 				 "kvmbox.manifest.sha256= is not a SHA-256 (64 hex digits): refused");
