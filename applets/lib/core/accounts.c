@@ -18,7 +18,10 @@
 static FILE *open_mapped(const struct kb_ctx *ctx, const char *abs_path)
 {
 	struct kb_run *run = ctx->run;
-	struct kb_run_text *t = !run ? NULL : !strcmp(abs_path, "/etc/group") ? &run->group : &run->passwd;
+	struct kb_run_text *t = !run                              ? NULL
+				: !strcmp(abs_path, "/etc/group")  ? &run->group
+				: !strcmp(abs_path, "/etc/passwd") ? &run->passwd
+								   : NULL;
 	if (t && !t->read) {
 		struct kb_error err = { 0 };
 		t->read = true;

@@ -111,6 +111,8 @@ void kb_progress_end(const struct kb_ctx *ctx, struct kb_progress *p);
  * reads as what it says.
  */
 void kb_json_string(FILE *out, const char *s);
+/* The same for @len bytes of @s (which may hold NULs, escaped as \u0000). */
+void kb_json_string_len(FILE *out, const char *s, size_t len);
 
 /*
  * @s as text for a terminal, padded with blanks to @width bytes: control
@@ -119,8 +121,6 @@ void kb_json_string(FILE *out, const char *s);
  * newline forges a line.
  */
 void kb_put_visible(FILE *out, const char *s, int width);
-/* The same for @len bytes of @s (which may hold NULs, escaped as \u0000). */
-void kb_json_string_len(FILE *out, const char *s, size_t len);
 
 /*
  * A member of the envelope other than its rows, such as a listing ("bridges":
