@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -87,6 +89,20 @@ struct rtnl_link *kb_link_get(struct nl_sock *sk, const char *name, struct kb_er
 struct rtnl_link *kb_link_get_index(struct nl_sock *sk, int ifindex, struct kb_error *err)
 {
 	return link_get(sk, ifindex, NULL, err);
+}
+
+int kb_link_index(struct nl_sock *sk, const char *name)
+{
+	/* The kernel answers SIOCGIFINDEX on any socket of the namespace, the netlink one too. */
+	struct ifreq ifr = { 0 };
+	if (strlen(name) >= sizeof(ifr.ifr_name)) {
+		errno = ENODEV;
+		return 0;
+	}
+	memcpy(ifr.ifr_name, name, strlen(name));
+	if (ioctl(nl_socket_get_fd(sk), SIOCGIFINDEX, &ifr) < 0)
+		return 0;
+	return ifr.ifr_ifindex;
 }
 
 const char *kb_ifname_problem(const char *name, bool new_name, char *buf, size_t size)

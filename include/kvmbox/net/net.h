@@ -35,6 +35,8 @@ int kb_link_cache(struct nl_sock *sk, struct nl_cache **links);
 /* The link called @name as the kernel has it now (caller puts it), or NULL (absent: err->errnum ENODEV). */
 struct rtnl_link *kb_link_get(struct nl_sock *sk, const char *name, struct kb_error *err);
 struct rtnl_link *kb_link_get_index(struct nl_sock *sk, int ifindex, struct kb_error *err);
+/* The index of interface @name, 0 (errno set) when there is none: if_nametoindex without a socket of its own. */
+int kb_link_index(struct nl_sock *sk, const char *name);
 
 /*
  * Why @name cannot be an interface name, in @buf, or NULL when it can: the
