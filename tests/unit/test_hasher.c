@@ -1,4 +1,5 @@
 /* The hashing thread unpack uses: blocks hashed from a pool's buffers, holes as zeros, buffers reused once hashed. */
+#include <dirent.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -29,22 +30,41 @@ static void digest_of(const uint8_t *data, size_t len, uint8_t digest[32])
 	kb_sha256_final(&s, digest);
 }
 
+/* The threads of this process now. */
+static int threads(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	assert_non_null(d);
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL)
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
 static void fill(uint8_t *p, size_t len, unsigned seed)
 {
 	for (size_t i = 0; i < len; i++)
 		p[i] = (uint8_t)(i * 31 + seed);
 }
 
-/* Blocks at offsets with holes between and after them hash as the file they make. */
-static void blocks_and_holes(void **state)
+/*
+ * Blocks at offsets with holes between and after them hash as the file they
+ * make, on the hasher's thread (@size_hint 0: size unknown) or, for a file
+ * known to be small, in the caller's.
+ */
+static void blocks_and_holes_hinted(uint64_t size_hint)
 {
-	(void)state;
 	struct kb_error err;
 	static uint8_t file[20000]; /* zeros but for the blocks */
+	memset(file, 0, sizeof(file));
 	struct kb_hash_pool *pool = kb_hash_pool_new(4, 4096, NULL, &err);
 	assert_non_null(pool);
-	struct kb_hasher *h = kb_hasher_start(&api, pool, NULL, &err);
+	struct kb_hasher *h = kb_hasher_start(&api, pool, NULL, size_hint, &err);
 	assert_non_null(h);
+	/* A thread of its own only for a file not known to be small. */
+	assert_int_equal(threads(), size_hint ? 1 : 2);
 	uint8_t *buf = kb_hash_pool_take(pool);
 	fill(buf, 4096, 7);
 	assert_int_equal(kb_hasher_add(h, buf + 10, 1000, 100), 0);
@@ -67,6 +87,18 @@ static void blocks_and_holes(void **state)
 	kb_hash_pool_free(pool);
 }
 
+static void blocks_and_holes(void **state)
+{
+	(void)state;
+	blocks_and_holes_hinted(0);
+}
+
+static void blocks_and_holes_small_file_inline(void **state)
+{
+	(void)state;
+	blocks_and_holes_hinted(20000);
+}
+
 /* One buffer: taking it again waits until the blocks queued from it are hashed, so refilling it cannot change the digest. */
 static void buffer_reused_once_hashed(void **state)
 {
@@ -75,7 +107,7 @@ static void buffer_reused_once_hashed(void **state)
 	enum { ROUNDS = 64, SIZE = 65536 };
 	static uint8_t file[ROUNDS * SIZE];
 	struct kb_hash_pool *pool = kb_hash_pool_new(1, SIZE, NULL, &err);
-	struct kb_hasher *h = kb_hasher_start(&api, pool, NULL, &err);
+	struct kb_hasher *h = kb_hasher_start(&api, pool, NULL, 0, &err);
 	assert_non_null(h);
 	for (unsigned i = 0; i < ROUNDS; i++) {
 		uint8_t *buf = kb_hash_pool_take(pool);
@@ -100,7 +132,7 @@ static void stop_refuses(void **state)
 	static volatile sig_atomic_t stop;
 	stop = 0;
 	struct kb_hash_pool *pool = kb_hash_pool_new(1, 4096, &stop, &err);
-	struct kb_hasher *h = kb_hasher_start(&api, pool, &stop, &err);
+	struct kb_hasher *h = kb_hasher_start(&api, pool, &stop, 0, &err);
 	uint8_t *buf = kb_hash_pool_take(pool);
 	assert_non_null(buf);
 	stop = 1;
@@ -116,6 +148,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(blocks_and_holes),
+		cmocka_unit_test(blocks_and_holes_small_file_inline),
 		cmocka_unit_test(buffer_reused_once_hashed),
 		cmocka_unit_test(stop_refuses),
 	};

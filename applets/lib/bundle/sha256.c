@@ -185,6 +185,7 @@ struct kb_hasher {
 	uint64_t size;   /* once done: the file's size, its end hashed as zeros */
 	uint64_t queued; /* the end of the last block queued */
 	bool done;       /* nothing more will be queued */
+	bool inline_;    /* no thread: each block hashed by kb_hasher_add in the caller's thread */
 	bool cancel;     /* the digest is not wanted any more */
 	const volatile sig_atomic_t *stop; /* when it becomes non-zero, the rest is dropped */
 };
@@ -238,7 +239,7 @@ static void *hasher_run(void *arg)
 }
 
 struct kb_hasher *kb_hasher_start(const struct kb_sha256_api *api, struct kb_hash_pool *pool,
-				  const volatile sig_atomic_t *stop, struct kb_error *err)
+				  const volatile sig_atomic_t *stop, uint64_t size_hint, struct kb_error *err)
 {
 	struct kb_hasher *h = calloc(1, sizeof(*h));
 	if (!h) {
@@ -250,6 +251,11 @@ struct kb_hasher *kb_hasher_start(const struct kb_sha256_api *api, struct kb_has
 	if (kb_sha256_init(&h->sha, api, err) < 0) {
 		free(h);
 		return NULL;
+	}
+	/* Hashing a small file takes less than making, waking and joining a thread for it. */
+	if (size_hint && size_hint <= KB_HASHER_INLINE_MAX) {
+		h->inline_ = true;
+		return h;
 	}
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->changed, NULL);
@@ -284,6 +290,12 @@ int kb_hasher_add(struct kb_hasher *h, const void *data, size_t len, uint64_t of
 		return -1; /* blocks come in the file's order */
 	if (len == 0)
 		return 0;
+	if (h->inline_) {
+		hash_zeros(h, offset - h->queued); /* the hole before the block */
+		kb_sha256_update(&h->sha, data, len);
+		h->queued = offset + len;
+		return 0;
+	}
 	int i = pool_index(p, data, len);
 	if (i >= 0) {
 		/* In a buffer of the pool (the reader's): hashed from there, the buffer kept until then. */
@@ -310,6 +322,11 @@ int kb_hasher_add(struct kb_hasher *h, const void *data, size_t len, uint64_t of
 /* Tell the thread how it ends, wait for it, and free everything but the digest's context. */
 static void hasher_end(struct kb_hasher *h, uint64_t size, bool cancel)
 {
+	if (h->inline_) {
+		if (!cancel && size > h->queued)
+			hash_zeros(h, size - h->queued); /* the hole at the end */
+		return;
+	}
 	pthread_mutex_lock(&h->lock);
 	if (cancel)
 		h->cancel = true;

@@ -450,7 +450,7 @@ static int stream_member(struct unpack *u, struct reader *r, struct member *m, s
 	autoclose_fd fd = open_member(u, m->name, O_WRONLY | O_CREAT | O_EXCL, config ? 0644 : 0600);
 	if (fd < 0)
 		return kb_fail(err, errno, m->name, "creating member");
-	m->hasher = kb_hasher_start(&u->sha, r->pool, &interrupted, err);
+	m->hasher = kb_hasher_start(&u->sha, r->pool, &interrupted, m->size, err);
 	if (!m->hasher)
 		return -1;
 

@@ -59,9 +59,15 @@ uint8_t *kb_hash_pool_take(struct kb_hash_pool *p);
 void kb_hash_pool_release(struct kb_hash_pool *p, const void *buf);
 
 struct kb_hasher;
-/* A thread that hashes the blocks of one file, in the file's order, holes as zeros. */
+/*
+ * A thread that hashes the blocks of one file, in the file's order, holes as
+ * zeros. @size_hint: the file's size when known (0: unknown); a file of at
+ * most KB_HASHER_INLINE_MAX bytes gets no thread: kb_hasher_add hashes each
+ * block at once, in the caller's thread.
+ */
+#define KB_HASHER_INLINE_MAX (1u << 20)
 struct kb_hasher *kb_hasher_start(const struct kb_sha256_api *api, struct kb_hash_pool *pool,
-				  const volatile sig_atomic_t *stop, struct kb_error *err);
+				  const volatile sig_atomic_t *stop, uint64_t size_hint, struct kb_error *err);
 /*
  * @len bytes at @offset of the file (at or past the end of the last block; the
  * bytes between are zeros). In a buffer of the pool: hashed from there, the
