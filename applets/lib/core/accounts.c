@@ -14,8 +14,13 @@
 #include "kvmbox/core/run.h"
 #include "kvmbox/core/sysroot.h"
 
-/* @abs_path's text as a stream: in a run (ctx->run) read once, then served from memory. */
-static FILE *open_mapped(const struct kb_ctx *ctx, const char *abs_path)
+/*
+ * @abs_path's text as a stream over memory: in a run (ctx->run) read once and
+ * kept there; else read whole into *@owned, which the caller frees after the
+ * stream (a stream over the file itself would ask the kernel for its offset,
+ * an lseek, at every entry fgetgrent reads).
+ */
+static FILE *open_mapped(const struct kb_ctx *ctx, const char *abs_path, char **owned)
 {
 	struct kb_run *run = ctx->run;
 	struct kb_run_text *t = !run                              ? NULL
@@ -32,17 +37,20 @@ static FILE *open_mapped(const struct kb_ctx *ctx, const char *abs_path)
 		errno = t->errnum;
 		return t->text ? fmemopen(t->text, t->len, "r") : NULL;
 	}
-	int fd = kb_sysroot_open(ctx, abs_path, O_RDONLY, 0, NULL);
-	FILE *f = fd < 0 ? NULL : fdopen(fd, "re");
-	if (fd >= 0 && !f)
-		close(fd);
-	return f;
+	struct kb_error err = { 0 };
+	size_t len;
+	if (kb_read_file(ctx, abs_path, 64 << 20, owned, &len, &err) < 0) {
+		errno = err.errnum ? err.errnum : EIO;
+		return NULL;
+	}
+	return fmemopen(*owned, len, "r");
 }
 
 const char *kb_group_name(const struct kb_ctx *ctx, gid_t gid, char *buf, size_t size)
 {
 	snprintf(buf, size, "%u", (unsigned)gid);
-	autoclose_file f = open_mapped(ctx, "/etc/group");
+	autofree char *text = NULL;
+	autoclose_file f = open_mapped(ctx, "/etc/group", &text);
 	struct group *gr;
 	while (f && (gr = fgetgrent(f)) != NULL) {
 		if (gr->gr_gid == gid) {
@@ -56,7 +64,8 @@ const char *kb_group_name(const struct kb_ctx *ctx, gid_t gid, char *buf, size_t
 const char *kb_user_name(const struct kb_ctx *ctx, uid_t uid, char *buf, size_t size)
 {
 	snprintf(buf, size, "%u", (unsigned)uid);
-	autoclose_file f = open_mapped(ctx, "/etc/passwd");
+	autofree char *text = NULL;
+	autoclose_file f = open_mapped(ctx, "/etc/passwd", &text);
 	struct passwd *pw;
 	while (f && (pw = fgetpwent(f)) != NULL) {
 		if (pw->pw_uid == uid) {
@@ -72,7 +81,8 @@ int kb_group_id(const struct kb_ctx *ctx, const char *name, gid_t *gid, struct k
 	struct kb_path p;
 	if (kb_sysroot_path(ctx, "/etc/group", &p, err) < 0)
 		return -1;
-	autoclose_file f = open_mapped(ctx, "/etc/group");
+	autofree char *text = NULL;
+	autoclose_file f = open_mapped(ctx, "/etc/group", &text);
 	if (!f)
 		return kb_fail(err, errno, p.s, "opening");
 	struct group *gr;
@@ -90,7 +100,8 @@ static bool user_in_group(const struct kb_ctx *ctx, uid_t uid, gid_t gid)
 {
 	char user[256] = "";
 	gid_t primary = (gid_t)-1;
-	autoclose_file pf = open_mapped(ctx, "/etc/passwd");
+	autofree char *passwd_text = NULL;
+	autoclose_file pf = open_mapped(ctx, "/etc/passwd", &passwd_text);
 	struct passwd *pw;
 	while (pf && (pw = fgetpwent(pf)) != NULL) {
 		if (pw->pw_uid == uid) {
@@ -103,7 +114,8 @@ static bool user_in_group(const struct kb_ctx *ctx, uid_t uid, gid_t gid)
 		return true;
 	if (!user[0])
 		return false;
-	autoclose_file gf = open_mapped(ctx, "/etc/group");
+	autofree char *group_text = NULL;
+	autoclose_file gf = open_mapped(ctx, "/etc/group", &group_text);
 	struct group *gr;
 	while (gf && (gr = fgetgrent(gf)) != NULL) {
 		if (gr->gr_gid != gid)
