@@ -162,6 +162,8 @@ struct domain_cmd {
 	const char *uri;
 	virConnectPtr conn;
 	struct kb_xml_schema *schema; /* libvirt's domain schema, compiled once for every define; may be NULL */
+	pthread_t schema_thread;      /* compiling it while libvirt loads and connects; see schema_start() */
+	bool schema_compiling, schema_ready;
 	struct kb_domain_spec spec; /* the options; each domain's spec starts as a copy */
 	bool no_preflight, replace, dry_run, print_xml, force;
 	unsigned jobs;
@@ -189,9 +191,44 @@ static void say_failure(struct domain_cmd *cmd, const struct kb_error *err)
 	pthread_mutex_unlock(&cmd->lock);
 }
 
-static int load_libraries(struct domain_cmd *cmd, struct kb_error *err)
+static void *schema_compile(void *arg)
 {
-	return kb_xml_load(&cmd->xml, err) < 0 || kb_virt_load(&cmd->virt, err) < 0 ? -1 : 0;
+	struct domain_cmd *cmd = arg;
+	cmd->schema = kb_domain_schema_load(&cmd->xml, cmd->uri);
+	return NULL;
+}
+
+/*
+ * libvirt's domain schema, for the verbs that validate every definition
+ * against it, compiled on a thread of its own while libvirt's library loads
+ * and connects: each takes milliseconds, and neither needs the other.
+ */
+static void schema_start(struct domain_cmd *cmd)
+{
+	cmd->schema_compiling = pthread_create(&cmd->schema_thread, NULL, schema_compile, cmd) == 0;
+}
+
+/* The schema: the thread's, waited for, or compiled now (no thread was started). */
+static void schema_wait(struct domain_cmd *cmd)
+{
+	if (cmd->schema_compiling) {
+		pthread_join(cmd->schema_thread, NULL);
+		cmd->schema_compiling = false;
+		cmd->schema_ready = true;
+	}
+	if (!cmd->schema_ready)
+		cmd->schema = kb_domain_schema_load(&cmd->xml, cmd->uri);
+	cmd->schema_ready = true;
+}
+
+/* libxml2, then libvirt; @validates: the verb will want the schema, compiled meanwhile. */
+static int load_libraries(struct domain_cmd *cmd, bool validates, struct kb_error *err)
+{
+	if (kb_xml_load(&cmd->xml, err) < 0)
+		return -1;
+	if (validates)
+		schema_start(cmd);
+	return kb_virt_load(&cmd->virt, err);
 }
 
 static int connect_libvirt(struct domain_cmd *cmd)
@@ -538,7 +575,7 @@ static int cmd_define(struct domain_cmd *cmd, char **files, int count)
 		}
 	}
 	if (!cmd->dry_run)
-		cmd->schema = kb_domain_schema_load(&cmd->xml, cmd->uri);
+		schema_wait(cmd);
 	return run_jobs(cmd, files, count, define_one);
 }
 
@@ -635,7 +672,7 @@ static int cmd_new(struct domain_cmd *cmd)
 		return KB_EXIT_FAILURE;
 	struct kb_domain_spec *spec = &cmd->spec;
 	if (!cmd->print_xml && !cmd->dry_run)
-		cmd->schema = kb_domain_schema_load(&cmd->xml, cmd->uri);
+		schema_wait(cmd);
 	struct kb_domain_link link = { &cmd->xml, &cmd->virt, cmd->conn, cmd->schema };
 	struct kb_error err = { 0 };
 	spec->link = &link;
@@ -861,7 +898,9 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 	}
 	if (rc == -1) {
 		cmd->uri = kb_virt_uri(cmd->spec.uri[0] ? cmd->spec.uri : NULL);
-		if (load_libraries(cmd, &err) < 0) {
+		bool validates = !cmd->dry_run && (!strcmp(verb, "define") || !strcmp(verb, "up") ||
+						   (!strcmp(verb, "new") && !cmd->print_xml));
+		if (load_libraries(cmd, validates, &err) < 0) {
 			kb_say_failure(ctx, &err);
 			rc = KB_EXIT_FAILURE;
 		} else if (!strcmp(verb, "preflight")) {
@@ -882,6 +921,8 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 	}
 	if (cmd->conn)
 		cmd->virt.connect_close(cmd->conn);
+	if (cmd->schema_compiling)
+		schema_wait(cmd); /* an early failure: the thread still compiles */
 	kb_xml_schema_free(&cmd->xml, cmd->schema);
 	pthread_mutex_destroy(&cmd->lock);
 	free(cmd);

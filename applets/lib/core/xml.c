@@ -13,6 +13,7 @@
 int kb_xml_load(struct kb_xml *xml, struct kb_error *err)
 {
 	void *free_var = NULL;
+	__typeof__(xmlInitParser) *init_parser = NULL;
 	const struct kb_dynlib_symbol symbols[] = {
 		{ "xmlReadFile", (void **)&xml->read_file },
 		{ "xmlFreeDoc", (void **)&xml->free_doc },
@@ -41,10 +42,13 @@ int kb_xml_load(struct kb_xml *xml, struct kb_error *err)
 		{ "xmlRelaxNGValidateDoc", (void **)&xml->rng_validate },
 		{ "xmlRelaxNGFreeValidCtxt", (void **)&xml->rng_free_valid },
 		{ "xmlFree", &free_var },
+		{ "xmlInitParser", (void **)&init_parser },
 	};
 	if (kb_dynlib_load(KB_LIB_XML, symbols, sizeof(symbols) / sizeof(symbols[0]), err) < 0)
 		return -1;
 	xml->free = free_var;
+	/* libxml2's global tables made now, in one thread: two threads' first calls would race to make them. */
+	init_parser();
 	return 0;
 }
 
