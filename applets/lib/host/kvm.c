@@ -15,6 +15,38 @@
 #include "kvmbox/host/kvm.h"
 #include "kvmbox/core/sysroot.h"
 
+/* One MSR for KVM_GET_MSRS / KVM_SET_MSRS. */
+struct one_msr {
+	struct kvm_msrs head;
+	struct kvm_msr_entry entry;
+};
+
+int kb_kvm_feature_msr_settable(const struct kb_ctx *ctx, unsigned index)
+{
+	struct kb_path p;
+	struct kb_error err = { 0 };
+	struct stat st;
+	if (kb_sysroot_resolved_path(ctx, "/dev/kvm", true, &p, &err) < 0 || stat(p.s, &st) < 0 || !S_ISCHR(st.st_mode) ||
+	    major(st.st_rdev) != 10 || minor(st.st_rdev) != 232)
+		return -1;
+	autoclose_fd kvm = open(p.s, O_RDWR | O_CLOEXEC);
+	if (kvm < 0)
+		return -1;
+	/* The host's value, as QEMU reads it (a system ioctl: 1 when the host has this feature MSR). */
+	struct one_msr msr = { .head.nmsrs = 1, .entry.index = index };
+	if (ioctl(kvm, KVM_GET_MSRS, &msr) != 1)
+		return -1;
+	autoclose_fd vm = ioctl(kvm, KVM_CREATE_VM, 0);
+	if (vm < 0)
+		return -1;
+	autoclose_fd vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+	if (vcpu < 0)
+		return -1;
+	/* KVM_SET_MSRS answers how many it set: 0 when the vCPU refuses the value. */
+	int set = ioctl(vcpu, KVM_SET_MSRS, &msr);
+	return set < 0 ? -1 : set == 1;
+}
+
 void kb_kvm_probe(const struct kb_ctx *ctx, struct kb_kvm_probe *probe)
 {
 	*probe = (struct kb_kvm_probe){ .stage = KB_KVM_NO_NODE, .api_version = -1 };

@@ -333,6 +333,25 @@ static int check_images(const struct kb_ctx *ctx, struct kb_domnew *d, struct kb
 	return 0;
 }
 
+/*
+ * A host-model or host-passthrough guest on KVM gets the host's
+ * IA32_ARCH_CAPABILITIES, which QEMU sets on each vCPU at the start; where
+ * KVM refuses it (some nested hypervisors do), QEMU aborts the start ("failed
+ * to set MSR 0x10a"): the guest is made without that feature, as the kernel
+ * answers today. Words that name arch-capabilities decide for themselves.
+ */
+static void check_arch_capabilities(const struct kb_ctx *ctx, struct kb_domnew *d)
+{
+	if (strcmp(d->virt_type, "kvm") || !strcmp(d->cpu_mode, "custom"))
+		return;
+	for (size_t i = 0; i < d->feature_count; i++)
+		if (!strcmp(d->feature[i].name, "arch-capabilities"))
+			return;
+	if (d->feature_count < KB_DOMNEW_FEATURES_MAX &&
+	    kb_kvm_feature_msr_settable(ctx, KB_MSR_ARCH_CAPABILITIES) == 0)
+		d->feature[d->feature_count++] = (struct kb_domnew_feature){ .enable = false, .name = "arch-capabilities" };
+}
+
 int kb_domnew_check_host(const struct kb_ctx *ctx, const struct kb_xml *xml, struct kb_domnew *d, int *node,
 			 struct kb_error *err)
 {
@@ -345,6 +364,7 @@ int kb_domnew_check_host(const struct kb_ctx *ctx, const struct kb_xml *xml, str
 				       d->feature[i].name, CPU_MAP);
 	if (d->nested && check_nested(ctx, d, err) < 0)
 		return -1;
+	check_arch_capabilities(ctx, d);
 	if (d->hugepages && check_hugepages(ctx, d, err) < 0)
 		return -1;
 	if (check_bridges(ctx, d, err) < 0 || check_hostdevs(ctx, d, node, err) < 0 || check_filesystems(ctx, d, err) < 0)
