@@ -332,6 +332,41 @@ bad_files_are_named() {
 }
 
 # efi_dom FILE MACHINE [OS_EXTRA] [TOP_EXTRA]: a domain with <os firmware='efi'> on MACHINE.
+# On this host itself (no --root): a host-model KVM guest is an ERROR exactly where QEMU
+# aborts a -cpu host start on IA32_ARCH_CAPABILITIES (QEMU is the judge), and the same
+# guest with that feature disabled starts there.
+host_model_where_kvm_refuses_arch_capabilities() {
+	local xml=$TESTS_TMP/host-model.xml fixed=$TESTS_TMP/host-model-fixed.xml qemu_says ids
+	cat >"$xml" <<'XML'
+<domain type='kvm'>
+  <name>kvmbox-test-hm</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <cpu mode='host-model'/>
+  <devices><serial type='pty'/><console type='pty'/></devices>
+</domain>
+XML
+	sed "s|<cpu mode='host-model'/>|<cpu mode='host-model'><feature policy='disable' name='arch-capabilities'/></cpu>|" "$xml" >"$fixed"
+	run domain preflight --json "$xml"
+	ids=$(jq -r '.preflight[0].findings[].id' <<<"$OUT")
+	qemu_says=$(timeout 5 qemu-system-x86_64 -accel kvm -machine pc -cpu host -m 64 -display none -serial none \
+		-monitor none -nodefaults -S 2>&1 || true)
+	if kvm_usable "" && grep -q "failed to set MSR 0x10a" <<<"$qemu_says"; then
+		expect_eq "refused here: an ERROR" "$ids" "cpu.arch-capabilities"
+		expect_eq fix "$(fix_of cpu.arch-capabilities)" "add <feature policy='disable' name='arch-capabilities'/> to <cpu> (kvmbox domain new does)"
+		run domain preflight "$fixed"
+		expect_rc 0
+		run domain define "$fixed" --start --wait 30
+		expect_rc 0
+		expect_eq "the fixed guest runs" "$($VIRSH domstate kvmbox-test-hm | head -1)" running
+		run domain rm kvmbox-test-hm
+		expect_rc 0
+	else
+		[[ ! "$ids" =~ cpu.arch-capabilities ]] || fail "cpu.arch-capabilities where QEMU takes the MSR (or no KVM): $OUT"
+	fi
+}
+
 efi_dom() {
 	dom "$1" qemu "" "${4:-}" >/dev/null
 	sed -i "s|<os><type arch='x86_64' machine='pc'>hvm</type></os>|<os firmware='efi'><type arch='x86_64' machine='$2'>hvm</type>${3:-}</os>|" "$TESTS_TMP/$1"
@@ -437,4 +472,5 @@ t libvirt_unreachable_still_checks_files
 t bad_files_are_named
 t uefi_firmware_descriptors
 t firmware_files_named_by_hand
+t host_model_where_kvm_refuses_arch_capabilities
 done_testing

@@ -412,6 +412,26 @@ static void check_unusable_model(struct preflight *p, xmlNode *cpu, xmlNode *mod
 			"use <cpu mode='host-model'/>, or an older model this host's CPU covers");
 }
 
+/*
+ * A host-model or host-passthrough KVM guest gets the host's
+ * IA32_ARCH_CAPABILITIES on each vCPU; where this host's KVM refuses it (some
+ * nested hypervisors do), QEMU aborts the start: asked of the kernel.
+ */
+static void check_arch_capabilities(struct preflight *p, xmlNode *cpu, const char *mode)
+{
+	if (!p->type || strcmp(p->type, "kvm") || (strcmp(mode, "host-model") && strcmp(mode, "host-passthrough")))
+		return;
+	for (xmlNode *f = kb_xml_child(cpu, "feature"); f; f = kb_xml_next(f, "feature"))
+		if (kb_xml_prop_is(p->xml, f, "name", "arch-capabilities") &&
+		    (kb_xml_prop_is(p->xml, f, "policy", "disable") || kb_xml_prop_is(p->xml, f, "policy", "forbid")))
+			return;
+	if (kb_kvm_feature_msr_settable(p->ctx, KB_MSR_ARCH_CAPABILITIES) == 0)
+		set_fix(add_finding(p, KB_SEVERITY_ERROR, "cpu.arch-capabilities", cpu,
+				    "this host's KVM refuses IA32_ARCH_CAPABILITIES (MSR 0x10a) on a vCPU: QEMU aborts the start "
+				    "of a %s guest (failed to set MSR 0x10a)", mode),
+			"add <feature policy='disable' name='arch-capabilities'/> to <cpu> (kvmbox domain new does)");
+}
+
 static void check_cpu(struct preflight *p, bool machine_ok)
 {
 	xmlNode *cpu = kb_xml_child(p->domain, "cpu");
@@ -430,6 +450,8 @@ static void check_cpu(struct preflight *p, bool machine_ok)
 					    "CPU mode '%s' is not supported for type='%s' on this host", mode,
 					    p->type ? p->type : "?"),
 				"use <cpu mode='host-model'/> or a named model");
+		else
+			check_arch_capabilities(p, cpu, mode);
 		return;
 	}
 	autofree char *name = kb_xml_text(p->xml, model);
