@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -14,12 +15,6 @@
 #include "kvmbox/core/file.h"
 #include "kvmbox/host/kvm.h"
 #include "kvmbox/core/sysroot.h"
-
-/* One MSR for KVM_GET_MSRS / KVM_SET_MSRS. */
-struct one_msr {
-	struct kvm_msrs head;
-	struct kvm_msr_entry entry;
-};
 
 int kb_kvm_feature_msr_settable(const struct kb_ctx *ctx, unsigned index)
 {
@@ -33,8 +28,12 @@ int kb_kvm_feature_msr_settable(const struct kb_ctx *ctx, unsigned index)
 	if (kvm < 0)
 		return -1;
 	/* The host's value, as QEMU reads it (a system ioctl: 1 when the host has this feature MSR). */
-	struct one_msr msr = { .head.nmsrs = 1, .entry.index = index };
-	if (ioctl(kvm, KVM_GET_MSRS, &msr) != 1)
+	autofree struct kvm_msrs *msr = calloc(1, sizeof(*msr) + sizeof(msr->entries[0]));
+	if (!msr)
+		return -1;
+	msr->nmsrs = 1;
+	msr->entries[0].index = index;
+	if (ioctl(kvm, KVM_GET_MSRS, msr) != 1)
 		return -1;
 	autoclose_fd vm = ioctl(kvm, KVM_CREATE_VM, 0);
 	if (vm < 0)
@@ -43,7 +42,7 @@ int kb_kvm_feature_msr_settable(const struct kb_ctx *ctx, unsigned index)
 	if (vcpu < 0)
 		return -1;
 	/* KVM_SET_MSRS answers how many it set: 0 when the vCPU refuses the value. */
-	int set = ioctl(vcpu, KVM_SET_MSRS, &msr);
+	int set = ioctl(vcpu, KVM_SET_MSRS, msr);
 	return set < 0 ? -1 : set == 1;
 }
 
