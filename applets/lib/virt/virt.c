@@ -109,6 +109,12 @@ static const struct kb_virt_advice advice_table[] = {
 	{ "virt.hardware", "domain type 'kvm'",
 	  "KVM is not usable on this host: VT-x/AMD-V missing or disabled, or the KVM module not loaded",
 	  "kvmbox check; kvmbox kvm-load; or use <domain type='qemu'> (TCG)", "does not support virt type 'kvm'" },
+	{ "cpu.arch-capabilities", "failed to set MSR 0x10a",
+	  "this host's KVM refuses IA32_ARCH_CAPABILITIES on a vCPU (a nested hypervisor's limit): QEMU aborts host-model "
+	  "and host-passthrough guests",
+	  "add <feature policy='disable' name='arch-capabilities'/> to the domain's <cpu> (kvmbox domain preflight FILE "
+	  "finds it; kvmbox domain new does it)",
+	  NULL },
 	{ "machine.type", "unsupported machine type",
 	  "the domain's machine type is not offered by this QEMU (the domain was made on another QEMU version)",
 	  "kvmbox domain preflight FILE lists the machine types offered; set <os><type machine=...> to one",
