@@ -332,41 +332,6 @@ bad_files_are_named() {
 }
 
 # efi_dom FILE MACHINE [OS_EXTRA] [TOP_EXTRA]: a domain with <os firmware='efi'> on MACHINE.
-# On this host itself (no --root): a host-model KVM guest is an ERROR exactly where QEMU
-# aborts a -cpu host start on IA32_ARCH_CAPABILITIES (QEMU is the judge), and the same
-# guest with that feature disabled starts there.
-host_model_where_kvm_refuses_arch_capabilities() {
-	local xml=$TESTS_TMP/host-model.xml fixed=$TESTS_TMP/host-model-fixed.xml qemu_says ids
-	cat >"$xml" <<'XML'
-<domain type='kvm'>
-  <name>kvmbox-test-hm</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
-  <cpu mode='host-model'/>
-  <devices><serial type='pty'/><console type='pty'/></devices>
-</domain>
-XML
-	sed "s|<cpu mode='host-model'/>|<cpu mode='host-model'><feature policy='disable' name='arch-capabilities'/></cpu>|" "$xml" >"$fixed"
-	run domain preflight --json "$xml"
-	ids=$(jq -r '.preflight[0].findings[].id' <<<"$OUT")
-	qemu_says=$(timeout 5 qemu-system-x86_64 -accel kvm -machine pc -cpu host -m 64 -display none -serial none \
-		-monitor none -nodefaults -S 2>&1 || true)
-	if kvm_usable "" && grep -q "failed to set MSR 0x10a" <<<"$qemu_says"; then
-		expect_eq "refused here: an ERROR" "$ids" "cpu.arch-capabilities"
-		expect_eq fix "$(fix_of cpu.arch-capabilities)" "add <feature policy='disable' name='arch-capabilities'/> to <cpu> (kvmbox domain new does)"
-		run domain preflight "$fixed"
-		expect_rc 0
-		run domain define "$fixed" --start --wait 30
-		expect_rc 0
-		expect_eq "the fixed guest runs" "$($VIRSH domstate kvmbox-test-hm | head -1)" running
-		run domain rm kvmbox-test-hm
-		expect_rc 0
-	else
-		[[ ! "$ids" =~ cpu.arch-capabilities ]] || fail "cpu.arch-capabilities where QEMU takes the MSR (or no KVM): $OUT"
-	fi
-}
-
 efi_dom() {
 	dom "$1" qemu "" "${4:-}" >/dev/null
 	sed -i "s|<os><type arch='x86_64' machine='pc'>hvm</type></os>|<os firmware='efi'><type arch='x86_64' machine='$2'>hvm</type>${3:-}</os>|" "$TESTS_TMP/$1"
@@ -449,6 +414,55 @@ ERROR firmware.nvram /domain/os/nvram"
 	expect_eq nvram "$(message_of firmware.nvram)" "NVRAM template /usr/share/OVMF/OVMF_VARS.gone.fd: No such file or directory"
 	run --root "$fx" domain preflight "$(efi_dom loader-ok.xml q35 "<loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.fd</loader><nvram template='/usr/share/OVMF/OVMF_VARS_4M.fd'/>")"
 	expect_eq "files there" "$RC" 0
+}
+
+# On this host itself (no --root): a host-model KVM guest is an ERROR exactly where QEMU
+# aborts a -cpu host start on IA32_ARCH_CAPABILITIES (QEMU is the judge), and the same
+# guest with that feature disabled starts there.
+host_model_where_kvm_refuses_arch_capabilities() {
+	local xml=$TESTS_TMP/host-model.xml fixed=$TESTS_TMP/host-model-fixed.xml qemu_says ids
+	cat >"$xml" <<'XML'
+<domain type='kvm'>
+  <name>kvmbox-test-hm</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <cpu mode='host-model'/>
+  <devices><serial type='pty'/><console type='pty'/></devices>
+</domain>
+XML
+	sed "s|<cpu mode='host-model'/>|<cpu mode='host-model'><feature policy='disable' name='arch-capabilities'/></cpu>|" "$xml" >"$fixed"
+	run domain preflight --json "$xml"
+	ids=$(jq -r '.preflight[0].findings[].id' <<<"$OUT")
+	qemu_says=$(timeout 5 qemu-system-x86_64 -accel kvm -machine pc -cpu host -m 64 -display none -serial none \
+		-monitor none -nodefaults -S 2>&1 || true)
+	if kvm_usable "" && grep -q "failed to set MSR 0x10a" <<<"$qemu_says"; then
+		[[ "$ids" =~ cpu.arch-capabilities ]] || fail "refused here, yet no cpu.arch-capabilities: $OUT"
+		expect_eq fix "$(fix_of cpu.arch-capabilities)" "add <feature policy='disable' name='arch-capabilities'/> to <cpu> (kvmbox domain new does)"
+		run domain preflight "$fixed"
+		expect_rc 0
+		run domain define "$fixed" --start --wait 30
+		expect_rc 0
+		expect_eq "the fixed guest runs" "$($VIRSH domstate kvmbox-test-hm | head -1)" running
+		run domain rm kvmbox-test-hm
+		expect_rc 0
+	else
+		[[ ! "$ids" =~ cpu.arch-capabilities ]] || fail "cpu.arch-capabilities where QEMU takes the MSR (or no KVM): $OUT"
+	fi
+	# A fixture root's KVM says which: the same verdict whatever this machine's KVM does.
+	local fx
+	fx=$(fx_new)
+	fx_devkvm "$fx" 0660 36 msr-refused
+	run --root "$fx" domain preflight --json "$xml"
+	[[ "$(jq -r '.preflight[0].findings[].id' <<<"$OUT")" =~ cpu.arch-capabilities ]] ||
+		fail "a fixture KVM that refuses the MSR, yet no cpu.arch-capabilities: $OUT"
+	run --root "$fx" domain preflight --json "$fixed"
+	[[ ! "$(jq -r '.preflight[0].findings[].id' <<<"$OUT")" =~ cpu.arch-capabilities ]] ||
+		fail "the feature disabled, yet cpu.arch-capabilities: $OUT"
+	fx_kvm_answer "$fx" usable
+	run --root "$fx" domain preflight --json "$xml"
+	[[ ! "$(jq -r '.preflight[0].findings[].id' <<<"$OUT")" =~ cpu.arch-capabilities ]] ||
+		fail "a fixture KVM that takes the MSR, yet cpu.arch-capabilities: $OUT"
 }
 
 t valid_tcg_domain_has_no_findings

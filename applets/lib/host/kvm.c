@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,11 @@
 #include "kvmbox/host/kvm.h"
 #include "kvmbox/core/sysroot.h"
 
-int kb_kvm_feature_msr_settable(const struct kb_ctx *ctx, unsigned index)
+#define MSR_ARCH_CAPABILITIES 0x10au
+#define CPUID_7_EDX_ARCH_CAPABILITIES (1u << 29)
+#define CPUID_ENTRIES_MAX 256
+
+int kb_kvm_arch_capabilities_settable(const struct kb_ctx *ctx)
 {
 	struct kb_path p;
 	struct kb_error err = { 0 };
@@ -24,22 +29,32 @@ int kb_kvm_feature_msr_settable(const struct kb_ctx *ctx, unsigned index)
 	if (kb_sysroot_resolved_path(ctx, "/dev/kvm", true, &p, &err) < 0 || stat(p.s, &st) < 0 || !S_ISCHR(st.st_mode) ||
 	    major(st.st_rdev) != 10 || minor(st.st_rdev) != 232)
 		return -1;
-	autoclose_fd kvm = open(p.s, O_RDWR | O_CLOEXEC);
+	autoclose_fd kvm = open(p.s, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
 	if (kvm < 0)
 		return -1;
-	/* The host's value, as QEMU reads it (a system ioctl: 1 when the host has this feature MSR). */
+	/* The CPUID KVM offers: a host whose guests are not given ARCH_CAPABILITIES has nothing to refuse. */
+	autofree struct kvm_cpuid2 *cpuid = calloc(1, sizeof(*cpuid) + CPUID_ENTRIES_MAX * sizeof(cpuid->entries[0]));
 	autofree struct kvm_msrs *msr = calloc(1, sizeof(*msr) + sizeof(msr->entries[0]));
-	if (!msr)
+	if (!cpuid || !msr)
 		return -1;
+	cpuid->nent = CPUID_ENTRIES_MAX;
+	if (ioctl(kvm, KVM_GET_SUPPORTED_CPUID, cpuid) < 0)
+		return -1;
+	bool offered = false;
+	for (unsigned i = 0; i < cpuid->nent && i < CPUID_ENTRIES_MAX; i++)
+		offered |= cpuid->entries[i].function == 7 && cpuid->entries[i].index == 0 &&
+			   (cpuid->entries[i].edx & CPUID_7_EDX_ARCH_CAPABILITIES);
+	/* The host's value, as QEMU reads it (a system ioctl: 1 when KVM has this feature MSR). */
 	msr->nmsrs = 1;
-	msr->entries[0].index = index;
-	if (ioctl(kvm, KVM_GET_MSRS, msr) != 1)
+	msr->entries[0].index = MSR_ARCH_CAPABILITIES;
+	if (!offered || ioctl(kvm, KVM_GET_MSRS, msr) != 1)
 		return -1;
+	/* A vCPU as QEMU makes it: its CPUID first (KVM takes the MSR only from a vCPU that lists it), then the MSR. */
 	autoclose_fd vm = ioctl(kvm, KVM_CREATE_VM, 0);
 	if (vm < 0)
 		return -1;
 	autoclose_fd vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
-	if (vcpu < 0)
+	if (vcpu < 0 || ioctl(vcpu, KVM_SET_CPUID2, cpuid) < 0)
 		return -1;
 	/* KVM_SET_MSRS answers how many it set: 0 when the vCPU refuses the value. */
 	int set = ioctl(vcpu, KVM_SET_MSRS, msr);

@@ -348,7 +348,7 @@ static void check_arch_capabilities(const struct kb_ctx *ctx, struct kb_domnew *
 		if (!strcmp(d->feature[i].name, "arch-capabilities"))
 			return;
 	if (d->feature_count < KB_DOMNEW_FEATURES_MAX &&
-	    kb_kvm_feature_msr_settable(ctx, KB_MSR_ARCH_CAPABILITIES) == 0)
+	    kb_kvm_arch_capabilities_settable(ctx) == 0)
 		d->feature[d->feature_count++] = (struct kb_domnew_feature){ .enable = false, .name = "arch-capabilities" };
 }
 

@@ -413,19 +413,20 @@ static void check_unusable_model(struct preflight *p, xmlNode *cpu, xmlNode *mod
 }
 
 /*
- * A host-model or host-passthrough KVM guest gets the host's
+ * A host-model, host-passthrough or maximum KVM guest gets the host's
  * IA32_ARCH_CAPABILITIES on each vCPU; where this host's KVM refuses it (some
  * nested hypervisors do), QEMU aborts the start: asked of the kernel.
  */
 static void check_arch_capabilities(struct preflight *p, xmlNode *cpu, const char *mode)
 {
-	if (!p->type || strcmp(p->type, "kvm") || (strcmp(mode, "host-model") && strcmp(mode, "host-passthrough")))
+	if (!p->type || strcmp(p->type, "kvm") ||
+	    (strcmp(mode, "host-model") && strcmp(mode, "host-passthrough") && strcmp(mode, "maximum")))
 		return;
 	for (xmlNode *f = kb_xml_child(cpu, "feature"); f; f = kb_xml_next(f, "feature"))
 		if (kb_xml_prop_is(p->xml, f, "name", "arch-capabilities") &&
 		    (kb_xml_prop_is(p->xml, f, "policy", "disable") || kb_xml_prop_is(p->xml, f, "policy", "forbid")))
 			return;
-	if (kb_kvm_feature_msr_settable(p->ctx, KB_MSR_ARCH_CAPABILITIES) == 0)
+	if (kb_kvm_arch_capabilities_settable(p->ctx) == 0)
 		set_fix(add_finding(p, KB_SEVERITY_ERROR, "cpu.arch-capabilities", cpu,
 				    "this host's KVM refuses IA32_ARCH_CAPABILITIES (MSR 0x10a) on a vCPU: QEMU aborts the start "
 				    "of a %s guest (failed to set MSR 0x10a)", mode),
@@ -438,10 +439,12 @@ static void check_cpu(struct preflight *p, bool machine_ok)
 	if (!cpu)
 		return;
 	check_cpu_features(p, cpu);
+	autofree char *mode = kb_xml_prop(p->xml, cpu, "mode");
+	if (mode)
+		check_arch_capabilities(p, cpu, mode); /* the kernel's answer: libvirt need not be reachable */
 	p->domcaps = load_domcaps(p, machine_ok);
 	if (!p->domcaps)
 		return;
-	autofree char *mode = kb_xml_prop(p->xml, cpu, "mode");
 	xmlNode *model = kb_xml_child(cpu, "model");
 	if (mode && strcmp(mode, "custom") != 0) {
 		xmlNode *m = domcaps_cpu_mode(p, mode);
@@ -450,8 +453,6 @@ static void check_cpu(struct preflight *p, bool machine_ok)
 					    "CPU mode '%s' is not supported for type='%s' on this host", mode,
 					    p->type ? p->type : "?"),
 				"use <cpu mode='host-model'/> or a named model");
-		else
-			check_arch_capabilities(p, cpu, mode);
 		return;
 	}
 	autofree char *name = kb_xml_text(p->xml, model);

@@ -29,15 +29,14 @@ struct kb_kvm_probe {
 void kb_kvm_probe(const struct kb_ctx *ctx, struct kb_kvm_probe *probe);
 
 /*
- * Whether this host's KVM lets a vCPU take the host's own value of the
- * feature MSR @index, as QEMU gives it to every vCPU of a host-model or
- * host-passthrough guest (IA32_ARCH_CAPABILITIES, 0x10a, is the one some
- * nested hypervisors refuse, and QEMU aborts the guest's start on it):
- * 1 it does, 0 it refuses, -1 unknown (no usable KVM here, or the host has
- * no such feature MSR).
+ * Whether this host's KVM lets a vCPU take the host's IA32_ARCH_CAPABILITIES
+ * (MSR 0x10a), as QEMU gives it to every vCPU of a host-model or
+ * host-passthrough guest (after the vCPU's CPUID, which lists the feature).
+ * Some nested hypervisors refuse it, and QEMU then aborts the guest's start.
+ * 1 it does, 0 it refuses, -1 unknown (no usable KVM here, or the host does
+ * not offer the feature, so no guest is given it).
  */
-#define KB_MSR_ARCH_CAPABILITIES 0x10au
-int kb_kvm_feature_msr_settable(const struct kb_ctx *ctx, unsigned index);
+int kb_kvm_arch_capabilities_settable(const struct kb_ctx *ctx);
 
 /* One sentence for a probe that did not reach KB_KVM_USABLE, e.g. "opening /dev/kvm read-write: No such device". */
 const char *kb_kvm_probe_message(const struct kb_kvm_probe *probe, char *buf, size_t size);

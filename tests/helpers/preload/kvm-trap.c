@@ -6,7 +6,10 @@
  * /dev/kvm or one a test made with mknod in a fixture root. Opening one gives
  * what the node's answer says:
  *   real     the kernel's own answer (open and ioctls pass through)
- *   usable   it opens; KVM_GET_API_VERSION is 12; KVM_CREATE_VM gives a VM
+ *   usable   it opens; KVM_GET_API_VERSION is 12; KVM_CREATE_VM gives a VM, whose
+ *            vCPUs take the host's IA32_ARCH_CAPABILITIES (MSR 0x10a)
+ *   msr-refused  as usable, but a vCPU refuses IA32_ARCH_CAPABILITIES (KVM_SET_MSRS
+ *            sets none), as some nested hypervisors' KVM does
  *   no-vm    it opens; KVM_GET_API_VERSION is 12; KVM_CREATE_VM fails (EOPNOTSUPP)
  *   absent   open fails with ENXIO, as a node with no driver behind it does
  *   denied   open fails with EACCES
@@ -30,7 +33,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-enum answer { REAL, USABLE, NO_VM, ABSENT, DENIED };
+enum answer { REAL, USABLE, NO_VM, ABSENT, DENIED, MSR_REFUSED };
 
 #define REAL_FN(name) ((__typeof__(&name))dlsym(RTLD_NEXT, #name))
 
@@ -44,6 +47,8 @@ static enum answer parse(const char *word)
 		return REAL;
 	if (!strncmp(word, "usable", 6))
 		return USABLE;
+	if (!strncmp(word, "msr-refused", 11))
+		return MSR_REFUSED;
 	if (!strncmp(word, "no-vm", 5))
 		return NO_VM;
 	if (!strncmp(word, "absent", 6))
@@ -183,11 +188,38 @@ int ioctl(int fd, unsigned long request, ...)
 	case KVM_GET_API_VERSION:
 		return KVM_API_VERSION;
 	case KVM_CREATE_VM:
+	case KVM_CREATE_VCPU: {
 		if (a == NO_VM) {
 			errno = EOPNOTSUPP;
 			return -1;
 		}
-		return REAL_FN(open)("/dev/null", O_RDWR | O_CLOEXEC); /* the VM: a descriptor to close */
+		/* The VM, a vCPU: descriptors to close, whose ioctls are answered here too. */
+		int made = REAL_FN(open)("/dev/null", O_RDWR | O_CLOEXEC);
+		if (made >= 0 && made < MAX_FDS)
+			faked[made] = (unsigned char)(a + 1);
+		return made;
+	}
+	case KVM_GET_SUPPORTED_CPUID: { /* one leaf: 7, with ARCH_CAPABILITIES (EDX bit 29) */
+		struct kvm_cpuid2 *cpuid = arg;
+		if (cpuid->nent < 1) {
+			errno = E2BIG;
+			return -1;
+		}
+		cpuid->nent = 1;
+		cpuid->entries[0] = (struct kvm_cpuid_entry2){ .function = 7, .index = 0, .edx = 1u << 29 };
+		return 0;
+	}
+	case KVM_SET_CPUID2:
+		return 0;
+	case KVM_GET_MSRS: { /* the host's IA32_ARCH_CAPABILITIES; no other MSR */
+		struct kvm_msrs *msrs = arg;
+		if (msrs->nmsrs < 1 || msrs->entries[0].index != 0x10a)
+			return 0;
+		msrs->entries[0].data = 0x69;
+		return 1;
+	}
+	case KVM_SET_MSRS:
+		return a == MSR_REFUSED ? 0 : 1;
 	default:
 		errno = ENOTTY;
 		return -1;
