@@ -163,8 +163,10 @@ for ((i = 0; i < N; i++)); do
 	test_files+=("$f")
 	virsh_words+="define $f; start kvmbox-test-bench$i; "
 done
+# Each checked once (rounds.py times failures too): both define and start all of them.
 "$KVMBOX" domain define "${test_files[@]}" --start --connect test:///default >/dev/null ||
 	{ echo "kvmbox: test:///default define failed" >&2; exit 1; }
+virsh -q -c test:///default "$virsh_words" >/dev/null || { echo "virsh: test:///default batch failed" >&2; exit 1; }
 commands=$(python3 -c 'import json, sys; print(json.dumps({"virsh": ["virsh", "-q", "-c", "test:///default", sys.argv[1]],
 	"kvmbox": sys.argv[2:]}))' "$virsh_words" "$KVMBOX" domain define "${test_files[@]}" --start --connect test:///default)
 python3 "$(dirname "$0")/../helpers/rounds.py" 21 "$commands" >"$tmp/test-driver.out"
