@@ -21,22 +21,10 @@
 #define CPUID_7_EDX_ARCH_CAPABILITIES (1u << 29)
 #define CPUID_ENTRIES_MAX 256
 
-int kb_kvm_arch_capabilities_settable(const struct kb_ctx *ctx)
+/* The question itself, on an open /dev/kvm, with room for the CPUID and the one MSR. */
+static int ask_arch_capabilities(int kvm, struct kvm_cpuid2 *cpuid, struct kvm_msrs *msr)
 {
-	struct kb_path p;
-	struct kb_error err = { 0 };
-	struct stat st;
-	if (kb_sysroot_resolved_path(ctx, "/dev/kvm", true, &p, &err) < 0 || stat(p.s, &st) < 0 || !S_ISCHR(st.st_mode) ||
-	    major(st.st_rdev) != 10 || minor(st.st_rdev) != 232)
-		return -1;
-	autoclose_fd kvm = open(p.s, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
-	if (kvm < 0)
-		return -1;
 	/* The CPUID KVM offers: a host whose guests are not given ARCH_CAPABILITIES has nothing to refuse. */
-	autofree struct kvm_cpuid2 *cpuid = calloc(1, sizeof(*cpuid) + CPUID_ENTRIES_MAX * sizeof(cpuid->entries[0]));
-	autofree struct kvm_msrs *msr = calloc(1, sizeof(*msr) + sizeof(msr->entries[0]));
-	if (!cpuid || !msr)
-		return -1;
 	cpuid->nent = CPUID_ENTRIES_MAX;
 	if (ioctl(kvm, KVM_GET_SUPPORTED_CPUID, cpuid) < 0)
 		return -1;
@@ -59,6 +47,25 @@ int kb_kvm_arch_capabilities_settable(const struct kb_ctx *ctx)
 	/* KVM_SET_MSRS answers how many it set: 0 when the vCPU refuses the value. */
 	int set = ioctl(vcpu, KVM_SET_MSRS, msr);
 	return set < 0 ? -1 : set == 1;
+}
+
+int kb_kvm_arch_capabilities_settable(const struct kb_ctx *ctx)
+{
+	struct kb_path p;
+	struct kb_error err = { 0 };
+	struct stat st;
+	if (kb_sysroot_resolved_path(ctx, "/dev/kvm", true, &p, &err) < 0 || stat(p.s, &st) < 0 || !S_ISCHR(st.st_mode) ||
+	    major(st.st_rdev) != 10 || minor(st.st_rdev) != 232)
+		return -1;
+	autoclose_fd kvm = open(p.s, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	if (kvm < 0)
+		return -1;
+	struct kvm_cpuid2 *cpuid = calloc(1, sizeof(*cpuid) + CPUID_ENTRIES_MAX * sizeof(cpuid->entries[0]));
+	struct kvm_msrs *msr = calloc(1, sizeof(*msr) + sizeof(msr->entries[0]));
+	int answer = cpuid && msr ? ask_arch_capabilities(kvm, cpuid, msr) : -1;
+	free(cpuid);
+	free(msr);
+	return answer;
 }
 
 void kb_kvm_probe(const struct kb_ctx *ctx, struct kb_kvm_probe *probe)
