@@ -214,10 +214,9 @@ static void schema_wait(struct domain_cmd *cmd)
 	if (cmd->schema_compiling) {
 		pthread_join(cmd->schema_thread, NULL);
 		cmd->schema_compiling = false;
-		cmd->schema_ready = true;
-	}
-	if (!cmd->schema_ready)
+	} else if (!cmd->schema_ready) {
 		cmd->schema = kb_domain_schema_load(&cmd->xml, cmd->uri);
+	}
 	cmd->schema_ready = true;
 }
 

@@ -17,6 +17,34 @@
 #include "kvmbox/host/kvm.h"
 #include "kvmbox/core/sysroot.h"
 
+#define NO_KVM_NODE (-2)
+
+/*
+ * /dev/kvm read-write: resolved inside the root through every component,
+ * checked to be the KVM device (char 10:232), then opened by that path with
+ * open(): the node is named by a path string (the tests' KVM trap answers
+ * open() by path), but no link in it leaves the root. NO_KVM_NODE with
+ * *@node_errno (0: a node that is not KVM's), -1 when open() fails (errno).
+ */
+static int open_kvm_node(const struct kb_ctx *ctx, int *node_errno)
+{
+	struct kb_path p;
+	struct kb_error err = { 0 };
+	struct stat st;
+	*node_errno = 0;
+	if (kb_sysroot_resolved_path(ctx, "/dev/kvm", true, &p, &err) < 0) {
+		*node_errno = err.errnum ? err.errnum : ENAMETOOLONG;
+		return NO_KVM_NODE;
+	}
+	if (stat(p.s, &st) < 0) {
+		*node_errno = errno;
+		return NO_KVM_NODE;
+	}
+	if (!S_ISCHR(st.st_mode) || major(st.st_rdev) != 10 || minor(st.st_rdev) != 232)
+		return NO_KVM_NODE;
+	return open(p.s, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+}
+
 #define MSR_ARCH_CAPABILITIES 0x10au
 #define CPUID_7_EDX_ARCH_CAPABILITIES (1u << 29)
 #define CPUID_ENTRIES_MAX 256
@@ -51,13 +79,8 @@ static int ask_arch_capabilities(int kvm, struct kvm_cpuid2 *cpuid, struct kvm_m
 
 int kb_kvm_arch_capabilities_settable(const struct kb_ctx *ctx)
 {
-	struct kb_path p;
-	struct kb_error err = { 0 };
-	struct stat st;
-	if (kb_sysroot_resolved_path(ctx, "/dev/kvm", true, &p, &err) < 0 || stat(p.s, &st) < 0 || !S_ISCHR(st.st_mode) ||
-	    major(st.st_rdev) != 10 || minor(st.st_rdev) != 232)
-		return -1;
-	autoclose_fd kvm = open(p.s, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	int node_errno;
+	autoclose_fd kvm = open_kvm_node(ctx, &node_errno);
 	if (kvm < 0)
 		return -1;
 	struct kvm_cpuid2 *cpuid = calloc(1, sizeof(*cpuid) + CPUID_ENTRIES_MAX * sizeof(cpuid->entries[0]));
@@ -71,25 +94,9 @@ int kb_kvm_arch_capabilities_settable(const struct kb_ctx *ctx)
 void kb_kvm_probe(const struct kb_ctx *ctx, struct kb_kvm_probe *probe)
 {
 	*probe = (struct kb_kvm_probe){ .stage = KB_KVM_NO_NODE, .api_version = -1 };
-	struct kb_path p;
-	struct stat st;
-	/*
-	 * Resolved inside the root through every component, then opened by that
-	 * path with open(): the node is named by a path string (the tests' KVM
-	 * trap answers open() by path), but no link in it leaves the root.
-	 */
-	struct kb_error err = { 0 };
-	if (kb_sysroot_resolved_path(ctx, "/dev/kvm", true, &p, &err) < 0) {
-		probe->node_errno = err.errnum ? err.errnum : ENAMETOOLONG;
+	autoclose_fd fd = open_kvm_node(ctx, &probe->node_errno);
+	if (fd == NO_KVM_NODE)
 		return;
-	}
-	if (stat(p.s, &st) < 0) {
-		probe->node_errno = errno;
-		return;
-	}
-	if (!S_ISCHR(st.st_mode) || major(st.st_rdev) != 10 || minor(st.st_rdev) != 232)
-		return;
-	autoclose_fd fd = open(p.s, O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
 		probe->stage = KB_KVM_OPEN_FAILED;
 		probe->errnum = errno;
