@@ -632,6 +632,30 @@ arch_capabilities_from_the_kvm_answer() {
 	[[ ! "$OUT" =~ policy=\'disable\' ]] || fail "the words asked for arch-capabilities, yet it is disabled: $OUT"
 }
 
+# A re-run whose words make <cpu> again (--cpu, --nested, --placement) where KVM cannot
+# answer (no usable node here, say a user outside group kvm): the existing definition's
+# disable stands, or the guest could not start again. A kernel that answers decides.
+arch_capabilities_kept_where_kvm_cannot_answer() {
+	local r node=$TESTS_TMP/msr-node.xml words=(--memory 1G --vcpus 1 --virt-type kvm --cpu host-model --print-xml)
+	test_node "$node" "<domain type='test'><name>vm-msr</name><memory unit='GiB'>1</memory><vcpu>1</vcpu>
+<cpu mode='host-model' check='partial'><feature policy='disable' name='arch-capabilities'/></cpu>
+<os><type arch='x86_64'>hvm</type></os></domain>" "<domain type='test'><name>vm-plain</name><memory unit='GiB'>1</memory>
+<vcpu>1</vcpu><cpu mode='host-model' check='partial'/><os><type arch='x86_64'>hvm</type></os></domain>"
+	r=$(small_host)
+	fx_devkvm "$r" 0660 36 absent
+	run domain new vm-msr --root "$r" --connect "test://$node" "${words[@]}"
+	expect_rc 0
+	# (An existing domain's definition is printed as libvirt's merge writes it: double quotes.)
+	expect_match "kept: KVM cannot tell" "$OUT" '<cpu mode="host-model" check="partial">[[:space:]]+<feature policy="disable" name="arch-capabilities"/>[[:space:]]+</cpu>'
+	run domain new vm-plain --root "$r" --connect "test://$node" "${words[@]}"
+	expect_rc 0
+	[[ ! "$OUT" =~ arch-capabilities ]] || fail "no earlier disable and no answer, yet arch-capabilities is named: $OUT"
+	fx_kvm_answer "$r" usable
+	run domain new vm-msr --root "$r" --connect "test://$node" "${words[@]}"
+	expect_rc 0
+	[[ ! "$OUT" =~ arch-capabilities ]] || fail "KVM takes the MSR now, yet the old disable stays: $OUT"
+}
+
 # The devices virt-install adds for a modern Linux (--osinfo linux2022; kvmbox has no osinfo
 # and always adds them): virtio-scsi for bus=scsi, the guest agent's channel, a USB tablet
 # with graphics, a balloon, virtio-rng, discard=unmap on new volumes. Same meaning as
@@ -847,6 +871,7 @@ t half_taken_host
 t other_domains_count
 t virt_install_agrees
 t arch_capabilities_from_the_kvm_answer
+t arch_capabilities_kept_where_kvm_cannot_answer
 t bare_numbers_as_virt_install
 t bad_words
 if real_host_ready; then

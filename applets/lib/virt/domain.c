@@ -469,6 +469,16 @@ static void keep_macs(struct session *s, struct kb_domnew *d, xmlDoc *existing)
 	}
 }
 
+/* Whether the existing definition's <cpu> disables arch-capabilities (an earlier run's answer from KVM, or a hand edit). */
+static bool disables_arch_capabilities(struct session *s, xmlDoc *existing)
+{
+	xmlNode *cpu = kb_xml_child(s->xml->root_element(existing), "cpu");
+	for (xmlNode *f = kb_xml_child(cpu, "feature"); f; f = kb_xml_next(f, "feature"))
+		if (kb_xml_prop_is(s->xml, f, "name", "arch-capabilities") && kb_xml_prop_is(s->xml, f, "policy", "disable"))
+			return true;
+	return false;
+}
+
 /*
  * No network word for a new domain: libvirt's network 'default' when the
  * host has it, as virt-install does (started when inactive, see
@@ -1042,8 +1052,10 @@ static int build_from_words(struct session *s, struct build *b, struct kb_error 
 	if (dom)
 		s->v->domain_free(dom);
 	xmlDoc *existing = b->current ? kb_xml_parse(s->xml, b->current, strlen(b->current), d->name, NULL) : NULL;
-	if (existing)
+	if (existing) {
 		keep_macs(s, d, existing);
+		d->arch_capabilities_disabled = disables_arch_capabilities(s, existing);
+	}
 	int node = -1;
 	int rc = (existing && keep_disk_formats(s, d, existing, err) < 0) ||
 			 default_network(s, d, b->current != NULL, err) < 0 ||

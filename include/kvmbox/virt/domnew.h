@@ -87,6 +87,8 @@ struct kb_domnew {
 	char cpu_model[48];
 	struct kb_domnew_feature feature[KB_DOMNEW_FEATURES_MAX];
 	size_t feature_count;
+	/* The existing definition disables arch-capabilities: kept where KVM cannot answer (kb_domnew_check_host). */
+	bool arch_capabilities_disabled;
 	char machine[64];
 	bool machine_given; /* --machine said: --osinfo leaves it */
 	char virt_type[8];  /* kvm or qemu; "" until the caller chooses from libvirt's capabilities */
