@@ -166,6 +166,35 @@ test_devkvm_missing() {
 SKIP  kvm.usable  no KVM device node to open"
 }
 
+# A root kvmbox did not make can swap its /dev/kvm while check looks: here a FIFO and
+# the KVM node trade places as fast as the kernel renames them. Whatever check opens
+# must be the node it examined: KVM's answer or no node, never an ioctl on the FIFO
+# ("Inappropriate ioctl"), which an examine-then-open-by-name did in about 1 run in 6.
+test_devkvm_swapped_while_checked() {
+	local r i out swapper
+	r=$(healthy_intel)
+	fx_devkvm "$r" 0660 36 usable
+	mkfifo "$r/dev/alt"
+	fx_kvm_answer "$r" usable
+	cp "$r/dev/kvm.trap" "$r/dev/alt.trap" # the trap finds the answer by the node's name at open: either name
+	timeout -k 1 60 python3 -c '
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+a, b = (sys.argv[1] + "/dev/kvm").encode(), (sys.argv[1] + "/dev/alt").encode()
+while True:
+    libc.renameat2(-100, a, -100, b, 2)  # RENAME_EXCHANGE
+' "$r" &
+	swapper=$!
+	for ((i = 0; i < 300; i++)); do
+		out+=$(LD_PRELOAD=$(kvm_trap_preload) timeout -k 2 20 "$KVMBOX" --root "$r" check kvm.usable 2>&1)$'\n'
+	done
+	kill "$swapper" 2>/dev/null
+	wait "$swapper" 2>/dev/null
+	[[ "$out" =~ PASS\ +kvm.usable ]] || fail "the KVM node was never opened: $(sort <<<"$out" | uniq -c)"
+	[[ "$out" =~ SKIP\ +kvm.usable ]] || fail "the swap never raced the check: $(sort <<<"$out" | uniq -c)"
+	[[ ! "$out" =~ FAIL ]] || fail "check opened what was swapped in: $(grep FAIL <<<"$out" | sort | uniq -c)"
+}
+
 test_devkvm_0666_is_too_wide() {
 	local r
 	r=$(healthy_intel)
@@ -456,6 +485,7 @@ t test_vm_without_svm
 t test_one_cpu_without_flag
 t test_msr_not_readable
 t test_devkvm_missing
+t test_devkvm_swapped_while_checked
 t test_devkvm_0666_is_too_wide
 t test_devkvm_wrong_group
 t test_devkvm_wrong_device

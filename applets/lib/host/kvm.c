@@ -20,29 +20,33 @@
 #define NO_KVM_NODE (-2)
 
 /*
- * /dev/kvm read-write: resolved inside the root through every component,
- * checked to be the KVM device (char 10:232), then opened by that path with
- * open(): the node is named by a path string (the tests' KVM trap answers
- * open() by path), but no link in it leaves the root. NO_KVM_NODE with
- * *@node_errno (0: a node that is not KVM's), -1 when open() fails (errno).
+ * /dev/kvm read-write, as the root names it: the name opened O_PATH (no
+ * driver is asked) inside the root through every component, checked to be
+ * the KVM device (char 10:232), then that same inode opened for I/O through
+ * the descriptor's /proc link. A node swapped for another device between the
+ * look and the open is never the one opened (a watchdog's open alone arms it).
+ * NO_KVM_NODE with *@node_errno (0: a node that is not KVM's), -1 when the
+ * open for I/O fails (errno).
  */
 static int open_kvm_node(const struct kb_ctx *ctx, int *node_errno)
 {
-	struct kb_path p;
 	struct kb_error err = { 0 };
 	struct stat st;
 	*node_errno = 0;
-	if (kb_sysroot_resolved_path(ctx, "/dev/kvm", true, &p, &err) < 0) {
-		*node_errno = err.errnum ? err.errnum : ENAMETOOLONG;
+	autoclose_fd node = kb_sysroot_open(ctx, "/dev/kvm", O_PATH, 0, &err);
+	if (node < 0) {
+		*node_errno = err.errnum ? err.errnum : ENOENT;
 		return NO_KVM_NODE;
 	}
-	if (stat(p.s, &st) < 0) {
+	if (fstat(node, &st) < 0) {
 		*node_errno = errno;
 		return NO_KVM_NODE;
 	}
 	if (!S_ISCHR(st.st_mode) || major(st.st_rdev) != 10 || minor(st.st_rdev) != 232)
 		return NO_KVM_NODE;
-	return open(p.s, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	char self[32];
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", (int)node);
+	return open(self, O_RDWR | O_NOCTTY | O_CLOEXEC);
 }
 
 #define MSR_ARCH_CAPABILITIES 0x10au

@@ -14,8 +14,9 @@
  *   absent   open fails with ENXIO, as a node with no driver behind it does
  *   denied   open fails with EACCES
  * The answer comes from the file NODE.trap beside the node when there is one
- * (a fixture root says what its KVM answers), else from KVMBOX_TRAP_KVM (the
- * machine the test pretends to run on), else it is `real`.
+ * (a fixture root says what its KVM answers; for a node reopened through
+ * /proc/self/fd/N, beside the name that link gives), else from KVMBOX_TRAP_KVM
+ * (the machine the test pretends to run on), else it is `real`.
  * A faked node is /dev/null underneath: the KVM ioctls on it are answered
  * here and never reach a driver.
  */
@@ -63,7 +64,15 @@ static enum answer answer_for(const char *path)
 	struct stat st;
 	if (!path || stat(path, &st) < 0 || !S_ISCHR(st.st_mode) || st.st_rdev != makedev(10, 232))
 		return REAL;
-	char sidecar[4096], word[32] = "";
+	/* A node reopened through its descriptor's /proc link: the sidecar is beside the name it was opened by. */
+	char named[4096], sidecar[4096 + 8], word[32] = "";
+	if (!strncmp(path, "/proc/self/fd/", 14)) {
+		ssize_t n = readlink(path, named, sizeof(named) - 1);
+		if (n < 0)
+			return REAL;
+		named[n] = '\0';
+		path = named;
+	}
 	snprintf(sidecar, sizeof(sidecar), "%s.trap", path);
 	FILE *f = fopen(sidecar, "re");
 	if (f) {
