@@ -220,14 +220,20 @@ static void schema_wait(struct domain_cmd *cmd)
 	cmd->schema_ready = true;
 }
 
-/* libxml2, then libvirt; @validates: the verb will want the schema, compiled meanwhile. */
+/*
+ * libxml2, then libvirt; @validates: the verb will want the schema, compiled
+ * meanwhile. Not while libvirt's fifty libraries load: each of their mmaps
+ * and mprotects would stop the compiling thread's CPU (a TLB shootdown, and
+ * the address space's lock its page faults wait for), and the two together
+ * took longer than one after the other.
+ */
 static int load_libraries(struct domain_cmd *cmd, bool validates, struct kb_error *err)
 {
-	if (kb_xml_load(&cmd->xml, err) < 0)
+	if (kb_xml_load(&cmd->xml, err) < 0 || kb_virt_load(&cmd->virt, err) < 0)
 		return -1;
 	if (validates)
 		schema_start(cmd);
-	return kb_virt_load(&cmd->virt, err);
+	return 0;
 }
 
 static int connect_libvirt(struct domain_cmd *cmd)

@@ -144,8 +144,6 @@ int kb_read_value_at(int dirfd, const char *name, const char *shown, char *buf, 
 	return read_value_fd(fd, shown, buf, size, err);
 }
 
-static int write_all(int fd, const char *data, size_t len);
-
 int kb_write_value(const struct kb_ctx *ctx, const char *abs_path, const char *value,
 		   struct kb_error *err)
 {
@@ -155,24 +153,39 @@ int kb_write_value(const struct kb_ctx *ctx, const char *abs_path, const char *v
 	autoclose_fd fd = kb_sysroot_open(ctx, abs_path, O_WRONLY, 0, err);
 	if (fd < 0)
 		return -1;
-	if (write_all(fd, value, strlen(value)) < 0)
+	if (kb_write_all(fd, value, strlen(value)) < 0)
 		return kb_fail(err, errno, p.s, "writing '%s' to", value);
 	return 0;
 }
 
-static int write_all(int fd, const char *data, size_t len)
+int kb_write_all(int fd, const void *data, size_t len)
 {
-	while (len > 0) {
-		ssize_t n = write(fd, data, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
+	for (const char *p = data; len > 0;) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
 			return -1;
-		}
-		data += n;
+		p += n;
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+int kb_read_exact(int fd, void *data, size_t len)
+{
+	size_t got = 0;
+	while (got < len) {
+		ssize_t n = read(fd, (char *)data + got, len - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			return got ? (errno = EPIPE, -1) : 0;
+		got += (size_t)n;
+	}
+	return 1;
 }
 
 /*
@@ -363,7 +376,7 @@ int kb_write_file_atomic(const struct kb_ctx *ctx, const char *abs_path, const v
 	mode_t mode = exists ? (old.st_mode & ALLPERMS) : (opts && opts->mode ? opts->mode : 0644);
 	int e = 0;
 	const char *step = "writing";
-	if (write_all(fd, data, len) < 0)
+	if (kb_write_all(fd, data, len) < 0)
 		e = errno;
 	else if (fchmod(fd, mode) < 0)
 		e = errno, step = "setting the mode of";

@@ -9,6 +9,7 @@
 
 #include "kvmbox/bundle/archive.h"
 #include "kvmbox/core/cleanup.h"
+#include "kvmbox/core/file.h"
 #include "kvmbox/core/sysroot.h"
 #include "kvmbox/virt/location.h"
 
@@ -151,20 +152,6 @@ int kb_location_find(const struct kb_ctx *ctx, const char *location, struct kb_i
 	return 0;
 }
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-	for (const char *p = buf; len;) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* The member's bytes from the ISO into @out. */
 static int copy_from_iso(const struct kb_ctx *ctx, const char *location, const char *member, int out, struct kb_error *err)
 {
@@ -182,7 +169,7 @@ static int copy_from_iso(const struct kb_ctx *ctx, const char *location, const c
 		size_t size;
 		la_int64_t offset, at = 0;
 		while ((r = ar.read_data_block(a, &block, &size, &offset)) == ARCHIVE_OK) {
-			if (offset != at || write_all(out, block, size) < 0)
+			if (offset != at || kb_write_all(out, block, size) < 0)
 				break;
 			at += (la_int64_t)size;
 		}
@@ -212,7 +199,7 @@ static int copy_from_tree(const struct kb_ctx *ctx, const char *location, const 
 	char buf[64 * 1024];
 	ssize_t n;
 	while ((n = read(in, buf, sizeof(buf))) > 0)
-		if (write_all(out, buf, (size_t)n) < 0)
+		if (kb_write_all(out, buf, (size_t)n) < 0)
 			return kb_fail(err, errno, path, "copying the installer's file");
 	return n < 0 ? kb_fail(err, errno, path, "reading the installer's file") : 0;
 }
