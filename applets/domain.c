@@ -162,8 +162,6 @@ struct domain_cmd {
 	const char *uri;
 	virConnectPtr conn;
 	struct kb_xml_schema *schema; /* libvirt's domain schema, compiled once for every define; may be NULL */
-	pthread_t schema_thread;      /* compiling it while libvirt loads and connects; see schema_start() */
-	bool schema_compiling, schema_ready;
 	struct kb_domain_spec spec; /* the options; each domain's spec starts as a copy */
 	bool no_preflight, replace, dry_run, print_xml, force;
 	unsigned jobs;
@@ -191,49 +189,20 @@ static void say_failure(struct domain_cmd *cmd, const struct kb_error *err)
 	pthread_mutex_unlock(&cmd->lock);
 }
 
-static void *schema_compile(void *arg)
-{
-	struct domain_cmd *cmd = arg;
-	cmd->schema = kb_domain_schema_load(&cmd->xml, cmd->uri);
-	return NULL;
-}
-
 /*
- * libvirt's domain schema, for the verbs that validate every definition
- * against it, compiled on a thread of its own while libvirt's library loads
- * and connects: each takes milliseconds, and neither needs the other.
- */
-static void schema_start(struct domain_cmd *cmd)
-{
-	cmd->schema_compiling = pthread_create(&cmd->schema_thread, NULL, schema_compile, cmd) == 0;
-}
-
-/* The schema: the thread's, waited for, or compiled now (no thread was started). */
-static void schema_wait(struct domain_cmd *cmd)
-{
-	if (cmd->schema_compiling) {
-		pthread_join(cmd->schema_thread, NULL);
-		cmd->schema_compiling = false;
-	} else if (!cmd->schema_ready) {
-		cmd->schema = kb_domain_schema_load(&cmd->xml, cmd->uri);
-	}
-	cmd->schema_ready = true;
-}
-
-/*
- * libxml2, then libvirt; @validates: the verb will want the schema, compiled
- * meanwhile. Not while libvirt's fifty libraries load: each of their mmaps
- * and mprotects would stop the compiling thread's CPU (a TLB shootdown, and
- * the address space's lock its page faults wait for), and the two together
- * took longer than one after the other.
+ * libxml2, then libvirt. @validates: the verb will want libvirt's domain
+ * schema, compiled meanwhile by a process of its own (kb_domain_schema_start),
+ * forked first, while this process is small: a thread would share the address
+ * space, and each of the fifty libraries' mmaps and mprotects would stop its
+ * CPU (the two together took longer than one after the other).
  */
 static int load_libraries(struct domain_cmd *cmd, bool validates, struct kb_error *err)
 {
-	if (kb_xml_load(&cmd->xml, err) < 0 || kb_virt_load(&cmd->virt, err) < 0)
-		return -1;
 	if (validates)
-		schema_start(cmd);
-	return 0;
+		cmd->schema = kb_domain_schema_start(cmd->uri);
+	if (kb_xml_load(&cmd->xml, err) < 0)
+		return -1;
+	return kb_virt_load(&cmd->virt, err);
 }
 
 static int connect_libvirt(struct domain_cmd *cmd)
@@ -538,6 +507,9 @@ static int run_jobs(struct domain_cmd *cmd, char **args, int count, void (*work)
 		jobs[i].arg = args[i];
 	}
 	unsigned threads = cmd->jobs < (unsigned)count ? cmd->jobs : (unsigned)count;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	if (kb_virt_in_process(cmd->uri) && cpus > 0 && threads > (unsigned long)cpus)
+		threads = (unsigned)cpus; /* the driver's work is this process's CPU */
 	pthread_t tids[64];
 	unsigned started = 0;
 	for (unsigned t = 1; t < threads && t < 64; t++)
@@ -579,8 +551,6 @@ static int cmd_define(struct domain_cmd *cmd, char **files, int count)
 			return KB_EXIT_FAILURE;
 		}
 	}
-	if (!cmd->dry_run)
-		schema_wait(cmd);
 	return run_jobs(cmd, files, count, define_one);
 }
 
@@ -676,8 +646,6 @@ static int cmd_new(struct domain_cmd *cmd)
 	if (connect_libvirt(cmd) < 0)
 		return KB_EXIT_FAILURE;
 	struct kb_domain_spec *spec = &cmd->spec;
-	if (!cmd->print_xml && !cmd->dry_run)
-		schema_wait(cmd);
 	struct kb_domain_link link = { &cmd->xml, &cmd->virt, cmd->conn, cmd->schema };
 	struct kb_error err = { 0 };
 	spec->link = &link;
@@ -926,8 +894,6 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 	}
 	if (cmd->conn)
 		cmd->virt.connect_close(cmd->conn);
-	if (cmd->schema_compiling)
-		schema_wait(cmd); /* an early failure: the thread still compiles */
 	kb_xml_schema_free(&cmd->xml, cmd->schema);
 	pthread_mutex_destroy(&cmd->lock);
 	free(cmd);

@@ -427,6 +427,51 @@ schema_checked_once() {
 	((ms < 1500)) || fail "20 validated defines took $ms ms"
 }
 
+# pids_of PATTERN: the processes whose command line has PATTERN (never this shell's pgrep).
+pids_of() { pgrep -f -- "$1" | paste -sd' '; }
+
+# wait_until_gone PATTERN: up to 5 s for every process with PATTERN to end; 0 when none is left.
+wait_until_gone() {
+	local i
+	for ((i = 0; i < 50; i++)); do
+		[ -z "$(pids_of "$1")" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# The schema is compiled by a process kvmbox forks (beside libvirt's load, in an address
+# space of its own): it validates for kvmbox, and it never outlives it, whether kvmbox
+# ends as it should or is killed midway (a domain file that is a FIFO keeps it waiting).
+schema_validator_ends_with_kvmbox() {
+	local dir=$TESTS_TMP/validator-$$ pids
+	mkdir -p "$dir"
+	domain_xml kvmbox-test-v /nonexistent.qcow2 | sed "s/type='qemu'/type='test'/; s|<devices>|<devices><bogus/>|" >"$dir/bad.xml"
+	run domain define "$dir/bad.xml" --no-preflight --connect test:///default
+	expect_rc 1
+	expect_match "the validator's verdict" "$ERR" "not valid for libvirt's schema \\(Extra element devices in interleave\\)"
+	wait_until_gone "^$KVMBOX domain define $dir/bad.xml" || fail "a process of kvmbox's is left: $(ps -o pid,ppid,stat,args -p "$(pids_of "$dir/bad.xml" | tr ' ' ,)")"
+	mkfifo "$dir/waits.xml"
+	LD_PRELOAD=$(kvm_trap_preload) timeout -k 2 30 "$KVMBOX" domain define "$dir/waits.xml" --connect test:///default \
+		>/dev/null 2>&1 &
+	local i
+	for ((i = 0; i < 100; i++)); do
+		pids=$(pids_of "^$KVMBOX domain define $dir/waits.xml")
+		[ "$(wc -w <<<"$pids")" -ge 2 ] && break
+		sleep 0.1
+	done
+	expect_eq "kvmbox and its validator" "$(wc -w <<<"$pids")" 2
+	# The parent is the one whose parent is not a kvmbox.
+	local parent
+	for i in $pids; do
+		[[ " $pids " == *" $(ps -o ppid= -p "$i" | tr -d ' ') "* ]] || parent=$i
+	done
+	kill -KILL "$parent"
+	wait 2>/dev/null
+	wait_until_gone "^$KVMBOX domain define $dir/waits.xml" || fail "the validator outlived kvmbox: $(pids_of "$dir/waits.xml")"
+	rm -rf "$dir"
+}
+
 kvm_domain_on_this_machine() {
 	# This machine's /dev/kvm as it comes (root:root 0600) versus QEMU's user: the
 	# preflight's verdict must match what libvirt does when it really starts the guest.
@@ -530,6 +575,7 @@ t autostart_off
 t pause_and_stop
 t test_driver_define_and_rm
 t schema_checked_once
+t schema_validator_ends_with_kvmbox
 t kvm_domain_on_this_machine
 t dry_run_changes_nothing
 t machine_type_error_is_explained

@@ -1,13 +1,20 @@
 /* libxml2 at run time; see kvmbox/core/xml.h. */
 #include <errno.h>
 #include <ctype.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "kvmbox/core/dynlib.h"
+#include "kvmbox/core/file.h"
 #include "kvmbox/core/xml.h"
 
 int kb_xml_load(struct kb_xml *xml, struct kb_error *err)
@@ -160,21 +167,36 @@ const char *kb_xml_where(const struct kb_xml *xml, xmlNode *node, char *buf, siz
 /* ---- RelaxNG schemas ---------------------------------------------------------------------------- */
 
 struct kb_xml_schema {
-	xmlRelaxNGPtr rng;
+	xmlRelaxNGPtr rng; /* compiled in this process (kb_xml_schema_load), or */
+	pid_t validator;   /* held by a process of its own (kb_xml_schema_start) */
+	int sock;          /* the validator's end is the other of this pair */
+	int state;         /* validator: 0 compiling, 1 ready, -1 failed (failure says why) */
+	char failure[200];
 	pthread_mutex_t lock; /* one validation at a time: libxml2 does not promise more of a shared schema */
 };
 
 /* The first error libxml2 reports, kept (the rest would repeat it): never printed. */
 struct first_error {
-	const struct kb_xml *xml;
 	char text[200];
 	char where[160]; /* the element's XPath, when libxml2 names one */
-	int line;
+	int32_t line;
+};
+
+/* What a validator process answers: once when compiled (rc 0), then once per document. */
+struct verdict {
+	int32_t rc; /* 0 valid (or compiled), 1 not valid, -1 could not tell (first.text) */
+	struct first_error first;
+};
+
+struct error_sink {
+	const struct kb_xml *xml;
+	struct first_error *first;
 };
 
 static void keep_first_error(void *opaque, xmlErrorPtr e)
 {
-	struct first_error *first = opaque;
+	struct error_sink *sink = opaque;
+	struct first_error *first = sink->first;
 	if (first->text[0] || !e || !e->message)
 		return;
 	size_t n = strlen(e->message);
@@ -183,19 +205,43 @@ static void keep_first_error(void *opaque, xmlErrorPtr e)
 	snprintf(first->text, sizeof(first->text), "%.*s", (int)n, e->message);
 	first->line = e->line;
 	if (e->node)
-		kb_xml_where(first->xml, e->node, first->where, sizeof(first->where));
+		kb_xml_where(sink->xml, e->node, first->where, sizeof(first->where));
+}
+
+static xmlRelaxNGPtr compile(const struct kb_xml *xml, const char *path, struct first_error *first)
+{
+	struct error_sink sink = { xml, first };
+	xmlRelaxNGParserCtxtPtr parser = xml->rng_new_parser(path);
+	if (!parser) {
+		snprintf(first->text, sizeof(first->text), "out of memory");
+		return NULL;
+	}
+	xml->rng_parser_errors(parser, keep_first_error, &sink);
+	xmlRelaxNGPtr rng = xml->rng_parse(parser);
+	xml->rng_free_parser(parser);
+	return rng;
+}
+
+/* @doc against @rng: 0 valid, 1 not (@first says where), -1 no memory. */
+static int check(const struct kb_xml *xml, xmlRelaxNGPtr rng, xmlDoc *doc, struct first_error *first)
+{
+	struct error_sink sink = { xml, first };
+	xmlRelaxNGValidCtxtPtr ctxt = xml->rng_new_valid(rng);
+	if (!ctxt) {
+		snprintf(first->text, sizeof(first->text), "out of memory");
+		return -1;
+	}
+	xml->rng_valid_errors(ctxt, keep_first_error, &sink);
+	int rc = xml->rng_validate(ctxt, doc);
+	xml->rng_free_valid(ctxt);
+	return rc == 0 ? 0 : rc > 0 ? 1 : -1;
 }
 
 int kb_xml_schema_load(const struct kb_xml *xml, const char *path, struct kb_xml_schema **schema, struct kb_error *err)
 {
 	*schema = NULL;
-	struct first_error first = { .xml = xml };
-	xmlRelaxNGParserCtxtPtr parser = xml->rng_new_parser(path);
-	if (!parser)
-		return kb_fail(err, ENOMEM, path, "reading the schema");
-	xml->rng_parser_errors(parser, keep_first_error, &first);
-	xmlRelaxNGPtr rng = xml->rng_parse(parser);
-	xml->rng_free_parser(parser);
+	struct first_error first = { 0 };
+	xmlRelaxNGPtr rng = compile(xml, path, &first);
 	if (!rng)
 		return kb_fail(err, 0, path, "not a RelaxNG schema kvmbox can read (%s):", first.text[0] ? first.text : "unknown error");
 	struct kb_xml_schema *s = calloc(1, sizeof(*s));
@@ -204,32 +250,161 @@ int kb_xml_schema_load(const struct kb_xml *xml, const char *path, struct kb_xml
 		return kb_fail(err, ENOMEM, path, "reading the schema");
 	}
 	s->rng = rng;
+	s->sock = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	*schema = s;
 	return 0;
 }
 
-int kb_xml_schema_validate(const struct kb_xml *xml, struct kb_xml_schema *schema, xmlDoc *doc, const char *what,
-			   struct kb_error *err)
+#define VALIDATOR_DOC_MAX (16u << 20)
+
+/*
+ * The validator process: compile, say so, then answer each document sent
+ * (a 32-bit length, then its text) until the socket closes. It ends with
+ * _exit: nothing of the parent's (stdio buffers, atexit handlers) runs twice.
+ */
+static _Noreturn void validator_main(const char *path, int sock)
 {
-	struct first_error first = { .xml = xml };
-	pthread_mutex_lock(&schema->lock);
-	xmlRelaxNGValidCtxtPtr ctxt = xml->rng_new_valid(schema->rng);
-	int rc = ctxt ? 0 : -1;
-	if (ctxt) {
-		xml->rng_valid_errors(ctxt, keep_first_error, &first);
-		rc = xml->rng_validate(ctxt, doc);
-		xml->rng_free_valid(ctxt);
+	struct kb_xml loaded = { 0 }, *xml = &loaded;
+	struct kb_error err = { 0 };
+	struct verdict v = { 0 };
+	xmlRelaxNGPtr rng = kb_xml_load(xml, &err) == 0 ? compile(xml, path, &v.first) : NULL;
+	if (err.what[0])
+		snprintf(v.first.text, sizeof(v.first.text), "%.190s", err.what);
+	v.rc = rng ? 0 : -1;
+	if (kb_write_all(sock, &v, sizeof(v)) < 0 || !rng)
+		_exit(0);
+	for (;;) {
+		uint32_t len;
+		if (kb_read_exact(sock, &len, sizeof(len)) <= 0 || len > VALIDATOR_DOC_MAX)
+			_exit(0);
+		char *text = malloc(len ? len : 1);
+		if (!text || kb_read_exact(sock, text, len) <= 0)
+			_exit(0);
+		v = (struct verdict){ 0 };
+		struct kb_error ignored = { 0 };
+		xmlDoc *doc = kb_xml_parse(xml, text, len, "document", &ignored);
+		free(text);
+		if (doc) {
+			v.rc = check(xml, rng, doc, &v.first);
+			xml->free_doc(doc);
+		} else {
+			v.rc = -1;
+			snprintf(v.first.text, sizeof(v.first.text), "not well-formed");
+		}
+		if (kb_write_all(sock, &v, sizeof(v)) < 0)
+			_exit(0);
 	}
+}
+
+int kb_xml_schema_start(const char *path, struct kb_xml_schema **schema, struct kb_error *err)
+{
+	*schema = NULL;
+	int pair[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
+		return kb_fail(err, errno, path, "starting the validator for");
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid < 0) {
+		int e = errno;
+		close(pair[0]);
+		close(pair[1]);
+		return kb_fail(err, e, path, "starting the validator for");
+	}
+	if (pid == 0) {
+		/* Gone with its parent; deaf to the terminal's signals the parent handles; no output of its own. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(0);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		for (int fd = 0; fd <= 2 && null >= 0; fd++)
+			dup2(null, fd);
+		close(pair[0]);
+		validator_main(path, pair[1]);
+	}
+	close(pair[1]);
+	struct kb_xml_schema *s = calloc(1, sizeof(*s));
+	if (!s) {
+		close(pair[0]);
+		waitpid(pid, NULL, 0);
+		return kb_fail(err, ENOMEM, path, "starting the validator for");
+	}
+	s->validator = pid;
+	s->sock = pair[0];
+	pthread_mutex_init(&s->lock, NULL);
+	*schema = s;
+	return 0;
+}
+
+/* The validator's first answer, once (under the lock): 1 compiled, -1 not. */
+static int validator_ready(struct kb_xml_schema *s)
+{
+	if (s->state)
+		return s->state;
+	struct verdict v;
+	if (kb_read_exact(s->sock, &v, sizeof(v)) <= 0) {
+		snprintf(s->failure, sizeof(s->failure), "the validator process ended");
+		return s->state = -1;
+	}
+	if (v.rc != 0) {
+		snprintf(s->failure, sizeof(s->failure), "%s", v.first.text[0] ? v.first.text : "unknown error");
+		return s->state = -1;
+	}
+	return s->state = 1;
+}
+
+bool kb_xml_schema_usable(struct kb_xml_schema *schema)
+{
+	if (!schema)
+		return false;
+	if (schema->rng)
+		return true;
+	pthread_mutex_lock(&schema->lock);
+	int state = validator_ready(schema);
 	pthread_mutex_unlock(&schema->lock);
+	return state > 0;
+}
+
+/* @text (its parse already checked) asked of the validator process. */
+static int ask_validator(struct kb_xml_schema *s, const char *text, size_t len, struct first_error *first)
+{
+	struct verdict v = { .rc = -1 };
+	uint32_t n = (uint32_t)len;
+	if (validator_ready(s) < 0)
+		snprintf(v.first.text, sizeof(v.first.text), "libvirt's schema did not compile: %.150s", s->failure);
+	else if (len > VALIDATOR_DOC_MAX)
+		snprintf(v.first.text, sizeof(v.first.text), "larger than %u MiB", VALIDATOR_DOC_MAX >> 20);
+	else if (kb_write_all(s->sock, &n, sizeof(n)) < 0 || kb_write_all(s->sock, text, len) < 0 ||
+		 kb_read_exact(s->sock, &v, sizeof(v)) <= 0)
+		snprintf(v.first.text, sizeof(v.first.text), "the validator process ended");
+	*first = v.first;
+	first->text[sizeof(first->text) - 1] = first->where[sizeof(first->where) - 1] = '\0';
+	return v.rc;
+}
+
+int kb_xml_schema_validate(const struct kb_xml *xml, struct kb_xml_schema *schema, const char *text, size_t len,
+			   const char *what, struct kb_error *err)
+{
+	/* Parsed here either way: a document that is not well-formed gets kb_xml_parse's own words. */
+	xmlDoc *doc = kb_xml_parse(xml, text, len, what, err);
+	if (!doc)
+		return -1;
+	struct first_error first = { 0 };
+	pthread_mutex_lock(&schema->lock);
+	int rc = schema->rng ? check(xml, schema->rng, doc, &first) : ask_validator(schema, text, len, &first);
+	pthread_mutex_unlock(&schema->lock);
+	xml->free_doc(doc);
 	if (rc == 0)
 		return 0;
-	if (!ctxt)
-		return kb_fail(err, ENOMEM, what, "validating");
+	if (rc < 0)
+		return kb_fail(err, 0, what, "validating (%s):", first.text[0] ? first.text : "unknown error");
 	if (first.where[0])
 		return kb_fail(err, 0, what, "not valid for libvirt's schema at %s (%s):", first.where, first.text);
 	if (first.line > 0)
-		return kb_fail(err, 0, what, "not valid for libvirt's schema (line %d: %s):", first.line, first.text);
+		return kb_fail(err, 0, what, "not valid for libvirt's schema (line %d: %s):", (int)first.line, first.text);
 	return kb_fail(err, 0, what, "not valid for libvirt's schema (%s):", first.text[0] ? first.text : "unknown error");
 }
 
@@ -237,7 +412,17 @@ void kb_xml_schema_free(const struct kb_xml *xml, struct kb_xml_schema *schema)
 {
 	if (!schema)
 		return;
-	xml->rng_free(schema->rng);
+	if (schema->rng)
+		xml->rng_free(schema->rng);
+	if (schema->validator > 0) {
+		/*
+		 * Its end of file: the validator exits, and is reaped here when it
+		 * already has. Waiting for its teardown (a millisecond) is not
+		 * done: this process's own exit, or init after it, reaps it.
+		 */
+		close(schema->sock);
+		waitpid(schema->validator, NULL, WNOHANG);
+	}
 	pthread_mutex_destroy(&schema->lock);
 	free(schema);
 }

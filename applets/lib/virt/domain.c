@@ -197,22 +197,32 @@ static void session_close(struct session *s)
 /* Where libvirt keeps its schemas: the libvirt kvmbox talks to (never the --root's). */
 #define LIBVIRT_DOMAIN_SCHEMA "/usr/share/libvirt/schemas/domain.rng"
 
+/* A local libvirt: "driver:///path", no host, no transport ("qemu+ssh://host/system" has both). */
+static bool local_libvirt(const char *uri)
+{
+	const char *sep = uri && *uri ? strstr(uri, "://") : NULL;
+	return !uri || !*uri || (sep && sep[3] == '/' && !memchr(uri, '+', (size_t)(sep - uri)));
+}
+
 struct kb_xml_schema *kb_domain_schema_load(const struct kb_xml *xml, const char *uri)
 {
-	/* A local libvirt: "driver:///path", no host, no transport ("qemu+ssh://host/system" has both). */
-	const char *sep = uri && *uri ? strstr(uri, "://") : NULL;
-	if (uri && *uri && (!sep || sep[3] != '/' || memchr(uri, '+', (size_t)(sep - uri))))
-		return NULL;
 	struct kb_xml_schema *schema = NULL;
 	struct kb_error ignored = { 0 };
-	return kb_xml_schema_load(xml, LIBVIRT_DOMAIN_SCHEMA, &schema, &ignored) == 0 ? schema : NULL;
+	return local_libvirt(uri) && kb_xml_schema_load(xml, LIBVIRT_DOMAIN_SCHEMA, &schema, &ignored) == 0 ? schema : NULL;
+}
+
+struct kb_xml_schema *kb_domain_schema_start(const char *uri)
+{
+	struct kb_xml_schema *schema = NULL;
+	struct kb_error ignored = { 0 };
+	return local_libvirt(uri) && kb_xml_schema_start(LIBVIRT_DOMAIN_SCHEMA, &schema, &ignored) == 0 ? schema : NULL;
 }
 
 /* The schema this session validates against (the link's, or its own compiled once); NULL: libvirt validates. */
 static struct kb_xml_schema *session_schema(struct session *s)
 {
 	if (s->spec->link)
-		return s->spec->link->schema;
+		return kb_xml_schema_usable(s->spec->link->schema) ? s->spec->link->schema : NULL;
 	if (!s->schema_tried) {
 		s->schema_tried = true;
 		s->own_schema = kb_domain_schema_load(s->xml, kb_virt_uri(s->spec->uri[0] ? s->spec->uri : NULL));
@@ -2991,10 +3001,7 @@ static int define(struct session *s, struct build *b, struct kb_plan *plan, virD
 	/* Validated as libvirt would, against its schema compiled once (else by libvirt, compiling it again). */
 	struct kb_xml_schema *schema = session_schema(s);
 	if (schema) {
-		xmlDoc *doc = kb_xml_parse(s->xml, b->xml, strlen(b->xml), b->name, err);
-		int valid = doc ? kb_xml_schema_validate(s->xml, schema, doc, s->spec->words_len ? b->name : s->spec->xml, err) : -1;
-		if (doc)
-			s->xml->free_doc(doc);
+		int valid = kb_xml_schema_validate(s->xml, schema, b->xml, strlen(b->xml), s->spec->words_len ? b->name : s->spec->xml, err);
 		if (valid < 0) {
 			remove_created_volumes(s, b, plan);
 			return failed(def, err);

@@ -86,6 +86,11 @@ const char *kb_virt_uri(const char *option)
 	return env && *env ? env : "qemu:///system";
 }
 
+bool kb_virt_in_process(const char *uri)
+{
+	return uri && !strncmp(uri, "test:///", strlen("test:///")); /* test://HOST/... is a daemon's */
+}
+
 /* The common errors from the operators' notes; the doctor has a diagnosis for each id. */
 static const struct kb_virt_advice advice_table[] = {
 	{ "libvirtd.running", "libvirt-sock",

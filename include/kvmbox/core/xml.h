@@ -62,9 +62,27 @@ xmlDoc *kb_xml_parse(const struct kb_xml *xml, const char *text, size_t len, con
  */
 struct kb_xml_schema;
 int kb_xml_schema_load(const struct kb_xml *xml, const char *path, struct kb_xml_schema **schema, struct kb_error *err);
-/* 0 when @doc is valid; -1 with @err naming @what, the first error's line and libxml2's reason. */
-int kb_xml_schema_validate(const struct kb_xml *xml, struct kb_xml_schema *schema, xmlDoc *doc, const char *what,
-			   struct kb_error *err);
+
+/*
+ * The same schema compiled by a process of its own, forked now (it loads
+ * libxml2 itself), and asked over a socket from then on: the compile
+ * (milliseconds) runs beside what this process does next without sharing its
+ * address space, which a thread would (each mmap and mprotect of the other
+ * stops its CPU; the page faults wait on one lock). Call it early, while this
+ * process has one thread and little to copy (before libxml2 and libvirt
+ * load). The process ends when the schema is freed, or with this process.
+ */
+int kb_xml_schema_start(const char *path, struct kb_xml_schema **schema, struct kb_error *err);
+
+/* Whether @schema compiled (a started one is waited for); false for NULL. */
+bool kb_xml_schema_usable(struct kb_xml_schema *schema);
+
+/*
+ * 0 when the document @text is valid; -1 with @err naming @what: not
+ * well-formed (as kb_xml_parse), or the first error's place and libxml2's reason.
+ */
+int kb_xml_schema_validate(const struct kb_xml *xml, struct kb_xml_schema *schema, const char *text, size_t len,
+			   const char *what, struct kb_error *err);
 void kb_xml_schema_free(const struct kb_xml *xml, struct kb_xml_schema *schema);
 
 /* The first child element of @node named @name, or NULL. */

@@ -67,7 +67,7 @@ struct kb_domain_link {
 	const struct kb_xml *xml;
 	const struct kb_virt *virt;
 	virConnectPtr conn;
-	struct kb_xml_schema *schema; /* kb_domain_schema_load's, shared; NULL: libvirt validates each define */
+	struct kb_xml_schema *schema; /* kb_domain_schema_load's or _start's, shared; NULL: libvirt validates each define */
 };
 
 /*
@@ -79,6 +79,14 @@ struct kb_domain_link {
  * counts) or the schema cannot be read: libvirt validates then.
  */
 struct kb_xml_schema *kb_domain_schema_load(const struct kb_xml *xml, const char *uri);
+
+/*
+ * The same, compiled by a validator process started now (kb_xml_schema_start:
+ * call it early, while this process has one thread, before libxml2 and
+ * libvirt load), so the compile runs beside their load. A schema that then
+ * does not compile is not used (kb_xml_schema_usable): libvirt validates.
+ */
+struct kb_xml_schema *kb_domain_schema_start(const char *uri);
 
 /* The state `domain stop` and `domain pause` bring a defined domain to. */
 enum kb_domain_state {

@@ -76,6 +76,13 @@ int kb_virt_load(struct kb_virt *v, struct kb_error *err);
 const char *kb_virt_uri(const char *option);
 
 /*
+ * Whether @uri's driver runs inside this process (libvirt's test driver,
+ * test:///...): its calls are this process's CPU, not a daemon's or a guest's
+ * time, so more threads than CPUs only take turns at its lock.
+ */
+bool kb_virt_in_process(const char *uri);
+
+/*
  * A libvirt error explained: what it means in words and what fixes it. The
  * table holds the errors operators hit most (the doctor diagnoses each of
  * them on a live host).
