@@ -127,6 +127,7 @@ struct doctor {
 	int defined_count;            /* as libvirt's list answered: -1 when it could not */
 	bool defined_read;
 	struct kb_read_cache reads;   /* the host files every domain's preflight reads, read once */
+	struct kb_kvm_answers kvm;    /* and what KVM answers them, asked once */
 };
 
 static bool selected(const struct doctor *d, const char *id)
@@ -658,7 +659,7 @@ static void diagnose_domains(struct doctor *d)
 	int count = d->defined_count;
 	char bad_machine[300] = "", no_serial[300] = "", machine_fix[256] = "";
 	int bad_machines = 0, no_serials = 0;
-	struct kb_preflight_host host = { .caps_xml = d->caps_xml, .caps = d->caps, .reads = &d->reads };
+	struct kb_preflight_host host = { .caps_xml = d->caps_xml, .caps = d->caps, .reads = &d->reads, .kvm = &d->kvm };
 	/* One buffer for every domain's findings: kb_preflight() adds to what it holds. */
 	struct kb_findings *f = calloc(1, sizeof(*f));
 	for (int i = 0; i < count; i++) {

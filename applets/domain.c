@@ -331,8 +331,9 @@ static void add_unreachable(struct domain_cmd *cmd, struct kb_findings *findings
  */
 static int preflight_files(struct domain_cmd *cmd, char **files, int count, bool found_only)
 {
+	struct kb_kvm_answers kvm = { 0 }; /* one KVM question for all the files */
 	struct kb_preflight_host host = { .domcaps = domcaps_from_libvirt, .cpu_compare = cpu_compare, .opaque = cmd,
-					  .running = domain_running, .network = network_state };
+					  .running = domain_running, .network = network_state, .kvm = &kvm };
 	autofree char *caps = cmd->conn ? cmd->virt.get_capabilities(cmd->conn) : NULL;
 	host.caps_xml = caps;
 	if (!cmd->conn)

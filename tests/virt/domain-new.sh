@@ -630,6 +630,13 @@ arch_capabilities_from_the_kvm_answer() {
 	expect_rc 0
 	expect_match "the words' require" "$OUT" "<feature policy='require' name='arch-capabilities'/>"
 	[[ ! "$OUT" =~ policy=\'disable\' ]] || fail "the words asked for arch-capabilities, yet it is disabled: $OUT"
+	# Asked once a run: the host check's answer serves the preflight (each question makes a VM
+	# and a vCPU); taken here, so the definition has no disable and the preflight asks too.
+	fx_kvm_answer "$r" usable
+	# (The test driver has no x86_64 emulator: the preflight's verdict is that error, after its KVM question.)
+	KVMBOX_TRAP_KVM_LOG=$r/kvm.log run domain new vm-msr --json --root "$r" --connect "test://$NODE" "${words[@]/--print-xml/--dry-run}"
+	expect_eq "the preflight ran" "$(jq -r '.preflight[0].findings[].id' <<<"$OUT")" "arch.missing"
+	expect_eq "vCPUs made" "$(grep -c '^vcpu$' "$r/kvm.log")" 1
 }
 
 # A re-run whose words make <cpu> again (--cpu, --nested, --placement) where KVM cannot

@@ -463,6 +463,10 @@ XML
 	run --root "$fx" domain preflight --json "$xml"
 	[[ ! "$(jq -r '.preflight[0].findings[].id' <<<"$OUT")" =~ cpu.arch-capabilities ]] ||
 		fail "a fixture KVM that takes the MSR, yet cpu.arch-capabilities: $OUT"
+	# Three such files: KVM is asked once for the run (each question makes a VM and a vCPU).
+	KVMBOX_TRAP_KVM_LOG=$fx/kvm.log run --root "$fx" domain preflight --json "$xml" "$xml" "$xml"
+	expect_eq "three verdicts" "$(jq -r '.preflight | length' <<<"$OUT")" 3
+	expect_eq "vCPUs made" "$(grep -c '^vcpu$' "$fx/kvm.log")" 1
 }
 
 t valid_tcg_domain_has_no_findings

@@ -95,6 +95,17 @@ int kb_kvm_arch_capabilities_settable(const struct kb_ctx *ctx)
 	return answer;
 }
 
+int kb_kvm_arch_capabilities_settable_once(const struct kb_ctx *ctx, struct kb_kvm_answers *answers)
+{
+	if (!answers)
+		return kb_kvm_arch_capabilities_settable(ctx);
+	if (!answers->arch_capabilities_asked) {
+		answers->arch_capabilities = kb_kvm_arch_capabilities_settable(ctx);
+		answers->arch_capabilities_asked = true;
+	}
+	return answers->arch_capabilities;
+}
+
 void kb_kvm_probe(const struct kb_ctx *ctx, struct kb_kvm_probe *probe)
 {
 	*probe = (struct kb_kvm_probe){ .stage = KB_KVM_NO_NODE, .api_version = -1 };

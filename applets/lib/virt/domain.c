@@ -2354,7 +2354,8 @@ static int preflight(struct session *s, const struct build *b, struct kb_error *
 	}
 	struct kb_preflight_host host = { .caps_xml = caps, .domcaps = domcaps_from_libvirt, .cpu_compare = cpu_compare, .opaque = s,
 					   .to_create = b->to_create, .running = domain_running, .network = network_of,
-					   .to_start = b->to_start, .nics = nics, .nic_count = nic_count };
+					   .to_start = b->to_start, .nics = nics, .nic_count = nic_count,
+					   .kvm = b->d ? &b->d->kvm : NULL };
 	xmlDoc *doc = kb_xml_parse(s->xml, b->xml, strlen(b->xml), b->name, err);
 	int rc = doc ? kb_preflight(s->ctx, s->xml, doc, &host, findings, err) : -1;
 	if (rc == 0 && findings->errors)

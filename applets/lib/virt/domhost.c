@@ -350,7 +350,7 @@ static void check_arch_capabilities(const struct kb_ctx *ctx, struct kb_domnew *
 	if (d->feature_count >= KB_DOMNEW_FEATURES_MAX)
 		return;
 	/* Unknown (no usable KVM here, say a user outside group kvm): an earlier run's answer stands. */
-	int settable = kb_kvm_arch_capabilities_settable(ctx);
+	int settable = kb_kvm_arch_capabilities_settable_once(ctx, &d->kvm);
 	if (settable == 0 || (settable < 0 && d->arch_capabilities_disabled))
 		d->feature[d->feature_count++] = (struct kb_domnew_feature){ .enable = false, .name = "arch-capabilities" };
 }

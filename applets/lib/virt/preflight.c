@@ -426,7 +426,7 @@ static void check_arch_capabilities(struct preflight *p, xmlNode *cpu, const cha
 		if (kb_xml_prop_is(p->xml, f, "name", "arch-capabilities") &&
 		    (kb_xml_prop_is(p->xml, f, "policy", "disable") || kb_xml_prop_is(p->xml, f, "policy", "forbid")))
 			return;
-	if (kb_kvm_arch_capabilities_settable(p->ctx) == 0)
+	if (kb_kvm_arch_capabilities_settable_once(p->ctx, p->host ? p->host->kvm : NULL) == 0)
 		set_fix(add_finding(p, KB_SEVERITY_ERROR, "cpu.arch-capabilities", cpu,
 				    "this host's KVM refuses IA32_ARCH_CAPABILITIES (MSR 0x10a) on a vCPU: QEMU aborts the start "
 				    "of a %s guest (failed to set MSR 0x10a)", mode),

@@ -38,6 +38,15 @@ void kb_kvm_probe(const struct kb_ctx *ctx, struct kb_kvm_probe *probe);
  */
 int kb_kvm_arch_capabilities_settable(const struct kb_ctx *ctx);
 
+/* KVM's answers kept for a run that asks many times (one per domain): each asked once. Zeroed: nothing asked yet. */
+struct kb_kvm_answers {
+	bool arch_capabilities_asked;
+	int arch_capabilities; /* kb_kvm_arch_capabilities_settable's answer */
+};
+
+/* kb_kvm_arch_capabilities_settable(), asked at the first call of a run and the same after (@answers NULL: every time). */
+int kb_kvm_arch_capabilities_settable_once(const struct kb_ctx *ctx, struct kb_kvm_answers *answers);
+
 /* One sentence for a probe that did not reach KB_KVM_USABLE, e.g. "opening /dev/kvm read-write: No such device". */
 const char *kb_kvm_probe_message(const struct kb_kvm_probe *probe, char *buf, size_t size);
 

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include "kvmbox/core/context.h"
 #include "kvmbox/core/error.h"
+#include "kvmbox/host/kvm.h"
 #include "kvmbox/virt/cloudinit.h"
 #include "kvmbox/virt/placement.h"
 #include "kvmbox/core/xml.h"
@@ -89,6 +90,7 @@ struct kb_domnew {
 	size_t feature_count;
 	/* The existing definition disables arch-capabilities: kept where KVM cannot answer (kb_domnew_check_host). */
 	bool arch_capabilities_disabled;
+	struct kb_kvm_answers kvm; /* what KVM answered the host check, for the preflight of the same run */
 	char machine[64];
 	bool machine_given; /* --machine said: --osinfo leaves it */
 	char virt_type[8];  /* kvm or qemu; "" until the caller chooses from libvirt's capabilities */

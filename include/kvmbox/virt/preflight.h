@@ -16,6 +16,7 @@
 #include "kvmbox/core/error.h"
 #include "kvmbox/core/file.h"
 #include "kvmbox/core/xml.h"
+#include "kvmbox/host/kvm.h"
 
 enum kb_severity { KB_SEVERITY_ERROR, KB_SEVERITY_WARN };
 
@@ -56,6 +57,8 @@ struct kb_preflight_host {
 	xmlDoc *caps;           /* caps_xml already parsed by the caller, or NULL: parsed on each call */
 	/* The host files read once for a run that examines many domains; may be NULL (read on each call). */
 	struct kb_read_cache *reads;
+	/* KVM's answers, asked once for such a run; may be NULL (asked on each call). */
+	struct kb_kvm_answers *kvm;
 	kb_domcaps_fn *domcaps; /* may be NULL */
 	void *opaque;
 	const char *const *to_create; /* NULL-terminated: disk images the caller creates before defining; may be NULL */
