@@ -18,6 +18,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -508,9 +509,10 @@ static int run_jobs(struct domain_cmd *cmd, char **args, int count, void (*work)
 		jobs[i].arg = args[i];
 	}
 	unsigned threads = cmd->jobs < (unsigned)count ? cmd->jobs : (unsigned)count;
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	if (kb_virt_in_process(cmd->uri) && cpus > 0 && threads > (unsigned long)cpus)
-		threads = (unsigned)cpus; /* the driver's work is this process's CPU */
+	cpu_set_t allowed;
+	int cpus = sched_getaffinity(0, sizeof(allowed), &allowed) == 0 ? CPU_COUNT(&allowed) : 0;
+	if (kb_virt_in_process(cmd->uri) && cpus > 0 && threads > (unsigned)cpus)
+		threads = (unsigned)cpus; /* the driver's work is this process's CPU: the CPUs it may run on */
 	pthread_t tids[64];
 	unsigned started = 0;
 	for (unsigned t = 1; t < threads && t < 64; t++)
@@ -649,8 +651,10 @@ static int cmd_new(struct domain_cmd *cmd)
 	struct kb_domain_spec *spec = &cmd->spec;
 	struct kb_domain_link link = { &cmd->xml, &cmd->virt, cmd->conn, cmd->schema };
 	struct kb_error err = { 0 };
+	struct kb_kvm_answers kvm = { 0 }; /* asked once, by the plan; its apply builds the same definition */
 	spec->link = &link;
 	spec->preflight = !cmd->no_preflight;
+	spec->kvm = &kvm;
 	if (cmd->print_xml) {
 		autofree char *xml = NULL;
 		if (kb_domain_xml(cmd->ctx, spec, &xml, &err) < 0) {

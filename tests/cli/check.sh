@@ -195,6 +195,21 @@ while True:
 	[[ ! "$out" =~ FAIL ]] || fail "check opened what was swapped in: $(grep FAIL <<<"$out" | sort | uniq -c)"
 }
 
+# A rescue initramfs may have no /proc: the node is then opened again by its name and
+# kept only as the inode examined, so check still answers as KVM does.
+test_devkvm_without_proc() {
+	local r
+	r=$(healthy_intel)
+	fx_devkvm "$r" 0660 36 usable
+	OUT=$(LD_PRELOAD=$(kvm_trap_preload) timeout -k 2 20 unshare --mount --propagation private \
+		sh -c 'umount -l /proc && "$@"' sh "$KVMBOX" --root "$r" check kvm.usable 2>&1)
+	expect_eq "without /proc" "$OUT" "PASS  kvm.usable  /dev/kvm opened read-write, KVM API version 12, a VM created (KVM_CREATE_VM)"
+	fx_kvm_answer "$r" no-vm
+	OUT=$(LD_PRELOAD=$(kvm_trap_preload) timeout -k 2 20 unshare --mount --propagation private \
+		sh -c 'umount -l /proc && "$@"' sh "$KVMBOX" --root "$r" check kvm.usable 2>&1)
+	expect_match "KVM's own answer" "$OUT" "^FAIL  kvm.usable  /dev/kvm answers \\(KVM API version 12\\) but KVM_CREATE_VM fails"
+}
+
 test_devkvm_0666_is_too_wide() {
 	local r
 	r=$(healthy_intel)
@@ -486,6 +501,7 @@ t test_one_cpu_without_flag
 t test_msr_not_readable
 t test_devkvm_missing
 t test_devkvm_swapped_while_checked
+t test_devkvm_without_proc
 t test_devkvm_0666_is_too_wide
 t test_devkvm_wrong_group
 t test_devkvm_wrong_device

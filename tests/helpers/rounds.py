@@ -45,12 +45,18 @@ def run_once(argv):
     os.waitpid(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = 0  # reaped by waitpid
-    # The wall time ends with the command; its CPU time includes what it left running.
+    # The wall time ends with the command; its CPU time includes what it left running,
+    # which must end within seconds (a daemon it started would hang every later round).
+    deadline = time.monotonic() + 10
     while True:
         try:
-            os.waitpid(-1, 0)
+            pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             break
+        if pid == 0:
+            if time.monotonic() > deadline:
+                sys.exit("rounds.py: %s left processes running after it ended" % argv[0])
+            time.sleep(0.001)
     return wall * 1000, cpu_of_children() - cpu_before
 
 

@@ -472,6 +472,42 @@ schema_validator_ends_with_kvmbox() {
 	rm -rf "$dir"
 }
 
+# The validator killed midway (after its first verdict): the defines after it are validated
+# by libvirt itself (VIR_DOMAIN_DEFINE_VALIDATE), as without one; none is refused for it.
+schema_validator_killed_midway() {
+	local dir=$TESTS_TMP/validator-killed pids i child="" out
+	mkdir -p "$dir"
+	domain_xml kvmbox-test-k1 /nonexistent.qcow2 | sed "s/type='qemu'/type='test'/" >"$dir/k1.xml"
+	domain_xml kvmbox-test-k2 /nonexistent.qcow2 | sed "s/type='qemu'/type='test'/" >"$dir/k2.txt"
+	domain_xml kvmbox-test-k3 /nonexistent.qcow2 | sed "s/type='qemu'/type='test'/; s|<devices>|<devices><bogus/>|" >"$dir/k3.txt"
+	mkfifo "$dir/k2.xml" "$dir/k3.xml"
+	LD_PRELOAD=$(kvm_trap_preload) timeout -k 2 30 "$KVMBOX" domain define "$dir/k1.xml" "$dir/k2.xml" "$dir/k3.xml" \
+		--no-preflight --jobs 1 --connect test:///default >"$dir/out" 2>"$dir/err" &
+	local timeout_pid=$! kvmbox_pid=""
+	# k1 validated, kvmbox waits on k2 (timeout's child); its validator is kvmbox's own child.
+	for ((i = 0; i < 100; i++)); do
+		sleep 0.1
+		kvmbox_pid=$(pgrep -P "$timeout_pid" | head -1)
+		child=${kvmbox_pid:+$(pgrep -P "$kvmbox_pid" | head -1)}
+		[ -n "$child" ] && [ "$(cat "/proc/$kvmbox_pid/wchan" 2>/dev/null)" = wait_for_partner ] && break
+	done
+	[ -n "$child" ] || fail "no validator process: $(ps -ef | grep -F "$dir" | grep -v grep)"
+	kill -KILL "$child" 2>/dev/null
+	# kvmbox reads a file more than once (plan, then apply): each FIFO is fed for as long as it runs.
+	local f
+	for f in k2 k3; do
+		while kill -0 "$timeout_pid" 2>/dev/null; do timeout 1 sh -c 'cat "$1" >"$2"' sh "$dir/$f.txt" "$dir/$f.xml"; done &
+	done
+	wait "$timeout_pid"
+	expect_eq "exit" "$?" 1
+	out=$(cat "$dir/out")
+	expect_match "k1 defined" "$out" "changed +kvmbox-test-k1 "
+	expect_match "k2 defined, libvirt validating" "$out" "changed +kvmbox-test-k2 "
+	expect_match "k3 refused by libvirt's own validation" "$(cat "$dir/err")" "kvmbox-test-k3.*(Extra element devices in interleave|bogus)"
+	wait
+	rm -rf "$dir"
+}
+
 kvm_domain_on_this_machine() {
 	# This machine's /dev/kvm as it comes (root:root 0600) versus QEMU's user: the
 	# preflight's verdict must match what libvirt does when it really starts the guest.
@@ -576,6 +612,7 @@ t pause_and_stop
 t test_driver_define_and_rm
 t schema_checked_once
 t schema_validator_ends_with_kvmbox
+t schema_validator_killed_midway
 t kvm_domain_on_this_machine
 t dry_run_changes_nothing
 t machine_type_error_is_explained

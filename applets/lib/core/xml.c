@@ -312,16 +312,24 @@ int kb_xml_schema_start(const char *path, struct kb_xml_schema **schema, struct 
 		return kb_fail(err, e, path, "starting the validator for");
 	}
 	if (pid == 0) {
-		/* Gone with its parent; deaf to the terminal's signals the parent handles; no output of its own. */
+		/*
+		 * It lives exactly as long as its parent: to the socket's end (or
+		 * the parent's death), never ended by a terminal's or a group's
+		 * signal alone (a Ctrl-C, a hangup under nohup, timeout's
+		 * SIGTERM) while the parent goes on, handling them. No output of
+		 * its own, and no hold on the parent's stdout or stderr.
+		 */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() != parent)
 			_exit(0);
-		signal(SIGINT, SIG_DFL);
-		signal(SIGTERM, SIG_DFL);
-		signal(SIGHUP, SIG_DFL);
+		signal(SIGINT, SIG_IGN);
+		signal(SIGTERM, SIG_IGN);
+		signal(SIGHUP, SIG_IGN);
+		signal(SIGQUIT, SIG_IGN);
+		signal(SIGPIPE, SIG_IGN);
 		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-		for (int fd = 0; fd <= 2 && null >= 0; fd++)
-			dup2(null, fd);
+		for (int fd = 0; fd <= 2; fd++)
+			null >= 0 ? dup2(null, fd) : close(fd);
 		close(pair[0]);
 		validator_main(path, pair[1]);
 	}
@@ -344,16 +352,32 @@ static int validator_ready(struct kb_xml_schema *s)
 {
 	if (s->state)
 		return s->state;
-	struct verdict v;
+	struct verdict v = { 0 };
 	if (kb_read_exact(s->sock, &v, sizeof(v)) <= 0) {
 		snprintf(s->failure, sizeof(s->failure), "the validator process ended");
 		return s->state = -1;
 	}
+	v.first.text[sizeof(v.first.text) - 1] = '\0';
 	if (v.rc != 0) {
 		snprintf(s->failure, sizeof(s->failure), "%s", v.first.text[0] ? v.first.text : "unknown error");
 		return s->state = -1;
 	}
 	return s->state = 1;
+}
+
+/* All of @len bytes to the validator; a validator gone is an error (EPIPE), never a SIGPIPE. */
+static int send_all(int sock, const void *data, size_t len)
+{
+	for (const char *p = data; len > 0;) {
+		ssize_t n = send(sock, p, len, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
 }
 
 bool kb_xml_schema_usable(struct kb_xml_schema *schema)
@@ -368,18 +392,27 @@ bool kb_xml_schema_usable(struct kb_xml_schema *schema)
 	return state > 0;
 }
 
-/* @text (its parse already checked) asked of the validator process. */
+/*
+ * @text (its parse already checked) asked of the validator process: its
+ * verdict, or -2 when it cannot answer (it did not compile, or it is gone:
+ * killed, out of memory), which leaves the schema unusable from then on.
+ */
 static int ask_validator(struct kb_xml_schema *s, const char *text, size_t len, struct first_error *first)
 {
 	struct verdict v = { .rc = -1 };
 	uint32_t n = (uint32_t)len;
-	if (validator_ready(s) < 0)
+	if (validator_ready(s) < 0) {
+		v.rc = -2;
 		snprintf(v.first.text, sizeof(v.first.text), "libvirt's schema did not compile: %.150s", s->failure);
-	else if (len > VALIDATOR_DOC_MAX)
+	} else if (len > VALIDATOR_DOC_MAX) {
 		snprintf(v.first.text, sizeof(v.first.text), "larger than %u MiB", VALIDATOR_DOC_MAX >> 20);
-	else if (kb_write_all(s->sock, &n, sizeof(n)) < 0 || kb_write_all(s->sock, text, len) < 0 ||
-		 kb_read_exact(s->sock, &v, sizeof(v)) <= 0)
+	} else if (send_all(s->sock, &n, sizeof(n)) < 0 || send_all(s->sock, text, len) < 0 ||
+		   kb_read_exact(s->sock, &v, sizeof(v)) <= 0) {
+		v = (struct verdict){ .rc = -2 };
 		snprintf(v.first.text, sizeof(v.first.text), "the validator process ended");
+		snprintf(s->failure, sizeof(s->failure), "the validator process ended");
+		s->state = -1;
+	}
 	*first = v.first;
 	first->text[sizeof(first->text) - 1] = first->where[sizeof(first->where) - 1] = '\0';
 	return v.rc;
@@ -399,6 +432,10 @@ int kb_xml_schema_validate(const struct kb_xml *xml, struct kb_xml_schema *schem
 	xml->free_doc(doc);
 	if (rc == 0)
 		return 0;
+	if (rc == -2) {
+		kb_fail(err, 0, what, "validating (%s):", first.text);
+		return -2;
+	}
 	if (rc < 0)
 		return kb_fail(err, 0, what, "validating (%s):", first.text[0] ? first.text : "unknown error");
 	if (first.where[0])

@@ -25,8 +25,9 @@
  * the KVM device (char 10:232), then that same inode opened for I/O through
  * the descriptor's /proc link. A node swapped for another device between the
  * look and the open is never the one opened (a watchdog's open alone arms it).
- * NO_KVM_NODE with *@node_errno (0: a node that is not KVM's), -1 when the
- * open for I/O fails (errno).
+ * Without /proc (a bare initramfs) the name is opened again and kept only if
+ * it is still the inode examined. NO_KVM_NODE with *@node_errno (0: a node
+ * that is not KVM's), -1 when the open for I/O fails (errno).
  */
 static int open_kvm_node(const struct kb_ctx *ctx, int *node_errno)
 {
@@ -46,7 +47,21 @@ static int open_kvm_node(const struct kb_ctx *ctx, int *node_errno)
 		return NO_KVM_NODE;
 	char self[32];
 	snprintf(self, sizeof(self), "/proc/self/fd/%d", (int)node);
-	return open(self, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	int fd = open(self, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (fd >= 0 || errno != ENOENT || access("/proc/self/fd", F_OK) == 0)
+		return fd;
+	struct kb_path p;
+	if (kb_sysroot_resolved_path(ctx, "/dev/kvm", true, &p, &err) < 0)
+		return NO_KVM_NODE;
+	fd = open(p.s, O_RDWR | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat now;
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &now) < 0 || now.st_dev != st.st_dev || now.st_ino != st.st_ino || now.st_rdev != st.st_rdev) {
+		close(fd);
+		return NO_KVM_NODE; /* swapped in between: not the node examined */
+	}
+	return fd;
 }
 
 #define MSR_ARCH_CAPABILITIES 0x10au

@@ -479,12 +479,13 @@ static void keep_macs(struct session *s, struct kb_domnew *d, xmlDoc *existing)
 	}
 }
 
-/* Whether the existing definition's <cpu> disables arch-capabilities (an earlier run's answer from KVM, or a hand edit). */
+/* Whether the existing definition's <cpu> disables (or forbids) arch-capabilities: an earlier run's answer from KVM, or a hand edit. */
 static bool disables_arch_capabilities(struct session *s, xmlDoc *existing)
 {
 	xmlNode *cpu = kb_xml_child(s->xml->root_element(existing), "cpu");
 	for (xmlNode *f = kb_xml_child(cpu, "feature"); f; f = kb_xml_next(f, "feature"))
-		if (kb_xml_prop_is(s->xml, f, "name", "arch-capabilities") && kb_xml_prop_is(s->xml, f, "policy", "disable"))
+		if (kb_xml_prop_is(s->xml, f, "name", "arch-capabilities") &&
+		    (kb_xml_prop_is(s->xml, f, "policy", "disable") || kb_xml_prop_is(s->xml, f, "policy", "forbid")))
 			return true;
 	return false;
 }
@@ -1049,6 +1050,8 @@ static int build_from_words(struct session *s, struct build *b, struct kb_error 
 	struct kb_domnew *d = b->d;
 	if (read_words(s->spec, d, err) < 0)
 		return -1;
+	if (s->spec->kvm)
+		d->kvm = *s->spec->kvm; /* what plan asked, apply knows */
 	snprintf(b->name, sizeof(b->name), "%s", d->name);
 	/* KVM when libvirt offers KVM guests here, else QEMU's TCG. */
 	if (!d->virt_type[0]) {
@@ -1079,6 +1082,8 @@ static int build_from_words(struct session *s, struct build *b, struct kb_error 
 			 (existing && check_existing_disks(s, b, existing, err) < 0)
 		 ? -1
 		 : 0;
+	if (s->spec->kvm)
+		*s->spec->kvm = d->kvm; /* KVM's answers to the host check, for the preflight and apply's build */
 	/* An existing domain: the words over its definition, which keeps what they do not name. */
 	if (rc == 0 && existing)
 		rc = merge_words(s, existing, &b->xml, err);
@@ -2355,7 +2360,7 @@ static int preflight(struct session *s, const struct build *b, struct kb_error *
 	struct kb_preflight_host host = { .caps_xml = caps, .domcaps = domcaps_from_libvirt, .cpu_compare = cpu_compare, .opaque = s,
 					   .to_create = b->to_create, .running = domain_running, .network = network_of,
 					   .to_start = b->to_start, .nics = nics, .nic_count = nic_count,
-					   .kvm = b->d ? &b->d->kvm : NULL };
+					   .kvm = s->spec->kvm ? s->spec->kvm : b->d ? &b->d->kvm : NULL };
 	xmlDoc *doc = kb_xml_parse(s->xml, b->xml, strlen(b->xml), b->name, err);
 	int rc = doc ? kb_preflight(s->ctx, s->xml, doc, &host, findings, err) : -1;
 	if (rc == 0 && findings->errors)
@@ -3003,7 +3008,10 @@ static int define(struct session *s, struct build *b, struct kb_plan *plan, virD
 	struct kb_xml_schema *schema = session_schema(s);
 	if (schema) {
 		int valid = kb_xml_schema_validate(s->xml, schema, b->xml, strlen(b->xml), s->spec->words_len ? b->name : s->spec->xml, err);
-		if (valid < 0) {
+		if (valid == -2) {
+			*err = (struct kb_error){ 0 };
+			schema = NULL; /* the validator is gone: libvirt validates, as without one */
+		} else if (valid < 0) {
 			remove_created_volumes(s, b, plan);
 			return failed(def, err);
 		}

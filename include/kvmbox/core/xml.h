@@ -79,7 +79,9 @@ bool kb_xml_schema_usable(struct kb_xml_schema *schema);
 
 /*
  * 0 when the document @text is valid; -1 with @err naming @what: not
- * well-formed (as kb_xml_parse), or the first error's place and libxml2's reason.
+ * well-formed (as kb_xml_parse), or the first error's place and libxml2's
+ * reason; -2 (@err set) when a started schema's process cannot answer (it
+ * did not compile, or it is gone): the caller may let libvirt validate.
  */
 int kb_xml_schema_validate(const struct kb_xml *xml, struct kb_xml_schema *schema, const char *text, size_t len,
 			   const char *what, struct kb_error *err);

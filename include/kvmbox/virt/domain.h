@@ -119,6 +119,7 @@ struct kb_domain_spec {
 					   it made (KB_ROOT_PASSWORD_SIZE bytes), for the caller to show once; may be NULL */
 	const struct kb_domain_link *link; /* may be NULL */
 	struct kb_findings *findings;   /* where plan puts the preflight's findings; may be NULL */
+	struct kb_kvm_answers *kvm;     /* KVM's answers, kept from plan to apply (asked once a run); may be NULL */
 };
 
 /* The defaults: no definition yet, autostart left as it is, no start, wait 60 s, preflight on. */

@@ -17,8 +17,8 @@
  * (a fixture root says what its KVM answers; for a node reopened through
  * /proc/self/fd/N, beside the name that link gives), else from KVMBOX_TRAP_KVM
  * (the machine the test pretends to run on), else it is `real`.
- * A faked node is /dev/null underneath: the KVM ioctls on it are answered
- * here and never reach a driver.
+ * A faked node is opened O_PATH underneath (fstat sees the node; an O_PATH
+ * descriptor reaches no driver): the KVM ioctls on it are answered here.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -102,7 +102,8 @@ static int fake_open(const char *path, int flags)
 		return -1;
 	default: {
 		int (*real_open)(const char *, int, ...) = REAL_FN(open);
-		int fd = real_open("/dev/null", (flags & O_CLOEXEC) | O_RDWR);
+		/* The node itself, O_PATH: fstat sees it as opened, and no driver is ever asked anything. */
+		int fd = real_open(path, (flags & O_CLOEXEC) | O_PATH);
 		if (fd >= 0 && fd < MAX_FDS)
 			faked[fd] = (unsigned char)(a + 1);
 		return fd;
