@@ -332,18 +332,21 @@ static void add_unreachable(struct domain_cmd *cmd, struct kb_findings *findings
  */
 static int preflight_files(struct domain_cmd *cmd, char **files, int count, bool found_only)
 {
-	struct kb_kvm_answers kvm = { 0 }; /* one KVM question for all the files */
+	/* What every file's preflight asks of the host, asked once: KVM, the host files, libvirt's capabilities. */
+	struct kb_kvm_answers kvm = { 0 };
+	autofree struct kb_read_cache *reads = calloc(1, sizeof(*reads));
 	struct kb_preflight_host host = { .domcaps = domcaps_from_libvirt, .cpu_compare = cpu_compare, .opaque = cmd,
-					  .running = domain_running, .network = network_state, .kvm = &kvm };
+					  .running = domain_running, .network = network_state, .kvm = &kvm, .reads = reads };
 	autofree char *caps = cmd->conn ? cmd->virt.get_capabilities(cmd->conn) : NULL;
 	host.caps_xml = caps;
+	host.caps = caps ? kb_xml_parse(&cmd->xml, caps, strlen(caps), "capabilities", NULL) : NULL;
 	if (!cmd->conn)
 		host.domcaps = NULL;
 	int failing = 0;
 	struct kb_printer pr;
 	kb_print_begin(&pr, cmd->ctx, "preflight");
 	struct kb_findings *findings = calloc(1, sizeof(*findings));
-	if (!findings) {
+	if (!findings || !reads) {
 		kb_say_error(cmd->ctx, "out of memory");
 		failing = -1;
 	}
@@ -374,6 +377,8 @@ static int preflight_files(struct domain_cmd *cmd, char **files, int count, bool
 	}
 	kb_print_end(&pr);
 	free(findings);
+	if (host.caps)
+		cmd->xml.free_doc(host.caps);
 	return failing;
 }
 
