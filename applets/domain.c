@@ -334,7 +334,7 @@ static int preflight_files(struct domain_cmd *cmd, char **files, int count, bool
 {
 	/* What every file's preflight asks of the host, asked once: KVM, the host files, libvirt's capabilities. */
 	struct kb_kvm_answers kvm = { 0 };
-	autofree struct kb_read_cache *reads = calloc(1, sizeof(*reads));
+	struct kb_read_cache *reads = calloc(1, sizeof(*reads));
 	struct kb_preflight_host host = { .domcaps = domcaps_from_libvirt, .cpu_compare = cpu_compare, .opaque = cmd,
 					  .running = domain_running, .network = network_state, .kvm = &kvm, .reads = reads };
 	autofree char *caps = cmd->conn ? cmd->virt.get_capabilities(cmd->conn) : NULL;
@@ -377,6 +377,7 @@ static int preflight_files(struct domain_cmd *cmd, char **files, int count, bool
 	}
 	kb_print_end(&pr);
 	free(findings);
+	free(reads);
 	if (host.caps)
 		cmd->xml.free_doc(host.caps);
 	return failing;
