@@ -1,4 +1,5 @@
 /* The hashing thread unpack uses: blocks hashed from a pool's buffers, holes as zeros, buffers reused once hashed. */
+#include <stdatomic.h>
 #include <dirent.h>
 #include <errno.h>
 #include <setjmp.h>
@@ -129,7 +130,7 @@ static void stop_refuses(void **state)
 {
 	(void)state;
 	struct kb_error err;
-	static volatile sig_atomic_t stop;
+	static atomic_int stop;
 	stop = 0;
 	struct kb_hash_pool *pool = kb_hash_pool_new(1, 4096, &stop, &err);
 	struct kb_hasher *h = kb_hasher_start(&api, pool, &stop, 0, &err);

@@ -1,4 +1,5 @@
 /* SHA-256 through libcrypto's EVP interface, loaded at run time; see kvmbox/bundle/sha256.h. */
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -74,10 +75,10 @@ struct kb_hash_pool {
 	uint8_t *mem;      /* count * size bytes */
 	unsigned *holds;
 	unsigned next;     /* where the search for a free buffer starts: they are used in turn */
-	const volatile sig_atomic_t *stop;
+	const atomic_int *stop;
 };
 
-struct kb_hash_pool *kb_hash_pool_new(unsigned count, size_t size, const volatile sig_atomic_t *stop,
+struct kb_hash_pool *kb_hash_pool_new(unsigned count, size_t size, const atomic_int *stop,
 				      struct kb_error *err)
 {
 	struct kb_hash_pool *p = calloc(1, sizeof(*p));
@@ -187,7 +188,7 @@ struct kb_hasher {
 	bool done;       /* nothing more will be queued */
 	bool inline_;    /* no thread: each block hashed by kb_hasher_add in the caller's thread */
 	bool cancel;     /* the digest is not wanted any more */
-	const volatile sig_atomic_t *stop; /* when it becomes non-zero, the rest is dropped */
+	const atomic_int *stop; /* when it becomes non-zero, the rest is dropped */
 };
 
 static bool stopped(const struct kb_hasher *h)
@@ -239,7 +240,7 @@ static void *hasher_run(void *arg)
 }
 
 struct kb_hasher *kb_hasher_start(const struct kb_sha256_api *api, struct kb_hash_pool *pool,
-				  const volatile sig_atomic_t *stop, uint64_t size_hint, struct kb_error *err)
+				  const atomic_int *stop, uint64_t size_hint, struct kb_error *err)
 {
 	struct kb_hasher *h = calloc(1, sizeof(*h));
 	if (!h) {

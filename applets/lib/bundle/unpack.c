@@ -9,6 +9,7 @@
  * domain.xml's disk paths are rewritten, and the staging directory is renamed
  * into place. On any failure nothing is left behind.
  */
+#include <stdatomic.h>
 #include <blkid/blkid.h>
 #include <dirent.h>
 #include <ctype.h>
@@ -102,7 +103,7 @@ struct unpack {
 	/* The bundle as it is read: from a file or an http:// stream, hashed when --sha256 pins it. */
 	struct reader main;
 	bool seekable;    /* a local file: each disk member is read by a worker of its own */
-	volatile sig_atomic_t abandon; /* a worker failed: the others stop */
+	atomic_int abandon; /* a worker failed: the others stop */
 	bool stalled; /* the source sent nothing for STALL_SECONDS */
 	bool hashing;
 	struct kb_sha256 source_sha;
@@ -115,7 +116,7 @@ struct unpack {
  * which stop so the staging directory can be removed before the signal is
  * delivered again.
  */
-static volatile sig_atomic_t interrupted;
+static atomic_int interrupted; /* lock-free: for the handler and every thread alike */
 static const int stop_signals[] = { SIGINT, SIGTERM, SIGHUP };
 
 static void on_stop_signal(int sig)

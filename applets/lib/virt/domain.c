@@ -1,4 +1,5 @@
 /* A libvirt domain: spec, plan and apply; see kvmbox/virt/domain.h. */
+#include <stdatomic.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -2697,7 +2698,7 @@ static const int stop_signals[] = { SIGINT, SIGTERM, SIGHUP };
 static pthread_mutex_t stop_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned stop_depth;
 static struct sigaction stop_saved[3];
-static volatile sig_atomic_t stop_caught;
+static atomic_int stop_caught; /* lock-free: for the handler and every thread alike */
 
 static void on_stop_signal(int sig)
 {

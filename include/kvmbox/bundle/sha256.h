@@ -2,6 +2,7 @@
 #ifndef KVMBOX_SHA256_H
 #define KVMBOX_SHA256_H
 
+#include <stdatomic.h>
 #include <openssl/evp.h>
 #include <stddef.h>
 #include <signal.h>
@@ -48,7 +49,7 @@ int kb_sha256_file(const struct kb_sha256_api *api, const char *path, char hex[6
  */
 struct kb_hash_pool;
 /* @count buffers of @size bytes. @stop (may be NULL): a flag a signal handler sets; kb_hash_pool_take then waits no more. */
-struct kb_hash_pool *kb_hash_pool_new(unsigned count, size_t size, const volatile sig_atomic_t *stop,
+struct kb_hash_pool *kb_hash_pool_new(unsigned count, size_t size, const atomic_int *stop,
 				      struct kb_error *err);
 /* Every hasher that used it finished or cancelled first. NULL: nothing. */
 void kb_hash_pool_free(struct kb_hash_pool *p);
@@ -67,7 +68,7 @@ struct kb_hasher;
  */
 #define KB_HASHER_INLINE_MAX (1u << 20)
 struct kb_hasher *kb_hasher_start(const struct kb_sha256_api *api, struct kb_hash_pool *pool,
-				  const volatile sig_atomic_t *stop, uint64_t size_hint, struct kb_error *err);
+				  const atomic_int *stop, uint64_t size_hint, struct kb_error *err);
 /*
  * @len bytes at @offset of the file (at or past the end of the last block; the
  * bytes between are zeros). In a buffer of the pool: hashed from there, the
