@@ -516,8 +516,8 @@ static int run_jobs(struct domain_cmd *cmd, char **args, int count, void (*work)
 	}
 	unsigned threads = cmd->jobs < (unsigned)count ? cmd->jobs : (unsigned)count;
 	cpu_set_t allowed;
-	int cpus = sched_getaffinity(0, sizeof(allowed), &allowed) == 0 ? CPU_COUNT(&allowed) : 0;
-	if (kb_virt_in_process(cmd->uri) && cpus > 0 && threads > (unsigned)cpus)
+	long cpus = sched_getaffinity(0, sizeof(allowed), &allowed) == 0 ? CPU_COUNT(&allowed) : sysconf(_SC_NPROCESSORS_ONLN);
+	if (kb_virt_in_process(cmd->uri) && cpus > 0 && threads > (unsigned long)cpus)
 		threads = (unsigned)cpus; /* the driver's work is this process's CPU: the CPUs it may run on */
 	pthread_t tids[64];
 	unsigned started = 0;

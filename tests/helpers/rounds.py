@@ -18,6 +18,7 @@ import ctypes
 import json
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,15 @@ def become_subreaper():
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         sys.exit("rounds.py: cannot become a child subreaper")
+
+
+def leftover_children():
+    """The processes reparented to this one (its own children, as a subreaper)."""
+    pids = []
+    for task in os.listdir("/proc/self/task"):
+        with open("/proc/self/task/%s/children" % task) as f:
+            pids += [int(p) for p in f.read().split()]
+    return pids
 
 
 def cpu_of_children():
@@ -55,8 +65,11 @@ def run_once(argv):
             break
         if pid == 0:
             if time.monotonic() > deadline:
-                sys.exit("rounds.py: %s left processes running after it ended" % argv[0])
-            time.sleep(0.001)
+                left = leftover_children()
+                for child in left:
+                    os.kill(child, signal.SIGKILL)
+                sys.exit("rounds.py: %s left processes running after it ended (killed: %s)" % (argv[0], left))
+            time.sleep(0.005)
     return wall * 1000, cpu_of_children() - cpu_before
 
 

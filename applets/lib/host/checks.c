@@ -364,7 +364,9 @@ static void check_kvm_usable(struct host *h, struct kb_row *r)
 		return;
 	case KB_KVM_OPEN_FAILED:
 		kb_row_set(r, id, KB_FAIL, "%s", message);
-		if (h->kvm.errnum == EACCES || h->kvm.errnum == EPERM)
+		if (h->kvm.no_proc)
+			kb_row_hint(r, "mount -t proc proc /proc");
+		else if (h->kvm.errnum == EACCES || h->kvm.errnum == EPERM)
 			kb_row_hint(r, "kvmbox devkvm, and add the user to group kvm");
 		else
 			kb_row_hint(r, "no KVM driver behind the node: kvmbox kvm-load");

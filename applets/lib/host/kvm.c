@@ -24,16 +24,17 @@
  * driver is asked) inside the root through every component, checked to be
  * the KVM device (char 10:232), then that same inode opened for I/O through
  * the descriptor's /proc link. A node swapped for another device between the
- * look and the open is never the one opened (a watchdog's open alone arms it).
- * Without /proc (a bare initramfs) the name is opened again and kept only if
- * it is still the inode examined. NO_KVM_NODE with *@node_errno (0: a node
- * that is not KVM's), -1 when the open for I/O fails (errno).
+ * look and the open is never the one opened (a watchdog's open alone arms
+ * it). Without /proc there is no such link, and the name is not opened
+ * again: *@no_proc, and -1 (ENOENT). NO_KVM_NODE with *@node_errno (0: a
+ * node that is not KVM's), -1 when the open for I/O fails (errno).
  */
-static int open_kvm_node(const struct kb_ctx *ctx, int *node_errno)
+static int open_kvm_node(const struct kb_ctx *ctx, int *node_errno, bool *no_proc)
 {
 	struct kb_error err = { 0 };
 	struct stat st;
 	*node_errno = 0;
+	*no_proc = false;
 	autoclose_fd node = kb_sysroot_open(ctx, "/dev/kvm", O_PATH, 0, &err);
 	if (node < 0) {
 		*node_errno = err.errnum ? err.errnum : ENOENT;
@@ -48,18 +49,9 @@ static int open_kvm_node(const struct kb_ctx *ctx, int *node_errno)
 	char self[32];
 	snprintf(self, sizeof(self), "/proc/self/fd/%d", (int)node);
 	int fd = open(self, O_RDWR | O_NOCTTY | O_CLOEXEC);
-	if (fd >= 0 || errno != ENOENT || access("/proc/self/fd", F_OK) == 0)
-		return fd;
-	struct kb_path p;
-	if (kb_sysroot_resolved_path(ctx, "/dev/kvm", true, &p, &err) < 0)
-		return NO_KVM_NODE;
-	fd = open(p.s, O_RDWR | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC);
-	struct stat now;
-	if (fd < 0)
-		return -1;
-	if (fstat(fd, &now) < 0 || now.st_dev != st.st_dev || now.st_ino != st.st_ino || now.st_rdev != st.st_rdev) {
-		close(fd);
-		return NO_KVM_NODE; /* swapped in between: not the node examined */
+	if (fd < 0 && errno == ENOENT && access("/proc/self/fd", F_OK) < 0) {
+		*no_proc = true;
+		errno = ENOENT;
 	}
 	return fd;
 }
@@ -99,7 +91,8 @@ static int ask_arch_capabilities(int kvm, struct kvm_cpuid2 *cpuid, struct kvm_m
 int kb_kvm_arch_capabilities_settable(const struct kb_ctx *ctx)
 {
 	int node_errno;
-	autoclose_fd kvm = open_kvm_node(ctx, &node_errno);
+	bool no_proc;
+	autoclose_fd kvm = open_kvm_node(ctx, &node_errno, &no_proc);
 	if (kvm < 0)
 		return -1;
 	struct kvm_cpuid2 *cpuid = calloc(1, sizeof(*cpuid) + CPUID_ENTRIES_MAX * sizeof(cpuid->entries[0]));
@@ -124,7 +117,7 @@ int kb_kvm_arch_capabilities_settable_once(const struct kb_ctx *ctx, struct kb_k
 void kb_kvm_probe(const struct kb_ctx *ctx, struct kb_kvm_probe *probe)
 {
 	*probe = (struct kb_kvm_probe){ .stage = KB_KVM_NO_NODE, .api_version = -1 };
-	autoclose_fd fd = open_kvm_node(ctx, &probe->node_errno);
+	autoclose_fd fd = open_kvm_node(ctx, &probe->node_errno, &probe->no_proc);
 	if (fd == NO_KVM_NODE)
 		return;
 	if (fd < 0) {
@@ -156,7 +149,11 @@ const char *kb_kvm_probe_message(const struct kb_kvm_probe *probe, char *buf, si
 			 strerror(probe->node_errno));
 		break;
 	case KB_KVM_OPEN_FAILED:
-		snprintf(buf, size, "opening /dev/kvm read-write: %s", strerror(probe->errnum));
+		if (probe->no_proc)
+			snprintf(buf, size, "opening /dev/kvm read-write: /proc is not mounted (the node examined is reopened "
+					    "through /proc/self/fd, never by its name again)");
+		else
+			snprintf(buf, size, "opening /dev/kvm read-write: %s", strerror(probe->errnum));
 		break;
 	case KB_KVM_API_FAILED:
 		snprintf(buf, size, "/dev/kvm answers KVM_GET_API_VERSION with %d (expected %d)%s%s", probe->api_version,

@@ -480,13 +480,12 @@ static void keep_macs(struct session *s, struct kb_domnew *d, xmlDoc *existing)
 	}
 }
 
-/* Whether the existing definition's <cpu> disables (or forbids) arch-capabilities: an earlier run's answer from KVM, or a hand edit. */
+/* Whether the existing definition's <cpu> disables arch-capabilities: an earlier run's answer from KVM, or a hand edit. */
 static bool disables_arch_capabilities(struct session *s, xmlDoc *existing)
 {
 	xmlNode *cpu = kb_xml_child(s->xml->root_element(existing), "cpu");
 	for (xmlNode *f = kb_xml_child(cpu, "feature"); f; f = kb_xml_next(f, "feature"))
-		if (kb_xml_prop_is(s->xml, f, "name", "arch-capabilities") &&
-		    (kb_xml_prop_is(s->xml, f, "policy", "disable") || kb_xml_prop_is(s->xml, f, "policy", "forbid")))
+		if (kb_xml_prop_is(s->xml, f, "name", "arch-capabilities") && kb_xml_prop_is(s->xml, f, "policy", "disable"))
 			return true;
 	return false;
 }

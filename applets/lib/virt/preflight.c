@@ -423,9 +423,8 @@ static void check_arch_capabilities(struct preflight *p, xmlNode *cpu, const cha
 	    (strcmp(mode, "host-model") && strcmp(mode, "host-passthrough") && strcmp(mode, "maximum")))
 		return;
 	for (xmlNode *f = kb_xml_child(cpu, "feature"); f; f = kb_xml_next(f, "feature"))
-		if (kb_xml_prop_is(p->xml, f, "name", "arch-capabilities") &&
-		    (kb_xml_prop_is(p->xml, f, "policy", "disable") || kb_xml_prop_is(p->xml, f, "policy", "forbid")))
-			return;
+		if (kb_xml_prop_is(p->xml, f, "name", "arch-capabilities") && kb_xml_prop_is(p->xml, f, "policy", "disable"))
+			return; /* not forbid: libvirt then refuses to start the guest on a host CPU that has the feature */
 	if (kb_kvm_arch_capabilities_settable_once(p->ctx, p->host ? p->host->kvm : NULL) == 0)
 		set_fix(add_finding(p, KB_SEVERITY_ERROR, "cpu.arch-capabilities", cpu,
 				    "this host's KVM refuses IA32_ARCH_CAPABILITIES (MSR 0x10a) on a vCPU: QEMU aborts the start "

@@ -23,6 +23,7 @@ struct kb_kvm_probe {
 	int errnum;
 	int api_version; /* -1 until asked */
 	int node_errno;  /* stat's errno for /dev/kvm; 0 when it exists */
+	bool no_proc;    /* KB_KVM_OPEN_FAILED: no /proc to reopen the examined node through */
 };
 
 /* Open /dev/kvm (under the sysroot), ask its API version, create a VM and close it. */
