@@ -39,19 +39,26 @@ static bool copy_text(char **to, const char *from)
 	return !from || *to;
 }
 
+int kb_plan_reserve(struct kb_plan *plan, size_t n, const char *item, struct kb_error *err)
+{
+	if (plan->count + n <= plan->cap)
+		return 0;
+	size_t cap = plan->cap ? plan->cap : 8;
+	while (cap < plan->count + n)
+		cap *= 2;
+	struct kb_change *grown = realloc(plan->change, cap * sizeof(*grown));
+	if (!grown)
+		return kb_fail(err, ENOMEM, NULL, "planning %s", item);
+	plan->change = grown;
+	plan->cap = cap;
+	return 0;
+}
+
 struct kb_change *kb_plan_add(struct kb_plan *plan, const char *item, enum kb_change_kind kind, const char *before,
 			      const char *after, struct kb_error *err)
 {
-	if (plan->count == plan->cap) {
-		size_t cap = plan->cap ? plan->cap * 2 : 8;
-		struct kb_change *grown = realloc(plan->change, cap * sizeof(*grown));
-		if (!grown) {
-			kb_fail(err, ENOMEM, NULL, "planning %s", item);
-			return NULL;
-		}
-		plan->change = grown;
-		plan->cap = cap;
-	}
+	if (kb_plan_reserve(plan, 1, item, err) < 0)
+		return NULL;
 	struct kb_change *c = &plan->change[plan->count];
 	*c = (struct kb_change){ .kind = kind, .status = same_text(before, after) ? KB_UNCHANGED : KB_WOULD_CHANGE };
 	if (!copy_text(&c->item, item) || !copy_text(&c->before, before) || !copy_text(&c->after, after)) {

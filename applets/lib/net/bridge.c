@@ -537,6 +537,9 @@ static int ensure_bridge(struct bridge *b, const struct spec *sp, struct state *
 	snprintf(delay_before, sizeof(delay_before), "%ds", delay);
 	snprintf(delay_after, sizeof(delay_after), "%ds", sp->forward_delay);
 
+	/* Six changes whose pointers are held together: room for all of them first (an add may move the list). */
+	if (kb_plan_reserve(b->plan, 6, sp->name, err) < 0)
+		return -1;
 	struct kb_change *link = change(b, "bridge", exists ? sp->name : NULL, sp->name, err, NULL);
 	struct kb_change *attr[5] = { link };
 	int n = 1;

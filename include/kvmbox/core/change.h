@@ -59,8 +59,13 @@ void kb_plan_free(struct kb_plan *plan);
  * Add a change of @item from @before to @after (either NULL for absent; both
  * are copied). Its status is KB_UNCHANGED when they are equal, else
  * KB_WOULD_CHANGE. Returns the change (to set action, note, path), or NULL
- * with @err set when out of memory.
+ * with @err set when out of memory. The list may move: a pointer to an
+ * earlier change is valid only until the next add, unless kb_plan_reserve()
+ * made room first.
  */
+/* Room for @n more changes: the pointers the next @n adds return stay valid together. 0, or -1 with @err. */
+int kb_plan_reserve(struct kb_plan *plan, size_t n, const char *item, struct kb_error *err);
+
 struct kb_change *kb_plan_add(struct kb_plan *plan, const char *item, enum kb_change_kind kind, const char *before,
 			      const char *after, struct kb_error *err);
 
