@@ -17,12 +17,17 @@
  * starts different domains concurrently.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -191,16 +196,57 @@ static void say_failure(struct domain_cmd *cmd, const struct kb_error *err)
 }
 
 /*
+ * libvirt's domain schema for @cmd's URI, compiled by a process of its own
+ * forked now, while this one is small and has one thread (see
+ * kb_xml_schema_serve): it ends with the socket's end, or with this process,
+ * never by a terminal's or a group's signal alone while this one goes on
+ * handling it, and it has no output (nor a hold on this one's stdout). NULL
+ * when there is none: libvirt validates.
+ */
+static struct kb_xml_schema *start_validator(struct domain_cmd *cmd)
+{
+	const char *path = kb_domain_schema_path(cmd->uri);
+	int pair[2];
+	if (!path || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
+		return NULL;
+	pid_t parent = getpid(), pid = fork();
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(0);
+		const int deaf[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE };
+		for (size_t i = 0; i < sizeof(deaf) / sizeof(deaf[0]); i++)
+			signal(deaf[i], SIG_IGN);
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		for (int fd = 0; fd <= 2; fd++)
+			null >= 0 ? dup2(null, fd) : close(fd);
+		close(pair[0]);
+		kb_xml_schema_serve(path, pair[1]);
+		_exit(0); /* nothing of this process's (stdio buffers, atexit handlers) runs twice */
+	}
+	close(pair[1]);
+	struct kb_xml_schema *schema = NULL;
+	struct kb_error ignored = { 0 };
+	if (pid < 0 || kb_xml_schema_adopt(pid, pair[0], &schema, &ignored) < 0) {
+		close(pair[0]);
+		if (pid > 0)
+			waitpid(pid, NULL, 0);
+		return NULL;
+	}
+	return schema;
+}
+
+/*
  * libxml2, then libvirt. @validates: the verb will want libvirt's domain
- * schema, compiled meanwhile by a process of its own (kb_domain_schema_start),
- * forked first, while this process is small: a thread would share the address
- * space, and each of the fifty libraries' mmaps and mprotects would stop its
- * CPU (the two together took longer than one after the other).
+ * schema, compiled meanwhile by a validator forked first (start_validator):
+ * a thread would share the address space, and each of the fifty libraries'
+ * mmaps and mprotects would stop its CPU (the two together took longer than
+ * one after the other).
  */
 static int load_libraries(struct domain_cmd *cmd, bool validates, struct kb_error *err)
 {
 	if (validates)
-		cmd->schema = kb_domain_schema_start(cmd->uri);
+		cmd->schema = start_validator(cmd);
 	if (kb_xml_load(&cmd->xml, err) < 0)
 		return -1;
 	return kb_virt_load(&cmd->virt, err);

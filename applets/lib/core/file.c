@@ -3,12 +3,14 @@
 #include <fcntl.h>
 #include <dirent.h>
 #include <libgen.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -160,8 +162,13 @@ int kb_write_value(const struct kb_ctx *ctx, const char *abs_path, const char *v
 
 int kb_write_all(int fd, const void *data, size_t len)
 {
+	bool socket = true; /* until send() says otherwise: a socket's reader gone is EPIPE, never a SIGPIPE */
 	for (const char *p = data; len > 0;) {
-		ssize_t n = write(fd, p, len);
+		ssize_t n = socket ? send(fd, p, len, MSG_NOSIGNAL) : write(fd, p, len);
+		if (n < 0 && errno == ENOTSOCK) {
+			socket = false;
+			continue;
+		}
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -168,7 +167,7 @@ const char *kb_xml_where(const struct kb_xml *xml, xmlNode *node, char *buf, siz
 
 struct kb_xml_schema {
 	xmlRelaxNGPtr rng; /* compiled in this process (kb_xml_schema_load), or */
-	pid_t validator;   /* held by a process of its own (kb_xml_schema_start) */
+	pid_t validator;   /* held by a process of its own (kb_xml_schema_adopt) */
 	int sock;          /* the validator's end is the other of this pair */
 	int state;         /* validator: 0 compiling, 1 ready, -1 failed (failure says why) */
 	char failure[200];
@@ -259,11 +258,11 @@ int kb_xml_schema_load(const struct kb_xml *xml, const char *path, struct kb_xml
 #define VALIDATOR_DOC_MAX (16u << 20)
 
 /*
- * The validator process: compile, say so, then answer each document sent
- * (a 32-bit length, then its text) until the socket closes. It ends with
- * _exit: nothing of the parent's (stdio buffers, atexit handlers) runs twice.
+ * The validator's side, in the process forked for it: compile, say so, then
+ * answer each document sent (a 32-bit length, then its text) until the
+ * socket closes or fails. Returns then; the caller's process ends.
  */
-static _Noreturn void validator_main(const char *path, int sock)
+void kb_xml_schema_serve(const char *path, int sock)
 {
 	struct kb_xml loaded = { 0 }, *xml = &loaded;
 	struct kb_error err = { 0 };
@@ -272,15 +271,16 @@ static _Noreturn void validator_main(const char *path, int sock)
 	if (err.what[0])
 		snprintf(v.first.text, sizeof(v.first.text), "%.190s", err.what);
 	v.rc = rng ? 0 : -1;
-	if (kb_write_all(sock, &v, sizeof(v)) < 0 || !rng)
-		_exit(0);
-	for (;;) {
+	bool serving = kb_write_all(sock, &v, sizeof(v)) == 0 && rng;
+	while (serving) {
 		uint32_t len;
-		if (kb_read_exact(sock, &len, sizeof(len)) <= 0 || len > VALIDATOR_DOC_MAX)
-			_exit(0);
-		char *text = malloc(len ? len : 1);
-		if (!text || kb_read_exact(sock, text, len) <= 0)
-			_exit(0);
+		char *text = NULL;
+		serving = kb_read_exact(sock, &len, sizeof(len)) > 0 && len <= VALIDATOR_DOC_MAX &&
+			  (text = malloc(len ? len : 1)) && kb_read_exact(sock, text, len) > 0;
+		if (!serving) {
+			free(text);
+			break;
+		}
 		v = (struct verdict){ 0 };
 		struct kb_error ignored = { 0 };
 		xmlDoc *doc = kb_xml_parse(xml, text, len, "document", &ignored);
@@ -292,58 +292,20 @@ static _Noreturn void validator_main(const char *path, int sock)
 			v.rc = -1;
 			snprintf(v.first.text, sizeof(v.first.text), "not well-formed");
 		}
-		if (kb_write_all(sock, &v, sizeof(v)) < 0)
-			_exit(0);
+		serving = kb_write_all(sock, &v, sizeof(v)) == 0;
 	}
+	if (rng)
+		xml->rng_free(rng);
 }
 
-int kb_xml_schema_start(const char *path, struct kb_xml_schema **schema, struct kb_error *err)
+int kb_xml_schema_adopt(pid_t validator, int sock, struct kb_xml_schema **schema, struct kb_error *err)
 {
-	*schema = NULL;
-	int pair[2];
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
-		return kb_fail(err, errno, path, "starting the validator for");
-	pid_t parent = getpid();
-	pid_t pid = fork();
-	if (pid < 0) {
-		int e = errno;
-		close(pair[0]);
-		close(pair[1]);
-		return kb_fail(err, e, path, "starting the validator for");
-	}
-	if (pid == 0) {
-		/*
-		 * It lives exactly as long as its parent: to the socket's end (or
-		 * the parent's death), never ended by a terminal's or a group's
-		 * signal alone (a Ctrl-C, a hangup under nohup, timeout's
-		 * SIGTERM) while the parent goes on, handling them. No output of
-		 * its own, and no hold on the parent's stdout or stderr.
-		 */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(0);
-		signal(SIGINT, SIG_IGN);
-		signal(SIGTERM, SIG_IGN);
-		signal(SIGHUP, SIG_IGN);
-		signal(SIGQUIT, SIG_IGN);
-		signal(SIGPIPE, SIG_IGN);
-		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-		for (int fd = 0; fd <= 2; fd++)
-			null >= 0 ? dup2(null, fd) : close(fd);
-		close(pair[0]);
-		validator_main(path, pair[1]);
-	}
-	close(pair[1]);
-	struct kb_xml_schema *s = calloc(1, sizeof(*s));
-	if (!s) {
-		close(pair[0]);
-		waitpid(pid, NULL, 0);
-		return kb_fail(err, ENOMEM, path, "starting the validator for");
-	}
-	s->validator = pid;
-	s->sock = pair[0];
-	pthread_mutex_init(&s->lock, NULL);
-	*schema = s;
+	*schema = calloc(1, sizeof(**schema));
+	if (!*schema)
+		return kb_fail(err, ENOMEM, NULL, "keeping the schema validator");
+	(*schema)->validator = validator;
+	(*schema)->sock = sock;
+	pthread_mutex_init(&(*schema)->lock, NULL);
 	return 0;
 }
 
@@ -363,21 +325,6 @@ static int validator_ready(struct kb_xml_schema *s)
 		return s->state = -1;
 	}
 	return s->state = 1;
-}
-
-/* All of @len bytes to the validator; a validator gone is an error (EPIPE), never a SIGPIPE. */
-static int send_all(int sock, const void *data, size_t len)
-{
-	for (const char *p = data; len > 0;) {
-		ssize_t n = send(sock, p, len, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
 }
 
 bool kb_xml_schema_usable(struct kb_xml_schema *schema)
@@ -406,7 +353,7 @@ static int ask_validator(struct kb_xml_schema *s, const char *text, size_t len, 
 		snprintf(v.first.text, sizeof(v.first.text), "libvirt's schema did not compile: %.150s", s->failure);
 	} else if (len > VALIDATOR_DOC_MAX) {
 		snprintf(v.first.text, sizeof(v.first.text), "larger than %u MiB", VALIDATOR_DOC_MAX >> 20);
-	} else if (send_all(s->sock, &n, sizeof(n)) < 0 || send_all(s->sock, text, len) < 0 ||
+	} else if (kb_write_all(s->sock, &n, sizeof(n)) < 0 || kb_write_all(s->sock, text, len) < 0 ||
 		   kb_read_exact(s->sock, &v, sizeof(v)) <= 0) {
 		v = (struct verdict){ .rc = -2 };
 		snprintf(v.first.text, sizeof(v.first.text), "the validator process ended");

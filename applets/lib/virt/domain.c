@@ -212,11 +212,9 @@ struct kb_xml_schema *kb_domain_schema_load(const struct kb_xml *xml, const char
 	return local_libvirt(uri) && kb_xml_schema_load(xml, LIBVIRT_DOMAIN_SCHEMA, &schema, &ignored) == 0 ? schema : NULL;
 }
 
-struct kb_xml_schema *kb_domain_schema_start(const char *uri)
+const char *kb_domain_schema_path(const char *uri)
 {
-	struct kb_xml_schema *schema = NULL;
-	struct kb_error ignored = { 0 };
-	return local_libvirt(uri) && kb_xml_schema_start(LIBVIRT_DOMAIN_SCHEMA, &schema, &ignored) == 0 ? schema : NULL;
+	return local_libvirt(uri) ? LIBVIRT_DOMAIN_SCHEMA : NULL;
 }
 
 /* The schema this session validates against (the link's, or its own compiled once); NULL: libvirt validates. */

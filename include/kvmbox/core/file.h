@@ -112,7 +112,7 @@ int kb_write_file_atomic(const struct kb_ctx *ctx, const char *abs_path, const v
 int kb_file_ensure(const struct kb_ctx *ctx, const char *abs_path, const char *data, size_t len,
 		   mode_t mode, bool dry_run, bool *changed, struct kb_error *err);
 
-/* write(2) until all @len bytes are written (EINTR retried). 0, or -1 with errno. */
+/* write(2) until all @len bytes are written (EINTR retried; a socket never raises SIGPIPE). 0, or -1 with errno. */
 int kb_write_all(int fd, const void *data, size_t len);
 
 /* read(2) until @len bytes are in: 1; 0 at end of file before any byte; -1 with errno (EPIPE: it ended within). */

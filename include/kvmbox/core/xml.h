@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <libxml/relaxng.h>
@@ -64,15 +65,18 @@ struct kb_xml_schema;
 int kb_xml_schema_load(const struct kb_xml *xml, const char *path, struct kb_xml_schema **schema, struct kb_error *err);
 
 /*
- * The same schema compiled by a process of its own, forked now (it loads
- * libxml2 itself), and asked over a socket from then on: the compile
- * (milliseconds) runs beside what this process does next without sharing its
- * address space, which a thread would (each mmap and mprotect of the other
- * stops its CPU; the page faults wait on one lock). Call it early, while this
- * process has one thread and little to copy (before libxml2 and libvirt
- * load). The process ends when the schema is freed, or with this process.
+ * The same schema compiled by a process of its own, and asked over a socket
+ * pair: the compile (milliseconds) runs beside what this process does next
+ * without sharing its address space, which a thread would (each mmap and
+ * mprotect of the other stops its CPU; the page faults wait on one lock).
+ * The caller forks (early, while it has one thread and little to copy) and
+ * ends the child; in it, kb_xml_schema_serve() loads libxml2, compiles @path
+ * and answers on @sock until the socket closes, then returns. In the parent,
+ * kb_xml_schema_adopt() makes the schema of the child @validator and its end
+ * of the pair; freeing it closes the socket.
  */
-int kb_xml_schema_start(const char *path, struct kb_xml_schema **schema, struct kb_error *err);
+void kb_xml_schema_serve(const char *path, int sock);
+int kb_xml_schema_adopt(pid_t validator, int sock, struct kb_xml_schema **schema, struct kb_error *err);
 
 /* Whether @schema compiled (a started one is waited for); false for NULL. */
 bool kb_xml_schema_usable(struct kb_xml_schema *schema);

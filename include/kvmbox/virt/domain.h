@@ -80,13 +80,8 @@ struct kb_domain_link {
  */
 struct kb_xml_schema *kb_domain_schema_load(const struct kb_xml *xml, const char *uri);
 
-/*
- * The same, compiled by a validator process started now (kb_xml_schema_start:
- * call it early, while this process has one thread, before libxml2 and
- * libvirt load), so the compile runs beside their load. A schema that then
- * does not compile is not used (kb_xml_schema_usable): libvirt validates.
- */
-struct kb_xml_schema *kb_domain_schema_start(const char *uri);
+/* The domain schema kvmbox validates against for @uri (as kb_domain_schema_load), or NULL: libvirt validates. */
+const char *kb_domain_schema_path(const char *uri);
 
 /* The state `domain stop` and `domain pause` bring a defined domain to. */
 enum kb_domain_state {
