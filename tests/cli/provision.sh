@@ -307,7 +307,10 @@ test_directory_syncs_once_each_before_the_result() {
 	bundle_tar b
 	printf '\n[bundle a]\nsource = %s\ndest = /srv/images\n\n[bundle b]\nsource = %s\ndest = /srv/images\n' \
 		"$TESTS_TMP/a.tar" "$TESTS_TMP/b.tar" >>"$TESTS_TMP/host.conf"
-	timeout -k 2 60 strace -f -qq -y -E LD_PRELOAD="$(kvm_trap_preload)" -o "$TESTS_TMP/strace" \
+	# Under SAN=1 LeakSanitizer stops the process's threads with ptrace at exit, which strace
+	# already holds: the traced run checks no leaks (every other run here does).
+	timeout -k 2 60 strace -f -qq -y -E LD_PRELOAD="$(kvm_trap_preload)" \
+		-E ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" -o "$TESTS_TMP/strace" \
 		-e trace=fsync,rename,renameat,renameat2,open,openat,openat2 \
 		"$KVMBOX" --root "$R" --target "$T" provision "$TESTS_TMP/host.conf" >"$TESTS_TMP/out" 2>&1 ||
 		fail "the run failed: $(cat "$TESTS_TMP/out")"
