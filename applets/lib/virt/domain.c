@@ -299,6 +299,7 @@ struct build {
 	char name[256];
 	char *xml;          /* the definition to define */
 	char *current;      /* the definition libvirt has now, or NULL */
+	virDomainPtr found; /* the domain of that name when the definition was adopted, or NULL */
 	struct kb_domnew *d; /* the words; NULL for a file */
 	struct new_volume vol[KB_DOMNEW_DISKS_MAX];
 	bool placed;
@@ -321,6 +322,8 @@ static void build_free(struct session *s, struct build *b)
 	for (size_t i = 0; i < KB_DOMNEW_DISKS_MAX; i++)
 		if (b->vol[i].pool)
 			s->v->pool_free(b->vol[i].pool);
+	if (b->found)
+		s->v->domain_free(b->found);
 	free(b->xml);
 	free(b->current);
 	free(b->d);
@@ -443,8 +446,13 @@ static int adopt(struct session *s, const char *text, size_t len, const char *pa
 	if (!b->xml)
 		rc = kb_fail(err, ENOMEM, path, "serialising");
 out:
-	if (existing)
+	if (rc == 0 && existing) {
+		if (b->found)
+			s->v->domain_free(b->found);
+		b->found = existing; /* the plan's start and autostart read it: not looked up again */
+	} else if (existing) {
 		s->v->domain_free(existing);
+	}
 	s->xml->free_doc(doc);
 	return rc;
 }
@@ -2480,9 +2488,7 @@ static int plan_built(struct session *s, const struct build *b, struct kb_plan *
 		else
 			kb_change_note(c, "domain '%s' was defined before this run: its installer does not boot again", b->name);
 	}
-	virDomainPtr dom = NULL;
-	if ((spec->autostart >= 0 || spec->start || seeding || installing) && lookup(s, b->name, &dom, err) < 0)
-		return -1;
+	virDomainPtr dom = b->found; /* build's (freed with it) */
 	int rc = 0;
 	if (spec->autostart >= 0) {
 		int on = 0;
@@ -2515,8 +2521,6 @@ static int plan_built(struct session *s, const struct build *b, struct kb_plan *
 		if (c && installing && !spec->start)
 			note_append(c, "the installer boots with this start (as virt-install's --cdrom and --location)");
 	}
-	if (dom)
-		s->v->domain_free(dom);
 	return rc;
 }
 
