@@ -212,6 +212,29 @@ test_devkvm_without_proc() {
 	done
 }
 
+# A /proc of another PID namespace (a container's, entered with nsenter --mount alone) has
+# no /proc/self for kvmbox: said so, with that fix, not "/proc is not mounted".
+test_devkvm_with_a_foreign_proc() {
+	local r holder pid="" i
+	r=$(healthy_intel)
+	fx_devkvm "$r" 0660 36 usable
+	timeout -k 2 30 unshare --pid --fork --mount-proc sleep 25 &
+	holder=$!
+	# timeout, then unshare, then the sleep: pid 1 of the new PID namespace.
+	for ((i = 0; i < 50; i++)); do
+		pid=$(pgrep -P "$(pgrep -P "$holder" | head -1)" 2>/dev/null | head -1)
+		[ -n "$pid" ] && break
+		sleep 0.1
+	done
+	[ -n "$pid" ] || fail "no process in a PID namespace of its own"
+	OUT=$(timeout -k 2 20 nsenter -t "$pid" --mount -- env LD_PRELOAD="$(kvm_trap_preload)" \
+		"$KVMBOX" --root "$r" check kvm.usable 2>"$TESTS_TMP/foreign.err")
+	kill "$holder" 2>/dev/null
+	wait "$holder" 2>/dev/null
+	expect_eq "with another PID namespace's /proc" "$OUT" "FAIL  kvm.usable  opening /dev/kvm read-write: /proc is another PID namespace's, without this process (the node examined is reopened through /proc/self/fd, never by its name again)
+                  hint: run kvmbox in the PID namespace of that /proc (nsenter --pid), or mount a /proc of its own"
+}
+
 test_devkvm_0666_is_too_wide() {
 	local r
 	r=$(healthy_intel)
@@ -504,6 +527,7 @@ t test_msr_not_readable
 t test_devkvm_missing
 t test_devkvm_swapped_while_checked
 t test_devkvm_without_proc
+t test_devkvm_with_a_foreign_proc
 t test_devkvm_0666_is_too_wide
 t test_devkvm_wrong_group
 t test_devkvm_wrong_device

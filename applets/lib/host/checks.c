@@ -364,8 +364,10 @@ static void check_kvm_usable(struct host *h, struct kb_row *r)
 		return;
 	case KB_KVM_OPEN_FAILED:
 		kb_row_set(r, id, KB_FAIL, "%s", message);
-		if (h->kvm.no_proc)
+		if (h->kvm.proc == KB_KVM_PROC_ABSENT)
 			kb_row_hint(r, "mount -t proc proc /proc");
+		else if (h->kvm.proc == KB_KVM_PROC_FOREIGN)
+			kb_row_hint(r, "run kvmbox in the PID namespace of that /proc (nsenter --pid), or mount a /proc of its own");
 		else if (h->kvm.errnum == EACCES || h->kvm.errnum == EPERM)
 			kb_row_hint(r, "kvmbox devkvm, and add the user to group kvm");
 		else

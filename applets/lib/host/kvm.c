@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -25,16 +27,16 @@
  * the KVM device (char 10:232), then that same inode opened for I/O through
  * the descriptor's /proc link. A node swapped for another device between the
  * look and the open is never the one opened (a watchdog's open alone arms
- * it). Without /proc there is no such link, and the name is not opened
- * again: *@no_proc, and -1 (ENOENT). NO_KVM_NODE with *@node_errno (0: a
+ * it). Without a /proc of this process's there is no such link, and the
+ * name is not opened again: *@proc says why, and -1 (ENOENT). NO_KVM_NODE with *@node_errno (0: a
  * node that is not KVM's), -1 when the open for I/O fails (errno).
  */
-static int open_kvm_node(const struct kb_ctx *ctx, int *node_errno, bool *no_proc)
+static int open_kvm_node(const struct kb_ctx *ctx, int *node_errno, enum kb_kvm_proc *proc)
 {
 	struct kb_error err = { 0 };
 	struct stat st;
 	*node_errno = 0;
-	*no_proc = false;
+	*proc = KB_KVM_PROC_OK;
 	autoclose_fd node = kb_sysroot_open(ctx, "/dev/kvm", O_PATH, 0, &err);
 	if (node < 0) {
 		*node_errno = err.errnum ? err.errnum : ENOENT;
@@ -50,7 +52,9 @@ static int open_kvm_node(const struct kb_ctx *ctx, int *node_errno, bool *no_pro
 	snprintf(self, sizeof(self), "/proc/self/fd/%d", (int)node);
 	int fd = open(self, O_RDWR | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0 && errno == ENOENT && access("/proc/self/fd", F_OK) < 0) {
-		*no_proc = true;
+		/* A procfs mounted for another PID namespace (a container's) has no /proc/self for this process. */
+		struct statfs fs;
+		*proc = statfs("/proc", &fs) == 0 && fs.f_type == PROC_SUPER_MAGIC ? KB_KVM_PROC_FOREIGN : KB_KVM_PROC_ABSENT;
 		errno = ENOENT;
 	}
 	return fd;
@@ -91,8 +95,8 @@ static int ask_arch_capabilities(int kvm, struct kvm_cpuid2 *cpuid, struct kvm_m
 int kb_kvm_arch_capabilities_settable(const struct kb_ctx *ctx)
 {
 	int node_errno;
-	bool no_proc;
-	autoclose_fd kvm = open_kvm_node(ctx, &node_errno, &no_proc);
+	enum kb_kvm_proc proc;
+	autoclose_fd kvm = open_kvm_node(ctx, &node_errno, &proc);
 	if (kvm < 0)
 		return -1;
 	struct kvm_cpuid2 *cpuid = calloc(1, sizeof(*cpuid) + CPUID_ENTRIES_MAX * sizeof(cpuid->entries[0]));
@@ -117,7 +121,7 @@ int kb_kvm_arch_capabilities_settable_once(const struct kb_ctx *ctx, struct kb_k
 void kb_kvm_probe(const struct kb_ctx *ctx, struct kb_kvm_probe *probe)
 {
 	*probe = (struct kb_kvm_probe){ .stage = KB_KVM_NO_NODE, .api_version = -1 };
-	autoclose_fd fd = open_kvm_node(ctx, &probe->node_errno, &probe->no_proc);
+	autoclose_fd fd = open_kvm_node(ctx, &probe->node_errno, &probe->proc);
 	if (fd == NO_KVM_NODE)
 		return;
 	if (fd < 0) {
@@ -149,9 +153,12 @@ const char *kb_kvm_probe_message(const struct kb_kvm_probe *probe, char *buf, si
 			 strerror(probe->node_errno));
 		break;
 	case KB_KVM_OPEN_FAILED:
-		if (probe->no_proc)
+		if (probe->proc == KB_KVM_PROC_ABSENT)
 			snprintf(buf, size, "opening /dev/kvm read-write: /proc is not mounted (the node examined is reopened "
 					    "through /proc/self/fd, never by its name again)");
+		else if (probe->proc == KB_KVM_PROC_FOREIGN)
+			snprintf(buf, size, "opening /dev/kvm read-write: /proc is another PID namespace's, without this "
+					    "process (the node examined is reopened through /proc/self/fd, never by its name again)");
 		else
 			snprintf(buf, size, "opening /dev/kvm read-write: %s", strerror(probe->errnum));
 		break;

@@ -18,12 +18,19 @@ enum kb_kvm_stage {
 	KB_KVM_USABLE,        /* a VM was created */
 };
 
+/* Why the examined node could not be reopened through /proc/self/fd (KB_KVM_OPEN_FAILED, ENOENT). */
+enum kb_kvm_proc {
+	KB_KVM_PROC_OK,
+	KB_KVM_PROC_ABSENT,  /* no procfs at /proc */
+	KB_KVM_PROC_FOREIGN, /* /proc is another PID namespace's: this process has no /proc/self in it */
+};
+
 struct kb_kvm_probe {
 	enum kb_kvm_stage stage;
 	int errnum;
 	int api_version; /* -1 until asked */
 	int node_errno;  /* stat's errno for /dev/kvm; 0 when it exists */
-	bool no_proc;    /* KB_KVM_OPEN_FAILED: no /proc to reopen the examined node through */
+	enum kb_kvm_proc proc; /* KB_KVM_OPEN_FAILED: no /proc of this process's to reopen the examined node through */
 };
 
 /* Open /dev/kvm (under the sysroot), ask its API version, create a VM and close it. */
