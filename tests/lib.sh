@@ -22,6 +22,8 @@ at_exit() { _t_cleanups+=("$1"); }
 # t NAME: run function NAME as one test case.
 t() {
 	local name=$1
+	# TESTS_ONLY=REGEX: run only the tests whose names match (while working on one).
+	[ -z "${TESTS_ONLY:-}" ] || [[ $name =~ $TESTS_ONLY ]] || return 0
 	_t_count=$((_t_count + 1))
 	_t_current_ok=1
 	_t_msgs=""
