@@ -182,6 +182,7 @@ struct job {
 	const char *arg;    /* the file or name from the command line */
 	struct kb_plan plan;
 	int rc;
+	bool planned; /* define: its plan stands, for the apply pass */
 };
 
 /* A failure on stderr, with what kvmbox knows of the libvirt error in it. */
@@ -446,7 +447,7 @@ static int cmd_preflight(struct domain_cmd *cmd, char **files, int count)
 static void job_spec(struct job *j, struct kb_domain_spec *spec, struct kb_domain_link *link)
 {
 	*spec = j->cmd->spec;
-	*link = (struct kb_domain_link){ &j->cmd->xml, &j->cmd->virt, j->conn, j->cmd->schema };
+	*link = (struct kb_domain_link){ &j->cmd->xml, &j->cmd->virt, j->conn, j->cmd->schema, false };
 	spec->link = link;
 }
 
@@ -458,16 +459,67 @@ static void job_finish(struct job *j, int rc, const struct kb_error *err)
 	}
 }
 
-static void define_one(struct job *j)
+static void define_spec(struct job *j, struct kb_domain_spec *spec, struct kb_domain_link *link)
+{
+	job_spec(j, spec, link);
+	snprintf(spec->xml, sizeof(spec->xml), "%s", j->arg);
+	spec->preflight = false; /* done for every file before any was defined */
+}
+
+/*
+ * Every file is planned before any is applied: each plan sends its definition
+ * to the schema's validator (validate_ahead), which works through them while
+ * the others are planned, so an apply finds its verdict waiting.
+ */
+static void define_plan_one(struct job *j)
 {
 	struct kb_domain_spec spec;
 	struct kb_domain_link link;
 	struct kb_error err = { 0 };
-	job_spec(j, &spec, &link);
-	snprintf(spec.xml, sizeof(spec.xml), "%s", j->arg);
-	spec.preflight = false; /* done for every file before any was defined */
+	define_spec(j, &spec, &link);
+	link.validate_ahead = !j->cmd->dry_run;
 	int rc = kb_domain_plan(j->cmd->ctx, &spec, &j->plan, &err);
-	if (rc == 0 && !j->cmd->dry_run && (rc = kb_domain_apply(j->cmd->ctx, &spec, &j->plan, &err)) < 0)
+	j->planned = rc == 0;
+	job_finish(j, rc, &err);
+}
+
+/*
+ * Between the passes, once every file is planned: a domain is defined by one
+ * file of a run. The first file naming it is applied; each later one is
+ * refused (a second define would replace the first's, or fail on its UUID,
+ * or start a guest already running), whatever order the jobs ran in.
+ */
+static void refuse_twins(struct job *jobs, size_t count)
+{
+	for (size_t i = 0; i < count; i++) {
+		struct kb_change *def = jobs[i].planned ? kb_domain_plan_definition(&jobs[i].plan) : NULL;
+		for (size_t k = 0; def && k < i; k++) {
+			struct kb_change *first = jobs[k].planned ? kb_domain_plan_definition(&jobs[k].plan) : NULL;
+			if (!first || strcmp(first->item, def->item))
+				continue;
+			struct kb_error err = { 0 };
+			kb_fail(&err, 0, NULL, "%s: domain '%s' is defined by %s already in this run: one file per domain",
+				jobs[i].arg, def->item, jobs[k].arg);
+			def->status = KB_FAILED;
+			kb_change_note(def, "%s", err.what);
+			kb_plan_settle(&jobs[i].plan);
+			jobs[i].planned = false;
+			job_finish(&jobs[i], -1, &err);
+			break;
+		}
+	}
+}
+
+static void define_apply_one(struct job *j)
+{
+	struct kb_domain_spec spec;
+	struct kb_domain_link link;
+	struct kb_error err = { 0 };
+	if (!j->planned || j->cmd->dry_run)
+		return;
+	define_spec(j, &spec, &link);
+	int rc = kb_domain_apply(j->cmd->ctx, &spec, &j->plan, &err);
+	if (rc < 0)
 		kb_plan_settle(&j->plan);
 	job_finish(j, rc, &err);
 }
@@ -507,9 +559,12 @@ static void rm_one(struct job *j)
 struct pool_state {
 	struct domain_cmd *cmd;
 	struct job *jobs;
-	size_t count, next;
-	void (*work)(struct job *);
+	size_t count;
+	void (*work[2])(struct job *); /* the passes: the second (if any) begins once every job's first is done */
+	void (*between)(struct job *jobs, size_t count); /* run once between them, by the thread ending the first */
+	size_t next[2], done[2];
 	pthread_mutex_t lock;
+	pthread_cond_t first_done;
 };
 
 /*
@@ -527,14 +582,27 @@ static void work_through(struct pool_state *ps, bool own)
 	}
 	if (!conn)
 		conn = ps->cmd->conn;
-	for (;;) {
+	for (int pass = 0; pass < 2 && ps->work[pass]; pass++) {
 		pthread_mutex_lock(&ps->lock);
-		size_t i = ps->next < ps->count ? ps->next++ : ps->count;
+		while (pass > 0 && ps->done[0] < ps->count)
+			pthread_cond_wait(&ps->first_done, &ps->lock);
 		pthread_mutex_unlock(&ps->lock);
-		if (i == ps->count)
-			break;
-		ps->jobs[i].conn = conn;
-		ps->work(&ps->jobs[i]);
+		for (;;) {
+			pthread_mutex_lock(&ps->lock);
+			size_t i = ps->next[pass] < ps->count ? ps->next[pass]++ : ps->count;
+			pthread_mutex_unlock(&ps->lock);
+			if (i == ps->count)
+				break;
+			ps->jobs[i].conn = conn;
+			ps->work[pass](&ps->jobs[i]);
+			pthread_mutex_lock(&ps->lock);
+			if (++ps->done[pass] == ps->count && pass == 0) {
+				if (ps->between)
+					ps->between(ps->jobs, ps->count);
+				pthread_cond_broadcast(&ps->first_done);
+			}
+			pthread_mutex_unlock(&ps->lock);
+		}
 	}
 	if (conn != ps->cmd->conn)
 		ps->cmd->virt.connect_close(conn);
@@ -546,16 +614,22 @@ static void *extra_worker(void *arg)
 	return NULL;
 }
 
-/* Run @work on every argument, up to cmd->jobs at once; print the changes in argument order. */
-static int run_jobs(struct domain_cmd *cmd, char **args, int count, void (*work)(struct job *))
+/*
+ * Run @work on every argument, up to cmd->jobs at once, then @then (NULL:
+ * none) on every argument once all of @work is done; print the changes in
+ * argument order.
+ */
+static int run_jobs(struct domain_cmd *cmd, char **args, int count, void (*work)(struct job *), void (*then)(struct job *),
+		    void (*between)(struct job *jobs, size_t count))
 {
 	struct job *jobs = calloc((size_t)count, sizeof(*jobs));
 	if (!jobs) {
 		kb_say_error(cmd->ctx, "out of memory");
 		return KB_EXIT_FAILURE;
 	}
-	struct pool_state ps = { .cmd = cmd, .jobs = jobs, .count = (size_t)count, .work = work };
+	struct pool_state ps = { .cmd = cmd, .jobs = jobs, .count = (size_t)count, .work = { work, then }, .between = between };
 	pthread_mutex_init(&ps.lock, NULL);
+	pthread_cond_init(&ps.first_done, NULL);
 	for (int i = 0; i < count; i++) {
 		jobs[i].cmd = cmd;
 		jobs[i].arg = args[i];
@@ -573,6 +647,7 @@ static int run_jobs(struct domain_cmd *cmd, char **args, int count, void (*work)
 	work_through(&ps, false); /* this thread works too, on cmd->conn */
 	for (unsigned t = 0; t < started; t++)
 		pthread_join(tids[t], NULL);
+	pthread_cond_destroy(&ps.first_done);
 	pthread_mutex_destroy(&ps.lock);
 
 	autoplan struct kb_plan plan = { 0 };
@@ -606,14 +681,14 @@ static int cmd_define(struct domain_cmd *cmd, char **files, int count)
 			return KB_EXIT_FAILURE;
 		}
 	}
-	return run_jobs(cmd, files, count, define_one);
+	return run_jobs(cmd, files, count, define_plan_one, define_apply_one, refuse_twins);
 }
 
 static int cmd_rm(struct domain_cmd *cmd, char **names, int count)
 {
 	if (connect_libvirt(cmd) < 0)
 		return KB_EXIT_FAILURE;
-	return run_jobs(cmd, names, count, rm_one);
+	return run_jobs(cmd, names, count, rm_one, NULL, NULL);
 }
 
 /* stop, pause: @state for every name. */
@@ -622,7 +697,7 @@ static int cmd_state(struct domain_cmd *cmd, enum kb_domain_state state, char **
 	if (connect_libvirt(cmd) < 0)
 		return KB_EXIT_FAILURE;
 	cmd->spec.state = state;
-	return run_jobs(cmd, names, count, state_one);
+	return run_jobs(cmd, names, count, state_one, NULL, NULL);
 }
 
 struct up_job {
@@ -701,7 +776,7 @@ static int cmd_new(struct domain_cmd *cmd)
 	if (connect_libvirt(cmd) < 0)
 		return KB_EXIT_FAILURE;
 	struct kb_domain_spec *spec = &cmd->spec;
-	struct kb_domain_link link = { &cmd->xml, &cmd->virt, cmd->conn, cmd->schema };
+	struct kb_domain_link link = { &cmd->xml, &cmd->virt, cmd->conn, cmd->schema, false };
 	struct kb_error err = { 0 };
 	struct kb_kvm_answers kvm = { 0 }; /* asked once, by the plan; its apply builds the same definition */
 	spec->link = &link;

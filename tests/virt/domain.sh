@@ -508,6 +508,104 @@ schema_validator_killed_midway() {
 	rm -rf "$dir"
 }
 
+# A validator that stops answering (SIGSTOP: it neither answers nor ends) holds kvmbox for
+# 30 s at most: it is ended, and libvirt validates the define instead.
+schema_validator_stopped() {
+	local dir=$TESTS_TMP/validator-stopped i kvmbox_pid="" child="" start
+	mkdir -p "$dir"
+	domain_xml kvmbox-test-st /nonexistent.qcow2 | sed "s/type='qemu'/type='test'/" >"$dir/st.txt"
+	mkfifo "$dir/st.xml"
+	start=$(date +%s)
+	LD_PRELOAD=$(kvm_trap_preload) timeout -k 2 60 "$KVMBOX" domain define "$dir/st.xml" \
+		--no-preflight --jobs 1 --connect test:///default >"$dir/out" 2>"$dir/err" &
+	local timeout_pid=$!
+	# kvmbox waits on the FIFO; its validator has compiled (it waits for a document) and is stopped.
+	for ((i = 0; i < 100; i++)); do
+		sleep 0.1
+		kvmbox_pid=$(pgrep -P "$timeout_pid" | head -1)
+		child=${kvmbox_pid:+$(pgrep -P "$kvmbox_pid" | head -1)}
+		[ -n "$child" ] && [ "$(cat "/proc/$kvmbox_pid/wchan" 2>/dev/null)" = wait_for_partner ] &&
+			[ "$(cat "/proc/$child/wchan" 2>/dev/null)" = unix_stream_read_generic ] && break
+	done
+	[ -n "$child" ] || fail "no validator process: $(ps -ef | grep -F "$dir" | grep -v grep)"
+	kill -STOP "$child"
+	while kill -0 "$timeout_pid" 2>/dev/null; do timeout 1 sh -c 'cat "$1" >"$2"' sh "$dir/st.txt" "$dir/st.xml"; done 2>/dev/null &
+	wait "$timeout_pid"
+	expect_eq "exit" "$?" 0
+	local took=$(($(date +%s) - start))
+	((took >= 29 && took < 50)) || fail "took $took s (the validator's silence is 30 s)"
+	expect_match "defined, libvirt validating" "$(cat "$dir/out")" "changed +kvmbox-test-st +absent -> defined"
+	kill -0 "$child" 2>/dev/null && fail "the stopped validator was left: $(ps -o pid,stat,args -p "$child")"
+	wait
+	rm -rf "$dir"
+}
+
+# Two files of one run naming the same domain: the first is defined and started, the later
+# one refused by name (not a define racing the first's, nor a start of a running guest),
+# however many jobs run.
+twin_files_one_domain() {
+	local jobs
+	domain_xml kvmbox-test-twin /nonexistent.qcow2 | sed "s/type='qemu'/type='test'/" >"$TESTS_TMP/twin1.xml"
+	sed "s|<memory unit='MiB'>[0-9]*</memory>|<memory unit='MiB'>96</memory>|" "$TESTS_TMP/twin1.xml" >"$TESTS_TMP/twin2.xml"
+	cmp -s "$TESTS_TMP/twin1.xml" "$TESTS_TMP/twin2.xml" && fail "the twins do not differ"
+	for jobs in 1 8; do
+		run domain define "$TESTS_TMP/twin1.xml" "$TESTS_TMP/twin2.xml" --start --no-preflight --jobs "$jobs" --connect test:///default
+		expect_rc 1
+		expect_match "first defined ($jobs jobs)" "$OUT" "^changed +kvmbox-test-twin +absent -> defined"
+		expect_match "first started ($jobs jobs)" "$OUT" "changed +kvmbox-test-twin state +absent -> running"
+		expect_match "second refused ($jobs jobs)" "$OUT" "failed +kvmbox-test-twin +$TESTS_TMP/twin2.xml: domain 'kvmbox-test-twin' is defined by $TESTS_TMP/twin1.xml already in this run: one file per domain"
+		expect_eq "one error ($jobs jobs)" "$ERR" "kvmbox domain: $TESTS_TMP/twin2.xml: domain 'kvmbox-test-twin' is defined by $TESTS_TMP/twin1.xml already in this run: one file per domain"
+	done
+}
+
+# Each plan sends its definition to the validator at once, and the applies come after every
+# plan: so every document is sent before kvmbox reads its first verdict (the validator works
+# through them while the others are planned), and each define still waits for its own.
+schema_documents_sent_ahead() {
+	local dir=$TESTS_TMP/ahead i files=() parent
+	mkdir -p "$dir"
+	for ((i = 0; i < 6; i++)); do
+		domain_xml "kvmbox-test-a$i" /nonexistent.qcow2 | sed "s/type='qemu'/type='test'/" >"$dir/a$i.xml"
+		files+=("$dir/a$i.xml")
+	done
+	domain_xml kvmbox-test-abad /nonexistent.qcow2 | sed "s/type='qemu'/type='test'/; s|<devices>|<devices><bogus/>|" >"$dir/bad.xml"
+	# (Under SAN=1 no leak check in the traced run: LeakSanitizer's ptrace stop cannot attach under strace.)
+	LD_PRELOAD=$(kvm_trap_preload) timeout -k 2 60 strace -ff -qq -o "$dir/trace" -e trace=sendto,read -e signal=none \
+		-E ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+		"$KVMBOX" domain define "${files[@]}" "$dir/bad.xml" --start --no-preflight --jobs 1 --connect test:///default \
+		>"$dir/out" 2>"$dir/err"
+	expect_eq "exit" "$?" 1
+	expect_match "six defined" "$(grep -c '^changed .* absent -> defined' "$dir/out")" '^6$'
+	expect_match "the bad one refused" "$(cat "$dir/err")" "not valid for libvirt's schema \\(Extra element devices in interleave\\): $dir/bad.xml"
+	# kvmbox's own trace (one job: one thread asks): the one that sends documents.
+	parent=$(grep -l '^sendto(.*<?xml' "$dir"/trace.* | head -1)
+	local sends_before
+	sends_before=$(awk '/^read\(.*= 368$/ { exit } /^sendto\(.*<domain/ { n++ } END { print n + 0 }' "$parent")
+	expect_eq "documents sent before the first verdict is read" "$sends_before" 7
+	rm -rf "$dir"
+}
+
+# A verdict goes only to the very bytes it was given: a file that reads valid for the plan
+# (sent ahead) and invalid for the apply is refused by the validator, not passed on the
+# plan's verdict.
+schema_verdict_only_for_its_bytes() {
+	local dir=$TESTS_TMP/bytes
+	mkdir -p "$dir"
+	domain_xml kvmbox-test-b /nonexistent.qcow2 | sed "s/type='qemu'/type='test'/" >"$dir/good.txt"
+	sed 's|<devices>|<devices><bogus/>|' "$dir/good.txt" >"$dir/bad.txt"
+	mkfifo "$dir/b.xml"
+	# The plan reads the file first, the apply second (--no-preflight: no read before them).
+	(cat "$dir/good.txt" >"$dir/b.xml"; while :; do cat "$dir/bad.txt" >"$dir/b.xml" || break; done) 2>/dev/null &
+	local feeder=$!
+	RUN_BOUND=30 run domain define "$dir/b.xml" --no-preflight --connect test:///default
+	kill "$feeder" 2>/dev/null
+	wait "$feeder" 2>/dev/null
+	expect_rc 1
+	expect_match "refused by the validator" "$ERR" "not valid for libvirt's schema \\(Extra element devices in interleave\\)"
+	expect_eq "nothing defined" "$(grep -c 'defined' <<<"$OUT")" 0
+	rm -rf "$dir"
+}
+
 kvm_domain_on_this_machine() {
 	# This machine's /dev/kvm as it comes (root:root 0600) versus QEMU's user: the
 	# preflight's verdict must match what libvirt does when it really starts the guest.
@@ -613,6 +711,10 @@ t test_driver_define_and_rm
 t schema_checked_once
 t schema_validator_ends_with_kvmbox
 t schema_validator_killed_midway
+t twin_files_one_domain
+t schema_validator_stopped
+t schema_documents_sent_ahead
+t schema_verdict_only_for_its_bytes
 t kvm_domain_on_this_machine
 t dry_run_changes_nothing
 t machine_type_error_is_explained

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -165,15 +166,6 @@ const char *kb_xml_where(const struct kb_xml *xml, xmlNode *node, char *buf, siz
 
 /* ---- RelaxNG schemas ---------------------------------------------------------------------------- */
 
-struct kb_xml_schema {
-	xmlRelaxNGPtr rng; /* compiled in this process (kb_xml_schema_load), or */
-	pid_t validator;   /* held by a process of its own (kb_xml_schema_adopt) */
-	int sock;          /* the validator's end is the other of this pair */
-	int state;         /* validator: 0 compiling, 1 ready, -1 failed (failure says why) */
-	char failure[200];
-	pthread_mutex_t lock; /* one validation at a time: libxml2 does not promise more of a shared schema */
-};
-
 /* The first error libxml2 reports, kept (the rest would repeat it): never printed. */
 struct first_error {
 	char text[200];
@@ -185,6 +177,34 @@ struct first_error {
 struct verdict {
 	int32_t rc; /* 0 valid (or compiled), 1 not valid, -1 could not tell (first.text) */
 	struct first_error first;
+};
+
+/* A document sent to the validator, in the order sent: its answers come back in that order. */
+struct asked {
+	char *text; /* a copy: the verdict goes to a validation of these very bytes */
+	size_t len;
+	bool answered, claimed;
+	struct verdict verdict;
+};
+
+/*
+ * At most this many documents sent ahead and not yet validated. Their
+ * verdicts (about 400 bytes each) then always fit in the socket's buffer, so
+ * the validator never waits to write one and always reads on: a write here
+ * never waits on a validator that waits on this process.
+ */
+#define PREFETCH_MAX 64
+#define PREFETCH_DOC_MAX (1u << 20)
+
+struct kb_xml_schema {
+	xmlRelaxNGPtr rng; /* compiled in this process (kb_xml_schema_load), or */
+	pid_t validator;   /* held by a process of its own (kb_xml_schema_adopt) */
+	int sock;          /* the validator's end is the other of this pair */
+	int state;         /* validator: 0 compiling, 1 ready, -1 failed (failure says why) */
+	char failure[200];
+	struct asked *asked; /* sent and not yet claimed, oldest first; asked[0..answers) answered */
+	size_t asked_count, asked_cap, answers;
+	pthread_mutex_t lock; /* one validation at a time: libxml2 does not promise more of a shared schema */
 };
 
 struct error_sink {
@@ -256,6 +276,7 @@ int kb_xml_schema_load(const struct kb_xml *xml, const char *path, struct kb_xml
 }
 
 #define VALIDATOR_DOC_MAX (16u << 20)
+#define VALIDATOR_SILENCE_MAX 30 /* seconds: the compile takes milliseconds (seconds under valgrind) */
 
 /*
  * The validator's side, in the process forked for it: compile, say so, then
@@ -305,8 +326,25 @@ int kb_xml_schema_adopt(pid_t validator, int sock, struct kb_xml_schema **schema
 		return kb_fail(err, ENOMEM, NULL, "keeping the schema validator");
 	(*schema)->validator = validator;
 	(*schema)->sock = sock;
+	/* A validator that neither answers nor ends (stopped, frozen) never holds this process: see validator_gone. */
+	struct timeval silence = { .tv_sec = VALIDATOR_SILENCE_MAX };
+	setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &silence, sizeof(silence));
+	setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &silence, sizeof(silence));
 	pthread_mutex_init(&(*schema)->lock, NULL);
 	return 0;
+}
+
+/*
+ * The validator ended, or stopped answering within VALIDATOR_SILENCE_MAX
+ * (stopped, frozen): it is not asked again (and one that is stopped is ended
+ * here, not left behind); libvirt validates from then on.
+ */
+static void validator_gone(struct kb_xml_schema *s)
+{
+	if (s->state >= 0 && s->validator > 0)
+		kill(s->validator, SIGKILL); /* still this process's child (not yet reaped): the pid is its */
+	snprintf(s->failure, sizeof(s->failure), "the validator process ended or stopped answering");
+	s->state = -1;
 }
 
 /* The validator's first answer, once (under the lock): 1 compiled, -1 not. */
@@ -316,8 +354,8 @@ static int validator_ready(struct kb_xml_schema *s)
 		return s->state;
 	struct verdict v = { 0 };
 	if (kb_read_exact(s->sock, &v, sizeof(v)) <= 0) {
-		snprintf(s->failure, sizeof(s->failure), "the validator process ended");
-		return s->state = -1;
+		validator_gone(s);
+		return -1;
 	}
 	v.first.text[sizeof(v.first.text) - 1] = '\0';
 	if (v.rc != 0) {
@@ -339,30 +377,115 @@ bool kb_xml_schema_usable(struct kb_xml_schema *schema)
 	return state > 0;
 }
 
+/* Send @text (a copy is kept with it) to be answered in turn: its index in s->asked, or -1 (none: gone, no memory). */
+static ssize_t send_doc(struct kb_xml_schema *s, const char *text, size_t len)
+{
+	if (s->state < 0)
+		return -1;
+	if (s->asked_count == s->asked_cap) {
+		size_t cap = s->asked_cap ? 2 * s->asked_cap : 16;
+		struct asked *grown = realloc(s->asked, cap * sizeof(*grown));
+		if (!grown)
+			return -1;
+		s->asked = grown;
+		s->asked_cap = cap;
+	}
+	char *copy = malloc(len ? len : 1);
+	if (!copy)
+		return -1;
+	memcpy(copy, text, len);
+	uint32_t n = (uint32_t)len;
+	if (kb_write_all(s->sock, &n, sizeof(n)) < 0 || kb_write_all(s->sock, text, len) < 0) {
+		free(copy);
+		validator_gone(s); /* a frame may be cut: nothing after it can be read in turn */
+		return -1;
+	}
+	s->asked[s->asked_count] = (struct asked){ .text = copy, .len = len };
+	return (ssize_t)s->asked_count++;
+}
+
+/* Read the answers in turn up to asked[@i]'s: 0, or -1 when the validator is gone. */
+static int await_answer(struct kb_xml_schema *s, size_t i)
+{
+	while (s->answers <= i) {
+		struct verdict v = { .rc = -1 };
+		if (s->state < 0 || kb_read_exact(s->sock, &v, sizeof(v)) <= 0) {
+			validator_gone(s);
+			return -1;
+		}
+		v.first.text[sizeof(v.first.text) - 1] = v.first.where[sizeof(v.first.where) - 1] = '\0';
+		s->asked[s->answers].verdict = v;
+		s->asked[s->answers++].answered = true;
+	}
+	return 0;
+}
+
+/* Drop the claimed documents at the front (answered, so no answer of theirs is still to come). */
+static void drop_claimed(struct kb_xml_schema *s)
+{
+	size_t done = 0;
+	while (done < s->asked_count && s->asked[done].claimed && s->asked[done].answered)
+		done++;
+	if (!done)
+		return;
+	memmove(s->asked, s->asked + done, (s->asked_count - done) * sizeof(*s->asked));
+	s->asked_count -= done;
+	s->answers -= done;
+}
+
+/* The unclaimed document sent with exactly these bytes, or -1. */
+static ssize_t find_sent(const struct kb_xml_schema *s, const char *text, size_t len)
+{
+	for (size_t i = 0; i < s->asked_count; i++)
+		if (!s->asked[i].claimed && s->asked[i].len == len && !memcmp(s->asked[i].text, text, len))
+			return (ssize_t)i;
+	return -1;
+}
+
 /*
- * @text (its parse already checked) asked of the validator process: its
- * verdict, or -2 when it cannot answer (it did not compile, or it is gone:
- * killed, out of memory), which leaves the schema unusable from then on.
+ * @text (its parse already checked) asked of the validator process (or
+ * found sent ahead by kb_xml_schema_prefetch): its verdict, or -2 when it
+ * cannot answer (it did not compile, it is gone or silent: killed, stopped;
+ * then the schema is unusable from then on) or could not tell (out of memory
+ * there, a document over VALIDATOR_DOC_MAX).
  */
 static int ask_validator(struct kb_xml_schema *s, const char *text, size_t len, struct first_error *first)
 {
-	struct verdict v = { .rc = -1 };
-	uint32_t n = (uint32_t)len;
+	struct verdict v = { .rc = -2 };
+	ssize_t i = -1;
 	if (validator_ready(s) < 0) {
-		v.rc = -2;
 		snprintf(v.first.text, sizeof(v.first.text), "libvirt's schema did not compile: %.150s", s->failure);
 	} else if (len > VALIDATOR_DOC_MAX) {
-		snprintf(v.first.text, sizeof(v.first.text), "larger than %u MiB", VALIDATOR_DOC_MAX >> 20);
-	} else if (kb_write_all(s->sock, &n, sizeof(n)) < 0 || kb_write_all(s->sock, text, len) < 0 ||
-		   kb_read_exact(s->sock, &v, sizeof(v)) <= 0) {
-		v = (struct verdict){ .rc = -2 };
-		snprintf(v.first.text, sizeof(v.first.text), "the validator process ended");
-		snprintf(s->failure, sizeof(s->failure), "the validator process ended");
-		s->state = -1;
+		snprintf(v.first.text, sizeof(v.first.text), "larger than %u MiB: libvirt validates it", VALIDATOR_DOC_MAX >> 20);
+	} else if (((i = find_sent(s, text, len)) < 0 && (i = send_doc(s, text, len)) < 0) || await_answer(s, (size_t)i) < 0) {
+		snprintf(v.first.text, sizeof(v.first.text), "%s", s->state < 0 ? s->failure : "out of memory");
+	} else {
+		v = s->asked[i].verdict;
+		if (v.rc < 0)
+			v.rc = -2; /* it could not tell (out of memory there): libvirt decides, as without a validator */
+	}
+	if (i >= 0) {
+		free(s->asked[i].text);
+		s->asked[i].text = NULL;
+		s->asked[i].claimed = true;
+		drop_claimed(s);
 	}
 	*first = v.first;
 	first->text[sizeof(first->text) - 1] = first->where[sizeof(first->where) - 1] = '\0';
 	return v.rc;
+}
+
+void kb_xml_schema_prefetch(struct kb_xml_schema *schema, const char *text, size_t len)
+{
+	if (!schema || schema->rng || len > PREFETCH_DOC_MAX)
+		return;
+	pthread_mutex_lock(&schema->lock);
+	size_t unclaimed = 0;
+	for (size_t i = 0; i < schema->asked_count; i++)
+		unclaimed += !schema->asked[i].claimed;
+	if (unclaimed < PREFETCH_MAX)
+		send_doc(schema, text, len); /* not waited for: the validator reads it once compiled */
+	pthread_mutex_unlock(&schema->lock);
 }
 
 int kb_xml_schema_validate(const struct kb_xml *xml, struct kb_xml_schema *schema, const char *text, size_t len,
@@ -407,6 +530,9 @@ void kb_xml_schema_free(const struct kb_xml *xml, struct kb_xml_schema *schema)
 		close(schema->sock);
 		waitpid(schema->validator, NULL, WNOHANG);
 	}
+	for (size_t i = 0; i < schema->asked_count; i++)
+		free(schema->asked[i].text);
+	free(schema->asked);
 	pthread_mutex_destroy(&schema->lock);
 	free(schema);
 }

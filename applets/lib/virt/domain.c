@@ -2524,6 +2524,24 @@ static int plan_built(struct session *s, const struct build *b, struct kb_plan *
 	return rc;
 }
 
+/* Whether the plan's changes from @first on define the domain anew (a define or an element that would change). */
+static bool redefines(const struct kb_plan *plan, size_t first)
+{
+	for (size_t i = first; i < plan->count; i++)
+		if ((plan->change[i].action == DOMAIN_DEFINE || plan->change[i].action == DOMAIN_ELEMENT) &&
+		    plan->change[i].status == KB_WOULD_CHANGE)
+			return true;
+	return false;
+}
+
+struct kb_change *kb_domain_plan_definition(struct kb_plan *plan)
+{
+	for (size_t i = 0; i < plan->count; i++)
+		if (plan->change[i].action == DOMAIN_DEFINE)
+			return &plan->change[i];
+	return NULL;
+}
+
 int kb_domain_plan(const struct kb_ctx *ctx, const struct kb_domain_spec *spec, struct kb_plan *plan,
 		   struct kb_error *err)
 {
@@ -2531,7 +2549,10 @@ int kb_domain_plan(const struct kb_ctx *ctx, const struct kb_domain_spec *spec, 
 	struct build b = { 0 };
 	int rc = session_open(&s, ctx, spec, err);
 	if (rc == 0 && (rc = build(&s, &b, err)) == 0) {
+		size_t first = plan->count;
 		rc = plan_built(&s, &b, plan, err);
+		if (rc == 0 && spec->link && spec->link->validate_ahead && b.xml && redefines(plan, first))
+			kb_xml_schema_prefetch(spec->link->schema, b.xml, strlen(b.xml)); /* validated meanwhile: apply defines these bytes */
 		build_free(&s, &b);
 	}
 	session_close(&s);
@@ -3000,11 +3021,7 @@ static int define(struct session *s, struct build *b, struct kb_plan *plan, virD
 			def = &plan->change[i];
 	if (!def)
 		return 0;
-	bool changing = false;
-	for (size_t i = 0; i < plan->count; i++)
-		changing |= (plan->change[i].action == DOMAIN_DEFINE || plan->change[i].action == DOMAIN_ELEMENT) &&
-			    plan->change[i].status == KB_WOULD_CHANGE;
-	if (!changing)
+	if (!redefines(plan, 0))
 		return lookup(s, b->name, dom, err); /* what the plan says: nothing to define */
 	/* Validated as libvirt would, against its schema compiled once (else by libvirt, compiling it again). */
 	struct kb_xml_schema *schema = session_schema(s);

@@ -85,10 +85,20 @@ bool kb_xml_schema_usable(struct kb_xml_schema *schema);
  * 0 when the document @text is valid; -1 with @err naming @what: not
  * well-formed (as kb_xml_parse), or the first error's place and libxml2's
  * reason; -2 (@err set) when a started schema's process cannot answer (it
- * did not compile, or it is gone): the caller may let libvirt validate.
+ * did not compile, it is gone, or it was silent for 30 s and is ended) or
+ * could not tell: the caller may let libvirt validate.
  */
 int kb_xml_schema_validate(const struct kb_xml *xml, struct kb_xml_schema *schema, const char *text, size_t len,
 			   const char *what, struct kb_error *err);
+
+/*
+ * Send @text to a started schema's process now, without waiting: it is
+ * validated while this process goes on, and a kb_xml_schema_validate() of the
+ * same bytes later takes that verdict (a verdict only ever goes to the bytes
+ * it was given). Nothing for a schema compiled here, a document over 1 MiB,
+ * or with 64 sent ahead and not yet taken.
+ */
+void kb_xml_schema_prefetch(struct kb_xml_schema *schema, const char *text, size_t len);
 void kb_xml_schema_free(const struct kb_xml *xml, struct kb_xml_schema *schema);
 
 /* The first child element of @node named @name, or NULL. */

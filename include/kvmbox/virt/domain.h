@@ -68,6 +68,7 @@ struct kb_domain_link {
 	const struct kb_virt *virt;
 	virConnectPtr conn;
 	struct kb_xml_schema *schema; /* kb_domain_schema_load's or _start's, shared; NULL: libvirt validates each define */
+	bool validate_ahead;          /* an apply follows the plan: the plan sends its definition to @schema at once */
 };
 
 /*
@@ -150,6 +151,9 @@ int kb_domain_xml(const struct kb_ctx *ctx, const struct kb_domain_spec *spec, c
 /* The changes define (or new) makes; see above. Never changes anything. */
 int kb_domain_plan(const struct kb_ctx *ctx, const struct kb_domain_spec *spec, struct kb_plan *plan,
 		   struct kb_error *err);
+
+/* The change of a kb_domain_plan() @plan that defines the domain (its item is the domain's name), or NULL. */
+struct kb_change *kb_domain_plan_definition(struct kb_plan *plan);
 
 /*
  * Make every planned change: volumes, the definition, autostart, the start
