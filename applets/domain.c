@@ -498,8 +498,14 @@ static void refuse_twins(struct job *jobs, size_t count)
 			if (!first || strcmp(first->item, def->item))
 				continue;
 			struct kb_error err = { 0 };
-			kb_fail(&err, 0, NULL, "%s: domain '%s' is defined by %s already in this run: one file per domain",
-				jobs[i].arg, def->item, jobs[k].arg);
+			struct stat this, that;
+			if (stat(jobs[i].arg, &this) == 0 && stat(jobs[k].arg, &that) == 0 && this.st_dev == that.st_dev &&
+			    this.st_ino == that.st_ino)
+				kb_fail(&err, 0, NULL, "%s: the same file as %s, given twice (domain '%s' is defined once)",
+					jobs[i].arg, jobs[k].arg, def->item);
+			else
+				kb_fail(&err, 0, NULL, "%s: domain '%s' is defined by %s already in this run: one file per domain",
+					jobs[i].arg, def->item, jobs[k].arg);
 			def->status = KB_FAILED;
 			kb_change_note(def, "%s", err.what);
 			kb_plan_settle(&jobs[i].plan);

@@ -154,7 +154,8 @@ awk -v k="$k" -v l="$l" -v b="$b" -v f="$f" -v m="$m" 'BEGIN {
 # that opens it, so each tool defines and starts all 20 in one process): kvmbox against
 # one virsh batch, with no libvirtd or QEMU cost to hide either tool's own (target:
 # kvmbox <= the virsh batch). kvmbox validates every definition against libvirt's schema
-# (compiled once, while libvirt loads); virsh does not.
+# (compiled once by a process of its own while libvirt loads, each definition sent to it as
+# its file is planned); virsh does not.
 mkdir "$tmp/test-driver"
 test_files=() virsh_words=""
 for ((i = 0; i < N; i++)); do

@@ -509,14 +509,26 @@ schema_validator_killed_midway() {
 }
 
 # A validator that stops answering (SIGSTOP: it neither answers nor ends) holds kvmbox for
-# 30 s at most: it is ended, and libvirt validates the define instead.
+# 30 s at most, however much is sent to it (three definitions of 200 KB fill the socket's
+# buffer: a write that waits counts against the same 30 s): it is ended, and libvirt
+# validates the defines instead.
 schema_validator_stopped() {
-	local dir=$TESTS_TMP/validator-stopped i kvmbox_pid="" child="" start
+	local dir=$TESTS_TMP/validator-stopped i kvmbox_pid="" child="" start big=()
 	mkdir -p "$dir"
 	domain_xml kvmbox-test-st /nonexistent.qcow2 | sed "s/type='qemu'/type='test'/" >"$dir/st.txt"
 	mkfifo "$dir/st.xml"
+	local xml
+	for i in 1 2 3; do
+		xml=$(domain_xml "kvmbox-test-big$i" /nonexistent.qcow2 | sed "s/type='qemu'/type='test'/")
+		{
+			printf '%s<description>' "${xml%%<memory*}"
+			head -c 150000 /dev/zero | base64 -w0
+			printf '</description><memory%s\n' "${xml#*<memory}"
+		} >"$dir/big$i.xml"
+		big+=("$dir/big$i.xml")
+	done
 	start=$(date +%s)
-	LD_PRELOAD=$(kvm_trap_preload) timeout -k 2 60 "$KVMBOX" domain define "$dir/st.xml" \
+	LD_PRELOAD=$(kvm_trap_preload) timeout -k 2 90 "$KVMBOX" domain define "$dir/st.xml" "${big[@]}" \
 		--no-preflight --jobs 1 --connect test:///default >"$dir/out" 2>"$dir/err" &
 	local timeout_pid=$!
 	# kvmbox waits on the FIFO; its validator has compiled (it waits for a document) and is stopped.
@@ -535,6 +547,7 @@ schema_validator_stopped() {
 	local took=$(($(date +%s) - start))
 	((took >= 29 && took < 50)) || fail "took $took s (the validator's silence is 30 s)"
 	expect_match "defined, libvirt validating" "$(cat "$dir/out")" "changed +kvmbox-test-st +absent -> defined"
+	expect_eq "the large ones too" "$(grep -cE '^changed +kvmbox-test-big[0-9] +absent -> defined' "$dir/out")" 3
 	kill -0 "$child" 2>/dev/null && fail "the stopped validator was left: $(ps -o pid,stat,args -p "$child")"
 	wait
 	rm -rf "$dir"
@@ -556,6 +569,10 @@ twin_files_one_domain() {
 		expect_match "second refused ($jobs jobs)" "$OUT" "failed +kvmbox-test-twin +$TESTS_TMP/twin2.xml: domain 'kvmbox-test-twin' is defined by $TESTS_TMP/twin1.xml already in this run: one file per domain"
 		expect_eq "one error ($jobs jobs)" "$ERR" "kvmbox domain: $TESTS_TMP/twin2.xml: domain 'kvmbox-test-twin' is defined by $TESTS_TMP/twin1.xml already in this run: one file per domain"
 	done
+	# The same file given twice (a glob and a name, say) is said to be that.
+	run domain define "$TESTS_TMP/twin1.xml" "$TESTS_TMP/./twin1.xml" --no-preflight --connect test:///default
+	expect_rc 1
+	expect_eq "given twice" "$ERR" "kvmbox domain: $TESTS_TMP/./twin1.xml: the same file as $TESTS_TMP/twin1.xml, given twice (domain 'kvmbox-test-twin' is defined once)"
 }
 
 # Each plan sends its definition to the validator at once, and the applies come after every

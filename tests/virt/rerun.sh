@@ -144,6 +144,12 @@ interrupted_runs_converge() {
 	expect_match "why" "$ERR" "interrupted by Terminated: the volumes made for domain 'kvmbox-test-int' are removed again, nothing is defined"
 	expect_file_missing "$vol"
 	expect_eq "not defined" "$($VIRSH list --all --name | grep -c kvmbox-test-int)" 0
+	# The same signal while the definition was validated (a slow or stopped validator): not defined either.
+	KVMBOX_FAILPOINT=domain.after-validation RUN_BOUND=60 run domain new kvmbox-test-int "${words[@]}"
+	expect_eq "ended by SIGTERM while validating" "$RC" 143
+	expect_match "why, while validating" "$ERR" "interrupted by Terminated: the volumes made for domain 'kvmbox-test-int' are removed again, nothing is defined"
+	expect_file_missing "$vol"
+	expect_eq "not defined after validating" "$($VIRSH list --all --name | grep -c kvmbox-test-int)" 0
 	KVMBOX_FAILPOINT=domain.after-volumes-kill RUN_BOUND=60 run domain new kvmbox-test-int "${words[@]}"
 	expect_eq "killed" "$RC" 137
 	[ -f "$vol" ] || fail "kill -9 left no volume"

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <ctype.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -9,8 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kvmbox/core/dynlib.h"
@@ -188,13 +189,16 @@ struct asked {
 };
 
 /*
- * At most this many documents sent ahead and not yet validated. Their
- * verdicts (about 400 bytes each) then always fit in the socket's buffer, so
- * the validator never waits to write one and always reads on: a write here
- * never waits on a validator that waits on this process.
+ * At most this many documents sent ahead whose verdicts are not read yet.
+ * Those verdicts (about 400 bytes each) then always fit in the socket's
+ * buffer, so the validator never waits to write one and always reads on: a
+ * write here never waits on a validator that waits on this process. And at
+ * most so many bytes of documents sent ahead kept (a plan whose apply never
+ * comes leaves its copy until the schema is freed).
  */
 #define PREFETCH_MAX 64
 #define PREFETCH_DOC_MAX (1u << 20)
+#define PREFETCH_HELD_MAX (16u << 20)
 
 struct kb_xml_schema {
 	xmlRelaxNGPtr rng; /* compiled in this process (kb_xml_schema_load), or */
@@ -204,6 +208,7 @@ struct kb_xml_schema {
 	char failure[200];
 	struct asked *asked; /* sent and not yet claimed, oldest first; asked[0..answers) answered */
 	size_t asked_count, asked_cap, answers;
+	size_t held;         /* bytes of the unclaimed documents' copies */
 	pthread_mutex_t lock; /* one validation at a time: libxml2 does not promise more of a shared schema */
 };
 
@@ -276,7 +281,7 @@ int kb_xml_schema_load(const struct kb_xml *xml, const char *path, struct kb_xml
 }
 
 #define VALIDATOR_DOC_MAX (16u << 20)
-#define VALIDATOR_SILENCE_MAX 30 /* seconds: the compile takes milliseconds (seconds under valgrind) */
+#define VALIDATOR_SILENCE_MS 30000 /* the compile takes milliseconds (seconds under valgrind) */
 
 /*
  * The validator's side, in the process forked for it: compile, say so, then
@@ -326,25 +331,60 @@ int kb_xml_schema_adopt(pid_t validator, int sock, struct kb_xml_schema **schema
 		return kb_fail(err, ENOMEM, NULL, "keeping the schema validator");
 	(*schema)->validator = validator;
 	(*schema)->sock = sock;
-	/* A validator that neither answers nor ends (stopped, frozen) never holds this process: see validator_gone. */
-	struct timeval silence = { .tv_sec = VALIDATOR_SILENCE_MAX };
-	setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &silence, sizeof(silence));
-	setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &silence, sizeof(silence));
 	pthread_mutex_init(&(*schema)->lock, NULL);
 	return 0;
 }
 
 /*
- * The validator ended, or stopped answering within VALIDATOR_SILENCE_MAX
+ * The validator ended, or did not answer within VALIDATOR_SILENCE_MS
  * (stopped, frozen): it is not asked again (and one that is stopped is ended
  * here, not left behind); libvirt validates from then on.
  */
 static void validator_gone(struct kb_xml_schema *s)
 {
-	if (s->state >= 0 && s->validator > 0)
+	if (s->state < 0)
+		return; /* already: its first reason stands */
+	if (s->validator > 0)
 		kill(s->validator, SIGKILL); /* still this process's child (not yet reaped): the pid is its */
 	snprintf(s->failure, sizeof(s->failure), "the validator process ended or stopped answering");
 	s->state = -1;
+}
+
+static int64_t deadline_after(int ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + ms;
+}
+
+/*
+ * All @len bytes to (@out) or from the validator by @deadline (CLOCK_MONOTONIC
+ * ms, deadline_after): 0, or -1 when it ended or was silent until then. One
+ * deadline for the whole transfer: neither a partial write nor a signal
+ * (EINTR) starts the wait again.
+ */
+static int validator_io(int sock, void *buf, size_t len, bool out, int64_t deadline)
+{
+	size_t done = 0;
+	while (done < len) {
+		int64_t left = deadline - deadline_after(0);
+		if (left <= 0)
+			return -1;
+		struct pollfd p = { .fd = sock, .events = out ? POLLOUT : POLLIN };
+		int ready = poll(&p, 1, (int)left);
+		if (ready < 0 && errno == EINTR)
+			continue;
+		if (ready <= 0)
+			return -1;
+		ssize_t n = out ? send(sock, (char *)buf + done, len - done, MSG_DONTWAIT | MSG_NOSIGNAL)
+				: recv(sock, (char *)buf + done, len - done, MSG_DONTWAIT);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+			continue;
+		if (n <= 0)
+			return -1;
+		done += (size_t)n;
+	}
+	return 0;
 }
 
 /* The validator's first answer, once (under the lock): 1 compiled, -1 not. */
@@ -353,7 +393,7 @@ static int validator_ready(struct kb_xml_schema *s)
 	if (s->state)
 		return s->state;
 	struct verdict v = { 0 };
-	if (kb_read_exact(s->sock, &v, sizeof(v)) <= 0) {
+	if (validator_io(s->sock, &v, sizeof(v), false, deadline_after(VALIDATOR_SILENCE_MS)) < 0) {
 		validator_gone(s);
 		return -1;
 	}
@@ -395,21 +435,24 @@ static ssize_t send_doc(struct kb_xml_schema *s, const char *text, size_t len)
 		return -1;
 	memcpy(copy, text, len);
 	uint32_t n = (uint32_t)len;
-	if (kb_write_all(s->sock, &n, sizeof(n)) < 0 || kb_write_all(s->sock, text, len) < 0) {
+	int64_t deadline = deadline_after(VALIDATOR_SILENCE_MS);
+	if (validator_io(s->sock, &n, sizeof(n), true, deadline) < 0 || validator_io(s->sock, copy, len, true, deadline) < 0) {
 		free(copy);
 		validator_gone(s); /* a frame may be cut: nothing after it can be read in turn */
 		return -1;
 	}
 	s->asked[s->asked_count] = (struct asked){ .text = copy, .len = len };
+	s->held += len;
 	return (ssize_t)s->asked_count++;
 }
 
 /* Read the answers in turn up to asked[@i]'s: 0, or -1 when the validator is gone. */
 static int await_answer(struct kb_xml_schema *s, size_t i)
 {
+	int64_t deadline = deadline_after(VALIDATOR_SILENCE_MS);
 	while (s->answers <= i) {
 		struct verdict v = { .rc = -1 };
-		if (s->state < 0 || kb_read_exact(s->sock, &v, sizeof(v)) <= 0) {
+		if (s->state < 0 || validator_io(s->sock, &v, sizeof(v), false, deadline) < 0) {
 			validator_gone(s);
 			return -1;
 		}
@@ -420,17 +463,23 @@ static int await_answer(struct kb_xml_schema *s, size_t i)
 	return 0;
 }
 
-/* Drop the claimed documents at the front (answered, so no answer of theirs is still to come). */
+/*
+ * Drop the claimed documents that are answered (no answer of theirs is still
+ * to come). The answered ones are asked[0..answers), so the rest keep their
+ * order and the next answer read is still asked[answers]'s.
+ */
 static void drop_claimed(struct kb_xml_schema *s)
 {
-	size_t done = 0;
-	while (done < s->asked_count && s->asked[done].claimed && s->asked[done].answered)
-		done++;
-	if (!done)
-		return;
-	memmove(s->asked, s->asked + done, (s->asked_count - done) * sizeof(*s->asked));
-	s->asked_count -= done;
-	s->answers -= done;
+	size_t kept = 0, dropped = 0;
+	for (size_t i = 0; i < s->asked_count; i++) {
+		if (s->asked[i].claimed && s->asked[i].answered) {
+			dropped++;
+			continue;
+		}
+		s->asked[kept++] = s->asked[i];
+	}
+	s->asked_count = kept;
+	s->answers -= dropped;
 }
 
 /* The unclaimed document sent with exactly these bytes, or -1. */
@@ -467,6 +516,7 @@ static int ask_validator(struct kb_xml_schema *s, const char *text, size_t len, 
 	if (i >= 0) {
 		free(s->asked[i].text);
 		s->asked[i].text = NULL;
+		s->held -= s->asked[i].len;
 		s->asked[i].claimed = true;
 		drop_claimed(s);
 	}
@@ -480,10 +530,7 @@ void kb_xml_schema_prefetch(struct kb_xml_schema *schema, const char *text, size
 	if (!schema || schema->rng || len > PREFETCH_DOC_MAX)
 		return;
 	pthread_mutex_lock(&schema->lock);
-	size_t unclaimed = 0;
-	for (size_t i = 0; i < schema->asked_count; i++)
-		unclaimed += !schema->asked[i].claimed;
-	if (unclaimed < PREFETCH_MAX)
+	if (schema->asked_count - schema->answers < PREFETCH_MAX && schema->held + len <= PREFETCH_HELD_MAX)
 		send_doc(schema, text, len); /* not waited for: the validator reads it once compiled */
 	pthread_mutex_unlock(&schema->lock);
 }

@@ -3012,6 +3012,21 @@ static void remove_created_volumes(struct session *s, struct build *b, struct kb
 	}
 }
 
+/*
+ * SIGINT, SIGTERM or SIGHUP caught while volumes were made for the domain
+ * (stop_caught is only ever set then): they go again and nothing is defined.
+ */
+static int stopped_before_define(struct session *s, struct build *b, struct kb_plan *plan, struct kb_error *err)
+{
+	remove_created_volumes(s, b, plan);
+	int rc = kb_fail(err, EINTR, NULL, "interrupted by %s: the volumes made for domain '%s' are removed again, nothing "
+					   "is defined", strsignal(stop_caught), b->name);
+	for (size_t i = 0; i < plan->count; i++)
+		if (plan->change[i].action == DOMAIN_DEFINE)
+			failed(&plan->change[i], err);
+	return rc;
+}
+
 /* Define when the plan changes the definition, and mark it and its elements; else only find the domain. */
 static int define(struct session *s, struct build *b, struct kb_plan *plan, virDomainPtr *dom, struct kb_error *err)
 {
@@ -3035,6 +3050,10 @@ static int define(struct session *s, struct build *b, struct kb_plan *plan, virD
 			return failed(def, err);
 		}
 	}
+	if (failpoint("domain.after-validation"))
+		raise(SIGTERM);
+	if (stop_caught) /* while the validator answered (a stopped one is waited for up to 30 s) */
+		return stopped_before_define(s, b, plan, err);
 	*dom = s->v->domain_define(s->conn, b->xml, schema ? 0 : VIR_DOMAIN_DEFINE_VALIDATE);
 	if (!*dom) {
 		if (s->spec->words_len)
@@ -3093,14 +3112,8 @@ int kb_domain_apply(const struct kb_ctx *ctx, const struct kb_domain_spec *spec,
 	}
 	if (creating)
 		failpoint_after_volumes();
-	if (rc == 0 && creating && stop_caught) {
-		remove_created_volumes(&s, &b, plan);
-		rc = kb_fail(err, EINTR, NULL, "interrupted by %s: the volumes made for domain '%s' are removed again, nothing "
-					       "is defined", strsignal(stop_caught), b.name);
-		for (size_t i = 0; i < plan->count; i++)
-			if (plan->change[i].action == DOMAIN_DEFINE)
-				failed(&plan->change[i], err);
-	}
+	if (rc == 0 && creating && stop_caught)
+		rc = stopped_before_define(&s, &b, plan, err);
 	struct kb_change *seed = NULL, *install = NULL;
 	for (size_t i = 0; i < plan->count; i++) {
 		if (plan->change[i].action == DOMAIN_SEED && plan->change[i].status == KB_WOULD_CHANGE)
