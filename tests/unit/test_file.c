@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -395,6 +396,48 @@ static void error_keeps_two_long_paths(void **state)
 	assert_string_equal(kb_error_message(&err, msg, sizeof(msg)), want);
 }
 
+/*
+ * kb_socket_transfer: everything across, more than a socket buffer holds;
+ * a silent peer ends the wait at the deadline (one deadline, not one per
+ * partial send); a peer gone is EPIPE, never SIGPIPE.
+ */
+static void socket_transfer_by_a_deadline(void **state)
+{
+	(void)state;
+	int pair[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+	char small[100] = "verdict", got[100] = { 0 };
+	assert_int_equal(kb_socket_transfer(pair[0], small, sizeof(small), true, kb_deadline_after(1000)), 0);
+	assert_int_equal(kb_socket_transfer(pair[1], got, sizeof(got), false, kb_deadline_after(1000)), 0);
+	assert_string_equal(got, "verdict");
+
+	/* Nobody reads: 8 MiB does not fit; the send gives up at its deadline. */
+	size_t big_len = 8u << 20;
+	char *big = calloc(1, big_len);
+	assert_non_null(big);
+	int64_t start = kb_deadline_after(0);
+	assert_int_equal(kb_socket_transfer(pair[0], big, big_len, true, kb_deadline_after(300)), -1);
+	assert_int_equal(errno, ETIMEDOUT);
+	int64_t took = kb_deadline_after(0) - start;
+	assert_true(took >= 290 && took < 2000);
+
+	/* Nothing to read: the same. */
+	start = kb_deadline_after(0);
+	assert_int_equal(kb_socket_transfer(pair[0], got, sizeof(got), false, kb_deadline_after(200)), -1);
+	assert_int_equal(errno, ETIMEDOUT);
+	took = kb_deadline_after(0) - start;
+	assert_true(took >= 190 && took < 2000);
+
+	/* The peer ends: EPIPE both ways, no SIGPIPE (it would end this test). */
+	close(pair[1]);
+	assert_int_equal(kb_socket_transfer(pair[0], small, sizeof(small), true, kb_deadline_after(1000)), -1);
+	assert_int_equal(errno, EPIPE);
+	assert_int_equal(kb_socket_transfer(pair[0], got, sizeof(got), false, kb_deadline_after(1000)), -1);
+	assert_int_equal(errno, EPIPE);
+	close(pair[0]);
+	free(big);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -406,6 +449,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(resolver_stays_in_root, setup, teardown),
 		cmocka_unit_test_setup_teardown(hostile_paths_refused, setup, teardown),
 		cmocka_unit_test(json_strings_are_escaped),
+		cmocka_unit_test(socket_transfer_by_a_deadline),
 		cmocka_unit_test(error_keeps_two_long_paths),
 	};
 	return cmocka_run_group_tests_name("file", tests, NULL, NULL);

@@ -1,6 +1,7 @@
 /* Reading files and replacing them atomically; see kvmbox/core/file.h. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <dirent.h>
 #include <libgen.h>
 #include <stdbool.h>
@@ -12,6 +13,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kvmbox/core/cleanup.h"
@@ -193,6 +195,49 @@ int kb_read_exact(int fd, void *data, size_t len)
 		got += (size_t)n;
 	}
 	return 1;
+}
+
+int64_t kb_deadline_after(int ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + ms;
+}
+
+int kb_socket_transfer(int fd, void *buf, size_t len, bool out, int64_t deadline)
+{
+	size_t done = 0;
+	while (done < len) {
+		int64_t left = deadline - kb_deadline_after(0);
+		if (left <= 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		struct pollfd p = { .fd = fd, .events = out ? POLLOUT : POLLIN };
+		int ready = poll(&p, 1, (int)left);
+		if (ready < 0 && errno == EINTR)
+			continue;
+		if (ready < 0)
+			return -1;
+		if (ready == 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		ssize_t n = out ? send(fd, (char *)buf + done, len - done, MSG_DONTWAIT | MSG_NOSIGNAL)
+				: recv(fd, (char *)buf + done, len - done, MSG_DONTWAIT);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+			continue;
+		if (n < 0 && errno == ECONNRESET)
+			errno = EPIPE; /* it ended with our data unread: ended all the same */
+		if (n < 0)
+			return -1;
+		if (n == 0) {
+			errno = EPIPE;
+			return -1;
+		}
+		done += (size_t)n;
+	}
+	return 0;
 }
 
 /*

@@ -2,7 +2,6 @@
 #include <errno.h>
 #include <ctype.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -11,7 +10,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "kvmbox/core/dynlib.h"
@@ -350,50 +348,13 @@ static void validator_gone(struct kb_xml_schema *s)
 	s->state = -1;
 }
 
-static int64_t deadline_after(int ms)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + ms;
-}
-
-/*
- * All @len bytes to (@out) or from the validator by @deadline (CLOCK_MONOTONIC
- * ms, deadline_after): 0, or -1 when it ended or was silent until then. One
- * deadline for the whole transfer: neither a partial write nor a signal
- * (EINTR) starts the wait again.
- */
-static int validator_io(int sock, void *buf, size_t len, bool out, int64_t deadline)
-{
-	size_t done = 0;
-	while (done < len) {
-		int64_t left = deadline - deadline_after(0);
-		if (left <= 0)
-			return -1;
-		struct pollfd p = { .fd = sock, .events = out ? POLLOUT : POLLIN };
-		int ready = poll(&p, 1, (int)left);
-		if (ready < 0 && errno == EINTR)
-			continue;
-		if (ready <= 0)
-			return -1;
-		ssize_t n = out ? send(sock, (char *)buf + done, len - done, MSG_DONTWAIT | MSG_NOSIGNAL)
-				: recv(sock, (char *)buf + done, len - done, MSG_DONTWAIT);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
-			continue;
-		if (n <= 0)
-			return -1;
-		done += (size_t)n;
-	}
-	return 0;
-}
-
 /* The validator's first answer, once (under the lock): 1 compiled, -1 not. */
 static int validator_ready(struct kb_xml_schema *s)
 {
 	if (s->state)
 		return s->state;
 	struct verdict v = { 0 };
-	if (validator_io(s->sock, &v, sizeof(v), false, deadline_after(VALIDATOR_SILENCE_MS)) < 0) {
+	if (kb_socket_transfer(s->sock, &v, sizeof(v), false, kb_deadline_after(VALIDATOR_SILENCE_MS)) < 0) {
 		validator_gone(s);
 		return -1;
 	}
@@ -435,24 +396,25 @@ static ssize_t send_doc(struct kb_xml_schema *s, const char *text, size_t len)
 		return -1;
 	memcpy(copy, text, len);
 	uint32_t n = (uint32_t)len;
-	int64_t deadline = deadline_after(VALIDATOR_SILENCE_MS);
-	if (validator_io(s->sock, &n, sizeof(n), true, deadline) < 0 || validator_io(s->sock, copy, len, true, deadline) < 0) {
+	int64_t deadline = kb_deadline_after(VALIDATOR_SILENCE_MS);
+	if (kb_socket_transfer(s->sock, &n, sizeof(n), true, deadline) < 0 ||
+	    kb_socket_transfer(s->sock, copy, len, true, deadline) < 0) {
 		free(copy);
 		validator_gone(s); /* a frame may be cut: nothing after it can be read in turn */
 		return -1;
 	}
-	s->asked[s->asked_count] = (struct asked){ .text = copy, .len = len };
 	s->held += len;
+	s->asked[s->asked_count] = (struct asked){ .text = copy, .len = len };
 	return (ssize_t)s->asked_count++;
 }
 
 /* Read the answers in turn up to asked[@i]'s: 0, or -1 when the validator is gone. */
 static int await_answer(struct kb_xml_schema *s, size_t i)
 {
-	int64_t deadline = deadline_after(VALIDATOR_SILENCE_MS);
+	int64_t deadline = kb_deadline_after(VALIDATOR_SILENCE_MS);
 	while (s->answers <= i) {
 		struct verdict v = { .rc = -1 };
-		if (s->state < 0 || validator_io(s->sock, &v, sizeof(v), false, deadline) < 0) {
+		if (s->state < 0 || kb_socket_transfer(s->sock, &v, sizeof(v), false, deadline) < 0) {
 			validator_gone(s);
 			return -1;
 		}
@@ -514,9 +476,9 @@ static int ask_validator(struct kb_xml_schema *s, const char *text, size_t len, 
 			v.rc = -2; /* it could not tell (out of memory there): libvirt decides, as without a validator */
 	}
 	if (i >= 0) {
+		s->held -= s->asked[i].len;
 		free(s->asked[i].text);
 		s->asked[i].text = NULL;
-		s->held -= s->asked[i].len;
 		s->asked[i].claimed = true;
 		drop_claimed(s);
 	}

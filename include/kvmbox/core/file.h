@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include "kvmbox/core/context.h"
 #include "kvmbox/core/error.h"
@@ -117,6 +118,18 @@ int kb_write_all(int fd, const void *data, size_t len);
 
 /* read(2) until @len bytes are in: 1; 0 at end of file before any byte; -1 with errno (EPIPE: it ended within). */
 int kb_read_exact(int fd, void *data, size_t len);
+
+/* CLOCK_MONOTONIC now plus @ms, in milliseconds: a deadline for kb_socket_transfer. */
+int64_t kb_deadline_after(int ms);
+
+/*
+ * All @len bytes sent on (@out) or received from the socket @fd by
+ * @deadline (kb_deadline_after): 0, or -1 with errno (ETIMEDOUT: the
+ * deadline passed; EPIPE: the peer ended). One deadline for the whole
+ * transfer: neither a partial transfer nor a signal (EINTR) starts the wait
+ * again. Never raises SIGPIPE.
+ */
+int kb_socket_transfer(int fd, void *buf, size_t len, bool out, int64_t deadline);
 
 /* mkdir -p @dir (a real path, already mapped), each new directory 0755. */
 int kb_make_dirs(const char *dir, struct kb_error *err);
