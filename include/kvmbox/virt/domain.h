@@ -148,7 +148,11 @@ int kb_domain_spec_check(const struct kb_domain_spec *spec, struct kb_error *err
  */
 int kb_domain_xml(const struct kb_ctx *ctx, const struct kb_domain_spec *spec, char **xml, struct kb_error *err);
 
-/* The changes define (or new) makes; see above. Never changes anything. */
+/*
+ * The changes define (or new) makes; see above. Never changes anything (with
+ * link->validate_ahead it sends the definition to link->schema's validator,
+ * whose verdict the apply of the same definition then takes).
+ */
 int kb_domain_plan(const struct kb_ctx *ctx, const struct kb_domain_spec *spec, struct kb_plan *plan,
 		   struct kb_error *err);
 
