@@ -104,52 +104,62 @@ struct apply_file {
 static int apply_handler(void *user, const char *section, const char *key, const char *value)
 {
 	struct apply_file *f = user;
-	const char *name = strncmp(section, "bridge ", 7) == 0 ? section + 7 : NULL;
-	char problem[128];
-	if (!name || kb_ifname_problem(name, true, problem, sizeof(problem))) {
-		snprintf(f->why, sizeof(f->why), "section [%s]: %s", section, name ? problem : "not [bridge NAME]");
+	struct kb_bridge_spec *spec = NULL;
+	for (int i = 0; i < f->count && !spec; i++)
+		if (!strncmp(section, "bridge ", 7) && !strcmp(f->specs[i].name, section + 7))
+			spec = &f->specs[i];
+	if (!spec) { /* inih and the scan read an odd header differently (an inline comment, a long line) */
+		snprintf(f->why, sizeof(f->why), "section [%.64s] is not understood", section);
 		return 0;
 	}
-	if (f->count == 0 || strcmp(f->specs[f->count - 1].name, name)) {
-		if (f->count == MAX_BRIDGES) {
-			snprintf(f->why, sizeof(f->why), "more than %d bridges", MAX_BRIDGES);
-			return 0;
-		}
-		kb_bridge_spec_init(&f->specs[f->count++], name);
-	}
 	struct kb_error err = { 0 };
-	if (kb_bridge_spec_set(&f->specs[f->count - 1], key, value, &err) < 0) {
+	if (kb_bridge_spec_set(spec, key, value, &err) < 0) {
 		snprintf(f->why, sizeof(f->why), "%s", err.what);
 		return 0;
 	}
 	return 1;
 }
 
-/* inih cannot tell a repeated [bridge NAME] from the same section going on: look first. Returns the line, or 0. */
-static int repeated_section(FILE *f, char *name, size_t size)
+/*
+ * Every section header first, from the text itself: inih reports neither a
+ * section without keys (a [bridge NAME] made with its defaults, as `bridge
+ * add NAME` makes it) nor a repeated one (it reads as the same section going
+ * on). Each [bridge NAME] is checked and taken in order. Returns the line of
+ * the first problem (f->why says it), or 0.
+ */
+static int scan_sections(FILE *in, struct apply_file *f)
 {
 	char line[512];
-	char (*seen)[IFNAMSIZ + 8] = calloc(MAX_BRIDGES, sizeof(*seen));
-	int count = 0, number = 0, found = 0;
-	if (!seen)
-		return 0;
-	while (!found && fgets(line, sizeof(line), f)) {
+	int number = 0;
+	while (fgets(line, sizeof(line), in)) {
 		number++;
 		char *p = line + strspn(line, " \t"), *end = strchr(p, ']');
-		if (*p != '[' || !end)
+		if (*p != '[')
 			continue;
+		if (!end) {
+			snprintf(f->why, sizeof(f->why), "a section header must be [NAME] on one line");
+			return number;
+		}
 		*end = '\0';
-		for (int i = 0; i < count && !found; i++)
-			if (!strcmp(seen[i], p + 1))
-				found = number;
-		if (found)
-			snprintf(name, size, "%s", p + 1);
-		else if (count < MAX_BRIDGES)
-			snprintf(seen[count++], sizeof(seen[0]), "%.*s", (int)sizeof(seen[0]) - 1, p + 1);
+		const char *section = p + 1, *name = strncmp(section, "bridge ", 7) == 0 ? section + 7 : NULL;
+		char problem[128];
+		if (!name || kb_ifname_problem(name, true, problem, sizeof(problem))) {
+			snprintf(f->why, sizeof(f->why), "section [%.64s]: %s", section, name ? problem : "not [bridge NAME]");
+			return number;
+		}
+		for (int i = 0; i < f->count; i++)
+			if (!strcmp(f->specs[i].name, name)) {
+				snprintf(f->why, sizeof(f->why), "[%s] appears twice", section);
+				return number;
+			}
+		if (f->count == MAX_BRIDGES) {
+			snprintf(f->why, sizeof(f->why), "more than %d bridges", MAX_BRIDGES);
+			return number;
+		}
+		kb_bridge_spec_init(&f->specs[f->count++], name);
 	}
-	free(seen);
-	rewind(f);
-	return found;
+	rewind(in);
+	return 0;
 }
 
 /* Read FILE's bridges into a new struct apply_file, every key checked before anything changes. */
@@ -175,11 +185,8 @@ static struct apply_file *read_apply_file(const struct kb_ctx *ctx, const char *
 		kb_fail(err, ENOMEM, NULL, "reading %s", path);
 		return NULL;
 	}
-	char section[128];
-	int line = repeated_section(f, section, sizeof(section));
-	if (line)
-		snprintf(parsed->why, sizeof(parsed->why), "[%s] appears twice", section);
-	else
+	int line = scan_sections(f, parsed);
+	if (!line)
 		line = ini_parse_file(f, apply_handler, parsed);
 	if (line != 0) {
 		kb_fail(err, 0, path, "%s", parsed->why[0] ? parsed->why : "not INI syntax");

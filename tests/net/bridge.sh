@@ -617,7 +617,20 @@ CONF
 	run_in_ns "$NS_HOST" bridge apply "$TESTS_TMP/dup.conf"
 	expect_rc 1
 	expect_eq "duplicate" "$ERR" "kvmbox bridge: $TESTS_TMP/dup.conf:3: [bridge br2] appears twice"
+	# A bad name in a section without keys (inih never reports such a section) is refused at its header.
+	printf '[bridge br3]\nstp = off\n[bridge br$(id)]\n' >"$TESTS_TMP/keyless-bad.conf"
+	run_in_ns "$NS_HOST" bridge apply "$TESTS_TMP/keyless-bad.conf"
+	expect_rc 1
+	expect_match "bad name without keys" "$ERR" "keyless-bad.conf:3: section \\[bridge br\\\$\\(id\\)\\]: .*'\\\$' is not allowed"
 	expect_eq "nothing changed" "$(net_state "$NS_HOST")" "$before"
+	# A section without keys is a bridge with its defaults, as `bridge add NAME` makes it; and a
+	# file of one bridge is made (it was refused as 'changed since it was planned').
+	printf '[bridge br4]\n' >"$TESTS_TMP/keyless.conf"
+	run_in_ns "$NS_HOST" bridge apply "$TESTS_TMP/keyless.conf"
+	expect_rc 0
+	expect_eq "made with its defaults" "$(ip -n "$NS_HOST" -j -d link show br4 | jq -r '.[0].linkinfo.info_kind')" bridge
+	run_in_ns "$NS_HOST" bridge apply "$TESTS_TMP/keyless.conf"
+	expect_eq "then unchanged" "$(printf '%s\n' "$OUT" | awk '{print $1}' | sort -u)" "unchanged"
 }
 
 # What --dry-run shows is what the run does: the same changes (items, before, after, the

@@ -1441,10 +1441,11 @@ int kb_bridge_plan(const struct kb_ctx *ctx, const struct kb_bridge_spec *spec, 
 }
 
 /*
- * Make the bridges one after another. With one bridge each change is checked
- * against @plan; with many, each is derived again just before it is made (an
- * earlier one changes the host, and the files they share). @plan ends up
- * holding the changes as made.
+ * Make the bridges one after another. With one bridge planned into @plan
+ * (kb_bridge_plan) each change is checked against it; with many, or none
+ * planned (an empty @plan: `bridge apply FILE` plans as it makes), each is
+ * derived again just before it is made (an earlier one changes the host, and
+ * the files they share). @plan ends up holding the changes as made.
  */
 int kb_bridges_apply(const struct kb_ctx *ctx, const struct kb_bridge_spec *specs, int count, struct kb_plan *plan,
 		     struct kb_error *err)
@@ -1454,7 +1455,7 @@ int kb_bridges_apply(const struct kb_ctx *ctx, const struct kb_bridge_spec *spec
 		return -1;
 	struct kb_plan done = { 0 };
 	b->plan = &done;
-	b->planned = count == 1 ? plan : NULL;
+	b->planned = count == 1 && plan->count ? plan : NULL; /* an empty plan is none: a file of one bridge failed here */
 	int rc = 0;
 	for (int i = 0; rc == 0 && i < count; i++)
 		rc = add_one(b, &specs[i], err);
