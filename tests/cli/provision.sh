@@ -284,6 +284,35 @@ bundle_tar() {
 	head -c 65536 /dev/urandom >"$m/disk.raw"
 	(cd "$m" && sha256sum domain.xml disk.raw >SHA256SUMS && tar -cf "$TESTS_TMP/$1.tar" domain.xml disk.raw SHA256SUMS)
 }
+# A re-run finds the tree it unpacked by what the tree records of its source (never by its
+# disks, which are the guest's): the same words are unchanged and say so; another bundle
+# (another pinned SHA-256, or another source) is refused naming both, the tree untouched.
+test_bundle_rerun_names_what_it_holds() {
+	host
+	bundle_tar a
+	bundle_tar b
+	local sha_a sha_b tree=$T/srv/images/vm before
+	sha_a=$(sha256sum "$TESTS_TMP/a.tar" | cut -d' ' -f1)
+	sha_b=$(sha256sum "$TESTS_TMP/b.tar" | cut -d' ' -f1)
+	printf '[bundle vm]\nsource = %s\ndest = /srv/images\nsha256 = %s\n' "$TESTS_TMP/a.tar" "$sha_a" >"$TESTS_TMP/host.conf"
+	prov
+	expect_rc 0
+	before=$(cd "$tree" && sha256sum domain.xml disk.raw SHA256SUMS)
+	prov --json
+	expect_rc 0
+	expect_eq "the same words" "$(jq -r '.steps[] | .changes[] | "\(.status): \(.note)"' <<<"$OUT")" \
+		"unchanged: already unpacked from the same SHA-256 (--replace unpacks again)"
+	printf '[bundle vm]\nsource = %s\ndest = /srv/images\nsha256 = %s\n' "$TESTS_TMP/a.tar" "$sha_b" >"$TESTS_TMP/host.conf"
+	prov
+	expect_rc 1
+	expect_match "another SHA-256" "$ERR" "holds the bundle unpacked from $TESTS_TMP/a.tar sha256 $sha_a, not $TESTS_TMP/a.tar sha256 $sha_b: refusing to replace a guest's disks"
+	printf '[bundle vm]\nsource = %s\ndest = /srv/images\n' "$TESTS_TMP/b.tar" >"$TESTS_TMP/host.conf"
+	prov --plan
+	expect_rc 1
+	expect_match "another source" "$ERR" "holds the bundle unpacked from $TESTS_TMP/a.tar sha256 $sha_a, not $TESTS_TMP/b.tar: refusing"
+	expect_eq "the tree untouched" "$(cd "$tree" && sha256sum domain.xml disk.raw SHA256SUMS)" "$before"
+}
+
 # syncs LOG: from strace -y of a run, in order, "rename DIR" for each entry renamed into DIR
 # (the state file's as "rename-state"), "fsync DIR" for each directory synced.
 syncs() {
@@ -361,6 +390,7 @@ t test_plan_shows_changes_and_is_what_runs
 t test_directory_syncs_once_each_before_the_result
 t test_killed_before_the_result_leaves_whole_files
 t test_bundle_into_a_new_dest
+t test_bundle_rerun_names_what_it_holds
 t test_refused_step_changes_nothing
 t test_remote_bundle_verified_before_any_step
 t test_missing_remote_bundle_refuses_the_plan

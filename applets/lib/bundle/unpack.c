@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -49,6 +50,14 @@
 #define SOURCE_BUF (1u << 20)
 #define SOURCE_BUFS 8 /* a reader's buffers: blocks queued for hashing while the next are read */
 #define HOLE_GRAIN 4096u
+/*
+ * Written into the tree beside the members: the source it was unpacked from
+ * and the SHA-256 it was pinned to ("-" when none). A provision run that
+ * finds the tree compares its own words with it (kb_unpack_plan,
+ * keep_existing), never the disks, which are the guest's to change.
+ */
+#define SOURCE_RECORD ".kvmbox-source"
+#define SOURCE_RECORD_MAX 4096
 
 struct worker;
 
@@ -108,6 +117,7 @@ struct unpack {
 	bool hashing;
 	struct kb_sha256 source_sha;
 	char pinned_sha256[65];
+	char source[PATH_MAX + 256]; /* as the spec names it: the tree's SOURCE_RECORD keeps it */
 };
 
 /*
@@ -841,8 +851,24 @@ static int check_replace(const struct kb_ctx *ctx, struct kb_xml *xml, const cha
 }
 
 /* The staging directory becomes DIR/NAME; with --replace an existing one is swapped out atomically. */
+/* SOURCE_RECORD into the staging directory, synced (the directory is synced after it). */
+static int write_source_record(struct unpack *u, struct kb_error *err)
+{
+	char text[SOURCE_RECORD_MAX];
+	int n = snprintf(text, sizeof(text), "source %s\nsha256 %s\n", u->source, u->pinned_sha256[0] ? u->pinned_sha256 : "-");
+	if (n < 0 || (size_t)n >= sizeof(text))
+		return kb_fail(err, ENAMETOOLONG, u->staging, "recording the source of");
+	/* O_EXCL: a member of that name (never a bundle's own) is not overwritten, and fails the unpack. */
+	autoclose_fd fd = openat(u->staging_lock, SOURCE_RECORD, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0 || kb_write_all(fd, text, (size_t)n) < 0 || fsync(fd) < 0)
+		return kb_fail(err, errno, u->staging, "writing %s into", SOURCE_RECORD);
+	return 0;
+}
+
 static int commit(struct unpack *u, bool replace, struct kb_error *err)
 {
+	if (write_source_record(u, err) < 0)
+		return -1;
 	/* mkdtemp made it 0700; QEMU under libvirt must be able to reach the images inside. */
 	if (fchmod(u->staging_lock, 0755) < 0)
 		return kb_fail(err, errno, u->staging, "setting the mode of");
@@ -1286,7 +1312,7 @@ static int describe_dir(const char *path, char *buf, size_t size, struct kb_erro
 	struct dirent *de;
 	while ((de = readdir(d)) != NULL) {
 		struct stat st;
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || !strcmp(de->d_name, SOURCE_RECORD))
 			continue;
 		files++;
 		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
@@ -1378,6 +1404,47 @@ int kb_unpack_describe_source(const struct kb_unpack_spec *spec, char *buf, size
 	return 0;
 }
 
+/*
+ * The tree @dir holds, as its SOURCE_RECORD says, against what @spec names:
+ * the same SHA-256 when both pin one, else the same source. Another is
+ * refused (replacing it would replace a guest's disks); into @known what the
+ * plan's note says of it.
+ */
+static int same_source(const struct kb_unpack_spec *spec, const char *dir, char *known, size_t size, struct kb_error *err)
+{
+	char path[PATH_MAX + 32];
+	snprintf(path, sizeof(path), "%s/%s", dir, SOURCE_RECORD);
+	autoclose_fd fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	char text[SOURCE_RECORD_MAX] = "";
+	ssize_t n = fd < 0 ? -1 : read(fd, text, sizeof(text) - 1);
+	if (n <= 0) {
+		snprintf(known, size, " (no record of its source: unpacked by hand, or by an older kvmbox)");
+		return 0;
+	}
+	text[n] = '\0';
+	char *source = strstr(text, "source "), *sha = strstr(text, "\nsha256 ");
+	if (source != text || !sha) {
+		snprintf(known, size, " (its source record is unreadable)");
+		return 0;
+	}
+	*sha = '\0';
+	source += strlen("source ");
+	sha += strlen("\nsha256 ");
+	sha[strcspn(sha, "\n")] = '\0';
+	bool pinned_both = spec->sha256[0] && strcmp(sha, "-");
+	bool same = pinned_both ? !strcasecmp(sha, spec->sha256) : !strcmp(source, spec->source);
+	if (!same)
+		return kb_fail(err, 0, dir, "holds the bundle unpacked from %.200s%s%.64s, not %.200s%s%.64s: refusing to "
+					    "replace a guest's disks (kvmbox unpack --replace does, by hand):",
+			       source, strcmp(sha, "-") ? " sha256 " : "", strcmp(sha, "-") ? sha : "", spec->source,
+			       spec->sha256[0] ? " sha256 " : "", spec->sha256);
+	if (spec->sha256[0] && !strcmp(sha, "-"))
+		snprintf(known, size, " from the same source, before its SHA-256 was pinned: not checked against it");
+	else
+		snprintf(known, size, " from the same %s", pinned_both ? "SHA-256" : "source");
+	return 0;
+}
+
 int kb_unpack_plan(const struct kb_ctx *ctx, const struct kb_unpack_spec *spec, struct kb_plan *plan,
 		   struct kb_error *err)
 {
@@ -1392,9 +1459,12 @@ int kb_unpack_plan(const struct kb_ctx *ctx, const struct kb_unpack_spec *spec, 
 		return -1;
 	struct kb_change *c;
 	if (exists && !spec->replace) {
+		char known[160];
+		if (same_source(spec, w.final_dir.s, known, sizeof(known), err) < 0)
+			return -1;
 		if (!(c = kb_plan_add(plan, w.dir, KB_CHANGE_VALUE, before, before, err)))
 			return -1;
-		kb_change_note(c, "already unpacked (--replace unpacks again)");
+		kb_change_note(c, "already unpacked%s (--replace unpacks again)", known);
 		c->action = UNPACK_DIR;
 		return 0;
 	}
@@ -1527,6 +1597,7 @@ static int stage_dir(const struct kb_ctx *ctx, const struct kb_unpack_spec *spec
 	s->w = *w;
 	s->replace = spec->replace;
 	u->ctx = ctx;
+	snprintf(u->source, sizeof(u->source), "%s", spec->source);
 	snprintf(u->dest, sizeof(u->dest), "%s", spec->dest);
 	snprintf(u->name, sizeof(u->name), "%s", w->name);
 	u->dest_dir = w->dest_dir;
