@@ -851,11 +851,26 @@ static int check_replace(const struct kb_ctx *ctx, struct kb_xml *xml, const cha
 }
 
 /* The staging directory becomes DIR/NAME; with --replace an existing one is swapped out atomically. */
+/*
+ * A source as SOURCE_RECORD keeps it: a URL as written, a file by its
+ * canonical path (`a.tar` in one directory is `/srv/a.tar` named from
+ * another), or as written when it cannot be resolved (gone since).
+ */
+static void source_identity(const char *source, char *out, size_t size)
+{
+	char resolved[PATH_MAX];
+	if (strncmp(source, "http://", 7) && realpath(source, resolved))
+		snprintf(out, size, "%s", resolved);
+	else
+		snprintf(out, size, "%s", source);
+}
+
 /* SOURCE_RECORD into the staging directory, synced (the directory is synced after it). */
 static int write_source_record(struct unpack *u, struct kb_error *err)
 {
-	char text[SOURCE_RECORD_MAX];
-	int n = snprintf(text, sizeof(text), "source %s\nsha256 %s\n", u->source, u->pinned_sha256[0] ? u->pinned_sha256 : "-");
+	char text[SOURCE_RECORD_MAX], source[PATH_MAX + 256];
+	source_identity(u->source, source, sizeof(source));
+	int n = snprintf(text, sizeof(text), "source %s\nsha256 %s\n", source, u->pinned_sha256[0] ? u->pinned_sha256 : "-");
 	if (n < 0 || (size_t)n >= sizeof(text))
 		return kb_fail(err, ENAMETOOLONG, u->staging, "recording the source of");
 	/* O_EXCL: a member of that name (never a bundle's own) is not overwritten, and fails the unpack. */
@@ -1432,11 +1447,13 @@ static int same_source(const struct kb_unpack_spec *spec, const char *dir, char 
 	sha += strlen("\nsha256 ");
 	sha[strcspn(sha, "\n")] = '\0';
 	bool pinned_both = spec->sha256[0] && strcmp(sha, "-");
-	bool same = pinned_both ? !strcasecmp(sha, spec->sha256) : !strcmp(source, spec->source);
+	char named[PATH_MAX + 256];
+	source_identity(spec->source, named, sizeof(named));
+	bool same = pinned_both ? !strcasecmp(sha, spec->sha256) : !strcmp(source, named);
 	if (!same)
 		return kb_fail(err, 0, dir, "holds the bundle unpacked from %.200s%s%.64s, not %.200s%s%.64s: refusing to "
 					    "replace a guest's disks (kvmbox unpack --replace does, by hand):",
-			       source, strcmp(sha, "-") ? " sha256 " : "", strcmp(sha, "-") ? sha : "", spec->source,
+			       source, strcmp(sha, "-") ? " sha256 " : "", strcmp(sha, "-") ? sha : "", named,
 			       spec->sha256[0] ? " sha256 " : "", spec->sha256);
 	if (spec->sha256[0] && !strcmp(sha, "-"))
 		snprintf(known, size, " from the same source, before its SHA-256 was pinned: not checked against it");
