@@ -311,6 +311,12 @@ test_bundle_rerun_names_what_it_holds() {
 	expect_rc 1
 	expect_match "another source" "$ERR" "holds the bundle unpacked from $TESTS_TMP/a.tar sha256 $sha_a, not $TESTS_TMP/b.tar: refusing"
 	expect_eq "the tree untouched" "$(cd "$tree" && sha256sum domain.xml disk.raw SHA256SUMS)" "$before"
+	# A record that is a FIFO (a mounted root holds anything) is never waited on.
+	rm "$tree/.kvmbox-source"
+	mkfifo "$tree/.kvmbox-source"
+	RUN_BOUND=10 prov --plan
+	expect_rc 0
+	expect_match "a FIFO is no record" "$OUT" "unchanged"
 }
 
 # syncs LOG: from strace -y of a run, in order, "rename DIR" for each entry renamed into DIR

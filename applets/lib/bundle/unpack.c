@@ -1429,9 +1429,11 @@ static int same_source(const struct kb_unpack_spec *spec, const char *dir, char 
 {
 	char path[PATH_MAX + 32];
 	snprintf(path, sizeof(path), "%s/%s", dir, SOURCE_RECORD);
-	autoclose_fd fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	/* A mounted root's tree may hold anything there: never wait on a FIFO, read only a regular file. */
+	autoclose_fd fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	struct stat st;
 	char text[SOURCE_RECORD_MAX] = "";
-	ssize_t n = fd < 0 ? -1 : read(fd, text, sizeof(text) - 1);
+	ssize_t n = fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ? -1 : read(fd, text, sizeof(text) - 1);
 	if (n <= 0) {
 		snprintf(known, size, " (no record of its source: unpacked by hand, or by an older kvmbox)");
 		return 0;
