@@ -194,6 +194,36 @@ vm.nr_hugepages = 1024"
 	expect_rc 2
 }
 
+# A sysctl file read after kvmbox's sets vm.nr_hugepages: the persisted value would not last,
+# and the plan says which file and line win. The order is systemd's own: systemd-analyze
+# cat-config lists the files as systemd-sysctl reads them, and the last setter it lists is
+# the file kvmbox names.
+test_persist_overridden_by_a_later_file() {
+	local r t last
+	r=$(numa_root)
+	t=$(mktemp -d "$TESTS_TMP/target.XXXXXX")
+	mkdir -p "$t/etc/sysctl.d" "$t/usr/lib/sysctl.d"
+	printf '# earlier: ours wins over it\nvm.nr_hugepages = 3\n' >"$t/etc/sysctl.d/10-early.conf"
+	printf 'vm.swappiness = 10\n-vm/nr_hugepages=64\n' >"$t/usr/lib/sysctl.d/90-vendor.conf"
+	printf 'vm.nr_hugepages = 8\n' >"$t/usr/lib/sysctl.d/95-masked.conf"
+	: >"$t/etc/sysctl.d/95-masked.conf" # the same name in /etc masks /usr/lib's
+	printf 'vm.nr_hugepages = 1024\n' >"$t/usr/lib/sysctl.d/96-same.conf"
+	run --root "$r" --target "$t" hugepages set 1024 --persist
+	expect_rc 0
+	expect_match "the later file" "$OUT" 'WARN +sysctl.d +/usr/lib/sysctl.d/90-vendor.conf:2 sets vm.nr_hugepages = 64 after /etc/sysctl.d/80-kvmbox-hugepages.conf and overrides it at boot'
+	expect_match "the same value" "$OUT" 'INFO +sysctl.d +/usr/lib/sysctl.d/96-same.conf:1 sets vm.nr_hugepages = 1024 too'
+	case "$OUT" in *10-early*) fail "an earlier file named: $OUT" ;; *95-masked*) fail "a masked file named: $OUT" ;; esac
+	last=$(systemd-analyze cat-config --root="$t" sysctl.d 2>/dev/null | awk '/^# \// { file = $2 } /nr_hugepages *= *64/ { print file }')
+	expect_eq "systemd reads the vendor file after ours" "$last" "$t/usr/lib/sysctl.d/90-vendor.conf"
+	# /etc/sysctl.conf, read last by sysctl --system, and once when Debian's 99-sysctl.conf links to it.
+	printf 'vm.nr_hugepages=7\n' >"$t/etc/sysctl.conf"
+	ln -s ../sysctl.conf "$t/etc/sysctl.d/99-sysctl.conf"
+	run --root "$r" --target "$t" hugepages set 1024 --persist --json
+	expect_rc 0
+	expect_eq "sysctl.conf once" "$(jq -c '[.changes[] | select(.item == "sysctl.d") | .status]' <<<"$OUT")" '["WARN","INFO","WARN"]'
+	expect_match "through the link" "$(jq -r '.changes[-1].after' <<<"$OUT")" '^/etc/sysctl.d/99-sysctl.conf:1 sets vm.nr_hugepages = 7 after'
+}
+
 # The plan is what the run does: the same items, before and after, from the pool to the
 # kernel arguments that keep a 1G pool (grub-args' changes in hugepages' plan).
 test_dry_run_equals_run() {
@@ -304,6 +334,7 @@ t test_short_allocation_fails
 t test_over_memory_is_refused
 t test_for_domains
 t test_persist
+t test_persist_overridden_by_a_later_file
 t test_dry_run_equals_run
 t test_bad_input
 t test_this_machine

@@ -102,6 +102,18 @@ test_explicit_list() {
 	expect_eq "zero" "$ERR" "kvmbox tune: --housekeeping: '0' is not a number of cores per node (1 to 64)"
 }
 
+# A sysctl file read after tune's turns balancing back on at boot: the plan names it.
+test_numa_balancing_overridden_at_boot() {
+	local r
+	r=$(tune_root 2 4 2)
+	mkdir -p "$r/usr/lib/sysctl.d"
+	printf 'kernel/numa_balancing = 1\n' >"$r/usr/lib/sysctl.d/90-numa.conf"
+	run --root "$r" --json tune --no-update
+	expect_rc 0
+	expect_eq "the later file" "$(jq -c '[.changes[] | select(.item == "sysctl.d") | [.status, .after]]' <<<"$OUT")" \
+		'[["WARN","/usr/lib/sysctl.d/90-numa.conf:1 sets kernel.numa_balancing = 1 after /etc/sysctl.d/80-kvmbox-tune.conf and overrides it at boot"]]'
+}
+
 # The plan is what the run does: the same items, before and after.
 test_dry_run_equals_run() {
 	local r planned
@@ -205,6 +217,7 @@ test_provision_section() {
 t test_topologies
 t test_management_nic_node_first
 t test_explicit_list
+t test_numa_balancing_overridden_at_boot
 t test_dry_run_equals_run
 t test_irqbalance_in_place
 t test_too_long_refused

@@ -72,6 +72,15 @@ struct kb_change *kb_plan_add(struct kb_plan *plan, const char *item, enum kb_ch
 	return c;
 }
 
+struct kb_change *kb_plan_finding(struct kb_plan *plan, const char *item, enum kb_status status, const char *text,
+				  struct kb_error *err)
+{
+	struct kb_change *c = kb_plan_add(plan, item, KB_CHANGE_VALUE, text, text, err);
+	if (c)
+		c->status = status;
+	return c;
+}
+
 /* Replace *@field by the formatted text; on failure (out of memory) it keeps what it had. */
 static void set_text(char **field, const char *fmt, va_list ap)
 {

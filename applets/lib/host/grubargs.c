@@ -227,16 +227,6 @@ static int plan_cmdline(const char *text, size_t len, const struct kb_karg_chang
 	return 0;
 }
 
-/* A finding beside the changes (a grub.d file): @status KB_WARN or KB_INFO, the text as its value. */
-static struct kb_change *plan_finding(struct kb_plan *plan, const char *item, enum kb_status status, const char *text,
-				      struct kb_error *err)
-{
-	struct kb_change *c = kb_plan_add(plan, item, KB_CHANGE_VALUE, text, text, err);
-	if (c)
-		c->status = status;
-	return c;
-}
-
 static int compare_names(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -275,12 +265,12 @@ static int grub_d_file(const struct kb_ctx *ctx, const char *path, const char *v
 		struct kb_change *c;
 		if (builds_on(p, eol ? (size_t)(eol - p) : strlen(p), var)) {
 			snprintf(what, sizeof(what), "%s:%u extends %s (kept)", path, line, var);
-			if (!plan_finding(plan, "grub.d", KB_INFO, what, err))
+			if (!kb_plan_finding(plan, "grub.d", KB_INFO, what, err))
 				return -1;
 		} else {
 			snprintf(what, sizeof(what), "%s:%u sets %s after %s and overrides it", path, line, var,
 				 KB_GRUB_DEFAULTS);
-			if (!(c = plan_finding(plan, "grub.d", KB_WARN, what, err)))
+			if (!(c = kb_plan_finding(plan, "grub.d", KB_WARN, what, err)))
 				return -1;
 			kb_change_hint(c, "change or remove that line; GRUB reads it last");
 		}
@@ -336,7 +326,7 @@ static int plan_update(const struct kb_ctx *ctx, struct kb_plan *plan, struct kb
 			return kb_fail(err, ENOMEM, path, "planning");
 		return 0;
 	}
-	if (!(c = plan_finding(plan, "update", KB_WARN, "no update-grub, grub-mkconfig or grub2-mkconfig found", err)))
+	if (!(c = kb_plan_finding(plan, "update", KB_WARN, "no update-grub, grub-mkconfig or grub2-mkconfig found", err)))
 		return -1;
 	kb_change_hint(c, "regenerate your boot loader's configuration by hand");
 	return 0;

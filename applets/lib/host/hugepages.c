@@ -15,6 +15,7 @@
 #include "kvmbox/core/xml.h"
 #include "kvmbox/host/grubargs.h"
 #include "kvmbox/host/hugepages.h"
+#include "kvmbox/host/sysctl.h"
 #include "kvmbox/virt/domxml.h"
 
 #define SYSFS_POOLS "/sys/kernel/mm/hugepages"
@@ -561,7 +562,9 @@ static int plan_persist(const struct kb_ctx *ctx, const struct pool *pool, long 
 		return -1;
 	c->action = HUGE_SYSCTL;
 	kb_change_note(c, "vm.nr_hugepages = %ld", pages);
-	return 0;
+	char value[32];
+	snprintf(value, sizeof(value), "%ld", pages);
+	return kb_sysctl_plan_overrides(ctx, KB_HUGEPAGES_SYSCTL_FILE, "vm.nr_hugepages", value, plan, err);
 }
 
 int kb_hugepages_plan(const struct kb_ctx *ctx, const struct kb_hugepages_spec *spec, struct kb_plan *plan,

@@ -15,6 +15,7 @@
 #include "kvmbox/host/cmdline.h"
 #include "kvmbox/host/grubargs.h"
 #include "kvmbox/host/pcidev.h"
+#include "kvmbox/host/sysctl.h"
 #include "kvmbox/host/tune.h"
 #include "kvmbox/virt/placement.h"
 
@@ -185,14 +186,6 @@ static void per_node(const struct choice *c, const struct kb_cpuset *set, bool n
 	}
 }
 
-static struct kb_change *finding(struct kb_plan *plan, const char *item, const char *text, struct kb_error *err)
-{
-	struct kb_change *ch = kb_plan_add(plan, item, KB_CHANGE_VALUE, text, text, err);
-	if (ch)
-		ch->status = KB_INFO;
-	return ch;
-}
-
 static int plan_findings(const struct choice *c, struct kb_plan *plan, struct kb_error *err)
 {
 	char text[LIST_MAX], nodes[2 * LIST_MAX];
@@ -204,12 +197,12 @@ static int plan_findings(const struct choice *c, struct kb_plan *plan, struct kb
 	} else {
 		snprintf(text, sizeof(text), "none (no default route)");
 	}
-	if (!finding(plan, "management-nic", text, err))
+	if (!kb_plan_finding(plan, "management-nic", KB_INFO, text, err))
 		return -1;
 	const struct kb_cpuset *sets[] = { &c->housekeeping, &c->isolated };
 	const char *items[] = { "housekeeping", "isolated" };
 	for (size_t i = 0; i < 2; i++) {
-		if (!(ch = finding(plan, items[i], kb_cpuset_format(sets[i], text, sizeof(text)), err)))
+		if (!(ch = kb_plan_finding(plan, items[i], KB_INFO, kb_cpuset_format(sets[i], text, sizeof(text)), err)))
 			return -1;
 		per_node(c, sets[i], i == 0, nodes, sizeof(nodes));
 		kb_change_note(ch, "%u CPUs; %s", kb_cpuset_count(sets[i]), nodes);
@@ -312,6 +305,8 @@ static int plan_numa_balancing(const struct kb_ctx *ctx, struct kb_plan *plan, s
 		return -1;
 	ch->action = TUNE_FILE;
 	kb_change_note(ch, "kernel.numa_balancing = 0 at every boot");
+	if (kb_sysctl_plan_overrides(ctx, KB_TUNE_SYSCTL_FILE, "kernel.numa_balancing", "0", plan, err) < 0)
+		return -1;
 	char now[16];
 	if (kb_read_value(ctx, KB_TUNE_NUMA_BALANCING, now, sizeof(now), NULL) < 0)
 		return 0; /* a kernel without automatic NUMA balancing */

@@ -69,6 +69,10 @@ int kb_plan_reserve(struct kb_plan *plan, size_t n, const char *item, struct kb_
 struct kb_change *kb_plan_add(struct kb_plan *plan, const char *item, enum kb_change_kind kind, const char *before,
 			      const char *after, struct kb_error *err);
 
+/* A finding beside the changes (@status KB_INFO or KB_WARN), @text as its value. NULL with @err when out of memory. */
+struct kb_change *kb_plan_finding(struct kb_plan *plan, const char *item, enum kb_status status, const char *text,
+				  struct kb_error *err);
+
 /* Set a change's note or hint, printf-style (replacing what it had). */
 void kb_change_note(struct kb_change *change, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void kb_change_hint(struct kb_change *change, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -1,0 +1,161 @@
+/* The sysctl.d files read after one of kvmbox's; see kvmbox/host/sysctl.h. */
+#include <dirent.h>
+#include <errno.h>
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kvmbox/core/cleanup.h"
+#include "kvmbox/core/file.h"
+#include "kvmbox/core/sysroot.h"
+#include "kvmbox/host/sysctl.h"
+
+/*
+ * Highest priority first: a name in an earlier directory masks the same name in later ones (sysctl.d(5)).
+ * /run/sysctl.d is left out: it is empty at the boot a persisted value is for.
+ */
+static const char *const sysctl_dirs[] = {
+	"/etc/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d",
+};
+#define SYSCTL_CONF "/etc/sysctl.conf"
+#define SYSCTL_FILE_MAX (1 << 20)
+#define SYSCTL_NAMES_MAX 1024
+
+struct sysctl_file {
+	char *name;  /* the basename, the order they are read in */
+	size_t rank; /* index into sysctl_dirs: the lowest wins a name */
+};
+
+static void trim(const char **start, const char **end)
+{
+	while (*start < *end && strchr(" \t\r", **start))
+		(*start)++;
+	while (*end > *start && strchr(" \t\r", (*end)[-1]))
+		(*end)--;
+}
+
+bool kb_sysctl_parse_line(const char *line, size_t len, char *key, size_t key_size, char *value,
+			  size_t value_size)
+{
+	const char *p = line, *end = line + len;
+	trim(&p, &end);
+	if (p == end || *p == '#' || *p == ';')
+		return false;
+	if (*p == '-') /* "-key = value": a failure to set it is ignored */
+		p++;
+	const char *eq = memchr(p, '=', (size_t)(end - p));
+	if (!eq)
+		return false;
+	const char *k = p, *k_end = eq, *v = eq + 1, *v_end = end;
+	trim(&k, &k_end);
+	trim(&v, &v_end);
+	size_t k_len = (size_t)(k_end - k), v_len = (size_t)(v_end - v);
+	if (k_len == 0 || k_len >= key_size || v_len >= value_size)
+		return false;
+	memcpy(key, k, k_len);
+	key[k_len] = '\0';
+	/* A key whose first separator is '/' is written in /proc/sys's form: '/' and '.' swap. */
+	size_t slash = strcspn(key, "/"), dot = strcspn(key, ".");
+	if (slash < dot)
+		for (char *c = key; *c; c++)
+			*c = *c == '/' ? '.' : *c == '.' ? '/' : *c;
+	memcpy(value, v, v_len);
+	value[v_len] = '\0';
+	return true;
+}
+
+/* One file: a finding for each line that sets @key (a glob pattern on the line matches too, as systemd reads it). */
+static int scan_file(const struct kb_ctx *ctx, const char *path, const char *ours, const char *key, const char *value,
+		     struct kb_plan *plan, struct kb_error *err)
+{
+	autofree char *text = NULL;
+	size_t len;
+	if (kb_read_file(ctx, path, SYSCTL_FILE_MAX, &text, &len, NULL) < 0)
+		return 0; /* unreadable or missing: it sets nothing */
+	unsigned line = 0;
+	for (const char *p = text, *end = text + len; p < end; line++) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p));
+		size_t n = eol ? (size_t)(eol - p) : (size_t)(end - p);
+		char k[256], v[256];
+		bool parsed = kb_sysctl_parse_line(p, n, k, sizeof(k), v, sizeof(v));
+		p += n + 1;
+		if (!parsed || (strcmp(k, key) && (!strpbrk(k, "*?[") || fnmatch(k, key, 0))))
+			continue;
+		char what[PATH_MAX + 600];
+		struct kb_change *c;
+		if (!strcmp(v, value)) {
+			snprintf(what, sizeof(what), "%s:%u sets %s = %s too, after %s", path, line + 1, k, v, ours);
+			if (!kb_plan_finding(plan, "sysctl.d", KB_INFO, what, err))
+				return -1;
+			continue;
+		}
+		snprintf(what, sizeof(what), "%s:%u sets %s = %s after %s and overrides it at boot", path, line + 1, k, v,
+			 ours);
+		if (!(c = kb_plan_finding(plan, "sysctl.d", KB_WARN, what, err)))
+			return -1;
+		kb_change_hint(c, "change or remove that line: the sysctl files are read in order, the last setting wins");
+	}
+	return 0;
+}
+
+static int compare_files(const void *a, const void *b)
+{
+	const struct sysctl_file *x = a, *y = b;
+	int by_name = strcmp(x->name, y->name);
+	return by_name ? by_name : (x->rank > y->rank) - (x->rank < y->rank);
+}
+
+/* The *.conf names of every directory into @files (grown as needed). */
+static int list_files(const struct kb_ctx *ctx, struct sysctl_file **files, size_t *count, struct kb_error *err)
+{
+	size_t room = 0;
+	for (size_t rank = 0; rank < sizeof(sysctl_dirs) / sizeof(sysctl_dirs[0]); rank++) {
+		autoclose_dir d = kb_sysroot_opendir(ctx, sysctl_dirs[rank], NULL);
+		struct dirent *de;
+		while (d && (de = readdir(d)) != NULL && *count < SYSCTL_NAMES_MAX) {
+			size_t n = strlen(de->d_name);
+			if (n <= 5 || strcmp(de->d_name + n - 5, ".conf"))
+				continue;
+			if (*count == room) {
+				room = room ? 2 * room : 32;
+				struct sysctl_file *grown = realloc(*files, room * sizeof(**files));
+				if (!grown)
+					return kb_fail(err, ENOMEM, NULL, "listing the sysctl.d files");
+				*files = grown;
+			}
+			if (!((*files)[*count].name = strdup(de->d_name)))
+				return kb_fail(err, ENOMEM, NULL, "listing the sysctl.d files");
+			(*files)[(*count)++].rank = rank;
+		}
+	}
+	qsort(*files, *count, sizeof(**files), compare_files);
+	return 0;
+}
+
+int kb_sysctl_plan_overrides(const struct kb_ctx *ctx, const char *ours, const char *key, const char *value,
+			     struct kb_plan *plan, struct kb_error *err)
+{
+	const char *our_name = strrchr(ours, '/') ? strrchr(ours, '/') + 1 : ours;
+	struct sysctl_file *files = NULL;
+	size_t count = 0;
+	int rc = list_files(ctx, &files, &count, err);
+	struct kb_path conf;
+	bool conf_linked = false; /* Debian's /etc/sysctl.d/99-sysctl.conf links to /etc/sysctl.conf: read once */
+	for (size_t i = 0; i < count; i++) {
+		bool masked = i > 0 && !strcmp(files[i].name, files[i - 1].name);
+		if (rc == 0 && !masked && strcmp(files[i].name, our_name) > 0) {
+			char path[PATH_MAX];
+			snprintf(path, sizeof(path), "%s/%s", sysctl_dirs[files[i].rank], files[i].name);
+			if (kb_sysroot_canonical(ctx, path, true, &conf, NULL) == 0 && !strcmp(conf.s, SYSCTL_CONF))
+				conf_linked = true;
+			rc = scan_file(ctx, path, ours, key, value, plan, err);
+		}
+	}
+	for (size_t i = 0; i < count; i++)
+		free(files[i].name);
+	free(files);
+	if (rc == 0 && !conf_linked)
+		rc = scan_file(ctx, SYSCTL_CONF, ours, key, value, plan, err);
+	return rc;
+}
