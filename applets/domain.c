@@ -915,7 +915,7 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 	kb_domain_spec_init(&cmd->spec);
 	struct kb_error err = { 0 };
 	int opt, rc = -1;
-	char *end;
+	long jobs;
 	while (rc == -1 && (opt = getopt_long(argc, argv, KB_GLOBAL_SHORT_OPTIONS, long_options, NULL)) != -1) {
 		switch (opt) {
 		case OPT_FORCE: cmd->force = true; break;
@@ -940,8 +940,9 @@ int domain_main(struct kb_ctx *ctx, int argc, char **argv)
 			}
 			break;
 		case OPT_JOBS:
-			cmd->jobs = (unsigned)strtoul(optarg, &end, 10);
-			if (*end || end == optarg || cmd->jobs < 1 || cmd->jobs > 64) {
+			if (kb_parse_long(optarg, 1, 64, &jobs))
+				cmd->jobs = (unsigned)jobs;
+			else {
 				kb_say_error(ctx, "--jobs takes a number from 1 to 64, not '%s'", optarg);
 				rc = KB_EXIT_USAGE;
 			}

@@ -165,10 +165,12 @@ int hugepages_main(struct kb_ctx *ctx, int argc, char **argv)
 		return KB_EXIT_USAGE;
 	}
 	if (setting && !for_domains) {
-		if (optind >= argc || kb_hugepages_spec_set(&spec, "count", argv[optind], &err) < 0) {
-			kb_say_error(ctx, optind < argc && err.errnum == ERANGE ? "set: '%s' pages is more than any memory holds"
-										: "set needs a number of pages (or --for-domains)",
-				     optind < argc ? argv[optind] : "");
+		if (optind >= argc) {
+			kb_say_error(ctx, "set needs a number of pages (or --for-domains)");
+			return KB_EXIT_USAGE;
+		}
+		if (kb_hugepages_spec_set(&spec, "count", argv[optind], &err) < 0) {
+			kb_say_error(ctx, "set%s", err.what + strlen("count")); /* "count: ..." */
 			return KB_EXIT_USAGE;
 		}
 		optind++;

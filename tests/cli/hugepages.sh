@@ -270,6 +270,19 @@ test_bad_input() {
 	run --root "$r" hugepages set 4 --node x
 	expect_rc 2
 	expect_eq "bad node" "$ERR" "kvmbox hugepages: --node: 'x' is not a NUMA node number"
+	# Numbers as written: no blank, no sign, nothing after (strtol alone takes " 5" and "+5").
+	local v
+	for v in ' 5' '+5' '5 ' '0x10' ''; do
+		run --root "$r" hugepages set "$v"
+		expect_rc 2
+		expect_eq "count '$v'" "$ERR" "kvmbox hugepages: set: '$v' is not a number of pages"
+	done
+	printf '[hugepages]\ncount = +5\n' >"$TESTS_TMP/plus.conf"
+	run --root "$r" provision "$TESTS_TMP/plus.conf" --validate
+	expect_rc 1
+	expect_match "config" "$ERR" "plus.conf:2: .*'\+5' is not a number of pages"
+	run --root "$r" hugepages set 4 --node ' 1'
+	expect_rc 2
 }
 
 # The real pool of this machine: set a few pages, read them back, put the old value back.

@@ -1,4 +1,5 @@
 /* The options every applet shares; see kvmbox/core/cli.h. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +63,10 @@ bool kb_parse_long(const char *value, long min, long max, long *out)
 {
 	char *end;
 	errno = 0;
+	/* Digits as written: strtol alone would take " 5", "+5" and "\t-5" too. */
+	const char *digits = value + (value[0] == '-');
+	if (!isdigit((unsigned char)digits[0]))
+		return false;
 	long n = strtol(value, &end, 10);
 	if (end == value || *end || errno || n < min || n > max)
 		return false;
