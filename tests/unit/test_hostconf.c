@@ -86,6 +86,14 @@ static void defaults_and_repeated_addresses(void **state)
 	assert_string_equal(conf.domain[0].spec.xml, "/etc/b.xml");
 	assert_int_equal(conf.hugepages.count, -1);
 	assert_false(conf.has_kvm);
+	/* The keys that take a list may be given again, each line adding to it. */
+	assert_int_equal(parse("[grub]\nargs = a=1\narg = b\nargs = c=2\n[pci]\nprepare = 81:00.3\nprepare = 81:00.4\n"
+			       "[domain x]\nmemory = 1G\ndisk = size=1G\ndisk = size=2G\nnetwork = bridge=br0\nnetwork = bridge=br1\n"
+			       "hostdev = 81:00.3\nhostdev = 81:00.4\n",
+			       &err),
+			 0);
+	assert_string_equal(conf.grub.args, "a=1 b c=2");
+	assert_int_equal(conf.pci.count, 2);
 	/* An empty section counts: [devkvm] alone asks for the defaults. */
 	assert_int_equal(parse("# comment\n[devkvm]\n", &err), 0);
 	assert_true(conf.has_devkvm);
@@ -156,6 +164,11 @@ static void errors_name_the_line(void **state)
 		{ "[bridge all]\nuplink = em1\n", 1, "[bridge]: 'all' is reserved by the kernel (/proc/sys/net/ipv4/conf/all): not an interface name" },
 		{ "[bridge default]\n", 1, "[bridge]: 'default' is reserved by the kernel (/proc/sys/net/ipv4/conf/default): not an interface name" },
 		{ "[bridge br0]\nuplink = all\n", 2, "uplink: 'all' is reserved by the kernel (/proc/sys/net/ipv4/conf/all): not an interface name" },
+		/* A key given again is refused unless it takes a list: the last would win unseen. */
+		{ "[hugepages]\ncount = 5\n\ncount = 6\n", 4, "'count' is given twice in [hugepages]: give it once (the last would win unseen)" },
+		{ "[bridge br0]\nstp = no\naddress = 192.0.2.1/24\nstp = yes\n", 4, "'stp' is given twice in [bridge br0]: give it once (the last would win unseen)" },
+		{ "[domain web]\nmemory = 4G\nnetwork = bridge=br0\nmemory = 8G\n", 4, "'memory' is given twice in [domain web]: give it once (the last would win unseen)" },
+		{ "[grub]\nargs = a\nupdate = no\nupdate = yes\n", 4, "'update' is given twice in [grub]: give it once (the last would win unseen)" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct kb_error err;

@@ -14,6 +14,7 @@
 #include "kvmbox/host/kvmload.h"
 #include "kvmbox/host/hugepages.h"
 #include "kvmbox/host/vfio.h"
+#include "kvmbox/virt/domnew.h"
 #include "kvmbox/virt/domxml.h"
 #include "kvmbox/net/fetch.h"
 #include "kvmbox/provision/hostconf.h"
@@ -23,6 +24,8 @@
 struct parse {
 	struct kb_hostconf *conf;
 	char why[KB_ERROR_WHAT_MAX];
+	char (*seen)[2][160]; /* the section and key of every line so far, for repeats */
+	size_t seen_count, seen_room;
 };
 
 /*
@@ -147,10 +150,55 @@ static int domain_key(struct parse *p, struct kb_conf_domain *d, const char *key
 		found_;                                            \
 	})
 
+/* The keys that take a list, one item (or a few) per line: [domain]'s are domain new's list words. */
+static bool key_repeats(const char *section, const char *key)
+{
+	static const struct {
+		const char *section, *keys;
+	} lists[] = {
+		{ "grub", " args arg " }, { "pci", " prepare " }, { "hugepages", " with-domain " }, { "bridge", " address addr " },
+	};
+	if (!strncmp(section, "domain ", 7))
+		return kb_domnew_word_repeats(key);
+	char padded[160];
+	snprintf(padded, sizeof(padded), " %s ", key);
+	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
+		if (!strncmp(section, lists[i].section, strlen(lists[i].section)) &&
+		    (section[strlen(lists[i].section)] == '\0' || section[strlen(lists[i].section)] == ' ') &&
+		    strstr(lists[i].keys, padded))
+			return true;
+	return false;
+}
+
+/*
+ * A key given twice in one section is refused, unless it takes a list: with
+ * the last one winning, a forgotten line above silently stops counting.
+ */
+static bool repeated(struct parse *p, const char *section, const char *key)
+{
+	for (size_t i = 0; i < p->seen_count; i++)
+		if (!strcmp(p->seen[i][0], section) && !strcmp(p->seen[i][1], key))
+			return !key_repeats(section, key);
+	if (p->seen_count == p->seen_room) {
+		size_t room = p->seen_room ? 2 * p->seen_room : 32;
+		void *grown = realloc(p->seen, room * sizeof(*p->seen));
+		if (!grown)
+			return false; /* out of memory: the repeat goes unnoticed, nothing worse */
+		p->seen = grown;
+		p->seen_room = room;
+	}
+	snprintf(p->seen[p->seen_count][0], sizeof(p->seen[0][0]), "%s", section);
+	snprintf(p->seen[p->seen_count][1], sizeof(p->seen[0][1]), "%s", key);
+	p->seen_count++;
+	return false;
+}
+
 static int handler(void *user, const char *section, const char *key, const char *value)
 {
 	struct parse *p = user;
 	struct kb_hostconf *c = p->conf;
+	if (repeated(p, section, key))
+		return FAIL("'%s' is given twice in [%s]: give it once (the last would win unseen)", key, section);
 	/* inih and the pre-scan may read an odd header differently (inline comments, overlong lines). */
 	struct kb_conf_bridge *bridge = !strncmp(section, "bridge ", 7) ? find_bridge(c, section + 7) : NULL;
 	struct kb_conf_bundle *bundle = !strncmp(section, "bundle ", 7) ? FIND(c->bundle, c->bundle_count, section + 7) : NULL;
@@ -339,6 +387,7 @@ int kb_hostconf_parse(const char *text, size_t len, const char *path, struct kb_
 	struct parse p = { .conf = conf };
 	int line = ini_parse_string(copy, handler, &p);
 	free(copy);
+	free(p.seen);
 	if (line != 0)
 		return fail_at(err, path, line > 0 ? (unsigned)line : 0, p.why[0] ? p.why : "not INI syntax (KEY = VALUE under [SECTION])");
 	return check_complete(path, conf, err);

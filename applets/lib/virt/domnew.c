@@ -18,15 +18,26 @@ const char kb_domnew_words[] = "memory vcpus cpu machine virt-type disk cdrom bo
 			       "hugepages nested placement allow-host-file cloud-init import osinfo video sound serial console channel rng "
 			       "memballoon controller description noautoconsole filesystem location extra-args";
 
-bool kb_domnew_is_word(const char *key)
+/* Whether @word is one of the space-separated @words. */
+static bool in_words(const char *words, const char *word)
 {
-	size_t n = strlen(key);
-	if (strchr(key, ' '))
+	size_t n = strlen(word);
+	if (strchr(word, ' '))
 		return false;
-	for (const char *w = kb_domnew_words; n && (w = strstr(w, key)); w += n)
-		if ((w == kb_domnew_words || w[-1] == ' ') && (w[n] == ' ' || w[n] == '\0'))
+	for (const char *w = words; n && (w = strstr(w, word)); w += n)
+		if ((w == words || w[-1] == ' ') && (w[n] == ' ' || w[n] == '\0'))
 			return true;
 	return false;
+}
+
+bool kb_domnew_is_word(const char *key)
+{
+	return in_words(kb_domnew_words, key);
+}
+
+bool kb_domnew_word_repeats(const char *word)
+{
+	return in_words("disk network hostdev channel controller filesystem", word);
 }
 
 void kb_domnew_init(struct kb_domnew *d, const char *name)

@@ -162,6 +162,8 @@ void kb_domnew_init(struct kb_domnew *d, const char *name);
 extern const char kb_domnew_words[];
 /* Whether @key is one of them. */
 bool kb_domnew_is_word(const char *key);
+/* Whether a word takes a list, given again for each item (disk, network, ...): the others are given once. */
+bool kb_domnew_word_repeats(const char *word);
 
 /*
  * Apply one word: @key is memory, vcpus, cpu, machine, virt-type, disk, cdrom,
