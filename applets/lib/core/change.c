@@ -172,6 +172,13 @@ struct kb_change *kb_plan_file(const struct kb_ctx *ctx, struct kb_plan *plan, c
 	autofree char *before = NULL;
 	if (read_current(ctx, abs_path, &before, err ? err : &local) < 0)
 		return NULL;
+	/* A new file: its directory must be one the apply can make (not a link to nowhere, not a file). */
+	char dir[PATH_MAX];
+	const char *slash = strrchr(abs_path, '/');
+	if (!before && after && slash && slash != abs_path &&
+	    snprintf(dir, sizeof(dir), "%.*s", (int)(slash - abs_path), abs_path) < (int)sizeof(dir) &&
+	    kb_sysroot_dirs_makeable(ctx, dir, err) < 0)
+		return NULL;
 	struct kb_change *c = kb_plan_add(plan, item, KB_CHANGE_FILE, before, after, err);
 	if (c && !(c->path = strdup(abs_path))) {
 		kb_fail(err, ENOMEM, abs_path, "planning");

@@ -334,7 +334,13 @@ int kb_sysroot_canonical(const struct kb_ctx *ctx, const char *abs_path, bool fo
 	return 0;
 }
 
-int kb_sysroot_make_dirs(const struct kb_ctx *ctx, const char *abs_dir, struct kb_error *err)
+/*
+ * mkdir -p of @abs_dir when @create, else only whether it could be made: each
+ * existing component a directory (links followed inside the root). A link to
+ * nowhere is refused by name: mkdir would find its name taken, and the write
+ * below it would fail only later.
+ */
+static int walk_dirs(const struct kb_ctx *ctx, const char *abs_dir, bool create, struct kb_error *err)
 {
 	autoclose_fd root = kb_sysroot_open_base(ctx, abs_dir, err);
 	if (root < 0)
@@ -349,20 +355,44 @@ int kb_sysroot_make_dirs(const struct kb_ctx *ctx, const char *abs_dir, struct k
 		char saved = *end;
 		*end = '\0';
 		autoclose_fd fd = kb_sysroot_openat(root, prefix, O_PATH | O_DIRECTORY, 0);
-		if (fd < 0 && errno == ENOENT) {
+		if (fd < 0 && errno == ENOTDIR)
+			return kb_fail(err, 0, NULL, "%s is not a directory: nothing can be made below it", shown(ctx, prefix, &p));
+		if (fd < 0 && errno != ENOENT)
+			return kb_fail(err, errno, shown(ctx, prefix, &p), "creating directory");
+		if (fd < 0) {
 			char dir[PATH_MAX], name[NAME_MAX + 1];
+			struct stat st;
 			if (split_last(prefix, dir, name) < 0)
 				return kb_fail(err, EINVAL, shown(ctx, prefix, &p), "creating directory");
 			autoclose_fd parent = kb_sysroot_openat(root, dir, O_PATH | O_DIRECTORY, 0);
-			if (parent < 0 || (mkdirat(parent, name, 0755) < 0 && errno != EEXIST))
+			if (parent < 0)
 				return kb_fail(err, errno, shown(ctx, prefix, &p), "creating directory");
-		} else if (fd < 0) {
-			return kb_fail(err, errno, shown(ctx, prefix, &p), "creating directory");
+			if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+				return kb_fail(err, 0, NULL, "%s is a symbolic link to a missing directory: nothing can be made below it",
+					       shown(ctx, prefix, &p));
+			if (!create)
+				return 0; /* missing: it and everything below it can be made */
+			if (mkdirat(parent, name, 0755) < 0 && errno != EEXIST)
+				return kb_fail(err, errno, shown(ctx, prefix, &p), "creating directory");
+			close(fd);
+			fd = kb_sysroot_openat(root, prefix, O_PATH | O_DIRECTORY, 0); /* made, or made meanwhile: a directory? */
+			if (fd < 0)
+				return kb_fail(err, errno, shown(ctx, prefix, &p), "creating directory");
 		}
 		*end = saved;
 		if (saved == '\0')
 			return 0;
 	}
+}
+
+int kb_sysroot_make_dirs(const struct kb_ctx *ctx, const char *abs_dir, struct kb_error *err)
+{
+	return walk_dirs(ctx, abs_dir, true, err);
+}
+
+int kb_sysroot_dirs_makeable(const struct kb_ctx *ctx, const char *abs_dir, struct kb_error *err)
+{
+	return walk_dirs(ctx, abs_dir, false, err);
 }
 
 int kb_sysroot_unlink(const struct kb_ctx *ctx, const char *abs_path, struct kb_error *err)

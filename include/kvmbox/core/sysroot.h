@@ -97,6 +97,11 @@ int kb_sysroot_unlink(const struct kb_ctx *ctx, const char *abs_path, struct kb_
 
 /* mkdir -p of @abs_dir inside its root (each new directory 0755), confined as above. */
 int kb_sysroot_make_dirs(const struct kb_ctx *ctx, const char *abs_dir, struct kb_error *err);
+/*
+ * Whether kb_sysroot_make_dirs(@abs_dir) would succeed, changing nothing (a plan's
+ * promise): 0, or -1 with @err naming a component that is a file or a link to nowhere.
+ */
+int kb_sysroot_dirs_makeable(const struct kb_ctx *ctx, const char *abs_dir, struct kb_error *err);
 
 /*
  * stat(2) of @abs_path opened confined (O_PATH, so any file type; with @nofollow
