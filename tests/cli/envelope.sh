@@ -44,6 +44,17 @@ applets_that_change_things() {
 	expect_eq "usage error" "$(jq -c '[.failed, .rows[0].status, .rows[0].message]' <<<"$OUT")" \
 		'[true,"failed","set needs a number of pages (or --for-domains)"]'
 	expect_eq "check" "$(run --root "$r" check cpu.virt --json; jq -c '[.applet, .changed, .failed]' <<<"$OUT")" '["check",false,false]'
+	# A file that cannot be written (its directory read-only, in a mount namespace of the test's
+	# own): the failed row names the file, the envelope's error says why.
+	mkdir -p "$r/etc/sysctl.d"
+	OUT=$(timeout 60 unshare --mount sh -c 'mount --bind -o ro "$1" "$1" && exec "$2" --root "$3" hugepages set 8 --persist --json' \
+		_ "$r/etc/sysctl.d" "$KVMBOX" "$r" 2>"$TESTS_TMP/err")
+	expect_eq "a file that cannot be written" "$(jq -c '[.failed, [.rows[].status], .rows[-1].message]' <<<"$OUT")" \
+		"[true,[\"changed\",\"failed\"],\"/etc/sysctl.d/80-kvmbox-hugepages.conf\"]"
+	expect_match "its cause" "$(jq -r .error <<<"$OUT")" "^creating a temporary file in $r/etc/sysctl.d: Read-only file system$"
+	expect_eq "the cause as standard error has it" "kvmbox hugepages: $(jq -r .error <<<"$OUT")" "$(cat "$TESTS_TMP/err")"
+	run --root "$r" hugepages set 8 --json
+	expect_eq "no error member on success" "$(jq -c 'has("error")' <<<"$OUT")" false
 }
 
 pci_pack_unpack_provision() {

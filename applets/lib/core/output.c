@@ -330,6 +330,11 @@ void kb_envelope_print(FILE *out, const char *applet, int exit_status, const str
 	}
 	if (sink->extra)
 		fprintf(out, ", %s", sink->extra);
+	/* Why the run failed, as the one-line error says it: a failed row of a file names only the file. */
+	if (failed && error && *error) {
+		fputs(", \"error\": ", out);
+		kb_json_string(out, error);
+	}
 	fputs("}\n", out);
 }
 
