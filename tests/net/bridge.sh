@@ -487,8 +487,15 @@ iface veth0 inet static
 	run_in_ns "$NS_HOST" --target "$T" bridge add br0 --uplink veth0 --stp off --forward-delay 0 --persist ifupdown
 	expect_eq "nosource: one source line, for br0" "$(grep '^source' "$T/etc/network/interfaces")" "source /etc/network/interfaces.d/br0"
 	expect_match "nosource: row says why" "$OUT" "/etc/network/interfaces: [0-9]+ lines added, [0-9]+ removed \(.*now sources /etc/network/interfaces.d/br0, which it did not read\)"
+	# The stanza and the source line are in one file: one write, and its backup is the file as
+	# it was before this run (never the state between the two edits).
+	local before_del
+	before_del=$(cat "$T/etc/network/interfaces")
 	run_in_ns "$NS_HOST" --target "$T" bridge del br0 --restore-uplink --persist ifupdown
 	expect_eq "nosource: source line gone again" "$(grep -c '^source' "$T/etc/network/interfaces")" 0
+	expect_eq "nosource: one write of the main file" "$(grep -c ' /etc/network/interfaces:' <<<"$OUT")" 1
+	expect_eq "nosource: its backup is the file before the run" "$(cat "$T/etc/network/.interfaces.kvmbox-bak")" "$before_del"
+	expect_match "nosource: given back" "$(ifq "$T" veth0 | tr '\n' ' ')" "address: 192.0.2.10 gateway: 192.0.2.1 .*netmask: 255.255.255.0"
 
 	# Two bridges, as in the notes' file: veth0 -> br0 with dns, veth2 -> br1.
 	new_layout "source /etc/network/interfaces.d/*

@@ -1134,43 +1134,58 @@ static int unpersist(struct bridge *b, const char *name, const char *kind, bool 
 	char uplink[IFNAMSIZ + 1] = "", from[PATH_MAX] = "";
 	if (restore)
 		moved_note(text, uplink, sizeof(uplink), from, sizeof(from));
+	autofree char *restored = NULL; /* the stanza file with the uplink's configuration back */
 	if (from[0]) {
 		struct kb_ifupdown_config carried;
 		read_carried(text, len, name, &carried);
 		autofree char *stanza_file = NULL;
-		size_t stanza_len;
-		char *back = NULL;
-		size_t back_len = 0;
+		size_t stanza_len, restored_len = 0;
 		if (kb_read_file(b->ctx, from, 1 << 20, &stanza_file, &stanza_len, err) < 0 ||
-		    kb_ifupdown_attach(stanza_file, stanza_len, uplink, &carried, &back, &back_len, err) < 0)
+		    kb_ifupdown_attach(stanza_file, stanza_len, uplink, &carried, &restored, &restored_len, err) < 0)
 			return -1;
-		if (back) {
-			struct kb_change *c = persist_file(b, from, back, &backup_beside, err);
-			free(back);
-			if (!c)
-				return -1;
-			kb_change_note(c, "%s's stanza has its addresses and routes back", uplink);
-		}
+	}
+	/*
+	 * The main file may hold the stanza too: then both edits are one write, so
+	 * its backup is the file as it was, never a state between the two.
+	 */
+	struct kb_path from_canon, main_canon;
+	bool stanza_in_main = restored && kb_sysroot_canonical(b->ctx, from, true, &from_canon, NULL) == 0 &&
+			      kb_sysroot_canonical(b->ctx, IFUPDOWN_MAIN, true, &main_canon, NULL) == 0 &&
+			      !strcmp(from_canon.s, main_canon.s);
+	if (restored && !stanza_in_main) {
+		struct kb_change *c = persist_file(b, from, restored, &backup_beside, err);
+		if (!c)
+			return -1;
+		kb_change_note(c, "%s's stanza has its addresses and routes back", uplink);
 	}
 	/* The source line kvmbox added for this file, if it did. */
 	autofree char *main_text = NULL;
 	size_t main_len;
-	char *added = NULL;
+	autofree char *added = NULL;
 	if (asprintf(&added, "# Added by kvmbox bridge --persist ifupdown: %s's stanza is in its own file.\nsource %s\n", name,
-		     own) < 0)
+		     own) < 0) {
+		added = NULL; /* undefined after a failure */
 		return kb_fail(err, ENOMEM, NULL, "removing the persisted %s", name);
-	char *at = kb_read_file(b->ctx, IFUPDOWN_MAIN, 1 << 20, &main_text, &main_len, NULL) == 0 ? strstr(main_text, added) : NULL;
-	if (at) {
-		size_t n = strlen(added);
-		memmove(at, at + n, strlen(at + n) + 1);
-		struct kb_change *c = persist_file(b, IFUPDOWN_MAIN, main_text, &backup_beside, err);
-		if (!c) {
-			free(added);
-			return -1;
-		}
-		kb_change_note(c, "no longer sources %s", own);
 	}
-	free(added);
+	if (stanza_in_main) {
+		main_text = restored; /* handed over: freed as main_text */
+		restored = NULL;
+	} else if (kb_read_file(b->ctx, IFUPDOWN_MAIN, 1 << 20, &main_text, &main_len, NULL) < 0)
+		main_text = NULL;
+	char *at = main_text ? strstr(main_text, added) : NULL;
+	if (at)
+		memmove(at, at + strlen(added), strlen(at + strlen(added)) + 1);
+	if (at || stanza_in_main) {
+		struct kb_change *c = persist_file(b, IFUPDOWN_MAIN, main_text, &backup_beside, err);
+		if (!c)
+			return -1;
+		if (stanza_in_main && at)
+			kb_change_note(c, "%s's stanza has its addresses and routes back; no longer sources %s", uplink, own);
+		else if (stanza_in_main)
+			kb_change_note(c, "%s's stanza has its addresses and routes back", uplink);
+		else
+			kb_change_note(c, "no longer sources %s", own);
+	}
 	return remove_persisted(b, own, err);
 }
 
