@@ -222,6 +222,10 @@ test_symlinked_grub_file() {
 	expect_rc 1
 	expect_match "outside the root" "$ERR" "points outside the root"
 	cmp -s "$FIX/debian.grub" "$TESTS_TMP/outside.grub" || fail "a file outside the root was changed"
+	# list only reads: its refusal says reading.
+	run --root "$r" grub-args list
+	expect_rc 1
+	expect_match "list reads" "$ERR" "^kvmbox grub-args: reading: the symbolic link points outside the root \(/etc/default/grub -> "
 }
 
 test_unsafe_files_are_refused() {

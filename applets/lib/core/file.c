@@ -65,8 +65,8 @@ static int read_fd_all(int fd, const char *path, size_t max_size, char **data, s
 	return 0;
 }
 
-static int resolve_links(const struct kb_ctx *ctx, const char *abs_path, bool follow, char name[NAME_MAX + 1],
-			 struct kb_path *shown, struct kb_error *err);
+static int resolve_links(const struct kb_ctx *ctx, const char *abs_path, bool follow, const char *doing,
+			 char name[NAME_MAX + 1], struct kb_path *shown, struct kb_error *err);
 
 int kb_read_file(const struct kb_ctx *ctx, const char *abs_path, size_t max_size, char **data,
 		 size_t *len, struct kb_error *err)
@@ -74,7 +74,7 @@ int kb_read_file(const struct kb_ctx *ctx, const char *abs_path, size_t max_size
 	/* A symlinked file is read where kvmbox would write it: its target, inside the root. */
 	char name[NAME_MAX + 1];
 	struct kb_path p;
-	autoclose_fd dir = resolve_links(ctx, abs_path, true, name, &p, err);
+	autoclose_fd dir = resolve_links(ctx, abs_path, true, "reading", name, &p, err);
 	if (dir < 0)
 		return -1;
 	/* Never blocks: a FIFO put where a file was expected (a mounted root is input) is refused, not waited on. */
@@ -331,8 +331,8 @@ static int normalize_in_root(char *path)
  * and its mapped path in @shown, for messages; every later step goes through
  * that fd.
  */
-static int resolve_links(const struct kb_ctx *ctx, const char *abs_path, bool follow, char name[NAME_MAX + 1],
-			 struct kb_path *shown, struct kb_error *err)
+static int resolve_links(const struct kb_ctx *ctx, const char *abs_path, bool follow, const char *doing,
+			 char name[NAME_MAX + 1], struct kb_path *shown, struct kb_error *err)
 {
 	char cur[PATH_MAX];
 	if (snprintf(cur, sizeof(cur), "%s", abs_path) >= (int)sizeof(cur))
@@ -348,7 +348,7 @@ static int resolve_links(const struct kb_ctx *ctx, const char *abs_path, bool fo
 			return dir;
 		if (!follow) {
 			close(dir);
-			return kb_fail(err, ELOOP, shown->s, "writing: a symbolic link is there, refusing to write through it:");
+			return kb_fail(err, ELOOP, shown->s, "%s: a symbolic link is there, refusing to go through it:", doing);
 		}
 		char target[PATH_MAX];
 		ssize_t n = readlinkat(dir, name, target, sizeof(target) - 1);
@@ -369,12 +369,12 @@ static int resolve_links(const struct kb_ctx *ctx, const char *abs_path, bool fo
 			snprintf(next, sizeof(next), "%s/%s", real_dir.s, target);
 		}
 		if (strlen(next) >= sizeof(cur) || normalize_in_root(next) < 0)
-			return kb_fail(err, EXDEV, shown->s, "writing: the symbolic link points outside the root (%s -> %s):",
+			return kb_fail(err, EXDEV, shown->s, "%s: the symbolic link points outside the root (%s -> %s):", doing,
 				       cur, target);
 		memcpy(cur, next, strlen(next) + 1); /* fits: checked above */
 	}
 	kb_sysroot_path(ctx, abs_path, shown, NULL);
-	return kb_fail(err, ELOOP, shown->s, "writing: too many levels of symbolic links (a loop?) at");
+	return kb_fail(err, ELOOP, shown->s, "%s: too many levels of symbolic links (a loop?) at", doing);
 }
 
 /* A new file ".NAME.kvmbox-XXXXXX" in @dir, mode 0600, its name in @tmp. */
@@ -406,7 +406,7 @@ int kb_write_file_atomic(const struct kb_ctx *ctx, const char *abs_path, const v
 	}
 	char name[NAME_MAX + 1];
 	struct kb_path p;
-	autoclose_fd dir = resolve_links(ctx, abs_path, !(opts && opts->no_follow), name, &p, err);
+	autoclose_fd dir = resolve_links(ctx, abs_path, !(opts && opts->no_follow), "writing", name, &p, err);
 	if (dir < 0)
 		return -1;
 	char dir_shown[PATH_MAX];
