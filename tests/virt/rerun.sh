@@ -150,6 +150,35 @@ interrupted_runs_converge() {
 	expect_match "why, while validating" "$ERR" "interrupted by Terminated: the volumes made for domain 'kvmbox-test-int' are removed again, nothing is defined"
 	expect_file_missing "$vol"
 	expect_eq "not defined after validating" "$($VIRSH list --all --name | grep -c kvmbox-test-int)" 0
+	# A stopped validator: kvmbox waits for its verdict (up to 30 s) with the volume made, and
+	# SIGTERM then ends that wait at once: the volume goes, nothing is defined.
+	local pid="" child="" i start
+	LD_PRELOAD=$(kvm_trap_preload) "$KVMBOX" domain new kvmbox-test-int "${words[@]}" >"$TESTS_TMP/st.out" 2>"$TESTS_TMP/st.err" &
+	pid=$!
+	for ((i = 0; i < 400; i++)); do
+		child=$(pgrep -P "$pid" | head -1)
+		[ -z "$child" ] || break
+		sleep 0.005
+	done
+	[ -n "$child" ] && kill -STOP "$child"
+	for ((i = 0; i < 200; i++)); do
+		[ ! -f "$vol" ] || break
+		sleep 0.05
+	done
+	[ -f "$vol" ] || fail "no volume made while the validator is stopped: $(cat "$TESTS_TMP/st.err")"
+	sleep 1
+	start=$(date +%s%N)
+	kill -TERM "$pid"
+	timeout 40 tail --pid="$pid" -f /dev/null
+	wait "$pid"
+	expect_eq "ended by SIGTERM while the validator was stopped" "$?" 143
+	local took_ms=$((($(date +%s%N) - start) / 1000000))
+	((took_ms < 5000)) || fail "SIGTERM took $took_ms ms to end the run (the validator's silence is 30 s)"
+	expect_match "why, validator stopped" "$(cat "$TESTS_TMP/st.err")" "interrupted by Terminated: the volumes made for domain 'kvmbox-test-int' are removed again, nothing is defined"
+	expect_file_missing "$vol"
+	expect_eq "not defined, validator stopped" "$($VIRSH list --all --name | grep -c kvmbox-test-int)" 0
+	# Killed (a zombie until whoever inherits it reaps it), not left stopped.
+	case "$(ps -o stat= -p "$child" 2>/dev/null)" in "" | Z*) ;; *) fail "the stopped validator was left: $(ps -o pid,stat,args -p "$child")" ;; esac
 	KVMBOX_FAILPOINT=domain.after-volumes-kill RUN_BOUND=60 run domain new kvmbox-test-int "${words[@]}"
 	expect_eq "killed" "$RC" 137
 	[ -f "$vol" ] || fail "kill -9 left no volume"

@@ -204,6 +204,13 @@ int64_t kb_deadline_after(int ms)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + ms;
 }
 
+double kb_now_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 int kb_socket_transfer(int fd, void *buf, size_t len, bool out, int64_t deadline)
 {
 	size_t done = 0;
@@ -215,17 +222,15 @@ int kb_socket_transfer(int fd, void *buf, size_t len, bool out, int64_t deadline
 		}
 		struct pollfd p = { .fd = fd, .events = out ? POLLOUT : POLLIN };
 		int ready = poll(&p, 1, (int)left);
-		if (ready < 0 && errno == EINTR)
-			continue;
 		if (ready < 0)
-			return -1;
+			return -1; /* EINTR too: the caller's handler has something to say */
 		if (ready == 0) {
 			errno = ETIMEDOUT;
 			return -1;
 		}
 		ssize_t n = out ? send(fd, (char *)buf + done, len - done, MSG_DONTWAIT | MSG_NOSIGNAL)
 				: recv(fd, (char *)buf + done, len - done, MSG_DONTWAIT);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			continue;
 		if (n < 0 && errno == ECONNRESET)
 			errno = EPIPE; /* it ended with our data unread: ended all the same */

@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kvmbox/core/file.h"
 #include "kvmbox/core/output.h"
 
 static const char *const status_names[KB_STATUS_COUNT] = {
@@ -338,17 +339,10 @@ void kb_envelope_print(FILE *out, const char *applet, int exit_status, const str
 	fputs("}\n", out);
 }
 
-static double now_seconds(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 void kb_progress_start(const struct kb_ctx *ctx, struct kb_progress *p, const char *label)
 {
 	bool tty = isatty(fileno(ctx->err));
-	*p = (struct kb_progress){ .label = label, .start = now_seconds(), .tty = tty,
+	*p = (struct kb_progress){ .label = label, .start = kb_now_seconds(), .tty = tty,
 				   .enabled = !ctx->no_progress && ((ctx->verbosity >= 0 && tty) || ctx->verbosity > 0) };
 }
 
@@ -357,7 +351,7 @@ void kb_progress_update(const struct kb_ctx *ctx, struct kb_progress *p, uint64_
 	if (!p->enabled)
 		return;
 	p->total = total;
-	double now = now_seconds();
+	double now = kb_now_seconds();
 	/* A bar redrawn ten times a second on a TTY; with -v elsewhere, a line a second. */
 	if (now - p->last_draw < (p->tty ? 0.1 : 1.0) && done < total)
 		return;

@@ -530,13 +530,6 @@ static void failpoint(int step_number)
 		raise(SIGKILL);
 }
 
-static double now_seconds(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /*
  * Rewrite the state file with @in_progress as the running step (NULL: none).
  * The run's result is saved (and synced) only once the directories its steps
@@ -713,9 +706,9 @@ int kb_provision_run(struct kb_provision *p, struct kb_error *err)
 		}
 		if (save_state(p, s->id, err) < 0)
 			return -1;
-		double t0 = now_seconds();
+		double t0 = kb_now_seconds();
 		int rc = run_step(p, s, true);
-		s->seconds = now_seconds() - t0;
+		s->seconds = kb_now_seconds() - t0;
 		size_t used = strlen(s->row.message);
 		snprintf(s->row.message + used, sizeof(s->row.message) - used, " (%.1f ms)", s->seconds * 1e3);
 		kb_state_add_step(&p->state, s->id, rc < 0);

@@ -2559,16 +2559,9 @@ int kb_domain_plan(const struct kb_ctx *ctx, const struct kb_domain_spec *spec, 
 	return rc;
 }
 
-static double now_seconds(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int wait_running(struct session *s, const char *name, virDomainPtr dom, struct kb_error *err)
 {
-	double deadline = now_seconds() + s->spec->wait_seconds;
+	double deadline = kb_now_seconds() + s->spec->wait_seconds;
 	for (;;) {
 		int state = 0, reason = 0;
 		if (s->v->domain_state(dom, &state, &reason, 0) < 0)
@@ -2578,7 +2571,7 @@ static int wait_running(struct session *s, const char *name, virDomainPtr dom, s
 		if (state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED)
 			return kb_fail(err, 0, NULL, "domain '%s' stopped right after it was started (state %d, reason %d)", name,
 				       state, reason);
-		if (now_seconds() > deadline)
+		if (kb_now_seconds() > deadline)
 			return kb_fail(err, ETIMEDOUT, NULL, "domain '%s' was not running after %d s (state %d):", name,
 				       s->spec->wait_seconds, state);
 		usleep(20 * 1000);
@@ -3052,7 +3045,7 @@ static int define(struct session *s, struct build *b, struct kb_plan *plan, virD
 	}
 	if (failpoint("domain.after-validation"))
 		raise(SIGTERM);
-	if (stop_caught) /* while the validator answered (a stopped one is waited for up to 30 s) */
+	if (stop_caught) /* while the validator answered (a stop signal ends the wait for a stopped one) */
 		return stopped_before_define(s, b, plan, err);
 	*dom = s->v->domain_define(s->conn, b->xml, schema ? 0 : VIR_DOMAIN_DEFINE_VALIDATE);
 	if (!*dom) {
@@ -3142,7 +3135,7 @@ int kb_domain_apply(const struct kb_ctx *ctx, const struct kb_domain_spec *spec,
 			else
 				c->status = KB_CHANGED;
 		} else if (c->action == DOMAIN_START) {
-			double started = now_seconds();
+			double started = kb_now_seconds();
 			bool seeded = seed && seed->status == KB_CHANGED;
 			if (install && b.d->location[0] && copy_installer(&s, &b, err) < 0)
 				rc = failed(c, err);
@@ -3154,7 +3147,7 @@ int kb_domain_apply(const struct kb_ctx *ctx, const struct kb_domain_spec *spec,
 				rc = failed(c, err);
 			else {
 				c->status = KB_CHANGED;
-				kb_change_note(c, "after %.2f s", now_seconds() - started);
+				kb_change_note(c, "after %.2f s", kb_now_seconds() - started);
 			}
 		}
 	}
@@ -3543,14 +3536,14 @@ int kb_domain_state_plan(const struct kb_ctx *ctx, const struct kb_domain_spec *
 /* Until the guest has shut itself down, within wait_seconds. */
 static int wait_shut_off(struct session *s, const char *name, virDomainPtr dom, struct kb_error *err)
 {
-	double deadline = now_seconds() + s->spec->wait_seconds;
+	double deadline = kb_now_seconds() + s->spec->wait_seconds;
 	for (;;) {
 		int state = 0, reason = 0;
 		if (s->v->domain_state(dom, &state, &reason, 0) < 0)
 			return kb_virt_fail(s->v, err, NULL, "reading the state of domain '%s'", name);
 		if (state == VIR_DOMAIN_SHUTOFF)
 			return 0;
-		if (now_seconds() > deadline)
+		if (kb_now_seconds() > deadline)
 			return kb_fail(err, 0, NULL, "domain '%s' was still %s %d s after it was asked to shut down: its guest "
 						     "ignores ACPI (--force destroys it)", name, state_name(state),
 				       s->spec->wait_seconds);

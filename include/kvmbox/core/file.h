@@ -121,13 +121,16 @@ int kb_read_exact(int fd, void *data, size_t len);
 
 /* CLOCK_MONOTONIC now plus @ms, in milliseconds: a deadline for kb_socket_transfer. */
 int64_t kb_deadline_after(int ms);
+/* CLOCK_MONOTONIC now, in seconds: for durations and waits measured in seconds. */
+double kb_now_seconds(void);
 
 /*
  * All @len bytes sent on (@out) or received from the socket @fd by
  * @deadline (kb_deadline_after): 0, or -1 with errno (ETIMEDOUT: the
- * deadline passed; EPIPE: the peer ended). One deadline for the whole
- * transfer: neither a partial transfer nor a signal (EINTR) starts the wait
- * again. Never raises SIGPIPE.
+ * deadline passed; EPIPE: the peer ended; EINTR: a signal with a handler
+ * was caught, so a stop signal is never held up until the deadline). One
+ * deadline for the whole transfer: a partial transfer does not start the
+ * wait again. Never raises SIGPIPE.
  */
 int kb_socket_transfer(int fd, void *buf, size_t len, bool out, int64_t deadline);
 
