@@ -342,8 +342,12 @@ static void validator_gone(struct kb_xml_schema *s)
 {
 	if (s->state < 0)
 		return; /* already: its first reason stands */
-	if (s->validator > 0)
+	if (s->validator > 0) {
 		kill(s->validator, SIGKILL); /* still this process's child (not yet reaped): the pid is its */
+		while (waitpid(s->validator, NULL, 0) < 0 && errno == EINTR)
+			; /* SIGKILL ends even a stopped process: reaped now, not left a zombie for the run */
+		s->validator = 0;
+	}
 	snprintf(s->failure, sizeof(s->failure), "the validator process ended or stopped answering");
 	s->state = -1;
 }
@@ -530,15 +534,15 @@ void kb_xml_schema_free(const struct kb_xml *xml, struct kb_xml_schema *schema)
 		return;
 	if (schema->rng)
 		xml->rng_free(schema->rng);
-	if (schema->validator > 0) {
-		/*
-		 * Its end of file: the validator exits, and is reaped here when it
-		 * already has. Waiting for its teardown (a millisecond) is not
-		 * done: this process's own exit, or init after it, reaps it.
-		 */
+	/*
+	 * Its end of file: the validator exits, and is reaped here when it
+	 * already has. Waiting for its teardown (a millisecond) is not
+	 * done: this process's own exit, or init after it, reaps it.
+	 */
+	if (schema->sock >= 0)
 		close(schema->sock);
+	if (schema->validator > 0)
 		waitpid(schema->validator, NULL, WNOHANG);
-	}
 	for (size_t i = 0; i < schema->asked_count; i++)
 		free(schema->asked[i].text);
 	free(schema->asked);
