@@ -205,6 +205,34 @@ test_hugepages_persist_sysctl_dir_link() {
 	expect_eq "nothing written outside" "$(ls -A "$out")" ""
 }
 
+# The file itself a link to a directory that does not exist (directly, or through a link to
+# nowhere): the plan refuses it as the run does; once the directory is there, written behind the link.
+test_hugepages_persist_file_link_to_missing_dir() {
+	local r link
+	r=$(fx_new)
+	local pool=$r/sys/kernel/mm/hugepages/hugepages-2048kB
+	mkdir -p "$pool" "$r/etc/sysctl.d"
+	echo 0 >"$pool/nr_hugepages"
+	echo 0 >"$pool/free_hugepages"
+	echo 0 >"$pool/surplus_hugepages"
+	for link in ../missingdir/x.conf ../dl/x.conf; do
+		rm -f "$r/etc/sysctl.d/80-kvmbox-hugepages.conf" "$r/etc/dl"
+		ln -s nowhere "$r/etc/dl"
+		ln -s "$link" "$r/etc/sysctl.d/80-kvmbox-hugepages.conf"
+		run --root "$r" hugepages set 0 --persist --dry-run
+		expect_rc 1
+		expect_match "plan ($link)" "$ERR" "^kvmbox hugepages: $r/etc/sysctl.d/80-kvmbox-hugepages.conf is a symbolic link to /etc/[a-z]+/x.conf, whose directory is missing: nothing can be written there$"
+		run --root "$r" hugepages set 0 --persist
+		expect_rc 1
+		one_line
+	done
+	rm "$r/etc/dl"
+	mkdir "$r/etc/dl"
+	run --root "$r" hugepages set 0 --persist
+	expect_rc 0
+	expect_match "behind the link" "$(cat "$r/etc/dl/x.conf")" "vm.nr_hugepages = 0"
+}
+
 # ---- doctor --fix: the capability cache directory linked out ----------------------------
 
 caps_root() {
@@ -490,6 +518,7 @@ t test_grub_last_component_absolute_link
 t test_devkvm_rules_dir_absolute_link
 t test_devkvm_rules_dir_climbing_link
 t test_hugepages_persist_sysctl_dir_link
+t test_hugepages_persist_file_link_to_missing_dir
 t test_doctor_caps_dir_absolute_link
 t test_doctor_caps_dir_climbing_link
 t test_doctor_removes_only_capability_caches

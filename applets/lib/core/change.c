@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "kvmbox/core/change.h"
 #include "kvmbox/core/cleanup.h"
@@ -165,6 +166,38 @@ static int read_current(const struct kb_ctx *ctx, const char *abs_path, char **t
 	return -1;
 }
 
+/*
+ * A new file is promised only where the apply can write it: its directory one
+ * that can be made (not a link to nowhere, not a file), and when the name is a
+ * link to nowhere, the directory the link leads to one that exists (the apply
+ * writes behind the link and makes no directory there).
+ */
+static int plan_new_file_dir(const struct kb_ctx *ctx, const char *abs_path, struct kb_error *err)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(abs_path, '/');
+	if (!slash || slash == abs_path || snprintf(dir, sizeof(dir), "%.*s", (int)(slash - abs_path), abs_path) >= (int)sizeof(dir))
+		return 0;
+	if (kb_sysroot_dirs_makeable(ctx, dir, err) < 0)
+		return -1;
+	struct kb_path as_written, behind;
+	struct stat st;
+	if (kb_sysroot_canonical(ctx, abs_path, false, &as_written, NULL) < 0 ||
+	    kb_sysroot_canonical(ctx, abs_path, true, &behind, err) < 0)
+		return -1;
+	if (!strcmp(as_written.s, behind.s))
+		return 0; /* no link at the name: the directory above is made as needed */
+	const char *behind_slash = strrchr(behind.s, '/');
+	snprintf(dir, sizeof(dir), "%.*s", (int)(behind_slash && behind_slash != behind.s ? behind_slash - behind.s : 1), behind.s);
+	if (kb_sysroot_stat(ctx, dir, &st, false, NULL) == 0 && S_ISDIR(st.st_mode))
+		return 0;
+	struct kb_path shown;
+	if (kb_sysroot_path(ctx, abs_path, &shown, NULL) < 0)
+		snprintf(shown.s, sizeof(shown.s), "%s", abs_path);
+	return kb_fail(err, 0, NULL, "%s is a symbolic link to %s, whose directory is missing: nothing can be written there",
+		       shown.s, behind.s);
+}
+
 struct kb_change *kb_plan_file(const struct kb_ctx *ctx, struct kb_plan *plan, const char *item, const char *abs_path,
 			       const char *after, mode_t mode, struct kb_error *err)
 {
@@ -172,12 +205,7 @@ struct kb_change *kb_plan_file(const struct kb_ctx *ctx, struct kb_plan *plan, c
 	autofree char *before = NULL;
 	if (read_current(ctx, abs_path, &before, err ? err : &local) < 0)
 		return NULL;
-	/* A new file: its directory must be one the apply can make (not a link to nowhere, not a file). */
-	char dir[PATH_MAX];
-	const char *slash = strrchr(abs_path, '/');
-	if (!before && after && slash && slash != abs_path &&
-	    snprintf(dir, sizeof(dir), "%.*s", (int)(slash - abs_path), abs_path) < (int)sizeof(dir) &&
-	    kb_sysroot_dirs_makeable(ctx, dir, err) < 0)
+	if (!before && after && plan_new_file_dir(ctx, abs_path, err) < 0)
 		return NULL;
 	struct kb_change *c = kb_plan_add(plan, item, KB_CHANGE_FILE, before, after, err);
 	if (c && !(c->path = strdup(abs_path))) {
