@@ -169,6 +169,10 @@ static void errors_name_the_line(void **state)
 		{ "[bridge br0]\nstp = no\naddress = 192.0.2.1/24\nstp = yes\n", 4, "'stp' is given twice in [bridge br0]: give it once (the last would win unseen)" },
 		{ "[domain web]\nmemory = 4G\nnetwork = bridge=br0\nmemory = 8G\n", 4, "'memory' is given twice in [domain web]: give it once (the last would win unseen)" },
 		{ "[grub]\nargs = a\nupdate = no\nupdate = yes\n", 4, "'update' is given twice in [grub]: give it once (the last would win unseen)" },
+		/* The first error's line and its own message, whatever follows. */
+		{ "[hugepages]\ncount = x\nsize = 2M\nsize = 1G\n", 2, "count: 'x' is not a number of pages" },
+		{ "[grub]\nargs = a\nupdate = maybe\nupdate = no\n", 3, "update: 'maybe' is not yes or no" },
+		{ "[kvm]\nbogus = 1\nbogus = 2\n", 2, "unknown key 'bogus' in [kvm] (it takes nested and persist)" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct kb_error err;

@@ -197,6 +197,9 @@ static int handler(void *user, const char *section, const char *key, const char 
 {
 	struct parse *p = user;
 	struct kb_hostconf *c = p->conf;
+	/* inih goes on after an error and reports the first one's line: the first message stays with it. */
+	if (p->why[0])
+		return 0;
 	if (repeated(p, section, key))
 		return FAIL("'%s' is given twice in [%s]: give it once (the last would win unseen)", key, section);
 	/* inih and the pre-scan may read an odd header differently (inline comments, overlong lines). */
