@@ -222,6 +222,17 @@ test_persist_overridden_by_a_later_file() {
 	expect_rc 0
 	expect_eq "sysctl.conf once" "$(jq -c '[.changes[] | select(.item == "sysctl.d") | .status]' <<<"$OUT")" '["WARN","INFO","WARN"]'
 	expect_match "through the link" "$(jq -r '.changes[-1].after' <<<"$OUT")" '^/etc/sysctl.d/99-sysctl.conf:1 sets vm.nr_hugepages = 7 after'
+	# Globs never win over a key set explicitly (systemd-sysctl); 01024 is 1024; a device at a .conf
+	# name is not opened (an open alone can arm a watchdog); a file over 1 MiB is said to be unread.
+	rm "$t/etc/sysctl.d/99-sysctl.conf" "$t/etc/sysctl.conf" "$t/usr/lib/sysctl.d/90-vendor.conf"
+	printf 'vm.* = 1\nvm.nr_hugepage? = 2\n*=3\nvm.nr_hugepages = 01024\n' >"$t/usr/lib/sysctl.d/93-glob.conf"
+	mknod "$t/etc/sysctl.d/97-device.conf" c 1 3
+	{ head -c $((1 << 20)) /dev/zero | tr '\0' '#'; printf '\nvm.nr_hugepages = 65\n'; } >"$t/usr/lib/sysctl.d/98-huge.conf"
+	OUT=$(strace -f -qq -e trace=openat,open -o "$TESTS_TMP/opens" -E ASAN_OPTIONS=detect_leaks=0 \
+		timeout 20 "$KVMBOX" --root "$r" --target "$t" hugepages set 1024 --persist --json)
+	expect_eq "globs, numbers, devices, big files" "$(jq -c '[.changes[] | select(.item == "sysctl.d") | [.status, .after]]' <<<"$OUT")" \
+		"[[\"INFO\",\"/usr/lib/sysctl.d/93-glob.conf:4 sets vm.nr_hugepages = 01024 too, after /etc/sysctl.d/80-kvmbox-hugepages.conf\"],[\"INFO\",\"/usr/lib/sysctl.d/96-same.conf:1 sets vm.nr_hugepages = 1024 too, after /etc/sysctl.d/80-kvmbox-hugepages.conf\"],[\"INFO\",\"/usr/lib/sysctl.d/98-huge.conf: over 1048576 bytes, not read: whether it sets vm.nr_hugepages is not known\"]]"
+	grep -q '97-device' "$TESTS_TMP/opens" && fail "the device was opened: $(grep 97-device "$TESTS_TMP/opens")"
 }
 
 # The plan is what the run does: the same items, before and after, from the pool to the

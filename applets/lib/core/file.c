@@ -77,9 +77,14 @@ int kb_read_file(const struct kb_ctx *ctx, const char *abs_path, size_t max_size
 	autoclose_fd dir = resolve_links(ctx, abs_path, true, "reading", name, &p, err);
 	if (dir < 0)
 		return -1;
-	/* Never blocks: a FIFO put where a file was expected (a mounted root is input) is refused, not waited on. */
-	autoclose_fd fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	/*
+	 * Never blocks: a FIFO put where a file was expected (a mounted root is input) is refused, not waited on.
+	 * And a device is refused before it is opened: an open alone arms a watchdog or takes a terminal.
+	 */
 	struct stat st;
+	if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode))
+		return kb_fail(err, EINVAL, p.s, "reading: not a regular file:");
+	autoclose_fd fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) < 0)
 		return kb_fail(err, errno, p.s, "opening");
 	if (!S_ISREG(st.st_mode))

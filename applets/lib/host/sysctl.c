@@ -1,12 +1,13 @@
 /* The sysctl.d files read after one of kvmbox's; see kvmbox/host/sysctl.h. */
 #include <dirent.h>
 #include <errno.h>
-#include <fnmatch.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kvmbox/core/cleanup.h"
+#include "kvmbox/core/cli.h"
 #include "kvmbox/core/file.h"
 #include "kvmbox/core/sysroot.h"
 #include "kvmbox/host/sysctl.h"
@@ -20,7 +21,7 @@ static const char *const sysctl_dirs[] = {
 };
 #define SYSCTL_CONF "/etc/sysctl.conf"
 #define SYSCTL_FILE_MAX (1 << 20)
-#define SYSCTL_NAMES_MAX 1024
+#define SYSCTL_NAMES_MAX 4096
 
 struct sysctl_file {
 	char *name;  /* the basename, the order they are read in */
@@ -65,14 +66,32 @@ bool kb_sysctl_parse_line(const char *line, size_t len, char *key, size_t key_si
 	return true;
 }
 
-/* One file: a finding for each line that sets @key (a glob pattern on the line matches too, as systemd reads it). */
+/* Both decimal integers of one value ("01024" and "1024"), or the same text. */
+static bool same_value(const char *a, const char *b)
+{
+	long x, y;
+	return !strcmp(a, b) || (kb_parse_long(a, LONG_MIN, LONG_MAX, &x) && kb_parse_long(b, LONG_MIN, LONG_MAX, &y) && x == y);
+}
+
+/*
+ * One file: a finding for each line that sets @key. A glob line (vm.*) is not
+ * one: systemd-sysctl leaves a key set explicitly anywhere to that setting, and
+ * @ours sets it explicitly. @when says when the file is read.
+ */
 static int scan_file(const struct kb_ctx *ctx, const char *path, const char *ours, const char *key, const char *value,
-		     struct kb_plan *plan, struct kb_error *err)
+		     const char *when, struct kb_plan *plan, struct kb_error *err)
 {
 	autofree char *text = NULL;
 	size_t len;
-	if (kb_read_file(ctx, path, SYSCTL_FILE_MAX, &text, &len, NULL) < 0)
-		return 0; /* unreadable or missing: it sets nothing */
+	struct kb_error why = { 0 };
+	char what[PATH_MAX + 600];
+	if (kb_read_file(ctx, path, SYSCTL_FILE_MAX, &text, &len, &why) < 0) {
+		if (why.errnum != EFBIG)
+			return 0; /* missing, or not a file systemd reads: it sets nothing */
+		snprintf(what, sizeof(what), "%s: over %d bytes, not read: whether it sets %s is not known", path,
+			 SYSCTL_FILE_MAX, key);
+		return kb_plan_finding(plan, "sysctl.d", KB_INFO, what, err) ? 0 : -1;
+	}
 	unsigned line = 0;
 	for (const char *p = text, *end = text + len; p < end; line++) {
 		const char *eol = memchr(p, '\n', (size_t)(end - p));
@@ -80,18 +99,17 @@ static int scan_file(const struct kb_ctx *ctx, const char *path, const char *our
 		char k[256], v[256];
 		bool parsed = kb_sysctl_parse_line(p, n, k, sizeof(k), v, sizeof(v));
 		p += n + 1;
-		if (!parsed || (strcmp(k, key) && (!strpbrk(k, "*?[") || fnmatch(k, key, 0))))
+		if (!parsed || strcmp(k, key))
 			continue;
-		char what[PATH_MAX + 600];
 		struct kb_change *c;
-		if (!strcmp(v, value)) {
+		if (same_value(v, value)) {
 			snprintf(what, sizeof(what), "%s:%u sets %s = %s too, after %s", path, line + 1, k, v, ours);
 			if (!kb_plan_finding(plan, "sysctl.d", KB_INFO, what, err))
 				return -1;
 			continue;
 		}
-		snprintf(what, sizeof(what), "%s:%u sets %s = %s after %s and overrides it at boot", path, line + 1, k, v,
-			 ours);
+		snprintf(what, sizeof(what), "%s:%u sets %s = %s after %s and overrides it %s", path, line + 1, k, v, ours,
+			 when);
 		if (!(c = kb_plan_finding(plan, "sysctl.d", KB_WARN, what, err)))
 			return -1;
 		kb_change_hint(c, "change or remove that line: the sysctl files are read in order, the last setting wins");
@@ -140,22 +158,29 @@ int kb_sysctl_plan_overrides(const struct kb_ctx *ctx, const char *ours, const c
 	struct sysctl_file *files = NULL;
 	size_t count = 0;
 	int rc = list_files(ctx, &files, &count, err);
-	struct kb_path conf;
-	bool conf_linked = false; /* Debian's /etc/sysctl.d/99-sysctl.conf links to /etc/sysctl.conf: read once */
+	/* /etc/sysctl.conf is read once: where a sysctl.d name links to it (Debian's 99-sysctl.conf), or it to one. */
+	struct kb_path conf = { .s = "" }, canon;
+	bool conf_read = kb_sysroot_canonical(ctx, SYSCTL_CONF, true, &conf, NULL) < 0;
 	for (size_t i = 0; i < count; i++) {
 		bool masked = i > 0 && !strcmp(files[i].name, files[i - 1].name);
 		if (rc == 0 && !masked && strcmp(files[i].name, our_name) > 0) {
 			char path[PATH_MAX];
 			snprintf(path, sizeof(path), "%s/%s", sysctl_dirs[files[i].rank], files[i].name);
-			if (kb_sysroot_canonical(ctx, path, true, &conf, NULL) == 0 && !strcmp(conf.s, SYSCTL_CONF))
-				conf_linked = true;
-			rc = scan_file(ctx, path, ours, key, value, plan, err);
+			if (kb_sysroot_canonical(ctx, path, true, &canon, NULL) == 0 && !strcmp(canon.s, conf.s))
+				conf_read = true;
+			rc = scan_file(ctx, path, ours, key, value, "at boot", plan, err);
 		}
 	}
 	for (size_t i = 0; i < count; i++)
 		free(files[i].name);
 	free(files);
-	if (rc == 0 && !conf_linked)
-		rc = scan_file(ctx, SYSCTL_CONF, ours, key, value, plan, err);
+	if (rc == 0 && count == SYSCTL_NAMES_MAX) {
+		char what[160];
+		snprintf(what, sizeof(what), "%d sysctl files or more: any past them are not read", SYSCTL_NAMES_MAX);
+		rc = kb_plan_finding(plan, "sysctl.d", KB_INFO, what, err) ? 0 : -1;
+	}
+	if (rc == 0 && !conf_read)
+		rc = scan_file(ctx, SYSCTL_CONF, ours, key, value, "where sysctl --system runs (it reads sysctl.conf last)", plan,
+			       err);
 	return rc;
 }
