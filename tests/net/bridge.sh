@@ -427,6 +427,7 @@ iface br0 inet static
 	expect_eq "notes: ifquery br0" "$(ifq "$T" br0 | grep -E '^(address|netmask|gateway|dns-nameservers):' | tr '\n' ' ')" \
 		"address: 192.0.2.10 netmask: 255.255.255.0 gateway: 192.0.2.1 dns-nameservers: 192.0.2.53 "
 	[ -f "$T/etc/network/.interfaces.kvmbox-bak" ] || fail "notes: no backup of the main file"
+	expect_match "notes: the row names the backup" "$OUT" "veth0 made manual, its addresses and routes moved to br0 \(backup /etc/network/.interfaces.kvmbox-bak\)"
 	# The same layout through the common checks (second run, restore), after the bridge is gone.
 	run_in_ns "$NS_HOST" --target "$T" bridge del br0 --restore-uplink --persist ifupdown
 	expect_rc 0
@@ -455,6 +456,24 @@ source /etc/network/interfaces.d/*"
 	expect_match "sourced: given back in its own file" "$(cat "$T/etc/network/interfaces.d/uplink")" "iface veth0 inet static"
 	expect_file_missing "$T/etc/network/interfaces.d/uplink.kvmbox-bak"
 	[ -f "$T/etc/network/interfaces.d/.uplink.kvmbox-bak" ] || fail "sourced: no hidden backup beside the file"
+
+	# The main file a link to a file elsewhere: the backup is beside the file behind the link, and the row says where.
+	new_layout "auto lo
+iface lo inet loopback
+auto veth0
+iface veth0 inet static
+    address 192.0.2.10/24
+    gateway 192.0.2.1"
+	mkdir "$T/etc/network/kept"
+	mv "$T/etc/network/interfaces" "$T/etc/network/kept/main"
+	ln -s kept/main "$T/etc/network/interfaces"
+	run_in_ns "$NS_HOST" --target "$T" bridge add br0 --uplink veth0 --stp off --forward-delay 0 --persist ifupdown
+	expect_rc 0
+	expect_match "linked main: the row names the real backup" "$OUT" "\(backup /etc/network/kept/.main.kvmbox-bak\)"
+	[ -f "$T/etc/network/kept/.main.kvmbox-bak" ] || fail "linked main: no backup beside the real file"
+	[ -L "$T/etc/network/interfaces" ] || fail "linked main: the link was replaced"
+	run_in_ns "$NS_HOST" --target "$T" bridge del br0 --restore-uplink --persist ifupdown
+	expect_rc 0
 
 	# An uplink already manual: the bridge's addresses come from the live bridge.
 	new_layout "source /etc/network/interfaces.d/*

@@ -1061,10 +1061,14 @@ static int persist_ifupdown(struct bridge *b, const struct spec *sp, char addrs[
 			rc = -1;
 			break;
 		}
-		char made_manual[PATH_MAX + 128] = "", sources[PATH_MAX + 64] = "";
+		char made_manual[2 * PATH_MAX + 128] = "", sources[PATH_MAX + 64] = "";
+		struct kb_path real; /* the backup is beside the file itself, behind any link */
+		if (kb_sysroot_canonical(b->ctx, f->path[i], true, &real, NULL) < 0)
+			snprintf(real.s, sizeof(real.s), "%s", f->path[i]);
+		const char *real_name = strrchr(real.s, '/') + 1;
 		if (i > 0 || detached_in_main)
-			snprintf(made_manual, sizeof(made_manual), "%s made manual, its addresses and routes moved to %s (backup .%s.kvmbox-bak beside it)",
-				 sp->uplink, sp->name, strrchr(f->path[i], '/') + 1);
+			snprintf(made_manual, sizeof(made_manual), "%s made manual, its addresses and routes moved to %s (backup %.*s.%s.kvmbox-bak)",
+				 sp->uplink, sp->name, (int)(real_name - real.s), real.s, real_name);
 		if (i == 0 && !f->own_sourced)
 			snprintf(sources, sizeof(sources), "now sources %s, which it did not read", f->own);
 		kb_change_note(c, "%s%s%s", made_manual, made_manual[0] && sources[0] ? "; " : "", sources);
