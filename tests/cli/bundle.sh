@@ -601,6 +601,43 @@ test_two_disks_hashed_side_by_side() {
 	rm -f "$TESTS_TMP"/two*.kvmbundle
 }
 
+# Disk data goes past the page cache (O_DIRECT) where the filesystem takes it, as statx tells:
+# the data aligned as it asks from the buffers it was read into, a tail that is not through the
+# page cache, and the files are the same bytes either way: on this filesystem, on a tmpfs
+# (no O_DIRECT: written as before), and from a compressed bundle (libarchive's own buffers).
+test_disks_written_past_the_page_cache() {
+	local m="$TESTS_TMP/dio" dest="$TESTS_TMP/dio-dest" shm="$TESTS_TMP/dio-shm" align b
+	mkdir -p "$m" "$dest" "$shm"
+	printf '<domain type="qemu"><name>dio</name><devices><disk type="file"><source file="disk.raw"/></disk></devices></domain>\n' >"$m/domain.xml"
+	truncate -s $((16 << 20)) "$m/disk.raw"
+	head -c 3M /dev/urandom | dd of="$m/disk.raw" bs=1M seek=2 conv=notrunc status=none
+	head -c 100 /dev/urandom >>"$m/disk.raw" # 16 MiB + 100 bytes: a tail no filesystem takes O_DIRECT
+	run pack "$m/domain.xml" -o "$TESTS_TMP/dio.kvmbundle"
+	expect_rc 0
+	run pack "$m/domain.xml" -o "$TESTS_TMP/dio.kvmbundle.zst" --compress zstd
+	expect_rc 0
+	align=$("$BUILD/tests/helpers/dio-align" "$dest")
+	for b in dio.kvmbundle dio.kvmbundle.zst; do
+		rm -rf "${dest:?}"/*
+		strace -f -qq -e trace=openat -o "$TESTS_TMP/dio.trace" -E ASAN_OPTIONS=detect_leaks=0 \
+			timeout 60 "$KVMBOX" unpack "$TESTS_TMP/$b" --dest "$dest" >/dev/null 2>"$TESTS_TMP/dio.err" ||
+			fail "$b: $(cat "$TESTS_TMP/dio.err")"
+		cmp -s "$m/disk.raw" "$dest/dio/disk.raw" || fail "$b: disk.raw differs after unpack"
+		if [ "$align" != none ]; then
+			grep -qE '"disk\.raw", O_WRONLY[^)]*[|]O_DIRECT[^)]*\) = [0-9]+$' "$TESTS_TMP/dio.trace" ||
+				fail "$b: the filesystem takes O_DIRECT ($align) and disk.raw was not opened with it: $(grep disk.raw "$TESTS_TMP/dio.trace")"
+		fi
+		grep -qE '"(domain\.xml|SHA256SUMS)", [^)]*O_DIRECT' "$TESTS_TMP/dio.trace" && fail "$b: a config member opened O_DIRECT"
+	done
+	mount -t tmpfs -o size=64m tmpfs "$shm" || { fail "cannot mount a tmpfs"; return; }
+	at_exit "umount '$shm' 2>/dev/null"
+	expect_eq "tmpfs takes no O_DIRECT" "$("$BUILD/tests/helpers/dio-align" "$shm")" none
+	run unpack "$TESTS_TMP/dio.kvmbundle" --dest "$shm"
+	expect_rc 0
+	cmp -s "$m/disk.raw" "$shm/dio/disk.raw" || fail "tmpfs: disk.raw differs after unpack"
+	umount "$shm"
+}
+
 # A disk of a local bundle is read by a worker of its own while the main reader streams the
 # small members after it: when the worker refuses the disk, the error names the disk and why,
 # not the member the main reader was stopped in.
@@ -740,6 +777,7 @@ t test_apparent_size_sum
 t test_interrupted_unpack_leaves_nothing
 t test_two_disks_hashed_side_by_side
 t test_a_worker_failure_names_its_disk
+t test_disks_written_past_the_page_cache
 t test_target_and_usage
 t test_dry_run_equals_run
 t test_unpack_from_http

@@ -163,8 +163,50 @@ static bool is_zero(const uint8_t *p, size_t n)
 	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
 }
 
+/*
+ * Where a member's data goes: its file, and where the filesystem takes it
+ * (statx STATX_DIOALIGN) the same file opened O_DIRECT. Data aligned as the
+ * filesystem asks goes from the buffer it was read into straight to the
+ * device: no copy into the page cache and no writeback for the cores that
+ * hash. Anything else (a tail, a block of a compressed stream) goes through
+ * the page cache; the kernel keeps the two coherent, and fsync covers both.
+ */
+struct member_out {
+	int fd;
+	int direct; /* -1: none */
+	unsigned mem_align, offset_align;
+};
+
+#ifndef STATX_DIOALIGN
+#define STATX_DIOALIGN 0x00002000U
+#endif
+
+static int open_member(const struct unpack *u, const char *name, int flags, mode_t mode);
+
+static void open_direct(const struct unpack *u, const char *name, struct member_out *out)
+{
+	out->direct = open_member(u, name, O_WRONLY | O_DIRECT, 0);
+	struct statx st;
+	if (out->direct < 0)
+		return; /* tmpfs and the like: EINVAL, written as before */
+	if (statx(out->direct, "", AT_EMPTY_PATH, STATX_DIOALIGN, &st) == 0 && (st.stx_mask & STATX_DIOALIGN) &&
+	    st.stx_dio_mem_align && st.stx_dio_offset_align) {
+		out->mem_align = st.stx_dio_mem_align;
+		out->offset_align = st.stx_dio_offset_align;
+		return;
+	}
+	close(out->direct);
+	out->direct = -1;
+}
+
+static bool direct_fits(const struct member_out *out, const uint8_t *data, uint64_t offset, size_t len)
+{
+	return out->direct >= 0 && (uintptr_t)data % out->mem_align == 0 && offset % out->offset_align == 0 &&
+	       len % out->offset_align == 0;
+}
+
 /* Write @len bytes of @data at @offset, leaving HOLE_GRAIN blocks of zeros as holes. */
-static int write_sparse(int fd, const uint8_t *data, size_t len, uint64_t offset, const char *name,
+static int write_sparse(struct member_out *out, const uint8_t *data, size_t len, uint64_t offset, const char *name,
 			struct kb_error *err)
 {
 	size_t pos = 0;
@@ -185,8 +227,15 @@ static int write_sparse(int fd, const uint8_t *data, size_t len, uint64_t offset
 				break;
 			pos += g;
 		}
+		int fd = direct_fits(out, data + start, offset + start, pos - start) ? out->direct : out->fd;
 		for (size_t done = start; done < pos;) {
 			ssize_t n = pwrite(fd, data + done, pos - done, (off_t)(offset + done));
+			if (n < 0 && errno == EINVAL && fd == out->direct) {
+				/* The filesystem refused what statx said it takes: the page cache from here on. */
+				out->direct = -1;
+				fd = out->fd;
+				continue;
+			}
 			if (n < 0) {
 				if (errno == EINTR)
 					continue;
@@ -464,6 +513,10 @@ static int stream_member(struct unpack *u, struct reader *r, struct member *m, s
 	m->hasher = kb_hasher_start(&u->sha, r->pool, &interrupted, m->size, err);
 	if (!m->hasher)
 		return -1;
+	struct member_out out = { .fd = fd, .direct = -1 };
+	if (!config)
+		open_direct(u, m->name, &out);
+	autoclose_fd direct = out.direct; /* closed when written: the fd above is the one kept to fsync */
 
 	uint64_t written = 0, synced = 0;
 	int rc = 0;
@@ -500,7 +553,7 @@ static int stream_member(struct unpack *u, struct reader *r, struct member *m, s
 			rc = fail_interrupted(err);
 			break;
 		}
-		if ((rc = write_sparse(fd, buf, len, (uint64_t)offset, m->name, err)) < 0)
+		if ((rc = write_sparse(&out, buf, len, (uint64_t)offset, m->name, err)) < 0)
 			break;
 		written = (uint64_t)offset + len;
 		/* Start writeback as we go, so the fsync at the end has little left to wait for. */
