@@ -134,7 +134,7 @@ struct init {
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
 {
-	char line[512], shown[4 * sizeof(line) + 1] = "";
+	char line[3072], shown[4 * sizeof(line) + 1] = "";
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
@@ -517,15 +517,16 @@ static bool target_file(const struct init *in, const char *path, bool executable
 /* Append the words of @args that @cmdline lacks (blank-separated). */
 static void add_missing_args(char *cmdline, size_t size, const char *args)
 {
-	char word[256];
-	int used;
-	for (const char *c = args; sscanf(c, "%255s%n", word, &used) == 1; c += used) {
-		bool have = false;
-		size_t wl = strlen(word);
-		for (const char *h = strstr(cmdline, word); h && !have; h = strstr(h + 1, word))
-			have = (h == cmdline || h[-1] == ' ') && (h[wl] == ' ' || h[wl] == '\0');
-		if (!have && strlen(cmdline) + wl + 2 < size)
-			snprintf(cmdline + strlen(cmdline), size - strlen(cmdline), "%s%s", cmdline[0] ? " " : "", word);
+	/* Words of any length (an isolcpus= list can be long); grub's $variables are not arguments. */
+	for (const char *w = args + strspn(args, " \t"); *w; w += strspn(w, " \t")) {
+		size_t wl = strcspn(w, " \t");
+		bool have = w[0] == '$';
+		for (const char *h = cmdline; !have && *h; h++) /* the word, whole, already there */
+			have = (h == cmdline || h[-1] == ' ') && !strncmp(h, w, wl) && (h[wl] == ' ' || h[wl] == '\0');
+		size_t used = strlen(cmdline);
+		if (!have && used + wl + 2 < size)
+			snprintf(cmdline + used, size - used, "%s%.*s", used ? " " : "", (int)wl, w);
+		w += wl;
 	}
 }
 
@@ -557,12 +558,9 @@ static int boot_entry(struct init *in, char *kernel, char *initrd, char *cmdline
 				continue;
 			const char *rest = line + used + strspn(line + used, " \t");
 			if (!kernel[0] && (!strcmp(word, "linux") || !strcmp(word, "linux16") || !strcmp(word, "linuxefi"))) {
-				char arg[256];
 				if (sscanf(rest, "%4095s%n", kernel, &used) != 1)
 					continue;
-				for (rest += used; sscanf(rest, "%255s%n", arg, &used) == 1; rest += used)
-					if (arg[0] != '$')
-						add_missing_args(cmdline, size, arg);
+				add_missing_args(cmdline, size, rest + used);
 			} else if (!initrd[0] && (!strcmp(word, "initrd") || !strcmp(word, "initrd16") || !strcmp(word, "initrdefi"))) {
 				sscanf(rest, "%4095s", initrd);
 			}

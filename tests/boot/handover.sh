@@ -24,6 +24,8 @@ IMAGE=$TESTS_TMP/kvmbox-initramfs.img
 BUILD_LOG=$(initramfs/build.sh "$KVMBOX" "$IMAGE" "$KERNEL_DIR" "$KVER" 2>&1) || { echo "Bail out! image: $BUILD_LOG"; exit 1; }
 echo "# $BUILD_LOG"
 
+# An argument longer than 255 bytes (an isolcpus= list on a large host can be): kexec'd whole.
+LONG_ARG=$(printf '%0300d' 7)
 # disk [NO_INIT]: the installed system: a config ([grub] iommu), /etc/default/grub, a grub.cfg
 # whose first entry boots /boot/vmlinuz-KVER with a busybox initrd, and /sbin/init unless NO_INIT.
 disk() {
@@ -37,7 +39,7 @@ set default=0
 menuentry 'Debian GNU/Linux' --class debian {
 	insmod ext2
 	echo 'Loading Linux $KVER ...'
-	linux /boot/vmlinuz-$KVER root=/dev/vda ro console=ttyS0 panic=-1 installed=from-grub-cfg \$vt_handoff
+	linux /boot/vmlinuz-$KVER root=/dev/vda ro console=ttyS0 panic=-1 installed=from-grub-cfg \$vt_handoff installed.long=$LONG_ARG
 	initrd /boot/initrd.img-$KVER
 }
 menuentry 'Debian GNU/Linux (recovery mode)' {
@@ -77,10 +79,10 @@ kexec_into_the_installed_kernel() {
 	disk
 	boot "kvmbox.action=kexec"
 	expect_eq "QEMU exit (power-off by the installed system)" "$QEMU_RC" 0
-	expect_match "the entry loaded" "$SERIAL" "kexec: /boot/vmlinuz-$KVER and /boot/initrd\\.img-$KVER with \"root=/dev/vda ro console=ttyS0 panic=-1 installed=from-grub-cfg quiet amd_iommu=on iommu=pt\""
+	expect_match "the entry loaded" "$SERIAL" "kexec: /boot/vmlinuz-$KVER and /boot/initrd\\.img-$KVER with \"root=/dev/vda ro console=ttyS0 panic=-1 installed=from-grub-cfg installed.long=$LONG_ARG quiet amd_iommu=on iommu=pt\""
 	expect_match "handed over" "$SERIAL" "continuing into the installed kernel \\(kexec\\)"
 	expect_match "the installed kernel runs with the new arguments" "$SERIAL" \
-		"installed-kernel: root=/dev/vda ro console=ttyS0 panic=-1 installed=from-grub-cfg quiet amd_iommu=on iommu=pt"
+		"installed-kernel: root=/dev/vda ro console=ttyS0 panic=-1 installed=from-grub-cfg installed.long=$LONG_ARG quiet amd_iommu=on iommu=pt"
 	expect_match "provisioned first" "$(disk_file /etc/default/grub)" 'GRUB_CMDLINE_LINUX_DEFAULT="quiet amd_iommu=on iommu=pt"'
 	# The installed system had no kvmbox: it got the image's (its first-boot unit runs it).
 	expect_match "kvmbox installed" "$SERIAL" "the installed system had no kvmbox: installed the image's as /usr/bin/kvmbox"
