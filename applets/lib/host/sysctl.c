@@ -24,7 +24,7 @@ static const char *const sysctl_dirs[] = {
 #define SYSCTL_NAMES_MAX 4096
 
 struct sysctl_file {
-	char *name;  /* the basename, the order they are read in */
+	char name[NAME_MAX + 1]; /* the basename, the order they are read in */
 	size_t rank; /* index into sysctl_dirs: the lowest wins a name */
 };
 
@@ -124,40 +124,34 @@ static int compare_files(const void *a, const void *b)
 	return by_name ? by_name : (x->rank > y->rank) - (x->rank < y->rank);
 }
 
-/* The *.conf names of every directory into @files (grown as needed). */
-static int list_files(const struct kb_ctx *ctx, struct sysctl_file **files, size_t *count, struct kb_error *err)
+/* The *.conf names of every directory into @files (SYSCTL_NAMES_MAX of them at most), sorted. */
+static size_t list_files(const struct kb_ctx *ctx, struct sysctl_file *files)
 {
-	size_t room = 0;
+	size_t count = 0;
 	for (size_t rank = 0; rank < sizeof(sysctl_dirs) / sizeof(sysctl_dirs[0]); rank++) {
 		autoclose_dir d = kb_sysroot_opendir(ctx, sysctl_dirs[rank], NULL);
 		struct dirent *de;
-		while (d && (de = readdir(d)) != NULL && *count < SYSCTL_NAMES_MAX) {
+		while (d && (de = readdir(d)) != NULL && count < SYSCTL_NAMES_MAX) {
 			size_t n = strlen(de->d_name);
-			if (n <= 5 || strcmp(de->d_name + n - 5, ".conf"))
+			if (n <= 5 || n > NAME_MAX || strcmp(de->d_name + n - 5, ".conf"))
 				continue;
-			if (*count == room) {
-				room = room ? 2 * room : 32;
-				struct sysctl_file *grown = realloc(*files, room * sizeof(**files));
-				if (!grown)
-					return kb_fail(err, ENOMEM, NULL, "listing the sysctl.d files");
-				*files = grown;
-			}
-			if (!((*files)[*count].name = strdup(de->d_name)))
-				return kb_fail(err, ENOMEM, NULL, "listing the sysctl.d files");
-			(*files)[(*count)++].rank = rank;
+			memcpy(files[count].name, de->d_name, n + 1);
+			files[count++].rank = rank;
 		}
 	}
-	qsort(*files, *count, sizeof(**files), compare_files);
-	return 0;
+	qsort(files, count, sizeof(*files), compare_files);
+	return count;
 }
 
 int kb_sysctl_plan_overrides(const struct kb_ctx *ctx, const char *ours, const char *key, const char *value,
 			     struct kb_plan *plan, struct kb_error *err)
 {
 	const char *our_name = strrchr(ours, '/') ? strrchr(ours, '/') + 1 : ours;
-	struct sysctl_file *files = NULL;
-	size_t count = 0;
-	int rc = list_files(ctx, &files, &count, err);
+	autofree struct sysctl_file *files = calloc(SYSCTL_NAMES_MAX, sizeof(*files));
+	if (!files)
+		return kb_fail(err, ENOMEM, NULL, "listing the sysctl.d files");
+	size_t count = list_files(ctx, files);
+	int rc = 0;
 	/* /etc/sysctl.conf is read once: where a sysctl.d name links to it (Debian's 99-sysctl.conf), or it to one. */
 	struct kb_path conf = { .s = "" }, canon;
 	bool conf_read = kb_sysroot_canonical(ctx, SYSCTL_CONF, true, &conf, NULL) < 0;
@@ -171,9 +165,6 @@ int kb_sysctl_plan_overrides(const struct kb_ctx *ctx, const char *ours, const c
 			rc = scan_file(ctx, path, ours, key, value, "at boot", plan, err);
 		}
 	}
-	for (size_t i = 0; i < count; i++)
-		free(files[i].name);
-	free(files);
 	if (rc == 0 && count == SYSCTL_NAMES_MAX) {
 		char what[160];
 		snprintf(what, sizeof(what), "%d sysctl files or more: any past them are not read", SYSCTL_NAMES_MAX);
