@@ -601,12 +601,55 @@ test_two_disks_hashed_side_by_side() {
 	rm -f "$TESTS_TMP"/two*.kvmbundle
 }
 
+# sparse_bundle OUT NAME SIZE REGIONS: a pax bundle (GNU sparse 1.0, as GNU tar -S writes it) with
+# one disk NAME of SIZE bytes holding random data at REGIONS ("OFF,LEN;OFF,LEN..."), holes
+# between, at offsets no filesystem block lines up with; the image itself beside OUT as NAME.
+sparse_bundle() {
+	python3 - "$@" <<'PY'
+import hashlib, io, os, random, sys, tarfile
+out, name, size, regions = sys.argv[1], sys.argv[2], int(sys.argv[3]), [tuple(map(int, r.split(","))) for r in sys.argv[4].split(";")]
+rng = random.Random(7)
+image, datas = bytearray(size), []
+for off, length in regions:
+    data = bytes(rng.randrange(1, 256) for _ in range(length))
+    image[off:off + length] = data
+    datas.append(data)
+open(os.path.join(os.path.dirname(out), name), "wb").write(image)
+domain = ('<domain type="qemu"><name>sp</name><devices><disk type="file"><source file="%s"/></disk></devices></domain>\n' % name).encode()
+sums = ("%s  domain.xml\n%s  %s\n" % (hashlib.sha256(domain).hexdigest(), hashlib.sha256(image).hexdigest(), name)).encode()
+with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as t:
+    def add(arcname, data, pax=None):
+        info = tarfile.TarInfo(arcname)
+        info.size, info.mode = len(data), 0o644
+        if pax:
+            info.pax_headers = pax
+        t.addfile(info, io.BytesIO(data))
+    add("domain.xml", domain)
+    sparse_map = ("%d\n" % len(regions) + "".join("%d\n%d\n" % r for r in regions)).encode()
+    sparse_map += b"\0" * (-len(sparse_map) % 512)
+    add("GNUSparseFile.0/" + name, sparse_map + b"".join(datas),
+        {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": name, "GNU.sparse.realsize": str(size)})
+    add("SHA256SUMS", sums)
+PY
+}
+
+# direct_writes TRACE: how many pwrite64 calls went to a descriptor its thread opened O_DIRECT
+# (strace -f -e trace=openat,pwrite64,close).
+direct_writes() {
+	awk '/O_DIRECT/ && / = [0-9]+$/ { direct[$1 " " $NF] = 1 }
+		/close\(/ { sub(/close\(/, ""); split($2, f, ")"); delete direct[$1 " " f[1]] }
+		/pwrite64\(/ { split($2, f, "[(,]"); if (($1 " " f[2]) in direct) n++ }
+		END { print n + 0 }' "$1"
+}
+
 # Disk data goes past the page cache (O_DIRECT) where the filesystem takes it, as statx tells:
 # the data aligned as it asks from the buffers it was read into, a tail that is not through the
 # page cache, and the files are the same bytes either way: on this filesystem, on a tmpfs
-# (no O_DIRECT: written as before), and from a compressed bundle (libarchive's own buffers).
+# (no O_DIRECT: written as before), from a compressed bundle (libarchive's own buffers), for
+# a sparse disk whose direct and page-cache writes share pages, and when the filesystem
+# refuses the direct writes after all (each member then goes through the page cache).
 test_disks_written_past_the_page_cache() {
-	local m="$TESTS_TMP/dio" dest="$TESTS_TMP/dio-dest" shm="$TESTS_TMP/dio-shm" align b
+	local m="$TESTS_TMP/dio" dest="$TESTS_TMP/dio-dest" shm="$TESTS_TMP/dio-shm" align b direct
 	mkdir -p "$m" "$dest" "$shm"
 	printf '<domain type="qemu"><name>dio</name><devices><disk type="file"><source file="disk.raw"/></disk></devices></domain>\n' >"$m/domain.xml"
 	truncate -s $((16 << 20)) "$m/disk.raw"
@@ -619,16 +662,34 @@ test_disks_written_past_the_page_cache() {
 	align=$("$BUILD/tests/helpers/dio-align" "$dest")
 	for b in dio.kvmbundle dio.kvmbundle.zst; do
 		rm -rf "${dest:?}"/*
-		strace -f -qq -e trace=openat -o "$TESTS_TMP/dio.trace" -E ASAN_OPTIONS=detect_leaks=0 \
+		strace -f -qq -e trace=openat,pwrite64,close -o "$TESTS_TMP/dio.trace" -E ASAN_OPTIONS=detect_leaks=0 \
 			timeout 60 "$KVMBOX" unpack "$TESTS_TMP/$b" --dest "$dest" >/dev/null 2>"$TESTS_TMP/dio.err" ||
 			fail "$b: $(cat "$TESTS_TMP/dio.err")"
 		cmp -s "$m/disk.raw" "$dest/dio/disk.raw" || fail "$b: disk.raw differs after unpack"
+		direct=$(direct_writes "$TESTS_TMP/dio.trace")
 		if [ "$align" != none ]; then
 			grep -qE '"disk\.raw", O_WRONLY[^)]*[|]O_DIRECT[^)]*\) = [0-9]+$' "$TESTS_TMP/dio.trace" ||
 				fail "$b: the filesystem takes O_DIRECT ($align) and disk.raw was not opened with it: $(grep disk.raw "$TESTS_TMP/dio.trace")"
+			# An uncompressed bundle's disk data is read into page-aligned buffers: it goes direct.
+			[ "$b" != dio.kvmbundle ] || ((direct >= 3)) || fail "$b: $direct direct writes of 3 MiB of data (the filesystem takes $align)"
+		else
+			expect_eq "$b: no direct write where the filesystem takes none" "$direct" 0
 		fi
 		grep -qE '"(domain\.xml|SHA256SUMS)", [^)]*O_DIRECT' "$TESTS_TMP/dio.trace" && fail "$b: a config member opened O_DIRECT"
 	done
+	# Direct and page-cache writes in the same pages (runs of 100, 412 and 512 bytes, a tail).
+	sparse_bundle "$TESTS_TMP/mixed.kvmbundle" mixed.raw $((64 << 10)) "0,100;200,412;1024,512;1536,512;4096,8192;12800,700;20480,4096;65000,536"
+	rm -rf "${dest:?}"/*
+	run unpack "$TESTS_TMP/mixed.kvmbundle" --dest "$dest"
+	expect_rc 0
+	cmp -s "$TESTS_TMP/mixed.raw" "$dest/mixed/mixed.raw" || fail "mixed: mixed.raw differs after unpack"
+	# The filesystem refuses every direct write: the same bytes through the page cache.
+	rm -rf "${dest:?}"/*
+	: >"$TESTS_TMP/dio-refused"
+	KVMBOX_TRAP_DIO_LOG="$TESTS_TMP/dio-refused" LD_PRELOAD="$BUILD/tests/helpers/preload/dio-refuse.so" run unpack "$TESTS_TMP/dio.kvmbundle" --dest "$dest"
+	expect_rc 0
+	cmp -s "$m/disk.raw" "$dest/dio/disk.raw" || fail "refused: disk.raw differs after unpack"
+	[ "$align" = none ] || expect_eq "refused once, then the page cache" "$(wc -l <"$TESTS_TMP/dio-refused")" 1
 	mount -t tmpfs -o size=64m tmpfs "$shm" || { fail "cannot mount a tmpfs"; return; }
 	at_exit "umount '$shm' 2>/dev/null"
 	expect_eq "tmpfs takes no O_DIRECT" "$("$BUILD/tests/helpers/dio-align" "$shm")" none

@@ -81,10 +81,14 @@ struct kb_hash_pool {
 struct kb_hash_pool *kb_hash_pool_new(unsigned count, size_t size, const atomic_int *stop,
 				      struct kb_error *err)
 {
+	/* Each buffer page-aligned: a block written straight from one with O_DIRECT meets the filesystem's alignment. */
+	if (size == 0 || size % 4096) {
+		kb_fail(err, EINVAL, NULL, "hashing buffers of %zu bytes: not whole pages", size);
+		return NULL;
+	}
 	struct kb_hash_pool *p = calloc(1, sizeof(*p));
 	if (p) {
-		/* Page-aligned: a block written straight from here with O_DIRECT meets the filesystem's alignment. */
-		p->mem = (size_t)count * size % 4096 ? NULL : aligned_alloc(4096, (size_t)count * size);
+		p->mem = aligned_alloc(4096, (size_t)count * size);
 		p->holds = calloc(count, sizeof(*p->holds));
 	}
 	if (!p || !p->mem || !p->holds) {

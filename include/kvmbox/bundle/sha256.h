@@ -48,7 +48,7 @@ int kb_sha256_file(const struct kb_sha256_api *api, const char *path, char hex[6
  * has released it and every block queued from it has been hashed.
  */
 struct kb_hash_pool;
-/* @count buffers of @size bytes. @stop (may be NULL): a flag a signal handler sets; kb_hash_pool_take then waits no more. */
+/* @count buffers of @size bytes (whole pages: each buffer starts on a page). @stop (may be NULL): a flag a signal handler sets; kb_hash_pool_take then waits no more. */
 struct kb_hash_pool *kb_hash_pool_new(unsigned count, size_t size, const atomic_int *stop,
 				      struct kb_error *err);
 /* Every hasher that used it finished or cancelled first. NULL: nothing. */
