@@ -696,7 +696,15 @@ test_managed_uplink_is_reported() {
 	r=$(fx_new)
 	index=$(ip -n "$NS_HOST" -j link show veth0 | jq -r '.[0].ifindex')
 	mkdir -p "$r/run/systemd/netif/links"
+	# networkd's state for other interfaces only (listed once a run): nothing to say of veth0.
+	printf 'ADMIN_STATE=configured\nOPER_STATE=routable\n' >"$r/run/systemd/netif/links/$((index + 100))"
+	: >"$r/run/systemd/netif/links/.lock"
+	run_in_ns "$NS_HOST" --root "$r" bridge add br0 --uplink veth0 --dry-run
+	expect_rc 0
+	case "$OUT" in *manager*) fail "a warning for another interface's state: $OUT" ;; esac
 	printf 'ADMIN_STATE=configured\nOPER_STATE=routable\n' >"$r/run/systemd/netif/links/$index"
+	run_in_ns "$NS_HOST" --root "$r" bridge add br0 --uplink veth0 --dry-run
+	expect_match "planned warning" "$OUT" "WARN +manager +systemd-networkd manages veth0"
 	run_in_ns "$NS_HOST" --root "$r" bridge add br0 --uplink veth0
 	expect_rc 0
 	expect_match "warning" "$OUT" "WARN +manager +systemd-networkd manages veth0 and will undo this at its next reconfigure"

@@ -159,6 +159,9 @@ struct bridge {
 	struct kb_plan *plan;          /* the changes, as planned or as made */
 	const struct kb_plan *planned; /* applying: the plan to match, or NULL */
 	int managers_present; /* -1: not looked yet; else NETWORKD | NETWORK_MANAGER: whose state directory exists */
+	int *networkd_links;  /* the interfaces networkd keeps a state file for, sorted: listed once a walk */
+	size_t networkd_link_count;
+	bool networkd_unlisted; /* the listing failed (out of memory): each uplink is looked up by its file */
 	struct step steps[MAX_STEPS];
 	int step_count;
 };
@@ -734,6 +737,49 @@ static int move_ip(struct bridge *b, const struct spec *sp, struct state *st, st
 	return 0;
 }
 
+static int compare_ints(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+	return (x > y) - (x < y);
+}
+
+/*
+ * The interfaces systemd-networkd keeps a state file for (its links directory,
+ * one file per ifindex), listed once a walk: an uplink without one is not
+ * looked up file by file (a hundred bridges, a hundred missing files).
+ */
+static void list_networkd_links(struct bridge *b)
+{
+	autoclose_dir d = kb_sysroot_opendir(b->ctx, "/run/systemd/netif/links", NULL);
+	if (!d)
+		return;
+	b->managers_present |= NETWORKD;
+	size_t room = 0;
+	struct dirent *de;
+	long index;
+	while ((de = readdir(d)) != NULL) {
+		if (!kb_parse_long(de->d_name, 1, INT_MAX, &index))
+			continue;
+		if (b->networkd_link_count == room) {
+			int *grown = realloc(b->networkd_links, (room = room ? 2 * room : 64) * sizeof(*grown));
+			if (!grown) {
+				b->networkd_unlisted = true;
+				return;
+			}
+			b->networkd_links = grown;
+		}
+		b->networkd_links[b->networkd_link_count++] = (int)index;
+	}
+	if (b->networkd_link_count)
+		qsort(b->networkd_links, b->networkd_link_count, sizeof(int), compare_ints);
+}
+
+static bool networkd_has_state(const struct bridge *b, int index)
+{
+	return b->networkd_unlisted ||
+	       (b->networkd_link_count && bsearch(&index, b->networkd_links, b->networkd_link_count, sizeof(int), compare_ints));
+}
+
 /* Tools that manage the uplink will undo raw netlink changes unless their config says the same. */
 static void warn_managers(struct bridge *b, const struct spec *sp, const struct state *st)
 {
@@ -743,8 +789,7 @@ static void warn_managers(struct bridge *b, const struct spec *sp, const struct 
 		/* Once per run: a manager whose state directory is absent manages no uplink. */
 		struct stat dir;
 		b->managers_present = 0;
-		if (kb_sysroot_stat(b->ctx, "/run/systemd/netif/links", &dir, false, NULL) == 0)
-			b->managers_present |= NETWORKD;
+		list_networkd_links(b);
 		if (kb_sysroot_stat(b->ctx, "/run/NetworkManager/devices", &dir, false, NULL) == 0)
 			b->managers_present |= NETWORK_MANAGER;
 	}
@@ -752,8 +797,8 @@ static void warn_managers(struct bridge *b, const struct spec *sp, const struct 
 	snprintf(path, sizeof(path), "/run/systemd/netif/links/%d", st->uplink_index);
 	autofree char *data = NULL;
 	size_t len;
-	if ((b->managers_present & NETWORKD) && kb_read_file(b->ctx, path, 1 << 16, &data, &len, NULL) == 0 &&
-	    strstr(data, "ADMIN_STATE=configur")) {
+	if ((b->managers_present & NETWORKD) && networkd_has_state(b, st->uplink_index) &&
+	    kb_read_file(b->ctx, path, 1 << 16, &data, &len, NULL) == 0 && strstr(data, "ADMIN_STATE=configur")) {
 		char text[128];
 		snprintf(text, sizeof(text), "systemd-networkd manages %s and will undo this at its next reconfigure", sp->uplink);
 		struct kb_change *c = finding(b, "manager", KB_WARN, text);
@@ -1434,6 +1479,7 @@ static struct bridge *walk_open(const struct kb_ctx *ctx, bool dry_run, bool sna
 
 static void walk_close(struct bridge *b)
 {
+	free(b->networkd_links);
 	kb_net_snapshot_free(&b->snap);
 	nl_socket_free(b->sk);
 	free(b);
