@@ -141,6 +141,19 @@ KERNEL=="kvm", GROUP="kvm", MODE="0660", OPTIONS+="static_node=kvm"'
 	expect_match "rule behind the link" "$(cat "$t/srv/conf/65-kvm.rules")" 'MODE="0660"'
 }
 
+# A FIFO at the module's dev attribute: refused at once, never waited on; no node made.
+test_fifo_dev_attribute() {
+	local r
+	r=$(fx_new)
+	mkdir -p "$r/sys/class/misc/kvm"
+	mkfifo "$r/sys/class/misc/kvm/dev"
+	printf 'root:x:0:\nkvm:x:77:\n' >"$r/etc/group"
+	RUN_BOUND=10 run --root "$r" devkvm
+	expect_rc 1
+	expect_match "error" "$ERR" "not a regular file \(a sysfs or procfs value is one\): $r/sys/class/misc/kvm/dev"
+	expect_file_missing "$r/dev/kvm"
+}
+
 test_usage() {
 	run devkvm extra
 	expect_rc 2
@@ -158,6 +171,7 @@ test_usage() {
 }
 
 t test_creates_missing_node
+t test_fifo_dev_attribute
 t test_narrows_0666_never_widens
 t test_replaces_wrong_node
 t test_missing_group_is_a_clear_error

@@ -102,6 +102,57 @@ test_explicit_list() {
 	expect_eq "zero" "$ERR" "kvmbox tune: --housekeeping: '0' is not a number of cores per node (1 to 64)"
 }
 
+# A FIFO where a sysfs or procfs value should be (a root is input): refused at once, named,
+# never waited on; nothing written.
+test_fifo_values_are_refused() {
+	local r
+	r=$(tune_root 2 4 1)
+	rm "$r/sys/devices/system/cpu/online"
+	mkfifo "$r/sys/devices/system/cpu/online"
+	RUN_BOUND=10 run --root "$r" tune --plan
+	expect_rc 1
+	expect_eq "error" "$ERR" "kvmbox tune: not a regular file (a sysfs or procfs value is one): $r/sys/devices/system/cpu/online"
+	r=$(tune_root 2 4 1)
+	rm "$r/proc/sys/kernel/numa_balancing"
+	mkfifo "$r/proc/sys/kernel/numa_balancing"
+	cp "$r/etc/default/grub" "$TESTS_TMP/grub.before"
+	RUN_BOUND=10 run --root "$r" tune --no-update
+	expect_rc 1
+	expect_match "error" "$ERR" "not a regular file \(a sysfs or procfs value is one\): $r/proc/sys/kernel/numa_balancing"
+	cmp -s "$TESTS_TMP/grub.before" "$r/etc/default/grub" || fail "grub written though the plan failed"
+}
+
+# /etc/default/irqbalance lines the shell (or systemd's EnvironmentFile=) reads otherwise than a
+# plain assignment: refused naming the line, the file left as it was (bash is the oracle for
+# what the edit would have broken: each of these read back as something else, or not at all).
+test_irqbalance_unsafe_lines_refused() {
+	local r text line
+	while IFS='|' read -r line text; do
+		r=$(tune_root 2 4 1)
+		printf "$text" >"$r/etc/default/irqbalance"
+		cp "$r/etc/default/irqbalance" "$TESTS_TMP/irq.before"
+		run --root "$r" tune --no-update
+		expect_rc 1
+		expect_match "$text" "$ERR" "^kvmbox tune: /etc/default/irqbalance:$line: IRQBALANCE_BANNED_CPULIST is not set there in a plain assignment"
+		cmp -s "$TESTS_TMP/irq.before" "$r/etc/default/irqbalance" || fail "$text: the file was changed"
+	done <<'CASES'
+1|IRQBALANCE_BANNED_CPULIST=0"1 2"\n
+1|IRQBALANCE_BANNED_CPULIST=$(echo 0)\n
+1|IRQBALANCE_BANNED_CPULIST=0#x\n
+2|A=1\nB=2; IRQBALANCE_BANNED_CPULIST=9\n
+1|IRQBALANCE_BANNED_CPULIST=0\\\n,1\n
+2|IRQBALANCE_ARGS="--a \\\nIRQBALANCE_BANNED_CPULIST=0"\n
+1|IRQBALANCE_BANNED_CPULIST=$'0 1'\n
+CASES
+	# Plain ones are edited: a comment after a blank stays, a commented-out line is no assignment.
+	r=$(tune_root 2 4 1)
+	printf '#IRQBALANCE_BANNED_CPULIST=7\nIRQBALANCE_BANNED_CPULIST="0"  # mine\n' >"$r/etc/default/irqbalance"
+	run --root "$r" tune --no-update
+	expect_rc 0
+	expect_eq "plain" "$(cat "$r/etc/default/irqbalance")" '#IRQBALANCE_BANNED_CPULIST=7
+IRQBALANCE_BANNED_CPULIST=1-3,5-7  # mine'
+}
+
 # A sysctl file read after tune's turns balancing back on at boot: the plan names it.
 test_numa_balancing_overridden_at_boot() {
 	local r
@@ -169,7 +220,7 @@ IRQBALANCE_ARGS="--x"'
 	cp "$r/etc/default/irqbalance" "$TESTS_TMP/irq.open"
 	run --root "$r" tune --no-update
 	expect_rc 1
-	expect_match "refused" "$ERR" "IRQBALANCE_BANNED_CPULIST: its quoted value does not end on its line"
+	expect_match "refused" "$ERR" "/etc/default/irqbalance:[0-9]+: IRQBALANCE_BANNED_CPULIST is not set there in a plain assignment kvmbox can rewrite"
 	cmp -s "$TESTS_TMP/irq.open" "$r/etc/default/irqbalance" || fail "the file was changed"
 }
 
@@ -218,6 +269,8 @@ t test_topologies
 t test_management_nic_node_first
 t test_explicit_list
 t test_numa_balancing_overridden_at_boot
+t test_fifo_values_are_refused
+t test_irqbalance_unsafe_lines_refused
 t test_dry_run_equals_run
 t test_irqbalance_in_place
 t test_too_long_refused

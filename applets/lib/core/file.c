@@ -131,13 +131,34 @@ static int read_value_fd(int fd, const char *shown, char *buf, size_t size, stru
 	return 0;
 }
 
+/*
+ * A value's file, opened: never blocking on a FIFO put where a sysfs or procfs
+ * file was expected (a root is input), never taking a terminal, and refused
+ * unless it is a regular file, as every sysfs and procfs value is.
+ */
+static int value_file(int fd, const char *shown, struct kb_error *err)
+{
+	struct stat st;
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) < 0)
+		kb_fail(err, errno, shown, "opening");
+	else if (!S_ISREG(st.st_mode))
+		kb_fail(err, 0, shown, "not a regular file (a sysfs or procfs value is one):");
+	else
+		return fd;
+	close(fd);
+	return -1;
+}
+#define VALUE_OPEN_FLAGS (O_NONBLOCK | O_NOCTTY)
+
 int kb_read_value(const struct kb_ctx *ctx, const char *abs_path, char *buf, size_t size,
 		  struct kb_error *err)
 {
 	struct kb_path p;
 	if (kb_sysroot_path(ctx, abs_path, &p, err) < 0)
 		return -1;
-	autoclose_fd fd = kb_sysroot_open(ctx, abs_path, O_RDONLY, 0, err);
+	autoclose_fd fd = value_file(kb_sysroot_open(ctx, abs_path, O_RDONLY | VALUE_OPEN_FLAGS, 0, err), p.s, err);
 	if (fd < 0)
 		return -1;
 	return read_value_fd(fd, p.s, buf, size, err);
@@ -147,9 +168,12 @@ int kb_read_value_at(int dirfd, const char *name, const char *shown, char *buf, 
 {
 	if (strchr(name, '/'))
 		return kb_fail(err, EINVAL, shown, "reading (not a name in the directory)");
-	autoclose_fd fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
+	int opened = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | VALUE_OPEN_FLAGS);
+	if (opened < 0)
 		return kb_fail(err, errno, shown, "opening");
+	autoclose_fd fd = value_file(opened, shown, err);
+	if (fd < 0)
+		return -1;
 	return read_value_fd(fd, shown, buf, size, err);
 }
 
@@ -159,7 +183,7 @@ int kb_write_value(const struct kb_ctx *ctx, const char *abs_path, const char *v
 	struct kb_path p;
 	if (kb_sysroot_path(ctx, abs_path, &p, err) < 0)
 		return -1;
-	autoclose_fd fd = kb_sysroot_open(ctx, abs_path, O_WRONLY, 0, err);
+	autoclose_fd fd = value_file(kb_sysroot_open(ctx, abs_path, O_WRONLY | VALUE_OPEN_FLAGS, 0, err), p.s, err);
 	if (fd < 0)
 		return -1;
 	if (kb_write_all(fd, value, strlen(value)) < 0)

@@ -308,8 +308,14 @@ static int plan_numa_balancing(const struct kb_ctx *ctx, struct kb_plan *plan, s
 	if (kb_sysctl_plan_overrides(ctx, KB_TUNE_SYSCTL_FILE, "kernel.numa_balancing", "0", plan, err) < 0)
 		return -1;
 	char now[16];
-	if (kb_read_value(ctx, KB_TUNE_NUMA_BALANCING, now, sizeof(now), NULL) < 0)
-		return 0; /* a kernel without automatic NUMA balancing */
+	struct kb_error why = { 0 };
+	if (kb_read_value(ctx, KB_TUNE_NUMA_BALANCING, now, sizeof(now), &why) < 0) {
+		if (why.errnum == ENOENT)
+			return 0; /* a kernel without automatic NUMA balancing */
+		if (err)
+			*err = why; /* there, but not a value: refused, not taken for absent */
+		return -1;
+	}
 	if (!(ch = kb_plan_add(plan, "kernel.numa_balancing", KB_CHANGE_VALUE, now, "0", err)))
 		return -1;
 	ch->action = TUNE_LIVE;
@@ -332,39 +338,71 @@ static const char *assigns(const char *p, const char *end, const char *var)
 }
 
 /*
- * /etc/default/irqbalance with VAR=@list: its last assignment's value
- * replaced in place (the line's other bytes kept), else the line appended;
- * *@before the value it had (quotes removed), NULL when none.
+ * Whether the assignment's value at @v (to @end, the line's end) is one kvmbox
+ * reads whole and can replace: a quoted string closed on its line without a
+ * backslash, '$' or backquote in it, or a bare word of plain characters; then
+ * only blanks, or a comment after a blank. Else the shell (or systemd's
+ * EnvironmentFile=) would read something else than kvmbox: refused. *@value_end
+ * is where the value ends.
  */
+static bool plain_assignment(const char *v, const char *end, const char **value_end)
+{
+	const char *p = v;
+	if (p < end && (*p == '"' || *p == '\'')) {
+		const char *close = memchr(p + 1, *p, (size_t)(end - p - 1));
+		if (!close)
+			return false;
+		for (const char *q = p + 1; q < close; q++)
+			if (*q == '\\' || *q == '$' || *q == '`')
+				return false;
+		p = close + 1;
+	} else {
+		while (p < end && (isalnum((unsigned char)*p) || strchr(",-._/:+=@", *p)))
+			p++;
+	}
+	*value_end = p;
+	if (p < end && !isspace((unsigned char)*p))
+		return false; /* a quote, '$', ';', '#' or another word glued to it */
+	while (p < end && isspace((unsigned char)*p))
+		p++;
+	return p == end || *p == '#';
+}
+
 /*
  * The file with the variable's last assignment set to @list (or appended),
- * its old value in *@before. A quoted value ends at its closing quote; one
- * whose quote does not close on its line (the shell reads on) sets
- * *@unreadable: kvmbox does not rewrite what it cannot read whole.
+ * its old value in *@before. Any assignment of it kvmbox cannot read whole (see
+ * plain_assignment), one not at the start of its line, or a line continued from
+ * the one before sets *@bad_line: kvmbox does not rewrite what it cannot read.
  */
-static char *irqbalance_text(const char *text, size_t len, const char *list, char **before, bool *unreadable)
+static char *irqbalance_text(const char *text, size_t len, const char *list, char **before, unsigned *bad_line)
 {
 	const char *value = NULL, *value_end = NULL;
+	size_t var_len = strlen(KB_TUNE_IRQBALANCE_VAR);
 	*before = NULL;
-	*unreadable = false;
+	*bad_line = 0;
+	bool continued = false;
+	unsigned number = 0;
 	for (const char *line = text; text && line < text + len;) {
 		const char *eol = memchr(line, '\n', (size_t)(text + len - line));
 		const char *end = eol ? eol : text + len;
-		const char *v = assigns(line, end, KB_TUNE_IRQBALANCE_VAR);
-		if (v) {
-			value = v;
-			value_end = v;
-			if (v < end && (*v == '"' || *v == '\'')) {
-				const char *close = memchr(v + 1, *v, (size_t)(end - v - 1));
-				if (!close || memchr(v + 1, '\\', (size_t)(close - v - 1))) {
-					*unreadable = true;
-					return NULL;
-				}
-				value_end = close + 1;
+		number++;
+		const char *v = continued ? NULL : assigns(line, end, KB_TUNE_IRQBALANCE_VAR);
+		const char *named = memmem(line, (size_t)(end - line), KB_TUNE_IRQBALANCE_VAR "=", var_len + 1);
+		if (named && (!v || memmem(v, (size_t)(end - v), KB_TUNE_IRQBALANCE_VAR "=", var_len + 1))) {
+			const char *first = line + strspn(line, " \t");
+			if (first < end && *first != '#') { /* not a comment: set somewhere kvmbox does not edit */
+				*bad_line = number;
+				return NULL;
 			}
-			while (value_end < end && !isspace((unsigned char)*value_end) && *value_end != '#' && *value_end != ';')
-				value_end++;
 		}
+		if (v) {
+			if (!plain_assignment(v, end, &value_end)) {
+				*bad_line = number;
+				return NULL;
+			}
+			value = v;
+		}
+		continued = end > line && end[-1] == '\\';
 		line = eol ? eol + 1 : end;
 	}
 	char *out = NULL;
@@ -409,14 +447,19 @@ static int plan_irqbalance(const struct kb_ctx *ctx, const struct choice *c, str
 	kb_cpuset_format(&c->isolated, list, sizeof(list));
 	/* Freed by hand: clang's analyser reads the cleanup attribute's free as a leak here. */
 	char *before = NULL;
-	bool unreadable;
-	char *after = irqbalance_text(text, len, list, &before, &unreadable);
+	unsigned bad_line;
+	char *after = irqbalance_text(text, len, list, &before, &bad_line);
 	if (!after) {
 		free(before);
-		return unreadable ? kb_fail(err, EINVAL, KB_TUNE_IRQBALANCE, "%s: its quoted value does not end on its line "
-									  "(or holds a backslash); fix it by hand, then run again:",
-					    KB_TUNE_IRQBALANCE_VAR)
-				  : kb_fail(err, ENOMEM, KB_TUNE_IRQBALANCE, "planning");
+		if (!bad_line)
+			return kb_fail(err, ENOMEM, KB_TUNE_IRQBALANCE, "planning");
+		kb_fail(err, 0, KB_TUNE_IRQBALANCE, "%s is not set there in a plain assignment kvmbox can rewrite (VAR=VALUE or "
+						    "VAR=\"VALUE\" on one line; no $, backslash, backquote, second command, glued "
+						    "comment or continued line); fix it by hand, then run again",
+			KB_TUNE_IRQBALANCE_VAR);
+		if (err)
+			err->line = bad_line;
+		return -1;
 	}
 	struct kb_change *ch = kb_plan_file(ctx, plan, "irqbalance", KB_TUNE_IRQBALANCE, after, 0644, err);
 	free(after);
