@@ -205,6 +205,31 @@ options kvm_amd nested=1"
 	expect_match "written behind the link" "$(cat "$t/srv/conf/kvm-nested.conf")" "options kvm_amd nested=1"
 }
 
+# modprobe.d files that undo --persist at boot are named in the plan: options read after
+# kvm-nested.conf (kmod's own reading, modprobe -c, is the oracle for the order), a
+# blacklist, an install command; options read before it are not (it wins over them).
+test_persist_overridden_at_boot() {
+	local r t k
+	r=$(module_root amd-svm-2.txt)
+	k=$(kver_of "$r")
+	t=$(mktemp -d "$TESTS_TMP/target.XXXXXX")
+	mkdir -p "$t/etc/modprobe.d" "$t/usr/lib/modprobe.d"
+	echo "options kvm_amd nested=0" >"$t/etc/modprobe.d/a-early.conf"
+	printf '# local\noptions kvm-amd npt=1 nested=0\n' >"$t/etc/modprobe.d/kvm.conf"
+	echo "blacklist kvm_amd" >"$t/usr/lib/modprobe.d/quiet.conf"
+	echo "install kvm_amd /bin/true" >"$t/usr/lib/modprobe.d/z-install.conf"
+	run_trapped "$r" --target "$t" kvm-load --kver "$k" --nested --persist --dry-run --json
+	expect_rc 0
+	expect_eq "findings" "$(jq -r '.changes[] | select(.item == "modprobe.d") | "\(.status) \(.after)"' <<<"$OUT")" \
+		"WARN /etc/modprobe.d/kvm.conf:2 sets nested=0 for kvm_amd after /etc/modprobe.d/kvm-nested.conf and overrides it at boot
+WARN /usr/lib/modprobe.d/quiet.conf:1 blacklists kvm_amd: the CPU's alias no longer loads it at boot
+WARN /usr/lib/modprobe.d/z-install.conf:1 runs a command instead of loading kvm_amd"
+	# kmod reads kvm.conf after kvm-nested.conf: its nested=0 is the last the module gets.
+	run_trapped "$r" --target "$t" kvm-load --kver "$k" --nested --persist
+	expect_rc 0
+	expect_match "kmod's order" "$(modprobe -c -C "$t/etc/modprobe.d" 2>/dev/null | grep '^options kvm_amd' | tail -1)" "nested=0"
+}
+
 test_install_commands_are_not_run() {
 	local r k
 	r=$(module_root amd-svm-2.txt)
@@ -247,6 +272,7 @@ t test_read_back_catches_ignored_requests
 t test_missing_modules
 t test_builtin_module_points_to_grub_args
 t test_persist_and_target
+t test_persist_overridden_at_boot
 t test_install_commands_are_not_run
 t test_vendor_and_usage
 done_testing

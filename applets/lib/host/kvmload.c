@@ -15,8 +15,10 @@
 
 #include "kvmbox/core/cleanup.h"
 #include "kvmbox/core/cli.h"
+#include "kvmbox/core/confdirs.h"
 #include "kvmbox/core/file.h"
 #include "kvmbox/core/sysroot.h"
+#include "kvmbox/host/cmdline.h"
 #include "kvmbox/host/cpuinfo.h"
 #include "kvmbox/host/kmod.h"
 #include "kvmbox/host/kvmload.h"
@@ -320,6 +322,82 @@ static int plan_module(const struct kb_ctx *ctx, const struct kb_kvmload_spec *s
 	return 0;
 }
 
+/*
+ * What the modprobe.d files of the system being changed do to @module at boot,
+ * beside kvmbox's file: options read after it that set nested otherwise (the
+ * module takes the last), a blacklist (its alias, the CPU's, no longer loads
+ * it) and an install command (run instead of loading it). Each a WARN naming
+ * file and line, in kmod's order (/etc masking the same name below).
+ */
+static const char *const modprobe_dirs[] = { "/etc/modprobe.d", "/usr/local/lib/modprobe.d", "/usr/lib/modprobe.d",
+					     "/lib/modprobe.d" };
+
+static int modprobe_finding(struct kb_plan *plan, const char *what, const char *hint, struct kb_error *err)
+{
+	struct kb_change *c = kb_plan_finding(plan, "modprobe.d", KB_WARN, what, err);
+	if (c)
+		kb_change_hint(c, "%s", hint);
+	return c ? 0 : -1;
+}
+
+static int modprobe_file(const struct kb_ctx *ctx, const char *path, bool after_ours, const char *module,
+			 struct kb_plan *plan, struct kb_error *err)
+{
+	autofree char *text = NULL;
+	size_t len;
+	if (kb_read_file(ctx, path, 1 << 20, &text, &len, NULL) < 0)
+		return 0; /* unreadable: kmod skips it too */
+	unsigned line = 0;
+	for (char *p = text, *eol; p && *p; p = eol ? eol + 1 : NULL) {
+		eol = strchr(p, '\n');
+		if (eol)
+			*eol = '\0';
+		line++;
+		char keyword[16], name[64], what[PATH_MAX + 256];
+		int used = 0;
+		if (sscanf(p, " %15s %63s %n", keyword, name, &used) < 2 || keyword[0] == '#' ||
+		    !kb_cmdline_key_equal(name, strlen(name), module, strlen(module)))
+			continue;
+		if (!strcmp(keyword, "blacklist")) {
+			snprintf(what, sizeof(what), "%s:%u blacklists %s: the CPU's alias no longer loads it at boot", path, line, module);
+			if (modprobe_finding(plan, what, "remove that line, or load it at boot by name (modules-load.d)", err) < 0)
+				return -1;
+		} else if (!strcmp(keyword, "install")) {
+			snprintf(what, sizeof(what), "%s:%u runs a command instead of loading %s", path, line, module);
+			if (modprobe_finding(plan, what, "remove that line unless the command loads it with nested=1", err) < 0)
+				return -1;
+		} else if (!strcmp(keyword, "options") && after_ours) {
+			for (char *save = NULL, *w = strtok_r(p + used, " \t", &save); w; w = strtok_r(NULL, " \t", &save)) {
+				if (strncmp(w, "nested=", 7) || !strcmp(w + 7, "1") || !strcasecmp(w + 7, "y"))
+					continue;
+				snprintf(what, sizeof(what), "%s:%u sets %s for %s after %s and overrides it at boot", path, line, w,
+					 module, KB_KVMLOAD_NESTED_CONF);
+				if (modprobe_finding(plan, what, "change or remove that option: the module takes the last one it is given",
+						     err) < 0)
+					return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+static int plan_modprobe_overrides(const struct kb_ctx *ctx, const char *module, struct kb_plan *plan, struct kb_error *err)
+{
+	autofree struct kb_conf_file *files = calloc(KB_CONF_FILES_MAX, sizeof(*files));
+	if (!files)
+		return kb_fail(err, ENOMEM, NULL, "listing the modprobe.d files");
+	bool full;
+	size_t count = kb_conf_files(ctx, modprobe_dirs, sizeof(modprobe_dirs) / sizeof(modprobe_dirs[0]), ".conf", files, &full);
+	const char *ours = strrchr(KB_KVMLOAD_NESTED_CONF, '/') + 1;
+	for (size_t i = 0; i < count; i++) {
+		if (!strcmp(files[i].path, KB_KVMLOAD_NESTED_CONF))
+			continue;
+		if (modprobe_file(ctx, files[i].path, strcmp(files[i].name, ours) > 0, module, plan, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 int kb_kvmload_plan(const struct kb_ctx *ctx, const struct kb_kvmload_spec *spec, struct kb_plan *plan,
 		    struct kb_error *err)
 {
@@ -360,6 +438,8 @@ int kb_kvmload_plan(const struct kb_ctx *ctx, const struct kb_kvmload_spec *spec
 			return -1;
 		c->action = KVMLOAD_CONF;
 		kb_change_note(c, "options %s nested=1", t.module);
+		if (plan_modprobe_overrides(ctx, t.module, plan, err) < 0)
+			return -1;
 	}
 	return 0;
 }

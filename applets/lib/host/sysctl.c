@@ -1,5 +1,4 @@
 /* The sysctl.d files read after one of kvmbox's; see kvmbox/host/sysctl.h. */
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -8,6 +7,7 @@
 
 #include "kvmbox/core/cleanup.h"
 #include "kvmbox/core/cli.h"
+#include "kvmbox/core/confdirs.h"
 #include "kvmbox/core/file.h"
 #include "kvmbox/core/sysroot.h"
 #include "kvmbox/host/sysctl.h"
@@ -21,12 +21,6 @@ static const char *const sysctl_dirs[] = {
 };
 #define SYSCTL_CONF "/etc/sysctl.conf"
 #define SYSCTL_FILE_MAX (1 << 20)
-#define SYSCTL_NAMES_MAX 4096
-
-struct sysctl_file {
-	char name[NAME_MAX + 1]; /* the basename, the order they are read in */
-	size_t rank; /* index into sysctl_dirs: the lowest wins a name */
-};
 
 static void trim(const char **start, const char **end)
 {
@@ -117,57 +111,29 @@ static int scan_file(const struct kb_ctx *ctx, const char *path, const char *our
 	return 0;
 }
 
-static int compare_files(const void *a, const void *b)
-{
-	const struct sysctl_file *x = a, *y = b;
-	int by_name = strcmp(x->name, y->name);
-	return by_name ? by_name : (x->rank > y->rank) - (x->rank < y->rank);
-}
-
-/* The *.conf names of every directory into @files (SYSCTL_NAMES_MAX of them at most), sorted. */
-static size_t list_files(const struct kb_ctx *ctx, struct sysctl_file *files)
-{
-	size_t count = 0;
-	for (size_t rank = 0; rank < sizeof(sysctl_dirs) / sizeof(sysctl_dirs[0]); rank++) {
-		autoclose_dir d = kb_sysroot_opendir(ctx, sysctl_dirs[rank], NULL);
-		struct dirent *de;
-		while (d && (de = readdir(d)) != NULL && count < SYSCTL_NAMES_MAX) {
-			size_t n = strlen(de->d_name);
-			if (n <= 5 || n > NAME_MAX || strcmp(de->d_name + n - 5, ".conf"))
-				continue;
-			memcpy(files[count].name, de->d_name, n + 1);
-			files[count++].rank = rank;
-		}
-	}
-	qsort(files, count, sizeof(*files), compare_files);
-	return count;
-}
-
 int kb_sysctl_plan_overrides(const struct kb_ctx *ctx, const char *ours, const char *key, const char *value,
 			     struct kb_plan *plan, struct kb_error *err)
 {
 	const char *our_name = strrchr(ours, '/') ? strrchr(ours, '/') + 1 : ours;
-	autofree struct sysctl_file *files = calloc(SYSCTL_NAMES_MAX, sizeof(*files));
+	autofree struct kb_conf_file *files = calloc(KB_CONF_FILES_MAX, sizeof(*files));
 	if (!files)
 		return kb_fail(err, ENOMEM, NULL, "listing the sysctl.d files");
-	size_t count = list_files(ctx, files);
+	bool full;
+	size_t count = kb_conf_files(ctx, sysctl_dirs, sizeof(sysctl_dirs) / sizeof(sysctl_dirs[0]), ".conf", files, &full);
 	int rc = 0;
 	/* /etc/sysctl.conf is read once: where a sysctl.d name links to it (Debian's 99-sysctl.conf), or it to one. */
 	struct kb_path conf = { .s = "" }, canon;
 	bool conf_read = kb_sysroot_canonical(ctx, SYSCTL_CONF, true, &conf, NULL) < 0;
-	for (size_t i = 0; i < count; i++) {
-		bool masked = i > 0 && !strcmp(files[i].name, files[i - 1].name);
-		if (rc == 0 && !masked && strcmp(files[i].name, our_name) > 0) {
-			char path[PATH_MAX];
-			snprintf(path, sizeof(path), "%s/%s", sysctl_dirs[files[i].rank], files[i].name);
-			if (kb_sysroot_canonical(ctx, path, true, &canon, NULL) == 0 && !strcmp(canon.s, conf.s))
-				conf_read = true;
-			rc = scan_file(ctx, path, ours, key, value, "at boot", plan, err);
-		}
+	for (size_t i = 0; rc == 0 && i < count; i++) {
+		if (strcmp(files[i].name, our_name) <= 0)
+			continue; /* read before ours: ours wins */
+		if (kb_sysroot_canonical(ctx, files[i].path, true, &canon, NULL) == 0 && !strcmp(canon.s, conf.s))
+			conf_read = true;
+		rc = scan_file(ctx, files[i].path, ours, key, value, "at boot", plan, err);
 	}
-	if (rc == 0 && count == SYSCTL_NAMES_MAX) {
+	if (rc == 0 && full) {
 		char what[160];
-		snprintf(what, sizeof(what), "%d sysctl files or more: any past them are not read", SYSCTL_NAMES_MAX);
+		snprintf(what, sizeof(what), "more than %d sysctl files: those past them are not read", KB_CONF_FILES_MAX);
 		rc = kb_plan_finding(plan, "sysctl.d", KB_INFO, what, err) ? 0 : -1;
 	}
 	if (rc == 0 && !conf_read)
