@@ -141,6 +141,24 @@ KERNEL=="kvm", GROUP="kvm", MODE="0660", OPTIONS+="static_node=kvm"'
 	expect_match "rule behind the link" "$(cat "$t/srv/conf/65-kvm.rules")" 'MODE="0660"'
 }
 
+# A rule read after 65-kvm.rules that sets the node's mode, group or owner wins at boot: named.
+# Rules read before it (Debian's 50-udev-default.rules sets 0666) and rules that only match
+# the node are not.
+test_persist_later_rule_named() {
+	local r t
+	r=$(kvm_root)
+	t=$(mktemp -d "$TESTS_TMP/target.XXXXXX")
+	mkdir -p "$t/etc/udev/rules.d" "$t/usr/lib/udev/rules.d"
+	printf 'root:x:0:\nkvm:x:77:\n' >"$t/etc/group"
+	echo 'KERNEL=="kvm", GROUP="kvm", MODE="0666", OPTIONS+="static_node=kvm"' >"$t/usr/lib/udev/rules.d/50-udev-default.rules"
+	echo 'KERNEL=="kvm", TAG+="uaccess"' >"$t/usr/lib/udev/rules.d/70-tags.rules"
+	printf '# opened up by hand\nSUBSYSTEM=="misc", KERNEL=="kvm", GROUP="users", MODE:="0666"\n' >"$t/etc/udev/rules.d/99-kvm-open.rules"
+	run --root "$r" --target "$t" devkvm --persist --dry-run --json
+	expect_rc 0
+	expect_eq "findings" "$(jq -r '.changes[] | select(.item == "udev") | "\(.status) \(.after)"' <<<"$OUT")" \
+		"WARN /etc/udev/rules.d/99-kvm-open.rules:2 sets /dev/kvm's owner, group or mode after /etc/udev/rules.d/65-kvm.rules: it wins at boot"
+}
+
 # A FIFO at the module's dev attribute: refused at once, never waited on; no node made.
 test_fifo_dev_attribute() {
 	local r
@@ -172,6 +190,7 @@ test_usage() {
 
 t test_creates_missing_node
 t test_fifo_dev_attribute
+t test_persist_later_rule_named
 t test_narrows_0666_never_widens
 t test_replaces_wrong_node
 t test_missing_group_is_a_clear_error

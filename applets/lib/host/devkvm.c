@@ -1,4 +1,5 @@
 /* The /dev/kvm node; see kvmbox/host/devkvm.h. */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include "kvmbox/core/accounts.h"
 #include "kvmbox/core/cleanup.h"
 #include "kvmbox/core/cli.h"
+#include "kvmbox/core/confdirs.h"
 #include "kvmbox/core/file.h"
 #include "kvmbox/core/sysroot.h"
 #include "kvmbox/host/devkvm.h"
@@ -88,6 +90,64 @@ static void describe_node(const struct stat *st, char *buf, size_t size)
 		snprintf(buf, size, "a %s", S_ISREG(st->st_mode) ? "regular file" : "special file");
 }
 
+/*
+ * udev applies the rules files in the order of their names (/etc masking the
+ * same name below), a later assignment winning: a rule read after kvmbox's
+ * that matches the kvm node and sets its owner, group or mode undoes it at
+ * every boot. Each is a WARN naming file and line.
+ */
+static const char *const udev_dirs[] = { "/etc/udev/rules.d", "/usr/local/lib/udev/rules.d", "/usr/lib/udev/rules.d",
+					 "/lib/udev/rules.d" };
+
+static bool sets_node(const char *line)
+{
+	static const char *const keys[] = { "MODE", "GROUP", "OWNER" };
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		for (const char *k = strstr(line, keys[i]); k; k = strstr(k + 1, keys[i])) {
+			const char *op = k + strlen(keys[i]);
+			if ((k == line || !isalnum((unsigned char)k[-1])) && (op[0] == '=' || (op[0] == ':' && op[1] == '=')) &&
+			    op[op[0] == ':' ? 2 : 1] != '=')
+				return true;
+		}
+	return false;
+}
+
+static int plan_later_rules(const struct kb_ctx *ctx, struct kb_plan *plan, struct kb_error *err)
+{
+	autofree struct kb_conf_file *files = calloc(KB_CONF_FILES_MAX, sizeof(*files));
+	if (!files)
+		return kb_fail(err, ENOMEM, NULL, "listing the udev rules");
+	bool full;
+	size_t count = kb_conf_files(ctx, udev_dirs, sizeof(udev_dirs) / sizeof(udev_dirs[0]), ".rules", files, &full);
+	const char *ours = strrchr(KB_DEVKVM_UDEV_RULE, '/') + 1;
+	for (size_t i = 0; i < count; i++) {
+		if (strcmp(files[i].name, ours) <= 0)
+			continue; /* read before ours: ours wins */
+		autofree char *text = NULL;
+		size_t len;
+		if (kb_read_file(ctx, files[i].path, 1 << 20, &text, &len, NULL) < 0)
+			continue;
+		unsigned line = 0;
+		for (char *p = text, *eol; p && *p; p = eol ? eol + 1 : NULL) {
+			eol = strchr(p, '\n');
+			if (eol)
+				*eol = '\0';
+			line++;
+			p += strspn(p, " \t");
+			if (*p == '#' || !strstr(p, "KERNEL==\"kvm\"") || !sets_node(p))
+				continue;
+			char what[NAME_MAX + 200];
+			snprintf(what, sizeof(what), "%s:%u sets /dev/kvm's owner, group or mode after %s: it wins at boot",
+				 files[i].path, line, KB_DEVKVM_UDEV_RULE);
+			struct kb_change *c = kb_plan_finding(plan, "udev", KB_WARN, what, err);
+			if (!c)
+				return -1;
+			kb_change_hint(c, "remove that assignment: udev applies the rules in order, the last one wins");
+		}
+	}
+	return 0;
+}
+
 static char *udev_rule(const struct kb_devkvm_spec *spec)
 {
 	char *rule = NULL;
@@ -159,6 +219,7 @@ int kb_devkvm_plan(const struct kb_ctx *ctx, const struct kb_devkvm_spec *spec, 
 			return -1;
 		c->action = DEVKVM_RULE;
 		kb_change_note(c, "GROUP=\"%s\", MODE=\"%04o\"", spec->group, KB_DEVKVM_MODE);
+		return plan_later_rules(ctx, plan, err);
 	}
 	return 0;
 }
