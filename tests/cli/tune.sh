@@ -153,6 +153,23 @@ CASES
 IRQBALANCE_BANNED_CPULIST=1-3,5-7  # mine'
 }
 
+# Two runs at once on one root: one edits, the other finds the file changed since it planned
+# and refuses; grub's backup stays the file as it was before both (it became the first run's
+# result when both checked before either wrote), and no temporary file is left.
+test_parallel_runs_keep_the_backup() {
+	local r i rc1 rc2
+	for ((i = 0; i < 8; i++)); do
+		r=$(tune_root 2 4 1)
+		LD_PRELOAD=$(kvm_trap_preload) timeout 20 "$KVMBOX" --root "$r" tune --no-update >/dev/null 2>&1 &
+		LD_PRELOAD=$(kvm_trap_preload) timeout 20 "$KVMBOX" --root "$r" tune --no-update >/dev/null 2>&1 &
+		wait %1; rc1=$?
+		wait %2; rc2=$?
+		((rc1 == 0 || rc2 == 0)) || fail "round $i: neither run succeeded ($rc1, $rc2)"
+		cmp -s "$FIX/debian.grub" "$r/etc/default/grub.kvmbox-bak" || fail "round $i: the backup is not the original grub file"
+		[ -z "$(find "$r/etc" -name '*.tmp' -o -name '*.kvmbox-??????')" ] || fail "round $i: left $(find "$r/etc" -name '*.tmp' -o -name '*.kvmbox-??????')"
+	done
+}
+
 # A sysctl file read after tune's turns balancing back on at boot: the plan names it.
 test_numa_balancing_overridden_at_boot() {
 	local r
@@ -271,6 +288,7 @@ t test_explicit_list
 t test_numa_balancing_overridden_at_boot
 t test_fifo_values_are_refused
 t test_irqbalance_unsafe_lines_refused
+t test_parallel_runs_keep_the_backup
 t test_dry_run_equals_run
 t test_irqbalance_in_place
 t test_too_long_refused

@@ -220,6 +220,7 @@ struct kb_change *kb_plan_file(const struct kb_ctx *ctx, struct kb_plan *plan, c
 int kb_apply_file(const struct kb_ctx *ctx, struct kb_change *change, struct kb_error *err)
 {
 	autofree char *now = NULL;
+	autoclose_fd lock = kb_lock_file(ctx, change->path); /* the check and the write, one run at a time */
 	if (read_current(ctx, change->path, &now, err) < 0)
 		return -1;
 	if (!same_text(now, change->before))

@@ -12,6 +12,7 @@
 #include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -224,6 +225,24 @@ int kb_read_exact(int fd, void *data, size_t len)
 		got += (size_t)n;
 	}
 	return 1;
+}
+
+int kb_lock_file(const struct kb_ctx *ctx, const char *abs_path)
+{
+	int fd = kb_sysroot_open(ctx, abs_path, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0, NULL);
+	struct stat st;
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return -1;
+	}
+	while (flock(fd, LOCK_EX) < 0)
+		if (errno != EINTR) {
+			close(fd);
+			return -1;
+		}
+	return fd;
 }
 
 int64_t kb_deadline_after(int ms)

@@ -423,6 +423,7 @@ static int replace_grub(const struct kb_ctx *ctx, const struct kb_change *c, str
 {
 	autofree char *now = NULL;
 	size_t len;
+	autoclose_fd lock = kb_lock_file(ctx, c->path); /* the check and the write, one run at a time */
 	if (read_unchanged(ctx, c->path, c->before, &now, &len, err) < 0)
 		return -1;
 	return write_with_backup(ctx, c->path, c->after, strlen(c->after), err);
@@ -433,6 +434,7 @@ static int replace_cmdline(const struct kb_ctx *ctx, const struct kb_change *c, 
 {
 	autofree char *now = NULL;
 	size_t len;
+	autoclose_fd lock = kb_lock_file(ctx, c->path); /* the check and the write, one run at a time */
 	if (kb_read_file(ctx, c->path, GRUB_FILE_MAX, &now, &len, err) < 0)
 		return -1;
 	size_t body = line_body(now, len);

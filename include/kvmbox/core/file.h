@@ -119,6 +119,16 @@ int kb_write_all(int fd, const void *data, size_t len);
 /* read(2) until @len bytes are in: 1; 0 at end of file before any byte; -1 with errno (EPIPE: it ended within). */
 int kb_read_exact(int fd, void *data, size_t len);
 
+/*
+ * An exclusive flock() on the regular file at @abs_path (inside the root,
+ * through links as reads go), held until the returned fd is closed; -1 when
+ * there is none to lock. Two runs that each check a file against their plan
+ * and then replace it take it around both steps: the second then finds the
+ * first's file, not the one it planned from, and refuses (its backup would
+ * otherwise be the first's result).
+ */
+int kb_lock_file(const struct kb_ctx *ctx, const char *abs_path);
+
 /* CLOCK_MONOTONIC now plus @ms, in milliseconds: a deadline for kb_socket_transfer. */
 int64_t kb_deadline_after(int ms);
 /* CLOCK_MONOTONIC now, in seconds: for durations and waits measured in seconds. */
