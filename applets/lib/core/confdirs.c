@@ -1,5 +1,6 @@
 /* Configuration directories in the order they are read; see kvmbox/core/confdirs.h. */
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,14 +21,17 @@ static int compare_listed(const void *a, const void *b)
 	return by_name ? by_name : (x->rank > y->rank) - (x->rank < y->rank);
 }
 
-size_t kb_conf_files(const struct kb_ctx *ctx, const char *const *dirs, size_t dir_count, const char *suffix,
-		     struct kb_conf_file *files, bool *full)
+struct kb_conf_file *kb_conf_files(const struct kb_ctx *ctx, const char *const *dirs, size_t dir_count, const char *suffix,
+				   size_t *kept_count, bool *full, struct kb_error *err)
 {
 	autofree struct listed *listed = calloc(KB_CONF_FILES_MAX, sizeof(*listed));
 	size_t count = 0, suffix_len = strlen(suffix);
 	*full = false;
-	if (!listed)
-		return 0;
+	*kept_count = 0;
+	if (!listed) {
+		kb_fail(err, ENOMEM, NULL, "listing %s", dirs[0]);
+		return NULL;
+	}
 	for (size_t rank = 0; rank < dir_count; rank++) {
 		autoclose_dir d = kb_sysroot_opendir(ctx, dirs[rank], NULL);
 		struct dirent *de;
@@ -44,6 +48,11 @@ size_t kb_conf_files(const struct kb_ctx *ctx, const char *const *dirs, size_t d
 		}
 	}
 	qsort(listed, count, sizeof(*listed), compare_listed);
+	struct kb_conf_file *files = calloc(count ? count : 1, sizeof(*files));
+	if (!files) {
+		kb_fail(err, ENOMEM, NULL, "listing %s", dirs[0]);
+		return NULL;
+	}
 	size_t kept = 0;
 	for (size_t i = 0; i < count; i++) {
 		if (i > 0 && !strcmp(listed[i].name, listed[i - 1].name))
@@ -54,5 +63,6 @@ size_t kb_conf_files(const struct kb_ctx *ctx, const char *const *dirs, size_t d
 		files[kept].name = files[kept].path + n - strlen(listed[i].name);
 		kept++;
 	}
-	return kept;
+	*kept_count = kept;
+	return files;
 }

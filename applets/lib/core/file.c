@@ -237,11 +237,19 @@ int kb_lock_file(const struct kb_ctx *ctx, const char *abs_path)
 		close(fd);
 		return -1;
 	}
-	while (flock(fd, LOCK_EX) < 0)
-		if (errno != EINTR) {
+	/*
+	 * Another kvmbox holds it for milliseconds; whoever holds it longer (a hung
+	 * process, an admin's flock) is not waited on past 10 s: the check against
+	 * the plan is still made, without the lock.
+	 */
+	int64_t deadline = kb_deadline_after(10000);
+	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if ((errno != EWOULDBLOCK && errno != EINTR) || kb_deadline_after(0) > deadline) {
 			close(fd);
 			return -1;
 		}
+		usleep(5000);
+	}
 	return fd;
 }
 

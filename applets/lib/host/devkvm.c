@@ -114,11 +114,12 @@ static bool sets_node(const char *line)
 
 static int plan_later_rules(const struct kb_ctx *ctx, struct kb_plan *plan, struct kb_error *err)
 {
-	autofree struct kb_conf_file *files = calloc(KB_CONF_FILES_MAX, sizeof(*files));
-	if (!files)
-		return kb_fail(err, ENOMEM, NULL, "listing the udev rules");
+	size_t count;
 	bool full;
-	size_t count = kb_conf_files(ctx, udev_dirs, sizeof(udev_dirs) / sizeof(udev_dirs[0]), ".rules", files, &full);
+	autofree struct kb_conf_file *files =
+		kb_conf_files(ctx, udev_dirs, sizeof(udev_dirs) / sizeof(udev_dirs[0]), ".rules", &count, &full, err);
+	if (!files)
+		return -1;
 	const char *ours = strrchr(KB_DEVKVM_UDEV_RULE, '/') + 1;
 	for (size_t i = 0; i < count; i++) {
 		if (strcmp(files[i].name, ours) <= 0)

@@ -383,11 +383,12 @@ static int modprobe_file(const struct kb_ctx *ctx, const char *path, bool after_
 
 static int plan_modprobe_overrides(const struct kb_ctx *ctx, const char *module, struct kb_plan *plan, struct kb_error *err)
 {
-	autofree struct kb_conf_file *files = calloc(KB_CONF_FILES_MAX, sizeof(*files));
-	if (!files)
-		return kb_fail(err, ENOMEM, NULL, "listing the modprobe.d files");
+	size_t count;
 	bool full;
-	size_t count = kb_conf_files(ctx, modprobe_dirs, sizeof(modprobe_dirs) / sizeof(modprobe_dirs[0]), ".conf", files, &full);
+	autofree struct kb_conf_file *files =
+		kb_conf_files(ctx, modprobe_dirs, sizeof(modprobe_dirs) / sizeof(modprobe_dirs[0]), ".conf", &count, &full, err);
+	if (!files)
+		return -1;
 	const char *ours = strrchr(KB_KVMLOAD_NESTED_CONF, '/') + 1;
 	for (size_t i = 0; i < count; i++) {
 		if (!strcmp(files[i].path, KB_KVMLOAD_NESTED_CONF))

@@ -115,11 +115,12 @@ int kb_sysctl_plan_overrides(const struct kb_ctx *ctx, const char *ours, const c
 			     struct kb_plan *plan, struct kb_error *err)
 {
 	const char *our_name = strrchr(ours, '/') ? strrchr(ours, '/') + 1 : ours;
-	autofree struct kb_conf_file *files = calloc(KB_CONF_FILES_MAX, sizeof(*files));
-	if (!files)
-		return kb_fail(err, ENOMEM, NULL, "listing the sysctl.d files");
+	size_t count;
 	bool full;
-	size_t count = kb_conf_files(ctx, sysctl_dirs, sizeof(sysctl_dirs) / sizeof(sysctl_dirs[0]), ".conf", files, &full);
+	autofree struct kb_conf_file *files =
+		kb_conf_files(ctx, sysctl_dirs, sizeof(sysctl_dirs) / sizeof(sysctl_dirs[0]), ".conf", &count, &full, err);
+	if (!files)
+		return -1;
 	int rc = 0;
 	/* /etc/sysctl.conf is read once: where a sysctl.d name links to it (Debian's 99-sysctl.conf), or it to one. */
 	struct kb_path conf = { .s = "" }, canon;

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include "kvmbox/core/context.h"
+#include "kvmbox/core/error.h"
 
 #define KB_CONF_FILES_MAX 4096
 
@@ -21,12 +22,12 @@ struct kb_conf_file {
 
 /*
  * The files named *@suffix in @dirs (highest priority first), in the order
- * they are read, each name once (the highest-priority directory's), into
- * @files (room for KB_CONF_FILES_MAX; the caller allocates it). Directories
- * that are missing are skipped. Returns how many; *@full when the listing
- * stopped at KB_CONF_FILES_MAX names (the rest are not listed).
+ * they are read, each name once (the highest-priority directory's): an array
+ * of *@count (the caller frees it), or NULL with @err when out of memory.
+ * Directories that are missing are skipped. *@full when the listing stopped
+ * at KB_CONF_FILES_MAX names (the rest are not listed).
  */
-size_t kb_conf_files(const struct kb_ctx *ctx, const char *const *dirs, size_t dir_count, const char *suffix,
-		     struct kb_conf_file *files, bool *full);
+struct kb_conf_file *kb_conf_files(const struct kb_ctx *ctx, const char *const *dirs, size_t dir_count, const char *suffix,
+				   size_t *count, bool *full, struct kb_error *err);
 
 #endif

@@ -125,7 +125,7 @@ int kb_read_exact(int fd, void *data, size_t len);
  * there is none to lock. Two runs that each check a file against their plan
  * and then replace it take it around both steps: the second then finds the
  * first's file, not the one it planned from, and refuses (its backup would
- * otherwise be the first's result).
+ * otherwise be the first's result). A lock held past 10 s is not waited on.
  */
 int kb_lock_file(const struct kb_ctx *ctx, const char *abs_path);
 
