@@ -1282,7 +1282,8 @@ static int run_archive(struct unpack *u, const char *bundle, bool replace, struc
 
 void kb_unpack_spec_init(struct kb_unpack_spec *spec)
 {
-	*spec = (struct kb_unpack_spec){ .dest = KB_UNPACK_DEFAULT_DEST };
+	memset(spec, 0, sizeof(*spec)); /* padding too: a spec is compared and copied byte for byte */
+	snprintf(spec->dest, sizeof(spec->dest), "%s", KB_UNPACK_DEFAULT_DEST);
 }
 
 int kb_unpack_spec_set(struct kb_unpack_spec *spec, const char *key, const char *value, struct kb_error *err)

@@ -704,7 +704,7 @@ static const struct {
 
 void kb_check_spec_init(struct kb_check_spec *spec)
 {
-	*spec = (struct kb_check_spec){ 0 };
+	memset(spec, 0, sizeof(*spec)); /* padding too: a spec is compared and copied byte for byte */
 }
 
 int kb_check_spec_set(struct kb_check_spec *spec, const char *key, const char *value, struct kb_error *err)

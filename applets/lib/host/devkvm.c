@@ -21,7 +21,8 @@ enum devkvm_action { DEVKVM_NODE = 1, DEVKVM_OWNER, DEVKVM_MODE, DEVKVM_RULE };
 
 void kb_devkvm_spec_init(struct kb_devkvm_spec *spec)
 {
-	*spec = (struct kb_devkvm_spec){ .group = "kvm" };
+	memset(spec, 0, sizeof(*spec)); /* padding too: a spec is compared and copied byte for byte */
+	snprintf(spec->group, sizeof(spec->group), "%s", "kvm");
 }
 
 int kb_devkvm_spec_set(struct kb_devkvm_spec *spec, const char *key, const char *value, struct kb_error *err)

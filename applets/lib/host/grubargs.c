@@ -31,7 +31,9 @@ static const struct {
 
 void kb_grubargs_spec_init(struct kb_grubargs_spec *spec)
 {
-	*spec = (struct kb_grubargs_spec){ .op = KB_KARG_ADD, .update = true };
+	memset(spec, 0, sizeof(*spec)); /* padding too: a spec is compared and copied byte for byte */
+	spec->op = KB_KARG_ADD;
+	spec->update = true;
 }
 
 /* One argument into spec->args; @label prefixes the message ("args: " from a list). */

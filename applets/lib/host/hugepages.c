@@ -38,7 +38,10 @@ struct pool {
 
 void kb_hugepages_spec_init(struct kb_hugepages_spec *spec)
 {
-	*spec = (struct kb_hugepages_spec){ .count = -1, .node = -1, .reserve_kb = -1 };
+	memset(spec, 0, sizeof(*spec)); /* padding too: a spec is compared and copied byte for byte */
+	spec->count = -1;
+	spec->node = -1;
+	spec->reserve_kb = -1;
 }
 
 /*

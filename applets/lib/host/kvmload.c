@@ -32,7 +32,7 @@ enum kvmload_action {
 
 void kb_kvmload_spec_init(struct kb_kvmload_spec *spec)
 {
-	*spec = (struct kb_kvmload_spec){ 0 };
+	memset(spec, 0, sizeof(*spec)); /* padding too: a spec is compared and copied byte for byte */
 }
 
 int kb_kvmload_spec_set(struct kb_kvmload_spec *spec, const char *key, const char *value, struct kb_error *err)

@@ -28,7 +28,9 @@ enum tune_action { TUNE_FILE = 0x5401, TUNE_WITH_FILE, TUNE_LIVE };
 
 void kb_tune_spec_init(struct kb_tune_spec *spec)
 {
-	*spec = (struct kb_tune_spec){ .cores = 1, .update = true };
+	memset(spec, 0, sizeof(*spec)); /* padding too: a spec is compared and copied byte for byte */
+	spec->cores = 1;
+	spec->update = true;
 }
 
 int kb_tune_spec_set(struct kb_tune_spec *spec, const char *key, const char *value, struct kb_error *err)

@@ -22,7 +22,7 @@ enum vfio_action { VFIO_MODULE = 1, VFIO_OVERRIDE, VFIO_DRIVER, VFIO_RULE };
 
 void kb_vfio_spec_init(struct kb_vfio_spec *spec)
 {
-	*spec = (struct kb_vfio_spec){ 0 };
+	memset(spec, 0, sizeof(*spec)); /* padding too: a spec is compared and copied byte for byte */
 }
 
 int kb_vfio_spec_add(struct kb_vfio_spec *spec, const char *text, struct kb_error *err)

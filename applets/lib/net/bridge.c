@@ -28,7 +28,8 @@
 
 void kb_bridge_spec_init(struct kb_bridge_spec *spec, const char *name)
 {
-	*spec = (struct kb_bridge_spec){ .forward_delay = -1 };
+	memset(spec, 0, sizeof(*spec)); /* padding too: a spec is compared and copied byte for byte */
+	spec->forward_delay = -1;
 	snprintf(spec->name, sizeof(spec->name), "%s", name);
 }
 

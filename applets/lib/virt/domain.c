@@ -62,7 +62,10 @@ enum domain_action {
 
 void kb_domain_spec_init(struct kb_domain_spec *spec)
 {
-	*spec = (struct kb_domain_spec){ .autostart = -1, .wait_seconds = 60, .preflight = true };
+	memset(spec, 0, sizeof(*spec)); /* padding too: a spec is compared and copied byte for byte */
+	spec->autostart = -1;
+	spec->wait_seconds = 60;
+	spec->preflight = true;
 }
 
 /* A word of domain new: its syntax checked now, kept as "key=value" (a flag without a value as "key"). */
