@@ -74,3 +74,10 @@ printf '  kvmbox check / /bin/true              %sx (target <= 2x)\n' "$(ratio "
 [ -z "$(median_of "virt-host-validate qemu")" ] ||
 	printf '  virt-host-validate / kvmbox check     %sx faster (target >= 20x)\n' \
 		"$(ratio "$(median_of "virt-host-validate qemu")" "$kb")"
+# The system calls a check makes (each path resolved on the host's own root costs one, not three).
+if command -v strace >/dev/null; then
+	strace -f -c -o "$tmp/syscalls" $KVMBOX check >/dev/null 2>&1 || true
+	strace -f -c -o "$tmp/floor-syscalls" "$tmp/kvm-floor" >/dev/null 2>&1 || true
+	printf '  system calls: kvmbox check %s, kvm floor %s\n' "$(awk '$NF == "total" { print $4 }' "$tmp/syscalls")" \
+		"$(awk '$NF == "total" { print $4 }' "$tmp/floor-syscalls")"
+fi

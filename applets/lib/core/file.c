@@ -67,7 +67,7 @@ static int read_fd_all(int fd, const char *path, size_t max_size, char **data, s
 }
 
 static int resolve_links(const struct kb_ctx *ctx, const char *abs_path, bool follow, const char *doing,
-			 char name[NAME_MAX + 1], struct kb_path *shown, struct kb_error *err);
+			 char name[NAME_MAX + 1], struct stat *found, struct kb_path *shown, struct kb_error *err);
 
 int kb_read_file(const struct kb_ctx *ctx, const char *abs_path, size_t max_size, char **data,
 		 size_t *len, struct kb_error *err)
@@ -75,15 +75,15 @@ int kb_read_file(const struct kb_ctx *ctx, const char *abs_path, size_t max_size
 	/* A symlinked file is read where kvmbox would write it: its target, inside the root. */
 	char name[NAME_MAX + 1];
 	struct kb_path p;
-	autoclose_fd dir = resolve_links(ctx, abs_path, true, "reading", name, &p, err);
+	struct stat st;
+	autoclose_fd dir = resolve_links(ctx, abs_path, true, "reading", name, &st, &p, err);
 	if (dir < 0)
 		return -1;
 	/*
 	 * Never blocks: a FIFO put where a file was expected (a mounted root is input) is refused, not waited on.
 	 * And a device is refused before it is opened: an open alone arms a watchdog or takes a terminal.
 	 */
-	struct stat st;
-	if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode))
+	if (st.st_mode && !S_ISREG(st.st_mode))
 		return kb_fail(err, EINVAL, p.s, "reading: not a regular file:");
 	autoclose_fd fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) < 0)
@@ -393,7 +393,7 @@ static int normalize_in_root(char *path)
  * that fd.
  */
 static int resolve_links(const struct kb_ctx *ctx, const char *abs_path, bool follow, const char *doing,
-			 char name[NAME_MAX + 1], struct kb_path *shown, struct kb_error *err)
+			 char name[NAME_MAX + 1], struct stat *found, struct kb_path *shown, struct kb_error *err)
 {
 	char cur[PATH_MAX];
 	if (snprintf(cur, sizeof(cur), "%s", abs_path) >= (int)sizeof(cur))
@@ -405,8 +405,14 @@ static int resolve_links(const struct kb_ctx *ctx, const char *abs_path, bool fo
 		if (dir < 0)
 			return err ? kb_fail(err, err->errnum, shown->s, "opening") : -1;
 		struct stat st;
-		if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISLNK(st.st_mode))
+		if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			found->st_mode = 0; /* nothing there (yet) */
 			return dir;
+		}
+		if (!S_ISLNK(st.st_mode)) {
+			*found = st;
+			return dir;
+		}
 		if (!follow) {
 			close(dir);
 			return kb_fail(err, ELOOP, shown->s, "%s: a symbolic link is there, refusing to go through it:", doing);
@@ -467,7 +473,8 @@ int kb_write_file_atomic(const struct kb_ctx *ctx, const char *abs_path, const v
 	}
 	char name[NAME_MAX + 1];
 	struct kb_path p;
-	autoclose_fd dir = resolve_links(ctx, abs_path, !(opts && opts->no_follow), "writing", name, &p, err);
+	struct stat seen; /* looked at again below, with its error kept */
+	autoclose_fd dir = resolve_links(ctx, abs_path, !(opts && opts->no_follow), "writing", name, &seen, &p, err);
 	if (dir < 0)
 		return -1;
 	char dir_shown[PATH_MAX];

@@ -243,6 +243,17 @@ int kb_sysroot_openat(int root_fd, const char *abs_path, int flags, mode_t mode)
 	return -1;
 }
 
+/*
+ * Whether @abs_path resolves against the running system's own "/": resolving
+ * "in the root" is then what the kernel does anyway, so one plain *at() call
+ * does the work of opening the root, openat2() and closing the root again (a
+ * check makes some thirty of them at every start).
+ */
+static bool in_host_root(const struct kb_ctx *ctx, const char *abs_path)
+{
+	return abs_path[0] == '/' && is_slash(base_of(ctx, abs_path));
+}
+
 int kb_sysroot_open_base(const struct kb_ctx *ctx, const char *abs_path, struct kb_error *err)
 {
 	const char *base = base_of(ctx, abs_path);
@@ -263,10 +274,15 @@ static const char *shown(const struct kb_ctx *ctx, const char *abs_path, struct 
 int kb_sysroot_open(const struct kb_ctx *ctx, const char *abs_path, int flags, mode_t mode,
 		    struct kb_error *err)
 {
-	autoclose_fd root = kb_sysroot_open_base(ctx, abs_path, err);
-	if (root < 0)
-		return -1;
-	int fd = kb_sysroot_openat(root, abs_path, flags, mode);
+	int fd;
+	if (in_host_root(ctx, abs_path)) {
+		fd = openat(AT_FDCWD, abs_path, flags | O_CLOEXEC, mode);
+	} else {
+		autoclose_fd root = kb_sysroot_open_base(ctx, abs_path, err);
+		if (root < 0)
+			return -1;
+		fd = kb_sysroot_openat(root, abs_path, flags, mode);
+	}
 	struct kb_path p;
 	if (fd < 0)
 		return kb_fail(err, errno, shown(ctx, abs_path, &p), "opening");
@@ -313,10 +329,15 @@ int kb_sysroot_open_parent(const struct kb_ctx *ctx, const char *abs_path, char 
 	struct kb_path p;
 	if (abs_path[0] != '/' || split_last(abs_path, dir, name) < 0)
 		return kb_fail(err, EINVAL, shown(ctx, abs_path, &p), "not a file's path:");
-	autoclose_fd root = kb_sysroot_open_base(ctx, abs_path, err);
-	if (root < 0)
-		return -1;
-	int fd = kb_sysroot_openat(root, dir, O_RDONLY | O_DIRECTORY, 0);
+	int fd;
+	if (in_host_root(ctx, abs_path)) {
+		fd = openat(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	} else {
+		autoclose_fd root = kb_sysroot_open_base(ctx, abs_path, err);
+		if (root < 0)
+			return -1;
+		fd = kb_sysroot_openat(root, dir, O_RDONLY | O_DIRECTORY, 0);
+	}
 	if (fd < 0)
 		return kb_fail(err, errno, shown(ctx, dir, &p), "opening the directory");
 	return fd;
@@ -410,8 +431,13 @@ int kb_sysroot_unlink(const struct kb_ctx *ctx, const char *abs_path, struct kb_
 int kb_sysroot_stat(const struct kb_ctx *ctx, const char *abs_path, struct stat *st, bool nofollow,
 		    struct kb_error *err)
 {
-	autoclose_fd fd = kb_sysroot_open(ctx, abs_path, O_PATH | (nofollow ? O_NOFOLLOW : 0), 0, err);
 	struct kb_path p;
+	if (in_host_root(ctx, abs_path)) {
+		if (fstatat(AT_FDCWD, abs_path, st, nofollow ? AT_SYMLINK_NOFOLLOW : 0) < 0)
+			return kb_fail(err, errno, abs_path, "opening");
+		return 0;
+	}
+	autoclose_fd fd = kb_sysroot_open(ctx, abs_path, O_PATH | (nofollow ? O_NOFOLLOW : 0), 0, err);
 	if (fd < 0)
 		return -1;
 	if (fstat(fd, st) < 0)
