@@ -217,10 +217,47 @@ test_dry_run_equals_run() {
 	expect_eq "rule written" "$(jq -r '.changes[1].after' <<<"$OUT")" "$(cat "$t/etc/udev/rules.d/61-kvmbox-vfio-pci.rules")"
 }
 
+# The rule file is edited, not rewritten: lines someone else wrote stay where they are, a comment
+# naming an address is no rule, and a hand-written rule naming a released device is a WARN.
+test_persist_keeps_hand_lines() {
+	local r t rules header own05
+	r=$(pci_root)
+	t=$(mktemp -d "$TESTS_TMP/target.XXXXXX")
+	rules="$t/etc/udev/rules.d/61-kvmbox-vfio-pci.rules"
+	header='# Written by kvmbox pci prepare --persist: these PCI devices go to vfio-pci at every boot.'
+	own05='ACTION=="add", SUBSYSTEM=="pci", KERNEL=="0000:05:00.0", ATTR{driver_override}="vfio-pci", RUN{builtin}+="kmod load vfio-pci"'
+	mkdir -p "$r/sys/bus/pci/drivers/vfio-pci" "$(dirname "$rules")"
+	printf '%s\n' '# site: the CAD GPU' 'SUBSYSTEM=="pci", KERNEL=="0000:07:00.0", ATTR{driver_override}="vfio-pci"' \
+		'# was: KERNEL=="0000:09:00.0"' >"$rules"
+	run --root "$r" --target "$t" pci prepare 05:00.0 --persist
+	expect_rc 0
+	expect_match "row" "$OUT" "changed +udev-rule +/etc/udev/rules.d/61-kvmbox-vfio-pci.rules: 2 lines added, 0 removed \(1 device kept on vfio-pci at boot\)"
+	expect_eq "hand lines in place, kvmbox's rule added" "$(cat "$rules")" "$header
+# site: the CAD GPU
+SUBSYSTEM==\"pci\", KERNEL==\"0000:07:00.0\", ATTR{driver_override}=\"vfio-pci\"
+# was: KERNEL==\"0000:09:00.0\"
+$own05"
+	local before
+	before=$(stat -c '%i %Y' "$rules")
+	run --root "$r" --target "$t" pci prepare 05:00.0 --persist
+	expect_match "second run" "$OUT" "unchanged +udev-rule"
+	expect_eq "not rewritten" "$(stat -c '%i %Y' "$rules")" "$before"
+	# Someone pins 05:00.0 by hand too: a release drops kvmbox's line, keeps theirs and says so.
+	printf '%s\n' 'KERNEL=="0000:05:00.0", ATTR{driver_override}="vfio-pci"' >>"$rules"
+	run --root "$r" --target "$t" pci release 05:00.0
+	expect_match "warned with file and line" "$OUT" "WARN +udev-rule +/etc/udev/rules.d/61-kvmbox-vfio-pci.rules:6, not written by kvmbox, names 0000:05:00.0: it stays"
+	expect_eq "only kvmbox's line went" "$(cat "$rules")" "$header
+# site: the CAD GPU
+SUBSYSTEM==\"pci\", KERNEL==\"0000:07:00.0\", ATTR{driver_override}=\"vfio-pci\"
+# was: KERNEL==\"0000:09:00.0\"
+KERNEL==\"0000:05:00.0\", ATTR{driver_override}=\"vfio-pci\""
+}
+
 t test_list_verdicts
 t test_reboot_required
 t test_check_iommu_groups
 t test_persist_rules
+t test_persist_keeps_hand_lines
 t test_provision_section
 t test_xml
 t test_prepare_refusals

@@ -195,53 +195,120 @@ static int compare_addrs(const void *a, const void *b)
 	return strcmp(a, b);
 }
 
+#define RULE_HEADER "# Written by kvmbox pci prepare --persist: these PCI devices go to vfio-pci at every boot."
+#define RULE_BEFORE "ACTION==\"add\", SUBSYSTEM==\"pci\", KERNEL==\""
+#define RULE_AFTER "\", ATTR{driver_override}=\"vfio-pci\", RUN{builtin}+=\"kmod load vfio-pci\""
+
+/* The address of a rule line exactly as kvmbox writes it (into @addr), else false: a line someone else wrote. */
+static bool own_rule_line(const char *line, size_t len, char addr[16])
+{
+	size_t before = strlen(RULE_BEFORE), after = strlen(RULE_AFTER);
+	if (len <= before + after || strncmp(line, RULE_BEFORE, before) || strncmp(line + len - after, RULE_AFTER, after))
+		return false;
+	size_t n = len - before - after;
+	if (n >= 16)
+		return false;
+	memcpy(addr, line + before, n);
+	addr[n] = '\0';
+	unsigned dom, bus, slot, fn;
+	char canon[16];
+	return sscanf(addr, "%4x:%2x:%2x.%1u", &dom, &bus, &slot, &fn) == 4 && fn < 8 &&
+	       snprintf(canon, sizeof(canon), "%04x:%02x:%02x.%u", dom, bus, slot, fn) < (int)sizeof(canon) &&
+	       !strcmp(canon, addr);
+}
+
+static bool among(struct kb_pci_dev **devs, int n, const char *addr)
+{
+	for (int i = 0; i < n; i++)
+		if (!strcmp(devs[i]->addr, addr))
+			return true;
+	return false;
+}
+
 /*
  * The udev rule file: one rule per address, as driverctl does, so an
  * identical device the host keeps stays its own (modprobe.d's "options
  * vfio-pci ids=" would take every device with the same vendor:device pair).
  * The rule sets driver_override when the device appears, before
- * 80-drivers.rules loads its driver, and loads vfio-pci. The addresses the
- * file names now, plus (or minus, on release) @devs; the file goes when none
- * is left. A release plans nothing when there is no file.
+ * 80-drivers.rules loads its driver, and loads vfio-pci.
+ *
+ * The file is edited, not rewritten: the rule lines kvmbox wrote (exactly its
+ * form) for @devs are added (prepare) or dropped (release), and every other
+ * line stays where it is, as written; a line someone else wrote that names a
+ * released device is a WARN, since it keeps the device on vfio-pci at boot.
+ * The file goes when nothing but kvmbox's header is left. A release plans
+ * nothing when there is no file.
  */
 static int plan_rule(const struct kb_ctx *ctx, const struct kb_vfio_spec *spec, struct kb_pci_dev **devs, int n,
 		     struct kb_plan *plan, struct kb_error *err)
 {
 	autofree char *old = NULL;
 	size_t old_len = 0;
-	char addrs[KB_PCI_MAX][16];
-	int count = 0;
-	if (kb_read_file(ctx, KB_VFIO_UDEV_RULES, 1 << 20, &old, &old_len, NULL) == 0) {
-		for (char *at = old; (at = strstr(at, "KERNEL==\"")) != NULL && count < KB_PCI_MAX; at += 9) {
-			char addr[16];
-			if (sscanf(at + 9, "%15[0-9a-f:.]", addr) == 1)
-				snprintf(addrs[count++], sizeof(addrs[0]), "%s", addr);
-		}
-	}
+	if (kb_read_file(ctx, KB_VFIO_UDEV_RULES, 1 << 20, &old, &old_len, NULL) < 0)
+		old = NULL;
 	if (spec->release && !old)
 		return 0; /* nothing was ever persisted */
-	for (int i = 0; i < n; i++) {
-		int k = 0;
-		while (k < count && strcmp(addrs[k], devs[i]->addr))
-			k++;
-		if (!spec->release && k == count && count < KB_PCI_MAX)
-			snprintf(addrs[count++], sizeof(addrs[0]), "%s", devs[i]->addr);
-		else if (spec->release && k < count)
-			memmove(addrs[k], addrs[k + 1], (size_t)(--count - k) * sizeof(addrs[0]));
-	}
-	qsort(addrs, (size_t)count, sizeof(addrs[0]), compare_addrs);
 	autofree char *text = NULL;
 	size_t len = 0;
 	FILE *out = open_memstream(&text, &len);
 	if (!out)
 		return kb_fail(err, errno, KB_VFIO_UDEV_RULES, "planning");
-	fputs("# Written by kvmbox pci prepare --persist: these PCI devices go to vfio-pci at every boot.\n", out);
-	for (int i = 0; i < count; i++)
-		fprintf(out, "ACTION==\"add\", SUBSYSTEM==\"pci\", KERNEL==\"%s\", ATTR{driver_override}=\"vfio-pci\", RUN{builtin}+=\"kmod load vfio-pci\"\n",
-			addrs[i]);
+	char have[KB_PCI_MAX][16]; /* the devices kvmbox's lines keep */
+	int count = 0, line_no = 0;
+	bool others = false; /* a line of someone else's stays */
+	fputs(RULE_HEADER "\n", out);
+	for (const char *line = old; line && line < old + old_len;) {
+		const char *nl = memchr(line, '\n', (size_t)(old + old_len - line));
+		size_t n_line = nl ? (size_t)(nl - line) : (size_t)(old + old_len - line);
+		line_no++;
+		char addr[16];
+		if (own_rule_line(line, n_line, addr)) {
+			if (!(spec->release && among(devs, n, addr))) {
+				if (count < KB_PCI_MAX)
+					snprintf(have[count], sizeof(have[0]), "%s", addr);
+				count++;
+				fprintf(out, "%.*s\n", (int)n_line, line);
+			}
+		} else if (!(n_line == strlen(RULE_HEADER) && !strncmp(line, RULE_HEADER, n_line))) {
+			fprintf(out, "%.*s\n", (int)n_line, line);
+			others |= strspn(line, " \t") < n_line;
+			for (int i = 0; spec->release && i < n; i++) {
+				char *named = memmem(line, n_line, devs[i]->addr, strlen(devs[i]->addr));
+				if (!named || line[strspn(line, " \t")] == '#')
+					continue;
+				char what[PATH_MAX + 160];
+				snprintf(what, sizeof(what), "%s:%d, not written by kvmbox, names %s: it stays, and may keep the "
+					 "device on vfio-pci at boot", KB_VFIO_UDEV_RULES, line_no, devs[i]->addr);
+				struct kb_change *w = kb_plan_finding(plan, "udev-rule", KB_WARN, what, err);
+				if (!w) {
+					fclose(out);
+					return -1;
+				}
+				kb_change_hint(w, "remove that line by hand if the device is to stay with its own driver");
+			}
+		}
+		line = nl ? nl + 1 : old + old_len;
+	}
+	/* New devices' rules go last, in address order. */
+	char added[KB_PCI_MAX][16];
+	int n_added = 0;
+	for (int i = 0; !spec->release && i < n; i++) {
+		bool known = false;
+		for (int k = 0; k < count && k < KB_PCI_MAX && !known; k++)
+			known = !strcmp(have[k], devs[i]->addr);
+		for (int k = 0; k < n_added && !known; k++)
+			known = !strcmp(added[k], devs[i]->addr);
+		if (!known)
+			snprintf(added[n_added++], sizeof(added[0]), "%s", devs[i]->addr);
+	}
+	qsort(added, (size_t)n_added, sizeof(added[0]), compare_addrs);
+	for (int i = 0; i < n_added; i++)
+		fprintf(out, RULE_BEFORE "%s" RULE_AFTER "\n", added[i]);
+	count += n_added;
 	if (fclose(out) != 0)
 		return kb_fail(err, ENOMEM, KB_VFIO_UDEV_RULES, "planning");
-	struct kb_change *c = kb_plan_file(ctx, plan, "udev-rule", KB_VFIO_UDEV_RULES, count ? text : NULL, 0644, err);
+	struct kb_change *c = kb_plan_file(ctx, plan, "udev-rule", KB_VFIO_UDEV_RULES, count || others ? text : NULL,
+					   0644, err);
 	if (!c)
 		return -1;
 	c->action = VFIO_RULE;
