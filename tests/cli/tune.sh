@@ -143,14 +143,17 @@ test_irqbalance_unsafe_lines_refused() {
 1|IRQBALANCE_BANNED_CPULIST=0\\\n,1\n
 2|IRQBALANCE_ARGS="--a \\\nIRQBALANCE_BANNED_CPULIST=0"\n
 1|IRQBALANCE_BANNED_CPULIST=$'0 1'\n
+2|# systemd's EnvironmentFile= keeps a comment after a value as part of it\nIRQBALANCE_BANNED_CPULIST=0  # mine\n
+1|IRQBALANCE_BANNED_CPULIST="0" # systemd reads 0# here\n
 CASES
-	# Plain ones are edited: a comment after a blank stays, a commented-out line is no assignment.
+	# Plain ones are edited: comments on lines of their own stay, a commented-out line is no assignment.
 	r=$(tune_root 2 4 1)
-	printf '#IRQBALANCE_BANNED_CPULIST=7\nIRQBALANCE_BANNED_CPULIST="0"  # mine\n' >"$r/etc/default/irqbalance"
+	printf '#IRQBALANCE_BANNED_CPULIST=7\n# mine\nIRQBALANCE_BANNED_CPULIST="0"  \n' >"$r/etc/default/irqbalance"
 	run --root "$r" tune --no-update
 	expect_rc 0
 	expect_eq "plain" "$(cat "$r/etc/default/irqbalance")" '#IRQBALANCE_BANNED_CPULIST=7
-IRQBALANCE_BANNED_CPULIST=1-3,5-7  # mine'
+# mine
+IRQBALANCE_BANNED_CPULIST=1-3,5-7  '
 }
 
 # Two runs at once on one root: one edits, the other finds the file changed since it planned
@@ -208,15 +211,15 @@ test_dry_run_equals_run() {
 test_irqbalance_in_place() {
 	local r
 	r=$(tune_root 2 4 1)
-	printf '# irqbalance\n#IRQBALANCE_BANNED_CPULIST=\nIRQBALANCE_BANNED_CPULIST="0"  # old\nIRQBALANCE_ARGS="--policyscript=/x"\n' \
+	printf '# irqbalance\n#IRQBALANCE_BANNED_CPULIST=\nIRQBALANCE_BANNED_CPULIST="0"\nIRQBALANCE_ARGS="--policyscript=/x"\n' \
 		>"$r/etc/default/irqbalance"
 	cp "$r/etc/default/irqbalance" "$TESTS_TMP/irq.orig"
 	run --root "$r" tune --no-update
 	expect_rc 0
 	expect_eq "edited" "$(diff "$TESTS_TMP/irq.orig" "$r/etc/default/irqbalance")" '3c3
-< IRQBALANCE_BANNED_CPULIST="0"  # old
+< IRQBALANCE_BANNED_CPULIST="0"
 ---
-> IRQBALANCE_BANNED_CPULIST=1-3,5-7  # old'
+> IRQBALANCE_BANNED_CPULIST=1-3,5-7'
 	# Without the line, and without a final newline: appended on a line of its own.
 	r=$(tune_root 1 4 1)
 	printf 'IRQBALANCE_ARGS=""' >"$r/etc/default/irqbalance"

@@ -343,9 +343,11 @@ static const char *assigns(const char *p, const char *end, const char *var)
  * Whether the assignment's value at @v (to @end, the line's end) is one kvmbox
  * reads whole and can replace: a quoted string closed on its line without a
  * backslash, '$' or backquote in it, or a bare word of plain characters; then
- * only blanks, or a comment after a blank. Else the shell (or systemd's
- * EnvironmentFile=) would read something else than kvmbox: refused. *@value_end
- * is where the value ends.
+ * only blanks. Else the shell or systemd's EnvironmentFile= (which the
+ * irqbalance service reads) would read something else than kvmbox: refused.
+ * A comment after the value is one of those: the shell drops it, systemd keeps
+ * it as part of the value ("1-3 # mine"; after a quoted value, "1-3# mine").
+ * *@value_end is where the value ends.
  */
 static bool plain_assignment(const char *v, const char *end, const char **value_end)
 {
@@ -367,7 +369,7 @@ static bool plain_assignment(const char *v, const char *end, const char **value_
 		return false; /* a quote, '$', ';', '#' or another word glued to it */
 	while (p < end && isspace((unsigned char)*p))
 		p++;
-	return p == end || *p == '#';
+	return p == end;
 }
 
 /*
@@ -456,8 +458,9 @@ static int plan_irqbalance(const struct kb_ctx *ctx, const struct choice *c, str
 		if (!bad_line)
 			return kb_fail(err, ENOMEM, KB_TUNE_IRQBALANCE, "planning");
 		kb_fail(err, 0, KB_TUNE_IRQBALANCE, "%s is not set there in a plain assignment kvmbox can rewrite (VAR=VALUE or "
-						    "VAR=\"VALUE\" on one line; no $, backslash, backquote, second command, glued "
-						    "comment or continued line); fix it by hand, then run again",
+						    "VAR=\"VALUE\" on one line; no $, backslash, backquote, second command, "
+						    "comment after the value (systemd reads it as part of the value) or continued "
+						    "line); fix it by hand, then run again",
 			KB_TUNE_IRQBALANCE_VAR);
 		if (err)
 			err->line = bad_line;
