@@ -74,6 +74,16 @@ test_replaces_wrong_node() {
 	run --root "$r" devkvm
 	expect_rc 0
 	expect_eq "node" "$(node_state "$r")" "character special file a:e8 0:36 660"
+	# A link where the node goes is replaced; its own owner and mode (a link's 0777) are no before.
+	rm "$r/dev/kvm"
+	fx_chardev "$r" /dev/kvm-real 10 232 0660 36
+	ln -s kvm-real "$r/dev/kvm"
+	run --root "$r" devkvm
+	expect_rc 0
+	expect_eq "link replaced" "$OUT" "changed  node   a symbolic link -> char 10:232
+changed  owner  absent -> root:kvm
+changed  mode   absent -> 0660"
+	expect_eq "node" "$(node_state "$r")" "character special file a:e8 0:36 660"
 }
 
 test_missing_group_is_a_clear_error() {

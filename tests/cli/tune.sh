@@ -146,6 +146,12 @@ test_irqbalance_unsafe_lines_refused() {
 2|# systemd's EnvironmentFile= keeps a comment after a value as part of it\nIRQBALANCE_BANNED_CPULIST=0  # mine\n
 1|IRQBALANCE_BANNED_CPULIST="0" # systemd reads 0# here\n
 CASES
+	# A NUL byte: not a text file, said with the file's name first.
+	r=$(tune_root 2 4 1)
+	printf 'IRQBALANCE_ARGS=""\nIRQ\0BALANCE=1\n' >"$r/etc/default/irqbalance"
+	run --root "$r" tune --no-update
+	expect_rc 1
+	expect_eq "NUL" "$ERR" "kvmbox tune: planning a change: not a text file (it holds NUL bytes): $r/etc/default/irqbalance"
 	# Plain ones are edited: comments on lines of their own stay, a commented-out line is no assignment.
 	r=$(tune_root 2 4 1)
 	printf '#IRQBALANCE_BANNED_CPULIST=7\n# mine\nIRQBALANCE_BANNED_CPULIST="0"  \n' >"$r/etc/default/irqbalance"

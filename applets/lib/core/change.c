@@ -155,7 +155,9 @@ static int read_current(const struct kb_ctx *ctx, const char *abs_path, char **t
 		if (memchr(*text, '\0', len)) {
 			free(*text);
 			*text = NULL;
-			return kb_fail(err, EINVAL, abs_path, "planning a change of (it holds NUL bytes: not a text file)");
+			struct kb_path shown;
+			return kb_fail(err, 0, kb_sysroot_path(ctx, abs_path, &shown, NULL) == 0 ? shown.s : abs_path,
+				       "planning a change: not a text file (it holds NUL bytes):");
 		}
 		return 0;
 	}

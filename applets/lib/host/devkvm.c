@@ -193,24 +193,26 @@ int kb_devkvm_plan(const struct kb_ctx *ctx, const struct kb_devkvm_spec *spec, 
 	}
 	c->action = DEVKVM_NODE;
 
+	/* A link or a file where the node goes is replaced: its owner and mode were never the device's. */
+	bool device = exists && S_ISCHR(st.st_mode);
 	char user[64], group[64];
-	if (exists)
+	if (device)
 		snprintf(before, sizeof(before), "%s:%s", kb_user_name(ctx, st.st_uid, user, sizeof(user)),
 			 kb_group_name(ctx, st.st_gid, group, sizeof(group)));
 	snprintf(after, sizeof(after), "root:%s", spec->group);
 	/* Names can repeat ids: compare the ids, show the names. */
-	if (!(c = kb_plan_add(plan, "owner", KB_CHANGE_VALUE, exists ? before : NULL, after, err)))
+	if (!(c = kb_plan_add(plan, "owner", KB_CHANGE_VALUE, device ? before : NULL, after, err)))
 		return -1;
-	c->status = exists && st.st_uid == 0 && st.st_gid == gid ? KB_UNCHANGED : KB_WOULD_CHANGE;
+	c->status = device && st.st_uid == 0 && st.st_gid == gid ? KB_UNCHANGED : KB_WOULD_CHANGE;
 	c->action = DEVKVM_OWNER;
 
-	mode_t old = exists ? st.st_mode & ALLPERMS : 0;
+	mode_t old = device ? st.st_mode & ALLPERMS : 0;
 	snprintf(before, sizeof(before), "%04o", (unsigned)old);
 	snprintf(after, sizeof(after), "%04o", KB_DEVKVM_MODE);
-	if (!(c = kb_plan_add(plan, "mode", KB_CHANGE_VALUE, exists ? before : NULL, after, err)))
+	if (!(c = kb_plan_add(plan, "mode", KB_CHANGE_VALUE, device ? before : NULL, after, err)))
 		return -1;
 	c->action = DEVKVM_MODE;
-	if (exists && (old & 0006) && old != KB_DEVKVM_MODE)
+	if (device && (old & 0006) && old != KB_DEVKVM_MODE)
 		kb_change_note(c, "narrowed: every local user could use KVM");
 
 	if (spec->persist) {
