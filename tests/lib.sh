@@ -109,6 +109,8 @@ fx_module() {
 }
 # fx_chardev ROOT PATH MAJOR MINOR [MODE [GID]]
 fx_chardev() {
+	# A fixture's node, never the machine's: an empty ROOT would name the host's /dev.
+	[ -n "$1" ] && [ "$1" != / ] || { echo "fx_chardev: no fixture root given" >&2; return 1; }
 	mkdir -p "$(dirname "$1$2")"
 	rm -f "$1$2"
 	mknod "$1$2" c "$3" "$4"

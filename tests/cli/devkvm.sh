@@ -64,10 +64,13 @@ test_narrows_0666_never_widens() {
 test_replaces_wrong_node() {
 	local r
 	r=$(kvm_root)
-	fx_chardev "$r" /dev/kvm 1 3 0660 36
+	fx_chardev "$r" /dev/kvm 1 3 0666 36
 	run --root "$r" devkvm
 	expect_rc 0
-	expect_match "output" "$OUT" "^changed    node   char 1:3 -> char 10:232"
+	# Another device's owner and mode were never KVM's: no before, nothing "narrowed".
+	expect_eq "output" "$OUT" "changed  node   char 1:3 -> char 10:232
+changed  owner  absent -> root:kvm
+changed  mode   absent -> 0660"
 	expect_eq "node" "$(node_state "$r")" "character special file a:e8 0:36 660"
 	rm "$r/dev/kvm"
 	echo "plain file" >"$r/dev/kvm"

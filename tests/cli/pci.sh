@@ -251,6 +251,31 @@ $own05"
 SUBSYSTEM==\"pci\", KERNEL==\"0000:07:00.0\", ATTR{driver_override}=\"vfio-pci\"
 # was: KERNEL==\"0000:09:00.0\"
 KERNEL==\"0000:05:00.0\", ATTR{driver_override}=\"vfio-pci\""
+	# A release of a device the file does not name leaves the file byte for byte (no header stamped on).
+	cp "$rules" "$TESTS_TMP/rules.before"
+	run --root "$r" --target "$t" pci release 04:00.0
+	expect_match "unchanged" "$OUT" "unchanged +udev-rule"
+	cmp -s "$TESTS_TMP/rules.before" "$rules" || fail "a release that drops nothing changed the file"
+	# CRLF line ends (udev's too): kvmbox's own line is still its own, dropped on release.
+	printf '%s\r\n%s\r\n' "$header" "$own05" >"$rules"
+	run --root "$r" --target "$t" pci prepare 05:00.0 --persist
+	expect_match "CRLF: already there" "$OUT" "unchanged +udev-rule .*\(1 device kept on vfio-pci at boot\)"
+	run --root "$r" --target "$t" pci release 05:00.0
+	expect_match "CRLF: dropped" "$OUT" "changed +udev-rule .*\(0 devices kept on vfio-pci at boot\)"
+	expect_file_missing "$rules"
+	# More rules than one prepare names: a second run still finds its own line (none added twice).
+	local i
+	{
+		echo "$header"
+		for ((i = 0; i < 600; i++)); do
+			printf 'ACTION=="add", SUBSYSTEM=="pci", KERNEL=="0000:%02x:%02x.%d", ATTR{driver_override}="vfio-pci", RUN{builtin}+="kmod load vfio-pci"\n' \
+				$((0x40 + i / 256)) $((i % 256 / 8)) $((i % 8))
+		done
+	} >"$rules"
+	run --root "$r" --target "$t" pci prepare 05:00.0 --persist
+	run --root "$r" --target "$t" pci prepare 05:00.0 --persist
+	expect_match "601 kept" "$OUT" "unchanged +udev-rule .*\(601 devices kept on vfio-pci at boot\)"
+	expect_eq "05:00.0 once" "$(grep -c 0000:05:00.0 "$rules")" 1
 }
 
 t test_list_verdicts

@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,6 +258,36 @@ static void hostile_paths_refused(void **state)
 	assert_true(S_ISLNK(st.st_mode));
 }
 
+/*
+ * On the running system's own root a path is opened in one call, not through
+ * an fd of "/": it still refuses magic links (/proc/self/root, /proc/self/fd/N)
+ * as resolving in a root does, for open, stat and a file's directory alike.
+ */
+static void host_root_refuses_magic_links(void **state)
+{
+	struct fixture *f = *state;
+	struct kb_ctx host = f->ctx;
+	host.root = "/";
+	struct kb_error err;
+	char path[200], name[NAME_MAX + 1];
+	snprintf(path, sizeof(path), "/proc/self/root%s/etc", f->root);
+	struct stat st;
+	assert_int_equal(kb_sysroot_stat(&host, path, &st, false, &err), -1);
+	assert_true(err.errnum == EXDEV || err.errnum == ELOOP); /* resolving in a root says EXDEV */
+	assert_int_equal(kb_sysroot_open(&host, path, O_RDONLY | O_DIRECTORY, 0, &err), -1);
+	assert_true(err.errnum == EXDEV || err.errnum == ELOOP); /* resolving in a root says EXDEV */
+	snprintf(path, sizeof(path), "/proc/self/root%s/etc/x", f->root);
+	assert_int_equal(kb_sysroot_open_parent(&host, path, name, &err), -1);
+	assert_true(err.errnum == EXDEV || err.errnum == ELOOP); /* resolving in a root says EXDEV */
+	/* The same directory by its own name opens. */
+	snprintf(path, sizeof(path), "%s/etc", f->root);
+	int fd = kb_sysroot_open(&host, path, O_RDONLY | O_DIRECTORY, 0, &err);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(kb_sysroot_stat(&host, path, &st, false, &err), 0);
+	assert_true(S_ISDIR(st.st_mode));
+}
+
 /* Read @fd whole into @buf (a short file), for the resolver tests. */
 static void read_fd_text(int fd, char *buf, size_t size)
 {
@@ -448,6 +479,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(atomic_write_failure_leaves_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(resolver_stays_in_root, setup, teardown),
 		cmocka_unit_test_setup_teardown(hostile_paths_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(host_root_refuses_magic_links, setup, teardown),
 		cmocka_unit_test(json_strings_are_escaped),
 		cmocka_unit_test(socket_transfer_by_a_deadline),
 		cmocka_unit_test(error_keeps_two_long_paths),

@@ -223,29 +223,49 @@ int kb_sysroot_walk_openat(int root_fd, const char *abs_path, int flags, mode_t 
 	return open_nofollow(root_fd, canon, flags, mode);
 }
 
-int kb_sysroot_openat(int root_fd, const char *abs_path, int flags, mode_t mode)
+/* openat2() of @path from @dir_fd with @resolve; -1 with ENOSYS on a kernel without it (before 5.6). */
+static int openat2_retrying(int dir_fd, const char *path, int flags, mode_t mode, unsigned long long resolve)
 {
 	struct open_how how = {
 		.flags = (unsigned long long)(flags | O_CLOEXEC),
 		.mode = (flags & O_CREAT) ? mode : 0,
-		.resolve = RESOLVE_IN_ROOT,
+		.resolve = resolve,
 	};
 	/* EAGAIN: a rename elsewhere in the tree raced the lookup; the kernel asks for a retry. */
 	for (int tries = 0; tries < 16; tries++) {
-		long fd = syscall(SYS_openat2, root_fd, abs_path, &how, sizeof(how));
+		long fd = syscall(SYS_openat2, dir_fd, path, &how, sizeof(how));
 		if (fd >= 0)
 			return (int)fd;
-		if (errno == ENOSYS)
-			return kb_sysroot_walk_openat(root_fd, abs_path, flags, mode);
 		if (errno != EAGAIN)
 			return -1;
 	}
 	return -1;
 }
 
+int kb_sysroot_openat(int root_fd, const char *abs_path, int flags, mode_t mode)
+{
+	int fd = openat2_retrying(root_fd, abs_path, flags, mode, RESOLVE_IN_ROOT);
+	if (fd < 0 && errno == ENOSYS)
+		return kb_sysroot_walk_openat(root_fd, abs_path, flags, mode);
+	return fd;
+}
+
+/*
+ * @abs_path opened on the running system's own "/": what RESOLVE_IN_ROOT does
+ * there, without an fd of "/" to resolve in. That flag also refuses magic
+ * links (/proc/PID/root, /proc/self/fd/N), and so does this.
+ */
+static int host_openat(const char *abs_path, int flags, mode_t mode)
+{
+	int fd = openat2_retrying(AT_FDCWD, abs_path, flags, mode, RESOLVE_NO_MAGICLINKS);
+	if (fd < 0 && errno == ENOSYS)
+		return openat(AT_FDCWD, abs_path, flags | O_CLOEXEC, mode);
+	return fd;
+}
+
 /*
  * Whether @abs_path resolves against the running system's own "/": resolving
- * "in the root" is then what the kernel does anyway, so one plain *at() call
+ * "in the root" is then what the kernel does anyway, so one call (host_openat)
  * does the work of opening the root, openat2() and closing the root again (a
  * check makes some thirty of them at every start).
  */
@@ -276,7 +296,7 @@ int kb_sysroot_open(const struct kb_ctx *ctx, const char *abs_path, int flags, m
 {
 	int fd;
 	if (in_host_root(ctx, abs_path)) {
-		fd = openat(AT_FDCWD, abs_path, flags | O_CLOEXEC, mode);
+		fd = host_openat(abs_path, flags, mode);
 	} else {
 		autoclose_fd root = kb_sysroot_open_base(ctx, abs_path, err);
 		if (root < 0)
@@ -331,7 +351,7 @@ int kb_sysroot_open_parent(const struct kb_ctx *ctx, const char *abs_path, char 
 		return kb_fail(err, EINVAL, shown(ctx, abs_path, &p), "not a file's path:");
 	int fd;
 	if (in_host_root(ctx, abs_path)) {
-		fd = openat(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		fd = host_openat(dir, O_RDONLY | O_DIRECTORY, 0);
 	} else {
 		autoclose_fd root = kb_sysroot_open_base(ctx, abs_path, err);
 		if (root < 0)
@@ -432,11 +452,6 @@ int kb_sysroot_stat(const struct kb_ctx *ctx, const char *abs_path, struct stat 
 		    struct kb_error *err)
 {
 	struct kb_path p;
-	if (in_host_root(ctx, abs_path)) {
-		if (fstatat(AT_FDCWD, abs_path, st, nofollow ? AT_SYMLINK_NOFOLLOW : 0) < 0)
-			return kb_fail(err, errno, abs_path, "opening");
-		return 0;
-	}
 	autoclose_fd fd = kb_sysroot_open(ctx, abs_path, O_PATH | (nofollow ? O_NOFOLLOW : 0), 0, err);
 	if (fd < 0)
 		return -1;

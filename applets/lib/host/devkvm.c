@@ -174,7 +174,7 @@ int kb_devkvm_plan(const struct kb_ctx *ctx, const struct kb_devkvm_spec *spec, 
 		return kb_fail(err, errno, node.s, "examining");
 
 	char before[64], after[64];
-	dev_t want;
+	dev_t want = 0;
 	struct kb_change *c;
 	if (kvm_devnum(ctx, &want, err) < 0) {
 		/* Planned before kvm-load ran (provision --plan): the node comes with the module. */
@@ -193,8 +193,8 @@ int kb_devkvm_plan(const struct kb_ctx *ctx, const struct kb_devkvm_spec *spec, 
 	}
 	c->action = DEVKVM_NODE;
 
-	/* A link or a file where the node goes is replaced: its owner and mode were never the device's. */
-	bool device = exists && S_ISCHR(st.st_mode);
+	/* Anything else where the node goes (a link, a file, another device) is replaced: its owner and mode were never KVM's. */
+	bool device = exists && S_ISCHR(st.st_mode) && st.st_rdev == want;
 	char user[64], group[64];
 	if (device)
 		snprintf(before, sizeof(before), "%s:%s", kb_user_name(ctx, st.st_uid, user, sizeof(user)),

@@ -190,11 +190,6 @@ static int plan_rebind(const struct kb_ctx *ctx, const struct kb_vfio_spec *spec
 	return 0;
 }
 
-static int compare_addrs(const void *a, const void *b)
-{
-	return strcmp(a, b);
-}
-
 #define RULE_HEADER "# Written by kvmbox pci prepare --persist: these PCI devices go to vfio-pci at every boot."
 #define RULE_BEFORE "ACTION==\"add\", SUBSYSTEM==\"pci\", KERNEL==\""
 #define RULE_AFTER "\", ATTR{driver_override}=\"vfio-pci\", RUN{builtin}+=\"kmod load vfio-pci\""
@@ -225,6 +220,46 @@ static bool among(struct kb_pci_dev **devs, int n, const char *addr)
 	return false;
 }
 
+/* The distinct addresses kvmbox's rule lines keep: a growing list, each address once. */
+struct rule_addrs {
+	char (*addr)[16];
+	size_t count, cap;
+};
+
+static bool rule_addrs_has(const struct rule_addrs *a, const char *addr)
+{
+	for (size_t i = 0; i < a->count; i++)
+		if (!strcmp(a->addr[i], addr))
+			return true;
+	return false;
+}
+
+static int rule_addrs_add(struct rule_addrs *a, const char *addr)
+{
+	if (rule_addrs_has(a, addr))
+		return 0;
+	if (a->count == a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 32;
+		char(*bigger)[16] = realloc(a->addr, cap * sizeof(*bigger));
+		if (!bigger)
+			return -1;
+		a->addr = bigger;
+		a->cap = cap;
+	}
+	snprintf(a->addr[a->count++], sizeof(a->addr[0]), "%s", addr);
+	return 0;
+}
+
+static void rule_addrs_free(struct rule_addrs *a)
+{
+	free(a->addr);
+}
+
+static int compare_addrs(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
 /*
  * The udev rule file: one rule per address, as driverctl does, so an
  * identical device the host keeps stays its own (modprobe.d's "options
@@ -233,19 +268,27 @@ static bool among(struct kb_pci_dev **devs, int n, const char *addr)
  * 80-drivers.rules loads its driver, and loads vfio-pci.
  *
  * The file is edited, not rewritten: the rule lines kvmbox wrote (exactly its
- * form) for @devs are added (prepare) or dropped (release), and every other
- * line stays where it is, as written; a line someone else wrote that names a
- * released device is a WARN, since it keeps the device on vfio-pci at boot.
- * The file goes when nothing but kvmbox's header is left. A release plans
- * nothing when there is no file.
+ * form; a CR before the line's end is udev's line end too) for @devs are added
+ * (prepare) or dropped (release), and every other line stays where it is, as
+ * written; a line someone else wrote that names a released device is a WARN,
+ * since it keeps the device on vfio-pci at boot. With nothing to add or drop
+ * the file is left as it is; it goes when nothing but kvmbox's header is left.
+ * A release plans nothing when there is no file.
  */
 static int plan_rule(const struct kb_ctx *ctx, const struct kb_vfio_spec *spec, struct kb_pci_dev **devs, int n,
 		     struct kb_plan *plan, struct kb_error *err)
 {
 	autofree char *old = NULL;
 	size_t old_len = 0;
-	if (kb_read_file(ctx, KB_VFIO_UDEV_RULES, 1 << 20, &old, &old_len, NULL) < 0)
+	struct kb_error read_err = { 0 };
+	if (kb_read_file(ctx, KB_VFIO_UDEV_RULES, 1 << 20, &old, &old_len, &read_err) < 0) {
+		if (read_err.errnum != ENOENT) {
+			if (err)
+				*err = read_err;
+			return -1;
+		}
 		old = NULL;
+	}
 	if (spec->release && !old)
 		return 0; /* nothing was ever persisted */
 	autofree char *text = NULL;
@@ -253,25 +296,29 @@ static int plan_rule(const struct kb_ctx *ctx, const struct kb_vfio_spec *spec, 
 	FILE *out = open_memstream(&text, &len);
 	if (!out)
 		return kb_fail(err, errno, KB_VFIO_UDEV_RULES, "planning");
-	char have[KB_PCI_MAX][16]; /* the devices kvmbox's lines keep */
-	int count = 0, line_no = 0;
+	__attribute__((cleanup(rule_addrs_free))) struct rule_addrs kept = { 0 };
+	int line_no = 0, dropped = 0;
 	bool others = false; /* a line of someone else's stays */
 	fputs(RULE_HEADER "\n", out);
 	for (const char *line = old; line && line < old + old_len;) {
 		const char *nl = memchr(line, '\n', (size_t)(old + old_len - line));
 		size_t n_line = nl ? (size_t)(nl - line) : (size_t)(old + old_len - line);
+		size_t n_text = n_line && line[n_line - 1] == '\r' ? n_line - 1 : n_line;
 		line_no++;
 		char addr[16];
-		if (own_rule_line(line, n_line, addr)) {
-			if (!(spec->release && among(devs, n, addr))) {
-				if (count < KB_PCI_MAX)
-					snprintf(have[count], sizeof(have[0]), "%s", addr);
-				count++;
+		if (own_rule_line(line, n_text, addr)) {
+			if (spec->release && among(devs, n, addr)) {
+				dropped++;
+			} else {
+				if (rule_addrs_add(&kept, addr) < 0) {
+					fclose(out);
+					return kb_fail(err, ENOMEM, KB_VFIO_UDEV_RULES, "planning");
+				}
 				fprintf(out, "%.*s\n", (int)n_line, line);
 			}
-		} else if (!(n_line == strlen(RULE_HEADER) && !strncmp(line, RULE_HEADER, n_line))) {
+		} else if (!(n_text == strlen(RULE_HEADER) && !strncmp(line, RULE_HEADER, n_text))) {
 			fprintf(out, "%.*s\n", (int)n_line, line);
-			others |= strspn(line, " \t") < n_line;
+			others |= strspn(line, " \t\r") < n_line;
 			for (int i = 0; spec->release && i < n; i++) {
 				char *named = memmem(line, n_line, devs[i]->addr, strlen(devs[i]->addr));
 				if (!named || line[strspn(line, " \t")] == '#')
@@ -290,29 +337,26 @@ static int plan_rule(const struct kb_ctx *ctx, const struct kb_vfio_spec *spec, 
 		line = nl ? nl + 1 : old + old_len;
 	}
 	/* New devices' rules go last, in address order. */
-	char added[KB_PCI_MAX][16];
-	int n_added = 0;
-	for (int i = 0; !spec->release && i < n; i++) {
-		bool known = false;
-		for (int k = 0; k < count && k < KB_PCI_MAX && !known; k++)
-			known = !strcmp(have[k], devs[i]->addr);
-		for (int k = 0; k < n_added && !known; k++)
-			known = !strcmp(added[k], devs[i]->addr);
-		if (!known)
-			snprintf(added[n_added++], sizeof(added[0]), "%s", devs[i]->addr);
-	}
-	qsort(added, (size_t)n_added, sizeof(added[0]), compare_addrs);
-	for (int i = 0; i < n_added; i++)
-		fprintf(out, RULE_BEFORE "%s" RULE_AFTER "\n", added[i]);
-	count += n_added;
+	size_t first_new = kept.count;
+	for (int i = 0; !spec->release && i < n; i++)
+		if (rule_addrs_add(&kept, devs[i]->addr) < 0) {
+			fclose(out);
+			return kb_fail(err, ENOMEM, KB_VFIO_UDEV_RULES, "planning");
+		}
+	size_t added = kept.count - first_new;
+	qsort(kept.addr + first_new, added, sizeof(kept.addr[0]), compare_addrs);
+	for (size_t i = first_new; i < kept.count; i++)
+		fprintf(out, RULE_BEFORE "%s" RULE_AFTER "\n", kept.addr[i]);
 	if (fclose(out) != 0)
 		return kb_fail(err, ENOMEM, KB_VFIO_UDEV_RULES, "planning");
-	struct kb_change *c = kb_plan_file(ctx, plan, "udev-rule", KB_VFIO_UDEV_RULES, count || others ? text : NULL,
-					   0644, err);
+	const char *after = kept.count || others ? text : NULL;
+	if (old && !added && !dropped)
+		after = old; /* nothing to add or drop: the file stays byte for byte */
+	struct kb_change *c = kb_plan_file(ctx, plan, "udev-rule", KB_VFIO_UDEV_RULES, after, 0644, err);
 	if (!c)
 		return -1;
 	c->action = VFIO_RULE;
-	kb_change_note(c, "%d device%s kept on vfio-pci at boot", count, count == 1 ? "" : "s");
+	kb_change_note(c, "%zu device%s kept on vfio-pci at boot", kept.count, kept.count == 1 ? "" : "s");
 	return 0;
 }
 
