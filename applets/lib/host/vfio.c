@@ -344,7 +344,8 @@ static int plan_rule(const struct kb_ctx *ctx, const struct kb_vfio_spec *spec, 
 			return kb_fail(err, ENOMEM, KB_VFIO_UDEV_RULES, "planning");
 		}
 	size_t added = kept.count - first_new;
-	qsort(kept.addr + first_new, added, sizeof(kept.addr[0]), compare_addrs);
+	if (added) /* qsort of no elements may still not be given a null array */
+		qsort(kept.addr + first_new, added, sizeof(kept.addr[0]), compare_addrs);
 	for (size_t i = first_new; i < kept.count; i++)
 		fprintf(out, RULE_BEFORE "%s" RULE_AFTER "\n", kept.addr[i]);
 	if (fclose(out) != 0)
