@@ -251,6 +251,10 @@ $own05"
 SUBSYSTEM==\"pci\", KERNEL==\"0000:07:00.0\", ATTR{driver_override}=\"vfio-pci\"
 # was: KERNEL==\"0000:09:00.0\"
 KERNEL==\"0000:05:00.0\", ATTR{driver_override}=\"vfio-pci\""
+	# A pattern names it too, as udev matches KERNEL== (a glob, '|' between alternatives).
+	printf '%s\n' "$header" "$own05" 'KERNEL=="0000:04:*|0000:05:00.[0-3]", ATTR{driver_override}="vfio-pci"' >"$rules"
+	run --root "$r" --target "$t" pci release 05:00.0
+	expect_match "pattern warned" "$OUT" "WARN +udev-rule +/etc/udev/rules.d/61-kvmbox-vfio-pci.rules:3, not written by kvmbox, names 0000:05:00.0: it stays"
 	# A release of a device the file does not name leaves the file byte for byte (no header stamped on).
 	cp "$rules" "$TESTS_TMP/rules.before"
 	run --root "$r" --target "$t" pci release 04:00.0

@@ -1,5 +1,6 @@
 /* PCI devices handed to guests through vfio-pci; see kvmbox/host/vfio.h. */
 #include <errno.h>
+#include <fnmatch.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,6 +213,37 @@ static bool own_rule_line(const char *line, size_t len, char addr[16])
 	       !strcmp(canon, addr);
 }
 
+/*
+ * Whether a rule line someone else wrote names @addr: by the address itself,
+ * or by a KERNEL== pattern that matches it as udev matches one (a shell glob,
+ * alternatives split by '|').
+ */
+static bool line_names(const char *line, size_t len, const char *addr)
+{
+	if (memmem(line, len, addr, strlen(addr)))
+		return true;
+	const char *end = line + len;
+	for (const char *at = line; (at = memmem(at, (size_t)(end - at), "KERNEL==\"", 9)) != NULL;) {
+		at += 9;
+		const char *close = memchr(at, '"', (size_t)(end - at));
+		if (!close)
+			return false;
+		char pattern[256];
+		for (const char *alt = at; alt < close;) {
+			const char *bar = memchr(alt, '|', (size_t)(close - alt));
+			const char *alt_end = bar ? bar : close;
+			if ((size_t)(alt_end - alt) < sizeof(pattern)) {
+				snprintf(pattern, sizeof(pattern), "%.*s", (int)(alt_end - alt), alt);
+				if (fnmatch(pattern, addr, 0) == 0)
+					return true;
+			}
+			alt = bar ? bar + 1 : close;
+		}
+		at = close + 1;
+	}
+	return false;
+}
+
 static bool among(struct kb_pci_dev **devs, int n, const char *addr)
 {
 	for (int i = 0; i < n; i++)
@@ -320,8 +352,7 @@ static int plan_rule(const struct kb_ctx *ctx, const struct kb_vfio_spec *spec, 
 			fprintf(out, "%.*s\n", (int)n_line, line);
 			others |= strspn(line, " \t\r") < n_line;
 			for (int i = 0; spec->release && i < n; i++) {
-				char *named = memmem(line, n_line, devs[i]->addr, strlen(devs[i]->addr));
-				if (!named || line[strspn(line, " \t")] == '#')
+				if (!line_names(line, n_line, devs[i]->addr) || line[strspn(line, " \t")] == '#')
 					continue;
 				char what[PATH_MAX + 160];
 				snprintf(what, sizeof(what), "%s:%d, not written by kvmbox, names %s: it stays, and may keep the "
