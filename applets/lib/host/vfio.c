@@ -282,11 +282,6 @@ static int rule_addrs_add(struct rule_addrs *a, const char *addr)
 	return 0;
 }
 
-static void rule_addrs_free(struct rule_addrs *a)
-{
-	free(a->addr);
-}
-
 static int compare_addrs(const void *a, const void *b)
 {
 	return strcmp(a, b);
@@ -328,8 +323,9 @@ static int plan_rule(const struct kb_ctx *ctx, const struct kb_vfio_spec *spec, 
 	FILE *out = open_memstream(&text, &len);
 	if (!out)
 		return kb_fail(err, errno, KB_VFIO_UDEV_RULES, "planning");
-	__attribute__((cleanup(rule_addrs_free))) struct rule_addrs kept = { 0 };
-	int line_no = 0, dropped = 0;
+	/* Freed by hand at the end: clang's analyser reads the cleanup attribute's free as a leak here. */
+	struct rule_addrs kept = { 0 };
+	int rc = -1, line_no = 0, dropped = 0;
 	bool others = false; /* a line of someone else's stays */
 	fputs(RULE_HEADER "\n", out);
 	for (const char *line = old; line && line < old + old_len;) {
@@ -343,8 +339,8 @@ static int plan_rule(const struct kb_ctx *ctx, const struct kb_vfio_spec *spec, 
 				dropped++;
 			} else {
 				if (rule_addrs_add(&kept, addr) < 0) {
-					fclose(out);
-					return kb_fail(err, ENOMEM, KB_VFIO_UDEV_RULES, "planning");
+					kb_fail(err, ENOMEM, KB_VFIO_UDEV_RULES, "planning");
+					goto done;
 				}
 				fprintf(out, "%.*s\n", (int)n_line, line);
 			}
@@ -358,10 +354,8 @@ static int plan_rule(const struct kb_ctx *ctx, const struct kb_vfio_spec *spec, 
 				snprintf(what, sizeof(what), "%s:%d, not written by kvmbox, names %s: it stays, and may keep the "
 					 "device on vfio-pci at boot", KB_VFIO_UDEV_RULES, line_no, devs[i]->addr);
 				struct kb_change *w = kb_plan_finding(plan, "udev-rule", KB_WARN, what, err);
-				if (!w) {
-					fclose(out);
-					return -1;
-				}
+				if (!w)
+					goto done;
 				kb_change_hint(w, "remove that line by hand if the device is to stay with its own driver");
 			}
 		}
@@ -371,25 +365,34 @@ static int plan_rule(const struct kb_ctx *ctx, const struct kb_vfio_spec *spec, 
 	size_t first_new = kept.count;
 	for (int i = 0; !spec->release && i < n; i++)
 		if (rule_addrs_add(&kept, devs[i]->addr) < 0) {
-			fclose(out);
-			return kb_fail(err, ENOMEM, KB_VFIO_UDEV_RULES, "planning");
+			kb_fail(err, ENOMEM, KB_VFIO_UDEV_RULES, "planning");
+			goto done;
 		}
 	size_t added = kept.count - first_new;
 	if (added) /* qsort of no elements may still not be given a null array */
 		qsort(kept.addr + first_new, added, sizeof(kept.addr[0]), compare_addrs);
 	for (size_t i = first_new; i < kept.count; i++)
 		fprintf(out, RULE_BEFORE "%s" RULE_AFTER "\n", kept.addr[i]);
-	if (fclose(out) != 0)
-		return kb_fail(err, ENOMEM, KB_VFIO_UDEV_RULES, "planning");
+	int closed = fclose(out);
+	out = NULL;
+	if (closed != 0) {
+		kb_fail(err, ENOMEM, KB_VFIO_UDEV_RULES, "planning");
+		goto done;
+	}
 	const char *after = kept.count || others ? text : NULL;
 	if (old && !added && !dropped)
 		after = old; /* nothing to add or drop: the file stays byte for byte */
 	struct kb_change *c = kb_plan_file(ctx, plan, "udev-rule", KB_VFIO_UDEV_RULES, after, 0644, err);
 	if (!c)
-		return -1;
+		goto done;
 	c->action = VFIO_RULE;
 	kb_change_note(c, "%zu device%s kept on vfio-pci at boot", kept.count, kept.count == 1 ? "" : "s");
-	return 0;
+	rc = 0;
+done:
+	if (out)
+		fclose(out);
+	free(kept.addr);
+	return rc;
 }
 
 /* The host's devices and the ones to hand over: on the heap, one allocation. */
