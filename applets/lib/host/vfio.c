@@ -206,11 +206,8 @@ static bool own_rule_line(const char *line, size_t len, char addr[16])
 		return false;
 	memcpy(addr, line + before, n);
 	addr[n] = '\0';
-	unsigned dom, bus, slot, fn;
-	char canon[16];
-	return sscanf(addr, "%4x:%2x:%2x.%1u", &dom, &bus, &slot, &fn) == 4 && fn < 8 &&
-	       snprintf(canon, sizeof(canon), "%04x:%02x:%02x.%u", dom, bus, slot, fn) < (int)sizeof(canon) &&
-	       !strcmp(canon, addr);
+	char canon[16]; /* the address as kvmbox writes it, and nothing else */
+	return kb_pci_parse_addr(addr, canon, sizeof(canon)) && !strcmp(canon, addr);
 }
 
 /*
